@@ -1,0 +1,90 @@
+/*
+ * query.h - tracemalloc's Snapshot.statistics() and compare_to() over a set of
+ * traces.
+ *
+ * The input is a list of trace groups: one per distinct stack, with its live
+ * size and count and its symbolized frames, most recent call first. The
+ * caller (the control server, from the live heap or a stored snapshot) builds
+ * that list; this module filters, groups by key, sorts and renders the JSON
+ * that memtracectl prints. It owns nothing it is given, keeps no pointer past
+ * the call and touches no global state, so it runs on any thread.
+ *
+ * Semantics follow tracemalloc exactly:
+ *  - key lineno groups by the most recent frame's (filename, lineno);
+ *    filename by its filename (lineno printed as 0); function by its
+ *    (function, filename) (lineno 0); traceback by the whole stack.
+ *  - cumulative counts a trace in every distinct frame of its traceback
+ *    (each key once per trace); not allowed with key traceback (-EINVAL).
+ *  - filters are tracemalloc.Filter: fnmatch on the filename; with
+ *    all_frames any frame may match, else the most recent frame; a trace is
+ *    kept when it matches at least one inclusive filter (if there is any) and
+ *    no exclusive filter.
+ *  - statistics are sorted by size, then count, descending; compare by
+ *    abs(size_diff), size, abs(count_diff), count, descending; ties are broken
+ *    by the key's text so the output is deterministic.
+ *  - total_size and total_count are the sums over the filtered traces
+ *    (not over the cumulative statistics).
+ */
+#ifndef MEMTRACE_QUERY_H
+#define MEMTRACE_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "frame.h"
+
+struct trace_group {
+	const struct frame_info *const *frames; /* nframes entries, most recent first */
+	const uint64_t *addrs;                  /* absolute address of each frame */
+	uint32_t nframes;                       /* may be 0: traceback unknown */
+	uint64_t size;                          /* live bytes */
+	uint64_t count;                         /* live blocks */
+};
+
+enum query_key {
+	QUERY_KEY_LINENO,
+	QUERY_KEY_FILENAME,
+	QUERY_KEY_FUNCTION,
+	QUERY_KEY_TRACEBACK,
+};
+
+struct query_filter {
+	const char *pattern; /* fnmatch(3) pattern on the frame's filename */
+	bool inclusive;
+	bool all_frames;
+};
+
+struct query_opts {
+	enum query_key key;
+	bool cumulative;
+	const struct query_filter *filters;
+	size_t nfilters;
+	size_t limit; /* max "stats" entries; 0 = all */
+};
+
+/* "lineno" -> QUERY_KEY_LINENO ...; -EINVAL for anything else. */
+int query_key_parse(const char *s, enum query_key *out);
+const char *query_key_name(enum query_key k);
+
+/* {"key", "cumulative", "total_size", "total_count", "count_stats",
+ *  "stats": [{"size", "count", "traceback": [frame...]}]}
+ * where count_stats is the number of statistics before the limit and a frame
+ * is {"filename", "lineno", "function", "module", "address": "0x..."}.
+ * Returns 0 and a new object in *out, or -EINVAL for bad options. */
+int query_top(const struct trace_group *g, size_t n, const struct query_opts *o, cJSON **out);
+
+/* {"key", "cumulative", "total_size", "total_size_diff", "total_count",
+ *  "total_count_diff", "count_stats",
+ *  "stats": [{"size", "size_diff", "count", "count_diff", "traceback"}]}
+ * old = the earlier snapshot, new = the later one (tracemalloc's
+ * new.compare_to(old)). */
+int query_compare(const struct trace_group *old, size_t nold, const struct trace_group *new_,
+                  size_t nnew, const struct query_opts *o, cJSON **out);
+
+/* One frame as JSON (also used for the traceback command). */
+cJSON *query_frame_json(const struct frame_info *f, uint64_t addr);
+
+#endif

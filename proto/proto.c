@@ -1,0 +1,275 @@
+/*
+ * proto.c - encoders and bounds-checked decoders for the agent wire format.
+ * See proto.h for the contract and PROTOCOL.md for the layout.
+ */
+#include "proto.h"
+
+#include <errno.h>
+#include <string.h>
+
+void proto_hdr_encode(uint8_t out[PROTO_HDR_SIZE], uint16_t type, uint32_t len)
+{
+	proto_put_u32(out, len);
+	proto_put_u16(out + 4, type);
+	proto_put_u16(out + 6, 0);
+}
+
+int proto_hdr_decode(const uint8_t *buf, size_t n, struct proto_hdr *h)
+{
+	if (n < PROTO_HDR_SIZE)
+		return -EBADMSG;
+	h->len = proto_get_u32(buf);
+	h->type = proto_get_u16(buf + 4);
+	if (proto_get_u16(buf + 6) != 0)
+		return -EBADMSG;
+	if (h->type < PROTO_HELLO || h->type > PROTO_TYPE_MAX)
+		return -EBADMSG;
+	if (h->len > PROTO_MAX_PAYLOAD)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Starts a frame of `len` payload bytes; returns the payload pointer or NULL. */
+static uint8_t *frame_begin(uint8_t *buf, size_t cap, uint16_t type, size_t len)
+{
+	if (len > PROTO_MAX_PAYLOAD || cap < PROTO_HDR_SIZE + len)
+		return NULL;
+	proto_hdr_encode(buf, type, (uint32_t)len);
+	return buf + PROTO_HDR_SIZE;
+}
+
+ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m)
+{
+	if (m->exe_len > PROTO_MAX_PATH || m->cmdline_len > PROTO_MAX_CMDLINE ||
+	    (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0)
+		return -EINVAL;
+	size_t len = 24 + 4 + (size_t)m->exe_len + 4 + (size_t)m->cmdline_len;
+	uint8_t *p = frame_begin(buf, cap, PROTO_HELLO, len);
+	if (p == NULL)
+		return -ENOSPC;
+	proto_put_u32(p, m->version);
+	proto_put_u32(p + 4, m->flags);
+	proto_put_u32(p + 8, m->nframes);
+	proto_put_u32(p + 12, m->pid);
+	proto_put_u64(p + 16, m->sample_bytes);
+	p += 24;
+	proto_put_u32(p, m->exe_len);
+	if (m->exe_len > 0)
+		memcpy(p + 4, m->exe, m->exe_len);
+	p += 4 + m->exe_len;
+	proto_put_u32(p, m->cmdline_len);
+	if (m->cmdline_len > 0)
+		memcpy(p + 4, m->cmdline, m->cmdline_len);
+	return (ssize_t)(PROTO_HDR_SIZE + len);
+}
+
+/* Reads a u32-length-prefixed byte string at *off, advancing it. */
+static int get_bytes(const uint8_t *p, size_t n, size_t *off, uint32_t max, const uint8_t **out,
+                     uint32_t *out_len)
+{
+	if (n - *off < 4)
+		return -EBADMSG;
+	uint32_t len = proto_get_u32(p + *off);
+	*off += 4;
+	if (len > max || n - *off < len)
+		return -EBADMSG;
+	*out = p + *off;
+	*out_len = len;
+	*off += len;
+	return 0;
+}
+
+int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
+{
+	const uint8_t *s;
+	size_t off = 24;
+
+	if (n < 24)
+		return -EBADMSG;
+	m->version = proto_get_u32(p);
+	m->flags = proto_get_u32(p + 4);
+	m->nframes = proto_get_u32(p + 8);
+	m->pid = proto_get_u32(p + 12);
+	m->sample_bytes = proto_get_u64(p + 16);
+	if (m->version != PROTO_VERSION || (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0 ||
+	    m->nframes == 0 || m->nframes > PROTO_MAX_FRAMES)
+		return -EBADMSG;
+	if (get_bytes(p, n, &off, PROTO_MAX_PATH, &s, &m->exe_len) < 0)
+		return -EBADMSG;
+	m->exe = (const char *)s;
+	if (get_bytes(p, n, &off, PROTO_MAX_CMDLINE, &s, &m->cmdline_len) < 0)
+		return -EBADMSG;
+	m->cmdline = (const char *)s;
+	return off == n ? 0 : -EBADMSG;
+}
+
+ssize_t proto_module_encode(uint8_t *buf, size_t cap, const struct proto_module *m)
+{
+	if (m->build_id_len > PROTO_MAX_BUILD_ID || m->path_len > PROTO_MAX_PATH || m->lo > m->hi)
+		return -EINVAL;
+	size_t len = 24 + 4 + (size_t)m->build_id_len + 4 + (size_t)m->path_len;
+	uint8_t *p = frame_begin(buf, cap, PROTO_MODULE, len);
+	if (p == NULL)
+		return -ENOSPC;
+	proto_put_u64(p, m->bias);
+	proto_put_u64(p + 8, m->lo);
+	proto_put_u64(p + 16, m->hi);
+	p += 24;
+	proto_put_u32(p, m->build_id_len);
+	if (m->build_id_len > 0)
+		memcpy(p + 4, m->build_id, m->build_id_len);
+	p += 4 + m->build_id_len;
+	proto_put_u32(p, m->path_len);
+	if (m->path_len > 0)
+		memcpy(p + 4, m->path, m->path_len);
+	return (ssize_t)(PROTO_HDR_SIZE + len);
+}
+
+int proto_module_decode(const uint8_t *p, size_t n, struct proto_module *m)
+{
+	const uint8_t *s;
+	size_t off = 24;
+
+	if (n < 24)
+		return -EBADMSG;
+	m->bias = proto_get_u64(p);
+	m->lo = proto_get_u64(p + 8);
+	m->hi = proto_get_u64(p + 16);
+	if (m->lo > m->hi)
+		return -EBADMSG;
+	if (get_bytes(p, n, &off, PROTO_MAX_BUILD_ID, &m->build_id, &m->build_id_len) < 0)
+		return -EBADMSG;
+	if (get_bytes(p, n, &off, PROTO_MAX_PATH, &s, &m->path_len) < 0)
+		return -EBADMSG;
+	m->path = (const char *)s;
+	return off == n ? 0 : -EBADMSG;
+}
+
+ssize_t proto_stack_encode(uint8_t *buf, size_t cap, uint32_t id, const uint64_t *frames,
+                           uint32_t nframes)
+{
+	if (id == 0 || nframes == 0 || nframes > PROTO_MAX_FRAMES)
+		return -EINVAL;
+	size_t len = 8 + 8 * (size_t)nframes;
+	uint8_t *p = frame_begin(buf, cap, PROTO_STACK, len);
+	if (p == NULL)
+		return -ENOSPC;
+	proto_put_u32(p, id);
+	proto_put_u32(p + 4, nframes);
+	for (uint32_t i = 0; i < nframes; i++)
+		proto_put_u64(p + 8 + 8 * i, frames[i]);
+	return (ssize_t)(PROTO_HDR_SIZE + len);
+}
+
+int proto_stack_decode(const uint8_t *p, size_t n, struct proto_stack *m)
+{
+	if (n < 8)
+		return -EBADMSG;
+	m->id = proto_get_u32(p);
+	m->nframes = proto_get_u32(p + 4);
+	if (m->id == 0 || m->nframes == 0 || m->nframes > PROTO_MAX_FRAMES ||
+	    n != 8 + 8 * (size_t)m->nframes)
+		return -EBADMSG;
+	m->frames = p + 8;
+	return 0;
+}
+
+uint64_t proto_stack_frame(const struct proto_stack *m, uint32_t i)
+{
+	return proto_get_u64(m->frames + 8 * (size_t)i);
+}
+
+ssize_t proto_lost_encode(uint8_t *buf, size_t cap, uint64_t lost_total)
+{
+	uint8_t *p = frame_begin(buf, cap, PROTO_LOST, 8);
+	if (p == NULL)
+		return -ENOSPC;
+	proto_put_u64(p, lost_total);
+	return PROTO_HDR_SIZE + 8;
+}
+
+int proto_lost_decode(const uint8_t *p, size_t n, uint64_t *lost_total)
+{
+	if (n != 8)
+		return -EBADMSG;
+	*lost_total = proto_get_u64(p);
+	return 0;
+}
+
+ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type)
+{
+	if (type != PROTO_MODULES_RESET && type != PROTO_BYE)
+		return -EINVAL;
+	if (frame_begin(buf, cap, type, 0) == NULL)
+		return -ENOSPC;
+	return PROTO_HDR_SIZE;
+}
+
+int proto_empty_decode(const uint8_t *p, size_t n)
+{
+	(void)p;
+	return n == 0 ? 0 : -EBADMSG;
+}
+
+ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr,
+                              uint64_t size, uint32_t stack_id)
+{
+	if (cap < PROTO_EV_ALLOC_SIZE)
+		return -ENOSPC;
+	if (seq > PROTO_SEQ_MAX)
+		return -EINVAL;
+	proto_put_u64(buf, seq << 2 | PROTO_EV_ALLOC);
+	proto_put_u64(buf + 8, addr);
+	proto_put_u64(buf + 16, size);
+	proto_put_u32(buf + 24, stack_id);
+	return PROTO_EV_ALLOC_SIZE;
+}
+
+ssize_t proto_ev_free_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr)
+{
+	if (cap < PROTO_EV_FREE_SIZE)
+		return -ENOSPC;
+	if (seq > PROTO_SEQ_MAX)
+		return -EINVAL;
+	proto_put_u64(buf, seq << 2 | PROTO_EV_FREE);
+	proto_put_u64(buf + 8, addr);
+	return PROTO_EV_FREE_SIZE;
+}
+
+void proto_events_begin(struct proto_events_iter *it, const uint8_t *p, size_t n)
+{
+	it->p = p;
+	it->end = p + n;
+}
+
+int proto_events_next(struct proto_events_iter *it, struct proto_event *ev)
+{
+	size_t left = (size_t)(it->end - it->p);
+
+	if (left == 0)
+		return 0;
+	if (left < PROTO_EV_FREE_SIZE)
+		return -EBADMSG;
+	uint64_t head = proto_get_u64(it->p);
+	ev->kind = (uint8_t)(head & 3);
+	ev->seq = head >> 2;
+	ev->addr = proto_get_u64(it->p + 8);
+	if (ev->addr == 0)
+		return -EBADMSG;
+	switch (ev->kind) {
+	case PROTO_EV_ALLOC:
+		if (left < PROTO_EV_ALLOC_SIZE)
+			return -EBADMSG;
+		ev->size = proto_get_u64(it->p + 16);
+		ev->stack_id = proto_get_u32(it->p + 24);
+		it->p += PROTO_EV_ALLOC_SIZE;
+		return 1;
+	case PROTO_EV_FREE:
+		ev->size = 0;
+		ev->stack_id = 0;
+		it->p += PROTO_EV_FREE_SIZE;
+		return 1;
+	default:
+		return -EBADMSG;
+	}
+}

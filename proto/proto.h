@@ -1,0 +1,173 @@
+/*
+ * proto.h - the wire format between libmemtrace.so (the agent) and memtraced.
+ *
+ * This header is the single definition of the bytes on agent.sock; PROTOCOL.md
+ * describes the same thing for people. Bump PROTO_VERSION if anything here
+ * changes shape.
+ *
+ * The stream is one-way, agent to daemon. It is a sequence of frames, each an
+ * 8-byte header (payload length, message type, a reserved zero) followed by the
+ * payload. All integers are little-endian. The agent sends HELLO first, then
+ * MODULE frames, then any mix of STACK, EVENTS, LOST and MODULE frames, and BYE
+ * when the process exits normally.
+ *
+ * Encoders write into a caller-provided buffer and never allocate, so the
+ * agent can use them from inside malloc. Decoders never trust their input:
+ * every length is checked against the bytes actually present and against the
+ * protocol limits below, and they return -EBADMSG on anything malformed.
+ * Decoded strings and arrays point into the caller's buffer (nothing is kept
+ * or copied). Everything returns 0 or a negative errno.
+ */
+#ifndef MEMTRACE_PROTO_H
+#define MEMTRACE_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PROTO_VERSION 1
+
+#define PROTO_HDR_SIZE 8
+#define PROTO_MAX_PAYLOAD (1u << 20) /* 1 MiB per frame */
+#define PROTO_MAX_FRAMES 256         /* frames in one stack */
+#define PROTO_MAX_PATH 4096          /* module path, exe */
+#define PROTO_MAX_CMDLINE 65536      /* NUL-separated argv */
+#define PROTO_MAX_BUILD_ID 64
+
+enum proto_type {
+	PROTO_HELLO = 1,         /* first frame: who the agent is, how it traces */
+	PROTO_MODULE = 2,        /* one loaded object: address range, path, build-id */
+	PROTO_MODULES_RESET = 3, /* the module list that follows replaces the old */
+	PROTO_STACK = 4,         /* a deduplicated stack: id and return addresses */
+	PROTO_EVENTS = 5,        /* allocation and free records in sequence order */
+	PROTO_LOST = 6,          /* cumulative count of events dropped (drop mode) */
+	PROTO_BYE = 7,           /* the process is exiting normally; nothing follows */
+	PROTO_TYPE_MAX = PROTO_BYE,
+};
+
+/* HELLO flags */
+#define PROTO_HELLO_DROP 0x1u   /* MEMTRACE_ON_FULL=drop: events may be lost */
+#define PROTO_HELLO_FP 0x2u     /* frame-pointer unwinding */
+#define PROTO_HELLO_SAMPLED 0x4u /* sampling: sizes are weighted estimates */
+#define PROTO_HELLO_FLAGS_ALL 0x7u
+
+/* Event record kinds, in the low two bits of the record's first word. */
+enum proto_ev_kind {
+	PROTO_EV_ALLOC = 1,
+	PROTO_EV_FREE = 2,
+};
+#define PROTO_EV_ALLOC_SIZE 28 /* u64 seq<<2|kind, u64 addr, u64 size, u32 stack */
+#define PROTO_EV_FREE_SIZE 16  /* u64 seq<<2|kind, u64 addr */
+#define PROTO_SEQ_MAX (UINT64_MAX >> 2)
+
+struct proto_hdr {
+	uint32_t len; /* payload bytes after the header */
+	uint16_t type;
+};
+
+struct proto_hello {
+	uint32_t version;
+	uint32_t flags;
+	uint32_t nframes;      /* configured stack depth */
+	uint32_t pid;          /* as the agent sees it; the daemon trusts SO_PEERCRED */
+	uint64_t sample_bytes; /* 0 = every allocation */
+	const char *exe;       /* not NUL-terminated */
+	uint32_t exe_len;
+	const char *cmdline; /* argv joined by NULs */
+	uint32_t cmdline_len;
+};
+
+struct proto_module {
+	uint64_t bias; /* load bias: runtime address - ELF virtual address */
+	uint64_t lo;   /* lowest mapped address of the object's PT_LOAD segments */
+	uint64_t hi;   /* one past the highest */
+	const uint8_t *build_id;
+	uint32_t build_id_len;
+	const char *path; /* not NUL-terminated; empty for the main program is allowed */
+	uint32_t path_len;
+};
+
+struct proto_stack {
+	uint32_t id;      /* > 0; 0 means "stack unknown" in events */
+	uint32_t nframes; /* 1 .. PROTO_MAX_FRAMES */
+	const uint8_t *frames; /* nframes little-endian u64, most recent call first */
+};
+
+struct proto_event {
+	uint64_t seq;
+	uint64_t addr;
+	uint64_t size;     /* ALLOC only */
+	uint32_t stack_id; /* ALLOC only; 0 = unknown stack */
+	uint8_t kind;      /* enum proto_ev_kind */
+};
+
+/* Cursor over the records of one EVENTS payload. */
+struct proto_events_iter {
+	const uint8_t *p;
+	const uint8_t *end;
+};
+
+/* Header */
+void proto_hdr_encode(uint8_t out[PROTO_HDR_SIZE], uint16_t type, uint32_t len);
+/* n must be >= PROTO_HDR_SIZE. Rejects unknown types, a non-zero reserved
+ * field and payloads over PROTO_MAX_PAYLOAD. */
+int proto_hdr_decode(const uint8_t *buf, size_t n, struct proto_hdr *h);
+
+/* Whole frames (header included). Return the frame size, or -ENOSPC when cap
+ * is too small or -EINVAL when a field exceeds the protocol limits. */
+ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m);
+ssize_t proto_module_encode(uint8_t *buf, size_t cap, const struct proto_module *m);
+ssize_t proto_stack_encode(uint8_t *buf, size_t cap, uint32_t id, const uint64_t *frames,
+                           uint32_t nframes);
+ssize_t proto_lost_encode(uint8_t *buf, size_t cap, uint64_t lost_total);
+ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type); /* RESET, BYE */
+
+/* Event records, appended to an EVENTS payload under construction: return the
+ * record size written, or -ENOSPC. */
+ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr,
+                              uint64_t size, uint32_t stack_id);
+ssize_t proto_ev_free_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr);
+
+/* Payload decoders (payload only, without the header). */
+int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m);
+int proto_module_decode(const uint8_t *p, size_t n, struct proto_module *m);
+int proto_stack_decode(const uint8_t *p, size_t n, struct proto_stack *m);
+uint64_t proto_stack_frame(const struct proto_stack *m, uint32_t i);
+int proto_lost_decode(const uint8_t *p, size_t n, uint64_t *lost_total);
+int proto_empty_decode(const uint8_t *p, size_t n);
+
+void proto_events_begin(struct proto_events_iter *it, const uint8_t *p, size_t n);
+/* 1 and *ev filled, 0 at the end, -EBADMSG on a malformed record. */
+int proto_events_next(struct proto_events_iter *it, struct proto_event *ev);
+
+/* Little-endian helpers shared by the encoders and decoders. */
+static inline void proto_put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static inline void proto_put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void proto_put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t proto_get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t proto_get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static inline uint64_t proto_get_u64(const uint8_t *p)
+{
+	return (uint64_t)proto_get_u32(p) | (uint64_t)proto_get_u32(p + 4) << 32;
+}
+
+#endif

@@ -1,0 +1,17 @@
+/* run_unit.c - the one runner of every unit suite (see suites.h). */
+#include <stdlib.h>
+
+#include "suites.h"
+
+int main(void)
+{
+	SRunner *sr = srunner_create(proto_suite());
+	srunner_add_suite(sr, paths_suite());
+	srunner_add_suite(sr, query_suite());
+	srunner_add_suite(sr, symbols_suite());
+	srunner_add_suite(sr, heap_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

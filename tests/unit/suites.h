@@ -1,0 +1,13 @@
+/* suites.h - every unit suite, one per module; run_unit.c runs them all. */
+#ifndef MEMTRACE_TEST_SUITES_H
+#define MEMTRACE_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *proto_suite(void);
+Suite *paths_suite(void);
+Suite *query_suite(void);
+Suite *symbols_suite(void);
+Suite *heap_suite(void);
+
+#endif
