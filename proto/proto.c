@@ -40,8 +40,11 @@ static uint8_t *frame_begin(uint8_t *buf, size_t cap, uint16_t type, size_t len)
 
 ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m)
 {
+	/* nframes is checked here as the decoder checks it: a HELLO the daemon
+	 * would refuse must fail in the agent, where the cause is known. */
 	if (m->exe_len > PROTO_MAX_PATH || m->cmdline_len > PROTO_MAX_CMDLINE ||
-	    (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0)
+	    (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0 || m->nframes == 0 ||
+	    m->nframes > PROTO_MAX_FRAMES)
 		return -EINVAL;
 	size_t len = 24 + 4 + (size_t)m->exe_len + 4 + (size_t)m->cmdline_len;
 	uint8_t *p = frame_begin(buf, cap, PROTO_HELLO, len);

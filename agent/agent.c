@@ -1,0 +1,453 @@
+/*
+ * agent.c - start-up, configuration, fork and exit handling, and the
+ * recording path from a hook into the thread's ring.
+ *
+ * Start-up order matters because malloc is called before and during it: the
+ * real allocator is resolved lazily by the first hook (dlsym allocates, which
+ * is served from a static bootstrap arena), and tracing starts in the
+ * constructor, which sets g_state to AGENT_ACTIVE last, after everything it
+ * needs exists.
+ */
+#include "agent.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "modules.h"
+#include "paths.h"
+#include "ring.h"
+#include "sender.h"
+#include "stacktab.h"
+#include "sysdep.h"
+#include "unwind.h"
+
+/* ---- the real allocator and the bootstrap arena ---- */
+
+#define BOOT_SIZE (256 * 1024)
+static _Alignas(64) char boot_arena[BOOT_SIZE];
+static _Atomic size_t boot_used;
+
+void *agent_boot_alloc(size_t size, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	size_t cur = atomic_load(&boot_used), start;
+	do {
+		start = (cur + align - 1) & ~(align - 1);
+		if (start + size > BOOT_SIZE || start + size < start)
+			return NULL;
+	} while (!atomic_compare_exchange_weak(&boot_used, &cur, start + size));
+	return boot_arena + start; /* zeroed: static storage, never reused */
+}
+
+size_t agent_boot_avail(const void *p)
+{
+	return (size_t)(boot_arena + atomic_load(&boot_used) - (const char *)p);
+}
+
+int agent_is_boot(const void *p)
+{
+	return (const char *)p >= boot_arena && (const char *)p < boot_arena + BOOT_SIZE;
+}
+
+void agent_resolve_real(void)
+{
+	int expect = 0;
+	if (!atomic_compare_exchange_strong(&g_real_ready, &expect, 1)) {
+		/* Another thread resolves; its dlsym allocations use the arena. */
+		while (atomic_load(&g_real_ready) != 2)
+			;
+		return;
+	}
+	g_real.malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+	g_real.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+	g_real.calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+	g_real.realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+	g_real.posix_memalign =
+	    (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+	g_real.aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
+	g_real.memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
+	g_real.valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
+	g_real.pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
+	if (g_real.malloc == NULL || g_real.free == NULL || g_real.calloc == NULL ||
+	    g_real.realloc == NULL) {
+		sysdep_say("cannot find the real malloc; aborting", NULL, NULL);
+		abort();
+	}
+	atomic_store(&g_real_ready, 2);
+}
+
+/* ---- configuration ---- */
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	if (s == NULL || *s == '\0' || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (strcmp(s, "1") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 ||
+	    strcmp(s, "on") == 0)
+		*out = true;
+	else if (strcmp(s, "0") == 0 || strcmp(s, "no") == 0 || strcmp(s, "false") == 0 ||
+	         strcmp(s, "off") == 0)
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void read_config(void)
+{
+	const char *v;
+	uint64_t n;
+
+	g_cfg.nframes = 32;
+	g_cfg.follow_fork = true;
+	if ((v = getenv("MEMTRACE_NFRAMES")) != NULL) {
+		if (parse_u64(v, &n) == 0 && n >= 1 && n <= AGENT_MAX_FRAMES)
+			g_cfg.nframes = (uint32_t)n;
+		else
+			sysdep_say("MEMTRACE_NFRAMES must be 1..256, got '", v, "'; using 32");
+	}
+	if ((v = getenv("MEMTRACE_UNWIND")) != NULL) {
+		if (strcmp(v, "fp") == 0)
+			g_cfg.fp = true;
+		else if (strcmp(v, "libunwind") != 0)
+			sysdep_say("MEMTRACE_UNWIND must be libunwind or fp, got '", v,
+			           "'; using libunwind");
+	}
+	if ((v = getenv("MEMTRACE_SAMPLE")) != NULL) {
+		if (parse_u64(v, &n) == 0)
+			g_cfg.sample_bytes = n;
+		else
+			sysdep_say("MEMTRACE_SAMPLE must be a byte count, got '", v,
+			           "'; tracing every allocation");
+	}
+	if ((v = getenv("MEMTRACE_FOLLOW_FORK")) != NULL && parse_bool(v, &g_cfg.follow_fork) < 0)
+		sysdep_say("MEMTRACE_FOLLOW_FORK must be 0 or 1, got '", v, "'; following forks");
+	if ((v = getenv("MEMTRACE_ON_FULL")) != NULL) {
+		if (strcmp(v, "drop") == 0)
+			g_cfg.drop = true;
+		else if (strcmp(v, "block") != 0)
+			sysdep_say("MEMTRACE_ON_FULL must be block or drop, got '", v,
+			           "'; blocking");
+	}
+	char dir[256];
+	if ((v = getenv("MEMTRACE_SOCKET")) != NULL && v[0] != '\0' &&
+	    strlen(v) < sizeof(g_cfg.socket)) {
+		strcpy(g_cfg.socket, v);
+	} else if (paths_runtime_dir(dir, sizeof(dir)) == 0) {
+		paths_join(g_cfg.socket, sizeof(g_cfg.socket), dir, PATHS_AGENT_SOCK);
+	}
+	paths_join(g_cfg.fallback, sizeof(g_cfg.fallback), PATHS_SYSTEM_RUNTIME_DIR,
+	           PATHS_AGENT_SOCK);
+	if (strcmp(g_cfg.fallback, g_cfg.socket) == 0)
+		g_cfg.fallback[0] = '\0';
+}
+
+/* The daemon must never trace itself: its loop would wait on its own socket. */
+static int is_daemon(void)
+{
+	char exe[256];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return 0;
+	exe[n] = '\0';
+	const char *base = strrchr(exe, '/');
+	base = base ? base + 1 : exe;
+	return strcmp(base, "memtraced") == 0 || strcmp(base, "lt-memtraced") == 0;
+}
+
+/* ---- threads ---- */
+
+static pthread_key_t thread_key;
+static int thread_key_ok;
+
+static void thread_exit(void *arg)
+{
+	struct ring *r = arg;
+	if (r != NULL && agent_tls.ring == r) {
+		agent_tls.ring = NULL;
+		agent_tls.dead = 1;
+		ring_retire(r);
+		sender_wake();
+	}
+}
+
+static struct ring *thread_ring(struct agent_tls *t)
+{
+	if (t->ring != NULL)
+		return t->ring;
+	if (t->stack_hi == 0)
+		unwind_thread_init(t);
+	t->ring = ring_acquire(sysdep_gettid());
+	/* After the key destructor ran, a late allocation still gets a ring;
+	 * the sender reclaims it when it sees the thread is gone. */
+	if (t->ring != NULL && !t->dead && thread_key_ok)
+		pthread_setspecific(thread_key, t->ring);
+	return t->ring;
+}
+
+/* ---- fork and exit ---- */
+
+static void child_start(void)
+{
+	int expect = AGENT_CHILD;
+	if (!atomic_compare_exchange_strong(&g_state, &expect, AGENT_STARTING))
+		return;
+	g_pid = getpid();
+	if (sender_start() == 0)
+		atomic_store(&g_state, AGENT_ACTIVE);
+	else
+		atomic_store(&g_state, AGENT_DISABLED);
+}
+
+static void atfork_prepare(void)
+{
+	sender_fork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	sender_fork_parent();
+}
+
+static void atfork_child(void)
+{
+	int st = atomic_load(&g_state);
+	sender_fork_parent(); /* release the lock prepare took */
+	if (st != AGENT_ACTIVE && st != AGENT_STARTING)
+		return;
+	/* Nothing of the parent may reach the child's session: its events in
+	 * the rings belong to the parent, who sends them itself. */
+	sender_after_fork_child();
+	ring_reset_after_fork(agent_tls.ring);
+	stacktab_fixup_after_fork();
+	atomic_store(&g_lost, 0);
+	atomic_store(&g_state, g_cfg.follow_fork ? AGENT_CHILD : AGENT_DISABLED);
+}
+
+__attribute__((constructor)) static void agent_init(void)
+{
+	agent_tls.guard++;
+	if (atomic_load(&g_real_ready) != 2)
+		agent_resolve_real();
+	if (atomic_load(&g_state) != AGENT_UNINIT || is_daemon())
+		goto out;
+	atomic_store(&g_state, AGENT_STARTING);
+	read_config();
+	modules_find_self();
+	if (stacktab_init() < 0) {
+		sysdep_say("cannot map the stack table; running untraced", NULL, NULL);
+		atomic_store(&g_state, AGENT_DISABLED);
+		goto out;
+	}
+	unwind_init();
+	thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	g_pid = getpid();
+	if (sender_start() == 0)
+		atomic_store(&g_state, AGENT_ACTIVE);
+	else
+		atomic_store(&g_state, AGENT_DISABLED);
+out:
+	agent_tls.guard--;
+}
+
+__attribute__((destructor)) static void agent_fini(void)
+{
+	int expect = AGENT_ACTIVE;
+	if (g_pid != getpid())
+		return;
+	agent_tls.guard++;
+	if (atomic_compare_exchange_strong(&g_state, &expect, AGENT_SHUTDOWN))
+		sender_stop();
+	agent_tls.guard--;
+}
+
+/* ---- the recording path ---- */
+
+struct agent_tls *agent_enter(void)
+{
+	struct agent_tls *t = &agent_tls;
+	if (t->guard)
+		return NULL;
+	int st = atomic_load_explicit(&g_state, memory_order_acquire);
+	if (__builtin_expect(st != AGENT_ACTIVE, 0)) {
+		if (st != AGENT_CHILD)
+			return NULL;
+		t->guard++;
+		child_start();
+		t->guard--;
+		if (atomic_load(&g_state) != AGENT_ACTIVE)
+			return NULL;
+	}
+	t->guard++;
+	return t;
+}
+
+uint32_t agent_stack(struct agent_tls *t)
+{
+	uint64_t frames[AGENT_MAX_FRAMES];
+	uint32_t n = unwind_capture(t, frames, g_cfg.nframes);
+	uint32_t id = n ? stacktab_intern(frames, n) : 0;
+	if (id == 0)
+		atomic_fetch_add_explicit(&g_nostack, 1, memory_order_relaxed);
+	return id;
+}
+
+static uint64_t xorshift(struct agent_tls *t)
+{
+	if (t->rng == 0)
+		t->rng = (uint64_t)(uintptr_t)t ^ sysdep_now_ns() ^ 0x9e3779b97f4a7c15ull;
+	t->rng ^= t->rng << 13;
+	t->rng ^= t->rng >> 7;
+	t->rng ^= t->rng << 17;
+	return t->rng;
+}
+
+/* Bytes until the next sample: exponential with mean sample_bytes, so each
+ * byte is sampled independently with probability 1/sample_bytes. */
+static int64_t next_sample(struct agent_tls *t)
+{
+	double u = ((double)(xorshift(t) >> 11) + 1.0) / 9007199254740993.0;
+	double d = -log(u) * (double)g_cfg.sample_bytes;
+	return d > 9e18 ? INT64_MAX : (int64_t)d + 1;
+}
+
+uint64_t agent_sample(struct agent_tls *t, uint64_t size)
+{
+	uint64_t rate = g_cfg.sample_bytes;
+	if (rate == 0)
+		return size;
+	if (t->sample_left == 0)
+		t->sample_left = next_sample(t);
+	t->sample_left -= (int64_t)size;
+	if (t->sample_left > 0)
+		return 0;
+	/* Each sampled allocation stands for `rate` bytes when it is smaller
+	 * than the rate (the expected bytes it represents), else its size. */
+	int64_t behind = -t->sample_left;
+	t->sample_left = next_sample(t);
+	while (behind > t->sample_left && t->sample_left > 0) {
+		behind -= t->sample_left;
+		t->sample_left = next_sample(t);
+	}
+	t->sample_left -= behind;
+	return size < rate ? rate : size;
+}
+
+/* Waits until `k` records fit. Returns 0, or -1 when they must be dropped. */
+static int reserve(struct ring *r, uint64_t k)
+{
+	uint64_t used = ring_used(r);
+	if (RING_CAP - used >= k) {
+		if (used >= RING_CAP / 4 && !atomic_load_explicit(&r->wake_sent, memory_order_relaxed)) {
+			atomic_store_explicit(&r->wake_sent, 1, memory_order_relaxed);
+			sender_wake();
+		}
+		return 0;
+	}
+	if (g_cfg.drop) {
+		atomic_fetch_add(&g_lost, k);
+		sender_wake();
+		return -1;
+	}
+	while (RING_CAP - ring_used(r) < k) {
+		atomic_fetch_add(&r->waiters, 1);
+		uint32_t tf = atomic_load(&r->tail_futex);
+		sender_wake();
+		if (RING_CAP - ring_used(r) < k)
+			sysdep_futex_wait(&r->tail_futex, tf, 20 * 1000 * 1000);
+		atomic_fetch_sub(&r->waiters, 1);
+		int st = atomic_load(&g_state);
+		if (st != AGENT_ACTIVE && st != AGENT_SHUTDOWN)
+			return -1;
+	}
+	return 0;
+}
+
+/* Publishes a lower bound of the seq this thread is about to take. */
+static inline uint64_t seq_take(struct agent_tls *t, struct ring *r)
+{
+	atomic_store_explicit(&r->pending, t->last_seq + 1, memory_order_seq_cst);
+	uint64_t s = atomic_fetch_add_explicit(&g_seq, 1, memory_order_seq_cst);
+	t->last_seq = s;
+	return s;
+}
+
+static inline void seq_done(struct ring *r)
+{
+	atomic_store_explicit(&r->pending, UINT64_MAX, memory_order_release);
+}
+
+static inline void put(struct ring *r, uint64_t seq, int kind, const void *p, uint64_t size,
+                       uint32_t stack)
+{
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+	struct ring_ev *e = &r->ev[h & (RING_CAP - 1)];
+	e->seq_kind = seq << 2 | (uint64_t)kind;
+	e->addr = (uint64_t)(uintptr_t)p;
+	e->size = size;
+	e->stack = stack;
+	atomic_store_explicit(&r->head, h + 1, memory_order_release);
+}
+
+void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack)
+{
+	struct ring *r = thread_ring(t);
+	if (r == NULL || reserve(r, 1) < 0)
+		return;
+	uint64_t s = seq_take(t, r);
+	put(r, s, 1, p, size, stack);
+	seq_done(r);
+}
+
+void agent_record_free(struct agent_tls *t, void *p)
+{
+	struct ring *r = thread_ring(t);
+	if (r == NULL || reserve(r, 1) < 0)
+		return;
+	uint64_t s = seq_take(t, r);
+	put(r, s, 2, p, 0, 0);
+	seq_done(r);
+}
+
+void agent_realloc_begin(struct agent_tls *t, struct agent_realloc_tx *tx)
+{
+	tx->ring = thread_ring(t);
+	tx->ok = tx->ring != NULL && reserve(tx->ring, 2) == 0;
+	if (tx->ok)
+		tx->free_seq = seq_take(t, tx->ring);
+}
+
+void agent_realloc_end(struct agent_tls *t, struct agent_realloc_tx *tx, void *old, void *newp,
+                       uint64_t size, uint32_t stack, int freed)
+{
+	if (!tx->ok)
+		return;
+	struct ring *r = tx->ring;
+	if (freed && old != NULL)
+		put(r, tx->free_seq, 2, old, 0, 0);
+	if (newp != NULL && size != 0) {
+		uint64_t s = atomic_fetch_add_explicit(&g_seq, 1, memory_order_seq_cst);
+		t->last_seq = s;
+		put(r, s, 1, newp, size, stack);
+	}
+	seq_done(r);
+}

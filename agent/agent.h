@@ -1,0 +1,53 @@
+/*
+ * agent.h - the agent's recording path, between the interposed functions
+ * (hooks.c) and the rings.
+ *
+ * hooks.c calls agent_enter() first; when it returns a non-NULL thread state
+ * the caller holds the recursion guard and must call agent_leave(). While the
+ * guard is held every allocation on this thread passes straight through, so
+ * the agent's own work (unwinding, dlsym, the first pthread call of a thread)
+ * is never traced and never recurses.
+ */
+#ifndef MEMTRACE_AGENT_H
+#define MEMTRACE_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "globals.h"
+
+#define AGENT_EXPORT __attribute__((visibility("default")))
+
+/* Resolves g_real; safe to call from any hook, any number of times. */
+void agent_resolve_real(void);
+/* Bootstrap allocations made while dlsym itself allocates. */
+void *agent_boot_alloc(size_t size, size_t align);
+int agent_is_boot(const void *p);
+/* Bytes of the arena from p to its used end (an upper bound of p's size). */
+size_t agent_boot_avail(const void *p);
+
+struct agent_tls *agent_enter(void);
+static inline void agent_leave(struct agent_tls *t)
+{
+	t->guard--;
+}
+
+/* Capture the caller's stack; returns its id (0 = unknown). */
+uint32_t agent_stack(struct agent_tls *t);
+/* Sampling: the size to report for an allocation of `size`, 0 = skip it. */
+uint64_t agent_sample(struct agent_tls *t, uint64_t size);
+
+/* Records (after a successful allocation / before the real free). */
+void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack);
+void agent_record_free(struct agent_tls *t, void *p);
+/* realloc: seq for the free half is taken before the real call. */
+struct agent_realloc_tx {
+	struct ring *ring;
+	uint64_t free_seq;
+	int ok;
+};
+void agent_realloc_begin(struct agent_tls *t, struct agent_realloc_tx *tx);
+void agent_realloc_end(struct agent_tls *t, struct agent_realloc_tx *tx, void *old, void *newp,
+                       uint64_t size, uint32_t stack, int freed);
+
+#endif

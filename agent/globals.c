@@ -1,0 +1,14 @@
+/* globals.c - definitions of the agent state declared in globals.h. */
+#include "globals.h"
+
+_Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));
+
+_Atomic int g_state = AGENT_UNINIT;
+_Atomic uint64_t g_seq = 1;
+_Atomic uint64_t g_lost;
+_Atomic uint64_t g_nostack;
+struct agent_config g_cfg;
+pid_t g_pid;
+uintptr_t g_self_lo, g_self_hi;
+struct agent_real g_real;
+_Atomic int g_real_ready;

@@ -1,0 +1,79 @@
+/*
+ * globals.h - every piece of the agent's mutable global state, in one place.
+ *
+ * The agent runs inside somebody else's process, inside their malloc, on all
+ * of their threads. Its state is therefore either _Atomic (shared between the
+ * program's threads and the sender thread) or _Thread_local with the
+ * initial-exec TLS model (so reaching it never calls into the dynamic loader
+ * or allocates). The configuration is written once by the constructor before
+ * g_state becomes AGENT_ACTIVE and only read afterwards.
+ */
+#ifndef MEMTRACE_AGENT_GLOBALS_H
+#define MEMTRACE_AGENT_GLOBALS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum agent_state {
+	AGENT_UNINIT = 0,   /* constructor has not run: pass through */
+	AGENT_STARTING,     /* (re)initialising on some thread: pass through */
+	AGENT_ACTIVE,       /* tracing */
+	AGENT_CHILD,        /* forked child that will start its own session */
+	AGENT_DISABLED,     /* no daemon, or tracing refused: pass through */
+	AGENT_SHUTDOWN,     /* process exiting: pass through */
+};
+
+#define AGENT_MAX_FRAMES 256
+
+struct agent_config {
+	uint32_t nframes;      /* MEMTRACE_NFRAMES, default 32 */
+	bool fp;               /* MEMTRACE_UNWIND=fp */
+	bool drop;             /* MEMTRACE_ON_FULL=drop */
+	bool follow_fork;      /* MEMTRACE_FOLLOW_FORK, default on */
+	uint64_t sample_bytes; /* MEMTRACE_SAMPLE, 0 = every allocation */
+	char socket[108];      /* sockaddr_un path of agent.sock */
+	char fallback[108];    /* system daemon's socket, tried second */
+};
+
+struct ring;
+
+/* Per thread. Zero-initialised TLS is the valid "nothing yet" state. */
+struct agent_tls {
+	int guard;              /* > 0 while inside the agent: nested calls pass through */
+	int dead;               /* the thread's key destructor ran */
+	struct ring *ring;      /* this thread's event ring, NULL until first event */
+	uint64_t last_seq;      /* last sequence number this thread took */
+	int64_t sample_left;    /* bytes until the next sampled allocation */
+	uint64_t rng;           /* xorshift state for sampling */
+	uintptr_t stack_lo;     /* this thread's stack, for the frame-pointer walk */
+	uintptr_t stack_hi;
+};
+
+extern _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));
+
+extern _Atomic int g_state;          /* enum agent_state */
+extern _Atomic uint64_t g_seq;       /* next global sequence number */
+extern _Atomic uint64_t g_lost;      /* events dropped in drop mode */
+extern _Atomic uint64_t g_nostack;   /* events recorded with an unknown stack (table full) */
+extern struct agent_config g_cfg;
+extern pid_t g_pid;                  /* pid the current session belongs to */
+extern uintptr_t g_self_lo, g_self_hi; /* the agent's own text: frames to skip */
+
+/* The real allocator, found with dlsym(RTLD_NEXT). */
+struct agent_real {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*memalign)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+};
+extern struct agent_real g_real;
+extern _Atomic int g_real_ready; /* 0 unresolved, 1 resolving, 2 ready */
+
+#endif

@@ -1,0 +1,194 @@
+/*
+ * hooks.c - the interposed allocation functions, the agent's only exports.
+ *
+ * Each hook calls the real function and, when tracing is on and the thread is
+ * not already inside the agent, records the event. The order of the sequence
+ * number and the real call is the whole point (see DESIGN.md): an allocation
+ * takes its number after the real call returns, a free before the real call,
+ * so a free and a later reuse of the same address on another thread are
+ * always numbered in their true order.
+ *
+ * Until the real functions are resolved (dlsym allocates), requests are served
+ * from a static bootstrap arena; such blocks are never freed or traced.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+static inline void ensure_real(void)
+{
+	if (__builtin_expect(__atomic_load_n(&g_real_ready, __ATOMIC_ACQUIRE) != 2, 0))
+		agent_resolve_real();
+}
+
+/* True while dlsym is running on some thread and the real functions are not
+ * known yet: the caller must use the bootstrap arena. */
+static inline int booting(void)
+{
+	return __atomic_load_n(&g_real_ready, __ATOMIC_ACQUIRE) == 1;
+}
+
+static void *traced_alloc(void *p, size_t size, struct agent_tls *t)
+{
+	if (p != NULL) {
+		uint64_t reported = agent_sample(t, size);
+		if (reported != 0 || (size == 0 && g_cfg.sample_bytes == 0))
+			agent_record_alloc(t, p, reported, agent_stack(t));
+	}
+	agent_leave(t);
+	return p;
+}
+
+AGENT_EXPORT void *malloc(size_t size)
+{
+	if (booting())
+		return agent_boot_alloc(size, 16);
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.malloc(size);
+	return traced_alloc(g_real.malloc(size), size, t);
+}
+
+AGENT_EXPORT void free(void *p)
+{
+	if (p == NULL || agent_is_boot(p))
+		return;
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t != NULL) {
+		agent_record_free(t, p);
+		agent_leave(t);
+	}
+	g_real.free(p);
+}
+
+AGENT_EXPORT void *calloc(size_t nmemb, size_t size)
+{
+	if (booting()) {
+		if (size != 0 && nmemb > SIZE_MAX / size)
+			return NULL;
+		return agent_boot_alloc(nmemb * size, 16); /* static storage is zeroed */
+	}
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.calloc(nmemb, size);
+	return traced_alloc(g_real.calloc(nmemb, size), nmemb * size, t);
+}
+
+static void *realloc_impl(void *old, size_t size)
+{
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.realloc(old, size);
+	uint64_t reported = agent_sample(t, size);
+	uint32_t stack = reported != 0 ? agent_stack(t) : 0;
+	struct agent_realloc_tx tx;
+	agent_realloc_begin(t, &tx);
+	void *p = g_real.realloc(old, size);
+	/* realloc(p, 0) frees p in glibc and returns NULL; a NULL return for a
+	 * non-zero size is a failure that leaves the old block alive. */
+	int freed = p != NULL || size == 0;
+	agent_realloc_end(t, &tx, old, p, reported, stack, freed);
+	agent_leave(t);
+	return p;
+}
+
+AGENT_EXPORT void *realloc(void *old, size_t size)
+{
+	if (booting() || agent_is_boot(old)) {
+		/* A bootstrap block moves to a new block; its old size is unknown,
+		 * but at most the rest of the arena lies after it. */
+		void *p;
+		if (booting()) {
+			p = agent_boot_alloc(size, 16);
+		} else {
+			ensure_real();
+			p = malloc(size);
+		}
+		if (p != NULL && old != NULL) {
+			size_t avail = agent_boot_avail(old);
+			memcpy(p, old, size < avail ? size : avail);
+		}
+		return p;
+	}
+	ensure_real();
+	return realloc_impl(old, size);
+}
+
+AGENT_EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
+{
+	if (size != 0 && nmemb > SIZE_MAX / size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(old, nmemb * size);
+}
+
+AGENT_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	if (booting()) {
+		void *p = agent_boot_alloc(size, align);
+		if (p == NULL)
+			return ENOMEM;
+		*out = p;
+		return 0;
+	}
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.posix_memalign(out, align, size);
+	int rc = g_real.posix_memalign(out, align, size);
+	traced_alloc(rc == 0 ? *out : NULL, size, t);
+	return rc;
+}
+
+AGENT_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	if (booting())
+		return agent_boot_alloc(size, align);
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.aligned_alloc(align, size);
+	return traced_alloc(g_real.aligned_alloc(align, size), size, t);
+}
+
+AGENT_EXPORT void *memalign(size_t align, size_t size)
+{
+	if (booting())
+		return agent_boot_alloc(size, align);
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.memalign(align, size);
+	return traced_alloc(g_real.memalign(align, size), size, t);
+}
+
+AGENT_EXPORT void *valloc(size_t size)
+{
+	if (booting())
+		return agent_boot_alloc(size, 4096);
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.valloc(size);
+	return traced_alloc(g_real.valloc(size), size, t);
+}
+
+AGENT_EXPORT void *pvalloc(size_t size)
+{
+	if (booting())
+		return agent_boot_alloc(size, 4096);
+	ensure_real();
+	struct agent_tls *t = agent_enter();
+	if (t == NULL)
+		return g_real.pvalloc(size);
+	return traced_alloc(g_real.pvalloc(size), size, t);
+}

@@ -1,0 +1,509 @@
+/*
+ * sender.c - the agent's sender thread (see sender.h).
+ *
+ * One cycle:
+ *  1. if objects were loaded or unloaded, send the module list again;
+ *  2. W = min(g_seq, every ring's pending): every record with seq < W is
+ *     already in a ring (see ring.h);
+ *  3. send the definitions of all stacks interned since the last cycle (every
+ *     record drained in step 4 was written after its stack was ready);
+ *  4. merge each ring's records with seq < W by sequence number and send them
+ *     as EVENTS frames, then release the ring space and wake blocked threads;
+ *  5. report lost events, reclaim the rings of exited threads.
+ * The daemon therefore receives one totally ordered event stream per process.
+ */
+#include "sender.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "globals.h"
+#include "modules.h"
+#include "proto.h"
+#include "ring.h"
+#include "stacktab.h"
+#include "sysdep.h"
+
+#define BUF_SIZE (PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE)
+#define CYCLE_NS (50u * 1000 * 1000)
+#define LIVENESS_NS (1000u * 1000 * 1000)
+
+/* Sender state: written by the sender thread (and by start/stop, which run
+ * while it does not exist or is being joined). */
+static int sock = -1;
+static pthread_t thread;
+static int thread_running;
+static _Atomic uint32_t wake_word;
+static _Atomic int stopping;
+static uint8_t *buf;       /* frame being built */
+static size_t buf_used;
+static uint32_t stacks_sent; /* ids 1..stacks_sent are with the daemon */
+static uint64_t lost_sent;
+static uint64_t last_liveness;
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct seg {
+	struct ring *r;
+	uint64_t pos, end; /* ring indexes [pos, end) to send */
+};
+static struct seg *segs;
+static size_t segs_cap;
+static uint32_t *heap; /* indexes into segs, a min-heap on the next seq */
+
+static int flush_buf(void)
+{
+	int rc = 0;
+	if (buf_used > 0 && sock >= 0)
+		rc = sysdep_send_all(sock, buf, buf_used);
+	buf_used = 0;
+	return rc;
+}
+
+/* Makes room for `n` more bytes in buf. */
+static int need(size_t n)
+{
+	return BUF_SIZE - buf_used >= n ? 0 : flush_buf();
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd, rc;
+
+	if (path[0] == '\0' || strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	int sz = 4 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	return fd;
+}
+
+static int send_hello(void)
+{
+	static char exe[PROTO_MAX_PATH];
+	static char cmdline[8192];
+	struct proto_hello h;
+
+	memset(&h, 0, sizeof(h));
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe));
+	h.exe = exe;
+	h.exe_len = n > 0 ? (uint32_t)n : 0;
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline)) : -1;
+	if (fd >= 0)
+		close(fd);
+	h.cmdline = cmdline;
+	h.cmdline_len = n > 0 ? (uint32_t)n : 0;
+	h.version = PROTO_VERSION;
+	h.flags = (g_cfg.drop ? PROTO_HELLO_DROP : 0) | (g_cfg.fp ? PROTO_HELLO_FP : 0) |
+	          (g_cfg.sample_bytes ? PROTO_HELLO_SAMPLED : 0);
+	h.nframes = g_cfg.nframes;
+	h.pid = (uint32_t)getpid();
+	h.sample_bytes = g_cfg.sample_bytes;
+	ssize_t w = proto_hello_encode(buf + buf_used, BUF_SIZE - buf_used, &h);
+	if (w < 0)
+		return (int)w;
+	buf_used += (size_t)w;
+	return 0;
+}
+
+static int send_modules(void)
+{
+	int rc = flush_buf();
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&modules_lock);
+	buf_used = modules_encode(buf, BUF_SIZE);
+	pthread_mutex_unlock(&modules_lock);
+	return flush_buf();
+}
+
+static int send_stacks(void)
+{
+	uint32_t count = stacktab_count();
+
+	while (stacks_sent < count) {
+		uint32_t id = stacks_sent + 1;
+		const uint64_t *frames;
+		uint32_t n;
+		int st;
+		uint64_t deadline = 0;
+
+		/* A writer is between taking the id and marking it ready. */
+		while ((st = stacktab_get(id, &frames, &n)) == 0) {
+			uint64_t now = sysdep_now_ns();
+			if (deadline == 0)
+				deadline = now + 1000u * 1000 * 1000;
+			else if (now > deadline)
+				break;
+			sched_yield();
+		}
+		if (st == 1) {
+			int rc = need(PROTO_HDR_SIZE + 8 + 8 * (size_t)n);
+			if (rc < 0)
+				return rc;
+			ssize_t w = proto_stack_encode(buf + buf_used, BUF_SIZE - buf_used, id, frames, n);
+			if (w > 0)
+				buf_used += (size_t)w;
+		}
+		stacks_sent = id;
+	}
+	return 0;
+}
+
+static uint64_t seq_at(const struct seg *s)
+{
+	return s->r->ev[s->pos & (RING_CAP - 1)].seq_kind >> 2;
+}
+
+static void sift_down(size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && seq_at(&segs[heap[l]]) < seq_at(&segs[heap[m]]))
+			m = l;
+		if (l + 1 < n && seq_at(&segs[heap[l + 1]]) < seq_at(&segs[heap[m]]))
+			m = l + 1;
+		if (m == i)
+			return;
+		uint32_t tmp = heap[i];
+		heap[i] = heap[m];
+		heap[m] = tmp;
+		i = m;
+	}
+}
+
+static int grow_segs(size_t want)
+{
+	if (want <= segs_cap)
+		return 0;
+	size_t cap = segs_cap ? segs_cap * 2 : 256;
+	while (cap < want)
+		cap *= 2;
+	struct seg *ns = sysdep_map(cap * sizeof(*ns), 0);
+	uint32_t *nh = sysdep_map(cap * sizeof(*nh), 0);
+	if (ns == NULL || nh == NULL)
+		return -ENOMEM;
+	if (segs != NULL) {
+		sysdep_unmap(segs, segs_cap * sizeof(*segs));
+		sysdep_unmap(heap, segs_cap * sizeof(*heap));
+	}
+	segs = ns;
+	heap = nh;
+	segs_cap = cap;
+	return 0;
+}
+
+/* Starts an EVENTS frame in buf; returns the offset of its header. */
+static size_t events_begin(void)
+{
+	size_t at = buf_used;
+	buf_used += PROTO_HDR_SIZE;
+	return at;
+}
+
+static void events_end(size_t at)
+{
+	size_t len = buf_used - at - PROTO_HDR_SIZE;
+	if (len == 0)
+		buf_used = at;
+	else
+		proto_hdr_encode(buf + at, PROTO_EVENTS, (uint32_t)len);
+}
+
+static int send_events(uint64_t w)
+{
+	size_t nseg = 0;
+
+	for (struct ring *r = ring_registry(); r != NULL; r = r->next)
+		nseg++;
+	if (grow_segs(nseg) < 0)
+		return -ENOMEM;
+	nseg = 0;
+	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
+		if (atomic_load(&r->state) == RING_FREE)
+			continue;
+		uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+		uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+		uint64_t e = t;
+		while (e < h && (r->ev[e & (RING_CAP - 1)].seq_kind >> 2) < w)
+			e++;
+		if (e == t)
+			continue;
+		segs[nseg].r = r;
+		segs[nseg].pos = t;
+		segs[nseg].end = e;
+		heap[nseg] = (uint32_t)nseg;
+		nseg++;
+	}
+	if (nseg == 0)
+		return 0;
+	for (size_t i = nseg / 2; i-- > 0;)
+		sift_down(nseg, i);
+
+	int rc = need(PROTO_HDR_SIZE + PROTO_EV_ALLOC_SIZE);
+	if (rc < 0)
+		return rc;
+	size_t frame = events_begin();
+	size_t n = nseg;
+	while (n > 0) {
+		struct seg *s = &segs[heap[0]];
+		const struct ring_ev *e = &s->r->ev[s->pos & (RING_CAP - 1)];
+		if (BUF_SIZE - buf_used < PROTO_EV_ALLOC_SIZE ||
+		    buf_used - frame - PROTO_HDR_SIZE + PROTO_EV_ALLOC_SIZE > PROTO_MAX_PAYLOAD) {
+			events_end(frame);
+			if ((rc = flush_buf()) < 0)
+				return rc;
+			frame = events_begin();
+		}
+		uint64_t seq = e->seq_kind >> 2;
+		ssize_t wr = (e->seq_kind & 3) == PROTO_EV_ALLOC
+		                 ? proto_ev_alloc_encode(buf + buf_used, BUF_SIZE - buf_used, seq,
+		                                         e->addr, e->size, e->stack)
+		                 : proto_ev_free_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr);
+		if (wr > 0)
+			buf_used += (size_t)wr;
+		if (++s->pos == s->end) {
+			heap[0] = heap[--n];
+		}
+		if (n > 0)
+			sift_down(n, 0);
+	}
+	events_end(frame);
+	/* The records are copied: give the space back and wake the waiters. */
+	for (size_t i = 0; i < nseg; i++) {
+		struct ring *r = segs[i].r;
+		atomic_store_explicit(&r->tail, segs[i].end, memory_order_release);
+		atomic_store_explicit(&r->wake_sent, 0, memory_order_relaxed);
+		atomic_fetch_add(&r->tail_futex, 1);
+		if (atomic_load(&r->waiters))
+			sysdep_futex_wake(&r->tail_futex, 64);
+	}
+	return 0;
+}
+
+static uint64_t watermark(void)
+{
+	uint64_t w = atomic_load(&g_seq);
+	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
+		uint64_t p = atomic_load(&r->pending);
+		if (p < w)
+			w = p;
+	}
+	return w;
+}
+
+static void reclaim_rings(void)
+{
+	uint64_t now = sysdep_now_ns();
+	int check_alive = now - last_liveness > LIVENESS_NS;
+
+	if (check_alive)
+		last_liveness = now;
+	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
+		int st = atomic_load(&r->state);
+		if (st == RING_FREE)
+			continue;
+		int empty = atomic_load(&r->head) == atomic_load(&r->tail) &&
+		            atomic_load(&r->pending) == UINT64_MAX;
+		if (!empty) {
+			r->idle_since = now;
+			continue;
+		}
+		if (st == RING_RETIRED) {
+			ring_release(r);
+		} else if (check_alive && now - r->idle_since > LIVENESS_NS &&
+		           !sysdep_thread_alive(g_pid, r->tid)) {
+			/* The thread exited after its key destructor ran. */
+			ring_release(r);
+		}
+	}
+}
+
+static int cycle(void)
+{
+	int rc;
+
+	if (modules_changed() && (rc = send_modules()) < 0)
+		return rc;
+	uint64_t w = watermark();
+	if ((rc = send_stacks()) < 0)
+		return rc;
+	if ((rc = send_events(w)) < 0)
+		return rc;
+	uint64_t lost = atomic_load(&g_lost);
+	if (lost != lost_sent) {
+		if ((rc = need(PROTO_HDR_SIZE + 8)) < 0)
+			return rc;
+		buf_used += (size_t)proto_lost_encode(buf + buf_used, BUF_SIZE - buf_used, lost);
+		lost_sent = lost;
+	}
+	if ((rc = flush_buf()) < 0)
+		return rc;
+	reclaim_rings();
+	return 0;
+}
+
+static void wake_all_rings(void)
+{
+	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
+		atomic_fetch_add(&r->tail_futex, 1);
+		sysdep_futex_wake(&r->tail_futex, 1 << 30);
+	}
+}
+
+static void lost_connection(int rc)
+{
+	int expect = AGENT_ACTIVE;
+	if (atomic_compare_exchange_strong(&g_state, &expect, AGENT_DISABLED) ||
+	    expect == AGENT_SHUTDOWN) {
+		sysdep_say("lost the connection to memtraced (", strerror(-rc),
+		           "); the program continues untraced");
+		atomic_store(&g_state, AGENT_DISABLED);
+	}
+	if (sock >= 0) {
+		close(sock);
+		sock = -1;
+	}
+	wake_all_rings();
+}
+
+static void *sender_main(void *arg)
+{
+	sigset_t all;
+	(void)arg;
+
+	agent_tls.guard = 1; /* for life: nothing this thread does is traced */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	prctl(PR_SET_NAME, "memtrace-send", 0, 0, 0);
+	for (;;) {
+		uint32_t wv = atomic_load(&wake_word);
+		if (atomic_load(&stopping))
+			break;
+		sysdep_futex_wait(&wake_word, wv, CYCLE_NS);
+		if (atomic_load(&stopping))
+			break;
+		int rc = cycle();
+		if (rc < 0) {
+			lost_connection(rc);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int sender_start(void)
+{
+	int rc;
+
+	if (buf == NULL && (buf = sysdep_map(BUF_SIZE, 0)) == NULL)
+		return -ENOMEM;
+	buf_used = 0;
+	stacks_sent = 0;
+	lost_sent = 0;
+	atomic_store(&stopping, 0);
+	sock = connect_to(g_cfg.socket);
+	if (sock < 0 && g_cfg.fallback[0] != '\0') {
+		int fd = connect_to(g_cfg.fallback);
+		if (fd >= 0)
+			sock = fd;
+	}
+	if (sock < 0) {
+		rc = sock;
+		sysdep_say("cannot reach memtraced at ", g_cfg.socket,
+		           rc == -ENOENT || rc == -ECONNREFUSED
+		               ? " (is it running?); the program runs untraced"
+		               : "; the program runs untraced");
+		return rc;
+	}
+	if ((rc = send_hello()) < 0 || (rc = send_modules()) < 0)
+		goto err_close;
+	if (pthread_create(&thread, NULL, sender_main, NULL) != 0) {
+		rc = -EAGAIN;
+		goto err_close;
+	}
+	thread_running = 1;
+	return 0;
+
+err_close:
+	sysdep_say("cannot talk to memtraced at ", g_cfg.socket, "; the program runs untraced");
+	close(sock);
+	sock = -1;
+	return rc;
+}
+
+void sender_wake(void)
+{
+	atomic_fetch_add(&wake_word, 1);
+	sysdep_futex_wake(&wake_word, 1);
+}
+
+void sender_stop(void)
+{
+	if (!thread_running)
+		return;
+	atomic_store(&stopping, 1);
+	sender_wake();
+	pthread_join(thread, NULL);
+	thread_running = 0;
+	if (sock < 0)
+		return;
+	/* Never hang the program's exit on a daemon that stopped reading. */
+	struct timeval tv = {5, 0};
+	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Threads still inside a hook finish their record; wait briefly. */
+	uint64_t deadline = sysdep_now_ns() + 200u * 1000 * 1000;
+	while (watermark() < atomic_load(&g_seq) && sysdep_now_ns() < deadline)
+		sched_yield();
+	int rc = cycle();
+	if (rc == 0) {
+		buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_BYE);
+		flush_buf();
+	}
+	close(sock);
+	sock = -1;
+}
+
+void sender_after_fork_child(void)
+{
+	if (sock >= 0)
+		close(sock);
+	sock = -1;
+	thread_running = 0;
+	buf_used = 0;
+	stacks_sent = 0;
+	lost_sent = 0;
+	atomic_store(&stopping, 0);
+	atomic_store(&wake_word, 0);
+	pthread_mutex_init(&modules_lock, NULL);
+}
+
+void sender_fork_prepare(void)
+{
+	pthread_mutex_lock(&modules_lock);
+}
+
+void sender_fork_parent(void)
+{
+	pthread_mutex_unlock(&modules_lock);
+}

@@ -1,0 +1,30 @@
+/*
+ * sender.h - the agent's one background thread and its daemon connection.
+ *
+ * The sender owns the socket to memtraced. It wakes at least every 50 ms (or
+ * when a ring fills past a quarter), computes the sequence watermark, merges
+ * every thread's ring up to it in sequence order and writes STACK, EVENTS,
+ * MODULE and LOST frames. It is the only writer on the socket, so the hot
+ * path never touches it. It runs with the recursion guard held for its whole
+ * life: nothing it does is traced.
+ *
+ * If the daemon cannot be reached at start, or goes away later, the agent
+ * switches to AGENT_DISABLED, says so once on stderr, and wakes every thread
+ * blocked on a full ring: the program goes on untraced.
+ */
+#ifndef MEMTRACE_AGENT_SENDER_H
+#define MEMTRACE_AGENT_SENDER_H
+
+/* Connects, sends HELLO and the module map, starts the thread. 0 or -errno. */
+int sender_start(void);
+/* Asks the sender to run a cycle now (a ring is filling up). */
+void sender_wake(void);
+/* At exit: final drain of every ring, BYE, close. Waits a bounded time. */
+void sender_stop(void);
+/* Fork child: forget the parent's connection and thread (nothing is sent). */
+void sender_after_fork_child(void);
+/* fork() prepare/parent hooks: keep the loader lock out of the child. */
+void sender_fork_prepare(void);
+void sender_fork_parent(void);
+
+#endif

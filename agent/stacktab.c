@@ -1,0 +1,131 @@
+/* stacktab.c - lock-free interning of stacks (see stacktab.h). */
+#include "stacktab.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "sysdep.h"
+
+#define NSLOTS (STACKTAB_CAP * 2u) /* load factor <= 0.5 */
+#define ARENA_SIZE ((size_t)1 << 30) /* reserved, touched as used */
+
+enum { ST_PENDING = 0, ST_READY = 1, ST_DEAD = 2 };
+
+struct entry {
+	uint64_t hash;
+	uint32_t nframes;
+	uint32_t pad;
+	uint64_t frames[];
+};
+
+static _Atomic uint32_t *slots;      /* hash -> id, 0 = empty */
+static _Atomic uint64_t *offsets;    /* id -> byte offset in arena, 0 = unset */
+static _Atomic uint8_t *states;      /* id -> ST_* */
+static char *arena;
+static _Atomic uint64_t arena_used = 64; /* offset 0 means "unset" */
+static _Atomic uint32_t next_id = 1;
+
+int stacktab_init(void)
+{
+	if (slots != NULL)
+		return 0;
+	slots = sysdep_map(NSLOTS * sizeof(*slots), 1);
+	offsets = sysdep_map((STACKTAB_CAP + 1) * sizeof(*offsets), 1);
+	states = sysdep_map(STACKTAB_CAP + 1, 1);
+	arena = sysdep_map(ARENA_SIZE, 1);
+	if (slots == NULL || offsets == NULL || states == NULL || arena == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+static uint64_t hash_frames(const uint64_t *f, uint32_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+	for (uint32_t i = 0; i < n; i++) {
+		h ^= f[i];
+		h *= 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	return h | 1;
+}
+
+static struct entry *entry_of(uint32_t id)
+{
+	uint64_t off = atomic_load_explicit(&offsets[id], memory_order_acquire);
+	return off ? (struct entry *)(arena + off) : NULL;
+}
+
+static int same(const struct entry *e, uint64_t h, const uint64_t *f, uint32_t n)
+{
+	return e->hash == h && e->nframes == n && memcmp(e->frames, f, n * sizeof(*f)) == 0;
+}
+
+uint32_t stacktab_intern(const uint64_t *frames, uint32_t n)
+{
+	if (slots == NULL || n == 0)
+		return 0;
+	uint64_t h = hash_frames(frames, n);
+	uint32_t mask = NSLOTS - 1, i = (uint32_t)(h >> 20) & mask;
+	uint32_t mine = 0;
+
+	for (uint32_t probes = 0; probes < NSLOTS; probes++, i = (i + 1) & mask) {
+		uint32_t id = atomic_load_explicit(&slots[i], memory_order_acquire);
+		if (id == 0) {
+			if (mine == 0) {
+				/* Write our entry completely before racing for the slot. */
+				mine = atomic_fetch_add(&next_id, 1);
+				if (mine > STACKTAB_CAP)
+					return 0;
+				size_t sz = sizeof(struct entry) + n * sizeof(uint64_t);
+				uint64_t off = atomic_fetch_add(&arena_used, (sz + 15) & ~(size_t)15);
+				if (off + sz > ARENA_SIZE) {
+					atomic_store(&states[mine], ST_DEAD);
+					return 0;
+				}
+				struct entry *e = (struct entry *)(arena + off);
+				e->hash = h;
+				e->nframes = n;
+				memcpy(e->frames, frames, n * sizeof(*frames));
+				atomic_store_explicit(&offsets[mine], off, memory_order_release);
+				atomic_store_explicit(&states[mine], ST_READY, memory_order_release);
+			}
+			uint32_t expect = 0;
+			if (atomic_compare_exchange_strong(&slots[i], &expect, mine))
+				return mine;
+			id = expect;
+			/* Lost the race: our entry stays an unused (but valid) id. */
+		}
+		const struct entry *e = entry_of(id);
+		if (e != NULL && same(e, h, frames, n))
+			return id;
+	}
+	return 0;
+}
+
+uint32_t stacktab_count(void)
+{
+	uint32_t n = atomic_load(&next_id) - 1;
+	return n > STACKTAB_CAP ? STACKTAB_CAP : n;
+}
+
+int stacktab_get(uint32_t id, const uint64_t **frames, uint32_t *n)
+{
+	uint8_t st = atomic_load_explicit(&states[id], memory_order_acquire);
+	if (st == ST_DEAD)
+		return -1;
+	if (st != ST_READY)
+		return 0;
+	const struct entry *e = entry_of(id);
+	*frames = e->frames;
+	*n = e->nframes;
+	return 1;
+}
+
+void stacktab_fixup_after_fork(void)
+{
+	uint32_t n = stacktab_count();
+	for (uint32_t id = 1; id <= n; id++)
+		if (atomic_load(&states[id]) != ST_READY)
+			atomic_store(&states[id], ST_DEAD);
+}

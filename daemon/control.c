@@ -1,0 +1,740 @@
+/* control.c - the JSON control server (see control.h and CONTROL.md). */
+#include "control.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
+#include "query.h"
+#include "session.h"
+#include "symbols.h"
+#include "view.h"
+#include "xalloc.h"
+
+struct conn {
+	struct daemon *d;
+	struct conn *next, **prevp; /* d->conns */
+	uv_pipe_t pipe;
+	uid_t uid;
+	pid_t pid;
+	char *buf;
+	size_t len, cap;
+	int refs;     /* the handle, plus one per request in flight */
+	bool busy;    /* a request is being answered: later lines wait */
+	bool closing; /* no more reads or writes */
+};
+
+enum req_kind { REQ_TOP, REQ_TRACEBACK };
+
+struct block_ref {
+	uint64_t addr, size;
+	uint32_t stack;
+};
+
+struct req {
+	struct conn *c;
+	struct session *s;
+	enum req_kind kind;
+	uv_work_t work;
+	struct view_job job;
+	/* top */
+	struct query_opts opts;
+	struct query_filter *filters;
+	char **patterns;
+	/* traceback */
+	struct block_ref *blocks;
+	size_t nblocks;
+};
+
+static void conn_process(struct conn *c);
+
+/* ---- connection lifetime and replies ---- */
+
+static void conn_unref(struct conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (c->prevp != NULL) {
+		*c->prevp = c->next;
+		if (c->next != NULL)
+			c->next->prevp = c->prevp;
+	}
+	free(c->buf);
+	free(c);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	conn_unref(h->data);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+struct wreq {
+	uv_write_t w;
+	char *text;
+};
+
+static void on_written(uv_write_t *w, int status)
+{
+	struct wreq *wr = (struct wreq *)w;
+	(void)status;
+	free(wr->text);
+	free(wr);
+}
+
+/* Sends one response line and frees `resp`. */
+static void conn_send(struct conn *c, cJSON *resp)
+{
+	char *text = cJSON_PrintUnformatted(resp);
+	cJSON_Delete(resp);
+	if (text == NULL) {
+		log_error("control: out of memory printing a response");
+		abort();
+	}
+	if (c->closing) {
+		free(text);
+		return;
+	}
+	size_t n = strlen(text);
+	struct wreq *wr = xmalloc(sizeof(*wr));
+	wr->text = xrealloc(text, n + 2);
+	wr->text[n] = '\n';
+	wr->text[n + 1] = '\0';
+	uv_buf_t b = uv_buf_init(wr->text, (unsigned)(n + 1));
+	if (uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0) {
+		free(wr->text);
+		free(wr);
+		conn_close(c);
+	}
+}
+
+static cJSON *error_json(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cJSON *error_json(const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cJSON *root = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(e, "code", code);
+	cJSON_AddStringToObject(e, "message", msg);
+	return root;
+}
+
+/* ---- request arguments ---- */
+
+static int arg_pid(cJSON *req, pid_t *pid, cJSON **err)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "pid");
+	if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > INT32_MAX ||
+	    v->valuedouble != floor(v->valuedouble)) {
+		*err = error_json("bad_request", "\"pid\" must be a positive integer");
+		return -EINVAL;
+	}
+	*pid = (pid_t)v->valuedouble;
+	return 0;
+}
+
+static int arg_uint(cJSON *req, const char *name, size_t def, size_t *out, cJSON **err)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(req, name);
+	if (v == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e15 ||
+	    v->valuedouble != floor(v->valuedouble)) {
+		*err = error_json("bad_request", "\"%s\" must be a non-negative integer", name);
+		return -EINVAL;
+	}
+	*out = (size_t)v->valuedouble;
+	return 0;
+}
+
+static int arg_bool(cJSON *req, const char *name, bool *out, cJSON **err)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(req, name);
+	if (v == NULL) {
+		*out = false;
+		return 0;
+	}
+	if (!cJSON_IsBool(v)) {
+		*err = error_json("bad_request", "\"%s\" must be true or false", name);
+		return -EINVAL;
+	}
+	*out = cJSON_IsTrue(v);
+	return 0;
+}
+
+/* The newest session of pid visible to the client: live first, else the
+ * most recent one that exited. */
+static struct session *find_session(struct conn *c, pid_t pid)
+{
+	struct session *exited = NULL;
+	for (struct session *s = c->d->sessions; s != NULL; s = s->next) {
+		if (s->pid != pid || !s->hello)
+			continue;
+		if (c->uid != 0 && s->uid != c->uid)
+			continue;
+		if (s->state == SESSION_LIVE)
+			return s;
+		if (exited == NULL)
+			exited = s;
+	}
+	return exited;
+}
+
+static struct session *arg_session(struct conn *c, cJSON *req, cJSON **err)
+{
+	pid_t pid;
+	if (arg_pid(req, &pid, err) < 0)
+		return NULL;
+	struct session *s = find_session(c, pid);
+	if (s == NULL)
+		*err = error_json("no_such_process", "no traced process with pid %d", (int)pid);
+	return s;
+}
+
+/* ---- synchronous commands ---- */
+
+static cJSON *cmdline_json(const struct session *s)
+{
+	cJSON *arr = cJSON_CreateArray();
+	size_t i = 0;
+	while (s->cmdline != NULL && i < s->cmdline_len) {
+		size_t l = strnlen(s->cmdline + i, s->cmdline_len - i);
+		char *arg = xstrndup(s->cmdline + i, l);
+		cJSON_AddItemToArray(arr, cJSON_CreateString(arg));
+		free(arg);
+		i += l + 1;
+	}
+	return arr;
+}
+
+static cJSON *cmd_status(struct conn *c)
+{
+	struct daemon *d = c->d;
+	struct symbols_stats ss;
+	cJSON *r = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(r, "version", PACKAGE_VERSION);
+	cJSON_AddNumberToObject(r, "pid", (double)getpid());
+	cJSON_AddNumberToObject(r, "uptime_seconds",
+	                        (double)(uv_now(d->loop) - d->started_ms) / 1000.0);
+	cJSON_AddStringToObject(r, "runtime_dir", d->cfg.runtime_dir);
+	cJSON_AddStringToObject(r, "state_dir", d->cfg.state_dir);
+	cJSON *ses = cJSON_AddObjectToObject(r, "sessions");
+	size_t live = 0, exited = 0;
+	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+		if (c->uid != 0 && s->uid != c->uid)
+			continue;
+		if (s->state == SESSION_LIVE)
+			live++;
+		else
+			exited++;
+	}
+	cJSON_AddNumberToObject(ses, "live", (double)live);
+	cJSON_AddNumberToObject(ses, "exited", (double)exited);
+	cJSON_AddNumberToObject(ses, "rejected", (double)d->sessions_rejected);
+	cJSON_AddNumberToObject(r, "events_total", (double)d->events_total);
+	cJSON *lim = cJSON_AddObjectToObject(r, "limits");
+	cJSON_AddNumberToObject(lim, "max_sessions", (double)d->cfg.max_sessions);
+	cJSON_AddNumberToObject(lim, "max_exited", (double)d->cfg.max_exited);
+	cJSON_AddNumberToObject(lim, "max_blocks", (double)d->cfg.max_blocks);
+	cJSON_AddNumberToObject(lim, "max_stacks", (double)d->cfg.max_stacks);
+	symbols_get_stats(d->syms, &ss);
+	cJSON *sy = cJSON_AddObjectToObject(r, "symbols");
+	cJSON_AddNumberToObject(sy, "objects", (double)ss.objects);
+	cJSON_AddNumberToObject(sy, "frames", (double)ss.frames);
+	cJSON_AddNumberToObject(sy, "failures", (double)ss.failures);
+	return r;
+}
+
+static void add_identity(cJSON *o, const struct session *s)
+{
+	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+	cJSON_AddStringToObject(o, "exe", s->exe ? s->exe : "");
+	cJSON_AddItemToObject(o, "cmdline", cmdline_json(s));
+	cJSON_AddStringToObject(o, "state", session_state_name(s));
+}
+
+static cJSON *cmd_list(struct conn *c)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(r, "processes");
+	for (struct session *s = c->d->sessions; s != NULL; s = s->next) {
+		if (!s->hello || (c->uid != 0 && s->uid != c->uid))
+			continue;
+		cJSON *o = cJSON_CreateObject();
+		add_identity(o, s);
+		cJSON_AddNumberToObject(o, "current", (double)s->heap.current);
+		cJSON_AddNumberToObject(o, "peak", (double)s->heap.peak);
+		cJSON_AddNumberToObject(o, "blocks", (double)s->heap.count);
+		cJSON_AddNumberToObject(o, "uid", (double)s->uid);
+		cJSON_AddNumberToObject(o, "start_time", (double)s->start_time);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return r;
+}
+
+static cJSON *cmd_stats(struct conn *c, cJSON *req)
+{
+	cJSON *err = NULL;
+	struct session *s = arg_session(c, req, &err);
+	if (s == NULL)
+		return err;
+	const struct heap *h = &s->heap;
+	cJSON *r = cJSON_CreateObject();
+	add_identity(r, s);
+	cJSON_AddNumberToObject(r, "current", (double)h->current);
+	cJSON_AddNumberToObject(r, "peak", (double)h->peak);
+	cJSON_AddNumberToObject(r, "blocks", (double)h->count);
+	cJSON_AddNumberToObject(r, "allocations", (double)h->allocations);
+	cJSON_AddNumberToObject(r, "frees", (double)h->frees);
+	cJSON_AddNumberToObject(r, "lost_events", (double)s->lost_events);
+	cJSON_AddNumberToObject(r, "unknown_frees", (double)h->unknown_frees);
+	cJSON_AddNumberToObject(r, "stacks", (double)h->ndefined);
+	cJSON_AddNumberToObject(r, "uid", (double)s->uid);
+	cJSON_AddNumberToObject(r, "start_time", (double)s->start_time);
+	cJSON_AddNumberToObject(r, "started_at", (double)s->started_ms / 1000.0);
+	if (s->state == SESSION_EXITED)
+		cJSON_AddNumberToObject(r, "ended_at", (double)s->ended_ms / 1000.0);
+	else
+		cJSON_AddNullToObject(r, "ended_at");
+	cJSON_AddNumberToObject(r, "nframes", (double)s->nframes);
+	cJSON_AddNumberToObject(r, "sample_bytes", (double)s->sample_bytes);
+	cJSON_AddStringToObject(r, "on_full", s->flags & PROTO_HELLO_DROP ? "drop" : "block");
+	cJSON_AddStringToObject(r, "unwind", s->flags & PROTO_HELLO_FP ? "fp" : "libunwind");
+	if (h->limit_reached & HEAP_LIMIT_BLOCKS)
+		cJSON_AddStringToObject(r, "limit_reached", "blocks");
+	else if (h->limit_reached & HEAP_LIMIT_STACKS)
+		cJSON_AddStringToObject(r, "limit_reached", "stacks");
+	else
+		cJSON_AddNullToObject(r, "limit_reached");
+	cJSON_AddNumberToObject(r, "model_bytes", (double)heap_memory(h));
+	if (s->error != NULL)
+		cJSON_AddStringToObject(r, "error", s->error);
+	return r;
+}
+
+static cJSON *cmd_reset_peak(struct conn *c, cJSON *req)
+{
+	cJSON *err = NULL;
+	struct session *s = arg_session(c, req, &err);
+	if (s == NULL)
+		return err;
+	heap_reset_peak(&s->heap);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
+	cJSON_AddNumberToObject(r, "peak", (double)s->heap.peak);
+	return r;
+}
+
+/* ---- commands that symbolize ---- */
+
+static void req_free(struct req *q)
+{
+	view_job_free(&q->job);
+	if (q->patterns != NULL)
+		for (size_t i = 0; i < q->opts.nfilters; i++)
+			free(q->patterns[i]);
+	free(q->patterns);
+	free(q->filters);
+	free(q->blocks);
+	session_unref(q->s);
+	free(q);
+}
+
+/* Moves every member of `from` to the end of `to`, then frees `from`. */
+static void merge_into(cJSON *to, cJSON *from)
+{
+	cJSON *child;
+	while ((child = from->child) != NULL) {
+		cJSON_DetachItemViaPointer(from, child);
+		cJSON_AddItemToObject(to, child->string, child);
+	}
+	cJSON_Delete(from);
+}
+
+static cJSON *finish_top(struct req *q)
+{
+	struct view v;
+	cJSON *out = NULL;
+
+	view_build(&v, q->s);
+	int rc = query_top(v.groups, v.ngroups, &q->opts, &out);
+	view_free(&v);
+	if (rc < 0)
+		return error_json("bad_request", "invalid statistics options");
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "pid", (double)q->s->pid);
+	merge_into(r, out);
+	return r;
+}
+
+static cJSON *finish_traceback(struct req *q)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "pid", (double)q->s->pid);
+	cJSON *arr = cJSON_AddArrayToObject(r, "blocks");
+	for (size_t i = 0; i < q->nblocks; i++) {
+		char addr[32];
+		cJSON *o = cJSON_CreateObject();
+		snprintf(addr, sizeof(addr), "0x%" PRIx64, q->blocks[i].addr);
+		cJSON_AddStringToObject(o, "address", addr);
+		cJSON_AddNumberToObject(o, "size", (double)q->blocks[i].size);
+		view_traceback_json(q->s, q->blocks[i].stack, cJSON_AddArrayToObject(o, "traceback"));
+		cJSON_AddItemToArray(arr, o);
+	}
+	return r;
+}
+
+static void req_finish(struct req *q)
+{
+	struct conn *c = q->c;
+	cJSON *resp = q->kind == REQ_TOP ? finish_top(q) : finish_traceback(q);
+	conn_send(c, resp);
+	req_free(q);
+	c->busy = false;
+	bool closing = c->closing;
+	conn_unref(c);
+	if (!closing)
+		conn_process(c);
+}
+
+static void work_run(uv_work_t *w)
+{
+	struct req *q = w->data;
+	view_job_run(&q->job);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+	(void)status;
+	req_finish(w->data);
+}
+
+/* Answers now when every frame is already symbolized, else after the
+ * thread pool has resolved the missing ones. */
+static void req_start(struct req *q, const uint32_t *ids, size_t nids)
+{
+	struct conn *c = q->c;
+	c->busy = true;
+	c->refs++;
+	view_job_collect(&q->job, q->s, ids, nids);
+	if (q->job.n == 0) {
+		req_finish(q);
+		return;
+	}
+	q->work.data = q;
+	if (uv_queue_work(c->d->loop, &q->work, work_run, work_done) < 0)
+		req_finish(q); /* resolve on the loop as a last resort */
+}
+
+static struct req *req_new(struct conn *c, struct session *s, enum req_kind kind)
+{
+	struct req *q = xcalloc(1, sizeof(*q));
+	q->c = c;
+	q->s = s;
+	q->kind = kind;
+	session_ref(s);
+	return q;
+}
+
+static cJSON *parse_filters(cJSON *req, struct req *q)
+{
+	cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "filters");
+	if (arr == NULL)
+		return NULL;
+	if (!cJSON_IsArray(arr))
+		return error_json("bad_request", "\"filters\" must be an array");
+	size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+	if (n > 256)
+		return error_json("bad_request", "at most 256 filters");
+	q->filters = xcalloc(n ? n : 1, sizeof(*q->filters));
+	q->patterns = xcalloc(n ? n : 1, sizeof(*q->patterns));
+	cJSON *f;
+	cJSON_ArrayForEach(f, arr)
+	{
+		cJSON *pat = cJSON_GetObjectItemCaseSensitive(f, "pattern");
+		cJSON *inc = cJSON_GetObjectItemCaseSensitive(f, "inclusive");
+		cJSON *all = cJSON_GetObjectItemCaseSensitive(f, "all_frames");
+		if (!cJSON_IsObject(f) || !cJSON_IsString(pat) || (inc && !cJSON_IsBool(inc)) ||
+		    (all && !cJSON_IsBool(all)))
+			return error_json("bad_request", "filter %zu: want {\"pattern\": str, "
+			                                 "\"inclusive\": bool, \"all_frames\": bool}",
+			                  i);
+		q->patterns[i] = xstrdup(pat->valuestring);
+		q->filters[i].pattern = q->patterns[i];
+		q->filters[i].inclusive = inc ? cJSON_IsTrue(inc) : true;
+		q->filters[i].all_frames = all ? cJSON_IsTrue(all) : false;
+		q->opts.nfilters = ++i;
+	}
+	q->opts.filters = q->filters;
+	return NULL;
+}
+
+static cJSON *cmd_top(struct conn *c, cJSON *req)
+{
+	cJSON *err = NULL;
+	struct session *s = arg_session(c, req, &err);
+	if (s == NULL)
+		return err;
+	struct req *q = req_new(c, s, REQ_TOP);
+	cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
+	q->opts.key = QUERY_KEY_LINENO;
+	if (key != NULL && (!cJSON_IsString(key) || query_key_parse(key->valuestring, &q->opts.key) < 0))
+		err = error_json("bad_request",
+		                 "\"key\" must be one of lineno, filename, function, traceback");
+	if (err == NULL)
+		arg_bool(req, "cumulative", &q->opts.cumulative, &err);
+	if (err == NULL && q->opts.cumulative && q->opts.key == QUERY_KEY_TRACEBACK)
+		err = error_json("bad_request", "cumulative is not possible with key traceback");
+	if (err == NULL)
+		arg_uint(req, "limit", 10, &q->opts.limit, &err);
+	if (err == NULL)
+		err = parse_filters(req, q);
+	if (err != NULL) {
+		req_free(q);
+		return err;
+	}
+	req_start(q, NULL, 0);
+	return NULL;
+}
+
+struct largest {
+	struct block_ref *v;
+	size_t n, max;
+};
+
+/* Keeps the `max` largest blocks in a min-heap on size. */
+static void largest_visit(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct largest *l = arg;
+	struct block_ref b = {addr, size, stack};
+	size_t i;
+
+	if (l->n < l->max) {
+		i = l->n++;
+		while (i > 0 && l->v[(i - 1) / 2].size > b.size) {
+			l->v[i] = l->v[(i - 1) / 2];
+			i = (i - 1) / 2;
+		}
+		l->v[i] = b;
+		return;
+	}
+	if (l->max == 0 || size <= l->v[0].size)
+		return;
+	i = 0;
+	for (;;) {
+		size_t a = 2 * i + 1, m = i;
+		uint64_t ms = b.size;
+		if (a < l->n && l->v[a].size < ms)
+			m = a, ms = l->v[a].size;
+		if (a + 1 < l->n && l->v[a + 1].size < ms)
+			m = a + 1;
+		if (m == i)
+			break;
+		l->v[i] = l->v[m];
+		i = m;
+	}
+	l->v[i] = b;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+	const struct block_ref *x = a, *y = b;
+	if (x->size != y->size)
+		return x->size < y->size ? 1 : -1;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static cJSON *cmd_traceback(struct conn *c, cJSON *req)
+{
+	cJSON *err = NULL;
+	size_t limit;
+	struct session *s = arg_session(c, req, &err);
+	if (s == NULL)
+		return err;
+	if (arg_uint(req, "limit", 10, &limit, &err) < 0)
+		return err;
+	if (limit == 0 || limit > 10000)
+		limit = limit == 0 ? 10000 : 10000;
+	struct req *q = req_new(c, s, REQ_TRACEBACK);
+	struct largest l = {xcalloc(limit, sizeof(struct block_ref)), 0, limit};
+	heap_foreach(&s->heap, largest_visit, &l);
+	qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
+	q->blocks = l.v;
+	q->nblocks = l.n;
+	uint32_t *ids = xcalloc(l.n ? l.n : 1, sizeof(*ids));
+	for (size_t i = 0; i < l.n; i++)
+		ids[i] = l.v[i].stack;
+	req_start(q, ids, l.n);
+	free(ids);
+	return NULL;
+}
+
+/* ---- dispatch ---- */
+
+/* Handles one request line. Returns 0, or -1 when the connection must close. */
+static int handle_line(struct conn *c, const char *line, size_t len)
+{
+	cJSON *resp = NULL;
+	cJSON *req = cJSON_ParseWithLength(line, len);
+	int rc = 0;
+
+	if (req == NULL || !cJSON_IsObject(req)) {
+		log_warn("control: pid %d sent a request that is not a JSON object; closing",
+		         (int)c->pid);
+		conn_send(c, error_json("bad_request", "request is not a JSON object"));
+		cJSON_Delete(req);
+		return -1;
+	}
+	cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+	const char *name = cJSON_IsString(cmd) ? cmd->valuestring : NULL;
+	if (name == NULL)
+		resp = error_json("bad_request", "missing \"cmd\"");
+	else if (strcmp(name, "status") == 0)
+		resp = cmd_status(c);
+	else if (strcmp(name, "list") == 0)
+		resp = cmd_list(c);
+	else if (strcmp(name, "stats") == 0)
+		resp = cmd_stats(c, req);
+	else if (strcmp(name, "reset-peak") == 0)
+		resp = cmd_reset_peak(c, req);
+	else if (strcmp(name, "top") == 0)
+		resp = cmd_top(c, req);
+	else if (strcmp(name, "traceback") == 0)
+		resp = cmd_traceback(c, req);
+	else
+		resp = error_json("unknown_command", "unknown command \"%.64s\"", name);
+	if (resp != NULL)
+		conn_send(c, resp);
+	cJSON_Delete(req);
+	return rc;
+}
+
+static void conn_process(struct conn *c)
+{
+	while (!c->busy && !c->closing) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		if (nl == NULL)
+			break;
+		size_t l = (size_t)(nl - c->buf);
+		int rc = handle_line(c, c->buf, l);
+		memmove(c->buf, nl + 1, c->len - l - 1);
+		c->len -= l + 1;
+		if (rc < 0) {
+			conn_close(c);
+			return;
+		}
+	}
+	if (c->len > CONTROL_MAX_REQUEST && !c->closing) {
+		log_warn("control: pid %d sent a request over %u bytes; closing", (int)c->pid,
+		         CONTROL_MAX_REQUEST);
+		conn_send(c, error_json("bad_request", "request larger than %u bytes",
+		                        CONTROL_MAX_REQUEST));
+		conn_close(c);
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+	(void)suggested;
+	if (c->cap - c->len < 65536) {
+		c->cap = c->cap ? c->cap * 2 : 65536;
+		c->buf = xrealloc(c->buf, c->cap);
+	}
+	buf->base = c->buf + c->len;
+	buf->len = c->cap - c->len;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+	struct conn *c = stream->data;
+	(void)buf;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	conn_process(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct daemon *d = server->data;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (status < 0)
+		return;
+	struct conn *c = xcalloc(1, sizeof(*c));
+	c->d = d;
+	c->refs = 1;
+	c->next = d->conns;
+	if (c->next != NULL)
+		c->next->prevp = &c->next;
+	c->prevp = &d->conns;
+	d->conns = c;
+	uv_pipe_init(d->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_fileno((uv_handle_t *)&c->pipe, &fd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		conn_close(c);
+		return;
+	}
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+int control_start(struct daemon *d)
+{
+	int rc;
+	uv_pipe_init(d->loop, &d->control_srv, 0);
+	d->control_srv.data = d;
+	if ((rc = uv_pipe_bind(&d->control_srv, d->control_path)) < 0)
+		return rc;
+	chmod(d->control_path, 0666);
+	return uv_listen((uv_stream_t *)&d->control_srv, 64, on_connection);
+}
+
+static void on_srv_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+void control_stop(struct daemon *d)
+{
+	if (!uv_is_closing((uv_handle_t *)&d->control_srv))
+		uv_close((uv_handle_t *)&d->control_srv, on_srv_closed);
+	for (struct conn *c = d->conns; c != NULL; c = c->next)
+		conn_close(c);
+}

@@ -1,0 +1,268 @@
+/* heap.c - the live heap model (see heap.h). */
+#include "heap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+#define SIZE_BITS 40
+#define SIZE_BIG ((UINT64_C(1) << SIZE_BITS) - 1)
+#define DEFAULT_MAX_BLOCKS ((size_t)64 << 20)
+#define DEFAULT_MAX_STACKS ((size_t)1 << 20)
+#define MIN_CAP 1024
+
+static inline size_t slot_of(const struct heap *h, uint64_t addr)
+{
+	uint64_t x = (addr >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+	return (size_t)(x >> 17) & (h->cap - 1);
+}
+
+void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
+{
+	memset(h, 0, sizeof(*h));
+	h->max_blocks = max_blocks ? max_blocks : DEFAULT_MAX_BLOCKS;
+	h->max_stacks = max_stacks ? max_stacks : DEFAULT_MAX_STACKS;
+	if (h->max_stacks > HEAP_MAX_STACK_ID)
+		h->max_stacks = HEAP_MAX_STACK_ID;
+	h->cap = MIN_CAP;
+	h->slots = xcalloc(h->cap, sizeof(*h->slots));
+	/* id 0: the unknown stack */
+	h->nstacks = 1;
+	h->stacks = xcalloc(1, sizeof(*h->stacks));
+	h->stacks[0].defined = 1;
+}
+
+void heap_close(struct heap *h)
+{
+	if (h->stacks != NULL)
+		for (uint32_t i = 0; i < h->nstacks; i++)
+			free(h->stacks[i].frames);
+	free(h->stacks);
+	free(h->slots);
+	free(h->big);
+	memset(h, 0, sizeof(*h));
+}
+
+static void grow(struct heap *h)
+{
+	struct heap_block *old = h->slots;
+	size_t oldcap = h->cap;
+
+	h->cap *= 2;
+	h->slots = xcalloc(h->cap, sizeof(*h->slots));
+	for (size_t i = 0; i < oldcap; i++) {
+		if (old[i].addr == 0)
+			continue;
+		size_t j = slot_of(h, old[i].addr);
+		while (h->slots[j].addr != 0)
+			j = (j + 1) & (h->cap - 1);
+		h->slots[j] = old[i];
+	}
+	free(old);
+}
+
+static size_t find(const struct heap *h, uint64_t addr)
+{
+	size_t i = slot_of(h, addr);
+	while (h->slots[i].addr != 0) {
+		if (h->slots[i].addr == addr)
+			return i;
+		i = (i + 1) & (h->cap - 1);
+	}
+	return SIZE_MAX;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void remove_at(struct heap *h, size_t i)
+{
+	size_t mask = h->cap - 1, j = i;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (h->slots[j].addr == 0)
+			break;
+		size_t k = slot_of(h, h->slots[j].addr);
+		/* Move j into the hole at i if its home k is not in (i, j]. */
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			h->slots[i] = h->slots[j];
+			i = j;
+		}
+	}
+	h->slots[i].addr = 0;
+	h->slots[i].meta = 0;
+	h->count--;
+}
+
+static uint64_t big_take(struct heap *h, uint64_t addr)
+{
+	for (size_t i = 0; i < h->nbig; i++) {
+		if (h->big[i].addr == addr) {
+			uint64_t s = h->big[i].size;
+			h->big[i] = h->big[--h->nbig];
+			return s;
+		}
+	}
+	return SIZE_BIG;
+}
+
+static uint64_t big_size(const struct heap *h, uint64_t addr)
+{
+	for (size_t i = 0; i < h->nbig; i++)
+		if (h->big[i].addr == addr)
+			return h->big[i].size;
+	return SIZE_BIG;
+}
+
+static uint64_t block_size(const struct heap *h, const struct heap_block *b)
+{
+	uint64_t s = b->meta & SIZE_BIG;
+	return s == SIZE_BIG ? big_size(h, b->addr) : s;
+}
+
+/* Removes the live block at slot i from every statistic. */
+static void release(struct heap *h, size_t i)
+{
+	const struct heap_block *b = &h->slots[i];
+	uint64_t size = b->meta & SIZE_BIG;
+	uint32_t stack = (uint32_t)(b->meta >> SIZE_BITS);
+
+	if (size == SIZE_BIG)
+		size = big_take(h, b->addr);
+	struct heap_stack *s = &h->stacks[stack];
+	s->live_bytes -= size;
+	s->live_count--;
+	h->current -= size;
+	remove_at(h, i);
+}
+
+int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint32_t n)
+{
+	if (id == 0 || n == 0 || n > PROTO_MAX_FRAMES)
+		return -EBADMSG;
+	if (id < h->nstacks && h->stacks[id].defined)
+		return -EBADMSG;
+	if (id > h->max_stacks || h->ndefined >= h->max_stacks) {
+		h->limit_reached |= HEAP_LIMIT_STACKS;
+		return 0;
+	}
+	if (id >= h->nstacks) {
+		uint32_t ncap = h->nstacks;
+		while (ncap <= id)
+			ncap = ncap < 1024 ? 1024 : ncap * 2;
+		h->stacks = xreallocarray(h->stacks, ncap, sizeof(*h->stacks));
+		memset(h->stacks + h->nstacks, 0, (ncap - h->nstacks) * sizeof(*h->stacks));
+		h->nstacks = ncap;
+	}
+	struct heap_stack *s = &h->stacks[id];
+	s->frames = xmalloc(n * sizeof(*frames));
+	memcpy(s->frames, frames, n * sizeof(*frames));
+	s->nframes = n;
+	s->defined = 1;
+	h->ndefined++;
+	return 0;
+}
+
+static int apply_alloc(struct heap *h, const struct proto_event *ev)
+{
+	uint32_t stack = ev->stack_id;
+
+	if (stack != 0) {
+		if (stack >= h->nstacks || !h->stacks[stack].defined) {
+			/* Past max_stacks the agent's id was dropped on purpose. */
+			if (!(h->limit_reached & HEAP_LIMIT_STACKS))
+				return -EBADMSG;
+			stack = 0;
+		}
+	}
+	struct heap_stack *s = &h->stacks[stack];
+	s->total_allocs++;
+	s->total_bytes += ev->size;
+	h->allocations++;
+
+	size_t i = find(h, ev->addr);
+	if (i != SIZE_MAX) {
+		/* A free we never saw (e.g. a block allocated before tracing
+		 * began was freed untraced): the old block is gone. */
+		h->replaced++;
+		release(h, i);
+	}
+	if (h->count >= h->max_blocks) {
+		h->limit_reached |= HEAP_LIMIT_BLOCKS;
+		return 0;
+	}
+	if ((h->count + 1) * 4 > h->cap * 3)
+		grow(h);
+	i = slot_of(h, ev->addr);
+	while (h->slots[i].addr != 0)
+		i = (i + 1) & (h->cap - 1);
+	uint64_t size = ev->size;
+	if (size >= SIZE_BIG) {
+		h->big = xreallocarray(h->big, h->nbig + 1, sizeof(*h->big));
+		h->big[h->nbig].addr = ev->addr;
+		h->big[h->nbig].size = size;
+		h->nbig++;
+		size = SIZE_BIG;
+	}
+	h->slots[i].addr = ev->addr;
+	h->slots[i].meta = (uint64_t)stack << SIZE_BITS | size;
+	h->count++;
+	s->live_bytes += ev->size;
+	s->live_count++;
+	h->current += ev->size;
+	if (h->current > h->peak)
+		h->peak = h->current;
+	return 0;
+}
+
+int heap_apply(struct heap *h, const struct proto_event *ev)
+{
+	if (ev->seq <= h->last_seq)
+		return -EBADMSG;
+	h->last_seq = ev->seq;
+	if (ev->kind == PROTO_EV_ALLOC)
+		return apply_alloc(h, ev);
+	if (ev->kind != PROTO_EV_FREE)
+		return -EBADMSG;
+	size_t i = find(h, ev->addr);
+	if (i == SIZE_MAX) {
+		h->unknown_frees++;
+		return 0;
+	}
+	h->frees++;
+	release(h, i);
+	return 0;
+}
+
+void heap_reset_peak(struct heap *h)
+{
+	h->peak = h->current;
+}
+
+int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *stack)
+{
+	size_t i = find(h, addr);
+	if (i == SIZE_MAX)
+		return -ENOENT;
+	*size = block_size(h, &h->slots[i]);
+	*stack = (uint32_t)(h->slots[i].meta >> SIZE_BITS);
+	return 0;
+}
+
+void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg)
+{
+	for (size_t i = 0; i < h->cap; i++) {
+		const struct heap_block *b = &h->slots[i];
+		if (b->addr != 0)
+			fn(arg, b->addr, block_size(h, b), (uint32_t)(b->meta >> SIZE_BITS));
+	}
+}
+
+size_t heap_memory(const struct heap *h)
+{
+	size_t n = h->cap * sizeof(*h->slots) + h->nstacks * sizeof(*h->stacks) +
+	           h->nbig * sizeof(*h->big);
+	for (uint32_t i = 0; i < h->nstacks; i++)
+		n += h->stacks[i].nframes * sizeof(uint64_t);
+	return n;
+}

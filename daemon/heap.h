@@ -1,0 +1,94 @@
+/*
+ * heap.h - the live heap model of one traced process.
+ *
+ * The heap holds every live block (address -> size and stack) and, per
+ * stack, the live count and bytes and the total allocations, plus current
+ * and peak traced bytes. It is fed the agent's events in the agent's
+ * sequence order and applies them exactly: a free removes the block, an
+ * allocation inserts it. It never symbolizes and never allocates per event
+ * (the block table grows geometrically).
+ *
+ * Blocks live in an open-addressing table of 16-byte slots (address; stack id
+ * in the top 24 bits and size in the low 40 bits of a second word; the rare
+ * block of 1 TiB or more keeps its exact size in a side list), so a live
+ * block costs 16 / load-factor bytes. Limits on blocks and stacks are
+ * enforced here and reported in limit_reached, never silently.
+ *
+ * Single-threaded: only the daemon's loop thread touches a heap.
+ */
+#ifndef MEMTRACE_HEAP_H
+#define MEMTRACE_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define HEAP_MAX_STACK_ID ((1u << 24) - 1)
+
+enum heap_limit {
+	HEAP_LIMIT_NONE = 0,
+	HEAP_LIMIT_BLOCKS = 1, /* new blocks past max_blocks are not tracked */
+	HEAP_LIMIT_STACKS = 2, /* stacks past max_stacks count as "unknown" */
+};
+
+struct heap_stack {
+	uint64_t *frames; /* absolute return addresses - 1, most recent first */
+	uint32_t nframes; /* 0 for the "unknown stack" (id 0) and undefined ids */
+	uint32_t defined;
+	uint64_t live_bytes;
+	uint64_t live_count;
+	uint64_t total_allocs;
+	uint64_t total_bytes;
+};
+
+struct heap_block {
+	uint64_t addr; /* 0 = empty slot */
+	uint64_t meta; /* stack << 40 | size (size saturates at HEAP_SIZE_BIG) */
+};
+
+struct heap_big {
+	uint64_t addr;
+	uint64_t size;
+};
+
+struct heap {
+	struct heap_block *slots;
+	size_t cap; /* power of two */
+	size_t count;
+	struct heap_big *big;
+	size_t nbig;
+	struct heap_stack *stacks; /* indexed by the agent's stack id */
+	uint32_t nstacks;          /* ids 0 .. nstacks-1 allocated */
+	uint32_t ndefined;
+	uint64_t current, peak;
+	uint64_t allocations, frees;
+	uint64_t unknown_frees; /* frees of blocks never seen allocated */
+	uint64_t replaced;      /* allocations at an address still live */
+	uint64_t last_seq;
+	size_t max_blocks, max_stacks;
+	int limit_reached; /* enum heap_limit bits */
+};
+
+/* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks). */
+void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks);
+void heap_close(struct heap *h);
+
+/* Defines stack `id` (>= 1). -EBADMSG when the id was already defined (the
+ * agent never does that); 0 when past max_stacks (the id then reads as the
+ * unknown stack, and limit_reached records it). Frames are copied. */
+int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint32_t n);
+/* Applies one event. -EBADMSG if its seq is not greater than the last one or
+ * it names a stack id that was never defined. */
+int heap_apply(struct heap *h, const struct proto_event *ev);
+void heap_reset_peak(struct heap *h);
+
+/* The size and stack of a live block; -ENOENT if not live. */
+int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *stack);
+/* Visits every live block (for "largest blocks" queries). */
+typedef void (*heap_visit_fn)(void *arg, uint64_t addr, uint64_t size, uint32_t stack);
+void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg);
+/* Bytes the model itself uses (table, stacks, frames). */
+size_t heap_memory(const struct heap *h);
+
+#endif

@@ -1,0 +1,290 @@
+/*
+ * main.c - memtraced: options, directories, sockets, the loop, clean stop.
+ *
+ * memtraced runs in the foreground and logs to stderr (systemd style). It
+ * binds agent.sock and control.sock in the runtime directory, refusing to
+ * start if another daemon already answers there, and removing stale socket
+ * files otherwise. SIGTERM and SIGINT stop it cleanly: listeners close,
+ * every session ends, the loop drains, then the process exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agentsrv.h"
+#include "control.h"
+#include "daemon.h"
+#include "log.h"
+#include "paths.h"
+#include "session.h"
+#include "symbols.h"
+#include "xalloc.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "Usage: memtraced [OPTIONS]\n"
+	        "Keep the live heap of every process traced with libmemtrace.so and answer\n"
+	        "memtracectl. Runs in the foreground and logs to stderr.\n"
+	        "\n"
+	        "  --runtime-dir DIR    sockets directory (default: $MEMTRACE_RUNTIME_DIR, else\n"
+	        "                       /run/memtrace as root, else $XDG_RUNTIME_DIR/memtrace\n"
+	        "                       or /tmp/memtrace-$UID)\n"
+	        "  --state-dir DIR      state directory (default: $MEMTRACE_STATE_DIR, else\n"
+	        "                       /var/lib/memtrace as root, else\n"
+	        "                       $XDG_STATE_HOME/memtrace or ~/.local/state/memtrace)\n"
+	        "  --max-sessions N     live traced processes at once (default 1024)\n"
+	        "  --max-exited N       exited processes kept in memory (default 256)\n"
+	        "  --max-blocks N       live blocks tracked per process (default 67108864)\n"
+	        "  --max-stacks N       distinct stacks per process (default 1048576)\n"
+	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
+	        "  --verbose            log debug messages\n"
+	        "  --help, --version\n");
+}
+
+static int parse_size(const char *opt, const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || s[0] == '-' || s[0] == '\0' || v == 0) {
+		fprintf(stderr, "memtraced: %s wants a positive integer, got '%s'\n", opt, s);
+		return -EINVAL;
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
+static int parse_args(struct daemon *d, int argc, char **argv)
+{
+	enum { O_RUNTIME = 256, O_STATE, O_SESS, O_EXITED, O_BLOCKS, O_STACKS, O_DEBUGINFOD,
+	       O_VERBOSE, O_HELP, O_VERSION };
+	static const struct option opts[] = {
+	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
+	    {"state-dir", required_argument, NULL, O_STATE},
+	    {"max-sessions", required_argument, NULL, O_SESS},
+	    {"max-exited", required_argument, NULL, O_EXITED},
+	    {"max-blocks", required_argument, NULL, O_BLOCKS},
+	    {"max-stacks", required_argument, NULL, O_STACKS},
+	    {"debuginfod", no_argument, NULL, O_DEBUGINFOD},
+	    {"verbose", no_argument, NULL, O_VERBOSE},
+	    {"help", no_argument, NULL, O_HELP},
+	    {"version", no_argument, NULL, O_VERSION},
+	    {NULL, 0, NULL, 0},
+	};
+	char dir[PATH_MAX];
+	int c;
+
+	d->cfg.max_sessions = 1024;
+	d->cfg.max_exited = 256;
+	d->cfg.max_blocks = (size_t)64 << 20;
+	d->cfg.max_stacks = (size_t)1 << 20;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_RUNTIME:
+			free(d->cfg.runtime_dir);
+			d->cfg.runtime_dir = xstrdup(optarg);
+			break;
+		case O_STATE:
+			free(d->cfg.state_dir);
+			d->cfg.state_dir = xstrdup(optarg);
+			break;
+		case O_SESS:
+			if (parse_size("--max-sessions", optarg, &d->cfg.max_sessions) < 0)
+				return -EINVAL;
+			break;
+		case O_EXITED:
+			if (parse_size("--max-exited", optarg, &d->cfg.max_exited) < 0)
+				return -EINVAL;
+			break;
+		case O_BLOCKS:
+			if (parse_size("--max-blocks", optarg, &d->cfg.max_blocks) < 0)
+				return -EINVAL;
+			break;
+		case O_STACKS:
+			if (parse_size("--max-stacks", optarg, &d->cfg.max_stacks) < 0)
+				return -EINVAL;
+			if (d->cfg.max_stacks > HEAP_MAX_STACK_ID) {
+				fprintf(stderr, "memtraced: --max-stacks is at most %u\n",
+				        HEAP_MAX_STACK_ID);
+				return -EINVAL;
+			}
+			break;
+		case O_DEBUGINFOD:
+			d->cfg.debuginfod = true;
+			break;
+		case O_VERBOSE:
+			log_set_level(LOG_DEBUG);
+			break;
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		case O_VERSION:
+			printf("memtraced %s\n", PACKAGE_VERSION);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "memtraced: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (d->cfg.runtime_dir == NULL) {
+		if (paths_runtime_dir(dir, sizeof(dir)) < 0)
+			return -ENAMETOOLONG;
+		d->cfg.runtime_dir = xstrdup(dir);
+	}
+	if (d->cfg.state_dir == NULL) {
+		if (paths_state_dir(dir, sizeof(dir)) < 0)
+			return -ENAMETOOLONG;
+		d->cfg.state_dir = xstrdup(dir);
+	}
+	return 0;
+}
+
+/* mkdir -p with the given mode for the directories it creates. */
+static int make_dirs(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A socket file that nobody answers is left over from a crash: remove it.
+ * One that answers belongs to a running daemon: refuse to start. */
+static int claim_socket(const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	int alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	if (alive)
+		return -EADDRINUSE;
+	return unlink(path) < 0 ? -errno : 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct daemon *d = sig->data;
+
+	if (d->stopping)
+		return;
+	log_info("received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	agentsrv_stop(d);
+	d->stopping = true;
+	control_stop(d);
+	uv_close((uv_handle_t *)&d->sig_term, NULL);
+	uv_close((uv_handle_t *)&d->sig_int, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d;
+	int rc, status = 1;
+
+	memset(&d, 0, sizeof(d));
+	signal(SIGPIPE, SIG_IGN);
+	if (parse_args(&d, argc, argv) < 0)
+		return 2;
+	mode_t mode = geteuid() == 0 ? 0755 : 0700;
+	if ((rc = make_dirs(d.cfg.runtime_dir, mode)) < 0) {
+		log_error("cannot create runtime dir %s: %s", d.cfg.runtime_dir, strerror(-rc));
+		goto out;
+	}
+	if ((rc = make_dirs(d.cfg.state_dir, 0700)) < 0) {
+		log_error("cannot create state dir %s: %s", d.cfg.state_dir, strerror(-rc));
+		goto out;
+	}
+	d.agent_path = xasprintf("%s/%s", d.cfg.runtime_dir, PATHS_AGENT_SOCK);
+	d.control_path = xasprintf("%s/%s", d.cfg.runtime_dir, PATHS_CONTROL_SOCK);
+	if ((rc = claim_socket(d.agent_path)) < 0 || (rc = claim_socket(d.control_path)) < 0) {
+		log_error("cannot use %s: %s", d.cfg.runtime_dir,
+		          rc == -EADDRINUSE ? "another memtraced is running there" : strerror(-rc));
+		goto out;
+	}
+	d.loop = uv_default_loop();
+	d.started_ms = uv_now(d.loop);
+	d.syms = symbols_new(d.cfg.debuginfod);
+	if ((rc = agentsrv_start(&d)) < 0) {
+		log_error("cannot listen on %s: %s", d.agent_path, uv_strerror(rc));
+		goto out_loop;
+	}
+	if ((rc = control_start(&d)) < 0) {
+		log_error("cannot listen on %s: %s", d.control_path, uv_strerror(rc));
+		goto out_loop;
+	}
+	uv_signal_init(d.loop, &d.sig_term);
+	uv_signal_init(d.loop, &d.sig_int);
+	d.sig_term.data = &d;
+	d.sig_int.data = &d;
+	uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+	uv_signal_start(&d.sig_int, on_signal, SIGINT);
+	log_info("memtraced %s listening on %s (state in %s)", PACKAGE_VERSION, d.cfg.runtime_dir,
+	         d.cfg.state_dir);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	status = 0;
+	unlink(d.agent_path);
+	unlink(d.control_path);
+	log_info("stopped");
+
+out_loop:
+	uv_walk(d.loop, close_walk, NULL);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	uv_loop_close(d.loop);
+	while (d.sessions != NULL) {
+		struct session *s = d.sessions;
+		d.sessions = s->next;
+		session_unref(s);
+	}
+	symbols_free(d.syms);
+out:
+	free(d.agent_path);
+	free(d.control_path);
+	free(d.cfg.runtime_dir);
+	free(d.cfg.state_dir);
+	return status;
+}

@@ -1,0 +1,868 @@
+/*
+ * query.c - tracemalloc's statistics() and compare_to() over trace groups.
+ * See query.h for the contract.
+ *
+ * The daemon runs this over ~100k groups of up to MEMTRACE_NFRAMES frames, so
+ * the work is linear in the number of frames, with three small open-addressing
+ * tables doing the grouping:
+ *
+ *  - ptab maps a frame_info pointer to a "pent" (pointer entry). Frames are
+ *    interned by the symbol cache, so the number of distinct pointers is small
+ *    next to the number of frames, and everything that costs string work (the
+ *    key's content hash, fnmatch for each filter) is done once per pointer
+ *    and cached in the pent.
+ *  - ktab maps a frame's key content to a key id ("kid"): (filename, lineno)
+ *    for key lineno, (filename) for filename, (function, filename) for
+ *    function and (filename, lineno, function) for traceback. Two pointers
+ *    with equal content get the same kid; grouping is by content, never by
+ *    pointer identity, because the same location can reach us through
+ *    different frame_info objects (two modules, a stored snapshot).
+ *  - ttab (key traceback only) maps a sequence of kids to a statistic.
+ *
+ * For the frame keys a statistic is simply indexed by kid. Cumulative mode
+ * counts a trace once per distinct key (a recursive frame or two frames of
+ * one file count once) by stamping each statistic with the serial of the
+ * last trace that counted in it. Note that CPython's tracemalloc iterates
+ * the raw traceback here and would count such a trace twice; query.h chose
+ * "once per trace" so that no statistic can exceed the total.
+ *
+ * The key decides which fields of the printed frame mean something. Fields
+ * the key groups by are printed exactly. Fields that the key determines in
+ * practice (the function and address of a file:line, the module of a file)
+ * come from a representative: the contributing frame that sorts first by
+ * (module, function, address), so the output does not depend on the order of
+ * the input. Fields finer than the key are blanked: lineno 0 for keys
+ * filename and function (as tracemalloc), function "" for key filename and
+ * address "0x0" for both, since one file or function has many of them.
+ *
+ * Old and new snapshot (compare) share one context, hence one kid space; each
+ * statistic keeps a size and count per side.
+ */
+#include "query.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+#define NONE UINT32_MAX
+
+enum side { SIDE_OLD, SIDE_NEW };
+
+/* What a trace without a traceback is shown as, like tracemalloc's
+ * ('<unknown>', 0) frame. It is grouped and filtered like any other frame. */
+static const struct frame_info unknown_frame = {
+    .filename = "<unknown>",
+    .lineno = 0,
+    .function = "<unknown>",
+    .module = "<unknown>",
+};
+static const struct frame_info *const unknown_frames[1] = {&unknown_frame};
+static const uint64_t unknown_addrs[1] = {0};
+
+static const char *const key_names[] = {
+    [QUERY_KEY_LINENO] = "lineno",
+    [QUERY_KEY_FILENAME] = "filename",
+    [QUERY_KEY_FUNCTION] = "function",
+    [QUERY_KEY_TRACEBACK] = "traceback",
+};
+#define NKEYS (sizeof key_names / sizeof key_names[0])
+
+/* ---- hashing ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+	/* splitmix64's finalizer: every input bit reaches every output bit, so
+	 * the low bits used as the table index are well spread even for
+	 * pointers (aligned) and small kids. */
+	x ^= x >> 30;
+	x *= UINT64_C(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64_C(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t str_hash(const char *s, uint64_t h)
+{
+	/* FNV-1a, including the terminating NUL so that ("ab", "c") and
+	 * ("a", "bc") hash apart when chained. */
+	const unsigned char *p = (const unsigned char *)s;
+
+	do {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	} while (*p++ != '\0');
+	return h;
+}
+
+static bool key_has_lineno(enum query_key k)
+{
+	return k == QUERY_KEY_LINENO || k == QUERY_KEY_TRACEBACK;
+}
+
+static bool key_has_function(enum query_key k)
+{
+	return k == QUERY_KEY_FUNCTION || k == QUERY_KEY_TRACEBACK;
+}
+
+static uint64_t key_hash(enum query_key k, const struct frame_info *f)
+{
+	uint64_t h = str_hash(f->filename, UINT64_C(0xcbf29ce484222325));
+
+	if (key_has_lineno(k))
+		h = mix64(h ^ f->lineno);
+	if (key_has_function(k))
+		h = str_hash(f->function, h);
+	return mix64(h);
+}
+
+/* Orders two frames by the fields the key groups by: filename, lineno
+ * (numerically), function. 0 means they belong to the same statistic. */
+static int key_cmp(enum query_key k, const struct frame_info *a, const struct frame_info *b)
+{
+	int r;
+
+	if (a == b)
+		return 0;
+	if ((r = strcmp(a->filename, b->filename)) != 0)
+		return r;
+	if (key_has_lineno(k) && a->lineno != b->lineno)
+		return a->lineno < b->lineno ? -1 : 1;
+	if (key_has_function(k))
+		return strcmp(a->function, b->function);
+	return 0;
+}
+
+/* The order that picks a statistic's representative frame. */
+static int rep_cmp(const struct frame_info *a, uint64_t aa, const struct frame_info *b, uint64_t ba)
+{
+	int r;
+
+	if (a != b) {
+		if ((r = strcmp(a->module, b->module)) != 0)
+			return r;
+		if ((r = strcmp(a->function, b->function)) != 0)
+			return r;
+	}
+	return aa < ba ? -1 : aa > ba;
+}
+
+/* ---- a small open-addressing table of uint32 indices ----
+ * The table stores only the full hash and an index into an array the caller
+ * owns; equality is the caller's, through a callback. Linear probing, power
+ * of two capacity, at most half full, never deletes. */
+
+struct hslot {
+	uint64_t hash;
+	uint32_t idx; /* NONE when free */
+};
+
+struct htab {
+	struct hslot *slot;
+	size_t mask;
+	size_t len;
+};
+
+struct qctx;
+typedef bool (*htab_eq_fn)(const struct qctx *c, uint32_t idx, const void *key);
+
+static void htab_alloc(struct htab *t, size_t cap)
+{
+	t->slot = xreallocarray(NULL, cap, sizeof *t->slot);
+	for (size_t i = 0; i < cap; i++)
+		t->slot[i].idx = NONE;
+	t->mask = cap - 1;
+}
+
+static void htab_init(struct htab *t)
+{
+	htab_alloc(t, 64);
+	t->len = 0;
+}
+
+static void htab_close(struct htab *t)
+{
+	free(t->slot);
+}
+
+static void htab_grow(struct htab *t)
+{
+	struct hslot *old = t->slot;
+	size_t oldcap = t->mask + 1;
+
+	htab_alloc(t, oldcap * 2);
+	for (size_t i = 0; i < oldcap; i++) {
+		if (old[i].idx == NONE)
+			continue;
+		size_t j = old[i].hash & t->mask;
+		while (t->slot[j].idx != NONE)
+			j = (j + 1) & t->mask;
+		t->slot[j] = old[i];
+	}
+	free(old);
+}
+
+/* The index stored under a key equal to `key`, or NONE; either way *slotp is
+ * where the probe stopped, which is where htab_put inserts. */
+static uint32_t htab_find(const struct htab *t, uint64_t h, htab_eq_fn eq, const struct qctx *c,
+                          const void *key, size_t *slotp)
+{
+	size_t i = h & t->mask;
+
+	while (t->slot[i].idx != NONE) {
+		if (t->slot[i].hash == h && eq(c, t->slot[i].idx, key))
+			break;
+		i = (i + 1) & t->mask;
+	}
+	*slotp = i;
+	return t->slot[i].idx;
+}
+
+static void htab_put(struct htab *t, size_t slot, uint64_t h, uint32_t idx)
+{
+	t->slot[slot].hash = h;
+	t->slot[slot].idx = idx;
+	if (++t->len * 2 > t->mask + 1)
+		htab_grow(t);
+}
+
+/* ---- the query context ---- */
+
+struct pent {
+	const struct frame_info *f;
+	uint32_t kid; /* NONE until the frame is first counted */
+};
+
+struct qstat {
+	uint64_t size[2];  /* per side */
+	uint64_t count[2]; /* per side */
+	uint64_t stamp;    /* cumulative: serial of the last trace counted here */
+	/* frame keys: the representative frame and its address */
+	const struct frame_info *rep;
+	uint64_t rep_addr;
+	/* key traceback: the representative group and the kid sequence */
+	const struct trace_group *rep_group;
+	size_t kids_off;
+	uint32_t nkids;
+	uint8_t present; /* bit per side that counted a trace here */
+};
+
+struct kseq {
+	const uint32_t *kids;
+	uint32_t n;
+};
+
+struct qctx {
+	enum query_key key;
+	bool cumulative;
+	const struct query_filter *filters;
+	size_t nfilters;
+	bool need_all; /* every frame matters, not only the most recent */
+
+	struct htab ptab, ktab, ttab;
+	struct pent *pent;
+	size_t npent, cap_pent;
+	uint8_t *fmatch; /* npent x nfilters: 0 not computed, 1 no match, 2 match */
+	size_t cap_fmatch;
+	const struct frame_info **kframe; /* kid -> first frame with that content */
+	size_t nkid, cap_kid;
+	struct qstat *stat;
+	size_t nstat, cap_stat;
+	uint32_t *arena; /* key traceback: kid sequences of the statistics */
+	size_t narena, cap_arena;
+	uint32_t *scratch; /* the current trace's pents, then kids */
+	size_t cap_scratch;
+	uint64_t serial;
+	uint64_t total_size[2], total_count[2];
+};
+
+/* Makes room for `need` elements in *p; capacities double. */
+static void *grow(void *p, size_t *cap, size_t need, size_t elsize)
+{
+	if (need <= *cap)
+		return p;
+	size_t n = *cap ? *cap : 16;
+	while (n < need)
+		n *= 2;
+	*cap = n;
+	return xreallocarray(p, n, elsize);
+}
+
+static void ctx_init(struct qctx *c, const struct query_opts *o)
+{
+	memset(c, 0, sizeof *c);
+	c->key = o->key;
+	c->cumulative = o->cumulative;
+	c->filters = o->filters;
+	c->nfilters = o->nfilters;
+	c->need_all = o->cumulative || o->key == QUERY_KEY_TRACEBACK;
+	for (size_t i = 0; i < o->nfilters; i++)
+		if (o->filters[i].all_frames)
+			c->need_all = true;
+	htab_init(&c->ptab);
+	htab_init(&c->ktab);
+	htab_init(&c->ttab);
+}
+
+static void ctx_close(struct qctx *c)
+{
+	free(c->scratch);
+	free(c->arena);
+	free(c->stat);
+	free(c->kframe);
+	free(c->fmatch);
+	free(c->pent);
+	htab_close(&c->ttab);
+	htab_close(&c->ktab);
+	htab_close(&c->ptab);
+}
+
+static void group_frames(const struct trace_group *g, const struct frame_info *const **frames,
+                         const uint64_t **addrs, uint32_t *n)
+{
+	if (g->nframes == 0) {
+		*frames = unknown_frames;
+		*addrs = unknown_addrs;
+		*n = 1;
+	} else {
+		*frames = g->frames;
+		*addrs = g->addrs;
+		*n = g->nframes;
+	}
+}
+
+static uint32_t stat_new(struct qctx *c)
+{
+	c->stat = grow(c->stat, &c->cap_stat, c->nstat + 1, sizeof *c->stat);
+	memset(&c->stat[c->nstat], 0, sizeof c->stat[c->nstat]);
+	return (uint32_t)c->nstat++;
+}
+
+static bool pent_eq(const struct qctx *c, uint32_t idx, const void *key)
+{
+	return c->pent[idx].f == key;
+}
+
+static uint32_t pent_of(struct qctx *c, const struct frame_info *f)
+{
+	uint64_t h = mix64((uint64_t)(uintptr_t)f);
+	size_t slot;
+	uint32_t i = htab_find(&c->ptab, h, pent_eq, c, f, &slot);
+
+	if (i != NONE)
+		return i;
+	i = (uint32_t)c->npent++;
+	c->pent = grow(c->pent, &c->cap_pent, c->npent, sizeof *c->pent);
+	c->pent[i].f = f;
+	c->pent[i].kid = NONE;
+	if (c->nfilters > 0) {
+		c->fmatch = grow(c->fmatch, &c->cap_fmatch, c->npent * c->nfilters, 1);
+		memset(c->fmatch + (size_t)i * c->nfilters, 0, c->nfilters);
+	}
+	htab_put(&c->ptab, slot, h, i);
+	return i;
+}
+
+static bool kid_eq(const struct qctx *c, uint32_t idx, const void *key)
+{
+	return key_cmp(c->key, c->kframe[idx], key) == 0;
+}
+
+static uint32_t kid_of(struct qctx *c, uint32_t pi)
+{
+	const struct frame_info *f = c->pent[pi].f;
+	uint64_t h;
+	size_t slot;
+	uint32_t kid;
+
+	if (c->pent[pi].kid != NONE)
+		return c->pent[pi].kid;
+	h = key_hash(c->key, f);
+	kid = htab_find(&c->ktab, h, kid_eq, c, f, &slot);
+	if (kid == NONE) {
+		kid = (uint32_t)c->nkid++;
+		c->kframe = grow(c->kframe, &c->cap_kid, c->nkid, sizeof *c->kframe);
+		c->kframe[kid] = f;
+		/* For the frame keys the statistic of a kid is stat[kid]. */
+		if (c->key != QUERY_KEY_TRACEBACK)
+			stat_new(c);
+		htab_put(&c->ktab, slot, h, kid);
+	}
+	c->pent[pi].kid = kid;
+	return kid;
+}
+
+static bool seq_eq(const struct qctx *c, uint32_t idx, const void *key)
+{
+	const struct kseq *k = key;
+	const struct qstat *st = &c->stat[idx];
+
+	return st->nkids == k->n &&
+	       memcmp(c->arena + st->kids_off, k->kids, k->n * sizeof *k->kids) == 0;
+}
+
+static uint32_t tb_stat_of(struct qctx *c, const uint32_t *kids, uint32_t n)
+{
+	struct kseq k = {kids, n};
+	uint64_t h = n;
+	size_t slot;
+	uint32_t si;
+
+	for (uint32_t i = 0; i < n; i++)
+		h = mix64(h ^ kids[i]);
+	si = htab_find(&c->ttab, h, seq_eq, c, &k, &slot);
+	if (si == NONE) {
+		si = stat_new(c);
+		c->arena = grow(c->arena, &c->cap_arena, c->narena + n, sizeof *c->arena);
+		memcpy(c->arena + c->narena, kids, n * sizeof *kids);
+		c->stat[si].kids_off = c->narena;
+		c->stat[si].nkids = n;
+		c->narena += n;
+		htab_put(&c->ttab, slot, h, si);
+	}
+	return si;
+}
+
+/* tracemalloc's Filter._match_frame_impl, cached per pointer. fnmatch
+ * without flags, like Python's fnmatch on POSIX: '*' also matches '/' and a
+ * leading '.' is not special. A malformed pattern matches nothing. */
+static bool filter_frame(struct qctx *c, uint32_t pi, size_t fi)
+{
+	uint8_t *m = &c->fmatch[(size_t)pi * c->nfilters + fi];
+
+	if (*m == 0)
+		*m = fnmatch(c->filters[fi].pattern, c->pent[pi].f->filename, 0) == 0 ? 2 : 1;
+	return *m == 2;
+}
+
+/* Snapshot._filter_trace: kept when some inclusive filter (if any) matches
+ * and no exclusive filter does. A filter looks at the most recent frame, or
+ * at every frame with all_frames. */
+static bool filter_keep(struct qctx *c, const uint32_t *pis, uint32_t n)
+{
+	bool have_incl = false, incl_hit = false;
+
+	for (size_t fi = 0; fi < c->nfilters; fi++) {
+		const struct query_filter *f = &c->filters[fi];
+		uint32_t nf = f->all_frames ? n : 1;
+		bool hit = false;
+
+		for (uint32_t i = 0; i < nf && !hit; i++)
+			hit = filter_frame(c, pis[i], fi);
+		if (f->inclusive) {
+			have_incl = true;
+			incl_hit = incl_hit || hit;
+		} else if (hit) {
+			return false;
+		}
+	}
+	return !have_incl || incl_hit;
+}
+
+static void stat_add(struct qstat *st, const struct trace_group *g, enum side s)
+{
+	st->size[s] += g->size;
+	st->count[s] += g->count;
+	st->present |= (uint8_t)(1u << s);
+}
+
+static void stat_rep_frame(struct qstat *st, const struct frame_info *f, uint64_t addr)
+{
+	if (st->rep == NULL || rep_cmp(f, addr, st->rep, st->rep_addr) < 0) {
+		st->rep = f;
+		st->rep_addr = addr;
+	}
+}
+
+static void stat_rep_group(struct qstat *st, const struct trace_group *g)
+{
+	const struct frame_info *const *fa, *const *fb;
+	const uint64_t *aa, *ab;
+	uint32_t n, nb;
+	int r = 0;
+
+	if (st->rep_group == NULL) {
+		st->rep_group = g;
+		return;
+	}
+	/* Equal kid sequences, so equal lengths. */
+	group_frames(g, &fa, &aa, &n);
+	group_frames(st->rep_group, &fb, &ab, &nb);
+	for (uint32_t i = 0; i < n && r == 0; i++)
+		r = rep_cmp(fa[i], aa[i], fb[i], ab[i]);
+	if (r < 0)
+		st->rep_group = g;
+}
+
+/* Counts one trace group on one side. */
+static void account(struct qctx *c, const struct trace_group *g, enum side s)
+{
+	const struct frame_info *const *frames;
+	const uint64_t *addrs;
+	uint32_t n, np;
+
+	group_frames(g, &frames, &addrs, &n);
+	np = c->need_all ? n : 1;
+	c->scratch = grow(c->scratch, &c->cap_scratch, np, sizeof *c->scratch);
+	for (uint32_t i = 0; i < np; i++)
+		c->scratch[i] = pent_of(c, frames[i]);
+	if (!filter_keep(c, c->scratch, np))
+		return;
+	c->total_size[s] += g->size;
+	c->total_count[s] += g->count;
+
+	if (c->key == QUERY_KEY_TRACEBACK) {
+		/* kid_of and tb_stat_of may move c->stat: index it only after. */
+		for (uint32_t i = 0; i < n; i++)
+			c->scratch[i] = kid_of(c, c->scratch[i]);
+		uint32_t si = tb_stat_of(c, c->scratch, n);
+		struct qstat *st = &c->stat[si];
+		stat_add(st, g, s);
+		stat_rep_group(st, g);
+	} else if (!c->cumulative) {
+		uint32_t kid = kid_of(c, c->scratch[0]);
+		struct qstat *st = &c->stat[kid];
+		stat_add(st, g, s);
+		stat_rep_frame(st, frames[0], addrs[0]);
+	} else {
+		uint64_t serial = ++c->serial;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t kid = kid_of(c, c->scratch[i]);
+			struct qstat *st = &c->stat[kid];
+			stat_rep_frame(st, frames[i], addrs[i]);
+			if (st->stamp == serial)
+				continue;
+			st->stamp = serial;
+			stat_add(st, g, s);
+		}
+	}
+}
+
+/* ---- validation ---- */
+
+static int check_opts(const struct query_opts *o, cJSON **out)
+{
+	if (o == NULL || out == NULL)
+		return -EINVAL;
+	if ((unsigned)o->key >= NKEYS)
+		return -EINVAL;
+	if (o->cumulative && o->key == QUERY_KEY_TRACEBACK)
+		return -EINVAL;
+	if (o->nfilters > 0 && o->filters == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < o->nfilters; i++)
+		if (o->filters[i].pattern == NULL)
+			return -EINVAL;
+	return 0;
+}
+
+/* Checks the groups and adds their frame count to *total. Indices into the
+ * context's arrays are 32 bits, which bounds the frames of one query. */
+static int check_groups(const struct trace_group *g, size_t n, uint64_t *total)
+{
+	if (n > 0 && g == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (g[i].nframes > 0 && (g[i].frames == NULL || g[i].addrs == NULL))
+			return -EINVAL;
+		for (uint32_t j = 0; j < g[i].nframes; j++) {
+			const struct frame_info *f = g[i].frames[j];
+			if (f == NULL || f->filename == NULL || f->function == NULL ||
+			    f->module == NULL)
+				return -EINVAL;
+		}
+		*total += g[i].nframes ? g[i].nframes : 1;
+	}
+	return *total >= NONE ? -E2BIG : 0;
+}
+
+/* ---- rendering ---- */
+
+struct sortrec {
+	uint64_t k[4]; /* compared in order, descending */
+	const struct qstat *st;
+	const struct qctx *c;
+};
+
+static int stat_key_cmp(const struct qctx *c, const struct qstat *a, const struct qstat *b)
+{
+	const struct frame_info *const *fa, *const *fb;
+	const uint64_t *aa, *ab;
+	uint32_t na, nb;
+	int r;
+
+	if (c->key != QUERY_KEY_TRACEBACK)
+		return key_cmp(c->key, a->rep, b->rep);
+	group_frames(a->rep_group, &fa, &aa, &na);
+	group_frames(b->rep_group, &fb, &ab, &nb);
+	for (uint32_t i = 0; i < na && i < nb; i++)
+		if ((r = key_cmp(c->key, fa[i], fb[i])) != 0)
+			return r;
+	return na < nb ? -1 : na > nb;
+}
+
+static int sortrec_cmp(const void *pa, const void *pb)
+{
+	const struct sortrec *a = pa, *b = pb;
+
+	for (int i = 0; i < 4; i++)
+		if (a->k[i] != b->k[i])
+			return a->k[i] > b->k[i] ? -1 : 1;
+	/* Keys are distinct, so this never returns 0: the order is total. */
+	return stat_key_cmp(a->c, a->st, b->st);
+}
+
+static uint64_t absdiff(uint64_t a, uint64_t b)
+{
+	return a >= b ? a - b : b - a;
+}
+
+/* new - old as a JSON number; exact while |new - old| < 2^53. */
+static double signed_diff(uint64_t new_, uint64_t old)
+{
+	return new_ >= old ? (double)(new_ - old) : -(double)(old - new_);
+}
+
+static cJSON *frame_obj(const char *filename, uint32_t lineno, const char *function,
+                        const char *module, uint64_t addr)
+{
+	char buf[sizeof "0x" + 16];
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL)
+		goto err;
+	snprintf(buf, sizeof buf, "0x%" PRIx64, addr);
+	if (cJSON_AddStringToObject(o, "filename", filename) == NULL ||
+	    cJSON_AddNumberToObject(o, "lineno", lineno) == NULL ||
+	    cJSON_AddStringToObject(o, "function", function) == NULL ||
+	    cJSON_AddStringToObject(o, "module", module) == NULL ||
+	    cJSON_AddStringToObject(o, "address", buf) == NULL)
+		goto err_after_obj;
+	return o;
+
+err_after_obj:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+cJSON *query_frame_json(const struct frame_info *f, uint64_t addr)
+{
+	if (f == NULL)
+		f = &unknown_frame;
+	return frame_obj(f->filename, f->lineno, f->function, f->module, addr);
+}
+
+static cJSON *stat_traceback_json(const struct qctx *c, const struct qstat *st)
+{
+	const struct frame_info *const *frames;
+	const uint64_t *addrs;
+	uint32_t n;
+	cJSON *arr = cJSON_CreateArray();
+	cJSON *fr;
+
+	if (arr == NULL)
+		goto err;
+	switch (c->key) {
+	case QUERY_KEY_TRACEBACK:
+		group_frames(st->rep_group, &frames, &addrs, &n);
+		for (uint32_t i = 0; i < n; i++) {
+			fr = query_frame_json(frames[i], addrs[i]);
+			if (!cJSON_AddItemToArray(arr, fr))
+				goto err_after_arr;
+		}
+		goto done;
+	case QUERY_KEY_LINENO:
+		fr = query_frame_json(st->rep, st->rep_addr);
+		break;
+	case QUERY_KEY_FILENAME:
+		fr = frame_obj(st->rep->filename, 0, "", st->rep->module, 0);
+		break;
+	case QUERY_KEY_FUNCTION:
+	default:
+		fr = frame_obj(st->rep->filename, 0, st->rep->function, st->rep->module, 0);
+		break;
+	}
+	if (!cJSON_AddItemToArray(arr, fr))
+		goto err_after_arr;
+done:
+	return arr;
+
+err_after_arr:
+	cJSON_Delete(fr); /* NULL-safe; a frame the array refused is still ours */
+	cJSON_Delete(arr);
+err:
+	return NULL;
+}
+
+static cJSON *stat_json(const struct qctx *c, const struct qstat *st, bool diff)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *tb;
+
+	if (o == NULL)
+		goto err;
+	if (cJSON_AddNumberToObject(o, "size", st->size[SIDE_NEW]) == NULL)
+		goto err_after_obj;
+	if (diff &&
+	    cJSON_AddNumberToObject(o, "size_diff",
+	                            signed_diff(st->size[SIDE_NEW], st->size[SIDE_OLD])) == NULL)
+		goto err_after_obj;
+	if (cJSON_AddNumberToObject(o, "count", st->count[SIDE_NEW]) == NULL)
+		goto err_after_obj;
+	if (diff &&
+	    cJSON_AddNumberToObject(o, "count_diff",
+	                            signed_diff(st->count[SIDE_NEW], st->count[SIDE_OLD])) == NULL)
+		goto err_after_obj;
+	if ((tb = stat_traceback_json(c, st)) == NULL)
+		goto err_after_obj;
+	if (!cJSON_AddItemToObject(o, "traceback", tb))
+		goto err_after_tb;
+	return o;
+
+err_after_tb:
+	cJSON_Delete(tb);
+err_after_obj:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+/* Sorts the statistics and builds the response. diff selects compare_to's
+ * fields and order. */
+static int render(const struct qctx *c, size_t limit, bool diff, cJSON **out)
+{
+	struct sortrec *v = xreallocarray(NULL, c->nstat ? c->nstat : 1, sizeof *v);
+	size_t nv = 0;
+	cJSON *root, *arr, *item;
+	int r = -ENOMEM;
+
+	for (size_t i = 0; i < c->nstat; i++) {
+		const struct qstat *st = &c->stat[i];
+		if (st->present == 0)
+			continue;
+		if (diff) {
+			/* StatisticDiff._sort_key */
+			v[nv].k[0] = absdiff(st->size[SIDE_NEW], st->size[SIDE_OLD]);
+			v[nv].k[1] = st->size[SIDE_NEW];
+			v[nv].k[2] = absdiff(st->count[SIDE_NEW], st->count[SIDE_OLD]);
+			v[nv].k[3] = st->count[SIDE_NEW];
+		} else {
+			/* Statistic._sort_key */
+			v[nv].k[0] = st->size[SIDE_NEW];
+			v[nv].k[1] = st->count[SIDE_NEW];
+			v[nv].k[2] = 0;
+			v[nv].k[3] = 0;
+		}
+		v[nv].st = st;
+		v[nv].c = c;
+		nv++;
+	}
+	qsort(v, nv, sizeof *v, sortrec_cmp);
+
+	if ((root = cJSON_CreateObject()) == NULL)
+		goto err;
+	if (cJSON_AddStringToObject(root, "key", key_names[c->key]) == NULL ||
+	    cJSON_AddBoolToObject(root, "cumulative", c->cumulative) == NULL ||
+	    cJSON_AddNumberToObject(root, "total_size", c->total_size[SIDE_NEW]) == NULL)
+		goto err_after_root;
+	if (diff && cJSON_AddNumberToObject(
+	                root, "total_size_diff",
+	                signed_diff(c->total_size[SIDE_NEW], c->total_size[SIDE_OLD])) == NULL)
+		goto err_after_root;
+	if (cJSON_AddNumberToObject(root, "total_count", c->total_count[SIDE_NEW]) == NULL)
+		goto err_after_root;
+	if (diff && cJSON_AddNumberToObject(
+	                root, "total_count_diff",
+	                signed_diff(c->total_count[SIDE_NEW], c->total_count[SIDE_OLD])) == NULL)
+		goto err_after_root;
+	if (cJSON_AddNumberToObject(root, "count_stats", (double)nv) == NULL)
+		goto err_after_root;
+	if ((arr = cJSON_AddArrayToObject(root, "stats")) == NULL)
+		goto err_after_root;
+	for (size_t i = 0; i < nv && (limit == 0 || i < limit); i++) {
+		if ((item = stat_json(c, v[i].st, diff)) == NULL)
+			goto err_after_root;
+		if (!cJSON_AddItemToArray(arr, item)) {
+			cJSON_Delete(item);
+			goto err_after_root;
+		}
+	}
+	*out = root;
+	r = 0;
+	goto done;
+
+err_after_root:
+	cJSON_Delete(root);
+err:
+done:
+	free(v);
+	return r;
+}
+
+/* ---- API ---- */
+
+int query_key_parse(const char *s, enum query_key *out)
+{
+	if (s == NULL || out == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(s, key_names[i]) == 0) {
+			*out = (enum query_key)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *query_key_name(enum query_key k)
+{
+	return (unsigned)k < NKEYS ? key_names[k] : NULL;
+}
+
+int query_top(const struct trace_group *g, size_t n, const struct query_opts *o, cJSON **out)
+{
+	struct qctx c;
+	uint64_t nframes = 0;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((r = check_opts(o, out)) < 0 || (r = check_groups(g, n, &nframes)) < 0)
+		goto err;
+	ctx_init(&c, o);
+	for (size_t i = 0; i < n; i++)
+		account(&c, &g[i], SIDE_NEW);
+	r = render(&c, o->limit, false, out);
+	ctx_close(&c);
+err:
+	return r;
+}
+
+int query_compare(const struct trace_group *old, size_t nold, const struct trace_group *new_,
+                  size_t nnew, const struct query_opts *o, cJSON **out)
+{
+	struct qctx c;
+	uint64_t nframes = 0;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((r = check_opts(o, out)) < 0 || (r = check_groups(old, nold, &nframes)) < 0 ||
+	    (r = check_groups(new_, nnew, &nframes)) < 0)
+		goto err;
+	ctx_init(&c, o);
+	for (size_t i = 0; i < nold; i++)
+		account(&c, &old[i], SIDE_OLD);
+	for (size_t i = 0; i < nnew; i++)
+		account(&c, &new_[i], SIDE_NEW);
+	r = render(&c, o->limit, true, out);
+	ctx_close(&c);
+err:
+	return r;
+}

@@ -1,0 +1,277 @@
+/* session.c - one traced process: frame dispatch and the module map (see session.h). */
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "proto.h"
+#include "xalloc.h"
+
+#define RBUF_CAP (PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD + 256 * 1024)
+
+struct session *session_new(struct daemon *d)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	s->d = d;
+	s->refs = 1;
+	s->id = ++d->next_session_id;
+	s->state = SESSION_LIVE;
+	heap_init(&s->heap, d->cfg.max_blocks, d->cfg.max_stacks);
+	s->rcap = RBUF_CAP;
+	s->rbuf = xmalloc(s->rcap);
+	return s;
+}
+
+void session_ref(struct session *s)
+{
+	s->refs++;
+}
+
+void session_unref(struct session *s)
+{
+	if (s == NULL || --s->refs > 0)
+		return;
+	heap_close(&s->heap);
+	for (size_t i = 0; i < s->nmodules; i++)
+		free(s->modules[i].path);
+	free(s->modules);
+	free(s->rbuf);
+	free(s->exe);
+	free(s->cmdline);
+	free(s->error);
+	free(s);
+}
+
+const char *session_state_name(const struct session *s)
+{
+	return s->state == SESSION_LIVE ? "live" : "exited";
+}
+
+static int fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	char msg[256];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s->error == NULL)
+		s->error = xstrdup(msg);
+	return -EBADMSG;
+}
+
+/* Reads a whole small /proc file into a new buffer; NULL on failure. */
+static char *read_proc(pid_t pid, const char *name, size_t *len)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return NULL;
+	char *buf = xmalloc(PROTO_MAX_CMDLINE + 1);
+	size_t n = fread(buf, 1, PROTO_MAX_CMDLINE, f);
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static int on_hello(struct session *s, const uint8_t *p, size_t n)
+{
+	struct proto_hello h;
+	char path[64], exe[PROTO_MAX_PATH + 1];
+
+	if (s->hello)
+		return fail(s, "second HELLO");
+	if (proto_hello_decode(p, n, &h) < 0)
+		return fail(s, "malformed HELLO");
+	s->hello = true;
+	s->nframes = h.nframes;
+	s->flags = h.flags;
+	s->sample_bytes = h.sample_bytes;
+	/* Identity comes from the kernel; the agent's words are a fallback
+	 * for when /proc is not readable. */
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)s->pid);
+	ssize_t l = readlink(path, exe, sizeof(exe) - 1);
+	if (l > 0)
+		s->exe = xstrndup(exe, (size_t)l);
+	else
+		s->exe = xstrndup(h.exe, h.exe_len);
+	size_t len = 0;
+	s->cmdline = read_proc(s->pid, "cmdline", &len);
+	if (s->cmdline != NULL && len > 0) {
+		s->cmdline_len = len;
+	} else {
+		free(s->cmdline);
+		s->cmdline = xstrndup(h.cmdline, h.cmdline_len);
+		s->cmdline_len = h.cmdline_len;
+	}
+	return 0;
+}
+
+static int on_module(struct session *s, const uint8_t *p, size_t n)
+{
+	struct proto_module m;
+	if (proto_module_decode(p, n, &m) < 0)
+		return fail(s, "malformed MODULE");
+	if (m.lo == m.hi)
+		return 0;
+	/* Drop what the new object overlaps (it was unloaded), then insert
+	 * in address order. An identical entry is kept as is. */
+	size_t w = 0, at = 0;
+	for (size_t i = 0; i < s->nmodules; i++) {
+		struct session_module *e = &s->modules[i];
+		if (e->lo == m.lo && e->hi == m.hi && e->bias == m.bias &&
+		    strlen(e->path) == m.path_len && memcmp(e->path, m.path, m.path_len) == 0)
+			return 0;
+		if (e->lo < m.hi && m.lo < e->hi) {
+			free(e->path);
+			continue;
+		}
+		s->modules[w++] = *e;
+	}
+	s->nmodules = w;
+	s->modules = xreallocarray(s->modules, s->nmodules + 1, sizeof(*s->modules));
+	while (at < s->nmodules && s->modules[at].lo < m.lo)
+		at++;
+	memmove(&s->modules[at + 1], &s->modules[at], (s->nmodules - at) * sizeof(*s->modules));
+	struct session_module *e = &s->modules[at];
+	e->bias = m.bias;
+	e->lo = m.lo;
+	e->hi = m.hi;
+	e->path = xstrndup(m.path, m.path_len);
+	e->build_id_len = m.build_id_len;
+	memcpy(e->build_id, m.build_id, m.build_id_len);
+	s->nmodules++;
+	return 0;
+}
+
+static int on_stack(struct session *s, const uint8_t *p, size_t n)
+{
+	struct proto_stack st;
+	uint64_t frames[PROTO_MAX_FRAMES];
+
+	if (proto_stack_decode(p, n, &st) < 0)
+		return fail(s, "malformed STACK");
+	for (uint32_t i = 0; i < st.nframes; i++)
+		frames[i] = proto_stack_frame(&st, i);
+	if (heap_define_stack(&s->heap, st.id, frames, st.nframes) < 0)
+		return fail(s, "STACK %" PRIu32 " defined twice", st.id);
+	return 0;
+}
+
+static int on_events(struct session *s, const uint8_t *p, size_t n)
+{
+	struct proto_events_iter it;
+	struct proto_event ev;
+	int rc;
+
+	proto_events_begin(&it, p, n);
+	while ((rc = proto_events_next(&it, &ev)) > 0) {
+		if (heap_apply(&s->heap, &ev) < 0)
+			return fail(s, "event seq %" PRIu64 " out of order or names an undefined stack",
+			            ev.seq);
+		s->events++;
+		s->d->events_total++;
+	}
+	return rc < 0 ? fail(s, "malformed EVENTS record") : 0;
+}
+
+static int on_frame(struct session *s, const struct proto_hdr *h, const uint8_t *p)
+{
+	uint64_t lost;
+
+	if (s->bye)
+		return fail(s, "frame after BYE");
+	if (!s->hello && h->type != PROTO_HELLO)
+		return fail(s, "first frame is not HELLO");
+	switch (h->type) {
+	case PROTO_HELLO:
+		return on_hello(s, p, h->len);
+	case PROTO_MODULE:
+		return on_module(s, p, h->len);
+	case PROTO_MODULES_RESET:
+		return proto_empty_decode(p, h->len) < 0 ? fail(s, "malformed MODULES_RESET") : 0;
+	case PROTO_STACK:
+		return on_stack(s, p, h->len);
+	case PROTO_EVENTS:
+		return on_events(s, p, h->len);
+	case PROTO_LOST:
+		if (proto_lost_decode(p, h->len, &lost) < 0)
+			return fail(s, "malformed LOST");
+		if (lost < s->lost_events)
+			return fail(s, "LOST count went backwards");
+		s->lost_events = lost;
+		return 0;
+	case PROTO_BYE:
+		if (proto_empty_decode(p, h->len) < 0)
+			return fail(s, "malformed BYE");
+		s->bye = true;
+		return 0;
+	default:
+		return fail(s, "unknown frame type %u", h->type);
+	}
+}
+
+int session_feed(struct session *s, const uint8_t *data, size_t n)
+{
+	/* Called with data == s->rbuf + s->rlen after a read into the buffer,
+	 * or with outside bytes (tests), which are appended first. */
+	if (data != s->rbuf + s->rlen) {
+		if (n > s->rcap - s->rlen)
+			return fail(s, "frame larger than the read buffer");
+		memcpy(s->rbuf + s->rlen, data, n);
+	}
+	s->rlen += n;
+
+	size_t off = 0;
+	int rc = 0;
+	while (s->rlen - off >= PROTO_HDR_SIZE) {
+		struct proto_hdr h;
+		if (proto_hdr_decode(s->rbuf + off, s->rlen - off, &h) < 0) {
+			rc = fail(s, "malformed frame header");
+			break;
+		}
+		if (s->rlen - off - PROTO_HDR_SIZE < h.len)
+			break;
+		if ((rc = on_frame(s, &h, s->rbuf + off + PROTO_HDR_SIZE)) < 0)
+			break;
+		off += PROTO_HDR_SIZE + h.len;
+	}
+	if (off > 0) {
+		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+		s->rlen -= off;
+	}
+	return rc;
+}
+
+const struct session_module *session_module_at(const struct session *s, uint64_t addr)
+{
+	size_t lo = 0, hi = s->nmodules;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct session_module *m = &s->modules[mid];
+		if (addr < m->lo)
+			hi = mid;
+		else if (addr >= m->hi)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+void session_sym_module(const struct session_module *m, struct sym_module *out)
+{
+	out->path = m->path;
+	out->build_id = m->build_id;
+	out->build_id_len = m->build_id_len;
+	out->bias = m->bias;
+}

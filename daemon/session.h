@@ -1,0 +1,81 @@
+/*
+ * session.h - one traced process, from its agent's connection to long after
+ * it exited.
+ *
+ * A session is created when an agent connects; its identity is what the
+ * kernel says about the peer (SO_PEERCRED pid and uid, and the start time
+ * from /proc/PID/stat), never what the agent claims. It owns the process's
+ * heap model, its module map and the connection's read buffer. When the
+ * connection closes the session becomes "exited" and keeps its statistics;
+ * the daemon evicts the oldest exited sessions past a bound.
+ *
+ * Sessions are reference counted: queries that wait for symbolization on the
+ * thread pool hold a reference, so an evicted session is freed only when the
+ * last query is done with it. Loop thread only.
+ */
+#ifndef MEMTRACE_SESSION_H
+#define MEMTRACE_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "heap.h"
+#include "symbols.h"
+
+struct daemon;
+
+enum session_state { SESSION_LIVE, SESSION_EXITED };
+
+struct session_module {
+	uint64_t bias, lo, hi;
+	char *path;
+	uint8_t build_id[PROTO_MAX_BUILD_ID];
+	uint32_t build_id_len;
+};
+
+struct session {
+	struct daemon *d;
+	struct session *next; /* daemon's list */
+	int refs;
+	uint64_t id; /* daemon-unique, never reused */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint64_t start_time; /* clock ticks since boot (/proc/PID/stat field 22) */
+	char *exe;
+	char *cmdline; /* argv joined by NULs */
+	size_t cmdline_len;
+	enum session_state state;
+	bool hello;
+	bool bye;      /* the agent said goodbye: clean exit */
+	char *error;   /* why the connection was closed, if it was our decision */
+	uint32_t nframes;
+	uint32_t flags;
+	uint64_t sample_bytes;
+	uint64_t lost_events;
+	uint64_t events;
+	uint64_t started_ms, ended_ms; /* wall clock, ms since the epoch */
+	struct heap heap;
+	struct session_module *modules; /* sorted by lo, non-overlapping */
+	size_t nmodules;
+	uv_pipe_t pipe;
+	bool pipe_open;
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+};
+
+struct session *session_new(struct daemon *d);
+void session_ref(struct session *s);
+void session_unref(struct session *s); /* frees at zero */
+
+/* Feeds bytes read from the agent. 0, or -EBADMSG with s->error set. */
+int session_feed(struct session *s, const uint8_t *p, size_t n);
+/* The module containing addr, or NULL. */
+const struct session_module *session_module_at(const struct session *s, uint64_t addr);
+void session_sym_module(const struct session_module *m, struct sym_module *out);
+const char *session_state_name(const struct session *s);
+
+#endif

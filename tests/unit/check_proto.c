@@ -1,0 +1,1391 @@
+/*
+ * check_proto.c - the wire codec: every message round-trips at its limits, the
+ * bytes match PROTOCOL.md, and every malformed input is refused.
+ *
+ * The daemon reads agent.sock from processes it does not trust, so the
+ * decoders are tested against hostile input more than against friendly input.
+ * Every decoder call on a malformed payload goes through decode_exact(), which
+ * hands the decoder a heap copy of exactly the bytes it is allowed to read:
+ * under ASan a read one byte too far is then an error instead of a silent read
+ * of the test's larger buffer.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "suites.h"
+
+/* Big enough for the largest frame an encoder can produce (a HELLO with the
+ * longest exe and cmdline) plus room for sentinels behind it. */
+#define BUF_SIZE (PROTO_HDR_SIZE + 24 + 4 + PROTO_MAX_PATH + 4 + PROTO_MAX_CMDLINE + 64)
+#define SENTINEL 0xa5
+
+static uint8_t buf[BUF_SIZE];
+static uint8_t work[BUF_SIZE];
+static char big_path[PROTO_MAX_PATH + 1];
+static char big_cmdline[PROTO_MAX_CMDLINE + 1];
+
+typedef int (*decode_fn)(const uint8_t *p, size_t n);
+
+static int dec_hdr(const uint8_t *p, size_t n)
+{
+	struct proto_hdr h;
+	return proto_hdr_decode(p, n, &h);
+}
+
+static int dec_hello(const uint8_t *p, size_t n)
+{
+	struct proto_hello m;
+	return proto_hello_decode(p, n, &m);
+}
+
+static int dec_module(const uint8_t *p, size_t n)
+{
+	struct proto_module m;
+	return proto_module_decode(p, n, &m);
+}
+
+static int dec_stack(const uint8_t *p, size_t n)
+{
+	struct proto_stack m;
+	return proto_stack_decode(p, n, &m);
+}
+
+static int dec_lost(const uint8_t *p, size_t n)
+{
+	uint64_t lost;
+	return proto_lost_decode(p, n, &lost);
+}
+
+/* Walks a whole EVENTS payload: the number of records, or the first error. */
+static int dec_events(const uint8_t *p, size_t n)
+{
+	struct proto_events_iter it;
+	struct proto_event ev;
+	int count = 0;
+	int rc;
+
+	proto_events_begin(&it, p, n);
+	while ((rc = proto_events_next(&it, &ev)) == 1)
+		count++;
+	return rc < 0 ? rc : count;
+}
+
+static int decode_exact(decode_fn fn, const uint8_t *p, size_t n)
+{
+	static uint8_t empty[1];
+	/* calloc, not malloc: for n == 0 gcc -O2 would otherwise warn that the
+	 * (zero) bytes passed on are uninitialised. */
+	uint8_t *copy = calloc(1, n);
+
+	/* A zero-size allocation may legitimately be NULL; a decoder must still
+	 * get a valid pointer, since the daemon never hands it NULL either. */
+	if (copy == NULL) {
+		ck_assert_uint_eq(n, 0);
+		return fn(empty, 0);
+	}
+	memcpy(copy, p, n);
+	int rc = fn(copy, n);
+	free(copy);
+	return rc;
+}
+
+/* Every strict prefix of a valid payload is malformed, the whole is valid. */
+static void assert_prefixes_rejected(decode_fn fn, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(decode_exact(fn, p, i) == -EBADMSG,
+		              "prefix of %zu of %zu bytes accepted", i, n);
+	ck_assert_int_eq(decode_exact(fn, p, n), 0);
+}
+
+/* Trailing bytes after a complete message are malformed, whatever they hold. */
+static void assert_trailing_rejected(decode_fn fn, const uint8_t *p, size_t n)
+{
+	static const size_t extra[] = {1, 3, 4, 8, 16};
+
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		memcpy(work, p, n);
+		memset(work + n, 0, extra[i]);
+		ck_assert_msg(decode_exact(fn, work, n + extra[i]) == -EBADMSG,
+		              "%zu trailing zero bytes accepted", extra[i]);
+	}
+}
+
+/* Checks a frame's header against what its encoder returned and gives back
+ * the payload length; the payload starts at frame + PROTO_HDR_SIZE. */
+static size_t frame_check(const uint8_t *frame, ssize_t size, uint16_t type)
+{
+	struct proto_hdr h;
+
+	ck_assert_int_ge(size, PROTO_HDR_SIZE);
+	ck_assert_int_eq(proto_hdr_decode(frame, (size_t)size, &h), 0);
+	ck_assert_uint_eq(h.type, type);
+	ck_assert_uint_eq(h.len, (size_t)size - PROTO_HDR_SIZE);
+	return h.len;
+}
+
+/* An encoder must not write past the size it returns. */
+static void assert_sentinel_after(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < 16; i++)
+		ck_assert_uint_eq(p[n + i], SENTINEL);
+}
+
+static void assert_untouched(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(p[i] == SENTINEL, "byte %zu written by a failing encoder", i);
+}
+
+static void fill_big_strings(void)
+{
+	for (size_t i = 0; i < sizeof(big_path); i++)
+		big_path[i] = (char)('a' + i % 26);
+	for (size_t i = 0; i < sizeof(big_cmdline); i++)
+		big_cmdline[i] = i % 7 == 6 ? '\0' : (char)('A' + i % 26);
+}
+
+static void setup(void)
+{
+	memset(buf, SENTINEL, sizeof(buf));
+	memset(work, 0, sizeof(work));
+	fill_big_strings();
+}
+
+/* ---- header ---- */
+
+START_TEST(test_hdr_layout)
+{
+	static const uint8_t want[] = {0x04, 0x03, 0x02, 0x01, 0x04, 0x00, 0x00, 0x00};
+	struct proto_hdr h;
+
+	proto_hdr_encode(buf, PROTO_STACK, 0x01020304u);
+	ck_assert_mem_eq(buf, want, sizeof(want));
+	assert_sentinel_after(buf, PROTO_HDR_SIZE);
+	/* 0x01020304 is over the payload limit: decoding refuses what the
+	 * encoder was told to write, because the encoder does not judge. */
+	ck_assert_int_eq(proto_hdr_decode(buf, PROTO_HDR_SIZE, &h), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_hdr_round_trip)
+{
+	static const uint32_t lens[] = {0, 1, 8, PROTO_MAX_PAYLOAD - 1, PROTO_MAX_PAYLOAD};
+	struct proto_hdr h;
+
+	for (uint16_t type = PROTO_HELLO; type <= PROTO_TYPE_MAX; type++) {
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			proto_hdr_encode(buf, type, lens[i]);
+			memset(&h, 0, sizeof(h));
+			ck_assert_int_eq(decode_exact(dec_hdr, buf, PROTO_HDR_SIZE), 0);
+			ck_assert_int_eq(proto_hdr_decode(buf, PROTO_HDR_SIZE, &h), 0);
+			ck_assert_uint_eq(h.type, type);
+			ck_assert_uint_eq(h.len, lens[i]);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_hdr_more_bytes_than_header)
+{
+	/* The daemon hands the decoder its whole read buffer; only the first
+	 * eight bytes are the header, the rest is not the header's business. */
+	struct proto_hdr h;
+
+	proto_hdr_encode(buf, PROTO_LOST, 8);
+	memset(buf + PROTO_HDR_SIZE, 0xff, 100);
+	ck_assert_int_eq(proto_hdr_decode(buf, PROTO_HDR_SIZE + 100, &h), 0);
+	ck_assert_uint_eq(h.len, 8);
+	ck_assert_uint_eq(h.type, PROTO_LOST);
+}
+END_TEST
+
+START_TEST(test_hdr_truncated)
+{
+	proto_hdr_encode(buf, PROTO_BYE, 0);
+	assert_prefixes_rejected(dec_hdr, buf, PROTO_HDR_SIZE);
+}
+END_TEST
+
+START_TEST(test_hdr_unknown_type)
+{
+	static const uint16_t bad[] = {0, PROTO_TYPE_MAX + 1, 0x00ff, 0x0100, 0x8000, 0xffff};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		proto_hdr_encode(buf, bad[i], 0);
+		ck_assert_msg(decode_exact(dec_hdr, buf, PROTO_HDR_SIZE) == -EBADMSG,
+		              "type %u accepted", (unsigned)bad[i]);
+	}
+}
+END_TEST
+
+START_TEST(test_hdr_reserved_nonzero)
+{
+	/* Every single bit of the reserved field, so a later version can give
+	 * it a meaning and old daemons refuse it rather than misread it. */
+	for (int byte = 6; byte < 8; byte++) {
+		for (int bit = 0; bit < 8; bit++) {
+			proto_hdr_encode(buf, PROTO_HELLO, 30);
+			buf[byte] = (uint8_t)(1u << bit);
+			ck_assert_msg(decode_exact(dec_hdr, buf, PROTO_HDR_SIZE) == -EBADMSG,
+			              "reserved byte %d = 0x%02x accepted", byte, 1u << bit);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_hdr_payload_too_big)
+{
+	static const uint32_t bad[] = {PROTO_MAX_PAYLOAD + 1, PROTO_MAX_PAYLOAD * 2, 0x7fffffffu,
+	                               0x80000000u, UINT32_MAX};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		proto_hdr_encode(buf, PROTO_EVENTS, bad[i]);
+		ck_assert_msg(decode_exact(dec_hdr, buf, PROTO_HDR_SIZE) == -EBADMSG,
+		              "length %u accepted", (unsigned)bad[i]);
+	}
+}
+END_TEST
+
+/* ---- HELLO ---- */
+
+static const struct proto_hello hello_typical = {
+    .version = PROTO_VERSION,
+    .flags = PROTO_HELLO_DROP | PROTO_HELLO_SAMPLED,
+    .nframes = 32,
+    .pid = 4242,
+    .sample_bytes = 512 * 1024,
+    .exe = "/usr/bin/app",
+    .exe_len = 12,
+    .cmdline = "app\0--port=8080\0",
+    .cmdline_len = 16,
+};
+
+static void assert_hello_eq(const struct proto_hello *a, const struct proto_hello *b)
+{
+	ck_assert_uint_eq(a->version, b->version);
+	ck_assert_uint_eq(a->flags, b->flags);
+	ck_assert_uint_eq(a->nframes, b->nframes);
+	ck_assert_uint_eq(a->pid, b->pid);
+	ck_assert_uint_eq(a->sample_bytes, b->sample_bytes);
+	ck_assert_uint_eq(a->exe_len, b->exe_len);
+	ck_assert_uint_eq(a->cmdline_len, b->cmdline_len);
+	if (a->exe_len > 0)
+		ck_assert_mem_eq(a->exe, b->exe, a->exe_len);
+	if (a->cmdline_len > 0)
+		ck_assert_mem_eq(a->cmdline, b->cmdline, a->cmdline_len);
+}
+
+/* Encodes m into buf, decodes it back and compares; returns the frame size. */
+static size_t hello_round_trip(const struct proto_hello *m)
+{
+	struct proto_hello got;
+	ssize_t size = proto_hello_encode(buf, sizeof(buf) - 16, m);
+
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + 24 + 4 + m->exe_len + 4 + m->cmdline_len);
+	size_t len = frame_check(buf, size, PROTO_HELLO);
+	assert_sentinel_after(buf, (size_t)size);
+	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
+	assert_hello_eq(&got, m);
+	/* Strings point into the caller's buffer, nothing is copied. */
+	ck_assert_ptr_eq(got.exe, (const char *)buf + PROTO_HDR_SIZE + 28);
+	return (size_t)size;
+}
+
+START_TEST(test_hello_layout)
+{
+	static const uint8_t want[] = {
+	    0x25, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 37 bytes, HELLO */
+	    0x01, 0x00, 0x00, 0x00,                         /* version */
+	    0x05, 0x00, 0x00, 0x00,                         /* flags DROP|SAMPLED */
+	    0x20, 0x00, 0x00, 0x00,                         /* nframes 32 */
+	    0x34, 0x12, 0x00, 0x00,                         /* pid */
+	    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* sample_bytes */
+	    0x02, 0x00, 0x00, 0x00, 'a',  'b',              /* exe */
+	    0x03, 0x00, 0x00, 0x00, 'a',  0x00, 'b',        /* cmdline */
+	};
+	const struct proto_hello m = {
+	    .version = 1,
+	    .flags = 5,
+	    .nframes = 32,
+	    .pid = 0x1234,
+	    .sample_bytes = 0x0102030405060708u,
+	    .exe = "ab",
+	    .exe_len = 2,
+	    .cmdline = "a\0b",
+	    .cmdline_len = 3,
+	};
+
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), sizeof(want));
+	ck_assert_mem_eq(buf, want, sizeof(want));
+}
+END_TEST
+
+START_TEST(test_hello_round_trip)
+{
+	hello_round_trip(&hello_typical);
+}
+END_TEST
+
+START_TEST(test_hello_boundaries)
+{
+	struct proto_hello m = hello_typical;
+
+	/* Empty strings, given as NULL: nothing is read from them. */
+	m.exe = NULL;
+	m.exe_len = 0;
+	m.cmdline = NULL;
+	m.cmdline_len = 0;
+	m.flags = 0;
+	m.nframes = 1;
+	m.pid = 0;
+	m.sample_bytes = 0;
+	struct proto_hello got;
+	ssize_t size = proto_hello_encode(buf, sizeof(buf), &m);
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + 32);
+	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, 32, &got), 0);
+	ck_assert_uint_eq(got.exe_len, 0);
+	ck_assert_uint_eq(got.cmdline_len, 0);
+	ck_assert_uint_eq(got.nframes, 1);
+
+	/* Every limit at once. */
+	m.flags = PROTO_HELLO_FLAGS_ALL;
+	m.nframes = PROTO_MAX_FRAMES;
+	m.pid = UINT32_MAX;
+	m.sample_bytes = UINT64_MAX;
+	m.exe = big_path;
+	m.exe_len = PROTO_MAX_PATH;
+	m.cmdline = big_cmdline;
+	m.cmdline_len = PROTO_MAX_CMDLINE;
+	size_t full = hello_round_trip(&m);
+	ck_assert_uint_le(full - PROTO_HDR_SIZE, PROTO_MAX_PAYLOAD);
+	/* Exactly enough room is enough. */
+	ck_assert_int_eq(proto_hello_encode(work, full, &m), full);
+	ck_assert_int_eq(proto_hello_encode(work, full - 1, &m), -ENOSPC);
+
+	/* The largest hello, truncated right before and inside each string. */
+	const uint8_t *p = buf + PROTO_HDR_SIZE;
+	size_t n = full - PROTO_HDR_SIZE;
+	const size_t exe_end = 28 + PROTO_MAX_PATH;
+	const size_t cuts[] = {23, 24, 27, 28, exe_end - 1, exe_end, exe_end + 4, exe_end + 5};
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
+		ck_assert_int_eq(decode_exact(dec_hello, p, cuts[i]), -EBADMSG);
+	ck_assert_int_eq(decode_exact(dec_hello, p, n - 1), -EBADMSG);
+	ck_assert_int_eq(decode_exact(dec_hello, p, n), 0);
+}
+END_TEST
+
+START_TEST(test_hello_encode_einval)
+{
+	struct proto_hello m;
+
+	m = hello_typical;
+	m.exe = big_path;
+	m.exe_len = PROTO_MAX_PATH + 1;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = hello_typical;
+	m.cmdline = big_cmdline;
+	m.cmdline_len = PROTO_MAX_CMDLINE + 1;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = hello_typical;
+	m.exe_len = UINT32_MAX;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	for (int bit = 3; bit < 32; bit++) {
+		m = hello_typical;
+		m.flags = 1u << bit;
+		ck_assert_msg(proto_hello_encode(buf, sizeof(buf), &m) == -EINVAL,
+		              "flag bit %d encoded", bit);
+	}
+
+	/* A depth the daemon would refuse must not be sent at all. */
+	m = hello_typical;
+	m.nframes = 0;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.nframes = PROTO_MAX_FRAMES + 1;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.nframes = UINT32_MAX;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+	assert_untouched(buf, 64);
+}
+END_TEST
+
+START_TEST(test_hello_encode_enospc)
+{
+	ssize_t size = proto_hello_encode(work, sizeof(work), &hello_typical);
+
+	ck_assert_int_gt(size, 0);
+	for (size_t cap = 0; cap < (size_t)size; cap++) {
+		ck_assert_msg(proto_hello_encode(buf, cap, &hello_typical) == -ENOSPC,
+		              "cap %zu accepted", cap);
+		assert_untouched(buf, (size_t)size + 16);
+	}
+	ck_assert_int_eq(proto_hello_encode(buf, (size_t)size, &hello_typical), size);
+	ck_assert_mem_eq(buf, work, (size_t)size);
+}
+END_TEST
+
+START_TEST(test_hello_truncated)
+{
+	ssize_t size = proto_hello_encode(buf, sizeof(buf), &hello_typical);
+
+	assert_prefixes_rejected(dec_hello, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+}
+END_TEST
+
+START_TEST(test_hello_trailing)
+{
+	ssize_t size = proto_hello_encode(buf, sizeof(buf), &hello_typical);
+
+	assert_trailing_rejected(dec_hello, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+}
+END_TEST
+
+/* Encodes the typical hello into work and returns its payload length, for
+ * tests that then corrupt one field. */
+static size_t hello_payload(void)
+{
+	ssize_t size = proto_hello_encode(work, sizeof(work), &hello_typical);
+
+	ck_assert_int_gt(size, 0);
+	memmove(work, work + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+	return (size_t)size - PROTO_HDR_SIZE;
+}
+
+START_TEST(test_hello_bad_version)
+{
+	static const uint32_t bad[] = {0, PROTO_VERSION + 1, 0x100, UINT32_MAX};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t n = hello_payload();
+		proto_put_u32(work, bad[i]);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG, "version %u accepted",
+		              (unsigned)bad[i]);
+	}
+}
+END_TEST
+
+START_TEST(test_hello_unknown_flags)
+{
+	for (int bit = 3; bit < 32; bit++) {
+		size_t n = hello_payload();
+		proto_put_u32(work + 4, PROTO_HELLO_FLAGS_ALL | 1u << bit);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG, "flag bit %d accepted",
+		              bit);
+	}
+}
+END_TEST
+
+START_TEST(test_hello_bad_nframes)
+{
+	static const uint32_t bad[] = {0, PROTO_MAX_FRAMES + 1, 0x10000, UINT32_MAX};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t n = hello_payload();
+		proto_put_u32(work + 8, bad[i]);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG, "nframes %u accepted",
+		              (unsigned)bad[i]);
+	}
+	size_t n = hello_payload();
+	proto_put_u32(work + 8, PROTO_MAX_FRAMES);
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), 0);
+}
+END_TEST
+
+START_TEST(test_hello_bad_lengths)
+{
+	/* Lengths one past the data, far past it, and large enough that an
+	 * offset computed in 32 bits would wrap around to something small. */
+	const uint32_t exe_len = hello_typical.exe_len;
+	const uint32_t cmd_len = hello_typical.cmdline_len;
+	const size_t exe_at = 24;
+	const size_t cmd_at = 28 + exe_len;
+	size_t n;
+
+	const uint32_t bad_exe[] = {exe_len + 1,        exe_len + 4 + cmd_len + 1,
+	                            PROTO_MAX_PATH + 1, 0xfffffffcu,
+	                            0xffffffe0u,        UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad_exe) / sizeof(bad_exe[0]); i++) {
+		n = hello_payload();
+		proto_put_u32(work + exe_at, bad_exe[i]);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG, "exe_len %u accepted",
+		              (unsigned)bad_exe[i]);
+	}
+
+	/* Shorter than the data: the rest no longer parses as a cmdline, or
+	 * parses and leaves trailing bytes. Either way, malformed. */
+	for (uint32_t l = 0; l < exe_len; l++) {
+		n = hello_payload();
+		proto_put_u32(work + exe_at, l);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG, "exe_len %u accepted",
+		              (unsigned)l);
+	}
+
+	const uint32_t bad_cmd[] = {cmd_len + 1, PROTO_MAX_CMDLINE + 1, 0xfffffffcu, UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad_cmd) / sizeof(bad_cmd[0]); i++) {
+		n = hello_payload();
+		proto_put_u32(work + cmd_at, bad_cmd[i]);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG,
+		              "cmdline_len %u accepted", (unsigned)bad_cmd[i]);
+	}
+	for (uint32_t l = 0; l < cmd_len; l++) {
+		n = hello_payload();
+		proto_put_u32(work + cmd_at, l);
+		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG,
+		              "cmdline_len %u accepted", (unsigned)l);
+	}
+}
+END_TEST
+
+START_TEST(test_hello_strings_over_limit)
+{
+	/* The bytes are all there and the lengths agree with them; only the
+	 * protocol limit is exceeded. Built by hand since the encoder refuses. */
+	size_t n;
+
+	memset(work, 0, 24);
+	proto_put_u32(work, PROTO_VERSION);
+	proto_put_u32(work + 8, 32);
+	n = 24;
+	proto_put_u32(work + n, PROTO_MAX_PATH + 1);
+	memcpy(work + n + 4, big_path, PROTO_MAX_PATH + 1);
+	n += 4 + PROTO_MAX_PATH + 1;
+	proto_put_u32(work + n, 0);
+	n += 4;
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
+	/* The same frame one byte shorter is exactly at the limit, and fine. */
+	proto_put_u32(work + 24, PROTO_MAX_PATH);
+	proto_put_u32(work + 28 + PROTO_MAX_PATH, 0);
+	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
+
+	n = 24;
+	proto_put_u32(work + n, 0);
+	n += 4;
+	proto_put_u32(work + n, PROTO_MAX_CMDLINE + 1);
+	memcpy(work + n + 4, big_cmdline, PROTO_MAX_CMDLINE + 1);
+	n += 4 + PROTO_MAX_CMDLINE + 1;
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
+	proto_put_u32(work + 28, PROTO_MAX_CMDLINE);
+	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
+}
+END_TEST
+
+/* ---- MODULE ---- */
+
+static const uint8_t build_id20[20] = {0xde, 0xad, 0xbe, 0xef, 1,  2,  3,  4,  5,  6,
+                                       7,    8,    9,    10,   11, 12, 13, 14, 15, 16};
+
+static const struct proto_module module_typical = {
+    .bias = 0x7f0000000000u,
+    .lo = 0x7f0000001000u,
+    .hi = 0x7f0000042000u,
+    .build_id = build_id20,
+    .build_id_len = sizeof(build_id20),
+    .path = "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    .path_len = 35,
+};
+
+static size_t module_round_trip(const struct proto_module *m)
+{
+	struct proto_module got;
+	ssize_t size = proto_module_encode(buf, sizeof(buf) - 16, m);
+
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + 24 + 4 + m->build_id_len + 4 + m->path_len);
+	size_t len = frame_check(buf, size, PROTO_MODULE);
+	assert_sentinel_after(buf, (size_t)size);
+	ck_assert_int_eq(proto_module_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
+	ck_assert_uint_eq(got.bias, m->bias);
+	ck_assert_uint_eq(got.lo, m->lo);
+	ck_assert_uint_eq(got.hi, m->hi);
+	ck_assert_uint_eq(got.build_id_len, m->build_id_len);
+	ck_assert_uint_eq(got.path_len, m->path_len);
+	if (m->build_id_len > 0)
+		ck_assert_mem_eq(got.build_id, m->build_id, m->build_id_len);
+	if (m->path_len > 0)
+		ck_assert_mem_eq(got.path, m->path, m->path_len);
+	return (size_t)size;
+}
+
+START_TEST(test_module_layout)
+{
+	static const uint8_t want[] = {
+	    0x24, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, /* header: 36 bytes, MODULE */
+	    0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* bias */
+	    0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, /* lo */
+	    0x00, 0x10, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, /* hi */
+	    0x02, 0x00, 0x00, 0x00, 0xde, 0xad,             /* build-id */
+	    0x02, 0x00, 0x00, 0x00, '/',  'x',              /* path */
+	};
+	static const uint8_t id[] = {0xde, 0xad};
+	const struct proto_module m = {
+	    .bias = 0x1000,
+	    .lo = 0x400000,
+	    .hi = 0x401000,
+	    .build_id = id,
+	    .build_id_len = 2,
+	    .path = "/x",
+	    .path_len = 2,
+	};
+
+	ck_assert_int_eq(proto_module_encode(buf, sizeof(buf), &m), sizeof(want));
+	ck_assert_mem_eq(buf, want, sizeof(want));
+}
+END_TEST
+
+START_TEST(test_module_round_trip)
+{
+	module_round_trip(&module_typical);
+}
+END_TEST
+
+START_TEST(test_module_boundaries)
+{
+	static uint8_t id64[PROTO_MAX_BUILD_ID];
+	struct proto_module m = module_typical;
+
+	for (size_t i = 0; i < sizeof(id64); i++)
+		id64[i] = (uint8_t)(0xff - i);
+
+	/* The main program may come with an empty path and no build-id. */
+	m.build_id = NULL;
+	m.build_id_len = 0;
+	m.path = NULL;
+	m.path_len = 0;
+	module_round_trip(&m);
+
+	/* An empty range and the whole address space are both valid ranges. */
+	m.lo = m.hi = 0x400000;
+	module_round_trip(&m);
+	m.lo = 0;
+	m.hi = UINT64_MAX;
+	m.bias = UINT64_MAX;
+	module_round_trip(&m);
+
+	m.build_id = id64;
+	m.build_id_len = PROTO_MAX_BUILD_ID;
+	m.path = big_path;
+	m.path_len = PROTO_MAX_PATH;
+	size_t full = module_round_trip(&m);
+	ck_assert_int_eq(proto_module_encode(work, full, &m), full);
+	ck_assert_int_eq(proto_module_encode(work, full - 1, &m), -ENOSPC);
+	assert_prefixes_rejected(dec_module, buf + PROTO_HDR_SIZE, full - PROTO_HDR_SIZE);
+}
+END_TEST
+
+START_TEST(test_module_encode_einval)
+{
+	static uint8_t id65[PROTO_MAX_BUILD_ID + 1];
+	struct proto_module m;
+
+	m = module_typical;
+	m.build_id = id65;
+	m.build_id_len = PROTO_MAX_BUILD_ID + 1;
+	ck_assert_int_eq(proto_module_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = module_typical;
+	m.path = big_path;
+	m.path_len = PROTO_MAX_PATH + 1;
+	ck_assert_int_eq(proto_module_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = module_typical;
+	m.path_len = UINT32_MAX;
+	ck_assert_int_eq(proto_module_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = module_typical;
+	m.lo = m.hi + 1;
+	ck_assert_int_eq(proto_module_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.lo = UINT64_MAX;
+	m.hi = 0;
+	ck_assert_int_eq(proto_module_encode(buf, sizeof(buf), &m), -EINVAL);
+	assert_untouched(buf, 64);
+}
+END_TEST
+
+START_TEST(test_module_encode_enospc)
+{
+	ssize_t size = proto_module_encode(work, sizeof(work), &module_typical);
+
+	ck_assert_int_gt(size, 0);
+	for (size_t cap = 0; cap < (size_t)size; cap++) {
+		ck_assert_msg(proto_module_encode(buf, cap, &module_typical) == -ENOSPC,
+		              "cap %zu accepted", cap);
+		assert_untouched(buf, (size_t)size + 16);
+	}
+	ck_assert_int_eq(proto_module_encode(buf, (size_t)size, &module_typical), size);
+	ck_assert_mem_eq(buf, work, (size_t)size);
+}
+END_TEST
+
+static size_t module_payload(void)
+{
+	ssize_t size = proto_module_encode(work, sizeof(work), &module_typical);
+
+	ck_assert_int_gt(size, 0);
+	memmove(work, work + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+	return (size_t)size - PROTO_HDR_SIZE;
+}
+
+START_TEST(test_module_truncated_trailing)
+{
+	size_t n = module_payload();
+
+	memcpy(buf, work, n);
+	assert_prefixes_rejected(dec_module, buf, n);
+	assert_trailing_rejected(dec_module, buf, n);
+}
+END_TEST
+
+START_TEST(test_module_lo_above_hi)
+{
+	size_t n = module_payload();
+
+	proto_put_u64(work + 8, module_typical.hi + 1);
+	ck_assert_int_eq(decode_exact(dec_module, work, n), -EBADMSG);
+	proto_put_u64(work + 8, UINT64_MAX);
+	proto_put_u64(work + 16, 0);
+	ck_assert_int_eq(decode_exact(dec_module, work, n), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_module_bad_lengths)
+{
+	const uint32_t id_len = module_typical.build_id_len;
+	const uint32_t path_len = module_typical.path_len;
+	const size_t path_at = 28 + id_len;
+	size_t n;
+
+	const uint32_t bad_id[] = {id_len + 1, PROTO_MAX_BUILD_ID + 1, 0xfffffffcu, UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad_id) / sizeof(bad_id[0]); i++) {
+		n = module_payload();
+		proto_put_u32(work + 24, bad_id[i]);
+		ck_assert_msg(decode_exact(dec_module, work, n) == -EBADMSG,
+		              "build_id_len %u accepted", (unsigned)bad_id[i]);
+	}
+	for (uint32_t l = 0; l < id_len; l++) {
+		n = module_payload();
+		proto_put_u32(work + 24, l);
+		ck_assert_msg(decode_exact(dec_module, work, n) == -EBADMSG,
+		              "build_id_len %u accepted", (unsigned)l);
+	}
+
+	const uint32_t bad_path[] = {path_len + 1, PROTO_MAX_PATH + 1, 0xfffffffcu, UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad_path) / sizeof(bad_path[0]); i++) {
+		n = module_payload();
+		proto_put_u32(work + path_at, bad_path[i]);
+		ck_assert_msg(decode_exact(dec_module, work, n) == -EBADMSG, "path_len %u accepted",
+		              (unsigned)bad_path[i]);
+	}
+	for (uint32_t l = 0; l < path_len; l++) {
+		n = module_payload();
+		proto_put_u32(work + path_at, l);
+		ck_assert_msg(decode_exact(dec_module, work, n) == -EBADMSG, "path_len %u accepted",
+		              (unsigned)l);
+	}
+}
+END_TEST
+
+START_TEST(test_module_fields_over_limit)
+{
+	/* Lengths that agree with the bytes present but exceed the limits. */
+	size_t n;
+
+	memset(work, 0, 24);
+	proto_put_u32(work + 24, PROTO_MAX_BUILD_ID + 1);
+	memset(work + 28, 0x11, PROTO_MAX_BUILD_ID + 1);
+	n = 28 + PROTO_MAX_BUILD_ID + 1;
+	proto_put_u32(work + n, 0);
+	n += 4;
+	ck_assert_int_eq(decode_exact(dec_module, work, n), -EBADMSG);
+	proto_put_u32(work + 24, PROTO_MAX_BUILD_ID);
+	proto_put_u32(work + 28 + PROTO_MAX_BUILD_ID, 0);
+	ck_assert_int_eq(decode_exact(dec_module, work, n - 1), 0);
+
+	proto_put_u32(work + 24, 0);
+	proto_put_u32(work + 28, PROTO_MAX_PATH + 1);
+	memcpy(work + 32, big_path, PROTO_MAX_PATH + 1);
+	n = 32 + PROTO_MAX_PATH + 1;
+	ck_assert_int_eq(decode_exact(dec_module, work, n), -EBADMSG);
+	proto_put_u32(work + 28, PROTO_MAX_PATH);
+	ck_assert_int_eq(decode_exact(dec_module, work, n - 1), 0);
+}
+END_TEST
+
+/* ---- MODULES_RESET and BYE ---- */
+
+START_TEST(test_empty_round_trip)
+{
+	static const uint16_t types[] = {PROTO_MODULES_RESET, PROTO_BYE};
+
+	for (size_t i = 0; i < 2; i++) {
+		const uint8_t want[] = {0, 0, 0, 0, (uint8_t)types[i], 0, 0, 0};
+		memset(buf, SENTINEL, sizeof(buf));
+		ssize_t size = proto_empty_encode(buf, sizeof(buf), types[i]);
+		ck_assert_int_eq(size, PROTO_HDR_SIZE);
+		ck_assert_mem_eq(buf, want, sizeof(want));
+		assert_sentinel_after(buf, PROTO_HDR_SIZE);
+		ck_assert_uint_eq(frame_check(buf, size, types[i]), 0);
+		ck_assert_int_eq(decode_exact(proto_empty_decode, buf + PROTO_HDR_SIZE, 0), 0);
+
+		for (size_t cap = 0; cap < PROTO_HDR_SIZE; cap++) {
+			memset(buf, SENTINEL, sizeof(buf));
+			ck_assert_int_eq(proto_empty_encode(buf, cap, types[i]), -ENOSPC);
+			assert_untouched(buf, 32);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_empty_encode_einval)
+{
+	static const uint16_t bad[] = {
+	    0,          PROTO_HELLO,        PROTO_MODULE, PROTO_STACK, PROTO_EVENTS,
+	    PROTO_LOST, PROTO_TYPE_MAX + 1, 0xffff};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(proto_empty_encode(buf, sizeof(buf), bad[i]) == -EINVAL,
+		              "type %u encoded as an empty frame", (unsigned)bad[i]);
+	assert_untouched(buf, 32);
+}
+END_TEST
+
+START_TEST(test_empty_trailing)
+{
+	/* Any payload at all on an empty message is malformed. */
+	memset(work, 0, 64);
+	for (size_t n = 1; n <= 64; n++)
+		ck_assert_msg(decode_exact(proto_empty_decode, work, n) == -EBADMSG,
+		              "%zu payload bytes accepted", n);
+}
+END_TEST
+
+/* ---- STACK ---- */
+
+static uint64_t frames256[PROTO_MAX_FRAMES];
+
+static void fill_frames(void)
+{
+	/* Distinct values that use every byte position, including 0 and ~0. */
+	for (size_t i = 0; i < PROTO_MAX_FRAMES; i++)
+		frames256[i] = 0x0102030405060708u * (uint64_t)i;
+	frames256[1] = UINT64_MAX;
+}
+
+static size_t stack_round_trip(uint32_t id, const uint64_t *frames, uint32_t nframes)
+{
+	struct proto_stack got;
+	ssize_t size = proto_stack_encode(buf, sizeof(buf) - 16, id, frames, nframes);
+
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + 8 + 8 * (size_t)nframes);
+	size_t len = frame_check(buf, size, PROTO_STACK);
+	assert_sentinel_after(buf, (size_t)size);
+	ck_assert_int_eq(proto_stack_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
+	ck_assert_uint_eq(got.id, id);
+	ck_assert_uint_eq(got.nframes, nframes);
+	for (uint32_t i = 0; i < nframes; i++)
+		ck_assert_uint_eq(proto_stack_frame(&got, i), frames[i]);
+	return (size_t)size;
+}
+
+START_TEST(test_stack_layout)
+{
+	static const uint8_t want[] = {
+	    0x18, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, /* header: 24 bytes, STACK */
+	    0x07, 0x00, 0x00, 0x00,                         /* id */
+	    0x02, 0x00, 0x00, 0x00,                         /* nframes */
+	    0x00, 0x10, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, /* most recent call */
+	    0x00, 0x20, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, /* its caller */
+	};
+	static const uint64_t frames[] = {0x401000, 0x402000};
+
+	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 7, frames, 2), sizeof(want));
+	ck_assert_mem_eq(buf, want, sizeof(want));
+}
+END_TEST
+
+START_TEST(test_stack_round_trip)
+{
+	fill_frames();
+	stack_round_trip(1, frames256 + 3, 1);
+	stack_round_trip(42, frames256, 32);
+	size_t full = stack_round_trip(UINT32_MAX, frames256, PROTO_MAX_FRAMES);
+	ck_assert_int_eq(proto_stack_encode(work, full, 9, frames256, PROTO_MAX_FRAMES), full);
+}
+END_TEST
+
+START_TEST(test_stack_encode_errors)
+{
+	fill_frames();
+	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 0, frames256, 4), -EINVAL);
+	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 1, frames256, 0), -EINVAL);
+	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 1, frames256, PROTO_MAX_FRAMES + 1),
+	                 -EINVAL);
+	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 1, frames256, UINT32_MAX), -EINVAL);
+	assert_untouched(buf, 64);
+
+	for (size_t cap = 0; cap < PROTO_HDR_SIZE + 8 + 8 * 3; cap++) {
+		ck_assert_int_eq(proto_stack_encode(buf, cap, 5, frames256, 3), -ENOSPC);
+		assert_untouched(buf, 64);
+	}
+	size_t full = PROTO_HDR_SIZE + 8 + 8 * (size_t)PROTO_MAX_FRAMES;
+	ck_assert_int_eq(proto_stack_encode(buf, full - 1, 5, frames256, PROTO_MAX_FRAMES),
+	                 -ENOSPC);
+}
+END_TEST
+
+START_TEST(test_stack_truncated_trailing)
+{
+	fill_frames();
+	ssize_t size = proto_stack_encode(buf, sizeof(buf), 3, frames256, 5);
+
+	assert_prefixes_rejected(dec_stack, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+	assert_trailing_rejected(dec_stack, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+
+	size = proto_stack_encode(buf, sizeof(buf), 3, frames256, PROTO_MAX_FRAMES);
+	assert_prefixes_rejected(dec_stack, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
+}
+END_TEST
+
+START_TEST(test_stack_bad_fields)
+{
+	fill_frames();
+	ssize_t size = proto_stack_encode(work, sizeof(work), 3, frames256, 5);
+	uint8_t *p = work + PROTO_HDR_SIZE;
+	size_t n = (size_t)size - PROTO_HDR_SIZE;
+
+	/* Stack id 0 is reserved for "unknown" in events and never defined. */
+	proto_put_u32(p, 0);
+	ck_assert_int_eq(decode_exact(dec_stack, p, n), -EBADMSG);
+	proto_put_u32(p, 3);
+	ck_assert_int_eq(decode_exact(dec_stack, p, n), 0);
+
+	/* nframes that disagrees with the payload, in either direction, is
+	 * zero, is over the limit, or would overflow 8 * nframes in 32 bits. */
+	static const uint32_t bad[] = {0,           1,           4,         6, PROTO_MAX_FRAMES + 1,
+	                               0x20000000u, 0x1fffffffu, UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		proto_put_u32(p + 4, bad[i]);
+		ck_assert_msg(decode_exact(dec_stack, p, n) == -EBADMSG, "nframes %u accepted",
+		              (unsigned)bad[i]);
+	}
+
+	/* nframes 0 with nothing behind it is a complete, empty stack: refused. */
+	proto_put_u32(p + 4, 0);
+	ck_assert_int_eq(decode_exact(dec_stack, p, 8), -EBADMSG);
+
+	/* 257 frames, all present. */
+	proto_put_u32(work, 3);
+	proto_put_u32(work + 4, PROTO_MAX_FRAMES + 1);
+	memset(work + 8, 0x11, 8 * (PROTO_MAX_FRAMES + 1));
+	ck_assert_int_eq(decode_exact(dec_stack, work, 8 + 8 * (PROTO_MAX_FRAMES + 1)), -EBADMSG);
+}
+END_TEST
+
+/* ---- LOST ---- */
+
+START_TEST(test_lost_round_trip)
+{
+	static const uint64_t values[] = {0, 1, 0x0102030405060708u, UINT64_MAX};
+	static const uint8_t want[] = {0x08, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00,
+	                               0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
+
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		uint64_t got = 12345;
+		ssize_t size = proto_lost_encode(buf, PROTO_HDR_SIZE + 8, values[i]);
+		ck_assert_int_eq(size, PROTO_HDR_SIZE + 8);
+		ck_assert_uint_eq(frame_check(buf, size, PROTO_LOST), 8);
+		ck_assert_int_eq(proto_lost_decode(buf + PROTO_HDR_SIZE, 8, &got), 0);
+		ck_assert_uint_eq(got, values[i]);
+		if (values[i] == 0x0102030405060708u)
+			ck_assert_mem_eq(buf, want, sizeof(want));
+	}
+	assert_sentinel_after(buf, PROTO_HDR_SIZE + 8);
+}
+END_TEST
+
+START_TEST(test_lost_errors)
+{
+	for (size_t cap = 0; cap < PROTO_HDR_SIZE + 8; cap++) {
+		ck_assert_int_eq(proto_lost_encode(buf, cap, 7), -ENOSPC);
+		assert_untouched(buf, 32);
+	}
+	proto_lost_encode(buf, sizeof(buf), 7);
+	assert_prefixes_rejected(dec_lost, buf + PROTO_HDR_SIZE, 8);
+	assert_trailing_rejected(dec_lost, buf + PROTO_HDR_SIZE, 8);
+}
+END_TEST
+
+/* ---- EVENTS ---- */
+
+START_TEST(test_ev_layout)
+{
+	static const uint8_t want_alloc[] = {
+	    0x0d, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* seq 3 << 2 | ALLOC */
+	    0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* addr */
+	    0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* size */
+	    0x07, 0x00, 0x00, 0x00,                         /* stack id */
+	};
+	static const uint8_t want_free[] = {
+	    0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* seq 4 << 2 | FREE */
+	    0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* addr */
+	};
+
+	ck_assert_int_eq(sizeof(want_alloc), PROTO_EV_ALLOC_SIZE);
+	ck_assert_int_eq(sizeof(want_free), PROTO_EV_FREE_SIZE);
+	ck_assert_int_eq(proto_ev_alloc_encode(buf, sizeof(buf), 3, 0x1000, 0x20, 7),
+	                 PROTO_EV_ALLOC_SIZE);
+	ck_assert_mem_eq(buf, want_alloc, sizeof(want_alloc));
+	assert_sentinel_after(buf, PROTO_EV_ALLOC_SIZE);
+	memset(buf, SENTINEL, 64);
+	ck_assert_int_eq(proto_ev_free_encode(buf, sizeof(buf), 4, 0x1000), PROTO_EV_FREE_SIZE);
+	ck_assert_mem_eq(buf, want_free, sizeof(want_free));
+	assert_sentinel_after(buf, PROTO_EV_FREE_SIZE);
+}
+END_TEST
+
+struct ev_case {
+	uint8_t kind;
+	uint64_t seq;
+	uint64_t addr;
+	uint64_t size;
+	uint32_t stack_id;
+};
+
+/* Boundary values of every field; stack id 0 ("unknown") and size 0 are
+ * both valid in an allocation. */
+static const struct ev_case ev_cases[] = {
+    {PROTO_EV_ALLOC, 0, 1, 0, 0},
+    {PROTO_EV_FREE, 1, 1, 0, 0},
+    {PROTO_EV_ALLOC, 2, 0x7f0012345670u, 24, 1},
+    {PROTO_EV_FREE, 3, 0x7f0012345670u, 0, 0},
+    {PROTO_EV_ALLOC, 1000, UINT64_MAX, UINT64_MAX, UINT32_MAX},
+    {PROTO_EV_FREE, PROTO_SEQ_MAX - 1, UINT64_MAX, 0, 0},
+    {PROTO_EV_ALLOC, PROTO_SEQ_MAX, 0x10, 1, 2},
+};
+#define N_EV_CASES (sizeof(ev_cases) / sizeof(ev_cases[0]))
+
+/* Encodes ev_cases into out; returns the payload length and fills the end
+ * offset of each record into ends[]. */
+static size_t ev_build(uint8_t *out, size_t cap, size_t ends[N_EV_CASES])
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < N_EV_CASES; i++) {
+		const struct ev_case *c = &ev_cases[i];
+		ssize_t r = c->kind == PROTO_EV_ALLOC
+		                ? proto_ev_alloc_encode(out + off, cap - off, c->seq, c->addr,
+		                                        c->size, c->stack_id)
+		                : proto_ev_free_encode(out + off, cap - off, c->seq, c->addr);
+		ck_assert_int_eq(r, c->kind == PROTO_EV_ALLOC ? PROTO_EV_ALLOC_SIZE
+		                                              : PROTO_EV_FREE_SIZE);
+		off += (size_t)r;
+		ends[i] = off;
+	}
+	return off;
+}
+
+START_TEST(test_events_round_trip)
+{
+	size_t ends[N_EV_CASES];
+	size_t n = ev_build(buf + PROTO_HDR_SIZE, sizeof(buf) - PROTO_HDR_SIZE, ends);
+	struct proto_events_iter it;
+	struct proto_event ev;
+
+	/* As a whole frame, the way the agent ships it. */
+	proto_hdr_encode(buf, PROTO_EVENTS, (uint32_t)n);
+	ck_assert_uint_eq(frame_check(buf, (ssize_t)(PROTO_HDR_SIZE + n), PROTO_EVENTS), n);
+
+	proto_events_begin(&it, buf + PROTO_HDR_SIZE, n);
+	for (size_t i = 0; i < N_EV_CASES; i++) {
+		const struct ev_case *c = &ev_cases[i];
+		memset(&ev, 0xee, sizeof(ev));
+		ck_assert_int_eq(proto_events_next(&it, &ev), 1);
+		ck_assert_uint_eq(ev.kind, c->kind);
+		ck_assert_uint_eq(ev.seq, c->seq);
+		ck_assert_uint_eq(ev.addr, c->addr);
+		/* A free carries no size or stack; the decoder says so with zeros. */
+		ck_assert_uint_eq(ev.size, c->size);
+		ck_assert_uint_eq(ev.stack_id, c->stack_id);
+	}
+	ck_assert_int_eq(proto_events_next(&it, &ev), 0);
+	ck_assert_int_eq(proto_events_next(&it, &ev), 0);
+	ck_assert_int_eq(decode_exact(dec_events, buf + PROTO_HDR_SIZE, n), (int)N_EV_CASES);
+}
+END_TEST
+
+START_TEST(test_events_empty)
+{
+	/* An EVENTS frame with no records is legal and yields nothing. */
+	ck_assert_int_eq(decode_exact(dec_events, work, 0), 0);
+}
+END_TEST
+
+START_TEST(test_events_encode_errors)
+{
+	for (size_t cap = 0; cap < PROTO_EV_ALLOC_SIZE; cap++) {
+		ck_assert_int_eq(proto_ev_alloc_encode(buf, cap, 1, 0x1000, 8, 1), -ENOSPC);
+		assert_untouched(buf, 64);
+	}
+	for (size_t cap = 0; cap < PROTO_EV_FREE_SIZE; cap++) {
+		ck_assert_int_eq(proto_ev_free_encode(buf, cap, 1, 0x1000), -ENOSPC);
+		assert_untouched(buf, 64);
+	}
+	/* A sequence number that does not fit beside the kind bits. */
+	static const uint64_t bad[] = {PROTO_SEQ_MAX + 1, UINT64_MAX / 2, UINT64_MAX};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(proto_ev_alloc_encode(buf, sizeof(buf), bad[i], 0x1000, 8, 1),
+		                 -EINVAL);
+		ck_assert_int_eq(proto_ev_free_encode(buf, sizeof(buf), bad[i], 0x1000), -EINVAL);
+	}
+	assert_untouched(buf, 64);
+}
+END_TEST
+
+START_TEST(test_events_truncated)
+{
+	/* Cut anywhere: the records wholly before the cut come out, and the
+	 * cut is reported unless it falls exactly between two records. */
+	size_t ends[N_EV_CASES];
+	size_t n = ev_build(work, sizeof(work), ends);
+
+	for (size_t cut = 0; cut <= n; cut++) {
+		int whole = 0;
+		int at_boundary = cut == 0;
+		for (size_t i = 0; i < N_EV_CASES; i++) {
+			if (ends[i] <= cut)
+				whole++;
+			if (ends[i] == cut)
+				at_boundary = 1;
+		}
+		int want = at_boundary ? whole : -EBADMSG;
+		ck_assert_msg(decode_exact(dec_events, work, cut) == want, "cut at %zu of %zu", cut,
+		              n);
+	}
+
+	/* And record by record, so the good ones before the bad one are seen. */
+	struct proto_events_iter it;
+	struct proto_event ev;
+	proto_events_begin(&it, work, ends[2] + 10);
+	ck_assert_int_eq(proto_events_next(&it, &ev), 1);
+	ck_assert_int_eq(proto_events_next(&it, &ev), 1);
+	ck_assert_int_eq(proto_events_next(&it, &ev), 1);
+	ck_assert_int_eq(proto_events_next(&it, &ev), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_events_bad_kind)
+{
+	/* Kinds 0 and 3, with bytes for either record size behind them. */
+	static const uint8_t kinds[] = {0, 3};
+	static const size_t sizes[] = {PROTO_EV_FREE_SIZE, PROTO_EV_ALLOC_SIZE, 64};
+
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t s = 0; s < 3; s++) {
+			memset(work, 0x11, sizes[s]);
+			proto_put_u64(work, 5u << 2 | kinds[k]);
+			proto_put_u64(work + 8, 0x1000);
+			ck_assert_msg(decode_exact(dec_events, work, sizes[s]) == -EBADMSG,
+			              "kind %u in %zu bytes accepted", (unsigned)kinds[k],
+			              sizes[s]);
+		}
+	}
+
+	/* After a good record, too. */
+	size_t off = (size_t)proto_ev_free_encode(work, sizeof(work), 1, 0x1000);
+	proto_put_u64(work + off, 2u << 2 | 3);
+	proto_put_u64(work + off + 8, 0x1000);
+	ck_assert_int_eq(decode_exact(dec_events, work, off + PROTO_EV_ALLOC_SIZE), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_events_zero_address)
+{
+	/* malloc never returns NULL for a traced block and free(NULL) is not
+	 * an event, so address 0 can only be corruption. */
+	ssize_t n = proto_ev_alloc_encode(work, sizeof(work), 1, 0, 8, 1);
+	ck_assert_int_eq(n, PROTO_EV_ALLOC_SIZE);
+	ck_assert_int_eq(decode_exact(dec_events, work, (size_t)n), -EBADMSG);
+
+	n = proto_ev_free_encode(work, sizeof(work), 1, 0);
+	ck_assert_int_eq(n, PROTO_EV_FREE_SIZE);
+	ck_assert_int_eq(decode_exact(dec_events, work, (size_t)n), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_events_short_alloc)
+{
+	/* A FREE-sized record whose kind says ALLOC, alone and at the end. */
+	proto_ev_alloc_encode(work, sizeof(work), 9, 0x2000, 16, 4);
+	for (size_t n = PROTO_EV_FREE_SIZE; n < PROTO_EV_ALLOC_SIZE; n++)
+		ck_assert_msg(decode_exact(dec_events, work, n) == -EBADMSG,
+		              "alloc record of %zu bytes accepted", n);
+	for (size_t n = 1; n < PROTO_EV_FREE_SIZE; n++)
+		ck_assert_msg(decode_exact(dec_events, work, n) == -EBADMSG,
+		              "record of %zu bytes accepted", n);
+
+	size_t off = (size_t)proto_ev_free_encode(work, sizeof(work), 1, 0x3000);
+	proto_ev_alloc_encode(work + off, sizeof(work) - off, 2, 0x3000, 16, 4);
+	ck_assert_int_eq(decode_exact(dec_events, work, off + PROTO_EV_ALLOC_SIZE - 4), -EBADMSG);
+}
+END_TEST
+
+/* ---- a whole stream ---- */
+
+START_TEST(test_stream)
+{
+	/* A session as the agent sends it, walked the way the daemon walks it:
+	 * header, then the decoder its type names, frame after frame. */
+	static const uint16_t want_types[] = {
+	    PROTO_HELLO,         PROTO_MODULE, PROTO_STACK, PROTO_EVENTS,
+	    PROTO_MODULES_RESET, PROTO_MODULE, PROTO_LOST,  PROTO_BYE};
+	static const uint64_t frames[] = {0x7f0000001234u, 0x7f0000005678u};
+	size_t off = 0;
+	ssize_t r;
+
+	r = proto_hello_encode(buf + off, sizeof(buf) - off, &hello_typical);
+	off += (size_t)r;
+	r = proto_module_encode(buf + off, sizeof(buf) - off, &module_typical);
+	off += (size_t)r;
+	r = proto_stack_encode(buf + off, sizeof(buf) - off, 1, frames, 2);
+	off += (size_t)r;
+	size_t ev_at = off;
+	off += PROTO_HDR_SIZE;
+	off += (size_t)proto_ev_alloc_encode(buf + off, sizeof(buf) - off, 1, 0x5000, 64, 1);
+	off += (size_t)proto_ev_free_encode(buf + off, sizeof(buf) - off, 2, 0x5000);
+	proto_hdr_encode(buf + ev_at, PROTO_EVENTS, (uint32_t)(off - ev_at - PROTO_HDR_SIZE));
+	off += (size_t)proto_empty_encode(buf + off, sizeof(buf) - off, PROTO_MODULES_RESET);
+	off += (size_t)proto_module_encode(buf + off, sizeof(buf) - off, &module_typical);
+	off += (size_t)proto_lost_encode(buf + off, sizeof(buf) - off, 3);
+	off += (size_t)proto_empty_encode(buf + off, sizeof(buf) - off, PROTO_BYE);
+
+	size_t pos = 0;
+	size_t nframes = 0;
+	while (pos < off) {
+		struct proto_hdr h;
+		ck_assert_int_eq(proto_hdr_decode(buf + pos, off - pos, &h), 0);
+		ck_assert_uint_lt(nframes, sizeof(want_types) / sizeof(want_types[0]));
+		ck_assert_uint_eq(h.type, want_types[nframes]);
+		ck_assert_uint_le(h.len, off - pos - PROTO_HDR_SIZE);
+		const uint8_t *p = buf + pos + PROTO_HDR_SIZE;
+		int rc;
+		switch (h.type) {
+		case PROTO_HELLO:
+			rc = decode_exact(dec_hello, p, h.len);
+			break;
+		case PROTO_MODULE:
+			rc = decode_exact(dec_module, p, h.len);
+			break;
+		case PROTO_STACK:
+			rc = decode_exact(dec_stack, p, h.len);
+			break;
+		case PROTO_EVENTS:
+			rc = decode_exact(dec_events, p, h.len);
+			ck_assert_int_eq(rc, 2);
+			rc = 0;
+			break;
+		case PROTO_LOST:
+			rc = decode_exact(dec_lost, p, h.len);
+			break;
+		default:
+			rc = decode_exact(proto_empty_decode, p, h.len);
+			break;
+		}
+		ck_assert_int_eq(rc, 0);
+		pos += PROTO_HDR_SIZE + h.len;
+		nframes++;
+	}
+	ck_assert_uint_eq(pos, off);
+	ck_assert_uint_eq(nframes, sizeof(want_types) / sizeof(want_types[0]));
+}
+END_TEST
+
+Suite *proto_suite(void)
+{
+	Suite *s = suite_create("proto");
+	TCase *tc;
+
+	tc = tcase_create("header");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_hdr_layout);
+	tcase_add_test(tc, test_hdr_round_trip);
+	tcase_add_test(tc, test_hdr_more_bytes_than_header);
+	tcase_add_test(tc, test_hdr_truncated);
+	tcase_add_test(tc, test_hdr_unknown_type);
+	tcase_add_test(tc, test_hdr_reserved_nonzero);
+	tcase_add_test(tc, test_hdr_payload_too_big);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hello");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_hello_layout);
+	tcase_add_test(tc, test_hello_round_trip);
+	tcase_add_test(tc, test_hello_boundaries);
+	tcase_add_test(tc, test_hello_encode_einval);
+	tcase_add_test(tc, test_hello_encode_enospc);
+	tcase_add_test(tc, test_hello_truncated);
+	tcase_add_test(tc, test_hello_trailing);
+	tcase_add_test(tc, test_hello_bad_version);
+	tcase_add_test(tc, test_hello_unknown_flags);
+	tcase_add_test(tc, test_hello_bad_nframes);
+	tcase_add_test(tc, test_hello_bad_lengths);
+	tcase_add_test(tc, test_hello_strings_over_limit);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("module");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_module_layout);
+	tcase_add_test(tc, test_module_round_trip);
+	tcase_add_test(tc, test_module_boundaries);
+	tcase_add_test(tc, test_module_encode_einval);
+	tcase_add_test(tc, test_module_encode_enospc);
+	tcase_add_test(tc, test_module_truncated_trailing);
+	tcase_add_test(tc, test_module_lo_above_hi);
+	tcase_add_test(tc, test_module_bad_lengths);
+	tcase_add_test(tc, test_module_fields_over_limit);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("empty");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_empty_round_trip);
+	tcase_add_test(tc, test_empty_encode_einval);
+	tcase_add_test(tc, test_empty_trailing);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stack");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_stack_layout);
+	tcase_add_test(tc, test_stack_round_trip);
+	tcase_add_test(tc, test_stack_encode_errors);
+	tcase_add_test(tc, test_stack_truncated_trailing);
+	tcase_add_test(tc, test_stack_bad_fields);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lost");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_lost_round_trip);
+	tcase_add_test(tc, test_lost_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("events");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_ev_layout);
+	tcase_add_test(tc, test_events_round_trip);
+	tcase_add_test(tc, test_events_empty);
+	tcase_add_test(tc, test_events_encode_errors);
+	tcase_add_test(tc, test_events_truncated);
+	tcase_add_test(tc, test_events_bad_kind);
+	tcase_add_test(tc, test_events_zero_address);
+	tcase_add_test(tc, test_events_short_alloc);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stream");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_stream);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
