@@ -409,7 +409,10 @@ static cJSON *finish_traceback(struct req *q)
 	return r;
 }
 
-static void req_finish(struct req *q)
+/* `async`: called from the thread pool's completion, so the connection's
+ * waiting lines must be restarted here (a synchronous finish returns into
+ * conn_process, which goes on by itself). */
+static void req_finish(struct req *q, bool async)
 {
 	struct conn *c = q->c;
 	cJSON *resp = q->kind == REQ_TOP ? finish_top(q) : finish_traceback(q);
@@ -418,7 +421,7 @@ static void req_finish(struct req *q)
 	c->busy = false;
 	bool closing = c->closing;
 	conn_unref(c);
-	if (!closing)
+	if (async && !closing)
 		conn_process(c);
 }
 
@@ -431,7 +434,7 @@ static void work_run(uv_work_t *w)
 static void work_done(uv_work_t *w, int status)
 {
 	(void)status;
-	req_finish(w->data);
+	req_finish(w->data, true);
 }
 
 /* Answers now when every frame is already symbolized, else after the
@@ -443,12 +446,12 @@ static void req_start(struct req *q, const uint32_t *ids, size_t nids)
 	c->refs++;
 	view_job_collect(&q->job, q->s, ids, nids);
 	if (q->job.n == 0) {
-		req_finish(q);
+		req_finish(q, false);
 		return;
 	}
 	q->work.data = q;
 	if (uv_queue_work(c->d->loop, &q->work, work_run, work_done) < 0)
-		req_finish(q); /* resolve on the loop as a last resort */
+		req_finish(q, false); /* resolve on the loop as a last resort */
 }
 
 static struct req *req_new(struct conn *c, struct session *s, enum req_kind kind)
@@ -641,9 +644,11 @@ static void conn_process(struct conn *c)
 		if (nl == NULL)
 			break;
 		size_t l = (size_t)(nl - c->buf);
-		int rc = handle_line(c, c->buf, l);
+		char *line = xstrndup(c->buf, l);
 		memmove(c->buf, nl + 1, c->len - l - 1);
 		c->len -= l + 1;
+		int rc = handle_line(c, line, l);
+		free(line);
 		if (rc < 0) {
 			conn_close(c);
 			return;

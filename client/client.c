@@ -1,0 +1,523 @@
+/*
+ * client.c - what memtracectl's commands share: option parsing, the control
+ * connection, errors and output. See client.h.
+ */
+#include "client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctlwire.h"
+#include "paths.h"
+#include "xalloc.h"
+
+__attribute__((format(printf, 1, 0))) static char *vformat(const char *fmt, va_list ap)
+{
+	char *s;
+
+	/* Fails only for want of memory, which xstrdup turns into an abort. */
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = xstrdup(fmt);
+	return s;
+}
+
+void client_init(struct client *c)
+{
+	*c = (struct client){.fd = -1};
+}
+
+void client_close(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->socket_path);
+	c->socket_path = NULL;
+	free(c->usage_error);
+	c->usage_error = NULL;
+}
+
+/* ---- options ---- */
+
+void client_opt_begin(void)
+{
+	/* 0, not 1: glibc then also forgets the state of the previous argv. */
+	optind = 0;
+	opterr = 0;
+}
+
+void client_opt_error(struct client *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->usage_error != NULL)
+		return;
+	va_start(ap, fmt);
+	c->usage_error = vformat(fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The option getopt has just refused. For a long option that is the argv
+ * element it consumed; for a short one inside a cluster ("-hx") optopt
+ * names it better.
+ */
+static void opt_culprit(char *const *argv, char *buf, size_t cap)
+{
+	const char *arg = argv[optind - 1];
+
+	if (optopt > 0 && optopt < 0x80 && arg[0] == '-' && arg[1] != '-')
+		snprintf(buf, cap, "-%c", optopt);
+	else
+		snprintf(buf, cap, "%s", arg);
+}
+
+void client_opt_common(struct client *c, int ch, char *const *argv)
+{
+	char name[64];
+
+	switch (ch) {
+	case 'h':
+		c->help = true;
+		break;
+	case CLIENT_OPT_TABLE:
+		c->table = true;
+		break;
+	case CLIENT_OPT_SOCKET:
+		if (optarg[0] == '\0')
+			client_opt_error(c, "--socket needs a path");
+		c->socket_opt = optarg;
+		break;
+	case CLIENT_OPT_RUNTIME_DIR:
+		if (optarg[0] == '\0')
+			client_opt_error(c, "--runtime-dir needs a directory");
+		c->runtime_dir_opt = optarg;
+		break;
+	case ':':
+		opt_culprit(argv, name, sizeof(name));
+		client_opt_error(c, "option %s needs a value", name);
+		break;
+	default:
+		opt_culprit(argv, name, sizeof(name));
+		/* getopt also refuses "--flag=value" for a flag it knows. */
+		if (optopt != 0 && strncmp(name, "--", 2) == 0 && strchr(name, '=') != NULL)
+			client_opt_error(c, "option %.*s takes no value",
+			                 (int)(strchr(name, '=') - name), name);
+		else
+			client_opt_error(c, "unrecognized option '%s'", name);
+		break;
+	}
+}
+
+void client_opt_end(struct client *c, int argc, char *const *argv)
+{
+	if (optind < argc)
+		client_opt_error(c, "unexpected argument '%s'", argv[optind]);
+}
+
+/* Decimal digits only: no sign, no blanks, nothing after. */
+static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int client_opt_pid(struct client *c, const char *arg, int *out)
+{
+	unsigned long v;
+	int rc;
+
+	if (arg == NULL) {
+		client_opt_error(c, "--pid is required");
+		return -EINVAL;
+	}
+	rc = parse_ulong(arg, INT_MAX, &v);
+	if (rc == -ERANGE) {
+		client_opt_error(c, "--pid %s is out of range", arg);
+		return -EINVAL;
+	}
+	if (rc < 0 || v == 0) {
+		client_opt_error(c, "--pid must be a positive integer, not '%s'", arg);
+		return -EINVAL;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+int client_opt_count(struct client *c, const char *name, const char *arg, int *out)
+{
+	unsigned long v;
+	int rc;
+
+	rc = parse_ulong(arg, INT_MAX, &v);
+	if (rc == -ERANGE) {
+		client_opt_error(c, "%s %s is out of range", name, arg);
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		client_opt_error(c, "%s must be a non-negative integer, not '%s'", name, arg);
+		return -EINVAL;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+void client_help_options(void)
+{
+	fputs("Global options (also accepted after the command):\n"
+	      "  --socket PATH       control socket of memtraced\n"
+	      "  --runtime-dir DIR   use DIR/control.sock (default: $MEMTRACE_RUNTIME_DIR,\n"
+	      "                      else $XDG_RUNTIME_DIR/memtrace or /tmp/memtrace-$UID,\n"
+	      "                      then /run/memtrace; /run/memtrace for root)\n"
+	      "  --table             print for people instead of JSON\n"
+	      "  --help              print help and exit\n",
+	      stdout);
+}
+
+/* Prints a synopsis folded at 79 columns, only at blanks outside brackets so
+ * that "[--key KEY]" stays whole; continuation lines are indented. */
+static void help_synopsis(const char *prefix, const char *args)
+{
+	size_t col = strlen(prefix);
+	const char *p = args;
+
+	fputs(prefix, stdout);
+	while (*p != '\0') {
+		const char *end = p;
+		int depth = 0;
+
+		while (*end != '\0' && (*end != ' ' || depth > 0)) {
+			depth += *end == '[';
+			depth -= *end == ']' && depth > 0;
+			end++;
+		}
+		size_t len = (size_t)(end - p);
+		if (col + 1 + len > 79) {
+			fputs("\n       ", stdout);
+			col = 7;
+		}
+		printf(" %.*s", (int)len, p);
+		col += 1 + len;
+		p = *end == ' ' ? end + 1 : end;
+	}
+	putchar('\n');
+}
+
+int client_help(const struct cmd_entry *e)
+{
+	char prefix[64];
+
+	snprintf(prefix, sizeof(prefix), "usage: memtracectl [GLOBAL OPTIONS] %s", e->name);
+	help_synopsis(prefix, e->args);
+	printf("\n%s\n", e->help);
+	client_help_options();
+	return CLIENT_EXIT_OK;
+}
+
+int client_usage_error(struct client *c)
+{
+	return client_error(c, CLIENT_EXIT_USAGE, "bad_request", "%s",
+	                    c->usage_error != NULL ? c->usage_error : "bad command line");
+}
+
+/* ---- errors and output ---- */
+
+void client_put_text(FILE *f, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '\t') {
+			putc(' ', f);
+		} else if (ch < 0x20 || ch == 0x7f) {
+			putc('?', f);
+		} else if (ch == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+		           (unsigned char)s[i + 1] <= 0x9f) {
+			putc('?', f);
+			i++;
+		} else {
+			putc(ch, f);
+		}
+	}
+}
+
+/* "memtracectl: message" on stderr, for --table. */
+static void print_error_line(const char *msg)
+{
+	fputs("memtracectl: ", stderr);
+	client_put_text(stderr, msg, strlen(msg));
+	putc('\n', stderr);
+}
+
+void client_print_json(const cJSON *j)
+{
+	char *s = cJSON_Print(j);
+
+	if (s == NULL)
+		return;
+	fputs(s, stdout);
+	putchar('\n');
+	cJSON_free(s);
+}
+
+static void print_error(struct client *c, const char *code, const char *msg)
+{
+	cJSON *o, *e;
+
+	if (c->table) {
+		print_error_line(msg);
+		return;
+	}
+	o = cJSON_CreateObject();
+	e = cJSON_AddObjectToObject(o, "error");
+	cJSON_AddStringToObject(e, "code", code);
+	cJSON_AddStringToObject(e, "message", msg);
+	client_print_json(o);
+	cJSON_Delete(o);
+}
+
+int client_error(struct client *c, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = vformat(fmt, ap);
+	va_end(ap);
+	print_error(c, code, msg);
+	free(msg);
+	return status;
+}
+
+/* ---- the connection ---- */
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+/*
+ * Which control.sock to use: --socket as given, else control.sock in
+ * --runtime-dir, else in the runtime dir of paths.h. An ordinary user whose
+ * own runtime dir has no control.sock may be served by the system daemon, so
+ * /run/memtrace comes next (paths.h); if it has none either, the user's own
+ * path is kept for the error message and *also gets the other.
+ */
+static int resolve_socket(struct client *c, char **also)
+{
+	char dir[PATH_MAX], path[PATH_MAX], sys[PATH_MAX];
+	int rc;
+
+	*also = NULL;
+	if (c->socket_opt != NULL) {
+		c->socket_path = xstrdup(c->socket_opt);
+		return 0;
+	}
+	if (c->runtime_dir_opt != NULL) {
+		rc = paths_join(path, sizeof(path), c->runtime_dir_opt, PATHS_CONTROL_SOCK);
+		if (rc < 0)
+			return rc;
+		c->socket_path = xstrdup(path);
+		return 0;
+	}
+	rc = paths_runtime_dir(dir, sizeof(dir));
+	if (rc < 0)
+		return rc;
+	rc = paths_join(path, sizeof(path), dir, PATHS_CONTROL_SOCK);
+	if (rc < 0)
+		return rc;
+	if (geteuid() != 0 && !exists(path)) {
+		rc = paths_join(sys, sizeof(sys), PATHS_SYSTEM_RUNTIME_DIR, PATHS_CONTROL_SOCK);
+		if (rc < 0)
+			return rc;
+		if (exists(sys)) {
+			c->socket_path = xstrdup(sys);
+			return 0;
+		}
+		*also = xstrdup(sys);
+	}
+	c->socket_path = xstrdup(path);
+	return 0;
+}
+
+/* Connects c->fd; on failure reports daemon_unreachable and returns the exit status. */
+static int client_connect(struct client *c)
+{
+	char *also = NULL;
+	int rc;
+
+	rc = resolve_socket(c, &also);
+	if (rc < 0) {
+		rc = client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
+		                  "cannot name the control socket: %s", strerror(-rc));
+		goto out;
+	}
+	rc = ctlwire_connect(c->socket_path);
+	if (rc < 0) {
+		/* Only a missing or dead socket suggests the daemon is not running. */
+		bool down = rc == -ENOENT || rc == -ECONNREFUSED;
+		rc = client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
+		                  "cannot connect to memtraced at %s: %s%s%s%s%s", c->socket_path,
+		                  strerror(-rc),
+		                  also != NULL ? " (nor is there a system daemon at " : "",
+		                  also != NULL ? also : "", also != NULL ? ")" : "",
+		                  down ? "; is memtraced running?" : "");
+		goto out;
+	}
+	c->fd = rc;
+	rc = 0;
+out:
+	free(also);
+	return rc;
+}
+
+/* A connection whose framing went wrong cannot carry another request. */
+static void client_disconnect(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+static int report_recv_error(struct client *c, int err)
+{
+	switch (err) {
+	case -ECONNRESET:
+		return client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
+		                    "memtraced at %s closed the connection before it answered",
+		                    c->socket_path);
+	case -EMSGSIZE:
+		return client_error(c, CLIENT_EXIT_ERROR, "bad_response",
+		                    "the response of memtraced at %s is over %u bytes",
+		                    c->socket_path, CTLWIRE_MAX_RESPONSE);
+	case -EBADMSG:
+		return client_error(c, CLIENT_EXIT_ERROR, "bad_response",
+		                    "the response of memtraced at %s contains a NUL byte",
+		                    c->socket_path);
+	default:
+		return client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
+		                    "cannot read from memtraced at %s: %s", c->socket_path,
+		                    strerror(-err));
+	}
+}
+
+/* An error response: printed as the daemon sent it, or its message alone. */
+static int report_daemon_error(struct client *c, const cJSON *resp, const cJSON *err)
+{
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+
+	if (!c->table) {
+		client_print_json(resp);
+		return CLIENT_EXIT_ERROR;
+	}
+	if (cJSON_IsString(msg)) {
+		print_error_line(msg->valuestring);
+	} else {
+		char *s = xasprintf("memtraced reports %s",
+		                    cJSON_IsString(code) ? code->valuestring : "an error");
+		print_error_line(s);
+		free(s);
+	}
+	return CLIENT_EXIT_ERROR;
+}
+
+int client_call(struct client *c, const cJSON *req, cJSON **resp)
+{
+	char *line = NULL, *text = NULL;
+	cJSON *r = NULL;
+	const cJSON *err;
+	int rc;
+
+	*resp = NULL;
+	line = cJSON_PrintUnformatted(req);
+	if (line == NULL) {
+		rc = client_error(c, CLIENT_EXIT_ERROR, "bad_request", "cannot encode the request");
+		goto out;
+	}
+	if (strlen(line) > CTLWIRE_MAX_REQUEST) {
+		rc = client_error(c, CLIENT_EXIT_USAGE, "bad_request",
+		                  "the request is over the %u bytes memtraced accepts",
+		                  CTLWIRE_MAX_REQUEST);
+		goto out;
+	}
+	if (c->fd < 0) {
+		rc = client_connect(c);
+		if (rc != 0)
+			goto out;
+	}
+	rc = ctlwire_send(c->fd, line);
+	if (rc < 0) {
+		client_disconnect(c);
+		rc = client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
+		                  "cannot send to memtraced at %s: %s", c->socket_path,
+		                  strerror(-rc));
+		goto out;
+	}
+	rc = ctlwire_recv(c->fd, &text, CTLWIRE_MAX_RESPONSE);
+	if (rc < 0) {
+		client_disconnect(c);
+		rc = report_recv_error(c, rc);
+		goto out;
+	}
+	r = cJSON_ParseWithOpts(text, NULL, 1);
+	if (!cJSON_IsObject(r)) {
+		client_disconnect(c);
+		rc = client_error(c, CLIENT_EXIT_ERROR, "bad_response",
+		                  "memtraced at %s sent a response that is not a JSON object",
+		                  c->socket_path);
+		goto out;
+	}
+	err = cJSON_GetObjectItemCaseSensitive(r, "error");
+	if (err != NULL) {
+		rc = report_daemon_error(c, r, err);
+		goto out;
+	}
+	*resp = r;
+	r = NULL;
+	rc = 0;
+out:
+	cJSON_Delete(r);
+	free(text);
+	cJSON_free(line);
+	return rc;
+}
+
+int client_request(struct client *c, cJSON *req, client_render_fn render)
+{
+	cJSON *resp = NULL;
+	int rc;
+
+	rc = client_call(c, req, &resp);
+	if (rc != 0)
+		goto out;
+	if (c->table)
+		render(resp);
+	else
+		client_print_json(resp);
+	rc = CLIENT_EXIT_OK;
+out:
+	cJSON_Delete(resp);
+	cJSON_Delete(req);
+	return rc;
+}

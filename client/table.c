@@ -1,0 +1,641 @@
+/*
+ * table.c - the --table renderers: the daemon's responses printed for people.
+ *
+ * `top` and `traceback` follow tracemalloc's documented "pretty top" and
+ * traceback examples, sizes in KiB as there, each location followed by its
+ * source line when the file can be read here. The other responses print as
+ * aligned columns (list) or "key: value" lines with human sizes.
+ *
+ * Everything the daemon sends is printed through client_put_text, which replaces
+ * control characters: file and function names come from the traced program's
+ * debug information, and it must not be able to drive the user's terminal.
+ * Source files are opened only when they are regular files of bounded size,
+ * so a name like /dev/stdin or a FIFO cannot make the client hang.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "xalloc.h"
+
+/* A source file bigger than this is not code anyone reads line by line. */
+#define SRC_MAX_SIZE (16u << 20)
+
+/* ---- reading the response ---- */
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+	return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+/* A non-negative integer field; false when absent or not one. */
+static bool get_u64(const cJSON *o, const char *key, uint64_t *out)
+{
+	const cJSON *v = get(o, key);
+
+	/* 2^64 is exactly representable; anything from there on does not fit. */
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) ||
+	    v->valuedouble >= 18446744073709551616.0)
+		return false;
+	*out = (uint64_t)v->valuedouble;
+	return true;
+}
+
+static uint64_t get_u64_or(const cJSON *o, const char *key, uint64_t dflt)
+{
+	uint64_t v;
+
+	return get_u64(o, key, &v) ? v : dflt;
+}
+
+static const char *get_str(const cJSON *o, const char *key, const char *dflt)
+{
+	const cJSON *v = get(o, key);
+
+	return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+/* ---- printing ---- */
+
+static void put_textn(const char *s, size_t n)
+{
+	client_put_text(stdout, s, n);
+}
+
+static void put_text(const char *s)
+{
+	put_textn(s, strlen(s));
+}
+
+/* Bytes for people: "512 B", "1.5 KiB", "12.0 MiB". */
+static void fmt_size(char *buf, size_t cap, uint64_t n)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	size_t u = 0;
+	double v;
+
+	if (n < 1024) {
+		snprintf(buf, cap, "%" PRIu64 " B", n);
+		return;
+	}
+	v = (double)n / 1024;
+	/* Move up before "%.1f" would round to 1024.0. */
+	while (v >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+/* tracemalloc's pretty top prints every size in KiB. */
+static double kib(uint64_t n)
+{
+	return (double)n / 1024;
+}
+
+/* ---- source lines, read once per file ---- */
+
+struct srcfile {
+	struct srcfile *next;
+	char *path;
+	char *text;     /* NULL when the file cannot be read */
+	size_t *starts; /* offset of each line; starts[nlines] is the end of the text */
+	size_t nlines;
+};
+
+struct srccache {
+	struct srcfile *files;
+};
+
+static int src_read(const char *path, char **text, size_t *len)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > (off_t)SRC_MAX_SIZE) {
+		rc = -EINVAL;
+		goto err_close;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	/* The file may shrink while it is read; what was read is what counts. */
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			goto err_free;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	*text = buf;
+	*len = got;
+	return 0;
+
+err_free:
+	free(buf);
+err_close:
+	close(fd);
+	return rc;
+}
+
+static struct srcfile *src_load(const char *path)
+{
+	struct srcfile *f = xcalloc(1, sizeof(*f));
+	size_t len = 0, n = 0;
+
+	f->path = xstrdup(path);
+	if (src_read(path, &f->text, &len) < 0)
+		return f;
+	for (size_t i = 0; i < len; i++)
+		n += f->text[i] == '\n';
+	/* A last line without '\n' is a line too. */
+	if (len > 0 && f->text[len - 1] != '\n')
+		n++;
+	f->starts = xcalloc(n + 1, sizeof(*f->starts));
+	for (size_t i = 0, line = 1; i < len && line < n; i++) {
+		if (f->text[i] == '\n')
+			f->starts[line++] = i + 1;
+	}
+	f->starts[n] = len;
+	f->nlines = n;
+	return f;
+}
+
+static void src_free(struct srccache *sc)
+{
+	struct srcfile *f, *next;
+
+	for (f = sc->files; f != NULL; f = next) {
+		next = f->next;
+		free(f->path);
+		free(f->text);
+		free(f->starts);
+		free(f);
+	}
+	sc->files = NULL;
+}
+
+static bool is_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+/* Line `lineno` (from 1) of `path` with surrounding blanks removed, as
+ * linecache.getline(...).strip(); false when there is none. */
+static bool src_line(struct srccache *sc, const char *path, uint64_t lineno, const char **s,
+                     size_t *n)
+{
+	struct srcfile *f;
+
+	for (f = sc->files; f != NULL; f = f->next) {
+		if (strcmp(f->path, path) == 0)
+			break;
+	}
+	if (f == NULL) {
+		f = src_load(path);
+		f->next = sc->files;
+		sc->files = f;
+	}
+	if (f->text == NULL || lineno == 0 || lineno > f->nlines)
+		return false;
+	size_t b = f->starts[lineno - 1], e = f->starts[lineno];
+	while (b < e && is_space(f->text[b]))
+		b++;
+	while (e > b && is_space(f->text[e - 1]))
+		e--;
+	*s = f->text + b;
+	*n = e - b;
+	return e > b;
+}
+
+static void print_source(struct srccache *sc, const char *path, uint64_t lineno)
+{
+	const char *s;
+	size_t n;
+
+	if (!src_line(sc, path, lineno, &s, &n))
+		return;
+	fputs("    ", stdout);
+	put_textn(s, n);
+	putchar('\n');
+}
+
+/* ---- frames ---- */
+
+/* A frame without a function name, or without debug information, names
+ * itself "MODULE+0xOFFSET" in both fields: say it once. */
+static bool has_function(const char *function, const char *filename)
+{
+	return function[0] != '\0' && strcmp(function, filename) != 0;
+}
+
+/* '  File "f", line N, in func' and its source line. */
+static void print_frame(struct srccache *sc, const cJSON *frame)
+{
+	const char *filename = get_str(frame, "filename", "?");
+	const char *function = get_str(frame, "function", "");
+	uint64_t lineno = get_u64_or(frame, "lineno", 0);
+
+	fputs("  File \"", stdout);
+	put_text(filename);
+	putchar('"');
+	if (lineno > 0)
+		printf(", line %" PRIu64, lineno);
+	if (has_function(function, filename)) {
+		fputs(", in ", stdout);
+		put_text(function);
+	}
+	putchar('\n');
+	if (lineno > 0)
+		print_source(sc, filename, lineno);
+}
+
+static void print_traceback(struct srccache *sc, const cJSON *tb)
+{
+	const cJSON *frame;
+
+	if (!cJSON_IsArray(tb) || cJSON_GetArraySize(tb) == 0) {
+		fputs("  (no traceback)\n", stdout);
+		return;
+	}
+	cJSON_ArrayForEach(frame, tb)
+	{
+		print_frame(sc, frame);
+	}
+}
+
+/* ---- top ---- */
+
+/* What a statistic is for its key, as the "Top N lines" header says it. */
+static const char *top_noun(const char *key, size_t n)
+{
+	if (strcmp(key, "filename") == 0)
+		return n == 1 ? "file" : "files";
+	if (strcmp(key, "function") == 0)
+		return n == 1 ? "function" : "functions";
+	if (strcmp(key, "traceback") == 0)
+		return n == 1 ? "traceback" : "tracebacks";
+	return n == 1 ? "line" : "lines";
+}
+
+/* The statistic's name for its key: "file:line", "file", "function (file)". */
+static void print_site(const char *key, const cJSON *frame)
+{
+	const char *filename, *function;
+
+	if (frame == NULL) {
+		fputs("<unknown>", stdout);
+		return;
+	}
+	filename = get_str(frame, "filename", "?");
+	function = get_str(frame, "function", "");
+	if (strcmp(key, "function") == 0 && has_function(function, filename)) {
+		put_text(function);
+		fputs(" (", stdout);
+		put_text(filename);
+		putchar(')');
+		return;
+	}
+	put_text(filename);
+	/* Without line information there is no ":0" to print, as for key filename. */
+	if (strcmp(key, "lineno") == 0 && get_u64_or(frame, "lineno", 0) > 0)
+		printf(":%" PRIu64, get_u64_or(frame, "lineno", 0));
+}
+
+void table_top(const cJSON *resp)
+{
+	const char *key = get_str(resp, "key", "lineno");
+	/* NULL unless an array: cJSON_ArrayForEach would walk an object too. */
+	const cJSON *stats = cJSON_IsArray(get(resp, "stats")) ? get(resp, "stats") : NULL, *stat;
+	bool by_traceback = strcmp(key, "traceback") == 0;
+	bool cumulative = cJSON_IsTrue(get(resp, "cumulative"));
+	uint64_t total = get_u64_or(resp, "total_size", 0), shown_size = 0;
+	size_t shown = (size_t)cJSON_GetArraySize(stats);
+	uint64_t count_stats = get_u64_or(resp, "count_stats", shown);
+	struct srccache sc = {NULL};
+	size_t index = 0;
+
+	printf("Top %zu %s\n", shown, top_noun(key, shown));
+	cJSON_ArrayForEach(stat, stats)
+	{
+		uint64_t size = get_u64_or(stat, "size", 0);
+		uint64_t count = get_u64_or(stat, "count", 0);
+		const cJSON *tb = get(stat, "traceback");
+		const cJSON *frame = cJSON_IsArray(tb) ? cJSON_GetArrayItem(tb, 0) : NULL;
+
+		index++;
+		shown_size += size;
+		if (by_traceback) {
+			/* A stack per statistic: the form of tracemalloc's traceback
+			 * example, a blank line between them. */
+			printf("%s#%zu: %" PRIu64 " memory block%s: %.1f KiB\n",
+			       index > 1 ? "\n" : "", index, count, count == 1 ? "" : "s",
+			       kib(size));
+			print_traceback(&sc, tb);
+			continue;
+		}
+		printf("#%zu: ", index);
+		print_site(key, frame);
+		printf(": %.1f KiB\n", kib(size));
+		if (strcmp(key, "lineno") == 0 && frame != NULL)
+			print_source(&sc, get_str(frame, "filename", ""),
+			             get_u64_or(frame, "lineno", 0));
+	}
+	if (by_traceback && shown > 0)
+		putchar('\n');
+	if (count_stats > shown) {
+		/* Cumulative statistics overlap, so the rest's size cannot be
+		 * derived from the total; only the count is known then. */
+		if (!cumulative && total >= shown_size)
+			printf("%" PRIu64 " other: %.1f KiB\n", count_stats - shown,
+			       kib(total - shown_size));
+		else
+			printf("%" PRIu64 " other\n", count_stats - shown);
+	}
+	printf("Total allocated size: %.1f KiB\n", kib(total));
+	src_free(&sc);
+}
+
+/* ---- traceback ---- */
+
+void table_traceback(const cJSON *resp)
+{
+	const cJSON *blocks = cJSON_IsArray(get(resp, "blocks")) ? get(resp, "blocks") : NULL,
+	            *block;
+	size_t n = (size_t)cJSON_GetArraySize(blocks);
+	struct srccache sc = {NULL};
+	size_t index = 0;
+
+	printf("Top %zu block%s\n", n, n == 1 ? "" : "s");
+	cJSON_ArrayForEach(block, blocks)
+	{
+		index++;
+		printf("\n#%zu: ", index);
+		put_text(get_str(block, "address", "?"));
+		printf(": %.1f KiB\n", kib(get_u64_or(block, "size", 0)));
+		print_traceback(&sc, get(block, "traceback"));
+	}
+	src_free(&sc);
+}
+
+/* ---- list ---- */
+
+enum { COL_PID, COL_STATE, COL_CURRENT, COL_PEAK, COL_BLOCKS, COL_EXE, NCOLS };
+
+static const char *const list_heads[NCOLS] = {"PID", "STATE", "CURRENT", "PEAK", "BLOCKS", "EXE"};
+/* Numbers right-aligned, words left; the last column is not padded. */
+static const bool list_right[NCOLS] = {true, false, true, true, true, false};
+
+struct list_row {
+	char num[NCOLS][32];     /* the formatted numeric cells */
+	const char *text[NCOLS]; /* every cell; points into num or the response */
+};
+
+static void list_num(struct list_row *r, int col, const cJSON *p, const char *key, bool size)
+{
+	uint64_t v;
+
+	if (!get_u64(p, key, &v))
+		snprintf(r->num[col], sizeof(r->num[col]), "?");
+	else if (size)
+		fmt_size(r->num[col], sizeof(r->num[col]), v);
+	else
+		snprintf(r->num[col], sizeof(r->num[col]), "%" PRIu64, v);
+	r->text[col] = r->num[col];
+}
+
+/* Columns as the terminal counts them: one per UTF-8 character (what
+ * put_text prints for a C1 control is one '?' too). */
+static size_t text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s != '\0'; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+static void list_cell(const char *s, size_t width, bool right, bool last)
+{
+	size_t len = text_width(s);
+	size_t pad = width > len ? width - len : 0;
+
+	if (right)
+		printf("%*s", (int)pad, "");
+	put_text(s);
+	if (!right && !last)
+		printf("%*s", (int)pad, "");
+}
+
+static void list_line(const char *const *cells, const size_t *width)
+{
+	for (int col = 0; col < NCOLS; col++) {
+		if (col > 0)
+			fputs("  ", stdout);
+		list_cell(cells[col], width[col], list_right[col], col == NCOLS - 1);
+	}
+	putchar('\n');
+}
+
+void table_list(const cJSON *resp)
+{
+	const cJSON *procs = cJSON_IsArray(get(resp, "processes")) ? get(resp, "processes") : NULL,
+	            *p;
+	size_t n = (size_t)cJSON_GetArraySize(procs);
+	struct list_row *rows = xcalloc(n, sizeof(*rows));
+	size_t width[NCOLS], i = 0;
+
+	for (int col = 0; col < NCOLS; col++)
+		width[col] = strlen(list_heads[col]);
+	cJSON_ArrayForEach(p, procs)
+	{
+		struct list_row *r = &rows[i++];
+
+		list_num(r, COL_PID, p, "pid", false);
+		r->text[COL_STATE] = get_str(p, "state", "?");
+		list_num(r, COL_CURRENT, p, "current", true);
+		list_num(r, COL_PEAK, p, "peak", true);
+		list_num(r, COL_BLOCKS, p, "blocks", false);
+		r->text[COL_EXE] = get_str(p, "exe", "?");
+		for (int col = 0; col < NCOLS; col++) {
+			size_t len = text_width(r->text[col]);
+			if (len > width[col])
+				width[col] = len;
+		}
+	}
+	list_line(list_heads, width);
+	for (i = 0; i < n; i++)
+		list_line(rows[i].text, width);
+	free(rows);
+}
+
+/* ---- key: value ---- */
+
+/* Fields whose numbers are bytes, in any response. */
+static const char *const size_keys[] = {"current", "peak", "total_size"};
+
+static bool is_size_key(const char *key)
+{
+	for (size_t i = 0; i < sizeof(size_keys) / sizeof(size_keys[0]); i++) {
+		if (strcmp(size_keys[i], key) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void put_size(uint64_t v)
+{
+	char buf[32];
+
+	fmt_size(buf, sizeof(buf), v);
+	fputs(buf, stdout);
+	if (v >= 1024)
+		printf(" (%" PRIu64 " bytes)", v);
+}
+
+static void put_duration(uint64_t s)
+{
+	if (s >= 86400)
+		printf("%" PRIu64 "d ", s / 86400);
+	if (s >= 3600)
+		printf("%" PRIu64 "h ", s / 3600 % 24);
+	if (s >= 60)
+		printf("%" PRIu64 "m ", s / 60 % 60);
+	printf("%" PRIu64 "s", s % 60);
+}
+
+/* An argument as a shell would need it: quoted unless plainly safe. */
+static void put_arg(const char *s)
+{
+	bool plain = s[0] != '\0';
+
+	for (const char *p = s; *p != '\0' && plain; p++)
+		plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		               "0123456789_-+=/.,:@%^",
+		               *p) != NULL;
+	if (plain) {
+		put_text(s);
+		return;
+	}
+	putchar('\'');
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p == '\'')
+			fputs("'\\''", stdout);
+		else
+			put_textn(p, 1);
+	}
+	putchar('\'');
+}
+
+static void put_value(const cJSON *item)
+{
+	const char *key = item->string != NULL ? item->string : "";
+	uint64_t v;
+
+	if (cJSON_IsNull(item)) {
+		fputs(strcmp(key, "limit_reached") == 0 ? "no" : "-", stdout);
+	} else if (cJSON_IsBool(item)) {
+		fputs(cJSON_IsTrue(item) ? "yes" : "no", stdout);
+	} else if (cJSON_IsString(item)) {
+		put_text(item->valuestring);
+	} else if (cJSON_IsNumber(item)) {
+		double d = item->valuedouble;
+		if (!(d >= 0 && d < 18446744073709551616.0) || d != (double)(uint64_t)d) {
+			printf("%g", d);
+			return;
+		}
+		v = (uint64_t)d;
+		if (strcmp(key, "sample_bytes") == 0 && v == 0)
+			fputs("0 (every allocation)", stdout);
+		else if (strcmp(key, "sample_bytes") == 0 || is_size_key(key))
+			put_size(v);
+		else if (strcmp(key, "uptime_seconds") == 0)
+			put_duration(v);
+		else
+			printf("%" PRIu64, v);
+	} else if (cJSON_IsArray(item)) {
+		const cJSON *e;
+		bool first = true, strings = true;
+
+		cJSON_ArrayForEach(e, item)
+		{
+			strings = strings && cJSON_IsString(e);
+		}
+		if (cJSON_GetArraySize(item) == 0) {
+			putchar('-');
+			return;
+		}
+		if (!strings) {
+			char *s = cJSON_PrintUnformatted(item);
+			put_text(s);
+			cJSON_free(s);
+			return;
+		}
+		/* cmdline: one line a shell could run again. */
+		cJSON_ArrayForEach(e, item)
+		{
+			if (!first)
+				putchar(' ');
+			first = false;
+			put_arg(e->valuestring);
+		}
+	}
+}
+
+/* Every field in the daemon's order, objects as indented groups, so a field
+ * added to the daemon shows up here without a change. */
+static void print_kv(const cJSON *o, int depth)
+{
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, o)
+	{
+		printf("%*s", depth * 2, "");
+		put_text(item->string != NULL ? item->string : "?");
+		putchar(':');
+		if (cJSON_IsObject(item)) {
+			putchar('\n');
+			print_kv(item, depth + 1);
+			continue;
+		}
+		putchar(' ');
+		put_value(item);
+		putchar('\n');
+	}
+}
+
+void table_status(const cJSON *resp)
+{
+	print_kv(resp, 0);
+}
+
+void table_stats(const cJSON *resp)
+{
+	print_kv(resp, 0);
+}
+
+void table_reset_peak(const cJSON *resp)
+{
+	print_kv(resp, 0);
+}

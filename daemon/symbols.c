@@ -1,0 +1,995 @@
+/*
+ * symbols.c - the libdw symbol cache of symbols.h.
+ *
+ * Objects. Every loaded object the agents report is an `object`, found by its
+ * build-id when it has one (so the same libc seen by a thousand processes is
+ * opened once) and by its path otherwise. The first time an address in an
+ * object is resolved, the file is opened as an offline Dwfl session of its
+ * own and its build-id is compared with the one the agent reported; a missing
+ * file, a different build-id, or a build-id where the agent saw none marks
+ * the object failed for the life of the cache, and all its frames come out as
+ * "MODULE+0xOFFSET". Objects without a build-id on either side cannot be
+ * checked and are trusted.
+ *
+ * Addresses. The agent reports the load bias (runtime address minus ELF
+ * virtual address, dl_iterate_phdr's dlpi_addr) and absolute addresses, so
+ * `address - bias` is the ELF virtual address, the same in every process; it
+ * is the OFFSET users see and the frame cache key. libdwfl places an offline
+ * module at an address of its own choosing and reports the difference between
+ * that and the file's virtual addresses as the module's bias
+ * (dwfl_module_getelf), so the Dwfl address is `address - bias + dwbias`.
+ * That one formula covers every layout: an ET_EXEC is reported by libdwfl at
+ * its link-time addresses (dwbias 0) and the agent's bias is 0 as well; a PIE
+ * or shared library whose first PT_LOAD is at 0 gets an arbitrary dwbias; and
+ * an ET_DYN whose first PT_LOAD has a non-zero vaddr (prelinked libraries)
+ * gets dwbias = start - vaddr, which the formula absorbs. It equals the
+ * "module_low_addr + (vaddr - first PT_LOAD vaddr)" form without reading the
+ * program headers ourselves.
+ *
+ * Debug information is looked for only on this machine unless debuginfod was
+ * asked for. libdwfl's dwfl_standard_find_debuginfo ends, in elfutils 0.188,
+ * with a debuginfod query whenever local files fail, and the debuginfod client
+ * reads DEBUGINFOD_URLS from the environment at query time; there is no switch
+ * to turn that off. So without debuginfod the Dwfl sessions use callbacks of
+ * our own: dwfl_build_id_find_debuginfo (a purely local .build-id lookup under
+ * /usr/lib/debug) and then the .gnu_debuglink name search beside the file, in
+ * its .debug directory and under /usr/lib/debug, each candidate checked by
+ * build-id (or CRC when the object has none). The main file is never looked
+ * up through find_elf (offline modules are opened from their path), and our
+ * find_elf returns nothing so libdwfl's debuginfod_find_executable is never
+ * reached either.
+ *
+ * Frames. A frame is resolved once per (object, offset) and kept until
+ * symbols_free, so pointers handed out stay valid. Its strings (file names,
+ * function names, module paths) are interned. The function is the innermost
+ * inlined subroutine when the address lies in inlined code (so it agrees with
+ * the line, which libdw reports for the innermost location), else the ELF
+ * symbol; C++ names are demangled with libstdc++'s __cxa_demangle when that
+ * library can be loaded, else left mangled. Relative source paths are joined
+ * with the compilation unit's directory.
+ *
+ * Memory. Frames are never evicted (the contract keeps their pointers alive),
+ * so they grow with the number of distinct return addresses, which the daemon
+ * bounds through its per-session stack limits; a frame costs its struct, a
+ * table slot and its unshared strings, roughly 100 to 200 bytes. What libdw
+ * holds per file (mapped ELF, parsed DWARF, line tables) is bounded instead:
+ * at most SYMBOLS_MAX_OPEN files are open at once and the least recently used
+ * one is closed beyond that (it is reopened, and re-verified, on demand).
+ *
+ * Locking. Two mutexes, taken in this order: `dw_lock` serializes all libdw
+ * work and the open/closed state of objects and is held across file I/O;
+ * `lock` guards the hash tables and statistics and is only held for table
+ * operations. symbols_lookup and symbols_unknown take `lock` alone, so the
+ * loop thread never waits behind a pool thread reading DWARF.
+ */
+/* RTLD_DEFAULT, dl_iterate_phdr and friends are GNU extensions; config.h
+ * (AC_USE_SYSTEM_EXTENSIONS) usually defines this already. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "symbols.h"
+
+#include <dlfcn.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "xalloc.h"
+
+/* Dwfl sessions kept open at once. A session for a large C++ library with
+ * its separate debug file can hold hundreds of megabytes of mappings and
+ * parsed DWARF; the traced processes of one host rarely have more hot
+ * objects than this. Overridable at build time to test eviction. */
+#ifndef SYMBOLS_MAX_OPEN
+#define SYMBOLS_MAX_OPEN 32
+#endif
+
+/* Where distribution debug files live (the local half of libdwfl's
+ * ":.debug:/usr/lib/debug" default path). */
+#define SYMBOLS_DEBUG_DIR "/usr/lib/debug"
+
+#define UNKNOWN_MODULE "[unknown]"
+
+/* ---- a small open-addressing hash table of pointers ---- */
+
+struct slot {
+	uint64_t hash;
+	void *entry; /* NULL: empty */
+};
+
+struct table {
+	struct slot *slots;
+	size_t mask; /* capacity - 1, capacity a power of two */
+	size_t count;
+};
+
+typedef bool (*table_eq)(const void *entry, const void *key);
+
+static void table_init(struct table *t)
+{
+	t->mask = 63;
+	t->count = 0;
+	t->slots = xcalloc(t->mask + 1, sizeof(*t->slots));
+}
+
+static void *table_find(const struct table *t, uint64_t hash, table_eq eq, const void *key)
+{
+	for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+		const struct slot *sl = &t->slots[i];
+		if (sl->entry == NULL)
+			return NULL;
+		if (sl->hash == hash && eq(sl->entry, key))
+			return sl->entry;
+	}
+}
+
+static void table_place(struct slot *slots, size_t mask, uint64_t hash, void *entry)
+{
+	size_t i = hash & mask;
+	while (slots[i].entry != NULL)
+		i = (i + 1) & mask;
+	slots[i].hash = hash;
+	slots[i].entry = entry;
+}
+
+/* The caller has checked that no equal entry is present. The load factor
+ * stays at or below one half, so probes stay short and one slot is always
+ * free for table_find to stop at. */
+static void table_add(struct table *t, uint64_t hash, void *entry)
+{
+	if ((t->count + 1) * 2 > t->mask + 1) {
+		size_t mask = t->mask * 2 + 1;
+		struct slot *slots = xcalloc(mask + 1, sizeof(*slots));
+		for (size_t i = 0; i <= t->mask; i++)
+			if (t->slots[i].entry != NULL)
+				table_place(slots, mask, t->slots[i].hash, t->slots[i].entry);
+		free(t->slots);
+		t->slots = slots;
+		t->mask = mask;
+	}
+	table_place(t->slots, t->mask, hash, entry);
+	t->count++;
+}
+
+static void table_close(struct table *t, void (*destroy)(void *entry))
+{
+	for (size_t i = 0; i <= t->mask; i++)
+		if (t->slots[i].entry != NULL)
+			destroy(t->slots[i].entry);
+	free(t->slots);
+	t->slots = NULL;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL; /* FNV-1a */
+	}
+	return h;
+}
+
+static uint64_t hash_mix(uint64_t x)
+{
+	/* splitmix64's finalizer: spreads pointer and offset bits over the
+	 * low bits the table indexes with. */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+#define HASH_SEED 0xcbf29ce484222325ULL
+
+/* ---- the cache ---- */
+
+enum object_state {
+	OBJECT_NEW,    /* never opened */
+	OBJECT_OPEN,   /* dwfl and mod valid */
+	OBJECT_CLOSED, /* opened before, closed to stay under SYMBOLS_MAX_OPEN */
+	OBJECT_FAILED, /* missing, unreadable or not the reported build */
+};
+
+struct object {
+	/* Identity, immutable after creation (read under `lock`). */
+	uint8_t *build_id;
+	size_t build_id_len;
+	char *path;         /* what to open; "" when the agent had none */
+	const char *module; /* interned: path, or UNKNOWN_MODULE */
+
+	/* Everything below is guarded by dw_lock. */
+	enum object_state state;
+	bool counted; /* already in the objects or failures statistic */
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	Dwarf_Addr dwbias;
+	struct object *lru_prev, *lru_next; /* open objects, most recent first */
+	/* Units by address, built only if libdw's own lookup fails once. */
+	struct cu_range *cus;
+	size_t ncus;
+	bool cus_built;
+};
+
+struct cu_range {
+	Dwarf_Addr lo, hi; /* DWARF addresses, [lo, hi) */
+	Dwarf_Addr bias;   /* Dwfl address - DWARF address */
+	Dwarf_Die die;
+};
+
+struct frame {
+	const struct object *obj; /* NULL for symbols_unknown frames */
+	uint64_t offset;          /* ELF vaddr, or the absolute address */
+	struct frame_info info;
+};
+
+struct frame_key {
+	const struct object *obj;
+	uint64_t offset;
+};
+
+struct object_key {
+	const uint8_t *bytes; /* the build-id, or the path */
+	size_t len;
+	bool by_id;
+};
+
+typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
+
+struct symbols {
+	pthread_mutex_t dw_lock; /* taken first; libdw and object state, held across I/O */
+	pthread_mutex_t lock;    /* the three tables and the statistics */
+
+	const Dwfl_Callbacks *callbacks;
+
+	struct table objects; /* struct object *, by build-id or path */
+	struct table frames;  /* struct frame *, by (object, offset) */
+	struct table strings; /* char *, interned */
+	struct symbols_stats stats;
+
+	/* dw_lock */
+	struct object *lru_head, *lru_tail;
+	size_t nopen;
+	bool demangle_tried;
+	void *cxxlib;
+	demangle_fn demangle;
+};
+
+/* ---- debug information search (no network) ---- */
+
+/* The CRC-32 (IEEE, reflected) that .gnu_debuglink records. Only used for
+ * objects without a build-id, which is rare. */
+static int crc32_file(int fd, uint32_t *out)
+{
+	uint32_t tab[256];
+	unsigned char buf[65536];
+	uint32_t crc = 0xffffffffu;
+	ssize_t n;
+
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		tab[i] = c;
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return -errno;
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (ssize_t i = 0; i < n; i++)
+			crc = tab[(crc ^ buf[i]) & 0xff] ^ (crc >> 8);
+	}
+	*out = crc ^ 0xffffffffu;
+	return 0;
+}
+
+/* A debug file found by name is only trusted when it provably belongs to
+ * the module: same build-id, or (without one) the CRC the link records. */
+static bool debugfile_matches(int fd, const unsigned char *id, int id_len, GElf_Word crc)
+{
+	bool ok = false;
+
+	if (id_len > 0) {
+		Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+		const void *fid;
+		ssize_t n = e != NULL ? dwelf_elf_gnu_build_id(e, &fid) : -1;
+		ok = n == id_len && memcmp(fid, id, (size_t)n) == 0;
+		elf_end(e);
+	} else if (crc != 0) {
+		uint32_t c;
+		ok = crc32_file(fd, &c) == 0 && c == crc;
+	}
+	return ok;
+}
+
+/* The .gnu_debuglink search of libdwfl's default path, done locally. When
+ * the file has no link, "<basename>.debug" is tried, as libdwfl does. Links
+ * with a directory in them are dwz alternate files; those are only found by
+ * build-id (libdwfl's own lookup, then libdw's). */
+static int find_debuglink(Dwfl_Module *mod, const char *file_name, const char *link, GElf_Word crc,
+                          char **found)
+{
+	const unsigned char *id = NULL;
+	GElf_Addr id_vaddr;
+	int id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
+	const char *slash = strrchr(file_name, '/');
+	struct stat main_st;
+	char *invented = NULL, *dir = NULL;
+	int fd = -1;
+
+	if (slash == NULL || (id_len <= 0 && (link == NULL || crc == 0)))
+		goto out;
+	if (link == NULL)
+		link = invented = xasprintf("%s.debug", slash + 1);
+	if (strchr(link, '/') != NULL)
+		goto out_invented;
+	dir = xstrndup(file_name, (size_t)(slash - file_name));
+	if (stat(file_name, &main_st) != 0)
+		memset(&main_st, 0, sizeof(main_st));
+
+	/* Mirroring under the debug root only makes sense for an absolute dir. */
+	for (int i = 0; i < (dir[0] == '/' ? 3 : 2) && fd < 0; i++) {
+		char *path = i == 0   ? xasprintf("%s/%s", dir, link)
+		             : i == 1 ? xasprintf("%s/.debug/%s", dir, link)
+		                      : xasprintf(SYMBOLS_DEBUG_DIR "%s/%s", dir, link);
+		struct stat st;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && (fstat(fd, &st) != 0 ||
+		                (st.st_dev == main_st.st_dev && st.st_ino == main_st.st_ino) ||
+		                !debugfile_matches(fd, id, id_len, crc))) {
+			/* the main file by another name, or someone else's */
+			close(fd);
+			fd = -1;
+		}
+		if (fd >= 0)
+			*found = path;
+		else
+			free(path);
+	}
+
+	free(dir);
+out_invented:
+	free(invented);
+out:
+	return fd;
+}
+
+static int find_debuginfo_local(Dwfl_Module *mod, void **userdata, const char *modname,
+                                Dwarf_Addr base, const char *file_name, const char *link,
+                                GElf_Word crc, char **found)
+{
+	int fd =
+	    dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, link, crc, found);
+	if (fd < 0 && file_name != NULL)
+		fd = find_debuglink(mod, file_name, link, crc, found);
+	return fd;
+}
+
+/* Offline modules are opened from their path by dwfl_report_offline, so
+ * this is never needed; it exists so that libdwfl cannot fall back on
+ * dwfl_build_id_find_elf, which asks debuginfod for missing executables. */
+static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+                         char **file_name, Elf **elfp)
+{
+	(void)mod;
+	(void)userdata;
+	(void)modname;
+	(void)base;
+	(void)file_name;
+	(void)elfp;
+	errno = ENOENT;
+	return -1;
+}
+
+static const Dwfl_Callbacks callbacks_local = {
+    .find_elf = find_elf_none,
+    .find_debuginfo = find_debuginfo_local,
+    .section_address = dwfl_offline_section_address,
+};
+
+/* The user opted in: libdwfl's standard search, debuginfod last. */
+static const Dwfl_Callbacks callbacks_debuginfod = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+};
+
+/* ---- interned strings (lock held) ---- */
+
+static bool string_eq(const void *entry, const void *key)
+{
+	return strcmp(entry, key) == 0;
+}
+
+static const char *intern(struct symbols *s, const char *str)
+{
+	uint64_t h = hash_bytes(HASH_SEED, str, strlen(str));
+	char *found = table_find(&s->strings, h, string_eq, str);
+
+	if (found == NULL) {
+		found = xstrdup(str);
+		table_add(&s->strings, h, found);
+	}
+	return found;
+}
+
+/* ---- objects ---- */
+
+static void object_key_of(const struct sym_module *m, struct object_key *k)
+{
+	k->by_id = m->build_id_len > 0;
+	if (k->by_id) {
+		k->bytes = m->build_id;
+		k->len = m->build_id_len;
+	} else {
+		k->bytes = (const uint8_t *)(m->path != NULL ? m->path : "");
+		k->len = strlen((const char *)k->bytes);
+	}
+}
+
+static uint64_t object_hash(const struct object_key *k)
+{
+	return hash_bytes(HASH_SEED ^ (k->by_id ? 1 : 0), k->bytes, k->len);
+}
+
+static bool object_eq(const void *entry, const void *key)
+{
+	const struct object *o = entry;
+	const struct object_key *k = key;
+
+	if (k->by_id)
+		return o->build_id_len == k->len && memcmp(o->build_id, k->bytes, k->len) == 0;
+	return o->build_id_len == 0 && strlen(o->path) == k->len &&
+	       memcmp(o->path, k->bytes, k->len) == 0;
+}
+
+static struct object *object_find(struct symbols *s, const struct object_key *k)
+{
+	return table_find(&s->objects, object_hash(k), object_eq, k);
+}
+
+/* Both locks held. */
+static struct object *object_get(struct symbols *s, const struct sym_module *m)
+{
+	struct object_key k;
+	struct object *o;
+	const char *path = m->path != NULL ? m->path : "";
+
+	object_key_of(m, &k);
+	o = object_find(s, &k);
+	if (o != NULL)
+		return o;
+	o = xcalloc(1, sizeof(*o));
+	if (m->build_id_len > 0) {
+		o->build_id = xmalloc(m->build_id_len);
+		memcpy(o->build_id, m->build_id, m->build_id_len);
+		o->build_id_len = m->build_id_len;
+	}
+	o->path = xstrdup(path);
+	o->module = intern(s, path[0] != '\0' ? path : UNKNOWN_MODULE);
+	o->state = OBJECT_NEW;
+	table_add(&s->objects, object_hash(&k), o);
+	return o;
+}
+
+static void lru_unlink(struct symbols *s, struct object *o)
+{
+	if (o->lru_prev != NULL)
+		o->lru_prev->lru_next = o->lru_next;
+	else
+		s->lru_head = o->lru_next;
+	if (o->lru_next != NULL)
+		o->lru_next->lru_prev = o->lru_prev;
+	else
+		s->lru_tail = o->lru_prev;
+	o->lru_prev = o->lru_next = NULL;
+}
+
+static void lru_push(struct symbols *s, struct object *o)
+{
+	o->lru_prev = NULL;
+	o->lru_next = s->lru_head;
+	if (s->lru_head != NULL)
+		s->lru_head->lru_prev = o;
+	else
+		s->lru_tail = o;
+	s->lru_head = o;
+}
+
+static void object_close(struct symbols *s, struct object *o)
+{
+	lru_unlink(s, o);
+	dwfl_end(o->dwfl);
+	o->dwfl = NULL;
+	o->mod = NULL;
+	free(o->cus); /* its DIEs pointed into the session */
+	o->cus = NULL;
+	o->ncus = 0;
+	o->cus_built = false;
+	o->state = OBJECT_CLOSED;
+	s->nopen--;
+}
+
+/* libdwfl reports errors through its own codes; what we keep is whether the
+ * cause was the file (errno) or its content. */
+static int dwfl_error(void)
+{
+	return errno != 0 ? -errno : -EINVAL;
+}
+
+/* Opens o->path as a one-module offline session and checks it is the build
+ * the agent saw. dw_lock held. */
+static int object_load(struct symbols *s, struct object *o)
+{
+	const unsigned char *id = NULL;
+	GElf_Addr id_vaddr;
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	int fd, id_len, err;
+
+	/* A relative path (a library dlopen'ed as "./libx.so") is relative to
+	 * the traced process's directory, not ours. */
+	if (o->path[0] != '/')
+		return -ENOENT;
+	fd = open(o->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dwfl = dwfl_begin(s->callbacks);
+	if (dwfl == NULL) {
+		err = -ENOMEM;
+		goto err_after_open;
+	}
+	dwfl_report_begin(dwfl);
+	errno = 0;
+	/* On success the session owns fd and closes it in dwfl_end. */
+	mod = dwfl_report_offline(dwfl, o->module, o->path, fd);
+	if (mod == NULL) {
+		err = dwfl_error();
+		goto err_after_begin;
+	}
+	fd = -1;
+	if (dwfl_report_end(dwfl, NULL, NULL) != 0 || dwfl_module_getelf(mod, &o->dwbias) == NULL) {
+		err = dwfl_error();
+		goto err_after_begin;
+	}
+	id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
+	if (id_len < 0)
+		id_len = 0;
+	if ((size_t)id_len != o->build_id_len ||
+	    (id_len > 0 && memcmp(id, o->build_id, (size_t)id_len) != 0)) {
+		/* Replaced since the process loaded it: its lines would lie. */
+		err = -ESTALE;
+		goto err_after_begin;
+	}
+	o->dwfl = dwfl;
+	o->mod = mod;
+	return 0;
+
+err_after_begin:
+	dwfl_end(dwfl);
+err_after_open:
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* Makes o usable; dw_lock held. */
+static int object_open(struct symbols *s, struct object *o)
+{
+	int err = 0;
+	bool first = !o->counted;
+
+	switch (o->state) {
+	case OBJECT_OPEN:
+		lru_unlink(s, o);
+		lru_push(s, o);
+		return 0;
+	case OBJECT_FAILED:
+		return -ENOENT;
+	case OBJECT_NEW:
+	case OBJECT_CLOSED:
+		break;
+	}
+
+	err = object_load(s, o);
+	o->counted = true;
+	if (err != 0) {
+		o->state = OBJECT_FAILED;
+		if (first) {
+			pthread_mutex_lock(&s->lock);
+			s->stats.failures++;
+			pthread_mutex_unlock(&s->lock);
+		}
+		return err;
+	}
+	o->state = OBJECT_OPEN;
+	lru_push(s, o);
+	s->nopen++;
+	if (first) {
+		/* Counted once: a reopen after eviction is the same object. */
+		bool no_symbols = dwfl_module_getsymtab(o->mod) <= 0;
+		pthread_mutex_lock(&s->lock);
+		s->stats.objects++;
+		if (no_symbols)
+			s->stats.failures++;
+		pthread_mutex_unlock(&s->lock);
+	}
+	while (s->nopen > SYMBOLS_MAX_OPEN && s->lru_tail != o)
+		object_close(s, s->lru_tail);
+	return 0;
+}
+
+static void object_destroy(void *entry)
+{
+	struct object *o = entry;
+
+	if (o->dwfl != NULL)
+		dwfl_end(o->dwfl);
+	free(o->cus);
+	free(o->build_id);
+	free(o->path);
+	free(o);
+}
+
+/* ---- resolution (dw_lock held) ---- */
+
+struct resolved {
+	char *function; /* NULL when unknown */
+	char *file;     /* NULL when unknown */
+	uint32_t lineno;
+};
+
+/* C++ names are demangled by the C++ runtime itself; loading it is cheap,
+ * it is on any machine that runs the C++ programs that produce such names,
+ * and __cxa_demangle only reads its input and returns malloc'd memory. When
+ * it cannot be loaded names stay mangled, which is still correct. */
+static char *demangle(struct symbols *s, const char *name)
+{
+	if (name[0] == '_' && name[1] == 'Z') {
+		if (!s->demangle_tried) {
+			void *fn = dlsym(RTLD_DEFAULT, "__cxa_demangle");
+			s->demangle_tried = true;
+			if (fn == NULL) {
+				s->cxxlib = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+				if (s->cxxlib != NULL)
+					fn = dlsym(s->cxxlib, "__cxa_demangle");
+			}
+			memcpy(&s->demangle, &fn, sizeof(fn));
+		}
+		if (s->demangle != NULL) {
+			int status = -1;
+			char *d = s->demangle(name, NULL, NULL, &status);
+			if (d != NULL && status == 0) {
+				char *r = xstrdup(d);
+				free(d);
+				return r;
+			}
+			free(d);
+		}
+	}
+	return xstrdup(name);
+}
+
+static const char *die_name(Dwarf_Die *die)
+{
+	static const int attrs[] = {DW_AT_linkage_name, DW_AT_MIPS_linkage_name, DW_AT_name};
+	Dwarf_Attribute mem;
+
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+		const char *n = dwarf_formstring(dwarf_attr_integrate(die, attrs[i], &mem));
+		if (n != NULL && n[0] != '\0')
+			return n;
+	}
+	return NULL;
+}
+
+static int cu_range_cmp(const void *a, const void *b)
+{
+	const struct cu_range *x = a, *y = b;
+	Dwarf_Addr xa = x->lo + x->bias, ya = y->lo + y->bias;
+	return xa < ya ? -1 : xa > ya;
+}
+
+/* libdwfl finds a unit by address through .debug_aranges, and libdw 0.188
+ * does not fall back on the units' own ranges when that section is absent,
+ * as it is in everything clang builds (unless -gdwarf-aranges). So when the
+ * lookup fails, the units' DW_AT_ranges/low_pc/high_pc are read once into a
+ * sorted table and searched instead. */
+static void cu_index_build(struct object *o)
+{
+	Dwarf_Die *cu = NULL;
+	Dwarf_Addr bias;
+	size_t cap = 0;
+
+	o->cus_built = true;
+	while ((cu = dwfl_module_nextcu(o->mod, cu, &bias)) != NULL) {
+		Dwarf_Addr base, lo, hi;
+		ptrdiff_t off = 0;
+		while ((off = dwarf_ranges(cu, off, &base, &lo, &hi)) > 0) {
+			if (hi <= lo)
+				continue;
+			if (o->ncus == cap) {
+				cap = cap != 0 ? cap * 2 : 64;
+				o->cus = xreallocarray(o->cus, cap, sizeof(*o->cus));
+			}
+			o->cus[o->ncus++] = (struct cu_range){lo, hi, bias, *cu};
+		}
+	}
+	if (o->ncus > 0)
+		qsort(o->cus, o->ncus, sizeof(*o->cus), cu_range_cmp);
+}
+
+/* The compilation unit that covers Dwfl address pc, and its bias. */
+static bool object_cu(struct object *o, Dwarf_Addr pc, Dwarf_Die *cu, Dwarf_Addr *bias)
+{
+	Dwarf_Die *found = dwfl_module_addrdie(o->mod, pc, bias);
+	size_t lo = 0, hi;
+
+	if (found != NULL) {
+		*cu = *found;
+		return true;
+	}
+	if (!o->cus_built)
+		cu_index_build(o);
+	/* The last range starting at or before pc. */
+	hi = o->ncus;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (o->cus[mid].lo + o->cus[mid].bias <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return false;
+	const struct cu_range *r = &o->cus[lo - 1];
+	if (pc >= r->hi + r->bias)
+		return false;
+	*cu = r->die;
+	*bias = r->bias;
+	return true;
+}
+
+/* The name of the inlined function pc (a DWARF address) is in, or NULL
+ * when pc is in the body of a real (out-of-line) function. */
+static const char *inlined_name(Dwarf_Die *cu, Dwarf_Addr pc)
+{
+	Dwarf_Die *scopes = NULL;
+	const char *name = NULL;
+	int n = dwarf_getscopes(cu, pc, &scopes);
+
+	for (int i = 0; i < n; i++) {
+		int tag = dwarf_tag(&scopes[i]);
+		if (tag == DW_TAG_inlined_subroutine) {
+			name = die_name(&scopes[i]);
+			break;
+		}
+		if (tag == DW_TAG_subprogram)
+			break;
+	}
+	free(scopes);
+	return name;
+}
+
+/* Users filter and group by file name, so give them absolute paths when
+ * DWARF has a relative one and the unit recorded where it was compiled.
+ * libdw has already prefixed each name with its line-table directory, and
+ * directory 0 is the compilation directory, so a name that is still relative
+ * came either from a relative include directory (which is relative to the
+ * compilation directory: join) or from a relative compilation directory
+ * (distributions map build paths to "." with -fdebug-prefix-map: joining
+ * would only repeat it, and cannot make it absolute). */
+static char *source_path(const char *file, const char *comp_dir)
+{
+	size_t n;
+
+	if (file[0] == '/' || comp_dir == NULL || comp_dir[0] != '/')
+		return xstrdup(file);
+	while (file[0] == '.' && file[1] == '/')
+		file += 2;
+	n = strlen(comp_dir);
+	return xasprintf("%s%s%s", comp_dir, comp_dir[n - 1] == '/' ? "" : "/", file);
+}
+
+static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offset,
+                              struct resolved *r)
+{
+	Dwarf_Addr low, high, pc, cubias = 0;
+	Dwarf_Die cu;
+	bool have_cu;
+	const char *name = NULL;
+
+	if (object_open(s, o) != 0)
+		return;
+	pc = offset + o->dwbias;
+	if (dwfl_module_info(o->mod, NULL, &low, &high, NULL, NULL, NULL, NULL) == NULL ||
+	    pc < low || pc >= high)
+		return; /* not in this file: better unresolved than a neighbour's name */
+	have_cu = object_cu(o, pc, &cu, &cubias);
+
+	if (have_cu)
+		name = inlined_name(&cu, pc - cubias);
+	if (name == NULL) {
+		GElf_Off off;
+		GElf_Sym sym;
+		name = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, NULL, NULL);
+	}
+	if (name != NULL && name[0] != '\0')
+		r->function = demangle(s, name);
+
+	if (have_cu) {
+		Dwarf_Line *line = dwarf_getsrc_die(&cu, pc - cubias);
+		const char *src = line != NULL ? dwarf_linesrc(line, NULL, NULL) : NULL;
+		int lineno = 0;
+		if (src != NULL && src[0] != '\0' && dwarf_lineno(line, &lineno) == 0 &&
+		    lineno > 0) {
+			Dwarf_Attribute attr;
+			const char *comp_dir =
+			    dwarf_formstring(dwarf_attr(&cu, DW_AT_comp_dir, &attr));
+			r->file = source_path(src, comp_dir);
+			r->lineno = (uint32_t)lineno;
+		}
+	}
+}
+
+/* ---- frames (lock held) ---- */
+
+static uint64_t frame_hash(const struct frame_key *k)
+{
+	return hash_mix((uint64_t)(uintptr_t)k->obj * 0x9e3779b97f4a7c15ULL ^ k->offset);
+}
+
+static bool frame_eq(const void *entry, const void *key)
+{
+	const struct frame *f = entry;
+	const struct frame_key *k = key;
+	return f->obj == k->obj && f->offset == k->offset;
+}
+
+static struct frame *frame_find(struct symbols *s, const struct object *obj, uint64_t offset)
+{
+	struct frame_key k = {obj, offset};
+	return table_find(&s->frames, frame_hash(&k), frame_eq, &k);
+}
+
+static struct frame *frame_add(struct symbols *s, const struct object *obj, uint64_t offset,
+                               const struct resolved *r)
+{
+	struct frame_key k = {obj, offset};
+	struct frame *f = xcalloc(1, sizeof(*f));
+	const char *module = obj != NULL ? obj->module : UNKNOWN_MODULE;
+	char *where = NULL;
+
+	if (r->function == NULL || r->file == NULL)
+		where = xasprintf("%s+0x%" PRIx64, module, offset);
+	f->obj = obj;
+	f->offset = offset;
+	f->info.module = module;
+	f->info.function = intern(s, r->function != NULL ? r->function : where);
+	f->info.filename = intern(s, r->file != NULL ? r->file : where);
+	f->info.lineno = r->file != NULL ? r->lineno : 0;
+	free(where);
+	table_add(&s->frames, frame_hash(&k), f);
+	s->stats.frames++;
+	return f;
+}
+
+/* ---- the interface ---- */
+
+struct symbols *symbols_new(bool debuginfod)
+{
+	struct symbols *s = xcalloc(1, sizeof(*s));
+
+	/* Default mutexes cannot fail to initialise on Linux. */
+	pthread_mutex_init(&s->dw_lock, NULL);
+	pthread_mutex_init(&s->lock, NULL);
+	s->callbacks = debuginfod ? &callbacks_debuginfod : &callbacks_local;
+	table_init(&s->objects);
+	table_init(&s->frames);
+	table_init(&s->strings);
+	elf_version(EV_CURRENT);
+	return s;
+}
+
+void symbols_free(struct symbols *s)
+{
+	if (s == NULL)
+		return;
+	table_close(&s->frames, free);
+	table_close(&s->objects, object_destroy);
+	table_close(&s->strings, free);
+	if (s->cxxlib != NULL)
+		dlclose(s->cxxlib);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->dw_lock);
+	free(s);
+}
+
+const struct frame_info *symbols_lookup(struct symbols *s, const struct sym_module *m,
+                                        uint64_t address)
+{
+	struct object_key k;
+	const struct object *o;
+	const struct frame *f = NULL;
+
+	if (m == NULL)
+		return NULL;
+	object_key_of(m, &k);
+	pthread_mutex_lock(&s->lock);
+	o = object_find(s, &k);
+	if (o != NULL)
+		f = frame_find(s, o, address - m->bias);
+	pthread_mutex_unlock(&s->lock);
+	return f != NULL ? &f->info : NULL;
+}
+
+const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
+                                         uint64_t address)
+{
+	uint64_t offset;
+	const struct frame_info *fi;
+	struct object *o;
+	struct frame *f;
+	struct resolved r = {NULL, NULL, 0};
+
+	if (m == NULL)
+		return symbols_unknown(s, address);
+	fi = symbols_lookup(s, m, address);
+	if (fi != NULL)
+		return fi;
+
+	/* Not cached: resolve under dw_lock, then look again under it, since
+	 * another thread may have resolved the same frame meanwhile. */
+	offset = address - m->bias;
+	pthread_mutex_lock(&s->dw_lock);
+	pthread_mutex_lock(&s->lock);
+	o = object_get(s, m);
+	f = frame_find(s, o, offset);
+	pthread_mutex_unlock(&s->lock);
+	if (f == NULL) {
+		resolve_in_object(s, o, offset, &r);
+		pthread_mutex_lock(&s->lock);
+		f = frame_add(s, o, offset, &r);
+		pthread_mutex_unlock(&s->lock);
+		free(r.function);
+		free(r.file);
+	}
+	pthread_mutex_unlock(&s->dw_lock);
+	return &f->info;
+}
+
+const struct frame_info *symbols_unknown(struct symbols *s, uint64_t address)
+{
+	static const struct resolved none = {NULL, NULL, 0};
+	struct frame *f;
+
+	pthread_mutex_lock(&s->lock);
+	f = frame_find(s, NULL, address);
+	if (f == NULL)
+		f = frame_add(s, NULL, address, &none);
+	pthread_mutex_unlock(&s->lock);
+	return &f->info;
+}
+
+void symbols_get_stats(struct symbols *s, struct symbols_stats *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = s->stats;
+	pthread_mutex_unlock(&s->lock);
+}

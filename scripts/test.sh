@@ -1,0 +1,41 @@
+#!/bin/sh
+# The whole test suite: install what is needed, build with -Werror, run every
+# unit and end-to-end test, then the unit tests again under ASan+UBSan, then
+# make distcheck. Exits non-zero if anything fails; ends with Check's summary
+# lines.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+status=0
+sh "$top/scripts/deps.sh" || exit 1
+cd "$top"
+autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
+
+run() { # dir, make target, configure args...
+	dir=$1 target=$2
+	shift 2
+	rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" &&
+		"$top/configure" --enable-werror "$@" >configure.out 2>&1 &&
+		make -j"$(nproc)" >make.out 2>&1 &&
+		make -j1 $target
+	rc=$?
+	cd "$top"
+	return $rc
+}
+
+echo "== build with -Werror and run every test"
+run "$top/build-test" check || status=1
+echo "== unit tests under ASan+UBSan"
+run "$top/build-asan" "check TESTS=tests/unit/run_unit" --enable-sanitize=address,undefined || status=1
+echo "== make distcheck"
+(cd "$top/build-test" && make distcheck >distcheck.out 2>&1) || { echo "make distcheck failed:"; tail -40 "$top/build-test/distcheck.out"; status=1; }
+
+echo "== summary"
+for f in "$top"/build-test/tests/*/*.log "$top"/build-asan/tests/*/*.log; do
+	[ -f "$f" ] || continue
+	case "$f" in */test-suite.log) continue ;; esac
+	line=$(grep -E '^[0-9]+%: Checks: ' "$f" | tail -n 1)
+	echo "${f#$top/}: ${line:-no Check summary}"
+	[ -n "$line" ] || status=1
+done
+[ $status -eq 0 ] && echo "memtrace: all tests passed" || echo "memtrace: TESTS FAILED"
+exit $status

@@ -1,0 +1,829 @@
+/*
+ * check_symbols.c - symbolization against the test binary's own ground truth.
+ *
+ * The expected answers come from this file, not from libdw: a few functions
+ * below call a non-inlined helper that returns its return address, on a line
+ * they record with __LINE__, so the test knows the exact function, file and
+ * line of an address. The module (path, load bias, build-id) is found the way
+ * the agent finds it, with dl_iterate_phdr and the PT_NOTE segment, so the
+ * address arithmetic under test is the one the daemon will see: a PIE test
+ * binary exercises a non-zero bias, a -no-pie build a zero one, and libc a
+ * shared library.
+ *
+ * The call sites are built to survive -O2: the helper and the site functions
+ * are noipa (no inlining, cloning or identical-code folding that would rename
+ * or merge them), the helper has an opaque side effect (clang would otherwise
+ * fold two calls into one), and each call is a statement on its own line.
+ * The suite passes at -O0 and -O2, PIE and -no-pie, gcc and clang (whose
+ * binaries lack .debug_aranges, which exercises the unit-range fallback).
+ *
+ * Expectations that depend on the machine (libc's debug file, libstdc++,
+ * libdebuginfod being installed) are checked in the form that holds either
+ * way, or skipped when the library is absent.
+ */
+/* RTLD_DEFAULT, dl_iterate_phdr and friends are GNU extensions; config.h
+ * (AC_USE_SYSTEM_EXTENSIONS) usually defines this already. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <link.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "symbols.h"
+#include "suites.h"
+
+#if defined(__clang__)
+#define NOIPA __attribute__((noinline))
+#else
+#define NOIPA __attribute__((noipa))
+#endif
+
+/* ---- ground truth: call sites with known lines ---- */
+
+struct site {
+	uint64_t addr; /* inside the call instruction, as the agent reports it */
+	uint32_t line;
+};
+
+static NOIPA uint64_t return_address(void)
+{
+	/* An opaque side effect, so no compiler can treat two calls as one. */
+	__asm__ volatile("" ::: "memory");
+	return (uint64_t)(uintptr_t)__builtin_return_address(0);
+}
+
+static NOIPA struct site site_alpha(void)
+{
+	struct site s;
+	s.line = __LINE__ + 1;
+	s.addr = return_address();
+	s.addr -= 1;
+	return s;
+}
+
+static NOIPA void site_pair(struct site out[2])
+{
+	out[0].line = __LINE__ + 1;
+	out[0].addr = return_address();
+	out[1].line = __LINE__ + 1;
+	out[1].addr = return_address();
+	out[0].addr -= 1;
+	out[1].addr -= 1;
+}
+
+static inline __attribute__((always_inline)) struct site site_inlined(void)
+{
+	struct site s;
+	s.line = __LINE__ + 1;
+	s.addr = return_address();
+	s.addr -= 1;
+	return s;
+}
+
+static NOIPA struct site site_inline_caller(void)
+{
+	return site_inlined();
+}
+
+/* ---- ground truth: the module of an address, as the agent sees it ---- */
+
+struct test_module {
+	char path[PATH_MAX];
+	uint64_t bias;
+	uint8_t build_id[64];
+	size_t build_id_len;
+};
+
+struct find_ctx {
+	uintptr_t addr;
+	struct test_module *out;
+	bool found;
+};
+
+static size_t note_build_id(const struct dl_phdr_info *info, const ElfW(Phdr) * ph, uint8_t *out,
+                            size_t cap)
+{
+	const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+	const uint8_t *end = p + ph->p_memsz;
+
+	while (p + sizeof(ElfW(Nhdr)) <= end) {
+		const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+		const uint8_t *name = p + sizeof(*n);
+		const uint8_t *desc = name + ((n->n_namesz + 3u) & ~3u);
+		const uint8_t *next = desc + ((n->n_descsz + 3u) & ~3u);
+		if (next > end)
+			break;
+		if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+		    memcmp(name, "GNU", 4) == 0 && n->n_descsz <= cap) {
+			memcpy(out, desc, n->n_descsz);
+			return n->n_descsz;
+		}
+		p = next;
+	}
+	return 0;
+}
+
+static int find_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct find_ctx *c = data;
+	bool inside = false;
+	(void)size;
+
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && c->addr >= lo && c->addr < lo + ph->p_memsz)
+			inside = true;
+	}
+	if (!inside)
+		return 0;
+	memset(c->out, 0, sizeof(*c->out));
+	c->out->bias = info->dlpi_addr;
+	for (int i = 0; i < info->dlpi_phnum && c->out->build_id_len == 0; i++)
+		if (info->dlpi_phdr[i].p_type == PT_NOTE)
+			c->out->build_id_len = note_build_id(
+			    info, &info->dlpi_phdr[i], c->out->build_id, sizeof(c->out->build_id));
+	if (info->dlpi_name != NULL && info->dlpi_name[0] != '\0') {
+		snprintf(c->out->path, sizeof(c->out->path), "%s", info->dlpi_name);
+	} else {
+		/* The main program has no name here; the agent uses its real path. */
+		ssize_t n = readlink("/proc/self/exe", c->out->path, sizeof(c->out->path) - 1);
+		if (n < 0)
+			return 0;
+		c->out->path[n] = '\0';
+	}
+	c->found = true;
+	return 1;
+}
+
+static void module_of(const void *addr, struct test_module *out)
+{
+	struct find_ctx c = {(uintptr_t)addr, out, false};
+	dl_iterate_phdr(find_cb, &c);
+	ck_assert_msg(c.found, "no loaded object contains %p", addr);
+}
+
+static struct sym_module as_sym(const struct test_module *t)
+{
+	struct sym_module m = {t->path, t->build_id, t->build_id_len, t->bias};
+	return m;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The frame the source says this site is. */
+static void assert_site(const struct frame_info *fi, const struct test_module *t,
+                        const char *function, uint32_t line)
+{
+	ck_assert_ptr_nonnull(fi);
+	ck_assert_str_eq(fi->function, function);
+	ck_assert_msg(ends_with(fi->filename, "/check_symbols.c"), "filename %s", fi->filename);
+	ck_assert_msg(fi->filename[0] == '/', "filename %s is not absolute", fi->filename);
+	ck_assert_uint_eq(fi->lineno, line);
+	ck_assert_str_eq(fi->module, t->path);
+}
+
+/* The "MODULE+0xOFFSET" frame of an unresolvable address. */
+static void assert_unresolved(const struct frame_info *fi, const char *module, uint64_t offset)
+{
+	char want[PATH_MAX + 32];
+
+	snprintf(want, sizeof(want), "%s+0x%" PRIx64, module, offset);
+	ck_assert_ptr_nonnull(fi);
+	ck_assert_str_eq(fi->function, want);
+	ck_assert_str_eq(fi->filename, want);
+	ck_assert_uint_eq(fi->lineno, 0);
+	ck_assert_str_eq(fi->module, module);
+}
+
+/* ---- the test binary itself ---- */
+
+START_TEST(test_self_function_and_line)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	struct sym_module m = as_sym(&t);
+	assert_site(symbols_resolve(s, &m, a.addr), &t, "site_alpha", a.line);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_self_two_lines_one_function)
+{
+	struct site p[2];
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	site_pair(p);
+	ck_assert_uint_ne(p[0].addr, p[1].addr);
+	module_of((void *)(uintptr_t)p[0].addr, &t);
+	struct sym_module m = as_sym(&t);
+	assert_site(symbols_resolve(s, &m, p[0].addr), &t, "site_pair", p[0].line);
+	assert_site(symbols_resolve(s, &m, p[1].addr), &t, "site_pair", p[1].line);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_self_inlined)
+{
+	/* The line is inside the inlined body, so the function must be the
+	 * inlined one for the frame to agree with itself. */
+	struct site a = site_inline_caller();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	struct sym_module m = as_sym(&t);
+	assert_site(symbols_resolve(s, &m, a.addr), &t, "site_inlined", a.line);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_self_other_bias_same_frame)
+{
+	/* Another process mapping the same build elsewhere: same offset, same
+	 * frame, and no second open of the file. */
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	struct sym_module m = as_sym(&t);
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	m.bias += 0x10000000;
+	ck_assert_ptr_eq(symbols_resolve(s, &m, a.addr + 0x10000000), fi);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.objects, 1);
+	ck_assert_uint_eq(st.frames, 1);
+	symbols_free(s);
+}
+END_TEST
+
+/* ---- a shared library ---- */
+
+/* A function's own address in a library. Looked up through the library's
+ * handle: in a -no-pie test binary `&function` is the executable's PLT
+ * stub, and under a sanitizer plain dlsym finds its interposed malloc. */
+static uintptr_t library_function(const char *lib, const char *name)
+{
+	void *h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
+	void *fn;
+
+	ck_assert_msg(h != NULL, "%s is not loaded", lib);
+	fn = dlsym(h, name);
+	dlclose(h);
+	ck_assert_msg(fn != NULL, "%s has no %s", lib, name);
+	return (uintptr_t)fn;
+}
+
+START_TEST(test_shared_library)
+{
+	uintptr_t addr = library_function("libc.so.6", "malloc") + 1;
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)addr, &t);
+	ck_assert_uint_ne(t.bias, 0);
+	struct sym_module m = as_sym(&t);
+	const struct frame_info *fi = symbols_resolve(s, &m, addr);
+	ck_assert_msg(strcmp(fi->function, "malloc") == 0 ||
+	                  strcmp(fi->function, "__libc_malloc") == 0 ||
+	                  strcmp(fi->function, "__malloc") == 0,
+	              "malloc+1 resolved to %s", fi->function);
+	ck_assert_str_eq(fi->module, t.path);
+	/* With libc's debug file installed lines are known; without, none. */
+	if (fi->lineno != 0) {
+		ck_assert_msg(ends_with(fi->filename, "/malloc.c"), "filename %s", fi->filename);
+	} else {
+		char want[PATH_MAX + 32];
+		snprintf(want, sizeof(want), "%s+0x%" PRIx64, t.path, (uint64_t)(addr - t.bias));
+		ck_assert_str_eq(fi->filename, want);
+	}
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_cxx_demangled)
+{
+	/* std::exception's destructor: a name every libstdc++ exports and whose
+	 * demangled form is fixed by the ABI. Without libstdc++ there is
+	 * nothing to check. */
+	void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+	if (h == NULL)
+		return;
+	void *fn = dlsym(h, "_ZNSt9exceptionD2Ev");
+	ck_assert_ptr_nonnull(fn);
+	uintptr_t addr = (uintptr_t)fn + 1;
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)addr, &t);
+	struct sym_module m = as_sym(&t);
+	const struct frame_info *fi = symbols_resolve(s, &m, addr);
+	ck_assert_str_eq(fi->function, "std::exception::~exception()");
+	symbols_free(s);
+	dlclose(h);
+}
+END_TEST
+
+/* ---- objects that cannot be trusted ---- */
+
+START_TEST(test_missing_file)
+{
+	static const uint8_t id[] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
+	const char *path = "/nonexistent/memtrace-check/libgone.so.1";
+	struct sym_module m = {path, id, sizeof(id), 0x7f0000000000};
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	assert_unresolved(symbols_resolve(s, &m, 0x7f0000001234), path, 0x1234);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.objects, 0);
+	ck_assert_uint_eq(st.failures, 1);
+	ck_assert_uint_eq(st.frames, 1);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_wrong_build_id)
+{
+	/* The binary on disk is not the one the process runs: no line may be
+	 * given, even though the file has perfectly good ones. */
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	if (t.build_id_len == 0) {
+		t.build_id[0] = 0x42;
+		t.build_id_len = 20;
+	} else {
+		t.build_id[t.build_id_len - 1] ^= 0xff;
+	}
+	struct sym_module m = as_sym(&t);
+	assert_unresolved(symbols_resolve(s, &m, a.addr), t.path, a.addr - t.bias);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_build_id_not_reported)
+{
+	/* The file has a build-id the process did not report: not provably the
+	 * same build either. */
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	/* A binary without a build-id is trusted by path: nothing to check. */
+	if (t.build_id_len != 0) {
+		t.build_id_len = 0;
+		struct sym_module m = as_sym(&t);
+		assert_unresolved(symbols_resolve(s, &m, a.addr), t.path, a.addr - t.bias);
+	}
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_empty_path)
+{
+	static const uint8_t id[] = {9, 8, 7, 6};
+	struct sym_module m = {"", id, sizeof(id), 0x1000};
+	struct symbols *s = symbols_new(false);
+
+	assert_unresolved(symbols_resolve(s, &m, 0x1abc), "[unknown]", 0xabc);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_relative_path)
+{
+	/* "./name" means the traced process's directory, which the daemon does
+	 * not know: even when the daemon's own directory holds that very file,
+	 * it must not be used. */
+	struct site a = site_alpha();
+	struct test_module t;
+	char cwd[PATH_MAX], dir[PATH_MAX], rel[PATH_MAX];
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(dir, sizeof(dir), "%s", t.path);
+	*strrchr(dir, '/') = '\0';
+	snprintf(rel, sizeof(rel), "./%s", strrchr(t.path, '/') + 1);
+	ck_assert_int_eq(chdir(dir), 0);
+	struct sym_module m = as_sym(&t);
+	m.path = rel;
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_int_eq(chdir(cwd), 0);
+	assert_unresolved(fi, rel, a.addr - t.bias);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_address_outside_file)
+{
+	/* An offset past the end of the file's segments names nothing. */
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	struct sym_module m = as_sym(&t);
+	uint64_t far = t.bias + 0x7000000000ULL;
+	assert_unresolved(symbols_resolve(s, &m, far), t.path, 0x7000000000ULL);
+	symbols_free(s);
+}
+END_TEST
+
+/* ---- cache behaviour ---- */
+
+START_TEST(test_unknown)
+{
+	struct symbols *s = symbols_new(false);
+	const struct frame_info *fi = symbols_unknown(s, 0xdeadbeef);
+
+	ck_assert_str_eq(fi->function, "[unknown]+0xdeadbeef");
+	ck_assert_str_eq(fi->filename, "[unknown]+0xdeadbeef");
+	ck_assert_uint_eq(fi->lineno, 0);
+	ck_assert_str_eq(fi->module, "[unknown]");
+	ck_assert_ptr_eq(symbols_unknown(s, 0xdeadbeef), fi);
+	ck_assert_ptr_ne(symbols_unknown(s, 0xdeadbef0), fi);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_cache_hit_same_pointer)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	struct sym_module m = as_sym(&t);
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_ptr_eq(symbols_resolve(s, &m, a.addr), fi);
+	/* Strings are interned: another line of the same file shares its name. */
+	struct site p[2];
+	site_pair(p);
+	ck_assert_ptr_eq(symbols_resolve(s, &m, p[0].addr)->filename, fi->filename);
+	ck_assert_ptr_eq(symbols_resolve(s, &m, p[0].addr)->module, fi->module);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_lookup_before_and_after)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	struct sym_module m = as_sym(&t);
+	ck_assert_ptr_null(symbols_lookup(s, &m, a.addr));
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_ptr_eq(symbols_lookup(s, &m, a.addr), fi);
+	/* A neighbour in the same, now open, object is still not cached. */
+	ck_assert_ptr_null(symbols_lookup(s, &m, a.addr + 1));
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+	static const uint8_t id[] = {1, 2, 3};
+	struct sym_module gone = {"/nonexistent/memtrace-check/a.out", id, sizeof(id), 0};
+	struct site p[2];
+	struct test_module t;
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	site_pair(p);
+	module_of((void *)(uintptr_t)p[0].addr, &t);
+	struct sym_module m = as_sym(&t);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.objects + st.frames + st.failures, 0);
+	symbols_resolve(s, &m, p[0].addr);
+	symbols_resolve(s, &m, p[1].addr);
+	symbols_resolve(s, &m, p[1].addr);
+	symbols_resolve(s, &gone, 0x100);
+	symbols_resolve(s, &gone, 0x100);
+	symbols_unknown(s, 0x42);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.objects, 1);
+	ck_assert_uint_eq(st.failures, 1);
+	ck_assert_uint_eq(st.frames, 4);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_free_null)
+{
+	symbols_free(NULL);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+#define N_THREADS 4
+#define N_ROUNDS  200
+
+struct work {
+	struct sym_module mods[4];
+	uint64_t addrs[4];
+	size_t n;
+};
+
+struct worker {
+	pthread_t tid;
+	size_t index;
+	struct symbols *s;
+	const struct work *w;
+	pthread_barrier_t *start;
+	const struct frame_info *got[4];
+	bool consistent;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *k = arg;
+
+	k->consistent = true;
+	pthread_barrier_wait(k->start);
+	for (int r = 0; r < N_ROUNDS; r++) {
+		/* Each thread starts at a different item so first resolutions
+		 * of every item race with each other. */
+		for (size_t j = 0; j < k->w->n; j++) {
+			size_t i = (j + (size_t)r + k->index) % k->w->n;
+			const struct frame_info *fi =
+			    symbols_resolve(k->s, &k->w->mods[i], k->w->addrs[i]);
+			const struct frame_info *lk =
+			    symbols_lookup(k->s, &k->w->mods[i], k->w->addrs[i]);
+			if (k->got[i] == NULL)
+				k->got[i] = fi;
+			if (k->got[i] != fi || lk != fi)
+				k->consistent = false;
+		}
+		if (symbols_unknown(k->s, 0x1000 + (uint64_t)r) == NULL)
+			k->consistent = false;
+	}
+	return NULL;
+}
+
+START_TEST(test_threads)
+{
+	static const uint8_t id[] = {5, 5, 5, 5};
+	struct site a = site_alpha(), p[2];
+	uintptr_t lib = library_function("libc.so.6", "malloc") + 1;
+	struct test_module self, libc;
+	struct work w;
+	struct worker k[N_THREADS];
+	pthread_barrier_t start;
+	struct symbols *s = symbols_new(false);
+
+	site_pair(p);
+	module_of((void *)(uintptr_t)a.addr, &self);
+	module_of((void *)lib, &libc);
+	w.n = 4;
+	w.mods[0] = as_sym(&self);
+	w.addrs[0] = a.addr;
+	w.mods[1] = as_sym(&self);
+	w.addrs[1] = p[1].addr;
+	w.mods[2] = as_sym(&libc);
+	w.addrs[2] = lib;
+	w.mods[3] = (struct sym_module){"/nonexistent/memtrace-check/x.so", id, sizeof(id), 0};
+	w.addrs[3] = 0x777;
+
+	ck_assert_int_eq(pthread_barrier_init(&start, NULL, N_THREADS), 0);
+	memset(k, 0, sizeof(k));
+	for (int i = 0; i < N_THREADS; i++) {
+		k[i].index = (size_t)i;
+		k[i].s = s;
+		k[i].w = &w;
+		k[i].start = &start;
+		ck_assert_int_eq(pthread_create(&k[i].tid, NULL, worker_main, &k[i]), 0);
+	}
+	for (int i = 0; i < N_THREADS; i++)
+		ck_assert_int_eq(pthread_join(k[i].tid, NULL), 0);
+	pthread_barrier_destroy(&start);
+
+	for (int i = 0; i < N_THREADS; i++) {
+		ck_assert_msg(k[i].consistent, "thread %d saw two answers for one address", i);
+		for (size_t j = 0; j < w.n; j++)
+			ck_assert_ptr_eq(k[i].got[j], k[0].got[j]);
+	}
+	assert_site(k[0].got[0], &self, "site_alpha", a.line);
+	assert_site(k[0].got[1], &self, "site_pair", p[1].line);
+	ck_assert_str_eq(k[0].got[2]->module, libc.path);
+	assert_unresolved(k[0].got[3], "/nonexistent/memtrace-check/x.so", 0x777);
+	symbols_free(s);
+}
+END_TEST
+
+/* ---- debuginfod stays off unless asked for ---- */
+
+/* A fake debuginfod server: a loopback listener that accepts and at once
+ * closes every connection (so a client fails fast), counting them. */
+struct fake_server {
+	int fd;
+	int port;
+	int connections;
+	bool stop;
+	pthread_t tid;
+	pthread_mutex_t mu;
+};
+
+static void *fake_server_main(void *arg)
+{
+	struct fake_server *f = arg;
+
+	for (;;) {
+		int c = accept(f->fd, NULL, NULL);
+		pthread_mutex_lock(&f->mu);
+		bool stop = f->stop;
+		if (c >= 0 && !stop)
+			f->connections++;
+		pthread_mutex_unlock(&f->mu);
+		if (c >= 0)
+			close(c);
+		if (stop || (c < 0 && errno != EINTR && errno != ECONNABORTED))
+			return NULL;
+	}
+}
+
+static void fake_server_start(struct fake_server *f)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	memset(f, 0, sizeof(*f));
+	pthread_mutex_init(&f->mu, NULL);
+	f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(f->fd, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(f->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(f->fd, 16), 0);
+	ck_assert_int_eq(getsockname(f->fd, (struct sockaddr *)&sa, &len), 0);
+	f->port = ntohs(sa.sin_port);
+	ck_assert_int_eq(pthread_create(&f->tid, NULL, fake_server_main, f), 0);
+}
+
+static int fake_server_stop(struct fake_server *f)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int n, wake;
+
+	pthread_mutex_lock(&f->mu);
+	f->stop = true;
+	n = f->connections;
+	pthread_mutex_unlock(&f->mu);
+	/* Wake the blocked accept with one last connection. */
+	getsockname(f->fd, (struct sockaddr *)&sa, &len);
+	wake = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(wake, (struct sockaddr *)&sa, len), 0);
+	pthread_join(f->tid, NULL);
+	close(wake);
+	close(f->fd);
+	pthread_mutex_destroy(&f->mu);
+	return n;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Resolves an address of libelf (always loaded with libdw; Debian ships no
+ * debug file for it by default) with DEBUGINFOD_URLS pointing at the fake
+ * server, and returns how many connections the server saw. The cache
+ * directory is a fresh temporary one, so the client has no negative cache
+ * entries to answer from. */
+static int debuginfod_connections(bool debuginfod)
+{
+	char cache[] = "/tmp/memtrace-check-debuginfod-XXXXXX";
+	char url[64], function[256];
+	struct fake_server f;
+	struct test_module t;
+	uintptr_t addr = library_function("libelf.so.1", "elf_version") + 1;
+	struct symbols *s;
+	int n;
+
+	module_of((void *)addr, &t);
+	struct sym_module m = as_sym(&t);
+	ck_assert_ptr_nonnull(mkdtemp(cache));
+	fake_server_start(&f);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", f.port);
+	setenv("DEBUGINFOD_URLS", url, 1);
+	setenv("DEBUGINFOD_CACHE_PATH", cache, 1);
+	setenv("DEBUGINFOD_TIMEOUT", "2", 1);
+	setenv("DEBUGINFOD_RETRY_LIMIT", "0", 1);
+
+	s = symbols_new(debuginfod);
+	snprintf(function, sizeof(function), "%s", symbols_resolve(s, &m, addr)->function);
+	symbols_free(s);
+
+	unsetenv("DEBUGINFOD_URLS");
+	unsetenv("DEBUGINFOD_CACHE_PATH");
+	unsetenv("DEBUGINFOD_TIMEOUT");
+	unsetenv("DEBUGINFOD_RETRY_LIMIT");
+	nftw(cache, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	n = fake_server_stop(&f);
+	ck_assert_str_eq(function, "elf_version");
+	return n;
+}
+
+START_TEST(test_debuginfod_off)
+{
+	ck_assert_int_eq(debuginfod_connections(false), 0);
+}
+END_TEST
+
+START_TEST(test_debuginfod_on)
+{
+	/* The opt-in really asks the server, which also shows the test above
+	 * would notice a query. Needs libdw built with debuginfod support. */
+	void *h = dlopen("libdebuginfod.so.1", RTLD_LAZY | RTLD_LOCAL);
+	if (h == NULL)
+		return;
+	dlclose(h);
+	ck_assert_int_gt(debuginfod_connections(true), 0);
+}
+END_TEST
+
+Suite *symbols_suite(void)
+{
+	Suite *s = suite_create("symbols");
+	TCase *tc;
+
+	tc = tcase_create("self");
+	tcase_add_test(tc, test_self_function_and_line);
+	tcase_add_test(tc, test_self_two_lines_one_function);
+	tcase_add_test(tc, test_self_inlined);
+	tcase_add_test(tc, test_self_other_bias_same_frame);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("libraries");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_shared_library);
+	tcase_add_test(tc, test_cxx_demangled);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("untrusted");
+	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_wrong_build_id);
+	tcase_add_test(tc, test_build_id_not_reported);
+	tcase_add_test(tc, test_empty_path);
+	tcase_add_test(tc, test_relative_path);
+	tcase_add_test(tc, test_address_outside_file);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cache");
+	tcase_add_test(tc, test_unknown);
+	tcase_add_test(tc, test_cache_hit_same_pointer);
+	tcase_add_test(tc, test_lookup_before_and_after);
+	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_free_null);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("threads");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_threads);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("debuginfod");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_debuginfod_off);
+	tcase_add_test(tc, test_debuginfod_on);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
