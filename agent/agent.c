@@ -304,6 +304,10 @@ struct agent_tls *agent_enter(void)
 uint32_t agent_stack(struct agent_tls *t)
 {
 	uint64_t frames[AGENT_MAX_FRAMES];
+
+	/* The thread's first event: learn its stack bounds before walking it. */
+	if (__builtin_expect(t->ring == NULL, 0) && thread_ring(t) == NULL)
+		return 0;
 	uint32_t n = unwind_capture(t, frames, g_cfg.nframes);
 	uint32_t id = n ? stacktab_intern(frames, n) : 0;
 	if (id == 0)

@@ -686,6 +686,31 @@ static char *demangle(struct symbols *s, const char *name)
 	return xstrdup(name);
 }
 
+/* GCC names the copies it specializes foo.constprop.0, foo.isra.0, foo.part.0,
+ * foo.cold (and the demangler renders them "foo() [clone .isra.0]"). Users
+ * wrote foo: cut the suffix so every copy reads and groups as foo. */
+static char *strip_clone_suffix(char *name)
+{
+	static const char *const kinds[] = {"constprop", "isra", "part", "cold", "lto_priv",
+	                                    "localalias", "clone"};
+	char *c = strstr(name, " [clone .");
+	if (c != NULL) {
+		*c = '\0';
+		return name;
+	}
+	for (char *dot = strchr(name, '.'); dot != NULL; dot = strchr(dot + 1, '.')) {
+		for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+			size_t l = strlen(kinds[i]);
+			if (strncmp(dot + 1, kinds[i], l) == 0 &&
+			    (dot[1 + l] == '\0' || dot[1 + l] == '.')) {
+				*dot = '\0';
+				return name;
+			}
+		}
+	}
+	return name;
+}
+
 static const char *die_name(Dwarf_Die *die)
 {
 	static const int attrs[] = {DW_AT_linkage_name, DW_AT_MIPS_linkage_name, DW_AT_name};
@@ -831,7 +856,7 @@ static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offs
 		name = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, NULL, NULL);
 	}
 	if (name != NULL && name[0] != '\0')
-		r->function = demangle(s, name);
+		r->function = strip_clone_suffix(demangle(s, name));
 
 	if (have_cu) {
 		Dwarf_Line *line = dwarf_getsrc_die(&cu, pc - cubias);

@@ -10,6 +10,7 @@ int main(void)
 	srunner_add_suite(sr, query_suite());
 	srunner_add_suite(sr, symbols_suite());
 	srunner_add_suite(sr, heap_suite());
+	srunner_add_suite(sr, exports_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

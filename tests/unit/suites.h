@@ -9,5 +9,6 @@ Suite *paths_suite(void);
 Suite *query_suite(void);
 Suite *symbols_suite(void);
 Suite *heap_suite(void);
+Suite *exports_suite(void);
 
 #endif

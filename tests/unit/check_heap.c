@@ -1,0 +1,1556 @@
+/*
+ * check_heap.c - the daemon's live heap model against a reference model.
+ *
+ * Every test drives a struct heap and, beside it, a deliberately naive model
+ * kept by the test: a fixed pool of addresses, each with a live flag, a size
+ * and a stack, and per-stack counters updated by plain arithmetic from what
+ * the test did. The model has no hash table and shares no code with heap.c,
+ * so a block that heap.c's open addressing loses, duplicates or moves onto
+ * the wrong probe chain shows up as a disagreement: after the steps that
+ * matter every counter is compared, every pool address is looked up, and
+ * heap_foreach must visit exactly the live set.
+ *
+ * A few tests reach into struct heap (slots, cap) on purpose. The header
+ * publishes that layout, and only through it can a test put blocks on chosen
+ * home slots, such as a probe chain that wraps past the end of the table,
+ * where backward-shift deletion is easiest to get wrong. Home slots are found
+ * by placing an address alone in an empty table and seeing where it lands,
+ * so the test never copies heap.c's hash function. It does rely on what the
+ * design says about that hash: it ignores the low four address bits, so
+ * a, a+1, ..., a+15 always share a home; and, being multiplicative, the slot
+ * depends only on the address bits below some point, so addresses that differ
+ * only far up (bit 40 and above) collide in any table of a realistic size.
+ *
+ * The stress and growth tests need more than Check's default 4 s timeout
+ * under the sanitizers, so their case sets its own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heap.h"
+#include "suites.h"
+
+#define BIG (UINT64_C(1) << 40) /* the first size the packed slot cannot hold */
+
+/* ---- a small deterministic random generator (splitmix64) ---- */
+
+struct rng {
+	uint64_t s;
+};
+
+static uint64_t rng_next(struct rng *r)
+{
+	uint64_t z = (r->s += UINT64_C(0x9E3779B97F4A7C15));
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+static size_t rng_below(struct rng *r, size_t n)
+{
+	return (size_t)(rng_next(r) % n);
+}
+
+static void shuffle(struct rng *r, size_t *a, size_t n)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = rng_below(r, i);
+		size_t t = a[i - 1];
+		a[i - 1] = a[j];
+		a[j] = t;
+	}
+}
+
+/* ---- the reference model ---- */
+
+#define MODEL_IDS 256 /* stack ids a model follows: 0 .. MODEL_IDS-1 */
+
+struct mstack {
+	int defined;
+	uint64_t live_bytes, live_count, total_allocs, total_bytes;
+};
+
+struct mblock {
+	int live;
+	uint64_t size;
+	uint32_t stack;
+};
+
+struct model {
+	size_t n;
+	uint64_t *addr; /* the pool: sorted, distinct */
+	struct mblock *b;
+	size_t *live;     /* indexes of the live blocks, in no order */
+	size_t *live_pos; /* where b[i] sits in live[] */
+	size_t nlive;
+	struct mstack st[MODEL_IDS];
+	size_t ndefined;
+	size_t max_blocks, max_stacks;
+	int limit;
+	uint64_t current, peak, allocations, frees, unknown_frees, replaced;
+	uint64_t last_seq;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void model_init(struct model *m, const uint64_t *pool, size_t n, size_t max_blocks,
+                       size_t max_stacks)
+{
+	memset(m, 0, sizeof(*m));
+	size_t cap = n ? n : 1;
+
+	m->n = n;
+	m->addr = malloc(cap * sizeof(*m->addr));
+	m->b = calloc(cap, sizeof(*m->b));
+	m->live = malloc(cap * sizeof(*m->live));
+	m->live_pos = malloc(cap * sizeof(*m->live_pos));
+	ck_assert(m->addr != NULL && m->b != NULL && m->live != NULL && m->live_pos != NULL);
+	if (n > 0)
+		memcpy(m->addr, pool, n * sizeof(*pool));
+	qsort(m->addr, n, sizeof(*m->addr), cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_msg(m->addr[i] != 0, "address 0 in a pool");
+		ck_assert_msg(i == 0 || m->addr[i] != m->addr[i - 1],
+		              "0x%" PRIx64 " twice in a pool", m->addr[i]);
+	}
+	/* The limits as heap.h states them. */
+	m->max_blocks = max_blocks ? max_blocks : (size_t)64 << 20;
+	m->max_stacks = max_stacks ? max_stacks : (size_t)1 << 20;
+	if (m->max_stacks > HEAP_MAX_STACK_ID)
+		m->max_stacks = HEAP_MAX_STACK_ID;
+	m->st[0].defined = 1;
+}
+
+static void model_close(struct model *m)
+{
+	free(m->addr);
+	free(m->b);
+	free(m->live);
+	free(m->live_pos);
+}
+
+/* The pool index of addr, or SIZE_MAX when it is not in the pool. */
+static size_t model_index(const struct model *m, uint64_t addr)
+{
+	const uint64_t *p = bsearch(&addr, m->addr, m->n, sizeof(*m->addr), cmp_u64);
+	return p != NULL ? (size_t)(p - m->addr) : SIZE_MAX;
+}
+
+static void model_release(struct model *m, size_t i)
+{
+	struct mblock *b = &m->b[i];
+	struct mstack *s = &m->st[b->stack];
+
+	s->live_bytes -= b->size;
+	s->live_count--;
+	m->current -= b->size;
+	b->live = 0;
+	size_t pos = m->live_pos[i], last = m->live[--m->nlive];
+	m->live[pos] = last;
+	m->live_pos[last] = pos;
+}
+
+static void model_insert(struct model *m, size_t i, uint64_t size, uint32_t stack)
+{
+	struct mstack *s = &m->st[stack];
+
+	m->b[i].live = 1;
+	m->b[i].size = size;
+	m->b[i].stack = stack;
+	m->live_pos[i] = m->nlive;
+	m->live[m->nlive++] = i;
+	s->live_bytes += size;
+	s->live_count++;
+	m->current += size;
+	if (m->current > m->peak)
+		m->peak = m->current;
+}
+
+/* What heap_apply must return for an allocation, with the model updated. */
+static int model_alloc(struct model *m, uint64_t seq, uint64_t addr, uint64_t size,
+                       uint32_t stack)
+{
+	if (seq <= m->last_seq)
+		return -EBADMSG;
+	if (stack >= MODEL_IDS || !m->st[stack].defined) {
+		/* Once stacks were dropped for the limit, an unknown id is one
+		 * of them; before that it is a broken agent. */
+		if (!(m->limit & HEAP_LIMIT_STACKS))
+			return -EBADMSG;
+		stack = 0;
+	}
+	m->last_seq = seq;
+	m->allocations++;
+	m->st[stack].total_allocs++;
+	m->st[stack].total_bytes += size;
+
+	size_t i = model_index(m, addr);
+	ck_assert_msg(i != SIZE_MAX, "test bug: 0x%" PRIx64 " not in the pool", addr);
+	if (m->b[i].live) {
+		m->replaced++;
+		model_release(m, i);
+	}
+	if (m->nlive >= m->max_blocks) {
+		m->limit |= HEAP_LIMIT_BLOCKS;
+		return 0;
+	}
+	model_insert(m, i, size, stack);
+	return 0;
+}
+
+static int model_free(struct model *m, uint64_t seq, uint64_t addr)
+{
+	if (seq <= m->last_seq)
+		return -EBADMSG;
+	m->last_seq = seq;
+	size_t i = model_index(m, addr);
+	if (i == SIZE_MAX || !m->b[i].live) {
+		m->unknown_frees++;
+		return 0;
+	}
+	m->frees++;
+	model_release(m, i);
+	return 0;
+}
+
+/* ---- the rig: a heap and its model, driven together ---- */
+
+struct rig {
+	struct heap h;
+	struct model m;
+};
+
+static void rig_init(struct rig *r, const uint64_t *pool, size_t n, size_t max_blocks,
+                     size_t max_stacks)
+{
+	heap_init(&r->h, max_blocks, max_stacks);
+	model_init(&r->m, pool, n, max_blocks, max_stacks);
+}
+
+static void rig_close(struct rig *r)
+{
+	heap_close(&r->h);
+	model_close(&r->m);
+}
+
+static uint64_t frame_of(uint32_t id, uint32_t i)
+{
+	return UINT64_C(0x400000) + (uint64_t)id * 0x10000 + (uint64_t)i * 4 + 1;
+}
+
+/* Defines stack id with n frames in both; returns heap_define_stack's result
+ * after checking it against the rule in heap.h and that the frames were
+ * copied, not kept. */
+static int rig_define(struct rig *r, uint32_t id, uint32_t n)
+{
+	struct model *m = &r->m;
+	uint64_t frames[PROTO_MAX_FRAMES + 1];
+	int want, defines = 0;
+
+	for (uint32_t i = 0; i < n && i < PROTO_MAX_FRAMES + 1; i++)
+		frames[i] = frame_of(id, i);
+	if (id == 0 || n == 0 || n > PROTO_MAX_FRAMES) {
+		want = -EBADMSG;
+	} else if (id < MODEL_IDS && m->st[id].defined) {
+		want = -EBADMSG;
+	} else if (id > m->max_stacks || m->ndefined >= m->max_stacks) {
+		m->limit |= HEAP_LIMIT_STACKS;
+		want = 0;
+	} else {
+		ck_assert_msg(id < MODEL_IDS, "test bug: stack id %u beyond the model", id);
+		m->st[id].defined = 1;
+		m->ndefined++;
+		defines = 1;
+		want = 0;
+	}
+	int rc = heap_define_stack(&r->h, id, frames, n);
+	ck_assert_msg(rc == want, "define_stack(%u, %u frames) = %d, want %d", id, n, rc, want);
+	memset(frames, 0xee, sizeof(frames));
+	if (defines) {
+		const struct heap_stack *s = &r->h.stacks[id];
+		ck_assert_uint_eq(s->nframes, n);
+		for (uint32_t i = 0; i < n; i++)
+			ck_assert_uint_eq(s->frames[i], frame_of(id, i));
+	}
+	return rc;
+}
+
+static int rig_alloc_at(struct rig *r, uint64_t seq, uint64_t addr, uint64_t size,
+                        uint32_t stack)
+{
+	struct proto_event ev = {
+		.seq = seq, .addr = addr, .size = size, .stack_id = stack, .kind = PROTO_EV_ALLOC,
+	};
+	uint64_t last = r->m.last_seq;
+	int want = model_alloc(&r->m, seq, addr, size, stack);
+	int rc = heap_apply(&r->h, &ev);
+	ck_assert_msg(rc == want, "alloc seq %" PRIu64 " 0x%" PRIx64 " size %" PRIu64
+	              " stack %u = %d, want %d", seq, addr, size, stack, rc, want);
+	if (rc != 0 && seq > last) {
+		/* Refused for its stack id. Whether the refused event still
+		 * used up its seq, heap.h does not say, and both are sound:
+		 * the agent never reuses a seq. Follow the heap. */
+		ck_assert(r->h.last_seq == last || r->h.last_seq == seq);
+		r->m.last_seq = r->h.last_seq;
+	}
+	return rc;
+}
+
+static int rig_free_at(struct rig *r, uint64_t seq, uint64_t addr)
+{
+	struct proto_event ev = {.seq = seq, .addr = addr, .kind = PROTO_EV_FREE};
+	int want = model_free(&r->m, seq, addr);
+	int rc = heap_apply(&r->h, &ev);
+	ck_assert_msg(rc == want, "free seq %" PRIu64 " 0x%" PRIx64 " = %d, want %d", seq, addr,
+	              rc, want);
+	return rc;
+}
+
+static int rig_alloc(struct rig *r, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	return rig_alloc_at(r, r->m.last_seq + 1, addr, size, stack);
+}
+
+static int rig_free(struct rig *r, uint64_t addr)
+{
+	return rig_free_at(r, r->m.last_seq + 1, addr);
+}
+
+static void rig_reset_peak(struct rig *r)
+{
+	heap_reset_peak(&r->h);
+	r->m.peak = r->m.current;
+}
+
+/* ---- comparing the heap with the model ---- */
+
+static void check_counters(const struct rig *r)
+{
+	const struct heap *h = &r->h;
+	const struct model *m = &r->m;
+
+	ck_assert_uint_eq(h->count, m->nlive);
+	ck_assert_uint_eq(h->current, m->current);
+	ck_assert_uint_eq(h->peak, m->peak);
+	ck_assert_uint_eq(h->allocations, m->allocations);
+	ck_assert_uint_eq(h->frees, m->frees);
+	ck_assert_uint_eq(h->unknown_frees, m->unknown_frees);
+	ck_assert_uint_eq(h->replaced, m->replaced);
+	ck_assert_int_eq(h->limit_reached, m->limit);
+	ck_assert_uint_eq(h->last_seq, m->last_seq);
+	ck_assert_uint_eq(h->ndefined, m->ndefined);
+}
+
+static void check_stack(const struct rig *r, uint32_t id)
+{
+	const struct heap *h = &r->h;
+	const struct mstack *ms = &r->m.st[id];
+
+	if (!ms->defined) {
+		if (id < h->nstacks) {
+			const struct heap_stack *s = &h->stacks[id];
+			ck_assert_msg(!s->defined, "stack %u defined, the model says not", id);
+			ck_assert_uint_eq(s->nframes, 0);
+			ck_assert_uint_eq(s->live_bytes, 0);
+			ck_assert_uint_eq(s->live_count, 0);
+			ck_assert_uint_eq(s->total_allocs, 0);
+			ck_assert_uint_eq(s->total_bytes, 0);
+		}
+		return;
+	}
+	ck_assert_msg(id < h->nstacks && h->stacks[id].defined, "stack %u not defined", id);
+	const struct heap_stack *s = &h->stacks[id];
+	ck_assert_msg(s->live_bytes == ms->live_bytes,
+	              "stack %u live_bytes %" PRIu64 ", want %" PRIu64, id, s->live_bytes,
+	              ms->live_bytes);
+	ck_assert_msg(s->live_count == ms->live_count,
+	              "stack %u live_count %" PRIu64 ", want %" PRIu64, id, s->live_count,
+	              ms->live_count);
+	ck_assert_msg(s->total_allocs == ms->total_allocs,
+	              "stack %u total_allocs %" PRIu64 ", want %" PRIu64, id, s->total_allocs,
+	              ms->total_allocs);
+	ck_assert_msg(s->total_bytes == ms->total_bytes,
+	              "stack %u total_bytes %" PRIu64 ", want %" PRIu64, id, s->total_bytes,
+	              ms->total_bytes);
+}
+
+static void check_stacks(const struct rig *r)
+{
+	for (uint32_t id = 0; id < MODEL_IDS; id++)
+		check_stack(r, id);
+	for (uint32_t id = MODEL_IDS; id < r->h.nstacks; id++)
+		ck_assert_msg(!r->h.stacks[id].defined && r->h.stacks[id].total_allocs == 0,
+		              "stack %u beyond the model is in use", id);
+}
+
+static void check_block(const struct rig *r, size_t i)
+{
+	const struct mblock *b = &r->m.b[i];
+	uint64_t addr = r->m.addr[i], size = 0xdead;
+	uint32_t stack = 0xbeef;
+	int rc = heap_lookup(&r->h, addr, &size, &stack);
+
+	if (!b->live) {
+		ck_assert_msg(rc == -ENOENT, "0x%" PRIx64 " found (%d), the model says free", addr,
+		              rc);
+		return;
+	}
+	ck_assert_msg(rc == 0, "live 0x%" PRIx64 " not found: %d", addr, rc);
+	ck_assert_msg(size == b->size, "0x%" PRIx64 " size %" PRIu64 ", want %" PRIu64, addr, size,
+	              b->size);
+	ck_assert_msg(stack == b->stack, "0x%" PRIx64 " stack %u, want %u", addr, stack, b->stack);
+}
+
+struct visit {
+	const struct model *m;
+	unsigned char *seen;
+	size_t count;
+	uint64_t bytes;
+};
+
+static void visit_block(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct visit *v = arg;
+	size_t i = model_index(v->m, addr);
+
+	ck_assert_msg(i != SIZE_MAX, "foreach visited 0x%" PRIx64 ", never allocated", addr);
+	ck_assert_msg(v->m->b[i].live, "foreach visited 0x%" PRIx64 ", which is free", addr);
+	ck_assert_msg(!v->seen[i], "foreach visited 0x%" PRIx64 " twice", addr);
+	ck_assert_uint_eq(size, v->m->b[i].size);
+	ck_assert_uint_eq(stack, v->m->b[i].stack);
+	v->seen[i] = 1;
+	v->count++;
+	v->bytes += size;
+}
+
+static void check_foreach(const struct rig *r)
+{
+	struct visit v = {.m = &r->m, .seen = calloc(r->m.n ? r->m.n : 1, 1)};
+
+	ck_assert(v.seen != NULL);
+	heap_foreach(&r->h, visit_block, &v);
+	ck_assert_uint_eq(v.count, r->m.nlive);
+	ck_assert_uint_eq(v.bytes, r->m.current);
+	free(v.seen);
+}
+
+static void check_blocks(const struct rig *r)
+{
+	check_counters(r);
+	for (size_t i = 0; i < r->m.n; i++)
+		check_block(r, i);
+}
+
+static void check_full(const struct rig *r)
+{
+	check_blocks(r);
+	check_stacks(r);
+	check_foreach(r);
+}
+
+/* Allocation on a stack id the test never defined and a heap that must refuse
+ * it: the sentinel below is far beyond any id used. */
+#define UNDEFINED_ID 200u
+
+/* ---- home slots, seen from outside ---- */
+
+struct homes {
+	struct heap h;
+	uint64_t seq;
+};
+
+static void homes_init(struct homes *f)
+{
+	heap_init(&f->h, 0, 0);
+	f->seq = 0;
+}
+
+/* The slot addr lands on alone in an empty table of the initial capacity. */
+static size_t home_of(struct homes *f, uint64_t addr)
+{
+	struct proto_event ev = {.seq = ++f->seq, .addr = addr, .size = 1, .kind = PROTO_EV_ALLOC};
+	size_t home = SIZE_MAX;
+
+	ck_assert_int_eq(heap_apply(&f->h, &ev), 0);
+	for (size_t i = 0; i < f->h.cap; i++)
+		if (f->h.slots[i].addr == addr)
+			home = i;
+	ck_assert(home != SIZE_MAX);
+	ev.seq = ++f->seq;
+	ev.kind = PROTO_EV_FREE;
+	ck_assert_int_eq(heap_apply(&f->h, &ev), 0);
+	ck_assert_uint_eq(f->h.count, 0);
+	return home;
+}
+
+/* The next 16-aligned address after *cursor whose home is `home`. */
+static uint64_t find_home(struct homes *f, uint64_t *cursor, size_t home)
+{
+	for (int tries = 0; tries < 1 << 20; tries++) {
+		*cursor += 16;
+		if (home_of(f, *cursor) == home)
+			return *cursor;
+	}
+	ck_abort_msg("no address found for home slot %zu", home);
+	return 0;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_init_empty)
+{
+	struct heap h;
+	uint64_t size;
+	uint32_t stack;
+
+	heap_init(&h, 0, 0);
+	ck_assert_uint_eq(h.max_blocks, (size_t)64 << 20);
+	ck_assert_uint_eq(h.max_stacks, (size_t)1 << 20);
+	ck_assert_uint_eq(h.count, 0);
+	ck_assert_uint_eq(h.current, 0);
+	ck_assert_uint_eq(h.peak, 0);
+	ck_assert_int_eq(h.limit_reached, HEAP_LIMIT_NONE);
+	ck_assert_uint_ge(h.nstacks, 1);
+	ck_assert(h.stacks[0].defined);
+	ck_assert_uint_eq(h.stacks[0].nframes, 0);
+	ck_assert_uint_eq(h.ndefined, 0);
+	ck_assert(h.cap > 0 && (h.cap & (h.cap - 1)) == 0);
+	ck_assert_int_eq(heap_lookup(&h, 0x1000, &size, &stack), -ENOENT);
+	ck_assert_int_eq(heap_lookup(&h, 0, &size, &stack), -ENOENT);
+	ck_assert_uint_gt(heap_memory(&h), 0);
+
+	struct model m;
+	model_init(&m, NULL, 0, 0, 0);
+	struct visit v = {.m = &m, .seen = calloc(1, 1)};
+	heap_foreach(&h, visit_block, &v);
+	ck_assert_uint_eq(v.count, 0);
+	free(v.seen);
+	model_close(&m);
+	heap_close(&h);
+
+	/* Explicit limits are kept; a stack limit above what 24 bits of the
+	 * slot can name is cut to the largest id. */
+	heap_init(&h, 7, 9);
+	ck_assert_uint_eq(h.max_blocks, 7);
+	ck_assert_uint_eq(h.max_stacks, 9);
+	heap_close(&h);
+	heap_init(&h, 0, SIZE_MAX);
+	ck_assert_uint_eq(h.max_stacks, HEAP_MAX_STACK_ID);
+	heap_close(&h);
+}
+END_TEST
+
+START_TEST(test_define_stack)
+{
+	struct rig r;
+	uint64_t pool[] = {0x1000};
+
+	rig_init(&r, pool, 1, 0, 0);
+	ck_assert_int_eq(rig_define(&r, 1, 3), 0);
+	ck_assert_int_eq(rig_define(&r, 2, 1), 0);
+	ck_assert_int_eq(rig_define(&r, 3, PROTO_MAX_FRAMES), 0);
+	ck_assert_int_eq(rig_define(&r, 4, PROTO_MAX_FRAMES + 1), -EBADMSG);
+	ck_assert_int_eq(rig_define(&r, 5, 0), -EBADMSG);
+	ck_assert_int_eq(rig_define(&r, 0, 2), -EBADMSG); /* 0 is the unknown stack */
+	/* Ids need not come in order or densely. */
+	ck_assert_int_eq(rig_define(&r, 150, 7), 0);
+	ck_assert_int_eq(rig_define(&r, 40, 2), 0);
+	ck_assert_uint_eq(r.h.ndefined, 5);
+	ck_assert_uint_eq(r.h.stacks[0].nframes, 0);
+	check_full(&r);
+
+	/* Redefinition is refused and leaves the first definition alone. */
+	uint64_t other[2] = {0x111, 0x222};
+	ck_assert_int_eq(heap_define_stack(&r.h, 1, other, 2), -EBADMSG);
+	ck_assert_int_eq(heap_define_stack(&r.h, 150, other, 1), -EBADMSG);
+	ck_assert_uint_eq(r.h.stacks[1].nframes, 3);
+	for (uint32_t i = 0; i < 3; i++)
+		ck_assert_uint_eq(r.h.stacks[1].frames[i], frame_of(1, i));
+	ck_assert_uint_eq(r.h.stacks[150].nframes, 7);
+	ck_assert_uint_eq(r.h.stacks[150].frames[6], frame_of(150, 6));
+	ck_assert_uint_eq(r.h.ndefined, 5);
+	/* ... also after the id is in use. */
+	ck_assert_int_eq(rig_alloc(&r, 0x1000, 64, 1), 0);
+	ck_assert_int_eq(rig_define(&r, 1, 5), -EBADMSG);
+	check_full(&r);
+	rig_close(&r);
+
+	/* A sparse id far past the first chunk of the table. */
+	struct heap h;
+	uint64_t f[1] = {0x4242};
+	heap_init(&h, 0, 0);
+	ck_assert_int_eq(heap_define_stack(&h, 5000, f, 1), 0);
+	ck_assert_uint_gt(h.nstacks, 5000);
+	ck_assert(h.stacks[5000].defined);
+	ck_assert(!h.stacks[4999].defined);
+	ck_assert(!h.stacks[1].defined);
+	ck_assert_uint_eq(h.stacks[5000].frames[0], 0x4242);
+	heap_close(&h);
+}
+END_TEST
+
+START_TEST(test_bookkeeping)
+{
+	const uint64_t A = 0x10000, B = 0x10040, C = 0x20000, D = 0x30010;
+	uint64_t pool[] = {A, B, C, D};
+	struct rig r;
+	const struct heap_stack *st;
+
+	rig_init(&r, pool, 4, 0, 0);
+	rig_define(&r, 1, 4);
+	rig_define(&r, 2, 2);
+	st = r.h.stacks;
+
+	ck_assert_int_eq(rig_alloc(&r, A, 100, 1), 0);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc(&r, B, 200, 1), 0);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc(&r, C, 50, 2), 0);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc(&r, D, 7, 0), 0);
+	check_full(&r);
+
+	/* The same numbers, written out by hand. */
+	ck_assert_uint_eq(st[1].live_bytes, 300);
+	ck_assert_uint_eq(st[1].live_count, 2);
+	ck_assert_uint_eq(st[1].total_allocs, 2);
+	ck_assert_uint_eq(st[1].total_bytes, 300);
+	ck_assert_uint_eq(st[2].live_bytes, 50);
+	ck_assert_uint_eq(st[2].live_count, 1);
+	ck_assert_uint_eq(st[0].live_bytes, 7);
+	ck_assert_uint_eq(st[0].total_allocs, 1);
+	ck_assert_uint_eq(r.h.current, 357);
+	ck_assert_uint_eq(r.h.peak, 357);
+	ck_assert_uint_eq(r.h.count, 4);
+	ck_assert_uint_eq(r.h.allocations, 4);
+
+	ck_assert_int_eq(rig_free(&r, B), 0);
+	check_full(&r);
+	ck_assert_uint_eq(st[1].live_bytes, 100);
+	ck_assert_uint_eq(st[1].live_count, 1);
+	ck_assert_uint_eq(st[1].total_allocs, 2); /* totals never go down */
+	ck_assert_uint_eq(st[1].total_bytes, 300);
+	ck_assert_uint_eq(r.h.current, 157);
+	ck_assert_uint_eq(r.h.peak, 357);
+	ck_assert_uint_eq(r.h.frees, 1);
+
+	/* The address comes back on another stack. */
+	ck_assert_int_eq(rig_alloc(&r, B, 1000, 2), 0);
+	check_full(&r);
+	ck_assert_uint_eq(st[2].live_bytes, 1050);
+	ck_assert_uint_eq(st[2].live_count, 2);
+	ck_assert_uint_eq(st[2].total_allocs, 2);
+	ck_assert_uint_eq(st[2].total_bytes, 1050);
+	ck_assert_uint_eq(r.h.current, 1157);
+	ck_assert_uint_eq(r.h.peak, 1157);
+	ck_assert_uint_eq(r.h.replaced, 0);
+
+	/* A zero-byte block is still a block. */
+	ck_assert_int_eq(rig_free(&r, D), 0);
+	ck_assert_int_eq(rig_alloc(&r, D, 0, 1), 0);
+	check_full(&r);
+	ck_assert_uint_eq(st[1].live_count, 2);
+	ck_assert_uint_eq(r.h.count, 4);
+
+	const uint64_t order[] = {C, A, D, B};
+	for (size_t i = 0; i < 4; i++) {
+		ck_assert_int_eq(rig_free(&r, order[i]), 0);
+		check_full(&r);
+	}
+	for (uint32_t id = 0; id < 3; id++) {
+		ck_assert_uint_eq(st[id].live_bytes, 0);
+		ck_assert_uint_eq(st[id].live_count, 0);
+	}
+	ck_assert_uint_eq(st[1].total_allocs, 3);
+	ck_assert_uint_eq(st[1].total_bytes, 300);
+	ck_assert_uint_eq(st[2].total_bytes, 1050);
+	ck_assert_uint_eq(r.h.current, 0);
+	ck_assert_uint_eq(r.h.count, 0);
+	ck_assert_uint_eq(r.h.frees, 6);
+	ck_assert_uint_eq(r.h.allocations, 6);
+	ck_assert_uint_eq(r.h.unknown_frees, 0);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_peak)
+{
+	const uint64_t A = 0x1000, B = 0x2000, C = 0x3000;
+	uint64_t pool[] = {A, B, C};
+	struct rig r;
+
+	rig_init(&r, pool, 3, 0, 0);
+	rig_define(&r, 1, 1);
+	rig_alloc(&r, A, 100, 1);
+	ck_assert_uint_eq(r.h.peak, 100);
+	rig_alloc(&r, B, 50, 0);
+	ck_assert_uint_eq(r.h.peak, 150);
+	rig_free(&r, A);
+	ck_assert_uint_eq(r.h.current, 50);
+	ck_assert_uint_eq(r.h.peak, 150);
+	rig_reset_peak(&r);
+	ck_assert_uint_eq(r.h.peak, 50);
+	rig_alloc(&r, C, 30, 1);
+	ck_assert_uint_eq(r.h.peak, 80);
+	rig_free(&r, B);
+	ck_assert_uint_eq(r.h.peak, 80);
+	rig_reset_peak(&r);
+	ck_assert_uint_eq(r.h.peak, 30);
+	check_full(&r);
+
+	/* Replacing a block releases the old one first: the peak never holds
+	 * both. */
+	rig_alloc(&r, C, 500, 1);
+	ck_assert_uint_eq(r.h.current, 500);
+	ck_assert_uint_eq(r.h.peak, 500);
+	rig_alloc(&r, C, 40, 1);
+	ck_assert_uint_eq(r.h.current, 40);
+	ck_assert_uint_eq(r.h.peak, 500);
+	/* Refused and unknown events leave the peak alone. */
+	rig_free(&r, A);
+	rig_alloc(&r, A, 1000, UNDEFINED_ID);
+	ck_assert_uint_eq(r.h.peak, 500);
+	rig_free(&r, C);
+	ck_assert_uint_eq(r.h.current, 0);
+	rig_reset_peak(&r);
+	ck_assert_uint_eq(r.h.peak, 0);
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_seq_order)
+{
+	const uint64_t A = 0x1000, B = 0x2000;
+	uint64_t pool[] = {A, B};
+	struct rig r;
+	struct proto_event ev;
+
+	rig_init(&r, pool, 2, 0, 0);
+	rig_define(&r, 1, 1);
+	/* The agent's first seq is 1: nothing is "not greater" than 0. */
+	ck_assert_int_eq(rig_alloc_at(&r, 0, A, 8, 1), -EBADMSG);
+	ck_assert_uint_eq(r.h.allocations, 0);
+	check_full(&r);
+
+	ck_assert_int_eq(rig_alloc_at(&r, 5, A, 8, 1), 0);
+	check_full(&r);
+	/* Equal and lower seqs, alloc and free, change nothing at all. */
+	ck_assert_int_eq(rig_alloc_at(&r, 5, B, 16, 1), -EBADMSG);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc_at(&r, 4, B, 16, 1), -EBADMSG);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc_at(&r, 5, A, 99, 0), -EBADMSG); /* would replace A */
+	check_full(&r);
+	ck_assert_int_eq(rig_free_at(&r, 5, A), -EBADMSG);
+	check_full(&r);
+	ck_assert_int_eq(rig_free_at(&r, 1, A), -EBADMSG);
+	check_full(&r);
+	ck_assert_int_eq(rig_free_at(&r, 3, B), -EBADMSG); /* would be an unknown free */
+	check_full(&r);
+	ck_assert_uint_eq(r.h.last_seq, 5);
+	ck_assert_uint_eq(r.h.count, 1);
+	ck_assert_uint_eq(r.h.unknown_frees, 0);
+
+	/* Gaps are fine (drop mode loses events). */
+	ck_assert_int_eq(rig_alloc_at(&r, 6, B, 16, 1), 0);
+	ck_assert_int_eq(rig_free_at(&r, 1000, A), 0);
+	ck_assert_int_eq(rig_free_at(&r, 999, B), -EBADMSG);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc_at(&r, PROTO_SEQ_MAX, A, 1, 0), 0);
+	check_full(&r);
+	ck_assert_int_eq(rig_free_at(&r, PROTO_SEQ_MAX, B), -EBADMSG);
+	ck_assert_int_eq(rig_free_at(&r, PROTO_SEQ_MAX - 1, A), -EBADMSG);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.last_seq, PROTO_SEQ_MAX);
+	rig_close(&r);
+
+	/* A kind that is neither alloc nor free is refused too. */
+	rig_init(&r, pool, 2, 0, 0);
+	rig_alloc(&r, A, 8, 0);
+	for (uint8_t kind = 0; kind < 8; kind++) {
+		if (kind == PROTO_EV_ALLOC || kind == PROTO_EV_FREE)
+			continue;
+		memset(&ev, 0, sizeof(ev));
+		ev.seq = r.h.last_seq + 1;
+		ev.addr = A;
+		ev.size = 8;
+		ev.kind = kind;
+		ck_assert_int_eq(heap_apply(&r.h, &ev), -EBADMSG);
+		r.m.last_seq = r.h.last_seq; /* like the stack case: either is sound */
+		check_full(&r);
+	}
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_undefined_stack)
+{
+	const uint64_t A = 0x1000, B = 0x2000;
+	uint64_t pool[] = {A, B};
+	struct rig r;
+	uint64_t size;
+	uint32_t stack;
+
+	rig_init(&r, pool, 2, 0, 0);
+	rig_define(&r, 1, 2);
+	rig_define(&r, 2, 2);
+	const uint32_t bad[] = {3, UNDEFINED_ID, 5000, HEAP_MAX_STACK_ID, HEAP_MAX_STACK_ID + 1,
+	                        UINT32_MAX};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(rig_alloc(&r, B, 32, bad[i]), -EBADMSG);
+		check_full(&r);
+	}
+	ck_assert_int_eq(heap_lookup(&r.h, B, &size, &stack), -ENOENT);
+	ck_assert_uint_eq(r.h.allocations, 0);
+	ck_assert_uint_eq(r.h.stacks[0].total_allocs, 0);
+
+	/* A refused allocation at a live address does not release the block. */
+	ck_assert_int_eq(rig_alloc(&r, A, 64, 2), 0);
+	ck_assert_int_eq(rig_alloc(&r, A, 128, 3), -EBADMSG);
+	check_full(&r);
+	ck_assert_int_eq(heap_lookup(&r.h, A, &size, &stack), 0);
+	ck_assert_uint_eq(size, 64);
+	ck_assert_uint_eq(stack, 2);
+	ck_assert_uint_eq(r.h.replaced, 0);
+	ck_assert_uint_eq(r.h.stacks[2].live_bytes, 64);
+
+	/* Later events with good ids go on as usual. */
+	ck_assert_int_eq(rig_alloc(&r, B, 32, 1), 0);
+	ck_assert_int_eq(rig_free(&r, A), 0);
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_max_stacks)
+{
+	const uint64_t A = 0x1000, B = 0x2000, C = 0x3000, D = 0x4000, E = 0x5000;
+	uint64_t pool[] = {A, B, C, D, E};
+	struct rig r;
+	uint64_t size;
+	uint32_t stack;
+
+	rig_init(&r, pool, 5, 0, 3);
+	ck_assert_int_eq(rig_define(&r, 1, 1), 0);
+	ck_assert_int_eq(rig_define(&r, 2, 1), 0);
+	ck_assert_int_eq(rig_define(&r, 3, 1), 0);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_NONE);
+	ck_assert_int_eq(rig_define(&r, 4, 1), 0);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_STACKS);
+	ck_assert_int_eq(rig_define(&r, 7, 3), 0);
+	ck_assert_uint_eq(r.h.ndefined, 3);
+	ck_assert(r.h.stacks[4].nframes == 0 && !r.h.stacks[4].defined);
+	/* A redefinition is still a broken agent, limit or not. */
+	ck_assert_int_eq(rig_define(&r, 2, 1), -EBADMSG);
+	check_full(&r);
+
+	/* Dropped ids, and (indistinguishably) ids never defined at all, count
+	 * under the unknown stack; kept ids count as usual. */
+	ck_assert_int_eq(rig_alloc(&r, A, 10, 4), 0);
+	ck_assert_int_eq(rig_alloc(&r, B, 20, 7), 0);
+	ck_assert_int_eq(rig_alloc(&r, C, 40, 9), 0);
+	ck_assert_int_eq(rig_alloc(&r, D, 80, 2), 0);
+	ck_assert_int_eq(rig_alloc(&r, E, 160, HEAP_MAX_STACK_ID + 1), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.stacks[0].live_bytes, 230);
+	ck_assert_uint_eq(r.h.stacks[0].live_count, 4);
+	ck_assert_uint_eq(r.h.stacks[0].total_allocs, 4);
+	ck_assert_uint_eq(r.h.stacks[2].live_bytes, 80);
+	ck_assert_int_eq(heap_lookup(&r.h, A, &size, &stack), 0);
+	ck_assert_uint_eq(stack, 0);
+	ck_assert_uint_eq(size, 10);
+	ck_assert_int_eq(heap_lookup(&r.h, D, &size, &stack), 0);
+	ck_assert_uint_eq(stack, 2);
+	ck_assert_int_eq(rig_free(&r, B), 0);
+	ck_assert_int_eq(rig_free(&r, A), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.stacks[0].live_bytes, 200);
+	rig_close(&r);
+
+	/* An id above the limit is dropped even while there is room, and the
+	 * room is still there for ids within it. */
+	rig_init(&r, pool, 5, 0, 5);
+	ck_assert_int_eq(rig_define(&r, 9, 1), 0);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_STACKS);
+	ck_assert_int_eq(rig_define(&r, 5, 1), 0);
+	ck_assert_int_eq(rig_define(&r, 1, 1), 0);
+	ck_assert_uint_eq(r.h.ndefined, 2);
+	ck_assert_int_eq(rig_alloc(&r, A, 1, 9), 0);
+	ck_assert_int_eq(rig_alloc(&r, B, 2, 5), 0);
+	check_full(&r);
+	rig_close(&r);
+
+	/* The largest id a slot can name is the hard limit. */
+	rig_init(&r, pool, 5, 0, SIZE_MAX);
+	ck_assert_int_eq(rig_define(&r, HEAP_MAX_STACK_ID + 1, 1), 0);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_STACKS);
+	ck_assert_int_eq(rig_alloc(&r, A, 5, HEAP_MAX_STACK_ID + 1), 0);
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_max_blocks)
+{
+	uint64_t pool[20];
+	struct rig r;
+
+	for (size_t i = 0; i < 20; i++)
+		pool[i] = 0x100000 + 0x40 * i;
+	rig_init(&r, pool, 20, 10, 0);
+	rig_define(&r, 1, 1);
+	rig_define(&r, 2, 1);
+	for (size_t i = 0; i < 10; i++) {
+		ck_assert_int_eq(rig_alloc(&r, pool[i], 100 + i, 1 + (uint32_t)(i & 1)), 0);
+		check_full(&r);
+	}
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_NONE);
+	ck_assert_uint_eq(r.h.count, 10);
+
+	/* The eleventh block is counted as an allocation but not kept. */
+	ck_assert_int_eq(rig_alloc(&r, pool[10], 1000, 1), 0);
+	check_full(&r);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_BLOCKS);
+	ck_assert_uint_eq(r.h.count, 10);
+	ck_assert_uint_eq(r.h.allocations, 11);
+	ck_assert_uint_eq(r.h.stacks[1].total_allocs, 6);
+	ck_assert_uint_eq(r.h.stacks[1].live_count, 5);
+	ck_assert_uint_eq(r.h.current, 1045);
+	/* So its free is an unknown one. */
+	ck_assert_int_eq(rig_free(&r, pool[10]), 0);
+	ck_assert_uint_eq(r.h.unknown_frees, 1);
+	check_full(&r);
+
+	/* At the limit, a block replacing a live one is still kept. */
+	ck_assert_int_eq(rig_alloc(&r, pool[3], 7, 1), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.replaced, 1);
+	ck_assert_uint_eq(r.h.count, 10);
+
+	/* A free makes room again; the limit bit stays, it is a record. */
+	ck_assert_int_eq(rig_free(&r, pool[0]), 0);
+	ck_assert_int_eq(rig_alloc(&r, pool[11], 5, 2), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.count, 10);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_BLOCKS);
+	for (size_t i = 12; i < 20; i++)
+		ck_assert_int_eq(rig_alloc(&r, pool[i], BIG + i, 2), 0); /* big ones too */
+	check_full(&r);
+	ck_assert_uint_eq(r.h.nbig, 0);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_unknown_frees)
+{
+	const uint64_t A = 0x7f0000001000;
+	uint64_t pool[] = {A, A + 1, A + 8, A + 16};
+	struct rig r;
+
+	rig_init(&r, pool, 4, 0, 0);
+	ck_assert_int_eq(rig_free(&r, 0x5000), 0); /* never seen at all */
+	ck_assert_uint_eq(r.h.unknown_frees, 1);
+	ck_assert_uint_eq(r.h.frees, 0);
+	rig_alloc(&r, A, 24, 0);
+	/* Neighbours that share A's home slot are not A. */
+	ck_assert_int_eq(rig_free(&r, A + 1), 0);
+	ck_assert_int_eq(rig_free(&r, A + 8), 0);
+	ck_assert_uint_eq(r.h.unknown_frees, 3);
+	check_full(&r);
+	ck_assert_int_eq(rig_free(&r, A), 0);
+	ck_assert_int_eq(rig_free(&r, A), 0); /* double free */
+	check_full(&r);
+	ck_assert_uint_eq(r.h.unknown_frees, 4);
+	ck_assert_uint_eq(r.h.frees, 1);
+	ck_assert_uint_eq(r.h.current, 0);
+	ck_assert_uint_eq(r.h.stacks[0].live_count, 0);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_replaced)
+{
+	const uint64_t A = 0x1000, B = 0x1004, C = 0x1008;
+	uint64_t pool[] = {A, B, C};
+	struct rig r;
+	uint64_t size;
+	uint32_t stack;
+
+	rig_init(&r, pool, 3, 0, 0);
+	rig_define(&r, 1, 1);
+	rig_define(&r, 2, 1);
+	rig_alloc(&r, A, 100, 1);
+	rig_alloc(&r, B, 10, 1); /* same home slot as A and C */
+	rig_alloc(&r, C, 1, 2);
+	ck_assert_int_eq(rig_alloc(&r, A, 300, 2), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.replaced, 1);
+	ck_assert_uint_eq(r.h.frees, 0);
+	ck_assert_uint_eq(r.h.allocations, 4);
+	ck_assert_uint_eq(r.h.count, 3);
+	ck_assert_uint_eq(r.h.current, 311);
+	ck_assert_uint_eq(r.h.stacks[1].live_bytes, 10);
+	ck_assert_uint_eq(r.h.stacks[1].live_count, 1);
+	ck_assert_uint_eq(r.h.stacks[1].total_allocs, 2);
+	ck_assert_uint_eq(r.h.stacks[1].total_bytes, 110);
+	ck_assert_uint_eq(r.h.stacks[2].live_bytes, 301);
+	ck_assert_uint_eq(r.h.stacks[2].live_count, 2);
+	ck_assert_int_eq(heap_lookup(&r.h, A, &size, &stack), 0);
+	ck_assert_uint_eq(size, 300);
+	ck_assert_uint_eq(stack, 2);
+
+	/* Same stack, same size: still a replacement, nothing doubled. */
+	ck_assert_int_eq(rig_alloc(&r, B, 10, 1), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.replaced, 2);
+	ck_assert_uint_eq(r.h.stacks[1].live_count, 1);
+	ck_assert_uint_eq(r.h.count, 3);
+
+	/* Small to big and back. */
+	ck_assert_int_eq(rig_alloc(&r, C, 5 * BIG, 1), 0);
+	check_full(&r);
+	ck_assert_int_eq(rig_alloc(&r, C, 3, 0), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.nbig, 0);
+	ck_assert_uint_eq(r.h.replaced, 4);
+
+	ck_assert_int_eq(rig_free(&r, A), 0);
+	ck_assert_int_eq(rig_free(&r, B), 0);
+	ck_assert_int_eq(rig_free(&r, C), 0);
+	check_full(&r);
+	ck_assert_uint_eq(r.h.current, 0);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_big_sizes)
+{
+	/* Sixteen addresses sharing one home slot, so big blocks get moved by
+	 * backward shifts, and a few that do not. */
+	const uint64_t G = 0x7f1234560000;
+	const uint64_t sizes[] = {
+		BIG - 2, BIG - 1, BIG, BIG + 1, 3 * BIG + 12345, UINT64_C(1) << 50,
+		UINT64_C(1) << 60, 0, 1, 4096, BIG << 2, BIG * 1000 + 7,
+	};
+	const size_t nsizes = sizeof(sizes) / sizeof(sizes[0]);
+	uint64_t pool[20];
+	struct rig r;
+	uint64_t size;
+	uint32_t stack;
+
+	for (size_t k = 0; k < 16; k++)
+		pool[k] = G + k;
+	for (size_t k = 16; k < 20; k++)
+		pool[k] = 0x5000 + 0x100 * k;
+	rig_init(&r, pool, 20, 0, 0);
+	for (uint32_t id = 1; id <= 4; id++)
+		rig_define(&r, id, id);
+
+	for (size_t k = 0; k < 20; k++) {
+		ck_assert_int_eq(rig_alloc(&r, pool[k], sizes[k % nsizes], (uint32_t)(k % 5)), 0);
+		check_full(&r);
+	}
+	ck_assert_int_eq(heap_lookup(&r.h, G + 6, &size, &stack), 0);
+	ck_assert_uint_eq(size, UINT64_C(1) << 60);
+	ck_assert_int_eq(heap_lookup(&r.h, G + 2, &size, &stack), 0);
+	ck_assert_uint_eq(size, BIG);
+	ck_assert_int_eq(heap_lookup(&r.h, G, &size, &stack), 0);
+	ck_assert_uint_eq(size, BIG - 2);
+
+	/* Free from the middle of the cluster and of the side list. */
+	const size_t order[] = {5, 2, 17, 10, 3, 0, 11, 6, 19, 1, 4};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		ck_assert_int_eq(rig_free(&r, pool[order[i]]), 0);
+		check_full(&r);
+	}
+	/* Back again with other big sizes, some on the same addresses. */
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i += 2) {
+		ck_assert_int_eq(rig_alloc(&r, pool[order[i]], (UINT64_C(1) << 62) >> i, 3), 0);
+		check_full(&r);
+	}
+	ck_assert_int_eq(heap_lookup(&r.h, pool[5], &size, &stack), 0);
+	ck_assert_uint_eq(size, UINT64_C(1) << 62);
+	ck_assert_uint_eq(stack, 3);
+	for (size_t k = 0; k < 20; k++) {
+		rig_free(&r, pool[(k * 7) % 20]);
+		check_full(&r);
+	}
+	ck_assert_uint_eq(r.h.current, 0);
+	ck_assert_uint_eq(r.h.count, 0);
+	ck_assert_uint_eq(r.h.nbig, 0);
+	for (uint32_t id = 0; id <= 4; id++)
+		ck_assert_uint_eq(r.h.stacks[id].live_bytes, 0);
+	ck_assert_uint_eq(r.h.stacks[3].total_bytes, r.m.st[3].total_bytes);
+
+	/* The largest size there is, alone so nothing wraps. */
+	ck_assert_int_eq(rig_alloc(&r, G + 9, UINT64_MAX, 4), 0);
+	ck_assert_int_eq(heap_lookup(&r.h, G + 9, &size, &stack), 0);
+	ck_assert_uint_eq(size, UINT64_MAX);
+	ck_assert_uint_eq(r.h.current, UINT64_MAX);
+	ck_assert_uint_eq(r.h.stacks[4].live_bytes, UINT64_MAX);
+	check_full(&r);
+	ck_assert_int_eq(rig_free(&r, G + 9), 0);
+	ck_assert_uint_eq(r.h.current, 0);
+	ck_assert_uint_eq(r.h.nbig, 0);
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+/* Lexicographic next permutation; 0 after the last one. */
+static int next_perm(size_t *a, size_t n)
+{
+	size_t i = n - 1;
+	while (i > 0 && a[i - 1] >= a[i])
+		i--;
+	if (i == 0)
+		return 0;
+	size_t j = n - 1;
+	while (a[j] <= a[i - 1])
+		j--;
+	size_t t = a[i - 1];
+	a[i - 1] = a[j];
+	a[j] = t;
+	for (size_t l = i, h = n - 1; l < h; l++, h--) {
+		t = a[l];
+		a[l] = a[h];
+		a[h] = t;
+	}
+	return 1;
+}
+
+START_TEST(test_wrap_all_orders)
+{
+	/* Seven blocks whose homes are the last two slots and the first two,
+	 * so their probe chain wraps past the end of the table. Every
+	 * insertion order is tried, each with a different deletion order;
+	 * every lookup is checked after every step. */
+	struct homes f;
+	struct rig r;
+	uint64_t cursor = 0x10000000;
+	uint64_t set[7];
+	size_t ins[7], del[7];
+
+	homes_init(&f);
+	size_t cap = f.h.cap;
+	uint64_t a1 = find_home(&f, &cursor, cap - 1);
+	uint64_t a2 = find_home(&f, &cursor, cap - 1);
+	uint64_t a3 = find_home(&f, &cursor, cap - 2);
+	uint64_t a4 = find_home(&f, &cursor, 0);
+	uint64_t a5 = find_home(&f, &cursor, 1);
+	ck_assert_uint_eq(home_of(&f, a1 + 8), cap - 1);
+	ck_assert_uint_eq(home_of(&f, a4 + 4), 0);
+	heap_close(&f.h);
+	set[0] = a3;
+	set[1] = a1;
+	set[2] = a1 + 8;
+	set[3] = a2;
+	set[4] = a4;
+	set[5] = a4 + 4;
+	set[6] = a5;
+
+	rig_init(&r, set, 7, 0, 0);
+	ck_assert_uint_eq(r.h.cap, cap);
+	for (size_t i = 0; i < 7; i++)
+		ins[i] = i;
+	size_t perms = 0;
+	do {
+		for (size_t i = 0; i < 7; i++)
+			del[i] = ins[(i * 3 + perms) % 7];
+		for (size_t i = 0; i < 7; i++) {
+			ck_assert_int_eq(rig_alloc(&r, set[ins[i]], 1 + ins[i], 0), 0);
+			check_blocks(&r);
+		}
+		/* Four blocks want the last two slots: the chain wraps. */
+		ck_assert(r.h.slots[cap - 1].addr != 0 && r.h.slots[0].addr != 0);
+		if (perms % 97 == 0)
+			check_foreach(&r);
+		for (size_t i = 0; i < 7; i++) {
+			ck_assert_int_eq(rig_free(&r, set[del[i]]), 0);
+			check_blocks(&r);
+		}
+		perms++;
+	} while (next_perm(ins, 7));
+	ck_assert_uint_eq(perms, 5040);
+	ck_assert_uint_eq(r.h.cap, cap);
+	ck_assert_uint_eq(r.h.unknown_frees, 0);
+	for (size_t i = 0; i < cap; i++)
+		ck_assert_uint_eq(r.h.slots[i].addr, 0);
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_clusters_random)
+{
+	/* Overlapping clusters at both ends and in the middle of the table,
+	 * under random interleaved allocs and frees, with everything compared
+	 * after every step. */
+	struct homes f;
+	struct rig r;
+	struct rng g = {42};
+	uint64_t cursor = 0x20000000;
+	uint64_t pool[64];
+	size_t n = 0;
+
+	homes_init(&f);
+	size_t cap = f.h.cap;
+	const size_t want[] = {cap - 3, cap - 1, cap - 1, 0, 2, 500, 500, 501, 503};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		uint64_t a = find_home(&f, &cursor, want[i]);
+		/* Up to seven on each home: a, a+2, ..., a+12. */
+		for (uint64_t k = 0; k < 7 && n < 64; k++)
+			pool[n++] = a + 2 * k;
+	}
+	heap_close(&f.h);
+
+	rig_init(&r, pool, n, 0, 0);
+	rig_define(&r, 1, 1);
+	for (int step = 0; step < 20000; step++) {
+		size_t i = rng_below(&g, n);
+		if (rng_below(&g, 2))
+			rig_alloc(&r, pool[i], rng_below(&g, 1000), (uint32_t)rng_below(&g, 2));
+		else
+			rig_free(&r, pool[i]);
+		check_blocks(&r);
+		if (step % 64 == 0)
+			check_full(&r);
+	}
+	ck_assert_uint_eq(r.h.cap, cap); /* never more than 63 blocks */
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_growth)
+{
+	/* Enough blocks for the table to double many times; half of them
+	 * dense, half scattered by a bijection so they are distinct. */
+	const size_t n = (size_t)1 << 18;
+	uint64_t *pool = malloc(n * sizeof(*pool));
+	size_t *order = malloc(n * sizeof(*order));
+	struct rng g = {7};
+	struct rig r;
+
+	ck_assert(pool != NULL && order != NULL);
+	for (size_t i = 0; i < n / 2; i++)
+		pool[i] = UINT64_C(0x560000000000) + 16 * (uint64_t)i;
+	for (size_t i = 0; i < n / 2; i++)
+		pool[n / 2 + i] = UINT64_C(0x7f0000000000) +
+		                  16 * (((uint64_t)i * UINT64_C(0x9E3779B1)) & ((1u << 30) - 1));
+	rig_init(&r, pool, n, 0, 0);
+	rig_define(&r, 1, 16);
+	rig_define(&r, 2, 16);
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	shuffle(&g, order, n);
+
+	size_t cap0 = r.h.cap, mem = heap_memory(&r.h), doublings = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t cap = r.h.cap;
+		uint64_t a = r.m.addr[order[i]];
+		ck_assert_int_eq(rig_alloc(&r, a, 1 + (a >> 4) % 5000, (uint32_t)(i % 3)), 0);
+		ck_assert_uint_eq(r.h.count, i + 1);
+		if (r.h.cap == cap && i % 4096 != 0)
+			continue;
+		if (r.h.cap != cap) {
+			ck_assert_uint_eq(r.h.cap, 2 * cap);
+			doublings++;
+			/* Just after a doubling, every block made it across. */
+			for (size_t j = 0; j <= i; j += 1 + j / 64)
+				check_block(&r, order[j]);
+		}
+		/* heap_memory walks the stacks, so it is sampled. */
+		size_t now = heap_memory(&r.h);
+		ck_assert_uint_ge(now, mem);
+		mem = now;
+	}
+	ck_assert_uint_ge(doublings, 8);
+	ck_assert_uint_ge(r.h.cap, cap0 << 8);
+	ck_assert_uint_ge(r.h.cap * 3, r.h.count * 4); /* load factor at most 3/4 */
+	/* 16 bytes a slot and a geometric table: well under 48 bytes a block. */
+	ck_assert_uint_ge(heap_memory(&r.h), n * sizeof(struct heap_block));
+	ck_assert_uint_le(heap_memory(&r.h), 48 * n + ((size_t)1 << 20));
+	check_full(&r);
+
+	shuffle(&g, order, n);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(rig_free(&r, r.m.addr[order[i]]), 0);
+		if (i == n / 2)
+			check_full(&r);
+	}
+	check_full(&r);
+	ck_assert_uint_eq(r.h.count, 0);
+	ck_assert_uint_eq(r.h.current, 0);
+	ck_assert_uint_eq(r.h.peak, r.m.peak);
+	rig_close(&r);
+	free(pool);
+	free(order);
+}
+END_TEST
+
+START_TEST(test_memory)
+{
+	uint64_t pool[4096];
+	struct rig r;
+
+	for (size_t i = 0; i < 4096; i++)
+		pool[i] = 0x100000 + 32 * i;
+	rig_init(&r, pool, 4096, 0, 0);
+	size_t m0 = heap_memory(&r.h);
+	ck_assert_uint_gt(m0, 0);
+	ck_assert_uint_ge(m0, r.h.cap * sizeof(struct heap_block));
+
+	/* Stacks cost their frames. */
+	rig_define(&r, 1, 100);
+	size_t m1 = heap_memory(&r.h);
+	ck_assert_uint_ge(m1, m0 + 100 * sizeof(uint64_t));
+	rig_define(&r, 2, 50);
+	size_t m2 = heap_memory(&r.h);
+	ck_assert_uint_ge(m2, m1 + 50 * sizeof(uint64_t));
+
+	/* Blocks cost at least their slot, and more blocks never cost less. */
+	size_t prev = m2;
+	for (size_t i = 0; i < 4096; i++) {
+		rig_alloc(&r, pool[i], 8, 1);
+		size_t now = heap_memory(&r.h);
+		ck_assert_uint_ge(now, prev);
+		ck_assert_uint_ge(now, (i + 1) * sizeof(struct heap_block));
+		prev = now;
+	}
+	ck_assert_uint_gt(prev, m2);
+	/* A big block's exact size costs something too. */
+	rig_alloc(&r, pool[0], 9 * BIG, 1);
+	ck_assert_uint_gt(heap_memory(&r.h), prev);
+	check_full(&r);
+	rig_close(&r);
+}
+END_TEST
+
+/* The stress pool: 1024 plain addresses, 128 groups of 16 that differ only in
+ * the low four bits, and 64 groups of 16 that differ only from bit 40 up. */
+#define STRESS_POOL 4096
+
+static void stress_pool(uint64_t *pool)
+{
+	size_t n = 0;
+
+	for (uint64_t i = 0; i < 1024; i++)
+		pool[n++] = UINT64_C(0x555555500000) + 48 * i;
+	for (uint64_t g = 0; g < 128; g++)
+		for (uint64_t k = 0; k < 16; k++)
+			pool[n++] = UINT64_C(0x7f0000000000) + 0x1230 * g + k;
+	for (uint64_t g = 0; g < 64; g++)
+		for (uint64_t k = 1; k <= 16; k++)
+			pool[n++] = UINT64_C(0x100000) + 0x2000 * g + (k << 40);
+	ck_assert_uint_eq(n, STRESS_POOL);
+}
+
+static uint64_t stress_size(struct rng *g)
+{
+	size_t r = rng_below(g, 1024);
+	if (r < 2)
+		return BIG + (rng_next(g) & ((UINT64_C(1) << 46) - 1));
+	if (r < 4)
+		return BIG - 1 - rng_below(g, 2);
+	if (r < 20)
+		return 0;
+	return 1 + rng_below(g, 8192);
+}
+
+/* One random step; returns the pool index it touched. */
+static size_t stress_step(struct rig *r, struct rng *g, unsigned alloc_pct)
+{
+	struct model *m = &r->m;
+	size_t roll = rng_below(g, 1000), i;
+
+	if (roll < 2) {
+		rig_reset_peak(r);
+		return rng_below(g, m->n);
+	}
+	if (roll < 6) {
+		/* A replayed or reordered event: refused, nothing changes. */
+		uint64_t seq = m->last_seq - (m->last_seq > 2 ? rng_below(g, 3) : 0);
+		i = rng_below(g, m->n);
+		if (roll & 1)
+			ck_assert_int_eq(rig_alloc_at(r, seq, m->addr[i], 8, 1), -EBADMSG);
+		else
+			ck_assert_int_eq(rig_free_at(r, seq, m->addr[i]), -EBADMSG);
+		return i;
+	}
+	uint64_t seq = m->last_seq + 1 + (rng_below(g, 16) == 0 ? rng_below(g, 1000) : 0);
+	if (rng_below(g, 100) < alloc_pct) {
+		i = rng_below(g, m->n);
+		rig_alloc_at(r, seq, m->addr[i], stress_size(g), (uint32_t)rng_below(g, 65));
+	} else {
+		/* Mostly live blocks, so deletions dominate; some unknown frees. */
+		if (m->nlive > 0 && rng_below(g, 8) != 0)
+			i = m->live[rng_below(g, m->nlive)];
+		else
+			i = rng_below(g, m->n);
+		rig_free_at(r, seq, m->addr[i]);
+	}
+	return i;
+}
+
+static void stress_check_step(const struct rig *r, struct rng *g, size_t i)
+{
+	check_counters(r);
+	check_block(r, i);
+	if (r->m.b[i].live)
+		check_stack(r, r->m.b[i].stack);
+	for (int k = 0; k < 4 && r->m.nlive > 0; k++)
+		check_block(r, r->m.live[rng_below(g, r->m.nlive)]);
+}
+
+START_TEST(test_stress)
+{
+	uint64_t *pool = malloc(STRESS_POOL * sizeof(*pool));
+	struct rng g = {0x5eed};
+	struct rig r;
+
+	ck_assert(pool != NULL);
+	stress_pool(pool);
+	rig_init(&r, pool, STRESS_POOL, 0, 0);
+	for (uint32_t id = 1; id <= 64; id++)
+		rig_define(&r, id, 1 + id % 8);
+
+	/* Phases that fill the pool and drain it again, so clusters form and
+	 * fall apart many times over. The first fills settle near two thirds
+	 * of the pool, which keeps the table just below its growth point and
+	 * its load high; the later ones fill it further, past a doubling. */
+	size_t max_live = 0, min_live_after_fill = SIZE_MAX, max_load = 0;
+	for (int op = 0; op < 1000000; op++) {
+		unsigned fill = op < 600000 ? 75 : 90;
+		unsigned pct = (op / 50000) % 2 == 0 ? fill : 25;
+		size_t i = stress_step(&r, &g, pct);
+		stress_check_step(&r, &g, i);
+		if (r.m.nlive > max_live)
+			max_live = r.m.nlive;
+		if (op > 50000 && r.m.nlive < min_live_after_fill)
+			min_live_after_fill = r.m.nlive;
+		if (r.h.count * 100 / r.h.cap > max_load)
+			max_load = r.h.count * 100 / r.h.cap;
+		if (op % 4096 == 4095)
+			check_full(&r);
+	}
+	/* The run did what it was meant to: a table more than 60% full, a
+	 * nearly full pool, and a nearly empty one. */
+	ck_assert_uint_ge(max_load, 60);
+	ck_assert_uint_ge(max_live, STRESS_POOL * 3 / 4);
+	ck_assert_uint_le(min_live_after_fill, STRESS_POOL / 8);
+	ck_assert_uint_gt(r.m.replaced, 10000);
+	ck_assert_uint_gt(r.m.unknown_frees, 10000);
+	check_full(&r);
+
+	/* Drain in random order, then nothing may be left anywhere. */
+	while (r.m.nlive > 0) {
+		size_t i = r.m.live[rng_below(&g, r.m.nlive)];
+		ck_assert_int_eq(rig_free(&r, r.m.addr[i]), 0);
+		stress_check_step(&r, &g, i);
+	}
+	check_full(&r);
+	ck_assert_uint_eq(r.h.count, 0);
+	ck_assert_uint_eq(r.h.current, 0);
+	ck_assert_uint_eq(r.h.nbig, 0);
+	for (size_t i = 0; i < r.h.cap; i++)
+		ck_assert_uint_eq(r.h.slots[i].addr, 0);
+	rig_close(&r);
+	free(pool);
+}
+END_TEST
+
+START_TEST(test_stress_small)
+{
+	/* A smaller pool, with everything compared after every step. */
+	uint64_t pool[192];
+	struct rng g = {0xfeed};
+	struct rig r;
+	size_t n = 0;
+
+	for (uint64_t i = 0; i < 64; i++)
+		pool[n++] = UINT64_C(0x555555600000) + 16 * i;
+	for (uint64_t grp = 0; grp < 4; grp++)
+		for (uint64_t k = 0; k < 16; k++)
+			pool[n++] = UINT64_C(0x7f0000100000) + 0x40 * grp + k;
+	for (uint64_t grp = 0; grp < 4; grp++)
+		for (uint64_t k = 1; k <= 16; k++)
+			pool[n++] = UINT64_C(0x300000) + 0x1000 * grp + (k << 40);
+	rig_init(&r, pool, n, 0, 0);
+	for (uint32_t id = 1; id <= 64; id++)
+		rig_define(&r, id, 1);
+	for (int op = 0; op < 20000; op++) {
+		stress_step(&r, &g, (op / 2000) % 2 == 0 ? 65 : 30);
+		check_full(&r);
+	}
+	rig_close(&r);
+}
+END_TEST
+
+START_TEST(test_stress_limits)
+{
+	/* The stress mix again, under both limits at once. */
+	uint64_t *pool = malloc(STRESS_POOL * sizeof(*pool));
+	struct rng g = {0x11111};
+	struct rig r;
+
+	ck_assert(pool != NULL);
+	stress_pool(pool);
+	rig_init(&r, pool, STRESS_POOL, 1000, 40);
+	for (uint32_t id = 1; id <= 64; id++)
+		rig_define(&r, id, 2);
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_STACKS);
+	for (int op = 0; op < 100000; op++) {
+		size_t i = stress_step(&r, &g, (op / 8192) % 2 == 0 ? 70 : 30);
+		stress_check_step(&r, &g, i);
+		ck_assert_uint_le(r.h.count, 1000);
+		if (op % 4096 == 4095)
+			check_full(&r);
+	}
+	ck_assert_int_eq(r.h.limit_reached, HEAP_LIMIT_STACKS | HEAP_LIMIT_BLOCKS);
+	check_full(&r);
+	rig_close(&r);
+	free(pool);
+}
+END_TEST
+
+Suite *heap_suite(void)
+{
+	Suite *s = suite_create("heap");
+	TCase *tc;
+
+	tc = tcase_create("model");
+	tcase_add_test(tc, test_init_empty);
+	tcase_add_test(tc, test_define_stack);
+	tcase_add_test(tc, test_bookkeeping);
+	tcase_add_test(tc, test_peak);
+	tcase_add_test(tc, test_seq_order);
+	tcase_add_test(tc, test_undefined_stack);
+	tcase_add_test(tc, test_max_stacks);
+	tcase_add_test(tc, test_max_blocks);
+	tcase_add_test(tc, test_unknown_frees);
+	tcase_add_test(tc, test_replaced);
+	tcase_add_test(tc, test_big_sizes);
+	tcase_add_test(tc, test_memory);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("table");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_wrap_all_orders);
+	tcase_add_test(tc, test_clusters_random);
+	tcase_add_test(tc, test_growth);
+	tcase_add_test(tc, test_stress);
+	tcase_add_test(tc, test_stress_small);
+	tcase_add_test(tc, test_stress_limits);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
