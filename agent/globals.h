@@ -26,6 +26,7 @@ enum agent_state {
 };
 
 #define AGENT_MAX_FRAMES 256
+#define AGENT_LAST_FRAMES 64 /* stacks up to this depth are remembered per thread */
 
 struct agent_config {
 	uint32_t nframes;      /* MEMTRACE_NFRAMES, default 32 */
@@ -49,6 +50,9 @@ struct agent_tls {
 	uint64_t rng;           /* xorshift state for sampling */
 	uintptr_t stack_lo;     /* this thread's stack, for the frame-pointer walk */
 	uintptr_t stack_hi;
+	uint32_t last_n;        /* the previous stack this thread interned */
+	uint32_t last_id;
+	uint64_t last_frames[AGENT_LAST_FRAMES];
 };
 
 extern _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));

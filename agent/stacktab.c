@@ -39,14 +39,17 @@ int stacktab_init(void)
 	return 0;
 }
 
+/* Each frame is mixed independently (no multiply chain from one frame to the
+ * next), so the multiplies overlap in the pipeline; the position is folded in
+ * so that permutations differ. Collisions only cost a compare. */
 static uint64_t hash_frames(const uint64_t *f, uint32_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-	for (uint32_t i = 0; i < n; i++) {
-		h ^= f[i];
-		h *= 0xff51afd7ed558ccdull;
-		h ^= h >> 32;
-	}
+	for (uint32_t i = 0; i < n; i++)
+		h ^= (f[i] + (uint64_t)i * 0x9e3779b97f4a7c15ull) * 0xff51afd7ed558ccdull;
+	h ^= h >> 29;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 32;
 	return h | 1;
 }
 

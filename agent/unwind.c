@@ -5,9 +5,10 @@
 #include <libunwind.h>
 #include <pthread.h>
 
-/* Frames of the agent that can sit above the caller: the hook, record_*,
- * unwind_capture, unw_backtrace's own frame. */
-#define SKIP_EXTRA 8
+/* Frames of the agent that can sit above the caller: unwind_capture,
+ * agent_stack, traced_alloc and the hook (fewer when inlined). Asking
+ * libunwind for more would walk frames nobody keeps. */
+#define SKIP_EXTRA 4
 
 void unwind_init(void)
 {
