@@ -122,8 +122,7 @@ void client_opt_end(struct client *c, int argc, char *const *argv)
 		client_opt_error(c, "unexpected argument '%s'", argv[optind]);
 }
 
-/* Decimal digits only: no sign, no blanks, nothing after. */
-static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
+int client_parse_ulong(const char *s, unsigned long max, unsigned long *out)
 {
 	char *end;
 	unsigned long v;
@@ -149,7 +148,7 @@ int client_opt_pid(struct client *c, const char *arg, int *out)
 		client_opt_error(c, "--pid is required");
 		return -EINVAL;
 	}
-	rc = parse_ulong(arg, INT_MAX, &v);
+	rc = client_parse_ulong(arg, INT_MAX, &v);
 	if (rc == -ERANGE) {
 		client_opt_error(c, "--pid %s is out of range", arg);
 		return -EINVAL;
@@ -167,7 +166,7 @@ int client_opt_count(struct client *c, const char *name, const char *arg, int *o
 	unsigned long v;
 	int rc;
 
-	rc = parse_ulong(arg, INT_MAX, &v);
+	rc = client_parse_ulong(arg, INT_MAX, &v);
 	if (rc == -ERANGE) {
 		client_opt_error(c, "%s %s is out of range", name, arg);
 		return -EINVAL;
@@ -192,8 +191,9 @@ void client_help_options(void)
 	      stdout);
 }
 
-/* Prints a synopsis folded at 79 columns, only at blanks outside brackets so
- * that "[--key KEY]" stays whole; continuation lines are indented. */
+/* Prints a synopsis folded at 79 columns, only at blanks outside brackets and
+ * parentheses so that "[--key KEY]" and "(--pid P | --snapshot ID)" stay
+ * whole; continuation lines are indented. */
 static void help_synopsis(const char *prefix, const char *args)
 {
 	size_t col = strlen(prefix);
@@ -205,8 +205,8 @@ static void help_synopsis(const char *prefix, const char *args)
 		int depth = 0;
 
 		while (*end != '\0' && (*end != ' ' || depth > 0)) {
-			depth += *end == '[';
-			depth -= *end == ']' && depth > 0;
+			depth += *end == '[' || *end == '(';
+			depth -= (*end == ']' || *end == ')') && depth > 0;
 			end++;
 		}
 		size_t len = (size_t)(end - p);
@@ -282,7 +282,7 @@ static void print_error(struct client *c, const char *code, const char *msg)
 {
 	cJSON *o, *e;
 
-	if (c->table) {
+	if (c->table || c->errors_to_stderr) {
 		print_error_line(msg);
 		return;
 	}
@@ -422,12 +422,13 @@ static int report_recv_error(struct client *c, int err)
 }
 
 /* An error response: printed as the daemon sent it, or its message alone. */
-static int report_daemon_error(struct client *c, const cJSON *resp, const cJSON *err)
+int client_report_error(struct client *c, const cJSON *resp)
 {
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(resp, "error");
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
 	const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
 
-	if (!c->table) {
+	if (!c->table && !c->errors_to_stderr) {
 		client_print_json(resp);
 		return CLIENT_EXIT_ERROR;
 	}
@@ -442,11 +443,20 @@ static int report_daemon_error(struct client *c, const cJSON *resp, const cJSON 
 	return CLIENT_EXIT_ERROR;
 }
 
-int client_call(struct client *c, const cJSON *req, cJSON **resp)
+const char *client_error_code(const cJSON *resp)
+{
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(resp, "error");
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+
+	if (err == NULL)
+		return NULL;
+	return cJSON_IsString(code) ? code->valuestring : "";
+}
+
+int client_call_raw(struct client *c, const cJSON *req, cJSON **resp)
 {
 	char *line = NULL, *text = NULL;
 	cJSON *r = NULL;
-	const cJSON *err;
 	int rc;
 
 	*resp = NULL;
@@ -488,11 +498,6 @@ int client_call(struct client *c, const cJSON *req, cJSON **resp)
 		                  c->socket_path);
 		goto out;
 	}
-	err = cJSON_GetObjectItemCaseSensitive(r, "error");
-	if (err != NULL) {
-		rc = report_daemon_error(c, r, err);
-		goto out;
-	}
 	*resp = r;
 	r = NULL;
 	rc = 0;
@@ -503,6 +508,32 @@ out:
 	return rc;
 }
 
+int client_call(struct client *c, const cJSON *req, cJSON **resp)
+{
+	cJSON *r = NULL;
+	int rc;
+
+	*resp = NULL;
+	rc = client_call_raw(c, req, &r);
+	if (rc != 0)
+		return rc;
+	if (client_error_code(r) != NULL) {
+		rc = client_report_error(c, r);
+		cJSON_Delete(r);
+		return rc;
+	}
+	*resp = r;
+	return 0;
+}
+
+void client_output(struct client *c, const cJSON *resp, client_render_fn render)
+{
+	if (c->table)
+		render(resp);
+	else
+		client_print_json(resp);
+}
+
 int client_request(struct client *c, cJSON *req, client_render_fn render)
 {
 	cJSON *resp = NULL;
@@ -511,10 +542,7 @@ int client_request(struct client *c, cJSON *req, client_render_fn render)
 	rc = client_call(c, req, &resp);
 	if (rc != 0)
 		goto out;
-	if (c->table)
-		render(resp);
-	else
-		client_print_json(resp);
+	client_output(c, resp, render);
 	rc = CLIENT_EXIT_OK;
 out:
 	cJSON_Delete(resp);

@@ -21,8 +21,16 @@
  * {"error": {"code", "message"}} on stdout, or with --table as
  * "memtracectl: message" on stderr. Codes of the client's own: bad_request and
  * unknown_command (usage), daemon_unreachable (no connection, or it was lost
- * before the response), bad_response (not one JSON object, or too big),
- * agent_not_found and run_failed (`run`).
+ * before the response), bad_response (not one JSON object, or too big, or a
+ * snapshot document that does not parse), agent_not_found and run_failed
+ * (`run`), file_error (a snapshot file cannot be opened, read or written)
+ * and bad_snapshot (a snapshot file that is not one).
+ *
+ * Snapshots are the one place where the client computes: a snapshot file
+ * (`snapshot -o FILE`) is read here, never by the daemon, and `top`,
+ * `traceback`, `stats` and `compare` answer from it with the daemon's own
+ * query.c and snapshot.c, so the JSON is the same whichever side computed it.
+ * `compare` always computes here, from the two snapshot documents.
  */
 #ifndef MEMTRACE_CLIENT_H
 #define MEMTRACE_CLIENT_H
@@ -44,6 +52,7 @@ struct client {
 	const char *runtime_dir_opt; /* --runtime-dir, as given (points into argv) */
 	bool table;                  /* --table */
 	bool help;                   /* --help was met while parsing */
+	bool errors_to_stderr;       /* errors as "memtracectl: message" on stderr (run) */
 	char *usage_error;           /* first command-line error, reported after parsing */
 	char *socket_path;           /* control.sock, resolved at the first request */
 	int fd;                      /* the connection, -1 until the first request */
@@ -65,6 +74,13 @@ extern const struct cmd_entry cmd_reset_peak_entry;
 extern const struct cmd_entry cmd_top_entry;
 extern const struct cmd_entry cmd_traceback_entry;
 extern const struct cmd_entry cmd_run_entry;
+extern const struct cmd_entry cmd_snapshot_entry;
+extern const struct cmd_entry cmd_snapshots_entry;
+extern const struct cmd_entry cmd_compare_entry;
+
+struct snapshot;
+struct query_opts;
+struct query_filter;
 
 /* ---- client.c: the context ---- */
 
@@ -85,6 +101,7 @@ enum {
 	CLIENT_OPT_TABLE = 0x100,
 	CLIENT_OPT_SOCKET,
 	CLIENT_OPT_RUNTIME_DIR,
+	CLIENT_OPT_STAT = 0x180, /* statargs.c's options */
 	CLIENT_OPT_CMD = 0x200,
 };
 
@@ -113,6 +130,9 @@ void client_opt_error(struct client *c, const char *fmt, ...) __attribute__((for
 int client_opt_pid(struct client *c, const char *arg, int *out);
 /* A count such as --limit: a non-negative integer. 0 or -EINVAL, noted. */
 int client_opt_count(struct client *c, const char *name, const char *arg, int *out);
+/* Decimal digits only (no sign, no blanks, nothing after) up to max: 0,
+ * -EINVAL when s is not that, -ERANGE over max. Nothing is noted. */
+int client_parse_ulong(const char *s, unsigned long max, unsigned long *out);
 
 /* Prints the help of command `e` on stdout; returns CLIENT_EXIT_OK. */
 int client_help(const struct cmd_entry *e);
@@ -143,12 +163,123 @@ void client_put_text(FILE *f, const char *s, size_t n);
  * as received - and returns the exit status with *resp NULL.
  */
 int client_call(struct client *c, const cJSON *req, cJSON **resp);
+/* The same, except that an error response of the daemon is not reported but
+ * returned like any other in *resp (with 0): for a caller that expects some
+ * errors, such as `run` waiting for its program's session. */
+int client_call_raw(struct client *c, const cJSON *req, cJSON **resp);
+/* The "code" of an error response; NULL when resp is not one. */
+const char *client_error_code(const cJSON *resp);
+/* Reports an error response as client_call does; returns CLIENT_EXIT_ERROR. */
+int client_report_error(struct client *c, const cJSON *resp);
 
 typedef void (*client_render_fn)(const cJSON *resp);
+
+/* Prints a response as JSON or, with --table, through `render`. */
+void client_output(struct client *c, const cJSON *resp, client_render_fn render);
 
 /* The whole of most commands: one request (deleted here), its response printed
  * as JSON or, with --table, through `render`. Returns the exit status. */
 int client_request(struct client *c, cJSON *req, client_render_fn render);
+
+/* ---- statargs.c: the options of statistics, shared by top and compare ----
+ *
+ * --key, --cumulative, --include, --exclude, --all-frames and --limit, checked
+ * here once, then either sent to the daemon (statargs_request: only what was
+ * given, the daemon owns the defaults) or turned into query_opts for query.c
+ * (statargs_opts: the daemon's defaults, key lineno and limit 10).
+ */
+/* clang-format off */
+#define STATARGS_OPTIONS                                                   \
+	{"key", required_argument, NULL, CLIENT_OPT_STAT},                 \
+	{"limit", required_argument, NULL, CLIENT_OPT_STAT + 1},           \
+	{"cumulative", no_argument, NULL, CLIENT_OPT_STAT + 2},            \
+	{"include", required_argument, NULL, CLIENT_OPT_STAT + 3},         \
+	{"exclude", required_argument, NULL, CLIENT_OPT_STAT + 4},         \
+	{"all-frames", no_argument, NULL, CLIENT_OPT_STAT + 5}
+/* clang-format on */
+
+/* The synopsis and the --help lines of STATARGS_OPTIONS. */
+#define STATARGS_SYNOPSIS                                                                          \
+	"[--key KEY] [--limit N] [--cumulative] [--include PAT]... [--exclude PAT]... "            \
+	"[--all-frames]"
+#define STATARGS_HELP                                                                              \
+	"  --key KEY           lineno: file and line of the caller of malloc (default);\n"         \
+	"                      filename: its file; function: its function;\n"                      \
+	"                      traceback: the whole stack\n"                                       \
+	"  --limit N           print the first N groups (default 10, 0 = all)\n"                   \
+	"  --cumulative        count a block in every frame of its traceback, not\n"               \
+	"                      only the most recent one (not with --key traceback)\n"              \
+	"  --include PAT       keep only blocks whose file matches the fnmatch(3)\n"               \
+	"                      pattern PAT; may be repeated\n"                                     \
+	"  --exclude PAT       drop the blocks whose file matches PAT; may be repeated\n"          \
+	"  --all-frames        --include and --exclude match any frame of the\n"                   \
+	"                      traceback, not only the most recent one\n"
+
+struct statargs_filter {
+	const char *pattern; /* points into argv */
+	bool inclusive;
+};
+
+struct statargs {
+	const char *key; /* NULL when not given */
+	const char *limit_arg;
+	int limit;
+	bool cumulative, all_frames;
+	struct statargs_filter *filters; /* in command-line order */
+	size_t nfilters;
+	struct query_filter *qfilters; /* statargs_opts' */
+};
+
+/* argc bounds the number of filters. statargs_close frees what it owns. */
+void statargs_init(struct statargs *a, int argc);
+void statargs_close(struct statargs *a);
+/* Takes getopt's result `ch` if it is one of STATARGS_OPTIONS (true). */
+bool statargs_option(struct client *c, struct statargs *a, int ch, const char *arg);
+/* After parsing: notes what is wrong with the options taken together. */
+void statargs_check(struct client *c, struct statargs *a);
+/* Adds "key", "cumulative", "limit" and "filters" to a top request, as given. */
+void statargs_request(const struct statargs *a, cJSON *req);
+/* Fills o for query.c; o points into a until statargs_close. */
+void statargs_opts(struct statargs *a, struct query_opts *o);
+
+/* ---- snapref.c: naming a snapshot, and loading it ----
+ *
+ * A snapshot is named by its id in the daemon's store (decimal digits only),
+ * by `live:PID` (a capture of a live process, not stored; compare only) or by
+ * the path of a snapshot file (anything else: write ./123 for a file named
+ * 123). Files are read here; ids and live captures come from the daemon as
+ * the document of daemon/snapshot.h ("snapshot-get").
+ */
+enum snapref_kind {
+	SNAPREF_ID,
+	SNAPREF_LIVE,
+	SNAPREF_FILE,
+};
+
+struct snapref {
+	enum snapref_kind kind;
+	const char *arg; /* as given; the path for SNAPREF_FILE (points into argv) */
+	int64_t id;      /* SNAPREF_ID */
+	int pid;         /* SNAPREF_LIVE */
+};
+
+/* Parses `arg` of option or operand `what`; live:PID only when allow_live.
+ * 0, or -EINVAL after noting the usage error. */
+int snapref_parse(struct client *c, const char *what, const char *arg, bool allow_live,
+                  struct snapref *out);
+/* For a command that takes --pid P or --snapshot ID|FILE (given as NULL or
+ * the argument): notes a usage error unless exactly one was given, and
+ * parses it into *pid or *ref. */
+void snapref_choose(struct client *c, const char *pid_arg, const char *snap_arg, int *pid,
+                    struct snapref *ref);
+/* Loads the snapshot. Returns 0 with a new snapshot in *out (snapshot_free
+ * it), or reports the failure and returns the exit status. */
+int snapref_load(struct client *c, const struct snapref *r, struct snapshot **out);
+/* The "snapshot" member a local answer carries, as the daemon's for a stored
+ * snapshot: {"id", "taken_at", "reason"}, plus "file" for a file. */
+cJSON *snapref_member_json(const struct snapref *r, const struct snapshot *s);
+/* snapshot_summary_json plus "file" for a file. */
+cJSON *snapref_summary_json(const struct snapref *r, const struct snapshot *s);
 
 /* ---- table.c: --table renderers, one per response shape ----
  * They never fail: a field the daemon left out prints as "?", and text from
@@ -160,5 +291,8 @@ void table_stats(const cJSON *resp);
 void table_reset_peak(const cJSON *resp);
 void table_top(const cJSON *resp);
 void table_traceback(const cJSON *resp);
+void table_snapshot(const cJSON *resp);
+void table_snapshots(const cJSON *resp);
+void table_compare(const cJSON *resp);
 
 #endif

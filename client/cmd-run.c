@@ -6,16 +6,27 @@
  * (exec keeps the pid). memtracectl stays as the parent only to wait: it
  * ignores SIGINT and SIGQUIT meanwhile, as system(3) does, so Ctrl-C reaches
  * the program alone and memtracectl lives to report how it ended.
+ *
+ * With --top N it then asks memtraced what the program still held when it
+ * ended - its leaks, as heaptrack prints after a run. The daemon learns of
+ * the end only when the agent's socket closes and it has taken in every event
+ * sent before, which can be a little after waitpid returns here, so the
+ * client waits for the session to say "exited" first. That report is an
+ * extra: whatever goes wrong with it is said on stderr (stdout carries the
+ * report, after the program's own output), and memtracectl still exits with
+ * the program's status.
  */
 #include "client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "xalloc.h"
@@ -31,27 +42,43 @@
 /* Exit status when PROG could not be started, as a shell's "not found". */
 #define RUN_EXIT_EXEC 127
 
+/* How long --top waits for the daemon to see PROG's end, and how often it
+ * asks. A session the daemon has never heard of after RUN_UNKNOWN_WAIT_MS was
+ * never traced (a static binary, an agent that could not connect): the
+ * agent's first message goes out before main, so it cannot be that late. */
+#define RUN_EXIT_WAIT_MS    10000
+#define RUN_UNKNOWN_WAIT_MS 2000
+#define RUN_POLL_MS         50
+
 static int cmd_run_exec(struct client *c, int argc, char **argv);
 
 enum {
 	OPT_AGENT = CLIENT_OPT_CMD,
+	OPT_TOP,
 };
 
 const struct cmd_entry cmd_run_entry = {
     .name = "run",
-    .args = "[--agent PATH] -- PROG [ARGS...]",
+    .args = "[--agent PATH] [--top N] -- PROG [ARGS...]",
     .summary = "start a program with the agent preloaded",
     .help = "Start PROG with the memtrace agent preloaded (put first in LD_PRELOAD),\n"
             "so memtraced traces it from its first allocation. memtracectl waits for\n"
             "PROG and exits with its exit status: 128+N when signal N killed it, 127\n"
             "when it could not be started. Ctrl-C and Ctrl-\\ go to PROG.\n\n"
+            "With --top N, once PROG has ended, print the N sites that allocated most\n"
+            "of what it still held at exit - its leaks - as 'top --pid' prints them\n"
+            "(JSON, or --table). memtracectl waits up to 10 s for memtraced to see\n"
+            "the end; a report that cannot be had is explained on stderr, and the\n"
+            "exit status is still PROG's.\n\n"
             "With --runtime-dir, or --socket, PROG's agent is pointed at the same\n"
             "daemon through MEMTRACE_RUNTIME_DIR (for --socket: the socket's directory).\n\n"
             "Options:\n"
             "  --agent PATH        the agent library; default: $MEMTRACE_AGENT, else\n"
             "                      ../agent/.libs/" AGENT_NAME " from this program's\n"
             "                      directory when it runs from a build tree, else\n"
-            "                      " PKGLIBDIR "/" AGENT_NAME "\n",
+            "                      " PKGLIBDIR "/" AGENT_NAME "\n"
+            "  --top N             after PROG ends, print its N largest leak sites\n"
+            "                      (0 = all)\n",
     .exec = cmd_run_exec,
 };
 
@@ -177,20 +204,90 @@ out:
 	return rc;
 }
 
+static uint64_t run_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void run_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	/* An interrupted sleep only makes the next question come sooner. */
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Waits until memtraced has seen the session of `pid` end. Returns 0 when it
+ * has (or when it still says "live" after RUN_EXIT_WAIT_MS: the report then
+ * shows what the daemon has so far, and says so), or CLIENT_EXIT_ERROR after
+ * reporting why there is nothing to report.
+ */
+static int run_wait_exited(struct client *c, pid_t pid)
+{
+	uint64_t start = run_now_ms();
+	cJSON *req = cJSON_CreateObject(), *resp = NULL;
+	int rc;
+
+	cJSON_AddStringToObject(req, "cmd", "stats");
+	cJSON_AddNumberToObject(req, "pid", (double)pid);
+	for (;;) {
+		uint64_t waited;
+		const char *code, *state;
+
+		cJSON_Delete(resp);
+		resp = NULL;
+		rc = client_call_raw(c, req, &resp);
+		if (rc != 0)
+			goto out;
+		waited = run_now_ms() - start;
+		code = client_error_code(resp);
+		if (code == NULL) {
+			const cJSON *st = cJSON_GetObjectItemCaseSensitive(resp, "state");
+			state = cJSON_IsString(st) ? st->valuestring : "";
+			if (strcmp(state, "exited") == 0 || strcmp(state, "snapshot") == 0)
+				break;
+			if (waited >= RUN_EXIT_WAIT_MS) {
+				fprintf(
+				    stderr,
+				    "memtracectl: memtraced has not seen pid %d end after %d s; "
+				    "what it still held may be incomplete\n",
+				    (int)pid, RUN_EXIT_WAIT_MS / 1000);
+				break;
+			}
+		} else if (strcmp(code, "no_such_process") != 0 || waited >= RUN_UNKNOWN_WAIT_MS) {
+			rc = client_report_error(c, resp);
+			goto out;
+		}
+		run_sleep_ms(RUN_POLL_MS);
+	}
+	rc = 0;
+out:
+	cJSON_Delete(resp);
+	cJSON_Delete(req);
+	return rc;
+}
+
 /*
  * Runs once the traced program has ended, with its pid (the pid of its
- * session in the daemon) and its wait status. This is where `run --top N`
- * will ask memtraced for what the program never freed - its leaks - and print
- * them before memtracectl exits with the program's status. The session
- * outlives the process in the daemon as "exited", so it can still be asked.
- * Returns 0, or an exit status after reporting an error.
+ * session in the daemon): prints the `limit` largest sites of what it never
+ * freed, as `top --pid` does. Its failures are only reported, on stderr.
  */
-static int run_after_exit(struct client *c, pid_t pid, int status)
+static void run_report_leaks(struct client *c, pid_t pid, int limit)
 {
-	(void)c;
-	(void)pid;
-	(void)status;
-	return 0;
+	cJSON *req;
+
+	c->errors_to_stderr = true;
+	if (run_wait_exited(c, pid) != 0)
+		return;
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "top");
+	cJSON_AddNumberToObject(req, "pid", (double)pid);
+	cJSON_AddNumberToObject(req, "limit", limit);
+	client_request(c, req, table_top);
 }
 
 /* The shell's convention for how a child ended. */
@@ -203,12 +300,36 @@ static int run_exit_status(int status)
 	return CLIENT_EXIT_ERROR;
 }
 
-/* Starts argv[0] and waits; returns 0 with its pid and wait status, or an exit status. */
-static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status)
+/*
+ * Whether the child's exec succeeded: the child writes its errno to a
+ * close-on-exec pipe when exec fails, so the parent reads either that or,
+ * once exec has closed the pipe, nothing. An exit status of 127 cannot tell
+ * a program that failed to start from one that exited 127.
+ */
+static bool run_exec_failed(int fd)
+{
+	int err;
+	ssize_t n;
+
+	do
+		n = read(fd, &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)sizeof(err);
+}
+
+/* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
+ * exit status. *started says whether exec succeeded. */
+static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status, bool *started)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+	int pipefd[2] = {-1, -1};
 	pid_t pid;
 	int rc;
+
+	*started = false;
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "run_failed", "cannot create a pipe: %s",
+		                    strerror(errno));
 
 	sigemptyset(&ign.sa_mask);
 	/* Ignored before fork, so that no Ctrl-C can fall between fork and
@@ -227,12 +348,22 @@ static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status)
 		goto out;
 	}
 	if (pid == 0) {
+		int err;
+
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGQUIT, &old_quit, NULL);
+		close(pipefd[0]);
 		execvp(argv[0], argv);
-		fprintf(stderr, "memtracectl: cannot run %s: %s\n", argv[0], strerror(errno));
+		err = errno;
+		fprintf(stderr, "memtracectl: cannot run %s: %s\n", argv[0], strerror(err));
+		/* If the parent cannot hear it, it only reports less. */
+		ssize_t n = write(pipefd[1], &err, sizeof(err));
+		(void)n;
 		_exit(RUN_EXIT_EXEC);
 	}
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	*started = !run_exec_failed(pipefd[0]);
 	while (waitpid(pid, status, 0) < 0) {
 		if (errno != EINTR) {
 			rc = client_error(c, CLIENT_EXIT_ERROR, "run_failed",
@@ -246,6 +377,9 @@ static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status)
 out:
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGQUIT, &old_quit, NULL);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	close(pipefd[0]);
 	return rc;
 }
 
@@ -253,12 +387,14 @@ static int cmd_run_exec(struct client *c, int argc, char **argv)
 {
 	static const struct option options[] = {
 	    {"agent", required_argument, NULL, OPT_AGENT},
+	    {"top", required_argument, NULL, OPT_TOP},
 	    CLIENT_COMMON_OPTIONS,
 	};
-	const char *agent_opt = NULL;
+	const char *agent_opt = NULL, *top_arg = NULL;
 	char *agent = NULL;
+	bool started;
 	pid_t pid;
-	int ch, rc, status;
+	int ch, rc, status, top = 0;
 
 	/* CLIENT_OPTSTRING's '+' stops at PROG (or after "--"): PROG's own
 	 * options are PROG's. */
@@ -268,6 +404,9 @@ static int cmd_run_exec(struct client *c, int argc, char **argv)
 			agent_opt = optarg;
 			if (agent_opt[0] == '\0')
 				client_opt_error(c, "--agent needs a path");
+		} else if (ch == OPT_TOP) {
+			top_arg = optarg;
+			client_opt_count(c, "--top", top_arg, &top);
 		} else {
 			client_opt_common(c, ch, argv);
 		}
@@ -285,12 +424,11 @@ static int cmd_run_exec(struct client *c, int argc, char **argv)
 	rc = run_environment(c, agent);
 	if (rc != 0)
 		goto out;
-	rc = run_child(c, argv + optind, &pid, &status);
+	rc = run_child(c, argv + optind, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
-	rc = run_after_exit(c, pid, status);
-	if (rc != 0)
-		goto out;
+	if (top_arg != NULL && started)
+		run_report_leaks(c, pid, top);
 	rc = run_exit_status(status);
 out:
 	free(agent);

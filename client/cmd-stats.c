@@ -1,31 +1,66 @@
-/* cmd-stats.c - `memtracectl stats --pid P`: the counters of one process. */
+/*
+ * cmd-stats.c - `memtracectl stats (--pid P | --snapshot ID|FILE)`: the
+ * counters of one process, live or as a snapshot kept them.
+ */
 #include "client.h"
+
+#include "daemon/snapshot.h"
 
 static int cmd_stats_exec(struct client *c, int argc, char **argv);
 
 enum {
 	OPT_PID = CLIENT_OPT_CMD,
+	OPT_SNAPSHOT,
 };
 
 const struct cmd_entry cmd_stats_entry = {
     .name = "stats",
-    .args = "--pid P",
+    .args = "(--pid P | --snapshot ID|FILE)",
     .summary = "current and peak bytes, blocks and counters of a process",
     .help = "Print the counters of one traced process: current and peak traced bytes,\n"
             "live blocks, allocations, frees, events lost, distinct stacks, how it is\n"
-            "sampled, and whether one of the daemon's limits was reached.\n\n"
+            "sampled, and whether one of the daemon's limits was reached. From a\n"
+            "snapshot, \"state\" is \"snapshot\" and \"snapshot\" says which one.\n\n"
             "Options:\n"
-            "  --pid P             the traced process (required)\n",
+            "  --pid P             the traced process\n"
+            "  --snapshot ID|FILE  a stored snapshot (an id: digits only) or a snapshot\n"
+            "                      file written by 'snapshot -o' instead of --pid\n",
     .exec = cmd_stats_exec,
 };
+
+/* The answer from a snapshot file, with "file" in its "snapshot" member. */
+static int stats_local(struct client *c, const struct snapref *ref)
+{
+	struct snapshot *s = NULL;
+	cJSON *resp = NULL, *member;
+	int rc;
+
+	rc = snapref_load(c, ref, &s);
+	if (rc != 0)
+		goto out;
+	resp = snapshot_stats_json(s);
+	member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
+	if (cJSON_IsObject(member))
+		cJSON_AddStringToObject(member, "file", ref->arg);
+	else
+		cJSON_AddItemToObject(resp, "snapshot", snapref_member_json(ref, s));
+	client_output(c, resp, table_stats);
+	rc = CLIENT_EXIT_OK;
+out:
+	cJSON_Delete(resp);
+	snapshot_free(s);
+	return rc;
+}
 
 static int cmd_stats_exec(struct client *c, int argc, char **argv)
 {
 	static const struct option options[] = {
 	    {"pid", required_argument, NULL, OPT_PID},
+	    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
 	    CLIENT_COMMON_OPTIONS,
 	};
-	const char *pid_arg = NULL;
+	const char *pid_arg = NULL, *snap_arg = NULL;
+	struct snapref ref = {0};
 	cJSON *req;
 	int ch, pid = 0;
 
@@ -33,18 +68,25 @@ static int cmd_stats_exec(struct client *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
 		if (ch == OPT_PID)
 			pid_arg = optarg;
+		else if (ch == OPT_SNAPSHOT)
+			snap_arg = optarg;
 		else
 			client_opt_common(c, ch, argv);
 	}
 	client_opt_end(c, argc, argv);
-	client_opt_pid(c, pid_arg, &pid);
+	snapref_choose(c, pid_arg, snap_arg, &pid, &ref);
 	if (c->help)
 		return client_help(&cmd_stats_entry);
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
+	if (snap_arg != NULL && ref.kind == SNAPREF_FILE)
+		return stats_local(c, &ref);
 
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "stats");
-	cJSON_AddNumberToObject(req, "pid", pid);
+	if (snap_arg != NULL)
+		cJSON_AddNumberToObject(req, "snapshot", (double)ref.id);
+	else
+		cJSON_AddNumberToObject(req, "pid", pid);
 	return client_request(c, req, table_stats);
 }

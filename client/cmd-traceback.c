@@ -1,35 +1,74 @@
-/* cmd-traceback.c - `memtracectl traceback --pid P`: the largest live blocks. */
+/*
+ * cmd-traceback.c - `memtracectl traceback (--pid P | --snapshot ID|FILE)`:
+ * the largest live blocks, from the daemon or from a snapshot file.
+ */
 #include "client.h"
+
+#include "daemon/snapshot.h"
 
 static int cmd_traceback_exec(struct client *c, int argc, char **argv);
 
 enum {
 	OPT_PID = CLIENT_OPT_CMD,
 	OPT_LIMIT,
+	OPT_SNAPSHOT,
 };
+
+/* The daemon's default for "limit" (daemon/CONTROL.md). */
+#define TRACEBACK_DEFAULT_LIMIT 10
 
 const struct cmd_entry cmd_traceback_entry = {
     .name = "traceback",
-    .args = "--pid P [--limit N]",
+    .args = "(--pid P | --snapshot ID|FILE) [--limit N]",
     .summary = "the largest live blocks of a process and where they came from",
     .help = "Print the largest live blocks of a traced process, largest first, each\n"
-            "with the full traceback of its allocation, most recent call first.\n\n"
+            "with the full traceback of its allocation, most recent call first.\n"
+            "A snapshot holds only its largest blocks, so --limit cannot show more\n"
+            "of them than it kept.\n\n"
             "Options:\n"
-            "  --pid P             the traced process (required)\n"
-            "  --limit N           how many blocks (the daemon's default is 10)\n",
+            "  --pid P             the traced process\n"
+            "  --snapshot ID|FILE  a stored snapshot (an id: digits only) or a snapshot\n"
+            "                      file written by 'snapshot -o' instead of --pid\n"
+            "  --limit N           how many blocks (default 10, 0 = all)\n",
     .exec = cmd_traceback_exec,
 };
+
+/* The answer from a snapshot file, with "file" in its "snapshot" member. */
+static int traceback_local(struct client *c, const struct snapref *ref, int limit)
+{
+	struct snapshot *s = NULL;
+	cJSON *resp = NULL, *member;
+	int rc;
+
+	rc = snapref_load(c, ref, &s);
+	if (rc != 0)
+		goto out;
+	resp = snapshot_traceback_json(s, (size_t)limit);
+	member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
+	if (cJSON_IsObject(member))
+		cJSON_AddStringToObject(member, "file", ref->arg);
+	else
+		cJSON_AddItemToObject(resp, "snapshot", snapref_member_json(ref, s));
+	client_output(c, resp, table_traceback);
+	rc = CLIENT_EXIT_OK;
+out:
+	cJSON_Delete(resp);
+	snapshot_free(s);
+	return rc;
+}
 
 static int cmd_traceback_exec(struct client *c, int argc, char **argv)
 {
 	static const struct option options[] = {
 	    {"pid", required_argument, NULL, OPT_PID},
 	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
 	    CLIENT_COMMON_OPTIONS,
 	};
-	const char *pid_arg = NULL, *limit_arg = NULL;
+	const char *pid_arg = NULL, *limit_arg = NULL, *snap_arg = NULL;
+	struct snapref ref = {0};
 	cJSON *req;
-	int ch, pid = 0, limit = 0;
+	int ch, pid = 0, limit = TRACEBACK_DEFAULT_LIMIT;
 
 	client_opt_begin();
 	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
@@ -40,24 +79,32 @@ static int cmd_traceback_exec(struct client *c, int argc, char **argv)
 		case OPT_LIMIT:
 			limit_arg = optarg;
 			break;
+		case OPT_SNAPSHOT:
+			snap_arg = optarg;
+			break;
 		default:
 			client_opt_common(c, ch, argv);
 			break;
 		}
 	}
 	client_opt_end(c, argc, argv);
-	client_opt_pid(c, pid_arg, &pid);
+	snapref_choose(c, pid_arg, snap_arg, &pid, &ref);
 	if (limit_arg != NULL)
 		client_opt_count(c, "--limit", limit_arg, &limit);
 	if (c->help)
 		return client_help(&cmd_traceback_entry);
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
+	if (snap_arg != NULL && ref.kind == SNAPREF_FILE)
+		return traceback_local(c, &ref, limit);
 
 	/* Only what was asked for: the daemon owns the defaults. */
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "traceback");
-	cJSON_AddNumberToObject(req, "pid", pid);
+	if (snap_arg != NULL)
+		cJSON_AddNumberToObject(req, "snapshot", (double)ref.id);
+	else
+		cJSON_AddNumberToObject(req, "pid", pid);
 	if (limit_arg != NULL)
 		cJSON_AddNumberToObject(req, "limit", limit);
 	return client_request(c, req, table_traceback);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "xalloc.h"
@@ -62,6 +63,15 @@ static const char *get_str(const cJSON *o, const char *key, const char *dflt)
 	return cJSON_IsString(v) ? v->valuestring : dflt;
 }
 
+/* The array `key` of resp, NULL unless an array (cJSON_ArrayForEach would
+ * walk an object too). */
+static const cJSON *get_array(const cJSON *resp, const char *key)
+{
+	const cJSON *v = get(resp, key);
+
+	return cJSON_IsArray(v) ? v : NULL;
+}
+
 /* ---- printing ---- */
 
 static void put_textn(const char *s, size_t n)
@@ -98,6 +108,21 @@ static void fmt_size(char *buf, size_t cap, uint64_t n)
 static double kib(uint64_t n)
 {
 	return (double)n / 1024;
+}
+
+/* Seconds since the epoch as local time, "2025-11-25 19:06:01". */
+static void fmt_time(char *buf, size_t cap, double t)
+{
+	struct tm tm;
+	time_t tt;
+
+	if (!(t >= 0 && t < 253402300800.0)) { /* year 10000 */
+		snprintf(buf, cap, "?");
+		return;
+	}
+	tt = (time_t)t;
+	if (localtime_r(&tt, &tm) == NULL || strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, cap, "?");
 }
 
 /* ---- source lines, read once per file ---- */
@@ -287,6 +312,8 @@ static void print_traceback(struct srccache *sc, const cJSON *tb)
 
 /* ---- top ---- */
 
+static void print_summary(const char *label, const cJSON *sum, const cJSON *resp);
+
 /* What a statistic is for its key, as the "Top N lines" header says it. */
 static const char *top_noun(const char *key, size_t n)
 {
@@ -336,6 +363,8 @@ void table_top(const cJSON *resp)
 	struct srccache sc = {NULL};
 	size_t index = 0;
 
+	if (cJSON_IsObject(get(resp, "snapshot")))
+		print_summary("From", get(resp, "snapshot"), resp);
 	printf("Top %zu %s\n", shown, top_noun(key, shown));
 	cJSON_ArrayForEach(stat, stats)
 	{
@@ -377,6 +406,157 @@ void table_top(const cJSON *resp)
 	src_free(&sc);
 }
 
+/* ---- compare ---- */
+
+/* A JSON number as a double, 0 when absent: diffs are signed. */
+static double get_num(const cJSON *o, const char *key)
+{
+	const cJSON *v = get(o, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/*
+ * tracemalloc's _format_size: a size in the largest unit that keeps it under
+ * 10240, with one decimal under 100 ("4.5 KiB", "512 B", "1536 KiB"); with
+ * `sign`, "+" or "-" always.
+ */
+static void fmt_tm_size(char *buf, size_t cap, double size, bool sign)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	size_t last = sizeof(units) / sizeof(units[0]) - 1;
+
+	for (size_t u = 0;; u++) {
+		double mag = size < 0 ? -size : size;
+
+		if (u > 0 && mag < 100) {
+			if (sign)
+				snprintf(buf, cap, "%+.1f %s", size, units[u]);
+			else
+				snprintf(buf, cap, "%.1f %s", size, units[u]);
+			return;
+		}
+		if (mag < 10 * 1024 || u == last) {
+			if (sign)
+				snprintf(buf, cap, "%+.0f %s", size, units[u]);
+			else
+				snprintf(buf, cap, "%.0f %s", size, units[u]);
+			return;
+		}
+		size /= 1024;
+	}
+}
+
+/* "size=X (+Y), count=N (+M)", as tracemalloc's StatisticDiff prints. */
+static void print_diff(double size, double size_diff, double count, double count_diff)
+{
+	char a[32], b[32];
+
+	fmt_tm_size(a, sizeof(a), size, false);
+	fmt_tm_size(b, sizeof(b), size_diff, true);
+	printf("size=%s (%s), count=%.0f (%+.0f)", a, b, count, count_diff);
+}
+
+/*
+ * Where a snapshot came from: the "Old:" and "New:" lines of compare (from a
+ * snapshot summary) and the first line of an answer from a snapshot (from
+ * its "snapshot" member, the pid being the answer's).
+ */
+static void print_summary(const char *label, const cJSON *sum, const cJSON *resp)
+{
+	const char *file = get_str(sum, "file", NULL);
+	const char *exe = get_str(sum, "exe", NULL);
+	uint64_t id = get_u64_or(sum, "id", 0);
+	uint64_t pid = get_u64_or(sum, "pid", get_u64_or(resp, "pid", 0));
+	char when[64];
+
+	printf("%s ", label);
+	if (file != NULL) {
+		fputs("file ", stdout);
+		put_text(file);
+		fputs(", ", stdout);
+	}
+	if (id > 0)
+		printf("snapshot %" PRIu64 " of ", id);
+	else
+		fputs("live capture of ", stdout);
+	printf("pid %" PRIu64, pid);
+	if (exe != NULL) {
+		fputs(" (", stdout);
+		put_text(exe);
+		putchar(')');
+	}
+	fputs(", ", stdout);
+	fmt_time(when, sizeof(when), get_num(sum, "taken_at"));
+	fputs(when, stdout);
+	if (id > 0) {
+		fputs(", ", stdout);
+		put_text(get_str(sum, "reason", "?"));
+	}
+	putchar('\n');
+}
+
+void table_compare(const cJSON *resp)
+{
+	const char *key = get_str(resp, "key", "lineno");
+	const cJSON *stats = get_array(resp, "stats"), *stat;
+	bool by_traceback = strcmp(key, "traceback") == 0;
+	bool cumulative = cJSON_IsTrue(get(resp, "cumulative"));
+	size_t shown = (size_t)cJSON_GetArraySize(stats), index = 0;
+	uint64_t count_stats = get_u64_or(resp, "count_stats", shown);
+	double size_sum = 0, size_diff_sum = 0, count_sum = 0, count_diff_sum = 0;
+	struct srccache sc = {NULL};
+
+	if (cJSON_IsObject(get(resp, "old")))
+		print_summary("Old:", get(resp, "old"), resp);
+	if (cJSON_IsObject(get(resp, "new")))
+		print_summary("New:", get(resp, "new"), resp);
+	printf("Top %zu difference%s\n", shown, shown == 1 ? "" : "s");
+	cJSON_ArrayForEach(stat, stats)
+	{
+		double size = get_num(stat, "size"), count = get_num(stat, "count");
+		const cJSON *tb = get(stat, "traceback");
+		const cJSON *frame = cJSON_IsArray(tb) ? cJSON_GetArrayItem(tb, 0) : NULL;
+
+		index++;
+		size_sum += size;
+		size_diff_sum += get_num(stat, "size_diff");
+		count_sum += count;
+		count_diff_sum += get_num(stat, "count_diff");
+		printf("#%zu: ", index);
+		if (!by_traceback) {
+			print_site(key, frame);
+			fputs(": ", stdout);
+		}
+		print_diff(size, get_num(stat, "size_diff"), count, get_num(stat, "count_diff"));
+		if (count > 0) {
+			char avg[32];
+			fmt_tm_size(avg, sizeof(avg), size / count, false);
+			printf(", average=%s", avg);
+		}
+		putchar('\n');
+		if (by_traceback)
+			print_traceback(&sc, tb);
+	}
+	if (count_stats > shown) {
+		/* Cumulative statistics overlap: only the count of the rest is known. */
+		printf("%" PRIu64 " other", count_stats - shown);
+		if (!cumulative) {
+			fputs(": ", stdout);
+			print_diff(get_num(resp, "total_size") - size_sum,
+			           get_num(resp, "total_size_diff") - size_diff_sum,
+			           get_num(resp, "total_count") - count_sum,
+			           get_num(resp, "total_count_diff") - count_diff_sum);
+		}
+		putchar('\n');
+	}
+	fputs("Total: ", stdout);
+	print_diff(get_num(resp, "total_size"), get_num(resp, "total_size_diff"),
+	           get_num(resp, "total_count"), get_num(resp, "total_count_diff"));
+	putchar('\n');
+	src_free(&sc);
+}
+
 /* ---- traceback ---- */
 
 void table_traceback(const cJSON *resp)
@@ -387,6 +567,8 @@ void table_traceback(const cJSON *resp)
 	struct srccache sc = {NULL};
 	size_t index = 0;
 
+	if (cJSON_IsObject(get(resp, "snapshot")))
+		print_summary("From", get(resp, "snapshot"), resp);
 	printf("Top %zu block%s\n", n, n == 1 ? "" : "s");
 	cJSON_ArrayForEach(block, blocks)
 	{
@@ -399,20 +581,21 @@ void table_traceback(const cJSON *resp)
 	src_free(&sc);
 }
 
-/* ---- list ---- */
+/* ---- columns: list and snapshots ---- */
 
-enum { COL_PID, COL_STATE, COL_CURRENT, COL_PEAK, COL_BLOCKS, COL_EXE, NCOLS };
+#define MAXCOLS 8
 
-static const char *const list_heads[NCOLS] = {"PID", "STATE", "CURRENT", "PEAK", "BLOCKS", "EXE"};
-/* Numbers right-aligned, words left; the last column is not padded. */
-static const bool list_right[NCOLS] = {true, false, true, true, true, false};
-
-struct list_row {
-	char num[NCOLS][32];     /* the formatted numeric cells */
-	const char *text[NCOLS]; /* every cell; points into num or the response */
+struct column {
+	const char *head;
+	bool right; /* numbers right-aligned, words left */
 };
 
-static void list_num(struct list_row *r, int col, const cJSON *p, const char *key, bool size)
+struct grid_row {
+	char num[MAXCOLS][32];     /* the formatted numeric cells */
+	const char *text[MAXCOLS]; /* every cell; points into num or the response */
+};
+
+static void grid_num(struct grid_row *r, int col, const cJSON *p, const char *key, bool size)
 {
 	uint64_t v;
 
@@ -422,6 +605,17 @@ static void list_num(struct list_row *r, int col, const cJSON *p, const char *ke
 		fmt_size(r->num[col], sizeof(r->num[col]), v);
 	else
 		snprintf(r->num[col], sizeof(r->num[col]), "%" PRIu64, v);
+	r->text[col] = r->num[col];
+}
+
+static void grid_time(struct grid_row *r, int col, const cJSON *p, const char *key)
+{
+	const cJSON *v = get(p, key);
+
+	if (cJSON_IsNumber(v))
+		fmt_time(r->num[col], sizeof(r->num[col]), v->valuedouble);
+	else
+		snprintf(r->num[col], sizeof(r->num[col]), "?");
 	r->text[col] = r->num[col];
 }
 
@@ -436,7 +630,7 @@ static size_t text_width(const char *s)
 	return w;
 }
 
-static void list_cell(const char *s, size_t width, bool right, bool last)
+static void grid_cell(const char *s, size_t width, bool right, bool last)
 {
 	size_t len = text_width(s);
 	size_t pad = width > len ? width - len : 0;
@@ -448,45 +642,99 @@ static void list_cell(const char *s, size_t width, bool right, bool last)
 		printf("%*s", (int)pad, "");
 }
 
-static void list_line(const char *const *cells, const size_t *width)
+static void grid_line(const struct column *cols, int ncols, const char *const *cells,
+                      const size_t *width)
 {
-	for (int col = 0; col < NCOLS; col++) {
+	for (int col = 0; col < ncols; col++) {
 		if (col > 0)
 			fputs("  ", stdout);
-		list_cell(cells[col], width[col], list_right[col], col == NCOLS - 1);
+		/* The last column is not padded. */
+		grid_cell(cells[col], width[col], cols[col].right, col == ncols - 1);
 	}
 	putchar('\n');
 }
 
-void table_list(const cJSON *resp)
+/* A header line and one line per row, each column as wide as its widest cell. */
+static void grid_print(const struct column *cols, int ncols, const struct grid_row *rows, size_t n)
 {
-	const cJSON *procs = cJSON_IsArray(get(resp, "processes")) ? get(resp, "processes") : NULL,
-	            *p;
-	size_t n = (size_t)cJSON_GetArraySize(procs);
-	struct list_row *rows = xcalloc(n, sizeof(*rows));
-	size_t width[NCOLS], i = 0;
+	const char *heads[MAXCOLS];
+	size_t width[MAXCOLS];
 
-	for (int col = 0; col < NCOLS; col++)
-		width[col] = strlen(list_heads[col]);
-	cJSON_ArrayForEach(p, procs)
-	{
-		struct list_row *r = &rows[i++];
-
-		list_num(r, COL_PID, p, "pid", false);
-		r->text[COL_STATE] = get_str(p, "state", "?");
-		list_num(r, COL_CURRENT, p, "current", true);
-		list_num(r, COL_PEAK, p, "peak", true);
-		list_num(r, COL_BLOCKS, p, "blocks", false);
-		r->text[COL_EXE] = get_str(p, "exe", "?");
-		for (int col = 0; col < NCOLS; col++) {
-			size_t len = text_width(r->text[col]);
+	for (int col = 0; col < ncols; col++) {
+		heads[col] = cols[col].head;
+		width[col] = text_width(cols[col].head);
+		for (size_t i = 0; i < n; i++) {
+			size_t len = text_width(rows[i].text[col]);
 			if (len > width[col])
 				width[col] = len;
 		}
 	}
-	list_line(list_heads, width);
-	for (i = 0; i < n; i++)
-		list_line(rows[i].text, width);
+	grid_line(cols, ncols, heads, width);
+	for (size_t i = 0; i < n; i++)
+		grid_line(cols, ncols, rows[i].text, width);
+}
+
+void table_list(const cJSON *resp)
+{
+	enum { COL_PID, COL_STATE, COL_CURRENT, COL_PEAK, COL_BLOCKS, COL_EXE, NCOLS };
+	static const struct column cols[NCOLS] = {
+	    {"PID", true},  {"STATE", false}, {"CURRENT", true},
+	    {"PEAK", true}, {"BLOCKS", true}, {"EXE", false},
+	};
+	const cJSON *procs = get_array(resp, "processes"), *p;
+	size_t n = (size_t)cJSON_GetArraySize(procs), i = 0;
+	struct grid_row *rows = xcalloc(n > 0 ? n : 1, sizeof(*rows));
+
+	cJSON_ArrayForEach(p, procs)
+	{
+		struct grid_row *r = &rows[i++];
+
+		grid_num(r, COL_PID, p, "pid", false);
+		r->text[COL_STATE] = get_str(p, "state", "?");
+		grid_num(r, COL_CURRENT, p, "current", true);
+		grid_num(r, COL_PEAK, p, "peak", true);
+		grid_num(r, COL_BLOCKS, p, "blocks", false);
+		r->text[COL_EXE] = get_str(p, "exe", "?");
+	}
+	grid_print(cols, NCOLS, rows, n);
+	free(rows);
+}
+
+void table_snapshots(const cJSON *resp)
+{
+	enum {
+		COL_ID,
+		COL_PID,
+		COL_TAKEN,
+		COL_REASON,
+		COL_CURRENT,
+		COL_PEAK,
+		COL_BLOCKS,
+		COL_EXE,
+		NCOLS
+	};
+	static const struct column cols[NCOLS] = {
+	    {"ID", true},      {"PID", true},  {"TAKEN", false}, {"REASON", false},
+	    {"CURRENT", true}, {"PEAK", true}, {"BLOCKS", true}, {"EXE", false},
+	};
+	const cJSON *snaps = get_array(resp, "snapshots"), *p;
+	size_t n = (size_t)cJSON_GetArraySize(snaps), i = 0;
+	struct grid_row *rows = xcalloc(n > 0 ? n : 1, sizeof(*rows));
+
+	cJSON_ArrayForEach(p, snaps)
+	{
+		struct grid_row *r = &rows[i++];
+
+		grid_num(r, COL_ID, p, "id", false);
+		grid_num(r, COL_PID, p, "pid", false);
+		grid_time(r, COL_TAKEN, p, "taken_at");
+		r->text[COL_REASON] = get_str(p, "reason", "?");
+		grid_num(r, COL_CURRENT, p, "current", true);
+		grid_num(r, COL_PEAK, p, "peak", true);
+		grid_num(r, COL_BLOCKS, p, "blocks", false);
+		r->text[COL_EXE] = get_str(p, "exe", "?");
+	}
+	grid_print(cols, NCOLS, rows, n);
 	free(rows);
 }
 
@@ -525,6 +773,14 @@ static void put_duration(uint64_t s)
 	printf("%" PRIu64 "s", s % 60);
 }
 
+static void put_time(double t)
+{
+	char buf[64];
+
+	fmt_time(buf, sizeof(buf), t);
+	fputs(buf, stdout);
+}
+
 /* An argument as a shell would need it: quoted unless plainly safe. */
 static void put_arg(const char *s)
 {
@@ -561,6 +817,10 @@ static void put_value(const cJSON *item)
 		put_text(item->valuestring);
 	} else if (cJSON_IsNumber(item)) {
 		double d = item->valuedouble;
+		if (strcmp(key, "taken_at") == 0) {
+			put_time(d);
+			return;
+		}
 		if (!(d >= 0 && d < 18446744073709551616.0) || d != (double)(uint64_t)d) {
 			printf("%g", d);
 			return;
@@ -636,6 +896,11 @@ void table_stats(const cJSON *resp)
 }
 
 void table_reset_peak(const cJSON *resp)
+{
+	print_kv(resp, 0);
+}
+
+void table_snapshot(const cJSON *resp)
 {
 	print_kv(resp, 0);
 }

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "snapsvc.h"
 #include "xalloc.h"
 
 static uint64_t wall_ms(void)
@@ -52,7 +53,10 @@ static void on_pipe_closed(uv_handle_t *h)
 	session_unref(s);
 }
 
-static void session_end(struct session *s, const char *why)
+/* The connection is over (the process exited or was killed, sent garbage,
+ * or the daemon is stopping): the session keeps its statistics and its last
+ * state is snapshotted with `reason`. */
+static void session_end(struct session *s, const char *why, const char *reason)
 {
 	struct daemon *d = s->d;
 
@@ -68,6 +72,7 @@ static void session_end(struct session *s, const char *why)
 			         " bytes in %zu blocks still live",
 			         (int)s->pid, s->exe ? s->exe : "?", s->bye ? "" : " without saying goodbye",
 			         s->events, s->heap.current, s->heap.count);
+		snapsvc_take(d, s, reason);
 	}
 	if (s->pipe_open) {
 		s->pipe_open = false;
@@ -112,13 +117,13 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		else if (s->rlen > 0)
 			log_warn("pid %d: connection closed inside a frame (%zu bytes pending)",
 			         (int)s->pid, s->rlen);
-		session_end(s, NULL);
+		session_end(s, NULL, "exit");
 		return;
 	}
 	if (n == 0)
 		return;
 	if (session_feed(s, (const uint8_t *)buf->base, (size_t)n) < 0)
-		session_end(s, s->error);
+		session_end(s, s->error, "exit");
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -195,5 +200,5 @@ void agentsrv_stop(struct daemon *d)
 		uv_close((uv_handle_t *)&d->agent_srv, on_srv_closed);
 	for (struct session *s = d->sessions; s != NULL; s = s->next)
 		if (s->pipe_open)
-			session_end(s, NULL);
+			session_end(s, NULL, "shutdown");
 }

@@ -18,7 +18,10 @@
 #include "query.h"
 #include "session.h"
 #include "symbols.h"
-#include "view.h"
+#include "capture.h"
+#include "snapsvc.h"
+#include "snapshot.h"
+#include "store.h"
 #include "xalloc.h"
 
 struct conn {
@@ -32,28 +35,6 @@ struct conn {
 	int refs;     /* the handle, plus one per request in flight */
 	bool busy;    /* a request is being answered: later lines wait */
 	bool closing; /* no more reads or writes */
-};
-
-enum req_kind { REQ_TOP, REQ_TRACEBACK };
-
-struct block_ref {
-	uint64_t addr, size;
-	uint32_t stack;
-};
-
-struct req {
-	struct conn *c;
-	struct session *s;
-	enum req_kind kind;
-	uv_work_t work;
-	struct view_job job;
-	/* top */
-	struct query_opts opts;
-	struct query_filter *filters;
-	char **patterns;
-	/* traceback */
-	struct block_ref *blocks;
-	size_t nblocks;
 };
 
 static void conn_process(struct conn *c);
@@ -297,12 +278,19 @@ static cJSON *cmd_list(struct conn *c)
 	return r;
 }
 
+static cJSON *cmd_stats_stored(struct conn *c, cJSON *req);
+
 static cJSON *cmd_stats(struct conn *c, cJSON *req)
 {
 	cJSON *err = NULL;
-	struct session *s = arg_session(c, req, &err);
-	if (s == NULL)
+	pid_t pid;
+	if (cJSON_GetObjectItemCaseSensitive(req, "snapshot") != NULL)
+		return cmd_stats_stored(c, req);
+	if (arg_pid(req, &pid, &err) < 0)
 		return err;
+	struct session *s = find_session(c, pid);
+	if (s == NULL)
+		return cmd_stats_stored(c, req);
 	const struct heap *h = &s->heap;
 	cJSON *r = cJSON_CreateObject();
 	add_identity(r, s);
@@ -350,18 +338,30 @@ static cJSON *cmd_reset_peak(struct conn *c, cJSON *req)
 	return r;
 }
 
-/* ---- commands that symbolize ---- */
+/* ---- commands that run on the thread pool ---- */
 
-static void req_free(struct req *q)
+enum job_kind { JOB_TOP, JOB_TRACEBACK, JOB_STATS, JOB_GET, JOB_TAKE, JOB_LIST };
+
+/* What a control job carries besides the snapsvc job. */
+struct cjob {
+	struct conn *c;
+	enum job_kind kind;
+	struct query_opts opts;
+	struct query_filter *filters;
+	char **patterns;
+	size_t limit;
+	bool from_store; /* answer names the snapshot it came from */
+	cJSON *resp;     /* built on the worker */
+};
+
+static void cjob_free(struct cjob *q)
 {
-	view_job_free(&q->job);
 	if (q->patterns != NULL)
 		for (size_t i = 0; i < q->opts.nfilters; i++)
 			free(q->patterns[i]);
 	free(q->patterns);
 	free(q->filters);
-	free(q->blocks);
-	session_unref(q->s);
+	cJSON_Delete(q->resp);
 	free(q);
 }
 
@@ -376,95 +376,162 @@ static void merge_into(cJSON *to, cJSON *from)
 	cJSON_Delete(from);
 }
 
-static cJSON *finish_top(struct req *q)
+static cJSON *snapshot_ref_json(const struct snapshot *snap)
 {
-	struct view v;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "id", (double)snap->id);
+	cJSON_AddNumberToObject(o, "taken_at", snap->taken_at);
+	cJSON_AddStringToObject(o, "reason", snap->reason);
+	return o;
+}
+
+/* Worker thread: everything here reads only the job's snapshot. */
+static void cjob_compute(struct snapsvc_job *job)
+{
+	struct cjob *q = job->arg;
+	const struct snapshot *snap = job->snap;
 	cJSON *out = NULL;
 
-	view_build(&v, q->s);
-	int rc = query_top(v.groups, v.ngroups, &q->opts, &out);
-	view_free(&v);
-	if (rc < 0)
-		return error_json("bad_request", "invalid statistics options");
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddNumberToObject(r, "pid", (double)q->s->pid);
-	merge_into(r, out);
-	return r;
-}
-
-static cJSON *finish_traceback(struct req *q)
-{
-	cJSON *r = cJSON_CreateObject();
-	cJSON_AddNumberToObject(r, "pid", (double)q->s->pid);
-	cJSON *arr = cJSON_AddArrayToObject(r, "blocks");
-	for (size_t i = 0; i < q->nblocks; i++) {
-		char addr[32];
-		cJSON *o = cJSON_CreateObject();
-		snprintf(addr, sizeof(addr), "0x%" PRIx64, q->blocks[i].addr);
-		cJSON_AddStringToObject(o, "address", addr);
-		cJSON_AddNumberToObject(o, "size", (double)q->blocks[i].size);
-		view_traceback_json(q->s, q->blocks[i].stack, cJSON_AddArrayToObject(o, "traceback"));
-		cJSON_AddItemToArray(arr, o);
+	if (job->rc < 0)
+		return;
+	switch (q->kind) {
+	case JOB_TOP: {
+		void *storage = NULL;
+		size_t n = 0;
+		struct trace_group *g = snapshot_groups(snap, &storage, &n);
+		int rc = query_top(g, n, &q->opts, &out);
+		free(storage); /* g lives inside it */
+		if (rc < 0) {
+			job->rc = -EINVAL;
+			snprintf(job->err, sizeof(job->err), "invalid statistics options");
+			return;
+		}
+		q->resp = cJSON_CreateObject();
+		cJSON_AddNumberToObject(q->resp, "pid", (double)snap->pid);
+		if (q->from_store)
+			cJSON_AddItemToObject(q->resp, "snapshot", snapshot_ref_json(snap));
+		merge_into(q->resp, out);
+		return;
 	}
-	return r;
+	case JOB_TRACEBACK:
+		q->resp = snapshot_traceback_json(snap, q->limit);
+		if (!q->from_store)
+			cJSON_DeleteItemFromObjectCaseSensitive(q->resp, "snapshot");
+		return;
+	case JOB_STATS:
+		q->resp = snapshot_stats_json(snap);
+		return;
+	case JOB_GET:
+		q->resp = snapshot_to_json(snap);
+		return;
+	case JOB_TAKE:
+		q->resp = snapshot_summary_json(snap);
+		return;
+	case JOB_LIST: {
+		cJSON *arr = NULL;
+		if (job->d->store == NULL) {
+			arr = cJSON_CreateArray();
+		} else if (store_list(job->d->store, job->pid, job->uid, &arr) < 0) {
+			job->rc = -EIO;
+			snprintf(job->err, sizeof(job->err), "snapshot store: %s",
+			         store_errmsg(job->d->store));
+			return;
+		}
+		q->resp = cJSON_CreateObject();
+		cJSON_AddItemToObject(q->resp, "snapshots", arr);
+		return;
+	}
+	}
 }
 
-/* `async`: called from the thread pool's completion, so the connection's
- * waiting lines must be restarted here (a synchronous finish returns into
- * conn_process, which goes on by itself). */
-static void req_finish(struct req *q, bool async)
+/* Loop thread: answer and go on with the connection's next request. */
+static void cjob_done(struct snapsvc_job *job)
 {
+	struct cjob *q = job->arg;
 	struct conn *c = q->c;
-	cJSON *resp = q->kind == REQ_TOP ? finish_top(q) : finish_traceback(q);
+	cJSON *resp;
+
+	if (job->rc == -ENOENT)
+		resp = error_json(job->source == SNAPSVC_LATEST ? "no_such_process" : "no_such_snapshot",
+		                  "%s", job->err);
+	else if (job->rc == -EINVAL)
+		resp = error_json("bad_request", "%s", job->err);
+	else if (job->rc < 0)
+		resp = error_json("store_error", "%s", job->err);
+	else {
+		resp = q->resp;
+		q->resp = NULL;
+	}
 	conn_send(c, resp);
-	req_free(q);
+	cjob_free(q);
 	c->busy = false;
 	bool closing = c->closing;
 	conn_unref(c);
-	if (async && !closing)
+	if (!closing)
 		conn_process(c);
 }
 
-static void work_run(uv_work_t *w)
+static struct cjob *cjob_new(struct conn *c, enum job_kind kind)
 {
-	struct req *q = w->data;
-	view_job_run(&q->job);
-}
-
-static void work_done(uv_work_t *w, int status)
-{
-	(void)status;
-	req_finish(w->data, true);
-}
-
-/* Answers now when every frame is already symbolized, else after the
- * thread pool has resolved the missing ones. */
-static void req_start(struct req *q, const uint32_t *ids, size_t nids)
-{
-	struct conn *c = q->c;
-	c->busy = true;
-	c->refs++;
-	view_job_collect(&q->job, q->s, ids, nids);
-	if (q->job.n == 0) {
-		req_finish(q, false);
-		return;
-	}
-	q->work.data = q;
-	if (uv_queue_work(c->d->loop, &q->work, work_run, work_done) < 0)
-		req_finish(q, false); /* resolve on the loop as a last resort */
-}
-
-static struct req *req_new(struct conn *c, struct session *s, enum req_kind kind)
-{
-	struct req *q = xcalloc(1, sizeof(*q));
+	struct cjob *q = xcalloc(1, sizeof(*q));
 	q->c = c;
-	q->s = s;
 	q->kind = kind;
-	session_ref(s);
 	return q;
 }
 
-static cJSON *parse_filters(cJSON *req, struct req *q)
+/* Chooses where the answer comes from: "snapshot": ID, or "pid": a process
+ * in memory (captured now), else that pid's newest stored snapshot. */
+static cJSON *pick_source(struct conn *c, cJSON *req, struct snapsvc_job *job, struct cjob *q,
+                          size_t nlargest)
+{
+	cJSON *err = NULL;
+	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "snapshot");
+
+	job->uid = c->uid == 0 ? -1 : (long)c->uid;
+	if (id != NULL) {
+		if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > 9e15 ||
+		    id->valuedouble != floor(id->valuedouble))
+			return error_json("bad_request", "\"snapshot\" must be a positive integer");
+		job->source = SNAPSVC_STORED;
+		job->snap_id = (int64_t)id->valuedouble;
+		q->from_store = true;
+		return NULL;
+	}
+	pid_t pid;
+	if (arg_pid(req, &pid, &err) < 0)
+		return err;
+	job->pid = pid;
+	struct session *s = find_session(c, pid);
+	if (s != NULL) {
+		job->source = SNAPSVC_CAPTURE;
+		job->capture = capture_take(s, "live", nlargest);
+		return NULL;
+	}
+	job->source = SNAPSVC_LATEST;
+	q->from_store = true;
+	return NULL;
+}
+
+static void cjob_start(struct conn *c, struct snapsvc_job *job, struct cjob *q)
+{
+	job->arg = q;
+	job->compute = cjob_compute;
+	job->done = cjob_done;
+	c->busy = true;
+	c->refs++;
+	snapsvc_run(job);
+}
+
+/* Error before the job started: free both and return the error. */
+static cJSON *cjob_abort(struct snapsvc_job *job, struct cjob *q, cJSON *err)
+{
+	capture_free(job->capture);
+	free(job);
+	cjob_free(q);
+	return err;
+}
+
+static cJSON *parse_filters(cJSON *req, struct cjob *q)
 {
 	cJSON *arr = cJSON_GetObjectItemCaseSensitive(req, "filters");
 	if (arr == NULL)
@@ -500,11 +567,10 @@ static cJSON *parse_filters(cJSON *req, struct req *q)
 static cJSON *cmd_top(struct conn *c, cJSON *req)
 {
 	cJSON *err = NULL;
-	struct session *s = arg_session(c, req, &err);
-	if (s == NULL)
-		return err;
-	struct req *q = req_new(c, s, REQ_TOP);
+	struct cjob *q = cjob_new(c, JOB_TOP);
+	struct snapsvc_job *job = snapsvc_job_new(c->d);
 	cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
+
 	q->opts.key = QUERY_KEY_LINENO;
 	if (key != NULL && (!cJSON_IsString(key) || query_key_parse(key->valuestring, &q->opts.key) < 0))
 		err = error_json("bad_request",
@@ -517,83 +583,96 @@ static cJSON *cmd_top(struct conn *c, cJSON *req)
 		arg_uint(req, "limit", 10, &q->opts.limit, &err);
 	if (err == NULL)
 		err = parse_filters(req, q);
-	if (err != NULL) {
-		req_free(q);
-		return err;
-	}
-	req_start(q, NULL, 0);
+	if (err == NULL)
+		err = pick_source(c, req, job, q, 0);
+	if (err != NULL)
+		return cjob_abort(job, q, err);
+	cjob_start(c, job, q);
 	return NULL;
-}
-
-struct largest {
-	struct block_ref *v;
-	size_t n, max;
-};
-
-/* Keeps the `max` largest blocks in a min-heap on size. */
-static void largest_visit(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
-{
-	struct largest *l = arg;
-	struct block_ref b = {addr, size, stack};
-	size_t i;
-
-	if (l->n < l->max) {
-		i = l->n++;
-		while (i > 0 && l->v[(i - 1) / 2].size > b.size) {
-			l->v[i] = l->v[(i - 1) / 2];
-			i = (i - 1) / 2;
-		}
-		l->v[i] = b;
-		return;
-	}
-	if (l->max == 0 || size <= l->v[0].size)
-		return;
-	i = 0;
-	for (;;) {
-		size_t a = 2 * i + 1, m = i;
-		uint64_t ms = b.size;
-		if (a < l->n && l->v[a].size < ms)
-			m = a, ms = l->v[a].size;
-		if (a + 1 < l->n && l->v[a + 1].size < ms)
-			m = a + 1;
-		if (m == i)
-			break;
-		l->v[i] = l->v[m];
-		i = m;
-	}
-	l->v[i] = b;
-}
-
-static int by_size_desc(const void *a, const void *b)
-{
-	const struct block_ref *x = a, *y = b;
-	if (x->size != y->size)
-		return x->size < y->size ? 1 : -1;
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
 static cJSON *cmd_traceback(struct conn *c, cJSON *req)
 {
 	cJSON *err = NULL;
-	size_t limit;
+	struct cjob *q = cjob_new(c, JOB_TRACEBACK);
+	struct snapsvc_job *job = snapsvc_job_new(c->d);
+
+	if (arg_uint(req, "limit", 10, &q->limit, &err) == 0 && (q->limit == 0 || q->limit > 10000))
+		q->limit = 10000;
+	if (err == NULL)
+		err = pick_source(c, req, job, q, q->limit);
+	if (err != NULL)
+		return cjob_abort(job, q, err);
+	cjob_start(c, job, q);
+	return NULL;
+}
+
+/* Stats of a stored snapshot (by id, or the newest of a pid no longer in
+ * memory); a process in memory is answered directly by cmd_stats. */
+static cJSON *cmd_stats_stored(struct conn *c, cJSON *req)
+{
+	struct cjob *q = cjob_new(c, JOB_STATS);
+	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	cJSON *err = pick_source(c, req, job, q, 0);
+	if (err != NULL)
+		return cjob_abort(job, q, err);
+	if (job->source == SNAPSVC_CAPTURE) /* raced into memory: not expected */
+		return cjob_abort(job, q, error_json("internal", "process appeared meanwhile"));
+	cjob_start(c, job, q);
+	return NULL;
+}
+
+static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req)
+{
+	struct cjob *q = cjob_new(c, JOB_GET);
+	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+	cJSON *err = NULL;
+
+	if (id != NULL) {
+		/* "id" names a stored snapshot, as "snapshot" does elsewhere. */
+		cJSON *alias = cJSON_CreateObject();
+		cJSON_AddItemReferenceToObject(alias, "snapshot", id);
+		err = pick_source(c, alias, job, q, 100);
+		cJSON_Delete(alias);
+	} else {
+		err = pick_source(c, req, job, q, 100);
+	}
+	if (err != NULL)
+		return cjob_abort(job, q, err);
+	cjob_start(c, job, q);
+	return NULL;
+}
+
+static cJSON *cmd_snapshot(struct conn *c, cJSON *req)
+{
+	cJSON *err = NULL;
 	struct session *s = arg_session(c, req, &err);
 	if (s == NULL)
 		return err;
-	if (arg_uint(req, "limit", 10, &limit, &err) < 0)
-		return err;
-	if (limit == 0 || limit > 10000)
-		limit = limit == 0 ? 10000 : 10000;
-	struct req *q = req_new(c, s, REQ_TRACEBACK);
-	struct largest l = {xcalloc(limit, sizeof(struct block_ref)), 0, limit};
-	heap_foreach(&s->heap, largest_visit, &l);
-	qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
-	q->blocks = l.v;
-	q->nblocks = l.n;
-	uint32_t *ids = xcalloc(l.n ? l.n : 1, sizeof(*ids));
-	for (size_t i = 0; i < l.n; i++)
-		ids[i] = l.v[i].stack;
-	req_start(q, ids, l.n);
-	free(ids);
+	if (c->d->store == NULL)
+		return error_json("store_error", "the snapshot store is not open");
+	struct cjob *q = cjob_new(c, JOB_TAKE);
+	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	job->source = SNAPSVC_CAPTURE;
+	job->capture = capture_take(s, "manual", 100);
+	job->store_it = true;
+	job->uid = c->uid == 0 ? -1 : (long)c->uid;
+	cjob_start(c, job, q);
+	return NULL;
+}
+
+static cJSON *cmd_snapshots(struct conn *c, cJSON *req)
+{
+	cJSON *err = NULL;
+	struct cjob *q = cjob_new(c, JOB_LIST);
+	struct snapsvc_job *job = snapsvc_job_new(c->d);
+
+	job->source = SNAPSVC_NONE;
+	job->uid = c->uid == 0 ? -1 : (long)c->uid;
+	if (cJSON_GetObjectItemCaseSensitive(req, "pid") != NULL && arg_pid(req, &job->pid, &err) < 0)
+		return cjob_abort(job, q, err);
+	cjob_start(c, job, q);
 	return NULL;
 }
 
@@ -629,6 +708,12 @@ static int handle_line(struct conn *c, const char *line, size_t len)
 		resp = cmd_top(c, req);
 	else if (strcmp(name, "traceback") == 0)
 		resp = cmd_traceback(c, req);
+	else if (strcmp(name, "snapshot") == 0)
+		resp = cmd_snapshot(c, req);
+	else if (strcmp(name, "snapshots") == 0)
+		resp = cmd_snapshots(c, req);
+	else if (strcmp(name, "snapshot-get") == 0)
+		resp = cmd_snapshot_get(c, req);
 	else
 		resp = error_json("unknown_command", "unknown command \"%.64s\"", name);
 	if (resp != NULL)

@@ -19,6 +19,7 @@
 
 struct conn;
 struct session;
+struct store;
 struct symbols;
 
 struct daemon_config {
@@ -29,6 +30,9 @@ struct daemon_config {
 	size_t max_blocks;   /* per session */
 	size_t max_stacks;   /* per session */
 	bool debuginfod;
+	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
+	unsigned retain_snapshots; /* per process, 0 = no limit */
+	double retain_days;        /* 0 = no limit */
 };
 
 struct daemon {
@@ -48,6 +52,9 @@ struct daemon {
 	uint64_t sessions_rejected;
 	uint64_t started_ms; /* uv_now at start */
 	struct symbols *syms;
+	struct store *store;    /* NULL when it could not be opened */
+	uv_timer_t snap_timer;
+	size_t jobs_running;    /* thread-pool jobs not done yet */
 	bool stopping;
 };
 

@@ -7,6 +7,15 @@
  * (object, offset) and lives as long as the cache, so pointers to it may be
  * shared freely between sessions. The absolute address of a frame differs per
  * process (ASLR) and is therefore kept beside it, not in it.
+ *
+ * Inlining. One return address in optimized code can stand for several
+ * logical frames: the statement of an inlined function, the line of the call
+ * that was inlined into its caller, and so on out to the real (out-of-line)
+ * function that the address belongs to. A frame_info for such an address is
+ * the innermost of them, and `caller` links outward through the others, so
+ * a traceback reads like addr2line -i. Caller frames are interned by the
+ * symbol cache like every other frame_info (two addresses inlined at the same
+ * call site share them) and live as long as it does.
  */
 #ifndef MEMTRACE_FRAME_H
 #define MEMTRACE_FRAME_H
@@ -18,6 +27,13 @@ struct frame_info {
 	uint32_t lineno;      /* 0 when unknown */
 	const char *function; /* symbol name, or "MODULE+0xOFFSET" when unknown */
 	const char *module;   /* path of the loaded object, or "[unknown]" */
+	/* The frame this one was inlined into, or NULL. For an address inside
+	 * inlined code the first frame names the innermost inlined function with
+	 * the source line of the address; each caller names the function the
+	 * code was inlined into, with filename/lineno of the inlined call site
+	 * (DW_AT_call_file/DW_AT_call_line), and the chain ends at the real
+	 * function, whose caller is NULL. Same module throughout. */
+	const struct frame_info *caller;
 };
 
 #endif

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "paths.h"
 #include "session.h"
+#include "snapsvc.h"
 #include "symbols.h"
 #include "xalloc.h"
 
@@ -44,6 +45,12 @@ static void usage(FILE *f)
 	        "  --max-exited N       exited processes kept in memory (default 256)\n"
 	        "  --max-blocks N       live blocks tracked per process (default 67108864)\n"
 	        "  --max-stacks N       distinct stacks per process (default 1048576)\n"
+	        "  --snapshot-interval S  snapshot every live process every S seconds\n"
+	        "                       (default 60, 0 = only on demand and at exit)\n"
+	        "  --retain-snapshots N keep at most N snapshots per process (default 100,\n"
+	        "                       0 = no limit)\n"
+	        "  --retain-days D      delete snapshots older than D days (default 30,\n"
+	        "                       0 = no limit)\n"
 	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
 	        "  --verbose            log debug messages\n"
 	        "  --help, --version\n");
@@ -62,10 +69,24 @@ static int parse_size(const char *opt, const char *s, size_t *out)
 	return 0;
 }
 
+/* A non-negative number of seconds (or days), fractions allowed. */
+static int parse_seconds(const char *opt, const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || s[0] == '\0' || !(v >= 0) || v > 1e9) {
+		fprintf(stderr, "memtraced: %s wants a non-negative number, got '%s'\n", opt, s);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
 	enum { O_RUNTIME = 256, O_STATE, O_SESS, O_EXITED, O_BLOCKS, O_STACKS, O_DEBUGINFOD,
-	       O_VERBOSE, O_HELP, O_VERSION };
+	       O_VERBOSE, O_HELP, O_VERSION, O_INTERVAL, O_RETAIN_N, O_RETAIN_DAYS };
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
 	    {"state-dir", required_argument, NULL, O_STATE},
@@ -74,6 +95,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"max-blocks", required_argument, NULL, O_BLOCKS},
 	    {"max-stacks", required_argument, NULL, O_STACKS},
 	    {"debuginfod", no_argument, NULL, O_DEBUGINFOD},
+	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
+	    {"retain-snapshots", required_argument, NULL, O_RETAIN_N},
+	    {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
 	    {"verbose", no_argument, NULL, O_VERBOSE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
@@ -86,6 +110,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.max_exited = 256;
 	d->cfg.max_blocks = (size_t)64 << 20;
 	d->cfg.max_stacks = (size_t)1 << 20;
+	d->cfg.snapshot_interval = 60;
+	d->cfg.retain_snapshots = 100;
+	d->cfg.retain_days = 30;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case O_RUNTIME:
@@ -117,6 +144,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				return -EINVAL;
 			}
 			break;
+		case O_INTERVAL:
+			if (parse_seconds("--snapshot-interval", optarg, &d->cfg.snapshot_interval) < 0)
+				return -EINVAL;
+			break;
+		case O_RETAIN_DAYS:
+			if (parse_seconds("--retain-days", optarg, &d->cfg.retain_days) < 0)
+				return -EINVAL;
+			break;
+		case O_RETAIN_N: {
+			size_t n = 0;
+			if (strcmp(optarg, "0") != 0 &&
+			    (parse_size("--retain-snapshots", optarg, &n) < 0 || n > UINT_MAX))
+				return -EINVAL;
+			d->cfg.retain_snapshots = (unsigned)n;
+			break;
+		}
 		case O_DEBUGINFOD:
 			d->cfg.debuginfod = true;
 			break;
@@ -214,9 +257,12 @@ static void on_signal(uv_signal_t *sig, int signum)
 	if (d->stopping)
 		return;
 	log_info("received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	/* Ending the sessions queues their last snapshots; the loop runs
+	 * until every one of them is written. */
 	agentsrv_stop(d);
 	d->stopping = true;
 	control_stop(d);
+	snapsvc_stop(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
@@ -249,6 +295,8 @@ int main(int argc, char **argv)
 	d.loop = uv_default_loop();
 	d.started_ms = uv_now(d.loop);
 	d.syms = symbols_new(d.cfg.debuginfod);
+	if (snapsvc_start(&d) < 0)
+		log_warn("running without snapshots: queries of the live heap still work");
 	if ((rc = agentsrv_start(&d)) < 0) {
 		log_error("cannot listen on %s: %s", d.agent_path, uv_strerror(rc));
 		goto out_loop;
@@ -275,6 +323,7 @@ out_loop:
 	uv_walk(d.loop, close_walk, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.loop);
+	snapsvc_close(&d);
 	while (d.sessions != NULL) {
 		struct session *s = d.sessions;
 		d.sessions = s->next;

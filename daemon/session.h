@@ -58,6 +58,8 @@ struct session {
 	uint64_t lost_events;
 	uint64_t events;
 	uint64_t started_ms, ended_ms; /* wall clock, ms since the epoch */
+	int snap_pending;       /* snapshots being written */
+	int64_t last_snapshot;  /* id of the last one stored, 0 = none */
 	struct heap heap;
 	struct session_module *modules; /* sorted by lo, non-overlapping */
 	size_t nmodules;

@@ -41,17 +41,35 @@
  *
  * Frames. A frame is resolved once per (object, offset) and kept until
  * symbols_free, so pointers handed out stay valid. Its strings (file names,
- * function names, module paths) are interned. The function is the innermost
- * inlined subroutine when the address lies in inlined code (so it agrees with
- * the line, which libdw reports for the innermost location), else the ELF
- * symbol; C++ names are demangled with libstdc++'s __cxa_demangle when that
- * library can be loaded, else left mangled. Relative source paths are joined
- * with the compilation unit's directory.
+ * function names, module paths) are interned. The line is the line table's
+ * row for the address, which in inlined code is a line of the innermost
+ * inlined function, so the frame names that function. Its `caller` chain
+ * comes from the physical nesting of DWARF scopes around the address: each
+ * enclosing DW_TAG_inlined_subroutine was inlined into the next enclosing
+ * inlined subroutine or, last, the DW_TAG_subprogram, and records where that
+ * call was (DW_AT_call_file, an index into the unit's file table, and
+ * DW_AT_call_line). Caller frames depend only on content, not on the address,
+ * so they are interned in a table of their own by (module, function, file,
+ * line, caller): every address inlined through one call site shares them.
+ *
+ * Names come from DWARF, so that a function reads the same whether the
+ * address is in an inlined copy or in its own body, and as addr2line -i
+ * prints it (die_name: a C++ linkage name, else DW_AT_name, through
+ * DW_AT_abstract_origin and DW_AT_specification). The ELF symbol names the
+ * real function only when DWARF has no name for it (no debug information,
+ * assembly). The price is that C++ functions DWARF gives only a DW_AT_name
+ * (GCC's for internal linkage, clang's -gline-tables-only for all) read as
+ * their short name, where their symbol would have the class and parameters.
+ * C++ names are demangled with libstdc++'s __cxa_demangle when that library
+ * can be loaded, else left mangled, and GCC's clone suffixes are cut.
+ * Relative source paths are joined with the compilation unit's directory.
  *
  * Memory. Frames are never evicted (the contract keeps their pointers alive),
  * so they grow with the number of distinct return addresses, which the daemon
  * bounds through its per-session stack limits; a frame costs its struct, a
- * table slot and its unshared strings, roughly 100 to 200 bytes. What libdw
+ * table slot and its unshared strings, roughly 100 to 200 bytes, and an
+ * address in inlined code adds the caller frames no other address shared
+ * with it, at most one per level of inlining. What libdw
  * holds per file (mapped ELF, parsed DWARF, line tables) is bounded instead:
  * at most SYMBOLS_MAX_OPEN files are open at once and the least recently used
  * one is closed beyond that (it is reopened, and re-verified, on demand).
@@ -250,12 +268,13 @@ typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *s
 
 struct symbols {
 	pthread_mutex_t dw_lock; /* taken first; libdw and object state, held across I/O */
-	pthread_mutex_t lock;    /* the three tables and the statistics */
+	pthread_mutex_t lock;    /* the four tables and the statistics */
 
 	const Dwfl_Callbacks *callbacks;
 
 	struct table objects; /* struct object *, by build-id or path */
 	struct table frames;  /* struct frame *, by (object, offset) */
+	struct table callers; /* struct frame_info *, inlined call sites by content */
 	struct table strings; /* char *, interned */
 	struct symbols_stats stats;
 
@@ -649,11 +668,40 @@ static void object_destroy(void *entry)
 
 /* ---- resolution (dw_lock held) ---- */
 
-struct resolved {
+/* One logical frame of an address, before interning. */
+struct location {
 	char *function; /* NULL when unknown */
 	char *file;     /* NULL when unknown */
 	uint32_t lineno;
 };
+
+/* The logical frames of an address, innermost first; the last one is the
+ * real function, the ones before it were inlined into it. */
+struct resolved {
+	struct location *loc;
+	size_t n; /* 0 when nothing is known */
+};
+
+static struct location *resolved_push(struct resolved *r)
+{
+	struct location *l;
+
+	r->loc = xreallocarray(r->loc, r->n + 1, sizeof(*r->loc));
+	l = &r->loc[r->n++];
+	memset(l, 0, sizeof(*l));
+	return l;
+}
+
+static void resolved_free(struct resolved *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->loc[i].function);
+		free(r->loc[i].file);
+	}
+	free(r->loc);
+	r->loc = NULL;
+	r->n = 0;
+}
 
 /* C++ names are demangled by the C++ runtime itself; loading it is cheap,
  * it is on any machine that runs the C++ programs that produce such names,
@@ -711,17 +759,30 @@ static char *strip_clone_suffix(char *name)
 	return name;
 }
 
+/* The name of a function's DIE, through DW_AT_abstract_origin and
+ * DW_AT_specification: the linkage name when it is a C++ mangled one (it
+ * demangles to the qualified name with its parameters), else DW_AT_name, the
+ * name the source gave it. Other linkage names are not what users wrote: in C
+ * they come from asm labels (glibc's malloc has "__GI___libc_malloc"). */
 static const char *die_name(Dwarf_Die *die)
 {
-	static const int attrs[] = {DW_AT_linkage_name, DW_AT_MIPS_linkage_name, DW_AT_name};
+	static const int linkage[] = {DW_AT_linkage_name, DW_AT_MIPS_linkage_name};
 	Dwarf_Attribute mem;
+	const char *n;
 
-	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
-		const char *n = dwarf_formstring(dwarf_attr_integrate(die, attrs[i], &mem));
-		if (n != NULL && n[0] != '\0')
+	for (size_t i = 0; i < sizeof(linkage) / sizeof(linkage[0]); i++) {
+		n = dwarf_formstring(dwarf_attr_integrate(die, linkage[i], &mem));
+		if (n != NULL && strncmp(n, "_Z", 2) == 0)
 			return n;
 	}
-	return NULL;
+	n = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &mem));
+	return n != NULL && n[0] != '\0' ? n : NULL;
+}
+
+/* A name as users read it: demangled, without GCC's clone suffix. */
+static char *function_name(struct symbols *s, const char *raw)
+{
+	return strip_clone_suffix(demangle(s, raw));
 }
 
 static int cu_range_cmp(const void *a, const void *b)
@@ -791,27 +852,6 @@ static bool object_cu(struct object *o, Dwarf_Addr pc, Dwarf_Die *cu, Dwarf_Addr
 	return true;
 }
 
-/* The name of the inlined function pc (a DWARF address) is in, or NULL
- * when pc is in the body of a real (out-of-line) function. */
-static const char *inlined_name(Dwarf_Die *cu, Dwarf_Addr pc)
-{
-	Dwarf_Die *scopes = NULL;
-	const char *name = NULL;
-	int n = dwarf_getscopes(cu, pc, &scopes);
-
-	for (int i = 0; i < n; i++) {
-		int tag = dwarf_tag(&scopes[i]);
-		if (tag == DW_TAG_inlined_subroutine) {
-			name = die_name(&scopes[i]);
-			break;
-		}
-		if (tag == DW_TAG_subprogram)
-			break;
-	}
-	free(scopes);
-	return name;
-}
-
 /* Users filter and group by file name, so give them absolute paths when
  * DWARF has a relative one and the unit recorded where it was compiled.
  * libdw has already prefixed each name with its line-table directory, and
@@ -832,13 +872,106 @@ static char *source_path(const char *file, const char *comp_dir)
 	return xasprintf("%s%s%s", comp_dir, comp_dir[n - 1] == '/' ? "" : "/", file);
 }
 
+static const char *unit_comp_dir(Dwarf_Die *cu)
+{
+	Dwarf_Attribute attr;
+	return dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr));
+}
+
+/* Where an inlined subroutine was called from: its DW_AT_call_file (an index
+ * into its unit's file table) and DW_AT_call_line, stored as the location of
+ * the caller's frame l. Left unknown when either is missing. */
+static void call_site(Dwarf_Die *inlined, struct location *l)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word file, line;
+	Dwarf_Die cu;
+	Dwarf_Files *files;
+	Dwarf_Half version;
+	size_t nfiles;
+	const char *src;
+
+	if (dwarf_formudata(dwarf_attr(inlined, DW_AT_call_file, &attr), &file) != 0 ||
+	    dwarf_formudata(dwarf_attr(inlined, DW_AT_call_line, &attr), &line) != 0 || line == 0 ||
+	    line > UINT32_MAX)
+		return;
+	if (dwarf_diecu(inlined, &cu, NULL, NULL) == NULL ||
+	    dwarf_cu_info(inlined->cu, &version, NULL, NULL, NULL, NULL, NULL, NULL) != 0 ||
+	    dwarf_getsrcfiles(&cu, &files, &nfiles) != 0)
+		return;
+	/* Before DWARF 5 file numbers start at 1; libdw fills slot 0 with a
+	 * placeholder name. */
+	if (file >= nfiles || (file == 0 && version < 5))
+		return;
+	src = dwarf_filesrc(files, file, NULL, NULL);
+	if (src == NULL || src[0] == '\0')
+		return;
+	l->file = source_path(src, unit_comp_dir(&cu));
+	l->lineno = (uint32_t)line;
+}
+
+/* Appends to r the functions whose code is at pc (a DWARF address in unit
+ * cu), innermost first: one location per inlined subroutine around pc, with
+ * its function named, then one for the real function, whose name is
+ * returned raw (NULL when DWARF has none) so that the caller can fall back
+ * on the ELF symbol. Every location but the first gets the call site of the
+ * one before it. Nothing is appended when no function covers pc.
+ *
+ * dwarf_getscopes finds the innermost scope around pc, but past an inlined
+ * subroutine it continues with the scopes around the subroutine's abstract
+ * definition, which is what variable lookup wants and not the callers. The
+ * physical nesting of the concrete DIEs (dwarf_getscopes_die) is: each
+ * concrete inlined subroutine sits inside the scope it was inlined into. */
+static const char *inline_chain(struct symbols *s, Dwarf_Die *cu, Dwarf_Addr pc, struct resolved *r)
+{
+	Dwarf_Die *scopes = NULL, *nest = NULL;
+	Dwarf_Die *callee = NULL; /* the last inlined subroutine passed */
+	const char *outer = NULL;
+	int n, m;
+
+	n = dwarf_getscopes(cu, pc, &scopes);
+	if (n <= 0)
+		goto out;
+	m = dwarf_getscopes_die(&scopes[0], &nest);
+	for (int i = 0; i < m; i++) {
+		int tag = dwarf_tag(&nest[i]);
+		struct location *l;
+		const char *name;
+
+		if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram &&
+		    tag != DW_TAG_entry_point)
+			continue; /* lexical blocks and the unit */
+		l = resolved_push(r);
+		if (callee != NULL)
+			call_site(callee, l);
+		name = die_name(&nest[i]);
+		if (tag != DW_TAG_inlined_subroutine) {
+			outer = name;
+			callee = NULL;
+			break;
+		}
+		if (name != NULL)
+			l->function = function_name(s, name);
+		callee = &nest[i];
+	}
+	/* Inlined subroutines with no subprogram around them (broken or
+	 * partial DWARF): the real function they are in gets a location too,
+	 * named from the symbol table. */
+	if (callee != NULL)
+		call_site(callee, resolved_push(r));
+out:
+	free(nest);
+	free(scopes);
+	return outer;
+}
+
 static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offset,
                               struct resolved *r)
 {
 	Dwarf_Addr low, high, pc, cubias = 0;
 	Dwarf_Die cu;
 	bool have_cu;
-	const char *name = NULL;
+	const char *outer = NULL;
 
 	if (object_open(s, o) != 0)
 		return;
@@ -849,14 +982,16 @@ static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offs
 	have_cu = object_cu(o, pc, &cu, &cubias);
 
 	if (have_cu)
-		name = inlined_name(&cu, pc - cubias);
-	if (name == NULL) {
+		outer = inline_chain(s, &cu, pc - cubias, r);
+	if (r->n == 0)
+		resolved_push(r);
+	if (outer == NULL) {
 		GElf_Off off;
 		GElf_Sym sym;
-		name = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, NULL, NULL);
+		outer = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, NULL, NULL);
 	}
-	if (name != NULL && name[0] != '\0')
-		r->function = strip_clone_suffix(demangle(s, name));
+	if (outer != NULL && outer[0] != '\0')
+		r->loc[r->n - 1].function = function_name(s, outer);
 
 	if (have_cu) {
 		Dwarf_Line *line = dwarf_getsrc_die(&cu, pc - cubias);
@@ -864,11 +999,8 @@ static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offs
 		int lineno = 0;
 		if (src != NULL && src[0] != '\0' && dwarf_lineno(line, &lineno) == 0 &&
 		    lineno > 0) {
-			Dwarf_Attribute attr;
-			const char *comp_dir =
-			    dwarf_formstring(dwarf_attr(&cu, DW_AT_comp_dir, &attr));
-			r->file = source_path(src, comp_dir);
-			r->lineno = (uint32_t)lineno;
+			r->loc[0].file = source_path(src, unit_comp_dir(&cu));
+			r->loc[0].lineno = (uint32_t)lineno;
 		}
 	}
 }
@@ -893,23 +1025,75 @@ static struct frame *frame_find(struct symbols *s, const struct object *obj, uin
 	return table_find(&s->frames, frame_hash(&k), frame_eq, &k);
 }
 
+/* Location l as frame content: interned strings, "MODULE+0xOFFSET" for what
+ * is unknown. */
+static void location_info(struct symbols *s, const struct location *l, const char *module,
+                          uint64_t offset, struct frame_info *out)
+{
+	static const struct location none = {NULL, NULL, 0};
+	char *where = NULL;
+
+	if (l == NULL)
+		l = &none;
+	if (l->function == NULL || l->file == NULL)
+		where = xasprintf("%s+0x%" PRIx64, module, offset);
+	out->module = module;
+	out->function = intern(s, l->function != NULL ? l->function : where);
+	out->filename = intern(s, l->file != NULL ? l->file : where);
+	out->lineno = l->file != NULL ? l->lineno : 0;
+	out->caller = NULL;
+	free(where);
+}
+
+/* Caller frames are equal when their content is: the strings are interned,
+ * so comparing pointers compares text. */
+static uint64_t caller_hash(const struct frame_info *f)
+{
+	uint64_t h = hash_mix((uint64_t)(uintptr_t)f->module ^ (uint64_t)(uintptr_t)f->caller);
+	h = hash_mix(h ^ (uint64_t)(uintptr_t)f->function);
+	h = hash_mix(h ^ (uint64_t)(uintptr_t)f->filename);
+	return hash_mix(h ^ f->lineno);
+}
+
+static bool caller_eq(const void *entry, const void *key)
+{
+	const struct frame_info *a = entry, *b = key;
+	return a->module == b->module && a->function == b->function && a->filename == b->filename &&
+	       a->lineno == b->lineno && a->caller == b->caller;
+}
+
+static const struct frame_info *caller_get(struct symbols *s, const struct frame_info *want)
+{
+	uint64_t h = caller_hash(want);
+	struct frame_info *f = table_find(&s->callers, h, caller_eq, want);
+
+	if (f == NULL) {
+		f = xmalloc(sizeof(*f));
+		*f = *want;
+		table_add(&s->callers, h, f);
+	}
+	return f;
+}
+
 static struct frame *frame_add(struct symbols *s, const struct object *obj, uint64_t offset,
                                const struct resolved *r)
 {
 	struct frame_key k = {obj, offset};
 	struct frame *f = xcalloc(1, sizeof(*f));
 	const char *module = obj != NULL ? obj->module : UNKNOWN_MODULE;
-	char *where = NULL;
+	const struct frame_info *caller = NULL;
 
-	if (r->function == NULL || r->file == NULL)
-		where = xasprintf("%s+0x%" PRIx64, module, offset);
+	/* Outermost first, so each level can point at the interned one. */
+	for (size_t i = r->n; i-- > 1;) {
+		struct frame_info want;
+		location_info(s, &r->loc[i], module, offset, &want);
+		want.caller = caller;
+		caller = caller_get(s, &want);
+	}
 	f->obj = obj;
 	f->offset = offset;
-	f->info.module = module;
-	f->info.function = intern(s, r->function != NULL ? r->function : where);
-	f->info.filename = intern(s, r->file != NULL ? r->file : where);
-	f->info.lineno = r->file != NULL ? r->lineno : 0;
-	free(where);
+	location_info(s, r->n > 0 ? &r->loc[0] : NULL, module, offset, &f->info);
+	f->info.caller = caller;
 	table_add(&s->frames, frame_hash(&k), f);
 	s->stats.frames++;
 	return f;
@@ -927,6 +1111,7 @@ struct symbols *symbols_new(bool debuginfod)
 	s->callbacks = debuginfod ? &callbacks_debuginfod : &callbacks_local;
 	table_init(&s->objects);
 	table_init(&s->frames);
+	table_init(&s->callers);
 	table_init(&s->strings);
 	elf_version(EV_CURRENT);
 	return s;
@@ -937,6 +1122,7 @@ void symbols_free(struct symbols *s)
 	if (s == NULL)
 		return;
 	table_close(&s->frames, free);
+	table_close(&s->callers, free);
 	table_close(&s->objects, object_destroy);
 	table_close(&s->strings, free);
 	if (s->cxxlib != NULL)
@@ -971,7 +1157,7 @@ const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_mod
 	const struct frame_info *fi;
 	struct object *o;
 	struct frame *f;
-	struct resolved r = {NULL, NULL, 0};
+	struct resolved r = {NULL, 0};
 
 	if (m == NULL)
 		return symbols_unknown(s, address);
@@ -992,8 +1178,7 @@ const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_mod
 		pthread_mutex_lock(&s->lock);
 		f = frame_add(s, o, offset, &r);
 		pthread_mutex_unlock(&s->lock);
-		free(r.function);
-		free(r.file);
+		resolved_free(&r);
 	}
 	pthread_mutex_unlock(&s->dw_lock);
 	return &f->info;
@@ -1001,7 +1186,7 @@ const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_mod
 
 const struct frame_info *symbols_unknown(struct symbols *s, uint64_t address)
 {
-	static const struct resolved none = {NULL, NULL, 0};
+	static const struct resolved none = {NULL, 0};
 	struct frame *f;
 
 	pthread_mutex_lock(&s->lock);

@@ -15,8 +15,9 @@
  * and is cheap enough for the loop thread. No network access: debuginfod is
  * only consulted when `debuginfod` is true at creation.
  *
- * Returned frame_info pointers (and their strings) are owned by the cache and
- * stay valid until symbols_free.
+ * Returned frame_info pointers (and their strings, and the frames their
+ * `caller` links reach) are owned by the cache and stay valid until
+ * symbols_free.
  */
 #ifndef MEMTRACE_SYMBOLS_H
 #define MEMTRACE_SYMBOLS_H
@@ -42,7 +43,11 @@ struct symbols *symbols_new(bool debuginfod);
 void symbols_free(struct symbols *s); /* NULL is a no-op */
 
 /* Resolves `address` (absolute, in the traced process, already adjusted to
- * point inside the call instruction) inside module `m`. Never NULL. */
+ * point inside the call instruction) inside module `m`. Never NULL. When the
+ * address lies in inlined code, the result is the innermost inlined function
+ * at the address's line, and its `caller` chain (frame.h) leads through the
+ * inlined call sites to the real function; otherwise `caller` is NULL. The
+ * chain is built in the same call, so symbols_lookup returns it complete. */
 const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
                                          uint64_t address);
 /* The cached result for the same arguments, or NULL if not resolved yet. */

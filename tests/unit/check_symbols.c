@@ -99,6 +99,47 @@ static NOIPA struct site site_inline_caller(void)
 	return site_inlined();
 }
 
+/* An inlining chain: chain_leaf inlined into chain_middle inlined into
+ * chain_outer inlined into the real function chain_root. Each level records
+ * the line of the statement it runs there: the leaf its call of
+ * return_address, the others the call of the next level in, which is where
+ * DWARF says that level was inlined (DW_AT_call_line). The leaf takes two
+ * addresses on two lines of one inlined instance, whose callers are then the
+ * same frames. */
+struct chain {
+	uint64_t addr[2];
+	uint32_t leaf_line[2];
+	uint32_t line[3]; /* the call sites in chain_middle, chain_outer, chain_root */
+};
+
+static inline __attribute__((always_inline)) void chain_leaf(struct chain *c)
+{
+	c->leaf_line[0] = __LINE__ + 1;
+	c->addr[0] = return_address();
+	c->leaf_line[1] = __LINE__ + 1;
+	c->addr[1] = return_address();
+}
+
+static inline __attribute__((always_inline)) void chain_middle(struct chain *c)
+{
+	c->line[0] = __LINE__ + 1;
+	chain_leaf(c);
+}
+
+static inline __attribute__((always_inline)) void chain_outer(struct chain *c)
+{
+	c->line[1] = __LINE__ + 1;
+	chain_middle(c);
+}
+
+static NOIPA void chain_root(struct chain *c)
+{
+	c->line[2] = __LINE__ + 1;
+	chain_outer(c);
+	c->addr[0] -= 1;
+	c->addr[1] -= 1;
+}
+
 /* ---- ground truth: the module of an address, as the agent sees it ---- */
 
 struct test_module {
@@ -224,7 +265,9 @@ START_TEST(test_self_function_and_line)
 
 	module_of((void *)(uintptr_t)a.addr, &t);
 	struct sym_module m = as_sym(&t);
-	assert_site(symbols_resolve(s, &m, a.addr), &t, "site_alpha", a.line);
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	assert_site(fi, &t, "site_alpha", a.line);
+	ck_assert_ptr_null(fi->caller); /* not inlined: one frame */
 	symbols_free(s);
 }
 END_TEST
@@ -255,7 +298,48 @@ START_TEST(test_self_inlined)
 
 	module_of((void *)(uintptr_t)a.addr, &t);
 	struct sym_module m = as_sym(&t);
-	assert_site(symbols_resolve(s, &m, a.addr), &t, "site_inlined", a.line);
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	assert_site(fi, &t, "site_inlined", a.line);
+	/* One level: the real function it was inlined into. */
+	ck_assert_ptr_nonnull(fi->caller);
+	ck_assert_str_eq(fi->caller->function, "site_inline_caller");
+	ck_assert_str_eq(fi->caller->filename, fi->filename);
+	ck_assert_ptr_null(fi->caller->caller);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_self_inline_chain)
+{
+	static const char *const callers[] = {"chain_middle", "chain_outer", "chain_root"};
+	struct chain c;
+	struct test_module t;
+	struct symbols *s = symbols_new(false);
+
+	chain_root(&c);
+	ck_assert_uint_ne(c.addr[0], c.addr[1]);
+	module_of((void *)(uintptr_t)c.addr[0], &t);
+	struct sym_module m = as_sym(&t);
+	const struct frame_info *fi[2];
+	for (int k = 0; k < 2; k++) {
+		fi[k] = symbols_resolve(s, &m, c.addr[k]);
+		assert_site(fi[k], &t, "chain_leaf", c.leaf_line[k]);
+		const struct frame_info *f = fi[k]->caller;
+		for (size_t i = 0; i < 3; i++) {
+			ck_assert_msg(f != NULL, "chain ends after %zu callers", i);
+			assert_site(f, &t, callers[i], c.line[i]);
+			f = f->caller;
+		}
+		ck_assert_ptr_null(f); /* chain_root is the real function */
+		ck_assert_ptr_eq(symbols_lookup(s, &m, c.addr[k]), fi[k]);
+	}
+	/* One inlined instance, two lines: the callers are the same frames,
+	 * and only the two addresses count as resolved frames. */
+	ck_assert_ptr_ne(fi[0], fi[1]);
+	ck_assert_ptr_eq(fi[0]->caller, fi[1]->caller);
+	struct symbols_stats st;
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.frames, 2);
 	symbols_free(s);
 }
 END_TEST
@@ -788,6 +872,7 @@ Suite *symbols_suite(void)
 	tcase_add_test(tc, test_self_function_and_line);
 	tcase_add_test(tc, test_self_two_lines_one_function);
 	tcase_add_test(tc, test_self_inlined);
+	tcase_add_test(tc, test_self_inline_chain);
 	tcase_add_test(tc, test_self_other_bias_same_frame);
 	suite_add_tcase(s, tc);
 

@@ -11,6 +11,8 @@ int main(void)
 	srunner_add_suite(sr, symbols_suite());
 	srunner_add_suite(sr, heap_suite());
 	srunner_add_suite(sr, exports_suite());
+	srunner_add_suite(sr, snapshot_suite());
+	srunner_add_suite(sr, store_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

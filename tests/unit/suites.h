@@ -10,5 +10,7 @@ Suite *query_suite(void);
 Suite *symbols_suite(void);
 Suite *heap_suite(void);
 Suite *exports_suite(void);
+Suite *snapshot_suite(void);
+Suite *store_suite(void);
 
 #endif

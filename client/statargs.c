@@ -1,0 +1,110 @@
+/*
+ * statargs.c - the options of tracemalloc-style statistics, shared by `top`
+ * (sent to the daemon, or computed here from a snapshot file) and `compare`
+ * (always computed here). See client.h.
+ */
+#include "client.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/query.h"
+#include "xalloc.h"
+
+/* The daemon's default for "limit" (daemon/CONTROL.md), used when the client
+ * computes the answer itself, so that both answers have the same length. */
+#define STATARGS_DEFAULT_LIMIT 10
+
+void statargs_init(struct statargs *a, int argc)
+{
+	*a = (struct statargs){.limit = STATARGS_DEFAULT_LIMIT};
+	/* No more filters than arguments. */
+	a->filters = xcalloc(argc > 0 ? (size_t)argc : 1, sizeof(*a->filters));
+}
+
+void statargs_close(struct statargs *a)
+{
+	free(a->filters);
+	free(a->qfilters);
+	a->filters = NULL;
+	a->qfilters = NULL;
+}
+
+bool statargs_option(struct client *c, struct statargs *a, int ch, const char *arg)
+{
+	enum query_key k;
+
+	switch (ch) {
+	case CLIENT_OPT_STAT:
+		a->key = arg;
+		if (query_key_parse(arg, &k) < 0)
+			client_opt_error(c,
+			                 "--key must be lineno, filename, function or traceback, "
+			                 "not '%s'",
+			                 arg);
+		return true;
+	case CLIENT_OPT_STAT + 1:
+		a->limit_arg = arg;
+		client_opt_count(c, "--limit", arg, &a->limit);
+		return true;
+	case CLIENT_OPT_STAT + 2:
+		a->cumulative = true;
+		return true;
+	case CLIENT_OPT_STAT + 3:
+	case CLIENT_OPT_STAT + 4:
+		a->filters[a->nfilters].pattern = arg;
+		a->filters[a->nfilters].inclusive = ch == CLIENT_OPT_STAT + 3;
+		a->nfilters++;
+		return true;
+	case CLIENT_OPT_STAT + 5:
+		a->all_frames = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
+void statargs_check(struct client *c, struct statargs *a)
+{
+	/* As in tracemalloc: a traceback is already the whole stack. */
+	if (a->cumulative && a->key != NULL && strcmp(a->key, "traceback") == 0)
+		client_opt_error(c, "--cumulative cannot be used with --key traceback");
+}
+
+void statargs_request(const struct statargs *a, cJSON *req)
+{
+	if (a->key != NULL)
+		cJSON_AddStringToObject(req, "key", a->key);
+	if (a->cumulative)
+		cJSON_AddTrueToObject(req, "cumulative");
+	if (a->limit_arg != NULL)
+		cJSON_AddNumberToObject(req, "limit", a->limit);
+	if (a->nfilters == 0)
+		return;
+	cJSON *arr = cJSON_AddArrayToObject(req, "filters");
+	for (size_t i = 0; i < a->nfilters; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "pattern", a->filters[i].pattern);
+		cJSON_AddBoolToObject(o, "inclusive", a->filters[i].inclusive);
+		cJSON_AddBoolToObject(o, "all_frames", a->all_frames);
+		cJSON_AddItemToArray(arr, o);
+	}
+}
+
+void statargs_opts(struct statargs *a, struct query_opts *o)
+{
+	*o = (struct query_opts){.key = QUERY_KEY_LINENO, .cumulative = a->cumulative};
+	/* Checked while parsing; an unknown key cannot reach here. */
+	if (a->key != NULL)
+		query_key_parse(a->key, &o->key);
+	o->limit = (size_t)a->limit;
+	free(a->qfilters);
+	a->qfilters = xcalloc(a->nfilters > 0 ? a->nfilters : 1, sizeof(*a->qfilters));
+	for (size_t i = 0; i < a->nfilters; i++) {
+		a->qfilters[i].pattern = a->filters[i].pattern;
+		a->qfilters[i].inclusive = a->filters[i].inclusive;
+		a->qfilters[i].all_frames = a->all_frames;
+	}
+	o->filters = a->qfilters;
+	o->nfilters = a->nfilters;
+}

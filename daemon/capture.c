@@ -1,0 +1,344 @@
+/* capture.c - session -> snapshot, copy on the loop, resolve on the pool (see capture.h). */
+#include "capture.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "daemon.h"
+#include "xalloc.h"
+
+/* Inlined chains longer than this are cut (the outer frames are dropped). */
+#define MAX_CHAIN 16
+
+struct cap_stack {
+	uint64_t size, count, allocations;
+	uint32_t nframes;
+	size_t off; /* into addrs */
+};
+
+struct cap_block {
+	uint64_t addr, size;
+	uint32_t stack; /* session stack id until the end of capture_take, then index */
+};
+
+struct capture {
+	pid_t pid;
+	uid_t uid;
+	uint64_t start_time;
+	char *exe;
+	char *cmdline;
+	size_t cmdline_len;
+	char reason[16];
+	double taken_at;
+	uint64_t current, peak, blocks, allocations, frees, lost_events;
+	struct session_module *mods; /* copies, paths owned */
+	size_t nmods;
+	struct cap_stack *stacks;
+	size_t nstacks;
+	uint64_t *addrs;
+	struct cap_block *largest;
+	size_t nlargest;
+};
+
+/* ---- the largest blocks: a bounded min-heap on size ---- */
+
+struct largest {
+	struct cap_block *v;
+	size_t n, max;
+};
+
+static void largest_visit(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct largest *l = arg;
+	struct cap_block b = {addr, size, stack};
+	size_t i;
+
+	if (l->n < l->max) {
+		for (i = l->n++; i > 0 && l->v[(i - 1) / 2].size > b.size; i = (i - 1) / 2)
+			l->v[i] = l->v[(i - 1) / 2];
+		l->v[i] = b;
+		return;
+	}
+	if (size <= l->v[0].size)
+		return;
+	for (i = 0;;) {
+		size_t a = 2 * i + 1, m = i;
+		uint64_t ms = b.size;
+		if (a < l->n && l->v[a].size < ms)
+			m = a, ms = l->v[a].size;
+		if (a + 1 < l->n && l->v[a + 1].size < ms)
+			m = a + 1;
+		if (m == i)
+			break;
+		l->v[i] = l->v[m];
+		i = m;
+	}
+	l->v[i] = b;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+	const struct cap_block *x = a, *y = b;
+	if (x->size != y->size)
+		return x->size < y->size ? 1 : -1;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* ---- loop thread ---- */
+
+struct capture *capture_take(struct session *s, const char *reason, size_t nlargest)
+{
+	const struct heap *h = &s->heap;
+	struct capture *c = xcalloc(1, sizeof(*c));
+	struct timeval tv;
+	size_t naddrs = 0;
+
+	c->pid = s->pid;
+	c->uid = s->uid;
+	c->start_time = s->start_time;
+	c->exe = xstrdup(s->exe != NULL ? s->exe : "");
+	c->cmdline_len = s->cmdline != NULL ? s->cmdline_len : 0;
+	c->cmdline = xmalloc(c->cmdline_len + 1);
+	if (c->cmdline_len > 0)
+		memcpy(c->cmdline, s->cmdline, c->cmdline_len);
+	snprintf(c->reason, sizeof(c->reason), "%s", reason);
+	gettimeofday(&tv, NULL);
+	c->taken_at = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	c->current = h->current;
+	c->peak = h->peak;
+	c->blocks = h->count;
+	c->allocations = h->allocations;
+	c->frees = h->frees;
+	c->lost_events = s->lost_events;
+
+	c->nmods = s->nmodules;
+	c->mods = xcalloc(c->nmods ? c->nmods : 1, sizeof(*c->mods));
+	for (size_t i = 0; i < c->nmods; i++) {
+		c->mods[i] = s->modules[i];
+		c->mods[i].path = xstrdup(s->modules[i].path);
+	}
+
+	/* Stack id -> capture index, for the largest blocks. */
+	uint32_t *index = xcalloc(h->nstacks ? h->nstacks : 1, sizeof(*index));
+	for (uint32_t id = 0; id < h->nstacks; id++) {
+		if (h->stacks[id].live_count > 0) {
+			c->nstacks++;
+			naddrs += h->stacks[id].nframes;
+		}
+	}
+	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
+	c->addrs = xcalloc(naddrs ? naddrs : 1, sizeof(*c->addrs));
+	size_t k = 0, off = 0;
+	for (uint32_t id = 0; id < h->nstacks; id++) {
+		const struct heap_stack *st = &h->stacks[id];
+		if (st->live_count == 0)
+			continue;
+		index[id] = (uint32_t)k;
+		struct cap_stack *cs = &c->stacks[k++];
+		cs->size = st->live_bytes;
+		cs->count = st->live_count;
+		cs->allocations = st->total_allocs;
+		cs->nframes = st->nframes;
+		cs->off = off;
+		memcpy(c->addrs + off, st->frames, st->nframes * sizeof(*st->frames));
+		off += st->nframes;
+	}
+	if (nlargest > 0) {
+		struct largest l = {xcalloc(nlargest, sizeof(struct cap_block)), 0, nlargest};
+		heap_foreach(h, largest_visit, &l);
+		qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
+		for (size_t i = 0; i < l.n; i++)
+			l.v[i].stack = index[l.v[i].stack];
+		c->largest = l.v;
+		c->nlargest = l.n;
+	}
+	free(index);
+	return c;
+}
+
+void capture_free(struct capture *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nmods; i++)
+		free(c->mods[i].path);
+	free(c->mods);
+	free(c->stacks);
+	free(c->addrs);
+	free(c->largest);
+	free(c->exe);
+	free(c->cmdline);
+	free(c);
+}
+
+/* ---- thread pool ---- */
+
+static const struct session_module *module_at(const struct capture *c, uint64_t addr)
+{
+	size_t lo = 0, hi = c->nmods;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (addr < c->mods[mid].lo)
+			hi = mid;
+		else if (addr >= c->mods[mid].hi)
+			lo = mid + 1;
+		else
+			return &c->mods[mid];
+	}
+	return NULL;
+}
+
+/* operator new and its variants are the allocator, not the caller. */
+static int is_allocator_frame(const struct frame_info *f)
+{
+	const char *fn = f->function;
+	return fn != NULL && (strncmp(fn, "operator new", 12) == 0 || strncmp(fn, "_Znw", 4) == 0 ||
+	                      strncmp(fn, "_Zna", 4) == 0);
+}
+
+/* Per-capture memo: address -> its expanded chain of snapshot frame
+ * indexes, so each distinct address is symbolized once. */
+struct memo {
+	uint64_t *keys; /* 0 = empty */
+	uint32_t *start, *len;
+	size_t cap;
+	uint32_t *chain;
+	size_t nchain, chain_cap;
+};
+
+static size_t memo_slot(const struct memo *m, uint64_t addr)
+{
+	size_t i = (size_t)((addr * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (m->cap - 1);
+	while (m->keys[i] != 0 && m->keys[i] != addr)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static void chain_push(struct memo *m, uint32_t v)
+{
+	if (m->nchain == m->chain_cap) {
+		m->chain_cap = m->chain_cap ? m->chain_cap * 2 : 1024;
+		m->chain = xreallocarray(m->chain, m->chain_cap, sizeof(*m->chain));
+	}
+	m->chain[m->nchain++] = v;
+}
+
+/* Returns the expansion of addr (innermost first) as indexes into snap. */
+static const uint32_t *expand(struct memo *m, const struct capture *c, struct symbols *syms,
+                              struct snapshot *snap, uint64_t addr, uint32_t *n)
+{
+	size_t i = memo_slot(m, addr);
+	if (m->keys[i] == 0) {
+		const struct session_module *mod = module_at(c, addr);
+		const struct frame_info *f;
+		struct sym_module sm;
+		if (mod != NULL) {
+			session_sym_module(mod, &sm);
+			f = symbols_resolve(syms, &sm, addr);
+		} else {
+			f = symbols_unknown(syms, addr);
+		}
+		m->keys[i] = addr == 0 ? 1 : addr; /* addresses are never 0 or 1 */
+		m->start[i] = (uint32_t)m->nchain;
+		uint32_t l = 0;
+		for (; f != NULL && l < MAX_CHAIN; f = f->caller, l++) {
+			struct frame_info plain = *f;
+			plain.caller = NULL;
+			chain_push(m, snapshot_intern_frame(snap, &plain));
+		}
+		m->len[i] = l;
+	}
+	*n = m->len[i];
+	return m->chain + m->start[i];
+}
+
+static void fill_identity(struct snapshot *snap, const struct capture *c)
+{
+	size_t nargs = 0;
+	for (size_t i = 0; i < c->cmdline_len; i++)
+		if (c->cmdline[i] == '\0' || i + 1 == c->cmdline_len)
+			nargs++;
+	snap->pid = c->pid;
+	snap->uid = c->uid;
+	snap->start_time = c->start_time;
+	snap->exe = xstrdup(c->exe);
+	snap->argv = xcalloc(nargs + 1, sizeof(*snap->argv));
+	size_t a = 0, i = 0;
+	while (i < c->cmdline_len && a < nargs) {
+		size_t l = strnlen(c->cmdline + i, c->cmdline_len - i);
+		snap->argv[a++] = xstrndup(c->cmdline + i, l);
+		i += l + 1;
+	}
+	snap->taken_at = c->taken_at;
+	memcpy(snap->reason, c->reason, sizeof(snap->reason));
+	snap->current = c->current;
+	snap->peak = c->peak;
+	snap->blocks = c->blocks;
+	snap->allocations = c->allocations;
+	snap->frees = c->frees;
+	snap->lost_events = c->lost_events;
+}
+
+struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
+{
+	struct snapshot *snap = snapshot_new();
+	struct memo m;
+	size_t distinct_max = 0;
+
+	fill_identity(snap, c);
+	for (size_t i = 0; i < c->nstacks; i++)
+		distinct_max += c->stacks[i].nframes;
+	memset(&m, 0, sizeof(m));
+	m.cap = 1024;
+	while (m.cap < distinct_max * 2)
+		m.cap *= 2;
+	m.keys = xcalloc(m.cap, sizeof(*m.keys));
+	m.start = xcalloc(m.cap, sizeof(*m.start));
+	m.len = xcalloc(m.cap, sizeof(*m.len));
+
+	snap->ntraces = c->nstacks;
+	snap->traces = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*snap->traces));
+	uint32_t buf_idx[PROTO_MAX_FRAMES];
+	uint64_t buf_addr[PROTO_MAX_FRAMES];
+	for (size_t i = 0; i < c->nstacks; i++) {
+		const struct cap_stack *cs = &c->stacks[i];
+		struct snapshot_trace *t = &snap->traces[i];
+		uint32_t n = 0;
+		t->size = cs->size;
+		t->count = cs->count;
+		t->allocations = cs->allocations;
+		for (uint32_t j = 0; j < cs->nframes && n < PROTO_MAX_FRAMES; j++) {
+			uint64_t addr = c->addrs[cs->off + j];
+			uint32_t len;
+			const uint32_t *ch = expand(&m, c, syms, snap, addr, &len);
+			for (uint32_t k = 0; k < len && n < PROTO_MAX_FRAMES; k++) {
+				/* The allocator's frames at the top are not the
+				 * caller of malloc; keep at least one frame. */
+				if (n == 0 && (j + 1 < cs->nframes || k + 1 < len) &&
+				    is_allocator_frame(&snap->frames[ch[k]]))
+					continue;
+				buf_idx[n] = ch[k];
+				buf_addr[n] = addr;
+				n++;
+			}
+		}
+		t->nframes = n;
+		t->frames = xmalloc((n ? n : 1) * sizeof(*t->frames));
+		t->addrs = xmalloc((n ? n : 1) * sizeof(*t->addrs));
+		memcpy(t->frames, buf_idx, n * sizeof(*buf_idx));
+		memcpy(t->addrs, buf_addr, n * sizeof(*buf_addr));
+	}
+	snap->nlargest = c->nlargest;
+	snap->largest = xcalloc(c->nlargest ? c->nlargest : 1, sizeof(*snap->largest));
+	for (size_t i = 0; i < c->nlargest; i++) {
+		snap->largest[i].addr = c->largest[i].addr;
+		snap->largest[i].size = c->largest[i].size;
+		snap->largest[i].trace = c->largest[i].stack;
+	}
+	free(m.keys);
+	free(m.start);
+	free(m.len);
+	free(m.chain);
+	return snap;
+}

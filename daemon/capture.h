@@ -1,0 +1,33 @@
+/*
+ * capture.h - turning a session's live heap into a snapshot without blocking
+ * the loop.
+ *
+ * capture_take runs on the loop thread and only copies: the process identity
+ * and counters, the module map, and the return addresses and statistics of
+ * every stack with live blocks (plus the largest live blocks). Its cost is a
+ * memcpy proportional to the live stacks, never a file read. capture_resolve
+ * runs on the libuv thread pool: it symbolizes the copied addresses through
+ * the thread-safe symbol cache, expands inlined frames, drops the allocator's
+ * own frames (operator new) from the top of each stack, and builds a
+ * struct snapshot. The capture owns copies of everything it needs, so the
+ * session may change or go away meanwhile.
+ */
+#ifndef MEMTRACE_CAPTURE_H
+#define MEMTRACE_CAPTURE_H
+
+#include <stddef.h>
+
+#include "session.h"
+#include "snapshot.h"
+#include "symbols.h"
+
+struct capture;
+
+/* Loop thread. reason: "periodic", "manual", "exit", "shutdown" or "live".
+ * nlargest: how many of the largest live blocks to keep (0 = none). */
+struct capture *capture_take(struct session *s, const char *reason, size_t nlargest);
+/* Thread pool. Consumes nothing; returns a new snapshot. */
+struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms);
+void capture_free(struct capture *c); /* NULL is a no-op */
+
+#endif

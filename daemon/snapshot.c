@@ -1,0 +1,1284 @@
+/*
+ * snapshot.c - tracemalloc's Snapshot: building, the JSON document, the
+ * snapshot file, and the views the control server and memtracectl need.
+ * See snapshot.h for the contract.
+ *
+ * Frames are interned by content through a small open-addressing table that
+ * lives behind the header's private `index` pointer. The table remembers
+ * which frames array it indexes (pointer and length); when it finds the
+ * struct changed behind its back (a snapshot read from JSON, or frames set by
+ * hand) it rebuilds itself from the array, so interning always stays exact
+ * and linear.
+ *
+ * Snapshot files come from users and may be corrupt or hostile, so
+ * snapshot_from_json checks everything it reads: types, integer ranges,
+ * lengths of every array and string, every index. The limits below bound what
+ * a document can make us allocate beyond the size of the document itself.
+ * The writer clips strings and command lines to the same limits (C++ names
+ * demangle to any length, command lines can be long), so whatever we write,
+ * we can read back.
+ *
+ * Numbers are JSON numbers, read as doubles: exact up to 2^53, which covers
+ * every counter and every user-space address in practice. Larger values (a
+ * tagged pointer) are written exactly but read back rounded to a double.
+ */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "xalloc.h"
+
+#define MAX_FRAMES  (1u << 24)  /* distinct frames in a document */
+#define MAX_TRACES  (1u << 24)  /* traces (distinct stacks) */
+#define MAX_LARGEST (1u << 24)  /* largest blocks */
+#define MAX_DEPTH   256         /* frames in one trace (PROTO_MAX_FRAMES) */
+#define MAX_STRING  (64u << 10) /* bytes in any string */
+#define MAX_ARGS    65536       /* command line arguments */
+#define MAX_FILE    (1ul << 30) /* bytes in a snapshot file */
+#define TWO64       18446744073709551616.0
+
+/* ---- lifetime ---- */
+
+struct snapshot *snapshot_new(void)
+{
+	return xcalloc(1, sizeof(struct snapshot));
+}
+
+static void index_free(void *p);
+
+void snapshot_free(struct snapshot *s)
+{
+	if (s == NULL)
+		return;
+	free(s->exe);
+	if (s->argv != NULL) {
+		for (char **a = s->argv; *a != NULL; a++)
+			free(*a);
+		free(s->argv);
+	}
+	for (size_t i = 0; i < s->nframes; i++) {
+		free((char *)s->frames[i].filename);
+		free((char *)s->frames[i].function);
+		free((char *)s->frames[i].module);
+	}
+	free(s->frames);
+	for (size_t i = 0; i < s->ntraces; i++) {
+		free(s->traces[i].frames);
+		free(s->traces[i].addrs);
+	}
+	free(s->traces);
+	free(s->largest);
+	index_free(s->index);
+	free(s);
+}
+
+/* ---- the frame intern index ---- */
+
+#define NONE UINT32_MAX
+
+struct islot {
+	uint64_t hash;
+	uint32_t idx; /* into s->frames; NONE when free */
+};
+
+struct findex {
+	struct islot *slot;
+	size_t mask; /* capacity - 1, a power of two minus one */
+	size_t len;
+	/* What the table indexes, to notice frames changed behind our back. */
+	const struct frame_info *frames;
+	size_t nframes;
+	size_t cap_frames; /* allocated length of s->frames */
+};
+
+static const char *str_or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static uint64_t str_hash(const char *s, uint64_t h)
+{
+	/* FNV-1a including the NUL, so ("ab", "c") and ("a", "bc") differ. */
+	const unsigned char *p = (const unsigned char *)str_or_empty(s);
+
+	do {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	} while (*p++ != '\0');
+	return h;
+}
+
+static uint64_t frame_hash(const struct frame_info *f)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	h = str_hash(f->filename, h);
+	h = str_hash(f->function, h);
+	h = str_hash(f->module, h);
+	h ^= f->lineno;
+	/* splitmix64's finalizer spreads the low bits used as the slot. */
+	h ^= h >> 30;
+	h *= UINT64_C(0xbf58476d1ce4e5b9);
+	h ^= h >> 27;
+	h *= UINT64_C(0x94d049bb133111eb);
+	h ^= h >> 31;
+	return h;
+}
+
+static bool frame_eq(const struct frame_info *a, const struct frame_info *b)
+{
+	return a->lineno == b->lineno &&
+	       strcmp(str_or_empty(a->filename), str_or_empty(b->filename)) == 0 &&
+	       strcmp(str_or_empty(a->function), str_or_empty(b->function)) == 0 &&
+	       strcmp(str_or_empty(a->module), str_or_empty(b->module)) == 0;
+}
+
+static void index_free(void *p)
+{
+	struct findex *x = p;
+
+	if (x == NULL)
+		return;
+	free(x->slot);
+	free(x);
+}
+
+static void index_alloc(struct findex *x, size_t cap)
+{
+	x->slot = xreallocarray(NULL, cap, sizeof *x->slot);
+	for (size_t i = 0; i < cap; i++)
+		x->slot[i].idx = NONE;
+	x->mask = cap - 1;
+	x->len = 0;
+}
+
+/* Puts idx at the end of hash's probe chain (the caller knows it is absent). */
+static void index_put(struct findex *x, uint64_t hash, uint32_t idx)
+{
+	size_t i = (size_t)hash & x->mask;
+
+	while (x->slot[i].idx != NONE)
+		i = (i + 1) & x->mask;
+	x->slot[i].hash = hash;
+	x->slot[i].idx = idx;
+	x->len++;
+}
+
+/* The index of a frame equal to f, or NONE; *hash gets f's hash. */
+static uint32_t index_find(const struct findex *x, const struct frame_info *frames,
+                           const struct frame_info *f, uint64_t hash)
+{
+	for (size_t i = (size_t)hash & x->mask; x->slot[i].idx != NONE; i = (i + 1) & x->mask) {
+		if (x->slot[i].hash == hash && frame_eq(&frames[x->slot[i].idx], f))
+			return x->slot[i].idx;
+	}
+	return NONE;
+}
+
+static void index_grow(struct findex *x)
+{
+	struct islot *old = x->slot;
+	size_t oldcap = x->mask + 1;
+
+	index_alloc(x, oldcap * 2);
+	for (size_t i = 0; i < oldcap; i++) {
+		if (old[i].idx != NONE)
+			index_put(x, old[i].hash, old[i].idx);
+	}
+	free(old);
+}
+
+/* The index of s, (re)built from s->frames if it does not describe them.
+ * Duplicate frames already in the array (a file may hold some) are left
+ * alone; the first of them is the one found. */
+static struct findex *index_get(struct snapshot *s)
+{
+	struct findex *x = s->index;
+	size_t cap = 64;
+
+	if (x != NULL && x->frames == s->frames && x->nframes == s->nframes)
+		return x;
+	index_free(x);
+	x = xcalloc(1, sizeof *x);
+	while (cap < 2 * s->nframes)
+		cap *= 2;
+	index_alloc(x, cap);
+	for (size_t i = 0; i < s->nframes; i++) {
+		uint64_t h = frame_hash(&s->frames[i]);
+		if (index_find(x, s->frames, &s->frames[i], h) == NONE)
+			index_put(x, h, (uint32_t)i);
+	}
+	x->frames = s->frames;
+	x->nframes = s->nframes;
+	x->cap_frames = s->nframes;
+	s->index = x;
+	return x;
+}
+
+uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f)
+{
+	struct findex *x = index_get(s);
+	uint64_t h = frame_hash(f);
+	uint32_t idx = index_find(x, s->frames, f, h);
+	struct frame_info *nf;
+
+	if (idx != NONE)
+		return idx;
+	/* A uint32_t index cannot name more; documents hold at most
+	 * MAX_FRAMES, so reaching this is a bug in the caller. */
+	if (s->nframes >= NONE)
+		abort();
+	if (s->nframes == x->cap_frames) {
+		x->cap_frames = x->cap_frames < 64 ? 64 : x->cap_frames * 2;
+		s->frames = xreallocarray(s->frames, x->cap_frames, sizeof *s->frames);
+	}
+	idx = (uint32_t)s->nframes;
+	nf = &s->frames[idx];
+	memset(nf, 0, sizeof *nf);
+	nf->filename = xstrdup(str_or_empty(f->filename));
+	nf->lineno = f->lineno;
+	nf->function = xstrdup(str_or_empty(f->function));
+	nf->module = xstrdup(str_or_empty(f->module));
+	s->nframes++;
+	if (2 * (x->len + 1) > x->mask + 1)
+		index_grow(x);
+	index_put(x, h, idx);
+	x->frames = s->frames;
+	x->nframes = s->nframes;
+	return idx;
+}
+
+/* ---- writing JSON ---- */
+
+/* Appends item to arr, taking it; false (item freed) on failure. */
+static bool arr_add(cJSON *arr, cJSON *item)
+{
+	if (item == NULL)
+		return false;
+	if (!cJSON_AddItemToArray(arr, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+static bool obj_add(cJSON *obj, const char *key, cJSON *item)
+{
+	if (item == NULL)
+		return false;
+	if (!cJSON_AddItemToObject(obj, key, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+static bool add_num(cJSON *obj, const char *key, double v)
+{
+	return cJSON_AddNumberToObject(obj, key, v) != NULL;
+}
+
+/* The largest double below 2^64. Values above it would round up to 2^64,
+ * which is no uint64 and which the reader refuses, so they are written as
+ * this instead (counters never get there; a tagged pointer might). */
+#define U64_TOP UINT64_C(0xfffffffffffff800)
+
+/* A uint64 as a double, for the views. */
+static double u64(uint64_t v)
+{
+	return (double)(v < U64_TOP ? v : U64_TOP);
+}
+
+/* A uint64 in the document. cJSON prints a double with 15 significant
+ * digits whenever that reads back within one ulp, which for integers of 16
+ * digits and more is not exact; those are written as raw decimal text
+ * instead, so every value below 2^53 survives the file exactly. The reader
+ * takes raw numbers too, for documents that never went through text. */
+static cJSON *u64_json(uint64_t v)
+{
+	char buf[24];
+
+	if (v < UINT64_C(1000000000000000))
+		return cJSON_CreateNumber((double)v);
+	snprintf(buf, sizeof buf, "%" PRIu64, v < U64_TOP ? v : U64_TOP);
+	return cJSON_CreateRaw(buf);
+}
+
+static bool add_u64(cJSON *obj, const char *key, uint64_t v)
+{
+	return obj_add(obj, key, u64_json(v));
+}
+
+/* A string clipped to MAX_STRING bytes, cut before a UTF-8 continuation byte
+ * so that a multibyte character is dropped whole. */
+static cJSON *clipped_string(const char *s)
+{
+	size_t n;
+	char *c;
+	cJSON *r;
+
+	s = str_or_empty(s);
+	n = strnlen(s, MAX_STRING + 1);
+	if (n <= MAX_STRING)
+		return cJSON_CreateString(s);
+	n = MAX_STRING;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	c = xstrndup(s, n);
+	r = cJSON_CreateString(c);
+	free(c);
+	return r;
+}
+
+static bool add_str(cJSON *obj, const char *key, const char *s)
+{
+	return obj_add(obj, key, clipped_string(s));
+}
+
+/* s->reason, copied into buf (sizeof s->reason bytes): the array is never
+ * read past its end, even when a caller left it unterminated. */
+static const char *reason_of(const struct snapshot *s, char *buf)
+{
+	size_t n = strnlen(s->reason, sizeof s->reason - 1);
+
+	memcpy(buf, s->reason, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static cJSON *cmdline_json(const struct snapshot *s)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	if (arr == NULL)
+		return NULL;
+	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL && i < MAX_ARGS; i++) {
+		if (!arr_add(arr, clipped_string(s->argv[i]))) {
+			cJSON_Delete(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+static cJSON *header_json(const struct snapshot *s)
+{
+	char reason[sizeof s->reason];
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL)
+		goto err;
+	if (!add_u64(o, "id", (uint64_t)s->id) || !add_num(o, "pid", (double)s->pid) ||
+	    !add_num(o, "uid", (double)s->uid) || !add_str(o, "exe", s->exe) ||
+	    !obj_add(o, "cmdline", cmdline_json(s)) || !add_u64(o, "start_time", s->start_time) ||
+	    !add_num(o, "taken_at", s->taken_at) || !add_str(o, "reason", reason_of(s, reason)) ||
+	    !add_u64(o, "current", s->current) || !add_u64(o, "peak", s->peak) ||
+	    !add_u64(o, "blocks", s->blocks) || !add_u64(o, "allocations", s->allocations) ||
+	    !add_u64(o, "frees", s->frees) || !add_u64(o, "lost_events", s->lost_events))
+		goto err_after_obj;
+	return o;
+
+err_after_obj:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+static cJSON *frame_tuple(const struct frame_info *f)
+{
+	cJSON *t = cJSON_CreateArray();
+
+	if (t == NULL)
+		return NULL;
+	if (!arr_add(t, clipped_string(f->filename)) ||
+	    !arr_add(t, cJSON_CreateNumber((double)f->lineno)) ||
+	    !arr_add(t, clipped_string(f->function)) || !arr_add(t, clipped_string(f->module))) {
+		cJSON_Delete(t);
+		return NULL;
+	}
+	return t;
+}
+
+static cJSON *trace_tuple(const struct snapshot_trace *t)
+{
+	cJSON *o = cJSON_CreateArray();
+	cJSON *fr, *ad;
+
+	if (o == NULL)
+		goto err;
+	if (!arr_add(o, u64_json(t->size)) || !arr_add(o, u64_json(t->count)) ||
+	    !arr_add(o, u64_json(t->allocations)))
+		goto err_after_o;
+	if (!arr_add(o, fr = cJSON_CreateArray()) || !arr_add(o, ad = cJSON_CreateArray()))
+		goto err_after_o;
+	for (uint32_t i = 0; i < t->nframes; i++) {
+		if (!arr_add(fr, cJSON_CreateNumber((double)t->frames[i])) ||
+		    !arr_add(ad, u64_json(t->addrs[i])))
+			goto err_after_o;
+	}
+	return o;
+
+err_after_o:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+static cJSON *block_tuple(const struct snapshot_block *b)
+{
+	cJSON *o = cJSON_CreateArray();
+
+	if (o == NULL)
+		return NULL;
+	if (!arr_add(o, u64_json(b->addr)) || !arr_add(o, u64_json(b->size)) ||
+	    !arr_add(o, cJSON_CreateNumber((double)b->trace))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+cJSON *snapshot_to_json(const struct snapshot *s)
+{
+	cJSON *doc = cJSON_CreateObject();
+	cJSON *frames, *traces, *largest;
+
+	if (doc == NULL)
+		goto err;
+	if (cJSON_AddStringToObject(doc, "format", SNAPSHOT_FORMAT) == NULL ||
+	    !add_num(doc, "version", SNAPSHOT_VERSION) || !obj_add(doc, "snapshot", header_json(s)))
+		goto err_after_doc;
+	if ((frames = cJSON_AddArrayToObject(doc, "frames")) == NULL)
+		goto err_after_doc;
+	for (size_t i = 0; i < s->nframes; i++) {
+		if (!arr_add(frames, frame_tuple(&s->frames[i])))
+			goto err_after_doc;
+	}
+	if ((traces = cJSON_AddArrayToObject(doc, "traces")) == NULL)
+		goto err_after_doc;
+	for (size_t i = 0; i < s->ntraces; i++) {
+		if (!arr_add(traces, trace_tuple(&s->traces[i])))
+			goto err_after_doc;
+	}
+	if ((largest = cJSON_AddArrayToObject(doc, "largest")) == NULL)
+		goto err_after_doc;
+	for (size_t i = 0; i < s->nlargest; i++) {
+		if (!arr_add(largest, block_tuple(&s->largest[i])))
+			goto err_after_doc;
+	}
+	return doc;
+
+err_after_doc:
+	cJSON_Delete(doc);
+err:
+	return NULL;
+}
+
+/* ---- reading JSON ----
+ * The readers of single values (rd_uint, rd_string, rd_array, rd_tuple) say
+ * what is wrong in r->why and return -EINVAL; their caller, which knows where
+ * in the document it is, then reports "where: why" through at(). The where
+ * text ("traces[3][4][17]") is formatted only when there is an error, since
+ * a large snapshot holds millions of values. */
+
+struct rd {
+	char *err;
+	size_t errlen;
+	char why[128];
+};
+
+__attribute__((format(printf, 2, 3))) static int fail(struct rd *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->err != NULL && r->errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(r->err, r->errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+__attribute__((format(printf, 2, 3))) static int why(struct rd *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof r->why, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Reports r->why at the place fmt describes. */
+__attribute__((format(printf, 2, 3))) static int at(struct rd *r, const char *fmt, ...)
+{
+	char where[96];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(where, sizeof where, fmt, ap);
+	va_end(ap);
+	return fail(r, "%s: %s", where, r->why);
+}
+
+static const char *type_name(const cJSON *v)
+{
+	if (v == NULL)
+		return "missing";
+	if (cJSON_IsNull(v))
+		return "null";
+	if (cJSON_IsBool(v))
+		return "a boolean";
+	if (cJSON_IsNumber(v))
+		return "a number";
+	if (cJSON_IsString(v))
+		return "a string";
+	if (cJSON_IsArray(v))
+		return "an array";
+	if (cJSON_IsObject(v))
+		return "an object";
+	if (cJSON_IsRaw(v))
+		return "raw text";
+	return "invalid";
+}
+
+/* A raw number (see u64_json): decimal digits only, as we write them. */
+static int rd_raw_uint(struct rd *r, const cJSON *v, uint64_t max, uint64_t *out)
+{
+	const char *p = v->valuestring;
+	uint64_t u = 0;
+
+	if (p == NULL || *p == '\0' || strspn(p, "0123456789") != strlen(p))
+		return why(r, "expected an integer, got raw text");
+	for (; *p != '\0'; p++) {
+		unsigned dg = (unsigned)(*p - '0');
+		if (u > (UINT64_MAX - dg) / 10)
+			return why(r, "%s is out of range (at most %" PRIu64 ")", v->valuestring,
+			           max);
+		u = u * 10 + dg;
+	}
+	if (u > max)
+		return why(r, "%" PRIu64 " is out of range (at most %" PRIu64 ")", u, max);
+	*out = u;
+	return 0;
+}
+
+/* An integer in [0, max] (max < 2^64). */
+static int rd_uint(struct rd *r, const cJSON *v, uint64_t max, uint64_t *out)
+{
+	double d;
+
+	if (cJSON_IsRaw(v))
+		return rd_raw_uint(r, v, max, out);
+	if (!cJSON_IsNumber(v))
+		return why(r, "expected an integer, got %s", type_name(v));
+	d = v->valuedouble;
+	/* The range test comes first so that the conversion is defined; a
+	 * double in range equals its truncation exactly when it is integral.
+	 * NaN fails every comparison. */
+	if (!(d >= 0 && d < TWO64))
+		return why(r, "%.17g is not a non-negative integer", d);
+	if ((double)(uint64_t)d != d)
+		return why(r, "%.17g is not an integer", d);
+	if ((uint64_t)d > max)
+		return why(r, "%" PRIu64 " is out of range (at most %" PRIu64 ")", (uint64_t)d,
+		           max);
+	*out = (uint64_t)d;
+	return 0;
+}
+
+static int rd_string(struct rd *r, const cJSON *v, size_t max, const char **out)
+{
+	if (!cJSON_IsString(v) || v->valuestring == NULL)
+		return why(r, "expected a string, got %s", type_name(v));
+	if (strnlen(v->valuestring, max + 1) > max)
+		return why(r, "string longer than %zu bytes", max);
+	*out = v->valuestring;
+	return 0;
+}
+
+/* The length of array v, at most max. */
+static int rd_array(struct rd *r, const cJSON *v, size_t max, size_t *n)
+{
+	size_t len = 0;
+	const cJSON *e;
+
+	if (!cJSON_IsArray(v))
+		return why(r, "expected an array, got %s", type_name(v));
+	cJSON_ArrayForEach(e, v)
+	{
+		if (++len > max)
+			return why(r, "more than %zu elements", max);
+	}
+	*n = len;
+	return 0;
+}
+
+/* An array of exactly n elements. */
+static int rd_tuple(struct rd *r, const cJSON *v, size_t n)
+{
+	size_t len;
+
+	if (rd_array(r, v, n, &len) < 0) {
+		if (cJSON_IsArray(v))
+			return why(r, "expected %zu elements, got more", n);
+		return -EINVAL;
+	}
+	if (len != n)
+		return why(r, "expected %zu elements, got %zu", n, len);
+	return 0;
+}
+
+static const cJSON *field(const cJSON *obj, const char *key)
+{
+	return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+static int rd_header(struct rd *r, const cJSON *h, struct snapshot *s)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} counters[] = {
+	    {"start_time", offsetof(struct snapshot, start_time)},
+	    {"current", offsetof(struct snapshot, current)},
+	    {"peak", offsetof(struct snapshot, peak)},
+	    {"blocks", offsetof(struct snapshot, blocks)},
+	    {"allocations", offsetof(struct snapshot, allocations)},
+	    {"frees", offsetof(struct snapshot, frees)},
+	    {"lost_events", offsetof(struct snapshot, lost_events)},
+	};
+	const cJSON *v, *a;
+	const char *str;
+	uint64_t u;
+	size_t n, i;
+
+	if (!cJSON_IsObject(h))
+		return fail(r, "snapshot: expected an object, got %s", type_name(h));
+	if (rd_uint(r, field(h, "id"), INT64_MAX, &u) < 0)
+		return at(r, "snapshot.id");
+	s->id = (int64_t)u;
+	if (rd_uint(r, field(h, "pid"), INT_MAX, &u) < 0)
+		return at(r, "snapshot.pid");
+	if (u == 0)
+		return fail(r, "snapshot.pid: 0 is not a process id");
+	s->pid = (pid_t)u;
+	if (rd_uint(r, field(h, "uid"), UINT32_MAX, &u) < 0)
+		return at(r, "snapshot.uid");
+	s->uid = (uid_t)u;
+	if (rd_string(r, field(h, "exe"), MAX_STRING, &str) < 0)
+		return at(r, "snapshot.exe");
+	s->exe = xstrdup(str);
+
+	a = field(h, "cmdline");
+	if (rd_array(r, a, MAX_ARGS, &n) < 0)
+		return at(r, "snapshot.cmdline");
+	s->argv = xcalloc(n + 1, sizeof *s->argv);
+	i = 0;
+	cJSON_ArrayForEach(v, a)
+	{
+		if (rd_string(r, v, MAX_STRING, &str) < 0)
+			return at(r, "snapshot.cmdline[%zu]", i);
+		s->argv[i++] = xstrdup(str);
+	}
+
+	v = field(h, "taken_at");
+	if (!cJSON_IsNumber(v))
+		return fail(r, "snapshot.taken_at: expected a number, got %s", type_name(v));
+	/* Not NaN, not infinite (1e999 parses as infinity), not before 1970,
+	 * not after the year 30 million. */
+	if (!(v->valuedouble >= 0 && v->valuedouble <= 1e15))
+		return fail(r, "snapshot.taken_at: %.17g is not a time", v->valuedouble);
+	s->taken_at = v->valuedouble;
+
+	if (rd_string(r, field(h, "reason"), sizeof s->reason - 1, &str) < 0)
+		return at(r, "snapshot.reason");
+	memcpy(s->reason, str, strlen(str) + 1);
+
+	for (i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+		if (rd_uint(r, field(h, counters[i].name), UINT64_MAX, &u) < 0)
+			return at(r, "snapshot.%s", counters[i].name);
+		memcpy((char *)s + counters[i].off, &u, sizeof u);
+	}
+	return 0;
+}
+
+static int rd_frames(struct rd *r, const cJSON *a, struct snapshot *s)
+{
+	static const char *const names[] = {"filename", "lineno", "function", "module"};
+	const cJSON *t, *v;
+	const char *str;
+	uint64_t u;
+	size_t n, i = 0;
+
+	if (rd_array(r, a, MAX_FRAMES, &n) < 0)
+		return at(r, "frames");
+	s->frames = xcalloc(n, sizeof *s->frames);
+	cJSON_ArrayForEach(t, a)
+	{
+		struct frame_info *f = &s->frames[i];
+		const char **dst[] = {&f->filename, NULL, &f->function, &f->module};
+
+		if (rd_tuple(r, t, 4) < 0)
+			return at(r, "frames[%zu]", i);
+		/* nframes counts the frames whose strings snapshot_free must
+		 * free, so it grows before they are filled. */
+		s->nframes = i + 1;
+		v = t->child;
+		for (int k = 0; k < 4; k++, v = v->next) {
+			if (k == 1) {
+				if (rd_uint(r, v, UINT32_MAX, &u) < 0)
+					return at(r, "frames[%zu][1] (lineno)", i);
+				f->lineno = (uint32_t)u;
+			} else {
+				if (rd_string(r, v, MAX_STRING, &str) < 0)
+					return at(r, "frames[%zu][%d] (%s)", i, k, names[k]);
+				*dst[k] = xstrdup(str);
+			}
+		}
+		i++;
+	}
+	return 0;
+}
+
+static int rd_trace(struct rd *r, const cJSON *t, size_t ti, struct snapshot *s)
+{
+	static const char *const names[] = {"size", "count", "allocations"};
+	struct snapshot_trace *tr = &s->traces[ti];
+	uint64_t *dst[] = {&tr->size, &tr->count, &tr->allocations};
+	const cJSON *v, *fr, *ad;
+	size_t nf, na, i;
+	uint64_t u;
+
+	if (rd_tuple(r, t, 5) < 0)
+		return at(r, "traces[%zu]", ti);
+	v = t->child;
+	for (int k = 0; k < 3; k++, v = v->next) {
+		if (rd_uint(r, v, UINT64_MAX, dst[k]) < 0)
+			return at(r, "traces[%zu][%d] (%s)", ti, k, names[k]);
+	}
+	fr = v;
+	ad = v->next;
+	if (rd_array(r, fr, MAX_DEPTH, &nf) < 0)
+		return at(r, "traces[%zu][3] (frames)", ti);
+	if (rd_array(r, ad, MAX_DEPTH, &na) < 0)
+		return at(r, "traces[%zu][4] (addresses)", ti);
+	if (nf != na)
+		return fail(r, "traces[%zu]: %zu frames but %zu addresses", ti, nf, na);
+	tr->frames = xcalloc(nf, sizeof *tr->frames);
+	tr->addrs = xcalloc(nf, sizeof *tr->addrs);
+	tr->nframes = (uint32_t)nf;
+	i = 0;
+	cJSON_ArrayForEach(v, fr)
+	{
+		if (rd_uint(r, v, UINT32_MAX, &u) < 0)
+			return at(r, "traces[%zu][3][%zu]", ti, i);
+		if (u >= s->nframes)
+			return fail(
+			    r, "traces[%zu]: frame index %" PRIu64 " out of range (%zu frames)", ti,
+			    u, s->nframes);
+		tr->frames[i++] = (uint32_t)u;
+	}
+	i = 0;
+	cJSON_ArrayForEach(v, ad)
+	{
+		if (rd_uint(r, v, UINT64_MAX, &tr->addrs[i]) < 0)
+			return at(r, "traces[%zu][4][%zu]", ti, i);
+		i++;
+	}
+	return 0;
+}
+
+static int rd_traces(struct rd *r, const cJSON *a, struct snapshot *s)
+{
+	const cJSON *t;
+	size_t n, i = 0;
+	int e;
+
+	if (rd_array(r, a, MAX_TRACES, &n) < 0)
+		return at(r, "traces");
+	s->traces = xcalloc(n, sizeof *s->traces);
+	cJSON_ArrayForEach(t, a)
+	{
+		s->ntraces = i + 1; /* so that snapshot_free frees what rd_trace got */
+		if ((e = rd_trace(r, t, i, s)) < 0)
+			return e;
+		i++;
+	}
+	return 0;
+}
+
+static int rd_largest(struct rd *r, const cJSON *a, struct snapshot *s)
+{
+	const cJSON *t, *v;
+	uint64_t u;
+	size_t n, i = 0;
+
+	if (rd_array(r, a, MAX_LARGEST, &n) < 0)
+		return at(r, "largest");
+	s->largest = xcalloc(n, sizeof *s->largest);
+	s->nlargest = n;
+	cJSON_ArrayForEach(t, a)
+	{
+		struct snapshot_block *b = &s->largest[i];
+
+		if (rd_tuple(r, t, 3) < 0)
+			return at(r, "largest[%zu]", i);
+		v = t->child;
+		if (rd_uint(r, v, UINT64_MAX, &b->addr) < 0)
+			return at(r, "largest[%zu][0] (address)", i);
+		v = v->next;
+		if (rd_uint(r, v, UINT64_MAX, &b->size) < 0)
+			return at(r, "largest[%zu][1] (size)", i);
+		v = v->next;
+		if (rd_uint(r, v, UINT32_MAX, &u) < 0)
+			return at(r, "largest[%zu][2] (trace)", i);
+		if (u >= s->ntraces)
+			return fail(
+			    r, "largest[%zu]: trace index %" PRIu64 " out of range (%zu traces)", i,
+			    u, s->ntraces);
+		b->trace = (uint32_t)u;
+		if (i > 0 && b->size > s->largest[i - 1].size)
+			return fail(r, "largest[%zu]: not sorted by size, descending", i);
+		i++;
+	}
+	return 0;
+}
+
+int snapshot_from_json(const cJSON *doc, struct snapshot **out, char *err, size_t errlen)
+{
+	struct rd r = {.err = err, .errlen = errlen};
+	struct snapshot *s;
+	const cJSON *v;
+	int e;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL)
+		return fail(&r, "no place for the result");
+	*out = NULL;
+	if (!cJSON_IsObject(doc))
+		return fail(&r, "not a memtrace snapshot file (not a JSON object)");
+	v = field(doc, "format");
+	if (!cJSON_IsString(v) || v->valuestring == NULL ||
+	    strcmp(v->valuestring, SNAPSHOT_FORMAT) != 0)
+		return fail(&r, "not a memtrace snapshot file");
+	v = field(doc, "version");
+	if (!cJSON_IsNumber(v))
+		return fail(&r, "version: expected a number, got %s", type_name(v));
+	if (v->valuedouble != SNAPSHOT_VERSION)
+		return fail(&r, "unsupported version %.17g (this memtrace reads version %d)",
+		            v->valuedouble, SNAPSHOT_VERSION);
+
+	s = snapshot_new();
+	/* Frames before traces before largest: each checks indexes into the
+	 * one before it. */
+	if ((e = rd_header(&r, field(doc, "snapshot"), s)) < 0 ||
+	    (e = rd_frames(&r, field(doc, "frames"), s)) < 0 ||
+	    (e = rd_traces(&r, field(doc, "traces"), s)) < 0 ||
+	    (e = rd_largest(&r, field(doc, "largest"), s)) < 0)
+		goto err_after_s;
+	*out = s;
+	return 0;
+
+err_after_s:
+	snapshot_free(s);
+	return e;
+}
+
+/* ---- the snapshot file ---- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Opens a new file "PATH.tmpXXXXXX" beside path with mode 0644 less the
+ * umask. mkstemp would do, but it creates 0600 and reading the umask to
+ * widen that is racy in a threaded daemon; open(O_EXCL) with our own random
+ * name applies the umask for us. */
+static int open_temp(const char *path, char **tmp)
+{
+	static const char alnum[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	size_t len = strlen(path);
+	char *name = xmalloc(len + sizeof ".tmpXXXXXX");
+	int fd = -EEXIST;
+
+	memcpy(name, path, len);
+	memcpy(name + len, ".tmp", 4);
+	for (int attempt = 0; attempt < 100 && fd == -EEXIST; attempt++) {
+		unsigned char rnd[6];
+		struct timespec ts;
+
+		if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+			/* No entropy yet (early boot): a clock and the attempt
+			 * are unique enough, O_EXCL catches the rest. */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+			             ((uint64_t)getpid() << 20) ^ (uint64_t)attempt;
+			for (size_t i = 0; i < sizeof rnd; i++, x >>= 8)
+				rnd[i] = (unsigned char)x;
+		}
+		for (size_t i = 0; i < sizeof rnd; i++)
+			name[len + 4 + i] = alnum[rnd[i] % (sizeof alnum - 1)];
+		name[len + 4 + sizeof rnd] = '\0';
+		fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0)
+			fd = -errno;
+	}
+	if (fd < 0) {
+		free(name);
+		return fd;
+	}
+	*tmp = name;
+	return fd;
+}
+
+/* Makes the rename durable. Best effort: the new file is in place whatever
+ * happens here, and some file systems cannot fsync a directory. */
+static void sync_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash == NULL ? xstrdup(".")
+	                          : xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
+int snapshot_write_file(const struct snapshot *s, const char *path)
+{
+	cJSON *doc;
+	char *text, *tmp;
+	int fd, e;
+
+	if (s == NULL || path == NULL || path[0] == '\0')
+		return -EINVAL;
+	if ((doc = snapshot_to_json(s)) == NULL) {
+		e = -ENOMEM;
+		goto err;
+	}
+	text = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	if (text == NULL) {
+		e = -ENOMEM;
+		goto err;
+	}
+	if ((fd = open_temp(path, &tmp)) < 0) {
+		e = fd;
+		goto err_after_text;
+	}
+	if ((e = write_all(fd, text, strlen(text))) < 0 || (e = write_all(fd, "\n", 1)) < 0)
+		goto err_after_fd;
+	if (fsync(fd) < 0) {
+		e = -errno;
+		goto err_after_fd;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		e = -errno;
+		goto err_after_fd;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		e = -errno;
+		goto err_after_fd;
+	}
+	sync_dir(path);
+	free(tmp);
+	cJSON_free(text);
+	return 0;
+
+err_after_fd:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	free(tmp);
+err_after_text:
+	cJSON_free(text);
+err:
+	return e;
+}
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Reads all of fd, at most MAX_FILE bytes, NUL-terminated. */
+static int read_all(int fd, char **out, size_t *outlen)
+{
+	struct stat st;
+	size_t cap = 1 << 16, len = 0;
+	char *buf;
+
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+		if ((uint64_t)st.st_size > MAX_FILE)
+			return -EFBIG;
+		cap = (size_t)st.st_size + 1; /* + 1 to see the end without a regrow */
+	}
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			if (cap > MAX_FILE) {
+				free(buf);
+				return -EFBIG;
+			}
+			cap = cap * 2 > MAX_FILE + 1 ? MAX_FILE + 1 : cap * 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno > 0 ? -errno : -EIO;
+			free(buf);
+			return e;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > MAX_FILE) {
+		free(buf);
+		return -EFBIG;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+int snapshot_read_file(const char *path, struct snapshot **out, char *err, size_t errlen)
+{
+	const char *end = NULL;
+	char msg[128];
+	char *buf = NULL;
+	size_t len = 0;
+	cJSON *doc;
+	int fd, e;
+
+	if (out != NULL)
+		*out = NULL;
+	set_err(err, errlen, "%s", "");
+	if (path == NULL || out == NULL)
+		return -EINVAL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		e = -errno;
+		goto err_errno;
+	}
+	e = read_all(fd, &buf, &len);
+	close(fd);
+	if (e == -EFBIG) {
+		set_err(err, errlen, "larger than %lu MiB, too large for a snapshot file",
+		        MAX_FILE >> 20);
+		goto err;
+	}
+	if (e < 0)
+		goto err_errno;
+	if (memchr(buf, '\0', len) != NULL) {
+		set_err(err, errlen, "not a memtrace snapshot file (binary data)");
+		e = -EINVAL;
+		goto err_after_buf;
+	}
+	/* The length includes our NUL, which cJSON then requires after the
+	 * value and its trailing white space: no trailing garbage. */
+	doc = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1);
+	if (doc == NULL) {
+		set_err(err, errlen, "not a memtrace snapshot file (invalid JSON at byte %zu)",
+		        end != NULL && end >= buf ? (size_t)(end - buf) : (size_t)0);
+		e = -EINVAL;
+		goto err_after_buf;
+	}
+	e = snapshot_from_json(doc, out, err, errlen);
+	cJSON_Delete(doc);
+err_after_buf:
+	free(buf);
+err:
+	return e;
+
+err_errno:
+	set_err(err, errlen, "%s", strerror_r(-e, msg, sizeof msg));
+	return e;
+}
+
+/* ---- views ---- */
+
+struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, size_t *ngroups)
+{
+	size_t total = 0, bytes;
+	struct trace_group *g;
+	const struct frame_info **p;
+
+	for (size_t i = 0; i < s->ntraces; i++)
+		total += s->traces[i].nframes;
+	/* One block: the groups, then every group's frame pointers. Both are
+	 * pointer-aligned, so the pointers can follow the groups directly. */
+	if (s->ntraces > SIZE_MAX / sizeof *g ||
+	    total > (SIZE_MAX - s->ntraces * sizeof *g) / sizeof *p)
+		abort(); /* cannot be: s itself holds that many elements */
+	bytes = s->ntraces * sizeof *g + total * sizeof *p;
+	g = xmalloc(bytes);
+	p = (const struct frame_info **)(void *)(g + s->ntraces);
+	for (size_t i = 0; i < s->ntraces; i++) {
+		const struct snapshot_trace *t = &s->traces[i];
+
+		for (uint32_t j = 0; j < t->nframes; j++)
+			p[j] = &s->frames[t->frames[j]];
+		g[i].frames = p;
+		g[i].addrs = t->addrs;
+		g[i].nframes = t->nframes;
+		g[i].size = t->size;
+		g[i].count = t->count;
+		p += t->nframes;
+	}
+	*storage = g;
+	*ngroups = s->ntraces;
+	return g;
+}
+
+static cJSON *snapinfo_json(const struct snapshot *s)
+{
+	char reason[sizeof s->reason];
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL)
+		return NULL;
+	if (!add_num(o, "id", (double)s->id) || !add_num(o, "taken_at", s->taken_at) ||
+	    !add_str(o, "reason", reason_of(s, reason))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+cJSON *snapshot_stats_json(const struct snapshot *s)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL)
+		goto err;
+	if (!add_num(o, "pid", (double)s->pid) || !add_str(o, "exe", s->exe) ||
+	    !obj_add(o, "cmdline", cmdline_json(s)) ||
+	    cJSON_AddStringToObject(o, "state", "snapshot") == NULL ||
+	    !add_num(o, "current", u64(s->current)) || !add_num(o, "peak", u64(s->peak)) ||
+	    !add_num(o, "blocks", u64(s->blocks)) ||
+	    !add_num(o, "allocations", u64(s->allocations)) ||
+	    !add_num(o, "frees", u64(s->frees)) ||
+	    !add_num(o, "lost_events", u64(s->lost_events)) || !add_num(o, "uid", (double)s->uid) ||
+	    !add_num(o, "start_time", u64(s->start_time)) ||
+	    !obj_add(o, "snapshot", snapinfo_json(s)))
+		goto err_after_o;
+	return o;
+
+err_after_o:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+static cJSON *block_json(const struct snapshot *s, const struct snapshot_block *b)
+{
+	char addr[sizeof "0x" + 16];
+	cJSON *o = cJSON_CreateObject();
+	cJSON *tb;
+
+	if (o == NULL)
+		goto err;
+	snprintf(addr, sizeof addr, "0x%" PRIx64, b->addr);
+	if (cJSON_AddStringToObject(o, "address", addr) == NULL ||
+	    !add_num(o, "size", u64(b->size)) ||
+	    (tb = cJSON_AddArrayToObject(o, "traceback")) == NULL)
+		goto err_after_o;
+	if (b->trace < s->ntraces) {
+		const struct snapshot_trace *t = &s->traces[b->trace];
+
+		for (uint32_t i = 0; i < t->nframes; i++) {
+			if (!arr_add(tb, query_frame_json(&s->frames[t->frames[i]], t->addrs[i])))
+				goto err_after_o;
+		}
+	}
+	return o;
+
+err_after_o:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit)
+{
+	size_t n = limit == 0 || limit > s->nlargest ? s->nlargest : limit;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *arr;
+
+	if (o == NULL)
+		goto err;
+	if (!add_num(o, "pid", (double)s->pid) || !obj_add(o, "snapshot", snapinfo_json(s)) ||
+	    (arr = cJSON_AddArrayToObject(o, "blocks")) == NULL)
+		goto err_after_o;
+	for (size_t i = 0; i < n; i++) {
+		if (!arr_add(arr, block_json(s, &s->largest[i])))
+			goto err_after_o;
+	}
+	return o;
+
+err_after_o:
+	cJSON_Delete(o);
+err:
+	return NULL;
+}
+
+cJSON *snapshot_summary_json(const struct snapshot *s)
+{
+	char reason[sizeof s->reason];
+	cJSON *o = cJSON_CreateObject();
+
+	if (o == NULL)
+		return NULL;
+	if (!add_num(o, "id", (double)s->id) || !add_num(o, "pid", (double)s->pid) ||
+	    !add_str(o, "exe", s->exe) || !add_num(o, "taken_at", s->taken_at) ||
+	    !add_str(o, "reason", reason_of(s, reason)) ||
+	    !add_num(o, "current", u64(s->current)) || !add_num(o, "peak", u64(s->peak)) ||
+	    !add_num(o, "blocks", u64(s->blocks))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}

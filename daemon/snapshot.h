@@ -1,0 +1,120 @@
+/*
+ * snapshot.h - tracemalloc's Snapshot: a process's live heap statistics at one
+ * moment, symbolized and self-contained.
+ *
+ * A snapshot holds the process identity, its counters, one trace per distinct
+ * stack that had live blocks (size, count, total allocations, traceback as
+ * indexes into a table of distinct frames, with each frame's absolute address)
+ * and the largest live blocks. It needs nothing else to be read: no binary, no
+ * symbol file, no daemon. The daemon builds snapshots from sessions
+ * (capture.c), stores them in SQLite (store.c) and sends them to clients as
+ * JSON; memtracectl reads the same JSON from files (`snapshot -o FILE`) and
+ * computes statistics and comparisons from it with query.c.
+ *
+ * The JSON document (the snapshot file format, version 1):
+ *   {"format": "memtrace-snapshot", "version": 1,
+ *    "snapshot": {"id", "pid", "uid", "exe", "cmdline": [str], "start_time",
+ *                 "taken_at", "reason", "current", "peak", "blocks",
+ *                 "allocations", "frees", "lost_events"},
+ *    "frames": [[filename, lineno, function, module], ...],
+ *    "traces": [[size, count, allocations, [frame index...], [address...]], ...],
+ *    "largest": [[address, size, trace index], ...]}
+ * Frames of a trace are most recent call first; "id" is 0 for a snapshot that
+ * was never stored (compare live:PID).
+ *
+ * Ownership: a struct snapshot owns all its strings and arrays;
+ * snapshot_free releases them. Nothing here touches global state, so any
+ * thread may use it.
+ */
+#ifndef MEMTRACE_SNAPSHOT_H
+#define MEMTRACE_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+#include "frame.h"
+#include "query.h"
+
+#define SNAPSHOT_FORMAT  "memtrace-snapshot"
+#define SNAPSHOT_VERSION 1
+
+struct snapshot_trace {
+	uint64_t size;        /* live bytes */
+	uint64_t count;       /* live blocks */
+	uint64_t allocations; /* total allocations from this stack */
+	uint32_t nframes;
+	uint32_t *frames; /* indexes into snapshot.frames */
+	uint64_t *addrs;  /* absolute address of each frame */
+};
+
+struct snapshot_block {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t trace; /* index into snapshot.traces */
+};
+
+struct snapshot {
+	int64_t id; /* store id, 0 if not stored */
+	pid_t pid;
+	uid_t uid;
+	uint64_t start_time; /* clock ticks since boot, /proc/PID/stat field 22 */
+	char *exe;
+	char **argv;     /* NULL-terminated */
+	double taken_at; /* seconds since the epoch */
+	char reason[16]; /* "periodic", "manual", "exit", "shutdown", "live" */
+	uint64_t current, peak, blocks, allocations, frees, lost_events;
+	struct frame_info *frames; /* distinct; strings owned; caller unused (NULL) */
+	size_t nframes;
+	struct snapshot_trace *traces;
+	size_t ntraces;
+	struct snapshot_block *largest; /* by size, descending */
+	size_t nlargest;
+	void *index; /* private to snapshot.c: snapshot_intern_frame's index */
+};
+
+struct snapshot *snapshot_new(void);    /* zeroed */
+void snapshot_free(struct snapshot *s); /* NULL is a no-op */
+
+/* Adds a frame (copying its strings) unless an equal one (same filename,
+ * lineno, function, module) is there; returns its index. Uses an internal
+ * index, so building a snapshot of many frames stays linear. */
+uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f);
+
+/* The JSON document above; NULL only on allocation failure. Integers of 16
+ * digits and more are cJSON raw items (exact decimal text; cJSON would print
+ * them as doubles with 15 digits), so code that reads numbers from the tree
+ * instead of its text must accept cJSON_IsRaw. Strings longer than 64 KiB
+ * and command line arguments past the 65536th are clipped, so that
+ * snapshot_from_json always takes what this writes. */
+cJSON *snapshot_to_json(const struct snapshot *s);
+/* Parses and validates a document (every index in range, every field of the
+ * right type, integers non-negative and in range, at most 2^24 frames,
+ * traces and largest blocks, 256 frames per trace, "largest" sorted, strings
+ * of at most 64 KiB, "reason" of at most 15 bytes). Unknown keys are
+ * ignored. 0, or -EINVAL with a message in err (errlen bytes) that names
+ * the place: "traces[3]: frame index 17 out of range (12 frames)". */
+int snapshot_from_json(const cJSON *doc, struct snapshot **out, char *err, size_t errlen);
+/* The snapshot file: write (atomically, via PATH.tmpXXXXXX in the same
+ * directory, fsync and rename; mode 0644 less the umask) and read (at most
+ * 1 GiB, else -EFBIG). 0 or -errno; on -EINVAL err says what is wrong with
+ * the file; for other errors it holds strerror's text. */
+int snapshot_write_file(const struct snapshot *s, const char *path);
+int snapshot_read_file(const char *path, struct snapshot **out, char *err, size_t errlen);
+
+/* Trace groups for query_top/query_compare. The groups point into *s and
+ * into *storage (free it with free() after use). */
+struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, size_t *ngroups);
+
+/* The "stats" answer for a snapshot: like the live one, plus "snapshot":
+ * {"id", "taken_at", "reason"}. */
+cJSON *snapshot_stats_json(const struct snapshot *s);
+/* The "traceback" answer: the largest blocks (at most limit, 0 = all). */
+cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit);
+/* The "snapshots" list entry: {"id", "pid", "exe", "taken_at", "reason",
+ * "current", "peak", "blocks"}. */
+cJSON *snapshot_summary_json(const struct snapshot *s);
+
+#endif

@@ -1,0 +1,1419 @@
+/*
+ * store.c - the snapshot store in SQLite (see store.h).
+ *
+ * Schema version 1 (PRAGMA user_version = 1):
+ *
+ *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
+ *            one row per process incarnation, found or created by
+ *            (pid, start_time, exe, uid); cmdline is a JSON array of strings;
+ *            first_seen is the taken_at of its first stored snapshot.
+ *   frame    (id, filename, lineno, function, module), UNIQUE on all four.
+ *   stack    (id, frames BLOB UNIQUE): per frame, most recent call first,
+ *            12 bytes: the frame id (u32) and the absolute address (u64),
+ *            both little-endian. Addresses differ per process (ASLR), so
+ *            stacks are in practice per executable image and load layout;
+ *            frames are shared by every process that ran the same code.
+ *   snapshot (id, process_id, taken_at, reason, current, peak, blocks,
+ *            allocations, frees, lost_events); deleting a process deletes
+ *            its snapshots.
+ *   trace    (snapshot_id, stack_id, size, count, allocations), one row per
+ *            stack with live blocks; deleting a snapshot deletes its rows.
+ *   largest  (snapshot_id, rank, address, size, stack_id), the largest live
+ *            blocks by rank (0 = largest).
+ *
+ * Migrations: migrations[v] brings a database from version v to v + 1, in
+ * one IMMEDIATE transaction that re-reads user_version first, so two
+ * daemons opening one file cannot both migrate it. A database whose
+ * user_version is newer than STORE_SCHEMA_VERSION was written by a newer
+ * memtraced; store_open refuses it with -EPROTO without touching it.
+ *
+ * Writing. Frame ids are looked up once per distinct frame of the snapshot
+ * (the snapshot's frames are already distinct, so an array indexed like
+ * them is the whole cache), then every stack blob is looked up and inserted
+ * if new. Everything runs on prepared statements kept in struct store.
+ * Two traces of one snapshot that resolve to the same blob (equal frames and
+ * addresses: a snapshot read from a file may hold duplicate frames) are
+ * merged by an upsert that sums their size, count and allocations.
+ *
+ * Counters, sizes and addresses are u64 in C and stored as SQLite's signed
+ * 64-bit integers by two's complement, so every value round-trips exactly.
+ *
+ * Reading returns the traces in stack id order, with frames interned in
+ * first-use order: the same content as written, not necessarily the same
+ * array positions.
+ *
+ * store_latest picks the process incarnation with the newest snapshot among
+ * those with that pid (0 = any pid), then within it the newest snapshot, an
+ * "exit" one first when asked: a pid reused by a later process must not
+ * bring back the exit snapshot of an earlier one.
+ *
+ * Errors beyond store.h's -EIO and -ENOENT: store_open returns -EPROTO for
+ * a database of a newer schema; store_write returns -EINVAL for a snapshot
+ * that cannot be stored (reason "live" or unknown, a frame or trace index
+ * out of range, a non-finite taken_at) and store_retain for a negative or
+ * NaN age; store_write and store_list return -ENOMEM when cJSON runs out
+ * of memory. store_errmsg holds the reason until the next failing call.
+ *
+ * Retention deletes snapshots by age and per-process count, then collects
+ * garbage. Only the stacks of the deleted snapshots can have become unused,
+ * so only they are checked (through the indexes on trace and largest).
+ * Frames have no index from frame to stack (that would cost a row per frame
+ * of every stack), so for the frames of deleted stacks the remaining stack
+ * blobs are scanned in C, stopping as soon as every candidate frame has been
+ * seen in use; the scan happens only when some stack was deleted.
+ * Processes without snapshots go last. The foreign key from trace and
+ * largest to stack (no ON DELETE action) makes SQLite refuse to delete a
+ * stack that is still used, so a bug here fails loudly instead of losing data.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "xalloc.h"
+
+#define FRAME_BYTES 12 /* u32 frame id + u64 address */
+#define BUSY_TIMEOUT_MS 5000
+
+/* ---- schema ---- */
+
+static const char *const migrations[] = {
+    /* 0 -> 1: the first schema. */
+    "CREATE TABLE process ("
+    " id INTEGER PRIMARY KEY,"
+    " pid INTEGER NOT NULL,"
+    " uid INTEGER NOT NULL,"
+    " start_time INTEGER NOT NULL,"
+    " exe TEXT NOT NULL,"
+    " cmdline TEXT NOT NULL,"
+    " first_seen REAL NOT NULL,"
+    " UNIQUE (pid, start_time, exe, uid));"
+    "CREATE TABLE frame ("
+    " id INTEGER PRIMARY KEY,"
+    " filename TEXT NOT NULL,"
+    " lineno INTEGER NOT NULL,"
+    " function TEXT NOT NULL,"
+    " module TEXT NOT NULL,"
+    " UNIQUE (filename, lineno, function, module));"
+    "CREATE TABLE stack ("
+    " id INTEGER PRIMARY KEY,"
+    " frames BLOB NOT NULL UNIQUE);"
+    "CREATE TABLE snapshot ("
+    " id INTEGER PRIMARY KEY,"
+    " process_id INTEGER NOT NULL REFERENCES process(id) ON DELETE CASCADE,"
+    " taken_at REAL NOT NULL,"
+    " reason TEXT NOT NULL"
+    "  CHECK (reason IN ('periodic', 'manual', 'exit', 'shutdown')),"
+    " current INTEGER NOT NULL,"
+    " peak INTEGER NOT NULL,"
+    " blocks INTEGER NOT NULL,"
+    " allocations INTEGER NOT NULL,"
+    " frees INTEGER NOT NULL,"
+    " lost_events INTEGER NOT NULL);"
+    /* per-process retention and store_latest; cascade from process */
+    "CREATE INDEX snapshot_process ON snapshot(process_id, taken_at);"
+    /* age retention and the list, oldest first */
+    "CREATE INDEX snapshot_taken_at ON snapshot(taken_at);"
+    "CREATE TABLE trace ("
+    " snapshot_id INTEGER NOT NULL REFERENCES snapshot(id) ON DELETE CASCADE,"
+    " stack_id INTEGER NOT NULL REFERENCES stack(id),"
+    " size INTEGER NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " allocations INTEGER NOT NULL,"
+    " PRIMARY KEY (snapshot_id, stack_id)) WITHOUT ROWID;"
+    /* is this stack still used (garbage collection, foreign key checks) */
+    "CREATE INDEX trace_stack ON trace(stack_id);"
+    "CREATE TABLE largest ("
+    " snapshot_id INTEGER NOT NULL REFERENCES snapshot(id) ON DELETE CASCADE,"
+    " rank INTEGER NOT NULL,"
+    " address INTEGER NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " stack_id INTEGER NOT NULL REFERENCES stack(id),"
+    " PRIMARY KEY (snapshot_id, rank)) WITHOUT ROWID;"
+    "CREATE INDEX largest_stack ON largest(stack_id);",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+/* ---- statements ---- */
+
+enum stmt_id {
+	S_BEGIN_READ,
+	S_BEGIN_WRITE,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_PROCESS_FIND,
+	S_PROCESS_INSERT,
+	S_FRAME_FIND,
+	S_FRAME_INSERT,
+	S_STACK_FIND,
+	S_STACK_INSERT,
+	S_SNAPSHOT_INSERT,
+	S_TRACE_UPSERT,
+	S_LARGEST_INSERT,
+	S_READ_SNAPSHOT,
+	S_READ_TRACES,
+	S_READ_FRAME,
+	S_READ_LARGEST,
+	S_LIST,
+	S_LATEST_PROCESS,
+	S_LATEST_SNAPSHOT,
+	S_OWNER,
+	S_COUNTS,
+	S_RETAIN_DOOMED,
+	S_SNAPSHOT_STACKS,
+	S_SNAPSHOT_DELETE,
+	S_STACK_UNUSED,
+	S_STACK_DELETE,
+	S_STACK_ALL,
+	S_FRAME_DELETE,
+	S_PROCESS_GC,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN_READ] = "BEGIN",
+    [S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_PROCESS_FIND] = "SELECT id FROM process"
+                       " WHERE pid = ?1 AND start_time = ?2 AND exe = ?3 AND uid = ?4",
+    [S_PROCESS_INSERT] = "INSERT INTO process(pid, start_time, exe, uid, cmdline, first_seen)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_FRAME_FIND] = "SELECT id FROM frame"
+                     " WHERE filename = ?1 AND lineno = ?2 AND function = ?3 AND module = ?4",
+    [S_FRAME_INSERT] = "INSERT INTO frame(filename, lineno, function, module)"
+                       " VALUES (?1, ?2, ?3, ?4)",
+    [S_STACK_FIND] = "SELECT id FROM stack WHERE frames = ?1",
+    [S_STACK_INSERT] = "INSERT INTO stack(frames) VALUES (?1)",
+    [S_SNAPSHOT_INSERT] = "INSERT INTO snapshot(process_id, taken_at, reason, current, peak,"
+                          " blocks, allocations, frees, lost_events)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_TRACE_UPSERT] = "INSERT INTO trace(snapshot_id, stack_id, size, count, allocations)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)"
+                       " ON CONFLICT (snapshot_id, stack_id) DO UPDATE SET"
+                       " size = size + excluded.size, count = count + excluded.count,"
+                       " allocations = allocations + excluded.allocations",
+    [S_LARGEST_INSERT] = "INSERT INTO largest(snapshot_id, rank, address, size, stack_id)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_READ_SNAPSHOT] = "SELECT p.pid, p.uid, p.start_time, p.exe, p.cmdline, s.taken_at,"
+                        " s.reason, s.current, s.peak, s.blocks, s.allocations, s.frees,"
+                        " s.lost_events"
+                        " FROM snapshot s JOIN process p ON p.id = s.process_id"
+                        " WHERE s.id = ?1",
+    [S_READ_TRACES] = "SELECT t.stack_id, t.size, t.count, t.allocations, k.frames"
+                      " FROM trace t JOIN stack k ON k.id = t.stack_id"
+                      " WHERE t.snapshot_id = ?1 ORDER BY t.stack_id",
+    [S_READ_FRAME] = "SELECT filename, lineno, function, module FROM frame WHERE id = ?1",
+    [S_READ_LARGEST] = "SELECT address, size, stack_id FROM largest"
+                       " WHERE snapshot_id = ?1 ORDER BY rank",
+    [S_LIST] = "SELECT s.id, p.pid, p.uid, p.start_time, p.exe, s.taken_at, s.reason,"
+               " s.current, s.peak, s.blocks, s.allocations, s.frees, s.lost_events"
+               " FROM snapshot s JOIN process p ON p.id = s.process_id"
+               " WHERE (?1 = 0 OR p.pid = ?1) AND (?2 < 0 OR p.uid = ?2)"
+               " ORDER BY s.taken_at, s.id",
+    [S_LATEST_PROCESS] = "SELECT s.process_id"
+                         " FROM snapshot s JOIN process p ON p.id = s.process_id"
+                         " WHERE (?1 = 0 OR p.pid = ?1) AND (?2 < 0 OR p.uid = ?2)"
+                         " ORDER BY s.taken_at DESC, s.id DESC LIMIT 1",
+    [S_LATEST_SNAPSHOT] = "SELECT id FROM snapshot WHERE process_id = ?1"
+                          " ORDER BY (?2 AND reason = 'exit') DESC, taken_at DESC, id DESC"
+                          " LIMIT 1",
+    [S_OWNER] = "SELECT p.uid FROM snapshot s JOIN process p ON p.id = s.process_id"
+                " WHERE s.id = ?1",
+    [S_COUNTS] = "SELECT (SELECT count(*) FROM process), (SELECT count(*) FROM snapshot),"
+                 " (SELECT count(*) FROM stack), (SELECT count(*) FROM frame)",
+    /* ?1: snapshots kept per process (0 = no limit); ?2: the oldest
+     * taken_at kept (NULL = no limit, and NULL compares false). */
+    [S_RETAIN_DOOMED] = "SELECT id FROM (SELECT id, taken_at, row_number() OVER"
+                        " (PARTITION BY process_id ORDER BY taken_at DESC, id DESC) AS n"
+                        " FROM snapshot)"
+                        " WHERE (?1 > 0 AND n > ?1) OR taken_at < ?2",
+    [S_SNAPSHOT_STACKS] = "SELECT stack_id FROM trace WHERE snapshot_id = ?1"
+                          " UNION SELECT stack_id FROM largest WHERE snapshot_id = ?1",
+    [S_SNAPSHOT_DELETE] = "DELETE FROM snapshot WHERE id = ?1",
+    [S_STACK_UNUSED] = "SELECT frames FROM stack WHERE id = ?1"
+                       " AND NOT EXISTS (SELECT 1 FROM trace WHERE stack_id = ?1)"
+                       " AND NOT EXISTS (SELECT 1 FROM largest WHERE stack_id = ?1)",
+    [S_STACK_DELETE] = "DELETE FROM stack WHERE id = ?1",
+    [S_STACK_ALL] = "SELECT frames FROM stack",
+    [S_FRAME_DELETE] = "DELETE FROM frame WHERE id = ?1",
+    [S_PROCESS_GC] = "DELETE FROM process WHERE NOT EXISTS"
+                     " (SELECT 1 FROM snapshot WHERE process_id = process.id)",
+};
+
+struct store {
+	pthread_mutex_t lock;
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_COUNT]; /* prepared on first use, kept until close */
+	char err[512];
+};
+
+/* ---- errors ---- */
+
+static int fail(struct store *st, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records why the call fails, for store_errmsg, and returns err. */
+static int fail(struct store *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* The one place SQLite errors become errno values: every SQLite failure is
+ * -EIO to the caller, with SQLite's own message kept for the log. */
+static int db_error(struct store *st, int rc, const char *what)
+{
+	const char *msg = st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+
+	return fail(st, -EIO, "%s: %s", what, msg);
+}
+
+/* ---- small helpers ---- */
+
+static int stmt_get(struct store *st, enum stmt_id id, sqlite3_stmt **out)
+{
+	if (st->stmt[id] == NULL) {
+		int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+		                            &st->stmt[id], NULL);
+		if (rc != SQLITE_OK) {
+			st->stmt[id] = NULL;
+			return db_error(st, rc, "prepare");
+		}
+	}
+	*out = st->stmt[id];
+	return 0;
+}
+
+/* Steps a statement that returns no row, then resets it. */
+static int step_done(struct store *st, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_DONE ? 0 : db_error(st, rc, what);
+
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* Steps a query: 1 for a row, 0 when done (the statement is then reset),
+ * or an error (reset too). After a row, the caller resets. */
+static int step_row(struct store *st, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(s);
+		return 0;
+	}
+	rc = db_error(st, rc, what);
+	sqlite3_reset(s);
+	return rc;
+}
+
+static int run(struct store *st, enum stmt_id id, const char *what)
+{
+	sqlite3_stmt *s;
+	int rc = stmt_get(st, id, &s);
+
+	return rc != 0 ? rc : step_done(st, s, what);
+}
+
+static int begin(struct store *st, bool write)
+{
+	return run(st, write ? S_BEGIN_WRITE : S_BEGIN_READ, "begin");
+}
+
+static int commit(struct store *st)
+{
+	return run(st, S_COMMIT, "commit");
+}
+
+/* Rolls back if a transaction is still open (a failed statement may have
+ * ended it already). The error that got us here is the one reported. */
+static void rollback(struct store *st)
+{
+	sqlite3_stmt *s;
+
+	if (sqlite3_get_autocommit(st->db))
+		return;
+	if (stmt_get(st, S_ROLLBACK, &s) == 0) {
+		sqlite3_step(s);
+		sqlite3_reset(s);
+	}
+}
+
+/* Ends the transaction: commits on success, else rolls back. */
+static int finish(struct store *st, int rc)
+{
+	if (rc == 0)
+		rc = commit(st);
+	if (rc != 0)
+		rollback(st);
+	return rc;
+}
+
+static const char *str_or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* A one-off statement (pragmas), not worth caching. Returns the first
+ * column of the first row as text into buf (empty if no row). */
+static int query_once(struct store *st, const char *sql, char *buf, size_t len)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_error(st, rc, sql);
+	buf[0] = '\0';
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 0);
+		snprintf(buf, len, "%s", t != NULL ? (const char *)t : "");
+		rc = SQLITE_DONE;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(st, rc, sql);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int exec(struct store *st, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_error(st, rc, what);
+}
+
+/* ---- an int64 -> uint32 hash map (ids to array indexes, id sets) ---- */
+
+struct idmap {
+	int64_t *keys; /* 0 = free; SQLite rowids here are positive */
+	uint32_t *vals;
+	size_t cap, len;
+};
+
+static size_t idmap_slot(const struct idmap *m, int64_t key)
+{
+	uint64_t h = (uint64_t)key * UINT64_C(0x9E3779B97F4A7C15);
+
+	return (size_t)(h ^ (h >> 32)) & (m->cap - 1);
+}
+
+static void idmap_free(struct idmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+static uint32_t *idmap_find(const struct idmap *m, int64_t key)
+{
+	if (m->cap == 0)
+		return NULL;
+	for (size_t i = idmap_slot(m, key); m->keys[i] != 0; i = (i + 1) & (m->cap - 1)) {
+		if (m->keys[i] == key)
+			return &m->vals[i];
+	}
+	return NULL;
+}
+
+static void idmap_put(struct idmap *m, int64_t key, uint32_t val);
+
+static void idmap_grow(struct idmap *m)
+{
+	struct idmap old = *m;
+
+	m->cap = old.cap != 0 ? old.cap * 2 : 64;
+	m->keys = xcalloc(m->cap, sizeof(*m->keys));
+	m->vals = xcalloc(m->cap, sizeof(*m->vals));
+	m->len = 0;
+	for (size_t i = 0; i < old.cap; i++) {
+		if (old.keys[i] != 0)
+			idmap_put(m, old.keys[i], old.vals[i]);
+	}
+	idmap_free(&old);
+}
+
+/* Sets key to val (key > 0). */
+static void idmap_put(struct idmap *m, int64_t key, uint32_t val)
+{
+	size_t i;
+
+	if (2 * (m->len + 1) > m->cap)
+		idmap_grow(m);
+	for (i = idmap_slot(m, key); m->keys[i] != 0; i = (i + 1) & (m->cap - 1)) {
+		if (m->keys[i] == key) {
+			m->vals[i] = val;
+			return;
+		}
+	}
+	m->keys[i] = key;
+	m->vals[i] = val;
+	m->len++;
+}
+
+/* ---- open, configure, migrate ---- */
+
+static int user_version(struct store *st, int64_t *v)
+{
+	char buf[32];
+	int rc = query_once(st, "PRAGMA user_version", buf, sizeof(buf));
+
+	if (rc == 0)
+		*v = strtoll(buf, NULL, 10);
+	return rc;
+}
+
+static int too_new(struct store *st, int64_t v)
+{
+	return fail(st, -EPROTO,
+	            "database schema version %lld is newer than this memtraced's (%d)",
+	            (long long)v, STORE_SCHEMA_VERSION);
+}
+
+/* Per-connection settings (none of them is stored in the file except the
+ * journal mode, and Debian's defaults differ). */
+static int configure(struct store *st)
+{
+	char mode[32];
+	int rc;
+
+	rc = exec(st,
+	          "PRAGMA busy_timeout = 5000;"
+	          "PRAGMA foreign_keys = ON;"
+	          "PRAGMA synchronous = NORMAL;"
+	          /* a snapshot of 100k stacks touches ~60 MB of pages; the
+	           * default 2 MB cache would spill mid-transaction */
+	          "PRAGMA cache_size = -32768;"
+	          /* after a big write the WAL is truncated back to this */
+	          "PRAGMA journal_size_limit = 33554432;",
+	          "pragmas");
+	if (rc != 0)
+		return rc;
+	rc = query_once(st, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+	if (rc != 0)
+		return rc;
+	/* An in-memory database (tests) reports "memory" and cannot do WAL. */
+	if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)
+		return fail(st, -EIO, "journal_mode=WAL refused (the mode is %s)", mode);
+	return 0;
+}
+
+static int migrate(struct store *st)
+{
+	for (;;) {
+		int64_t v;
+		char sql[64];
+		int rc = begin(st, true);
+
+		if (rc != 0)
+			return rc;
+		/* Read under the write lock: another connection may just have
+		 * migrated. */
+		rc = user_version(st, &v);
+		if (rc == 0 && v > STORE_SCHEMA_VERSION)
+			rc = too_new(st, v);
+		if (rc == 0 && v == STORE_SCHEMA_VERSION)
+			return finish(st, 0);
+		if (rc == 0 && v < 0)
+			rc = fail(st, -EIO, "database schema version %lld is invalid", (long long)v);
+		if (rc == 0)
+			rc = exec(st, migrations[v], "migration");
+		if (rc == 0) {
+			snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)v + 1);
+			rc = exec(st, sql, "migration");
+		}
+		rc = finish(st, rc);
+		if (rc != 0)
+			return rc;
+	}
+}
+
+int store_open(const char *path, struct store **out)
+{
+	struct store *st = xcalloc(1, sizeof(*st));
+	int64_t v;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_init(&st->lock, NULL);
+	/* Calls are serialized by st->lock, so SQLite's own mutex is not needed. */
+	rc = sqlite3_open_v2(path, &st->db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = db_error(st, rc, path);
+		goto err;
+	}
+	/* Refuse a newer schema before changing anything in the file. */
+	rc = sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	if (rc != SQLITE_OK) {
+		rc = db_error(st, rc, "busy_timeout");
+		goto err;
+	}
+	rc = user_version(st, &v);
+	if (rc == 0 && v > STORE_SCHEMA_VERSION)
+		rc = too_new(st, v);
+	if (rc != 0)
+		goto err;
+	rc = configure(st);
+	if (rc != 0)
+		goto err;
+	rc = migrate(st);
+	if (rc != 0)
+		goto err;
+	*out = st;
+	return 0;
+err:
+	store_close(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	/* Every statement is finalized, so this closes (and, as the last
+	 * connection, checkpoints and removes the WAL). */
+	sqlite3_close(st->db);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+const char *store_errmsg(struct store *st)
+{
+	return st != NULL ? st->err : "no store";
+}
+
+/* ---- writing ---- */
+
+static bool reason_storable(const char *r)
+{
+	static const char *const ok[] = {"periodic", "manual", "exit", "shutdown"};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (strncmp(r, ok[i], sizeof(((struct snapshot *)0)->reason)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Everything a write relies on, checked before the transaction starts. */
+static int validate(struct store *st, const struct snapshot *s, size_t *maxdepth)
+{
+	*maxdepth = 0;
+	if (!reason_storable(s->reason))
+		return fail(st, -EINVAL, "reason \"%.*s\" cannot be stored", (int)sizeof(s->reason),
+		            s->reason);
+	if (!isfinite(s->taken_at))
+		return fail(st, -EINVAL, "taken_at is not a finite number");
+	for (size_t i = 0; i < s->ntraces; i++) {
+		const struct snapshot_trace *t = &s->traces[i];
+		for (uint32_t j = 0; j < t->nframes; j++) {
+			if (t->frames[j] >= s->nframes)
+				return fail(st, -EINVAL, "trace %zu: frame index %u out of range", i,
+				            t->frames[j]);
+		}
+		if (t->nframes > *maxdepth)
+			*maxdepth = t->nframes;
+	}
+	for (size_t i = 0; i < s->nlargest; i++) {
+		if (s->largest[i].trace >= s->ntraces)
+			return fail(st, -EINVAL, "largest block %zu: trace index %u out of range", i,
+			            s->largest[i].trace);
+	}
+	return 0;
+}
+
+static char *cmdline_json(const struct snapshot *s)
+{
+	cJSON *arr = cJSON_CreateArray();
+	char *text = NULL;
+
+	if (arr == NULL)
+		return NULL;
+	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL; i++) {
+		cJSON *a = cJSON_CreateString(s->argv[i]);
+		if (a == NULL || !cJSON_AddItemToArray(arr, a)) {
+			cJSON_Delete(a);
+			goto out;
+		}
+	}
+	text = cJSON_PrintUnformatted(arr);
+out:
+	cJSON_Delete(arr);
+	return text;
+}
+
+static int process_id(struct store *st, const struct snapshot *s, int64_t *id)
+{
+	sqlite3_stmt *q;
+	char *cmdline;
+	int rc = stmt_get(st, S_PROCESS_FIND, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, s->pid);
+	sqlite3_bind_int64(q, 2, (sqlite3_int64)s->start_time);
+	sqlite3_bind_text(q, 3, str_or_empty(s->exe), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, s->uid);
+	rc = step_row(st, q, "find process");
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		*id = sqlite3_column_int64(q, 0);
+		sqlite3_reset(q);
+		return 0;
+	}
+	rc = stmt_get(st, S_PROCESS_INSERT, &q);
+	if (rc != 0)
+		return rc;
+	cmdline = cmdline_json(s);
+	if (cmdline == NULL)
+		return fail(st, -ENOMEM, "out of memory encoding the command line");
+	sqlite3_bind_int64(q, 1, s->pid);
+	sqlite3_bind_int64(q, 2, (sqlite3_int64)s->start_time);
+	sqlite3_bind_text(q, 3, str_or_empty(s->exe), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, s->uid);
+	sqlite3_bind_text(q, 5, cmdline, -1, SQLITE_STATIC);
+	sqlite3_bind_double(q, 6, s->taken_at);
+	rc = step_done(st, q, "insert process");
+	free(cmdline);
+	if (rc == 0)
+		*id = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+/* Finds or creates a row by looking it up with find (bound by bind) and
+ * inserting it with insert (bound the same way) when absent. We hold the
+ * write lock, so nobody can insert it in between. */
+typedef void (*bind_fn)(sqlite3_stmt *s, const void *arg);
+
+static int find_or_insert(struct store *st, enum stmt_id find, enum stmt_id insert, bind_fn bind,
+                          const void *arg, int64_t *id)
+{
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, find, &q);
+
+	if (rc != 0)
+		return rc;
+	bind(q, arg);
+	rc = step_row(st, q, "lookup");
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		*id = sqlite3_column_int64(q, 0);
+		sqlite3_reset(q);
+		return 0;
+	}
+	rc = stmt_get(st, insert, &q);
+	if (rc != 0)
+		return rc;
+	bind(q, arg);
+	rc = step_done(st, q, "insert");
+	if (rc == 0)
+		*id = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+static void bind_frame(sqlite3_stmt *q, const void *arg)
+{
+	const struct frame_info *f = arg;
+
+	sqlite3_bind_text(q, 1, str_or_empty(f->filename), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, f->lineno);
+	sqlite3_bind_text(q, 3, str_or_empty(f->function), -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, str_or_empty(f->module), -1, SQLITE_STATIC);
+}
+
+struct blob {
+	const unsigned char *p;
+	size_t len;
+};
+
+static void bind_blob(sqlite3_stmt *q, const void *arg)
+{
+	const struct blob *b = arg;
+
+	/* A NULL pointer would bind SQL NULL; an empty stack is an empty blob. */
+	sqlite3_bind_blob(q, 1, b->len != 0 ? (const void *)b->p : "", (int)b->len, SQLITE_STATIC);
+}
+
+/* The stack id of trace t; frame ids of the snapshot's frames are cached
+ * in fid (0 = not looked up yet). */
+static int stack_id(struct store *st, const struct snapshot *s, const struct snapshot_trace *t,
+                    int64_t *fid, unsigned char *buf, int64_t *id)
+{
+	struct blob b = {buf, (size_t)t->nframes * FRAME_BYTES};
+	int rc;
+
+	for (uint32_t j = 0; j < t->nframes; j++) {
+		uint32_t fi = t->frames[j];
+		if (fid[fi] == 0) {
+			rc = find_or_insert(st, S_FRAME_FIND, S_FRAME_INSERT, bind_frame,
+			                    &s->frames[fi], &fid[fi]);
+			if (rc != 0)
+				return rc;
+			if (fid[fi] <= 0 || fid[fi] > UINT32_MAX)
+				return fail(st, -EOVERFLOW, "frame id %lld does not fit a stack",
+				            (long long)fid[fi]);
+		}
+		put_le(buf + (size_t)j * FRAME_BYTES, (uint64_t)fid[fi], 4);
+		put_le(buf + (size_t)j * FRAME_BYTES + 4, t->addrs[j], 8);
+	}
+	return find_or_insert(st, S_STACK_FIND, S_STACK_INSERT, bind_blob, &b, id);
+}
+
+static int write_snapshot(struct store *st, const struct snapshot *s, size_t maxdepth,
+                          int64_t *snap_id)
+{
+	sqlite3_stmt *q;
+	int64_t pid_row = 0, *fid, *sid;
+	unsigned char *buf;
+	int rc;
+
+	rc = process_id(st, s, &pid_row);
+	if (rc != 0)
+		return rc;
+	rc = stmt_get(st, S_SNAPSHOT_INSERT, &q);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, pid_row);
+	sqlite3_bind_double(q, 2, s->taken_at);
+	sqlite3_bind_text(q, 3, s->reason, (int)strnlen(s->reason, sizeof(s->reason)),
+	                  SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, (sqlite3_int64)s->current);
+	sqlite3_bind_int64(q, 5, (sqlite3_int64)s->peak);
+	sqlite3_bind_int64(q, 6, (sqlite3_int64)s->blocks);
+	sqlite3_bind_int64(q, 7, (sqlite3_int64)s->allocations);
+	sqlite3_bind_int64(q, 8, (sqlite3_int64)s->frees);
+	sqlite3_bind_int64(q, 9, (sqlite3_int64)s->lost_events);
+	rc = step_done(st, q, "insert snapshot");
+	if (rc != 0)
+		return rc;
+	*snap_id = sqlite3_last_insert_rowid(st->db);
+
+	fid = xcalloc(s->nframes, sizeof(*fid));
+	sid = xcalloc(s->ntraces, sizeof(*sid));
+	buf = xmalloc(maxdepth * FRAME_BYTES);
+	rc = stmt_get(st, S_TRACE_UPSERT, &q);
+	for (size_t i = 0; rc == 0 && i < s->ntraces; i++) {
+		const struct snapshot_trace *t = &s->traces[i];
+		rc = stack_id(st, s, t, fid, buf, &sid[i]);
+		if (rc != 0)
+			break;
+		/* stack_id used other statements; q is still ours to bind */
+		sqlite3_bind_int64(q, 1, *snap_id);
+		sqlite3_bind_int64(q, 2, sid[i]);
+		sqlite3_bind_int64(q, 3, (sqlite3_int64)t->size);
+		sqlite3_bind_int64(q, 4, (sqlite3_int64)t->count);
+		sqlite3_bind_int64(q, 5, (sqlite3_int64)t->allocations);
+		rc = step_done(st, q, "insert trace");
+	}
+	if (rc == 0)
+		rc = stmt_get(st, S_LARGEST_INSERT, &q);
+	for (size_t i = 0; rc == 0 && i < s->nlargest; i++) {
+		sqlite3_bind_int64(q, 1, *snap_id);
+		sqlite3_bind_int64(q, 2, (sqlite3_int64)i);
+		sqlite3_bind_int64(q, 3, (sqlite3_int64)s->largest[i].addr);
+		sqlite3_bind_int64(q, 4, (sqlite3_int64)s->largest[i].size);
+		sqlite3_bind_int64(q, 5, sid[s->largest[i].trace]);
+		rc = step_done(st, q, "insert largest block");
+	}
+	free(buf);
+	free(sid);
+	free(fid);
+	return rc;
+}
+
+int store_write(struct store *st, const struct snapshot *s, int64_t *id)
+{
+	size_t maxdepth;
+	int64_t snap_id = 0;
+	int rc;
+
+	pthread_mutex_lock(&st->lock);
+	rc = validate(st, s, &maxdepth);
+	if (rc != 0)
+		goto out;
+	rc = begin(st, true);
+	if (rc != 0)
+		goto out;
+	rc = finish(st, write_snapshot(st, s, maxdepth, &snap_id));
+	if (rc == 0)
+		*id = snap_id;
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+/* ---- reading ---- */
+
+static char *column_strdup(sqlite3_stmt *q, int col)
+{
+	const unsigned char *t = sqlite3_column_text(q, col);
+
+	return xstrdup(t != NULL ? (const char *)t : "");
+}
+
+/* cmdline's JSON array back into a NULL-terminated argv. */
+static int parse_cmdline(struct store *st, const char *text, char ***out)
+{
+	cJSON *arr = cJSON_Parse(text);
+	char **argv;
+	int n, i = 0;
+	const cJSON *a;
+
+	if (arr == NULL || !cJSON_IsArray(arr)) {
+		cJSON_Delete(arr);
+		return fail(st, -EIO, "corrupt database: cmdline is not a JSON array");
+	}
+	n = cJSON_GetArraySize(arr);
+	argv = xcalloc((size_t)n + 1, sizeof(*argv));
+	cJSON_ArrayForEach(a, arr)
+	{
+		if (!cJSON_IsString(a)) {
+			for (int k = 0; k < i; k++)
+				free(argv[k]);
+			free(argv);
+			cJSON_Delete(arr);
+			return fail(st, -EIO, "corrupt database: cmdline holds a non-string");
+		}
+		argv[i++] = xstrdup(a->valuestring);
+	}
+	cJSON_Delete(arr);
+	*out = argv;
+	return 0;
+}
+
+static int read_header(struct store *st, int64_t id, struct snapshot *s)
+{
+	sqlite3_stmt *q;
+	const unsigned char *reason;
+	int rc = stmt_get(st, S_READ_SNAPSHOT, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_row(st, q, "read snapshot");
+	if (rc == 0)
+		return fail(st, -ENOENT, "no snapshot %lld", (long long)id);
+	if (rc < 0)
+		return rc;
+	s->id = id;
+	s->pid = (pid_t)sqlite3_column_int64(q, 0);
+	s->uid = (uid_t)sqlite3_column_int64(q, 1);
+	s->start_time = (uint64_t)sqlite3_column_int64(q, 2);
+	s->exe = column_strdup(q, 3);
+	s->taken_at = sqlite3_column_double(q, 5);
+	reason = sqlite3_column_text(q, 6);
+	snprintf(s->reason, sizeof(s->reason), "%s", reason != NULL ? (const char *)reason : "");
+	s->current = (uint64_t)sqlite3_column_int64(q, 7);
+	s->peak = (uint64_t)sqlite3_column_int64(q, 8);
+	s->blocks = (uint64_t)sqlite3_column_int64(q, 9);
+	s->allocations = (uint64_t)sqlite3_column_int64(q, 10);
+	s->frees = (uint64_t)sqlite3_column_int64(q, 11);
+	s->lost_events = (uint64_t)sqlite3_column_int64(q, 12);
+	const unsigned char *cmdline = sqlite3_column_text(q, 4);
+	rc = parse_cmdline(st, cmdline != NULL ? (const char *)cmdline : "", &s->argv);
+	sqlite3_reset(q);
+	return rc;
+}
+
+/* The snapshot index of database frame fid, interning it on first use. */
+static int read_frame(struct store *st, struct snapshot *s, struct idmap *frames, int64_t fid,
+                      uint32_t *idx)
+{
+	const uint32_t *known = idmap_find(frames, fid);
+	struct frame_info f = {0};
+	sqlite3_stmt *q;
+	int rc;
+
+	if (known != NULL) {
+		*idx = *known;
+		return 0;
+	}
+	rc = stmt_get(st, S_READ_FRAME, &q);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, fid);
+	rc = step_row(st, q, "read frame");
+	if (rc == 0)
+		return fail(st, -EIO, "corrupt database: stack names missing frame %lld",
+		            (long long)fid);
+	if (rc < 0)
+		return rc;
+	f.filename = (const char *)sqlite3_column_text(q, 0);
+	f.lineno = (uint32_t)sqlite3_column_int64(q, 1);
+	f.function = (const char *)sqlite3_column_text(q, 2);
+	f.module = (const char *)sqlite3_column_text(q, 3);
+	*idx = snapshot_intern_frame(s, &f);
+	sqlite3_reset(q);
+	idmap_put(frames, fid, *idx);
+	return 0;
+}
+
+/* Decodes one stack blob into trace t (whose arrays it allocates). */
+static int read_stack(struct store *st, struct snapshot *s, struct idmap *frames,
+                      const unsigned char *p, size_t len, struct snapshot_trace *t)
+{
+	int rc;
+
+	if (len % FRAME_BYTES != 0 || len / FRAME_BYTES > UINT32_MAX)
+		return fail(st, -EIO, "corrupt database: stack blob of %zu bytes", len);
+	t->nframes = (uint32_t)(len / FRAME_BYTES);
+	if (t->nframes == 0)
+		return 0;
+	t->frames = xreallocarray(NULL, t->nframes, sizeof(*t->frames));
+	t->addrs = xreallocarray(NULL, t->nframes, sizeof(*t->addrs));
+	for (uint32_t j = 0; j < t->nframes; j++, p += FRAME_BYTES) {
+		rc = read_frame(st, s, frames, (int64_t)get_le(p, 4), &t->frames[j]);
+		if (rc != 0)
+			return rc;
+		t->addrs[j] = get_le(p + 4, 8);
+	}
+	return 0;
+}
+
+static int read_traces(struct store *st, int64_t id, struct snapshot *s, struct idmap *stacks)
+{
+	struct idmap frames = {0};
+	size_t cap = 0;
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, S_READ_TRACES, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, id);
+	while ((rc = step_row(st, q, "read traces")) == 1) {
+		struct snapshot_trace *t;
+		if (s->ntraces == cap) {
+			cap = cap != 0 ? cap * 2 : 256;
+			s->traces = xreallocarray(s->traces, cap, sizeof(*s->traces));
+		}
+		if (s->ntraces >= UINT32_MAX) {
+			rc = fail(st, -EIO, "corrupt database: too many traces");
+			break;
+		}
+		/* counted before it is filled, so snapshot_free sees it on error */
+		t = &s->traces[s->ntraces++];
+		memset(t, 0, sizeof(*t));
+		t->size = (uint64_t)sqlite3_column_int64(q, 1);
+		t->count = (uint64_t)sqlite3_column_int64(q, 2);
+		t->allocations = (uint64_t)sqlite3_column_int64(q, 3);
+		rc = read_stack(st, s, &frames, sqlite3_column_blob(q, 4),
+		                (size_t)sqlite3_column_bytes(q, 4), t);
+		if (rc != 0)
+			break;
+		idmap_put(stacks, sqlite3_column_int64(q, 0), (uint32_t)(s->ntraces - 1));
+	}
+	sqlite3_reset(q);
+	idmap_free(&frames);
+	return rc;
+}
+
+static int read_largest(struct store *st, int64_t id, struct snapshot *s,
+                        const struct idmap *stacks)
+{
+	size_t cap = 0;
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, S_READ_LARGEST, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, id);
+	while ((rc = step_row(st, q, "read largest blocks")) == 1) {
+		const uint32_t *trace = idmap_find(stacks, sqlite3_column_int64(q, 2));
+		if (trace == NULL) {
+			rc = fail(st, -EIO, "corrupt database: a largest block of snapshot %lld"
+			                    " has a stack without a trace", (long long)id);
+			break;
+		}
+		if (s->nlargest == cap) {
+			cap = cap != 0 ? cap * 2 : 16;
+			s->largest = xreallocarray(s->largest, cap, sizeof(*s->largest));
+		}
+		s->largest[s->nlargest].addr = (uint64_t)sqlite3_column_int64(q, 0);
+		s->largest[s->nlargest].size = (uint64_t)sqlite3_column_int64(q, 1);
+		s->largest[s->nlargest].trace = *trace;
+		s->nlargest++;
+	}
+	sqlite3_reset(q);
+	return rc;
+}
+
+int store_read(struct store *st, int64_t id, struct snapshot **out)
+{
+	struct snapshot *s = snapshot_new();
+	struct idmap stacks = {0};
+	int rc;
+
+	pthread_mutex_lock(&st->lock);
+	/* One read transaction, so a concurrent retention on another
+	 * connection cannot delete half of what we read. */
+	rc = begin(st, false);
+	if (rc != 0)
+		goto out;
+	rc = read_header(st, id, s);
+	if (rc == 0)
+		rc = read_traces(st, id, s, &stacks);
+	if (rc == 0)
+		rc = read_largest(st, id, s, &stacks);
+	rc = finish(st, rc);
+out:
+	pthread_mutex_unlock(&st->lock);
+	idmap_free(&stacks);
+	if (rc != 0) {
+		snapshot_free(s);
+		s = NULL;
+	}
+	*out = s;
+	return rc;
+}
+
+/* ---- lists and lookups ---- */
+
+int store_list(struct store *st, pid_t pid, long uid, cJSON **out)
+{
+	cJSON *arr = cJSON_CreateArray();
+	sqlite3_stmt *q;
+	int rc;
+
+	*out = NULL;
+	if (arr == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&st->lock);
+	rc = stmt_get(st, S_LIST, &q);
+	if (rc != 0)
+		goto out;
+	sqlite3_bind_int64(q, 1, pid);
+	sqlite3_bind_int64(q, 2, uid);
+	while ((rc = step_row(st, q, "list snapshots")) == 1) {
+		struct snapshot s = {0};
+		const unsigned char *reason = sqlite3_column_text(q, 6);
+		const unsigned char *exe = sqlite3_column_text(q, 4);
+		cJSON *o;
+
+		s.id = sqlite3_column_int64(q, 0);
+		s.pid = (pid_t)sqlite3_column_int64(q, 1);
+		s.uid = (uid_t)sqlite3_column_int64(q, 2);
+		s.start_time = (uint64_t)sqlite3_column_int64(q, 3);
+		/* borrowed for the call: the summary copies what it keeps */
+		s.exe = (char *)(exe != NULL ? exe : (const unsigned char *)"");
+		s.taken_at = sqlite3_column_double(q, 5);
+		snprintf(s.reason, sizeof(s.reason), "%s", reason != NULL ? (const char *)reason : "");
+		s.current = (uint64_t)sqlite3_column_int64(q, 7);
+		s.peak = (uint64_t)sqlite3_column_int64(q, 8);
+		s.blocks = (uint64_t)sqlite3_column_int64(q, 9);
+		s.allocations = (uint64_t)sqlite3_column_int64(q, 10);
+		s.frees = (uint64_t)sqlite3_column_int64(q, 11);
+		s.lost_events = (uint64_t)sqlite3_column_int64(q, 12);
+		o = snapshot_summary_json(&s);
+		if (o == NULL || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			rc = fail(st, -ENOMEM, "out of memory listing snapshots");
+			sqlite3_reset(q);
+			break;
+		}
+	}
+out:
+	pthread_mutex_unlock(&st->lock);
+	if (rc != 0) {
+		cJSON_Delete(arr);
+		return rc;
+	}
+	*out = arr;
+	return 0;
+}
+
+/* See the top of the file: the newest incarnation of pid, then its newest
+ * snapshot, an "exit" one first when prefer_exit. */
+static int latest(struct store *st, pid_t pid, long uid, int prefer_exit, int64_t *id)
+{
+	sqlite3_stmt *q;
+	int64_t proc;
+	int rc = stmt_get(st, S_LATEST_PROCESS, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, pid);
+	sqlite3_bind_int64(q, 2, uid);
+	rc = step_row(st, q, "latest snapshot");
+	if (rc == 0)
+		return fail(st, -ENOENT, "no snapshot of pid %ld", (long)pid);
+	if (rc < 0)
+		return rc;
+	proc = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	rc = stmt_get(st, S_LATEST_SNAPSHOT, &q);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, proc);
+	sqlite3_bind_int(q, 2, prefer_exit != 0);
+	rc = step_row(st, q, "latest snapshot");
+	if (rc == 0) /* deleted between the two statements: not in a transaction */
+		return fail(st, -ENOENT, "no snapshot of pid %ld", (long)pid);
+	if (rc < 0)
+		return rc;
+	*id = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return 0;
+}
+
+int store_latest(struct store *st, pid_t pid, long uid, int prefer_exit, int64_t *id)
+{
+	int rc;
+
+	pthread_mutex_lock(&st->lock);
+	rc = begin(st, false);
+	if (rc == 0)
+		rc = finish(st, latest(st, pid, uid, prefer_exit, id));
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int store_owner(struct store *st, int64_t id, uid_t *uid)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	pthread_mutex_lock(&st->lock);
+	rc = stmt_get(st, S_OWNER, &q);
+	if (rc != 0)
+		goto out;
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_row(st, q, "snapshot owner");
+	if (rc == 0) {
+		rc = fail(st, -ENOENT, "no snapshot %lld", (long long)id);
+	} else if (rc == 1) {
+		*uid = (uid_t)sqlite3_column_int64(q, 0);
+		sqlite3_reset(q);
+		rc = 0;
+	}
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int store_counts(struct store *st, struct store_counts *out)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	pthread_mutex_lock(&st->lock);
+	rc = stmt_get(st, S_COUNTS, &q);
+	if (rc != 0)
+		goto out;
+	rc = step_row(st, q, "counts");
+	if (rc == 1) {
+		out->processes = (size_t)sqlite3_column_int64(q, 0);
+		out->snapshots = (size_t)sqlite3_column_int64(q, 1);
+		out->stacks = (size_t)sqlite3_column_int64(q, 2);
+		out->frames = (size_t)sqlite3_column_int64(q, 3);
+		sqlite3_reset(q);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = fail(st, -EIO, "counts: no row");
+	}
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+/* ---- retention ---- */
+
+/* Adds every id the query yields (column 0) to set. */
+static int collect_ids(struct store *st, sqlite3_stmt *q, struct idmap *set, const char *what)
+{
+	int rc;
+
+	while ((rc = step_row(st, q, what)) == 1)
+		idmap_put(set, sqlite3_column_int64(q, 0), 0);
+	return rc; /* step_row reset q */
+}
+
+/* The snapshots retention deletes, as an array. */
+static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days, int64_t **ids,
+                            size_t *n)
+{
+	struct timespec now;
+	size_t cap = 0;
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, S_RETAIN_DOOMED, &q);
+
+	*ids = NULL;
+	*n = 0;
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, keep);
+	if (max_age_days > 0) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		sqlite3_bind_double(q, 2,
+		                    (double)now.tv_sec + now.tv_nsec / 1e9 - max_age_days * 86400.0);
+	} else {
+		sqlite3_bind_null(q, 2);
+	}
+	while ((rc = step_row(st, q, "retention")) == 1) {
+		if (*n == cap) {
+			cap = cap != 0 ? cap * 2 : 64;
+			*ids = xreallocarray(*ids, cap, sizeof(**ids));
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(q, 0);
+	}
+	return rc; /* step_row reset q */
+}
+
+/* Deletes the candidate stacks nothing uses any more; the frames they
+ * named become candidates in frames (value 0 = not yet seen in use). */
+static int gc_stacks(struct store *st, const struct idmap *stacks, struct idmap *frames)
+{
+	sqlite3_stmt *unused, *del;
+	int rc = stmt_get(st, S_STACK_UNUSED, &unused);
+
+	if (rc == 0)
+		rc = stmt_get(st, S_STACK_DELETE, &del);
+	for (size_t i = 0; rc == 0 && i < stacks->cap; i++) {
+		int64_t id = stacks->keys[i];
+		if (id == 0)
+			continue;
+		sqlite3_bind_int64(unused, 1, id);
+		rc = step_row(st, unused, "garbage stacks");
+		if (rc <= 0)
+			continue;
+		const unsigned char *p = sqlite3_column_blob(unused, 0);
+		size_t len = (size_t)sqlite3_column_bytes(unused, 0);
+		for (size_t off = 0; off + FRAME_BYTES <= len; off += FRAME_BYTES)
+			idmap_put(frames, (int64_t)get_le(p + off, 4), 0);
+		sqlite3_reset(unused);
+		sqlite3_bind_int64(del, 1, id);
+		rc = step_done(st, del, "delete stack");
+	}
+	return rc;
+}
+
+/* Deletes the candidate frames no remaining stack names. The stack blobs
+ * are scanned until every candidate has been seen in use. */
+static int gc_frames(struct store *st, struct idmap *frames)
+{
+	size_t pending = frames->len;
+	sqlite3_stmt *q;
+	int rc;
+
+	if (pending == 0)
+		return 0;
+	rc = stmt_get(st, S_STACK_ALL, &q);
+	if (rc != 0)
+		return rc;
+	while (pending > 0 && (rc = step_row(st, q, "scan stacks")) == 1) {
+		const unsigned char *p = sqlite3_column_blob(q, 0);
+		size_t len = (size_t)sqlite3_column_bytes(q, 0);
+		for (size_t off = 0; off + FRAME_BYTES <= len; off += FRAME_BYTES) {
+			uint32_t *used = idmap_find(frames, (int64_t)get_le(p + off, 4));
+			if (used != NULL && *used == 0) {
+				*used = 1;
+				pending--;
+			}
+		}
+	}
+	if (rc < 0)
+		return rc;
+	sqlite3_reset(q);
+	rc = stmt_get(st, S_FRAME_DELETE, &q);
+	for (size_t i = 0; rc == 0 && pending > 0 && i < frames->cap; i++) {
+		if (frames->keys[i] == 0 || frames->vals[i] != 0)
+			continue;
+		sqlite3_bind_int64(q, 1, frames->keys[i]);
+		rc = step_done(st, q, "delete frame");
+	}
+	return rc;
+}
+
+static int retain(struct store *st, unsigned keep, double max_age_days, size_t *deleted)
+{
+	struct idmap stacks = {0}, frames = {0};
+	int64_t *doomed;
+	size_t n;
+	sqlite3_stmt *q, *del;
+	int rc = doomed_snapshots(st, keep, max_age_days, &doomed, &n);
+
+	if (rc == 0)
+		rc = stmt_get(st, S_SNAPSHOT_STACKS, &q);
+	if (rc == 0)
+		rc = stmt_get(st, S_SNAPSHOT_DELETE, &del);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		sqlite3_bind_int64(q, 1, doomed[i]);
+		rc = collect_ids(st, q, &stacks, "stacks of a snapshot");
+		if (rc != 0)
+			break;
+		/* cascades to trace and largest */
+		sqlite3_bind_int64(del, 1, doomed[i]);
+		rc = step_done(st, del, "delete snapshot");
+	}
+	if (rc == 0)
+		rc = gc_stacks(st, &stacks, &frames);
+	if (rc == 0)
+		rc = gc_frames(st, &frames);
+	if (rc == 0)
+		rc = run(st, S_PROCESS_GC, "delete processes");
+	if (rc == 0)
+		*deleted = n;
+	idmap_free(&frames);
+	idmap_free(&stacks);
+	free(doomed);
+	return rc;
+}
+
+int store_retain(struct store *st, unsigned keep_per_process, double max_age_days,
+                 size_t *deleted)
+{
+	int rc;
+
+	*deleted = 0;
+	pthread_mutex_lock(&st->lock);
+	if (!(max_age_days >= 0)) { /* negative or NaN */
+		rc = fail(st, -EINVAL, "max_age_days must be 0 or more");
+		goto out;
+	}
+	rc = begin(st, true);
+	if (rc == 0)
+		rc = finish(st, retain(st, keep_per_process, max_age_days, deleted));
+	if (rc != 0)
+		*deleted = 0;
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}

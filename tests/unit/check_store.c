@@ -1,0 +1,1454 @@
+/*
+ * check_store.c - daemon/store.c against a real SQLite database in a fresh
+ * temporary directory per test.
+ *
+ * Snapshots come from a generator whose content is a pure function of its
+ * parameters: stack number q has 1 + q % 4 frames, frame r of it is frame
+ * number q + r, and its addresses carry the pid. So every expectation (which
+ * stacks and frames a set of snapshots uses, what retention must leave) is
+ * computed here from the parameters, never read from the store. The
+ * database itself is inspected through a separate connection: the schema,
+ * integrity_check, foreign_key_check, and orphan rows (the stack blobs are
+ * decoded here from their documented format to find the frames in use).
+ *
+ * The store's own connection is reached through sqlite3_auto_extension,
+ * which hands every new connection of this process to a callback: that is
+ * how the pragmas of that very connection are queried without a test hook
+ * in store.c.
+ */
+#include "store.h"
+#include "suites.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "xalloc.h"
+
+/* ---- fixture: a temporary directory and the database path in it ---- */
+
+static char dir[PATH_MAX];
+static char dbpath[PATH_MAX + 32];
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "%s/check_store.XXXXXX",
+	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(dbpath, sizeof(dbpath), "%s/%s", dir, STORE_FILE);
+}
+
+static void teardown(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[PATH_MAX + 256];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static struct store *open_store(void)
+{
+	struct store *st = NULL;
+	int rc = store_open(dbpath, &st);
+
+	ck_assert_msg(rc == 0, "store_open: %d", rc);
+	ck_assert_ptr_nonnull(st);
+	return st;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- a separate connection to look at the file ---- */
+
+static sqlite3 *raw_open(void)
+{
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+
+	ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK, "%s: %s", sql,
+	              sqlite3_errmsg(db));
+	return s;
+}
+
+static int64_t q_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = prep(db, sql);
+	int64_t v;
+
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static void q_text(sqlite3 *db, const char *sql, char *buf, size_t len)
+{
+	sqlite3_stmt *s = prep(db, sql);
+
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+	snprintf(buf, len, "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql,
+	              sqlite3_errmsg(db));
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every invariant of a healthy database: SQLite's own checks, no stack,
+ * frame or process that nothing uses, no stack naming a missing frame. */
+static void check_clean(void)
+{
+	sqlite3 *db = raw_open();
+	sqlite3_stmt *s;
+	char buf[256];
+	int64_t *used = NULL, *have = NULL;
+	size_t nused = 0, capused = 0, nhave = 0, uniq = 0;
+
+	q_text(db, "PRAGMA integrity_check", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "ok");
+	s = prep(db, "PRAGMA foreign_key_check");
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM stack WHERE id NOT IN"
+	                           " (SELECT stack_id FROM trace UNION SELECT stack_id FROM largest)"),
+	                 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM process WHERE id NOT IN"
+	                           " (SELECT process_id FROM snapshot)"),
+	                 0);
+
+	/* the frame ids the stack blobs name (u32 LE id + u64 LE address each) */
+	s = prep(db, "SELECT frames FROM stack");
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const unsigned char *p = sqlite3_column_blob(s, 0);
+		int len = sqlite3_column_bytes(s, 0);
+		if (len % 12 != 0)
+			ck_abort_msg("stack blob of %d bytes", len);
+		for (int off = 0; off < len; off += 12) {
+			if (nused == capused) {
+				capused = capused ? capused * 2 : 1024;
+				used = xreallocarray(used, capused, sizeof(*used));
+			}
+			used[nused++] = (int64_t)p[off] | (int64_t)p[off + 1] << 8 |
+			                (int64_t)p[off + 2] << 16 | (int64_t)p[off + 3] << 24;
+		}
+	}
+	sqlite3_finalize(s);
+	if (nused > 0)
+		qsort(used, nused, sizeof(*used), cmp_i64);
+	for (size_t i = 0; i < nused; i++) {
+		if (uniq == 0 || used[uniq - 1] != used[i])
+			used[uniq++] = used[i];
+	}
+	nhave = (size_t)q_int(db, "SELECT count(*) FROM frame");
+	have = xcalloc(nhave + 1, sizeof(*have));
+	s = prep(db, "SELECT id FROM frame ORDER BY id");
+	for (size_t i = 0; i < nhave; i++) {
+		ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+		have[i] = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	ck_assert_uint_eq(uniq, nhave);
+	for (size_t i = 0; i < uniq; i++)
+		ck_assert_int_eq(used[i], have[i]);
+	free(used);
+	free(have);
+	sqlite3_close(db);
+}
+
+/* ---- the generator ---- */
+
+struct gen {
+	pid_t pid;
+	uid_t uid;
+	uint64_t start;
+	const char *exe;
+	double taken_at;
+	const char *reason;
+	unsigned first, n; /* stack numbers first .. first + n - 1 */
+};
+
+static unsigned depth_of(unsigned q)
+{
+	return 1 + q % 4;
+}
+
+static struct frame_info frame_of(unsigned fnum, char bufs[3][64])
+{
+	struct frame_info f = {0};
+
+	snprintf(bufs[0], 64, "/src/app/f%u.c", fnum);
+	snprintf(bufs[1], 64, "fn_%u", fnum);
+	snprintf(bufs[2], 64, "/usr/lib/libm%u.so", fnum % 3);
+	f.filename = bufs[0];
+	f.lineno = fnum;
+	f.function = bufs[1];
+	f.module = bufs[2];
+	return f;
+}
+
+static char **argv_of(const char *const *args)
+{
+	size_t n = 0;
+	char **v;
+
+	while (args[n] != NULL)
+		n++;
+	v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = xstrdup(args[i]);
+	return v;
+}
+
+static struct snapshot *gen(const struct gen *g)
+{
+	static const char *const args[] = {"app", "--flag", "arg with \"quotes\"", "", NULL};
+	struct snapshot *s = snapshot_new();
+	char bufs[3][64];
+
+	s->pid = g->pid;
+	s->uid = g->uid;
+	s->start_time = g->start;
+	s->exe = xstrdup(g->exe);
+	s->argv = argv_of(args);
+	s->taken_at = g->taken_at;
+	snprintf(s->reason, sizeof(s->reason), "%s", g->reason);
+	s->traces = xcalloc(g->n, sizeof(*s->traces));
+	s->ntraces = g->n;
+	for (unsigned k = 0; k < g->n; k++) {
+		struct snapshot_trace *t = &s->traces[k];
+		unsigned q = g->first + k;
+		t->nframes = depth_of(q);
+		t->frames = xcalloc(t->nframes, sizeof(*t->frames));
+		t->addrs = xcalloc(t->nframes, sizeof(*t->addrs));
+		for (unsigned r = 0; r < t->nframes; r++) {
+			struct frame_info f = frame_of(q + r, bufs);
+			t->frames[r] = snapshot_intern_frame(s, &f);
+			t->addrs[r] = (uint64_t)g->pid << 40 | (uint64_t)q << 8 | r;
+		}
+		t->size = 16 * (uint64_t)(q + 1);
+		t->count = q % 5 + 1;
+		t->allocations = t->count + q;
+		s->current += t->size;
+		s->blocks += t->count;
+		s->allocations += t->allocations;
+	}
+	s->peak = 2 * s->current;
+	s->frees = s->allocations - s->blocks;
+	s->lost_events = (uint64_t)g->pid % 3;
+	if (g->n > 0) {
+		unsigned pick[3] = {g->n - 1, g->n / 2, 0};
+		s->largest = xcalloc(3, sizeof(*s->largest));
+		s->nlargest = 3;
+		for (int i = 0; i < 3; i++) {
+			s->largest[i].trace = pick[i];
+			s->largest[i].addr = UINT64_C(0x7f0000000000) + pick[i] * 0x1000u;
+			s->largest[i].size = s->traces[pick[i]].size / s->traces[pick[i]].count;
+		}
+	}
+	return s;
+}
+
+static int64_t write_gen(struct store *st, const struct gen *g)
+{
+	struct snapshot *s = gen(g);
+	int64_t id = 0;
+	int rc = store_write(st, s, &id);
+
+	ck_assert_msg(rc == 0, "store_write: %d %s", rc, store_errmsg(st));
+	ck_assert_int_gt(id, 0);
+	snapshot_free(s);
+	return id;
+}
+
+/* ---- comparing snapshots by content ---- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+static uint64_t str_h(uint64_t h, const char *s)
+{
+	return fnv(h, s != NULL ? s : "", strlen(s != NULL ? s : "") + 1);
+}
+
+/* A hash of a trace's traceback by content: frames and addresses. */
+static uint64_t trace_hash(const struct snapshot *s, const struct snapshot_trace *t)
+{
+	uint64_t h = fnv(UINT64_C(0xcbf29ce484222325), &t->nframes, sizeof(t->nframes));
+
+	for (uint32_t j = 0; j < t->nframes; j++) {
+		const struct frame_info *f = &s->frames[t->frames[j]];
+		h = str_h(h, f->filename);
+		h = fnv(h, &f->lineno, sizeof(f->lineno));
+		h = str_h(h, f->function);
+		h = str_h(h, f->module);
+		h = fnv(h, &t->addrs[j], sizeof(t->addrs[j]));
+	}
+	return h;
+}
+
+struct tkey {
+	uint64_t h, size, count, allocations;
+};
+
+static int cmp_tkey(const void *a, const void *b)
+{
+	const struct tkey *x = a, *y = b;
+
+	return x->h < y->h ? -1 : x->h > y->h;
+}
+
+/* The traces of s by content, sorted, equal tracebacks merged (summed), as
+ * the store merges them. */
+static struct tkey *canon(const struct snapshot *s, size_t *n)
+{
+	struct tkey *k = xcalloc(s->ntraces + 1, sizeof(*k));
+	size_t m = 0;
+
+	for (size_t i = 0; i < s->ntraces; i++) {
+		k[i].h = trace_hash(s, &s->traces[i]);
+		k[i].size = s->traces[i].size;
+		k[i].count = s->traces[i].count;
+		k[i].allocations = s->traces[i].allocations;
+	}
+	qsort(k, s->ntraces, sizeof(*k), cmp_tkey);
+	for (size_t i = 0; i < s->ntraces; i++) {
+		if (m > 0 && k[m - 1].h == k[i].h) {
+			k[m - 1].size += k[i].size;
+			k[m - 1].count += k[i].count;
+			k[m - 1].allocations += k[i].allocations;
+		} else {
+			k[m++] = k[i];
+		}
+	}
+	*n = m;
+	return k;
+}
+
+static size_t argc_of(char **argv)
+{
+	size_t n = 0;
+
+	while (argv != NULL && argv[n] != NULL)
+		n++;
+	return n;
+}
+
+/* got (read from the store) holds exactly what want (written) held. */
+static void assert_same(const struct snapshot *want, const struct snapshot *got)
+{
+	struct tkey *a, *b;
+	size_t na, nb, distinct = 0;
+
+	ck_assert_int_eq(got->pid, want->pid);
+	ck_assert_uint_eq(got->uid, want->uid);
+	ck_assert_uint_eq(got->start_time, want->start_time);
+	ck_assert_str_eq(got->exe, want->exe != NULL ? want->exe : "");
+	ck_assert_ptr_nonnull(got->argv);
+	ck_assert_uint_eq(argc_of(got->argv), argc_of(want->argv));
+	for (size_t i = 0; i < argc_of(want->argv); i++)
+		ck_assert_str_eq(got->argv[i], want->argv[i]);
+	ck_assert(got->taken_at == want->taken_at);
+	ck_assert_str_eq(got->reason, want->reason);
+	ck_assert_uint_eq(got->current, want->current);
+	ck_assert_uint_eq(got->peak, want->peak);
+	ck_assert_uint_eq(got->blocks, want->blocks);
+	ck_assert_uint_eq(got->allocations, want->allocations);
+	ck_assert_uint_eq(got->frees, want->frees);
+	ck_assert_uint_eq(got->lost_events, want->lost_events);
+
+	a = canon(want, &na);
+	b = canon(got, &nb);
+	ck_assert_uint_eq(got->ntraces, nb); /* no two read traces are equal */
+	ck_assert_uint_eq(nb, na);
+	/* plain ifs: a Check assertion per element would dominate at 100k */
+	for (size_t i = 0; i < na; i++) {
+		if (b[i].h != a[i].h || b[i].size != a[i].size || b[i].count != a[i].count ||
+		    b[i].allocations != a[i].allocations)
+			ck_abort_msg("trace %zu of %zu differs (by content)", i, na);
+	}
+	free(a);
+	free(b);
+
+	ck_assert_uint_eq(got->nlargest, want->nlargest);
+	for (size_t i = 0; i < want->nlargest; i++) {
+		ck_assert_uint_eq(got->largest[i].addr, want->largest[i].addr);
+		ck_assert_uint_eq(got->largest[i].size, want->largest[i].size);
+		ck_assert_uint_lt(got->largest[i].trace, got->ntraces);
+		ck_assert_uint_eq(trace_hash(got, &got->traces[got->largest[i].trace]),
+		                  trace_hash(want, &want->traces[want->largest[i].trace]));
+	}
+
+	/* got's frames are distinct and each is used */
+	for (size_t i = 0; i < got->nframes; i++) {
+		for (size_t j = 0; j < i && got->nframes < 2000; j++) {
+			const struct frame_info *x = &got->frames[i], *y = &got->frames[j];
+			ck_assert(!(x->lineno == y->lineno && strcmp(x->filename, y->filename) == 0 &&
+			            strcmp(x->function, y->function) == 0 &&
+			            strcmp(x->module, y->module) == 0));
+		}
+	}
+	{
+		char *seen = xcalloc(got->nframes + 1, 1);
+		for (size_t i = 0; i < got->ntraces; i++)
+			for (uint32_t j = 0; j < got->traces[i].nframes; j++) {
+				if (got->traces[i].frames[j] >= got->nframes)
+					ck_abort_msg("trace %zu: frame index out of range", i);
+				seen[got->traces[i].frames[j]] = 1;
+			}
+		for (size_t i = 0; i < got->nframes; i++)
+			distinct += seen[i];
+		free(seen);
+	}
+	ck_assert_uint_eq(distinct, got->nframes);
+}
+
+static void assert_reads_as(struct store *st, int64_t id, const struct snapshot *want)
+{
+	struct snapshot *got = NULL;
+	int rc = store_read(st, id, &got);
+
+	ck_assert_msg(rc == 0, "store_read %lld: %d %s", (long long)id, rc, store_errmsg(st));
+	ck_assert_int_eq(got->id, id);
+	assert_same(want, got);
+	snapshot_free(got);
+}
+
+static void assert_reads_as_gen(struct store *st, int64_t id, const struct gen *g)
+{
+	struct snapshot *want = gen(g);
+
+	assert_reads_as(st, id, want);
+	snapshot_free(want);
+}
+
+static struct store_counts counts(struct store *st)
+{
+	struct store_counts c;
+
+	ck_assert_int_eq(store_counts(st, &c), 0);
+	return c;
+}
+
+/* ---- what a set of generated snapshots should leave in the store ---- */
+
+#define MAXQ 4096
+
+struct expect {
+	char stack[8][MAXQ]; /* [process slot][q] */
+	char frame[MAXQ + 8];
+	size_t stacks, frames;
+};
+
+static void expect_add(struct expect *e, int slot, const struct gen *g)
+{
+	for (unsigned q = g->first; q < g->first + g->n; q++) {
+		ck_assert_uint_lt(q, MAXQ);
+		if (!e->stack[slot][q]) {
+			e->stack[slot][q] = 1;
+			e->stacks++;
+		}
+		for (unsigned r = 0; r < depth_of(q); r++) {
+			if (!e->frame[q + r]) {
+				e->frame[q + r] = 1;
+				e->frames++;
+			}
+		}
+	}
+}
+
+/* ---- schema and connection ---- */
+
+START_TEST(test_schema)
+{
+	struct store *st = open_store();
+	sqlite3 *db = raw_open();
+	char names[256] = "";
+	sqlite3_stmt *s;
+
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 1);
+	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		strcat(names, (const char *)sqlite3_column_text(s, 0));
+		strcat(names, " ");
+	}
+	sqlite3_finalize(s);
+	ck_assert_str_eq(names, "frame largest process snapshot stack trace ");
+	/* an empty store */
+	struct store_counts c = counts(st);
+	ck_assert_uint_eq(c.processes + c.snapshots + c.stacks + c.frames, 0);
+	sqlite3_close(db);
+	store_close(st);
+
+	/* opening again migrates nothing and keeps the version */
+	st = open_store();
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	sqlite3_close(db);
+	store_close(st);
+	store_close(NULL);
+}
+END_TEST
+
+/* The connection sqlite3_auto_extension saw opened last. */
+static sqlite3 *opened;
+
+static int capture_db(sqlite3 *db, const char **err, const struct sqlite3_api_routines *api)
+{
+	(void)err;
+	(void)api;
+	opened = db;
+	return SQLITE_OK;
+}
+
+static void assert_pragmas(sqlite3 *db)
+{
+	char mode[16];
+
+	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
+	ck_assert_str_eq(mode, "wal");
+	ck_assert_int_eq(q_int(db, "PRAGMA synchronous"), 1); /* NORMAL */
+	ck_assert_int_eq(q_int(db, "PRAGMA busy_timeout"), 5000);
+	ck_assert_int_eq(q_int(db, "PRAGMA foreign_keys"), 1);
+}
+
+START_TEST(test_pragmas)
+{
+	struct store *a, *b;
+	sqlite3 *da, *db;
+	struct gen g = {42, 1000, 7, "/bin/app", 1000.0, "manual", 0, 4};
+	struct snapshot *s;
+
+	ck_assert_int_eq(sqlite3_auto_extension((void (*)(void))capture_db), SQLITE_OK);
+	a = open_store();
+	da = opened;
+	/* every connection, not only the one that created the file */
+	b = open_store();
+	db = opened;
+	sqlite3_cancel_auto_extension((void (*)(void))capture_db);
+	ck_assert_ptr_nonnull(da);
+	ck_assert_ptr_nonnull(db);
+	ck_assert_ptr_ne(da, db);
+	assert_pragmas(da);
+	assert_pragmas(db);
+
+	/* still in effect after the store used the connections */
+	int64_t id = write_gen(a, &g);
+	ck_assert_int_eq(store_read(b, id, &s), 0);
+	snapshot_free(s);
+	assert_pragmas(da);
+	assert_pragmas(db);
+	store_close(b);
+	store_close(a);
+}
+END_TEST
+
+struct busy_arg {
+	struct store *st;
+	int rc;
+	double waited;
+};
+
+static void *busy_writer(void *p)
+{
+	struct busy_arg *a = p;
+	struct gen g = {43, 1000, 7, "/bin/app", 1000.0, "manual", 0, 4};
+	struct snapshot *s = gen(&g);
+	int64_t id;
+	double t0 = mono();
+
+	a->rc = store_write(a->st, s, &id);
+	a->waited = mono() - t0;
+	snapshot_free(s);
+	return NULL;
+}
+
+/* busy_timeout in action: a write waits for another writer instead of
+ * failing with SQLITE_BUSY. */
+START_TEST(test_busy_waits)
+{
+	struct store *st = open_store();
+	sqlite3 *db = raw_open();
+	struct busy_arg a = {st, -1, 0};
+	pthread_t th;
+
+	raw_exec(db, "BEGIN IMMEDIATE");
+	ck_assert_int_eq(pthread_create(&th, NULL, busy_writer, &a), 0);
+	usleep(300 * 1000);
+	raw_exec(db, "COMMIT");
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(a.rc == 0, "store_write: %d %s", a.rc, store_errmsg(st));
+	ck_assert_msg(a.waited >= 0.25, "waited %.3f s", a.waited);
+	ck_assert_uint_eq(counts(st).snapshots, 1);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_newer_version)
+{
+	struct store *st = open_store();
+	sqlite3 *db;
+
+	store_close(st);
+	db = raw_open();
+	raw_exec(db, "PRAGMA user_version = 2");
+	sqlite3_close(db);
+
+	st = (struct store *)&st; /* must be reset */
+	ck_assert_int_eq(store_open(dbpath, &st), -EPROTO);
+	ck_assert_ptr_null(st);
+	/* left as it was */
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+	struct store *st = NULL;
+	char path[PATH_MAX + 64];
+	FILE *f;
+
+	/* not a database */
+	f = fopen(dbpath, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200; i++)
+		fputs("this is not an SQLite database\n", f);
+	fclose(f);
+	ck_assert_int_eq(store_open(dbpath, &st), -EIO);
+	ck_assert_ptr_null(st);
+	/* a directory that does not exist */
+	snprintf(path, sizeof(path), "%s/missing/%s", dir, STORE_FILE);
+	ck_assert_int_eq(store_open(path, &st), -EIO);
+	ck_assert_ptr_null(st);
+}
+END_TEST
+
+/* ---- writing and reading ---- */
+
+/* Every field at an edge: counters and addresses past INT64_MAX, an empty
+ * traceback, an inlined chain (frames sharing an address), strings with
+ * quotes, newlines and UTF-8, a NULL argv, the largest line number. */
+static struct snapshot *edge_snapshot(void)
+{
+	struct snapshot *s = snapshot_new();
+	const struct frame_info fr[] = {
+	    {"/src/ä.c", UINT32_MAX, "ns::f<\"x\">(int)\n", "/usr/bin/app", NULL},
+	    {"/src/b.c", 0, "", "[unknown]", NULL},
+	    {"app+0x1234", 0, "app+0x1234", "/usr/bin/app", NULL},
+	};
+	uint32_t idx[3];
+
+	s->pid = 4242;
+	s->uid = 4294967294u;
+	s->start_time = UINT64_MAX - 1;
+	s->exe = xstrdup("/usr/bin/app with space");
+	s->argv = NULL;
+	s->taken_at = 1700000000.123456;
+	snprintf(s->reason, sizeof(s->reason), "exit");
+	s->current = UINT64_MAX;
+	s->peak = UINT64_C(1) << 63;
+	s->blocks = 3;
+	s->allocations = 0;
+	s->frees = 1;
+	s->lost_events = 99;
+	for (int i = 0; i < 3; i++)
+		idx[i] = snapshot_intern_frame(s, &fr[i]);
+	s->ntraces = 3;
+	s->traces = xcalloc(3, sizeof(*s->traces));
+	/* inlined: frames 0 and 1 share the address */
+	s->traces[0].nframes = 3;
+	s->traces[0].frames = xcalloc(3, sizeof(uint32_t));
+	s->traces[0].addrs = xcalloc(3, sizeof(uint64_t));
+	s->traces[0].frames[0] = idx[0];
+	s->traces[0].frames[1] = idx[1];
+	s->traces[0].frames[2] = idx[2];
+	s->traces[0].addrs[0] = UINT64_C(0xffffffffff600000);
+	s->traces[0].addrs[1] = UINT64_C(0xffffffffff600000);
+	s->traces[0].addrs[2] = 1;
+	s->traces[0].size = UINT64_MAX - 5;
+	s->traces[0].count = 1;
+	s->traces[0].allocations = UINT64_MAX;
+	/* unknown traceback */
+	s->traces[1].size = 100;
+	s->traces[1].count = 2;
+	s->traces[1].allocations = 2;
+	/* same frames as trace 0 at other addresses: a distinct stack */
+	s->traces[2].nframes = 1;
+	s->traces[2].frames = xcalloc(1, sizeof(uint32_t));
+	s->traces[2].addrs = xcalloc(1, sizeof(uint64_t));
+	s->traces[2].frames[0] = idx[0];
+	s->traces[2].addrs[0] = 0x401000;
+	s->traces[2].size = 7;
+	s->traces[2].count = 1;
+	s->traces[2].allocations = 1;
+	s->nlargest = 2;
+	s->largest = xcalloc(2, sizeof(*s->largest));
+	s->largest[0] = (struct snapshot_block){UINT64_MAX - 15, UINT64_MAX - 5, 0};
+	s->largest[1] = (struct snapshot_block){0x10, 50, 1};
+	return s;
+}
+
+START_TEST(test_round_trip)
+{
+	struct store *st = open_store();
+	struct snapshot *s = edge_snapshot();
+	int64_t id = 0;
+	struct store_counts c;
+
+	ck_assert_int_eq(store_write(st, s, &id), 0);
+	ck_assert_int_gt(id, 0);
+	assert_reads_as(st, id, s);
+	c = counts(st);
+	ck_assert_uint_eq(c.processes, 1);
+	ck_assert_uint_eq(c.snapshots, 1);
+	ck_assert_uint_eq(c.stacks, 3);
+	ck_assert_uint_eq(c.frames, 3);
+	snapshot_free(s);
+
+	/* a generated one, with argv */
+	struct gen g = {100, 1000, 55, "/usr/bin/gen", 1234.5, "periodic", 3, 40};
+	id = write_gen(st, &g);
+	assert_reads_as_gen(st, id, &g);
+
+	/* a snapshot with no traces */
+	struct gen e = {101, 1000, 56, "/usr/bin/empty", 1235.0, "shutdown", 0, 0};
+	id = write_gen(st, &e);
+	assert_reads_as_gen(st, id, &e);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+START_TEST(test_read_missing)
+{
+	struct store *st = open_store();
+	struct snapshot *s = (struct snapshot *)&s;
+	uid_t uid;
+
+	ck_assert_int_eq(store_read(st, 1, &s), -ENOENT);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(store_owner(st, 1, &uid), -ENOENT);
+	ck_assert(strlen(store_errmsg(st)) > 0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_invalid)
+{
+	struct store *st = open_store();
+	struct gen g = {100, 1000, 55, "/usr/bin/gen", 1234.5, "periodic", 3, 10};
+	struct snapshot *s = gen(&g);
+	int64_t id = -7;
+	struct store_counts c;
+
+	snprintf(s->reason, sizeof(s->reason), "live");
+	ck_assert_int_eq(store_write(st, s, &id), -EINVAL);
+	ck_assert(strstr(store_errmsg(st), "live") != NULL);
+	snprintf(s->reason, sizeof(s->reason), "manual");
+	s->traces[4].frames[0] = (uint32_t)s->nframes;
+	ck_assert_int_eq(store_write(st, s, &id), -EINVAL);
+	s->traces[4].frames[0] = 0;
+	s->largest[1].trace = (uint32_t)s->ntraces;
+	ck_assert_int_eq(store_write(st, s, &id), -EINVAL);
+	s->largest[1].trace = 0;
+	s->taken_at = NAN;
+	ck_assert_int_eq(store_write(st, s, &id), -EINVAL);
+	ck_assert_int_eq(id, -7);
+	c = counts(st);
+	ck_assert_uint_eq(c.processes + c.snapshots + c.stacks + c.frames, 0);
+	/* and the store still works */
+	s->taken_at = 1.0;
+	ck_assert_int_eq(store_write(st, s, &id), 0);
+	ck_assert_uint_eq(counts(st).snapshots, 1);
+	snapshot_free(s);
+	store_close(st);
+}
+END_TEST
+
+/* Two traces with one traceback (equal frames at different indexes, equal
+ * addresses) become one row with the sums. */
+START_TEST(test_merge)
+{
+	struct store *st = open_store();
+	struct gen g = {100, 1000, 55, "/usr/bin/gen", 1234.5, "periodic", 0, 3};
+	struct snapshot *s = gen(&g), *got;
+	struct snapshot_trace *t;
+	int64_t id;
+
+	/* a duplicate of frame 0 at a new index, as a hand-made file may hold */
+	s->frames = xreallocarray(s->frames, s->nframes + 1, sizeof(*s->frames));
+	s->frames[s->nframes].filename = xstrdup(s->frames[0].filename);
+	s->frames[s->nframes].lineno = s->frames[0].lineno;
+	s->frames[s->nframes].function = xstrdup(s->frames[0].function);
+	s->frames[s->nframes].module = xstrdup(s->frames[0].module);
+	s->frames[s->nframes].caller = NULL;
+	s->nframes++;
+	/* trace 3: trace 0 again through the duplicate frame */
+	s->traces = xreallocarray(s->traces, 4, sizeof(*s->traces));
+	t = &s->traces[3];
+	*t = s->traces[0];
+	t->frames = xcalloc(t->nframes, sizeof(uint32_t));
+	t->addrs = xcalloc(t->nframes, sizeof(uint64_t));
+	memcpy(t->frames, s->traces[0].frames, t->nframes * sizeof(uint32_t));
+	memcpy(t->addrs, s->traces[0].addrs, t->nframes * sizeof(uint64_t));
+	ck_assert_uint_eq(t->frames[0], 0);
+	t->frames[0] = (uint32_t)s->nframes - 1;
+	t->size = 1000;
+	t->count = 10;
+	t->allocations = 20;
+	s->ntraces = 4;
+	s->largest[0].trace = 3;
+
+	ck_assert_int_eq(store_write(st, s, &id), 0);
+	ck_assert_int_eq(store_read(st, id, &got), 0);
+	ck_assert_uint_eq(got->ntraces, 3);
+	assert_same(s, got); /* canon() sums equal tracebacks */
+	/* and explicitly: the merged trace holds both */
+	uint64_t h = trace_hash(s, &s->traces[0]);
+	int found = 0;
+	for (size_t i = 0; i < got->ntraces; i++) {
+		if (trace_hash(got, &got->traces[i]) != h)
+			continue;
+		found++;
+		ck_assert_uint_eq(got->traces[i].size, s->traces[0].size + 1000);
+		ck_assert_uint_eq(got->traces[i].count, s->traces[0].count + 10);
+		ck_assert_uint_eq(got->traces[i].allocations, s->traces[0].allocations + 20);
+		ck_assert_uint_eq(got->largest[0].trace, i);
+	}
+	ck_assert_int_eq(found, 1);
+	snapshot_free(got);
+	snapshot_free(s);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+START_TEST(test_sharing)
+{
+	struct store *st = open_store();
+	struct gen g = {100, 1000, 55, "/usr/bin/gen", 1000.0, "periodic", 0, 50};
+	struct store_counts a, b;
+	struct expect *e = xcalloc(1, sizeof(*e));
+	int64_t id1, id2;
+
+	id1 = write_gen(st, &g);
+	a = counts(st);
+	expect_add(e, 0, &g);
+	ck_assert_uint_eq(a.processes, 1);
+	ck_assert_uint_eq(a.snapshots, 1);
+	ck_assert_uint_eq(a.stacks, e->stacks);
+	ck_assert_uint_eq(a.frames, e->frames);
+
+	/* the same snapshot again: one more snapshot, nothing else */
+	id2 = write_gen(st, &g);
+	ck_assert_int_ne(id1, id2);
+	b = counts(st);
+	ck_assert_uint_eq(b.processes, a.processes);
+	ck_assert_uint_eq(b.snapshots, a.snapshots + 1);
+	ck_assert_uint_eq(b.stacks, a.stacks);
+	ck_assert_uint_eq(b.frames, a.frames);
+
+	/* a later snapshot, half of it new: only the new stacks and frames */
+	struct gen g2 = g;
+	g2.taken_at = 1060.0;
+	g2.first = 25;
+	write_gen(st, &g2);
+	expect_add(e, 0, &g2);
+	b = counts(st);
+	ck_assert_uint_eq(b.processes, 1);
+	ck_assert_uint_eq(b.snapshots, 3);
+	ck_assert_uint_eq(b.stacks, e->stacks);
+	ck_assert_uint_eq(b.frames, e->frames);
+
+	/* another process running the same code elsewhere: frames shared,
+	 * stacks not (other addresses) */
+	struct gen h = g;
+	h.pid = 200;
+	write_gen(st, &h);
+	expect_add(e, 1, &h);
+	b = counts(st);
+	ck_assert_uint_eq(b.processes, 2);
+	ck_assert_uint_eq(b.stacks, e->stacks);
+	ck_assert_uint_eq(b.frames, e->frames);
+
+	/* the same pid with another start time is another process */
+	struct gen r = g;
+	r.start = 56;
+	write_gen(st, &r);
+	ck_assert_uint_eq(counts(st).processes, 3);
+	ck_assert_uint_eq(counts(st).stacks, e->stacks);
+
+	assert_reads_as_gen(st, id1, &g);
+	assert_reads_as_gen(st, id2, &g);
+	free(e);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* ---- list, latest, owner ---- */
+
+static void assert_summary(const cJSON *o, int64_t id, const struct gen *g)
+{
+	struct snapshot *s = gen(g);
+
+	ck_assert_int_eq((int64_t)cJSON_GetObjectItem(o, "id")->valuedouble, id);
+	ck_assert_int_eq((int)cJSON_GetObjectItem(o, "pid")->valuedouble, g->pid);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "exe")->valuestring, g->exe);
+	ck_assert(cJSON_GetObjectItem(o, "taken_at")->valuedouble == g->taken_at);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "reason")->valuestring, g->reason);
+	ck_assert(cJSON_GetObjectItem(o, "current")->valuedouble == (double)s->current);
+	ck_assert(cJSON_GetObjectItem(o, "peak")->valuedouble == (double)s->peak);
+	ck_assert(cJSON_GetObjectItem(o, "blocks")->valuedouble == (double)s->blocks);
+	snapshot_free(s);
+}
+
+static void assert_list(struct store *st, pid_t pid, long uid, const int64_t *ids,
+                        const struct gen *const *gens, size_t n)
+{
+	cJSON *arr = NULL;
+
+	ck_assert_int_eq(store_list(st, pid, uid, &arr), 0);
+	ck_assert(cJSON_IsArray(arr));
+	ck_assert_int_eq(cJSON_GetArraySize(arr), (int)n);
+	for (size_t i = 0; i < n; i++)
+		assert_summary(cJSON_GetArrayItem(arr, (int)i), ids[i], gens[i]);
+	cJSON_Delete(arr);
+}
+
+START_TEST(test_list_latest_owner)
+{
+	struct store *st = open_store();
+	/* written out of time order on purpose: the list is oldest first */
+	struct gen g[] = {
+	    {100, 1000, 1, "/bin/a", 300.0, "periodic", 0, 3}, /* 0 */
+	    {100, 1000, 1, "/bin/a", 100.0, "periodic", 0, 3}, /* 1 */
+	    {200, 2000, 9, "/bin/b", 200.0, "manual", 0, 2},   /* 2 */
+	    {100, 1000, 1, "/bin/a", 400.0, "exit", 1, 3},     /* 3 */
+	    {100, 1000, 1, "/bin/a", 500.0, "manual", 1, 3},   /* 4: after its exit */
+	    {300, 2000, 4, "/bin/c", 450.0, "shutdown", 0, 1}, /* 5 */
+	};
+	int64_t id[6], got, want[6];
+	const struct gen *wg[6];
+	uid_t uid;
+
+	for (int i = 0; i < 6; i++)
+		id[i] = write_gen(st, &g[i]);
+
+	/* all: by taken_at 100 (1), 200 (2), 300 (0), 400 (3), 450 (5), 500 (4) */
+	const int all[] = {1, 2, 0, 3, 5, 4};
+	for (int i = 0; i < 6; i++) {
+		want[i] = id[all[i]];
+		wg[i] = &g[all[i]];
+	}
+	assert_list(st, 0, -1, want, wg, 6);
+	/* pid 100 */
+	const int p100[] = {1, 0, 3, 4};
+	for (int i = 0; i < 4; i++) {
+		want[i] = id[p100[i]];
+		wg[i] = &g[p100[i]];
+	}
+	assert_list(st, 100, -1, want, wg, 4);
+	assert_list(st, 100, 1000, want, wg, 4);
+	assert_list(st, 100, 2000, want, wg, 0);
+	/* uid 2000 */
+	const int u2000[] = {2, 5};
+	for (int i = 0; i < 2; i++) {
+		want[i] = id[u2000[i]];
+		wg[i] = &g[u2000[i]];
+	}
+	assert_list(st, 0, 2000, want, wg, 2);
+	assert_list(st, 999, -1, want, wg, 0);
+
+	/* latest */
+	ck_assert_int_eq(store_latest(st, 100, -1, 0, &got), 0);
+	ck_assert_int_eq(got, id[4]);
+	ck_assert_int_eq(store_latest(st, 100, -1, 1, &got), 0);
+	ck_assert_int_eq(got, id[3]);
+	ck_assert_int_eq(store_latest(st, 100, 1000, 1, &got), 0);
+	ck_assert_int_eq(got, id[3]);
+	ck_assert_int_eq(store_latest(st, 100, 2000, 1, &got), -ENOENT);
+	ck_assert_int_eq(store_latest(st, 200, -1, 1, &got), 0); /* no exit: newest */
+	ck_assert_int_eq(got, id[2]);
+	ck_assert_int_eq(store_latest(st, 999, -1, 0, &got), -ENOENT);
+
+	/* pid 100 reused by a later process: its newest wins, and the exit
+	 * snapshot of the earlier process is not brought back */
+	struct gen reuse = {100, 1000, 77, "/bin/z", 600.0, "periodic", 0, 2};
+	int64_t rid = write_gen(st, &reuse);
+	ck_assert_int_eq(store_latest(st, 100, -1, 1, &got), 0);
+	ck_assert_int_eq(got, rid);
+	ck_assert_int_eq(store_latest(st, 100, -1, 0, &got), 0);
+	ck_assert_int_eq(got, rid);
+
+	/* owner */
+	ck_assert_int_eq(store_owner(st, id[2], &uid), 0);
+	ck_assert_uint_eq(uid, 2000);
+	ck_assert_int_eq(store_owner(st, id[0], &uid), 0);
+	ck_assert_uint_eq(uid, 1000);
+	ck_assert_int_eq(store_owner(st, rid + 100, &uid), -ENOENT);
+	store_close(st);
+}
+END_TEST
+
+/* ---- retention ---- */
+
+/* The snapshot ids the store lists, in its order. */
+static size_t listed(struct store *st, int64_t *ids, size_t max)
+{
+	cJSON *arr = NULL, *o;
+	size_t n = 0;
+
+	ck_assert_int_eq(store_list(st, 0, -1, &arr), 0);
+	cJSON_ArrayForEach(o, arr)
+	{
+		ck_assert_uint_lt(n, max);
+		ids[n++] = (int64_t)cJSON_GetObjectItem(o, "id")->valuedouble;
+	}
+	cJSON_Delete(arr);
+	return n;
+}
+
+/* After retention: exactly the snapshots in keep[] remain, each reads back
+ * as generated, and the counts of stacks, frames and processes are what
+ * those snapshots use. */
+static void assert_kept(struct store *st, const struct gen *g, const int64_t *ids, const int *slot,
+                        const bool *keep, size_t n)
+{
+	struct expect *e = xcalloc(1, sizeof(*e));
+	int64_t got[64], want[64];
+	size_t ngot, nwant = 0, nproc = 0;
+	struct store_counts c;
+	pid_t seen[8];
+	int nseen = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!keep[i])
+			continue;
+		want[nwant++] = ids[i];
+		expect_add(e, slot[i], &g[i]);
+		bool dup = false;
+		for (int k = 0; k < nseen; k++)
+			dup |= seen[k] == slot[i];
+		if (!dup)
+			seen[nseen++] = slot[i];
+	}
+	nproc = (size_t)nseen;
+	ngot = listed(st, got, 64);
+	qsort(got, ngot, sizeof(*got), cmp_i64);
+	qsort(want, nwant, sizeof(*want), cmp_i64);
+	ck_assert_uint_eq(ngot, nwant);
+	for (size_t i = 0; i < nwant; i++)
+		ck_assert_int_eq(got[i], want[i]);
+	c = counts(st);
+	ck_assert_uint_eq(c.snapshots, nwant);
+	ck_assert_uint_eq(c.processes, nproc);
+	ck_assert_uint_eq(c.stacks, e->stacks);
+	ck_assert_uint_eq(c.frames, e->frames);
+	for (size_t i = 0; i < n; i++) {
+		struct snapshot *s;
+		if (keep[i])
+			assert_reads_as_gen(st, ids[i], &g[i]);
+		else
+			ck_assert_int_eq(store_read(st, ids[i], &s), -ENOENT);
+	}
+	free(e);
+	check_clean();
+}
+
+START_TEST(test_retain_count)
+{
+	struct store *st = open_store();
+	const pid_t pids[3] = {100, 200, 300};
+	struct gen g[15];
+	int64_t id[15];
+	int slot[15];
+	bool keep[15];
+	size_t deleted = 99;
+	double t0 = now() - 3600;
+
+	/* three processes, five snapshots each over overlapping stack windows
+	 * (snapshot i uses stacks 3i .. 3i+5), written interleaved */
+	for (int i = 0; i < 5; i++) {
+		for (int p = 0; p < 3; p++) {
+			int k = p * 5 + i;
+			g[k] = (struct gen){pids[p], 1000, 1, "/bin/app", t0 + i * 60 + p,
+			                    "periodic", 3u * i, 6};
+			slot[k] = p;
+			id[k] = write_gen(st, &g[k]);
+		}
+	}
+	for (int k = 0; k < 15; k++)
+		keep[k] = true;
+	assert_kept(st, g, id, slot, keep, 15);
+
+	/* no limits: nothing goes */
+	ck_assert_int_eq(store_retain(st, 0, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 0);
+	assert_kept(st, g, id, slot, keep, 15);
+
+	/* limit above what there is: nothing goes */
+	ck_assert_int_eq(store_retain(st, 5, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 0);
+
+	/* two per process: the newest two of each */
+	ck_assert_int_eq(store_retain(st, 2, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 9);
+	for (int k = 0; k < 15; k++)
+		keep[k] = k % 5 >= 3;
+	assert_kept(st, g, id, slot, keep, 15);
+
+	/* one: the newest of each */
+	ck_assert_int_eq(store_retain(st, 1, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 3);
+	for (int k = 0; k < 15; k++)
+		keep[k] = k % 5 == 4;
+	assert_kept(st, g, id, slot, keep, 15);
+
+	/* idempotent */
+	ck_assert_int_eq(store_retain(st, 1, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 0);
+	assert_kept(st, g, id, slot, keep, 15);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_retain_age)
+{
+	struct store *st = open_store();
+	const double day = 86400, t = now();
+	/* process 0 (pid 100) spans 10 days; process 1 (pid 200) is all old;
+	 * process 2 (pid 300) all recent */
+	struct gen g[] = {
+	    {100, 1000, 1, "/bin/a", t - 10 * day, "periodic", 0, 6},
+	    {100, 1000, 1, "/bin/a", t - 6 * day, "periodic", 3, 6},
+	    {100, 1000, 1, "/bin/a", t - 4 * day, "periodic", 6, 6},
+	    {100, 1000, 1, "/bin/a", t - 2 * day, "periodic", 9, 6},
+	    {100, 1000, 1, "/bin/a", t - 1 * day, "manual", 12, 6},
+	    {200, 1000, 2, "/bin/b", t - 9 * day, "periodic", 0, 8},
+	    {200, 1000, 2, "/bin/b", t - 8 * day, "exit", 2, 8},
+	    {300, 2000, 3, "/bin/c", t - 0.5 * day, "periodic", 0, 4},
+	    {300, 2000, 3, "/bin/c", t - 0.1 * day, "periodic", 4, 4},
+	};
+	const size_t n = sizeof(g) / sizeof(g[0]);
+	const int slot[] = {0, 0, 0, 0, 0, 1, 1, 2, 2};
+	int64_t id[9];
+	bool keep[9];
+	size_t deleted = 99;
+
+	for (size_t i = 0; i < n; i++) {
+		id[i] = write_gen(st, &g[i]);
+		keep[i] = true;
+	}
+	assert_kept(st, g, id, slot, keep, n);
+
+	/* 20 days: nothing is that old */
+	ck_assert_int_eq(store_retain(st, 0, 20, &deleted), 0);
+	ck_assert_uint_eq(deleted, 0);
+
+	/* 3 days: A's three oldest and all of B (whose process row goes) */
+	ck_assert_int_eq(store_retain(st, 0, 3, &deleted), 0);
+	ck_assert_uint_eq(deleted, 5);
+	for (size_t i = 0; i < n; i++)
+		keep[i] = g[i].taken_at >= t - 3 * day;
+	assert_kept(st, g, id, slot, keep, n);
+
+	/* both limits: at most one per process and none older than 1.5 days */
+	ck_assert_int_eq(store_retain(st, 1, 1.5, &deleted), 0);
+	ck_assert_uint_eq(deleted, 2); /* A at -2 d (age), C at -0.5 d (count) */
+	for (size_t i = 0; i < n; i++)
+		keep[i] = i == 4 || i == 8;
+	assert_kept(st, g, id, slot, keep, n);
+
+	ck_assert_int_eq(store_retain(st, 0, -1, &deleted), -EINVAL);
+	ck_assert_int_eq(store_retain(st, 0, NAN, &deleted), -EINVAL);
+
+	/* everything old: the store empties completely */
+	ck_assert_int_eq(store_retain(st, 0, 1e-9, &deleted), 0);
+	ck_assert_uint_eq(deleted, 2);
+	for (size_t i = 0; i < n; i++)
+		keep[i] = false;
+	assert_kept(st, g, id, slot, keep, n);
+	store_close(st);
+}
+END_TEST
+
+/* Retention interleaved with writes that reuse the stacks being deleted:
+ * a stack freed and written again gets a new row, frames stay exact. */
+START_TEST(test_retain_then_reuse)
+{
+	struct store *st = open_store();
+	struct gen a = {100, 1000, 1, "/bin/a", now() - 100, "periodic", 0, 10};
+	struct gen b = {100, 1000, 1, "/bin/a", now() - 50, "periodic", 20, 10};
+	struct gen c = {100, 1000, 1, "/bin/a", now() - 10, "periodic", 0, 10};
+	struct gen g[3] = {a, b, c};
+	int64_t id[3];
+	int slot[3] = {0, 0, 0};
+	bool keep[3] = {false, true, false};
+	size_t deleted;
+
+	id[0] = write_gen(st, &a);
+	id[1] = write_gen(st, &b);
+	ck_assert_int_eq(store_retain(st, 1, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 1);
+	id[2] = 0;
+	assert_kept(st, g, id, slot, keep, 2);
+	id[2] = write_gen(st, &c);
+	keep[2] = true;
+	assert_kept(st, g, id, slot, keep, 3);
+	ck_assert_int_eq(store_retain(st, 1, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 1);
+	keep[1] = false;
+	assert_kept(st, g, id, slot, keep, 3);
+	store_close(st);
+}
+END_TEST
+
+/* ---- persistence ---- */
+
+START_TEST(test_reopen)
+{
+	struct store *st = open_store();
+	struct gen g[] = {
+	    {100, 1000, 1, "/bin/a", 100.0, "periodic", 0, 30},
+	    {100, 1000, 1, "/bin/a", 160.0, "exit", 10, 30},
+	    {200, 2000, 2, "/bin/b", 170.0, "manual", 0, 5},
+	};
+	int64_t id[3], again;
+	struct store_counts before, after;
+
+	for (int i = 0; i < 3; i++)
+		id[i] = write_gen(st, &g[i]);
+	before = counts(st);
+	store_close(st);
+
+	st = open_store();
+	after = counts(st);
+	ck_assert_uint_eq(after.processes, before.processes);
+	ck_assert_uint_eq(after.snapshots, before.snapshots);
+	ck_assert_uint_eq(after.stacks, before.stacks);
+	ck_assert_uint_eq(after.frames, before.frames);
+	for (int i = 0; i < 3; i++)
+		assert_reads_as_gen(st, id[i], &g[i]);
+	ck_assert_int_eq(store_latest(st, 100, -1, 1, &again), 0);
+	ck_assert_int_eq(again, id[1]);
+	/* writes after the reopen still share the stored stacks */
+	again = write_gen(st, &g[1]);
+	ck_assert_int_gt(again, id[2]);
+	after = counts(st);
+	ck_assert_uint_eq(after.snapshots, before.snapshots + 1);
+	ck_assert_uint_eq(after.stacks, before.stacks);
+	ck_assert_uint_eq(after.frames, before.frames);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* ---- scale ---- */
+
+#define BIG_STACKS 100000
+#define BIG_POOL 20000
+
+static struct snapshot *big_snapshot(void)
+{
+	struct snapshot *s = snapshot_new();
+	uint32_t *idx = xcalloc(BIG_POOL, sizeof(*idx));
+	char file[96], fn[96], mod[96];
+
+	s->pid = 31337;
+	s->uid = 1000;
+	s->start_time = 123456;
+	s->exe = xstrdup("/usr/bin/bigapp");
+	s->argv = argv_of((const char *const[]){"bigapp", "--serve", NULL});
+	s->taken_at = 1700000000.5;
+	snprintf(s->reason, sizeof(s->reason), "periodic");
+	for (unsigned i = 0; i < BIG_POOL; i++) {
+		struct frame_info f = {file, 10 + i % 997, fn, mod, NULL};
+		snprintf(file, sizeof(file), "/build/src/component%u/source_file_%u.cc", i % 50, i);
+		snprintf(fn, sizeof(fn), "ns%u::Class%u::method_number_%u(int, char const*)", i % 7,
+		         i % 300, i);
+		snprintf(mod, sizeof(mod), "/usr/lib/x86_64-linux-gnu/libcomponent%u.so.1", i % 50);
+		idx[i] = snapshot_intern_frame(s, &f);
+	}
+	s->ntraces = BIG_STACKS;
+	s->traces = xcalloc(BIG_STACKS, sizeof(*s->traces));
+	for (unsigned q = 0; q < BIG_STACKS; q++) {
+		struct snapshot_trace *t = &s->traces[q];
+		t->nframes = 16 + q % 17;
+		t->frames = xcalloc(t->nframes, sizeof(uint32_t));
+		t->addrs = xcalloc(t->nframes, sizeof(uint64_t));
+		for (unsigned r = 0; r < t->nframes; r++) {
+			unsigned f = (unsigned)(((uint64_t)q * 2654435761u + r * 40503u) % BIG_POOL);
+			t->frames[r] = idx[f];
+			/* distinct per stack: the first address carries q */
+			t->addrs[r] = UINT64_C(0x55d0c0000000) + (uint64_t)f * 16 +
+			              (r == 0 ? (uint64_t)q << 20 : 0);
+		}
+		t->size = 32 + q;
+		t->count = 1 + q % 9;
+		t->allocations = t->count + q % 101;
+		s->current += t->size;
+		s->blocks += t->count;
+		s->allocations += t->allocations;
+	}
+	s->peak = s->current;
+	s->nlargest = 10;
+	s->largest = xcalloc(10, sizeof(*s->largest));
+	for (unsigned i = 0; i < 10; i++)
+		s->largest[i] = (struct snapshot_block){0x7f0000000000 + i * 64,
+		                                        32 + BIG_STACKS - 1 - i, BIG_STACKS - 1 - i};
+	free(idx);
+	return s;
+}
+
+START_TEST(test_big)
+{
+	struct store *st = open_store();
+	struct snapshot *s = big_snapshot(), *got;
+	int64_t id, id2;
+	double t0, t_write, t_again, t_read, t_retain;
+	struct store_counts c;
+	size_t deleted;
+	char *used = xcalloc(s->nframes, 1);
+	size_t nused = 0;
+
+	for (size_t i = 0; i < s->ntraces; i++)
+		for (uint32_t j = 0; j < s->traces[i].nframes; j++)
+			used[s->traces[i].frames[j]] = 1;
+	for (size_t i = 0; i < s->nframes; i++)
+		nused += used[i];
+	free(used);
+
+	t0 = mono();
+	ck_assert_msg(store_write(st, s, &id) == 0, "%s", store_errmsg(st));
+	t_write = mono() - t0;
+	c = counts(st);
+	ck_assert_uint_eq(c.snapshots, 1);
+	ck_assert_uint_eq(c.stacks, BIG_STACKS);
+	ck_assert_uint_eq(c.frames, nused);
+
+	/* steady state: the same stacks again */
+	s->taken_at += 60;
+	t0 = mono();
+	ck_assert_int_eq(store_write(st, s, &id2), 0);
+	t_again = mono() - t0;
+	c = counts(st);
+	ck_assert_uint_eq(c.snapshots, 2);
+	ck_assert_uint_eq(c.stacks, BIG_STACKS);
+	ck_assert_uint_eq(c.frames, nused);
+
+	t0 = mono();
+	ck_assert_int_eq(store_read(st, id2, &got), 0);
+	t_read = mono() - t0;
+	assert_same(s, got);
+	snapshot_free(got);
+
+	t0 = mono();
+	ck_assert_int_eq(store_retain(st, 0, 1e-9, &deleted), 0);
+	t_retain = mono() - t0;
+	ck_assert_uint_eq(deleted, 2);
+	c = counts(st);
+	ck_assert_uint_eq(c.processes + c.snapshots + c.stacks + c.frames, 0);
+
+	fprintf(stderr,
+	        "check_store: %d stacks of 16-32 frames (%zu frames): write %.3f s, "
+	        "rewrite %.3f s, read %.3f s, retain all %.3f s\n",
+	        BIG_STACKS, nused, t_write, t_again, t_read, t_retain);
+	snapshot_free(s);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+	TCase *big = tcase_create("scale");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_schema);
+	tcase_add_test(tc, test_pragmas);
+	tcase_add_test(tc, test_busy_waits);
+	tcase_add_test(tc, test_newer_version);
+	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_read_missing);
+	tcase_add_test(tc, test_invalid);
+	tcase_add_test(tc, test_merge);
+	tcase_add_test(tc, test_sharing);
+	tcase_add_test(tc, test_list_latest_owner);
+	tcase_add_test(tc, test_retain_count);
+	tcase_add_test(tc, test_retain_age);
+	tcase_add_test(tc, test_retain_then_reuse);
+	tcase_add_test(tc, test_reopen);
+	suite_add_tcase(s, tc);
+
+	tcase_add_checked_fixture(big, setup, teardown);
+	tcase_set_timeout(big, 600);
+	tcase_add_test(big, test_big);
+	suite_add_tcase(s, big);
+	return s;
+}
