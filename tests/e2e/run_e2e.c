@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1427,6 +1428,91 @@ START_TEST(uid_isolation)
 }
 END_TEST
 
+/* ------------------------------------------ the daemon falls behind */
+
+/* The daemon is stopped (SIGSTOP) while the program makes 2N events, then
+ * resumed. Lossless mode: the program waits, nothing is lost, the daemon
+ * counts every event. Drop mode: the program finishes while the daemon is
+ * still stopped, and every event the daemon did not get is in lost_events. */
+START_TEST(daemon_behind)
+{
+	const bool drop = _i == 1;
+	const long n = 1000000;
+	const char *const env_drop[] = {"MEMTRACE_ON_FULL=drop", NULL};
+	struct h_proc p;
+	struct h_ctl r;
+	char pid[32], cmd[64], line[128];
+	long long alloc0 = 0, free0 = 0, unk0 = 0, alloc1, free1, unk1, lost;
+
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, drop ? env_drop : NULL);
+	h_proc_expect_ready(&p);
+	snprintf(pid, sizeof pid, "%ld", (long)p.pid);
+	const char *const stats[] = {"stats", "--pid", pid, NULL};
+	/* What libc allocated before "ready" is counted, not guessed. */
+	h_ctl_run(&D, H_NOUID, &r, stats);
+	ck_assert_msg(r.status == 0 && r.json != NULL, "stats: %.400s", r.out);
+	h_json_int(r.json, "allocations", &alloc0);
+	h_json_int(r.json, "frees", &free0);
+	h_json_int(r.json, "unknown_frees", &unk0);
+	h_ctl_free(&r);
+
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	snprintf(cmd, sizeof cmd, "churn %ld", n);
+	ck_assert_int_eq(h_proc_send(&p, cmd), 0);
+	if (drop) {
+		/* Nothing waits for the stopped daemon. */
+		int rc = h_proc_readline(&p, line, sizeof line, 60000);
+		kill(D.pid, SIGCONT);
+		ck_assert_msg(rc == 1 && strncmp(line, "done", 4) == 0,
+		              "drop mode: the program did not finish while the daemon was stopped");
+	} else {
+		/* Give it time to fill its buffers and wait, then resume. */
+		struct timespec ts = {1, 0};
+		nanosleep(&ts, NULL);
+		kill(D.pid, SIGCONT);
+		int rc = h_proc_readline(&p, line, sizeof line, 60000);
+		ck_assert_msg(rc == 1 && strncmp(line, "done", 4) == 0, "block mode: no \"done\"");
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "churn did not exit");
+
+	/* The exit is seen after every event before it. */
+	long long t0 = h_now_ms();
+	for (;;) {
+		h_ctl_run(&D, H_NOUID, &r, stats);
+		const char *st = r.json ? h_json_str(r.json, "state") : NULL;
+		if (st != NULL && strcmp(st, "live") != 0)
+			break;
+		h_ctl_free(&r);
+		ck_assert_msg(h_now_ms() - t0 < 30000, "session never ended");
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert(h_json_int(r.json, "allocations", &alloc1));
+	ck_assert(h_json_int(r.json, "frees", &free1));
+	ck_assert(h_json_int(r.json, "unknown_frees", &unk1));
+	ck_assert(h_json_int(r.json, "lost_events", &lost));
+	h_ctl_free(&r);
+	/* Each event the agent recorded is an allocation, a free, or a free
+	 * whose allocation was dropped (unknown); or it was lost. The program
+	 * made 2n; libc may add a handful at exit. */
+	long long seen = (alloc1 - alloc0) + (free1 - free0) + (unk1 - unk0);
+	if (drop) {
+		ck_assert_msg(lost > 0, "drop mode with a stopped daemon lost nothing");
+		ck_assert_msg(seen + lost >= 2 * n && seen + lost <= 2 * n + 64,
+		              "drop mode: %lld events seen + %lld lost, the program made %ld", seen,
+		              lost, 2 * n);
+	} else {
+		ck_assert_msg(lost == 0, "block mode lost %lld events", lost);
+		ck_assert_msg(seen >= 2 * n && seen <= 2 * n + 64,
+		              "block mode: %lld events seen, the program made %ld", seen, 2 * n);
+		ck_assert_msg(alloc1 - alloc0 >= n, "block mode: %lld allocations, want %ld",
+		              alloc1 - alloc0, n);
+	}
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
@@ -1457,6 +1543,8 @@ static Suite *e2e_suite(void)
 	tcase_add_test(tc, behave_via_run);
 	tcase_add_test(tc, behave_no_daemon);
 	tcase_add_test(tc, behave_daemon_killed);
+	tc = tcase(s, "behind", 180);
+	tcase_add_loop_test(tc, daemon_behind, 0, 2);
 	tc = tcase(s, "malformed", 120);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
