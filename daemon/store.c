@@ -81,7 +81,7 @@
 
 #include "xalloc.h"
 
-#define FRAME_BYTES 12 /* u32 frame id + u64 address */
+#define FRAME_BYTES     12 /* u32 frame id + u64 address */
 #define BUSY_TIMEOUT_MS 5000
 
 /* ---- schema ---- */
@@ -499,8 +499,7 @@ static int user_version(struct store *st, int64_t *v)
 
 static int too_new(struct store *st, int64_t v)
 {
-	return fail(st, -EPROTO,
-	            "database schema version %lld is newer than this memtraced's (%d)",
+	return fail(st, -EPROTO, "database schema version %lld is newer than this memtraced's (%d)",
 	            (long long)v, STORE_SCHEMA_VERSION);
 }
 
@@ -549,7 +548,8 @@ static int migrate(struct store *st)
 		if (rc == 0 && v == STORE_SCHEMA_VERSION)
 			return finish(st, 0);
 		if (rc == 0 && v < 0)
-			rc = fail(st, -EIO, "database schema version %lld is invalid", (long long)v);
+			rc =
+			    fail(st, -EIO, "database schema version %lld is invalid", (long long)v);
 		if (rc == 0)
 			rc = exec(st, migrations[v], "migration");
 		if (rc == 0) {
@@ -571,8 +571,8 @@ int store_open(const char *path, struct store **out)
 	*out = NULL;
 	pthread_mutex_init(&st->lock, NULL);
 	/* Calls are serialized by st->lock, so SQLite's own mutex is not needed. */
-	rc = sqlite3_open_v2(path, &st->db,
-	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(
+	    path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		rc = db_error(st, rc, path);
 		goto err;
@@ -645,16 +645,16 @@ static int validate(struct store *st, const struct snapshot *s, size_t *maxdepth
 		const struct snapshot_trace *t = &s->traces[i];
 		for (uint32_t j = 0; j < t->nframes; j++) {
 			if (t->frames[j] >= s->nframes)
-				return fail(st, -EINVAL, "trace %zu: frame index %u out of range", i,
-				            t->frames[j]);
+				return fail(st, -EINVAL, "trace %zu: frame index %u out of range",
+				            i, t->frames[j]);
 		}
 		if (t->nframes > *maxdepth)
 			*maxdepth = t->nframes;
 	}
 	for (size_t i = 0; i < s->nlargest; i++) {
 		if (s->largest[i].trace >= s->ntraces)
-			return fail(st, -EINVAL, "largest block %zu: trace index %u out of range", i,
-			            s->largest[i].trace);
+			return fail(st, -EINVAL, "largest block %zu: trace index %u out of range",
+			            i, s->largest[i].trace);
 	}
 	return 0;
 }
@@ -1059,8 +1059,10 @@ static int read_largest(struct store *st, int64_t id, struct snapshot *s,
 	while ((rc = step_row(st, q, "read largest blocks")) == 1) {
 		const uint32_t *trace = idmap_find(stacks, sqlite3_column_int64(q, 2));
 		if (trace == NULL) {
-			rc = fail(st, -EIO, "corrupt database: a largest block of snapshot %lld"
-			                    " has a stack without a trace", (long long)id);
+			rc = fail(st, -EIO,
+			          "corrupt database: a largest block of snapshot %lld"
+			          " has a stack without a trace",
+			          (long long)id);
 			break;
 		}
 		if (s->nlargest == cap) {
@@ -1135,7 +1137,8 @@ int store_list(struct store *st, pid_t pid, long uid, cJSON **out)
 		/* borrowed for the call: the summary copies what it keeps */
 		s.exe = (char *)(exe != NULL ? exe : (const unsigned char *)"");
 		s.taken_at = sqlite3_column_double(q, 5);
-		snprintf(s.reason, sizeof(s.reason), "%s", reason != NULL ? (const char *)reason : "");
+		snprintf(s.reason, sizeof(s.reason), "%s",
+		         reason != NULL ? (const char *)reason : "");
 		s.current = (uint64_t)sqlite3_column_int64(q, 7);
 		s.peak = (uint64_t)sqlite3_column_int64(q, 8);
 		s.blocks = (uint64_t)sqlite3_column_int64(q, 9);
@@ -1282,8 +1285,8 @@ static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days
 	sqlite3_bind_int64(q, 1, keep);
 	if (max_age_days > 0) {
 		clock_gettime(CLOCK_REALTIME, &now);
-		sqlite3_bind_double(q, 2,
-		                    (double)now.tv_sec + now.tv_nsec / 1e9 - max_age_days * 86400.0);
+		sqlite3_bind_double(
+		    q, 2, (double)now.tv_sec + now.tv_nsec / 1e9 - max_age_days * 86400.0);
 	} else {
 		sqlite3_bind_null(q, 2);
 	}
@@ -1397,8 +1400,7 @@ static int retain(struct store *st, unsigned keep, double max_age_days, size_t *
 	return rc;
 }
 
-int store_retain(struct store *st, unsigned keep_per_process, double max_age_days,
-                 size_t *deleted)
+int store_retain(struct store *st, unsigned keep_per_process, double max_age_days, size_t *deleted)
 {
 	int rc;
 

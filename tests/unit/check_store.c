@@ -159,8 +159,9 @@ static void check_clean(void)
 	s = prep(db, "PRAGMA foreign_key_check");
 	ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
 	sqlite3_finalize(s);
-	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM stack WHERE id NOT IN"
-	                           " (SELECT stack_id FROM trace UNION SELECT stack_id FROM largest)"),
+	ck_assert_int_eq(q_int(db,
+	                       "SELECT count(*) FROM stack WHERE id NOT IN"
+	                       " (SELECT stack_id FROM trace UNION SELECT stack_id FROM largest)"),
 	                 0);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM process WHERE id NOT IN"
 	                           " (SELECT process_id FROM snapshot)"),
@@ -440,7 +441,8 @@ static void assert_same(const struct snapshot *want, const struct snapshot *got)
 	for (size_t i = 0; i < got->nframes; i++) {
 		for (size_t j = 0; j < i && got->nframes < 2000; j++) {
 			const struct frame_info *x = &got->frames[i], *y = &got->frames[j];
-			ck_assert(!(x->lineno == y->lineno && strcmp(x->filename, y->filename) == 0 &&
+			ck_assert(!(x->lineno == y->lineno &&
+			            strcmp(x->filename, y->filename) == 0 &&
 			            strcmp(x->function, y->function) == 0 &&
 			            strcmp(x->module, y->module) == 0));
 		}
@@ -647,18 +649,24 @@ START_TEST(test_newer_version)
 {
 	struct store *st = open_store();
 	sqlite3 *db;
+	char mode[16];
 
 	store_close(st);
 	db = raw_open();
 	raw_exec(db, "PRAGMA user_version = 2");
+	/* a journal mode store_open would change if it touched the file */
+	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
+	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
 
 	st = (struct store *)&st; /* must be reset */
 	ck_assert_int_eq(store_open(dbpath, &st), -EPROTO);
 	ck_assert_ptr_null(st);
-	/* left as it was */
+	/* left exactly as it was */
 	db = raw_open();
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
+	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
 }
 END_TEST
@@ -1133,8 +1141,8 @@ START_TEST(test_retain_count)
 	for (int i = 0; i < 5; i++) {
 		for (int p = 0; p < 3; p++) {
 			int k = p * 5 + i;
-			g[k] = (struct gen){pids[p], 1000, 1, "/bin/app", t0 + i * 60 + p,
-			                    "periodic", 3u * i, 6};
+			g[k] = (struct gen){pids[p],         1000,       1,      "/bin/app",
+			                    t0 + i * 60 + p, "periodic", 3u * i, 6};
 			slot[k] = p;
 			id[k] = write_gen(st, &g[k]);
 		}
@@ -1305,10 +1313,64 @@ START_TEST(test_reopen)
 }
 END_TEST
 
+/* ---- threads ---- */
+
+struct writer_arg {
+	struct store *st;
+	pid_t pid;
+	int rc;
+};
+
+static void *writer(void *p)
+{
+	struct writer_arg *a = p;
+
+	for (unsigned i = 0; i < 10 && a->rc == 0; i++) {
+		struct gen g = {a->pid, 1000, 1, "/bin/t", 1000.0 + i, "periodic", i, 20};
+		struct snapshot *s = gen(&g);
+		int64_t id;
+		a->rc = store_write(a->st, s, &id);
+		snapshot_free(s);
+	}
+	return NULL;
+}
+
+/* Two threads on one store (its mutex) and a third on a second connection
+ * to the same file (SQLite's locking and busy_timeout). */
+START_TEST(test_threads)
+{
+	struct store *a = open_store(), *b = open_store();
+	struct writer_arg w[3] = {{a, 100, 0}, {a, 200, 0}, {b, 300, 0}};
+	pthread_t th[3];
+	struct expect *e = xcalloc(1, sizeof(*e));
+	struct store_counts c;
+
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, writer, &w[i]), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+		ck_assert_msg(w[i].rc == 0, "writer %d: %d", i, w[i].rc);
+		for (unsigned k = 0; k < 10; k++) {
+			struct gen g = {w[i].pid, 1000, 1, "/bin/t", 1000.0 + k, "periodic", k, 20};
+			expect_add(e, i, &g);
+		}
+	}
+	c = counts(b);
+	ck_assert_uint_eq(c.processes, 3);
+	ck_assert_uint_eq(c.snapshots, 30);
+	ck_assert_uint_eq(c.stacks, e->stacks);
+	ck_assert_uint_eq(c.frames, e->frames);
+	free(e);
+	store_close(b);
+	store_close(a);
+	check_clean();
+}
+END_TEST
+
 /* ---- scale ---- */
 
 #define BIG_STACKS 100000
-#define BIG_POOL 20000
+#define BIG_POOL   20000
 
 static struct snapshot *big_snapshot(void)
 {
@@ -1339,7 +1401,8 @@ static struct snapshot *big_snapshot(void)
 		t->frames = xcalloc(t->nframes, sizeof(uint32_t));
 		t->addrs = xcalloc(t->nframes, sizeof(uint64_t));
 		for (unsigned r = 0; r < t->nframes; r++) {
-			unsigned f = (unsigned)(((uint64_t)q * 2654435761u + r * 40503u) % BIG_POOL);
+			unsigned f =
+			    (unsigned)(((uint64_t)q * 2654435761u + r * 40503u) % BIG_POOL);
 			t->frames[r] = idx[f];
 			/* distinct per stack: the first address carries q */
 			t->addrs[r] = UINT64_C(0x55d0c0000000) + (uint64_t)f * 16 +
@@ -1356,8 +1419,8 @@ static struct snapshot *big_snapshot(void)
 	s->nlargest = 10;
 	s->largest = xcalloc(10, sizeof(*s->largest));
 	for (unsigned i = 0; i < 10; i++)
-		s->largest[i] = (struct snapshot_block){0x7f0000000000 + i * 64,
-		                                        32 + BIG_STACKS - 1 - i, BIG_STACKS - 1 - i};
+		s->largest[i] = (struct snapshot_block){
+		    0x7f0000000000 + i * 64, 32 + BIG_STACKS - 1 - i, BIG_STACKS - 1 - i};
 	free(idx);
 	return s;
 }
@@ -1444,6 +1507,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_retain_age);
 	tcase_add_test(tc, test_retain_then_reuse);
 	tcase_add_test(tc, test_reopen);
+	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(big, setup, teardown);
