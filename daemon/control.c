@@ -80,17 +80,23 @@ static void on_written(uv_write_t *w, int status)
 	free(wr);
 }
 
-/* Sends one response line and frees `resp`. */
-static void conn_send(struct conn *c, cJSON *resp)
+/* Sends one response line; takes ownership of text (from cJSON_Print*). */
+static void conn_send_text(struct conn *c, char *text)
 {
-	char *text = cJSON_PrintUnformatted(resp);
-	cJSON_Delete(resp);
 	if (text == NULL) {
 		log_error("control: out of memory printing a response");
 		abort();
 	}
 	if (c->closing) {
 		free(text);
+		return;
+	}
+	/* A client that sends requests but never reads the answers would make
+	 * the daemon buffer them without bound: drop it instead. */
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > CONTROL_MAX_QUEUED) {
+		log_warn("control: pid %d does not read its answers; closing", (int)c->pid);
+		free(text);
+		conn_close(c);
 		return;
 	}
 	size_t n = strlen(text);
@@ -104,6 +110,16 @@ static void conn_send(struct conn *c, cJSON *resp)
 		free(wr);
 		conn_close(c);
 	}
+}
+
+/* Sends one response line and frees `resp`. Small answers only: large ones
+ * are printed on the thread pool (cjob_compute) so the loop never spends
+ * seconds turning megabytes of JSON into text. */
+static void conn_send(struct conn *c, cJSON *resp)
+{
+	char *text = cJSON_PrintUnformatted(resp);
+	cJSON_Delete(resp);
+	conn_send_text(c, text);
 }
 
 static cJSON *error_json(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -352,6 +368,7 @@ struct cjob {
 	size_t limit;
 	bool from_store; /* answer names the snapshot it came from */
 	cJSON *resp;     /* built on the worker */
+	char *text;      /* resp printed, also on the worker */
 };
 
 static void cjob_free(struct cjob *q)
@@ -362,6 +379,7 @@ static void cjob_free(struct cjob *q)
 	free(q->patterns);
 	free(q->filters);
 	cJSON_Delete(q->resp);
+	free(q->text);
 	free(q);
 }
 
@@ -385,8 +403,22 @@ static cJSON *snapshot_ref_json(const struct snapshot *snap)
 	return o;
 }
 
-/* Worker thread: everything here reads only the job's snapshot. */
+static void cjob_answer(struct snapsvc_job *job);
+
+/* Worker thread: builds the answer and prints it, reading only the job's
+ * snapshot. */
 static void cjob_compute(struct snapsvc_job *job)
+{
+	struct cjob *q = job->arg;
+	cjob_answer(job);
+	if (q->resp != NULL) {
+		q->text = cJSON_PrintUnformatted(q->resp);
+		cJSON_Delete(q->resp);
+		q->resp = NULL;
+	}
+}
+
+static void cjob_answer(struct snapsvc_job *job)
 {
 	struct cjob *q = job->arg;
 	const struct snapshot *snap = job->snap;
@@ -458,11 +490,14 @@ static void cjob_done(struct snapsvc_job *job)
 		resp = error_json("bad_request", "%s", job->err);
 	else if (job->rc < 0)
 		resp = error_json("store_error", "%s", job->err);
-	else {
-		resp = q->resp;
-		q->resp = NULL;
+	else
+		resp = NULL;
+	if (resp != NULL) {
+		conn_send(c, resp);
+	} else {
+		conn_send_text(c, q->text);
+		q->text = NULL;
 	}
-	conn_send(c, resp);
 	cjob_free(q);
 	c->busy = false;
 	bool closing = c->closing;
@@ -517,6 +552,7 @@ static void cjob_start(struct conn *c, struct snapsvc_job *job, struct cjob *q)
 	job->arg = q;
 	job->compute = cjob_compute;
 	job->done = cjob_done;
+	job->drop_early = true; /* cjob_done needs only the printed answer */
 	c->busy = true;
 	c->refs++;
 	snapsvc_run(job);

@@ -114,6 +114,13 @@ static void work_run(uv_work_t *w)
 	}
 	if (job->compute != NULL)
 		job->compute(job);
+	if (job->drop_early) {
+		/* Freeing a large snapshot takes milliseconds: not on the loop. */
+		snapshot_free(job->snap);
+		job->snap = NULL;
+		capture_free(job->capture);
+		job->capture = NULL;
+	}
 }
 
 static void work_done(uv_work_t *w, int status)
