@@ -1428,6 +1428,36 @@ START_TEST(uid_isolation)
 }
 END_TEST
 
+/* ----------------------------------------------------- dlopen, dlclose */
+
+/* A library loaded with dlopen allocates: its blocks are attributed to its
+ * own file, line and function, before and after dlclose. */
+START_TEST(dlopen_plugin)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	char *lib = h_prog(".libs/libplugin.so");
+	const char *args[] = {lib, NULL};
+
+	h_prog_start(&p, &D, "dlopener", args, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	top_simple(&r, p.pid, t, H_KEY_LINENO, false, "dlopen: after dlopen");
+	h_ctl_free(&r);
+	top_simple(&r, p.pid, t, H_KEY_FUNCTION, false, "dlopen: after dlopen");
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	top_simple(&r, p.pid, t, H_KEY_LINENO, false, "dlopen: after dlclose");
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "dlopener did not exit");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(lib);
+}
+END_TEST
+
 /* ------------------------------------------ the daemon falls behind */
 
 /* The daemon is stopped (SIGSTOP) while the program makes 2N events, then
@@ -1543,6 +1573,8 @@ static Suite *e2e_suite(void)
 	tcase_add_test(tc, behave_via_run);
 	tcase_add_test(tc, behave_no_daemon);
 	tcase_add_test(tc, behave_daemon_killed);
+	tc = tcase(s, "dlopen", 120);
+	tcase_add_test(tc, dlopen_plugin);
 	tc = tcase(s, "behind", 180);
 	tcase_add_loop_test(tc, daemon_behind, 0, 2);
 	tc = tcase(s, "malformed", 120);
