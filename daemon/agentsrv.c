@@ -181,9 +181,15 @@ int agentsrv_start(struct daemon *d)
 
 	uv_pipe_init(d->loop, &d->agent_srv, 0);
 	d->agent_srv.data = d;
-	if ((rc = uv_pipe_bind(&d->agent_srv, d->agent_path)) < 0)
-		return rc;
-	chmod(d->agent_path, 0666);
+	if (d->agent_fd >= 0) {
+		/* systemd's socket: already bound, its mode set by the unit. */
+		if ((rc = uv_pipe_open(&d->agent_srv, d->agent_fd)) < 0)
+			return rc;
+	} else {
+		if ((rc = uv_pipe_bind(&d->agent_srv, d->agent_path)) < 0)
+			return rc;
+		chmod(d->agent_path, 0666);
+	}
 	if ((rc = uv_listen((uv_stream_t *)&d->agent_srv, 128, on_connection)) < 0)
 		return rc;
 	return 0;

@@ -846,9 +846,14 @@ int control_start(struct daemon *d)
 	int rc;
 	uv_pipe_init(d->loop, &d->control_srv, 0);
 	d->control_srv.data = d;
-	if ((rc = uv_pipe_bind(&d->control_srv, d->control_path)) < 0)
-		return rc;
-	chmod(d->control_path, 0666);
+	if (d->control_fd >= 0) {
+		if ((rc = uv_pipe_open(&d->control_srv, d->control_fd)) < 0)
+			return rc;
+	} else {
+		if ((rc = uv_pipe_bind(&d->control_srv, d->control_path)) < 0)
+			return rc;
+		chmod(d->control_path, 0666);
+	}
 	return uv_listen((uv_stream_t *)&d->control_srv, 64, on_connection);
 }
 

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 struct conn;
+struct metrics;
 struct session;
 struct store;
 struct symbols;
@@ -33,6 +34,8 @@ struct daemon_config {
 	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots; /* per process, 0 = no limit */
 	double retain_days;        /* 0 = no limit */
+	char *metrics_listen;      /* "ADDR:PORT", or "off" */
+	size_t metrics_top_sites;  /* site series per process (besides "other") */
 };
 
 struct daemon {
@@ -40,6 +43,7 @@ struct daemon {
 	struct daemon_config cfg;
 	char *agent_path;
 	char *control_path;
+	int agent_fd, control_fd; /* listening sockets systemd passed, else -1 */
 	uv_pipe_t agent_srv;
 	uv_pipe_t control_srv;
 	uv_signal_t sig_term;
@@ -53,6 +57,7 @@ struct daemon {
 	uint64_t started_ms; /* uv_now at start */
 	struct symbols *syms;
 	struct store *store;    /* NULL when it could not be opened */
+	struct metrics *metrics; /* NULL when metrics are off */
 	uv_timer_t snap_timer;
 	size_t jobs_running;    /* thread-pool jobs not done yet */
 	bool stopping;

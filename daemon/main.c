@@ -22,7 +22,9 @@
 #include "control.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "paths.h"
+#include "sdnotify.h"
 #include "session.h"
 #include "snapsvc.h"
 #include "symbols.h"
@@ -51,6 +53,11 @@ static void usage(FILE *f)
 	        "                       0 = no limit)\n"
 	        "  --retain-days D      delete snapshots older than D days (default 30,\n"
 	        "                       0 = no limit)\n"
+	        "  --metrics-listen ADDR:PORT  serve Prometheus metrics at\n"
+	        "                       http://ADDR:PORT/metrics (default " METRICS_DEFAULT_LISTEN ";\n"
+	        "                       [ADDR]:PORT for IPv6; off = no metrics)\n"
+	        "  --metrics-top-sites N  allocation sites per process in the metrics\n"
+	        "                       (default 10, at most 1000, 0 = only \"other\")\n"
 	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
 	        "  --verbose            log debug messages\n"
 	        "  --help, --version\n");
@@ -86,7 +93,8 @@ static int parse_seconds(const char *opt, const char *s, double *out)
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
 	enum { O_RUNTIME = 256, O_STATE, O_SESS, O_EXITED, O_BLOCKS, O_STACKS, O_DEBUGINFOD,
-	       O_VERBOSE, O_HELP, O_VERSION, O_INTERVAL, O_RETAIN_N, O_RETAIN_DAYS };
+	       O_VERBOSE, O_HELP, O_VERSION, O_INTERVAL, O_RETAIN_N, O_RETAIN_DAYS,
+	       O_METRICS_LISTEN, O_METRICS_TOP };
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
 	    {"state-dir", required_argument, NULL, O_STATE},
@@ -98,6 +106,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
 	    {"retain-snapshots", required_argument, NULL, O_RETAIN_N},
 	    {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
+	    {"metrics-listen", required_argument, NULL, O_METRICS_LISTEN},
+	    {"metrics-top-sites", required_argument, NULL, O_METRICS_TOP},
 	    {"verbose", no_argument, NULL, O_VERBOSE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
@@ -113,6 +123,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.snapshot_interval = 60;
 	d->cfg.retain_snapshots = 100;
 	d->cfg.retain_days = 30;
+	d->cfg.metrics_listen = xstrdup(METRICS_DEFAULT_LISTEN);
+	d->cfg.metrics_top_sites = METRICS_DEFAULT_TOP_SITES;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case O_RUNTIME:
@@ -158,6 +170,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			    (parse_size("--retain-snapshots", optarg, &n) < 0 || n > UINT_MAX))
 				return -EINVAL;
 			d->cfg.retain_snapshots = (unsigned)n;
+			break;
+		}
+		case O_METRICS_LISTEN:
+			free(d->cfg.metrics_listen);
+			d->cfg.metrics_listen = xstrdup(optarg);
+			break;
+		case O_METRICS_TOP: {
+			size_t n = 0;
+			if (strcmp(optarg, "0") != 0 &&
+			    (parse_size("--metrics-top-sites", optarg, &n) < 0 ||
+			     n > METRICS_MAX_TOP_SITES)) {
+				fprintf(stderr, "memtraced: --metrics-top-sites is 0..%d\n",
+				        METRICS_MAX_TOP_SITES);
+				return -EINVAL;
+			}
+			d->cfg.metrics_top_sites = n;
 			break;
 		}
 		case O_DEBUGINFOD:
@@ -259,9 +287,11 @@ static void on_signal(uv_signal_t *sig, int signum)
 	log_info("received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	/* Ending the sessions queues their last snapshots; the loop runs
 	 * until every one of them is written. */
+	sdnotify_send("STOPPING=1\nSTATUS=writing the last snapshots");
 	agentsrv_stop(d);
 	d->stopping = true;
 	control_stop(d);
+	metrics_stop(d);
 	snapsvc_stop(d);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -273,9 +303,19 @@ int main(int argc, char **argv)
 	int rc, status = 1;
 
 	memset(&d, 0, sizeof(d));
+	d.agent_fd = d.control_fd = -1;
 	signal(SIGPIPE, SIG_IGN);
 	if (parse_args(&d, argc, argv) < 0)
 		return 2;
+	/* Socket activation: systemd bound the sockets and owns their files. */
+	if ((rc = sdnotify_listen_fds(&d.agent_fd, &d.control_fd)) < 0) {
+		log_error("cannot use the sockets systemd passed (LISTEN_FDS): %s", strerror(-rc));
+		goto out;
+	}
+	if (rc > 0)
+		log_info("socket activation: %d socket(s) passed; agent %s, control %s", rc,
+		         d.agent_fd >= 0 ? "passed" : "bound here",
+		         d.control_fd >= 0 ? "passed" : "bound here");
 	mode_t mode = geteuid() == 0 ? 0755 : 0700;
 	if ((rc = make_dirs(d.cfg.runtime_dir, mode)) < 0) {
 		log_error("cannot create runtime dir %s: %s", d.cfg.runtime_dir, strerror(-rc));
@@ -287,7 +327,8 @@ int main(int argc, char **argv)
 	}
 	d.agent_path = xasprintf("%s/%s", d.cfg.runtime_dir, PATHS_AGENT_SOCK);
 	d.control_path = xasprintf("%s/%s", d.cfg.runtime_dir, PATHS_CONTROL_SOCK);
-	if ((rc = claim_socket(d.agent_path)) < 0 || (rc = claim_socket(d.control_path)) < 0) {
+	if ((d.agent_fd < 0 && (rc = claim_socket(d.agent_path)) < 0) ||
+	    (d.control_fd < 0 && (rc = claim_socket(d.control_path)) < 0)) {
 		log_error("cannot use %s: %s", d.cfg.runtime_dir,
 		          rc == -EADDRINUSE ? "another memtraced is running there" : strerror(-rc));
 		goto out;
@@ -305,6 +346,12 @@ int main(int argc, char **argv)
 		log_error("cannot listen on %s: %s", d.control_path, uv_strerror(rc));
 		goto out_loop;
 	}
+	if ((rc = metrics_start(&d, d.cfg.metrics_listen)) < 0) {
+		log_error("cannot serve metrics on %s: %s (--metrics-listen off disables them)",
+		          d.cfg.metrics_listen,
+		          rc == -EINVAL ? "not ADDR:PORT or [ADDR]:PORT" : strerror(-rc));
+		goto out_loop;
+	}
 	uv_signal_init(d.loop, &d.sig_term);
 	uv_signal_init(d.loop, &d.sig_int);
 	d.sig_term.data = &d;
@@ -313,13 +360,17 @@ int main(int argc, char **argv)
 	uv_signal_start(&d.sig_int, on_signal, SIGINT);
 	log_info("memtraced %s listening on %s (state in %s)", PACKAGE_VERSION, d.cfg.runtime_dir,
 	         d.cfg.state_dir);
+	sdnotify_sendf("READY=1\nSTATUS=listening on %s", d.cfg.runtime_dir);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	status = 0;
-	unlink(d.agent_path);
-	unlink(d.control_path);
+	if (d.agent_fd < 0)
+		unlink(d.agent_path);
+	if (d.control_fd < 0)
+		unlink(d.control_path);
 	log_info("stopped");
 
 out_loop:
+	metrics_stop(&d); /* before close_walk: it closes its own handles */
 	uv_walk(d.loop, close_walk, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.loop);
@@ -335,5 +386,6 @@ out:
 	free(d.control_path);
 	free(d.cfg.runtime_dir);
 	free(d.cfg.state_dir);
+	free(d.cfg.metrics_listen);
 	return status;
 }

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "store.h"
 #include "symbols.h"
@@ -98,13 +100,19 @@ static void work_run(uv_work_t *w)
 
 	load(job);
 	if (job->rc == 0 && job->store_it && job->snap != NULL) {
+		struct timespec t0, t1;
 		int64_t id;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (d->store == NULL) {
 			job_fail(job, -EIO, "no snapshot store");
 		} else if (store_write(d->store, job->snap, &id) < 0) {
 			job_fail(job, -EIO, "snapshot store: %s", store_errmsg(d->store));
 		} else {
 			size_t deleted = 0;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			job->written = true;
+			job->write_seconds =
+			    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 			job->snap->id = id;
 			if (store_retain(d->store, d->cfg.retain_snapshots, d->cfg.retain_days,
 			                 &deleted) < 0)
@@ -128,6 +136,8 @@ static void work_done(uv_work_t *w, int status)
 	struct snapsvc_job *job = w->data;
 	(void)status;
 	job->d->jobs_running--;
+	if (job->written)
+		metrics_observe_snapshot_write(job->d, job->write_seconds);
 	if (job->done != NULL)
 		job->done(job);
 	job_free(job);

@@ -52,6 +52,8 @@ struct snapsvc_job {
 	pid_t pid;
 	long uid;  /* the asking client's uid, -1 = root (any) */
 	bool store_it; /* write the resolved snapshot to the store */
+	bool written;  /* it was written, in write_seconds (for metrics) */
+	double write_seconds;
 	bool drop_early; /* free snapshot and capture on the worker, after compute */
 	struct snapshot *snap;
 	int rc;        /* 0, or -errno of the failed step */

@@ -3,7 +3,8 @@
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libcjson-dev libsqlite3-dev check libunwind-dev libdw-dev libelf-dev \
-libmicrohttpd-dev"
+libmicrohttpd-dev \
+prometheus systemd man-db"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

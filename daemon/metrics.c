@@ -1,0 +1,1239 @@
+/* metrics.c - the Prometheus endpoint (see metrics.h). */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "capture.h"
+#include "log.h"
+#include "session.h"
+#include "snapshot.h"
+#include "snapsvc.h"
+#include "xalloc.h"
+
+#define CONN_LIMIT         64          /* HTTP connections in all */
+#define PER_IP_LIMIT       8           /* ... and from one address */
+#define IDLE_TIMEOUT_S     10          /* MHD closes a connection idle this long */
+#define HEADER_DEADLINE_MS 10000       /* a request's headers must be in by then */
+#define MEMORY_LIMIT       (16 * 1024) /* per connection: headers beyond get a 4xx */
+#define MIN_REFRESH_MS     1000        /* scrapes closer than this share a result */
+#define ROUND_DEADLINE_MS  5000        /* longest a scrape waits for symbols */
+#define MAX_FUNCTION       512         /* bytes of a function name kept in a label */
+#define MAX_FILENAME       512         /* bytes of a file name kept (its tail) */
+
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  5,     10};
+static const char *const bucket_names[] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
+                                           "0.05",  "0.1",    "0.25",  "0.5",  "1.0",
+                                           "2.5",   "5.0",    "10.0"};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+/* One allocation site of a process: its label and live bytes. */
+struct site {
+	char *label;
+	uint64_t bytes;
+};
+
+struct sitetab {
+	struct site *v; /* the top sites, largest first */
+	size_t n;
+	uint64_t other; /* current bytes minus the top sites */
+};
+
+/* One traced process as a scrape reports it. */
+struct proc {
+	pid_t pid;
+	char *labels; /* pid="..",exe=".." rendered and escaped */
+	uint64_t current, peak, blocks, allocations, frees, lost_events;
+	int limit_reached;
+	bool have_sites;
+	struct sitetab sites;
+};
+
+/* What one scrape round produced; immutable once published. */
+struct result {
+	struct proc *procs; /* by pid */
+	size_t n;
+};
+
+/* A scrape round: captures resolved on the thread pool. */
+struct round {
+	struct metrics *m;
+	struct symbols *syms;
+	size_t top;
+	size_t n;
+	struct capture **caps; /* the worker's while it runs */
+	struct sitetab *tabs;  /* filled by the worker */
+	struct result *res;    /* the loop's; NULL once published */
+	bool abandoned;        /* answered without it (deadline or stop) */
+};
+
+enum mreq_state {
+	Q_NEW,     /* headers read, not answered */
+	Q_WAITING, /* suspended until a round is done (in m->waiters) */
+	Q_RESUMED, /* the round is done: answer on the next call */
+	Q_DONE,    /* a response is queued */
+};
+
+/* One HTTP request (MHD's per-request con_cls). */
+struct mreq {
+	struct metrics *m;
+	struct MHD_Connection *conn;
+	struct mreq *next, **prevp; /* m->waiters while suspended */
+	enum mreq_state state;
+};
+
+/* One HTTP connection, for the header deadline. */
+struct mconn {
+	struct mconn *next, **prevp;
+	struct MHD_Connection *conn;
+	int fd;
+	uint64_t since;  /* uv_now when it opened or its last response ended */
+	bool in_request; /* headers complete, not answered yet */
+	bool cut;        /* shut down for missing the deadline */
+};
+
+struct metrics {
+	struct daemon *d;
+	struct MHD_Daemon *mhd;
+	int port;
+	uv_poll_t poll;      /* MHD's epoll fd */
+	uv_timer_t timer;    /* MHD_get_timeout */
+	uv_timer_t sweep;    /* the header deadline, once a second */
+	uv_timer_t deadline; /* ROUND_DEADLINE_MS */
+	int refs;            /* open handles, a running job, and "started" */
+	bool stopping;
+	bool in_mhd; /* inside MHD_run: MHD must not be re-entered */
+	size_t top;
+	struct round *round;  /* the round scrapes wait for, or NULL */
+	bool worker_busy;     /* a round (maybe abandoned) is on the pool */
+	struct mreq *waiters; /* suspended requests */
+	struct result *last;  /* the last published result */
+	uint64_t last_ms;
+	struct mconn *conns;
+	uint64_t hist[NBUCKETS]; /* snapshot writes <= buckets[i] (not cumulative) */
+	uint64_t hist_count;
+	double hist_sum;
+	uint64_t site_timeouts;
+};
+
+/* ---- a growing string ---- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_grow(struct sbuf *b, size_t more)
+{
+	if (b->len + more + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more + 1)
+		cap *= 2;
+	b->p = xrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+	sb_grow(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sb_puts(struct sbuf *b, const char *s)
+{
+	sb_put(b, s, strlen(s));
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	sb_grow(b, 64);
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= b->cap - b->len) {
+		sb_grow(b, (size_t)n);
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	uint32_t c;
+	size_t len;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, c = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, c = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, c = s[0] & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+	    (len == 4 && (c < 0x10000 || c > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/* A label value as both formats want it: \\, \" and \n escaped, and any
+ * byte that is not valid UTF-8 (paths are bytes) replaced by U+FFFD. */
+static void sb_label_value(struct sbuf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	while (n > 0) {
+		size_t l = utf8_len(p, n);
+		if (l == 0) {
+			sb_puts(b, "\xef\xbf\xbd");
+			l = 1;
+		} else if (*p == '\\') {
+			sb_puts(b, "\\\\");
+		} else if (*p == '"') {
+			sb_puts(b, "\\\"");
+		} else if (*p == '\n') {
+			sb_puts(b, "\\n");
+		} else {
+			sb_put(b, (const char *)p, l);
+		}
+		p += l;
+		n -= l;
+	}
+}
+
+/* ---- results ---- */
+
+static void sitetab_close(struct sitetab *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].label);
+	free(t->v);
+	memset(t, 0, sizeof(*t));
+}
+
+static void result_free(struct result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->procs[i].labels);
+		sitetab_close(&r->procs[i].sites);
+	}
+	free(r->procs);
+	free(r);
+}
+
+struct ranked {
+	struct session *s;
+	size_t rank; /* position in d->sessions: newest first */
+};
+
+static int by_pid_newest(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	if (x->s->pid != y->s->pid)
+		return x->s->pid < y->s->pid ? -1 : 1;
+	return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+/* The live processes sorted by pid, one per pid: a pid's series must be
+ * unique, and should two live sessions share one (a process gone while
+ * its socket lives on in a child), the newest is the process. Returns the
+ * sessions in *out. */
+static size_t live_sessions(struct daemon *d, struct session ***out)
+{
+	size_t n = 0, k = 0;
+
+	for (struct session *s = d->sessions; s != NULL; s = s->next)
+		n++;
+	struct ranked *v = xcalloc(n ? n : 1, sizeof(*v));
+	n = 0;
+	for (struct session *s = d->sessions; s != NULL; s = s->next, n++)
+		if (s->state == SESSION_LIVE && s->hello)
+			v[k++] = (struct ranked){s, n};
+	qsort(v, k, sizeof(*v), by_pid_newest);
+	struct session **ss = xcalloc(k ? k : 1, sizeof(*ss));
+	n = 0;
+	for (size_t i = 0; i < k; i++)
+		if (i == 0 || v[i].s->pid != v[i - 1].s->pid)
+			ss[n++] = v[i].s;
+	free(v);
+	*out = ss;
+	return n;
+}
+
+static struct result *result_new(struct session **ss, size_t n)
+{
+	struct result *r = xcalloc(1, sizeof(*r));
+	struct sbuf b = {0};
+
+	r->n = n;
+	r->procs = xcalloc(n ? n : 1, sizeof(*r->procs));
+	for (size_t i = 0; i < n; i++) {
+		const struct session *s = ss[i];
+		struct proc *p = &r->procs[i];
+		p->pid = s->pid;
+		b.len = 0;
+		sb_printf(&b, "pid=\"%d\",exe=\"", (int)s->pid);
+		sb_label_value(&b, s->exe != NULL ? s->exe : "");
+		sb_puts(&b, "\"");
+		p->labels = xstrdup(b.p);
+		p->current = s->heap.current;
+		p->peak = s->heap.peak;
+		p->blocks = s->heap.count;
+		p->allocations = s->heap.allocations;
+		p->frees = s->heap.frees;
+		p->lost_events = s->lost_events;
+		p->limit_reached = s->heap.limit_reached;
+	}
+	free(b.p);
+	return r;
+}
+
+/* ---- sites (thread pool) ---- */
+
+/* Appends at most max bytes of s, cut at a character boundary; a cut
+ * string ends in "...". From the end (keep_tail) for file names, whose
+ * last components say most. */
+static void put_capped(struct sbuf *b, const char *s, size_t max, bool keep_tail)
+{
+	size_t n = strlen(s);
+	if (n <= max) {
+		sb_put(b, s, n);
+		return;
+	}
+	if (keep_tail) {
+		const char *p = s + n - max;
+		while (*p != '\0' && ((unsigned char)*p & 0xc0) == 0x80)
+			p++;
+		sb_puts(b, "...");
+		sb_puts(b, p);
+	} else {
+		size_t l = max;
+		while (l > 0 && ((unsigned char)s[l] & 0xc0) == 0x80)
+			l--;
+		sb_put(b, s, l);
+		sb_puts(b, "...");
+	}
+}
+
+/* "function (file:line)"; without a line "function (file)", or just the
+ * name when file and function are the same "MODULE+0xOFFSET". */
+static char *site_label(const struct frame_info *f)
+{
+	const char *fn = f->function != NULL ? f->function : "?";
+	const char *file = f->filename != NULL ? f->filename : "?";
+	struct sbuf b = {0};
+
+	put_capped(&b, fn, MAX_FUNCTION, false);
+	if (f->lineno > 0) {
+		sb_puts(&b, " (");
+		put_capped(&b, file, MAX_FILENAME, true);
+		sb_printf(&b, ":%u)", (unsigned)f->lineno);
+	} else if (strcmp(fn, file) != 0) {
+		sb_puts(&b, " (");
+		put_capped(&b, file, MAX_FILENAME, true);
+		sb_puts(&b, ")");
+	}
+	return b.p;
+}
+
+static int by_label(const void *a, const void *b)
+{
+	return strcmp(((const struct site *)a)->label, ((const struct site *)b)->label);
+}
+
+static int by_bytes_desc(const void *a, const void *b)
+{
+	const struct site *x = a, *y = b;
+	if (x->bytes != y->bytes)
+		return x->bytes < y->bytes ? 1 : -1;
+	return strcmp(x->label, y->label);
+}
+
+/* Groups a snapshot's live bytes by the most recent frame of each trace,
+ * as `top --key lineno` does (its frame is the same: capture_resolve has
+ * expanded inlined calls and dropped the allocator's frames), keeps the
+ * `top` largest and puts the rest in "other". Groups whose labels come out
+ * equal are merged, so labels are unique; a site labelled "other" is
+ * counted in "other". */
+static void site_table(const struct snapshot *snap, size_t top, struct sitetab *out)
+{
+	uint64_t *per_frame = xcalloc(snap->nframes + 1, sizeof(*per_frame));
+	size_t ngroups = 0, n = 0;
+	uint64_t kept = 0;
+
+	for (size_t i = 0; i < snap->ntraces; i++) {
+		const struct snapshot_trace *t = &snap->traces[i];
+		per_frame[t->nframes > 0 ? t->frames[0] : snap->nframes] += t->size;
+	}
+	for (size_t i = 0; i <= snap->nframes; i++)
+		ngroups += per_frame[i] > 0;
+	struct site *v = xcalloc(ngroups ? ngroups : 1, sizeof(*v));
+	for (size_t i = 0; i <= snap->nframes; i++) {
+		if (per_frame[i] == 0)
+			continue;
+		v[n].label =
+		    i < snap->nframes ? site_label(&snap->frames[i]) : xstrdup("<unknown>");
+		v[n++].bytes = per_frame[i];
+	}
+	free(per_frame);
+	qsort(v, n, sizeof(*v), by_label);
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (w > 0 && strcmp(v[w - 1].label, v[i].label) == 0) {
+			v[w - 1].bytes += v[i].bytes;
+			free(v[i].label);
+		} else if (strcmp(v[i].label, "other") == 0) {
+			free(v[i].label);
+		} else {
+			v[w++] = v[i];
+		}
+	}
+	n = w;
+	qsort(v, n, sizeof(*v), by_bytes_desc);
+	for (size_t i = top; i < n; i++)
+		free(v[i].label);
+	if (n > top)
+		n = top;
+	for (size_t i = 0; i < n; i++)
+		kept += v[i].bytes;
+	out->v = v;
+	out->n = n;
+	out->other = snap->current > kept ? snap->current - kept : 0;
+}
+
+/* Worker thread: touches only the round's captures and tables and the
+ * thread-safe symbol cache. */
+static void round_compute(struct snapsvc_job *job)
+{
+	struct round *r = job->arg;
+
+	for (size_t i = 0; i < r->n; i++) {
+		struct snapshot *snap = capture_resolve(r->caps[i], r->syms);
+		site_table(snap, r->top, &r->tabs[i]);
+		snapshot_free(snap);
+		capture_free(r->caps[i]);
+		r->caps[i] = NULL;
+	}
+}
+
+static void round_free(struct round *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		capture_free(r->caps[i]);
+		sitetab_close(&r->tabs[i]);
+	}
+	free(r->caps);
+	free(r->tabs);
+	result_free(r->res);
+	free(r);
+}
+
+/* ---- the HTTP side ---- */
+
+static void metrics_unref(struct metrics *m)
+{
+	if (--m->refs > 0)
+		return;
+	result_free(m->last);
+	free(m);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	metrics_unref(h->data);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Lets MHD do what is pending, then arms the timer for its next deadline. */
+static void pump(struct metrics *m)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	if (m->mhd == NULL)
+		return;
+	if (m->in_mhd) {
+		/* Called back from inside MHD: run it again from the loop. */
+		uv_timer_start(&m->timer, on_timer, 0, 0);
+		return;
+	}
+	m->in_mhd = true;
+	MHD_run(m->mhd);
+	m->in_mhd = false;
+	if (MHD_get_timeout(m->mhd, &ms) == MHD_YES)
+		uv_timer_start(&m->timer, on_timer, ms > 3600000 ? 3600000 : (uint64_t)ms, 0);
+	else
+		uv_timer_stop(&m->timer);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	struct metrics *m = p->data;
+	(void)events;
+	if (status < 0) {
+		log_error("metrics: polling the HTTP server failed: %s; metrics are off",
+		          uv_strerror(status));
+		uv_poll_stop(p);
+		return;
+	}
+	pump(m);
+}
+
+static void publish(struct metrics *m, struct result *res)
+{
+	result_free(m->last);
+	m->last = res;
+	m->last_ms = uv_now(m->d->loop);
+}
+
+/* Resumes every waiting request; each is answered from m->last (or with
+ * 503 when stopping) when MHD calls it again. */
+static void wake_waiters(struct metrics *m)
+{
+	while (m->waiters != NULL) {
+		struct mreq *q = m->waiters;
+		m->waiters = q->next;
+		if (q->next != NULL)
+			q->next->prevp = &m->waiters;
+		q->next = NULL;
+		q->prevp = NULL;
+		q->state = Q_RESUMED;
+		MHD_resume_connection(q->conn);
+	}
+}
+
+static void wait_for_round(struct metrics *m, struct mreq *q)
+{
+	q->state = Q_WAITING;
+	q->next = m->waiters;
+	if (q->next != NULL)
+		q->next->prevp = &q->next;
+	q->prevp = &m->waiters;
+	m->waiters = q;
+	MHD_suspend_connection(q->conn);
+}
+
+static void round_done(struct snapsvc_job *job)
+{
+	struct round *r = job->arg;
+	struct metrics *m = r->m;
+
+	m->worker_busy = false;
+	if (r->abandoned) {
+		round_free(r);
+		metrics_unref(m);
+		return;
+	}
+	uv_timer_stop(&m->deadline);
+	for (size_t i = 0; i < r->n; i++) {
+		r->res->procs[i].sites = r->tabs[i];
+		r->res->procs[i].have_sites = true;
+		memset(&r->tabs[i], 0, sizeof(r->tabs[i]));
+	}
+	publish(m, r->res);
+	r->res = NULL;
+	m->round = NULL;
+	round_free(r);
+	wake_waiters(m);
+	pump(m);
+	metrics_unref(m);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct metrics *m = t->data;
+	struct round *r = m->round;
+
+	if (r == NULL)
+		return;
+	m->site_timeouts++;
+	log_warn("metrics: allocation sites not symbolized within %d ms; answering the scrape "
+	         "without them",
+	         ROUND_DEADLINE_MS);
+	r->abandoned = true;
+	m->round = NULL;
+	publish(m, r->res); /* the counters, without sites */
+	r->res = NULL;
+	wake_waiters(m);
+	pump(m);
+}
+
+/* Starts a round: captures now, sites on the pool. When no job is needed or
+ * possible the result is published at once and m->round stays NULL. */
+static void start_round(struct metrics *m)
+{
+	struct daemon *d = m->d;
+	struct session **ss;
+	size_t n = live_sessions(d, &ss);
+	struct result *res = result_new(ss, n);
+
+	if (m->top == 0) {
+		/* Everything is "other": no symbols needed. */
+		for (size_t i = 0; i < n; i++) {
+			res->procs[i].have_sites = true;
+			res->procs[i].sites.other = res->procs[i].current;
+		}
+	}
+	if (n == 0 || m->top == 0 || m->worker_busy) {
+		/* A busy worker is an abandoned round still resolving: answer
+		 * without sites rather than queue up behind it. */
+		free(ss);
+		publish(m, res);
+		return;
+	}
+	struct round *r = xcalloc(1, sizeof(*r));
+	r->m = m;
+	r->syms = d->syms;
+	r->top = m->top;
+	r->n = n;
+	r->res = res;
+	r->caps = xcalloc(n, sizeof(*r->caps));
+	r->tabs = xcalloc(n, sizeof(*r->tabs));
+	for (size_t i = 0; i < n; i++)
+		r->caps[i] = capture_take(ss[i], "metrics", 0);
+	free(ss);
+
+	struct snapsvc_job *job = snapsvc_job_new(d);
+	job->source = SNAPSVC_NONE;
+	job->arg = r;
+	job->compute = round_compute;
+	job->done = round_done;
+	m->round = r;
+	m->worker_busy = true;
+	m->refs++;
+	uv_timer_start(&m->deadline, on_deadline, ROUND_DEADLINE_MS, 0);
+	snapsvc_run(job);
+}
+
+/* ---- rendering ---- */
+
+enum format { FMT_TEXT, FMT_OM };
+
+struct fmt {
+	enum format f;
+	const char *content_type;
+};
+
+static const struct fmt fmt_text = {FMT_TEXT, "text/plain; version=0.0.4; charset=utf-8"};
+static const struct fmt fmt_om = {FMT_OM,
+                                  "application/openmetrics-text; version=1.0.0; charset=utf-8"};
+static const struct fmt fmt_om001 = {FMT_OM,
+                                     "application/openmetrics-text; version=0.0.1; charset=utf-8"};
+
+/* The Accept header's choice: OpenMetrics when it is named explicitly with a
+ * quality at least that of the text format (text/plain, text/any or
+ * any/any), else the text format, also for headers we cannot read. */
+static const struct fmt *negotiate(const char *accept)
+{
+	double q_om = 0, q_text = 0;
+	const struct fmt *om = &fmt_om;
+	const char *p = accept;
+
+	if (accept == NULL)
+		return &fmt_text;
+	while (*p != '\0') {
+		size_t len = strcspn(p, ",");
+		char item[256];
+		snprintf(item, sizeof(item), "%.*s", (int)(len < 255 ? len : 255), p);
+		p += len + (p[len] == ',');
+
+		double q = 1;
+		char version[32] = "";
+		char *save = NULL;
+		char *type = strtok_r(item, ";", &save);
+		if (type == NULL)
+			continue;
+		type += strspn(type, " \t");
+		type[strcspn(type, " \t")] = '\0';
+		for (char *param; (param = strtok_r(NULL, ";", &save)) != NULL;) {
+			param += strspn(param, " \t");
+			if (strncasecmp(param, "q=", 2) == 0)
+				q = strtod(param + 2, NULL);
+			else if (strncasecmp(param, "version=", 8) == 0)
+				snprintf(version, sizeof(version), "%.*s",
+				         (int)strcspn(param + 8, " \t"), param + 8);
+		}
+		if (!(q > 0))
+			continue;
+		if (strcasecmp(type, "application/openmetrics-text") == 0) {
+			bool v1 = version[0] == '\0' || strcmp(version, "1.0.0") == 0;
+			bool v0 = strcmp(version, "0.0.1") == 0;
+			if ((v1 || v0) && q > q_om) {
+				q_om = q;
+				om = v1 ? &fmt_om : &fmt_om001;
+			}
+		} else if ((strcasecmp(type, "text/plain") == 0 &&
+		            (version[0] == '\0' || strcmp(version, "0.0.4") == 0)) ||
+		           strcasecmp(type, "text/*") == 0 || strcmp(type, "*/*") == 0) {
+			if (q > q_text)
+				q_text = q;
+		}
+	}
+	return q_om > 0 && q_om >= q_text ? om : &fmt_text;
+}
+
+enum mtype { M_GAUGE, M_COUNTER, M_HISTOGRAM, M_INFO };
+
+/* HELP and TYPE (and UNIT in OpenMetrics) of a family. `name` is the
+ * family name: without _total for counters and without _info for info
+ * metrics, which the text format names by their sample. Help texts are
+ * constants without quotes, backslashes or newlines, so they need no
+ * escaping in either format. */
+static void family(struct sbuf *b, enum format f, const char *name, enum mtype type,
+                   const char *unit, const char *help)
+{
+	static const char *const types[] = {"gauge", "counter", "histogram", "info"};
+	const char *suffix = "";
+	const char *t = types[type];
+
+	if (f == FMT_TEXT && type == M_COUNTER)
+		suffix = "_total";
+	if (f == FMT_TEXT && type == M_INFO) {
+		suffix = "_info";
+		t = "gauge";
+	}
+	sb_printf(b, "# HELP %s%s %s\n# TYPE %s%s %s\n", name, suffix, help, name, suffix, t);
+	if (f == FMT_OM && unit != NULL)
+		sb_printf(b, "# UNIT %s %s\n", name, unit);
+}
+
+/* One per-process family: a sample per process from field `off`. */
+static void per_process(struct sbuf *b, enum format f, const struct result *r, const char *name,
+                        enum mtype type, const char *unit, const char *help, size_t off)
+{
+	family(b, f, name, type, unit, help);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct proc *p = &r->procs[i];
+		uint64_t v;
+		memcpy(&v, (const char *)p + off, sizeof(v));
+		sb_printf(b, "%s%s{%s} %" PRIu64 "\n", name, type == M_COUNTER ? "_total" : "",
+		          p->labels, v);
+	}
+}
+
+static char *render(struct metrics *m, const struct result *r, enum format f, size_t *len)
+{
+	struct daemon *d = m->d;
+	struct sbuf b = {0};
+	uint64_t cum = 0;
+
+	per_process(&b, f, r, "memtrace_process_current_bytes", M_GAUGE, "bytes",
+	            "Bytes the traced process holds in live blocks (as requested from malloc).",
+	            offsetof(struct proc, current));
+	per_process(&b, f, r, "memtrace_process_peak_bytes", M_GAUGE, "bytes",
+	            "Highest current bytes of the traced process since it started or its peak "
+	            "was reset.",
+	            offsetof(struct proc, peak));
+	per_process(&b, f, r, "memtrace_process_live_blocks", M_GAUGE, NULL,
+	            "Live blocks of the traced process.", offsetof(struct proc, blocks));
+	per_process(&b, f, r, "memtrace_process_allocations", M_COUNTER, NULL,
+	            "Allocations the traced process made.", offsetof(struct proc, allocations));
+	per_process(&b, f, r, "memtrace_process_frees", M_COUNTER, NULL,
+	            "Frees of traced blocks by the process.", offsetof(struct proc, frees));
+	per_process(&b, f, r, "memtrace_process_lost_events", M_COUNTER, NULL,
+	            "Events the agent dropped (MEMTRACE_ON_FULL=drop); the other values are "
+	            "then lower bounds.",
+	            offsetof(struct proc, lost_events));
+
+	family(&b, f, "memtrace_process_limit_reached", M_GAUGE, NULL,
+	       "1 when the daemon stopped tracking new blocks or new stacks (the limit label) "
+	       "of the process; its values are then lower bounds.");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct proc *p = &r->procs[i];
+		sb_printf(&b, "memtrace_process_limit_reached{%s,limit=\"blocks\"} %d\n", p->labels,
+		          (p->limit_reached & HEAP_LIMIT_BLOCKS) != 0);
+		sb_printf(&b, "memtrace_process_limit_reached{%s,limit=\"stacks\"} %d\n", p->labels,
+		          (p->limit_reached & HEAP_LIMIT_STACKS) != 0);
+	}
+
+	family(&b, f, "memtrace_site_live_bytes", M_GAUGE, "bytes",
+	       "Live bytes of the process by allocation site (the caller of malloc), for its "
+	       "largest sites; the site named other has the rest, so they sum to the current "
+	       "bytes.");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct proc *p = &r->procs[i];
+		if (!p->have_sites)
+			continue;
+		for (size_t j = 0; j < p->sites.n; j++) {
+			sb_printf(&b, "memtrace_site_live_bytes{%s,site=\"", p->labels);
+			sb_label_value(&b, p->sites.v[j].label);
+			sb_printf(&b, "\"} %" PRIu64 "\n", p->sites.v[j].bytes);
+		}
+		sb_printf(&b, "memtrace_site_live_bytes{%s,site=\"other\"} %" PRIu64 "\n",
+		          p->labels, p->sites.other);
+	}
+
+	family(&b, f, "memtrace_events_ingested", M_COUNTER, NULL,
+	       "Events (allocations and frees) the daemon took in from agents.");
+	sb_printf(&b, "memtrace_events_ingested_total %" PRIu64 "\n", d->events_total);
+	family(&b, f, "memtrace_sessions", M_GAUGE, NULL,
+	       "Traced processes the daemon keeps: connected (live) or ended (exited).");
+	sb_printf(&b, "memtrace_sessions{state=\"live\"} %zu\n", d->nlive);
+	sb_printf(&b, "memtrace_sessions{state=\"exited\"} %zu\n", d->nexited);
+	family(&b, f, "memtrace_sessions_rejected", M_COUNTER, NULL,
+	       "Agent connections refused because --max-sessions processes were traced.");
+	sb_printf(&b, "memtrace_sessions_rejected_total %" PRIu64 "\n", d->sessions_rejected);
+
+	family(&b, f, "memtrace_snapshot_write_seconds", M_HISTOGRAM, "seconds",
+	       "Time to write one snapshot to the SQLite store.");
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		cum += m->hist[i];
+		sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+		          bucket_names[i], cum);
+	}
+	sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+	          m->hist_count);
+	sb_printf(&b, "memtrace_snapshot_write_seconds_sum %.9g\n", m->hist_sum);
+	sb_printf(&b, "memtrace_snapshot_write_seconds_count %" PRIu64 "\n", m->hist_count);
+
+	family(&b, f, "memtrace_metrics_site_timeouts", M_COUNTER, NULL,
+	       "Scrapes answered without site series because symbolizing took too long.");
+	sb_printf(&b, "memtrace_metrics_site_timeouts_total %" PRIu64 "\n", m->site_timeouts);
+
+	family(&b, f, "memtrace_build", M_INFO, NULL, "The memtraced version.");
+	sb_puts(&b, "memtrace_build_info{version=\"");
+	sb_label_value(&b, PACKAGE_VERSION);
+	sb_puts(&b, "\"} 1\n");
+	if (f == FMT_OM)
+		sb_puts(&b, "# EOF\n");
+	*len = b.len;
+	return b.p;
+}
+
+/* ---- requests ---- */
+
+static enum MHD_Result reply_static(struct MHD_Connection *conn, unsigned status, const char *body,
+                                    bool allow)
+{
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	if (allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	enum MHD_Result rc = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static enum MHD_Result reply_metrics(struct metrics *m, struct mreq *q)
+{
+	size_t len;
+
+	q->state = Q_DONE;
+	if (m->stopping || m->last == NULL)
+		return reply_static(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                    "memtraced is stopping\n", false);
+	const struct fmt *f = negotiate(
+	    MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
+	char *body = render(m, m->last, f->f, &len);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->content_type);
+	enum MHD_Result rc = MHD_queue_response(q->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static struct mconn *find_conn(struct metrics *m, struct MHD_Connection *conn)
+{
+	for (struct mconn *c = m->conns; c != NULL; c = c->next)
+		if (c->conn == conn)
+			return c;
+	return NULL;
+}
+
+/* A scrape: from the last result if it is fresh, else after a new round. */
+static enum MHD_Result serve(struct metrics *m, struct mreq *q)
+{
+	if (m->stopping)
+		return reply_metrics(m, q);
+	if (m->round != NULL) {
+		wait_for_round(m, q);
+		return MHD_YES;
+	}
+	if (m->last == NULL || uv_now(m->d->loop) - m->last_ms >= MIN_REFRESH_MS)
+		start_round(m);
+	if (m->round != NULL) {
+		wait_for_round(m, q);
+		return MHD_YES;
+	}
+	return reply_metrics(m, q);
+}
+
+/* MHD calls this once when the headers are in, then for each piece of a
+ * body and once more at its end. A response queued in the first call ends
+ * the connection after it is sent (and MHD need not read a body): right
+ * for errors. Scrapes are answered from the second call on, which keeps
+ * the connection alive for the next scrape. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+	struct metrics *m = cls;
+	struct mreq *q = *con_cls;
+	(void)version;
+	(void)upload_data;
+
+	if (q == NULL) {
+		struct mconn *c = find_conn(m, conn);
+		if (c != NULL)
+			c->in_request = true;
+		q = xcalloc(1, sizeof(*q));
+		q->m = m;
+		q->conn = conn;
+		*con_cls = q;
+		if (strcmp(url, "/metrics") != 0) {
+			q->state = Q_DONE;
+			return reply_static(conn, MHD_HTTP_NOT_FOUND,
+			                    "Not found: memtraced serves /metrics\n", false);
+		}
+		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+		    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+			q->state = Q_DONE;
+			return reply_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+			                    "Method not allowed: use GET or HEAD\n", true);
+		}
+		return MHD_YES;
+	}
+	switch (q->state) {
+	case Q_NEW:
+		if (*upload_size != 0) {
+			*upload_size = 0; /* a body on GET means nothing: skip it */
+			return MHD_YES;
+		}
+		return serve(m, q);
+	case Q_RESUMED:
+		if (*upload_size != 0) {
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		return reply_metrics(m, q);
+	case Q_WAITING:
+	case Q_DONE:
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	return MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct metrics *m = cls;
+	struct mreq *q = *con_cls;
+	struct mconn *c = find_conn(m, conn);
+	(void)toe;
+
+	if (c != NULL) {
+		c->in_request = false;
+		c->since = uv_now(m->d->loop);
+	}
+	if (q == NULL)
+		return;
+	if (q->state == Q_WAITING) {
+		*q->prevp = q->next;
+		if (q->next != NULL)
+			q->next->prevp = q->prevp;
+	}
+	free(q);
+	*con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	struct metrics *m = cls;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct mconn *c = xcalloc(1, sizeof(*c));
+		c->conn = conn;
+		c->fd = ci != NULL ? ci->connect_fd : -1;
+		c->since = uv_now(m->d->loop);
+		c->next = m->conns;
+		if (c->next != NULL)
+			c->next->prevp = &c->next;
+		c->prevp = &m->conns;
+		m->conns = c;
+		*socket_context = c;
+		return;
+	}
+	struct mconn *c = *socket_context;
+	if (c == NULL)
+		return;
+	*c->prevp = c->next;
+	if (c->next != NULL)
+		c->next->prevp = c->prevp;
+	free(c);
+	*socket_context = NULL;
+}
+
+/* Slowloris: MHD's timeout is for idleness, and a client that sends a byte
+ * every few seconds is never idle. A connection whose request headers are
+ * not complete HEADER_DEADLINE_MS after it opened (or after its previous
+ * response) is shut down; MHD sees the end of the stream and closes it.
+ * shutdown(2), not close(2): the descriptor stays MHD's. */
+static void on_sweep(uv_timer_t *t)
+{
+	struct metrics *m = t->data;
+	uint64_t now = uv_now(m->d->loop);
+	bool cut = false;
+
+	for (struct mconn *c = m->conns; c != NULL; c = c->next) {
+		if (c->in_request || c->cut || c->fd < 0 || now - c->since < HEADER_DEADLINE_MS)
+			continue;
+		log_debug("metrics: closing an HTTP connection whose request did not arrive within "
+		          "%d ms",
+		          HEADER_DEADLINE_MS);
+		shutdown(c->fd, SHUT_RDWR);
+		c->cut = true;
+		cut = true;
+	}
+	if (cut)
+		pump(m);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	/* Mostly about clients (bad requests, timeouts): not worth more. */
+	log_debug("metrics: libmicrohttpd: %s", line);
+}
+
+/* ---- start and stop ---- */
+
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon, *port;
+	char *end;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+			return -EINVAL;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - s - 1), s + 1);
+		port = rb + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+			return -EINVAL;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+		port = colon + 1;
+	}
+	errno = 0;
+	unsigned long p = strtoul(port, &end, 10);
+	if (port[0] < '0' || port[0] > '9' || *end != '\0' || errno != 0 || p > 65535)
+		return -EINVAL;
+	if (s[0] == '[') {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)p);
+		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+			return -EINVAL;
+		*len = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)p);
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -EINVAL;
+		*len = sizeof(*a);
+	}
+	return 0;
+}
+
+/* A listening TCP socket of our own, so errors are ours to report and the
+ * port can be 0. */
+static int listen_socket(const struct sockaddr_storage *ss, socklen_t len, int *port)
+{
+	int one = 1, rc;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss->ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+	                                          : ((struct sockaddr_in *)&bound)->sin_port);
+	return fd;
+}
+
+int metrics_start(struct daemon *d, const char *where)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, rc, port = 0;
+
+	if (strcmp(where, "off") == 0)
+		return 0;
+	if (parse_listen(where, &ss, &len) < 0)
+		return -EINVAL;
+	if ((fd = listen_socket(&ss, len, &port)) < 0)
+		return fd;
+
+	struct metrics *m = xcalloc(1, sizeof(*m));
+	m->d = d;
+	m->port = port;
+	m->top = d->cfg.metrics_top_sites;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	/* MHD takes fd (MHD_OPTION_LISTEN_SOCKET) and closes it when stopped.
+	 * One option and its value per line: */
+	/* clang-format off */
+	m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m,
+	                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, m, /* first: it logs the rest */
+	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+	                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
+	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
+	                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
+	                          MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
+	                          MHD_OPTION_END);
+	/* clang-format on */
+	if (m->mhd == NULL) {
+		rc = errno != 0 ? -errno : -EINVAL;
+		close(fd);
+		free(m);
+		return rc;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (info == NULL || (rc = uv_poll_init(d->loop, &m->poll, info->epoll_fd)) < 0) {
+		MHD_stop_daemon(m->mhd);
+		free(m);
+		return info == NULL ? -ENOTSUP : rc;
+	}
+	m->refs = 5; /* four handles and "started" */
+	m->poll.data = m;
+	uv_timer_init(d->loop, &m->timer);
+	m->timer.data = m;
+	uv_timer_init(d->loop, &m->sweep);
+	m->sweep.data = m;
+	uv_timer_init(d->loop, &m->deadline);
+	m->deadline.data = m;
+	uv_poll_start(&m->poll, UV_READABLE, on_poll);
+	uv_timer_start(&m->sweep, on_sweep, 1000, 1000);
+	d->metrics = m;
+	pump(m);
+	char host[INET6_ADDRSTRLEN];
+	if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+	log_info("metrics on http://%s%s%s:%d/metrics", ss.ss_family == AF_INET6 ? "[" : "", host,
+	         ss.ss_family == AF_INET6 ? "]" : "", port);
+	return 0;
+}
+
+int metrics_port(const struct daemon *d)
+{
+	return d->metrics != NULL ? d->metrics->port : 0;
+}
+
+void metrics_stop(struct daemon *d)
+{
+	struct metrics *m = d->metrics;
+
+	if (m == NULL)
+		return;
+	d->metrics = NULL;
+	m->stopping = true;
+	if (m->round != NULL) {
+		m->round->abandoned = true; /* freed when its job is done */
+		m->round = NULL;
+	}
+	uv_timer_stop(&m->deadline);
+	/* MHD must not be stopped with suspended connections: resume them
+	 * (they are answered 503) and let MHD run them once. */
+	wake_waiters(m);
+	MHD_run(m->mhd);
+	MHD_run(m->mhd);
+	/* libuv must forget the epoll fd before MHD closes it. */
+	uv_close((uv_handle_t *)&m->poll, on_handle_closed);
+	uv_close((uv_handle_t *)&m->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&m->sweep, on_handle_closed);
+	uv_close((uv_handle_t *)&m->deadline, on_handle_closed);
+	MHD_stop_daemon(m->mhd);
+	m->mhd = NULL;
+	metrics_unref(m);
+}
+
+void metrics_observe_snapshot_write(struct daemon *d, double seconds)
+{
+	struct metrics *m = d->metrics;
+
+	if (m == NULL || !(seconds >= 0))
+		return;
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		if (seconds <= buckets[i]) {
+			m->hist[i]++;
+			break;
+		}
+	}
+	m->hist_count++;
+	m->hist_sum += seconds;
+}

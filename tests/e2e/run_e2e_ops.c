@@ -1,0 +1,1537 @@
+/*
+ * run_e2e_ops.c - end-to-end tests of issue 4 (memtraced as a service),
+ * items 1-5, against the real memtraced, libmemtrace.so and memtracectl,
+ * and the real tools operators use with it: Prometheus and promtool
+ * (Debian's prometheus package) and systemd-analyze.
+ *
+ * A missing tool is a failure, never a skip: scripts/deps.sh installs them.
+ * Each test runs in Check's forked child with its own daemon on a fresh
+ * directory under the harness's base directory. The daemon is started here
+ * rather than by h_daemon_start because these tests need extra options
+ * (--metrics-listen 127.0.0.1:0, whose port is read from the daemon's log)
+ * and, for socket activation, descriptors 3 and 4 and systemd's
+ * environment; everything else (traced programs, memtracectl, the ground
+ * truth) is the harness's.
+ *
+ * Items and tests:
+ *  1 metrics_match_ctl      a scrape of a traced program: per-process values
+ *                           equal `memtracectl stats`, per-site values and
+ *                           "other" equal `memtracectl top --key lineno`,
+ *                           sites sum to current; `promtool check metrics`
+ *                           prints nothing and exits 0; OpenMetrics when
+ *                           asked (Prometheus's own Accept header), HEAD
+ *  2 prometheus_scrapes     a real Prometheus on loopback (1 s scrapes,
+ *                           killed after at most 40 s) scrapes memtraced; its
+ *                           query API returns the program's current bytes,
+ *                           its target is healthy, and its metadata shows it
+ *                           read OpenMetrics (families, types, units)
+ *  3 systemd_units          `systemd-analyze verify` on the units configure
+ *                           generated prints nothing and exits 0 (man pages
+ *                           found through MANPATH = our man/); `systemd-analyze
+ *                           security --offline=yes` scores the service at or
+ *                           below 2.0 (--threshold=20 as well as parsed)
+ *  4 socket_activation      memtraced started as systemd would (sockets on
+ *    (by name, by order)    fds 3 and 4, LISTEN_FDS, LISTEN_PID, with and
+ *                           without LISTEN_FDNAMES, NOTIFY_SOCKET abstract or
+ *                           a path): READY=1 arrives, the socket files are
+ *                           the test's own (not rebound), agents and clients
+ *                           work, STOPPING=1 at SIGTERM, files left in place
+ *  5 bad_http               404, 405 with Allow, 431 for 64 KiB of headers,
+ *                           4xx or a close for garbage; slowloris trickles
+ *                           and a flood of connections from other loopback
+ *                           addresses, while scrapes from 127.0.0.1 keep
+ *                           answering within 2 s and a traced program's next
+ *                           phase is reported exactly; trickling connections
+ *                           are cut within 15 s
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#ifndef TEST_SRCDIR
+#define TEST_SRCDIR "."
+#endif
+#ifndef TEST_SBINDIR
+#define TEST_SBINDIR "/usr/local/sbin"
+#endif
+
+/* What Prometheus 2.42 sends (scrape.go's acceptHeader). */
+#define PROMETHEUS_ACCEPT                                                                          \
+	"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"   \
+	"q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+#define TOP_SITES          10 /* memtraced's default --metrics-top-sites */
+#define SECURITY_THRESHOLD 2.0
+
+extern char **environ;
+
+static struct h_daemon D;
+static int metrics_port;
+
+/* -------------------------------------------------------------- tools */
+
+/* The absolute path of a program in $PATH, or NULL. */
+static char *which(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *copy = h_strf("%s", path != NULL ? path : "/usr/bin:/bin:/usr/sbin:/sbin");
+	char *save = NULL, *found = NULL;
+
+	for (char *dir = strtok_r(copy, ":", &save); dir != NULL && found == NULL;
+	     dir = strtok_r(NULL, ":", &save)) {
+		char *p = h_strf("%s/%s", dir, name);
+		if (access(p, X_OK) == 0)
+			found = p;
+		else
+			free(p);
+	}
+	free(copy);
+	return found;
+}
+
+/* A tool the test needs; its absence fails the test. */
+static char *require_tool(const char *name, const char *package)
+{
+	char *p = which(name);
+	ck_assert_msg(p != NULL,
+	              "%s is not installed: this test needs it (Debian package %s; "
+	              "scripts/deps.sh installs it)",
+	              name, package);
+	return p;
+}
+
+/* The environment for processes started here: ours without anything that
+ * would confuse memtraced or its agent. */
+static char **clean_env(const char *const *extra, size_t nslots)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	for (char **e = environ; *e != NULL; e++)
+		n++;
+	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+		n++;
+	env = calloc(n + nslots + 1, sizeof *env);
+	if (env == NULL)
+		abort();
+	for (char **e = environ; *e != NULL; e++)
+		if (strncmp(*e, "MEMTRACE_", 9) != 0 && strncmp(*e, "LD_PRELOAD=", 11) != 0 &&
+		    strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 && strncmp(*e, "LISTEN_", 7) != 0)
+			env[k++] = *e;
+	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+		env[k++] = (char *)extra[i];
+	return env;
+}
+
+/* Descriptors a child gets at 3, 4, ... (socket activation). */
+struct fd_plan {
+	int fds[4];
+	int n;
+	char *env_pid; /* "LISTEN_PID=" buffer filled in by the child, or NULL */
+};
+
+/* Forks and execs argv with stdin from /dev/null and stdout and stderr to
+ * `log`; dies with the test process. */
+static pid_t spawn_logged(const char *const *argv, char **env, const char *log,
+                          const struct fd_plan *plan)
+{
+	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pid_t parent = getpid(), pid;
+
+	ck_assert_msg(logfd >= 0 && nullfd >= 0, "open %s: %s", log, strerror(errno));
+	pid = fork();
+	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int moved[4];
+		int n = plan != NULL ? plan->n : 0;
+		/* Out of the way of 0..2 and 3..3+n first, then into place. */
+		for (int i = 0; i < n; i++)
+			moved[i] = fcntl(plan->fds[i], F_DUPFD_CLOEXEC, 20);
+		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+			_exit(126);
+		for (int i = 0; i < n; i++)
+			if (moved[i] < 0 || dup2(moved[i], 3 + i) < 0)
+				_exit(126);
+		closefrom(3 + n);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(125);
+		if (plan != NULL && plan->env_pid != NULL)
+			snprintf(plan->env_pid, 32, "LISTEN_PID=%ld", (long)getpid());
+		execve(argv[0], (char *const *)argv, env);
+		_exit(127);
+	}
+	close(logfd);
+	close(nullfd);
+	return pid;
+}
+
+static bool wait_exit(pid_t pid, int *status, int timeout_ms)
+{
+	long long deadline = h_now_ms() + timeout_ms;
+	while (h_now_ms() < deadline) {
+		if (waitpid(pid, status, WNOHANG) == pid)
+			return true;
+		h_sleep_ms(20);
+	}
+	return false;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *s = NULL;
+	size_t len = 0;
+
+	if (f == NULL)
+		return NULL;
+	if (getdelim(&s, &len, '\0', f) < 0) {
+		free(s);
+		s = h_strf("%s", "");
+	}
+	fclose(f);
+	return s;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+	ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
+	fputs(text, f);
+	ck_assert_msg(fclose(f) == 0, "write %s: %s", path, strerror(errno));
+}
+
+/* Runs a tool with `input` on its stdin (or none); returns its wait status
+ * and its stdout and stderr (caller frees). */
+static int run_tool(const char *const *argv, const char *input, const char *const *env, char **out,
+                    char **err)
+{
+	struct h_spawn s;
+	struct h_proc p;
+	int st;
+
+	memset(&s, 0, sizeof s);
+	s.argv = argv;
+	s.env = env;
+	s.uid = H_NOUID;
+	h_proc_start(&p, &s);
+	if (input != NULL) {
+		size_t n = strlen(input);
+		/* h_proc_send adds a newline; the input already ends in one. */
+		char *copy =
+		    h_strf("%.*s", (int)(n > 0 && input[n - 1] == '\n' ? n - 1 : n), input);
+		h_proc_send(&p, copy);
+		free(copy);
+	}
+	h_proc_close_stdin(&p);
+	st = h_proc_finish(&p, 60000);
+	*out = h_strf("%s", p.out.data != NULL ? p.out.data : "");
+	*err = h_strf("%s", p.err.data != NULL ? p.err.data : "");
+	h_proc_cleanup(&p);
+	return st;
+}
+
+/* ------------------------------------------------------------ daemons */
+
+static void daemon_dirs(struct h_daemon *d)
+{
+	memset(d, 0, sizeof *d);
+	snprintf(d->dir, sizeof d->dir, "%s/ops.XXXXXX", h_base_dir());
+	ck_assert_msg(mkdtemp(d->dir) != NULL, "mkdtemp: %s", strerror(errno));
+	ck_assert_msg(chmod(d->dir, 0755) == 0, "chmod: %s", strerror(errno));
+	snprintf(d->runtime, sizeof d->runtime, "%s/run", d->dir);
+	snprintf(d->state, sizeof d->state, "%s/state", d->dir);
+	snprintf(d->log, sizeof d->log, "%s/memtraced.log", d->dir);
+	ck_assert_msg(mkdir(d->runtime, 0755) == 0 && mkdir(d->state, 0700) == 0, "mkdir: %s",
+	              strerror(errno));
+}
+
+/* The port memtraced logged for --metrics-listen 127.0.0.1:0 ("metrics on
+ * http://127.0.0.1:PORT/metrics"), or 0 for now. */
+static int logged_port(const struct h_daemon *d)
+{
+	static const char prefix[] = "metrics on http://127.0.0.1:";
+	char *log = read_file(d->log);
+	const char *p = log != NULL ? strstr(log, prefix) : NULL;
+	int port = p != NULL ? atoi(p + strlen(prefix)) : 0;
+	free(log);
+	return port;
+}
+
+/* memtraced with metrics on 127.0.0.1 and a free port (in metrics_port). */
+static void metrics_daemon_start(void)
+{
+	const char *argv[] = {h_daemon_bin(), "--runtime-dir",    D.runtime,     "--state-dir",
+	                      D.state,        "--metrics-listen", "127.0.0.1:0", NULL};
+	char sock[700];
+	long long deadline;
+	char **env;
+
+	daemon_dirs(&D);
+	argv[2] = D.runtime;
+	argv[4] = D.state;
+	env = clean_env(NULL, 0);
+	D.pid = spawn_logged(argv, env, D.log, NULL);
+	free(env);
+	snprintf(sock, sizeof sock, "%s/control.sock", D.runtime);
+	deadline = h_now_ms() + H_START_MS;
+	metrics_port = 0;
+	while (h_now_ms() < deadline && h_daemon_alive(&D)) {
+		int fd = h_connect(sock);
+		if (fd >= 0)
+			close(fd);
+		if (fd >= 0 && (metrics_port = logged_port(&D)) > 0)
+			break;
+		h_sleep_ms(20);
+	}
+	if (metrics_port <= 0) {
+		char *log = h_daemon_log_tail(&D, 3000);
+		ck_abort_msg("memtraced did not start with metrics within %d ms; log:\n%s",
+		             H_START_MS, log);
+	}
+}
+
+static void teardown(void)
+{
+	h_daemon_cleanup(&D);
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+struct http {
+	int status;
+	char *head; /* status line and headers */
+	char *body;
+	size_t len;
+};
+
+static void http_free(struct http *r)
+{
+	free(r->head);
+	free(r->body);
+	memset(r, 0, sizeof *r);
+}
+
+/* A TCP connection to 127.0.0.1:port from address src (any 127.0.0.0/8
+ * address is loopback on Linux, which lets one test be several clients). */
+static int tcp_connect(const char *src, int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	if (src != NULL) {
+		inet_pton(AF_INET, src, &a.sin_addr);
+		if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+			int e = -errno;
+			close(fd);
+			return e;
+		}
+	}
+	a.sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* Reads until the peer closes or timeout_ms pass. Returns bytes read, or
+ * -ETIMEDOUT (then *data has what came). */
+static long read_all(int fd, char **data, int timeout_ms)
+{
+	long long deadline = h_now_ms() + timeout_ms;
+	size_t len = 0, cap = 8192;
+	char *buf = malloc(cap);
+
+	if (buf == NULL)
+		abort();
+	for (;;) {
+		long long left = deadline - h_now_ms();
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (left <= 0) {
+			buf[len] = '\0';
+			*data = buf;
+			return -ETIMEDOUT;
+		}
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		if (len + 4096 > cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (buf == NULL)
+				abort();
+		}
+		ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	*data = buf;
+	return (long)len;
+}
+
+/* Sends a raw request (the test closes nothing early: the server closes
+ * after answering "Connection: close" or HTTP/1.0) and splits the answer
+ * into status, head and body. 0, or -errno / -ETIMEDOUT. */
+static int http_raw(const char *src, int port, const char *req, size_t reqlen, struct http *r,
+                    int timeout_ms)
+{
+	char *data;
+	long n;
+	int fd = tcp_connect(src, port);
+
+	memset(r, 0, sizeof *r);
+	if (fd < 0)
+		return fd;
+	if (h_send_all(fd, req, reqlen) < 0) {
+		/* The server may answer and close before reading it all. */
+	}
+	n = read_all(fd, &data, timeout_ms);
+	close(fd);
+	if (n == -ETIMEDOUT) {
+		free(data);
+		return -ETIMEDOUT;
+	}
+	char *sep = strstr(data, "\r\n\r\n");
+	if (strncmp(data, "HTTP/1.", 7) == 0 && strlen(data) > 12)
+		r->status = atoi(data + 9);
+	if (sep != NULL) {
+		r->head = h_strf("%.*s", (int)(sep - data), data);
+		r->len = (size_t)n - (size_t)(sep + 4 - data);
+		r->body = malloc(r->len + 1);
+		if (r->body == NULL)
+			abort();
+		memcpy(r->body, sep + 4, r->len);
+		r->body[r->len] = '\0';
+	} else {
+		r->head = h_strf("%s", data);
+		r->body = h_strf("%s", "");
+	}
+	free(data);
+	return 0;
+}
+
+static int http_get(const char *src, int port, const char *method, const char *path,
+                    const char *accept, struct http *r)
+{
+	char *req = h_strf(
+	    "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%sConnection: close\r\n\r\n", method, path,
+	    port, accept ? "Accept: " : "", accept ? accept : "", accept ? "\r\n" : "");
+	int rc = http_raw(src, port, req, strlen(req), r, 10000);
+	free(req);
+	return rc;
+}
+
+/* The value of header `name` (a new string), or NULL. */
+static char *http_header(const struct http *r, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = r->head; p != NULL && *p != '\0';) {
+		const char *eol = strstr(p, "\r\n");
+		size_t l = eol != NULL ? (size_t)(eol - p) : strlen(p);
+		if (l > n && strncasecmp(p, name, n) == 0 && p[n] == ':') {
+			const char *v = p + n + 1;
+			while (*v == ' ')
+				v++;
+			return h_strf("%.*s", (int)(l - (size_t)(v - p)), v);
+		}
+		p = eol != NULL ? eol + 2 : NULL;
+	}
+	return NULL;
+}
+
+/* GET /metrics from 127.0.0.1, asserting 200. */
+static void scrape(const char *accept, struct http *r)
+{
+	int rc = http_get("127.0.0.1", metrics_port, "GET", "/metrics", accept, r);
+	ck_assert_msg(rc == 0 && r->status == 200, "GET /metrics: %s, status %d, %.500s",
+	              rc < 0 ? strerror(-rc) : "ok", r->status, r->head ? r->head : "");
+}
+
+/* ---------------------------------------------------- the exposition */
+
+struct sample {
+	char *name;
+	int nl;
+	char *key[8], *val[8];
+	double value;
+};
+
+static void samples_free(struct sample *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		for (int j = 0; j < v[i].nl; j++) {
+			free(v[i].key[j]);
+			free(v[i].val[j]);
+		}
+	}
+	free(v);
+}
+
+/* The samples of a text exposition (comments skipped). NULL and a reason
+ * on a line this reader cannot take apart. */
+static struct sample *parse_samples(const char *text, size_t *n, char **why)
+{
+	struct sample *v = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	*why = NULL;
+	for (const char *line = text; *line != '\0';) {
+		const char *eol = strchr(line, '\n');
+		size_t l = eol != NULL ? (size_t)(eol - line) : strlen(line);
+		const char *p = line, *end = line + l;
+		const char *next = eol != NULL ? eol + 1 : line + l;
+
+		if (l == 0 || line[0] == '#') {
+			line = next;
+			continue;
+		}
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = realloc(v, cap * sizeof *v);
+			if (v == NULL)
+				abort();
+		}
+		struct sample *s = &v[*n];
+		memset(s, 0, sizeof *s);
+		size_t nl = strcspn(p, "{ ");
+		s->name = h_strf("%.*s", (int)nl, p);
+		p += nl;
+		if (*p == '{') {
+			p++;
+			while (p < end && *p != '}') {
+				size_t kl = strcspn(p, "=");
+				if (s->nl == 8 || p + kl + 1 >= end || p[kl + 1] != '"')
+					goto bad;
+				s->key[s->nl] = h_strf("%.*s", (int)kl, p);
+				p += kl + 2;
+				char *val = malloc((size_t)(end - p) + 1);
+				size_t vl = 0;
+				if (val == NULL)
+					abort();
+				while (p < end && *p != '"') {
+					if (*p == '\\' && p + 1 < end) {
+						p++;
+						val[vl++] = *p == 'n' ? '\n' : *p;
+					} else {
+						val[vl++] = *p;
+					}
+					p++;
+				}
+				val[vl] = '\0';
+				s->val[s->nl++] = val;
+				if (p >= end)
+					goto bad;
+				p++; /* closing quote */
+				if (*p == ',')
+					p++;
+			}
+			if (p >= end)
+				goto bad;
+			p++;
+		}
+		if (*p != ' ')
+			goto bad;
+		s->value = strtod(p + 1, NULL);
+		(*n)++;
+		line = next;
+		continue;
+	bad:
+		*why = h_strf("cannot read the sample line: %.*s", (int)l, line);
+		(*n)++;
+		samples_free(v, *n);
+		return NULL;
+	}
+	return v;
+}
+
+static const char *label(const struct sample *s, const char *key)
+{
+	for (int i = 0; i < s->nl; i++)
+		if (strcmp(s->key[i], key) == 0)
+			return s->val[i];
+	return NULL;
+}
+
+/* The value of `name` for pid (and optionally one more label), or NAN. */
+static double value_of(const struct sample *v, size_t n, const char *name, long pid, const char *k2,
+                       const char *v2)
+{
+	char pidbuf[24];
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	for (size_t i = 0; i < n; i++) {
+		const char *p = label(&v[i], "pid");
+		if (strcmp(v[i].name, name) != 0 || p == NULL || strcmp(p, pidbuf) != 0)
+			continue;
+		if (k2 != NULL && (label(&v[i], k2) == NULL || strcmp(label(&v[i], k2), v2) != 0))
+			continue;
+		return v[i].value;
+	}
+	return NAN;
+}
+
+/* --------------------------------------- item 1: metrics = memtracectl */
+
+struct tsite {
+	char *label;
+	long long size;
+	bool seen;
+};
+
+/* Compares one scrape with `memtracectl stats` and `top --key lineno`.
+ * Returns NULL when they agree, else the differences. *text gets the
+ * scrape (caller frees). */
+static char *compare_with_ctl(long pid, char **text)
+{
+	char pidbuf[24];
+	const char *stats_args[] = {"stats", "--pid", pidbuf, NULL};
+	const char *top_args[] = {"top", "--pid", pidbuf, "--key", "lineno", "--limit", "0", NULL};
+	struct h_ctl st, top;
+	struct http r;
+	struct sample *v;
+	size_t n;
+	char *why = NULL;
+	struct tsite *ts = NULL;
+	size_t nts = 0;
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	scrape(NULL, &r);
+	char *ctype = http_header(&r, "Content-Type");
+	if (ctype == NULL || strcmp(ctype, "text/plain; version=0.0.4; charset=utf-8") != 0)
+		h_append(&why, "Content-Type is %s", ctype ? ctype : "absent");
+	free(ctype);
+	v = parse_samples(r.body, &n, &why);
+	*text = r.body;
+	r.body = NULL;
+	http_free(&r);
+	if (v == NULL)
+		return why;
+	h_ctl_run(&D, H_NOUID, &st, stats_args);
+	h_ctl_run(&D, H_NOUID, &top, top_args);
+	if (st.json == NULL || top.json == NULL) {
+		h_append(&why, "memtracectl failed: %.300s %.300s", st.out, top.out);
+		goto out;
+	}
+
+	static const struct {
+		const char *metric, *field;
+	} per_process[] = {
+	    {"memtrace_process_current_bytes", "current"},
+	    {"memtrace_process_peak_bytes", "peak"},
+	    {"memtrace_process_live_blocks", "blocks"},
+	    {"memtrace_process_allocations_total", "allocations"},
+	    {"memtrace_process_frees_total", "frees"},
+	    {"memtrace_process_lost_events_total", "lost_events"},
+	};
+	long long current = -1;
+	for (size_t i = 0; i < sizeof per_process / sizeof per_process[0]; i++) {
+		long long want;
+		double got = value_of(v, n, per_process[i].metric, pid, NULL, NULL);
+		if (!h_json_int(st.json, per_process[i].field, &want))
+			h_append(&why, "stats has no %s", per_process[i].field);
+		else if (isnan(got) || (long long)got != want)
+			h_append(&why, "%s is %.0f, memtracectl stats says %s %lld",
+			         per_process[i].metric, got, per_process[i].field, want);
+		if (strcmp(per_process[i].field, "current") == 0)
+			current = want;
+	}
+	const char *exe = h_json_str(st.json, "exe");
+	char pidlabel[24];
+	snprintf(pidlabel, sizeof pidlabel, "%ld", pid);
+	for (size_t i = 0; i < n; i++) {
+		const char *p = label(&v[i], "pid");
+		if (p != NULL && strcmp(p, pidlabel) == 0 &&
+		    (label(&v[i], "exe") == NULL || exe == NULL ||
+		     strcmp(label(&v[i], "exe"), exe) != 0))
+			h_append(&why, "%s has exe \"%s\", stats says \"%s\"", v[i].name,
+			         label(&v[i], "exe") ? label(&v[i], "exe") : "(none)",
+			         exe ? exe : "?");
+	}
+
+	/* top's groups with live bytes, as the metrics label them. */
+	const cJSON *stats = cJSON_GetObjectItemCaseSensitive(top.json, "stats"), *e;
+	cJSON_ArrayForEach(e, stats)
+	{
+		const cJSON *f0 =
+		    cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "traceback"), 0);
+		long long size, lineno;
+		const char *fn = h_json_str(f0, "function"), *file = h_json_str(f0, "filename");
+		if (!h_json_int(e, "size", &size) || fn == NULL || file == NULL ||
+		    !h_json_int(f0, "lineno", &lineno)) {
+			h_append(&why, "top answer not understood");
+			goto out;
+		}
+		if (size == 0)
+			continue;
+		ts = realloc(ts, (nts + 1) * sizeof *ts);
+		if (ts == NULL)
+			abort();
+		ts[nts].label = lineno > 0              ? h_strf("%s (%s:%lld)", fn, file, lineno)
+		                : strcmp(fn, file) == 0 ? h_strf("%s", fn)
+		                                        : h_strf("%s (%s)", fn, file);
+		ts[nts].size = size;
+		ts[nts++].seen = false;
+	}
+
+	long long sum = 0, min_site = -1, other = -1;
+	int nsites = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = label(&v[i], "pid"), *site = label(&v[i], "site");
+		if (strcmp(v[i].name, "memtrace_site_live_bytes") != 0 || p == NULL ||
+		    strcmp(p, pidlabel) != 0)
+			continue;
+		if (site == NULL) {
+			h_append(&why, "a site series without a site label");
+			continue;
+		}
+		long long val = (long long)v[i].value;
+		if (strcmp(site, "other") == 0) {
+			other = val;
+			continue;
+		}
+		nsites++;
+		sum += val;
+		if (min_site < 0 || val < min_site)
+			min_site = val;
+		size_t j = 0;
+		while (j < nts && strcmp(ts[j].label, site) != 0)
+			j++;
+		if (j == nts) {
+			h_append(&why, "site \"%s\" (%lld bytes) is not in memtracectl top", site,
+			         val);
+			continue;
+		}
+		ts[j].seen = true;
+		if (ts[j].size != val)
+			h_append(&why, "site \"%s\": metrics %lld bytes, memtracectl top %lld",
+			         site, val, ts[j].size);
+	}
+	long long rest = 0;
+	for (size_t j = 0; j < nts; j++) {
+		if (ts[j].seen)
+			continue;
+		rest += ts[j].size;
+		if (min_site >= 0 && ts[j].size > min_site)
+			h_append(
+			    &why,
+			    "site \"%s\" (%lld bytes) is larger than a reported one but missing",
+			    ts[j].label, ts[j].size);
+	}
+	if (nsites != (int)(nts < TOP_SITES ? nts : TOP_SITES))
+		h_append(&why, "%d site series, expected %zu (top has %zu groups with bytes)",
+		         nsites, nts < TOP_SITES ? nts : (size_t)TOP_SITES, nts);
+	if (other < 0)
+		h_append(&why, "no site=\"other\" series");
+	else if (other != rest)
+		h_append(&why,
+		         "site=\"other\" is %lld, the groups top has beyond the sites sum to %lld",
+		         other, rest);
+	if (other >= 0 && sum + other != current)
+		h_append(&why, "sites sum to %lld + other %lld, current is %lld", sum, other,
+		         current);
+	if (nts <= TOP_SITES)
+		h_append(&why, "the program has only %zu sites: the test needs more than %d", nts,
+		         TOP_SITES);
+out:
+	for (size_t j = 0; j < nts; j++)
+		free(ts[j].label);
+	free(ts);
+	samples_free(v, n);
+	h_ctl_free(&st);
+	h_ctl_free(&top);
+	return why;
+}
+
+START_TEST(metrics_match_ctl)
+{
+	struct h_proc p;
+	char *why = NULL, *text = NULL, *out, *err;
+	long long deadline;
+	char *promtool = require_tool("promtool", "prometheus");
+
+	metrics_daemon_start();
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+
+	/* The program is idle after "ready"; what its agent flushed converges
+	 * within H_POLL_MS. */
+	deadline = h_now_ms() + H_POLL_MS;
+	do {
+		free(why);
+		free(text);
+		why = compare_with_ctl(p.pid, &text);
+		if (why != NULL)
+			h_sleep_ms(100);
+	} while (why != NULL && h_now_ms() < deadline);
+	ck_assert_msg(why == NULL, "metrics differ from memtracectl:\n  %s\nscrape:\n%.3000s", why,
+	              text);
+
+	const char *argv[] = {promtool, "check", "metrics", NULL};
+	int st = run_tool(argv, text, NULL, &out, &err);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && out[0] == '\0' &&
+	                  err[0] == '\0',
+	              "promtool check metrics: %s\nstdout: %.2000s\nstderr: %.2000s",
+	              h_status_str(st), out, err);
+	free(out);
+	free(err);
+
+	/* OpenMetrics, as Prometheus asks for it. */
+	struct http r;
+	scrape(PROMETHEUS_ACCEPT, &r);
+	char *ctype = http_header(&r, "Content-Type");
+	ck_assert_msg(
+	    ctype != NULL &&
+	        strcmp(ctype, "application/openmetrics-text; version=1.0.0; charset=utf-8") == 0,
+	    "OpenMetrics Content-Type: %s", ctype ? ctype : "(none)");
+	free(ctype);
+	ck_assert_msg(r.len >= 6 && strcmp(r.body + r.len - 6, "# EOF\n") == 0,
+	              "OpenMetrics body does not end in # EOF: ...%.200s",
+	              r.len > 200 ? r.body + r.len - 200 : r.body);
+	ck_assert_msg(strstr(r.body, "# TYPE memtrace_process_allocations counter\n") != NULL &&
+	                  strstr(r.body, "# TYPE memtrace_process_allocations_total") == NULL &&
+	                  strstr(r.body, "\nmemtrace_process_allocations_total{") != NULL &&
+	                  strstr(r.body, "# TYPE memtrace_build info\n") != NULL &&
+	                  strstr(r.body, "# UNIT memtrace_process_current_bytes bytes\n") != NULL,
+	              "OpenMetrics families are not named by the rules:\n%.3000s", r.body);
+	size_t on, tn;
+	char *pwhy;
+	struct sample *ov = parse_samples(r.body, &on, &pwhy);
+	ck_assert_msg(ov != NULL, "OpenMetrics: %s", pwhy);
+	struct sample *tv = parse_samples(text, &tn, &pwhy);
+	ck_assert_msg(tv != NULL, "text: %s", pwhy);
+	ck_assert_double_eq(value_of(ov, on, "memtrace_process_current_bytes", p.pid, NULL, NULL),
+	                    value_of(tv, tn, "memtrace_process_current_bytes", p.pid, NULL, NULL));
+	samples_free(ov, on);
+	samples_free(tv, tn);
+	http_free(&r);
+
+	/* HEAD: the headers of GET, no body. */
+	ck_assert_int_eq(http_get("127.0.0.1", metrics_port, "HEAD", "/metrics", NULL, &r), 0);
+	ck_assert_msg(r.status == 200 && r.len == 0, "HEAD /metrics: %d with %zu body bytes",
+	              r.status, r.len);
+	http_free(&r);
+
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+	h_proc_cleanup(&p);
+	free(text);
+	free(promtool);
+	ck_assert_int_eq(h_daemon_signal(&D, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* ------------------------------------------ item 2: a real Prometheus */
+
+static int free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	ck_assert_msg(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	                  getsockname(fd, (struct sockaddr *)&a, &l) == 0,
+	              "no free port: %s", strerror(errno));
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* GET on Prometheus's API; HTTP/1.0, so that the answer is never chunked. */
+static cJSON *prom_get(int port, const char *path)
+{
+	struct http r;
+	char *req = h_strf("GET %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n\r\n", path, port);
+	int rc = http_raw("127.0.0.1", port, req, strlen(req), &r, 5000);
+	cJSON *j = rc == 0 && r.status == 200 ? cJSON_Parse(r.body) : NULL;
+	free(req);
+	http_free(&r);
+	return j;
+}
+
+START_TEST(prometheus_scrapes)
+{
+	char *prometheus = require_tool("prometheus", "prometheus");
+	char pidbuf[24];
+	const char *stats_args[] = {"stats", "--pid", pidbuf, NULL};
+	struct h_proc p;
+	struct h_ctl st;
+	long long current;
+	char *last = NULL;
+
+	metrics_daemon_start();
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	h_sleep_ms(500); /* the agent's last flush */
+	h_ctl_run(&D, H_NOUID, &st, stats_args);
+	ck_assert_msg(h_json_int(st.json, "current", &current), "stats: %.500s", st.out);
+	h_ctl_free(&st);
+
+	int web = free_port();
+	char *cfg = h_strf("%s/prometheus.yml", D.dir);
+	char *data = h_strf("%s/prometheus-data", D.dir);
+	char *log = h_strf("%s/prometheus.log", D.dir);
+	char *yml = h_strf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+	                   "scrape_configs:\n  - job_name: memtrace\n    static_configs:\n"
+	                   "      - targets: ['127.0.0.1:%d']\n",
+	                   metrics_port);
+	write_file(cfg, yml);
+	char *a_cfg = h_strf("--config.file=%s", cfg);
+	char *a_data = h_strf("--storage.tsdb.path=%s", data);
+	char *a_web = h_strf("--web.listen-address=127.0.0.1:%d", web);
+	const char *argv[] = {prometheus, a_cfg, a_data, a_web, "--log.level=warn", NULL};
+	char **env = clean_env(NULL, 0);
+	pid_t prom = spawn_logged(argv, env, log, NULL);
+	free(env);
+
+	/* Bounded: Prometheus gets 40 s to start, scrape and answer. */
+	char *query =
+	    h_strf("/api/v1/query?query=memtrace_process_current_bytes%%7Bpid%%3D%%22%ld%%22%%7D",
+	           (long)p.pid);
+	long long deadline = h_now_ms() + 40000;
+	bool ok = false;
+	while (!ok && h_now_ms() < deadline) {
+		int status;
+		ck_assert_msg(waitpid(prom, &status, WNOHANG) == 0, "prometheus exited: %s",
+		              h_status_str(status));
+		cJSON *j = prom_get(web, query);
+		const cJSON *res = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(j, "data"), "result");
+		const cJSON *val = cJSON_GetArrayItem(
+		    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(res, 0), "value"), 1);
+		free(last);
+		last = h_json_brief(j, 600);
+		ok = cJSON_IsString(val) && strtoll(val->valuestring, NULL, 10) == current;
+		cJSON_Delete(j);
+		if (!ok)
+			h_sleep_ms(500);
+	}
+	char *plog = read_file(log);
+	ck_assert_msg(ok,
+	              "Prometheus did not report current bytes %lld for pid %ld within 40 s; last "
+	              "answer: %s\nprometheus log: %.2000s",
+	              current, (long)p.pid, last, plog ? plog : "");
+	free(plog);
+
+	/* The scrape itself was healthy: no errors, OpenMetrics parsed. */
+	cJSON *t = prom_get(web, "/api/v1/targets");
+	const cJSON *tg =
+	    cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
+	                           cJSON_GetObjectItemCaseSensitive(t, "data"), "activeTargets"),
+	                       0);
+	const char *health = h_json_str(tg, "health"), *lerr = h_json_str(tg, "lastError");
+	char *tb = h_json_brief(t, 800);
+	ck_assert_msg(health != NULL && strcmp(health, "up") == 0 && lerr != NULL &&
+	                  lerr[0] == '\0',
+	              "Prometheus's target: %s", tb);
+	free(tb);
+	cJSON_Delete(t);
+
+	/* Prometheus read OpenMetrics (its Accept header prefers it): the
+	 * metadata it kept names families the OpenMetrics way (counters without
+	 * _total, the build info as type info) with the units we declared. */
+	static const char *const meta[][3] = {
+	    {"memtrace_process_allocations", "type", "counter"},
+	    {"memtrace_build", "type", "info"},
+	    {"memtrace_snapshot_write_seconds", "unit", "seconds"},
+	    {"memtrace_site_live_bytes", "unit", "bytes"},
+	};
+	for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+		char *path = h_strf("/api/v1/metadata?metric=%s", meta[i][0]);
+		cJSON *m = prom_get(web, path);
+		const cJSON *fam =
+		    cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
+		                           cJSON_GetObjectItemCaseSensitive(m, "data"), meta[i][0]),
+		                       0);
+		const char *got = h_json_str(fam, meta[i][1]);
+		char *mb = h_json_brief(m, 600);
+		ck_assert_msg(got != NULL && strcmp(got, meta[i][2]) == 0,
+		              "Prometheus's metadata of %s: %s is not %s: %s", meta[i][0],
+		              meta[i][1], meta[i][2], mb);
+		free(mb);
+		cJSON_Delete(m);
+		free(path);
+	}
+
+	kill(prom, SIGTERM);
+	int pst;
+	if (!wait_exit(prom, &pst, 10000)) {
+		kill(prom, SIGKILL);
+		waitpid(prom, &pst, 0);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+	h_proc_cleanup(&p);
+	ck_assert_int_eq(h_daemon_signal(&D, SIGTERM, 20000), 0);
+	free(last);
+	free(query);
+	free(a_cfg);
+	free(a_data);
+	free(a_web);
+	free(yml);
+	free(cfg);
+	free(data);
+	free(log);
+	free(prometheus);
+}
+END_TEST
+
+/* --------------------------------------------- item 3: systemd units */
+
+/* The generated unit `name` from the build tree, with the installed
+ * daemon's path replaced by the built one (systemd-analyze verify checks
+ * that ExecStart= exists), written into dir. */
+static void stage_unit(const char *dir, const char *name)
+{
+	char *src = h_strf("%s/systemd/%s", h_builddir(), name);
+	char *text = read_file(src);
+	char *dst = h_strf("%s/%s", dir, name);
+	const char *installed = TEST_SBINDIR "/memtraced";
+	char *out;
+
+	ck_assert_msg(text != NULL, "%s: %s (configure and make generate it)", src,
+	              strerror(errno));
+	ck_assert_msg(strstr(text, "@sbindir@") == NULL &&
+	                  strstr(text, "@PACKAGE_VERSION@") == NULL,
+	              "%s still has a @variable@", src);
+	char *at = strstr(text, installed);
+	if (strstr(name, ".service") != NULL) {
+		ck_assert_msg(at != NULL, "%s does not run %s", src, installed);
+		out = h_strf("%.*s%s%s", (int)(at - text), text, h_daemon_bin(),
+		             at + strlen(installed));
+	} else {
+		out = h_strf("%s", text);
+	}
+	write_file(dst, out);
+	free(out);
+	free(text);
+	free(src);
+	free(dst);
+}
+
+START_TEST(systemd_units)
+{
+	char *sa = require_tool("systemd-analyze", "systemd");
+	char *man = require_tool("man", "man-db");
+	char dir[600], *out, *err;
+	static const char *const pages[][2] = {
+	    {"man1", "memtracectl.1"}, {"man7", "libmemtrace.7"}, {"man8", "memtraced.8"}};
+
+	snprintf(dir, sizeof dir, "%s/units.XXXXXX", h_base_dir());
+	ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+	stage_unit(dir, "memtraced.service");
+	stage_unit(dir, "memtraced.socket");
+	stage_unit(dir, "memtraced-control.socket");
+
+	/* The tmpfiles.d entry makes the socket directory. */
+	char *conf_path = h_strf("%s/systemd/memtrace.conf", h_builddir());
+	char *conf = read_file(conf_path);
+	ck_assert_msg(conf != NULL && strstr(conf, "\nd /run/memtrace 0755 root root -\n") != NULL,
+	              "%s: %.500s", conf_path, conf ? conf : strerror(errno));
+	free(conf);
+	free(conf_path);
+
+	/* Documentation= names man pages: verify looks them up, here in ours. */
+	char *mandir = h_strf("%s/man", dir);
+	ck_assert_int_eq(mkdir(mandir, 0755), 0);
+	for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+		char *sec = h_strf("%s/%s", mandir, pages[i][0]);
+		char *src = h_strf("%s/man/%s", TEST_SRCDIR, pages[i][1]);
+		char *dst = h_strf("%s/%s", sec, pages[i][1]);
+		ck_assert_msg(access(src, R_OK) == 0, "%s: %s", src, strerror(errno));
+		ck_assert_int_eq(mkdir(sec, 0755), 0);
+		ck_assert_msg(symlink(src, dst) == 0, "symlink: %s", strerror(errno));
+		free(sec);
+		free(src);
+		free(dst);
+	}
+	char *manpath = h_strf("MANPATH=%s", mandir);
+	const char *env[] = {manpath, NULL};
+
+	char *svc = h_strf("%s/memtraced.service", dir);
+	char *sock = h_strf("%s/memtraced.socket", dir);
+	char *csock = h_strf("%s/memtraced-control.socket", dir);
+	const char *verify[] = {sa, "verify", svc, sock, csock, NULL};
+	int st = run_tool(verify, NULL, env, &out, &err);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && out[0] == '\0' &&
+	                  err[0] == '\0',
+	              "systemd-analyze verify: %s\nstdout: %.3000s\nstderr: %.3000s",
+	              h_status_str(st), out, err);
+	free(out);
+	free(err);
+
+	char threshold[32];
+	snprintf(threshold, sizeof threshold, "--threshold=%d", (int)(SECURITY_THRESHOLD * 10));
+	const char *security[] = {sa,  "security", "--offline=yes", threshold, "--no-pager",
+	                          svc, NULL};
+	st = run_tool(security, NULL, env, &out, &err);
+	const char *lvl = strstr(out, "Overall exposure level for memtraced.service: ");
+	double level =
+	    lvl != NULL
+	        ? strtod(lvl + strlen("Overall exposure level for memtraced.service: "), NULL)
+	        : 99;
+	ck_assert_msg(
+	    st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && level <= SECURITY_THRESHOLD,
+	    "systemd-analyze security: %s, exposure %.1f (threshold %.1f)\n%.4000s\n%.1000s",
+	    h_status_str(st), level, SECURITY_THRESHOLD, out, err);
+	free(out);
+	free(err);
+	free(svc);
+	free(sock);
+	free(csock);
+	free(manpath);
+	free(mandir);
+	free(sa);
+	free(man);
+}
+END_TEST
+
+/* ----------------------------------------- item 4: socket activation */
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 64) == 0 &&
+	                  chmod(path, 0666) == 0,
+	              "bind %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* A datagram socket like systemd's notify socket; *name gets what goes
+ * into NOTIFY_SOCKET. */
+static int notify_socket(bool abstract, char *name, size_t cap)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (abstract) {
+		snprintf(name, cap, "@memtrace-e2e-%ld-%lld", (long)getpid(), h_now_ms());
+		memcpy(sa.sun_path, name, strlen(name));
+		sa.sun_path[0] = '\0';
+		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name));
+	} else {
+		int n = snprintf(name, cap, "%s/notify.sock", D.dir);
+		ck_assert_msg(n > 0 && (size_t)n < cap && (size_t)n < sizeof sa.sun_path,
+		              "notify socket path too long: %s", name);
+		memcpy(sa.sun_path, name, (size_t)n + 1);
+		len = sizeof sa;
+	}
+	ck_assert_msg(bind(fd, (struct sockaddr *)&sa, len) == 0, "bind notify socket %s: %s", name,
+	              strerror(errno));
+	return fd;
+}
+
+/* Waits for a notification with line `want`; returns everything received. */
+static char *await_notify(int fd, const char *want, int timeout_ms, bool *found)
+{
+	long long deadline = h_now_ms() + timeout_ms;
+	char *all = h_strf("%s", "");
+
+	*found = false;
+	while (!*found && h_now_ms() < deadline) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		char buf[4096];
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		char *m = h_strf("%s[%s]", all, buf);
+		free(all);
+		all = m;
+		for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
+			if (strcmp(line, want) == 0)
+				*found = true;
+	}
+	return all;
+}
+
+static char *check_top_cb(const cJSON *json, void *arg)
+{
+	return h_check_top(json, arg);
+}
+
+START_TEST(socket_activation)
+{
+	/* _i == 0: sockets named (passed control first), NOTIFY_SOCKET abstract;
+	 * _i == 1: unnamed, in the agent-control order, NOTIFY_SOCKET a path. */
+	bool named = _i == 0;
+	char agent_path[700], control_path[700], nname[200];
+	struct stat before_a, before_c, after;
+	char fdnames[] = "LISTEN_FDNAMES=control:agent";
+	char listen_pid[32] = "LISTEN_PID=0";
+	char notify_env[256];
+	bool found;
+
+	daemon_dirs(&D);
+	snprintf(agent_path, sizeof agent_path, "%s/agent.sock", D.runtime);
+	snprintf(control_path, sizeof control_path, "%s/control.sock", D.runtime);
+	int afd = listen_unix(agent_path), cfd = listen_unix(control_path);
+	ck_assert_int_eq(stat(agent_path, &before_a), 0);
+	ck_assert_int_eq(stat(control_path, &before_c), 0);
+	int nfd = notify_socket(named, nname, sizeof nname);
+	snprintf(notify_env, sizeof notify_env, "NOTIFY_SOCKET=%s", nname);
+
+	const char *extra[] = {"LISTEN_FDS=2", listen_pid, notify_env, named ? fdnames : NULL,
+	                       NULL};
+	char **env = clean_env(extra, 0);
+	struct fd_plan plan = {.n = 2, .env_pid = listen_pid};
+	plan.fds[0] = named ? cfd : afd;
+	plan.fds[1] = named ? afd : cfd;
+	/* The child writes its own pid into listen_pid (its copy of the env). */
+	const char *argv[] = {h_daemon_bin(), "--runtime-dir",    D.runtime, "--state-dir",
+	                      D.state,        "--metrics-listen", "off",     NULL};
+	D.pid = spawn_logged(argv, env, D.log, &plan);
+	free(env);
+	/* Only the daemon holds the listening sockets now. */
+	close(afd);
+	close(cfd);
+
+	char *got = await_notify(nfd, "READY=1", H_START_MS, &found);
+	if (!found) {
+		char *log = h_daemon_log_tail(&D, 3000);
+		ck_abort_msg("no READY=1 on %s within %d ms (got %s); daemon log:\n%s", nname,
+		             H_START_MS, got, log);
+	}
+	free(got);
+	/* It used the sockets it was given: the files are the test's. */
+	ck_assert_msg(stat(agent_path, &after) == 0 && after.st_ino == before_a.st_ino,
+	              "agent.sock was replaced");
+	ck_assert_msg(stat(control_path, &after) == 0 && after.st_ino == before_c.st_ino,
+	              "control.sock was replaced");
+	/* The passed descriptors are close-on-exec in the daemon. */
+	for (int fd = 3; fd <= 4; fd++) {
+		char *path = h_strf("/proc/%ld/fdinfo/%d", (long)D.pid, fd);
+		char *info = read_file(path);
+		const char *flags = info ? strstr(info, "flags:") : NULL;
+		unsigned long fl = flags ? strtoul(flags + 6, NULL, 8) : 0;
+		ck_assert_msg(flags != NULL && (fl & O_CLOEXEC) != 0, "fd %d of memtraced: %s", fd,
+		              info ? info : "gone");
+		free(info);
+		free(path);
+	}
+
+	/* Agents and clients go through the passed sockets. */
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24];
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO, .cumulative = false};
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	const char *top[] = {"top", "--pid", pidbuf, "--key", "lineno", "--limit", "0", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_top_cb, &e, top);
+	ck_assert_msg(why == NULL, "top through the passed sockets differs from the book:\n  %s",
+	              why);
+	h_ctl_free(&r);
+	h_truth_free(t);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+	h_proc_cleanup(&p);
+
+	kill(D.pid, SIGTERM);
+	got = await_notify(nfd, "STOPPING=1", 10000, &found);
+	ck_assert_msg(found, "no STOPPING=1 after SIGTERM (got %s)", got);
+	free(got);
+	/* One SIGTERM only: a second one during the stop would kill it. */
+	int st = -1;
+	ck_assert_msg(wait_exit(D.pid, &st, 20000), "memtraced did not stop within 20 s");
+	D.pid = 0;
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "memtraced: %s", h_status_str(st));
+	/* systemd owns the socket files: the daemon leaves them. */
+	ck_assert_msg(access(agent_path, F_OK) == 0 && access(control_path, F_OK) == 0,
+	              "memtraced removed the socket files systemd made");
+	close(nfd);
+}
+END_TEST
+
+/* ------------------------------------------------- item 5: bad HTTP */
+
+#define SLOW_CONNS  6
+#define FLOOD_CONNS 150
+
+/* Opens a connection and leaves it, nonblocking; -1 if refused. */
+static int open_idle(const char *src)
+{
+	int fd = tcp_connect(src, metrics_port);
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+}
+
+/* Has the server closed fd? (EOF or reset, answers discarded.) */
+static bool server_closed(int fd)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0)
+			continue;
+		return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	}
+}
+
+/* A scrape from 127.0.0.1 that must succeed quickly and name the pid. */
+static void scrape_quickly(long pid, const char *when)
+{
+	struct http r;
+	char want[64];
+	long long t0 = h_now_ms();
+	int rc = http_get("127.0.0.1", metrics_port, "GET", "/metrics", NULL, &r);
+	long long took = h_now_ms() - t0;
+
+	snprintf(want, sizeof want, "memtrace_process_current_bytes{pid=\"%ld\"", pid);
+	ck_assert_msg(rc == 0 && r.status == 200 && took <= 2000 && strstr(r.body, want) != NULL,
+	              "scrape %s: %s, status %d, %lld ms, %zu bytes", when,
+	              rc < 0 ? strerror(-rc) : "answered", r.status, took, r.len);
+	http_free(&r);
+}
+
+START_TEST(bad_http)
+{
+	struct http r;
+	struct h_proc p;
+	struct h_ctl c;
+	char pidbuf[24];
+	char *hdr;
+
+	metrics_daemon_start();
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+
+	/* Unknown paths and methods. */
+	ck_assert_int_eq(http_get("127.0.0.2", metrics_port, "GET", "/", NULL, &r), 0);
+	ck_assert_int_eq(r.status, 404);
+	http_free(&r);
+	ck_assert_int_eq(http_get("127.0.0.2", metrics_port, "GET", "/metricsx", NULL, &r), 0);
+	ck_assert_int_eq(r.status, 404);
+	http_free(&r);
+	static const char post[] = "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+	                           "Connection: close\r\n\r\nhello";
+	ck_assert_int_eq(http_raw("127.0.0.2", metrics_port, post, sizeof post - 1, &r, 5000), 0);
+	hdr = http_header(&r, "Allow");
+	ck_assert_msg(r.status == 405 && hdr != NULL && strcmp(hdr, "GET, HEAD") == 0,
+	              "POST /metrics: %d, Allow: %s", r.status, hdr ? hdr : "(none)");
+	free(hdr);
+	http_free(&r);
+	ck_assert_int_eq(http_get("127.0.0.2", metrics_port, "DELETE", "/metrics", NULL, &r), 0);
+	ck_assert_int_eq(r.status, 405);
+	http_free(&r);
+
+	/* 64 KiB of headers: a 4xx (431 from libmicrohttpd). */
+	size_t big = 64 * 1024;
+	char *req = malloc(big + 256);
+	ck_assert_ptr_nonnull(req);
+	int l = snprintf(req, 256, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	memset(req + l, 'a', big);
+	memcpy(req + l + big, "\r\n\r\n", 4);
+	ck_assert_int_eq(http_raw("127.0.0.2", metrics_port, req, (size_t)l + big + 4, &r, 5000),
+	                 0);
+	ck_assert_msg(r.status >= 400 && r.status < 500, "64 KiB of headers: status %d", r.status);
+	http_free(&r);
+	free(req);
+
+	/* Garbage: an error status or a close, never a hang of the daemon. */
+	static const char *const garbage[] = {
+	    "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n",
+	    "GARBAGE GARBAGE GARBAGE\r\n\r\n",
+	    "GET /metrics HTTP/7.0\r\n\r\n",
+	    "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n",
+	    "\r\n\r\n\r\n\xff\xfe\xfd\xfc\r\n\r\n",
+	};
+	enum { NGARBAGE = sizeof garbage / sizeof garbage[0] };
+	int gfd[NGARBAGE];
+	long long gstart = h_now_ms();
+	for (size_t i = 0; i < NGARBAGE; i++) {
+		gfd[i] = tcp_connect("127.0.0.2", metrics_port);
+		ck_assert_msg(gfd[i] >= 0, "connect: %s", strerror(-gfd[i]));
+		ck_assert_int_eq(h_send_all(gfd[i], garbage[i], strlen(garbage[i])), 0);
+	}
+	/* Meanwhile a scraper is served... */
+	scrape_quickly(p.pid, "while garbage is pending");
+	/* ...and each garbage connection gets an error status or is closed
+	 * (at the latest by the 10 s header deadline). */
+	for (size_t i = 0; i < NGARBAGE; i++) {
+		char *data;
+		long left = 15000 - (long)(h_now_ms() - gstart);
+		long n = read_all(gfd[i], &data, left > 0 ? (int)left : 1);
+		int status = n > 12 && strncmp(data, "HTTP/1.", 7) == 0 ? atoi(data + 9) : 0;
+		ck_assert_msg(n >= 0 && (status == 0 || (status >= 400 && status < 600)),
+		              "garbage %zu: %s, answer %.100s", i,
+		              n < 0 ? "not closed in 15 s" : "closed", data);
+		free(data);
+		close(gfd[i]);
+	}
+	scrape_quickly(p.pid, "after the bad requests");
+
+	/* Slowloris from 127.0.0.2, a flood of idle connections from
+	 * 127.0.0.3, while 127.0.0.1 scrapes and the program runs a phase. */
+	int slow[SLOW_CONNS], flood[FLOOD_CONNS];
+	long long slow_closed[SLOW_CONNS];
+	long long start = h_now_ms();
+	static const char trickle[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+	                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	for (int i = 0; i < SLOW_CONNS; i++) {
+		slow[i] = open_idle("127.0.0.2");
+		slow_closed[i] = 0;
+		ck_assert_msg(slow[i] >= 0, "connect: %s", strerror(-slow[i]));
+	}
+	for (int i = 0; i < FLOOD_CONNS; i++)
+		flood[i] = open_idle("127.0.0.3");
+	bool phase2 = false;
+	size_t pos = 0;
+	while (h_now_ms() - start < 16000) {
+		/* One more byte per slow connection every 300 ms: never idle. */
+		for (int i = 0; i < SLOW_CONNS; i++) {
+			if (slow_closed[i] != 0)
+				continue;
+			if (send(slow[i], trickle + pos % (sizeof trickle - 1), 1, MSG_NOSIGNAL) <
+			        0 ||
+			    server_closed(slow[i]))
+				slow_closed[i] = h_now_ms();
+		}
+		pos++;
+		scrape_quickly(p.pid, "during the trickle");
+		if (!phase2 && h_now_ms() - start > 3000) {
+			/* The agent's traffic goes on: the next phase is exact. */
+			ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+			h_proc_expect_ready(&p);
+			struct h_truth *t = h_truth_must(p.truth);
+			struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+			const char *top[] = {"top", "--pid", pidbuf, "--limit", "0", NULL};
+			char *why = h_ctl_poll(&D, H_NOUID, &c, check_top_cb, &e, top);
+			ck_assert_msg(why == NULL,
+			              "phase 2 during the attack differs from the book:\n  %s",
+			              why);
+			h_ctl_free(&c);
+			h_truth_free(t);
+			phase2 = true;
+		}
+		h_sleep_ms(300);
+	}
+	for (int i = 0; i < SLOW_CONNS; i++) {
+		ck_assert_msg(slow_closed[i] != 0 && slow_closed[i] - start <= 15000,
+		              "a trickling connection was %s",
+		              slow_closed[i] ? "cut late" : "never cut");
+		close(slow[i]);
+	}
+	for (int i = 0; i < FLOOD_CONNS; i++)
+		if (flood[i] >= 0)
+			close(flood[i]);
+	ck_assert(phase2);
+	ck_assert_msg(h_daemon_alive(&D), "memtraced died: %s", h_status_str(D.status));
+	scrape_quickly(p.pid, "after the attack");
+
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+	h_proc_cleanup(&p);
+	int st = h_daemon_signal(&D, SIGTERM, 20000);
+	ck_assert_msg(st == 0, "memtraced: %s", h_status_str(st));
+}
+END_TEST
+
+/* ------------------------------------------------------------- runner */
+
+static Suite *ops_suite(void)
+{
+	Suite *s = suite_create("e2e_ops");
+	TCase *tc;
+
+	tc = tcase_create("metrics");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, metrics_match_ctl);
+	tcase_add_test(tc, prometheus_scrapes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("systemd");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, systemd_units);
+	tcase_add_loop_test(tc, socket_activation, 0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bad_http");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, bad_http);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	int failed;
+	SRunner *sr;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (access(h_daemon_bin(), X_OK) < 0 || access(h_client_bin(), X_OK) < 0 ||
+	    access(h_agent_lib(), R_OK) < 0) {
+		fprintf(stderr, "e2e_ops: build the binaries first (make check builds them)\n");
+		return 99;
+	}
+	if (h_base_init() < 0) {
+		perror("e2e_ops: mkdtemp");
+		return 99;
+	}
+	sr = srunner_create(ops_suite());
+	srunner_run_all(sr, CK_VERBOSE);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	if (failed == 0)
+		h_base_remove();
+	else
+		printf("e2e_ops: kept %s (daemon logs) for the failures above\n", h_base_dir());
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
