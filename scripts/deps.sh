@@ -1,10 +1,14 @@
 #!/bin/sh
-# Installs the Debian 12 packages memtrace needs to build, test and benchmark.
+# Installs the Debian 12 packages memtrace needs to build; with "test", also
+# what the test suite drives (a real Prometheus and promtool, systemd-analyze
+# and man for the unit checks).
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libcjson-dev libsqlite3-dev check libunwind-dev libdw-dev libelf-dev \
-libmicrohttpd-dev \
-prometheus systemd man-db"
+libmicrohttpd-dev"
+if [ "${1:-}" = test ]; then
+	pkgs="$pkgs prometheus systemd man-db"
+fi
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

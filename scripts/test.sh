@@ -6,7 +6,7 @@
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 status=0
-sh "$top/scripts/deps.sh" || exit 1
+sh "$top/scripts/deps.sh" test || exit 1
 cd "$top"
 autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
 
