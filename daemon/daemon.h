@@ -35,6 +35,7 @@ struct daemon_config {
 	unsigned retain_snapshots; /* per process, 0 = no limit */
 	double retain_days;        /* 0 = no limit */
 	char *metrics_listen;      /* "ADDR:PORT", or "off" */
+	bool metrics_explicit;     /* given with --metrics-listen: failing to serve is fatal */
 	size_t metrics_top_sites;  /* site series per process (besides "other") */
 };
 

@@ -175,6 +175,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		case O_METRICS_LISTEN:
 			free(d->cfg.metrics_listen);
 			d->cfg.metrics_listen = xstrdup(optarg);
+			d->cfg.metrics_explicit = true;
 			break;
 		case O_METRICS_TOP: {
 			size_t n = 0;
@@ -347,10 +348,17 @@ int main(int argc, char **argv)
 		goto out_loop;
 	}
 	if ((rc = metrics_start(&d, d.cfg.metrics_listen)) < 0) {
-		log_error("cannot serve metrics on %s: %s (--metrics-listen off disables them)",
-		          d.cfg.metrics_listen,
-		          rc == -EINVAL ? "not ADDR:PORT or [ADDR]:PORT" : strerror(-rc));
-		goto out_loop;
+		const char *why = rc == -EINVAL ? "not ADDR:PORT or [ADDR]:PORT" : strerror(-rc);
+		/* The default port may be taken (say, by the system daemon while
+		 * a user runs their own): tracing matters more than metrics. An
+		 * address the user asked for must work, though. */
+		if (d.cfg.metrics_explicit) {
+			log_error("cannot serve metrics on %s: %s (--metrics-listen off disables them)",
+			          d.cfg.metrics_listen, why);
+			goto out_loop;
+		}
+		log_warn("no metrics: cannot listen on the default %s: %s (use --metrics-listen)",
+		         d.cfg.metrics_listen, why);
 	}
 	uv_signal_init(d.loop, &d.sig_term);
 	uv_signal_init(d.loop, &d.sig_int);
