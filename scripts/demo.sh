@@ -21,6 +21,11 @@ sleep 2
 pid=$($ctl list | sed -n 's/.*"pid":[[:space:]]*\([0-9][0-9]*\).*/\1/p' | head -n 1)
 echo "== memtracectl top --pid $pid --table (while leaky runs)"
 $ctl --table top --pid "$pid" --limit 5
+a=$($ctl snapshot --pid "$pid" | sed -n 's/.*"id":[[:space:]]*\([0-9][0-9]*\).*/\1/p')
+sleep 1
+b=$($ctl snapshot --pid "$pid" | sed -n 's/.*"id":[[:space:]]*\([0-9][0-9]*\).*/\1/p')
+echo "== memtracectl compare $a $b --table (what grew in one second)"
+$ctl --table compare "$a" "$b" --limit 3
 echo "== memtracectl stats --pid $pid"
 $ctl stats --pid "$pid"
 echo "== memtracectl top --pid $pid --key traceback --limit 1"
