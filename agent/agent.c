@@ -315,7 +315,8 @@ uint32_t agent_stack(struct agent_tls *t)
 	}
 	/* Loops allocate from the same stack again and again: a compare with
 	 * the thread's previous stack is cheaper than hashing into the table. */
-	if (n == t->last_n && t->last_id != 0 && memcmp(frames, t->last_frames, n * sizeof(*frames)) == 0)
+	if (n == t->last_n && t->last_id != 0 &&
+	    memcmp(frames, t->last_frames, n * sizeof(*frames)) == 0)
 		return t->last_id;
 	uint32_t id = stacktab_intern(frames, n);
 	if (id == 0) {
@@ -376,7 +377,8 @@ static int reserve(struct ring *r, uint64_t k)
 {
 	uint64_t used = ring_used(r);
 	if (RING_CAP - used >= k) {
-		if (used >= RING_CAP / 4 && !atomic_load_explicit(&r->wake_sent, memory_order_relaxed)) {
+		if (used >= RING_CAP / 4 &&
+		    !atomic_load_explicit(&r->wake_sent, memory_order_relaxed)) {
 			atomic_store_explicit(&r->wake_sent, 1, memory_order_relaxed);
 			sender_wake();
 		}

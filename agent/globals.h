@@ -17,15 +17,15 @@
 #include <sys/types.h>
 
 enum agent_state {
-	AGENT_UNINIT = 0,   /* constructor has not run: pass through */
-	AGENT_STARTING,     /* (re)initialising on some thread: pass through */
-	AGENT_ACTIVE,       /* tracing */
-	AGENT_CHILD,        /* forked child that will start its own session */
-	AGENT_DISABLED,     /* no daemon, or tracing refused: pass through */
-	AGENT_SHUTDOWN,     /* process exiting: pass through */
+	AGENT_UNINIT = 0, /* constructor has not run: pass through */
+	AGENT_STARTING,   /* (re)initialising on some thread: pass through */
+	AGENT_ACTIVE,     /* tracing */
+	AGENT_CHILD,      /* forked child that will start its own session */
+	AGENT_DISABLED,   /* no daemon, or tracing refused: pass through */
+	AGENT_SHUTDOWN,   /* process exiting: pass through */
 };
 
-#define AGENT_MAX_FRAMES 256
+#define AGENT_MAX_FRAMES  256
 #define AGENT_LAST_FRAMES 64 /* stacks up to this depth are remembered per thread */
 
 struct agent_config {
@@ -42,27 +42,27 @@ struct ring;
 
 /* Per thread. Zero-initialised TLS is the valid "nothing yet" state. */
 struct agent_tls {
-	int guard;              /* > 0 while inside the agent: nested calls pass through */
-	int dead;               /* the thread's key destructor ran */
-	struct ring *ring;      /* this thread's event ring, NULL until first event */
-	uint64_t last_seq;      /* last sequence number this thread took */
-	int64_t sample_left;    /* bytes until the next sampled allocation */
-	uint64_t rng;           /* xorshift state for sampling */
-	uintptr_t stack_lo;     /* this thread's stack, for the frame-pointer walk */
+	int guard;           /* > 0 while inside the agent: nested calls pass through */
+	int dead;            /* the thread's key destructor ran */
+	struct ring *ring;   /* this thread's event ring, NULL until first event */
+	uint64_t last_seq;   /* last sequence number this thread took */
+	int64_t sample_left; /* bytes until the next sampled allocation */
+	uint64_t rng;        /* xorshift state for sampling */
+	uintptr_t stack_lo;  /* this thread's stack, for the frame-pointer walk */
 	uintptr_t stack_hi;
-	uint32_t last_n;        /* the previous stack this thread interned */
+	uint32_t last_n; /* the previous stack this thread interned */
 	uint32_t last_id;
 	uint64_t last_frames[AGENT_LAST_FRAMES];
 };
 
 extern _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));
 
-extern _Atomic int g_state;          /* enum agent_state */
-extern _Atomic uint64_t g_seq;       /* next global sequence number */
-extern _Atomic uint64_t g_lost;      /* events dropped in drop mode */
-extern _Atomic uint64_t g_nostack;   /* events recorded with an unknown stack (table full) */
+extern _Atomic int g_state;        /* enum agent_state */
+extern _Atomic uint64_t g_seq;     /* next global sequence number */
+extern _Atomic uint64_t g_lost;    /* events dropped in drop mode */
+extern _Atomic uint64_t g_nostack; /* events recorded with an unknown stack (table full) */
 extern struct agent_config g_cfg;
-extern pid_t g_pid;                  /* pid the current session belongs to */
+extern pid_t g_pid;                    /* pid the current session belongs to */
 extern uintptr_t g_self_lo, g_self_hi; /* the agent's own text: frames to skip */
 
 /* The real allocator, found with dlsym(RTLD_NEXT). */

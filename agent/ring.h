@@ -40,15 +40,15 @@ enum ring_state {
 };
 
 struct ring {
-	_Alignas(64) _Atomic uint64_t head; /* written by the producer */
-	_Atomic uint32_t wake_sent;         /* producer asked the sender to run */
-	_Alignas(64) _Atomic uint64_t tail; /* written by the consumer */
-	_Atomic uint32_t tail_futex;        /* bumped by the consumer after a drain */
-	_Atomic uint32_t waiters;           /* producers blocked on a full ring */
+	_Alignas(64) _Atomic uint64_t head;    /* written by the producer */
+	_Atomic uint32_t wake_sent;            /* producer asked the sender to run */
+	_Alignas(64) _Atomic uint64_t tail;    /* written by the consumer */
+	_Atomic uint32_t tail_futex;           /* bumped by the consumer after a drain */
+	_Atomic uint32_t waiters;              /* producers blocked on a full ring */
 	_Alignas(64) _Atomic uint64_t pending; /* lower bound of an in-flight seq, or MAX */
 	_Atomic int state;
 	pid_t tid;
-	uint64_t idle_since; /* sender: when the ring was last seen non-empty */
+	uint64_t idle_since;    /* sender: when the ring was last seen non-empty */
 	struct ring *next;      /* registry */
 	struct ring *free_next; /* free list */
 	struct ring_ev ev[RING_CAP];

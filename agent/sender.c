@@ -33,8 +33,8 @@
 #include "stacktab.h"
 #include "sysdep.h"
 
-#define BUF_SIZE (PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE)
-#define CYCLE_NS (50u * 1000 * 1000)
+#define BUF_SIZE    (PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE)
+#define CYCLE_NS    (50u * 1000 * 1000)
 #define LIVENESS_NS (1000u * 1000 * 1000)
 
 /* Sender state: written by the sender thread (and by start/stop, which run
@@ -44,7 +44,7 @@ static pthread_t thread;
 static int thread_running;
 static _Atomic uint32_t wake_word;
 static _Atomic int stopping;
-static uint8_t *buf;       /* frame being built */
+static uint8_t *buf; /* frame being built */
 static size_t buf_used;
 static uint32_t stacks_sent; /* ids 1..stacks_sent are with the daemon */
 static uint64_t lost_sent;
@@ -161,7 +161,8 @@ static int send_stacks(void)
 			int rc = need(PROTO_HDR_SIZE + 8 + 8 * (size_t)n);
 			if (rc < 0)
 				return rc;
-			ssize_t w = proto_stack_encode(buf + buf_used, BUF_SIZE - buf_used, id, frames, n);
+			ssize_t w =
+			    proto_stack_encode(buf + buf_used, BUF_SIZE - buf_used, id, frames, n);
 			if (w > 0)
 				buf_used += (size_t)w;
 		}
@@ -276,10 +277,11 @@ static int send_events(uint64_t w)
 			frame = events_begin();
 		}
 		uint64_t seq = e->seq_kind >> 2;
-		ssize_t wr = (e->seq_kind & 3) == PROTO_EV_ALLOC
-		                 ? proto_ev_alloc_encode(buf + buf_used, BUF_SIZE - buf_used, seq,
-		                                         e->addr, e->size, e->stack)
-		                 : proto_ev_free_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr);
+		ssize_t wr =
+		    (e->seq_kind & 3) == PROTO_EV_ALLOC
+		        ? proto_ev_alloc_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr,
+		                                e->size, e->stack)
+		        : proto_ev_free_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr);
 		if (wr > 0)
 			buf_used += (size_t)wr;
 		if (++s->pos == s->end) {

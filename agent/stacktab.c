@@ -7,8 +7,8 @@
 
 #include "sysdep.h"
 
-#define NSLOTS (STACKTAB_CAP * 2u) /* load factor <= 0.5 */
-#define ARENA_SIZE ((size_t)1 << 30) /* reserved, touched as used */
+#define NSLOTS     (STACKTAB_CAP * 2u) /* load factor <= 0.5 */
+#define ARENA_SIZE ((size_t)1 << 30)   /* reserved, touched as used */
 
 enum { ST_PENDING = 0, ST_READY = 1, ST_DEAD = 2 };
 
@@ -19,9 +19,9 @@ struct entry {
 	uint64_t frames[];
 };
 
-static _Atomic uint32_t *slots;      /* hash -> id, 0 = empty */
-static _Atomic uint64_t *offsets;    /* id -> byte offset in arena, 0 = unset */
-static _Atomic uint8_t *states;      /* id -> ST_* */
+static _Atomic uint32_t *slots;   /* hash -> id, 0 = empty */
+static _Atomic uint64_t *offsets; /* id -> byte offset in arena, 0 = unset */
+static _Atomic uint8_t *states;   /* id -> ST_* */
 static char *arena;
 static _Atomic uint64_t arena_used = 64; /* offset 0 means "unset" */
 static _Atomic uint32_t next_id = 1;
@@ -81,7 +81,8 @@ uint32_t stacktab_intern(const uint64_t *frames, uint32_t n)
 				if (mine > STACKTAB_CAP)
 					return 0;
 				size_t sz = sizeof(struct entry) + n * sizeof(uint64_t);
-				uint64_t off = atomic_fetch_add(&arena_used, (sz + 15) & ~(size_t)15);
+				uint64_t off =
+				    atomic_fetch_add(&arena_used, (sz + 15) & ~(size_t)15);
 				if (off + sz > ARENA_SIZE) {
 					atomic_store(&states[mine], ST_DEAD);
 					return 0;
@@ -91,7 +92,8 @@ uint32_t stacktab_intern(const uint64_t *frames, uint32_t n)
 				e->nframes = n;
 				memcpy(e->frames, frames, n * sizeof(*frames));
 				atomic_store_explicit(&offsets[mine], off, memory_order_release);
-				atomic_store_explicit(&states[mine], ST_READY, memory_order_release);
+				atomic_store_explicit(&states[mine], ST_READY,
+				                      memory_order_release);
 			}
 			uint32_t expect = 0;
 			if (atomic_compare_exchange_strong(&slots[i], &expect, mine))

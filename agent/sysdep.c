@@ -15,8 +15,8 @@ void sysdep_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeo
 {
 	struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
 	int saved = errno;
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected,
-	        timeout_ns ? &ts : NULL, NULL, 0);
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, timeout_ns ? &ts : NULL,
+	        NULL, 0);
 	errno = saved;
 }
 

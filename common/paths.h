@@ -19,9 +19,9 @@
 #include <stddef.h>
 
 #define PATHS_SYSTEM_RUNTIME_DIR "/run/memtrace"
-#define PATHS_SYSTEM_STATE_DIR "/var/lib/memtrace"
-#define PATHS_AGENT_SOCK "agent.sock"
-#define PATHS_CONTROL_SOCK "control.sock"
+#define PATHS_SYSTEM_STATE_DIR   "/var/lib/memtrace"
+#define PATHS_AGENT_SOCK         "agent.sock"
+#define PATHS_CONTROL_SOCK       "control.sock"
 
 int paths_runtime_dir(char *buf, size_t cap);
 int paths_state_dir(char *buf, size_t cap);

@@ -40,8 +40,9 @@ static uint64_t proc_start_time(pid_t pid)
 	if (p == NULL)
 		return 0;
 	/* after ") " come fields 3..; start time is field 22 */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-	                  "%*d %llu",
+	if (sscanf(p + 2,
+	           "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+	           "%*d %llu",
 	           &st) != 1)
 		return 0;
 	return st;
@@ -70,8 +71,9 @@ static void session_end(struct session *s, const char *why, const char *reason)
 		else
 			log_info("pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
 			         " bytes in %zu blocks still live",
-			         (int)s->pid, s->exe ? s->exe : "?", s->bye ? "" : " without saying goodbye",
-			         s->events, s->heap.current, s->heap.count);
+			         (int)s->pid, s->exe ? s->exe : "?",
+			         s->bye ? "" : " without saying goodbye", s->events,
+			         s->heap.current, s->heap.count);
 		snapsvc_take(d, s, reason);
 	}
 	if (s->pipe_open) {

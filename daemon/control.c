@@ -122,7 +122,8 @@ static void conn_send(struct conn *c, cJSON *resp)
 	conn_send_text(c, text);
 }
 
-static cJSON *error_json(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cJSON *error_json(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static cJSON *error_json(const char *code, const char *fmt, ...)
 {
 	char msg[512];
@@ -484,7 +485,8 @@ static void cjob_done(struct snapsvc_job *job)
 	cJSON *resp;
 
 	if (job->rc == -ENOENT)
-		resp = error_json(job->source == SNAPSVC_LATEST ? "no_such_process" : "no_such_snapshot",
+		resp = error_json(job->source == SNAPSVC_LATEST ? "no_such_process"
+		                                                : "no_such_snapshot",
 		                  "%s", job->err);
 	else if (job->rc == -EINVAL)
 		resp = error_json("bad_request", "%s", job->err);
@@ -587,8 +589,9 @@ static cJSON *parse_filters(cJSON *req, struct cjob *q)
 		cJSON *all = cJSON_GetObjectItemCaseSensitive(f, "all_frames");
 		if (!cJSON_IsObject(f) || !cJSON_IsString(pat) || (inc && !cJSON_IsBool(inc)) ||
 		    (all && !cJSON_IsBool(all)))
-			return error_json("bad_request", "filter %zu: want {\"pattern\": str, "
-			                                 "\"inclusive\": bool, \"all_frames\": bool}",
+			return error_json("bad_request",
+			                  "filter %zu: want {\"pattern\": str, "
+			                  "\"inclusive\": bool, \"all_frames\": bool}",
 			                  i);
 		q->patterns[i] = xstrdup(pat->valuestring);
 		q->filters[i].pattern = q->patterns[i];
@@ -608,7 +611,8 @@ static cJSON *cmd_top(struct conn *c, cJSON *req)
 	cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
 
 	q->opts.key = QUERY_KEY_LINENO;
-	if (key != NULL && (!cJSON_IsString(key) || query_key_parse(key->valuestring, &q->opts.key) < 0))
+	if (key != NULL &&
+	    (!cJSON_IsString(key) || query_key_parse(key->valuestring, &q->opts.key) < 0))
 		err = error_json("bad_request",
 		                 "\"key\" must be one of lineno, filename, function, traceback");
 	if (err == NULL)
@@ -706,7 +710,8 @@ static cJSON *cmd_snapshots(struct conn *c, cJSON *req)
 
 	job->source = SNAPSVC_NONE;
 	job->uid = c->uid == 0 ? -1 : (long)c->uid;
-	if (cJSON_GetObjectItemCaseSensitive(req, "pid") != NULL && arg_pid(req, &job->pid, &err) < 0)
+	if (cJSON_GetObjectItemCaseSensitive(req, "pid") != NULL &&
+	    arg_pid(req, &job->pid, &err) < 0)
 		return cjob_abort(job, q, err);
 	cjob_start(c, job, q);
 	return NULL;

@@ -16,7 +16,7 @@
 #include "daemon.h"
 
 #define CONTROL_MAX_REQUEST (1u << 20)
-#define CONTROL_MAX_QUEUED ((size_t)256 << 20) /* unread answer bytes per client */
+#define CONTROL_MAX_QUEUED  ((size_t)256 << 20) /* unread answer bytes per client */
 
 int control_start(struct daemon *d);
 void control_stop(struct daemon *d);

@@ -57,10 +57,10 @@ struct daemon {
 	uint64_t sessions_rejected;
 	uint64_t started_ms; /* uv_now at start */
 	struct symbols *syms;
-	struct store *store;    /* NULL when it could not be opened */
+	struct store *store;     /* NULL when it could not be opened */
 	struct metrics *metrics; /* NULL when metrics are off */
 	uv_timer_t snap_timer;
-	size_t jobs_running;    /* thread-pool jobs not done yet */
+	size_t jobs_running; /* thread-pool jobs not done yet */
 	bool stopping;
 };
 

@@ -7,11 +7,11 @@
 
 #include "xalloc.h"
 
-#define SIZE_BITS 40
-#define SIZE_BIG ((UINT64_C(1) << SIZE_BITS) - 1)
+#define SIZE_BITS          40
+#define SIZE_BIG           ((UINT64_C(1) << SIZE_BITS) - 1)
 #define DEFAULT_MAX_BLOCKS ((size_t)64 << 20)
 #define DEFAULT_MAX_STACKS ((size_t)1 << 20)
-#define MIN_CAP 1024
+#define MIN_CAP            1024
 
 static inline size_t slot_of(const struct heap *h, uint64_t addr)
 {

@@ -54,7 +54,8 @@ static void usage(FILE *f)
 	        "  --retain-days D      delete snapshots older than D days (default 30,\n"
 	        "                       0 = no limit)\n"
 	        "  --metrics-listen ADDR:PORT  serve Prometheus metrics at\n"
-	        "                       http://ADDR:PORT/metrics (default " METRICS_DEFAULT_LISTEN ";\n"
+	        "                       http://ADDR:PORT/metrics (default " METRICS_DEFAULT_LISTEN
+	        ";\n"
 	        "                       [ADDR]:PORT for IPv6; off = no metrics)\n"
 	        "  --metrics-top-sites N  allocation sites per process in the metrics\n"
 	        "                       (default 10, at most 1000, 0 = only \"other\")\n"
@@ -92,9 +93,23 @@ static int parse_seconds(const char *opt, const char *s, double *out)
 
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
-	enum { O_RUNTIME = 256, O_STATE, O_SESS, O_EXITED, O_BLOCKS, O_STACKS, O_DEBUGINFOD,
-	       O_VERBOSE, O_HELP, O_VERSION, O_INTERVAL, O_RETAIN_N, O_RETAIN_DAYS,
-	       O_METRICS_LISTEN, O_METRICS_TOP };
+	enum {
+		O_RUNTIME = 256,
+		O_STATE,
+		O_SESS,
+		O_EXITED,
+		O_BLOCKS,
+		O_STACKS,
+		O_DEBUGINFOD,
+		O_VERBOSE,
+		O_HELP,
+		O_VERSION,
+		O_INTERVAL,
+		O_RETAIN_N,
+		O_RETAIN_DAYS,
+		O_METRICS_LISTEN,
+		O_METRICS_TOP
+	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
 	    {"state-dir", required_argument, NULL, O_STATE},
@@ -157,7 +172,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			}
 			break;
 		case O_INTERVAL:
-			if (parse_seconds("--snapshot-interval", optarg, &d->cfg.snapshot_interval) < 0)
+			if (parse_seconds("--snapshot-interval", optarg,
+			                  &d->cfg.snapshot_interval) < 0)
 				return -EINVAL;
 			break;
 		case O_RETAIN_DAYS:
@@ -353,8 +369,9 @@ int main(int argc, char **argv)
 		 * a user runs their own): tracing matters more than metrics. An
 		 * address the user asked for must work, though. */
 		if (d.cfg.metrics_explicit) {
-			log_error("cannot serve metrics on %s: %s (--metrics-listen off disables them)",
-			          d.cfg.metrics_listen, why);
+			log_error(
+			    "cannot serve metrics on %s: %s (--metrics-listen off disables them)",
+			    d.cfg.metrics_listen, why);
 			goto out_loop;
 		}
 		log_warn("no metrics: cannot listen on the default %s: %s (use --metrics-listen)",

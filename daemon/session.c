@@ -176,8 +176,9 @@ static int on_events(struct session *s, const uint8_t *p, size_t n)
 	proto_events_begin(&it, p, n);
 	while ((rc = proto_events_next(&it, &ev)) > 0) {
 		if (heap_apply(&s->heap, &ev) < 0)
-			return fail(s, "event seq %" PRIu64 " out of order or names an undefined stack",
-			            ev.seq);
+			return fail(
+			    s, "event seq %" PRIu64 " out of order or names an undefined stack",
+			    ev.seq);
 		s->events++;
 		s->d->events_total++;
 	}

@@ -50,16 +50,16 @@ struct session {
 	size_t cmdline_len;
 	enum session_state state;
 	bool hello;
-	bool bye;      /* the agent said goodbye: clean exit */
-	char *error;   /* why the connection was closed, if it was our decision */
+	bool bye;    /* the agent said goodbye: clean exit */
+	char *error; /* why the connection was closed, if it was our decision */
 	uint32_t nframes;
 	uint32_t flags;
 	uint64_t sample_bytes;
 	uint64_t lost_events;
 	uint64_t events;
 	uint64_t started_ms, ended_ms; /* wall clock, ms since the epoch */
-	int snap_pending;       /* snapshots being written */
-	int64_t last_snapshot;  /* id of the last one stored, 0 = none */
+	int snap_pending;              /* snapshots being written */
+	int64_t last_snapshot;         /* id of the last one stored, 0 = none */
 	struct heap heap;
 	struct session_module *modules; /* sorted by lo, non-overlapping */
 	size_t nmodules;

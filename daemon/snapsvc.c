@@ -111,8 +111,8 @@ static void work_run(uv_work_t *w)
 			size_t deleted = 0;
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			job->written = true;
-			job->write_seconds =
-			    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+			job->write_seconds = (double)(t1.tv_sec - t0.tv_sec) +
+			                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 			job->snap->id = id;
 			if (store_retain(d->store, d->cfg.retain_snapshots, d->cfg.retain_days,
 			                 &deleted) < 0)

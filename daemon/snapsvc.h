@@ -50,7 +50,7 @@ struct snapsvc_job {
 	struct capture *capture;
 	int64_t snap_id;
 	pid_t pid;
-	long uid;  /* the asking client's uid, -1 = root (any) */
+	long uid;      /* the asking client's uid, -1 = root (any) */
 	bool store_it; /* write the resolved snapshot to the store */
 	bool written;  /* it was written, in write_seconds (for metrics) */
 	double write_seconds;

@@ -27,7 +27,7 @@
 #include "snapshot.h"
 
 #define STORE_SCHEMA_VERSION 1
-#define STORE_FILE "memtrace.db"
+#define STORE_FILE           "memtrace.db"
 
 struct store;
 
@@ -54,8 +54,7 @@ int store_owner(struct store *st, int64_t id, uid_t *uid);
  * limit) and none older than max_age_days (0 = no limit); then delete the
  * stacks, frames and processes no snapshot uses any more. Sets *deleted to
  * the number of snapshots removed. */
-int store_retain(struct store *st, unsigned keep_per_process, double max_age_days,
-                 size_t *deleted);
+int store_retain(struct store *st, unsigned keep_per_process, double max_age_days, size_t *deleted);
 
 /* Counts for status and tests. */
 struct store_counts {

@@ -739,8 +739,8 @@ static char *demangle(struct symbols *s, const char *name)
  * wrote foo: cut the suffix so every copy reads and groups as foo. */
 static char *strip_clone_suffix(char *name)
 {
-	static const char *const kinds[] = {"constprop", "isra", "part", "cold", "lto_priv",
-	                                    "localalias", "clone"};
+	static const char *const kinds[] = {"constprop", "isra",       "part", "cold",
+	                                    "lto_priv",  "localalias", "clone"};
 	char *c = strstr(name, " [clone .");
 	if (c != NULL) {
 		*c = '\0';

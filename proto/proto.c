@@ -214,8 +214,8 @@ int proto_empty_decode(const uint8_t *p, size_t n)
 	return n == 0 ? 0 : -EBADMSG;
 }
 
-ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr,
-                              uint64_t size, uint32_t stack_id)
+ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr, uint64_t size,
+                              uint32_t stack_id)
 {
 	if (cap < PROTO_EV_ALLOC_SIZE)
 		return -ENOSPC;

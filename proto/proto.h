@@ -27,11 +27,11 @@
 
 #define PROTO_VERSION 1
 
-#define PROTO_HDR_SIZE 8
-#define PROTO_MAX_PAYLOAD (1u << 20) /* 1 MiB per frame */
-#define PROTO_MAX_FRAMES 256         /* frames in one stack */
-#define PROTO_MAX_PATH 4096          /* module path, exe */
-#define PROTO_MAX_CMDLINE 65536      /* NUL-separated argv */
+#define PROTO_HDR_SIZE     8
+#define PROTO_MAX_PAYLOAD  (1u << 20) /* 1 MiB per frame */
+#define PROTO_MAX_FRAMES   256        /* frames in one stack */
+#define PROTO_MAX_PATH     4096       /* module path, exe */
+#define PROTO_MAX_CMDLINE  65536      /* NUL-separated argv */
 #define PROTO_MAX_BUILD_ID 64
 
 enum proto_type {
@@ -46,9 +46,9 @@ enum proto_type {
 };
 
 /* HELLO flags */
-#define PROTO_HELLO_DROP 0x1u   /* MEMTRACE_ON_FULL=drop: events may be lost */
-#define PROTO_HELLO_FP 0x2u     /* frame-pointer unwinding */
-#define PROTO_HELLO_SAMPLED 0x4u /* sampling: sizes are weighted estimates */
+#define PROTO_HELLO_DROP      0x1u /* MEMTRACE_ON_FULL=drop: events may be lost */
+#define PROTO_HELLO_FP        0x2u /* frame-pointer unwinding */
+#define PROTO_HELLO_SAMPLED   0x4u /* sampling: sizes are weighted estimates */
 #define PROTO_HELLO_FLAGS_ALL 0x7u
 
 /* Event record kinds, in the low two bits of the record's first word. */
@@ -57,8 +57,8 @@ enum proto_ev_kind {
 	PROTO_EV_FREE = 2,
 };
 #define PROTO_EV_ALLOC_SIZE 28 /* u64 seq<<2|kind, u64 addr, u64 size, u32 stack */
-#define PROTO_EV_FREE_SIZE 16  /* u64 seq<<2|kind, u64 addr */
-#define PROTO_SEQ_MAX (UINT64_MAX >> 2)
+#define PROTO_EV_FREE_SIZE  16 /* u64 seq<<2|kind, u64 addr */
+#define PROTO_SEQ_MAX       (UINT64_MAX >> 2)
 
 struct proto_hdr {
 	uint32_t len; /* payload bytes after the header */
@@ -88,8 +88,8 @@ struct proto_module {
 };
 
 struct proto_stack {
-	uint32_t id;      /* > 0; 0 means "stack unknown" in events */
-	uint32_t nframes; /* 1 .. PROTO_MAX_FRAMES */
+	uint32_t id;           /* > 0; 0 means "stack unknown" in events */
+	uint32_t nframes;      /* 1 .. PROTO_MAX_FRAMES */
 	const uint8_t *frames; /* nframes little-endian u64, most recent call first */
 };
 
@@ -124,8 +124,8 @@ ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type); /* RESET, B
 
 /* Event records, appended to an EVENTS payload under construction: return the
  * record size written, or -ENOSPC. */
-ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr,
-                              uint64_t size, uint32_t stack_id);
+ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr, uint64_t size,
+                              uint32_t stack_id);
 ssize_t proto_ev_free_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr);
 
 /* Payload decoders (payload only, without the header). */
@@ -162,8 +162,7 @@ static inline uint16_t proto_get_u16(const uint8_t *p)
 }
 static inline uint32_t proto_get_u32(const uint8_t *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static inline uint64_t proto_get_u64(const uint8_t *p)
 {

@@ -22,6 +22,13 @@ run() { # dir, make target, configure args...
 	return $rc
 }
 
+echo "== clang-format (the committed .clang-format)"
+if command -v clang-format >/dev/null 2>&1; then
+	clang-format --dry-run --Werror $(git ls-files '*.c' '*.h' '*.cc' 2>/dev/null || find . -name '*.[ch]') ||
+		{ echo "clang-format: files differ from .clang-format"; status=1; }
+else
+	echo "clang-format is not installed"; status=1
+fi
 echo "== build with -Werror and run every test"
 run "$top/build-test" check || status=1
 echo "== unit tests under ASan+UBSan"

@@ -108,8 +108,8 @@ static void assert_top(struct h_ctl *r, uid_t uid, long pid, const struct h_expe
 	args[n] = NULL;
 	why = h_ctl_poll(&D, uid, r, check_top_cb, (void *)e, args);
 	cmd = args_str(args);
-	ck_assert_msg(why == NULL, "%s: `%s` differs from the program's book:\n  %.3000s", what, cmd,
-	              why);
+	ck_assert_msg(why == NULL, "%s: `%s` differs from the program's book:\n  %.3000s", what,
+	              cmd, why);
 	free(cmd);
 }
 

@@ -10,9 +10,12 @@
 /* Allocates n bytes and says where: the malloc call is on the line that
  * *line is set to. */
 __attribute__((visibility("default"), noinline)) void *plugin_alloc(size_t n, const char **file,
-                                                                     int *line, const char **func)
+                                                                    int *line, const char **func)
 {
-	void *p = malloc(n); *line = __LINE__; /* keep on one line */
+	/* The malloc call and __LINE__ must share a line. */
+	/* clang-format off */
+	void *p = malloc(n); *line = __LINE__;
+	/* clang-format on */
 	*file = __FILE__;
 	*func = __func__;
 	return p;

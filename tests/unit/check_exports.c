@@ -15,8 +15,8 @@
 #include "suites.h"
 
 static const char *const expected[] = {
-    "aligned_alloc", "calloc", "free", "malloc", "memalign", "posix_memalign",
-    "pvalloc", "realloc", "reallocarray", "valloc",
+    "aligned_alloc",  "calloc",  "free",    "malloc",       "memalign",
+    "posix_memalign", "pvalloc", "realloc", "reallocarray", "valloc",
 };
 #define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
 
