@@ -88,8 +88,13 @@ void ring_reset_after_fork(struct ring *mine)
 	free_list = NULL;
 	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
 		ring_clear(r);
-		if (r == mine)
+		if (r == mine) {
+			/* Same thread, new tid: else the sender's liveness check
+			 * would take the ring away from the running child. */
+			r->tid = sysdep_gettid();
+			r->idle_since = sysdep_now_ns();
 			continue;
+		}
 		atomic_store(&r->state, RING_FREE);
 		r->free_next = free_list;
 		free_list = r;

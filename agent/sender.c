@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/un.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -146,17 +147,12 @@ static int send_stacks(void)
 		const uint64_t *frames;
 		uint32_t n;
 		int st;
-		uint64_t deadline = 0;
 
-		/* A writer is between taking the id and marking it ready. */
-		while ((st = stacktab_get(id, &frames, &n)) == 0) {
-			uint64_t now = sysdep_now_ns();
-			if (deadline == 0)
-				deadline = now + 1000u * 1000 * 1000;
-			else if (now > deadline)
-				break;
+		/* A writer is between taking the id and marking it ready; it
+		 * never waits for us, so it gets there. Giving up instead would
+		 * send an event naming a stack the daemon never saw. */
+		while ((st = stacktab_get(id, &frames, &n)) == 0)
 			sched_yield();
-		}
 		if (st == 1) {
 			int rc = need(PROTO_HDR_SIZE + 8 + 8 * (size_t)n);
 			if (rc < 0)
@@ -233,14 +229,16 @@ static void events_end(size_t at)
 
 static int send_events(uint64_t w)
 {
-	size_t nseg = 0;
+	size_t nseg = 0, nrings = 0;
+	/* Rings are pushed at the head: walking from one head twice sees the
+	 * same rings, however many threads start meanwhile. */
+	struct ring *head = ring_registry();
 
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next)
-		nseg++;
-	if (grow_segs(nseg) < 0)
+	for (struct ring *r = head; r != NULL; r = r->next)
+		nrings++;
+	if (grow_segs(nrings) < 0)
 		return -ENOMEM;
-	nseg = 0;
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
+	for (struct ring *r = head; r != NULL; r = r->next) {
 		if (atomic_load(&r->state) == RING_FREE)
 			continue;
 		uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -345,7 +343,12 @@ static int cycle(void)
 {
 	int rc;
 
-	if (modules_changed() && (rc = send_modules()) < 0)
+	/* dl_iterate_phdr takes the loader's write lock, which a fork child
+	 * does not get reset: hold modules_lock so fork waits for us. */
+	pthread_mutex_lock(&modules_lock);
+	int changed = modules_changed();
+	pthread_mutex_unlock(&modules_lock);
+	if (changed && (rc = send_modules()) < 0)
 		return rc;
 	uint64_t w = watermark();
 	if ((rc = send_stacks()) < 0)
@@ -462,28 +465,41 @@ void sender_wake(void)
 
 void sender_stop(void)
 {
+	struct timespec deadline;
+
 	if (!thread_running)
 		return;
 	atomic_store(&stopping, 1);
 	sender_wake();
-	pthread_join(thread, NULL);
-	thread_running = 0;
-	if (sock < 0)
-		return;
-	/* Never hang the program's exit on a daemon that stopped reading. */
-	struct timeval tv = {5, 0};
-	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	/* Threads still inside a hook finish their record; wait briefly. */
-	uint64_t deadline = sysdep_now_ns() + 200u * 1000 * 1000;
-	while (watermark() < atomic_load(&g_seq) && sysdep_now_ns() < deadline)
-		sched_yield();
-	int rc = cycle();
-	if (rc == 0) {
-		buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_BYE);
-		flush_buf();
+	/* Never hang the program's exit on a daemon that stopped reading: if
+	 * the sender is stuck in send() for 5 s, cut the connection under it. */
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 5;
+	if (pthread_timedjoin_np(thread, NULL, &deadline) != 0) {
+		if (sock >= 0)
+			shutdown(sock, SHUT_RDWR);
+		pthread_join(thread, NULL);
 	}
-	close(sock);
-	sock = -1;
+	thread_running = 0;
+	if (sock >= 0) {
+		struct timeval tv = {5, 0};
+		setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		/* Threads still inside a hook finish their record; wait briefly. */
+		uint64_t until = sysdep_now_ns() + 200u * 1000 * 1000;
+		while (watermark() < atomic_load(&g_seq) && sysdep_now_ns() < until)
+			sched_yield();
+		int rc = cycle();
+		if (rc == 0) {
+			buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_BYE);
+			flush_buf();
+		}
+		close(sock);
+		sock = -1;
+	}
+	/* Nobody drains the rings any more: threads still waiting for space
+	 * must stop waiting. */
+	atomic_store(&g_state, AGENT_DISABLED);
+	wake_all_rings();
 }
 
 void sender_after_fork_child(void)

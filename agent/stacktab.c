@@ -76,6 +76,11 @@ uint32_t stacktab_intern(const uint64_t *frames, uint32_t n)
 		uint32_t id = atomic_load_explicit(&slots[i], memory_order_acquire);
 		if (id == 0) {
 			if (mine == 0) {
+				/* Full: do not even take a number, or next_id would
+				 * wrap after enough misses and hand out live ids. */
+				if (atomic_load_explicit(&next_id, memory_order_relaxed) >
+				    STACKTAB_CAP)
+					return 0;
 				/* Write our entry completely before racing for the slot. */
 				mine = atomic_fetch_add(&next_id, 1);
 				if (mine > STACKTAB_CAP)

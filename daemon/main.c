@@ -305,8 +305,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 	/* Ending the sessions queues their last snapshots; the loop runs
 	 * until every one of them is written. */
 	sdnotify_send("STOPPING=1\nSTATUS=writing the last snapshots");
-	agentsrv_stop(d);
 	d->stopping = true;
+	agentsrv_stop(d);
 	control_stop(d);
 	metrics_stop(d);
 	snapsvc_stop(d);

@@ -123,6 +123,10 @@ static int on_module(struct session *s, const uint8_t *p, size_t n)
 		return fail(s, "malformed MODULE");
 	if (m.lo == m.hi)
 		return 0;
+	/* A real process maps a few thousand objects at most; more is an
+	 * agent gone wrong, and each costs the daemon memory. */
+	if (s->nmodules >= SESSION_MAX_MODULES)
+		return fail(s, "more than %d modules", SESSION_MAX_MODULES);
 	/* Drop what the new object overlaps (it was unloaded), then insert
 	 * in address order. An identical entry is kept as is. */
 	size_t w = 0, at = 0;

@@ -29,6 +29,8 @@ struct daemon;
 
 enum session_state { SESSION_LIVE, SESSION_EXITED };
 
+#define SESSION_MAX_MODULES 65536
+
 struct session_module {
 	uint64_t bias, lo, hi;
 	char *path;
