@@ -1543,6 +1543,49 @@ START_TEST(daemon_behind)
 }
 END_TEST
 
+/* A forked child that idles past the agent's check for exited threads and
+ * then allocates more than a ring holds must still run to its end (the
+ * child's ring once kept the parent's thread id and was taken away). */
+START_TEST(fork_child_keeps_ring)
+{
+	struct h_proc p;
+	char line[128];
+
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(h_proc_send(&p, "forkchurn 200000"), 0);
+	int rc = h_proc_readline(&p, line, sizeof line, 60000);
+	ck_assert_msg(rc == 1 && strcmp(line, "done 200000 0") == 0,
+	              "the forked child did not finish normally: %s", rc == 1 ? line : "no answer");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "churn did not exit");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* Drop mode, daemon stopped: the program's exit must not wait for it. */
+START_TEST(exit_with_stopped_daemon)
+{
+	const char *const env_drop[] = {"MEMTRACE_ON_FULL=drop", NULL};
+	struct h_proc p;
+	char line[128];
+
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env_drop);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	ck_assert_int_eq(h_proc_send(&p, "churn 1000000"), 0);
+	int rc = h_proc_readline(&p, line, sizeof line, 60000);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	int st = h_proc_finish(&p, 60000);
+	kill(D.pid, SIGCONT);
+	ck_assert_msg(rc == 1 && strncmp(line, "done", 4) == 0, "no \"done\" while stopped");
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "the program did not exit while the daemon was stopped: %s",
+	              h_status_str(st));
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
@@ -1577,6 +1620,8 @@ static Suite *e2e_suite(void)
 	tcase_add_test(tc, dlopen_plugin);
 	tc = tcase(s, "behind", 180);
 	tcase_add_loop_test(tc, daemon_behind, 0, 2);
+	tcase_add_test(tc, fork_child_keeps_ring);
+	tcase_add_test(tc, exit_with_stopped_daemon);
 	tc = tcase(s, "malformed", 120);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);

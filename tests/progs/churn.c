@@ -5,7 +5,9 @@
  *
  * Phase 1 holds nothing and prints "ready". Each "churn N" command then does
  * N pairs of malloc(32)/free (2N events, counted by the program itself) and
- * prints "done N". "exit" ends it.
+ * prints "done N". "forkchurn N" forks a child that waits 2 s (longer than the
+ * agent's 1 s check for threads that are gone) and then churns N pairs; the
+ * parent prints "done N STATUS" with the child's wait status. "exit" ends it.
  */
 
 /* The program is the test's ground truth: every site must stay its own frame
@@ -17,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "truth.h"
 
@@ -42,6 +47,20 @@ int main(void)
 			long n = atol(cmd + 6);
 			churn(n);
 			int l = snprintf(line, sizeof(line), "done %ld\n", n);
+			truth_put(1, line, (size_t)l);
+		} else if (strncmp(cmd, "forkchurn ", 10) == 0) {
+			long n = atol(cmd + 10);
+			int status = -1;
+			pid_t c = fork();
+			if (c == 0) {
+				struct timespec ts = {2, 0};
+				nanosleep(&ts, NULL);
+				churn(n);
+				_exit(0);
+			}
+			if (c > 0)
+				waitpid(c, &status, 0);
+			int l = snprintf(line, sizeof(line), "done %ld %d\n", n, status);
 			truth_put(1, line, (size_t)l);
 		} else if (strcmp(cmd, "exit") == 0) {
 			return 0;
