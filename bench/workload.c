@@ -52,10 +52,10 @@
  * call into a jump, so each layer of the service stays a real stack frame. */
 #define KEEP_FRAME() __asm__ volatile("" ::: "memory")
 
-#define KEYSPACE 16384      /* distinct paths requested */
+#define KEYSPACE      16384 /* distinct paths requested */
 #define CACHE_BUCKETS 4096  /* per thread */
-#define CACHE_MAX 3072      /* entries per thread before eviction */
-#define BIG_ONE_IN 128      /* requests with a large body */
+#define CACHE_MAX     3072  /* entries per thread before eviction */
+#define BIG_ONE_IN    128   /* requests with a large body */
 
 struct counts {
 	uint64_t malloc, calloc, realloc, realloc_null, free;
@@ -255,10 +255,9 @@ static NOINLINE void sb_appendf_u64(struct worker *w, struct strbuf *sb, const c
 /* ---- the request's text ---- */
 
 static const char *const methods[] = {"GET", "GET", "GET", "POST", "PUT", "DELETE"};
-static const char *const hnames[] = {"Host",         "User-Agent",      "Accept",
-                                     "Content-Type", "Authorization",   "X-Request-Id",
-                                     "Cookie",       "Accept-Encoding", "X-Forwarded-For",
-                                     "Cache-Control"};
+static const char *const hnames[] = {
+    "Host",         "User-Agent", "Accept",          "Content-Type",    "Authorization",
+    "X-Request-Id", "Cookie",     "Accept-Encoding", "X-Forwarded-For", "Cache-Control"};
 
 /* Paths are skewed (the minimum of two draws), so the cache has hot keys. */
 static uint64_t pick_key(struct worker *w)
