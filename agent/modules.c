@@ -15,22 +15,30 @@ struct self_ctx {
 	uintptr_t addr;
 };
 
-static int find_self_cb(struct dl_phdr_info *info, size_t size, void *data)
+/* The span of an object's PT_LOAD segments in memory; hi is 0 if none. */
+static void load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi)
 {
-	struct self_ctx *c = data;
-	uintptr_t lo = UINTPTR_MAX, hi = 0;
-	(void)size;
-
+	*lo = UINTPTR_MAX;
+	*hi = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		if (ph->p_type != PT_LOAD)
 			continue;
 		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-		if (a < lo)
-			lo = a;
-		if (a + ph->p_memsz > hi)
-			hi = a + ph->p_memsz;
+		if (a < *lo)
+			*lo = a;
+		if (a + ph->p_memsz > *hi)
+			*hi = a + ph->p_memsz;
 	}
+}
+
+static int find_self_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct self_ctx *c = data;
+	uintptr_t lo, hi;
+	(void)size;
+
+	load_range(info, &lo, &hi);
 	if (c->addr >= lo && c->addr < hi) {
 		g_self_lo = lo;
 		g_self_hi = hi;
@@ -101,19 +109,10 @@ static int encode_cb(struct dl_phdr_info *info, size_t size, void *data)
 {
 	struct enc_ctx *c = data;
 	struct proto_module m;
-	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	uintptr_t lo, hi;
 	(void)size;
 
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type != PT_LOAD)
-			continue;
-		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-		if (a < lo)
-			lo = a;
-		if (a + ph->p_memsz > hi)
-			hi = a + ph->p_memsz;
-	}
+	load_range(info, &lo, &hi);
 	if (hi == 0)
 		return 0;
 	memset(&m, 0, sizeof(m));

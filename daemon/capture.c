@@ -174,21 +174,6 @@ void capture_free(struct capture *c)
 
 /* ---- thread pool ---- */
 
-static const struct session_module *module_at(const struct capture *c, uint64_t addr)
-{
-	size_t lo = 0, hi = c->nmods;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (addr < c->mods[mid].lo)
-			hi = mid;
-		else if (addr >= c->mods[mid].hi)
-			lo = mid + 1;
-		else
-			return &c->mods[mid];
-	}
-	return NULL;
-}
-
 /* operator new and its variants are the allocator, not the caller. */
 static int is_allocator_frame(const struct frame_info *f)
 {
@@ -230,7 +215,7 @@ static const uint32_t *expand(struct memo *m, const struct capture *c, struct sy
 {
 	size_t i = memo_slot(m, addr);
 	if (m->keys[i] == 0) {
-		const struct session_module *mod = module_at(c, addr);
+		const struct session_module *mod = session_module_find(c->mods, c->nmods, addr);
 		const struct frame_info *f;
 		struct sym_module sm;
 		if (mod != NULL) {

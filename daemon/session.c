@@ -257,12 +257,13 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 	return rc;
 }
 
-const struct session_module *session_module_at(const struct session *s, uint64_t addr)
+const struct session_module *session_module_find(const struct session_module *mods, size_t n,
+                                                 uint64_t addr)
 {
-	size_t lo = 0, hi = s->nmodules;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		const struct session_module *m = &s->modules[mid];
+		const struct session_module *m = &mods[mid];
 		if (addr < m->lo)
 			hi = mid;
 		else if (addr >= m->hi)

@@ -77,8 +77,10 @@ void session_unref(struct session *s); /* frees at zero */
 
 /* Feeds bytes read from the agent. 0, or -EBADMSG with s->error set. */
 int session_feed(struct session *s, const uint8_t *p, size_t n);
-/* The module containing addr, or NULL. */
-const struct session_module *session_module_at(const struct session *s, uint64_t addr);
+/* The module containing addr in a module list sorted by lo (a session's, or
+ * a copy of it), or NULL. */
+const struct session_module *session_module_find(const struct session_module *mods, size_t n,
+                                                 uint64_t addr);
 void session_sym_module(const struct session_module *m, struct sym_module *out);
 const char *session_state_name(const struct session *s);
 
