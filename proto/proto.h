@@ -140,33 +140,69 @@ void proto_events_begin(struct proto_events_iter *it, const uint8_t *p, size_t n
 /* 1 and *ev filled, 0 at the end, -EBADMSG on a malformed record. */
 int proto_events_next(struct proto_events_iter *it, struct proto_event *ev);
 
-/* Little-endian helpers shared by the encoders and decoders. */
+/* Little-endian helpers shared by the encoders and decoders. On a
+ * little-endian host they are one unaligned load or store (memcpy), which
+ * matters: the agent encodes and the daemon decodes every event. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PROTO_LE_NATIVE 1
+#endif
+
 static inline void proto_put_u16(uint8_t *p, uint16_t v)
 {
+#ifdef PROTO_LE_NATIVE
+	__builtin_memcpy(p, &v, 2);
+#else
 	p[0] = (uint8_t)v;
 	p[1] = (uint8_t)(v >> 8);
+#endif
 }
 static inline void proto_put_u32(uint8_t *p, uint32_t v)
 {
+#ifdef PROTO_LE_NATIVE
+	__builtin_memcpy(p, &v, 4);
+#else
 	for (int i = 0; i < 4; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 static inline void proto_put_u64(uint8_t *p, uint64_t v)
 {
+#ifdef PROTO_LE_NATIVE
+	__builtin_memcpy(p, &v, 8);
+#else
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 static inline uint16_t proto_get_u16(const uint8_t *p)
 {
+#ifdef PROTO_LE_NATIVE
+	uint16_t v;
+	__builtin_memcpy(&v, p, 2);
+	return v;
+#else
 	return (uint16_t)(p[0] | (p[1] << 8));
+#endif
 }
 static inline uint32_t proto_get_u32(const uint8_t *p)
 {
+#ifdef PROTO_LE_NATIVE
+	uint32_t v;
+	__builtin_memcpy(&v, p, 4);
+	return v;
+#else
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+#endif
 }
 static inline uint64_t proto_get_u64(const uint8_t *p)
 {
+#ifdef PROTO_LE_NATIVE
+	uint64_t v;
+	__builtin_memcpy(&v, p, 8);
+	return v;
+#else
 	return (uint64_t)proto_get_u32(p) | (uint64_t)proto_get_u32(p + 4) << 32;
+#endif
 }
 
 #endif
