@@ -146,6 +146,12 @@ static int src_read(const char *path, char **text, size_t *len)
 	size_t got = 0;
 	int fd, rc;
 
+	/* Paths come from snapshot files anyone may have written: opening a
+	 * device can have effects, so only regular files are opened. */
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
@@ -848,7 +854,7 @@ static void put_value(const cJSON *item)
 		}
 		if (!strings) {
 			char *s = cJSON_PrintUnformatted(item);
-			put_text(s);
+			put_text(s != NULL ? s : "?");
 			cJSON_free(s);
 			return;
 		}

@@ -185,7 +185,8 @@ static int is_allocator_frame(const struct frame_info *f)
 /* Per-capture memo: address -> its expanded chain of snapshot frame
  * indexes, so each distinct address is symbolized once. */
 struct memo {
-	uint64_t *keys; /* 0 = empty */
+	uint64_t *keys;
+	uint8_t *used;
 	uint32_t *start, *len;
 	size_t cap;
 	uint32_t *chain;
@@ -195,7 +196,7 @@ struct memo {
 static size_t memo_slot(const struct memo *m, uint64_t addr)
 {
 	size_t i = (size_t)((addr * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (m->cap - 1);
-	while (m->keys[i] != 0 && m->keys[i] != addr)
+	while (m->used[i] && m->keys[i] != addr)
 		i = (i + 1) & (m->cap - 1);
 	return i;
 }
@@ -214,7 +215,7 @@ static const uint32_t *expand(struct memo *m, const struct capture *c, struct sy
                               struct snapshot *snap, uint64_t addr, uint32_t *n)
 {
 	size_t i = memo_slot(m, addr);
-	if (m->keys[i] == 0) {
+	if (!m->used[i]) {
 		const struct session_module *mod = session_module_find(c->mods, c->nmods, addr);
 		const struct frame_info *f;
 		struct sym_module sm;
@@ -224,7 +225,8 @@ static const uint32_t *expand(struct memo *m, const struct capture *c, struct sy
 		} else {
 			f = symbols_unknown(syms, addr);
 		}
-		m->keys[i] = addr == 0 ? 1 : addr; /* addresses are never 0 or 1 */
+		m->keys[i] = addr;
+		m->used[i] = 1;
 		m->start[i] = (uint32_t)m->nchain;
 		uint32_t l = 0;
 		for (; f != NULL && l < MAX_CHAIN; f = f->caller, l++) {
@@ -279,6 +281,7 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 	while (m.cap < distinct_max * 2)
 		m.cap *= 2;
 	m.keys = xcalloc(m.cap, sizeof(*m.keys));
+	m.used = xcalloc(m.cap, sizeof(*m.used));
 	m.start = xcalloc(m.cap, sizeof(*m.start));
 	m.len = xcalloc(m.cap, sizeof(*m.len));
 
@@ -322,6 +325,7 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		snap->largest[i].trace = c->largest[i].stack;
 	}
 	free(m.keys);
+	free(m.used);
 	free(m.start);
 	free(m.len);
 	free(m.chain);

@@ -723,9 +723,18 @@ static cJSON *cmd_snapshots(struct conn *c, cJSON *req)
 static int handle_line(struct conn *c, const char *line, size_t len)
 {
 	cJSON *resp = NULL;
-	cJSON *req = cJSON_ParseWithLength(line, len);
+	const char *end = NULL;
+	cJSON *req =
+	    memchr(line, '\0', len) != NULL ? NULL : cJSON_ParseWithLengthOpts(line, len, &end, 0);
 	int rc = 0;
 
+	/* One JSON object and nothing after it but blanks. */
+	while (req != NULL && end < line + len && (*end == ' ' || *end == '\t' || *end == '\r'))
+		end++;
+	if (req != NULL && end != line + len) {
+		cJSON_Delete(req);
+		req = NULL;
+	}
 	if (req == NULL || !cJSON_IsObject(req)) {
 		log_warn("control: pid %d sent a request that is not a JSON object; closing",
 		         (int)c->pid);

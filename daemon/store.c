@@ -236,7 +236,7 @@ static const char *const stmt_sql[S_COUNT] = {
     /* ?1: snapshots kept per process (0 = no limit); ?2: the oldest
      * taken_at kept (NULL = no limit, and NULL compares false). */
     [S_RETAIN_DOOMED] = "SELECT id FROM (SELECT id, taken_at, row_number() OVER"
-                        " (PARTITION BY process_id ORDER BY taken_at DESC, id DESC) AS n"
+                        " (PARTITION BY process_id ORDER BY id DESC) AS n"
                         " FROM snapshot)"
                         " WHERE (?1 > 0 AND n > ?1) OR taken_at < ?2",
     [S_SNAPSHOT_STACKS] = "SELECT stack_id FROM trace WHERE snapshot_id = ?1"

@@ -1212,7 +1212,7 @@ START_TEST(malformed_control)
 	const struct bad_request closing[] = {
 	    {"this is not json", NULL}, {"{\"cmd\": \"status\"", NULL},
 	    {"[1,2,3]", NULL},          {"42", NULL},
-	    {"\"status\"", NULL},
+	    {"\"status\"", NULL},       {"{\"cmd\":\"status\"}garbage", NULL},
 	};
 	/* well-formed requests with bad arguments: error, connection stays */
 	const struct bad_request open[] = {

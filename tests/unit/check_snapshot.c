@@ -1424,8 +1424,9 @@ END_TEST
 START_TEST(test_stats_json)
 {
 	static const char *const keys[] = {
-	    "pid",         "exe",   "cmdline",     "state", "current",    "peak",     "blocks",
-	    "allocations", "frees", "lost_events", "uid",   "start_time", "snapshot", NULL};
+	    "pid",      "exe",         "cmdline", "state",        "current",       "peak",
+	    "blocks",   "allocations", "frees",   "lost_events",  "uid",           "start_time",
+	    "snapshot", "stacks",      "nframes", "sample_bytes", "limit_reached", NULL};
 	static const char *const skeys[] = {"id", "taken_at", "reason", NULL};
 	struct snapshot *s = sample();
 	cJSON *o = snapshot_stats_json(s);
@@ -1433,6 +1434,11 @@ START_TEST(test_stats_json)
 
 	ck_assert_ptr_nonnull(o);
 	keys_are(o, keys);
+	/* stacks: the traces of the snapshot; what is not stored is null. */
+	ck_assert(num(o, "stacks") == (double)s->ntraces);
+	ck_assert(cJSON_IsNull(get(o, "nframes")));
+	ck_assert(cJSON_IsNull(get(o, "sample_bytes")));
+	ck_assert(cJSON_IsNull(get(o, "limit_reached")));
 	ck_assert(num(o, "pid") == 4242);
 	ck_assert_str_eq(str(o, "exe"), "/bin/app");
 	c = get(o, "cmdline");
