@@ -7,7 +7,8 @@
  * N pairs of malloc(32)/free (2N events, counted by the program itself) and
  * prints "done N". "forkchurn N" forks a child that waits 2 s (longer than the
  * agent's 1 s check for threads that are gone) and then churns N pairs; the
- * parent prints "done N STATUS" with the child's wait status. "exit" ends it.
+ * parent prints "done N STATUS" with the child's wait status. "hold N SIZE"
+ * allocates N blocks of SIZE bytes and keeps them ("done N"). "exit" ends it.
  */
 
 /* The program is the test's ground truth: every site must stay its own frame
@@ -26,6 +27,15 @@
 #include "truth.h"
 
 static void *volatile sink;
+static void **held;
+static long nheld;
+
+static void hold(long n, long size)
+{
+	held = realloc(held, (size_t)(nheld + n) * sizeof(*held));
+	for (long i = 0; i < n; i++)
+		held[nheld++] = malloc((size_t)size);
+}
 
 static void churn(long n)
 {
@@ -61,6 +71,12 @@ int main(void)
 			if (c > 0)
 				waitpid(c, &status, 0);
 			int l = snprintf(line, sizeof(line), "done %ld %d\n", n, status);
+			truth_put(1, line, (size_t)l);
+		} else if (strncmp(cmd, "hold ", 5) == 0) {
+			char *rest;
+			long n = strtol(cmd + 5, &rest, 10), size = atol(rest);
+			hold(n, size);
+			int l = snprintf(line, sizeof(line), "done %ld\n", n);
 			truth_put(1, line, (size_t)l);
 		} else if (strcmp(cmd, "exit") == 0) {
 			return 0;
