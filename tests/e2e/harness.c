@@ -1064,8 +1064,7 @@ struct exp_entry {
 	int seen;
 };
 
-static bool key_equal(enum h_key k, const struct h_frame *a, int na, const struct h_frame *b,
-                      int nb)
+bool h_key_equal(enum h_key k, const struct h_frame *a, int na, const struct h_frame *b, int nb)
 {
 	switch (k) {
 	case H_KEY_LINENO:
@@ -1116,7 +1115,7 @@ static void exp_add(struct exp_entry **v, int *n, enum h_key k, const struct h_r
 {
 	for (int i = 0; i < *n; i++) {
 		struct exp_entry *e = &(*v)[i];
-		if (key_equal(k, e->frames, e->nframes, f, nf)) {
+		if (h_key_equal(k, e->frames, e->nframes, f, nf)) {
 			e->size += r->bytes;
 			e->count += r->count;
 			e->optional = e->optional && r->optional;
@@ -1149,7 +1148,7 @@ static int build_expected(const struct h_expect *e, struct exp_entry **v)
 			bool dup = false;
 			/* cumulative counts a trace once per distinct key */
 			for (int k = 0; k < j && !dup; k++)
-				dup = key_equal(e->key, &r->f[k], 1, &r->f[j], 1);
+				dup = h_key_equal(e->key, &r->f[k], 1, &r->f[j], 1);
 			if (!dup)
 				exp_add(v, &n, e->key, r, &r->f[j], 1);
 		}
@@ -1442,4 +1441,48 @@ int h_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 		if (n + 1 < cap)
 			buf[n++] = c;
 	}
+}
+
+static int require(const char *name, const char *path, int mode)
+{
+	if (access(path, mode) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s: %s\n", name, path, strerror(errno));
+	return -1;
+}
+
+int h_run_suite(const char *name, Suite *s, const char *const *progs)
+{
+	int failed, missing = 0;
+	SRunner *sr;
+
+	/* Our own writes to closed sockets must fail, not kill us; the harness
+	 * restores the default for every process it starts. */
+	signal(SIGPIPE, SIG_IGN);
+	missing |= require(name, h_daemon_bin(), X_OK);
+	missing |= require(name, h_client_bin(), X_OK);
+	missing |= require(name, h_agent_lib(), R_OK);
+	for (size_t i = 0; progs != NULL && progs[i] != NULL; i++) {
+		char *p = h_prog(progs[i]);
+		missing |= require(name, p, X_OK);
+		free(p);
+	}
+	if (missing) {
+		fprintf(stderr, "%s: build the binaries first (make check builds them)\n", name);
+		return 99;
+	}
+	if (h_base_init() < 0) {
+		fprintf(stderr, "%s: mkdtemp: %s\n", name, strerror(errno));
+		return 99;
+	}
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_VERBOSE);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	if (failed == 0)
+		h_base_remove();
+	else
+		printf("%s: kept %s (daemon logs, books, databases) for the failures above\n", name,
+		       h_base_dir());
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -64,6 +64,14 @@ const char *h_base_dir(void);
 /* Removes the base directory and everything in it. */
 void h_base_remove(void);
 
+/* The main of an end-to-end test binary: checks that the daemon, client,
+ * agent and the named test programs (NULL-terminated, may be NULL) are
+ * built, runs suite `s` in a fresh base directory, removes it when every
+ * test passed and keeps it (logs, books) otherwise. `name` prefixes the
+ * messages. Returns the process exit status (99 when it cannot start). */
+struct Suite;
+int h_run_suite(const char *name, struct Suite *s, const char *const *progs);
+
 /* ---- the daemon ---- */
 
 struct h_daemon {
@@ -222,6 +230,11 @@ bool h_is_program_file(const struct h_truth *t, const char *reported);
 /* ---- comparing answers with the truth ---- */
 
 enum h_key { H_KEY_LINENO, H_KEY_FILENAME, H_KEY_FUNCTION, H_KEY_TRACEBACK };
+
+/* True when two stacks (most recent frame first) group together under key
+ * k, as tracemalloc groups them: only the first frame counts except for
+ * H_KEY_TRACEBACK. */
+bool h_key_equal(enum h_key k, const struct h_frame *a, int na, const struct h_frame *b, int nb);
 
 struct h_expect {
 	const struct h_truth *t;     /* what must be reported */

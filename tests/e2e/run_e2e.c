@@ -1686,47 +1686,10 @@ static Suite *e2e_suite(void)
 	return s;
 }
 
-static int require(const char *path, int mode)
-{
-	if (access(path, mode) == 0)
-		return 0;
-	fprintf(stderr, "e2e: %s: %s\n", path, strerror(errno));
-	return -1;
-}
-
 int main(void)
 {
-	static const char *const progs[] = {"sites", "cxxsites", "threads",
-	                                    "peak",  "forker",   "behave"};
-	int failed, missing = 0;
-	SRunner *sr;
+	static const char *const progs[] = {"sites",  "cxxsites", "threads",  "peak", "forker",
+	                                    "behave", "churn",    "dlopener", NULL};
 
-	/* Our own writes to closed sockets must fail, not kill us; the harness
-	 * restores the default for every process it starts. */
-	signal(SIGPIPE, SIG_IGN);
-	missing |= require(h_daemon_bin(), X_OK);
-	missing |= require(h_client_bin(), X_OK);
-	missing |= require(h_agent_lib(), R_OK);
-	for (size_t i = 0; i < sizeof progs / sizeof progs[0]; i++) {
-		char *p = h_prog(progs[i]);
-		missing |= require(p, X_OK);
-		free(p);
-	}
-	if (missing) {
-		fprintf(stderr, "e2e: build the binaries first (make check builds them)\n");
-		return 99;
-	}
-	if (h_base_init() < 0) {
-		perror("e2e: mkdtemp");
-		return 99;
-	}
-	sr = srunner_create(e2e_suite());
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed == 0)
-		h_base_remove();
-	else
-		printf("e2e: kept %s (daemon logs, books) for the failures above\n", h_base_dir());
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite("e2e", e2e_suite(), progs);
 }

@@ -1512,26 +1512,5 @@ static Suite *ops_suite(void)
 
 int main(void)
 {
-	int failed;
-	SRunner *sr;
-
-	signal(SIGPIPE, SIG_IGN);
-	if (access(h_daemon_bin(), X_OK) < 0 || access(h_client_bin(), X_OK) < 0 ||
-	    access(h_agent_lib(), R_OK) < 0) {
-		fprintf(stderr, "e2e_ops: build the binaries first (make check builds them)\n");
-		return 99;
-	}
-	if (h_base_init() < 0) {
-		perror("e2e_ops: mkdtemp");
-		return 99;
-	}
-	sr = srunner_create(ops_suite());
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed == 0)
-		h_base_remove();
-	else
-		printf("e2e_ops: kept %s (daemon logs) for the failures above\n", h_base_dir());
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite("e2e_ops", ops_suite(), NULL);
 }

@@ -518,35 +518,13 @@ struct dexp {
 	int seen;
 };
 
-static bool frames_equal(enum h_key k, const struct h_frame *a, int na, const struct h_frame *b,
-                         int nb)
-{
-	switch (k) {
-	case H_KEY_LINENO:
-		return a->line == b->line && strcmp(a->file, b->file) == 0;
-	case H_KEY_FILENAME:
-		return strcmp(a->file, b->file) == 0;
-	case H_KEY_FUNCTION:
-		return strcmp(a->file, b->file) == 0 && strcmp(a->func, b->func) == 0;
-	case H_KEY_TRACEBACK:
-		if (na != nb)
-			return false;
-		for (int i = 0; i < na; i++)
-			if (a[i].line != b[i].line || strcmp(a[i].file, b[i].file) != 0 ||
-			    strcmp(a[i].func, b[i].func) != 0)
-				return false;
-		return true;
-	}
-	return false;
-}
-
 static void dexp_add(struct dexp **v, int *n, enum h_key k, const struct h_frame *f, int nf,
                      long long size, long long count, bool newer)
 {
 	struct dexp *e = NULL;
 
 	for (int i = 0; i < *n && e == NULL; i++)
-		if (frames_equal(k, (*v)[i].f, (*v)[i].nf, f, nf))
+		if (h_key_equal(k, (*v)[i].f, (*v)[i].nf, f, nf))
 			e = &(*v)[i];
 	if (e == NULL) {
 		*v = realloc(*v, (size_t)(*n + 1) * sizeof **v);
@@ -586,7 +564,7 @@ static int dexp_build(const struct h_truth *told, const struct h_truth *tnew, en
 				bool dup = false;
 				/* cumulative counts a trace once per distinct key */
 				for (int m = 0; m < j && !dup; m++)
-					dup = frames_equal(k, &r->f[m], 1, &r->f[j], 1);
+					dup = h_key_equal(k, &r->f[m], 1, &r->f[j], 1);
 				if (!dup)
 					dexp_add(v, &n, k, &r->f[j], 1, r->bytes, r->count, side);
 			}
@@ -2465,45 +2443,9 @@ static Suite *snap_suite(void)
 	return su;
 }
 
-static int require(const char *path, int mode)
-{
-	if (access(path, mode) == 0)
-		return 0;
-	fprintf(stderr, "e2e-snap: %s: %s\n", path, strerror(errno));
-	return -1;
-}
-
 int main(void)
 {
-	static const char *const progs[] = {"deltas", "manystacks"};
-	int failed, missing = 0;
-	SRunner *sr;
+	static const char *const progs[] = {"deltas", "manystacks", NULL};
 
-	signal(SIGPIPE, SIG_IGN);
-	missing |= require(h_daemon_bin(), X_OK);
-	missing |= require(h_client_bin(), X_OK);
-	missing |= require(h_agent_lib(), R_OK);
-	for (size_t i = 0; i < sizeof progs / sizeof progs[0]; i++) {
-		char *p = h_prog(progs[i]);
-		missing |= require(p, X_OK);
-		free(p);
-	}
-	if (missing) {
-		fprintf(stderr, "e2e-snap: build the binaries first (make check builds them)\n");
-		return 99;
-	}
-	if (h_base_init() < 0) {
-		perror("e2e-snap: mkdtemp");
-		return 99;
-	}
-	sr = srunner_create(snap_suite());
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed == 0)
-		h_base_remove();
-	else
-		printf("e2e-snap: kept %s (daemon logs, books, databases) for the failures above\n",
-		       h_base_dir());
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return h_run_suite("e2e-snap", snap_suite(), progs);
 }
