@@ -248,7 +248,7 @@ void statargs_opts(struct statargs *a, struct query_opts *o);
  * by `live:PID` (a capture of a live process, not stored; compare only) or by
  * the path of a snapshot file (anything else: write ./123 for a file named
  * 123). Files are read here; ids and live captures come from the daemon as
- * the document of daemon/snapshot.h ("snapshot-get").
+ * the document of analysis/snapshot.h ("snapshot-get").
  */
 enum snapref_kind {
 	SNAPREF_ID,
@@ -275,9 +275,9 @@ void snapref_choose(struct client *c, const char *pid_arg, const char *snap_arg,
 /* Loads the snapshot. Returns 0 with a new snapshot in *out (snapshot_free
  * it), or reports the failure and returns the exit status. */
 int snapref_load(struct client *c, const struct snapref *r, struct snapshot **out);
-/* The "snapshot" member a local answer carries, as the daemon's for a stored
- * snapshot: {"id", "taken_at", "reason"}, plus "file" for a file. */
-cJSON *snapref_member_json(const struct snapref *r, const struct snapshot *s);
+/* A local answer's "snapshot" member (snapshot_ref_json) gets "file" when
+ * the snapshot came from a file. */
+void snapref_mark_file(const struct snapref *r, cJSON *resp);
 /* snapshot_summary_json plus "file" for a file. */
 cJSON *snapref_summary_json(const struct snapref *r, const struct snapshot *s);
 

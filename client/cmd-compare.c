@@ -11,8 +11,8 @@
 
 #include <stdlib.h>
 
-#include "daemon/query.h"
-#include "daemon/snapshot.h"
+#include "query.h"
+#include "snapshot.h"
 
 static int cmd_compare_exec(struct client *c, int argc, char **argv);
 

@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#include "daemon/snapshot.h"
+#include "snapshot.h"
 
 static int cmd_snapshot_exec(struct client *c, int argc, char **argv);
 

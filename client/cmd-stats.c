@@ -4,7 +4,7 @@
  */
 #include "client.h"
 
-#include "daemon/snapshot.h"
+#include "snapshot.h"
 
 static int cmd_stats_exec(struct client *c, int argc, char **argv);
 
@@ -32,18 +32,14 @@ const struct cmd_entry cmd_stats_entry = {
 static int stats_local(struct client *c, const struct snapref *ref)
 {
 	struct snapshot *s = NULL;
-	cJSON *resp = NULL, *member;
+	cJSON *resp = NULL;
 	int rc;
 
 	rc = snapref_load(c, ref, &s);
 	if (rc != 0)
 		goto out;
 	resp = snapshot_stats_json(s);
-	member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
-	if (cJSON_IsObject(member))
-		cJSON_AddStringToObject(member, "file", ref->arg);
-	else
-		cJSON_AddItemToObject(resp, "snapshot", snapref_member_json(ref, s));
+	snapref_mark_file(ref, resp);
 	client_output(c, resp, table_stats);
 	rc = CLIENT_EXIT_OK;
 out:

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/query.h"
-#include "daemon/snapshot.h"
+#include "query.h"
+#include "snapshot.h"
 
 static int cmd_top_exec(struct client *c, int argc, char **argv);
 
@@ -39,37 +39,24 @@ const struct cmd_entry cmd_top_entry = {
 static int top_local(struct client *c, const struct snapref *ref, struct statargs *a)
 {
 	struct snapshot *s = NULL;
-	struct trace_group *groups;
 	struct query_opts o;
-	void *storage = NULL;
-	size_t ngroups = 0;
-	cJSON *stats = NULL, *resp = NULL, *item;
+	cJSON *resp = NULL;
 	int rc;
 
 	rc = snapref_load(c, ref, &s);
 	if (rc != 0)
 		goto out;
 	statargs_opts(a, &o);
-	groups = snapshot_groups(s, &storage, &ngroups);
-	rc = query_top(groups, ngroups, &o, &stats);
-	free(storage);
-	if (rc < 0) {
+	if (snapshot_top_json(s, &o, true, &resp) < 0) {
 		rc =
 		    client_error(c, CLIENT_EXIT_USAGE, "bad_request", "invalid statistics options");
 		goto out;
 	}
-	resp = cJSON_CreateObject();
-	cJSON_AddNumberToObject(resp, "pid", s->pid);
-	cJSON_AddItemToObject(resp, "snapshot", snapref_member_json(ref, s));
-	while ((item = stats->child) != NULL) {
-		cJSON_DetachItemViaPointer(stats, item);
-		cJSON_AddItemToObject(resp, item->string, item);
-	}
+	snapref_mark_file(ref, resp);
 	client_output(c, resp, table_top);
 	rc = CLIENT_EXIT_OK;
 out:
 	cJSON_Delete(resp);
-	cJSON_Delete(stats);
 	snapshot_free(s);
 	return rc;
 }

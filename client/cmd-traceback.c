@@ -4,7 +4,7 @@
  */
 #include "client.h"
 
-#include "daemon/snapshot.h"
+#include "snapshot.h"
 
 static int cmd_traceback_exec(struct client *c, int argc, char **argv);
 
@@ -37,18 +37,14 @@ const struct cmd_entry cmd_traceback_entry = {
 static int traceback_local(struct client *c, const struct snapref *ref, int limit)
 {
 	struct snapshot *s = NULL;
-	cJSON *resp = NULL, *member;
+	cJSON *resp = NULL;
 	int rc;
 
 	rc = snapref_load(c, ref, &s);
 	if (rc != 0)
 		goto out;
 	resp = snapshot_traceback_json(s, (size_t)limit);
-	member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
-	if (cJSON_IsObject(member))
-		cJSON_AddStringToObject(member, "file", ref->arg);
-	else
-		cJSON_AddItemToObject(resp, "snapshot", snapref_member_json(ref, s));
+	snapref_mark_file(ref, resp);
 	client_output(c, resp, table_traceback);
 	rc = CLIENT_EXIT_OK;
 out:

@@ -12,7 +12,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "daemon/snapshot.h"
+#include "snapshot.h"
 
 /* Ids travel as JSON numbers, which cJSON prints with 15 significant digits
  * whenever that looks close enough to it: only up to 15 digits is every
@@ -136,16 +136,12 @@ int snapref_load(struct client *c, const struct snapref *r, struct snapshot **ou
 	return load_remote(c, r, out);
 }
 
-cJSON *snapref_member_json(const struct snapref *r, const struct snapshot *s)
+void snapref_mark_file(const struct snapref *r, cJSON *resp)
 {
-	cJSON *o = cJSON_CreateObject();
+	cJSON *member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
 
-	cJSON_AddNumberToObject(o, "id", (double)s->id);
-	cJSON_AddNumberToObject(o, "taken_at", s->taken_at);
-	cJSON_AddStringToObject(o, "reason", s->reason);
-	if (r->kind == SNAPREF_FILE)
-		cJSON_AddStringToObject(o, "file", r->arg);
-	return o;
+	if (r->kind == SNAPREF_FILE && cJSON_IsObject(member))
+		cJSON_AddStringToObject(member, "file", r->arg);
 }
 
 cJSON *snapref_summary_json(const struct snapref *r, const struct snapshot *s)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/query.h"
+#include "query.h"
 #include "xalloc.h"
 
 /* The daemon's default for "limit" (daemon/CONTROL.md), used when the client

@@ -384,26 +384,6 @@ static void cjob_free(struct cjob *q)
 	free(q);
 }
 
-/* Moves every member of `from` to the end of `to`, then frees `from`. */
-static void merge_into(cJSON *to, cJSON *from)
-{
-	cJSON *child;
-	while ((child = from->child) != NULL) {
-		cJSON_DetachItemViaPointer(from, child);
-		cJSON_AddItemToObject(to, child->string, child);
-	}
-	cJSON_Delete(from);
-}
-
-static cJSON *snapshot_ref_json(const struct snapshot *snap)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "id", (double)snap->id);
-	cJSON_AddNumberToObject(o, "taken_at", snap->taken_at);
-	cJSON_AddStringToObject(o, "reason", snap->reason);
-	return o;
-}
-
 static void cjob_answer(struct snapsvc_job *job);
 
 /* Worker thread: builds the answer and prints it, reading only the job's
@@ -423,29 +403,16 @@ static void cjob_answer(struct snapsvc_job *job)
 {
 	struct cjob *q = job->arg;
 	const struct snapshot *snap = job->snap;
-	cJSON *out = NULL;
 
 	if (job->rc < 0)
 		return;
 	switch (q->kind) {
-	case JOB_TOP: {
-		void *storage = NULL;
-		size_t n = 0;
-		struct trace_group *g = snapshot_groups(snap, &storage, &n);
-		int rc = query_top(g, n, &q->opts, &out);
-		free(storage); /* g lives inside it */
-		if (rc < 0) {
+	case JOB_TOP:
+		if (snapshot_top_json(snap, &q->opts, q->from_store, &q->resp) < 0) {
 			job->rc = -EINVAL;
 			snprintf(job->err, sizeof(job->err), "invalid statistics options");
-			return;
 		}
-		q->resp = cJSON_CreateObject();
-		cJSON_AddNumberToObject(q->resp, "pid", (double)snap->pid);
-		if (q->from_store)
-			cJSON_AddItemToObject(q->resp, "snapshot", snapshot_ref_json(snap));
-		merge_into(q->resp, out);
 		return;
-	}
 	case JOB_TRACEBACK:
 		q->resp = snapshot_traceback_json(snap, q->limit);
 		if (!q->from_store)

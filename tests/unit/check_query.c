@@ -1,5 +1,5 @@
 /*
- * check_query.c - daemon/query.c against statistics worked out by hand.
+ * check_query.c - analysis/query.c against statistics worked out by hand.
  *
  * Every expected number is computed in the test from the trace groups it
  * builds (their sizes and counts are summed here, in the open), never taken

@@ -1,5 +1,5 @@
 /*
- * check_snapshot.c - daemon/snapshot.c: interning, the JSON document, the
+ * check_snapshot.c - analysis/snapshot.c: interning, the JSON document, the
  * snapshot file, trace groups and the JSON views.
  *
  * The sample snapshot is built here by hand, so every expected value (which

@@ -1173,7 +1173,7 @@ struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, si
 	return g;
 }
 
-static cJSON *snapinfo_json(const struct snapshot *s)
+cJSON *snapshot_ref_json(const struct snapshot *s)
 {
 	char reason[sizeof s->reason];
 	cJSON *o = cJSON_CreateObject();
@@ -1186,6 +1186,32 @@ static cJSON *snapinfo_json(const struct snapshot *s)
 		return NULL;
 	}
 	return o;
+}
+
+int snapshot_top_json(const struct snapshot *s, const struct query_opts *o, bool with_ref,
+                      cJSON **out)
+{
+	void *storage = NULL;
+	size_t n = 0;
+	struct trace_group *g = snapshot_groups(s, &storage, &n);
+	cJSON *stats = NULL, *resp, *item;
+	int rc = query_top(g, n, o, &stats);
+
+	free(storage); /* g lives inside it */
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	resp = cJSON_CreateObject();
+	cJSON_AddNumberToObject(resp, "pid", (double)s->pid);
+	if (with_ref)
+		cJSON_AddItemToObject(resp, "snapshot", snapshot_ref_json(s));
+	while ((item = stats->child) != NULL) {
+		cJSON_DetachItemViaPointer(stats, item);
+		cJSON_AddItemToObject(resp, item->string, item);
+	}
+	cJSON_Delete(stats);
+	*out = resp;
+	return 0;
 }
 
 cJSON *snapshot_stats_json(const struct snapshot *s)
@@ -1203,7 +1229,7 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 	    !add_num(o, "frees", u64(s->frees)) ||
 	    !add_num(o, "lost_events", u64(s->lost_events)) || !add_num(o, "uid", (double)s->uid) ||
 	    !add_num(o, "start_time", u64(s->start_time)) ||
-	    !add_num(o, "stacks", (double)s->ntraces) || !obj_add(o, "snapshot", snapinfo_json(s)))
+	    !add_num(o, "stacks", (double)s->ntraces) || !obj_add(o, "snapshot", snapshot_ref_json(s)))
 		goto err_after_o;
 	/* Not stored with snapshots: present, so scripts find every field of
 	 * the live answer, but null. */
@@ -1256,7 +1282,7 @@ cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit)
 
 	if (o == NULL)
 		goto err;
-	if (!add_num(o, "pid", (double)s->pid) || !obj_add(o, "snapshot", snapinfo_json(s)) ||
+	if (!add_num(o, "pid", (double)s->pid) || !obj_add(o, "snapshot", snapshot_ref_json(s)) ||
 	    (arr = cJSON_AddArrayToObject(o, "blocks")) == NULL)
 		goto err_after_o;
 	for (size_t i = 0; i < n; i++) {

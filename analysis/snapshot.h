@@ -29,6 +29,7 @@
 #ifndef MEMTRACE_SNAPSHOT_H
 #define MEMTRACE_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -108,6 +109,13 @@ int snapshot_read_file(const char *path, struct snapshot **out, char *err, size_
  * into *storage (free it with free() after use). */
 struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, size_t *ngroups);
 
+/* Which snapshot an answer comes from: {"id", "taken_at", "reason"}. */
+cJSON *snapshot_ref_json(const struct snapshot *s);
+/* The "top" answer, live or stored alike: {"pid", "snapshot": the ref (only
+ * when with_ref), then query_top's members}. 0 with a new object in *out, or
+ * query_top's -EINVAL for bad options (*out NULL). */
+int snapshot_top_json(const struct snapshot *s, const struct query_opts *o, bool with_ref,
+                      cJSON **out);
 /* The "stats" answer for a snapshot: like the live one, plus "snapshot":
  * {"id", "taken_at", "reason"}. */
 cJSON *snapshot_stats_json(const struct snapshot *s);
