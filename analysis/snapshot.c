@@ -1229,7 +1229,8 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 	    !add_num(o, "frees", u64(s->frees)) ||
 	    !add_num(o, "lost_events", u64(s->lost_events)) || !add_num(o, "uid", (double)s->uid) ||
 	    !add_num(o, "start_time", u64(s->start_time)) ||
-	    !add_num(o, "stacks", (double)s->ntraces) || !obj_add(o, "snapshot", snapshot_ref_json(s)))
+	    !add_num(o, "stacks", (double)s->ntraces) ||
+	    !obj_add(o, "snapshot", snapshot_ref_json(s)))
 		goto err_after_o;
 	/* Not stored with snapshots: present, so scripts find every field of
 	 * the live answer, but null. */
