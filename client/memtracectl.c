@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "xalloc_cjson.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -63,15 +63,12 @@ int main(int argc, char **argv)
 	    {"version", no_argument, NULL, OPT_VERSION},
 	    CLIENT_COMMON_OPTIONS,
 	};
-	/* cJSON then aborts on out of memory like the rest of the client, and
-	 * never hands back a NULL that would have to be told from a bad value. */
-	cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
 	const struct cmd_entry *e;
 	struct client c;
 	bool version = false;
 	int ch, rc;
 
-	cJSON_InitHooks(&hooks);
+	xalloc_cjson_hooks();
 	client_init(&c);
 
 	client_opt_begin();

@@ -29,6 +29,7 @@
 #include "snapsvc.h"
 #include "symbols.h"
 #include "xalloc.h"
+#include "xalloc_cjson.h"
 
 static void usage(FILE *f)
 {
@@ -319,6 +320,7 @@ int main(int argc, char **argv)
 	struct daemon d;
 	int rc, status = 1;
 
+	xalloc_cjson_hooks();
 	memset(&d, 0, sizeof(d));
 	d.agent_fd = d.control_fd = -1;
 	signal(SIGPIPE, SIG_IGN);

@@ -2,9 +2,12 @@
 #include <stdlib.h>
 
 #include "suites.h"
+#include "xalloc_cjson.h"
 
 int main(void)
 {
+	/* As memtraced and memtracectl do: the modules under test rely on it. */
+	xalloc_cjson_hooks();
 	SRunner *sr = srunner_create(proto_suite());
 	srunner_add_suite(sr, paths_suite());
 	srunner_add_suite(sr, query_suite());
