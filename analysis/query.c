@@ -634,21 +634,13 @@ static cJSON *frame_obj(const char *filename, uint32_t lineno, const char *funct
 	char buf[sizeof "0x" + 16];
 	cJSON *o = cJSON_CreateObject();
 
-	if (o == NULL)
-		goto err;
 	snprintf(buf, sizeof buf, "0x%" PRIx64, addr);
-	if (cJSON_AddStringToObject(o, "filename", filename) == NULL ||
-	    cJSON_AddNumberToObject(o, "lineno", lineno) == NULL ||
-	    cJSON_AddStringToObject(o, "function", function) == NULL ||
-	    cJSON_AddStringToObject(o, "module", module) == NULL ||
-	    cJSON_AddStringToObject(o, "address", buf) == NULL)
-		goto err_after_obj;
+	cJSON_AddStringToObject(o, "filename", filename);
+	cJSON_AddNumberToObject(o, "lineno", lineno);
+	cJSON_AddStringToObject(o, "function", function);
+	cJSON_AddStringToObject(o, "module", module);
+	cJSON_AddStringToObject(o, "address", buf);
 	return o;
-
-err_after_obj:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 cJSON *query_frame_json(const struct frame_info *f, uint64_t addr)
@@ -664,83 +656,51 @@ static cJSON *stat_traceback_json(const struct qctx *c, const struct qstat *st)
 	const uint64_t *addrs;
 	uint32_t n;
 	cJSON *arr = cJSON_CreateArray();
-	cJSON *fr;
 
-	if (arr == NULL)
-		goto err;
 	switch (c->key) {
 	case QUERY_KEY_TRACEBACK:
 		group_frames(st->rep_group, &frames, &addrs, &n);
-		for (uint32_t i = 0; i < n; i++) {
-			fr = query_frame_json(frames[i], addrs[i]);
-			if (!cJSON_AddItemToArray(arr, fr))
-				goto err_after_arr;
-		}
-		goto done;
+		for (uint32_t i = 0; i < n; i++)
+			cJSON_AddItemToArray(arr, query_frame_json(frames[i], addrs[i]));
+		break;
 	case QUERY_KEY_LINENO:
-		fr = query_frame_json(st->rep, st->rep_addr);
+		cJSON_AddItemToArray(arr, query_frame_json(st->rep, st->rep_addr));
 		break;
 	case QUERY_KEY_FILENAME:
-		fr = frame_obj(st->rep->filename, 0, "", st->rep->module, 0);
+		cJSON_AddItemToArray(arr, frame_obj(st->rep->filename, 0, "", st->rep->module, 0));
 		break;
 	case QUERY_KEY_FUNCTION:
 	default:
-		fr = frame_obj(st->rep->filename, 0, st->rep->function, st->rep->module, 0);
+		cJSON_AddItemToArray(
+		    arr, frame_obj(st->rep->filename, 0, st->rep->function, st->rep->module, 0));
 		break;
 	}
-	if (!cJSON_AddItemToArray(arr, fr))
-		goto err_after_arr;
-done:
 	return arr;
-
-err_after_arr:
-	cJSON_Delete(fr); /* NULL-safe; a frame the array refused is still ours */
-	cJSON_Delete(arr);
-err:
-	return NULL;
 }
 
 static cJSON *stat_json(const struct qctx *c, const struct qstat *st, bool diff)
 {
 	cJSON *o = cJSON_CreateObject();
-	cJSON *tb;
 
-	if (o == NULL)
-		goto err;
-	if (cJSON_AddNumberToObject(o, "size", st->size[SIDE_NEW]) == NULL)
-		goto err_after_obj;
-	if (diff &&
-	    cJSON_AddNumberToObject(o, "size_diff",
-	                            signed_diff(st->size[SIDE_NEW], st->size[SIDE_OLD])) == NULL)
-		goto err_after_obj;
-	if (cJSON_AddNumberToObject(o, "count", st->count[SIDE_NEW]) == NULL)
-		goto err_after_obj;
-	if (diff &&
-	    cJSON_AddNumberToObject(o, "count_diff",
-	                            signed_diff(st->count[SIDE_NEW], st->count[SIDE_OLD])) == NULL)
-		goto err_after_obj;
-	if ((tb = stat_traceback_json(c, st)) == NULL)
-		goto err_after_obj;
-	if (!cJSON_AddItemToObject(o, "traceback", tb))
-		goto err_after_tb;
+	cJSON_AddNumberToObject(o, "size", st->size[SIDE_NEW]);
+	if (diff)
+		cJSON_AddNumberToObject(o, "size_diff",
+		                        signed_diff(st->size[SIDE_NEW], st->size[SIDE_OLD]));
+	cJSON_AddNumberToObject(o, "count", st->count[SIDE_NEW]);
+	if (diff)
+		cJSON_AddNumberToObject(o, "count_diff",
+		                        signed_diff(st->count[SIDE_NEW], st->count[SIDE_OLD]));
+	cJSON_AddItemToObject(o, "traceback", stat_traceback_json(c, st));
 	return o;
-
-err_after_tb:
-	cJSON_Delete(tb);
-err_after_obj:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 /* Sorts the statistics and builds the response. diff selects compare_to's
  * fields and order. */
-static int render(const struct qctx *c, size_t limit, bool diff, cJSON **out)
+static cJSON *render(const struct qctx *c, size_t limit, bool diff)
 {
 	struct sortrec *v = xreallocarray(NULL, c->nstat ? c->nstat : 1, sizeof *v);
 	size_t nv = 0;
-	cJSON *root, *arr, *item;
-	int r = -ENOMEM;
+	cJSON *root, *arr;
 
 	for (size_t i = 0; i < c->nstat; i++) {
 		const struct qstat *st = &c->stat[i];
@@ -765,44 +725,25 @@ static int render(const struct qctx *c, size_t limit, bool diff, cJSON **out)
 	}
 	qsort(v, nv, sizeof *v, sortrec_cmp);
 
-	if ((root = cJSON_CreateObject()) == NULL)
-		goto err;
-	if (cJSON_AddStringToObject(root, "key", key_names[c->key]) == NULL ||
-	    cJSON_AddBoolToObject(root, "cumulative", c->cumulative) == NULL ||
-	    cJSON_AddNumberToObject(root, "total_size", c->total_size[SIDE_NEW]) == NULL)
-		goto err_after_root;
-	if (diff && cJSON_AddNumberToObject(
-	                root, "total_size_diff",
-	                signed_diff(c->total_size[SIDE_NEW], c->total_size[SIDE_OLD])) == NULL)
-		goto err_after_root;
-	if (cJSON_AddNumberToObject(root, "total_count", c->total_count[SIDE_NEW]) == NULL)
-		goto err_after_root;
-	if (diff && cJSON_AddNumberToObject(
-	                root, "total_count_diff",
-	                signed_diff(c->total_count[SIDE_NEW], c->total_count[SIDE_OLD])) == NULL)
-		goto err_after_root;
-	if (cJSON_AddNumberToObject(root, "count_stats", (double)nv) == NULL)
-		goto err_after_root;
-	if ((arr = cJSON_AddArrayToObject(root, "stats")) == NULL)
-		goto err_after_root;
-	for (size_t i = 0; i < nv && (limit == 0 || i < limit); i++) {
-		if ((item = stat_json(c, v[i].st, diff)) == NULL)
-			goto err_after_root;
-		if (!cJSON_AddItemToArray(arr, item)) {
-			cJSON_Delete(item);
-			goto err_after_root;
-		}
-	}
-	*out = root;
-	r = 0;
-	goto done;
-
-err_after_root:
-	cJSON_Delete(root);
-err:
-done:
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "key", key_names[c->key]);
+	cJSON_AddBoolToObject(root, "cumulative", c->cumulative);
+	cJSON_AddNumberToObject(root, "total_size", c->total_size[SIDE_NEW]);
+	if (diff)
+		cJSON_AddNumberToObject(
+		    root, "total_size_diff",
+		    signed_diff(c->total_size[SIDE_NEW], c->total_size[SIDE_OLD]));
+	cJSON_AddNumberToObject(root, "total_count", c->total_count[SIDE_NEW]);
+	if (diff)
+		cJSON_AddNumberToObject(
+		    root, "total_count_diff",
+		    signed_diff(c->total_count[SIDE_NEW], c->total_count[SIDE_OLD]));
+	cJSON_AddNumberToObject(root, "count_stats", (double)nv);
+	arr = cJSON_AddArrayToObject(root, "stats");
+	for (size_t i = 0; i < nv && (limit == 0 || i < limit); i++)
+		cJSON_AddItemToArray(arr, stat_json(c, v[i].st, diff));
 	free(v);
-	return r;
+	return root;
 }
 
 /* ---- API ---- */
@@ -838,7 +779,7 @@ int query_top(const struct trace_group *g, size_t n, const struct query_opts *o,
 	ctx_init(&c, o);
 	for (size_t i = 0; i < n; i++)
 		account(&c, &g[i], SIDE_NEW);
-	r = render(&c, o->limit, false, out);
+	*out = render(&c, o->limit, false);
 	ctx_close(&c);
 err:
 	return r;
@@ -861,7 +802,7 @@ int query_compare(const struct trace_group *old, size_t nold, const struct trace
 		account(&c, &old[i], SIDE_OLD);
 	for (size_t i = 0; i < nnew; i++)
 		account(&c, &new_[i], SIDE_NEW);
-	r = render(&c, o->limit, true, out);
+	*out = render(&c, o->limit, true);
 	ctx_close(&c);
 err:
 	return r;

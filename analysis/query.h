@@ -7,7 +7,8 @@
  * caller (the control server, from the live heap or a stored snapshot) builds
  * that list; this module filters, groups by key, sorts and renders the JSON
  * that memtracectl prints. It owns nothing it is given, keeps no pointer past
- * the call and touches no global state, so it runs on any thread.
+ * the call and touches no global state, so it runs on any thread. Like
+ * snapshot.h it relies on xalloc_cjson_hooks: no cJSON call here is checked.
  *
  * Semantics follow tracemalloc exactly:
  *  - key lineno groups by the most recent frame's (filename, lineno);

@@ -260,35 +260,9 @@ uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f)
 	return idx;
 }
 
-/* ---- writing JSON ---- */
-
-/* Appends item to arr, taking it; false (item freed) on failure. */
-static bool arr_add(cJSON *arr, cJSON *item)
-{
-	if (item == NULL)
-		return false;
-	if (!cJSON_AddItemToArray(arr, item)) {
-		cJSON_Delete(item);
-		return false;
-	}
-	return true;
-}
-
-static bool obj_add(cJSON *obj, const char *key, cJSON *item)
-{
-	if (item == NULL)
-		return false;
-	if (!cJSON_AddItemToObject(obj, key, item)) {
-		cJSON_Delete(item);
-		return false;
-	}
-	return true;
-}
-
-static bool add_num(cJSON *obj, const char *key, double v)
-{
-	return cJSON_AddNumberToObject(obj, key, v) != NULL;
-}
+/* ---- writing JSON ----
+ * cJSON allocates through xmalloc (xalloc_cjson.h), so nothing here can fail
+ * and nothing is checked. */
 
 /* The largest double below 2^64. Values above it would round up to 2^64,
  * which is no uint64 and which the reader refuses, so they are written as
@@ -316,9 +290,9 @@ static cJSON *u64_json(uint64_t v)
 	return cJSON_CreateRaw(buf);
 }
 
-static bool add_u64(cJSON *obj, const char *key, uint64_t v)
+static void add_u64(cJSON *obj, const char *key, uint64_t v)
 {
-	return obj_add(obj, key, u64_json(v));
+	cJSON_AddItemToObject(obj, key, u64_json(v));
 }
 
 /* A string clipped to MAX_STRING bytes, cut before a UTF-8 continuation byte
@@ -342,9 +316,9 @@ static cJSON *clipped_string(const char *s)
 	return r;
 }
 
-static bool add_str(cJSON *obj, const char *key, const char *s)
+static void add_str(cJSON *obj, const char *key, const char *s)
 {
-	return obj_add(obj, key, clipped_string(s));
+	cJSON_AddItemToObject(obj, key, clipped_string(s));
 }
 
 /* s->reason, copied into buf (sizeof s->reason bytes): the array is never
@@ -362,14 +336,8 @@ static cJSON *cmdline_json(const struct snapshot *s)
 {
 	cJSON *arr = cJSON_CreateArray();
 
-	if (arr == NULL)
-		return NULL;
-	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL && i < MAX_ARGS; i++) {
-		if (!arr_add(arr, clipped_string(s->argv[i]))) {
-			cJSON_Delete(arr);
-			return NULL;
-		}
-	}
+	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL && i < MAX_ARGS; i++)
+		cJSON_AddItemToArray(arr, clipped_string(s->argv[i]));
 	return arr;
 }
 
@@ -378,75 +346,58 @@ static cJSON *header_json(const struct snapshot *s)
 	char reason[sizeof s->reason];
 	cJSON *o = cJSON_CreateObject();
 
-	if (o == NULL)
-		goto err;
-	if (!add_u64(o, "id", (uint64_t)s->id) || !add_num(o, "pid", (double)s->pid) ||
-	    !add_num(o, "uid", (double)s->uid) || !add_str(o, "exe", s->exe) ||
-	    !obj_add(o, "cmdline", cmdline_json(s)) || !add_u64(o, "start_time", s->start_time) ||
-	    !add_num(o, "taken_at", s->taken_at) || !add_str(o, "reason", reason_of(s, reason)) ||
-	    !add_u64(o, "current", s->current) || !add_u64(o, "peak", s->peak) ||
-	    !add_u64(o, "blocks", s->blocks) || !add_u64(o, "allocations", s->allocations) ||
-	    !add_u64(o, "frees", s->frees) || !add_u64(o, "lost_events", s->lost_events))
-		goto err_after_obj;
+	add_u64(o, "id", (uint64_t)s->id);
+	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+	cJSON_AddNumberToObject(o, "uid", (double)s->uid);
+	add_str(o, "exe", s->exe);
+	cJSON_AddItemToObject(o, "cmdline", cmdline_json(s));
+	add_u64(o, "start_time", s->start_time);
+	cJSON_AddNumberToObject(o, "taken_at", s->taken_at);
+	add_str(o, "reason", reason_of(s, reason));
+	add_u64(o, "current", s->current);
+	add_u64(o, "peak", s->peak);
+	add_u64(o, "blocks", s->blocks);
+	add_u64(o, "allocations", s->allocations);
+	add_u64(o, "frees", s->frees);
+	add_u64(o, "lost_events", s->lost_events);
 	return o;
-
-err_after_obj:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 static cJSON *frame_tuple(const struct frame_info *f)
 {
 	cJSON *t = cJSON_CreateArray();
 
-	if (t == NULL)
-		return NULL;
-	if (!arr_add(t, clipped_string(f->filename)) ||
-	    !arr_add(t, cJSON_CreateNumber((double)f->lineno)) ||
-	    !arr_add(t, clipped_string(f->function)) || !arr_add(t, clipped_string(f->module))) {
-		cJSON_Delete(t);
-		return NULL;
-	}
+	cJSON_AddItemToArray(t, clipped_string(f->filename));
+	cJSON_AddItemToArray(t, cJSON_CreateNumber((double)f->lineno));
+	cJSON_AddItemToArray(t, clipped_string(f->function));
+	cJSON_AddItemToArray(t, clipped_string(f->module));
 	return t;
 }
 
 static cJSON *trace_tuple(const struct snapshot_trace *t)
 {
 	cJSON *o = cJSON_CreateArray();
-	cJSON *fr, *ad;
+	cJSON *fr = cJSON_CreateArray(), *ad = cJSON_CreateArray();
 
-	if (o == NULL)
-		goto err;
-	if (!arr_add(o, u64_json(t->size)) || !arr_add(o, u64_json(t->count)) ||
-	    !arr_add(o, u64_json(t->allocations)))
-		goto err_after_o;
-	if (!arr_add(o, fr = cJSON_CreateArray()) || !arr_add(o, ad = cJSON_CreateArray()))
-		goto err_after_o;
+	cJSON_AddItemToArray(o, u64_json(t->size));
+	cJSON_AddItemToArray(o, u64_json(t->count));
+	cJSON_AddItemToArray(o, u64_json(t->allocations));
+	cJSON_AddItemToArray(o, fr);
+	cJSON_AddItemToArray(o, ad);
 	for (uint32_t i = 0; i < t->nframes; i++) {
-		if (!arr_add(fr, cJSON_CreateNumber((double)t->frames[i])) ||
-		    !arr_add(ad, u64_json(t->addrs[i])))
-			goto err_after_o;
+		cJSON_AddItemToArray(fr, cJSON_CreateNumber((double)t->frames[i]));
+		cJSON_AddItemToArray(ad, u64_json(t->addrs[i]));
 	}
 	return o;
-
-err_after_o:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 static cJSON *block_tuple(const struct snapshot_block *b)
 {
 	cJSON *o = cJSON_CreateArray();
 
-	if (o == NULL)
-		return NULL;
-	if (!arr_add(o, u64_json(b->addr)) || !arr_add(o, u64_json(b->size)) ||
-	    !arr_add(o, cJSON_CreateNumber((double)b->trace))) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON_AddItemToArray(o, u64_json(b->addr));
+	cJSON_AddItemToArray(o, u64_json(b->size));
+	cJSON_AddItemToArray(o, cJSON_CreateNumber((double)b->trace));
 	return o;
 }
 
@@ -455,35 +406,19 @@ cJSON *snapshot_to_json(const struct snapshot *s)
 	cJSON *doc = cJSON_CreateObject();
 	cJSON *frames, *traces, *largest;
 
-	if (doc == NULL)
-		goto err;
-	if (cJSON_AddStringToObject(doc, "format", SNAPSHOT_FORMAT) == NULL ||
-	    !add_num(doc, "version", SNAPSHOT_VERSION) || !obj_add(doc, "snapshot", header_json(s)))
-		goto err_after_doc;
-	if ((frames = cJSON_AddArrayToObject(doc, "frames")) == NULL)
-		goto err_after_doc;
-	for (size_t i = 0; i < s->nframes; i++) {
-		if (!arr_add(frames, frame_tuple(&s->frames[i])))
-			goto err_after_doc;
-	}
-	if ((traces = cJSON_AddArrayToObject(doc, "traces")) == NULL)
-		goto err_after_doc;
-	for (size_t i = 0; i < s->ntraces; i++) {
-		if (!arr_add(traces, trace_tuple(&s->traces[i])))
-			goto err_after_doc;
-	}
-	if ((largest = cJSON_AddArrayToObject(doc, "largest")) == NULL)
-		goto err_after_doc;
-	for (size_t i = 0; i < s->nlargest; i++) {
-		if (!arr_add(largest, block_tuple(&s->largest[i])))
-			goto err_after_doc;
-	}
+	cJSON_AddStringToObject(doc, "format", SNAPSHOT_FORMAT);
+	cJSON_AddNumberToObject(doc, "version", SNAPSHOT_VERSION);
+	cJSON_AddItemToObject(doc, "snapshot", header_json(s));
+	frames = cJSON_AddArrayToObject(doc, "frames");
+	for (size_t i = 0; i < s->nframes; i++)
+		cJSON_AddItemToArray(frames, frame_tuple(&s->frames[i]));
+	traces = cJSON_AddArrayToObject(doc, "traces");
+	for (size_t i = 0; i < s->ntraces; i++)
+		cJSON_AddItemToArray(traces, trace_tuple(&s->traces[i]));
+	largest = cJSON_AddArrayToObject(doc, "largest");
+	for (size_t i = 0; i < s->nlargest; i++)
+		cJSON_AddItemToArray(largest, block_tuple(&s->largest[i]));
 	return doc;
-
-err_after_doc:
-	cJSON_Delete(doc);
-err:
-	return NULL;
 }
 
 /* ---- reading JSON ----
@@ -981,16 +916,9 @@ int snapshot_write_file(const struct snapshot *s, const char *path)
 
 	if (s == NULL || path == NULL || path[0] == '\0')
 		return -EINVAL;
-	if ((doc = snapshot_to_json(s)) == NULL) {
-		e = -ENOMEM;
-		goto err;
-	}
+	doc = snapshot_to_json(s);
 	text = cJSON_PrintUnformatted(doc);
 	cJSON_Delete(doc);
-	if (text == NULL) {
-		e = -ENOMEM;
-		goto err;
-	}
 	if ((fd = open_temp(path, &tmp)) < 0) {
 		e = fd;
 		goto err_after_text;
@@ -1023,7 +951,6 @@ err_after_fd:
 	free(tmp);
 err_after_text:
 	cJSON_free(text);
-err:
 	return e;
 }
 
@@ -1178,13 +1105,9 @@ cJSON *snapshot_ref_json(const struct snapshot *s)
 	char reason[sizeof s->reason];
 	cJSON *o = cJSON_CreateObject();
 
-	if (o == NULL)
-		return NULL;
-	if (!add_num(o, "id", (double)s->id) || !add_num(o, "taken_at", s->taken_at) ||
-	    !add_str(o, "reason", reason_of(s, reason))) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON_AddNumberToObject(o, "id", (double)s->id);
+	cJSON_AddNumberToObject(o, "taken_at", s->taken_at);
+	add_str(o, "reason", reason_of(s, reason));
 	return o;
 }
 
@@ -1218,32 +1141,26 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	if (o == NULL)
-		goto err;
-	if (!add_num(o, "pid", (double)s->pid) || !add_str(o, "exe", s->exe) ||
-	    !obj_add(o, "cmdline", cmdline_json(s)) ||
-	    cJSON_AddStringToObject(o, "state", "snapshot") == NULL ||
-	    !add_num(o, "current", u64(s->current)) || !add_num(o, "peak", u64(s->peak)) ||
-	    !add_num(o, "blocks", u64(s->blocks)) ||
-	    !add_num(o, "allocations", u64(s->allocations)) ||
-	    !add_num(o, "frees", u64(s->frees)) ||
-	    !add_num(o, "lost_events", u64(s->lost_events)) || !add_num(o, "uid", (double)s->uid) ||
-	    !add_num(o, "start_time", u64(s->start_time)) ||
-	    !add_num(o, "stacks", (double)s->ntraces) ||
-	    !obj_add(o, "snapshot", snapshot_ref_json(s)))
-		goto err_after_o;
+	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+	add_str(o, "exe", s->exe);
+	cJSON_AddItemToObject(o, "cmdline", cmdline_json(s));
+	cJSON_AddStringToObject(o, "state", "snapshot");
+	cJSON_AddNumberToObject(o, "current", u64(s->current));
+	cJSON_AddNumberToObject(o, "peak", u64(s->peak));
+	cJSON_AddNumberToObject(o, "blocks", u64(s->blocks));
+	cJSON_AddNumberToObject(o, "allocations", u64(s->allocations));
+	cJSON_AddNumberToObject(o, "frees", u64(s->frees));
+	cJSON_AddNumberToObject(o, "lost_events", u64(s->lost_events));
+	cJSON_AddNumberToObject(o, "uid", (double)s->uid);
+	cJSON_AddNumberToObject(o, "start_time", u64(s->start_time));
+	cJSON_AddNumberToObject(o, "stacks", (double)s->ntraces);
+	cJSON_AddItemToObject(o, "snapshot", snapshot_ref_json(s));
 	/* Not stored with snapshots: present, so scripts find every field of
 	 * the live answer, but null. */
-	if (cJSON_AddNullToObject(o, "nframes") == NULL ||
-	    cJSON_AddNullToObject(o, "sample_bytes") == NULL ||
-	    cJSON_AddNullToObject(o, "limit_reached") == NULL)
-		goto err_after_o;
+	cJSON_AddNullToObject(o, "nframes");
+	cJSON_AddNullToObject(o, "sample_bytes");
+	cJSON_AddNullToObject(o, "limit_reached");
 	return o;
-
-err_after_o:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 static cJSON *block_json(const struct snapshot *s, const struct snapshot_block *b)
@@ -1252,27 +1169,18 @@ static cJSON *block_json(const struct snapshot *s, const struct snapshot_block *
 	cJSON *o = cJSON_CreateObject();
 	cJSON *tb;
 
-	if (o == NULL)
-		goto err;
 	snprintf(addr, sizeof addr, "0x%" PRIx64, b->addr);
-	if (cJSON_AddStringToObject(o, "address", addr) == NULL ||
-	    !add_num(o, "size", u64(b->size)) ||
-	    (tb = cJSON_AddArrayToObject(o, "traceback")) == NULL)
-		goto err_after_o;
+	cJSON_AddStringToObject(o, "address", addr);
+	cJSON_AddNumberToObject(o, "size", u64(b->size));
+	tb = cJSON_AddArrayToObject(o, "traceback");
 	if (b->trace < s->ntraces) {
 		const struct snapshot_trace *t = &s->traces[b->trace];
 
-		for (uint32_t i = 0; i < t->nframes; i++) {
-			if (!arr_add(tb, query_frame_json(&s->frames[t->frames[i]], t->addrs[i])))
-				goto err_after_o;
-		}
+		for (uint32_t i = 0; i < t->nframes; i++)
+			cJSON_AddItemToArray(
+			    tb, query_frame_json(&s->frames[t->frames[i]], t->addrs[i]));
 	}
 	return o;
-
-err_after_o:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit)
@@ -1281,21 +1189,12 @@ cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit)
 	cJSON *o = cJSON_CreateObject();
 	cJSON *arr;
 
-	if (o == NULL)
-		goto err;
-	if (!add_num(o, "pid", (double)s->pid) || !obj_add(o, "snapshot", snapshot_ref_json(s)) ||
-	    (arr = cJSON_AddArrayToObject(o, "blocks")) == NULL)
-		goto err_after_o;
-	for (size_t i = 0; i < n; i++) {
-		if (!arr_add(arr, block_json(s, &s->largest[i])))
-			goto err_after_o;
-	}
+	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+	cJSON_AddItemToObject(o, "snapshot", snapshot_ref_json(s));
+	arr = cJSON_AddArrayToObject(o, "blocks");
+	for (size_t i = 0; i < n; i++)
+		cJSON_AddItemToArray(arr, block_json(s, &s->largest[i]));
 	return o;
-
-err_after_o:
-	cJSON_Delete(o);
-err:
-	return NULL;
 }
 
 cJSON *snapshot_summary_json(const struct snapshot *s)
@@ -1303,15 +1202,13 @@ cJSON *snapshot_summary_json(const struct snapshot *s)
 	char reason[sizeof s->reason];
 	cJSON *o = cJSON_CreateObject();
 
-	if (o == NULL)
-		return NULL;
-	if (!add_num(o, "id", (double)s->id) || !add_num(o, "pid", (double)s->pid) ||
-	    !add_str(o, "exe", s->exe) || !add_num(o, "taken_at", s->taken_at) ||
-	    !add_str(o, "reason", reason_of(s, reason)) ||
-	    !add_num(o, "current", u64(s->current)) || !add_num(o, "peak", u64(s->peak)) ||
-	    !add_num(o, "blocks", u64(s->blocks))) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON_AddNumberToObject(o, "id", (double)s->id);
+	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+	add_str(o, "exe", s->exe);
+	cJSON_AddNumberToObject(o, "taken_at", s->taken_at);
+	add_str(o, "reason", reason_of(s, reason));
+	cJSON_AddNumberToObject(o, "current", u64(s->current));
+	cJSON_AddNumberToObject(o, "peak", u64(s->peak));
+	cJSON_AddNumberToObject(o, "blocks", u64(s->blocks));
 	return o;
 }

@@ -24,7 +24,9 @@
  *
  * Ownership: a struct snapshot owns all its strings and arrays;
  * snapshot_free releases them. Nothing here touches global state, so any
- * thread may use it.
+ * thread may use it. The JSON is built unchecked: every program that links
+ * this installs xalloc_cjson_hooks first, so cJSON aborts instead of
+ * returning NULL when memory runs out.
  */
 #ifndef MEMTRACE_SNAPSHOT_H
 #define MEMTRACE_SNAPSHOT_H
@@ -84,7 +86,8 @@ void snapshot_free(struct snapshot *s); /* NULL is a no-op */
  * index, so building a snapshot of many frames stays linear. */
 uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f);
 
-/* The JSON document above; NULL only on allocation failure. Integers of 16
+/* The JSON document above; never NULL, since cJSON allocates through xmalloc
+ * and aborts when memory runs out (xalloc_cjson.h). Integers of 16
  * digits and more are cJSON raw items (exact decimal text; cJSON would print
  * them as doubles with 15 digits), so code that reads numbers from the tree
  * instead of its text must accept cJSON_IsRaw. Strings longer than 64 KiB

@@ -271,8 +271,6 @@ void client_print_json(const cJSON *j)
 {
 	char *s = cJSON_Print(j);
 
-	if (s == NULL)
-		return;
 	fputs(s, stdout);
 	putchar('\n');
 	cJSON_free(s);
@@ -461,10 +459,6 @@ int client_call_raw(struct client *c, const cJSON *req, cJSON **resp)
 
 	*resp = NULL;
 	line = cJSON_PrintUnformatted(req);
-	if (line == NULL) {
-		rc = client_error(c, CLIENT_EXIT_ERROR, "bad_request", "cannot encode the request");
-		goto out;
-	}
 	if (strlen(line) > CTLWIRE_MAX_REQUEST) {
 		rc = client_error(c, CLIENT_EXIT_USAGE, "bad_request",
 		                  "the request is over the %u bytes memtraced accepts",

@@ -12,8 +12,8 @@
  * memtracectl.c holds main, the global options and the command table; client.c
  * what the commands share (option parsing, the connection, errors). All state
  * is one struct client that main owns and passes down; getopt's variables are
- * the only globals. cJSON allocates through xmalloc, so it never returns NULL
- * for want of memory.
+ * the only globals. cJSON allocates through xmalloc (xalloc_cjson.h), so it
+ * never returns NULL for want of memory and nothing here checks that it did.
  *
  * Exit status: 0 on success, CLIENT_EXIT_ERROR when the daemon reports an
  * error or cannot be reached, CLIENT_EXIT_USAGE for a bad command line; `run`

@@ -80,13 +80,10 @@ static void on_written(uv_write_t *w, int status)
 	free(wr);
 }
 
-/* Sends one response line; takes ownership of text (from cJSON_Print*). */
+/* Sends one response line; takes ownership of text (from cJSON_Print*, which
+ * never returns NULL: cJSON allocates through xmalloc, xalloc_cjson.h). */
 static void conn_send_text(struct conn *c, char *text)
 {
-	if (text == NULL) {
-		log_error("control: out of memory printing a response");
-		abort();
-	}
 	if (c->closing) {
 		free(text);
 		return;

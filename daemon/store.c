@@ -51,8 +51,9 @@
  * a database of a newer schema; store_write returns -EINVAL for a snapshot
  * that cannot be stored (reason "live" or unknown, a frame or trace index
  * out of range, a non-finite taken_at) and store_retain for a negative or
- * NaN age; store_write and store_list return -ENOMEM when cJSON runs out
- * of memory. store_errmsg holds the reason until the next failing call.
+ * NaN age. cJSON allocates through xmalloc (xalloc_cjson.h) and aborts when
+ * memory runs out, so encoding JSON never fails here. store_errmsg holds
+ * the reason until the next failing call.
  *
  * Retention deletes snapshots by age and per-process count, then collects
  * garbage. Only the stacks of the deleted snapshots can have become unused,
@@ -662,19 +663,11 @@ static int validate(struct store *st, const struct snapshot *s, size_t *maxdepth
 static char *cmdline_json(const struct snapshot *s)
 {
 	cJSON *arr = cJSON_CreateArray();
-	char *text = NULL;
+	char *text;
 
-	if (arr == NULL)
-		return NULL;
-	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL; i++) {
-		cJSON *a = cJSON_CreateString(s->argv[i]);
-		if (a == NULL || !cJSON_AddItemToArray(arr, a)) {
-			cJSON_Delete(a);
-			goto out;
-		}
-	}
+	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(s->argv[i]));
 	text = cJSON_PrintUnformatted(arr);
-out:
 	cJSON_Delete(arr);
 	return text;
 }
@@ -703,8 +696,6 @@ static int process_id(struct store *st, const struct snapshot *s, int64_t *id)
 	if (rc != 0)
 		return rc;
 	cmdline = cmdline_json(s);
-	if (cmdline == NULL)
-		return fail(st, -ENOMEM, "out of memory encoding the command line");
 	sqlite3_bind_int64(q, 1, s->pid);
 	sqlite3_bind_int64(q, 2, (sqlite3_int64)s->start_time);
 	sqlite3_bind_text(q, 3, str_or_empty(s->exe), -1, SQLITE_STATIC);
@@ -1116,8 +1107,6 @@ int store_list(struct store *st, pid_t pid, long uid, cJSON **out)
 	int rc;
 
 	*out = NULL;
-	if (arr == NULL)
-		return -ENOMEM;
 	pthread_mutex_lock(&st->lock);
 	rc = stmt_get(st, S_LIST, &q);
 	if (rc != 0)
@@ -1128,7 +1117,6 @@ int store_list(struct store *st, pid_t pid, long uid, cJSON **out)
 		struct snapshot s = {0};
 		const unsigned char *reason = sqlite3_column_text(q, 6);
 		const unsigned char *exe = sqlite3_column_text(q, 4);
-		cJSON *o;
 
 		s.id = sqlite3_column_int64(q, 0);
 		s.pid = (pid_t)sqlite3_column_int64(q, 1);
@@ -1145,13 +1133,7 @@ int store_list(struct store *st, pid_t pid, long uid, cJSON **out)
 		s.allocations = (uint64_t)sqlite3_column_int64(q, 10);
 		s.frees = (uint64_t)sqlite3_column_int64(q, 11);
 		s.lost_events = (uint64_t)sqlite3_column_int64(q, 12);
-		o = snapshot_summary_json(&s);
-		if (o == NULL || !cJSON_AddItemToArray(arr, o)) {
-			cJSON_Delete(o);
-			rc = fail(st, -ENOMEM, "out of memory listing snapshots");
-			sqlite3_reset(q);
-			break;
-		}
+		cJSON_AddItemToArray(arr, snapshot_summary_json(&s));
 	}
 out:
 	pthread_mutex_unlock(&st->lock);
