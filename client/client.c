@@ -1,6 +1,6 @@
 /*
- * client.c - what memtracectl's commands share: option parsing, the control
- * connection, errors and output. See client.h.
+ * client.c - what memtracectl's commands share: checking values, help, the
+ * control connection, errors and output. See client.h.
  */
 #include "client.h"
 
@@ -44,14 +44,7 @@ void client_close(struct client *c)
 	c->usage_error = NULL;
 }
 
-/* ---- options ---- */
-
-void client_opt_begin(void)
-{
-	/* 0, not 1: glibc then also forgets the state of the previous argv. */
-	optind = 0;
-	opterr = 0;
-}
+/* ---- checking values ---- */
 
 void client_opt_error(struct client *c, const char *fmt, ...)
 {
@@ -62,64 +55,6 @@ void client_opt_error(struct client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	c->usage_error = vformat(fmt, ap);
 	va_end(ap);
-}
-
-/*
- * The option getopt has just refused. For a long option that is the argv
- * element it consumed; for a short one inside a cluster ("-hx") optopt
- * names it better.
- */
-static void opt_culprit(char *const *argv, char *buf, size_t cap)
-{
-	const char *arg = argv[optind - 1];
-
-	if (optopt > 0 && optopt < 0x80 && arg[0] == '-' && arg[1] != '-')
-		snprintf(buf, cap, "-%c", optopt);
-	else
-		snprintf(buf, cap, "%s", arg);
-}
-
-void client_opt_common(struct client *c, int ch, char *const *argv)
-{
-	char name[64];
-
-	switch (ch) {
-	case 'h':
-		c->help = true;
-		break;
-	case CLIENT_OPT_TABLE:
-		c->table = true;
-		break;
-	case CLIENT_OPT_SOCKET:
-		if (optarg[0] == '\0')
-			client_opt_error(c, "--socket needs a path");
-		c->socket_opt = optarg;
-		break;
-	case CLIENT_OPT_RUNTIME_DIR:
-		if (optarg[0] == '\0')
-			client_opt_error(c, "--runtime-dir needs a directory");
-		c->runtime_dir_opt = optarg;
-		break;
-	case ':':
-		opt_culprit(argv, name, sizeof(name));
-		client_opt_error(c, "option %s needs a value", name);
-		break;
-	default:
-		opt_culprit(argv, name, sizeof(name));
-		/* getopt also refuses "--flag=value" for a flag it knows. */
-		if (optopt != 0 && strncmp(name, "--", 2) == 0 && strchr(name, '=') != NULL)
-			client_opt_error(c, "option %.*s takes no value",
-			                 (int)(strchr(name, '=') - name), name);
-		else
-			client_opt_error(c, "unrecognized option '%s'", name);
-		break;
-	}
-}
-
-void client_opt_end(struct client *c, int argc, char *const *argv)
-{
-	if (optind < argc)
-		client_opt_error(c, "unexpected argument '%s'", argv[optind]);
 }
 
 int client_parse_ulong(const char *s, unsigned long max, unsigned long *out)
@@ -226,7 +161,7 @@ int client_help(const struct cmd_entry *e)
 	char prefix[64];
 
 	snprintf(prefix, sizeof(prefix), "usage: memtracectl [GLOBAL OPTIONS] %s", e->name);
-	help_synopsis(prefix, e->args);
+	help_synopsis(prefix, e->usage);
 	printf("\n%s\n", e->help);
 	client_help_options();
 	return CLIENT_EXIT_OK;

@@ -8,12 +8,14 @@
  * the daemon. By default the daemon's JSON is printed back unchanged (pretty),
  * for scripts; --table renders it for people (table.c).
  *
- * Each command is one file, client/cmd-NAME.c: a cmd_entry plus a static exec.
- * memtracectl.c holds main, the global options and the command table; client.c
- * what the commands share (option parsing, the connection, errors). All state
- * is one struct client that main owns and passes down; getopt's variables are
- * the only globals. cJSON allocates through xmalloc (xalloc_cjson.h), so it
- * never returns NULL for want of memory and nothing here checks that it did.
+ * Each command is one file, client/cmd-NAME.c: a cmd_entry that declares its
+ * options and operands, plus a static exec. memtracectl.c holds main, the
+ * global options and the command table; args.c the one parser of every
+ * command line; client.c what the commands share (checking values, the
+ * connection, errors). All state is one struct client that main owns and
+ * passes down; getopt's variables are the only globals. cJSON allocates
+ * through xmalloc (xalloc_cjson.h), so it never returns NULL for want of
+ * memory and nothing here checks that it did.
  *
  * Exit status: 0 on success, CLIENT_EXIT_ERROR when the daemon reports an
  * error or cannot be reached, CLIENT_EXIT_USAGE for a bad command line; `run`
@@ -35,7 +37,6 @@
 #ifndef MEMTRACE_CLIENT_H
 #define MEMTRACE_CLIENT_H
 
-#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,13 +59,79 @@ struct client {
 	int fd;                      /* the connection, -1 until the first request */
 };
 
+/* ---- args.c: options and operands, declared by each command ----
+ *
+ * A command declares its options in its entry (struct args_spec) and
+ * args_parse parses any command line against that declaration, tmux's
+ * args_parse style: the options every command takes (--table, --socket,
+ * --runtime-dir, --help) set struct client, the command's own are kept in
+ * struct args for its exec to read with args_has, args_get and args_count.
+ * A value is checked by its kind as soon as it is met; errors are not
+ * printed but kept in c->usage_error (the first one), so that a later
+ * --table or --help still decides how the error is shown.
+ */
+enum args_kind {
+	ARGS_FLAG,    /* takes no value */
+	ARGS_STRING,  /* any value, as given */
+	ARGS_PATH,    /* a value that is not empty: "needs a path" */
+	ARGS_DIR,     /* the same: "needs a directory" */
+	ARGS_FILE,    /* the same: "needs a file name" */
+	ARGS_COUNT,   /* a non-negative integer (client_opt_count) */
+	ARGS_KEY,     /* a statistics key: lineno, filename, function or traceback */
+	ARGS_PID,     /* --pid P: exec checks it (client_opt_pid, snapref_choose) */
+	ARGS_SNAPREF, /* a snapshot: exec checks it (snapref_choose, snapref_parse) */
+};
+
+struct args_option {
+	const char *name; /* the long name, without "--"; NULL ends a list */
+	char letter;      /* the short name, 0 when none; errors then name it "-o" */
+	enum args_kind kind;
+};
+
+struct args_spec {
+	const struct args_option *options; /* NULL, or ends with {NULL} */
+	int lower, upper;                  /* operands: at least, at most (-1: any) */
+	/* Options may follow operands (compare A B --limit 3); otherwise the
+	 * first operand ends the options (run's PROG keeps its own). */
+	bool interleaved;
+	const char *missing; /* the error when there are fewer than lower */
+};
+
+struct args_value {
+	const struct args_option *option;
+	const char *arg; /* NULL for a flag; else points into argv */
+};
+
+struct args {
+	struct args_value *values; /* the command's options, in command-line order */
+	size_t nvalues;
+	char **operands; /* noperands of them, then NULL; point into argv */
+	size_t noperands;
+};
+
+/* Parses argv (argv[0] is the command name) against spec into a; errors are
+ * noted in c. args_free frees what a owns, whatever the outcome. */
+void args_parse(struct client *c, const struct args_spec *spec, int argc, char **argv,
+                struct args *a);
+void args_free(struct args *a);
+/* Whether option `name` was given. */
+bool args_has(const struct args *a, const char *name);
+/* Its value, the last one when given more than once; NULL when not given. */
+const char *args_get(const struct args *a, const char *name);
+/* The value of an ARGS_COUNT option, or def when not given. */
+int args_count(const struct args *a, const char *name, int def);
+
 struct cmd_entry {
 	const char *name;
-	const char *args;    /* synopsis after the name */
+	const char *usage;   /* synopsis after the name */
 	const char *summary; /* one line for `memtracectl --help` */
 	const char *help;    /* what the command does and its options, for --help */
-	/* argv[0] is the command name; returns the exit status. */
-	int (*exec)(struct client *c, int argc, char **argv);
+	struct args_spec args;
+	/* Runs when the command line parsed without an error and without
+	 * --help; returns the exit status. What depends on several options
+	 * (--pid or --snapshot) it checks itself, and reports with
+	 * client_usage_error. */
+	int (*exec)(struct client *c, const struct args *a);
 };
 
 extern const struct cmd_entry cmd_status_entry;
@@ -88,42 +155,8 @@ void client_init(struct client *c);
 /* Closes the connection and frees what the context owns; c itself is the caller's. */
 void client_close(struct client *c);
 
-/* ---- client.c: options ----
- *
- * Every command parses with getopt_long(argc, argv, CLIENT_OPTSTRING, ...) over
- * its own options followed by CLIENT_COMMON_OPTIONS, so --table, --socket,
- * --runtime-dir and --help work after the command too. Options of a command
- * use values from CLIENT_OPT_CMD up. Errors are not printed while parsing but
- * kept in c->usage_error (the first one), so that a later --table or --help
- * still decides how the error is shown.
- */
-enum {
-	CLIENT_OPT_TABLE = 0x100,
-	CLIENT_OPT_SOCKET,
-	CLIENT_OPT_RUNTIME_DIR,
-	CLIENT_OPT_STAT = 0x180, /* statargs.c's options */
-	CLIENT_OPT_CMD = 0x200,
-};
+/* ---- client.c: checking values ---- */
 
-/* '+': stop at the first operand (run's program); ':': report a missing value. */
-#define CLIENT_OPTSTRING "+:h"
-
-/* The options every command takes, and the table's terminator. */
-/* clang-format off */
-#define CLIENT_COMMON_OPTIONS                                             \
-	{"help", no_argument, NULL, 'h'},                                 \
-	{"table", no_argument, NULL, CLIENT_OPT_TABLE},                   \
-	{"socket", required_argument, NULL, CLIENT_OPT_SOCKET},           \
-	{"runtime-dir", required_argument, NULL, CLIENT_OPT_RUNTIME_DIR}, \
-	{NULL, 0, NULL, 0}
-/* clang-format on */
-
-/* Restarts getopt on a new argv (argv[0] is skipped). */
-void client_opt_begin(void);
-/* Handles a getopt_long result that is not one of the command's own options. */
-void client_opt_common(struct client *c, int ch, char *const *argv);
-/* Notes operands left after the options: no command but run takes any. */
-void client_opt_end(struct client *c, int argc, char *const *argv);
 /* Keeps the first usage error. */
 void client_opt_error(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* --pid: required, a positive integer. 0, or -EINVAL after noting the error. */
@@ -189,13 +222,13 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
  * (statargs_opts: the daemon's defaults, key lineno and limit 10).
  */
 /* clang-format off */
-#define STATARGS_OPTIONS                                                   \
-	{"key", required_argument, NULL, CLIENT_OPT_STAT},                 \
-	{"limit", required_argument, NULL, CLIENT_OPT_STAT + 1},           \
-	{"cumulative", no_argument, NULL, CLIENT_OPT_STAT + 2},            \
-	{"include", required_argument, NULL, CLIENT_OPT_STAT + 3},         \
-	{"exclude", required_argument, NULL, CLIENT_OPT_STAT + 4},         \
-	{"all-frames", no_argument, NULL, CLIENT_OPT_STAT + 5}
+#define STATARGS_OPTIONS                        \
+	{"key", 0, ARGS_KEY},                   \
+	{"limit", 0, ARGS_COUNT},               \
+	{"cumulative", 0, ARGS_FLAG},           \
+	{"include", 0, ARGS_STRING},            \
+	{"exclude", 0, ARGS_STRING},            \
+	{"all-frames", 0, ARGS_FLAG}
 /* clang-format on */
 
 /* The synopsis and the --help lines of STATARGS_OPTIONS. */
@@ -230,13 +263,11 @@ struct statargs {
 	struct query_filter *qfilters; /* statargs_opts' */
 };
 
-/* argc bounds the number of filters. statargs_close frees what it owns. */
-void statargs_init(struct statargs *a, int argc);
+/* Takes STATARGS_OPTIONS from args (it points into them until
+ * statargs_close) and notes what is wrong with them taken together; each
+ * alone args_parse has checked. statargs_close frees what it owns. */
+void statargs_init(struct statargs *a, struct client *c, const struct args *args);
 void statargs_close(struct statargs *a);
-/* Takes getopt's result `ch` if it is one of STATARGS_OPTIONS (true). */
-bool statargs_option(struct client *c, struct statargs *a, int ch, const char *arg);
-/* After parsing: notes what is wrong with the options taken together. */
-void statargs_check(struct client *c, struct statargs *a);
 /* Adds "key", "cumulative", "limit" and "filters" to a top request, as given. */
 void statargs_request(const struct statargs *a, cJSON *req);
 /* Fills o for query.c; o points into a until statargs_close. */

@@ -14,15 +14,11 @@
 #include "query.h"
 #include "snapshot.h"
 
-static int cmd_compare_exec(struct client *c, int argc, char **argv);
-
-/* '-': operands come back in order as 1 so that options may follow A and B;
- * ':': report a missing value. */
-#define COMPARE_OPTSTRING "-:h"
+static int cmd_compare_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_compare_entry = {
     .name = "compare",
-    .args = "A B " STATARGS_SYNOPSIS,
+    .usage = "A B " STATARGS_SYNOPSIS,
     .summary = "what changed between two snapshots",
     .help = "Compare snapshot B (the newer) with snapshot A (the older), as\n"
             "tracemalloc's B.compare_to(A, key) does: group both by KEY and print\n"
@@ -35,6 +31,14 @@ const struct cmd_entry cmd_compare_entry = {
             "  FILE                a snapshot file written by 'snapshot -o' (write ./123\n"
             "                      for a file named 123)\n\n"
             "Options:\n" STATARGS_HELP,
+    .args =
+        {
+            .options = (const struct args_option[]){STATARGS_OPTIONS, {NULL}},
+            .lower = 2,
+            .upper = 2,
+            .interleaved = true,
+            .missing = "compare needs two snapshots: memtracectl compare A B",
+        },
     .exec = cmd_compare_exec,
 };
 
@@ -77,56 +81,21 @@ out:
 	return rc;
 }
 
-static int cmd_compare_exec(struct client *c, int argc, char **argv)
+static int cmd_compare_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {
-	    STATARGS_OPTIONS,
-	    CLIENT_COMMON_OPTIONS,
-	};
-	const char *operands[2] = {NULL, NULL};
 	struct snapref ra = {0}, rb = {0};
-	struct statargs args;
-	size_t noperands = 0;
-	int ch, rc;
+	struct statargs st;
+	int rc;
 
-	statargs_init(&args, argc);
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, COMPARE_OPTSTRING, options, NULL)) != -1) {
-		if (ch == 1) {
-			if (noperands < 2)
-				operands[noperands] = optarg;
-			else if (noperands == 2)
-				client_opt_error(c, "unexpected argument '%s'", optarg);
-			noperands++;
-		} else if (!statargs_option(c, &args, ch, optarg)) {
-			client_opt_common(c, ch, argv);
-		}
-	}
-	/* After "--" everything is an operand, even "-x". */
-	for (; optind < argc; optind++) {
-		if (noperands < 2)
-			operands[noperands] = argv[optind];
-		else if (noperands == 2)
-			client_opt_error(c, "unexpected argument '%s'", argv[optind]);
-		noperands++;
-	}
-	if (noperands < 2)
-		client_opt_error(c, "compare needs two snapshots: memtracectl compare A B");
-	else {
-		snapref_parse(c, "compare", operands[0], true, &ra);
-		snapref_parse(c, "compare", operands[1], true, &rb);
-	}
-	statargs_check(c, &args);
-	if (c->help) {
-		rc = client_help(&cmd_compare_entry);
-		goto out;
-	}
+	snapref_parse(c, "compare", a->operands[0], true, &ra);
+	snapref_parse(c, "compare", a->operands[1], true, &rb);
+	statargs_init(&st, c, a);
 	if (c->usage_error != NULL) {
 		rc = client_usage_error(c);
 		goto out;
 	}
-	rc = compare_run(c, &ra, &rb, &args);
+	rc = compare_run(c, &ra, &rb, &st);
 out:
-	statargs_close(&args);
+	statargs_close(&st);
 	return rc;
 }

@@ -50,16 +50,11 @@
 #define RUN_UNKNOWN_WAIT_MS 2000
 #define RUN_POLL_MS         50
 
-static int cmd_run_exec(struct client *c, int argc, char **argv);
-
-enum {
-	OPT_AGENT = CLIENT_OPT_CMD,
-	OPT_TOP,
-};
+static int cmd_run_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_run_entry = {
     .name = "run",
-    .args = "[--agent PATH] [--top N] -- PROG [ARGS...]",
+    .usage = "[--agent PATH] [--top N] -- PROG [ARGS...]",
     .summary = "start a program with the agent preloaded",
     .help = "Start PROG with the memtrace agent preloaded (put first in LD_PRELOAD),\n"
             "so memtraced traces it from its first allocation. memtracectl waits for\n"
@@ -79,6 +74,16 @@ const struct cmd_entry cmd_run_entry = {
             "                      " PKGLIBDIR "/" AGENT_NAME "\n"
             "  --top N             after PROG ends, print its N largest leak sites\n"
             "                      (0 = all)\n",
+    /* The first operand ends the options: PROG's own options are PROG's. */
+    .args =
+        {
+            .options = (const struct args_option[]){{"agent", 0, ARGS_PATH},
+                                                    {"top", 0, ARGS_COUNT},
+                                                    {NULL}},
+            .lower = 1,
+            .upper = -1,
+            .missing = "run needs a program: memtracectl run -- PROG [ARGS...]",
+        },
     .exec = cmd_run_exec,
 };
 
@@ -383,52 +388,24 @@ out:
 	return rc;
 }
 
-static int cmd_run_exec(struct client *c, int argc, char **argv)
+static int cmd_run_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {
-	    {"agent", required_argument, NULL, OPT_AGENT},
-	    {"top", required_argument, NULL, OPT_TOP},
-	    CLIENT_COMMON_OPTIONS,
-	};
-	const char *agent_opt = NULL, *top_arg = NULL;
 	char *agent = NULL;
 	bool started;
 	pid_t pid;
-	int ch, rc, status, top = 0;
+	int rc, status;
 
-	/* CLIENT_OPTSTRING's '+' stops at PROG (or after "--"): PROG's own
-	 * options are PROG's. */
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
-		if (ch == OPT_AGENT) {
-			agent_opt = optarg;
-			if (agent_opt[0] == '\0')
-				client_opt_error(c, "--agent needs a path");
-		} else if (ch == OPT_TOP) {
-			top_arg = optarg;
-			client_opt_count(c, "--top", top_arg, &top);
-		} else {
-			client_opt_common(c, ch, argv);
-		}
-	}
-	if (optind >= argc)
-		client_opt_error(c, "run needs a program: memtracectl run -- PROG [ARGS...]");
-	if (c->help)
-		return client_help(&cmd_run_entry);
-	if (c->usage_error != NULL)
-		return client_usage_error(c);
-
-	rc = run_find_agent(c, agent_opt, &agent);
+	rc = run_find_agent(c, args_get(a, "agent"), &agent);
 	if (rc != 0)
 		goto out;
 	rc = run_environment(c, agent);
 	if (rc != 0)
 		goto out;
-	rc = run_child(c, argv + optind, &pid, &status, &started);
+	rc = run_child(c, a->operands, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
-	if (top_arg != NULL && started)
-		run_report_leaks(c, pid, top);
+	if (args_has(a, "top") && started)
+		run_report_leaks(c, pid, args_count(a, "top", 0));
 	rc = run_exit_status(status);
 out:
 	free(agent);

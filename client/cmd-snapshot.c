@@ -13,19 +13,11 @@
 
 #include "snapshot.h"
 
-static int cmd_snapshot_exec(struct client *c, int argc, char **argv);
-
-enum {
-	OPT_PID = CLIENT_OPT_CMD,
-	OPT_OUTPUT = 'o',
-};
-
-/* CLIENT_OPTSTRING with -o FILE. */
-#define SNAPSHOT_OPTSTRING CLIENT_OPTSTRING "o:"
+static int cmd_snapshot_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_snapshot_entry = {
     .name = "snapshot",
-    .args = "--pid P [-o FILE]",
+    .usage = "--pid P [-o FILE]",
     .summary = "persist a snapshot of a process now",
     .help = "Take a snapshot of a traced process now and keep it in the daemon's\n"
             "store, as tracemalloc.take_snapshot() does; print its id and summary.\n"
@@ -38,6 +30,9 @@ const struct cmd_entry cmd_snapshot_entry = {
             "Options:\n"
             "  --pid P             the traced process (required)\n"
             "  -o, --output FILE   also write the snapshot to FILE\n",
+    .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID},
+                                                     {"output", 'o', ARGS_FILE},
+                                                     {NULL}}},
     .exec = cmd_snapshot_exec,
 };
 
@@ -73,34 +68,13 @@ out:
 	return rc;
 }
 
-static int cmd_snapshot_exec(struct client *c, int argc, char **argv)
+static int cmd_snapshot_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {
-	    {"pid", required_argument, NULL, OPT_PID},
-	    {"output", required_argument, NULL, OPT_OUTPUT},
-	    CLIENT_COMMON_OPTIONS,
-	};
-	const char *pid_arg = NULL, *output = NULL;
+	const char *output = args_get(a, "output");
 	cJSON *req = NULL, *resp = NULL;
-	int ch, pid = 0, rc;
+	int pid = 0, rc;
 
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, SNAPSHOT_OPTSTRING, options, NULL)) != -1) {
-		if (ch == OPT_PID) {
-			pid_arg = optarg;
-		} else if (ch == OPT_OUTPUT) {
-			output = optarg;
-			if (output[0] == '\0')
-				client_opt_error(c, "-o needs a file name");
-		} else {
-			client_opt_common(c, ch, argv);
-		}
-	}
-	client_opt_end(c, argc, argv);
-	client_opt_pid(c, pid_arg, &pid);
-	if (c->help)
-		return client_help(&cmd_snapshot_entry);
-	if (c->usage_error != NULL)
+	if (client_opt_pid(c, args_get(a, "pid"), &pid) < 0)
 		return client_usage_error(c);
 
 	req = cJSON_CreateObject();

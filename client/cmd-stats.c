@@ -6,16 +6,11 @@
 
 #include "snapshot.h"
 
-static int cmd_stats_exec(struct client *c, int argc, char **argv);
-
-enum {
-	OPT_PID = CLIENT_OPT_CMD,
-	OPT_SNAPSHOT,
-};
+static int cmd_stats_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_stats_entry = {
     .name = "stats",
-    .args = "(--pid P | --snapshot ID|FILE)",
+    .usage = "(--pid P | --snapshot ID|FILE)",
     .summary = "current and peak bytes, blocks and counters of a process",
     .help = "Print the counters of one traced process: current and peak traced bytes,\n"
             "live blocks, allocations, frees, events lost, distinct stacks, how it is\n"
@@ -25,6 +20,9 @@ const struct cmd_entry cmd_stats_entry = {
             "  --pid P             the traced process\n"
             "  --snapshot ID|FILE  a stored snapshot (an id: digits only) or a snapshot\n"
             "                      file written by 'snapshot -o' instead of --pid\n",
+    .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID},
+                                                     {"snapshot", 0, ARGS_SNAPREF},
+                                                     {NULL}}},
     .exec = cmd_stats_exec,
 };
 
@@ -48,31 +46,14 @@ out:
 	return rc;
 }
 
-static int cmd_stats_exec(struct client *c, int argc, char **argv)
+static int cmd_stats_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {
-	    {"pid", required_argument, NULL, OPT_PID},
-	    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
-	    CLIENT_COMMON_OPTIONS,
-	};
-	const char *pid_arg = NULL, *snap_arg = NULL;
+	const char *snap_arg = args_get(a, "snapshot");
 	struct snapref ref = {0};
 	cJSON *req;
-	int ch, pid = 0;
+	int pid = 0;
 
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
-		if (ch == OPT_PID)
-			pid_arg = optarg;
-		else if (ch == OPT_SNAPSHOT)
-			snap_arg = optarg;
-		else
-			client_opt_common(c, ch, argv);
-	}
-	client_opt_end(c, argc, argv);
-	snapref_choose(c, pid_arg, snap_arg, &pid, &ref);
-	if (c->help)
-		return client_help(&cmd_stats_entry);
+	snapref_choose(c, args_get(a, "pid"), snap_arg, &pid, &ref);
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
 	if (snap_arg != NULL && ref.kind == SNAPREF_FILE)

@@ -1,11 +1,11 @@
 /* cmd-status.c - `memtracectl status`: the state of memtraced itself. */
 #include "client.h"
 
-static int cmd_status_exec(struct client *c, int argc, char **argv);
+static int cmd_status_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_status_entry = {
     .name = "status",
-    .args = "",
+    .usage = "",
     .summary = "the daemon's version, uptime, sessions and limits",
     .help = "Print the state of memtraced itself: its version, pid and uptime, its\n"
             "runtime and state directories, how many traced processes are live and\n"
@@ -14,22 +14,11 @@ const struct cmd_entry cmd_status_entry = {
     .exec = cmd_status_exec,
 };
 
-static int cmd_status_exec(struct client *c, int argc, char **argv)
+static int cmd_status_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {CLIENT_COMMON_OPTIONS};
-	cJSON *req;
-	int ch;
+	cJSON *req = cJSON_CreateObject();
 
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1)
-		client_opt_common(c, ch, argv);
-	client_opt_end(c, argc, argv);
-	if (c->help)
-		return client_help(&cmd_status_entry);
-	if (c->usage_error != NULL)
-		return client_usage_error(c);
-
-	req = cJSON_CreateObject();
+	(void)a;
 	cJSON_AddStringToObject(req, "cmd", "status");
 	return client_request(c, req, table_status);
 }

@@ -12,16 +12,11 @@
 #include "query.h"
 #include "snapshot.h"
 
-static int cmd_top_exec(struct client *c, int argc, char **argv);
-
-enum {
-	OPT_PID = CLIENT_OPT_CMD,
-	OPT_SNAPSHOT,
-};
+static int cmd_top_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_top_entry = {
     .name = "top",
-    .args = "(--pid P | --snapshot ID|FILE) " STATARGS_SYNOPSIS,
+    .usage = "(--pid P | --snapshot ID|FILE) " STATARGS_SYNOPSIS,
     .summary = "where the live memory of a process was allocated",
     .help = "Group the live blocks of a traced process by where they were allocated\n"
             "and print the groups largest first, as tracemalloc's\n"
@@ -31,6 +26,10 @@ const struct cmd_entry cmd_top_entry = {
             "  --pid P             the traced process\n"
             "  --snapshot ID|FILE  a stored snapshot (an id: digits only) or a snapshot\n"
             "                      file written by 'snapshot -o' instead of --pid\n" STATARGS_HELP,
+    .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID},
+                                                     {"snapshot", 0, ARGS_SNAPREF},
+                                                     STATARGS_OPTIONS,
+                                                     {NULL}}},
     .exec = cmd_top_exec,
 };
 
@@ -61,43 +60,22 @@ out:
 	return rc;
 }
 
-static int cmd_top_exec(struct client *c, int argc, char **argv)
+static int cmd_top_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {
-	    {"pid", required_argument, NULL, OPT_PID},
-	    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
-	    STATARGS_OPTIONS,
-	    CLIENT_COMMON_OPTIONS,
-	};
-	const char *pid_arg = NULL, *snap_arg = NULL;
-	struct statargs a;
+	const char *snap_arg = args_get(a, "snapshot");
+	struct statargs st;
 	struct snapref ref = {0};
 	cJSON *req;
-	int ch, pid = 0, rc;
+	int pid = 0, rc;
 
-	statargs_init(&a, argc);
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
-		if (ch == OPT_PID)
-			pid_arg = optarg;
-		else if (ch == OPT_SNAPSHOT)
-			snap_arg = optarg;
-		else if (!statargs_option(c, &a, ch, optarg))
-			client_opt_common(c, ch, argv);
-	}
-	client_opt_end(c, argc, argv);
-	snapref_choose(c, pid_arg, snap_arg, &pid, &ref);
-	statargs_check(c, &a);
-	if (c->help) {
-		rc = client_help(&cmd_top_entry);
-		goto out;
-	}
+	snapref_choose(c, args_get(a, "pid"), snap_arg, &pid, &ref);
+	statargs_init(&st, c, a);
 	if (c->usage_error != NULL) {
 		rc = client_usage_error(c);
 		goto out;
 	}
 	if (snap_arg != NULL && ref.kind == SNAPREF_FILE) {
-		rc = top_local(c, &ref, &a);
+		rc = top_local(c, &ref, &st);
 		goto out;
 	}
 
@@ -107,9 +85,9 @@ static int cmd_top_exec(struct client *c, int argc, char **argv)
 		cJSON_AddNumberToObject(req, "snapshot", (double)ref.id);
 	else
 		cJSON_AddNumberToObject(req, "pid", pid);
-	statargs_request(&a, req);
+	statargs_request(&st, req);
 	rc = client_request(c, req, table_top);
 out:
-	statargs_close(&a);
+	statargs_close(&st);
 	return rc;
 }

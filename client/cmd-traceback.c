@@ -6,20 +6,14 @@
 
 #include "snapshot.h"
 
-static int cmd_traceback_exec(struct client *c, int argc, char **argv);
-
-enum {
-	OPT_PID = CLIENT_OPT_CMD,
-	OPT_LIMIT,
-	OPT_SNAPSHOT,
-};
+static int cmd_traceback_exec(struct client *c, const struct args *a);
 
 /* The daemon's default for "limit" (daemon/CONTROL.md). */
 #define TRACEBACK_DEFAULT_LIMIT 10
 
 const struct cmd_entry cmd_traceback_entry = {
     .name = "traceback",
-    .args = "(--pid P | --snapshot ID|FILE) [--limit N]",
+    .usage = "(--pid P | --snapshot ID|FILE) [--limit N]",
     .summary = "the largest live blocks of a process and where they came from",
     .help = "Print the largest live blocks of a traced process, largest first, each\n"
             "with the full traceback of its allocation, most recent call first.\n"
@@ -30,6 +24,12 @@ const struct cmd_entry cmd_traceback_entry = {
             "  --snapshot ID|FILE  a stored snapshot (an id: digits only) or a snapshot\n"
             "                      file written by 'snapshot -o' instead of --pid\n"
             "  --limit N           how many blocks (default 10, 0 = all)\n",
+    /* --limit is a count that exec checks itself, after --pid and
+     * --snapshot, whose errors say more and so come first. */
+    .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID},
+                                                     {"limit", 0, ARGS_STRING},
+                                                     {"snapshot", 0, ARGS_SNAPREF},
+                                                     {NULL}}},
     .exec = cmd_traceback_exec,
 };
 
@@ -53,42 +53,16 @@ out:
 	return rc;
 }
 
-static int cmd_traceback_exec(struct client *c, int argc, char **argv)
+static int cmd_traceback_exec(struct client *c, const struct args *a)
 {
-	static const struct option options[] = {
-	    {"pid", required_argument, NULL, OPT_PID},
-	    {"limit", required_argument, NULL, OPT_LIMIT},
-	    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
-	    CLIENT_COMMON_OPTIONS,
-	};
-	const char *pid_arg = NULL, *limit_arg = NULL, *snap_arg = NULL;
+	const char *limit_arg = args_get(a, "limit"), *snap_arg = args_get(a, "snapshot");
 	struct snapref ref = {0};
 	cJSON *req;
-	int ch, pid = 0, limit = TRACEBACK_DEFAULT_LIMIT;
+	int pid = 0, limit = TRACEBACK_DEFAULT_LIMIT;
 
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
-		switch (ch) {
-		case OPT_PID:
-			pid_arg = optarg;
-			break;
-		case OPT_LIMIT:
-			limit_arg = optarg;
-			break;
-		case OPT_SNAPSHOT:
-			snap_arg = optarg;
-			break;
-		default:
-			client_opt_common(c, ch, argv);
-			break;
-		}
-	}
-	client_opt_end(c, argc, argv);
-	snapref_choose(c, pid_arg, snap_arg, &pid, &ref);
+	snapref_choose(c, args_get(a, "pid"), snap_arg, &pid, &ref);
 	if (limit_arg != NULL)
 		client_opt_count(c, "--limit", limit_arg, &limit);
-	if (c->help)
-		return client_help(&cmd_traceback_entry);
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
 	if (snap_arg != NULL && ref.kind == SNAPREF_FILE)

@@ -20,8 +20,13 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
-enum {
-	OPT_VERSION = CLIENT_OPT_CMD,
+/* The global options come before the command, whose name is the first
+ * operand; what follows it is the command's to parse. */
+static const struct args_spec main_args = {
+    .options = (const struct args_option[]){{"version", 0, ARGS_FLAG}, {NULL}},
+    .lower = 1,
+    .upper = -1,
+    .missing = "no command given; 'memtracectl --help' lists them",
 };
 
 static const struct cmd_entry *const cmd_table[] = {
@@ -57,32 +62,40 @@ static int main_help(void)
 	return CLIENT_EXIT_OK;
 }
 
+/* Parses the command's part of the command line (argv[0] is its name) and
+ * runs it: --help first, then the first usage error, else its exec. */
+static int cmd_invoke(struct client *c, const struct cmd_entry *e, int argc, char **argv)
+{
+	struct args a;
+	int rc;
+
+	args_parse(c, &e->args, argc, argv, &a);
+	if (c->help)
+		rc = client_help(e);
+	else if (c->usage_error != NULL)
+		rc = client_usage_error(c);
+	else
+		rc = e->exec(c, &a);
+	args_free(&a);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option options[] = {
-	    {"version", no_argument, NULL, OPT_VERSION},
-	    CLIENT_COMMON_OPTIONS,
-	};
 	const struct cmd_entry *e;
 	struct client c;
-	bool version = false;
-	int ch, rc;
+	struct args a;
+	int rc;
 
 	xalloc_cjson_hooks();
 	client_init(&c);
 
-	client_opt_begin();
-	while ((ch = getopt_long(argc, argv, CLIENT_OPTSTRING, options, NULL)) != -1) {
-		if (ch == OPT_VERSION)
-			version = true;
-		else
-			client_opt_common(&c, ch, argv);
-	}
+	args_parse(&c, &main_args, argc, argv, &a);
 	if (c.help) {
 		rc = main_help();
 		goto out;
 	}
-	if (version) {
+	if (args_has(&a, "version")) {
 		printf("memtracectl (memtrace) %s\n", PACKAGE_VERSION);
 		rc = CLIENT_EXIT_OK;
 		goto out;
@@ -91,20 +104,16 @@ int main(int argc, char **argv)
 		rc = client_usage_error(&c);
 		goto out;
 	}
-	if (optind >= argc) {
-		rc = client_error(&c, CLIENT_EXIT_USAGE, "bad_request",
-		                  "no command given; 'memtracectl --help' lists them");
-		goto out;
-	}
-	e = cmd_find(argv[optind]);
+	e = cmd_find(a.operands[0]);
 	if (e == NULL) {
 		rc = client_error(&c, CLIENT_EXIT_USAGE, "unknown_command",
 		                  "unknown command '%s'; 'memtracectl --help' lists them",
-		                  argv[optind]);
+		                  a.operands[0]);
 		goto out;
 	}
-	rc = e->exec(&c, argc - optind, argv + optind);
+	rc = cmd_invoke(&c, e, (int)a.noperands, a.operands);
 out:
+	args_free(&a);
 	client_close(&c);
 	/* Output that never reached its file is a failure, not a success. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -15,11 +15,31 @@
  * computes the answer itself, so that both answers have the same length. */
 #define STATARGS_DEFAULT_LIMIT 10
 
-void statargs_init(struct statargs *a, int argc)
+void statargs_init(struct statargs *a, struct client *c, const struct args *args)
 {
-	*a = (struct statargs){.limit = STATARGS_DEFAULT_LIMIT};
-	/* No more filters than arguments. */
-	a->filters = xcalloc(argc > 0 ? (size_t)argc : 1, sizeof(*a->filters));
+	*a = (struct statargs){
+	    .key = args_get(args, "key"),
+	    .limit_arg = args_get(args, "limit"),
+	    .limit = args_count(args, "limit", STATARGS_DEFAULT_LIMIT),
+	    .cumulative = args_has(args, "cumulative"),
+	    .all_frames = args_has(args, "all-frames"),
+	    .filters = xcalloc(args->nvalues > 0 ? args->nvalues : 1, sizeof(*a->filters)),
+	};
+	/* --include and --exclude in the order given, which is the order the
+	 * request and query.c list them in. */
+	for (size_t i = 0; i < args->nvalues; i++) {
+		const char *name = args->values[i].option->name;
+		bool inclusive = strcmp(name, "include") == 0;
+
+		if (!inclusive && strcmp(name, "exclude") != 0)
+			continue;
+		a->filters[a->nfilters].pattern = args->values[i].arg;
+		a->filters[a->nfilters].inclusive = inclusive;
+		a->nfilters++;
+	}
+	/* As in tracemalloc: a traceback is already the whole stack. */
+	if (a->cumulative && a->key != NULL && strcmp(a->key, "traceback") == 0)
+		client_opt_error(c, "--cumulative cannot be used with --key traceback");
 }
 
 void statargs_close(struct statargs *a)
@@ -28,47 +48,6 @@ void statargs_close(struct statargs *a)
 	free(a->qfilters);
 	a->filters = NULL;
 	a->qfilters = NULL;
-}
-
-bool statargs_option(struct client *c, struct statargs *a, int ch, const char *arg)
-{
-	enum query_key k;
-
-	switch (ch) {
-	case CLIENT_OPT_STAT:
-		a->key = arg;
-		if (query_key_parse(arg, &k) < 0)
-			client_opt_error(c,
-			                 "--key must be lineno, filename, function or traceback, "
-			                 "not '%s'",
-			                 arg);
-		return true;
-	case CLIENT_OPT_STAT + 1:
-		a->limit_arg = arg;
-		client_opt_count(c, "--limit", arg, &a->limit);
-		return true;
-	case CLIENT_OPT_STAT + 2:
-		a->cumulative = true;
-		return true;
-	case CLIENT_OPT_STAT + 3:
-	case CLIENT_OPT_STAT + 4:
-		a->filters[a->nfilters].pattern = arg;
-		a->filters[a->nfilters].inclusive = ch == CLIENT_OPT_STAT + 3;
-		a->nfilters++;
-		return true;
-	case CLIENT_OPT_STAT + 5:
-		a->all_frames = true;
-		return true;
-	default:
-		return false;
-	}
-}
-
-void statargs_check(struct client *c, struct statargs *a)
-{
-	/* As in tracemalloc: a traceback is already the whole stack. */
-	if (a->cumulative && a->key != NULL && strcmp(a->key, "traceback") == 0)
-		client_opt_error(c, "--cumulative cannot be used with --key traceback");
 }
 
 void statargs_request(const struct statargs *a, cJSON *req)
