@@ -226,12 +226,14 @@ static cJSON *cmdline_json(const struct session *s)
 	return arr;
 }
 
-static cJSON *cmd_status(struct conn *c)
+static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 {
 	struct daemon *d = c->d;
 	struct symbols_stats ss;
 	cJSON *r = cJSON_CreateObject();
 
+	(void)req;
+	(void)unused;
 	cJSON_AddStringToObject(r, "version", PACKAGE_VERSION);
 	cJSON_AddNumberToObject(r, "pid", (double)getpid());
 	cJSON_AddNumberToObject(r, "uptime_seconds",
@@ -273,10 +275,13 @@ static void add_identity(cJSON *o, const struct session *s)
 	cJSON_AddStringToObject(o, "state", session_state_name(s));
 }
 
-static cJSON *cmd_list(struct conn *c)
+static cJSON *cmd_list(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *r = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(r, "processes");
+
+	(void)req;
+	(void)unused;
 	for (struct session *s = c->d->sessions; s != NULL; s = s->next) {
 		if (!s->hello || (c->uid != 0 && s->uid != c->uid))
 			continue;
@@ -294,10 +299,12 @@ static cJSON *cmd_list(struct conn *c)
 
 static cJSON *cmd_stats_stored(struct conn *c, cJSON *req);
 
-static cJSON *cmd_stats(struct conn *c, cJSON *req)
+static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	pid_t pid;
+
+	(void)unused;
 	if (cJSON_GetObjectItemCaseSensitive(req, "snapshot") != NULL)
 		return cmd_stats_stored(c, req);
 	if (arg_pid(req, &pid, &err) < 0)
@@ -339,12 +346,10 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req)
 	return r;
 }
 
-static cJSON *cmd_reset_peak(struct conn *c, cJSON *req)
+static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 {
-	cJSON *err = NULL;
-	struct session *s = arg_session(c, req, &err);
-	if (s == NULL)
-		return err;
+	(void)c;
+	(void)req;
 	heap_reset_peak(&s->heap);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
@@ -567,13 +572,14 @@ static cJSON *parse_filters(cJSON *req, struct cjob *q)
 	return NULL;
 }
 
-static cJSON *cmd_top(struct conn *c, cJSON *req)
+static cJSON *cmd_top(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	struct cjob *q = cjob_new(c, JOB_TOP);
 	struct snapsvc_job *job = snapsvc_job_new(c->d);
 	cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
 
+	(void)unused;
 	q->opts.key = QUERY_KEY_LINENO;
 	if (key != NULL &&
 	    (!cJSON_IsString(key) || query_key_parse(key->valuestring, &q->opts.key) < 0))
@@ -595,12 +601,13 @@ static cJSON *cmd_top(struct conn *c, cJSON *req)
 	return NULL;
 }
 
-static cJSON *cmd_traceback(struct conn *c, cJSON *req)
+static cJSON *cmd_traceback(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	struct cjob *q = cjob_new(c, JOB_TRACEBACK);
 	struct snapsvc_job *job = snapsvc_job_new(c->d);
 
+	(void)unused;
 	if (arg_uint(req, "limit", 10, &q->limit, &err) == 0 && (q->limit == 0 || q->limit > 10000))
 		q->limit = 10000;
 	if (err == NULL)
@@ -626,13 +633,14 @@ static cJSON *cmd_stats_stored(struct conn *c, cJSON *req)
 	return NULL;
 }
 
-static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req)
+static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req, struct session *unused)
 {
 	struct cjob *q = cjob_new(c, JOB_GET);
 	struct snapsvc_job *job = snapsvc_job_new(c->d);
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
 	cJSON *err = NULL;
 
+	(void)unused;
 	if (id != NULL) {
 		/* "id" names a stored snapshot, as "snapshot" does elsewhere. */
 		cJSON *alias = cJSON_CreateObject();
@@ -648,12 +656,9 @@ static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req)
 	return NULL;
 }
 
-static cJSON *cmd_snapshot(struct conn *c, cJSON *req)
+static cJSON *cmd_snapshot(struct conn *c, cJSON *req, struct session *s)
 {
-	cJSON *err = NULL;
-	struct session *s = arg_session(c, req, &err);
-	if (s == NULL)
-		return err;
+	(void)req;
 	if (c->d->store == NULL)
 		return error_json("store_error", "the snapshot store is not open");
 	struct cjob *q = cjob_new(c, JOB_TAKE);
@@ -666,12 +671,13 @@ static cJSON *cmd_snapshot(struct conn *c, cJSON *req)
 	return NULL;
 }
 
-static cJSON *cmd_snapshots(struct conn *c, cJSON *req)
+static cJSON *cmd_snapshots(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	struct cjob *q = cjob_new(c, JOB_LIST);
 	struct snapsvc_job *job = snapsvc_job_new(c->d);
 
+	(void)unused;
 	job->source = SNAPSVC_NONE;
 	job->uid = c->uid == 0 ? -1 : (long)c->uid;
 	if (cJSON_GetObjectItemCaseSensitive(req, "pid") != NULL &&
@@ -683,6 +689,58 @@ static cJSON *cmd_snapshots(struct conn *c, cJSON *req)
 
 /* ---- dispatch ---- */
 
+/*
+ * A command of CONTROL.md. Every handler takes the connection, the request,
+ * and the session "pid" names when its entry asks for one (else NULL), and
+ * returns the answer, or NULL when a job on the thread pool will send it.
+ */
+struct control_cmd {
+	const char *name;
+	cJSON *(*handler)(struct conn *c, cJSON *req, struct session *s);
+	/* "pid" must name a session the client may see, and the handler gets
+	 * it: the error for a bad or unknown pid is then the same everywhere. */
+	bool session;
+};
+
+static const struct control_cmd control_cmds[] = {
+    {"status", cmd_status, false},
+    {"list", cmd_list, false},
+    {"stats", cmd_stats, false},
+    {"reset-peak", cmd_reset_peak, true},
+    {"top", cmd_top, false},
+    {"traceback", cmd_traceback, false},
+    {"snapshot", cmd_snapshot, true},
+    {"snapshots", cmd_snapshots, false},
+    {"snapshot-get", cmd_snapshot_get, false},
+};
+
+static const struct control_cmd *control_cmd_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(control_cmds) / sizeof(control_cmds[0]); i++)
+		if (strcmp(control_cmds[i].name, name) == 0)
+			return &control_cmds[i];
+	return NULL;
+}
+
+/* Runs one request: finds its command and, when the command asks for one,
+ * the session. Returns the answer, or NULL when a job will send it. */
+static cJSON *dispatch(struct conn *c, cJSON *req)
+{
+	cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
+	const struct control_cmd *e;
+	struct session *s = NULL;
+	cJSON *err = NULL;
+
+	if (!cJSON_IsString(cmd))
+		return error_json("bad_request", "missing \"cmd\"");
+	e = control_cmd_find(cmd->valuestring);
+	if (e == NULL)
+		return error_json("unknown_command", "unknown command \"%.64s\"", cmd->valuestring);
+	if (e->session && (s = arg_session(c, req, &err)) == NULL)
+		return err;
+	return e->handler(c, req, s);
+}
+
 /* Handles one request line. Returns 0, or -1 when the connection must close. */
 static int handle_line(struct conn *c, const char *line, size_t len)
 {
@@ -690,7 +748,6 @@ static int handle_line(struct conn *c, const char *line, size_t len)
 	const char *end = NULL;
 	cJSON *req =
 	    memchr(line, '\0', len) != NULL ? NULL : cJSON_ParseWithLengthOpts(line, len, &end, 0);
-	int rc = 0;
 
 	/* One JSON object and nothing after it but blanks. */
 	while (req != NULL && end < line + len && (*end == ' ' || *end == '\t' || *end == '\r'))
@@ -706,34 +763,11 @@ static int handle_line(struct conn *c, const char *line, size_t len)
 		cJSON_Delete(req);
 		return -1;
 	}
-	cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
-	const char *name = cJSON_IsString(cmd) ? cmd->valuestring : NULL;
-	if (name == NULL)
-		resp = error_json("bad_request", "missing \"cmd\"");
-	else if (strcmp(name, "status") == 0)
-		resp = cmd_status(c);
-	else if (strcmp(name, "list") == 0)
-		resp = cmd_list(c);
-	else if (strcmp(name, "stats") == 0)
-		resp = cmd_stats(c, req);
-	else if (strcmp(name, "reset-peak") == 0)
-		resp = cmd_reset_peak(c, req);
-	else if (strcmp(name, "top") == 0)
-		resp = cmd_top(c, req);
-	else if (strcmp(name, "traceback") == 0)
-		resp = cmd_traceback(c, req);
-	else if (strcmp(name, "snapshot") == 0)
-		resp = cmd_snapshot(c, req);
-	else if (strcmp(name, "snapshots") == 0)
-		resp = cmd_snapshots(c, req);
-	else if (strcmp(name, "snapshot-get") == 0)
-		resp = cmd_snapshot_get(c, req);
-	else
-		resp = error_json("unknown_command", "unknown command \"%.64s\"", name);
+	resp = dispatch(c, req);
 	if (resp != NULL)
 		conn_send(c, resp);
 	cJSON_Delete(req);
-	return rc;
+	return 0;
 }
 
 static void conn_process(struct conn *c)
