@@ -306,9 +306,14 @@ void snapref_choose(struct client *c, const char *pid_arg, const char *snap_arg,
 /* Loads the snapshot. Returns 0 with a new snapshot in *out (snapshot_free
  * it), or reports the failure and returns the exit status. */
 int snapref_load(struct client *c, const struct snapref *r, struct snapshot **out);
-/* A local answer's "snapshot" member (snapshot_ref_json) gets "file" when
- * the snapshot came from a file. */
-void snapref_mark_file(const struct snapref *r, cJSON *resp);
+/* Builds a command's answer from a loaded snapshot; NULL when the options
+ * do not apply to it. */
+typedef cJSON *(*snapref_answer_fn)(const struct snapshot *s, void *arg);
+/* The whole of a command that reads a snapshot file: loads it, builds the
+ * answer with `answer` (given `arg`), adds "file" to the answer's "snapshot"
+ * member and prints it as client_output does. Returns the exit status. */
+int snapref_answer(struct client *c, const struct snapref *r, snapref_answer_fn answer, void *arg,
+                   client_render_fn render);
 /* snapshot_summary_json plus "file" for a file. */
 cJSON *snapref_summary_json(const struct snapref *r, const struct snapshot *s);
 

@@ -26,24 +26,10 @@ const struct cmd_entry cmd_stats_entry = {
     .exec = cmd_stats_exec,
 };
 
-/* The answer from a snapshot file, with "file" in its "snapshot" member. */
-static int stats_local(struct client *c, const struct snapref *ref)
+static cJSON *stats_answer(const struct snapshot *s, void *arg)
 {
-	struct snapshot *s = NULL;
-	cJSON *resp = NULL;
-	int rc;
-
-	rc = snapref_load(c, ref, &s);
-	if (rc != 0)
-		goto out;
-	resp = snapshot_stats_json(s);
-	snapref_mark_file(ref, resp);
-	client_output(c, resp, table_stats);
-	rc = CLIENT_EXIT_OK;
-out:
-	cJSON_Delete(resp);
-	snapshot_free(s);
-	return rc;
+	(void)arg;
+	return snapshot_stats_json(s);
 }
 
 static int cmd_stats_exec(struct client *c, const struct args *a)
@@ -57,7 +43,7 @@ static int cmd_stats_exec(struct client *c, const struct args *a)
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
 	if (snap_arg != NULL && ref.kind == SNAPREF_FILE)
-		return stats_local(c, &ref);
+		return snapref_answer(c, &ref, stats_answer, NULL, table_stats);
 
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "stats");

@@ -33,31 +33,15 @@ const struct cmd_entry cmd_top_entry = {
     .exec = cmd_top_exec,
 };
 
-/* The answer from a snapshot file: the daemon's shape for a stored snapshot,
- * "pid" and "snapshot" first, as in the traceback answer. */
-static int top_local(struct client *c, const struct snapref *ref, struct statargs *a)
+/* The daemon's shape for a stored snapshot: "pid" and "snapshot" first, as
+ * in the traceback answer. */
+static cJSON *top_answer(const struct snapshot *s, void *arg)
 {
-	struct snapshot *s = NULL;
 	struct query_opts o;
-	cJSON *resp = NULL;
-	int rc;
+	cJSON *resp;
 
-	rc = snapref_load(c, ref, &s);
-	if (rc != 0)
-		goto out;
-	statargs_opts(a, &o);
-	if (snapshot_top_json(s, &o, true, &resp) < 0) {
-		rc =
-		    client_error(c, CLIENT_EXIT_USAGE, "bad_request", "invalid statistics options");
-		goto out;
-	}
-	snapref_mark_file(ref, resp);
-	client_output(c, resp, table_top);
-	rc = CLIENT_EXIT_OK;
-out:
-	cJSON_Delete(resp);
-	snapshot_free(s);
-	return rc;
+	statargs_opts(arg, &o);
+	return snapshot_top_json(s, &o, true, &resp) < 0 ? NULL : resp;
 }
 
 static int cmd_top_exec(struct client *c, const struct args *a)
@@ -75,7 +59,7 @@ static int cmd_top_exec(struct client *c, const struct args *a)
 		goto out;
 	}
 	if (snap_arg != NULL && ref.kind == SNAPREF_FILE) {
-		rc = top_local(c, &ref, &st);
+		rc = snapref_answer(c, &ref, top_answer, &st, table_top);
 		goto out;
 	}
 

@@ -33,24 +33,9 @@ const struct cmd_entry cmd_traceback_entry = {
     .exec = cmd_traceback_exec,
 };
 
-/* The answer from a snapshot file, with "file" in its "snapshot" member. */
-static int traceback_local(struct client *c, const struct snapref *ref, int limit)
+static cJSON *traceback_answer(const struct snapshot *s, void *arg)
 {
-	struct snapshot *s = NULL;
-	cJSON *resp = NULL;
-	int rc;
-
-	rc = snapref_load(c, ref, &s);
-	if (rc != 0)
-		goto out;
-	resp = snapshot_traceback_json(s, (size_t)limit);
-	snapref_mark_file(ref, resp);
-	client_output(c, resp, table_traceback);
-	rc = CLIENT_EXIT_OK;
-out:
-	cJSON_Delete(resp);
-	snapshot_free(s);
-	return rc;
+	return snapshot_traceback_json(s, *(size_t *)arg);
 }
 
 static int cmd_traceback_exec(struct client *c, const struct args *a)
@@ -65,8 +50,10 @@ static int cmd_traceback_exec(struct client *c, const struct args *a)
 		client_opt_count(c, "--limit", limit_arg, &limit);
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
-	if (snap_arg != NULL && ref.kind == SNAPREF_FILE)
-		return traceback_local(c, &ref, limit);
+	if (snap_arg != NULL && ref.kind == SNAPREF_FILE) {
+		size_t n = (size_t)limit;
+		return snapref_answer(c, &ref, traceback_answer, &n, table_traceback);
+	}
 
 	/* Only what was asked for: the daemon owns the defaults. */
 	req = cJSON_CreateObject();

@@ -136,12 +136,31 @@ int snapref_load(struct client *c, const struct snapref *r, struct snapshot **ou
 	return load_remote(c, r, out);
 }
 
-void snapref_mark_file(const struct snapref *r, cJSON *resp)
+int snapref_answer(struct client *c, const struct snapref *r, snapref_answer_fn answer, void *arg,
+                   client_render_fn render)
 {
-	cJSON *member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
+	struct snapshot *s = NULL;
+	cJSON *resp = NULL, *member;
+	int rc;
 
+	rc = snapref_load(c, r, &s);
+	if (rc != 0)
+		goto out;
+	resp = answer(s, arg);
+	if (resp == NULL) {
+		rc =
+		    client_error(c, CLIENT_EXIT_USAGE, "bad_request", "invalid statistics options");
+		goto out;
+	}
+	member = cJSON_GetObjectItemCaseSensitive(resp, "snapshot");
 	if (r->kind == SNAPREF_FILE && cJSON_IsObject(member))
 		cJSON_AddStringToObject(member, "file", r->arg);
+	client_output(c, resp, render);
+	rc = CLIENT_EXIT_OK;
+out:
+	cJSON_Delete(resp);
+	snapshot_free(s);
+	return rc;
 }
 
 cJSON *snapref_summary_json(const struct snapref *r, const struct snapshot *s)
