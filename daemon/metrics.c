@@ -16,10 +16,10 @@
 #include <microhttpd.h>
 
 #include "capture.h"
+#include "jobs.h"
 #include "log.h"
 #include "session.h"
 #include "snapshot.h"
-#include "snapsvc.h"
 #include "xalloc.h"
 
 #define CONN_LIMIT         64          /* HTTP connections in all */
@@ -31,13 +31,6 @@
 #define ROUND_DEADLINE_MS  5000        /* longest a scrape waits for symbols */
 #define MAX_FUNCTION       512         /* bytes of a function name kept in a label */
 #define MAX_FILENAME       512         /* bytes of a file name kept (its tail) */
-
-static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                 0.25,  0.5,    1,     2.5,  5,     10};
-static const char *const bucket_names[] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
-                                           "0.05",  "0.1",    "0.25",  "0.5",  "1.0",
-                                           "2.5",   "5.0",    "10.0"};
-#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 /* One allocation site of a process: its label and live bytes. */
 struct site {
@@ -122,9 +115,6 @@ struct metrics {
 	struct result *last;  /* the last published result */
 	uint64_t last_ms;
 	struct mconn *conns;
-	uint64_t hist[NBUCKETS]; /* snapshot writes <= buckets[i] (not cumulative) */
-	uint64_t hist_count;
-	double hist_sum;
 	uint64_t site_timeouts;
 };
 
@@ -439,7 +429,7 @@ static void site_table(const struct snapshot *snap, size_t top, struct sitetab *
 
 /* Worker thread: touches only the round's captures and tables and the
  * thread-safe symbol cache. */
-static void round_compute(struct snapsvc_job *job)
+static void round_compute(struct job *job)
 {
 	struct round *r = job->arg;
 
@@ -554,7 +544,7 @@ static void wait_for_round(struct metrics *m, struct mreq *q)
 	MHD_suspend_connection(q->conn);
 }
 
-static void round_done(struct snapsvc_job *job)
+static void round_done(struct job *job)
 {
 	struct round *r = job->arg;
 	struct metrics *m = r->m;
@@ -634,8 +624,8 @@ static void start_round(struct metrics *m)
 		r->caps[i] = capture_take(ss[i], "metrics", 0);
 	free(ss);
 
-	struct snapsvc_job *job = snapsvc_job_new(d);
-	job->source = SNAPSVC_NONE;
+	struct job *job = job_new(d);
+	job->source = JOB_SRC_NONE;
 	job->arg = r;
 	job->compute = round_compute;
 	job->done = round_done;
@@ -643,7 +633,7 @@ static void start_round(struct metrics *m)
 	m->worker_busy = true;
 	m->refs++;
 	uv_timer_start(&m->deadline, on_deadline, ROUND_DEADLINE_MS, 0);
-	snapsvc_run(job);
+	job_run(job);
 }
 
 /* ---- rendering ---- */
@@ -713,6 +703,15 @@ static const struct fmt *negotiate(const char *accept)
 	return q_om > 0 && q_om >= q_text ? om : &fmt_text;
 }
 
+/* A bucket bound as OpenMetrics wants an le label: a float, so 1 is
+ * "1.0" (the text format accepts it too). */
+static void float_label(char *out, size_t size, double v)
+{
+	snprintf(out, size, "%g", v);
+	if (strpbrk(out, ".e") == NULL && strlen(out) + 2 < size)
+		strcat(out, ".0");
+}
+
 enum mtype { M_GAUGE, M_COUNTER, M_HISTOGRAM, M_INFO };
 
 /* HELP and TYPE (and UNIT in OpenMetrics) of a family. `name` is the
@@ -755,6 +754,7 @@ static void per_process(struct sbuf *b, enum format f, const struct result *r, c
 static char *render(struct metrics *m, const struct result *r, enum format f, size_t *len)
 {
 	struct daemon *d = m->d;
+	const struct jobs_writes *w = jobs_writes(d->jobs);
 	struct sbuf b = {0};
 	uint64_t cum = 0;
 
@@ -817,15 +817,17 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 
 	family(&b, f, "memtrace_snapshot_write_seconds", M_HISTOGRAM, "seconds",
 	       "Time to write one snapshot to the SQLite store.");
-	for (size_t i = 0; i < NBUCKETS; i++) {
-		cum += m->hist[i];
-		sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
-		          bucket_names[i], cum);
+	for (size_t i = 0; i < JOBS_WRITE_BUCKETS; i++) {
+		char le[32];
+		cum += w->bucket[i];
+		float_label(le, sizeof(le), jobs_write_bounds[i]);
+		sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", le,
+		          cum);
 	}
 	sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-	          m->hist_count);
-	sb_printf(&b, "memtrace_snapshot_write_seconds_sum %.9g\n", m->hist_sum);
-	sb_printf(&b, "memtrace_snapshot_write_seconds_count %" PRIu64 "\n", m->hist_count);
+	          w->count);
+	sb_printf(&b, "memtrace_snapshot_write_seconds_sum %.9g\n", w->sum);
+	sb_printf(&b, "memtrace_snapshot_write_seconds_count %" PRIu64 "\n", w->count);
 
 	family(&b, f, "memtrace_metrics_site_timeouts", M_COUNTER, NULL,
 	       "Scrapes answered without site series because symbolizing took too long.");
@@ -1220,20 +1222,4 @@ void metrics_stop(struct daemon *d)
 	MHD_stop_daemon(m->mhd);
 	m->mhd = NULL;
 	metrics_unref(m);
-}
-
-void metrics_observe_snapshot_write(struct daemon *d, double seconds)
-{
-	struct metrics *m = d->metrics;
-
-	if (m == NULL || !(seconds >= 0))
-		return;
-	for (size_t i = 0; i < NBUCKETS; i++) {
-		if (seconds <= buckets[i]) {
-			m->hist[i]++;
-			break;
-		}
-	}
-	m->hist_count++;
-	m->hist_sum += seconds;
 }

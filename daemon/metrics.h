@@ -31,7 +31,9 @@
  * memtrace_metrics_site_timeouts_total counts it; the job still warms the
  * symbol cache for the next scrape.
  *
- * Loop thread only, including metrics_observe_snapshot_write.
+ * The snapshot-write histogram is read from the job runner's figures
+ * (jobs_writes) when a scrape renders: nothing calls in here to report a
+ * write. Loop thread only.
  */
 #ifndef MEMTRACE_METRICS_H
 #define MEMTRACE_METRICS_H
@@ -54,8 +56,5 @@ int metrics_start(struct daemon *d, const char *where);
 void metrics_stop(struct daemon *d);
 /* The TCP port listened on (after port 0), or 0 when metrics are off. */
 int metrics_port(const struct daemon *d);
-/* Records the duration of one snapshot write (SQLite transaction) for the
- * memtrace_snapshot_write_seconds histogram. No-op when metrics are off. */
-void metrics_observe_snapshot_write(struct daemon *d, double seconds);
 
 #endif
