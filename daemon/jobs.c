@@ -1,9 +1,9 @@
 /* jobs.c - work on the libuv thread pool (see jobs.h). */
 #include "jobs.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
