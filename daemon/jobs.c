@@ -15,7 +15,7 @@
 #include "xalloc.h"
 
 struct jobs {
-	size_t running;
+	size_t running; /* queued, done not called yet: 0 when the loop has returned */
 	struct jobs_writes writes;
 };
 
@@ -34,11 +34,6 @@ void jobs_free(struct jobs *j)
 	/* The loop returns only when no work is queued. */
 	assert(j->running == 0);
 	free(j);
-}
-
-size_t jobs_running(const struct jobs *j)
-{
-	return j->running;
 }
 
 const struct jobs_writes *jobs_writes(const struct jobs *j)

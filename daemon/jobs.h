@@ -13,10 +13,12 @@
  * cache and the store (which has its own mutex), never the loop's state.
  *
  * The runner (struct jobs, one per daemon, reached as d->jobs) counts the
- * jobs not done yet and keeps the figures of the snapshot writes: the
- * Prometheus endpoint reads them when it renders, so nothing here calls
- * back into the modules that submit jobs. Its state is loop-thread only.
- * It never decides when snapshots are taken (that is the scheduler's).
+ * jobs not done yet: a queued job keeps the loop running, so the daemon's
+ * shutdown waits for every one, and jobs_free checks that none is left. It
+ * also keeps the figures of the snapshot writes, which the Prometheus
+ * endpoint reads when it renders, so nothing here calls back into the
+ * modules that submit jobs. Its state is loop-thread only. It never decides
+ * when snapshots are taken (that is the scheduler's).
  */
 #ifndef MEMTRACE_JOBS_H
 #define MEMTRACE_JOBS_H
@@ -84,8 +86,6 @@ struct jobs_writes {
 struct jobs *jobs_new(void);
 /* After the loop has finished every job. NULL is a no-op. */
 void jobs_free(struct jobs *j);
-/* Jobs queued and not done yet. */
-size_t jobs_running(const struct jobs *j);
 /* The snapshot-write figures; the pointer stays valid until jobs_free. */
 const struct jobs_writes *jobs_writes(const struct jobs *j);
 
