@@ -64,7 +64,7 @@ const char *http_host(const struct http *h);
 /* Resumes every suspended request and lets the server run them. */
 void http_resume_all(struct http *h);
 
-/* The request's method ("GET"), path ("/metrics") and a header by its
+/* The request's method ("GET"), path ("/index.html") and a header by its
  * case-insensitive name (NULL when absent); valid while the handler runs. */
 const char *http_method(const struct http_request *rq);
 const char *http_url(const struct http_request *rq);
