@@ -11,8 +11,8 @@
 #include <sys/time.h>
 
 #include "log.h"
+#include "scheduler.h"
 #include "session.h"
-#include "snapsvc.h"
 #include "xalloc.h"
 
 static uint64_t wall_ms(void)
@@ -74,7 +74,7 @@ static void session_end(struct session *s, const char *why, const char *reason)
 			         (int)s->pid, s->exe ? s->exe : "?",
 			         s->bye ? "" : " without saying goodbye", s->events,
 			         s->heap.current, s->heap.count);
-		snapsvc_take(d, s, reason);
+		scheduler_take(d->sched, s, reason);
 	}
 	if (s->pipe_open) {
 		s->pipe_open = false;

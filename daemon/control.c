@@ -19,7 +19,7 @@
 #include "session.h"
 #include "symbols.h"
 #include "capture.h"
-#include "snapsvc.h"
+#include "jobs.h"
 #include "snapshot.h"
 #include "store.h"
 #include "xalloc.h"
@@ -361,7 +361,7 @@ static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 
 enum job_kind { JOB_TOP, JOB_TRACEBACK, JOB_STATS, JOB_GET, JOB_TAKE, JOB_LIST };
 
-/* What a control job carries besides the snapsvc job. */
+/* What a control job carries besides the job. */
 struct cjob {
 	struct conn *c;
 	enum job_kind kind;
@@ -386,11 +386,11 @@ static void cjob_free(struct cjob *q)
 	free(q);
 }
 
-static void cjob_answer(struct snapsvc_job *job);
+static void cjob_answer(struct job *job);
 
 /* Worker thread: builds the answer and prints it, reading only the job's
  * snapshot. */
-static void cjob_compute(struct snapsvc_job *job)
+static void cjob_compute(struct job *job)
 {
 	struct cjob *q = job->arg;
 	cjob_answer(job);
@@ -401,7 +401,7 @@ static void cjob_compute(struct snapsvc_job *job)
 	}
 }
 
-static void cjob_answer(struct snapsvc_job *job)
+static void cjob_answer(struct job *job)
 {
 	struct cjob *q = job->arg;
 	const struct snapshot *snap = job->snap;
@@ -447,14 +447,14 @@ static void cjob_answer(struct snapsvc_job *job)
 }
 
 /* Loop thread: answer and go on with the connection's next request. */
-static void cjob_done(struct snapsvc_job *job)
+static void cjob_done(struct job *job)
 {
 	struct cjob *q = job->arg;
 	struct conn *c = q->c;
 	cJSON *resp;
 
 	if (job->rc == -ENOENT)
-		resp = error_json(job->source == SNAPSVC_LATEST ? "no_such_process"
+		resp = error_json(job->source == JOB_SRC_LATEST ? "no_such_process"
 		                                                : "no_such_snapshot",
 		                  "%s", job->err);
 	else if (job->rc == -EINVAL)
@@ -487,7 +487,7 @@ static struct cjob *cjob_new(struct conn *c, enum job_kind kind)
 
 /* Chooses where the answer comes from: "snapshot": ID, or "pid": a process
  * in memory (captured now), else that pid's newest stored snapshot. */
-static cJSON *pick_source(struct conn *c, cJSON *req, struct snapsvc_job *job, struct cjob *q,
+static cJSON *pick_source(struct conn *c, cJSON *req, struct job *job, struct cjob *q,
                           size_t nlargest)
 {
 	cJSON *err = NULL;
@@ -498,7 +498,7 @@ static cJSON *pick_source(struct conn *c, cJSON *req, struct snapsvc_job *job, s
 		if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > 9e15 ||
 		    id->valuedouble != floor(id->valuedouble))
 			return error_json("bad_request", "\"snapshot\" must be a positive integer");
-		job->source = SNAPSVC_STORED;
+		job->source = JOB_SRC_STORED;
 		job->snap_id = (int64_t)id->valuedouble;
 		q->from_store = true;
 		return NULL;
@@ -509,16 +509,16 @@ static cJSON *pick_source(struct conn *c, cJSON *req, struct snapsvc_job *job, s
 	job->pid = pid;
 	struct session *s = find_session(c, pid);
 	if (s != NULL) {
-		job->source = SNAPSVC_CAPTURE;
+		job->source = JOB_SRC_CAPTURE;
 		job->capture = capture_take(s, "live", nlargest);
 		return NULL;
 	}
-	job->source = SNAPSVC_LATEST;
+	job->source = JOB_SRC_LATEST;
 	q->from_store = true;
 	return NULL;
 }
 
-static void cjob_start(struct conn *c, struct snapsvc_job *job, struct cjob *q)
+static void cjob_start(struct conn *c, struct job *job, struct cjob *q)
 {
 	job->arg = q;
 	job->compute = cjob_compute;
@@ -526,11 +526,11 @@ static void cjob_start(struct conn *c, struct snapsvc_job *job, struct cjob *q)
 	job->drop_early = true; /* cjob_done needs only the printed answer */
 	c->busy = true;
 	c->refs++;
-	snapsvc_run(job);
+	job_run(job);
 }
 
 /* Error before the job started: free both and return the error. */
-static cJSON *cjob_abort(struct snapsvc_job *job, struct cjob *q, cJSON *err)
+static cJSON *cjob_abort(struct job *job, struct cjob *q, cJSON *err)
 {
 	capture_free(job->capture);
 	free(job);
@@ -576,7 +576,7 @@ static cJSON *cmd_top(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	struct cjob *q = cjob_new(c, JOB_TOP);
-	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	struct job *job = job_new(c->d);
 	cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
 
 	(void)unused;
@@ -605,7 +605,7 @@ static cJSON *cmd_traceback(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	struct cjob *q = cjob_new(c, JOB_TRACEBACK);
-	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	struct job *job = job_new(c->d);
 
 	(void)unused;
 	if (arg_uint(req, "limit", 10, &q->limit, &err) == 0 && (q->limit == 0 || q->limit > 10000))
@@ -623,11 +623,11 @@ static cJSON *cmd_traceback(struct conn *c, cJSON *req, struct session *unused)
 static cJSON *cmd_stats_stored(struct conn *c, cJSON *req)
 {
 	struct cjob *q = cjob_new(c, JOB_STATS);
-	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	struct job *job = job_new(c->d);
 	cJSON *err = pick_source(c, req, job, q, 0);
 	if (err != NULL)
 		return cjob_abort(job, q, err);
-	if (job->source == SNAPSVC_CAPTURE) /* raced into memory: not expected */
+	if (job->source == JOB_SRC_CAPTURE) /* raced into memory: not expected */
 		return cjob_abort(job, q, error_json("internal", "process appeared meanwhile"));
 	cjob_start(c, job, q);
 	return NULL;
@@ -636,7 +636,7 @@ static cJSON *cmd_stats_stored(struct conn *c, cJSON *req)
 static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req, struct session *unused)
 {
 	struct cjob *q = cjob_new(c, JOB_GET);
-	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	struct job *job = job_new(c->d);
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
 	cJSON *err = NULL;
 
@@ -662,8 +662,8 @@ static cJSON *cmd_snapshot(struct conn *c, cJSON *req, struct session *s)
 	if (c->d->store == NULL)
 		return error_json("store_error", "the snapshot store is not open");
 	struct cjob *q = cjob_new(c, JOB_TAKE);
-	struct snapsvc_job *job = snapsvc_job_new(c->d);
-	job->source = SNAPSVC_CAPTURE;
+	struct job *job = job_new(c->d);
+	job->source = JOB_SRC_CAPTURE;
 	job->capture = capture_take(s, "manual", 100);
 	job->store_it = true;
 	job->uid = c->uid == 0 ? -1 : (long)c->uid;
@@ -675,10 +675,10 @@ static cJSON *cmd_snapshots(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
 	struct cjob *q = cjob_new(c, JOB_LIST);
-	struct snapsvc_job *job = snapsvc_job_new(c->d);
+	struct job *job = job_new(c->d);
 
 	(void)unused;
-	job->source = SNAPSVC_NONE;
+	job->source = JOB_SRC_NONE;
 	job->uid = c->uid == 0 ? -1 : (long)c->uid;
 	if (cJSON_GetObjectItemCaseSensitive(req, "pid") != NULL &&
 	    arg_pid(req, &job->pid, &err) < 0)

@@ -1,11 +1,14 @@
 /*
  * daemon.h - memtraced's context: the one struct that holds the daemon's
  * state (there are no other globals). Every libuv handle's data points back
- * here or to a session that points here.
+ * here, or to a session or a module's private state that points here. The
+ * modules with state of their own (the job runner, the snapshot scheduler,
+ * the metrics endpoint) keep it behind one pointer each.
  *
  * Threads: everything in this struct is owned by the loop thread. Work sent
- * to the libuv thread pool (symbolization) receives copies of what it needs
- * and touches nothing here.
+ * to the libuv thread pool (jobs.h) receives copies of what it needs and
+ * reads nothing here but what stays fixed while it runs: the configuration,
+ * the symbol cache and the store (both thread-safe).
  */
 #ifndef MEMTRACE_DAEMON_H
 #define MEMTRACE_DAEMON_H
@@ -18,7 +21,9 @@
 #include <uv.h>
 
 struct conn;
+struct jobs;
 struct metrics;
+struct scheduler;
 struct session;
 struct store;
 struct symbols;
@@ -57,10 +62,13 @@ struct daemon {
 	uint64_t sessions_rejected;
 	uint64_t started_ms; /* uv_now at start */
 	struct symbols *syms;
-	struct store *store;     /* NULL when it could not be opened */
+	/* The snapshot store, shared by the jobs that read and write it and
+	 * the control server; opened and closed by the scheduler. NULL when
+	 * it could not be opened. */
+	struct store *store;
+	struct jobs *jobs;       /* the thread-pool job runner */
+	struct scheduler *sched; /* NULL when there is no store */
 	struct metrics *metrics; /* NULL when metrics are off */
-	uv_timer_t snap_timer;
-	size_t jobs_running; /* thread-pool jobs not done yet */
 	bool stopping;
 };
 

@@ -21,12 +21,13 @@
 #include "agentsrv.h"
 #include "control.h"
 #include "daemon.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "paths.h"
+#include "scheduler.h"
 #include "sdnotify.h"
 #include "session.h"
-#include "snapsvc.h"
 #include "symbols.h"
 #include "xalloc.h"
 #include "xalloc_cjson.h"
@@ -310,7 +311,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	agentsrv_stop(d);
 	control_stop(d);
 	metrics_stop(d);
-	snapsvc_stop(d);
+	scheduler_stop(d->sched);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
@@ -355,7 +356,8 @@ int main(int argc, char **argv)
 	d.loop = uv_default_loop();
 	d.started_ms = uv_now(d.loop);
 	d.syms = symbols_new(d.cfg.debuginfod);
-	if (snapsvc_start(&d) < 0)
+	d.jobs = jobs_new();
+	if (scheduler_new(&d, &d.sched) < 0)
 		log_warn("running without snapshots: queries of the live heap still work");
 	if ((rc = agentsrv_start(&d)) < 0) {
 		log_error("cannot listen on %s: %s", d.agent_path, uv_strerror(rc));
@@ -401,7 +403,10 @@ out_loop:
 	uv_walk(d.loop, close_walk, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.loop);
-	snapsvc_close(&d);
+	scheduler_free(d.sched);
+	d.sched = NULL;
+	jobs_free(d.jobs);
+	d.jobs = NULL;
 	while (d.sessions != NULL) {
 		struct session *s = d.sessions;
 		d.sessions = s->next;

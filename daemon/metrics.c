@@ -1,43 +1,25 @@
 /* metrics.c - the Prometheus endpoint (see metrics.h). */
 #include "metrics.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <microhttpd.h>
 
 #include "capture.h"
+#include "http.h"
+#include "jobs.h"
 #include "log.h"
 #include "session.h"
 #include "snapshot.h"
-#include "snapsvc.h"
 #include "xalloc.h"
 
-#define CONN_LIMIT         64          /* HTTP connections in all */
-#define PER_IP_LIMIT       8           /* ... and from one address */
-#define IDLE_TIMEOUT_S     10          /* MHD closes a connection idle this long */
-#define HEADER_DEADLINE_MS 10000       /* a request's headers must be in by then */
-#define MEMORY_LIMIT       (16 * 1024) /* per connection: headers beyond get a 4xx */
-#define MIN_REFRESH_MS     1000        /* scrapes closer than this share a result */
-#define ROUND_DEADLINE_MS  5000        /* longest a scrape waits for symbols */
-#define MAX_FUNCTION       512         /* bytes of a function name kept in a label */
-#define MAX_FILENAME       512         /* bytes of a file name kept (its tail) */
-
-static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                 0.25,  0.5,    1,     2.5,  5,     10};
-static const char *const bucket_names[] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
-                                           "0.05",  "0.1",    "0.25",  "0.5",  "1.0",
-                                           "2.5",   "5.0",    "10.0"};
-#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+#define MIN_REFRESH_MS    1000 /* scrapes closer than this share a result */
+#define ROUND_DEADLINE_MS 5000 /* longest a scrape waits for symbols */
+#define MAX_FUNCTION      512  /* bytes of a function name kept in a label */
+#define MAX_FILENAME      512  /* bytes of a file name kept (its tail) */
 
 /* One allocation site of a process: its label and live bytes. */
 struct site {
@@ -79,52 +61,17 @@ struct round {
 	bool abandoned;        /* answered without it (deadline or stop) */
 };
 
-enum mreq_state {
-	Q_NEW,     /* headers read, not answered */
-	Q_WAITING, /* suspended until a round is done (in m->waiters) */
-	Q_RESUMED, /* the round is done: answer on the next call */
-	Q_DONE,    /* a response is queued */
-};
-
-/* One HTTP request (MHD's per-request con_cls). */
-struct mreq {
-	struct metrics *m;
-	struct MHD_Connection *conn;
-	struct mreq *next, **prevp; /* m->waiters while suspended */
-	enum mreq_state state;
-};
-
-/* One HTTP connection, for the header deadline. */
-struct mconn {
-	struct mconn *next, **prevp;
-	struct MHD_Connection *conn;
-	int fd;
-	uint64_t since;  /* uv_now when it opened or its last response ended */
-	bool in_request; /* headers complete, not answered yet */
-	bool cut;        /* shut down for missing the deadline */
-};
-
 struct metrics {
 	struct daemon *d;
-	struct MHD_Daemon *mhd;
-	int port;
-	uv_poll_t poll;      /* MHD's epoll fd */
-	uv_timer_t timer;    /* MHD_get_timeout */
-	uv_timer_t sweep;    /* the header deadline, once a second */
+	struct http *http;
 	uv_timer_t deadline; /* ROUND_DEADLINE_MS */
-	int refs;            /* open handles, a running job, and "started" */
+	int refs;            /* the deadline timer, a running job, and "started" */
 	bool stopping;
-	bool in_mhd; /* inside MHD_run: MHD must not be re-entered */
 	size_t top;
-	struct round *round;  /* the round scrapes wait for, or NULL */
-	bool worker_busy;     /* a round (maybe abandoned) is on the pool */
-	struct mreq *waiters; /* suspended requests */
-	struct result *last;  /* the last published result */
+	struct round *round; /* the round scrapes wait for, or NULL */
+	bool worker_busy;    /* a round (maybe abandoned) is on the pool */
+	struct result *last; /* the last published result */
 	uint64_t last_ms;
-	struct mconn *conns;
-	uint64_t hist[NBUCKETS]; /* snapshot writes <= buckets[i] (not cumulative) */
-	uint64_t hist_count;
-	double hist_sum;
 	uint64_t site_timeouts;
 };
 
@@ -439,7 +386,7 @@ static void site_table(const struct snapshot *snap, size_t top, struct sitetab *
 
 /* Worker thread: touches only the round's captures and tables and the
  * thread-safe symbol cache. */
-static void round_compute(struct snapsvc_job *job)
+static void round_compute(struct job *job)
 {
 	struct round *r = job->arg;
 
@@ -464,8 +411,6 @@ static void round_free(struct round *r)
 	free(r);
 }
 
-/* ---- the HTTP side ---- */
-
 static void metrics_unref(struct metrics *m)
 {
 	if (--m->refs > 0)
@@ -474,50 +419,9 @@ static void metrics_unref(struct metrics *m)
 	free(m);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_deadline_closed(uv_handle_t *h)
 {
 	metrics_unref(h->data);
-}
-
-static void on_timer(uv_timer_t *t);
-
-/* Lets MHD do what is pending, then arms the timer for its next deadline. */
-static void pump(struct metrics *m)
-{
-	MHD_UNSIGNED_LONG_LONG ms;
-
-	if (m->mhd == NULL)
-		return;
-	if (m->in_mhd) {
-		/* Called back from inside MHD: run it again from the loop. */
-		uv_timer_start(&m->timer, on_timer, 0, 0);
-		return;
-	}
-	m->in_mhd = true;
-	MHD_run(m->mhd);
-	m->in_mhd = false;
-	if (MHD_get_timeout(m->mhd, &ms) == MHD_YES)
-		uv_timer_start(&m->timer, on_timer, ms > 3600000 ? 3600000 : (uint64_t)ms, 0);
-	else
-		uv_timer_stop(&m->timer);
-}
-
-static void on_timer(uv_timer_t *t)
-{
-	pump(t->data);
-}
-
-static void on_poll(uv_poll_t *p, int status, int events)
-{
-	struct metrics *m = p->data;
-	(void)events;
-	if (status < 0) {
-		log_error("metrics: polling the HTTP server failed: %s; metrics are off",
-		          uv_strerror(status));
-		uv_poll_stop(p);
-		return;
-	}
-	pump(m);
 }
 
 static void publish(struct metrics *m, struct result *res)
@@ -527,34 +431,15 @@ static void publish(struct metrics *m, struct result *res)
 	m->last_ms = uv_now(m->d->loop);
 }
 
-/* Resumes every waiting request; each is answered from m->last (or with
- * 503 when stopping) when MHD calls it again. */
+/* Every waiting scrape is answered from m->last (or with 503 when
+ * stopping) once the HTTP server hands it back. */
 static void wake_waiters(struct metrics *m)
 {
-	while (m->waiters != NULL) {
-		struct mreq *q = m->waiters;
-		m->waiters = q->next;
-		if (q->next != NULL)
-			q->next->prevp = &m->waiters;
-		q->next = NULL;
-		q->prevp = NULL;
-		q->state = Q_RESUMED;
-		MHD_resume_connection(q->conn);
-	}
+	if (m->http != NULL)
+		http_resume_all(m->http);
 }
 
-static void wait_for_round(struct metrics *m, struct mreq *q)
-{
-	q->state = Q_WAITING;
-	q->next = m->waiters;
-	if (q->next != NULL)
-		q->next->prevp = &q->next;
-	q->prevp = &m->waiters;
-	m->waiters = q;
-	MHD_suspend_connection(q->conn);
-}
-
-static void round_done(struct snapsvc_job *job)
+static void round_done(struct job *job)
 {
 	struct round *r = job->arg;
 	struct metrics *m = r->m;
@@ -576,7 +461,6 @@ static void round_done(struct snapsvc_job *job)
 	m->round = NULL;
 	round_free(r);
 	wake_waiters(m);
-	pump(m);
 	metrics_unref(m);
 }
 
@@ -596,7 +480,6 @@ static void on_deadline(uv_timer_t *t)
 	publish(m, r->res); /* the counters, without sites */
 	r->res = NULL;
 	wake_waiters(m);
-	pump(m);
 }
 
 /* Starts a round: captures now, sites on the pool. When no job is needed or
@@ -634,8 +517,8 @@ static void start_round(struct metrics *m)
 		r->caps[i] = capture_take(ss[i], "metrics", 0);
 	free(ss);
 
-	struct snapsvc_job *job = snapsvc_job_new(d);
-	job->source = SNAPSVC_NONE;
+	struct job *job = job_new(d);
+	job->source = JOB_SRC_NONE;
 	job->arg = r;
 	job->compute = round_compute;
 	job->done = round_done;
@@ -643,7 +526,7 @@ static void start_round(struct metrics *m)
 	m->worker_busy = true;
 	m->refs++;
 	uv_timer_start(&m->deadline, on_deadline, ROUND_DEADLINE_MS, 0);
-	snapsvc_run(job);
+	job_run(job);
 }
 
 /* ---- rendering ---- */
@@ -713,6 +596,15 @@ static const struct fmt *negotiate(const char *accept)
 	return q_om > 0 && q_om >= q_text ? om : &fmt_text;
 }
 
+/* A bucket bound as OpenMetrics wants an le label: a float, so 1 is
+ * "1.0" (the text format accepts it too). */
+static void float_label(char *out, size_t size, double v)
+{
+	snprintf(out, size, "%g", v);
+	if (strpbrk(out, ".e") == NULL && strlen(out) + 2 < size)
+		strcat(out, ".0");
+}
+
 enum mtype { M_GAUGE, M_COUNTER, M_HISTOGRAM, M_INFO };
 
 /* HELP and TYPE (and UNIT in OpenMetrics) of a family. `name` is the
@@ -755,6 +647,7 @@ static void per_process(struct sbuf *b, enum format f, const struct result *r, c
 static char *render(struct metrics *m, const struct result *r, enum format f, size_t *len)
 {
 	struct daemon *d = m->d;
+	const struct jobs_writes *w = jobs_writes(d->jobs);
 	struct sbuf b = {0};
 	uint64_t cum = 0;
 
@@ -817,15 +710,17 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 
 	family(&b, f, "memtrace_snapshot_write_seconds", M_HISTOGRAM, "seconds",
 	       "Time to write one snapshot to the SQLite store.");
-	for (size_t i = 0; i < NBUCKETS; i++) {
-		cum += m->hist[i];
-		sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
-		          bucket_names[i], cum);
+	for (size_t i = 0; i < JOBS_WRITE_BUCKETS; i++) {
+		char le[32];
+		cum += w->bucket[i];
+		float_label(le, sizeof(le), jobs_write_bounds[i]);
+		sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n", le,
+		          cum);
 	}
 	sb_printf(&b, "memtrace_snapshot_write_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-	          m->hist_count);
-	sb_printf(&b, "memtrace_snapshot_write_seconds_sum %.9g\n", m->hist_sum);
-	sb_printf(&b, "memtrace_snapshot_write_seconds_count %" PRIu64 "\n", m->hist_count);
+	          w->count);
+	sb_printf(&b, "memtrace_snapshot_write_seconds_sum %.9g\n", w->sum);
+	sb_printf(&b, "memtrace_snapshot_write_seconds_count %" PRIu64 "\n", w->count);
 
 	family(&b, f, "memtrace_metrics_site_timeouts", M_COUNTER, NULL,
 	       "Scrapes answered without site series because symbolizing took too long.");
@@ -843,355 +738,97 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 
 /* ---- requests ---- */
 
-static enum MHD_Result reply_static(struct MHD_Connection *conn, unsigned status, const char *body,
-                                    bool allow)
+static void reply_text(struct http_request *rq, unsigned status, const char *text,
+                       const char *allow)
 {
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
-	if (allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	enum MHD_Result rc = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	return rc;
+	http_reply(rq, status, "text/plain; charset=utf-8", allow, xstrdup(text), strlen(text));
 }
 
-static enum MHD_Result reply_metrics(struct metrics *m, struct mreq *q)
+static void reply_metrics(struct metrics *m, struct http_request *rq)
 {
 	size_t len;
 
-	q->state = Q_DONE;
-	if (m->stopping || m->last == NULL)
-		return reply_static(q->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-		                    "memtraced is stopping\n", false);
-	const struct fmt *f = negotiate(
-	    MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
-	char *body = render(m, m->last, f->f, &len);
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(body);
-		return MHD_NO;
+	if (m->stopping || m->last == NULL) {
+		reply_text(rq, 503, "memtraced is stopping\n", NULL);
+		return;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->content_type);
-	enum MHD_Result rc = MHD_queue_response(q->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return rc;
-}
-
-static struct mconn *find_conn(struct metrics *m, struct MHD_Connection *conn)
-{
-	for (struct mconn *c = m->conns; c != NULL; c = c->next)
-		if (c->conn == conn)
-			return c;
-	return NULL;
+	const struct fmt *f = negotiate(http_header(rq, "Accept"));
+	char *body = render(m, m->last, f->f, &len);
+	http_reply(rq, 200, f->content_type, NULL, body, len);
 }
 
 /* A scrape: from the last result if it is fresh, else after a new round. */
-static enum MHD_Result serve(struct metrics *m, struct mreq *q)
+static void serve(struct metrics *m, struct http_request *rq)
 {
-	if (m->stopping)
-		return reply_metrics(m, q);
+	if (m->stopping) {
+		reply_metrics(m, rq);
+		return;
+	}
 	if (m->round != NULL) {
-		wait_for_round(m, q);
-		return MHD_YES;
+		http_suspend(rq);
+		return;
 	}
 	if (m->last == NULL || uv_now(m->d->loop) - m->last_ms >= MIN_REFRESH_MS)
 		start_round(m);
 	if (m->round != NULL) {
-		wait_for_round(m, q);
-		return MHD_YES;
-	}
-	return reply_metrics(m, q);
-}
-
-/* MHD calls this once when the headers are in, then for each piece of a
- * body and once more at its end. A response queued in the first call ends
- * the connection after it is sent (and MHD need not read a body): right
- * for errors. Scrapes are answered from the second call on, which keeps
- * the connection alive for the next scrape. */
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_size, void **con_cls)
-{
-	struct metrics *m = cls;
-	struct mreq *q = *con_cls;
-	(void)version;
-	(void)upload_data;
-
-	if (q == NULL) {
-		struct mconn *c = find_conn(m, conn);
-		if (c != NULL)
-			c->in_request = true;
-		q = xcalloc(1, sizeof(*q));
-		q->m = m;
-		q->conn = conn;
-		*con_cls = q;
-		if (strcmp(url, "/metrics") != 0) {
-			q->state = Q_DONE;
-			return reply_static(conn, MHD_HTTP_NOT_FOUND,
-			                    "Not found: memtraced serves /metrics\n", false);
-		}
-		if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-		    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
-			q->state = Q_DONE;
-			return reply_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-			                    "Method not allowed: use GET or HEAD\n", true);
-		}
-		return MHD_YES;
-	}
-	switch (q->state) {
-	case Q_NEW:
-		if (*upload_size != 0) {
-			*upload_size = 0; /* a body on GET means nothing: skip it */
-			return MHD_YES;
-		}
-		return serve(m, q);
-	case Q_RESUMED:
-		if (*upload_size != 0) {
-			*upload_size = 0;
-			return MHD_YES;
-		}
-		return reply_metrics(m, q);
-	case Q_WAITING:
-	case Q_DONE:
-		*upload_size = 0;
-		return MHD_YES;
-	}
-	return MHD_NO;
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-	struct metrics *m = cls;
-	struct mreq *q = *con_cls;
-	struct mconn *c = find_conn(m, conn);
-	(void)toe;
-
-	if (c != NULL) {
-		c->in_request = false;
-		c->since = uv_now(m->d->loop);
-	}
-	if (q == NULL)
-		return;
-	if (q->state == Q_WAITING) {
-		*q->prevp = q->next;
-		if (q->next != NULL)
-			q->next->prevp = q->prevp;
-	}
-	free(q);
-	*con_cls = NULL;
-}
-
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-	struct metrics *m = cls;
-
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		const union MHD_ConnectionInfo *ci =
-		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-		struct mconn *c = xcalloc(1, sizeof(*c));
-		c->conn = conn;
-		c->fd = ci != NULL ? ci->connect_fd : -1;
-		c->since = uv_now(m->d->loop);
-		c->next = m->conns;
-		if (c->next != NULL)
-			c->next->prevp = &c->next;
-		c->prevp = &m->conns;
-		m->conns = c;
-		*socket_context = c;
+		http_suspend(rq);
 		return;
 	}
-	struct mconn *c = *socket_context;
-	if (c == NULL)
+	reply_metrics(m, rq);
+}
+
+/* Refusals are answered as soon as the headers are in (the connection then
+ * closes); scrapes when the whole request is in, which keeps the connection
+ * alive for the next scrape. A scrape that waited for a round is answered
+ * from what the round published. */
+static void on_request(struct http_request *rq, enum http_event ev, void *arg)
+{
+	struct metrics *m = arg;
+	const char *method = http_method(rq);
+
+	switch (ev) {
+	case HTTP_HEADERS:
+		if (strcmp(http_url(rq), "/metrics") != 0)
+			reply_text(rq, 404, "Not found: memtraced serves /metrics\n", NULL);
+		else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+			reply_text(rq, 405, "Method not allowed: use GET or HEAD\n", "GET, HEAD");
 		return;
-	*c->prevp = c->next;
-	if (c->next != NULL)
-		c->next->prevp = c->prevp;
-	free(c);
-	*socket_context = NULL;
-}
-
-/* Slowloris: MHD's timeout is for idleness, and a client that sends a byte
- * every few seconds is never idle. A connection whose request headers are
- * not complete HEADER_DEADLINE_MS after it opened (or after its previous
- * response) is shut down; MHD sees the end of the stream and closes it.
- * shutdown(2), not close(2): the descriptor stays MHD's. */
-static void on_sweep(uv_timer_t *t)
-{
-	struct metrics *m = t->data;
-	uint64_t now = uv_now(m->d->loop);
-	bool cut = false;
-
-	for (struct mconn *c = m->conns; c != NULL; c = c->next) {
-		if (c->in_request || c->cut || c->fd < 0 || now - c->since < HEADER_DEADLINE_MS)
-			continue;
-		log_debug("metrics: closing an HTTP connection whose request did not arrive within "
-		          "%d ms",
-		          HEADER_DEADLINE_MS);
-		shutdown(c->fd, SHUT_RDWR);
-		c->cut = true;
-		cut = true;
+	case HTTP_REQUEST:
+		serve(m, rq);
+		return;
+	case HTTP_RESUMED:
+		reply_metrics(m, rq);
+		return;
 	}
-	if (cut)
-		pump(m);
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
-	/* Mostly about clients (bad requests, timeouts): not worth more. */
-	log_debug("metrics: libmicrohttpd: %s", line);
 }
 
 /* ---- start and stop ---- */
 
-static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[64];
-	const char *colon, *port;
-	char *end;
-
-	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (rb == NULL || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
-			return -EINVAL;
-		snprintf(host, sizeof(host), "%.*s", (int)(rb - s - 1), s + 1);
-		port = rb + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
-			return -EINVAL;
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
-		port = colon + 1;
-	}
-	errno = 0;
-	unsigned long p = strtoul(port, &end, 10);
-	if (port[0] < '0' || port[0] > '9' || *end != '\0' || errno != 0 || p > 65535)
-		return -EINVAL;
-	if (s[0] == '[') {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)p);
-		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)p);
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-			return -EINVAL;
-		*len = sizeof(*a);
-	}
-	return 0;
-}
-
-/* A listening TCP socket of our own, so errors are ours to report and the
- * port can be 0. */
-static int listen_socket(const struct sockaddr_storage *ss, socklen_t len, int *port)
-{
-	int one = 1, rc;
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof(bound);
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ss->ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	*port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-	                                          : ((struct sockaddr_in *)&bound)->sin_port);
-	return fd;
-}
-
 int metrics_start(struct daemon *d, const char *where)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, rc, port = 0;
+	struct metrics *m;
+	int rc;
 
 	if (strcmp(where, "off") == 0)
 		return 0;
-	if (parse_listen(where, &ss, &len) < 0)
-		return -EINVAL;
-	if ((fd = listen_socket(&ss, len, &port)) < 0)
-		return fd;
-
-	struct metrics *m = xcalloc(1, sizeof(*m));
+	m = xcalloc(1, sizeof(*m));
 	m->d = d;
-	m->port = port;
 	m->top = d->cfg.metrics_top_sites;
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	/* MHD takes fd (MHD_OPTION_LISTEN_SOCKET) and closes it when stopped.
-	 * One option and its value per line: */
-	/* clang-format off */
-	m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m,
-	                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, m, /* first: it logs the rest */
-	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-	                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
-	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
-	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
-	                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
-	                          MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
-	                          MHD_OPTION_END);
-	/* clang-format on */
-	if (m->mhd == NULL) {
-		rc = errno != 0 ? -errno : -EINVAL;
-		close(fd);
+	if ((rc = http_new(d->loop, where, "metrics", on_request, m, &m->http)) < 0) {
 		free(m);
 		return rc;
 	}
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (info == NULL || (rc = uv_poll_init(d->loop, &m->poll, info->epoll_fd)) < 0) {
-		MHD_stop_daemon(m->mhd);
-		free(m);
-		return info == NULL ? -ENOTSUP : rc;
-	}
-	m->refs = 5; /* four handles and "started" */
-	m->poll.data = m;
-	uv_timer_init(d->loop, &m->timer);
-	m->timer.data = m;
-	uv_timer_init(d->loop, &m->sweep);
-	m->sweep.data = m;
+	m->refs = 2; /* the deadline timer and "started" */
 	uv_timer_init(d->loop, &m->deadline);
 	m->deadline.data = m;
-	uv_poll_start(&m->poll, UV_READABLE, on_poll);
-	uv_timer_start(&m->sweep, on_sweep, 1000, 1000);
 	d->metrics = m;
-	pump(m);
-	char host[INET6_ADDRSTRLEN];
-	if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-	else
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-	log_info("metrics on http://%s%s%s:%d/metrics", ss.ss_family == AF_INET6 ? "[" : "", host,
-	         ss.ss_family == AF_INET6 ? "]" : "", port);
+	log_info("metrics on http://%s:%d/metrics", http_host(m->http), http_port(m->http));
 	return 0;
 }
 
 int metrics_port(const struct daemon *d)
 {
-	return d->metrics != NULL ? d->metrics->port : 0;
+	return d->metrics != NULL ? http_port(d->metrics->http) : 0;
 }
 
 void metrics_stop(struct daemon *d)
@@ -1207,33 +844,9 @@ void metrics_stop(struct daemon *d)
 		m->round = NULL;
 	}
 	uv_timer_stop(&m->deadline);
-	/* MHD must not be stopped with suspended connections: resume them
-	 * (they are answered 503) and let MHD run them once. */
-	wake_waiters(m);
-	MHD_run(m->mhd);
-	MHD_run(m->mhd);
-	/* libuv must forget the epoll fd before MHD closes it. */
-	uv_close((uv_handle_t *)&m->poll, on_handle_closed);
-	uv_close((uv_handle_t *)&m->timer, on_handle_closed);
-	uv_close((uv_handle_t *)&m->sweep, on_handle_closed);
-	uv_close((uv_handle_t *)&m->deadline, on_handle_closed);
-	MHD_stop_daemon(m->mhd);
-	m->mhd = NULL;
+	/* Waiting scrapes are handed back once more and answered 503. */
+	http_free(m->http);
+	m->http = NULL;
+	uv_close((uv_handle_t *)&m->deadline, on_deadline_closed);
 	metrics_unref(m);
-}
-
-void metrics_observe_snapshot_write(struct daemon *d, double seconds)
-{
-	struct metrics *m = d->metrics;
-
-	if (m == NULL || !(seconds >= 0))
-		return;
-	for (size_t i = 0; i < NBUCKETS; i++) {
-		if (seconds <= buckets[i]) {
-			m->hist[i]++;
-			break;
-		}
-	}
-	m->hist_count++;
-	m->hist_sum += seconds;
 }

@@ -1,0 +1,192 @@
+/* jobs.c - work on the libuv thread pool (see jobs.h). */
+#include "jobs.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store.h"
+#include "symbols.h"
+#include "xalloc.h"
+
+struct jobs {
+	size_t running; /* queued, done not called yet: 0 when the loop has returned */
+	struct jobs_writes writes;
+};
+
+const double jobs_write_bounds[JOBS_WRITE_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                      0.25,  0.5,    1,     2.5,  5,     10};
+
+struct jobs *jobs_new(void)
+{
+	return xcalloc(1, sizeof(struct jobs));
+}
+
+void jobs_free(struct jobs *j)
+{
+	if (j == NULL)
+		return;
+	/* The loop returns only when no work is queued. */
+	assert(j->running == 0);
+	free(j);
+}
+
+const struct jobs_writes *jobs_writes(const struct jobs *j)
+{
+	return &j->writes;
+}
+
+/* Loop thread: one snapshot write of `seconds` into the figures. */
+static void observe_write(struct jobs_writes *w, double seconds)
+{
+	if (!(seconds >= 0))
+		return;
+	for (size_t i = 0; i < JOBS_WRITE_BUCKETS; i++) {
+		if (seconds <= jobs_write_bounds[i]) {
+			w->bucket[i]++;
+			break;
+		}
+	}
+	w->count++;
+	w->sum += seconds;
+}
+
+struct job *job_new(struct daemon *d)
+{
+	struct job *job = xcalloc(1, sizeof(*job));
+	job->d = d;
+	job->uid = -1;
+	job->work.data = job;
+	return job;
+}
+
+static void job_free(struct job *job)
+{
+	capture_free(job->capture);
+	snapshot_free(job->snap);
+	free(job);
+}
+
+static void job_fail(struct job *job, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_fail(struct job *job, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(job->err, sizeof(job->err), fmt, ap);
+	va_end(ap);
+	job->rc = rc;
+}
+
+static void load(struct job *job)
+{
+	struct daemon *d = job->d;
+	int64_t id = job->snap_id;
+	int rc;
+
+	switch (job->source) {
+	case JOB_SRC_NONE:
+		return;
+	case JOB_SRC_CAPTURE:
+		job->snap = capture_resolve(job->capture, d->syms);
+		return;
+	case JOB_SRC_LATEST:
+		if (d->store == NULL) {
+			job_fail(job, -ENOENT, "no traced process with pid %d", (int)job->pid);
+			return;
+		}
+		rc = store_latest(d->store, job->pid, job->uid, 1, &id);
+		if (rc == -ENOENT) {
+			job_fail(job, -ENOENT, "no traced process with pid %d", (int)job->pid);
+			return;
+		}
+		if (rc < 0) {
+			job_fail(job, rc, "snapshot store: %s", store_errmsg(d->store));
+			return;
+		}
+		break;
+	case JOB_SRC_STORED:
+		break;
+	}
+	if (d->store == NULL) {
+		job_fail(job, -ENOENT, "no snapshot %" PRId64, id);
+		return;
+	}
+	rc = store_read(d->store, id, &job->snap);
+	if (rc == 0 && job->uid >= 0 && (long)job->snap->uid != job->uid) {
+		/* Another user's snapshot does not exist for this client. */
+		snapshot_free(job->snap);
+		job->snap = NULL;
+		rc = -ENOENT;
+	}
+	if (rc == -ENOENT)
+		job_fail(job, -ENOENT, "no snapshot %" PRId64, id);
+	else if (rc < 0)
+		job_fail(job, rc, "snapshot store: %s", store_errmsg(d->store));
+}
+
+static void work_run(uv_work_t *w)
+{
+	struct job *job = w->data;
+	struct daemon *d = job->d;
+
+	load(job);
+	if (job->rc == 0 && job->store_it && job->snap != NULL) {
+		struct timespec t0, t1;
+		int64_t id;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (d->store == NULL) {
+			job_fail(job, -EIO, "no snapshot store");
+		} else if (store_write(d->store, job->snap, &id) < 0) {
+			job_fail(job, -EIO, "snapshot store: %s", store_errmsg(d->store));
+		} else {
+			size_t deleted = 0;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			job->written = true;
+			job->write_seconds = (double)(t1.tv_sec - t0.tv_sec) +
+			                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+			job->snap->id = id;
+			if (store_retain(d->store, d->cfg.retain_snapshots, d->cfg.retain_days,
+			                 &deleted) < 0)
+				snprintf(job->err, sizeof(job->err), "retention: %s",
+				         store_errmsg(d->store));
+		}
+	}
+	if (job->compute != NULL)
+		job->compute(job);
+	if (job->drop_early) {
+		/* Freeing a large snapshot takes milliseconds: not on the loop. */
+		snapshot_free(job->snap);
+		job->snap = NULL;
+		capture_free(job->capture);
+		job->capture = NULL;
+	}
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+	struct job *job = w->data;
+	(void)status;
+	job->d->jobs->running--;
+	if (job->written)
+		observe_write(&job->d->jobs->writes, job->write_seconds);
+	if (job->done != NULL)
+		job->done(job);
+	job_free(job);
+}
+
+void job_run(struct job *job)
+{
+	job->d->jobs->running++;
+	if (uv_queue_work(job->d->loop, &job->work, work_run, work_done) < 0) {
+		/* Only fails for a bad argument; do the work inline as a last
+		 * resort rather than losing it. */
+		work_run(&job->work);
+		work_done(&job->work, 0);
+	}
+}

@@ -1,0 +1,123 @@
+/* scheduler.c - when snapshots are taken (see scheduler.h). */
+#include "scheduler.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "capture.h"
+#include "jobs.h"
+#include "log.h"
+#include "store.h"
+#include "xalloc.h"
+
+/* Largest live blocks kept with each snapshot (for `traceback --snapshot`). */
+#define SNAPSHOT_LARGEST 100
+
+struct scheduler {
+	struct daemon *d;
+	uv_timer_t timer; /* --snapshot-interval */
+};
+
+struct take_arg {
+	struct session *s;
+};
+
+static void take_done(struct job *job)
+{
+	struct take_arg *a = job->arg;
+	struct session *s = a->s;
+
+	s->snap_pending--;
+	if (job->rc < 0)
+		log_warn("pid %d: %s snapshot not stored: %s", (int)s->pid,
+		         job->snap != NULL ? job->snap->reason : "a", job->err);
+	else {
+		s->last_snapshot = job->snap->id;
+		log_debug("pid %d: %s snapshot %" PRId64 " stored", (int)s->pid, job->snap->reason,
+		          job->snap->id);
+		if (job->err[0] != '\0')
+			log_warn("%s", job->err);
+	}
+	session_unref(s);
+	free(a);
+}
+
+void scheduler_take(struct scheduler *sc, struct session *s, const char *reason)
+{
+	if (sc == NULL || !s->hello)
+		return;
+	struct job *job = job_new(sc->d);
+	struct take_arg *a = xcalloc(1, sizeof(*a));
+	a->s = s;
+	session_ref(s);
+	s->snap_pending++;
+	job->source = JOB_SRC_CAPTURE;
+	job->capture = capture_take(s, reason, SNAPSHOT_LARGEST);
+	job->store_it = true;
+	job->arg = a;
+	job->done = take_done;
+	job_run(job);
+}
+
+static void on_periodic(uv_timer_t *t)
+{
+	struct scheduler *sc = t->data;
+	for (struct session *s = sc->d->sessions; s != NULL; s = s->next) {
+		/* A process whose previous snapshot is still being written
+		 * skips this round rather than queueing up behind it. */
+		if (s->state == SESSION_LIVE && s->hello && s->snap_pending == 0)
+			scheduler_take(sc, s, "periodic");
+	}
+}
+
+int scheduler_new(struct daemon *d, struct scheduler **out)
+{
+	struct store *st = NULL;
+	char *path = xasprintf("%s/%s", d->cfg.state_dir, STORE_FILE);
+	int rc = store_open(path, &st);
+
+	*out = NULL;
+	if (rc < 0) {
+		log_error("cannot open the snapshot store %s: %s", path,
+		          st != NULL ? store_errmsg(st) : strerror(-rc));
+		store_close(st);
+		free(path);
+		return rc;
+	}
+	log_info("snapshots in %s (every %gs, keep %u per process, %g days)", path,
+	         d->cfg.snapshot_interval, d->cfg.retain_snapshots, d->cfg.retain_days);
+	free(path);
+
+	struct scheduler *sc = xcalloc(1, sizeof(*sc));
+	sc->d = d;
+	d->store = st;
+	uv_timer_init(d->loop, &sc->timer);
+	sc->timer.data = sc;
+	if (d->cfg.snapshot_interval > 0) {
+		uint64_t ms = (uint64_t)(d->cfg.snapshot_interval * 1000.0);
+		if (ms == 0)
+			ms = 1;
+		uv_timer_start(&sc->timer, on_periodic, ms, ms);
+	}
+	*out = sc;
+	return 0;
+}
+
+void scheduler_stop(struct scheduler *sc)
+{
+	if (sc != NULL && !uv_is_closing((uv_handle_t *)&sc->timer))
+		uv_close((uv_handle_t *)&sc->timer, NULL);
+}
+
+void scheduler_free(struct scheduler *sc)
+{
+	if (sc == NULL)
+		return;
+	store_close(sc->d->store);
+	sc->d->store = NULL;
+	free(sc);
+}
