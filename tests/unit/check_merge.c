@@ -292,7 +292,8 @@ static size_t cycle(struct sim *s)
 			s->unsent[j] = tmp;
 		}
 	}
-	qsort(s->unsent, nexp, sizeof(*s->unsent), rec_by_seq);
+	if (nexp > 1)
+		qsort(s->unsent, nexp, sizeof(*s->unsent), rec_by_seq);
 
 	ck_assert_int_eq(merge_collect(s->m, s->head, w), 0);
 	while ((e = merge_next(s->m)) != NULL) {
@@ -318,7 +319,8 @@ static size_t cycle(struct sim *s)
 		       "thread %zu: %" PRIu64 " records left in its ring, %" PRIu64 " unsent", i,
 		       atomic_load(&r->head) - atomic_load(&r->tail), s->t[i].unsent);
 	}
-	memmove(s->unsent, s->unsent + nexp, (s->nunsent - nexp) * sizeof(*s->unsent));
+	if (nexp > 0 && s->nunsent > nexp)
+		memmove(s->unsent, s->unsent + nexp, (s->nunsent - nexp) * sizeof(*s->unsent));
 	s->nunsent -= nexp;
 	s->nsent += nsent;
 	return nsent;
