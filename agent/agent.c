@@ -21,6 +21,7 @@
 
 #include "modules.h"
 #include "paths.h"
+#include "proto.h"
 #include "ring.h"
 #include "sender.h"
 #include "stacktab.h"
@@ -428,12 +429,12 @@ static inline void seq_done(struct ring *r)
 	atomic_store_explicit(&r->pending, UINT64_MAX, memory_order_release);
 }
 
-static inline void put(struct ring *r, uint64_t seq, int kind, const void *p, uint64_t size,
-                       uint32_t stack)
+static inline void put(struct ring *r, uint64_t seq, enum proto_ev_kind kind, const void *p,
+                       uint64_t size, uint32_t stack)
 {
 	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
 	struct ring_ev *e = &r->ev[h & (RING_CAP - 1)];
-	e->seq_kind = seq << 2 | (uint64_t)kind;
+	e->seq_kind = seq << PROTO_EV_KIND_BITS | (uint64_t)kind;
 	e->addr = (uint64_t)(uintptr_t)p;
 	e->size = size;
 	e->stack = stack;
@@ -446,7 +447,7 @@ void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t st
 	if (r == NULL || reserve(r, 1) < 0)
 		return;
 	uint64_t s = seq_take(t, r);
-	put(r, s, 1, p, size, stack);
+	put(r, s, PROTO_EV_ALLOC, p, size, stack);
 	seq_done(r);
 }
 
@@ -456,7 +457,7 @@ void agent_record_free(struct agent_tls *t, void *p)
 	if (r == NULL || reserve(r, 1) < 0)
 		return;
 	uint64_t s = seq_take(t, r);
-	put(r, s, 2, p, 0, 0);
+	put(r, s, PROTO_EV_FREE, p, 0, 0);
 	seq_done(r);
 }
 
@@ -475,11 +476,11 @@ void agent_realloc_end(struct agent_tls *t, struct agent_realloc_tx *tx, void *o
 		return;
 	struct ring *r = tx->ring;
 	if (freed && old != NULL)
-		put(r, tx->free_seq, 2, old, 0, 0);
+		put(r, tx->free_seq, PROTO_EV_FREE, old, 0, 0);
 	if (newp != NULL && size != 0) {
 		uint64_t s = atomic_fetch_add_explicit(&g_seq, 1, memory_order_seq_cst);
 		t->last_seq = s;
-		put(r, s, 1, newp, size, stack);
+		put(r, s, PROTO_EV_ALLOC, newp, size, stack);
 	}
 	seq_done(r);
 }

@@ -23,15 +23,27 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "proto.h"
+
 #define RING_CAP 16384u /* records per thread */
 
 struct ring_ev {
-	uint64_t seq_kind; /* seq << 2 | proto_ev_kind */
+	uint64_t seq_kind; /* seq << PROTO_EV_KIND_BITS | enum proto_ev_kind, as on the wire */
 	uint64_t addr;
 	uint64_t size;
 	uint32_t stack;
 	uint32_t pad;
 };
+
+static inline uint64_t ring_ev_seq(const struct ring_ev *e)
+{
+	return e->seq_kind >> PROTO_EV_KIND_BITS;
+}
+
+static inline enum proto_ev_kind ring_ev_kind(const struct ring_ev *e)
+{
+	return (enum proto_ev_kind)(e->seq_kind & PROTO_EV_KIND_MASK);
+}
 
 enum ring_state {
 	RING_LIVE = 1,    /* owned by a running thread */

@@ -7,8 +7,9 @@
  *     already in a ring (see ring.h);
  *  3. send the definitions of all stacks interned since the last cycle (every
  *     record drained in step 4 was written after its stack was ready);
- *  4. merge each ring's records with seq < W by sequence number and send them
- *     as EVENTS frames, then release the ring space and wake blocked threads;
+ *  4. merge each ring's records with seq < W by sequence number (merge.h),
+ *     send them as EVENTS frames, then release the ring space and wake
+ *     blocked threads;
  *  5. report lost events, reclaim the rings of exited threads.
  * The daemon therefore receives one totally ordered event stream per process.
  */
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "globals.h"
+#include "merge.h"
 #include "modules.h"
 #include "proto.h"
 #include "ring.h"
@@ -52,13 +54,7 @@ static uint64_t lost_sent;
 static uint64_t last_liveness;
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 
-struct seg {
-	struct ring *r;
-	uint64_t pos, end; /* ring indexes [pos, end) to send */
-};
-static struct seg *segs;
-static size_t segs_cap;
-static uint32_t *heap; /* indexes into segs, a min-heap on the next seq */
+static struct merge merge; /* this cycle's merge of the rings */
 
 static int flush_buf(void)
 {
@@ -167,49 +163,6 @@ static int send_stacks(void)
 	return 0;
 }
 
-static uint64_t seq_at(const struct seg *s)
-{
-	return s->r->ev[s->pos & (RING_CAP - 1)].seq_kind >> 2;
-}
-
-static void sift_down(size_t n, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		if (l < n && seq_at(&segs[heap[l]]) < seq_at(&segs[heap[m]]))
-			m = l;
-		if (l + 1 < n && seq_at(&segs[heap[l + 1]]) < seq_at(&segs[heap[m]]))
-			m = l + 1;
-		if (m == i)
-			return;
-		uint32_t tmp = heap[i];
-		heap[i] = heap[m];
-		heap[m] = tmp;
-		i = m;
-	}
-}
-
-static int grow_segs(size_t want)
-{
-	if (want <= segs_cap)
-		return 0;
-	size_t cap = segs_cap ? segs_cap * 2 : 256;
-	while (cap < want)
-		cap *= 2;
-	struct seg *ns = sysdep_map(cap * sizeof(*ns), 0);
-	uint32_t *nh = sysdep_map(cap * sizeof(*nh), 0);
-	if (ns == NULL || nh == NULL)
-		return -ENOMEM;
-	if (segs != NULL) {
-		sysdep_unmap(segs, segs_cap * sizeof(*segs));
-		sysdep_unmap(heap, segs_cap * sizeof(*heap));
-	}
-	segs = ns;
-	heap = nh;
-	segs_cap = cap;
-	return 0;
-}
-
 /* Starts an EVENTS frame in buf; returns the offset of its header. */
 static size_t events_begin(void)
 {
@@ -229,44 +182,17 @@ static void events_end(size_t at)
 
 static int send_events(uint64_t w)
 {
-	size_t nseg = 0, nrings = 0;
-	/* Rings are pushed at the head: walking from one head twice sees the
-	 * same rings, however many threads start meanwhile. */
-	struct ring *head = ring_registry();
+	const struct ring_ev *e;
 
-	for (struct ring *r = head; r != NULL; r = r->next)
-		nrings++;
-	if (grow_segs(nrings) < 0)
+	if (merge_collect(&merge, ring_registry(), w) < 0)
 		return -ENOMEM;
-	for (struct ring *r = head; r != NULL; r = r->next) {
-		if (atomic_load(&r->state) == RING_FREE)
-			continue;
-		uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-		uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-		uint64_t e = t;
-		while (e < h && (r->ev[e & (RING_CAP - 1)].seq_kind >> 2) < w)
-			e++;
-		if (e == t)
-			continue;
-		segs[nseg].r = r;
-		segs[nseg].pos = t;
-		segs[nseg].end = e;
-		heap[nseg] = (uint32_t)nseg;
-		nseg++;
-	}
-	if (nseg == 0)
+	if (merge.nseg == 0)
 		return 0;
-	for (size_t i = nseg / 2; i-- > 0;)
-		sift_down(nseg, i);
-
 	int rc = need(PROTO_HDR_SIZE + PROTO_EV_ALLOC_SIZE);
 	if (rc < 0)
 		return rc;
 	size_t frame = events_begin();
-	size_t n = nseg;
-	while (n > 0) {
-		struct seg *s = &segs[heap[0]];
-		const struct ring_ev *e = &s->r->ev[s->pos & (RING_CAP - 1)];
+	while ((e = merge_next(&merge)) != NULL) {
 		if (BUF_SIZE - buf_used < PROTO_EV_ALLOC_SIZE ||
 		    buf_used - frame - PROTO_HDR_SIZE + PROTO_EV_ALLOC_SIZE > PROTO_MAX_PAYLOAD) {
 			events_end(frame);
@@ -274,42 +200,27 @@ static int send_events(uint64_t w)
 				return rc;
 			frame = events_begin();
 		}
-		uint64_t seq = e->seq_kind >> 2;
+		uint64_t seq = ring_ev_seq(e);
 		ssize_t wr =
-		    (e->seq_kind & 3) == PROTO_EV_ALLOC
+		    ring_ev_kind(e) == PROTO_EV_ALLOC
 		        ? proto_ev_alloc_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr,
 		                                e->size, e->stack)
 		        : proto_ev_free_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr);
 		if (wr > 0)
 			buf_used += (size_t)wr;
-		if (++s->pos == s->end) {
-			heap[0] = heap[--n];
-		}
-		if (n > 0)
-			sift_down(n, 0);
 	}
 	events_end(frame);
 	/* The records are copied: give the space back and wake the waiters. */
-	for (size_t i = 0; i < nseg; i++) {
-		struct ring *r = segs[i].r;
-		atomic_store_explicit(&r->tail, segs[i].end, memory_order_release);
-		atomic_store_explicit(&r->wake_sent, 0, memory_order_relaxed);
-		atomic_fetch_add(&r->tail_futex, 1);
-		if (atomic_load(&r->waiters))
-			sysdep_futex_wake(&r->tail_futex, 64);
-	}
+	merge_release(&merge);
 	return 0;
 }
 
 static uint64_t watermark(void)
 {
-	uint64_t w = atomic_load(&g_seq);
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
-		uint64_t p = atomic_load(&r->pending);
-		if (p < w)
-			w = p;
-	}
-	return w;
+	/* g_seq first: see merge_watermark. */
+	uint64_t next = atomic_load(&g_seq);
+
+	return merge_watermark(ring_registry(), next);
 }
 
 static void reclaim_rings(void)

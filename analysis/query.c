@@ -3,8 +3,8 @@
  * See query.h for the contract.
  *
  * The daemon runs this over ~100k groups of up to MEMTRACE_NFRAMES frames, so
- * the work is linear in the number of frames, with three small open-addressing
- * tables doing the grouping:
+ * the work is linear in the number of frames, with three open-addressing indexes
+ * (oaindex.h) doing the grouping:
  *
  *  - ptab maps a frame_info pointer to a "pent" (pointer entry). Frames are
  *    interned by the symbol cache, so the number of distinct pointers is small
@@ -47,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+#include "oaindex.h"
 #include "xalloc.h"
 
 #define NONE UINT32_MAX
@@ -72,34 +74,6 @@ static const char *const key_names[] = {
 };
 #define NKEYS (sizeof key_names / sizeof key_names[0])
 
-/* ---- hashing ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-	/* splitmix64's finalizer: every input bit reaches every output bit, so
-	 * the low bits used as the table index are well spread even for
-	 * pointers (aligned) and small kids. */
-	x ^= x >> 30;
-	x *= UINT64_C(0xbf58476d1ce4e5b9);
-	x ^= x >> 27;
-	x *= UINT64_C(0x94d049bb133111eb);
-	x ^= x >> 31;
-	return x;
-}
-
-static uint64_t str_hash(const char *s, uint64_t h)
-{
-	/* FNV-1a, including the terminating NUL so that ("ab", "c") and
-	 * ("a", "bc") hash apart when chained. */
-	const unsigned char *p = (const unsigned char *)s;
-
-	do {
-		h ^= *p;
-		h *= UINT64_C(0x100000001b3);
-	} while (*p++ != '\0');
-	return h;
-}
-
 static bool key_has_lineno(enum query_key k)
 {
 	return k == QUERY_KEY_LINENO || k == QUERY_KEY_TRACEBACK;
@@ -112,13 +86,13 @@ static bool key_has_function(enum query_key k)
 
 static uint64_t key_hash(enum query_key k, const struct frame_info *f)
 {
-	uint64_t h = str_hash(f->filename, UINT64_C(0xcbf29ce484222325));
+	uint64_t h = hash_str(HASH_SEED, f->filename);
 
 	if (key_has_lineno(k))
-		h = mix64(h ^ f->lineno);
+		h = hash_mix(h ^ f->lineno);
 	if (key_has_function(k))
-		h = str_hash(f->function, h);
-	return mix64(h);
+		h = hash_str(h, f->function);
+	return hash_mix(h);
 }
 
 /* Orders two frames by the fields the key groups by: filename, lineno
@@ -150,85 +124,6 @@ static int rep_cmp(const struct frame_info *a, uint64_t aa, const struct frame_i
 			return r;
 	}
 	return aa < ba ? -1 : aa > ba;
-}
-
-/* ---- a small open-addressing table of uint32 indices ----
- * The table stores only the full hash and an index into an array the caller
- * owns; equality is the caller's, through a callback. Linear probing, power
- * of two capacity, at most half full, never deletes. */
-
-struct hslot {
-	uint64_t hash;
-	uint32_t idx; /* NONE when free */
-};
-
-struct htab {
-	struct hslot *slot;
-	size_t mask;
-	size_t len;
-};
-
-struct qctx;
-typedef bool (*htab_eq_fn)(const struct qctx *c, uint32_t idx, const void *key);
-
-static void htab_alloc(struct htab *t, size_t cap)
-{
-	t->slot = xreallocarray(NULL, cap, sizeof *t->slot);
-	for (size_t i = 0; i < cap; i++)
-		t->slot[i].idx = NONE;
-	t->mask = cap - 1;
-}
-
-static void htab_init(struct htab *t)
-{
-	htab_alloc(t, 64);
-	t->len = 0;
-}
-
-static void htab_close(struct htab *t)
-{
-	free(t->slot);
-}
-
-static void htab_grow(struct htab *t)
-{
-	struct hslot *old = t->slot;
-	size_t oldcap = t->mask + 1;
-
-	htab_alloc(t, oldcap * 2);
-	for (size_t i = 0; i < oldcap; i++) {
-		if (old[i].idx == NONE)
-			continue;
-		size_t j = old[i].hash & t->mask;
-		while (t->slot[j].idx != NONE)
-			j = (j + 1) & t->mask;
-		t->slot[j] = old[i];
-	}
-	free(old);
-}
-
-/* The index stored under a key equal to `key`, or NONE; either way *slotp is
- * where the probe stopped, which is where htab_put inserts. */
-static uint32_t htab_find(const struct htab *t, uint64_t h, htab_eq_fn eq, const struct qctx *c,
-                          const void *key, size_t *slotp)
-{
-	size_t i = h & t->mask;
-
-	while (t->slot[i].idx != NONE) {
-		if (t->slot[i].hash == h && eq(c, t->slot[i].idx, key))
-			break;
-		i = (i + 1) & t->mask;
-	}
-	*slotp = i;
-	return t->slot[i].idx;
-}
-
-static void htab_put(struct htab *t, size_t slot, uint64_t h, uint32_t idx)
-{
-	t->slot[slot].hash = h;
-	t->slot[slot].idx = idx;
-	if (++t->len * 2 > t->mask + 1)
-		htab_grow(t);
 }
 
 /* ---- the query context ---- */
@@ -264,7 +159,7 @@ struct qctx {
 	size_t nfilters;
 	bool need_all; /* every frame matters, not only the most recent */
 
-	struct htab ptab, ktab, ttab;
+	struct oaindex ptab, ktab, ttab; /* values: pent, kid, statistic indexes */
 	struct pent *pent;
 	size_t npent, cap_pent;
 	uint8_t *fmatch; /* npent x nfilters: 0 not computed, 1 no match, 2 match */
@@ -304,9 +199,6 @@ static void ctx_init(struct qctx *c, const struct query_opts *o)
 	for (size_t i = 0; i < o->nfilters; i++)
 		if (o->filters[i].all_frames)
 			c->need_all = true;
-	htab_init(&c->ptab);
-	htab_init(&c->ktab);
-	htab_init(&c->ttab);
 }
 
 static void ctx_close(struct qctx *c)
@@ -317,9 +209,9 @@ static void ctx_close(struct qctx *c)
 	free(c->kframe);
 	free(c->fmatch);
 	free(c->pent);
-	htab_close(&c->ttab);
-	htab_close(&c->ktab);
-	htab_close(&c->ptab);
+	oaindex_close(&c->ttab);
+	oaindex_close(&c->ktab);
+	oaindex_close(&c->ptab);
 }
 
 static void group_frames(const struct trace_group *g, const struct frame_info *const **frames,
@@ -343,16 +235,26 @@ static uint32_t stat_new(struct qctx *c)
 	return (uint32_t)c->nstat++;
 }
 
-static bool pent_eq(const struct qctx *c, uint32_t idx, const void *key)
+/* The value stored under key in index t of the context, NONE if none. */
+static uint32_t lookup(const struct oaindex *t, uint64_t h, oaindex_eq_fn eq, const struct qctx *c,
+                       const void *key)
 {
+	uintptr_t v = oaindex_find(t, h, eq, c, key);
+
+	return v == OAINDEX_NONE ? NONE : (uint32_t)v;
+}
+
+static bool pent_eq(const void *ctx, uintptr_t idx, const void *key)
+{
+	const struct qctx *c = ctx;
+
 	return c->pent[idx].f == key;
 }
 
 static uint32_t pent_of(struct qctx *c, const struct frame_info *f)
 {
-	uint64_t h = mix64((uint64_t)(uintptr_t)f);
-	size_t slot;
-	uint32_t i = htab_find(&c->ptab, h, pent_eq, c, f, &slot);
+	uint64_t h = hash_mix((uint64_t)(uintptr_t)f);
+	uint32_t i = lookup(&c->ptab, h, pent_eq, c, f);
 
 	if (i != NONE)
 		return i;
@@ -364,12 +266,14 @@ static uint32_t pent_of(struct qctx *c, const struct frame_info *f)
 		c->fmatch = grow(c->fmatch, &c->cap_fmatch, c->npent * c->nfilters, 1);
 		memset(c->fmatch + (size_t)i * c->nfilters, 0, c->nfilters);
 	}
-	htab_put(&c->ptab, slot, h, i);
+	oaindex_insert(&c->ptab, h, i);
 	return i;
 }
 
-static bool kid_eq(const struct qctx *c, uint32_t idx, const void *key)
+static bool kid_eq(const void *ctx, uintptr_t idx, const void *key)
 {
+	const struct qctx *c = ctx;
+
 	return key_cmp(c->key, c->kframe[idx], key) == 0;
 }
 
@@ -377,13 +281,12 @@ static uint32_t kid_of(struct qctx *c, uint32_t pi)
 {
 	const struct frame_info *f = c->pent[pi].f;
 	uint64_t h;
-	size_t slot;
 	uint32_t kid;
 
 	if (c->pent[pi].kid != NONE)
 		return c->pent[pi].kid;
 	h = key_hash(c->key, f);
-	kid = htab_find(&c->ktab, h, kid_eq, c, f, &slot);
+	kid = lookup(&c->ktab, h, kid_eq, c, f);
 	if (kid == NONE) {
 		kid = (uint32_t)c->nkid++;
 		c->kframe = grow(c->kframe, &c->cap_kid, c->nkid, sizeof *c->kframe);
@@ -391,14 +294,15 @@ static uint32_t kid_of(struct qctx *c, uint32_t pi)
 		/* For the frame keys the statistic of a kid is stat[kid]. */
 		if (c->key != QUERY_KEY_TRACEBACK)
 			stat_new(c);
-		htab_put(&c->ktab, slot, h, kid);
+		oaindex_insert(&c->ktab, h, kid);
 	}
 	c->pent[pi].kid = kid;
 	return kid;
 }
 
-static bool seq_eq(const struct qctx *c, uint32_t idx, const void *key)
+static bool seq_eq(const void *ctx, uintptr_t idx, const void *key)
 {
+	const struct qctx *c = ctx;
 	const struct kseq *k = key;
 	const struct qstat *st = &c->stat[idx];
 
@@ -410,12 +314,11 @@ static uint32_t tb_stat_of(struct qctx *c, const uint32_t *kids, uint32_t n)
 {
 	struct kseq k = {kids, n};
 	uint64_t h = n;
-	size_t slot;
 	uint32_t si;
 
 	for (uint32_t i = 0; i < n; i++)
-		h = mix64(h ^ kids[i]);
-	si = htab_find(&c->ttab, h, seq_eq, c, &k, &slot);
+		h = hash_mix(h ^ kids[i]);
+	si = lookup(&c->ttab, h, seq_eq, c, &k);
 	if (si == NONE) {
 		si = stat_new(c);
 		c->arena = grow(c->arena, &c->cap_arena, c->narena + n, sizeof *c->arena);
@@ -423,7 +326,7 @@ static uint32_t tb_stat_of(struct qctx *c, const uint32_t *kids, uint32_t n)
 		c->stat[si].kids_off = c->narena;
 		c->stat[si].nkids = n;
 		c->narena += n;
-		htab_put(&c->ttab, slot, h, si);
+		oaindex_insert(&c->ttab, h, si);
 	}
 	return si;
 }

@@ -3,12 +3,12 @@
  * snapshot file, and the views the control server and memtracectl need.
  * See snapshot.h for the contract.
  *
- * Frames are interned by content through a small open-addressing table that
- * lives behind the header's private `index` pointer. The table remembers
- * which frames array it indexes (pointer and length); when it finds the
- * struct changed behind its back (a snapshot read from JSON, or frames set by
- * hand) it rebuilds itself from the array, so interning always stays exact
- * and linear.
+ * Frames are interned by content through an open-addressing index
+ * (oaindex.h) that lives behind the header's private `index` pointer. The
+ * index remembers which frames array it covers (pointer and length); when it
+ * finds the struct changed behind its back (a snapshot read from JSON, or
+ * frames set by hand) it rebuilds itself from the array, so interning always
+ * stays exact and linear.
  *
  * Snapshot files come from users and may be corrupt or hostile, so
  * snapshot_from_json checks everything it reads: types, integer ranges,
@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
+#include "oaindex.h"
 #include "xalloc.h"
 
 #define MAX_FRAMES  (1u << 24)  /* distinct frames in a document */
@@ -88,16 +90,9 @@ void snapshot_free(struct snapshot *s)
 
 #define NONE UINT32_MAX
 
-struct islot {
-	uint64_t hash;
-	uint32_t idx; /* into s->frames; NONE when free */
-};
-
 struct findex {
-	struct islot *slot;
-	size_t mask; /* capacity - 1, a power of two minus one */
-	size_t len;
-	/* What the table indexes, to notice frames changed behind our back. */
+	struct oaindex frames_by_content; /* values: indexes into s->frames */
+	/* What the index covers, to notice frames changed behind our back. */
 	const struct frame_info *frames;
 	size_t nframes;
 	size_t cap_frames; /* allocated length of s->frames */
@@ -108,33 +103,14 @@ static const char *str_or_empty(const char *s)
 	return s != NULL ? s : "";
 }
 
-static uint64_t str_hash(const char *s, uint64_t h)
-{
-	/* FNV-1a including the NUL, so ("ab", "c") and ("a", "bc") differ. */
-	const unsigned char *p = (const unsigned char *)str_or_empty(s);
-
-	do {
-		h ^= *p;
-		h *= UINT64_C(0x100000001b3);
-	} while (*p++ != '\0');
-	return h;
-}
-
 static uint64_t frame_hash(const struct frame_info *f)
 {
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	uint64_t h = HASH_SEED;
 
-	h = str_hash(f->filename, h);
-	h = str_hash(f->function, h);
-	h = str_hash(f->module, h);
-	h ^= f->lineno;
-	/* splitmix64's finalizer spreads the low bits used as the slot. */
-	h ^= h >> 30;
-	h *= UINT64_C(0xbf58476d1ce4e5b9);
-	h ^= h >> 27;
-	h *= UINT64_C(0x94d049bb133111eb);
-	h ^= h >> 31;
-	return h;
+	h = hash_str(h, str_or_empty(f->filename));
+	h = hash_str(h, str_or_empty(f->function));
+	h = hash_str(h, str_or_empty(f->module));
+	return hash_mix(h ^ f->lineno);
 }
 
 static bool frame_eq(const struct frame_info *a, const struct frame_info *b)
@@ -145,59 +121,30 @@ static bool frame_eq(const struct frame_info *a, const struct frame_info *b)
 	       strcmp(str_or_empty(a->module), str_or_empty(b->module)) == 0;
 }
 
+static bool frame_idx_eq(const void *ctx, uintptr_t idx, const void *key)
+{
+	const struct frame_info *frames = ctx;
+
+	return frame_eq(&frames[idx], key);
+}
+
 static void index_free(void *p)
 {
 	struct findex *x = p;
 
 	if (x == NULL)
 		return;
-	free(x->slot);
+	oaindex_close(&x->frames_by_content);
 	free(x);
 }
 
-static void index_alloc(struct findex *x, size_t cap)
-{
-	x->slot = xreallocarray(NULL, cap, sizeof *x->slot);
-	for (size_t i = 0; i < cap; i++)
-		x->slot[i].idx = NONE;
-	x->mask = cap - 1;
-	x->len = 0;
-}
-
-/* Puts idx at the end of hash's probe chain (the caller knows it is absent). */
-static void index_put(struct findex *x, uint64_t hash, uint32_t idx)
-{
-	size_t i = (size_t)hash & x->mask;
-
-	while (x->slot[i].idx != NONE)
-		i = (i + 1) & x->mask;
-	x->slot[i].hash = hash;
-	x->slot[i].idx = idx;
-	x->len++;
-}
-
-/* The index of a frame equal to f, or NONE; *hash gets f's hash. */
+/* The index of a frame equal to f (whose hash is hash) in frames, or NONE. */
 static uint32_t index_find(const struct findex *x, const struct frame_info *frames,
                            const struct frame_info *f, uint64_t hash)
 {
-	for (size_t i = (size_t)hash & x->mask; x->slot[i].idx != NONE; i = (i + 1) & x->mask) {
-		if (x->slot[i].hash == hash && frame_eq(&frames[x->slot[i].idx], f))
-			return x->slot[i].idx;
-	}
-	return NONE;
-}
+	uintptr_t v = oaindex_find(&x->frames_by_content, hash, frame_idx_eq, frames, f);
 
-static void index_grow(struct findex *x)
-{
-	struct islot *old = x->slot;
-	size_t oldcap = x->mask + 1;
-
-	index_alloc(x, oldcap * 2);
-	for (size_t i = 0; i < oldcap; i++) {
-		if (old[i].idx != NONE)
-			index_put(x, old[i].hash, old[i].idx);
-	}
-	free(old);
+	return v == OAINDEX_NONE ? NONE : (uint32_t)v;
 }
 
 /* The index of s, (re)built from s->frames if it does not describe them.
@@ -206,19 +153,16 @@ static void index_grow(struct findex *x)
 static struct findex *index_get(struct snapshot *s)
 {
 	struct findex *x = s->index;
-	size_t cap = 64;
 
 	if (x != NULL && x->frames == s->frames && x->nframes == s->nframes)
 		return x;
 	index_free(x);
 	x = xcalloc(1, sizeof *x);
-	while (cap < 2 * s->nframes)
-		cap *= 2;
-	index_alloc(x, cap);
+	oaindex_reserve(&x->frames_by_content, s->nframes);
 	for (size_t i = 0; i < s->nframes; i++) {
 		uint64_t h = frame_hash(&s->frames[i]);
 		if (index_find(x, s->frames, &s->frames[i], h) == NONE)
-			index_put(x, h, (uint32_t)i);
+			oaindex_insert(&x->frames_by_content, h, i);
 	}
 	x->frames = s->frames;
 	x->nframes = s->nframes;
@@ -252,9 +196,7 @@ uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f)
 	nf->function = xstrdup(str_or_empty(f->function));
 	nf->module = xstrdup(str_or_empty(f->module));
 	s->nframes++;
-	if (2 * (x->len + 1) > x->mask + 1)
-		index_grow(x);
-	index_put(x, h, idx);
+	oaindex_insert(&x->frames_by_content, h, idx);
 	x->frames = s->frames;
 	x->nframes = s->nframes;
 	return idx;

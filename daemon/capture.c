@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "bheap.h"
 #include "daemon.h"
 #include "xalloc.h"
 
@@ -48,33 +49,29 @@ struct largest {
 	size_t n, max;
 };
 
+static bool block_smaller(const void *a, const void *b, void *ctx)
+{
+	const struct cap_block *x = a, *y = b;
+
+	(void)ctx;
+	return x->size < y->size;
+}
+
 static void largest_visit(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
 {
 	struct largest *l = arg;
 	struct cap_block b = {addr, size, stack};
-	size_t i;
 
 	if (l->n < l->max) {
-		for (i = l->n++; i > 0 && l->v[(i - 1) / 2].size > b.size; i = (i - 1) / 2)
-			l->v[i] = l->v[(i - 1) / 2];
-		l->v[i] = b;
+		l->v[l->n] = b;
+		bheap_sift_up(l->v, sizeof(*l->v), l->n++, block_smaller, NULL);
 		return;
 	}
+	/* The root is the smallest kept block: b replaces it if larger. */
 	if (size <= l->v[0].size)
 		return;
-	for (i = 0;;) {
-		size_t a = 2 * i + 1, m = i;
-		uint64_t ms = b.size;
-		if (a < l->n && l->v[a].size < ms)
-			m = a, ms = l->v[a].size;
-		if (a + 1 < l->n && l->v[a + 1].size < ms)
-			m = a + 1;
-		if (m == i)
-			break;
-		l->v[i] = l->v[m];
-		i = m;
-	}
-	l->v[i] = b;
+	l->v[0] = b;
+	bheap_sift_down(l->v, l->n, sizeof(*l->v), 0, block_smaller, NULL);
 }
 
 static int by_size_desc(const void *a, const void *b)

@@ -80,6 +80,8 @@
 
 #include <sqlite3.h>
 
+#include "hash.h"
+#include "oaindex.h"
 #include "xalloc.h"
 
 #define FRAME_BYTES     12 /* u32 frame id + u64 address */
@@ -418,72 +420,58 @@ static int exec(struct store *st, const char *sql, const char *what)
 	return rc == SQLITE_OK ? 0 : db_error(st, rc, what);
 }
 
-/* ---- an int64 -> uint32 hash map (ids to array indexes, id sets) ---- */
+/* ---- an int64 -> uint32 map (ids to array indexes, id sets) ----
+ * The entries are kept in insertion order and found through an index of
+ * their positions; a zero-initialised map is empty. */
 
-struct idmap {
-	int64_t *keys; /* 0 = free; SQLite rowids here are positive */
-	uint32_t *vals;
-	size_t cap, len;
+struct idmap_entry {
+	int64_t key;
+	uint32_t val;
 };
 
-static size_t idmap_slot(const struct idmap *m, int64_t key)
-{
-	uint64_t h = (uint64_t)key * UINT64_C(0x9E3779B97F4A7C15);
+struct idmap {
+	struct idmap_entry *ent;
+	size_t len, cap;
+	struct oaindex index; /* values: positions in ent */
+};
 
-	return (size_t)(h ^ (h >> 32)) & (m->cap - 1);
+static bool idmap_eq(const void *ctx, uintptr_t pos, const void *key)
+{
+	const struct idmap *m = ctx;
+
+	return m->ent[pos].key == *(const int64_t *)key;
 }
 
 static void idmap_free(struct idmap *m)
 {
-	free(m->keys);
-	free(m->vals);
+	free(m->ent);
+	oaindex_close(&m->index);
 	memset(m, 0, sizeof(*m));
 }
 
 static uint32_t *idmap_find(const struct idmap *m, int64_t key)
 {
-	if (m->cap == 0)
-		return NULL;
-	for (size_t i = idmap_slot(m, key); m->keys[i] != 0; i = (i + 1) & (m->cap - 1)) {
-		if (m->keys[i] == key)
-			return &m->vals[i];
-	}
-	return NULL;
+	uintptr_t pos = oaindex_find(&m->index, hash_mix((uint64_t)key), idmap_eq, m, &key);
+
+	return pos != OAINDEX_NONE ? &m->ent[pos].val : NULL;
 }
 
-static void idmap_put(struct idmap *m, int64_t key, uint32_t val);
-
-static void idmap_grow(struct idmap *m)
-{
-	struct idmap old = *m;
-
-	m->cap = old.cap != 0 ? old.cap * 2 : 64;
-	m->keys = xcalloc(m->cap, sizeof(*m->keys));
-	m->vals = xcalloc(m->cap, sizeof(*m->vals));
-	m->len = 0;
-	for (size_t i = 0; i < old.cap; i++) {
-		if (old.keys[i] != 0)
-			idmap_put(m, old.keys[i], old.vals[i]);
-	}
-	idmap_free(&old);
-}
-
-/* Sets key to val (key > 0). */
+/* Sets key to val. */
 static void idmap_put(struct idmap *m, int64_t key, uint32_t val)
 {
-	size_t i;
+	uint64_t h = hash_mix((uint64_t)key);
+	uintptr_t pos = oaindex_find(&m->index, h, idmap_eq, m, &key);
 
-	if (2 * (m->len + 1) > m->cap)
-		idmap_grow(m);
-	for (i = idmap_slot(m, key); m->keys[i] != 0; i = (i + 1) & (m->cap - 1)) {
-		if (m->keys[i] == key) {
-			m->vals[i] = val;
-			return;
+	if (pos == OAINDEX_NONE) {
+		if (m->len == m->cap) {
+			m->cap = m->cap != 0 ? m->cap * 2 : 64;
+			m->ent = xreallocarray(m->ent, m->cap, sizeof(*m->ent));
 		}
+		pos = m->len++;
+		m->ent[pos].key = key;
+		oaindex_insert(&m->index, h, pos);
 	}
-	m->keys[i] = key;
-	m->vals[i] = val;
-	m->len++;
+	m->ent[pos].val = val;
 }
 
 /* ---- open, configure, migrate ---- */
@@ -1291,10 +1279,8 @@ static int gc_stacks(struct store *st, const struct idmap *stacks, struct idmap 
 
 	if (rc == 0)
 		rc = stmt_get(st, S_STACK_DELETE, &del);
-	for (size_t i = 0; rc == 0 && i < stacks->cap; i++) {
-		int64_t id = stacks->keys[i];
-		if (id == 0)
-			continue;
+	for (size_t i = 0; rc == 0 && i < stacks->len; i++) {
+		int64_t id = stacks->ent[i].key;
 		sqlite3_bind_int64(unused, 1, id);
 		rc = step_row(st, unused, "garbage stacks");
 		if (rc <= 0)
@@ -1338,10 +1324,10 @@ static int gc_frames(struct store *st, struct idmap *frames)
 		return rc;
 	sqlite3_reset(q);
 	rc = stmt_get(st, S_FRAME_DELETE, &q);
-	for (size_t i = 0; rc == 0 && pending > 0 && i < frames->cap; i++) {
-		if (frames->keys[i] == 0 || frames->vals[i] != 0)
+	for (size_t i = 0; rc == 0 && pending > 0 && i < frames->len; i++) {
+		if (frames->ent[i].val != 0)
 			continue;
-		sqlite3_bind_int64(q, 1, frames->keys[i]);
+		sqlite3_bind_int64(q, 1, frames->ent[i].key);
 		rc = step_done(st, q, "delete frame");
 	}
 	return rc;

@@ -102,6 +102,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
+#include "oaindex.h"
 #include "xalloc.h"
 
 /* Dwfl sessions kept open at once. A session for a large C++ library with
@@ -118,99 +120,30 @@
 
 #define UNKNOWN_MODULE "[unknown]"
 
-/* ---- a small open-addressing hash table of pointers ---- */
+/* ---- the tables: oaindex.h indexes whose values are entry pointers ---- */
 
-struct slot {
-	uint64_t hash;
-	void *entry; /* NULL: empty */
-};
-
-struct table {
-	struct slot *slots;
-	size_t mask; /* capacity - 1, capacity a power of two */
-	size_t count;
-};
-
-typedef bool (*table_eq)(const void *entry, const void *key);
-
-static void table_init(struct table *t)
+static void *table_find(const struct oaindex *t, uint64_t hash, oaindex_eq_fn eq, const void *key)
 {
-	t->mask = 63;
-	t->count = 0;
-	t->slots = xcalloc(t->mask + 1, sizeof(*t->slots));
+	uintptr_t v = oaindex_find(t, hash, eq, NULL, key);
+
+	return v != OAINDEX_NONE ? (void *)v : NULL;
 }
 
-static void *table_find(const struct table *t, uint64_t hash, table_eq eq, const void *key)
+/* The caller has checked that no equal entry is present. */
+static void table_add(struct oaindex *t, uint64_t hash, void *entry)
 {
-	for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
-		const struct slot *sl = &t->slots[i];
-		if (sl->entry == NULL)
-			return NULL;
-		if (sl->hash == hash && eq(sl->entry, key))
-			return sl->entry;
-	}
+	oaindex_insert(t, hash, (uintptr_t)entry);
 }
 
-static void table_place(struct slot *slots, size_t mask, uint64_t hash, void *entry)
+static void table_close(struct oaindex *t, void (*destroy)(void *entry))
 {
-	size_t i = hash & mask;
-	while (slots[i].entry != NULL)
-		i = (i + 1) & mask;
-	slots[i].hash = hash;
-	slots[i].entry = entry;
-}
+	size_t pos = 0;
+	uintptr_t v;
 
-/* The caller has checked that no equal entry is present. The load factor
- * stays at or below one half, so probes stay short and one slot is always
- * free for table_find to stop at. */
-static void table_add(struct table *t, uint64_t hash, void *entry)
-{
-	if ((t->count + 1) * 2 > t->mask + 1) {
-		size_t mask = t->mask * 2 + 1;
-		struct slot *slots = xcalloc(mask + 1, sizeof(*slots));
-		for (size_t i = 0; i <= t->mask; i++)
-			if (t->slots[i].entry != NULL)
-				table_place(slots, mask, t->slots[i].hash, t->slots[i].entry);
-		free(t->slots);
-		t->slots = slots;
-		t->mask = mask;
-	}
-	table_place(t->slots, t->mask, hash, entry);
-	t->count++;
+	while ((v = oaindex_next(t, &pos)) != OAINDEX_NONE)
+		destroy((void *)v);
+	oaindex_close(t);
 }
-
-static void table_close(struct table *t, void (*destroy)(void *entry))
-{
-	for (size_t i = 0; i <= t->mask; i++)
-		if (t->slots[i].entry != NULL)
-			destroy(t->slots[i].entry);
-	free(t->slots);
-	t->slots = NULL;
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL; /* FNV-1a */
-	}
-	return h;
-}
-
-static uint64_t hash_mix(uint64_t x)
-{
-	/* splitmix64's finalizer: spreads pointer and offset bits over the
-	 * low bits the table indexes with. */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
-#define HASH_SEED 0xcbf29ce484222325ULL
 
 /* ---- the cache ---- */
 
@@ -272,10 +205,10 @@ struct symbols {
 
 	const Dwfl_Callbacks *callbacks;
 
-	struct table objects; /* struct object *, by build-id or path */
-	struct table frames;  /* struct frame *, by (object, offset) */
-	struct table callers; /* struct frame_info *, inlined call sites by content */
-	struct table strings; /* char *, interned */
+	struct oaindex objects; /* struct object *, by build-id or path */
+	struct oaindex frames;  /* struct frame *, by (object, offset) */
+	struct oaindex callers; /* struct frame_info *, inlined call sites by content */
+	struct oaindex strings; /* char *, interned */
 	struct symbols_stats stats;
 
 	/* dw_lock */
@@ -431,14 +364,15 @@ static const Dwfl_Callbacks callbacks_debuginfod = {
 
 /* ---- interned strings (lock held) ---- */
 
-static bool string_eq(const void *entry, const void *key)
+static bool string_eq(const void *ctx, uintptr_t entry, const void *key)
 {
-	return strcmp(entry, key) == 0;
+	(void)ctx;
+	return strcmp((const char *)entry, key) == 0;
 }
 
 static const char *intern(struct symbols *s, const char *str)
 {
-	uint64_t h = hash_bytes(HASH_SEED, str, strlen(str));
+	uint64_t h = hash_str(HASH_SEED, str);
 	char *found = table_find(&s->strings, h, string_eq, str);
 
 	if (found == NULL) {
@@ -467,11 +401,12 @@ static uint64_t object_hash(const struct object_key *k)
 	return hash_bytes(HASH_SEED ^ (k->by_id ? 1 : 0), k->bytes, k->len);
 }
 
-static bool object_eq(const void *entry, const void *key)
+static bool object_eq(const void *ctx, uintptr_t entry, const void *key)
 {
-	const struct object *o = entry;
+	const struct object *o = (const struct object *)entry;
 	const struct object_key *k = key;
 
+	(void)ctx;
 	if (k->by_id)
 		return o->build_id_len == k->len && memcmp(o->build_id, k->bytes, k->len) == 0;
 	return o->build_id_len == 0 && strlen(o->path) == k->len &&
@@ -1012,10 +947,12 @@ static uint64_t frame_hash(const struct frame_key *k)
 	return hash_mix((uint64_t)(uintptr_t)k->obj * 0x9e3779b97f4a7c15ULL ^ k->offset);
 }
 
-static bool frame_eq(const void *entry, const void *key)
+static bool frame_eq(const void *ctx, uintptr_t entry, const void *key)
 {
-	const struct frame *f = entry;
+	const struct frame *f = (const struct frame *)entry;
 	const struct frame_key *k = key;
+
+	(void)ctx;
 	return f->obj == k->obj && f->offset == k->offset;
 }
 
@@ -1055,9 +992,11 @@ static uint64_t caller_hash(const struct frame_info *f)
 	return hash_mix(h ^ f->lineno);
 }
 
-static bool caller_eq(const void *entry, const void *key)
+static bool caller_eq(const void *ctx, uintptr_t entry, const void *key)
 {
-	const struct frame_info *a = entry, *b = key;
+	const struct frame_info *a = (const struct frame_info *)entry, *b = key;
+
+	(void)ctx;
 	return a->module == b->module && a->function == b->function && a->filename == b->filename &&
 	       a->lineno == b->lineno && a->caller == b->caller;
 }
@@ -1109,10 +1048,6 @@ struct symbols *symbols_new(bool debuginfod)
 	pthread_mutex_init(&s->dw_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	s->callbacks = debuginfod ? &callbacks_debuginfod : &callbacks_local;
-	table_init(&s->objects);
-	table_init(&s->frames);
-	table_init(&s->callers);
-	table_init(&s->strings);
 	elf_version(EV_CURRENT);
 	return s;
 }

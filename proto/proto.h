@@ -51,14 +51,17 @@ enum proto_type {
 #define PROTO_HELLO_SAMPLED   0x4u /* sampling: sizes are weighted estimates */
 #define PROTO_HELLO_FLAGS_ALL 0x7u
 
-/* Event record kinds, in the low two bits of the record's first word. */
+/* Event record kinds, in the low PROTO_EV_KIND_BITS bits of the record's
+ * first word; the sequence number is the rest (seq << 2 | kind). */
 enum proto_ev_kind {
 	PROTO_EV_ALLOC = 1,
 	PROTO_EV_FREE = 2,
 };
+#define PROTO_EV_KIND_BITS  2
+#define PROTO_EV_KIND_MASK  ((UINT64_C(1) << PROTO_EV_KIND_BITS) - 1)
 #define PROTO_EV_ALLOC_SIZE 28 /* u64 seq<<2|kind, u64 addr, u64 size, u32 stack */
 #define PROTO_EV_FREE_SIZE  16 /* u64 seq<<2|kind, u64 addr */
-#define PROTO_SEQ_MAX       (UINT64_MAX >> 2)
+#define PROTO_SEQ_MAX       (UINT64_MAX >> PROTO_EV_KIND_BITS)
 
 struct proto_hdr {
 	uint32_t len; /* payload bytes after the header */

@@ -16,6 +16,7 @@ int main(void)
 	srunner_add_suite(sr, exports_suite());
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, store_suite());
+	srunner_add_suite(sr, merge_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -12,5 +12,6 @@ Suite *heap_suite(void);
 Suite *exports_suite(void);
 Suite *snapshot_suite(void);
 Suite *store_suite(void);
+Suite *merge_suite(void);
 
 #endif
