@@ -7,6 +7,8 @@
 
 #include "bheap.h"
 #include "daemon.h"
+#include "hash.h"
+#include "oaindex.h"
 #include "xalloc.h"
 
 /* Inlined chains longer than this are cut (the outer frames are dropped). */
@@ -181,21 +183,23 @@ static int is_allocator_frame(const struct frame_info *f)
 
 /* Per-capture memo: address -> its expanded chain of snapshot frame
  * indexes, so each distinct address is symbolized once. */
+struct memo_entry {
+	uint64_t addr;
+	uint32_t start, len; /* in chain */
+};
+
 struct memo {
-	uint64_t *keys;
-	uint8_t *used;
-	uint32_t *start, *len;
-	size_t cap;
+	struct oaindex index; /* hash of addr -> index into entries */
+	struct memo_entry *entries;
+	size_t nentries;
 	uint32_t *chain;
 	size_t nchain, chain_cap;
 };
 
-static size_t memo_slot(const struct memo *m, uint64_t addr)
+static bool memo_eq(const void *ctx, uintptr_t val, const void *key)
 {
-	size_t i = (size_t)((addr * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & (m->cap - 1);
-	while (m->used[i] && m->keys[i] != addr)
-		i = (i + 1) & (m->cap - 1);
-	return i;
+	const struct memo *m = ctx;
+	return m->entries[val].addr == *(const uint64_t *)key;
 }
 
 static void chain_push(struct memo *m, uint32_t v)
@@ -211,30 +215,35 @@ static void chain_push(struct memo *m, uint32_t v)
 static const uint32_t *expand(struct memo *m, const struct capture *c, struct symbols *syms,
                               struct snapshot *snap, uint64_t addr, uint32_t *n)
 {
-	size_t i = memo_slot(m, addr);
-	if (!m->used[i]) {
+	uint64_t hash = hash_mix(addr);
+	uintptr_t i = oaindex_find(&m->index, hash, memo_eq, m, &addr);
+
+	if (i == OAINDEX_NONE) {
 		const struct session_module *mod = session_module_find(c->mods, c->nmods, addr);
 		const struct frame_info *f;
 		struct sym_module sm;
+		struct memo_entry *e;
+
 		if (mod != NULL) {
 			session_sym_module(mod, &sm);
 			f = symbols_resolve(syms, &sm, addr);
 		} else {
 			f = symbols_unknown(syms, addr);
 		}
-		m->keys[i] = addr;
-		m->used[i] = 1;
-		m->start[i] = (uint32_t)m->nchain;
-		uint32_t l = 0;
-		for (; f != NULL && l < MAX_CHAIN; f = f->caller, l++) {
+		i = m->nentries++;
+		e = &m->entries[i];
+		e->addr = addr;
+		e->start = (uint32_t)m->nchain;
+		e->len = 0;
+		for (; f != NULL && e->len < MAX_CHAIN; f = f->caller, e->len++) {
 			struct frame_info plain = *f;
 			plain.caller = NULL;
 			chain_push(m, snapshot_intern_frame(snap, &plain));
 		}
-		m->len[i] = l;
+		oaindex_insert(&m->index, hash, i);
 	}
-	*n = m->len[i];
-	return m->chain + m->start[i];
+	*n = m->entries[i].len;
+	return m->chain + m->entries[i].start;
 }
 
 static void fill_identity(struct snapshot *snap, const struct capture *c)
@@ -273,14 +282,10 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 	fill_identity(snap, c);
 	for (size_t i = 0; i < c->nstacks; i++)
 		distinct_max += c->stacks[i].nframes;
+	/* Each distinct address is an entry; there are at most distinct_max. */
 	memset(&m, 0, sizeof(m));
-	m.cap = 1024;
-	while (m.cap < distinct_max * 2)
-		m.cap *= 2;
-	m.keys = xcalloc(m.cap, sizeof(*m.keys));
-	m.used = xcalloc(m.cap, sizeof(*m.used));
-	m.start = xcalloc(m.cap, sizeof(*m.start));
-	m.len = xcalloc(m.cap, sizeof(*m.len));
+	oaindex_reserve(&m.index, distinct_max);
+	m.entries = xcalloc(distinct_max ? distinct_max : 1, sizeof(*m.entries));
 
 	snap->ntraces = c->nstacks;
 	snap->traces = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*snap->traces));
@@ -321,10 +326,8 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		snap->largest[i].size = c->largest[i].size;
 		snap->largest[i].trace = c->largest[i].stack;
 	}
-	free(m.keys);
-	free(m.used);
-	free(m.start);
-	free(m.len);
+	oaindex_close(&m.index);
+	free(m.entries);
 	free(m.chain);
 	return snap;
 }

@@ -221,7 +221,7 @@ ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t a
 		return -ENOSPC;
 	if (seq > PROTO_SEQ_MAX)
 		return -EINVAL;
-	proto_put_u64(buf, seq << 2 | PROTO_EV_ALLOC);
+	proto_put_u64(buf, seq << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC);
 	proto_put_u64(buf + 8, addr);
 	proto_put_u64(buf + 16, size);
 	proto_put_u32(buf + 24, stack_id);
@@ -234,7 +234,7 @@ ssize_t proto_ev_free_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t ad
 		return -ENOSPC;
 	if (seq > PROTO_SEQ_MAX)
 		return -EINVAL;
-	proto_put_u64(buf, seq << 2 | PROTO_EV_FREE);
+	proto_put_u64(buf, seq << PROTO_EV_KIND_BITS | PROTO_EV_FREE);
 	proto_put_u64(buf + 8, addr);
 	return PROTO_EV_FREE_SIZE;
 }
@@ -254,8 +254,8 @@ int proto_events_next(struct proto_events_iter *it, struct proto_event *ev)
 	if (left < PROTO_EV_FREE_SIZE)
 		return -EBADMSG;
 	uint64_t head = proto_get_u64(it->p);
-	ev->kind = (uint8_t)(head & 3);
-	ev->seq = head >> 2;
+	ev->kind = (uint8_t)(head & PROTO_EV_KIND_MASK);
+	ev->seq = head >> PROTO_EV_KIND_BITS;
 	ev->addr = proto_get_u64(it->p + 8);
 	if (ev->addr == 0)
 		return -EBADMSG;
