@@ -3,10 +3,10 @@
  *
  * Each hook calls the real function and, when tracing is on and the thread is
  * not already inside the agent, records the event. The order of the sequence
- * number and the real call is the whole point (see DESIGN.md): an allocation
- * takes its number after the real call returns, a free before the real call,
- * so a free and a later reuse of the same address on another thread are
- * always numbered in their true order.
+ * number and the real call is the whole point (docs/DESIGN.md, "The path of
+ * one allocation"): an allocation takes its number after the real call
+ * returns, a free before the real call, so a free and a later reuse of the
+ * same address on another thread are always numbered in their true order.
  *
  * Until the real functions are resolved (dlsym allocates), requests are served
  * from a static bootstrap arena; such blocks are never freed or traced.

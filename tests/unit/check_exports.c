@@ -5,7 +5,8 @@
  * exported could capture a program's own function of the same name. The
  * build uses -fvisibility=hidden and marks only the hooks AGENT_EXPORT; this
  * suite reads the built library's dynamic symbol table (nm -D) and compares
- * it with the list below, which is the interposition list of DESIGN.md.
+ * it with the list below: the functions the README and libmemtrace(7) say
+ * the agent interposes.
  */
 #include <check.h>
 #include <stdio.h>
