@@ -1,6 +1,6 @@
 /*
- * run_e2e.c - end-to-end tests of issue 2, items 1-7, against the real
- * memtraced, libmemtrace.so and memtracectl.
+ * e2e_live.c - end-to-end tests of live tracing: the real memtraced,
+ * libmemtrace.so and memtracectl on programs that are still running.
  *
  * Each test runs in Check's forked child with its own daemon on a fresh
  * directory (checked fixture), starts real test programs from tests/progs
@@ -13,23 +13,33 @@
  * and between two phases of a program current and blocks must move by
  * exactly what the book moved.
  *
- * Items and tests:
- *  1 sites_c (libunwind, fp),   per lineno, function, filename, traceback,
- *    sites_cxx                  cumulative, include/exclude, --limit, stats,
- *                               list, a second phase, the exited session
- *  2 threads_cross_free         blocks freed by other threads, addresses reused;
- *                               short-lived threads; the exited session
- *  3 peak_and_reset             peak has the freed 64 MiB, reset-peak resets
- *  4 fork_exec (two runs)       children never in the parent; each child its
+ * Behaviours pinned, by test:
+ *  sites_c (libunwind, fp),     allocation sites: per lineno, function,
+ *  sites_cxx                    filename, traceback, cumulative,
+ *                               include/exclude, --limit, stats, list, a
+ *                               second phase, the exited session; C++ new
+ *  threads_cross_free           blocks freed by other threads, addresses
+ *                               reused; short-lived threads; the exited session
+ *  peak_and_reset               peak has the freed 64 MiB, reset-peak resets
+ *  fork_exec (two runs)         children never in the parent; each child its
  *                               own session; with MEMTRACE_FOLLOW_FORK=0 the
  *                               fork children are untraced
- *  5 behave_*                   same output and status with a daemon, under
+ *  behave_*                     same output and status with a daemon, under
  *                               `memtracectl run`, without a daemon, and with
  *                               the daemon SIGKILLed mid-run
- *  6 malformed_agent_frames,    bad frames close their connection, bad
- *    malformed_control          requests get JSON errors; the traced program
+ *  dlopen_plugin                sites in a library loaded with dlopen
+ *  daemon_behind (two runs)     a stopped daemon: blocking mode waits and
+ *                               loses nothing, drop mode goes on and counts
+ *                               every event it dropped in lost_events
+ *  fork_child_keeps_ring        a fork child that idles and then fills its
+ *                               ring still runs to its end
+ *  exit_with_stopped_daemon     in drop mode a program exits while the
+ *                               daemon is stopped
+ *  sampling_estimates           MEMTRACE_SAMPLE estimates held bytes
+ *  malformed_agent_frames,      bad frames close their connection, bad
+ *  malformed_control            requests get JSON errors; the traced program
  *                               stays exact and the daemon stops cleanly
- *  7 uid_isolation (root only)  uid 65534 sees neither root's sessions nor
+ *  uid_isolation (root only)    uid 65534 sees neither root's sessions nor
  *                               stats of them; root sees everybody
  */
 #ifndef _GNU_SOURCE
@@ -1646,9 +1656,9 @@ static TCase *tcase(Suite *s, const char *name, int timeout)
 	return tc;
 }
 
-static Suite *e2e_suite(void)
+static Suite *live_suite(void)
 {
-	Suite *s = suite_create("e2e");
+	Suite *s = suite_create("e2e_live");
 	TCase *tc;
 
 	tc = tcase(s, "sites", 120);
@@ -1680,7 +1690,7 @@ static Suite *e2e_suite(void)
 		tc = tcase(s, "uid", 120);
 		tcase_add_test(tc, uid_isolation);
 	} else {
-		printf("e2e: not root: the uid isolation test (issue 2, item 7) is NOT registered; "
+		printf("e2e_live: not root: the uid isolation test is NOT registered; "
 		       "it neither ran nor passed\n");
 	}
 	return s;
@@ -1691,5 +1701,5 @@ int main(void)
 	static const char *const progs[] = {"sites",  "cxxsites", "threads",  "peak", "forker",
 	                                    "behave", "churn",    "dlopener", NULL};
 
-	return h_run_suite("e2e", e2e_suite(), progs);
+	return h_run_suite("e2e_live", live_suite(), progs);
 }

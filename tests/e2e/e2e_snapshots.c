@@ -1,43 +1,43 @@
 /*
- * run_e2e_snap.c - end-to-end tests of issue 3 (snapshots in SQLite),
- * items 1-5, against the real memtraced, libmemtrace.so and memtracectl.
+ * e2e_snapshots.c - end-to-end tests of stored snapshots (SQLite), against
+ * the real memtraced, libmemtrace.so and memtracectl.
  *
  * Each test runs in Check's forked child and starts its own daemon on a
  * fresh directory, with the snapshot options it needs (so the daemon is
- * started here, not by a fixture; the harness's daemon takes no options).
- * The numbers a test expects come only from the books the traced programs
- * wrote (tests/progs/deltas.c, manystacks.c); what the daemon's own store
- * looks like inside is read with SQLite's C API only where the issue asks
- * about the database itself (integrity after kill -9, growth, garbage left
- * by retention, snapshots aged on purpose).
+ * started with h_daemon_start_opts, not by a fixture). The numbers a test
+ * expects come only from the books the traced programs wrote
+ * (tests/progs/deltas.c, manystacks.c); what the daemon's own store looks
+ * like inside is read with SQLite's C API only where the behaviour is about
+ * the database itself (integrity after kill -9, growth, garbage left by
+ * retention, snapshots aged on purpose).
  *
- * Items and tests:
- *  1 compare_keys            snapshot, change, snapshot: `compare` is the
+ * Behaviours pinned, by test:
+ *  compare_keys              snapshot, change, snapshot: `compare` is the
  *                            books' difference for every key, --cumulative,
  *                            --include/--exclude, --limit, live:PID,
  *                            reversed, in compare_to order
- *  2 periodic_and_exit,      snapshots every 0.5 s, each exact; an exit
- *    exit_on_sigkill (x2),   snapshot on a normal exit and on SIGKILL (also
- *    run_prints_leaks        of 16384 stacks with a write nearly always in
+ *  periodic_and_exit,        snapshots every 0.5 s, each exact; an exit
+ *  exit_on_sigkill (x2),     snapshot on a normal exit and on SIGKILL (also
+ *  run_prints_leaks          of 16384 stacks with a write nearly always in
  *                            flight); `top --pid` after the end; `run --top`
  *                            prints the leaks, exits with PROG's status
- *  3 restart_and_files       SIGTERM and restart: every snapshot (manual,
+ *  restart_and_files         SIGTERM and restart: every snapshot (manual,
  *                            exit, shutdown) listed and exact; `top --pid`
  *                            and `stats --pid` of gone processes from their
  *                            newest snapshot; `-o` files read with the
  *                            database deleted and no daemon running
- *  4 kill9_while_writing     ten kill -9s while snapshots of 16384 stacks
- *    (x2)                    are written: the database opens, integrity and
+ *  kill9_while_writing       ten kill -9s while snapshots of 16384 stacks
+ *  (x2)                      are written: the database opens, integrity and
  *                            foreign keys hold, every snapshot memtracectl
  *                            reported is there and exact; with
  *                            --retain-snapshots 2, nothing half-deleted
- *  5 retain_count_manual,    --retain-snapshots keeps exactly the newest N
- *    retain_count_periodic,  per process (an exit snapshot is one of them),
- *    retain_steady_db,       survivors stay exact, no unused stack, frame or
- *    retain_days             process is left; under a steady workload every
+ *  retain_count_manual,      --retain-snapshots keeps exactly the newest N
+ *  retain_count_periodic,    per process (an exit snapshot is one of them),
+ *  retain_steady_db,         survivors stay exact, no unused stack, frame or
+ *  retain_days               process is left; under a steady workload every
  *                            table stops growing; --retain-days deletes
  *                            exactly the snapshots aged past it, 0 none
- *    snapshot_uid_isolation  (root only) uid 65534 neither lists nor reads
+ *  snapshot_uid_isolation    (root only) uid 65534 neither lists nor reads
  *                            nor takes root's snapshots
  *
  * The store's schema (daemon/store.c: tables snapshot, trace, largest,
@@ -2413,9 +2413,9 @@ static TCase *tcase(Suite *su, const char *name, int timeout)
 	return tc;
 }
 
-static Suite *snap_suite(void)
+static Suite *snapshots_suite(void)
 {
-	Suite *su = suite_create("e2e-snapshots");
+	Suite *su = suite_create("e2e_snapshots");
 	TCase *tc;
 
 	tc = tcase(su, "compare", 120);
@@ -2437,8 +2437,9 @@ static Suite *snap_suite(void)
 		tc = tcase(su, "uid", 120);
 		tcase_add_test(tc, snapshot_uid_isolation);
 	} else {
-		printf("e2e-snap: not root: the snapshot uid isolation test is NOT registered; "
-		       "it neither ran nor passed\n");
+		printf(
+		    "e2e_snapshots: not root: the snapshot uid isolation test is NOT registered; "
+		    "it neither ran nor passed\n");
 	}
 	return su;
 }
@@ -2447,5 +2448,5 @@ int main(void)
 {
 	static const char *const progs[] = {"deltas", "manystacks", NULL};
 
-	return h_run_suite("e2e-snap", snap_suite(), progs);
+	return h_run_suite("e2e_snapshots", snapshots_suite(), progs);
 }

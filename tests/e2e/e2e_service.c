@@ -1,8 +1,8 @@
 /*
- * run_e2e_ops.c - end-to-end tests of issue 4 (memtraced as a service),
- * items 1-5, against the real memtraced, libmemtrace.so and memtracectl,
- * and the real tools operators use with it: Prometheus and promtool
- * (Debian's prometheus package) and systemd-analyze.
+ * e2e_service.c - end-to-end tests of memtraced as a service, against the
+ * real memtraced, libmemtrace.so and memtracectl, and the real tools
+ * operators use with it: Prometheus and promtool (Debian's prometheus
+ * package) and systemd-analyze.
  *
  * A missing tool is a failure, never a skip: scripts/deps.sh installs them.
  * Each test runs in Check's forked child with its own daemon on a fresh
@@ -13,30 +13,30 @@
  * environment; everything else (traced programs, memtracectl, the ground
  * truth) is the harness's.
  *
- * Items and tests:
- *  1 metrics_match_ctl      a scrape of a traced program: per-process values
+ * Behaviours pinned, by test:
+ *  metrics_match_ctl        a scrape of a traced program: per-process values
  *                           equal `memtracectl stats`, per-site values and
  *                           "other" equal `memtracectl top --key lineno`,
  *                           sites sum to current; `promtool check metrics`
  *                           prints nothing and exits 0; OpenMetrics when
  *                           asked (Prometheus's own Accept header), HEAD
- *  2 prometheus_scrapes     a real Prometheus on loopback (1 s scrapes,
+ *  prometheus_scrapes       a real Prometheus on loopback (1 s scrapes,
  *                           killed after at most 40 s) scrapes memtraced; its
  *                           query API returns the program's current bytes,
  *                           its target is healthy, and its metadata shows it
  *                           read OpenMetrics (families, types, units)
- *  3 systemd_units          `systemd-analyze verify` on the units configure
+ *  systemd_units            `systemd-analyze verify` on the units configure
  *                           generated prints nothing and exits 0 (man pages
  *                           found through MANPATH = our man/); `systemd-analyze
  *                           security --offline=yes` scores the service at or
  *                           below 2.0 (--threshold=20 as well as parsed)
- *  4 socket_activation      memtraced started as systemd would (sockets on
- *    (by name, by order)    fds 3 and 4, LISTEN_FDS, LISTEN_PID, with and
+ *  socket_activation        memtraced started as systemd would (sockets on
+ *  (by name, by order)      fds 3 and 4, LISTEN_FDS, LISTEN_PID, with and
  *                           without LISTEN_FDNAMES, NOTIFY_SOCKET abstract or
  *                           a path): READY=1 arrives, the socket files are
  *                           the test's own (not rebound), agents and clients
  *                           work, STOPPING=1 at SIGTERM, files left in place
- *  5 bad_http               404, 405 with Allow, 431 for 64 KiB of headers,
+ *  bad_http                 404, 405 with Allow, 431 for 64 KiB of headers,
  *                           4xx or a close for garbage; slowloris trickles
  *                           and a flood of connections from other loopback
  *                           addresses, while scrapes from 127.0.0.1 keep
@@ -605,7 +605,7 @@ static double value_of(const struct sample *v, size_t n, const char *name, long 
 	return NAN;
 }
 
-/* --------------------------------------- item 1: metrics = memtracectl */
+/* ------------------------------------------------ metrics = memtracectl */
 
 struct tsite {
 	char *label;
@@ -855,7 +855,7 @@ START_TEST(metrics_match_ctl)
 }
 END_TEST
 
-/* ------------------------------------------ item 2: a real Prometheus */
+/* -------------------------------------------------- a real Prometheus */
 
 static int free_port(void)
 {
@@ -1014,7 +1014,7 @@ START_TEST(prometheus_scrapes)
 }
 END_TEST
 
-/* --------------------------------------------- item 3: systemd units */
+/* ----------------------------------------------------- systemd units */
 
 /* The generated unit `name` from the build tree, with the installed
  * daemon's path replaced by the built one (systemd-analyze verify checks
@@ -1124,7 +1124,7 @@ START_TEST(systemd_units)
 }
 END_TEST
 
-/* ----------------------------------------- item 4: socket activation */
+/* ------------------------------------------------- socket activation */
 
 static int listen_unix(const char *path)
 {
@@ -1295,7 +1295,7 @@ START_TEST(socket_activation)
 }
 END_TEST
 
-/* ------------------------------------------------- item 5: bad HTTP */
+/* ---------------------------------------------------------- bad HTTP */
 
 #define SLOW_CONNS  6
 #define FLOOD_CONNS 150
@@ -1483,9 +1483,9 @@ END_TEST
 
 /* ------------------------------------------------------------- runner */
 
-static Suite *ops_suite(void)
+static Suite *service_suite(void)
 {
-	Suite *s = suite_create("e2e_ops");
+	Suite *s = suite_create("e2e_service");
 	TCase *tc;
 
 	tc = tcase_create("metrics");
@@ -1512,5 +1512,5 @@ static Suite *ops_suite(void)
 
 int main(void)
 {
-	return h_run_suite("e2e_ops", ops_suite(), NULL);
+	return h_run_suite("e2e_service", service_suite(), NULL);
 }
