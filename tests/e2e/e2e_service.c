@@ -119,8 +119,8 @@ static char *require_tool(const char *name, const char *package)
 	return p;
 }
 
-/* The environment for processes started here: ours without anything that
- * would confuse memtraced or its agent. */
+/* The environment for processes started here: what the harness passes on
+ * (h_env_inherited), plus `extra`. */
 static char **clean_env(const char *const *extra, size_t nslots)
 {
 	size_t n = 0, k = 0;
@@ -134,8 +134,7 @@ static char **clean_env(const char *const *extra, size_t nslots)
 	if (env == NULL)
 		abort();
 	for (char **e = environ; *e != NULL; e++)
-		if (strncmp(*e, "MEMTRACE_", 9) != 0 && strncmp(*e, "LD_PRELOAD=", 11) != 0 &&
-		    strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 && strncmp(*e, "LISTEN_", 7) != 0)
+		if (h_env_inherited(*e))
 			env[k++] = *e;
 	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
 		env[k++] = (char *)extra[i];
@@ -257,19 +256,6 @@ static int run_tool(const char *const *argv, const char *input, const char *cons
 
 /* ------------------------------------------------------------ daemons */
 
-static void daemon_dirs(struct h_daemon *d)
-{
-	memset(d, 0, sizeof *d);
-	snprintf(d->dir, sizeof d->dir, "%s/ops.XXXXXX", h_base_dir());
-	ck_assert_msg(mkdtemp(d->dir) != NULL, "mkdtemp: %s", strerror(errno));
-	ck_assert_msg(chmod(d->dir, 0755) == 0, "chmod: %s", strerror(errno));
-	snprintf(d->runtime, sizeof d->runtime, "%s/run", d->dir);
-	snprintf(d->state, sizeof d->state, "%s/state", d->dir);
-	snprintf(d->log, sizeof d->log, "%s/memtraced.log", d->dir);
-	ck_assert_msg(mkdir(d->runtime, 0755) == 0 && mkdir(d->state, 0700) == 0, "mkdir: %s",
-	              strerror(errno));
-}
-
 /* The port memtraced logged for --metrics-listen 127.0.0.1:0 ("metrics on
  * http://127.0.0.1:PORT/metrics"), or 0 for now. */
 static int logged_port(const struct h_daemon *d)
@@ -285,26 +271,16 @@ static int logged_port(const struct h_daemon *d)
 /* memtraced with metrics on 127.0.0.1 and a free port (in metrics_port). */
 static void metrics_daemon_start(void)
 {
-	const char *argv[] = {h_daemon_bin(), "--runtime-dir",    D.runtime,     "--state-dir",
-	                      D.state,        "--metrics-listen", "127.0.0.1:0", NULL};
-	char sock[700];
+	const char *opts[] = {"--metrics-listen", "127.0.0.1:0", NULL};
 	long long deadline;
-	char **env;
 
-	daemon_dirs(&D);
-	argv[2] = D.runtime;
-	argv[4] = D.state;
-	env = clean_env(NULL, 0);
-	D.pid = spawn_logged(argv, env, D.log, NULL);
-	free(env);
-	snprintf(sock, sizeof sock, "%s/control.sock", D.runtime);
+	h_daemon_dirs(&D, 0755);
+	h_daemon_spawn(&D, opts);
+	/* control.sock accepts; the port is in the log by then or soon. */
 	deadline = h_now_ms() + H_START_MS;
 	metrics_port = 0;
 	while (h_now_ms() < deadline && h_daemon_alive(&D)) {
-		int fd = h_connect(sock);
-		if (fd >= 0)
-			close(fd);
-		if (fd >= 0 && (metrics_port = logged_port(&D)) > 0)
+		if ((metrics_port = logged_port(&D)) > 0)
 			break;
 		h_sleep_ms(20);
 	}
@@ -1195,11 +1171,6 @@ static char *await_notify(int fd, const char *want, int timeout_ms, bool *found)
 	return all;
 }
 
-static char *check_top_cb(const cJSON *json, void *arg)
-{
-	return h_check_top(json, arg);
-}
-
 START_TEST(socket_activation)
 {
 	/* _i == 0: sockets named (passed control first), NOTIFY_SOCKET abstract;
@@ -1212,7 +1183,7 @@ START_TEST(socket_activation)
 	char notify_env[256];
 	bool found;
 
-	daemon_dirs(&D);
+	h_daemon_dirs(&D, 0755);
 	snprintf(agent_path, sizeof agent_path, "%s/agent.sock", D.runtime);
 	snprintf(control_path, sizeof control_path, "%s/control.sock", D.runtime);
 	int afd = listen_unix(agent_path), cfd = listen_unix(control_path);
@@ -1270,7 +1241,7 @@ START_TEST(socket_activation)
 	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO, .cumulative = false};
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *top[] = {"top", "--pid", pidbuf, "--key", "lineno", "--limit", "0", NULL};
-	char *why = h_ctl_poll(&D, H_NOUID, &r, check_top_cb, &e, top);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, top);
 	ck_assert_msg(why == NULL, "top through the passed sockets differs from the book:\n  %s",
 	              why);
 	h_ctl_free(&r);
@@ -1450,7 +1421,7 @@ START_TEST(bad_http)
 			struct h_truth *t = h_truth_must(p.truth);
 			struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
 			const char *top[] = {"top", "--pid", pidbuf, "--limit", "0", NULL};
-			char *why = h_ctl_poll(&D, H_NOUID, &c, check_top_cb, &e, top);
+			char *why = h_ctl_poll(&D, H_NOUID, &c, h_check_top_fn, &e, top);
 			ck_assert_msg(why == NULL,
 			              "phase 2 during the attack differs from the book:\n  %s",
 			              why);
@@ -1488,25 +1459,14 @@ static Suite *service_suite(void)
 	Suite *s = suite_create("e2e_service");
 	TCase *tc;
 
-	tc = tcase_create("metrics");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = h_tcase(s, "metrics", 120, NULL, teardown);
 	tcase_add_test(tc, metrics_match_ctl);
 	tcase_add_test(tc, prometheus_scrapes);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("systemd");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = h_tcase(s, "systemd", 120, NULL, teardown);
 	tcase_add_test(tc, systemd_units);
 	tcase_add_loop_test(tc, socket_activation, 0, 2);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("bad_http");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = h_tcase(s, "bad_http", 120, NULL, teardown);
 	tcase_add_test(tc, bad_http);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
