@@ -12,5 +12,9 @@ Suite *heap_suite(void);
 Suite *exports_suite(void);
 Suite *snapshot_suite(void);
 Suite *store_suite(void);
+Suite *ring_suite(void);
+Suite *stacktab_suite(void);
+Suite *ctlwire_suite(void);
+Suite *session_suite(void);
 
 #endif
