@@ -714,6 +714,7 @@ START_TEST(test_session_identity_from_hello)
 	send_hello(&w, &m, "/opt/app/bin/server", "server\0-c\0/etc/app.conf\0", 25);
 	feed_ok(S, &w, 0, "hello");
 	assert_session(S, &m, "hello");
+	wire_free(&w);
 }
 END_TEST
 
