@@ -15,12 +15,11 @@
  * line would then come out wrong), is an abort().
  *
  * Inputs are kept below the socket buffer's size (see fuzz/README.md), so
- * the writes never block. Built with -DFUZZ_STANDALONE it has a main() that
- * runs the target over the files named on the command line.
+ * the writes never block. fuzz/standalone.c replays inputs
+ * without libFuzzer (see README.md).
  */
 #include <errno.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -91,30 +90,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(sv[1]);
 	return 0;
 }
-
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-	int failed = 0;
-
-	for (int i = 1; i < argc; i++) {
-		static uint8_t buf[MAX_INPUT + 2];
-		FILE *f = fopen(argv[i], "rb");
-		if (f == NULL) {
-			perror(argv[i]);
-			failed = 1;
-			continue;
-		}
-		size_t n = fread(buf, 1, sizeof buf, f);
-		fclose(f);
-		uint8_t *exact = malloc(n == 0 ? 1 : n);
-		if (exact == NULL)
-			return 1;
-		memcpy(exact, buf, n);
-		LLVMFuzzerTestOneInput(exact, n);
-		free(exact);
-	}
-	printf("%d file(s) run\n", argc - 1);
-	return failed;
-}
-#endif

@@ -12,8 +12,7 @@
  * runs on it (top by each key, cumulative or not where tracemalloc allows
  * it, the statistics and the largest blocks) must not fail. A refusal must come with a message.
  *
- * Built with -DFUZZ_STANDALONE it has a main() that runs the target over
- * the files named on the command line.
+ * fuzz/standalone.c replays inputs without libFuzzer (see README.md).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -113,36 +112,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	return 0;
 }
-
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-	int failed = 0;
-
-	for (int i = 1; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rb");
-		uint8_t *buf = NULL;
-		size_t n = 0, cap = 0, got;
-		if (f == NULL) {
-			perror(argv[i]);
-			failed = 1;
-			continue;
-		}
-		do {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 4096;
-				buf = realloc(buf, cap);
-				if (buf == NULL)
-					return 1;
-			}
-			got = fread(buf + n, 1, cap - n, f);
-			n += got;
-		} while (got > 0);
-		fclose(f);
-		LLVMFuzzerTestOneInput(buf, n);
-		free(buf);
-	}
-	printf("%d file(s) run\n", argc - 1);
-	return failed;
-}
-#endif

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "ring.h"
+#include "splitmix.h"
 #include "suites.h"
 #include "sysdep.h"
 
@@ -101,21 +102,12 @@ static void assert_fresh(struct ring *r, pid_t tid)
 	ck_assert(in_registry(r));
 }
 
-/* splitmix64: the reference sequence of records. */
-static uint64_t mix(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
 /* Record number i of the reference sequence: seq i, kind 1 or 2, and
  * addr, size and stack drawn from the generator. */
-static struct ring_ev reference_ev(uint64_t i, uint64_t *s)
+static struct ring_ev reference_ev(uint64_t i, struct rng *g)
 {
 	struct ring_ev e;
-	uint64_t a = mix(s), b = mix(s);
+	uint64_t a = rng_next(g), b = rng_next(g);
 	e.seq_kind = i << 2 | (1 + (a & 1));
 	e.addr = a | 1;
 	e.size = b >> 8;
@@ -232,7 +224,7 @@ START_TEST(test_ring_slots_wrap_at_capacity)
 {
 	struct ring *r = ring_acquire(1);
 	const uint64_t start = 5 * (uint64_t)RING_CAP - 3;
-	uint64_t s = 77, check = 77;
+	struct rng s = {77}, check = {77};
 
 	memset(r->ev, 0, sizeof r->ev);
 	atomic_store(&r->head, start);
@@ -252,7 +244,7 @@ START_TEST(test_ring_slots_wrap_at_capacity)
 	ck_assert_uint_eq(r->ev[5].seq_kind, 0);
 	ck_assert_uint_eq(r->ev[RING_CAP - 4].seq_kind, 0);
 	/* The reader consumes them in position order. */
-	check = 77;
+	check = (struct rng){77};
 	for (uint64_t t = start; t != start + 8; t++) {
 		struct ring_ev want = reference_ev(t - start, &check);
 		ck_assert_mem_eq(&r->ev[t & (RING_CAP - 1)], &want, sizeof want);
@@ -352,7 +344,7 @@ static void *stress_producer(void *arg)
 {
 	struct stress *st = arg;
 	struct ring *r = st->r;
-	uint64_t s = STRESS_SEED;
+	struct rng s = {STRESS_SEED};
 
 	for (uint64_t i = 0; i < STRESS_RECORDS && !atomic_load(&st->failed); i++) {
 		while (RING_CAP - ring_used(r) < 1) {
@@ -377,7 +369,8 @@ static void *stress_consumer(void *arg)
 {
 	struct stress *st = arg;
 	struct ring *r = st->r;
-	uint64_t s = STRESS_SEED, next = 0, take = 1;
+	struct rng s = {STRESS_SEED};
+	uint64_t next = 0, take = 1;
 
 	while (next < STRESS_RECORDS && !atomic_load(&st->failed)) {
 		uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);

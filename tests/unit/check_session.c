@@ -47,21 +47,13 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "expect.h"
 #include "proto.h"
 #include "session.h"
+#include "splitmix.h"
 #include "suites.h"
 
-#define EXPECT(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-	} while (0)
-#define EXPECT_EQ(a, b)                                                                            \
-	do {                                                                                       \
-		uintmax_t a_ = (uintmax_t)(a), b_ = (uintmax_t)(b);                                \
-		if (a_ != b_)                                                                      \
-			ck_abort_msg("%s: '%s == %s' is false: %ju, %ju", where, #a, #b, a_, b_);  \
-	} while (0)
+#define EXPECT_SAME(a, b) EXPECT_EQ_AT(where, a, b)
 
 /* ---- the stream under construction ---- */
 
@@ -372,29 +364,29 @@ static void assert_session(const struct session *s, const struct model *m, const
 {
 	const struct heap *h = &s->heap;
 
-	EXPECT_EQ(s->hello, m->hello);
-	EXPECT_EQ(s->bye, m->bye);
+	EXPECT_SAME(s->hello, m->hello);
+	EXPECT_SAME(s->bye, m->bye);
 	if (m->hello) {
-		EXPECT_EQ(s->nframes, m->nframes);
-		EXPECT_EQ(s->flags, m->flags);
-		EXPECT_EQ(s->sample_bytes, m->sample_bytes);
+		EXPECT_SAME(s->nframes, m->nframes);
+		EXPECT_SAME(s->flags, m->flags);
+		EXPECT_SAME(s->sample_bytes, m->sample_bytes);
 		EXPECT(s->exe != NULL && strcmp(s->exe, m->exe) == 0, "%s: exe is %s, expected %s",
 		       where, s->exe ? s->exe : "(null)", m->exe);
-		EXPECT_EQ(s->cmdline_len, m->cmdline_len);
+		EXPECT_SAME(s->cmdline_len, m->cmdline_len);
 		EXPECT(s->cmdline != NULL && memcmp(s->cmdline, m->cmdline, m->cmdline_len) == 0,
 		       "%s: cmdline differs", where);
 	}
-	EXPECT_EQ(s->lost_events, m->lost);
-	EXPECT_EQ(s->events, m->events);
-	EXPECT_EQ(s->d->events_total, m->events);
+	EXPECT_SAME(s->lost_events, m->lost);
+	EXPECT_SAME(s->events, m->events);
+	EXPECT_SAME(s->d->events_total, m->events);
 
-	EXPECT_EQ(h->current, m->current);
-	EXPECT_EQ(h->peak, m->peak);
-	EXPECT_EQ(h->allocations, m->allocations);
-	EXPECT_EQ(h->frees, m->frees);
-	EXPECT_EQ(h->unknown_frees, m->unknown_frees);
-	EXPECT_EQ(h->replaced, m->replaced);
-	EXPECT_EQ(h->count, m->nblocks);
+	EXPECT_SAME(h->current, m->current);
+	EXPECT_SAME(h->peak, m->peak);
+	EXPECT_SAME(h->allocations, m->allocations);
+	EXPECT_SAME(h->frees, m->frees);
+	EXPECT_SAME(h->unknown_frees, m->unknown_frees);
+	EXPECT_SAME(h->replaced, m->replaced);
+	EXPECT_SAME(h->count, m->nblocks);
 	for (size_t i = 0; i < m->nblocks; i++) {
 		uint64_t size;
 		uint32_t stack;
@@ -408,7 +400,7 @@ static void assert_session(const struct session *s, const struct model *m, const
 	struct visit v = {.m = m};
 	heap_foreach(h, visit_block, &v);
 	EXPECT(!v.bad, "%s: heap holds block %#jx the events do not", where, (uintmax_t)v.bad_addr);
-	EXPECT_EQ(v.seen, m->nblocks);
+	EXPECT_SAME(v.seen, m->nblocks);
 
 	uint32_t ndefined = 0;
 	for (uint32_t id = 0; id <= MAX_STACK_ID; id++) {
@@ -422,18 +414,18 @@ static void assert_session(const struct session *s, const struct model *m, const
 		ck_assert_uint_lt(id, h->nstacks);
 		const struct heap_stack *hs = &h->stacks[id];
 		EXPECT(hs->defined, "%s: stack %u not defined", where, id);
-		EXPECT_EQ(hs->nframes, ms->nframes);
+		EXPECT_SAME(hs->nframes, ms->nframes);
 		EXPECT(ms->nframes == 0 ||
 		           memcmp(hs->frames, ms->frames, ms->nframes * sizeof(uint64_t)) == 0,
 		       "%s: stack %u has other frames", where, id);
-		EXPECT_EQ(hs->live_bytes, ms->live_bytes);
-		EXPECT_EQ(hs->live_count, ms->live_count);
-		EXPECT_EQ(hs->total_allocs, ms->total_allocs);
-		EXPECT_EQ(hs->total_bytes, ms->total_bytes);
+		EXPECT_SAME(hs->live_bytes, ms->live_bytes);
+		EXPECT_SAME(hs->live_count, ms->live_count);
+		EXPECT_SAME(hs->total_allocs, ms->total_allocs);
+		EXPECT_SAME(hs->total_bytes, ms->total_bytes);
 	}
-	EXPECT_EQ(h->ndefined, ndefined);
+	EXPECT_SAME(h->ndefined, ndefined);
 
-	EXPECT_EQ(s->nmodules, m->nmodules);
+	EXPECT_SAME(s->nmodules, m->nmodules);
 	for (size_t i = 0; i < m->nmodules; i++) {
 		const struct session_module *e = &s->modules[i];
 		const struct m_module *x = &m->modules[i];
@@ -455,14 +447,6 @@ static void feed_ok(struct session *s, const struct wire *w, size_t from, const 
 
 /* ---- a workload ---- */
 
-static uint64_t mix(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
 #define POOL 300 /* addresses the workload uses */
 
 static uint64_t pool_addr(size_t i)
@@ -482,7 +466,8 @@ typedef void (*frame_done_fn)(const struct wire *w, const struct model *m);
 static void build_workload(struct wire *w, struct model *m, int nframes, uint64_t seed,
                            frame_done_fn done)
 {
-	uint64_t rnd = seed, seq = 0;
+	struct rng rnd = {seed};
+	uint64_t seq = 0;
 	uint32_t defined = 0;
 
 #define FRAME_DONE()                                                                               \
@@ -510,9 +495,9 @@ static void build_workload(struct wire *w, struct model *m, int nframes, uint64_
 		}
 		struct evframe ef;
 		ev_begin(&ef, w);
-		int nev = 1 + (int)(mix(&rnd) % 120);
+		int nev = 1 + (int)(rng_next(&rnd) % 120);
 		for (int e = 0; e < nev; e++) {
-			uint64_t r = mix(&rnd);
+			uint64_t r = rng_next(&rnd);
 			uint64_t addr = pool_addr(r % POOL);
 			seq += 1 + (r >> 60) % 3; /* gaps, as after lost events */
 			switch ((r >> 8) % 8) {
@@ -593,12 +578,12 @@ START_TEST(test_session_split_feeds)
 {
 	struct wire w = {0};
 	static struct model m;
-	uint64_t rnd = 99;
+	struct rng rnd = {99};
 
 	model_init(&m);
 	build_workload(&w, &m, 30, 3, NULL);
 	for (size_t off = 0; off < w.n;) {
-		uint64_t r = mix(&rnd);
+		uint64_t r = rng_next(&rnd);
 		size_t n = r % 4 == 0 ? 1 : 1 + (size_t)((r >> 8) % 700);
 		if (n > w.n - off)
 			n = w.n - off;
@@ -618,12 +603,12 @@ START_TEST(test_session_feed_from_read_buffer)
 {
 	struct wire w = {0};
 	static struct model m;
-	uint64_t rnd = 5;
+	struct rng rnd = {5};
 
 	model_init(&m);
 	build_workload(&w, &m, 30, 4, NULL);
 	for (size_t off = 0; off < w.n;) {
-		size_t n = 1 + (size_t)(mix(&rnd) % 3000);
+		size_t n = 1 + (size_t)(rng_next(&rnd) % 3000);
 		if (n > w.n - off)
 			n = w.n - off;
 		ck_assert_uint_le(n, S->rcap - S->rlen);

@@ -31,14 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
+#include "splitmix.h"
 #include "stacktab.h"
 #include "suites.h"
-
-#define EXPECT(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-	} while (0)
 
 /* ---- reference map ---- */
 
@@ -85,14 +81,6 @@ static void assert_frames(uint32_t id, const uint64_t *want, uint32_t n)
 	EXPECT(memcmp(got, want, n * sizeof *want) == 0, "id %u has other frames", id);
 }
 
-static uint64_t mix(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
 /* ---- single thread ---- */
 
 START_TEST(test_stacktab_init_and_empty_stack)
@@ -113,7 +101,7 @@ START_TEST(test_stacktab_same_stack_same_id)
 {
 	const uint64_t salt = UINT64_C(0xA100000000000000);
 	struct ref_map ref = {0};
-	uint64_t rnd = 42;
+	struct rng rnd = {42};
 	uint64_t pool[40][16];
 	uint32_t pool_n[40];
 	size_t npool = 0;
@@ -140,15 +128,15 @@ START_TEST(test_stacktab_same_stack_same_id)
 	pool_n[npool++] = 16;
 	/* random ones */
 	while (npool < 40) {
-		pool_n[npool] = 1 + (uint32_t)(mix(&rnd) % 16);
+		pool_n[npool] = 1 + (uint32_t)(rng_next(&rnd) % 16);
 		for (uint32_t j = 0; j < pool_n[npool]; j++)
-			pool[npool][j] = salt | (mix(&rnd) & 0xffffffffffff);
+			pool[npool][j] = salt | (rng_next(&rnd) & 0xffffffffffff);
 		npool++;
 	}
 
 	uint32_t base = stacktab_count();
 	for (int round = 0; round < 2000; round++) {
-		size_t k = round < (int)npool ? (size_t)round : (size_t)(mix(&rnd) % npool);
+		size_t k = round < (int)npool ? (size_t)round : (size_t)(rng_next(&rnd) % npool);
 		const struct ref_stack *known = ref_find(&ref, pool[k], pool_n[k]);
 		uint32_t expect_new = stacktab_count() + 1;
 		uint32_t id = stacktab_intern(pool[k], pool_n[k]);
