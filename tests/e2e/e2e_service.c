@@ -6,12 +6,11 @@
  *
  * A missing tool is a failure, never a skip: scripts/deps.sh installs them.
  * Each test runs in Check's forked child with its own daemon on a fresh
- * directory under the harness's base directory. The daemon is started here
- * rather than by h_daemon_start because these tests need extra options
- * (--metrics-listen 127.0.0.1:0, whose port is read from the daemon's log)
- * and, for socket activation, descriptors 3 and 4 and systemd's
- * environment; everything else (traced programs, memtracectl, the ground
- * truth) is the harness's.
+ * directory under the harness's base directory. The metrics tests start it
+ * with h_daemon_spawn and --metrics-listen 127.0.0.1:0, and read the port
+ * from the daemon's log; the socket activation test starts it here, since
+ * it needs descriptors 3 and 4 and systemd's environment. Everything else
+ * (traced programs, memtracectl, the ground truth) is the harness's.
  *
  * Behaviours pinned, by test:
  *  metrics_match_ctl        a scrape of a traced program: per-process values
