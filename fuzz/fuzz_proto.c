@@ -11,12 +11,10 @@
  * same bytes: a decoder that accepts something the encoder cannot produce, or
  * reads a field from the wrong place, shows up as a mismatch and an abort().
  *
- * Built with -DFUZZ_STANDALONE it has a main() that runs the target over the
- * files named on the command line, so plain gcc can replay a corpus or a
- * crash without libFuzzer.
+ * Linked with fuzz/standalone.c instead of libFuzzer, plain gcc can replay a
+ * corpus or a crash (see README.md).
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,62 +165,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	return 0;
 }
-
-#ifdef FUZZ_STANDALONE
-/* Reads a whole file into a buffer of exactly its size, so ASan sees reads
- * past the input as it would under libFuzzer. */
-static int run_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *data = NULL;
-	uint8_t *exact;
-	size_t n = 0;
-	size_t cap = 0;
-	int rc = -1;
-
-	if (f == NULL) {
-		perror(path);
-		return -1;
-	}
-	for (;;) {
-		if (n == cap) {
-			cap = cap == 0 ? 4096 : cap * 2;
-			uint8_t *bigger = realloc(data, cap);
-			if (bigger == NULL)
-				goto err_after_open;
-			data = bigger;
-		}
-		size_t got = fread(data + n, 1, cap - n, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(f)) {
-		perror(path);
-		goto err_after_open;
-	}
-	exact = malloc(n == 0 ? 1 : n);
-	if (exact == NULL)
-		goto err_after_open;
-	if (n > 0)
-		memcpy(exact, data, n);
-	LLVMFuzzerTestOneInput(exact, n);
-	free(exact);
-	rc = 0;
-err_after_open:
-	free(data);
-	fclose(f);
-	return rc;
-}
-
-int main(int argc, char **argv)
-{
-	int failed = 0;
-
-	for (int i = 1; i < argc; i++)
-		if (run_file(argv[i]) < 0)
-			failed = 1;
-	printf("%d file(s) run\n", argc - 1);
-	return failed;
-}
-#endif

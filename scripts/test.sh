@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole test suite: install what is needed, build with -Werror, run every
-# unit and end-to-end test, then the unit tests again under ASan+UBSan, then
-# make distcheck. Exits non-zero if anything fails; ends with Check's summary
-# lines.
+# unit and end-to-end test (tests/unit/run_unit, tests/e2e/e2e_live,
+# e2e_snapshots, e2e_service), build the fuzz targets when clang is there,
+# then the unit tests again under ASan+UBSan, then make distcheck. Exits
+# non-zero if anything fails; ends with Check's summary lines.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 status=0
@@ -31,6 +32,12 @@ else
 fi
 echo "== build with -Werror and run every test"
 run "$top/build-test" check || status=1
+echo "== fuzz targets (clang, libFuzzer)"
+if command -v clang >/dev/null 2>&1; then
+	(cd "$top/build-test" && make fuzz >fuzz.out 2>&1) || { echo "make fuzz failed:"; tail -20 "$top/build-test/fuzz.out"; status=1; }
+else
+	echo "clang is not installed: the fuzz targets are not built"
+fi
 echo "== unit tests under ASan+UBSan"
 run "$top/build-asan" "check TESTS=tests/unit/run_unit" --enable-sanitize=address,undefined || status=1
 echo "== make distcheck"

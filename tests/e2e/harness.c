@@ -26,10 +26,11 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "ctlwire.h"
 
 #ifndef TEST_BUILDDIR
 #define TEST_BUILDDIR "."
@@ -204,8 +205,18 @@ void h_base_remove(void)
 
 /* ---------------------------------------------------------- processes */
 
-/* The environment a started process gets: ours without any MEMTRACE_* or
- * LD_PRELOAD, plus `extra` (NULL-terminated). Caller frees the array and
+bool h_env_inherited(const char *entry)
+{
+	static const char *const dropped[] = {"MEMTRACE_",
+	                                      "LD_PRELOAD=", "NOTIFY_SOCKET=", "LISTEN_"};
+	for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+		if (strncmp(entry, dropped[i], strlen(dropped[i])) == 0)
+			return false;
+	return true;
+}
+
+/* The environment a started process gets: ours without what
+ * h_env_inherited drops, plus `extra` (NULL-terminated). Caller frees the array and
  * the strings it allocated (all entries from index `own` on). */
 static char **make_env(const struct h_spawn *s, size_t *own)
 {
@@ -220,7 +231,7 @@ static char **make_env(const struct h_spawn *s, size_t *own)
 	if (env == NULL)
 		abort();
 	for (char **e = environ; *e != NULL; e++)
-		if (strncmp(*e, "MEMTRACE_", 9) != 0 && strncmp(*e, "LD_PRELOAD=", 11) != 0)
+		if (!h_env_inherited(*e))
 			env[k++] = *e;
 	*own = k;
 	if (s->agent)
@@ -480,6 +491,17 @@ int h_proc_finish(struct h_proc *p, int timeout_ms)
 	return p->status;
 }
 
+void h_proc_end(struct h_proc *p, const char *what)
+{
+	int st;
+
+	h_proc_close_stdin(p);
+	st = h_proc_finish(p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "%s: %s ended with %s; stderr: %.2000s", what, p->name, h_status_str(st),
+	              p->err.data ? p->err.data : "");
+}
+
 void h_proc_cleanup(struct h_proc *p)
 {
 	if (p->pid > 0) {
@@ -527,16 +549,8 @@ static int try_connect(const char *path)
 	return fd >= 0 ? 0 : fd;
 }
 
-void h_daemon_start(struct h_daemon *d)
+void h_daemon_dirs(struct h_daemon *d, mode_t runtime_mode)
 {
-	const char *argv[8];
-	char sock[700];
-	int fds[3], logfd, nullfd, rc = -1;
-	long long deadline;
-	size_t own;
-	char **env;
-	struct h_spawn s;
-
 	memset(d, 0, sizeof *d);
 	ck_assert_msg(base_dir[0] != '\0', "harness: base directory not made");
 	snprintf(d->dir, sizeof d->dir, "%s/t.XXXXXX", base_dir);
@@ -547,28 +561,18 @@ void h_daemon_start(struct h_daemon *d)
 	snprintf(d->runtime, sizeof d->runtime, "%s/run", d->dir);
 	snprintf(d->state, sizeof d->state, "%s/state", d->dir);
 	snprintf(d->log, sizeof d->log, "%s/memtraced.log", d->dir);
-	ck_assert_msg(mkdir(d->runtime, 0700) == 0, "mkdir: %s", strerror(errno));
+	ck_assert_msg(mkdir(d->runtime, runtime_mode) == 0, "mkdir: %s", strerror(errno));
+	ck_assert_msg(chmod(d->runtime, runtime_mode) == 0, "chmod: %s", strerror(errno));
 	ck_assert_msg(mkdir(d->state, 0700) == 0, "mkdir: %s", strerror(errno));
+}
 
-	logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	ck_assert_msg(logfd >= 0 && nullfd >= 0, "open: %s", strerror(errno));
-	argv[0] = h_daemon_bin();
-	argv[1] = "--runtime-dir";
-	argv[2] = d->runtime;
-	argv[3] = "--state-dir";
-	argv[4] = d->state;
-	argv[5] = NULL;
-	memset(&s, 0, sizeof s);
-	s.argv = argv;
-	env = make_env(&s, &own);
-	fds[0] = nullfd;
-	fds[1] = logfd;
-	fds[2] = logfd;
-	d->pid = spawn(argv, env, H_NOUID, fds);
-	free_env(env, own);
-	close(logfd);
-	close(nullfd);
+/* Waits until d's control.sock accepts a connection; asserts with the end of
+ * the daemon's log when it does not within H_START_MS or the daemon exits. */
+static void daemon_await(struct h_daemon *d)
+{
+	char sock[700];
+	long long deadline;
+	int rc = -1;
 
 	snprintf(sock, sizeof sock, "%s/control.sock", d->runtime);
 	deadline = h_now_ms() + H_START_MS;
@@ -586,6 +590,63 @@ void h_daemon_start(struct h_daemon *d)
 		             H_START_MS, strerror(-rc),
 		             alive ? "still running" : h_status_str(d->status), log);
 	}
+}
+
+void h_daemon_spawn(struct h_daemon *d, const char *const *opts)
+{
+	const char *argv[32];
+	int fds[3], logfd, nullfd;
+	size_t n = 0, own;
+	char **env;
+	struct h_spawn s;
+
+	ck_assert_msg(!h_daemon_alive(d), "memtraced %ld still runs", (long)d->pid);
+	argv[n++] = h_daemon_bin();
+	argv[n++] = "--runtime-dir";
+	argv[n++] = d->runtime;
+	argv[n++] = "--state-dir";
+	argv[n++] = d->state;
+	for (size_t i = 0; opts != NULL && opts[i] != NULL; i++) {
+		ck_assert_msg(n < 31, "harness: too many memtraced options");
+		argv[n++] = opts[i];
+	}
+	argv[n] = NULL;
+
+	/* Appended: a restarted daemon's log follows its predecessor's. */
+	logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_msg(logfd >= 0 && nullfd >= 0, "open: %s", strerror(errno));
+	memset(&s, 0, sizeof s);
+	s.argv = argv;
+	env = make_env(&s, &own);
+	fds[0] = nullfd;
+	fds[1] = logfd;
+	fds[2] = logfd;
+	d->pid = spawn(argv, env, H_NOUID, fds);
+	free_env(env, own);
+	close(logfd);
+	close(nullfd);
+	daemon_await(d);
+}
+
+void h_daemon_start_opts(struct h_daemon *d, const char *const *opts)
+{
+	h_daemon_dirs(d, 0700);
+	h_daemon_spawn(d, opts);
+}
+
+void h_daemon_start(struct h_daemon *d)
+{
+	h_daemon_start_opts(d, NULL);
+}
+
+void h_daemon_stop(struct h_daemon *d)
+{
+	int st = h_daemon_signal(d, SIGTERM, 30000);
+	char *log =
+	    st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? NULL : h_daemon_log_tail(d, 2000);
+	ck_assert_msg(log == NULL, "memtraced after SIGTERM: %s; log:\n%s",
+	              st == -1 ? "did not exit within 30 s" : h_status_str(st), log);
 }
 
 bool h_daemon_alive(struct h_daemon *d)
@@ -694,6 +755,42 @@ const char *h_ctl_error_code(const struct h_ctl *r)
 {
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(r->json, "error");
 	return e != NULL ? h_json_str(e, "code") : NULL;
+}
+
+char *h_args_str(const char *const *args)
+{
+	char *s = h_strf("memtracectl");
+	for (size_t i = 0; args[i] != NULL; i++) {
+		char *n = h_strf("%s %s", s, args[i]);
+		free(s);
+		s = n;
+	}
+	return s;
+}
+
+void h_ctl_ok(const struct h_daemon *d, uid_t uid, struct h_ctl *r, const char *const *args)
+{
+	char *cmd = h_args_str(args);
+	h_ctl_run(d, uid, r, args);
+	ck_assert_msg(r->status == 0 && r->json != NULL,
+	              "`%s` failed (exit %d): stdout: %.1500s stderr: %.1500s", cmd, r->status,
+	              r->out, r->err);
+	free(cmd);
+}
+
+void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code)
+{
+	struct h_ctl r;
+	char *cmd = h_args_str(args);
+	const char *got;
+
+	h_ctl_run(d, uid, &r, args);
+	got = h_ctl_error_code(&r);
+	ck_assert_msg(r.status != 0 && got != NULL && strcmp(got, code) == 0,
+	              "`%s`: expected error %s, got exit %d: %.1000s %.500s", cmd, code, r.status,
+	              r.out, r.err);
+	h_ctl_free(&r);
+	free(cmd);
 }
 
 char *h_ctl_poll(const struct h_daemon *d, uid_t uid, struct h_ctl *r, h_check_fn check, void *arg,
@@ -1036,13 +1133,9 @@ char *h_json_brief(const cJSON *json, size_t max)
 
 /* --------------------------------------------------------- comparisons */
 
-struct rframe { /* a reported frame */
-	const char *file;
-	long long line;
-	const char *func;
-};
+const char *const h_key_names[] = {"lineno", "filename", "function", "traceback"};
 
-static bool get_rframe(const cJSON *f, struct rframe *out)
+bool h_rframe_get(const cJSON *f, struct h_rframe *out)
 {
 	out->file = h_json_str(f, "filename");
 	out->func = h_json_str(f, "function");
@@ -1055,13 +1148,24 @@ static const char *base(const char *path)
 	return s != NULL ? s + 1 : path != NULL ? path : "(null)";
 }
 
+/*
+ * One key of an expected answer: what the books hold under it, and what the
+ * answer reported for it. A `top` answer is checked against one book (side
+ * 1); a `compare` answer against an older book (side 0) and a newer one
+ * (side 1).
+ */
 struct exp_entry {
-	const struct h_frame *frames; /* the key's frames */
+	const struct h_frame *frames; /* the key's frames (one unless traceback) */
 	int nframes;
-	long long size, count;
+	long long size[2], count[2];
 	bool optional; /* only optional records contribute */
-	long long got_size, got_count;
+	long long got_size, got_count, got_size_diff, got_count_diff;
 	int seen;
+};
+
+struct exp_set {
+	struct exp_entry *v;
+	int n;
 };
 
 bool h_key_equal(enum h_key k, const struct h_frame *a, int na, const struct h_frame *b, int nb)
@@ -1110,53 +1214,54 @@ static char *exp_desc(enum h_key k, const struct exp_entry *e)
 	return h_strf("?");
 }
 
-static void exp_add(struct exp_entry **v, int *n, enum h_key k, const struct h_rec *r,
-                    const struct h_frame *f, int nf)
+static void exp_add(struct exp_set *set, enum h_key k, const struct h_rec *r,
+                    const struct h_frame *f, int nf, int side)
 {
-	for (int i = 0; i < *n; i++) {
-		struct exp_entry *e = &(*v)[i];
+	for (int i = 0; i < set->n; i++) {
+		struct exp_entry *e = &set->v[i];
 		if (h_key_equal(k, e->frames, e->nframes, f, nf)) {
-			e->size += r->bytes;
-			e->count += r->count;
+			e->size[side] += r->bytes;
+			e->count[side] += r->count;
 			e->optional = e->optional && r->optional;
 			return;
 		}
 	}
-	*v = realloc(*v, (size_t)(*n + 1) * sizeof **v);
-	if (*v == NULL)
+	set->v = realloc(set->v, (size_t)(set->n + 1) * sizeof *set->v);
+	if (set->v == NULL)
 		abort();
-	(*v)[*n] = (struct exp_entry){.frames = f,
-	                              .nframes = nf,
-	                              .size = r->bytes,
-	                              .count = r->count,
-	                              .optional = r->optional};
-	(*n)++;
+	set->v[set->n] = (struct exp_entry){.frames = f, .nframes = nf, .optional = r->optional};
+	set->v[set->n].size[side] = r->bytes;
+	set->v[set->n].count[side] = r->count;
+	set->n++;
 }
 
-static int build_expected(const struct h_expect *e, struct exp_entry **v)
+/* Adds what book t holds under each key to side `side` of set, as
+ * tracemalloc groups traces: by the first frame's key, by every frame's
+ * with cumulative, by the whole stack for traceback. Optional records count
+ * only when with_optional. */
+static void exp_add_book(struct exp_set *set, const struct h_truth *t, int side, enum h_key key,
+                         bool cumulative, bool with_optional)
 {
-	int n = 0;
-
-	*v = NULL;
-	for (int i = 0; i < e->t->nrecs; i++) {
-		const struct h_rec *r = &e->t->recs[i];
-		if (e->key == H_KEY_TRACEBACK) {
-			exp_add(v, &n, e->key, r, r->f, r->nframes);
+	for (int i = 0; i < t->nrecs; i++) {
+		const struct h_rec *r = &t->recs[i];
+		if (r->optional && !with_optional)
+			continue;
+		if (key == H_KEY_TRACEBACK) {
+			exp_add(set, key, r, r->f, r->nframes, side);
 			continue;
 		}
-		for (int j = 0; j < (e->cumulative ? r->nframes : 1); j++) {
+		for (int j = 0; j < (cumulative ? r->nframes : 1); j++) {
 			bool dup = false;
 			/* cumulative counts a trace once per distinct key */
 			for (int k = 0; k < j && !dup; k++)
-				dup = h_key_equal(e->key, &r->f[k], 1, &r->f[j], 1);
+				dup = h_key_equal(key, &r->f[k], 1, &r->f[j], 1);
 			if (!dup)
-				exp_add(v, &n, e->key, r, &r->f[j], 1);
+				exp_add(set, key, r, &r->f[j], 1, side);
 		}
 	}
-	return n;
 }
 
-static bool rframe_matches(enum h_key k, const struct rframe *rf, const struct h_frame *f)
+static bool rframe_matches(enum h_key k, const struct h_rframe *rf, const struct h_frame *f)
 {
 	if (!h_file_matches(rf->file, f->file))
 		return false;
@@ -1181,10 +1286,10 @@ static char *rtrace_desc(const cJSON *tb)
 
 	cJSON_ArrayForEach(f, tb)
 	{
-		struct rframe rf;
+		struct h_rframe rf;
 		char *n;
-		if (!get_rframe(f, &rf))
-			rf = (struct rframe){"(bad frame)", 0, ""};
+		if (!h_rframe_get(f, &rf))
+			rf = (struct h_rframe){"(bad frame)", 0, ""};
 		n = h_strf("%s%s%s:%lld %s", s != NULL ? s : "", i++ > 0 ? " <- " : "",
 		           base(rf.file), rf.line, rf.func != NULL ? rf.func : "?");
 		free(s);
@@ -1199,17 +1304,37 @@ static char *rtrace_desc(const cJSON *tb)
 	return s != NULL ? s : h_strf("(empty traceback)");
 }
 
+/* The expected key a reported traceback (ntb frames) is under: the one
+ * whose frames all match, the longest such for traceback; NULL if none. */
+static struct exp_entry *exp_match(const struct exp_set *set, enum h_key key, const cJSON *tb,
+                                   int ntb)
+{
+	struct exp_entry *best = NULL;
+
+	for (int i = 0; i < set->n; i++) {
+		struct exp_entry *x = &set->v[i];
+		bool ok = x->nframes <= (key == H_KEY_TRACEBACK ? ntb : 1);
+		for (int j = 0; ok && j < x->nframes; j++) {
+			struct h_rframe rf;
+			ok = h_rframe_get(cJSON_GetArrayItem(tb, j), &rf) &&
+			     rframe_matches(key, &rf, &x->frames[j]);
+		}
+		if (ok && (best == NULL || x->nframes > best->nframes))
+			best = x;
+	}
+	return best;
+}
+
 char *h_check_top(const cJSON *json, const struct h_expect *e)
 {
 	const struct h_truth *files = e->files != NULL ? e->files : e->t;
-	static const char *const key_names[] = {"lineno", "filename", "function", "traceback"};
 	const cJSON *stats = cJSON_GetObjectItemCaseSensitive(json, "stats");
 	const cJSON *st, *cum = cJSON_GetObjectItemCaseSensitive(json, "cumulative");
-	struct exp_entry *exp;
+	struct exp_set exp = {NULL, 0};
 	long long prev_size = -1, prev_count = -1, ts, tc, cs;
 	const char *key = h_json_str(json, "key");
 	char *why = NULL, *others = NULL;
-	int nexp, idx = 0, nother = 0;
+	int idx = 0, nother = 0;
 
 	if (!cJSON_IsArray(stats) || !h_json_int(json, "total_size", &ts) ||
 	    !h_json_int(json, "total_count", &tc) || !h_json_int(json, "count_stats", &cs)) {
@@ -1218,18 +1343,18 @@ char *h_check_top(const cJSON *json, const struct h_expect *e)
 		free(b);
 		return why;
 	}
-	if (key == NULL || strcmp(key, key_names[e->key]) != 0)
+	if (key == NULL || strcmp(key, h_key_names[e->key]) != 0)
 		h_append(&why, "\"key\" is %s, expected %s", key ? key : "absent",
-		         key_names[e->key]);
+		         h_key_names[e->key]);
 	if (!cJSON_IsBool(cum) || cJSON_IsTrue(cum) != e->cumulative)
 		h_append(&why, "\"cumulative\" is not %s", e->cumulative ? "true" : "false");
 
-	nexp = build_expected(e, &exp);
+	exp_add_book(&exp, e->t, 1, e->key, e->cumulative, true);
 	cJSON_ArrayForEach(st, stats)
 	{
 		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(st, "traceback");
 		long long size, count;
-		struct rframe rf0;
+		struct h_rframe rf0;
 		int ntb = cJSON_GetArraySize(tb);
 
 		idx++;
@@ -1246,7 +1371,7 @@ char *h_check_top(const cJSON *json, const struct h_expect *e)
 			         idx - 1, size, count, prev_size, prev_count);
 		prev_size = size;
 		prev_count = count;
-		if (ntb == 0 || !get_rframe(cJSON_GetArrayItem(tb, 0), &rf0)) {
+		if (ntb == 0 || !h_rframe_get(cJSON_GetArrayItem(tb, 0), &rf0)) {
 			if (ntb > 0)
 				h_append(&why, "stats[%d] has a malformed frame", idx - 1);
 			continue;
@@ -1262,21 +1387,10 @@ char *h_check_top(const cJSON *json, const struct h_expect *e)
 			continue;
 		}
 		if ((e->key == H_KEY_FILENAME || e->key == H_KEY_FUNCTION) && rf0.line != 0)
-			h_append(&why, "%s entry %s has lineno %lld, expected 0", key_names[e->key],
-			         base(rf0.file), rf0.line);
+			h_append(&why, "%s entry %s has lineno %lld, expected 0",
+			         h_key_names[e->key], base(rf0.file), rf0.line);
 
-		struct exp_entry *best = NULL;
-		for (int i = 0; i < nexp; i++) {
-			struct exp_entry *x = &exp[i];
-			bool ok = x->nframes <= (e->key == H_KEY_TRACEBACK ? ntb : 1);
-			for (int j = 0; ok && j < x->nframes; j++) {
-				struct rframe rf;
-				ok = get_rframe(cJSON_GetArrayItem(tb, j), &rf) &&
-				     rframe_matches(e->key, &rf, &x->frames[j]);
-			}
-			if (ok && (best == NULL || x->nframes > best->nframes))
-				best = x;
-		}
+		struct exp_entry *best = exp_match(&exp, e->key, tb, ntb);
 		if (best == NULL) {
 			char *d = rtrace_desc(tb);
 			h_append(&why,
@@ -1302,18 +1416,18 @@ char *h_check_top(const cJSON *json, const struct h_expect *e)
 		best->got_size += size;
 		best->got_count += count;
 	}
-	for (int i = 0; i < nexp; i++) {
-		struct exp_entry *x = &exp[i];
+	for (int i = 0; i < exp.n; i++) {
+		struct exp_entry *x = &exp.v[i];
 		char *d = exp_desc(e->key, x);
 		if (x->seen) {
-			if (x->got_size != x->size || x->got_count != x->count)
+			if (x->got_size != x->size[1] || x->got_count != x->count[1])
 				h_append(&why,
 				         "%s: expected size %lld count %lld, reported size %lld "
 				         "count %lld",
-				         d, x->size, x->count, x->got_size, x->got_count);
-		} else if ((x->size != 0 || x->count != 0) && !x->optional) {
+				         d, x->size[1], x->count[1], x->got_size, x->got_count);
+		} else if ((x->size[1] != 0 || x->count[1] != 0) && !x->optional) {
 			h_append(&why, "%s: expected size %lld count %lld, not reported", d,
-			         x->size, x->count);
+			         x->size[1], x->count[1]);
 		}
 		free(d);
 	}
@@ -1323,7 +1437,164 @@ char *h_check_top(const cJSON *json, const struct h_expect *e)
 		h_append(&why, "(entries not in the program's files, not compared: %d)\n    %s",
 		         nother, others);
 	free(others);
-	free(exp);
+	free(exp.v);
+	return why;
+}
+
+char *h_check_top_fn(const cJSON *json, void *expect)
+{
+	return h_check_top(json, expect);
+}
+
+static long long abs_ll(long long v)
+{
+	return v < 0 ? -v : v;
+}
+
+char *h_check_compare(const cJSON *json, const struct h_truth *told, const struct h_truth *tnew,
+                      enum h_key key, bool cum)
+{
+	const cJSON *stats = cJSON_GetObjectItemCaseSensitive(json, "stats");
+	const cJSON *cj = cJSON_GetObjectItemCaseSensitive(json, "cumulative");
+	const char *k = h_json_str(json, "key");
+	const cJSON *st;
+	struct exp_set exp = {NULL, 0};
+	char *why = NULL;
+	long long prev[4] = {-1, -1, -1, -1}, sum_s = 0, sum_sd = 0, sum_c = 0, sum_cd = 0;
+	int idx = -1;
+
+	if (!cJSON_IsArray(stats)) {
+		char *b = h_json_brief(json, 600);
+		why = h_strf("answer has no \"stats\" array: %s", b);
+		free(b);
+		return why;
+	}
+	if (k == NULL || strcmp(k, h_key_names[key]) != 0)
+		h_append(&why, "\"key\" is %s, expected %s", k ? k : "absent", h_key_names[key]);
+	if (!cJSON_IsBool(cj) || cJSON_IsTrue(cj) != cum)
+		h_append(&why, "\"cumulative\" is not %s", cum ? "true" : "false");
+
+	exp_add_book(&exp, told, 0, key, cum, false);
+	exp_add_book(&exp, tnew, 1, key, cum, false);
+	cJSON_ArrayForEach(st, stats)
+	{
+		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(st, "traceback");
+		long long s, sd, c, cd;
+		struct h_rframe rf0;
+		int ntb = cJSON_GetArraySize(tb);
+
+		idx++;
+		if (!h_json_int(st, "size", &s) || !h_json_int(st, "size_diff", &sd) ||
+		    !h_json_int(st, "count", &c) || !h_json_int(st, "count_diff", &cd) ||
+		    !cJSON_IsArray(tb)) {
+			h_append(&why, "stats[%d] lacks size/size_diff/count/count_diff/traceback",
+			         idx);
+			continue;
+		}
+		sum_s += s;
+		sum_sd += sd;
+		sum_c += c;
+		sum_cd += cd;
+		/* compare_to: sorted by (abs(size_diff), size, abs(count_diff),
+		 * count), largest first */
+		{
+			long long cur[4] = {abs_ll(sd), s, abs_ll(cd), c};
+			int cmp = 0;
+			for (int i = 0; i < 4 && cmp == 0 && prev[0] >= 0; i++)
+				cmp = cur[i] < prev[i] ? -1 : cur[i] > prev[i] ? 1 : 0;
+			if (cmp > 0)
+				h_append(
+				    &why,
+				    "stats[%d] (|size_diff| %lld size %lld |count_diff| %lld count "
+				    "%lld) is not in compare_to order after (%lld %lld %lld %lld)",
+				    idx, cur[0], cur[1], cur[2], cur[3], prev[0], prev[1], prev[2],
+				    prev[3]);
+			memcpy(prev, cur, sizeof prev);
+		}
+		if (key != H_KEY_TRACEBACK && ntb != 1)
+			h_append(&why, "stats[%d]: a %s statistic has %d frames, expected 1", idx,
+			         h_key_names[key], ntb);
+		if (ntb == 0 || !h_rframe_get(cJSON_GetArrayItem(tb, 0), &rf0)) {
+			h_append(&why, "stats[%d] has no or a malformed first frame", idx);
+			continue;
+		}
+		if (!h_is_program_file(tnew, rf0.file) && !h_is_program_file(told, rf0.file))
+			continue; /* libc, the loader: not the program's, never compared */
+		if ((key == H_KEY_FILENAME || key == H_KEY_FUNCTION) && rf0.line != 0)
+			h_append(&why, "%s statistic %s has lineno %lld, expected 0",
+			         h_key_names[key], base(rf0.file), rf0.line);
+
+		struct exp_entry *best = exp_match(&exp, key, tb, ntb);
+		if (best == NULL) {
+			char *d = rtrace_desc(tb);
+			h_append(&why,
+			         "unexpected statistic %s: size %lld (%+lld) count %lld (%+lld); "
+			         "the books have no such key",
+			         d, s, sd, c, cd);
+			free(d);
+			continue;
+		}
+		if (best->seen && key != H_KEY_TRACEBACK) {
+			char *d = exp_desc(key, best);
+			h_append(&why, "two statistics for %s", d);
+			free(d);
+		}
+		if (key == H_KEY_LINENO &&
+		    !h_func_matches(rf0.func, best->frames[0].func, best->frames[0].file)) {
+			char *d = exp_desc(key, best);
+			h_append(&why, "%s reported with function \"%s\"", d,
+			         rf0.func ? rf0.func : "(none)");
+			free(d);
+		}
+		best->seen++;
+		best->got_size += s;
+		best->got_size_diff += sd;
+		best->got_count += c;
+		best->got_count_diff += cd;
+	}
+	for (int i = 0; i < exp.n; i++) {
+		struct exp_entry *x = &exp.v[i];
+		char *d = exp_desc(key, x);
+		long long os = x->size[0], oc = x->count[0], ns = x->size[1], nc = x->count[1];
+		bool held = os != 0 || oc != 0 || ns != 0 || nc != 0;
+		if (!x->seen && held)
+			h_append(&why,
+			         "%s: expected size %lld (%+lld) count %lld (%+lld), not reported",
+			         d, ns, ns - os, nc, nc - oc);
+		else if (x->seen && !held)
+			h_append(
+			    &why,
+			    "%s: held in neither snapshot, yet reported: size %lld (%+lld) count "
+			    "%lld (%+lld)",
+			    d, x->got_size, x->got_size_diff, x->got_count, x->got_count_diff);
+		else if (x->seen && (x->got_size != ns || x->got_size_diff != ns - os ||
+		                     x->got_count != nc || x->got_count_diff != nc - oc))
+			h_append(&why,
+			         "%s: expected size %lld (%+lld) count %lld (%+lld), reported size "
+			         "%lld (%+lld) count %lld (%+lld)",
+			         d, ns, ns - os, nc, nc - oc, x->got_size, x->got_size_diff,
+			         x->got_count, x->got_count_diff);
+		free(d);
+	}
+	if (!cum) {
+		/* with --limit 0 (count_stats == the number of statistics) the
+		 * totals are the sums of the statistics */
+		long long ts, tsd, tc, tcd, cs;
+		if (!h_json_int(json, "total_size", &ts) ||
+		    !h_json_int(json, "total_size_diff", &tsd) ||
+		    !h_json_int(json, "total_count", &tc) ||
+		    !h_json_int(json, "total_count_diff", &tcd) ||
+		    !h_json_int(json, "count_stats", &cs))
+			h_append(&why, "answer lacks total_size/total_size_diff/total_count/"
+			               "total_count_diff/count_stats");
+		else if (cs == cJSON_GetArraySize(stats) &&
+		         (ts != sum_s || tsd != sum_sd || tc != sum_c || tcd != sum_cd))
+			h_append(&why,
+			         "totals %lld (%+lld) / %lld (%+lld) are not the sums of the "
+			         "statistics %lld (%+lld) / %lld (%+lld)",
+			         ts, tsd, tc, tcd, sum_s, sum_sd, sum_c, sum_cd);
+	}
+	free(exp.v);
 	return why;
 }
 
@@ -1340,10 +1611,10 @@ int h_top_split(const cJSON *json, const struct h_truth *t, long long *prog_size
 	{
 		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(st, "traceback");
 		long long size, count;
-		struct rframe rf;
+		struct h_rframe rf;
 		if (!h_json_int(st, "size", &size) || !h_json_int(st, "count", &count))
 			return -1;
-		if (cJSON_GetArraySize(tb) > 0 && get_rframe(cJSON_GetArrayItem(tb, 0), &rf) &&
+		if (cJSON_GetArraySize(tb) > 0 && h_rframe_get(cJSON_GetArrayItem(tb, 0), &rf) &&
 		    h_is_program_file(t, rf.file)) {
 			*prog_size += size;
 			*prog_count += count;
@@ -1359,23 +1630,7 @@ int h_top_split(const cJSON *json, const struct h_truth *t, long long *prog_size
 
 int h_connect(const char *path)
 {
-	struct sockaddr_un sa;
-	int fd;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
+	return ctlwire_connect(path);
 }
 
 int h_send_all(int fd, const void *buf, size_t n)
@@ -1441,6 +1696,16 @@ int h_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 		if (n + 1 < cap)
 			buf[n++] = c;
 	}
+}
+
+TCase *h_tcase(Suite *s, const char *name, int timeout_s, void (*setup)(void),
+               void (*teardown)(void))
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout_s);
+	suite_add_tcase(s, tc);
+	return tc;
 }
 
 static int require(const char *name, const char *path, int mode)

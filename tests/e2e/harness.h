@@ -70,7 +70,12 @@ void h_base_remove(void);
  * test passed and keeps it (logs, books) otherwise. `name` prefixes the
  * messages. Returns the process exit status (99 when it cannot start). */
 struct Suite;
+struct TCase;
 int h_run_suite(const char *name, struct Suite *s, const char *const *progs);
+/* A test case of s with a checked fixture (either function may be NULL)
+ * and a timeout in seconds. */
+struct TCase *h_tcase(struct Suite *s, const char *name, int timeout_s, void (*setup)(void),
+                      void (*teardown)(void));
 
 /* ---- the daemon ---- */
 
@@ -84,9 +89,23 @@ struct h_daemon {
 	int nfiles;        /* counter for files made in dir */
 };
 
-/* Makes a fresh directory and starts memtraced on it; waits until
- * control.sock accepts a connection. Asserts on failure. */
+/* Fills d for a fresh directory under the base directory: <dir>/run made
+ * with runtime_mode, <dir>/state (0700), the log path. Starts nothing.
+ * Asserts on failure. */
+void h_daemon_dirs(struct h_daemon *d, mode_t runtime_mode);
+/* Starts memtraced on d's directories with the extra options `opts`
+ * (NULL-terminated, may be NULL), its output appended to d->log, and waits
+ * until control.sock accepts a connection. The previous daemon on d, if any,
+ * must have exited: this is also how a test restarts it on the same state.
+ * Asserts on failure. */
+void h_daemon_spawn(struct h_daemon *d, const char *const *opts);
+/* h_daemon_dirs with a private runtime dir, then h_daemon_spawn. */
+void h_daemon_start_opts(struct h_daemon *d, const char *const *opts);
+/* h_daemon_start_opts without options. */
 void h_daemon_start(struct h_daemon *d);
+/* SIGTERM: asserts the daemon exits 0 within 30 s (it writes its last
+ * snapshots first). */
+void h_daemon_stop(struct h_daemon *d);
 /* Sends sig and waits up to timeout_ms for the daemon to exit; returns its
  * wait status, or -1 if it did not exit (then it is SIGKILLed). */
 int h_daemon_signal(struct h_daemon *d, int sig, int timeout_ms);
@@ -127,8 +146,12 @@ struct h_spawn {
 	uid_t uid;               /* run as this uid and gid, or H_NOUID */
 };
 
+/* Whether an entry of the test's own environment is passed on to the
+ * processes the harness starts: not MEMTRACE_*, LD_PRELOAD, nor systemd's
+ * NOTIFY_SOCKET and LISTEN_*, which would change how they run. */
+bool h_env_inherited(const char *entry);
 /* Starts a process with pipes on its stdin, stdout and stderr, in an
- * environment without any inherited MEMTRACE_* or LD_PRELOAD. Asserts. */
+ * environment of what h_env_inherited keeps plus s->env. Asserts. */
 void h_proc_start(struct h_proc *p, const struct h_spawn *s);
 /* Starts test program `name` traced by daemon d (agent preloaded, runtime dir
  * set, MEMTRACE_TRUTH a fresh file in d's directory), optionally as `uid`,
@@ -147,6 +170,9 @@ void h_proc_close_stdin(struct h_proc *p);
 /* Reads its output until both pipes end and it exits, up to timeout_ms;
  * returns the wait status, or -1 after killing it on timeout. */
 int h_proc_finish(struct h_proc *p, int timeout_ms);
+/* Closes its stdin (the test programs take that as "exit") and asserts it
+ * exits 0 within 30 s; `what` names it in the message. */
+void h_proc_end(struct h_proc *p, const char *what);
 /* SIGKILLs and reaps it if still running, frees buffers. */
 void h_proc_cleanup(struct h_proc *p);
 /* Human-readable wait status, in a static buffer. */
@@ -165,6 +191,12 @@ struct h_ctl {
  * as `uid` (or H_NOUID). Fills r; the caller calls h_ctl_free. */
 void h_ctl_run(const struct h_daemon *d, uid_t uid, struct h_ctl *r, const char *const *args);
 void h_ctl_free(struct h_ctl *r);
+/* "memtracectl ARGS...", for messages (new string). */
+char *h_args_str(const char *const *args);
+/* h_ctl_run, asserting that the client exited 0 with JSON. */
+void h_ctl_ok(const struct h_daemon *d, uid_t uid, struct h_ctl *r, const char *const *args);
+/* Runs the client once and asserts it failed with error `code`. */
+void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code);
 /* The error code of an {"error": {"code": ...}} answer, or NULL. */
 const char *h_ctl_error_code(const struct h_ctl *r);
 
@@ -229,7 +261,20 @@ bool h_is_program_file(const struct h_truth *t, const char *reported);
 
 /* ---- comparing answers with the truth ---- */
 
+/* A frame of an answer, as memtracectl reports it. */
+struct h_rframe {
+	const char *file;
+	long long line;
+	const char *func; /* NULL when absent */
+};
+
+/* Reads frame f of an answer into out (the strings stay f's); false when
+ * it has no filename or lineno. */
+bool h_rframe_get(const cJSON *f, struct h_rframe *out);
+
 enum h_key { H_KEY_LINENO, H_KEY_FILENAME, H_KEY_FUNCTION, H_KEY_TRACEBACK };
+/* The --key names, indexed by enum h_key. */
+extern const char *const h_key_names[];
 
 /* True when two stacks (most recent frame first) group together under key
  * k, as tracemalloc groups them: only the first frame counts except for
@@ -245,6 +290,17 @@ struct h_expect {
 
 /* Checks a `top` answer against e (see the header comment). */
 char *h_check_top(const cJSON *json, const struct h_expect *e);
+/* h_check_top as an h_check_fn for h_ctl_poll; `expect` is a struct h_expect. */
+char *h_check_top_fn(const cJSON *json, void *expect);
+/* Checks a `compare` answer (new.compare_to(old, key, cumulative)) against
+ * the difference of two books, optional records left out: every key the
+ * books hold something under (in either) is reported once (traceback: its
+ * reported stacks, which go on past main, sum to it) with the new size and
+ * count and their differences; nothing else of the programs' files is
+ * reported; the whole list, other files included, is in compare_to order;
+ * without cumulative, the totals are the sums. */
+char *h_check_compare(const cJSON *json, const struct h_truth *told, const struct h_truth *tnew,
+                      enum h_key key, bool cumulative);
 /* Sums a `top` answer's statistics whose most recent frame is (prog) or is
  * not (other) in a program file of t. Returns 0, or -1 on a malformed answer. */
 int h_top_split(const cJSON *json, const struct h_truth *t, long long *prog_size,
@@ -262,7 +318,7 @@ char *h_json_brief(const cJSON *json, size_t max);
 
 /* ---- raw sockets ---- */
 
-/* A connected Unix stream socket to path, or -errno. */
+/* A connected Unix stream socket to path, or -errno (ctlwire_connect). */
 int h_connect(const char *path);
 /* Writes everything (MSG_NOSIGNAL). Returns 0 or -errno. */
 int h_send_all(int fd, const void *buf, size_t n);

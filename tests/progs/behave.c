@@ -1,6 +1,5 @@
 /*
- * behave.c - a program whose output and exit status the agent must not change
- * (issue 2, item 5).
+ * behave.c - a program whose output and exit status the agent must not change.
  *
  * Usage: behave EXIT_CODE
  *

@@ -1,5 +1,5 @@
 /*
- * cxxsites.cc - known C++ allocation sites (issue 2, item 1: "C++ new").
+ * cxxsites.cc - known C++ allocation sites (new and new[]).
  *
  * new and new[] reach malloc through libstdc++'s operator new; memtrace must
  * report the line of the new-expression in this file, not operator new and

@@ -1,6 +1,6 @@
 /*
  * deltas.c - a traced program whose holdings change in known ways between
- * two phases, for the snapshot tests (issue 3): `compare` of a snapshot of
+ * two phases, for the snapshot tests (e2e_snapshots): `compare` of a snapshot of
  * phase 1 with one of phase 2 must report exactly the differences the book
  * moved, in tracemalloc's compare_to order, for every key.
  *

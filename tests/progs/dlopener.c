@@ -1,6 +1,6 @@
 /*
- * dlopener.c - allocations from a library loaded with dlopen (issue 2: module
- * maps are sent again after dlopen and dlclose).
+ * dlopener.c - allocations from a library loaded with dlopen (module maps
+ * are sent again after dlopen and dlclose).
  *
  * Usage: dlopener PLUGIN.so. Phase 1 allocates at one site of its own,
  * dlopens the plugin, has it allocate PLUGIN_BLOCKS blocks (booked at the

@@ -1,5 +1,5 @@
 /*
- * forker.c - fork and exec under the agent (issue 2, item 4).
+ * forker.c - fork and exec under the agent.
  *
  * The parent allocates at parent_before, then starts three children:
  *  - F (fork, keeps running): books the parent's blocks it inherited as

@@ -1,6 +1,6 @@
 /*
  * manystacks.c - a traced program holding one block from each of many
- * distinct stacks, for the snapshot store tests (issue 3, items 4 and 5):
+ * distinct stacks, for the snapshot store tests (kill -9 and retention):
  * snapshots of it are large enough that a kill -9 of the daemon can land
  * while one is being written.
  *

@@ -1,6 +1,5 @@
 /*
- * peak.c - a large block allocated and freed shows in peak, not in current
- * (issue 2, item 3).
+ * peak.c - a large block allocated and freed shows in peak, not in current.
  *
  * Phase 1: hold a small known set (hold_before), allocate BIG bytes at
  * big_alloc and free it at once, then hold another small set (hold_after).

@@ -1,5 +1,5 @@
 /*
- * sites.c - a traced program with known allocation sites (issue 2, item 1).
+ * sites.c - a traced program with known allocation sites.
  *
  * Every member of the malloc family the agent interposes is called at its own
  * line in its own function, several blocks per site, some of them freed, so

@@ -1,6 +1,6 @@
 /*
  * threads.c - blocks allocated in one thread and freed in another while the
- * allocator reuses their addresses (issue 2, item 2).
+ * allocator reuses their addresses.
  *
  * NTHREADS threads form a ring: each allocates blocks at two sites
  * (produce_small, below glibc's tcache limit, and produce_large, above it)

@@ -33,53 +33,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expect.h"
 #include "heap.h"
+#include "splitmix.h"
 #include "suites.h"
 
 #define BIG (UINT64_C(1) << 40) /* the first size the packed slot cannot hold */
 
-/* Like ck_assert_*, but they call into Check only when they fail. */
-#define EXPECT(cond, ...)                                                                          \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			ck_abort_msg(__VA_ARGS__);                                                 \
-	} while (0)
-#define EXPECT_TRUE(cond) EXPECT(cond, "'%s' is false", #cond)
-#define EXPECT_CMP(a, op, b)                                                                       \
-	do {                                                                                       \
-		uintmax_t a_ = (uintmax_t)(a), b_ = (uintmax_t)(b);                                \
-		if (!(a_ op b_))                                                                   \
-			ck_abort_msg("'%s %s %s' is false: %ju, %ju", #a, #op, #b, a_, b_);        \
-	} while (0)
-#define EXPECT_EQ(a, b) EXPECT_CMP(a, ==, b)
-#define EXPECT_GE(a, b) EXPECT_CMP(a, >=, b)
-#define EXPECT_GT(a, b) EXPECT_CMP(a, >, b)
-#define EXPECT_LE(a, b) EXPECT_CMP(a, <=, b)
-#define EXPECT_INT_EQ(a, b)                                                                        \
-	do {                                                                                       \
-		intmax_t a_ = (intmax_t)(a), b_ = (intmax_t)(b);                                   \
-		if (a_ != b_)                                                                      \
-			ck_abort_msg("'%s == %s' is false: %jd, %jd", #a, #b, a_, b_);             \
-	} while (0)
-
-/* ---- a small deterministic random generator (splitmix64) ---- */
-
-struct rng {
-	uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-	uint64_t z = (r->s += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
-static size_t rng_below(struct rng *r, size_t n)
-{
-	return (size_t)(rng_next(r) % n);
-}
+/* ---- workload helpers ---- */
 
 static void shuffle(struct rng *r, size_t *a, size_t n)
 {

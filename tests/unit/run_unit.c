@@ -17,6 +17,10 @@ int main(void)
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, store_suite());
 	srunner_add_suite(sr, merge_suite());
+	srunner_add_suite(sr, ring_suite());
+	srunner_add_suite(sr, stacktab_suite());
+	srunner_add_suite(sr, ctlwire_suite());
+	srunner_add_suite(sr, session_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

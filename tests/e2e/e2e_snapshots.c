@@ -1,43 +1,43 @@
 /*
- * run_e2e_snap.c - end-to-end tests of issue 3 (snapshots in SQLite),
- * items 1-5, against the real memtraced, libmemtrace.so and memtracectl.
+ * e2e_snapshots.c - end-to-end tests of stored snapshots (SQLite), against
+ * the real memtraced, libmemtrace.so and memtracectl.
  *
  * Each test runs in Check's forked child and starts its own daemon on a
  * fresh directory, with the snapshot options it needs (so the daemon is
- * started here, not by a fixture; the harness's daemon takes no options).
- * The numbers a test expects come only from the books the traced programs
- * wrote (tests/progs/deltas.c, manystacks.c); what the daemon's own store
- * looks like inside is read with SQLite's C API only where the issue asks
- * about the database itself (integrity after kill -9, growth, garbage left
- * by retention, snapshots aged on purpose).
+ * started with h_daemon_start_opts, not by a fixture). The numbers a test
+ * expects come only from the books the traced programs wrote
+ * (tests/progs/deltas.c, manystacks.c); what the daemon's own store looks
+ * like inside is read with SQLite's C API only where the behaviour is about
+ * the database itself (integrity after kill -9, growth, garbage left by
+ * retention, snapshots aged on purpose).
  *
- * Items and tests:
- *  1 compare_keys            snapshot, change, snapshot: `compare` is the
+ * Behaviours pinned, by test:
+ *  compare_keys              snapshot, change, snapshot: `compare` is the
  *                            books' difference for every key, --cumulative,
  *                            --include/--exclude, --limit, live:PID,
  *                            reversed, in compare_to order
- *  2 periodic_and_exit,      snapshots every 0.5 s, each exact; an exit
- *    exit_on_sigkill (x2),   snapshot on a normal exit and on SIGKILL (also
- *    run_prints_leaks        of 16384 stacks with a write nearly always in
+ *  periodic_and_exit,        snapshots every 0.5 s, each exact; an exit
+ *  exit_on_sigkill (x2),     snapshot on a normal exit and on SIGKILL (also
+ *  run_prints_leaks          of 16384 stacks with a write nearly always in
  *                            flight); `top --pid` after the end; `run --top`
  *                            prints the leaks, exits with PROG's status
- *  3 restart_and_files       SIGTERM and restart: every snapshot (manual,
+ *  restart_and_files         SIGTERM and restart: every snapshot (manual,
  *                            exit, shutdown) listed and exact; `top --pid`
  *                            and `stats --pid` of gone processes from their
  *                            newest snapshot; `-o` files read with the
  *                            database deleted and no daemon running
- *  4 kill9_while_writing     ten kill -9s while snapshots of 16384 stacks
- *    (x2)                    are written: the database opens, integrity and
+ *  kill9_while_writing       ten kill -9s while snapshots of 16384 stacks
+ *  (x2)                      are written: the database opens, integrity and
  *                            foreign keys hold, every snapshot memtracectl
  *                            reported is there and exact; with
  *                            --retain-snapshots 2, nothing half-deleted
- *  5 retain_count_manual,    --retain-snapshots keeps exactly the newest N
- *    retain_count_periodic,  per process (an exit snapshot is one of them),
- *    retain_steady_db,       survivors stay exact, no unused stack, frame or
- *    retain_days             process is left; under a steady workload every
+ *  retain_count_manual,      --retain-snapshots keeps exactly the newest N
+ *  retain_count_periodic,    per process (an exit snapshot is one of them),
+ *  retain_steady_db,         survivors stay exact, no unused stack, frame or
+ *  retain_days               process is left; under a steady workload every
  *                            table stops growing; --retain-days deletes
  *                            exactly the snapshots aged past it, 0 none
- *    snapshot_uid_isolation  (root only) uid 65534 neither lists nor reads
+ *  snapshot_uid_isolation    (root only) uid 65534 neither lists nor reads
  *                            nor takes root's snapshots
  *
  * The store's schema (daemon/store.c: tables snapshot, trace, largest,
@@ -58,7 +58,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -68,8 +67,6 @@
 
 #include "harness.h"
 
-extern char **environ;
-
 static struct h_daemon D; /* this test's daemon (each test has its own process) */
 
 static void teardown(void)
@@ -77,166 +74,7 @@ static void teardown(void)
 	h_daemon_cleanup(&D);
 }
 
-/* ------------------------------------------------- daemon with options */
-
-/* Starts memtraced on d's directories with extra options `opts`
- * (NULL-terminated), its output appended to d->log, and waits until
- * control.sock accepts. Like h_daemon_start, the daemon dies with the test
- * process (PR_SET_PDEATHSIG). */
-static void daemon_spawn(struct h_daemon *d, const char *const *opts)
-{
-	const char *argv[32];
-	char **env;
-	char sock[700];
-	size_t n = 0, k = 0;
-	int logfd, nullfd, rc = -1;
-	pid_t parent = getpid(), pid;
-	long long deadline;
-
-	argv[n++] = h_daemon_bin();
-	argv[n++] = "--runtime-dir";
-	argv[n++] = d->runtime;
-	argv[n++] = "--state-dir";
-	argv[n++] = d->state;
-	for (size_t i = 0; opts != NULL && opts[i] != NULL && n < 31; i++)
-		argv[n++] = opts[i];
-	argv[n] = NULL;
-	for (char **e = environ; *e != NULL; e++)
-		n++;
-	env = calloc(n + 1, sizeof *env);
-	ck_assert(env != NULL);
-	for (char **e = environ; *e != NULL; e++)
-		if (strncmp(*e, "MEMTRACE_", 9) != 0 && strncmp(*e, "LD_PRELOAD=", 11) != 0)
-			env[k++] = *e;
-	env[k] = NULL;
-
-	logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	ck_assert_msg(logfd >= 0 && nullfd >= 0, "open: %s", strerror(errno));
-	pid = fork();
-	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		sigset_t none;
-		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
-			_exit(126);
-		closefrom(3);
-		for (int sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-			_exit(125);
-		execve(argv[0], (char *const *)argv, env);
-		_exit(127);
-	}
-	free(env);
-	close(logfd);
-	close(nullfd);
-	d->pid = pid;
-
-	snprintf(sock, sizeof sock, "%s/control.sock", d->runtime);
-	deadline = h_now_ms() + H_START_MS;
-	while (h_now_ms() < deadline) {
-		int fd = h_connect(sock);
-		if (fd >= 0) {
-			close(fd);
-			rc = 0;
-			break;
-		}
-		rc = fd;
-		if (!h_daemon_alive(d))
-			break;
-		h_sleep_ms(20);
-	}
-	if (rc != 0) {
-		char *log = h_daemon_log_tail(d, 3000);
-		bool alive = h_daemon_alive(d);
-		ck_abort_msg("memtraced did not accept on %s within %d ms (%s; %s); log:\n%s", sock,
-		             H_START_MS, strerror(-rc),
-		             alive ? "still running" : h_status_str(d->status), log);
-	}
-}
-
-/* A fresh directory (as h_daemon_start makes it) and a daemon on it. */
-static void daemon_start(struct h_daemon *d, const char *const *opts)
-{
-	memset(d, 0, sizeof *d);
-	ck_assert_msg(h_base_dir()[0] != '\0', "harness: base directory not made");
-	snprintf(d->dir, sizeof d->dir, "%s/t.XXXXXX", h_base_dir());
-	ck_assert_msg(mkdtemp(d->dir) != NULL, "mkdtemp: %s", strerror(errno));
-	ck_assert_msg(chmod(d->dir, 0755) == 0, "chmod: %s", strerror(errno));
-	snprintf(d->runtime, sizeof d->runtime, "%s/run", d->dir);
-	snprintf(d->state, sizeof d->state, "%s/state", d->dir);
-	snprintf(d->log, sizeof d->log, "%s/memtraced.log", d->dir);
-	ck_assert_msg(mkdir(d->runtime, 0700) == 0, "mkdir: %s", strerror(errno));
-	ck_assert_msg(mkdir(d->state, 0700) == 0, "mkdir: %s", strerror(errno));
-	daemon_spawn(d, opts);
-}
-
-/* Starts a new daemon on the same directories (state kept); the previous
- * one must have exited. */
-static void daemon_restart(struct h_daemon *d, const char *const *opts)
-{
-	ck_assert_msg(!h_daemon_alive(d), "restart while memtraced %ld still runs", (long)d->pid);
-	daemon_spawn(d, opts);
-}
-
-/* SIGTERM: the daemon writes its last snapshots and exits 0. */
-static void daemon_stop(struct h_daemon *d)
-{
-	int st = h_daemon_signal(d, SIGTERM, 30000);
-	char *log =
-	    st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? NULL : h_daemon_log_tail(d, 2000);
-	ck_assert_msg(log == NULL, "memtraced after SIGTERM: %s; log:\n%s",
-	              st == -1 ? "did not exit within 30 s" : h_status_str(st), log);
-}
-
 /* ------------------------------------------------------------ client */
-
-static const char *const key_names[] = {"lineno", "filename", "function", "traceback"};
-
-static char *args_str(const char *const *args)
-{
-	char *s = h_strf("memtracectl");
-	for (size_t i = 0; args[i] != NULL; i++) {
-		char *n = h_strf("%s %s", s, args[i]);
-		free(s);
-		s = n;
-	}
-	return s;
-}
-
-/* Runs the client once and asserts it succeeded with JSON. */
-static void ctl_ok(struct h_ctl *r, const char *const *args)
-{
-	char *cmd = args_str(args);
-	h_ctl_run(&D, H_NOUID, r, args);
-	ck_assert_msg(r->status == 0 && r->json != NULL,
-	              "`%s` failed (exit %d): stdout: %.1500s stderr: %.1500s", cmd, r->status,
-	              r->out, r->err);
-	free(cmd);
-}
-
-/* Runs the client once and asserts it failed with error `code`. */
-static void ctl_error(const char *const *args, const char *code)
-{
-	struct h_ctl r;
-	char *cmd = args_str(args);
-	const char *got;
-
-	h_ctl_run(&D, H_NOUID, &r, args);
-	got = h_ctl_error_code(&r);
-	ck_assert_msg(r.status != 0 && got != NULL && strcmp(got, code) == 0,
-	              "`%s`: expected error %s, got exit %d: %.1000s %.500s", cmd, code, r.status,
-	              r.out, r.err);
-	h_ctl_free(&r);
-	free(cmd);
-}
-
-static char *check_top_cb(const cJSON *json, void *arg)
-{
-	return h_check_top(json, arg);
-}
 
 /* Polls `top --pid P --limit 0` (key lineno) until it matches the book:
  * the daemon has taken in everything the program did before its book. */
@@ -249,7 +87,7 @@ static void wait_live(long pid, const struct h_truth *t, const char *what)
 	char *why;
 
 	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
-	why = h_ctl_poll(&D, H_NOUID, &r, check_top_cb, &e, args);
+	why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, args);
 	ck_assert_msg(why == NULL, "%s: live `top --pid %ld` never matched the book:\n  %.3000s",
 	              what, pid, why);
 	h_ctl_free(&r);
@@ -266,16 +104,16 @@ static void top_exact(struct h_ctl *r, const char *sel, const char *ref, const s
 {
 	struct h_expect e = {.t = t, .files = t, .key = key, .cumulative = cum};
 	const char *args[] = {
-	    "top", sel, ref, "--key", key_names[key], "--limit", "0", cum ? "--cumulative" : NULL,
+	    "top", sel, ref, "--key", h_key_names[key], "--limit", "0", cum ? "--cumulative" : NULL,
 	    NULL};
 	struct h_ctl mine;
 	char *why, *cmd;
 
 	if (r == NULL)
 		r = &mine;
-	ctl_ok(r, args);
+	h_ctl_ok(&D, H_NOUID, r, args);
 	why = h_check_top(r->json, &e);
-	cmd = args_str(args);
+	cmd = h_args_str(args);
 	ck_assert_msg(why == NULL, "%s: `%s` differs from the program's book:\n  %.3000s", what,
 	              cmd, why);
 	free(cmd);
@@ -359,7 +197,7 @@ static void snaps_list(struct snaplist *l, long pid, const char *what)
 	const char *one[] = {"snapshots", "--pid", pidbuf, NULL};
 
 	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
-	ctl_ok(&r, pid != 0 ? one : all);
+	h_ctl_ok(&D, H_NOUID, &r, pid != 0 ? one : all);
 	snaps_parse(r.json, l, what);
 	if (pid != 0)
 		for (int i = 0; i < l->n; i++)
@@ -408,7 +246,7 @@ static long long snap_take(long pid, const char *file)
 	const char *reason;
 
 	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
-	ctl_ok(&r, args);
+	h_ctl_ok(&D, H_NOUID, &r, args);
 	reason = h_json_str(r.json, "reason");
 	ck_assert_msg(h_json_int(r.json, "id", &id) && id > 0 && h_json_int(r.json, "pid", &rpid) &&
 	                  rpid == pid && reason != NULL && strcmp(reason, "manual") == 0 &&
@@ -494,327 +332,7 @@ static struct h_truth *next_phase(struct h_proc *p)
 	return t;
 }
 
-/* Sends "exit" (or closes stdin) and asserts the program exits 0. */
-static void end_prog(struct h_proc *p, const char *what)
-{
-	int st;
-
-	h_proc_close_stdin(p);
-	st = h_proc_finish(p, 30000);
-	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	              "%s: %s ended with %s; stderr: %.2000s", what, p->name, h_status_str(st),
-	              p->err.data ? p->err.data : "");
-}
-
 /* --------------------------------------------- comparing with the book */
-
-/* One expected statistic of a comparison: a key and what the two books
- * hold under it. */
-struct dexp {
-	const struct h_frame *f; /* the key's frames (one unless traceback) */
-	int nf;
-	long long os, oc, ns, nc;   /* old and new size, count */
-	long long gs, gsd, gc, gcd; /* reported sums */
-	int seen;
-};
-
-static void dexp_add(struct dexp **v, int *n, enum h_key k, const struct h_frame *f, int nf,
-                     long long size, long long count, bool newer)
-{
-	struct dexp *e = NULL;
-
-	for (int i = 0; i < *n && e == NULL; i++)
-		if (h_key_equal(k, (*v)[i].f, (*v)[i].nf, f, nf))
-			e = &(*v)[i];
-	if (e == NULL) {
-		*v = realloc(*v, (size_t)(*n + 1) * sizeof **v);
-		ck_assert(*v != NULL);
-		e = &(*v)[(*n)++];
-		memset(e, 0, sizeof *e);
-		e->f = f;
-		e->nf = nf;
-	}
-	if (newer) {
-		e->ns += size;
-		e->nc += count;
-	} else {
-		e->os += size;
-		e->oc += count;
-	}
-}
-
-/* The expected statistics of new.compare_to(old, key, cumulative). */
-static int dexp_build(const struct h_truth *told, const struct h_truth *tnew, enum h_key k,
-                      bool cum, struct dexp **v)
-{
-	int n = 0;
-
-	*v = NULL;
-	for (int side = 0; side < 2; side++) {
-		const struct h_truth *t = side == 0 ? told : tnew;
-		for (int i = 0; i < t->nrecs; i++) {
-			const struct h_rec *r = &t->recs[i];
-			if (r->optional)
-				continue;
-			if (k == H_KEY_TRACEBACK) {
-				dexp_add(v, &n, k, r->f, r->nframes, r->bytes, r->count, side);
-				continue;
-			}
-			for (int j = 0; j < (cum ? r->nframes : 1); j++) {
-				bool dup = false;
-				/* cumulative counts a trace once per distinct key */
-				for (int m = 0; m < j && !dup; m++)
-					dup = h_key_equal(k, &r->f[m], 1, &r->f[j], 1);
-				if (!dup)
-					dexp_add(v, &n, k, &r->f[j], 1, r->bytes, r->count, side);
-			}
-		}
-	}
-	return n;
-}
-
-struct rframe {
-	const char *file, *func;
-	long long line;
-};
-
-static bool get_rframe(const cJSON *f, struct rframe *out)
-{
-	out->file = h_json_str(f, "filename");
-	out->func = h_json_str(f, "function");
-	return out->file != NULL && h_json_int(f, "lineno", &out->line);
-}
-
-static bool rframe_matches(enum h_key k, const struct rframe *rf, const struct h_frame *f)
-{
-	if (!h_file_matches(rf->file, f->file))
-		return false;
-	switch (k) {
-	case H_KEY_LINENO:
-		return rf->line == f->line;
-	case H_KEY_FILENAME:
-		return true;
-	case H_KEY_FUNCTION:
-		return h_func_matches(rf->func, f->func, f->file);
-	case H_KEY_TRACEBACK:
-		return rf->line == f->line && h_func_matches(rf->func, f->func, f->file);
-	}
-	return false;
-}
-
-static const char *base(const char *path)
-{
-	const char *s = path != NULL ? strrchr(path, '/') : NULL;
-	return s != NULL ? s + 1 : path != NULL ? path : "(null)";
-}
-
-static char *dexp_desc(enum h_key k, const struct dexp *e)
-{
-	char *s = NULL;
-
-	if (k != H_KEY_TRACEBACK)
-		return h_strf("%s:%d (%s)", base(e->f[0].file),
-		              k == H_KEY_FILENAME ? 0 : e->f[0].line,
-		              k == H_KEY_FILENAME ? "*" : e->f[0].func);
-	for (int i = 0; i < e->nf; i++) {
-		char *n = h_strf("%s%s%s:%d %s", s != NULL ? s : "", i > 0 ? " <- " : "",
-		                 base(e->f[i].file), e->f[i].line, e->f[i].func);
-		free(s);
-		s = n;
-	}
-	return s;
-}
-
-static char *rtrace_desc(const cJSON *tb)
-{
-	char *s = NULL;
-	const cJSON *f;
-	int i = 0;
-
-	cJSON_ArrayForEach(f, tb)
-	{
-		struct rframe rf;
-		char *n;
-		if (!get_rframe(f, &rf))
-			rf = (struct rframe){"(bad frame)", "", 0};
-		n = h_strf("%s%s%s:%lld %s", s != NULL ? s : "", i++ > 0 ? " <- " : "",
-		           base(rf.file), rf.line, rf.func != NULL ? rf.func : "?");
-		free(s);
-		s = n;
-		if (i == 6)
-			break;
-	}
-	return s != NULL ? s : h_strf("(empty traceback)");
-}
-
-static long long llabs_(long long v)
-{
-	return v < 0 ? -v : v;
-}
-
-/*
- * Checks a `compare` answer against the difference of two books: every key
- * the books hold something under (in either) is reported once (traceback:
- * its reported stacks, which go on past main, sum to it) with the new size
- * and count and their differences; nothing else of the program's files is
- * reported; the whole list, other files included, is in compare_to order.
- * Returns NULL or a malloc'ed list of differences.
- */
-static char *check_compare(const cJSON *json, const struct h_truth *told,
-                           const struct h_truth *tnew, enum h_key key, bool cum)
-{
-	const cJSON *stats = cJSON_GetObjectItemCaseSensitive(json, "stats");
-	const cJSON *cj = cJSON_GetObjectItemCaseSensitive(json, "cumulative");
-	const char *k = h_json_str(json, "key");
-	const cJSON *st;
-	struct dexp *exp;
-	char *why = NULL;
-	long long prev[4] = {-1, -1, -1, -1}, sum_s = 0, sum_sd = 0, sum_c = 0, sum_cd = 0;
-	int nexp, idx = -1;
-
-	if (!cJSON_IsArray(stats)) {
-		char *b = h_json_brief(json, 600);
-		why = h_strf("answer has no \"stats\" array: %s", b);
-		free(b);
-		return why;
-	}
-	if (k == NULL || strcmp(k, key_names[key]) != 0)
-		h_append(&why, "\"key\" is %s, expected %s", k ? k : "absent", key_names[key]);
-	if (!cJSON_IsBool(cj) || cJSON_IsTrue(cj) != cum)
-		h_append(&why, "\"cumulative\" is not %s", cum ? "true" : "false");
-
-	nexp = dexp_build(told, tnew, key, cum, &exp);
-	cJSON_ArrayForEach(st, stats)
-	{
-		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(st, "traceback");
-		long long s, sd, c, cd;
-		struct rframe rf0;
-		int ntb = cJSON_GetArraySize(tb);
-
-		idx++;
-		if (!h_json_int(st, "size", &s) || !h_json_int(st, "size_diff", &sd) ||
-		    !h_json_int(st, "count", &c) || !h_json_int(st, "count_diff", &cd) ||
-		    !cJSON_IsArray(tb)) {
-			h_append(&why, "stats[%d] lacks size/size_diff/count/count_diff/traceback",
-			         idx);
-			continue;
-		}
-		sum_s += s;
-		sum_sd += sd;
-		sum_c += c;
-		sum_cd += cd;
-		/* compare_to: sorted by (abs(size_diff), size, abs(count_diff),
-		 * count), largest first */
-		{
-			long long cur[4] = {llabs_(sd), s, llabs_(cd), c};
-			int cmp = 0;
-			for (int i = 0; i < 4 && cmp == 0 && prev[0] >= 0; i++)
-				cmp = cur[i] < prev[i] ? -1 : cur[i] > prev[i] ? 1 : 0;
-			if (cmp > 0)
-				h_append(
-				    &why,
-				    "stats[%d] (|size_diff| %lld size %lld |count_diff| %lld count "
-				    "%lld) is not in compare_to order after (%lld %lld %lld %lld)",
-				    idx, cur[0], cur[1], cur[2], cur[3], prev[0], prev[1], prev[2],
-				    prev[3]);
-			memcpy(prev, cur, sizeof prev);
-		}
-		if (key != H_KEY_TRACEBACK && ntb != 1)
-			h_append(&why, "stats[%d]: a %s statistic has %d frames, expected 1", idx,
-			         key_names[key], ntb);
-		if (ntb == 0 || !get_rframe(cJSON_GetArrayItem(tb, 0), &rf0)) {
-			h_append(&why, "stats[%d] has no or a malformed first frame", idx);
-			continue;
-		}
-		if (!h_is_program_file(tnew, rf0.file) && !h_is_program_file(told, rf0.file))
-			continue; /* libc, the loader: not the program's, never compared */
-		if ((key == H_KEY_FILENAME || key == H_KEY_FUNCTION) && rf0.line != 0)
-			h_append(&why, "%s statistic %s has lineno %lld, expected 0",
-			         key_names[key], base(rf0.file), rf0.line);
-
-		struct dexp *best = NULL;
-		for (int i = 0; i < nexp; i++) {
-			struct dexp *x = &exp[i];
-			bool ok = x->nf <= (key == H_KEY_TRACEBACK ? ntb : 1);
-			for (int j = 0; ok && j < x->nf; j++) {
-				struct rframe rf;
-				ok = get_rframe(cJSON_GetArrayItem(tb, j), &rf) &&
-				     rframe_matches(key, &rf, &x->f[j]);
-			}
-			if (ok && (best == NULL || x->nf > best->nf))
-				best = x;
-		}
-		if (best == NULL) {
-			char *d = rtrace_desc(tb);
-			h_append(&why,
-			         "unexpected statistic %s: size %lld (%+lld) count %lld (%+lld); "
-			         "the books have no such key",
-			         d, s, sd, c, cd);
-			free(d);
-			continue;
-		}
-		if (best->seen && key != H_KEY_TRACEBACK) {
-			char *d = dexp_desc(key, best);
-			h_append(&why, "two statistics for %s", d);
-			free(d);
-		}
-		if (key == H_KEY_LINENO &&
-		    !h_func_matches(rf0.func, best->f[0].func, best->f[0].file)) {
-			char *d = dexp_desc(key, best);
-			h_append(&why, "%s reported with function \"%s\"", d,
-			         rf0.func ? rf0.func : "(none)");
-			free(d);
-		}
-		best->seen++;
-		best->gs += s;
-		best->gsd += sd;
-		best->gc += c;
-		best->gcd += cd;
-	}
-	for (int i = 0; i < nexp; i++) {
-		struct dexp *x = &exp[i];
-		char *d = dexp_desc(key, x);
-		bool held = x->os != 0 || x->oc != 0 || x->ns != 0 || x->nc != 0;
-		if (!x->seen && held)
-			h_append(&why,
-			         "%s: expected size %lld (%+lld) count %lld (%+lld), not reported",
-			         d, x->ns, x->ns - x->os, x->nc, x->nc - x->oc);
-		else if (x->seen && !held)
-			h_append(
-			    &why,
-			    "%s: held in neither snapshot, yet reported: size %lld (%+lld) count "
-			    "%lld (%+lld)",
-			    d, x->gs, x->gsd, x->gc, x->gcd);
-		else if (x->seen && (x->gs != x->ns || x->gsd != x->ns - x->os || x->gc != x->nc ||
-		                     x->gcd != x->nc - x->oc))
-			h_append(&why,
-			         "%s: expected size %lld (%+lld) count %lld (%+lld), reported size "
-			         "%lld (%+lld) count %lld (%+lld)",
-			         d, x->ns, x->ns - x->os, x->nc, x->nc - x->oc, x->gs, x->gsd,
-			         x->gc, x->gcd);
-		free(d);
-	}
-	if (!cum) {
-		/* with --limit 0 (count_stats == the number of statistics) the
-		 * totals are the sums of the statistics */
-		long long ts, tsd, tc, tcd, cs;
-		if (!h_json_int(json, "total_size", &ts) ||
-		    !h_json_int(json, "total_size_diff", &tsd) ||
-		    !h_json_int(json, "total_count", &tc) ||
-		    !h_json_int(json, "total_count_diff", &tcd) ||
-		    !h_json_int(json, "count_stats", &cs))
-			h_append(&why, "answer lacks total_size/total_size_diff/total_count/"
-			               "total_count_diff/count_stats");
-		else if (cs == cJSON_GetArraySize(stats) &&
-		         (ts != sum_s || tsd != sum_sd || tc != sum_c || tcd != sum_cd))
-			h_append(&why,
-			         "totals %lld (%+lld) / %lld (%+lld) are not the sums of the "
-			         "statistics %lld (%+lld) / %lld (%+lld)",
-			         ts, tsd, tc, tcd, sum_s, sum_sd, sum_c, sum_cd);
-	}
-	free(exp);
-	return why;
-}
 
 /* `compare A B --key K --limit 0 [--cumulative] EXTRA...` once; asserts it
  * is the books' difference. Leaves the answer in r if r is not NULL. */
@@ -831,7 +349,7 @@ static void compare_exact(struct h_ctl *r, const char *a, const char *b, const s
 	args[n++] = a;
 	args[n++] = b;
 	args[n++] = "--key";
-	args[n++] = key_names[key];
+	args[n++] = h_key_names[key];
 	args[n++] = "--limit";
 	args[n++] = "0";
 	if (cum)
@@ -841,9 +359,9 @@ static void compare_exact(struct h_ctl *r, const char *a, const char *b, const s
 	args[n] = NULL;
 	if (r == NULL)
 		r = &mine;
-	ctl_ok(r, args);
-	why = check_compare(r->json, told, tnew, key, cum);
-	cmd = args_str(args);
+	h_ctl_ok(&D, H_NOUID, r, args);
+	why = h_check_compare(r->json, told, tnew, key, cum);
+	cmd = h_args_str(args);
 	ck_assert_msg(why == NULL, "%s: `%s` is not the books' difference:\n  %.3500s", what, cmd,
 	              why);
 	free(cmd);
@@ -1012,7 +530,7 @@ static void assert_no_garbage(const char *what)
 	sqlite3_close(db);
 }
 
-/* ============================================================ 1: compare */
+/* =============================================================== compare */
 
 START_TEST(compare_keys)
 {
@@ -1023,7 +541,7 @@ START_TEST(compare_keys)
 	long long a, b;
 	struct h_ctl r;
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	t1 = start_prog(&p, "deltas", NULL);
 	wait_live(t1->pid, t1, "deltas phase 1");
 	a = snap_take(t1->pid, NULL);
@@ -1135,8 +653,8 @@ START_TEST(compare_keys)
 		const char *three[] = {"compare", id1, id2, "--limit", "3", NULL};
 		struct h_ctl r3;
 		long long cs_all, cs3;
-		ctl_ok(&r, all);
-		ctl_ok(&r3, three);
+		h_ctl_ok(&D, H_NOUID, &r, all);
+		h_ctl_ok(&D, H_NOUID, &r3, three);
 		const cJSON *sa = cJSON_GetObjectItemCaseSensitive(r.json, "stats");
 		const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(r3.json, "stats");
 		ck_assert(h_json_int(r.json, "count_stats", &cs_all) &&
@@ -1156,17 +674,17 @@ START_TEST(compare_keys)
 	/* Errors: an id that does not exist. */
 	{
 		const char *bad[] = {"compare", id1, "999999", NULL};
-		ctl_error(bad, "no_such_snapshot");
+		h_ctl_error(&D, H_NOUID, bad, "no_such_snapshot");
 	}
 
-	end_prog(&p, "deltas");
+	h_proc_end(&p, "deltas");
 	h_truth_free(t1);
 	h_truth_free(t2);
 	h_proc_cleanup(&p);
 }
 END_TEST
 
-/* ========================================================= 2: periodic */
+/* ============================================================ periodic */
 
 START_TEST(periodic_and_exit)
 {
@@ -1180,7 +698,7 @@ START_TEST(periodic_and_exit)
 	int nnew = 0, ngaps = 0;
 	const struct snap *prev = NULL;
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	t = start_prog(&p, "deltas", NULL);
 	wait_live(t->pid, t, "deltas");
 	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
@@ -1231,7 +749,7 @@ START_TEST(periodic_and_exit)
 
 	/* A normal exit: an exit snapshot of what it still held. */
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
-	end_prog(&p, "deltas");
+	h_proc_end(&p, "deltas");
 	tend = h_truth_must(p.truth);
 	e = wait_reason(t->pid, "exit", "after a normal exit");
 	snprintf(eid, sizeof eid, "%lld", e);
@@ -1290,7 +808,7 @@ START_TEST(exit_on_sigkill)
 	long long e;
 	int st;
 
-	daemon_start(&D, _i == 0 ? opts0 : opts1);
+	h_daemon_start_opts(&D, _i == 0 ? opts0 : opts1);
 	if (_i == 0) {
 		t1 = start_prog(&p, "deltas", NULL);
 		t = next_phase(&p);
@@ -1315,7 +833,7 @@ START_TEST(exit_on_sigkill)
 		struct h_ctl r;
 		const char *args[] = {"stats", "--snapshot", eid, NULL};
 		long long cur, blocks;
-		ctl_ok(&r, args);
+		h_ctl_ok(&D, H_NOUID, &r, args);
 		ck_assert_msg(h_json_int(r.json, "current", &cur) &&
 		                  h_json_int(r.json, "blocks", &blocks) &&
 		                  cur >= h_truth_bytes(t) && blocks >= h_truth_count(t),
@@ -1347,7 +865,7 @@ START_TEST(run_prints_leaks)
 	char *why;
 	int st;
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	truth = h_daemon_file(&D, "deltas");
 	argv[2] = D.runtime;
 	memset(&s, 0, sizeof s);
@@ -1393,14 +911,14 @@ static void traceback_all(const char *ref, const struct h_truth *t, const char *
 	const cJSON *blk;
 	long long prev = -1, psize = 0, pcount = 0;
 
-	ctl_ok(&r, tb);
+	h_ctl_ok(&D, H_NOUID, &r, tb);
 	cJSON_ArrayForEach(blk, cJSON_GetObjectItemCaseSensitive(r.json, "blocks"))
 	{
 		long long size;
-		struct rframe rf;
+		struct h_rframe rf;
 		const cJSON *tbk = cJSON_GetObjectItemCaseSensitive(blk, "traceback");
 		ck_assert_msg(h_json_int(blk, "size", &size) &&
-		                  get_rframe(cJSON_GetArrayItem(tbk, 0), &rf),
+		                  h_rframe_get(cJSON_GetArrayItem(tbk, 0), &rf),
 		              "%s: malformed block: %.600s", what, r.out);
 		ck_assert_msg(prev < 0 || size <= prev, "%s: blocks not largest first", what);
 		prev = size;
@@ -1416,7 +934,7 @@ static void traceback_all(const char *ref, const struct h_truth *t, const char *
 	h_ctl_free(&r);
 }
 
-/* ========================================================== 3: restart */
+/* ============================================================= restart */
 
 START_TEST(restart_and_files)
 {
@@ -1427,7 +945,7 @@ START_TEST(restart_and_files)
 	long long a, b, c, e, s = 0;
 	struct snaplist l;
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	f1 = h_daemon_file(&D, "snapshot-1.json");
 	f2 = h_daemon_file(&D, "snapshot-2.json");
 
@@ -1443,13 +961,13 @@ START_TEST(restart_and_files)
 	/* X ends before the daemon: its exit snapshot. */
 	tx = start_prog(&px, "deltas", NULL);
 	wait_live(tx->pid, tx, "X");
-	end_prog(&px, "X");
+	h_proc_end(&px, "X");
 	e = wait_reason(tx->pid, "exit", "X's exit");
 	snprintf(lpid, sizeof lpid, "%ld", l1->pid);
 	snprintf(xpid, sizeof xpid, "%ld", tx->pid);
 
-	daemon_stop(&D);
-	daemon_restart(&D, opts);
+	h_daemon_stop(&D);
+	h_daemon_spawn(&D, opts);
 
 	/* Every snapshot is still listed: three manual, X's exit, and the
 	 * shutdown snapshot of L. */
@@ -1493,7 +1011,7 @@ START_TEST(restart_and_files)
 	{
 		struct h_ctl r;
 		const char *st_s[] = {"stats", "--snapshot", ids, NULL};
-		ctl_ok(&r, st_s);
+		h_ctl_ok(&D, H_NOUID, &r, st_s);
 		assert_from_snapshot(r.json, s, "shutdown", "stats --snapshot (shutdown)");
 		h_ctl_free(&r);
 	}
@@ -1513,7 +1031,7 @@ START_TEST(restart_and_files)
 		assert_from_snapshot(r.json, s, "shutdown", "top --pid of L after restart");
 		h_ctl_free(&r);
 		const char *st_x[] = {"stats", "--pid", xpid, NULL};
-		ctl_ok(&r, st_x);
+		h_ctl_ok(&D, H_NOUID, &r, st_x);
 		const char *state = h_json_str(r.json, "state");
 		ck_assert_msg(state != NULL && strcmp(state, "snapshot") == 0,
 		              "stats --pid of X after restart: state %s, expected snapshot",
@@ -1524,7 +1042,7 @@ START_TEST(restart_and_files)
 	snaps_free(&l);
 
 	/* The files need neither the database nor a daemon. */
-	daemon_stop(&D);
+	h_daemon_stop(&D);
 	{
 		const char *sfx[] = {"", "-wal", "-shm"};
 		for (int i = 0; i < 3; i++) {
@@ -1548,7 +1066,7 @@ START_TEST(restart_and_files)
 		const cJSON *m;
 		const char *reason;
 		long long cur;
-		ctl_ok(&r, st_f);
+		h_ctl_ok(&D, H_NOUID, &r, st_f);
 		m = cJSON_GetObjectItemCaseSensitive(r.json, "snapshot");
 		reason = h_json_str(m, "reason");
 		ck_assert_msg(reason != NULL && strcmp(reason, "manual") == 0 &&
@@ -1558,13 +1076,13 @@ START_TEST(restart_and_files)
 	}
 
 	/* A new, empty database: the files still work, the ids are gone. */
-	daemon_restart(&D, opts);
+	h_daemon_spawn(&D, opts);
 	snaps_list(&l, 0, "new database");
 	ck_assert_msg(l.n == 0, "a deleted database still lists %d snapshots", l.n);
 	snaps_free(&l);
 	{
 		const char *top_a[] = {"top", "--snapshot", ida, NULL};
-		ctl_error(top_a, "no_such_snapshot");
+		h_ctl_error(&D, H_NOUID, top_a, "no_such_snapshot");
 	}
 	compare_exact(NULL, f1, f2, l1, l2, H_KEY_LINENO, false, NULL, "compare of files");
 
@@ -1578,7 +1096,7 @@ START_TEST(restart_and_files)
 }
 END_TEST
 
-/* ============================================================ 4: kill -9 */
+/* =============================================================== kill -9 */
 
 #define K9_ITERATIONS 10
 #define K9_LEVELS     "14"
@@ -1629,9 +1147,9 @@ START_TEST(kill9_while_writing)
 		int answered = 0, delay = 20 + (it * 137 + _i * 60) % 600;
 
 		if (it == 0)
-			daemon_start(&D, opts);
+			h_daemon_start_opts(&D, opts);
 		else
-			daemon_restart(&D, opts);
+			h_daemon_spawn(&D, opts);
 
 		/* Whatever was reported as taken before is still there. */
 		snaps_list(&l, 0, "after kill -9");
@@ -1720,7 +1238,7 @@ START_TEST(kill9_while_writing)
 		const char *still0[] = {"--snapshot-interval", "0", NULL};
 		const char *still1[] = {"--snapshot-interval", "0", "--retain-snapshots", "2",
 		                        NULL};
-		daemon_restart(&D, _i == 0 ? still0 : still1);
+		h_daemon_spawn(&D, _i == 0 ? still0 : still1);
 	}
 	if (_i == 0) {
 		for (int i = 0; i < ntaken; i++) {
@@ -1774,7 +1292,7 @@ START_TEST(kill9_while_writing)
 				struct h_ctl r;
 				long long ps, pc, os, oc;
 				long long bs = h_truth_meta(t, "block_size", -1);
-				ctl_ok(&r, args);
+				h_ctl_ok(&D, H_NOUID, &r, args);
 				ck_assert(h_top_split(r.json, t, &ps, &pc, &os, &oc) == 0);
 				ck_assert_msg(
 				    pc <= h_truth_count(t) && ps == pc * bs,
@@ -1800,7 +1318,7 @@ START_TEST(kill9_while_writing)
 }
 END_TEST
 
-/* ========================================================= 5: retention */
+/* ============================================================ retention */
 
 /* `snapshots --pid P` lists exactly ids[0..n) in this order. */
 static void assert_listed(long pid, const long long *ids, int n, const char *what)
@@ -1835,7 +1353,7 @@ START_TEST(retain_count_manual)
 	int np = 0, nq = 0;
 	char id[24];
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	p1 = start_prog(&pp, "deltas", NULL);
 	q1 = start_prog(&pq, "deltas", NULL);
 	wait_live(p1->pid, p1, "P");
@@ -1870,7 +1388,7 @@ START_TEST(retain_count_manual)
 
 	/* P exits: its exit snapshot counts as one of its three. */
 	ck_assert_int_eq(h_proc_send(&pp, "exit"), 0);
-	end_prog(&pp, "P");
+	h_proc_end(&pp, "P");
 	pend = h_truth_must(pp.truth);
 	ps[np] = wait_reason(p1->pid, "exit", "P's exit");
 	np++;
@@ -1979,7 +1497,7 @@ START_TEST(retain_count_periodic)
 	long long deadline;
 	char id[24];
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	p1 = start_prog(&pp, "deltas", NULL);
 	q1 = start_prog(&pq, "deltas", NULL);
 	wait_live(p1->pid, p1, "P");
@@ -2021,7 +1539,7 @@ START_TEST(retain_count_periodic)
 	snaps_free(&l);
 
 	/* P ends: at most three, the exit snapshot the newest of them. */
-	end_prog(&pp, "P");
+	h_proc_end(&pp, "P");
 	wait_count(&l, sp.pid, 3, "exit", "P after exit");
 	for (int i = 0; i < l.n; i++)
 		seen_add(&sp, l.v[i].id);
@@ -2098,7 +1616,7 @@ START_TEST(retain_steady_db)
 	int n1, n2;
 	char *why = NULL;
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	t = start_prog(&p, "manystacks", args);
 	t0 = h_now_ms();
 	h_sleep_ms((int)(t0 + 2000 - h_now_ms()));
@@ -2166,7 +1684,7 @@ START_TEST(retain_days)
 	struct snaplist l;
 	char id[24];
 
-	daemon_start(&D, opts0);
+	h_daemon_start_opts(&D, opts0);
 	p1 = start_prog(&pp, "deltas", NULL);
 	wait_live(p1->pid, p1, "P");
 	a[0] = snap_take(p1->pid, NULL);
@@ -2178,7 +1696,7 @@ START_TEST(retain_days)
 	q1 = start_prog(&pq, "deltas", NULL);
 	wait_live(q1->pid, q1, "Q");
 	b1 = snap_take(q1->pid, NULL);
-	daemon_stop(&D); /* + shutdown snapshots of P and Q */
+	h_daemon_stop(&D); /* + shutdown snapshots of P and Q */
 	h_proc_cleanup(&pp);
 	h_proc_cleanup(&pq);
 
@@ -2190,7 +1708,7 @@ START_TEST(retain_days)
 	age_snapshot(b1, 45);
 
 	/* Retention runs after a write: snapshot a new process. */
-	daemon_restart(&D, opts30);
+	h_daemon_spawn(&D, opts30);
 	r1 = start_prog(&pr, "deltas", NULL);
 	wait_live(r1->pid, r1, "R");
 	r = snap_take(r1->pid, NULL);
@@ -2222,7 +1740,7 @@ START_TEST(retain_days)
 
 	/* Everything old but what comes next: only the new snapshot and the
 	 * stacks, frames and process it uses remain. */
-	daemon_stop(&D); /* + R's shutdown snapshot */
+	h_daemon_stop(&D); /* + R's shutdown snapshot */
 	h_proc_cleanup(&pr);
 	{
 		sqlite3 *db = db_open(&D);
@@ -2240,7 +1758,7 @@ START_TEST(retain_days)
 		struct h_proc pn;
 		struct h_truth *n1;
 		struct snaplist ln;
-		daemon_restart(&D, opts_none);
+		h_daemon_spawn(&D, opts_none);
 		n1 = start_prog(&pn, "deltas", NULL);
 		wait_live(n1->pid, n1, "N");
 		snap_take(n1->pid, NULL);
@@ -2250,7 +1768,7 @@ START_TEST(retain_days)
 		              "one: %d listed, expected 7",
 		              ln.n);
 		snaps_free(&ln);
-		daemon_stop(&D); /* + N's shutdown snapshot, both new */
+		h_daemon_stop(&D); /* + N's shutdown snapshot, both new */
 		h_proc_cleanup(&pn);
 		h_truth_free(n1);
 		sqlite3 *db = db_open(&D);
@@ -2261,7 +1779,7 @@ START_TEST(retain_days)
 		          sqlite3_changes(db) == 2);
 		sqlite3_close(db);
 	}
-	daemon_restart(&D, opts30);
+	h_daemon_spawn(&D, opts30);
 	s1 = start_prog(&ps, "deltas", NULL);
 	wait_live(s1->pid, s1, "S");
 	s = snap_take(s1->pid, NULL);
@@ -2291,23 +1809,6 @@ END_TEST
 /* ====================================================== uid isolation */
 
 /* As `uid`: the client fails with error `code`. */
-static void ctl_error_as(uid_t uid, const char *const *args, const char *code)
-{
-	struct h_ctl r;
-	char *cmd = args_str(args);
-	const char *got;
-
-	h_ctl_run(&D, uid, &r, args);
-	got = h_ctl_error_code(&r);
-	ck_assert_msg(r.status != 0 && got != NULL && strcmp(got, code) == 0,
-	              "uid %ld `%s`: expected error %s, got exit %d: %.1000s %.500s", (long)uid,
-	              cmd, code, r.status, r.out, r.err);
-	h_ctl_free(&r);
-	free(cmd);
-}
-
-/* Snapshots are another user's business only to root: uid 65534 neither
- * lists nor reads nor takes root's, and sees its own. */
 START_TEST(snapshot_uid_isolation)
 {
 	const char *opts[] = {"--snapshot-interval", "0", NULL};
@@ -2318,7 +1819,7 @@ START_TEST(snapshot_uid_isolation)
 	long long ra, na;
 	char rid[24], nid[24], rpid[24], npid[24];
 
-	daemon_start(&D, opts);
+	h_daemon_start_opts(&D, opts);
 	ck_assert_int_eq(chmod(D.runtime, 0755), 0);
 	rt = start_prog(&rp, "deltas", NULL);
 	h_prog_start(&np, &D, "deltas", NULL, H_NOBODY, NULL);
@@ -2359,11 +1860,11 @@ START_TEST(snapshot_uid_isolation)
 		const char *cmp_r[] = {"compare", rid, nid, NULL};
 		const char *take_r[] = {"snapshot", "--pid", rpid, NULL};
 		const char *list_r[] = {"snapshots", "--pid", rpid, NULL};
-		ctl_error_as(H_NOBODY, top_r, "no_such_snapshot");
-		ctl_error_as(H_NOBODY, stats_r, "no_such_snapshot");
-		ctl_error_as(H_NOBODY, tb_r, "no_such_snapshot");
-		ctl_error_as(H_NOBODY, cmp_r, "no_such_snapshot");
-		ctl_error_as(H_NOBODY, take_r, "no_such_process");
+		h_ctl_error(&D, H_NOBODY, top_r, "no_such_snapshot");
+		h_ctl_error(&D, H_NOBODY, stats_r, "no_such_snapshot");
+		h_ctl_error(&D, H_NOBODY, tb_r, "no_such_snapshot");
+		h_ctl_error(&D, H_NOBODY, cmp_r, "no_such_snapshot");
+		h_ctl_error(&D, H_NOBODY, take_r, "no_such_process");
 		h_ctl_run(&D, H_NOBODY, &r, list_r);
 		if (r.status == 0) {
 			snaps_parse(r.json, &l, "uid 65534 `snapshots --pid` of root's");
@@ -2404,41 +1905,33 @@ END_TEST
 
 /* ------------------------------------------------------------ runner */
 
-static TCase *tcase(Suite *su, const char *name, int timeout)
+static Suite *snapshots_suite(void)
 {
-	TCase *tc = tcase_create(name);
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, timeout);
-	suite_add_tcase(su, tc);
-	return tc;
-}
-
-static Suite *snap_suite(void)
-{
-	Suite *su = suite_create("e2e-snapshots");
+	Suite *su = suite_create("e2e_snapshots");
 	TCase *tc;
 
-	tc = tcase(su, "compare", 120);
+	tc = h_tcase(su, "compare", 120, NULL, teardown);
 	tcase_add_test(tc, compare_keys);
-	tc = tcase(su, "periodic_exit", 120);
+	tc = h_tcase(su, "periodic_exit", 120, NULL, teardown);
 	tcase_add_test(tc, periodic_and_exit);
 	tcase_add_loop_test(tc, exit_on_sigkill, 0, 2);
 	tcase_add_test(tc, run_prints_leaks);
-	tc = tcase(su, "restart", 120);
+	tc = h_tcase(su, "restart", 120, NULL, teardown);
 	tcase_add_test(tc, restart_and_files);
-	tc = tcase(su, "kill9", 600);
+	tc = h_tcase(su, "kill9", 600, NULL, teardown);
 	tcase_add_loop_test(tc, kill9_while_writing, 0, 2);
-	tc = tcase(su, "retention", 180);
+	tc = h_tcase(su, "retention", 180, NULL, teardown);
 	tcase_add_test(tc, retain_count_manual);
 	tcase_add_test(tc, retain_count_periodic);
 	tcase_add_test(tc, retain_steady_db);
 	tcase_add_test(tc, retain_days);
 	if (geteuid() == 0) {
-		tc = tcase(su, "uid", 120);
+		tc = h_tcase(su, "uid", 120, NULL, teardown);
 		tcase_add_test(tc, snapshot_uid_isolation);
 	} else {
-		printf("e2e-snap: not root: the snapshot uid isolation test is NOT registered; "
-		       "it neither ran nor passed\n");
+		printf(
+		    "e2e_snapshots: not root: the snapshot uid isolation test is NOT registered; "
+		    "it neither ran nor passed\n");
 	}
 	return su;
 }
@@ -2447,5 +1940,5 @@ int main(void)
 {
 	static const char *const progs[] = {"deltas", "manystacks", NULL};
 
-	return h_run_suite("e2e-snap", snap_suite(), progs);
+	return h_run_suite("e2e_snapshots", snapshots_suite(), progs);
 }

@@ -1,42 +1,41 @@
 /*
- * run_e2e_ops.c - end-to-end tests of issue 4 (memtraced as a service),
- * items 1-5, against the real memtraced, libmemtrace.so and memtracectl,
- * and the real tools operators use with it: Prometheus and promtool
- * (Debian's prometheus package) and systemd-analyze.
+ * e2e_service.c - end-to-end tests of memtraced as a service, against the
+ * real memtraced, libmemtrace.so and memtracectl, and the real tools
+ * operators use with it: Prometheus and promtool (Debian's prometheus
+ * package) and systemd-analyze.
  *
  * A missing tool is a failure, never a skip: scripts/deps.sh installs them.
  * Each test runs in Check's forked child with its own daemon on a fresh
- * directory under the harness's base directory. The daemon is started here
- * rather than by h_daemon_start because these tests need extra options
- * (--metrics-listen 127.0.0.1:0, whose port is read from the daemon's log)
- * and, for socket activation, descriptors 3 and 4 and systemd's
- * environment; everything else (traced programs, memtracectl, the ground
- * truth) is the harness's.
+ * directory under the harness's base directory. The metrics tests start it
+ * with h_daemon_spawn and --metrics-listen 127.0.0.1:0, and read the port
+ * from the daemon's log; the socket activation test starts it here, since
+ * it needs descriptors 3 and 4 and systemd's environment. Everything else
+ * (traced programs, memtracectl, the ground truth) is the harness's.
  *
- * Items and tests:
- *  1 metrics_match_ctl      a scrape of a traced program: per-process values
+ * Behaviours pinned, by test:
+ *  metrics_match_ctl        a scrape of a traced program: per-process values
  *                           equal `memtracectl stats`, per-site values and
  *                           "other" equal `memtracectl top --key lineno`,
  *                           sites sum to current; `promtool check metrics`
  *                           prints nothing and exits 0; OpenMetrics when
  *                           asked (Prometheus's own Accept header), HEAD
- *  2 prometheus_scrapes     a real Prometheus on loopback (1 s scrapes,
+ *  prometheus_scrapes       a real Prometheus on loopback (1 s scrapes,
  *                           killed after at most 40 s) scrapes memtraced; its
  *                           query API returns the program's current bytes,
  *                           its target is healthy, and its metadata shows it
  *                           read OpenMetrics (families, types, units)
- *  3 systemd_units          `systemd-analyze verify` on the units configure
+ *  systemd_units            `systemd-analyze verify` on the units configure
  *                           generated prints nothing and exits 0 (man pages
  *                           found through MANPATH = our man/); `systemd-analyze
  *                           security --offline=yes` scores the service at or
  *                           below 2.0 (--threshold=20 as well as parsed)
- *  4 socket_activation      memtraced started as systemd would (sockets on
- *    (by name, by order)    fds 3 and 4, LISTEN_FDS, LISTEN_PID, with and
+ *  socket_activation        memtraced started as systemd would (sockets on
+ *  (by name, by order)      fds 3 and 4, LISTEN_FDS, LISTEN_PID, with and
  *                           without LISTEN_FDNAMES, NOTIFY_SOCKET abstract or
  *                           a path): READY=1 arrives, the socket files are
  *                           the test's own (not rebound), agents and clients
  *                           work, STOPPING=1 at SIGTERM, files left in place
- *  5 bad_http               404, 405 with Allow, 431 for 64 KiB of headers,
+ *  bad_http                 404, 405 with Allow, 431 for 64 KiB of headers,
  *                           4xx or a close for garbage; slowloris trickles
  *                           and a flood of connections from other loopback
  *                           addresses, while scrapes from 127.0.0.1 keep
@@ -119,8 +118,8 @@ static char *require_tool(const char *name, const char *package)
 	return p;
 }
 
-/* The environment for processes started here: ours without anything that
- * would confuse memtraced or its agent. */
+/* The environment for processes started here: what the harness passes on
+ * (h_env_inherited), plus `extra`. */
 static char **clean_env(const char *const *extra, size_t nslots)
 {
 	size_t n = 0, k = 0;
@@ -134,8 +133,7 @@ static char **clean_env(const char *const *extra, size_t nslots)
 	if (env == NULL)
 		abort();
 	for (char **e = environ; *e != NULL; e++)
-		if (strncmp(*e, "MEMTRACE_", 9) != 0 && strncmp(*e, "LD_PRELOAD=", 11) != 0 &&
-		    strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 && strncmp(*e, "LISTEN_", 7) != 0)
+		if (h_env_inherited(*e))
 			env[k++] = *e;
 	for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
 		env[k++] = (char *)extra[i];
@@ -257,19 +255,6 @@ static int run_tool(const char *const *argv, const char *input, const char *cons
 
 /* ------------------------------------------------------------ daemons */
 
-static void daemon_dirs(struct h_daemon *d)
-{
-	memset(d, 0, sizeof *d);
-	snprintf(d->dir, sizeof d->dir, "%s/ops.XXXXXX", h_base_dir());
-	ck_assert_msg(mkdtemp(d->dir) != NULL, "mkdtemp: %s", strerror(errno));
-	ck_assert_msg(chmod(d->dir, 0755) == 0, "chmod: %s", strerror(errno));
-	snprintf(d->runtime, sizeof d->runtime, "%s/run", d->dir);
-	snprintf(d->state, sizeof d->state, "%s/state", d->dir);
-	snprintf(d->log, sizeof d->log, "%s/memtraced.log", d->dir);
-	ck_assert_msg(mkdir(d->runtime, 0755) == 0 && mkdir(d->state, 0700) == 0, "mkdir: %s",
-	              strerror(errno));
-}
-
 /* The port memtraced logged for --metrics-listen 127.0.0.1:0 ("metrics on
  * http://127.0.0.1:PORT/metrics"), or 0 for now. */
 static int logged_port(const struct h_daemon *d)
@@ -285,26 +270,16 @@ static int logged_port(const struct h_daemon *d)
 /* memtraced with metrics on 127.0.0.1 and a free port (in metrics_port). */
 static void metrics_daemon_start(void)
 {
-	const char *argv[] = {h_daemon_bin(), "--runtime-dir",    D.runtime,     "--state-dir",
-	                      D.state,        "--metrics-listen", "127.0.0.1:0", NULL};
-	char sock[700];
+	const char *opts[] = {"--metrics-listen", "127.0.0.1:0", NULL};
 	long long deadline;
-	char **env;
 
-	daemon_dirs(&D);
-	argv[2] = D.runtime;
-	argv[4] = D.state;
-	env = clean_env(NULL, 0);
-	D.pid = spawn_logged(argv, env, D.log, NULL);
-	free(env);
-	snprintf(sock, sizeof sock, "%s/control.sock", D.runtime);
+	h_daemon_dirs(&D, 0755);
+	h_daemon_spawn(&D, opts);
+	/* control.sock accepts; the port is in the log by then or soon. */
 	deadline = h_now_ms() + H_START_MS;
 	metrics_port = 0;
 	while (h_now_ms() < deadline && h_daemon_alive(&D)) {
-		int fd = h_connect(sock);
-		if (fd >= 0)
-			close(fd);
-		if (fd >= 0 && (metrics_port = logged_port(&D)) > 0)
+		if ((metrics_port = logged_port(&D)) > 0)
 			break;
 		h_sleep_ms(20);
 	}
@@ -605,7 +580,7 @@ static double value_of(const struct sample *v, size_t n, const char *name, long 
 	return NAN;
 }
 
-/* --------------------------------------- item 1: metrics = memtracectl */
+/* ------------------------------------------------ metrics = memtracectl */
 
 struct tsite {
 	char *label;
@@ -855,7 +830,7 @@ START_TEST(metrics_match_ctl)
 }
 END_TEST
 
-/* ------------------------------------------ item 2: a real Prometheus */
+/* -------------------------------------------------- a real Prometheus */
 
 static int free_port(void)
 {
@@ -1014,7 +989,7 @@ START_TEST(prometheus_scrapes)
 }
 END_TEST
 
-/* --------------------------------------------- item 3: systemd units */
+/* ----------------------------------------------------- systemd units */
 
 /* The generated unit `name` from the build tree, with the installed
  * daemon's path replaced by the built one (systemd-analyze verify checks
@@ -1124,7 +1099,7 @@ START_TEST(systemd_units)
 }
 END_TEST
 
-/* ----------------------------------------- item 4: socket activation */
+/* ------------------------------------------------- socket activation */
 
 static int listen_unix(const char *path)
 {
@@ -1195,11 +1170,6 @@ static char *await_notify(int fd, const char *want, int timeout_ms, bool *found)
 	return all;
 }
 
-static char *check_top_cb(const cJSON *json, void *arg)
-{
-	return h_check_top(json, arg);
-}
-
 START_TEST(socket_activation)
 {
 	/* _i == 0: sockets named (passed control first), NOTIFY_SOCKET abstract;
@@ -1212,7 +1182,7 @@ START_TEST(socket_activation)
 	char notify_env[256];
 	bool found;
 
-	daemon_dirs(&D);
+	h_daemon_dirs(&D, 0755);
 	snprintf(agent_path, sizeof agent_path, "%s/agent.sock", D.runtime);
 	snprintf(control_path, sizeof control_path, "%s/control.sock", D.runtime);
 	int afd = listen_unix(agent_path), cfd = listen_unix(control_path);
@@ -1270,7 +1240,7 @@ START_TEST(socket_activation)
 	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO, .cumulative = false};
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *top[] = {"top", "--pid", pidbuf, "--key", "lineno", "--limit", "0", NULL};
-	char *why = h_ctl_poll(&D, H_NOUID, &r, check_top_cb, &e, top);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, top);
 	ck_assert_msg(why == NULL, "top through the passed sockets differs from the book:\n  %s",
 	              why);
 	h_ctl_free(&r);
@@ -1295,7 +1265,7 @@ START_TEST(socket_activation)
 }
 END_TEST
 
-/* ------------------------------------------------- item 5: bad HTTP */
+/* ---------------------------------------------------------- bad HTTP */
 
 #define SLOW_CONNS  6
 #define FLOOD_CONNS 150
@@ -1450,7 +1420,7 @@ START_TEST(bad_http)
 			struct h_truth *t = h_truth_must(p.truth);
 			struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
 			const char *top[] = {"top", "--pid", pidbuf, "--limit", "0", NULL};
-			char *why = h_ctl_poll(&D, H_NOUID, &c, check_top_cb, &e, top);
+			char *why = h_ctl_poll(&D, H_NOUID, &c, h_check_top_fn, &e, top);
 			ck_assert_msg(why == NULL,
 			              "phase 2 during the attack differs from the book:\n  %s",
 			              why);
@@ -1483,34 +1453,23 @@ END_TEST
 
 /* ------------------------------------------------------------- runner */
 
-static Suite *ops_suite(void)
+static Suite *service_suite(void)
 {
-	Suite *s = suite_create("e2e_ops");
+	Suite *s = suite_create("e2e_service");
 	TCase *tc;
 
-	tc = tcase_create("metrics");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = h_tcase(s, "metrics", 120, NULL, teardown);
 	tcase_add_test(tc, metrics_match_ctl);
 	tcase_add_test(tc, prometheus_scrapes);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("systemd");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = h_tcase(s, "systemd", 120, NULL, teardown);
 	tcase_add_test(tc, systemd_units);
 	tcase_add_loop_test(tc, socket_activation, 0, 2);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("bad_http");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = h_tcase(s, "bad_http", 120, NULL, teardown);
 	tcase_add_test(tc, bad_http);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	return h_run_suite("e2e_ops", ops_suite(), NULL);
+	return h_run_suite("e2e_service", service_suite(), NULL);
 }

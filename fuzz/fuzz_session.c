@@ -1,0 +1,135 @@
+/*
+ * fuzz_session.c - libFuzzer target for the daemon's decoder of an agent's
+ * stream (daemon/session.h: session_feed), which reads agent.sock from
+ * processes the daemon does not trust.
+ *
+ * The input is what an agent wrote. Two sessions take it: one in a single
+ * call, the other in pieces whose sizes a generator seeded from the input
+ * picks (down to single bytes). Beyond "no crash, no out-of-bounds read, no
+ * leak", the two must end alike: the same answer (0, or -EBADMSG with a
+ * reason set, nothing else), the same counters, the same live blocks; a
+ * session stops taking bytes at its first refusal, as the daemon closes
+ * the connection there. And the heap each one built must add up: its live
+ * blocks, visited one by one, sum to current, number count, and sum per
+ * stack to that stack's live bytes and count; current never exceeds peak.
+ *
+ * The limits on blocks and stacks are set low, as --max-blocks and
+ * --max-stacks would, so that a STACK frame with a huge id stays cheap.
+ * fuzz/standalone.c replays inputs without libFuzzer (see README.md).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "heap.h"
+#include "session.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_STACKS 4096
+#define MAX_BLOCKS 65536
+
+struct tally {
+	uint64_t bytes, count;
+	uint64_t *stack_bytes, *stack_count;
+	uint32_t nstacks;
+	int bad;
+};
+
+static void tally_block(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct tally *t = arg;
+
+	if (addr == 0 || stack >= t->nstacks) {
+		t->bad = 1;
+		return;
+	}
+	t->bytes += size;
+	t->count++;
+	t->stack_bytes[stack] += size;
+	t->stack_count[stack]++;
+}
+
+/* The heap adds up: blocks to counters, per stack and in total. */
+static void check_heap(const struct heap *h)
+{
+	struct tally t = {0};
+
+	t.nstacks = h->nstacks;
+	t.stack_bytes = calloc(h->nstacks + 1, sizeof(uint64_t));
+	t.stack_count = calloc(h->nstacks + 1, sizeof(uint64_t));
+	if (t.stack_bytes == NULL || t.stack_count == NULL)
+		abort();
+	heap_foreach(h, tally_block, &t);
+	if (t.bad || t.bytes != h->current || t.count != h->count || h->current > h->peak)
+		abort();
+	for (uint32_t i = 0; i < h->nstacks; i++)
+		if (t.stack_bytes[i] != h->stacks[i].live_bytes ||
+		    t.stack_count[i] != h->stacks[i].live_count)
+			abort();
+	free(t.stack_bytes);
+	free(t.stack_count);
+}
+
+static void same_or_abort(const struct session *a, const struct session *b)
+{
+	const struct heap *x = &a->heap, *y = &b->heap;
+
+	if (a->hello != b->hello || a->bye != b->bye || a->events != b->events ||
+	    a->lost_events != b->lost_events || a->nmodules != b->nmodules ||
+	    (a->error == NULL) != (b->error == NULL))
+		abort();
+	if (x->current != y->current || x->peak != y->peak || x->count != y->count ||
+	    x->allocations != y->allocations || x->frees != y->frees ||
+	    x->unknown_frees != y->unknown_frees || x->replaced != y->replaced ||
+	    x->ndefined != y->ndefined || x->limit_reached != y->limit_reached)
+		abort();
+	for (size_t i = 0; i < a->nmodules; i++)
+		if (a->modules[i].lo != b->modules[i].lo || a->modules[i].hi != b->modules[i].hi ||
+		    strcmp(a->modules[i].path, b->modules[i].path) != 0)
+			abort();
+}
+
+static struct session *session_for(struct daemon *d)
+{
+	memset(d, 0, sizeof *d);
+	d->cfg.max_stacks = MAX_STACKS;
+	d->cfg.max_blocks = MAX_BLOCKS;
+	struct session *s = session_new(d);
+	s->pid = 0; /* no /proc entry: identity from HELLO */
+	return s;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct daemon da, db;
+	struct session *a = session_for(&da), *b = session_for(&db);
+	uint64_t rnd = size;
+	int ra, rb = 0;
+
+	if (size > a->rcap)
+		size = a->rcap;
+	ra = session_feed(a, data, size);
+	for (size_t i = 0; i < size && i < 8; i++)
+		rnd = rnd * 131 + data[i];
+	for (size_t off = 0; off < size && rb == 0;) {
+		rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+		size_t n = (rnd >> 33) % 4 == 0 ? 1 : 1 + (size_t)((rnd >> 40) % 512);
+		if (n > size - off)
+			n = size - off;
+		rb = session_feed(b, data + off, n);
+		off += n;
+	}
+	if ((ra != 0 && ra != -EBADMSG) || ra != rb)
+		abort();
+	if ((ra == 0) != (a->error == NULL))
+		abort();
+	same_or_abort(a, b);
+	check_heap(&a->heap);
+	check_heap(&b->heap);
+	session_unref(a);
+	session_unref(b);
+	return 0;
+}
