@@ -7,7 +7,7 @@ pkgs="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libcjson-dev libsqlite3-dev check libunwind-dev libdw-dev libelf-dev \
 libmicrohttpd-dev"
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db clang-format"
+	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do

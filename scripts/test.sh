@@ -32,12 +32,11 @@ else
 fi
 echo "== build with -Werror and run every test"
 run "$top/build-test" check || status=1
-echo "== fuzz targets (clang, libFuzzer)"
-if command -v clang >/dev/null 2>&1; then
-	(cd "$top/build-test" && make fuzz >fuzz.out 2>&1) || { echo "make fuzz failed:"; tail -20 "$top/build-test/fuzz.out"; status=1; }
-else
-	echo "clang is not installed: the fuzz targets are not built"
-fi
+echo "== no cycles of includes or calls between modules"
+sh "$top/scripts/check-cycles.sh" "$top/build-test" || status=1
+echo "== fuzz targets (clang, libFuzzer): build, and run each for 10 s"
+(cd "$top/build-test" && make fuzz-run FUZZ_TIME=10 >fuzz.out 2>&1) ||
+	{ echo "make fuzz-run failed:"; tail -40 "$top/build-test/fuzz.out"; status=1; }
 echo "== unit tests under ASan+UBSan"
 run "$top/build-asan" "check TESTS=tests/unit/run_unit" --enable-sanitize=address,undefined || status=1
 echo "== make distcheck"
