@@ -26,6 +26,7 @@
 
 #include "query.h"
 #include "snapshot.h"
+#include "xalloc_cjson.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -90,7 +91,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char path[64], err[256];
 	struct snapshot *s = NULL;
-	int fd = memfd_create("fuzz_snapshot", MFD_CLOEXEC);
+	int fd;
+	static int hooked;
+
+	/* As in the programs that link the analysis library: cJSON allocates
+	 * through xmalloc, so its builders never return NULL. */
+	if (!hooked) {
+		xalloc_cjson_hooks();
+		hooked = 1;
+	}
+	fd = memfd_create("fuzz_snapshot", MFD_CLOEXEC);
 
 	if (fd < 0)
 		abort();
