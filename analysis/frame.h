@@ -1,8 +1,9 @@
 /*
  * frame.h - a symbolized stack frame, as users see it.
  *
- * Frames are produced by symbols.c and read by query.c, the control server
- * and (later) the snapshot store. A frame_info describes a code location
+ * Frames are produced by the daemon's symbolizer (and by snapshot.c when it
+ * reads a snapshot document) and read by query.c, the control server and the
+ * snapshot store. A frame_info describes a code location
  * independent of any process: it is interned by the symbol cache per
  * (object, offset) and lives as long as the cache, so pointers to it may be
  * shared freely between sessions. The absolute address of a frame differs per

@@ -4,7 +4,8 @@
  *
  * The input is a list of trace groups: one per distinct stack, with its live
  * size and count and its symbolized frames, most recent call first. The
- * caller (the control server, from the live heap or a stored snapshot) builds
+ * caller (the daemon, from the live heap or a stored snapshot, and
+ * memtracectl, from snapshot files and for every compare) builds
  * that list; this module filters, groups by key, sorts and renders the JSON
  * that memtracectl prints. It owns nothing it is given, keeps no pointer past
  * the call and touches no global state, so it runs on any thread. Like

@@ -31,7 +31,8 @@
  * Snapshots are the one place where the client computes: a snapshot file
  * (`snapshot -o FILE`) is read here, never by the daemon, and `top`,
  * `traceback`, `stats` and `compare` answer from it with the daemon's own
- * query.c and snapshot.c, so the JSON is the same whichever side computed it.
+ * analysis/ (query.c and snapshot.c), so the JSON is the same whichever side
+ * computed it.
  * `compare` always computes here, from the two snapshot documents.
  */
 #ifndef MEMTRACE_CLIENT_H

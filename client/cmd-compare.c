@@ -2,7 +2,7 @@
  * cmd-compare.c - `memtracectl compare A B ...`: tracemalloc's
  * B.compare_to(A, key_type, cumulative), what grew from A to B.
  *
- * The comparison is computed here, with the daemon's query.c, from the two
+ * The comparison is computed here, with analysis/query.c, from the two
  * snapshot documents: A and B may come from two different places (a stored
  * snapshot, a file from another machine, a live capture), and a file is never
  * handed to the daemon. The daemon only serves the documents.

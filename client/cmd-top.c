@@ -2,7 +2,7 @@
  * cmd-top.c - `memtracectl top (--pid P | --snapshot ID|FILE) ...`:
  * tracemalloc's Snapshot.statistics() over the live heap of a process, a
  * stored snapshot (answered by the daemon) or a snapshot file (answered here,
- * with the daemon's query.c, in the daemon's shape).
+ * with analysis/query.c, in the daemon's shape).
  */
 #include "client.h"
 

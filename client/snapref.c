@@ -91,10 +91,12 @@ static int load_file(struct client *c, const struct snapref *r, struct snapshot 
 	if (rc == 0)
 		return 0;
 	*out = NULL;
+	/* The reader's message says what is wrong ("not a memtrace snapshot
+	 * file (invalid JSON at byte 3)", "traces[3]: frame index 17 out of
+	 * range"); the file's name says where. */
 	if (rc == -EINVAL)
-		return client_error(c, CLIENT_EXIT_ERROR, "bad_snapshot",
-		                    "%s is not a memtrace snapshot file: %s", r->arg,
-		                    err[0] != '\0' ? err : "invalid document");
+		return client_error(c, CLIENT_EXIT_ERROR, "bad_snapshot", "%s: %s", r->arg,
+		                    err[0] != '\0' ? err : "not a memtrace snapshot file");
 	return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot read %s: %s", r->arg,
 	                    strerror(-rc));
 }

@@ -20,7 +20,7 @@
  * every difference, so a failing test names the site, the expected and the
  * reported numbers.
  *
- * Polling. The agent flushes at least every 100 ms, so a query made after a
+ * Polling. The agent flushes at least every 50 ms, so a query made after a
  * program said "ready" converges within a second. h_ctl_poll() runs the
  * client until a check accepts the answer or H_POLL_MS pass, and hands back
  * the last answer and complaint: a wrong answer fails with its diff, never
