@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # snapshot_bench.sh - what a snapshot of a process with 100,000 distinct live
-# stacks costs (issue 3, item 6): how long `memtracectl snapshot --pid P`
+# stacks costs: how long `memtracectl snapshot --pid P` (and with -o FILE)
 # takes end to end, and how long memtraced's loop is blocked meanwhile.
 #
 # bench/stacks holds one block from each of N distinct stacks under the agent.
