@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 #define PROTO_HDR_SIZE     8
 #define PROTO_MAX_PAYLOAD  (1u << 20) /* 1 MiB per frame */
@@ -49,7 +49,8 @@ enum proto_type {
 #define PROTO_HELLO_DROP      0x1u /* MEMTRACE_ON_FULL=drop: events may be lost */
 #define PROTO_HELLO_FP        0x2u /* frame-pointer unwinding */
 #define PROTO_HELLO_SAMPLED   0x4u /* sampling: sizes are weighted estimates */
-#define PROTO_HELLO_FLAGS_ALL 0x7u
+#define PROTO_HELLO_BYPASSED  0x8u /* the program's malloc is not the agent's: little is seen */
+#define PROTO_HELLO_FLAGS_ALL 0xfu
 
 /* Event record kinds, in the low PROTO_EV_KIND_BITS bits of the record's
  * first word; the sequence number is the rest (seq << 2 | kind). */

@@ -299,7 +299,7 @@ START_TEST(test_hello_layout)
 {
 	static const uint8_t want[] = {
 	    0x25, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 37 bytes, HELLO */
-	    0x01, 0x00, 0x00, 0x00,                         /* version */
+	    0x02, 0x00, 0x00, 0x00,                         /* version */
 	    0x05, 0x00, 0x00, 0x00,                         /* flags DROP|SAMPLED */
 	    0x20, 0x00, 0x00, 0x00,                         /* nframes 32 */
 	    0x34, 0x12, 0x00, 0x00,                         /* pid */
@@ -308,7 +308,7 @@ START_TEST(test_hello_layout)
 	    0x03, 0x00, 0x00, 0x00, 'a',  0x00, 'b',        /* cmdline */
 	};
 	const struct proto_hello m = {
-	    .version = 1,
+	    .version = 2,
 	    .flags = 5,
 	    .nframes = 32,
 	    .pid = 0x1234,
@@ -396,7 +396,7 @@ START_TEST(test_hello_encode_einval)
 	m.exe_len = UINT32_MAX;
 	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
 
-	for (int bit = 3; bit < 32; bit++) {
+	for (int bit = 4; bit < 32; bit++) {
 		m = hello_typical;
 		m.flags = 1u << bit;
 		ck_assert_msg(proto_hello_encode(buf, sizeof(buf), &m) == -EINVAL,
@@ -459,7 +459,7 @@ static size_t hello_payload(void)
 
 START_TEST(test_hello_bad_version)
 {
-	static const uint32_t bad[] = {0, PROTO_VERSION + 1, 0x100, UINT32_MAX};
+	static const uint32_t bad[] = {0, 1, PROTO_VERSION + 1, 0x100, UINT32_MAX};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		size_t n = hello_payload();
@@ -472,7 +472,7 @@ END_TEST
 
 START_TEST(test_hello_unknown_flags)
 {
-	for (int bit = 3; bit < 32; bit++) {
+	for (int bit = 4; bit < 32; bit++) {
 		size_t n = hello_payload();
 		proto_put_u32(work + 4, PROTO_HELLO_FLAGS_ALL | 1u << bit);
 		ck_assert_msg(decode_exact(dec_hello, work, n) == -EBADMSG, "flag bit %d accepted",
