@@ -2,11 +2,19 @@
  * agent.c - start-up, configuration, fork and exit handling, and the
  * recording path from a hook into the thread's ring.
  *
- * Start-up order matters because malloc is called before and during it: the
+ * Start-up order matters because malloc is called before and during it. The
  * real allocator is resolved lazily by the first hook (dlsym allocates, which
- * is served from a static bootstrap arena), and tracing starts in the
- * constructor, which sets g_state to AGENT_ACTIVE last, after everything it
- * needs exists.
+ * is served from a static bootstrap arena). Tracing starts at the first
+ * allocator call, whichever comes first: a hook (another library's
+ * constructor, libstdc++'s static initialisation) or the agent's constructor.
+ * That first call reads the configuration (environ is valid before any
+ * constructor runs, and getenv does not allocate), maps the stack table and
+ * sets g_state to AGENT_ACTIVE last; from then on events are recorded into
+ * the rings. The daemon connection and the sender thread start later, in the
+ * constructor (pthread_create allocates, and a thread started from inside a
+ * hook could find the caller holding a lock it needs), or from a hook whose
+ * ring fills up before the constructor ran; until then the early events wait
+ * in the rings, so none is lost.
  */
 #include "agent.h"
 
@@ -15,6 +23,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,6 +221,9 @@ static void child_start(void)
 	if (!atomic_compare_exchange_strong(&g_state, &expect, AGENT_STARTING))
 		return;
 	g_pid = getpid();
+	/* The child's own constructor may still be to come (a library's
+	 * constructor forked): it must not start a second sender. */
+	atomic_store(&g_connecting, 1);
 	if (sender_start() == 0)
 		atomic_store(&g_state, AGENT_ACTIVE);
 	else
@@ -243,30 +255,100 @@ static void atfork_child(void)
 	atomic_store(&g_state, g_cfg.follow_fork ? AGENT_CHILD : AGENT_DISABLED);
 }
 
-__attribute__((constructor)) static void agent_init(void)
+/* ---- start-up ---- */
+
+/*
+ * Whether the program's allocator calls reach the hooks. The program calls
+ * the first definition of malloc in the global lookup order; when that is
+ * not the agent's (another allocator preloaded before it, or one linked into
+ * the program), nothing the program allocates is seen. Then the agent says so
+ * once, sets g_bypassed (HELLO carries it, `stats` shows it) and goes on: the
+ * process is still listed, with what little does reach it.
+ */
+static void check_interposed(void)
 {
-	agent_tls.guard++;
-	if (atomic_load(&g_real_ready) != 2)
-		agent_resolve_real();
-	if (atomic_load(&g_state) != AGENT_UNINIT || is_daemon())
-		goto out;
-	atomic_store(&g_state, AGENT_STARTING);
+	static const char *const names[] = {"malloc", "free", "calloc", "realloc"};
+	char line[512];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		uintptr_t a = (uintptr_t)dlsym(RTLD_DEFAULT, names[i]);
+		if (a == 0 || (a >= g_self_lo && a < g_self_hi))
+			continue;
+		Dl_info info;
+		const char *who = "the program itself";
+		if (dladdr((void *)a, &info) != 0 && info.dli_fname != NULL &&
+		    info.dli_fname[0] != '\0')
+			who = info.dli_fname;
+		g_bypassed = true;
+		snprintf(line, sizeof(line), "%s in %s comes before libmemtrace.so", names[i], who);
+		sysdep_say("hooks bypassed: ", line, "; the program's allocations are not traced");
+		return;
+	}
+}
+
+/* Everything recording needs, set up by the first allocator call that reaches
+ * the agent (a hook or the constructor, with the recursion guard held). It
+ * makes no connection and starts no thread: see start_session. */
+static void trace_init(void)
+{
+	int expect = AGENT_UNINIT;
+	if (!atomic_compare_exchange_strong(&g_state, &expect, AGENT_STARTING))
+		return;
+	if (is_daemon()) {
+		atomic_store(&g_state, AGENT_DISABLED);
+		return;
+	}
 	read_config();
 	modules_find_self();
 	if (stacktab_init() < 0) {
 		sysdep_say("cannot map the stack table; running untraced", NULL, NULL);
 		atomic_store(&g_state, AGENT_DISABLED);
-		goto out;
+		return;
 	}
 	unwind_init();
 	thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	check_interposed();
 	g_pid = getpid();
-	if (sender_start() == 0)
-		atomic_store(&g_state, AGENT_ACTIVE);
+	atomic_store(&g_state, AGENT_ACTIVE);
+}
+
+/*
+ * Connects to the daemon and starts the sender, once: from the constructor,
+ * or from a hook whose ring filled before the constructor ran (nobody would
+ * drain it otherwise). Not from the first hook: pthread_create allocates and
+ * takes the loader's TLS lock, and that first call can come from anywhere.
+ * When the daemon cannot be reached the early events stay in the rings and
+ * the program runs untraced.
+ */
+static void start_session(void)
+{
+	int expect = 0;
+	if (!atomic_compare_exchange_strong(&g_connecting, &expect, 1))
+		return;
+	if (atomic_load(&g_state) != AGENT_ACTIVE)
+		return;
+	if (sender_start() < 0) {
+		int active = AGENT_ACTIVE;
+		atomic_compare_exchange_strong(&g_state, &active, AGENT_DISABLED);
+	}
+}
+
+/* Runs after the constructors of the libraries loaded after the agent (the
+ * program's own dependencies), whose allocations the first hook call has
+ * already started recording. */
+__attribute__((constructor)) static void agent_init(void)
+{
+	agent_tls.guard++;
+	if (atomic_load(&g_real_ready) != 2)
+		agent_resolve_real();
+	trace_init();
+	/* A library's constructor forked before this one ran: this is the
+	 * child, which starts its own session now, as on its first event. */
+	if (atomic_load(&g_state) == AGENT_CHILD)
+		child_start();
 	else
-		atomic_store(&g_state, AGENT_DISABLED);
-out:
+		start_session();
 	agent_tls.guard--;
 }
 
@@ -290,10 +372,15 @@ struct agent_tls *agent_enter(void)
 		return NULL;
 	int st = atomic_load_explicit(&g_state, memory_order_acquire);
 	if (__builtin_expect(st != AGENT_ACTIVE, 0)) {
-		if (st != AGENT_CHILD)
+		if (st != AGENT_CHILD && st != AGENT_UNINIT)
 			return NULL;
+		/* The process's first allocator call (tracing starts here, before
+		 * any constructor of the agent ran), or a fork child's. */
 		t->guard++;
-		child_start();
+		if (st == AGENT_UNINIT)
+			trace_init();
+		else
+			child_start();
 		t->guard--;
 		if (atomic_load(&g_state) != AGENT_ACTIVE)
 			return NULL;
@@ -384,6 +471,12 @@ static int reserve(struct ring *r, uint64_t k)
 			sender_wake();
 		}
 		return 0;
+	}
+	/* Full before the constructor ran: nobody drains it yet. */
+	if (!atomic_load_explicit(&g_connecting, memory_order_relaxed)) {
+		start_session();
+		if (atomic_load(&g_state) != AGENT_ACTIVE)
+			return -1;
 	}
 	if (g_cfg.drop) {
 		atomic_fetch_add(&g_lost, k);

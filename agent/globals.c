@@ -9,6 +9,8 @@ _Atomic uint64_t g_lost;
 _Atomic uint64_t g_nostack;
 struct agent_config g_cfg;
 pid_t g_pid;
+_Atomic int g_connecting;
+bool g_bypassed;
 uintptr_t g_self_lo, g_self_hi;
 struct agent_real g_real;
 _Atomic int g_real_ready;

@@ -5,8 +5,10 @@
  * of their threads. Its state is therefore either _Atomic (shared between the
  * program's threads and the sender thread) or _Thread_local with the
  * initial-exec TLS model (so reaching it never calls into the dynamic loader
- * or allocates). The configuration is written once by the constructor before
- * g_state becomes AGENT_ACTIVE and only read afterwards.
+ * or allocates). The configuration (and g_bypassed) is written once, by the
+ * first allocator call that reaches the agent or by its constructor,
+ * whichever comes first, before g_state becomes AGENT_ACTIVE, and only read
+ * afterwards.
  */
 #ifndef MEMTRACE_AGENT_GLOBALS_H
 #define MEMTRACE_AGENT_GLOBALS_H
@@ -17,9 +19,9 @@
 #include <sys/types.h>
 
 enum agent_state {
-	AGENT_UNINIT = 0, /* constructor has not run: pass through */
+	AGENT_UNINIT = 0, /* nothing set up: the next allocator call does it */
 	AGENT_STARTING,   /* (re)initialising on some thread: pass through */
-	AGENT_ACTIVE,     /* tracing */
+	AGENT_ACTIVE,     /* tracing (the sender may not run yet: events wait) */
 	AGENT_CHILD,      /* forked child that will start its own session */
 	AGENT_DISABLED,   /* no daemon, or tracing refused: pass through */
 	AGENT_SHUTDOWN,   /* process exiting: pass through */
@@ -63,6 +65,8 @@ extern _Atomic uint64_t g_lost;    /* events dropped in drop mode */
 extern _Atomic uint64_t g_nostack; /* events recorded with an unknown stack (table full) */
 extern struct agent_config g_cfg;
 extern pid_t g_pid;                    /* pid the current session belongs to */
+extern _Atomic int g_connecting;       /* the daemon connection was started (once) */
+extern bool g_bypassed;                /* the program's malloc is not the agent's */
 extern uintptr_t g_self_lo, g_self_hi; /* the agent's own text: frames to skip */
 
 /* The real allocator, found with dlsym(RTLD_NEXT). */

@@ -15,7 +15,11 @@
 #ifndef MEMTRACE_AGENT_SENDER_H
 #define MEMTRACE_AGENT_SENDER_H
 
-/* Connects, sends HELLO and the module map, starts the thread. 0 or -errno. */
+/* Connects, sends HELLO and the module map, starts the thread. 0 or -errno.
+ * Called once per session, with the recursion guard held: from the
+ * constructor, from a hook whose ring filled before it, or in a fork child.
+ * Events recorded before it (from the process's first allocator call on)
+ * wait in the rings and go out with the first cycle. */
 int sender_start(void);
 /* Asks the sender to run a cycle now (a ring is filling up). */
 void sender_wake(void);

@@ -334,6 +334,11 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(r, "sample_bytes", (double)s->sample_bytes);
 	cJSON_AddStringToObject(r, "on_full", s->flags & PROTO_HELLO_DROP ? "drop" : "block");
 	cJSON_AddStringToObject(r, "unwind", s->flags & PROTO_HELLO_FP ? "fp" : "libunwind");
+	cJSON_AddBoolToObject(r, "interposed", !(s->flags & PROTO_HELLO_BYPASSED));
+	if (s->flags & PROTO_HELLO_BYPASSED)
+		cJSON_AddStringToObject(r, "warning",
+		                        "the program's allocator calls bypass the agent (another "
+		                        "allocator comes first): its allocations are not traced");
 	if (h->limit_reached & HEAP_LIMIT_BLOCKS)
 		cJSON_AddStringToObject(r, "limit_reached", "blocks");
 	else if (h->limit_reached & HEAP_LIMIT_STACKS)
