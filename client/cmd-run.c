@@ -15,16 +15,23 @@
  * extra: whatever goes wrong with it is said on stderr (stdout carries the
  * report, after the program's own output), and memtracectl still exits with
  * the program's status.
+ *
+ * A statically linked PROG has no dynamic loader, so nothing reads
+ * LD_PRELOAD and the agent never enters it: memtracectl reads PROG's program
+ * headers first and says so in one line, then runs it all the same.
  */
 #include "client.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -295,6 +302,92 @@ static void run_report_leaks(struct client *c, pid_t pid, int limit)
 	client_request(c, req, table_top);
 }
 
+/* ---- statically linked programs ---- */
+
+/* Where execvp will find `name`: itself when it has a slash, else the first
+ * executable regular file of that name on PATH. NULL when there is none (exec
+ * will then fail and say so). Caller frees. */
+static char *run_locate(const char *name)
+{
+	const char *path = getenv("PATH");
+	struct stat st;
+
+	if (strchr(name, '/') != NULL)
+		return xstrdup(name);
+	if (path == NULL)
+		path = "/bin:/usr/bin";
+	while (*path != '\0') {
+		size_t len = strcspn(path, ":");
+		char *cand =
+		    len == 0 ? xasprintf("./%s", name) : xasprintf("%.*s/%s", (int)len, path, name);
+		if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+			return cand;
+		free(cand);
+		path += len;
+		if (*path == ':')
+			path++;
+	}
+	return NULL;
+}
+
+/* Reads exactly n bytes at off. 0 or -1. */
+static int run_pread(int fd, void *buf, size_t n, off_t off)
+{
+	return pread(fd, buf, n, off) == (ssize_t)n ? 0 : -1;
+}
+
+/* Whether the dynamic section at (off, size) of the file says "position-
+ * independent executable" (DF_1_PIE): a static-pie has one, the loader
+ * itself run as a program has none. */
+static bool run_dynamic_is_pie(int fd, off_t off, size_t size)
+{
+	ElfW(Dyn) d;
+
+	for (size_t at = 0; at + sizeof(d) <= size; at += sizeof(d)) {
+		if (run_pread(fd, &d, sizeof(d), off + (off_t)at) < 0 || d.d_tag == DT_NULL)
+			break;
+		if (d.d_tag == DT_FLAGS_1)
+			return (d.d_un.d_val & DF_1_PIE) != 0;
+	}
+	return false;
+}
+
+/*
+ * Whether the file is an ELF program of this machine's class that no dynamic
+ * loader starts: no PT_INTERP, and no dynamic section either (static) or one
+ * that marks a static-pie. Anything else - a script, another class, a file
+ * that cannot be read - is not known to be static.
+ */
+static bool run_is_static(const char *file)
+{
+	ElfW(Ehdr) eh;
+	ElfW(Phdr) ph;
+	bool interp = false, dynamic = false, pie = false;
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (run_pread(fd, &eh, sizeof(eh), 0) < 0 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(ph))
+		goto out;
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		if (run_pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) < 0)
+			goto out;
+		if (ph.p_type == PT_INTERP)
+			interp = true;
+		if (ph.p_type == PT_DYNAMIC) {
+			dynamic = true;
+			pie = run_dynamic_is_pie(fd, (off_t)ph.p_offset, ph.p_filesz);
+		}
+	}
+	close(fd);
+	return !interp && (!dynamic || pie);
+out:
+	close(fd);
+	return false;
+}
+
 /* The shell's convention for how a child ended. */
 static int run_exit_status(int status)
 {
@@ -390,8 +483,8 @@ out:
 
 static int cmd_run_exec(struct client *c, const struct args *a)
 {
-	char *agent = NULL;
-	bool started;
+	char *agent = NULL, *prog = NULL;
+	bool started, traceable;
 	pid_t pid;
 	int rc, status;
 
@@ -401,13 +494,21 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	rc = run_environment(c, agent);
 	if (rc != 0)
 		goto out;
+	prog = run_locate(a->operands[0]);
+	traceable = prog == NULL || !run_is_static(prog);
+	if (!traceable)
+		fprintf(stderr,
+		        "memtracectl: %s is statically linked: the agent cannot be loaded into "
+		        "it, so it runs untraced\n",
+		        a->operands[0]);
 	rc = run_child(c, a->operands, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
-	if (args_has(a, "top") && started)
+	if (args_has(a, "top") && started && traceable)
 		run_report_leaks(c, pid, args_count(a, "top", 0));
 	rc = run_exit_status(status);
 out:
+	free(prog);
 	free(agent);
 	return rc;
 }
