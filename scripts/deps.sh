@@ -1,13 +1,14 @@
 #!/bin/sh
 # Installs the Debian 12 packages memtrace needs to build; with "test", also
 # what the test suite drives (a real Prometheus and promtool, systemd-analyze
-# and man for the unit checks).
+# and man for the unit checks, jemalloc for the test of an allocator preloaded
+# before the agent).
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libcjson-dev libsqlite3-dev check libunwind-dev libdw-dev libelf-dev \
 libmicrohttpd-dev"
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev"
+	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev libjemalloc2"
 fi
 missing=""
 for p in $pkgs; do

@@ -41,6 +41,20 @@
  *                               stays exact and the daemon stops cleanly
  *  uid_isolation (root only)    uid 65534 sees neither root's sessions nor
  *                               stats of them; root sees everybody
+ *  ctor_allocations (libunwind, blocks a linked library's constructor made
+ *  fp), ctor_fills_ring (in    before the agent's are traced at their
+ *  the constructor, in a        sites and count in peak; more events than a
+ *  library it dlopens)          ring holds before then are all delivered
+ *  cxx_startup_pool             libstdc++'s emergency pool, allocated in its
+ *                               constructor, is traced (of its documented
+ *                               size where the build knows it)
+ *  listed_before_first_allocation  a process is listed before it allocates
+ *  bypassed_by_preload,         an allocator before the agent (preloaded
+ *  bypassed_by_linked_allocator, first, linked into the program, jemalloc):
+ *  bypassed_by_jemalloc         the program runs unchanged, one stderr line
+ *                               says so, stats says interposed: false
+ *  static_program_via_run       `memtracectl run` says in one line that a
+ *                               static program cannot be traced, runs it
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1605,6 +1619,326 @@ START_TEST(sampling_estimates)
 }
 END_TEST
 
+/* ------------------------------------------ before the agent's constructor */
+
+/* A library linked into the program allocates in its constructor, which the
+ * loader runs before the agent's: its blocks are traced with their sites,
+ * and count in stats (current, peak) as the book says. With _i == 1 the
+ * stacks are walked by frame pointers. */
+START_TEST(ctor_allocations)
+{
+	const char *env_fp[] = {"MEMTRACE_UNWIND=fp", NULL};
+	const char *what = _i == 0 ? "ctoruser (libunwind)" : "ctoruser (fp)";
+	struct h_proc p;
+	struct h_ctl r;
+	struct stats s;
+
+	h_prog_start(&p, &D, "ctoruser", NULL, H_NOUID, _i == 0 ? NULL : env_fp);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_FUNCTION, false, what);
+	h_ctl_free(&r);
+	assert_stats_consistent(t->pid, t, &s, what);
+	ck_assert_msg(s.peak >= h_truth_bytes(t), "%s: peak %lld, but the book holds %lld", what,
+	              s.peak, h_truth_bytes(t));
+	get_stats(&r, t->pid, &s);
+	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r.json, "interposed")),
+	              "%s: stats does not say interposed: true: %.800s", what, r.out);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, what);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* The constructor makes far more events than a ring holds before the agent's
+ * constructor ran: the agent starts draining early and loses none. With
+ * _i == 1 they are made by the constructor of a library it dlopens, with
+ * the loader's lock held while the agent starts its thread. */
+START_TEST(ctor_fills_ring)
+{
+	char *plugin = h_prog(".libs/libplugin.so");
+	char *dl = h_strf("CTORLIB_DLOPEN=%s", plugin);
+	const char *env_ctor[] = {"CTORLIB_CHURN=100000", NULL};
+	const char *env_dlopen[] = {dl, "PLUGIN_CTOR_CHURN=100000", NULL};
+	struct h_proc p;
+	struct h_ctl r;
+	struct stats s;
+	long long allocs, frees, lost;
+
+	h_prog_start(&p, &D, "ctoruser", NULL, H_NOUID, _i == 0 ? env_ctor : env_dlopen);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	long long churn = h_truth_meta(t, "ctor_churn", -1);
+	ck_assert_int_eq(churn, 100000);
+	assert_stats_consistent(t->pid, t, &s, "ctoruser with churn");
+	get_stats(&r, t->pid, &s);
+	ck_assert(h_json_int(r.json, "allocations", &allocs) &&
+	          h_json_int(r.json, "frees", &frees) && h_json_int(r.json, "lost_events", &lost));
+	ck_assert_msg(allocs >= churn + t->nrecs && frees >= churn && lost == 0,
+	              "ctoruser made %lld allocations and frees in a constructor; stats says "
+	              "allocations %lld frees %lld lost_events %lld",
+	              churn, allocs, frees, lost);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "ctoruser with churn");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(dl);
+	free(plugin);
+}
+END_TEST
+
+struct pool_arg {
+	long long size; /* the pool's documented size, or 0 when unknown */
+};
+
+/* A live block whose allocation site is in libstdc++ (its constructor's
+ * emergency pool), of the documented size when it is known. */
+static char *check_pool_cb(const cJSON *json, void *arg)
+{
+	const struct pool_arg *a = arg;
+	const cJSON *st;
+	char *why = NULL;
+
+	cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(json, "stats"))
+	{
+		const cJSON *f0 =
+		    cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(st, "traceback"), 0);
+		const char *mod = h_json_str(f0, "module");
+		long long size, count;
+		if (mod == NULL || strstr(mod, "libstdc++") == NULL)
+			continue;
+		if (!h_json_int(st, "size", &size) || !h_json_int(st, "count", &count))
+			return h_strf("malformed statistic");
+		if (a->size == 0 || (size == a->size && count == 1))
+			return NULL;
+		h_append(&why,
+		         "libstdc++ holds %lld bytes in %lld blocks at %s, expected one block "
+		         "of %lld",
+		         size, count, h_json_str(f0, "function"), a->size);
+	}
+	return why != NULL ? why : h_strf("no live block allocated in libstdc++");
+}
+
+/* libstdc++'s constructor allocates its emergency exception pool before the
+ * agent's constructor runs: the block is there, allocated in libstdc++. */
+START_TEST(cxx_startup_pool)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24];
+	const char *args[] = {"top", "--pid", pidbuf, "--key", "traceback", "--limit", "0", NULL};
+
+	h_prog_start(&p, &D, "cxxstart", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	struct pool_arg a = {h_truth_meta(t, "eh_pool_bytes", 0)};
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_pool_cb, &a, args);
+	ck_assert_msg(why == NULL, "cxxstart: %s: %.2000s", why, r.out);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "cxxstart");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+static char *check_idle_cb(const cJSON *json, void *arg)
+{
+	long long allocs;
+	const char *st = h_json_str(json, "state");
+	(void)arg;
+
+	if (st == NULL || strcmp(st, "live") != 0 || !h_json_int(json, "allocations", &allocs))
+		return h_strf("not live, or no allocations count");
+	return allocs == 0 ? NULL : h_strf("%lld allocations, the program made none", allocs);
+}
+
+/* A traced process is listed from its start, before it allocates anything. */
+START_TEST(listed_before_first_allocation)
+{
+	char *path = h_prog("idle");
+	const char *argv[] = {path, NULL};
+	struct h_spawn sp = {.argv = argv, .agent = true, .runtime_dir = D.runtime, .uid = H_NOUID};
+	const char *list[] = {"list", NULL};
+	char pidbuf[24], line[64];
+	const char *stats[] = {"stats", "--pid", pidbuf, NULL};
+	struct h_proc p;
+	struct h_ctl r;
+
+	h_proc_start(&p, &sp);
+	ck_assert_msg(h_proc_readline(&p, line, sizeof line, H_START_MS) == 1 &&
+	                  strcmp(line, "waiting") == 0,
+	              "idle did not say waiting: %s", p.err.data ? p.err.data : "");
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_idle_cb, NULL, stats);
+	ck_assert_msg(why == NULL, "idle (pid %ld): %s: %.800s", (long)p.pid, why, r.out);
+	h_ctl_free(&r);
+	h_ctl_ok(&D, H_NOUID, &r, list);
+	ck_assert_msg(h_list_find(r.json, p.pid) != NULL, "list lacks idle (pid %ld): %.800s",
+	              (long)p.pid, r.out);
+	h_ctl_free(&r);
+	h_proc_end(&p, "idle");
+	h_proc_cleanup(&p);
+	free(path);
+}
+END_TEST
+
+/* Runs `prog BEHAVE_CODE` with the extra environment `env` on daemon D, as
+ * run_behave does (it waits for "waiting", then lets it go on). */
+static void run_behave_env(struct run_out *o, const char *prog, const char *const *env)
+{
+	char *path = h_prog(prog);
+	const char *argv[] = {path, BEHAVE_CODE, NULL};
+	struct h_spawn sp = {.argv = argv, .env = env, .uid = H_NOUID};
+	struct h_proc p;
+	char line[256];
+	int rc;
+
+	h_proc_start(&p, &sp);
+	o->pid = p.pid;
+	do {
+		rc = h_proc_readline(&p, line, sizeof line, H_START_MS);
+	} while (rc == 1 && strcmp(line, "waiting") != 0);
+	ck_assert_msg(rc == 1, "%s never said \"waiting\"; stderr: %.1000s", prog,
+	              p.err.data ? p.err.data : "");
+	ck_assert_int_eq(h_proc_send(&p, "go"), 0);
+	h_proc_close_stdin(&p);
+	o->status = h_proc_finish(&p, 60000);
+	o->out = h_strf("%s", p.out.data ? p.out.data : "");
+	o->err = h_strf("%s", p.err.data ? p.err.data : "");
+	h_proc_cleanup(&p);
+	free(path);
+}
+
+static char *check_bypassed_cb(const cJSON *json, void *arg)
+{
+	const cJSON *ip = cJSON_GetObjectItemCaseSensitive(json, "interposed");
+	(void)arg;
+
+	if (!cJSON_IsBool(ip))
+		return h_strf("stats has no boolean \"interposed\"");
+	if (!cJSON_IsFalse(ip))
+		return h_strf("stats says interposed: true");
+	if (h_json_str(json, "warning") == NULL)
+		return h_strf("stats has no \"warning\"");
+	return NULL;
+}
+
+/*
+ * behave with an allocator that comes before the agent: `first` preloaded
+ * ahead of it, or (first == NULL) `prog` having its own malloc linked in. The
+ * program runs as it does untraced, stderr has one line more, from memtrace,
+ * saying the hooks are bypassed, and stats says interposed: false.
+ */
+static void assert_bypassed(const char *prog, const char *first, const char *what)
+{
+	char *preload = first != NULL ? h_strf("LD_PRELOAD=%s:%s", first, h_agent_lib())
+	                              : h_strf("LD_PRELOAD=%s", h_agent_lib());
+	char *rt = h_strf("MEMTRACE_RUNTIME_DIR=%s", D.runtime);
+	char *plain_pre = first != NULL ? h_strf("LD_PRELOAD=%s", first) : NULL;
+	const char *env[] = {preload, rt, NULL};
+	const char *plain[] = {plain_pre, NULL};
+	struct run_out base, o;
+	struct h_ctl r;
+	char pidbuf[24];
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+
+	/* The baseline has the other allocator too, without the agent. */
+	run_behave_env(&base, prog, plain);
+	ck_assert_msg(base.status != -1 && WIFEXITED(base.status) &&
+	                  WEXITSTATUS(base.status) == atoi(BEHAVE_CODE),
+	              "%s without the agent: %s", what, h_status_str(base.status));
+	run_behave_env(&o, prog, env);
+	assert_same(&base, &o, what);
+	assert_stderr(&base, &o, 1, 1, what);
+	ck_assert_msg(strstr(o.err, "bypassed") != NULL, "%s: stderr does not say bypassed: %s",
+	              what, o.err);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", o.pid);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_bypassed_cb, NULL, args);
+	ck_assert_msg(why == NULL, "%s: %s: %.800s", what, why, r.out);
+	h_ctl_free(&r);
+	run_out_free(&base);
+	run_out_free(&o);
+	free(preload);
+	free(rt);
+	free(plain_pre);
+}
+
+START_TEST(bypassed_by_preload)
+{
+	char *lib = h_prog(".libs/libfirstalloc.so");
+	assert_bypassed("behave", lib, "libfirstalloc preloaded first");
+	free(lib);
+}
+END_TEST
+
+START_TEST(bypassed_by_linked_allocator)
+{
+	assert_bypassed("ownalloc", NULL, "an allocator linked into the program");
+}
+END_TEST
+
+/* Debian's jemalloc, where it is installed (scripts/deps.sh test). */
+static const char *jemalloc_path(void)
+{
+	static const char *const paths[] = {"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+	                                    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+	                                    "/usr/lib64/libjemalloc.so.2",
+	                                    "/usr/lib/libjemalloc.so.2"};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+		if (access(paths[i], R_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+START_TEST(bypassed_by_jemalloc)
+{
+	assert_bypassed("behave", jemalloc_path(), "jemalloc preloaded first");
+}
+END_TEST
+
+/* `memtracectl run` on a statically linked program: one line says it cannot
+ * be traced, and the program runs as it would, with its exit status. */
+START_TEST(static_program_via_run)
+{
+	char *path = h_prog("staticprog");
+	const char *argv[] = {h_client_bin(),
+	                      "--runtime-dir",
+	                      D.runtime,
+	                      "run",
+	                      "--agent",
+	                      h_agent_lib(),
+	                      "--top",
+	                      "5",
+	                      "--",
+	                      path,
+	                      "7",
+	                      NULL};
+	struct h_spawn sp = {.argv = argv, .uid = H_NOUID};
+	struct h_proc p;
+
+	h_proc_start(&p, &sp);
+	h_proc_close_stdin(&p);
+	int status = h_proc_finish(&p, 30000);
+	const char *out = p.out.data ? p.out.data : "", *err = p.err.data ? p.err.data : "";
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 7,
+	              "memtracectl run staticprog 7: %s; stderr: %s", h_status_str(status), err);
+	ck_assert_msg(strcmp(out, "staticprog: 7\n") == 0, "stdout: %s", out);
+	const char *nl = strchr(err, '\n');
+	ck_assert_msg(nl != NULL && nl[1] == '\0' && strstr(err, "statically linked") != NULL &&
+	                  strstr(err, "memtracectl") != NULL,
+	              "stderr is not one line saying it is statically linked: %s", err);
+	h_proc_cleanup(&p);
+	free(path);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static Suite *live_suite(void)
@@ -1634,6 +1968,20 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, exit_with_stopped_daemon);
 	tc = h_tcase(s, "sampling", 120, setup, teardown);
 	tcase_add_test(tc, sampling_estimates);
+	tc = h_tcase(s, "early", 120, setup, teardown);
+	tcase_add_loop_test(tc, ctor_allocations, 0, 2);
+	tcase_add_loop_test(tc, ctor_fills_ring, 0, 2);
+	tcase_add_test(tc, cxx_startup_pool);
+	tcase_add_test(tc, listed_before_first_allocation);
+	tc = h_tcase(s, "bypassed", 120, setup, teardown);
+	tcase_add_test(tc, bypassed_by_preload);
+	tcase_add_test(tc, bypassed_by_linked_allocator);
+	if (jemalloc_path() != NULL)
+		tcase_add_test(tc, bypassed_by_jemalloc);
+	else
+		printf("e2e_live: libjemalloc.so.2 is not installed: the jemalloc test is NOT "
+		       "registered; it neither ran nor passed\n");
+	tcase_add_test(tc, static_program_via_run);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
@@ -1649,8 +1997,9 @@ static Suite *live_suite(void)
 
 int main(void)
 {
-	static const char *const progs[] = {"sites",  "cxxsites", "threads",  "peak", "forker",
-	                                    "behave", "churn",    "dlopener", NULL};
+	static const char *const progs[] = {
+	    "sites",    "cxxsites", "threads",  "peak", "forker",   "behave",     "churn",
+	    "dlopener", "ctoruser", "cxxstart", "idle", "ownalloc", "staticprog", NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }
