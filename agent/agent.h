@@ -3,7 +3,9 @@
  * (hooks.c) and the rings.
  *
  * hooks.c calls agent_enter() first; when it returns a non-NULL thread state
- * the caller holds the recursion guard and must call agent_leave(). While the
+ * the caller holds the recursion guard and must call agent_leave(). The
+ * process's first call to agent_enter sets tracing up (agent.c, "start-up"),
+ * so a hook reached before the agent's constructor already records. While the
  * guard is held every allocation on this thread passes straight through, so
  * the agent's own work (unwinding, dlsym, the first pthread call of a thread)
  * is never traced and never recurses.

@@ -9,7 +9,10 @@
  * same address on another thread are always numbered in their true order.
  *
  * Until the real functions are resolved (dlsym allocates), requests are served
- * from a static bootstrap arena; such blocks are never freed or traced.
+ * from a static bootstrap arena; such blocks are never freed or traced. The
+ * first hook may run before the agent's constructor (in another library's
+ * constructor, or inside the loader): agent_enter then sets tracing up, and
+ * this very call is recorded.
  */
 #include <errno.h>
 #include <malloc.h>

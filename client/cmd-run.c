@@ -74,6 +74,8 @@ const struct cmd_entry cmd_run_entry = {
             "exit status is still PROG's.\n\n"
             "With --runtime-dir, or --socket, PROG's agent is pointed at the same\n"
             "daemon through MEMTRACE_RUNTIME_DIR (for --socket: the socket's directory).\n\n"
+            "A statically linked PROG cannot load the agent: memtracectl says so in\n"
+            "one line and runs it untraced.\n\n"
             "Options:\n"
             "  --agent PATH        the agent library; default: $MEMTRACE_AGENT, else\n"
             "                      ../agent/.libs/" AGENT_NAME " from this program's\n"
