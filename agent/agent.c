@@ -20,6 +20,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -272,12 +273,19 @@ static void check_interposed(void)
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		uintptr_t a = (uintptr_t)dlsym(RTLD_DEFAULT, names[i]);
+		const ElfW(Sym) *sym = NULL;
+		Dl_info info;
 		if (a == 0 || (a >= g_self_lo && a < g_self_hi))
 			continue;
-		Dl_info info;
+		/* A non-PIE program that takes malloc's address has an
+		 * undefined symbol whose value is a PLT entry, which dlsym
+		 * returns; that entry calls the agent's malloc. Only a real
+		 * definition bypasses the hooks. */
+		if (dladdr1((void *)a, &info, (void **)&sym, RTLD_DL_SYMENT) == 0 || sym == NULL ||
+		    sym->st_shndx == SHN_UNDEF)
+			continue;
 		const char *who = "the program itself";
-		if (dladdr((void *)a, &info) != 0 && info.dli_fname != NULL &&
-		    info.dli_fname[0] != '\0')
+		if (info.dli_fname != NULL && info.dli_fname[0] != '\0')
 			who = info.dli_fname;
 		g_bypassed = true;
 		snprintf(line, sizeof(line), "%s in %s comes before libmemtrace.so", names[i], who);

@@ -53,6 +53,8 @@
  *  bypassed_by_linked_allocator, first, linked into the program, jemalloc):
  *  bypassed_by_jemalloc         the program runs unchanged, one stderr line
  *                               says so, stats says interposed: false
+ *  not_bypassed_by_plt_entry    a non-PIE program taking malloc's address is
+ *                               traced, not reported as bypassed
  *  static_program_via_run       `memtracectl run` says in one line that a
  *                               static program cannot be traced, runs it
  */
@@ -1903,6 +1905,33 @@ START_TEST(bypassed_by_jemalloc)
 }
 END_TEST
 
+/* A position-dependent program that takes malloc's address has a PLT entry
+ * where dlsym finds "malloc"; its calls reach the agent all the same, so it
+ * is traced and not reported as bypassed. */
+START_TEST(not_bypassed_by_plt_entry)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct stats s;
+
+	h_prog_start(&p, &D, "mallocptr", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "mallocptr");
+	h_ctl_free(&r);
+	get_stats(&r, t->pid, &s);
+	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r.json, "interposed")),
+	              "mallocptr: stats does not say interposed: true: %.800s", r.out);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "mallocptr");
+	ck_assert_msg(p.err.data == NULL || strstr(p.err.data, "memtrace") == NULL,
+	              "mallocptr: the agent said something: %s", p.err.data);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 /* `memtracectl run` on a statically linked program: one line says it cannot
  * be traced, and the program runs as it would, with its exit status. */
 START_TEST(static_program_via_run)
@@ -1981,6 +2010,7 @@ static Suite *live_suite(void)
 	else
 		printf("e2e_live: libjemalloc.so.2 is not installed: the jemalloc test is NOT "
 		       "registered; it neither ran nor passed\n");
+	tcase_add_test(tc, not_bypassed_by_plt_entry);
 	tcase_add_test(tc, static_program_via_run);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
