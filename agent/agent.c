@@ -23,6 +23,7 @@
 #include <link.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +352,10 @@ __attribute__((constructor)) static void agent_init(void)
 	if (atomic_load(&g_real_ready) != 2)
 		agent_resolve_real();
 	trace_init();
+	/* A thread some library's constructor started may be inside
+	 * trace_init: the session needs it finished. */
+	while (atomic_load(&g_state) == AGENT_STARTING)
+		sched_yield();
 	/* A library's constructor forked before this one ran: this is the
 	 * child, which starts its own session now, as on its first event. */
 	if (atomic_load(&g_state) == AGENT_CHILD)
