@@ -174,7 +174,9 @@ static char *run_dirname(const char *path)
  * itself, and a failure is reported before anything has started.
  * LD_PRELOAD keeps what was there, after the agent. MEMTRACE_RUNTIME_DIR is
  * set only when the user named a daemon; otherwise PROG's agent applies the
- * same paths.h rules this client did.
+ * same paths.h rules this client did. MEMTRACE_ROOT goes: it names the
+ * process that MEMTRACE_FOLLOW_FORK=0 traces (agent/lineage.h), and that is
+ * PROG, even when memtracectl runs under an agent and a traced process itself.
  */
 static int run_environment(struct client *c, const char *agent)
 {
@@ -186,7 +188,7 @@ static int run_environment(struct client *c, const char *agent)
 		preload = xasprintf("%s:%s", agent, old);
 	else
 		preload = xstrdup(agent);
-	if (setenv("LD_PRELOAD", preload, 1) < 0)
+	if (setenv("LD_PRELOAD", preload, 1) < 0 || unsetenv("MEMTRACE_ROOT") < 0)
 		goto err_setenv;
 
 	if (c->runtime_dir_opt != NULL) {
@@ -322,19 +324,40 @@ static bool run_exec_failed(int fd)
 	return n == (ssize_t)sizeof(err);
 }
 
+/*
+ * The environment run_environment built, as an array of its own. PROG is
+ * started with it, not with `environ`: an agent in memtracectl itself, under
+ * MEMTRACE_FOLLOW_FORK=0, takes itself out of the LD_PRELOAD of a fork
+ * child's `environ` (agent/lineage.h), and PROG must get it.
+ */
+static char **run_envp(void)
+{
+	size_t n = 0;
+	char **envp;
+
+	while (environ[n] != NULL)
+		n++;
+	envp = xcalloc(n + 1, sizeof(*envp));
+	memcpy(envp, environ, n * sizeof(*envp));
+	return envp;
+}
+
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
  * exit status. *started says whether exec succeeded. */
 static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status, bool *started)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
 	int pipefd[2] = {-1, -1};
+	char **envp = run_envp();
 	pid_t pid;
 	int rc;
 
 	*started = false;
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		free(envp);
 		return client_error(c, CLIENT_EXIT_ERROR, "run_failed", "cannot create a pipe: %s",
 		                    strerror(errno));
+	}
 
 	sigemptyset(&ign.sa_mask);
 	/* Ignored before fork, so that no Ctrl-C can fall between fork and
@@ -358,7 +381,7 @@ static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status,
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGQUIT, &old_quit, NULL);
 		close(pipefd[0]);
-		execvp(argv[0], argv);
+		execvpe(argv[0], argv, envp);
 		err = errno;
 		fprintf(stderr, "memtracectl: cannot run %s: %s\n", argv[0], strerror(err));
 		/* If the parent cannot hear it, it only reports less. */
@@ -385,6 +408,7 @@ out:
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
 	close(pipefd[0]);
+	free(envp);
 	return rc;
 }
 

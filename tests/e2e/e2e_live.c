@@ -23,7 +23,8 @@
  *  peak_and_reset               peak has the freed 64 MiB, reset-peak resets
  *  fork_exec (two runs)         children never in the parent; each child its
  *                               own session; with MEMTRACE_FOLLOW_FORK=0 the
- *                               fork children are untraced
+ *                               fork children, and what they exec, are
+ *                               untraced
  *  behave_*                     same output and status with a daemon, under
  *                               `memtracectl run`, without a daemon, and with
  *                               the daemon SIGKILLed mid-run
@@ -41,6 +42,11 @@
  *                               stays exact and the daemon stops cleanly
  *  uid_isolation (root only)    uid 65534 sees neither root's sessions nor
  *                               stats of them; root sees everybody
+ *  follow_fork_descendants      with MEMTRACE_FOLLOW_FORK=0 only the started
+ *  (two runs),                  process and its own exec'd image are traced,
+ *  follow_fork_under_run        not a child that execs, a shell's child or a
+ *                               posix_spawn'ed one, and `run`'s PROG is the
+ *                               started one; by default all are traced
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -644,14 +650,15 @@ START_TEST(fork_exec)
 	h_ctl_free(&r);
 	assert_stats_consistent(t->pid, t, &s, what);
 
-	/* The exec'd child is a new process image: its own session, only what
-	 * it allocated after exec. */
-	top_simple(&r, e, te, H_KEY_LINENO, false, "exec'd child");
-	h_ctl_free(&r);
-	{
+	if (follow) {
+		/* The exec'd child is a new process image: its own session, only
+		 * what it allocated after exec. */
 		const char *args[] = {"list", NULL};
 		const cJSON *ent;
 		const char *exe, *state;
+
+		top_simple(&r, e, te, H_KEY_LINENO, false, "exec'd child");
+		h_ctl_free(&r);
 		h_ctl_ok(&D, H_NOUID, &r, args);
 		ent = h_list_find(r.json, (long)e);
 		ck_assert_msg(ent != NULL, "list lacks the exec'd child %lld", e);
@@ -662,6 +669,9 @@ START_TEST(fork_exec)
 		ck_assert_msg(exe != NULL && strstr(exe, "forker") != NULL, "exec'd child exe %s",
 		              exe ? exe : "absent");
 		h_ctl_free(&r);
+	} else {
+		/* Not followed, nor is what the child execs (lineage.h). */
+		assert_no_session(e, what);
 	}
 
 	if (follow) {
@@ -1605,6 +1615,206 @@ START_TEST(sampling_estimates)
 }
 END_TEST
 
+/* ------------------------------------------------------ 7: descendants */
+
+/* Lines of `text` that mention memtrace. */
+static int memtrace_lines(const char *text)
+{
+	int n = 0;
+
+	for (const char *l = text; l != NULL && *l != '\0';) {
+		const char *end = strchr(l, '\n');
+		size_t len = end != NULL ? (size_t)(end - l) : strlen(l);
+		char *line = h_strf("%.*s", (int)len, l);
+		n += strcasestr(line, "memtrace") != NULL;
+		free(line);
+		l = end != NULL ? end + 1 : NULL;
+	}
+	return n;
+}
+
+/* The pids of a `list` answer that are not `pid`, as a string ("" if none);
+ * *count gets the number of entries. */
+static char *list_others(long pid, int *count)
+{
+	const char *args[] = {"list", NULL};
+	const cJSON *pr;
+	struct h_ctl r;
+	char *others = h_strf("%s", "");
+
+	*count = 0;
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	cJSON_ArrayForEach(pr, cJSON_GetObjectItemCaseSensitive(r.json, "processes"))
+	{
+		long long p = -1;
+		h_json_int(pr, "pid", &p);
+		(*count)++;
+		if (p != pid) {
+			char *more = h_strf("%s %lld", others, p);
+			free(others);
+			others = more;
+		}
+	}
+	h_ctl_free(&r);
+	return others;
+}
+
+/* A leaf of spawner: its own session with exactly its book when followed,
+ * none otherwise; whether its LD_PRELOAD still named the agent and whether
+ * the agent was loaded in it. */
+static void check_leaf(const struct h_proc *p, const struct h_truth *t, const char *meta,
+                       bool follow, int want_mapped, const char *what)
+{
+	long long pid = h_truth_meta(t, meta, -1);
+	struct h_truth *tl;
+	struct h_ctl r;
+	char *label;
+
+	ck_assert_msg(pid > 0, "%s: no %s in the book", what, meta);
+	tl = child_truth(p, pid);
+	label = h_strf("%s: %s (pid %lld)", what, meta, pid);
+	if (follow) {
+		top_simple(&r, pid, tl, H_KEY_LINENO, false, label);
+		h_ctl_free(&r);
+	} else {
+		assert_no_session(pid, label);
+	}
+	ck_assert_msg(h_truth_meta(tl, "preloaded", -1) == (follow ? 1 : 0),
+	              "%s: LD_PRELOAD %s the agent", label, follow ? "lost" : "still names");
+	ck_assert_msg(h_truth_meta(tl, "mapped", -1) == want_mapped, "%s: the agent was %sloaded",
+	              label, want_mapped ? "not " : "");
+	free(label);
+	h_truth_free(tl);
+}
+
+/*
+ * MEMTRACE_FOLLOW_FORK=0 (_i == 1) traces the process that was started and
+ * the images it execs itself, and no descendant however it was started: a
+ * forked child that execs, a shell that runs a program as its child,
+ * posix_spawn; those that were forked do not even load the agent, and none
+ * passes it on in LD_PRELOAD. By default (_i == 0) every one of them is
+ * traced as its own process.
+ */
+START_TEST(follow_fork_descendants)
+{
+	const char *env_nofollow[] = {"MEMTRACE_FOLLOW_FORK=0", NULL};
+	bool follow = _i == 0;
+	const char *what = follow ? "descendants followed" : "MEMTRACE_FOLLOW_FORK=0";
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t, *t2;
+	long long shell;
+	char *others;
+	int count;
+
+	h_prog_start(&p, &D, "spawner", NULL, H_NOUID, follow ? NULL : env_nofollow);
+	h_proc_expect_ready(&p);
+	t = h_truth_must(p.truth);
+	ck_assert_int_eq(t->pid, p.pid);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+
+	check_leaf(&p, t, "leaf_exec", follow, follow, what);
+	check_leaf(&p, t, "leaf_shell", follow, follow, what);
+	check_leaf(&p, t, "leaf_spawn", follow, 1, what);
+	shell = h_truth_meta(t, "shell", -1);
+	others = list_others(t->pid, &count);
+	if (follow) {
+		char *needle = h_strf(" %lld", shell);
+		ck_assert_msg(strstr(others, needle) != NULL,
+		              "%s: the shell (pid %lld) is not listed: others are%s", what, shell,
+		              others);
+		free(needle);
+	} else {
+		assert_no_session(shell, "MEMTRACE_FOLLOW_FORK=0: the shell");
+		ck_assert_msg(count == 1 && others[0] == '\0',
+		              "%s: `list` has %d entries, other pids:%s", what, count, others);
+	}
+	free(others);
+
+	/* The image the traced process execs keeps its pid and is traced, as
+	 * its own session; what it starts is not, without following. */
+	ck_assert_int_eq(h_proc_send(&p, "exec"), 0);
+	h_proc_expect_ready(&p);
+	t2 = h_truth_must(p.truth);
+	ck_assert_int_eq(t2->pid, t->pid);
+	top_simple(&r, t->pid, t2, H_KEY_LINENO, false, "the exec'd image of the traced process");
+	h_ctl_free(&r);
+	check_leaf(&p, t2, "leaf_reborn", follow, 1, "after exec");
+	if (!follow) {
+		others = list_others(t->pid, &count);
+		ck_assert_msg(count == 2 && others[0] == '\0',
+		              "%s after exec: `list` has %d entries (the traced process and its "
+		              "exec'd image expected), other pids:%s",
+		              what, count, others);
+		free(others);
+	}
+
+	h_proc_end(&p, what);
+	ck_assert_msg(memtrace_lines(p.err.data) == 0, "%s: the agent spoke: %.2000s", what,
+	              p.err.data);
+	h_truth_free(t);
+	h_truth_free(t2);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/*
+ * `memtracectl run` makes its PROG the process MEMTRACE_FOLLOW_FORK=0 traces,
+ * even when memtracectl itself runs under the agent (and so was named the
+ * traced process first): PROG is traced, its descendants are not.
+ */
+START_TEST(follow_fork_under_run)
+{
+	const char *env[] = {"MEMTRACE_FOLLOW_FORK=0", NULL};
+	char *prog = h_prog("spawner");
+	char *truth = h_daemon_file(&D, "spawner");
+	const char *argv[] = {h_client_bin(),
+	                      "--runtime-dir",
+	                      D.runtime,
+	                      "run",
+	                      "--agent",
+	                      h_agent_lib(),
+	                      "--",
+	                      prog,
+	                      NULL};
+	const char *what = "MEMTRACE_FOLLOW_FORK=0 under memtracectl run";
+	struct h_spawn s = {.argv = argv,
+	                    .agent = true,
+	                    .runtime_dir = D.runtime,
+	                    .truth = truth,
+	                    .env = env,
+	                    .uid = H_NOUID};
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t;
+	char *others, *needle;
+	int count;
+
+	h_proc_start(&p, &s);
+	p.truth = truth; /* the leaves' books are next to it; freed with p */
+	h_proc_expect_ready(&p);
+	t = h_truth_must(truth);
+	ck_assert_msg(t->pid != p.pid, "%s: the book is memtracectl's", what);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+	check_leaf(&p, t, "leaf_exec", false, 0, what);
+	check_leaf(&p, t, "leaf_spawn", false, 1, what);
+	/* memtracectl itself was started traced: it and PROG, nothing else. */
+	others = list_others(t->pid, &count);
+	needle = h_strf(" %ld", (long)p.pid);
+	ck_assert_msg(count == 2 && strcmp(others, needle) == 0,
+	              "%s: `list` has %d entries, other pids:%s (memtracectl is %ld)", what, count,
+	              others, (long)p.pid);
+	free(needle);
+	free(others);
+	h_proc_end(&p, what);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(prog);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static Suite *live_suite(void)
@@ -1634,6 +1844,9 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, exit_with_stopped_daemon);
 	tc = h_tcase(s, "sampling", 120, setup, teardown);
 	tcase_add_test(tc, sampling_estimates);
+	tc = h_tcase(s, "descendants", 120, setup, teardown);
+	tcase_add_loop_test(tc, follow_fork_descendants, 0, 2);
+	tcase_add_test(tc, follow_fork_under_run);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
@@ -1649,8 +1862,8 @@ static Suite *live_suite(void)
 
 int main(void)
 {
-	static const char *const progs[] = {"sites",  "cxxsites", "threads",  "peak", "forker",
-	                                    "behave", "churn",    "dlopener", NULL};
+	static const char *const progs[] = {"sites",  "cxxsites", "threads",  "peak",    "forker",
+	                                    "behave", "churn",    "dlopener", "spawner", NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }
