@@ -12,9 +12,10 @@
  * the end only when the agent's socket closes and it has taken in every event
  * sent before, which can be a little after waitpid returns here, so the
  * client waits for the session to say "exited" first. That report is an
- * extra: whatever goes wrong with it is said on stderr (stdout carries the
- * report, after the program's own output), and memtracectl still exits with
- * the program's status.
+ * extra: it goes to stderr, or to the file of -o, never to stdout, which is
+ * the program's (a pipeline reading the program's output must get that
+ * alone); whatever goes wrong with it is said on stderr, and memtracectl
+ * still exits with the program's status.
  */
 #include "client.h"
 
@@ -54,7 +55,7 @@ static int cmd_run_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_run_entry = {
     .name = "run",
-    .usage = "[--agent PATH] [--top N] -- PROG [ARGS...]",
+    .usage = "[--agent PATH] [--top N [-o FILE]] -- PROG [ARGS...]",
     .summary = "start a program with the agent preloaded",
     .help = "Start PROG with the memtrace agent preloaded (put first in LD_PRELOAD),\n"
             "so memtraced traces it from its first allocation. memtracectl waits for\n"
@@ -62,9 +63,10 @@ const struct cmd_entry cmd_run_entry = {
             "when it could not be started. Ctrl-C and Ctrl-\\ go to PROG.\n\n"
             "With --top N, once PROG has ended, print the N sites that allocated most\n"
             "of what it still held at exit - its leaks - as 'top --pid' prints them\n"
-            "(JSON, or --table). memtracectl waits up to 10 s for memtraced to see\n"
-            "the end; a report that cannot be had is explained on stderr, and the\n"
-            "exit status is still PROG's.\n\n"
+            "(JSON, or --table), on stderr or, with -o FILE, into FILE: stdout is\n"
+            "PROG's alone. memtracectl waits up to 10 s for memtraced to see the\n"
+            "end; a report that cannot be had is explained on stderr, and the exit\n"
+            "status is still PROG's.\n\n"
             "With --runtime-dir, or --socket, PROG's agent is pointed at the same\n"
             "daemon through MEMTRACE_RUNTIME_DIR (for --socket: the socket's directory).\n\n"
             "Options:\n"
@@ -73,12 +75,15 @@ const struct cmd_entry cmd_run_entry = {
             "                      directory when it runs from a build tree, else\n"
             "                      " PKGLIBDIR "/" AGENT_NAME "\n"
             "  --top N             after PROG ends, print its N largest leak sites\n"
-            "                      (0 = all)\n",
+            "                      (0 = all) on stderr\n"
+            "  -o, --output FILE   write that report into FILE instead; FILE is\n"
+            "                      created (or emptied) before PROG starts\n",
     /* The first operand ends the options: PROG's own options are PROG's. */
     .args =
         {
             .options = (const struct args_option[]){{"agent", 0, ARGS_PATH},
                                                     {"top", 0, ARGS_COUNT},
+                                                    {"output", 'o', ARGS_FILE},
                                                     {NULL}},
             .lower = 1,
             .upper = -1,
@@ -279,22 +284,55 @@ out:
 }
 
 /*
+ * Where the report goes: -o FILE, opened before PROG starts so that a name
+ * that cannot be written is refused before anything has run, else stderr.
+ * Returns 0 with the descriptor in *fd (close it when it is not 2), or the
+ * reported exit status.
+ */
+static int run_open_output(struct client *c, const char *path, int *fd)
+{
+	*fd = STDERR_FILENO;
+	if (path == NULL)
+		return 0;
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (*fd < 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
+		                    strerror(errno));
+	return 0;
+}
+
+/*
  * Runs once the traced program has ended, with its pid (the pid of its
  * session in the daemon): prints the `limit` largest sites of what it never
- * freed, as `top --pid` does. Its failures are only reported, on stderr.
+ * freed, as `top --pid` does, on `out`. The renderers print on stdout, so
+ * stdout is pointed at `out` for the time of the report. Its failures are
+ * only reported, on stderr.
  */
-static void run_report_leaks(struct client *c, pid_t pid, int limit)
+static void run_report_leaks(struct client *c, pid_t pid, int limit, int out)
 {
 	cJSON *req;
+	int saved;
 
 	c->errors_to_stderr = true;
 	if (run_wait_exited(c, pid) != 0)
 		return;
+	fflush(stdout);
+	saved = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (saved < 0 || dup2(out, STDOUT_FILENO) < 0) {
+		fprintf(stderr, "memtracectl: cannot print the report: %s\n", strerror(errno));
+		goto out;
+	}
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "top");
 	cJSON_AddNumberToObject(req, "pid", (double)pid);
 	cJSON_AddNumberToObject(req, "limit", limit);
 	client_request(c, req, table_top);
+	if (fflush(stdout) != 0)
+		fprintf(stderr, "memtracectl: cannot write the report: %s\n", strerror(errno));
+	dup2(saved, STDOUT_FILENO);
+out:
+	if (saved >= 0)
+		close(saved);
 }
 
 /* The shell's convention for how a child ended. */
@@ -417,21 +455,29 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	char *agent = NULL;
 	bool started;
 	pid_t pid;
-	int rc, status;
+	int rc, status, out = -1;
 
+	if (args_has(a, "output") && !args_has(a, "top")) {
+		client_opt_error(c, "-o needs --top: it is where the --top report goes");
+		return client_usage_error(c);
+	}
 	rc = run_find_agent(c, args_get(a, "agent"), &agent);
 	if (rc != 0)
 		goto out;
 	rc = run_environment(c, agent);
 	if (rc != 0)
 		goto out;
+	if (args_has(a, "top") && (rc = run_open_output(c, args_get(a, "output"), &out)) != 0)
+		goto out;
 	rc = run_child(c, a->operands, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
 	if (args_has(a, "top") && started)
-		run_report_leaks(c, pid, args_count(a, "top", 0));
+		run_report_leaks(c, pid, args_count(a, "top", 0), out);
 	rc = run_exit_status(status);
 out:
+	if (out > STDERR_FILENO)
+		close(out);
 	free(agent);
 	return rc;
 }

@@ -47,6 +47,8 @@
  *  follow_fork_under_run        not a child that execs, a shell's child or a
  *                               posix_spawn'ed one, and `run`'s PROG is the
  *                               started one; by default all are traced
+ *  run_top_output (three runs), `run --top` leaves stdout to the program and
+ *  run_output_needs_top         reports on stderr or into -o FILE
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1615,7 +1617,7 @@ START_TEST(sampling_estimates)
 }
 END_TEST
 
-/* ------------------------------------------------------ 7: descendants */
+/* ------------------------------------------------ 7: descendants, run */
 
 /* Lines of `text` that mention memtrace. */
 static int memtrace_lines(const char *text)
@@ -1815,6 +1817,115 @@ START_TEST(follow_fork_under_run)
 }
 END_TEST
 
+/* What leaker prints on stdout (tests/progs/leaker.c). */
+#define LEAKER_LINES                                                                               \
+	"leaker: first line of the program's own output\n"                                         \
+	"leaker: { not JSON, but the program's }\n"                                                \
+	"leaker: last line\n"
+
+/*
+ * `run --top 0`: the program's stdout is its own, exactly; the report goes to
+ * stderr (_i == 0), or to -o FILE as JSON (_i == 1) or as the table (_i == 2),
+ * and names exactly the program's leak sites.
+ */
+START_TEST(run_top_output)
+{
+	char *prog = h_prog("leaker");
+	char *truth = h_daemon_file(&D, "leaker");
+	char *file = h_daemon_file(&D, "report");
+	const char *argv[16];
+	const char *what = _i == 0   ? "run --top"
+	                   : _i == 1 ? "run --top -o"
+	                             : "run --top -o --table";
+	size_t n = 0;
+	struct h_spawn s;
+	struct h_proc p;
+	struct h_truth *t;
+	char *report, *why;
+	size_t len = 0;
+	int st;
+
+	argv[n++] = h_client_bin();
+	argv[n++] = "--runtime-dir";
+	argv[n++] = D.runtime;
+	argv[n++] = "run";
+	argv[n++] = "--agent";
+	argv[n++] = h_agent_lib();
+	argv[n++] = "--top";
+	argv[n++] = "0";
+	if (_i > 0) {
+		argv[n++] = "-o";
+		argv[n++] = file;
+	}
+	if (_i == 2)
+		argv[n++] = "--table";
+	argv[n++] = "--";
+	argv[n++] = prog;
+	argv[n] = NULL;
+	memset(&s, 0, sizeof s);
+	s.argv = argv;
+	s.truth = truth;
+	s.uid = H_NOUID;
+	h_proc_start(&p, &s);
+	st = h_proc_finish(&p, 60000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s; stderr: %.1500s",
+	              what, h_status_str(st), p.err.data ? p.err.data : "");
+	ck_assert_msg(strcmp(p.out.data != NULL ? p.out.data : "", LEAKER_LINES) == 0,
+	              "%s: stdout is not the program's alone:\n%.3000s", what,
+	              p.out.data ? p.out.data : "");
+	t = h_truth_must(truth);
+	if (_i == 0) {
+		report = h_strf("%s", p.err.data != NULL ? p.err.data : "");
+	} else {
+		FILE *f = fopen(file, "r");
+		ck_assert_msg(f != NULL, "%s: no report file %s", what, file);
+		report = NULL;
+		ck_assert_int_ne(getdelim(&report, &len, '\0', f), -1);
+		fclose(f);
+		ck_assert_msg(p.err.data == NULL || p.err.data[0] == '\0',
+		              "%s: stderr is not empty: %.1500s", what, p.err.data);
+	}
+	if (_i < 2) {
+		cJSON *json = cJSON_Parse(report);
+		struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+		ck_assert_msg(json != NULL, "%s: the report is not one JSON object:\n%.3000s", what,
+		              report);
+		why = h_check_top(json, &e);
+		ck_assert_msg(why == NULL, "%s: the leaks differ from the book:\n  %.3000s", what,
+		              why);
+		cJSON_Delete(json);
+	} else {
+		ck_assert_msg(strncmp(report, "Top ", 4) == 0, "%s: not the table:\n%.3000s", what,
+		              report);
+		for (int i = 0; i < t->nrecs; i++) {
+			char *site = h_strf("leaker.c:%d:", t->recs[i].f[0].line);
+			ck_assert_msg(strstr(report, site) != NULL,
+			              "%s: the table lacks %s:\n%.3000s", what, site, report);
+			free(site);
+		}
+	}
+	free(report);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(file);
+	free(truth);
+	free(prog);
+}
+END_TEST
+
+/* `run -o FILE` without --top is a usage error, and runs nothing. */
+START_TEST(run_output_needs_top)
+{
+	char *file = h_daemon_file(&D, "report");
+	const char *args[] = {"run", "-o", file, "--", "/bin/true", NULL};
+	struct stat st;
+
+	h_ctl_error(&D, H_NOUID, args, "bad_request");
+	ck_assert_msg(stat(file, &st) < 0, "run -o without --top created %s", file);
+	free(file);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static Suite *live_suite(void)
@@ -1847,6 +1958,9 @@ static Suite *live_suite(void)
 	tc = h_tcase(s, "descendants", 120, setup, teardown);
 	tcase_add_loop_test(tc, follow_fork_descendants, 0, 2);
 	tcase_add_test(tc, follow_fork_under_run);
+	tc = h_tcase(s, "run", 120, setup, teardown);
+	tcase_add_loop_test(tc, run_top_output, 0, 3);
+	tcase_add_test(tc, run_output_needs_top);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
@@ -1862,8 +1976,9 @@ static Suite *live_suite(void)
 
 int main(void)
 {
-	static const char *const progs[] = {"sites",  "cxxsites", "threads",  "peak",    "forker",
-	                                    "behave", "churn",    "dlopener", "spawner", NULL};
+	static const char *const progs[] = {"sites",   "cxxsites", "threads", "peak",
+	                                    "forker",  "behave",   "churn",   "dlopener",
+	                                    "spawner", "leaker",   NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }
