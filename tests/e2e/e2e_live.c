@@ -49,6 +49,11 @@
  *                               started one; by default all are traced
  *  run_top_output (three runs), `run --top` leaves stdout to the program and
  *  run_output_needs_top         reports on stderr or into -o FILE
+ *  closing_descriptors          a program that closes every descriptor stays
+ *  (five runs)                  traced (close, closefrom, close_range); one
+ *                               that takes the agent's numbers stops it
+ *                               cleanly; the agent never writes to the
+ *                               program's descriptors nor takes one away
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1617,7 +1622,7 @@ START_TEST(sampling_estimates)
 }
 END_TEST
 
-/* ------------------------------------------------ 7: descendants, run */
+/* -------------------------------------------- 7: descendants, run, fds */
 
 /* Lines of `text` that mention memtrace. */
 static int memtrace_lines(const char *text)
@@ -1926,6 +1931,98 @@ START_TEST(run_output_needs_top)
 }
 END_TEST
 
+#define CLOSER_DATA "closer: the program's own data\n"
+
+/*
+ * A program that closes every descriptor from 3 up, as daemons do
+ * (tests/progs/closer.c): with close() in a loop, closefrom or close_range
+ * (_i 0 to 2) the agent keeps its own and the program stays traced, exactly;
+ * when it puts descriptors of its own on the agent's numbers with dup2
+ * (_i == 3), or closes and replaces them with raw system calls (_i == 4, with
+ * frame-pointer unwinding: libunwind's pipe is among them), tracing stops
+ * with one line on stderr and the daemon keeps what came before. Either way
+ * nothing of the agent reaches the program's files and sockets, and none of
+ * the program's descriptors is taken away.
+ */
+START_TEST(closing_descriptors)
+{
+	static const char *const modes[] = {"loop", "closefrom", "close_range", "takeover", "raw"};
+	const char *const env_fp[] = {"MEMTRACE_UNWIND=fp", NULL};
+	const char *mode = modes[_i];
+	bool traced = _i < 3;
+	char *data = h_daemon_file(&D, "closer.data");
+	const char *args[] = {mode, data, NULL};
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t0, *t1;
+	char line[128], *label = h_strf("closer %s", mode);
+	long nopen = -1, zero = -1, bytes = -1, intact = -1;
+	int rc;
+
+	h_prog_start(&p, &D, "closer", args, H_NOUID, _i == 4 ? env_fp : NULL);
+	h_proc_expect_ready(&p);
+	t0 = h_truth_must(p.truth);
+	/* Everything before the close has reached the daemon. */
+	top_simple(&r, t0->pid, t0, H_KEY_LINENO, false, label);
+	h_ctl_free(&r);
+
+	ck_assert_int_eq(h_proc_send(&p, "close"), 0);
+	rc = h_proc_readline(&p, line, sizeof line, H_START_MS);
+	ck_assert_msg(rc == 1 && sscanf(line, "closed %ld %ld", &nopen, &zero) == 2 && nopen >= 1,
+	              "%s: no \"closed\" line (%s); stderr: %.1500s", label, rc == 1 ? line : "",
+	              p.err.data ? p.err.data : "");
+	if (traced) {
+		h_proc_expect_ready(&p);
+		t1 = h_truth_must(p.truth);
+		top_simple(&r, t0->pid, t1, H_KEY_LINENO, false, label);
+		h_ctl_free(&r);
+		h_truth_free(t1);
+	} else {
+		long long deadline = h_now_ms() + H_POLL_MS;
+		while (memtrace_lines(p.err.data) == 0 && h_now_ms() < deadline)
+			h_proc_readline(&p, line, sizeof line, 100);
+		ck_assert_msg(memtrace_lines(p.err.data) == 1,
+		              "%s: the agent did not say it stopped: %.1500s", label,
+		              p.err.data ? p.err.data : "");
+		/* The daemon took the lost connection for the end; it holds
+		 * exactly what came before, nothing after. */
+		wait_state(t0->pid, "exited");
+		top_simple(&r, t0->pid, t0, H_KEY_LINENO, false, label);
+		h_ctl_free(&r);
+	}
+
+	ck_assert_int_eq(h_proc_send(&p, "check"), 0);
+	rc = h_proc_readline(&p, line, sizeof line, H_START_MS);
+	ck_assert_msg(rc == 1 && sscanf(line, "checked %ld %ld", &bytes, &intact) == 2,
+	              "%s: no \"checked\" line (%s)", label, rc == 1 ? line : "");
+	ck_assert_msg(bytes == 0, "%s: the agent wrote %ld bytes to the program's socket", label,
+	              bytes);
+	ck_assert_msg(intact == 1,
+	              "%s: a descriptor of the program was taken away or its file "
+	              "written",
+	              label);
+	h_proc_end(&p, label);
+	ck_assert_msg(memtrace_lines(p.err.data) == (traced ? 0 : 1),
+	              "%s: the agent's lines on stderr: %.1500s", label,
+	              p.err.data ? p.err.data : "");
+	{
+		FILE *f = fopen(data, "r");
+		char buf[256] = "";
+		size_t got;
+		ck_assert_msg(f != NULL, "%s: no data file", label);
+		got = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[got] = '\0';
+		ck_assert_msg(strcmp(buf, CLOSER_DATA) == 0,
+		              "%s: the program's file holds something else: %s", label, buf);
+	}
+	h_truth_free(t0);
+	h_proc_cleanup(&p);
+	free(label);
+	free(data);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static Suite *live_suite(void)
@@ -1961,6 +2058,8 @@ static Suite *live_suite(void)
 	tc = h_tcase(s, "run", 120, setup, teardown);
 	tcase_add_loop_test(tc, run_top_output, 0, 3);
 	tcase_add_test(tc, run_output_needs_top);
+	tc = h_tcase(s, "descriptors", 120, setup, teardown);
+	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
@@ -1978,7 +2077,7 @@ int main(void)
 {
 	static const char *const progs[] = {"sites",   "cxxsites", "threads", "peak",
 	                                    "forker",  "behave",   "churn",   "dlopener",
-	                                    "spawner", "leaker",   NULL};
+	                                    "spawner", "leaker",   "closer",  NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }
