@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lineage.h"
 #include "modules.h"
 #include "paths.h"
 #include "proto.h"
@@ -246,6 +247,9 @@ static void atfork_child(void)
 {
 	int st = atomic_load(&g_state);
 	sender_fork_parent(); /* release the lock prepare took */
+	/* Not followed: nor is anything this child execs (lineage.h). */
+	if (!g_cfg.follow_fork)
+		lineage_drop_preload();
 	if (st != AGENT_ACTIVE && st != AGENT_STARTING)
 		return;
 	/* Nothing of the parent may reach the child's session: its events in
@@ -308,6 +312,12 @@ static void trace_init(void)
 		return;
 	}
 	read_config();
+	/* Under MEMTRACE_FOLLOW_FORK=0 a descendant of the traced process stays
+	 * untraced, however it was started (lineage.h). */
+	if (!g_cfg.follow_fork && lineage_is_descendant()) {
+		atomic_store(&g_state, AGENT_DISABLED);
+		goto out;
+	}
 	modules_find_self();
 	if (stacktab_init() < 0) {
 		sysdep_say("cannot map the stack table; running untraced", NULL, NULL);

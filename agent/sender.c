@@ -22,12 +22,14 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <sys/un.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "fdguard.h"
 #include "globals.h"
 #include "merge.h"
 #include "modules.h"
@@ -43,6 +45,8 @@
 /* Sender state: written by the sender thread (and by start/stop, which run
  * while it does not exist or is being joined). */
 static int sock = -1;
+static dev_t sock_dev; /* what sock referred to when it connected */
+static ino_t sock_ino;
 static pthread_t thread;
 static int thread_running;
 static _Atomic uint32_t wake_word;
@@ -56,11 +60,45 @@ static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct merge merge; /* this cycle's merge of the rings */
 
+/*
+ * Whether sock is still the socket the agent connected. A program that
+ * closes every descriptor it has (as daemons do) does not close it through
+ * libc (fdguard.h), but it may with a raw system call, and then open files
+ * or sockets that get its number: the agent must then never write to that
+ * number, nor close it. -EBADF when it is no longer ours. (The check and the
+ * write that follows are two system calls: a program that closes the number
+ * and opens a socket on it between the two is not caught.)
+ */
+static int sock_check(void)
+{
+	struct stat st;
+	int saved = errno, rc = 0;
+
+	if (sock < 0 || fstat(sock, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_dev != sock_dev ||
+	    st.st_ino != sock_ino)
+		rc = -EBADF;
+	errno = saved;
+	return rc;
+}
+
+/* Closes sock if it is still the agent's; forgets its number either way. */
+static void sock_release(void)
+{
+	if (sock >= 0 && sock_check() == 0)
+		fdguard_close(sock);
+	else if (sock >= 0)
+		fdguard_disown(sock);
+	sock = -1;
+}
+
 static int flush_buf(void)
 {
 	int rc = 0;
-	if (buf_used > 0 && sock >= 0)
-		rc = sysdep_send_all(sock, buf, buf_used);
+	if (buf_used > 0 && sock >= 0) {
+		rc = sock_check();
+		if (rc == 0)
+			rc = sysdep_send_all(sock, buf, buf_used);
+	}
 	buf_used = 0;
 	return rc;
 }
@@ -92,6 +130,33 @@ static int connect_to(const char *path)
 	int sz = 4 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	return fd;
+}
+
+/* Connects to the daemon: sock, sock_dev and sock_ino. The socket is kept
+ * high and guarded (fdguard.h). 0 or -errno. */
+static int sock_open(void)
+{
+	struct stat st;
+	int fd = connect_to(g_cfg.socket);
+
+	if (fd < 0 && g_cfg.fallback[0] != '\0') {
+		int fb = connect_to(g_cfg.fallback);
+		if (fb >= 0)
+			fd = fb;
+	}
+	if (fd < 0)
+		return fd;
+	fd = fdguard_high(fd, 1);
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	fdguard_own(fd);
+	sock = fd;
+	sock_dev = st.st_dev;
+	sock_ino = st.st_ino;
+	return 0;
 }
 
 static int send_hello(void)
@@ -255,6 +320,10 @@ static int cycle(void)
 {
 	int rc;
 
+	/* Noticed even when there is nothing to send (see sock_check). */
+	if ((rc = sock_check()) < 0)
+		return rc;
+
 	/* dl_iterate_phdr takes the loader's write lock, which a fork child
 	 * does not get reset: hold modules_lock so fork waits for us. */
 	pthread_mutex_lock(&modules_lock);
@@ -288,19 +357,30 @@ static void wake_all_rings(void)
 	}
 }
 
+/* Says why tracing stopped: the daemon went away, or the program closed the
+ * agent's socket (-EBADF from sock_check or send). */
+static void say_lost(int rc)
+{
+	char num[24];
+
+	if (rc != -EBADF)
+		sysdep_say("lost the connection to memtraced (", strerror(-rc),
+		           "); the program continues untraced");
+	else
+		sysdep_say("the program closed the agent's connection to memtraced (fd ",
+		           sysdep_u64_str(num, (uint64_t)sock),
+		           "); it runs untraced from now on, and memtraced took that for its exit");
+}
+
 static void lost_connection(int rc)
 {
 	int expect = AGENT_ACTIVE;
 	if (atomic_compare_exchange_strong(&g_state, &expect, AGENT_DISABLED) ||
 	    expect == AGENT_SHUTDOWN) {
-		sysdep_say("lost the connection to memtraced (", strerror(-rc),
-		           "); the program continues untraced");
+		say_lost(rc);
 		atomic_store(&g_state, AGENT_DISABLED);
 	}
-	if (sock >= 0) {
-		close(sock);
-		sock = -1;
-	}
+	sock_release();
 	wake_all_rings();
 }
 
@@ -339,14 +419,8 @@ int sender_start(void)
 	stacks_sent = 0;
 	lost_sent = 0;
 	atomic_store(&stopping, 0);
-	sock = connect_to(g_cfg.socket);
-	if (sock < 0 && g_cfg.fallback[0] != '\0') {
-		int fd = connect_to(g_cfg.fallback);
-		if (fd >= 0)
-			sock = fd;
-	}
-	if (sock < 0) {
-		rc = sock;
+	rc = sock_open();
+	if (rc < 0) {
 		sysdep_say("cannot reach memtraced at ", g_cfg.socket,
 		           rc == -ENOENT || rc == -ECONNREFUSED
 		               ? " (is it running?); the program runs untraced"
@@ -364,8 +438,7 @@ int sender_start(void)
 
 err_close:
 	sysdep_say("cannot talk to memtraced at ", g_cfg.socket, "; the program runs untraced");
-	close(sock);
-	sock = -1;
+	sock_release();
 	return rc;
 }
 
@@ -403,10 +476,11 @@ void sender_stop(void)
 		int rc = cycle();
 		if (rc == 0) {
 			buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_BYE);
-			flush_buf();
+			rc = flush_buf();
 		}
-		close(sock);
-		sock = -1;
+		if (rc == -EBADF)
+			say_lost(rc);
+		sock_release();
 	}
 	/* Nobody drains the rings any more: threads still waiting for space
 	 * must stop waiting. */
@@ -416,9 +490,7 @@ void sender_stop(void)
 
 void sender_after_fork_child(void)
 {
-	if (sock >= 0)
-		close(sock);
-	sock = -1;
+	sock_release(); /* the parent's, unless the program reused the number */
 	thread_running = 0;
 	buf_used = 0;
 	stacks_sent = 0;

@@ -103,3 +103,15 @@ void sysdep_say(const char *a, const char *b, const char *c)
 	(void)w;
 	errno = saved;
 }
+
+const char *sysdep_u64_str(char buf[24], uint64_t v)
+{
+	char *p = buf + 23;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return p;
+}

@@ -26,5 +26,7 @@ void *sysdep_map(size_t n, int noreserve);
 void sysdep_unmap(void *p, size_t n);
 /* One line on stderr with write(2): no stdio, no allocation. */
 void sysdep_say(const char *a, const char *b, const char *c);
+/* v in decimal, written at the end of buf; returns where the digits start. */
+const char *sysdep_u64_str(char buf[24], uint64_t v);
 
 #endif

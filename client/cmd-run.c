@@ -12,9 +12,10 @@
  * the end only when the agent's socket closes and it has taken in every event
  * sent before, which can be a little after waitpid returns here, so the
  * client waits for the session to say "exited" first. That report is an
- * extra: whatever goes wrong with it is said on stderr (stdout carries the
- * report, after the program's own output), and memtracectl still exits with
- * the program's status.
+ * extra: it goes to stderr, or to the file of -o, never to stdout, which is
+ * the program's (a pipeline reading the program's output must get that
+ * alone); whatever goes wrong with it is said on stderr, and memtracectl
+ * still exits with the program's status.
  *
  * A statically linked PROG has no dynamic loader, so nothing reads
  * LD_PRELOAD and the agent never enters it: memtracectl reads PROG's program
@@ -61,7 +62,7 @@ static int cmd_run_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_run_entry = {
     .name = "run",
-    .usage = "[--agent PATH] [--top N] -- PROG [ARGS...]",
+    .usage = "[--agent PATH] [--top N [-o FILE]] -- PROG [ARGS...]",
     .summary = "start a program with the agent preloaded",
     .help = "Start PROG with the memtrace agent preloaded (put first in LD_PRELOAD),\n"
             "so memtraced traces it from its first allocation. memtracectl waits for\n"
@@ -69,9 +70,10 @@ const struct cmd_entry cmd_run_entry = {
             "when it could not be started. Ctrl-C and Ctrl-\\ go to PROG.\n\n"
             "With --top N, once PROG has ended, print the N sites that allocated most\n"
             "of what it still held at exit - its leaks - as 'top --pid' prints them\n"
-            "(JSON, or --table). memtracectl waits up to 10 s for memtraced to see\n"
-            "the end; a report that cannot be had is explained on stderr, and the\n"
-            "exit status is still PROG's.\n\n"
+            "(JSON, or --table), on stderr or, with -o FILE, into FILE: stdout is\n"
+            "PROG's alone. memtracectl waits up to 10 s for memtraced to see the\n"
+            "end; a report that cannot be had is explained on stderr, and the exit\n"
+            "status is still PROG's.\n\n"
             "With --runtime-dir, or --socket, PROG's agent is pointed at the same\n"
             "daemon through MEMTRACE_RUNTIME_DIR (for --socket: the socket's directory).\n\n"
             "A statically linked PROG cannot load the agent: memtracectl says so in\n"
@@ -82,12 +84,15 @@ const struct cmd_entry cmd_run_entry = {
             "                      directory when it runs from a build tree, else\n"
             "                      " PKGLIBDIR "/" AGENT_NAME "\n"
             "  --top N             after PROG ends, print its N largest leak sites\n"
-            "                      (0 = all)\n",
+            "                      (0 = all) on stderr\n"
+            "  -o, --output FILE   write that report into FILE instead; FILE is\n"
+            "                      created (or emptied) before PROG starts\n",
     /* The first operand ends the options: PROG's own options are PROG's. */
     .args =
         {
             .options = (const struct args_option[]){{"agent", 0, ARGS_PATH},
                                                     {"top", 0, ARGS_COUNT},
+                                                    {"output", 'o', ARGS_FILE},
                                                     {NULL}},
             .lower = 1,
             .upper = -1,
@@ -183,7 +188,9 @@ static char *run_dirname(const char *path)
  * itself, and a failure is reported before anything has started.
  * LD_PRELOAD keeps what was there, after the agent. MEMTRACE_RUNTIME_DIR is
  * set only when the user named a daemon; otherwise PROG's agent applies the
- * same paths.h rules this client did.
+ * same paths.h rules this client did. MEMTRACE_ROOT goes: it names the
+ * process that MEMTRACE_FOLLOW_FORK=0 traces (agent/lineage.h), and that is
+ * PROG, even when memtracectl runs under an agent and a traced process itself.
  */
 static int run_environment(struct client *c, const char *agent)
 {
@@ -195,7 +202,7 @@ static int run_environment(struct client *c, const char *agent)
 		preload = xasprintf("%s:%s", agent, old);
 	else
 		preload = xstrdup(agent);
-	if (setenv("LD_PRELOAD", preload, 1) < 0)
+	if (setenv("LD_PRELOAD", preload, 1) < 0 || unsetenv("MEMTRACE_ROOT") < 0)
 		goto err_setenv;
 
 	if (c->runtime_dir_opt != NULL) {
@@ -286,22 +293,55 @@ out:
 }
 
 /*
+ * Where the report goes: -o FILE, opened before PROG starts so that a name
+ * that cannot be written is refused before anything has run, else stderr.
+ * Returns 0 with the descriptor in *fd (close it when it is not 2), or the
+ * reported exit status.
+ */
+static int run_open_output(struct client *c, const char *path, int *fd)
+{
+	*fd = STDERR_FILENO;
+	if (path == NULL)
+		return 0;
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (*fd < 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
+		                    strerror(errno));
+	return 0;
+}
+
+/*
  * Runs once the traced program has ended, with its pid (the pid of its
  * session in the daemon): prints the `limit` largest sites of what it never
- * freed, as `top --pid` does. Its failures are only reported, on stderr.
+ * freed, as `top --pid` does, on `out`. The renderers print on stdout, so
+ * stdout is pointed at `out` for the time of the report. Its failures are
+ * only reported, on stderr.
  */
-static void run_report_leaks(struct client *c, pid_t pid, int limit)
+static void run_report_leaks(struct client *c, pid_t pid, int limit, int out)
 {
 	cJSON *req;
+	int saved;
 
 	c->errors_to_stderr = true;
 	if (run_wait_exited(c, pid) != 0)
 		return;
+	fflush(stdout);
+	saved = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (saved < 0 || dup2(out, STDOUT_FILENO) < 0) {
+		fprintf(stderr, "memtracectl: cannot print the report: %s\n", strerror(errno));
+		goto out;
+	}
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "top");
 	cJSON_AddNumberToObject(req, "pid", (double)pid);
 	cJSON_AddNumberToObject(req, "limit", limit);
 	client_request(c, req, table_top);
+	if (fflush(stdout) != 0)
+		fprintf(stderr, "memtracectl: cannot write the report: %s\n", strerror(errno));
+	dup2(saved, STDOUT_FILENO);
+out:
+	if (saved >= 0)
+		close(saved);
 }
 
 /* ---- statically linked programs ---- */
@@ -417,19 +457,40 @@ static bool run_exec_failed(int fd)
 	return n == (ssize_t)sizeof(err);
 }
 
+/*
+ * The environment run_environment built, as an array of its own. PROG is
+ * started with it, not with `environ`: an agent in memtracectl itself, under
+ * MEMTRACE_FOLLOW_FORK=0, takes itself out of the LD_PRELOAD of a fork
+ * child's `environ` (agent/lineage.h), and PROG must get it.
+ */
+static char **run_envp(void)
+{
+	size_t n = 0;
+	char **envp;
+
+	while (environ[n] != NULL)
+		n++;
+	envp = xcalloc(n + 1, sizeof(*envp));
+	memcpy(envp, environ, n * sizeof(*envp));
+	return envp;
+}
+
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
  * exit status. *started says whether exec succeeded. */
 static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status, bool *started)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
 	int pipefd[2] = {-1, -1};
+	char **envp = run_envp();
 	pid_t pid;
 	int rc;
 
 	*started = false;
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		free(envp);
 		return client_error(c, CLIENT_EXIT_ERROR, "run_failed", "cannot create a pipe: %s",
 		                    strerror(errno));
+	}
 
 	sigemptyset(&ign.sa_mask);
 	/* Ignored before fork, so that no Ctrl-C can fall between fork and
@@ -453,7 +514,7 @@ static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status,
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGQUIT, &old_quit, NULL);
 		close(pipefd[0]);
-		execvp(argv[0], argv);
+		execvpe(argv[0], argv, envp);
 		err = errno;
 		fprintf(stderr, "memtracectl: cannot run %s: %s\n", argv[0], strerror(err));
 		/* If the parent cannot hear it, it only reports less. */
@@ -480,6 +541,7 @@ out:
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
 	close(pipefd[0]);
+	free(envp);
 	return rc;
 }
 
@@ -488,8 +550,12 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	char *agent = NULL, *prog = NULL;
 	bool started, traceable;
 	pid_t pid;
-	int rc, status;
+	int rc, status, out = -1;
 
+	if (args_has(a, "output") && !args_has(a, "top")) {
+		client_opt_error(c, "-o needs --top: it is where the --top report goes");
+		return client_usage_error(c);
+	}
 	rc = run_find_agent(c, args_get(a, "agent"), &agent);
 	if (rc != 0)
 		goto out;
@@ -503,14 +569,19 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 		        "memtracectl: %s is statically linked: the agent cannot be loaded into "
 		        "it, so it runs untraced\n",
 		        a->operands[0]);
+	if (args_has(a, "top") && traceable &&
+	    (rc = run_open_output(c, args_get(a, "output"), &out)) != 0)
+		goto out;
 	rc = run_child(c, a->operands, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
 	if (args_has(a, "top") && started && traceable)
-		run_report_leaks(c, pid, args_count(a, "top", 0));
+		run_report_leaks(c, pid, args_count(a, "top", 0), out);
 	rc = run_exit_status(status);
 out:
 	free(prog);
+	if (out > STDERR_FILENO)
+		close(out);
 	free(agent);
 	return rc;
 }

@@ -23,7 +23,8 @@
  *  peak_and_reset               peak has the freed 64 MiB, reset-peak resets
  *  fork_exec (two runs)         children never in the parent; each child its
  *                               own session; with MEMTRACE_FOLLOW_FORK=0 the
- *                               fork children are untraced
+ *                               fork children, and what they exec, are
+ *                               untraced
  *  behave_*                     same output and status with a daemon, under
  *                               `memtracectl run`, without a daemon, and with
  *                               the daemon SIGKILLed mid-run
@@ -57,6 +58,18 @@
  *                               traced, not reported as bypassed
  *  static_program_via_run       `memtracectl run` says in one line that a
  *                               static program cannot be traced, runs it
+ *  follow_fork_descendants      with MEMTRACE_FOLLOW_FORK=0 only the started
+ *  (two runs),                  process and its own exec'd image are traced,
+ *  follow_fork_under_run        not a child that execs, a shell's child or a
+ *                               posix_spawn'ed one, and `run`'s PROG is the
+ *                               started one; by default all are traced
+ *  run_top_output (three runs), `run --top` leaves stdout to the program and
+ *  run_output_needs_top         reports on stderr or into -o FILE
+ *  closing_descriptors          a program that closes every descriptor stays
+ *  (five runs)                  traced (close, closefrom, close_range); one
+ *                               that takes the agent's numbers stops it
+ *                               cleanly; the agent never writes to the
+ *                               program's descriptors nor takes one away
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -660,14 +673,15 @@ START_TEST(fork_exec)
 	h_ctl_free(&r);
 	assert_stats_consistent(t->pid, t, &s, what);
 
-	/* The exec'd child is a new process image: its own session, only what
-	 * it allocated after exec. */
-	top_simple(&r, e, te, H_KEY_LINENO, false, "exec'd child");
-	h_ctl_free(&r);
-	{
+	if (follow) {
+		/* The exec'd child is a new process image: its own session, only
+		 * what it allocated after exec. */
 		const char *args[] = {"list", NULL};
 		const cJSON *ent;
 		const char *exe, *state;
+
+		top_simple(&r, e, te, H_KEY_LINENO, false, "exec'd child");
+		h_ctl_free(&r);
 		h_ctl_ok(&D, H_NOUID, &r, args);
 		ent = h_list_find(r.json, (long)e);
 		ck_assert_msg(ent != NULL, "list lacks the exec'd child %lld", e);
@@ -678,6 +692,9 @@ START_TEST(fork_exec)
 		ck_assert_msg(exe != NULL && strstr(exe, "forker") != NULL, "exec'd child exe %s",
 		              exe ? exe : "absent");
 		h_ctl_free(&r);
+	} else {
+		/* Not followed, nor is what the child execs (lineage.h). */
+		assert_no_session(e, what);
 	}
 
 	if (follow) {
@@ -1968,6 +1985,407 @@ START_TEST(static_program_via_run)
 }
 END_TEST
 
+/* -------------------------------------------- 7: descendants, run, fds */
+
+/* Lines of `text` that mention memtrace. */
+static int memtrace_lines(const char *text)
+{
+	int n = 0;
+
+	for (const char *l = text; l != NULL && *l != '\0';) {
+		const char *end = strchr(l, '\n');
+		size_t len = end != NULL ? (size_t)(end - l) : strlen(l);
+		char *line = h_strf("%.*s", (int)len, l);
+		n += strcasestr(line, "memtrace") != NULL;
+		free(line);
+		l = end != NULL ? end + 1 : NULL;
+	}
+	return n;
+}
+
+/* The pids of a `list` answer that are not `pid`, as a string ("" if none);
+ * *count gets the number of entries. */
+static char *list_others(long pid, int *count)
+{
+	const char *args[] = {"list", NULL};
+	const cJSON *pr;
+	struct h_ctl r;
+	char *others = h_strf("%s", "");
+
+	*count = 0;
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	cJSON_ArrayForEach(pr, cJSON_GetObjectItemCaseSensitive(r.json, "processes"))
+	{
+		long long p = -1;
+		h_json_int(pr, "pid", &p);
+		(*count)++;
+		if (p != pid) {
+			char *more = h_strf("%s %lld", others, p);
+			free(others);
+			others = more;
+		}
+	}
+	h_ctl_free(&r);
+	return others;
+}
+
+/* A leaf of spawner: its own session with exactly its book when followed,
+ * none otherwise; whether its LD_PRELOAD still named the agent and whether
+ * the agent was loaded in it. */
+static void check_leaf(const struct h_proc *p, const struct h_truth *t, const char *meta,
+                       bool follow, int want_mapped, const char *what)
+{
+	long long pid = h_truth_meta(t, meta, -1);
+	struct h_truth *tl;
+	struct h_ctl r;
+	char *label;
+
+	ck_assert_msg(pid > 0, "%s: no %s in the book", what, meta);
+	tl = child_truth(p, pid);
+	label = h_strf("%s: %s (pid %lld)", what, meta, pid);
+	if (follow) {
+		top_simple(&r, pid, tl, H_KEY_LINENO, false, label);
+		h_ctl_free(&r);
+	} else {
+		assert_no_session(pid, label);
+	}
+	ck_assert_msg(h_truth_meta(tl, "preloaded", -1) == (follow ? 1 : 0),
+	              "%s: LD_PRELOAD %s the agent", label, follow ? "lost" : "still names");
+	ck_assert_msg(h_truth_meta(tl, "mapped", -1) == want_mapped, "%s: the agent was %sloaded",
+	              label, want_mapped ? "not " : "");
+	free(label);
+	h_truth_free(tl);
+}
+
+/*
+ * MEMTRACE_FOLLOW_FORK=0 (_i == 1) traces the process that was started and
+ * the images it execs itself, and no descendant however it was started: a
+ * forked child that execs, a shell that runs a program as its child,
+ * posix_spawn; those that were forked do not even load the agent, and none
+ * passes it on in LD_PRELOAD. By default (_i == 0) every one of them is
+ * traced as its own process.
+ */
+START_TEST(follow_fork_descendants)
+{
+	const char *env_nofollow[] = {"MEMTRACE_FOLLOW_FORK=0", NULL};
+	bool follow = _i == 0;
+	const char *what = follow ? "descendants followed" : "MEMTRACE_FOLLOW_FORK=0";
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t, *t2;
+	long long shell;
+	char *others;
+	int count;
+
+	h_prog_start(&p, &D, "spawner", NULL, H_NOUID, follow ? NULL : env_nofollow);
+	h_proc_expect_ready(&p);
+	t = h_truth_must(p.truth);
+	ck_assert_int_eq(t->pid, p.pid);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+
+	check_leaf(&p, t, "leaf_exec", follow, follow, what);
+	check_leaf(&p, t, "leaf_shell", follow, follow, what);
+	check_leaf(&p, t, "leaf_spawn", follow, 1, what);
+	shell = h_truth_meta(t, "shell", -1);
+	others = list_others(t->pid, &count);
+	if (follow) {
+		char *needle = h_strf(" %lld", shell);
+		ck_assert_msg(strstr(others, needle) != NULL,
+		              "%s: the shell (pid %lld) is not listed: others are%s", what, shell,
+		              others);
+		free(needle);
+	} else {
+		assert_no_session(shell, "MEMTRACE_FOLLOW_FORK=0: the shell");
+		ck_assert_msg(count == 1 && others[0] == '\0',
+		              "%s: `list` has %d entries, other pids:%s", what, count, others);
+	}
+	free(others);
+
+	/* The image the traced process execs keeps its pid and is traced, as
+	 * its own session; what it starts is not, without following. */
+	ck_assert_int_eq(h_proc_send(&p, "exec"), 0);
+	h_proc_expect_ready(&p);
+	t2 = h_truth_must(p.truth);
+	ck_assert_int_eq(t2->pid, t->pid);
+	top_simple(&r, t->pid, t2, H_KEY_LINENO, false, "the exec'd image of the traced process");
+	h_ctl_free(&r);
+	check_leaf(&p, t2, "leaf_reborn", follow, 1, "after exec");
+	if (!follow) {
+		others = list_others(t->pid, &count);
+		ck_assert_msg(count == 2 && others[0] == '\0',
+		              "%s after exec: `list` has %d entries (the traced process and its "
+		              "exec'd image expected), other pids:%s",
+		              what, count, others);
+		free(others);
+	}
+
+	h_proc_end(&p, what);
+	ck_assert_msg(memtrace_lines(p.err.data) == 0, "%s: the agent spoke: %.2000s", what,
+	              p.err.data);
+	h_truth_free(t);
+	h_truth_free(t2);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/*
+ * `memtracectl run` makes its PROG the process MEMTRACE_FOLLOW_FORK=0 traces,
+ * even when memtracectl itself runs under the agent (and so was named the
+ * traced process first): PROG is traced, its descendants are not.
+ */
+START_TEST(follow_fork_under_run)
+{
+	const char *env[] = {"MEMTRACE_FOLLOW_FORK=0", NULL};
+	char *prog = h_prog("spawner");
+	char *truth = h_daemon_file(&D, "spawner");
+	const char *argv[] = {h_client_bin(),
+	                      "--runtime-dir",
+	                      D.runtime,
+	                      "run",
+	                      "--agent",
+	                      h_agent_lib(),
+	                      "--",
+	                      prog,
+	                      NULL};
+	const char *what = "MEMTRACE_FOLLOW_FORK=0 under memtracectl run";
+	struct h_spawn s = {.argv = argv,
+	                    .agent = true,
+	                    .runtime_dir = D.runtime,
+	                    .truth = truth,
+	                    .env = env,
+	                    .uid = H_NOUID};
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t;
+	char *others, *needle;
+	int count;
+
+	h_proc_start(&p, &s);
+	p.truth = truth; /* the leaves' books are next to it; freed with p */
+	h_proc_expect_ready(&p);
+	t = h_truth_must(truth);
+	ck_assert_msg(t->pid != p.pid, "%s: the book is memtracectl's", what);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+	check_leaf(&p, t, "leaf_exec", false, 0, what);
+	check_leaf(&p, t, "leaf_spawn", false, 1, what);
+	/* memtracectl itself was started traced: it and PROG, nothing else. */
+	others = list_others(t->pid, &count);
+	needle = h_strf(" %ld", (long)p.pid);
+	ck_assert_msg(count == 2 && strcmp(others, needle) == 0,
+	              "%s: `list` has %d entries, other pids:%s (memtracectl is %ld)", what, count,
+	              others, (long)p.pid);
+	free(needle);
+	free(others);
+	h_proc_end(&p, what);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(prog);
+}
+END_TEST
+
+/* What leaker prints on stdout (tests/progs/leaker.c). */
+#define LEAKER_LINES                                                                               \
+	"leaker: first line of the program's own output\n"                                         \
+	"leaker: { not JSON, but the program's }\n"                                                \
+	"leaker: last line\n"
+
+/*
+ * `run --top 0`: the program's stdout is its own, exactly; the report goes to
+ * stderr (_i == 0), or to -o FILE as JSON (_i == 1) or as the table (_i == 2),
+ * and names exactly the program's leak sites.
+ */
+START_TEST(run_top_output)
+{
+	char *prog = h_prog("leaker");
+	char *truth = h_daemon_file(&D, "leaker");
+	char *file = h_daemon_file(&D, "report");
+	const char *argv[16];
+	const char *what = _i == 0   ? "run --top"
+	                   : _i == 1 ? "run --top -o"
+	                             : "run --top -o --table";
+	size_t n = 0;
+	struct h_spawn s;
+	struct h_proc p;
+	struct h_truth *t;
+	char *report, *why;
+	size_t len = 0;
+	int st;
+
+	argv[n++] = h_client_bin();
+	argv[n++] = "--runtime-dir";
+	argv[n++] = D.runtime;
+	argv[n++] = "run";
+	argv[n++] = "--agent";
+	argv[n++] = h_agent_lib();
+	argv[n++] = "--top";
+	argv[n++] = "0";
+	if (_i > 0) {
+		argv[n++] = "-o";
+		argv[n++] = file;
+	}
+	if (_i == 2)
+		argv[n++] = "--table";
+	argv[n++] = "--";
+	argv[n++] = prog;
+	argv[n] = NULL;
+	memset(&s, 0, sizeof s);
+	s.argv = argv;
+	s.truth = truth;
+	s.uid = H_NOUID;
+	h_proc_start(&p, &s);
+	st = h_proc_finish(&p, 60000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s; stderr: %.1500s",
+	              what, h_status_str(st), p.err.data ? p.err.data : "");
+	ck_assert_msg(strcmp(p.out.data != NULL ? p.out.data : "", LEAKER_LINES) == 0,
+	              "%s: stdout is not the program's alone:\n%.3000s", what,
+	              p.out.data ? p.out.data : "");
+	t = h_truth_must(truth);
+	if (_i == 0) {
+		report = h_strf("%s", p.err.data != NULL ? p.err.data : "");
+	} else {
+		FILE *f = fopen(file, "r");
+		ck_assert_msg(f != NULL, "%s: no report file %s", what, file);
+		report = NULL;
+		ck_assert_int_ne(getdelim(&report, &len, '\0', f), -1);
+		fclose(f);
+		ck_assert_msg(p.err.data == NULL || p.err.data[0] == '\0',
+		              "%s: stderr is not empty: %.1500s", what, p.err.data);
+	}
+	if (_i < 2) {
+		cJSON *json = cJSON_Parse(report);
+		struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+		ck_assert_msg(json != NULL, "%s: the report is not one JSON object:\n%.3000s", what,
+		              report);
+		why = h_check_top(json, &e);
+		ck_assert_msg(why == NULL, "%s: the leaks differ from the book:\n  %.3000s", what,
+		              why);
+		cJSON_Delete(json);
+	} else {
+		ck_assert_msg(strncmp(report, "Top ", 4) == 0, "%s: not the table:\n%.3000s", what,
+		              report);
+		for (int i = 0; i < t->nrecs; i++) {
+			char *site = h_strf("leaker.c:%d:", t->recs[i].f[0].line);
+			ck_assert_msg(strstr(report, site) != NULL,
+			              "%s: the table lacks %s:\n%.3000s", what, site, report);
+			free(site);
+		}
+	}
+	free(report);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(file);
+	free(truth);
+	free(prog);
+}
+END_TEST
+
+/* `run -o FILE` without --top is a usage error, and runs nothing. */
+START_TEST(run_output_needs_top)
+{
+	char *file = h_daemon_file(&D, "report");
+	const char *args[] = {"run", "-o", file, "--", "/bin/true", NULL};
+	struct stat st;
+
+	h_ctl_error(&D, H_NOUID, args, "bad_request");
+	ck_assert_msg(stat(file, &st) < 0, "run -o without --top created %s", file);
+	free(file);
+}
+END_TEST
+
+#define CLOSER_DATA "closer: the program's own data\n"
+
+/*
+ * A program that closes every descriptor from 3 up, as daemons do
+ * (tests/progs/closer.c): with close() in a loop, closefrom or close_range
+ * (_i 0 to 2) the agent keeps its own and the program stays traced, exactly;
+ * when it puts descriptors of its own on the agent's numbers with dup2
+ * (_i == 3), or closes and replaces them with raw system calls (_i == 4, with
+ * frame-pointer unwinding: libunwind's pipe is among them), tracing stops
+ * with one line on stderr and the daemon keeps what came before. Either way
+ * nothing of the agent reaches the program's files and sockets, and none of
+ * the program's descriptors is taken away.
+ */
+START_TEST(closing_descriptors)
+{
+	static const char *const modes[] = {"loop", "closefrom", "close_range", "takeover", "raw"};
+	const char *const env_fp[] = {"MEMTRACE_UNWIND=fp", NULL};
+	const char *mode = modes[_i];
+	bool traced = _i < 3;
+	char *data = h_daemon_file(&D, "closer.data");
+	const char *args[] = {mode, data, NULL};
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t0, *t1;
+	char line[128], *label = h_strf("closer %s", mode);
+	long nopen = -1, zero = -1, bytes = -1, intact = -1;
+	int rc;
+
+	h_prog_start(&p, &D, "closer", args, H_NOUID, _i == 4 ? env_fp : NULL);
+	h_proc_expect_ready(&p);
+	t0 = h_truth_must(p.truth);
+	/* Everything before the close has reached the daemon. */
+	top_simple(&r, t0->pid, t0, H_KEY_LINENO, false, label);
+	h_ctl_free(&r);
+
+	ck_assert_int_eq(h_proc_send(&p, "close"), 0);
+	rc = h_proc_readline(&p, line, sizeof line, H_START_MS);
+	ck_assert_msg(rc == 1 && sscanf(line, "closed %ld %ld", &nopen, &zero) == 2 && nopen >= 1,
+	              "%s: no \"closed\" line (%s); stderr: %.1500s", label, rc == 1 ? line : "",
+	              p.err.data ? p.err.data : "");
+	if (traced) {
+		h_proc_expect_ready(&p);
+		t1 = h_truth_must(p.truth);
+		top_simple(&r, t0->pid, t1, H_KEY_LINENO, false, label);
+		h_ctl_free(&r);
+		h_truth_free(t1);
+	} else {
+		long long deadline = h_now_ms() + H_POLL_MS;
+		while (memtrace_lines(p.err.data) == 0 && h_now_ms() < deadline)
+			h_proc_readline(&p, line, sizeof line, 100);
+		ck_assert_msg(memtrace_lines(p.err.data) == 1,
+		              "%s: the agent did not say it stopped: %.1500s", label,
+		              p.err.data ? p.err.data : "");
+		/* The daemon took the lost connection for the end; it holds
+		 * exactly what came before, nothing after. */
+		wait_state(t0->pid, "exited");
+		top_simple(&r, t0->pid, t0, H_KEY_LINENO, false, label);
+		h_ctl_free(&r);
+	}
+
+	ck_assert_int_eq(h_proc_send(&p, "check"), 0);
+	rc = h_proc_readline(&p, line, sizeof line, H_START_MS);
+	ck_assert_msg(rc == 1 && sscanf(line, "checked %ld %ld", &bytes, &intact) == 2,
+	              "%s: no \"checked\" line (%s)", label, rc == 1 ? line : "");
+	ck_assert_msg(bytes == 0, "%s: the agent wrote %ld bytes to the program's socket", label,
+	              bytes);
+	ck_assert_msg(intact == 1,
+	              "%s: a descriptor of the program was taken away or its file "
+	              "written",
+	              label);
+	h_proc_end(&p, label);
+	ck_assert_msg(memtrace_lines(p.err.data) == (traced ? 0 : 1),
+	              "%s: the agent's lines on stderr: %.1500s", label,
+	              p.err.data ? p.err.data : "");
+	{
+		FILE *f = fopen(data, "r");
+		char buf[256] = "";
+		size_t got;
+		ck_assert_msg(f != NULL, "%s: no data file", label);
+		got = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[got] = '\0';
+		ck_assert_msg(strcmp(buf, CLOSER_DATA) == 0,
+		              "%s: the program's file holds something else: %s", label, buf);
+	}
+	h_truth_free(t0);
+	h_proc_cleanup(&p);
+	free(label);
+	free(data);
+}
+END_TEST
+
 /* ----------------------------------------------------------- runner */
 
 static Suite *live_suite(void)
@@ -2012,6 +2430,14 @@ static Suite *live_suite(void)
 		       "registered; it neither ran nor passed\n");
 	tcase_add_test(tc, not_bypassed_by_plt_entry);
 	tcase_add_test(tc, static_program_via_run);
+	tc = h_tcase(s, "descendants", 120, setup, teardown);
+	tcase_add_loop_test(tc, follow_fork_descendants, 0, 2);
+	tcase_add_test(tc, follow_fork_under_run);
+	tc = h_tcase(s, "run", 120, setup, teardown);
+	tcase_add_loop_test(tc, run_top_output, 0, 3);
+	tcase_add_test(tc, run_output_needs_top);
+	tc = h_tcase(s, "descriptors", 120, setup, teardown);
+	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
@@ -2029,7 +2455,8 @@ int main(void)
 {
 	static const char *const progs[] = {
 	    "sites",    "cxxsites", "threads",  "peak", "forker",   "behave",     "churn",
-	    "dlopener", "ctoruser", "cxxstart", "idle", "ownalloc", "staticprog", NULL};
+	    "dlopener", "ctoruser", "cxxstart", "idle", "ownalloc", "staticprog", "spawner",
+	    "leaker",   "closer",   NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }

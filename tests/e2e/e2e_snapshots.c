@@ -882,11 +882,15 @@ START_TEST(run_prints_leaks)
 	              "memtracectl run: %s (the program exited 7); stderr: %.1500s",
 	              h_status_str(st), p.err.data ? p.err.data : "");
 	t = h_truth_must(truth);
-	/* stdout: the program's two "ready" lines, then the report */
-	brace = strchr(p.out.data != NULL ? p.out.data : "", '{');
+	/* stdout: the program's two "ready" lines alone; the report is on
+	 * stderr */
+	ck_assert_msg(strcmp(p.out.data != NULL ? p.out.data : "", "ready\nready\n") == 0,
+	              "memtracectl run --top: stdout is not the program's alone: %.1500s",
+	              p.out.data ? p.out.data : "");
+	brace = strchr(p.err.data != NULL ? p.err.data : "", '{');
 	json = brace != NULL ? cJSON_Parse(brace) : NULL;
 	ck_assert_msg(json != NULL, "memtracectl run --top printed no JSON report: %.1500s",
-	              p.out.data ? p.out.data : "");
+	              p.err.data ? p.err.data : "");
 	{
 		struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
 		why = h_check_top(json, &e);

@@ -6,7 +6,8 @@
  * build uses -fvisibility=hidden and marks only the hooks AGENT_EXPORT; this
  * suite reads the built library's dynamic symbol table (nm -D) and compares
  * it with the list below: the functions the README and libmemtrace(7) say
- * the agent interposes.
+ * the agent interposes: the allocation functions, and the descriptor
+ * functions that keep the agent's descriptors from the program's.
  */
 #include <check.h>
 #include <stdio.h>
@@ -15,9 +16,12 @@
 
 #include "suites.h"
 
+/* The allocation functions, then the descriptor functions that keep the
+ * agent's descriptors from the program's (agent/fdguard.h). */
 static const char *const expected[] = {
-    "aligned_alloc",  "calloc",  "free",    "malloc",       "memalign",
-    "posix_memalign", "pvalloc", "realloc", "reallocarray", "valloc",
+    "aligned_alloc", "calloc",  "free",         "malloc", "memalign", "posix_memalign",
+    "pvalloc",       "realloc", "reallocarray", "valloc", "close",    "close_range",
+    "closefrom",     "dup2",    "dup3",         "pipe2",
 };
 #define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
 

@@ -17,5 +17,6 @@ Suite *ring_suite(void);
 Suite *stacktab_suite(void);
 Suite *ctlwire_suite(void);
 Suite *session_suite(void);
+Suite *lineage_suite(void);
 
 #endif
