@@ -316,7 +316,7 @@ static void trace_init(void)
 	 * untraced, however it was started (lineage.h). */
 	if (!g_cfg.follow_fork && lineage_is_descendant()) {
 		atomic_store(&g_state, AGENT_DISABLED);
-		goto out;
+		return;
 	}
 	modules_find_self();
 	if (stacktab_init() < 0) {

@@ -17,7 +17,7 @@
  * LD_PRELOAD, so that the process's own children do not even load it; a
  * forked child removes it at once, before it execs anything.
  *
- * Called from the constructor, before the agent has a thread, and from the
+ * Called from trace_init, before the agent has a thread, and from the
  * fork child handler. Nothing here allocates through malloc: MEMTRACE_ROOT is
  * a static buffer, the environment array that holds it is mmap'ed, and
  * LD_PRELOAD without the agent is a copy in a static buffer (mmap'ed when it
@@ -34,7 +34,8 @@
 #define LINEAGE_ENV "MEMTRACE_ROOT"
 
 /*
- * Constructor only, under MEMTRACE_FOLLOW_FORK=0. Returns 1 when this process
+ * From trace_init (the first allocator call or the constructor), under
+ * MEMTRACE_FOLLOW_FORK=0. Returns 1 when this process
  * descends from the traced one (LD_PRELOAD has then lost the agent, and the
  * agent must stay off), 0 when it is the traced one (named in the
  * environment now if it was not yet).
