@@ -258,6 +258,9 @@ static void atfork_child(void)
 	ring_reset_after_fork(agent_tls.ring);
 	stacktab_fixup_after_fork();
 	atomic_store(&g_lost, 0);
+	/* The child draws its own samples, not a replay of the parent's. */
+	agent_tls.rng = 0;
+	agent_tls.sample_left = 0;
 	atomic_store(&g_state, g_cfg.follow_fork ? AGENT_CHILD : AGENT_DISABLED);
 }
 
@@ -445,15 +448,17 @@ uint32_t agent_stack(struct agent_tls *t)
 static uint64_t xorshift(struct agent_tls *t)
 {
 	if (t->rng == 0)
-		t->rng = (uint64_t)(uintptr_t)t ^ sysdep_now_ns() ^ 0x9e3779b97f4a7c15ull;
+		t->rng = ((uint64_t)(uintptr_t)t ^ sysdep_now_ns() ^ 0x9e3779b97f4a7c15ull) +
+		         (uint64_t)sysdep_gettid() * 0xbf58476d1ce4e5b9ull;
 	t->rng ^= t->rng << 13;
 	t->rng ^= t->rng >> 7;
 	t->rng ^= t->rng << 17;
 	return t->rng;
 }
 
-/* Bytes until the next sample: exponential with mean sample_bytes, so each
- * byte is sampled independently with probability 1/sample_bytes. */
+/* Bytes up to and including the next sampled byte: 1 + an exponential with
+ * mean sample_bytes, so each byte is sampled independently with probability
+ * 1/sample_bytes (a Poisson process over the bytes the thread allocates). */
 static int64_t next_sample(struct agent_tls *t)
 {
 	double u = ((double)(xorshift(t) >> 11) + 1.0) / 9007199254740993.0;
@@ -461,26 +466,29 @@ static int64_t next_sample(struct agent_tls *t)
 	return d > 9e18 ? INT64_MAX : (int64_t)d + 1;
 }
 
+/*
+ * A block is recorded when one of its bytes is sampled: with probability
+ * p = 1 - exp(-size/rate), since the bytes left to the next sampled byte are
+ * exponential and, the process being memoryless, independent of every block
+ * before. It is recorded at its true size; the daemon weighs it by 1/p
+ * (daemon/sampling.h), because it keeps the size to undo the same weight at
+ * the free, and so an unsampled allocation costs a compare and a subtraction
+ * here, no exp(). The sampled bytes after the first one inside the block
+ * would sample it again; they are skipped, and by the same memorylessness
+ * the gap to the next sampled byte starts afresh at the block's end.
+ */
 uint64_t agent_sample(struct agent_tls *t, uint64_t size)
 {
-	uint64_t rate = g_cfg.sample_bytes;
-	if (rate == 0)
+	if (g_cfg.sample_bytes == 0)
 		return size;
-	if (t->sample_left == 0)
-		t->sample_left = next_sample(t);
-	t->sample_left -= (int64_t)size;
-	if (t->sample_left > 0)
+	if (t->sample_left <= 0)
+		t->sample_left = next_sample(t); /* the thread's first allocation */
+	if ((uint64_t)t->sample_left > size) {
+		t->sample_left -= (int64_t)size;
 		return 0;
-	/* Each sampled allocation stands for `rate` bytes when it is smaller
-	 * than the rate (the expected bytes it represents), else its size. */
-	int64_t behind = -t->sample_left;
-	t->sample_left = next_sample(t);
-	while (behind > t->sample_left && t->sample_left > 0) {
-		behind -= t->sample_left;
-		t->sample_left = next_sample(t);
 	}
-	t->sample_left -= behind;
-	return size < rate ? rate : size;
+	t->sample_left = next_sample(t);
+	return size;
 }
 
 /* Waits until `k` records fit. Returns 0, or -1 when they must be dropped. */

@@ -36,7 +36,10 @@ static inline void agent_leave(struct agent_tls *t)
 
 /* Capture the caller's stack; returns its id (0 = unknown). */
 uint32_t agent_stack(struct agent_tls *t);
-/* Sampling: the size to report for an allocation of `size`, 0 = skip it. */
+/* Sampling (MEMTRACE_SAMPLE): `size` when the allocation is to be recorded,
+ * 0 to skip it. Without sampling every allocation is recorded; with it, one
+ * of `size` bytes is recorded with probability 1 - exp(-size/sample_bytes)
+ * (a zero-byte one never). */
 uint64_t agent_sample(struct agent_tls *t, uint64_t size);
 
 /* Records (after a successful allocation / before the real free). */

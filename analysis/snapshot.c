@@ -302,6 +302,10 @@ static cJSON *header_json(const struct snapshot *s)
 	add_u64(o, "allocations", s->allocations);
 	add_u64(o, "frees", s->frees);
 	add_u64(o, "lost_events", s->lost_events);
+	/* Optional: a document without it reads as every allocation traced,
+	 * the same as the files written before the field existed. */
+	if (s->sample_bytes != 0)
+		add_u64(o, "sample_bytes", s->sample_bytes);
 	return o;
 }
 
@@ -589,6 +593,9 @@ static int rd_header(struct rd *r, const cJSON *h, struct snapshot *s)
 			return at(r, "snapshot.%s", counters[i].name);
 		memcpy((char *)s + counters[i].off, &u, sizeof u);
 	}
+	v = field(h, "sample_bytes");
+	if (v != NULL && rd_uint(r, v, UINT64_MAX, &s->sample_bytes) < 0)
+		return at(r, "snapshot.sample_bytes");
 	return 0;
 }
 
@@ -1053,6 +1060,17 @@ cJSON *snapshot_ref_json(const struct snapshot *s)
 	return o;
 }
 
+cJSON *snapshot_sampled_json(uint64_t sample_bytes)
+{
+	cJSON *o;
+
+	if (sample_bytes == 0)
+		return cJSON_CreateNull();
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "rate", u64(sample_bytes));
+	return o;
+}
+
 int snapshot_top_json(const struct snapshot *s, const struct query_opts *o, bool with_ref,
                       cJSON **out)
 {
@@ -1070,6 +1088,7 @@ int snapshot_top_json(const struct snapshot *s, const struct query_opts *o, bool
 	cJSON_AddNumberToObject(resp, "pid", (double)s->pid);
 	if (with_ref)
 		cJSON_AddItemToObject(resp, "snapshot", snapshot_ref_json(s));
+	cJSON_AddItemToObject(resp, "sampled", snapshot_sampled_json(s->sample_bytes));
 	while ((item = stats->child) != NULL) {
 		cJSON_DetachItemViaPointer(stats, item);
 		cJSON_AddItemToObject(resp, item->string, item);
@@ -1097,10 +1116,11 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 	cJSON_AddNumberToObject(o, "start_time", u64(s->start_time));
 	cJSON_AddNumberToObject(o, "stacks", (double)s->ntraces);
 	cJSON_AddItemToObject(o, "snapshot", snapshot_ref_json(s));
+	cJSON_AddNumberToObject(o, "sample_bytes", u64(s->sample_bytes));
+	cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->sample_bytes));
 	/* Not stored with snapshots: present, so scripts find every field of
 	 * the live answer, but null. */
 	cJSON_AddNullToObject(o, "nframes");
-	cJSON_AddNullToObject(o, "sample_bytes");
 	cJSON_AddNullToObject(o, "limit_reached");
 	return o;
 }
@@ -1133,6 +1153,7 @@ cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit)
 
 	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
 	cJSON_AddItemToObject(o, "snapshot", snapshot_ref_json(s));
+	cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->sample_bytes));
 	arr = cJSON_AddArrayToObject(o, "blocks");
 	for (size_t i = 0; i < n; i++)
 		cJSON_AddItemToArray(arr, block_json(s, &s->largest[i]));
@@ -1152,5 +1173,6 @@ cJSON *snapshot_summary_json(const struct snapshot *s)
 	cJSON_AddNumberToObject(o, "current", u64(s->current));
 	cJSON_AddNumberToObject(o, "peak", u64(s->peak));
 	cJSON_AddNumberToObject(o, "blocks", u64(s->blocks));
+	cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->sample_bytes));
 	return o;
 }

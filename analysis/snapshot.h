@@ -20,7 +20,12 @@
  *    "traces": [[size, count, allocations, [frame index...], [address...]], ...],
  *    "largest": [[address, size, trace index], ...]}
  * Frames of a trace are most recent call first; "id" is 0 for a snapshot that
- * was never stored (compare live:PID).
+ * was never stored (compare live:PID). "snapshot" may also hold
+ * "sample_bytes": the process was sampled every that many bytes on average
+ * (MEMTRACE_SAMPLE), so sizes and counts are estimates and the largest
+ * blocks are sampled ones. It is optional, written only when not 0, and a
+ * document without it (every allocation traced) is still version 1: readers
+ * ignore keys they do not know, so older readers take newer files.
  *
  * Ownership: a struct snapshot owns all its strings and arrays;
  * snapshot_free releases them. Nothing here touches global state, so any
@@ -69,6 +74,7 @@ struct snapshot {
 	double taken_at; /* seconds since the epoch */
 	char reason[16]; /* "periodic", "manual", "exit", "shutdown", "live" */
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
+	uint64_t sample_bytes;     /* 0 = every allocation; else the figures are estimates */
 	struct frame_info *frames; /* distinct; strings owned; caller unused (NULL) */
 	size_t nframes;
 	struct snapshot_trace *traces;
@@ -114,18 +120,23 @@ struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, si
 
 /* Which snapshot an answer comes from: {"id", "taken_at", "reason"}. */
 cJSON *snapshot_ref_json(const struct snapshot *s);
+/* The "sampled" member every answer about a snapshot has: null when every
+ * allocation was traced, else {"rate": sample_bytes}, saying its figures
+ * are estimates. */
+cJSON *snapshot_sampled_json(uint64_t sample_bytes);
 /* The "top" answer, live or stored alike: {"pid", "snapshot": the ref (only
- * when with_ref), then query_top's members}. 0 with a new object in *out, or
+ * when with_ref), "sampled", then query_top's members}. 0 with a new object in *out, or
  * query_top's -EINVAL for bad options (*out NULL). */
 int snapshot_top_json(const struct snapshot *s, const struct query_opts *o, bool with_ref,
                       cJSON **out);
 /* The "stats" answer for a snapshot: like the live one, plus "snapshot":
- * {"id", "taken_at", "reason"}. */
+ * {"id", "taken_at", "reason"}; "sampled" has no "samples" (not stored). */
 cJSON *snapshot_stats_json(const struct snapshot *s);
-/* The "traceback" answer: the largest blocks (at most limit, 0 = all). */
+/* The "traceback" answer: {"pid", "snapshot", "sampled", "blocks"}, the
+ * largest blocks (at most limit, 0 = all). */
 cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit);
 /* The "snapshots" list entry: {"id", "pid", "exe", "taken_at", "reason",
- * "current", "peak", "blocks"}. */
+ * "current", "peak", "blocks", "sampled"}. */
 cJSON *snapshot_summary_json(const struct snapshot *s);
 
 #endif

@@ -6,6 +6,10 @@
  * source line when the file can be read here. The other responses print as
  * aligned columns (list) or "key: value" lines with human sizes.
  *
+ * An answer about a sampled process (MEMTRACE_SAMPLE; its "sampled" member
+ * is an object) holds estimates, and every rendering says so in words that
+ * name the rate: "estimated from samples every N bytes".
+ *
  * Everything the daemon sends is printed through client_put_text, which replaces
  * control characters: file and function names come from the traced program's
  * debug information, and it must not be able to drive the user's terminal.
@@ -72,6 +76,15 @@ static const cJSON *get_array(const cJSON *resp, const char *key)
 	return cJSON_IsArray(v) ? v : NULL;
 }
 
+/* The sampling rate of an answer or a list entry that says its figures are
+ * estimates ("sampled": {"rate": N}); false when they are exact. */
+static bool sample_rate(const cJSON *o, uint64_t *rate)
+{
+	const cJSON *v = get(o, "sampled");
+
+	return cJSON_IsObject(v) && get_u64(v, "rate", rate) && *rate > 0;
+}
+
 /* ---- printing ---- */
 
 static void put_textn(const char *s, size_t n)
@@ -102,6 +115,25 @@ static void fmt_size(char *buf, size_t cap, uint64_t n)
 		u++;
 	}
 	snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+/* "estimated from samples every 4096 bytes", the phrase every rendering of
+ * a sampled answer uses. */
+static void put_estimated(uint64_t rate)
+{
+	printf("estimated from samples every %" PRIu64 " bytes", rate);
+}
+
+/* A line of its own under an answer's first lines, for top and traceback. */
+static void print_estimated_line(const cJSON *resp, const char *what)
+{
+	uint64_t rate;
+
+	if (!sample_rate(resp, &rate))
+		return;
+	fputs(what, stdout);
+	put_estimated(rate);
+	putchar('\n');
 }
 
 /* tracemalloc's pretty top prints every size in KiB. */
@@ -371,6 +403,7 @@ void table_top(const cJSON *resp)
 
 	if (cJSON_IsObject(get(resp, "snapshot")))
 		print_summary("From", get(resp, "snapshot"), resp);
+	print_estimated_line(resp, "Sizes and counts are ");
 	printf("Top %zu %s\n", shown, top_noun(key, shown));
 	cJSON_ArrayForEach(stat, stats)
 	{
@@ -499,6 +532,11 @@ static void print_summary(const char *label, const cJSON *sum, const cJSON *resp
 		fputs(", ", stdout);
 		put_text(get_str(sum, "reason", "?"));
 	}
+	uint64_t rate;
+	if (sample_rate(sum, &rate)) {
+		fputs(", ", stdout);
+		put_estimated(rate);
+	}
 	putchar('\n');
 }
 
@@ -575,6 +613,8 @@ void table_traceback(const cJSON *resp)
 
 	if (cJSON_IsObject(get(resp, "snapshot")))
 		print_summary("From", get(resp, "snapshot"), resp);
+	/* The sizes are true, but only blocks that were sampled are known. */
+	print_estimated_line(resp, "Sampled blocks only: heap figures are ");
 	printf("Top %zu block%s\n", n, n == 1 ? "" : "s");
 	cJSON_ArrayForEach(block, blocks)
 	{
@@ -660,6 +700,37 @@ static void grid_line(const struct column *cols, int ncols, const char *const *c
 	putchar('\n');
 }
 
+/* Marks the cells of a row whose numbers are estimates with a leading '~'. */
+static void grid_mark(struct grid_row *r, const int *cols, int ncols)
+{
+	for (int i = 0; i < ncols; i++) {
+		char *cell = r->num[cols[i]];
+		size_t n = strlen(cell);
+
+		if (n + 2 > sizeof(r->num[0]))
+			continue;
+		memmove(cell + 1, cell, n + 1);
+		cell[0] = '~';
+	}
+}
+
+/* The legend under a list with marked rows: which of them (by `key`, the
+ * process or snapshot) are estimated, and from what rate. */
+static void grid_legend(const cJSON *entries, const char *key, const char *noun)
+{
+	const cJSON *p;
+	uint64_t rate;
+
+	cJSON_ArrayForEach(p, entries)
+	{
+		if (!sample_rate(p, &rate))
+			continue;
+		printf("~ %s %" PRIu64 ": ", noun, get_u64_or(p, key, 0));
+		put_estimated(rate);
+		putchar('\n');
+	}
+}
+
 /* A header line and one line per row, each column as wide as its widest cell. */
 static void grid_print(const struct column *cols, int ncols, const struct grid_row *rows, size_t n)
 {
@@ -687,9 +758,11 @@ void table_list(const cJSON *resp)
 	    {"PID", true},  {"STATE", false}, {"CURRENT", true},
 	    {"PEAK", true}, {"BLOCKS", true}, {"EXE", false},
 	};
+	static const int estimated[] = {COL_CURRENT, COL_PEAK, COL_BLOCKS};
 	const cJSON *procs = get_array(resp, "processes"), *p;
 	size_t n = (size_t)cJSON_GetArraySize(procs), i = 0;
 	struct grid_row *rows = xcalloc(n > 0 ? n : 1, sizeof(*rows));
+	uint64_t rate;
 
 	cJSON_ArrayForEach(p, procs)
 	{
@@ -701,8 +774,11 @@ void table_list(const cJSON *resp)
 		grid_num(r, COL_PEAK, p, "peak", true);
 		grid_num(r, COL_BLOCKS, p, "blocks", false);
 		r->text[COL_EXE] = get_str(p, "exe", "?");
+		if (sample_rate(p, &rate))
+			grid_mark(r, estimated, 3);
 	}
 	grid_print(cols, NCOLS, rows, n);
+	grid_legend(procs, "pid", "pid");
 	free(rows);
 }
 
@@ -723,9 +799,11 @@ void table_snapshots(const cJSON *resp)
 	    {"ID", true},      {"PID", true},  {"TAKEN", false}, {"REASON", false},
 	    {"CURRENT", true}, {"PEAK", true}, {"BLOCKS", true}, {"EXE", false},
 	};
+	static const int estimated[] = {COL_CURRENT, COL_PEAK, COL_BLOCKS};
 	const cJSON *snaps = get_array(resp, "snapshots"), *p;
 	size_t n = (size_t)cJSON_GetArraySize(snaps), i = 0;
 	struct grid_row *rows = xcalloc(n > 0 ? n : 1, sizeof(*rows));
+	uint64_t rate;
 
 	cJSON_ArrayForEach(p, snaps)
 	{
@@ -739,8 +817,11 @@ void table_snapshots(const cJSON *resp)
 		grid_num(r, COL_PEAK, p, "peak", true);
 		grid_num(r, COL_BLOCKS, p, "blocks", false);
 		r->text[COL_EXE] = get_str(p, "exe", "?");
+		if (sample_rate(p, &rate))
+			grid_mark(r, estimated, 3);
 	}
 	grid_print(cols, NCOLS, rows, n);
+	grid_legend(snaps, "id", "snapshot");
 	free(rows);
 }
 
@@ -869,6 +950,21 @@ static void put_value(const cJSON *item)
 	}
 }
 
+/* "sampled": whether the answer's figures are estimates, in words. */
+static void put_sampled(const cJSON *item)
+{
+	uint64_t samples;
+
+	if (!cJSON_IsObject(item)) {
+		fputs("no (every allocation is traced)", stdout);
+		return;
+	}
+	fputs("yes, ", stdout);
+	put_estimated(get_u64_or(item, "rate", 0));
+	if (get_u64(item, "samples", &samples))
+		printf(" (%" PRIu64 " live block%s sampled)", samples, samples == 1 ? "" : "s");
+}
+
 /* Every field in the daemon's order, objects as indented groups, so a field
  * added to the daemon shows up here without a change. */
 static void print_kv(const cJSON *o, int depth)
@@ -880,6 +976,12 @@ static void print_kv(const cJSON *o, int depth)
 		printf("%*s", depth * 2, "");
 		put_text(item->string != NULL ? item->string : "?");
 		putchar(':');
+		if (item->string != NULL && strcmp(item->string, "sampled") == 0) {
+			putchar(' ');
+			put_sampled(item);
+			putchar('\n');
+			continue;
+		}
 		if (cJSON_IsObject(item)) {
 			putchar('\n');
 			print_kv(item, depth + 1);

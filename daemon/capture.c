@@ -35,6 +35,7 @@ struct capture {
 	char reason[16];
 	double taken_at;
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
+	uint64_t sample_bytes;
 	struct session_module *mods; /* copies, paths owned */
 	size_t nmods;
 	struct cap_stack *stacks;
@@ -106,10 +107,11 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->taken_at = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 	c->current = h->current;
 	c->peak = h->peak;
-	c->blocks = h->count;
+	c->blocks = h->blocks;
 	c->allocations = h->allocations;
 	c->frees = h->frees;
 	c->lost_events = s->lost_events;
+	c->sample_bytes = h->sample_bytes;
 
 	c->nmods = s->nmodules;
 	c->mods = xcalloc(c->nmods ? c->nmods : 1, sizeof(*c->mods));
@@ -271,6 +273,7 @@ static void fill_identity(struct snapshot *snap, const struct capture *c)
 	snap->allocations = c->allocations;
 	snap->frees = c->frees;
 	snap->lost_events = c->lost_events;
+	snap->sample_bytes = c->sample_bytes;
 }
 
 struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)

@@ -289,9 +289,10 @@ static cJSON *cmd_list(struct conn *c, cJSON *req, struct session *unused)
 		add_identity(o, s);
 		cJSON_AddNumberToObject(o, "current", (double)s->heap.current);
 		cJSON_AddNumberToObject(o, "peak", (double)s->heap.peak);
-		cJSON_AddNumberToObject(o, "blocks", (double)s->heap.count);
+		cJSON_AddNumberToObject(o, "blocks", (double)s->heap.blocks);
 		cJSON_AddNumberToObject(o, "uid", (double)s->uid);
 		cJSON_AddNumberToObject(o, "start_time", (double)s->start_time);
+		cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->heap.sample_bytes));
 		cJSON_AddItemToArray(arr, o);
 	}
 	return r;
@@ -317,7 +318,7 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	add_identity(r, s);
 	cJSON_AddNumberToObject(r, "current", (double)h->current);
 	cJSON_AddNumberToObject(r, "peak", (double)h->peak);
-	cJSON_AddNumberToObject(r, "blocks", (double)h->count);
+	cJSON_AddNumberToObject(r, "blocks", (double)h->blocks);
 	cJSON_AddNumberToObject(r, "allocations", (double)h->allocations);
 	cJSON_AddNumberToObject(r, "frees", (double)h->frees);
 	cJSON_AddNumberToObject(r, "lost_events", (double)s->lost_events);
@@ -332,6 +333,12 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 		cJSON_AddNullToObject(r, "ended_at");
 	cJSON_AddNumberToObject(r, "nframes", (double)s->nframes);
 	cJSON_AddNumberToObject(r, "sample_bytes", (double)s->sample_bytes);
+	/* The figures are estimates: say so, with the blocks the estimates
+	 * rest on (the live samples), which tells how precise they are. */
+	cJSON *sampled = snapshot_sampled_json(h->sample_bytes);
+	if (cJSON_IsObject(sampled))
+		cJSON_AddNumberToObject(sampled, "samples", (double)h->count);
+	cJSON_AddItemToObject(r, "sampled", sampled);
 	cJSON_AddStringToObject(r, "on_full", s->flags & PROTO_HELLO_DROP ? "drop" : "block");
 	cJSON_AddStringToObject(r, "unwind", s->flags & PROTO_HELLO_FP ? "fp" : "libunwind");
 	cJSON_AddBoolToObject(r, "interposed", !(s->flags & PROTO_HELLO_BYPASSED));

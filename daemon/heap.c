@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sampling.h"
 #include "xalloc.h"
 
 #define SIZE_BITS          40
@@ -120,8 +121,15 @@ static uint64_t block_size(const struct heap *h, const struct heap_block *b)
 	return s == SIZE_BIG ? big_size(h, b->addr) : s;
 }
 
-/* Removes the live block at slot i from every statistic. */
-static void release(struct heap *h, size_t i)
+void heap_set_sampling(struct heap *h, uint64_t rate)
+{
+	h->sample_bytes = rate;
+}
+
+/* Removes the live block at slot i from every statistic: its weight is
+ * computed from the size it was inserted with, so exactly what
+ * apply_alloc added is subtracted. Its weight is left in *w. */
+static void release(struct heap *h, size_t i, struct sampling_weight *w)
 {
 	const struct heap_block *b = &h->slots[i];
 	uint64_t size = b->meta & SIZE_BIG;
@@ -129,10 +137,12 @@ static void release(struct heap *h, size_t i)
 
 	if (size == SIZE_BIG)
 		size = big_take(h, b->addr);
+	sampling_weight(size, h->sample_bytes, w);
 	struct heap_stack *s = &h->stacks[stack];
-	s->live_bytes -= size;
-	s->live_count--;
-	h->current -= size;
+	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w->bytes);
+	sampling_sub(&s->live_count, &s->live_count_frac, w->count);
+	sampling_sub(&h->current, &h->current_frac, w->bytes);
+	sampling_sub(&h->blocks, &h->blocks_frac, w->count);
 	remove_at(h, i);
 }
 
@@ -175,17 +185,19 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 			stack = 0;
 		}
 	}
+	struct sampling_weight w, old;
+	sampling_weight(ev->size, h->sample_bytes, &w);
 	struct heap_stack *s = &h->stacks[stack];
-	s->total_allocs++;
-	s->total_bytes += ev->size;
-	h->allocations++;
+	sampling_add(&s->total_allocs, &s->total_allocs_frac, w.count);
+	sampling_add(&s->total_bytes, &s->total_bytes_frac, w.bytes);
+	sampling_add(&h->allocations, &h->allocations_frac, w.count);
 
 	size_t i = find(h, ev->addr);
 	if (i != SIZE_MAX) {
 		/* A free we never saw (e.g. a block allocated before tracing
 		 * began was freed untraced): the old block is gone. */
 		h->replaced++;
-		release(h, i);
+		release(h, i, &old);
 	}
 	if (h->count >= h->max_blocks) {
 		h->limit_reached |= HEAP_LIMIT_BLOCKS;
@@ -207,9 +219,10 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	h->slots[i].addr = ev->addr;
 	h->slots[i].meta = (uint64_t)stack << SIZE_BITS | size;
 	h->count++;
-	s->live_bytes += ev->size;
-	s->live_count++;
-	h->current += ev->size;
+	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
+	sampling_add(&s->live_count, &s->live_count_frac, w.count);
+	sampling_add(&h->current, &h->current_frac, w.bytes);
+	sampling_add(&h->blocks, &h->blocks_frac, w.count);
 	if (h->current > h->peak)
 		h->peak = h->current;
 	return 0;
@@ -229,8 +242,9 @@ int heap_apply(struct heap *h, const struct proto_event *ev)
 		h->unknown_frees++;
 		return 0;
 	}
-	h->frees++;
-	release(h, i);
+	struct sampling_weight w;
+	release(h, i, &w);
+	sampling_add(&h->frees, &h->frees_frac, w.count);
 	return 0;
 }
 

@@ -8,6 +8,15 @@
  * allocation inserts it. It never symbolizes and never allocates per event
  * (the block table grows geometrically).
  *
+ * When the process is sampled (heap_set_sampling), a block keeps its true
+ * size and every statistic adds the block's weight instead (sampling.h:
+ * size / p bytes and 1 / p blocks), so the statistics are estimates of the
+ * whole process; a free subtracts the same weight, computed again from the
+ * size kept. Each estimated figure is kept rounded, as the field everybody
+ * reads, beside its fraction (the *_frac fields, for sampling_add only).
+ * Without sampling the weights are the size and one block, and every figure
+ * is the exact count it always was.
+ *
  * Blocks live in an open-addressing table of 16-byte slots (address; stack id
  * in the top 24 bits and size in the low 40 bits of a second word; the rare
  * block of 1 TiB or more keeps its exact size in a side list), so a live
@@ -40,6 +49,7 @@ struct heap_stack {
 	uint64_t live_count;
 	uint64_t total_allocs;
 	uint64_t total_bytes;
+	uint32_t live_bytes_frac, live_count_frac, total_allocs_frac, total_bytes_frac;
 };
 
 struct heap_block {
@@ -54,15 +64,18 @@ struct heap_big {
 
 struct heap {
 	struct heap_block *slots;
-	size_t cap; /* power of two */
-	size_t count;
+	size_t cap;   /* power of two */
+	size_t count; /* live blocks in the table: with sampling, the samples */
 	struct heap_big *big;
 	size_t nbig;
 	struct heap_stack *stacks; /* indexed by the agent's stack id */
 	uint32_t nstacks;          /* ids 0 .. nstacks-1 allocated */
 	uint32_t ndefined;
+	uint64_t sample_bytes; /* the agent's sampling rate, 0 = every allocation */
 	uint64_t current, peak;
+	uint64_t blocks; /* live blocks: count, or with sampling its estimate */
 	uint64_t allocations, frees;
+	uint32_t current_frac, blocks_frac, allocations_frac, frees_frac;
 	uint64_t unknown_frees; /* frees of blocks never seen allocated */
 	uint64_t replaced;      /* allocations at an address still live */
 	uint64_t last_seq;
@@ -73,6 +86,10 @@ struct heap {
 /* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks). */
 void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks);
 void heap_close(struct heap *h);
+/* Weighs the blocks of a process sampled every `rate` bytes on average (0 =
+ * every allocation is recorded). Before the first event only: a block's
+ * weight must not change between its allocation and its free. */
+void heap_set_sampling(struct heap *h, uint64_t rate);
 
 /* Defines stack `id` (>= 1). -EBADMSG when the id was already defined (the
  * agent never does that); 0 when past max_stacks (the id then reads as the

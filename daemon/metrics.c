@@ -261,7 +261,7 @@ static struct result *result_new(struct session **ss, size_t n)
 		p->labels = xstrdup(b.p);
 		p->current = s->heap.current;
 		p->peak = s->heap.peak;
-		p->blocks = s->heap.count;
+		p->blocks = s->heap.blocks;
 		p->allocations = s->heap.allocations;
 		p->frees = s->heap.frees;
 		p->lost_events = s->lost_events;

@@ -96,6 +96,10 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	s->nframes = h.nframes;
 	s->flags = h.flags;
 	s->sample_bytes = h.sample_bytes;
+	/* Sizes of a sampled process are true sizes of the blocks that were
+	 * sampled; the heap weighs them (sampling.h). No event came before
+	 * HELLO, so no block's weight changes. */
+	heap_set_sampling(&s->heap, h.sample_bytes);
 	/* Identity comes from the kernel; the agent's words are a fallback
 	 * for when /proc is not readable. */
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)s->pid);

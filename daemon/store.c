@@ -1,7 +1,7 @@
 /*
  * store.c - the snapshot store in SQLite (see store.h).
  *
- * Schema version 1 (PRAGMA user_version = 1):
+ * Schema version 2 (PRAGMA user_version = 2):
  *
  *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
  *            one row per process incarnation, found or created by
@@ -14,8 +14,11 @@
  *            stacks are in practice per executable image and load layout;
  *            frames are shared by every process that ran the same code.
  *   snapshot (id, process_id, taken_at, reason, current, peak, blocks,
- *            allocations, frees, lost_events); deleting a process deletes
- *            its snapshots.
+ *            allocations, frees, lost_events, sample_bytes); deleting a
+ *            process deletes its snapshots. sample_bytes is the process's
+ *            MEMTRACE_SAMPLE (0: every allocation traced, and what version
+ *            1's snapshots read as), so answers from a stored snapshot say
+ *            whether its figures are estimates.
  *   trace    (snapshot_id, stack_id, size, count, allocations), one row per
  *            stack with live blocks; deleting a snapshot deletes its rows.
  *   largest  (snapshot_id, rank, address, size, stack_id), the largest live
@@ -143,6 +146,8 @@ static const char *const migrations[] = {
     " stack_id INTEGER NOT NULL REFERENCES stack(id),"
     " PRIMARY KEY (snapshot_id, rank)) WITHOUT ROWID;"
     "CREATE INDEX largest_stack ON largest(stack_id);",
+    /* 1 -> 2: the sampling rate of the snapshot's process. */
+    "ALTER TABLE snapshot ADD COLUMN sample_bytes INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -200,8 +205,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_STACK_FIND] = "SELECT id FROM stack WHERE frames = ?1",
     [S_STACK_INSERT] = "INSERT INTO stack(frames) VALUES (?1)",
     [S_SNAPSHOT_INSERT] = "INSERT INTO snapshot(process_id, taken_at, reason, current, peak,"
-                          " blocks, allocations, frees, lost_events)"
-                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                          " blocks, allocations, frees, lost_events, sample_bytes)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_TRACE_UPSERT] = "INSERT INTO trace(snapshot_id, stack_id, size, count, allocations)"
                        " VALUES (?1, ?2, ?3, ?4, ?5)"
                        " ON CONFLICT (snapshot_id, stack_id) DO UPDATE SET"
@@ -211,7 +216,7 @@ static const char *const stmt_sql[S_COUNT] = {
                          " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_READ_SNAPSHOT] = "SELECT p.pid, p.uid, p.start_time, p.exe, p.cmdline, s.taken_at,"
                         " s.reason, s.current, s.peak, s.blocks, s.allocations, s.frees,"
-                        " s.lost_events"
+                        " s.lost_events, s.sample_bytes"
                         " FROM snapshot s JOIN process p ON p.id = s.process_id"
                         " WHERE s.id = ?1",
     [S_READ_TRACES] = "SELECT t.stack_id, t.size, t.count, t.allocations, k.frames"
@@ -221,7 +226,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_READ_LARGEST] = "SELECT address, size, stack_id FROM largest"
                        " WHERE snapshot_id = ?1 ORDER BY rank",
     [S_LIST] = "SELECT s.id, p.pid, p.uid, p.start_time, p.exe, s.taken_at, s.reason,"
-               " s.current, s.peak, s.blocks, s.allocations, s.frees, s.lost_events"
+               " s.current, s.peak, s.blocks, s.allocations, s.frees, s.lost_events,"
+               " s.sample_bytes"
                " FROM snapshot s JOIN process p ON p.id = s.process_id"
                " WHERE (?1 = 0 OR p.pid = ?1) AND (?2 < 0 OR p.uid = ?2)"
                " ORDER BY s.taken_at, s.id",
@@ -801,6 +807,7 @@ static int write_snapshot(struct store *st, const struct snapshot *s, size_t max
 	sqlite3_bind_int64(q, 7, (sqlite3_int64)s->allocations);
 	sqlite3_bind_int64(q, 8, (sqlite3_int64)s->frees);
 	sqlite3_bind_int64(q, 9, (sqlite3_int64)s->lost_events);
+	sqlite3_bind_int64(q, 10, (sqlite3_int64)s->sample_bytes);
 	rc = step_done(st, q, "insert snapshot");
 	if (rc != 0)
 		return rc;
@@ -927,6 +934,7 @@ static int read_header(struct store *st, int64_t id, struct snapshot *s)
 	s->allocations = (uint64_t)sqlite3_column_int64(q, 10);
 	s->frees = (uint64_t)sqlite3_column_int64(q, 11);
 	s->lost_events = (uint64_t)sqlite3_column_int64(q, 12);
+	s->sample_bytes = (uint64_t)sqlite3_column_int64(q, 13);
 	const unsigned char *cmdline = sqlite3_column_text(q, 4);
 	rc = parse_cmdline(st, cmdline != NULL ? (const char *)cmdline : "", &s->argv);
 	sqlite3_reset(q);
@@ -1121,6 +1129,7 @@ int store_list(struct store *st, pid_t pid, long uid, cJSON **out)
 		s.allocations = (uint64_t)sqlite3_column_int64(q, 10);
 		s.frees = (uint64_t)sqlite3_column_int64(q, 11);
 		s.lost_events = (uint64_t)sqlite3_column_int64(q, 12);
+		s.sample_bytes = (uint64_t)sqlite3_column_int64(q, 13);
 		cJSON_AddItemToArray(arr, snapshot_summary_json(&s));
 	}
 out:

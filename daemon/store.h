@@ -26,7 +26,7 @@
 
 #include "snapshot.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_FILE           "memtrace.db"
 
 struct store;

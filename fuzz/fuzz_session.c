@@ -10,8 +10,10 @@
  * reason set, nothing else), the same counters, the same live blocks; a
  * session stops taking bytes at its first refusal, as the daemon closes
  * the connection there. And the heap each one built must add up: its live
- * blocks, visited one by one, sum to current, number count, and sum per
- * stack to that stack's live bytes and count; current never exceeds peak.
+ * blocks, visited one by one, number count, their weights (their sizes and
+ * one each, unless the HELLO asked for sampling: sampling.h) sum to current
+ * and blocks, and sum per stack to that stack's live bytes and count;
+ * current never exceeds peak.
  *
  * The limits on blocks and stacks are set low, as --max-blocks and
  * --max-stacks would, so that a STACK frame with a huge id stays cheap.
@@ -24,6 +26,7 @@
 
 #include "daemon.h"
 #include "heap.h"
+#include "sampling.h"
 #include "session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,9 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_STACKS 4096
 #define MAX_BLOCKS 65536
 
+/* Sums of weights, each kept as sampling_add keeps a figure. */
 struct tally {
-	uint64_t bytes, count;
+	uint64_t rate;
+	uint64_t bytes, count, blocks;
+	uint32_t bytes_frac, blocks_frac;
 	uint64_t *stack_bytes, *stack_count;
+	uint32_t *stack_bytes_frac, *stack_count_frac;
 	uint32_t nstacks;
 	int bad;
 };
@@ -46,10 +53,13 @@ static void tally_block(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
 		t->bad = 1;
 		return;
 	}
-	t->bytes += size;
+	struct sampling_weight w;
+	sampling_weight(size, t->rate, &w);
+	sampling_add(&t->bytes, &t->bytes_frac, w.bytes);
+	sampling_add(&t->blocks, &t->blocks_frac, w.count);
 	t->count++;
-	t->stack_bytes[stack] += size;
-	t->stack_count[stack]++;
+	sampling_add(&t->stack_bytes[stack], &t->stack_bytes_frac[stack], w.bytes);
+	sampling_add(&t->stack_count[stack], &t->stack_count_frac[stack], w.count);
 }
 
 /* The heap adds up: blocks to counters, per stack and in total. */
@@ -57,13 +67,18 @@ static void check_heap(const struct heap *h)
 {
 	struct tally t = {0};
 
+	t.rate = h->sample_bytes;
 	t.nstacks = h->nstacks;
 	t.stack_bytes = calloc(h->nstacks + 1, sizeof(uint64_t));
 	t.stack_count = calloc(h->nstacks + 1, sizeof(uint64_t));
-	if (t.stack_bytes == NULL || t.stack_count == NULL)
+	t.stack_bytes_frac = calloc(h->nstacks + 1, sizeof(uint32_t));
+	t.stack_count_frac = calloc(h->nstacks + 1, sizeof(uint32_t));
+	if (t.stack_bytes == NULL || t.stack_count == NULL || t.stack_bytes_frac == NULL ||
+	    t.stack_count_frac == NULL)
 		abort();
 	heap_foreach(h, tally_block, &t);
-	if (t.bad || t.bytes != h->current || t.count != h->count || h->current > h->peak)
+	if (t.bad || t.bytes != h->current || t.count != h->count || t.blocks != h->blocks ||
+	    h->current > h->peak)
 		abort();
 	for (uint32_t i = 0; i < h->nstacks; i++)
 		if (t.stack_bytes[i] != h->stacks[i].live_bytes ||
@@ -71,6 +86,8 @@ static void check_heap(const struct heap *h)
 			abort();
 	free(t.stack_bytes);
 	free(t.stack_count);
+	free(t.stack_bytes_frac);
+	free(t.stack_count_frac);
 }
 
 static void same_or_abort(const struct session *a, const struct session *b)
@@ -82,6 +99,7 @@ static void same_or_abort(const struct session *a, const struct session *b)
 	    (a->error == NULL) != (b->error == NULL))
 		abort();
 	if (x->current != y->current || x->peak != y->peak || x->count != y->count ||
+	    x->blocks != y->blocks || x->sample_bytes != y->sample_bytes ||
 	    x->allocations != y->allocations || x->frees != y->frees ||
 	    x->unknown_frees != y->unknown_frees || x->replaced != y->replaced ||
 	    x->ndefined != y->ndefined || x->limit_reached != y->limit_reached)

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 #define PROTO_HDR_SIZE     8
 #define PROTO_MAX_PAYLOAD  (1u << 20) /* 1 MiB per frame */
@@ -48,7 +48,7 @@ enum proto_type {
 /* HELLO flags */
 #define PROTO_HELLO_DROP      0x1u /* MEMTRACE_ON_FULL=drop: events may be lost */
 #define PROTO_HELLO_FP        0x2u /* frame-pointer unwinding */
-#define PROTO_HELLO_SAMPLED   0x4u /* sampling: sizes are weighted estimates */
+#define PROTO_HELLO_SAMPLED   0x4u /* sampling: only sampled blocks are sent, at their true size */
 #define PROTO_HELLO_BYPASSED  0x8u /* the program's malloc is not the agent's: little is seen */
 #define PROTO_HELLO_FLAGS_ALL 0xfu
 
@@ -74,7 +74,7 @@ struct proto_hello {
 	uint32_t flags;
 	uint32_t nframes;      /* configured stack depth */
 	uint32_t pid;          /* as the agent sees it; the daemon trusts SO_PEERCRED */
-	uint64_t sample_bytes; /* 0 = every allocation */
+	uint64_t sample_bytes; /* mean bytes between sampled bytes, 0 = every allocation */
 	const char *exe;       /* not NUL-terminated */
 	uint32_t exe_len;
 	const char *cmdline; /* argv joined by NULs */

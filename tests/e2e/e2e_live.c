@@ -37,6 +37,12 @@
  *  exit_with_stopped_daemon     in drop mode a program exits while the
  *                               daemon is stopped
  *  sampling_estimates           MEMTRACE_SAMPLE estimates held bytes
+ *  sampling_unbiased            sampled estimates of bytes and blocks are
+ *                               unbiased for blocks of 0.25, 1 and 4 rates
+ *                               and a mix (within the estimator's bound
+ *                               and 5 %); frees subtract exactly what
+ *                               their allocations added; answers, tables,
+ *                               stored snapshots and files say "estimated"
  *  malformed_agent_frames,      bad frames close their connection, bad
  *  malformed_control            requests get JSON errors; the traced program
  *                               stays exact and the daemon stops cleanly
@@ -77,6 +83,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <time.h>
 #include <stdio.h>
@@ -1591,19 +1598,21 @@ END_TEST
 
 /* MEMTRACE_SAMPLE: with a sampling rate of 4096 bytes, 20,000 held blocks
  * of 100 bytes (2,000,000 bytes, plus the program's 160,000-byte array of
- * pointers to them, which is larger than the rate and so always sampled at
- * its size) are estimated, not counted: each sampled block smaller than the
- * rate stands for the rate. About 488 samples are
- * expected (standard deviation about 22, 4.5 %); the test accepts 25 %, so
- * an unweighted count (about 49 KB) or an unsampled one cannot pass by
- * luck, and a correct estimate fails about once in 10^7 runs. */
+ * pointers to them, 39 rates, so sampled with a probability of 1 - 10^-17
+ * and weighed at its size) are estimated, not counted: each block is
+ * sampled with probability p = 1 - exp(-100/4096) and a sampled one stands
+ * for 100/p bytes. About 483 samples are expected; the estimate's standard
+ * deviation is about 90,000 bytes (4.5 %), and the test accepts 25 %, so an
+ * unweighted count (about 49 KB) or an unsampled one cannot pass by luck,
+ * and a correct estimate fails about once in 10^7 runs. sampling_unbiased
+ * holds the estimator to its statistical bound. */
 START_TEST(sampling_estimates)
 {
 	const char *const env[] = {"MEMTRACE_SAMPLE=4096", NULL};
 	struct h_proc p;
 	struct h_ctl r;
 	char pid[32], line[128];
-	long long cur0 = 0, cur1 = 0, blocks1 = 0, sample = 0;
+	long long cur0 = 0, cur1 = 0, blocks1 = 0, samples1 = 0, sample = 0;
 
 	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env);
 	h_proc_expect_ready(&p);
@@ -1621,6 +1630,8 @@ START_TEST(sampling_estimates)
 		h_ctl_ok(&D, H_NOUID, &r, stats);
 		h_json_int(r.json, "current", &cur1);
 		h_json_int(r.json, "blocks", &blocks1);
+		h_json_int(cJSON_GetObjectItemCaseSensitive(r.json, "sampled"), "samples",
+		           &samples1);
 		h_ctl_free(&r);
 		if (cur1 - cur0 > want * 3 / 4 || h_now_ms() - t0 > 5000)
 			break;
@@ -1630,10 +1641,316 @@ START_TEST(sampling_estimates)
 	long long est = cur1 - cur0;
 	ck_assert_msg(est >= want * 3 / 4 && est <= want * 5 / 4,
 	              "sampled estimate of %lld held bytes is %lld (%lld blocks sampled)", want,
-	              est, blocks1);
-	ck_assert_msg(blocks1 < 20000 / 4, "%lld blocks tracked: not sampled", blocks1);
+	              est, samples1);
+	/* "blocks" is the estimate of the blocks; the blocks the daemon
+	 * tracks are the samples. */
+	ck_assert_msg(samples1 > 0 && samples1 < 20000 / 4, "%lld blocks tracked: not sampled",
+	              samples1);
+	ck_assert_msg(blocks1 >= 20000 * 3 / 4 && blocks1 <= 20000 * 5 / 4 + 100,
+	              "estimated %lld blocks for the 20,000 held", blocks1);
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "churn did not exit");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/*
+ * MEMTRACE_SAMPLE is unbiased (tests/progs/sampler.c). At a rate R of 4096
+ * bytes the program holds, each from a site of its own, 32,000 blocks of
+ * R/4, 5,000 of R, 1,200 of 4 R and 6,000 of a mix (R/16 .. 4 R). A block
+ * of s bytes is sampled with p = 1 - exp(-s/R) and a sampled one stands for
+ * s/p bytes and 1/p blocks, so the estimate of a site's bytes has variance
+ * sum(s^2 (1-p)/p) and of its blocks sum((1-p)/p), computed here from the
+ * sizes the book (and the program's rule for the mix) says were allocated.
+ * Each site's estimates must lie within 4.5 standard deviations of the
+ * truth, and, since each class gets well over 1,000 samples (6,300, 3,200,
+ * 1,180, 3,150 expected), within 5 % too: the counts above make 4.5
+ * standard deviations at most 5 %. The old weighting (max(size, rate))
+ * reads 0.25 R blocks 14 % high and R blocks 37 % low; an unweighted count
+ * reads them 78 % and 37 % low. The samples themselves are binomial: their
+ * number must lie within 4.5 standard deviations of sum(p).
+ *
+ * Then every answer says the figures are estimates: "sampled" in stats
+ * (with the samples), top, traceback, list, and in a stored snapshot's and
+ * a snapshot file's answers; the --table renderings print "estimated from
+ * samples every 4096 bytes". The largest blocks keep their true sizes.
+ * Finally the program frees every class: its sites vanish and stats moves
+ * back by exactly what was allocated in between, the markers (always
+ * sampled, weighing their size), so every free subtracted what its
+ * allocation added. Each poll waits for a marker that the program
+ * allocates after the blocks it checks: events arrive in order.
+ */
+#define S_RATE 4096
+#define S_K    4.5 /* standard deviations */
+
+struct sclass {
+	const char *func;
+	long n;
+	long mix16[6]; /* sizes in sixteenths of the rate, cycled */
+	int nsizes;
+};
+
+static const struct sclass sclasses[] = {
+    {"hold_quarter", 32000, {4}, 1},
+    {"hold_one", 5000, {16}, 1},
+    {"hold_four", 1200, {64}, 1},
+    {"hold_mix", 6000, {1, 4, 8, 16, 32, 64}, 6},
+};
+
+/* The book's record of the site in `func`, or NULL. */
+static const struct h_rec *srec(const struct h_truth *t, const char *func)
+{
+	for (int i = 0; i < t->nrecs; i++)
+		if (strcmp(t->recs[i].f[0].func, func) == 0)
+			return &t->recs[i];
+	return NULL;
+}
+
+/* The statistic of a `top --key lineno` answer at the site of `func`'s
+ * record, or NULL. */
+static const cJSON *sstat(const cJSON *top, const struct h_truth *t, const char *func)
+{
+	const struct h_rec *rec = srec(t, func);
+	const cJSON *stat;
+
+	if (rec == NULL)
+		return NULL;
+	cJSON_ArrayForEach(stat, cJSON_GetObjectItemCaseSensitive(top, "stats"))
+	{
+		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(stat, "traceback");
+		struct h_rframe f;
+		if (h_rframe_get(cJSON_GetArrayItem(tb, 0), &f) &&
+		    h_file_matches(f.file, rec->f[0].file) && f.line == rec->f[0].line)
+			return stat;
+	}
+	return NULL;
+}
+
+struct smark {
+	const struct h_truth *t;
+	const char *func;
+};
+
+/* Accepts a top answer once the marker's 64 R block shows, exactly. */
+static char *smark_cb(const cJSON *json, void *arg)
+{
+	const struct smark *m = arg;
+	const cJSON *st = sstat(json, m->t, m->func);
+	long long size = 0, count = 0;
+
+	if (st != NULL && h_json_int(st, "size", &size) && h_json_int(st, "count", &count) &&
+	    size == 64 * S_RATE && count == 1)
+		return NULL;
+	return h_strf("%s: %lld bytes in %lld blocks, not yet one block of %d", m->func, size,
+	              count, 64 * S_RATE);
+}
+
+/* Polls `top --pid P --key lineno --limit 0` until `func`'s marker shows. */
+static void swait_marker(struct h_ctl *r, const char *pid, const struct h_truth *t,
+                         const char *func)
+{
+	const char *const args[] = {"top", "--pid", pid, "--key", "lineno", "--limit", "0", NULL};
+	struct smark m = {t, func};
+	char *why = h_ctl_poll(&D, H_NOUID, r, smark_cb, &m, args);
+
+	ck_assert_msg(why == NULL, "marker %s never showed: %s", func, why);
+}
+
+/* "sampled": {"rate": S_RATE, ...} in an answer or a list entry. */
+static void assert_sampled(const cJSON *o, const char *what)
+{
+	long long rate = 0;
+
+	ck_assert_msg(h_json_int(cJSON_GetObjectItemCaseSensitive(o, "sampled"), "rate", &rate) &&
+	                  rate == S_RATE,
+	              "%s does not say it is estimated from samples every %d bytes: %.500s", what,
+	              S_RATE, cJSON_PrintUnformatted(o));
+}
+
+/* `memtracectl --table ARGS` prints the estimate line. */
+static void assert_table_says(const char *const *args, const char *what)
+{
+	const char *targs[12] = {"--table"};
+	struct h_ctl r;
+	size_t n = 1;
+	char phrase[64];
+
+	for (; args[n - 1] != NULL && n < 11; n++)
+		targs[n] = args[n - 1];
+	targs[n] = NULL;
+	snprintf(phrase, sizeof phrase, "estimated from samples every %d bytes", S_RATE);
+	h_ctl_run(&D, H_NOUID, &r, targs);
+	ck_assert_msg(r.status == 0 && r.out != NULL && strstr(r.out, phrase) != NULL,
+	              "%s --table: no \"%s\" in:\n%.2000s", what, phrase, r.out ? r.out : "");
+	h_ctl_free(&r);
+}
+
+/* Each class's estimate against the book, within S_K standard deviations
+ * and 5 %; returns the expected number of samples and its variance. */
+static void assert_classes(const cJSON *top, const struct h_truth *t, const char *what,
+                           double *samples, double *samples_var)
+{
+	for (size_t c = 0; c < sizeof sclasses / sizeof sclasses[0]; c++) {
+		const struct sclass *k = &sclasses[c];
+		const struct h_rec *rec = srec(t, k->func);
+		const cJSON *st = sstat(top, t, k->func);
+		double bytes = 0, var_b = 0, var_n = 0;
+		long long size = -1, count = -1;
+
+		for (long i = 0; i < k->n; i++) {
+			double sz = (double)S_RATE * (double)k->mix16[i % k->nsizes] / 16;
+			double p = -expm1(-sz / S_RATE);
+			bytes += sz;
+			var_b += sz * sz * (1 - p) / p;
+			var_n += (1 - p) / p;
+			*samples += p;
+			*samples_var += p * (1 - p);
+		}
+		ck_assert_msg(rec != NULL && rec->count == k->n && rec->bytes == (long long)bytes,
+		              "%s: the book's %s is not %ld blocks of %.0f bytes", what, k->func,
+		              k->n, bytes);
+		ck_assert_msg(st != NULL && h_json_int(st, "size", &size) &&
+		                  h_json_int(st, "count", &count),
+		              "%s: no statistic for %s", what, k->func);
+		double db = (double)size - bytes, dn = (double)(count - k->n);
+		ck_assert_msg(fabs(db) <= S_K * sqrt(var_b) && fabs(db) <= 0.05 * bytes,
+		              "%s: %s estimated at %lld bytes, true %.0f: %+.2f %%, %+.1f standard "
+		              "deviations",
+		              what, k->func, size, bytes, 100 * db / bytes, db / sqrt(var_b));
+		ck_assert_msg(
+		    fabs(dn) <= S_K * sqrt(var_n) + 0.5 && fabs(dn) <= 0.05 * (double)k->n,
+		    "%s: %s estimated at %lld blocks, true %ld: %+.1f standard deviations", what,
+		    k->func, count, k->n, dn / sqrt(var_n));
+	}
+}
+
+START_TEST(sampling_unbiased)
+{
+	const char *const env[] = {"MEMTRACE_SAMPLE=4096", NULL};
+	const char *const args[] = {"4096", "32000", "5000", "1200", "6000", NULL};
+	struct h_proc p;
+	struct h_ctl r, top;
+	struct h_truth *t;
+	char pid[32], line[128], id[32];
+	long long cur0, blocks0, samples0, cur, blocks, samples, v;
+	double want_samples = 0, samples_var = 0;
+
+	h_prog_start(&p, &D, "sampler", args, H_NOUID, env);
+	h_proc_expect_ready(&p);
+	snprintf(pid, sizeof pid, "%ld", (long)p.pid);
+	const char *const stats[] = {"stats", "--pid", pid, NULL};
+	t = h_truth_must(p.truth);
+	swait_marker(&top, pid, t, "mark_start");
+	h_ctl_free(&top);
+	h_truth_free(t);
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	ck_assert(h_json_int(r.json, "current", &cur0) && h_json_int(r.json, "blocks", &blocks0));
+	ck_assert(h_json_int(r.json, "sample_bytes", &v) && v == S_RATE);
+	assert_sampled(r.json, "stats");
+	ck_assert(
+	    h_json_int(cJSON_GetObjectItemCaseSensitive(r.json, "sampled"), "samples", &samples0));
+	h_ctl_free(&r);
+
+	/* The estimates. */
+	ck_assert_int_eq(h_proc_send(&p, "hold"), 0);
+	ck_assert_int_eq(h_proc_readline(&p, line, sizeof line, 60000), 1);
+	ck_assert_str_eq(line, "done");
+	t = h_truth_must(p.truth);
+	swait_marker(&top, pid, t, "mark_held");
+	assert_sampled(top.json, "top");
+	assert_classes(top.json, t, "live", &want_samples, &samples_var);
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	ck_assert(
+	    h_json_int(cJSON_GetObjectItemCaseSensitive(r.json, "sampled"), "samples", &samples));
+	h_ctl_free(&r);
+	/* Less mark_held, which is sampled for certain. */
+	double got = (double)(samples - samples0 - 1);
+	ck_assert_msg(got >= 1000 && fabs(got - want_samples) <= S_K * sqrt(samples_var),
+	              "%.0f blocks sampled, %.0f expected (standard deviation %.0f)", got,
+	              want_samples, sqrt(samples_var));
+
+	/* Every answer says so, and the largest blocks are true sizes: the
+	 * two markers, then blocks of 4 R (a weighed one would be more). */
+	const char *const tb[] = {"traceback", "--pid", pid, "--limit", "6", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, tb);
+	assert_sampled(r.json, "traceback");
+	const cJSON *blk = cJSON_GetObjectItemCaseSensitive(r.json, "blocks");
+	ck_assert_int_eq(cJSON_GetArraySize(blk), 6);
+	for (int i = 0; i < 6; i++) {
+		ck_assert(h_json_int(cJSON_GetArrayItem(blk, i), "size", &v));
+		ck_assert_msg(v == (i < 2 ? 64 : 4) * S_RATE, "block %d has %lld bytes", i, v);
+	}
+	h_ctl_free(&r);
+	const char *const list[] = {"list", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, list);
+	const cJSON *entry = h_list_find(r.json, (long)p.pid);
+	ck_assert_msg(entry != NULL, "list lacks pid %s", pid);
+	assert_sampled(entry, "list");
+	h_ctl_free(&r);
+	const char *const topargs[] = {"top", "--pid", pid, NULL};
+	assert_table_says(stats, "stats");
+	assert_table_says(topargs, "top");
+	assert_table_says(tb, "traceback");
+	assert_table_says(list, "list");
+
+	/* A stored snapshot and a snapshot file keep the rate. */
+	char *file = h_daemon_file(&D, "sampled.json");
+	const char *const snap[] = {"snapshot", "--pid", pid, "-o", file, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, snap);
+	ck_assert(h_json_int(r.json, "id", &v));
+	assert_sampled(r.json, "snapshot");
+	snprintf(id, sizeof id, "%lld", v);
+	h_ctl_free(&r);
+	const char *const refs[2] = {id, file};
+	for (int i = 0; i < 2; i++) {
+		const char *const stop[] = {"top", "--snapshot", refs[i], "--limit", "0", NULL};
+		const char *const sstats[] = {"stats", "--snapshot", refs[i], NULL};
+		const char *const stb[] = {"traceback", "--snapshot", refs[i], NULL};
+		double unused = 0, unused_var = 0;
+		h_ctl_ok(&D, H_NOUID, &r, stop);
+		assert_sampled(r.json, "top --snapshot");
+		/* The same heap as the live answer's, so the same estimates. */
+		assert_classes(r.json, t, refs[i], &unused, &unused_var);
+		h_ctl_free(&r);
+		h_ctl_ok(&D, H_NOUID, &r, sstats);
+		assert_sampled(r.json, "stats --snapshot");
+		ck_assert(h_json_int(r.json, "sample_bytes", &v) && v == S_RATE);
+		h_ctl_free(&r);
+		h_ctl_ok(&D, H_NOUID, &r, stb);
+		assert_sampled(r.json, "traceback --snapshot");
+		h_ctl_free(&r);
+		assert_table_says(stop, "top --snapshot");
+		assert_table_says(sstats, "stats --snapshot");
+	}
+	free(file);
+	h_ctl_free(&top);
+	h_truth_free(t);
+
+	/* Frees take away exactly what the allocations added. */
+	ck_assert_int_eq(h_proc_send(&p, "free"), 0);
+	ck_assert_int_eq(h_proc_readline(&p, line, sizeof line, 60000), 1);
+	ck_assert_str_eq(line, "done");
+	t = h_truth_must(p.truth);
+	swait_marker(&top, pid, t, "mark_freed");
+	for (size_t c = 0; c < sizeof sclasses / sizeof sclasses[0]; c++)
+		ck_assert_msg(sstat(top.json, t, sclasses[c].func) == NULL,
+		              "%s still has a statistic after every block was freed",
+		              sclasses[c].func);
+	h_ctl_free(&top);
+	h_truth_free(t);
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	ck_assert(h_json_int(r.json, "current", &cur) && h_json_int(r.json, "blocks", &blocks));
+	ck_assert(
+	    h_json_int(cJSON_GetObjectItemCaseSensitive(r.json, "sampled"), "samples", &samples));
+	h_ctl_free(&r);
+	ck_assert_msg(cur == cur0 + 2 * 64 * S_RATE && blocks == blocks0 + 2 &&
+	                  samples == samples0 + 2,
+	              "after the frees: current %lld, blocks %lld, samples %lld; before the "
+	              "blocks: %lld, %lld, %lld, and two markers of %d bytes since",
+	              cur, blocks, samples, cur0, blocks0, samples0, 64 * S_RATE);
+
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "sampler did not exit");
 	h_proc_cleanup(&p);
 }
 END_TEST
@@ -2415,6 +2732,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, exit_with_stopped_daemon);
 	tc = h_tcase(s, "sampling", 120, setup, teardown);
 	tcase_add_test(tc, sampling_estimates);
+	tcase_add_test(tc, sampling_unbiased);
 	tc = h_tcase(s, "early", 120, setup, teardown);
 	tcase_add_loop_test(tc, ctor_allocations, 0, 2);
 	tcase_add_loop_test(tc, ctor_fills_ring, 0, 2);
@@ -2456,7 +2774,7 @@ int main(void)
 	static const char *const progs[] = {
 	    "sites",    "cxxsites", "threads",  "peak", "forker",   "behave",     "churn",
 	    "dlopener", "ctoruser", "cxxstart", "idle", "ownalloc", "staticprog", "spawner",
-	    "leaker",   "closer",   NULL};
+	    "leaker",   "closer",   "sampler",  NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }

@@ -21,6 +21,14 @@
  * depends only on the address bits below some point, so addresses that differ
  * only far up (bit 40 and above) collide in every table this suite builds.
  *
+ * A process sampled by the agent (heap_set_sampling) is checked against a
+ * model of its own, test_sampled: there the figures are sums of weights
+ * (sampling.h), which the model computes from the formula in long double,
+ * so they agree to the rounding; blocks keep their true sizes, and once
+ * every block is freed every estimate is exactly zero again. Without
+ * sampling the estimates are the exact counts: blocks equals count and no
+ * fraction is ever set, which check_counters asserts in every other test.
+ *
  * Check logs every passing ck_assert, which at the millions of comparisons
  * made here would be most of the run time, so the comparisons go through the
  * EXPECT macros below instead. The whole suite then runs in about two seconds
@@ -29,6 +37,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +336,8 @@ static void check_counters(const struct rig *r)
 	const struct model *m = &r->m;
 
 	EXPECT_EQ(h->count, m->nlive);
+	EXPECT_EQ(h->blocks, m->nlive);
+	EXPECT_EQ(h->current_frac | h->blocks_frac | h->allocations_frac | h->frees_frac, 0);
 	EXPECT_EQ(h->current, m->current);
 	EXPECT_EQ(h->peak, m->peak);
 	EXPECT_EQ(h->allocations, m->allocations);
@@ -366,6 +377,9 @@ static void check_stack(const struct rig *r, uint32_t id)
 	       ms->total_allocs);
 	EXPECT(s->total_bytes == ms->total_bytes, "stack %u total_bytes %" PRIu64 ", want %" PRIu64,
 	       id, s->total_bytes, ms->total_bytes);
+	EXPECT_EQ(s->live_bytes_frac | s->live_count_frac | s->total_allocs_frac |
+	              s->total_bytes_frac,
+	          0);
 }
 
 static void check_stacks(const struct rig *r)
@@ -1507,6 +1521,174 @@ START_TEST(test_stress_limits)
 }
 END_TEST
 
+/* ---- a sampled process ---- */
+
+#define SRATE    4096
+#define SSTACKS  8
+#define SPOOL    2048
+#define SREPLACE 64 /* an allocation at a live address, one in this many */
+
+struct sblock {
+	int live;
+	uint64_t size;
+	uint32_t stack;
+};
+
+/* The estimates as sums of the formula's weights, and what was done. */
+struct smodel {
+	struct sblock b[SPOOL];
+	long double bytes[SSTACKS + 1], count[SSTACKS + 1];
+	long double total_allocs[SSTACKS + 1], total_bytes[SSTACKS + 1];
+	long double current, blocks, allocations, frees, peak;
+	size_t nlive;
+};
+
+static void sweight(uint64_t size, long double *wb, long double *wc)
+{
+	if (size == 0 || size >= 40 * (uint64_t)SRATE) {
+		*wb = (long double)size;
+		*wc = 1;
+		return;
+	}
+	long double p = -expm1l(-(long double)size / SRATE);
+	*wb = (long double)size / p;
+	*wc = 1 / p;
+}
+
+static void smodel_release(struct smodel *m, size_t i, long double *wc)
+{
+	struct sblock *b = &m->b[i];
+	long double wb;
+
+	sweight(b->size, &wb, wc);
+	m->bytes[b->stack] -= wb;
+	m->count[b->stack] -= *wc;
+	m->current -= wb;
+	m->blocks -= *wc;
+	b->live = 0;
+	m->nlive--;
+}
+
+static uint64_t saddr(size_t i)
+{
+	return UINT64_C(0x7f0000000000) + (uint64_t)i * 48;
+}
+
+/* A figure agrees with its exact value to the rounding, plus what doubles
+ * and the 2^-32 truncation add (far below it) and what the model's own sum
+ * loses: long double keeps 64 bits, so a sum of 10^15 (the blocks of 1 TiB
+ * add up to that) is off by up to 10^-4 an addition. */
+static void sclose(const char *what, unsigned id, uint64_t got, long double want)
+{
+	EXPECT(fabsl((long double)got - want) <= 0.5L + 1e-3L + fabsl(want) * 1e-15L,
+	       "%s (stack %u) is %" PRIu64 ", the weights add up to %.4Lf", what, id, got, want);
+}
+
+static void scheck(const struct heap *h, const struct smodel *m)
+{
+	EXPECT_EQ(h->count, m->nlive);
+	sclose("current", 0, h->current, m->current);
+	sclose("blocks", 0, h->blocks, m->blocks);
+	sclose("allocations", 0, h->allocations, m->allocations);
+	sclose("frees", 0, h->frees, m->frees);
+	EXPECT(fabsl((long double)h->peak - m->peak) <= 1, "peak %" PRIu64 ", want %.4Lf", h->peak,
+	       m->peak);
+	EXPECT_GE(h->peak, h->current);
+	for (uint32_t id = 0; id <= SSTACKS; id++) {
+		const struct heap_stack *s = &h->stacks[id];
+		sclose("live_bytes", id, s->live_bytes, m->bytes[id]);
+		sclose("live_count", id, s->live_count, m->count[id]);
+		sclose("total_allocs", id, s->total_allocs, m->total_allocs[id]);
+		sclose("total_bytes", id, s->total_bytes, m->total_bytes[id]);
+	}
+	for (size_t i = 0; i < SPOOL; i++) {
+		uint64_t size;
+		uint32_t stack;
+		int rc = heap_lookup(h, saddr(i), &size, &stack);
+		EXPECT_INT_EQ(rc, m->b[i].live ? 0 : -ENOENT);
+		if (rc == 0) {
+			EXPECT_EQ(size, m->b[i].size); /* the true size, not its weight */
+			EXPECT_EQ(stack, m->b[i].stack);
+		}
+	}
+}
+
+START_TEST(test_sampled)
+{
+	/* Sizes around the rate and far from it, one in the side list. */
+	static const uint64_t sizes[] = {1,          100,    1024,      SRATE / 4, SRATE - 1,
+	                                 SRATE,      5000,   4 * SRATE, 16384 + 3, 39 * SRATE,
+	                                 40 * SRATE, 300000, BIG + 5};
+	static struct smodel m;
+	struct heap h;
+	struct rng g = {0x5a5a};
+	uint64_t seq = 0, frames[2] = {0x401000, 0x402000};
+
+	memset(&m, 0, sizeof m);
+	heap_init(&h, 0, 0);
+	heap_set_sampling(&h, SRATE);
+	EXPECT_EQ(h.sample_bytes, SRATE);
+	for (uint32_t id = 1; id <= SSTACKS; id++)
+		EXPECT_INT_EQ(heap_define_stack(&h, id, frames, 2), 0);
+	for (int op = 0; op < 200000; op++) {
+		size_t i = rng_below(&g, SPOOL);
+		struct proto_event ev = {.seq = ++seq, .addr = saddr(i)};
+		long double wb, wc;
+
+		if (m.b[i].live && rng_below(&g, SREPLACE) != 0) {
+			ev.kind = PROTO_EV_FREE;
+			EXPECT_INT_EQ(heap_apply(&h, &ev), 0);
+			smodel_release(&m, i, &wc);
+			m.frees += wc;
+		} else {
+			ev.kind = PROTO_EV_ALLOC;
+			ev.size = sizes[rng_below(&g, sizeof sizes / sizeof sizes[0])];
+			ev.stack_id = (uint32_t)rng_below(&g, SSTACKS + 1);
+			EXPECT_INT_EQ(heap_apply(&h, &ev), 0);
+			if (m.b[i].live)
+				smodel_release(&m, i, &wc); /* replaced, no free */
+			sweight(ev.size, &wb, &wc);
+			m.b[i] = (struct sblock){1, ev.size, ev.stack_id};
+			m.nlive++;
+			m.bytes[ev.stack_id] += wb;
+			m.count[ev.stack_id] += wc;
+			m.total_allocs[ev.stack_id] += wc;
+			m.total_bytes[ev.stack_id] += wb;
+			m.current += wb;
+			m.blocks += wc;
+			m.allocations += wc;
+			/* The heap's peak is the highest rounded current. */
+			if (roundl(m.current) > m.peak)
+				m.peak = roundl(m.current);
+		}
+		if (op % 5000 == 0)
+			scheck(&h, &m);
+	}
+	scheck(&h, &m);
+	EXPECT_GT(m.nlive, SPOOL / 4);
+
+	/* Every free subtracts exactly what its allocation added. */
+	for (size_t i = 0; i < SPOOL; i++) {
+		if (!m.b[i].live)
+			continue;
+		struct proto_event ev = {.seq = ++seq, .addr = saddr(i), .kind = PROTO_EV_FREE};
+		EXPECT_INT_EQ(heap_apply(&h, &ev), 0);
+		m.b[i].live = 0;
+	}
+	EXPECT_EQ(h.count, 0);
+	EXPECT_EQ(h.current, 0);
+	EXPECT_EQ(h.current_frac, 0);
+	EXPECT_EQ(h.blocks, 0);
+	EXPECT_EQ(h.blocks_frac, 0);
+	for (uint32_t id = 0; id <= SSTACKS; id++) {
+		const struct heap_stack *s = &h.stacks[id];
+		EXPECT_EQ(s->live_bytes | s->live_count | s->live_bytes_frac | s->live_count_frac,
+		          0);
+	}
+	heap_close(&h);
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
 	Suite *s = suite_create("heap");
@@ -1535,6 +1717,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_stress);
 	tcase_add_test(tc, test_stress_small);
 	tcase_add_test(tc, test_stress_limits);
+	tcase_add_test(tc, test_sampled);
 	suite_add_tcase(s, tc);
 
 	return s;

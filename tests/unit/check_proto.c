@@ -299,7 +299,7 @@ START_TEST(test_hello_layout)
 {
 	static const uint8_t want[] = {
 	    0x25, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 37 bytes, HELLO */
-	    0x02, 0x00, 0x00, 0x00,                         /* version */
+	    0x03, 0x00, 0x00, 0x00,                         /* version */
 	    0x05, 0x00, 0x00, 0x00,                         /* flags DROP|SAMPLED */
 	    0x20, 0x00, 0x00, 0x00,                         /* nframes 32 */
 	    0x34, 0x12, 0x00, 0x00,                         /* pid */
@@ -308,7 +308,7 @@ START_TEST(test_hello_layout)
 	    0x03, 0x00, 0x00, 0x00, 'a',  0x00, 'b',        /* cmdline */
 	};
 	const struct proto_hello m = {
-	    .version = 2,
+	    .version = 3,
 	    .flags = 5,
 	    .nframes = 32,
 	    .pid = 0x1234,

@@ -188,6 +188,7 @@ static void snap_eq(const struct snapshot *a, const struct snapshot *b)
 	EQ(a->allocations, b->allocations);
 	EQ(a->frees, b->frees);
 	EQ(a->lost_events, b->lost_events);
+	EQ(a->sample_bytes, b->sample_bytes);
 	EQ(a->nframes, b->nframes);
 	for (i = 0; i < a->nframes; i++)
 		frame_eq(&a->frames[i], &b->frames[i]);
@@ -775,6 +776,10 @@ static const struct bad {
     {"snapshot/allocations", DEL, "snapshot.allocations: expected an integer, got missing"},
     {"snapshot/frees", "[]", "snapshot.frees: expected an integer, got an array"},
     {"snapshot/lost_events", "-0.5", "snapshot.lost_events: -0.5 is not"},
+    {"snapshot/sample_bytes", "-1", "snapshot.sample_bytes: -1 is not"},
+    {"snapshot/sample_bytes", "4096.5", "snapshot.sample_bytes: 4096.5 is not an integer"},
+    {"snapshot/sample_bytes", "\"4096\"", "snapshot.sample_bytes: expected an integer, got a"},
+    {"snapshot/sample_bytes", "null", "snapshot.sample_bytes: expected an integer, got null"},
     {"frames", DEL, "frames: expected an array, got missing"},
     {"frames", "{}", "frames: expected an array, got an object"},
     {"frames", "\"x\"", "frames: expected an array, got a string"},
@@ -1424,9 +1429,10 @@ END_TEST
 START_TEST(test_stats_json)
 {
 	static const char *const keys[] = {
-	    "pid",      "exe",         "cmdline", "state",        "current",       "peak",
-	    "blocks",   "allocations", "frees",   "lost_events",  "uid",           "start_time",
-	    "snapshot", "stacks",      "nframes", "sample_bytes", "limit_reached", NULL};
+	    "pid",          "exe",           "cmdline",     "state",  "current",
+	    "peak",         "blocks",        "allocations", "frees",  "lost_events",
+	    "uid",          "start_time",    "snapshot",    "stacks", "nframes",
+	    "sample_bytes", "limit_reached", "sampled",     NULL};
 	static const char *const skeys[] = {"id", "taken_at", "reason", NULL};
 	struct snapshot *s = sample();
 	cJSON *o = snapshot_stats_json(s);
@@ -1437,8 +1443,10 @@ START_TEST(test_stats_json)
 	/* stacks: the traces of the snapshot; what is not stored is null. */
 	ck_assert(num(o, "stacks") == (double)s->ntraces);
 	ck_assert(cJSON_IsNull(get(o, "nframes")));
-	ck_assert(cJSON_IsNull(get(o, "sample_bytes")));
 	ck_assert(cJSON_IsNull(get(o, "limit_reached")));
+	/* Every allocation was traced: the figures are no estimates. */
+	ck_assert(num(o, "sample_bytes") == 0);
+	ck_assert(cJSON_IsNull(get(o, "sampled")));
 	ck_assert(num(o, "pid") == 4242);
 	ck_assert_str_eq(str(o, "exe"), "/bin/app");
 	c = get(o, "cmdline");
@@ -1489,7 +1497,7 @@ static void check_block(const cJSON *b, const char *addr, double size,
 
 START_TEST(test_traceback_json)
 {
-	static const char *const keys[] = {"pid", "snapshot", "blocks", NULL};
+	static const char *const keys[] = {"pid", "snapshot", "sampled", "blocks", NULL};
 	const struct frame_info *t0[] = {&FA, &FM};
 	const char *a0[] = {"0x401000", "0x401500"};
 	const struct frame_info *t1[] = {&FB, &FA, &FM};
@@ -1503,6 +1511,7 @@ START_TEST(test_traceback_json)
 	ck_assert(num(o, "pid") == 4242);
 	ck_assert(num(get(o, "snapshot"), "id") == 42);
 	ck_assert_str_eq(str(get(o, "snapshot"), "reason"), "manual");
+	ck_assert(cJSON_IsNull(get(o, "sampled")));
 	b = get(o, "blocks");
 	ck_assert_int_eq(cJSON_GetArraySize(b), 4); /* limit 0: all */
 	check_block(cJSON_GetArrayItem(b, 0), "0x7f0000001000", 400, t0, a0, 2);
@@ -1532,7 +1541,7 @@ END_TEST
 START_TEST(test_summary_json)
 {
 	static const char *const keys[] = {"id",      "pid",  "exe",    "taken_at", "reason",
-	                                   "current", "peak", "blocks", NULL};
+	                                   "current", "peak", "blocks", "sampled",  NULL};
 	struct snapshot *s = sample();
 	cJSON *o = snapshot_summary_json(s);
 
@@ -1546,6 +1555,66 @@ START_TEST(test_summary_json)
 	ck_assert(num(o, "current") == 1350);
 	ck_assert(num(o, "peak") == 5000);
 	ck_assert(num(o, "blocks") == 14);
+	ck_assert(cJSON_IsNull(get(o, "sampled")));
+	cJSON_Delete(o);
+	snapshot_free(s);
+}
+END_TEST
+
+/* "sampled": {"rate": N} exactly. */
+static void assert_sampled(const cJSON *o, double rate, const char *what)
+{
+	static const char *const keys[] = {"rate", NULL};
+	const cJSON *v = get(o, "sampled");
+
+	ck_assert_msg(cJSON_IsObject(v), "%s: \"sampled\" is no object", what);
+	keys_are(v, keys);
+	ck_assert_msg(num(v, "rate") == rate, "%s: rate %g, not %g", what, num(v, "rate"), rate);
+}
+
+/* A sampled process's snapshot: the rate goes into the document only then,
+ * survives it, and every answer says the figures are estimates. */
+START_TEST(test_sampled)
+{
+	struct snapshot *s = sample(), *r;
+	struct query_opts qo = {.key = QUERY_KEY_LINENO};
+	cJSON *doc, *o;
+
+	/* Not sampled: the document has no such key (test_document_shape),
+	 * and one without it reads as every allocation traced. */
+	r = roundtrip(s);
+	ck_assert_uint_eq(r->sample_bytes, 0);
+	snapshot_free(r);
+
+	s->sample_bytes = 65536;
+	doc = snapshot_to_json(s);
+	ck_assert(num(get(doc, "snapshot"), "sample_bytes") == 65536);
+	cJSON_Delete(doc);
+	r = roundtrip(s);
+	snap_eq(s, r);
+	snapshot_free(r);
+	/* 16 digits, written as raw digits like every other counter. */
+	s->sample_bytes = (UINT64_C(1) << 53) - 1;
+	r = roundtrip(s);
+	ck_assert_uint_eq(r->sample_bytes, (UINT64_C(1) << 53) - 1);
+	snapshot_free(r);
+	s->sample_bytes = 65536;
+
+	o = snapshot_stats_json(s);
+	ck_assert(num(o, "sample_bytes") == 65536);
+	assert_sampled(o, 65536, "stats");
+	cJSON_Delete(o);
+	ck_assert_int_eq(snapshot_top_json(s, &qo, true, &o), 0);
+	assert_sampled(o, 65536, "top");
+	cJSON_Delete(o);
+	o = snapshot_traceback_json(s, 0);
+	assert_sampled(o, 65536, "traceback");
+	cJSON_Delete(o);
+	o = snapshot_summary_json(s);
+	assert_sampled(o, 65536, "summary");
+	cJSON_Delete(o);
+	o = snapshot_sampled_json(0);
+	ck_assert(cJSON_IsNull(o));
 	cJSON_Delete(o);
 	snapshot_free(s);
 }
@@ -1619,6 +1688,7 @@ Suite *snapshot_suite(void)
 	tcase_add_test(tc, test_stats_json);
 	tcase_add_test(tc, test_traceback_json);
 	tcase_add_test(tc, test_summary_json);
+	tcase_add_test(tc, test_sampled);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 

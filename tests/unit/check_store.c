@@ -414,6 +414,7 @@ static void assert_same(const struct snapshot *want, const struct snapshot *got)
 	ck_assert_uint_eq(got->allocations, want->allocations);
 	ck_assert_uint_eq(got->frees, want->frees);
 	ck_assert_uint_eq(got->lost_events, want->lost_events);
+	ck_assert_uint_eq(got->sample_bytes, want->sample_bytes);
 
 	a = canon(want, &na);
 	b = canon(got, &nb);
@@ -526,7 +527,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 1);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 2);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -653,7 +654,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 2");
+	raw_exec(db, "PRAGMA user_version = 3"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -664,10 +665,50 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
+}
+END_TEST
+
+/* A database of schema version 1, whose snapshots have no sample rate,
+ * is migrated on open: its snapshots read as every allocation traced, and
+ * new ones keep their rate, in reads and in the list. */
+START_TEST(test_migrate_sample_bytes)
+{
+	struct gen g = {42, 1000, 7, "/bin/app", 1000.0, "manual", 0, 4};
+	struct store *st = open_store();
+	struct snapshot *s = gen(&g);
+	sqlite3 *db;
+	cJSON *arr;
+	int64_t old_id = write_gen(st, &g), id = 0;
+
+	store_close(st);
+	/* Back to version 1's schema, as an older memtraced left it. */
+	db = raw_open();
+	raw_exec(db, "ALTER TABLE snapshot DROP COLUMN sample_bytes;"
+	             "PRAGMA user_version = 1");
+	sqlite3_close(db);
+
+	st = open_store();
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	sqlite3_close(db);
+	assert_reads_as_gen(st, old_id, &g);
+	s->sample_bytes = 65536;
+	ck_assert_int_eq(store_write(st, s, &id), 0);
+	assert_reads_as(st, id, s);
+	ck_assert_int_eq(store_list(st, 0, -1, &arr), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(arr), 2);
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "sampled")));
+	const cJSON *sampled = cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 1), "sampled");
+	ck_assert(cJSON_IsObject(sampled));
+	ck_assert(cJSON_GetObjectItem(sampled, "rate")->valuedouble == 65536);
+	cJSON_Delete(arr);
+	snapshot_free(s);
+	store_close(st);
+	check_clean();
 }
 END_TEST
 
@@ -720,6 +761,7 @@ static struct snapshot *edge_snapshot(void)
 	s->allocations = 0;
 	s->frees = 1;
 	s->lost_events = 99;
+	s->sample_bytes = UINT64_MAX; /* stored as -1: two's complement */
 	for (int i = 0; i < 3; i++)
 		idx[i] = snapshot_intern_frame(s, &fr[i]);
 	s->ntraces = 3;
@@ -1496,6 +1538,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_pragmas);
 	tcase_add_test(tc, test_busy_waits);
 	tcase_add_test(tc, test_newer_version);
+	tcase_add_test(tc, test_migrate_sample_bytes);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_read_missing);

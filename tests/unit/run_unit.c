@@ -13,6 +13,7 @@ int main(void)
 	srunner_add_suite(sr, query_suite());
 	srunner_add_suite(sr, symbols_suite());
 	srunner_add_suite(sr, heap_suite());
+	srunner_add_suite(sr, sampling_suite());
 	srunner_add_suite(sr, exports_suite());
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, store_suite());

@@ -9,6 +9,7 @@ Suite *paths_suite(void);
 Suite *query_suite(void);
 Suite *symbols_suite(void);
 Suite *heap_suite(void);
+Suite *sampling_suite(void);
 Suite *exports_suite(void);
 Suite *snapshot_suite(void);
 Suite *store_suite(void);
