@@ -34,6 +34,7 @@
 #include "modules.h"
 #include "paths.h"
 #include "proto.h"
+#include "region.h"
 #include "ring.h"
 #include "sender.h"
 #include "stacktab.h"
@@ -193,7 +194,7 @@ static int thread_key_ok;
 
 static void thread_exit(void *arg)
 {
-	struct ring *r = arg;
+	struct shm_ring *r = arg;
 	if (r != NULL && agent_tls.ring == r) {
 		agent_tls.ring = NULL;
 		agent_tls.dead = 1;
@@ -202,7 +203,7 @@ static void thread_exit(void *arg)
 	}
 }
 
-static struct ring *thread_ring(struct agent_tls *t)
+static struct shm_ring *thread_ring(struct agent_tls *t)
 {
 	if (t->ring != NULL)
 		return t->ring;
@@ -252,16 +253,26 @@ static void atfork_child(void)
 		lineage_drop_preload();
 	if (st != AGENT_ACTIVE && st != AGENT_STARTING)
 		return;
-	/* Nothing of the parent may reach the child's session: its events in
-	 * the rings belong to the parent, who sends them itself. */
+	/* Nothing of the parent may reach the child's session: the child
+	 * forgets the parent's connection and records into a region of its
+	 * own; the parent's memory is unmapped (it is shared: the child must
+	 * not be able to write into it, whatever it runs later). */
 	sender_after_fork_child();
-	ring_reset_after_fork(agent_tls.ring);
-	stacktab_fixup_after_fork();
-	atomic_store(&g_lost, 0);
+	agent_tls.ring = NULL;
+	if (!g_cfg.follow_fork) {
+		atomic_store(&g_state, AGENT_DISABLED);
+		region_drop();
+		return;
+	}
+	if (region_fork_child() < 0) {
+		atomic_store(&g_state, AGENT_DISABLED);
+		sysdep_say("cannot map memory for the forked child; it runs untraced", NULL, NULL);
+		return;
+	}
 	/* The child draws its own samples, not a replay of the parent's. */
 	agent_tls.rng = 0;
 	agent_tls.sample_left = 0;
-	atomic_store(&g_state, g_cfg.follow_fork ? AGENT_CHILD : AGENT_DISABLED);
+	atomic_store(&g_state, AGENT_CHILD);
 }
 
 /* ---- start-up ---- */
@@ -322,7 +333,14 @@ static void trace_init(void)
 		return;
 	}
 	modules_find_self();
-	if (stacktab_init() < 0) {
+	int rc = region_create(1);
+	if (rc < 0) {
+		sysdep_say("cannot create the memory shared with memtraced (", strerror(-rc),
+		           "); running untraced");
+		atomic_store(&g_state, AGENT_DISABLED);
+		return;
+	}
+	if (stacktab_init(g_region) < 0) {
 		sysdep_say("cannot map the stack table; running untraced", NULL, NULL);
 		atomic_store(&g_state, AGENT_DISABLED);
 		return;
@@ -380,13 +398,11 @@ __attribute__((constructor)) static void agent_init(void)
 
 __attribute__((destructor)) static void agent_fini(void)
 {
-	int expect = AGENT_ACTIVE;
-	if (g_pid != getpid())
-		return;
-	agent_tls.guard++;
-	if (atomic_compare_exchange_strong(&g_state, &expect, AGENT_SHUTDOWN))
-		sender_stop();
-	agent_tls.guard--;
+	/* A clean exit: say so in the region. Tracing goes on through the
+	 * exit handlers and destructors that run after this one; the daemon
+	 * reads the rings once more when the process is gone. */
+	if (g_pid == getpid() && g_shm != NULL && atomic_load(&g_state) == AGENT_ACTIVE)
+		atomic_store(&g_shm->exiting, 1);
 }
 
 /* ---- the recording path ---- */
@@ -424,7 +440,7 @@ uint32_t agent_stack(struct agent_tls *t)
 		return 0;
 	uint32_t n = unwind_capture(t, frames, g_cfg.nframes);
 	if (n == 0) {
-		atomic_fetch_add_explicit(&g_nostack, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g_shm->nostack, 1, memory_order_relaxed);
 		return 0;
 	}
 	/* Loops allocate from the same stack again and again: a compare with
@@ -434,7 +450,7 @@ uint32_t agent_stack(struct agent_tls *t)
 		return t->last_id;
 	uint32_t id = stacktab_intern(frames, n);
 	if (id == 0) {
-		atomic_fetch_add_explicit(&g_nostack, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g_shm->nostack, 1, memory_order_relaxed);
 		return 0;
 	}
 	if (n <= AGENT_LAST_FRAMES) {
@@ -491,8 +507,21 @@ uint64_t agent_sample(struct agent_tls *t, uint64_t size)
 	return size;
 }
 
+/* Every ring slot of the region is taken (SHM_NRINGS threads record at
+ * once): the thread's events are counted lost, and said once. */
+static void no_ring(void)
+{
+	static _Atomic int said;
+	if (g_shm == NULL)
+		return;
+	atomic_fetch_add(&g_shm->lost, 1);
+	if (!atomic_exchange(&said, 1))
+		sysdep_say("more threads record at once than the shared memory has rings for; "
+		           "their events are counted lost", NULL, NULL);
+}
+
 /* Waits until `k` records fit. Returns 0, or -1 when they must be dropped. */
-static int reserve(struct ring *r, uint64_t k)
+static int reserve(struct shm_ring *r, uint64_t k)
 {
 	uint64_t used = ring_used(r);
 	if (RING_CAP - used >= k) {
@@ -510,7 +539,7 @@ static int reserve(struct ring *r, uint64_t k)
 			return -1;
 	}
 	if (g_cfg.drop) {
-		atomic_fetch_add(&g_lost, k);
+		atomic_fetch_add(&g_shm->lost, k);
 		sender_wake();
 		return -1;
 	}
@@ -519,7 +548,7 @@ static int reserve(struct ring *r, uint64_t k)
 		uint32_t tf = atomic_load(&r->tail_futex);
 		sender_wake();
 		if (RING_CAP - ring_used(r) < k)
-			sysdep_futex_wait(&r->tail_futex, tf, 20 * 1000 * 1000);
+			sysdep_futex_wait_shared(&r->tail_futex, tf, 20 * 1000 * 1000);
 		atomic_fetch_sub(&r->waiters, 1);
 		int st = atomic_load(&g_state);
 		if (st != AGENT_ACTIVE && st != AGENT_SHUTDOWN)
@@ -535,7 +564,7 @@ static int reserve(struct ring *r, uint64_t k)
  * barrier that drains the store buffer, so a plain store is enough and we
  * avoid a second barrier on every event (it showed as 15 ns per event in
  * bench/); elsewhere the store is sequentially consistent. */
-static inline uint64_t seq_take(struct agent_tls *t, struct ring *r)
+static inline uint64_t seq_take(struct agent_tls *t, struct shm_ring *r)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	atomic_store_explicit(&r->pending, t->last_seq + 1, memory_order_relaxed);
@@ -543,21 +572,21 @@ static inline uint64_t seq_take(struct agent_tls *t, struct ring *r)
 #else
 	atomic_store_explicit(&r->pending, t->last_seq + 1, memory_order_seq_cst);
 #endif
-	uint64_t s = atomic_fetch_add_explicit(&g_seq, 1, memory_order_seq_cst);
+	uint64_t s = atomic_fetch_add_explicit(&g_shm->seq, 1, memory_order_seq_cst);
 	t->last_seq = s;
 	return s;
 }
 
-static inline void seq_done(struct ring *r)
+static inline void seq_done(struct shm_ring *r)
 {
 	atomic_store_explicit(&r->pending, UINT64_MAX, memory_order_release);
 }
 
-static inline void put(struct ring *r, uint64_t seq, enum proto_ev_kind kind, const void *p,
+static inline void put(struct shm_ring *r, uint64_t seq, enum proto_ev_kind kind, const void *p,
                        uint64_t size, uint32_t stack)
 {
 	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-	struct ring_ev *e = &r->ev[h & (RING_CAP - 1)];
+	struct shm_ev *e = &r->ev[h & (RING_CAP - 1)];
 	e->seq_kind = seq << PROTO_EV_KIND_BITS | (uint64_t)kind;
 	e->addr = (uint64_t)(uintptr_t)p;
 	e->size = size;
@@ -567,8 +596,12 @@ static inline void put(struct ring *r, uint64_t seq, enum proto_ev_kind kind, co
 
 void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack)
 {
-	struct ring *r = thread_ring(t);
-	if (r == NULL || reserve(r, 1) < 0)
+	struct shm_ring *r = thread_ring(t);
+	if (r == NULL) {
+		no_ring();
+		return;
+	}
+	if (reserve(r, 1) < 0)
 		return;
 	uint64_t s = seq_take(t, r);
 	put(r, s, PROTO_EV_ALLOC, p, size, stack);
@@ -577,8 +610,12 @@ void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t st
 
 void agent_record_free(struct agent_tls *t, void *p)
 {
-	struct ring *r = thread_ring(t);
-	if (r == NULL || reserve(r, 1) < 0)
+	struct shm_ring *r = thread_ring(t);
+	if (r == NULL) {
+		no_ring();
+		return;
+	}
+	if (reserve(r, 1) < 0)
 		return;
 	uint64_t s = seq_take(t, r);
 	put(r, s, PROTO_EV_FREE, p, 0, 0);
@@ -588,6 +625,8 @@ void agent_record_free(struct agent_tls *t, void *p)
 void agent_realloc_begin(struct agent_tls *t, struct agent_realloc_tx *tx)
 {
 	tx->ring = thread_ring(t);
+	if (tx->ring == NULL)
+		no_ring();
 	tx->ok = tx->ring != NULL && reserve(tx->ring, 2) == 0;
 	if (tx->ok)
 		tx->free_seq = seq_take(t, tx->ring);
@@ -598,11 +637,11 @@ void agent_realloc_end(struct agent_tls *t, struct agent_realloc_tx *tx, void *o
 {
 	if (!tx->ok)
 		return;
-	struct ring *r = tx->ring;
+	struct shm_ring *r = tx->ring;
 	if (freed && old != NULL)
 		put(r, tx->free_seq, PROTO_EV_FREE, old, 0, 0);
 	if (newp != NULL && size != 0) {
-		uint64_t s = atomic_fetch_add_explicit(&g_seq, 1, memory_order_seq_cst);
+		uint64_t s = atomic_fetch_add_explicit(&g_shm->seq, 1, memory_order_seq_cst);
 		t->last_seq = s;
 		put(r, s, PROTO_EV_ALLOC, newp, size, stack);
 	}

@@ -47,7 +47,7 @@ void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t st
 void agent_record_free(struct agent_tls *t, void *p);
 /* realloc: seq for the free half is taken before the real call. */
 struct agent_realloc_tx {
-	struct ring *ring;
+	struct shm_ring *ring;
 	uint64_t free_seq;
 	int ok;
 };

@@ -4,9 +4,6 @@
 _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));
 
 _Atomic int g_state = AGENT_UNINIT;
-_Atomic uint64_t g_seq = 1;
-_Atomic uint64_t g_lost;
-_Atomic uint64_t g_nostack;
 struct agent_config g_cfg;
 pid_t g_pid;
 _Atomic int g_connecting;

@@ -40,13 +40,13 @@ struct agent_config {
 	char fallback[108];    /* system daemon's socket, tried second */
 };
 
-struct ring;
+struct shm_ring;
 
 /* Per thread. Zero-initialised TLS is the valid "nothing yet" state. */
 struct agent_tls {
 	int guard;           /* > 0 while inside the agent: nested calls pass through */
 	int dead;            /* the thread's key destructor ran */
-	struct ring *ring;   /* this thread's event ring, NULL until first event */
+	struct shm_ring *ring; /* this thread's event ring, NULL until first event */
 	uint64_t last_seq;   /* last sequence number this thread took */
 	int64_t sample_left; /* bytes until the next sampled allocation */
 	uint64_t rng;        /* xorshift state for sampling */
@@ -60,9 +60,8 @@ struct agent_tls {
 extern _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));
 
 extern _Atomic int g_state;        /* enum agent_state */
-extern _Atomic uint64_t g_seq;     /* next global sequence number */
-extern _Atomic uint64_t g_lost;    /* events dropped in drop mode */
-extern _Atomic uint64_t g_nostack; /* events recorded with an unknown stack (table full) */
+/* The sequence counter and the lost and nostack counts are in the shared
+ * region's header (region.h: g_shm), where the daemon reads them. */
 extern struct agent_config g_cfg;
 extern pid_t g_pid;                    /* pid the current session belongs to */
 extern _Atomic int g_connecting;       /* the daemon connection was started (once) */

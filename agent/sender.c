@@ -1,17 +1,15 @@
 /*
  * sender.c - the agent's sender thread (see sender.h).
  *
- * One cycle:
+ * Events never pass through here: they are in the shared region, which the
+ * daemon reads itself. The sender keeps the connection that tells the daemon
+ * who the process is (HELLO, with the region's descriptor), what is loaded
+ * (MODULE) and when a ring is filling up (WAKE), and it gives the rings of
+ * threads that exited back to the free list once the daemon drained them.
+ * One cycle, every 50 ms or when woken:
  *  1. if objects were loaded or unloaded, send the module list again;
- *  2. W = min(g_seq, every ring's pending): every record with seq < W is
- *     already in a ring (see ring.h);
- *  3. send the definitions of all stacks interned since the last cycle (every
- *     record drained in step 4 was written after its stack was ready);
- *  4. merge each ring's records with seq < W by sequence number (merge.h),
- *     send them as EVENTS frames, then release the ring space and wake
- *     blocked threads;
- *  5. report lost events, reclaim the rings of exited threads.
- * The daemon therefore receives one totally ordered event stream per process.
+ *  2. if a thread asked (its ring passed a quarter), send WAKE;
+ *  3. reclaim drained rings of exited threads.
  */
 #include "sender.h"
 
@@ -21,8 +19,8 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <sys/un.h>
@@ -31,34 +29,28 @@
 
 #include "fdguard.h"
 #include "globals.h"
-#include "merge.h"
 #include "modules.h"
 #include "proto.h"
+#include "region.h"
 #include "ring.h"
-#include "stacktab.h"
 #include "sysdep.h"
 
 #define BUF_SIZE    (PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE)
 #define CYCLE_NS    (50u * 1000 * 1000)
 #define LIVENESS_NS (1000u * 1000 * 1000)
 
-/* Sender state: written by the sender thread (and by start/stop, which run
- * while it does not exist or is being joined). */
+/* Sender state: written by the sender thread (and by start, which runs
+ * before it exists). */
 static int sock = -1;
 static dev_t sock_dev; /* what sock referred to when it connected */
 static ino_t sock_ino;
 static pthread_t thread;
-static int thread_running;
 static _Atomic uint32_t wake_word;
-static _Atomic int stopping;
-static uint8_t *buf; /* frame being built */
+static _Atomic int wake_asked; /* a ring passed a quarter: send WAKE */
+static uint8_t *buf;           /* frame being built */
 static size_t buf_used;
-static uint32_t stacks_sent; /* ids 1..stacks_sent are with the daemon */
-static uint64_t lost_sent;
 static uint64_t last_liveness;
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static struct merge merge; /* this cycle's merge of the rings */
 
 /*
  * Whether sock is still the socket the agent connected. A program that
@@ -101,12 +93,6 @@ static int flush_buf(void)
 	}
 	buf_used = 0;
 	return rc;
-}
-
-/* Makes room for `n` more bytes in buf. */
-static int need(size_t n)
-{
-	return BUF_SIZE - buf_used >= n ? 0 : flush_buf();
 }
 
 static int connect_to(const char *path)
@@ -182,11 +168,11 @@ static int send_hello(void)
 	h.nframes = g_cfg.nframes;
 	h.pid = (uint32_t)getpid();
 	h.sample_bytes = g_cfg.sample_bytes;
-	ssize_t w = proto_hello_encode(buf + buf_used, BUF_SIZE - buf_used, &h);
+	ssize_t w = proto_hello_encode(buf, BUF_SIZE, &h);
 	if (w < 0)
 		return (int)w;
-	buf_used += (size_t)w;
-	return 0;
+	/* The region's descriptor travels with HELLO's bytes. */
+	return sysdep_send_fd(sock, buf, (size_t)w, g_region_fd);
 }
 
 static int send_modules(void)
@@ -200,129 +186,9 @@ static int send_modules(void)
 	return flush_buf();
 }
 
-static int send_stacks(void)
-{
-	uint32_t count = stacktab_count();
-
-	while (stacks_sent < count) {
-		uint32_t id = stacks_sent + 1;
-		const uint64_t *frames;
-		uint32_t n;
-		int st;
-
-		/* A writer is between taking the id and marking it ready; it
-		 * never waits for us, so it gets there. Giving up instead would
-		 * send an event naming a stack the daemon never saw. */
-		while ((st = stacktab_get(id, &frames, &n)) == 0)
-			sched_yield();
-		if (st == 1) {
-			int rc = need(PROTO_HDR_SIZE + 8 + 8 * (size_t)n);
-			if (rc < 0)
-				return rc;
-			ssize_t w =
-			    proto_stack_encode(buf + buf_used, BUF_SIZE - buf_used, id, frames, n);
-			if (w > 0)
-				buf_used += (size_t)w;
-		}
-		stacks_sent = id;
-	}
-	return 0;
-}
-
-/* Starts an EVENTS frame in buf; returns the offset of its header. */
-static size_t events_begin(void)
-{
-	size_t at = buf_used;
-	buf_used += PROTO_HDR_SIZE;
-	return at;
-}
-
-static void events_end(size_t at)
-{
-	size_t len = buf_used - at - PROTO_HDR_SIZE;
-	if (len == 0)
-		buf_used = at;
-	else
-		proto_hdr_encode(buf + at, PROTO_EVENTS, (uint32_t)len);
-}
-
-static int send_events(uint64_t w)
-{
-	const struct ring_ev *e;
-
-	if (merge_collect(&merge, ring_registry(), w) < 0)
-		return -ENOMEM;
-	if (merge.nseg == 0)
-		return 0;
-	int rc = need(PROTO_HDR_SIZE + PROTO_EV_ALLOC_SIZE);
-	if (rc < 0)
-		return rc;
-	size_t frame = events_begin();
-	while ((e = merge_next(&merge)) != NULL) {
-		if (BUF_SIZE - buf_used < PROTO_EV_ALLOC_SIZE ||
-		    buf_used - frame - PROTO_HDR_SIZE + PROTO_EV_ALLOC_SIZE > PROTO_MAX_PAYLOAD) {
-			events_end(frame);
-			if ((rc = flush_buf()) < 0)
-				return rc;
-			frame = events_begin();
-		}
-		uint64_t seq = ring_ev_seq(e);
-		ssize_t wr =
-		    ring_ev_kind(e) == PROTO_EV_ALLOC
-		        ? proto_ev_alloc_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr,
-		                                e->size, e->stack)
-		        : proto_ev_free_encode(buf + buf_used, BUF_SIZE - buf_used, seq, e->addr);
-		if (wr > 0)
-			buf_used += (size_t)wr;
-	}
-	events_end(frame);
-	/* The records are copied: give the space back and wake the waiters. */
-	merge_release(&merge);
-	return 0;
-}
-
-static uint64_t watermark(void)
-{
-	/* g_seq first: see merge_watermark. */
-	uint64_t next = atomic_load(&g_seq);
-
-	return merge_watermark(ring_registry(), next);
-}
-
-static void reclaim_rings(void)
-{
-	uint64_t now = sysdep_now_ns();
-	int check_alive = now - last_liveness > LIVENESS_NS;
-
-	if (check_alive)
-		last_liveness = now;
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
-		int st = atomic_load(&r->state);
-		if (st == RING_FREE)
-			continue;
-		int empty = atomic_load(&r->head) == atomic_load(&r->tail) &&
-		            atomic_load(&r->pending) == UINT64_MAX;
-		if (!empty) {
-			r->idle_since = now;
-			continue;
-		}
-		if (st == RING_RETIRED) {
-			ring_release(r);
-		} else if (check_alive && now - r->idle_since > LIVENESS_NS &&
-		           !sysdep_thread_alive(g_pid, r->tid)) {
-			/* The thread exited after its key destructor ran. */
-			ring_release(r);
-		}
-	}
-}
-
 static int cycle(void)
 {
 	int rc;
-
-	/* Noticed even when there is nothing to send (see sock_check). */
-	if ((rc = sock_check()) < 0)
-		return rc;
 
 	/* dl_iterate_phdr takes the loader's write lock, which a fork child
 	 * does not get reset: hold modules_lock so fork waits for us. */
@@ -331,29 +197,26 @@ static int cycle(void)
 	pthread_mutex_unlock(&modules_lock);
 	if (changed && (rc = send_modules()) < 0)
 		return rc;
-	uint64_t w = watermark();
-	if ((rc = send_stacks()) < 0)
-		return rc;
-	if ((rc = send_events(w)) < 0)
-		return rc;
-	uint64_t lost = atomic_load(&g_lost);
-	if (lost != lost_sent) {
-		if ((rc = need(PROTO_HDR_SIZE + 8)) < 0)
+	if (atomic_exchange(&wake_asked, 0)) {
+		buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_WAKE);
+		if ((rc = flush_buf()) < 0)
 			return rc;
-		buf_used += (size_t)proto_lost_encode(buf + buf_used, BUF_SIZE - buf_used, lost);
-		lost_sent = lost;
 	}
-	if ((rc = flush_buf()) < 0)
-		return rc;
-	reclaim_rings();
+	uint64_t now = sysdep_now_ns();
+	int check_alive = now - last_liveness > LIVENESS_NS;
+	if (check_alive)
+		last_liveness = now;
+	ring_reclaim(now, check_alive, LIVENESS_NS, g_pid);
 	return 0;
 }
 
 static void wake_all_rings(void)
 {
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next) {
+	uint32_t n = ring_count();
+	for (uint32_t i = 0; i < n; i++) {
+		struct shm_ring *r = ring_at(i);
 		atomic_fetch_add(&r->tail_futex, 1);
-		sysdep_futex_wake(&r->tail_futex, 1 << 30);
+		sysdep_futex_wake_shared(&r->tail_futex, 1 << 30);
 	}
 }
 
@@ -395,11 +258,7 @@ static void *sender_main(void *arg)
 	prctl(PR_SET_NAME, "memtrace-send", 0, 0, 0);
 	for (;;) {
 		uint32_t wv = atomic_load(&wake_word);
-		if (atomic_load(&stopping))
-			break;
 		sysdep_futex_wait(&wake_word, wv, CYCLE_NS);
-		if (atomic_load(&stopping))
-			break;
 		int rc = cycle();
 		if (rc < 0) {
 			lost_connection(rc);
@@ -416,9 +275,6 @@ int sender_start(void)
 	if (buf == NULL && (buf = sysdep_map(BUF_SIZE, 0)) == NULL)
 		return -ENOMEM;
 	buf_used = 0;
-	stacks_sent = 0;
-	lost_sent = 0;
-	atomic_store(&stopping, 0);
 	rc = sock_open();
 	if (rc < 0) {
 		sysdep_say("cannot reach memtraced at ", g_cfg.socket,
@@ -433,7 +289,6 @@ int sender_start(void)
 		rc = -EAGAIN;
 		goto err_close;
 	}
-	thread_running = 1;
 	return 0;
 
 err_close:
@@ -444,58 +299,16 @@ err_close:
 
 void sender_wake(void)
 {
+	atomic_store(&wake_asked, 1);
 	atomic_fetch_add(&wake_word, 1);
 	sysdep_futex_wake(&wake_word, 1);
-}
-
-void sender_stop(void)
-{
-	struct timespec deadline;
-
-	if (!thread_running)
-		return;
-	atomic_store(&stopping, 1);
-	sender_wake();
-	/* Never hang the program's exit on a daemon that stopped reading: if
-	 * the sender is stuck in send() for 5 s, cut the connection under it. */
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += 5;
-	if (pthread_timedjoin_np(thread, NULL, &deadline) != 0) {
-		if (sock >= 0)
-			shutdown(sock, SHUT_RDWR);
-		pthread_join(thread, NULL);
-	}
-	thread_running = 0;
-	if (sock >= 0) {
-		struct timeval tv = {5, 0};
-		setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		/* Threads still inside a hook finish their record; wait briefly. */
-		uint64_t until = sysdep_now_ns() + 200u * 1000 * 1000;
-		while (watermark() < atomic_load(&g_seq) && sysdep_now_ns() < until)
-			sched_yield();
-		int rc = cycle();
-		if (rc == 0) {
-			buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_BYE);
-			rc = flush_buf();
-		}
-		if (rc == -EBADF)
-			say_lost(rc);
-		sock_release();
-	}
-	/* Nobody drains the rings any more: threads still waiting for space
-	 * must stop waiting. */
-	atomic_store(&g_state, AGENT_DISABLED);
-	wake_all_rings();
 }
 
 void sender_after_fork_child(void)
 {
 	sock_release(); /* the parent's, unless the program reused the number */
-	thread_running = 0;
 	buf_used = 0;
-	stacks_sent = 0;
-	lost_sent = 0;
-	atomic_store(&stopping, 0);
+	atomic_store(&wake_asked, 0);
 	atomic_store(&wake_word, 0);
 	pthread_mutex_init(&modules_lock, NULL);
 }

@@ -1,12 +1,14 @@
 /*
  * sender.h - the agent's one background thread and its daemon connection.
  *
- * The sender owns the socket to memtraced. It wakes at least every 50 ms (or
- * when a ring fills past a quarter), computes the sequence watermark, merges
- * every thread's ring up to it in sequence order and writes STACK, EVENTS,
- * MODULE and LOST frames. It is the only writer on the socket, so the hot
- * path never touches it. It runs with the recursion guard held for its whole
- * life: nothing it does is traced.
+ * The sender owns the socket to memtraced: HELLO (with the shared region's
+ * descriptor), MODULE frames when objects are loaded or unloaded, and WAKE
+ * when a ring fills past a quarter. Events are not its business: the daemon
+ * reads them from the shared region (region.h), and goes on reading after
+ * the process is gone, so the process's exit does not wait for the sender
+ * and nothing depends on it surviving. It is the only writer on the socket,
+ * so the hot path never touches it. It runs with the recursion guard held
+ * for its whole life: nothing it does is traced.
  *
  * If the daemon cannot be reached at start, or goes away later, the agent
  * switches to AGENT_DISABLED, says so once on stderr, and wakes every thread
@@ -19,12 +21,10 @@
  * Called once per session, with the recursion guard held: from the
  * constructor, from a hook whose ring filled before it, or in a fork child.
  * Events recorded before it (from the process's first allocator call on)
- * wait in the rings and go out with the first cycle. */
+ * wait in the rings, which the daemon reads from HELLO on. */
 int sender_start(void);
 /* Asks the sender to run a cycle now (a ring is filling up). */
 void sender_wake(void);
-/* At exit: final drain of every ring, BYE, close. Waits a bounded time. */
-void sender_stop(void);
 /* Fork child: forget the parent's connection and thread (nothing is sent). */
 void sender_after_fork_child(void);
 /* fork() prepare/parent hooks: keep the loader lock out of the child. */

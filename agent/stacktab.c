@@ -8,17 +8,18 @@
 #include "sysdep.h"
 
 #define NSLOTS     (STACKTAB_CAP * 2u) /* load factor <= 0.5 */
-#define ARENA_SIZE ((size_t)1 << 30)   /* reserved, touched as used */
+#define ARENA_SIZE SHM_ARENA
 
-enum { ST_PENDING = 0, ST_READY = 1, ST_DEAD = 2 };
+enum { ST_PENDING = SHM_STACK_PENDING, ST_READY = SHM_STACK_READY, ST_DEAD = SHM_STACK_DEAD };
 
+/* The entry as the region holds it (shm.h): header, then the frames. */
 struct entry {
-	uint64_t hash;
-	uint32_t nframes;
-	uint32_t pad;
+	struct shm_stack h;
 	uint64_t frames[];
 };
 
+/* The hash index is the process's own; the entries, their offsets and
+ * states are in the shared region, where the daemon reads them. */
 static _Atomic uint32_t *slots;   /* hash -> id, 0 = empty */
 static _Atomic uint64_t *offsets; /* id -> byte offset in arena, 0 = unset */
 static _Atomic uint8_t *states;   /* id -> ST_* */
@@ -26,17 +27,35 @@ static char *arena;
 static _Atomic uint64_t arena_used = 64; /* offset 0 means "unset" */
 static _Atomic uint32_t next_id = 1;
 
-int stacktab_init(void)
+static void point_at(char *base)
+{
+	offsets = (_Atomic uint64_t *)(base + SHM_OFF_OFFSETS);
+	states = (_Atomic uint8_t *)(base + SHM_OFF_STATES);
+	arena = base + SHM_OFF_ARENA;
+}
+
+int stacktab_init(char *base)
 {
 	if (slots != NULL)
 		return 0;
 	slots = sysdep_map(NSLOTS * sizeof(*slots), 1);
-	offsets = sysdep_map((STACKTAB_CAP + 1) * sizeof(*offsets), 1);
-	states = sysdep_map(STACKTAB_CAP + 1, 1);
-	arena = sysdep_map(ARENA_SIZE, 1);
-	if (slots == NULL || offsets == NULL || states == NULL || arena == NULL)
+	if (slots == NULL)
 		return -ENOMEM;
+	point_at(base);
 	return 0;
+}
+
+void stacktab_move(char *base)
+{
+	uint32_t n = stacktab_count();
+	uint64_t used = atomic_load(&arena_used);
+	char *to_arena = base + SHM_OFF_ARENA;
+
+	stacktab_fixup_after_fork();
+	memcpy(base + SHM_OFF_OFFSETS, (const void *)offsets, (n + 1) * sizeof(*offsets));
+	memcpy(base + SHM_OFF_STATES, (const void *)states, n + 1);
+	memcpy(to_arena, arena, used);
+	point_at(base);
 }
 
 /* Each frame is mixed independently (no multiply chain from one frame to the
@@ -61,7 +80,7 @@ static struct entry *entry_of(uint32_t id)
 
 static int same(const struct entry *e, uint64_t h, const uint64_t *f, uint32_t n)
 {
-	return e->hash == h && e->nframes == n && memcmp(e->frames, f, n * sizeof(*f)) == 0;
+	return e->h.hash == h && e->h.nframes == n && memcmp(e->frames, f, n * sizeof(*f)) == 0;
 }
 
 uint32_t stacktab_intern(const uint64_t *frames, uint32_t n)
@@ -93,8 +112,8 @@ uint32_t stacktab_intern(const uint64_t *frames, uint32_t n)
 					return 0;
 				}
 				struct entry *e = (struct entry *)(arena + off);
-				e->hash = h;
-				e->nframes = n;
+				e->h.hash = h;
+				e->h.nframes = n;
 				memcpy(e->frames, frames, n * sizeof(*frames));
 				atomic_store_explicit(&offsets[mine], off, memory_order_release);
 				atomic_store_explicit(&states[mine], ST_READY,
@@ -128,7 +147,7 @@ int stacktab_get(uint32_t id, const uint64_t **frames, uint32_t *n)
 		return 0;
 	const struct entry *e = entry_of(id);
 	*frames = e->frames;
-	*n = e->nframes;
+	*n = e->h.nframes;
 	return 1;
 }
 

@@ -6,11 +6,11 @@
  * wire. Lookups and inserts are lock-free: an entry is fully written and
  * marked ready before its id is published in the hash slots, so a thread that
  * finds an id can rely on the entry. Ids are dense (1, 2, 3 ...), which lets
- * the sender send every definition exactly once, in id order, before the
- * events that use them.
+ * the daemon keep them in an array.
  *
- * Memory comes from mmap (reserved lazily), never from the interposed
- * allocator. The table is bounded (STACKTAB_CAP ids); when it is full,
+ * The entries live in the shared region (proto/shm.h), where memtraced reads
+ * a stack's frames when it first meets its id in a record; the hash index
+ * is private memory. Nothing comes from the interposed allocator. The table is bounded (STACKTAB_CAP ids); when it is full,
  * stacktab_intern returns 0 and the event is recorded with an unknown stack.
  */
 #ifndef MEMTRACE_AGENT_STACKTAB_H
@@ -18,9 +18,16 @@
 
 #include <stdint.h>
 
-#define STACKTAB_CAP (1u << 20)
+#include "shm.h"
 
-int stacktab_init(void);
+#define STACKTAB_CAP SHM_STACK_CAP
+
+/* Maps the hash index and points the table at the region at `base`. */
+int stacktab_init(char *base);
+/* Fork child: copies the table (what is in use of it) into the region at
+ * `base` and uses that from now on; ids still being written by the parent's
+ * other threads become dead. */
+void stacktab_move(char *base);
 /* Returns the id of this stack (>= 1), or 0 when the table is full. */
 uint32_t stacktab_intern(const uint64_t *frames, uint32_t nframes);
 /* Number of ids handed out so far (ids are 1 .. count). */

@@ -11,20 +11,39 @@
 #include <time.h>
 #include <unistd.h>
 
-void sysdep_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns)
+static void futex_wait(_Atomic uint32_t *word, int op, uint32_t expected, uint64_t timeout_ns)
 {
 	struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
 	int saved = errno;
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, timeout_ns ? &ts : NULL,
-	        NULL, 0);
+	syscall(SYS_futex, (uint32_t *)word, op, expected, timeout_ns ? &ts : NULL, NULL, 0);
 	errno = saved;
+}
+
+static void futex_wake(_Atomic uint32_t *word, int op, int nwake)
+{
+	int saved = errno;
+	syscall(SYS_futex, (uint32_t *)word, op, nwake, NULL, NULL, 0);
+	errno = saved;
+}
+
+void sysdep_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns)
+{
+	futex_wait(word, FUTEX_WAIT_PRIVATE, expected, timeout_ns);
 }
 
 void sysdep_futex_wake(_Atomic uint32_t *word, int nwake)
 {
-	int saved = errno;
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, nwake, NULL, NULL, 0);
-	errno = saved;
+	futex_wake(word, FUTEX_WAKE_PRIVATE, nwake);
+}
+
+void sysdep_futex_wait_shared(_Atomic uint32_t *word, uint32_t expected, uint64_t timeout_ns)
+{
+	futex_wait(word, FUTEX_WAIT, expected, timeout_ns);
+}
+
+void sysdep_futex_wake_shared(_Atomic uint32_t *word, int nwake)
+{
+	futex_wake(word, FUTEX_WAKE, nwake);
 }
 
 uint64_t sysdep_now_ns(void)
@@ -46,6 +65,37 @@ int sysdep_thread_alive(pid_t pid, pid_t tid)
 	int alive = r == 0 || errno != ESRCH;
 	errno = saved;
 	return alive;
+}
+
+int sysdep_send_fd(int fd, const void *buf, size_t n, int pass)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {(void *)buf, n};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	int saved = errno, rc;
+	ssize_t w;
+
+	memset(&ctl, 0, sizeof(ctl));
+	msg.msg_control = ctl.space;
+	msg.msg_controllen = sizeof(ctl.space);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &pass, sizeof(int));
+	do
+		w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w < 0) {
+		rc = -errno;
+		errno = saved;
+		return rc;
+	}
+	errno = saved;
+	return sysdep_send_all(fd, (const char *)buf + w, n - (size_t)w);
 }
 
 int sysdep_send_all(int fd, const void *buf, size_t n)

@@ -9,6 +9,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "scheduler.h"
@@ -48,20 +51,33 @@ static uint64_t proc_start_time(pid_t pid)
 	return st;
 }
 
-static void on_pipe_closed(uv_handle_t *h)
+#define DRAIN_PERIOD_MS 50
+#define ACCEPT_BATCH    64
+#define READ_BATCH      16
+
+static void on_poll_closed(uv_handle_t *h)
 {
 	struct session *s = h->data;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
 	session_unref(s);
 }
 
 /* The connection is over (the process exited or was killed, sent garbage,
- * or the daemon is stopping): the session keeps its statistics and its last
- * state is snapshotted with `reason`. */
+ * or the daemon is stopping): what the region still holds is read, the
+ * session keeps its statistics, its last state is snapshotted with
+ * `reason` (when the process recorded anything at all), and what the
+ * statistics do not need is freed. */
 static void session_end(struct session *s, const char *why, const char *reason)
 {
 	struct daemon *d = s->d;
 
 	if (s->state == SESSION_LIVE) {
+		if (why == NULL && !s->broken)
+			session_drain(s, true);
+		if (why == NULL && s->broken)
+			why = s->error;
 		s->state = SESSION_EXITED;
 		s->ended_ms = wall_ms();
 		d->nlive--;
@@ -72,13 +88,15 @@ static void session_end(struct session *s, const char *why, const char *reason)
 			log_info("pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
 			         " bytes in %zu blocks still live",
 			         (int)s->pid, s->exe ? s->exe : "?",
-			         s->bye ? "" : " without saying goodbye", s->events,
+			         s->bye ? "" : " without exiting cleanly", s->events,
 			         s->heap.current, s->heap.count);
-		scheduler_take(d->sched, s, reason);
+		if (s->hello)
+			scheduler_take(d->sched, s, reason);
+		session_trim(s);
 	}
-	if (s->pipe_open) {
-		s->pipe_open = false;
-		uv_close((uv_handle_t *)&s->pipe, on_pipe_closed); /* drops the pipe's ref */
+	if (s->poll_open) {
+		s->poll_open = false;
+		uv_close((uv_handle_t *)&s->poll, on_poll_closed); /* drops the poll's ref */
 	}
 	agentsrv_evict(d);
 }
@@ -101,112 +119,210 @@ void agentsrv_evict(struct daemon *d)
 	}
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Reads what the agent sent, with the descriptors that came along. */
+static void on_agent_readable(uv_poll_t *h, int status, int events)
 {
 	struct session *s = h->data;
-	(void)suggested;
-	buf->base = (char *)s->rbuf + s->rlen;
-	buf->len = s->rcap - s->rlen;
-}
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
 
-static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
-{
-	struct session *s = stream->data;
-
-	if (n < 0) {
-		if (n != UV_EOF)
-			log_warn("pid %d: read error: %s", (int)s->pid, uv_strerror((int)n));
-		else if (s->rlen > 0)
-			log_warn("pid %d: connection closed inside a frame (%zu bytes pending)",
-			         (int)s->pid, s->rlen);
+	(void)events;
+	if (status < 0) {
 		session_end(s, NULL, "exit");
 		return;
 	}
-	if (n == 0)
-		return;
-	if (session_feed(s, (const uint8_t *)buf->base, (size_t)n) < 0)
-		session_end(s, s->error, "exit");
+	for (int round = 0; round < READ_BATCH && s->poll_open; round++) {
+		struct iovec iov = {s->rbuf + s->rlen, s->rcap - s->rlen};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		msg.msg_control = ctl.space;
+		msg.msg_controllen = sizeof(ctl.space);
+		ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		int bad = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (bad || session_pass_fd(s, fd) < 0)
+					bad = 1;
+			}
+		}
+		if (bad || (msg.msg_flags & MSG_CTRUNC)) {
+			session_end(s, s->error ? s->error : "too many descriptors passed", "exit");
+			return;
+		}
+		if (n < 0) {
+			log_warn("pid %d: read error: %s", (int)s->pid, strerror(errno));
+			session_end(s, NULL, "exit");
+			return;
+		}
+		if (n == 0) {
+			if (s->rlen > 0)
+				log_warn("pid %d: connection closed inside a frame (%zu bytes pending)",
+				         (int)s->pid, s->rlen);
+			session_end(s, NULL, "exit");
+			return;
+		}
+		if (session_feed(s, s->rbuf + s->rlen, (size_t)n) < 0) {
+			session_end(s, s->error, "exit");
+			return;
+		}
+	}
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void accept_one(struct daemon *d, int fd)
 {
-	struct daemon *d = server->data;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	if (status < 0) {
-		log_warn("agent socket: accept failed: %s", uv_strerror(status));
-		return;
-	}
-	struct session *s = session_new(d);
-	uv_pipe_init(d->loop, &s->pipe, 0);
-	s->pipe.data = s;
-	s->pipe_open = true;
-	if (uv_accept(server, (uv_stream_t *)&s->pipe) < 0) {
-		s->pipe_open = false;
-		uv_close((uv_handle_t *)&s->pipe, on_pipe_closed);
-		return;
-	}
-	uv_os_fd_t fd;
-	uv_fileno((uv_handle_t *)&s->pipe, &fd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		log_warn("agent socket: no peer credentials: %s", strerror(errno));
-		s->pipe_open = false;
-		uv_close((uv_handle_t *)&s->pipe, on_pipe_closed);
+		close(fd);
 		return;
 	}
 	if (d->nlive >= d->cfg.max_sessions) {
 		d->sessions_rejected++;
 		log_warn("pid %d: refused: %zu traced processes already (--max-sessions)",
 		         (int)cred.pid, d->nlive);
-		s->pipe_open = false;
-		uv_close((uv_handle_t *)&s->pipe, on_pipe_closed);
+		close(fd);
 		return;
 	}
+	struct session *s = session_new(d);
+	if (uv_poll_init(d->loop, &s->poll, fd) < 0) {
+		close(fd);
+		session_unref(s);
+		return;
+	}
+	s->fd = fd;
+	s->poll.data = s;
+	s->poll_open = true;
 	s->pid = cred.pid;
 	s->uid = cred.uid;
 	s->gid = cred.gid;
 	s->start_time = proc_start_time(cred.pid);
 	s->started_ms = wall_ms();
-	/* The list holds one reference, the open pipe another. */
+	/* The list holds one reference, the open connection another. */
 	session_ref(s);
 	s->next = d->sessions;
 	d->sessions = s;
 	d->nlive++;
 	log_info("pid %d (uid %d) connected", (int)s->pid, (int)s->uid);
-	uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
+	uv_poll_start(&s->poll, UV_READABLE | UV_DISCONNECT, on_agent_readable);
+}
+
+static void on_listen_readable(uv_poll_t *h, int status, int events)
+{
+	struct daemon *d = h->data;
+
+	(void)events;
+	if (status < 0) {
+		log_warn("agent socket: %s", uv_strerror(status));
+		return;
+	}
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(d->agent_listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("agent socket: accept failed: %s", strerror(errno));
+			return;
+		}
+		accept_one(d, fd);
+	}
+}
+
+/* Reads every live session's region that changed; ends the sessions whose
+ * region broke a rule. */
+static void on_drain_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+		if (s->state != SESSION_LIVE || !s->hello)
+			continue;
+		if (drain_pending(&s->drain))
+			session_drain(s, false);
+		if (s->broken)
+			session_end(s, s->error, "exit");
+	}
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		close(fd);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	chmod(path, 0666);
+	return fd;
 }
 
 int agentsrv_start(struct daemon *d)
 {
-	int rc;
+	int rc, fd;
 
-	uv_pipe_init(d->loop, &d->agent_srv, 0);
-	d->agent_srv.data = d;
 	if (d->agent_fd >= 0) {
 		/* systemd's socket: already bound, its mode set by the unit. */
-		if ((rc = uv_pipe_open(&d->agent_srv, d->agent_fd)) < 0)
-			return rc;
-	} else {
-		if ((rc = uv_pipe_bind(&d->agent_srv, d->agent_path)) < 0)
-			return rc;
-		chmod(d->agent_path, 0666);
+		fd = d->agent_fd;
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			return -errno;
+	} else if ((fd = listen_on(d->agent_path)) < 0) {
+		return fd;
 	}
-	if ((rc = uv_listen((uv_stream_t *)&d->agent_srv, 128, on_connection)) < 0)
+	if (listen(fd, 128) < 0) {
+		rc = -errno;
+		if (d->agent_fd < 0)
+			close(fd);
 		return rc;
+	}
+	d->agent_listen = fd;
+	if ((rc = uv_poll_init(d->loop, &d->agent_srv, fd)) < 0)
+		return rc;
+	d->agent_srv.data = d;
+	uv_poll_start(&d->agent_srv, UV_READABLE, on_listen_readable);
+	uv_timer_init(d->loop, &d->agent_timer);
+	d->agent_timer.data = d;
+	uv_timer_start(&d->agent_timer, on_drain_timer, DRAIN_PERIOD_MS, DRAIN_PERIOD_MS);
 	return 0;
 }
 
 static void on_srv_closed(uv_handle_t *h)
 {
-	(void)h;
+	struct daemon *d = h->data;
+	if (h == (uv_handle_t *)&d->agent_srv && d->agent_listen >= 0) {
+		close(d->agent_listen);
+		d->agent_listen = -1;
+	}
 }
 
 void agentsrv_stop(struct daemon *d)
 {
 	if (!uv_is_closing((uv_handle_t *)&d->agent_srv))
 		uv_close((uv_handle_t *)&d->agent_srv, on_srv_closed);
+	if (!uv_is_closing((uv_handle_t *)&d->agent_timer))
+		uv_close((uv_handle_t *)&d->agent_timer, NULL);
 	for (struct session *s = d->sessions; s != NULL; s = s->next)
-		if (s->pipe_open)
+		if (s->poll_open)
 			session_end(s, NULL, "shutdown");
 }

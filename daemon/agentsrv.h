@@ -1,11 +1,17 @@
 /*
- * agentsrv.h - the agent socket: accepts traced processes and feeds their
- * frames into sessions.
+ * agentsrv.h - the agent socket: accepts traced processes, feeds their
+ * frames (and the descriptor HELLO brings) into sessions, and reads their
+ * shared regions.
  *
- * Owns the listening agent.sock and every agent connection. The peer's pid
- * and uid come from SO_PEERCRED at accept time. A malformed frame closes
- * that one connection with a logged reason; the session keeps what it had and
- * becomes "exited", and every other session goes on. Loop thread only.
+ * Owns the listening agent.sock, every agent connection (read with recvmsg,
+ * for the SCM_RIGHTS descriptor) and the timer that reads every live
+ * session's region every 50 ms when it changed. The peer's pid and uid come
+ * from SO_PEERCRED at accept time. When a connection closes - the process is
+ * gone, whatever ended it, or it exec'd - the region is read one last time,
+ * to the last record, before the session becomes "exited". A malformed frame
+ * or a region that breaks a rule closes that one connection with a logged
+ * reason; the session keeps what it had and becomes "exited", and every
+ * other session goes on. Loop thread only.
  */
 #ifndef MEMTRACE_AGENTSRV_H
 #define MEMTRACE_AGENTSRV_H

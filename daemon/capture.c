@@ -89,6 +89,8 @@ static int by_size_desc(const void *a, const void *b)
 
 struct capture *capture_take(struct session *s, const char *reason, size_t nlargest)
 {
+	if (s->state == SESSION_LIVE)
+		session_drain(s, false); /* what the region holds now counts */
 	const struct heap *h = &s->heap;
 	struct capture *c = xcalloc(1, sizeof(*c));
 	struct timeval tv;

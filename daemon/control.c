@@ -191,8 +191,11 @@ static struct session *find_session(struct conn *c, pid_t pid)
 			continue;
 		if (c->uid != 0 && s->uid != c->uid)
 			continue;
-		if (s->state == SESSION_LIVE)
+		if (s->state == SESSION_LIVE) {
+			/* Answers are live: what the region holds now counts. */
+			session_drain(s, false);
 			return s;
+		}
 		if (exited == NULL)
 			exited = s;
 	}
@@ -285,6 +288,8 @@ static cJSON *cmd_list(struct conn *c, cJSON *req, struct session *unused)
 	for (struct session *s = c->d->sessions; s != NULL; s = s->next) {
 		if (!s->hello || (c->uid != 0 && s->uid != c->uid))
 			continue;
+		if (s->state == SESSION_LIVE)
+			session_drain(s, false);
 		cJSON *o = cJSON_CreateObject();
 		add_identity(o, s);
 		cJSON_AddNumberToObject(o, "current", (double)s->heap.current);

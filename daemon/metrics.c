@@ -230,8 +230,10 @@ static size_t live_sessions(struct daemon *d, struct session ***out)
 	struct ranked *v = xcalloc(n ? n : 1, sizeof(*v));
 	n = 0;
 	for (struct session *s = d->sessions; s != NULL; s = s->next, n++)
-		if (s->state == SESSION_LIVE && s->hello)
+		if (s->state == SESSION_LIVE && s->hello) {
+			session_drain(s, false); /* a scrape is live too */
 			v[k++] = (struct ranked){s, n};
+		}
 	qsort(v, k, sizeof(*v), by_pid_newest);
 	struct session **ss = xcalloc(k ? k : 1, sizeof(*ss));
 	n = 0;

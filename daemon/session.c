@@ -13,7 +13,7 @@
 #include "proto.h"
 #include "xalloc.h"
 
-#define RBUF_CAP (PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD + 256 * 1024)
+#define RBUF_CAP (PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD)
 
 struct session *session_new(struct daemon *d)
 {
@@ -23,6 +23,9 @@ struct session *session_new(struct daemon *d)
 	s->id = ++d->next_session_id;
 	s->state = SESSION_LIVE;
 	heap_init(&s->heap, d->cfg.max_blocks, d->cfg.max_stacks);
+	s->drain.fd = -1;
+	s->passed_fd = -1;
+	s->fd = -1;
 	s->rcap = RBUF_CAP;
 	s->rbuf = xmalloc(s->rcap);
 	return s;
@@ -38,6 +41,9 @@ void session_unref(struct session *s)
 	if (s == NULL || --s->refs > 0)
 		return;
 	heap_close(&s->heap);
+	drain_close(&s->drain);
+	if (s->passed_fd >= 0)
+		close(s->passed_fd);
 	for (size_t i = 0; i < s->nmodules; i++)
 		free(s->modules[i].path);
 	free(s->modules);
@@ -92,6 +98,13 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		return fail(s, "second HELLO");
 	if (proto_hello_decode(p, n, &h) < 0)
 		return fail(s, "malformed HELLO");
+	if (s->passed_fd < 0)
+		return fail(s, "HELLO came without the shared memory's descriptor");
+	const char *why = NULL;
+	int fd = s->passed_fd;
+	s->passed_fd = -1;
+	if (drain_open(&s->drain, fd, &why) < 0)
+		return fail(s, "%s", why);
 	s->hello = true;
 	s->nframes = h.nframes;
 	s->flags = h.flags;
@@ -161,44 +174,8 @@ static int on_module(struct session *s, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static int on_stack(struct session *s, const uint8_t *p, size_t n)
-{
-	struct proto_stack st;
-	uint64_t frames[PROTO_MAX_FRAMES];
-
-	if (proto_stack_decode(p, n, &st) < 0)
-		return fail(s, "malformed STACK");
-	for (uint32_t i = 0; i < st.nframes; i++)
-		frames[i] = proto_stack_frame(&st, i);
-	if (heap_define_stack(&s->heap, st.id, frames, st.nframes) < 0)
-		return fail(s, "STACK %" PRIu32 " defined twice", st.id);
-	return 0;
-}
-
-static int on_events(struct session *s, const uint8_t *p, size_t n)
-{
-	struct proto_events_iter it;
-	struct proto_event ev;
-	int rc;
-
-	proto_events_begin(&it, p, n);
-	while ((rc = proto_events_next(&it, &ev)) > 0) {
-		if (heap_apply(&s->heap, &ev) < 0)
-			return fail(
-			    s, "event seq %" PRIu64 " out of order or names an undefined stack",
-			    ev.seq);
-		s->events++;
-		s->d->events_total++;
-	}
-	return rc < 0 ? fail(s, "malformed EVENTS record") : 0;
-}
-
 static int on_frame(struct session *s, const struct proto_hdr *h, const uint8_t *p)
 {
-	uint64_t lost;
-
-	if (s->bye)
-		return fail(s, "frame after BYE");
 	if (!s->hello && h->type != PROTO_HELLO)
 		return fail(s, "first frame is not HELLO");
 	switch (h->type) {
@@ -208,22 +185,11 @@ static int on_frame(struct session *s, const struct proto_hdr *h, const uint8_t 
 		return on_module(s, p, h->len);
 	case PROTO_MODULES_RESET:
 		return proto_empty_decode(p, h->len) < 0 ? fail(s, "malformed MODULES_RESET") : 0;
-	case PROTO_STACK:
-		return on_stack(s, p, h->len);
-	case PROTO_EVENTS:
-		return on_events(s, p, h->len);
-	case PROTO_LOST:
-		if (proto_lost_decode(p, h->len, &lost) < 0)
-			return fail(s, "malformed LOST");
-		if (lost < s->lost_events)
-			return fail(s, "LOST count went backwards");
-		s->lost_events = lost;
-		return 0;
-	case PROTO_BYE:
+	case PROTO_WAKE:
 		if (proto_empty_decode(p, h->len) < 0)
-			return fail(s, "malformed BYE");
-		s->bye = true;
-		return 0;
+			return fail(s, "malformed WAKE");
+		session_drain(s, false);
+		return s->broken ? -EBADMSG : 0;
 	default:
 		return fail(s, "unknown frame type %u", h->type);
 	}
@@ -248,6 +214,10 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 			rc = fail(s, "malformed frame header");
 			break;
 		}
+		if (h.len > s->rcap - PROTO_HDR_SIZE) {
+			rc = fail(s, "frame larger than the read buffer");
+			break;
+		}
 		if (s->rlen - off - PROTO_HDR_SIZE < h.len)
 			break;
 		if ((rc = on_frame(s, &h, s->rbuf + off + PROTO_HDR_SIZE)) < 0)
@@ -259,6 +229,46 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 		s->rlen -= off;
 	}
 	return rc;
+}
+
+int session_pass_fd(struct session *s, int fd)
+{
+	if (s->hello || s->passed_fd >= 0) {
+		close(fd);
+		return fail(s, "a descriptor came that was not asked for");
+	}
+	s->passed_fd = fd;
+	return 0;
+}
+
+void session_drain(struct session *s, bool final)
+{
+	const char *why = NULL;
+
+	if (!s->hello || s->broken || s->drain.fd < 0)
+		return;
+	long n = drain_run(&s->drain, &s->heap, final, &why);
+	if (n > 0) {
+		s->events += (uint64_t)n;
+		s->d->events_total += (uint64_t)n;
+	}
+	s->lost_events = s->drain.lost;
+	s->bye = s->drain.exiting;
+	if (n < 0) {
+		s->broken = true;
+		fail(s, "%s", why);
+	}
+}
+
+void session_trim(struct session *s)
+{
+	drain_close(&s->drain);
+	if (s->passed_fd >= 0)
+		close(s->passed_fd);
+	s->passed_fd = -1;
+	free(s->rbuf);
+	s->rbuf = NULL;
+	s->rlen = s->rcap = 0;
 }
 
 const struct session_module *session_module_find(const struct session_module *mods, size_t n,

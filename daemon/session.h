@@ -5,9 +5,13 @@
  * A session is created when an agent connects; its identity is what the
  * kernel says about the peer (SO_PEERCRED pid and uid, and the start time
  * from /proc/PID/stat), never what the agent claims. It owns the process's
- * heap model, its module map and the connection's read buffer. When the
- * connection closes the session becomes "exited" and keeps its statistics;
- * the daemon evicts the oldest exited sessions past a bound.
+ * heap model, its module map, the connection's read buffer and the drain of
+ * the process's shared region (drain.h), which HELLO brings. Events come
+ * from the region alone: session_drain reads them (on the daemon's timer,
+ * on WAKE, before a query is answered, and once more at the end). When the
+ * connection closes the session becomes "exited", keeps its statistics and
+ * gives back the region, the read buffer and everything else the statistics
+ * do not need; the daemon evicts the oldest exited sessions past a bound.
  *
  * Sessions are reference counted: queries that wait for symbolization on the
  * thread pool hold a reference, so an evicted session is freed only when the
@@ -22,6 +26,7 @@
 
 #include <uv.h>
 
+#include "drain.h"
 #include "heap.h"
 #include "symbols.h"
 
@@ -52,7 +57,8 @@ struct session {
 	size_t cmdline_len;
 	enum session_state state;
 	bool hello;
-	bool bye;    /* the agent said goodbye: clean exit */
+	bool bye;    /* the process exited cleanly (the region says so) */
+	bool broken; /* the region broke a rule: error says which; end the session */
 	char *error; /* why the connection was closed, if it was our decision */
 	uint32_t nframes;
 	uint32_t flags;
@@ -65,8 +71,11 @@ struct session {
 	struct heap heap;
 	struct session_module *modules; /* sorted by lo, non-overlapping */
 	size_t nmodules;
-	uv_pipe_t pipe;
-	bool pipe_open;
+	struct drain drain; /* the shared region, from HELLO until the end */
+	int passed_fd;      /* a descriptor that came before HELLO was parsed */
+	int fd;             /* the connection */
+	uv_poll_t poll;
+	bool poll_open;
 	uint8_t *rbuf;
 	size_t rlen, rcap;
 };
@@ -75,8 +84,18 @@ struct session *session_new(struct daemon *d);
 void session_ref(struct session *s);
 void session_unref(struct session *s); /* frees at zero */
 
-/* Feeds bytes read from the agent. 0, or -EBADMSG with s->error set. */
+/* Feeds bytes read from the agent. 0, or -EBADMSG with s->error set. A
+ * descriptor that came with them (SCM_RIGHTS) is handed over first with
+ * session_pass_fd. */
 int session_feed(struct session *s, const uint8_t *p, size_t n);
+/* The connection passed descriptor fd: the session owns it from now on. A
+ * second one, or one after HELLO, is closed and breaks the session. */
+int session_pass_fd(struct session *s, int fd);
+/* Reads what the region holds (every record when `final`: the process is
+ * gone) into the heap. On a broken rule sets s->broken and s->error. */
+void session_drain(struct session *s, bool final);
+/* After the end: frees what exited statistics do not need. */
+void session_trim(struct session *s);
 /* The module containing addr in a module list sorted by lo (a session's, or
  * a copy of it), or NULL. */
 const struct session_module *session_module_find(const struct session_module *mods, size_t n,

@@ -148,60 +148,9 @@ int proto_module_decode(const uint8_t *p, size_t n, struct proto_module *m)
 	return off == n ? 0 : -EBADMSG;
 }
 
-ssize_t proto_stack_encode(uint8_t *buf, size_t cap, uint32_t id, const uint64_t *frames,
-                           uint32_t nframes)
-{
-	if (id == 0 || nframes == 0 || nframes > PROTO_MAX_FRAMES)
-		return -EINVAL;
-	size_t len = 8 + 8 * (size_t)nframes;
-	uint8_t *p = frame_begin(buf, cap, PROTO_STACK, len);
-	if (p == NULL)
-		return -ENOSPC;
-	proto_put_u32(p, id);
-	proto_put_u32(p + 4, nframes);
-	for (uint32_t i = 0; i < nframes; i++)
-		proto_put_u64(p + 8 + 8 * i, frames[i]);
-	return (ssize_t)(PROTO_HDR_SIZE + len);
-}
-
-int proto_stack_decode(const uint8_t *p, size_t n, struct proto_stack *m)
-{
-	if (n < 8)
-		return -EBADMSG;
-	m->id = proto_get_u32(p);
-	m->nframes = proto_get_u32(p + 4);
-	if (m->id == 0 || m->nframes == 0 || m->nframes > PROTO_MAX_FRAMES ||
-	    n != 8 + 8 * (size_t)m->nframes)
-		return -EBADMSG;
-	m->frames = p + 8;
-	return 0;
-}
-
-uint64_t proto_stack_frame(const struct proto_stack *m, uint32_t i)
-{
-	return proto_get_u64(m->frames + 8 * (size_t)i);
-}
-
-ssize_t proto_lost_encode(uint8_t *buf, size_t cap, uint64_t lost_total)
-{
-	uint8_t *p = frame_begin(buf, cap, PROTO_LOST, 8);
-	if (p == NULL)
-		return -ENOSPC;
-	proto_put_u64(p, lost_total);
-	return PROTO_HDR_SIZE + 8;
-}
-
-int proto_lost_decode(const uint8_t *p, size_t n, uint64_t *lost_total)
-{
-	if (n != 8)
-		return -EBADMSG;
-	*lost_total = proto_get_u64(p);
-	return 0;
-}
-
 ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type)
 {
-	if (type != PROTO_MODULES_RESET && type != PROTO_BYE)
+	if (type != PROTO_MODULES_RESET && type != PROTO_WAKE)
 		return -EINVAL;
 	if (frame_begin(buf, cap, type, 0) == NULL)
 		return -ENOSPC;
@@ -214,64 +163,24 @@ int proto_empty_decode(const uint8_t *p, size_t n)
 	return n == 0 ? 0 : -EBADMSG;
 }
 
-ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr, uint64_t size,
-                              uint32_t stack_id)
+int proto_record_decode(const struct shm_ev *rec, struct proto_event *ev)
 {
-	if (cap < PROTO_EV_ALLOC_SIZE)
-		return -ENOSPC;
-	if (seq > PROTO_SEQ_MAX)
-		return -EINVAL;
-	proto_put_u64(buf, seq << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC);
-	proto_put_u64(buf + 8, addr);
-	proto_put_u64(buf + 16, size);
-	proto_put_u32(buf + 24, stack_id);
-	return PROTO_EV_ALLOC_SIZE;
-}
-
-ssize_t proto_ev_free_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr)
-{
-	if (cap < PROTO_EV_FREE_SIZE)
-		return -ENOSPC;
-	if (seq > PROTO_SEQ_MAX)
-		return -EINVAL;
-	proto_put_u64(buf, seq << PROTO_EV_KIND_BITS | PROTO_EV_FREE);
-	proto_put_u64(buf + 8, addr);
-	return PROTO_EV_FREE_SIZE;
-}
-
-void proto_events_begin(struct proto_events_iter *it, const uint8_t *p, size_t n)
-{
-	it->p = p;
-	it->end = p + n;
-}
-
-int proto_events_next(struct proto_events_iter *it, struct proto_event *ev)
-{
-	size_t left = (size_t)(it->end - it->p);
-
-	if (left == 0)
-		return 0;
-	if (left < PROTO_EV_FREE_SIZE)
-		return -EBADMSG;
-	uint64_t head = proto_get_u64(it->p);
-	ev->kind = (uint8_t)(head & PROTO_EV_KIND_MASK);
-	ev->seq = head >> PROTO_EV_KIND_BITS;
-	ev->addr = proto_get_u64(it->p + 8);
-	if (ev->addr == 0)
-		return -EBADMSG;
+	ev->kind = (uint8_t)(rec->seq_kind & PROTO_EV_KIND_MASK);
+	ev->seq = rec->seq_kind >> PROTO_EV_KIND_BITS;
+	ev->addr = rec->addr;
 	switch (ev->kind) {
 	case PROTO_EV_ALLOC:
-		if (left < PROTO_EV_ALLOC_SIZE)
+		if (ev->addr == 0)
 			return -EBADMSG;
-		ev->size = proto_get_u64(it->p + 16);
-		ev->stack_id = proto_get_u32(it->p + 24);
-		it->p += PROTO_EV_ALLOC_SIZE;
-		return 1;
+		ev->size = rec->size;
+		ev->stack_id = rec->stack;
+		return 0;
 	case PROTO_EV_FREE:
+		if (ev->addr == 0)
+			return -EBADMSG;
 		ev->size = 0;
 		ev->stack_id = 0;
-		it->p += PROTO_EV_FREE_SIZE;
-		return 1;
+		return 0;
 	default:
 		return -EBADMSG;
 	}

@@ -5,11 +5,15 @@
  * describes the same thing for people. Bump PROTO_VERSION if anything here
  * changes shape.
  *
- * The stream is one-way, agent to daemon. It is a sequence of frames, each an
- * 8-byte header (payload length, message type, a reserved zero) followed by the
- * payload. All integers are little-endian. The agent sends HELLO first, then
- * MODULE frames, then any mix of STACK, EVENTS, LOST and MODULE frames, and BYE
- * when the process exits normally.
+ * The stream is one-way, agent to daemon, and carries no events: those are in
+ * the memory the agent shares with the daemon (shm.h), whose descriptor comes
+ * with HELLO. The stream is a sequence of frames, each an 8-byte header
+ * (payload length, message type, a reserved zero) followed by the payload.
+ * All integers are little-endian. The agent sends HELLO first (with the
+ * region's memfd as SCM_RIGHTS ancillary data), then MODULE frames, then any
+ * mix of MODULES_RESET, MODULE and WAKE. The connection's end (however the
+ * process ended) is the daemon's cue to read the region one last time.
+ * The records in the region are decoded here too (proto_record_decode).
  *
  * Encoders write into a caller-provided buffer and never allocate, so the
  * agent can use them from inside malloc. Decoders never trust their input:
@@ -25,10 +29,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PROTO_VERSION 3
+#include "shm.h"
+
+#define PROTO_VERSION 4
 
 #define PROTO_HDR_SIZE     8
-#define PROTO_MAX_PAYLOAD  (1u << 20) /* 1 MiB per frame */
+#define PROTO_MAX_PAYLOAD  (1u << 17) /* 128 KiB per frame: a HELLO fits */
 #define PROTO_MAX_FRAMES   256        /* frames in one stack */
 #define PROTO_MAX_PATH     4096       /* module path, exe */
 #define PROTO_MAX_CMDLINE  65536      /* NUL-separated argv */
@@ -38,11 +44,8 @@ enum proto_type {
 	PROTO_HELLO = 1,         /* first frame: who the agent is, how it traces */
 	PROTO_MODULE = 2,        /* one loaded object: address range, path, build-id */
 	PROTO_MODULES_RESET = 3, /* the module list that follows replaces the old */
-	PROTO_STACK = 4,         /* a deduplicated stack: id and return addresses */
-	PROTO_EVENTS = 5,        /* allocation and free records in sequence order */
-	PROTO_LOST = 6,          /* cumulative count of events dropped (drop mode) */
-	PROTO_BYE = 7,           /* the process is exiting normally; nothing follows */
-	PROTO_TYPE_MAX = PROTO_BYE,
+	PROTO_WAKE = 4,          /* a ring is filling up: read the region now */
+	PROTO_TYPE_MAX = PROTO_WAKE,
 };
 
 /* HELLO flags */
@@ -52,7 +55,7 @@ enum proto_type {
 #define PROTO_HELLO_BYPASSED  0x8u /* the program's malloc is not the agent's: little is seen */
 #define PROTO_HELLO_FLAGS_ALL 0xfu
 
-/* Event record kinds, in the low PROTO_EV_KIND_BITS bits of the record's
+/* Event record kinds, in the low PROTO_EV_KIND_BITS bits of a region record's
  * first word; the sequence number is the rest (seq << 2 | kind). */
 enum proto_ev_kind {
 	PROTO_EV_ALLOC = 1,
@@ -60,8 +63,6 @@ enum proto_ev_kind {
 };
 #define PROTO_EV_KIND_BITS  2
 #define PROTO_EV_KIND_MASK  ((UINT64_C(1) << PROTO_EV_KIND_BITS) - 1)
-#define PROTO_EV_ALLOC_SIZE 28 /* u64 seq<<2|kind, u64 addr, u64 size, u32 stack */
-#define PROTO_EV_FREE_SIZE  16 /* u64 seq<<2|kind, u64 addr */
 #define PROTO_SEQ_MAX       (UINT64_MAX >> PROTO_EV_KIND_BITS)
 
 struct proto_hdr {
@@ -91,24 +92,12 @@ struct proto_module {
 	uint32_t path_len;
 };
 
-struct proto_stack {
-	uint32_t id;           /* > 0; 0 means "stack unknown" in events */
-	uint32_t nframes;      /* 1 .. PROTO_MAX_FRAMES */
-	const uint8_t *frames; /* nframes little-endian u64, most recent call first */
-};
-
 struct proto_event {
 	uint64_t seq;
 	uint64_t addr;
 	uint64_t size;     /* ALLOC only */
 	uint32_t stack_id; /* ALLOC only; 0 = unknown stack */
 	uint8_t kind;      /* enum proto_ev_kind */
-};
-
-/* Cursor over the records of one EVENTS payload. */
-struct proto_events_iter {
-	const uint8_t *p;
-	const uint8_t *end;
 };
 
 /* Header */
@@ -121,28 +110,17 @@ int proto_hdr_decode(const uint8_t *buf, size_t n, struct proto_hdr *h);
  * is too small or -EINVAL when a field exceeds the protocol limits. */
 ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m);
 ssize_t proto_module_encode(uint8_t *buf, size_t cap, const struct proto_module *m);
-ssize_t proto_stack_encode(uint8_t *buf, size_t cap, uint32_t id, const uint64_t *frames,
-                           uint32_t nframes);
-ssize_t proto_lost_encode(uint8_t *buf, size_t cap, uint64_t lost_total);
-ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type); /* RESET, BYE */
-
-/* Event records, appended to an EVENTS payload under construction: return the
- * record size written, or -ENOSPC. */
-ssize_t proto_ev_alloc_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr, uint64_t size,
-                              uint32_t stack_id);
-ssize_t proto_ev_free_encode(uint8_t *buf, size_t cap, uint64_t seq, uint64_t addr);
+ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type); /* RESET, WAKE */
 
 /* Payload decoders (payload only, without the header). */
 int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m);
 int proto_module_decode(const uint8_t *p, size_t n, struct proto_module *m);
-int proto_stack_decode(const uint8_t *p, size_t n, struct proto_stack *m);
-uint64_t proto_stack_frame(const struct proto_stack *m, uint32_t i);
-int proto_lost_decode(const uint8_t *p, size_t n, uint64_t *lost_total);
 int proto_empty_decode(const uint8_t *p, size_t n);
 
-void proto_events_begin(struct proto_events_iter *it, const uint8_t *p, size_t n);
-/* 1 and *ev filled, 0 at the end, -EBADMSG on a malformed record. */
-int proto_events_next(struct proto_events_iter *it, struct proto_event *ev);
+/* One record copied out of a ring (shm.h): 0 and *ev filled, or -EBADMSG on
+ * an unknown kind or a zero address. Sequence order and stack ids are the
+ * reader's to check. */
+int proto_record_decode(const struct shm_ev *rec, struct proto_event *ev);
 
 /* Little-endian helpers shared by the encoders and decoders. On a
  * little-endian host they are one unaligned load or store (memcpy), which

@@ -47,31 +47,6 @@ static int dec_module(const uint8_t *p, size_t n)
 	return proto_module_decode(p, n, &m);
 }
 
-static int dec_stack(const uint8_t *p, size_t n)
-{
-	struct proto_stack m;
-	return proto_stack_decode(p, n, &m);
-}
-
-static int dec_lost(const uint8_t *p, size_t n)
-{
-	uint64_t lost;
-	return proto_lost_decode(p, n, &lost);
-}
-
-/* Walks a whole EVENTS payload: the number of records, or the first error. */
-static int dec_events(const uint8_t *p, size_t n)
-{
-	struct proto_events_iter it;
-	struct proto_event ev;
-	int count = 0;
-	int rc;
-
-	proto_events_begin(&it, p, n);
-	while ((rc = proto_events_next(&it, &ev)) == 1)
-		count++;
-	return rc < 0 ? rc : count;
-}
 
 static int decode_exact(decode_fn fn, const uint8_t *p, size_t n)
 {
@@ -815,11 +790,11 @@ START_TEST(test_module_fields_over_limit)
 }
 END_TEST
 
-/* ---- MODULES_RESET and BYE ---- */
+/* ---- MODULES_RESET and WAKE ---- */
 
 START_TEST(test_empty_round_trip)
 {
-	static const uint16_t types[] = {PROTO_MODULES_RESET, PROTO_BYE};
+	static const uint16_t types[] = {PROTO_MODULES_RESET, PROTO_WAKE};
 
 	for (size_t i = 0; i < 2; i++) {
 		const uint8_t want[] = {0, 0, 0, 0, (uint8_t)types[i], 0, 0, 0};
@@ -842,9 +817,7 @@ END_TEST
 
 START_TEST(test_empty_encode_einval)
 {
-	static const uint16_t bad[] = {
-	    0,          PROTO_HELLO,        PROTO_MODULE, PROTO_STACK, PROTO_EVENTS,
-	    PROTO_LOST, PROTO_TYPE_MAX + 1, 0xffff};
+	static const uint16_t bad[] = {0, PROTO_HELLO, PROTO_MODULE, PROTO_TYPE_MAX + 1, 0xffff};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(proto_empty_encode(buf, sizeof(buf), bad[i]) == -EINVAL,
@@ -863,404 +836,101 @@ START_TEST(test_empty_trailing)
 }
 END_TEST
 
-/* ---- STACK ---- */
+/* ---- records in the shared region ---- */
 
-static uint64_t frames256[PROTO_MAX_FRAMES];
-
-static void fill_frames(void)
-{
-	/* Distinct values that use every byte position, including 0 and ~0. */
-	for (size_t i = 0; i < PROTO_MAX_FRAMES; i++)
-		frames256[i] = 0x0102030405060708u * (uint64_t)i;
-	frames256[1] = UINT64_MAX;
-}
-
-static size_t stack_round_trip(uint32_t id, const uint64_t *frames, uint32_t nframes)
-{
-	struct proto_stack got;
-	ssize_t size = proto_stack_encode(buf, sizeof(buf) - 16, id, frames, nframes);
-
-	ck_assert_int_eq(size, PROTO_HDR_SIZE + 8 + 8 * (size_t)nframes);
-	size_t len = frame_check(buf, size, PROTO_STACK);
-	assert_sentinel_after(buf, (size_t)size);
-	ck_assert_int_eq(proto_stack_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
-	ck_assert_uint_eq(got.id, id);
-	ck_assert_uint_eq(got.nframes, nframes);
-	for (uint32_t i = 0; i < nframes; i++)
-		ck_assert_uint_eq(proto_stack_frame(&got, i), frames[i]);
-	return (size_t)size;
-}
-
-START_TEST(test_stack_layout)
-{
-	static const uint8_t want[] = {
-	    0x18, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, /* header: 24 bytes, STACK */
-	    0x07, 0x00, 0x00, 0x00,                         /* id */
-	    0x02, 0x00, 0x00, 0x00,                         /* nframes */
-	    0x00, 0x10, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, /* most recent call */
-	    0x00, 0x20, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, /* its caller */
-	};
-	static const uint64_t frames[] = {0x401000, 0x402000};
-
-	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 7, frames, 2), sizeof(want));
-	ck_assert_mem_eq(buf, want, sizeof(want));
-}
-END_TEST
-
-START_TEST(test_stack_round_trip)
-{
-	fill_frames();
-	stack_round_trip(1, frames256 + 3, 1);
-	stack_round_trip(42, frames256, 32);
-	size_t full = stack_round_trip(UINT32_MAX, frames256, PROTO_MAX_FRAMES);
-	ck_assert_int_eq(proto_stack_encode(work, full, 9, frames256, PROTO_MAX_FRAMES), full);
-}
-END_TEST
-
-START_TEST(test_stack_encode_errors)
-{
-	fill_frames();
-	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 0, frames256, 4), -EINVAL);
-	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 1, frames256, 0), -EINVAL);
-	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 1, frames256, PROTO_MAX_FRAMES + 1),
-	                 -EINVAL);
-	ck_assert_int_eq(proto_stack_encode(buf, sizeof(buf), 1, frames256, UINT32_MAX), -EINVAL);
-	assert_untouched(buf, 64);
-
-	for (size_t cap = 0; cap < PROTO_HDR_SIZE + 8 + 8 * 3; cap++) {
-		ck_assert_int_eq(proto_stack_encode(buf, cap, 5, frames256, 3), -ENOSPC);
-		assert_untouched(buf, 64);
-	}
-	size_t full = PROTO_HDR_SIZE + 8 + 8 * (size_t)PROTO_MAX_FRAMES;
-	ck_assert_int_eq(proto_stack_encode(buf, full - 1, 5, frames256, PROTO_MAX_FRAMES),
-	                 -ENOSPC);
-}
-END_TEST
-
-START_TEST(test_stack_truncated_trailing)
-{
-	fill_frames();
-	ssize_t size = proto_stack_encode(buf, sizeof(buf), 3, frames256, 5);
-
-	assert_prefixes_rejected(dec_stack, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
-	assert_trailing_rejected(dec_stack, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
-
-	size = proto_stack_encode(buf, sizeof(buf), 3, frames256, PROTO_MAX_FRAMES);
-	assert_prefixes_rejected(dec_stack, buf + PROTO_HDR_SIZE, (size_t)size - PROTO_HDR_SIZE);
-}
-END_TEST
-
-START_TEST(test_stack_bad_fields)
-{
-	fill_frames();
-	ssize_t size = proto_stack_encode(work, sizeof(work), 3, frames256, 5);
-	uint8_t *p = work + PROTO_HDR_SIZE;
-	size_t n = (size_t)size - PROTO_HDR_SIZE;
-
-	/* Stack id 0 is reserved for "unknown" in events and never defined. */
-	proto_put_u32(p, 0);
-	ck_assert_int_eq(decode_exact(dec_stack, p, n), -EBADMSG);
-	proto_put_u32(p, 3);
-	ck_assert_int_eq(decode_exact(dec_stack, p, n), 0);
-
-	/* nframes that disagrees with the payload, in either direction, is
-	 * zero, is over the limit, or would overflow 8 * nframes in 32 bits. */
-	static const uint32_t bad[] = {0,           1,           4,         6, PROTO_MAX_FRAMES + 1,
-	                               0x20000000u, 0x1fffffffu, UINT32_MAX};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		proto_put_u32(p + 4, bad[i]);
-		ck_assert_msg(decode_exact(dec_stack, p, n) == -EBADMSG, "nframes %u accepted",
-		              (unsigned)bad[i]);
-	}
-
-	/* nframes 0 with nothing behind it is a complete, empty stack: refused. */
-	proto_put_u32(p + 4, 0);
-	ck_assert_int_eq(decode_exact(dec_stack, p, 8), -EBADMSG);
-
-	/* 257 frames, all present. */
-	proto_put_u32(work, 3);
-	proto_put_u32(work + 4, PROTO_MAX_FRAMES + 1);
-	memset(work + 8, 0x11, 8 * (PROTO_MAX_FRAMES + 1));
-	ck_assert_int_eq(decode_exact(dec_stack, work, 8 + 8 * (PROTO_MAX_FRAMES + 1)), -EBADMSG);
-}
-END_TEST
-
-/* ---- LOST ---- */
-
-START_TEST(test_lost_round_trip)
-{
-	static const uint64_t values[] = {0, 1, 0x0102030405060708u, UINT64_MAX};
-	static const uint8_t want[] = {0x08, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00,
-	                               0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
-
-	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-		uint64_t got = 12345;
-		ssize_t size = proto_lost_encode(buf, PROTO_HDR_SIZE + 8, values[i]);
-		ck_assert_int_eq(size, PROTO_HDR_SIZE + 8);
-		ck_assert_uint_eq(frame_check(buf, size, PROTO_LOST), 8);
-		ck_assert_int_eq(proto_lost_decode(buf + PROTO_HDR_SIZE, 8, &got), 0);
-		ck_assert_uint_eq(got, values[i]);
-		if (values[i] == 0x0102030405060708u)
-			ck_assert_mem_eq(buf, want, sizeof(want));
-	}
-	assert_sentinel_after(buf, PROTO_HDR_SIZE + 8);
-}
-END_TEST
-
-START_TEST(test_lost_errors)
-{
-	for (size_t cap = 0; cap < PROTO_HDR_SIZE + 8; cap++) {
-		ck_assert_int_eq(proto_lost_encode(buf, cap, 7), -ENOSPC);
-		assert_untouched(buf, 32);
-	}
-	proto_lost_encode(buf, sizeof(buf), 7);
-	assert_prefixes_rejected(dec_lost, buf + PROTO_HDR_SIZE, 8);
-	assert_trailing_rejected(dec_lost, buf + PROTO_HDR_SIZE, 8);
-}
-END_TEST
-
-/* ---- EVENTS ---- */
-
-START_TEST(test_ev_layout)
-{
-	static const uint8_t want_alloc[] = {
-	    0x0d, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* seq 3 << 2 | ALLOC */
-	    0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* addr */
-	    0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* size */
-	    0x07, 0x00, 0x00, 0x00,                         /* stack id */
-	};
-	static const uint8_t want_free[] = {
-	    0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* seq 4 << 2 | FREE */
-	    0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* addr */
-	};
-
-	ck_assert_int_eq(sizeof(want_alloc), PROTO_EV_ALLOC_SIZE);
-	ck_assert_int_eq(sizeof(want_free), PROTO_EV_FREE_SIZE);
-	ck_assert_int_eq(proto_ev_alloc_encode(buf, sizeof(buf), 3, 0x1000, 0x20, 7),
-	                 PROTO_EV_ALLOC_SIZE);
-	ck_assert_mem_eq(buf, want_alloc, sizeof(want_alloc));
-	assert_sentinel_after(buf, PROTO_EV_ALLOC_SIZE);
-	memset(buf, SENTINEL, 64);
-	ck_assert_int_eq(proto_ev_free_encode(buf, sizeof(buf), 4, 0x1000), PROTO_EV_FREE_SIZE);
-	ck_assert_mem_eq(buf, want_free, sizeof(want_free));
-	assert_sentinel_after(buf, PROTO_EV_FREE_SIZE);
-}
-END_TEST
-
-struct ev_case {
+struct rec_case {
 	uint8_t kind;
 	uint64_t seq;
 	uint64_t addr;
 	uint64_t size;
-	uint32_t stack_id;
+	uint32_t stack;
 };
 
-/* Boundary values of every field; stack id 0 ("unknown") and size 0 are
- * both valid in an allocation. */
-static const struct ev_case ev_cases[] = {
+/* Boundary values of every field; stack 0 ("unknown") and size 0 are both
+ * valid in an allocation, and a free's size and stack are ignored. */
+static const struct rec_case rec_cases[] = {
     {PROTO_EV_ALLOC, 0, 1, 0, 0},
     {PROTO_EV_FREE, 1, 1, 0, 0},
     {PROTO_EV_ALLOC, 2, 0x7f0012345670u, 24, 1},
-    {PROTO_EV_FREE, 3, 0x7f0012345670u, 0, 0},
+    {PROTO_EV_FREE, 3, 0x7f0012345670u, 99, 7},
     {PROTO_EV_ALLOC, 1000, UINT64_MAX, UINT64_MAX, UINT32_MAX},
     {PROTO_EV_FREE, PROTO_SEQ_MAX - 1, UINT64_MAX, 0, 0},
     {PROTO_EV_ALLOC, PROTO_SEQ_MAX, 0x10, 1, 2},
 };
-#define N_EV_CASES (sizeof(ev_cases) / sizeof(ev_cases[0]))
 
-/* Encodes ev_cases into out; returns the payload length and fills the end
- * offset of each record into ends[]. */
-static size_t ev_build(uint8_t *out, size_t cap, size_t ends[N_EV_CASES])
+START_TEST(test_record_round_trip)
 {
-	size_t off = 0;
-
-	for (size_t i = 0; i < N_EV_CASES; i++) {
-		const struct ev_case *c = &ev_cases[i];
-		ssize_t r = c->kind == PROTO_EV_ALLOC
-		                ? proto_ev_alloc_encode(out + off, cap - off, c->seq, c->addr,
-		                                        c->size, c->stack_id)
-		                : proto_ev_free_encode(out + off, cap - off, c->seq, c->addr);
-		ck_assert_int_eq(r, c->kind == PROTO_EV_ALLOC ? PROTO_EV_ALLOC_SIZE
-		                                              : PROTO_EV_FREE_SIZE);
-		off += (size_t)r;
-		ends[i] = off;
-	}
-	return off;
-}
-
-START_TEST(test_events_round_trip)
-{
-	size_t ends[N_EV_CASES];
-	size_t n = ev_build(buf + PROTO_HDR_SIZE, sizeof(buf) - PROTO_HDR_SIZE, ends);
-	struct proto_events_iter it;
-	struct proto_event ev;
-
-	/* As a whole frame, the way the agent ships it. */
-	proto_hdr_encode(buf, PROTO_EVENTS, (uint32_t)n);
-	ck_assert_uint_eq(frame_check(buf, (ssize_t)(PROTO_HDR_SIZE + n), PROTO_EVENTS), n);
-
-	proto_events_begin(&it, buf + PROTO_HDR_SIZE, n);
-	for (size_t i = 0; i < N_EV_CASES; i++) {
-		const struct ev_case *c = &ev_cases[i];
-		memset(&ev, 0xee, sizeof(ev));
-		ck_assert_int_eq(proto_events_next(&it, &ev), 1);
+	for (size_t i = 0; i < sizeof(rec_cases) / sizeof(rec_cases[0]); i++) {
+		const struct rec_case *c = &rec_cases[i];
+		struct shm_ev r = {c->seq << PROTO_EV_KIND_BITS | c->kind, c->addr, c->size,
+		                   c->stack, 0};
+		struct proto_event ev;
+		ck_assert_int_eq(proto_record_decode(&r, &ev), 0);
 		ck_assert_uint_eq(ev.kind, c->kind);
 		ck_assert_uint_eq(ev.seq, c->seq);
 		ck_assert_uint_eq(ev.addr, c->addr);
-		/* A free carries no size or stack; the decoder says so with zeros. */
-		ck_assert_uint_eq(ev.size, c->size);
-		ck_assert_uint_eq(ev.stack_id, c->stack_id);
+		ck_assert_uint_eq(ev.size, c->kind == PROTO_EV_ALLOC ? c->size : 0);
+		ck_assert_uint_eq(ev.stack_id, c->kind == PROTO_EV_ALLOC ? c->stack : 0);
 	}
-	ck_assert_int_eq(proto_events_next(&it, &ev), 0);
-	ck_assert_int_eq(proto_events_next(&it, &ev), 0);
-	ck_assert_int_eq(decode_exact(dec_events, buf + PROTO_HDR_SIZE, n), (int)N_EV_CASES);
 }
 END_TEST
 
-START_TEST(test_events_empty)
+START_TEST(test_record_bad_kind)
 {
-	/* An EVENTS frame with no records is legal and yields nothing. */
-	ck_assert_int_eq(decode_exact(dec_events, work, 0), 0);
+	/* Kinds 0 and 3 do not exist, whatever else the record holds. */
+	static const uint64_t kinds[] = {0, 3};
+	for (size_t i = 0; i < 2; i++) {
+		struct shm_ev r = {5u << PROTO_EV_KIND_BITS | kinds[i], 0x1000, 8, 1, 0};
+		struct proto_event ev;
+		ck_assert_int_eq(proto_record_decode(&r, &ev), -EBADMSG);
+	}
 }
 END_TEST
 
-START_TEST(test_events_encode_errors)
+START_TEST(test_record_zero_address)
 {
-	for (size_t cap = 0; cap < PROTO_EV_ALLOC_SIZE; cap++) {
-		ck_assert_int_eq(proto_ev_alloc_encode(buf, cap, 1, 0x1000, 8, 1), -ENOSPC);
-		assert_untouched(buf, 64);
-	}
-	for (size_t cap = 0; cap < PROTO_EV_FREE_SIZE; cap++) {
-		ck_assert_int_eq(proto_ev_free_encode(buf, cap, 1, 0x1000), -ENOSPC);
-		assert_untouched(buf, 64);
-	}
-	/* A sequence number that does not fit beside the kind bits. */
-	static const uint64_t bad[] = {PROTO_SEQ_MAX + 1, UINT64_MAX / 2, UINT64_MAX};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_int_eq(proto_ev_alloc_encode(buf, sizeof(buf), bad[i], 0x1000, 8, 1),
-		                 -EINVAL);
-		ck_assert_int_eq(proto_ev_free_encode(buf, sizeof(buf), bad[i], 0x1000), -EINVAL);
-	}
-	assert_untouched(buf, 64);
-}
-END_TEST
-
-START_TEST(test_events_truncated)
-{
-	/* Cut anywhere: the records wholly before the cut come out, and the
-	 * cut is reported unless it falls exactly between two records. */
-	size_t ends[N_EV_CASES];
-	size_t n = ev_build(work, sizeof(work), ends);
-
-	for (size_t cut = 0; cut <= n; cut++) {
-		int whole = 0;
-		int at_boundary = cut == 0;
-		for (size_t i = 0; i < N_EV_CASES; i++) {
-			if (ends[i] <= cut)
-				whole++;
-			if (ends[i] == cut)
-				at_boundary = 1;
-		}
-		int want = at_boundary ? whole : -EBADMSG;
-		ck_assert_msg(decode_exact(dec_events, work, cut) == want, "cut at %zu of %zu", cut,
-		              n);
-	}
-
-	/* And record by record, so the good ones before the bad one are seen. */
-	struct proto_events_iter it;
+	struct shm_ev a = {1u << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC, 0, 8, 1, 0};
+	struct shm_ev f = {2u << PROTO_EV_KIND_BITS | PROTO_EV_FREE, 0, 0, 0, 0};
 	struct proto_event ev;
-	proto_events_begin(&it, work, ends[2] + 10);
-	ck_assert_int_eq(proto_events_next(&it, &ev), 1);
-	ck_assert_int_eq(proto_events_next(&it, &ev), 1);
-	ck_assert_int_eq(proto_events_next(&it, &ev), 1);
-	ck_assert_int_eq(proto_events_next(&it, &ev), -EBADMSG);
+
+	ck_assert_int_eq(proto_record_decode(&a, &ev), -EBADMSG);
+	ck_assert_int_eq(proto_record_decode(&f, &ev), -EBADMSG);
 }
 END_TEST
 
-START_TEST(test_events_bad_kind)
+/* The layout both ends compile: a record is 32 bytes, a ring's records
+ * start on a cache line after its three control lines, and the regions of
+ * the file do not overlap. */
+START_TEST(test_region_layout)
 {
-	/* Kinds 0 and 3, with bytes for either record size behind them. */
-	static const uint8_t kinds[] = {0, 3};
-	static const size_t sizes[] = {PROTO_EV_FREE_SIZE, PROTO_EV_ALLOC_SIZE, 64};
-
-	for (size_t k = 0; k < 2; k++) {
-		for (size_t s = 0; s < 3; s++) {
-			memset(work, 0x11, sizes[s]);
-			proto_put_u64(work, 5u << 2 | kinds[k]);
-			proto_put_u64(work + 8, 0x1000);
-			ck_assert_msg(decode_exact(dec_events, work, sizes[s]) == -EBADMSG,
-			              "kind %u in %zu bytes accepted", (unsigned)kinds[k],
-			              sizes[s]);
-		}
-	}
-
-	/* After a good record, too. */
-	size_t off = (size_t)proto_ev_free_encode(work, sizeof(work), 1, 0x1000);
-	proto_put_u64(work + off, 2u << 2 | 3);
-	proto_put_u64(work + off + 8, 0x1000);
-	ck_assert_int_eq(decode_exact(dec_events, work, off + PROTO_EV_ALLOC_SIZE), -EBADMSG);
+	ck_assert_uint_eq(sizeof(struct shm_ev), 32);
+	ck_assert_uint_eq(offsetof(struct shm_ring, tail), 64);
+	ck_assert_uint_eq(offsetof(struct shm_ring, pending), 128);
+	ck_assert_uint_eq(offsetof(struct shm_ring, ev), 192);
+	ck_assert_uint_eq(sizeof(struct shm_ring), 192 + 32 * (size_t)SHM_RING_CAP);
+	ck_assert_uint_le(sizeof(struct shm_header), SHM_OFF_OFFSETS);
+	ck_assert_uint_le(SHM_OFF_OFFSETS + 8 * ((uint64_t)SHM_STACK_CAP + 1), SHM_OFF_STATES);
+	ck_assert_uint_le(SHM_OFF_STATES + SHM_STACK_CAP + 1, SHM_OFF_ARENA);
+	ck_assert_uint_eq(SHM_OFF_ARENA + SHM_ARENA, SHM_OFF_RINGS);
+	ck_assert_uint_eq(SHM_OFF_RING(SHM_NRINGS), SHM_SIZE);
+	ck_assert_uint_eq(SHM_OFF_RINGS % 64, 0);
 }
 END_TEST
-
-START_TEST(test_events_zero_address)
-{
-	/* malloc never returns NULL for a traced block and free(NULL) is not
-	 * an event, so address 0 can only be corruption. */
-	ssize_t n = proto_ev_alloc_encode(work, sizeof(work), 1, 0, 8, 1);
-	ck_assert_int_eq(n, PROTO_EV_ALLOC_SIZE);
-	ck_assert_int_eq(decode_exact(dec_events, work, (size_t)n), -EBADMSG);
-
-	n = proto_ev_free_encode(work, sizeof(work), 1, 0);
-	ck_assert_int_eq(n, PROTO_EV_FREE_SIZE);
-	ck_assert_int_eq(decode_exact(dec_events, work, (size_t)n), -EBADMSG);
-}
-END_TEST
-
-START_TEST(test_events_short_alloc)
-{
-	/* A FREE-sized record whose kind says ALLOC, alone and at the end. */
-	proto_ev_alloc_encode(work, sizeof(work), 9, 0x2000, 16, 4);
-	for (size_t n = PROTO_EV_FREE_SIZE; n < PROTO_EV_ALLOC_SIZE; n++)
-		ck_assert_msg(decode_exact(dec_events, work, n) == -EBADMSG,
-		              "alloc record of %zu bytes accepted", n);
-	for (size_t n = 1; n < PROTO_EV_FREE_SIZE; n++)
-		ck_assert_msg(decode_exact(dec_events, work, n) == -EBADMSG,
-		              "record of %zu bytes accepted", n);
-
-	size_t off = (size_t)proto_ev_free_encode(work, sizeof(work), 1, 0x3000);
-	proto_ev_alloc_encode(work + off, sizeof(work) - off, 2, 0x3000, 16, 4);
-	ck_assert_int_eq(decode_exact(dec_events, work, off + PROTO_EV_ALLOC_SIZE - 4), -EBADMSG);
-}
-END_TEST
-
-/* ---- a whole stream ---- */
 
 START_TEST(test_stream)
 {
-	/* A session as the agent sends it, walked the way the daemon walks it:
-	 * header, then the decoder its type names, frame after frame. */
-	static const uint16_t want_types[] = {
-	    PROTO_HELLO,         PROTO_MODULE, PROTO_STACK, PROTO_EVENTS,
-	    PROTO_MODULES_RESET, PROTO_MODULE, PROTO_LOST,  PROTO_BYE};
-	static const uint64_t frames[] = {0x7f0000001234u, 0x7f0000005678u};
+	/* A connection as the agent writes it, walked the way the daemon walks
+	 * it: header, then the decoder its type names, frame after frame. */
+	static const uint16_t want_types[] = {PROTO_HELLO, PROTO_MODULE, PROTO_WAKE,
+	                                      PROTO_MODULES_RESET, PROTO_MODULE, PROTO_WAKE};
 	size_t off = 0;
-	ssize_t r;
 
-	r = proto_hello_encode(buf + off, sizeof(buf) - off, &hello_typical);
-	off += (size_t)r;
-	r = proto_module_encode(buf + off, sizeof(buf) - off, &module_typical);
-	off += (size_t)r;
-	r = proto_stack_encode(buf + off, sizeof(buf) - off, 1, frames, 2);
-	off += (size_t)r;
-	size_t ev_at = off;
-	off += PROTO_HDR_SIZE;
-	off += (size_t)proto_ev_alloc_encode(buf + off, sizeof(buf) - off, 1, 0x5000, 64, 1);
-	off += (size_t)proto_ev_free_encode(buf + off, sizeof(buf) - off, 2, 0x5000);
-	proto_hdr_encode(buf + ev_at, PROTO_EVENTS, (uint32_t)(off - ev_at - PROTO_HDR_SIZE));
+	off += (size_t)proto_hello_encode(buf + off, sizeof(buf) - off, &hello_typical);
+	off += (size_t)proto_module_encode(buf + off, sizeof(buf) - off, &module_typical);
+	off += (size_t)proto_empty_encode(buf + off, sizeof(buf) - off, PROTO_WAKE);
 	off += (size_t)proto_empty_encode(buf + off, sizeof(buf) - off, PROTO_MODULES_RESET);
 	off += (size_t)proto_module_encode(buf + off, sizeof(buf) - off, &module_typical);
-	off += (size_t)proto_lost_encode(buf + off, sizeof(buf) - off, 3);
-	off += (size_t)proto_empty_encode(buf + off, sizeof(buf) - off, PROTO_BYE);
+	off += (size_t)proto_empty_encode(buf + off, sizeof(buf) - off, PROTO_WAKE);
 
 	size_t pos = 0;
 	size_t nframes = 0;
@@ -1278,17 +948,6 @@ START_TEST(test_stream)
 			break;
 		case PROTO_MODULE:
 			rc = decode_exact(dec_module, p, h.len);
-			break;
-		case PROTO_STACK:
-			rc = decode_exact(dec_stack, p, h.len);
-			break;
-		case PROTO_EVENTS:
-			rc = decode_exact(dec_events, p, h.len);
-			ck_assert_int_eq(rc, 2);
-			rc = 0;
-			break;
-		case PROTO_LOST:
-			rc = decode_exact(dec_lost, p, h.len);
 			break;
 		default:
 			rc = decode_exact(proto_empty_decode, p, h.len);
@@ -1355,31 +1014,12 @@ Suite *proto_suite(void)
 	tcase_add_test(tc, test_empty_trailing);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("stack");
+	tc = tcase_create("records");
 	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, test_stack_layout);
-	tcase_add_test(tc, test_stack_round_trip);
-	tcase_add_test(tc, test_stack_encode_errors);
-	tcase_add_test(tc, test_stack_truncated_trailing);
-	tcase_add_test(tc, test_stack_bad_fields);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("lost");
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, test_lost_round_trip);
-	tcase_add_test(tc, test_lost_errors);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("events");
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, test_ev_layout);
-	tcase_add_test(tc, test_events_round_trip);
-	tcase_add_test(tc, test_events_empty);
-	tcase_add_test(tc, test_events_encode_errors);
-	tcase_add_test(tc, test_events_truncated);
-	tcase_add_test(tc, test_events_bad_kind);
-	tcase_add_test(tc, test_events_zero_address);
-	tcase_add_test(tc, test_events_short_alloc);
+	tcase_add_test(tc, test_record_round_trip);
+	tcase_add_test(tc, test_record_bad_kind);
+	tcase_add_test(tc, test_record_zero_address);
+	tcase_add_test(tc, test_region_layout);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stream");

@@ -17,7 +17,6 @@ int main(void)
 	srunner_add_suite(sr, exports_suite());
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, store_suite());
-	srunner_add_suite(sr, merge_suite());
 	srunner_add_suite(sr, ring_suite());
 	srunner_add_suite(sr, stacktab_suite());
 	srunner_add_suite(sr, ctlwire_suite());

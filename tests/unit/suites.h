@@ -13,7 +13,6 @@ Suite *sampling_suite(void);
 Suite *exports_suite(void);
 Suite *snapshot_suite(void);
 Suite *store_suite(void);
-Suite *merge_suite(void);
 Suite *ring_suite(void);
 Suite *stacktab_suite(void);
 Suite *ctlwire_suite(void);

@@ -1,0 +1,387 @@
+/* drain.c - reading a traced process's shared region (see drain.h). */
+#include "drain.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <linux/magic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "bheap.h"
+#include "proto.h"
+#include "xalloc.h"
+
+/* Records copied in one round: bounds the scratch memory (8 MiB) and the
+ * time one round holds the loop. A round that leaves records below the
+ * watermark behind is followed by another, up to DRAIN_ROUNDS per call (the
+ * timer comes back for the rest; the final drain goes on to the end). */
+#define DRAIN_BUDGET (1u << 18)
+#define DRAIN_ROUNDS 8
+
+/* The records taken from one ring this round. */
+struct drain_seg {
+	uint32_t ring;
+	uint64_t tail;     /* the ring's tail when read */
+	size_t start, n;   /* recs[start .. start + n) */
+	size_t pos;        /* next record to merge */
+	uint64_t next_seq; /* seq of recs[start + pos] */
+};
+
+/* The consumer fields of ring i in the shared mapping. */
+#define RING_FIELD(dr, i, field)                                                                  \
+	((void *)((dr)->map + SHM_OFF_RING(i) + offsetof(struct shm_ring, field)))
+
+static int pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+int drain_open(struct drain *dr, int fd, const char **why)
+{
+	struct statfs sfs;
+	struct stat st;
+	struct shm_header h;
+
+	memset(dr, 0, sizeof(*dr));
+	dr->fd = -1;
+	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
+		*why = "the shared memory is not a memfd";
+		goto fail;
+	}
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+		*why = "the shared memory is not sealed against shrinking and growing";
+		goto fail;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != SHM_SIZE) {
+		*why = "the shared memory is not of the layout's size";
+		goto fail;
+	}
+	if (pread_all(fd, &h, sizeof(h), 0) < 0 || h.magic != SHM_MAGIC ||
+	    h.version != PROTO_VERSION) {
+		*why = "the shared memory does not start with the layout's header";
+		goto fail;
+	}
+	void *p = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED) {
+		*why = "the shared memory cannot be mapped for writing";
+		goto fail;
+	}
+	dr->fd = fd;
+	dr->map = p;
+	return 0;
+fail:
+	close(fd);
+	return -EBADMSG;
+}
+
+void drain_close(struct drain *dr)
+{
+	if (dr->map != NULL)
+		munmap(dr->map, SHM_SIZE);
+	if (dr->fd >= 0)
+		close(dr->fd);
+	free(dr->recs);
+	free(dr->seg);
+	free(dr->order);
+	dr->map = NULL;
+	dr->fd = -1;
+	dr->recs = NULL;
+	dr->seg = NULL;
+	dr->order = NULL;
+	dr->recs_cap = dr->seg_cap = 0;
+}
+
+static int read_u64(const struct drain *dr, uint64_t off, uint64_t *v)
+{
+	return pread_all(dr->fd, v, sizeof(*v), off);
+}
+
+bool drain_pending(struct drain *dr)
+{
+	uint64_t seq, lost;
+
+	if (dr->fd < 0)
+		return false;
+	if (read_u64(dr, offsetof(struct shm_header, seq), &seq) < 0 ||
+	    read_u64(dr, offsetof(struct shm_header, lost), &lost) < 0)
+		return false;
+	return seq != dr->seq || lost != dr->lost;
+}
+
+/* Defines stack `id` in h from the region's stack table. */
+static int define_stack(struct drain *dr, struct heap *h, uint32_t id, const char **why)
+{
+	struct {
+		struct shm_stack hdr;
+		uint64_t frames[PROTO_MAX_FRAMES];
+	} e;
+	uint8_t state;
+	uint64_t off;
+
+	if (id > SHM_STACK_CAP) {
+		*why = "a record names a stack id past the table";
+		return -EBADMSG;
+	}
+	if (pread_all(dr->fd, &state, 1, SHM_OFF_STATES + id) < 0 || state != SHM_STACK_READY ||
+	    read_u64(dr, SHM_OFF_OFFSETS + 8 * (uint64_t)id, &off) < 0) {
+		*why = "a record names a stack that is not in the table";
+		return -EBADMSG;
+	}
+	if (off % 8 != 0 || off >= SHM_ARENA - sizeof(e.hdr)) {
+		*why = "a stack's entry lies outside the table";
+		return -EBADMSG;
+	}
+	size_t n = sizeof(e);
+	if (n > SHM_ARENA - off)
+		n = (size_t)(SHM_ARENA - off);
+	if (pread_all(dr->fd, &e, n, SHM_OFF_ARENA + off) < 0 || e.hdr.nframes == 0 ||
+	    e.hdr.nframes > PROTO_MAX_FRAMES ||
+	    sizeof(e.hdr) + 8 * (size_t)e.hdr.nframes > n) {
+		*why = "a stack's entry is malformed";
+		return -EBADMSG;
+	}
+	if (heap_define_stack(h, id, e.frames, e.hdr.nframes) < 0) {
+		*why = "a stack is defined twice";
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static bool seg_less(const void *a, const void *b, void *ctx)
+{
+	const struct drain_seg *seg = ctx;
+	return seg[*(const uint32_t *)a].next_seq < seg[*(const uint32_t *)b].next_seq;
+}
+
+/* Copies the records [tail, tail + n) of ring i into recs[at ..). */
+static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, size_t at)
+{
+	uint64_t base = SHM_OFF_RING(i) + offsetof(struct shm_ring, ev);
+	size_t first = (size_t)(tail % SHM_RING_CAP);
+	size_t k = n < SHM_RING_CAP - first ? n : SHM_RING_CAP - first;
+
+	if (pread_all(dr->fd, dr->recs + at, k * sizeof(struct shm_ev),
+	              base + first * sizeof(struct shm_ev)) < 0)
+		return -EIO;
+	if (k < n && pread_all(dr->fd, dr->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
+		return -EIO;
+	return 0;
+}
+
+static void grow(struct drain *dr, uint32_t nrings)
+{
+	if (dr->recs == NULL)
+		dr->recs = xmalloc((size_t)DRAIN_BUDGET * sizeof(*dr->recs));
+	if (dr->seg_cap < nrings) {
+		dr->seg_cap = nrings;
+		dr->seg = xreallocarray(dr->seg, nrings, sizeof(*dr->seg));
+		dr->order = xreallocarray(dr->order, nrings, sizeof(*dr->order));
+	}
+}
+
+/* Gives ring i the space of its `n` merged records back, and wakes the
+ * threads that wait for it. */
+static void release(struct drain *dr, const struct drain_seg *s)
+{
+	__atomic_store_n((uint64_t *)RING_FIELD(dr, s->ring, tail), s->tail + s->pos,
+	                 __ATOMIC_RELEASE);
+	__atomic_store_n((uint32_t *)RING_FIELD(dr, s->ring, wake_sent), 0, __ATOMIC_RELAXED);
+	uint32_t waiters;
+	if (pread_all(dr->fd, &waiters, sizeof(waiters),
+	              SHM_OFF_RING(s->ring) + offsetof(struct shm_ring, waiters)) == 0 &&
+	    waiters != 0) {
+		uint32_t *futex = RING_FIELD(dr, s->ring, tail_futex);
+		__atomic_fetch_add(futex, 1, __ATOMIC_SEQ_CST);
+		syscall(SYS_futex, futex, FUTEX_WAKE, 1 << 30, NULL, NULL, 0);
+	}
+}
+
+/* One round: returns records applied, and sets *more when records below the
+ * watermark were left for another round. */
+static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, const char **why)
+{
+	struct shm_ring ctl;
+	uint64_t seq, w;
+	uint32_t nrings;
+	size_t used = 0, nseg = 0, live = 0;
+	long applied = 0;
+
+	*more = false;
+	/* The counter first: a ring handed out after nrings is read takes its
+	 * first number after this value (ring.h). */
+	if (read_u64(dr, offsetof(struct shm_header, seq), &seq) < 0 ||
+	    pread_all(dr->fd, &nrings, sizeof(nrings), offsetof(struct shm_header, nrings)) < 0) {
+		*why = "the shared memory cannot be read";
+		return -EBADMSG;
+	}
+	if (nrings > SHM_NRINGS)
+		nrings = SHM_NRINGS;
+	grow(dr, nrings);
+	dr->seq = seq;
+	/* W: every record numbered below it is in a ring by now. */
+	w = final ? UINT64_MAX : seq;
+	for (uint32_t i = 0; i < nrings && !final; i++) {
+		uint64_t pending;
+		if (read_u64(dr, SHM_OFF_RING(i) + offsetof(struct shm_ring, pending), &pending) < 0)
+			return -EBADMSG;
+		if (pending < w)
+			w = pending;
+	}
+	/* Each ring's records below W, within the round's budget. A ring cut
+	 * short lowers the bound up to which the merge may go. */
+	uint64_t bound = w;
+	for (uint32_t i = 0; i < nrings; i++) {
+		if (pread_all(dr->fd, &ctl, offsetof(struct shm_ring, ev), SHM_OFF_RING(i)) < 0)
+			return -EBADMSG;
+		uint64_t head = ctl.head, tail = ctl.tail;
+		if (head - tail > SHM_RING_CAP) {
+			*why = "a ring holds more records than it has room for";
+			return -EBADMSG;
+		}
+		size_t n = (size_t)(head - tail);
+		if (n == 0)
+			continue;
+		if (n > DRAIN_BUDGET - used) {
+			n = DRAIN_BUDGET - used;
+			*more = true;
+		}
+		if (n == 0) {
+			/* Out of budget: this ring's first record bounds the
+			 * merge, as it may come before others taken. */
+			struct shm_ev first;
+			if (pread_all(dr->fd, &first, sizeof(first),
+			              SHM_OFF_RING(i) + offsetof(struct shm_ring, ev) +
+			                  (tail % SHM_RING_CAP) * sizeof(first)) < 0)
+				return -EBADMSG;
+			uint64_t s = first.seq_kind >> PROTO_EV_KIND_BITS;
+			if (s < bound)
+				bound = s;
+			continue;
+		}
+		if (copy_records(dr, i, tail, n, used) < 0) {
+			*why = "the shared memory cannot be read";
+			return -EBADMSG;
+		}
+		size_t k = 0;
+		uint64_t prev = 0;
+		for (; k < n; k++) {
+			uint64_t s = dr->recs[used + k].seq_kind >> PROTO_EV_KIND_BITS;
+			if (k > 0 && s <= prev) {
+				*why = "sequence numbers do not rise along a ring";
+				return -EBADMSG;
+			}
+			if (s >= w)
+				break;
+			prev = s;
+		}
+		if (k == n && n < head - tail) {
+			/* Cut short: what is left of this ring may be below
+			 * W, so nothing above its first untaken record. */
+			uint64_t s = prev + 1;
+			if (s < bound)
+				bound = s;
+		}
+		if (k == 0)
+			continue;
+		struct drain_seg *sg = &dr->seg[nseg];
+		sg->ring = i;
+		sg->tail = tail;
+		sg->start = used;
+		sg->n = k;
+		sg->pos = 0;
+		sg->next_seq = dr->recs[used].seq_kind >> PROTO_EV_KIND_BITS;
+		dr->order[nseg] = (uint32_t)nseg;
+		nseg++;
+		used += k;
+	}
+	live = nseg;
+	bheap_make(dr->order, live, sizeof(*dr->order), seg_less, dr->seg);
+	while (live > 0) {
+		struct drain_seg *sg = &dr->seg[dr->order[0]];
+		const struct shm_ev *rec = &dr->recs[sg->start + sg->pos];
+		struct proto_event ev;
+		if (sg->next_seq >= bound)
+			break;
+		if (proto_record_decode(rec, &ev) < 0) {
+			*why = "a record is malformed";
+			goto out_bad;
+		}
+		if (ev.kind == PROTO_EV_ALLOC && ev.stack_id != 0 &&
+		    !(ev.stack_id < h->nstacks && h->stacks[ev.stack_id].defined) &&
+		    !(h->limit_reached & HEAP_LIMIT_STACKS) &&
+		    define_stack(dr, h, ev.stack_id, why) < 0)
+			goto out_bad;
+		if (heap_apply(h, &ev) < 0) {
+			*why = "records out of sequence order";
+			goto out_bad;
+		}
+		applied++;
+		if (++sg->pos == sg->n) {
+			dr->order[0] = dr->order[--live];
+		} else {
+			sg->next_seq = dr->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
+		}
+		bheap_sift_down(dr->order, live, sizeof(*dr->order), 0, seg_less, dr->seg);
+	}
+	if (live > 0)
+		*more = true;
+	for (size_t i = 0; i < nseg; i++)
+		if (dr->seg[i].pos > 0)
+			release(dr, &dr->seg[i]);
+	return applied;
+out_bad:
+	for (size_t i = 0; i < nseg; i++)
+		if (dr->seg[i].pos > 0)
+			release(dr, &dr->seg[i]);
+	return -EBADMSG;
+}
+
+long drain_run(struct drain *dr, struct heap *h, bool final, const char **why)
+{
+	long total = 0;
+	uint64_t v;
+
+	if (dr->fd < 0)
+		return 0;
+	/* Finally, as many rounds as the rings can hold records for: a region
+	 * written to after its process's connection closed cannot keep the
+	 * loop here. */
+	int rounds = final ? (int)((uint64_t)SHM_NRINGS * SHM_RING_CAP / DRAIN_BUDGET) + 2
+	                   : DRAIN_ROUNDS;
+	for (int r = 0; r < rounds; r++) {
+		bool more;
+		long n = round_run(dr, h, final, &more, why);
+		if (n < 0)
+			return n;
+		total += n;
+		if (!more || n == 0)
+			break;
+	}
+	if (read_u64(dr, offsetof(struct shm_header, lost), &v) == 0 && v > dr->lost)
+		dr->lost = v;
+	if (read_u64(dr, offsetof(struct shm_header, nostack), &v) == 0 && v > dr->nostack)
+		dr->nostack = v;
+	uint32_t exiting;
+	if (pread_all(dr->fd, &exiting, sizeof(exiting), offsetof(struct shm_header, exiting)) == 0)
+		dr->exiting = exiting != 0;
+	return total;
+}

@@ -1,0 +1,66 @@
+/*
+ * drain.h - reading a traced process's shared region (proto/shm.h) into its
+ * heap model.
+ *
+ * The agent passes its region's memfd with HELLO; drain_open checks that it
+ * is a memfd that cannot shrink or grow and is of the layout's size (so no
+ * access can fault), and maps it. drain_run then does what the agent's own
+ * sender thread did before the region was shared: it computes the watermark
+ * W = min(seq, every ring's pending), takes from each ring the records below
+ * W, merges them in sequence order (a binary heap over the rings, O(log
+ * rings) per record), defines each stack the first time a record names it
+ * (reading its frames from the region's stack table) and applies the records
+ * to the heap; then it gives the rings their space back (tail) and wakes the
+ * threads waiting for it. After the process is gone (drain_run with `final`)
+ * nothing is in flight any more, and every record in the rings is taken.
+ *
+ * The memory is hostile: another user's process may write anything into it
+ * at any moment. Everything is copied out with pread before it is looked at
+ * (pread never faults and never allocates the memfd's holes), every count
+ * and index is checked against the layout's constants, and sequence numbers
+ * must rise along each ring and across the merge. A region that breaks a rule
+ * ends its session with the reason; it cannot make the daemon read or write
+ * outside the region, loop, or allocate more than the layout's bounds. The
+ * only writes are each ring's tail, tail_futex and wake_sent, through the
+ * mapping.
+ *
+ * Loop thread only.
+ */
+#ifndef MEMTRACE_DRAIN_H
+#define MEMTRACE_DRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "heap.h"
+#include "shm.h"
+
+struct drain_seg;
+
+struct drain {
+	int fd;           /* the memfd, -1 when closed */
+	char *map;        /* shared mapping (for the consumer's writes only) */
+	uint64_t seq;     /* the header's seq at the last drain */
+	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
+	uint64_t nostack; /* records the agent made without a stack */
+	bool exiting;     /* the agent said it exits cleanly */
+	/* Scratch, kept between drains (grows to the rings in use). */
+	struct shm_ev *recs;
+	size_t recs_cap;
+	struct drain_seg *seg;
+	uint32_t *order;
+	size_t seg_cap;
+};
+
+/* Takes fd (closed on failure too). 0, or -errno with a reason in why. */
+int drain_open(struct drain *dr, int fd, const char **why);
+void drain_close(struct drain *dr);
+/* Whether the region has anything new since the last drain (one pread). */
+bool drain_pending(struct drain *dr);
+/* Applies the records below the watermark (every record when `final`: the
+ * process is gone) to h. Returns the number of records applied, or -EBADMSG
+ * with a reason in why (the region broke a rule; what was applied stays). */
+long drain_run(struct drain *dr, struct heap *h, bool final, const char **why);
+
+#endif
