@@ -190,6 +190,12 @@ static int cycle(void)
 {
 	int rc;
 
+	/* The daemon takes the connection's end for the process's: a program
+	 * that closed the socket under the agent (raw system calls) must hear
+	 * that it is no longer traced, even when nothing is to be sent. */
+	if ((rc = sock_check()) < 0)
+		return rc;
+
 	/* dl_iterate_phdr takes the loader's write lock, which a fork child
 	 * does not get reset: hold modules_lock so fork waits for us. */
 	pthread_mutex_lock(&modules_lock);

@@ -89,12 +89,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "shm.h"
 #include "proto.h"
 
 static struct h_daemon D; /* this test's daemon (each test has its own process) */
@@ -1002,13 +1006,159 @@ static size_t hello(uint8_t *buf, size_t cap, uint32_t claimed_pid)
 	return (size_t)n;
 }
 
+/*
+ * The shared region a hostile agent hands the daemon (proto/shm.h): made as
+ * the agent makes it, unless `kind` says otherwise, then spoiled by the
+ * case's function. The daemon must refuse it at HELLO or, once it reads the
+ * spoiled part (on WAKE), close the connection: never crash, hang or read
+ * outside it.
+ */
+enum region_kind { R_GOOD, R_PIPE, R_UNSEALED, R_SHORT, R_FILE };
+
 struct bad_frame {
 	const char *name;
-	bool with_hello; /* a valid HELLO first */
+	bool with_hello;         /* a HELLO with a region first */
+	enum region_kind region; /* what comes with that HELLO */
+	void (*spoil)(char *map);
+	bool second_fd;  /* another descriptor after HELLO */
 	bool half_close; /* shut our side down after sending (truncation) */
 	uint8_t bytes[160];
 	size_t len;
 };
+
+static struct shm_ring *region_ring(char *map, uint32_t i)
+{
+	return (struct shm_ring *)(map + SHM_OFF_RING(i));
+}
+
+/* One ring in use, records nothing is in flight for, header seq past them. */
+static struct shm_ring *one_ring(char *map, uint64_t seq)
+{
+	struct shm_header *h = (struct shm_header *)map;
+	struct shm_ring *r = region_ring(map, 0);
+	atomic_store(&h->nrings, 1);
+	atomic_store(&h->seq, seq);
+	atomic_store(&r->pending, UINT64_MAX);
+	return r;
+}
+
+static void put_rec(struct shm_ring *r, uint64_t seq, unsigned kind, uint64_t addr, uint32_t stack)
+{
+	uint64_t h = atomic_load(&r->head);
+	r->ev[h % SHM_RING_CAP] = (struct shm_ev){seq << PROTO_EV_KIND_BITS | kind, addr, 16, stack, 0};
+	atomic_store(&r->head, h + 1);
+}
+
+static void spoil_overfull(char *map)
+{
+	atomic_store(&one_ring(map, 10)->head, UINT64_C(1) << 40);
+}
+
+static void spoil_seq_down(char *map)
+{
+	struct shm_ring *r = one_ring(map, 10);
+	put_rec(r, 5, PROTO_EV_ALLOC, 0x1000, 0);
+	put_rec(r, 3, PROTO_EV_ALLOC, 0x2000, 0);
+}
+
+static void spoil_kind(char *map)
+{
+	put_rec(one_ring(map, 10), 5, 3, 0x1000, 0);
+}
+
+static void spoil_zero_addr(char *map)
+{
+	put_rec(one_ring(map, 10), 5, PROTO_EV_ALLOC, 0, 0);
+}
+
+static void spoil_stack_not_ready(char *map)
+{
+	put_rec(one_ring(map, 10), 5, PROTO_EV_ALLOC, 0x1000, 5);
+}
+
+static void spoil_stack_offset(char *map)
+{
+	map[SHM_OFF_STATES + 5] = SHM_STACK_READY;
+	*(uint64_t *)(map + SHM_OFF_OFFSETS + 8 * 5) = SHM_ARENA - 8;
+	put_rec(one_ring(map, 10), 5, PROTO_EV_ALLOC, 0x1000, 5);
+}
+
+static void spoil_stack_frames(char *map)
+{
+	struct shm_stack *e = (struct shm_stack *)(map + SHM_OFF_ARENA + 64);
+	map[SHM_OFF_STATES + 5] = SHM_STACK_READY;
+	*(uint64_t *)(map + SHM_OFF_OFFSETS + 8 * 5) = 64;
+	e->nframes = 300;
+	put_rec(one_ring(map, 10), 5, PROTO_EV_ALLOC, 0x1000, 5);
+}
+
+static void spoil_stack_id(char *map)
+{
+	put_rec(one_ring(map, 10), 5, PROTO_EV_ALLOC, 0x1000, SHM_STACK_CAP + 7);
+}
+
+static void spoil_magic(char *map)
+{
+	((struct shm_header *)map)->magic = 0;
+}
+
+/* A descriptor for `kind`, spoiled by `spoil`; -1 on failure. */
+static int make_region(enum region_kind kind, void (*spoil)(char *))
+{
+	int fd, p[2];
+
+	switch (kind) {
+	case R_PIPE:
+		if (pipe(p) < 0)
+			return -1;
+		close(p[1]);
+		return p[0];
+	case R_FILE:
+		return open("/dev/null", O_RDWR | O_CLOEXEC);
+	default:
+		break;
+	}
+	fd = memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)(kind == R_SHORT ? SHM_SIZE / 2 : SHM_SIZE)) < 0)
+		return -1;
+	if (kind != R_UNSEALED && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		return -1;
+	if (kind == R_SHORT)
+		return fd;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	((struct shm_header *)map)->magic = SHM_MAGIC;
+	((struct shm_header *)map)->version = PROTO_VERSION;
+	if (spoil != NULL)
+		spoil(map);
+	munmap(map, SHM_SIZE);
+	return fd;
+}
+
+/* Sends buf with descriptor fd attached. 0 or -errno. */
+static int send_with_fd(int sock, const void *buf, size_t n, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {(void *)buf, n};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	memset(&ctl, 0, sizeof ctl);
+	msg.msg_control = ctl.space;
+	msg.msg_controllen = sizeof ctl.space;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	if (w < 0)
+		return -errno;
+	return h_send_all(sock, (const char *)buf + w, n - (size_t)w);
+}
 
 static void hdr(struct bad_frame *b, uint16_t type, uint32_t len, uint16_t reserved)
 {
@@ -1028,6 +1178,15 @@ static void put64(struct bad_frame *b, uint64_t v)
 {
 	proto_put_u64(b->bytes + b->len, v);
 	b->len += 8;
+}
+
+/* A case whose region is refused at HELLO, or read on the WAKE that follows. */
+static struct bad_frame *region_case(struct bad_frame *b, const char *name, enum region_kind kind,
+                                     void (*spoil)(char *))
+{
+	*b = (struct bad_frame){.name = name, .with_hello = true, .region = kind, .spoil = spoil};
+	hdr(b, PROTO_WAKE, 0, 0);
+	return b;
 }
 
 static int make_bad_frames(struct bad_frame *v)
@@ -1051,21 +1210,23 @@ static int make_bad_frames(struct bad_frame *v)
 
 	b = &v[n++];
 	*b = (struct bad_frame){.name = "non-zero reserved header field"};
-	hdr(b, PROTO_BYE, 0, 0x1234);
+	hdr(b, PROTO_WAKE, 0, 0x1234);
 
 	b = &v[n++];
 	*b = (struct bad_frame){.name = "huge length 0xffffffff"};
-	hdr(b, PROTO_EVENTS, 0xffffffffu, 0);
+	hdr(b, PROTO_MODULE, 0xffffffffu, 0);
 
 	b = &v[n++];
 	*b = (struct bad_frame){.name = "length one over PROTO_MAX_PAYLOAD"};
-	hdr(b, PROTO_STACK, PROTO_MAX_PAYLOAD + 1, 0);
+	hdr(b, PROTO_MODULE, PROTO_MAX_PAYLOAD + 1, 0);
 
 	b = &v[n++];
-	*b = (struct bad_frame){.name = "EVENTS before HELLO"};
-	hdr(b, PROTO_EVENTS, PROTO_EV_FREE_SIZE, 0);
-	put64(b, 1u << 2 | PROTO_EV_FREE);
-	put64(b, 0x1000);
+	*b = (struct bad_frame){.name = "WAKE before HELLO"};
+	hdr(b, PROTO_WAKE, 0, 0);
+
+	b = &v[n++];
+	*b = (struct bad_frame){.name = "HELLO without the region's descriptor"};
+	b->len = hello(b->bytes, sizeof b->bytes, 1);
 
 	b = &v[n++];
 	*b = (struct bad_frame){.name = "HELLO of protocol version 999"};
@@ -1092,71 +1253,75 @@ static int make_bad_frames(struct bad_frame *v)
 	b = &v[n++];
 	*b =
 	    (struct bad_frame){.name = "truncated frame, then our side closed", .half_close = true};
-	hdr(b, PROTO_STACK, 100, 0);
+	hdr(b, PROTO_MODULE, 100, 0);
 	put32(b, 1);
 	put32(b, 11);
 
-	b = &v[n++];
-	*b = (struct bad_frame){.name = "HELLO, then STACK with 0 frames", .with_hello = true};
-	hdr(b, PROTO_STACK, 8, 0);
-	put32(b, 1);
-	put32(b, 0);
+	region_case(&v[n++], "HELLO with a pipe for the region", R_PIPE, NULL);
+	region_case(&v[n++], "HELLO with /dev/null for the region", R_FILE, NULL);
+	region_case(&v[n++], "HELLO with a memfd that can still shrink", R_UNSEALED, NULL);
+	region_case(&v[n++], "HELLO with a region of half the size", R_SHORT, NULL);
+	region_case(&v[n++], "HELLO with a region of another magic", R_GOOD, spoil_magic);
+	region_case(&v[n++], "a ring holding 2^40 records", R_GOOD, spoil_overfull);
+	region_case(&v[n++], "sequence numbers going down a ring", R_GOOD, spoil_seq_down);
+	region_case(&v[n++], "a record of kind 3", R_GOOD, spoil_kind);
+	region_case(&v[n++], "an allocation at address 0", R_GOOD, spoil_zero_addr);
+	region_case(&v[n++], "a record naming a stack not in the table", R_GOOD,
+	            spoil_stack_not_ready);
+	region_case(&v[n++], "a stack entry at the arena's end", R_GOOD, spoil_stack_offset);
+	region_case(&v[n++], "a stack entry of 300 frames", R_GOOD, spoil_stack_frames);
+	region_case(&v[n++], "a stack id past the table", R_GOOD, spoil_stack_id);
 
 	b = &v[n++];
-	*b = (struct bad_frame){.name = "HELLO, then STACK claiming 5 frames carrying 2",
-	                        .with_hello = true};
-	hdr(b, PROTO_STACK, 8 + 16, 0);
-	put32(b, 1);
-	put32(b, 5);
-	put64(b, 0x401000);
-	put64(b, 0x401010);
+	*b = (struct bad_frame){.name = "HELLO, then a second descriptor", .with_hello = true};
+	b->second_fd = true;
+	hdr(b, PROTO_WAKE, 0, 0);
 
 	b = &v[n++];
-	*b = (struct bad_frame){.name = "HELLO, then STACK of 300 frames", .with_hello = true};
-	hdr(b, PROTO_STACK, 8, 0);
-	put32(b, 1);
-	put32(b, 300);
-
-	b = &v[n++];
-	*b = (struct bad_frame){.name = "HELLO, then STACK with id 0", .with_hello = true};
-	hdr(b, PROTO_STACK, 16, 0);
-	put32(b, 0);
-	put32(b, 1);
-	put64(b, 0x401000);
-
-	b = &v[n++];
-	*b =
-	    (struct bad_frame){.name = "HELLO, then EVENTS with record kind 3", .with_hello = true};
-	hdr(b, PROTO_EVENTS, PROTO_EV_FREE_SIZE, 0);
-	put64(b, 5u << 2 | 3u);
-	put64(b, 0x1000);
-
-	b = &v[n++];
-	*b =
-	    (struct bad_frame){.name = "HELLO, then EVENTS with half a record", .with_hello = true};
-	hdr(b, PROTO_EVENTS, 10, 0);
-	put64(b, 5u << 2 | PROTO_EV_ALLOC);
-	b->bytes[b->len++] = 0;
-	b->bytes[b->len++] = 0;
-
-	b = &v[n++];
-	*b = (struct bad_frame){.name = "HELLO, then LOST with a 3-byte payload",
-	                        .with_hello = true};
-	hdr(b, PROTO_LOST, 3, 0);
-	b->len += 3;
-
-	b = &v[n++];
-	*b = (struct bad_frame){.name = "HELLO, then BYE with a payload", .with_hello = true};
-	hdr(b, PROTO_BYE, 4, 0);
+	*b = (struct bad_frame){.name = "HELLO, then WAKE with a payload", .with_hello = true};
+	hdr(b, PROTO_WAKE, 4, 0);
 	put32(b, 0);
 	return n;
+}
+
+/* One case, from whoever runs it: 0 when the daemon closed the connection,
+ * else a message (static) saying what went wrong. */
+static const char *attack_once(const char *sock, const struct bad_frame *f)
+{
+	uint8_t buf[512];
+	int fd = h_connect(sock), rc = 0;
+
+	if (fd < 0)
+		return "cannot connect to agent.sock";
+	if (f->with_hello) {
+		int region = make_region(f->region, f->spoil);
+		if (region < 0) {
+			close(fd);
+			return "cannot make the region";
+		}
+		rc = send_with_fd(fd, buf, hello(buf, sizeof buf, 1), region);
+		close(region);
+	}
+	if (rc == 0 && f->second_fd) {
+		int extra = make_region(R_GOOD, NULL);
+		(void)send_with_fd(fd, f->bytes, f->len, extra);
+		close(extra);
+	} else {
+		/* the daemon may close as soon as it has seen enough: ignore EPIPE */
+		(void)h_send_all(fd, f->bytes, f->len);
+	}
+	if (f->half_close)
+		shutdown(fd, SHUT_WR);
+	int closed = h_wait_closed(fd, 5000) == 1;
+	close(fd);
+	return closed ? NULL : "the daemon did not close the connection";
 }
 
 START_TEST(malformed_agent_frames)
 {
 	struct h_proc p;
 	struct h_truth *t = traced_sites(&p);
-	struct bad_frame frames[32];
+	struct bad_frame frames[40];
 	int n = make_bad_frames(frames);
 	char *sock = h_strf("%s/agent.sock", D.runtime);
 	int idle;
@@ -1165,25 +1330,44 @@ START_TEST(malformed_agent_frames)
 	/* A peer that stops mid-frame and stays: it must not stall anyone. */
 	idle = h_connect(sock);
 	ck_assert_int_ge(idle, 0);
-	ck_assert_int_eq(h_send_all(idle, buf, hello(buf, sizeof buf, (uint32_t)getpid())), 0);
+	int region = make_region(R_GOOD, NULL);
+	ck_assert_int_ge(region, 0);
+	ck_assert_int_eq(send_with_fd(idle, buf, hello(buf, sizeof buf, (uint32_t)getpid()), region),
+	                 0);
+	close(region);
 	ck_assert_int_eq(h_send_all(idle, "\x40\x00\x00", 3), 0);
 
+	/* Every attack comes from another user when we can be one: uid 65534,
+	 * which reaches agent.sock as every local user does. */
+	bool other_user = geteuid() == 0;
+	struct stat rst;
+	ck_assert_int_eq(stat(D.runtime, &rst), 0);
+	if (other_user)
+		ck_assert_int_eq(chmod(D.runtime, 0755), 0);
 	for (int i = 0; i < n; i++) {
-		int fd = h_connect(sock);
-		ck_assert_msg(fd >= 0, "connect to agent.sock before \"%s\": %s (daemon %s)",
-		              frames[i].name, strerror(-fd),
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (other_user && (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+			                   setresuid(65534, 65534, 65534) < 0))
+				_exit(3);
+			const char *why = attack_once(sock, &frames[i]);
+			if (why != NULL) {
+				fprintf(stderr, "%s\n", why);
+				_exit(1);
+			}
+			_exit(0);
+		}
+		int st;
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		              "agent.sock as %s: \"%s\": %s (daemon %s)",
+		              other_user ? "uid 65534" : "ourselves", frames[i].name,
+		              WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "not refused" : h_status_str(st),
 		              h_daemon_alive(&D) ? "alive" : h_status_str(D.status));
-		if (frames[i].with_hello)
-			ck_assert_int_eq(h_send_all(fd, buf, hello(buf, sizeof buf, 1)), 0);
-		/* the daemon may close as soon as it has seen enough: ignore EPIPE */
-		(void)h_send_all(fd, frames[i].bytes, frames[i].len);
-		if (frames[i].half_close)
-			shutdown(fd, SHUT_WR);
-		ck_assert_msg(h_wait_closed(fd, 5000) == 1,
-		              "agent.sock: \"%s\": the daemon did not close the connection",
-		              frames[i].name);
-		close(fd);
 	}
+	if (other_user)
+		ck_assert_int_eq(chmod(D.runtime, rst.st_mode & 07777), 0);
 	/* A HELLO claiming to be pid 1 is filed under our real pid, if at all. */
 	{
 		struct h_ctl r;
