@@ -219,6 +219,13 @@ static struct shm_ring *thread_ring(struct agent_tls *t)
 
 /* ---- fork and exit ---- */
 
+static struct shm_ring *thread_ring(struct agent_tls *t);
+static int reserve(struct shm_ring *r, uint64_t k);
+static inline uint64_t seq_take(struct agent_tls *t, struct shm_ring *r);
+static inline void seq_done(struct shm_ring *r);
+static inline void put(struct shm_ring *r, uint64_t seq, enum proto_ev_kind kind, const void *p,
+                       uint64_t size, uint32_t stack);
+
 static void child_start(void)
 {
 	int expect = AGENT_CHILD;
@@ -234,8 +241,31 @@ static void child_start(void)
 		atomic_store(&g_state, AGENT_DISABLED);
 }
 
+/*
+ * Before fork: a FORK record marks the point in the process's sequence where
+ * the child starts. The daemon keeps the heap as it is at that record for the
+ * child, which names it in its HELLO (fork_seq): the child's statistics then
+ * start with every block its parent held, attributed to the parent's stacks.
+ * A block another thread allocates while this one forks may land on either
+ * side of the mark (its free in the child then counts as unknown): fork
+ * from a multi-threaded process is racy in the same way for the program.
+ */
 static void atfork_prepare(void)
 {
+	struct agent_tls *t = &agent_tls;
+
+	g_fork_seq = 0;
+	if (g_cfg.follow_fork && t->guard == 0 && atomic_load(&g_state) == AGENT_ACTIVE) {
+		t->guard++;
+		struct shm_ring *r = thread_ring(t);
+		if (r != NULL && reserve(r, 1) == 0) {
+			uint64_t s = seq_take(t, r);
+			put(r, s, PROTO_EV_FORK, NULL, 0, 0);
+			seq_done(r);
+			g_fork_seq = s;
+		}
+		t->guard--;
+	}
 	sender_fork_prepare();
 }
 
@@ -269,9 +299,21 @@ static void atfork_child(void)
 		sysdep_say("cannot map memory for the forked child; it runs untraced", NULL, NULL);
 		return;
 	}
+	/* The daemon gives the child its parent's heap as it was at the FORK
+	 * record (HELLO names it). */
+	g_parent_pid = g_pid;
+	g_pid = getpid();
 	/* The child draws its own samples, not a replay of the parent's. */
 	agent_tls.rng = 0;
 	agent_tls.sample_left = 0;
+	/* Listed from its start: HELLO now, the sender thread at its first
+	 * allocator call (pthread_create is no fork handler's business). A
+	 * child that only execs records nothing, and its session leaves
+	 * nothing behind. */
+	if (sender_hello() < 0) {
+		atomic_store(&g_state, AGENT_DISABLED);
+		return;
+	}
 	atomic_store(&g_state, AGENT_CHILD);
 }
 
@@ -517,7 +559,8 @@ static void no_ring(void)
 	atomic_fetch_add(&g_shm->lost, 1);
 	if (!atomic_exchange(&said, 1))
 		sysdep_say("more threads record at once than the shared memory has rings for; "
-		           "their events are counted lost", NULL, NULL);
+		           "their events are counted lost",
+		           NULL, NULL);
 }
 
 /* Waits until `k` records fit. Returns 0, or -1 when they must be dropped. */

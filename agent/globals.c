@@ -6,6 +6,8 @@ _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec"
 _Atomic int g_state = AGENT_UNINIT;
 struct agent_config g_cfg;
 pid_t g_pid;
+pid_t g_parent_pid;
+uint64_t g_fork_seq;
 _Atomic int g_connecting;
 bool g_bypassed;
 uintptr_t g_self_lo, g_self_hi;

@@ -44,13 +44,13 @@ struct shm_ring;
 
 /* Per thread. Zero-initialised TLS is the valid "nothing yet" state. */
 struct agent_tls {
-	int guard;           /* > 0 while inside the agent: nested calls pass through */
-	int dead;            /* the thread's key destructor ran */
+	int guard;             /* > 0 while inside the agent: nested calls pass through */
+	int dead;              /* the thread's key destructor ran */
 	struct shm_ring *ring; /* this thread's event ring, NULL until first event */
-	uint64_t last_seq;   /* last sequence number this thread took */
-	int64_t sample_left; /* bytes until the next sampled allocation */
-	uint64_t rng;        /* xorshift state for sampling */
-	uintptr_t stack_lo;  /* this thread's stack, for the frame-pointer walk */
+	uint64_t last_seq;     /* last sequence number this thread took */
+	int64_t sample_left;   /* bytes until the next sampled allocation */
+	uint64_t rng;          /* xorshift state for sampling */
+	uintptr_t stack_lo;    /* this thread's stack, for the frame-pointer walk */
 	uintptr_t stack_hi;
 	uint32_t last_n; /* the previous stack this thread interned */
 	uint32_t last_id;
@@ -59,11 +59,13 @@ struct agent_tls {
 
 extern _Thread_local struct agent_tls agent_tls __attribute__((tls_model("initial-exec")));
 
-extern _Atomic int g_state;        /* enum agent_state */
+extern _Atomic int g_state; /* enum agent_state */
 /* The sequence counter and the lost and nostack counts are in the shared
  * region's header (region.h: g_shm), where the daemon reads them. */
 extern struct agent_config g_cfg;
 extern pid_t g_pid;                    /* pid the current session belongs to */
+extern pid_t g_parent_pid;             /* a fork child: the parent's pid (HELLO) */
+extern uint64_t g_fork_seq;            /* the FORK record of the last fork, 0 = none */
 extern _Atomic int g_connecting;       /* the daemon connection was started (once) */
 extern bool g_bypassed;                /* the program's malloc is not the agent's */
 extern uintptr_t g_self_lo, g_self_hi; /* the agent's own text: frames to skip */

@@ -168,6 +168,10 @@ static int send_hello(void)
 	h.nframes = g_cfg.nframes;
 	h.pid = (uint32_t)getpid();
 	h.sample_bytes = g_cfg.sample_bytes;
+	if (g_parent_pid != 0 && g_fork_seq != 0) {
+		h.parent_pid = (uint32_t)g_parent_pid;
+		h.fork_seq = g_fork_seq;
+	}
 	ssize_t w = proto_hello_encode(buf, BUF_SIZE, &h);
 	if (w < 0)
 		return (int)w;
@@ -274,7 +278,7 @@ static void *sender_main(void *arg)
 	return NULL;
 }
 
-int sender_start(void)
+int sender_hello(void)
 {
 	int rc;
 
@@ -289,7 +293,21 @@ int sender_start(void)
 		               : "; the program runs untraced");
 		return rc;
 	}
-	if ((rc = send_hello()) < 0 || (rc = send_modules()) < 0)
+	if ((rc = send_hello()) < 0) {
+		sysdep_say("cannot talk to memtraced at ", g_cfg.socket,
+		           "; the program runs untraced");
+		sock_release();
+	}
+	return rc;
+}
+
+int sender_start(void)
+{
+	int rc;
+
+	if (sock < 0 && (rc = sender_hello()) < 0)
+		return rc;
+	if ((rc = send_modules()) < 0)
 		goto err_close;
 	if (pthread_create(&thread, NULL, sender_main, NULL) != 0) {
 		rc = -EAGAIN;

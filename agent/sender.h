@@ -23,6 +23,10 @@
  * Events recorded before it (from the process's first allocator call on)
  * wait in the rings, which the daemon reads from HELLO on. */
 int sender_start(void);
+/* Connects and sends HELLO only (system calls alone: a fork child does it in
+ * its fork handler, so it is listed, and claims its parent's heap, from its
+ * start). sender_start then does the rest. 0 or -errno. */
+int sender_hello(void);
 /* Asks the sender to run a cycle now (a ring is filling up). */
 void sender_wake(void);
 /* Fork child: forget the parent's connection and thread (nothing is sent). */

@@ -10,8 +10,9 @@
  *
  * The entries live in the shared region (proto/shm.h), where memtraced reads
  * a stack's frames when it first meets its id in a record; the hash index
- * is private memory. Nothing comes from the interposed allocator. The table is bounded (STACKTAB_CAP ids); when it is full,
- * stacktab_intern returns 0 and the event is recorded with an unknown stack.
+ * is private memory. Nothing comes from the interposed allocator. The table is bounded
+ * (STACKTAB_CAP ids); when it is full, stacktab_intern returns 0 and the event is recorded with an
+ * unknown stack.
  */
 #ifndef MEMTRACE_AGENT_STACKTAB_H
 #define MEMTRACE_AGENT_STACKTAB_H

@@ -64,6 +64,17 @@ static void on_poll_closed(uv_handle_t *h)
 	session_unref(s);
 }
 
+/* Takes s out of the daemon's list. */
+static void forget(struct daemon *d, struct session *s)
+{
+	for (struct session **pp = &d->sessions; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			return;
+		}
+	}
+}
+
 /* The connection is over (the process exited or was killed, sent garbage,
  * or the daemon is stopping): what the region still holds is read, the
  * session keeps its statistics, its last state is snapshotted with
@@ -81,6 +92,21 @@ static void session_end(struct session *s, const char *why, const char *reason)
 		s->state = SESSION_EXITED;
 		s->ended_ms = wall_ms();
 		d->nlive--;
+		if (why == NULL && s->events == 0) {
+			/* It recorded nothing: a fork child that only exec'd (the
+			 * new image is a session of its own), or a process that
+			 * never allocated. Nothing to keep, nothing to list. */
+			log_info("pid %d (%s) ended having recorded nothing", (int)s->pid,
+			         s->exe ? s->exe : "?");
+			session_trim(s);
+			forget(d, s);
+			if (s->poll_open) {
+				s->poll_open = false;
+				uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+			}
+			session_unref(s); /* the list's reference */
+			return;
+		}
 		d->nexited++;
 		if (why != NULL)
 			log_warn("pid %d: closing agent connection: %s", (int)s->pid, why);
@@ -166,8 +192,9 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		}
 		if (n == 0) {
 			if (s->rlen > 0)
-				log_warn("pid %d: connection closed inside a frame (%zu bytes pending)",
-				         (int)s->pid, s->rlen);
+				log_warn(
+				    "pid %d: connection closed inside a frame (%zu bytes pending)",
+				    (int)s->pid, s->rlen);
 			session_end(s, NULL, "exit");
 			return;
 		}

@@ -35,7 +35,7 @@ struct drain_seg {
 };
 
 /* The consumer fields of ring i in the shared mapping. */
-#define RING_FIELD(dr, i, field)                                                                  \
+#define RING_FIELD(dr, i, field)                                                                   \
 	((void *)((dr)->map + SHM_OFF_RING(i) + offsetof(struct shm_ring, field)))
 
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
@@ -59,9 +59,13 @@ int drain_open(struct drain *dr, int fd, const char **why)
 	struct statfs sfs;
 	struct stat st;
 	struct shm_header h;
+	void (*on_fork)(void *, uint64_t) = dr->on_fork;
+	void *fork_arg = dr->fork_arg;
 
 	memset(dr, 0, sizeof(*dr));
 	dr->fd = -1;
+	dr->on_fork = on_fork;
+	dr->fork_arg = fork_arg;
 	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
 		*why = "the shared memory is not a memfd";
 		goto fail;
@@ -154,8 +158,7 @@ static int define_stack(struct drain *dr, struct heap *h, uint32_t id, const cha
 	if (n > SHM_ARENA - off)
 		n = (size_t)(SHM_ARENA - off);
 	if (pread_all(dr->fd, &e, n, SHM_OFF_ARENA + off) < 0 || e.hdr.nframes == 0 ||
-	    e.hdr.nframes > PROTO_MAX_FRAMES ||
-	    sizeof(e.hdr) + 8 * (size_t)e.hdr.nframes > n) {
+	    e.hdr.nframes > PROTO_MAX_FRAMES || sizeof(e.hdr) + 8 * (size_t)e.hdr.nframes > n) {
 		*why = "a stack's entry is malformed";
 		return -EBADMSG;
 	}
@@ -182,7 +185,8 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
 	if (pread_all(dr->fd, dr->recs + at, k * sizeof(struct shm_ev),
 	              base + first * sizeof(struct shm_ev)) < 0)
 		return -EIO;
-	if (k < n && pread_all(dr->fd, dr->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
+	if (k < n &&
+	    pread_all(dr->fd, dr->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
 		return -EIO;
 	return 0;
 }
@@ -241,7 +245,8 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 	w = final ? UINT64_MAX : seq;
 	for (uint32_t i = 0; i < nrings && !final; i++) {
 		uint64_t pending;
-		if (read_u64(dr, SHM_OFF_RING(i) + offsetof(struct shm_ring, pending), &pending) < 0)
+		if (read_u64(dr, SHM_OFF_RING(i) + offsetof(struct shm_ring, pending), &pending) <
+		    0)
 			return -EBADMSG;
 		if (pending < w)
 			w = pending;
@@ -330,7 +335,15 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 		    !(h->limit_reached & HEAP_LIMIT_STACKS) &&
 		    define_stack(dr, h, ev.stack_id, why) < 0)
 			goto out_bad;
-		if (heap_apply(h, &ev) < 0) {
+		if (ev.kind == PROTO_EV_FORK) {
+			if (ev.seq <= h->last_seq) {
+				*why = "records out of sequence order";
+				goto out_bad;
+			}
+			h->last_seq = ev.seq;
+			if (dr->on_fork != NULL)
+				dr->on_fork(dr->fork_arg, ev.seq);
+		} else if (heap_apply(h, &ev) < 0) {
 			*why = "records out of sequence order";
 			goto out_bad;
 		}
@@ -365,8 +378,8 @@ long drain_run(struct drain *dr, struct heap *h, bool final, const char **why)
 	/* Finally, as many rounds as the rings can hold records for: a region
 	 * written to after its process's connection closed cannot keep the
 	 * loop here. */
-	int rounds = final ? (int)((uint64_t)SHM_NRINGS * SHM_RING_CAP / DRAIN_BUDGET) + 2
-	                   : DRAIN_ROUNDS;
+	int rounds =
+	    final ? (int)((uint64_t)SHM_NRINGS * SHM_RING_CAP / DRAIN_BUDGET) + 2 : DRAIN_ROUNDS;
 	for (int r = 0; r < rounds; r++) {
 		bool more;
 		long n = round_run(dr, h, final, &more, why);

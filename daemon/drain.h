@@ -10,7 +10,8 @@
  * W, merges them in sequence order (a binary heap over the rings, O(log
  * rings) per record), defines each stack the first time a record names it
  * (reading its frames from the region's stack table) and applies the records
- * to the heap; then it gives the rings their space back (tail) and wakes the
+ * to the heap (a FORK record calls on_fork, with the heap as it is at the
+ * fork); then it gives the rings their space back (tail) and wakes the
  * threads waiting for it. After the process is gone (drain_run with `final`)
  * nothing is in flight any more, and every record in the rings is taken.
  *
@@ -45,6 +46,10 @@ struct drain {
 	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
 	uint64_t nostack; /* records the agent made without a stack */
 	bool exiting;     /* the agent said it exits cleanly */
+	/* Called at a FORK record, once every record before it is applied:
+	 * the heap is then the forked child's as it starts. */
+	void (*on_fork)(void *arg, uint64_t seq);
+	void *fork_arg;
 	/* Scratch, kept between drains (grows to the rings in use). */
 	struct shm_ev *recs;
 	size_t recs_cap;

@@ -46,6 +46,18 @@ void heap_close(struct heap *h)
 	memset(h, 0, sizeof(*h));
 }
 
+void heap_clone(struct heap *dst, const struct heap *src)
+{
+	*dst = *src;
+	dst->slots = xmemdup(src->slots, src->cap * sizeof(*src->slots));
+	dst->big = src->nbig > 0 ? xmemdup(src->big, src->nbig * sizeof(*src->big)) : NULL;
+	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
+	for (uint32_t i = 0; i < src->nstacks; i++)
+		if (src->stacks[i].frames != NULL)
+			dst->stacks[i].frames = xmemdup(src->stacks[i].frames,
+			                                src->stacks[i].nframes * sizeof(uint64_t));
+}
+
 static void grow(struct heap *h)
 {
 	struct heap_block *old = h->slots;

@@ -86,6 +86,9 @@ struct heap {
 /* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks). */
 void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks);
 void heap_close(struct heap *h);
+/* dst becomes a copy of src, sharing nothing with it (a fork child's heap
+ * as its parent's was at the fork). */
+void heap_clone(struct heap *dst, const struct heap *src);
 /* Weighs the blocks of a process sampled every `rate` bytes on average (0 =
  * every allocation is recorded). Before the first event only: a block's
  * weight must not change between its allocation and its free. */

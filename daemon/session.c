@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "log.h"
 #include "proto.h"
 #include "xalloc.h"
 
 #define RBUF_CAP (PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD)
+
+static void forks_free(struct session *s);
 
 struct session *session_new(struct daemon *d)
 {
@@ -42,6 +45,7 @@ void session_unref(struct session *s)
 		return;
 	heap_close(&s->heap);
 	drain_close(&s->drain);
+	forks_free(s);
 	if (s->passed_fd >= 0)
 		close(s->passed_fd);
 	for (size_t i = 0; i < s->nmodules; i++)
@@ -89,6 +93,86 @@ static char *read_proc(pid_t pid, const char *name, size_t *len)
 	return buf;
 }
 
+/* The drain met a FORK record: keep the heap as it is now for the child. */
+static void on_fork(void *arg, uint64_t seq)
+{
+	struct session *s = arg;
+
+	if (s->nforks == SESSION_MAX_FORKS) {
+		/* The oldest image's child never came (it exec'd at once, or
+		 * died): drop it. */
+		heap_close(&s->forks[0].heap);
+		memmove(s->forks, s->forks + 1, (s->nforks - 1) * sizeof(*s->forks));
+		s->nforks--;
+	}
+	if (s->forks == NULL)
+		s->forks = xcalloc(SESSION_MAX_FORKS, sizeof(*s->forks));
+	struct session_fork *f = &s->forks[s->nforks++];
+	f->seq = seq;
+	f->at_ms = uv_now(s->d->loop);
+	heap_clone(&f->heap, &s->heap);
+}
+
+static void forks_free(struct session *s)
+{
+	for (size_t i = 0; i < s->nforks; i++)
+		heap_close(&s->forks[i].heap);
+	free(s->forks);
+	s->forks = NULL;
+	s->nforks = 0;
+}
+
+/* Copies the parent's module map: the inherited stacks' addresses are in it. */
+static void copy_modules(struct session *s, const struct session *parent)
+{
+	if (s->nmodules > 0 || parent->nmodules == 0)
+		return;
+	s->modules = xcalloc(parent->nmodules, sizeof(*s->modules));
+	for (size_t i = 0; i < parent->nmodules; i++) {
+		s->modules[i] = parent->modules[i];
+		s->modules[i].path = xstrdup(parent->modules[i].path);
+	}
+	s->nmodules = parent->nmodules;
+}
+
+/*
+ * A fork child takes the image its parent's session kept at the FORK record
+ * its HELLO names. The parent is a session of the same uid (a process can
+ * claim no other user's heap) with the pid the child's HELLO names; its
+ * region is read first, so that a record not read yet is found. True when
+ * the wait is over (taken, or given up).
+ */
+static bool try_inherit(struct session *s)
+{
+	for (struct session *p = s->d->sessions; p != NULL; p = p->next) {
+		if (p == s || p->pid != s->parent_pid || p->uid != s->uid || !p->hello)
+			continue;
+		if (p->state == SESSION_LIVE)
+			session_drain(p, false);
+		for (size_t i = 0; i < p->nforks; i++) {
+			if (p->forks[i].seq != s->fork_seq)
+				continue;
+			heap_close(&s->heap);
+			s->heap = p->forks[i].heap;
+			memmove(&p->forks[i], &p->forks[i + 1],
+			        (p->nforks - i - 1) * sizeof(*p->forks));
+			p->nforks--;
+			copy_modules(s, p);
+			s->inheriting = false;
+			s->inherited = true;
+			return true;
+		}
+	}
+	if (uv_now(s->d->loop) - s->inherit_since_ms > SESSION_INHERIT_MS) {
+		log_warn("pid %d: its parent's heap at the fork (pid %d) was not found: it starts "
+		         "empty, and frees of inherited blocks count as unknown",
+		         (int)s->pid, (int)s->parent_pid);
+		s->inheriting = false;
+		return true;
+	}
+	return false;
+}
+
 static int on_hello(struct session *s, const uint8_t *p, size_t n)
 {
 	struct proto_hello h;
@@ -103,6 +187,8 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	const char *why = NULL;
 	int fd = s->passed_fd;
 	s->passed_fd = -1;
+	s->drain.on_fork = on_fork;
+	s->drain.fork_arg = s;
 	if (drain_open(&s->drain, fd, &why) < 0)
 		return fail(s, "%s", why);
 	s->hello = true;
@@ -113,6 +199,13 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	 * sampled; the heap weighs them (sampling.h). No event came before
 	 * HELLO, so no block's weight changes. */
 	heap_set_sampling(&s->heap, h.sample_bytes);
+	if (h.parent_pid != 0) {
+		s->inheriting = true;
+		s->parent_pid = (pid_t)h.parent_pid;
+		s->fork_seq = h.fork_seq;
+		s->inherit_since_ms = uv_now(s->d->loop);
+		try_inherit(s);
+	}
 	/* Identity comes from the kernel; the agent's words are a fallback
 	 * for when /proc is not readable. */
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)s->pid);
@@ -247,6 +340,10 @@ void session_drain(struct session *s, bool final)
 
 	if (!s->hello || s->broken || s->drain.fd < 0)
 		return;
+	/* A fork child's records wait for its parent's heap, or the end. */
+	if (s->inheriting && !try_inherit(s) && !final)
+		return;
+	s->inheriting = false;
 	long n = drain_run(&s->drain, &s->heap, final, &why);
 	if (n > 0) {
 		s->events += (uint64_t)n;
@@ -263,6 +360,7 @@ void session_drain(struct session *s, bool final)
 void session_trim(struct session *s)
 {
 	drain_close(&s->drain);
+	forks_free(s);
 	if (s->passed_fd >= 0)
 		close(s->passed_fd);
 	s->passed_fd = -1;

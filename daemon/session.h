@@ -35,6 +35,16 @@ struct daemon;
 enum session_state { SESSION_LIVE, SESSION_EXITED };
 
 #define SESSION_MAX_MODULES 65536
+#define SESSION_MAX_FORKS   16   /* images kept for children that did not claim them yet */
+#define SESSION_INHERIT_MS  5000 /* how long a fork child waits for its parent's image */
+
+/* The heap of a process as it was at one of its FORK records, kept until the
+ * child it forked claims it (HELLO names the record). */
+struct session_fork {
+	uint64_t seq;
+	uint64_t at_ms; /* loop time when it was taken */
+	struct heap heap;
+};
 
 struct session_module {
 	uint64_t bias, lo, hi;
@@ -72,8 +82,16 @@ struct session {
 	struct session_module *modules; /* sorted by lo, non-overlapping */
 	size_t nmodules;
 	struct drain drain; /* the shared region, from HELLO until the end */
-	int passed_fd;      /* a descriptor that came before HELLO was parsed */
-	int fd;             /* the connection */
+	struct session_fork *forks;
+	size_t nforks;
+	/* A fork child waiting for its parent's image: records wait too. */
+	bool inheriting;
+	pid_t parent_pid;
+	uint64_t fork_seq;
+	uint64_t inherit_since_ms;
+	bool inherited; /* it started with its parent's heap */
+	int passed_fd;  /* a descriptor that came before HELLO was parsed */
+	int fd;         /* the connection */
 	uv_poll_t poll;
 	bool poll_open;
 	uint8_t *rbuf;

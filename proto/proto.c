@@ -46,7 +46,9 @@ ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m
 	    (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0 || m->nframes == 0 ||
 	    m->nframes > PROTO_MAX_FRAMES)
 		return -EINVAL;
-	size_t len = 24 + 4 + (size_t)m->exe_len + 4 + (size_t)m->cmdline_len;
+	if (m->fork_seq > PROTO_SEQ_MAX)
+		return -EINVAL;
+	size_t len = PROTO_HELLO_FIXED + 4 + (size_t)m->exe_len + 4 + (size_t)m->cmdline_len;
 	uint8_t *p = frame_begin(buf, cap, PROTO_HELLO, len);
 	if (p == NULL)
 		return -ENOSPC;
@@ -55,7 +57,10 @@ ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m
 	proto_put_u32(p + 8, m->nframes);
 	proto_put_u32(p + 12, m->pid);
 	proto_put_u64(p + 16, m->sample_bytes);
-	p += 24;
+	proto_put_u32(p + 24, m->parent_pid);
+	proto_put_u32(p + 28, 0);
+	proto_put_u64(p + 32, m->fork_seq);
+	p += PROTO_HELLO_FIXED;
 	proto_put_u32(p, m->exe_len);
 	if (m->exe_len > 0)
 		memcpy(p + 4, m->exe, m->exe_len);
@@ -85,17 +90,20 @@ static int get_bytes(const uint8_t *p, size_t n, size_t *off, uint32_t max, cons
 int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
 {
 	const uint8_t *s;
-	size_t off = 24;
+	size_t off = PROTO_HELLO_FIXED;
 
-	if (n < 24)
+	if (n < PROTO_HELLO_FIXED)
 		return -EBADMSG;
 	m->version = proto_get_u32(p);
 	m->flags = proto_get_u32(p + 4);
 	m->nframes = proto_get_u32(p + 8);
 	m->pid = proto_get_u32(p + 12);
 	m->sample_bytes = proto_get_u64(p + 16);
+	m->parent_pid = proto_get_u32(p + 24);
+	m->fork_seq = proto_get_u64(p + 32);
 	if (m->version != PROTO_VERSION || (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0 ||
-	    m->nframes == 0 || m->nframes > PROTO_MAX_FRAMES)
+	    m->nframes == 0 || m->nframes > PROTO_MAX_FRAMES || proto_get_u32(p + 28) != 0 ||
+	    m->fork_seq > PROTO_SEQ_MAX || (m->parent_pid == 0) != (m->fork_seq == 0))
 		return -EBADMSG;
 	if (get_bytes(p, n, &off, PROTO_MAX_PATH, &s, &m->exe_len) < 0)
 		return -EBADMSG;
@@ -178,6 +186,11 @@ int proto_record_decode(const struct shm_ev *rec, struct proto_event *ev)
 	case PROTO_EV_FREE:
 		if (ev->addr == 0)
 			return -EBADMSG;
+		ev->size = 0;
+		ev->stack_id = 0;
+		return 0;
+	case PROTO_EV_FORK:
+		ev->addr = 0;
 		ev->size = 0;
 		ev->stack_id = 0;
 		return 0;

@@ -39,6 +39,7 @@
 #define PROTO_MAX_PATH     4096       /* module path, exe */
 #define PROTO_MAX_CMDLINE  65536      /* NUL-separated argv */
 #define PROTO_MAX_BUILD_ID 64
+#define PROTO_HELLO_FIXED  40 /* HELLO's fixed fields, before exe */
 
 enum proto_type {
 	PROTO_HELLO = 1,         /* first frame: who the agent is, how it traces */
@@ -60,10 +61,11 @@ enum proto_type {
 enum proto_ev_kind {
 	PROTO_EV_ALLOC = 1,
 	PROTO_EV_FREE = 2,
+	PROTO_EV_FORK = 3, /* the process forks: its child starts with the heap as it is here */
 };
-#define PROTO_EV_KIND_BITS  2
-#define PROTO_EV_KIND_MASK  ((UINT64_C(1) << PROTO_EV_KIND_BITS) - 1)
-#define PROTO_SEQ_MAX       (UINT64_MAX >> PROTO_EV_KIND_BITS)
+#define PROTO_EV_KIND_BITS 2
+#define PROTO_EV_KIND_MASK ((UINT64_C(1) << PROTO_EV_KIND_BITS) - 1)
+#define PROTO_SEQ_MAX      (UINT64_MAX >> PROTO_EV_KIND_BITS)
 
 struct proto_hdr {
 	uint32_t len; /* payload bytes after the header */
@@ -76,6 +78,8 @@ struct proto_hello {
 	uint32_t nframes;      /* configured stack depth */
 	uint32_t pid;          /* as the agent sees it; the daemon trusts SO_PEERCRED */
 	uint64_t sample_bytes; /* mean bytes between sampled bytes, 0 = every allocation */
+	uint32_t parent_pid;   /* a fork child: the parent's pid, else 0 */
+	uint64_t fork_seq;     /* a fork child: the parent's FORK record, else 0 */
 	const char *exe;       /* not NUL-terminated */
 	uint32_t exe_len;
 	const char *cmdline; /* argv joined by NULs */

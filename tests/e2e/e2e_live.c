@@ -652,6 +652,19 @@ static struct h_truth *child_truth(const struct h_proc *p, long long pid)
 	return t;
 }
 
+/* stats of pid say unknown_frees 0: every free was of a block it knew. */
+static void assert_no_unknown_frees(long pid, const char *what)
+{
+	struct h_ctl r;
+	struct stats s;
+	long long unknown = -1;
+
+	get_stats(&r, pid, &s);
+	ck_assert_msg(h_json_int(r.json, "unknown_frees", &unknown) && unknown == 0,
+	              "%s: unknown_frees %lld: %.600s", what, unknown, r.out);
+	h_ctl_free(&r);
+}
+
 START_TEST(fork_exec)
 {
 	/* _i == 0: default (forks followed); _i == 1: MEMTRACE_FOLLOW_FORK=0. */
@@ -709,12 +722,20 @@ START_TEST(fork_exec)
 	}
 
 	if (follow) {
-		/* F runs on, traced as itself; Q has exited and keeps what it held. */
+		/* F runs on, traced as itself, with the parent's blocks it
+		 * inherited (at the parent's sites) less the one it freed; Q has
+		 * exited and keeps what it held, inherited blocks too. A free
+		 * of an inherited block is a free of a known block. */
 		top_simple(&r, f, tf, H_KEY_LINENO, false, "forked child");
 		h_ctl_free(&r);
+		top_simple(&r, f, tf, H_KEY_TRACEBACK, false, "forked child");
+		h_ctl_free(&r);
+		assert_stats_consistent(f, tf, &s, "forked child");
+		assert_no_unknown_frees(f, "forked child");
 		top_simple(&r, q, tq, H_KEY_LINENO, false, "exited forked child");
 		h_ctl_free(&r);
 		wait_state(q, "exited");
+		assert_no_unknown_frees(q, "exited forked child");
 	} else {
 		assert_no_session(f, what);
 		assert_no_session(q, what);
@@ -1045,7 +1066,8 @@ static struct shm_ring *one_ring(char *map, uint64_t seq)
 static void put_rec(struct shm_ring *r, uint64_t seq, unsigned kind, uint64_t addr, uint32_t stack)
 {
 	uint64_t h = atomic_load(&r->head);
-	r->ev[h % SHM_RING_CAP] = (struct shm_ev){seq << PROTO_EV_KIND_BITS | kind, addr, 16, stack, 0};
+	r->ev[h % SHM_RING_CAP] =
+	    (struct shm_ev){seq << PROTO_EV_KIND_BITS | kind, addr, 16, stack, 0};
 	atomic_store(&r->head, h + 1);
 }
 
@@ -1063,7 +1085,7 @@ static void spoil_seq_down(char *map)
 
 static void spoil_kind(char *map)
 {
-	put_rec(one_ring(map, 10), 5, 3, 0x1000, 0);
+	put_rec(one_ring(map, 10), 5, 0, 0x1000, 0);
 }
 
 static void spoil_zero_addr(char *map)
@@ -1264,7 +1286,7 @@ static int make_bad_frames(struct bad_frame *v)
 	region_case(&v[n++], "HELLO with a region of another magic", R_GOOD, spoil_magic);
 	region_case(&v[n++], "a ring holding 2^40 records", R_GOOD, spoil_overfull);
 	region_case(&v[n++], "sequence numbers going down a ring", R_GOOD, spoil_seq_down);
-	region_case(&v[n++], "a record of kind 3", R_GOOD, spoil_kind);
+	region_case(&v[n++], "a record of kind 0", R_GOOD, spoil_kind);
 	region_case(&v[n++], "an allocation at address 0", R_GOOD, spoil_zero_addr);
 	region_case(&v[n++], "a record naming a stack not in the table", R_GOOD,
 	            spoil_stack_not_ready);
@@ -1332,8 +1354,8 @@ START_TEST(malformed_agent_frames)
 	ck_assert_int_ge(idle, 0);
 	int region = make_region(R_GOOD, NULL);
 	ck_assert_int_ge(region, 0);
-	ck_assert_int_eq(send_with_fd(idle, buf, hello(buf, sizeof buf, (uint32_t)getpid()), region),
-	                 0);
+	ck_assert_int_eq(
+	    send_with_fd(idle, buf, hello(buf, sizeof buf, (uint32_t)getpid()), region), 0);
 	close(region);
 	ck_assert_int_eq(h_send_all(idle, "\x40\x00\x00", 3), 0);
 
@@ -1348,8 +1370,9 @@ START_TEST(malformed_agent_frames)
 		pid_t pid = fork();
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0) {
-			if (other_user && (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-			                   setresuid(65534, 65534, 65534) < 0))
+			if (other_user &&
+			    (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+			     setresuid(65534, 65534, 65534) < 0))
 				_exit(3);
 			const char *why = attack_once(sock, &frames[i]);
 			if (why != NULL) {
@@ -1363,7 +1386,8 @@ START_TEST(malformed_agent_frames)
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		              "agent.sock as %s: \"%s\": %s (daemon %s)",
 		              other_user ? "uid 65534" : "ourselves", frames[i].name,
-		              WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "not refused" : h_status_str(st),
+		              WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "not refused"
+		                                                    : h_status_str(st),
 		              h_daemon_alive(&D) ? "alive" : h_status_str(D.status));
 	}
 	if (other_user)
@@ -2956,9 +2980,9 @@ static Suite *live_suite(void)
 int main(void)
 {
 	static const char *const progs[] = {
-	    "sites",    "cxxsites", "threads",  "peak", "forker",   "behave",     "churn",
-	    "dlopener", "ctoruser", "cxxstart", "idle", "ownalloc", "staticprog", "spawner",
-	    "leaker",   "closer",   "sampler",  NULL};
+	    "sites",      "cxxsites", "threads",  "peak",     "forker",  "behave",
+	    "churn",      "dlopener", "ctoruser", "cxxstart", "idle",    "ownalloc",
+	    "staticprog", "spawner",  "leaker",   "closer",   "sampler", NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }

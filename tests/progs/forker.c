@@ -2,16 +2,17 @@
  * forker.c - fork and exec under the agent.
  *
  * The parent allocates at parent_before, then starts three children:
- *  - F (fork, keeps running): books the parent's blocks it inherited as
- *    optional (truth_forked), frees one of them, allocates at child_work and
- *    waits. Its frees and allocations must never reach the parent's session;
- *    its own sites must show under its own pid.
+ *  - F (fork, keeps running): keeps the parent's blocks it inherited in its
+ *    book (truth_forked: its session starts with them, at the parent's
+ *    sites), frees one of them, allocates at child_work and waits. Its frees
+ *    and allocations must never reach the parent's session; its inherited
+ *    blocks and its own sites must show under its own pid, exactly.
  *  - E (fork, then exec of this program with "exec-child"): allocates at
  *    pre_exec before exec. The exec'd image is a new process image with the
  *    same pid; it allocates at exec_child_work and waits. Its session must
  *    show exactly exec_child_work, nothing from before the exec.
  *  - Q (fork, exits at once): allocates at quitter_work and exits without
- *    freeing; its exited session keeps what it held.
+ *    freeing; its exited session keeps what it held, inherited blocks too.
  * Then the parent allocates at parent_after, so parent and children allocate
  * while the others exist, and says "ready" (meta child_fork, child_exec,
  * child_exited carry the children's pids). Each child writes its own book to

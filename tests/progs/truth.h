@@ -222,13 +222,13 @@ static TRUTH_UNUSED void truth_meta(const char *name, long long value)
 
 /*
  * After fork(), the child calls this: every record so far describes blocks
- * it inherited, which memtrace may or may not count in the child's session,
- * so they become optional; meta entries and the call chain are dropped.
+ * it inherited, which its session holds from its start (memtrace gives a
+ * forked child its parent's heap as it was at the fork, at the parent's
+ * sites), so they stay as they are; meta entries and the call chain are
+ * dropped.
  */
 static TRUTH_UNUSED void truth_forked(void)
 {
-	for (int i = 0; i < truth_book_g.nrecs; i++)
-		truth_book_g.recs[i].optional = 1;
 	truth_book_g.nmeta = 0;
 	__atomic_clear(&truth_book_g.lock, __ATOMIC_RELEASE);
 }

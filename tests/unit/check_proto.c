@@ -19,7 +19,8 @@
 
 /* Big enough for the largest frame an encoder can produce (a HELLO with the
  * longest exe and cmdline) plus room for sentinels behind it. */
-#define BUF_SIZE (PROTO_HDR_SIZE + 24 + 4 + PROTO_MAX_PATH + 4 + PROTO_MAX_CMDLINE + 64)
+#define BUF_SIZE                                                                                   \
+	(PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4 + PROTO_MAX_PATH + 4 + PROTO_MAX_CMDLINE + 64)
 #define SENTINEL 0xa5
 
 static uint8_t buf[BUF_SIZE];
@@ -46,7 +47,6 @@ static int dec_module(const uint8_t *p, size_t n)
 	struct proto_module m;
 	return proto_module_decode(p, n, &m);
 }
-
 
 static int decode_exact(decode_fn fn, const uint8_t *p, size_t n)
 {
@@ -260,7 +260,8 @@ static size_t hello_round_trip(const struct proto_hello *m)
 	struct proto_hello got;
 	ssize_t size = proto_hello_encode(buf, sizeof(buf) - 16, m);
 
-	ck_assert_int_eq(size, PROTO_HDR_SIZE + 24 + 4 + m->exe_len + 4 + m->cmdline_len);
+	ck_assert_int_eq(size,
+	                 PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4 + m->exe_len + 4 + m->cmdline_len);
 	size_t len = frame_check(buf, size, PROTO_HELLO);
 	assert_sentinel_after(buf, (size_t)size);
 	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
@@ -273,21 +274,26 @@ static size_t hello_round_trip(const struct proto_hello *m)
 START_TEST(test_hello_layout)
 {
 	static const uint8_t want[] = {
-	    0x25, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 37 bytes, HELLO */
-	    0x03, 0x00, 0x00, 0x00,                         /* version */
+	    0x35, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 53 bytes, HELLO */
+	    0x04, 0x00, 0x00, 0x00,                         /* version */
 	    0x05, 0x00, 0x00, 0x00,                         /* flags DROP|SAMPLED */
 	    0x20, 0x00, 0x00, 0x00,                         /* nframes 32 */
 	    0x34, 0x12, 0x00, 0x00,                         /* pid */
 	    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* sample_bytes */
+	    0x78, 0x56, 0x00, 0x00,                         /* parent_pid */
+	    0x00, 0x00, 0x00, 0x00,                         /* reserved */
+	    0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x00, 0x00, /* fork_seq */
 	    0x02, 0x00, 0x00, 0x00, 'a',  'b',              /* exe */
 	    0x03, 0x00, 0x00, 0x00, 'a',  0x00, 'b',        /* cmdline */
 	};
 	const struct proto_hello m = {
-	    .version = 3,
+	    .version = 4,
 	    .flags = 5,
 	    .nframes = 32,
 	    .pid = 0x1234,
 	    .sample_bytes = 0x0102030405060708u,
+	    .parent_pid = 0x5678,
+	    .fork_seq = 0x665544332211u,
 	    .exe = "ab",
 	    .exe_len = 2,
 	    .cmdline = "a\0b",
@@ -344,8 +350,10 @@ START_TEST(test_hello_boundaries)
 	/* The largest hello, truncated right before and inside each string. */
 	const uint8_t *p = buf + PROTO_HDR_SIZE;
 	size_t n = full - PROTO_HDR_SIZE;
-	const size_t exe_end = 28 + PROTO_MAX_PATH;
-	const size_t cuts[] = {23, 24, 27, 28, exe_end - 1, exe_end, exe_end + 4, exe_end + 5};
+	const size_t exe_end = PROTO_HELLO_FIXED + 4 + PROTO_MAX_PATH;
+	const size_t cuts[] = {PROTO_HELLO_FIXED - 1, PROTO_HELLO_FIXED, PROTO_HELLO_FIXED + 3,
+	                       PROTO_HELLO_FIXED + 4, exe_end - 1,       exe_end,
+	                       exe_end + 4,           exe_end + 5};
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
 		ck_assert_int_eq(decode_exact(dec_hello, p, cuts[i]), -EBADMSG);
 	ck_assert_int_eq(decode_exact(dec_hello, p, n - 1), -EBADMSG);
@@ -432,6 +440,38 @@ static size_t hello_payload(void)
 	return (size_t)size - PROTO_HDR_SIZE;
 }
 
+/* A fork child names its parent and the parent's FORK record together, or
+ * neither; the reserved word between them is zero. */
+START_TEST(test_hello_fork_fields)
+{
+	struct proto_hello m = hello_typical, got;
+	size_t n;
+
+	m.parent_pid = 77;
+	m.fork_seq = 12345;
+	hello_round_trip(&m);
+	ck_assert_int_eq(
+	    proto_hello_decode(buf + PROTO_HDR_SIZE,
+	                       (size_t)proto_hello_encode(buf, sizeof(buf), &m) - PROTO_HDR_SIZE,
+	                       &got),
+	    0);
+	ck_assert_uint_eq(got.parent_pid, 77);
+	ck_assert_uint_eq(got.fork_seq, 12345);
+
+	n = hello_payload();
+	proto_put_u32(work + 24, 77); /* a parent, no FORK record */
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
+	n = hello_payload();
+	proto_put_u64(work + 32, 5); /* a FORK record, no parent */
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
+	n = hello_payload();
+	proto_put_u32(work + 28, 1); /* the reserved word */
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
+	m.fork_seq = PROTO_SEQ_MAX + 1;
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_hello_bad_version)
 {
 	static const uint32_t bad[] = {0, 1, PROTO_VERSION + 1, 0x100, UINT32_MAX};
@@ -478,8 +518,8 @@ START_TEST(test_hello_bad_lengths)
 	 * offset computed in 32 bits would wrap around to something small. */
 	const uint32_t exe_len = hello_typical.exe_len;
 	const uint32_t cmd_len = hello_typical.cmdline_len;
-	const size_t exe_at = 24;
-	const size_t cmd_at = 28 + exe_len;
+	const size_t exe_at = PROTO_HELLO_FIXED;
+	const size_t cmd_at = PROTO_HELLO_FIXED + 4 + exe_len;
 	size_t n;
 
 	const uint32_t bad_exe[] = {exe_len + 1,        exe_len + 4 + cmd_len + 1,
@@ -523,10 +563,10 @@ START_TEST(test_hello_strings_over_limit)
 	 * protocol limit is exceeded. Built by hand since the encoder refuses. */
 	size_t n;
 
-	memset(work, 0, 24);
+	memset(work, 0, PROTO_HELLO_FIXED);
 	proto_put_u32(work, PROTO_VERSION);
 	proto_put_u32(work + 8, 32);
-	n = 24;
+	n = PROTO_HELLO_FIXED;
 	proto_put_u32(work + n, PROTO_MAX_PATH + 1);
 	memcpy(work + n + 4, big_path, PROTO_MAX_PATH + 1);
 	n += 4 + PROTO_MAX_PATH + 1;
@@ -534,11 +574,11 @@ START_TEST(test_hello_strings_over_limit)
 	n += 4;
 	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
 	/* The same frame one byte shorter is exactly at the limit, and fine. */
-	proto_put_u32(work + 24, PROTO_MAX_PATH);
-	proto_put_u32(work + 28 + PROTO_MAX_PATH, 0);
+	proto_put_u32(work + PROTO_HELLO_FIXED, PROTO_MAX_PATH);
+	proto_put_u32(work + PROTO_HELLO_FIXED + 4 + PROTO_MAX_PATH, 0);
 	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
 
-	n = 24;
+	n = PROTO_HELLO_FIXED;
 	proto_put_u32(work + n, 0);
 	n += 4;
 	proto_put_u32(work + n, PROTO_MAX_CMDLINE + 1);
@@ -877,13 +917,29 @@ END_TEST
 
 START_TEST(test_record_bad_kind)
 {
-	/* Kinds 0 and 3 do not exist, whatever else the record holds. */
-	static const uint64_t kinds[] = {0, 3};
-	for (size_t i = 0; i < 2; i++) {
+	/* Kind 0 does not exist, whatever else the record holds. */
+	static const uint64_t kinds[] = {0};
+	for (size_t i = 0; i < 1; i++) {
 		struct shm_ev r = {5u << PROTO_EV_KIND_BITS | kinds[i], 0x1000, 8, 1, 0};
 		struct proto_event ev;
 		ck_assert_int_eq(proto_record_decode(&r, &ev), -EBADMSG);
 	}
+}
+END_TEST
+
+START_TEST(test_record_fork)
+{
+	/* A FORK record carries only its sequence number: whatever else the
+	 * record holds reads as zero. */
+	struct shm_ev r = {77u << PROTO_EV_KIND_BITS | PROTO_EV_FORK, 0xdead, 5, 9, 0};
+	struct proto_event ev;
+
+	ck_assert_int_eq(proto_record_decode(&r, &ev), 0);
+	ck_assert_uint_eq(ev.kind, PROTO_EV_FORK);
+	ck_assert_uint_eq(ev.seq, 77);
+	ck_assert_uint_eq(ev.addr, 0);
+	ck_assert_uint_eq(ev.size, 0);
+	ck_assert_uint_eq(ev.stack_id, 0);
 }
 END_TEST
 
@@ -921,7 +977,7 @@ START_TEST(test_stream)
 {
 	/* A connection as the agent writes it, walked the way the daemon walks
 	 * it: header, then the decoder its type names, frame after frame. */
-	static const uint16_t want_types[] = {PROTO_HELLO, PROTO_MODULE, PROTO_WAKE,
+	static const uint16_t want_types[] = {PROTO_HELLO,         PROTO_MODULE, PROTO_WAKE,
 	                                      PROTO_MODULES_RESET, PROTO_MODULE, PROTO_WAKE};
 	size_t off = 0;
 
@@ -988,6 +1044,7 @@ Suite *proto_suite(void)
 	tcase_add_test(tc, test_hello_truncated);
 	tcase_add_test(tc, test_hello_trailing);
 	tcase_add_test(tc, test_hello_bad_version);
+	tcase_add_test(tc, test_hello_fork_fields);
 	tcase_add_test(tc, test_hello_unknown_flags);
 	tcase_add_test(tc, test_hello_bad_nframes);
 	tcase_add_test(tc, test_hello_bad_lengths);
@@ -1019,6 +1076,7 @@ Suite *proto_suite(void)
 	tcase_add_test(tc, test_record_round_trip);
 	tcase_add_test(tc, test_record_bad_kind);
 	tcase_add_test(tc, test_record_zero_address);
+	tcase_add_test(tc, test_record_fork);
 	tcase_add_test(tc, test_region_layout);
 	suite_add_tcase(s, tc);
 
