@@ -46,6 +46,9 @@
  *                               freed by another thread and a thread that
  *                               has ended included), lost_events and
  *                               unknown_frees are 0, every run
+ *  go_cgo_exit (5 runs, when    a Go program whose C code mallocs through
+ *  go was found at configure)   cgo and ends with os.Exit (exit_group) is
+ *                               traced exactly at its C site
  *  sampling_estimates           MEMTRACE_SAMPLE estimates held bytes
  *  sampling_unbiased            sampled estimates of bytes and blocks are
  *                               unbiased for blocks of 0.25, 1 and 4 rates
@@ -1701,6 +1704,48 @@ START_TEST(exit_modes)
 }
 END_TEST
 
+/* tests/progs/gocgo, built when configure found go (Makefile.am). */
+#define GOCGO_PROG "gocgoprog"
+
+static bool gocgo_built(void)
+{
+	char *path = h_prog(GOCGO_PROG);
+	bool ok = access(path, X_OK) == 0;
+	free(path);
+	return ok;
+}
+
+/*
+ * A Go program whose cgo preamble mallocs at one line, called from Go with
+ * known sizes, a quarter freed again, and which ends with os.Exit(0): the
+ * Go runtime's raw exit_group, no libc exit. Its C site holds exactly the
+ * book's bytes and count at exit; the Go runtime's own mallocs (runtime/cgo)
+ * are at sites in other files.
+ */
+START_TEST(go_cgo_exit)
+{
+	char *what = h_strf("Go program with cgo, run %d", _i + 1);
+	struct h_proc p;
+	struct h_truth *t;
+	long pid;
+	int st;
+
+	h_prog_start(&p, &D, GOCGO_PROG, NULL, H_NOUID, NULL);
+	pid = (long)p.pid;
+	st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s; stderr: %.1500s",
+	              what, h_status_str(st), p.err.data ? p.err.data : "");
+	t = h_truth_must(p.truth);
+	ck_assert_int_eq(t->pid, pid);
+	ck_assert_msg(t->nrecs == 1 && h_truth_count(t) == 300,
+	              "%s: the book has %d sites, %lld blocks", what, t->nrecs, h_truth_count(t));
+	assert_exit_exact(pid, t, what);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(what);
+}
+END_TEST
+
 /* MEMTRACE_SAMPLE: with a sampling rate of 4096 bytes, 20,000 held blocks
  * of 100 bytes (2,000,000 bytes, plus the program's 160,000-byte array of
  * pointers to them, 39 rates, so sampled with a probability of 1 - 10^-17
@@ -2837,6 +2882,12 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, exit_with_stopped_daemon);
 	tc = h_tcase(s, "exits", 120, setup, teardown);
 	tcase_add_loop_test(tc, exit_modes, 0, EXIT_MODES * EXIT_RUNS);
+	if (gocgo_built())
+		tcase_add_loop_test(tc, go_cgo_exit, 0, 5);
+	else
+		printf("e2e_live: go was not found at configure time, so tests/progs/" GOCGO_PROG
+		       " is not built: the Go cgo test is NOT registered; it neither ran nor "
+		       "passed\n");
 	tc = h_tcase(s, "sampling", 120, setup, teardown);
 	tcase_add_test(tc, sampling_estimates);
 	tcase_add_test(tc, sampling_unbiased);
