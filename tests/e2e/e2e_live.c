@@ -36,6 +36,19 @@
  *                               ring still runs to its end
  *  exit_with_stopped_daemon     in drop mode a program exits while the
  *                               daemon is stopped
+ *  exit_modes (4 ways x 20      a process that ends without libc's exit,
+ *  runs)                        right after its last allocation (_exit,
+ *                               the exit_group system call, raise(SIGKILL),
+ *                               SIGKILLed from outside), still delivers
+ *                               every event: once its session says
+ *                               "exited", the first answer is exact per
+ *                               site in bytes and count (frees, blocks
+ *                               freed by another thread and a thread that
+ *                               has ended included), lost_events and
+ *                               unknown_frees are 0, every run
+ *  go_cgo_exit (5 runs, when    a Go program whose C code mallocs through
+ *  go was found at configure)   cgo and ends with os.Exit (exit_group) is
+ *                               traced exactly at its C site
  *  sampling_estimates           MEMTRACE_SAMPLE estimates held bytes
  *  sampling_unbiased            sampled estimates of bytes and blocks are
  *                               unbiased for blocks of 0.25, 1 and 4 rates
@@ -1804,6 +1817,143 @@ START_TEST(exit_with_stopped_daemon)
 }
 END_TEST
 
+/* ------------------------------------ ending without libc's exit */
+
+/* How tests/progs/exiter ends, by _i % EXIT_MODES; EXIT_RUNS runs of each. */
+static const char *const exit_mode_names[] = {"_exit", "exit_group", "sigkill", "external"};
+#define EXIT_MODES 4
+#define EXIT_RUNS  20
+
+/*
+ * The program ended without saying goodbye: its session must say "exited",
+ * and from then on its statistics are final, so the first `top` after that
+ * must already match the book (no polling), `stats` must agree with it, and
+ * no event may have been lost or have lost its allocation.
+ */
+static void assert_exit_exact(long pid, const struct h_truth *t, const char *what)
+{
+	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+	char pidbuf[24];
+	const char *top_args[] = {"top", "--pid", pidbuf, "--key", "lineno", "--limit", "0", NULL};
+	const char *stats_args[] = {"stats", "--pid", pidbuf, NULL};
+	long long cur = -1, blocks = -1, allocs = -1, frees = -1, lost = -1, unknown = -1;
+	struct h_ctl top, st;
+	struct stats s;
+	char *why;
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	wait_state(pid, "exited");
+	h_ctl_ok(&D, H_NOUID, &top, top_args);
+	h_ctl_ok(&D, H_NOUID, &st, stats_args);
+	h_json_int(st.json, "current", &cur);
+	h_json_int(st.json, "blocks", &blocks);
+	h_json_int(st.json, "allocations", &allocs);
+	h_json_int(st.json, "frees", &frees);
+	h_json_int(st.json, "lost_events", &lost);
+	h_json_int(st.json, "unknown_frees", &unknown);
+	why = h_check_top(top.json, &e);
+	ck_assert_msg(why == NULL,
+	              "%s: the exited session differs from the program's book (%lld bytes in "
+	              "%lld blocks at its sites); stats: current %lld, blocks %lld, "
+	              "allocations %lld, frees %lld, lost_events %lld, unknown_frees %lld; "
+	              "top:\n  %.3000s",
+	              what, h_truth_bytes(t), h_truth_count(t), cur, blocks, allocs, frees, lost,
+	              unknown, why);
+	ck_assert_msg(lost == 0 && unknown == 0, "%s: lost_events %lld, unknown_frees %lld", what,
+	              lost, unknown);
+	h_ctl_free(&top);
+	h_ctl_free(&st);
+	/* stats' current and blocks are the book's plus what top gives to
+	 * other files. */
+	assert_stats_consistent(pid, t, &s, what);
+}
+
+/*
+ * tests/progs/exiter allocates about 2,800 events' worth of known blocks in
+ * two threads and ends right after its last allocation: by _exit, by the
+ * exit_group system call, by raise(SIGKILL), or (external) it says "ready"
+ * and the test SIGKILLs it at once. Nothing in the process runs after that,
+ * so whatever the agent still held must reach the daemon anyway: the exit
+ * statistics hold every block, exactly, in every one of EXIT_RUNS runs of
+ * each way. _i runs over mode x run, the modes interleaved.
+ */
+START_TEST(exit_modes)
+{
+	const int m = _i % EXIT_MODES;
+	const bool killed = m >= 2;
+	const char *args[] = {exit_mode_names[m], NULL};
+	char *what =
+	    h_strf("exiter %s, run %d of %d", exit_mode_names[m], _i / EXIT_MODES + 1, EXIT_RUNS);
+	struct h_proc p;
+	struct h_truth *t;
+	long pid;
+	int st;
+
+	h_prog_start(&p, &D, "exiter", args, H_NOUID, NULL);
+	pid = (long)p.pid;
+	if (strcmp(exit_mode_names[m], "external") == 0) {
+		/* "ready" comes after the last allocation: kill it right away. */
+		h_proc_expect_ready(&p);
+		ck_assert_int_eq(kill(p.pid, SIGKILL), 0);
+	}
+	st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && (killed ? WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL
+	                                  : WIFEXITED(st) && WEXITSTATUS(st) == 0),
+	              "%s: %s; stderr: %.1500s", what, h_status_str(st),
+	              p.err.data ? p.err.data : "");
+	t = h_truth_must(p.truth);
+	ck_assert_int_eq(t->pid, pid);
+	ck_assert_msg(h_truth_count(t) >= 1000, "%s: the book holds only %lld blocks", what,
+	              h_truth_count(t));
+	assert_exit_exact(pid, t, what);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(what);
+}
+END_TEST
+
+/* tests/progs/gocgo, built when configure found go (Makefile.am). */
+#define GOCGO_PROG "gocgoprog"
+
+static bool gocgo_built(void)
+{
+	char *path = h_prog(GOCGO_PROG);
+	bool ok = access(path, X_OK) == 0;
+	free(path);
+	return ok;
+}
+
+/*
+ * A Go program whose cgo preamble mallocs at one line, called from Go with
+ * known sizes, a quarter freed again, and which ends with os.Exit(0): the
+ * Go runtime's raw exit_group, no libc exit. Its C site holds exactly the
+ * book's bytes and count at exit; the Go runtime's own mallocs (runtime/cgo)
+ * are at sites in other files.
+ */
+START_TEST(go_cgo_exit)
+{
+	char *what = h_strf("Go program with cgo, run %d", _i + 1);
+	struct h_proc p;
+	struct h_truth *t;
+	long pid;
+	int st;
+
+	h_prog_start(&p, &D, GOCGO_PROG, NULL, H_NOUID, NULL);
+	pid = (long)p.pid;
+	st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s; stderr: %.1500s",
+	              what, h_status_str(st), p.err.data ? p.err.data : "");
+	t = h_truth_must(p.truth);
+	ck_assert_int_eq(t->pid, pid);
+	ck_assert_msg(t->nrecs == 1 && h_truth_count(t) == 300,
+	              "%s: the book has %d sites, %lld blocks", what, t->nrecs, h_truth_count(t));
+	assert_exit_exact(pid, t, what);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(what);
+}
+END_TEST
+
 /* MEMTRACE_SAMPLE: with a sampling rate of 4096 bytes, 20,000 held blocks
  * of 100 bytes (2,000,000 bytes, plus the program's 160,000-byte array of
  * pointers to them, 39 rates, so sampled with a probability of 1 - 10^-17
@@ -2938,6 +3088,14 @@ static Suite *live_suite(void)
 	tcase_add_loop_test(tc, daemon_behind, 0, 2);
 	tcase_add_test(tc, fork_child_keeps_ring);
 	tcase_add_test(tc, exit_with_stopped_daemon);
+	tc = h_tcase(s, "exits", 120, setup, teardown);
+	tcase_add_loop_test(tc, exit_modes, 0, EXIT_MODES * EXIT_RUNS);
+	if (gocgo_built())
+		tcase_add_loop_test(tc, go_cgo_exit, 0, 5);
+	else
+		printf("e2e_live: go was not found at configure time, so tests/progs/" GOCGO_PROG
+		       " is not built: the Go cgo test is NOT registered; it neither ran nor "
+		       "passed\n");
 	tc = h_tcase(s, "sampling", 120, setup, teardown);
 	tcase_add_test(tc, sampling_estimates);
 	tcase_add_test(tc, sampling_unbiased);
@@ -2980,9 +3138,9 @@ static Suite *live_suite(void)
 int main(void)
 {
 	static const char *const progs[] = {
-	    "sites",      "cxxsites", "threads",  "peak",     "forker",  "behave",
-	    "churn",      "dlopener", "ctoruser", "cxxstart", "idle",    "ownalloc",
-	    "staticprog", "spawner",  "leaker",   "closer",   "sampler", NULL};
+	    "sites",    "cxxsites", "threads",  "peak",   "forker",   "behave",     "churn",
+	    "dlopener", "ctoruser", "cxxstart", "idle",   "ownalloc", "staticprog", "spawner",
+	    "leaker",   "closer",   "sampler",  "exiter", NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }

@@ -1,0 +1,3 @@
+module memtrace/tests/progs/gocgo
+
+go 1.19
