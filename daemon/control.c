@@ -357,7 +357,7 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 		cJSON_AddStringToObject(r, "limit_reached", "stacks");
 	else
 		cJSON_AddNullToObject(r, "limit_reached");
-	cJSON_AddNumberToObject(r, "model_bytes", (double)heap_memory(h));
+	cJSON_AddNumberToObject(r, "model_bytes", (double)session_memory(s));
 	if (s->error != NULL)
 		cJSON_AddStringToObject(r, "error", s->error);
 	return r;

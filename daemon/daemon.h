@@ -50,9 +50,9 @@ struct daemon {
 	char *agent_path;
 	char *control_path;
 	int agent_fd, control_fd; /* listening sockets systemd passed, else -1 */
-	uv_poll_t agent_srv;    /* the listening agent socket */
-	int agent_listen;       /* its descriptor */
-	uv_timer_t agent_timer; /* reads every live session's region */
+	uv_poll_t agent_srv;      /* the listening agent socket */
+	int agent_listen;         /* its descriptor */
+	uv_timer_t agent_timer;   /* reads every live session's region */
 	uv_pipe_t control_srv;
 	uv_signal_t sig_term;
 	uv_signal_t sig_int;

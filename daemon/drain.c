@@ -114,6 +114,12 @@ void drain_close(struct drain *dr)
 	dr->recs_cap = dr->seg_cap = 0;
 }
 
+size_t drain_memory(const struct drain *dr)
+{
+	return (dr->recs != NULL ? (size_t)DRAIN_BUDGET * sizeof(*dr->recs) : 0) +
+	       dr->seg_cap * (sizeof(*dr->seg) + sizeof(*dr->order));
+}
+
 static int read_u64(const struct drain *dr, uint64_t off, uint64_t *v)
 {
 	return pread_all(dr->fd, v, sizeof(*v), off);

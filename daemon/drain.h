@@ -61,6 +61,8 @@ struct drain {
 /* Takes fd (closed on failure too). 0, or -errno with a reason in why. */
 int drain_open(struct drain *dr, int fd, const char **why);
 void drain_close(struct drain *dr);
+/* Bytes of scratch memory the drain holds. */
+size_t drain_memory(const struct drain *dr);
 /* Whether the region has anything new since the last drain (one pread). */
 bool drain_pending(struct drain *dr);
 /* Applies the records below the watermark (every record when `final`: the

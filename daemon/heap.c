@@ -58,12 +58,12 @@ void heap_clone(struct heap *dst, const struct heap *src)
 			                                src->stacks[i].nframes * sizeof(uint64_t));
 }
 
-static void grow(struct heap *h)
+static void rehash(struct heap *h, size_t cap)
 {
 	struct heap_block *old = h->slots;
 	size_t oldcap = h->cap;
 
-	h->cap *= 2;
+	h->cap = cap;
 	h->slots = xcalloc(h->cap, sizeof(*h->slots));
 	for (size_t i = 0; i < oldcap; i++) {
 		if (old[i].addr == 0)
@@ -74,6 +74,36 @@ static void grow(struct heap *h)
 		h->slots[j] = old[i];
 	}
 	free(old);
+}
+
+static void grow(struct heap *h)
+{
+	rehash(h, h->cap * 2);
+}
+
+void heap_trim(struct heap *h)
+{
+	size_t cap = 16;
+	while (h->count * 4 > cap * 3)
+		cap *= 2;
+	if (cap < h->cap)
+		rehash(h, cap);
+	/* Only stacks that hold live blocks are ever read again. */
+	uint32_t keep = 1;
+	for (uint32_t i = 1; i < h->nstacks; i++) {
+		struct heap_stack *s = &h->stacks[i];
+		if (s->live_count != 0 || s->live_count_frac != 0) {
+			keep = i + 1;
+			continue;
+		}
+		free(s->frames);
+		s->frames = NULL;
+		s->nframes = 0;
+	}
+	if (keep < h->nstacks) {
+		h->stacks = xreallocarray(h->stacks, keep, sizeof(*h->stacks));
+		h->nstacks = keep;
+	}
 }
 
 static size_t find(const struct heap *h, uint64_t addr)

@@ -89,6 +89,10 @@ void heap_close(struct heap *h);
 /* dst becomes a copy of src, sharing nothing with it (a fork child's heap
  * as its parent's was at the fork). */
 void heap_clone(struct heap *dst, const struct heap *src);
+/* The process is gone: gives back what answers about it no longer need (the
+ * block table sized for its peak, the frames of stacks with nothing live).
+ * Nothing may be applied afterwards. */
+void heap_trim(struct heap *h);
 /* Weighs the blocks of a process sampled every `rate` bytes on average (0 =
  * every allocation is recorded). Before the first event only: a block's
  * weight must not change between its allocation and its free. */

@@ -361,12 +361,30 @@ void session_trim(struct session *s)
 {
 	drain_close(&s->drain);
 	forks_free(s);
+	heap_trim(&s->heap);
 	if (s->passed_fd >= 0)
 		close(s->passed_fd);
 	s->passed_fd = -1;
 	free(s->rbuf);
 	s->rbuf = NULL;
 	s->rlen = s->rcap = 0;
+}
+
+size_t session_memory(const struct session *s)
+{
+	size_t n = sizeof(*s) + heap_memory(&s->heap) + s->rcap + s->cmdline_len + 1;
+	if (s->exe != NULL)
+		n += strlen(s->exe) + 1;
+	if (s->error != NULL)
+		n += strlen(s->error) + 1;
+	n += s->nmodules * sizeof(*s->modules);
+	for (size_t i = 0; i < s->nmodules; i++)
+		n += strlen(s->modules[i].path) + 1;
+	for (size_t i = 0; i < s->nforks; i++)
+		n += heap_memory(&s->forks[i].heap);
+	if (s->drain.recs != NULL)
+		n += drain_memory(&s->drain);
+	return n;
 }
 
 const struct session_module *session_module_find(const struct session_module *mods, size_t n,

@@ -114,6 +114,9 @@ int session_pass_fd(struct session *s, int fd);
 void session_drain(struct session *s, bool final);
 /* After the end: frees what exited statistics do not need. */
 void session_trim(struct session *s);
+/* Bytes the daemon holds for this process (its model, module map, buffers,
+ * fork images): `model_bytes` in stats. */
+size_t session_memory(const struct session *s);
 /* The module containing addr in a module list sorted by lo (a session's, or
  * a copy of it), or NULL. */
 const struct session_module *session_module_find(const struct session_module *mods, size_t n,
