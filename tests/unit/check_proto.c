@@ -10,6 +10,7 @@
  * of the test's larger buffer.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -960,6 +961,23 @@ END_TEST
 START_TEST(test_region_layout)
 {
 	ck_assert_uint_eq(sizeof(struct shm_ev), 32);
+	ck_assert_uint_eq(offsetof(struct shm_ev, addr), 8);
+	ck_assert_uint_eq(offsetof(struct shm_ev, size), 16);
+	ck_assert_uint_eq(offsetof(struct shm_ev, stack), 24);
+	ck_assert_uint_eq(offsetof(struct shm_header, version), 8);
+	ck_assert_uint_eq(offsetof(struct shm_header, seq), 64);
+	ck_assert_uint_eq(offsetof(struct shm_header, lost), 128);
+	ck_assert_uint_eq(offsetof(struct shm_header, nostack), 136);
+	ck_assert_uint_eq(offsetof(struct shm_header, nrings), 144);
+	ck_assert_uint_eq(offsetof(struct shm_header, exiting), 148);
+	ck_assert_uint_eq(offsetof(struct shm_ring, wake_sent), 8);
+	ck_assert_uint_eq(offsetof(struct shm_ring, tail_futex), 72);
+	ck_assert_uint_eq(offsetof(struct shm_ring, waiters), 76);
+	ck_assert_uint_eq(offsetof(struct shm_ring, state), 136);
+	ck_assert_uint_eq(offsetof(struct shm_ring, tid), 140);
+	ck_assert_uint_eq(sizeof(struct shm_stack), 16);
+	ck_assert_uint_eq(SHM_OFF_OFFSETS, 4096);
+	ck_assert_uint_eq(SHM_MAGIC, 0x314d48534543544dull);
 	ck_assert_uint_eq(offsetof(struct shm_ring, tail), 64);
 	ck_assert_uint_eq(offsetof(struct shm_ring, pending), 128);
 	ck_assert_uint_eq(offsetof(struct shm_ring, ev), 192);
