@@ -116,7 +116,7 @@ void drain_close(struct drain *dr)
 
 size_t drain_memory(const struct drain *dr)
 {
-	return (dr->recs != NULL ? (size_t)DRAIN_BUDGET * sizeof(*dr->recs) : 0) +
+	return dr->recs_cap * sizeof(*dr->recs) +
 	       dr->seg_cap * (sizeof(*dr->seg) + sizeof(*dr->order));
 }
 
@@ -199,8 +199,6 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
 
 static void grow(struct drain *dr, uint32_t nrings)
 {
-	if (dr->recs == NULL)
-		dr->recs = xmalloc((size_t)DRAIN_BUDGET * sizeof(*dr->recs));
 	if (dr->seg_cap < nrings) {
 		dr->seg_cap = nrings;
 		dr->seg = xreallocarray(dr->seg, nrings, sizeof(*dr->seg));
@@ -288,6 +286,19 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 				bound = s;
 			continue;
 		}
+		if (dr->recs_cap < used + n) {
+			/* Scratch grows with what a read finds, not with what the
+			 * budget allows: an idle process costs nothing here. */
+			size_t cap = dr->recs_cap ? dr->recs_cap : 1024;
+			while (cap < used + n)
+				cap *= 2;
+			if (cap > DRAIN_BUDGET)
+				cap = DRAIN_BUDGET;
+			dr->recs = xreallocarray(dr->recs, cap, sizeof(*dr->recs));
+			dr->recs_cap = cap;
+		}
+		if (used + n > dr->recs_peak)
+			dr->recs_peak = used + n;
 		if (copy_records(dr, i, tail, n, used) < 0) {
 			*why = "the shared memory cannot be read";
 			return -EBADMSG;
@@ -395,6 +406,13 @@ long drain_run(struct drain *dr, struct heap *h, bool final, const char **why)
 		if (!more || n == 0)
 			break;
 	}
+	/* A process that went quiet gives its scratch back. */
+	if (dr->recs_cap > 4096 && dr->recs_peak < dr->recs_cap / 8) {
+		free(dr->recs);
+		dr->recs = NULL;
+		dr->recs_cap = 0;
+	}
+	dr->recs_peak = 0;
 	if (read_u64(dr, offsetof(struct shm_header, lost), &v) == 0 && v > dr->lost)
 		dr->lost = v;
 	if (read_u64(dr, offsetof(struct shm_header, nostack), &v) == 0 && v > dr->nostack)

@@ -53,6 +53,7 @@ struct drain {
 	/* Scratch, kept between drains (grows to the rings in use). */
 	struct shm_ev *recs;
 	size_t recs_cap;
+	size_t recs_peak; /* records held at once during the last drain_run */
 	struct drain_seg *seg;
 	uint32_t *order;
 	size_t seg_cap;
