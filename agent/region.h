@@ -16,11 +16,11 @@
 #ifndef MEMTRACE_AGENT_REGION_H
 #define MEMTRACE_AGENT_REGION_H
 
+#include "ring.h"
 #include "shm.h"
 
-extern struct shm_header *g_shm; /* NULL until region_create succeeded */
-extern char *g_region;           /* the mapping: g_shm == (void *)g_region */
-extern int g_region_fd;          /* the memfd, close-on-exec, kept high */
+/* g_shm and g_region (ring.h) are the mapping this module makes. */
+extern int g_region_fd; /* the memfd, close-on-exec, kept high */
 
 /* Creates and maps a fresh region (header initialised, sequence counter at
  * first_seq). 0 or -errno; on failure nothing changed. */

@@ -5,7 +5,6 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "region.h"
 #include "sysdep.h"
 
 /* Private bookkeeping per slot: not the daemon's business. The free list is

@@ -28,6 +28,11 @@
 
 #define RING_CAP SHM_RING_CAP
 
+/* The process's shared region (region.h makes it): NULL until it exists.
+ * Defined with the rings, which live in it. */
+extern struct shm_header *g_shm;
+extern char *g_region; /* the mapping: g_shm == (void *)g_region */
+
 static inline uint64_t ring_ev_seq(const struct shm_ev *e)
 {
 	return e->seq_kind >> PROTO_EV_KIND_BITS;
