@@ -45,6 +45,7 @@ struct drain {
 	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
 	uint64_t nostack; /* records the agent made without a stack */
 	bool exiting;     /* the agent said it exits cleanly */
+	bool behind;      /* the last drain left records to read (or in flight) */
 	/* Scratch, kept between drains (grows to the rings in use). */
 	struct shm_ev *recs;
 	size_t recs_cap;
