@@ -47,7 +47,6 @@ static int dec_module(const uint8_t *p, size_t n)
 	return proto_module_decode(p, n, &m);
 }
 
-
 static int decode_exact(decode_fn fn, const uint8_t *p, size_t n)
 {
 	static uint8_t empty[1];
@@ -137,7 +136,7 @@ START_TEST(test_hdr_layout)
 	static const uint8_t want[] = {0x04, 0x03, 0x02, 0x01, 0x04, 0x00, 0x00, 0x00};
 	struct proto_hdr h;
 
-	proto_hdr_encode(buf, PROTO_STACK, 0x01020304u);
+	proto_hdr_encode(buf, PROTO_WAKE, 0x01020304u);
 	ck_assert_mem_eq(buf, want, sizeof(want));
 	assert_sentinel_after(buf, PROTO_HDR_SIZE);
 	/* 0x01020304 is over the payload limit: decoding refuses what the
@@ -170,17 +169,17 @@ START_TEST(test_hdr_more_bytes_than_header)
 	 * eight bytes are the header, the rest is not the header's business. */
 	struct proto_hdr h;
 
-	proto_hdr_encode(buf, PROTO_LOST, 8);
+	proto_hdr_encode(buf, PROTO_MODULE, 8);
 	memset(buf + PROTO_HDR_SIZE, 0xff, 100);
 	ck_assert_int_eq(proto_hdr_decode(buf, PROTO_HDR_SIZE + 100, &h), 0);
 	ck_assert_uint_eq(h.len, 8);
-	ck_assert_uint_eq(h.type, PROTO_LOST);
+	ck_assert_uint_eq(h.type, PROTO_MODULE);
 }
 END_TEST
 
 START_TEST(test_hdr_truncated)
 {
-	proto_hdr_encode(buf, PROTO_BYE, 0);
+	proto_hdr_encode(buf, PROTO_WAKE, 0);
 	assert_prefixes_rejected(dec_hdr, buf, PROTO_HDR_SIZE);
 }
 END_TEST
@@ -218,7 +217,7 @@ START_TEST(test_hdr_payload_too_big)
 	                               0x80000000u, UINT32_MAX};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		proto_hdr_encode(buf, PROTO_EVENTS, bad[i]);
+		proto_hdr_encode(buf, PROTO_MODULE, bad[i]);
 		ck_assert_msg(decode_exact(dec_hdr, buf, PROTO_HDR_SIZE) == -EBADMSG,
 		              "length %u accepted", (unsigned)bad[i]);
 	}
@@ -921,7 +920,7 @@ START_TEST(test_stream)
 {
 	/* A connection as the agent writes it, walked the way the daemon walks
 	 * it: header, then the decoder its type names, frame after frame. */
-	static const uint16_t want_types[] = {PROTO_HELLO, PROTO_MODULE, PROTO_WAKE,
+	static const uint16_t want_types[] = {PROTO_HELLO,         PROTO_MODULE, PROTO_WAKE,
 	                                      PROTO_MODULES_RESET, PROTO_MODULE, PROTO_WAKE};
 	size_t off = 0;
 
