@@ -18,19 +18,27 @@
 #include "proto.h"
 #include "xalloc.h"
 
-/* Records copied in one round: bounds the scratch memory (8 MiB) and the
- * time one round holds the loop. A round that leaves records below the
- * watermark behind is followed by another, up to DRAIN_ROUNDS per call (the
- * timer comes back for the rest; the final drain goes on to the end). */
+/* Records merged in one round: bounds the time one round holds the loop, and
+ * the scratch memory (8 MiB), which the rings share in equal chunks. A
+ * round that leaves records below the watermark behind is followed by
+ * another, up to DRAIN_ROUNDS per call (the timer comes back for the rest;
+ * the final drain goes on to the end). */
 #define DRAIN_BUDGET (1u << 18)
 #define DRAIN_ROUNDS 8
 
-/* The records taken from one ring this round. */
+/* One ring in this round: its records below W are copied a chunk at a time
+ * into recs[start .. start + chunk) and merged; when a chunk is used up the
+ * next one is copied, so the merge never has to stop short of W for want of
+ * room, however the sequence numbers are spread over the rings. */
 struct drain_seg {
 	uint32_t ring;
 	uint64_t tail;     /* the ring's tail when read */
-	size_t start, n;   /* recs[start .. start + n) */
-	size_t pos;        /* next record to merge */
+	uint64_t avail;    /* records it held then (head - tail) */
+	uint64_t copied;   /* of them, copied so far, all below W */
+	uint64_t last;     /* seq of the last record copied */
+	bool at_w;         /* a record at or above W was met: no more to take */
+	size_t start, n;   /* the chunk: recs[start .. start + n) */
+	size_t pos;        /* next record of the chunk to merge */
 	uint64_t next_seq; /* seq of recs[start + pos] */
 };
 
@@ -131,6 +139,8 @@ bool drain_pending(struct drain *dr)
 
 	if (dr->fd < 0)
 		return false;
+	if (dr->behind)
+		return true;
 	if (read_u64(dr, offsetof(struct shm_header, seq), &seq) < 0 ||
 	    read_u64(dr, offsetof(struct shm_header, lost), &lost) < 0)
 		return false;
@@ -197,6 +207,56 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
 	return 0;
 }
 
+/* Copies the next chunk of a ring's records below w (none, sg->n == 0, when
+ * the ring has no more). */
+static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk, const char **why)
+{
+	uint64_t left = sg->avail - sg->copied;
+	size_t n = left < chunk ? (size_t)left : chunk, k;
+
+	sg->n = sg->pos = 0;
+	if (n == 0 || sg->at_w)
+		return 0;
+	if (copy_records(dr, sg->ring, sg->tail + sg->copied, n, sg->start) < 0) {
+		*why = "the shared memory cannot be read";
+		return -EBADMSG;
+	}
+	for (k = 0; k < n; k++) {
+		uint64_t s = dr->recs[sg->start + k].seq_kind >> PROTO_EV_KIND_BITS;
+		if ((sg->copied > 0 || k > 0) && s <= sg->last) {
+			*why = "sequence numbers do not rise along a ring";
+			return -EBADMSG;
+		}
+		if (s >= w) {
+			sg->at_w = true;
+			break;
+		}
+		sg->last = s;
+	}
+	sg->n = k;
+	sg->copied += k;
+	if (k > 0)
+		sg->next_seq = dr->recs[sg->start].seq_kind >> PROTO_EV_KIND_BITS;
+	return 0;
+}
+
+/* Scratch for `n` records: it grows with what a read finds, not with what
+ * the budget allows, so an idle process costs nothing here. */
+static void need_recs(struct drain *dr, size_t n)
+{
+	if (n > dr->recs_peak)
+		dr->recs_peak = n;
+	if (dr->recs_cap >= n)
+		return;
+	size_t cap = dr->recs_cap ? dr->recs_cap : 1024;
+	while (cap < n)
+		cap *= 2;
+	if (cap > DRAIN_BUDGET)
+		cap = DRAIN_BUDGET;
+	dr->recs = xreallocarray(dr->recs, cap, sizeof(*dr->recs));
+	dr->recs_cap = cap;
+}
+
 static void grow(struct drain *dr, uint32_t nrings)
 {
 	if (dr->seg_cap < nrings) {
@@ -206,11 +266,15 @@ static void grow(struct drain *dr, uint32_t nrings)
 	}
 }
 
-/* Gives ring i the space of its `n` merged records back, and wakes the
- * threads that wait for it. */
+/* Gives ring s->ring the space of the records merged from it back, and
+ * wakes the threads that wait for it. */
 static void release(struct drain *dr, const struct drain_seg *s)
 {
-	__atomic_store_n((uint64_t *)RING_FIELD(dr, s->ring, tail), s->tail + s->pos,
+	uint64_t merged = s->copied - s->n + s->pos;
+
+	if (merged == 0)
+		return;
+	__atomic_store_n((uint64_t *)RING_FIELD(dr, s->ring, tail), s->tail + merged,
 	                 __ATOMIC_RELEASE);
 	__atomic_store_n((uint32_t *)RING_FIELD(dr, s->ring, wake_sent), 0, __ATOMIC_RELAXED);
 	uint32_t waiters;
@@ -230,7 +294,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 	struct shm_ring ctl;
 	uint64_t seq, w;
 	uint32_t nrings;
-	size_t used = 0, nseg = 0, live = 0;
+	size_t nseg = 0, live = 0, chunk;
 	long applied = 0;
 
 	*more = false;
@@ -250,99 +314,63 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 	for (uint32_t i = 0; i < nrings && !final; i++) {
 		uint64_t pending;
 		if (read_u64(dr, SHM_OFF_RING(i) + offsetof(struct shm_ring, pending), &pending) <
-		    0)
+		    0) {
+			*why = "the shared memory cannot be read";
 			return -EBADMSG;
+		}
 		if (pending < w)
 			w = pending;
 	}
-	/* Each ring's records below W, within the round's budget. A ring cut
-	 * short lowers the bound up to which the merge may go. */
-	uint64_t bound = w;
+	/* A number below the counter not in a ring yet: once it lands, the
+	 * counter need not move, yet there is something to read. */
+	dr->behind = w < seq;
+	/* The rings that hold records. */
 	for (uint32_t i = 0; i < nrings; i++) {
-		if (pread_all(dr->fd, &ctl, offsetof(struct shm_ring, ev), SHM_OFF_RING(i)) < 0)
+		if (pread_all(dr->fd, &ctl, offsetof(struct shm_ring, ev), SHM_OFF_RING(i)) < 0) {
+			*why = "the shared memory cannot be read";
 			return -EBADMSG;
+		}
 		uint64_t head = ctl.head, tail = ctl.tail;
 		if (head - tail > SHM_RING_CAP) {
 			*why = "a ring holds more records than it has room for";
 			return -EBADMSG;
 		}
-		size_t n = (size_t)(head - tail);
-		if (n == 0)
+		if (head == tail)
 			continue;
-		if (n > DRAIN_BUDGET - used) {
-			n = DRAIN_BUDGET - used;
-			*more = true;
-		}
-		if (n == 0) {
-			/* Out of budget: this ring's first record bounds the
-			 * merge, as it may come before others taken. */
-			struct shm_ev first;
-			if (pread_all(dr->fd, &first, sizeof(first),
-			              SHM_OFF_RING(i) + offsetof(struct shm_ring, ev) +
-			                  (tail % SHM_RING_CAP) * sizeof(first)) < 0)
-				return -EBADMSG;
-			uint64_t s = first.seq_kind >> PROTO_EV_KIND_BITS;
-			if (s < bound)
-				bound = s;
-			continue;
-		}
-		if (dr->recs_cap < used + n) {
-			/* Scratch grows with what a read finds, not with what the
-			 * budget allows: an idle process costs nothing here. */
-			size_t cap = dr->recs_cap ? dr->recs_cap : 1024;
-			while (cap < used + n)
-				cap *= 2;
-			if (cap > DRAIN_BUDGET)
-				cap = DRAIN_BUDGET;
-			dr->recs = xreallocarray(dr->recs, cap, sizeof(*dr->recs));
-			dr->recs_cap = cap;
-		}
-		if (used + n > dr->recs_peak)
-			dr->recs_peak = used + n;
-		if (copy_records(dr, i, tail, n, used) < 0) {
-			*why = "the shared memory cannot be read";
-			return -EBADMSG;
-		}
-		size_t k = 0;
-		uint64_t prev = 0;
-		for (; k < n; k++) {
-			uint64_t s = dr->recs[used + k].seq_kind >> PROTO_EV_KIND_BITS;
-			if (k > 0 && s <= prev) {
-				*why = "sequence numbers do not rise along a ring";
-				return -EBADMSG;
-			}
-			if (s >= w)
-				break;
-			prev = s;
-		}
-		if (k == n && n < head - tail) {
-			/* Cut short: what is left of this ring may be below
-			 * W, so nothing above its first untaken record. */
-			uint64_t s = prev + 1;
-			if (s < bound)
-				bound = s;
-		}
-		if (k == 0)
-			continue;
-		struct drain_seg *sg = &dr->seg[nseg];
+		struct drain_seg *sg = &dr->seg[nseg++];
+		memset(sg, 0, sizeof(*sg));
 		sg->ring = i;
 		sg->tail = tail;
-		sg->start = used;
-		sg->n = k;
-		sg->pos = 0;
-		sg->next_seq = dr->recs[used].seq_kind >> PROTO_EV_KIND_BITS;
-		dr->order[nseg] = (uint32_t)nseg;
-		nseg++;
-		used += k;
+		sg->avail = head - tail;
 	}
-	live = nseg;
+	if (nseg == 0)
+		return 0;
+	/* Each ring its share of the scratch, its first chunk copied. */
+	chunk = DRAIN_BUDGET / nseg;
+	uint64_t most = 0;
+	for (size_t k = 0; k < nseg; k++)
+		if (dr->seg[k].avail > most)
+			most = dr->seg[k].avail;
+	if (most < chunk)
+		chunk = (size_t)most;
+	need_recs(dr, nseg * chunk);
+	for (size_t k = 0; k < nseg; k++) {
+		struct drain_seg *sg = &dr->seg[k];
+		sg->start = k * chunk;
+		if (fill(dr, sg, w, chunk, why) < 0)
+			return -EBADMSG;
+		if (sg->n > 0)
+			dr->order[live++] = (uint32_t)k;
+	}
 	bheap_make(dr->order, live, sizeof(*dr->order), seg_less, dr->seg);
 	while (live > 0) {
+		if (applied >= (long)DRAIN_BUDGET) {
+			*more = true;
+			break;
+		}
 		struct drain_seg *sg = &dr->seg[dr->order[0]];
 		const struct shm_ev *rec = &dr->recs[sg->start + sg->pos];
 		struct proto_event ev;
-		if (sg->next_seq >= bound)
-			break;
 		if (proto_record_decode(rec, &ev) < 0) {
 			*why = "a record is malformed";
 			goto out_bad;
@@ -365,23 +393,20 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 			goto out_bad;
 		}
 		applied++;
-		if (++sg->pos == sg->n) {
+		if (++sg->pos == sg->n && fill(dr, sg, w, chunk, why) < 0)
+			goto out_bad;
+		if (sg->n == 0)
 			dr->order[0] = dr->order[--live];
-		} else {
+		else
 			sg->next_seq = dr->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
-		}
 		bheap_sift_down(dr->order, live, sizeof(*dr->order), 0, seg_less, dr->seg);
 	}
-	if (live > 0)
-		*more = true;
 	for (size_t i = 0; i < nseg; i++)
-		if (dr->seg[i].pos > 0)
-			release(dr, &dr->seg[i]);
+		release(dr, &dr->seg[i]);
 	return applied;
 out_bad:
 	for (size_t i = 0; i < nseg; i++)
-		if (dr->seg[i].pos > 0)
-			release(dr, &dr->seg[i]);
+		release(dr, &dr->seg[i]);
 	return -EBADMSG;
 }
 
@@ -405,6 +430,9 @@ long drain_run(struct drain *dr, struct heap *h, bool final, const char **why)
 		total += n;
 		if (!more || n == 0)
 			break;
+		/* Out of rounds with records left: the timer must come back. */
+		if (r == rounds - 1)
+			dr->behind = true;
 	}
 	/* A process that went quiet gives its scratch back. */
 	if (dr->recs_cap > 4096 && dr->recs_peak < dr->recs_cap / 8) {

@@ -46,6 +46,7 @@ struct drain {
 	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
 	uint64_t nostack; /* records the agent made without a stack */
 	bool exiting;     /* the agent said it exits cleanly */
+	bool behind;      /* the last drain left records to read (or in flight) */
 	/* Called at a FORK record, once every record before it is applied:
 	 * the heap is then the forked child's as it starts. */
 	void (*on_fork)(void *arg, uint64_t seq);

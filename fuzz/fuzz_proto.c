@@ -3,17 +3,26 @@
  *
  * The input is treated as the byte stream the daemon reads from agent.sock:
  * it is cut into frames with proto_hdr_decode and each payload goes to the
- * decoder its type names, as the daemon does, until a header is refused or
- * the bytes run out. Unlike the daemon it goes on past a refused payload
- * (the daemon would close the connection there), so that one input reaches
- * several decoders. Beyond "no crash, no out-of-bounds read",
- * every message that decodes is encoded again and must give back the very
- * same bytes: a decoder that accepts something the encoder cannot produce, or
- * reads a field from the wrong place, shows up as a mismatch and an abort().
+ * decoder its type names (HELLO, MODULE, MODULES_RESET and WAKE), as the
+ * daemon does, until a header is refused or the bytes run out. Unlike the
+ * daemon it goes on past a refused payload (the daemon would close the
+ * connection there), so that one input reaches several decoders. Beyond "no
+ * crash, no out-of-bounds read", every message that decodes is encoded again
+ * and must give back the very same bytes: a decoder that accepts something
+ * the encoder cannot produce, or reads a field from the wrong place, shows
+ * up as a mismatch and an abort().
+ *
+ * The same bytes, read as the 32-byte event records of the shared region
+ * (every aligned window of them), go through proto_record_decode: it must
+ * refuse exactly the records of an unknown kind or at address 0, and a
+ * record it accepts must decode to its own fields (a free without size or
+ * stack).
  *
  * Linked with fuzz/standalone.c instead of libFuzzer, plain gcc can replay a
  * corpus or a crash (see README.md).
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +61,8 @@ static void check_hello(const uint8_t *frame, const uint8_t *p, uint32_t len)
 
 	if (proto_hello_decode(p, len, &m) < 0)
 		return;
+	if (m.version != PROTO_VERSION)
+		abort();
 	sink += sum(m.exe, m.exe_len) + sum(m.cmdline, m.cmdline_len);
 	same_or_abort(frame, PROTO_HDR_SIZE + len, proto_hello_encode(out, sizeof(out), &m));
 }
@@ -66,67 +77,47 @@ static void check_module(const uint8_t *frame, const uint8_t *p, uint32_t len)
 	same_or_abort(frame, PROTO_HDR_SIZE + len, proto_module_encode(out, sizeof(out), &m));
 }
 
-static void check_stack(const uint8_t *frame, const uint8_t *p, uint32_t len)
-{
-	static uint64_t frames[PROTO_MAX_FRAMES];
-	struct proto_stack m;
-
-	if (proto_stack_decode(p, len, &m) < 0)
-		return;
-	if (m.nframes == 0 || m.nframes > PROTO_MAX_FRAMES)
-		abort();
-	for (uint32_t i = 0; i < m.nframes; i++)
-		frames[i] = proto_stack_frame(&m, i);
-	same_or_abort(frame, PROTO_HDR_SIZE + len,
-	              proto_stack_encode(out, sizeof(out), m.id, frames, m.nframes));
-}
-
-static void check_events(const uint8_t *p, uint32_t len)
-{
-	struct proto_events_iter it;
-	struct proto_event ev;
-	size_t off = 0;
-	int rc;
-
-	proto_events_begin(&it, p, len);
-	while ((rc = proto_events_next(&it, &ev)) == 1) {
-		ssize_t n;
-		if (ev.kind == PROTO_EV_ALLOC)
-			n = proto_ev_alloc_encode(out, sizeof(out), ev.seq, ev.addr, ev.size,
-			                          ev.stack_id);
-		else if (ev.kind == PROTO_EV_FREE)
-			n = proto_ev_free_encode(out, sizeof(out), ev.seq, ev.addr);
-		else
-			abort();
-		if (n < 0 || (size_t)n > len - off || memcmp(out, p + off, (size_t)n) != 0)
-			abort();
-		off += (size_t)n;
-	}
-	/* The iterator ends exactly at the end of the payload or reports why not. */
-	if (rc == 0 && off != len)
-		abort();
-}
-
-static void check_lost(const uint8_t *frame, const uint8_t *p, uint32_t len)
-{
-	uint64_t lost;
-
-	if (proto_lost_decode(p, len, &lost) < 0)
-		return;
-	same_or_abort(frame, PROTO_HDR_SIZE + len, proto_lost_encode(out, sizeof(out), lost));
-}
-
 static void check_empty(const uint8_t *frame, uint16_t type, const uint8_t *p, uint32_t len)
 {
-	if (proto_empty_decode(p, len) < 0)
+	if (proto_empty_decode(p, len) < 0) {
+		if (len == 0)
+			abort();
 		return;
+	}
+	if (len != 0)
+		abort();
 	same_or_abort(frame, PROTO_HDR_SIZE + len, proto_empty_encode(out, sizeof(out), type));
+}
+
+/* One region record, copied out as the daemon copies it. */
+static void check_record(const uint8_t *p)
+{
+	struct shm_ev rec;
+	struct proto_event ev;
+
+	memcpy(&rec, p, sizeof(rec));
+	uint64_t kind = rec.seq_kind & PROTO_EV_KIND_MASK;
+	bool valid = (kind == PROTO_EV_ALLOC || kind == PROTO_EV_FREE) && rec.addr != 0;
+	int rc = proto_record_decode(&rec, &ev);
+	if (rc != (valid ? 0 : -EBADMSG))
+		abort();
+	if (rc < 0)
+		return;
+	if (ev.kind != kind || ev.seq != rec.seq_kind >> PROTO_EV_KIND_BITS ||
+	    ev.seq > PROTO_SEQ_MAX || ev.addr != rec.addr)
+		abort();
+	if (kind == PROTO_EV_ALLOC && (ev.size != rec.size || ev.stack_id != rec.stack))
+		abort();
+	if (kind == PROTO_EV_FREE && (ev.size != 0 || ev.stack_id != 0))
+		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct proto_hdr h;
 
+	for (size_t off = 0; size - off >= sizeof(struct shm_ev); off += sizeof(struct shm_ev))
+		check_record(data + off);
 	while (size >= PROTO_HDR_SIZE) {
 		if (proto_hdr_decode(data, size, &h) < 0)
 			break;
@@ -144,17 +135,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_module(data, p, h.len);
 			break;
 		case PROTO_MODULES_RESET:
-		case PROTO_BYE:
+		case PROTO_WAKE:
 			check_empty(data, h.type, p, h.len);
-			break;
-		case PROTO_STACK:
-			check_stack(data, p, h.len);
-			break;
-		case PROTO_EVENTS:
-			check_events(p, h.len);
-			break;
-		case PROTO_LOST:
-			check_lost(data, p, h.len);
 			break;
 		default:
 			/* proto_hdr_decode promised a known type. */

@@ -3,7 +3,13 @@
  * stream (daemon/session.h: session_feed), which reads agent.sock from
  * processes the daemon does not trust.
  *
- * The input is what an agent wrote. Two sessions take it: one in a single
+ * The input is what an agent wrote: HELLO, MODULE, MODULES_RESET and WAKE
+ * frames. The connection passes each session, before any byte, the
+ * descriptor of a real shared region (a sealed memfd made as the agent
+ * makes it, ../tests/unit/testregion.h) holding a few events and stacks, so
+ * that a HELLO is accepted and each WAKE drains the region into the heap
+ * (the events themselves are fuzzed by fuzz_region.c). Two sessions take
+ * the input, each with a region of the same contents: one in a single
  * call, the other in pieces whose sizes a generator seeded from the input
  * picks (down to single bytes). Beyond "no crash, no out-of-bounds read, no
  * leak", the two must end alike: the same answer (0, or -EBADMSG with a
@@ -16,8 +22,7 @@
  * current never exceeds peak.
  *
  * The limits on blocks and stacks are set low, as --max-blocks and
- * --max-stacks would, so that a STACK frame with a huge id stays cheap.
- * fuzz/standalone.c replays inputs without libFuzzer (see README.md).
+ * --max-stacks would. fuzz/standalone.c replays inputs without libFuzzer (see README.md).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -28,6 +33,7 @@
 #include "heap.h"
 #include "sampling.h"
 #include "session.h"
+#include "../tests/unit/testregion.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -110,20 +116,51 @@ static void same_or_abort(const struct session *a, const struct session *b)
 			abort();
 }
 
-static struct session *session_for(struct daemon *d)
+/* The process's region: two threads' rings with a few allocations and
+ * frees (one of them of a block never seen, one at a live address), three
+ * stacks in the table, a lost count. */
+static void region_fill(struct testregion *r)
+{
+	static const uint64_t frames[] = {0x401000, 0x402000, 0x403000};
+	struct shm_header *h = testregion_header(r);
+
+	for (uint32_t id = 1; id <= 3; id++)
+		if (testregion_stack(r, id, frames, id) < 0)
+			abort();
+	testregion_place(r, 0, 0);
+	testregion_place(r, 1, 0);
+	__atomic_store_n((uint32_t *)&h->nrings, 2, __ATOMIC_RELEASE);
+	for (uint64_t seq = 1; seq <= 40; seq++) {
+		uint64_t addr = 0x10000 + (seq * 7 % 13) * 16;
+		struct shm_ev e = seq % 3 == 0 ? testregion_record(seq, PROTO_EV_FREE, addr, 0, 0)
+		                               : testregion_record(seq, PROTO_EV_ALLOC, addr,
+		                                                   seq * 100, (uint32_t)(seq % 4));
+		testregion_put(testregion_ring(r, (uint32_t)(seq % 2)), &e);
+	}
+	__atomic_store_n((uint64_t *)&h->seq, 41, __ATOMIC_RELEASE);
+	__atomic_store_n((uint64_t *)&h->lost, 3, __ATOMIC_RELEASE);
+}
+
+static struct session *session_for(struct daemon *d, struct testregion *r)
 {
 	memset(d, 0, sizeof *d);
 	d->cfg.max_stacks = MAX_STACKS;
 	d->cfg.max_blocks = MAX_BLOCKS;
 	struct session *s = session_new(d);
 	s->pid = 0; /* no /proc entry: identity from HELLO */
+	if (testregion_create(r, 1) < 0)
+		abort();
+	region_fill(r);
+	if (session_pass_fd(s, testregion_fd(r)) < 0)
+		abort();
 	return s;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct daemon da, db;
-	struct session *a = session_for(&da), *b = session_for(&db);
+	struct testregion rega, regb;
+	struct session *a = session_for(&da, &rega), *b = session_for(&db, &regb);
 	uint64_t rnd = size;
 	int ra, rb = 0;
 
@@ -149,5 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_heap(&b->heap);
 	session_unref(a);
 	session_unref(b);
+	testregion_destroy(&rega);
+	testregion_destroy(&regb);
 	return 0;
 }

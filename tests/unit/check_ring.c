@@ -1,36 +1,51 @@
 /*
- * check_ring.c - the agent's per-thread event rings (agent/ring.h).
+ * check_ring.c - the agent's per-thread event rings in the shared region
+ * (agent/ring.h).
  *
  * Behaviours pinned:
  *  - a ring from ring_acquire is empty (head == tail, ring_used 0), has no
- *    sequence number in flight (pending UINT64_MAX), is live, carries the
- *    caller's tid and is in the registry;
- *  - retire and release move it through RETIRED to FREE, and the next
- *    acquisitions reuse released rings (cleared) before they map new ones:
- *    the registry grows only when no ring is free;
+ *    sequence number in flight (pending UINT64_MAX), no WAKE asked, is live
+ *    and carries the caller's tid; new rings are the region's slots in
+ *    order (ring_at(i), the header's nrings counting them), a new slot
+ *    starts at position 0 whatever its memory held; without a region there
+ *    is no ring;
+ *  - retire marks a ring RETIRED; ring_reclaim gives back (FREE, on the
+ *    free list) a retired ring only once it is drained (head == tail and
+ *    nothing pending), a live ring only when asked to check threads, when
+ *    the ring was idle long enough and its thread is gone; a live thread's
+ *    ring, a busy one, or one idle too briefly stays;
+ *  - the next acquisitions reuse freed rings before they take new slots,
+ *    each once; a reused ring keeps its head and tail where the daemon
+ *    left them (its view stays valid), and gets a fresh pending, wake_sent,
+ *    tid and state;
+ *  - when all SHM_NRINGS slots are taken there is no ring (NULL) until one
+ *    is freed; a ring count past SHM_NRINGS in the header reads as
+ *    SHM_NRINGS;
  *  - ring_used is head - tail at every distance up to RING_CAP, also when
  *    the 64-bit positions themselves wrap, and a position maps to the slot
- *    position & (RING_CAP - 1), so a record written at the last slot is
- *    followed by one at slot 0 (the array wraps, records never straddle);
- *  - after ring_reset_after_fork every ring but the caller's is free and
- *    empty, the caller's is empty, live and carries the caller's tid;
+ *    position % RING_CAP, so a record written at the last slot is followed
+ *    by one at slot 0 (the array wraps, records never straddle);
+ *  - after ring_reset_after_fork in a fresh region (the fork child's) no
+ *    ring is in use and none is free: the parent's freed rings are not
+ *    handed out, the child's rings are its region's slots 0, 1, ...;
  *  - head, tail and pending are on distinct cache lines (the header's
  *    promise: producer and consumer do not share a line);
  *  - one producer and one consumer on two threads, using the protocol the
  *    header describes (the producer fills a slot and then publishes head
- *    with release, waits on tail_futex when the ring is full; the consumer
- *    reads up to head with acquire, publishes tail and wakes), pass two
- *    million records through one ring in order, none lost, duplicated or
- *    torn: every record read equals the one a reference generator, run
- *    again by the reader, says was written at that position;
- *  - threads acquiring and releasing rings concurrently are never handed
- *    the same ring at once, and the registry never holds more rings than
- *    were ever held at the same time.
+ *    with release, waits on the shared tail_futex when the ring is full;
+ *    the consumer reads up to head with acquire, publishes tail and wakes),
+ *    pass two million records through one ring in order, none lost,
+ *    duplicated or torn: every record read equals the one a reference
+ *    generator, run again by the reader, says was written at that position;
+ *  - threads acquiring and retiring rings while a reclaimer (the sender)
+ *    frees them are never handed the same ring at once, and the region never
+ *    hands out more slots than were ever out at the same time.
  *
- * The expected records come from a splitmix64 generator the reader runs
- * itself from the same seed, never from the ring. Rings live in a process-
- * wide registry that is never freed, so the tests work relative to what the
- * registry already holds and do not depend on running in a fresh process.
+ * Each test maps a fresh region (testregion.h) and points the agent's
+ * g_shm and g_region at it, as agent/region.c would; ring_reset_after_fork
+ * empties the free list, so the tests do not depend on running in a fresh
+ * process. The expected records come from a splitmix64 generator the reader
+ * runs itself from the same seed, never from the ring.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,57 +55,41 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "region.h"
 #include "ring.h"
 #include "splitmix.h"
 #include "suites.h"
 #include "sysdep.h"
+#include "testregion.h"
+
+static struct testregion R;
+
+static void use_region(struct testregion *r)
+{
+	g_shm = testregion_header(r);
+	g_region = r->base;
+	ring_reset_after_fork();
+}
+
+static void setup(void)
+{
+	ck_assert_int_eq(testregion_create(&R, 1), 0);
+	use_region(&R);
+}
+
+static void teardown(void)
+{
+	g_shm = NULL;
+	g_region = NULL;
+	ring_reset_after_fork();
+	testregion_destroy(&R);
+}
 
 /* ---- helpers ---- */
 
-static size_t registry_len(void)
-{
-	size_t n = 0;
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next)
-		n++;
-	return n;
-}
-
-static int in_registry(const struct ring *want)
-{
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next)
-		if (r == want)
-			return 1;
-	return 0;
-}
-
-/* Takes rings until one is freshly mapped (it shows up as the new head of
- * the registry): afterwards the free list is empty, whatever earlier tests
- * in this process left there. Returns that fresh ring, still held. The
- * others go back to the caller in *held (up to cap of them). */
-static struct ring *drain_free_list(struct ring **held, size_t cap, size_t *nheld)
-{
-	*nheld = 0;
-	for (;;) {
-		struct ring *before = ring_registry();
-		struct ring *r = ring_acquire(1);
-		ck_assert_ptr_nonnull(r);
-		if (ring_registry() == r && r != before)
-			return r;
-		ck_assert_uint_lt(*nheld, cap);
-		held[(*nheld)++] = r;
-	}
-}
-
-static void give_back(struct ring *r)
-{
-	ring_retire(r);
-	ring_release(r);
-}
-
-static void assert_fresh(struct ring *r, pid_t tid)
+static void assert_fresh(struct shm_ring *r, pid_t tid)
 {
 	ck_assert_ptr_nonnull(r);
 	ck_assert_uint_eq(atomic_load(&r->head), atomic_load(&r->tail));
@@ -99,14 +98,32 @@ static void assert_fresh(struct ring *r, pid_t tid)
 	ck_assert_uint_eq(atomic_load(&r->wake_sent), 0);
 	ck_assert_int_eq(atomic_load(&r->state), RING_LIVE);
 	ck_assert_int_eq(r->tid, tid);
-	ck_assert(in_registry(r));
+}
+
+static uint32_t index_of(const struct shm_ring *r)
+{
+	for (uint32_t i = 0; i < ring_count(); i++)
+		if (ring_at(i) == r)
+			return i;
+	ck_abort_msg("ring %p is not one of the %u handed out", (const void *)r, ring_count());
+	return UINT32_MAX;
+}
+
+/* What the sender does with a ring whose thread exited and which the daemon
+ * drained. */
+static void give_back(struct shm_ring *r)
+{
+	ring_retire(r);
+	atomic_store(&r->tail, atomic_load(&r->head));
+	ring_reclaim(sysdep_now_ns(), 0, 0, getpid());
+	ck_assert_int_eq(atomic_load(&r->state), RING_FREE);
 }
 
 /* Record number i of the reference sequence: seq i, kind 1 or 2, and
  * addr, size and stack drawn from the generator. */
-static struct ring_ev reference_ev(uint64_t i, struct rng *g)
+static struct shm_ev reference_ev(uint64_t i, struct rng *g)
 {
-	struct ring_ev e;
+	struct shm_ev e;
 	uint64_t a = rng_next(g), b = rng_next(g);
 	e.seq_kind = i << 2 | (1 + (a & 1));
 	e.addr = a | 1;
@@ -116,66 +133,151 @@ static struct ring_ev reference_ev(uint64_t i, struct rng *g)
 	return e;
 }
 
-/* ---- acquire, retire, release ---- */
+/* ---- acquire, retire, reclaim ---- */
 
-START_TEST(test_ring_acquire_is_empty_and_registered)
+START_TEST(test_ring_acquire_is_empty_and_counted)
 {
-	size_t n0 = registry_len();
-	struct ring *held[64];
-	size_t nheld;
-	struct ring *r = drain_free_list(held, 64, &nheld);
-
+	ck_assert_uint_eq(ring_count(), 0);
+	struct shm_ring *r = ring_acquire(1);
 	assert_fresh(r, 1);
-	ck_assert_uint_eq(registry_len(), n0 + 1);
-	struct ring *r2 = ring_acquire(4242);
+	ck_assert_ptr_eq(r, ring_at(0));
+	ck_assert_uint_eq(ring_count(), 1);
+	ck_assert_uint_eq(atomic_load(&g_shm->nrings), 1);
+	ck_assert_ptr_eq(ring_at(0), testregion_ring(&R, 0));
+
+	/* A new slot starts at 0, whatever its memory held. */
+	struct shm_ring *next = testregion_ring(&R, 1);
+	atomic_store(&next->head, 777);
+	atomic_store(&next->tail, 700);
+	atomic_store(&next->wake_sent, 1);
+	struct shm_ring *r2 = ring_acquire(4242);
 	assert_fresh(r2, 4242);
-	ck_assert_ptr_ne(r, r2);
-	ck_assert_ptr_eq(ring_registry(), r2);
-	ck_assert_uint_eq(registry_len(), n0 + 2);
-	give_back(r2);
-	give_back(r);
-	for (size_t i = 0; i < nheld; i++)
-		give_back(held[i]);
+	ck_assert_ptr_eq(r2, next);
+	ck_assert_uint_eq(atomic_load(&r2->head), 0);
+	ck_assert_uint_eq(ring_count(), 2);
+
+	/* No region, no ring. */
+	g_shm = NULL;
+	ck_assert_uint_eq(ring_count(), 0);
+	ck_assert_ptr_null(ring_acquire(1));
+	use_region(&R);
+	ck_assert_uint_eq(ring_count(), 2);
 }
 END_TEST
 
-START_TEST(test_ring_states_retire_release)
+START_TEST(test_ring_retire_and_reclaim)
 {
-	struct ring *r = ring_acquire(7);
+	struct shm_ring *r = ring_acquire(7), *live = ring_acquire(8);
+	uint64_t now = sysdep_now_ns();
 
 	ck_assert_int_eq(atomic_load(&r->state), RING_LIVE);
 	ring_retire(r);
 	ck_assert_int_eq(atomic_load(&r->state), RING_RETIRED);
-	ring_release(r);
+	/* Not drained: records the daemon has not read. */
+	atomic_store(&r->head, 5);
+	ring_reclaim(now, 0, 0, getpid());
+	ck_assert_int_eq(atomic_load(&r->state), RING_RETIRED);
+	/* Drained, but a number still pending. */
+	atomic_store(&r->tail, 5);
+	atomic_store(&r->pending, 4);
+	ring_reclaim(now, 0, 0, getpid());
+	ck_assert_int_eq(atomic_load(&r->state), RING_RETIRED);
+	/* Drained and idle: freed. A live empty ring is not, unless asked to
+	 * check threads. */
+	atomic_store(&r->pending, UINT64_MAX);
+	ring_reclaim(now, 0, 0, getpid());
 	ck_assert_int_eq(atomic_load(&r->state), RING_FREE);
-	ck_assert(in_registry(r)); /* never unmapped, never unlinked */
+	ck_assert_int_eq(atomic_load(&live->state), RING_LIVE);
+	/* Reclaiming again changes nothing, and the freed ring comes back once. */
+	ring_reclaim(now, 0, 0, getpid());
+	ck_assert_ptr_eq(ring_acquire(9), r);
+	struct shm_ring *fresh = ring_acquire(10);
+	ck_assert_ptr_ne(fresh, r);
+	ck_assert_ptr_ne(fresh, live);
+	ck_assert_uint_eq(ring_count(), 3);
 }
 END_TEST
 
-/* Released rings come back (cleared) before any new one is mapped. */
-START_TEST(test_ring_released_rings_are_reused)
+static void *exit_at_once(void *arg)
+{
+	*(pid_t *)arg = sysdep_gettid();
+	return NULL;
+}
+
+/* A thread that is gone, as the kernel tells it. */
+static pid_t gone_tid(void)
+{
+	pthread_t th;
+	pid_t tid = 0;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, exit_at_once, &tid), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_ne(tid, 0);
+	while (sysdep_thread_alive(getpid(), tid))
+		sched_yield();
+	return tid;
+}
+
+/* A thread that exits without its key destructor (killed by exit of
+ * another thread, or pthread_exit from a signal handler) leaves a live
+ * ring: the reclaimer checks the thread once the ring was idle long enough. */
+START_TEST(test_ring_reclaims_rings_of_dead_threads)
+{
+	const uint64_t idle = UINT64_C(1000000000);
+	pid_t dead = gone_tid();
+	struct shm_ring *orphan = ring_acquire(dead);
+	struct shm_ring *mine = ring_acquire(sysdep_gettid());
+	struct shm_ring *busy = ring_acquire(dead);
+	uint64_t now = sysdep_now_ns();
+
+	atomic_store(&busy->head, 3); /* records the daemon has not read */
+	/* Not idle long enough yet, or not asked to check: nothing. */
+	ring_reclaim(now, 1, UINT64_MAX / 2, getpid());
+	ring_reclaim(now + 10 * idle, 0, idle, getpid());
+	ck_assert_int_eq(atomic_load(&orphan->state), RING_LIVE);
+	/* Idle long enough: the dead thread's empty ring is freed; a live
+	 * thread's ring and a ring with records stay. */
+	ring_reclaim(now + 10 * idle, 1, idle, getpid());
+	ck_assert_int_eq(atomic_load(&orphan->state), RING_FREE);
+	ck_assert_int_eq(atomic_load(&mine->state), RING_LIVE);
+	ck_assert_int_eq(atomic_load(&busy->state), RING_LIVE);
+	ck_assert_ptr_eq(ring_acquire(1), orphan);
+	/* Once drained, the busy ring was busy just now: it must be idle for
+	 * idle_ns from then on. */
+	atomic_store(&busy->tail, 3);
+	ring_reclaim(now + 10 * idle + idle / 2, 1, idle, getpid());
+	ck_assert_int_eq(atomic_load(&busy->state), RING_LIVE);
+	ring_reclaim(now + 12 * idle, 1, idle, getpid());
+	ck_assert_int_eq(atomic_load(&busy->state), RING_FREE);
+}
+END_TEST
+
+/* Freed rings come back before any new slot is taken, at the positions the
+ * daemon left them. */
+START_TEST(test_ring_freed_rings_are_reused)
 {
 	enum { N = 5 };
-	struct ring *held[64], *mine[N], *again[N];
-	size_t nheld;
+	struct shm_ring *mine[N], *again[N];
 
-	mine[0] = drain_free_list(held, 64, &nheld);
-	for (size_t i = 1; i < N; i++)
+	for (size_t i = 0; i < N; i++)
 		mine[i] = ring_acquire(1);
 	for (size_t i = 0; i < N; i++) {
-		/* Leave records and state behind, as an exited thread would. */
+		/* Leave a position and state behind, as an exited thread
+		 * would, drained by the daemon. */
 		atomic_store(&mine[i]->head, 1000 + i);
-		atomic_store(&mine[i]->tail, 10 + i);
-		atomic_store(&mine[i]->pending, 99);
+		atomic_store(&mine[i]->tail, 1000 + i);
 		atomic_store(&mine[i]->wake_sent, 1);
 		give_back(mine[i]);
 	}
-	size_t n = registry_len();
+	ck_assert_uint_eq(ring_count(), N);
 	for (size_t i = 0; i < N; i++) {
 		again[i] = ring_acquire((pid_t)(100 + i));
 		assert_fresh(again[i], (pid_t)(100 + i));
+		uint32_t k = index_of(again[i]);
+		ck_assert_uint_eq(atomic_load(&again[i]->head), 1000 + k);
+		ck_assert_uint_eq(atomic_load(&again[i]->tail), 1000 + k);
 	}
-	ck_assert_uint_eq(registry_len(), n);
+	ck_assert_uint_eq(ring_count(), N);
 	/* The same set of rings, each once. */
 	for (size_t i = 0; i < N; i++) {
 		int found = 0;
@@ -183,15 +285,31 @@ START_TEST(test_ring_released_rings_are_reused)
 			found += again[j] == mine[i];
 		ck_assert_int_eq(found, 1);
 	}
-	/* The free list is empty again: the next one is new. */
-	struct ring *fresh = ring_acquire(200);
-	ck_assert_ptr_eq(ring_registry(), fresh);
-	ck_assert_uint_eq(registry_len(), n + 1);
-	give_back(fresh);
-	for (size_t i = 0; i < N; i++)
-		give_back(again[i]);
-	for (size_t i = 0; i < nheld; i++)
-		give_back(held[i]);
+	/* The free list is empty again: the next one is a new slot. */
+	struct shm_ring *fresh = ring_acquire(200);
+	ck_assert_ptr_eq(fresh, ring_at(N));
+	ck_assert_uint_eq(ring_count(), N + 1);
+}
+END_TEST
+
+START_TEST(test_ring_all_slots_taken)
+{
+	for (uint32_t i = 0; i < SHM_NRINGS; i++) {
+		struct shm_ring *r = ring_acquire((pid_t)(i + 1));
+		ck_assert_ptr_eq(r, ring_at(i));
+	}
+	ck_assert_uint_eq(ring_count(), SHM_NRINGS);
+	ck_assert_ptr_null(ring_acquire(1));
+	ck_assert_ptr_null(ring_acquire(1));
+	ck_assert_uint_eq(atomic_load(&g_shm->nrings), SHM_NRINGS);
+	/* One freed: that one, then nothing again. */
+	give_back(ring_at(700));
+	ck_assert_ptr_eq(ring_acquire(5), ring_at(700));
+	ck_assert_ptr_null(ring_acquire(1));
+	/* A count past the slots (another process wrote it) reads as full. */
+	atomic_store(&g_shm->nrings, UINT32_MAX);
+	ck_assert_uint_eq(ring_count(), SHM_NRINGS);
+	ck_assert_ptr_null(ring_acquire(1));
 }
 END_TEST
 
@@ -199,7 +317,7 @@ END_TEST
 
 START_TEST(test_ring_used_counts_every_distance)
 {
-	struct ring *r = ring_acquire(1);
+	struct shm_ring *r = ring_acquire(1);
 	/* Positions near 0, near RING_CAP and where the 64-bit counters wrap. */
 	const uint64_t bases[] = {0, RING_CAP - 1, 3 * (uint64_t)RING_CAP + 5, UINT64_MAX - 10,
 	                          UINT64_MAX - RING_CAP / 2};
@@ -211,9 +329,6 @@ START_TEST(test_ring_used_counts_every_distance)
 			ck_assert_uint_eq(ring_used(r), d);
 		}
 	}
-	atomic_store(&r->tail, 0);
-	atomic_store(&r->head, 0);
-	give_back(r);
 }
 END_TEST
 
@@ -222,23 +337,22 @@ END_TEST
  * last slots and continue at slot 0, each whole. */
 START_TEST(test_ring_slots_wrap_at_capacity)
 {
-	struct ring *r = ring_acquire(1);
+	struct shm_ring *r = ring_acquire(1);
 	const uint64_t start = 5 * (uint64_t)RING_CAP - 3;
 	struct rng s = {77}, check = {77};
 
-	memset(r->ev, 0, sizeof r->ev);
 	atomic_store(&r->head, start);
 	atomic_store(&r->tail, start);
 	for (uint64_t i = 0; i < 8; i++) {
 		uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-		r->ev[h & (RING_CAP - 1)] = reference_ev(i, &s);
+		r->ev[h % RING_CAP] = reference_ev(i, &s);
 		atomic_store_explicit(&r->head, h + 1, memory_order_release);
 		ck_assert_uint_eq(ring_used(r), i + 1);
 	}
 	/* Slots CAP-3, CAP-2, CAP-1, then 0..4; slot 5 untouched. */
 	const size_t slot[8] = {RING_CAP - 3, RING_CAP - 2, RING_CAP - 1, 0, 1, 2, 3, 4};
 	for (uint64_t i = 0; i < 8; i++) {
-		struct ring_ev want = reference_ev(i, &check);
+		struct shm_ev want = reference_ev(i, &check);
 		ck_assert_mem_eq(&r->ev[slot[i]], &want, sizeof want);
 	}
 	ck_assert_uint_eq(r->ev[5].seq_kind, 0);
@@ -246,27 +360,27 @@ START_TEST(test_ring_slots_wrap_at_capacity)
 	/* The reader consumes them in position order. */
 	check = (struct rng){77};
 	for (uint64_t t = start; t != start + 8; t++) {
-		struct ring_ev want = reference_ev(t - start, &check);
-		ck_assert_mem_eq(&r->ev[t & (RING_CAP - 1)], &want, sizeof want);
+		struct shm_ev want = reference_ev(t - start, &check);
+		ck_assert_mem_eq(&r->ev[t % RING_CAP], &want, sizeof want);
 		atomic_store_explicit(&r->tail, t + 1, memory_order_release);
 	}
 	ck_assert_uint_eq(ring_used(r), 0);
-	give_back(r);
 }
 END_TEST
 
 START_TEST(test_ring_layout_separates_producer_and_consumer)
 {
-	size_t head = offsetof(struct ring, head) / 64;
-	size_t tail = offsetof(struct ring, tail) / 64;
-	size_t pending = offsetof(struct ring, pending) / 64;
+	size_t head = offsetof(struct shm_ring, head) / 64;
+	size_t tail = offsetof(struct shm_ring, tail) / 64;
+	size_t pending = offsetof(struct shm_ring, pending) / 64;
 
 	ck_assert_uint_ne(head, tail);
 	ck_assert_uint_ne(head, pending);
 	ck_assert_uint_ne(tail, pending);
-	/* RING_CAP is a power of two, or position & (RING_CAP - 1) would skip
-	 * slots. */
+	/* RING_CAP is a power of two, or positions would not map to slots
+	 * consistently when the 64-bit counters wrap. */
 	ck_assert_uint_eq(RING_CAP & (RING_CAP - 1), 0);
+	ck_assert_uint_eq(sizeof(struct shm_ring) % 64, 0);
 }
 END_TEST
 
@@ -275,45 +389,35 @@ END_TEST
 START_TEST(test_ring_reset_after_fork)
 {
 	enum { N = 6 };
-	struct ring *held[64], *r[N];
-	size_t nheld;
-	pid_t me = (pid_t)syscall(SYS_gettid);
+	struct shm_ring *r[N];
+	struct testregion child;
 
-	r[0] = drain_free_list(held, 64, &nheld);
-	for (size_t i = 0; i < nheld; i++)
-		give_back(held[i]); /* free before the "fork": must stay free */
-	for (size_t i = 1; i < N; i++)
+	for (size_t i = 0; i < N; i++)
 		r[i] = ring_acquire((pid_t)(500 + i));
-	for (size_t i = 0; i < N; i++) {
-		atomic_store(&r[i]->head, 300 + i);
-		atomic_store(&r[i]->tail, 100);
-		atomic_store(&r[i]->pending, 150);
-	}
-	ring_retire(r[1]); /* an exited thread's ring, not drained yet */
-	struct ring *mine = r[2];
+	give_back(r[1]);
+	give_back(r[4]); /* the parent's free list holds two rings */
+	ring_retire(r[2]);
 
-	ring_reset_after_fork(mine);
-	for (struct ring *x = ring_registry(); x != NULL; x = x->next) {
-		ck_assert_uint_eq(ring_used(x), 0);
-		ck_assert_uint_eq(atomic_load(&x->pending), UINT64_MAX);
-		if (x == mine) {
-			ck_assert_int_eq(atomic_load(&x->state), RING_LIVE);
-			ck_assert_int_eq(x->tid, me);
-			ck_assert_uint_ne(x->idle_since, 0);
-		} else {
-			ck_assert_int_eq(atomic_load(&x->state), RING_FREE);
-		}
-	}
-	/* Every other ring is on the free list: taking them all maps nothing. */
-	size_t n = registry_len();
-	for (size_t i = 0; i + 1 < n; i++) {
-		struct ring *x = ring_acquire(1);
-		ck_assert_ptr_ne(x, mine);
-		ck_assert_int_eq(atomic_load(&x->state), RING_LIVE);
-	}
-	ck_assert_uint_eq(registry_len(), n);
-	struct ring *fresh = ring_acquire(1);
-	ck_assert_ptr_eq(ring_registry(), fresh);
+	/* The child: a fresh region, no ring in use, none free. */
+	ck_assert_int_eq(testregion_create(&child, 1), 0);
+	g_shm = testregion_header(&child);
+	g_region = child.base;
+	ring_reset_after_fork();
+	ck_assert_uint_eq(ring_count(), 0);
+	struct shm_ring *a = ring_acquire(sysdep_gettid());
+	struct shm_ring *b = ring_acquire(2);
+	assert_fresh(a, sysdep_gettid());
+	ck_assert_ptr_eq(a, testregion_ring(&child, 0));
+	ck_assert_ptr_eq(b, testregion_ring(&child, 1));
+	ck_assert_uint_eq(ring_count(), 2);
+	/* The parent's region is as it was. */
+	ck_assert_uint_eq(atomic_load(&testregion_header(&R)->nrings), N);
+	ck_assert_int_eq(atomic_load(&r[1]->state), RING_FREE);
+	ck_assert_int_eq(atomic_load(&r[2]->state), RING_RETIRED);
+	ck_assert_int_eq(atomic_load(&r[0]->state), RING_LIVE);
+	ck_assert_uint_eq(atomic_load(&testregion_ring(&child, 2)->state), 0);
+	use_region(&R);
+	testregion_destroy(&child);
 }
 END_TEST
 
@@ -324,7 +428,7 @@ END_TEST
 #define STRESS_MAX_TAKE 1000u /* the consumer drains at most this many at once */
 
 struct stress {
-	struct ring *r;
+	struct shm_ring *r;
 	uint64_t base; /* position of record 0 */
 	_Atomic int failed;
 	char why[160];
@@ -343,7 +447,7 @@ static void stress_fail(struct stress *st, const char *why)
 static void *stress_producer(void *arg)
 {
 	struct stress *st = arg;
-	struct ring *r = st->r;
+	struct shm_ring *r = st->r;
 	struct rng s = {STRESS_SEED};
 
 	for (uint64_t i = 0; i < STRESS_RECORDS && !atomic_load(&st->failed); i++) {
@@ -351,13 +455,13 @@ static void *stress_producer(void *arg)
 			atomic_fetch_add(&r->waiters, 1);
 			uint32_t tf = atomic_load(&r->tail_futex);
 			if (RING_CAP - ring_used(r) < 1)
-				sysdep_futex_wait(&r->tail_futex, tf, 20 * 1000 * 1000);
+				sysdep_futex_wait_shared(&r->tail_futex, tf, 20 * 1000 * 1000);
 			atomic_fetch_sub(&r->waiters, 1);
 			if (atomic_load(&st->failed))
 				return NULL;
 		}
 		uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
-		r->ev[h & (RING_CAP - 1)] = reference_ev(i, &s);
+		r->ev[h % RING_CAP] = reference_ev(i, &s);
 		atomic_store_explicit(&r->head, h + 1, memory_order_release);
 	}
 	return NULL;
@@ -368,7 +472,7 @@ static void *stress_producer(void *arg)
 static void *stress_consumer(void *arg)
 {
 	struct stress *st = arg;
-	struct ring *r = st->r;
+	struct shm_ring *r = st->r;
 	struct rng s = {STRESS_SEED};
 	uint64_t next = 0, take = 1;
 
@@ -393,8 +497,8 @@ static void *stress_consumer(void *arg)
 		uint64_t n = h - t > take ? take : h - t;
 		take = take % STRESS_MAX_TAKE + 7;
 		for (uint64_t k = 0; k < n; k++) {
-			struct ring_ev want = reference_ev(next, &s);
-			if (memcmp(&r->ev[(t + k) & (RING_CAP - 1)], &want, sizeof want) != 0) {
+			struct shm_ev want = reference_ev(next, &s);
+			if (memcmp(&r->ev[(t + k) % RING_CAP], &want, sizeof want) != 0) {
 				stress_fail(st, "a record differs from the reference sequence");
 				return NULL;
 			}
@@ -403,7 +507,7 @@ static void *stress_consumer(void *arg)
 		atomic_store_explicit(&r->tail, t + n, memory_order_release);
 		atomic_fetch_add(&r->tail_futex, 1);
 		if (atomic_load(&r->waiters))
-			sysdep_futex_wake(&r->tail_futex, 64);
+			sysdep_futex_wake_shared(&r->tail_futex, 64);
 	}
 	return NULL;
 }
@@ -430,67 +534,87 @@ START_TEST(test_ring_producer_consumer_stress)
 	ck_assert_uint_eq(atomic_load(&st.r->tail), st.base + STRESS_RECORDS);
 	ck_assert_uint_eq(ring_used(st.r), 0);
 	ck_assert_uint_le(st.max_used, RING_CAP);
-	give_back(st.r);
 }
 END_TEST
 
-/* ---- concurrent acquire and release ---- */
+/* ---- concurrent acquire and reclaim ---- */
 
 #define CHURN_THREADS 4
 #define CHURN_ROUNDS  20000
 
 struct churn {
 	_Atomic int failed;
+	_Atomic int running; /* churn threads not done yet */
 	pthread_barrier_t go;
 };
 
+/* A thread's life, over and over: take a ring, use it, retire it (its key
+ * destructor), and wait until the sender has freed it before the next. */
 static void *churn_main(void *arg)
 {
 	struct churn *c = arg;
-	pid_t me = (pid_t)syscall(SYS_gettid);
+	pid_t me = sysdep_gettid();
 
 	pthread_barrier_wait(&c->go);
 	for (int i = 0; i < CHURN_ROUNDS && !atomic_load(&c->failed); i++) {
-		struct ring *r = ring_acquire(me);
-		if (r == NULL || __atomic_load_n(&r->tid, __ATOMIC_RELAXED) != me ||
+		struct shm_ring *r = ring_acquire(me);
+		if (r == NULL || __atomic_load_n(&r->tid, __ATOMIC_RELAXED) != (uint32_t)me ||
 		    atomic_load(&r->state) != RING_LIVE || ring_used(r) != 0) {
 			atomic_store(&c->failed, 1);
 			break;
 		}
 		/* A ring handed to two threads at once would have its tid
 		 * overwritten by the other one meanwhile. */
+		uint64_t pos = atomic_load(&r->head);
 		for (int k = 0; k < 16; k++) {
-			atomic_store(&r->head, (uint64_t)me);
-			if (__atomic_load_n(&r->tid, __ATOMIC_RELAXED) != me ||
-			    atomic_load(&r->head) != (uint64_t)me) {
+			atomic_store(&r->head, pos + 1);
+			if (__atomic_load_n(&r->tid, __ATOMIC_RELAXED) != (uint32_t)me ||
+			    atomic_load(&r->head) != pos + 1) {
 				atomic_store(&c->failed, 1);
 				break;
 			}
+			atomic_store(&r->head, pos);
 		}
-		atomic_store(&r->head, 0);
-		give_back(r);
+		ring_retire(r);
+		while (atomic_load(&r->state) == RING_RETIRED && !atomic_load(&c->failed))
+			sched_yield();
 	}
+	atomic_fetch_sub(&c->running, 1);
 	return NULL;
 }
 
-START_TEST(test_ring_concurrent_acquire_release)
+/* The sender's part: reclaim, as often as it can. */
+static void *reclaimer_main(void *arg)
+{
+	struct churn *c = arg;
+
+	pthread_barrier_wait(&c->go);
+	while (atomic_load(&c->running) > 0)
+		ring_reclaim(sysdep_now_ns(), 0, 0, getpid());
+	return NULL;
+}
+
+START_TEST(test_ring_concurrent_acquire_and_reclaim)
 {
 	struct churn c;
-	pthread_t th[CHURN_THREADS];
-	size_t n0 = registry_len();
+	pthread_t th[CHURN_THREADS + 1];
 
 	memset(&c, 0, sizeof c);
-	pthread_barrier_init(&c.go, NULL, CHURN_THREADS);
+	atomic_store(&c.running, CHURN_THREADS);
+	pthread_barrier_init(&c.go, NULL, CHURN_THREADS + 1);
 	for (int i = 0; i < CHURN_THREADS; i++)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, churn_main, &c), 0);
-	for (int i = 0; i < CHURN_THREADS; i++)
+	ck_assert_int_eq(pthread_create(&th[CHURN_THREADS], NULL, reclaimer_main, &c), 0);
+	for (int i = 0; i <= CHURN_THREADS; i++)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&c.go);
 	ck_assert_msg(!atomic_load(&c.failed), "a ring was handed to two threads at once");
-	/* At most CHURN_THREADS rings were ever held at once. */
-	ck_assert_uint_le(registry_len(), n0 + CHURN_THREADS);
-	for (struct ring *r = ring_registry(); r != NULL; r = r->next)
-		ck_assert_int_ne(atomic_load(&r->state), RING_RETIRED);
+	/* A new slot is taken only when the free list is empty, and then
+	 * every ring is held by a thread (one each) or between the
+	 * reclaimer's FREE and its place on the list (one at most). */
+	ck_assert_uint_le(ring_count(), CHURN_THREADS + 1);
+	for (uint32_t i = 0; i < ring_count(); i++)
+		ck_assert_int_ne(atomic_load(&ring_at(i)->state), RING_RETIRED);
 }
 END_TEST
 
@@ -500,22 +624,27 @@ Suite *ring_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("lifecycle");
-	tcase_add_test(tc, test_ring_acquire_is_empty_and_registered);
-	tcase_add_test(tc, test_ring_states_retire_release);
-	tcase_add_test(tc, test_ring_released_rings_are_reused);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_ring_acquire_is_empty_and_counted);
+	tcase_add_test(tc, test_ring_retire_and_reclaim);
+	tcase_add_test(tc, test_ring_reclaims_rings_of_dead_threads);
+	tcase_add_test(tc, test_ring_freed_rings_are_reused);
+	tcase_add_test(tc, test_ring_all_slots_taken);
 	tcase_add_test(tc, test_ring_reset_after_fork);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("positions");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_ring_used_counts_every_distance);
 	tcase_add_test(tc, test_ring_slots_wrap_at_capacity);
 	tcase_add_test(tc, test_ring_layout_separates_producer_and_consumer);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_ring_producer_consumer_stress);
-	tcase_add_test(tc, test_ring_concurrent_acquire_release);
+	tcase_add_test(tc, test_ring_concurrent_acquire_and_reclaim);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,43 +1,59 @@
 /*
- * check_session.c - the daemon's decoder of one agent's stream
- * (daemon/session.h: session_feed and the module map).
+ * check_session.c - the daemon's side of one traced process
+ * (daemon/session.h): the decoder of its agent's stream, the module map,
+ * and the heap it builds from the process's shared region.
  *
- * The tests build agent streams with proto/proto.h's encoders (HELLO,
- * MODULE, STACK, EVENTS, LOST, BYE), feed them to a session, and compare
- * what the session built with a reference model the test keeps from what it
- * sent: a plain list of blocks (address, size, stack), per-stack counters
- * and totals updated by arithmetic, and a module list kept sorted by hand.
- * The model shares no code with heap.c or session.c.
+ * The tests play the agent: they write events into a real region (a sealed
+ * memfd, testregion.h: records in two rings, stacks in the table, the lost
+ * count and the exiting flag in the header), pass its descriptor to the
+ * session as the connection would (session_pass_fd), and build streams with
+ * proto/proto.h's encoders (HELLO, MODULE, MODULES_RESET, WAKE). What the
+ * session built is compared with a reference model the test keeps from what
+ * it wrote: a plain list of blocks (address, size, stack), per-stack
+ * counters and totals updated by arithmetic, and a module list kept sorted
+ * by hand. The model shares no code with heap.c, drain.c or session.c.
  *
  * Behaviours pinned:
- *  - a stream of HELLO, modules, stacks and events builds exactly the heap
- *    the events describe: every live block with its size and stack, current
- *    and peak, allocations, frees, frees of unknown blocks, allocations at
- *    a live address (the old block is gone), per-stack live and total
- *    counts, a block of 2 TiB kept exact; LOST and BYE are recorded;
+ *  - a stream of HELLO, modules and WAKEs, with events written to the
+ *    region before each WAKE, builds exactly the heap the events describe:
+ *    every live block with its size and stack, current and peak,
+ *    allocations, frees, frees of unknown blocks, allocations at a live
+ *    address (the old block is gone), per-stack live and total counts, each
+ *    stack defined from the table when first used, a block of 2 TiB kept
+ *    exact; the region's lost count and exiting flag are the session's
+ *    lost_events and bye; events counts the records applied, for the
+ *    session and the daemon;
  *  - the same stream cut into pieces of any size, or written into the
  *    session's own read buffer as the daemon does, builds the same state;
+ *    so does a HELLO of the largest size, whole or in two halves;
  *  - the identity comes from the kernel: for a process /proc can show, exe
  *    and cmdline are /proc's, whatever HELLO claims; HELLO's words are used
  *    only when /proc has nothing;
  *  - the module map: sorted by address, an object overlapping older ones
  *    replaces them, an identical one is kept once, an empty range is
  *    ignored; session_module_find finds the module holding an address;
- *  - order by sequence numbers: events must come in increasing sequence
- *    (gaps allowed), within a frame and across frames; an event with a
- *    sequence number not above the last one is refused;
- *  - every malformed frame is refused: session_feed returns -EBADMSG with
- *    s->error set, and nothing the session shows (heap, counters, modules,
- *    identity) changes. The frames: anything before HELLO, a second HELLO,
- *    a truncated HELLO, MODULE or STACK, bad headers (reserved field, type
- *    0 or past the last, length over the limit), a STACK defined twice, an
- *    event naming an undefined stack, a truncated record, a record of an
- *    unknown kind or at address 0, LOST going backwards or of the wrong
- *    size, RESET or BYE with a payload, any frame after BYE, and more
- *    bytes at once than the read buffer holds. Each bad event is the first
- *    record of its frame.
+ *  - order by sequence numbers: events are applied in increasing sequence
+ *    across the rings (gaps allowed); a live drain stops at a number still
+ *    in flight, the final drain (the process is gone) takes everything;
+ *    session_trim gives back the region and the read buffer and keeps the
+ *    statistics; nothing is drained before HELLO;
+ *  - every malformed frame is refused: session_feed (or session_pass_fd)
+ *    returns -EBADMSG with s->error set, and nothing the session shows
+ *    (heap, counters, modules, identity) changes. The frames: anything
+ *    before HELLO, a second HELLO, a truncated HELLO or one of another
+ *    version, HELLO without a descriptor or with one that is not a proper
+ *    region, a second descriptor, a descriptor after HELLO (closed), a
+ *    truncated MODULE, bad headers (reserved field, type 0 or past the
+ *    last, length over the limit), MODULES_RESET or WAKE with a payload,
+ *    and more bytes at once than the read buffer holds. A region that
+ *    breaks a rule on WAKE (a record naming a stack not in the table, a
+ *    sequence number not above the last, a record of an unknown kind or at
+ *    address 0, a ring claiming more records than it holds) breaks the
+ *    session (s->broken), and nothing is drained from it again. Each bad
+ *    record is the first new one, with a good one after it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +68,7 @@
 #include "session.h"
 #include "splitmix.h"
 #include "suites.h"
+#include "testregion.h"
 
 #define EXPECT_SAME(a, b) EXPECT_EQ_AT(where, a, b)
 
@@ -108,7 +125,8 @@ struct m_block {
 };
 
 struct m_stack {
-	bool defined;
+	bool in_table; /* written to the region's table */
+	bool defined;  /* used by an event: the heap knows it */
 	uint64_t frames[8];
 	uint32_t nframes;
 	uint64_t live_bytes, live_count, total_allocs, total_bytes;
@@ -125,8 +143,8 @@ struct model {
 	bool hello, bye;
 	uint32_t nframes, flags;
 	uint64_t sample_bytes;
-	char exe[256];
-	char cmdline[256];
+	char exe[PROTO_MAX_PATH + 1];
+	char cmdline[PROTO_MAX_CMDLINE];
 	size_t cmdline_len;
 	uint64_t lost, events;
 	uint64_t last_seq;
@@ -155,10 +173,17 @@ static void m_drop(struct model *m, struct m_block *b)
 	*b = m->blocks[--m->nblocks];
 }
 
-/* ---- the session and the daemon around it ---- */
+static void model_init(struct model *m)
+{
+	memset(m, 0, sizeof *m);
+	m->stacks[0].defined = true; /* id 0: the unknown stack */
+}
+
+/* ---- the session, the daemon around it, the process's region ---- */
 
 static struct daemon D;
 static struct session *S;
+static struct testregion R;
 
 static void session_setup(void)
 {
@@ -167,21 +192,33 @@ static void session_setup(void)
 	/* No process behind this session: /proc/0 does not exist, so its
 	 * identity falls back to what HELLO says. */
 	S->pid = 0;
+	ck_assert_int_eq(testregion_create(&R, 1), 0);
+	testregion_place(&R, 0, 0);
+	testregion_place(&R, 1, 0);
+	__atomic_store_n((uint32_t *)&testregion_header(&R)->nrings, 2, __ATOMIC_RELEASE);
 }
 
 static void session_teardown(void)
 {
 	session_unref(S);
 	S = NULL;
+	testregion_destroy(&R);
 }
 
-static void model_init(struct model *m)
+/* The connection passes the region's descriptor, as HELLO's comes. */
+static void pass_region(void)
 {
-	memset(m, 0, sizeof *m);
-	m->stacks[0].defined = true; /* id 0: the unknown stack */
+	ck_assert_int_eq(session_pass_fd(S, testregion_fd(&R)), 0);
 }
 
-/* ---- building frames and the model together ---- */
+static void assert_closed(int fd)
+{
+	errno = 0;
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+	ck_assert_int_eq(errno, EBADF);
+}
+
+/* ---- building frames, region contents and the model together ---- */
 
 static void send_hello(struct wire *w, struct model *m, const char *exe, const char *cmdline,
                        size_t cmdline_len)
@@ -197,7 +234,8 @@ static void send_hello(struct wire *w, struct model *m, const char *exe, const c
 	    .cmdline = cmdline,
 	    .cmdline_len = (uint32_t)cmdline_len,
 	};
-	wire_add(w, proto_hello_encode(wire_room(w, 1024), 1024, &h));
+	size_t cap = PROTO_HDR_SIZE + 32 + h.exe_len + h.cmdline_len;
+	wire_add(w, proto_hello_encode(wire_room(w, cap), cap, &h));
 	m->hello = true;
 	m->nframes = 24;
 	m->flags = PROTO_HELLO_FP | PROTO_HELLO_DROP;
@@ -260,41 +298,41 @@ static void send_module(struct wire *w, struct model *m, uint64_t bias, uint64_t
 	m->nmodules++;
 }
 
-static void send_stack(struct wire *w, struct model *m, uint32_t id, const uint64_t *frames,
-                       uint32_t n)
+static void send_wake(struct wire *w)
+{
+	wire_add(w, proto_empty_encode(wire_room(w, 64), 64, PROTO_WAKE));
+}
+
+/* The agent writes stack `id` into the region's table. */
+static void put_stack(struct model *m, uint32_t id, const uint64_t *frames, uint32_t n)
 {
 	ck_assert_uint_le(id, MAX_STACK_ID);
 	ck_assert_uint_le(n, 8);
-	wire_add(w, proto_stack_encode(wire_room(w, 1024), 1024, id, frames, n));
-	m->stacks[id].defined = true;
+	ck_assert_int_eq(testregion_stack(&R, id, frames, n), 0);
+	m->stacks[id].in_table = true;
 	memcpy(m->stacks[id].frames, frames, n * sizeof *frames);
 	m->stacks[id].nframes = n;
 }
 
-/* An EVENTS frame being filled. */
-struct evframe {
-	struct wire *w;
-	size_t at; /* offset of its header */
-};
-
-static void ev_begin(struct evframe *f, struct wire *w)
+/* Records go to ring 0 or 1: one per thread, two threads. The header's
+ * counter moves past every number written. */
+static void put_record(uint32_t ring, const struct shm_ev *e)
 {
-	f->w = w;
-	f->at = w->n;
-	wire_room(w, PROTO_HDR_SIZE);
-	w->n += PROTO_HDR_SIZE;
+	struct shm_header *h = testregion_header(&R);
+	uint64_t seq = e->seq_kind >> PROTO_EV_KIND_BITS;
+
+	testregion_put(testregion_ring(&R, ring), e);
+	if (__atomic_load_n((uint64_t *)&h->seq, __ATOMIC_RELAXED) <= seq)
+		__atomic_store_n((uint64_t *)&h->seq, seq + 1, __ATOMIC_RELEASE);
 }
 
-static void ev_end(struct evframe *f)
+static void put_alloc(struct model *m, uint32_t ring, uint64_t seq, uint64_t addr, uint64_t size,
+                      uint32_t stack)
 {
-	proto_hdr_encode(f->w->p + f->at, PROTO_EVENTS,
-	                 (uint32_t)(f->w->n - f->at - PROTO_HDR_SIZE));
-}
-
-static void ev_alloc(struct evframe *f, struct model *m, uint64_t seq, uint64_t addr, uint64_t size,
-                     uint32_t stack)
-{
-	wire_add(f->w, proto_ev_alloc_encode(wire_room(f->w, 64), 64, seq, addr, size, stack));
+	struct shm_ev e = testregion_record(seq, PROTO_EV_ALLOC, addr, size, stack);
+	put_record(ring, &e);
+	ck_assert(stack == 0 || m->stacks[stack].in_table);
+	m->stacks[stack].defined = true;
 	m->last_seq = seq;
 	m->events++;
 	m->allocations++;
@@ -314,9 +352,10 @@ static void ev_alloc(struct evframe *f, struct model *m, uint64_t seq, uint64_t 
 		m->peak = m->current;
 }
 
-static void ev_free(struct evframe *f, struct model *m, uint64_t seq, uint64_t addr)
+static void put_free(struct model *m, uint32_t ring, uint64_t seq, uint64_t addr)
 {
-	wire_add(f->w, proto_ev_free_encode(wire_room(f->w, 64), 64, seq, addr));
+	struct shm_ev e = testregion_record(seq, PROTO_EV_FREE, addr, 0, 0);
+	put_record(ring, &e);
 	m->last_seq = seq;
 	m->events++;
 	struct m_block *b = m_find(m, addr);
@@ -328,15 +367,15 @@ static void ev_free(struct evframe *f, struct model *m, uint64_t seq, uint64_t a
 	m_drop(m, b);
 }
 
-static void send_lost(struct wire *w, struct model *m, uint64_t lost)
+static void put_lost(struct model *m, uint64_t lost)
 {
-	wire_add(w, proto_lost_encode(wire_room(w, 64), 64, lost));
+	__atomic_store_n((uint64_t *)&testregion_header(&R)->lost, lost, __ATOMIC_RELEASE);
 	m->lost = lost;
 }
 
-static void send_bye(struct wire *w, struct model *m)
+static void put_exiting(struct model *m)
 {
-	wire_add(w, proto_empty_encode(wire_room(w, 64), 64, PROTO_BYE));
+	__atomic_store_n((uint32_t *)&testregion_header(&R)->exiting, 1, __ATOMIC_RELEASE);
 	m->bye = true;
 }
 
@@ -370,8 +409,9 @@ static void assert_session(const struct session *s, const struct model *m, const
 		EXPECT_SAME(s->nframes, m->nframes);
 		EXPECT_SAME(s->flags, m->flags);
 		EXPECT_SAME(s->sample_bytes, m->sample_bytes);
-		EXPECT(s->exe != NULL && strcmp(s->exe, m->exe) == 0, "%s: exe is %s, expected %s",
-		       where, s->exe ? s->exe : "(null)", m->exe);
+		EXPECT(s->exe != NULL && strcmp(s->exe, m->exe) == 0,
+		       "%s: exe is %.80s, expected %.80s", where, s->exe ? s->exe : "(null)",
+		       m->exe);
 		EXPECT_SAME(s->cmdline_len, m->cmdline_len);
 		EXPECT(s->cmdline != NULL && memcmp(s->cmdline, m->cmdline, m->cmdline_len) == 0,
 		       "%s: cmdline differs", where);
@@ -387,6 +427,7 @@ static void assert_session(const struct session *s, const struct model *m, const
 	EXPECT_SAME(h->unknown_frees, m->unknown_frees);
 	EXPECT_SAME(h->replaced, m->replaced);
 	EXPECT_SAME(h->count, m->nblocks);
+	EXPECT_SAME(h->last_seq, m->last_seq);
 	for (size_t i = 0; i < m->nblocks; i++) {
 		uint64_t size;
 		uint32_t stack;
@@ -407,7 +448,7 @@ static void assert_session(const struct session *s, const struct model *m, const
 		const struct m_stack *ms = &m->stacks[id];
 		if (!ms->defined) {
 			EXPECT(id >= h->nstacks || !h->stacks[id].defined,
-			       "%s: stack %u defined, never sent", where, id);
+			       "%s: stack %u defined, never used", where, id);
 			continue;
 		}
 		ndefined += id != 0;
@@ -455,15 +496,16 @@ static uint64_t pool_addr(size_t i)
 }
 
 /* Called after each frame of a workload, when the model describes every
- * frame built so far. */
+ * frame built (and every record written) so far. */
 typedef void (*frame_done_fn)(const struct wire *w, const struct model *m);
 
-/* The stream of a traced process: HELLO, a few modules, stacks 1..20, then
- * `nframes` EVENTS frames of random allocations, frees, frees of blocks
- * never allocated, reallocations at live addresses and allocations of
- * unknown stack, each stack defined before its first use; a LOST in the
- * middle, BYE at the end. */
-static void build_workload(struct wire *w, struct model *m, int nframes, uint64_t seed,
+/* The life of a traced process: HELLO, a few modules, then `nbatches`
+ * batches of random allocations, frees, frees of blocks never allocated,
+ * reallocations at live addresses and allocations of unknown stack, written
+ * to the region's two rings, each followed by a WAKE; stacks 1..20 come
+ * into the table before their first use. Lost events in the middle, the
+ * exiting flag at the end. */
+static void build_workload(struct wire *w, struct model *m, int nbatches, uint64_t seed,
                            frame_done_fn done)
 {
 	struct rng rnd = {seed};
@@ -482,50 +524,47 @@ static void build_workload(struct wire *w, struct model *m, int nframes, uint64_
 	send_module(w, m, 0x7f1000000000, 0x7f1000001000, 0x7f1000200000, "/lib/libc.so.6", 0xcd);
 	send_module(w, m, 0, 0x7ffff7fc0000, 0x7ffff7ff0000, "", 0);
 	FRAME_DONE();
-	for (int f = 0; f < nframes; f++) {
-		/* New stacks become usable in this frame. */
+	for (int f = 0; f < nbatches; f++) {
+		/* New stacks become usable in this batch. */
 		while (defined < 20 && defined < (uint32_t)(f + 1) * 4) {
 			uint64_t frames[8];
 			uint32_t n = 1 + defined % 8;
 			defined++;
 			for (uint32_t i = 0; i < n; i++)
 				frames[i] = 0x401000 + defined * 0x100 + i * 8;
-			send_stack(w, m, defined, frames, n);
-			FRAME_DONE();
+			put_stack(m, defined, frames, n);
 		}
-		struct evframe ef;
-		ev_begin(&ef, w);
 		int nev = 1 + (int)(rng_next(&rnd) % 120);
 		for (int e = 0; e < nev; e++) {
 			uint64_t r = rng_next(&rnd);
 			uint64_t addr = pool_addr(r % POOL);
+			uint32_t ring = (uint32_t)(r >> 63);
 			seq += 1 + (r >> 60) % 3; /* gaps, as after lost events */
 			switch ((r >> 8) % 8) {
 			case 0: /* allocation of unknown stack */
-				ev_alloc(&ef, m, seq, addr, 1 + (r >> 20) % 5000, 0);
+				put_alloc(m, ring, seq, addr, 1 + (r >> 20) % 5000, 0);
 				break;
 			case 1:
 			case 2: /* free, known or not */
-				ev_free(&ef, m, seq, addr);
+				put_free(m, ring, seq, addr);
 				break;
 			default: /* allocation, perhaps at a live address */
-				ev_alloc(&ef, m, seq, addr, 1 + (r >> 20) % 100000,
-				         1 + (uint32_t)((r >> 40) % defined));
+				put_alloc(m, ring, seq, addr, 1 + (r >> 20) % 100000,
+				          1 + (uint32_t)((r >> 40) % defined));
 				break;
 			}
 		}
-		if (f == nframes / 2) /* one block larger than the packed size */
-			ev_alloc(&ef, m, ++seq, pool_addr(POOL + 1), UINT64_C(2) << 40, 1);
-		ev_end(&ef);
-		FRAME_DONE();
-		if (f == nframes / 3) {
-			send_lost(w, m, 17);
-			FRAME_DONE();
+		if (f == nbatches / 2) /* one block larger than the packed size */
+			put_alloc(m, 0, ++seq, pool_addr(POOL + 1), UINT64_C(2) << 40, 1);
+		if (f == nbatches / 3)
+			put_lost(m, 17);
+		if (f == nbatches - 1) {
+			put_lost(m, 40);
+			put_exiting(m);
 		}
+		send_wake(w);
+		FRAME_DONE();
 	}
-	send_lost(w, m, 40);
-	send_bye(w, m);
-	FRAME_DONE();
 #undef FRAME_DONE
 }
 
@@ -544,13 +583,14 @@ static void feed_and_compare(const struct wire *w, const struct model *m)
 	assert_session(S, m, where);
 }
 
-START_TEST(test_session_builds_heap_frame_by_frame)
+START_TEST(test_session_builds_heap_wake_by_wake)
 {
 	struct wire w = {0};
 	static struct model m;
 
 	model_init(&m);
 	fed = 0;
+	pass_region();
 	build_workload(&w, &m, 40, 1, feed_and_compare);
 	ck_assert_uint_eq(fed, w.n);
 	wire_free(&w);
@@ -563,6 +603,7 @@ START_TEST(test_session_builds_heap_in_one_feed)
 	static struct model m;
 
 	model_init(&m);
+	pass_region();
 	build_workload(&w, &m, 60, 2, NULL);
 	feed_ok(S, &w, 0, "one feed");
 	assert_session(S, &m, "one feed");
@@ -581,6 +622,7 @@ START_TEST(test_session_split_feeds)
 	struct rng rnd = {99};
 
 	model_init(&m);
+	pass_region();
 	build_workload(&w, &m, 30, 3, NULL);
 	for (size_t off = 0; off < w.n;) {
 		uint64_t r = rng_next(&rnd);
@@ -606,6 +648,7 @@ START_TEST(test_session_feed_from_read_buffer)
 	struct rng rnd = {5};
 
 	model_init(&m);
+	pass_region();
 	build_workload(&w, &m, 30, 4, NULL);
 	for (size_t off = 0; off < w.n;) {
 		size_t n = 1 + (size_t)(rng_next(&rnd) % 3000);
@@ -623,34 +666,25 @@ START_TEST(test_session_feed_from_read_buffer)
 }
 END_TEST
 
-/* A frame of the largest payload the protocol allows, whole and cut. */
+/* The largest frame the agent sends: a HELLO with the longest exe and
+ * command line, whole and cut in two. */
 START_TEST(test_session_largest_frame)
 {
 	struct wire w = {0};
 	static struct model m;
-	const uint64_t frames[] = {0x401000};
-	uint64_t seq = 0;
+	static char exe[PROTO_MAX_PATH + 1], cmdline[PROTO_MAX_CMDLINE];
 
 	model_init(&m);
-	send_hello(&w, &m, "/bin/big", "big", 3);
-	send_stack(&w, &m, 1, frames, 1);
-	struct evframe ef;
-	ev_begin(&ef, &w);
-	size_t n = 0;
-	/* Allocations and frees of 2 blocks until the payload is full. */
-	while (PROTO_MAX_PAYLOAD - (w.n - ef.at - PROTO_HDR_SIZE) >= PROTO_EV_ALLOC_SIZE) {
-		if (n % 2 == 0)
-			ev_alloc(&ef, &m, ++seq, pool_addr(n % 4), 64 + n % 7, 1);
-		else
-			ev_free(&ef, &m, ++seq, pool_addr((n - 1) % 4));
-		n++;
-	}
-	ev_end(&ef);
-	ck_assert_uint_le(w.n - ef.at - PROTO_HDR_SIZE, PROTO_MAX_PAYLOAD);
-	ck_assert_uint_gt(w.n - ef.at - PROTO_HDR_SIZE, PROTO_MAX_PAYLOAD - PROTO_EV_ALLOC_SIZE);
-	size_t half = ef.at + (w.n - ef.at) / 2;
+	memset(exe, 'e', PROTO_MAX_PATH);
+	exe[0] = '/';
+	for (size_t i = 0; i < sizeof cmdline; i++)
+		cmdline[i] = i % 10 == 9 ? '\0' : (char)('a' + i % 26);
+	send_hello(&w, &m, exe, cmdline, sizeof cmdline);
+	ck_assert_uint_le(w.n - PROTO_HDR_SIZE, PROTO_MAX_PAYLOAD);
+	pass_region();
+	size_t half = w.n / 2;
 	feed_ok(S, &(struct wire){w.p, half, 0}, 0, "first half");
-	ck_assert_uint_eq(S->events, 0);
+	ck_assert(!S->hello);
 	int rc = session_feed(S, w.p + half, w.n - half);
 	ck_assert_int_eq(rc, 0);
 	assert_session(S, &m, "largest frame");
@@ -678,6 +712,7 @@ START_TEST(test_session_identity_from_proc)
 
 	model_init(&m);
 	S->pid = getpid(); /* the kernel knows this one */
+	pass_region();
 	send_hello(&w, &m, "/claimed/by/the/agent", "lies\0", 5);
 	feed_ok(S, &w, 0, "hello");
 	ck_assert_str_eq(S->exe, exe);
@@ -696,6 +731,7 @@ START_TEST(test_session_identity_from_hello)
 	static struct model m;
 
 	model_init(&m);
+	pass_region();
 	send_hello(&w, &m, "/opt/app/bin/server", "server\0-c\0/etc/app.conf\0", 25);
 	feed_ok(S, &w, 0, "hello");
 	assert_session(S, &m, "hello");
@@ -711,6 +747,7 @@ START_TEST(test_session_module_map)
 	static struct model m;
 
 	model_init(&m);
+	pass_region();
 	send_hello(&w, &m, "/bin/x", "x", 1);
 	/* Out of order. */
 	send_module(&w, &m, 0, 0x5000, 0x6000, "/lib/e.so", 1);
@@ -773,30 +810,61 @@ START_TEST(test_session_module_map)
 }
 END_TEST
 
-/* ---- order ---- */
+/* ---- order, the end ---- */
 
 START_TEST(test_session_sequence_order)
 {
 	struct wire w = {0};
 	static struct model m;
 	const uint64_t frames[] = {0x401000, 0x402000};
-	struct evframe ef;
 
 	model_init(&m);
+	pass_region();
 	send_hello(&w, &m, "/bin/x", "x", 1);
-	send_stack(&w, &m, 1, frames, 2);
-	/* Increasing with gaps, within and across frames. */
-	ev_begin(&ef, &w);
-	ev_alloc(&ef, &m, 1, pool_addr(1), 10, 1);
-	ev_alloc(&ef, &m, 2, pool_addr(2), 20, 1);
-	ev_free(&ef, &m, 9, pool_addr(1));
-	ev_end(&ef);
-	ev_begin(&ef, &w);
-	ev_alloc(&ef, &m, 10, pool_addr(3), 30, 1);
-	ev_alloc(&ef, &m, 1000, pool_addr(4), 40, 0);
-	ev_end(&ef);
+	put_stack(&m, 1, frames, 2);
+	/* Increasing with gaps, across the two rings. */
+	put_alloc(&m, 0, 1, pool_addr(1), 10, 1);
+	put_alloc(&m, 1, 2, pool_addr(2), 20, 1);
+	put_free(&m, 1, 9, pool_addr(1));
+	put_alloc(&m, 0, 10, pool_addr(3), 30, 1);
+	put_alloc(&m, 1, 1000, pool_addr(4), 40, 0);
+	send_wake(&w);
 	feed_ok(S, &w, 0, "increasing");
 	assert_session(S, &m, "increasing");
+	wire_free(&w);
+}
+END_TEST
+
+/* A live drain stops at a number in flight; the final one, after the
+ * process is gone, takes every record. Then the session gives back what
+ * its statistics do not need. */
+START_TEST(test_session_final_drain_and_trim)
+{
+	struct wire w = {0};
+	static struct model m, before;
+
+	model_init(&m);
+	pass_region();
+	session_drain(S, false); /* before HELLO: nothing to read */
+	ck_assert_uint_eq(S->events, 0);
+	send_hello(&w, &m, "/bin/x", "x", 1);
+	put_alloc(&m, 0, 1, pool_addr(1), 10, 0);
+	put_alloc(&m, 0, 2, pool_addr(2), 20, 0);
+	before = m;
+	/* Thread 1 took 3 and died before writing it; 4 is written. */
+	__atomic_store_n((uint64_t *)&testregion_ring(&R, 1)->pending, 3, __ATOMIC_RELEASE);
+	put_free(&m, 0, 4, pool_addr(1));
+	send_wake(&w);
+	feed_ok(S, &w, 0, "wake");
+	assert_session(S, &before, "a number in flight");
+	session_drain(S, true);
+	assert_session(S, &m, "final drain");
+	session_trim(S);
+	ck_assert_int_eq(S->drain.fd, -1);
+	ck_assert_ptr_null(S->rbuf);
+	assert_session(S, &m, "trimmed");
+	session_drain(S, true); /* nothing left to read: no harm */
+	assert_session(S, &m, "trimmed and drained");
 	wire_free(&w);
 }
 END_TEST
@@ -804,117 +872,137 @@ END_TEST
 /* ---- malformed frames ---- */
 
 /* A stream every malformed case starts from: HELLO, a module, stacks 1 and
- * 2, some events (last seq 20), LOST 5. */
+ * 2 in the table, some events (last seq 20), lost 5, a WAKE. */
 static void good_prefix(struct wire *w, struct model *m)
 {
 	const uint64_t f1[] = {0x401000}, f2[] = {0x402000, 0x401000};
-	struct evframe ef;
 
 	send_hello(w, m, "/bin/prefix", "prefix", 6);
 	send_module(w, m, 0x400000, 0x400000, 0x500000, "/bin/prefix", 0x11);
-	send_stack(w, m, 1, f1, 1);
-	send_stack(w, m, 2, f2, 2);
-	ev_begin(&ef, w);
-	ev_alloc(&ef, m, 3, pool_addr(1), 100, 1);
-	ev_alloc(&ef, m, 7, pool_addr(2), 200, 2);
-	ev_free(&ef, m, 11, pool_addr(1));
-	ev_alloc(&ef, m, 20, pool_addr(3), 300, 0);
-	ev_end(&ef);
-	send_lost(w, m, 5);
+	put_stack(m, 1, f1, 1);
+	put_stack(m, 2, f2, 2);
+	put_alloc(m, 0, 3, pool_addr(1), 100, 1);
+	put_alloc(m, 1, 7, pool_addr(2), 200, 2);
+	put_free(m, 0, 11, pool_addr(1));
+	put_alloc(m, 0, 20, pool_addr(3), 300, 0);
+	put_lost(m, 5);
+	send_wake(w);
 }
 
 enum bad_case {
 	BAD_NOT_HELLO_FIRST,
+	BAD_WAKE_BEFORE_HELLO,
 	BAD_SECOND_HELLO,
 	BAD_TRUNCATED_HELLO,
+	BAD_HELLO_OLD_VERSION,
+	BAD_HELLO_WITHOUT_FD,
+	BAD_HELLO_NOT_A_REGION,
+	BAD_SECOND_FD,
+	BAD_FD_AFTER_HELLO,
 	BAD_HDR_RESERVED,
 	BAD_HDR_TYPE_ZERO,
 	BAD_HDR_TYPE_PAST,
 	BAD_HDR_TOO_LONG,
 	BAD_TRUNCATED_MODULE,
-	BAD_TRUNCATED_STACK,
-	BAD_STACK_NO_FRAMES,
-	BAD_STACK_ID_ZERO,
-	BAD_STACK_TWICE,
-	BAD_EV_UNDEFINED_STACK,
+	BAD_RESET_PAYLOAD,
+	BAD_WAKE_PAYLOAD,
+	BAD_TOO_MANY_BYTES,
+	BAD_EV_STACK_NOT_IN_TABLE,
 	BAD_EV_SEQ_EQUAL,
 	BAD_EV_SEQ_LOWER,
-	BAD_EV_SEQ_LOWER_LATER_FRAME,
-	BAD_EV_TRUNCATED,
 	BAD_EV_KIND_ZERO,
 	BAD_EV_KIND_THREE,
 	BAD_EV_ADDR_ZERO,
-	BAD_LOST_BACKWARDS,
-	BAD_LOST_SIZE,
-	BAD_RESET_PAYLOAD,
-	BAD_BYE_PAYLOAD,
-	BAD_AFTER_BYE,
-	BAD_TOO_MANY_BYTES,
+	BAD_RING_OVERFULL,
 	BAD_NCASES
 };
 
 static const char *const bad_names[BAD_NCASES] = {
     "a frame before HELLO",
+    "WAKE before HELLO",
     "a second HELLO",
     "a truncated HELLO",
+    "a HELLO of the previous version",
+    "HELLO without a descriptor",
+    "HELLO with a pipe for the region",
+    "a second descriptor before HELLO",
+    "a descriptor after HELLO",
     "a header with the reserved field set",
     "a header of type 0",
     "a header of a type past the last",
     "a header longer than the limit",
     "a truncated MODULE",
-    "a truncated STACK",
-    "a STACK without frames",
-    "a STACK of id 0",
-    "a STACK defined twice",
-    "an event naming an undefined stack",
-    "an event with the last sequence number",
-    "an event with a lower sequence number",
-    "a lower sequence number in a later frame",
-    "a truncated event record",
-    "an event record of kind 0",
-    "an event record of kind 3",
-    "an event at address 0",
-    "LOST going backwards",
-    "LOST of the wrong size",
     "MODULES_RESET with a payload",
-    "BYE with a payload",
-    "a frame after BYE",
+    "WAKE with a payload",
     "more bytes than the read buffer",
+    "a record naming a stack not in the table",
+    "a record with the last sequence number",
+    "a record with a lower sequence number",
+    "a record of kind 0",
+    "a record of kind 3",
+    "a record at address 0",
+    "a ring claiming more records than it holds",
 };
 
-/* Appends the bad bytes of case c to w (after the prefix). */
+/* Cases that start without the good prefix. */
+static bool without_prefix(enum bad_case c)
+{
+	return c == BAD_NOT_HELLO_FIRST || c == BAD_WAKE_BEFORE_HELLO || c == BAD_TRUNCATED_HELLO ||
+	       c == BAD_HELLO_OLD_VERSION || c == BAD_HELLO_WITHOUT_FD ||
+	       c == BAD_HELLO_NOT_A_REGION || c == BAD_SECOND_FD;
+}
+
+/* Cases where the region breaks a rule, found on WAKE. */
+static bool region_case(enum bad_case c)
+{
+	return c >= BAD_EV_STACK_NOT_IN_TABLE && c <= BAD_RING_OVERFULL;
+}
+
+/* Appends the bad bytes of case c to w (after the prefix, if any), and
+ * writes what the region case needs. */
 static void append_bad(struct wire *w, enum bad_case c)
 {
 	struct wire t = {0};
 	struct model scratch;
 	uint8_t p[64];
-	const uint64_t f[] = {0x409000};
+	struct shm_ev e;
 
 	model_init(&scratch);
 	switch (c) {
-	case BAD_NOT_HELLO_FIRST: /* used without the prefix */
-		send_stack(w, &scratch, 1, f, 1);
+	case BAD_NOT_HELLO_FIRST:
+		send_module(w, &scratch, 0, 0x900000, 0x901000, "/lib/t.so", 9);
+		break;
+	case BAD_WAKE_BEFORE_HELLO:
+		send_wake(w);
 		break;
 	case BAD_SECOND_HELLO:
 		send_hello(w, &scratch, "/bin/again", "again", 5);
 		break;
-	case BAD_TRUNCATED_HELLO: /* used without the prefix */
+	case BAD_TRUNCATED_HELLO:
 	case BAD_TRUNCATED_MODULE:
-	case BAD_TRUNCATED_STACK:
 		if (c == BAD_TRUNCATED_HELLO)
 			send_hello(&t, &scratch, "/bin/t", "t", 1);
-		else if (c == BAD_TRUNCATED_MODULE)
-			send_module(&t, &scratch, 0, 0x900000, 0x901000, "/lib/t.so", 9);
 		else
-			send_stack(&t, &scratch, 9, f, 1);
+			send_module(&t, &scratch, 0, 0x900000, 0x901000, "/lib/t.so", 9);
 		/* One byte short, and the header says so. */
 		wire_frame(w, proto_get_u16(t.p + 4), t.p + PROTO_HDR_SIZE,
 		           (uint32_t)(t.n - PROTO_HDR_SIZE - 1));
 		wire_free(&t);
 		break;
+	case BAD_HELLO_OLD_VERSION:
+		send_hello(w, &scratch, "/bin/old", "old", 3);
+		proto_put_u32(w->p + PROTO_HDR_SIZE, PROTO_VERSION - 1);
+		break;
+	case BAD_HELLO_WITHOUT_FD:
+	case BAD_HELLO_NOT_A_REGION:
+		send_hello(w, &scratch, "/bin/t", "t", 1);
+		break;
+	case BAD_SECOND_FD:
+	case BAD_FD_AFTER_HELLO:
+		break;
 	case BAD_HDR_RESERVED:
-		wire_add(w, proto_lost_encode(wire_room(w, 64), 64, 6));
-		w->p[w->n - 16 + 6] = 1; /* header byte 6: the reserved field */
+		wire_add(w, proto_empty_encode(wire_room(w, 64), 64, PROTO_WAKE));
+		w->p[w->n - PROTO_HDR_SIZE + 6] = 1; /* header byte 6: the reserved field */
 		break;
 	case BAD_HDR_TYPE_ZERO:
 		memset(p, 0, 8);
@@ -925,77 +1013,52 @@ static void append_bad(struct wire *w, enum bad_case c)
 		wire_frame(w, PROTO_TYPE_MAX + 1, p, 8);
 		break;
 	case BAD_HDR_TOO_LONG:
-		proto_hdr_encode(wire_room(w, PROTO_HDR_SIZE), PROTO_EVENTS, PROTO_MAX_PAYLOAD + 1);
+		proto_hdr_encode(wire_room(w, PROTO_HDR_SIZE), PROTO_MODULE, PROTO_MAX_PAYLOAD + 1);
 		w->n += PROTO_HDR_SIZE;
-		break;
-	case BAD_STACK_NO_FRAMES:
-	case BAD_STACK_ID_ZERO:
-		proto_put_u32(p, c == BAD_STACK_ID_ZERO ? 0 : 9);
-		proto_put_u32(p + 4, c == BAD_STACK_ID_ZERO ? 1 : 0);
-		proto_put_u64(p + 8, 0x401000);
-		wire_frame(w, PROTO_STACK, p, c == BAD_STACK_ID_ZERO ? 16 : 8);
-		break;
-	case BAD_STACK_TWICE:
-		send_stack(w, &scratch, 2, f, 1);
-		break;
-	case BAD_EV_UNDEFINED_STACK:
-	case BAD_EV_SEQ_EQUAL:
-	case BAD_EV_SEQ_LOWER:
-	case BAD_EV_SEQ_LOWER_LATER_FRAME: {
-		struct evframe ef;
-		ev_begin(&ef, w);
-		if (c == BAD_EV_UNDEFINED_STACK)
-			ev_alloc(&ef, &scratch, 21, pool_addr(9), 8, 3);
-		else if (c == BAD_EV_SEQ_EQUAL)
-			ev_alloc(&ef, &scratch, 20, pool_addr(9), 8, 1);
-		else
-			ev_free(&ef, &scratch, 19, pool_addr(2));
-		/* A good event after the bad one: not applied either. */
-		ev_alloc(&ef, &scratch, 30, pool_addr(10), 8, 1);
-		ev_end(&ef);
-		break;
-	}
-	case BAD_EV_TRUNCATED:
-		proto_ev_alloc_encode(p, sizeof p, 21, pool_addr(9), 8, 1);
-		wire_frame(w, PROTO_EVENTS, p, PROTO_EV_ALLOC_SIZE - 1);
-		break;
-	case BAD_EV_KIND_ZERO:
-	case BAD_EV_KIND_THREE:
-		proto_put_u64(p, (uint64_t)21 << 2 | (c == BAD_EV_KIND_ZERO ? 0 : 3));
-		proto_put_u64(p + 8, pool_addr(9));
-		proto_put_u64(p + 16, 8);
-		proto_put_u32(p + 24, 1);
-		wire_frame(w, PROTO_EVENTS, p, PROTO_EV_ALLOC_SIZE);
-		break;
-	case BAD_EV_ADDR_ZERO:
-		proto_put_u64(p, (uint64_t)21 << 2 | PROTO_EV_ALLOC);
-		proto_put_u64(p + 8, 0);
-		proto_put_u64(p + 16, 8);
-		proto_put_u32(p + 24, 1);
-		wire_frame(w, PROTO_EVENTS, p, PROTO_EV_ALLOC_SIZE);
-		break;
-	case BAD_LOST_BACKWARDS:
-		send_lost(w, &scratch, 4);
-		break;
-	case BAD_LOST_SIZE:
-		proto_put_u32(p, 9);
-		wire_frame(w, PROTO_LOST, p, 4);
 		break;
 	case BAD_RESET_PAYLOAD:
 		p[0] = 0;
 		wire_frame(w, PROTO_MODULES_RESET, p, 1);
 		break;
-	case BAD_BYE_PAYLOAD:
+	case BAD_WAKE_PAYLOAD:
 		p[0] = 0;
-		wire_frame(w, PROTO_BYE, p, 1);
+		wire_frame(w, PROTO_WAKE, p, 1);
 		break;
-	case BAD_AFTER_BYE:
-		/* the prefix's BYE is appended by the test */
-		send_stack(w, &scratch, 3, f, 1);
+	case BAD_EV_STACK_NOT_IN_TABLE:
+		e = testregion_record(21, PROTO_EV_ALLOC, pool_addr(9), 8, 3);
 		break;
+	case BAD_EV_SEQ_EQUAL:
+		e = testregion_record(20, PROTO_EV_ALLOC, pool_addr(9), 8, 1);
+		break;
+	case BAD_EV_SEQ_LOWER:
+		e = testregion_record(19, PROTO_EV_FREE, pool_addr(2), 0, 0);
+		break;
+	case BAD_EV_KIND_ZERO:
+	case BAD_EV_KIND_THREE:
+		e = testregion_record(21, PROTO_EV_ALLOC, pool_addr(9), 8, 1);
+		e.seq_kind = (uint64_t)21 << PROTO_EV_KIND_BITS | (c == BAD_EV_KIND_ZERO ? 0 : 3);
+		break;
+	case BAD_EV_ADDR_ZERO:
+		e = testregion_record(21, PROTO_EV_ALLOC, 0, 8, 1);
+		break;
+	case BAD_RING_OVERFULL:
 	case BAD_TOO_MANY_BYTES:
 	case BAD_NCASES:
 		break;
+	}
+	if (region_case(c)) {
+		struct shm_ring *r1 = testregion_ring(&R, 1);
+		if (c == BAD_RING_OVERFULL) {
+			uint64_t tail = __atomic_load_n((uint64_t *)&r1->tail, __ATOMIC_RELAXED);
+			__atomic_store_n((uint64_t *)&r1->head, tail + SHM_RING_CAP + 1,
+			                 __ATOMIC_RELEASE);
+		} else {
+			put_record(1, &e);
+		}
+		/* A good record after the bad one: not applied either. */
+		e = testregion_record(30, PROTO_EV_ALLOC, pool_addr(10), 8, 1);
+		put_record(0, &e);
+		send_wake(w);
 	}
 }
 
@@ -1004,39 +1067,50 @@ START_TEST(test_session_refuses_malformed_frames)
 	enum bad_case c = (enum bad_case)_i;
 	struct wire w = {0};
 	static struct model m;
-	bool prefix = c != BAD_NOT_HELLO_FIRST && c != BAD_TRUNCATED_HELLO;
 	const char *what = bad_names[c];
 	int rc;
 
 	model_init(&m);
-	if (prefix) {
+	if (c != BAD_HELLO_WITHOUT_FD && c != BAD_HELLO_NOT_A_REGION)
+		pass_region();
+	if (!without_prefix(c)) {
 		good_prefix(&w, &m);
-		if (c == BAD_AFTER_BYE)
-			send_bye(&w, &m);
 		feed_ok(S, &w, 0, what);
 		assert_session(S, &m, what);
 	}
 	size_t from = w.n;
 	if (c == BAD_TOO_MANY_BYTES) {
-		/* A whole valid LOST frame would fit; what does not is more
-		 * bytes in one call than the buffer has room for. */
+		/* A whole valid frame would fit; what does not is more bytes in
+		 * one call than the buffer has room for. */
 		size_t n = S->rcap - S->rlen + 1;
 		uint8_t *junk = calloc(n, 1);
 		ck_assert_ptr_nonnull(junk);
 		rc = session_feed(S, junk, n);
 		free(junk);
+	} else if (c == BAD_SECOND_FD || c == BAD_FD_AFTER_HELLO) {
+		int fd = testregion_fd(&R);
+		rc = session_pass_fd(S, fd);
+		assert_closed(fd);
 	} else {
-		if (c == BAD_EV_SEQ_LOWER_LATER_FRAME) {
-			/* A good frame in the same feed, applied before the bad one. */
-			const uint64_t f3[] = {0x403000};
-			send_stack(&w, &m, 3, f3, 1);
+		if (c == BAD_HELLO_NOT_A_REGION) {
+			int fds[2];
+			ck_assert_int_eq(pipe(fds), 0);
+			close(fds[1]);
+			ck_assert_int_eq(session_pass_fd(S, fds[0]), 0);
 		}
 		append_bad(&w, c);
 		rc = session_feed(S, w.p + from, w.n - from);
 	}
-	EXPECT(rc == -EBADMSG, "%s: session_feed = %d, expected -EBADMSG", what, rc);
+	EXPECT(rc == -EBADMSG, "%s: -EBADMSG expected, got %d", what, rc);
 	EXPECT(S->error != NULL, "%s: refused without a reason in s->error", what);
+	EXPECT(S->broken == region_case(c), "%s: broken is %d", what, S->broken);
 	assert_session(S, &m, what);
+	if (region_case(c)) {
+		/* A broken region is not read again. */
+		session_drain(S, false);
+		session_drain(S, true);
+		assert_session(S, &m, what);
+	}
 	wire_free(&w);
 }
 END_TEST
@@ -1049,7 +1123,7 @@ Suite *session_suite(void)
 	tc = tcase_create("heap");
 	tcase_add_checked_fixture(tc, session_setup, session_teardown);
 	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_session_builds_heap_frame_by_frame);
+	tcase_add_test(tc, test_session_builds_heap_wake_by_wake);
 	tcase_add_test(tc, test_session_builds_heap_in_one_feed);
 	tcase_add_test(tc, test_session_split_feeds);
 	tcase_add_test(tc, test_session_feed_from_read_buffer);
@@ -1070,6 +1144,7 @@ Suite *session_suite(void)
 	tc = tcase_create("order");
 	tcase_add_checked_fixture(tc, session_setup, session_teardown);
 	tcase_add_test(tc, test_session_sequence_order);
+	tcase_add_test(tc, test_session_final_drain_and_trim);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("malformed");

@@ -18,23 +18,95 @@
  *    and stacktab_count() never passes STACKTAB_CAP;
  *  - two threads interning the same stacks concurrently (in different
  *    orders, mixed with stacks of their own) agree on every id, distinct
- *    stacks still have distinct ids, and every id resolves to its frames.
+ *    stacks still have distinct ids, and every id resolves to its frames;
+ *  - the entries are in the shared region where the daemon reads them
+ *    (proto/shm.h): read from the memfd with pread, as memtraced does, an
+ *    id's state is READY, its offset is aligned and inside the arena, and
+ *    the entry there holds the frames; drain_run defines the stack from
+ *    them when a record names it;
+ *  - stacktab_move (a fork child) copies the table into a fresh region:
+ *    the ids, states and frames are there, known stacks keep their ids, a
+ *    new stack gets the next id and lands in the new region only, the old
+ *    one is left as it was; an id whose writer did not finish (its state
+ *    not READY) becomes DEAD, in the copy and with stacktab_fixup_after_fork,
+ *    and stacktab_get says so (-1).
  *
- * The table is process-wide and never freed, so every test uses stacks no
- * other test uses (a per-test salt in the frames) and counts ids from what
- * stacktab_count() said when it began. The full-table test fills the table;
- * Check runs each test in its own process, which is what makes the others
- * independent of it.
+ * The table is process-wide and never freed, and so is the region it lives
+ * in (testregion.h, made once per process, and again by the move test), so
+ * every test uses stacks no other test uses (a per-test salt in the frames)
+ * and counts ids from what stacktab_count() said when it began. The
+ * full-table test fills the table; Check runs each test in its own process,
+ * which is what makes the others independent of it.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "drain.h"
 #include "expect.h"
+#include "heap.h"
 #include "splitmix.h"
 #include "stacktab.h"
 #include "suites.h"
+#include "testregion.h"
+
+/* ---- the region the table lives in ---- */
+
+static struct testregion region;
+static bool region_made;
+
+/* Maps the process's region once and points the table at it. */
+static void table_init(void)
+{
+	if (!region_made) {
+		ck_assert_int_eq(testregion_create(&region, 1), 0);
+		region_made = true;
+	}
+	ck_assert_int_eq(stacktab_init(region.base), 0);
+}
+
+/* What the daemon reads of id in the region behind fd. */
+struct seen {
+	uint8_t state;
+	uint64_t off;
+	struct shm_stack hdr;
+	uint64_t frames[PROTO_MAX_FRAMES];
+};
+
+static void read_entry(int fd, uint32_t id, struct seen *e)
+{
+	memset(e, 0, sizeof(*e));
+	ck_assert_int_eq(pread(fd, &e->state, 1, (off_t)(SHM_OFF_STATES + id)), 1);
+	ck_assert_int_eq(pread(fd, &e->off, 8, (off_t)(SHM_OFF_OFFSETS + 8 * (uint64_t)id)), 8);
+	if (e->state != SHM_STACK_READY)
+		return;
+	EXPECT(e->off != 0 && e->off % 8 == 0 && e->off < SHM_ARENA - sizeof(e->hdr),
+	       "id %u: entry offset %ju", id, (uintmax_t)e->off);
+	ck_assert_int_eq(pread(fd, &e->hdr, sizeof(e->hdr), (off_t)(SHM_OFF_ARENA + e->off)),
+	                 (ssize_t)sizeof(e->hdr));
+	EXPECT(e->hdr.nframes >= 1 && e->hdr.nframes <= PROTO_MAX_FRAMES &&
+	           e->off + sizeof(e->hdr) + 8 * (uint64_t)e->hdr.nframes <= SHM_ARENA,
+	       "id %u: %u frames at %ju", id, e->hdr.nframes, (uintmax_t)e->off);
+	size_t n = 8 * (size_t)e->hdr.nframes;
+	ck_assert_int_eq(pread(fd, e->frames, n, (off_t)(SHM_OFF_ARENA + e->off + sizeof(e->hdr))),
+	                 (ssize_t)n);
+}
+
+static void assert_in_region(int fd, uint32_t id, const uint64_t *want, uint32_t n)
+{
+	struct seen e;
+
+	read_entry(fd, id, &e);
+	EXPECT(e.state == SHM_STACK_READY, "id %u: state %u in the region", id, e.state);
+	EXPECT(e.hdr.nframes == n, "id %u: %u frames in the region, interned with %u", id,
+	       e.hdr.nframes, n);
+	EXPECT(memcmp(e.frames, want, n * sizeof(*want)) == 0, "id %u: other frames in the region",
+	       id);
+}
 
 /* ---- reference map ---- */
 
@@ -79,6 +151,7 @@ static void assert_frames(uint32_t id, const uint64_t *want, uint32_t n)
 	EXPECT(st == 1, "stacktab_get(%u) = %d, expected a ready entry", id, st);
 	EXPECT(gn == n, "id %u has %u frames, interned with %u", id, gn, n);
 	EXPECT(memcmp(got, want, n * sizeof *want) == 0, "id %u has other frames", id);
+	assert_in_region(region.fd, id, want, n);
 }
 
 /* ---- single thread ---- */
@@ -87,8 +160,8 @@ START_TEST(test_stacktab_init_and_empty_stack)
 {
 	uint64_t f = 0x1234;
 
-	ck_assert_int_eq(stacktab_init(), 0);
-	ck_assert_int_eq(stacktab_init(), 0); /* again: nothing changes */
+	table_init();
+	ck_assert_int_eq(stacktab_init(region.base), 0); /* again: nothing changes */
 	uint32_t before = stacktab_count();
 	ck_assert_uint_eq(stacktab_intern(&f, 0), 0);
 	ck_assert_uint_eq(stacktab_count(), before);
@@ -106,7 +179,7 @@ START_TEST(test_stacktab_same_stack_same_id)
 	uint32_t pool_n[40];
 	size_t npool = 0;
 
-	ck_assert_int_eq(stacktab_init(), 0);
+	table_init();
 	/* a, b, c and what can be made of them */
 	const uint64_t a = salt | 0x1000, b = salt | 0x2000, c = salt | 0x3000;
 	const uint64_t shapes[][4] = {{a, b, c}, {c, b, a}, {a, c, b}, {a, b},      {a},
@@ -168,7 +241,7 @@ START_TEST(test_stacktab_many_distinct_stacks)
 	const uint64_t salt = UINT64_C(0xB200000000000000);
 	uint64_t f[3];
 
-	ck_assert_int_eq(stacktab_init(), 0);
+	table_init();
 	uint32_t base = stacktab_count();
 	for (uint32_t i = 0; i < N; i++) {
 		f[0] = salt | i;
@@ -193,7 +266,7 @@ START_TEST(test_stacktab_full_table)
 	const uint64_t salt = UINT64_C(0xC300000000000000);
 	uint64_t f;
 
-	ck_assert_int_eq(stacktab_init(), 0);
+	table_init();
 	uint32_t base = stacktab_count();
 	ck_assert_uint_lt(base, STACKTAB_CAP);
 	/* Fill it: ids base+1 .. STACKTAB_CAP. */
@@ -273,7 +346,7 @@ START_TEST(test_stacktab_two_threads_agree)
 	pthread_barrier_t go;
 	uint64_t f[2];
 
-	ck_assert_int_eq(stacktab_init(), 0);
+	table_init();
 	uint32_t base = stacktab_count();
 	pthread_barrier_init(&go, NULL, 2);
 	for (int i = 0; i < 2; i++) {
@@ -317,6 +390,135 @@ START_TEST(test_stacktab_two_threads_agree)
 }
 END_TEST
 
+/* ---- the shared region ---- */
+
+/* What the agent wrote is what the daemon reads: a record naming an id
+ * makes drain_run define the stack with the frames interned. */
+START_TEST(test_stacktab_daemon_reads_the_entries)
+{
+	const uint64_t salt = UINT64_C(0xF600000000000000);
+	uint64_t f[PROTO_MAX_FRAMES];
+	uint32_t ids[4];
+	const uint32_t lens[4] = {1, 2, 17, PROTO_MAX_FRAMES};
+	struct drain dr;
+	struct heap h;
+	const char *why = NULL;
+
+	table_init();
+	for (uint32_t k = 0; k < 4; k++) {
+		for (uint32_t j = 0; j < lens[k]; j++)
+			f[j] = salt | (uint64_t)k << 32 | j;
+		ids[k] = stacktab_intern(f, lens[k]);
+		ck_assert_uint_ne(ids[k], 0);
+		assert_frames(ids[k], f, lens[k]);
+	}
+	ck_assert_int_eq(drain_open(&dr, testregion_fd(&region), &why), 0);
+	heap_init(&h, 0, 0);
+	struct shm_ring *r = testregion_ring(&region, 0);
+	testregion_place(&region, 0, 0);
+	__atomic_store_n((uint32_t *)&testregion_header(&region)->nrings, 1, __ATOMIC_RELEASE);
+	for (uint32_t k = 0; k < 4; k++) {
+		struct shm_ev e =
+		    testregion_record(k + 1, PROTO_EV_ALLOC, 0x10000 + 16 * k, 8, ids[k]);
+		testregion_put(r, &e);
+	}
+	__atomic_store_n((uint64_t *)&testregion_header(&region)->seq, 5, __ATOMIC_RELEASE);
+	long n = drain_run(&dr, &h, false, &why);
+	ck_assert_msg(n == 4, "drain_run = %ld (%s)", n, why ? why : "");
+	for (uint32_t k = 0; k < 4; k++) {
+		for (uint32_t j = 0; j < lens[k]; j++)
+			f[j] = salt | (uint64_t)k << 32 | j;
+		ck_assert_uint_lt(ids[k], h.nstacks);
+		ck_assert(h.stacks[ids[k]].defined);
+		ck_assert_uint_eq(h.stacks[ids[k]].nframes, lens[k]);
+		ck_assert_mem_eq(h.stacks[ids[k]].frames, f, lens[k] * sizeof(uint64_t));
+	}
+	heap_close(&h);
+	drain_close(&dr);
+}
+END_TEST
+
+/* A fork child's table: the same ids in a region of its own. */
+START_TEST(test_stacktab_move_to_a_new_region)
+{
+	const uint64_t salt = UINT64_C(0xF700000000000000);
+	enum { N = 300 };
+	uint64_t f[3];
+	struct testregion child;
+
+	table_init();
+	uint32_t base = stacktab_count();
+	for (uint32_t i = 0; i < N; i++) {
+		f[0] = salt | i;
+		f[1] = salt | (i * 3u);
+		f[2] = salt;
+		ck_assert_uint_eq(stacktab_intern(f, 1 + i % 3), base + 1 + i);
+	}
+	/* An id whose writer had not finished when the process forked. */
+	uint8_t *st = testregion_stack_state(&region, base + 7);
+	*st = SHM_STACK_PENDING;
+
+	ck_assert_int_eq(testregion_create(&child, 1), 0);
+	stacktab_move(child.base);
+	const struct testregion parent = region;
+	region = child; /* the table lives there now; the parent's stays mapped */
+
+	ck_assert_uint_eq(stacktab_count(), base + N);
+	for (uint32_t i = 0; i < N; i++) {
+		f[0] = salt | i;
+		f[1] = salt | (i * 3u);
+		f[2] = salt;
+		if (i == 6) {
+			const uint64_t *got;
+			uint32_t gn;
+			struct seen e;
+			ck_assert_int_eq(stacktab_get(base + 7, &got, &gn), -1);
+			read_entry(child.fd, base + 7, &e);
+			ck_assert_uint_eq(e.state, SHM_STACK_DEAD);
+			continue;
+		}
+		assert_frames(base + 1 + i, f, 1 + i % 3);
+		ck_assert_uint_eq(stacktab_intern(f, 1 + i % 3), base + 1 + i);
+	}
+	/* A new stack: the next id, in the child's region only. */
+	f[0] = salt | 0xffffff;
+	uint32_t id = stacktab_intern(f, 1);
+	ck_assert_uint_eq(id, base + N + 1);
+	assert_frames(id, f, 1);
+	struct seen e;
+	read_entry(parent.fd, id, &e);
+	ck_assert_uint_eq(e.state, SHM_STACK_PENDING);
+	ck_assert_uint_eq(e.off, 0);
+	/* The parent's region still holds its table as it was. */
+	f[0] = salt | 5;
+	f[1] = salt | 15;
+	f[2] = salt;
+	assert_in_region(parent.fd, base + 6, f, 3);
+}
+END_TEST
+
+START_TEST(test_stacktab_fixup_after_fork)
+{
+	const uint64_t salt = UINT64_C(0xF800000000000000);
+	uint64_t f = salt;
+	const uint64_t *got;
+	uint32_t gn;
+
+	table_init();
+	uint32_t a = stacktab_intern(&f, 1);
+	f = salt | 1;
+	uint32_t b = stacktab_intern(&f, 1);
+	ck_assert_uint_eq(b, a + 1);
+	*testregion_stack_state(&region, b) = SHM_STACK_PENDING; /* still being written */
+	ck_assert_int_eq(stacktab_get(b, &got, &gn), 0);
+	stacktab_fixup_after_fork();
+	ck_assert_int_eq(stacktab_get(b, &got, &gn), -1);
+	ck_assert_uint_eq(*testregion_stack_state(&region, b), SHM_STACK_DEAD);
+	ck_assert_int_eq(stacktab_get(a, &got, &gn), 1);
+	ck_assert_uint_eq(got[0], salt);
+}
+END_TEST
+
 Suite *stacktab_suite(void)
 {
 	Suite *s = suite_create("stacktab");
@@ -336,6 +538,12 @@ Suite *stacktab_suite(void)
 	tc = tcase_create("threads");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_stacktab_two_threads_agree);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("region");
+	tcase_add_test(tc, test_stacktab_daemon_reads_the_entries);
+	tcase_add_test(tc, test_stacktab_move_to_a_new_region);
+	tcase_add_test(tc, test_stacktab_fixup_after_fork);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -18,6 +18,7 @@ int main(void)
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, store_suite());
 	srunner_add_suite(sr, ring_suite());
+	srunner_add_suite(sr, drain_suite());
 	srunner_add_suite(sr, stacktab_suite());
 	srunner_add_suite(sr, ctlwire_suite());
 	srunner_add_suite(sr, session_suite());

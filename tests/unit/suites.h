@@ -14,6 +14,7 @@ Suite *exports_suite(void);
 Suite *snapshot_suite(void);
 Suite *store_suite(void);
 Suite *ring_suite(void);
+Suite *drain_suite(void);
 Suite *stacktab_suite(void);
 Suite *ctlwire_suite(void);
 Suite *session_suite(void);
