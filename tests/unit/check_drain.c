@@ -1124,7 +1124,6 @@ START_TEST(test_drain_refuses_bad_records)
 {
 	const struct shm_ev bad[] = {
 	    testregion_record(5, 0, pool_addr(1), 8, 1),
-	    testregion_record(5, 3, pool_addr(1), 8, 1),
 	    testregion_record(5, PROTO_EV_ALLOC, 0, 8, 1),
 	    testregion_record(5, PROTO_EV_FREE, 0, 0, 0),
 	};

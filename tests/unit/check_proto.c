@@ -268,7 +268,7 @@ static size_t hello_round_trip(const struct proto_hello *m)
 	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
 	assert_hello_eq(&got, m);
 	/* Strings point into the caller's buffer, nothing is copied. */
-	ck_assert_ptr_eq(got.exe, (const char *)buf + PROTO_HDR_SIZE + 28);
+	ck_assert_ptr_eq(got.exe, (const char *)buf + PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4);
 	return (size_t)size;
 }
 
@@ -327,8 +327,8 @@ START_TEST(test_hello_boundaries)
 	m.sample_bytes = 0;
 	struct proto_hello got;
 	ssize_t size = proto_hello_encode(buf, sizeof(buf), &m);
-	ck_assert_int_eq(size, PROTO_HDR_SIZE + 32);
-	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, 32, &got), 0);
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 8);
+	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, PROTO_HELLO_FIXED + 8, &got), 0);
 	ck_assert_uint_eq(got.exe_len, 0);
 	ck_assert_uint_eq(got.cmdline_len, 0);
 	ck_assert_uint_eq(got.nframes, 1);
@@ -586,7 +586,7 @@ START_TEST(test_hello_strings_over_limit)
 	memcpy(work + n + 4, big_cmdline, PROTO_MAX_CMDLINE + 1);
 	n += 4 + PROTO_MAX_CMDLINE + 1;
 	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
-	proto_put_u32(work + 28, PROTO_MAX_CMDLINE);
+	proto_put_u32(work + PROTO_HELLO_FIXED + 4, PROTO_MAX_CMDLINE);
 	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
 }
 END_TEST

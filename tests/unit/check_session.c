@@ -234,7 +234,7 @@ static void send_hello(struct wire *w, struct model *m, const char *exe, const c
 	    .cmdline = cmdline,
 	    .cmdline_len = (uint32_t)cmdline_len,
 	};
-	size_t cap = PROTO_HDR_SIZE + 32 + h.exe_len + h.cmdline_len;
+	size_t cap = PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 8 + h.exe_len + h.cmdline_len;
 	wire_add(w, proto_hello_encode(wire_room(w, cap), cap, &h));
 	m->hello = true;
 	m->nframes = 24;
@@ -911,7 +911,7 @@ enum bad_case {
 	BAD_EV_SEQ_EQUAL,
 	BAD_EV_SEQ_LOWER,
 	BAD_EV_KIND_ZERO,
-	BAD_EV_KIND_THREE,
+	BAD_EV_FORK_LOWER,
 	BAD_EV_ADDR_ZERO,
 	BAD_RING_OVERFULL,
 	BAD_NCASES
@@ -939,7 +939,7 @@ static const char *const bad_names[BAD_NCASES] = {
     "a record with the last sequence number",
     "a record with a lower sequence number",
     "a record of kind 0",
-    "a record of kind 3",
+    "a FORK record numbered below one applied",
     "a record at address 0",
     "a ring claiming more records than it holds",
 };
@@ -1034,9 +1034,11 @@ static void append_bad(struct wire *w, enum bad_case c)
 		e = testregion_record(19, PROTO_EV_FREE, pool_addr(2), 0, 0);
 		break;
 	case BAD_EV_KIND_ZERO:
-	case BAD_EV_KIND_THREE:
 		e = testregion_record(21, PROTO_EV_ALLOC, pool_addr(9), 8, 1);
-		e.seq_kind = (uint64_t)21 << PROTO_EV_KIND_BITS | (c == BAD_EV_KIND_ZERO ? 0 : 3);
+		e.seq_kind = (uint64_t)21 << PROTO_EV_KIND_BITS;
+		break;
+	case BAD_EV_FORK_LOWER:
+		e = testregion_record(19, PROTO_EV_FORK, 0, 0, 0);
 		break;
 	case BAD_EV_ADDR_ZERO:
 		e = testregion_record(21, PROTO_EV_ALLOC, 0, 8, 1);
