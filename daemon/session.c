@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -17,6 +18,14 @@
 #define RBUF_CAP (PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD)
 
 static void forks_free(struct session *s);
+
+/* Milliseconds of CLOCK_MONOTONIC: fork images' and waits' ages. */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 struct session *session_new(struct daemon *d)
 {
@@ -109,7 +118,7 @@ static void on_fork(void *arg, uint64_t seq)
 		s->forks = xcalloc(SESSION_MAX_FORKS, sizeof(*s->forks));
 	struct session_fork *f = &s->forks[s->nforks++];
 	f->seq = seq;
-	f->at_ms = uv_now(s->d->loop);
+	f->at_ms = now_ms();
 	heap_clone(&f->heap, &s->heap);
 }
 
@@ -163,7 +172,7 @@ static bool try_inherit(struct session *s)
 			return true;
 		}
 	}
-	if (uv_now(s->d->loop) - s->inherit_since_ms > SESSION_INHERIT_MS) {
+	if (now_ms() - s->inherit_since_ms > SESSION_INHERIT_MS) {
 		log_warn("pid %d: its parent's heap at the fork (pid %d) was not found: it starts "
 		         "empty, and frees of inherited blocks count as unknown",
 		         (int)s->pid, (int)s->parent_pid);
@@ -203,7 +212,7 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		s->inheriting = true;
 		s->parent_pid = (pid_t)h.parent_pid;
 		s->fork_seq = h.fork_seq;
-		s->inherit_since_ms = uv_now(s->d->loop);
+		s->inherit_since_ms = now_ms();
 		try_inherit(s);
 	}
 	/* Identity comes from the kernel; the agent's words are a fallback

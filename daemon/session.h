@@ -42,7 +42,7 @@ enum session_state { SESSION_LIVE, SESSION_EXITED };
  * child it forked claims it (HELLO names the record). */
 struct session_fork {
 	uint64_t seq;
-	uint64_t at_ms; /* loop time when it was taken */
+	uint64_t at_ms; /* CLOCK_MONOTONIC ms when it was taken */
 	struct heap heap;
 };
 

@@ -2,13 +2,14 @@
 # Installs the Debian 12 packages memtrace needs to build; with "test", also
 # what the test suite drives (a real Prometheus and promtool, systemd-analyze
 # and man for the unit checks, jemalloc for the test of an allocator preloaded
-# before the agent, Go for the test of a cgo program that ends with os.Exit).
+# before the agent, Go for the test of a cgo program that ends with os.Exit,
+# make and strace for the test of a traced make that counts its processes).
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libcjson-dev libsqlite3-dev check libunwind-dev libdw-dev libelf-dev \
 libmicrohttpd-dev"
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev libjemalloc2 golang-go"
+	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace"
 fi
 missing=""
 for p in $pkgs; do

@@ -6,10 +6,12 @@
  * fresh directory, with the snapshot options it needs (so the daemon is
  * started with h_daemon_start_opts, not by a fixture). The numbers a test
  * expects come only from the books the traced programs wrote
- * (tests/progs/deltas.c, manystacks.c); what the daemon's own store looks
- * like inside is read with SQLite's C API only where the behaviour is about
- * the database itself (integrity after kill -9, growth, garbage left by
- * retention, snapshots aged on purpose).
+ * (tests/progs/deltas.c, manystacks.c, keepfew.c), and for a traced `make`
+ * from strace's count of the processes that ran; what the daemon's own
+ * store looks like inside is read with SQLite's C API only where the
+ * behaviour is about the database itself (integrity after kill -9, growth,
+ * garbage left by retention, snapshots aged on purpose, exit snapshots per
+ * process).
  *
  * Behaviours pinned, by test:
  *  compare_keys              snapshot, change, snapshot: `compare` is the
@@ -37,14 +39,26 @@
  *  retain_days               process is left; under a steady workload every
  *                            table stops growing; --retain-days deletes
  *                            exactly the snapshots aged past it, 0 none
+ *  exited_session_memory     16 threads keep 64 of 32,000 blocks and exit:
+ *                            the exited session's `top` is the book by line
+ *                            and by traceback, and all the daemon holds for
+ *                            it (`model_bytes`) is under 64 KiB
+ *  make_flood                (needs make and strace) a traced `make -j4` of
+ *                            300 rules, half `true` (fork and exec), half
+ *                            through /bin/sh: every session listed recorded
+ *                            something, each has one exit snapshot and no
+ *                            other exit snapshot is stored, make itself is
+ *                            listed, and there are no more sessions than
+ *                            processes ran (strace -f of the same run)
  *  snapshot_uid_isolation    (root only) uid 65534 neither lists nor reads
  *                            nor takes root's snapshots
  *
  * The store's schema (daemon/store.c: tables snapshot, trace, largest,
  * stack, frame, process; a stack's frames blob of 12-byte entries, frame id
- * first) is used by the garbage checks and to age snapshots for
- * --retain-days; integrity, foreign keys and growth are checked whatever the
- * schema; everything else goes through memtracectl.
+ * first) is used by the garbage checks, to age snapshots for --retain-days
+ * and to count exit snapshots per process; integrity, foreign keys and
+ * growth are checked whatever the schema; everything else goes through
+ * memtracectl.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1810,6 +1824,338 @@ START_TEST(retain_days)
 }
 END_TEST
 
+/* ============================================================ sessions */
+
+/* Where `name` is found on $PATH, as a new string, or NULL. */
+static char *path_find(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *copy, *dir, *save = NULL, *found = NULL;
+
+	if (path == NULL || path[0] == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	copy = h_strf("%s", path);
+	for (dir = strtok_r(copy, ":", &save); dir != NULL && found == NULL;
+	     dir = strtok_r(NULL, ":", &save)) {
+		char *f = h_strf("%s/%s", dir[0] != '\0' ? dir : ".", name);
+		if (access(f, X_OK) == 0)
+			found = f;
+		else
+			free(f);
+	}
+	free(copy);
+	return found;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The processes an `strace -f -qq -e trace=execve` log saw run: every
+ * process of a make of `true` and `echo` rules execs (make is exec'd by
+ * strace, each rule's process by make; neither `true` nor sh forks), so
+ * they are the distinct ids of the execve calls that succeeded, one each
+ * (a thread never execs here; strace names the thread it saw, so counting
+ * the ends of processes would count threads that died in exit_group too).
+ * The first is make's own: its pid is left in *first.
+ */
+static long strace_processes(const char *log, long *first)
+{
+	FILE *f = fopen(log, "r");
+	char line[4096];
+	long *pids = NULL, n = 0, cap = 0, distinct = 0;
+
+	ck_assert_msg(f != NULL, "strace log %s: %s", log, strerror(errno));
+	*first = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		char *rest;
+		long pid = strtol(line, &rest, 10);
+		size_t len = strlen(rest);
+		while (len > 0 && (rest[len - 1] == '\n' || rest[len - 1] == ' '))
+			rest[--len] = '\0';
+		/* "execve(...) = 0", or "<... execve resumed>) = 0" after an
+		 * "<unfinished ...>" line */
+		if (pid <= 0 || strstr(rest, "execve") == NULL || len < 3 ||
+		    strcmp(rest + len - 3, "= 0") != 0)
+			continue;
+		if (*first == 0)
+			*first = pid;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 1024;
+			pids = realloc(pids, (size_t)cap * sizeof(*pids));
+			ck_assert(pids != NULL);
+		}
+		pids[n++] = pid;
+	}
+	fclose(f);
+	qsort(pids, (size_t)n, sizeof(*pids), cmp_long);
+	for (long i = 0; i < n; i++)
+		if (i == 0 || pids[i] != pids[i - 1])
+			distinct++;
+	free(pids);
+	return distinct;
+}
+
+/* A Makefile of `rules` phony targets: the even ones run `true`, which
+ * GNU make starts itself (a new process that execs it, no shell); the odd
+ * ones redirect the output of `echo`, which takes /bin/sh. */
+static void flood_makefile(const char *path, int rules)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	fputs("all:", f);
+	for (int i = 0; i < rules; i++)
+		fprintf(f, " t%d", i);
+	fputs("\n.PHONY: all", f);
+	for (int i = 0; i < rules; i++)
+		fprintf(f, " t%d", i);
+	fputs("\n", f);
+	for (int i = 0; i < rules; i++)
+		fprintf(f, "t%d:\n\t%s\n", i, i % 2 == 0 ? "@true" : "@echo $@ > /dev/null");
+	ck_assert_msg(fclose(f) == 0, "%s: %s", path, strerror(errno));
+}
+
+static char *check_none_live_cb(const cJSON *json, void *arg)
+{
+	const cJSON *e;
+	long live = 0;
+
+	(void)arg;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(json, "processes"))
+	{
+		const char *st = h_json_str(e, "state");
+		if (st == NULL || strcmp(st, "exited") != 0)
+			live++;
+	}
+	if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "processes")) && live == 0)
+		return NULL;
+	return h_strf("%ld traced processes are not exited yet", live);
+}
+
+static char *check_exited_cb(const cJSON *json, void *arg)
+{
+	const char *st = h_json_str(json, "state");
+
+	(void)arg;
+	if (st != NULL && strcmp(st, "exited") == 0)
+		return NULL;
+	return h_strf("state is %s, not exited", st ? st : "absent");
+}
+
+/* `stats --pid P` once, its integer `field`. */
+static long long stats_int(long pid, const char *field, const char *what)
+{
+	struct h_ctl r;
+	char pidbuf[24];
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+	long long v;
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	ck_assert_msg(h_json_int(r.json, field, &v), "%s: `stats --pid %ld` has no %s: %.800s",
+	              what, pid, field, r.out);
+	h_ctl_free(&r);
+	return v;
+}
+
+#define FLOOD_RULES 300
+
+/*
+ * A make of 300 rules, traced: half start `true` without a shell, half run
+ * /bin/sh. Only the processes that recorded something may be listed or
+ * leave an exit snapshot, one each; the ground truth for how many
+ * processes ran is strace's, of the same run.
+ */
+START_TEST(make_flood)
+{
+	const char *opts[] = {"--max-exited", "4096", "--snapshot-interval", "0", NULL};
+	const char *list_args[] = {"list", NULL};
+	char *make = path_find("make"), *strace = path_find("strace");
+	char *dir, *mkfile, *log, *preload, *rundir, *why;
+	struct h_proc p;
+	struct h_spawn sp;
+	struct h_ctl r;
+	const cJSON *e;
+	long procs, make_pid, sessions = 0, nothing = 0, unmatched = 0;
+	long long exits, empty, dbsize;
+	char *first_nothing = NULL, *first_unmatched = NULL;
+	bool make_listed = false;
+	int st;
+	sqlite3 *db;
+
+	ck_assert(make != NULL && strace != NULL);
+	h_daemon_start_opts(&D, opts);
+	dir = h_daemon_file(&D, "flood");
+	ck_assert_msg(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
+	mkfile = h_strf("%s/Makefile", dir);
+	flood_makefile(mkfile, FLOOD_RULES);
+	log = h_strf("%s/strace.log", dir);
+	preload = h_strf("LD_PRELOAD=%s", h_agent_lib());
+	rundir = h_strf("MEMTRACE_RUNTIME_DIR=%s", D.runtime);
+	{
+		/* strace itself is not traced: the agent goes to make alone. */
+		const char *argv[] = {strace,  "-f",           "-qq",  "-o",          log,
+		                      "-e",    "trace=execve", "-e",   "signal=none", "-E",
+		                      preload, "-E",           rundir, make,          "-s",
+		                      "-j4",   "-f",           mkfile, NULL};
+		memset(&sp, 0, sizeof sp);
+		sp.argv = argv;
+		sp.uid = H_NOUID;
+		h_proc_start(&p, &sp);
+	}
+	h_proc_close_stdin(&p);
+	st = h_proc_finish(&p, 120000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "strace -f make -j4 of %d rules: %s; stderr: %.1500s", FLOOD_RULES,
+	              h_status_str(st), p.err.data ? p.err.data : "");
+	procs = strace_processes(log, &make_pid);
+	ck_assert_msg(procs > FLOOD_RULES, "strace saw %ld processes for %d rules", procs,
+	              FLOOD_RULES);
+
+	/* Every process is gone: the daemon says so of each session. */
+	why = h_ctl_poll(&D, H_NOUID, &r, check_none_live_cb, NULL, list_args);
+	ck_assert_msg(why == NULL, "after make: %s", why);
+
+	/* Whether each listed session recorded something. A pid listed
+	 * twice (a process whose image before and after an exec both
+	 * allocated) leaves its older session to the store's check below. */
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(r.json, "processes"))
+	{
+		long long pid, n = 0;
+		const char *exe = h_json_str(e, "exe");
+		const cJSON *o;
+		ck_assert(h_json_int(e, "pid", &pid) && exe != NULL);
+		sessions++;
+		if (pid == make_pid && fnmatch("*/make", exe, 0) == 0)
+			make_listed = true;
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(r.json, "processes"))
+		{
+			long long q;
+			if (h_json_int(o, "pid", &q) && q == pid)
+				n++;
+		}
+		if (n == 1 && stats_int((long)pid, "allocations", "make_flood") +
+		                      stats_int((long)pid, "frees", "make_flood") ==
+		                  0) {
+			if (nothing++ == 0)
+				first_nothing = h_strf("pid %lld (%s)", pid, exe);
+		}
+	}
+
+	/* Stopping the daemon finishes every snapshot it was writing. */
+	h_daemon_stop(&D);
+	db = db_open(&D);
+	exits = db_int(db, "SELECT count(*) FROM snapshot WHERE reason = 'exit'");
+	empty = db_int(db, "SELECT count(*) FROM snapshot WHERE reason = 'exit'"
+	                   " AND allocations + frees = 0");
+	dbsize = db_int(db, "SELECT page_count * page_size FROM pragma_page_count(),"
+	                    " pragma_page_size()");
+	/* One exit snapshot each: the store names a process by pid, start
+	 * time and exe. */
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(r.json, "processes"))
+	{
+		long long pid, start;
+		const char *exe = h_json_str(e, "exe");
+		ck_assert(h_json_int(e, "pid", &pid) && h_json_int(e, "start_time", &start));
+		char *sql =
+		    sqlite3_mprintf("SELECT count(*) FROM snapshot s JOIN process p"
+		                    " ON p.id = s.process_id WHERE s.reason = 'exit'"
+		                    " AND p.pid = %lld AND p.start_time = %lld AND p.exe = %Q",
+		                    pid, start, exe);
+		long long n = db_int(db, sql);
+		sqlite3_free(sql);
+		if (n != 1 && unmatched++ == 0)
+			first_unmatched = h_strf("pid %lld (%s) has %lld", pid, exe, n);
+	}
+	printf("make_flood: %d rules: %ld processes ran (strace), %ld sessions listed (%ld of "
+	       "them recorded nothing), %lld exit snapshots (%lld of processes that recorded "
+	       "nothing), database %lld bytes\n",
+	       FLOOD_RULES, procs, sessions, nothing, exits, empty, dbsize);
+	fflush(stdout);
+	ck_assert_msg(make_listed, "make (pid %ld) is not listed: %.1500s", make_pid, r.out);
+	ck_assert_msg(nothing == 0, "%ld listed sessions recorded nothing, the first %s", nothing,
+	              first_nothing);
+	ck_assert_msg(sessions <= procs,
+	              "%ld sessions listed for the %ld processes that ran (strace): a process "
+	              "counted twice",
+	              sessions, procs);
+	ck_assert_msg(empty == 0, "%lld exit snapshots of processes that recorded nothing", empty);
+	ck_assert_msg(exits == sessions, "%lld exit snapshots for %ld exited sessions listed",
+	              exits, sessions);
+	ck_assert_msg(unmatched == 0,
+	              "%ld listed sessions have not one exit snapshot each; the first, %s",
+	              unmatched, first_unmatched);
+	sqlite3_close(db);
+	h_ctl_free(&r);
+	h_proc_cleanup(&p);
+	free(make);
+	free(strace);
+	free(dir);
+	free(mkfile);
+	free(log);
+	free(first_nothing);
+	free(first_unmatched);
+	free(preload);
+	free(rundir);
+}
+END_TEST
+
+/*
+ * Sixteen threads allocate 32,000 blocks and keep 64 (tests/progs/keepfew.c).
+ * Once it exited, the process's session answers `top` exactly from what it
+ * kept, and all the daemon still holds for it (`model_bytes`) is under
+ * 64 KiB, however much it held at the peak.
+ */
+START_TEST(exited_session_memory)
+{
+	const char *opts[] = {"--snapshot-interval", "0", NULL};
+	struct h_proc p;
+	struct h_truth *t1, *t2;
+	struct h_ctl r;
+	char pidbuf[24];
+	const char *stats_args[] = {"stats", "--pid", pidbuf, NULL};
+	long long peak_bytes, exited_bytes;
+	char *why;
+	int st;
+
+	h_daemon_start_opts(&D, opts);
+	t1 = start_prog(&p, "keepfew", NULL);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t1->pid);
+	wait_live(t1->pid, t1, "keepfew at its peak");
+	peak_bytes = stats_int(t1->pid, "model_bytes", "keepfew at its peak");
+	t2 = next_phase(&p);
+	wait_live(t2->pid, t2, "keepfew after its frees");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "keepfew: %s; %.1000s",
+	              h_status_str(st), p.err.data ? p.err.data : "");
+	why = h_ctl_poll(&D, H_NOUID, &r, check_exited_cb, NULL, stats_args);
+	ck_assert_msg(why == NULL, "stats --pid %ld after its exit: %s", t2->pid, why);
+	h_ctl_free(&r);
+
+	top_exact(NULL, "--pid", pidbuf, t2, H_KEY_LINENO, false, "exited keepfew");
+	top_exact(NULL, "--pid", pidbuf, t2, H_KEY_TRACEBACK, false, "exited keepfew");
+	exited_bytes = stats_int(t2->pid, "model_bytes", "exited keepfew");
+	printf("exited_session_memory: %lld threads, %lld blocks kept of %lld: model_bytes %lld "
+	       "at the peak, %lld after the exit\n",
+	       h_truth_meta(t1, "threads", 0), h_truth_count(t2), h_truth_count(t1), peak_bytes,
+	       exited_bytes);
+	fflush(stdout);
+	ck_assert_msg(exited_bytes < 65536,
+	              "the daemon holds %lld bytes for an exited process of %lld threads that "
+	              "kept %lld blocks (at its peak %lld)",
+	              exited_bytes, h_truth_meta(t1, "threads", 0), h_truth_count(t2), peak_bytes);
+
+	h_truth_free(t1);
+	h_truth_free(t2);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 /* ====================================================== uid isolation */
 
 /* As `uid`: the client fails with error `code`. */
@@ -1912,6 +2258,7 @@ END_TEST
 static Suite *snapshots_suite(void)
 {
 	Suite *su = suite_create("e2e_snapshots");
+	char *make = path_find("make"), *strace = path_find("strace");
 	TCase *tc;
 
 	tc = h_tcase(su, "compare", 120, NULL, teardown);
@@ -1929,6 +2276,17 @@ static Suite *snapshots_suite(void)
 	tcase_add_test(tc, retain_count_periodic);
 	tcase_add_test(tc, retain_steady_db);
 	tcase_add_test(tc, retain_days);
+	tc = h_tcase(su, "sessions", 240, NULL, teardown);
+	tcase_add_test(tc, exited_session_memory);
+	if (make != NULL && strace != NULL)
+		tcase_add_test(tc, make_flood);
+	else
+		printf(
+		    "e2e_snapshots: %s is not on PATH: the make flood test is NOT registered; it "
+		    "neither ran nor passed\n",
+		    make == NULL ? "make" : "strace");
+	free(make);
+	free(strace);
 	if (geteuid() == 0) {
 		tc = h_tcase(su, "uid", 120, NULL, teardown);
 		tcase_add_test(tc, snapshot_uid_isolation);
@@ -1942,7 +2300,7 @@ static Suite *snapshots_suite(void)
 
 int main(void)
 {
-	static const char *const progs[] = {"deltas", "manystacks", NULL};
+	static const char *const progs[] = {"deltas", "manystacks", "keepfew", NULL};
 
 	return h_run_suite("e2e_snapshots", snapshots_suite(), progs);
 }

@@ -231,7 +231,7 @@ static char **make_env(const struct h_spawn *s, size_t *own)
 	if (env == NULL)
 		abort();
 	for (char **e = environ; *e != NULL; e++)
-		if (!h_env_inherited(*e))
+		if (h_env_inherited(*e))
 			env[k++] = *e;
 	*own = k;
 	if (s->agent)
