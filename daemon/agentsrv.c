@@ -92,12 +92,12 @@ static void session_end(struct session *s, const char *why, const char *reason)
 		s->state = SESSION_EXITED;
 		s->ended_ms = wall_ms();
 		d->nlive--;
-		if (why == NULL && s->events == 0) {
-			/* It recorded nothing: a fork child that only exec'd (the
-			 * new image is a session of its own), or a process that
-			 * never allocated. Nothing to keep, nothing to list. */
-			log_info("pid %d (%s) ended having recorded nothing", (int)s->pid,
-			         s->exe ? s->exe : "?");
+		if (why == NULL && s->events == 0 && s->parent_pid != 0) {
+			/* A fork child that recorded nothing: it only exec'd (the
+			 * new image is a session of its own) or ended at once.
+			 * Nothing to keep, nothing to list. */
+			log_info("pid %d (%s) ended having recorded nothing since its fork",
+			         (int)s->pid, s->exe ? s->exe : "?");
 			session_trim(s);
 			forget(d, s);
 			if (s->poll_open) {
@@ -116,7 +116,10 @@ static void session_end(struct session *s, const char *why, const char *reason)
 			         (int)s->pid, s->exe ? s->exe : "?",
 			         s->bye ? "" : " without exiting cleanly", s->events,
 			         s->heap.current, s->heap.count);
-		if (s->hello)
+		/* A process that recorded nothing stays listed (with what
+		 * stats says of it, "interposed" for one) but has no exit
+		 * snapshot: there is nothing in it. */
+		if (s->hello && (s->events > 0 || strcmp(reason, "exit") != 0))
 			scheduler_take(d->sched, s, reason);
 		session_trim(s);
 	}

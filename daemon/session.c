@@ -102,24 +102,40 @@ static char *read_proc(pid_t pid, const char *name, size_t *len)
 	return buf;
 }
 
+/* Drops the oldest fork image. */
+static void forks_drop_oldest(struct session *s)
+{
+	s->fork_bytes -= heap_memory(&s->forks[0].heap);
+	heap_close(&s->forks[0].heap);
+	memmove(s->forks, s->forks + 1, (s->nforks - 1) * sizeof(*s->forks));
+	s->nforks--;
+}
+
 /* The drain met a FORK record: keep the heap as it is now for the child. */
 static void on_fork(void *arg, uint64_t seq)
 {
 	struct session *s = arg;
+	size_t bytes = heap_memory(&s->heap);
+	uint64_t now = now_ms();
 
-	if (s->nforks == SESSION_MAX_FORKS) {
-		/* The oldest image's child never came (it exec'd at once, or
-		 * died): drop it. */
-		heap_close(&s->forks[0].heap);
-		memmove(s->forks, s->forks + 1, (s->nforks - 1) * sizeof(*s->forks));
-		s->nforks--;
+	/* Children claim their image within milliseconds of the fork; one
+	 * that never came (it failed to connect, or the fork failed) must not
+	 * hold memory for ever, nor may a process that forks without end. */
+	while (s->nforks > 0 &&
+	       (s->nforks == SESSION_MAX_FORKS || now - s->forks[0].at_ms > SESSION_FORK_TTL_MS ||
+	        s->fork_bytes + bytes > SESSION_MAX_FORK_BYTES))
+		forks_drop_oldest(s);
+	if (bytes > SESSION_MAX_FORK_BYTES)
+		return;
+	if (s->nforks == s->forks_cap) {
+		s->forks_cap = s->forks_cap ? s->forks_cap * 2 : 8;
+		s->forks = xreallocarray(s->forks, s->forks_cap, sizeof(*s->forks));
 	}
-	if (s->forks == NULL)
-		s->forks = xcalloc(SESSION_MAX_FORKS, sizeof(*s->forks));
 	struct session_fork *f = &s->forks[s->nforks++];
 	f->seq = seq;
-	f->at_ms = now_ms();
+	f->at_ms = now;
 	heap_clone(&f->heap, &s->heap);
+	s->fork_bytes += bytes;
 }
 
 static void forks_free(struct session *s)
@@ -128,7 +144,8 @@ static void forks_free(struct session *s)
 		heap_close(&s->forks[i].heap);
 	free(s->forks);
 	s->forks = NULL;
-	s->nforks = 0;
+	s->nforks = s->forks_cap = 0;
+	s->fork_bytes = 0;
 }
 
 /* Copies the parent's module map: the inherited stacks' addresses are in it. */
@@ -153,6 +170,8 @@ static void copy_modules(struct session *s, const struct session *parent)
  */
 static bool try_inherit(struct session *s)
 {
+	bool waiting = false;
+
 	for (struct session *p = s->d->sessions; p != NULL; p = p->next) {
 		if (p == s || p->pid != s->parent_pid || p->uid != s->uid || !p->hello)
 			continue;
@@ -163,6 +182,7 @@ static bool try_inherit(struct session *s)
 				continue;
 			heap_close(&s->heap);
 			s->heap = p->forks[i].heap;
+			p->fork_bytes -= heap_memory(&s->heap);
 			memmove(&p->forks[i], &p->forks[i + 1],
 			        (p->nforks - i - 1) * sizeof(*p->forks));
 			p->nforks--;
@@ -171,12 +191,32 @@ static bool try_inherit(struct session *s)
 			s->inherited = true;
 			return true;
 		}
+		/* Not read that far yet: the record is on its way. */
+		if (p->state == SESSION_LIVE && p->heap.last_seq < s->fork_seq)
+			waiting = true;
 	}
-	if (now_ms() - s->inherit_since_ms > SESSION_INHERIT_MS) {
+	if (!waiting || now_ms() - s->inherit_since_ms > SESSION_INHERIT_MS) {
 		log_warn("pid %d: its parent's heap at the fork (pid %d) was not found: it starts "
 		         "empty, and frees of inherited blocks count as unknown",
 		         (int)s->pid, (int)s->parent_pid);
 		s->inheriting = false;
+		return true;
+	}
+	return false;
+}
+
+/* A fork child is its parent's image until it execs: it takes the parent's
+ * identity as the daemon read it from /proc, which a child that execs at
+ * once no longer shows. */
+static bool identity_from_parent(struct session *s)
+{
+	for (struct session *p = s->d->sessions; p != NULL; p = p->next) {
+		if (p == s || p->pid != s->parent_pid || p->uid != s->uid || !p->hello ||
+		    p->exe == NULL)
+			continue;
+		s->exe = xstrdup(p->exe);
+		s->cmdline = xmemdup(p->cmdline, p->cmdline_len + 1);
+		s->cmdline_len = p->cmdline_len;
 		return true;
 	}
 	return false;
@@ -209,11 +249,9 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	 * HELLO, so no block's weight changes. */
 	heap_set_sampling(&s->heap, h.sample_bytes);
 	if (h.parent_pid != 0) {
-		s->inheriting = true;
 		s->parent_pid = (pid_t)h.parent_pid;
-		s->fork_seq = h.fork_seq;
-		s->inherit_since_ms = now_ms();
-		try_inherit(s);
+		if (identity_from_parent(s))
+			goto identified;
 	}
 	/* Identity comes from the kernel; the agent's words are a fallback
 	 * for when /proc is not readable. */
@@ -231,6 +269,13 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		free(s->cmdline);
 		s->cmdline = xstrndup(h.cmdline, h.cmdline_len);
 		s->cmdline_len = h.cmdline_len;
+	}
+identified:
+	if (h.parent_pid != 0) {
+		s->inheriting = true;
+		s->fork_seq = h.fork_seq;
+		s->inherit_since_ms = now_ms();
+		try_inherit(s);
 	}
 	return 0;
 }

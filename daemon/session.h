@@ -35,8 +35,13 @@ struct daemon;
 enum session_state { SESSION_LIVE, SESSION_EXITED };
 
 #define SESSION_MAX_MODULES 65536
-#define SESSION_MAX_FORKS   16   /* images kept for children that did not claim them yet */
-#define SESSION_INHERIT_MS  5000 /* how long a fork child waits for its parent's image */
+/* Images kept for children that did not claim them yet: a parent may fork
+ * many children before the daemon accepts their connections. Past either
+ * bound the oldest image goes (its child then starts empty, and says so). */
+#define SESSION_MAX_FORKS      1024
+#define SESSION_MAX_FORK_BYTES ((size_t)256 << 20)
+#define SESSION_FORK_TTL_MS    10000 /* an unclaimed image older than this goes */
+#define SESSION_INHERIT_MS     5000  /* how long a fork child waits for its parent's record */
 
 /* The heap of a process as it was at one of its FORK records, kept until the
  * child it forked claims it (HELLO names the record). */
@@ -83,7 +88,8 @@ struct session {
 	size_t nmodules;
 	struct drain drain; /* the shared region, from HELLO until the end */
 	struct session_fork *forks;
-	size_t nforks;
+	size_t nforks, forks_cap;
+	size_t fork_bytes; /* heap_memory of the images kept */
 	/* A fork child waiting for its parent's image: records wait too. */
 	bool inheriting;
 	pid_t parent_pid;

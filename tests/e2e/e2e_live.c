@@ -94,6 +94,7 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -677,6 +678,68 @@ static void assert_no_unknown_frees(long pid, const char *what)
 	              "%s: unknown_frees %lld: %.600s", what, unknown, r.out);
 	h_ctl_free(&r);
 }
+
+/*
+ * A parent forks 40 children in a row (tests/progs/forkburst.c) while the
+ * daemon is stopped: it meets all 40 FORK records before any child's
+ * connection, and each child
+ * must still start with the parent's heap at its fork. Every child's top
+ * (lineno and traceback) matches its book, inherited blocks included, and
+ * unknown_frees is 0 though each freed half of what it inherited.
+ */
+START_TEST(fork_burst)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct stats s;
+	char *dir, *base;
+	int found = 0;
+
+	h_prog_start(&p, &D, "forkburst", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	/* All the forks, and every child's work, while the daemon sleeps: it
+	 * then reads 40 FORK records before any child's HELLO. */
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	ck_assert_int_eq(h_proc_send(&p, "fork"), 0);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	struct h_truth *t = h_truth_must(p.truth);
+	long long n = h_truth_meta(t, "children", -1);
+	ck_assert_int_eq(n, 40);
+	dir = h_strf("%s", p.truth);
+	base = strrchr(dir, '/');
+	ck_assert_ptr_nonnull(base);
+	*base++ = '\0';
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		size_t bl = strlen(base);
+		if (strncmp(e->d_name, base, bl) != 0 || e->d_name[bl] != '.')
+			continue;
+		long long pid = atoll(e->d_name + bl + 1);
+		struct h_truth *tc = child_truth(&p, pid);
+		char *what = h_strf("forked child %lld of 40", pid);
+		top_simple(&r, pid, tc, H_KEY_LINENO, false, what);
+		h_ctl_free(&r);
+		top_simple(&r, pid, tc, H_KEY_TRACEBACK, false, what);
+		h_ctl_free(&r);
+		assert_stats_consistent(pid, tc, &s, what);
+		assert_no_unknown_frees(pid, what);
+		h_truth_free(tc);
+		free(what);
+		found++;
+	}
+	closedir(d);
+	ck_assert_int_eq(found, 40);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "forkburst parent");
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "forkburst");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(dir);
+}
+END_TEST
 
 START_TEST(fork_exec)
 {
@@ -3077,6 +3140,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, peak_and_reset);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
+	tcase_add_test(tc, fork_burst);
 	tc = h_tcase(s, "behave", 120, setup, teardown);
 	tcase_add_test(tc, behave_with_daemon);
 	tcase_add_test(tc, behave_via_run);
@@ -3138,9 +3202,9 @@ static Suite *live_suite(void)
 int main(void)
 {
 	static const char *const progs[] = {
-	    "sites",    "cxxsites", "threads",  "peak",   "forker",   "behave",     "churn",
-	    "dlopener", "ctoruser", "cxxstart", "idle",   "ownalloc", "staticprog", "spawner",
-	    "leaker",   "closer",   "sampler",  "exiter", NULL};
+	    "sites",    "cxxsites", "threads",  "peak",   "forker",    "behave",     "churn",
+	    "dlopener", "ctoruser", "cxxstart", "idle",   "ownalloc",  "staticprog", "spawner",
+	    "leaker",   "closer",   "sampler",  "exiter", "forkburst", NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }
