@@ -111,11 +111,14 @@ static void session_end(struct session *s, const char *why, const char *reason)
 		if (why != NULL)
 			log_warn("pid %d: closing agent connection: %s", (int)s->pid, why);
 		else
-			log_info("pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
-			         " bytes in %zu blocks still live",
-			         (int)s->pid, s->exe ? s->exe : "?",
-			         s->bye ? "" : " without running its exit handlers (_exit, a signal, or exec)", s->events,
-			         s->heap.current, s->heap.count);
+			log_info(
+			    "pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
+			    " bytes in %zu blocks still live",
+			    (int)s->pid, s->exe ? s->exe : "?",
+			    s->bye
+			        ? ""
+			        : " without running its exit handlers (_exit, a signal, or exec)",
+			    s->events, s->heap.current, s->heap.count);
 		/* A process that recorded nothing stays listed (with what
 		 * stats says of it, "interposed" for one) but has no exit
 		 * snapshot: there is nothing in it. */

@@ -67,13 +67,9 @@ int drain_open(struct drain *dr, int fd, const char **why)
 	struct statfs sfs;
 	struct stat st;
 	struct shm_header h;
-	void (*on_fork)(void *, uint64_t) = dr->on_fork;
-	void *fork_arg = dr->fork_arg;
 
 	memset(dr, 0, sizeof(*dr));
 	dr->fd = -1;
-	dr->on_fork = on_fork;
-	dr->fork_arg = fork_arg;
 	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
 		*why = "the shared memory is not a memfd";
 		goto fail;

@@ -48,7 +48,8 @@ struct drain {
 	bool exiting;     /* the agent said it exits cleanly */
 	bool behind;      /* the last drain left records to read (or in flight) */
 	/* Called at a FORK record, once every record before it is applied:
-	 * the heap is then the forked child's as it starts. */
+	 * the heap is then the forked child's as it starts. Set after
+	 * drain_open (which clears the struct); NULL ignores FORK records. */
 	void (*on_fork)(void *arg, uint64_t seq);
 	void *fork_arg;
 	/* Scratch, kept between drains (grows to the rings in use). */

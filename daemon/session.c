@@ -236,10 +236,10 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	const char *why = NULL;
 	int fd = s->passed_fd;
 	s->passed_fd = -1;
-	s->drain.on_fork = on_fork;
-	s->drain.fork_arg = s;
 	if (drain_open(&s->drain, fd, &why) < 0)
 		return fail(s, "%s", why);
+	s->drain.on_fork = on_fork;
+	s->drain.fork_arg = s;
 	s->hello = true;
 	s->nframes = h.nframes;
 	s->flags = h.flags;

@@ -97,14 +97,17 @@ static void check_record(const uint8_t *p)
 
 	memcpy(&rec, p, sizeof(rec));
 	uint64_t kind = rec.seq_kind & PROTO_EV_KIND_MASK;
-	bool valid = (kind == PROTO_EV_ALLOC || kind == PROTO_EV_FREE) && rec.addr != 0;
+	bool valid = ((kind == PROTO_EV_ALLOC || kind == PROTO_EV_FREE) && rec.addr != 0) ||
+	             kind == PROTO_EV_FORK;
 	int rc = proto_record_decode(&rec, &ev);
 	if (rc != (valid ? 0 : -EBADMSG))
 		abort();
 	if (rc < 0)
 		return;
 	if (ev.kind != kind || ev.seq != rec.seq_kind >> PROTO_EV_KIND_BITS ||
-	    ev.seq > PROTO_SEQ_MAX || ev.addr != rec.addr)
+	    ev.seq > PROTO_SEQ_MAX || ev.addr != (kind == PROTO_EV_FORK ? 0 : rec.addr))
+		abort();
+	if (kind == PROTO_EV_FORK && (ev.size != 0 || ev.stack_id != 0))
 		abort();
 	if (kind == PROTO_EV_ALLOC && (ev.size != rec.size || ev.stack_id != rec.stack))
 		abort();

@@ -269,7 +269,9 @@ static void one_drain(struct testregion *r, struct drain *dr, struct heap *h, bo
 	if (memcmp(&before, &after, sizeof(before)) != 0)
 		abort();
 	uint64_t applied = h->allocations + h->frees + h->unknown_frees - applied0;
-	if (applied != moved || (n >= 0 && (uint64_t)n != applied))
+	/* Every record read moved a tail; FORK records move one too but
+	 * change no figure of the heap. */
+	if (applied > moved || (n >= 0 && (uint64_t)n != moved))
 		abort();
 	if (h->last_seq < last0 || (applied > 0 && h->last_seq == last0))
 		abort();
