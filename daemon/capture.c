@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "hash.h"
 #include "oaindex.h"
+#include "useraccess.h"
 #include "xalloc.h"
 
 /* Inlined chains longer than this are cut (the outer frames are dropped). */
@@ -28,6 +29,7 @@ struct cap_block {
 struct capture {
 	pid_t pid;
 	uid_t uid;
+	gid_t gid; /* with uid: whose rights the module files are opened with */
 	uint64_t start_time;
 	char *exe;
 	char *cmdline;
@@ -98,6 +100,7 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 
 	c->pid = s->pid;
 	c->uid = s->uid;
+	c->gid = s->gid;
 	c->start_time = s->start_time;
 	c->exe = xstrdup(s->exe != NULL ? s->exe : "");
 	c->cmdline_len = s->cmdline != NULL ? s->cmdline_len : 0;
@@ -144,7 +147,9 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 		cs->allocations = st->total_allocs;
 		cs->nframes = st->nframes;
 		cs->off = off;
-		memcpy(c->addrs + off, st->frames, st->nframes * sizeof(*st->frames));
+		/* Stack 0 (unknown) has no frames, and no frame array. */
+		if (st->nframes > 0)
+			memcpy(c->addrs + off, st->frames, st->nframes * sizeof(*st->frames));
 		off += st->nframes;
 	}
 	if (nlargest > 0) {
@@ -193,7 +198,10 @@ struct memo_entry {
 };
 
 struct memo {
-	struct oaindex index; /* hash of addr -> index into entries */
+	struct symbols *syms;
+	struct useraccess_user user; /* the process's user, for its module files */
+	struct sym_object **bound;   /* per module, bound at its first address */
+	struct oaindex index;        /* hash of addr -> index into entries */
 	struct memo_entry *entries;
 	size_t nentries;
 	uint32_t *chain;
@@ -225,12 +233,17 @@ static const uint32_t *expand(struct memo *m, const struct capture *c, struct sy
 	if (i == OAINDEX_NONE) {
 		const struct session_module *mod = session_module_find(c->mods, c->nmods, addr);
 		const struct frame_info *f;
-		struct sym_module sm;
 		struct memo_entry *e;
 
 		if (mod != NULL) {
-			session_sym_module(mod, &sm);
-			f = symbols_resolve(syms, &sm, addr);
+			size_t k = (size_t)(mod - c->mods);
+			if (m->bound[k] == NULL) {
+				struct sym_module sm;
+				session_sym_module(mod, &sm);
+				sm.user = &m->user;
+				m->bound[k] = symbols_bind(syms, &sm);
+			}
+			f = symbols_resolve_in(syms, m->bound[k], addr - mod->bias);
 		} else {
 			f = symbols_unknown(syms, addr);
 		}
@@ -289,6 +302,11 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		distinct_max += c->stacks[i].nframes;
 	/* Each distinct address is an entry; there are at most distinct_max. */
 	memset(&m, 0, sizeof(m));
+	m.syms = syms;
+	/* The traced process's user: a module file that user may not read
+	 * yields no names (symbols.h). */
+	useraccess_user_init(&m.user, c->uid, c->gid);
+	m.bound = xcalloc(c->nmods ? c->nmods : 1, sizeof(*m.bound));
 	oaindex_reserve(&m.index, distinct_max);
 	m.entries = xcalloc(distinct_max ? distinct_max : 1, sizeof(*m.entries));
 
@@ -331,6 +349,10 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		snap->largest[i].size = c->largest[i].size;
 		snap->largest[i].trace = c->largest[i].stack;
 	}
+	for (size_t i = 0; i < c->nmods; i++)
+		symbols_release(syms, m.bound[i]);
+	free(m.bound);
+	useraccess_user_close(&m.user);
 	oaindex_close(&m.index);
 	free(m.entries);
 	free(m.chain);

@@ -1,15 +1,35 @@
 /*
  * symbols.c - the libdw symbol cache of symbols.h.
  *
- * Objects. Every loaded object the agents report is an `object`, found by its
- * build-id when it has one (so the same libc seen by a thousand processes is
- * opened once) and by its path otherwise. The first time an address in an
- * object is resolved, the file is opened as an offline Dwfl session of its
- * own and its build-id is compared with the one the agent reported; a missing
- * file, a different build-id, or a build-id where the agent saw none marks
- * the object failed for the life of the cache, and all its frames come out as
- * "MODULE+0xOFFSET". Objects without a build-id on either side cannot be
- * checked and are trusted.
+ * Objects. An agent names a module by path and build-id; its file is opened
+ * as the agent's user could open it (useraccess.h), never blocking and never
+ * anything but a regular file, and the object is the file that was opened:
+ * its device, inode, size and modification time, so that a file replaced on
+ * disk is another object, and the same libc mapped by a thousand processes
+ * is one, opened once, whatever path each named it by. Every request opens
+ * the file again as its own user (one open per module per capture, through
+ * symbols_bind): a user who may not read a file never gets the frames
+ * another user had resolved in it. The first time an object is used, its
+ * file is opened as an offline Dwfl session of its own (on the descriptor
+ * the bind opened) and its build-id is compared with the one the agent
+ * reported; a file libdw cannot read, a different build-id, or a build-id
+ * where the agent saw none makes the module a name (every frame
+ * "MODULE+0xOFFSET") for that request. Objects without a build-id on either
+ * side cannot be checked and are trusted.
+ *
+ * Who reads what. Separate debug files and dwz alternate files are found
+ * with the same user's rights as the main file, through our own search (the
+ * build-id tree under /usr/lib/debug, then the .gnu_debuglink names), each
+ * opened through useraccess and checked by build-id or CRC. An object is
+ * keyed by its file and by the uid whose rights found its separate files;
+ * when every file it uses may be read by anyone (the usual case: debug
+ * information in the file itself or in /usr/lib/debug), it is shared with
+ * every uid that can open the main file, and reloaded later (after
+ * eviction) with anyone's rights only. libdw opens a few files by itself, with
+ * a blocking open and no rights check: a dwz file it was not given, and the
+ * .dwo files of split DWARF. So a module whose DWARF names an alternate
+ * file we could not open safely is resolved from its symbol table only, and
+ * skeleton units (split DWARF) are never descended into.
  *
  * Addresses. The agent reports the load bias (runtime address minus ELF
  * virtual address, dl_iterate_phdr's dlpi_addr) and absolute addresses, so
@@ -30,14 +50,16 @@
  * asked for. libdwfl's dwfl_standard_find_debuginfo ends, in elfutils 0.188,
  * with a debuginfod query whenever local files fail, and the debuginfod client
  * reads DEBUGINFOD_URLS from the environment at query time; there is no switch
- * to turn that off. So without debuginfod the Dwfl sessions use callbacks of
- * our own: dwfl_build_id_find_debuginfo (a purely local .build-id lookup under
- * /usr/lib/debug) and then the .gnu_debuglink name search beside the file, in
- * its .debug directory and under /usr/lib/debug, each candidate checked by
- * build-id (or CRC when the object has none). The main file is never looked
- * up through find_elf (offline modules are opened from their path), and our
- * find_elf returns nothing so libdwfl's debuginfod_find_executable is never
- * reached either.
+ * to turn that off. It also opens the candidates beside the module's file by
+ * name, blocking, with the daemon's rights. So the Dwfl sessions use a
+ * callback of our own: the .build-id tree under /usr/lib/debug, then the
+ * .gnu_debuglink name search beside the file, in its .debug directory and
+ * under /usr/lib/debug, each candidate opened through useraccess and checked
+ * by build-id (or CRC when the object has none); with debuginfod, last,
+ * libdwfl's search given no file name (the build-id tree and the servers).
+ * The main file is never looked up through find_elf (offline modules are
+ * opened from a descriptor), and our find_elf returns nothing so libdwfl's
+ * debuginfod_find_executable is never reached either.
  *
  * Frames. A frame is resolved once per (object, offset) and kept until
  * symbols_free, so pointers handed out stay valid. Its strings (file names,
@@ -74,11 +96,14 @@
  * at most SYMBOLS_MAX_OPEN files are open at once and the least recently used
  * one is closed beyond that (it is reopened, and re-verified, on demand).
  *
- * Locking. Two mutexes, taken in this order: `dw_lock` serializes all libdw
- * work and the open/closed state of objects and is held across file I/O;
- * `lock` guards the hash tables and statistics and is only held for table
- * operations. symbols_lookup and symbols_unknown take `lock` alone, so the
- * loop thread never waits behind a pool thread reading DWARF.
+ * Locking. `lock` guards the tables, the statistics, each object's pins and
+ * the list of open objects, and is held only for table operations, never
+ * across a file operation. Each object has a mutex `mu` of its own that
+ * guards its libdw state and is held while its files are read. Files are
+ * opened (useraccess_open) with no lock held at all. A thread holding an
+ * object's `mu` may take `lock`; the other way round only trylock is used
+ * (eviction), so there is no lock-order cycle, and a file that blocks holds
+ * up only the requests for that one object.
  */
 /* RTLD_DEFAULT, dl_iterate_phdr and friends are GNU extensions; config.h
  * (AC_USE_SYSTEM_EXTENSIONS) usually defines this already. */
@@ -104,6 +129,7 @@
 
 #include "hash.h"
 #include "oaindex.h"
+#include "useraccess.h"
 #include "xalloc.h"
 
 /* Dwfl sessions kept open at once. A session for a large C++ library with
@@ -151,23 +177,50 @@ enum object_state {
 	OBJECT_NEW,    /* never opened */
 	OBJECT_OPEN,   /* dwfl and mod valid */
 	OBJECT_CLOSED, /* opened before, closed to stay under SYMBOLS_MAX_OPEN */
-	OBJECT_FAILED, /* missing, unreadable or not the reported build */
+	OBJECT_FAILED, /* libdw could not read it, or it changed under us */
 };
 
-struct object {
-	/* Identity, immutable after creation (read under `lock`). */
-	uint8_t *build_id;
-	size_t build_id_len;
-	char *path;         /* what to open; "" when the agent had none */
-	const char *module; /* interned: path, or UNKNOWN_MODULE */
+/* The uid of an object shared by all its readers, and of objects bound
+ * with the daemon's own rights (sym_module.user NULL). */
+#define VIEW_SHARED ((uid_t)-1)
+#define VIEW_DAEMON ((uid_t)-2)
 
-	/* Everything below is guarded by dw_lock. */
+/* What a file is: a file replaced on disk is another object. `view` is the
+ * uid whose rights found its separate debug files, or VIEW_SHARED. */
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_sec;
+	long mtime_nsec;
+	uid_t view;
+};
+
+struct sym_object {
+	/* Identity, immutable after creation. */
+	bool is_file;       /* else a name: every frame is "MODULE+0xOFFSET" */
+	struct file_id id;  /* is_file */
+	char *path;         /* the path it was first opened by, or the name */
+	const char *module; /* interned: path, or UNKNOWN_MODULE */
+	struct sym_object *all_next;
+
+	/* Guarded by the cache's `lock`. */
+	int pins;                               /* binds not released: never evicted meanwhile */
+	bool shared;                            /* also in the table under VIEW_SHARED */
+	bool open;                              /* in the list of open objects */
+	struct sym_object *lru_prev, *lru_next; /* open objects, most recent first */
+
+	/* Everything below is guarded by `mu`. */
+	pthread_mutex_t mu;
 	enum object_state state;
-	bool counted; /* already in the objects or failures statistic */
+	bool counted;  /* already in the objects or failures statistic */
+	bool have_id;  /* build_id is the file's (after the first load) */
+	bool dwarf_ok; /* its DWARF may be read (no alternate file missing) */
+	uint8_t build_id[64];
+	size_t build_id_len;
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	Dwarf_Addr dwbias;
-	struct object *lru_prev, *lru_next; /* open objects, most recent first */
 	/* Units by address, built only if libdw's own lookup fails once. */
 	struct cu_range *cus;
 	size_t ncus;
@@ -181,45 +234,49 @@ struct cu_range {
 };
 
 struct frame {
-	const struct object *obj; /* NULL for symbols_unknown frames */
-	uint64_t offset;          /* ELF vaddr, or the absolute address */
+	const struct sym_object *obj; /* NULL for symbols_unknown frames */
+	uint64_t offset;              /* ELF vaddr, or the absolute address */
 	struct frame_info info;
 };
 
 struct frame_key {
-	const struct object *obj;
+	const struct sym_object *obj;
 	uint64_t offset;
-};
-
-struct object_key {
-	const uint8_t *bytes; /* the build-id, or the path */
-	size_t len;
-	bool by_id;
 };
 
 typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
 
 struct symbols {
-	pthread_mutex_t dw_lock; /* taken first; libdw and object state, held across I/O */
-	pthread_mutex_t lock;    /* the four tables and the statistics */
+	pthread_mutex_t lock; /* the tables, statistics, pins, the open list */
+	bool debuginfod;
 
-	const Dwfl_Callbacks *callbacks;
-
-	struct oaindex objects; /* struct object *, by build-id or path */
+	struct oaindex files;   /* struct sym_object *, by struct file_id */
+	struct oaindex names;   /* struct sym_object *, unreadable modules by path */
 	struct oaindex frames;  /* struct frame *, by (object, offset) */
 	struct oaindex callers; /* struct frame_info *, inlined call sites by content */
 	struct oaindex strings; /* char *, interned */
+	struct sym_object *all; /* every object, for symbols_free */
 	struct symbols_stats stats;
-
-	/* dw_lock */
-	struct object *lru_head, *lru_tail;
+	struct sym_object *lru_head, *lru_tail;
 	size_t nopen;
-	bool demangle_tried;
+
+	/* Set at creation, read-only after. */
 	void *cxxlib;
 	demangle_fn demangle;
 };
 
-/* ---- debug information search (no network) ---- */
+/* ---- debug information search: local, as the module's user ---- */
+
+/* What a load's search needs (the Dwfl module's userdata while the object
+ * loads; NULL after, so a late search finds nothing). */
+struct load_ctx {
+	const struct useraccess_user *user; /* whose rights */
+	struct useraccess_user anyone;
+	const struct file_id *main; /* the main file, never its own debug file */
+	bool debuginfod;
+	bool all_public; /* every separate file found may be read by anyone */
+	bool alt_failed; /* the DWARF names an alternate file we did not open */
+};
 
 /* The CRC-32 (IEEE, reflected) that .gnu_debuglink records. Only used for
  * objects without a build-id, which is rare. */
@@ -270,18 +327,80 @@ static bool debugfile_matches(int fd, const unsigned char *id, int id_len, GElf_
 	return ok;
 }
 
-/* The .gnu_debuglink search of libdwfl's default path, done locally. When
- * the file has no link, "<basename>.debug" is tried, as libdwfl does. Links
- * with a directory in them are dwz alternate files; those are only found by
- * build-id (libdwfl's own lookup, then libdw's). */
-static int find_debuglink(Dwfl_Module *mod, const char *file_name, const char *link, GElf_Word crc,
-                          char **found)
+/* Whether anyone could have opened what path named when `st` was opened. */
+static void note_public(struct load_ctx *ctx, const char *path, const struct stat *st)
+{
+	struct stat pst;
+	int fd;
+
+	if (!ctx->all_public || (ctx->user != NULL && ctx->user->anyone))
+		return;
+	fd = useraccess_open(&ctx->anyone, path, &pst);
+	if (fd < 0 || pst.st_dev != st->st_dev || pst.st_ino != st->st_ino)
+		ctx->all_public = false;
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A candidate debug file, opened as the module's user and kept only when it
+ * provably belongs to the module; -1 otherwise. */
+static int open_candidate(struct load_ctx *ctx, const char *path, const unsigned char *id,
+                          int id_len, GElf_Word crc)
+{
+	struct stat st;
+	int fd = useraccess_open(ctx->user, path, &st);
+
+	if (fd < 0)
+		return -1;
+	/* the main file by another name, or someone else's */
+	if ((ctx->main != NULL && st.st_dev == ctx->main->dev && st.st_ino == ctx->main->ino) ||
+	    !debugfile_matches(fd, id, id_len, crc)) {
+		close(fd);
+		return -1;
+	}
+	note_public(ctx, path, &st);
+	return fd;
+}
+
+/* <debug dir>/.build-id/xx/yyyy.debug, the distributions' layout. */
+static char *build_id_path(const unsigned char *id, size_t len)
+{
+	char *p = xmalloc(sizeof(SYMBOLS_DEBUG_DIR "/.build-id/") + 2 * len + 8);
+	size_t n = (size_t)sprintf(p, SYMBOLS_DEBUG_DIR "/.build-id/");
+
+	for (size_t i = 0; i < len; i++)
+		n += (size_t)sprintf(p + n, i == 1 ? "/%02x" : "%02x", id[i]);
+	strcpy(p + n, ".debug");
+	return p;
+}
+
+static int find_by_build_id(struct load_ctx *ctx, const unsigned char *id, int id_len, char **found)
+{
+	char *path;
+	int fd;
+
+	if (id_len < 2)
+		return -1;
+	path = build_id_path(id, (size_t)id_len);
+	fd = open_candidate(ctx, path, id, id_len, 0);
+	if (fd >= 0)
+		*found = path;
+	else
+		free(path);
+	return fd;
+}
+
+/* The .gnu_debuglink search of libdwfl's default path: beside the file, in
+ * its .debug directory, under /usr/lib/debug. When the file has no link,
+ * "<basename>.debug" is tried, as libdwfl does. Links with a directory in
+ * them are not followed. */
+static int find_debuglink(struct load_ctx *ctx, Dwfl_Module *mod, const char *file_name,
+                          const char *link, GElf_Word crc, char **found)
 {
 	const unsigned char *id = NULL;
 	GElf_Addr id_vaddr;
 	int id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
 	const char *slash = strrchr(file_name, '/');
-	struct stat main_st;
 	char *invented = NULL, *dir = NULL;
 	int fd = -1;
 
@@ -292,29 +411,16 @@ static int find_debuglink(Dwfl_Module *mod, const char *file_name, const char *l
 	if (strchr(link, '/') != NULL)
 		goto out_invented;
 	dir = xstrndup(file_name, (size_t)(slash - file_name));
-	if (stat(file_name, &main_st) != 0)
-		memset(&main_st, 0, sizeof(main_st));
-
-	/* Mirroring under the debug root only makes sense for an absolute dir. */
-	for (int i = 0; i < (dir[0] == '/' ? 3 : 2) && fd < 0; i++) {
+	for (int i = 0; i < 3 && fd < 0; i++) {
 		char *path = i == 0   ? xasprintf("%s/%s", dir, link)
 		             : i == 1 ? xasprintf("%s/.debug/%s", dir, link)
 		                      : xasprintf(SYMBOLS_DEBUG_DIR "%s/%s", dir, link);
-		struct stat st;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && (fstat(fd, &st) != 0 ||
-		                (st.st_dev == main_st.st_dev && st.st_ino == main_st.st_ino) ||
-		                !debugfile_matches(fd, id, id_len, crc))) {
-			/* the main file by another name, or someone else's */
-			close(fd);
-			fd = -1;
-		}
+		fd = open_candidate(ctx, path, id, id_len, crc);
 		if (fd >= 0)
 			*found = path;
 		else
 			free(path);
 	}
-
 	free(dir);
 out_invented:
 	free(invented);
@@ -322,20 +428,83 @@ out:
 	return fd;
 }
 
-static int find_debuginfo_local(Dwfl_Module *mod, void **userdata, const char *modname,
-                                Dwarf_Addr base, const char *file_name, const char *link,
-                                GElf_Word crc, char **found)
+/* The dwz alternate file a Dwarf names: by its build-id under
+ * /usr/lib/debug, else by its name (relative to the file that names it).
+ * When it cannot be opened so, the load marks the object's DWARF unusable:
+ * libdw would otherwise look for it itself, with a blocking open of a path
+ * the file chose. */
+static int find_alt(struct load_ctx *ctx, Dwarf *dw, const char *file_name, char **found)
 {
-	int fd =
-	    dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, link, crc, found);
-	if (fd < 0 && file_name != NULL)
-		fd = find_debuglink(mod, file_name, link, crc, found);
+	const char *altname;
+	const void *id;
+	ssize_t n = dwelf_dwarf_gnu_debugaltlink(dw, &altname, &id);
+	int fd;
+
+	if (n <= 0 || n > 64)
+		return -1;
+	fd = find_by_build_id(ctx, id, (int)n, found);
+	if (fd < 0 && altname[0] != '\0') {
+		const char *slash = file_name != NULL ? strrchr(file_name, '/') : NULL;
+		char *path = altname[0] == '/' ? xstrdup(altname)
+		             : slash != NULL   ? xasprintf("%.*s/%s", (int)(slash - file_name),
+		                                           file_name, altname)
+		                               : NULL;
+		if (path != NULL)
+			fd = open_candidate(ctx, path, id, (int)n, 0);
+		if (fd >= 0)
+			*found = path;
+		else
+			free(path);
+	}
+	if (fd < 0)
+		ctx->alt_failed = true;
 	return fd;
 }
 
-/* Offline modules are opened from their path by dwfl_report_offline, so
- * this is never needed; it exists so that libdwfl cannot fall back on
- * dwfl_build_id_find_elf, which asks debuginfod for missing executables. */
+/* libdwfl asks here for a module's separate debug file, and, once it has the
+ * module's Dwarf, for its alternate file (then dwfl_module_getdwarf, which
+ * returns at once while a search is under way, already has it). */
+static int find_debuginfo_safe(Dwfl_Module *mod, void **userdata, const char *modname,
+                               Dwarf_Addr base, const char *file_name, const char *link,
+                               GElf_Word crc, char **found)
+{
+	struct load_ctx *ctx = userdata != NULL ? *userdata : NULL;
+	const unsigned char *id = NULL;
+	GElf_Addr id_vaddr;
+	Dwarf_Addr dwbias;
+	Dwarf *dw;
+	int fd, id_len;
+
+	errno = ENOENT;
+	if (ctx == NULL)
+		return -1;
+	dw = dwfl_module_getdwarf(mod, &dwbias);
+	if (dw != NULL)
+		return find_alt(ctx, dw, file_name, found);
+	id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
+	fd = find_by_build_id(ctx, id, id_len, found);
+	if (fd < 0 && file_name != NULL)
+		fd = find_debuglink(ctx, mod, file_name, link, crc, found);
+	if (fd < 0 && ctx->debuginfod) {
+		/* The user opted in: libdwfl's own search with no file name,
+		 * so only the build-id tree and the debuginfod servers. What it
+		 * finds is private unless anyone could read it. */
+		fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, NULL, NULL, 0,
+		                                  found);
+		if (fd >= 0) {
+			struct stat st;
+			if (*found == NULL || fstat(fd, &st) != 0)
+				ctx->all_public = false;
+			else
+				note_public(ctx, *found, &st);
+		}
+	}
+	return fd;
+}
+
+/* Offline modules are opened from the descriptor the bind opened, so this
+ * is never needed; it exists so that libdwfl cannot fall back on
+ * dwfl_build_id_find_elf, which opens files by name and asks debuginfod. */
 static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
                          char **file_name, Elf **elfp)
 {
@@ -349,16 +518,9 @@ static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *modname,
 	return -1;
 }
 
-static const Dwfl_Callbacks callbacks_local = {
+static const Dwfl_Callbacks callbacks = {
     .find_elf = find_elf_none,
-    .find_debuginfo = find_debuginfo_local,
-    .section_address = dwfl_offline_section_address,
-};
-
-/* The user opted in: libdwfl's standard search, debuginfod last. */
-static const Dwfl_Callbacks callbacks_debuginfod = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = find_debuginfo_safe,
     .section_address = dwfl_offline_section_address,
 };
 
@@ -381,68 +543,67 @@ static const char *intern(struct symbols *s, const char *str)
 	}
 	return found;
 }
-
 /* ---- objects ---- */
 
-static void object_key_of(const struct sym_module *m, struct object_key *k)
+static uint64_t file_hash(const struct file_id *k)
 {
-	k->by_id = m->build_id_len > 0;
-	if (k->by_id) {
-		k->bytes = m->build_id;
-		k->len = m->build_id_len;
-	} else {
-		k->bytes = (const uint8_t *)(m->path != NULL ? m->path : "");
-		k->len = strlen((const char *)k->bytes);
-	}
+	uint64_t h = hash_mix((uint64_t)k->dev * 0x9e3779b97f4a7c15ULL ^ (uint64_t)k->ino);
+	h = hash_mix(h ^ (uint64_t)k->size);
+	h = hash_mix(h ^ (uint64_t)k->mtime_sec ^ (uint64_t)k->mtime_nsec << 34);
+	return hash_mix(h ^ (uint64_t)k->view);
 }
 
-static uint64_t object_hash(const struct object_key *k)
+static bool file_eq(const void *ctx, uintptr_t entry, const void *key)
 {
-	return hash_bytes(HASH_SEED ^ (k->by_id ? 1 : 0), k->bytes, k->len);
-}
-
-static bool object_eq(const void *ctx, uintptr_t entry, const void *key)
-{
-	const struct object *o = (const struct object *)entry;
-	const struct object_key *k = key;
+	const struct sym_object *o = (const struct sym_object *)entry;
+	const struct file_id *k = key;
 
 	(void)ctx;
-	if (k->by_id)
-		return o->build_id_len == k->len && memcmp(o->build_id, k->bytes, k->len) == 0;
-	return o->build_id_len == 0 && strlen(o->path) == k->len &&
-	       memcmp(o->path, k->bytes, k->len) == 0;
+	return o->id.dev == k->dev && o->id.ino == k->ino && o->id.size == k->size &&
+	       o->id.mtime_sec == k->mtime_sec && o->id.mtime_nsec == k->mtime_nsec &&
+	       (o->id.view == k->view || (k->view == VIEW_SHARED && o->shared));
 }
 
-static struct object *object_find(struct symbols *s, const struct object_key *k)
+static bool name_eq(const void *ctx, uintptr_t entry, const void *key)
 {
-	return table_find(&s->objects, object_hash(k), object_eq, k);
+	(void)ctx;
+	return strcmp(((const struct sym_object *)entry)->path, key) == 0;
 }
 
-/* Both locks held. */
-static struct object *object_get(struct symbols *s, const struct sym_module *m)
+static struct sym_object *object_new(struct symbols *s, bool is_file, const char *path)
 {
-	struct object_key k;
-	struct object *o;
-	const char *path = m->path != NULL ? m->path : "";
+	struct sym_object *o = xcalloc(1, sizeof(*o));
 
-	object_key_of(m, &k);
-	o = object_find(s, &k);
-	if (o != NULL)
-		return o;
-	o = xcalloc(1, sizeof(*o));
-	if (m->build_id_len > 0) {
-		o->build_id = xmalloc(m->build_id_len);
-		memcpy(o->build_id, m->build_id, m->build_id_len);
-		o->build_id_len = m->build_id_len;
-	}
+	o->is_file = is_file;
 	o->path = xstrdup(path);
 	o->module = intern(s, path[0] != '\0' ? path : UNKNOWN_MODULE);
 	o->state = OBJECT_NEW;
-	table_add(&s->objects, object_hash(&k), o);
+	pthread_mutex_init(&o->mu, NULL);
+	o->all_next = s->all;
+	s->all = o;
 	return o;
 }
 
-static void lru_unlink(struct symbols *s, struct object *o)
+/* The object for a module whose file cannot be used: its frames name the
+ * module by the path the agent gave. */
+static struct sym_object *name_object(struct symbols *s, const char *path)
+{
+	uint64_t h = hash_str(HASH_SEED, path);
+	struct sym_object *o;
+
+	pthread_mutex_lock(&s->lock);
+	o = table_find(&s->names, h, name_eq, path);
+	if (o == NULL) {
+		o = object_new(s, false, path);
+		table_add(&s->names, h, o);
+		s->stats.failures++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return o;
+}
+
+/* lock held. */
+static void lru_unlink(struct symbols *s, struct sym_object *o)
 {
 	if (o->lru_prev != NULL)
 		o->lru_prev->lru_next = o->lru_next;
@@ -455,7 +616,8 @@ static void lru_unlink(struct symbols *s, struct object *o)
 	o->lru_prev = o->lru_next = NULL;
 }
 
-static void lru_push(struct symbols *s, struct object *o)
+/* lock held. */
+static void lru_push(struct symbols *s, struct sym_object *o)
 {
 	o->lru_prev = NULL;
 	o->lru_next = s->lru_head;
@@ -466,9 +628,9 @@ static void lru_push(struct symbols *s, struct object *o)
 	s->lru_head = o;
 }
 
-static void object_close(struct symbols *s, struct object *o)
+/* mu held; already off the open list. */
+static void object_close(struct sym_object *o)
 {
-	lru_unlink(s, o);
 	dwfl_end(o->dwfl);
 	o->dwfl = NULL;
 	o->mod = NULL;
@@ -477,7 +639,36 @@ static void object_close(struct symbols *s, struct object *o)
 	o->ncus = 0;
 	o->cus_built = false;
 	o->state = OBJECT_CLOSED;
-	s->nopen--;
+}
+
+/* Closes the least recently used open objects that nobody has bound until
+ * at most SYMBOLS_MAX_OPEN are open. A busy object (its mu held: being read)
+ * is skipped rather than waited for. */
+static void evict(struct symbols *s)
+{
+	for (;;) {
+		struct sym_object *victim = NULL;
+
+		pthread_mutex_lock(&s->lock);
+		if (s->nopen > SYMBOLS_MAX_OPEN) {
+			for (struct sym_object *o = s->lru_tail; o != NULL; o = o->lru_prev) {
+				if (o->pins == 0 && pthread_mutex_trylock(&o->mu) == 0) {
+					victim = o;
+					break;
+				}
+			}
+		}
+		if (victim != NULL) {
+			lru_unlink(s, victim);
+			victim->open = false;
+			s->nopen--;
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (victim == NULL)
+			return;
+		object_close(victim);
+		pthread_mutex_unlock(&victim->mu);
+	}
 }
 
 /* libdwfl reports errors through its own codes; what we keep is whether the
@@ -487,24 +678,30 @@ static int dwfl_error(void)
 	return errno != 0 ? -errno : -EINVAL;
 }
 
-/* Opens o->path as a one-module offline session and checks it is the build
- * the agent saw. dw_lock held. */
-static int object_load(struct symbols *s, struct object *o)
+/* Reads the file open as fd (which this takes) as a one-module offline
+ * session, finding its debug information with `user`'s rights now, while
+ * the search has its context. mu held. *public: whether every separate
+ * file it found may be read by anyone. */
+static int object_load(struct symbols *s, struct sym_object *o, int fd,
+                       const struct useraccess_user *user, bool *public)
 {
+	struct load_ctx ctx;
 	const unsigned char *id = NULL;
 	GElf_Addr id_vaddr;
+	Dwarf_Addr dwbias;
+	void **userdata = NULL;
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
-	int fd, id_len, err;
+	Dwarf *dw;
+	int id_len, err;
 
-	/* A relative path (a library dlopen'ed as "./libx.so") is relative to
-	 * the traced process's directory, not ours. */
-	if (o->path[0] != '/')
-		return -ENOENT;
-	fd = open(o->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	dwfl = dwfl_begin(s->callbacks);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.user = user;
+	ctx.main = &o->id;
+	ctx.debuginfod = s->debuginfod;
+	ctx.all_public = true;
+	useraccess_user_anyone(&ctx.anyone);
+	dwfl = dwfl_begin(&callbacks);
 	if (dwfl == NULL) {
 		err = -ENOMEM;
 		goto err_after_open;
@@ -518,21 +715,36 @@ static int object_load(struct symbols *s, struct object *o)
 		goto err_after_begin;
 	}
 	fd = -1;
-	if (dwfl_report_end(dwfl, NULL, NULL) != 0 || dwfl_module_getelf(mod, &o->dwbias) == NULL) {
+	dwfl_module_info(mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+	if (userdata == NULL || dwfl_report_end(dwfl, NULL, NULL) != 0 ||
+	    dwfl_module_getelf(mod, &o->dwbias) == NULL) {
 		err = dwfl_error();
 		goto err_after_begin;
 	}
 	id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
-	if (id_len < 0)
+	if (id_len < 0 || (size_t)id_len > sizeof(o->build_id))
 		id_len = 0;
-	if ((size_t)id_len != o->build_id_len ||
-	    (id_len > 0 && memcmp(id, o->build_id, (size_t)id_len) != 0)) {
-		/* Replaced since the process loaded it: its lines would lie. */
+	if (!o->have_id) {
+		memcpy(o->build_id, id, (size_t)id_len);
+		o->build_id_len = (size_t)id_len;
+		o->have_id = true;
+	} else if ((size_t)id_len != o->build_id_len ||
+	           memcmp(id, o->build_id, (size_t)id_len) != 0) {
 		err = -ESTALE;
 		goto err_after_begin;
 	}
+	/* Every search happens here, with ctx: DWARF (which may look for a
+	 * separate debug file and an alternate file), then the symbol table
+	 * (which may look for the debug file when the main file has none). */
+	*userdata = &ctx;
+	dw = dwfl_module_getdwarf(mod, &dwbias);
+	dwfl_module_getsymtab(mod);
+	*userdata = NULL;
+	o->dwarf_ok = dw != NULL && !ctx.alt_failed;
 	o->dwfl = dwfl;
 	o->mod = mod;
+	*public = ctx.all_public;
+	useraccess_user_close(&ctx.anyone);
 	return 0;
 
 err_after_begin:
@@ -540,68 +752,75 @@ err_after_begin:
 err_after_open:
 	if (fd >= 0)
 		close(fd);
+	useraccess_user_close(&ctx.anyone);
 	return err;
 }
 
-/* Makes o usable; dw_lock held. */
-static int object_open(struct symbols *s, struct object *o)
+/* Makes a bound object usable, reading its file from fd (taken) when it is
+ * not open. mu held. */
+static void object_open(struct symbols *s, struct sym_object *o, int fd,
+                        const struct useraccess_user *user)
 {
-	int err = 0;
-	bool first = !o->counted;
+	struct useraccess_user anyone;
+	bool first = !o->counted, shared, public = false, no_symbols = false;
+	int err;
 
-	switch (o->state) {
-	case OBJECT_OPEN:
-		lru_unlink(s, o);
-		lru_push(s, o);
-		return 0;
-	case OBJECT_FAILED:
-		return -ENOENT;
-	case OBJECT_NEW:
-	case OBJECT_CLOSED:
-		break;
-	}
-
-	err = object_load(s, o);
-	o->counted = true;
-	if (err != 0) {
-		o->state = OBJECT_FAILED;
-		if (first) {
-			pthread_mutex_lock(&s->lock);
-			s->stats.failures++;
-			pthread_mutex_unlock(&s->lock);
-		}
-		return err;
-	}
-	o->state = OBJECT_OPEN;
-	lru_push(s, o);
-	s->nopen++;
-	if (first) {
-		/* Counted once: a reopen after eviction is the same object. */
-		bool no_symbols = dwfl_module_getsymtab(o->mod) <= 0;
+	if (o->state == OBJECT_OPEN || o->state == OBJECT_FAILED) {
+		close(fd);
 		pthread_mutex_lock(&s->lock);
-		s->stats.objects++;
-		if (no_symbols)
-			s->stats.failures++;
+		if (o->open) {
+			lru_unlink(s, o);
+			lru_push(s, o);
+		}
 		pthread_mutex_unlock(&s->lock);
+		return;
 	}
-	while (s->nopen > SYMBOLS_MAX_OPEN && s->lru_tail != o)
-		object_close(s, s->lru_tail);
-	return 0;
+	pthread_mutex_lock(&s->lock);
+	shared = o->shared;
+	pthread_mutex_unlock(&s->lock);
+	/* A shared object is reloaded with anyone's rights: whoever reloads
+	 * it, it must not pick up a file only they may read. */
+	useraccess_user_anyone(&anyone);
+	err = object_load(s, o, fd, shared ? &anyone : user, &public);
+	useraccess_user_close(&anyone);
+	o->counted = true;
+	if (err == 0 && first)
+		no_symbols = dwfl_module_getsymtab(o->mod) <= 0;
+	o->state = err == 0 ? OBJECT_OPEN : OBJECT_FAILED;
+
+	pthread_mutex_lock(&s->lock);
+	if (err == 0) {
+		lru_push(s, o);
+		o->open = true;
+		s->nopen++;
+		/* Counted once: a reopen after eviction is the same object. */
+		if (first)
+			s->stats.objects++;
+		if (first && public && !o->shared && o->id.view != VIEW_SHARED) {
+			struct file_id k = o->id;
+			k.view = VIEW_SHARED;
+			if (table_find(&s->files, file_hash(&k), file_eq, &k) == NULL) {
+				o->shared = true;
+				table_add(&s->files, file_hash(&k), o);
+			}
+		}
+	}
+	if (first && (err != 0 || no_symbols))
+		s->stats.failures++;
+	pthread_mutex_unlock(&s->lock);
 }
 
-static void object_destroy(void *entry)
+static void object_destroy(struct sym_object *o)
 {
-	struct object *o = entry;
-
 	if (o->dwfl != NULL)
 		dwfl_end(o->dwfl);
+	pthread_mutex_destroy(&o->mu);
 	free(o->cus);
-	free(o->build_id);
 	free(o->path);
 	free(o);
 }
 
-/* ---- resolution (dw_lock held) ---- */
+/* ---- resolution (the object's mu held) ---- */
 
 /* One logical frame of an address, before interning. */
 struct location {
@@ -638,33 +857,21 @@ static void resolved_free(struct resolved *r)
 	r->n = 0;
 }
 
-/* C++ names are demangled by the C++ runtime itself; loading it is cheap,
- * it is on any machine that runs the C++ programs that produce such names,
- * and __cxa_demangle only reads its input and returns malloc'd memory. When
- * it cannot be loaded names stay mangled, which is still correct. */
+/* C++ names are demangled by the C++ runtime itself (symbols_new finds
+ * __cxa_demangle, loading libstdc++ if need be); __cxa_demangle only reads its
+ * input and returns malloc'd memory, so any thread may call it. Without it
+ * names stay mangled, which is still correct. */
 static char *demangle(struct symbols *s, const char *name)
 {
-	if (name[0] == '_' && name[1] == 'Z') {
-		if (!s->demangle_tried) {
-			void *fn = dlsym(RTLD_DEFAULT, "__cxa_demangle");
-			s->demangle_tried = true;
-			if (fn == NULL) {
-				s->cxxlib = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
-				if (s->cxxlib != NULL)
-					fn = dlsym(s->cxxlib, "__cxa_demangle");
-			}
-			memcpy(&s->demangle, &fn, sizeof(fn));
-		}
-		if (s->demangle != NULL) {
-			int status = -1;
-			char *d = s->demangle(name, NULL, NULL, &status);
-			if (d != NULL && status == 0) {
-				char *r = xstrdup(d);
-				free(d);
-				return r;
-			}
+	if (name[0] == '_' && name[1] == 'Z' && s->demangle != NULL) {
+		int status = -1;
+		char *d = s->demangle(name, NULL, NULL, &status);
+		if (d != NULL && status == 0) {
+			char *r = xstrdup(d);
 			free(d);
+			return r;
 		}
+		free(d);
 	}
 	return xstrdup(name);
 }
@@ -732,7 +939,7 @@ static int cu_range_cmp(const void *a, const void *b)
  * as it is in everything clang builds (unless -gdwarf-aranges). So when the
  * lookup fails, the units' DW_AT_ranges/low_pc/high_pc are read once into a
  * sorted table and searched instead. */
-static void cu_index_build(struct object *o)
+static void cu_index_build(struct sym_object *o)
 {
 	Dwarf_Die *cu = NULL;
 	Dwarf_Addr bias;
@@ -757,7 +964,7 @@ static void cu_index_build(struct object *o)
 }
 
 /* The compilation unit that covers Dwfl address pc, and its bias. */
-static bool object_cu(struct object *o, Dwarf_Addr pc, Dwarf_Die *cu, Dwarf_Addr *bias)
+static bool object_cu(struct sym_object *o, Dwarf_Addr pc, Dwarf_Die *cu, Dwarf_Addr *bias)
 {
 	Dwarf_Die *found = dwfl_module_addrdie(o->mod, pc, bias);
 	size_t lo = 0, hi;
@@ -900,7 +1107,23 @@ out:
 	return outer;
 }
 
-static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offset,
+/* Split DWARF: a skeleton unit's DWARF is in a .dwo file that libdw would
+ * open by itself, at a path the file chose, with a blocking open. Such units
+ * are left alone (the symbol table names the function). */
+static bool unit_usable(Dwarf_Die *cu)
+{
+	Dwarf_Half version;
+	uint8_t unit_type;
+
+	if (dwarf_cu_info(cu->cu, &version, &unit_type, NULL, NULL, NULL, NULL, NULL) != 0)
+		return false;
+	if (unit_type == DW_UT_skeleton || unit_type == DW_UT_split_compile ||
+	    unit_type == DW_UT_split_type)
+		return false;
+	return !dwarf_hasattr(cu, DW_AT_GNU_dwo_name) && !dwarf_hasattr(cu, DW_AT_dwo_name);
+}
+
+static void resolve_in_object(struct symbols *s, struct sym_object *o, uint64_t offset,
                               struct resolved *r)
 {
 	Dwarf_Addr low, high, pc, cubias = 0;
@@ -908,13 +1131,13 @@ static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offs
 	bool have_cu;
 	const char *outer = NULL;
 
-	if (object_open(s, o) != 0)
+	if (o->state != OBJECT_OPEN)
 		return;
 	pc = offset + o->dwbias;
 	if (dwfl_module_info(o->mod, NULL, &low, &high, NULL, NULL, NULL, NULL) == NULL ||
 	    pc < low || pc >= high)
 		return; /* not in this file: better unresolved than a neighbour's name */
-	have_cu = object_cu(o, pc, &cu, &cubias);
+	have_cu = o->dwarf_ok && object_cu(o, pc, &cu, &cubias) && unit_usable(&cu);
 
 	if (have_cu)
 		outer = inline_chain(s, &cu, pc - cubias, r);
@@ -939,7 +1162,6 @@ static void resolve_in_object(struct symbols *s, struct object *o, uint64_t offs
 		}
 	}
 }
-
 /* ---- frames (lock held) ---- */
 
 static uint64_t frame_hash(const struct frame_key *k)
@@ -956,7 +1178,7 @@ static bool frame_eq(const void *ctx, uintptr_t entry, const void *key)
 	return f->obj == k->obj && f->offset == k->offset;
 }
 
-static struct frame *frame_find(struct symbols *s, const struct object *obj, uint64_t offset)
+static struct frame *frame_find(struct symbols *s, const struct sym_object *obj, uint64_t offset)
 {
 	struct frame_key k = {obj, offset};
 	return table_find(&s->frames, frame_hash(&k), frame_eq, &k);
@@ -1014,7 +1236,7 @@ static const struct frame_info *caller_get(struct symbols *s, const struct frame
 	return f;
 }
 
-static struct frame *frame_add(struct symbols *s, const struct object *obj, uint64_t offset,
+static struct frame *frame_add(struct symbols *s, const struct sym_object *obj, uint64_t offset,
                                const struct resolved *r)
 {
 	struct frame_key k = {obj, offset};
@@ -1037,19 +1259,31 @@ static struct frame *frame_add(struct symbols *s, const struct object *obj, uint
 	s->stats.frames++;
 	return f;
 }
-
 /* ---- the interface ---- */
 
 struct symbols *symbols_new(bool debuginfod)
 {
 	struct symbols *s = xcalloc(1, sizeof(*s));
+	void *fn;
 
 	/* Default mutexes cannot fail to initialise on Linux. */
-	pthread_mutex_init(&s->dw_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
-	s->callbacks = debuginfod ? &callbacks_debuginfod : &callbacks_local;
+	s->debuginfod = debuginfod;
 	elf_version(EV_CURRENT);
+	/* Found once here, so that no worker ever loads a library. */
+	fn = dlsym(RTLD_DEFAULT, "__cxa_demangle");
+	if (fn == NULL) {
+		s->cxxlib = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+		if (s->cxxlib != NULL)
+			fn = dlsym(s->cxxlib, "__cxa_demangle");
+	}
+	memcpy(&s->demangle, &fn, sizeof(fn));
 	return s;
+}
+
+static void nothing(void *entry)
+{
+	(void)entry;
 }
 
 void symbols_free(struct symbols *s)
@@ -1058,65 +1292,138 @@ void symbols_free(struct symbols *s)
 		return;
 	table_close(&s->frames, free);
 	table_close(&s->callers, free);
-	table_close(&s->objects, object_destroy);
+	table_close(&s->files, nothing);
+	table_close(&s->names, nothing);
 	table_close(&s->strings, free);
+	while (s->all != NULL) {
+		struct sym_object *o = s->all;
+		s->all = o->all_next;
+		object_destroy(o);
+	}
 	if (s->cxxlib != NULL)
 		dlclose(s->cxxlib);
 	pthread_mutex_destroy(&s->lock);
-	pthread_mutex_destroy(&s->dw_lock);
 	free(s);
 }
 
-const struct frame_info *symbols_lookup(struct symbols *s, const struct sym_module *m,
-                                        uint64_t address)
+static struct file_id file_id_of(const struct stat *st, const struct useraccess_user *user)
 {
-	struct object_key k;
-	const struct object *o;
-	const struct frame *f = NULL;
+	struct file_id k;
 
-	if (m == NULL)
-		return NULL;
-	object_key_of(m, &k);
+	memset(&k, 0, sizeof(k));
+	k.dev = st->st_dev;
+	k.ino = st->st_ino;
+	k.size = st->st_size;
+	k.mtime_sec = (int64_t)st->st_mtim.tv_sec;
+	k.mtime_nsec = st->st_mtim.tv_nsec;
+	k.view = user == NULL ? VIEW_DAEMON : user->anyone ? VIEW_SHARED : user->uid;
+	return k;
+}
+
+struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m)
+{
+	const char *path = m->path != NULL ? m->path : "";
+	struct sym_object *o;
+	struct file_id k, shared_k;
+	struct stat st;
+	bool usable;
+	int fd;
+
+	/* No lock while the file is opened: it is another user's path. */
+	fd = useraccess_open(m->user, path, &st);
+	if (fd < 0)
+		return name_object(s, path);
+	k = file_id_of(&st, m->user);
+	shared_k = k;
+	shared_k.view = VIEW_SHARED;
+
 	pthread_mutex_lock(&s->lock);
-	o = object_find(s, &k);
-	if (o != NULL)
-		f = frame_find(s, o, address - m->bias);
+	o = table_find(&s->files, file_hash(&shared_k), file_eq, &shared_k);
+	if (o == NULL)
+		o = table_find(&s->files, file_hash(&k), file_eq, &k);
+	if (o == NULL) {
+		o = object_new(s, true, path);
+		o->id = k;
+		table_add(&s->files, file_hash(&k), o);
+	}
+	o->pins++;
+	pthread_mutex_unlock(&s->lock);
+
+	pthread_mutex_lock(&o->mu);
+	object_open(s, o, fd, m->user);
+	/* The build the process runs, or a file replaced since it loaded it
+	 * (whose lines would lie); none on both sides cannot be checked. */
+	usable = o->state == OBJECT_OPEN && o->build_id_len == m->build_id_len &&
+	         (m->build_id_len == 0 || memcmp(o->build_id, m->build_id, m->build_id_len) == 0);
+	pthread_mutex_unlock(&o->mu);
+	evict(s);
+	if (!usable) {
+		symbols_release(s, o);
+		return name_object(s, path);
+	}
+	return o;
+}
+
+void symbols_release(struct symbols *s, struct sym_object *o)
+{
+	if (o == NULL || !o->is_file)
+		return;
+	pthread_mutex_lock(&s->lock);
+	o->pins--;
+	pthread_mutex_unlock(&s->lock);
+	evict(s);
+}
+
+const struct frame_info *symbols_lookup(struct symbols *s, struct sym_object *o, uint64_t offset)
+{
+	const struct frame *f;
+
+	pthread_mutex_lock(&s->lock);
+	f = frame_find(s, o, offset);
 	pthread_mutex_unlock(&s->lock);
 	return f != NULL ? &f->info : NULL;
 }
 
-const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
-                                         uint64_t address)
+const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object *o,
+                                            uint64_t offset)
 {
-	uint64_t offset;
-	const struct frame_info *fi;
-	struct object *o;
-	struct frame *f;
+	const struct frame_info *fi = symbols_lookup(s, o, offset);
 	struct resolved r = {NULL, 0};
+	struct frame *f;
 
-	if (m == NULL)
-		return symbols_unknown(s, address);
-	fi = symbols_lookup(s, m, address);
 	if (fi != NULL)
 		return fi;
-
-	/* Not cached: resolve under dw_lock, then look again under it, since
-	 * another thread may have resolved the same frame meanwhile. */
-	offset = address - m->bias;
-	pthread_mutex_lock(&s->dw_lock);
+	if (o->is_file)
+		pthread_mutex_lock(&o->mu);
+	/* Another thread may have resolved it while this one waited. */
 	pthread_mutex_lock(&s->lock);
-	o = object_get(s, m);
 	f = frame_find(s, o, offset);
 	pthread_mutex_unlock(&s->lock);
 	if (f == NULL) {
-		resolve_in_object(s, o, offset, &r);
+		if (o->is_file)
+			resolve_in_object(s, o, offset, &r);
 		pthread_mutex_lock(&s->lock);
 		f = frame_add(s, o, offset, &r);
 		pthread_mutex_unlock(&s->lock);
 		resolved_free(&r);
 	}
-	pthread_mutex_unlock(&s->dw_lock);
+	if (o->is_file)
+		pthread_mutex_unlock(&o->mu);
 	return &f->info;
+}
+
+const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
+                                         uint64_t address)
+{
+	struct sym_object *o;
+	const struct frame_info *fi;
+
+	if (m == NULL)
+		return symbols_unknown(s, address);
+	o = symbols_bind(s, m);
+	fi = symbols_resolve_in(s, o, address - m->bias);
+	symbols_release(s, o);
+	return fi;
 }
 
 const struct frame_info *symbols_unknown(struct symbols *s, uint64_t address)

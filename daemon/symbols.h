@@ -3,21 +3,36 @@
  *
  * The agent never symbolizes: it sends return addresses and a module map
  * (path, load bias, build-id). The daemon turns (module, address) into a
- * frame_info here. ELF files are opened once and cached per build-id (or per
- * path when an object has none); results are cached per (object, offset), so
- * each distinct return address is resolved at most once per daemon lifetime.
- * When the object's file is missing or changed (its build-id no longer
- * matches), frames come out as "MODULE+0xOFFSET" rather than wrong lines.
+ * frame_info here. Results are cached per (object, offset), so each distinct
+ * return address is resolved at most once per object.
  *
- * Thread-safety: every function may be called from any thread; an internal
- * mutex serializes them. symbols_resolve may block on file I/O, so the daemon
- * calls it from the libuv thread pool; symbols_lookup only reads the cache
- * and is cheap enough for the loop thread. No network access: debuginfod is
- * only consulted when `debuginfod` is true at creation.
+ * Who may see what. A module's path comes from an agent, that is from any
+ * local user, so its file is only ever opened as that user could open it
+ * (useraccess.h: a regular file the user may read, reached through
+ * directories the user may search, opened without blocking). An object is a
+ * file as it is on disk (device, inode, size, modification time), and a
+ * user gets an object's frames only after opening that very file: a user who
+ * may not read a file gets "MODULE+0xOFFSET" for it even when another user
+ * had it resolved. Debug information found in separate files (a .debug file,
+ * a dwz alternate file) is looked for with the same user's rights; an object
+ * whose separate files every user may read is shared by all its readers,
+ * one that uses a file only some may read stays private to the uid that
+ * loaded it. When the file is missing, not readable by that user, not a
+ * regular file, or changed (its build-id no longer matches), frames come
+ * out as "MODULE+0xOFFSET" rather than wrong lines.
+ *
+ * Thread-safety: every function may be called from any thread. The tables
+ * are behind one mutex that is never held across anything that can block
+ * (no file is opened or read under it); each object's libdw state has a
+ * mutex of its own, held while that object's files are read. symbols_bind
+ * and symbols_resolve may block on file I/O, so the daemon calls them from
+ * the libuv thread pool; symbols_lookup only reads the cache. No network
+ * access: debuginfod is only consulted when `debuginfod` is true at
+ * creation.
  *
  * Returned frame_info pointers (and their strings, and the frames their
- * `caller` links reach) are owned by the cache and stay valid until
- * symbols_free.
+ * `caller` links reach) and objects are owned by the cache and stay valid
+ * until symbols_free.
  */
 #ifndef MEMTRACE_SYMBOLS_H
 #define MEMTRACE_SYMBOLS_H
@@ -30,6 +45,8 @@
 
 struct symbols;
 
+struct useraccess_user;
+
 /* Identifies a loaded object. Strings and bytes are only read during the
  * call (copied when cached). */
 struct sym_module {
@@ -37,22 +54,41 @@ struct sym_module {
 	const uint8_t *build_id;
 	size_t build_id_len; /* 0 when the object has no build-id note */
 	uint64_t bias;       /* load bias in the traced process */
+	/* The user whose process loaded it: the file is opened only as that
+	 * user could (useraccess.h). NULL: with the daemon's own rights, for
+	 * callers that trust the path (tests). Not kept. */
+	const struct useraccess_user *user;
 };
 
 struct symbols *symbols_new(bool debuginfod);
 void symbols_free(struct symbols *s); /* NULL is a no-op */
 
-/* Resolves `address` (absolute, in the traced process, already adjusted to
- * point inside the call instruction) inside module `m`. Never NULL. When the
- * address lies in inlined code, the result is the innermost inlined function
- * at the address's line, and its `caller` chain (frame.h) leads through the
- * inlined call sites to the real function; otherwise `caller` is NULL. The
- * chain is built in the same call, so symbols_lookup returns it complete. */
+/* A module's file as one user may read it (or, when they may not, its
+ * name): what symbols_resolve_in resolves in. Owned by the cache. */
+struct sym_object;
+
+/* Opens m's file as m->user could and finds or makes its object. Never
+ * NULL. The object is pinned (its file stays open) until symbols_release;
+ * a capture binds each module once and resolves all its addresses in it. */
+struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m);
+void symbols_release(struct symbols *s, struct sym_object *o);
+
+/* Resolves the ELF virtual address `offset` (the absolute address minus the
+ * module's bias, already adjusted to point inside the call instruction) in
+ * a bound object. Never NULL. When the address lies in inlined code, the
+ * result is the innermost inlined function at the address's line, and its
+ * `caller` chain (frame.h) leads through the inlined call sites to the real
+ * function; otherwise `caller` is NULL. The chain is built in the same
+ * call, so symbols_lookup returns it complete. */
+const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object *o,
+                                            uint64_t offset);
+/* The cached result for the same arguments, or NULL if not resolved yet. */
+const struct frame_info *symbols_lookup(struct symbols *s, struct sym_object *o, uint64_t offset);
+
+/* symbols_bind, symbols_resolve_in (offset = address - m->bias) and
+ * symbols_release in one call, for one address. */
 const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
                                          uint64_t address);
-/* The cached result for the same arguments, or NULL if not resolved yet. */
-const struct frame_info *symbols_lookup(struct symbols *s, const struct sym_module *m,
-                                        uint64_t address);
 /* A frame for an address that lies in no known module: "[unknown]+0xADDR". */
 const struct frame_info *symbols_unknown(struct symbols *s, uint64_t address);
 

@@ -41,10 +41,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "symbols.h"
 #include "suites.h"
+#include "useraccess.h"
 
 #if defined(__clang__)
 #define NOIPA __attribute__((noinline))
@@ -220,7 +223,7 @@ static void module_of(const void *addr, struct test_module *out)
 
 static struct sym_module as_sym(const struct test_module *t)
 {
-	struct sym_module m = {t->path, t->build_id, t->build_id_len, t->bias};
+	struct sym_module m = {t->path, t->build_id, t->build_id_len, t->bias, NULL};
 	return m;
 }
 
@@ -228,6 +231,17 @@ static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
 	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The cached frame of address in m (symbols_lookup on m bound). */
+static const struct frame_info *lookup(struct symbols *s, const struct sym_module *m,
+                                       uint64_t address)
+{
+	struct sym_object *o = symbols_bind(s, m);
+	const struct frame_info *fi = symbols_lookup(s, o, address - m->bias);
+
+	symbols_release(s, o);
+	return fi;
 }
 
 /* The frame the source says this site is. */
@@ -331,7 +345,7 @@ START_TEST(test_self_inline_chain)
 			f = f->caller;
 		}
 		ck_assert_ptr_null(f); /* chain_root is the real function */
-		ck_assert_ptr_eq(symbols_lookup(s, &m, c.addr[k]), fi[k]);
+		ck_assert_ptr_eq(lookup(s, &m, c.addr[k]), fi[k]);
 	}
 	/* One inlined instance, two lines: the callers are the same frames,
 	 * and only the two addresses count as resolved frames. */
@@ -438,7 +452,7 @@ START_TEST(test_missing_file)
 {
 	static const uint8_t id[] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
 	const char *path = "/nonexistent/memtrace-check/libgone.so.1";
-	struct sym_module m = {path, id, sizeof(id), 0x7f0000000000};
+	struct sym_module m = {path, id, sizeof(id), 0x7f0000000000, NULL};
 	struct symbols_stats st;
 	struct symbols *s = symbols_new(false);
 
@@ -494,7 +508,7 @@ END_TEST
 START_TEST(test_empty_path)
 {
 	static const uint8_t id[] = {9, 8, 7, 6};
-	struct sym_module m = {"", id, sizeof(id), 0x1000};
+	struct sym_module m = {"", id, sizeof(id), 0x1000, NULL};
 	struct symbols *s = symbols_new(false);
 
 	assert_unresolved(symbols_resolve(s, &m, 0x1abc), "[unknown]", 0xabc);
@@ -538,6 +552,125 @@ START_TEST(test_address_outside_file)
 	struct sym_module m = as_sym(&t);
 	uint64_t far = t.bias + 0x7000000000ULL;
 	assert_unresolved(symbols_resolve(s, &m, far), t.path, 0x7000000000ULL);
+	symbols_free(s);
+}
+END_TEST
+
+/* ---- files another user may not read ---- */
+
+/* A copy of the test binary (same build-id, same lines) at dir/name with
+ * mode `mode`, in a fresh directory dir (0755) under TMPDIR. */
+static void copy_self(const struct test_module *t, char *dir, size_t dcap, char *path, size_t pcap,
+                      mode_t mode)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out;
+
+	snprintf(dir, dcap, "%s/memtrace-symbols-XXXXXX",
+	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	snprintf(path, pcap, "%s/secret", dir);
+	in = open(t->path, O_RDONLY | O_CLOEXEC);
+	out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_int_ge(in, 0);
+	ck_assert_int_ge(out, 0);
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+static void remove_copy(const char *dir, const char *path)
+{
+	unlink(path);
+	rmdir(dir);
+}
+
+START_TEST(test_unreadable_file_gives_no_names)
+{
+	/* A 0700 file of ours, named by a process of uid 65534: its frames
+	 * must not name a function or a source file, not even after a user
+	 * who may read it had the same address resolved. */
+	struct site a = site_alpha();
+	struct test_module t;
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	struct useraccess_user nobody, owner;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	copy_self(&t, dir, sizeof dir, path, sizeof path, 0700);
+	useraccess_user_set(&nobody, 65534, 65534, NULL, 0);
+	useraccess_user_set(&owner, geteuid(), getegid(), NULL, 0);
+	struct sym_module m = as_sym(&t);
+	m.path = path;
+	m.user = &nobody;
+	assert_unresolved(symbols_resolve(s, &m, a.addr), path, a.addr - t.bias);
+	m.user = &owner;
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_str_eq(fi->function, "site_alpha");
+	ck_assert_uint_eq(fi->lineno, a.line);
+	m.user = &nobody;
+	assert_unresolved(symbols_resolve(s, &m, a.addr), path, a.addr - t.bias);
+	useraccess_user_close(&nobody);
+	useraccess_user_close(&owner);
+	remove_copy(dir, path);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_readable_file_shared_between_users)
+{
+	/* Everybody may read it: both users get its names, from one open
+	 * object, one frame. */
+	struct site a = site_alpha();
+	struct test_module t;
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	struct useraccess_user u1, u2;
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	copy_self(&t, dir, sizeof dir, path, sizeof path, 0755);
+	useraccess_user_set(&u1, 65534, 65534, NULL, 0);
+	useraccess_user_set(&u2, 54321, 54321, NULL, 0);
+	struct sym_module m = as_sym(&t);
+	m.path = path;
+	m.user = &u1;
+	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_str_eq(fi->function, "site_alpha");
+	m.user = &u2;
+	ck_assert_ptr_eq(symbols_resolve(s, &m, a.addr), fi);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.objects, 1);
+	ck_assert_uint_eq(st.frames, 1);
+	useraccess_user_close(&u1);
+	useraccess_user_close(&u2);
+	remove_copy(dir, path);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_fifo_module_does_not_block)
+{
+	/* Nobody ever writes to this FIFO: opening it for reading would wait
+	 * forever. The module is refused at once instead. */
+	static const uint8_t id[] = {1, 2, 3, 4};
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	struct symbols *s = symbols_new(false);
+
+	snprintf(dir, sizeof dir, "%s/memtrace-symbols-XXXXXX",
+	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(path, 0666), 0);
+	struct sym_module m = {path, id, sizeof(id), 0x400000, NULL};
+	assert_unresolved(symbols_resolve(s, &m, 0x401234), path, 0x1234);
+	struct sym_module dev = {"/dev/zero", id, sizeof(id), 0x400000, NULL};
+	assert_unresolved(symbols_resolve(s, &dev, 0x401234), "/dev/zero", 0x1234);
+	remove_copy(dir, path);
 	symbols_free(s);
 }
 END_TEST
@@ -586,11 +719,11 @@ START_TEST(test_lookup_before_and_after)
 
 	module_of((void *)(uintptr_t)a.addr, &t);
 	struct sym_module m = as_sym(&t);
-	ck_assert_ptr_null(symbols_lookup(s, &m, a.addr));
+	ck_assert_ptr_null(lookup(s, &m, a.addr));
 	const struct frame_info *fi = symbols_resolve(s, &m, a.addr);
-	ck_assert_ptr_eq(symbols_lookup(s, &m, a.addr), fi);
+	ck_assert_ptr_eq(lookup(s, &m, a.addr), fi);
 	/* A neighbour in the same, now open, object is still not cached. */
-	ck_assert_ptr_null(symbols_lookup(s, &m, a.addr + 1));
+	ck_assert_ptr_null(lookup(s, &m, a.addr + 1));
 	symbols_free(s);
 }
 END_TEST
@@ -598,7 +731,7 @@ END_TEST
 START_TEST(test_stats)
 {
 	static const uint8_t id[] = {1, 2, 3};
-	struct sym_module gone = {"/nonexistent/memtrace-check/a.out", id, sizeof(id), 0};
+	struct sym_module gone = {"/nonexistent/memtrace-check/a.out", id, sizeof(id), 0, NULL};
 	struct site p[2];
 	struct test_module t;
 	struct symbols_stats st;
@@ -663,8 +796,7 @@ static void *worker_main(void *arg)
 			size_t i = (j + (size_t)r + k->index) % k->w->n;
 			const struct frame_info *fi =
 			    symbols_resolve(k->s, &k->w->mods[i], k->w->addrs[i]);
-			const struct frame_info *lk =
-			    symbols_lookup(k->s, &k->w->mods[i], k->w->addrs[i]);
+			const struct frame_info *lk = lookup(k->s, &k->w->mods[i], k->w->addrs[i]);
 			if (k->got[i] == NULL)
 				k->got[i] = fi;
 			if (k->got[i] != fi || lk != fi)
@@ -697,7 +829,8 @@ START_TEST(test_threads)
 	w.addrs[1] = p[1].addr;
 	w.mods[2] = as_sym(&libc);
 	w.addrs[2] = lib;
-	w.mods[3] = (struct sym_module){"/nonexistent/memtrace-check/x.so", id, sizeof(id), 0};
+	w.mods[3] =
+	    (struct sym_module){"/nonexistent/memtrace-check/x.so", id, sizeof(id), 0, NULL};
 	w.addrs[3] = 0x777;
 
 	ck_assert_int_eq(pthread_barrier_init(&start, NULL, N_THREADS), 0);
@@ -889,6 +1022,9 @@ Suite *symbols_suite(void)
 	tcase_add_test(tc, test_empty_path);
 	tcase_add_test(tc, test_relative_path);
 	tcase_add_test(tc, test_address_outside_file);
+	tcase_add_test(tc, test_unreadable_file_gives_no_names);
+	tcase_add_test(tc, test_readable_file_shared_between_users);
+	tcase_add_test(tc, test_fifo_module_does_not_block);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cache");
