@@ -18,6 +18,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1750,4 +1751,92 @@ int h_run_suite(const char *name, Suite *s, const char *const *progs)
 		printf("%s: kept %s (daemon logs, books, databases) for the failures above\n", name,
 		       h_base_dir());
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* -------------------------------------------------------------- users */
+
+/* Runs argv (a system tool), quietly; its exit status, or -1. */
+static int run_quiet(const char *const *argv)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* An id free both as a uid and as a gid, from the system range down. */
+static long free_id(void)
+{
+	for (long id = 999; id >= 200; id--)
+		if (getpwuid((uid_t)id) == NULL && getgrgid((gid_t)id) == NULL)
+			return id;
+	return -1;
+}
+
+uid_t h_attacker_uid(void)
+{
+	static uid_t cached = H_NOUID;
+	struct passwd *pw;
+
+	if (cached != H_NOUID)
+		return cached;
+	if (geteuid() != 0)
+		return H_NOUID;
+	pw = getpwnam(H_ATTACKER_NAME);
+	if (pw == NULL) {
+		long id = free_id();
+		if (id > 0) {
+			char num[24];
+			snprintf(num, sizeof num, "%ld", id);
+			const char *gadd[] = {"/usr/sbin/groupadd", "-g", num, H_ATTACKER_NAME,
+			                      NULL};
+			const char *uadd[] = {"/usr/sbin/useradd",
+			                      "-u",
+			                      num,
+			                      "-g",
+			                      num,
+			                      "-M",
+			                      "-d",
+			                      "/nonexistent",
+			                      "-s",
+			                      "/usr/sbin/nologin",
+			                      H_ATTACKER_NAME,
+			                      NULL};
+			/* Another test binary may be making it at the same time:
+			 * whoever loses finds it made. */
+			if (run_quiet(gadd) == 0)
+				run_quiet(uadd);
+		}
+		pw = getpwnam(H_ATTACKER_NAME);
+	}
+	/* Only an account whose gid is its uid number, as h_proc_start
+	 * switches to. */
+	cached = pw != NULL && pw->pw_uid != 0 && (gid_t)pw->pw_uid == pw->pw_gid ? pw->pw_uid
+	                                                                          : H_NOBODY;
+	return cached;
+}
+
+int h_become_attacker(void)
+{
+	uid_t uid = h_attacker_uid();
+
+	if (uid == H_NOUID)
+		return -EPERM;
+	if (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
+	    setresuid(uid, uid, uid) < 0)
+		return -errno;
+	return 0;
 }

@@ -330,6 +330,21 @@ int h_wait_closed(int fd, int timeout_ms);
  * -errno. */
 int h_read_line(int fd, char *buf, size_t cap, int timeout_ms);
 
+/* ---- a second user ---- */
+
+/* The name of the account h_attacker_uid makes. */
+#define H_ATTACKER_NAME "memtrace-attacker"
+
+/* The uid attacks run as: as root, a dedicated unprivileged account,
+ * memtrace-attacker, made with useradd on first use (uid and gid equal, no
+ * home, no login shell, in no other group) and kept for later runs; when it
+ * cannot be made, uid 65534 (nobody). Its gid is the same number. Without
+ * root there is no second user: returns H_NOUID. */
+uid_t h_attacker_uid(void);
+/* Switches the calling process (a forked child) to h_attacker_uid's uid and
+ * gid for good, with no supplementary groups. 0 or -errno. */
+int h_become_attacker(void);
+
 /* ---- misc ---- */
 
 long long h_now_ms(void);

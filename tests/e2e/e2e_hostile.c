@@ -1,0 +1,547 @@
+/*
+ * e2e_hostile.c - end-to-end tests of what another local user can do to
+ * memtraced, and of the bad input that once broke its answers.
+ *
+ * Every attack runs as a second, unprivileged user when the tests run as
+ * root (CI): the harness makes the account memtrace-attacker for it (or
+ * falls back to uid 65534). The attacker speaks to the real daemon the way
+ * any local user can: it forges an agent (a HELLO with a shared region it
+ * filled itself, then MODULE frames naming whatever it likes, then a WAKE),
+ * runs memtracectl, makes directories where it may. What the test expects
+ * comes from what it set up (the modes of the files it made, the bytes of
+ * the arguments it passed, the sizes it allocated), never from memtrace.
+ *
+ * Behaviours pinned, by test:
+ *  fifo_module_does_not_hang     a module path that is a FIFO nobody writes
+ *                                to: root's top and snapshot of that process
+ *                                answer, root's own traced program is still
+ *                                answered exactly, SIGTERM stops the daemon
+ *  unreadable_binary_not_disclosed  a 0700 root binary named by the
+ *                                attacker's agent: no function name or source
+ *                                file of it in any answer (live or stored);
+ *                                the same forged agent run by root gets them
+ *                                (the check is not vacuous)
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "proto.h"
+#include "shm.h"
+
+static struct h_daemon D; /* this test's daemon */
+
+/* A daemon whose runtime directory other users may reach (0755), as the
+ * system daemon's /run/memtrace is. */
+static void setup(void)
+{
+	h_daemon_dirs(&D, 0755);
+	h_daemon_spawn(&D, NULL);
+}
+
+static void teardown(void)
+{
+	h_daemon_cleanup(&D);
+}
+
+/* ---------------------------------------------------- the test binary */
+
+/* A function only this binary has, with a name and a source file to look
+ * for in answers. */
+__attribute__((noinline)) int hostile_secret_function(int x);
+__attribute__((noinline)) int hostile_secret_function(int x)
+{
+	__asm__ volatile("" ::: "memory");
+	return x * 3 + 1;
+}
+
+/* This program as the agent would report it. */
+struct self_module {
+	uint64_t bias, lo, hi;
+	uint8_t build_id[64];
+	uint32_t build_id_len;
+	char path[4096];
+};
+
+static int self_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct self_module *m = data;
+
+	(void)size;
+	m->bias = info->dlpi_addr;
+	m->lo = UINT64_MAX;
+	m->hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD) {
+			uint64_t lo = info->dlpi_addr + ph->p_vaddr;
+			if (lo < m->lo)
+				m->lo = lo;
+			if (lo + ph->p_memsz > m->hi)
+				m->hi = lo + ph->p_memsz;
+		}
+		if (ph->p_type == PT_NOTE && m->build_id_len == 0) {
+			const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+			const char *end = p + ph->p_memsz;
+			while (p + sizeof(ElfW(Nhdr)) <= end) {
+				const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+				const char *name = p + sizeof(*n);
+				const char *desc = name + ((n->n_namesz + 3) & ~3u);
+				if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+				    memcmp(name, "GNU", 4) == 0 &&
+				    n->n_descsz <= sizeof(m->build_id)) {
+					memcpy(m->build_id, desc, n->n_descsz);
+					m->build_id_len = n->n_descsz;
+					break;
+				}
+				p = desc + ((n->n_descsz + 3) & ~3u);
+			}
+		}
+	}
+	return 1; /* the first object is the program itself */
+}
+
+static void self_module(struct self_module *m)
+{
+	memset(m, 0, sizeof *m);
+	dl_iterate_phdr(self_cb, m);
+	ssize_t n = readlink("/proc/self/exe", m->path, sizeof m->path - 1);
+	ck_assert_int_gt(n, 0);
+	m->path[n] = '\0';
+}
+
+/* ------------------------------------------------------ a forged agent */
+
+#define FORGE_MAX_FRAMES 4
+#define FORGE_MAX_ALLOCS 4
+
+struct forge_alloc {
+	uint64_t size;
+	uint32_t nframes;
+	uint64_t frames[FORGE_MAX_FRAMES];
+};
+
+struct forge {
+	const char *exe;
+	const char *cmdline; /* NUL-separated */
+	size_t cmdline_len;
+	struct proto_module mod;
+	struct forge_alloc allocs[FORGE_MAX_ALLOCS];
+	int nallocs;
+	bool as_attacker; /* else as ourselves */
+	/* filled by forge_start */
+	pid_t pid;
+	int hold; /* closing it ends the forged process */
+};
+
+/* The shared region of a forged process: one ring holding one allocation
+ * per entry of f->allocs, each on a stack of its own. */
+static int forge_region(const struct forge *f)
+{
+	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	uint64_t arena = 0;
+
+	if (fd < 0 || ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		return -1;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	struct shm_header *h = (struct shm_header *)map;
+	struct shm_ring *r = (struct shm_ring *)(map + SHM_OFF_RING(0));
+	h->magic = SHM_MAGIC;
+	h->version = PROTO_VERSION;
+	for (int i = 0; i < f->nallocs; i++) {
+		const struct forge_alloc *a = &f->allocs[i];
+		uint32_t id = (uint32_t)i + 1;
+		struct shm_stack *e = (struct shm_stack *)(map + SHM_OFF_ARENA + arena);
+		e->hash = id;
+		e->nframes = a->nframes;
+		memcpy(e + 1, a->frames, a->nframes * sizeof(uint64_t));
+		*(uint64_t *)(map + SHM_OFF_OFFSETS + 8 * (uint64_t)id) = arena;
+		map[SHM_OFF_STATES + id] = SHM_STACK_READY;
+		arena += sizeof(*e) + 8 * (uint64_t)a->nframes;
+		uint64_t seq = (uint64_t)i + 1;
+		r->ev[i] = (struct shm_ev){seq << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC,
+		                           0x10000 + 0x100 * (uint64_t)i, a->size, id, 0};
+	}
+	atomic_store(&r->pending, UINT64_MAX);
+	atomic_store(&r->head, (uint64_t)f->nallocs);
+	atomic_store(&h->seq, (uint64_t)f->nallocs + 1);
+	atomic_store(&h->nrings, 1);
+	munmap(map, SHM_SIZE);
+	return fd;
+}
+
+static int send_with_fd(int sock, const void *buf, size_t n, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {(void *)buf, n};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	memset(&ctl, 0, sizeof ctl);
+	msg.msg_control = ctl.space;
+	msg.msg_controllen = sizeof ctl.space;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	if (w < 0)
+		return -errno;
+	return h_send_all(sock, (const char *)buf + w, n - (size_t)w);
+}
+
+/* The forged process, in a forked child: connect, say hello with the
+ * region, name the module, wake the daemon, then wait for the test to
+ * close `hold`. Exit status 0, or which step failed. */
+static int forge_child(const struct forge *f, int hold, int ready)
+{
+	static uint8_t buf[PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD];
+	char *sock = h_strf("%s/agent.sock", D.runtime);
+	struct proto_hello hello = {.version = PROTO_VERSION,
+	                            .nframes = 32,
+	                            .pid = (uint32_t)getpid(),
+	                            .exe = f->exe,
+	                            .exe_len = (uint32_t)strlen(f->exe),
+	                            .cmdline = f->cmdline,
+	                            .cmdline_len = (uint32_t)f->cmdline_len};
+	ssize_t n;
+	char c;
+
+	if (f->as_attacker && h_become_attacker() < 0)
+		return 2;
+	int fd = h_connect(sock);
+	int region = forge_region(f);
+	if (fd < 0 || region < 0)
+		return 3;
+	n = proto_hello_encode(buf, sizeof buf, &hello);
+	if (n < 0 || send_with_fd(fd, buf, (size_t)n, region) < 0)
+		return 4;
+	close(region);
+	if (f->mod.path != NULL) {
+		n = proto_module_encode(buf, sizeof buf, &f->mod);
+		if (n < 0 || h_send_all(fd, buf, (size_t)n) < 0)
+			return 5;
+	}
+	n = proto_empty_encode(buf, sizeof buf, PROTO_WAKE);
+	if (n < 0 || h_send_all(fd, buf, (size_t)n) < 0)
+		return 6;
+	if (write(ready, "r", 1) != 1)
+		return 7;
+	while (read(hold, &c, 1) > 0)
+		;
+	return 0;
+}
+
+/* Starts the forged process and waits until the daemon lists it. */
+static void forge_start(struct forge *f)
+{
+	int hold[2], ready[2];
+	char c;
+
+	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	f->pid = fork();
+	ck_assert_int_ge(f->pid, 0);
+	if (f->pid == 0) {
+		/* Nothing of the test's: another forged process's pipe kept
+		 * open here would keep that one alive. */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != hold[0] && fd != ready[1])
+				close(fd);
+		_exit(forge_child(f, hold[0], ready[1]));
+	}
+	close(hold[0]);
+	close(ready[1]);
+	f->hold = hold[1];
+	ssize_t r = read(ready[0], &c, 1);
+	close(ready[0]);
+	if (r != 1) {
+		int st = 0;
+		waitpid(f->pid, &st, 0);
+		ck_abort_msg("the forged agent failed: %s", h_status_str(st));
+	}
+	/* Listed once HELLO is in; the allocations once the WAKE is read. */
+	long long deadline = h_now_ms() + H_POLL_MS;
+	const char *args[] = {"list", NULL};
+	for (;;) {
+		struct h_ctl l;
+		h_ctl_ok(&D, H_NOUID, &l, args);
+		bool found = h_list_find(l.json, f->pid) != NULL;
+		h_ctl_free(&l);
+		if (found)
+			break;
+		ck_assert_msg(h_now_ms() < deadline, "the forged process %ld is not listed",
+		              (long)f->pid);
+		h_sleep_ms(20);
+	}
+}
+
+static void forge_end(struct forge *f)
+{
+	int st;
+
+	if (f->pid <= 0)
+		return;
+	close(f->hold);
+	ck_assert_int_eq(waitpid(f->pid, &st, 0), f->pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forged agent: %s", h_status_str(st));
+	f->pid = 0;
+}
+
+/* A forged process whose one allocation (of `size`) is on a stack in
+ * this program, reported as module `path` (with this program's layout and
+ * build-id). */
+static void forge_in_self(struct forge *f, const struct self_module *m, const char *path,
+                          uint64_t size, bool as_attacker)
+{
+	static const char cmdline[] = "forged\0--hostile";
+
+	memset(f, 0, sizeof *f);
+	f->exe = "/usr/bin/forged";
+	f->cmdline = cmdline;
+	f->cmdline_len = sizeof cmdline;
+	f->mod = (struct proto_module){.bias = m->bias,
+	                               .lo = m->lo,
+	                               .hi = m->hi,
+	                               .build_id = m->build_id,
+	                               .build_id_len = m->build_id_len,
+	                               .path = path,
+	                               .path_len = (uint32_t)strlen(path)};
+	f->nallocs = 1;
+	f->allocs[0].size = size;
+	f->allocs[0].nframes = 1;
+	f->allocs[0].frames[0] = (uint64_t)(uintptr_t)&hostile_secret_function + 4;
+	f->as_attacker = as_attacker;
+}
+
+/* A directory the attacker owns, in this test's directory. */
+static char *attacker_dir(void)
+{
+	char *dir = h_daemon_file(&D, "attacker");
+	uid_t uid = h_attacker_uid();
+
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	if (uid != H_NOUID)
+		ck_assert_int_eq(chown(dir, uid, (gid_t)uid), 0);
+	return dir;
+}
+
+/* Runs `memtracectl ARGS` as uid and asserts it answered JSON in time. */
+static void ctl_answers(uid_t uid, struct h_ctl *r, const char *const *args, const char *what)
+{
+	char *cmd = h_args_str(args);
+
+	h_ctl_run(&D, uid, r, args);
+	ck_assert_msg(r->status == 0 && r->json != NULL,
+	              "%s: `%s` did not answer (exit %d%s): %.1000s %.500s", what, cmd, r->status,
+	              r->status == -1 ? ", killed after 20 s" : "", r->out, r->err);
+	free(cmd);
+}
+
+/* The answer names the secret function or its source file somewhere. */
+static bool mentions_secret(const char *text)
+{
+	return strstr(text, "hostile_secret_function") != NULL ||
+	       strstr(text, "e2e_hostile.c") != NULL;
+}
+
+/* ------------------------------------------------------------- symbols */
+
+START_TEST(fifo_module_does_not_hang)
+{
+	struct self_module self;
+	struct forge f;
+	struct h_proc p;
+	struct h_ctl r;
+	char *dir = attacker_dir();
+	char *fifo = h_strf("%s/module.so", dir);
+	char *pid;
+
+	self_module(&self);
+	/* The attacker's own FIFO, which nobody ever opens for writing. */
+	{
+		pid_t c = fork();
+		ck_assert_int_ge(c, 0);
+		if (c == 0)
+			_exit((h_attacker_uid() == H_NOUID || h_become_attacker() == 0) &&
+			              mkfifo(fifo, 0666) == 0
+			          ? 0
+			          : 1);
+		int st;
+		ck_assert_int_eq(waitpid(c, &st, 0), c);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mkfifo as the attacker");
+	}
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+
+	forge_in_self(&f, &self, fifo, 4096, h_attacker_uid() != H_NOUID);
+	forge_start(&f);
+	pid = h_strf("%ld", (long)f.pid);
+
+	/* Root asks about the attacker's process: the FIFO is never opened. */
+	const char *top[] = {"top", "--pid", pid, "--key", "traceback", NULL};
+	ctl_answers(H_NOUID, &r, top, "top of the process naming a FIFO");
+	ck_assert_msg(strstr(r.out, "module.so+0x") != NULL, "no unresolved frame: %.1000s", r.out);
+	h_ctl_free(&r);
+	const char *snap[] = {"snapshot", "--pid", pid, NULL};
+	ctl_answers(H_NOUID, &r, snap, "snapshot of the process naming a FIFO");
+	h_ctl_free(&r);
+
+	/* Everybody else is still answered, exactly. */
+	struct h_expect e = {.t = t, .key = H_KEY_LINENO};
+	char *tpid = h_strf("%ld", t->pid);
+	const char *targs[] = {"top", "--pid", tpid, "--key", "lineno", "--limit", "0", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, targs);
+	ck_assert_msg(why == NULL, "root's own program after the FIFO: %s", why);
+	h_ctl_free(&r);
+
+	forge_end(&f);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "sites");
+	int st = h_daemon_signal(&D, SIGTERM, 15000);
+	char *log = h_daemon_log_tail(&D, 2000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "memtraced on SIGTERM after the FIFO: %s; log:\n%s",
+	              st == -1 ? "still running after 15 s" : h_status_str(st), log);
+	free(log);
+	free(tpid);
+	free(pid);
+	free(fifo);
+	free(dir);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* Copies this test binary to dir/name with mode `mode`, owned by us. */
+static char *copy_self(const char *dir, const char *name, mode_t mode)
+{
+	char *path = h_strf("%s/%s", dir, name);
+	char buf[65536];
+	ssize_t n;
+	int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	ck_assert_int_ge(in, 0);
+	ck_assert_int_ge(out, 0);
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	ck_assert_int_eq(chmod(path, mode), 0);
+	return path;
+}
+
+START_TEST(unreadable_binary_not_disclosed)
+{
+	struct self_module self;
+	struct forge f, g;
+	struct h_ctl r;
+	uid_t attacker = h_attacker_uid();
+	char *dir = h_daemon_file(&D, "secretdir");
+	char *secret, *pid, *gpid;
+
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	secret = copy_self(dir, "secret", 0700);
+	self_module(&self);
+
+	/* The attacker names root's 0700 binary, with its real build-id. */
+	forge_in_self(&f, &self, secret, 4096, true);
+	forge_start(&f);
+	pid = h_strf("%ld", (long)f.pid);
+	const char *top[] = {"top", "--pid", pid, "--key", "traceback", NULL};
+	const char *tb[] = {"traceback", "--pid", pid, NULL};
+	for (int who = 0; who < 2; who++) {
+		uid_t uid = who == 0 ? attacker : H_NOUID;
+		const char *const *cmds[] = {top, tb};
+		for (int k = 0; k < 2; k++) {
+			ctl_answers(uid, &r, cmds[k], "the attacker's process");
+			ck_assert_msg(!mentions_secret(r.out),
+			              "%s sees names from a file uid %ld may not read: %.1500s",
+			              who == 0 ? "the attacker" : "root", (long)attacker, r.out);
+			ck_assert_msg(strstr(r.out, "secret+0x") != NULL,
+			              "the frame in the secret file is not there: %.1000s", r.out);
+			h_ctl_free(&r);
+		}
+	}
+	/* Stored, then read back. */
+	const char *snap[] = {"snapshot", "--pid", pid, NULL};
+	ctl_answers(attacker, &r, snap, "snapshot");
+	long long id = 0;
+	ck_assert(h_json_int(r.json, "id", &id));
+	h_ctl_free(&r);
+	char *sid = h_strf("%lld", id);
+	const char *stop[] = {"top", "--snapshot", sid, "--key", "traceback", NULL};
+	ctl_answers(attacker, &r, stop, "top of the stored snapshot");
+	ck_assert_msg(!mentions_secret(r.out), "the stored snapshot names it: %.1500s", r.out);
+	h_ctl_free(&r);
+
+	/* The same forged agent run by root, who may read the file, gets the
+	 * names: the checks above would see a disclosure. */
+	forge_in_self(&g, &self, secret, 4096, false);
+	forge_start(&g);
+	gpid = h_strf("%ld", (long)g.pid);
+	const char *gtop[] = {"top", "--pid", gpid, "--key", "traceback", NULL};
+	ctl_answers(H_NOUID, &r, gtop, "root's forged process");
+	ck_assert_msg(strstr(r.out, "hostile_secret_function") != NULL,
+	              "root's own process does not get the names: %.1500s", r.out);
+	h_ctl_free(&r);
+	/* And after root had them resolved, the attacker still does not. */
+	ctl_answers(attacker, &r, top, "the attacker's process, again");
+	ck_assert_msg(!mentions_secret(r.out), "after root resolved it: %.1500s", r.out);
+	h_ctl_free(&r);
+
+	forge_end(&f);
+	forge_end(&g);
+	free(sid);
+	free(gpid);
+	free(pid);
+	free(secret);
+	free(dir);
+}
+END_TEST
+
+static Suite *hostile_suite(void)
+{
+	Suite *s = suite_create("e2e_hostile");
+	TCase *tc;
+
+	tc = h_tcase(s, "symbols", 120, setup, teardown);
+	tcase_add_test(tc, fifo_module_does_not_hang);
+	if (geteuid() == 0)
+		tcase_add_test(tc, unreadable_binary_not_disclosed);
+	else
+		printf("e2e_hostile: not root: there is no second user, so "
+		       "unreadable_binary_not_disclosed is NOT registered\n");
+	return s;
+}
+
+int main(void)
+{
+	static const char *const progs[] = {"sites", NULL};
+
+	return h_run_suite("e2e_hostile", hostile_suite(), progs);
+}
