@@ -799,10 +799,9 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Opens a new file "PATH.tmpXXXXXX" beside path with mode 0644 less the
- * umask. mkstemp would do, but it creates 0600 and reading the umask to
- * widen that is racy in a threaded daemon; open(O_EXCL) with our own random
- * name applies the umask for us. */
+/* Opens a new file "PATH.tmpXXXXXX" beside path with mode 0600: a snapshot
+ * holds a process's command line and call stacks, which are its owner's to
+ * share (chmod), not the umask's. */
 static int open_temp(const char *path, char **tmp)
 {
 	static const char alnum[] =
@@ -829,7 +828,7 @@ static int open_temp(const char *path, char **tmp)
 		for (size_t i = 0; i < sizeof rnd; i++)
 			name[len + 4 + i] = alnum[rnd[i] % (sizeof alnum - 1)];
 		name[len + 4 + sizeof rnd] = '\0';
-		fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+		fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0)
 			fd = -errno;
 	}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,6 +295,33 @@ static int resolve_socket(struct client *c, char **also)
 }
 
 /* Connects c->fd; on failure reports daemon_unreachable and returns the exit status. */
+static void client_disconnect(struct client *c);
+
+/* Whoever listens on the socket gets our requests and writes what we
+ * print: it must be root's daemon (the system one) or our own. A socket of
+ * anybody else's, in a directory they made where ours should be, is
+ * refused before a byte is sent. The credentials are those of the process
+ * that listens (for a socket systemd passed, systemd's: root). */
+static int check_peer(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		int err = errno;
+		client_disconnect(c);
+		return client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
+		                    "cannot tell who serves %s: %s", c->socket_path, strerror(err));
+	}
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return 0;
+	client_disconnect(c);
+	return client_error(c, CLIENT_EXIT_ERROR, "untrusted_daemon",
+	                    "%s is served by uid %u, neither root nor you (uid %u): refusing to "
+	                    "talk to it; use a runtime directory of your own (--runtime-dir)",
+	                    c->socket_path, (unsigned)cred.uid, (unsigned)geteuid());
+}
+
 static int client_connect(struct client *c)
 {
 	char *also = NULL;
@@ -318,7 +346,7 @@ static int client_connect(struct client *c)
 		goto out;
 	}
 	c->fd = rc;
-	rc = 0;
+	rc = check_peer(c);
 out:
 	free(also);
 	return rc;

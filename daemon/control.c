@@ -449,7 +449,10 @@ static void cjob_answer(struct job *job)
 	case JOB_LIST: {
 		cJSON *arr = NULL;
 		if (job->d->store == NULL) {
-			arr = cJSON_CreateArray();
+			job->rc = -EIO;
+			snprintf(job->err, sizeof(job->err),
+			         "the snapshot store is not open: %.200s", job->d->store_error);
+			return;
 		} else if (store_list(job->d->store, job->pid, job->uid, &arr) < 0) {
 			job->rc = -EIO;
 			snprintf(job->err, sizeof(job->err), "snapshot store: %s",
@@ -677,7 +680,8 @@ static cJSON *cmd_snapshot(struct conn *c, cJSON *req, struct session *s)
 {
 	(void)req;
 	if (c->d->store == NULL)
-		return error_json("store_error", "the snapshot store is not open");
+		return error_json("store_error", "the snapshot store is not open: %.200s",
+		                  c->d->store_error);
 	struct cjob *q = cjob_new(c, JOB_TAKE);
 	struct job *job = job_new(c->d);
 	job->source = JOB_SRC_CAPTURE;

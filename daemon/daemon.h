@@ -68,6 +68,7 @@ struct daemon {
 	 * the control server; opened and closed by the scheduler. NULL when
 	 * it could not be opened. */
 	struct store *store;
+	char store_error[512];   /* why it could not be opened, for answers */
 	struct jobs *jobs;       /* the thread-pool job runner */
 	struct scheduler *sched; /* NULL when there is no store */
 	struct metrics *metrics; /* NULL when metrics are off */

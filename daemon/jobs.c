@@ -114,7 +114,7 @@ static void load(struct job *job)
 		break;
 	}
 	if (d->store == NULL) {
-		job_fail(job, -ENOENT, "no snapshot %" PRId64, id);
+		job_fail(job, -EIO, "the snapshot store is not open: %.200s", d->store_error);
 		return;
 	}
 	rc = store_read(d->store, id, &job->snap);
@@ -141,7 +141,8 @@ static void work_run(uv_work_t *w)
 		int64_t id;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (d->store == NULL) {
-			job_fail(job, -EIO, "no snapshot store");
+			job_fail(job, -EIO, "the snapshot store is not open: %.200s",
+			         d->store_error);
 		} else if (store_write(d->store, job->snap, &id) < 0) {
 			job_fail(job, -EIO, "snapshot store: %s", store_errmsg(d->store));
 		} else {

@@ -25,6 +25,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "paths.h"
+#include "rundir.h"
+#include "safedir.h"
 #include "scheduler.h"
 #include "sdnotify.h"
 #include "session.h"
@@ -242,28 +244,6 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	return 0;
 }
 
-/* mkdir -p with the given mode for the directories it creates. */
-static int make_dirs(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* A socket file that nobody answers is left over from a crash: remove it.
  * One that answers belongs to a running daemon: refuse to start. */
 static int claim_socket(const char *path)
@@ -319,9 +299,13 @@ static void on_signal(uv_signal_t *sig, int signum)
 int main(int argc, char **argv)
 {
 	struct daemon d;
+	struct rundir *rd = NULL;
 	int rc, status = 1;
 
 	xalloc_cjson_hooks();
+	/* What memtraced creates (the database, its journal) is its own; the
+	 * sockets and the runtime directory get their modes explicitly. */
+	umask(077);
 	memset(&d, 0, sizeof(d));
 	d.agent_fd = d.control_fd = -1;
 	signal(SIGPIPE, SIG_IGN);
@@ -336,13 +320,17 @@ int main(int argc, char **argv)
 		log_info("socket activation: %d socket(s) passed; agent %s, control %s", rc,
 		         d.agent_fd >= 0 ? "passed" : "bound here",
 		         d.control_fd >= 0 ? "passed" : "bound here");
+	/* Root's runtime directory is every user's way in (its sockets are
+	 * 0666); anybody else's is theirs alone. Either way nobody else may
+	 * swap it or what is in it (safedir.h). */
 	mode_t mode = geteuid() == 0 ? 0755 : 0700;
-	if ((rc = make_dirs(d.cfg.runtime_dir, mode)) < 0) {
-		log_error("cannot create runtime dir %s: %s", d.cfg.runtime_dir, strerror(-rc));
+	char reason[512];
+	if ((rc = safedir_make(d.cfg.runtime_dir, mode, reason, sizeof(reason), NULL, NULL)) < 0) {
+		log_error("cannot use runtime directory %s: %s", d.cfg.runtime_dir, reason);
 		goto out;
 	}
-	if ((rc = make_dirs(d.cfg.state_dir, 0700)) < 0) {
-		log_error("cannot create state dir %s: %s", d.cfg.state_dir, strerror(-rc));
+	if ((rc = safedir_make(d.cfg.state_dir, 0700, reason, sizeof(reason), NULL, NULL)) < 0) {
+		log_error("cannot use state directory %s: %s", d.cfg.state_dir, reason);
 		goto out;
 	}
 	d.agent_path = xasprintf("%s/%s", d.cfg.runtime_dir, PATHS_AGENT_SOCK);
@@ -381,6 +369,7 @@ int main(int argc, char **argv)
 		log_warn("no metrics: cannot listen on the default %s: %s (use --metrics-listen)",
 		         d.cfg.metrics_listen, why);
 	}
+	rd = rundir_watch(&d, mode);
 	uv_signal_init(d.loop, &d.sig_term);
 	uv_signal_init(d.loop, &d.sig_int);
 	d.sig_term.data = &d;
@@ -413,6 +402,7 @@ out_loop:
 		session_unref(s);
 	}
 	symbols_free(d.syms);
+	rundir_free(rd);
 out:
 	free(d.agent_path);
 	free(d.control_path);

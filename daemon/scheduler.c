@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,13 +79,13 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 {
 	struct store *st = NULL;
 	char *path = xasprintf("%s/%s", d->cfg.state_dir, STORE_FILE);
-	int rc = store_open(path, &st);
+	char why[512];
+	int rc = store_open(path, &st, why, sizeof(why));
 
 	*out = NULL;
 	if (rc < 0) {
-		log_error("cannot open the snapshot store %s: %s", path,
-		          st != NULL ? store_errmsg(st) : strerror(-rc));
-		store_close(st);
+		log_error("cannot open the snapshot store: %s", why);
+		snprintf(d->store_error, sizeof(d->store_error), "%s", why);
 		free(path);
 		return rc;
 	}

@@ -72,6 +72,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -79,7 +80,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -557,41 +560,98 @@ static int migrate(struct store *st)
 	}
 }
 
-int store_open(const char *path, struct store **out)
+/* The file is memtraced's alone (0600): it holds every traced process's
+ * command line and call stacks. Made so before SQLite opens it, and made
+ * so again if an older memtraced left it readable by others; SQLite gives
+ * its journal and WAL the database's mode. Something else at the path (a
+ * link, a FIFO) is refused, not followed. */
+static int prepare_file(struct store *st, const char *path)
+{
+	struct stat sb;
+	int fd =
+	    open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+	int rc = 0;
+
+	if (fd < 0) {
+		if (errno == EACCES || errno == EROFS || errno == EPERM)
+			return fail(st, -EROFS, "%s cannot be written by memtraced (uid %u): %s",
+			            path, (unsigned)geteuid(), strerror(errno));
+		if (errno == ELOOP)
+			return fail(st, -EIO, "%s is a symbolic link", path);
+		return fail(st, -EIO, "%s: %s", path, strerror(errno));
+	}
+	if (fstat(fd, &sb) < 0)
+		rc = fail(st, -EIO, "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(sb.st_mode))
+		rc = fail(st, -EIO, "%s is not a regular file", path);
+	else if ((sb.st_mode & 07777) != 0600 && sb.st_uid == geteuid() && fchmod(fd, 0600) < 0)
+		rc = fail(st, -EIO, "cannot make %s private (0600): %s", path, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+/* SQLite's word for a file that is not a database, or a broken one, is the
+ * cause; what the operator can do about it goes with it. */
+static int open_error(struct store *st, const char *path, int rc)
+{
+	char cause[sizeof(st->err)];
+
+	snprintf(cause, sizeof(cause), "%s", st->err);
+	if (rc == -EPROTO)
+		return fail(st, rc, "%s: %s", path, cause);
+	return fail(st, rc,
+	            "%s: %s (move the file away to start a new store, or point --state-dir "
+	            "elsewhere)",
+	            path, cause);
+}
+
+int store_open(const char *path, struct store **out, char *err, size_t errlen)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
+	bool memory = strcmp(path, ":memory:") == 0;
 	int64_t v;
 	int rc;
 
 	*out = NULL;
 	pthread_mutex_init(&st->lock, NULL);
+	if (!memory && (rc = prepare_file(st, path)) < 0)
+		goto err;
 	/* Calls are serialized by st->lock, so SQLite's own mutex is not needed. */
 	rc = sqlite3_open_v2(
 	    path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		rc = db_error(st, rc, path);
+		rc = open_error(st, path, db_error(st, rc, "open"));
+		goto err;
+	}
+	/* SQLite falls back to reading a file it may not write; every write
+	 * would then fail. Say so now, once. */
+	if (sqlite3_db_readonly(st->db, "main") == 1) {
+		rc = fail(st, -EROFS, "%s is read-only to memtraced (uid %u)", path,
+		          (unsigned)geteuid());
 		goto err;
 	}
 	/* Refuse a newer schema before changing anything in the file. */
 	rc = sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	if (rc != SQLITE_OK) {
-		rc = db_error(st, rc, "busy_timeout");
+		rc = open_error(st, path, db_error(st, rc, "busy_timeout"));
 		goto err;
 	}
 	rc = user_version(st, &v);
 	if (rc == 0 && v > STORE_SCHEMA_VERSION)
 		rc = too_new(st, v);
-	if (rc != 0)
+	if (rc == 0)
+		rc = configure(st);
+	if (rc == 0)
+		rc = migrate(st);
+	if (rc != 0) {
+		rc = open_error(st, path, rc);
 		goto err;
-	rc = configure(st);
-	if (rc != 0)
-		goto err;
-	rc = migrate(st);
-	if (rc != 0)
-		goto err;
+	}
 	*out = st;
 	return 0;
 err:
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s", st->err);
 	store_close(st);
 	return rc;
 }

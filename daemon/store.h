@@ -31,8 +31,12 @@
 
 struct store;
 
-/* Opens (creating and migrating) the database at path. */
-int store_open(const char *path, struct store **out);
+/* Opens (creating and migrating) the database at path, a file of mode
+ * 0600 (made so if it is not). On failure *out is NULL and err (errlen
+ * bytes, may be NULL) says why, naming the file: -EROFS when memtraced may
+ * not write it, -EPROTO for a newer schema, -EIO for everything else (not a
+ * database, broken, not a regular file). */
+int store_open(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st); /* NULL is a no-op */
 const char *store_errmsg(struct store *st);
 

@@ -21,6 +21,23 @@
  *                                file of it in any answer (live or stored);
  *                                the same forged agent run by root gets them
  *                                (the check is not vacuous)
+ *  precreated_dirs_refused       a runtime directory made in advance by the
+ *                                attacker (open to all, or a link of theirs),
+ *                                one writable by others, a state directory of
+ *                                theirs: memtraced refuses to start, says why
+ *                                naming it, binds nothing there; a fresh name
+ *                                is made private and used
+ *  client_refuses_foreign_daemon  root's memtracectl pointed at the attacker's
+ *                                own memtraced refuses to talk to it
+ *                                (untrusted_daemon); its owner's client talks
+ *  runtime_dir_removed_is_rebound  the runtime directory removed under a
+ *                                running daemon: it says so, makes it again
+ *                                and listens again (clients and new programs)
+ *  store_errors_are_clear        a corrupted database, one memtraced may not
+ *                                write: the log and the answers say so, naming
+ *                                the file; `snapshots` is a store_error, not []
+ *  store_files_are_private       the database, its journal and `snapshot -o`
+ *                                files are 0600
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -40,6 +57,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "harness.h"
 #include "proto.h"
@@ -524,6 +543,344 @@ START_TEST(unreadable_binary_not_disclosed)
 }
 END_TEST
 
+/* --------------------------------------------------------- directories */
+
+/* Runs `memtraced ARGS` as uid (or ourselves) with its output in p. */
+static void daemon_run(struct h_proc *p, uid_t uid, const char *runtime, const char *state)
+{
+	const char *argv[] = {h_daemon_bin(), "--runtime-dir",    runtime, "--state-dir",
+	                      state,          "--metrics-listen", "off",   NULL};
+	struct h_spawn sp = {.argv = argv, .uid = uid};
+
+	h_proc_start(p, &sp);
+}
+
+/* Runs f as the attacker in a child; asserts it returned 0. */
+static void as_attacker(int (*f)(void *), void *arg, const char *what)
+{
+	pid_t c = fork();
+	int st;
+
+	ck_assert_int_ge(c, 0);
+	if (c == 0)
+		_exit(h_become_attacker() == 0 && f(arg) == 0 ? 0 : 1);
+	ck_assert_int_eq(waitpid(c, &st, 0), c);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as the attacker: %s", what);
+}
+
+static int make_open_dir(void *path)
+{
+	return mkdir(path, 0777) == 0 && chmod(path, 0777) == 0 ? 0 : -1;
+}
+
+struct link_args {
+	const char *target, *path;
+};
+
+static int make_dir_and_link(void *arg)
+{
+	struct link_args *a = arg;
+	return make_open_dir((void *)a->target) == 0 && symlink(a->target, a->path) == 0 ? 0 : -1;
+}
+
+/* memtraced must refuse to start on runtime (or state) and say why,
+ * naming the directory, and bind nothing there. */
+static void assert_refused(const char *runtime, const char *state, const char *culprit,
+                           const char *what)
+{
+	struct h_proc p;
+	char *sock = h_strf("%s/agent.sock", runtime);
+	struct stat st;
+
+	daemon_run(&p, H_NOUID, runtime, state);
+	int status = h_proc_finish(&p, 10000);
+	const char *err = p.err.data != NULL ? p.err.data : "";
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0,
+	              "%s: memtraced started (%s); its log: %.1500s", what, h_status_str(status),
+	              err);
+	ck_assert_msg(strstr(err, culprit) != NULL && strstr(err, "not") != NULL,
+	              "%s: the log does not say what is wrong with %s: %.1500s", what, culprit,
+	              err);
+	ck_assert_msg(lstat(sock, &st) != 0, "%s: memtraced made %s", what, sock);
+	h_proc_cleanup(&p);
+	free(sock);
+}
+
+START_TEST(precreated_dirs_refused)
+{
+	/* A sticky, world-writable directory, as /tmp is: the attacker makes
+	 * what memtraced will look for before it starts. */
+	char *tmp = h_daemon_file(&D, "tmp");
+	ck_assert_int_eq(mkdir(tmp, 01777), 0);
+	ck_assert_int_eq(chmod(tmp, 01777), 0);
+	char *state = h_strf("%s/state-ok", D.dir);
+
+	/* The runtime directory, made by the attacker, open to all. */
+	char *rt = h_strf("%s/memtrace-0", tmp);
+	as_attacker(make_open_dir, rt, "mkdir");
+	assert_refused(rt, state, rt, "a runtime directory another user made");
+
+	/* A link to the attacker's directory where the runtime directory goes. */
+	char *target = h_strf("%s/attacker-run", tmp);
+	char *link = h_strf("%s/memtrace-1", tmp);
+	struct link_args la = {target, link};
+	as_attacker(make_dir_and_link, &la, "symlink");
+	assert_refused(link, state, link, "a runtime directory that is another user's link");
+
+	/* Root's own directory, but writable by everybody. */
+	char *open = h_strf("%s/open-run", D.dir);
+	ck_assert_int_eq(mkdir(open, 0777), 0);
+	ck_assert_int_eq(chmod(open, 0777), 0);
+	assert_refused(open, state, open, "a runtime directory writable by others");
+
+	/* The state directory, made by the attacker. */
+	char *st2 = h_strf("%s/state-attacker", tmp);
+	char *rt2 = h_strf("%s/run-ok", D.dir);
+	as_attacker(make_open_dir, st2, "mkdir");
+	assert_refused(rt2, st2, st2, "a state directory another user made");
+
+	/* And a fresh name in the same place is made, private, and used. */
+	struct h_proc p;
+	char *fresh = h_strf("%s/memtrace-2", tmp);
+	char *sock = h_strf("%s/control.sock", fresh);
+	struct stat sb;
+	daemon_run(&p, H_NOUID, fresh, state);
+	long long deadline = h_now_ms() + H_START_MS;
+	int fd = -1;
+	while (h_now_ms() < deadline && (fd = h_connect(sock)) < 0)
+		h_sleep_ms(20);
+	ck_assert_msg(fd >= 0, "memtraced did not start on a fresh directory: %.1000s",
+	              p.err.data != NULL ? p.err.data : "");
+	close(fd);
+	ck_assert_int_eq(lstat(fresh, &sb), 0);
+	ck_assert_msg(S_ISDIR(sb.st_mode) && sb.st_uid == geteuid() && (sb.st_mode & 022) == 0,
+	              "made with mode %o, owner %u", (unsigned)sb.st_mode, (unsigned)sb.st_uid);
+	kill(p.pid, SIGTERM);
+	ck_assert_int_eq(h_proc_finish(&p, 15000), 0);
+	h_proc_cleanup(&p);
+	free(sock);
+	free(fresh);
+	free(rt2);
+	free(st2);
+	free(open);
+	free(link);
+	free(target);
+	free(rt);
+	free(state);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(client_refuses_foreign_daemon)
+{
+	/* The attacker runs a memtraced of their own where root's client is
+	 * pointed; root's client must not talk to it. */
+	uid_t attacker = h_attacker_uid();
+	char *dir = attacker_dir();
+	char *rt = h_strf("%s/run", dir), *state = h_strf("%s/state", dir);
+	char *sock = h_strf("%s/control.sock", rt);
+	struct h_proc p;
+	struct h_daemon fake;
+	struct h_ctl r;
+
+	daemon_run(&p, attacker, rt, state);
+	long long deadline = h_now_ms() + H_START_MS;
+	int fd = -1;
+	while (h_now_ms() < deadline && (fd = h_connect(sock)) < 0)
+		h_sleep_ms(20);
+	ck_assert_msg(fd >= 0, "the attacker's memtraced did not start: %.1000s",
+	              p.err.data != NULL ? p.err.data : "");
+	close(fd);
+	memset(&fake, 0, sizeof fake);
+	snprintf(fake.runtime, sizeof fake.runtime, "%s", rt);
+	const char *status[] = {"status", NULL};
+	h_ctl_run(&fake, H_NOUID, &r, status);
+	const char *code = h_ctl_error_code(&r);
+	ck_assert_msg(r.status == 1 && code != NULL && strcmp(code, "untrusted_daemon") == 0,
+	              "root's client talked to uid %ld's daemon: exit %d: %.800s %.400s",
+	              (long)attacker, r.status, r.out, r.err);
+	h_ctl_free(&r);
+	/* Its owner's client does. */
+	h_ctl_run(&fake, attacker, &r, status);
+	ck_assert_msg(r.status == 0, "the attacker's own client: %.800s %.400s", r.out, r.err);
+	h_ctl_free(&r);
+	kill(p.pid, SIGTERM);
+	h_proc_finish(&p, 15000);
+	h_proc_cleanup(&p);
+	free(sock);
+	free(state);
+	free(rt);
+	free(dir);
+}
+END_TEST
+
+static char *status_ok_cb(const cJSON *json, void *arg)
+{
+	(void)arg;
+	return h_json_str(json, "version") != NULL ? NULL : h_strf("no version");
+}
+
+START_TEST(runtime_dir_removed_is_rebound)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	char *cmd = h_strf("rm -rf '%s'", D.runtime);
+
+	ck_assert_int_eq(system(cmd), 0);
+	/* The daemon notices, makes the directory again and listens again. */
+	const char *status[] = {"status", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, status_ok_cb, NULL, status);
+	ck_assert_msg(why == NULL, "no daemon answers on %s after it was removed: %s %.500s",
+	              D.runtime, why, r.err);
+	h_ctl_free(&r);
+	/* New programs reach it. */
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	struct h_expect e = {.t = t, .key = H_KEY_LINENO};
+	char *tpid = h_strf("%ld", t->pid);
+	const char *targs[] = {"top", "--pid", tpid, "--key", "lineno", "--limit", "0", NULL};
+	why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, targs);
+	ck_assert_msg(why == NULL, "a program started after: %s", why);
+	h_ctl_free(&r);
+	char *log = h_daemon_log_tail(&D, 4000);
+	ck_assert_msg(strstr(log, D.runtime) != NULL && strstr(log, "removed") != NULL,
+	              "the log does not say so: %s", log);
+	free(log);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "sites");
+	h_daemon_stop(&D);
+	free(tpid);
+	free(cmd);
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- store */
+
+/* A daemon on a state directory whose database was made bad by `spoil`,
+ * run as uid; its snapshot answers must be store errors saying why
+ * (`cause`), and its log too, never "Input/output error". */
+static void assert_store_error(uid_t uid, void (*spoil)(const char *db), const char *cause,
+                               const char *what)
+{
+	struct h_daemon d2;
+	struct h_proc p;
+	struct h_ctl r;
+
+	h_daemon_dirs(&d2, 0755);
+	if (uid != H_NOUID) {
+		ck_assert_int_eq(chown(d2.state, uid, (gid_t)uid), 0);
+		ck_assert_int_eq(chown(d2.runtime, uid, (gid_t)uid), 0);
+	}
+	char *db = h_strf("%s/memtrace.db", d2.state);
+	spoil(db);
+	daemon_run(&p, uid, d2.runtime, d2.state);
+	char *sock = h_strf("%s/control.sock", d2.runtime);
+	long long deadline = h_now_ms() + H_START_MS;
+	int fd = -1;
+	while (h_now_ms() < deadline && (fd = h_connect(sock)) < 0)
+		h_sleep_ms(20);
+	ck_assert_msg(fd >= 0, "%s: memtraced did not start: %.1000s", what,
+	              p.err.data != NULL ? p.err.data : "");
+	close(fd);
+	/* `snapshots` is an error, not an empty list; so is a snapshot. */
+	const char *list[] = {"snapshots", NULL};
+	h_ctl_run(&d2, uid, &r, list);
+	const char *code = h_ctl_error_code(&r);
+	ck_assert_msg(r.status != 0 && code != NULL && strcmp(code, "store_error") == 0 &&
+	                  strstr(r.out, cause) != NULL,
+	              "%s: `snapshots` answered %.800s", what, r.out);
+	h_ctl_free(&r);
+	const char *top[] = {"top", "--snapshot", "1", NULL};
+	h_ctl_run(&d2, uid, &r, top);
+	code = h_ctl_error_code(&r);
+	ck_assert_msg(r.status != 0 && code != NULL && strcmp(code, "store_error") == 0,
+	              "%s: `top --snapshot 1` answered %.800s", what, r.out);
+	h_ctl_free(&r);
+	kill(p.pid, SIGTERM);
+	h_proc_finish(&p, 15000);
+	/* Its log names the file and the cause. */
+	const char *log = p.err.data != NULL ? p.err.data : "";
+	ck_assert_msg(strstr(log, db) != NULL && strstr(log, cause) != NULL &&
+	                  strstr(log, "Input/output error") == NULL,
+	              "%s: the log does not say what is wrong: %.1500s", what, log);
+	h_proc_cleanup(&p);
+	free(sock);
+	free(db);
+}
+
+static void spoil_garbage(const char *db)
+{
+	FILE *f = fopen(db, "w");
+
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 400; i++)
+		fputs("this is not an SQLite database, whatever its name says\n", f);
+	fclose(f);
+}
+
+/* A good database of root's, 0644: another uid may read it, not write it. */
+static void spoil_foreign(const char *db)
+{
+	sqlite3 *h = NULL;
+
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(h, "CREATE TABLE t(x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	ck_assert_int_eq(chmod(db, 0644), 0);
+}
+
+START_TEST(store_errors_are_clear)
+{
+	assert_store_error(H_NOUID, spoil_garbage, "not a database", "a corrupted database");
+	if (h_attacker_uid() != H_NOUID)
+		assert_store_error(h_attacker_uid(), spoil_foreign, "cannot be written",
+		                   "a database memtraced may not write");
+}
+END_TEST
+
+START_TEST(store_files_are_private)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct stat st;
+	char *db = h_strf("%s/memtrace.db", D.state);
+	char *file = h_daemon_file(&D, "snap");
+
+	ck_assert_int_eq(stat(db, &st), 0);
+	ck_assert_msg((st.st_mode & 07777) == 0600, "the database is mode %04o",
+	              (unsigned)(st.st_mode & 07777));
+	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	char *pid = h_strf("%ld", (long)p.pid);
+	const char *snap[] = {"snapshot", "--pid", pid, "-o", file, NULL};
+	/* the client's own umask would let others read what it writes */
+	mode_t old = umask(022);
+	ctl_answers(H_NOUID, &r, snap, "snapshot -o");
+	umask(old);
+	h_ctl_free(&r);
+	ck_assert_int_eq(stat(file, &st), 0);
+	ck_assert_msg((st.st_mode & 07777) == 0600, "the snapshot file is mode %04o",
+	              (unsigned)(st.st_mode & 07777));
+	const char *suffix[] = {"-wal", "-shm"};
+	for (int i = 0; i < 2; i++) {
+		char *j = h_strf("%s%s", db, suffix[i]);
+		if (stat(j, &st) == 0)
+			ck_assert_msg((st.st_mode & 077) == 0, "%s is mode %04o", j,
+			              (unsigned)(st.st_mode & 07777));
+		free(j);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "sites");
+	free(pid);
+	free(file);
+	free(db);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("e2e_hostile");
@@ -536,6 +893,18 @@ static Suite *hostile_suite(void)
 	else
 		printf("e2e_hostile: not root: there is no second user, so "
 		       "unreadable_binary_not_disclosed is NOT registered\n");
+	tc = h_tcase(s, "directories", 120, setup, teardown);
+	tcase_add_test(tc, runtime_dir_removed_is_rebound);
+	if (geteuid() == 0) {
+		tcase_add_test(tc, precreated_dirs_refused);
+		tcase_add_test(tc, client_refuses_foreign_daemon);
+	} else {
+		printf("e2e_hostile: not root: precreated_dirs_refused and "
+		       "client_refuses_foreign_daemon are NOT registered\n");
+	}
+	tc = h_tcase(s, "store", 120, setup, teardown);
+	tcase_add_test(tc, store_errors_are_clear);
+	tcase_add_test(tc, store_files_are_private);
 	return s;
 }
 

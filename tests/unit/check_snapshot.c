@@ -1162,15 +1162,17 @@ START_TEST(test_file_roundtrip)
 	snap_eq(s, r);
 	snapshot_free(r);
 	ck_assert_int_eq(stat(path, &st), 0);
-	ck_assert_uint_eq(st.st_mode & 07777, 0644);
+	/* A process's command line and stacks: its owner's alone, whatever
+	 * the umask lets others read. */
+	ck_assert_uint_eq(st.st_mode & 07777, 0600);
 	dir_list(&d, list, sizeof list);
 	ck_assert_str_eq(list, "snap.json"); /* no temporary left behind */
 
-	/* The umask applies. */
-	umask(027);
+	/* A stricter umask still applies. */
+	umask(0277);
 	ck_assert_int_eq(snapshot_write_file(s, path), 0);
 	ck_assert_int_eq(stat(path, &st), 0);
-	ck_assert_uint_eq(st.st_mode & 07777, 0640);
+	ck_assert_uint_eq(st.st_mode & 07777, 0400);
 	umask(old);
 
 	/* The file is a JSON document with a final newline. */

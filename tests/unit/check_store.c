@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,9 +69,10 @@ static void teardown(void)
 static struct store *open_store(void)
 {
 	struct store *st = NULL;
-	int rc = store_open(dbpath, &st);
+	char why[512];
+	int rc = store_open(dbpath, &st, why, sizeof why);
 
-	ck_assert_msg(rc == 0, "store_open: %d", rc);
+	ck_assert_msg(rc == 0, "store_open: %d: %s", rc, why);
 	ck_assert_ptr_nonnull(st);
 	return st;
 }
@@ -661,7 +663,7 @@ START_TEST(test_newer_version)
 	sqlite3_close(db);
 
 	st = (struct store *)&st; /* must be reset */
-	ck_assert_int_eq(store_open(dbpath, &st), -EPROTO);
+	ck_assert_int_eq(store_open(dbpath, &st, NULL, 0), -EPROTO);
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
@@ -715,21 +717,47 @@ END_TEST
 START_TEST(test_open_errors)
 {
 	struct store *st = NULL;
-	char path[PATH_MAX + 64];
+	char path[PATH_MAX + 64], why[1024];
+	struct stat sb;
 	FILE *f;
 
-	/* not a database */
+	/* not a database: SQLite's own word for it, with the file's name and
+	 * what to do */
 	f = fopen(dbpath, "w");
 	ck_assert_ptr_nonnull(f);
 	for (int i = 0; i < 200; i++)
 		fputs("this is not an SQLite database\n", f);
 	fclose(f);
-	ck_assert_int_eq(store_open(dbpath, &st), -EIO);
+	ck_assert_int_eq(store_open(dbpath, &st, why, sizeof why), -EIO);
 	ck_assert_ptr_null(st);
+	ck_assert_msg(strstr(why, dbpath) != NULL && strstr(why, "not a database") != NULL, "%s",
+	              why);
+	unlink(dbpath);
 	/* a directory that does not exist */
 	snprintf(path, sizeof(path), "%s/missing/%s", dir, STORE_FILE);
-	ck_assert_int_eq(store_open(path, &st), -EIO);
+	ck_assert_int_eq(store_open(path, &st, why, sizeof why), -EIO);
 	ck_assert_ptr_null(st);
+	ck_assert_msg(strstr(why, path) != NULL, "%s", why);
+	/* something that is not a file: never followed, never opened */
+	ck_assert_int_eq(mkfifo(dbpath, 0600), 0);
+	ck_assert_int_eq(store_open(dbpath, &st, why, sizeof why), -EIO);
+	ck_assert_msg(strstr(why, "not a regular file") != NULL, "%s", why);
+	unlink(dbpath);
+	ck_assert_int_eq(symlink("/etc/hostname", dbpath), 0);
+	ck_assert_int_eq(store_open(dbpath, &st, why, sizeof why), -EIO);
+	ck_assert_msg(strstr(why, "symbolic link") != NULL, "%s", why);
+	unlink(dbpath);
+	/* created private; an older one made private */
+	st = open_store();
+	store_close(st);
+	ck_assert_int_eq(stat(dbpath, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0600);
+	ck_assert_int_eq(chmod(dbpath, 0644), 0);
+	st = open_store();
+	store_close(st);
+	ck_assert_int_eq(stat(dbpath, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0600);
+	check_clean();
 }
 END_TEST
 
