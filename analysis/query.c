@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "jsonout.h"
 #include "oaindex.h"
 #include "xalloc.h"
 
@@ -525,12 +526,6 @@ static uint64_t absdiff(uint64_t a, uint64_t b)
 	return a >= b ? a - b : b - a;
 }
 
-/* new - old as a JSON number; exact while |new - old| < 2^53. */
-static double signed_diff(uint64_t new_, uint64_t old)
-{
-	return new_ >= old ? (double)(new_ - old) : -(double)(old - new_);
-}
-
 static cJSON *frame_obj(const char *filename, uint32_t lineno, const char *function,
                         const char *module, uint64_t addr)
 {
@@ -585,14 +580,14 @@ static cJSON *stat_json(const struct qctx *c, const struct qstat *st, bool diff)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(o, "size", st->size[SIDE_NEW]);
+	jsonout_add_u64(o, "size", st->size[SIDE_NEW]);
 	if (diff)
-		cJSON_AddNumberToObject(o, "size_diff",
-		                        signed_diff(st->size[SIDE_NEW], st->size[SIDE_OLD]));
-	cJSON_AddNumberToObject(o, "count", st->count[SIDE_NEW]);
+		cJSON_AddItemToObject(o, "size_diff",
+		                      jsonout_diff(st->size[SIDE_NEW], st->size[SIDE_OLD]));
+	jsonout_add_u64(o, "count", st->count[SIDE_NEW]);
 	if (diff)
-		cJSON_AddNumberToObject(o, "count_diff",
-		                        signed_diff(st->count[SIDE_NEW], st->count[SIDE_OLD]));
+		cJSON_AddItemToObject(o, "count_diff",
+		                      jsonout_diff(st->count[SIDE_NEW], st->count[SIDE_OLD]));
 	cJSON_AddItemToObject(o, "traceback", stat_traceback_json(c, st));
 	return o;
 }
@@ -631,16 +626,16 @@ static cJSON *render(const struct qctx *c, size_t limit, bool diff)
 	root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "key", key_names[c->key]);
 	cJSON_AddBoolToObject(root, "cumulative", c->cumulative);
-	cJSON_AddNumberToObject(root, "total_size", c->total_size[SIDE_NEW]);
+	jsonout_add_u64(root, "total_size", c->total_size[SIDE_NEW]);
 	if (diff)
-		cJSON_AddNumberToObject(
+		cJSON_AddItemToObject(
 		    root, "total_size_diff",
-		    signed_diff(c->total_size[SIDE_NEW], c->total_size[SIDE_OLD]));
-	cJSON_AddNumberToObject(root, "total_count", c->total_count[SIDE_NEW]);
+		    jsonout_diff(c->total_size[SIDE_NEW], c->total_size[SIDE_OLD]));
+	jsonout_add_u64(root, "total_count", c->total_count[SIDE_NEW]);
 	if (diff)
-		cJSON_AddNumberToObject(
+		cJSON_AddItemToObject(
 		    root, "total_count_diff",
-		    signed_diff(c->total_count[SIDE_NEW], c->total_count[SIDE_OLD]));
+		    jsonout_diff(c->total_count[SIDE_NEW], c->total_count[SIDE_OLD]));
 	cJSON_AddNumberToObject(root, "count_stats", (double)nv);
 	arr = cJSON_AddArrayToObject(root, "stats");
 	for (size_t i = 0; i < nv && (limit == 0 || i < limit); i++)

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "jsonout.h"
 #include "oaindex.h"
 #include "xalloc.h"
 
@@ -210,12 +211,6 @@ uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f)
  * which is no uint64 and which the reader refuses, so they are written as
  * this instead (counters never get there; a tagged pointer might). */
 #define U64_TOP UINT64_C(0xfffffffffffff800)
-
-/* A uint64 as a double, for the views. */
-static double u64(uint64_t v)
-{
-	return (double)(v < U64_TOP ? v : U64_TOP);
-}
 
 /* A uint64 in the document. cJSON prints a double with 15 significant
  * digits whenever that reads back within one ulp, which for integers of 16
@@ -465,6 +460,17 @@ static int rd_uint(struct rd *r, const cJSON *v, uint64_t max, uint64_t *out)
 		return rd_raw_uint(r, v, max, out);
 	if (!cJSON_IsNumber(v))
 		return why(r, "expected an integer, got %s", type_name(v));
+	/* Parsed from text: the integer as it was written, past 2^53 too. */
+	if (v->valuestring != NULL) {
+		uint64_t u;
+		if (jsonout_get_u64(v, &u) == 0) {
+			if (u > max)
+				return why(r, "%" PRIu64 " is out of range (at most %" PRIu64 ")",
+				           u, max);
+			*out = u;
+			return 0;
+		}
+	}
 	d = v->valuedouble;
 	/* The range test comes first so that the conversion is defined; a
 	 * double in range equals its truncation exactly when it is integral.
@@ -865,7 +871,7 @@ int snapshot_write_file(const struct snapshot *s, const char *path)
 	if (s == NULL || path == NULL || path[0] == '\0')
 		return -EINVAL;
 	doc = snapshot_to_json(s);
-	text = cJSON_PrintUnformatted(doc);
+	text = jsonout_print(doc, false);
 	cJSON_Delete(doc);
 	if ((fd = open_temp(path, &tmp)) < 0) {
 		e = fd;
@@ -995,6 +1001,8 @@ int snapshot_read_file(const char *path, struct snapshot **out, char *err, size_
 	/* The length includes our NUL, which cJSON then requires after the
 	 * value and its trailing white space: no trailing garbage. */
 	doc = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1);
+	if (doc != NULL)
+		jsonout_keep_integers(doc, buf);
 	if (doc == NULL) {
 		set_err(err, errlen, "not a memtrace snapshot file (invalid JSON at byte %zu)",
 		        end != NULL && end >= buf ? (size_t)(end - buf) : (size_t)0);
@@ -1066,7 +1074,7 @@ cJSON *snapshot_sampled_json(uint64_t sample_bytes)
 	if (sample_bytes == 0)
 		return cJSON_CreateNull();
 	o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "rate", u64(sample_bytes));
+	jsonout_add_u64(o, "rate", sample_bytes);
 	return o;
 }
 
@@ -1105,17 +1113,17 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 	add_str(o, "exe", s->exe);
 	cJSON_AddItemToObject(o, "cmdline", cmdline_json(s));
 	cJSON_AddStringToObject(o, "state", "snapshot");
-	cJSON_AddNumberToObject(o, "current", u64(s->current));
-	cJSON_AddNumberToObject(o, "peak", u64(s->peak));
-	cJSON_AddNumberToObject(o, "blocks", u64(s->blocks));
-	cJSON_AddNumberToObject(o, "allocations", u64(s->allocations));
-	cJSON_AddNumberToObject(o, "frees", u64(s->frees));
-	cJSON_AddNumberToObject(o, "lost_events", u64(s->lost_events));
+	jsonout_add_u64(o, "current", s->current);
+	jsonout_add_u64(o, "peak", s->peak);
+	jsonout_add_u64(o, "blocks", s->blocks);
+	jsonout_add_u64(o, "allocations", s->allocations);
+	jsonout_add_u64(o, "frees", s->frees);
+	jsonout_add_u64(o, "lost_events", s->lost_events);
 	cJSON_AddNumberToObject(o, "uid", (double)s->uid);
-	cJSON_AddNumberToObject(o, "start_time", u64(s->start_time));
+	jsonout_add_u64(o, "start_time", s->start_time);
 	cJSON_AddNumberToObject(o, "stacks", (double)s->ntraces);
 	cJSON_AddItemToObject(o, "snapshot", snapshot_ref_json(s));
-	cJSON_AddNumberToObject(o, "sample_bytes", u64(s->sample_bytes));
+	jsonout_add_u64(o, "sample_bytes", s->sample_bytes);
 	cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->sample_bytes));
 	/* Not stored with snapshots: present, so scripts find every field of
 	 * the live answer, but null. */
@@ -1132,7 +1140,7 @@ static cJSON *block_json(const struct snapshot *s, const struct snapshot_block *
 
 	snprintf(addr, sizeof addr, "0x%" PRIx64, b->addr);
 	cJSON_AddStringToObject(o, "address", addr);
-	cJSON_AddNumberToObject(o, "size", u64(b->size));
+	jsonout_add_u64(o, "size", b->size);
 	tb = cJSON_AddArrayToObject(o, "traceback");
 	if (b->trace < s->ntraces) {
 		const struct snapshot_trace *t = &s->traces[b->trace];
@@ -1169,9 +1177,9 @@ cJSON *snapshot_summary_json(const struct snapshot *s)
 	add_str(o, "exe", s->exe);
 	cJSON_AddNumberToObject(o, "taken_at", s->taken_at);
 	add_str(o, "reason", reason_of(s, reason));
-	cJSON_AddNumberToObject(o, "current", u64(s->current));
-	cJSON_AddNumberToObject(o, "peak", u64(s->peak));
-	cJSON_AddNumberToObject(o, "blocks", u64(s->blocks));
+	jsonout_add_u64(o, "current", s->current);
+	jsonout_add_u64(o, "peak", s->peak);
+	jsonout_add_u64(o, "blocks", s->blocks);
 	cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->sample_bytes));
 	return o;
 }

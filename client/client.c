@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctlwire.h"
+#include "jsonout.h"
 #include "paths.h"
 #include "xalloc.h"
 
@@ -205,7 +206,9 @@ static void print_error_line(const char *msg)
 
 void client_print_json(const cJSON *j)
 {
-	char *s = cJSON_Print(j);
+	/* Exact integers, valid UTF-8 (jsonout.h); it repairs j's strings in
+	 * place, which nothing after printing minds. */
+	char *s = jsonout_print((cJSON *)j, true);
 
 	fputs(s, stdout);
 	putchar('\n');
@@ -447,7 +450,7 @@ int client_call_raw(struct client *c, const cJSON *req, cJSON **resp)
 		rc = report_recv_error(c, rc);
 		goto out;
 	}
-	r = cJSON_ParseWithOpts(text, NULL, 1);
+	r = jsonout_parse(text);
 	if (!cJSON_IsObject(r)) {
 		client_disconnect(c);
 		rc = client_error(c, CLIENT_EXIT_ERROR, "bad_response",

@@ -20,6 +20,7 @@
 #include "symbols.h"
 #include "capture.h"
 #include "jobs.h"
+#include "jsonout.h"
 #include "snapshot.h"
 #include "store.h"
 #include "xalloc.h"
@@ -114,7 +115,7 @@ static void conn_send_text(struct conn *c, char *text)
  * seconds turning megabytes of JSON into text. */
 static void conn_send(struct conn *c, cJSON *resp)
 {
-	char *text = cJSON_PrintUnformatted(resp);
+	char *text = jsonout_print(resp, false);
 	cJSON_Delete(resp);
 	conn_send_text(c, text);
 }
@@ -292,11 +293,11 @@ static cJSON *cmd_list(struct conn *c, cJSON *req, struct session *unused)
 			session_drain(s, false);
 		cJSON *o = cJSON_CreateObject();
 		add_identity(o, s);
-		cJSON_AddNumberToObject(o, "current", (double)s->heap.current);
-		cJSON_AddNumberToObject(o, "peak", (double)s->heap.peak);
-		cJSON_AddNumberToObject(o, "blocks", (double)s->heap.blocks);
+		jsonout_add_u64(o, "current", s->heap.current);
+		jsonout_add_u64(o, "peak", s->heap.peak);
+		jsonout_add_u64(o, "blocks", s->heap.blocks);
 		cJSON_AddNumberToObject(o, "uid", (double)s->uid);
-		cJSON_AddNumberToObject(o, "start_time", (double)s->start_time);
+		jsonout_add_u64(o, "start_time", s->start_time);
 		cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->heap.sample_bytes));
 		cJSON_AddItemToArray(arr, o);
 	}
@@ -321,28 +322,28 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	const struct heap *h = &s->heap;
 	cJSON *r = cJSON_CreateObject();
 	add_identity(r, s);
-	cJSON_AddNumberToObject(r, "current", (double)h->current);
-	cJSON_AddNumberToObject(r, "peak", (double)h->peak);
-	cJSON_AddNumberToObject(r, "blocks", (double)h->blocks);
-	cJSON_AddNumberToObject(r, "allocations", (double)h->allocations);
-	cJSON_AddNumberToObject(r, "frees", (double)h->frees);
-	cJSON_AddNumberToObject(r, "lost_events", (double)s->lost_events);
-	cJSON_AddNumberToObject(r, "unknown_frees", (double)h->unknown_frees);
+	jsonout_add_u64(r, "current", h->current);
+	jsonout_add_u64(r, "peak", h->peak);
+	jsonout_add_u64(r, "blocks", h->blocks);
+	jsonout_add_u64(r, "allocations", h->allocations);
+	jsonout_add_u64(r, "frees", h->frees);
+	jsonout_add_u64(r, "lost_events", s->lost_events);
+	jsonout_add_u64(r, "unknown_frees", h->unknown_frees);
 	cJSON_AddNumberToObject(r, "stacks", (double)h->ndefined);
 	cJSON_AddNumberToObject(r, "uid", (double)s->uid);
-	cJSON_AddNumberToObject(r, "start_time", (double)s->start_time);
+	jsonout_add_u64(r, "start_time", s->start_time);
 	cJSON_AddNumberToObject(r, "started_at", (double)s->started_ms / 1000.0);
 	if (s->state == SESSION_EXITED)
 		cJSON_AddNumberToObject(r, "ended_at", (double)s->ended_ms / 1000.0);
 	else
 		cJSON_AddNullToObject(r, "ended_at");
 	cJSON_AddNumberToObject(r, "nframes", (double)s->nframes);
-	cJSON_AddNumberToObject(r, "sample_bytes", (double)s->sample_bytes);
+	jsonout_add_u64(r, "sample_bytes", s->sample_bytes);
 	/* The figures are estimates: say so, with the blocks the estimates
 	 * rest on (the live samples), which tells how precise they are. */
 	cJSON *sampled = snapshot_sampled_json(h->sample_bytes);
 	if (cJSON_IsObject(sampled))
-		cJSON_AddNumberToObject(sampled, "samples", (double)h->count);
+		jsonout_add_u64(sampled, "samples", h->count);
 	cJSON_AddItemToObject(r, "sampled", sampled);
 	cJSON_AddStringToObject(r, "on_full", s->flags & PROTO_HELLO_DROP ? "drop" : "block");
 	cJSON_AddStringToObject(r, "unwind", s->flags & PROTO_HELLO_FP ? "fp" : "libunwind");
@@ -370,7 +371,7 @@ static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 	heap_reset_peak(&s->heap);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
-	cJSON_AddNumberToObject(r, "peak", (double)s->heap.peak);
+	jsonout_add_u64(r, "peak", s->heap.peak);
 	return r;
 }
 
@@ -412,7 +413,7 @@ static void cjob_compute(struct job *job)
 	struct cjob *q = job->arg;
 	cjob_answer(job);
 	if (q->resp != NULL) {
-		q->text = cJSON_PrintUnformatted(q->resp);
+		q->text = jsonout_print(q->resp, false);
 		cJSON_Delete(q->resp);
 		q->resp = NULL;
 	}

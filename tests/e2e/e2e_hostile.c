@@ -38,6 +38,12 @@
  *                                the file; `snapshots` is a store_error, not []
  *  store_files_are_private       the database, its journal and `snapshot -o`
  *                                files are 0600
+ *  utf8_in_exe_and_argv          a program named and run with bytes that are
+ *                                not UTF-8: every answer and the snapshot file
+ *                                are valid UTF-8, those bytes shown as U+FFFD
+ *  exact_64bit_counters          sizes past 2^53 (a forged agent's): stats,
+ *                                list, top and a snapshot file print them as
+ *                                their exact digits, never as doubles
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -86,8 +92,23 @@ static void teardown(void)
 __attribute__((noinline)) int hostile_secret_function(int x);
 __attribute__((noinline)) int hostile_secret_function(int x)
 {
+	/* Long enough that the addresses the forged stacks use are inside. */
+	volatile int acc = x;
+	for (int i = 0; i < x; i++)
+		acc = acc * 3 + i;
 	__asm__ volatile("" ::: "memory");
-	return x * 3 + 1;
+	return acc;
+}
+
+/* Another site, on other lines. */
+__attribute__((noinline)) int hostile_other_function(int x);
+__attribute__((noinline)) int hostile_other_function(int x)
+{
+	volatile int acc = x;
+	for (int i = 0; i < x; i++)
+		acc = acc * 5 + i;
+	__asm__ volatile("" ::: "memory");
+	return acc;
 }
 
 /* This program as the agent would report it. */
@@ -881,6 +902,176 @@ START_TEST(store_files_are_private)
 }
 END_TEST
 
+/* ------------------------------------------------------------ bad input */
+
+/* Well-formed UTF-8 by RFC 3629 (written here, not memtrace's). */
+static bool utf8_ok(const char *text)
+{
+	const unsigned char *s = (const unsigned char *)text;
+
+	while (*s != '\0') {
+		unsigned char c = *s, lo = 0x80, hi = 0xbf;
+		int n;
+
+		if (c <= 0x7f) {
+			s++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		else
+			return false;
+		if (s[1] < lo || s[1] > hi)
+			return false;
+		for (int i = 2; i <= n; i++)
+			if (s[i] < 0x80 || s[i] > 0xbf)
+				return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(getdelim(&buf, &len, '\0', f) > 0, 1);
+	fclose(f);
+	return buf;
+}
+
+START_TEST(utf8_in_exe_and_argv)
+{
+	/* A program whose file name and arguments are not UTF-8. */
+	char *dir = h_daemon_file(&D, "utf8");
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	char *exe = h_strf("%s/sites\xff\xfe", dir);
+	char *src = h_prog("sites");
+	char *cmd = h_strf("cp '%s' '%s'", src, exe);
+	ck_assert_int_eq(system(cmd), 0);
+	char *truth = h_daemon_file(&D, "truth");
+	const char *argv[] = {exe, "caf\xc3\xa9", "\xff\xfe not text \xc0\xaf", NULL};
+	struct h_spawn sp = {
+	    .argv = argv, .agent = true, .runtime_dir = D.runtime, .truth = truth, .uid = H_NOUID};
+	struct h_proc p;
+	struct h_ctl r;
+
+	h_proc_start(&p, &sp);
+	h_proc_expect_ready(&p);
+	char *pid = h_strf("%ld", (long)p.pid);
+	char *file = h_daemon_file(&D, "snap");
+	const char *list[] = {"list", NULL};
+	const char *stats[] = {"stats", "--pid", pid, NULL};
+	const char *top[] = {"top", "--pid", pid, "--key", "traceback", "--limit", "3", NULL};
+	const char *snap[] = {"snapshot", "--pid", pid, "-o", file, NULL};
+	const char *snaps[] = {"snapshots", "--pid", pid, NULL};
+	const char *const *cmds[] = {list, stats, top, snap, snaps};
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		char *what = h_args_str(cmds[i]);
+		ctl_answers(H_NOUID, &r, cmds[i], what);
+		ck_assert_msg(utf8_ok(r.out), "`%s` printed invalid UTF-8: %.1500s", what, r.out);
+		if (i < 2) {
+			/* The bytes that are no text became U+FFFD; the text
+			 * stayed as it was. */
+			ck_assert_msg(strstr(r.out, "sites\xef\xbf\xbd\xef\xbf\xbd") != NULL &&
+			                  strstr(r.out, "caf\xc3\xa9") != NULL &&
+			                  strstr(r.out, "\xef\xbf\xbd\xef\xbf\xbd not text") !=
+			                      NULL,
+			              "`%s`: %.1500s", what, r.out);
+		}
+		h_ctl_free(&r);
+		free(what);
+	}
+	char *doc = read_file(file);
+	ck_assert_msg(utf8_ok(doc), "the snapshot file is not UTF-8: %.1000s", doc);
+	free(doc);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "sites");
+	free(file);
+	free(pid);
+	free(truth);
+	free(cmd);
+	free(src);
+	free(exe);
+	free(dir);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* A number written with an exponent: a digit, then e or E and a sign or
+ * digit (names like "e2e_hostile+0x10" have a letter before the e). */
+static bool has_exponent(const char *t)
+{
+	for (const char *p = t + 1; *p != '\0'; p++)
+		if ((*p == 'e' || *p == 'E') && p[-1] >= '0' && p[-1] <= '9' &&
+		    (p[1] == '+' || p[1] == '-' || (p[1] >= '0' && p[1] <= '9')))
+			return true;
+	return false;
+}
+
+START_TEST(exact_64bit_counters)
+{
+	/* Sizes no double holds: the sum of the two is 329853533332650002. */
+	static const uint64_t a = 329853533332650001ULL, b = 1;
+	static const char *const sum = "329853533332650002";
+	struct self_module self;
+	struct forge f;
+	struct h_ctl r;
+
+	self_module(&self);
+	forge_in_self(&f, &self, self.path, a, h_attacker_uid() != H_NOUID);
+	f.nallocs = 2;
+	f.allocs[1] = f.allocs[0];
+	f.allocs[1].size = b;
+	f.allocs[1].frames[0] = (uint64_t)(uintptr_t)&hostile_other_function + 4;
+	forge_start(&f);
+	char *pid = h_strf("%ld", (long)f.pid);
+	char *file = h_daemon_file(&D, "snap");
+	const char *stats[] = {"stats", "--pid", pid, NULL};
+	const char *list[] = {"list", NULL};
+	const char *top[] = {"top", "--pid", pid, NULL};
+	const char *snap[] = {"snapshot", "--pid", pid, "-o", file, NULL};
+	const char *fstats[] = {"stats", "--snapshot", file, NULL};
+	const char *ftop[] = {"top", "--snapshot", file, NULL};
+	const char *const *cmds[] = {stats, list, top, snap, fstats, ftop};
+	/* The numbers arrive once the daemon read the region (on WAKE). */
+	long long deadline = h_now_ms() + H_POLL_MS;
+	for (;;) {
+		ctl_answers(H_NOUID, &r, stats, "stats");
+		bool in = strstr(r.out, sum) != NULL;
+		if (in || h_now_ms() > deadline)
+			break;
+		h_ctl_free(&r);
+		h_sleep_ms(50);
+	}
+	h_ctl_free(&r);
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		char *what = h_args_str(cmds[i]);
+		ctl_answers(H_NOUID, &r, cmds[i], what);
+		bool want_sum = cmds[i] != snap;
+		ck_assert_msg(!want_sum || strstr(r.out, sum) != NULL,
+		              "`%s` does not print %s exactly: %.2000s", what, sum, r.out);
+		ck_assert_msg(!has_exponent(r.out), "`%s` prints a number as a double: %.2000s",
+		              what, r.out);
+		if (cmds[i] == top || cmds[i] == ftop)
+			ck_assert_msg(strstr(r.out, "329853533332650001") != NULL,
+			              "`%s` lacks the one block's size: %.2000s", what, r.out);
+		h_ctl_free(&r);
+		free(what);
+	}
+	forge_end(&f);
+	free(file);
+	free(pid);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("e2e_hostile");
@@ -902,6 +1093,9 @@ static Suite *hostile_suite(void)
 		printf("e2e_hostile: not root: precreated_dirs_refused and "
 		       "client_refuses_foreign_daemon are NOT registered\n");
 	}
+	tc = h_tcase(s, "input", 120, setup, teardown);
+	tcase_add_test(tc, utf8_in_exe_and_argv);
+	tcase_add_test(tc, exact_64bit_counters);
 	tc = h_tcase(s, "store", 120, setup, teardown);
 	tcase_add_test(tc, store_errors_are_clear);
 	tcase_add_test(tc, store_files_are_private);
