@@ -186,11 +186,13 @@ bool useraccess_permits(const struct useraccess_user *u, const struct stat *st, 
 	return (bits & want) == want;
 }
 
-/* Whether u may `want` on the inode open as fd (any kind of descriptor,
- * O_PATH too), whose status is st. Its ACL is read through /proc, which
- * reaches O_PATH descriptors (fgetxattr does not); without /proc, or on a
- * file system without ACLs, the mode bits decide. */
-static int may(const struct useraccess_user *u, int fd, const struct stat *st, int want)
+/* Whether u may `want` on the inode open as fd, whose status is st. Its
+ * ACL is read from fd itself when fd was opened for reading (a directory),
+ * else through /proc, which reaches O_PATH descriptors (fgetxattr does
+ * not); without /proc, or on a file system without ACLs, the mode bits
+ * decide. */
+static int may(const struct useraccess_user *u, int fd, bool readable, const struct stat *st,
+               int want)
 {
 	unsigned char acl[ACL_HEADER + 256 * ACL_ENTRY];
 	char proc[64];
@@ -198,8 +200,15 @@ static int may(const struct useraccess_user *u, int fd, const struct stat *st, i
 
 	if (u == NULL || (!u->anyone && u->uid == 0))
 		return 0;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	n = getxattr(proc, "system.posix_acl_access", acl, sizeof(acl));
+	/* Without a group class there is nothing an ACL could add. */
+	if ((st->st_mode & S_IRWXG) == 0) {
+		n = 0;
+	} else if (readable) {
+		n = fgetxattr(fd, "system.posix_acl_access", acl, sizeof(acl));
+	} else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		n = getxattr(proc, "system.posix_acl_access", acl, sizeof(acl));
+	}
 	if (n < 0) {
 		/* An ACL longer than we read: grant nothing rather than guess. */
 		if (errno == ERANGE || errno == E2BIG)
@@ -234,6 +243,7 @@ int useraccess_open(const struct useraccess_user *u, const char *path, struct st
 	char *work = NULL, name[NAME_MAX + 1];
 	const char *p;
 	int dir = -1, fd = -1, links = 0, rc;
+	bool dir_readable = false, fd_readable;
 	struct stat st, rst;
 
 	if (path == NULL || path[0] != '/')
@@ -242,7 +252,8 @@ int useraccess_open(const struct useraccess_user *u, const char *path, struct st
 		return -ENAMETOOLONG;
 	work = xstrdup(path);
 	p = work;
-	dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir_readable = true;
 	if (dir < 0) {
 		rc = -errno;
 		goto out;
@@ -281,9 +292,17 @@ int useraccess_open(const struct useraccess_user *u, const char *path, struct st
 			rc = -errno;
 			goto out;
 		}
-		if ((rc = may(u, dir, &st, USERACCESS_SEARCH)) < 0)
+		if ((rc = may(u, dir, dir_readable, &st, USERACCESS_SEARCH)) < 0)
 			goto out;
-		fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		/* A directory is opened for reading when we may (its ACL is then
+		 * one fgetxattr away); anything else, or a directory we may only
+		 * search, as a path: nothing but a lookup happens to it. */
+		fd_readable = !last;
+		fd = last ? -1 : openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			fd_readable = false;
+			fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		}
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			rc = -errno;
 			goto out;
@@ -310,7 +329,8 @@ int useraccess_open(const struct useraccess_user *u, const char *path, struct st
 				work[strlen(work) - 1] = '\0';
 			if (target[0] == '/') {
 				close(dir);
-				dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+				dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				dir_readable = true;
 				if (dir < 0) {
 					rc = -errno;
 					goto out;
@@ -325,6 +345,7 @@ int useraccess_open(const struct useraccess_user *u, const char *path, struct st
 			}
 			close(dir);
 			dir = fd;
+			dir_readable = fd_readable;
 			fd = -1;
 			continue;
 		}
@@ -336,7 +357,7 @@ int useraccess_open(const struct useraccess_user *u, const char *path, struct st
 			rc = -EINVAL; /* a FIFO, socket or device: never opened */
 			goto out;
 		}
-		if ((rc = may(u, fd, &st, USERACCESS_READ)) < 0)
+		if ((rc = may(u, fd, false, &st, USERACCESS_READ)) < 0)
 			goto out;
 		close(fd);
 		fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
