@@ -1005,14 +1005,27 @@ START_TEST(utf8_in_exe_and_argv)
 }
 END_TEST
 
-/* A number written with an exponent: a digit, then e or E and a sign or
- * digit (names like "e2e_hostile+0x10" have a letter before the e). */
+/* A number written with an exponent, outside strings (names and hex
+ * addresses may hold "e+" or "0e0"): a digit, then e or E, then a sign or
+ * a digit. */
 static bool has_exponent(const char *t)
 {
-	for (const char *p = t + 1; *p != '\0'; p++)
-		if ((*p == 'e' || *p == 'E') && p[-1] >= '0' && p[-1] <= '9' &&
-		    (p[1] == '+' || p[1] == '-' || (p[1] >= '0' && p[1] <= '9')))
+	bool in_string = false;
+
+	for (const char *p = t; *p != '\0'; p++) {
+		if (in_string) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == '"')
+				in_string = false;
+			continue;
+		}
+		if (*p == '"')
+			in_string = true;
+		else if ((*p == 'e' || *p == 'E') && p > t && p[-1] >= '0' && p[-1] <= '9' &&
+		         (p[1] == '+' || p[1] == '-' || (p[1] >= '0' && p[1] <= '9')))
 			return true;
+	}
 	return false;
 }
 
