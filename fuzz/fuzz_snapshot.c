@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "query.h"
+#include "jsonout.h"
 #include "snapshot.h"
 #include "xalloc_cjson.h"
 
@@ -49,7 +50,8 @@ static void round_trip(const struct snapshot *s)
 	char err[256];
 	struct snapshot *again = NULL;
 	char *first = print(s);
-	cJSON *doc = cJSON_Parse(first);
+	/* As snapshot_read_file parses: integers past 2^53 stay exact. */
+	cJSON *doc = jsonout_parse(first);
 
 	if (doc == NULL)
 		abort();
