@@ -35,6 +35,7 @@ struct daemon_config {
 	size_t max_exited;   /* exited sessions kept in memory */
 	size_t max_blocks;   /* per session */
 	size_t max_stacks;   /* per session */
+	size_t max_modules;  /* per session, 0 = the default */
 	bool debuginfod;
 	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots; /* per process, 0 = no limit */
@@ -62,6 +63,7 @@ struct daemon {
 	uint64_t next_session_id;
 	uint64_t events_total;
 	uint64_t sessions_rejected;
+	uint64_t modules_dropped; /* MODULE frames past --max-modules, all sessions */
 	uint64_t started_ms; /* uv_now at start */
 	struct symbols *syms;
 	/* The snapshot store, shared by the jobs that read and write it and

@@ -49,6 +49,7 @@ static void usage(FILE *f)
 	        "  --max-exited N       exited processes kept in memory (default 256)\n"
 	        "  --max-blocks N       live blocks tracked per process (default 67108864)\n"
 	        "  --max-stacks N       distinct stacks per process (default 1048576)\n"
+	        "  --max-modules N      mapped objects kept per process (default 8192)\n"
 	        "  --snapshot-interval S  snapshot every live process every S seconds\n"
 	        "                       (default 60, 0 = only on demand and at exit)\n"
 	        "  --retain-snapshots N keep at most N snapshots per process (default 100,\n"
@@ -102,6 +103,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_EXITED,
 		O_BLOCKS,
 		O_STACKS,
+		O_MODULES,
 		O_DEBUGINFOD,
 		O_VERBOSE,
 		O_HELP,
@@ -119,6 +121,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"max-exited", required_argument, NULL, O_EXITED},
 	    {"max-blocks", required_argument, NULL, O_BLOCKS},
 	    {"max-stacks", required_argument, NULL, O_STACKS},
+	    {"max-modules", required_argument, NULL, O_MODULES},
 	    {"debuginfod", no_argument, NULL, O_DEBUGINFOD},
 	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
 	    {"retain-snapshots", required_argument, NULL, O_RETAIN_N},
@@ -137,6 +140,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.max_exited = 256;
 	d->cfg.max_blocks = (size_t)64 << 20;
 	d->cfg.max_stacks = (size_t)1 << 20;
+	d->cfg.max_modules = MODMAP_DEFAULT_MAX;
 	d->cfg.snapshot_interval = 60;
 	d->cfg.retain_snapshots = 100;
 	d->cfg.retain_days = 30;
@@ -172,6 +176,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				        HEAP_MAX_STACK_ID);
 				return -EINVAL;
 			}
+			break;
+		case O_MODULES:
+			if (parse_size("--max-modules", optarg, &d->cfg.max_modules) < 0)
+				return -EINVAL;
 			break;
 		case O_INTERVAL:
 			if (parse_seconds("--snapshot-interval", optarg,

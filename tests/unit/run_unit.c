@@ -23,6 +23,7 @@ int main(void)
 	srunner_add_suite(sr, ctlwire_suite());
 	srunner_add_suite(sr, session_suite());
 	srunner_add_suite(sr, lineage_suite());
+	srunner_add_suite(sr, modmap_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -19,5 +19,6 @@ Suite *stacktab_suite(void);
 Suite *ctlwire_suite(void);
 Suite *session_suite(void);
 Suite *lineage_suite(void);
+Suite *modmap_suite(void);
 
 #endif
