@@ -156,6 +156,18 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	return c;
 }
 
+size_t capture_memory(const struct capture *c)
+{
+	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 +
+	           c->nmods * sizeof(*c->mods) + c->nstacks * sizeof(*c->stacks) +
+	           c->nlargest * sizeof(*c->largest);
+	for (size_t i = 0; i < c->nmods; i++)
+		n += strlen(c->mods[i].path) + 1;
+	for (size_t i = 0; i < c->nstacks; i++)
+		n += c->stacks[i].nframes * sizeof(*c->addrs);
+	return n;
+}
+
 void capture_free(struct capture *c)
 {
 	if (c == NULL)
