@@ -335,7 +335,7 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(un, "used", (double)d->control_unread);
 	cJSON_AddNumberToObject(un, "per_connection", (double)CONTROL_MAX_UNREAD);
 	cJSON_AddNumberToObject(un, "paused", (double)d->control_paused);
-	cJSON_AddNumberToObject(un, "stall_seconds", CONTROL_STALL_MS / 1000);
+	cJSON_AddNumberToObject(un, "stall_seconds", (double)d->cfg.control_timeout_ms / 1000);
 	cJSON_AddNumberToObject(un, "stalled", (double)d->control_stalled);
 	cJSON_AddItemToObject(lim, "queued_snapshots",
 	                      limit_json(&d->snap_queue, "per_uid", true, c->uid));
@@ -417,6 +417,8 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(r, "lost_events", (double)s->lost_events);
 	cJSON_AddNumberToObject(r, "unknown_frees", (double)h->unknown_frees);
 	cJSON_AddNumberToObject(r, "stacks", (double)h->ndefined);
+	cJSON_AddNumberToObject(r, "modules", (double)s->modules.n);
+	cJSON_AddNumberToObject(r, "modules_dropped", (double)s->modules.dropped);
 	cJSON_AddNumberToObject(r, "uid", (double)s->uid);
 	cJSON_AddNumberToObject(r, "start_time", (double)s->start_time);
 	cJSON_AddNumberToObject(r, "started_at", (double)s->started_ms / 1000.0);
@@ -999,16 +1001,18 @@ static void on_control_timer(uv_timer_t *t)
 		int stall = 0;
 		if (c->closing)
 			continue;
-		if (c->unread > 0 && now - c->progress_ms >= CONTROL_STALL_MS)
+		if (c->unread > 0 && now - c->progress_ms >= d->cfg.control_timeout_ms)
 			stall = 1;
 		else if (!c->busy && !c->paused && c->len > 0 &&
-		         now - c->partial_ms >= CONTROL_STALL_MS)
+		         now - c->partial_ms >= d->cfg.control_timeout_ms)
 			stall = 2;
 		if (stall == 0)
 			continue;
 		d->control_stalled++;
-		log_warn("control: uid %u (pid %d) %s for %d s; closing its connection",
-		         (unsigned)c->uid, (int)c->pid, why[stall], CONTROL_STALL_MS / 1000);
+		log_warn("control: uid %u (pid %d) %s for %g s (--control-timeout); closing its "
+		         "connection",
+		         (unsigned)c->uid, (int)c->pid, why[stall],
+		         (double)d->cfg.control_timeout_ms / 1000);
 		conn_close(c);
 	}
 }

@@ -15,7 +15,7 @@
  * A connection is not read from while its request is being answered or
  * while more than CONTROL_MAX_UNREAD bytes of its answers wait to be read,
  * so a client that never reads costs at most that plus one answer; one that
- * stalls CONTROL_STALL_MS (reads nothing, or sends half a request) is
+ * stalls --control-timeout (reads nothing, or sends half a request) is
  * closed. Loop thread only.
  */
 #ifndef MEMTRACE_CONTROL_H
@@ -28,8 +28,8 @@
  * next requests wait) until it has read half of them. */
 #define CONTROL_MAX_UNREAD ((size_t)1 << 20)
 /* A client that reads nothing of its answers, or sends part of a request
- * and then nothing, for this long is disconnected. */
-#define CONTROL_STALL_MS                  30000
+ * and then nothing, for this long (--control-timeout) is disconnected. */
+#define CONTROL_DEFAULT_STALL_MS          30000
 #define CONTROL_DEFAULT_MAX_CONNS         256 /* connections in all */
 #define CONTROL_DEFAULT_MAX_CONNS_PER_UID 16  /* ... of one uid */
 

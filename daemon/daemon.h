@@ -48,6 +48,7 @@ struct daemon_config {
 	size_t metrics_top_sites;  /* site series per process (besides "other") */
 	/* Limits shared by users (README "Limits"); 0 = no bound. */
 	size_t max_control_conns, max_control_conns_per_uid;
+	uint64_t control_timeout_ms; /* a stalled control client is closed after it */
 	size_t max_queued_snapshots, max_queued_snapshots_per_uid;
 	size_t max_queued_snapshot_bytes; /* per uid: a quarter */
 	size_t metrics_max_conns, metrics_max_conns_per_origin;

@@ -52,6 +52,8 @@ static void usage(FILE *f)
 	        "  --max-modules N      mapped objects kept per process (default 8192)\n"
 	        "  --max-control-connections N  control connections in all (default 256)\n"
 	        "  --max-control-connections-per-uid N  ... of one uid (default 16)\n"
+	        "  --control-timeout S  close a control client that reads none of its answers,\n"
+	        "                       or sends half a request, for S seconds (default 30)\n"
 	        "  --max-queued-snapshots N  snapshots waiting to be written (default 256)\n"
 	        "  --max-queued-snapshots-per-uid N  ... of one uid's processes (default 64)\n"
 	        "  --max-queued-snapshot-bytes N  their memory (default 1 GiB; a uid a quarter)\n"
@@ -127,7 +129,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_SNAPQ_UID,
 		O_SNAPQ_BYTES,
 		O_HTTP_CONNS,
-		O_HTTP_CONNS_ORIGIN
+		O_HTTP_CONNS_ORIGIN,
+		O_CTL_TIMEOUT
 	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
@@ -145,6 +148,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"metrics-top-sites", required_argument, NULL, O_METRICS_TOP},
 	    {"max-control-connections", required_argument, NULL, O_CTL_CONNS},
 	    {"max-control-connections-per-uid", required_argument, NULL, O_CTL_CONNS_UID},
+	    {"control-timeout", required_argument, NULL, O_CTL_TIMEOUT},
 	    {"max-queued-snapshots", required_argument, NULL, O_SNAPQ},
 	    {"max-queued-snapshots-per-uid", required_argument, NULL, O_SNAPQ_UID},
 	    {"max-queued-snapshot-bytes", required_argument, NULL, O_SNAPQ_BYTES},
@@ -170,6 +174,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.metrics_top_sites = METRICS_DEFAULT_TOP_SITES;
 	d->cfg.max_control_conns = CONTROL_DEFAULT_MAX_CONNS;
 	d->cfg.max_control_conns_per_uid = CONTROL_DEFAULT_MAX_CONNS_PER_UID;
+	d->cfg.control_timeout_ms = CONTROL_DEFAULT_STALL_MS;
 	d->cfg.max_queued_snapshots = 256;
 	d->cfg.max_queued_snapshots_per_uid = 64;
 	d->cfg.max_queued_snapshot_bytes = (size_t)1 << 30;
@@ -254,6 +259,17 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			               &d->cfg.max_control_conns_per_uid) < 0)
 				return -EINVAL;
 			break;
+		case O_CTL_TIMEOUT: {
+			double sec = 0;
+			if (parse_seconds("--control-timeout", optarg, &sec) < 0)
+				return -EINVAL;
+			if (sec < 0.001) {
+				fprintf(stderr, "memtraced: --control-timeout must be positive\n");
+				return -EINVAL;
+			}
+			d->cfg.control_timeout_ms = (uint64_t)(sec * 1000);
+			break;
+		}
 		case O_SNAPQ:
 			if (parse_size("--max-queued-snapshots", optarg,
 			               &d->cfg.max_queued_snapshots) < 0)

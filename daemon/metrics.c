@@ -696,7 +696,7 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	sb_printf(b, "memtrace_control_paused_total %" PRIu64 "\n", d->control_paused);
 	family(b, f, "memtrace_control_stalled", M_COUNTER, NULL,
 	       "Control connections closed for reading nothing, or sending half a request, "
-	       "for 30 s.");
+	       "for --control-timeout seconds.");
 	sb_printf(b, "memtrace_control_stalled_total %" PRIu64 "\n", d->control_stalled);
 	if (m->http != NULL) {
 		family(b, f, "memtrace_http_deadline_cut", M_COUNTER, NULL,
