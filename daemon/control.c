@@ -34,12 +34,15 @@ struct conn {
 	pid_t pid;
 	char *buf;
 	size_t len, cap;
+	size_t off;           /* requests before it are answered */
+	size_t scanned;       /* buf[off, scanned) holds no '\n' */
 	int refs;             /* the handle, plus one per request in flight */
 	bool busy;            /* a request is being answered: later lines wait */
 	bool closing;         /* no more reads or writes */
 	bool counted;         /* charged to d->control_conns */
 	bool paused;          /* too many unread answer bytes: not read from */
 	bool reading;         /* uv_read_start is in effect */
+	bool backlog;         /* complete requests wait for the next turn (d->control_idle) */
 	size_t unread;        /* answer bytes queued, not yet taken by the client */
 	uint64_t progress_ms; /* uv_now when the client last took some */
 	uint64_t partial_ms;  /* uv_now when the pending partial request began */
@@ -77,7 +80,7 @@ static void on_conn_closed(uv_handle_t *h)
  * while the client leaves too much of its answers unread. */
 static void conn_update_read(struct conn *c)
 {
-	bool want = !c->closing && !c->busy && !c->paused;
+	bool want = !c->closing && !c->busy && !c->paused && !c->backlog;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
 			c->reading = true;
@@ -877,17 +880,49 @@ static int handle_line(struct conn *c, const char *line, size_t len)
 	return 0;
 }
 
+static void on_control_idle(uv_idle_t *idle)
+{
+	struct daemon *d = idle->data;
+	bool more = false;
+
+	for (struct conn *c = d->conns; c != NULL; c = c->next) {
+		if (!c->backlog)
+			continue;
+		c->backlog = false;
+		if (!c->closing)
+			conn_process(c);
+		more |= c->backlog;
+	}
+	if (!more)
+		uv_idle_stop(idle);
+}
+
+/* Answers the complete requests in the buffer, at most CONTROL_BATCH a
+ * turn: a client that sends thousands at once waits for the next loop
+ * iteration (d->control_idle) rather than holding the loop. */
 static void conn_process(struct conn *c)
 {
+	int done = 0;
+
 	while (!c->busy && !c->closing && !c->paused) {
-		char *nl = memchr(c->buf, '\n', c->len);
-		if (nl == NULL)
+		if (c->scanned < c->off)
+			c->scanned = c->off;
+		char *nl = memchr(c->buf + c->scanned, '\n', c->len - c->scanned);
+		if (nl == NULL) {
+			c->scanned = c->len;
 			break;
-		size_t l = (size_t)(nl - c->buf);
-		char *line = xstrndup(c->buf, l);
-		memmove(c->buf, nl + 1, c->len - l - 1);
-		c->len -= l + 1;
+		}
+		if (done == CONTROL_BATCH) {
+			c->backlog = true;
+			uv_idle_start(&c->d->control_idle, on_control_idle);
+			break;
+		}
+		size_t l = (size_t)(nl - (c->buf + c->off));
+		char *line = xstrndup(c->buf + c->off, l);
+		c->off += l + 1;
+		c->scanned = c->off;
 		c->partial_ms = uv_now(c->d->loop); /* what is left began now */
+		done++;
 		int rc = handle_line(c, line, l);
 		free(line);
 		if (rc < 0) {
@@ -895,7 +930,14 @@ static void conn_process(struct conn *c)
 			return;
 		}
 	}
-	if (c->len > CONTROL_MAX_REQUEST && !c->closing) {
+	/* Each byte is moved at most once more than it is answered. */
+	if (c->off > 0 && c->off >= c->len - c->off) {
+		memmove(c->buf, c->buf + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->scanned -= c->off;
+		c->off = 0;
+	}
+	if (c->len - c->off > CONTROL_MAX_REQUEST && !c->closing) {
 		log_warn("control: pid %d sent a request over %u bytes; closing", (int)c->pid,
 		         CONTROL_MAX_REQUEST);
 		conn_send(c, error_json("bad_request", "request larger than %u bytes",
@@ -909,6 +951,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
 	(void)suggested;
+	if (c->off > 0) {
+		memmove(c->buf, c->buf + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->scanned -= c->off;
+		c->off = 0;
+	}
 	if (c->cap - c->len < 65536) {
 		c->cap = c->cap ? c->cap * 2 : 65536;
 		c->buf = xrealloc(c->buf, c->cap);
@@ -925,7 +973,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		conn_close(c);
 		return;
 	}
-	if (c->len == 0 && n > 0)
+	if (c->len == c->off && n > 0)
 		c->partial_ms = uv_now(c->d->loop);
 	c->len += (size_t)n;
 	conn_process(c);
@@ -1003,7 +1051,7 @@ static void on_control_timer(uv_timer_t *t)
 			continue;
 		if (c->unread > 0 && now - c->progress_ms >= d->cfg.control_timeout_ms)
 			stall = 1;
-		else if (!c->busy && !c->paused && c->len > 0 &&
+		else if (!c->busy && !c->paused && !c->backlog && c->len > c->off &&
 		         now - c->partial_ms >= d->cfg.control_timeout_ms)
 			stall = 2;
 		if (stall == 0)
@@ -1030,6 +1078,8 @@ int control_start(struct daemon *d)
 			return rc;
 		chmod(d->control_path, 0666);
 	}
+	uv_idle_init(d->loop, &d->control_idle);
+	d->control_idle.data = d;
 	uv_timer_init(d->loop, &d->control_timer);
 	d->control_timer.data = d;
 	uv_timer_start(&d->control_timer, on_control_timer, 1000, 1000);
@@ -1046,8 +1096,10 @@ void control_stop(struct daemon *d)
 	if (!uv_is_closing((uv_handle_t *)&d->control_srv))
 		uv_close((uv_handle_t *)&d->control_srv, on_srv_closed);
 	if (uv_is_active((uv_handle_t *)&d->control_timer) &&
-	    !uv_is_closing((uv_handle_t *)&d->control_timer))
+	    !uv_is_closing((uv_handle_t *)&d->control_timer)) {
 		uv_close((uv_handle_t *)&d->control_timer, NULL);
+		uv_close((uv_handle_t *)&d->control_idle, NULL);
+	}
 	for (struct conn *c = d->conns; c != NULL; c = c->next)
 		conn_close(c);
 }

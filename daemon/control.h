@@ -30,6 +30,7 @@
 /* A client that reads nothing of its answers, or sends part of a request
  * and then nothing, for this long (--control-timeout) is disconnected. */
 #define CONTROL_DEFAULT_STALL_MS          30000
+#define CONTROL_BATCH                     16  /* requests of a client per loop turn */
 #define CONTROL_DEFAULT_MAX_CONNS         256 /* connections in all */
 #define CONTROL_DEFAULT_MAX_CONNS_PER_UID 16  /* ... of one uid */
 

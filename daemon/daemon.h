@@ -85,6 +85,7 @@ struct daemon {
 	/* Control connections per uid; their unread answers (control.c). */
 	struct limit control_conns;
 	uv_timer_t control_timer; /* stalled connections, once a second */
+	uv_idle_t control_idle;   /* clients with requests left for the next turn */
 	uint64_t control_paused;  /* times a client's unread answers paused it */
 	uint64_t control_stalled; /* connections closed for stalling */
 	size_t control_unread;    /* answer bytes queued to all clients */

@@ -1,9 +1,10 @@
 /*
  * hugeblocks.c - a program that allocates many blocks of 1 TiB each.
  *
- * Usage: hugeblocks N, preloaded with the agent and libfakebig.so after it
- * (fakebig.c), which grants such sizes with addresses nothing backs. It
- * allocates N blocks of HUGE bytes at one site (booked) and says "ready";
+ * Usage: hugeblocks N [SIZE], preloaded with the agent and libfakebig.so
+ * after it (fakebig.c), which grants such sizes with addresses nothing
+ * backs. It allocates N blocks of SIZE bytes (default HUGE) at one site
+ * (booked) and says "ready";
  * on "next" it frees them all (booked) and says "ready" again; then it
  * exits 0. The blocks are never touched. No stdio (truth.h).
  */
@@ -20,14 +21,15 @@
 
 static void **blocks;
 static long n;
+static size_t size = HUGE;
 static int rec = -1;
 
 static void make_huge(void)
 {
 	for (long i = 0; i < n; i++) {
-		blocks[i] = malloc(HUGE); rec = TRUTH_ALLOC(HUGE);
+		blocks[i] = malloc(size); rec = TRUTH_ALLOC(size);
 		if (blocks[i] == NULL)
-			truth_die("hugeblocks: malloc(1 TiB) failed: is libfakebig.so preloaded?");
+			truth_die("hugeblocks: malloc failed: is libfakebig.so preloaded?");
 	}
 }
 
@@ -36,6 +38,8 @@ int main(int argc, char **argv)
 	char cmd[64];
 
 	n = argc > 1 ? atol(argv[1]) : 1000;
+	if (argc > 2)
+		size = (size_t)strtoull(argv[2], NULL, 10);
 	/* Not malloc: the array is not one of the blocks the book describes. */
 	blocks = mmap(NULL, (size_t)n * sizeof(*blocks), PROT_READ | PROT_WRITE,
 	              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -46,7 +50,7 @@ int main(int argc, char **argv)
 	if (strcmp(truth_wait(cmd, sizeof cmd), "next") == 0) {
 		for (long i = n - 1; i >= 0; i--) {
 			free(blocks[i]);
-			truth_adjust(rec, -(long long)HUGE, -1);
+			truth_adjust(rec, -(long long)size, -1);
 		}
 		truth_ready();
 		truth_wait(cmd, sizeof cmd);
