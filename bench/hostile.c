@@ -15,6 +15,11 @@
  *                                     .. 127.0.0.(A+1) to 127.0.0.1:PORT,
  *                                     each sending part of a request, held S
  *                                     seconds
+ *   hostile probe RUNTIME_DIR         not an attack: asks `status` every 5 ms
+ *                                     on one connection until SIGTERM, then
+ *                                     prints the longest answer time in ms
+ *                                     (what a client waited for the loop; works
+ *                                     with any memtraced, gauge or not)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -29,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,8 +215,57 @@ static int slowloris(int port, int addrs, int each, int seconds)
 	return 0;
 }
 
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int probe(const char *dir)
+{
+	static const char req[] = "{\"cmd\":\"status\"}\n";
+	int fd = unix_connect(dir, "control.sock");
+	double worst = 0;
+	char buf[65536];
+
+	signal(SIGTERM, on_term);
+	while (!stop) {
+		double t0 = now_ms();
+		send_all(fd, req, sizeof req - 1);
+		/* One answer: read up to its newline. */
+		for (;;) {
+			ssize_t n = recv(fd, buf, sizeof buf, 0);
+			if (n < 0 && errno == EINTR && !stop)
+				continue;
+			if (n <= 0) {
+				printf("%.1f\n", worst);
+				return stop ? 0 : 1;
+			}
+			if (memchr(buf, '\n', (size_t)n) != NULL)
+				break;
+		}
+		double took = now_ms() - t0;
+		if (took > worst)
+			worst = took;
+		usleep(5000);
+	}
+	printf("%.1f\n", worst);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "probe") == 0)
+		return probe(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "modules") == 0)
 		return modules(argv[2], atol(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "control") == 0)
@@ -218,6 +273,6 @@ int main(int argc, char **argv)
 	if (argc == 6 && strcmp(argv[1], "slowloris") == 0)
 		return slowloris(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	fprintf(stderr, "usage: hostile modules RUNTIME_DIR N | control RUNTIME_DIR CONNS REQS | "
-	                "slowloris PORT ADDRS EACH SECONDS\n");
+	                "slowloris PORT ADDRS EACH SECONDS | probe RUNTIME_DIR\n");
 	return 2;
 }

@@ -2,10 +2,13 @@
 # stall.sh - the longest time memtraced's loop runs without a pause, per
 # attack: how long every other client (a traced program in lossless mode, a
 # query, a scrape) may have had to wait. Each attack runs against a fresh
-# memtraced of the build tree; the figure is its memtrace_loop_stall_max_seconds
-# gauge (daemon/loopwatch.h) read from /metrics after the attack, beside the
-# loop iterations over 50 ms and the daemon's peak RSS (VmHWM). A baseline
-# (bench/workload traced, a normal malloc-heavy program) comes first.
+# memtraced of the build tree; the figures are its memtrace_loop_stall_max_seconds
+# gauge (daemon/loopwatch.h) read from /metrics after the attack, the loop
+# iterations over 50 ms, the longest a `status` asked every 5 ms by a probe
+# client waited for its answer meanwhile (the same figure seen from outside;
+# it needs no gauge, so --daemon can point at an older memtraced), and the
+# daemon's peak RSS (VmHWM). A baseline (bench/workload traced, a normal
+# malloc-heavy program) comes first.
 #
 # The attacks (the issue's findings; see bench/README.md):
 #   huge-blocks      300,000 live blocks of 1 TiB from a real traced program
@@ -24,11 +27,14 @@ set -u
 
 usage() {
 	cat <<EOF
-Usage: bench/stall.sh [--builddir DIR] [--attacks LIST] [--keep]
+Usage: bench/stall.sh [--builddir DIR] [--daemon PATH] [--attacks LIST] [--keep]
 Run each attack against a fresh memtraced and print the loop's longest stall.
 
   --builddir DIR  build tree (default: \$MEMTRACE_BUILDDIR, else ../build
                   beside this script); needs 'make bench' and 'make check'
+  --daemon PATH   the memtraced to attack (default: the build tree's); one
+                  without the stall gauge or the limits' options still
+                  gets the probe's figure
   --attacks LIST  comma-separated subset of baseline,huge-blocks,hash-pattern,
                   modules,exit-snapshots,control,slowloris (default: all)
   --keep          keep the temporary directory (daemon logs)
@@ -39,17 +45,19 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 builddir=${MEMTRACE_BUILDDIR:-$script_dir/../build}
 attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,slowloris
 keep=0
+daemon=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--builddir) builddir=$2; shift 2 ;;
 	--attacks) attacks=$2; shift 2 ;;
+	--daemon) daemon=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
 builddir=$(cd "$builddir" && pwd) || exit 2
-daemon=$builddir/daemon/memtraced
+daemon=${daemon:-$builddir/daemon/memtraced}
 agent=$builddir/agent/.libs/libmemtrace.so
 for f in "$daemon" "$agent" "$builddir/bench/hostile" "$builddir/bench/workload" \
 	"$builddir/tests/progs/hugeblocks" "$builddir/tests/progs/.libs/libfakebig.so" \
@@ -62,7 +70,9 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memtrace-stall.XXXXXX")
 dpid=
+ppid_=
 cleanup() {
+	[ -n "$ppid_" ] && kill "$ppid_" 2>/dev/null
 	if [ -n "$dpid" ]; then
 		kill "$dpid" 2>/dev/null
 		wait "$dpid" 2>/dev/null
@@ -106,12 +116,28 @@ metric() {
 	curl -s "http://127.0.0.1:$port/metrics" | sed -n "s/^$1 //p"
 }
 
+start_probe() {
+	"$builddir/bench/hostile" probe "$run" >"$tmp/probe" &
+	ppid_=$!
+	sleep 0.2
+}
+
 report() {
-	local stall slow hwm
+	local stall slow hwm probe
+	kill -TERM "$ppid_"
+	wait "$ppid_"
+	ppid_=
+	probe=$(cat "$tmp/probe")
 	stall=$(metric memtrace_loop_stall_max_seconds)
 	slow=$(metric memtrace_loop_slow_iterations_total)
 	hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$dpid/status")
-	printf '%-16s %12.1f %10s %10s\n' "$1" "$(echo "$stall * 1000" | bc -l)" "$slow" \
+	if [ -n "$stall" ]; then
+		stall=$(printf '%.1f' "$(echo "$stall * 1000" | bc -l)")
+	else
+		stall=-
+		slow=-
+	fi
+	printf '%-16s %10s %10s %10s %10s\n' "$1" "$stall" "$slow" "${probe:--}" \
 		"$((hwm / 1024))"
 	kill -TERM "$dpid"
 	wait "$dpid"
@@ -123,9 +149,10 @@ traced() {
 		MEMTRACE_TRUTH="$tmp/truth" "$@"
 }
 
-printf '%-16s %12s %10s %10s\n' attack "stall ms" "slow>50ms" "RSS MiB"
+printf '%-16s %10s %10s %10s %10s\n' attack "stall ms" "slow>50ms" "probe ms" "RSS MiB"
 for a in ${attacks//,/ }; do
 	start_daemon "$a"
+	start_probe
 	case $a in
 	baseline)
 		traced "$builddir/bench/workload" -t 2 -n 40000 >/dev/null
