@@ -20,7 +20,8 @@
 #   exit-snapshots   2,000 short traced programs (tests/progs/leaker), 50 at once
 #   control          16 control clients sending 20,000 requests each and
 #                    reading nothing
-#   slowloris        80 slow HTTP connections from 127.0.0.2-11
+#   slowloris        80 slow HTTP connections from 127.0.0.2-11 (as uid 65534
+#                    when run as root), and a scrape of ours meanwhile
 #
 # Needs `make bench` and `make check` (its programs) done in the build tree.
 set -u
@@ -113,7 +114,7 @@ settle() {
 }
 
 metric() {
-	curl -s "http://127.0.0.1:$port/metrics" | sed -n "s/^$1 //p"
+	curl -s -m 15 "http://127.0.0.1:$port/metrics" | sed -n "s/^$1 //p"
 }
 
 start_probe() {
@@ -183,10 +184,17 @@ for a in ${attacks//,/ }; do
 		"$builddir/bench/hostile" control "$run" 16 20000 >/dev/null
 		;;
 	slowloris)
-		"$builddir/bench/hostile" slowloris "$port" 10 8 12 >/dev/null &
+		# Another user's attack when we are root: each local user is one
+		# origin, and the scrape below is ours.
+		as_other=()
+		if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+			as_other=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+		fi
+		"${as_other[@]}" "$builddir/bench/hostile" slowloris "$port" 10 8 12 >/dev/null &
 		hp=$!
 		sleep 2
-		curl -s -o /dev/null -w '' "http://127.0.0.1:$port/metrics"
+		code=$(curl -s -m 15 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")
+		note="a scrape from 127.0.0.1 during the slowloris: HTTP ${code:-none}"
 		wait "$hp"
 		;;
 	*)
@@ -196,4 +204,8 @@ for a in ${attacks//,/ }; do
 	esac
 	settle
 	report "$a"
+	if [ -n "${note:-}" ]; then
+		echo "  ($note)"
+		note=
+	fi
 done
