@@ -16,7 +16,6 @@
 
 #include "limit.h"
 #include "log.h"
-#include "metrics.h"
 #include "query.h"
 #include "session.h"
 #include "symbols.h"
@@ -344,7 +343,7 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	                      limit_json(&d->snap_queue, "per_uid", true, c->uid));
 	cJSON_AddItemToObject(lim, "queued_snapshot_bytes",
 	                      limit_json(&d->snap_bytes, "per_uid", true, c->uid));
-	const struct limit *hl = metrics_http_limit(d);
+	const struct limit *hl = d->http_conns;
 	if (hl != NULL)
 		cJSON_AddItemToObject(lim, "http_connections",
 		                      limit_json(hl, "per_origin", false, 0));

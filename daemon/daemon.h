@@ -92,6 +92,8 @@ struct daemon {
 	/* Snapshots waiting for the thread pool, per uid (scheduler.c). */
 	struct limit snap_queue, snap_bytes;
 	struct loopwatch loopwatch;
+	/* The HTTP connections' limit (metrics.c sets it), NULL without metrics. */
+	const struct limit *http_conns;
 	bool stopping;
 };
 

@@ -895,13 +895,9 @@ int metrics_start(struct daemon *d, const char *where)
 	uv_timer_init(d->loop, &m->deadline);
 	m->deadline.data = m;
 	d->metrics = m;
+	d->http_conns = http_limit(m->http);
 	log_info("metrics on http://%s:%d/metrics", http_host(m->http), http_port(m->http));
 	return 0;
-}
-
-const struct limit *metrics_http_limit(const struct daemon *d)
-{
-	return d->metrics != NULL ? http_limit(d->metrics->http) : NULL;
 }
 
 int metrics_port(const struct daemon *d)
@@ -916,6 +912,7 @@ void metrics_stop(struct daemon *d)
 	if (m == NULL)
 		return;
 	d->metrics = NULL;
+	d->http_conns = NULL;
 	m->stopping = true;
 	if (m->round != NULL) {
 		m->round->abandoned = true; /* freed when its job is done */
