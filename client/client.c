@@ -438,6 +438,13 @@ int client_call_raw(struct client *c, const cJSON *req, cJSON **resp)
 	}
 	rc = ctlwire_send(c->fd, line);
 	if (rc < 0) {
+		/* A daemon that refuses the connection (a limit) says why in
+		 * one line and closes: that line may already be here. */
+		if (ctlwire_recv(c->fd, &text, CTLWIRE_MAX_RESPONSE) == 0 &&
+		    cJSON_IsObject(r = cJSON_ParseWithOpts(text, NULL, 1))) {
+			client_disconnect(c);
+			goto answered;
+		}
 		client_disconnect(c);
 		rc = client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
 		                  "cannot send to memtraced at %s: %s", c->socket_path,
@@ -458,6 +465,7 @@ int client_call_raw(struct client *c, const cJSON *req, cJSON **resp)
 		                  c->socket_path);
 		goto out;
 	}
+answered:
 	*resp = r;
 	r = NULL;
 	rc = 0;

@@ -38,7 +38,7 @@ struct capture {
 	double taken_at;
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
 	uint64_t sample_bytes;
-	struct session_module *mods; /* copies, paths owned */
+	struct modmap_entry *mods; /* copies, paths owned */
 	size_t nmods;
 	struct cap_stack *stacks;
 	size_t nstacks;
@@ -118,12 +118,8 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->lost_events = s->lost_events;
 	c->sample_bytes = h->sample_bytes;
 
-	c->nmods = s->nmodules;
-	c->mods = xcalloc(c->nmods ? c->nmods : 1, sizeof(*c->mods));
-	for (size_t i = 0; i < c->nmods; i++) {
-		c->mods[i] = s->modules[i];
-		c->mods[i].path = xstrdup(s->modules[i].path);
-	}
+	c->nmods = s->modules.n;
+	c->mods = modmap_array(&s->modules);
 
 	/* Stack id -> capture index, for the largest blocks. */
 	uint32_t *index = xcalloc(h->nstacks ? h->nstacks : 1, sizeof(*index));
@@ -163,6 +159,18 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	}
 	free(index);
 	return c;
+}
+
+size_t capture_memory(const struct capture *c)
+{
+	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 +
+	           c->nmods * sizeof(*c->mods) + c->nstacks * sizeof(*c->stacks) +
+	           c->nlargest * sizeof(*c->largest);
+	for (size_t i = 0; i < c->nmods; i++)
+		n += strlen(c->mods[i].path) + 1;
+	for (size_t i = 0; i < c->nstacks; i++)
+		n += c->stacks[i].nframes * sizeof(*c->addrs);
+	return n;
 }
 
 void capture_free(struct capture *c)
@@ -231,7 +239,7 @@ static const uint32_t *expand(struct memo *m, const struct capture *c, struct sy
 	uintptr_t i = oaindex_find(&m->index, hash, memo_eq, m, &addr);
 
 	if (i == OAINDEX_NONE) {
-		const struct session_module *mod = session_module_find(c->mods, c->nmods, addr);
+		const struct modmap_entry *mod = modmap_array_find(c->mods, c->nmods, addr);
 		const struct frame_info *f;
 		struct memo_entry *e;
 

@@ -29,5 +29,8 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 /* Thread pool. Consumes nothing; returns a new snapshot. */
 struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms);
 void capture_free(struct capture *c); /* NULL is a no-op */
+/* Bytes the capture holds (what a queued snapshot costs until it is
+ * written). */
+size_t capture_memory(const struct capture *c);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "limit.h"
 #include "log.h"
 #include "query.h"
 #include "session.h"
@@ -33,12 +34,23 @@ struct conn {
 	pid_t pid;
 	char *buf;
 	size_t len, cap;
-	int refs;     /* the handle, plus one per request in flight */
-	bool busy;    /* a request is being answered: later lines wait */
-	bool closing; /* no more reads or writes */
+	size_t off;           /* requests before it are answered */
+	size_t scanned;       /* buf[off, scanned) holds no '\n' */
+	int refs;             /* the handle, plus one per request in flight */
+	bool busy;            /* a request is being answered: later lines wait */
+	bool closing;         /* no more reads or writes */
+	bool counted;         /* charged to d->control_conns */
+	bool paused;          /* too many unread answer bytes: not read from */
+	bool reading;         /* uv_read_start is in effect */
+	bool backlog;         /* complete requests wait for the next turn (d->control_idle) */
+	size_t unread;        /* answer bytes queued, not yet taken by the client */
+	uint64_t progress_ms; /* uv_now when the client last took some */
+	uint64_t partial_ms;  /* uv_now when the pending partial request began */
 };
 
 static void conn_process(struct conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf);
 
 /* ---- connection lifetime and replies ---- */
 
@@ -57,7 +69,25 @@ static void conn_unref(struct conn *c)
 
 static void on_conn_closed(uv_handle_t *h)
 {
-	conn_unref(h->data);
+	struct conn *c = h->data;
+	if (c->counted)
+		limit_give(&c->d->control_conns, c->uid, 1);
+	c->counted = false;
+	conn_unref(c);
+}
+
+/* Reads only when a request may be taken: not while one is answered, nor
+ * while the client leaves too much of its answers unread. */
+static void conn_update_read(struct conn *c)
+{
+	bool want = !c->closing && !c->busy && !c->paused && !c->backlog;
+	if (want && !c->reading) {
+		if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+			c->reading = true;
+	} else if (!want && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	}
 }
 
 static void conn_close(struct conn *c)
@@ -70,15 +100,28 @@ static void conn_close(struct conn *c)
 
 struct wreq {
 	uv_write_t w;
+	struct conn *c;
+	size_t len;
 	char *text;
 };
 
+/* Also called, with UV_ECANCELED, for the writes a closing connection
+ * drops; the connection lives until its close callback, which comes after. */
 static void on_written(uv_write_t *w, int status)
 {
 	struct wreq *wr = (struct wreq *)w;
+	struct conn *c = wr->c;
+
 	(void)status;
+	c->unread -= wr->len;
+	c->d->control_unread -= wr->len;
+	c->progress_ms = uv_now(c->d->loop);
 	free(wr->text);
 	free(wr);
+	if (c->paused && !c->closing && c->unread <= CONTROL_MAX_UNREAD / 2) {
+		c->paused = false;
+		conn_process(c);
+	}
 }
 
 /* Sends one response line; takes ownership of text (from cJSON_Print*, which
@@ -89,16 +132,10 @@ static void conn_send_text(struct conn *c, char *text)
 		free(text);
 		return;
 	}
-	/* A client that sends requests but never reads the answers would make
-	 * the daemon buffer them without bound: drop it instead. */
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > CONTROL_MAX_QUEUED) {
-		log_warn("control: pid %d does not read its answers; closing", (int)c->pid);
-		free(text);
-		conn_close(c);
-		return;
-	}
 	size_t n = strlen(text);
 	struct wreq *wr = xmalloc(sizeof(*wr));
+	wr->c = c;
+	wr->len = n + 1;
 	wr->text = xrealloc(text, n + 2);
 	wr->text[n] = '\n';
 	wr->text[n + 1] = '\0';
@@ -107,6 +144,22 @@ static void conn_send_text(struct conn *c, char *text)
 		free(wr->text);
 		free(wr);
 		conn_close(c);
+		return;
+	}
+	if (c->unread == 0)
+		c->progress_ms = uv_now(c->d->loop);
+	c->unread += wr->len;
+	c->d->control_unread += wr->len;
+	/* A client that sends requests but never reads the answers would make
+	 * the daemon buffer them without bound: its next requests wait until
+	 * it has read half of what is queued (conn_update_read). */
+	if (c->unread > CONTROL_MAX_UNREAD && !c->paused) {
+		c->paused = true;
+		c->d->control_paused++;
+		log_debug("control: pid %d leaves %zu bytes of answers unread; not reading its "
+		          "requests until it reads them",
+		          (int)c->pid, c->unread);
+		conn_update_read(c);
 	}
 }
 
@@ -230,6 +283,20 @@ static cJSON *cmdline_json(const struct session *s)
 	return arr;
 }
 
+/* One shared limit as status shows it; `yours` is what uid holds (omitted
+ * when owners are not uids). */
+static cJSON *limit_json(const struct limit *l, const char *per, bool by_uid, uid_t uid)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "used", (double)l->used);
+	cJSON_AddNumberToObject(o, "max", (double)l->max);
+	cJSON_AddNumberToObject(o, per, (double)l->per_owner);
+	if (by_uid)
+		cJSON_AddNumberToObject(o, "yours", (double)limit_used_by(l, uid));
+	cJSON_AddNumberToObject(o, "refused", (double)l->refused);
+	return o;
+}
+
 static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 {
 	struct daemon *d = c->d;
@@ -263,6 +330,29 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(lim, "max_exited", (double)d->cfg.max_exited);
 	cJSON_AddNumberToObject(lim, "max_blocks", (double)d->cfg.max_blocks);
 	cJSON_AddNumberToObject(lim, "max_stacks", (double)d->cfg.max_stacks);
+	cJSON_AddNumberToObject(lim, "max_modules", (double)d->cfg.max_modules);
+	cJSON_AddNumberToObject(lim, "modules_dropped", (double)d->modules_dropped);
+	cJSON_AddItemToObject(lim, "control_connections",
+	                      limit_json(&d->control_conns, "per_uid", true, c->uid));
+	cJSON *un = cJSON_AddObjectToObject(lim, "control_unread_bytes");
+	cJSON_AddNumberToObject(un, "used", (double)d->control_unread);
+	cJSON_AddNumberToObject(un, "per_connection", (double)CONTROL_MAX_UNREAD);
+	cJSON_AddNumberToObject(un, "paused", (double)d->control_paused);
+	cJSON_AddNumberToObject(un, "stall_seconds", (double)d->cfg.control_timeout_ms / 1000);
+	cJSON_AddNumberToObject(un, "stalled", (double)d->control_stalled);
+	cJSON_AddItemToObject(lim, "queued_snapshots",
+	                      limit_json(&d->snap_queue, "per_uid", true, c->uid));
+	cJSON_AddItemToObject(lim, "queued_snapshot_bytes",
+	                      limit_json(&d->snap_bytes, "per_uid", true, c->uid));
+	const struct limit *hl = d->http_conns;
+	if (hl != NULL)
+		cJSON_AddItemToObject(lim, "http_connections",
+		                      limit_json(hl, "per_origin", false, 0));
+	else
+		cJSON_AddNullToObject(lim, "http_connections");
+	cJSON *lp = cJSON_AddObjectToObject(r, "loop");
+	cJSON_AddNumberToObject(lp, "stall_max_seconds", loopwatch_max_seconds(&d->loopwatch));
+	cJSON_AddNumberToObject(lp, "slow_iterations", (double)d->loopwatch.slow);
 	symbols_get_stats(d->syms, &ss);
 	cJSON *sy = cJSON_AddObjectToObject(r, "symbols");
 	cJSON_AddNumberToObject(sy, "objects", (double)ss.objects);
@@ -330,6 +420,8 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	jsonout_add_u64(r, "lost_events", s->lost_events);
 	jsonout_add_u64(r, "unknown_frees", h->unknown_frees);
 	cJSON_AddNumberToObject(r, "stacks", (double)h->ndefined);
+	cJSON_AddNumberToObject(r, "modules", (double)s->modules.n);
+	cJSON_AddNumberToObject(r, "modules_dropped", (double)s->modules.dropped);
 	cJSON_AddNumberToObject(r, "uid", (double)s->uid);
 	jsonout_add_u64(r, "start_time", s->start_time);
 	cJSON_AddNumberToObject(r, "started_at", (double)s->started_ms / 1000.0);
@@ -792,16 +884,49 @@ static int handle_line(struct conn *c, const char *line, size_t len)
 	return 0;
 }
 
+static void on_control_idle(uv_idle_t *idle)
+{
+	struct daemon *d = idle->data;
+	bool more = false;
+
+	for (struct conn *c = d->conns; c != NULL; c = c->next) {
+		if (!c->backlog)
+			continue;
+		c->backlog = false;
+		if (!c->closing)
+			conn_process(c);
+		more |= c->backlog;
+	}
+	if (!more)
+		uv_idle_stop(idle);
+}
+
+/* Answers the complete requests in the buffer, at most CONTROL_BATCH a
+ * turn: a client that sends thousands at once waits for the next loop
+ * iteration (d->control_idle) rather than holding the loop. */
 static void conn_process(struct conn *c)
 {
-	while (!c->busy && !c->closing) {
-		char *nl = memchr(c->buf, '\n', c->len);
-		if (nl == NULL)
+	int done = 0;
+
+	while (!c->busy && !c->closing && !c->paused) {
+		if (c->scanned < c->off)
+			c->scanned = c->off;
+		char *nl = memchr(c->buf + c->scanned, '\n', c->len - c->scanned);
+		if (nl == NULL) {
+			c->scanned = c->len;
 			break;
-		size_t l = (size_t)(nl - c->buf);
-		char *line = xstrndup(c->buf, l);
-		memmove(c->buf, nl + 1, c->len - l - 1);
-		c->len -= l + 1;
+		}
+		if (done == CONTROL_BATCH) {
+			c->backlog = true;
+			uv_idle_start(&c->d->control_idle, on_control_idle);
+			break;
+		}
+		size_t l = (size_t)(nl - (c->buf + c->off));
+		char *line = xstrndup(c->buf + c->off, l);
+		c->off += l + 1;
+		c->scanned = c->off;
+		c->partial_ms = uv_now(c->d->loop); /* what is left began now */
+		done++;
 		int rc = handle_line(c, line, l);
 		free(line);
 		if (rc < 0) {
@@ -809,19 +934,33 @@ static void conn_process(struct conn *c)
 			return;
 		}
 	}
-	if (c->len > CONTROL_MAX_REQUEST && !c->closing) {
+	/* Each byte is moved at most once more than it is answered. */
+	if (c->off > 0 && c->off >= c->len - c->off) {
+		memmove(c->buf, c->buf + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->scanned -= c->off;
+		c->off = 0;
+	}
+	if (c->len - c->off > CONTROL_MAX_REQUEST && !c->closing) {
 		log_warn("control: pid %d sent a request over %u bytes; closing", (int)c->pid,
 		         CONTROL_MAX_REQUEST);
 		conn_send(c, error_json("bad_request", "request larger than %u bytes",
 		                        CONTROL_MAX_REQUEST));
 		conn_close(c);
 	}
+	conn_update_read(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
 	(void)suggested;
+	if (c->off > 0) {
+		memmove(c->buf, c->buf + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->scanned -= c->off;
+		c->off = 0;
+	}
 	if (c->cap - c->len < 65536) {
 		c->cap = c->cap ? c->cap * 2 : 65536;
 		c->buf = xrealloc(c->buf, c->cap);
@@ -838,6 +977,8 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		conn_close(c);
 		return;
 	}
+	if (c->len == c->off && n > 0)
+		c->partial_ms = uv_now(c->d->loop);
 	c->len += (size_t)n;
 	conn_process(c);
 }
@@ -872,7 +1013,60 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	c->uid = cred.uid;
 	c->pid = cred.pid;
-	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	char who[64];
+	snprintf(who, sizeof(who), "uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
+	int rc = limit_take(&d->control_conns, c->uid, 1, uv_now(d->loop), who);
+	if (rc < 0) {
+		/* One line, written at once (the socket's buffer is empty), so
+		 * the client reads why before it sees the end. */
+		cJSON *e =
+		    error_json("too_many_connections", "%s control connections are open (%s)",
+		               rc == -EDQUOT ? "this uid's" : "all",
+		               rc == -EDQUOT ? "--max-control-connections-per-uid"
+		                             : "--max-control-connections");
+		char *text = cJSON_PrintUnformatted(e);
+		cJSON_Delete(e);
+		size_t n = strlen(text);
+		text = xrealloc(text, n + 2);
+		text[n] = '\n';
+		uv_buf_t b = uv_buf_init(text, (unsigned)(n + 1));
+		(void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+		free(text);
+		conn_close(c);
+		return;
+	}
+	c->counted = true;
+	c->progress_ms = c->partial_ms = uv_now(d->loop);
+	conn_update_read(c);
+}
+
+/* Once a second: clients that stopped reading their answers, or stopped in
+ * the middle of a request, are closed after CONTROL_STALL_MS. */
+static void on_control_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	uint64_t now = uv_now(d->loop);
+	static const char *const why[] = {NULL, "reads none of its answers",
+	                                  "sent part of a request and nothing more"};
+
+	for (struct conn *c = d->conns; c != NULL; c = c->next) {
+		int stall = 0;
+		if (c->closing)
+			continue;
+		if (c->unread > 0 && now - c->progress_ms >= d->cfg.control_timeout_ms)
+			stall = 1;
+		else if (!c->busy && !c->paused && !c->backlog && c->len > c->off &&
+		         now - c->partial_ms >= d->cfg.control_timeout_ms)
+			stall = 2;
+		if (stall == 0)
+			continue;
+		d->control_stalled++;
+		log_warn("control: uid %u (pid %d) %s for %g s (--control-timeout); closing its "
+		         "connection",
+		         (unsigned)c->uid, (int)c->pid, why[stall],
+		         (double)d->cfg.control_timeout_ms / 1000);
+		conn_close(c);
+	}
 }
 
 int control_start(struct daemon *d)
@@ -888,6 +1082,11 @@ int control_start(struct daemon *d)
 			return rc;
 		chmod(d->control_path, 0666);
 	}
+	uv_idle_init(d->loop, &d->control_idle);
+	d->control_idle.data = d;
+	uv_timer_init(d->loop, &d->control_timer);
+	d->control_timer.data = d;
+	uv_timer_start(&d->control_timer, on_control_timer, 1000, 1000);
 	return uv_listen((uv_stream_t *)&d->control_srv, 64, on_connection);
 }
 
@@ -900,6 +1099,11 @@ void control_stop(struct daemon *d)
 {
 	if (!uv_is_closing((uv_handle_t *)&d->control_srv))
 		uv_close((uv_handle_t *)&d->control_srv, on_srv_closed);
+	if (uv_is_active((uv_handle_t *)&d->control_timer) &&
+	    !uv_is_closing((uv_handle_t *)&d->control_timer)) {
+		uv_close((uv_handle_t *)&d->control_timer, NULL);
+		uv_close((uv_handle_t *)&d->control_idle, NULL);
+	}
 	for (struct conn *c = d->conns; c != NULL; c = c->next)
 		conn_close(c);
 }

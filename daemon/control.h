@@ -8,7 +8,15 @@
  * symbolization runs that part on the libuv thread pool and answers when it
  * is done, while the loop goes on ingesting. A request that is not JSON, or is
  * too large, gets an error and its connection is closed; nothing else is
- * affected. Loop thread only.
+ * affected.
+ *
+ * Bounded per uid and in all (d->control_conns): a connection past
+ * --max-control-connections[-per-uid] gets one error line and is closed.
+ * A connection is not read from while its request is being answered or
+ * while more than CONTROL_MAX_UNREAD bytes of its answers wait to be read,
+ * so a client that never reads costs at most that plus one answer; one that
+ * stalls --control-timeout (reads nothing, or sends half a request) is
+ * closed. Loop thread only.
  */
 #ifndef MEMTRACE_CONTROL_H
 #define MEMTRACE_CONTROL_H
@@ -16,7 +24,15 @@
 #include "daemon.h"
 
 #define CONTROL_MAX_REQUEST (1u << 20)
-#define CONTROL_MAX_QUEUED  ((size_t)256 << 20) /* unread answer bytes per client */
+/* A client whose unread answers pass this many bytes is not read from (its
+ * next requests wait) until it has read half of them. */
+#define CONTROL_MAX_UNREAD ((size_t)1 << 20)
+/* A client that reads nothing of its answers, or sends part of a request
+ * and then nothing, for this long (--control-timeout) is disconnected. */
+#define CONTROL_DEFAULT_STALL_MS          30000
+#define CONTROL_BATCH                     16  /* requests of a client per loop turn */
+#define CONTROL_DEFAULT_MAX_CONNS         256 /* connections in all */
+#define CONTROL_DEFAULT_MAX_CONNS_PER_UID 16  /* ... of one uid */
 
 int control_start(struct daemon *d);
 void control_stop(struct daemon *d);

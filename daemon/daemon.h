@@ -20,6 +20,9 @@
 
 #include <uv.h>
 
+#include "limit.h"
+#include "loopwatch.h"
+
 struct conn;
 struct jobs;
 struct metrics;
@@ -35,6 +38,7 @@ struct daemon_config {
 	size_t max_exited;   /* exited sessions kept in memory */
 	size_t max_blocks;   /* per session */
 	size_t max_stacks;   /* per session */
+	size_t max_modules;  /* per session, 0 = the default */
 	bool debuginfod;
 	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots; /* per process, 0 = no limit */
@@ -42,6 +46,12 @@ struct daemon_config {
 	char *metrics_listen;      /* "ADDR:PORT", or "off" */
 	bool metrics_explicit;     /* given with --metrics-listen: failing to serve is fatal */
 	size_t metrics_top_sites;  /* site series per process (besides "other") */
+	/* Limits shared by users (README "Limits"); 0 = no bound. */
+	size_t max_control_conns, max_control_conns_per_uid;
+	uint64_t control_timeout_ms; /* a stalled control client is closed after it */
+	size_t max_queued_snapshots, max_queued_snapshots_per_uid;
+	size_t max_queued_snapshot_bytes; /* per uid: a quarter */
+	size_t metrics_max_conns, metrics_max_conns_per_origin;
 };
 
 struct daemon {
@@ -62,7 +72,8 @@ struct daemon {
 	uint64_t next_session_id;
 	uint64_t events_total;
 	uint64_t sessions_rejected;
-	uint64_t started_ms; /* uv_now at start */
+	uint64_t modules_dropped; /* MODULE frames past --max-modules, all sessions */
+	uint64_t started_ms;      /* uv_now at start */
 	struct symbols *syms;
 	/* The snapshot store, shared by the jobs that read and write it and
 	 * the control server; opened and closed by the scheduler. NULL when
@@ -72,6 +83,18 @@ struct daemon {
 	struct jobs *jobs;       /* the thread-pool job runner */
 	struct scheduler *sched; /* NULL when there is no store */
 	struct metrics *metrics; /* NULL when metrics are off */
+	/* Control connections per uid; their unread answers (control.c). */
+	struct limit control_conns;
+	uv_timer_t control_timer; /* stalled connections, once a second */
+	uv_idle_t control_idle;   /* clients with requests left for the next turn */
+	uint64_t control_paused;  /* times a client's unread answers paused it */
+	uint64_t control_stalled; /* connections closed for stalling */
+	size_t control_unread;    /* answer bytes queued to all clients */
+	/* Snapshots waiting for the thread pool, per uid (scheduler.c). */
+	struct limit snap_queue, snap_bytes;
+	struct loopwatch loopwatch;
+	/* The HTTP connections' limit (metrics.c sets it), NULL without metrics. */
+	const struct limit *http_conns;
 	bool stopping;
 };
 

@@ -4,25 +4,49 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
+#include "hash.h"
 #include "sampling.h"
 #include "xalloc.h"
 
 #define SIZE_BITS          40
-#define SIZE_BIG           ((UINT64_C(1) << SIZE_BITS) - 1)
+#define SIZE_BIG           HEAP_SIZE_BIG
 #define DEFAULT_MAX_BLOCKS ((size_t)64 << 20)
 #define DEFAULT_MAX_STACKS ((size_t)1 << 20)
 #define MIN_CAP            1024
+#define MIN_BIG_CAP        16
 
-static inline size_t slot_of(const struct heap *h, uint64_t addr)
+/* A key nobody else knows: from the kernel, else (very early boot) from
+ * what differs between runs and heaps. */
+static uint64_t random_key(const void *salt)
 {
-	uint64_t x = (addr >> 4) * UINT64_C(0x9E3779B97F4A7C15);
-	return (size_t)(x >> 17) & (h->cap - 1);
+	uint64_t k = 0;
+	if (getrandom(&k, sizeof(k), GRND_NONBLOCK) == (ssize_t)sizeof(k))
+		return k;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return hash_mix((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 32 ^ (uintptr_t)salt);
 }
 
-void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
+/* Every address bit reaches every bit of the result (splitmix64's
+ * finalizer), and the key decides where: without it an agent could not
+ * tell which addresses share a slot. */
+static inline size_t home(const struct heap *h, uint64_t addr, size_t cap)
+{
+	return (size_t)hash_mix(addr ^ h->key) & (cap - 1);
+}
+
+size_t heap_home(const struct heap *h, uint64_t addr, size_t cap)
+{
+	return home(h, addr, cap);
+}
+
+void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint64_t key)
 {
 	memset(h, 0, sizeof(*h));
+	h->key = key;
 	h->max_blocks = max_blocks ? max_blocks : DEFAULT_MAX_BLOCKS;
 	h->max_stacks = max_stacks ? max_stacks : DEFAULT_MAX_STACKS;
 	if (h->max_stacks > HEAP_MAX_STACK_ID)
@@ -33,6 +57,11 @@ void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
 	h->nstacks = 1;
 	h->stacks = xcalloc(1, sizeof(*h->stacks));
 	h->stacks[0].defined = 1;
+}
+
+void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
+{
+	heap_init_keyed(h, max_blocks, max_stacks, random_key(h));
 }
 
 void heap_close(struct heap *h)
@@ -50,7 +79,7 @@ void heap_clone(struct heap *dst, const struct heap *src)
 {
 	*dst = *src;
 	dst->slots = xmemdup(src->slots, src->cap * sizeof(*src->slots));
-	dst->big = src->nbig > 0 ? xmemdup(src->big, src->nbig * sizeof(*src->big)) : NULL;
+	dst->big = src->bigcap > 0 ? xmemdup(src->big, src->bigcap * sizeof(*src->big)) : NULL;
 	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
 	for (uint32_t i = 0; i < src->nstacks; i++)
 		if (src->stacks[i].frames != NULL)
@@ -58,36 +87,99 @@ void heap_clone(struct heap *dst, const struct heap *src)
 			                                src->stacks[i].nframes * sizeof(uint64_t));
 }
 
-static void rehash(struct heap *h, size_t cap)
-{
-	struct heap_block *old = h->slots;
-	size_t oldcap = h->cap;
+/* ---- one open-addressing table (the blocks, or the big sizes) ---- */
 
-	h->cap = cap;
-	h->slots = xcalloc(h->cap, sizeof(*h->slots));
-	for (size_t i = 0; i < oldcap; i++) {
-		if (old[i].addr == 0)
-			continue;
-		size_t j = slot_of(h, old[i].addr);
-		while (h->slots[j].addr != 0)
-			j = (j + 1) & (h->cap - 1);
-		h->slots[j] = old[i];
+/* The slot holding addr, or SIZE_MAX. */
+static size_t tab_find(struct heap *h, const struct heap_block *slots, size_t cap, uint64_t addr)
+{
+	if (cap == 0)
+		return SIZE_MAX;
+	size_t i = home(h, addr, cap);
+	for (;;) {
+		h->probes++;
+		if (slots[i].addr == 0)
+			return SIZE_MAX;
+		if (slots[i].addr == addr)
+			return i;
+		i = (i + 1) & (cap - 1);
 	}
+}
+
+/* The free slot that ends addr's probe chain. */
+static size_t tab_free_slot(struct heap *h, const struct heap_block *slots, size_t cap,
+                            uint64_t addr)
+{
+	size_t i = home(h, addr, cap);
+	for (;;) {
+		h->probes++;
+		if (slots[i].addr == 0)
+			return i;
+		i = (i + 1) & (cap - 1);
+	}
+}
+
+/* A table of cap slots holding what old held. */
+static struct heap_block *tab_rehash(struct heap *h, struct heap_block *old, size_t oldcap,
+                                     size_t cap)
+{
+	struct heap_block *slots = xcalloc(cap, sizeof(*slots));
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].addr != 0)
+			slots[tab_free_slot(h, slots, cap, old[i].addr)] = old[i];
 	free(old);
+	return slots;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void tab_remove(struct heap *h, struct heap_block *slots, size_t cap, size_t i)
+{
+	size_t mask = cap - 1, j = i;
+	for (;;) {
+		j = (j + 1) & mask;
+		h->probes++;
+		if (slots[j].addr == 0)
+			break;
+		size_t k = home(h, slots[j].addr, cap);
+		/* Move j into the hole at i if its home k is not in (i, j]. */
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			slots[i] = slots[j];
+			i = j;
+		}
+	}
+	slots[i].addr = 0;
+	slots[i].meta = 0;
+}
+
+/* The smallest power of two at least 16 that holds n at 3/4 load. */
+static size_t cap_for(size_t n, size_t min)
+{
+	size_t cap = min;
+	while (n * 4 > cap * 3)
+		cap *= 2;
+	return cap;
 }
 
 static void grow(struct heap *h)
 {
-	rehash(h, h->cap * 2);
+	h->slots = tab_rehash(h, h->slots, h->cap, h->cap * 2);
+	h->cap *= 2;
 }
 
 void heap_trim(struct heap *h)
 {
-	size_t cap = 16;
-	while (h->count * 4 > cap * 3)
-		cap *= 2;
-	if (cap < h->cap)
-		rehash(h, cap);
+	size_t cap = cap_for(h->count, 16);
+	if (cap < h->cap) {
+		h->slots = tab_rehash(h, h->slots, h->cap, cap);
+		h->cap = cap;
+	}
+	if (h->nbig == 0) {
+		free(h->big);
+		h->big = NULL;
+		h->bigcap = 0;
+	} else if ((cap = cap_for(h->nbig, MIN_BIG_CAP)) < h->bigcap) {
+		h->big = tab_rehash(h, h->big, h->bigcap, cap);
+		h->bigcap = cap;
+	}
 	/* Only stacks that hold live blocks are ever read again. */
 	uint32_t keep = 1;
 	for (uint32_t i = 1; i < h->nstacks; i++) {
@@ -108,53 +200,45 @@ void heap_trim(struct heap *h)
 
 static size_t find(const struct heap *h, uint64_t addr)
 {
-	size_t i = slot_of(h, addr);
-	while (h->slots[i].addr != 0) {
-		if (h->slots[i].addr == addr)
-			return i;
-		i = (i + 1) & (h->cap - 1);
-	}
-	return SIZE_MAX;
+	/* Lookups count their probes too; the count is not part of the model. */
+	return tab_find((struct heap *)h, h->slots, h->cap, addr);
 }
 
-/* Backward-shift deletion keeps probe chains intact without tombstones. */
 static void remove_at(struct heap *h, size_t i)
 {
-	size_t mask = h->cap - 1, j = i;
-	for (;;) {
-		j = (j + 1) & mask;
-		if (h->slots[j].addr == 0)
-			break;
-		size_t k = slot_of(h, h->slots[j].addr);
-		/* Move j into the hole at i if its home k is not in (i, j]. */
-		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
-			h->slots[i] = h->slots[j];
-			i = j;
-		}
-	}
-	h->slots[i].addr = 0;
-	h->slots[i].meta = 0;
+	tab_remove(h, h->slots, h->cap, i);
 	h->count--;
+}
+
+/* Keeps the exact size of a block of SIZE_BIG bytes or more. */
+static void big_put(struct heap *h, uint64_t addr, uint64_t size)
+{
+	if ((h->nbig + 1) * 4 > h->bigcap * 3) {
+		size_t cap = h->bigcap ? h->bigcap * 2 : MIN_BIG_CAP;
+		h->big = tab_rehash(h, h->big, h->bigcap, cap);
+		h->bigcap = cap;
+	}
+	size_t i = tab_free_slot(h, h->big, h->bigcap, addr);
+	h->big[i].addr = addr;
+	h->big[i].meta = size;
+	h->nbig++;
 }
 
 static uint64_t big_take(struct heap *h, uint64_t addr)
 {
-	for (size_t i = 0; i < h->nbig; i++) {
-		if (h->big[i].addr == addr) {
-			uint64_t s = h->big[i].size;
-			h->big[i] = h->big[--h->nbig];
-			return s;
-		}
-	}
-	return SIZE_BIG;
+	size_t i = tab_find(h, h->big, h->bigcap, addr);
+	if (i == SIZE_MAX)
+		return SIZE_BIG;
+	uint64_t s = h->big[i].meta;
+	tab_remove(h, h->big, h->bigcap, i);
+	h->nbig--;
+	return s;
 }
 
 static uint64_t big_size(const struct heap *h, uint64_t addr)
 {
-	for (size_t i = 0; i < h->nbig; i++)
-		if (h->big[i].addr == addr)
-			return h->big[i].size;
-	return SIZE_BIG;
+	size_t i = tab_find((struct heap *)h, h->big, h->bigcap, addr);
+	return i == SIZE_MAX ? SIZE_BIG : h->big[i].meta;
 }
 
 static uint64_t block_size(const struct heap *h, const struct heap_block *b)
@@ -247,15 +331,10 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	}
 	if ((h->count + 1) * 4 > h->cap * 3)
 		grow(h);
-	i = slot_of(h, ev->addr);
-	while (h->slots[i].addr != 0)
-		i = (i + 1) & (h->cap - 1);
+	i = tab_free_slot(h, h->slots, h->cap, ev->addr);
 	uint64_t size = ev->size;
 	if (size >= SIZE_BIG) {
-		h->big = xreallocarray(h->big, h->nbig + 1, sizeof(*h->big));
-		h->big[h->nbig].addr = ev->addr;
-		h->big[h->nbig].size = size;
-		h->nbig++;
+		big_put(h, ev->addr, size);
 		size = SIZE_BIG;
 	}
 	h->slots[i].addr = ev->addr;
@@ -317,7 +396,7 @@ void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg)
 size_t heap_memory(const struct heap *h)
 {
 	size_t n = h->cap * sizeof(*h->slots) + h->nstacks * sizeof(*h->stacks) +
-	           h->nbig * sizeof(*h->big);
+	           h->bigcap * sizeof(*h->big);
 	for (uint32_t i = 0; i < h->nstacks; i++)
 		n += h->stacks[i].nframes * sizeof(uint64_t);
 	return n;

@@ -18,10 +18,17 @@
  * is the exact count it always was.
  *
  * Blocks live in an open-addressing table of 16-byte slots (address; stack id
- * in the top 24 bits and size in the low 40 bits of a second word; the rare
- * block of 1 TiB or more keeps its exact size in a side list), so a live
- * block costs 16 / load-factor bytes. Limits on blocks and stacks are
- * enforced here and reported in limit_reached, never silently.
+ * in the top 24 bits and size in the low 40 bits of a second word), so a
+ * live block costs 16 / load-factor bytes. The rare block of 1 TiB or more
+ * keeps its exact size in a second table of the same kind, keyed by its
+ * address, so it costs what any block costs: every operation is O(1)
+ * expected whatever the sizes. Addresses are what an agent says, so a
+ * hostile one may choose them: the home slot of an address is a strong mix
+ * of the address and a key drawn at random for each heap (heap_init), which
+ * the agent never learns, so it cannot build long probe chains on purpose.
+ * `probes` counts the slots examined, for tests and benchmarks that check
+ * the work stays proportional to the events. Limits on blocks and stacks
+ * are enforced here and reported in limit_reached, never silently.
  *
  * Single-threaded: only the daemon's loop thread touches a heap.
  */
@@ -34,6 +41,8 @@
 #include "proto.h"
 
 #define HEAP_MAX_STACK_ID ((1u << 24) - 1)
+/* Sizes from this one up are kept in the second table. */
+#define HEAP_SIZE_BIG ((UINT64_C(1) << 40) - 1)
 
 enum heap_limit {
 	HEAP_LIMIT_NONE = 0,
@@ -57,17 +66,15 @@ struct heap_block {
 	uint64_t meta; /* stack << 40 | size (size saturates at HEAP_SIZE_BIG) */
 };
 
-struct heap_big {
-	uint64_t addr;
-	uint64_t size;
-};
-
 struct heap {
 	struct heap_block *slots;
-	size_t cap;   /* power of two */
-	size_t count; /* live blocks in the table: with sampling, the samples */
-	struct heap_big *big;
+	size_t cap;             /* power of two */
+	size_t count;           /* live blocks in the table: with sampling, the samples */
+	struct heap_block *big; /* blocks of HEAP_SIZE_BIG bytes or more: addr, size */
+	size_t bigcap;          /* power of two, 0 while there is none */
 	size_t nbig;
+	uint64_t key;              /* the hash key of both tables */
+	uint64_t probes;           /* slots examined by lookups, inserts and deletions */
 	struct heap_stack *stacks; /* indexed by the agent's stack id */
 	uint32_t nstacks;          /* ids 0 .. nstacks-1 allocated */
 	uint32_t ndefined;
@@ -83,8 +90,15 @@ struct heap {
 	int limit_reached; /* enum heap_limit bits */
 };
 
-/* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks). */
+/* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks).
+ * The hash key is random (getrandom). */
 void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks);
+/* heap_init with a given hash key: for tests that need two heaps to place
+ * an address alike. */
+void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint64_t key);
+/* The home slot of addr in a table of cap slots (a power of two) under h's
+ * key: for tests that build probe chains on purpose. */
+size_t heap_home(const struct heap *h, uint64_t addr, size_t cap);
 void heap_close(struct heap *h);
 /* dst becomes a copy of src, sharing nothing with it (a fork child's heap
  * as its parent's was at the fork). */

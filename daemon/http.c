@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -15,14 +16,23 @@
 
 #include <microhttpd.h>
 
+#include "limit.h"
 #include "log.h"
+#include "sockowner.h"
 #include "xalloc.h"
 
-#define CONN_LIMIT         64          /* HTTP connections in all */
-#define PER_IP_LIMIT       8           /* ... and from one address */
-#define IDLE_TIMEOUT_S     10          /* MHD closes a connection idle this long */
-#define HEADER_DEADLINE_MS 10000       /* a request's headers must be in by then */
-#define MEMORY_LIMIT       (16 * 1024) /* per connection: headers beyond get a 4xx */
+#define IDLE_TIMEOUT_S       10          /* MHD closes a connection idle this long */
+#define REQUEST_DEADLINE_MS  10000       /* a whole request must be in by then */
+#define RESPONSE_DEADLINE_MS 60000       /* and its answer taken by then */
+#define MEMORY_LIMIT         (16 * 1024) /* per connection: headers beyond get a 4xx */
+#define ACCEPT_BATCH         64
+
+/* Owners of HTTP connections (limit.h): a local uid, all of loopback when
+ * the uid cannot be known, a remote IPv4 address, a remote IPv6 /64. */
+#define ORIGIN_UID      (UINT64_C(1) << 63)
+#define ORIGIN_LOOPBACK (UINT64_C(1) << 62)
+#define ORIGIN_IPV4     (UINT64_C(1) << 61)
+#define ORIGIN_IPV6     (UINT64_C(1) << 60)
 
 enum rq_state {
 	RQ_NEW,       /* headers read, not answered */
@@ -41,14 +51,16 @@ struct http_request {
 	enum MHD_Result queued; /* MHD_queue_response's answer once RQ_DONE */
 };
 
-/* One HTTP connection, for the header deadline. */
+/* One HTTP connection, for its origin's count and the deadlines. */
 struct hconn {
 	struct hconn *next, **prevp;
-	struct MHD_Connection *conn;
+	struct MHD_Connection *conn; /* NULL until MHD has taken it */
 	int fd;
+	uint64_t origin; /* charged to h->limit */
 	uint64_t since;  /* uv_now when it opened or its last response ended */
-	bool in_request; /* headers complete, not answered yet */
-	bool cut;        /* shut down for missing the deadline */
+	uint64_t answer; /* uv_now when its request was complete */
+	bool answering;  /* the request is complete, its answer not yet taken */
+	bool cut;        /* shut down for missing a deadline */
 };
 
 struct http {
@@ -57,6 +69,12 @@ struct http {
 	http_handler_fn handler;
 	void *arg;
 	struct MHD_Daemon *mhd;
+	int listen_fd;      /* ours: MHD gets each accepted connection */
+	uv_poll_t listener; /* listen_fd */
+	struct limit limit; /* connections per origin and in all */
+	struct sockowner owner;
+	uint64_t cut_count;  /* connections cut for missing a deadline */
+	uint64_t cut_logged; /* uv_now of the last cut logged */
 	int port;
 	char host[INET6_ADDRSTRLEN + 2];
 	uv_poll_t poll;   /* MHD's epoll fd */
@@ -71,8 +89,14 @@ struct http {
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct http *s = h->data;
-	if (--s->refs == 0)
+	if (h == (uv_handle_t *)&s->listener && s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+	}
+	if (--s->refs == 0) {
+		limit_close(&s->limit);
 		free(s);
+	}
 }
 
 static void on_timer(uv_timer_t *t);
@@ -224,9 +248,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)upload_data;
 
 	if (rq == NULL) {
-		struct hconn *c = find_conn(h, conn);
-		if (c != NULL)
-			c->in_request = true;
 		rq = xcalloc(1, sizeof(*rq));
 		rq->h = h;
 		rq->conn = conn;
@@ -241,6 +262,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (*upload_size != 0) {
 			*upload_size = 0; /* a body means nothing here: skip it */
 			return MHD_YES;
+		}
+		struct hconn *c = find_conn(h, conn);
+		if (c != NULL) {
+			c->answering = true;
+			c->answer = uv_now(h->loop);
 		}
 		h->handler(rq, HTTP_REQUEST, h->arg);
 		return handled(rq);
@@ -268,7 +294,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 
 	if (c != NULL) {
-		c->in_request = false;
+		c->answering = false;
 		c->since = uv_now(h->loop);
 	}
 	if (rq == NULL)
@@ -282,6 +308,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+static void hconn_unlink(struct hconn *c)
+{
+	*c->prevp = c->next;
+	if (c->next != NULL)
+		c->next->prevp = c->prevp;
+}
+
+/* MHD took a connection we handed it (on_listen made its hconn), or is
+ * done with one. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -290,51 +325,170 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
 		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int fd = ci != NULL ? ci->connect_fd : -1;
+		for (struct hconn *c = h->conns; c != NULL; c = c->next) {
+			if (c->conn == NULL && c->fd == fd) {
+				c->conn = conn;
+				*socket_context = c;
+				return;
+			}
+		}
+		return;
+	}
+	struct hconn *c = *socket_context;
+	if (c == NULL)
+		return;
+	hconn_unlink(c);
+	limit_give(&h->limit, c->origin, 1);
+	free(c);
+	*socket_context = NULL;
+}
+
+/* Slowloris: MHD's timeout is for idleness, and a client that sends a byte
+ * every few seconds is never idle. A connection whose request (headers and
+ * body) is not complete REQUEST_DEADLINE_MS after it opened (or after its
+ * previous response), or whose answer is not taken RESPONSE_DEADLINE_MS
+ * after its request was complete, is shut down; MHD sees the end of the
+ * stream and closes it. shutdown(2), not close(2): the descriptor stays
+ * MHD's. */
+static void on_sweep(uv_timer_t *t)
+{
+	struct http *h = t->data;
+	uint64_t now = uv_now(h->loop);
+	size_t cut = 0;
+
+	for (struct hconn *c = h->conns; c != NULL; c = c->next) {
+		if (c->cut || c->fd < 0 || c->conn == NULL)
+			continue;
+		if (c->answering ? now - c->answer < RESPONSE_DEADLINE_MS
+		                 : now - c->since < REQUEST_DEADLINE_MS)
+			continue;
+		shutdown(c->fd, SHUT_RDWR);
+		c->cut = true;
+		cut++;
+	}
+	if (cut == 0)
+		return;
+	h->cut_count += cut;
+	if (h->cut_logged == 0 || now - h->cut_logged >= LIMIT_BURST_MS) {
+		h->cut_logged = now;
+		log_warn("%s: closed %zu HTTP connection(s) whose request was not in within %d s "
+		         "or whose answer was not read within %d s (%" PRIu64 " so far; logged "
+		         "once per burst)",
+		         h->name, cut, REQUEST_DEADLINE_MS / 1000, RESPONSE_DEADLINE_MS / 1000,
+		         h->cut_count);
+	}
+	pump(h);
+}
+
+/* Who a connection is charged to, and how the log names it. */
+static uint64_t origin_of(struct http *h, int fd, const struct sockaddr_storage *peer, char *label,
+                          size_t size)
+{
+	char addr[INET6_ADDRSTRLEN] = "?";
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	uid_t uid;
+
+	if (peer->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, addr,
+		          sizeof(addr));
+	else if (peer->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, addr,
+		          sizeof(addr));
+	if (sockowner_is_loopback((const struct sockaddr *)peer)) {
+		/* Any local user may connect from any loopback address: the
+		 * origin is the user. */
+		if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0 &&
+		    sockowner_uid(&h->owner, (const struct sockaddr *)&local,
+		                  (const struct sockaddr *)peer, &uid) == 0) {
+			snprintf(label, size, "uid %u (from %s)", (unsigned)uid, addr);
+			return ORIGIN_UID | uid;
+		}
+		snprintf(label, size, "loopback (%s; its user is unknown)", addr);
+		return ORIGIN_LOOPBACK;
+	}
+	if (peer->ss_family == AF_INET) {
+		snprintf(label, size, "%s", addr);
+		return ORIGIN_IPV4 | ntohl(((const struct sockaddr_in *)peer)->sin_addr.s_addr);
+	}
+	/* IPv6: one host usually holds a whole /64. */
+	uint64_t prefix;
+	memcpy(&prefix, &((const struct sockaddr_in6 *)peer)->sin6_addr, sizeof(prefix));
+	snprintf(label, size, "%s/64", addr);
+	return ORIGIN_IPV6 | (prefix & (ORIGIN_IPV6 - 1));
+}
+
+/* A connection past a limit: a 503 saying which, then the end. The socket
+ * is new, so the short answer fits its buffer; what the client already sent
+ * is read first, so closing does not reset the connection before the client
+ * reads the answer. */
+static void refuse(int fd, int rc, const char *label, const struct limit *l)
+{
+	char body[256], msg[512], junk[4096];
+	int n = snprintf(
+	    body, sizeof(body), "memtraced: too many HTTP connections %s%s (%zu, %s)\n",
+	    rc == -EDQUOT ? "from " : "in all", rc == -EDQUOT ? label : "",
+	    rc == -EDQUOT ? l->per_owner : l->max, rc == -EDQUOT ? l->per_option : l->option);
+	int m = snprintf(msg, sizeof(msg),
+	                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+	                 "charset=utf-8\r\nRetry-After: 10\r\nConnection: close\r\n"
+	                 "Content-Length: %d\r\n\r\n%s",
+	                 n, body);
+	if (m > 0)
+		(void)send(fd, msg, (size_t)m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(fd, SHUT_WR);
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
+	close(fd);
+}
+
+static void on_listen(uv_poll_t *p, int status, int events)
+{
+	struct http *h = p->data;
+	(void)events;
+
+	if (status < 0)
+		return;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		char label[128];
+		int fd = accept4(h->listen_fd, (struct sockaddr *)&peer, &len,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_debug("%s: accept: %s", h->name, strerror(errno));
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break;
+		}
+		uint64_t origin = origin_of(h, fd, &peer, label, sizeof(label));
+		int rc = limit_take(&h->limit, origin, 1, uv_now(h->loop), label);
+		if (rc < 0) {
+			refuse(fd, rc, label, &h->limit);
+			continue;
+		}
 		struct hconn *c = xcalloc(1, sizeof(*c));
-		c->conn = conn;
-		c->fd = ci != NULL ? ci->connect_fd : -1;
+		c->fd = fd;
+		c->origin = origin;
 		c->since = uv_now(h->loop);
 		c->next = h->conns;
 		if (c->next != NULL)
 			c->next->prevp = &c->next;
 		c->prevp = &h->conns;
 		h->conns = c;
-		*socket_context = c;
-		return;
+		if (MHD_add_connection(h->mhd, fd, (const struct sockaddr *)&peer, len) !=
+		        MHD_YES &&
+		    c->conn == NULL) {
+			/* MHD closed fd; it never became a connection. */
+			hconn_unlink(c);
+			limit_give(&h->limit, origin, 1);
+			free(c);
+		}
 	}
-	struct hconn *c = *socket_context;
-	if (c == NULL)
-		return;
-	*c->prevp = c->next;
-	if (c->next != NULL)
-		c->next->prevp = c->prevp;
-	free(c);
-	*socket_context = NULL;
-}
-
-/* Slowloris: MHD's timeout is for idleness, and a client that sends a byte
- * every few seconds is never idle. A connection whose request headers are
- * not complete HEADER_DEADLINE_MS after it opened (or after its previous
- * response) is shut down; MHD sees the end of the stream and closes it.
- * shutdown(2), not close(2): the descriptor stays MHD's. */
-static void on_sweep(uv_timer_t *t)
-{
-	struct http *h = t->data;
-	uint64_t now = uv_now(h->loop);
-	bool cut = false;
-
-	for (struct hconn *c = h->conns; c != NULL; c = c->next) {
-		if (c->in_request || c->cut || c->fd < 0 || now - c->since < HEADER_DEADLINE_MS)
-			continue;
-		log_debug(
-		    "%s: closing an HTTP connection whose request did not arrive within %d ms",
-		    h->name, HEADER_DEADLINE_MS);
-		shutdown(c->fd, SHUT_RDWR);
-		c->cut = true;
-		cut = true;
-	}
-	if (cut)
-		pump(h);
+	pump(h);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -433,7 +587,7 @@ static void format_host(const struct sockaddr_storage *ss, char *out, size_t siz
 }
 
 int http_new(uv_loop_t *loop, const char *where, const char *name, http_handler_fn fn, void *arg,
-             struct http **out)
+             size_t max_conns, size_t per_origin, struct http **out)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -451,18 +605,24 @@ int http_new(uv_loop_t *loop, const char *where, const char *name, http_handler_
 	h->handler = fn;
 	h->arg = arg;
 	h->port = port;
+	h->listen_fd = fd;
 	format_host(&ss, h->host, sizeof(h->host));
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	limit_init(&h->limit, "http_connections", "HTTP connections", "--metrics-max-connections",
+	           "--metrics-max-connections-per-origin", max_conns, per_origin);
+	if (sockowner_open(&h->owner) < 0)
+		log_warn("%s: cannot ask the kernel who connects from loopback (netlink: %s): "
+		         "all of loopback counts as one origin",
+		         name, strerror(errno));
+	unsigned flags =
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	/* MHD takes fd (MHD_OPTION_LISTEN_SOCKET) and closes it when stopped.
-	 * One option and its value per line: */
+	/* We accept (on_listen) and hand MHD each connection we admit; its
+	 * own limits stay as a backstop. One option and its value per line: */
 	/* clang-format off */
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
 	                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, /* first: it logs the rest */
-	                          MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-	                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
+	                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_conns ? max_conns + 1 : 0),
 	                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
 	                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
 	                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
@@ -471,27 +631,42 @@ int http_new(uv_loop_t *loop, const char *where, const char *name, http_handler_
 	/* clang-format on */
 	if (h->mhd == NULL) {
 		rc = errno != 0 ? -errno : -EINVAL;
-		close(fd);
-		free(h);
-		return rc;
+		goto err_fd;
 	}
+	if ((rc = uv_poll_init(loop, &h->listener, fd)) < 0)
+		goto err_mhd;
+	h->listener.data = h;
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	if (info == NULL || (rc = uv_poll_init(loop, &h->poll, info->epoll_fd)) < 0) {
+		rc = info == NULL ? -ENOTSUP : rc;
 		MHD_stop_daemon(h->mhd);
-		free(h);
-		return info == NULL ? -ENOTSUP : rc;
+		sockowner_close(&h->owner);
+		/* The listener's close callback closes fd and frees h. */
+		h->refs = 1;
+		uv_close((uv_handle_t *)&h->listener, on_handle_closed);
+		return rc;
 	}
-	h->refs = 3; /* the handles */
+	h->refs = 4; /* the handles */
 	h->poll.data = h;
 	uv_timer_init(loop, &h->timer);
 	h->timer.data = h;
 	uv_timer_init(loop, &h->sweep);
 	h->sweep.data = h;
 	uv_poll_start(&h->poll, UV_READABLE, on_poll);
+	uv_poll_start(&h->listener, UV_READABLE, on_listen);
 	uv_timer_start(&h->sweep, on_sweep, 1000, 1000);
 	pump(h);
 	*out = h;
 	return 0;
+
+err_mhd:
+	MHD_stop_daemon(h->mhd);
+err_fd:
+	close(fd);
+	sockowner_close(&h->owner);
+	limit_close(&h->limit);
+	free(h);
+	return rc;
 }
 
 int http_port(const struct http *h)
@@ -502,6 +677,16 @@ int http_port(const struct http *h)
 const char *http_host(const struct http *h)
 {
 	return h->host;
+}
+
+const struct limit *http_limit(const struct http *h)
+{
+	return &h->limit;
+}
+
+uint64_t http_cut(const struct http *h)
+{
+	return h->cut_count;
 }
 
 void http_free(struct http *h)
@@ -515,6 +700,8 @@ void http_free(struct http *h)
 	MHD_run(h->mhd);
 	/* libuv must forget the epoll fd before MHD closes it. */
 	uv_close((uv_handle_t *)&h->poll, on_handle_closed);
+	uv_close((uv_handle_t *)&h->listener, on_handle_closed); /* closes listen_fd */
+	sockowner_close(&h->owner);
 	uv_close((uv_handle_t *)&h->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&h->sweep, on_handle_closed);
 	MHD_stop_daemon(h->mhd);

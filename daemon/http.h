@@ -7,11 +7,20 @@
  * handled on the loop thread and no HTTP thread exists. MHD parses HTTP;
  * what a request means is the owner's, told through one handler callback.
  *
- * Hostile clients are bounded by MHD's limits (connections in all and per
- * IP, memory per connection, so oversized headers get a 4xx, an idle
- * timeout) plus one of ours: a request whose headers are not complete 10 s
- * after its connection opened or its previous response ended is cut off
- * (slowloris). None of it can stall the loop: MHD never blocks.
+ * The listening socket is ours: each connection is accepted here, charged
+ * to its origin and handed to MHD (MHD_add_connection). An origin is a
+ * local uid for connections from loopback (any local user may connect from
+ * any of 127.0.0.0/8, so the address says nothing; the kernel tells the
+ * uid, sockowner.h), else the remote IPv4 address or IPv6 /64. Past the
+ * per-origin or total bound (struct limit) a connection gets a 503 naming
+ * the bound and is closed, so one origin at its bound leaves every other
+ * origin's scrapes working. Hostile clients are further bounded by MHD's
+ * memory per connection (oversized headers get a 4xx) and idle timeout,
+ * plus two deadlines of ours: a request (headers and body) not complete
+ * 10 s after its connection opened or its previous response ended, or an
+ * answer not read 60 s after the request was complete, is cut off
+ * (slowloris, slow readers). None of it can stall the loop: MHD never
+ * blocks.
  *
  * A handler that cannot answer at once (it waits for work on the thread
  * pool) suspends the request; http_resume_all hands every suspended request
@@ -22,6 +31,7 @@
 #define MEMTRACE_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -48,10 +58,11 @@ typedef void (*http_handler_fn)(struct http_request *rq, enum http_event ev, voi
 /* Listens on `where`, "ADDR:PORT" with a numeric IPv4 address or a
  * bracketed IPv6 one ("[::1]:9481"); port 0 picks a free port. `name`
  * prefixes the server's log lines and must outlive it; arg is passed to fn.
+ * max_conns and per_origin bound the connections (0 = no bound).
  * 0 with the server in *out, -EINVAL for a malformed address, or -errno
  * from socket/bind/listen or MHD. */
 int http_new(uv_loop_t *loop, const char *where, const char *name, http_handler_fn fn, void *arg,
-             struct http **out);
+             size_t max_conns, size_t per_origin, struct http **out);
 /* Answers the requests still suspended (they are resumed and handed to the
  * handler once more, which should refuse them), then closes the listener
  * and every connection. The handler is not called after it returns; the
@@ -61,6 +72,11 @@ void http_free(struct http *h);
 int http_port(const struct http *h);
 /* The address listened on, as a URL writes it: "127.0.0.1", "[::1]". */
 const char *http_host(const struct http *h);
+/* The connections' limit, for status and metrics. */
+struct limit;
+const struct limit *http_limit(const struct http *h);
+/* Connections cut for missing a deadline so far. */
+uint64_t http_cut(const struct http *h);
 /* Resumes every suspended request and lets the server run them. */
 void http_resume_all(struct http *h);
 

@@ -51,6 +51,14 @@ static void usage(FILE *f)
 	        "  --max-exited N       exited processes kept in memory (default 256)\n"
 	        "  --max-blocks N       live blocks tracked per process (default 67108864)\n"
 	        "  --max-stacks N       distinct stacks per process (default 1048576)\n"
+	        "  --max-modules N      mapped objects kept per process (default 8192)\n"
+	        "  --max-control-connections N  control connections in all (default 256)\n"
+	        "  --max-control-connections-per-uid N  ... of one uid (default 16)\n"
+	        "  --control-timeout S  close a control client that reads none of its answers,\n"
+	        "                       or sends half a request, for S seconds (default 30)\n"
+	        "  --max-queued-snapshots N  snapshots waiting to be written (default 256)\n"
+	        "  --max-queued-snapshots-per-uid N  ... of one uid's processes (default 64)\n"
+	        "  --max-queued-snapshot-bytes N  their memory (default 1 GiB; a uid a quarter)\n"
 	        "  --snapshot-interval S  snapshot every live process every S seconds\n"
 	        "                       (default 60, 0 = only on demand and at exit)\n"
 	        "  --retain-snapshots N keep at most N snapshots per process (default 100,\n"
@@ -63,6 +71,9 @@ static void usage(FILE *f)
 	        "                       [ADDR]:PORT for IPv6; off = no metrics)\n"
 	        "  --metrics-top-sites N  allocation sites per process in the metrics\n"
 	        "                       (default 10, at most 1000, 0 = only \"other\")\n"
+	        "  --metrics-max-connections N  HTTP connections in all (default 64)\n"
+	        "  --metrics-max-connections-per-origin N  ... from one origin: a local uid,\n"
+	        "                       or a remote address (default 8)\n"
 	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
 	        "  --verbose            log debug messages\n"
 	        "  --help, --version\n");
@@ -104,6 +115,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_EXITED,
 		O_BLOCKS,
 		O_STACKS,
+		O_MODULES,
 		O_DEBUGINFOD,
 		O_VERBOSE,
 		O_HELP,
@@ -112,7 +124,15 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_RETAIN_N,
 		O_RETAIN_DAYS,
 		O_METRICS_LISTEN,
-		O_METRICS_TOP
+		O_METRICS_TOP,
+		O_CTL_CONNS,
+		O_CTL_CONNS_UID,
+		O_SNAPQ,
+		O_SNAPQ_UID,
+		O_SNAPQ_BYTES,
+		O_HTTP_CONNS,
+		O_HTTP_CONNS_ORIGIN,
+		O_CTL_TIMEOUT
 	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
@@ -121,12 +141,21 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"max-exited", required_argument, NULL, O_EXITED},
 	    {"max-blocks", required_argument, NULL, O_BLOCKS},
 	    {"max-stacks", required_argument, NULL, O_STACKS},
+	    {"max-modules", required_argument, NULL, O_MODULES},
 	    {"debuginfod", no_argument, NULL, O_DEBUGINFOD},
 	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
 	    {"retain-snapshots", required_argument, NULL, O_RETAIN_N},
 	    {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
 	    {"metrics-listen", required_argument, NULL, O_METRICS_LISTEN},
 	    {"metrics-top-sites", required_argument, NULL, O_METRICS_TOP},
+	    {"max-control-connections", required_argument, NULL, O_CTL_CONNS},
+	    {"max-control-connections-per-uid", required_argument, NULL, O_CTL_CONNS_UID},
+	    {"control-timeout", required_argument, NULL, O_CTL_TIMEOUT},
+	    {"max-queued-snapshots", required_argument, NULL, O_SNAPQ},
+	    {"max-queued-snapshots-per-uid", required_argument, NULL, O_SNAPQ_UID},
+	    {"max-queued-snapshot-bytes", required_argument, NULL, O_SNAPQ_BYTES},
+	    {"metrics-max-connections", required_argument, NULL, O_HTTP_CONNS},
+	    {"metrics-max-connections-per-origin", required_argument, NULL, O_HTTP_CONNS_ORIGIN},
 	    {"verbose", no_argument, NULL, O_VERBOSE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
@@ -139,11 +168,20 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.max_exited = 256;
 	d->cfg.max_blocks = (size_t)64 << 20;
 	d->cfg.max_stacks = (size_t)1 << 20;
+	d->cfg.max_modules = MODMAP_DEFAULT_MAX;
 	d->cfg.snapshot_interval = 60;
 	d->cfg.retain_snapshots = 100;
 	d->cfg.retain_days = 30;
 	d->cfg.metrics_listen = xstrdup(METRICS_DEFAULT_LISTEN);
 	d->cfg.metrics_top_sites = METRICS_DEFAULT_TOP_SITES;
+	d->cfg.max_control_conns = CONTROL_DEFAULT_MAX_CONNS;
+	d->cfg.max_control_conns_per_uid = CONTROL_DEFAULT_MAX_CONNS_PER_UID;
+	d->cfg.control_timeout_ms = CONTROL_DEFAULT_STALL_MS;
+	d->cfg.max_queued_snapshots = 256;
+	d->cfg.max_queued_snapshots_per_uid = 64;
+	d->cfg.max_queued_snapshot_bytes = (size_t)1 << 30;
+	d->cfg.metrics_max_conns = METRICS_DEFAULT_MAX_CONNS;
+	d->cfg.metrics_max_conns_per_origin = METRICS_DEFAULT_MAX_CONNS_PER_ORIGIN;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case O_RUNTIME:
@@ -174,6 +212,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				        HEAP_MAX_STACK_ID);
 				return -EINVAL;
 			}
+			break;
+		case O_MODULES:
+			if (parse_size("--max-modules", optarg, &d->cfg.max_modules) < 0)
+				return -EINVAL;
 			break;
 		case O_INTERVAL:
 			if (parse_seconds("--snapshot-interval", optarg,
@@ -209,6 +251,52 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			d->cfg.metrics_top_sites = n;
 			break;
 		}
+		case O_CTL_CONNS:
+			if (parse_size("--max-control-connections", optarg,
+			               &d->cfg.max_control_conns) < 0)
+				return -EINVAL;
+			break;
+		case O_CTL_CONNS_UID:
+			if (parse_size("--max-control-connections-per-uid", optarg,
+			               &d->cfg.max_control_conns_per_uid) < 0)
+				return -EINVAL;
+			break;
+		case O_CTL_TIMEOUT: {
+			double sec = 0;
+			if (parse_seconds("--control-timeout", optarg, &sec) < 0)
+				return -EINVAL;
+			if (sec < 0.001) {
+				fprintf(stderr, "memtraced: --control-timeout must be positive\n");
+				return -EINVAL;
+			}
+			d->cfg.control_timeout_ms = (uint64_t)(sec * 1000);
+			break;
+		}
+		case O_SNAPQ:
+			if (parse_size("--max-queued-snapshots", optarg,
+			               &d->cfg.max_queued_snapshots) < 0)
+				return -EINVAL;
+			break;
+		case O_SNAPQ_UID:
+			if (parse_size("--max-queued-snapshots-per-uid", optarg,
+			               &d->cfg.max_queued_snapshots_per_uid) < 0)
+				return -EINVAL;
+			break;
+		case O_SNAPQ_BYTES:
+			if (parse_size("--max-queued-snapshot-bytes", optarg,
+			               &d->cfg.max_queued_snapshot_bytes) < 0)
+				return -EINVAL;
+			break;
+		case O_HTTP_CONNS:
+			if (parse_size("--metrics-max-connections", optarg,
+			               &d->cfg.metrics_max_conns) < 0)
+				return -EINVAL;
+			break;
+		case O_HTTP_CONNS_ORIGIN:
+			if (parse_size("--metrics-max-connections-per-origin", optarg,
+			               &d->cfg.metrics_max_conns_per_origin) < 0)
+				return -EINVAL;
+			break;
 		case O_DEBUGINFOD:
 			d->cfg.debuginfod = true;
 			break;
@@ -231,6 +319,13 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		usage(stderr);
 		return -EINVAL;
 	}
+	/* A per-uid share larger than the whole would let one uid take all. */
+	if (d->cfg.max_control_conns_per_uid > d->cfg.max_control_conns)
+		d->cfg.max_control_conns_per_uid = d->cfg.max_control_conns;
+	if (d->cfg.max_queued_snapshots_per_uid > d->cfg.max_queued_snapshots)
+		d->cfg.max_queued_snapshots_per_uid = d->cfg.max_queued_snapshots;
+	if (d->cfg.metrics_max_conns_per_origin > d->cfg.metrics_max_conns)
+		d->cfg.metrics_max_conns_per_origin = d->cfg.metrics_max_conns;
 	if (d->cfg.runtime_dir == NULL) {
 		if (paths_runtime_dir(dir, sizeof(dir)) < 0)
 			return -ENAMETOOLONG;
@@ -270,6 +365,24 @@ static int claim_socket(const char *path)
 	return unlink(path) < 0 ? -errno : 0;
 }
 
+/* The limits users share (README "Limits"). */
+static void limits_init(struct daemon *d)
+{
+	limit_init(&d->control_conns, "control_connections", "control connections",
+	           "--max-control-connections", "--max-control-connections-per-uid",
+	           d->cfg.max_control_conns, d->cfg.max_control_conns_per_uid);
+	limit_init(&d->snap_queue, "queued_snapshots", "snapshots waiting to be written",
+	           "--max-queued-snapshots", "--max-queued-snapshots-per-uid",
+	           d->cfg.max_queued_snapshots, d->cfg.max_queued_snapshots_per_uid);
+	size_t bytes = d->cfg.max_queued_snapshot_bytes;
+	limit_init(&d->snap_bytes, "queued_snapshot_bytes",
+	           "bytes of snapshots waiting to be written", "--max-queued-snapshot-bytes",
+	           "a quarter of --max-queued-snapshot-bytes", bytes, bytes / 4 ? bytes / 4 : 1);
+	/* A snapshot larger than a uid's share is still taken when nothing
+	 * else waits. */
+	d->snap_bytes.first_fits = true;
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -292,6 +405,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	control_stop(d);
 	metrics_stop(d);
 	scheduler_stop(d->sched);
+	loopwatch_stop(&d->loopwatch);
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
@@ -343,6 +457,9 @@ int main(int argc, char **argv)
 	}
 	d.loop = uv_default_loop();
 	d.started_ms = uv_now(d.loop);
+	if ((rc = loopwatch_start(&d.loopwatch, d.loop)) < 0)
+		log_warn("cannot measure the loop's stalls: %s", uv_strerror(rc));
+	limits_init(&d);
 	d.syms = symbols_new(d.cfg.debuginfod);
 	d.jobs = jobs_new();
 	if (scheduler_new(&d, &d.sched) < 0)
@@ -403,6 +520,9 @@ out_loop:
 	}
 	symbols_free(d.syms);
 	rundir_free(rd);
+	limit_close(&d.control_conns);
+	limit_close(&d.snap_queue);
+	limit_close(&d.snap_bytes);
 out:
 	free(d.agent_path);
 	free(d.control_path);

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "capture.h"
+#include "control.h"
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
@@ -646,6 +647,73 @@ static void per_process(struct sbuf *b, enum format f, const struct result *r, c
 	}
 }
 
+/* The limits users share, what they hold and what they refused, and how
+ * long the loop was busy at most (README "Limits"). */
+static void render_limits(struct sbuf *b, enum format f, const struct metrics *m)
+{
+	const struct daemon *d = m->d;
+	const struct limit *ls[] = {&d->control_conns, &d->snap_queue, &d->snap_bytes,
+	                            m->http != NULL ? http_limit(m->http) : NULL};
+	const char *per[] = {"uid", "uid", "uid", "origin"};
+	const size_t nl = sizeof(ls) / sizeof(ls[0]);
+
+	family(b, f, "memtrace_limit_used", M_GAUGE, NULL,
+	       "What a shared limit holds now (connections, snapshots, or bytes for "
+	       "queued_snapshot_bytes).");
+	for (size_t i = 0; i < nl; i++)
+		if (ls[i] != NULL)
+			sb_printf(b, "memtrace_limit_used{limit=\"%s\"} %zu\n", ls[i]->name,
+			          ls[i]->used);
+	family(b, f, "memtrace_limit_max", M_GAUGE, NULL,
+	       "The bound of a shared limit, in all (scope total) and per uid or origin (0: "
+	       "none).");
+	for (size_t i = 0; i < nl; i++) {
+		if (ls[i] == NULL)
+			continue;
+		sb_printf(b, "memtrace_limit_max{limit=\"%s\",scope=\"total\"} %zu\n", ls[i]->name,
+		          ls[i]->max);
+		sb_printf(b, "memtrace_limit_max{limit=\"%s\",scope=\"per_%s\"} %zu\n", ls[i]->name,
+		          per[i], ls[i]->per_owner);
+	}
+	family(b, f, "memtrace_limit_refused", M_COUNTER, NULL,
+	       "Requests a shared limit refused: connections closed with an error, snapshots "
+	       "not taken.");
+	for (size_t i = 0; i < nl; i++)
+		if (ls[i] != NULL)
+			sb_printf(b, "memtrace_limit_refused_total{limit=\"%s\"} %" PRIu64 "\n",
+			          ls[i]->name, ls[i]->refused);
+	family(b, f, "memtrace_modules_dropped", M_COUNTER, NULL,
+	       "Modules not kept because a process passed --max-modules.");
+	sb_printf(b, "memtrace_modules_dropped_total %" PRIu64 "\n", d->modules_dropped);
+	family(b, f, "memtrace_control_unread_bytes", M_GAUGE, "bytes",
+	       "Answer bytes control clients have not read yet.");
+	sb_printf(b, "memtrace_control_unread_bytes %zu\n", d->control_unread);
+	family(b, f, "memtrace_control_unread_max_bytes", M_GAUGE, "bytes",
+	       "Unread answer bytes past which a control client's requests wait.");
+	sb_printf(b, "memtrace_control_unread_max_bytes %zu\n", (size_t)CONTROL_MAX_UNREAD);
+	family(b, f, "memtrace_control_paused", M_COUNTER, NULL,
+	       "Times a control client left so much unread that its requests had to wait.");
+	sb_printf(b, "memtrace_control_paused_total %" PRIu64 "\n", d->control_paused);
+	family(b, f, "memtrace_control_stalled", M_COUNTER, NULL,
+	       "Control connections closed for reading nothing, or sending half a request, "
+	       "for --control-timeout seconds.");
+	sb_printf(b, "memtrace_control_stalled_total %" PRIu64 "\n", d->control_stalled);
+	if (m->http != NULL) {
+		family(b, f, "memtrace_http_deadline_cut", M_COUNTER, NULL,
+		       "HTTP connections cut because a request was not in within 10 s or its "
+		       "answer not read within 60 s.");
+		sb_printf(b, "memtrace_http_deadline_cut_total %" PRIu64 "\n", http_cut(m->http));
+	}
+	family(b, f, "memtrace_loop_stall_max_seconds", M_GAUGE, "seconds",
+	       "The longest time the daemon's loop ran callbacks without waiting, since it "
+	       "started: how long any client may have waited for it.");
+	sb_printf(b, "memtrace_loop_stall_max_seconds %.9f\n",
+	          loopwatch_max_seconds(&d->loopwatch));
+	family(b, f, "memtrace_loop_slow_iterations", M_COUNTER, NULL,
+	       "Loop iterations that ran callbacks for more than 50 ms.");
+	sb_printf(b, "memtrace_loop_slow_iterations_total %" PRIu64 "\n", d->loopwatch.slow);
+}
+
 static char *render(struct metrics *m, const struct result *r, enum format f, size_t *len)
 {
 	struct daemon *d = m->d;
@@ -709,6 +777,8 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 	family(&b, f, "memtrace_sessions_rejected", M_COUNTER, NULL,
 	       "Agent connections refused because --max-sessions processes were traced.");
 	sb_printf(&b, "memtrace_sessions_rejected_total %" PRIu64 "\n", d->sessions_rejected);
+
+	render_limits(&b, f, m);
 
 	family(&b, f, "memtrace_snapshot_write_seconds", M_HISTOGRAM, "seconds",
 	       "Time to write one snapshot to the SQLite store.");
@@ -816,7 +886,8 @@ int metrics_start(struct daemon *d, const char *where)
 	m = xcalloc(1, sizeof(*m));
 	m->d = d;
 	m->top = d->cfg.metrics_top_sites;
-	if ((rc = http_new(d->loop, where, "metrics", on_request, m, &m->http)) < 0) {
+	if ((rc = http_new(d->loop, where, "metrics", on_request, m, d->cfg.metrics_max_conns,
+	                   d->cfg.metrics_max_conns_per_origin, &m->http)) < 0) {
 		free(m);
 		return rc;
 	}
@@ -824,6 +895,7 @@ int metrics_start(struct daemon *d, const char *where)
 	uv_timer_init(d->loop, &m->deadline);
 	m->deadline.data = m;
 	d->metrics = m;
+	d->http_conns = http_limit(m->http);
 	log_info("metrics on http://%s:%d/metrics", http_host(m->http), http_port(m->http));
 	return 0;
 }
@@ -840,6 +912,7 @@ void metrics_stop(struct daemon *d)
 	if (m == NULL)
 		return;
 	d->metrics = NULL;
+	d->http_conns = NULL;
 	m->stopping = true;
 	if (m->round != NULL) {
 		m->round->abandoned = true; /* freed when its job is done */

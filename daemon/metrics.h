@@ -38,6 +38,9 @@
 #define METRICS_DEFAULT_LISTEN    "127.0.0.1:9481"
 #define METRICS_DEFAULT_TOP_SITES 10
 #define METRICS_MAX_TOP_SITES     1000
+/* HTTP connections in all, and from one origin (http.h). */
+#define METRICS_DEFAULT_MAX_CONNS            64
+#define METRICS_DEFAULT_MAX_CONNS_PER_ORIGIN 8
 
 /* Serves on `where`, an address as http_new takes it ("ADDR:PORT",
  * "[ADDR]:PORT"; port 0 picks a free port), and logs the URL. "off" does

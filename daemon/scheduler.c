@@ -11,6 +11,7 @@
 
 #include "capture.h"
 #include "jobs.h"
+#include "limit.h"
 #include "log.h"
 #include "store.h"
 #include "xalloc.h"
@@ -23,27 +24,47 @@ struct scheduler {
 	uv_timer_t timer; /* --snapshot-interval */
 };
 
+/* What a queued snapshot keeps besides its capture: not the session, which
+ * may be evicted (and freed) long before a busy store gets to it. */
 struct take_arg {
-	struct session *s;
+	uint64_t session_id;
+	pid_t pid;
+	uid_t uid;
+	size_t bytes; /* charged to d->snap_bytes */
+	bool counted; /* charged to d->snap_queue and d->snap_bytes */
 };
+
+static struct session *session_by_id(struct daemon *d, uint64_t id)
+{
+	for (struct session *s = d->sessions; s != NULL; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
 
 static void take_done(struct job *job)
 {
 	struct take_arg *a = job->arg;
-	struct session *s = a->s;
+	struct daemon *d = job->d;
+	struct session *s = session_by_id(d, a->session_id);
 
-	s->snap_pending--;
+	if (a->counted) {
+		limit_give(&d->snap_queue, a->uid, 1);
+		limit_give(&d->snap_bytes, a->uid, a->bytes);
+	}
+	if (s != NULL)
+		s->snap_pending--;
 	if (job->rc < 0)
-		log_warn("pid %d: %s snapshot not stored: %s", (int)s->pid,
+		log_warn("pid %d: %s snapshot not stored: %s", (int)a->pid,
 		         job->snap != NULL ? job->snap->reason : "a", job->err);
 	else {
-		s->last_snapshot = job->snap->id;
-		log_debug("pid %d: %s snapshot %" PRId64 " stored", (int)s->pid, job->snap->reason,
+		if (s != NULL)
+			s->last_snapshot = job->snap->id;
+		log_debug("pid %d: %s snapshot %" PRId64 " stored", (int)a->pid, job->snap->reason,
 		          job->snap->id);
 		if (job->err[0] != '\0')
 			log_warn("%s", job->err);
 	}
-	session_unref(s);
 	free(a);
 }
 
@@ -51,13 +72,32 @@ void scheduler_take(struct scheduler *sc, struct session *s, const char *reason)
 {
 	if (sc == NULL || !s->hello)
 		return;
-	struct job *job = job_new(sc->d);
+	struct daemon *d = sc->d;
+	/* The last snapshots at a stop are all taken: nobody can add more. */
+	bool bounded = strcmp(reason, "shutdown") != 0;
+	uint64_t now = uv_now(d->loop);
+	char who[96];
+	snprintf(who, sizeof(who), "uid %u (the %s snapshot of pid %d)", (unsigned)s->uid, reason,
+	         (int)s->pid);
+	if (bounded && limit_take(&d->snap_queue, s->uid, 1, now, who) < 0)
+		return;
+	struct capture *cap = capture_take(s, reason, SNAPSHOT_LARGEST);
+	size_t bytes = capture_memory(cap);
+	if (bounded && limit_take(&d->snap_bytes, s->uid, bytes, now, who) < 0) {
+		limit_give(&d->snap_queue, s->uid, 1);
+		capture_free(cap);
+		return;
+	}
+	struct job *job = job_new(d);
 	struct take_arg *a = xcalloc(1, sizeof(*a));
-	a->s = s;
-	session_ref(s);
+	a->session_id = s->id;
+	a->pid = s->pid;
+	a->uid = s->uid;
+	a->bytes = bytes;
+	a->counted = bounded;
 	s->snap_pending++;
 	job->source = JOB_SRC_CAPTURE;
-	job->capture = capture_take(s, reason, SNAPSHOT_LARGEST);
+	job->capture = cap;
 	job->store_it = true;
 	job->arg = a;
 	job->done = take_done;

@@ -11,7 +11,10 @@
  * thread (capture_take) and symbolized and written by a job on the libuv
  * thread pool, one transaction per snapshot, so ingest never waits for
  * SQLite; retention (--retain-snapshots, --retain-days) runs after each
- * write, in the same job.
+ * write, in the same job. A queued snapshot holds its capture, not its
+ * session, and is charged to its uid in d->snap_queue and d->snap_bytes:
+ * past either bound (per uid or in all) the snapshot is not taken, which
+ * the limit counts and logs. Shutdown snapshots are never refused.
  *
  * Loop thread only. The scheduler never answers clients (snapshots on
  * demand are the control server's jobs) and never renders metrics.

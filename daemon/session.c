@@ -35,6 +35,7 @@ struct session *session_new(struct daemon *d)
 	s->id = ++d->next_session_id;
 	s->state = SESSION_LIVE;
 	heap_init(&s->heap, d->cfg.max_blocks, d->cfg.max_stacks);
+	modmap_init(&s->modules, d->cfg.max_modules, 0);
 	s->drain.fd = -1;
 	s->passed_fd = -1;
 	s->fd = -1;
@@ -57,9 +58,7 @@ void session_unref(struct session *s)
 	forks_free(s);
 	if (s->passed_fd >= 0)
 		close(s->passed_fd);
-	for (size_t i = 0; i < s->nmodules; i++)
-		free(s->modules[i].path);
-	free(s->modules);
+	modmap_close(&s->modules);
 	free(s->rbuf);
 	free(s->exe);
 	free(s->cmdline);
@@ -151,14 +150,9 @@ static void forks_free(struct session *s)
 /* Copies the parent's module map: the inherited stacks' addresses are in it. */
 static void copy_modules(struct session *s, const struct session *parent)
 {
-	if (s->nmodules > 0 || parent->nmodules == 0)
+	if (s->modules.n > 0 || parent->modules.n == 0)
 		return;
-	s->modules = xcalloc(parent->nmodules, sizeof(*s->modules));
-	for (size_t i = 0; i < parent->nmodules; i++) {
-		s->modules[i] = parent->modules[i];
-		s->modules[i].path = xstrdup(parent->modules[i].path);
-	}
-	s->nmodules = parent->nmodules;
+	modmap_copy(&s->modules, &parent->modules);
 }
 
 /*
@@ -288,36 +282,18 @@ static int on_module(struct session *s, const uint8_t *p, size_t n)
 	if (m.lo == m.hi)
 		return 0;
 	/* A real process maps a few thousand objects at most; more is an
-	 * agent gone wrong, and each costs the daemon memory. */
-	if (s->nmodules >= SESSION_MAX_MODULES)
-		return fail(s, "more than %d modules", SESSION_MAX_MODULES);
-	/* Drop what the new object overlaps (it was unloaded), then insert
-	 * in address order. An identical entry is kept as is. */
-	size_t w = 0, at = 0;
-	for (size_t i = 0; i < s->nmodules; i++) {
-		struct session_module *e = &s->modules[i];
-		if (e->lo == m.lo && e->hi == m.hi && e->bias == m.bias &&
-		    strlen(e->path) == m.path_len && memcmp(e->path, m.path, m.path_len) == 0)
-			return 0;
-		if (e->lo < m.hi && m.lo < e->hi) {
-			free(e->path);
-			continue;
+	 * agent gone wrong, and each costs the daemon memory (modmap.h). */
+	if (modmap_add(&s->modules, m.bias, m.lo, m.hi, m.path, m.path_len, m.build_id,
+	               m.build_id_len) == -ENOSPC) {
+		s->d->modules_dropped++;
+		if (!s->modules.warned) {
+			s->modules.warned = true;
+			log_warn("pid %d: more than %zu modules or %zu bytes of their paths "
+			         "(--max-modules): the objects past it are not kept, their "
+			         "frames print as addresses",
+			         (int)s->pid, s->modules.max, s->modules.max_path_bytes);
 		}
-		s->modules[w++] = *e;
 	}
-	s->nmodules = w;
-	s->modules = xreallocarray(s->modules, s->nmodules + 1, sizeof(*s->modules));
-	while (at < s->nmodules && s->modules[at].lo < m.lo)
-		at++;
-	memmove(&s->modules[at + 1], &s->modules[at], (s->nmodules - at) * sizeof(*s->modules));
-	struct session_module *e = &s->modules[at];
-	e->bias = m.bias;
-	e->lo = m.lo;
-	e->hi = m.hi;
-	e->path = xstrndup(m.path, m.path_len);
-	e->build_id_len = m.build_id_len;
-	memcpy(e->build_id, m.build_id, m.build_id_len);
-	s->nmodules++;
 	return 0;
 }
 
@@ -431,9 +407,7 @@ size_t session_memory(const struct session *s)
 		n += strlen(s->exe) + 1;
 	if (s->error != NULL)
 		n += strlen(s->error) + 1;
-	n += s->nmodules * sizeof(*s->modules);
-	for (size_t i = 0; i < s->nmodules; i++)
-		n += strlen(s->modules[i].path) + 1;
+	n += modmap_memory(&s->modules);
 	for (size_t i = 0; i < s->nforks; i++)
 		n += heap_memory(&s->forks[i].heap);
 	if (s->drain.recs != NULL)
@@ -441,24 +415,7 @@ size_t session_memory(const struct session *s)
 	return n;
 }
 
-const struct session_module *session_module_find(const struct session_module *mods, size_t n,
-                                                 uint64_t addr)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct session_module *m = &mods[mid];
-		if (addr < m->lo)
-			hi = mid;
-		else if (addr >= m->hi)
-			lo = mid + 1;
-		else
-			return m;
-	}
-	return NULL;
-}
-
-void session_sym_module(const struct session_module *m, struct sym_module *out)
+void session_sym_module(const struct modmap_entry *m, struct sym_module *out)
 {
 	out->path = m->path;
 	out->build_id = m->build_id;

@@ -28,13 +28,13 @@
 
 #include "drain.h"
 #include "heap.h"
+#include "modmap.h"
 #include "symbols.h"
 
 struct daemon;
 
 enum session_state { SESSION_LIVE, SESSION_EXITED };
 
-#define SESSION_MAX_MODULES 65536
 /* Images kept for children that did not claim them yet: a parent may fork
  * many children before the daemon accepts their connections. Past either
  * bound the oldest image goes (its child then starts empty, and says so). */
@@ -49,13 +49,6 @@ struct session_fork {
 	uint64_t seq;
 	uint64_t at_ms; /* CLOCK_MONOTONIC ms when it was taken */
 	struct heap heap;
-};
-
-struct session_module {
-	uint64_t bias, lo, hi;
-	char *path;
-	uint8_t build_id[PROTO_MAX_BUILD_ID];
-	uint32_t build_id_len;
 };
 
 struct session {
@@ -84,9 +77,8 @@ struct session {
 	int snap_pending;              /* snapshots being written */
 	int64_t last_snapshot;         /* id of the last one stored, 0 = none */
 	struct heap heap;
-	struct session_module *modules; /* sorted by lo, non-overlapping */
-	size_t nmodules;
-	struct drain drain; /* the shared region, from HELLO until the end */
+	struct modmap modules; /* bounded by --max-modules */
+	struct drain drain;    /* the shared region, from HELLO until the end */
 	struct session_fork *forks;
 	size_t nforks, forks_cap;
 	size_t fork_bytes; /* heap_memory of the images kept */
@@ -123,11 +115,7 @@ void session_trim(struct session *s);
 /* Bytes the daemon holds for this process (its model, module map, buffers,
  * fork images): `model_bytes` in stats. */
 size_t session_memory(const struct session *s);
-/* The module containing addr in a module list sorted by lo (a session's, or
- * a copy of it), or NULL. */
-const struct session_module *session_module_find(const struct session_module *mods, size_t n,
-                                                 uint64_t addr);
-void session_sym_module(const struct session_module *m, struct sym_module *out);
+void session_sym_module(const struct modmap_entry *m, struct sym_module *out);
 const char *session_state_name(const struct session *s);
 
 #endif

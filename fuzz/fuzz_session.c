@@ -101,7 +101,7 @@ static void same_or_abort(const struct session *a, const struct session *b)
 	const struct heap *x = &a->heap, *y = &b->heap;
 
 	if (a->hello != b->hello || a->bye != b->bye || a->events != b->events ||
-	    a->lost_events != b->lost_events || a->nmodules != b->nmodules ||
+	    a->lost_events != b->lost_events || a->modules.n != b->modules.n ||
 	    (a->error == NULL) != (b->error == NULL))
 		abort();
 	if (x->current != y->current || x->peak != y->peak || x->count != y->count ||
@@ -110,10 +110,13 @@ static void same_or_abort(const struct session *a, const struct session *b)
 	    x->unknown_frees != y->unknown_frees || x->replaced != y->replaced ||
 	    x->ndefined != y->ndefined || x->limit_reached != y->limit_reached)
 		abort();
-	for (size_t i = 0; i < a->nmodules; i++)
-		if (a->modules[i].lo != b->modules[i].lo || a->modules[i].hi != b->modules[i].hi ||
-		    strcmp(a->modules[i].path, b->modules[i].path) != 0)
+	struct modmap_entry *ma = modmap_array(&a->modules), *mb = modmap_array(&b->modules);
+	for (size_t i = 0; i < a->modules.n; i++)
+		if (ma[i].lo != mb[i].lo || ma[i].hi != mb[i].hi ||
+		    strcmp(ma[i].path, mb[i].path) != 0)
 			abort();
+	modmap_array_free(ma, a->modules.n);
+	modmap_array_free(mb, b->modules.n);
 }
 
 /* The process's region: two threads' rings with a few allocations and

@@ -38,10 +38,11 @@
  *  bad_http                 404, 405 with Allow, 431 for 64 KiB of headers,
  *                           4xx or a close for garbage; slowloris trickles
  *                           and a flood of connections from other loopback
- *                           addresses, while scrapes from 127.0.0.1 keep
- *                           answering within 2 s and a traced program's next
- *                           phase is reported exactly; trickling connections
- *                           are cut within 15 s
+ *                           addresses by uid 65534, while root's scrapes
+ *                           from 127.0.0.1 keep answering within 2 s and a
+ *                           traced program's next phase is reported
+ *                           exactly; trickling connections are cut within
+ *                           15 s
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -50,6 +51,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1307,6 +1309,48 @@ static void scrape_quickly(long pid, const char *when)
 	http_free(&r);
 }
 
+/* The trickle and the flood, in a child (as uid 65534 when `other_user`):
+ * one byte per slow connection every 300 ms for 16 s, the flood held as
+ * long. Writes when each slow connection was cut (0: never) to fd. */
+static int trickle_attack(int fd, long long start, bool other_user)
+{
+	static const char trickle[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+	                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	int slow[SLOW_CONNS], flood[FLOOD_CONNS];
+	long long slow_closed[SLOW_CONNS];
+
+	if (other_user && (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+	                   setresuid(65534, 65534, 65534) < 0))
+		return 3;
+	for (int i = 0; i < SLOW_CONNS; i++) {
+		slow[i] = open_idle("127.0.0.2");
+		slow_closed[i] = 0;
+		if (slow[i] < 0)
+			return 4;
+	}
+	for (int i = 0; i < FLOOD_CONNS; i++)
+		flood[i] = other_user ? open_idle("127.0.0.3") : -1;
+	size_t pos = 0;
+	while (h_now_ms() - start < 16000) {
+		for (int i = 0; i < SLOW_CONNS; i++) {
+			if (slow_closed[i] != 0)
+				continue;
+			if (send(slow[i], trickle + pos % (sizeof trickle - 1), 1, MSG_NOSIGNAL) <
+			        0 ||
+			    server_closed(slow[i]))
+				slow_closed[i] = h_now_ms();
+		}
+		pos++;
+		h_sleep_ms(300);
+	}
+	for (int i = 0; i < SLOW_CONNS; i++)
+		close(slow[i]);
+	for (int i = 0; i < FLOOD_CONNS; i++)
+		if (flood[i] >= 0)
+			close(flood[i]);
+	return write(fd, slow_closed, sizeof slow_closed) == sizeof slow_closed ? 0 : 5;
+}
+
 START_TEST(bad_http)
 {
 	struct http r;
@@ -1386,32 +1430,21 @@ START_TEST(bad_http)
 	scrape_quickly(p.pid, "after the bad requests");
 
 	/* Slowloris from 127.0.0.2, a flood of idle connections from
-	 * 127.0.0.3, while 127.0.0.1 scrapes and the program runs a phase. */
-	int slow[SLOW_CONNS], flood[FLOOD_CONNS];
-	long long slow_closed[SLOW_CONNS];
+	 * 127.0.0.3, while 127.0.0.1 scrapes and the program runs a phase.
+	 * The attack is another user's (uid 65534) when we are root: every
+	 * local user is one origin, whatever loopback address it uses, so
+	 * our scrapes have our own share. Without root the flood is left
+	 * out (it would be our own origin's). */
+	int report[2];
 	long long start = h_now_ms();
-	static const char trickle[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
-	                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-	for (int i = 0; i < SLOW_CONNS; i++) {
-		slow[i] = open_idle("127.0.0.2");
-		slow_closed[i] = 0;
-		ck_assert_msg(slow[i] >= 0, "connect: %s", strerror(-slow[i]));
-	}
-	for (int i = 0; i < FLOOD_CONNS; i++)
-		flood[i] = open_idle("127.0.0.3");
+	ck_assert_int_eq(pipe(report), 0);
+	pid_t attacker = fork();
+	ck_assert_int_ge(attacker, 0);
+	if (attacker == 0)
+		_exit(trickle_attack(report[1], start, geteuid() == 0));
+	close(report[1]);
 	bool phase2 = false;
-	size_t pos = 0;
 	while (h_now_ms() - start < 16000) {
-		/* One more byte per slow connection every 300 ms: never idle. */
-		for (int i = 0; i < SLOW_CONNS; i++) {
-			if (slow_closed[i] != 0)
-				continue;
-			if (send(slow[i], trickle + pos % (sizeof trickle - 1), 1, MSG_NOSIGNAL) <
-			        0 ||
-			    server_closed(slow[i]))
-				slow_closed[i] = h_now_ms();
-		}
-		pos++;
 		scrape_quickly(p.pid, "during the trickle");
 		if (!phase2 && h_now_ms() - start > 3000) {
 			/* The agent's traffic goes on: the next phase is exact. */
@@ -1430,15 +1463,18 @@ START_TEST(bad_http)
 		}
 		h_sleep_ms(300);
 	}
-	for (int i = 0; i < SLOW_CONNS; i++) {
+	long long slow_closed[SLOW_CONNS];
+	ck_assert_msg(read(report[0], slow_closed, sizeof slow_closed) == sizeof slow_closed,
+	              "the trickling attacker did not report");
+	close(report[0]);
+	int ast;
+	ck_assert_int_eq(waitpid(attacker, &ast, 0), attacker);
+	ck_assert_msg(WIFEXITED(ast) && WEXITSTATUS(ast) == 0, "the attacker: %s",
+	              h_status_str(ast));
+	for (int i = 0; i < SLOW_CONNS; i++)
 		ck_assert_msg(slow_closed[i] != 0 && slow_closed[i] - start <= 15000,
 		              "a trickling connection was %s",
 		              slow_closed[i] ? "cut late" : "never cut");
-		close(slow[i]);
-	}
-	for (int i = 0; i < FLOOD_CONNS; i++)
-		if (flood[i] >= 0)
-			close(flood[i]);
 	ck_assert(phase2);
 	ck_assert_msg(h_daemon_alive(&D), "memtraced died: %s", h_status_str(D.status));
 	scrape_quickly(p.pid, "after the attack");

@@ -13,13 +13,15 @@
  * A few tests reach into struct heap (slots, cap) on purpose. The header
  * publishes that layout, and only through it can a test put blocks on chosen
  * home slots, such as a probe chain that wraps past the end of the table,
- * where backward-shift deletion is easiest to get wrong. Home slots are found
- * by placing an address alone in an empty table and seeing where it lands,
- * so the test never copies heap.c's hash function. It does rely on what the
- * design says about that hash: it ignores the low four address bits, so
- * a, a+1, ..., a+15 always share a home; and, being multiplicative, the slot
- * depends only on the address bits below some point, so addresses that differ
- * only far up (bit 40 and above) collide in every table this suite builds.
+ * where backward-shift deletion is easiest to get wrong. The home of an
+ * address depends on a key drawn at random for each heap, so every heap
+ * here is made with one fixed key (heap_init_keyed) and addresses that share
+ * a home are found by search: placing an address alone in an empty table and
+ * seeing where it lands (homes), or asking heap_home, never by copying
+ * heap.c's hash function. test_hostile_addresses and test_hostile_big_sizes
+ * pin what the key is for: addresses that an unkeyed hash would pile onto
+ * one probe chain, and a multitude of blocks of 1 TiB or more, cost a
+ * bounded number of probes per event (the heap counts them).
  *
  * A process sampled by the agent (heap_set_sampling) is checked against a
  * model of its own, test_sampled: there the figures are sums of weights
@@ -47,7 +49,23 @@
 #include "splitmix.h"
 #include "suites.h"
 
-#define BIG (UINT64_C(1) << 40) /* the first size the packed slot cannot hold */
+#define BIG      (UINT64_C(1) << 40)          /* the first size the packed slot cannot hold */
+#define TEST_KEY UINT64_C(0x243f6a8885a308d3) /* the hash key of every rig */
+
+/* The next address after *cursor (16 apart) whose home in a table of cap
+ * slots is the home of `like`, under TEST_KEY. */
+static uint64_t sharing_home(uint64_t *cursor, uint64_t like, size_t cap)
+{
+	struct heap k = {.key = TEST_KEY};
+	size_t want = heap_home(&k, like, cap);
+	for (long tries = 0; tries < 1L << 24; tries++) {
+		*cursor += 16;
+		if (heap_home(&k, *cursor, cap) == want)
+			return *cursor;
+	}
+	ck_abort_msg("no address shares the home of 0x%" PRIx64, like);
+	return 0;
+}
 
 /* ---- workload helpers ---- */
 
@@ -226,7 +244,7 @@ struct rig {
 static void rig_init(struct rig *r, const uint64_t *pool, size_t n, size_t max_blocks,
                      size_t max_stacks)
 {
-	heap_init(&r->h, max_blocks, max_stacks);
+	heap_init_keyed(&r->h, max_blocks, max_stacks, TEST_KEY);
 	model_init(&r->m, pool, n, max_blocks, max_stacks);
 }
 
@@ -467,7 +485,7 @@ struct homes {
 
 static void homes_init(struct homes *f)
 {
-	heap_init(&f->h, 0, 0);
+	heap_init_keyed(&f->h, 0, 0, TEST_KEY);
 	f->seq = 0;
 }
 
@@ -959,7 +977,7 @@ START_TEST(test_unknown_frees)
 	EXPECT_EQ(r.h.unknown_frees, 1);
 	EXPECT_EQ(r.h.frees, 0);
 	rig_alloc(&r, A, 24, 0);
-	/* Neighbours that share A's home slot are not A. */
+	/* Neighbours of A are not A. */
 	EXPECT_INT_EQ(rig_free(&r, A + 1), 0);
 	EXPECT_INT_EQ(rig_free(&r, A + 8), 0);
 	EXPECT_EQ(r.h.unknown_frees, 3);
@@ -977,7 +995,9 @@ END_TEST
 
 START_TEST(test_replaced)
 {
-	const uint64_t A = 0x1000, B = 0x1004, C = 0x1008;
+	uint64_t cursor = 0x1000;
+	const uint64_t A = 0x1000, B = sharing_home(&cursor, A, 1024),
+	               C = sharing_home(&cursor, A, 1024);
 	uint64_t pool[] = {A, B, C};
 	struct rig r;
 	uint64_t size;
@@ -1034,7 +1054,7 @@ START_TEST(test_big_sizes)
 {
 	/* Sixteen addresses sharing one home slot, so big blocks get moved by
 	 * backward shifts, and a few that do not. */
-	const uint64_t G = 0x7f1234560000;
+	uint64_t cursor = 0x7f1234560000;
 	const uint64_t sizes[] = {
 	    BIG - 2,           BIG - 1, BIG, BIG + 1, 3 * BIG + 12345, UINT64_C(1) << 50,
 	    UINT64_C(1) << 60, 0,       1,   4096,    BIG << 2,        BIG * 1000 + 7,
@@ -1045,11 +1065,13 @@ START_TEST(test_big_sizes)
 	uint64_t size;
 	uint32_t stack;
 
-	for (size_t k = 0; k < 16; k++)
-		pool[k] = G + k;
+	pool[0] = cursor;
+	for (size_t k = 1; k < 16; k++)
+		pool[k] = sharing_home(&cursor, pool[0], 1024);
 	for (size_t k = 16; k < 20; k++)
 		pool[k] = 0x5000 + 0x100 * k;
 	rig_init(&r, pool, 20, 0, 0);
+	EXPECT_EQ(r.h.cap, 1024);
 	for (uint32_t id = 1; id <= 4; id++)
 		rig_define(&r, id, id);
 
@@ -1057,11 +1079,11 @@ START_TEST(test_big_sizes)
 		EXPECT_INT_EQ(rig_alloc(&r, pool[k], sizes[k % nsizes], (uint32_t)(k % 5)), 0);
 		check_full(&r);
 	}
-	EXPECT_INT_EQ(heap_lookup(&r.h, G + 6, &size, &stack), 0);
+	EXPECT_INT_EQ(heap_lookup(&r.h, pool[6], &size, &stack), 0);
 	EXPECT_EQ(size, UINT64_C(1) << 60);
-	EXPECT_INT_EQ(heap_lookup(&r.h, G + 2, &size, &stack), 0);
+	EXPECT_INT_EQ(heap_lookup(&r.h, pool[2], &size, &stack), 0);
 	EXPECT_EQ(size, BIG);
-	EXPECT_INT_EQ(heap_lookup(&r.h, G, &size, &stack), 0);
+	EXPECT_INT_EQ(heap_lookup(&r.h, pool[0], &size, &stack), 0);
 	EXPECT_EQ(size, BIG - 2);
 
 	/* Free from the middle of the cluster and of the side list. */
@@ -1090,13 +1112,13 @@ START_TEST(test_big_sizes)
 	EXPECT_EQ(r.h.stacks[3].total_bytes, r.m.st[3].total_bytes);
 
 	/* The largest size there is, alone so nothing wraps. */
-	EXPECT_INT_EQ(rig_alloc(&r, G + 9, UINT64_MAX, 4), 0);
-	EXPECT_INT_EQ(heap_lookup(&r.h, G + 9, &size, &stack), 0);
+	EXPECT_INT_EQ(rig_alloc(&r, pool[9], UINT64_MAX, 4), 0);
+	EXPECT_INT_EQ(heap_lookup(&r.h, pool[9], &size, &stack), 0);
 	EXPECT_EQ(size, UINT64_MAX);
 	EXPECT_EQ(r.h.current, UINT64_MAX);
 	EXPECT_EQ(r.h.stacks[4].live_bytes, UINT64_MAX);
 	check_full(&r);
-	EXPECT_INT_EQ(rig_free(&r, G + 9), 0);
+	EXPECT_INT_EQ(rig_free(&r, pool[9]), 0);
 	EXPECT_EQ(r.h.current, 0);
 	EXPECT_EQ(r.h.nbig, 0);
 	check_full(&r);
@@ -1126,6 +1148,119 @@ static int next_perm(size_t *a, size_t n)
 	return 1;
 }
 
+/* Probes per event allowed by the hostile tests: linear probing at the
+ * table's 3/4 load takes a few on average, growth adds a few more per
+ * block; a probe chain an agent could grow at will takes thousands. */
+#define PROBES_PER_EVENT 32
+
+/* Every block of n allocated, looked up and freed, with the probes counted;
+ * the model checks every answer. */
+static void hostile_round(uint64_t *pool, size_t n, uint64_t (*size_of)(size_t i))
+{
+	struct rig r;
+	struct rng g = {0x5eed};
+	size_t *order = malloc(n * sizeof(*order));
+	uint64_t size, events = 0, want = 0;
+	uint32_t stack;
+
+	EXPECT_TRUE(order != NULL);
+	rig_init(&r, pool, n, 0, 0);
+	rig_define(&r, 1, 3);
+	for (size_t i = 0; i < n; i++) {
+		EXPECT_INT_EQ(rig_alloc(&r, pool[i], size_of(i), 1), 0);
+		want += size_of(i);
+		events++;
+	}
+	EXPECT_EQ(r.h.count, n);
+	EXPECT_EQ(r.h.current, want);
+	check_full(&r);
+	/* The model sorted its pool: look every block up in that order. */
+	for (size_t i = 0; i < n; i++) {
+		EXPECT_INT_EQ(heap_lookup(&r.h, r.m.addr[i], &size, &stack), 0);
+		EXPECT_EQ(size, r.m.b[i].size);
+		events++;
+	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	shuffle(&g, order, n);
+	for (size_t i = 0; i < n; i++) {
+		EXPECT_INT_EQ(rig_free(&r, pool[order[i]]), 0);
+		events++;
+	}
+	check_full(&r);
+	EXPECT_EQ(r.h.current, 0);
+	EXPECT_EQ(r.h.nbig, 0);
+	EXPECT(r.h.probes <= PROBES_PER_EVENT * events,
+	       "%" PRIu64 " probes for %" PRIu64 " events (%.1f each)", r.h.probes, events,
+	       (double)r.h.probes / (double)events);
+	rig_close(&r);
+	free(order);
+}
+
+static uint64_t size_small(size_t i)
+{
+	return 16 + (i % 7) * 8;
+}
+
+static uint64_t size_huge(size_t i)
+{
+	return BIG + (uint64_t)i * 4096; /* every one 1 TiB or more, all distinct */
+}
+
+START_TEST(test_hostile_addresses)
+{
+	/* Address patterns a hash that the agent could predict would pile up:
+	 * multiples of 2^4 to 2^46 (a multiplicative hash that drops low bits
+	 * sends all multiples of a high power of two to one slot), addresses
+	 * differing only in their low four bits, and only from bit 40 up.
+	 * 2^17 blocks of each, each looked up and freed. */
+	const size_t n = (size_t)1 << 17;
+	uint64_t *pool = malloc(n * sizeof(*pool));
+	EXPECT_TRUE(pool != NULL);
+	const unsigned shifts[] = {4, 16, 28, 40, 46};
+	for (size_t k = 0; k < sizeof(shifts) / sizeof(shifts[0]); k++) {
+		unsigned shift = shifts[k];
+		for (size_t i = 0; i < n; i++)
+			pool[i] = (uint64_t)(i + 1) << shift;
+		hostile_round(pool, n, size_small);
+	}
+	for (size_t i = 0; i < n; i++)
+		pool[i] = UINT64_C(0x7f0000000000) + (i / 16) * 0x1000 + (i % 16);
+	hostile_round(pool, n, size_small);
+	for (size_t i = 0; i < n; i++)
+		pool[i] = UINT64_C(0x5000) + ((uint64_t)(i + 1) << 40);
+	hostile_round(pool, n, size_small);
+	free(pool);
+}
+END_TEST
+
+START_TEST(test_hostile_big_sizes)
+{
+	/* 300,000 blocks of 1 TiB or more (an agent can claim any size): each
+	 * keeps its exact size, and costs the probes any block costs. */
+	const size_t n = 300000;
+	uint64_t *pool = malloc(n * sizeof(*pool));
+	EXPECT_TRUE(pool != NULL);
+	for (size_t i = 0; i < n; i++)
+		pool[i] = UINT64_C(0x10000000) + 16 * (uint64_t)i;
+	hostile_round(pool, n, size_huge);
+	free(pool);
+}
+END_TEST
+
+START_TEST(test_keys_differ)
+{
+	/* Each heap draws its own key: what one process learns about where
+	 * its addresses land says nothing about another's table. */
+	struct heap a, b;
+	heap_init(&a, 0, 0);
+	heap_init(&b, 0, 0);
+	EXPECT_TRUE(a.key != b.key);
+	heap_close(&a);
+	heap_close(&b);
+}
+END_TEST
+
 START_TEST(test_wrap_all_orders)
 {
 	/* Seven blocks whose homes are the last two slots and the first two,
@@ -1141,19 +1276,19 @@ START_TEST(test_wrap_all_orders)
 	homes_init(&f);
 	size_t cap = f.h.cap;
 	uint64_t a1 = find_home(&f, &cursor, cap - 1);
+	uint64_t a1b = find_home(&f, &cursor, cap - 1);
 	uint64_t a2 = find_home(&f, &cursor, cap - 1);
 	uint64_t a3 = find_home(&f, &cursor, cap - 2);
 	uint64_t a4 = find_home(&f, &cursor, 0);
+	uint64_t a4b = find_home(&f, &cursor, 0);
 	uint64_t a5 = find_home(&f, &cursor, 1);
-	EXPECT_EQ(home_of(&f, a1 + 8), cap - 1);
-	EXPECT_EQ(home_of(&f, a4 + 4), 0);
 	heap_close(&f.h);
 	set[0] = a3;
 	set[1] = a1;
-	set[2] = a1 + 8;
+	set[2] = a1b;
 	set[3] = a2;
 	set[4] = a4;
-	set[5] = a4 + 4;
+	set[5] = a4b;
 	set[6] = a5;
 
 	rig_init(&r, set, 7, 0, 0);
@@ -1204,10 +1339,9 @@ START_TEST(test_clusters_random)
 	size_t cap = f.h.cap;
 	const size_t want[] = {cap - 3, cap - 1, cap - 1, 0, 2, 500, 500, 501, 503};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		uint64_t a = find_home(&f, &cursor, want[i]);
-		/* Up to seven on each home: a, a+2, ..., a+12. */
+		/* Up to seven on each home. */
 		for (uint64_t k = 0; k < 7 && n < 64; k++)
-			pool[n++] = a + 2 * k;
+			pool[n++] = find_home(&f, &cursor, want[i]);
 	}
 	heap_close(&f.h);
 
@@ -1334,8 +1468,8 @@ START_TEST(test_memory)
 }
 END_TEST
 
-/* The stress pool: 1024 plain addresses, 128 groups of 16 that differ only in
- * the low four bits, and 64 groups of 16 that differ only from bit 40 up. */
+/* The stress pool: 1024 plain addresses, 128 groups of 16 close together,
+ * and 64 groups of 16 that share a home slot in the first table. */
 #define STRESS_POOL 4096
 
 static void stress_pool(uint64_t *pool)
@@ -1347,9 +1481,13 @@ static void stress_pool(uint64_t *pool)
 	for (uint64_t g = 0; g < 128; g++)
 		for (uint64_t k = 0; k < 16; k++)
 			pool[n++] = UINT64_C(0x7f0000000000) + 0x1230 * g + k;
-	for (uint64_t g = 0; g < 64; g++)
-		for (uint64_t k = 1; k <= 16; k++)
-			pool[n++] = UINT64_C(0x100000) + 0x2000 * g + (k << 40);
+	uint64_t cursor = UINT64_C(0x10000000);
+	for (uint64_t g = 0; g < 64; g++) {
+		uint64_t first = cursor += 16;
+		pool[n++] = first;
+		for (uint64_t k = 1; k < 16; k++)
+			pool[n++] = sharing_home(&cursor, first, 1024);
+	}
 	EXPECT_EQ(n, STRESS_POOL);
 }
 
@@ -1480,9 +1618,13 @@ START_TEST(test_stress_small)
 	for (uint64_t grp = 0; grp < 4; grp++)
 		for (uint64_t k = 0; k < 16; k++)
 			pool[n++] = UINT64_C(0x7f0000100000) + 0x40 * grp + k;
-	for (uint64_t grp = 0; grp < 4; grp++)
-		for (uint64_t k = 1; k <= 16; k++)
-			pool[n++] = UINT64_C(0x300000) + 0x1000 * grp + (k << 40);
+	uint64_t cursor = UINT64_C(0x300000);
+	for (uint64_t grp = 0; grp < 4; grp++) {
+		uint64_t first = cursor += 16;
+		pool[n++] = first;
+		for (uint64_t k = 1; k < 16; k++)
+			pool[n++] = sharing_home(&cursor, first, 1024);
+	}
 	rig_init(&r, pool, n, 0, 0);
 	for (uint32_t id = 1; id <= 64; id++)
 		rig_define(&r, id, 1);
@@ -1718,6 +1860,9 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_stress_small);
 	tcase_add_test(tc, test_stress_limits);
 	tcase_add_test(tc, test_sampled);
+	tcase_add_test(tc, test_hostile_addresses);
+	tcase_add_test(tc, test_hostile_big_sizes);
+	tcase_add_test(tc, test_keys_differ);
 	suite_add_tcase(s, tc);
 
 	return s;

@@ -31,7 +31,7 @@
  *    only when /proc has nothing;
  *  - the module map: sorted by address, an object overlapping older ones
  *    replaces them, an identical one is kept once, an empty range is
- *    ignored; session_module_find finds the module holding an address;
+ *    ignored; modmap_find finds the module holding an address;
  *  - order by sequence numbers: events are applied in increasing sequence
  *    across the rings (gaps allowed); a live drain stops at a number still
  *    in flight, the final drain (the process is gone) takes everything;
@@ -466,9 +466,10 @@ static void assert_session(const struct session *s, const struct model *m, const
 	}
 	EXPECT_SAME(h->ndefined, ndefined);
 
-	EXPECT_SAME(s->nmodules, m->nmodules);
-	for (size_t i = 0; i < m->nmodules; i++) {
-		const struct session_module *e = &s->modules[i];
+	EXPECT_SAME(s->modules.n, m->nmodules);
+	struct modmap_entry *mods = modmap_array(&s->modules);
+	for (size_t i = 0; i < m->nmodules && i < s->modules.n; i++) {
+		const struct modmap_entry *e = &mods[i];
 		const struct m_module *x = &m->modules[i];
 		EXPECT(e->lo == x->lo && e->hi == x->hi && e->bias == x->bias &&
 		           strcmp(e->path, x->path) == 0 && e->build_id_len == x->build_id_len &&
@@ -477,6 +478,7 @@ static void assert_session(const struct session *s, const struct model *m, const
 		       e->path, (uintmax_t)e->lo, (uintmax_t)e->hi, x->path, (uintmax_t)x->lo,
 		       (uintmax_t)x->hi);
 	}
+	modmap_array_free(mods, s->modules.n);
 }
 
 static void feed_ok(struct session *s, const struct wire *w, size_t from, const char *where)
@@ -761,13 +763,13 @@ START_TEST(test_session_module_map)
 	send_module(&w, &m, 0, 0x8000, 0x8000, "/lib/empty.so", 4);
 	feed_ok(S, &w, from, "identical and empty");
 	assert_session(S, &m, "identical and empty");
-	ck_assert_uint_eq(S->nmodules, 3);
+	ck_assert_uint_eq(S->modules.n, 3);
 	from = w.n;
 	/* A new object over a.so's end and c.so: both were unloaded. */
 	send_module(&w, &m, 0x1800, 0x1800, 0x3800, "/lib/new.so", 5);
 	feed_ok(S, &w, from, "overlap");
 	assert_session(S, &m, "overlap");
-	ck_assert_uint_eq(S->nmodules, 2);
+	ck_assert_uint_eq(S->modules.n, 2);
 	from = w.n;
 	/* Same range, another path: replaces. Adjacent ranges do not overlap. */
 	send_module(&w, &m, 0x1800, 0x1800, 0x3800, "/lib/other.so", 6);
@@ -775,7 +777,7 @@ START_TEST(test_session_module_map)
 	send_module(&w, &m, 0, 0x6000, 0x7000, "/lib/after.so", 8);
 	feed_ok(S, &w, from, "replace and adjacent");
 	assert_session(S, &m, "replace and adjacent");
-	ck_assert_uint_eq(S->nmodules, 4);
+	ck_assert_uint_eq(S->modules.n, 4);
 
 	/* Lookups: [0x1800,0x3800) other, [0x3800,0x5000) between,
 	 * [0x5000,0x6000) e, [0x6000,0x7000) after. */
@@ -796,8 +798,7 @@ START_TEST(test_session_module_map)
 	    {UINT64_MAX, NULL},
 	};
 	for (size_t i = 0; i < sizeof look / sizeof look[0]; i++) {
-		const struct session_module *e =
-		    session_module_find(S->modules, S->nmodules, look[i].addr);
+		const struct modmap_entry *e = modmap_find(&S->modules, look[i].addr);
 		if (look[i].path == NULL)
 			EXPECT(e == NULL, "%#jx is in %s, expected no module",
 			       (uintmax_t)look[i].addr, e->path);

@@ -22,5 +22,6 @@ Suite *lineage_suite(void);
 Suite *useraccess_suite(void);
 Suite *jsonout_suite(void);
 Suite *capture_suite(void);
+Suite *modmap_suite(void);
 
 #endif

@@ -1,0 +1,278 @@
+/*
+ * hostile.c - the attacks of bench/stall.sh that no traced program can make:
+ * a hostile agent's module flood, control clients that never read, and
+ * slow HTTP clients. A benchmark tool, not a test: it prints what it did
+ * and exits 0 when it could do it.
+ *
+ * Usage:
+ *   hostile modules RUNTIME_DIR N     an agent (HELLO with a good region)
+ *                                     announcing N objects, highest first,
+ *                                     then holding the connection 2 s
+ *   hostile control RUNTIME_DIR C R   C control connections, each sending R
+ *                                     `status` requests and reading nothing
+ *                                     for 5 s
+ *   hostile slowloris PORT A E S      E connections from each of 127.0.0.2
+ *                                     .. 127.0.0.(A+1) to 127.0.0.1:PORT,
+ *                                     each sending part of a request, held S
+ *                                     seconds
+ *   hostile probe RUNTIME_DIR         not an attack: asks `status` every 5 ms
+ *                                     on one connection until SIGTERM, then
+ *                                     prints the longest answer time in ms
+ *                                     (what a client waited for the loop; works
+ *                                     with any memtraced, gauge or not)
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "shm.h"
+
+static int unix_connect(const char *dir, const char *name)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s/%s", dir, name);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		perror(a.sun_path);
+		exit(1);
+	}
+	return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			perror("send");
+			exit(1);
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+}
+
+static int region(void)
+{
+	int fd = memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		return -1;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	((struct shm_header *)map)->magic = SHM_MAGIC;
+	((struct shm_header *)map)->version = PROTO_VERSION;
+	munmap(map, SHM_SIZE);
+	return fd;
+}
+
+static int modules(const char *dir, long n)
+{
+	static const char exe[] = "/bin/hostile";
+	static const uint8_t bid[20] = {1};
+	uint8_t hello[1024];
+	struct proto_hello h = {.version = PROTO_VERSION,
+	                        .nframes = 32,
+	                        .pid = (uint32_t)getpid(),
+	                        .exe = exe,
+	                        .exe_len = sizeof exe - 1,
+	                        .cmdline = exe,
+	                        .cmdline_len = sizeof exe};
+	ssize_t hn = proto_hello_encode(hello, sizeof hello, &h);
+	int fd = unix_connect(dir, "agent.sock"), r = region();
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {hello, (size_t)hn};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	if (hn <= 0 || r < 0)
+		return 1;
+	memset(&ctl, 0, sizeof ctl);
+	msg.msg_control = ctl.space;
+	msg.msg_controllen = sizeof ctl.space;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &r, sizeof(int));
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != hn)
+		return 1;
+	size_t cap = (size_t)n * 256, len = 0;
+	uint8_t *buf = malloc(cap);
+	for (long i = n - 1; i >= 0; i--) {
+		char path[160];
+		int pl = snprintf(path, sizeof path,
+		                  "/usr/lib/x86_64-linux-gnu/hostile/%0*ld/lib.so", 80, i);
+		uint64_t lo = UINT64_C(0x100000000) + (uint64_t)i * 0x10000;
+		struct proto_module m = {.bias = lo,
+		                         .lo = lo,
+		                         .hi = lo + 0x1000,
+		                         .build_id = bid,
+		                         .build_id_len = sizeof bid,
+		                         .path = path,
+		                         .path_len = (uint32_t)pl};
+		ssize_t k = proto_module_encode(buf + len, cap - len, &m);
+		if (k <= 0)
+			return 1;
+		len += (size_t)k;
+	}
+	send_all(fd, buf, len);
+	printf("hostile: sent %ld modules (%zu bytes)\n", n, len);
+	sleep(2);
+	close(fd);
+	free(buf);
+	return 0;
+}
+
+static int control(const char *dir, long conns, long reqs)
+{
+	static const char req[] = "{\"cmd\":\"status\"}\n";
+	size_t len = (size_t)reqs * (sizeof req - 1);
+	char *many = malloc(len);
+	int *fd = calloc((size_t)conns, sizeof(*fd));
+	long open = 0;
+
+	for (long i = 0; i < reqs; i++)
+		memcpy(many + (size_t)i * (sizeof req - 1), req, sizeof req - 1);
+	for (long i = 0; i < conns; i++) {
+		fd[i] = unix_connect(dir, "control.sock");
+		fcntl(fd[i], F_SETFL, O_NONBLOCK);
+	}
+	/* Send as much as the daemon takes in 5 s; read nothing. */
+	size_t *off = calloc((size_t)conns, sizeof(*off));
+	time_t end = time(NULL) + 5;
+	while (time(NULL) < end) {
+		for (long i = 0; i < conns; i++) {
+			if (off[i] >= len)
+				continue;
+			ssize_t w = send(fd[i], many + off[i], len - off[i], MSG_NOSIGNAL);
+			if (w > 0)
+				off[i] += (size_t)w;
+		}
+		usleep(10000);
+	}
+	size_t sent = 0;
+	for (long i = 0; i < conns; i++) {
+		sent += off[i];
+		open += off[i] > 0;
+		close(fd[i]);
+	}
+	printf("hostile: %ld control connections sent %zu bytes of requests, read nothing\n", open,
+	       sent);
+	free(off);
+	free(fd);
+	free(many);
+	return 0;
+}
+
+static int slowloris(int port, int addrs, int each, int seconds)
+{
+	static const char part[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a";
+	int n = addrs * each, ok = 0;
+	int *fd = calloc((size_t)n, sizeof(*fd));
+
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_in a = {.sin_family = AF_INET};
+		char src[32];
+		snprintf(src, sizeof src, "127.0.0.%d", 2 + i / each);
+		fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		inet_pton(AF_INET, src, &a.sin_addr);
+		if (bind(fd[i], (struct sockaddr *)&a, sizeof a) < 0)
+			continue;
+		a.sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		if (connect(fd[i], (struct sockaddr *)&a, sizeof a) < 0)
+			continue;
+		(void)send(fd[i], part, sizeof part - 1, MSG_NOSIGNAL);
+		ok++;
+	}
+	printf("hostile: %d slow HTTP connections from %d addresses\n", ok, addrs);
+	sleep((unsigned)seconds);
+	for (int i = 0; i < n; i++)
+		close(fd[i]);
+	free(fd);
+	return 0;
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int probe(const char *dir)
+{
+	static const char req[] = "{\"cmd\":\"status\"}\n";
+	int fd = unix_connect(dir, "control.sock");
+	double worst = 0;
+	char buf[65536];
+
+	signal(SIGTERM, on_term);
+	while (!stop) {
+		double t0 = now_ms();
+		send_all(fd, req, sizeof req - 1);
+		/* One answer: read up to its newline. */
+		for (;;) {
+			ssize_t n = recv(fd, buf, sizeof buf, 0);
+			if (n < 0 && errno == EINTR && !stop)
+				continue;
+			if (n <= 0) {
+				printf("%.1f\n", worst);
+				return stop ? 0 : 1;
+			}
+			if (memchr(buf, '\n', (size_t)n) != NULL)
+				break;
+		}
+		double took = now_ms() - t0;
+		if (took > worst)
+			worst = took;
+		usleep(5000);
+	}
+	printf("%.1f\n", worst);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "probe") == 0)
+		return probe(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "modules") == 0)
+		return modules(argv[2], atol(argv[3]));
+	if (argc == 5 && strcmp(argv[1], "control") == 0)
+		return control(argv[2], atol(argv[3]), atol(argv[4]));
+	if (argc == 6 && strcmp(argv[1], "slowloris") == 0)
+		return slowloris(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	fprintf(stderr, "usage: hostile modules RUNTIME_DIR N | control RUNTIME_DIR CONNS REQS | "
+	                "slowloris PORT ADDRS EACH SECONDS | probe RUNTIME_DIR\n");
+	return 2;
+}

@@ -1,0 +1,850 @@
+/*
+ * e2e_limits.c - end-to-end tests of what one user can do to everybody else
+ * through memtraced: each attack comes from a second, unprivileged user
+ * (uid 65534, in a forked child that drops to it, or a traced program run
+ * as it) against a real daemon, while root's own traced program (`sites`)
+ * must stay exact and root's queries and scrapes must be answered. The
+ * expected numbers are the test's own: what the attacker sent or the
+ * program booked, and the bounds the test gave the daemon.
+ *
+ * The suite needs root (to be another user); run as anyone else, every
+ * test fails at the start saying so.
+ *
+ * Behaviours pinned, by test:
+ *  huge_blocks          300,000 blocks of 1 TiB each from a real traced
+ *                       program (an allocator under the agent grants them,
+ *                       tests/progs/fakebig.c): `top` of the attacker is its
+ *                       book, exact, before and after it frees them all
+ *                       and after it exits; root's program stays exact
+ *                       meanwhile (before, a side list made each lookup
+ *                       linear: minutes of stall)
+ *  module_flood         65,536 MODULE frames from a hostile agent: the
+ *                       daemon keeps --max-modules of them (8192 by
+ *                       default), `stats` and `status` count the rest as
+ *                       dropped, the log says so once; root's program stays
+ *                       exact
+ *  snapshot_queue       with the store held busy by the test, 12 short
+ *                       traced programs of uid 65534 end: no more than
+ *                       --max-queued-snapshots-per-uid of their exit
+ *                       snapshots wait at any time, the rest are refused,
+ *                       counted in `status` and /metrics and logged once;
+ *                       root's exit snapshot is stored all the same
+ *  control_limits       uid 65534 holds --max-control-connections-per-uid
+ *                       connections: its next one gets a JSON error
+ *                       (memtracectl says too_many_connections), root's
+ *                       memtracectl works; a client that sends thousands
+ *                       of requests and reads nothing is paused at the
+ *                       unread bound and closed after --control-timeout, as
+ *                       is one that sends half a request; `status` counts
+ *                       it all
+ *  http_origins         80 slowloris connections from 127.0.0.2-11, all of
+ *                       uid 65534: 8 are admitted (one origin: the uid),
+ *                       72 get a 503 naming the bound; a scrape by root from
+ *                       127.0.0.1 is answered with the program's series and
+ *                       the limit's figures; uid 65534's own scrape gets 503
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "harness.h"
+#include "proto.h"
+#include "shm.h"
+
+static struct h_daemon D; /* this test's daemon (each test has its own process) */
+
+static void teardown(void)
+{
+	h_daemon_cleanup(&D);
+}
+
+/* A daemon whose runtime directory uid 65534 can reach, as every local user
+ * reaches the system's. */
+static void start(const char *const *opts)
+{
+	ck_assert_msg(geteuid() == 0, "e2e_limits attacks as uid 65534: it must run as root");
+	h_daemon_dirs(&D, 0755);
+	h_daemon_spawn(&D, opts);
+}
+
+/* ---------------------------------------------------------- the victim */
+
+/* Root's `sites`, exact before the attack. */
+static struct h_truth *victim_start(struct h_proc *p)
+{
+	h_prog_start(p, &D, "sites", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(p);
+	return h_truth_must(p->truth);
+}
+
+static void victim_top(const struct h_truth *t, const char *what)
+{
+	struct h_ctl r;
+	char pid[24];
+	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+	const char *args[] = {"top", "--pid", pid, "--limit", "0", NULL};
+
+	snprintf(pid, sizeof pid, "%ld", t->pid);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, args);
+	ck_assert_msg(why == NULL, "%s: root's program differs from its book:\n  %.2000s", what,
+	              why);
+	h_ctl_free(&r);
+}
+
+/* After the attack: root's program is exact now and in its next phase, and
+ * it ends. */
+static void victim_end(struct h_proc *p, struct h_truth *t, const char *what)
+{
+	victim_top(t, what);
+	ck_assert_int_eq(h_proc_send(p, "next"), 0);
+	h_proc_expect_ready(p);
+	struct h_truth *t2 = h_truth_must(p->truth);
+	victim_top(t2, what);
+	h_truth_free(t2);
+	ck_assert_int_eq(h_proc_send(p, "exit"), 0);
+	h_proc_end(p, "sites");
+	h_truth_free(t);
+}
+
+/* ------------------------------------------------------ helpers */
+
+/* A status answer's limits.NAME.FIELD (asked as uid), or -1. */
+static long long status_limit(uid_t uid, const char *name, const char *field)
+{
+	struct h_ctl r;
+	const char *args[] = {"status", NULL};
+	long long v = -1;
+
+	h_ctl_ok(&D, uid, &r, args);
+	const cJSON *lim = cJSON_GetObjectItemCaseSensitive(r.json, "limits");
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(lim, name);
+	if (field == NULL)
+		h_json_int(lim, name, &v);
+	else
+		h_json_int(o, field, &v);
+	h_ctl_free(&r);
+	return v;
+}
+
+/* How often `needle` is in the daemon's log. */
+static int log_count(const char *needle)
+{
+	char *log = h_daemon_log_tail(&D, (size_t)16 << 20);
+	int n = 0;
+	for (const char *p = log; p != NULL && (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	free(log);
+	return n;
+}
+
+/* Forks a child that becomes uid 65534 and returns fn's result as its exit
+ * status; `sync` is a pipe pair the child and the test talk over: the
+ * child writes to tochild[1]... see the tests. Returns the child's pid. */
+static pid_t as_nobody(int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setresgid(H_NOBODY, H_NOBODY, H_NOBODY) < 0 ||
+		    setresuid(H_NOBODY, H_NOBODY, H_NOBODY) < 0)
+			_exit(3);
+		_exit(fn(arg));
+	}
+	return pid;
+}
+
+static void wait_nobody(pid_t pid, const char *what)
+{
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s (uid 65534): %s", what,
+	              h_status_str(st));
+}
+
+/* One byte from fd within timeout_ms: 1, 0 on EOF, -1 on timeout. */
+static int read_byte(int fd, char *c, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	if (poll(&pfd, 1, timeout_ms) <= 0)
+		return -1;
+	return (int)read(fd, c, 1);
+}
+
+/* ---------------------------------------------------------- huge_blocks */
+
+#define HUGE_N 300000
+
+/* hugeblocks as uid 65534, with libfakebig.so under the agent. */
+static void huge_start(struct h_proc *p)
+{
+	char n[24];
+	char *path = h_prog("hugeblocks");
+	char *fake = h_prog(".libs/libfakebig.so");
+	char *dir = h_daemon_file(&D, "hugeblocks.d");
+	char *truth = h_strf("%s/truth", dir);
+	char *preload = h_strf("LD_PRELOAD=%s:%s", h_agent_lib(), fake);
+	const char *env[] = {preload, NULL};
+	const char *argv[] = {path, n, NULL};
+	struct h_spawn s = {.argv = argv,
+	                    .agent = false,
+	                    .runtime_dir = D.runtime,
+	                    .truth = truth,
+	                    .env = env,
+	                    .uid = H_NOBODY};
+
+	snprintf(n, sizeof n, "%d", HUGE_N);
+	ck_assert_msg(mkdir(dir, 0755) == 0 && chown(dir, H_NOBODY, H_NOBODY) == 0, "mkdir %s: %s",
+	              dir, strerror(errno));
+	h_proc_start(p, &s);
+	p->truth = truth;
+	free(path);
+	free(fake);
+	free(dir);
+	free(preload);
+}
+
+static void huge_top(struct h_truth *t, const char *what)
+{
+	struct h_ctl r;
+	char pid[24];
+	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+	const char *args[] = {"top", "--pid", pid, "--limit", "0", NULL};
+
+	snprintf(pid, sizeof pid, "%ld", t->pid);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, args);
+	ck_assert_msg(why == NULL, "%s: the huge blocks differ from the book:\n  %.2000s", what,
+	              why);
+	h_ctl_free(&r);
+}
+
+START_TEST(huge_blocks)
+{
+	struct h_proc v, a;
+
+	start(NULL);
+	struct h_truth *vt = victim_start(&v);
+	huge_start(&a);
+	h_proc_expect_ready(&a);
+	struct h_truth *t = h_truth_must(a.truth);
+	ck_assert_int_eq(h_truth_count(t), HUGE_N);
+	ck_assert_int_eq(h_truth_bytes(t), (long long)HUGE_N << 40);
+	huge_top(t, "300,000 blocks of 1 TiB live");
+	victim_top(vt, "with 300,000 huge blocks live");
+	h_truth_free(t);
+
+	/* All freed, newest first. */
+	ck_assert_int_eq(h_proc_send(&a, "next"), 0);
+	h_proc_expect_ready(&a);
+	t = h_truth_must(a.truth);
+	ck_assert_int_eq(h_truth_bytes(t), 0);
+	huge_top(t, "the huge blocks freed");
+	long apid = t->pid;
+	h_truth_free(t);
+	ck_assert_int_eq(h_proc_send(&a, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&a, 30000), 0);
+	h_proc_cleanup(&a);
+
+	/* Its exit is taken (a snapshot of everything) while root goes on. */
+	victim_end(&v, vt, "after the huge blocks");
+	char pid[24];
+	snprintf(pid, sizeof pid, "%ld", apid);
+	const char *stats[] = {"stats", "--pid", pid, NULL};
+	struct h_ctl r;
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	long long allocs = -1, cur = -1;
+	ck_assert(h_json_int(r.json, "allocations", &allocs) &&
+	          h_json_int(r.json, "current", &cur));
+	ck_assert_msg(allocs >= HUGE_N && cur < ((long long)1 << 40),
+	              "the attacker's stats after its exit: %.600s", r.out);
+	h_ctl_free(&r);
+	ck_assert_msg(status_limit(H_NOUID, "max_blocks", NULL) > 0, "status lacks the limits");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* --------------------------------------------------------- module_flood */
+
+#define FLOOD_MODULES 65536
+
+static size_t hello_frame(uint8_t *buf, size_t cap)
+{
+	static const char exe[] = "/bin/flood";
+	static const char cmdline[] = "flood";
+	struct proto_hello h = {.version = PROTO_VERSION,
+	                        .nframes = 32,
+	                        .pid = (uint32_t)getpid(),
+	                        .exe = exe,
+	                        .exe_len = sizeof exe - 1,
+	                        .cmdline = cmdline,
+	                        .cmdline_len = sizeof cmdline};
+	ssize_t n = proto_hello_encode(buf, cap, &h);
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* The shared region, made as the agent makes it (proto/shm.h), empty. */
+static int good_region(void)
+{
+	int fd = memfd_create("flood", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		return -1;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	((struct shm_header *)map)->magic = SHM_MAGIC;
+	((struct shm_header *)map)->version = PROTO_VERSION;
+	munmap(map, SHM_SIZE);
+	return fd;
+}
+
+static int send_with_fd(int sock, const void *buf, size_t n, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {(void *)buf, n};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	memset(&ctl, 0, sizeof ctl);
+	msg.msg_control = ctl.space;
+	msg.msg_controllen = sizeof ctl.space;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	if (w < 0)
+		return -errno;
+	return h_send_all(sock, (const char *)buf + w, n - (size_t)w);
+}
+
+struct flood_arg {
+	int up[2];   /* child -> test: "s" when sent */
+	int down[2]; /* test -> child: anything (or EOF) to end */
+};
+
+/* uid 65534: a hostile agent announcing FLOOD_MODULES objects, highest
+ * address first, with paths of 120 bytes; holds the connection until told. */
+static int flood_modules(void *argp)
+{
+	struct flood_arg *a = argp;
+	uint8_t hello[1024];
+	char *sock = h_strf("%s/agent.sock", D.runtime);
+	int fd = h_connect(sock), region = good_region();
+	size_t cap = (size_t)FLOOD_MODULES * 256, len = 0;
+	uint8_t *buf = malloc(cap);
+	static const uint8_t bid[20] = {1, 2, 3};
+	char c;
+
+	if (fd < 0 || region < 0 || buf == NULL)
+		return 10;
+	size_t hn = hello_frame(hello, sizeof hello);
+	if (hn == 0 || send_with_fd(fd, hello, hn, region) < 0)
+		return 11;
+	for (int i = FLOOD_MODULES - 1; i >= 0; i--) {
+		char path[160];
+		int pl = snprintf(path, sizeof path,
+		                  "/usr/lib/x86_64-linux-gnu/flood/%0*d/libflood.so", 80, i);
+		uint64_t lo = UINT64_C(0x100000000) + (uint64_t)i * 0x10000;
+		struct proto_module m = {.bias = lo,
+		                         .lo = lo,
+		                         .hi = lo + 0x1000,
+		                         .build_id = bid,
+		                         .build_id_len = sizeof bid,
+		                         .path = path,
+		                         .path_len = (uint32_t)pl};
+		ssize_t n = proto_module_encode(buf + len, cap - len, &m);
+		if (n <= 0)
+			return 12;
+		len += (size_t)n;
+	}
+	if (h_send_all(fd, buf, len) < 0)
+		return 13;
+	if (write(a->up[1], "s", 1) != 1)
+		return 14;
+	(void)read_byte(a->down[0], &c, 60000);
+	close(fd);
+	free(buf);
+	return 0;
+}
+
+static char *check_modules(const cJSON *json, void *arg)
+{
+	long long kept = -1, dropped = -1;
+	(void)arg;
+	if (!h_json_int(json, "modules", &kept) || !h_json_int(json, "modules_dropped", &dropped))
+		return h_strf("stats has no modules/modules_dropped");
+	if (kept != 8192 || dropped != FLOOD_MODULES - 8192)
+		return h_strf("modules %lld, dropped %lld; want 8192 and %d", kept, dropped,
+		              FLOOD_MODULES - 8192);
+	return NULL;
+}
+
+START_TEST(module_flood)
+{
+	struct h_proc v;
+	struct flood_arg a;
+	char c;
+
+	start(NULL);
+	struct h_truth *vt = victim_start(&v);
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(flood_modules, &a);
+	ck_assert_msg(read_byte(a.up[0], &c, 60000) == 1, "the flood was not sent");
+
+	/* The session is the child's pid (SO_PEERCRED). */
+	char pid[24];
+	snprintf(pid, sizeof pid, "%d", (int)child);
+	const char *stats[] = {"stats", "--pid", pid, NULL};
+	struct h_ctl r;
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_modules, NULL, stats);
+	ck_assert_msg(why == NULL, "the flooding agent's stats: %s: %.800s", why, r.out);
+	h_ctl_free(&r);
+	victim_top(vt, "during the module flood");
+	ck_assert_int_eq(status_limit(H_NOUID, "modules_dropped", NULL), FLOOD_MODULES - 8192);
+	ck_assert_int_eq(status_limit(H_NOUID, "max_modules", NULL), 8192);
+	ck_assert_int_eq(log_count("(--max-modules)"), 1);
+
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "module flood");
+	victim_end(&v, vt, "after the module flood");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* ------------------------------------------------------ snapshot_queue */
+
+#define SHORT_LIVED 12
+
+static char *check_exited(const cJSON *json, void *arg)
+{
+	long long want = *(long long *)arg, n = -1;
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(json, "sessions");
+	if (!h_json_int(s, "exited", &n) || n < want)
+		return h_strf("%lld exited sessions, want %lld", n, want);
+	return NULL;
+}
+
+static char *check_exit_snapshot(const cJSON *json, void *arg)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(json, "snapshots"), *s;
+	(void)arg;
+	cJSON_ArrayForEach(s, arr)
+	{
+		const char *reason = h_json_str(s, "reason");
+		if (reason != NULL && strcmp(reason, "exit") == 0)
+			return NULL;
+	}
+	return h_strf("no exit snapshot");
+}
+
+START_TEST(snapshot_queue)
+{
+	const char *opts[] = {"--snapshot-interval",
+	                      "0",
+	                      "--max-queued-snapshots",
+	                      "8",
+	                      "--max-queued-snapshots-per-uid",
+	                      "2",
+	                      NULL};
+	struct h_proc v, p[SHORT_LIVED];
+	sqlite3 *db = NULL;
+	struct h_ctl r;
+
+	start(opts);
+	struct h_truth *vt = victim_start(&v);
+	long vpid = vt->pid;
+	/* The store stays busy (a writer holds it) while the programs end,
+	 * so their exit snapshots wait in the queue. */
+	char *path = h_strf("%s/memtrace.db", D.state);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < SHORT_LIVED; i++)
+		h_prog_start(&p[i], &D, "leaker", NULL, H_NOBODY, NULL);
+	for (int i = 0; i < SHORT_LIVED; i++) {
+		ck_assert_int_eq(h_proc_finish(&p[i], 20000), 0);
+		h_proc_cleanup(&p[i]);
+	}
+	long long want = SHORT_LIVED;
+	const char *status[] = {"status", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_exited, &want, status);
+	ck_assert_msg(why == NULL, "%s", why);
+	h_ctl_free(&r);
+
+	/* Never more than its share waits; the rest were refused, said once. */
+	long long yours = status_limit(H_NOBODY, "queued_snapshots", "yours");
+	ck_assert_msg(yours >= 0 && yours <= 2, "uid 65534 has %lld snapshots queued", yours);
+	long long refused = status_limit(H_NOUID, "queued_snapshots", "refused");
+	ck_assert_msg(refused >= 1 && refused <= SHORT_LIVED - 1, "%lld refused", refused);
+	ck_assert_int_eq(status_limit(H_NOUID, "queued_snapshots", "per_uid"), 2);
+	ck_assert_int_eq(log_count("limit queued_snapshots reached"), 1);
+
+	/* Root's program ends while uid 65534 is at its bound: its exit
+	 * snapshot has root's own share. */
+	victim_end(&v, vt, "with uid 65534's snapshots refused");
+	ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char pid[24];
+	snprintf(pid, sizeof pid, "%ld", vpid);
+	const char *snaps[] = {"snapshots", "--pid", pid, NULL};
+	why = h_ctl_poll(&D, H_NOUID, &r, check_exit_snapshot, NULL, snaps);
+	ck_assert_msg(why == NULL, "root's program: %s: %.800s", why, r.out);
+	h_ctl_free(&r);
+	free(path);
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* ------------------------------------------------------ control_limits */
+
+#define CTL_PER_UID 4
+
+struct ctl_arg {
+	int up[2], down[2];
+	char refusal[512]; /* the child writes what the refused connection read */
+};
+
+/* uid 65534: CTL_PER_UID connections, then one too many; one of them sends
+ * thousands of requests and reads nothing, another half a request. Reports
+ * "r" + the refusal line, then waits. */
+static int ctl_attack(void *argp)
+{
+	struct ctl_arg *a = argp;
+	char *sock = h_strf("%s/control.sock", D.runtime);
+	int fd[CTL_PER_UID + 1];
+	char line[512], c;
+
+	for (int i = 0; i < CTL_PER_UID; i++)
+		if ((fd[i] = h_connect(sock)) < 0)
+			return 10;
+	/* A status answer each, so the daemon has counted them all. */
+	for (int i = 0; i < CTL_PER_UID; i++)
+		if (h_send_all(fd[i], "{\"cmd\":\"status\"}\n", 17) < 0 ||
+		    h_read_line(fd[i], line, sizeof line, 10000) <= 0)
+			return 11;
+	if ((fd[CTL_PER_UID] = h_connect(sock)) < 0)
+		return 12;
+	int n = h_read_line(fd[CTL_PER_UID], line, sizeof line, 10000);
+	if (n <= 0)
+		return 13;
+	if (write(a->up[1], line, strlen(line)) < 0 || write(a->up[1], "\n", 1) != 1)
+		return 14;
+	/* 20,000 requests, none of their answers read. */
+	static const char req[] = "{\"cmd\":\"status\"}\n";
+	size_t reps = 20000, len = reps * (sizeof req - 1);
+	char *many = malloc(len);
+	for (size_t i = 0; i < reps; i++)
+		memcpy(many + i * (sizeof req - 1), req, sizeof req - 1);
+	int fl = fcntl(fd[0], F_GETFL);
+	fcntl(fd[0], F_SETFL, fl | O_NONBLOCK);
+	size_t off = 0;
+	long long until = h_now_ms() + 5000;
+	while (off < len && h_now_ms() < until) {
+		ssize_t w = send(fd[0], many + off, len - off, MSG_NOSIGNAL);
+		if (w > 0)
+			off += (size_t)w;
+		else
+			h_sleep_ms(10);
+	}
+	free(many);
+	/* Half a request. */
+	if (h_send_all(fd[1], "{\"cmd\":", 7) < 0)
+		return 15;
+	if (write(a->up[1], "s", 1) != 1)
+		return 16;
+	(void)read_byte(a->down[0], &c, 60000);
+	return 0;
+}
+
+static char *check_stalled(const cJSON *json, void *arg)
+{
+	const cJSON *lim = cJSON_GetObjectItemCaseSensitive(json, "limits");
+	const cJSON *un = cJSON_GetObjectItemCaseSensitive(lim, "control_unread_bytes");
+	long long paused = -1, stalled = -1, used = -1;
+	(void)arg;
+	if (!h_json_int(un, "paused", &paused) || !h_json_int(un, "stalled", &stalled) ||
+	    !h_json_int(un, "used", &used))
+		return h_strf("no limits.control_unread_bytes");
+	if (paused < 1 || stalled < 2 || used != 0)
+		return h_strf("paused %lld, stalled %lld, unread %lld", paused, stalled, used);
+	return NULL;
+}
+
+START_TEST(control_limits)
+{
+	const char *opts[] = {"--max-control-connections",
+	                      "32",
+	                      "--max-control-connections-per-uid",
+	                      "4",
+	                      "--control-timeout",
+	                      "2",
+	                      NULL};
+	struct h_proc v;
+	struct ctl_arg a;
+	struct h_ctl r;
+	char line[512];
+	size_t n = 0;
+	char c;
+
+	start(opts);
+	struct h_truth *vt = victim_start(&v);
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(ctl_attack, &a);
+	while (n + 1 < sizeof line && read_byte(a.up[0], &c, 30000) == 1 && c != '\n')
+		line[n++] = c;
+	line[n] = '\0';
+	ck_assert_msg(strstr(line, "\"too_many_connections\"") != NULL &&
+	                  strstr(line, "--max-control-connections-per-uid") != NULL,
+	              "the fifth connection of uid 65534 read: %s", line);
+	/* memtracectl as uid 65534 is refused the same way, root's works. */
+	h_ctl_error(&D, H_NOBODY, (const char *[]){"status", NULL}, "too_many_connections");
+	ck_assert_int_eq(status_limit(H_NOUID, "control_connections", "refused"), 2);
+	ck_assert_int_eq(status_limit(H_NOUID, "control_connections", "per_uid"), CTL_PER_UID);
+	victim_top(vt, "while uid 65534 holds its control connections");
+	ck_assert_int_eq(log_count("limit control_connections reached"), 1);
+
+	/* The reader that never reads, and the half request: paused, then
+	 * both closed after --control-timeout. */
+	ck_assert_msg(read_byte(a.up[0], &c, 30000) == 1 && c == 's', "the flood was not sent");
+	const char *status[] = {"status", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_stalled, NULL, status);
+	ck_assert_msg(why == NULL, "%s: %.1500s", why, r.out);
+	h_ctl_free(&r);
+	/* Two places are free again for uid 65534. */
+	h_ctl_ok(&D, H_NOBODY, &r, status);
+	h_ctl_free(&r);
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "control connections");
+	victim_end(&v, vt, "after the control attacks");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* -------------------------------------------------------- http_origins */
+
+#define SLOW_ADDRS 10
+#define SLOW_EACH  8
+
+/* The port memtraced logged for --metrics-listen 127.0.0.1:0. */
+static int logged_port(void)
+{
+	static const char prefix[] = "metrics on http://127.0.0.1:";
+	long long deadline = h_now_ms() + H_START_MS;
+	while (h_now_ms() < deadline) {
+		char *log = h_daemon_log_tail(&D, 1 << 20);
+		const char *p = log != NULL ? strstr(log, prefix) : NULL;
+		int port = p != NULL ? atoi(p + strlen(prefix)) : 0;
+		free(log);
+		if (port > 0)
+			return port;
+		h_sleep_ms(20);
+	}
+	ck_abort_msg("memtraced logged no metrics port");
+	return 0;
+}
+
+static int tcp_from(const char *src, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	inet_pton(AF_INET, src, &a.sin_addr);
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0)
+		goto fail;
+	a.sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int e = -errno;
+	close(fd);
+	return e;
+}
+
+/* Everything fd sends until it closes, within timeout_ms (new string). */
+static char *read_until_closed(int fd, int timeout_ms)
+{
+	char *buf = calloc(1, 65536);
+	size_t len = 0;
+	long long deadline = h_now_ms() + timeout_ms;
+	while (len + 1 < 65536 && h_now_ms() < deadline) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		ssize_t n = recv(fd, buf + len, 65535 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	return buf;
+}
+
+static char *http_get(const char *src, int port)
+{
+	static const char req[] =
+	    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	int fd = tcp_from(src, port);
+	if (fd < 0)
+		return calloc(1, 1);
+	(void)h_send_all(fd, req, sizeof req - 1);
+	char *r = read_until_closed(fd, 10000);
+	close(fd);
+	return r;
+}
+
+struct http_arg {
+	int port;
+	int up[2], down[2];
+};
+
+/* uid 65534: SLOW_EACH connections from each of 127.0.0.2..11, each sending
+ * the start of a request and never its end. Reports how many were refused
+ * with a 503 naming the bound (one byte: the count), then what its own
+ * scrape got ('5' for a 503), and holds the rest until told. */
+static int slowloris(void *argp)
+{
+	struct http_arg *a = argp;
+	int fd[SLOW_ADDRS * SLOW_EACH];
+	static const char part[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a";
+	char c;
+
+	for (int i = 0; i < SLOW_ADDRS * SLOW_EACH; i++) {
+		char src[32];
+		snprintf(src, sizeof src, "127.0.0.%d", 2 + i / SLOW_EACH);
+		if ((fd[i] = tcp_from(src, a->port)) < 0)
+			return 10;
+		(void)send(fd[i], part, sizeof part - 1, MSG_NOSIGNAL);
+	}
+	unsigned char refused = 0;
+	for (int i = 0; i < SLOW_ADDRS * SLOW_EACH; i++) {
+		struct pollfd pfd = {.fd = fd[i], .events = POLLIN};
+		if (poll(&pfd, 1, i < 2 ? 1000 : 100) <= 0)
+			continue; /* admitted: nothing to read */
+		char *got = read_until_closed(fd[i], 2000);
+		if (strncmp(got, "HTTP/1.1 503", 12) == 0 && strstr(got, "uid 65534") != NULL &&
+		    strstr(got, "--metrics-max-connections-per-origin") != NULL)
+			refused++;
+		free(got);
+	}
+	char *own = http_get("127.0.0.1", a->port);
+	char mine = strncmp(own, "HTTP/1.1 503", 12) == 0 ? '5' : '?';
+	free(own);
+	if (write(a->up[1], &refused, 1) != 1 || write(a->up[1], &mine, 1) != 1)
+		return 11;
+	(void)read_byte(a->down[0], &c, 60000);
+	return 0;
+}
+
+/* The value of the sample `series` (a whole line's start) in a scrape, or -1. */
+static long long sample(const char *body, const char *series)
+{
+	size_t n = strlen(series);
+	for (const char *p = body; p != NULL && *p != '\0';) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			return atoll(p + n + 1);
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return -1;
+}
+
+START_TEST(http_origins)
+{
+	const char *opts[] = {"--metrics-listen", "127.0.0.1:0", NULL};
+	struct h_proc v;
+	struct http_arg a;
+	unsigned char refused = 0;
+	char mine = 0;
+
+	start(opts);
+	a.port = logged_port();
+	struct h_truth *vt = victim_start(&v);
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(slowloris, &a);
+	ck_assert_msg(read_byte(a.up[0], (char *)&refused, 30000) == 1 &&
+	                  read_byte(a.up[0], &mine, 30000) == 1,
+	              "the slowloris did not report");
+	ck_assert_msg(refused == SLOW_ADDRS * SLOW_EACH - 8, "%u of %d connections got a 503",
+	              refused, SLOW_ADDRS * SLOW_EACH);
+	ck_assert_msg(mine == '5', "uid 65534's own scrape was not refused");
+
+	/* Root's scrape, while uid 65534 holds its 8. */
+	char *got = http_get("127.0.0.1", a.port);
+	char want[64];
+	snprintf(want, sizeof want, "memtrace_process_current_bytes{pid=\"%ld\"", vt->pid);
+	ck_assert_msg(strncmp(got, "HTTP/1.1 200", 12) == 0 && strstr(got, want) != NULL,
+	              "root's scrape during the slowloris: %.300s", got);
+	const char *body = strstr(got, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_int_eq(sample(body, "memtrace_limit_refused_total{limit=\"http_connections\"}"),
+	                 SLOW_ADDRS * SLOW_EACH - 8 + 1);
+	/* Its 8 and this scrape (unless the request deadline has cut some
+	 * of the 8 by now). */
+	long long used = sample(body, "memtrace_limit_used{limit=\"http_connections\"}");
+	ck_assert_msg(used >= 1 && used <= 8 + 1, "%lld HTTP connections in use", used);
+	ck_assert_int_eq(
+	    sample(body, "memtrace_limit_max{limit=\"http_connections\",scope=\"per_origin\"}"), 8);
+	ck_assert_msg(sample(body, "memtrace_loop_stall_max_seconds") >= 0, "no stall gauge");
+	free(got);
+	ck_assert_int_eq(log_count("limit http_connections reached"), 1);
+	victim_top(vt, "during the slowloris");
+
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "slowloris");
+	victim_end(&v, vt, "after the slowloris");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* ------------------------------------------------------------- runner */
+
+static Suite *limits_suite(void)
+{
+	Suite *s = suite_create("e2e_limits");
+	TCase *tc;
+
+	tc = h_tcase(s, "huge_blocks", 120, NULL, teardown);
+	tcase_add_test(tc, huge_blocks);
+	tc = h_tcase(s, "module_flood", 60, NULL, teardown);
+	tcase_add_test(tc, module_flood);
+	tc = h_tcase(s, "snapshot_queue", 60, NULL, teardown);
+	tcase_add_test(tc, snapshot_queue);
+	tc = h_tcase(s, "control_limits", 60, NULL, teardown);
+	tcase_add_test(tc, control_limits);
+	tc = h_tcase(s, "http_origins", 60, NULL, teardown);
+	tcase_add_test(tc, http_origins);
+	return s;
+}
+
+int main(void)
+{
+	static const char *const progs[] = {"sites", "leaker", "hugeblocks", NULL};
+	return h_run_suite("e2e_limits", limits_suite(), progs);
+}
