@@ -2207,7 +2207,7 @@ static void assert_table_says(const char *const *args, const char *what)
 }
 
 /* Each class's estimate against the book, within S_K standard deviations
- * and 5 %; returns the expected number of samples and its variance. */
+ * (and 5 % for bytes); returns the expected number of samples and its variance. */
 static void assert_classes(const cJSON *top, const struct h_truth *t, const char *what,
                            double *samples, double *samples_var)
 {
@@ -2238,8 +2238,11 @@ static void assert_classes(const cJSON *top, const struct h_truth *t, const char
 		              "%s: %s estimated at %lld bytes, true %.0f: %+.2f %%, %+.1f standard "
 		              "deviations",
 		              what, k->func, size, bytes, 100 * db / bytes, db / sqrt(var_b));
+		/* Counts only within S_K deviations: a count's deviation is not
+		 * small against 5 % for a class of small blocks (hold_mix's
+		 * 6,000 blocks of 1/16..4 rates have sd 146, so 5 % is 2 sd). */
 		ck_assert_msg(
-		    fabs(dn) <= S_K * sqrt(var_n) + 0.5 && fabs(dn) <= 0.05 * (double)k->n,
+		    fabs(dn) <= S_K * sqrt(var_n) + 0.5,
 		    "%s: %s estimated at %lld blocks, true %ld: %+.1f standard deviations", what,
 		    k->func, count, k->n, dn / sqrt(var_n));
 	}
