@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "fdsink.h"
+#include "limit.h"
 #include "log.h"
 #include "scheduler.h"
 #include "session.h"
@@ -51,9 +53,18 @@ static uint64_t proc_start_time(pid_t pid)
 	return st;
 }
 
-#define DRAIN_PERIOD_MS 50
-#define ACCEPT_BATCH    64
-#define READ_BATCH      16
+#define DRAIN_PERIOD_MS     50
+#define DRAIN_TICK_MS       20 /* loop time one timer callback spends reading regions */
+#define ACCEPT_BATCH        64
+#define READ_BATCH          16
+#define PAUSE_MS            100 /* out of descriptors: accept again after this */
+#define IDLE_BACKOFF_MS     50  /* a region that claims news and has none: first wait */
+#define IDLE_BACKOFF_MAX_MS 1600
+
+static uint64_t mono_ms(void)
+{
+	return drain_now_ns() / 1000000u;
+}
 
 static void on_poll_closed(uv_handle_t *h)
 {
@@ -75,62 +86,114 @@ static void forget(struct daemon *d, struct session *s)
 	}
 }
 
-/* The connection is over (the process exited or was killed, sent garbage,
- * or the daemon is stopping): what the region still holds is read, the
- * session keeps its statistics, its last state is snapshotted with
- * `reason` (when the process recorded anything at all), and what the
- * statistics do not need is freed. */
-static void session_end(struct session *s, const char *why, const char *reason)
+static void close_connection(struct session *s)
 {
-	struct daemon *d = s->d;
-
-	if (s->state == SESSION_LIVE) {
-		if (why == NULL && !s->broken)
-			session_drain(s, true);
-		if (why == NULL && s->broken)
-			why = s->error;
-		s->state = SESSION_EXITED;
-		s->ended_ms = wall_ms();
-		d->nlive--;
-		if (why == NULL && s->events == 0 && s->parent_pid != 0) {
-			/* A fork child that recorded nothing: it only exec'd (the
-			 * new image is a session of its own) or ended at once.
-			 * Nothing to keep, nothing to list. */
-			log_info("pid %d (%s) ended having recorded nothing since its fork",
-			         (int)s->pid, s->exe ? s->exe : "?");
-			session_trim(s);
-			forget(d, s);
-			if (s->poll_open) {
-				s->poll_open = false;
-				uv_close((uv_handle_t *)&s->poll, on_poll_closed);
-			}
-			session_unref(s); /* the list's reference */
-			return;
-		}
-		d->nexited++;
-		if (why != NULL)
-			log_warn("pid %d: closing agent connection: %s", (int)s->pid, why);
-		else
-			log_info(
-			    "pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
-			    " bytes in %zu blocks still live",
-			    (int)s->pid, s->exe ? s->exe : "?",
-			    s->bye
-			        ? ""
-			        : " without running its exit handlers (_exit, a signal, or exec)",
-			    s->events, s->heap.current, s->heap.count);
-		/* A process that recorded nothing stays listed (with what
-		 * stats says of it, "interposed" for one) but has no exit
-		 * snapshot: there is nothing in it. */
-		if (s->hello && (s->events > 0 || strcmp(reason, "exit") != 0))
-			scheduler_take(d->sched, s, reason);
-		session_trim(s);
-	}
 	if (s->poll_open) {
 		s->poll_open = false;
 		uv_close((uv_handle_t *)&s->poll, on_poll_closed); /* drops the poll's ref */
 	}
+}
+
+/* The records are all read (or the session broke): the session keeps its
+ * statistics, its last state is snapshotted with `reason` (when the process
+ * recorded anything at all), and what the statistics do not need is freed. */
+static void session_finish(struct session *s)
+{
+	struct daemon *d = s->d;
+	const char *why = s->end_why, *reason = s->end_reason;
+
+	if (why == NULL && s->broken)
+		why = s->error;
+	s->ending = false;
+	s->state = SESSION_EXITED;
+	s->ended_ms = wall_ms();
+	d->nlive--;
+	limit_give(&d->agent_sessions, s->uid, 1);
+	if (why == NULL && s->events == 0 && s->parent_pid != 0) {
+		/* A fork child that recorded nothing: it only exec'd (the
+		 * new image is a session of its own) or ended at once.
+		 * Nothing to keep, nothing to list. */
+		log_info("pid %d (%s) ended having recorded nothing since its fork", (int)s->pid,
+		         s->exe ? s->exe : "?");
+		session_trim(s);
+		forget(d, s);
+		session_unref(s); /* the list's reference */
+		return;
+	}
+	d->nexited++;
+	if (why != NULL)
+		log_warn("pid %d: closing agent connection: %s", (int)s->pid, why);
+	else
+		log_info("pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
+		         " bytes in %zu blocks still live",
+		         (int)s->pid, s->exe ? s->exe : "?",
+		         s->bye ? ""
+		                : " without running its exit handlers (_exit, a signal, or exec)",
+		         s->events, s->heap.current, s->heap.count);
+	/* A process that recorded nothing stays listed (with what stats says
+	 * of it, "interposed" for one) but has no exit snapshot: there is
+	 * nothing in it. */
+	if (s->hello && (s->events > 0 || strcmp(reason, "exit") != 0))
+		scheduler_take(d->sched, s, reason);
+	session_trim(s);
 	agentsrv_evict(d);
+}
+
+/* The connection is over (the process exited or was killed, sent garbage,
+ * or the daemon is stopping). What the region still holds is read, in
+ * slices of the loop's time (the timer comes back for the rest: a full
+ * region takes a second or more), then the session finishes; when the
+ * daemon stops, at once. */
+static void session_end(struct session *s, const char *why, const char *reason)
+{
+	close_connection(s);
+	if (s->state != SESSION_LIVE || s->ending)
+		return;
+	s->ending = true;
+	s->end_why = why != NULL ? xstrdup(why) : NULL;
+	s->end_reason = reason;
+	if (why == NULL && !s->broken && s->hello) {
+		if (s->d->stopping) {
+			while (session_drain_until(s, true, 0))
+				;
+		} else if (session_drain_until(s, true,
+		                               drain_now_ns() + SESSION_SLICE_MS * 1000000u)) {
+			uv_timer_start(&s->d->agent_timer, agentsrv_on_timer, 1, DRAIN_PERIOD_MS);
+			return;
+		}
+	}
+	session_finish(s);
+}
+
+/* Which uid holds the most exited sessions: the one that loses its oldest
+ * first, so that one user's flood of short processes does not push every
+ * other user's out. */
+static uid_t busiest_exited_uid(struct daemon *d)
+{
+	struct uid_count {
+		uid_t uid;
+		size_t n;
+	} v[64];
+	size_t nv = 0, best = 0;
+	uid_t who = 0;
+
+	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+		if (s->state != SESSION_EXITED)
+			continue;
+		size_t i = 0;
+		while (i < nv && v[i].uid != s->uid)
+			i++;
+		if (i == nv) {
+			if (nv == sizeof(v) / sizeof(v[0]))
+				continue; /* more users than that: the first 64 compete */
+			v[nv++] = (struct uid_count){s->uid, 0};
+		}
+		if (++v[i].n > best) {
+			best = v[i].n;
+			who = v[i].uid;
+		}
+	}
+	return who;
 }
 
 void agentsrv_evict(struct daemon *d)
@@ -138,9 +201,10 @@ void agentsrv_evict(struct daemon *d)
 	if (d->stopping)
 		return; /* agentsrv_stop is walking the list */
 	while (d->nexited > d->cfg.max_exited) {
+		uid_t uid = busiest_exited_uid(d);
 		struct session **pp = &d->sessions, **victim = NULL;
 		for (; *pp != NULL; pp = &(*pp)->next)
-			if ((*pp)->state == SESSION_EXITED)
+			if ((*pp)->state == SESSION_EXITED && (*pp)->uid == uid)
 				victim = pp; /* the list is newest first: keep the last */
 		if (victim == NULL)
 			return;
@@ -151,13 +215,46 @@ void agentsrv_evict(struct daemon *d)
 	}
 }
 
+/* A drain from the timer or a WAKE read nothing of a region that claimed
+ * news: the next waits, longer each time (a hostile region that always
+ * claims news costs a read every 1.6 s). Queries still read at once. */
+static void backoff(struct session *s, bool progress, uint64_t now)
+{
+	if (progress || s->inheriting) {
+		s->idle_drains = 0;
+		s->next_drain_ms = 0;
+		return;
+	}
+	if (++s->idle_drains < 3)
+		return; /* a record in flight lands within a tick or two */
+	unsigned shift = s->idle_drains - 3;
+	uint64_t wait = shift >= 5 ? IDLE_BACKOFF_MAX_MS : (uint64_t)IDLE_BACKOFF_MS << shift;
+	s->next_drain_ms = now + (wait < IDLE_BACKOFF_MAX_MS ? wait : IDLE_BACKOFF_MAX_MS);
+}
+
+/* Reads a slice of a live session's region, if it has news and is not
+ * backing off; true when records are left. */
+static bool drain_slice(struct session *s, uint64_t deadline_ns)
+{
+	uint64_t now = mono_ms(), before = s->events;
+
+	if (now < s->next_drain_ms || !drain_pending(&s->drain))
+		return false;
+	uint64_t slice = drain_now_ns() + SESSION_SLICE_MS * 1000000u;
+	bool left = session_drain_until(s, false, slice < deadline_ns ? slice : deadline_ns);
+	backoff(s, s->events != before, now);
+	return left;
+}
+
 /* Reads what the agent sent, with the descriptors that came along. */
 static void on_agent_readable(uv_poll_t *h, int status, int events)
 {
 	struct session *s = h->data;
+	/* Room for all a message can carry (SCM_MAX_FD), so none is left to
+	 * the kernel to drop on our thread. */
 	union {
 		struct cmsghdr h;
-		char space[CMSG_SPACE(4 * sizeof(int))];
+		char space[CMSG_SPACE(253 * sizeof(int))];
 	} ctl;
 
 	(void)events;
@@ -166,7 +263,9 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		return;
 	}
 	for (int round = 0; round < READ_BATCH && s->poll_open; round++) {
-		struct iovec iov = {s->rbuf + s->rlen, s->rcap - s->rlen};
+		size_t room;
+		uint8_t *at = session_rbuf_room(s, &room);
+		struct iovec iov = {at, room};
 		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 		msg.msg_control = ctl.space;
 		msg.msg_controllen = sizeof(ctl.space);
@@ -174,7 +273,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
+			break;
 		int bad = 0;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
 			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -183,7 +282,10 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 			for (size_t i = 0; i < nfd; i++) {
 				int fd;
 				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (bad || session_pass_fd(s, fd) < 0)
+				/* Every descriptor is taken or closed, never left. */
+				if (bad)
+					fdsink_put(s->d->fdsink, fd);
+				else if (session_pass_fd(s, fd) < 0)
 					bad = 1;
 			}
 		}
@@ -204,10 +306,17 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 			session_end(s, NULL, "exit");
 			return;
 		}
-		if (session_feed(s, s->rbuf + s->rlen, (size_t)n) < 0) {
+		if (session_feed(s, at, (size_t)n) < 0) {
 			session_end(s, s->error, "exit");
 			return;
 		}
+	}
+	/* The WAKEs of all these reads: one slice of reading. */
+	if (s->wake && s->poll_open) {
+		s->wake = false;
+		drain_slice(s, UINT64_MAX);
+		if (s->broken)
+			session_end(s, s->error, "exit");
 	}
 }
 
@@ -215,21 +324,24 @@ static void accept_one(struct daemon *d, int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	char who[32];
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		log_warn("agent socket: no peer credentials: %s", strerror(errno));
 		close(fd);
 		return;
 	}
-	if (d->nlive >= d->cfg.max_sessions) {
+	snprintf(who, sizeof(who), "uid %u", (unsigned)cred.uid);
+	if (limit_take(&d->agent_sessions, cred.uid, 1, uv_now(d->loop), who) < 0) {
+		/* The limit logs once per burst; the agent sees the connection
+		 * close and says so. */
 		d->sessions_rejected++;
-		log_warn("pid %d: refused: %zu traced processes already (--max-sessions)",
-		         (int)cred.pid, d->nlive);
 		close(fd);
 		return;
 	}
 	struct session *s = session_new(d);
 	if (uv_poll_init(d->loop, &s->poll, fd) < 0) {
+		limit_give(&d->agent_sessions, cred.uid, 1);
 		close(fd);
 		session_unref(s);
 		return;
@@ -237,6 +349,7 @@ static void accept_one(struct daemon *d, int fd)
 	s->fd = fd;
 	s->poll.data = s;
 	s->poll_open = true;
+	s->wake_later = true;
 	s->pid = cred.pid;
 	s->uid = cred.uid;
 	s->gid = cred.gid;
@@ -251,6 +364,15 @@ static void accept_one(struct daemon *d, int fd)
 	uv_poll_start(&s->poll, UV_READABLE | UV_DISCONNECT, on_agent_readable);
 }
 
+static void on_listen_readable(uv_poll_t *h, int status, int events);
+
+static void on_pause_over(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	if (!d->stopping && !uv_is_closing((uv_handle_t *)&d->agent_srv))
+		uv_poll_start(&d->agent_srv, UV_READABLE, on_listen_readable);
+}
+
 static void on_listen_readable(uv_poll_t *h, int status, int events)
 {
 	struct daemon *d = h->data;
@@ -263,28 +385,93 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(d->agent_listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* The connection stays queued and the socket readable:
+				 * polling on would spin. Wait for descriptors. */
+				if (d->accept_paused++ % 100 == 0)
+					log_warn("agent socket: accept failed: %s (%zu descriptors "
+					         "waiting to be closed): accepting again in %d ms",
+					         strerror(errno), fdsink_pending(d->fdsink),
+					         PAUSE_MS);
+				uv_poll_stop(&d->agent_srv);
+				uv_timer_start(&d->agent_pause, on_pause_over, PAUSE_MS, 0);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_warn("agent socket: accept failed: %s", strerror(errno));
+			}
 			return;
 		}
 		accept_one(d, fd);
 	}
 }
 
-/* Reads every live session's region that changed; ends the sessions whose
- * region broke a rule. */
-static void on_drain_timer(uv_timer_t *t)
+/* The sessions as the timer takes them: from where the last tick stopped,
+ * round the list, each with a reference (a tick may end or evict some). */
+static struct session **tick_order(struct daemon *d, size_t *n)
+{
+	size_t total = 0, from = 0, k = 0;
+
+	for (struct session *s = d->sessions; s != NULL; s = s->next)
+		total++;
+	struct session **v = xcalloc(total ? total : 1, sizeof(*v)), **out;
+	for (struct session *s = d->sessions; s != NULL; s = s->next) {
+		if (s->id == d->drain_next_id)
+			from = k;
+		v[k++] = s;
+	}
+	out = xcalloc(total ? total : 1, sizeof(*out));
+	for (size_t i = 0; i < total; i++) {
+		out[i] = v[(from + i) % total];
+		session_ref(out[i]);
+	}
+	free(v);
+	*n = total;
+	return out;
+}
+
+/* Reads the live sessions' regions that changed, each for a slice and all
+ * for DRAIN_TICK_MS at most; ends those whose region broke a rule and
+ * those whose last records are read; drops expired fork images. When
+ * records are left anywhere, it comes back at once (after the loop has
+ * served everything else) instead of after DRAIN_PERIOD_MS. */
+void agentsrv_on_timer(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
+	uint64_t end = drain_now_ns() + DRAIN_TICK_MS * 1000000u, now = mono_ms();
+	size_t n;
+	struct session **v = tick_order(d, &n);
+	bool more = false;
 
-	for (struct session *s = d->sessions; s != NULL; s = s->next) {
-		if (s->state != SESSION_LIVE || !s->hello)
+	for (size_t i = 0; i < n; i++) {
+		struct session *s = v[i];
+		session_forks_expire(s, now);
+		if (s->state != SESSION_LIVE)
 			continue;
-		if (drain_pending(&s->drain))
-			session_drain(s, false);
+		if (drain_now_ns() >= end) {
+			d->drain_next_id = s->id; /* first in the next tick */
+			more = true;
+			break;
+		}
+		uint64_t slice = drain_now_ns() + SESSION_SLICE_MS * 1000000u;
+		if (s->ending) {
+			if (!s->broken && session_drain_until(s, true, slice < end ? slice : end))
+				more = true;
+			else
+				session_finish(s);
+			continue;
+		}
+		if (!s->hello)
+			continue;
+		if (drain_slice(s, end))
+			more = true;
 		if (s->broken)
 			session_end(s, s->error, "exit");
 	}
+	for (size_t i = 0; i < n; i++)
+		session_unref(v[i]);
+	free(v);
+	if (more)
+		uv_timer_start(&d->agent_timer, agentsrv_on_timer, 1, DRAIN_PERIOD_MS);
 }
 
 static int listen_on(const char *path)
@@ -330,13 +517,17 @@ int agentsrv_start(struct daemon *d)
 		return rc;
 	}
 	d->agent_listen = fd;
+	if (d->fdsink == NULL && (rc = fdsink_new(&d->fdsink)) < 0)
+		return rc;
 	if ((rc = uv_poll_init(d->loop, &d->agent_srv, fd)) < 0)
 		return rc;
 	d->agent_srv.data = d;
 	uv_poll_start(&d->agent_srv, UV_READABLE, on_listen_readable);
 	uv_timer_init(d->loop, &d->agent_timer);
 	d->agent_timer.data = d;
-	uv_timer_start(&d->agent_timer, on_drain_timer, DRAIN_PERIOD_MS, DRAIN_PERIOD_MS);
+	uv_timer_start(&d->agent_timer, agentsrv_on_timer, DRAIN_PERIOD_MS, DRAIN_PERIOD_MS);
+	uv_timer_init(d->loop, &d->agent_pause);
+	d->agent_pause.data = d;
 	return 0;
 }
 
@@ -355,7 +546,19 @@ void agentsrv_stop(struct daemon *d)
 		uv_close((uv_handle_t *)&d->agent_srv, on_srv_closed);
 	if (!uv_is_closing((uv_handle_t *)&d->agent_timer))
 		uv_close((uv_handle_t *)&d->agent_timer, NULL);
-	for (struct session *s = d->sessions; s != NULL; s = s->next)
-		if (s->poll_open)
+	if (!uv_is_closing((uv_handle_t *)&d->agent_pause))
+		uv_close((uv_handle_t *)&d->agent_pause, NULL);
+	/* d->stopping: the last records are read at once, no slices. */
+	for (struct session *s = d->sessions, *next; s != NULL; s = next) {
+		next = s->next; /* finishing may take s out of the list */
+		session_ref(s);
+		if (s->ending) {
+			while (!s->broken && session_drain_until(s, true, 0))
+				;
+			session_finish(s);
+		} else if (s->poll_open) {
 			session_end(s, NULL, "shutdown");
+		}
+		session_unref(s);
+	}
 }

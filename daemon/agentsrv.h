@@ -22,6 +22,9 @@
 int agentsrv_start(struct daemon *d);
 /* Closes the listener and every agent connection. */
 void agentsrv_stop(struct daemon *d);
+/* The drain timer's callback (exposed so that a session ending with records
+ * left can bring it forward). */
+void agentsrv_on_timer(uv_timer_t *t);
 /* Removes exited sessions beyond the retention bound. */
 void agentsrv_evict(struct daemon *d);
 

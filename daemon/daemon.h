@@ -20,10 +20,12 @@
 
 #include <uv.h>
 
+#include "drain.h"
 #include "limit.h"
 #include "loopwatch.h"
 
 struct conn;
+struct fdsink;
 struct jobs;
 struct metrics;
 struct scheduler;
@@ -34,11 +36,13 @@ struct symbols;
 struct daemon_config {
 	char *runtime_dir;
 	char *state_dir;
-	size_t max_sessions; /* live sessions */
-	size_t max_exited;   /* exited sessions kept in memory */
-	size_t max_blocks;   /* per session */
-	size_t max_stacks;   /* per session */
-	size_t max_modules;  /* per session, 0 = the default */
+	size_t max_sessions;         /* live sessions */
+	size_t max_sessions_per_uid; /* 0: a quarter of max_sessions */
+	size_t max_exited;           /* exited sessions kept in memory */
+	size_t max_fork_image_bytes; /* a uid a quarter */
+	size_t max_blocks;           /* per session */
+	size_t max_stacks;           /* per session */
+	size_t max_modules;          /* per session, 0 = the default */
 	bool debuginfod;
 	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots; /* per process, 0 = no limit */
@@ -63,6 +67,10 @@ struct daemon {
 	uv_poll_t agent_srv;      /* the listening agent socket */
 	int agent_listen;         /* its descriptor */
 	uv_timer_t agent_timer;   /* reads every live session's region */
+	uv_timer_t agent_pause;   /* resumes accepting after running out of descriptors */
+	struct fdsink *fdsink;    /* closes descriptors agents passed unasked */
+	uint64_t drain_next_id;   /* the session the drain timer goes on with */
+	uint64_t accept_paused;   /* times accepting paused for want of descriptors */
 	uv_pipe_t control_srv;
 	uv_signal_t sig_term;
 	uv_signal_t sig_int;
@@ -92,9 +100,16 @@ struct daemon {
 	size_t control_unread;    /* answer bytes queued to all clients */
 	/* Snapshots waiting for the thread pool, per uid (scheduler.c). */
 	struct limit snap_queue, snap_bytes;
+	/* Live agent connections per uid; fork images' bytes per uid. */
+	struct limit agent_sessions, fork_images;
+	size_t ninheriting; /* fork children waiting for their parent's image */
 	struct loopwatch loopwatch;
 	/* The HTTP connections' limit (metrics.c sets it), NULL without metrics. */
 	const struct limit *http_conns;
+	/* One scratch for every session's drain (drain.h), and the end of
+	 * the loop time a query's drains may take together (0: none). */
+	struct drain_scratch drain_scratch;
+	uint64_t drain_until_ns;
 	bool stopping;
 };
 

@@ -12,17 +12,19 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bheap.h"
+#include "fdsink.h"
 #include "proto.h"
 #include "xalloc.h"
 
-/* Records merged in one round: bounds the time one round holds the loop, and
- * the scratch memory (8 MiB), which the rings share in equal chunks. A
- * round that leaves records below the watermark behind is followed by
- * another, up to DRAIN_ROUNDS per call (the timer comes back for the rest;
- * the final drain goes on to the end). */
+/* Records merged in one round: bounds the scratch memory (8 MiB), which the
+ * rings share in equal chunks. A round that leaves records below the
+ * watermark behind is followed by another, until the caller's deadline (the
+ * loop's callers give each drain a slice of milliseconds: agentsrv.c), or
+ * up to DRAIN_ROUNDS per call without one (tests, fuzzing). */
 #define DRAIN_BUDGET (1u << 18)
 #define DRAIN_ROUNDS 8
 
@@ -41,6 +43,12 @@ struct drain_seg {
 	size_t pos;        /* next record of the chunk to merge */
 	uint64_t next_seq; /* seq of recs[start + pos] */
 };
+
+/* The scratch a drain works in: the daemon's, or its own. */
+#define SC(dr) ((dr)->scratch != NULL ? (dr)->scratch : &(dr)->own)
+
+/* Records merged between two looks at the clock. */
+#define DRAIN_CLOCK_EVERY 64
 
 /* The consumer fields of ring i in the shared mapping. */
 #define RING_FIELD(dr, i, field)                                                                   \
@@ -70,7 +78,9 @@ int drain_open(struct drain *dr, int fd, const char **why)
 
 	memset(dr, 0, sizeof(*dr));
 	dr->fd = -1;
-	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
+	/* Named a memfd before anything asks its file system (a FUSE file's
+	 * fstatfs would wait for its server). */
+	if (!fd_is_memfd(fd) || fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
 		*why = "the shared memory is not a memfd";
 		goto fail;
 	}
@@ -101,27 +111,41 @@ fail:
 	return -EBADMSG;
 }
 
+void drain_scratch_free(struct drain_scratch *sc)
+{
+	free(sc->recs);
+	free(sc->seg);
+	free(sc->order);
+	memset(sc, 0, sizeof(*sc));
+}
+
+size_t drain_scratch_memory(const struct drain_scratch *sc)
+{
+	return sc->recs_cap * sizeof(*sc->recs) +
+	       sc->seg_cap * (sizeof(*sc->seg) + sizeof(*sc->order));
+}
+
 void drain_close(struct drain *dr)
 {
 	if (dr->map != NULL)
 		munmap(dr->map, SHM_SIZE);
 	if (dr->fd >= 0)
 		close(dr->fd);
-	free(dr->recs);
-	free(dr->seg);
-	free(dr->order);
+	drain_scratch_free(&dr->own);
 	dr->map = NULL;
 	dr->fd = -1;
-	dr->recs = NULL;
-	dr->seg = NULL;
-	dr->order = NULL;
-	dr->recs_cap = dr->seg_cap = 0;
 }
 
 size_t drain_memory(const struct drain *dr)
 {
-	return dr->recs_cap * sizeof(*dr->recs) +
-	       dr->seg_cap * (sizeof(*dr->seg) + sizeof(*dr->order));
+	return drain_scratch_memory(&dr->own);
+}
+
+uint64_t drain_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int read_u64(const struct drain *dr, uint64_t off, uint64_t *v)
@@ -190,15 +214,16 @@ static bool seg_less(const void *a, const void *b, void *ctx)
 /* Copies the records [tail, tail + n) of ring i into recs[at ..). */
 static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, size_t at)
 {
+	struct drain_scratch *sc = SC(dr);
 	uint64_t base = SHM_OFF_RING(i) + offsetof(struct shm_ring, ev);
 	size_t first = (size_t)(tail % SHM_RING_CAP);
 	size_t k = n < SHM_RING_CAP - first ? n : SHM_RING_CAP - first;
 
-	if (pread_all(dr->fd, dr->recs + at, k * sizeof(struct shm_ev),
+	if (pread_all(dr->fd, sc->recs + at, k * sizeof(struct shm_ev),
 	              base + first * sizeof(struct shm_ev)) < 0)
 		return -EIO;
 	if (k < n &&
-	    pread_all(dr->fd, dr->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
+	    pread_all(dr->fd, sc->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
 		return -EIO;
 	return 0;
 }
@@ -207,6 +232,7 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
  * the ring has no more). */
 static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk, const char **why)
 {
+	struct drain_scratch *sc = SC(dr);
 	uint64_t left = sg->avail - sg->copied;
 	size_t n = left < chunk ? (size_t)left : chunk, k;
 
@@ -218,7 +244,7 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 		return -EBADMSG;
 	}
 	for (k = 0; k < n; k++) {
-		uint64_t s = dr->recs[sg->start + k].seq_kind >> PROTO_EV_KIND_BITS;
+		uint64_t s = sc->recs[sg->start + k].seq_kind >> PROTO_EV_KIND_BITS;
 		if ((sg->copied > 0 || k > 0) && s <= sg->last) {
 			*why = "sequence numbers do not rise along a ring";
 			return -EBADMSG;
@@ -232,7 +258,7 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 	sg->n = k;
 	sg->copied += k;
 	if (k > 0)
-		sg->next_seq = dr->recs[sg->start].seq_kind >> PROTO_EV_KIND_BITS;
+		sg->next_seq = sc->recs[sg->start].seq_kind >> PROTO_EV_KIND_BITS;
 	return 0;
 }
 
@@ -240,25 +266,27 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
  * the budget allows, so an idle process costs nothing here. */
 static void need_recs(struct drain *dr, size_t n)
 {
-	if (n > dr->recs_peak)
-		dr->recs_peak = n;
-	if (dr->recs_cap >= n)
+	struct drain_scratch *sc = SC(dr);
+	if (n > sc->recs_peak)
+		sc->recs_peak = n;
+	if (sc->recs_cap >= n)
 		return;
-	size_t cap = dr->recs_cap ? dr->recs_cap : 1024;
+	size_t cap = sc->recs_cap ? sc->recs_cap : 1024;
 	while (cap < n)
 		cap *= 2;
 	if (cap > DRAIN_BUDGET)
 		cap = DRAIN_BUDGET;
-	dr->recs = xreallocarray(dr->recs, cap, sizeof(*dr->recs));
-	dr->recs_cap = cap;
+	sc->recs = xreallocarray(sc->recs, cap, sizeof(*sc->recs));
+	sc->recs_cap = cap;
 }
 
 static void grow(struct drain *dr, uint32_t nrings)
 {
-	if (dr->seg_cap < nrings) {
-		dr->seg_cap = nrings;
-		dr->seg = xreallocarray(dr->seg, nrings, sizeof(*dr->seg));
-		dr->order = xreallocarray(dr->order, nrings, sizeof(*dr->order));
+	struct drain_scratch *sc = SC(dr);
+	if (sc->seg_cap < nrings) {
+		sc->seg_cap = nrings;
+		sc->seg = xreallocarray(sc->seg, nrings, sizeof(*sc->seg));
+		sc->order = xreallocarray(sc->order, nrings, sizeof(*sc->order));
 	}
 }
 
@@ -283,10 +311,13 @@ static void release(struct drain *dr, const struct drain_seg *s)
 	}
 }
 
-/* One round: returns records applied, and sets *more when records below the
- * watermark were left for another round. */
-static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, const char **why)
+/* One round of at most `cap` records (and until deadline_ns, when not 0):
+ * returns records applied, and sets *more when records below the watermark
+ * were left for another round. */
+static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t deadline_ns, long cap,
+                      bool *more, const char **why)
 {
+	struct drain_scratch *sc = SC(dr);
 	struct shm_ring ctl;
 	uint64_t seq, w;
 	uint32_t nrings;
@@ -333,7 +364,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 		}
 		if (head == tail)
 			continue;
-		struct drain_seg *sg = &dr->seg[nseg++];
+		struct drain_seg *sg = &sc->seg[nseg++];
 		memset(sg, 0, sizeof(*sg));
 		sg->ring = i;
 		sg->tail = tail;
@@ -345,27 +376,29 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 	chunk = DRAIN_BUDGET / nseg;
 	uint64_t most = 0;
 	for (size_t k = 0; k < nseg; k++)
-		if (dr->seg[k].avail > most)
-			most = dr->seg[k].avail;
+		if (sc->seg[k].avail > most)
+			most = sc->seg[k].avail;
 	if (most < chunk)
 		chunk = (size_t)most;
 	need_recs(dr, nseg * chunk);
 	for (size_t k = 0; k < nseg; k++) {
-		struct drain_seg *sg = &dr->seg[k];
+		struct drain_seg *sg = &sc->seg[k];
 		sg->start = k * chunk;
 		if (fill(dr, sg, w, chunk, why) < 0)
 			return -EBADMSG;
 		if (sg->n > 0)
-			dr->order[live++] = (uint32_t)k;
+			sc->order[live++] = (uint32_t)k;
 	}
-	bheap_make(dr->order, live, sizeof(*dr->order), seg_less, dr->seg);
+	bheap_make(sc->order, live, sizeof(*sc->order), seg_less, sc->seg);
 	while (live > 0) {
-		if (applied >= (long)DRAIN_BUDGET) {
+		if (applied >= cap ||
+		    (deadline_ns != 0 && applied % DRAIN_CLOCK_EVERY == DRAIN_CLOCK_EVERY - 1 &&
+		     drain_now_ns() >= deadline_ns)) {
 			*more = true;
 			break;
 		}
-		struct drain_seg *sg = &dr->seg[dr->order[0]];
-		const struct shm_ev *rec = &dr->recs[sg->start + sg->pos];
+		struct drain_seg *sg = &sc->seg[sc->order[0]];
+		const struct shm_ev *rec = &sc->recs[sg->start + sg->pos];
 		struct proto_event ev;
 		if (proto_record_decode(rec, &ev) < 0) {
 			*why = "a record is malformed";
@@ -392,51 +425,71 @@ static long round_run(struct drain *dr, struct heap *h, bool final, bool *more, 
 		if (++sg->pos == sg->n && fill(dr, sg, w, chunk, why) < 0)
 			goto out_bad;
 		if (sg->n == 0)
-			dr->order[0] = dr->order[--live];
+			sc->order[0] = sc->order[--live];
 		else
-			sg->next_seq = dr->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
-		bheap_sift_down(dr->order, live, sizeof(*dr->order), 0, seg_less, dr->seg);
+			sg->next_seq = sc->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
+		bheap_sift_down(sc->order, live, sizeof(*sc->order), 0, seg_less, sc->seg);
 	}
 	for (size_t i = 0; i < nseg; i++)
-		release(dr, &dr->seg[i]);
+		release(dr, &sc->seg[i]);
 	return applied;
 out_bad:
 	for (size_t i = 0; i < nseg; i++)
-		release(dr, &dr->seg[i]);
+		release(dr, &sc->seg[i]);
 	return -EBADMSG;
 }
 
 long drain_run(struct drain *dr, struct heap *h, bool final, const char **why)
 {
+	return drain_run_until(dr, h, final, 0, why);
+}
+
+/* Records that final drains take at most, in all. */
+#define DRAIN_FINAL_MAX ((uint64_t)SHM_NRINGS * SHM_RING_CAP + DRAIN_BUDGET)
+
+long drain_run_until(struct drain *dr, struct heap *h, bool final, uint64_t deadline_ns,
+                     const char **why)
+{
+	struct drain_scratch *sc = SC(dr);
 	long total = 0;
 	uint64_t v;
 
 	if (dr->fd < 0)
 		return 0;
-	/* Finally, as many rounds as the rings can hold records for: a region
-	 * written to after its process's connection closed cannot keep the
-	 * loop here. */
-	int rounds =
-	    final ? (int)((uint64_t)SHM_NRINGS * SHM_RING_CAP / DRAIN_BUDGET) + 2 : DRAIN_ROUNDS;
-	for (int r = 0; r < rounds; r++) {
+	dr->behind = false;
+	dr->cut = false;
+	/* Without a deadline a live drain takes DRAIN_ROUNDS rounds at most
+	 * (the timer comes back for the rest); with one, rounds until it. */
+	for (int r = 0;; r++) {
 		bool more;
-		long n = round_run(dr, h, final, &more, why);
+		long cap = DRAIN_BUDGET;
+		if (final) {
+			if (dr->final_taken >= DRAIN_FINAL_MAX)
+				break; /* written to after the end: the rest is ignored */
+			if (DRAIN_FINAL_MAX - dr->final_taken < (uint64_t)cap)
+				cap = (long)(DRAIN_FINAL_MAX - dr->final_taken);
+		}
+		long n = round_run(dr, h, final, deadline_ns, cap, &more, why);
 		if (n < 0)
 			return n;
 		total += n;
+		if (final)
+			dr->final_taken += (uint64_t)n;
 		if (!more || n == 0)
 			break;
-		/* Out of rounds with records left: the timer must come back. */
-		if (r == rounds - 1)
-			dr->behind = true;
+		if ((deadline_ns == 0 && !final && r == DRAIN_ROUNDS - 1) ||
+		    (deadline_ns != 0 && drain_now_ns() >= deadline_ns)) {
+			dr->behind = dr->cut = true; /* records left: come back */
+			break;
+		}
 	}
-	/* A process that went quiet gives its scratch back. */
-	if (dr->recs_cap > 4096 && dr->recs_peak < dr->recs_cap / 8) {
-		free(dr->recs);
-		dr->recs = NULL;
-		dr->recs_cap = 0;
+	/* A quiet spell gives the scratch back. */
+	if (sc->recs_cap > 4096 && sc->recs_peak < sc->recs_cap / 8) {
+		free(sc->recs);
+		sc->recs = NULL;
+		sc->recs_cap = 0;
 	}
-	dr->recs_peak = 0;
+	sc->recs_peak = 0;
 	if (read_u64(dr, offsetof(struct shm_header, lost), &v) == 0 && v > dr->lost)
 		dr->lost = v;
 	if (read_u64(dr, offsetof(struct shm_header, nostack), &v) == 0 && v > dr->nostack)

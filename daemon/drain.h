@@ -39,6 +39,19 @@
 
 struct drain_seg;
 
+/* Memory a drain works in: the records of one round and the rings' merge
+ * state. The daemon gives all its sessions one (a drain never runs inside
+ * another), so it costs one budget's worth (8 MiB at most), not one per
+ * traced process; a drain without one uses its own. */
+struct drain_scratch {
+	struct shm_ev *recs;
+	size_t recs_cap;
+	size_t recs_peak; /* records held at once since the last trim */
+	struct drain_seg *seg;
+	uint32_t *order;
+	size_t seg_cap;
+};
+
 struct drain {
 	int fd;           /* the memfd, -1 when closed */
 	char *map;        /* shared mapping (for the consumer's writes only) */
@@ -47,30 +60,40 @@ struct drain {
 	uint64_t nostack; /* records the agent made without a stack */
 	bool exiting;     /* the agent said it exits cleanly */
 	bool behind;      /* the last drain left records to read (or in flight) */
+	bool cut;         /* the last drain stopped for time with records left */
 	/* Called at a FORK record, once every record before it is applied:
 	 * the heap is then the forked child's as it starts. Set after
 	 * drain_open (which clears the struct); NULL ignores FORK records. */
 	void (*on_fork)(void *arg, uint64_t seq);
 	void *fork_arg;
-	/* Scratch, kept between drains (grows to the rings in use). */
-	struct shm_ev *recs;
-	size_t recs_cap;
-	size_t recs_peak; /* records held at once during the last drain_run */
-	struct drain_seg *seg;
-	uint32_t *order;
-	size_t seg_cap;
+	/* Scratch: the daemon's shared one (set after drain_open), else own. */
+	struct drain_scratch *scratch;
+	struct drain_scratch own;
+	uint64_t final_taken; /* records taken by final drains (bounded) */
 };
 
 /* Takes fd (closed on failure too). 0, or -errno with a reason in why. */
 int drain_open(struct drain *dr, int fd, const char **why);
 void drain_close(struct drain *dr);
-/* Bytes of scratch memory the drain holds. */
+/* Bytes of scratch memory the drain holds of its own. */
 size_t drain_memory(const struct drain *dr);
+size_t drain_scratch_memory(const struct drain_scratch *sc);
+void drain_scratch_free(struct drain_scratch *sc);
 /* Whether the region has anything new since the last drain (one pread). */
 bool drain_pending(struct drain *dr);
 /* Applies the records below the watermark (every record when `final`: the
  * process is gone) to h. Returns the number of records applied, or -EBADMSG
  * with a reason in why (the region broke a rule; what was applied stays). */
 long drain_run(struct drain *dr, struct heap *h, bool final, const char **why);
+/* drain_run for at most until deadline_ns (CLOCK_MONOTONIC; 0: no time
+ * bound), so that no region, however full or hostile, holds the loop for
+ * longer: what is left sets `behind`, and the next call goes on from there.
+ * Final drains together take at most the rings' capacity of records (a
+ * process that keeps writing after its connection closed cannot keep the
+ * daemon reading): past it `behind` stays false and the rest is ignored. */
+long drain_run_until(struct drain *dr, struct heap *h, bool final, uint64_t deadline_ns,
+                     const char **why);
+/* CLOCK_MONOTONIC in ns: the clock of the deadlines. */
+uint64_t drain_now_ns(void);
 
 #endif

@@ -48,6 +48,7 @@ static void usage(FILE *f)
 	        "                       /var/lib/memtrace as root, else\n"
 	        "                       $XDG_STATE_HOME/memtrace or ~/.local/state/memtrace)\n"
 	        "  --max-sessions N     live traced processes at once (default 1024)\n"
+	        "  --max-sessions-per-uid N  ... of one uid (default a quarter of --max-sessions)\n"
 	        "  --max-exited N       exited processes kept in memory (default 256)\n"
 	        "  --max-blocks N       live blocks tracked per process (default 67108864)\n"
 	        "  --max-stacks N       distinct stacks per process (default 1048576)\n"
@@ -56,6 +57,8 @@ static void usage(FILE *f)
 	        "  --max-control-connections-per-uid N  ... of one uid (default 16)\n"
 	        "  --control-timeout S  close a control client that reads none of its answers,\n"
 	        "                       or sends half a request, for S seconds (default 30)\n"
+	        "  --max-fork-image-bytes N  parents' heaps kept for their fork children\n"
+	        "                       (default 1 GiB; a uid a quarter)\n"
 	        "  --max-queued-snapshots N  snapshots waiting to be written (default 256)\n"
 	        "  --max-queued-snapshots-per-uid N  ... of one uid's processes (default 64)\n"
 	        "  --max-queued-snapshot-bytes N  their memory (default 1 GiB; a uid a quarter)\n"
@@ -132,13 +135,17 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_SNAPQ_BYTES,
 		O_HTTP_CONNS,
 		O_HTTP_CONNS_ORIGIN,
-		O_CTL_TIMEOUT
+		O_CTL_TIMEOUT,
+		O_SESS_UID,
+		O_FORK_BYTES
 	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
 	    {"state-dir", required_argument, NULL, O_STATE},
 	    {"max-sessions", required_argument, NULL, O_SESS},
 	    {"max-exited", required_argument, NULL, O_EXITED},
+	    {"max-sessions-per-uid", required_argument, NULL, O_SESS_UID},
+	    {"max-fork-image-bytes", required_argument, NULL, O_FORK_BYTES},
 	    {"max-blocks", required_argument, NULL, O_BLOCKS},
 	    {"max-stacks", required_argument, NULL, O_STACKS},
 	    {"max-modules", required_argument, NULL, O_MODULES},
@@ -166,6 +173,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 
 	d->cfg.max_sessions = 1024;
 	d->cfg.max_exited = 256;
+	d->cfg.max_fork_image_bytes = (size_t)1 << 30;
 	d->cfg.max_blocks = (size_t)64 << 20;
 	d->cfg.max_stacks = (size_t)1 << 20;
 	d->cfg.max_modules = MODMAP_DEFAULT_MAX;
@@ -194,6 +202,16 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case O_SESS:
 			if (parse_size("--max-sessions", optarg, &d->cfg.max_sessions) < 0)
+				return -EINVAL;
+			break;
+		case O_SESS_UID:
+			if (parse_size("--max-sessions-per-uid", optarg,
+			               &d->cfg.max_sessions_per_uid) < 0)
+				return -EINVAL;
+			break;
+		case O_FORK_BYTES:
+			if (parse_size("--max-fork-image-bytes", optarg,
+			               &d->cfg.max_fork_image_bytes) < 0)
 				return -EINVAL;
 			break;
 		case O_EXITED:
@@ -381,6 +399,15 @@ static void limits_init(struct daemon *d)
 	/* A snapshot larger than a uid's share is still taken when nothing
 	 * else waits. */
 	d->snap_bytes.first_fits = true;
+	size_t per = d->cfg.max_sessions_per_uid;
+	if (per == 0)
+		per = d->cfg.max_sessions / 4 ? d->cfg.max_sessions / 4 : 1;
+	limit_init(&d->agent_sessions, "agent_connections", "traced processes", "--max-sessions",
+	           "--max-sessions-per-uid", d->cfg.max_sessions, per);
+	bytes = d->cfg.max_fork_image_bytes;
+	limit_init(&d->fork_images, "fork_image_bytes",
+	           "bytes of parents' heaps kept for their fork children", "--max-fork-image-bytes",
+	           "a quarter of --max-fork-image-bytes", bytes, bytes / 4 ? bytes / 4 : 1);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -519,10 +546,13 @@ out_loop:
 		session_unref(s);
 	}
 	symbols_free(d.syms);
+	drain_scratch_free(&d.drain_scratch);
 	rundir_free(rd);
 	limit_close(&d.control_conns);
 	limit_close(&d.snap_queue);
 	limit_close(&d.snap_bytes);
+	limit_close(&d.agent_sessions);
+	limit_close(&d.fork_images);
 out:
 	free(d.agent_path);
 	free(d.control_path);

@@ -11,13 +11,25 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "fdsink.h"
+#include "limit.h"
 #include "log.h"
 #include "proto.h"
 #include "xalloc.h"
 
 #define RBUF_CAP (PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD)
+#define RBUF_MIN 4096
 
 static void forks_free(struct session *s);
+
+/* Closes a descriptor the agent passed, off the loop if it might block. */
+static void drop_fd(struct session *s, int fd)
+{
+	if (s->d->fdsink != NULL)
+		fdsink_put(s->d->fdsink, fd);
+	else
+		close(fd);
+}
 
 /* Milliseconds of CLOCK_MONOTONIC: fork images' and waits' ages. */
 static uint64_t now_ms(void)
@@ -39,8 +51,6 @@ struct session *session_new(struct daemon *d)
 	s->drain.fd = -1;
 	s->passed_fd = -1;
 	s->fd = -1;
-	s->rcap = RBUF_CAP;
-	s->rbuf = xmalloc(s->rcap);
 	return s;
 }
 
@@ -53,16 +63,19 @@ void session_unref(struct session *s)
 {
 	if (s == NULL || --s->refs > 0)
 		return;
+	if (s->inheriting)
+		s->d->ninheriting--;
 	heap_close(&s->heap);
 	drain_close(&s->drain);
 	forks_free(s);
 	if (s->passed_fd >= 0)
-		close(s->passed_fd);
+		drop_fd(s, s->passed_fd);
 	modmap_close(&s->modules);
 	free(s->rbuf);
 	free(s->exe);
 	free(s->cmdline);
 	free(s->error);
+	free(s->end_why);
 	free(s);
 }
 
@@ -101,31 +114,78 @@ static char *read_proc(pid_t pid, const char *name, size_t *len)
 	return buf;
 }
 
-/* Drops the oldest fork image. */
-static void forks_drop_oldest(struct session *s)
+/* Drops fork image i, giving its bytes back. */
+static void forks_drop(struct session *s, size_t i)
 {
-	s->fork_bytes -= heap_memory(&s->forks[0].heap);
-	heap_close(&s->forks[0].heap);
-	memmove(s->forks, s->forks + 1, (s->nforks - 1) * sizeof(*s->forks));
+	struct session_fork *f = &s->forks[i];
+
+	s->fork_bytes -= f->bytes;
+	limit_give(&s->d->fork_images, s->uid, f->bytes);
+	heap_close(&f->heap);
+	memmove(f, f + 1, (s->nforks - i - 1) * sizeof(*s->forks));
 	s->nforks--;
+}
+
+void session_forks_expire(struct session *s, uint64_t now)
+{
+	while (s->nforks > 0 && now - s->forks[0].at_ms > SESSION_FORK_TTL_MS)
+		forks_drop(s, 0);
+}
+
+static void copy_modules(struct session *s, const struct session *parent);
+
+/* The child `c` takes `heap` as its start. */
+static void inherit(struct session *c, const struct session *parent)
+{
+	copy_modules(c, parent);
+	c->inheriting = false;
+	c->inherited = true;
+	c->d->ninheriting--;
+}
+
+/* A fork child already waiting for the image of this FORK record, if any:
+ * it gets its copy at once, and no image is kept. */
+static struct session *waiting_child(struct session *s, uint64_t seq)
+{
+	if (s->d->ninheriting == 0)
+		return NULL;
+	for (struct session *c = s->d->sessions; c != NULL; c = c->next)
+		if (c->inheriting && c->fork_seq == seq && c->parent_pid == s->pid &&
+		    c->uid == s->uid && c != s && c->state == SESSION_LIVE)
+			return c;
+	return NULL;
 }
 
 /* The drain met a FORK record: keep the heap as it is now for the child. */
 static void on_fork(void *arg, uint64_t seq)
 {
 	struct session *s = arg;
+	struct session *c = waiting_child(s, seq);
 	size_t bytes = heap_memory(&s->heap);
 	uint64_t now = now_ms();
 
+	if (c != NULL) {
+		heap_close(&c->heap);
+		heap_clone(&c->heap, &s->heap);
+		inherit(c, s);
+		return;
+	}
 	/* Children claim their image within milliseconds of the fork; one
 	 * that never came (it failed to connect, or the fork failed) must not
-	 * hold memory for ever, nor may a process that forks without end. */
+	 * hold memory for ever, nor may a process that forks without end:
+	 * images are bounded per process, per user and in all. */
+	session_forks_expire(s, now);
 	while (s->nforks > 0 &&
-	       (s->nforks == SESSION_MAX_FORKS || now - s->forks[0].at_ms > SESSION_FORK_TTL_MS ||
-	        s->fork_bytes + bytes > SESSION_MAX_FORK_BYTES))
-		forks_drop_oldest(s);
+	       (s->nforks == SESSION_MAX_FORKS || s->fork_bytes + bytes > SESSION_MAX_FORK_BYTES))
+		forks_drop(s, 0);
 	if (bytes > SESSION_MAX_FORK_BYTES)
 		return;
+	char who[32];
+	snprintf(who, sizeof(who), "uid %u", (unsigned)s->uid);
+	if (limit_take(&s->d->fork_images, s->uid, bytes, now, who) < 0) {
+		s->forks_refused++;
+		return; /* its child starts empty, and says so */
+	}
 	if (s->nforks == s->forks_cap) {
 		s->forks_cap = s->forks_cap ? s->forks_cap * 2 : 8;
 		s->forks = xreallocarray(s->forks, s->forks_cap, sizeof(*s->forks));
@@ -133,18 +193,18 @@ static void on_fork(void *arg, uint64_t seq)
 	struct session_fork *f = &s->forks[s->nforks++];
 	f->seq = seq;
 	f->at_ms = now;
+	f->bytes = bytes;
 	heap_clone(&f->heap, &s->heap);
 	s->fork_bytes += bytes;
 }
 
 static void forks_free(struct session *s)
 {
-	for (size_t i = 0; i < s->nforks; i++)
-		heap_close(&s->forks[i].heap);
+	while (s->nforks > 0)
+		forks_drop(s, s->nforks - 1);
 	free(s->forks);
 	s->forks = NULL;
-	s->nforks = s->forks_cap = 0;
-	s->fork_bytes = 0;
+	s->forks_cap = 0;
 }
 
 /* Copies the parent's module map: the inherited stacks' addresses are in it. */
@@ -169,20 +229,22 @@ static bool try_inherit(struct session *s)
 	for (struct session *p = s->d->sessions; p != NULL; p = p->next) {
 		if (p == s || p->pid != s->parent_pid || p->uid != s->uid || !p->hello)
 			continue;
-		if (p->state == SESSION_LIVE)
+		/* Read the parent first (a record not read yet is found), unless
+		 * it is itself waiting or being read: two sessions that name
+		 * each other as parents must not drain each other for ever. */
+		if (p->state == SESSION_LIVE && !p->inheriting && !p->draining)
 			session_drain(p, false);
 		for (size_t i = 0; i < p->nforks; i++) {
 			if (p->forks[i].seq != s->fork_seq)
 				continue;
+			struct session_fork *f = &p->forks[i];
 			heap_close(&s->heap);
-			s->heap = p->forks[i].heap;
-			p->fork_bytes -= heap_memory(&s->heap);
-			memmove(&p->forks[i], &p->forks[i + 1],
-			        (p->nforks - i - 1) * sizeof(*p->forks));
+			s->heap = f->heap;
+			p->fork_bytes -= f->bytes;
+			limit_give(&s->d->fork_images, p->uid, f->bytes);
+			memmove(f, f + 1, (p->nforks - i - 1) * sizeof(*p->forks));
 			p->nforks--;
-			copy_modules(s, p);
-			s->inheriting = false;
-			s->inherited = true;
+			inherit(s, p);
 			return true;
 		}
 		/* Not read that far yet: the record is on its way. */
@@ -194,6 +256,7 @@ static bool try_inherit(struct session *s)
 		         "empty, and frees of inherited blocks count as unknown",
 		         (int)s->pid, (int)s->parent_pid);
 		s->inheriting = false;
+		s->d->ninheriting--;
 		return true;
 	}
 	return false;
@@ -230,10 +293,15 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	const char *why = NULL;
 	int fd = s->passed_fd;
 	s->passed_fd = -1;
+	if (!fd_is_memfd(fd)) {
+		drop_fd(s, fd);
+		return fail(s, "the shared memory is not a memfd");
+	}
 	if (drain_open(&s->drain, fd, &why) < 0)
 		return fail(s, "%s", why);
 	s->drain.on_fork = on_fork;
 	s->drain.fork_arg = s;
+	s->drain.scratch = &s->d->drain_scratch;
 	s->hello = true;
 	s->nframes = h.nframes;
 	s->flags = h.flags;
@@ -242,6 +310,8 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 	 * sampled; the heap weighs them (sampling.h). No event came before
 	 * HELLO, so no block's weight changes. */
 	heap_set_sampling(&s->heap, h.sample_bytes);
+	if (h.parent_pid != 0 && (pid_t)h.parent_pid == s->pid)
+		return fail(s, "HELLO names the process as its own parent");
 	if (h.parent_pid != 0) {
 		s->parent_pid = (pid_t)h.parent_pid;
 		if (identity_from_parent(s))
@@ -267,6 +337,7 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 identified:
 	if (h.parent_pid != 0) {
 		s->inheriting = true;
+		s->d->ninheriting++;
 		s->fork_seq = h.fork_seq;
 		s->inherit_since_ms = now_ms();
 		try_inherit(s);
@@ -311,20 +382,38 @@ static int on_frame(struct session *s, const struct proto_hdr *h, const uint8_t 
 	case PROTO_WAKE:
 		if (proto_empty_decode(p, h->len) < 0)
 			return fail(s, "malformed WAKE");
-		session_drain(s, false);
-		return s->broken ? -EBADMSG : 0;
+		s->wake = true; /* once for all the WAKEs read together */
+		return 0;
 	default:
 		return fail(s, "unknown frame type %u", h->type);
 	}
+}
+
+uint8_t *session_rbuf_room(struct session *s, size_t *room)
+{
+	/* The buffer grows with what a frame needs (a HELLO's command line
+	 * may take 64 KiB), not with what a connection might send: an idle
+	 * connection holds 4 KiB. */
+	if (s->rlen == s->rcap && s->rcap < RBUF_CAP) {
+		size_t cap = s->rcap ? s->rcap * 2 : RBUF_MIN;
+		s->rcap = cap < RBUF_CAP ? cap : RBUF_CAP;
+		s->rbuf = xrealloc(s->rbuf, s->rcap);
+	}
+	*room = s->rcap - s->rlen;
+	return s->rbuf + s->rlen;
 }
 
 int session_feed(struct session *s, const uint8_t *data, size_t n)
 {
 	/* Called with data == s->rbuf + s->rlen after a read into the buffer,
 	 * or with outside bytes (tests), which are appended first. */
-	if (data != s->rbuf + s->rlen) {
-		if (n > s->rcap - s->rlen)
+	if (s->rbuf == NULL || data != s->rbuf + s->rlen) {
+		if (n > RBUF_CAP - s->rlen)
 			return fail(s, "frame larger than the read buffer");
+		if (s->rlen + n > s->rcap) {
+			s->rcap = s->rlen + n > RBUF_MIN ? s->rlen + n : RBUF_MIN;
+			s->rbuf = xrealloc(s->rbuf, s->rcap);
+		}
 		memcpy(s->rbuf + s->rlen, data, n);
 	}
 	s->rlen += n;
@@ -337,7 +426,7 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 			rc = fail(s, "malformed frame header");
 			break;
 		}
-		if (h.len > s->rcap - PROTO_HDR_SIZE) {
+		if (h.len > RBUF_CAP - PROTO_HDR_SIZE) {
 			rc = fail(s, "frame larger than the read buffer");
 			break;
 		}
@@ -350,6 +439,16 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 	if (off > 0) {
 		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
 		s->rlen -= off;
+		if (s->rcap > RBUF_MIN && s->rlen <= RBUF_MIN / 2) {
+			s->rcap = RBUF_MIN; /* the big frame is done */
+			s->rbuf = xrealloc(s->rbuf, s->rcap);
+		}
+	}
+	if (rc == 0 && s->wake && !s->wake_later) {
+		s->wake = false;
+		session_drain(s, false);
+		if (s->broken)
+			rc = -EBADMSG;
 	}
 	return rc;
 }
@@ -357,24 +456,34 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 int session_pass_fd(struct session *s, int fd)
 {
 	if (s->hello || s->passed_fd >= 0) {
-		close(fd);
+		drop_fd(s, fd);
 		return fail(s, "a descriptor came that was not asked for");
 	}
 	s->passed_fd = fd;
 	return 0;
 }
 
-void session_drain(struct session *s, bool final)
+void session_drain_window(struct daemon *d, unsigned ms)
+{
+	d->drain_until_ns = ms == 0 ? 0 : drain_now_ns() + (uint64_t)ms * 1000000u;
+}
+
+bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns)
 {
 	const char *why = NULL;
 
-	if (!s->hello || s->broken || s->drain.fd < 0)
-		return;
+	if (!s->hello || s->broken || s->drain.fd < 0 || s->draining)
+		return false;
 	/* A fork child's records wait for its parent's heap, or the end. */
 	if (s->inheriting && !try_inherit(s) && !final)
-		return;
-	s->inheriting = false;
-	long n = drain_run(&s->drain, &s->heap, final, &why);
+		return false;
+	if (s->inheriting) { /* the end came first */
+		s->inheriting = false;
+		s->d->ninheriting--;
+	}
+	s->draining = true;
+	long n = drain_run_until(&s->drain, &s->heap, final, deadline_ns, &why);
+	s->draining = false;
 	if (n > 0) {
 		s->events += (uint64_t)n;
 		s->d->events_total += (uint64_t)n;
@@ -384,16 +493,33 @@ void session_drain(struct session *s, bool final)
 	if (n < 0) {
 		s->broken = true;
 		fail(s, "%s", why);
+		return false;
 	}
+	return s->drain.cut;
+}
+
+void session_drain(struct session *s, bool final)
+{
+	uint64_t now = drain_now_ns(), deadline = now + (uint64_t)SESSION_SLICE_MS * 1000000u;
+	uint64_t until = s->d->drain_until_ns;
+
+	/* Inside a caller's window (a query over many processes), never past
+	 * it, but every process gets a little: an answer is never emptier
+	 * for being late in the list. */
+	if (until != 0 && until < deadline)
+		deadline = until > now ? until : now + 1;
+	session_drain_until(s, final, deadline);
 }
 
 void session_trim(struct session *s)
 {
 	drain_close(&s->drain);
-	forks_free(s);
+	/* Fork images stay until their children claim them or they expire: a
+	 * parent that forks and exits at once (a daemon going to the
+	 * background) ends before its child says hello. */
 	heap_trim(&s->heap);
 	if (s->passed_fd >= 0)
-		close(s->passed_fd);
+		drop_fd(s, s->passed_fd);
 	s->passed_fd = -1;
 	free(s->rbuf);
 	s->rbuf = NULL;
@@ -410,8 +536,7 @@ size_t session_memory(const struct session *s)
 	n += modmap_memory(&s->modules);
 	for (size_t i = 0; i < s->nforks; i++)
 		n += heap_memory(&s->forks[i].heap);
-	if (s->drain.recs != NULL)
-		n += drain_memory(&s->drain);
+	n += drain_memory(&s->drain);
 	return n;
 }
 

@@ -42,11 +42,14 @@ enum session_state { SESSION_LIVE, SESSION_EXITED };
 #define SESSION_MAX_FORK_BYTES ((size_t)256 << 20)
 #define SESSION_FORK_TTL_MS    10000 /* an unclaimed image older than this goes */
 #define SESSION_INHERIT_MS     5000  /* how long a fork child waits for its parent's record */
+/* The longest one drain of one process holds the loop. */
+#define SESSION_SLICE_MS 8
 
 /* The heap of a process as it was at one of its FORK records, kept until the
  * child it forked claims it (HELLO names the record). */
 struct session_fork {
 	uint64_t seq;
+	size_t bytes;   /* heap_memory when taken: charged to the uid */
 	uint64_t at_ms; /* CLOCK_MONOTONIC ms when it was taken */
 	struct heap heap;
 };
@@ -65,8 +68,22 @@ struct session {
 	size_t cmdline_len;
 	enum session_state state;
 	bool hello;
-	bool bye;    /* the process exited cleanly (the region says so) */
-	bool broken; /* the region broke a rule: error says which; end the session */
+	bool bye;      /* the process exited cleanly (the region says so) */
+	bool broken;   /* the region broke a rule: error says which; end the session */
+	bool draining; /* its region is being read (no drain from inside one) */
+	/* WAKE frames came: the region is read once after the reads (when
+	 * wake_later, by agentsrv) or at the end of session_feed. */
+	bool wake, wake_later;
+	/* Drains of a pending region that read nothing in a row, and when the
+	 * timer or a WAKE may read it again (CLOCK_MONOTONIC ms): a region that
+	 * always claims news costs little. Queries always read. */
+	unsigned idle_drains;
+	uint64_t next_drain_ms;
+	/* The connection closed: the last records are read in slices on the
+	 * timer, then the session ends with these. */
+	bool ending;
+	char *end_why;
+	const char *end_reason;
 	char *error; /* why the connection was closed, if it was our decision */
 	uint32_t nframes;
 	uint32_t flags;
@@ -81,7 +98,8 @@ struct session {
 	struct drain drain;    /* the shared region, from HELLO until the end */
 	struct session_fork *forks;
 	size_t nforks, forks_cap;
-	size_t fork_bytes; /* heap_memory of the images kept */
+	size_t fork_bytes;      /* heap_memory of the images kept */
+	uint64_t forks_refused; /* FORK records past the uid's image bytes */
 	/* A fork child waiting for its parent's image: records wait too. */
 	bool inheriting;
 	pid_t parent_pid;
@@ -104,12 +122,28 @@ void session_unref(struct session *s); /* frees at zero */
  * descriptor that came with them (SCM_RIGHTS) is handed over first with
  * session_pass_fd. */
 int session_feed(struct session *s, const uint8_t *p, size_t n);
+/* Where the next read goes, and how much fits (0: a frame larger than the
+ * protocol allows is pending; session_feed has refused it). */
+uint8_t *session_rbuf_room(struct session *s, size_t *room);
 /* The connection passed descriptor fd: the session owns it from now on. A
  * second one, or one after HELLO, is closed and breaks the session. */
 int session_pass_fd(struct session *s, int fd);
 /* Reads what the region holds (every record when `final`: the process is
- * gone) into the heap. On a broken rule sets s->broken and s->error. */
+ * gone) into the heap, for at most deadline_ns (CLOCK_MONOTONIC, 0: no
+ * bound). True when records are left for the next call. On a broken rule
+ * sets s->broken and s->error. A session being read is not read again
+ * from inside (a fork child's parent is read first: never a cycle). */
+bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns);
+/* session_drain_until for a slice of SESSION_SLICE_MS, and within the
+ * window session_drain_window opened, if one is open: what a query calls
+ * before it answers. */
 void session_drain(struct session *s, bool final);
+/* Opens (ms > 0) or closes (0) the window of loop time that the drains a
+ * caller makes before it answers may take together (a list or a scrape
+ * reads every process). */
+void session_drain_window(struct daemon *d, unsigned ms);
+/* Drops the fork images older than SESSION_FORK_TTL_MS (now: CLOCK_MONOTONIC ms). */
+void session_forks_expire(struct session *s, uint64_t now);
 /* After the end: frees what exited statistics do not need. */
 void session_trim(struct session *s);
 /* Bytes the daemon holds for this process (its model, module map, buffers,

@@ -167,8 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t rnd = size;
 	int ra, rb = 0;
 
-	if (size > a->rcap)
-		size = a->rcap;
+	if (size > PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD)
+		size = PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD;
 	ra = session_feed(a, data, size);
 	for (size_t i = 0; i < size && i < 8; i++)
 		rnd = rnd * 131 + data[i];
@@ -189,6 +189,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_heap(&b->heap);
 	session_unref(a);
 	session_unref(b);
+	drain_scratch_free(&da.drain_scratch);
+	drain_scratch_free(&db.drain_scratch);
+	limit_close(&da.fork_images);
+	limit_close(&db.fork_images);
 	testregion_destroy(&rega);
 	testregion_destroy(&regb);
 	return 0;

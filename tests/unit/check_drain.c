@@ -809,7 +809,7 @@ START_TEST(test_drain_many_rings)
 		sim_init(&s, n, n, NULL, 1);
 		run(&s, 20 * n, 200, n > 600);
 		sim_close(&s);
-		ck_assert_uint_ge(D.seg_cap, n);
+		ck_assert_uint_ge(D.own.seg_cap, n);
 	}
 }
 END_TEST
