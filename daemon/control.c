@@ -332,6 +332,10 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(lim, "max_stacks", (double)d->cfg.max_stacks);
 	cJSON_AddNumberToObject(lim, "max_modules", (double)d->cfg.max_modules);
 	cJSON_AddNumberToObject(lim, "modules_dropped", (double)d->modules_dropped);
+	cJSON_AddItemToObject(lim, "agent_connections",
+	                      limit_json(&d->agent_sessions, "per_uid", true, c->uid));
+	cJSON_AddItemToObject(lim, "fork_image_bytes",
+	                      limit_json(&d->fork_images, "per_uid", true, c->uid));
 	cJSON_AddItemToObject(lim, "control_connections",
 	                      limit_json(&d->control_conns, "per_uid", true, c->uid));
 	cJSON *un = cJSON_AddObjectToObject(lim, "control_unread_bytes");

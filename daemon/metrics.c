@@ -652,14 +652,15 @@ static void per_process(struct sbuf *b, enum format f, const struct result *r, c
 static void render_limits(struct sbuf *b, enum format f, const struct metrics *m)
 {
 	const struct daemon *d = m->d;
-	const struct limit *ls[] = {&d->control_conns, &d->snap_queue, &d->snap_bytes,
-	                            m->http != NULL ? http_limit(m->http) : NULL};
-	const char *per[] = {"uid", "uid", "uid", "origin"};
+	const struct limit *ls[] = {
+	    &d->agent_sessions, &d->fork_images, &d->control_conns,
+	    &d->snap_queue,     &d->snap_bytes,  m->http != NULL ? http_limit(m->http) : NULL};
+	const char *per[] = {"uid", "uid", "uid", "uid", "uid", "origin"};
 	const size_t nl = sizeof(ls) / sizeof(ls[0]);
 
 	family(b, f, "memtrace_limit_used", M_GAUGE, NULL,
 	       "What a shared limit holds now (connections, snapshots, or bytes for "
-	       "queued_snapshot_bytes).");
+	       "queued_snapshot_bytes and fork_image_bytes).");
 	for (size_t i = 0; i < nl; i++)
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_used{limit=\"%s\"} %zu\n", ls[i]->name,

@@ -42,12 +42,35 @@
  *                       72 get a 503 naming the bound; a scrape by root from
  *                       127.0.0.1 is answered with the program's series and
  *                       the limit's figures; uid 65534's own scrape gets 503
+ *  agent_sessions       with --max-sessions 32 (a uid a quarter), uid 65534
+ *                       opens 32 idle agent connections: exactly 24 are
+ *                       closed, root's program is traced exactly meanwhile,
+ *                       `status` counts the refusals, the log names the
+ *                       bound once (before: root's program went untraced)
+ *  mutual_parents       uid 65534's process X and its child Y say hello so
+ *                       that each waits for the other's fork image (X's
+ *                       second connection names Y as its parent): the
+ *                       daemon lives on and root stays exact (before: the
+ *                       two drained each other until the stack overflowed)
+ *  passed_descriptors   64 hellos carrying 4 descriptors each, 253 pipe ends
+ *                       in one message, and a lingering TCP socket with a
+ *                       full send queue whose last copy the daemon holds:
+ *                       root is answered at once and exactly, and the
+ *                       daemon's descriptors return to their count (before:
+ *                       the socket's close held the loop 120 s, and 2
+ *                       descriptors a hello leaked)
+ *  fork_images          2 sessions of 30,000 blocks with 300 unclaimed FORK
+ *                       records each, --max-fork-image-bytes 64 MiB: the
+ *                       daemon's anonymous memory grows by less than 96 MiB
+ *                       (before: 514 MiB), the uid holds at most 16 MiB of
+ *                       images; root stays exact
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -823,6 +846,531 @@ START_TEST(http_origins)
 }
 END_TEST
 
+/* ------------------------------------------------------ hostile agents */
+
+/* A region whose ring 0 holds `nallocs` allocations (16 bytes each, seq 1..)
+ * over as many rings as they need, then `nforks` FORK records in the next
+ * ring; nothing in flight. -1 on failure. */
+static int region_with(uint32_t nallocs, uint32_t nforks)
+{
+	int fd = good_region();
+	if (fd < 0)
+		return -1;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	struct shm_header *h = (struct shm_header *)map;
+	uint64_t seq = 1;
+	uint32_t ring = 0, per = SHM_RING_CAP - 1;
+	for (uint32_t i = 0; i < nallocs + nforks; i++) {
+		if (i == nallocs || (i < nallocs && i > 0 && i % per == 0))
+			ring++;
+		struct shm_ring *r = (struct shm_ring *)(map + SHM_OFF_RING(ring));
+		uint64_t hd = atomic_load(&r->head);
+		bool fork_rec = i >= nallocs;
+		r->ev[hd % SHM_RING_CAP] = (struct shm_ev){
+		    seq << PROTO_EV_KIND_BITS | (fork_rec ? PROTO_EV_FORK : PROTO_EV_ALLOC),
+		    fork_rec ? 0 : UINT64_C(0x10000000) + (uint64_t)i * 32, fork_rec ? 0 : 16, 0,
+		    0};
+		atomic_store(&r->head, hd + 1);
+		seq++;
+	}
+	for (uint32_t i = 0; i <= ring; i++)
+		atomic_store(&((struct shm_ring *)(map + SHM_OFF_RING(i)))->pending, UINT64_MAX);
+	atomic_store(&h->nrings, ring + 1);
+	atomic_store(&h->seq, seq);
+	munmap(map, SHM_SIZE);
+	return fd;
+}
+
+/* HELLO naming parent_pid (0: none) and fork_seq, with region, on a new
+ * connection to agent.sock; the connection, or -1. */
+static int agent_hello(int region, uint32_t parent_pid, uint64_t fork_seq)
+{
+	static const char exe[] = "/bin/hostile";
+	static const char cmdline[] = "hostile";
+	char *path = h_strf("%s/agent.sock", D.runtime);
+	int fd = h_connect(path);
+	uint8_t buf[512];
+	struct proto_hello h = {.version = PROTO_VERSION,
+	                        .nframes = 32,
+	                        .pid = (uint32_t)getpid(),
+	                        .parent_pid = parent_pid,
+	                        .fork_seq = fork_seq,
+	                        .exe = exe,
+	                        .exe_len = sizeof exe - 1,
+	                        .cmdline = cmdline,
+	                        .cmdline_len = sizeof cmdline};
+	ssize_t n = proto_hello_encode(buf, sizeof buf, &h);
+
+	free(path);
+	if (fd < 0 || n <= 0 || send_with_fd(fd, buf, (size_t)n, region) < 0)
+		return -1;
+	return fd;
+}
+
+static int send_wake(int fd)
+{
+	uint8_t buf[16];
+	ssize_t n = proto_empty_encode(buf, sizeof buf, PROTO_WAKE);
+	return n > 0 ? h_send_all(fd, buf, (size_t)n) : -1;
+}
+
+/* What /proc says of the daemon: its open descriptors; its anonymous
+ * resident memory in KiB. */
+static int daemon_fds(void)
+{
+	char *dir = h_strf("/proc/%d/fd", (int)D.pid);
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	free(dir);
+	return n;
+}
+
+static long daemon_rss_anon_kib(void)
+{
+	char *path = h_strf("/proc/%d/status", (int)D.pid);
+	FILE *f = fopen(path, "re");
+	char line[256];
+	long kib = -1;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "RssAnon: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	free(path);
+	return kib;
+}
+
+/* ---- agent_sessions: one user's connections leave room for the others */
+
+#define SESS_MAX     32
+#define SESS_PER_UID 8
+
+struct hold_arg {
+	int up[2], down[2];
+	int n; /* connections to open */
+};
+
+/* uid 65534: opens n connections to agent.sock and says nothing on them;
+ * reports how many the daemon closed within 5 s as one byte, then holds
+ * the rest until told. */
+static int hold_connections(void *argp)
+{
+	struct hold_arg *a = argp;
+	char *path = h_strf("%s/agent.sock", D.runtime);
+	int fds[64], closed = 0;
+	char c;
+
+	for (int i = 0; i < a->n; i++)
+		if ((fds[i] = h_connect(path)) < 0)
+			return 10;
+	for (int i = 0; i < a->n; i++)
+		if (h_wait_closed(fds[i], i == 0 ? 5000 : 200) == 1)
+			closed++;
+	c = (char)closed;
+	if (write(a->up[1], &c, 1) != 1)
+		return 11;
+	(void)read_byte(a->down[0], &c, 60000);
+	for (int i = 0; i < a->n; i++)
+		close(fds[i]);
+	free(path);
+	return 0;
+}
+
+START_TEST(agent_sessions)
+{
+	const char *opts[] = {"--max-sessions", "32", NULL}; /* a uid a quarter */
+	struct hold_arg a = {.n = SESS_MAX};
+	struct h_proc v;
+	char c;
+
+	start(opts);
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(hold_connections, &a);
+	ck_assert_msg(read_byte(a.up[0], &c, 60000) == 1, "the connections were not opened");
+	ck_assert_msg(c == SESS_MAX - SESS_PER_UID,
+	              "uid 65534 opened %d agent connections with %d allowed a uid: %d were "
+	              "closed, want %d",
+	              SESS_MAX, SESS_PER_UID, c, SESS_MAX - SESS_PER_UID);
+	/* Root's program is traced, exactly, while uid 65534 holds its share. */
+	struct h_truth *vt = victim_start(&v);
+	victim_top(vt, "while uid 65534 holds its agent connections");
+	ck_assert_int_eq(status_limit(H_NOBODY, "agent_connections", "yours"), SESS_PER_UID);
+	ck_assert_int_eq(status_limit(H_NOUID, "agent_connections", "refused"),
+	                 SESS_MAX - SESS_PER_UID);
+	ck_assert_int_eq(log_count("(--max-sessions-per-uid)"), 1);
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "agent connections");
+	victim_end(&v, vt, "after the agent connections");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* ---- mutual_parents: fork children that name each other as parents */
+
+struct mutual_arg {
+	int up[2], down[2];
+};
+
+/* Waits for the test's go-ahead (a byte on down). */
+static int go_ahead(struct mutual_arg *a)
+{
+	char c;
+	return read_byte(a->down[0], &c, 30000) == 1 ? 0 : -1;
+}
+
+/* uid 65534, process X: connection 1 says hello as a process of its own;
+ * its child Y says hello as X's fork child (record 1000, not read yet);
+ * connection 2 of X says hello as Y's fork child (record 1000): each waits
+ * for the other's image. Then WAKEs on all. Reports 'd' when done. */
+static int mutual(void *argp)
+{
+	struct mutual_arg *a = argp;
+	int r1 = good_region(), r2 = good_region(), r3 = good_region();
+	int yup[2], ydown[2];
+	char c;
+
+	if (r1 < 0 || r2 < 0 || r3 < 0 || pipe(yup) < 0 || pipe(ydown) < 0)
+		return 10;
+	int c1 = agent_hello(r1, 0, 0);
+	if (c1 < 0 || write(a->up[1], "1", 1) != 1 || go_ahead(a) < 0)
+		return 11;
+	pid_t x = getpid(), y = fork();
+	if (y == 0) {
+		int c2 = agent_hello(r2, (uint32_t)x, 1000);
+		if (c2 < 0 || write(yup[1], "2", 1) != 1)
+			_exit(12);
+		(void)read_byte(ydown[0], &c, 60000);
+		(void)send_wake(c2);
+		(void)read_byte(ydown[0], &c, 60000);
+		_exit(0);
+	}
+	if (read_byte(yup[0], &c, 30000) != 1)
+		return 13;
+	if (write(a->up[1], &(char){(char)(y & 0x7f)}, 1) != 1) /* "Y said hello" */
+		return 14;
+	if (go_ahead(a) < 0)
+		return 15;
+	int c3 = agent_hello(r3, (uint32_t)y, 1000);
+	if (c3 < 0)
+		return 16;
+	(void)send_wake(c1);
+	(void)send_wake(c3);
+	if (write(ydown[1], "w", 1) != 1)
+		return 17;
+	usleep(300000);
+	if (write(a->up[1], "d", 1) != 1)
+		return 18;
+	(void)go_ahead(a);
+	if (write(ydown[1], "e", 1) != 1)
+		return 19;
+	waitpid(y, NULL, 0);
+	close(c1);
+	close(c3);
+	return 0;
+}
+
+/* Accepts a list answer once uid 65534 has `want` sessions in it. */
+static char *count_nobody_sessions(const cJSON *json, void *arg)
+{
+	int want = *(const int *)arg, n = 0;
+	const cJSON *ps = cJSON_GetObjectItemCaseSensitive(json, "processes"), *e;
+	cJSON_ArrayForEach(e, ps)
+	{
+		long long uid = -1;
+		if (h_json_int(e, "uid", &uid) && uid == H_NOBODY)
+			n++;
+	}
+	return n == want ? NULL : h_strf("uid 65534 has %d sessions, not %d yet", n, want);
+}
+
+static void wait_nobody_sessions(int want)
+{
+	const char *args[] = {"list", NULL};
+	struct h_ctl r;
+	char *why = h_ctl_poll(&D, H_NOUID, &r, count_nobody_sessions, &want, args);
+	ck_assert_msg(why == NULL, "%s: %.600s", why, r.out);
+	h_ctl_free(&r);
+}
+
+START_TEST(mutual_parents)
+{
+	struct mutual_arg a;
+	struct h_proc v;
+	char c;
+
+	start(NULL);
+	struct h_truth *vt = victim_start(&v);
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(mutual, &a);
+	/* Each hello is read before the next is sent, so each child finds
+	 * its named parent live and waits for it. */
+	ck_assert_int_eq(read_byte(a.up[0], &c, 30000), 1);
+	wait_nobody_sessions(1);
+	ck_assert_int_eq(write(a.down[1], "g", 1), 1);
+	ck_assert_int_eq(read_byte(a.up[0], &c, 30000), 1);
+	wait_nobody_sessions(2);
+	ck_assert_int_eq(write(a.down[1], "g", 1), 1);
+	ck_assert_int_eq(read_byte(a.up[0], &c, 30000), 1);
+	ck_assert_msg(c == 'd', "the attack did not run to its end");
+	ck_assert_msg(h_daemon_alive(&D), "memtraced died: %s", h_status_str(D.status));
+	victim_top(vt, "after fork children naming each other as parents");
+	ck_assert_int_eq(write(a.down[1], "g", 1), 1);
+	wait_nobody(child, "mutual parents");
+	victim_end(&v, vt, "after the mutual parents");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* ---- passed_descriptors: what an agent attaches is closed, never kept,
+ * never waited for */
+
+#define DESC_CONNS 64
+
+struct desc_arg {
+	int up[2], down[2];
+};
+
+/* Sends buf with the descriptors fds[0..n) attached. */
+static int send_fds(int sock, const void *buf, size_t len, const int *fds, int n)
+{
+	size_t space = CMSG_SPACE(sizeof(int) * (size_t)n);
+	char *ctl = calloc(1, space);
+	struct iovec iov = {(void *)buf, len};
+	struct msghdr msg = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = space};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	free(ctl);
+	return w < 0 ? -errno : 0;
+}
+
+/* A TCP connection on loopback whose peer never reads, its send buffer
+ * full, lingering 120 s: the last close() of it waits that long. The
+ * listener (never accepting) goes to *listener. */
+static int lingering_socket(int *listener)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof sa;
+	int small = 4096, l = socket(AF_INET, SOCK_STREAM, 0), fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct linger lg = {1, 120};
+	char junk[4096];
+
+	memset(junk, 'j', sizeof junk);
+	if (l < 0 || fd < 0 || setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) < 0 ||
+	    bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&sa, &sl) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return -1;
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	while (send(fd, junk, sizeof junk, MSG_NOSIGNAL) > 0)
+		;
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0)
+		return -1;
+	*listener = l;
+	return fd;
+}
+
+/* uid 65534: DESC_CONNS hellos that each carry the region and three pipe
+ * ends; a hello followed by a message with 253 pipe ends; a hello followed
+ * by a WAKE carrying the lingering socket, whose own copy it then closes.
+ * Reports 's' when sent, holds the listener until told. */
+static int pass_descriptors(void *argp)
+{
+	struct desc_arg *a = argp;
+	char *path = h_strf("%s/agent.sock", D.runtime);
+	uint8_t hello[512], wake[16];
+	size_t hn = hello_frame(hello, sizeof hello);
+	ssize_t wn = proto_empty_encode(wake, sizeof wake, PROTO_WAKE);
+	int p[2], many[253], listener = -1;
+	char c;
+
+	if (hn == 0 || wn <= 0 || pipe(p) < 0)
+		return 10;
+	for (int i = 0; i < DESC_CONNS; i++) {
+		int fd = h_connect(path), region = good_region();
+		int fds[4] = {region, p[0], p[1], p[0]};
+		if (fd < 0 || region < 0 || send_fds(fd, hello, hn, fds, 4) < 0)
+			return 11;
+		(void)h_wait_closed(fd, 5000);
+		close(fd);
+		close(region);
+	}
+	for (int i = 0; i < 253; i++)
+		many[i] = i % 2 ? p[1] : p[0];
+	int fd = h_connect(path), region = good_region();
+	if (fd < 0 || region < 0 || send_with_fd(fd, hello, hn, region) < 0 ||
+	    send_fds(fd, wake, (size_t)wn, many, 253) < 0)
+		return 12;
+	(void)h_wait_closed(fd, 5000);
+	close(fd);
+	close(region);
+	int tcp = lingering_socket(&listener);
+	fd = h_connect(path);
+	region = good_region();
+	if (tcp < 0 || fd < 0 || region < 0 || send_with_fd(fd, hello, hn, region) < 0 ||
+	    send_fds(fd, wake, (size_t)wn, &tcp, 1) < 0)
+		return 13;
+	close(tcp); /* the daemon's copy is the last */
+	close(region);
+	if (write(a->up[1], "s", 1) != 1)
+		return 14;
+	(void)read_byte(a->down[0], &c, 120000);
+	close(fd);
+	close(listener);
+	close(p[0]);
+	close(p[1]);
+	free(path);
+	return 0;
+}
+
+struct fds_arg {
+	int most;
+};
+
+static char *fds_back(const cJSON *json, void *arg)
+{
+	const struct fds_arg *f = arg;
+	int n = daemon_fds();
+	(void)json;
+	return n <= f->most ? NULL
+	                    : h_strf("memtraced holds %d descriptors, %d before", n, f->most);
+}
+
+START_TEST(passed_descriptors)
+{
+	struct desc_arg a;
+	struct h_proc v;
+	char c;
+
+	start(NULL);
+	struct h_truth *vt = victim_start(&v);
+	victim_top(vt, "before the descriptors");
+	struct fds_arg before = {daemon_fds()};
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(pass_descriptors, &a);
+	ck_assert_msg(read_byte(a.up[0], &c, 60000) == 1, "the descriptors were not sent");
+	/* The lingering socket's close must not hold the loop: root is
+	 * answered, and exactly. */
+	victim_top(vt, "after a lingering socket was passed");
+	/* Every descriptor passed is closed again (one connection is open:
+	 * its own socket and its region). */
+	before.most += 2;
+	const char *args[] = {"status", NULL};
+	struct h_ctl r;
+	char *why = h_ctl_poll(&D, H_NOUID, &r, fds_back, &before, args);
+	ck_assert_msg(why == NULL, "%s (after %d hellos with 4 descriptors, 253 in one message)",
+	              why, DESC_CONNS);
+	h_ctl_free(&r);
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "passed descriptors");
+	victim_end(&v, vt, "after the descriptors");
+	h_daemon_stop(&D);
+}
+END_TEST
+
+/* ---- fork_images: FORK records cannot make the daemon keep heaps without
+ * end */
+
+#define IMG_BLOCKS   30000
+#define IMG_FORKS    300
+#define IMG_SESSIONS 2
+
+struct img_arg {
+	int up[2], down[2];
+};
+
+/* uid 65534: IMG_SESSIONS connections whose regions hold IMG_BLOCKS live
+ * blocks and then IMG_FORKS FORK records that no child ever claims. */
+static int fork_flood(void *argp)
+{
+	struct img_arg *a = argp;
+	int fds[IMG_SESSIONS];
+	char c;
+
+	for (int i = 0; i < IMG_SESSIONS; i++) {
+		int region = region_with(IMG_BLOCKS, IMG_FORKS);
+		if (region < 0 || (fds[i] = agent_hello(region, 0, 0)) < 0 || send_wake(fds[i]) < 0)
+			return 10;
+		close(region);
+	}
+	if (write(a->up[1], "s", 1) != 1)
+		return 11;
+	(void)read_byte(a->down[0], &c, 60000);
+	for (int i = 0; i < IMG_SESSIONS; i++)
+		close(fds[i]);
+	return 0;
+}
+
+static char *all_blocks(const cJSON *json, void *arg)
+{
+	const cJSON *ps = cJSON_GetObjectItemCaseSensitive(json, "processes"), *e;
+	int n = 0;
+	(void)arg;
+	cJSON_ArrayForEach(e, ps)
+	{
+		long long uid = -1, blocks = -1;
+		if (h_json_int(e, "uid", &uid) && uid == H_NOBODY &&
+		    h_json_int(e, "blocks", &blocks) && blocks == IMG_BLOCKS)
+			n++;
+	}
+	return n == IMG_SESSIONS
+	           ? NULL
+	           : h_strf("%d of uid 65534's sessions hold their %d blocks", n, IMG_BLOCKS);
+}
+
+START_TEST(fork_images)
+{
+	const char *opts[] = {"--max-fork-image-bytes", "67108864", NULL};
+	struct img_arg a;
+	struct h_proc v;
+	char c;
+
+	start(opts);
+	struct h_truth *vt = victim_start(&v);
+	victim_top(vt, "before the FORK records");
+	long base = daemon_rss_anon_kib();
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(fork_flood, &a);
+	ck_assert_msg(read_byte(a.up[0], &c, 60000) == 1, "the regions were not sent");
+	const char *args[] = {"list", NULL};
+	struct h_ctl r;
+	char *why = h_ctl_poll(&D, H_NOUID, &r, all_blocks, NULL, args);
+	ck_assert_msg(why == NULL, "%s: %.600s", why, r.out);
+	h_ctl_free(&r);
+	victim_top(vt, "after the FORK records");
+	/* Each image is a copy of a heap of IMG_BLOCKS blocks; kept for every
+	 * record they would take hundreds of MiB. A uid may hold a quarter of
+	 * 64 MiB of them. */
+	long grown = daemon_rss_anon_kib() - base;
+	ck_assert_msg(grown < 96 * 1024,
+	              "memtraced grew by %ld KiB for %d x %d FORK records of a heap of %d blocks",
+	              grown, IMG_SESSIONS, IMG_FORKS, IMG_BLOCKS);
+	ck_assert_int_le(status_limit(H_NOBODY, "fork_image_bytes", "yours"), 16 << 20);
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "FORK records");
+	victim_end(&v, vt, "after the FORK records");
+	h_daemon_stop(&D);
+}
+END_TEST
+
 /* ------------------------------------------------------------- runner */
 
 static Suite *limits_suite(void)
@@ -840,6 +1388,14 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, control_limits);
 	tc = h_tcase(s, "http_origins", 60, NULL, teardown);
 	tcase_add_test(tc, http_origins);
+	tc = h_tcase(s, "agent_sessions", 60, NULL, teardown);
+	tcase_add_test(tc, agent_sessions);
+	tc = h_tcase(s, "mutual_parents", 60, NULL, teardown);
+	tcase_add_test(tc, mutual_parents);
+	tc = h_tcase(s, "passed_descriptors", 90, NULL, teardown);
+	tcase_add_test(tc, passed_descriptors);
+	tc = h_tcase(s, "fork_images", 90, NULL, teardown);
+	tcase_add_test(tc, fork_images);
 	return s;
 }
 

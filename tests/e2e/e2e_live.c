@@ -34,6 +34,11 @@
  *                               every event it dropped in lost_events
  *  fork_child_keeps_ring        a fork child that idles and then fills its
  *                               ring still runs to its end
+ *  daemonize_inherits (6 runs)  a program whose first process exits right
+ *                               after its fork (as daemons go to the
+ *                               background): the child starts with the
+ *                               parent's heap, exact, frees known; half
+ *                               the runs with the daemon asleep meanwhile
  *  exit_with_stopped_daemon     in drop mode a program exits while the
  *                               daemon is stopped
  *  exit_modes (4 ways x 20      a process that ends without libc's exit,
@@ -738,6 +743,43 @@ START_TEST(fork_burst)
 	h_truth_free(t);
 	h_proc_cleanup(&p);
 	free(dir);
+}
+END_TEST
+
+/*
+ * A program that goes to the background as daemons do (tests/progs/
+ * daemonize.c): it allocates, forks, and its first process exits at once.
+ * The child's session starts with the parent's heap at the fork all the
+ * same: its top matches its book, the inherited blocks (required, not
+ * optional) included, and its free of one of them is a known free. In odd
+ * runs the daemon sleeps until the child is done, so it reads the parent's
+ * end before or along with the child's hello, every time.
+ */
+START_TEST(daemonize_inherits)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	bool asleep = _i % 2 == 1;
+
+	if (asleep)
+		ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	h_prog_start(&p, &D, "daemonize", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p); /* the child's: the parent is gone by then */
+	if (asleep)
+		ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	struct h_truth *t = h_truth_must(p.truth);
+	for (int i = 0; i < t->nrecs; i++)
+		ck_assert_msg(!t->recs[i].optional, "the book marks inherited blocks optional");
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "daemonized child");
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, "daemonized child");
+	h_ctl_free(&r);
+	assert_no_unknown_frees(t->pid, "daemonized child");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "daemonize");
+	wait_state(t->pid, "exited");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
 }
 END_TEST
 
@@ -3144,6 +3186,7 @@ static Suite *live_suite(void)
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_test(tc, fork_burst);
+	tcase_add_loop_test(tc, daemonize_inherits, 0, 6);
 	tc = h_tcase(s, "behave", 120, setup, teardown);
 	tcase_add_test(tc, behave_with_daemon);
 	tcase_add_test(tc, behave_via_run);
@@ -3207,7 +3250,7 @@ int main(void)
 	static const char *const progs[] = {
 	    "sites",    "cxxsites", "threads",  "peak",   "forker",    "behave",     "churn",
 	    "dlopener", "ctoruser", "cxxstart", "idle",   "ownalloc",  "staticprog", "spawner",
-	    "leaker",   "closer",   "sampler",  "exiter", "forkburst", NULL};
+	    "leaker",   "closer",   "sampler",  "exiter", "forkburst", "daemonize",  NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }
