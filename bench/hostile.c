@@ -15,6 +15,17 @@
  *                                     .. 127.0.0.(A+1) to 127.0.0.1:PORT,
  *                                     each sending part of a request, held S
  *                                     seconds
+ *   hostile final RUNTIME_DIR R       an agent whose first R rings are full
+ *                                     (16,384 records each: allocations and
+ *                                     frees in pairs), which says hello and
+ *                                     closes at once: the daemon's final
+ *                                     drain reads them all
+ *   hostile wake RUNTIME_DIR S        an agent whose region always has a
+ *                                     record in flight on all 1,024 rings
+ *                                     (never readable), sending WAKE frames
+ *                                     as fast as it can for S seconds
+ *   hostile forks RUNTIME_DIR B F     an agent with B live blocks, then F
+ *                                     FORK records no child claims, held 3 s
  *   hostile probe RUNTIME_DIR         not an attack: asks `status` every 5 ms
  *                                     on one connection until SIGTERM, then
  *                                     prints the longest answer time in ms
@@ -27,6 +38,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -85,10 +98,35 @@ static int region(void)
 	return fd;
 }
 
-static int modules(const char *dir, long n)
+static double now_ms(void);
+
+/* A region mapped for writing; its descriptor in *fd. */
+static char *region_map(int *fd)
+{
+	*fd = region();
+	if (*fd < 0)
+		return NULL;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	return map == MAP_FAILED ? NULL : map;
+}
+
+static struct shm_ring *ring_at(char *map, uint32_t i)
+{
+	return (struct shm_ring *)(map + SHM_OFF_RING(i));
+}
+
+static void put(struct shm_ring *r, uint64_t seq, unsigned kind, uint64_t addr)
+{
+	uint64_t h = atomic_load(&r->head);
+	r->ev[h % SHM_RING_CAP] = (struct shm_ev){seq << PROTO_EV_KIND_BITS | kind, addr,
+	                                          kind == PROTO_EV_ALLOC ? 64 : 0, 0, 0};
+	atomic_store(&r->head, h + 1);
+}
+
+/* Connects to agent.sock and says hello with region r. */
+static int hello_with(const char *dir, int r)
 {
 	static const char exe[] = "/bin/hostile";
-	static const uint8_t bid[20] = {1};
 	uint8_t hello[1024];
 	struct proto_hello h = {.version = PROTO_VERSION,
 	                        .nframes = 32,
@@ -98,7 +136,7 @@ static int modules(const char *dir, long n)
 	                        .cmdline = exe,
 	                        .cmdline_len = sizeof exe};
 	ssize_t hn = proto_hello_encode(hello, sizeof hello, &h);
-	int fd = unix_connect(dir, "agent.sock"), r = region();
+	int fd = unix_connect(dir, "agent.sock");
 	union {
 		struct cmsghdr h;
 		char space[CMSG_SPACE(sizeof(int))];
@@ -106,8 +144,6 @@ static int modules(const char *dir, long n)
 	struct iovec iov = {hello, (size_t)hn};
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 
-	if (hn <= 0 || r < 0)
-		return 1;
 	memset(&ctl, 0, sizeof ctl);
 	msg.msg_control = ctl.space;
 	msg.msg_controllen = sizeof ctl.space;
@@ -116,8 +152,109 @@ static int modules(const char *dir, long n)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &r, sizeof(int));
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != hn)
+	if (hn <= 0 || sendmsg(fd, &msg, MSG_NOSIGNAL) != hn) {
+		perror("hello");
+		exit(1);
+	}
+	return fd;
+}
+
+static int final_drain(const char *dir, uint32_t nrings)
+{
+	int r;
+	char *map = region_map(&r);
+	uint64_t seq = 1;
+
+	if (map == NULL || nrings > SHM_NRINGS)
 		return 1;
+	/* Ring i holds pairs at addresses of its own, seq rising across
+	 * rings in turn so that the merge interleaves them. */
+	for (uint32_t k = 0; k < SHM_RING_CAP / 2; k++)
+		for (uint32_t i = 0; i < nrings; i++) {
+			uint64_t a = 0x10000000 + ((uint64_t)i * SHM_RING_CAP + k) * 64;
+			put(ring_at(map, i), seq++, PROTO_EV_ALLOC, a);
+			put(ring_at(map, i), seq++, PROTO_EV_FREE, a);
+		}
+	for (uint32_t i = 0; i < nrings; i++)
+		atomic_store(&ring_at(map, i)->pending, UINT64_MAX);
+	atomic_store(&((struct shm_header *)map)->nrings, nrings);
+	atomic_store(&((struct shm_header *)map)->seq, seq);
+	int fd = hello_with(dir, r);
+	close(fd); /* the process is "gone": everything is for the final drain */
+	printf("%" PRIu64 " records\n", seq - 1);
+	return 0;
+}
+
+static int wake_flood(const char *dir, double seconds)
+{
+	int r;
+	char *map = region_map(&r);
+	uint8_t wakes[8 * 512];
+
+	if (map == NULL)
+		return 1;
+	for (uint32_t i = 0; i < SHM_NRINGS; i++) {
+		put(ring_at(map, i), 1 + i, PROTO_EV_ALLOC, 0x10000 + (uint64_t)i * 64);
+		atomic_store(&ring_at(map, i)->pending, 1); /* record 1: in flight for ever */
+	}
+	atomic_store(&((struct shm_header *)map)->nrings, SHM_NRINGS);
+	atomic_store(&((struct shm_header *)map)->seq, SHM_NRINGS + 10);
+	for (size_t k = 0; k < sizeof wakes; k += 8)
+		if (proto_empty_encode(wakes + k, 8, PROTO_WAKE) != 8)
+			return 1;
+	int fd = hello_with(dir, r);
+	double end = now_ms() + seconds * 1000;
+	long sent = 0;
+	while (now_ms() < end) {
+		send_all(fd, wakes, sizeof wakes);
+		sent += (long)(sizeof wakes / 8);
+	}
+	close(fd);
+	printf("%ld WAKE frames\n", sent);
+	return 0;
+}
+
+static int fork_flood(const char *dir, uint32_t blocks, uint32_t forks)
+{
+	int r;
+	char *map = region_map(&r);
+	uint64_t seq = 1;
+	uint32_t ring = 0;
+
+	if (map == NULL || blocks + forks > (uint64_t)(SHM_NRINGS - 1) * (SHM_RING_CAP - 1))
+		return 1;
+	for (uint32_t i = 0; i < blocks + forks; i++) {
+		if (atomic_load(&ring_at(map, ring)->head) == SHM_RING_CAP - 1)
+			ring++;
+		if (i < blocks)
+			put(ring_at(map, ring), seq++, PROTO_EV_ALLOC,
+			    0x10000000 + (uint64_t)i * 64);
+		else
+			put(ring_at(map, ring), seq++, PROTO_EV_FORK, 0);
+	}
+	for (uint32_t i = 0; i <= ring; i++)
+		atomic_store(&ring_at(map, i)->pending, UINT64_MAX);
+	atomic_store(&((struct shm_header *)map)->nrings, ring + 1);
+	atomic_store(&((struct shm_header *)map)->seq, seq);
+	int fd = hello_with(dir, r);
+	uint8_t wake[8];
+	if (proto_empty_encode(wake, sizeof wake, PROTO_WAKE) != 8)
+		return 1;
+	send_all(fd, wake, sizeof wake);
+	sleep(3);
+	close(fd);
+	printf("%u blocks, %u FORK records\n", blocks, forks);
+	return 0;
+}
+
+static int modules(const char *dir, long n)
+{
+	static const uint8_t bid[20] = {1};
+	int r = region();
+
+	if (r < 0)
+		return 1;
+	int fd = hello_with(dir, r);
 	size_t cap = (size_t)n * 256, len = 0;
 	uint8_t *buf = malloc(cap);
 	for (long i = n - 1; i >= 0; i--) {
@@ -268,11 +405,19 @@ int main(int argc, char **argv)
 		return probe(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "modules") == 0)
 		return modules(argv[2], atol(argv[3]));
+	if (argc == 4 && strcmp(argv[1], "final") == 0)
+		return final_drain(argv[2], (uint32_t)atol(argv[3]));
+	if (argc == 4 && strcmp(argv[1], "wake") == 0)
+		return wake_flood(argv[2], atof(argv[3]));
+	if (argc == 5 && strcmp(argv[1], "forks") == 0)
+		return fork_flood(argv[2], (uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]));
 	if (argc == 5 && strcmp(argv[1], "control") == 0)
 		return control(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc == 6 && strcmp(argv[1], "slowloris") == 0)
 		return slowloris(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-	fprintf(stderr, "usage: hostile modules RUNTIME_DIR N | control RUNTIME_DIR CONNS REQS | "
+	fprintf(stderr, "usage: hostile modules RUNTIME_DIR N | final RUNTIME_DIR RINGS | "
+	                "wake RUNTIME_DIR SECONDS | forks RUNTIME_DIR BLOCKS FORKS | "
+	                "control RUNTIME_DIR CONNS REQS | "
 	                "slowloris PORT ADDRS EACH SECONDS | probe RUNTIME_DIR\n");
 	return 2;
 }

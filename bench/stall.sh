@@ -20,6 +20,13 @@
 #   exit-snapshots   2,000 short traced programs (tests/progs/leaker), 50 at once
 #   control          16 control clients sending 20,000 requests each and
 #                    reading nothing
+#   final-drain      a hostile agent whose 1,024 rings are full (16.7 M
+#                    records) says hello and closes: the daemon reads them
+#                    all after the end
+#   wake-flood       a hostile agent whose 1,024 rings always have a record
+#                    in flight sends WAKE frames for 5 s
+#   fork-images      a hostile agent with 30,000 live blocks and 1,000 FORK
+#                    records no child claims
 #   slowloris        80 slow HTTP connections from 127.0.0.2-11 (as uid 65534
 #                    when run as root), and a scrape of ours meanwhile
 #
@@ -37,14 +44,15 @@ Run each attack against a fresh memtraced and print the loop's longest stall.
                   without the stall gauge or the limits' options still
                   gets the probe's figure
   --attacks LIST  comma-separated subset of baseline,huge-blocks,hash-pattern,
-                  modules,exit-snapshots,control,slowloris (default: all)
+                  modules,exit-snapshots,control,final-drain,wake-flood,fork-images,
+                  slowloris (default: all)
   --keep          keep the temporary directory (daemon logs)
 EOF
 }
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 builddir=${MEMTRACE_BUILDDIR:-$script_dir/../build}
-attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,slowloris
+attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,fork-images,slowloris
 keep=0
 daemon=
 while [ $# -gt 0 ]; do
@@ -182,6 +190,15 @@ for a in ${attacks//,/ }; do
 		;;
 	control)
 		"$builddir/bench/hostile" control "$run" 16 20000 >/dev/null
+		;;
+	final-drain)
+		"$builddir/bench/hostile" final "$run" 1024 >/dev/null
+		;;
+	wake-flood)
+		"$builddir/bench/hostile" wake "$run" 5 >/dev/null
+		;;
+	fork-images)
+		"$builddir/bench/hostile" forks "$run" 30000 1000 >/dev/null
 		;;
 	slowloris)
 		# Another user's attack when we are root: each local user is one

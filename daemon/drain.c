@@ -125,15 +125,23 @@ size_t drain_scratch_memory(const struct drain_scratch *sc)
 	       sc->seg_cap * (sizeof(*sc->seg) + sizeof(*sc->order));
 }
 
-void drain_close(struct drain *dr)
+int drain_release(struct drain *dr)
 {
+	int fd = dr->fd;
+
 	if (dr->map != NULL)
 		munmap(dr->map, SHM_SIZE);
-	if (dr->fd >= 0)
-		close(dr->fd);
 	drain_scratch_free(&dr->own);
 	dr->map = NULL;
 	dr->fd = -1;
+	return fd;
+}
+
+void drain_close(struct drain *dr)
+{
+	int fd = drain_release(dr);
+	if (fd >= 0)
+		close(fd);
 }
 
 size_t drain_memory(const struct drain *dr)
@@ -390,13 +398,23 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 			sc->order[live++] = (uint32_t)k;
 	}
 	bheap_make(sc->order, live, sizeof(*sc->order), seg_less, sc->seg);
+	/* The clock is read every DRAIN_CLOCK_EVERY units of work: a record is
+	 * one, a stack defined (a read of its frames) 8, a FORK record (a copy
+	 * of the heap) a whole period. */
+	unsigned work = 0;
 	while (live > 0) {
-		if (applied >= cap ||
-		    (deadline_ns != 0 && applied % DRAIN_CLOCK_EVERY == DRAIN_CLOCK_EVERY - 1 &&
-		     drain_now_ns() >= deadline_ns)) {
+		if (applied >= cap) {
 			*more = true;
 			break;
 		}
+		if (deadline_ns != 0 && work >= DRAIN_CLOCK_EVERY) {
+			work = 0;
+			if (drain_now_ns() >= deadline_ns) {
+				*more = true;
+				break;
+			}
+		}
+		work++;
 		struct drain_seg *sg = &sc->seg[sc->order[0]];
 		const struct shm_ev *rec = &sc->recs[sg->start + sg->pos];
 		struct proto_event ev;
@@ -406,9 +424,11 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		}
 		if (ev.kind == PROTO_EV_ALLOC && ev.stack_id != 0 &&
 		    !(ev.stack_id < h->nstacks && h->stacks[ev.stack_id].defined) &&
-		    !(h->limit_reached & HEAP_LIMIT_STACKS) &&
-		    define_stack(dr, h, ev.stack_id, why) < 0)
-			goto out_bad;
+		    !(h->limit_reached & HEAP_LIMIT_STACKS)) {
+			work += 8;
+			if (define_stack(dr, h, ev.stack_id, why) < 0)
+				goto out_bad;
+		}
 		if (ev.kind == PROTO_EV_FORK) {
 			if (ev.seq <= h->last_seq) {
 				*why = "records out of sequence order";
@@ -417,6 +437,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 			h->last_seq = ev.seq;
 			if (dr->on_fork != NULL)
 				dr->on_fork(dr->fork_arg, ev.seq);
+			work += DRAIN_CLOCK_EVERY;
 		} else if (heap_apply(h, &ev) < 0) {
 			*why = "records out of sequence order";
 			goto out_bad;

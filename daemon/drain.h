@@ -75,6 +75,10 @@ struct drain {
 /* Takes fd (closed on failure too). 0, or -errno with a reason in why. */
 int drain_open(struct drain *dr, int fd, const char **why);
 void drain_close(struct drain *dr);
+/* drain_close, but the memfd is returned (or -1) for the caller to close:
+ * the last close of a region whose process is gone frees all its pages,
+ * hundreds of MiB for a full one, which the loop should not wait for. */
+int drain_release(struct drain *dr);
 /* Bytes of scratch memory the drain holds of its own. */
 size_t drain_memory(const struct drain *dr);
 size_t drain_scratch_memory(const struct drain_scratch *sc);

@@ -114,15 +114,27 @@ static bool closes_at_once(int fd)
 	return fd_link_starts(fd, "pipe:[") || fd_is_memfd(fd) || fd_link_starts(fd, "anon_inode:");
 }
 
+static void enqueue(struct fdsink *fs, int fd);
+
 void fdsink_put(struct fdsink *fs, int fd)
 {
 	if (fd < 0)
 		return;
 	fs->total++;
-	if (closes_at_once(fd)) {
+	if (closes_at_once(fd))
 		close(fd);
-		return;
-	}
+	else
+		enqueue(fs, fd);
+}
+
+void fdsink_put_later(struct fdsink *fs, int fd)
+{
+	if (fd >= 0)
+		enqueue(fs, fd);
+}
+
+static void enqueue(struct fdsink *fs, int fd)
+{
 	pthread_mutex_lock(&fs->lock);
 	if (fs->n == fs->cap) {
 		size_t cap = fs->cap ? fs->cap * 2 : 64;

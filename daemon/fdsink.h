@@ -31,6 +31,9 @@ int fdsink_new(struct fdsink **out);
 void fdsink_free(struct fdsink *fs);
 /* Takes fd. Loop thread. */
 void fdsink_put(struct fdsink *fs, int fd);
+/* Takes fd and closes it on the thread whatever it is (a region's memfd,
+ * whose last close frees its pages). */
+void fdsink_put_later(struct fdsink *fs, int fd);
 /* Whether /proc/self/fd names fd a memfd (asks no file system). */
 bool fd_is_memfd(int fd);
 /* Descriptors put so far, and those still waiting to be closed. */

@@ -22,6 +22,17 @@
 
 static void forks_free(struct session *s);
 
+/* Gives the region back; its memfd is closed off the loop (its last close
+ * frees its pages). */
+static void region_close(struct session *s)
+{
+	int fd = drain_release(&s->drain);
+	if (fd >= 0 && s->d->fdsink != NULL)
+		fdsink_put_later(s->d->fdsink, fd);
+	else if (fd >= 0)
+		close(fd);
+}
+
 /* Closes a descriptor the agent passed, off the loop if it might block. */
 static void drop_fd(struct session *s, int fd)
 {
@@ -66,7 +77,7 @@ void session_unref(struct session *s)
 	if (s->inheriting)
 		s->d->ninheriting--;
 	heap_close(&s->heap);
-	drain_close(&s->drain);
+	region_close(s);
 	forks_free(s);
 	if (s->passed_fd >= 0)
 		drop_fd(s, s->passed_fd);
@@ -128,7 +139,9 @@ static void forks_drop(struct session *s, size_t i)
 
 void session_forks_expire(struct session *s, uint64_t now)
 {
-	while (s->nforks > 0 && now - s->forks[0].at_ms > SESSION_FORK_TTL_MS)
+	/* A few a call: freeing hundreds of images at once is a stall. */
+	for (int n = 0; n < 8 && s->nforks > 0 && now - s->forks[0].at_ms > SESSION_FORK_TTL_MS;
+	     n++)
 		forks_drop(s, 0);
 }
 
@@ -513,7 +526,7 @@ void session_drain(struct session *s, bool final)
 
 void session_trim(struct session *s)
 {
-	drain_close(&s->drain);
+	region_close(s);
 	/* Fork images stay until their children claim them or they expire: a
 	 * parent that forks and exits at once (a daemon going to the
 	 * background) ends before its child says hello. */
