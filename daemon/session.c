@@ -423,7 +423,7 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 	if (s->rbuf == NULL || data != s->rbuf + s->rlen) {
 		if (n > RBUF_CAP - s->rlen)
 			return fail(s, "frame larger than the read buffer");
-		if (s->rlen + n > s->rcap) {
+		if (s->rbuf == NULL || s->rlen + n > s->rcap) {
 			s->rcap = s->rlen + n > RBUF_MIN ? s->rlen + n : RBUF_MIN;
 			s->rbuf = xrealloc(s->rbuf, s->rcap);
 		}
@@ -457,7 +457,9 @@ int session_feed(struct session *s, const uint8_t *data, size_t n)
 			s->rbuf = xrealloc(s->rbuf, s->rcap);
 		}
 	}
-	if (rc == 0 && s->wake && !s->wake_later) {
+	/* The WAKEs read, even before a bad frame: what is applied does not
+	 * depend on how the bytes were split into reads. */
+	if (s->wake && !s->wake_later) {
 		s->wake = false;
 		session_drain(s, false);
 		if (s->broken)
