@@ -380,6 +380,10 @@ void session_drain(struct session *s, bool final)
 		s->d->events_total += (uint64_t)n;
 	}
 	s->lost_events = s->drain.lost;
+	s->lost_allocs = s->drain.lost_allocs;
+	s->lost_bytes = s->drain.lost_bytes;
+	s->lost_frees = s->drain.lost_frees;
+	s->gave_up = s->drain.gave_up;
 	s->bye = s->drain.exiting;
 	if (n < 0) {
 		s->broken = true;
