@@ -1103,16 +1103,18 @@ END_TEST
 /* The counts of a stats answer the tests below add up. */
 struct counts {
 	long long allocs, frees, unknown, lost, lost_allocs, lost_bytes, lost_frees;
+	bool split; /* lost_allocations, lost_bytes and lost_frees are there */
 };
 
 static bool counts_get(const cJSON *j, struct counts *c)
 {
+	memset(c, 0, sizeof *c);
+	c->split = h_json_int(j, "lost_allocations", &c->lost_allocs) &&
+	           h_json_int(j, "lost_bytes", &c->lost_bytes) &&
+	           h_json_int(j, "lost_frees", &c->lost_frees);
 	return h_json_int(j, "allocations", &c->allocs) && h_json_int(j, "frees", &c->frees) &&
 	       h_json_int(j, "unknown_frees", &c->unknown) &&
-	       h_json_int(j, "lost_events", &c->lost) &&
-	       h_json_int(j, "lost_allocations", &c->lost_allocs) &&
-	       h_json_int(j, "lost_bytes", &c->lost_bytes) &&
-	       h_json_int(j, "lost_frees", &c->lost_frees);
+	       h_json_int(j, "lost_events", &c->lost);
 }
 
 /* What the program did between two answers, from its own count: n
@@ -1131,8 +1133,18 @@ static char *exact_cb(const cJSON *json, void *arg)
 	struct counts c;
 
 	if (!counts_get(json, &c))
-		return h_strf("stats lack allocations, frees, unknown_frees, lost_events, "
-		              "lost_allocations, lost_bytes or lost_frees");
+		return h_strf("stats lack allocations, frees, unknown_frees or lost_events");
+	/* The events first: each is kept, an unknown free, or lost. */
+	long long events = c.allocs - e->base.allocs + c.frees - e->base.frees + c.unknown -
+	                   e->base.unknown + c.lost - e->base.lost;
+	if (events != 2 * e->n)
+		return h_strf("the program made %lld events; the daemon has %lld allocations, "
+		              "%lld frees, %lld unknown frees and %lld lost events: %lld",
+		              2 * e->n, c.allocs - e->base.allocs, c.frees - e->base.frees,
+		              c.unknown - e->base.unknown, c.lost - e->base.lost, events);
+	if (!c.split)
+		return h_strf("stats do not say what the lost events were (lost_allocations, "
+		              "lost_bytes, lost_frees)");
 	long long allocs = c.allocs - e->base.allocs + c.lost_allocs - e->base.lost_allocs;
 	long long frees = c.frees - e->base.frees + c.unknown - e->base.unknown + c.lost_frees -
 	                  e->base.lost_frees;

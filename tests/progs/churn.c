@@ -49,8 +49,11 @@ static void churn(long n)
 
 static void rchurn(long n)
 {
+	/* Through a volatile: the compiler turns realloc(NULL, n) into malloc. */
+	void *volatile none = NULL;
+
 	for (long i = 0; i < n; i++) {
-		void *p = realloc(NULL, 32);
+		void *p = realloc(none, 32);
 		sink = p;
 		free(p);
 	}
