@@ -327,6 +327,12 @@ int sender_hello(void)
 		sysdep_say(g_cfg.socket, why, "not connecting; the program runs untraced");
 		return rc;
 	}
+	if (rc == -ETIMEDOUT) {
+		sysdep_say("memtraced at ", g_cfg.socket,
+		           " accepts no connection (stopped?) within MEMTRACE_BLOCK_TIMEOUT; the "
+		           "program runs untraced");
+		return rc;
+	}
 	if (rc < 0) {
 		sysdep_say("cannot reach memtraced at ", g_cfg.socket,
 		           rc == -ENOENT || rc == -ECONNREFUSED

@@ -51,6 +51,8 @@
  *                                counts exactly; the session is truncated
  *  drop_mode_counts_exactly      the same sums in drop mode, for malloc and
  *                                realloc(NULL, n), stopped daemon and running
+ *  connect_bounded_when_backlog_full  daemon stopped, agent.sock's backlog
+ *                                full: a program starts (untraced, says so)
  *  agent_refuses_foreign_socket  agent.sock served by the attacker's listener:
  *                                root's program runs untraced and says why,
  *                                the listener gets no byte and no descriptor
@@ -1318,6 +1320,56 @@ START_TEST(drop_mode_counts_exactly)
 }
 END_TEST
 
+/*
+ * The daemon is stopped and its agent socket's backlog is full (anybody can
+ * fill it): a program starting traced must not wait in connect for ever.
+ * With MEMTRACE_BLOCK_TIMEOUT=1 it starts, runs untraced and says so.
+ */
+START_TEST(connect_bounded_when_backlog_full)
+{
+	const char *const env[] = {"MEMTRACE_BLOCK_TIMEOUT=1", NULL};
+	char *path = h_strf("%s/agent.sock", D.runtime);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fds[4096], n = 0;
+	bool full = false;
+	struct h_proc p;
+
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	while (n < (int)(sizeof fds / sizeof fds[0])) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fd, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+			full = errno == EAGAIN;
+			close(fd);
+			break;
+		}
+		fds[n++] = fd;
+	}
+	if (!full)
+		kill(D.pid, SIGCONT);
+	ck_assert_msg(full, "the backlog of %s never filled (%d connections)", path, n);
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env);
+	char line[128];
+	int rc = h_proc_readline(&p, line, sizeof line, 30000);
+	kill(D.pid, SIGCONT);
+	ck_assert_msg(rc == 1 && strcmp(line, "ready") == 0,
+	              "the program waited on the stopped daemon's full backlog (no \"ready\" in "
+	              "30 s with MEMTRACE_BLOCK_TIMEOUT=1)");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	int st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "churn: %s",
+	              h_status_str(st));
+	ck_assert_msg(p.err.data != NULL && strstr(p.err.data, "untraced") != NULL,
+	              "the program did not say it runs untraced: %.1000s",
+	              p.err.data != NULL ? p.err.data : "");
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	h_proc_cleanup(&p);
+	free(path);
+}
+END_TEST
+
 /* ------------------------------------------- whose agent.sock it is */
 
 /* What the attacker's listener got. */
@@ -1463,6 +1515,7 @@ static Suite *hostile_suite(void)
 	tc = h_tcase(s, "stopped daemon", 180, setup, teardown);
 	tcase_add_test(tc, block_mode_stopped_daemon);
 	tcase_add_loop_test(tc, drop_mode_counts_exactly, 0, 2);
+	tcase_add_test(tc, connect_bounded_when_backlog_full);
 	if (geteuid() == 0)
 		tcase_add_test(tc, agent_refuses_foreign_socket);
 	else
