@@ -132,6 +132,7 @@ static void read_config(void)
 
 	g_cfg.nframes = 32;
 	g_cfg.follow_fork = true;
+	g_cfg.block_ns = AGENT_BLOCK_TIMEOUT_S * UINT64_C(1000000000);
 	if ((v = getenv("MEMTRACE_NFRAMES")) != NULL) {
 		if (parse_u64(v, &n) == 0 && n >= 1 && n <= AGENT_MAX_FRAMES)
 			g_cfg.nframes = (uint32_t)n;
@@ -160,6 +161,13 @@ static void read_config(void)
 		else if (strcmp(v, "block") != 0)
 			sysdep_say("MEMTRACE_ON_FULL must be block or drop, got '", v,
 			           "'; blocking");
+	}
+	if ((v = getenv("MEMTRACE_BLOCK_TIMEOUT")) != NULL) {
+		if (parse_u64(v, &n) == 0 && n <= 86400)
+			g_cfg.block_ns = n * UINT64_C(1000000000);
+		else
+			sysdep_say("MEMTRACE_BLOCK_TIMEOUT must be 0..86400 seconds, got '", v,
+			           "'; using 5");
 	}
 	char dir[256];
 	if ((v = getenv("MEMTRACE_SOCKET")) != NULL && v[0] != '\0' &&
@@ -220,7 +228,8 @@ static struct shm_ring *thread_ring(struct agent_tls *t)
 /* ---- fork and exit ---- */
 
 static struct shm_ring *thread_ring(struct agent_tls *t);
-static int reserve(struct shm_ring *r, uint64_t k);
+static inline int reserve(struct shm_ring *r, uint64_t k);
+static void count_lost(uint64_t allocs, uint64_t bytes, uint64_t frees, uint64_t other);
 static inline uint64_t seq_take(struct agent_tls *t, struct shm_ring *r);
 static inline void seq_done(struct shm_ring *r);
 static inline void put(struct shm_ring *r, uint64_t seq, enum proto_ev_kind kind, const void *p,
@@ -263,6 +272,8 @@ static void atfork_prepare(void)
 			put(r, s, PROTO_EV_FORK, NULL, 0, 0);
 			seq_done(r);
 			g_fork_seq = s;
+		} else {
+			count_lost(0, 0, 0, 1);
 		}
 		t->guard--;
 	}
@@ -549,43 +560,75 @@ uint64_t agent_sample(struct agent_tls *t, uint64_t size)
 	return size;
 }
 
+/*
+ * Counts records the agent could not write, in the region's header where the
+ * daemon reads them: `allocs` allocations of `bytes` bytes in all, `frees`
+ * frees, `other` FORK marks. Every record a traced call would have written
+ * and did not is counted here, exactly once, so the daemon's allocations
+ * plus lost_allocs are the program's allocations.
+ */
+static void count_lost(uint64_t allocs, uint64_t bytes, uint64_t frees, uint64_t other)
+{
+	if (g_shm == NULL)
+		return;
+	if (allocs != 0) {
+		atomic_fetch_add(&g_shm->lost_allocs, allocs);
+		atomic_fetch_add(&g_shm->lost_bytes, bytes);
+	}
+	if (frees != 0)
+		atomic_fetch_add(&g_shm->lost_frees, frees);
+	/* Last: the daemon takes a change of `lost` as news. */
+	atomic_fetch_add(&g_shm->lost, allocs + frees + other);
+}
+
 /* Every ring slot of the region is taken (SHM_NRINGS threads record at
- * once): the thread's events are counted lost, and said once. */
+ * once): the thread's events are counted lost (by the caller), and said
+ * once. */
 static void no_ring(void)
 {
 	static _Atomic int said;
-	if (g_shm == NULL)
-		return;
-	atomic_fetch_add(&g_shm->lost, 1);
-	if (!atomic_exchange(&said, 1))
+	if (g_shm != NULL && !atomic_exchange(&said, 1))
 		sysdep_say("more threads record at once than the shared memory has rings for; "
 		           "their events are counted lost",
 		           NULL, NULL);
 }
 
-/* Waits until `k` records fit. Returns 0, or -1 when they must be dropped. */
-static int reserve(struct shm_ring *r, uint64_t k)
+/*
+ * Lossless mode waited MEMTRACE_BLOCK_TIMEOUT seconds on a ring the daemon
+ * did not read at all: the daemon is stopped, hung or far behind. The agent
+ * stops waiting for good, says so once, and goes on as drop mode does: what
+ * fits in the rings is recorded, the rest counted lost, so the session is
+ * marked truncated with the exact count.
+ */
+static void give_up(void)
 {
-	uint64_t used = ring_used(r);
-	if (RING_CAP - used >= k) {
-		if (used >= RING_CAP / 4 &&
-		    !atomic_load_explicit(&r->wake_sent, memory_order_relaxed)) {
-			atomic_store_explicit(&r->wake_sent, 1, memory_order_relaxed);
-			sender_wake();
-		}
-		return 0;
-	}
+	char num[24];
+
+	if (atomic_exchange(&g_shm->gave_up, 1))
+		return;
+	sysdep_say("memtraced read nothing for ", sysdep_u64_str(num, g_cfg.block_ns / 1000000000u),
+	           " s (MEMTRACE_BLOCK_TIMEOUT): the program goes on without waiting, and the "
+	           "events that do not fit are dropped and counted from now on");
+}
+
+/* The ring is full: waits for room for `k` records in lossless mode, until
+ * the daemon has not moved the ring's tail for MEMTRACE_BLOCK_TIMEOUT.
+ * Returns 0, or -1 when they must be dropped (the caller counts them). */
+static __attribute__((noinline, cold)) int reserve_full(struct shm_ring *r, uint64_t k)
+{
 	/* Full before the constructor ran: nobody drains it yet. */
 	if (!atomic_load_explicit(&g_connecting, memory_order_relaxed)) {
 		start_session();
 		if (atomic_load(&g_state) != AGENT_ACTIVE)
 			return -1;
 	}
-	if (g_cfg.drop) {
-		atomic_fetch_add(&g_shm->lost, k);
+	if (g_cfg.drop || atomic_load_explicit(&g_shm->gave_up, memory_order_relaxed)) {
 		sender_wake();
 		return -1;
 	}
+	/* Progress is the consumer's position, not the time waited: a slow
+	 * daemon that reads at all never trips the timeout. */
+	uint64_t tail = atomic_load(&r->tail), since = sysdep_now_ns();
 	while (RING_CAP - ring_used(r) < k) {
 		atomic_fetch_add(&r->waiters, 1);
 		uint32_t tf = atomic_load(&r->tail_futex);
@@ -596,6 +639,30 @@ static int reserve(struct shm_ring *r, uint64_t k)
 		int st = atomic_load(&g_state);
 		if (st != AGENT_ACTIVE && st != AGENT_SHUTDOWN)
 			return -1;
+		uint64_t now = sysdep_now_ns(), t = atomic_load(&r->tail);
+		if (t != tail) {
+			tail = t;
+			since = now;
+		} else if (g_cfg.block_ns != 0 && now - since >= g_cfg.block_ns) {
+			give_up();
+		}
+		/* This thread or another one gave up: nobody waits any more. */
+		if (RING_CAP - ring_used(r) < k &&
+		    atomic_load_explicit(&g_shm->gave_up, memory_order_relaxed))
+			return -1;
+	}
+	return 0;
+}
+
+/* Room for `k` records: 0, or -1 when they must be dropped. */
+static inline int reserve(struct shm_ring *r, uint64_t k)
+{
+	uint64_t used = ring_used(r);
+	if (__builtin_expect(RING_CAP - used < k, 0))
+		return reserve_full(r, k);
+	if (used >= RING_CAP / 4 && !atomic_load_explicit(&r->wake_sent, memory_order_relaxed)) {
+		atomic_store_explicit(&r->wake_sent, 1, memory_order_relaxed);
+		sender_wake();
 	}
 	return 0;
 }
@@ -640,12 +707,12 @@ static inline void put(struct shm_ring *r, uint64_t seq, enum proto_ev_kind kind
 void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack)
 {
 	struct shm_ring *r = thread_ring(t);
-	if (r == NULL) {
+	if (r == NULL)
 		no_ring();
+	if (r == NULL || reserve(r, 1) < 0) {
+		count_lost(1, size, 0, 0);
 		return;
 	}
-	if (reserve(r, 1) < 0)
-		return;
 	uint64_t s = seq_take(t, r);
 	put(r, s, PROTO_EV_ALLOC, p, size, stack);
 	seq_done(r);
@@ -654,12 +721,12 @@ void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t st
 void agent_record_free(struct agent_tls *t, void *p)
 {
 	struct shm_ring *r = thread_ring(t);
-	if (r == NULL) {
+	if (r == NULL)
 		no_ring();
+	if (r == NULL || reserve(r, 1) < 0) {
+		count_lost(0, 0, 1, 0);
 		return;
 	}
-	if (reserve(r, 1) < 0)
-		return;
 	uint64_t s = seq_take(t, r);
 	put(r, s, PROTO_EV_FREE, p, 0, 0);
 	seq_done(r);
@@ -678,8 +745,12 @@ void agent_realloc_begin(struct agent_tls *t, struct agent_realloc_tx *tx)
 void agent_realloc_end(struct agent_tls *t, struct agent_realloc_tx *tx, void *old, void *newp,
                        uint64_t size, uint32_t stack, int freed)
 {
-	if (!tx->ok)
+	/* Dropped: what the call turned out to be is what was lost. */
+	if (!tx->ok) {
+		int alloc = newp != NULL && size != 0;
+		count_lost(alloc, alloc ? size : 0, freed && old != NULL, 0);
 		return;
+	}
 	struct shm_ring *r = tx->ring;
 	if (freed && old != NULL)
 		put(r, tx->free_seq, PROTO_EV_FREE, old, 0, 0);

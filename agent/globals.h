@@ -27,14 +27,16 @@ enum agent_state {
 	AGENT_SHUTDOWN,   /* process exiting: pass through */
 };
 
-#define AGENT_MAX_FRAMES  256
-#define AGENT_LAST_FRAMES 64 /* stacks up to this depth are remembered per thread */
+#define AGENT_MAX_FRAMES      256
+#define AGENT_LAST_FRAMES     64 /* stacks up to this depth are remembered per thread */
+#define AGENT_BLOCK_TIMEOUT_S 5  /* MEMTRACE_BLOCK_TIMEOUT's default */
 
 struct agent_config {
 	uint32_t nframes;      /* MEMTRACE_NFRAMES, default 32 */
 	bool fp;               /* MEMTRACE_UNWIND=fp */
 	bool drop;             /* MEMTRACE_ON_FULL=drop */
 	bool follow_fork;      /* MEMTRACE_FOLLOW_FORK, default on */
+	uint64_t block_ns;     /* MEMTRACE_BLOCK_TIMEOUT in ns, 0 = wait for ever */
 	uint64_t sample_bytes; /* MEMTRACE_SAMPLE, 0 = every allocation */
 	char socket[108];      /* sockaddr_un path of agent.sock */
 	char fallback[108];    /* system daemon's socket, tried second */

@@ -95,9 +95,33 @@ static int flush_buf(void)
 	return rc;
 }
 
-static int connect_to(const char *path)
+/*
+ * Whoever listens on agent.sock gets the program's exe, arguments and the
+ * region with every event: it must be root's daemon (the system one) or one
+ * of the program's own user. A socket served by anybody else (a directory
+ * another user made where ours should be) is refused before a byte is sent.
+ * The credentials are the listener's when it called listen (for a socket
+ * systemd passed, systemd's: root). 0, or -EPERM with the owner in *owner.
+ */
+static int peer_trusted(int fd, uid_t *owner)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	*owner = cred.uid;
+	return cred.uid == 0 || cred.uid == geteuid() ? 0 : -EPERM;
+}
+
+/* A connected socket to path, or -errno (-EPERM: another user's, *owner).
+ * The connect is bounded by MEMTRACE_BLOCK_TIMEOUT: a daemon that is stopped
+ * with its backlog full must not hold the program (this runs in the
+ * constructor and in fork children). */
+static int connect_to(const char *path, uid_t *owner)
 {
 	struct sockaddr_un sa;
+	struct timeval tv = {(time_t)(g_cfg.block_ns / 1000000000u), 0}, none = {0, 0};
 	int fd, rc;
 
 	if (path[0] == '\0' || strlen(path) >= sizeof(sa.sun_path))
@@ -108,8 +132,14 @@ static int connect_to(const char *path)
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	strcpy(sa.sun_path, path);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
+		rc = errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT : -errno;
+		close(fd);
+		return rc;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+	if ((rc = peer_trusted(fd, owner)) < 0) {
 		close(fd);
 		return rc;
 	}
@@ -119,14 +149,16 @@ static int connect_to(const char *path)
 }
 
 /* Connects to the daemon: sock, sock_dev and sock_ino. The socket is kept
- * high and guarded (fdguard.h). 0 or -errno. */
-static int sock_open(void)
+ * high and guarded (fdguard.h). 0 or -errno (-EPERM: the socket is another
+ * user's, *owner). */
+static int sock_open(uid_t *owner)
 {
 	struct stat st;
-	int fd = connect_to(g_cfg.socket);
+	int fd = connect_to(g_cfg.socket, owner);
 
 	if (fd < 0 && g_cfg.fallback[0] != '\0') {
-		int fb = connect_to(g_cfg.fallback);
+		uid_t fb_owner;
+		int fb = connect_to(g_cfg.fallback, &fb_owner);
 		if (fb >= 0)
 			fd = fb;
 	}
@@ -280,12 +312,27 @@ static void *sender_main(void *arg)
 
 int sender_hello(void)
 {
+	uid_t owner = 0;
 	int rc;
 
 	if (buf == NULL && (buf = sysdep_map(BUF_SIZE, 0)) == NULL)
 		return -ENOMEM;
 	buf_used = 0;
-	rc = sock_open();
+	rc = sock_open(&owner);
+	if (rc == -EPERM) {
+		char num[24], why[96];
+		strcpy(why, " is served by uid ");
+		strcat(why, sysdep_u64_str(num, owner));
+		strcat(why, ", neither root nor the program's own user: ");
+		sysdep_say(g_cfg.socket, why, "not connecting; the program runs untraced");
+		return rc;
+	}
+	if (rc == -ETIMEDOUT) {
+		sysdep_say("memtraced at ", g_cfg.socket,
+		           " accepts no connection (stopped?) within MEMTRACE_BLOCK_TIMEOUT; the "
+		           "program runs untraced");
+		return rc;
+	}
 	if (rc < 0) {
 		sysdep_say("cannot reach memtraced at ", g_cfg.socket,
 		           rc == -ENOENT || rc == -ECONNREFUSED

@@ -1119,6 +1119,7 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 	jsonout_add_u64(o, "allocations", s->allocations);
 	jsonout_add_u64(o, "frees", s->frees);
 	jsonout_add_u64(o, "lost_events", s->lost_events);
+	cJSON_AddBoolToObject(o, "truncated", s->lost_events != 0);
 	cJSON_AddNumberToObject(o, "uid", (double)s->uid);
 	jsonout_add_u64(o, "start_time", s->start_time);
 	cJSON_AddNumberToObject(o, "stacks", (double)s->ntraces);
@@ -1129,6 +1130,10 @@ cJSON *snapshot_stats_json(const struct snapshot *s)
 	 * the live answer, but null. */
 	cJSON_AddNullToObject(o, "nframes");
 	cJSON_AddNullToObject(o, "limit_reached");
+	cJSON_AddNullToObject(o, "lost_allocations");
+	cJSON_AddNullToObject(o, "lost_bytes");
+	cJSON_AddNullToObject(o, "lost_frees");
+	cJSON_AddNullToObject(o, "stopped_waiting");
 	return o;
 }
 

@@ -422,6 +422,13 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	jsonout_add_u64(r, "allocations", h->allocations);
 	jsonout_add_u64(r, "frees", h->frees);
 	jsonout_add_u64(r, "lost_events", s->lost_events);
+	/* Truncated: events of the process never reached the model, each of
+	 * them counted (what they were, when the agent could tell). */
+	cJSON_AddBoolToObject(r, "truncated", s->lost_events != 0 || s->gave_up);
+	jsonout_add_u64(r, "lost_allocations", s->lost_allocs);
+	jsonout_add_u64(r, "lost_bytes", s->lost_bytes);
+	jsonout_add_u64(r, "lost_frees", s->lost_frees);
+	cJSON_AddBoolToObject(r, "stopped_waiting", s->gave_up);
 	jsonout_add_u64(r, "unknown_frees", h->unknown_frees);
 	cJSON_AddNumberToObject(r, "stacks", (double)h->ndefined);
 	cJSON_AddNumberToObject(r, "modules", (double)s->modules.n);

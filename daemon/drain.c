@@ -515,6 +515,17 @@ long drain_run_until(struct drain *dr, struct heap *h, bool final, uint64_t dead
 		dr->lost = v;
 	if (read_u64(dr, offsetof(struct shm_header, nostack), &v) == 0 && v > dr->nostack)
 		dr->nostack = v;
+	if (read_u64(dr, offsetof(struct shm_header, lost_allocs), &v) == 0 && v > dr->lost_allocs)
+		dr->lost_allocs = v;
+	if (read_u64(dr, offsetof(struct shm_header, lost_bytes), &v) == 0 && v > dr->lost_bytes)
+		dr->lost_bytes = v;
+	if (read_u64(dr, offsetof(struct shm_header, lost_frees), &v) == 0 && v > dr->lost_frees)
+		dr->lost_frees = v;
+	uint32_t gave_up;
+	if (pread_all(dr->fd, &gave_up, sizeof(gave_up), offsetof(struct shm_header, gave_up)) ==
+	        0 &&
+	    gave_up != 0)
+		dr->gave_up = true;
 	uint32_t exiting;
 	if (pread_all(dr->fd, &exiting, sizeof(exiting), offsetof(struct shm_header, exiting)) == 0)
 		dr->exiting = exiting != 0;

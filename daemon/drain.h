@@ -58,9 +58,13 @@ struct drain {
 	uint64_t seq;     /* the header's seq at the last drain */
 	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
 	uint64_t nostack; /* records the agent made without a stack */
-	bool exiting;     /* the agent said it exits cleanly */
-	bool behind;      /* the last drain left records to read (or in flight) */
-	bool cut;         /* the last drain stopped for time with records left */
+	/* What of `lost` were allocations (of lost_bytes in all) and frees, as
+	 * last read (never go down); gave_up: lossless mode stopped waiting. */
+	uint64_t lost_allocs, lost_bytes, lost_frees;
+	bool gave_up;
+	bool exiting; /* the agent said it exits cleanly */
+	bool behind;  /* the last drain left records to read (or in flight) */
+	bool cut;     /* the last drain stopped for time with records left */
 	/* Called at a FORK record, once every record before it is applied:
 	 * the heap is then the forked child's as it starts. Set after
 	 * drain_open (which clears the struct); NULL ignores FORK records. */

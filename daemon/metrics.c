@@ -39,6 +39,7 @@ struct proc {
 	pid_t pid;
 	char *labels; /* pid="..",exe=".." rendered and escaped */
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
+	uint64_t lost_allocs, lost_frees, truncated;
 	int limit_reached;
 	bool have_sites;
 	struct sitetab sites;
@@ -268,6 +269,9 @@ static struct result *result_new(struct session **ss, size_t n)
 		p->allocations = s->heap.allocations;
 		p->frees = s->heap.frees;
 		p->lost_events = s->lost_events;
+		p->lost_allocs = s->lost_allocs;
+		p->lost_frees = s->lost_frees;
+		p->truncated = s->lost_events != 0 || s->gave_up;
 		p->limit_reached = s->heap.limit_reached;
 	}
 	free(b.p);
@@ -736,9 +740,18 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 	per_process(&b, f, r, "memtrace_process_frees", M_COUNTER, NULL,
 	            "Frees of traced blocks by the process.", offsetof(struct proc, frees));
 	per_process(&b, f, r, "memtrace_process_lost_events", M_COUNTER, NULL,
-	            "Events the agent dropped (MEMTRACE_ON_FULL=drop); the other values are "
-	            "then lower bounds.",
+	            "Events the agent dropped (MEMTRACE_ON_FULL=drop, or lossless mode after "
+	            "MEMTRACE_BLOCK_TIMEOUT); the other values are then lower bounds.",
 	            offsetof(struct proc, lost_events));
+	per_process(&b, f, r, "memtrace_process_lost_allocations", M_COUNTER, NULL,
+	            "Allocations among the lost events: allocations plus this is what the "
+	            "process allocated.",
+	            offsetof(struct proc, lost_allocs));
+	per_process(&b, f, r, "memtrace_process_lost_frees", M_COUNTER, NULL,
+	            "Frees among the lost events.", offsetof(struct proc, lost_frees));
+	per_process(&b, f, r, "memtrace_process_truncated", M_GAUGE, NULL,
+	            "1 when events of the traced process were lost (its session is truncated).",
+	            offsetof(struct proc, truncated));
 
 	family(&b, f, "memtrace_process_limit_reached", M_GAUGE, NULL,
 	       "1 when the daemon stopped tracking new blocks or new stacks (the limit label) "

@@ -504,6 +504,10 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns)
 		s->d->events_total += (uint64_t)n;
 	}
 	s->lost_events = s->drain.lost;
+	s->lost_allocs = s->drain.lost_allocs;
+	s->lost_bytes = s->drain.lost_bytes;
+	s->lost_frees = s->drain.lost_frees;
+	s->gave_up = s->drain.gave_up;
 	s->bye = s->drain.exiting;
 	if (n < 0) {
 		s->broken = true;

@@ -89,6 +89,11 @@ struct session {
 	uint32_t flags;
 	uint64_t sample_bytes;
 	uint64_t lost_events;
+	/* Of lost_events: allocations (and their bytes), frees (the agent's
+	 * counts); gave_up: lossless mode stopped waiting for the daemon. A
+	 * session that lost anything is truncated. */
+	uint64_t lost_allocs, lost_bytes, lost_frees;
+	bool gave_up;
 	uint64_t events;
 	uint64_t started_ms, ended_ms; /* wall clock, ms since the epoch */
 	int snap_pending;              /* snapshots being written */

@@ -72,10 +72,15 @@ struct shm_ring {
 /*
  * The first page. `seq` is the process's next sequence number (every record
  * numbered below it has been taken); `nrings` the rings handed out so far
- * (ring slots 0 .. nrings-1 may hold records). `lost` counts events dropped
- * in drop mode, `nostack` events recorded without a stack (table full).
- * `exiting` is set when the process runs its exit handlers (a clean exit);
- * a process that dies without it was killed or called _exit.
+ * (ring slots 0 .. nrings-1 may hold records). `lost` counts every record
+ * the agent could not write (drop mode, no ring free, or lossless mode after
+ * it stopped waiting): `lost_allocs` of them allocations, of `lost_bytes`
+ * bytes in all, `lost_frees` frees, the rest FORK marks. `nostack` counts
+ * events recorded without a stack (table full). `gave_up` is 1 once
+ * lossless mode stopped waiting for the daemon (MEMTRACE_BLOCK_TIMEOUT) and
+ * drops what does not fit from then on. `exiting` is set when the process
+ * runs its exit handlers (a clean exit); a process that dies without it was
+ * killed or called _exit.
  */
 struct shm_header {
 	uint64_t magic;
@@ -86,6 +91,10 @@ struct shm_header {
 	_Atomic uint64_t nostack;
 	_Atomic uint32_t nrings;
 	_Atomic uint32_t exiting;
+	_Atomic uint64_t lost_allocs;
+	_Atomic uint64_t lost_bytes;
+	_Atomic uint64_t lost_frees;
+	_Atomic uint32_t gave_up;
 };
 
 /*

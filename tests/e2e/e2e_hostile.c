@@ -44,6 +44,18 @@
  *  exact_64bit_counters          sizes past 2^53 (a forged agent's): stats,
  *                                list, top and a snapshot file print them as
  *                                their exact digits, never as doubles
+ *  block_mode_stopped_daemon     lossless mode, daemon SIGSTOPped mid-run: the
+ *                                program finishes (MEMTRACE_BLOCK_TIMEOUT=1),
+ *                                says so once; allocations + lost_allocations
+ *                                and frees + unknown + lost_frees are its own
+ *                                counts exactly; the session is truncated
+ *  drop_mode_counts_exactly      the same sums in drop mode, for malloc and
+ *                                realloc(NULL, n), stopped daemon and running
+ *  connect_bounded_when_backlog_full  daemon stopped, agent.sock's backlog
+ *                                full: a program starts (untraced, says so)
+ *  agent_refuses_foreign_socket  agent.sock served by the attacker's listener:
+ *                                root's program runs untraced and says why,
+ *                                the listener gets no byte and no descriptor
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -53,14 +65,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1085,6 +1100,391 @@ START_TEST(exact_64bit_counters)
 }
 END_TEST
 
+/* ------------------------------------------------ a daemon that stops */
+
+/* The counts of a stats answer the tests below add up. */
+struct counts {
+	long long allocs, frees, unknown, lost, lost_allocs, lost_bytes, lost_frees;
+	bool split; /* lost_allocations, lost_bytes and lost_frees are there */
+};
+
+static bool counts_get(const cJSON *j, struct counts *c)
+{
+	memset(c, 0, sizeof *c);
+	c->split = h_json_int(j, "lost_allocations", &c->lost_allocs) &&
+	           h_json_int(j, "lost_bytes", &c->lost_bytes) &&
+	           h_json_int(j, "lost_frees", &c->lost_frees);
+	return h_json_int(j, "allocations", &c->allocs) && h_json_int(j, "frees", &c->frees) &&
+	       h_json_int(j, "unknown_frees", &c->unknown) &&
+	       h_json_int(j, "lost_events", &c->lost);
+}
+
+/* What the program did between two answers, from its own count: n
+ * allocations of `size` bytes and n frees. */
+struct exact {
+	struct counts base;
+	long long n, size;
+};
+
+/* Every allocation the program made is in the model or counted lost, and
+ * so is every free (a free whose allocation was lost is an unknown free):
+ * exactly, and lost_events is the sum of the two. */
+static char *exact_cb(const cJSON *json, void *arg)
+{
+	const struct exact *e = arg;
+	struct counts c;
+
+	if (!counts_get(json, &c))
+		return h_strf("stats lack allocations, frees, unknown_frees or lost_events");
+	/* The events first: each is kept, an unknown free, or lost. */
+	long long events = c.allocs - e->base.allocs + c.frees - e->base.frees + c.unknown -
+	                   e->base.unknown + c.lost - e->base.lost;
+	if (events != 2 * e->n)
+		return h_strf("the program made %lld events; the daemon has %lld allocations, "
+		              "%lld frees, %lld unknown frees and %lld lost events: %lld",
+		              2 * e->n, c.allocs - e->base.allocs, c.frees - e->base.frees,
+		              c.unknown - e->base.unknown, c.lost - e->base.lost, events);
+	if (!c.split)
+		return h_strf("stats do not say what the lost events were (lost_allocations, "
+		              "lost_bytes, lost_frees)");
+	long long allocs = c.allocs - e->base.allocs + c.lost_allocs - e->base.lost_allocs;
+	long long frees = c.frees - e->base.frees + c.unknown - e->base.unknown + c.lost_frees -
+	                  e->base.lost_frees;
+	long long lost_allocs = c.lost_allocs - e->base.lost_allocs;
+	if (allocs != e->n || frees != e->n || c.lost != c.lost_allocs + c.lost_frees ||
+	    c.lost_bytes - e->base.lost_bytes != lost_allocs * e->size)
+		return h_strf(
+		    "the program made %lld allocations of %lld bytes and %lld frees; "
+		    "the daemon has %lld allocations + %lld lost (%lld bytes), %lld frees + "
+		    "%lld unknown + %lld lost, lost_events %lld (before: allocations %lld, "
+		    "frees %lld, unknown %lld, lost %lld)",
+		    e->n, e->size, e->n, c.allocs - e->base.allocs, lost_allocs,
+		    c.lost_bytes - e->base.lost_bytes, c.frees - e->base.frees,
+		    c.unknown - e->base.unknown, c.lost_frees - e->base.lost_frees, c.lost,
+		    e->base.allocs, e->base.frees, e->base.unknown, e->base.lost);
+	return NULL;
+}
+
+/* Sends `cmd` to tests/progs/churn while the daemon is stopped and waits for
+ * its "done" (at most 60 s, so a program that waits for ever fails rather
+ * than hangs the test), then resumes the daemon. */
+static bool churn_while_stopped(struct h_proc *p, const char *cmd)
+{
+	char line[128];
+
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	ck_assert_int_eq(h_proc_send(p, cmd), 0);
+	int rc = h_proc_readline(p, line, sizeof line, 60000);
+	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	return rc == 1 && strncmp(line, "done", 4) == 0;
+}
+
+/* Stats of pid, asserted to parse, into c. */
+static void stats_counts(long pid, struct counts *c, struct h_ctl *r)
+{
+	char pidbuf[24];
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	h_ctl_ok(&D, H_NOUID, r, args);
+	ck_assert_msg(counts_get(r->json, c), "stats lack the counts: %.800s", r->out);
+}
+
+/* Polls stats of pid until every event of e is accounted for. */
+static void assert_exact(long pid, struct exact *e, const char *what)
+{
+	char pidbuf[24];
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+	struct h_ctl r;
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	char *why = h_ctl_poll(&D, H_NOUID, &r, exact_cb, e, args);
+	ck_assert_msg(why == NULL, "%s: %s", what, why);
+	h_ctl_free(&r);
+}
+
+/* After the program's exit, its session says it was truncated (and, in
+ * lossless mode, that the agent stopped waiting). */
+static void assert_truncated(long pid, bool stopped_waiting, const char *what)
+{
+	char pidbuf[24];
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+	struct h_ctl r;
+	long long t0 = h_now_ms();
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	for (;;) {
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		const char *st = h_json_str(r.json, "state");
+		if (st != NULL && strcmp(st, "live") != 0)
+			break;
+		h_ctl_free(&r);
+		ck_assert_msg(h_now_ms() - t0 < H_POLL_MS, "%s: the session never ended", what);
+		h_sleep_ms(50);
+	}
+	const cJSON *tr = cJSON_GetObjectItemCaseSensitive(r.json, "truncated");
+	const cJSON *sw = cJSON_GetObjectItemCaseSensitive(r.json, "stopped_waiting");
+	ck_assert_msg(cJSON_IsTrue(tr), "%s: the exited session is not marked truncated: %.800s",
+	              what, r.out);
+	ck_assert_msg(cJSON_IsBool(sw) && cJSON_IsTrue(sw) == stopped_waiting,
+	              "%s: stopped_waiting should be %s: %.800s", what,
+	              stopped_waiting ? "true" : "false", r.out);
+	h_ctl_free(&r);
+}
+
+static int count_of(const char *text, const char *what)
+{
+	int n = 0;
+	for (const char *p = text; p != NULL && (p = strstr(p, what)) != NULL; p += strlen(what))
+		n++;
+	return n;
+}
+
+/*
+ * Lossless mode (the default) with the daemon stopped mid-run: the program
+ * must not wait for ever. With MEMTRACE_BLOCK_TIMEOUT=1 it finishes its
+ * 200,000 events while the daemon is still stopped, says so once on stderr,
+ * and once the daemon runs again every allocation and free the program made
+ * is either in the model or counted lost, exactly; the session is
+ * truncated and says the agent stopped waiting.
+ */
+START_TEST(block_mode_stopped_daemon)
+{
+	const char *const env[] = {"MEMTRACE_BLOCK_TIMEOUT=1", NULL};
+	const long n = 100000;
+	struct h_proc p;
+	struct h_ctl r;
+	struct exact e = {.n = n, .size = 32};
+	char cmd[64];
+
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env);
+	h_proc_expect_ready(&p);
+	const long pid = (long)p.pid;
+	stats_counts(pid, &e.base, &r);
+	h_ctl_free(&r);
+	snprintf(cmd, sizeof cmd, "churn %ld", n);
+	ck_assert_msg(churn_while_stopped(&p, cmd),
+	              "lossless mode: the program waited for the stopped daemon (no \"done\" in "
+	              "60 s with MEMTRACE_BLOCK_TIMEOUT=1)");
+	assert_exact(pid, &e, "lossless mode after the timeout");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	int st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "churn: %s",
+	              h_status_str(st));
+	int said = count_of(p.err.data, "MEMTRACE_BLOCK_TIMEOUT");
+	ck_assert_msg(said == 1,
+	              "the agent should say once that it stopped waiting; said %d: %.1000s", said,
+	              p.err.data != NULL ? p.err.data : "");
+	assert_truncated(pid, true, "lossless mode after the timeout");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/*
+ * Drop mode with the daemon stopped: allocations + lost_allocations is what
+ * the program allocated, frees + unknown_frees + lost_frees what it freed,
+ * exactly, for malloc and for realloc(NULL, n) (one allocation, where a
+ * dropped realloc used to count two events). _i 0: malloc, 1: realloc.
+ */
+START_TEST(drop_mode_counts_exactly)
+{
+	const char *const env[] = {"MEMTRACE_ON_FULL=drop", NULL};
+	const long n = 100000;
+	const char *verb = _i == 0 ? "churn" : "rchurn";
+	struct h_proc p;
+	struct h_ctl r;
+	struct exact e = {.n = n, .size = 32};
+	char cmd[64], what[64];
+
+	snprintf(what, sizeof what, "drop mode, %s", _i == 0 ? "malloc" : "realloc(NULL, 32)");
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env);
+	h_proc_expect_ready(&p);
+	const long pid = (long)p.pid;
+	stats_counts(pid, &e.base, &r);
+	h_ctl_free(&r);
+	snprintf(cmd, sizeof cmd, "%s %ld", verb, n);
+	ck_assert_msg(churn_while_stopped(&p, cmd), "%s: no \"done\" while the daemon was stopped",
+	              what);
+	assert_exact(pid, &e, what);
+	/* A second round on the running daemon adds up too. */
+	stats_counts(pid, &e.base, &r);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, cmd), 0);
+	char line[128];
+	ck_assert_int_eq(h_proc_readline(&p, line, sizeof line, 60000), 1);
+	assert_exact(pid, &e, what);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "churn did not exit");
+	assert_truncated(pid, false, what);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/*
+ * The daemon is stopped and its agent socket's backlog is full (anybody can
+ * fill it): a program starting traced must not wait in connect for ever.
+ * With MEMTRACE_BLOCK_TIMEOUT=1 it starts, runs untraced and says so.
+ */
+START_TEST(connect_bounded_when_backlog_full)
+{
+	const char *const env[] = {"MEMTRACE_BLOCK_TIMEOUT=1", NULL};
+	char *path = h_strf("%s/agent.sock", D.runtime);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fds[4096], n = 0;
+	bool full = false;
+	struct h_proc p;
+
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	while (n < (int)(sizeof fds / sizeof fds[0])) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fd, 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+			full = errno == EAGAIN;
+			close(fd);
+			break;
+		}
+		fds[n++] = fd;
+	}
+	if (!full)
+		kill(D.pid, SIGCONT);
+	ck_assert_msg(full, "the backlog of %s never filled (%d connections)", path, n);
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env);
+	char line[128];
+	int rc = h_proc_readline(&p, line, sizeof line, 30000);
+	kill(D.pid, SIGCONT);
+	ck_assert_msg(rc == 1 && strcmp(line, "ready") == 0,
+	              "the program waited on the stopped daemon's full backlog (no \"ready\" in "
+	              "30 s with MEMTRACE_BLOCK_TIMEOUT=1)");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	int st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "churn: %s",
+	              h_status_str(st));
+	ck_assert_msg(p.err.data != NULL && strstr(p.err.data, "untraced") != NULL,
+	              "the program did not say it runs untraced: %.1000s",
+	              p.err.data != NULL ? p.err.data : "");
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	h_proc_cleanup(&p);
+	free(path);
+}
+END_TEST
+
+/* ------------------------------------------- whose agent.sock it is */
+
+/* What the attacker's listener got. */
+struct heard {
+	int accepted;
+	long long bytes;
+	int fds;
+};
+
+/* As the attacker: listens on path, says so on `ready` (one byte), takes
+ * one connection and reads it to its end (or 20 s of silence), counting
+ * bytes and passed descriptors, and writes a struct heard to `report`. */
+static void fake_daemon(const char *path, int ready, int report)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct heard h = {0};
+	int l, c;
+
+	if (h_become_attacker() < 0)
+		_exit(2);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	l = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 8) < 0)
+		_exit(3);
+	if (write(ready, "L", 1) != 1)
+		_exit(4);
+	struct pollfd pf = {.fd = l, .events = POLLIN};
+	if (poll(&pf, 1, 20000) == 1 && (c = accept(l, NULL, NULL)) >= 0) {
+		h.accepted = 1;
+		for (;;) {
+			char buf[4096];
+			union {
+				struct cmsghdr h;
+				char space[CMSG_SPACE(4 * sizeof(int))];
+			} ctl;
+			struct iovec iov = {buf, sizeof buf};
+			struct msghdr msg = {.msg_iov = &iov,
+			                     .msg_iovlen = 1,
+			                     .msg_control = ctl.space,
+			                     .msg_controllen = sizeof ctl.space};
+			struct pollfd cf = {.fd = c, .events = POLLIN};
+			if (poll(&cf, 1, 20000) != 1)
+				break;
+			ssize_t got = recvmsg(c, &msg, 0);
+			if (got <= 0)
+				break;
+			h.bytes += got;
+			for (struct cmsghdr *m = CMSG_FIRSTHDR(&msg); m != NULL;
+			     m = CMSG_NXTHDR(&msg, m))
+				if (m->cmsg_level == SOL_SOCKET && m->cmsg_type == SCM_RIGHTS)
+					h.fds += (int)((m->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		}
+	}
+	_exit(write(report, &h, sizeof h) == (ssize_t)sizeof h ? 0 : 5);
+}
+
+/*
+ * The agent.sock a program is pointed at is served by another, unprivileged
+ * user's listener: the program must run (untraced), say why on stderr, and
+ * the listener must get nothing, neither HELLO (the exe, the arguments) nor
+ * the region's descriptor (every event).
+ */
+START_TEST(agent_refuses_foreign_socket)
+{
+	char *dir = attacker_dir();
+	char *sock = h_strf("%s/agent.sock", dir);
+	char *envsock = h_strf("MEMTRACE_SOCKET=%s", sock);
+	const char *const env[] = {envsock, NULL};
+	int ready[2], report[2];
+	struct heard h;
+	struct h_proc p;
+	char b;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(report), 0);
+	pid_t c = fork();
+	ck_assert_int_ge(c, 0);
+	if (c == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fake_daemon(sock, ready[1], report[1]);
+	}
+	close(ready[1]);
+	close(report[1]);
+	ck_assert_msg(read(ready[0], &b, 1) == 1, "the attacker's listener did not start");
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, env);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(h_proc_send(&p, "churn 1000"), 0);
+	char line[128];
+	ck_assert_int_eq(h_proc_readline(&p, line, sizeof line, 30000), 1);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	int st = h_proc_finish(&p, 30000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "churn: %s",
+	              h_status_str(st));
+	ssize_t got = read(report[0], &h, sizeof h);
+	int cst;
+	ck_assert_int_eq(waitpid(c, &cst, 0), c);
+	ck_assert_msg(got == (ssize_t)sizeof h, "the attacker's listener did not report (%s)",
+	              h_status_str(cst));
+	ck_assert_msg(h.bytes == 0 && h.fds == 0,
+	              "uid %ld's listener on %s received %lld bytes and %d descriptors from "
+	              "root's traced program",
+	              (long)h_attacker_uid(), sock, h.bytes, h.fds);
+	ck_assert_msg(p.err.data != NULL && strstr(p.err.data, sock) != NULL &&
+	                  strstr(p.err.data, "untraced") != NULL,
+	              "the program did not say why it runs untraced: %.1000s",
+	              p.err.data != NULL ? p.err.data : "");
+	h_proc_cleanup(&p);
+	close(ready[0]);
+	close(report[0]);
+	free(envsock);
+	free(sock);
+	free(dir);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("e2e_hostile");
@@ -1112,12 +1512,21 @@ static Suite *hostile_suite(void)
 	tc = h_tcase(s, "store", 120, setup, teardown);
 	tcase_add_test(tc, store_errors_are_clear);
 	tcase_add_test(tc, store_files_are_private);
+	tc = h_tcase(s, "stopped daemon", 180, setup, teardown);
+	tcase_add_test(tc, block_mode_stopped_daemon);
+	tcase_add_loop_test(tc, drop_mode_counts_exactly, 0, 2);
+	tcase_add_test(tc, connect_bounded_when_backlog_full);
+	if (geteuid() == 0)
+		tcase_add_test(tc, agent_refuses_foreign_socket);
+	else
+		printf("e2e_hostile: not root: there is no second user, so "
+		       "agent_refuses_foreign_socket is NOT registered\n");
 	return s;
 }
 
 int main(void)
 {
-	static const char *const progs[] = {"sites", NULL};
+	static const char *const progs[] = {"sites", "churn", NULL};
 
 	return h_run_suite("e2e_hostile", hostile_suite(), progs);
 }

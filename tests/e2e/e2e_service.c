@@ -634,6 +634,8 @@ static char *compare_with_ctl(long pid, char **text)
 	    {"memtrace_process_allocations_total", "allocations"},
 	    {"memtrace_process_frees_total", "frees"},
 	    {"memtrace_process_lost_events_total", "lost_events"},
+	    {"memtrace_process_lost_allocations_total", "lost_allocations"},
+	    {"memtrace_process_lost_frees_total", "lost_frees"},
 	};
 	long long current = -1;
 	for (size_t i = 0; i < sizeof per_process / sizeof per_process[0]; i++) {

@@ -5,10 +5,11 @@
  *
  * Phase 1 holds nothing and prints "ready". Each "churn N" command then does
  * N pairs of malloc(32)/free (2N events, counted by the program itself) and
- * prints "done N". "forkchurn N" forks a child that waits 2 s (longer than the
- * agent's 1 s check for threads that are gone) and then churns N pairs; the
- * parent prints "done N STATUS" with the child's wait status. "hold N SIZE"
- * allocates N blocks of SIZE bytes and keeps them ("done N"). "exit" ends it.
+ * prints "done N". "rchurn N" does the same with realloc(NULL, 32) for the
+ * malloc (a realloc that only allocates: N allocations, N frees). "forkchurn N" forks a child that
+ * waits 2 s (longer than the agent's 1 s check for threads that are gone) and then churns N pairs;
+ * the parent prints "done N STATUS" with the child's wait status. "hold N SIZE" allocates N blocks
+ * of SIZE bytes and keeps them ("done N"). "exit" ends it.
  */
 
 /* The program is the test's ground truth: every site must stay its own frame
@@ -46,6 +47,18 @@ static void churn(long n)
 	}
 }
 
+static void rchurn(long n)
+{
+	/* Through a volatile: the compiler turns realloc(NULL, n) into malloc. */
+	void *volatile none = NULL;
+
+	for (long i = 0; i < n; i++) {
+		void *p = realloc(none, 32);
+		sink = p;
+		free(p);
+	}
+}
+
 int main(void)
 {
 	char cmd[128], line[64];
@@ -56,6 +69,11 @@ int main(void)
 		if (strncmp(cmd, "churn ", 6) == 0) {
 			long n = atol(cmd + 6);
 			churn(n);
+			int l = snprintf(line, sizeof(line), "done %ld\n", n);
+			truth_put(1, line, (size_t)l);
+		} else if (strncmp(cmd, "rchurn ", 7) == 0) {
+			long n = atol(cmd + 7);
+			rchurn(n);
 			int l = snprintf(line, sizeof(line), "done %ld\n", n);
 			truth_put(1, line, (size_t)l);
 		} else if (strncmp(cmd, "forkchurn ", 10) == 0) {

@@ -895,6 +895,22 @@ START_TEST(test_drain_header_counts)
 	ck_assert_int_eq(drain_ok(false), 0);
 	ck_assert_uint_eq(D.lost, 5);
 	ck_assert_uint_eq(D.nostack, 7);
+	/* What the lost records were, and whether lossless mode gave up. */
+	ck_assert(!D.gave_up);
+	__atomic_store_n((uint64_t *)&hdr()->lost_allocs, 2, __ATOMIC_RELAXED);
+	__atomic_store_n((uint64_t *)&hdr()->lost_bytes, 96, __ATOMIC_RELAXED);
+	__atomic_store_n((uint64_t *)&hdr()->lost_frees, 3, __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)&hdr()->gave_up, 1, __ATOMIC_RELAXED);
+	ck_assert_int_eq(drain_ok(false), 0);
+	ck_assert_uint_eq(D.lost_allocs, 2);
+	ck_assert_uint_eq(D.lost_bytes, 96);
+	ck_assert_uint_eq(D.lost_frees, 3);
+	ck_assert(D.gave_up);
+	__atomic_store_n((uint64_t *)&hdr()->lost_allocs, 1, __ATOMIC_RELAXED);
+	__atomic_store_n((uint32_t *)&hdr()->gave_up, 0, __ATOMIC_RELAXED);
+	ck_assert_int_eq(drain_ok(false), 0);
+	ck_assert_uint_eq(D.lost_allocs, 2);
+	ck_assert(D.gave_up);
 	__atomic_store_n((uint32_t *)&hdr()->exiting, 1, __ATOMIC_RELAXED);
 	ck_assert_int_eq(drain_ok(false), 0);
 	ck_assert(D.exiting);

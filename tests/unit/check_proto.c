@@ -276,7 +276,7 @@ START_TEST(test_hello_layout)
 {
 	static const uint8_t want[] = {
 	    0x35, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 53 bytes, HELLO */
-	    0x04, 0x00, 0x00, 0x00,                         /* version */
+	    0x05, 0x00, 0x00, 0x00,                         /* version */
 	    0x05, 0x00, 0x00, 0x00,                         /* flags DROP|SAMPLED */
 	    0x20, 0x00, 0x00, 0x00,                         /* nframes 32 */
 	    0x34, 0x12, 0x00, 0x00,                         /* pid */
@@ -288,7 +288,7 @@ START_TEST(test_hello_layout)
 	    0x03, 0x00, 0x00, 0x00, 'a',  0x00, 'b',        /* cmdline */
 	};
 	const struct proto_hello m = {
-	    .version = 4,
+	    .version = 5,
 	    .flags = 5,
 	    .nframes = 32,
 	    .pid = 0x1234,
@@ -970,6 +970,10 @@ START_TEST(test_region_layout)
 	ck_assert_uint_eq(offsetof(struct shm_header, nostack), 136);
 	ck_assert_uint_eq(offsetof(struct shm_header, nrings), 144);
 	ck_assert_uint_eq(offsetof(struct shm_header, exiting), 148);
+	ck_assert_uint_eq(offsetof(struct shm_header, lost_allocs), 152);
+	ck_assert_uint_eq(offsetof(struct shm_header, lost_bytes), 160);
+	ck_assert_uint_eq(offsetof(struct shm_header, lost_frees), 168);
+	ck_assert_uint_eq(offsetof(struct shm_header, gave_up), 176);
 	ck_assert_uint_eq(offsetof(struct shm_ring, wake_sent), 8);
 	ck_assert_uint_eq(offsetof(struct shm_ring, tail_futex), 72);
 	ck_assert_uint_eq(offsetof(struct shm_ring, waiters), 76);

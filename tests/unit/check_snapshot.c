@@ -1431,10 +1431,11 @@ END_TEST
 START_TEST(test_stats_json)
 {
 	static const char *const keys[] = {
-	    "pid",          "exe",           "cmdline",     "state",  "current",
-	    "peak",         "blocks",        "allocations", "frees",  "lost_events",
-	    "uid",          "start_time",    "snapshot",    "stacks", "nframes",
-	    "sample_bytes", "limit_reached", "sampled",     NULL};
+	    "pid",          "exe",           "cmdline",         "state",     "current",
+	    "peak",         "blocks",        "allocations",     "frees",     "lost_events",
+	    "uid",          "start_time",    "snapshot",        "stacks",    "nframes",
+	    "sample_bytes", "limit_reached", "sampled",         "truncated", "lost_allocations",
+	    "lost_bytes",   "lost_frees",    "stopped_waiting", NULL};
 	static const char *const skeys[] = {"id", "taken_at", "reason", NULL};
 	struct snapshot *s = sample();
 	cJSON *o = snapshot_stats_json(s);
@@ -1446,6 +1447,11 @@ START_TEST(test_stats_json)
 	ck_assert(num(o, "stacks") == (double)s->ntraces);
 	ck_assert(cJSON_IsNull(get(o, "nframes")));
 	ck_assert(cJSON_IsNull(get(o, "limit_reached")));
+	/* Truncated when the snapshot says events were lost; what they were is
+	 * not stored. */
+	ck_assert(cJSON_IsBool(get(o, "truncated")));
+	ck_assert(cJSON_IsTrue(get(o, "truncated")) == (s->lost_events != 0));
+	ck_assert(cJSON_IsNull(get(o, "lost_allocations")));
 	/* Every allocation was traced: the figures are no estimates. */
 	ck_assert(num(o, "sample_bytes") == 0);
 	ck_assert(cJSON_IsNull(get(o, "sampled")));
