@@ -264,7 +264,11 @@ static void atfork_prepare(void)
 	struct agent_tls *t = &agent_tls;
 
 	g_fork_seq = 0;
-	if (g_cfg.follow_fork && t->guard == 0 && atomic_load(&g_state) == AGENT_ACTIVE) {
+	/* A fork child that has not allocated yet (AGENT_CHILD: its region and
+	 * connection are its own, its sender not started) marks its forks too:
+	 * its own children must not take its region. */
+	int st = atomic_load(&g_state);
+	if (g_cfg.follow_fork && t->guard == 0 && (st == AGENT_ACTIVE || st == AGENT_CHILD)) {
 		t->guard++;
 		struct shm_ring *r = thread_ring(t);
 		if (r != NULL && reserve(r, 1) == 0) {
@@ -292,7 +296,7 @@ static void atfork_child(void)
 	/* Not followed: nor is anything this child execs (lineage.h). */
 	if (!g_cfg.follow_fork)
 		lineage_drop_preload();
-	if (st != AGENT_ACTIVE && st != AGENT_STARTING)
+	if (st != AGENT_ACTIVE && st != AGENT_STARTING && st != AGENT_CHILD)
 		return;
 	/* Nothing of the parent may reach the child's session: the child
 	 * forgets the parent's connection and records into a region of its

@@ -370,7 +370,10 @@ err_close:
 
 void sender_wake(void)
 {
-	atomic_store(&wake_asked, 1);
+	/* Asked already and not yet taken: the sender is on its way (a
+	 * dropping thread calls this for every event it drops). */
+	if (atomic_exchange(&wake_asked, 1))
+		return;
 	atomic_fetch_add(&wake_word, 1);
 	sysdep_futex_wake(&wake_word, 1);
 }

@@ -25,7 +25,8 @@
  *                                     (never readable), sending WAKE frames
  *                                     as fast as it can for S seconds
  *   hostile forks RUNTIME_DIR B F     an agent with B live blocks, then F
- *                                     FORK records no child claims, held 3 s
+ *                                     FORK records no child claims (F may be
+ *                                     0: a large heap), held 3 s
  *   hostile probe RUNTIME_DIR         not an attack: asks `status` every 5 ms
  *                                     on one connection until SIGTERM, then
  *                                     prints the longest answer time in ms

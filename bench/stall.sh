@@ -25,6 +25,8 @@
 #                    all after the end
 #   wake-flood       a hostile agent whose 1,024 rings always have a record
 #                    in flight sends WAKE frames for 5 s
+#   many-blocks      a hostile agent with 8,000,000 live blocks (its block
+#                    table doubles up to 16 Mi slots), held 3 s, then gone
 #   fork-images      a hostile agent with 30,000 live blocks and 1,000 FORK
 #                    records no child claims
 #   slowloris        80 slow HTTP connections from 127.0.0.2-11 (as uid 65534
@@ -44,7 +46,7 @@ Run each attack against a fresh memtraced and print the loop's longest stall.
                   without the stall gauge or the limits' options still
                   gets the probe's figure
   --attacks LIST  comma-separated subset of baseline,huge-blocks,hash-pattern,
-                  modules,exit-snapshots,control,final-drain,wake-flood,fork-images,
+                  modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,
                   slowloris (default: all)
   --keep          keep the temporary directory (daemon logs)
 EOF
@@ -52,7 +54,7 @@ EOF
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 builddir=${MEMTRACE_BUILDDIR:-$script_dir/../build}
-attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,fork-images,slowloris
+attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,slowloris
 keep=0
 daemon=
 while [ $# -gt 0 ]; do
@@ -196,6 +198,9 @@ for a in ${attacks//,/ }; do
 		;;
 	wake-flood)
 		"$builddir/bench/hostile" wake "$run" 5 >/dev/null
+		;;
+	many-blocks)
+		"$builddir/bench/hostile" forks "$run" 8000000 0 >/dev/null
 		;;
 	fork-images)
 		"$builddir/bench/hostile" forks "$run" 30000 1000 >/dev/null

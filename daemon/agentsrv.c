@@ -60,6 +60,7 @@ static uint64_t proc_start_time(pid_t pid)
 #define PAUSE_MS            100 /* out of descriptors: accept again after this */
 #define IDLE_BACKOFF_MS     50  /* a region that claims news and has none: first wait */
 #define IDLE_BACKOFF_MAX_MS 1600
+#define HEAP_TICK_SLOTS     (1u << 16) /* block table slots moved a tick (about 1 ms) */
 
 static uint64_t mono_ms(void)
 {
@@ -123,6 +124,11 @@ static void session_finish(struct session *s)
 	d->nexited++;
 	if (why != NULL)
 		log_warn("pid %d: closing agent connection: %s", (int)s->pid, why);
+	else if (strcmp(reason, "shutdown") == 0)
+		log_info("pid %d (%s): memtraced stops while it runs: %" PRIu64 " events, %" PRIu64
+		         " bytes in %zu blocks live",
+		         (int)s->pid, s->exe ? s->exe : "?", s->events, s->heap.current,
+		         s->heap.count);
 	else
 		log_info("pid %d (%s) ended%s: %" PRIu64 " events, %" PRIu64
 		         " bytes in %zu blocks still live",
@@ -431,7 +437,8 @@ static struct session **tick_order(struct daemon *d, size_t *n)
 
 /* Reads the live sessions' regions that changed, each for a slice and all
  * for DRAIN_TICK_MS at most; ends those whose region broke a rule and
- * those whose last records are read; drops expired fork images. When
+ * those whose last records are read; drops expired fork images; moves
+ * block tables that change size. When
  * records are left anywhere, it comes back at once (after the loop has
  * served everything else) instead of after DRAIN_PERIOD_MS. */
 void agentsrv_on_timer(uv_timer_t *t)
@@ -445,13 +452,18 @@ void agentsrv_on_timer(uv_timer_t *t)
 	for (size_t i = 0; i < n; i++) {
 		struct session *s = v[i];
 		session_forks_expire(s, now);
-		if (s->state != SESSION_LIVE)
-			continue;
 		if (drain_now_ns() >= end) {
 			d->drain_next_id = s->id; /* first in the next tick */
 			more = true;
 			break;
 		}
+		/* A block table changing size (an idle process's, an exited
+		 * one's shrink) moves on a slice at a time. */
+		if ((s->heap.tab.old != NULL || s->heap.big.old != NULL) &&
+		    !heap_step(&s->heap, HEAP_TICK_SLOTS))
+			more = true;
+		if (s->state != SESSION_LIVE)
+			continue;
 		uint64_t slice = drain_now_ns() + SESSION_SLICE_MS * 1000000u;
 		if (s->ending) {
 			if (!s->broken && session_drain_until(s, true, slice < end ? slice : end))

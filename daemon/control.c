@@ -849,6 +849,9 @@ static const struct control_cmd *control_cmd_find(const char *name)
 
 /* Runs one request: finds its command and, when the command asks for one,
  * the session. Returns the answer, or NULL when a job will send it. */
+/* Loop time the drains before the answers of one loop turn take together. */
+#define QUERY_DRAIN_MS 20
+
 static cJSON *dispatch(struct conn *c, cJSON *req)
 {
 	cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
@@ -858,6 +861,7 @@ static cJSON *dispatch(struct conn *c, cJSON *req)
 
 	if (!cJSON_IsString(cmd))
 		return error_json("bad_request", "missing \"cmd\"");
+	session_drain_window(c->d, QUERY_DRAIN_MS);
 	e = control_cmd_find(cmd->valuestring);
 	if (e == NULL)
 		return error_json("unknown_command", "unknown command \"%.64s\"", cmd->valuestring);

@@ -110,6 +110,7 @@ struct daemon {
 	 * the loop time a query's drains may take together (0: none). */
 	struct drain_scratch drain_scratch;
 	uint64_t drain_until_ns;
+	uint64_t drain_window_turn; /* uv_now of the turn it was opened in */
 	bool stopping;
 };
 

@@ -8,10 +8,11 @@
  * block for as long as the file's owner likes: a FUSE file's flush, a tty
  * draining its output, an NFS file, a TCP socket with SO_LINGER set and
  * data the peer never takes. So fdsink_put closes at once only what cannot
- * block (a memfd, a pipe, an eventfd; a socket after its linger is switched
+ * block (a pipe, an eventfd; a socket after its linger is switched
  * off), as /proc/self/fd names them (fstat or fstatfs would ask a FUSE
  * file's server, which may never answer), and hands everything else to one closing thread,
- * which may block without anyone waiting for it. Descriptors that wait there
+ * which may block without anyone waiting for it (a memfd's too: its last
+ * close frees its pages, gigabytes if its owner filled it). Descriptors that wait there
  * are counted (`pending`); the daemon's descriptor limit bounds them, and
  * the accept path pauses rather than spins when it is reached (agentsrv.c).
  */

@@ -2,6 +2,7 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -17,6 +18,10 @@
 #define DEFAULT_MAX_STACKS ((size_t)1 << 20)
 #define MIN_CAP            1024
 #define MIN_BIG_CAP        16
+/* Tables up to this many slots change size at once (under a millisecond);
+ * larger ones move TAB_STEP slots an event (and on the timer). */
+#define TAB_AT_ONCE (1u << 16)
+#define TAB_STEP    16
 
 /* A key nobody else knows: from the kernel, else (very early boot) from
  * what differs between runs and heaps. */
@@ -51,8 +56,8 @@ void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint6
 	h->max_stacks = max_stacks ? max_stacks : DEFAULT_MAX_STACKS;
 	if (h->max_stacks > HEAP_MAX_STACK_ID)
 		h->max_stacks = HEAP_MAX_STACK_ID;
-	h->cap = MIN_CAP;
-	h->slots = xcalloc(h->cap, sizeof(*h->slots));
+	h->tab.cap = MIN_CAP;
+	h->tab.slots = xcalloc(h->tab.cap, sizeof(*h->tab.slots));
 	/* id 0: the unknown stack */
 	h->nstacks = 1;
 	h->stacks = xcalloc(1, sizeof(*h->stacks));
@@ -64,22 +69,35 @@ void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
 	heap_init_keyed(h, max_blocks, max_stacks, random_key(h));
 }
 
+static void tab_free(struct heap_table *t)
+{
+	free(t->slots);
+	free(t->old);
+}
+
 void heap_close(struct heap *h)
 {
 	if (h->stacks != NULL)
 		for (uint32_t i = 0; i < h->nstacks; i++)
 			free(h->stacks[i].frames);
 	free(h->stacks);
-	free(h->slots);
-	free(h->big);
+	tab_free(&h->tab);
+	tab_free(&h->big);
 	memset(h, 0, sizeof(*h));
+}
+
+static void tab_clone(struct heap_table *dst, const struct heap_table *src)
+{
+	*dst = *src;
+	dst->slots = src->cap > 0 ? xmemdup(src->slots, src->cap * sizeof(*src->slots)) : NULL;
+	dst->old = src->old != NULL ? xmemdup(src->old, src->oldcap * sizeof(*src->old)) : NULL;
 }
 
 void heap_clone(struct heap *dst, const struct heap *src)
 {
 	*dst = *src;
-	dst->slots = xmemdup(src->slots, src->cap * sizeof(*src->slots));
-	dst->big = src->bigcap > 0 ? xmemdup(src->big, src->bigcap * sizeof(*src->big)) : NULL;
+	tab_clone(&dst->tab, &src->tab);
+	tab_clone(&dst->big, &src->big);
 	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
 	for (uint32_t i = 0; i < src->nstacks; i++)
 		if (src->stacks[i].frames != NULL)
@@ -87,10 +105,23 @@ void heap_clone(struct heap *dst, const struct heap *src)
 			                                src->stacks[i].nframes * sizeof(uint64_t));
 }
 
-/* ---- one open-addressing table (the blocks, or the big sizes) ---- */
+/*
+ * ---- one open-addressing table (the blocks, or the big sizes) ----
+ *
+ * Linear probing, no tombstones in `slots` (backward-shift deletion). A
+ * table that must change size does not move every entry at once (tens of
+ * millions of entries would hold the loop for a second): the new array
+ * takes every insert, the old one keeps what it had and is emptied in
+ * order, TAB_STEP slots at each event and on the daemon's timer, an entry
+ * also moving as soon as it is looked up. A moved or removed entry of the
+ * old array becomes a tombstone (address 0, meta 1), so the probe chains of
+ * the entries still there stay whole. An address is in one array only.
+ */
 
-/* The slot holding addr, or SIZE_MAX. */
-static size_t tab_find(struct heap *h, const struct heap_block *slots, size_t cap, uint64_t addr)
+#define TOMB 1 /* meta of an old array's slot whose entry is gone */
+
+/* The slot holding addr in an array of cap slots, or SIZE_MAX. */
+static size_t arr_find(struct heap *h, const struct heap_block *slots, size_t cap, uint64_t addr)
 {
 	if (cap == 0)
 		return SIZE_MAX;
@@ -105,8 +136,37 @@ static size_t tab_find(struct heap *h, const struct heap_block *slots, size_t ca
 	}
 }
 
-/* The free slot that ends addr's probe chain. */
-static size_t tab_free_slot(struct heap *h, const struct heap_block *slots, size_t cap,
+/* Whether slot i of the old array is in the part already moved. */
+static bool moved_past(const struct heap_table *t, size_t i)
+{
+	return ((i - t->start) & (t->oldcap - 1)) < t->moved;
+}
+
+/* The slot of the old array holding addr, or SIZE_MAX. The move runs from
+ * `start`, a slot after an empty one, so no probe chain crosses into the
+ * moved part from before it: a chain whose home was moved past goes on
+ * where the move is, and tombstones left by lookups are passed over. */
+static size_t old_find(struct heap *h, const struct heap_table *t, uint64_t addr)
+{
+	size_t mask = t->oldcap - 1, i = home(h, addr, t->oldcap);
+
+	if (moved_past(t, i))
+		i = (t->start + t->moved) & mask;
+	for (size_t n = t->moved; n < t->oldcap; n++) {
+		h->probes++;
+		if (t->old[i].addr == 0) {
+			if (t->old[i].meta != TOMB)
+				return SIZE_MAX;
+		} else if (t->old[i].addr == addr) {
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+	return SIZE_MAX;
+}
+
+/* The free slot that ends addr's probe chain in `slots` (never full). */
+static size_t arr_free_slot(struct heap *h, const struct heap_block *slots, size_t cap,
                             uint64_t addr)
 {
 	size_t i = home(h, addr, cap);
@@ -118,28 +178,86 @@ static size_t tab_free_slot(struct heap *h, const struct heap_block *slots, size
 	}
 }
 
-/* A table of cap slots holding what old held. */
-static struct heap_block *tab_rehash(struct heap *h, struct heap_block *old, size_t oldcap,
-                                     size_t cap)
+/* Moves up to n slots of the old array into the new one; true when the
+ * old array is gone. */
+static bool tab_step(struct heap *h, struct heap_table *t, size_t n)
 {
-	struct heap_block *slots = xcalloc(cap, sizeof(*slots));
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].addr != 0)
-			slots[tab_free_slot(h, slots, cap, old[i].addr)] = old[i];
-	free(old);
-	return slots;
+	if (t->old == NULL)
+		return true;
+	for (size_t end = t->moved + n < t->oldcap ? t->moved + n : t->oldcap; t->moved < end;
+	     t->moved++) {
+		struct heap_block *b = &t->old[(t->start + t->moved) & (t->oldcap - 1)];
+		if (b->addr != 0)
+			t->slots[arr_free_slot(h, t->slots, t->cap, b->addr)] = *b;
+		b->addr = 0;
+		b->meta = TOMB;
+	}
+	if (t->moved < t->oldcap)
+		return false;
+	free(t->old);
+	t->old = NULL;
+	t->oldcap = t->moved = 0;
+	return true;
+}
+
+/* Gives t an array of cap slots: at once for a small table, else moved
+ * into step by step. */
+static void tab_resize(struct heap *h, struct heap_table *t, size_t cap)
+{
+	tab_step(h, t, SIZE_MAX); /* a move in progress ends first */
+	t->old = t->slots;
+	t->oldcap = t->cap;
+	t->moved = 0;
+	/* Start after an empty slot (at most 3/4 are full). */
+	t->start = 0;
+	while (t->old[(t->start - 1) & (t->oldcap - 1)].addr != 0)
+		t->start++;
+	t->slots = xcalloc(cap, sizeof(*t->slots));
+	t->cap = cap;
+	if (t->oldcap <= TAB_AT_ONCE)
+		tab_step(h, t, SIZE_MAX);
+}
+
+/* The slot of `slots` holding addr (moved there from the old array if it
+ * was still there), or SIZE_MAX. */
+static size_t tab_find(struct heap *h, struct heap_table *t, uint64_t addr)
+{
+	size_t i = arr_find(h, t->slots, t->cap, addr);
+	if (i != SIZE_MAX || t->old == NULL)
+		return i;
+	size_t j = old_find(h, t, addr);
+	if (j == SIZE_MAX)
+		return SIZE_MAX;
+	i = arr_free_slot(h, t->slots, t->cap, addr);
+	t->slots[i] = t->old[j];
+	t->old[j].addr = 0;
+	t->old[j].meta = TOMB;
+	return i;
+}
+
+/* The entry of addr wherever it is, without moving it; NULL if none. */
+static const struct heap_block *tab_peek(const struct heap *h, const struct heap_table *t,
+                                         uint64_t addr)
+{
+	struct heap *hh = (struct heap *)h; /* probes count, the model does not change */
+	size_t i = arr_find(hh, t->slots, t->cap, addr);
+	if (i != SIZE_MAX)
+		return &t->slots[i];
+	i = t->old != NULL ? old_find(hh, t, addr) : SIZE_MAX;
+	return i != SIZE_MAX ? &t->old[i] : NULL;
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones. */
-static void tab_remove(struct heap *h, struct heap_block *slots, size_t cap, size_t i)
+static void tab_remove(struct heap *h, struct heap_table *t, size_t i)
 {
-	size_t mask = cap - 1, j = i;
+	struct heap_block *slots = t->slots;
+	size_t mask = t->cap - 1, j = i;
 	for (;;) {
 		j = (j + 1) & mask;
 		h->probes++;
 		if (slots[j].addr == 0)
 			break;
-		size_t k = home(h, slots[j].addr, cap);
+		size_t k = home(h, slots[j].addr, t->cap);
 		/* Move j into the hole at i if its home k is not in (i, j]. */
 		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
 			slots[i] = slots[j];
@@ -150,7 +268,21 @@ static void tab_remove(struct heap *h, struct heap_block *slots, size_t cap, siz
 	slots[i].meta = 0;
 }
 
-/* The smallest power of two at least 16 that holds n at 3/4 load. */
+static void tab_foreach(const struct heap *h, const struct heap_table *t, heap_visit_fn fn,
+                        void *arg,
+                        uint64_t (*size_of)(const struct heap *, const struct heap_block *))
+{
+	for (int a = 0; a < 2; a++) {
+		const struct heap_block *v = a == 0 ? t->slots : t->old;
+		size_t cap = a == 0 ? t->cap : (t->old != NULL ? t->oldcap : 0);
+		for (size_t i = 0; i < cap; i++)
+			if (v[i].addr != 0)
+				fn(arg, v[i].addr, size_of(h, &v[i]),
+				   (uint32_t)(v[i].meta >> SIZE_BITS));
+	}
+}
+
+/* The smallest power of two at least min that holds n at 3/4 load. */
 static size_t cap_for(size_t n, size_t min)
 {
 	size_t cap = min;
@@ -159,26 +291,23 @@ static size_t cap_for(size_t n, size_t min)
 	return cap;
 }
 
-static void grow(struct heap *h)
+bool heap_step(struct heap *h, size_t slots)
 {
-	h->slots = tab_rehash(h, h->slots, h->cap, h->cap * 2);
-	h->cap *= 2;
+	bool a = tab_step(h, &h->tab, slots);
+	bool b = tab_step(h, &h->big, slots);
+	return a && b;
 }
 
 void heap_trim(struct heap *h)
 {
 	size_t cap = cap_for(h->count, 16);
-	if (cap < h->cap) {
-		h->slots = tab_rehash(h, h->slots, h->cap, cap);
-		h->cap = cap;
-	}
-	if (h->nbig == 0) {
-		free(h->big);
-		h->big = NULL;
-		h->bigcap = 0;
-	} else if ((cap = cap_for(h->nbig, MIN_BIG_CAP)) < h->bigcap) {
-		h->big = tab_rehash(h, h->big, h->bigcap, cap);
-		h->bigcap = cap;
+	if (cap < h->tab.cap)
+		tab_resize(h, &h->tab, cap);
+	if (h->nbig == 0 && h->big.old == NULL) {
+		tab_free(&h->big);
+		memset(&h->big, 0, sizeof(h->big));
+	} else if ((cap = cap_for(h->nbig, MIN_BIG_CAP)) < h->big.cap) {
+		tab_resize(h, &h->big, cap);
 	}
 	/* Only stacks that hold live blocks are ever read again. */
 	uint32_t keep = 1;
@@ -198,53 +327,50 @@ void heap_trim(struct heap *h)
 	}
 }
 
-static size_t find(const struct heap *h, uint64_t addr)
+static size_t find(struct heap *h, uint64_t addr)
 {
-	/* Lookups count their probes too; the count is not part of the model. */
-	return tab_find((struct heap *)h, h->slots, h->cap, addr);
+	return tab_find(h, &h->tab, addr);
 }
 
 static void remove_at(struct heap *h, size_t i)
 {
-	tab_remove(h, h->slots, h->cap, i);
+	tab_remove(h, &h->tab, i);
 	h->count--;
 }
 
 /* Keeps the exact size of a block of SIZE_BIG bytes or more. */
 static void big_put(struct heap *h, uint64_t addr, uint64_t size)
 {
-	if ((h->nbig + 1) * 4 > h->bigcap * 3) {
-		size_t cap = h->bigcap ? h->bigcap * 2 : MIN_BIG_CAP;
-		h->big = tab_rehash(h, h->big, h->bigcap, cap);
-		h->bigcap = cap;
+	if (h->big.cap == 0) {
+		h->big.cap = MIN_BIG_CAP;
+		h->big.slots = xcalloc(h->big.cap, sizeof(*h->big.slots));
+	} else if ((h->nbig + 1) * 4 > h->big.cap * 3) {
+		tab_resize(h, &h->big, h->big.cap * 2);
 	}
-	size_t i = tab_free_slot(h, h->big, h->bigcap, addr);
-	h->big[i].addr = addr;
-	h->big[i].meta = size;
+	size_t i = arr_free_slot(h, h->big.slots, h->big.cap, addr);
+	h->big.slots[i].addr = addr;
+	h->big.slots[i].meta = size;
 	h->nbig++;
 }
 
 static uint64_t big_take(struct heap *h, uint64_t addr)
 {
-	size_t i = tab_find(h, h->big, h->bigcap, addr);
+	size_t i = tab_find(h, &h->big, addr);
 	if (i == SIZE_MAX)
 		return SIZE_BIG;
-	uint64_t s = h->big[i].meta;
-	tab_remove(h, h->big, h->bigcap, i);
+	uint64_t s = h->big.slots[i].meta;
+	tab_remove(h, &h->big, i);
 	h->nbig--;
 	return s;
-}
-
-static uint64_t big_size(const struct heap *h, uint64_t addr)
-{
-	size_t i = tab_find((struct heap *)h, h->big, h->bigcap, addr);
-	return i == SIZE_MAX ? SIZE_BIG : h->big[i].meta;
 }
 
 static uint64_t block_size(const struct heap *h, const struct heap_block *b)
 {
 	uint64_t s = b->meta & SIZE_BIG;
-	return s == SIZE_BIG ? big_size(h, b->addr) : s;
+	if (s != SIZE_BIG)
+		return s;
+	const struct heap_block *e = tab_peek(h, &h->big, b->addr);
+	return e != NULL ? e->meta : SIZE_BIG;
 }
 
 void heap_set_sampling(struct heap *h, uint64_t rate)
@@ -257,7 +383,7 @@ void heap_set_sampling(struct heap *h, uint64_t rate)
  * apply_alloc added is subtracted. Its weight is left in *w. */
 static void release(struct heap *h, size_t i, struct sampling_weight *w)
 {
-	const struct heap_block *b = &h->slots[i];
+	const struct heap_block *b = &h->tab.slots[i];
 	uint64_t size = b->meta & SIZE_BIG;
 	uint32_t stack = (uint32_t)(b->meta >> SIZE_BITS);
 
@@ -329,16 +455,16 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 		h->limit_reached |= HEAP_LIMIT_BLOCKS;
 		return 0;
 	}
-	if ((h->count + 1) * 4 > h->cap * 3)
-		grow(h);
-	i = tab_free_slot(h, h->slots, h->cap, ev->addr);
+	if ((h->count + 1) * 4 > h->tab.cap * 3)
+		tab_resize(h, &h->tab, h->tab.cap * 2);
+	i = arr_free_slot(h, h->tab.slots, h->tab.cap, ev->addr);
 	uint64_t size = ev->size;
 	if (size >= SIZE_BIG) {
 		big_put(h, ev->addr, size);
 		size = SIZE_BIG;
 	}
-	h->slots[i].addr = ev->addr;
-	h->slots[i].meta = (uint64_t)stack << SIZE_BITS | size;
+	h->tab.slots[i].addr = ev->addr;
+	h->tab.slots[i].meta = (uint64_t)stack << SIZE_BITS | size;
 	h->count++;
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
 	sampling_add(&s->live_count, &s->live_count_frac, w.count);
@@ -354,6 +480,8 @@ int heap_apply(struct heap *h, const struct proto_event *ev)
 	if (ev->seq <= h->last_seq)
 		return -EBADMSG;
 	h->last_seq = ev->seq;
+	if (h->tab.old != NULL || h->big.old != NULL)
+		heap_step(h, TAB_STEP);
 	if (ev->kind == PROTO_EV_ALLOC)
 		return apply_alloc(h, ev);
 	if (ev->kind != PROTO_EV_FREE)
@@ -376,27 +504,27 @@ void heap_reset_peak(struct heap *h)
 
 int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *stack)
 {
-	size_t i = find(h, addr);
-	if (i == SIZE_MAX)
+	const struct heap_block *b = tab_peek(h, &h->tab, addr);
+	if (b == NULL)
 		return -ENOENT;
-	*size = block_size(h, &h->slots[i]);
-	*stack = (uint32_t)(h->slots[i].meta >> SIZE_BITS);
+	*size = block_size(h, b);
+	*stack = (uint32_t)(b->meta >> SIZE_BITS);
 	return 0;
 }
 
 void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg)
 {
-	for (size_t i = 0; i < h->cap; i++) {
-		const struct heap_block *b = &h->slots[i];
-		if (b->addr != 0)
-			fn(arg, b->addr, block_size(h, b), (uint32_t)(b->meta >> SIZE_BITS));
-	}
+	tab_foreach(h, &h->tab, fn, arg, block_size);
+}
+
+static size_t tab_memory(const struct heap_table *t)
+{
+	return (t->cap + (t->old != NULL ? t->oldcap : 0)) * sizeof(struct heap_block);
 }
 
 size_t heap_memory(const struct heap *h)
 {
-	size_t n = h->cap * sizeof(*h->slots) + h->nstacks * sizeof(*h->stacks) +
-	           h->bigcap * sizeof(*h->big);
+	size_t n = tab_memory(&h->tab) + h->nstacks * sizeof(*h->stacks) + tab_memory(&h->big);
 	for (uint32_t i = 0; i < h->nstacks; i++)
 		n += h->stacks[i].nframes * sizeof(uint64_t);
 	return n;

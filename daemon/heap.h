@@ -6,7 +6,9 @@
  * and peak traced bytes. It is fed the agent's events in the agent's
  * sequence order and applies them exactly: a free removes the block, an
  * allocation inserts it. It never symbolizes and never allocates per event
- * (the block table grows geometrically).
+ * (the block table grows geometrically; a large one moves into its new array
+a few slots an event, so no event costs more than O(1) and none holds the
+loop for the whole table).
  *
  * When the process is sampled (heap_set_sampling), a block keeps its true
  * size and every statistic adds the block's weight instead (sampling.h:
@@ -35,6 +37,7 @@
 #ifndef MEMTRACE_HEAP_H
 #define MEMTRACE_HEAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,12 +69,20 @@ struct heap_block {
 	uint64_t meta; /* stack << 40 | size (size saturates at HEAP_SIZE_BIG) */
 };
 
+/* One open-addressing table; while it changes size, `old` is the array
+ * being emptied into `slots` (heap.c). */
+struct heap_table {
+	struct heap_block *slots; /* power of two slots, 0 while there is none */
+	size_t cap;
+	struct heap_block *old; /* NULL but while moving */
+	size_t oldcap;
+	size_t start, moved; /* old's slots start .. start + moved - 1 (mod oldcap) are moved */
+};
+
 struct heap {
-	struct heap_block *slots;
-	size_t cap;             /* power of two */
-	size_t count;           /* live blocks in the table: with sampling, the samples */
-	struct heap_block *big; /* blocks of HEAP_SIZE_BIG bytes or more: addr, size */
-	size_t bigcap;          /* power of two, 0 while there is none */
+	struct heap_table tab; /* the live blocks */
+	size_t count;          /* live blocks in the table: with sampling, the samples */
+	struct heap_table big; /* blocks of HEAP_SIZE_BIG bytes or more: addr, size */
 	size_t nbig;
 	uint64_t key;              /* the hash key of both tables */
 	uint64_t probes;           /* slots examined by lookups, inserts and deletions */
@@ -105,8 +116,13 @@ void heap_close(struct heap *h);
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
  * block table sized for its peak, the frames of stacks with nothing live).
- * Nothing may be applied afterwards. */
+ * Nothing may be applied afterwards. A large table shrinks step by step
+ * (heap_step). */
 void heap_trim(struct heap *h);
+/* Moves up to `slots` slots of a table that is changing size (every event
+ * moves a few; the daemon's timer calls this for idle and exited
+ * processes). True when no table is moving any more. */
+bool heap_step(struct heap *h, size_t slots);
 /* Weighs the blocks of a process sampled every `rate` bytes on average (0 =
  * every allocation is recorded). Before the first event only: a block's
  * weight must not change between its allocation and its free. */

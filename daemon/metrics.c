@@ -495,6 +495,7 @@ static void start_round(struct metrics *m)
 {
 	struct daemon *d = m->d;
 	struct session **ss;
+	session_drain_window(d, 20);
 	size_t n = live_sessions(d, &ss);
 	struct result *res = result_new(ss, n);
 

@@ -13,6 +13,7 @@
 #include "jobs.h"
 #include "limit.h"
 #include "log.h"
+#include "session.h"
 #include "store.h"
 #include "xalloc.h"
 
@@ -107,6 +108,7 @@ void scheduler_take(struct scheduler *sc, struct session *s, const char *reason)
 static void on_periodic(uv_timer_t *t)
 {
 	struct scheduler *sc = t->data;
+	session_drain_window(sc->d, 20);
 	for (struct session *s = sc->d->sessions; s != NULL; s = s->next) {
 		/* A process whose previous snapshot is still being written
 		 * skips this round rather than queueing up behind it. */

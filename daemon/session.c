@@ -2,6 +2,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -310,7 +311,15 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		drop_fd(s, fd);
 		return fail(s, "the shared memory is not a memfd");
 	}
-	if (drain_open(&s->drain, fd, &why) < 0)
+	/* drain_open closes what it refuses: a copy, so that the last close
+	 * (which frees the memfd's pages) is the sink's, off the loop. */
+	int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0), rc = mine < 0 ? -EMFILE : 0;
+	if (mine >= 0)
+		rc = drain_open(&s->drain, mine, &why);
+	drop_fd(s, fd); /* after drain_open: never the last close on the loop */
+	if (mine < 0)
+		return fail(s, "no descriptor left for the shared memory");
+	if (rc < 0)
 		return fail(s, "%s", why);
 	s->drain.on_fork = on_fork;
 	s->drain.fork_arg = s;
@@ -480,7 +489,13 @@ int session_pass_fd(struct session *s, int fd)
 
 void session_drain_window(struct daemon *d, unsigned ms)
 {
-	d->drain_until_ns = ms == 0 ? 0 : drain_now_ns() + (uint64_t)ms * 1000000u;
+	/* One window for all that runs in the same turn of the loop: a client
+	 * that pipelines requests, or many clients at once, share it. */
+	uint64_t turn = uv_now(d->loop);
+	if (d->drain_until_ns != 0 && d->drain_window_turn == turn)
+		return;
+	d->drain_until_ns = drain_now_ns() + (uint64_t)ms * 1000000u;
+	d->drain_window_turn = turn;
 }
 
 bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns)
@@ -520,7 +535,9 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns)
 void session_drain(struct session *s, bool final)
 {
 	uint64_t now = drain_now_ns(), deadline = now + (uint64_t)SESSION_SLICE_MS * 1000000u;
-	uint64_t until = s->d->drain_until_ns;
+	uint64_t until = s->d->loop != NULL && s->d->drain_window_turn == uv_now(s->d->loop)
+	                     ? s->d->drain_until_ns
+	                     : 0;
 
 	/* Inside a caller's window (a query over many processes), never past
 	 * it, but every process gets a little: an answer is never emptier

@@ -143,9 +143,11 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns);
  * window session_drain_window opened, if one is open: what a query calls
  * before it answers. */
 void session_drain(struct session *s, bool final);
-/* Opens (ms > 0) or closes (0) the window of loop time that the drains a
- * caller makes before it answers may take together (a list or a scrape
- * reads every process). */
+/* Opens the window of loop time (ms) that the drains made before answers
+ * may take together in this turn of the loop (a list or a scrape reads
+ * every process; a client may pipeline requests): every request, scrape
+ * and periodic snapshot opens it, a window already open in the same turn
+ * is kept. */
 void session_drain_window(struct daemon *d, unsigned ms);
 /* Drops the fork images older than SESSION_FORK_TTL_MS (now: CLOCK_MONOTONIC ms). */
 void session_forks_expire(struct session *s, uint64_t now);

@@ -38,7 +38,9 @@
  *                               after its fork (as daemons go to the
  *                               background): the child starts with the
  *                               parent's heap, exact, frees known; half
- *                               the runs with the daemon asleep meanwhile
+ *                               the runs with the daemon asleep meanwhile;
+ *                               the last two fork twice, the middle
+ *                               process allocating nothing
  *  exit_with_stopped_daemon     in drop mode a program exits while the
  *                               daemon is stopped
  *  exit_modes (4 ways x 20      a process that ends without libc's exit,
@@ -760,10 +762,13 @@ START_TEST(daemonize_inherits)
 	struct h_proc p;
 	struct h_ctl r;
 	bool asleep = _i % 2 == 1;
+	const char *twice[] = {"double", NULL};
 
 	if (asleep)
 		ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
-	h_prog_start(&p, &D, "daemonize", NULL, H_NOUID, NULL);
+	/* Runs 4 and 5: the classic double fork, whose middle process never
+	 * allocates (its child must still get a session of its own). */
+	h_prog_start(&p, &D, "daemonize", _i >= 4 ? twice : NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p); /* the child's: the parent is gone by then */
 	if (asleep)
 		ck_assert_int_eq(kill(D.pid, SIGCONT), 0);

@@ -8,6 +8,11 @@
  * inherited (at parent_work, required, not optional) and its own. "exit"
  * frees everything and ends the child.
  *
+ * With argument "double", it goes to the background as classic daemons do:
+ * the first child allocates nothing, forks the grandchild and exits at
+ * once; the grandchild is the one described above (it inherited the first
+ * process's blocks through its parent, which never allocated).
+ *
  * With argument "wait", the parent instead waits for the child's end (the
  * control case: the parent's session outlives the child's hello).
  */
@@ -74,6 +79,7 @@ static void child_main(pid_t parent)
 int main(int argc, char **argv)
 {
 	int wait_child = argc > 1 && strcmp(argv[1], "wait") == 0;
+	int twice = argc > 1 && strcmp(argv[1], "double") == 0;
 	pid_t self = getpid();
 
 	TRUTH_CALL(parent_work());
@@ -90,6 +96,14 @@ int main(int argc, char **argv)
 			truth_ready();
 			truth_wait(cmd, sizeof cmd);
 			exit(0);
+		}
+		if (twice) {
+			pid_t mid = getpid(), g = fork();
+			if (g < 0)
+				truth_die("fork");
+			if (g == 0)
+				child_main(mid);
+			_exit(0); /* the middle process: no allocation, gone at once */
 		}
 		child_main(self);
 	}

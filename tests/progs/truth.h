@@ -166,6 +166,16 @@ static TRUTH_UNUSED int truth_note(const char *file, int line, const char *func,
 
 #define TRUTH_ALLOC(bytes) truth_note(__FILE__, __LINE__, __func__, (long long)(bytes), 1)
 
+/* Marks record `id` optional: memtrace may not have seen it (an allocation
+ * racing with what stops tracing), but when it reports the site it must be
+ * exact. */
+static TRUTH_UNUSED void truth_optional(int id)
+{
+	truth_lock();
+	truth_book_g.recs[id].optional = 1;
+	truth_unlock();
+}
+
 /* Changes what record `id` holds, e.g. truth_adjust(id, -size, -1) on free. */
 static TRUTH_UNUSED void truth_adjust(int id, long long bytes, long long count)
 {

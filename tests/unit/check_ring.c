@@ -55,6 +55,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "region.h"
@@ -576,8 +577,15 @@ static void *churn_main(void *arg)
 			atomic_store(&r->head, pos);
 		}
 		ring_retire(r);
-		while (atomic_load(&r->state) == RING_RETIRED && !atomic_load(&c->failed))
-			sched_yield();
+		/* Wait for the reclaimer; sleep now and then, so that on a
+		 * loaded machine the spinners do not starve it. */
+		for (unsigned spins = 0;
+		     atomic_load(&r->state) == RING_RETIRED && !atomic_load(&c->failed); spins++) {
+			if (spins % 64 == 63)
+				nanosleep(&(struct timespec){0, 20000}, NULL);
+			else
+				sched_yield();
+		}
 	}
 	atomic_fetch_sub(&c->running, 1);
 	return NULL;
