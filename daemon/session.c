@@ -539,11 +539,14 @@ void session_drain(struct session *s, bool final)
 	                     ? s->d->drain_until_ns
 	                     : 0;
 
-	/* Inside a caller's window (a query over many processes), never past
-	 * it, but every process gets a little: an answer is never emptier
-	 * for being late in the list. */
+	/* Inside a caller's window (a query over many processes, requests
+	 * pipelined), never past it: once it is spent, the answers are of
+	 * what was read (the timer reads the rest). A read costs a round's
+	 * setup (copying its records) however short its deadline. */
+	if (until != 0 && until <= now)
+		return;
 	if (until != 0 && until < deadline)
-		deadline = until > now ? until : now + 1;
+		deadline = until;
 	session_drain_until(s, final, deadline);
 }
 
