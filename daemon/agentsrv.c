@@ -160,8 +160,7 @@ static void session_end(struct session *s, const char *why, const char *reason)
 	s->end_reason = reason;
 	if (why == NULL && !s->broken && s->hello) {
 		if (s->d->stopping) {
-			while (session_drain_until(s, true, 0))
-				;
+			session_drain_until(s, true, 0); /* no deadline: to the end */
 		} else if (session_drain_until(s, true,
 		                               drain_now_ns() + SESSION_SLICE_MS * 1000000u)) {
 			uv_timer_start(&s->d->agent_timer, agentsrv_on_timer, 1, DRAIN_PERIOD_MS);
@@ -565,8 +564,7 @@ void agentsrv_stop(struct daemon *d)
 		next = s->next; /* finishing may take s out of the list */
 		session_ref(s);
 		if (s->ending) {
-			while (!s->broken && session_drain_until(s, true, 0))
-				;
+			session_drain_until(s, true, 0); /* no deadline: to the end */
 			session_finish(s);
 		} else if (s->poll_open) {
 			session_end(s, NULL, "shutdown");

@@ -339,27 +339,31 @@ static int good_region(void)
 	return fd;
 }
 
-static int send_with_fd(int sock, const void *buf, size_t n, int fd)
+/* Sends buf with the descriptors fds[0..n) attached (the rest of buf after
+ * a short write without them). 0 or -errno. */
+static int send_fds(int sock, const void *buf, size_t len, const int *fds, int n)
 {
-	union {
-		struct cmsghdr h;
-		char space[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {(void *)buf, n};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-
-	memset(&ctl, 0, sizeof ctl);
-	msg.msg_control = ctl.space;
-	msg.msg_controllen = sizeof ctl.space;
+	size_t space = CMSG_SPACE(sizeof(int) * (size_t)n);
+	char *ctl = calloc(1, space);
+	struct iovec iov = {(void *)buf, len};
+	struct msghdr msg = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = space};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
 	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	int err = errno;
+	free(ctl);
 	if (w < 0)
-		return -errno;
-	return h_send_all(sock, (const char *)buf + w, n - (size_t)w);
+		return -err;
+	return h_send_all(sock, (const char *)buf + w, len - (size_t)w);
+}
+
+static int send_with_fd(int sock, const void *buf, size_t n, int fd)
+{
+	return send_fds(sock, buf, n, &fd, 1);
 }
 
 struct flood_arg {
@@ -1140,24 +1144,6 @@ END_TEST
 struct desc_arg {
 	int up[2], down[2];
 };
-
-/* Sends buf with the descriptors fds[0..n) attached. */
-static int send_fds(int sock, const void *buf, size_t len, const int *fds, int n)
-{
-	size_t space = CMSG_SPACE(sizeof(int) * (size_t)n);
-	char *ctl = calloc(1, space);
-	struct iovec iov = {(void *)buf, len};
-	struct msghdr msg = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = space};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
-	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	free(ctl);
-	return w < 0 ? -errno : 0;
-}
 
 /* A TCP connection on loopback whose peer never reads, its send buffer
  * full, lingering 120 s: the last close() of it waits that long. The
