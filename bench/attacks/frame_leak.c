@@ -34,7 +34,10 @@
 #include "proto.h"
 #include "shm.h"
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
 
 static int hello_with(const char *dir, int r)
 {
@@ -108,9 +111,9 @@ int main(int argc, char **argv)
 			off += sizeof(*e) + 8 * PROTO_MAX_FRAMES;
 			struct shm_ring *rg = (struct shm_ring *)(map + SHM_OFF_RING(ring));
 			uint64_t h = rg->head;
-			rg->ev[h % SHM_RING_CAP] = (struct shm_ev){
-			    seq++ << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC, 0x10000 + (uint64_t)id * 64,
-			    64, id, 0};
+			rg->ev[h % SHM_RING_CAP] =
+			    (struct shm_ev){seq++ << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC,
+			                    0x10000 + (uint64_t)id * 64, 64, id, 0};
 			rg->head = h + 1;
 			if (rg->head == SHM_RING_CAP)
 				ring++;

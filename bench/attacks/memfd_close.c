@@ -57,7 +57,9 @@ int main(int argc, char **argv)
 		memset(ctlbuf, 0, sizeof ctlbuf);
 		char byte = 0;
 		struct iovec iov = {&byte, 1};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctlbuf,
+		struct msghdr m = {.msg_iov = &iov,
+		                   .msg_iovlen = 1,
+		                   .msg_control = ctlbuf,
 		                   .msg_controllen = CMSG_SPACE(n * sizeof(int))};
 		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
 		c->cmsg_level = SOL_SOCKET;

@@ -54,8 +54,14 @@ static int unix_connect(const char *dir, const char *name)
 	return fd;
 }
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
 
 static int hello_with(const char *dir, int r)
 {
@@ -88,7 +94,10 @@ static int hello_with(const char *dir, int r)
 	return fd;
 }
 
-static struct shm_ring *ring_at(uint32_t i) { return (struct shm_ring *)(map + SHM_OFF_RING(i)); }
+static struct shm_ring *ring_at(uint32_t i)
+{
+	return (struct shm_ring *)(map + SHM_OFF_RING(i));
+}
 
 /* Keeps every ring full of FREE records of addresses never allocated. */
 static void *producer(void *arg)
@@ -102,9 +111,9 @@ static void *producer(void *arg)
 			struct shm_ring *r = ring_at(i);
 			uint64_t h = atomic_load(&r->head), t = atomic_load(&r->tail);
 			while (h - t < SHM_RING_CAP) {
-				r->ev[h % SHM_RING_CAP] = (struct shm_ev){
-				    seq++ << PROTO_EV_KIND_BITS | PROTO_EV_FREE,
-				    0x7000000000ull + (h % 4096) * 64, 0, 0, 0};
+				r->ev[h % SHM_RING_CAP] =
+				    (struct shm_ev){seq++ << PROTO_EV_KIND_BITS | PROTO_EV_FREE,
+				                    0x7000000000ull + (h % 4096) * 64, 0, 0, 0};
 				h++;
 				wrote++;
 			}
