@@ -154,7 +154,9 @@ static void read_config(void)
 			           "'; tracing every allocation");
 	}
 	if ((v = getenv("MEMTRACE_FOLLOW_FORK")) != NULL && parse_bool(v, &g_cfg.follow_fork) < 0)
-		sysdep_say("MEMTRACE_FOLLOW_FORK must be 0 or 1, got '", v, "'; following forks");
+		sysdep_say(
+		    "MEMTRACE_FOLLOW_FORK must be 0, 1, yes, no, true, false, on or off, got '", v,
+		    "'; following forks");
 	if ((v = getenv("MEMTRACE_ON_FULL")) != NULL) {
 		if (strcmp(v, "drop") == 0)
 			g_cfg.drop = true;

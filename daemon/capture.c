@@ -209,6 +209,8 @@ struct memo {
 	struct symbols *syms;
 	struct useraccess_user user; /* the process's user, for its module files */
 	struct sym_object **bound;   /* per module, bound at its first address */
+	struct sym_object *unknown;  /* addresses in no module, bound at the first */
+	struct sym_scratch scratch;  /* frames the cache keeps no more for this uid */
 	struct oaindex index;        /* hash of addr -> index into entries */
 	struct memo_entry *entries;
 	size_t nentries;
@@ -251,9 +253,11 @@ static const uint32_t *expand(struct memo *m, const struct capture *c, struct sy
 				sm.user = &m->user;
 				m->bound[k] = symbols_bind(syms, &sm);
 			}
-			f = symbols_resolve_in(syms, m->bound[k], addr - mod->bias);
+			f = symbols_resolve_in(syms, m->bound[k], addr - mod->bias, &m->scratch);
 		} else {
-			f = symbols_unknown(syms, addr);
+			if (m->unknown == NULL)
+				m->unknown = symbols_bind_unknown(syms);
+			f = symbols_resolve_in(syms, m->unknown, addr, &m->scratch);
 		}
 		i = m->nentries++;
 		e = &m->entries[i];
@@ -314,6 +318,7 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 	/* The traced process's user: a module file that user may not read
 	 * yields no names (symbols.h). */
 	useraccess_user_init(&m.user, c->uid, c->gid);
+	symbols_scratch_init(&m.scratch, c->uid);
 	m.bound = xcalloc(c->nmods ? c->nmods : 1, sizeof(*m.bound));
 	oaindex_reserve(&m.index, distinct_max);
 	m.entries = xcalloc(distinct_max ? distinct_max : 1, sizeof(*m.entries));
@@ -359,6 +364,8 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 	}
 	for (size_t i = 0; i < c->nmods; i++)
 		symbols_release(syms, m.bound[i]);
+	symbols_release(syms, m.unknown);
+	symbols_scratch_close(&m.scratch);
 	free(m.bound);
 	useraccess_user_close(&m.user);
 	oaindex_close(&m.index);

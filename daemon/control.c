@@ -362,6 +362,15 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(sy, "objects", (double)ss.objects);
 	cJSON_AddNumberToObject(sy, "frames", (double)ss.frames);
 	cJSON_AddNumberToObject(sy, "failures", (double)ss.failures);
+	cJSON_AddNumberToObject(sy, "bytes", (double)ss.bytes);
+	cJSON_AddNumberToObject(sy, "retired", (double)ss.retired);
+	/* The bound, as the other limits show theirs. */
+	cJSON *sl = cJSON_AddObjectToObject(lim, "symbol_cache_bytes");
+	cJSON_AddNumberToObject(sl, "max", (double)ss.max_bytes);
+	cJSON_AddNumberToObject(sl, "per_uid", (double)ss.per_uid);
+	cJSON_AddNumberToObject(sl, "used", (double)ss.bytes);
+	cJSON_AddNumberToObject(sl, "yours", (double)symbols_uid_bytes(d->syms, c->uid));
+	cJSON_AddNumberToObject(sl, "refused", (double)ss.uncached);
 	return r;
 }
 

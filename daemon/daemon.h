@@ -36,13 +36,14 @@ struct symbols;
 struct daemon_config {
 	char *runtime_dir;
 	char *state_dir;
-	size_t max_sessions;         /* live sessions */
-	size_t max_sessions_per_uid; /* 0: a quarter of max_sessions */
-	size_t max_exited;           /* exited sessions kept in memory */
-	size_t max_fork_image_bytes; /* a uid a quarter */
-	size_t max_blocks;           /* per session */
-	size_t max_stacks;           /* per session */
-	size_t max_modules;          /* per session, 0 = the default */
+	size_t max_sessions;           /* live sessions */
+	size_t max_sessions_per_uid;   /* 0: a quarter of max_sessions */
+	size_t max_exited;             /* exited sessions kept in memory */
+	size_t max_fork_image_bytes;   /* a uid a quarter */
+	size_t max_symbol_cache_bytes; /* a uid a quarter; 0 = no bound */
+	size_t max_blocks;             /* per session */
+	size_t max_stacks;             /* per session */
+	size_t max_modules;            /* per session, 0 = the default */
 	bool debuginfod;
 	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots; /* per process, 0 = no limit */

@@ -58,9 +58,10 @@ struct job {
 	struct capture *capture;
 	int64_t snap_id;
 	pid_t pid;
-	long uid;      /* the asking client's uid, -1 = root (any) */
-	bool store_it; /* write the resolved snapshot to the store */
-	bool written;  /* it was written, in write_seconds */
+	long uid;          /* the asking client's uid, -1 = root (any) */
+	bool store_it;     /* write the resolved snapshot to the store */
+	bool written;      /* it was written, in write_seconds */
+	int64_t stored_id; /* its id in the store, when written */
 	double write_seconds;
 	bool drop_early; /* free snapshot and capture on the worker, after compute */
 	struct snapshot *snap;

@@ -59,6 +59,9 @@ static void usage(FILE *f)
 	        "                       or sends half a request, for S seconds (default 30)\n"
 	        "  --max-fork-image-bytes N  parents' heaps kept for their fork children\n"
 	        "                       (default 1 GiB; a uid a quarter)\n"
+	        "  --max-symbol-cache-bytes N  symbol cache, started afresh past it\n"
+	        "                       (default 256 MiB; a uid's processes add a quarter,\n"
+	        "                       then their new frames are not cached)\n"
 	        "  --max-queued-snapshots N  snapshots waiting to be written (default 256)\n"
 	        "  --max-queued-snapshots-per-uid N  ... of one uid's processes (default 64)\n"
 	        "  --max-queued-snapshot-bytes N  their memory (default 1 GiB; a uid a quarter)\n"
@@ -137,7 +140,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_HTTP_CONNS_ORIGIN,
 		O_CTL_TIMEOUT,
 		O_SESS_UID,
-		O_FORK_BYTES
+		O_FORK_BYTES,
+		O_SYMBOL_BYTES
 	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
@@ -146,6 +150,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"max-exited", required_argument, NULL, O_EXITED},
 	    {"max-sessions-per-uid", required_argument, NULL, O_SESS_UID},
 	    {"max-fork-image-bytes", required_argument, NULL, O_FORK_BYTES},
+	    {"max-symbol-cache-bytes", required_argument, NULL, O_SYMBOL_BYTES},
 	    {"max-blocks", required_argument, NULL, O_BLOCKS},
 	    {"max-stacks", required_argument, NULL, O_STACKS},
 	    {"max-modules", required_argument, NULL, O_MODULES},
@@ -174,6 +179,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.max_sessions = 1024;
 	d->cfg.max_exited = 256;
 	d->cfg.max_fork_image_bytes = (size_t)1 << 30;
+	d->cfg.max_symbol_cache_bytes = (size_t)256 << 20;
 	d->cfg.max_blocks = (size_t)64 << 20;
 	d->cfg.max_stacks = (size_t)1 << 20;
 	d->cfg.max_modules = MODMAP_DEFAULT_MAX;
@@ -212,6 +218,11 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		case O_FORK_BYTES:
 			if (parse_size("--max-fork-image-bytes", optarg,
 			               &d->cfg.max_fork_image_bytes) < 0)
+				return -EINVAL;
+			break;
+		case O_SYMBOL_BYTES:
+			if (parse_size("--max-symbol-cache-bytes", optarg,
+			               &d->cfg.max_symbol_cache_bytes) < 0)
 				return -EINVAL;
 			break;
 		case O_EXITED:
@@ -488,6 +499,7 @@ int main(int argc, char **argv)
 		log_warn("cannot measure the loop's stalls: %s", uv_strerror(rc));
 	limits_init(&d);
 	d.syms = symbols_new(d.cfg.debuginfod);
+	symbols_set_bounds(d.syms, d.cfg.max_symbol_cache_bytes, d.cfg.max_symbol_cache_bytes / 4);
 	d.jobs = jobs_new();
 	if (scheduler_new(&d, &d.sched) < 0)
 		log_warn("running without snapshots: queries of the live heap still work");

@@ -662,14 +662,17 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	    &d->snap_queue,     &d->snap_bytes,  m->http != NULL ? http_limit(m->http) : NULL};
 	const char *per[] = {"uid", "uid", "uid", "uid", "uid", "origin"};
 	const size_t nl = sizeof(ls) / sizeof(ls[0]);
+	struct symbols_stats ss;
 
+	symbols_get_stats(d->syms, &ss);
 	family(b, f, "memtrace_limit_used", M_GAUGE, NULL,
 	       "What a shared limit holds now (connections, snapshots, or bytes for "
-	       "queued_snapshot_bytes and fork_image_bytes).");
+	       "queued_snapshot_bytes, fork_image_bytes and symbol_cache_bytes).");
 	for (size_t i = 0; i < nl; i++)
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_used{limit=\"%s\"} %zu\n", ls[i]->name,
 			          ls[i]->used);
+	sb_printf(b, "memtrace_limit_used{limit=\"symbol_cache_bytes\"} %zu\n", ss.bytes);
 	family(b, f, "memtrace_limit_max", M_GAUGE, NULL,
 	       "The bound of a shared limit, in all (scope total) and per uid or origin (0: "
 	       "none).");
@@ -681,6 +684,10 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 		sb_printf(b, "memtrace_limit_max{limit=\"%s\",scope=\"per_%s\"} %zu\n", ls[i]->name,
 		          per[i], ls[i]->per_owner);
 	}
+	sb_printf(b, "memtrace_limit_max{limit=\"symbol_cache_bytes\",scope=\"total\"} %zu\n",
+	          ss.max_bytes);
+	sb_printf(b, "memtrace_limit_max{limit=\"symbol_cache_bytes\",scope=\"per_uid\"} %zu\n",
+	          ss.per_uid);
 	family(b, f, "memtrace_limit_refused", M_COUNTER, NULL,
 	       "Requests a shared limit refused: connections closed with an error, snapshots "
 	       "not taken.");
@@ -688,6 +695,13 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_refused_total{limit=\"%s\"} %" PRIu64 "\n",
 			          ls[i]->name, ls[i]->refused);
+	/* For the symbol cache, a frame not cached because its uid held its
+	 * share (resolved all the same). */
+	sb_printf(b, "memtrace_limit_refused_total{limit=\"symbol_cache_bytes\"} %" PRIu64 "\n",
+	          ss.uncached);
+	family(b, f, "memtrace_symbol_cache_retired", M_COUNTER, NULL,
+	       "Times the symbol cache passed --max-symbol-cache-bytes and started afresh.");
+	sb_printf(b, "memtrace_symbol_cache_retired_total %" PRIu64 "\n", ss.retired);
 	family(b, f, "memtrace_modules_dropped", M_COUNTER, NULL,
 	       "Modules not kept because a process passed --max-modules.");
 	sb_printf(b, "memtrace_modules_dropped_total %" PRIu64 "\n", d->modules_dropped);

@@ -31,8 +31,9 @@ struct take_arg {
 	uint64_t session_id;
 	pid_t pid;
 	uid_t uid;
-	size_t bytes; /* charged to d->snap_bytes */
-	bool counted; /* charged to d->snap_queue and d->snap_bytes */
+	size_t bytes;    /* charged to d->snap_bytes */
+	bool counted;    /* charged to d->snap_queue and d->snap_bytes */
+	char reason[16]; /* "periodic", "exit", ...: the capture's */
 };
 
 static struct session *session_by_id(struct daemon *d, uint64_t id)
@@ -56,13 +57,12 @@ static void take_done(struct job *job)
 	if (s != NULL)
 		s->snap_pending--;
 	if (job->rc < 0)
-		log_warn("pid %d: %s snapshot not stored: %s", (int)a->pid,
-		         job->snap != NULL ? job->snap->reason : "a", job->err);
+		log_warn("pid %d: %s snapshot not stored: %s", (int)a->pid, a->reason, job->err);
 	else {
 		if (s != NULL)
-			s->last_snapshot = job->snap->id;
-		log_debug("pid %d: %s snapshot %" PRId64 " stored", (int)a->pid, job->snap->reason,
-		          job->snap->id);
+			s->last_snapshot = job->stored_id;
+		log_debug("pid %d: %s snapshot %" PRId64 " stored", (int)a->pid, a->reason,
+		          job->stored_id);
 		if (job->err[0] != '\0')
 			log_warn("%s", job->err);
 	}
@@ -96,12 +96,14 @@ void scheduler_take(struct scheduler *sc, struct session *s, const char *reason)
 	a->uid = s->uid;
 	a->bytes = bytes;
 	a->counted = bounded;
+	snprintf(a->reason, sizeof(a->reason), "%s", reason);
 	s->snap_pending++;
 	job->source = JOB_SRC_CAPTURE;
 	job->capture = cap;
 	job->store_it = true;
 	job->arg = a;
 	job->done = take_done;
+	job->drop_early = true; /* take_done needs only what a and stored_id say */
 	job_run(job);
 }
 

@@ -86,15 +86,24 @@
  * can be loaded, else left mangled, and GCC's clone suffixes are cut.
  * Relative source paths are joined with the compilation unit's directory.
  *
- * Memory. Frames are never evicted (the contract keeps their pointers alive),
- * so they grow with the number of distinct return addresses, which the daemon
- * bounds through its per-session stack limits; a frame costs its struct, a
- * table slot and its unshared strings, roughly 100 to 200 bytes, and an
- * address in inlined code adds the caller frames no other address shared
- * with it, at most one per level of inlining. What libdw
- * holds per file (mapped ELF, parsed DWARF, line tables) is bounded instead:
- * at most SYMBOLS_MAX_OPEN files are open at once and the least recently used
- * one is closed beyond that (it is reopened, and re-verified, on demand).
+ * Memory. The cache is bounded in all and per user. Everything it keeps
+ * (objects, frames, inlined call sites, strings) belongs to a generation;
+ * an object pins its generation while it is bound, so a frame handed out
+ * stays valid until the object it was resolved in is released. Each byte a
+ * generation holds is charged to the uid whose process asked for it (an
+ * estimate: struct, string and index slot sizes plus malloc's overhead).
+ * A uid past its share (symbols_set_bounds' per_uid) still reads what is
+ * cached, but its new frames are resolved into its scratch
+ * (struct sym_scratch), valid until its next resolve, instead of the
+ * cache: one user who brings millions of distinct return addresses slows
+ * down only their own captures. When the current generation passes the
+ * total, it is retired: the next binds start a new, empty one, and the old
+ * one is freed when its last object is released (captures in flight keep
+ * theirs). Nobody's results change; they are only resolved again. What
+ * libdw holds per file (mapped ELF, parsed DWARF, line tables) is bounded
+ * apart: at most SYMBOLS_MAX_OPEN files are open at once and the least
+ * recently used one is closed beyond that (it is reopened, and re-verified,
+ * on demand).
  *
  * Locking. `lock` guards the tables, the statistics, each object's pins and
  * the list of open objects, and is held only for table operations, never
@@ -202,12 +211,13 @@ struct sym_object {
 	struct file_id id;  /* is_file */
 	char *path;         /* the path it was first opened by, or the name */
 	const char *module; /* interned: path, or UNKNOWN_MODULE */
+	struct symgen *gen; /* whose tables it is in */
 	struct sym_object *all_next;
 
 	/* Guarded by the cache's `lock`. */
-	int pins;                               /* binds not released: never evicted meanwhile */
-	bool shared;                            /* also in the table under VIEW_SHARED */
-	bool open;                              /* in the list of open objects */
+	int pins;    /* binds not released: never evicted, nor its generation freed */
+	bool shared; /* also in the table under VIEW_SHARED */
+	bool open;   /* in the list of open objects */
 	struct sym_object *lru_prev, *lru_next; /* open objects, most recent first */
 
 	/* Everything below is guarded by `mu`. */
@@ -246,16 +256,38 @@ struct frame_key {
 
 typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
 
+/* What one uid's requests added to a generation. */
+struct uid_charge {
+	uid_t uid;
+	size_t bytes;
+	bool full; /* reached per_uid: counted once in stats.uids_full */
+};
+
+/* Everything the cache keeps, until it is retired (see "Memory"). */
+struct symgen {
+	struct oaindex files;       /* struct sym_object *, by struct file_id */
+	struct oaindex names;       /* struct sym_object *, unreadable modules by path */
+	struct oaindex frames;      /* struct frame *, by (object, offset) */
+	struct oaindex callers;     /* struct frame_info *, inlined call sites by content */
+	struct oaindex strings;     /* char *, interned */
+	struct sym_object *all;     /* every object, for gen_free */
+	struct sym_object *unknown; /* frames outside every module, made on demand */
+	size_t frames_n;
+	size_t bytes;
+	size_t refs; /* pins of its objects */
+	bool retired;
+	struct uid_charge *charges; /* the uids that added something, few */
+	size_t ncharges;
+	struct symgen *next; /* in the retired list */
+};
+
 struct symbols {
-	pthread_mutex_t lock; /* the tables, statistics, pins, the open list */
+	pthread_mutex_t lock; /* the generations, statistics, pins, the open list */
 	bool debuginfod;
 
-	struct oaindex files;   /* struct sym_object *, by struct file_id */
-	struct oaindex names;   /* struct sym_object *, unreadable modules by path */
-	struct oaindex frames;  /* struct frame *, by (object, offset) */
-	struct oaindex callers; /* struct frame_info *, inlined call sites by content */
-	struct oaindex strings; /* char *, interned */
-	struct sym_object *all; /* every object, for symbols_free */
+	struct symgen *cur;        /* where new binds go */
+	struct symgen *retired;    /* retired but still pinned */
+	size_t max_bytes, per_uid; /* 0: no bound */
 	struct symbols_stats stats;
 	struct sym_object *lru_head, *lru_tail;
 	size_t nopen;
@@ -524,7 +556,28 @@ static const Dwfl_Callbacks callbacks = {
     .section_address = dwfl_offline_section_address,
 };
 
-/* ---- interned strings (lock held) ---- */
+/* ---- charges and interned strings (lock held) ---- */
+
+/* What an entry costs: its size, malloc's header and an index slot. */
+#define COST(n) ((n) + 32)
+
+static struct uid_charge *charge_of(struct symgen *g, uid_t uid, bool add)
+{
+	for (size_t i = 0; i < g->ncharges; i++)
+		if (g->charges[i].uid == uid)
+			return &g->charges[i];
+	if (!add)
+		return NULL;
+	g->charges = xreallocarray(g->charges, g->ncharges + 1, sizeof(*g->charges));
+	g->charges[g->ncharges] = (struct uid_charge){uid, 0, false};
+	return &g->charges[g->ncharges++];
+}
+
+static void gen_charge(struct symgen *g, uid_t uid, size_t n)
+{
+	g->bytes += n;
+	charge_of(g, uid, true)->bytes += n;
+}
 
 static bool string_eq(const void *ctx, uintptr_t entry, const void *key)
 {
@@ -532,14 +585,15 @@ static bool string_eq(const void *ctx, uintptr_t entry, const void *key)
 	return strcmp((const char *)entry, key) == 0;
 }
 
-static const char *intern(struct symbols *s, const char *str)
+static const char *intern(struct symgen *g, uid_t uid, const char *str)
 {
 	uint64_t h = hash_str(HASH_SEED, str);
-	char *found = table_find(&s->strings, h, string_eq, str);
+	char *found = table_find(&g->strings, h, string_eq, str);
 
 	if (found == NULL) {
 		found = xstrdup(str);
-		table_add(&s->strings, h, found);
+		table_add(&g->strings, h, found);
+		gen_charge(g, uid, COST(strlen(str) + 1));
 	}
 	return found;
 }
@@ -570,34 +624,52 @@ static bool name_eq(const void *ctx, uintptr_t entry, const void *key)
 	return strcmp(((const struct sym_object *)entry)->path, key) == 0;
 }
 
-static struct sym_object *object_new(struct symbols *s, bool is_file, const char *path)
+/* lock held. */
+static struct sym_object *object_new(struct symgen *g, uid_t uid, bool is_file, const char *path)
 {
 	struct sym_object *o = xcalloc(1, sizeof(*o));
 
 	o->is_file = is_file;
 	o->path = xstrdup(path);
-	o->module = intern(s, path[0] != '\0' ? path : UNKNOWN_MODULE);
+	o->module = intern(g, uid, path[0] != '\0' ? path : UNKNOWN_MODULE);
+	o->gen = g;
 	o->state = OBJECT_NEW;
 	pthread_mutex_init(&o->mu, NULL);
-	o->all_next = s->all;
-	s->all = o;
+	o->all_next = g->all;
+	g->all = o;
+	gen_charge(g, uid, COST(sizeof(*o) + strlen(path) + 1));
 	return o;
 }
 
-/* The object for a module whose file cannot be used: its frames name the
- * module by the path the agent gave. */
-static struct sym_object *name_object(struct symbols *s, const char *path)
+/* lock held. */
+static void object_pin(struct sym_object *o)
+{
+	o->pins++;
+	o->gen->refs++;
+}
+
+static uid_t user_uid(const struct useraccess_user *user)
+{
+	return user == NULL ? VIEW_DAEMON : user->uid;
+}
+
+/* The object for a module whose file cannot be used, pinned: its frames
+ * name the module by the path the agent gave. */
+static struct sym_object *name_object(struct symbols *s, const char *path, uid_t uid)
 {
 	uint64_t h = hash_str(HASH_SEED, path);
+	struct symgen *g;
 	struct sym_object *o;
 
 	pthread_mutex_lock(&s->lock);
-	o = table_find(&s->names, h, name_eq, path);
+	g = s->cur;
+	o = table_find(&g->names, h, name_eq, path);
 	if (o == NULL) {
-		o = object_new(s, false, path);
-		table_add(&s->names, h, o);
+		o = object_new(g, uid, false, path);
+		table_add(&g->names, h, o);
 		s->stats.failures++;
 	}
+	object_pin(o);
 	pthread_mutex_unlock(&s->lock);
 	return o;
 }
@@ -799,9 +871,9 @@ static void object_open(struct symbols *s, struct sym_object *o, int fd,
 		if (first && public && !o->shared && o->id.view != VIEW_SHARED) {
 			struct file_id k = o->id;
 			k.view = VIEW_SHARED;
-			if (table_find(&s->files, file_hash(&k), file_eq, &k) == NULL) {
+			if (table_find(&o->gen->files, file_hash(&k), file_eq, &k) == NULL) {
 				o->shared = true;
-				table_add(&s->files, file_hash(&k), o);
+				table_add(&o->gen->files, file_hash(&k), o);
 			}
 		}
 	}
@@ -1178,29 +1250,40 @@ static bool frame_eq(const void *ctx, uintptr_t entry, const void *key)
 	return f->obj == k->obj && f->offset == k->offset;
 }
 
-static struct frame *frame_find(struct symbols *s, const struct sym_object *obj, uint64_t offset)
+static struct frame *frame_find(const struct sym_object *obj, uint64_t offset)
 {
 	struct frame_key k = {obj, offset};
-	return table_find(&s->frames, frame_hash(&k), frame_eq, &k);
+	return table_find(&obj->gen->frames, frame_hash(&k), frame_eq, &k);
 }
 
-/* Location l as frame content: interned strings, "MODULE+0xOFFSET" for what
- * is unknown. */
-static void location_info(struct symbols *s, const struct location *l, const char *module,
-                          uint64_t offset, struct frame_info *out)
+/* Location l's text: "MODULE+0xOFFSET" for what is unknown (*where, which
+ * the caller frees). */
+static void location_text(const struct location *l, const char *module, uint64_t offset,
+                          struct frame_info *out, char **where)
 {
 	static const struct location none = {NULL, NULL, 0};
-	char *where = NULL;
 
 	if (l == NULL)
 		l = &none;
+	*where = NULL;
 	if (l->function == NULL || l->file == NULL)
-		where = xasprintf("%s+0x%" PRIx64, module, offset);
+		*where = xasprintf("%s+0x%" PRIx64, module, offset);
 	out->module = module;
-	out->function = intern(s, l->function != NULL ? l->function : where);
-	out->filename = intern(s, l->file != NULL ? l->file : where);
+	out->function = l->function != NULL ? l->function : *where;
+	out->filename = l->file != NULL ? l->file : *where;
 	out->lineno = l->file != NULL ? l->lineno : 0;
 	out->caller = NULL;
+}
+
+/* Location l as cached frame content: interned strings. */
+static void location_info(struct symgen *g, uid_t uid, const struct location *l, const char *module,
+                          uint64_t offset, struct frame_info *out)
+{
+	char *where;
+
+	location_text(l, module, offset, out, &where);
+	out->function = intern(g, uid, out->function);
+	out->filename = intern(g, uid, out->filename);
 	free(where);
 }
 
@@ -1223,42 +1306,159 @@ static bool caller_eq(const void *ctx, uintptr_t entry, const void *key)
 	       a->lineno == b->lineno && a->caller == b->caller;
 }
 
-static const struct frame_info *caller_get(struct symbols *s, const struct frame_info *want)
+static const struct frame_info *caller_get(struct symgen *g, uid_t uid,
+                                           const struct frame_info *want)
 {
 	uint64_t h = caller_hash(want);
-	struct frame_info *f = table_find(&s->callers, h, caller_eq, want);
+	struct frame_info *f = table_find(&g->callers, h, caller_eq, want);
 
 	if (f == NULL) {
 		f = xmalloc(sizeof(*f));
 		*f = *want;
-		table_add(&s->callers, h, f);
+		table_add(&g->callers, h, f);
+		gen_charge(g, uid, COST(sizeof(*f)));
 	}
 	return f;
 }
 
-static struct frame *frame_add(struct symbols *s, const struct sym_object *obj, uint64_t offset,
-                               const struct resolved *r)
+static struct frame *frame_add(struct symgen *g, uid_t uid, const struct sym_object *obj,
+                               uint64_t offset, const struct resolved *r)
 {
 	struct frame_key k = {obj, offset};
 	struct frame *f = xcalloc(1, sizeof(*f));
-	const char *module = obj != NULL ? obj->module : UNKNOWN_MODULE;
 	const struct frame_info *caller = NULL;
 
 	/* Outermost first, so each level can point at the interned one. */
 	for (size_t i = r->n; i-- > 1;) {
 		struct frame_info want;
-		location_info(s, &r->loc[i], module, offset, &want);
+		location_info(g, uid, &r->loc[i], obj->module, offset, &want);
 		want.caller = caller;
-		caller = caller_get(s, &want);
+		caller = caller_get(g, uid, &want);
 	}
 	f->obj = obj;
 	f->offset = offset;
-	location_info(s, r->n > 0 ? &r->loc[0] : NULL, module, offset, &f->info);
+	location_info(g, uid, r->n > 0 ? &r->loc[0] : NULL, obj->module, offset, &f->info);
 	f->info.caller = caller;
-	table_add(&s->frames, frame_hash(&k), f);
-	s->stats.frames++;
+	table_add(&g->frames, frame_hash(&k), f);
+	g->frames_n++;
+	gen_charge(g, uid, COST(sizeof(*f)));
 	return f;
 }
+
+/* ---- scratch: frames of a user past their share ---- */
+
+void symbols_scratch_init(struct sym_scratch *sc, uid_t uid)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->uid = uid;
+}
+
+static void scratch_clear(struct sym_scratch *sc)
+{
+	for (size_t i = 0; i < sc->nstrs; i++)
+		free(sc->strs[i]);
+	free(sc->strs);
+	free(sc->chain);
+	sc->strs = NULL;
+	sc->chain = NULL;
+	sc->nstrs = 0;
+}
+
+void symbols_scratch_close(struct sym_scratch *sc)
+{
+	scratch_clear(sc);
+}
+
+static const char *scratch_str(struct sym_scratch *sc, const char *str)
+{
+	sc->strs[sc->nstrs] = xstrdup(str);
+	return sc->strs[sc->nstrs++];
+}
+
+/* The frames of r, as frame_add makes them, in sc instead of the cache. */
+static const struct frame_info *scratch_fill(struct sym_scratch *sc, const struct sym_object *obj,
+                                             uint64_t offset, const struct resolved *r)
+{
+	size_t n = r->n > 0 ? r->n : 1;
+
+	scratch_clear(sc);
+	sc->chain = xcalloc(n, sizeof(*sc->chain));
+	sc->strs = xcalloc(2 * n, sizeof(*sc->strs));
+	for (size_t i = 0; i < n; i++) {
+		struct frame_info *f = &sc->chain[i];
+		char *where;
+		location_text(r->n > 0 ? &r->loc[i] : NULL, obj->module, offset, f, &where);
+		f->function = scratch_str(sc, f->function);
+		f->filename = scratch_str(sc, f->filename);
+		f->caller = i + 1 < n ? &sc->chain[i + 1] : NULL;
+		free(where);
+	}
+	return &sc->chain[0];
+}
+
+/* ---- generations (see "Memory") ---- */
+
+static struct symgen *gen_new(void)
+{
+	return xcalloc(1, sizeof(struct symgen));
+}
+
+static void nothing(void *entry)
+{
+	(void)entry;
+}
+
+/* g is unreachable: retired and unpinned, its objects off the open list. */
+static void gen_free(struct symgen *g)
+{
+	table_close(&g->frames, free);
+	table_close(&g->callers, free);
+	table_close(&g->files, nothing);
+	table_close(&g->names, nothing);
+	table_close(&g->strings, free);
+	while (g->all != NULL) {
+		struct sym_object *o = g->all;
+		g->all = o->all_next;
+		/* An eviction may still be closing it: wait for it. */
+		pthread_mutex_lock(&o->mu);
+		pthread_mutex_unlock(&o->mu);
+		object_destroy(o);
+	}
+	free(g->charges);
+	free(g);
+}
+
+/* Retires the current generation when it is past the total. lock held; a
+ * pin on g is held by the caller, so g is not freed here. */
+static void maybe_retire(struct symbols *s, struct symgen *g)
+{
+	if (s->max_bytes == 0 || g != s->cur || g->bytes <= s->max_bytes)
+		return;
+	g->retired = true;
+	g->next = s->retired;
+	s->retired = g;
+	s->cur = gen_new();
+	s->stats.retired++;
+}
+
+/* Whether uid's new frames stay out of g: it holds its share. lock held. */
+static bool past_share(struct symbols *s, struct symgen *g, const struct sym_scratch *sc)
+{
+	struct uid_charge *c;
+
+	if (sc == NULL || s->per_uid == 0)
+		return false;
+	c = charge_of(g, sc->uid, false);
+	if (c == NULL || c->bytes < s->per_uid)
+		return false;
+	if (!c->full) {
+		c->full = true;
+		s->stats.uids_full++;
+	}
+	s->stats.uncached++;
+	return true;
+}
+
 /* ---- the interface ---- */
 
 struct symbols *symbols_new(bool debuginfod)
@@ -1269,6 +1469,7 @@ struct symbols *symbols_new(bool debuginfod)
 	/* Default mutexes cannot fail to initialise on Linux. */
 	pthread_mutex_init(&s->lock, NULL);
 	s->debuginfod = debuginfod;
+	s->cur = gen_new();
 	elf_version(EV_CURRENT);
 	/* Found once here, so that no worker ever loads a library. */
 	fn = dlsym(RTLD_DEFAULT, "__cxa_demangle");
@@ -1281,25 +1482,24 @@ struct symbols *symbols_new(bool debuginfod)
 	return s;
 }
 
-static void nothing(void *entry)
+void symbols_set_bounds(struct symbols *s, size_t max_bytes, size_t per_uid)
 {
-	(void)entry;
+	pthread_mutex_lock(&s->lock);
+	s->max_bytes = max_bytes;
+	s->per_uid = per_uid;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void symbols_free(struct symbols *s)
 {
 	if (s == NULL)
 		return;
-	table_close(&s->frames, free);
-	table_close(&s->callers, free);
-	table_close(&s->files, nothing);
-	table_close(&s->names, nothing);
-	table_close(&s->strings, free);
-	while (s->all != NULL) {
-		struct sym_object *o = s->all;
-		s->all = o->all_next;
-		object_destroy(o);
+	while (s->retired != NULL) {
+		struct symgen *g = s->retired;
+		s->retired = g->next;
+		gen_free(g);
 	}
+	gen_free(s->cur);
 	if (s->cxxlib != NULL)
 		dlclose(s->cxxlib);
 	pthread_mutex_destroy(&s->lock);
@@ -1323,7 +1523,9 @@ static struct file_id file_id_of(const struct stat *st, const struct useraccess_
 struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m)
 {
 	const char *path = m->path != NULL ? m->path : "";
+	uid_t uid = user_uid(m->user);
 	struct sym_object *o;
+	struct symgen *g;
 	struct file_id k, shared_k;
 	struct stat st;
 	bool usable;
@@ -1332,21 +1534,23 @@ struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m)
 	/* No lock while the file is opened: it is another user's path. */
 	fd = useraccess_open(m->user, path, &st);
 	if (fd < 0)
-		return name_object(s, path);
+		return name_object(s, path, uid);
 	k = file_id_of(&st, m->user);
 	shared_k = k;
 	shared_k.view = VIEW_SHARED;
 
 	pthread_mutex_lock(&s->lock);
-	o = table_find(&s->files, file_hash(&shared_k), file_eq, &shared_k);
+	g = s->cur;
+	o = table_find(&g->files, file_hash(&shared_k), file_eq, &shared_k);
 	if (o == NULL)
-		o = table_find(&s->files, file_hash(&k), file_eq, &k);
+		o = table_find(&g->files, file_hash(&k), file_eq, &k);
 	if (o == NULL) {
-		o = object_new(s, true, path);
+		o = object_new(g, uid, true, path);
 		o->id = k;
-		table_add(&s->files, file_hash(&k), o);
+		table_add(&g->files, file_hash(&k), o);
 	}
-	o->pins++;
+	object_pin(o);
+	maybe_retire(s, g);
 	pthread_mutex_unlock(&s->lock);
 
 	pthread_mutex_lock(&o->mu);
@@ -1359,18 +1563,52 @@ struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m)
 	evict(s);
 	if (!usable) {
 		symbols_release(s, o);
-		return name_object(s, path);
+		return name_object(s, path, uid);
 	}
+	return o;
+}
+
+struct sym_object *symbols_bind_unknown(struct symbols *s)
+{
+	struct symgen *g;
+	struct sym_object *o;
+
+	pthread_mutex_lock(&s->lock);
+	g = s->cur;
+	if (g->unknown == NULL)
+		g->unknown = object_new(g, VIEW_DAEMON, false, "");
+	o = g->unknown;
+	object_pin(o);
+	pthread_mutex_unlock(&s->lock);
 	return o;
 }
 
 void symbols_release(struct symbols *s, struct sym_object *o)
 {
-	if (o == NULL || !o->is_file)
+	struct symgen *g, *dead = NULL;
+
+	if (o == NULL)
 		return;
 	pthread_mutex_lock(&s->lock);
+	g = o->gen;
 	o->pins--;
+	if (--g->refs == 0 && g->retired) {
+		struct symgen **p = &s->retired;
+		while (*p != g)
+			p = &(*p)->next;
+		*p = g->next;
+		for (struct sym_object *x = g->all; x != NULL; x = x->all_next) {
+			if (x->open) {
+				lru_unlink(s, x);
+				x->open = false;
+				s->nopen--;
+			}
+		}
+		dead = g;
+	}
 	pthread_mutex_unlock(&s->lock);
+	if (dead != NULL)
+		gen_free(dead);
 	evict(s);
 }
 
@@ -1379,13 +1617,13 @@ const struct frame_info *symbols_lookup(struct symbols *s, struct sym_object *o,
 	const struct frame *f;
 
 	pthread_mutex_lock(&s->lock);
-	f = frame_find(s, o, offset);
+	f = frame_find(o, offset);
 	pthread_mutex_unlock(&s->lock);
 	return f != NULL ? &f->info : NULL;
 }
 
 const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object *o,
-                                            uint64_t offset)
+                                            uint64_t offset, struct sym_scratch *sc)
 {
 	const struct frame_info *fi = symbols_lookup(s, o, offset);
 	struct resolved r = {NULL, 0};
@@ -1397,19 +1635,29 @@ const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object
 		pthread_mutex_lock(&o->mu);
 	/* Another thread may have resolved it while this one waited. */
 	pthread_mutex_lock(&s->lock);
-	f = frame_find(s, o, offset);
+	f = frame_find(o, offset);
 	pthread_mutex_unlock(&s->lock);
-	if (f == NULL) {
+	if (f != NULL) {
+		fi = &f->info;
+	} else {
 		if (o->is_file)
 			resolve_in_object(s, o, offset, &r);
 		pthread_mutex_lock(&s->lock);
-		f = frame_add(s, o, offset, &r);
+		if (past_share(s, o->gen, sc)) {
+			fi = NULL;
+		} else {
+			fi = &frame_add(o->gen, sc != NULL ? sc->uid : VIEW_DAEMON, o, offset, &r)
+			          ->info;
+			maybe_retire(s, o->gen);
+		}
 		pthread_mutex_unlock(&s->lock);
+		if (fi == NULL)
+			fi = scratch_fill(sc, o, offset, &r);
 		resolved_free(&r);
 	}
 	if (o->is_file)
 		pthread_mutex_unlock(&o->mu);
-	return &f->info;
+	return fi;
 }
 
 const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
@@ -1418,30 +1666,38 @@ const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_mod
 	struct sym_object *o;
 	const struct frame_info *fi;
 
-	if (m == NULL)
-		return symbols_unknown(s, address);
-	o = symbols_bind(s, m);
-	fi = symbols_resolve_in(s, o, address - m->bias);
+	if (m == NULL) {
+		o = symbols_bind_unknown(s);
+		fi = symbols_resolve_in(s, o, address, NULL);
+	} else {
+		o = symbols_bind(s, m);
+		fi = symbols_resolve_in(s, o, address - m->bias, NULL);
+	}
 	symbols_release(s, o);
 	return fi;
 }
 
-const struct frame_info *symbols_unknown(struct symbols *s, uint64_t address)
+size_t symbols_uid_bytes(struct symbols *s, uid_t uid)
 {
-	static const struct resolved none = {NULL, 0};
-	struct frame *f;
+	struct uid_charge *c;
+	size_t n;
 
 	pthread_mutex_lock(&s->lock);
-	f = frame_find(s, NULL, address);
-	if (f == NULL)
-		f = frame_add(s, NULL, address, &none);
+	c = charge_of(s->cur, uid, false);
+	n = c != NULL ? c->bytes : 0;
 	pthread_mutex_unlock(&s->lock);
-	return &f->info;
+	return n;
 }
 
 void symbols_get_stats(struct symbols *s, struct symbols_stats *out)
 {
 	pthread_mutex_lock(&s->lock);
 	*out = s->stats;
+	out->frames = s->cur->frames_n;
+	out->bytes = s->cur->bytes;
+	for (const struct symgen *g = s->retired; g != NULL; g = g->next)
+		out->bytes += g->bytes;
+	out->max_bytes = s->max_bytes;
+	out->per_uid = s->per_uid;
 	pthread_mutex_unlock(&s->lock);
 }

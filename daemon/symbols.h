@@ -30,9 +30,15 @@
  * access: debuginfod is only consulted when `debuginfod` is true at
  * creation.
  *
+ * Memory is bounded (symbols_set_bounds): in all, by retiring the whole
+ * cache when it passes the total and starting afresh (what is in use stays
+ * until released), and per uid, by resolving the new frames of a uid that
+ * holds its share into that caller's scratch instead of the cache.
+ *
  * Returned frame_info pointers (and their strings, and the frames their
- * `caller` links reach) and objects are owned by the cache and stay valid
- * until symbols_free.
+ * `caller` links reach) are owned by the cache and stay valid until the
+ * object they were resolved in is released, or, when they came from a
+ * scratch, until that scratch's next resolve or close.
  */
 #ifndef MEMTRACE_SYMBOLS_H
 #define MEMTRACE_SYMBOLS_H
@@ -40,6 +46,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "frame.h"
 
@@ -63,14 +70,33 @@ struct sym_module {
 struct symbols *symbols_new(bool debuginfod);
 void symbols_free(struct symbols *s); /* NULL is a no-op */
 
+/* The bounds, in estimated bytes of cache (0: none, the default): max_bytes
+ * in all, per_uid for what one uid's processes add. */
+void symbols_set_bounds(struct symbols *s, size_t max_bytes, size_t per_uid);
+
+/* A resolver's own place for the frames the cache does not keep for its
+ * uid (past its share). Fields are private. */
+struct sym_scratch {
+	uid_t uid; /* who the frames are charged to */
+	struct frame_info *chain;
+	char **strs;
+	size_t nstrs;
+};
+void symbols_scratch_init(struct sym_scratch *sc, uid_t uid);
+void symbols_scratch_close(struct sym_scratch *sc);
+
 /* A module's file as one user may read it (or, when they may not, its
  * name): what symbols_resolve_in resolves in. Owned by the cache. */
 struct sym_object;
 
 /* Opens m's file as m->user could and finds or makes its object. Never
- * NULL. The object is pinned (its file stays open) until symbols_release;
- * a capture binds each module once and resolves all its addresses in it. */
+ * NULL. The object is pinned (its file stays open, its frames stay) until
+ * symbols_release; a capture binds each module once and resolves all its
+ * addresses in it. */
 struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m);
+/* The object of addresses that lie in no known module, pinned: its frames
+ * are "[unknown]+0xADDR" for the absolute address passed as offset. */
+struct sym_object *symbols_bind_unknown(struct symbols *s);
 void symbols_release(struct symbols *s, struct sym_object *o);
 
 /* Resolves the ELF virtual address `offset` (the absolute address minus the
@@ -79,25 +105,35 @@ void symbols_release(struct symbols *s, struct sym_object *o);
  * result is the innermost inlined function at the address's line, and its
  * `caller` chain (frame.h) leads through the inlined call sites to the real
  * function; otherwise `caller` is NULL. The chain is built in the same
- * call, so symbols_lookup returns it complete. */
+ * call, so symbols_lookup returns it complete. New frames are charged to
+ * sc's uid, and made in sc when that uid holds its share; sc NULL: charged
+ * to the daemon, never past a share (tests, tools). */
 const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object *o,
-                                            uint64_t offset);
+                                            uint64_t offset, struct sym_scratch *sc);
 /* The cached result for the same arguments, or NULL if not resolved yet. */
 const struct frame_info *symbols_lookup(struct symbols *s, struct sym_object *o, uint64_t offset);
 
-/* symbols_bind, symbols_resolve_in (offset = address - m->bias) and
- * symbols_release in one call, for one address. */
+/* symbols_bind (symbols_bind_unknown when m is NULL), symbols_resolve_in
+ * (offset = address - m->bias) and symbols_release in one call, for one
+ * address. The frame stays valid while the cache is not retired: for tests
+ * and tools without bounds. */
 const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_module *m,
                                          uint64_t address);
-/* A frame for an address that lies in no known module: "[unknown]+0xADDR". */
-const struct frame_info *symbols_unknown(struct symbols *s, uint64_t address);
 
 /* Cache statistics, for status and metrics. */
 struct symbols_stats {
-	size_t objects;  /* ELF files opened */
-	size_t frames;   /* distinct (object, offset) resolved */
-	size_t failures; /* objects that could not be opened or had no symbols */
+	size_t objects;   /* ELF files opened (again after a retirement) */
+	size_t frames;    /* distinct (object, offset) in the cache now */
+	size_t failures;  /* objects that could not be opened or had no symbols */
+	size_t bytes;     /* estimated, every generation still held */
+	size_t max_bytes; /* the bounds (0: none) */
+	size_t per_uid;
+	uint64_t retired;   /* times the cache passed max_bytes and started afresh */
+	uint64_t uids_full; /* times a uid reached per_uid (once per generation) */
+	uint64_t uncached;  /* frames made in a scratch: their uid was at its share */
 };
 void symbols_get_stats(struct symbols *s, struct symbols_stats *out);
+/* What uid's processes added to the cache now, in estimated bytes. */
+size_t symbols_uid_bytes(struct symbols *s, uid_t uid);
 
 #endif

@@ -1,23 +1,27 @@
 /*
- * frame_leak.c - a local user grows memtraced's memory without bound: the
- * symbol cache keeps one frame per distinct (object, address) for ever
- * (symbols.c, "Frames are never evicted"; symbols_unknown() adds one per
- * address outside every module), and nothing bounds it per user or across
- * sessions: each session may bring up to --max-stacks x 256 new addresses,
- * and when the session ends (its exit snapshot resolves every frame of the
- * live stacks) the frames stay after the session is forgotten.
+ * frame_leak.c - a local user tries to grow memtraced's memory without
+ * bound through the symbol cache and the store: every session brings up to
+ * --max-stacks x 256 return addresses never seen before, and its exit
+ * snapshot resolves (and stores) every one of them.
+ *
+ * Before: the cache kept one frame per distinct address for ever (2.5 GB
+ * of daemon). Now it is bounded by --max-symbol-cache-bytes (a quarter per
+ * uid: this attacker's frames past 64 MiB are resolved but not cached;
+ * tests/e2e/e2e_limits.c symbol_cache pins it), and a large snapshot's
+ * memory is given back to the system once written.
  *
  * Each round: a hostile agent whose region holds K stacks of 256 addresses
  * never seen before, one live block per stack, says hello and closes; the
  * exit snapshot resolves K*256 new frames.
  *
- * Build: cc -O2 -I/work/wt/rev/proto -o /tmp/priv-rev/frame_leak \
- *            /work/review/hostile/frame_leak.c
- * Run (as the attacker):
+ * Build: cc -O2 -Iproto -o /tmp/frame_leak bench/attacks/frame_leak.c
+ * Run (as the attacker, against a memtraced whose runtime directory it can
+ * reach):
  *   setpriv --reuid=65534 --regid=65534 --clear-groups \
- *       /tmp/priv-rev/frame_leak RUNTIME_DIR [K=8192] [ROUNDS=4] [BASE=1]
- * Watch (root): grep VmRSS /proc/$(pidof memtraced)/status after each round
- *   (this program prints nothing of the daemon: it has no rights to).
+ *       /tmp/frame_leak RUNTIME_DIR [K=8192] [ROUNDS=4] [BASE=1]
+ * Watch (root): grep VmRSS /proc/$(pidof memtraced)/status after each round,
+ *   memtracectl status (limits.symbol_cache_bytes); this program prints
+ *   nothing of the daemon: it has no rights to.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

@@ -64,6 +64,15 @@
  *                       daemon's anonymous memory grows by less than 96 MiB
  *                       (before: 514 MiB), the uid holds at most 16 MiB of
  *                       images; root stays exact
+ *  symbol_cache         with --max-symbol-cache-bytes 4 MiB (a uid 1 MiB), a
+ *                       hostile agent of uid 65534 holds 256 stacks of 256
+ *                       addresses never seen before: its `top --key
+ *                       traceback` is every one of its 65,536 frames, exact,
+ *                       twice, while the cache holds at most its bound,
+ *                       `status` and /metrics count the frames not cached,
+ *                       the log names the option once, and root's program
+ *                       stays exact (before: one frame cached per address
+ *                       for ever, 2.5 GB of daemon for 8 rounds of 8192)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -73,6 +82,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1321,6 +1331,174 @@ static char *all_blocks(const cJSON *json, void *arg)
 	           : h_strf("%d of uid 65534's sessions hold their %d blocks", n, IMG_BLOCKS);
 }
 
+/* --------------------------------------------------------- symbol_cache */
+
+#define SC_STACKS 256
+#define SC_ADDR0  (UINT64_C(0x5a) << 36) /* in no module the agent names */
+
+/* Frame k of stack id (1-based), as the hostile agent stores it. */
+static uint64_t sc_addr(uint32_t id, uint32_t k)
+{
+	return SC_ADDR0 + ((uint64_t)id * PROTO_MAX_FRAMES + k) * 16;
+}
+
+/* A region whose stack table holds SC_STACKS stacks of PROTO_MAX_FRAMES
+ * distinct addresses, each with one live 64-byte block. */
+static int region_of_stacks(void)
+{
+	int fd = good_region();
+	if (fd < 0)
+		return -1;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	struct shm_header *h = (struct shm_header *)map;
+	struct shm_ring *r = (struct shm_ring *)(map + SHM_OFF_RING(0));
+	uint64_t off = 0, seq = 1;
+	for (uint32_t id = 1; id <= SC_STACKS; id++) {
+		struct shm_stack *e = (struct shm_stack *)(map + SHM_OFF_ARENA + off);
+		uint64_t *fr = (uint64_t *)(e + 1);
+		e->hash = id;
+		e->nframes = PROTO_MAX_FRAMES;
+		for (uint32_t k = 0; k < PROTO_MAX_FRAMES; k++)
+			fr[k] = sc_addr(id, k);
+		((uint64_t *)(map + SHM_OFF_OFFSETS))[id] = off;
+		((uint8_t *)(map + SHM_OFF_STATES))[id] = SHM_STACK_READY;
+		off += sizeof(*e) + 8 * PROTO_MAX_FRAMES;
+		uint64_t hd = atomic_load(&r->head);
+		r->ev[hd % SHM_RING_CAP] =
+		    (struct shm_ev){seq++ << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC,
+		                    UINT64_C(0x10000000) + (uint64_t)id * 64, 64, id, 0};
+		atomic_store(&r->head, hd + 1);
+	}
+	atomic_store(&r->pending, UINT64_MAX);
+	atomic_store(&h->nrings, 1);
+	atomic_store(&h->seq, seq);
+	munmap(map, SHM_SIZE);
+	return fd;
+}
+
+/* uid 65534: the hostile agent, connected until told. */
+static int frame_flood(void *argp)
+{
+	struct flood_arg *a = argp;
+	int region = region_of_stacks(), fd;
+	char c;
+
+	if (region < 0)
+		return 10;
+	if ((fd = agent_hello(region, 0, 0)) < 0)
+		return 11;
+	close(region);
+	if (write(a->up[1], "s", 1) != 1)
+		return 12;
+	(void)read_byte(a->down[0], &c, 120000);
+	close(fd);
+	return 0;
+}
+
+/* The attacker's `top --key traceback`: every stack, every frame, as sent. */
+static char *check_flood_top(const cJSON *json, void *arg)
+{
+	const cJSON *stats = cJSON_GetObjectItemCaseSensitive(json, "stats"), *st;
+	static bool seen[SC_STACKS + 1];
+	int n = 0;
+
+	(void)arg;
+	memset(seen, 0, sizeof seen);
+	if (cJSON_GetArraySize(stats) != SC_STACKS)
+		return h_strf("%d stats, want %d", cJSON_GetArraySize(stats), SC_STACKS);
+	cJSON_ArrayForEach(st, stats)
+	{
+		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(st, "traceback");
+		long long size = -1, count = -1;
+		if (!h_json_int(st, "size", &size) || !h_json_int(st, "count", &count) ||
+		    size != 64 || count != 1)
+			return h_strf("entry %d: size %lld count %lld, want 64 and 1", n, size,
+			              count);
+		if (cJSON_GetArraySize(tb) != PROTO_MAX_FRAMES)
+			return h_strf("entry %d: %d frames", n, cJSON_GetArraySize(tb));
+		const cJSON *f0 = cJSON_GetArrayItem(tb, 0);
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(f0, "function");
+		unsigned long long a0;
+		if (!cJSON_IsString(fn) || sscanf(fn->valuestring, "[unknown]+0x%llx", &a0) != 1 ||
+		    a0 < SC_ADDR0 || (a0 - SC_ADDR0) % (16 * PROTO_MAX_FRAMES) != 0)
+			return h_strf("entry %d: first frame %s", n,
+			              cJSON_IsString(fn) ? fn->valuestring : "?");
+		uint32_t id = (uint32_t)((a0 - SC_ADDR0) / (16 * PROTO_MAX_FRAMES));
+		if (id < 1 || id > SC_STACKS || seen[id])
+			return h_strf("entry %d: stack %u again or unknown", n, id);
+		seen[id] = true;
+		for (uint32_t k = 0; k < PROTO_MAX_FRAMES; k++) {
+			char want[64];
+			const cJSON *f = cJSON_GetArrayItem(tb, (int)k);
+			fn = cJSON_GetObjectItemCaseSensitive(f, "function");
+			snprintf(want, sizeof want, "[unknown]+0x%" PRIx64, sc_addr(id, k));
+			if (!cJSON_IsString(fn) || strcmp(fn->valuestring, want) != 0)
+				return h_strf("stack %u frame %u: %s, want %s", id, k,
+				              cJSON_IsString(fn) ? fn->valuestring : "?", want);
+		}
+		n++;
+	}
+	return NULL;
+}
+
+START_TEST(symbol_cache)
+{
+	static const char *const opts[] = {"--max-symbol-cache-bytes", "4194304",
+	                                   "--metrics-listen", "127.0.0.1:0", NULL};
+	struct h_proc v;
+	struct flood_arg a;
+	struct h_ctl r;
+	char c, pid[24];
+
+	start(opts);
+	int port = logged_port();
+	struct h_truth *vt = victim_start(&v);
+	victim_top(vt, "before the frame flood");
+	ck_assert_int_eq(pipe(a.up), 0);
+	ck_assert_int_eq(pipe(a.down), 0);
+	pid_t child = as_nobody(frame_flood, &a);
+	ck_assert_msg(read_byte(a.up[0], &c, 60000) == 1, "the hostile agent did not start");
+	snprintf(pid, sizeof pid, "%d", (int)child);
+	const char *top[] = {"top", "--pid", pid, "--key", "traceback", "--limit", "0", NULL};
+	/* Twice: the second capture finds what the first did not cache. */
+	for (int round = 0; round < 2; round++) {
+		char *why = h_ctl_poll(&D, H_NOUID, &r, check_flood_top, NULL, top);
+		ck_assert_msg(why == NULL, "round %d: the attacker's top: %s", round, why);
+		h_ctl_free(&r);
+	}
+	victim_top(vt, "during the frame flood");
+	long long used = status_limit(H_NOUID, "symbol_cache_bytes", "used");
+	long long refused = status_limit(H_NOUID, "symbol_cache_bytes", "refused");
+	ck_assert_int_eq(status_limit(H_NOUID, "symbol_cache_bytes", "max"), 4194304);
+	ck_assert_int_eq(status_limit(H_NOUID, "symbol_cache_bytes", "per_uid"), 1048576);
+	ck_assert_msg(used > 0 && used <= 4194304, "the cache holds %lld bytes", used);
+	/* 65,536 addresses twice; a uid's 1 MiB holds a few thousand. */
+	ck_assert_msg(refused > 2 * (SC_STACKS * PROTO_MAX_FRAMES - 20000),
+	              "only %lld frames were not cached", refused);
+	ck_assert_msg(status_limit(H_NOBODY, "symbol_cache_bytes", "yours") <= 1048576 + 65536,
+	              "uid 65534 holds more than its share");
+	ck_assert_int_eq(log_count("--max-symbol-cache-bytes"), 1);
+	/* A scrape resolves the attacker's sites too: its count only grows. */
+	char *body = http_get("127.0.0.1", port);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_int_ge(sample(body, "memtrace_limit_refused_total{limit=\"symbol_cache_bytes\"}"),
+	                 refused);
+	long long mused = sample(body, "memtrace_limit_used{limit=\"symbol_cache_bytes\"}");
+	ck_assert_msg(mused > 0 && mused <= 4194304, "/metrics: the cache holds %lld bytes", mused);
+	ck_assert_int_eq(
+	    sample(body, "memtrace_limit_max{limit=\"symbol_cache_bytes\",scope=\"per_uid\"}"),
+	    1048576);
+	free(body);
+
+	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
+	wait_nobody(child, "frame flood");
+	victim_end(&v, vt, "after the frame flood");
+	h_daemon_stop(&D);
+}
+END_TEST
+
 START_TEST(fork_images)
 {
 	const char *opts[] = {"--max-fork-image-bytes", "67108864", NULL};
@@ -1382,6 +1560,8 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, passed_descriptors);
 	tc = h_tcase(s, "fork_images", 90, NULL, teardown);
 	tcase_add_test(tc, fork_images);
+	tc = h_tcase(s, "symbol_cache", 90, NULL, teardown);
+	tcase_add_test(tc, symbol_cache);
 	return s;
 }
 

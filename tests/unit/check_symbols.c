@@ -680,14 +680,14 @@ END_TEST
 START_TEST(test_unknown)
 {
 	struct symbols *s = symbols_new(false);
-	const struct frame_info *fi = symbols_unknown(s, 0xdeadbeef);
+	const struct frame_info *fi = symbols_resolve(s, NULL, 0xdeadbeef);
 
 	ck_assert_str_eq(fi->function, "[unknown]+0xdeadbeef");
 	ck_assert_str_eq(fi->filename, "[unknown]+0xdeadbeef");
 	ck_assert_uint_eq(fi->lineno, 0);
 	ck_assert_str_eq(fi->module, "[unknown]");
-	ck_assert_ptr_eq(symbols_unknown(s, 0xdeadbeef), fi);
-	ck_assert_ptr_ne(symbols_unknown(s, 0xdeadbef0), fi);
+	ck_assert_ptr_eq(symbols_resolve(s, NULL, 0xdeadbeef), fi);
+	ck_assert_ptr_ne(symbols_resolve(s, NULL, 0xdeadbef0), fi);
 	symbols_free(s);
 }
 END_TEST
@@ -747,11 +747,157 @@ START_TEST(test_stats)
 	symbols_resolve(s, &m, p[1].addr);
 	symbols_resolve(s, &gone, 0x100);
 	symbols_resolve(s, &gone, 0x100);
-	symbols_unknown(s, 0x42);
+	symbols_resolve(s, NULL, 0x42);
 	symbols_get_stats(s, &st);
 	ck_assert_uint_eq(st.objects, 1);
 	ck_assert_uint_eq(st.failures, 1);
 	ck_assert_uint_eq(st.frames, 4);
+	symbols_free(s);
+}
+END_TEST
+
+/* ---- bounds: the cache is retired past its total, and a uid past its
+ * share gets its frames in its scratch ---- */
+
+/* The whole inlined chain of fi equals the chain that ground truth says
+ * c.addr[k] has (chain_leaf inlined through three levels). */
+static void assert_chain(const struct frame_info *fi, const struct test_module *t,
+                         const struct chain *c, int k)
+{
+	static const char *const callers[] = {"chain_middle", "chain_outer", "chain_root"};
+	const struct frame_info *f = fi->caller;
+
+	assert_site(fi, t, "chain_leaf", c->leaf_line[k]);
+	for (size_t i = 0; i < 3; i++) {
+		ck_assert_msg(f != NULL, "chain ends after %zu callers", i);
+		assert_site(f, t, callers[i], c->line[i]);
+		f = f->caller;
+	}
+	ck_assert_ptr_null(f);
+}
+
+START_TEST(test_bound_total_retires)
+{
+	struct chain c;
+	struct test_module t;
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	chain_root(&c);
+	module_of((void *)(uintptr_t)c.addr[0], &t);
+	struct sym_module m = as_sym(&t);
+	symbols_set_bounds(s, 64 * 1024, 0);
+	struct sym_object *o = symbols_bind(s, &m);
+	const struct frame_info *first = symbols_resolve_in(s, o, c.addr[0] - m.bias, NULL);
+	/* Distinct addresses (unresolved ones past the file's end cost a
+	 * frame and two strings each) until the cache passes its total. */
+	uint64_t far = 0x7000000000ULL;
+	for (uint64_t i = 0; i < 2000; i++)
+		symbols_resolve_in(s, o, far + i, NULL);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_ge(st.retired, 1);
+	ck_assert_uint_lt(st.frames, 2000); /* the new generation holds only what came after */
+	/* What was handed out from the retired generation is intact while
+	 * its object is bound (ASan would see a use after free). */
+	assert_chain(first, &t, &c, 0);
+	symbols_release(s, o);
+	/* Resolved again in the new generation: the same answer. */
+	o = symbols_bind(s, &m);
+	assert_chain(symbols_resolve_in(s, o, c.addr[0] - m.bias, NULL), &t, &c, 0);
+	assert_chain(symbols_resolve_in(s, o, c.addr[1] - m.bias, NULL), &t, &c, 1);
+	symbols_release(s, o);
+	/* Every retired generation was freed once released: what is held is
+	 * the current one, under the total. */
+	symbols_get_stats(s, &st);
+	ck_assert_uint_le(st.bytes, 64 * 1024);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_bound_per_uid_share)
+{
+	struct chain c;
+	struct test_module t;
+	struct symbols_stats st, before;
+	struct sym_scratch hostile, other;
+	struct symbols *s = symbols_new(false);
+	const uint64_t far = 0x7000000000ULL;
+
+	chain_root(&c);
+	module_of((void *)(uintptr_t)c.addr[0], &t);
+	struct sym_module m = as_sym(&t);
+	symbols_set_bounds(s, 0, 16 * 1024);
+	symbols_scratch_init(&hostile, 1234);
+	symbols_scratch_init(&other, 5678);
+	struct sym_object *o = symbols_bind(s, &m);
+	/* uid 1234 brings distinct addresses until past its share. */
+	for (uint64_t i = 0; i < 1000; i++) {
+		const struct frame_info *fi = symbols_resolve_in(s, o, far + i, &hostile);
+		char want[sizeof(t.path) + 32];
+		snprintf(want, sizeof(want), "%s+0x%" PRIx64, t.path, far + i);
+		ck_assert_str_eq(fi->function, want); /* exact, cached or not */
+	}
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.uids_full, 1);
+	ck_assert_uint_gt(st.uncached, 0);
+	ck_assert_uint_eq(st.frames + st.uncached, 1000);
+	ck_assert_uint_le(symbols_uid_bytes(s, 1234), 16 * 1024 + 1024);
+	/* Past its share, its real frames are exact too, inlined chain and
+	 * all, and stay out of the cache. */
+	before = st;
+	assert_chain(symbols_resolve_in(s, o, c.addr[0] - m.bias, &hostile), &t, &c, 0);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.frames, before.frames);
+	ck_assert_uint_eq(st.uncached, before.uncached + 1);
+	/* Another uid still has the cache: its frame is kept. */
+	const struct frame_info *fi = symbols_resolve_in(s, o, c.addr[1] - m.bias, &other);
+	assert_chain(fi, &t, &c, 1);
+	ck_assert_ptr_eq(symbols_lookup(s, o, c.addr[1] - m.bias), fi);
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.frames, before.frames + 1);
+	/* And what it cached, the hostile uid reads from the cache. */
+	ck_assert_ptr_eq(symbols_resolve_in(s, o, c.addr[1] - m.bias, &hostile), fi);
+	symbols_release(s, o);
+	symbols_scratch_close(&hostile);
+	symbols_scratch_close(&other);
+	symbols_free(s);
+}
+END_TEST
+
+START_TEST(test_bound_unknown_and_names)
+{
+	struct sym_scratch sc;
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	symbols_set_bounds(s, 32 * 1024, 8 * 1024);
+	symbols_scratch_init(&sc, 4321);
+	/* Addresses in no module and modules no one can read are bounded the
+	 * same way. */
+	for (int r = 0; r < 50; r++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/nonexistent/memtrace-check/lib%d.so", r);
+		struct sym_module gone = {path, NULL, 0, 0, NULL};
+		struct sym_object *o = symbols_bind(s, &gone);
+		struct sym_object *u = symbols_bind_unknown(s);
+		for (uint64_t i = 0; i < 100; i++) {
+			char want[96];
+			const struct frame_info *fi =
+			    symbols_resolve_in(s, u, 0x10000 + (uint64_t)r * 100 + i, &sc);
+			snprintf(want, sizeof(want), "[unknown]+0x%" PRIx64,
+			         0x10000 + (uint64_t)r * 100 + i);
+			ck_assert_str_eq(fi->function, want);
+			fi = symbols_resolve_in(s, o, i, &sc);
+			snprintf(want, sizeof(want), "%s+0x%" PRIx64, path, i);
+			ck_assert_str_eq(fi->function, want);
+		}
+		symbols_release(s, u);
+		symbols_release(s, o);
+	}
+	symbols_get_stats(s, &st);
+	ck_assert_uint_gt(st.uncached, 0);
+	ck_assert_uint_le(st.bytes, 32 * 1024 + 8 * 1024);
+	symbols_scratch_close(&sc);
 	symbols_free(s);
 }
 END_TEST
@@ -802,7 +948,7 @@ static void *worker_main(void *arg)
 			if (k->got[i] != fi || lk != fi)
 				k->consistent = false;
 		}
-		if (symbols_unknown(k->s, 0x1000 + (uint64_t)r) == NULL)
+		if (symbols_resolve(k->s, NULL, 0x1000 + (uint64_t)r) == NULL)
 			k->consistent = false;
 	}
 	return NULL;
@@ -1033,6 +1179,9 @@ Suite *symbols_suite(void)
 	tcase_add_test(tc, test_lookup_before_and_after);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_free_null);
+	tcase_add_test(tc, test_bound_total_retires);
+	tcase_add_test(tc, test_bound_per_uid_share);
+	tcase_add_test(tc, test_bound_unknown_and_names);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
