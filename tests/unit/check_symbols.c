@@ -954,6 +954,76 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Threads binding, resolving and releasing while a tiny total retires the
+ * cache over and over: every answer is exact (and ASan sees no frame used
+ * after its generation was freed). */
+struct retire_worker {
+	pthread_t tid;
+	struct symbols *s;
+	const struct sym_module *m;
+	const struct chain *c;
+	const struct test_module *t;
+	uid_t uid;
+	int bad;
+};
+
+static void *retire_main(void *arg)
+{
+	struct retire_worker *w = arg;
+	struct sym_scratch sc;
+
+	symbols_scratch_init(&sc, w->uid);
+	for (int r = 0; r < 100; r++) {
+		struct sym_object *o = symbols_bind(w->s, w->m);
+		const struct frame_info *keep =
+		    symbols_resolve_in(w->s, o, w->c->addr[0] - w->m->bias, NULL);
+		for (uint64_t i = 0; i < 50; i++) {
+			const struct frame_info *fi = symbols_resolve_in(
+			    w->s, o, UINT64_C(0x7000000000) + (uint64_t)r * 50 + i, &sc);
+			char want[sizeof(w->t->path) + 32];
+			snprintf(want, sizeof(want), "%s+0x%" PRIx64, w->t->path,
+			         UINT64_C(0x7000000000) + (uint64_t)r * 50 + i);
+			if (strcmp(fi->function, want) != 0)
+				w->bad++;
+		}
+		/* Still intact after the cache may have been retired. */
+		if (strcmp(keep->function, "chain_leaf") != 0 || keep->caller == NULL ||
+		    strcmp(keep->caller->function, "chain_middle") != 0)
+			w->bad++;
+		symbols_release(w->s, o);
+	}
+	symbols_scratch_close(&sc);
+	return NULL;
+}
+
+START_TEST(test_bound_threads)
+{
+	struct chain c;
+	struct test_module t;
+	struct retire_worker w[N_THREADS];
+	struct symbols_stats st;
+	struct symbols *s = symbols_new(false);
+
+	chain_root(&c);
+	module_of((void *)(uintptr_t)c.addr[0], &t);
+	struct sym_module m = as_sym(&t);
+	symbols_set_bounds(s, 16 * 1024, 8 * 1024);
+	for (int i = 0; i < N_THREADS; i++) {
+		w[i] = (struct retire_worker){
+		    .s = s, .m = &m, .c = &c, .t = &t, .uid = (uid_t)(1000 + i % 2)};
+		ck_assert_int_eq(pthread_create(&w[i].tid, NULL, retire_main, &w[i]), 0);
+	}
+	for (int i = 0; i < N_THREADS; i++) {
+		pthread_join(w[i].tid, NULL);
+		ck_assert_int_eq(w[i].bad, 0);
+	}
+	symbols_get_stats(s, &st);
+	ck_assert_uint_gt(st.retired, 0);
+	ck_assert_uint_le(st.bytes, 16 * 1024 + 8 * 1024);
+	symbols_free(s);
+}
+END_TEST
+
 START_TEST(test_threads)
 {
 	static const uint8_t id[] = {5, 5, 5, 5};
@@ -1187,6 +1257,7 @@ Suite *symbols_suite(void)
 	tc = tcase_create("threads");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_threads);
+	tcase_add_test(tc, test_bound_threads);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("debuginfod");
