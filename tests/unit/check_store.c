@@ -529,7 +529,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 2);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 3);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -656,7 +656,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 3"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 4"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -667,7 +667,7 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 4);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
@@ -689,13 +689,16 @@ START_TEST(test_migrate_sample_bytes)
 	store_close(st);
 	/* Back to version 1's schema, as an older memtraced left it. */
 	db = raw_open();
-	raw_exec(db, "ALTER TABLE snapshot DROP COLUMN sample_bytes;"
+	raw_exec(db, "DROP INDEX snapshot_uid;"
+	             "ALTER TABLE snapshot DROP COLUMN bytes;"
+	             "ALTER TABLE snapshot DROP COLUMN uid;"
+	             "ALTER TABLE snapshot DROP COLUMN sample_bytes;"
 	             "PRAGMA user_version = 1");
 	sqlite3_close(db);
 
 	st = open_store();
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	sqlite3_close(db);
 	assert_reads_as_gen(st, old_id, &g);
 	s->sample_bytes = 65536;
