@@ -15,6 +15,7 @@
 #include "log.h"
 #include "session.h"
 #include "snapshot.h"
+#include "store.h"
 #include "xalloc.h"
 
 #define MIN_REFRESH_MS    1000 /* scrapes closer than this share a result */
@@ -662,6 +663,12 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	    &d->snap_queue,     &d->snap_bytes,  m->http != NULL ? http_limit(m->http) : NULL};
 	const char *per[] = {"uid", "uid", "uid", "uid", "uid", "origin"};
 	const size_t nl = sizeof(ls) / sizeof(ls[0]);
+	struct store_usage su = {0};
+
+	/* The store's bound is not a struct limit (the store keeps it, on the
+	 * thread pool): its figures join the same families as store_bytes. */
+	if (d->store != NULL)
+		store_usage(d->store, &su);
 
 	family(b, f, "memtrace_limit_used", M_GAUGE, NULL,
 	       "What a shared limit holds now (connections, snapshots, or bytes for "
@@ -670,6 +677,8 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_used{limit=\"%s\"} %zu\n", ls[i]->name,
 			          ls[i]->used);
+	if (d->store != NULL)
+		sb_printf(b, "memtrace_limit_used{limit=\"store_bytes\"} %" PRIu64 "\n", su.bytes);
 	family(b, f, "memtrace_limit_max", M_GAUGE, NULL,
 	       "The bound of a shared limit, in all (scope total) and per uid or origin (0: "
 	       "none).");
@@ -681,6 +690,14 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 		sb_printf(b, "memtrace_limit_max{limit=\"%s\",scope=\"per_%s\"} %zu\n", ls[i]->name,
 		          per[i], ls[i]->per_owner);
 	}
+	if (d->store != NULL) {
+		sb_printf(b,
+		          "memtrace_limit_max{limit=\"store_bytes\",scope=\"total\"} %" PRIu64 "\n",
+		          su.max_bytes);
+		sb_printf(
+		    b, "memtrace_limit_max{limit=\"store_bytes\",scope=\"per_uid\"} %" PRIu64 "\n",
+		    su.max_bytes_per_uid);
+	}
 	family(b, f, "memtrace_limit_refused", M_COUNTER, NULL,
 	       "Requests a shared limit refused: connections closed with an error, snapshots "
 	       "not taken.");
@@ -688,6 +705,39 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_refused_total{limit=\"%s\"} %" PRIu64 "\n",
 			          ls[i]->name, ls[i]->refused);
+	if (d->store != NULL) {
+		sb_printf(b, "memtrace_limit_refused_total{limit=\"store_bytes\"} %" PRIu64 "\n",
+		          su.refused);
+		family(b, f, "memtrace_store_bytes", M_GAUGE, "bytes",
+		       "Bytes of stored snapshots charged to a uid (their rows and blobs, as if "
+		       "shared with nothing), bounded by --max-store-bytes-per-uid and "
+		       "--max-store-bytes.");
+		for (size_t i = 0; i < su.nuids; i++)
+			sb_printf(b, "memtrace_store_bytes{uid=\"%u\"} %" PRIu64 "\n",
+			          (unsigned)su.uids[i].uid, su.uids[i].bytes);
+		family(b, f, "memtrace_store_snapshots", M_GAUGE, NULL,
+		       "Stored snapshots of a uid's processes.");
+		for (size_t i = 0; i < su.nuids; i++)
+			sb_printf(b, "memtrace_store_snapshots{uid=\"%u\"} %" PRIu64 "\n",
+			          (unsigned)su.uids[i].uid, su.uids[i].snapshots);
+		family(b, f, "memtrace_store_evicted", M_COUNTER, NULL,
+		       "Stored snapshots of a uid deleted to keep a bound: its own (bound "
+		       "per_uid) or the store's (bound total, taken from the uid holding the "
+		       "most).");
+		for (size_t i = 0; i < su.nuids; i++) {
+			sb_printf(
+			    b,
+			    "memtrace_store_evicted_total{uid=\"%u\",bound=\"per_uid\"} %" PRIu64
+			    "\n",
+			    (unsigned)su.uids[i].uid, su.uids[i].evicted_own);
+			sb_printf(
+			    b,
+			    "memtrace_store_evicted_total{uid=\"%u\",bound=\"total\"} %" PRIu64
+			    "\n",
+			    (unsigned)su.uids[i].uid, su.uids[i].evicted_total);
+		}
+	}
+	store_usage_free(&su);
 	family(b, f, "memtrace_modules_dropped", M_COUNTER, NULL,
 	       "Modules not kept because a process passed --max-modules.");
 	sb_printf(b, "memtrace_modules_dropped_total %" PRIu64 "\n", d->modules_dropped);

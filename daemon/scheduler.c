@@ -55,7 +55,10 @@ static void take_done(struct job *job)
 	}
 	if (s != NULL)
 		s->snap_pending--;
-	if (job->rc < 0)
+	if (job->rc < 0 && job->bound_refused) /* jobs.c logged it, once per burst */
+		log_debug("pid %d: %s snapshot not stored: %s", (int)a->pid,
+		          job->snap != NULL ? job->snap->reason : "a", job->err);
+	else if (job->rc < 0)
 		log_warn("pid %d: %s snapshot not stored: %s", (int)a->pid,
 		         job->snap != NULL ? job->snap->reason : "a", job->err);
 	else {
@@ -131,8 +134,14 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 		free(path);
 		return rc;
 	}
-	log_info("snapshots in %s (every %gs, keep %u per process, %g days)", path,
-	         d->cfg.snapshot_interval, d->cfg.retain_snapshots, d->cfg.retain_days);
+	store_set_bounds(st, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid);
+	struct store_usage u;
+	store_usage(st, &u);
+	log_info("snapshots in %s (every %gs, keep %u per process, %g days; %" PRIu64
+	         " bytes stored of at most %" PRIu64 ", %" PRIu64 " per uid)",
+	         path, d->cfg.snapshot_interval, d->cfg.retain_snapshots, d->cfg.retain_days,
+	         u.bytes, u.max_bytes, u.max_bytes_per_uid);
+	store_usage_free(&u);
 	free(path);
 
 	struct scheduler *sc = xcalloc(1, sizeof(*sc));
