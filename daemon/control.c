@@ -297,6 +297,56 @@ static cJSON *limit_json(const struct limit *l, const char *per, bool by_uid, ui
 	return o;
 }
 
+static cJSON *store_uid_json(const struct store_uid_usage *e)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "uid", (double)e->uid);
+	jsonout_add_u64(o, "bytes", e->bytes);
+	jsonout_add_u64(o, "snapshots", e->snapshots);
+	jsonout_add_u64(o, "evicted_per_uid", e->evicted_own);
+	jsonout_add_u64(o, "evicted_total", e->evicted_total);
+	jsonout_add_u64(o, "refused", e->refused);
+	return o;
+}
+
+/* The stored snapshots' charges and bounds (store.h): limits.store_bytes
+ * like the other limits, and "store" with the figures per uid (the asking
+ * uid's alone unless it is root). */
+static void add_store_status(cJSON *r, cJSON *lim, const struct daemon *d, uid_t uid)
+{
+	struct store_usage u;
+	uint64_t yours = 0;
+
+	if (d->store == NULL) {
+		cJSON_AddNullToObject(lim, "store_bytes");
+		cJSON_AddNullToObject(r, "store");
+		return;
+	}
+	store_usage(d->store, &u);
+	cJSON *st = cJSON_AddObjectToObject(r, "store");
+	jsonout_add_u64(st, "bytes", u.bytes);
+	jsonout_add_u64(st, "snapshots", u.snapshots);
+	jsonout_add_u64(st, "max_bytes", u.max_bytes);
+	jsonout_add_u64(st, "max_bytes_per_uid", u.max_bytes_per_uid);
+	jsonout_add_u64(st, "evicted_per_uid", u.evicted_own);
+	jsonout_add_u64(st, "evicted_total", u.evicted_total);
+	jsonout_add_u64(st, "refused", u.refused);
+	cJSON *arr = cJSON_AddArrayToObject(st, "uids");
+	for (size_t i = 0; i < u.nuids; i++) {
+		if (u.uids[i].uid == uid)
+			yours = u.uids[i].bytes;
+		if (uid == 0 || u.uids[i].uid == uid)
+			cJSON_AddItemToArray(arr, store_uid_json(&u.uids[i]));
+	}
+	cJSON *o = cJSON_AddObjectToObject(lim, "store_bytes");
+	jsonout_add_u64(o, "used", u.bytes);
+	jsonout_add_u64(o, "max", u.max_bytes);
+	jsonout_add_u64(o, "per_uid", u.max_bytes_per_uid);
+	jsonout_add_u64(o, "yours", yours);
+	jsonout_add_u64(o, "refused", u.refused);
+	store_usage_free(&u);
+}
+
 static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 {
 	struct daemon *d = c->d;
@@ -354,6 +404,7 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 		                      limit_json(hl, "per_origin", false, 0));
 	else
 		cJSON_AddNullToObject(lim, "http_connections");
+	add_store_status(r, lim, d, c->uid);
 	cJSON *lp = cJSON_AddObjectToObject(r, "loop");
 	cJSON_AddNumberToObject(lp, "stall_max_seconds", loopwatch_max_seconds(&d->loopwatch));
 	cJSON_AddNumberToObject(lp, "slow_iterations", (double)d->loopwatch.slow);

@@ -45,12 +45,14 @@ struct daemon_config {
 	size_t max_stacks;             /* per session */
 	size_t max_modules;            /* per session, 0 = the default */
 	bool debuginfod;
-	double snapshot_interval;  /* seconds, 0 = no periodic snapshots */
-	unsigned retain_snapshots; /* per process, 0 = no limit */
-	double retain_days;        /* 0 = no limit */
-	char *metrics_listen;      /* "ADDR:PORT", or "off" */
-	bool metrics_explicit;     /* given with --metrics-listen: failing to serve is fatal */
-	size_t metrics_top_sites;  /* site series per process (besides "other") */
+	double snapshot_interval;         /* seconds, 0 = no periodic snapshots */
+	unsigned retain_snapshots;        /* per process, 0 = no limit */
+	double retain_days;               /* 0 = no limit */
+	uint64_t max_store_bytes;         /* charged bytes of stored snapshots, 0 = no bound */
+	uint64_t max_store_bytes_per_uid; /* ... of one uid's, 0 = no bound */
+	char *metrics_listen;             /* "ADDR:PORT", or "off" */
+	bool metrics_explicit;    /* given with --metrics-listen: failing to serve is fatal */
+	size_t metrics_top_sites; /* site series per process (besides "other") */
 	/* Limits shared by users (README "Limits"); 0 = no bound. */
 	size_t max_control_conns, max_control_conns_per_uid;
 	uint64_t control_timeout_ms; /* a stalled control client is closed after it */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "limit.h"
 #include "log.h"
 #include "store.h"
 #include "symbols.h"
@@ -24,6 +25,8 @@ struct jobs {
 	size_t running; /* queued, done not called yet: 0 when the loop has returned */
 	struct jobs_writes writes;
 	uint64_t syms_retired, syms_full; /* what the log has said of them */
+	/* Writes a store bound acted on, per bound, for the log. */
+	struct limit_burst per_uid_burst, total_burst;
 };
 
 const double jobs_write_bounds[JOBS_WRITE_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -137,35 +140,46 @@ static void load(struct job *job)
 		job_fail(job, rc, "snapshot store: %s", store_errmsg(d->store));
 }
 
+/* Worker: writes the job's snapshot within the store's bounds, then
+ * applies retention. */
+static void store_job_snapshot(struct job *job)
+{
+	struct daemon *d = job->d;
+	struct timespec t0, t1;
+	size_t deleted = 0;
+	int rc;
+
+	if (d->store == NULL) {
+		job_fail(job, -EIO, "the snapshot store is not open: %.200s", d->store_error);
+		return;
+	}
+	job->stored_pid = job->snap->pid;
+	job->stored_uid = job->snap->uid;
+	memcpy(job->stored_reason, job->snap->reason, sizeof(job->stored_reason));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = store_write_bounded(d->store, job->snap, &job->stored);
+	if (rc < 0) {
+		job->bound_refused = rc == -EFBIG || rc == -ENOSPC;
+		job_fail(job, job->bound_refused ? rc : -EIO, "snapshot store: %s",
+		         store_errmsg(d->store));
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	job->written = true;
+	job->write_seconds =
+	    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	job->snap->id = job->stored.id;
+	if (store_retain(d->store, d->cfg.retain_snapshots, d->cfg.retain_days, &deleted) < 0)
+		snprintf(job->err, sizeof(job->err), "retention: %s", store_errmsg(d->store));
+}
+
 static void work_run(uv_work_t *w)
 {
 	struct job *job = w->data;
-	struct daemon *d = job->d;
 
 	load(job);
-	if (job->rc == 0 && job->store_it && job->snap != NULL) {
-		struct timespec t0, t1;
-		int64_t id;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		if (d->store == NULL) {
-			job_fail(job, -EIO, "the snapshot store is not open: %.200s",
-			         d->store_error);
-		} else if (store_write(d->store, job->snap, &id) < 0) {
-			job_fail(job, -EIO, "snapshot store: %s", store_errmsg(d->store));
-		} else {
-			size_t deleted = 0;
-			clock_gettime(CLOCK_MONOTONIC, &t1);
-			job->written = true;
-			job->write_seconds = (double)(t1.tv_sec - t0.tv_sec) +
-			                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-			job->snap->id = id;
-			job->stored_id = id;
-			if (store_retain(d->store, d->cfg.retain_snapshots, d->cfg.retain_days,
-			                 &deleted) < 0)
-				snprintf(job->err, sizeof(job->err), "retention: %s",
-				         store_errmsg(d->store));
-		}
-	}
+	if (job->rc == 0 && job->store_it && job->snap != NULL)
+		store_job_snapshot(job);
 	if (job->compute != NULL)
 		job->compute(job);
 	if (job->drop_early) {
@@ -205,6 +219,54 @@ static void log_symbol_bounds(struct daemon *d)
 	j->syms_retired = ss.retired;
 }
 
+/* Loop thread: the log line of a store bound, once per burst. */
+static void log_bounds(struct jobs *j, const struct daemon *d, const struct job *job)
+{
+	const struct store_written *w = &job->stored;
+	uint64_t now = uv_now(d->loop);
+	unsigned uid = (unsigned)job->stored_uid;
+	int pid = (int)job->stored_pid;
+	const char *reason = job->stored_reason;
+
+	if (job->bound_refused) {
+		bool per_uid =
+		    d->cfg.max_store_bytes_per_uid > 0 && w->bytes > d->cfg.max_store_bytes_per_uid;
+		bool alone = job->rc == -EFBIG;
+		if (!limit_burst_hit(per_uid ? &j->per_uid_burst : &j->total_burst, now,
+		                     "store_bytes", "acted on"))
+			return;
+		if (alone)
+			log_warn("limit store_bytes reached: the %s snapshot of pid %d (uid %u) is "
+			         "charged %" PRIu64 " bytes, more than %s (%" PRIu64
+			         "); not stored "
+			         "(logged once per burst)",
+			         reason, pid, uid, w->bytes,
+			         per_uid ? "--max-store-bytes-per-uid" : "--max-store-bytes",
+			         per_uid ? d->cfg.max_store_bytes_per_uid : d->cfg.max_store_bytes);
+		else
+			log_warn("limit store_bytes reached: the other uids hold the rest of "
+			         "--max-store-bytes (%" PRIu64 "), each less than uid %u; the %s "
+			         "snapshot of pid %d is not stored (logged once per burst)",
+			         d->cfg.max_store_bytes, uid, reason, pid);
+		return;
+	}
+	if (!job->written)
+		return;
+	if (w->evicted_own > 0 &&
+	    limit_burst_hit(&j->per_uid_burst, now, "store_bytes", "acted on"))
+		log_warn("limit store_bytes reached: uid %u passed --max-store-bytes-per-uid "
+		         "(%" PRIu64 " bytes): its %zu oldest snapshots deleted, it holds %" PRIu64
+		         " bytes now (logged once per burst)",
+		         uid, d->cfg.max_store_bytes_per_uid, w->evicted_own, w->uid_bytes);
+	if (w->evicted_total > 0 &&
+	    limit_burst_hit(&j->total_burst, now, "store_bytes", "acted on"))
+		log_warn("limit store_bytes reached: the store passed --max-store-bytes (%" PRIu64
+		         " bytes) at a snapshot of uid %u: %zu oldest snapshots of uid %u, who "
+		         "held the most, deleted (logged once per burst)",
+		         d->cfg.max_store_bytes, uid, w->evicted_total,
+		         (unsigned)w->evicted_total_uid);
+}
+
 static void work_done(uv_work_t *w, int status)
 {
 	struct job *job = w->data;
@@ -213,6 +275,7 @@ static void work_done(uv_work_t *w, int status)
 	job->d->jobs->running--;
 	if (job->written)
 		observe_write(&job->d->jobs->writes, job->write_seconds);
+	log_bounds(job->d->jobs, job->d, job);
 	if (job->done != NULL)
 		job->done(job);
 	job_free(job);

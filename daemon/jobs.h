@@ -12,6 +12,11 @@
  * frees the job. Workers touch only their job, the thread-safe symbol
  * cache and the store (which has its own mutex), never the loop's state.
  *
+ * A write goes through the store's bounds (store.h): the job keeps what
+ * the write did, and back on the loop the runner logs the first write of
+ * a burst that deleted snapshots for a bound or was refused by one,
+ * naming the bound, its option and the uid (limit.h's bursts).
+ *
  * The runner (struct jobs, one per daemon, reached as d->jobs) counts the
  * jobs not done yet: a queued job keeps the loop running, so the daemon's
  * shutdown waits for every one, and jobs_free checks that none is left. It
@@ -33,6 +38,7 @@
 #include "capture.h"
 #include "daemon.h"
 #include "snapshot.h"
+#include "store.h"
 
 struct job;
 
@@ -58,10 +64,14 @@ struct job {
 	struct capture *capture;
 	int64_t snap_id;
 	pid_t pid;
-	long uid;          /* the asking client's uid, -1 = root (any) */
-	bool store_it;     /* write the resolved snapshot to the store */
-	bool written;      /* it was written, in write_seconds */
-	int64_t stored_id; /* its id in the store, when written */
+	long uid;                    /* the asking client's uid, -1 = root (any) */
+	bool store_it;               /* write the resolved snapshot to the store */
+	bool written;                /* it was written, in write_seconds */
+	bool bound_refused;          /* a store bound refused it (logged per burst) */
+	struct store_written stored; /* what the write did */
+	pid_t stored_pid;            /* whose snapshot it was, kept for the log */
+	uid_t stored_uid;
+	char stored_reason[sizeof(((struct snapshot *)0)->reason)];
 	double write_seconds;
 	bool drop_early; /* free snapshot and capture on the worker, after compute */
 	struct snapshot *snap;

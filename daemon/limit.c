@@ -42,19 +42,26 @@ size_t limit_used_by(const struct limit *l, uint64_t owner)
 	return o != NULL ? o->used : 0;
 }
 
+bool limit_burst_hit(struct limit_burst *b, uint64_t now_ms, const char *name, const char *verb)
+{
+	if (b->count > 0 && now_ms - b->last_ms < LIMIT_BURST_MS) {
+		b->count++;
+		b->last_ms = now_ms;
+		return false;
+	}
+	if (b->count > 1)
+		log_info("limit %s: the previous burst %s %" PRIu64 " in all", name, verb,
+		         b->count);
+	b->count = 1;
+	b->last_ms = now_ms;
+	return true;
+}
+
 static void refuse(struct limit *l, int rc, size_t held, uint64_t now_ms, const char *label)
 {
 	l->refused++;
-	if (l->burst_refused > 0 && now_ms - l->burst_last_ms < LIMIT_BURST_MS) {
-		l->burst_refused++;
-		l->burst_last_ms = now_ms;
+	if (!limit_burst_hit(&l->burst, now_ms, l->name, "refused"))
 		return;
-	}
-	if (l->burst_refused > 1)
-		log_info("limit %s: the previous burst refused %" PRIu64 " in all", l->name,
-		         l->burst_refused);
-	l->burst_refused = 1;
-	l->burst_last_ms = now_ms;
 	if (rc == -EDQUOT)
 		log_warn("limit %s reached: %s holds %zu of %zu %s (%s); refusing more (logged "
 		         "once per burst)",

@@ -30,6 +30,18 @@
 
 #define LIMIT_BURST_MS 10000
 
+/* Events of one kind, counted in bursts (events less than LIMIT_BURST_MS
+ * apart), for a log line per burst; zeroed is ready. */
+struct limit_burst {
+	uint64_t last_ms; /* the last event */
+	uint64_t count;   /* events in the current burst */
+};
+
+/* One more event at now_ms. True when it begins a burst: the caller logs
+ * it. When a burst of more than one ended, logs first how many it had:
+ * "limit <name>: the previous burst <verb> N in all". */
+bool limit_burst_hit(struct limit_burst *b, uint64_t now_ms, const char *name, const char *verb);
+
 struct limit_owner {
 	uint64_t id;
 	size_t used;
@@ -47,8 +59,7 @@ struct limit {
 	uint64_t refused;
 	struct limit_owner *owners; /* those holding something */
 	size_t nowners, owners_cap;
-	uint64_t burst_last_ms; /* the last refusal */
-	uint64_t burst_refused; /* refusals in the current burst */
+	struct limit_burst burst; /* refusals */
 };
 
 /* The strings must outlive l (literals). */

@@ -71,6 +71,11 @@ static void usage(FILE *f)
 	        "                       0 = no limit)\n"
 	        "  --retain-days D      delete snapshots older than D days (default 30,\n"
 	        "                       0 = no limit)\n"
+	        "  --max-store-bytes N  bytes of stored snapshots in all; past it the uid\n"
+	        "                       holding the most loses its oldest (default 2 GiB,\n"
+	        "                       0 = no bound)\n"
+	        "  --max-store-bytes-per-uid N  ... of one uid's; past it the uid loses its\n"
+	        "                       oldest (default 256 MiB, 0 = no bound)\n"
 	        "  --metrics-listen ADDR:PORT  serve Prometheus metrics at\n"
 	        "                       http://ADDR:PORT/metrics (default " METRICS_DEFAULT_LISTEN
 	        ";\n"
@@ -141,7 +146,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_CTL_TIMEOUT,
 		O_SESS_UID,
 		O_FORK_BYTES,
-		O_SYMBOL_BYTES
+		O_SYMBOL_BYTES,
+		O_STORE_BYTES,
+		O_STORE_BYTES_UID
 	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
@@ -158,6 +165,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
 	    {"retain-snapshots", required_argument, NULL, O_RETAIN_N},
 	    {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
+	    {"max-store-bytes", required_argument, NULL, O_STORE_BYTES},
+	    {"max-store-bytes-per-uid", required_argument, NULL, O_STORE_BYTES_UID},
 	    {"metrics-listen", required_argument, NULL, O_METRICS_LISTEN},
 	    {"metrics-top-sites", required_argument, NULL, O_METRICS_TOP},
 	    {"max-control-connections", required_argument, NULL, O_CTL_CONNS},
@@ -186,6 +195,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.snapshot_interval = 60;
 	d->cfg.retain_snapshots = 100;
 	d->cfg.retain_days = 30;
+	d->cfg.max_store_bytes = (uint64_t)2 << 30;
+	d->cfg.max_store_bytes_per_uid = (uint64_t)256 << 20;
 	d->cfg.metrics_listen = xstrdup(METRICS_DEFAULT_LISTEN);
 	d->cfg.metrics_top_sites = METRICS_DEFAULT_TOP_SITES;
 	d->cfg.max_control_conns = CONTROL_DEFAULT_MAX_CONNS;
@@ -261,6 +272,19 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			    (parse_size("--retain-snapshots", optarg, &n) < 0 || n > UINT_MAX))
 				return -EINVAL;
 			d->cfg.retain_snapshots = (unsigned)n;
+			break;
+		}
+		case O_STORE_BYTES:
+		case O_STORE_BYTES_UID: {
+			const char *name =
+			    c == O_STORE_BYTES ? "--max-store-bytes" : "--max-store-bytes-per-uid";
+			size_t n = 0;
+			if (strcmp(optarg, "0") != 0 && parse_size(name, optarg, &n) < 0)
+				return -EINVAL;
+			if (c == O_STORE_BYTES)
+				d->cfg.max_store_bytes = n;
+			else
+				d->cfg.max_store_bytes_per_uid = n;
 			break;
 		}
 		case O_METRICS_LISTEN:
@@ -353,6 +377,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		d->cfg.max_control_conns_per_uid = d->cfg.max_control_conns;
 	if (d->cfg.max_queued_snapshots_per_uid > d->cfg.max_queued_snapshots)
 		d->cfg.max_queued_snapshots_per_uid = d->cfg.max_queued_snapshots;
+	if (d->cfg.max_store_bytes > 0 && (d->cfg.max_store_bytes_per_uid == 0 ||
+	                                   d->cfg.max_store_bytes_per_uid > d->cfg.max_store_bytes))
+		d->cfg.max_store_bytes_per_uid = d->cfg.max_store_bytes;
 	if (d->cfg.metrics_max_conns_per_origin > d->cfg.metrics_max_conns)
 		d->cfg.metrics_max_conns_per_origin = d->cfg.metrics_max_conns;
 	if (d->cfg.runtime_dir == NULL) {

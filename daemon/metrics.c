@@ -15,6 +15,7 @@
 #include "log.h"
 #include "session.h"
 #include "snapshot.h"
+#include "store.h"
 #include "xalloc.h"
 
 #define MIN_REFRESH_MS    1000 /* scrapes closer than this share a result */
@@ -663,6 +664,12 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	const char *per[] = {"uid", "uid", "uid", "uid", "uid", "origin"};
 	const size_t nl = sizeof(ls) / sizeof(ls[0]);
 	struct symbols_stats ss;
+	struct store_usage su = {0};
+
+	/* The store's bound is not a struct limit (the store keeps it, on the
+	 * thread pool): its figures join the same families as store_bytes. */
+	if (d->store != NULL)
+		store_usage(d->store, &su);
 
 	symbols_get_stats(d->syms, &ss);
 	family(b, f, "memtrace_limit_used", M_GAUGE, NULL,
@@ -673,6 +680,8 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 			sb_printf(b, "memtrace_limit_used{limit=\"%s\"} %zu\n", ls[i]->name,
 			          ls[i]->used);
 	sb_printf(b, "memtrace_limit_used{limit=\"symbol_cache_bytes\"} %zu\n", ss.bytes);
+	if (d->store != NULL)
+		sb_printf(b, "memtrace_limit_used{limit=\"store_bytes\"} %" PRIu64 "\n", su.bytes);
 	family(b, f, "memtrace_limit_max", M_GAUGE, NULL,
 	       "The bound of a shared limit, in all (scope total) and per uid or origin (0: "
 	       "none).");
@@ -688,6 +697,14 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	          ss.max_bytes);
 	sb_printf(b, "memtrace_limit_max{limit=\"symbol_cache_bytes\",scope=\"per_uid\"} %zu\n",
 	          ss.per_uid);
+	if (d->store != NULL) {
+		sb_printf(b,
+		          "memtrace_limit_max{limit=\"store_bytes\",scope=\"total\"} %" PRIu64 "\n",
+		          su.max_bytes);
+		sb_printf(
+		    b, "memtrace_limit_max{limit=\"store_bytes\",scope=\"per_uid\"} %" PRIu64 "\n",
+		    su.max_bytes_per_uid);
+	}
 	family(b, f, "memtrace_limit_refused", M_COUNTER, NULL,
 	       "Requests a shared limit refused: connections closed with an error, snapshots "
 	       "not taken.");
@@ -702,6 +719,39 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	family(b, f, "memtrace_symbol_cache_retired", M_COUNTER, NULL,
 	       "Times the symbol cache passed --max-symbol-cache-bytes and started afresh.");
 	sb_printf(b, "memtrace_symbol_cache_retired_total %" PRIu64 "\n", ss.retired);
+	if (d->store != NULL) {
+		sb_printf(b, "memtrace_limit_refused_total{limit=\"store_bytes\"} %" PRIu64 "\n",
+		          su.refused);
+		family(b, f, "memtrace_store_bytes", M_GAUGE, "bytes",
+		       "Bytes of stored snapshots charged to a uid (their rows and blobs, as if "
+		       "shared with nothing), bounded by --max-store-bytes-per-uid and "
+		       "--max-store-bytes.");
+		for (size_t i = 0; i < su.nuids; i++)
+			sb_printf(b, "memtrace_store_bytes{uid=\"%u\"} %" PRIu64 "\n",
+			          (unsigned)su.uids[i].uid, su.uids[i].bytes);
+		family(b, f, "memtrace_store_snapshots", M_GAUGE, NULL,
+		       "Stored snapshots of a uid's processes.");
+		for (size_t i = 0; i < su.nuids; i++)
+			sb_printf(b, "memtrace_store_snapshots{uid=\"%u\"} %" PRIu64 "\n",
+			          (unsigned)su.uids[i].uid, su.uids[i].snapshots);
+		family(b, f, "memtrace_store_evicted", M_COUNTER, NULL,
+		       "Stored snapshots of a uid deleted to keep a bound: its own (bound "
+		       "per_uid) or the store's (bound total, taken from the uid holding the "
+		       "most).");
+		for (size_t i = 0; i < su.nuids; i++) {
+			sb_printf(
+			    b,
+			    "memtrace_store_evicted_total{uid=\"%u\",bound=\"per_uid\"} %" PRIu64
+			    "\n",
+			    (unsigned)su.uids[i].uid, su.uids[i].evicted_own);
+			sb_printf(
+			    b,
+			    "memtrace_store_evicted_total{uid=\"%u\",bound=\"total\"} %" PRIu64
+			    "\n",
+			    (unsigned)su.uids[i].uid, su.uids[i].evicted_total);
+		}
+	}
+	store_usage_free(&su);
 	family(b, f, "memtrace_modules_dropped", M_COUNTER, NULL,
 	       "Modules not kept because a process passed --max-modules.");
 	sb_printf(b, "memtrace_modules_dropped_total %" PRIu64 "\n", d->modules_dropped);

@@ -56,13 +56,15 @@ static void take_done(struct job *job)
 	}
 	if (s != NULL)
 		s->snap_pending--;
-	if (job->rc < 0)
+	if (job->rc < 0 && job->bound_refused) /* jobs.c logged it, once per burst */
+		log_debug("pid %d: %s snapshot not stored: %s", (int)a->pid, a->reason, job->err);
+	else if (job->rc < 0)
 		log_warn("pid %d: %s snapshot not stored: %s", (int)a->pid, a->reason, job->err);
 	else {
 		if (s != NULL)
-			s->last_snapshot = job->stored_id;
+			s->last_snapshot = job->stored.id;
 		log_debug("pid %d: %s snapshot %" PRId64 " stored", (int)a->pid, a->reason,
-		          job->stored_id);
+		          job->stored.id);
 		if (job->err[0] != '\0')
 			log_warn("%s", job->err);
 	}
@@ -103,7 +105,7 @@ void scheduler_take(struct scheduler *sc, struct session *s, const char *reason)
 	job->store_it = true;
 	job->arg = a;
 	job->done = take_done;
-	job->drop_early = true; /* take_done needs only what a and stored_id say */
+	job->drop_early = true; /* take_done needs only what a and stored.id say */
 	job_run(job);
 }
 
@@ -133,8 +135,14 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 		free(path);
 		return rc;
 	}
-	log_info("snapshots in %s (every %gs, keep %u per process, %g days)", path,
-	         d->cfg.snapshot_interval, d->cfg.retain_snapshots, d->cfg.retain_days);
+	store_set_bounds(st, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid);
+	struct store_usage u;
+	store_usage(st, &u);
+	log_info("snapshots in %s (every %gs, keep %u per process, %g days; %" PRIu64
+	         " bytes stored of at most %" PRIu64 ", %" PRIu64 " per uid)",
+	         path, d->cfg.snapshot_interval, d->cfg.retain_snapshots, d->cfg.retain_days,
+	         u.bytes, u.max_bytes, u.max_bytes_per_uid);
+	store_usage_free(&u);
 	free(path);
 
 	struct scheduler *sc = xcalloc(1, sizeof(*sc));

@@ -1,7 +1,7 @@
 /*
  * store.c - the snapshot store in SQLite (see store.h).
  *
- * Schema version 2 (PRAGMA user_version = 2):
+ * Schema version 3 (PRAGMA user_version = 3):
  *
  *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
  *            one row per process incarnation, found or created by
@@ -14,11 +14,15 @@
  *            stacks are in practice per executable image and load layout;
  *            frames are shared by every process that ran the same code.
  *   snapshot (id, process_id, taken_at, reason, current, peak, blocks,
- *            allocations, frees, lost_events, sample_bytes); deleting a
- *            process deletes its snapshots. sample_bytes is the process's
- *            MEMTRACE_SAMPLE (0: every allocation traced, and what version
- *            1's snapshots read as), so answers from a stored snapshot say
- *            whether its figures are estimates.
+ *            allocations, frees, lost_events, sample_bytes, uid, bytes);
+ *            deleting a process deletes its snapshots. sample_bytes is the
+ *            process's MEMTRACE_SAMPLE (0: every allocation traced, and what
+ *            version 1's snapshots read as), so answers from a stored
+ *            snapshot say whether its figures are estimates. uid is its
+ *            process's (copied, so that a uid's oldest snapshot is one
+ *            index step away: snapshot_uid) and bytes its charge
+ *            (store_charge); version 2's snapshots get bytes at the first
+ *            open, read back and charged like a new one.
  *   trace    (snapshot_id, stack_id, size, count, allocations), one row per
  *            stack with live blocks; deleting a snapshot deletes its rows.
  *   largest  (snapshot_id, rank, address, size, stack_id), the largest live
@@ -57,6 +61,16 @@
  * NaN age. cJSON allocates through xmalloc (xalloc_cjson.h) and aborts when
  * memory runs out, so encoding JSON never fails here. store_errmsg holds
  * the reason until the next failing call.
+ *
+ * The bounds (store.h). The charges per uid live in struct usage, O(uids)
+ * to copy: uids are the accounts whose programs were traced, few. A write
+ * works on a copy and publishes it when its transaction commits, so a
+ * rollback leaves the figures as they were. Another connection's commit
+ * shows in PRAGMA data_version, checked at the start of every write
+ * transaction; then the figures are recomputed from the bytes column (the
+ * daemon has one connection, so that happens only at open). Each eviction
+ * is one index lookup (snapshot_uid) and the deletion; the uid holding the
+ * most is found by a scan of the uids.
  *
  * Retention deletes snapshots by age and per-process count, then collects
  * garbage. Only the stacks of the deleted snapshots can have become unused,
@@ -151,6 +165,13 @@ static const char *const migrations[] = {
     "CREATE INDEX largest_stack ON largest(stack_id);",
     /* 1 -> 2: the sampling rate of the snapshot's process. */
     "ALTER TABLE snapshot ADD COLUMN sample_bytes INTEGER NOT NULL DEFAULT 0;",
+    /* 2 -> 3: the owner and the charge of every snapshot, for the bounds;
+     * the charges of the snapshots already stored are computed at open. */
+    "ALTER TABLE snapshot ADD COLUMN uid INTEGER;"
+    "ALTER TABLE snapshot ADD COLUMN bytes INTEGER;"
+    "UPDATE snapshot SET uid = (SELECT uid FROM process WHERE process.id = snapshot.process_id);"
+    /* a uid's oldest snapshot, for its bound */
+    "CREATE INDEX snapshot_uid ON snapshot(uid, id);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -189,6 +210,11 @@ enum stmt_id {
 	S_STACK_ALL,
 	S_FRAME_DELETE,
 	S_PROCESS_GC,
+	S_OLDEST_OF_UID,
+	S_USAGE,
+	S_UNCHARGED,
+	S_SET_BYTES,
+	S_DATA_VERSION,
 	S_COUNT
 };
 
@@ -208,8 +234,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_STACK_FIND] = "SELECT id FROM stack WHERE frames = ?1",
     [S_STACK_INSERT] = "INSERT INTO stack(frames) VALUES (?1)",
     [S_SNAPSHOT_INSERT] = "INSERT INTO snapshot(process_id, taken_at, reason, current, peak,"
-                          " blocks, allocations, frees, lost_events, sample_bytes)"
-                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                          " blocks, allocations, frees, lost_events, sample_bytes, uid, bytes)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [S_TRACE_UPSERT] = "INSERT INTO trace(snapshot_id, stack_id, size, count, allocations)"
                        " VALUES (?1, ?2, ?3, ?4, ?5)"
                        " ON CONFLICT (snapshot_id, stack_id) DO UPDATE SET"
@@ -247,8 +273,8 @@ static const char *const stmt_sql[S_COUNT] = {
                  " (SELECT count(*) FROM stack), (SELECT count(*) FROM frame)",
     /* ?1: snapshots kept per process (0 = no limit); ?2: the oldest
      * taken_at kept (NULL = no limit, and NULL compares false). */
-    [S_RETAIN_DOOMED] = "SELECT id FROM (SELECT id, taken_at, row_number() OVER"
-                        " (PARTITION BY process_id ORDER BY id DESC) AS n"
+    [S_RETAIN_DOOMED] = "SELECT id, uid, bytes FROM (SELECT id, uid, bytes, taken_at,"
+                        " row_number() OVER (PARTITION BY process_id ORDER BY id DESC) AS n"
                         " FROM snapshot)"
                         " WHERE (?1 > 0 AND n > ?1) OR taken_at < ?2",
     [S_SNAPSHOT_STACKS] = "SELECT stack_id FROM trace WHERE snapshot_id = ?1"
@@ -262,6 +288,19 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_FRAME_DELETE] = "DELETE FROM frame WHERE id = ?1",
     [S_PROCESS_GC] = "DELETE FROM process WHERE NOT EXISTS"
                      " (SELECT 1 FROM snapshot WHERE process_id = process.id)",
+    [S_OLDEST_OF_UID] = "SELECT id, bytes FROM snapshot WHERE uid = ?1 ORDER BY id LIMIT 1",
+    [S_USAGE] = "SELECT uid, sum(bytes), count(*) FROM snapshot GROUP BY uid",
+    [S_UNCHARGED] = "SELECT id FROM snapshot WHERE bytes IS NULL",
+    [S_SET_BYTES] = "UPDATE snapshot SET bytes = ?2 WHERE id = ?1",
+    [S_DATA_VERSION] = "PRAGMA data_version",
+};
+
+/* The charged bytes per uid (store.h); entries are kept once made, for
+ * their counters. */
+struct usage {
+	uint64_t bytes, snapshots;
+	struct store_uid_usage *u;
+	size_t n, cap;
 };
 
 struct store {
@@ -269,6 +308,11 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT]; /* prepared on first use, kept until close */
 	char err[512];
+	uint64_t max_bytes, max_per_uid; /* 0 = no bound */
+	int64_t data_version;            /* when usage was last computed */
+	/* Changed under lock and usage_lock, read under either. */
+	pthread_mutex_t usage_lock;
+	struct usage usage;
 };
 
 /* ---- errors ---- */
@@ -483,6 +527,223 @@ static void idmap_put(struct idmap *m, int64_t key, uint32_t val)
 	m->ent[pos].val = val;
 }
 
+/* ---- the charges per uid ---- */
+
+static void usage_free(struct usage *u)
+{
+	free(u->u);
+	memset(u, 0, sizeof(*u));
+}
+
+static void usage_copy(struct usage *dst, const struct usage *src)
+{
+	*dst = *src;
+	dst->cap = src->n;
+	dst->u = src->n != 0 ? xreallocarray(NULL, src->n, sizeof(*src->u)) : NULL;
+	if (src->n != 0)
+		memcpy(dst->u, src->u, src->n * sizeof(*src->u));
+}
+
+/* The entry of uid, made (in uid order) when absent. */
+static struct store_uid_usage *usage_of(struct usage *u, uid_t uid)
+{
+	size_t i = 0;
+
+	while (i < u->n && u->u[i].uid < uid)
+		i++;
+	if (i < u->n && u->u[i].uid == uid)
+		return &u->u[i];
+	if (u->n == u->cap) {
+		u->cap = u->cap != 0 ? u->cap * 2 : 8;
+		u->u = xreallocarray(u->u, u->cap, sizeof(*u->u));
+	}
+	memmove(&u->u[i + 1], &u->u[i], (u->n - i) * sizeof(*u->u));
+	u->n++;
+	memset(&u->u[i], 0, sizeof(u->u[i]));
+	u->u[i].uid = uid;
+	return &u->u[i];
+}
+
+static void usage_add(struct usage *u, uid_t uid, uint64_t bytes)
+{
+	struct store_uid_usage *e = usage_of(u, uid);
+
+	e->bytes += bytes;
+	e->snapshots++;
+	u->bytes += bytes;
+	u->snapshots++;
+}
+
+/* Takes away a deleted snapshot (never below zero: a charge the file
+ * holds wrong must not wrap the figures). */
+static struct store_uid_usage *usage_sub(struct usage *u, uid_t uid, uint64_t bytes)
+{
+	struct store_uid_usage *e = usage_of(u, uid);
+
+	bytes = bytes < e->bytes ? bytes : e->bytes;
+	e->bytes -= bytes;
+	u->bytes -= bytes < u->bytes ? bytes : u->bytes;
+	if (e->snapshots > 0)
+		e->snapshots--;
+	if (u->snapshots > 0)
+		u->snapshots--;
+	return e;
+}
+
+/* The uid holding the most; `prefer` wins a tie (the writer evicts its own
+ * before an equal other's). */
+static const struct store_uid_usage *usage_most(const struct usage *u, uid_t prefer)
+{
+	const struct store_uid_usage *best = NULL;
+
+	for (size_t i = 0; i < u->n; i++) {
+		const struct store_uid_usage *e = &u->u[i];
+		if (best == NULL || e->bytes > best->bytes ||
+		    (e->bytes == best->bytes && e->uid == prefer))
+			best = e;
+	}
+	return best;
+}
+
+/* Makes next the figures store_usage hands out; next is emptied. */
+static void usage_publish(struct store *st, struct usage *next)
+{
+	struct usage old;
+
+	pthread_mutex_lock(&st->usage_lock);
+	old = st->usage;
+	st->usage = *next;
+	pthread_mutex_unlock(&st->usage_lock);
+	usage_free(&old);
+	memset(next, 0, sizeof(*next));
+}
+
+/* A refusal, counted at once (nothing was written to roll back). */
+static void usage_refused(struct store *st, uid_t uid)
+{
+	pthread_mutex_lock(&st->usage_lock);
+	usage_of(&st->usage, uid)->refused++;
+	pthread_mutex_unlock(&st->usage_lock);
+}
+
+static int data_version(struct store *st, int64_t *v)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = stmt_get(st, S_DATA_VERSION, &q);
+
+	if (rc != 0)
+		return rc;
+	rc = step_row(st, q, "data_version");
+	if (rc == 0)
+		return fail(st, -EIO, "data_version: no row");
+	if (rc < 0)
+		return rc;
+	*v = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return 0;
+}
+
+/* In a transaction: the figures from the bytes column, keeping the
+ * counters of the uids already known. */
+static int usage_recompute(struct store *st)
+{
+	struct usage next = {0};
+	sqlite3_stmt *q;
+	int rc = data_version(st, &st->data_version);
+
+	if (rc == 0)
+		rc = stmt_get(st, S_USAGE, &q);
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&st->usage_lock);
+	usage_copy(&next, &st->usage);
+	pthread_mutex_unlock(&st->usage_lock);
+	next.bytes = next.snapshots = 0;
+	for (size_t i = 0; i < next.n; i++)
+		next.u[i].bytes = next.u[i].snapshots = 0;
+	while ((rc = step_row(st, q, "usage")) == 1) {
+		struct store_uid_usage *e = usage_of(&next, (uid_t)sqlite3_column_int64(q, 0));
+		e->bytes = (uint64_t)sqlite3_column_int64(q, 1);
+		e->snapshots = (uint64_t)sqlite3_column_int64(q, 2);
+		next.bytes += e->bytes;
+		next.snapshots += e->snapshots;
+	}
+	if (rc == 0)
+		usage_publish(st, &next);
+	usage_free(&next);
+	return rc;
+}
+
+/* In a write transaction: recomputes the figures if another connection
+ * committed since they were computed. */
+static int usage_sync(struct store *st)
+{
+	int64_t v;
+	int rc = data_version(st, &v);
+
+	if (rc == 0 && v != st->data_version)
+		rc = usage_recompute(st);
+	return rc;
+}
+
+void store_usage(struct store *st, struct store_usage *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&st->usage_lock);
+	out->bytes = st->usage.bytes;
+	out->snapshots = st->usage.snapshots;
+	out->nuids = st->usage.n;
+	if (out->nuids != 0) {
+		out->uids = xreallocarray(NULL, out->nuids, sizeof(*out->uids));
+		memcpy(out->uids, st->usage.u, out->nuids * sizeof(*out->uids));
+	}
+	pthread_mutex_unlock(&st->usage_lock);
+	out->max_bytes = st->max_bytes;
+	out->max_bytes_per_uid = st->max_per_uid;
+	for (size_t i = 0; i < out->nuids; i++) {
+		out->evicted_own += out->uids[i].evicted_own;
+		out->evicted_total += out->uids[i].evicted_total;
+		out->refused += out->uids[i].refused;
+	}
+}
+
+void store_usage_free(struct store_usage *u)
+{
+	free(u->uids);
+	memset(u, 0, sizeof(*u));
+}
+
+void store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_per_uid)
+{
+	st->max_bytes = max_bytes;
+	st->max_per_uid = max_bytes_per_uid;
+}
+
+uint64_t store_charge(const struct snapshot *s)
+{
+	uint64_t c = STORE_CHARGE_SNAPSHOT + strlen(str_or_empty(s->exe));
+	bool *used = s->nframes != 0 ? xcalloc(s->nframes, sizeof(*used)) : NULL;
+
+	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL; i++)
+		c += strlen(s->argv[i]) + 1;
+	for (size_t i = 0; i < s->ntraces; i++) {
+		const struct snapshot_trace *t = &s->traces[i];
+		c += STORE_CHARGE_TRACE + (uint64_t)STORE_CHARGE_FRAME_REF * t->nframes;
+		for (uint32_t j = 0; j < t->nframes; j++)
+			if (t->frames[j] < s->nframes)
+				used[t->frames[j]] = true;
+	}
+	c += (uint64_t)STORE_CHARGE_LARGEST * s->nlargest;
+	for (size_t i = 0; i < s->nframes; i++) {
+		const struct frame_info *f = &s->frames[i];
+		if (used[i])
+			c += STORE_CHARGE_FRAME + strlen(str_or_empty(f->filename)) +
+			     strlen(str_or_empty(f->function)) + strlen(str_or_empty(f->module));
+	}
+	free(used);
+	return c;
+}
+
 /* ---- open, configure, migrate ---- */
 
 static int user_version(struct store *st, int64_t *v)
@@ -605,6 +866,8 @@ static int open_error(struct store *st, const char *path, int rc)
 	            path, cause);
 }
 
+static int usage_load(struct store *st);
+
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
@@ -614,6 +877,7 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 
 	*out = NULL;
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->usage_lock, NULL);
 	if (!memory && (rc = prepare_file(st, path)) < 0)
 		goto err;
 	/* Calls are serialized by st->lock, so SQLite's own mutex is not needed. */
@@ -643,6 +907,8 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 		rc = configure(st);
 	if (rc == 0)
 		rc = migrate(st);
+	if (rc == 0)
+		rc = usage_load(st);
 	if (rc != 0) {
 		rc = open_error(st, path, rc);
 		goto err;
@@ -666,6 +932,8 @@ void store_close(struct store *st)
 	 * connection, checkpoints and removes the WAL). */
 	sqlite3_close(st->db);
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->usage_lock);
+	usage_free(&st->usage);
 	free(st);
 }
 
@@ -844,7 +1112,7 @@ static int stack_id(struct store *st, const struct snapshot *s, const struct sna
 }
 
 static int write_snapshot(struct store *st, const struct snapshot *s, size_t maxdepth,
-                          int64_t *snap_id)
+                          uint64_t charge, int64_t *snap_id)
 {
 	sqlite3_stmt *q;
 	int64_t pid_row = 0, *fid, *sid;
@@ -868,6 +1136,8 @@ static int write_snapshot(struct store *st, const struct snapshot *s, size_t max
 	sqlite3_bind_int64(q, 8, (sqlite3_int64)s->frees);
 	sqlite3_bind_int64(q, 9, (sqlite3_int64)s->lost_events);
 	sqlite3_bind_int64(q, 10, (sqlite3_int64)s->sample_bytes);
+	sqlite3_bind_int64(q, 11, s->uid);
+	sqlite3_bind_int64(q, 12, (sqlite3_int64)charge);
 	rc = step_done(st, q, "insert snapshot");
 	if (rc != 0)
 		return rc;
@@ -906,24 +1176,145 @@ static int write_snapshot(struct store *st, const struct snapshot *s, size_t max
 	return rc;
 }
 
-int store_write(struct store *st, const struct snapshot *s, int64_t *id)
+/* The oldest stored snapshot of uid: its id and charge. */
+static int oldest_of(struct store *st, uid_t uid, int64_t *id, uint64_t *bytes)
 {
+	sqlite3_stmt *q = NULL;
+	int rc = stmt_get(st, S_OLDEST_OF_UID, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, uid);
+	rc = step_row(st, q, "oldest snapshot");
+	if (rc == 0)
+		return fail(st, -EIO, "uid %u is charged for snapshots it does not have",
+		            (unsigned)uid);
+	if (rc < 0)
+		return rc;
+	*id = sqlite3_column_int64(q, 0);
+	*bytes = (uint64_t)sqlite3_column_int64(q, 1);
+	sqlite3_reset(q);
+	return 0;
+}
+
+static int delete_snapshot(struct store *st, int64_t id, struct idmap *stacks);
+static int collect_garbage(struct store *st, const struct idmap *stacks);
+
+/* Keeps the bounds after snapshot id of uid was written (see the top of
+ * store.h), in u, the figures with it. -ENOSPC when only deleting the new
+ * snapshot itself would do. */
+static int keep_bounds(struct store *st, struct usage *u, uid_t uid, int64_t id,
+                       struct store_written *w)
+{
+	struct idmap stacks = {0};
+	int64_t victim;
+	uint64_t bytes;
+	int rc = 0;
+
+	while (rc == 0 && st->max_per_uid > 0 && usage_of(u, uid)->bytes > st->max_per_uid) {
+		rc = oldest_of(st, uid, &victim, &bytes);
+		if (rc == 0 && victim == id)
+			rc = fail(st, -ENOSPC, "the snapshot alone passes the per-uid bound");
+		if (rc == 0)
+			rc = delete_snapshot(st, victim, &stacks);
+		if (rc == 0) {
+			usage_sub(u, uid, bytes)->evicted_own++;
+			w->evicted_own++;
+		}
+	}
+	while (rc == 0 && st->max_bytes > 0 && u->bytes > st->max_bytes) {
+		uid_t most = usage_most(u, uid)->uid;
+		rc = oldest_of(st, most, &victim, &bytes);
+		if (rc == 0 && victim == id)
+			rc = fail(st, -ENOSPC,
+			          "the other uids hold the rest of the total bound (%llu bytes), "
+			          "each less than uid %u",
+			          (unsigned long long)st->max_bytes, (unsigned)uid);
+		if (rc == 0)
+			rc = delete_snapshot(st, victim, &stacks);
+		if (rc == 0) {
+			usage_sub(u, most, bytes)->evicted_total++;
+			if (w->evicted_total++ == 0)
+				w->evicted_total_uid = most;
+		}
+	}
+	if (rc == 0 && stacks.len > 0)
+		rc = collect_garbage(st, &stacks);
+	idmap_free(&stacks);
+	return rc;
+}
+
+static void written_figures(struct store *st, uid_t uid, struct store_written *w)
+{
+	pthread_mutex_lock(&st->usage_lock);
+	w->uid_bytes = usage_of(&st->usage, uid)->bytes;
+	w->total_bytes = st->usage.bytes;
+	pthread_mutex_unlock(&st->usage_lock);
+}
+
+int store_write_bounded(struct store *st, const struct snapshot *s, struct store_written *w)
+{
+	struct usage next = {0};
 	size_t maxdepth;
-	int64_t snap_id = 0;
 	int rc;
 
+	memset(w, 0, sizeof(*w));
 	pthread_mutex_lock(&st->lock);
 	rc = validate(st, s, &maxdepth);
 	if (rc != 0)
 		goto out;
+	w->bytes = store_charge(s);
+	if (st->max_per_uid > 0 && w->bytes > st->max_per_uid) {
+		rc = fail(st, -EFBIG,
+		          "the snapshot is charged %llu bytes, more than a uid may hold (%llu)",
+		          (unsigned long long)w->bytes, (unsigned long long)st->max_per_uid);
+		goto refused;
+	}
+	if (st->max_bytes > 0 && w->bytes > st->max_bytes) {
+		rc = fail(st, -EFBIG,
+		          "the snapshot is charged %llu bytes, more than the store may hold (%llu)",
+		          (unsigned long long)w->bytes, (unsigned long long)st->max_bytes);
+		goto refused;
+	}
 	rc = begin(st, true);
 	if (rc != 0)
 		goto out;
-	rc = finish(st, write_snapshot(st, s, maxdepth, &snap_id));
+	rc = usage_sync(st);
+	if (rc == 0) {
+		pthread_mutex_lock(&st->usage_lock);
+		usage_copy(&next, &st->usage);
+		pthread_mutex_unlock(&st->usage_lock);
+		rc = write_snapshot(st, s, maxdepth, w->bytes, &w->id);
+	}
+	if (rc == 0) {
+		usage_add(&next, s->uid, w->bytes);
+		rc = keep_bounds(st, &next, s->uid, w->id, w);
+	}
+	rc = finish(st, rc);
 	if (rc == 0)
-		*id = snap_id;
+		usage_publish(st, &next);
+	usage_free(&next);
+	if (rc != -ENOSPC)
+		goto out;
+	w->evicted_own = w->evicted_total = 0;
+refused:
+	w->id = 0;
+	usage_refused(st, s->uid);
 out:
+	if (rc != 0)
+		w->id = 0;
+	written_figures(st, s->uid, w);
 	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int store_write(struct store *st, const struct snapshot *s, int64_t *id)
+{
+	struct store_written w;
+	int rc = store_write_bounded(st, s, &w);
+
+	if (rc == 0)
+		*id = w.id;
 	return rc;
 }
 
@@ -1125,27 +1516,32 @@ static int read_largest(struct store *st, int64_t id, struct snapshot *s,
 	return rc;
 }
 
+/* Reads snapshot id into s (fresh) inside the caller's transaction. */
+static int read_in_tx(struct store *st, int64_t id, struct snapshot *s)
+{
+	struct idmap stacks = {0};
+	int rc = read_header(st, id, s);
+
+	if (rc == 0)
+		rc = read_traces(st, id, s, &stacks);
+	if (rc == 0)
+		rc = read_largest(st, id, s, &stacks);
+	idmap_free(&stacks);
+	return rc;
+}
+
 int store_read(struct store *st, int64_t id, struct snapshot **out)
 {
 	struct snapshot *s = snapshot_new();
-	struct idmap stacks = {0};
 	int rc;
 
 	pthread_mutex_lock(&st->lock);
 	/* One read transaction, so a concurrent retention on another
 	 * connection cannot delete half of what we read. */
 	rc = begin(st, false);
-	if (rc != 0)
-		goto out;
-	rc = read_header(st, id, s);
 	if (rc == 0)
-		rc = read_traces(st, id, s, &stacks);
-	if (rc == 0)
-		rc = read_largest(st, id, s, &stacks);
-	rc = finish(st, rc);
-out:
+		rc = finish(st, read_in_tx(st, id, s));
 	pthread_mutex_unlock(&st->lock);
-	idmap_free(&stacks);
 	if (rc != 0) {
 		snapshot_free(s);
 		s = NULL;
@@ -1308,9 +1704,16 @@ static int collect_ids(struct store *st, sqlite3_stmt *q, struct idmap *set, con
 	return rc; /* step_row reset q */
 }
 
+/* A snapshot retention deletes. */
+struct doomed {
+	int64_t id;
+	uid_t uid;
+	uint64_t bytes;
+};
+
 /* The snapshots retention deletes, as an array. */
-static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days, int64_t **ids,
-                            size_t *n)
+static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days,
+                            struct doomed **ids, size_t *n)
 {
 	struct timespec now;
 	size_t cap = 0;
@@ -1334,7 +1737,10 @@ static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days
 			cap = cap != 0 ? cap * 2 : 64;
 			*ids = xreallocarray(*ids, cap, sizeof(**ids));
 		}
-		(*ids)[(*n)++] = sqlite3_column_int64(q, 0);
+		(*ids)[*n].id = sqlite3_column_int64(q, 0);
+		(*ids)[*n].uid = (uid_t)sqlite3_column_int64(q, 1);
+		(*ids)[*n].bytes = (uint64_t)sqlite3_column_int64(q, 2);
+		(*n)++;
 	}
 	return rc; /* step_row reset q */
 }
@@ -1402,36 +1808,57 @@ static int gc_frames(struct store *st, struct idmap *frames)
 	return rc;
 }
 
-static int retain(struct store *st, unsigned keep, double max_age_days, size_t *deleted)
+/* Deletes snapshot id (cascading to its trace and largest rows); its
+ * stacks become candidates for collect_garbage. */
+static int delete_snapshot(struct store *st, int64_t id, struct idmap *stacks)
 {
-	struct idmap stacks = {0}, frames = {0};
-	int64_t *doomed;
-	size_t n;
 	sqlite3_stmt *q, *del;
-	int rc = doomed_snapshots(st, keep, max_age_days, &doomed, &n);
+	int rc = stmt_get(st, S_SNAPSHOT_STACKS, &q);
 
 	if (rc == 0)
-		rc = stmt_get(st, S_SNAPSHOT_STACKS, &q);
-	if (rc == 0)
 		rc = stmt_get(st, S_SNAPSHOT_DELETE, &del);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		sqlite3_bind_int64(q, 1, doomed[i]);
-		rc = collect_ids(st, q, &stacks, "stacks of a snapshot");
-		if (rc != 0)
-			break;
-		/* cascades to trace and largest */
-		sqlite3_bind_int64(del, 1, doomed[i]);
-		rc = step_done(st, del, "delete snapshot");
-	}
-	if (rc == 0)
-		rc = gc_stacks(st, &stacks, &frames);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, id);
+	rc = collect_ids(st, q, stacks, "stacks of a snapshot");
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(del, 1, id);
+	return step_done(st, del, "delete snapshot");
+}
+
+/* After deletions: the candidate stacks nothing uses, their frames that
+ * nothing uses, the processes without snapshots. */
+static int collect_garbage(struct store *st, const struct idmap *stacks)
+{
+	struct idmap frames = {0};
+	int rc = gc_stacks(st, stacks, &frames);
+
 	if (rc == 0)
 		rc = gc_frames(st, &frames);
 	if (rc == 0)
 		rc = run(st, S_PROCESS_GC, "delete processes");
+	idmap_free(&frames);
+	return rc;
+}
+
+static int retain(struct store *st, unsigned keep, double max_age_days, struct usage *u,
+                  size_t *deleted)
+{
+	struct idmap stacks = {0};
+	struct doomed *doomed;
+	size_t n;
+	int rc = doomed_snapshots(st, keep, max_age_days, &doomed, &n);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = delete_snapshot(st, doomed[i].id, &stacks);
+		if (rc == 0)
+			usage_sub(u, doomed[i].uid, doomed[i].bytes);
+	}
+	if (rc == 0)
+		rc = collect_garbage(st, &stacks);
 	if (rc == 0)
 		*deleted = n;
-	idmap_free(&frames);
 	idmap_free(&stacks);
 	free(doomed);
 	return rc;
@@ -1439,6 +1866,7 @@ static int retain(struct store *st, unsigned keep, double max_age_days, size_t *
 
 int store_retain(struct store *st, unsigned keep_per_process, double max_age_days, size_t *deleted)
 {
+	struct usage next = {0};
 	int rc;
 
 	*deleted = 0;
@@ -1449,10 +1877,70 @@ int store_retain(struct store *st, unsigned keep_per_process, double max_age_day
 	}
 	rc = begin(st, true);
 	if (rc == 0)
-		rc = finish(st, retain(st, keep_per_process, max_age_days, deleted));
-	if (rc != 0)
+		rc = usage_sync(st);
+	if (rc == 0) {
+		pthread_mutex_lock(&st->usage_lock);
+		usage_copy(&next, &st->usage);
+		pthread_mutex_unlock(&st->usage_lock);
+		rc = retain(st, keep_per_process, max_age_days, &next, deleted);
+	}
+	rc = finish(st, rc);
+	if (rc == 0)
+		usage_publish(st, &next);
+	else
 		*deleted = 0;
+	usage_free(&next);
 out:
 	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+/* ---- charging what an older schema stored ---- */
+
+static int read_in_tx(struct store *st, int64_t id, struct snapshot *s);
+
+/* In a write transaction at open: the charge of every snapshot stored
+ * without one (version 2 had no bytes column), then the figures. */
+static int charge_uncharged(struct store *st)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, S_UNCHARGED, &q);
+
+	if (rc != 0)
+		return rc;
+	while ((rc = step_row(st, q, "uncharged snapshots")) == 1) {
+		if (n == cap) {
+			cap = cap != 0 ? cap * 2 : 64;
+			ids = xreallocarray(ids, cap, sizeof(*ids));
+		}
+		ids[n++] = sqlite3_column_int64(q, 0);
+	}
+	if (rc == 0)
+		rc = stmt_get(st, S_SET_BYTES, &q);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct snapshot *s = snapshot_new();
+		rc = read_in_tx(st, ids[i], s);
+		if (rc == 0) {
+			sqlite3_bind_int64(q, 1, ids[i]);
+			sqlite3_bind_int64(q, 2, (sqlite3_int64)store_charge(s));
+			rc = step_done(st, q, "charge a snapshot");
+		}
+		snapshot_free(s);
+	}
+	free(ids);
+	if (rc == 0)
+		rc = usage_recompute(st);
+	return rc;
+}
+
+/* At open: the charges, and the figures from them. */
+static int usage_load(struct store *st)
+{
+	int rc = begin(st, true);
+
+	if (rc == 0)
+		rc = finish(st, charge_uncharged(st));
 	return rc;
 }

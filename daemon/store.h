@@ -14,6 +14,24 @@
  * mutex serializes all calls on one connection. Errors come back as negative
  * errno values (-EIO for SQLite failures, -ENOENT for a missing snapshot);
  * store_errmsg gives SQLite's message of the last failure for the log.
+ *
+ * Bounds. Every stored snapshot is charged its bytes (store_charge: what
+ * its rows and blobs hold, as if it shared nothing with the others; the
+ * sum of the charges is therefore at least what the tables hold) to the
+ * uid of its process, in a column of its own. The charges per uid are kept
+ * in memory, recomputed at open (and whenever another connection changed
+ * the file), and updated in the same transaction as each write and
+ * deletion. store_write keeps each uid within max_bytes_per_uid and all
+ * uids within max_bytes (store_set_bounds, 0 = no bound) by deleting
+ * snapshots in that transaction: past its own bound a uid loses its oldest
+ * snapshots (by the order they were stored), past the total the uid that
+ * holds the most loses its oldest, so a uid never loses a snapshot to the
+ * total while another holds more than it. The snapshot being written is
+ * never deleted to make room: one charged more than either bound is
+ * refused (-EFBIG), and one that could only fit by deleting itself (others
+ * hold the rest of the total and each holds less than its uid) is refused
+ * (-ENOSPC), with nothing changed. store_usage hands out the figures
+ * without waiting for a write: they sit behind a second, short-held mutex.
  */
 #ifndef MEMTRACE_STORE_H
 #define MEMTRACE_STORE_H
@@ -26,7 +44,7 @@
 
 #include "snapshot.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_FILE           "memtrace.db"
 
 struct store;
@@ -40,8 +58,38 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st); /* NULL is a no-op */
 const char *store_errmsg(struct store *st);
 
-/* Writes s (id is ignored) in one transaction; sets *id. */
+/* The bytes a snapshot is charged (see the top): STORE_CHARGE_SNAPSHOT, its
+ * exe and every argument with a terminating NUL; per trace
+ * STORE_CHARGE_TRACE plus STORE_CHARGE_FRAME_REF per frame of its stack;
+ * per largest block STORE_CHARGE_LARGEST; per distinct frame its traces use
+ * STORE_CHARGE_FRAME plus its filename, function and module. */
+#define STORE_CHARGE_SNAPSHOT  64
+#define STORE_CHARGE_TRACE     32
+#define STORE_CHARGE_FRAME_REF 12
+#define STORE_CHARGE_LARGEST   32
+#define STORE_CHARGE_FRAME     16
+uint64_t store_charge(const struct snapshot *s);
+
+/* The bounds store_write keeps, in charged bytes (0 = no bound). Call it
+ * before the first write; it is not meant to change while writes run. */
+void store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_per_uid);
+
+/* What one write did. */
+struct store_written {
+	int64_t id;              /* the new snapshot's id */
+	uint64_t bytes;          /* its charge */
+	uint64_t uid_bytes;      /* what its uid holds now (also on a refusal) */
+	uint64_t total_bytes;    /* what all uids hold now */
+	size_t evicted_own;      /* snapshots of its uid deleted for max_bytes_per_uid */
+	size_t evicted_total;    /* snapshots deleted for max_bytes */
+	uid_t evicted_total_uid; /* whose went first, when evicted_total > 0 */
+};
+
+/* Writes s (id is ignored) in one transaction, then keeps the bounds (see
+ * the top); sets *id. -EFBIG or -ENOSPC when a bound refuses s. */
 int store_write(struct store *st, const struct snapshot *s, int64_t *id);
+/* store_write, saying what it did in *out (filled also on a refusal). */
+int store_write_bounded(struct store *st, const struct snapshot *s, struct store_written *out);
 /* Reads snapshot id in full. -ENOENT if there is none. */
 int store_read(struct store *st, int64_t id, struct snapshot **out);
 /* The summaries of stored snapshots, oldest first, as a cJSON array of
@@ -59,6 +107,28 @@ int store_owner(struct store *st, int64_t id, uid_t *uid);
  * stacks, frames and processes no snapshot uses any more. Sets *deleted to
  * the number of snapshots removed. */
 int store_retain(struct store *st, unsigned keep_per_process, double max_age_days, size_t *deleted);
+
+/* The charged bytes, per uid and in all. */
+struct store_uid_usage {
+	uid_t uid;
+	uint64_t bytes, snapshots;
+	uint64_t evicted_own;   /* deleted for max_bytes_per_uid, since open */
+	uint64_t evicted_total; /* deleted for max_bytes, since open */
+	uint64_t refused;       /* writes refused by a bound, since open */
+};
+
+struct store_usage {
+	uint64_t bytes, snapshots;
+	uint64_t max_bytes, max_bytes_per_uid;
+	uint64_t evicted_own, evicted_total, refused; /* sums over the uids */
+	size_t nuids;
+	struct store_uid_usage *uids; /* by uid; store_usage_free frees it */
+};
+
+/* A copy of the figures; never waits for a write or any SQL (the loop
+ * thread calls it for status and metrics). */
+void store_usage(struct store *st, struct store_usage *out);
+void store_usage_free(struct store_usage *u);
 
 /* Counts for status and tests. */
 struct store_counts {

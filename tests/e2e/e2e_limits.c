@@ -73,6 +73,16 @@
  *                       the log names the option once, and root's program
  *                       stays exact (before: one frame cached per address
  *                       for ever, 2.5 GB of daemon for 8 rounds of 8192)
+ *  store_bounds         uid 65534 runs 24 short traced programs one after
+ *                       another with --max-store-bytes-per-uid 16 KiB: the
+ *                       file keeps the exit snapshots of its newest programs
+ *                       only, within the bound, the others are deleted oldest
+ *                       first; `status` (as root and as uid 65534) and
+ *                       /metrics give the file's own bytes, snapshots and
+ *                       deletions per uid, also after a restart; the log
+ *                       names the bound and the uid once; root's manual and
+ *                       exit snapshots stay, exact (before: nothing bounded
+ *                       the file)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1537,6 +1547,280 @@ END_TEST
 
 /* ------------------------------------------------------------- runner */
 
+/* ------------------------------------------------------- store_bounds */
+
+#define STORE_PER_UID 16384
+#define STORE_RUNS    24
+
+/* What the file holds for a uid, read through a connection of the test's
+ * own: the owner comes from the process table, the bytes are the charges
+ * the file records. */
+struct stored {
+	long long n, bytes;
+	long pids[STORE_RUNS + 8]; /* oldest first */
+	int npids;
+};
+
+static void stored_of(unsigned uid, struct stored *out)
+{
+	char *path = h_strf("%s/memtrace.db", D.state);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+
+	memset(out, 0, sizeof(*out));
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	ck_assert_int_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db,
+	                       "SELECT p.pid, s.bytes FROM snapshot s JOIN process p"
+	                       " ON p.id = s.process_id WHERE p.uid = ?1 ORDER BY s.id",
+	                       -1, &q, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_int64(q, 1, uid);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		if (out->npids < (int)(sizeof(out->pids) / sizeof(out->pids[0])))
+			out->pids[out->npids++] = (long)sqlite3_column_int64(q, 0);
+		out->n++;
+		out->bytes += sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	free(path);
+}
+
+/* status's store.uids entry of uid (asked as `as`), or NULL; *r is kept
+ * for the caller to free. */
+static const cJSON *status_store_uid(uid_t as, unsigned uid, struct h_ctl *r)
+{
+	const char *args[] = {"status", NULL};
+	const cJSON *e;
+
+	h_ctl_ok(&D, as, r, args);
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r->json, "store");
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(st, "uids"))
+	{
+		long long u = -1;
+		if (h_json_int(e, "uid", &u) && u == (long long)uid)
+			return e;
+	}
+	return NULL;
+}
+
+/* Every exit snapshot of uid 65534's programs was written or deleted. */
+static char *check_store_settled(const cJSON *json, void *arg)
+{
+	long long want = *(long long *)arg, n = -1, ev = -1, queued = -1;
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(json, "store"), *e;
+	const cJSON *lim = cJSON_GetObjectItemCaseSensitive(json, "limits");
+	h_json_int(cJSON_GetObjectItemCaseSensitive(lim, "queued_snapshots"), "used", &queued);
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(st, "uids"))
+	{
+		long long u = -1;
+		if (h_json_int(e, "uid", &u) && u == H_NOBODY) {
+			h_json_int(e, "snapshots", &n);
+			h_json_int(e, "evicted_per_uid", &ev);
+		}
+	}
+	if (n < 0 || ev < 0 || n + ev != want || queued != 0)
+		return h_strf("uid 65534: %lld stored + %lld deleted, want %lld; %lld queued", n,
+		              ev, want, queued);
+	return NULL;
+}
+
+/* The figures status gives (as root and as uid 65534) and /metrics are
+ * the file's. */
+static void store_figures_are_file(int port, long long evicted, const char *what)
+{
+	struct stored mine, root;
+	struct h_ctl r;
+	long long v;
+	char line[160];
+
+	stored_of(H_NOBODY, &mine);
+	stored_of(0, &root);
+	const cJSON *e = status_store_uid(H_NOUID, H_NOBODY, &r);
+	ck_assert_msg(e != NULL, "%s: status has no store entry of uid 65534: %.1500s", what,
+	              r.out);
+	ck_assert_msg(h_json_int(e, "bytes", &v) && v == mine.bytes,
+	              "%s: status %lld bytes, file %lld", what, v, mine.bytes);
+	ck_assert_msg(h_json_int(e, "snapshots", &v) && v == mine.n,
+	              "%s: status %lld snapshots, file %lld", what, v, mine.n);
+	ck_assert_msg(h_json_int(e, "evicted_per_uid", &v) && v == evicted,
+	              "%s: status %lld deleted, want %lld", what, v, evicted);
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r.json, "store");
+	ck_assert_msg(h_json_int(st, "bytes", &v) && v == mine.bytes + root.bytes,
+	              "%s: status %lld bytes in all, file %lld", what, v, mine.bytes + root.bytes);
+	ck_assert_msg(h_json_int(st, "max_bytes_per_uid", &v) && v == STORE_PER_UID,
+	              "%s: max_bytes_per_uid %lld", what, v);
+	h_ctl_free(&r);
+	e = status_store_uid(H_NOUID, 0, &r);
+	ck_assert_msg(e != NULL && h_json_int(e, "bytes", &v) && v == root.bytes &&
+	                  h_json_int(e, "evicted_per_uid", &v) && v == 0,
+	              "%s: root's entry differs from the file (%lld bytes): %.1500s", what,
+	              root.bytes, r.out);
+	h_ctl_free(&r);
+	/* uid 65534 sees its own figures, not root's */
+	ck_assert_ptr_null(status_store_uid(H_NOBODY, 0, &r));
+	h_ctl_free(&r);
+	ck_assert_int_eq(status_limit(H_NOBODY, "store_bytes", "yours"), mine.bytes);
+	ck_assert_int_eq(status_limit(H_NOUID, "store_bytes", "per_uid"), STORE_PER_UID);
+
+	char *m = http_get("127.0.0.1", port);
+	const char *want[4];
+	char *w0 = h_strf("\nmemtrace_store_bytes{uid=\"65534\"} %lld\n", mine.bytes);
+	char *w1 = h_strf("\nmemtrace_store_snapshots{uid=\"65534\"} %lld\n", mine.n);
+	char *w2 = h_strf("\nmemtrace_store_evicted_total{uid=\"65534\",bound=\"per_uid\"} %lld\n",
+	                  evicted);
+	char *w3 = h_strf("\nmemtrace_limit_max{limit=\"store_bytes\",scope=\"per_uid\"} %d\n",
+	                  STORE_PER_UID);
+	want[0] = w0, want[1] = w1, want[2] = w2, want[3] = w3;
+	for (int i = 0; i < 4; i++) {
+		snprintf(line, sizeof line, "%s", want[i] + 1);
+		ck_assert_msg(strstr(m, want[i]) != NULL, "%s: /metrics lacks %s", what, line);
+	}
+	free(w0), free(w1), free(w2), free(w3);
+	free(m);
+}
+
+/* The port of the n-th "metrics on" line of the log (a restarted daemon
+ * appends to it). */
+static int nth_logged_port(int n)
+{
+	static const char prefix[] = "metrics on http://127.0.0.1:";
+	long long deadline = h_now_ms() + H_START_MS;
+	while (h_now_ms() < deadline) {
+		char *log = h_daemon_log_tail(&D, (size_t)16 << 20);
+		const char *p = log;
+		for (int i = 0; p != NULL && i < n; i++) {
+			p = strstr(p, prefix);
+			if (p != NULL && i + 1 < n)
+				p++;
+		}
+		int port = p != NULL ? atoi(p + strlen(prefix)) : 0;
+		free(log);
+		if (port > 0)
+			return port;
+		h_sleep_ms(20);
+	}
+	ck_abort_msg("memtraced logged no metrics port (start %d)", n);
+	return 0;
+}
+
+START_TEST(store_bounds)
+{
+	char per_uid[24];
+	snprintf(per_uid, sizeof per_uid, "%d", STORE_PER_UID);
+	const char *opts[] = {"--snapshot-interval",
+	                      "0",
+	                      "--metrics-listen",
+	                      "127.0.0.1:0",
+	                      "--max-store-bytes-per-uid",
+	                      per_uid,
+	                      NULL};
+	struct h_proc v, p;
+	long pids[STORE_RUNS];
+	struct h_ctl r;
+	char vpid[24], id1[24], eid[24];
+
+	start(opts);
+	int port = nth_logged_port(1);
+	struct h_truth *vt = victim_start(&v);
+	snprintf(vpid, sizeof vpid, "%ld", vt->pid);
+	/* root's manual snapshot, exact */
+	const char *take[] = {"snapshot", "--pid", vpid, NULL};
+	long long id = 0;
+	h_ctl_ok(&D, H_NOUID, &r, take);
+	ck_assert_msg(h_json_int(r.json, "id", &id) && id > 0, "snapshot: %.800s", r.out);
+	h_ctl_free(&r);
+	snprintf(id1, sizeof id1, "%lld", id);
+	struct h_expect ex = {.t = vt, .files = vt, .key = H_KEY_LINENO};
+	const char *top1[] = {"top", "--snapshot", id1, "--limit", "0", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, top1);
+	char *why = h_check_top(r.json, &ex);
+	ck_assert_msg(why == NULL, "root's snapshot differs from its book: %.2000s", why);
+	h_ctl_free(&r);
+
+	/* The attack: short traced programs of uid 65534, one after another,
+	 * each leaving an exit snapshot. */
+	for (int i = 0; i < STORE_RUNS; i++) {
+		h_prog_start(&p, &D, "leaker", NULL, H_NOBODY, NULL);
+		pids[i] = (long)p.pid;
+		ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+		h_proc_cleanup(&p);
+	}
+	long long runs = STORE_RUNS;
+	const char *status[] = {"status", NULL};
+	why = h_ctl_poll(&D, H_NOUID, &r, check_store_settled, &runs, status);
+	ck_assert_msg(why == NULL, "%s", why);
+	h_ctl_free(&r);
+
+	/* The file keeps uid 65534's newest exit snapshots within its bound,
+	 * and deleted the rest oldest first. */
+	struct stored mine;
+	stored_of(H_NOBODY, &mine);
+	ck_assert_msg(mine.n >= 1 && mine.n < STORE_RUNS && mine.bytes <= STORE_PER_UID,
+	              "uid 65534 holds %lld snapshots, %lld bytes (bound %d)", mine.n, mine.bytes,
+	              STORE_PER_UID);
+	for (int i = 0; i < mine.npids; i++)
+		ck_assert_msg(mine.pids[i] == pids[STORE_RUNS - mine.npids + i],
+		              "stored snapshot %d of uid 65534 is pid %ld's, want the newest "
+		              "programs' (pid %ld)",
+		              i, mine.pids[i], pids[STORE_RUNS - mine.npids + i]);
+	/* as many as fit: one more of the same size would pass the bound */
+	ck_assert_msg(mine.bytes + mine.bytes / mine.n > STORE_PER_UID,
+	              "uid 65534 holds %lld bytes in %lld snapshots: more were deleted than the "
+	              "bound needs",
+	              mine.bytes, mine.n);
+	store_figures_are_file(port, STORE_RUNS - mine.n, "after the attack");
+	ck_assert_int_eq(log_count("limit store_bytes reached: uid 65534 passed "
+	                           "--max-store-bytes-per-uid"),
+	                 1);
+
+	/* Root: its snapshot is there and exact, its program exact live, and
+	 * its exit snapshot is stored and exact. */
+	h_ctl_ok(&D, H_NOUID, &r, top1);
+	why = h_check_top(r.json, &ex);
+	ck_assert_msg(why == NULL, "root's snapshot after the attack: %.2000s", why);
+	h_ctl_free(&r);
+	victim_top(vt, "after uid 65534 passed its store bound");
+	ck_assert_int_eq(h_proc_send(&v, "exit"), 0);
+	h_proc_end(&v, "sites");
+	struct h_truth *tend = h_truth_must(v.truth);
+	const char *snaps[] = {"snapshots", "--pid", vpid, NULL};
+	why = h_ctl_poll(&D, H_NOUID, &r, check_exit_snapshot, NULL, snaps);
+	ck_assert_msg(why == NULL, "root's program: %s: %.800s", why, r.out);
+	const cJSON *sn;
+	cJSON_ArrayForEach(sn, cJSON_GetObjectItemCaseSensitive(r.json, "snapshots"))
+	{
+		const char *reason = h_json_str(sn, "reason");
+		if (reason != NULL && strcmp(reason, "exit") == 0 && h_json_int(sn, "id", &id))
+			snprintf(eid, sizeof eid, "%lld", id);
+	}
+	h_ctl_free(&r);
+	struct h_expect ee = {.t = tend, .files = tend, .key = H_KEY_LINENO};
+	const char *top2[] = {"top", "--snapshot", eid, "--limit", "0", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, top2);
+	why = h_check_top(r.json, &ee);
+	ck_assert_msg(why == NULL, "root's exit snapshot differs from its book: %.2000s", why);
+	h_ctl_free(&r);
+	struct stored root;
+	stored_of(0, &root);
+	ck_assert_msg(root.n == 2, "root has %lld snapshots stored, want its 2", root.n);
+	store_figures_are_file(port, STORE_RUNS - mine.n, "after root's program ended");
+
+	/* The figures come back from the file after a restart. */
+	h_daemon_stop(&D);
+	h_daemon_spawn(&D, opts);
+	port = nth_logged_port(2);
+	store_figures_are_file(port, 0, "after a restart");
+	h_truth_free(vt);
+	h_truth_free(tend);
+	h_daemon_stop(&D);
+}
+END_TEST
+
 static Suite *limits_suite(void)
 {
 	Suite *s = suite_create("e2e_limits");
@@ -1562,6 +1846,8 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, fork_images);
 	tc = h_tcase(s, "symbol_cache", 90, NULL, teardown);
 	tcase_add_test(tc, symbol_cache);
+	tc = h_tcase(s, "store_bounds", 120, NULL, teardown);
+	tcase_add_test(tc, store_bounds);
 	return s;
 }
 

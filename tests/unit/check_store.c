@@ -529,7 +529,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 2);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 3);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -656,7 +656,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 3"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 4"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -667,7 +667,7 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 4);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
@@ -689,13 +689,16 @@ START_TEST(test_migrate_sample_bytes)
 	store_close(st);
 	/* Back to version 1's schema, as an older memtraced left it. */
 	db = raw_open();
-	raw_exec(db, "ALTER TABLE snapshot DROP COLUMN sample_bytes;"
+	raw_exec(db, "DROP INDEX snapshot_uid;"
+	             "ALTER TABLE snapshot DROP COLUMN bytes;"
+	             "ALTER TABLE snapshot DROP COLUMN uid;"
+	             "ALTER TABLE snapshot DROP COLUMN sample_bytes;"
 	             "PRAGMA user_version = 1");
 	sqlite3_close(db);
 
 	st = open_store();
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	sqlite3_close(db);
 	assert_reads_as_gen(st, old_id, &g);
 	s->sample_bytes = 65536;
@@ -1383,6 +1386,401 @@ START_TEST(test_reopen)
 }
 END_TEST
 
+/* ---- the bounds ---- */
+
+/* The charge of gen(g), from store.h's definition and the generator's own
+ * parameters (the file names of frame_of, the arguments of gen). */
+static uint64_t charge_of(const struct gen *g)
+{
+	static const char *const args[] = {"app", "--flag", "arg with \"quotes\"", "", NULL};
+	uint64_t c = STORE_CHARGE_SNAPSHOT + strlen(g->exe);
+	unsigned top = g->first + g->n + 4;
+	bool *used = xcalloc(top, sizeof(*used));
+	char bufs[3][64];
+
+	for (int i = 0; args[i] != NULL; i++)
+		c += strlen(args[i]) + 1;
+	for (unsigned k = 0; k < g->n; k++) {
+		unsigned q = g->first + k;
+		c += STORE_CHARGE_TRACE + STORE_CHARGE_FRAME_REF * depth_of(q);
+		for (unsigned r = 0; r < depth_of(q); r++)
+			used[q + r] = true;
+	}
+	if (g->n > 0)
+		c += 3 * STORE_CHARGE_LARGEST;
+	for (unsigned f = 0; f < top; f++) {
+		if (!used[f])
+			continue;
+		frame_of(f, bufs);
+		c += STORE_CHARGE_FRAME + strlen(bufs[0]) + strlen(bufs[1]) + strlen(bufs[2]);
+	}
+	free(used);
+	return c;
+}
+
+static struct store_uid_usage uid_usage(struct store *st, uid_t uid)
+{
+	struct store_usage u;
+	struct store_uid_usage r = {.uid = uid};
+
+	store_usage(st, &u);
+	for (size_t i = 0; i < u.nuids; i++)
+		if (u.uids[i].uid == uid)
+			r = u.uids[i];
+	store_usage_free(&u);
+	return r;
+}
+
+/* The figures against the file, read through another connection: per uid
+ * and in all, bytes (the column) and snapshots. */
+static void assert_usage_is_file(struct store *st)
+{
+	sqlite3 *db = raw_open();
+	struct store_usage u;
+	char sql[160];
+
+	store_usage(st, &u);
+	ck_assert_uint_eq(u.bytes,
+	                  (uint64_t)q_int(db, "SELECT coalesce(sum(bytes), 0) FROM snapshot"));
+	ck_assert_uint_eq(u.snapshots, (uint64_t)q_int(db, "SELECT count(*) FROM snapshot"));
+	ck_assert_int_eq(q_int(db,
+	                       "SELECT count(*) FROM snapshot s JOIN process p ON"
+	                       " p.id = s.process_id WHERE s.uid IS NOT p.uid OR bytes IS NULL"),
+	                 0);
+	for (size_t i = 0; i < u.nuids; i++) {
+		snprintf(sql, sizeof sql,
+		         "SELECT coalesce(sum(bytes), 0) FROM snapshot WHERE uid = %u",
+		         (unsigned)u.uids[i].uid);
+		ck_assert_uint_eq(u.uids[i].bytes, (uint64_t)q_int(db, sql));
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM snapshot WHERE uid = %u",
+		         (unsigned)u.uids[i].uid);
+		ck_assert_uint_eq(u.uids[i].snapshots, (uint64_t)q_int(db, sql));
+	}
+	/* every uid of the file is there (others may stay for their counters) */
+	size_t holding = 0;
+	for (size_t i = 0; i < u.nuids; i++)
+		holding += u.uids[i].snapshots > 0;
+	ck_assert_uint_eq(holding, (uint64_t)q_int(db, "SELECT count(DISTINCT uid) FROM snapshot"));
+	store_usage_free(&u);
+	sqlite3_close(db);
+}
+
+/* The ids of uid's stored snapshots, oldest first, into ids (at most cap). */
+static size_t stored_ids(uid_t uid, int64_t *ids, size_t cap)
+{
+	sqlite3 *db = raw_open();
+	char sql[128];
+	size_t n = 0;
+
+	snprintf(sql, sizeof sql,
+	         "SELECT s.id FROM snapshot s JOIN process p ON p.id = s.process_id"
+	         " WHERE p.uid = %u ORDER BY s.id",
+	         (unsigned)uid);
+	sqlite3_stmt *q = prep(db, sql);
+	while (sqlite3_step(q) == SQLITE_ROW && n < cap)
+		ids[n++] = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+/* The charge is what store.h defines, it is in the file, and the figures
+ * add up per uid. */
+START_TEST(test_charge)
+{
+	struct store *st = open_store();
+	struct gen g[] = {
+	    {10, 1000, 1, "/bin/a", 100.0, "periodic", 0, 30},
+	    {11, 1000, 2, "/bin/a", 110.0, "exit", 5, 7},
+	    {12, 2000, 3, "/usr/bin/bb", 120.0, "manual", 40, 1},
+	    {13, 2000, 4, "/usr/bin/bb", 130.0, "manual", 0, 0},
+	};
+	uint64_t want[2] = {0, 0};
+	sqlite3 *db;
+	char sql[96];
+
+	for (int i = 0; i < 4; i++) {
+		struct snapshot *s = gen(&g[i]);
+		struct store_written w;
+		ck_assert_uint_eq(store_charge(s), charge_of(&g[i]));
+		ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
+		ck_assert_uint_eq(w.bytes, charge_of(&g[i]));
+		want[i / 2] += charge_of(&g[i]);
+		ck_assert_uint_eq(w.uid_bytes, want[i / 2]);
+		ck_assert_uint_eq(w.total_bytes, want[0] + want[1]);
+		ck_assert_uint_eq(w.evicted_own + w.evicted_total, 0);
+		db = raw_open();
+		snprintf(sql, sizeof sql, "SELECT bytes FROM snapshot WHERE id = %lld",
+		         (long long)w.id);
+		ck_assert_uint_eq((uint64_t)q_int(db, sql), charge_of(&g[i]));
+		sqlite3_close(db);
+		snapshot_free(s);
+	}
+	ck_assert_uint_eq(uid_usage(st, 1000).bytes, want[0]);
+	ck_assert_uint_eq(uid_usage(st, 1000).snapshots, 2);
+	ck_assert_uint_eq(uid_usage(st, 2000).bytes, want[1]);
+	ck_assert_uint_eq(uid_usage(st, 2000).snapshots, 2);
+	assert_usage_is_file(st);
+	/* retention takes back what it deletes */
+	size_t deleted;
+	ck_assert_int_eq(store_retain(st, 1, 0, &deleted), 0);
+	ck_assert_uint_eq(deleted, 0); /* one snapshot per process */
+	store_close(st);
+
+	/* recomputed at open, from the file */
+	st = open_store();
+	ck_assert_uint_eq(uid_usage(st, 1000).bytes, want[0]);
+	ck_assert_uint_eq(uid_usage(st, 2000).bytes, want[1]);
+	assert_usage_is_file(st);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* Past its own bound a uid loses its oldest snapshots, and only its own:
+ * the newest ones stay, another uid's stay. */
+START_TEST(test_bound_per_uid)
+{
+	struct store *st = open_store();
+	struct gen g = {10, 1000, 1, "/bin/a", 100.0, "exit", 0, 20};
+	struct gen other = {20, 2000, 2, "/bin/b", 100.0, "exit", 3, 20};
+	uint64_t c = charge_of(&g);
+	int64_t mine[12], theirs[2], got[16];
+
+	/* three and a half of uid 1000's snapshots */
+	store_set_bounds(st, 0, 3 * c + c / 2);
+	theirs[0] = write_gen(st, &other);
+	for (int i = 0; i < 12; i++) {
+		struct snapshot *s;
+		struct store_written w;
+		g.pid = 10 + i; /* a short-lived process each */
+		g.taken_at = 100.0 + i;
+		s = gen(&g);
+		ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
+		mine[i] = w.id;
+		ck_assert_uint_eq(w.evicted_own, i >= 3 ? 1 : 0);
+		ck_assert_uint_eq(w.evicted_total, 0);
+		ck_assert_uint_eq(w.uid_bytes, (i >= 3 ? 3 : (uint64_t)i + 1) * c);
+		snapshot_free(s);
+	}
+	theirs[1] = write_gen(st, &other);
+	/* uid 1000's newest three, uid 2000's two */
+	ck_assert_uint_eq(stored_ids(1000, got, 16), 3);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(got[i], mine[9 + i]);
+	ck_assert_uint_eq(stored_ids(2000, got, 16), 2);
+	ck_assert_int_eq(got[0], theirs[0]);
+	ck_assert_int_eq(got[1], theirs[1]);
+	struct store_uid_usage u = uid_usage(st, 1000);
+	ck_assert_uint_eq(u.bytes, 3 * c);
+	ck_assert_uint_eq(u.snapshots, 3);
+	ck_assert_uint_eq(u.evicted_own, 9);
+	ck_assert_uint_eq(u.evicted_total, 0);
+	ck_assert_uint_eq(uid_usage(st, 2000).evicted_own, 0);
+	assert_usage_is_file(st);
+	/* the deleted ones read as missing, the kept ones as written */
+	struct snapshot *s;
+	ck_assert_int_eq(store_read(st, mine[0], &s), -ENOENT);
+	g.pid = 21;
+	g.taken_at = 111.0;
+	assert_reads_as_gen(st, mine[11], &g);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* The total bound against a reference model: equal snapshots of three
+ * uids; after each write, while the total is past the bound, the uid
+ * holding the most (the writer on a tie) loses its oldest. A hostile uid
+ * that writes on and on ends with its share, never below another's. */
+#define TOT_MAX_IDS 64
+struct model_uid {
+	int64_t ids[TOT_MAX_IDS];
+	size_t head, n;
+};
+
+START_TEST(test_bound_total)
+{
+	struct store *st = open_store();
+	const uid_t uids[3] = {1000, 2000, 65534};
+	struct model_uid m[3] = {0};
+	/* uid 1000 and 2000 write 4 each, then 65534 writes 30 */
+	int order[38];
+	uint64_t c;
+	struct gen g = {0, 0, 1, "/bin/p", 0, "exit", 0, 10};
+
+	c = charge_of(&g);
+	store_set_bounds(st, 10 * c, 0);
+	for (int i = 0; i < 38; i++)
+		order[i] = i < 8 ? i % 2 : 2;
+	for (int i = 0; i < 38; i++) {
+		int k = order[i];
+		struct store_written w;
+		struct snapshot *s;
+		g.pid = 100 + i;
+		g.uid = uids[k];
+		g.taken_at = 1000.0 + i;
+		s = gen(&g);
+		ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
+		snapshot_free(s);
+		m[k].ids[m[k].head + m[k].n++] = w.id;
+		size_t total = m[0].n + m[1].n + m[2].n, evicted = 0;
+		while (total > 10) {
+			int most = k;
+			for (int j = 0; j < 3; j++)
+				if (m[j].n > m[most].n)
+					most = j;
+			m[most].head++;
+			m[most].n--;
+			total--;
+			evicted++;
+		}
+		ck_assert_uint_eq(w.evicted_total, evicted);
+		ck_assert_uint_eq(w.total_bytes, total * c);
+		for (int j = 0; j < 3; j++) {
+			int64_t got[TOT_MAX_IDS];
+			size_t n = stored_ids(uids[j], got, TOT_MAX_IDS);
+			ck_assert_msg(n == m[j].n, "after write %d: uid %u holds %zu, want %zu", i,
+			              (unsigned)uids[j], n, m[j].n);
+			for (size_t x = 0; x < n; x++)
+				ck_assert_int_eq(got[x], m[j].ids[m[j].head + x]);
+			ck_assert_uint_eq(uid_usage(st, uids[j]).bytes, m[j].n * c);
+		}
+	}
+	/* The hostile uid took one of uid 1000's while it held fewer, then
+	 * only ever deleted its own: it never holds more than the others. */
+	ck_assert_uint_eq(m[0].n, 3);
+	ck_assert_uint_eq(m[1].n, 4);
+	ck_assert_uint_eq(m[2].n, 3);
+	ck_assert_uint_eq(uid_usage(st, 1000).evicted_total, 1);
+	ck_assert_uint_eq(uid_usage(st, 2000).evicted_total, 0);
+	ck_assert_uint_eq(uid_usage(st, 65534).evicted_total, 30 - 3);
+	assert_usage_is_file(st);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* What a bound refuses is not written and changes nothing else: a
+ * snapshot larger than a bound, and one that could fit the total only by
+ * deleting itself. */
+START_TEST(test_bound_refused)
+{
+	struct store *st = open_store();
+	struct gen small = {10, 1000, 1, "/bin/a", 100.0, "exit", 0, 5};
+	struct gen big = {11, 1000, 2, "/bin/a", 101.0, "exit", 0, 200};
+	uint64_t c = charge_of(&small);
+	struct store_written w;
+	struct snapshot *s;
+	int64_t kept[3];
+
+	ck_assert_uint_gt(charge_of(&big), 2 * c);
+	store_set_bounds(st, 3 * c, 2 * c);
+	kept[0] = write_gen(st, &small);
+	s = gen(&big);
+	ck_assert_int_eq(store_write_bounded(st, s, &w), -EFBIG);
+	ck_assert_int_eq(w.id, 0);
+	ck_assert_uint_eq(w.bytes, charge_of(&big));
+	ck_assert_uint_eq(w.uid_bytes, c);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "more than a uid may hold"));
+	snapshot_free(s);
+	ck_assert_uint_eq(uid_usage(st, 1000).refused, 1);
+	ck_assert_uint_eq(uid_usage(st, 1000).snapshots, 1);
+
+	/* uids 1000, 2000, 3000 hold one each, the total: uid 4000's first
+	 * snapshot could only replace itself */
+	small.uid = 2000;
+	small.pid = 20;
+	kept[1] = write_gen(st, &small);
+	small.uid = 3000;
+	small.pid = 30;
+	kept[2] = write_gen(st, &small);
+	small.uid = 4000;
+	small.pid = 40;
+	s = gen(&small);
+	ck_assert_int_eq(store_write_bounded(st, s, &w), -ENOSPC);
+	snapshot_free(s);
+	ck_assert_int_eq(w.id, 0);
+	ck_assert_uint_eq(w.evicted_total, 0);
+	ck_assert_uint_eq(uid_usage(st, 4000).refused, 1);
+	ck_assert_uint_eq(uid_usage(st, 4000).bytes, 0);
+	for (int i = 0; i < 3; i++) {
+		int64_t got[4];
+		ck_assert_uint_eq(stored_ids((uid_t)(1000 * (i + 1)), got, 4), 1);
+		ck_assert_int_eq(got[0], kept[i]);
+		ck_assert_uint_eq(uid_usage(st, (uid_t)(1000 * (i + 1))).evicted_total, 0);
+	}
+	struct store_usage u;
+	store_usage(st, &u);
+	ck_assert_uint_eq(u.bytes, 3 * c);
+	ck_assert_uint_eq(u.refused, 2);
+	ck_assert_uint_eq(u.max_bytes, 3 * c);
+	ck_assert_uint_eq(u.max_bytes_per_uid, 2 * c);
+	store_usage_free(&u);
+	assert_usage_is_file(st);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* A version 2 file is charged at open, as its snapshots would be written
+ * now; a write by another connection is seen by the next write. */
+START_TEST(test_bound_migrate_and_share)
+{
+	struct gen g[] = {
+	    {10, 1000, 1, "/bin/a", 100.0, "periodic", 0, 30},
+	    {20, 2000, 2, "/bin/b", 110.0, "exit", 5, 7},
+	};
+	struct store *st = open_store(), *other;
+	int64_t id[2];
+	sqlite3 *db;
+	char sql[96];
+
+	for (int i = 0; i < 2; i++)
+		id[i] = write_gen(st, &g[i]);
+	store_close(st);
+	db = raw_open();
+	raw_exec(db, "DROP INDEX snapshot_uid;"
+	             "ALTER TABLE snapshot DROP COLUMN bytes;"
+	             "ALTER TABLE snapshot DROP COLUMN uid;"
+	             "PRAGMA user_version = 2");
+	sqlite3_close(db);
+
+	st = open_store();
+	db = raw_open();
+	for (int i = 0; i < 2; i++) {
+		snprintf(sql, sizeof sql, "SELECT bytes FROM snapshot WHERE id = %lld",
+		         (long long)id[i]);
+		ck_assert_uint_eq((uint64_t)q_int(db, sql), charge_of(&g[i]));
+	}
+	sqlite3_close(db);
+	ck_assert_uint_eq(uid_usage(st, 1000).bytes, charge_of(&g[0]));
+	ck_assert_uint_eq(uid_usage(st, 2000).bytes, charge_of(&g[1]));
+	assert_usage_is_file(st);
+
+	/* another connection writes two of uid 1000's; a bound of two for
+	 * uid 1000 on this one deletes its oldest at the next write */
+	other = open_store();
+	g[0].pid = 11;
+	write_gen(other, &g[0]);
+	g[0].pid = 12;
+	write_gen(other, &g[0]);
+	store_close(other);
+	store_set_bounds(st, 0, 2 * charge_of(&g[0]));
+	g[0].pid = 13;
+	struct snapshot *s = gen(&g[0]);
+	struct store_written w;
+	ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
+	snapshot_free(s);
+	ck_assert_uint_eq(w.evicted_own, 2);
+	ck_assert_uint_eq(w.uid_bytes, 2 * charge_of(&g[0]));
+	ck_assert_int_eq(store_read(st, id[0], &s), -ENOENT);
+	assert_usage_is_file(st);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
 /* ---- threads ---- */
 
 struct writer_arg {
@@ -1579,6 +1977,11 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_retain_then_reuse);
 	tcase_add_test(tc, test_reopen);
 	tcase_add_test(tc, test_threads);
+	tcase_add_test(tc, test_charge);
+	tcase_add_test(tc, test_bound_per_uid);
+	tcase_add_test(tc, test_bound_total);
+	tcase_add_test(tc, test_bound_refused);
+	tcase_add_test(tc, test_bound_migrate_and_share);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(big, setup, teardown);
