@@ -209,19 +209,16 @@ struct forge {
  * per entry of f->allocs, each on a stack of its own. */
 static int forge_region(const struct forge *f)
 {
-	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int fd = h_region_empty();
 	uint64_t arena = 0;
 
-	if (fd < 0 || ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+	if (fd < 0)
 		return -1;
 	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		return -1;
 	struct shm_header *h = (struct shm_header *)map;
 	struct shm_ring *r = (struct shm_ring *)(map + SHM_OFF_RING(0));
-	h->magic = SHM_MAGIC;
-	h->version = PROTO_VERSION;
 	for (int i = 0; i < f->nallocs; i++) {
 		const struct forge_alloc *a = &f->allocs[i];
 		uint32_t id = (uint32_t)i + 1;
@@ -246,25 +243,7 @@ static int forge_region(const struct forge *f)
 
 static int send_with_fd(int sock, const void *buf, size_t n, int fd)
 {
-	union {
-		struct cmsghdr h;
-		char space[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {(void *)buf, n};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-
-	memset(&ctl, 0, sizeof ctl);
-	msg.msg_control = ctl.space;
-	msg.msg_controllen = sizeof ctl.space;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	if (w < 0)
-		return -errno;
-	return h_send_all(sock, (const char *)buf + w, n - (size_t)w);
+	return h_send_fds(sock, buf, n, &fd, 1);
 }
 
 /* The forged process, in a forked child: connect, say hello with the

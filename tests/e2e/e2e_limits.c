@@ -343,47 +343,9 @@ static size_t hello_frame(uint8_t *buf, size_t cap)
 	return n > 0 ? (size_t)n : 0;
 }
 
-/* The shared region, made as the agent makes it (proto/shm.h), empty. */
-static int good_region(void)
-{
-	int fd = memfd_create("flood", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0 || ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
-		return -1;
-	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		return -1;
-	((struct shm_header *)map)->magic = SHM_MAGIC;
-	((struct shm_header *)map)->version = PROTO_VERSION;
-	munmap(map, SHM_SIZE);
-	return fd;
-}
-
-/* Sends buf with the descriptors fds[0..n) attached (the rest of buf after
- * a short write without them). 0 or -errno. */
-static int send_fds(int sock, const void *buf, size_t len, const int *fds, int n)
-{
-	size_t space = CMSG_SPACE(sizeof(int) * (size_t)n);
-	char *ctl = calloc(1, space);
-	struct iovec iov = {(void *)buf, len};
-	struct msghdr msg = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = space};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
-	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	int err = errno;
-	free(ctl);
-	if (w < 0)
-		return -err;
-	return h_send_all(sock, (const char *)buf + w, len - (size_t)w);
-}
-
 static int send_with_fd(int sock, const void *buf, size_t n, int fd)
 {
-	return send_fds(sock, buf, n, &fd, 1);
+	return h_send_fds(sock, buf, n, &fd, 1);
 }
 
 struct flood_arg {
@@ -398,7 +360,7 @@ static int flood_modules(void *argp)
 	struct flood_arg *a = argp;
 	uint8_t hello[1024];
 	char *sock = h_strf("%s/agent.sock", D.runtime);
-	int fd = h_connect(sock), region = good_region();
+	int fd = h_connect(sock), region = h_region_empty();
 	size_t cap = (size_t)FLOOD_MODULES * 256, len = 0;
 	uint8_t *buf = malloc(cap);
 	static const uint8_t bid[20] = {1, 2, 3};
@@ -877,7 +839,7 @@ END_TEST
  * ring; nothing in flight. -1 on failure. */
 static int region_with(uint32_t nallocs, uint32_t nforks)
 {
-	int fd = good_region();
+	int fd = h_region_empty();
 	if (fd < 0)
 		return -1;
 	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -1059,7 +1021,7 @@ static int go_ahead(struct mutual_arg *a)
 static int mutual(void *argp)
 {
 	struct mutual_arg *a = argp;
-	int r1 = good_region(), r2 = good_region(), r3 = good_region();
+	int r1 = h_region_empty(), r2 = h_region_empty(), r3 = h_region_empty();
 	int yup[2], ydown[2];
 	char c;
 
@@ -1209,9 +1171,9 @@ static int pass_descriptors(void *argp)
 	if (hn == 0 || wn <= 0 || pipe(p) < 0)
 		return 10;
 	for (int i = 0; i < DESC_CONNS; i++) {
-		int fd = h_connect(path), region = good_region();
+		int fd = h_connect(path), region = h_region_empty();
 		int fds[4] = {region, p[0], p[1], p[0]};
-		if (fd < 0 || region < 0 || send_fds(fd, hello, hn, fds, 4) < 0)
+		if (fd < 0 || region < 0 || h_send_fds(fd, hello, hn, fds, 4) < 0)
 			return 11;
 		(void)h_wait_closed(fd, 5000);
 		close(fd);
@@ -1219,18 +1181,18 @@ static int pass_descriptors(void *argp)
 	}
 	for (int i = 0; i < 253; i++)
 		many[i] = i % 2 ? p[1] : p[0];
-	int fd = h_connect(path), region = good_region();
+	int fd = h_connect(path), region = h_region_empty();
 	if (fd < 0 || region < 0 || send_with_fd(fd, hello, hn, region) < 0 ||
-	    send_fds(fd, wake, (size_t)wn, many, 253) < 0)
+	    h_send_fds(fd, wake, (size_t)wn, many, 253) < 0)
 		return 12;
 	(void)h_wait_closed(fd, 5000);
 	close(fd);
 	close(region);
 	int tcp = lingering_socket(&listener);
 	fd = h_connect(path);
-	region = good_region();
+	region = h_region_empty();
 	if (tcp < 0 || fd < 0 || region < 0 || send_with_fd(fd, hello, hn, region) < 0 ||
-	    send_fds(fd, wake, (size_t)wn, &tcp, 1) < 0)
+	    h_send_fds(fd, wake, (size_t)wn, &tcp, 1) < 0)
 		return 13;
 	close(tcp); /* the daemon's copy is the last */
 	close(region);
@@ -1356,7 +1318,7 @@ static uint64_t sc_addr(uint32_t id, uint32_t k)
  * distinct addresses, each with one live 64-byte block. */
 static int region_of_stacks(void)
 {
-	int fd = good_region();
+	int fd = h_region_empty();
 	if (fd < 0)
 		return -1;
 	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

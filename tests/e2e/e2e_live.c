@@ -1284,25 +1284,7 @@ static int make_region(enum region_kind kind, void (*spoil)(char *))
 /* Sends buf with descriptor fd attached. 0 or -errno. */
 static int send_with_fd(int sock, const void *buf, size_t n, int fd)
 {
-	union {
-		struct cmsghdr h;
-		char space[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {(void *)buf, n};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-
-	memset(&ctl, 0, sizeof ctl);
-	msg.msg_control = ctl.space;
-	msg.msg_controllen = sizeof ctl.space;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	ssize_t w = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	if (w < 0)
-		return -errno;
-	return h_send_all(sock, (const char *)buf + w, n - (size_t)w);
+	return h_send_fds(sock, buf, n, &fd, 1);
 }
 
 static void hdr(struct bad_frame *b, uint16_t type, uint32_t len, uint16_t reserved)

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,6 +33,8 @@
 #include <unistd.h>
 
 #include "ctlwire.h"
+#include "proto.h"
+#include "shm.h"
 
 #ifndef TEST_BUILDDIR
 #define TEST_BUILDDIR "."
@@ -1648,6 +1651,53 @@ int h_send_all(int fd, const void *buf, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+int h_send_fds(int sock, const void *buf, size_t len, const int *fds, int n)
+{
+	size_t space = CMSG_SPACE(sizeof(int) * (size_t)n);
+	char *ctl = calloc(1, space);
+	struct iovec iov = {(void *)buf, len};
+	struct msghdr msg = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = space};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	ssize_t w;
+	int err;
+
+	if (ctl == NULL)
+		return -ENOMEM;
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+	w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	err = errno;
+	free(ctl);
+	if (w < 0)
+		return -err;
+	return h_send_all(sock, (const char *)buf + w, len - (size_t)w);
+}
+
+int h_region_empty(void)
+{
+	int fd = memfd_create("region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	char *map;
+
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		goto err;
+	map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		goto err;
+	((struct shm_header *)map)->magic = SHM_MAGIC;
+	((struct shm_header *)map)->version = PROTO_VERSION;
+	munmap(map, SHM_SIZE);
+	return fd;
+err:
+	close(fd);
+	return -1;
 }
 
 int h_wait_closed(int fd, int timeout_ms)

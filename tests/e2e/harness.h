@@ -322,6 +322,13 @@ char *h_json_brief(const cJSON *json, size_t max);
 int h_connect(const char *path);
 /* Writes everything (MSG_NOSIGNAL). Returns 0 or -errno. */
 int h_send_all(int fd, const void *buf, size_t n);
+/* Sends buf with the descriptors fds[0..n) attached (SCM_RIGHTS), then
+ * what a short write left without them. 0 or -errno. */
+int h_send_fds(int sock, const void *buf, size_t len, const int *fds, int n);
+/* An agent's shared region as the agent makes it (proto/shm.h): a memfd of
+ * SHM_SIZE sealed against resizing, its header written, nothing else.
+ * Returns the descriptor or -1. */
+int h_region_empty(void);
 /* Waits until the peer closes (EOF or reset), discarding what it sends.
  * Returns 1 if closed, 0 on timeout. */
 int h_wait_closed(int fd, int timeout_ms);
