@@ -17,6 +17,7 @@
 
 struct cap_stack {
 	uint64_t size, count, allocations;
+	uint32_t id; /* the session's stack id: stacks are in id order */
 	uint32_t nframes;
 	size_t off; /* into addrs */
 };
@@ -43,8 +44,11 @@ struct capture {
 	struct cap_stack *stacks;
 	size_t nstacks;
 	uint64_t *addrs;
-	struct cap_block *largest;
-	size_t nlargest;
+	/* The largest blocks: the blocks as they were at the capture (a view
+	 * shared copy on write with the heap), searched on the worker. */
+	struct heap_view view;
+	bool has_view;
+	size_t nlargest; /* how many are asked for */
 };
 
 /* ---- the largest blocks: a bounded min-heap on size ---- */
@@ -87,13 +91,50 @@ static int by_size_desc(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+/* The capture index of stack id `id` (a stack with live blocks), by binary
+ * search of the stacks, which are in id order; 0 if it is not there. */
+static uint32_t stack_index(const struct capture *c, uint32_t id)
+{
+	size_t lo = 0, hi = c->nstacks;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->stacks[mid].id == id)
+			return (uint32_t)mid;
+		if (c->stacks[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* Thread pool: the nlargest largest blocks of the view, largest first, each
+ * naming its trace; the view is given back. */
+static struct cap_block *largest_blocks(struct capture *c, size_t *n)
+{
+	struct largest l = {xcalloc(c->nlargest ? c->nlargest : 1, sizeof(struct cap_block)), 0,
+	                    c->nlargest};
+
+	*n = 0;
+	if (!c->has_view)
+		return l.v;
+	heap_view_foreach(&c->view, largest_visit, &l);
+	heap_view_close(&c->view);
+	c->has_view = false;
+	qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
+	for (size_t i = 0; i < l.n; i++)
+		l.v[i].stack = stack_index(c, l.v[i].stack);
+	*n = l.n;
+	return l.v;
+}
+
 /* ---- loop thread ---- */
 
 struct capture *capture_take(struct session *s, const char *reason, size_t nlargest)
 {
 	if (s->state == SESSION_LIVE)
 		session_drain(s, false); /* what the region holds now counts */
-	const struct heap *h = &s->heap;
+	struct heap *h = &s->heap;
 	struct capture *c = xcalloc(1, sizeof(*c));
 	struct timeval tv;
 	size_t naddrs = 0;
@@ -121,8 +162,6 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->nmods = s->modules.n;
 	c->mods = modmap_array(&s->modules);
 
-	/* Stack id -> capture index, for the largest blocks. */
-	uint32_t *index = xcalloc(h->nstacks ? h->nstacks : 1, sizeof(*index));
 	for (uint32_t id = 0; id < h->nstacks; id++) {
 		if (h->stacks[id].live_count > 0) {
 			c->nstacks++;
@@ -136,8 +175,8 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 		const struct heap_stack *st = &h->stacks[id];
 		if (st->live_count == 0)
 			continue;
-		index[id] = (uint32_t)k;
 		struct cap_stack *cs = &c->stacks[k++];
+		cs->id = id;
 		cs->size = st->live_bytes;
 		cs->count = st->live_count;
 		cs->allocations = st->total_allocs;
@@ -148,16 +187,13 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 			memcpy(c->addrs + off, st->frames, st->nframes * sizeof(*st->frames));
 		off += st->nframes;
 	}
+	/* The search for the largest blocks reads every block: not here, but
+	 * on the worker, in a view of the blocks as they are now. */
 	if (nlargest > 0) {
-		struct largest l = {xcalloc(nlargest, sizeof(struct cap_block)), 0, nlargest};
-		heap_foreach(h, largest_visit, &l);
-		qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
-		for (size_t i = 0; i < l.n; i++)
-			l.v[i].stack = index[l.v[i].stack];
-		c->largest = l.v;
-		c->nlargest = l.n;
+		heap_view_take(h, &c->view);
+		c->has_view = true;
+		c->nlargest = nlargest;
 	}
-	free(index);
 	return c;
 }
 
@@ -165,7 +201,7 @@ size_t capture_memory(const struct capture *c)
 {
 	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 +
 	           c->nmods * sizeof(*c->mods) + c->nstacks * sizeof(*c->stacks) +
-	           c->nlargest * sizeof(*c->largest);
+	           c->nlargest * sizeof(struct cap_block);
 	for (size_t i = 0; i < c->nmods; i++)
 		n += strlen(c->mods[i].path) + 1;
 	for (size_t i = 0; i < c->nstacks; i++)
@@ -182,7 +218,8 @@ void capture_free(struct capture *c)
 	free(c->mods);
 	free(c->stacks);
 	free(c->addrs);
-	free(c->largest);
+	if (c->has_view)
+		heap_view_close(&c->view);
 	free(c->exe);
 	free(c->cmdline);
 	free(c);
@@ -299,11 +336,13 @@ static void fill_identity(struct snapshot *snap, const struct capture *c)
 	snap->sample_bytes = c->sample_bytes;
 }
 
-struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
+struct snapshot *capture_resolve(struct capture *c, struct symbols *syms)
 {
 	struct snapshot *snap = snapshot_new();
 	struct memo m;
-	size_t distinct_max = 0;
+	size_t distinct_max = 0, nlargest;
+	/* First, so that the view holds the heap's old chunks no longer. */
+	struct cap_block *largest = largest_blocks(c, &nlargest);
 
 	fill_identity(snap, c);
 	for (size_t i = 0; i < c->nstacks; i++)
@@ -350,13 +389,14 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		memcpy(t->frames, buf_idx, n * sizeof(*buf_idx));
 		memcpy(t->addrs, buf_addr, n * sizeof(*buf_addr));
 	}
-	snap->nlargest = c->nlargest;
-	snap->largest = xcalloc(c->nlargest ? c->nlargest : 1, sizeof(*snap->largest));
-	for (size_t i = 0; i < c->nlargest; i++) {
-		snap->largest[i].addr = c->largest[i].addr;
-		snap->largest[i].size = c->largest[i].size;
-		snap->largest[i].trace = c->largest[i].stack;
+	snap->nlargest = nlargest;
+	snap->largest = xcalloc(nlargest ? nlargest : 1, sizeof(*snap->largest));
+	for (size_t i = 0; i < nlargest; i++) {
+		snap->largest[i].addr = largest[i].addr;
+		snap->largest[i].size = largest[i].size;
+		snap->largest[i].trace = largest[i].stack;
 	}
+	free(largest);
 	for (size_t i = 0; i < c->nmods; i++)
 		symbols_release(syms, m.bound[i]);
 	free(m.bound);

@@ -497,7 +497,7 @@ static size_t home_of(struct homes *f, uint64_t addr)
 
 	EXPECT_INT_EQ(heap_apply(&f->h, &ev), 0);
 	for (size_t i = 0; i < f->h.tab.cap; i++)
-		if (f->h.tab.slots[i].addr == addr)
+		if (heap_table_slot(&f->h.tab, i)->addr == addr)
 			home = i;
 	EXPECT_TRUE(home != SIZE_MAX);
 	ev.seq = ++f->seq;
@@ -1304,7 +1304,8 @@ START_TEST(test_wrap_all_orders)
 			check_blocks(&r);
 		}
 		/* Four blocks want the last two slots: the chain wraps. */
-		EXPECT_TRUE(r.h.tab.slots[cap - 1].addr != 0 && r.h.tab.slots[0].addr != 0);
+		EXPECT_TRUE(heap_table_slot(&r.h.tab, cap - 1)->addr != 0 &&
+		            heap_table_slot(&r.h.tab, 0)->addr != 0);
 		if (perms % 97 == 0)
 			check_foreach(&r);
 		for (size_t i = 0; i < 7; i++) {
@@ -1317,7 +1318,7 @@ START_TEST(test_wrap_all_orders)
 	EXPECT_EQ(r.h.tab.cap, cap);
 	EXPECT_EQ(r.h.unknown_frees, 0);
 	for (size_t i = 0; i < cap; i++)
-		EXPECT_EQ(r.h.tab.slots[i].addr, 0);
+		EXPECT_EQ(heap_table_slot(&r.h.tab, i)->addr, 0);
 	check_full(&r);
 	rig_close(&r);
 }
@@ -1661,7 +1662,7 @@ START_TEST(test_stress)
 	EXPECT_EQ(r.h.current, 0);
 	EXPECT_EQ(r.h.nbig, 0);
 	for (size_t i = 0; i < r.h.tab.cap; i++)
-		EXPECT_EQ(r.h.tab.slots[i].addr, 0);
+		EXPECT_EQ(heap_table_slot(&r.h.tab, i)->addr, 0);
 	rig_close(&r);
 	free(pool);
 }
