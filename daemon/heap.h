@@ -6,9 +6,10 @@
  * and peak traced bytes. It is fed the agent's events in the agent's
  * sequence order and applies them exactly: a free removes the block, an
  * allocation inserts it. It never symbolizes and never allocates per event
- * (the block table grows geometrically; a large one moves into its new array
-a few slots an event, so no event costs more than O(1) and none holds the
-loop for the whole table).
+ * but the 64 KiB chunk of the block table that an event is the first to
+ * write (the table grows geometrically; a large one moves into its new
+ * array a few slots an event, so no event costs more than O(1) and none
+ * holds the loop for the whole table).
  *
  * When the process is sampled (heap_set_sampling), a block keeps its true
  * size and every statistic adds the block's weight instead (sampling.h:
@@ -26,10 +27,10 @@ loop for the whole table).
  * write, chunk by chunk): a fork image (heap_clone) and a capture's view of
  * the blocks (heap_view_take) cost the loop O(slots / HEAP_CHUNK), and the
  * first write to a shared chunk copies 64 KiB, so no event nor copy holds
- * the loop for a time that grows with the blocks. The rare block of 1 TiB or more
- * keeps its exact size in a second table of the same kind, keyed by its
- * address, so it costs what any block costs: every operation is O(1)
- * expected whatever the sizes. Addresses are what an agent says, so a
+ * the loop for a time that grows with the blocks. The rare block of 1 TiB
+ * or more keeps its exact size in a second table of the same kind, keyed
+ * by its address, so it costs what any block costs: every operation is
+ * O(1) expected whatever the sizes. Addresses are what an agent says, so a
  * hostile one may choose them: the home slot of an address is a strong mix
  * of the address and a key drawn at random for each heap (heap_init), which
  * the agent never learns, so it cannot build long probe chains on purpose.
