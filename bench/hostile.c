@@ -24,10 +24,12 @@
  *                                     record in flight on all 1,024 rings
  *                                     (never readable), sending WAKE frames
  *                                     as fast as it can for S seconds
- *   hostile forks RUNTIME_DIR B F [W] an agent with B live blocks, then F
- *                                     FORK records no child claims (F may be
- *                                     0: a large heap), each followed by W
- *                                     frees of blocks spread over the heap
+ *   hostile forks RUNTIME_DIR B F [W [S]]
+ *                                     an agent with B live blocks (on S
+ *                                     stacks of 32 frames, else none), then
+ *                                     F FORK records no child claims (F may
+ *                                     be 0: a large heap), each followed by
+ *                                     W frees of blocks spread over the heap
  *                                     (the parent writes on after a fork),
  *                                     held 3 s
  *   hostile blocks RUNTIME_DIR B Q    an agent with B live blocks which,
@@ -140,12 +142,38 @@ static struct shm_ring *ring_at(char *map, uint32_t i)
 	return (struct shm_ring *)(map + SHM_OFF_RING(i));
 }
 
-static void put(struct shm_ring *r, uint64_t seq, unsigned kind, uint64_t addr)
+static void put_on(struct shm_ring *r, uint64_t seq, unsigned kind, uint64_t addr, uint32_t stack)
 {
 	uint64_t h = atomic_load(&r->head);
 	r->ev[h % SHM_RING_CAP] = (struct shm_ev){seq << PROTO_EV_KIND_BITS | kind, addr,
-	                                          kind == PROTO_EV_ALLOC ? 64 : 0, 0, 0};
+	                                          kind == PROTO_EV_ALLOC ? 64 : 0, stack, 0};
 	atomic_store(&r->head, h + 1);
+}
+
+static void put(struct shm_ring *r, uint64_t seq, unsigned kind, uint64_t addr)
+{
+	put_on(r, seq, kind, addr, 0);
+}
+
+/* Defines stacks 1 .. n in the region's table, 32 frames each. */
+static int define_stacks(char *map, uint32_t n)
+{
+	uint64_t off = 0;
+	size_t entry = sizeof(struct shm_stack) + 32 * sizeof(uint64_t);
+
+	if (n > SHM_STACK_CAP || (uint64_t)n * entry > SHM_ARENA)
+		return -1;
+	for (uint32_t id = 1; id <= n; id++, off += entry) {
+		struct shm_stack *st = (struct shm_stack *)(map + SHM_OFF_ARENA + off);
+		uint64_t *frames = (uint64_t *)(st + 1);
+		st->hash = id;
+		st->nframes = 32;
+		for (uint32_t k = 0; k < 32; k++)
+			frames[k] = UINT64_C(0x400000) + (uint64_t)id * 0x1000 + k * 16;
+		memcpy(map + SHM_OFF_OFFSETS + 8 * (uint64_t)id, &off, 8);
+		map[SHM_OFF_STATES + id] = SHM_STACK_READY;
+	}
+	return 0;
 }
 
 /* Connects to agent.sock and says hello with region r. */
@@ -246,37 +274,40 @@ struct writer {
 	uint32_t ring;
 };
 
-static int write_rec(struct writer *w, unsigned kind, uint64_t addr)
+static int write_rec(struct writer *w, unsigned kind, uint64_t addr, uint32_t stack)
 {
 	if (atomic_load(&ring_at(w->map, w->ring)->head) == SHM_RING_CAP - 1 &&
 	    ++w->ring == SHM_NRINGS)
 		return -1;
-	put(ring_at(w->map, w->ring), w->seq++, kind, addr);
+	put_on(ring_at(w->map, w->ring), w->seq++, kind, addr, stack);
 	return 0;
 }
 
-/* An agent whose region holds B allocations, then F FORK records each
- * followed by W frees spread over the blocks; the connection's descriptor,
- * or -1. */
-static int heap_agent(const char *dir, uint32_t blocks, uint32_t forks, uint32_t frees)
+/* An agent whose region holds B allocations (on S stacks of 32 frames, or
+ * none when S is 0), then F FORK records each followed by W frees spread
+ * over the blocks; the connection's descriptor, or -1. */
+static int heap_agent(const char *dir, uint32_t blocks, uint32_t forks, uint32_t frees,
+                      uint32_t stacks)
 {
 	int r;
 	struct writer w = {region_map(&r), 1, 0};
 	uint64_t freed = 0;
 
-	if (w.map == NULL || frees > blocks / (forks ? forks : 1))
+	if (w.map == NULL || frees > blocks / (forks ? forks : 1) ||
+	    define_stacks(w.map, stacks) < 0)
 		return -1;
 	for (uint32_t i = 0; i < blocks; i++)
-		if (write_rec(&w, PROTO_EV_ALLOC, 0x10000000 + (uint64_t)i * 64) < 0)
+		if (write_rec(&w, PROTO_EV_ALLOC, 0x10000000 + (uint64_t)i * 64,
+		              stacks ? 1 + i % stacks : 0) < 0)
 			return -1;
 	/* The k-th free of all takes block k * stride (mod B), a different
 	 * one each time: writes all over the table after each fork. */
 	uint64_t total = (uint64_t)forks * frees, stride = total ? blocks / total : 0;
 	for (uint32_t f = 0; f < forks; f++) {
-		if (write_rec(&w, PROTO_EV_FORK, 0) < 0)
+		if (write_rec(&w, PROTO_EV_FORK, 0, 0) < 0)
 			return -1;
 		for (uint32_t k = 0; k < frees; k++, freed++)
-			if (write_rec(&w, PROTO_EV_FREE, 0x10000000 + freed * stride * 64) < 0)
+			if (write_rec(&w, PROTO_EV_FREE, 0x10000000 + freed * stride * 64, 0) < 0)
 				return -1;
 	}
 	for (uint32_t i = 0; i <= w.ring; i++)
@@ -291,9 +322,10 @@ static int heap_agent(const char *dir, uint32_t blocks, uint32_t forks, uint32_t
 	return fd;
 }
 
-static int fork_flood(const char *dir, uint32_t blocks, uint32_t forks, uint32_t frees)
+static int fork_flood(const char *dir, uint32_t blocks, uint32_t forks, uint32_t frees,
+                      uint32_t stacks)
 {
-	int fd = heap_agent(dir, blocks, forks, frees);
+	int fd = heap_agent(dir, blocks, forks, frees, stacks);
 	if (fd < 0)
 		return 1;
 	sleep(3);
@@ -334,7 +366,7 @@ static size_t ask(int fd, const char *req, char *buf, size_t cap)
 
 static int blocks_queries(const char *dir, uint32_t blocks, int rounds)
 {
-	int fd = heap_agent(dir, blocks, 0, 0);
+	int fd = heap_agent(dir, blocks, 0, 0, 0);
 	int c = unix_connect(dir, "control.sock");
 	char req[128], ans[8192];
 	const char *cmds[] = {"traceback", "top", "snapshot"};
@@ -670,9 +702,10 @@ int main(int argc, char **argv)
 		return final_drain(argv[2], (uint32_t)atol(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "wake") == 0)
 		return wake_flood(argv[2], atof(argv[3]));
-	if ((argc == 5 || argc == 6) && strcmp(argv[1], "forks") == 0)
+	if (argc >= 5 && argc <= 7 && strcmp(argv[1], "forks") == 0)
 		return fork_flood(argv[2], (uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]),
-		                  argc == 6 ? (uint32_t)atol(argv[5]) : 0);
+		                  argc >= 6 ? (uint32_t)atol(argv[5]) : 0,
+		                  argc == 7 ? (uint32_t)atol(argv[6]) : 0);
 	if (argc == 5 && strcmp(argv[1], "blocks") == 0)
 		return blocks_queries(argv[2], (uint32_t)atol(argv[3]), atoi(argv[4]));
 	if (argc == 7 && strcmp(argv[1], "query-drain") == 0)
@@ -684,12 +717,13 @@ int main(int argc, char **argv)
 		return control(argv[2], atol(argv[3]), atol(argv[4]));
 	if (argc == 6 && strcmp(argv[1], "slowloris") == 0)
 		return slowloris(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-	fprintf(stderr, "usage: hostile modules RUNTIME_DIR N | final RUNTIME_DIR RINGS | "
-	                "wake RUNTIME_DIR SECONDS | forks RUNTIME_DIR BLOCKS FORKS [FREES] | "
-	                "blocks RUNTIME_DIR BLOCKS QUERIES | "
-	                "query-drain RUNTIME_DIR SESSIONS RINGS QUERIES SECONDS | "
-	                "memfd RUNTIME_DIR N MIB ROUNDS | "
-	                "control RUNTIME_DIR CONNS REQS | "
-	                "slowloris PORT ADDRS EACH SECONDS | probe RUNTIME_DIR\n");
+	fprintf(stderr,
+	        "usage: hostile modules RUNTIME_DIR N | final RUNTIME_DIR RINGS | "
+	        "wake RUNTIME_DIR SECONDS | forks RUNTIME_DIR BLOCKS FORKS [FREES [STACKS]] | "
+	        "blocks RUNTIME_DIR BLOCKS QUERIES | "
+	        "query-drain RUNTIME_DIR SESSIONS RINGS QUERIES SECONDS | "
+	        "memfd RUNTIME_DIR N MIB ROUNDS | "
+	        "control RUNTIME_DIR CONNS REQS | "
+	        "slowloris PORT ADDRS EACH SECONDS | probe RUNTIME_DIR\n");
 	return 2;
 }

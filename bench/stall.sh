@@ -36,6 +36,10 @@
 #                    records no child claims, each followed by 100,000 frees
 #                    spread over the heap (each fork copies the heap; the
 #                    frees write into what the copies share)
+#   many-stacks      a hostile agent with 600,000 live blocks on as many
+#                    stacks of 32 frames and 4 FORK records no child claims:
+#                    what stays linear on the loop is in stacks (a fork
+#                    image copies every stack, a capture every live one)
 #   query-drain      200 agent connections of another user (uid 65534 when
 #                    run as root) on one region whose 64 rings never empty,
 #                    and 2 pipelined `list` requests of that user for 10 s
@@ -61,7 +65,8 @@ Run each attack against a fresh memtraced and print the loop's longest stall.
                   gets the probe's figure
   --attacks LIST  comma-separated subset of baseline,huge-blocks,hash-pattern,
                   modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,
-                  many-blocks-query,fork-big,query-drain,memfd-close,slowloris
+                  many-blocks-query,fork-big,many-stacks,query-drain,memfd-close,
+                  slowloris
                   (default: all)
   --keep          keep the temporary directory (daemon logs)
 EOF
@@ -69,7 +74,7 @@ EOF
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 builddir=${MEMTRACE_BUILDDIR:-$script_dir/../build}
-attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,many-blocks-query,fork-big,query-drain,memfd-close,slowloris
+attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,many-blocks-query,fork-big,many-stacks,query-drain,memfd-close,slowloris
 keep=0
 daemon=
 while [ $# -gt 0 ]; do
@@ -233,6 +238,9 @@ for a in ${attacks//,/ }; do
 		;;
 	fork-big)
 		"$builddir/bench/hostile" forks "$run" 4000000 8 100000 >/dev/null
+		;;
+	many-stacks)
+		"$builddir/bench/hostile" forks "$run" 600000 4 0 600000 >/dev/null
 		;;
 	query-drain)
 		note=$("${as_other[@]}" "$builddir/bench/hostile" query-drain "$run" 200 64 2 10)
