@@ -125,12 +125,12 @@ static inline struct heap_block *wr(struct heap_chunk **a, size_t cap, size_t i)
 	struct heap_chunk *c = *cp;
 	if (c == NULL || atomic_load_explicit(&c->refs, memory_order_acquire) != 1) {
 		size_t n = chunk_len(cap) * sizeof(struct heap_block);
-		struct heap_chunk *nc = xmalloc(sizeof(*nc) + n);
+		/* calloc: fresh memory from the kernel is not cleared twice. */
+		struct heap_chunk *nc =
+		    c != NULL ? xmalloc(sizeof(*nc) + n) : xcalloc(1, sizeof(*nc) + n);
 		atomic_init(&nc->refs, 1);
 		if (c != NULL)
 			memcpy(nc->b, c->b, n);
-		else
-			memset(nc->b, 0, n);
 		chunk_unref(c);
 		*cp = c = nc;
 	}
