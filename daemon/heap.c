@@ -2,6 +2,7 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -173,11 +174,44 @@ static void tab_free(struct heap_table *t)
 	arr_free(t->old, t->oldcap);
 }
 
+/*
+ * ---- a stack's frames, shared by the copies of a heap ----
+ *
+ * A stack's return addresses never change once defined, so a copy of the
+ * heap (heap_clone) shares them, counting a reference, instead of copying
+ * them one allocation a stack. Loop thread only: views carry no stacks.
+ */
+
+struct heap_frames {
+	uint32_t refs;
+	uint32_t pad;
+	uint64_t f[];
+};
+
+static struct heap_frames *frames_of(uint64_t *f)
+{
+	return (struct heap_frames *)(void *)((char *)f - offsetof(struct heap_frames, f));
+}
+
+static uint64_t *frames_new(const uint64_t *src, uint32_t n)
+{
+	struct heap_frames *fr = xmalloc(sizeof(*fr) + n * sizeof(*src));
+	fr->refs = 1;
+	memcpy(fr->f, src, n * sizeof(*src));
+	return fr->f;
+}
+
+static void frames_unref(uint64_t *f)
+{
+	if (f != NULL && --frames_of(f)->refs == 0)
+		free(frames_of(f));
+}
+
 void heap_close(struct heap *h)
 {
 	if (h->stacks != NULL)
 		for (uint32_t i = 0; i < h->nstacks; i++)
-			free(h->stacks[i].frames);
+			frames_unref(h->stacks[i].frames);
 	free(h->stacks);
 	tab_free(&h->tab);
 	tab_free(&h->big);
@@ -199,8 +233,7 @@ void heap_clone(struct heap *dst, const struct heap *src)
 	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
 	for (uint32_t i = 0; i < src->nstacks; i++)
 		if (src->stacks[i].frames != NULL)
-			dst->stacks[i].frames = xmemdup(src->stacks[i].frames,
-			                                src->stacks[i].nframes * sizeof(uint64_t));
+			frames_of(src->stacks[i].frames)->refs++;
 }
 
 /*
@@ -429,7 +462,7 @@ void heap_trim(struct heap *h)
 			keep = i + 1;
 			continue;
 		}
-		free(s->frames);
+		frames_unref(s->frames);
 		s->frames = NULL;
 		s->nframes = 0;
 	}
@@ -528,8 +561,7 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 		h->nstacks = ncap;
 	}
 	struct heap_stack *s = &h->stacks[id];
-	s->frames = xmalloc(n * sizeof(*frames));
-	memcpy(s->frames, frames, n * sizeof(*frames));
+	s->frames = frames_new(frames, n);
 	s->nframes = n;
 	s->defined = 1;
 	h->ndefined++;

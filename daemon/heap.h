@@ -128,7 +128,9 @@ size_t heap_home(const struct heap *h, uint64_t addr, size_t cap);
 void heap_close(struct heap *h);
 /* dst becomes a copy of src (a fork child's heap as its parent's was at
  * the fork): the blocks' chunks are shared copy on write, O(slots /
- * HEAP_CHUNK); the stacks are copied. Either may change or close first. */
+ * HEAP_CHUNK); the stacks' statistics are copied and their frames, which
+ * never change, shared (a reference each). Either may change or close
+ * first. */
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
  * block table sized for its peak, the frames of stacks with nothing live).
