@@ -19,7 +19,7 @@ struct cap_stack {
 	uint64_t size, count, allocations;
 	uint32_t id; /* the session's stack id: stacks are in id order */
 	uint32_t nframes;
-	size_t off; /* into addrs */
+	uint64_t *frames; /* the heap's, shared (a reference held); NULL for stack 0 */
 };
 
 struct cap_block {
@@ -43,7 +43,6 @@ struct capture {
 	size_t nmods;
 	struct cap_stack *stacks;
 	size_t nstacks;
-	uint64_t *addrs;
 	/* The largest blocks: the blocks as they were at the capture (a view
 	 * shared copy on write with the heap), searched on the worker. */
 	struct heap_view view;
@@ -137,7 +136,6 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	struct heap *h = &s->heap;
 	struct capture *c = xcalloc(1, sizeof(*c));
 	struct timeval tv;
-	size_t naddrs = 0;
 
 	c->pid = s->pid;
 	c->uid = s->uid;
@@ -162,15 +160,11 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->nmods = s->modules.n;
 	c->mods = modmap_array(&s->modules);
 
-	for (uint32_t id = 0; id < h->nstacks; id++) {
-		if (h->stacks[id].live_count > 0) {
+	for (uint32_t id = 0; id < h->nstacks; id++)
+		if (h->stacks[id].live_count > 0)
 			c->nstacks++;
-			naddrs += h->stacks[id].nframes;
-		}
-	}
 	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
-	c->addrs = xcalloc(naddrs ? naddrs : 1, sizeof(*c->addrs));
-	size_t k = 0, off = 0;
+	size_t k = 0;
 	for (uint32_t id = 0; id < h->nstacks; id++) {
 		const struct heap_stack *st = &h->stacks[id];
 		if (st->live_count == 0)
@@ -181,11 +175,9 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 		cs->count = st->live_count;
 		cs->allocations = st->total_allocs;
 		cs->nframes = st->nframes;
-		cs->off = off;
-		/* Stack 0 (unknown) has no frames, and no frame array. */
-		if (st->nframes > 0)
-			memcpy(c->addrs + off, st->frames, st->nframes * sizeof(*st->frames));
-		off += st->nframes;
+		/* The frames never change: shared, not copied. Stack 0
+		 * (unknown) has no frames, and no frame array. */
+		cs->frames = heap_frames_ref(st->frames);
 	}
 	/* The search for the largest blocks reads every block: not here, but
 	 * on the worker, in a view of the blocks as they are now. */
@@ -205,7 +197,7 @@ size_t capture_memory(const struct capture *c)
 	for (size_t i = 0; i < c->nmods; i++)
 		n += strlen(c->mods[i].path) + 1;
 	for (size_t i = 0; i < c->nstacks; i++)
-		n += c->stacks[i].nframes * sizeof(*c->addrs);
+		n += c->stacks[i].nframes * sizeof(uint64_t); /* what it keeps alive */
 	return n;
 }
 
@@ -216,8 +208,9 @@ void capture_free(struct capture *c)
 	for (size_t i = 0; i < c->nmods; i++)
 		free(c->mods[i].path);
 	free(c->mods);
+	for (size_t i = 0; i < c->nstacks; i++)
+		heap_frames_unref(c->stacks[i].frames);
 	free(c->stacks);
-	free(c->addrs);
 	if (c->has_view)
 		heap_view_close(&c->view);
 	free(c->exe);
@@ -369,7 +362,7 @@ struct snapshot *capture_resolve(struct capture *c, struct symbols *syms)
 		t->count = cs->count;
 		t->allocations = cs->allocations;
 		for (uint32_t j = 0; j < cs->nframes && n < PROTO_MAX_FRAMES; j++) {
-			uint64_t addr = c->addrs[cs->off + j];
+			uint64_t addr = cs->frames[j];
 			uint32_t len;
 			const uint32_t *ch = expand(&m, c, syms, snap, addr, &len);
 			for (uint32_t k = 0; k < len && n < PROTO_MAX_FRAMES; k++) {

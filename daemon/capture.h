@@ -3,11 +3,12 @@
  * the loop.
  *
  * capture_take runs on the loop thread and only copies: the process identity
- * and counters, the module map, the return addresses and statistics of
- * every stack with live blocks, and a view of the live blocks as they are
- * (heap_view_take: shared copy on write, no block is read). Its cost is a
- * memcpy proportional to the live stacks, never a file read, never a pass
- * over the blocks. capture_resolve runs on the libuv thread pool: it finds
+ * and counters, the module map, the statistics of every stack with live
+ * blocks with a reference on its return addresses (heap_frames_ref: they
+ * never change, so they are shared, not copied), and a view of the live
+ * blocks as they are (heap_view_take: shared copy on write, no block is
+ * read). Its cost is a few words per live stack, never a file read, never
+ * a pass over the blocks. capture_resolve runs on the libuv thread pool: it finds
  * the largest blocks in the view (and gives the view back), symbolizes the
  * copied addresses through the thread-safe symbol cache, expands inlined
  * frames, drops the allocator's own frames (operator new) from the top of

@@ -178,12 +178,13 @@ static void tab_free(struct heap_table *t)
  * ---- a stack's frames, shared by the copies of a heap ----
  *
  * A stack's return addresses never change once defined, so a copy of the
- * heap (heap_clone) shares them, counting a reference, instead of copying
- * them one allocation a stack. Loop thread only: views carry no stacks.
+ * heap (heap_clone) and a capture share them, counting a reference,
+ * instead of copying them one allocation a stack. The count is atomic: a
+ * capture gives its references back on a worker.
  */
 
 struct heap_frames {
-	uint32_t refs;
+	atomic_uint refs;
 	uint32_t pad;
 	uint64_t f[];
 };
@@ -196,15 +197,28 @@ static struct heap_frames *frames_of(uint64_t *f)
 static uint64_t *frames_new(const uint64_t *src, uint32_t n)
 {
 	struct heap_frames *fr = xmalloc(sizeof(*fr) + n * sizeof(*src));
-	fr->refs = 1;
+	atomic_init(&fr->refs, 1);
 	memcpy(fr->f, src, n * sizeof(*src));
 	return fr->f;
 }
 
 static void frames_unref(uint64_t *f)
 {
-	if (f != NULL && --frames_of(f)->refs == 0)
+	if (f != NULL &&
+	    atomic_fetch_sub_explicit(&frames_of(f)->refs, 1, memory_order_acq_rel) == 1)
 		free(frames_of(f));
+}
+
+uint64_t *heap_frames_ref(uint64_t *frames)
+{
+	if (frames != NULL)
+		atomic_fetch_add_explicit(&frames_of(frames)->refs, 1, memory_order_relaxed);
+	return frames;
+}
+
+void heap_frames_unref(uint64_t *frames)
+{
+	frames_unref(frames);
 }
 
 void heap_close(struct heap *h)
@@ -233,7 +247,7 @@ void heap_clone(struct heap *dst, const struct heap *src)
 	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
 	for (uint32_t i = 0; i < src->nstacks; i++)
 		if (src->stacks[i].frames != NULL)
-			frames_of(src->stacks[i].frames)->refs++;
+			heap_frames_ref(src->stacks[i].frames);
 }
 
 /*

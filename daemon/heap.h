@@ -176,6 +176,12 @@ void heap_view_take(struct heap *h, struct heap_view *v);
 void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg);
 void heap_view_close(struct heap_view *v);
 
+/* A stack's frames (heap_stack.frames, never changed once defined) kept
+ * beyond the heap: a reference taken on the loop, given back on any thread;
+ * the last one frees them. NULL is a no-op. */
+uint64_t *heap_frames_ref(uint64_t *frames);
+void heap_frames_unref(uint64_t *frames);
+
 /* Bytes the model itself uses (table, stacks, frames). */
 size_t heap_memory(const struct heap *h);
 
