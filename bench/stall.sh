@@ -29,6 +29,24 @@
 #                    table doubles up to 16 Mi slots), held 3 s, then gone
 #   fork-images      a hostile agent with 30,000 live blocks and 1,000 FORK
 #                    records no child claims
+#   many-blocks-query  a hostile agent with 8,000,000 live blocks asks for
+#                    them (traceback, top, snapshot: each a capture that
+#                    searches its largest blocks) 30 times
+#   fork-big         a hostile agent with 4,000,000 live blocks and 8 FORK
+#                    records no child claims, each followed by 100,000 frees
+#                    spread over the heap (each fork copies the heap; the
+#                    frees write into what the copies share)
+#   many-stacks      a hostile agent with 600,000 live blocks on as many
+#                    stacks of 32 frames and 4 FORK records no child claims:
+#                    what stays linear on the loop is in stacks (a fork
+#                    image copies every stack, a capture every live one)
+#   query-drain      200 agent connections of another user (uid 65534 when
+#                    run as root) on one region whose 64 rings never empty,
+#                    and 2 pipelined `list` requests of that user for 10 s
+#                    (each `list` reads every session)
+#   memfd-close      another user passes 2 memfds of 1 GiB (pages allocated)
+#                    on an agent connection, 3 times: the daemon's close is
+#                    the last and frees the pages
 #   slowloris        80 slow HTTP connections from 127.0.0.2-11 (as uid 65534
 #                    when run as root), and a scrape of ours meanwhile
 #
@@ -47,14 +65,16 @@ Run each attack against a fresh memtraced and print the loop's longest stall.
                   gets the probe's figure
   --attacks LIST  comma-separated subset of baseline,huge-blocks,hash-pattern,
                   modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,
-                  slowloris (default: all)
+                  many-blocks-query,fork-big,many-stacks,query-drain,memfd-close,
+                  slowloris
+                  (default: all)
   --keep          keep the temporary directory (daemon logs)
 EOF
 }
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 builddir=${MEMTRACE_BUILDDIR:-$script_dir/../build}
-attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,slowloris
+attacks=baseline,huge-blocks,hash-pattern,modules,exit-snapshots,control,final-drain,wake-flood,many-blocks,fork-images,many-blocks-query,fork-big,many-stacks,query-drain,memfd-close,slowloris
 keep=0
 daemon=
 while [ $# -gt 0 ]; do
@@ -80,6 +100,13 @@ for f in "$daemon" "$agent" "$builddir/bench/hostile" "$builddir/bench/workload"
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memtrace-stall.XXXXXX")
+# Attacks of another user: as uid 65534 when we are root (who may reach
+# the daemon's sockets through $tmp), else as ourselves.
+as_other=()
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	as_other=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+	chmod 0711 "$tmp"
+fi
 dpid=
 ppid_=
 cleanup() {
@@ -96,6 +123,7 @@ trap cleanup EXIT
 start_daemon() {
 	local dir=$tmp/$1
 	mkdir -p "$dir"
+	chmod 0711 "$dir"
 	run=$dir/run
 	"$daemon" --runtime-dir "$run" --state-dir "$dir/state" --metrics-listen 127.0.0.1:0 \
 		>"$dir/log" 2>&1 &
@@ -205,13 +233,24 @@ for a in ${attacks//,/ }; do
 	fork-images)
 		"$builddir/bench/hostile" forks "$run" 30000 1000 >/dev/null
 		;;
+	many-blocks-query)
+		note=$("$builddir/bench/hostile" blocks "$run" 8000000 30)
+		;;
+	fork-big)
+		"$builddir/bench/hostile" forks "$run" 4000000 8 100000 >/dev/null
+		;;
+	many-stacks)
+		"$builddir/bench/hostile" forks "$run" 600000 4 0 600000 >/dev/null
+		;;
+	query-drain)
+		note=$("${as_other[@]}" "$builddir/bench/hostile" query-drain "$run" 200 64 2 10)
+		;;
+	memfd-close)
+		"${as_other[@]}" "$builddir/bench/hostile" memfd "$run" 2 1024 3 >/dev/null
+		;;
 	slowloris)
 		# Another user's attack when we are root: each local user is one
 		# origin, and the scrape below is ours.
-		as_other=()
-		if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
-			as_other=(setpriv --reuid=65534 --regid=65534 --clear-groups)
-		fi
 		"${as_other[@]}" "$builddir/bench/hostile" slowloris "$port" 10 8 12 >/dev/null &
 		hp=$!
 		sleep 2

@@ -17,8 +17,9 @@
 
 struct cap_stack {
 	uint64_t size, count, allocations;
+	uint32_t id; /* the session's stack id: stacks are in id order */
 	uint32_t nframes;
-	size_t off; /* into addrs */
+	uint64_t *frames; /* the heap's, shared (a reference held); NULL for stack 0 */
 };
 
 struct cap_block {
@@ -42,9 +43,11 @@ struct capture {
 	size_t nmods;
 	struct cap_stack *stacks;
 	size_t nstacks;
-	uint64_t *addrs;
-	struct cap_block *largest;
-	size_t nlargest;
+	/* The largest blocks: the blocks as they were at the capture (a view
+	 * shared copy on write with the heap), searched on the worker. */
+	struct heap_view view;
+	bool has_view;
+	size_t nlargest; /* how many are asked for */
 };
 
 /* ---- the largest blocks: a bounded min-heap on size ---- */
@@ -87,16 +90,52 @@ static int by_size_desc(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+/* The capture index of stack id `id` (a stack with live blocks), by binary
+ * search of the stacks, which are in id order; 0 if it is not there. */
+static uint32_t stack_index(const struct capture *c, uint32_t id)
+{
+	size_t lo = 0, hi = c->nstacks;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->stacks[mid].id == id)
+			return (uint32_t)mid;
+		if (c->stacks[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* Thread pool: the nlargest largest blocks of the view, largest first, each
+ * naming its trace; the view is given back. */
+static struct cap_block *largest_blocks(struct capture *c, size_t *n)
+{
+	struct largest l = {xcalloc(c->nlargest ? c->nlargest : 1, sizeof(struct cap_block)), 0,
+	                    c->nlargest};
+
+	*n = 0;
+	if (!c->has_view)
+		return l.v;
+	heap_view_foreach(&c->view, largest_visit, &l);
+	heap_view_close(&c->view);
+	c->has_view = false;
+	qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
+	for (size_t i = 0; i < l.n; i++)
+		l.v[i].stack = stack_index(c, l.v[i].stack);
+	*n = l.n;
+	return l.v;
+}
+
 /* ---- loop thread ---- */
 
 struct capture *capture_take(struct session *s, const char *reason, size_t nlargest)
 {
 	if (s->state == SESSION_LIVE)
 		session_drain(s, false); /* what the region holds now counts */
-	const struct heap *h = &s->heap;
+	struct heap *h = &s->heap;
 	struct capture *c = xcalloc(1, sizeof(*c));
 	struct timeval tv;
-	size_t naddrs = 0;
 
 	c->pid = s->pid;
 	c->uid = s->uid;
@@ -121,43 +160,32 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->nmods = s->modules.n;
 	c->mods = modmap_array(&s->modules);
 
-	/* Stack id -> capture index, for the largest blocks. */
-	uint32_t *index = xcalloc(h->nstacks ? h->nstacks : 1, sizeof(*index));
-	for (uint32_t id = 0; id < h->nstacks; id++) {
-		if (h->stacks[id].live_count > 0) {
+	for (uint32_t id = 0; id < h->nstacks; id++)
+		if (h->stacks[id].live_count > 0)
 			c->nstacks++;
-			naddrs += h->stacks[id].nframes;
-		}
-	}
 	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
-	c->addrs = xcalloc(naddrs ? naddrs : 1, sizeof(*c->addrs));
-	size_t k = 0, off = 0;
+	size_t k = 0;
 	for (uint32_t id = 0; id < h->nstacks; id++) {
 		const struct heap_stack *st = &h->stacks[id];
 		if (st->live_count == 0)
 			continue;
-		index[id] = (uint32_t)k;
 		struct cap_stack *cs = &c->stacks[k++];
+		cs->id = id;
 		cs->size = st->live_bytes;
 		cs->count = st->live_count;
 		cs->allocations = st->total_allocs;
 		cs->nframes = st->nframes;
-		cs->off = off;
-		/* Stack 0 (unknown) has no frames, and no frame array. */
-		if (st->nframes > 0)
-			memcpy(c->addrs + off, st->frames, st->nframes * sizeof(*st->frames));
-		off += st->nframes;
+		/* The frames never change: shared, not copied. Stack 0
+		 * (unknown) has no frames, and no frame array. */
+		cs->frames = heap_frames_ref(st->frames);
 	}
+	/* The search for the largest blocks reads every block: not here, but
+	 * on the worker, in a view of the blocks as they are now. */
 	if (nlargest > 0) {
-		struct largest l = {xcalloc(nlargest, sizeof(struct cap_block)), 0, nlargest};
-		heap_foreach(h, largest_visit, &l);
-		qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
-		for (size_t i = 0; i < l.n; i++)
-			l.v[i].stack = index[l.v[i].stack];
-		c->largest = l.v;
-		c->nlargest = l.n;
+		heap_view_take(h, &c->view);
+		c->has_view = true;
+		c->nlargest = nlargest;
 	}
-	free(index);
 	return c;
 }
 
@@ -165,11 +193,11 @@ size_t capture_memory(const struct capture *c)
 {
 	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 +
 	           c->nmods * sizeof(*c->mods) + c->nstacks * sizeof(*c->stacks) +
-	           c->nlargest * sizeof(*c->largest);
+	           c->nlargest * sizeof(struct cap_block);
 	for (size_t i = 0; i < c->nmods; i++)
 		n += strlen(c->mods[i].path) + 1;
 	for (size_t i = 0; i < c->nstacks; i++)
-		n += c->stacks[i].nframes * sizeof(*c->addrs);
+		n += c->stacks[i].nframes * sizeof(uint64_t); /* what it keeps alive */
 	return n;
 }
 
@@ -180,9 +208,11 @@ void capture_free(struct capture *c)
 	for (size_t i = 0; i < c->nmods; i++)
 		free(c->mods[i].path);
 	free(c->mods);
+	for (size_t i = 0; i < c->nstacks; i++)
+		heap_frames_unref(c->stacks[i].frames);
 	free(c->stacks);
-	free(c->addrs);
-	free(c->largest);
+	if (c->has_view)
+		heap_view_close(&c->view);
 	free(c->exe);
 	free(c->cmdline);
 	free(c);
@@ -303,11 +333,13 @@ static void fill_identity(struct snapshot *snap, const struct capture *c)
 	snap->sample_bytes = c->sample_bytes;
 }
 
-struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
+struct snapshot *capture_resolve(struct capture *c, struct symbols *syms)
 {
 	struct snapshot *snap = snapshot_new();
 	struct memo m;
-	size_t distinct_max = 0;
+	size_t distinct_max = 0, nlargest;
+	/* First, so that the view holds the heap's old chunks no longer. */
+	struct cap_block *largest = largest_blocks(c, &nlargest);
 
 	fill_identity(snap, c);
 	for (size_t i = 0; i < c->nstacks; i++)
@@ -335,7 +367,7 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		t->count = cs->count;
 		t->allocations = cs->allocations;
 		for (uint32_t j = 0; j < cs->nframes && n < PROTO_MAX_FRAMES; j++) {
-			uint64_t addr = c->addrs[cs->off + j];
+			uint64_t addr = cs->frames[j];
 			uint32_t len;
 			const uint32_t *ch = expand(&m, c, syms, snap, addr, &len);
 			for (uint32_t k = 0; k < len && n < PROTO_MAX_FRAMES; k++) {
@@ -355,13 +387,14 @@ struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms)
 		memcpy(t->frames, buf_idx, n * sizeof(*buf_idx));
 		memcpy(t->addrs, buf_addr, n * sizeof(*buf_addr));
 	}
-	snap->nlargest = c->nlargest;
-	snap->largest = xcalloc(c->nlargest ? c->nlargest : 1, sizeof(*snap->largest));
-	for (size_t i = 0; i < c->nlargest; i++) {
-		snap->largest[i].addr = c->largest[i].addr;
-		snap->largest[i].size = c->largest[i].size;
-		snap->largest[i].trace = c->largest[i].stack;
+	snap->nlargest = nlargest;
+	snap->largest = xcalloc(nlargest ? nlargest : 1, sizeof(*snap->largest));
+	for (size_t i = 0; i < nlargest; i++) {
+		snap->largest[i].addr = largest[i].addr;
+		snap->largest[i].size = largest[i].size;
+		snap->largest[i].trace = largest[i].stack;
 	}
+	free(largest);
 	for (size_t i = 0; i < c->nmods; i++)
 		symbols_release(syms, m.bound[i]);
 	symbols_release(syms, m.unknown);

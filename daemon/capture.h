@@ -3,13 +3,16 @@
  * the loop.
  *
  * capture_take runs on the loop thread and only copies: the process identity
- * and counters, the module map, and the return addresses and statistics of
- * every stack with live blocks (plus the largest live blocks). Its cost is a
- * memcpy proportional to the live stacks, never a file read. capture_resolve
- * runs on the libuv thread pool: it symbolizes the copied addresses through
- * the thread-safe symbol cache, expands inlined frames, drops the allocator's
- * own frames (operator new) from the top of each stack, and builds a
- * struct snapshot. The capture owns copies of everything it needs, so the
+ * and counters, the module map, the statistics of every stack with live
+ * blocks with a reference on its return addresses (heap_frames_ref: they
+ * never change, so they are shared, not copied), and a view of the live
+ * blocks as they are (heap_view_take: shared copy on write, no block is
+ * read). Its cost is a few words per live stack, never a file read, never
+ * a pass over the blocks. capture_resolve runs on the libuv thread pool: it finds
+ * the largest blocks in the view (and gives the view back), symbolizes the
+ * copied addresses through the thread-safe symbol cache, expands inlined
+ * frames, drops the allocator's own frames (operator new) from the top of
+ * each stack, and builds a struct snapshot. The capture owns copies of everything it needs, so the
  * session may change or go away meanwhile.
  */
 #ifndef MEMTRACE_CAPTURE_H
@@ -26,11 +29,14 @@ struct capture;
 /* Loop thread. reason: "periodic", "manual", "exit", "shutdown" or "live".
  * nlargest: how many of the largest live blocks to keep (0 = none). */
 struct capture *capture_take(struct session *s, const char *reason, size_t nlargest);
-/* Thread pool. Consumes nothing; returns a new snapshot. */
-struct snapshot *capture_resolve(const struct capture *c, struct symbols *syms);
+/* Thread pool. Returns a new snapshot; consumes the view of the blocks
+ * (a capture is resolved once). */
+struct snapshot *capture_resolve(struct capture *c, struct symbols *syms);
 void capture_free(struct capture *c); /* NULL is a no-op */
 /* Bytes the capture holds (what a queued snapshot costs until it is
- * written). */
+ * written); the view of the blocks counts nothing: it holds only the chunks
+ * the process rewrote since, until the worker takes the capture up. Any
+ * thread (capture_free too). */
 size_t capture_memory(const struct capture *c);
 
 #endif

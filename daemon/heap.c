@@ -2,6 +2,8 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,8 @@ size_t heap_home(const struct heap *h, uint64_t addr, size_t cap)
 	return home(h, addr, cap);
 }
 
+static struct heap_chunk **arr_new(size_t cap);
+
 void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint64_t key)
 {
 	memset(h, 0, sizeof(*h));
@@ -57,7 +61,7 @@ void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint6
 	if (h->max_stacks > HEAP_MAX_STACK_ID)
 		h->max_stacks = HEAP_MAX_STACK_ID;
 	h->tab.cap = MIN_CAP;
-	h->tab.slots = xcalloc(h->tab.cap, sizeof(*h->tab.slots));
+	h->tab.slots = arr_new(h->tab.cap);
 	/* id 0: the unknown stack */
 	h->nstacks = 1;
 	h->stacks = xcalloc(1, sizeof(*h->stacks));
@@ -69,40 +73,181 @@ void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
 	heap_init_keyed(h, max_blocks, max_stacks, random_key(h));
 }
 
+/*
+ * ---- arrays of slots in chunks, shared copy-on-write ----
+ *
+ * A table's array is cut into chunks of HEAP_CHUNK slots (a smaller table
+ * is one chunk). A copy of the table (heap_clone, heap_view_take) shares
+ * every chunk and counts a reference on it: O(chunks), not O(slots). The
+ * first write into a shared chunk copies that chunk alone (64 KiB), so an
+ * event still costs O(1) and a copy costs the loop nothing proportional to
+ * the blocks. A chunk nobody wrote yet is NULL and reads as empty slots: a
+ * new array costs its pointers, not its slots. References are atomic: a
+ * view is read and released on a worker while the loop writes its own
+ * chunks (never a shared one).
+ */
+
+struct heap_chunk {
+	atomic_uint refs;
+	struct heap_block b[];
+};
+
+#define CHUNK_MASK (HEAP_CHUNK - 1)
+
+static const struct heap_block empty_slot;
+
+static size_t chunk_len(size_t cap)
+{
+	return cap < HEAP_CHUNK ? cap : HEAP_CHUNK;
+}
+
+static size_t nchunks(size_t cap)
+{
+	return cap < HEAP_CHUNK ? 1 : cap / HEAP_CHUNK;
+}
+
+static inline const struct heap_block *rd(struct heap_chunk *const *a, size_t i)
+{
+	const struct heap_chunk *c = a[i / HEAP_CHUNK];
+	return c != NULL ? &c->b[i & CHUNK_MASK] : &empty_slot;
+}
+
+static void chunk_unref(struct heap_chunk *c)
+{
+	if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		free(c);
+}
+
+/* Slot i of an array of cap slots, for writing: its chunk made if none, or
+ * copied if shared. */
+static inline struct heap_block *wr(struct heap_chunk **a, size_t cap, size_t i)
+{
+	struct heap_chunk **cp = &a[i / HEAP_CHUNK];
+	struct heap_chunk *c = *cp;
+	if (c == NULL || atomic_load_explicit(&c->refs, memory_order_acquire) != 1) {
+		size_t n = chunk_len(cap) * sizeof(struct heap_block);
+		/* calloc: fresh memory from the kernel is not cleared twice. */
+		struct heap_chunk *nc =
+		    c != NULL ? xmalloc(sizeof(*nc) + n) : xcalloc(1, sizeof(*nc) + n);
+		atomic_init(&nc->refs, 1);
+		if (c != NULL)
+			memcpy(nc->b, c->b, n);
+		chunk_unref(c);
+		*cp = c = nc;
+	}
+	return &c->b[i & CHUNK_MASK];
+}
+
+static struct heap_chunk **arr_new(size_t cap)
+{
+	return xcalloc(nchunks(cap), sizeof(struct heap_chunk *));
+}
+
+static void arr_free(struct heap_chunk **a, size_t cap)
+{
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < nchunks(cap); i++)
+		chunk_unref(a[i]);
+	free(a);
+}
+
+static struct heap_chunk **arr_share(struct heap_chunk *const *a, size_t cap)
+{
+	if (a == NULL)
+		return NULL;
+	struct heap_chunk **b = xmemdup(a, nchunks(cap) * sizeof(*a));
+	for (size_t i = 0; i < nchunks(cap); i++)
+		if (b[i] != NULL)
+			atomic_fetch_add_explicit(&b[i]->refs, 1, memory_order_relaxed);
+	return b;
+}
+
+const struct heap_block *heap_table_slot(const struct heap_table *t, size_t i)
+{
+	return rd(t->slots, i);
+}
+
 static void tab_free(struct heap_table *t)
 {
-	free(t->slots);
-	free(t->old);
+	arr_free(t->slots, t->cap);
+	arr_free(t->old, t->oldcap);
+}
+
+/*
+ * ---- a stack's frames, shared by the copies of a heap ----
+ *
+ * A stack's return addresses never change once defined, so a copy of the
+ * heap (heap_clone) and a capture share them, counting a reference,
+ * instead of copying them one allocation a stack. The count is atomic: a
+ * capture gives its references back on a worker.
+ */
+
+struct heap_frames {
+	atomic_uint refs;
+	uint32_t pad;
+	uint64_t f[];
+};
+
+static struct heap_frames *frames_of(uint64_t *f)
+{
+	return (struct heap_frames *)(void *)((char *)f - offsetof(struct heap_frames, f));
+}
+
+static uint64_t *frames_new(const uint64_t *src, uint32_t n)
+{
+	struct heap_frames *fr = xmalloc(sizeof(*fr) + n * sizeof(*src));
+	atomic_init(&fr->refs, 1);
+	memcpy(fr->f, src, n * sizeof(*src));
+	return fr->f;
+}
+
+static void frames_unref(uint64_t *f)
+{
+	if (f != NULL &&
+	    atomic_fetch_sub_explicit(&frames_of(f)->refs, 1, memory_order_acq_rel) == 1)
+		free(frames_of(f));
+}
+
+uint64_t *heap_frames_ref(uint64_t *frames)
+{
+	if (frames != NULL)
+		atomic_fetch_add_explicit(&frames_of(frames)->refs, 1, memory_order_relaxed);
+	return frames;
+}
+
+void heap_frames_unref(uint64_t *frames)
+{
+	frames_unref(frames);
 }
 
 void heap_close(struct heap *h)
 {
 	if (h->stacks != NULL)
 		for (uint32_t i = 0; i < h->nstacks; i++)
-			free(h->stacks[i].frames);
+			frames_unref(h->stacks[i].frames);
 	free(h->stacks);
 	tab_free(&h->tab);
 	tab_free(&h->big);
 	memset(h, 0, sizeof(*h));
 }
 
-static void tab_clone(struct heap_table *dst, const struct heap_table *src)
+static void tab_share(struct heap_table *dst, const struct heap_table *src)
 {
 	*dst = *src;
-	dst->slots = src->cap > 0 ? xmemdup(src->slots, src->cap * sizeof(*src->slots)) : NULL;
-	dst->old = src->old != NULL ? xmemdup(src->old, src->oldcap * sizeof(*src->old)) : NULL;
+	dst->slots = arr_share(src->slots, src->cap);
+	dst->old = arr_share(src->old, src->oldcap);
 }
 
 void heap_clone(struct heap *dst, const struct heap *src)
 {
 	*dst = *src;
-	tab_clone(&dst->tab, &src->tab);
-	tab_clone(&dst->big, &src->big);
+	tab_share(&dst->tab, &src->tab);
+	tab_share(&dst->big, &src->big);
 	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
 	for (uint32_t i = 0; i < src->nstacks; i++)
 		if (src->stacks[i].frames != NULL)
-			dst->stacks[i].frames = xmemdup(src->stacks[i].frames,
-			                                src->stacks[i].nframes * sizeof(uint64_t));
+			heap_frames_ref(src->stacks[i].frames);
 }
 
 /*
@@ -113,24 +258,27 @@ void heap_clone(struct heap *dst, const struct heap *src)
  * millions of entries would hold the loop for a second): the new array
  * takes every insert, the old one keeps what it had and is emptied in
  * order, TAB_STEP slots at each event and on the daemon's timer, an entry
- * also moving as soon as it is looked up. A moved or removed entry of the
- * old array becomes a tombstone (address 0, meta 1), so the probe chains of
- * the entries still there stay whole. An address is in one array only.
+ * also moving as soon as it is looked up. An entry a lookup moves out of
+ * order becomes a tombstone in the old array (address 0, meta 1), so the
+ * probe chains of the entries still there stay whole; the slots moved in
+ * order keep their stale copies, which nothing reads (old_find, foreach).
+ * An address is live in one array only.
  */
 
 #define TOMB 1 /* meta of an old array's slot whose entry is gone */
 
 /* The slot holding addr in an array of cap slots, or SIZE_MAX. */
-static size_t arr_find(struct heap *h, const struct heap_block *slots, size_t cap, uint64_t addr)
+static size_t arr_find(struct heap *h, struct heap_chunk *const *slots, size_t cap, uint64_t addr)
 {
 	if (cap == 0)
 		return SIZE_MAX;
 	size_t i = home(h, addr, cap);
 	for (;;) {
 		h->probes++;
-		if (slots[i].addr == 0)
+		uint64_t a = rd(slots, i)->addr;
+		if (a == 0)
 			return SIZE_MAX;
-		if (slots[i].addr == addr)
+		if (a == addr)
 			return i;
 		i = (i + 1) & (cap - 1);
 	}
@@ -144,8 +292,10 @@ static bool moved_past(const struct heap_table *t, size_t i)
 
 /* The slot of the old array holding addr, or SIZE_MAX. The move runs from
  * `start`, a slot after an empty one, so no probe chain crosses into the
- * moved part from before it: a chain whose home was moved past goes on
- * where the move is, and tombstones left by lookups are passed over. */
+ * moved part from before it (slot start - 1 is the last to move and stays
+ * empty: the old array takes no inserts): a chain whose home was moved past
+ * goes on where the move is, and tombstones left by lookups are passed
+ * over. */
 static size_t old_find(struct heap *h, const struct heap_table *t, uint64_t addr)
 {
 	size_t mask = t->oldcap - 1, i = home(h, addr, t->oldcap);
@@ -154,10 +304,11 @@ static size_t old_find(struct heap *h, const struct heap_table *t, uint64_t addr
 		i = (t->start + t->moved) & mask;
 	for (size_t n = t->moved; n < t->oldcap; n++) {
 		h->probes++;
-		if (t->old[i].addr == 0) {
-			if (t->old[i].meta != TOMB)
+		const struct heap_block *b = rd(t->old, i);
+		if (b->addr == 0) {
+			if (b->meta != TOMB)
 				return SIZE_MAX;
-		} else if (t->old[i].addr == addr) {
+		} else if (b->addr == addr) {
 			return i;
 		}
 		i = (i + 1) & mask;
@@ -166,13 +317,13 @@ static size_t old_find(struct heap *h, const struct heap_table *t, uint64_t addr
 }
 
 /* The free slot that ends addr's probe chain in `slots` (never full). */
-static size_t arr_free_slot(struct heap *h, const struct heap_block *slots, size_t cap,
+static size_t arr_free_slot(struct heap *h, struct heap_chunk *const *slots, size_t cap,
                             uint64_t addr)
 {
 	size_t i = home(h, addr, cap);
 	for (;;) {
 		h->probes++;
-		if (slots[i].addr == 0)
+		if (rd(slots, i)->addr == 0)
 			return i;
 		i = (i + 1) & (cap - 1);
 	}
@@ -186,15 +337,16 @@ static bool tab_step(struct heap *h, struct heap_table *t, size_t n)
 		return true;
 	for (size_t end = t->moved + n < t->oldcap ? t->moved + n : t->oldcap; t->moved < end;
 	     t->moved++) {
-		struct heap_block *b = &t->old[(t->start + t->moved) & (t->oldcap - 1)];
-		if (b->addr != 0)
-			t->slots[arr_free_slot(h, t->slots, t->cap, b->addr)] = *b;
-		b->addr = 0;
-		b->meta = TOMB;
+		/* The slot moved stays as it was: no probe reaches the moved
+		 * part (see old_find), and writing it would copy a shared
+		 * chunk for nothing. */
+		struct heap_block b = *rd(t->old, (t->start + t->moved) & (t->oldcap - 1));
+		if (b.addr != 0)
+			*wr(t->slots, t->cap, arr_free_slot(h, t->slots, t->cap, b.addr)) = b;
 	}
 	if (t->moved < t->oldcap)
 		return false;
-	free(t->old);
+	arr_free(t->old, t->oldcap);
 	t->old = NULL;
 	t->oldcap = t->moved = 0;
 	return true;
@@ -210,9 +362,9 @@ static void tab_resize(struct heap *h, struct heap_table *t, size_t cap)
 	t->moved = 0;
 	/* Start after an empty slot (at most 3/4 are full). */
 	t->start = 0;
-	while (t->old[(t->start - 1) & (t->oldcap - 1)].addr != 0)
+	while (rd(t->old, (t->start - 1) & (t->oldcap - 1))->addr != 0)
 		t->start++;
-	t->slots = xcalloc(cap, sizeof(*t->slots));
+	t->slots = arr_new(cap);
 	t->cap = cap;
 	if (t->oldcap <= TAB_AT_ONCE)
 		tab_step(h, t, SIZE_MAX);
@@ -229,9 +381,9 @@ static size_t tab_find(struct heap *h, struct heap_table *t, uint64_t addr)
 	if (j == SIZE_MAX)
 		return SIZE_MAX;
 	i = arr_free_slot(h, t->slots, t->cap, addr);
-	t->slots[i] = t->old[j];
-	t->old[j].addr = 0;
-	t->old[j].meta = TOMB;
+	struct heap_block b = *rd(t->old, j);
+	*wr(t->slots, t->cap, i) = b;
+	*wr(t->old, t->oldcap, j) = (struct heap_block){0, TOMB};
 	return i;
 }
 
@@ -242,30 +394,29 @@ static const struct heap_block *tab_peek(const struct heap *h, const struct heap
 	struct heap *hh = (struct heap *)h; /* probes count, the model does not change */
 	size_t i = arr_find(hh, t->slots, t->cap, addr);
 	if (i != SIZE_MAX)
-		return &t->slots[i];
+		return rd(t->slots, i);
 	i = t->old != NULL ? old_find(hh, t, addr) : SIZE_MAX;
-	return i != SIZE_MAX ? &t->old[i] : NULL;
+	return i != SIZE_MAX ? rd(t->old, i) : NULL;
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones. */
 static void tab_remove(struct heap *h, struct heap_table *t, size_t i)
 {
-	struct heap_block *slots = t->slots;
 	size_t mask = t->cap - 1, j = i;
 	for (;;) {
 		j = (j + 1) & mask;
 		h->probes++;
-		if (slots[j].addr == 0)
+		struct heap_block bj = *rd(t->slots, j); /* a copy: wr may replace its chunk */
+		if (bj.addr == 0)
 			break;
-		size_t k = home(h, slots[j].addr, t->cap);
+		size_t k = home(h, bj.addr, t->cap);
 		/* Move j into the hole at i if its home k is not in (i, j]. */
 		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
-			slots[i] = slots[j];
+			*wr(t->slots, t->cap, i) = bj;
 			i = j;
 		}
 	}
-	slots[i].addr = 0;
-	slots[i].meta = 0;
+	*wr(t->slots, t->cap, i) = (struct heap_block){0, 0};
 }
 
 static void tab_foreach(const struct heap *h, const struct heap_table *t, heap_visit_fn fn,
@@ -273,12 +424,20 @@ static void tab_foreach(const struct heap *h, const struct heap_table *t, heap_v
                         uint64_t (*size_of)(const struct heap *, const struct heap_block *))
 {
 	for (int a = 0; a < 2; a++) {
-		const struct heap_block *v = a == 0 ? t->slots : t->old;
+		struct heap_chunk *const *v = a == 0 ? t->slots : t->old;
 		size_t cap = a == 0 ? t->cap : (t->old != NULL ? t->oldcap : 0);
-		for (size_t i = 0; i < cap; i++)
-			if (v[i].addr != 0)
-				fn(arg, v[i].addr, size_of(h, &v[i]),
-				   (uint32_t)(v[i].meta >> SIZE_BITS));
+		for (size_t c = 0; cap > 0 && c < nchunks(cap); c++) {
+			if (v[c] == NULL)
+				continue;
+			const struct heap_block *b = v[c]->b;
+			for (size_t i = 0; i < chunk_len(cap); i++) {
+				/* The old array's moved slots keep their copies. */
+				if (b[i].addr == 0 || (a == 1 && moved_past(t, c * HEAP_CHUNK + i)))
+					continue;
+				fn(arg, b[i].addr, size_of(h, &b[i]),
+				   (uint32_t)(b[i].meta >> SIZE_BITS));
+			}
+		}
 	}
 }
 
@@ -317,7 +476,7 @@ void heap_trim(struct heap *h)
 			keep = i + 1;
 			continue;
 		}
-		free(s->frames);
+		frames_unref(s->frames);
 		s->frames = NULL;
 		s->nframes = 0;
 	}
@@ -343,13 +502,12 @@ static void big_put(struct heap *h, uint64_t addr, uint64_t size)
 {
 	if (h->big.cap == 0) {
 		h->big.cap = MIN_BIG_CAP;
-		h->big.slots = xcalloc(h->big.cap, sizeof(*h->big.slots));
+		h->big.slots = arr_new(h->big.cap);
 	} else if ((h->nbig + 1) * 4 > h->big.cap * 3) {
 		tab_resize(h, &h->big, h->big.cap * 2);
 	}
 	size_t i = arr_free_slot(h, h->big.slots, h->big.cap, addr);
-	h->big.slots[i].addr = addr;
-	h->big.slots[i].meta = size;
+	*wr(h->big.slots, h->big.cap, i) = (struct heap_block){addr, size};
 	h->nbig++;
 }
 
@@ -358,7 +516,7 @@ static uint64_t big_take(struct heap *h, uint64_t addr)
 	size_t i = tab_find(h, &h->big, addr);
 	if (i == SIZE_MAX)
 		return SIZE_BIG;
-	uint64_t s = h->big.slots[i].meta;
+	uint64_t s = rd(h->big.slots, i)->meta;
 	tab_remove(h, &h->big, i);
 	h->nbig--;
 	return s;
@@ -383,12 +541,12 @@ void heap_set_sampling(struct heap *h, uint64_t rate)
  * apply_alloc added is subtracted. Its weight is left in *w. */
 static void release(struct heap *h, size_t i, struct sampling_weight *w)
 {
-	const struct heap_block *b = &h->tab.slots[i];
-	uint64_t size = b->meta & SIZE_BIG;
-	uint32_t stack = (uint32_t)(b->meta >> SIZE_BITS);
+	const struct heap_block b = *rd(h->tab.slots, i);
+	uint64_t size = b.meta & SIZE_BIG;
+	uint32_t stack = (uint32_t)(b.meta >> SIZE_BITS);
 
 	if (size == SIZE_BIG)
-		size = big_take(h, b->addr);
+		size = big_take(h, b.addr);
 	sampling_weight(size, h->sample_bytes, w);
 	struct heap_stack *s = &h->stacks[stack];
 	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w->bytes);
@@ -417,8 +575,7 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 		h->nstacks = ncap;
 	}
 	struct heap_stack *s = &h->stacks[id];
-	s->frames = xmalloc(n * sizeof(*frames));
-	memcpy(s->frames, frames, n * sizeof(*frames));
+	s->frames = frames_new(frames, n);
 	s->nframes = n;
 	s->defined = 1;
 	h->ndefined++;
@@ -463,8 +620,8 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 		big_put(h, ev->addr, size);
 		size = SIZE_BIG;
 	}
-	h->tab.slots[i].addr = ev->addr;
-	h->tab.slots[i].meta = (uint64_t)stack << SIZE_BITS | size;
+	*wr(h->tab.slots, h->tab.cap, i) =
+	    (struct heap_block){ev->addr, (uint64_t)stack << SIZE_BITS | size};
 	h->count++;
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
 	sampling_add(&s->live_count, &s->live_count_frac, w.count);
@@ -517,9 +674,14 @@ void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg)
 	tab_foreach(h, &h->tab, fn, arg, block_size);
 }
 
+/* Every slot counts, written or not, shared or not: a copy of a table
+ * may come to hold all of it. */
 static size_t tab_memory(const struct heap_table *t)
 {
-	return (t->cap + (t->old != NULL ? t->oldcap : 0)) * sizeof(struct heap_block);
+	size_t n = t->slots != NULL ? nchunks(t->cap) : 0;
+	n += t->old != NULL ? nchunks(t->oldcap) : 0;
+	return (t->cap + (t->old != NULL ? t->oldcap : 0)) * sizeof(struct heap_block) +
+	       n * sizeof(struct heap_chunk *);
 }
 
 size_t heap_memory(const struct heap *h)
@@ -528,4 +690,26 @@ size_t heap_memory(const struct heap *h)
 	for (uint32_t i = 0; i < h->nstacks; i++)
 		n += h->stacks[i].nframes * sizeof(uint64_t);
 	return n;
+}
+
+/* ---- frozen views ---- */
+
+void heap_view_take(struct heap *h, struct heap_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->h.key = h->key;
+	v->h.count = h->count;
+	v->h.nbig = h->nbig;
+	tab_share(&v->h.tab, &h->tab);
+	tab_share(&v->h.big, &h->big);
+}
+
+void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg)
+{
+	tab_foreach(&v->h, &v->h.tab, fn, arg, block_size);
+}
+
+void heap_view_close(struct heap_view *v)
+{
+	heap_close(&v->h); /* no stacks: only the chunks' references */
 }

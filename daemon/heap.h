@@ -6,9 +6,10 @@
  * and peak traced bytes. It is fed the agent's events in the agent's
  * sequence order and applies them exactly: a free removes the block, an
  * allocation inserts it. It never symbolizes and never allocates per event
- * (the block table grows geometrically; a large one moves into its new array
-a few slots an event, so no event costs more than O(1) and none holds the
-loop for the whole table).
+ * but the 64 KiB chunk of the block table that an event is the first to
+ * write (the table grows geometrically; a large one moves into its new
+ * array a few slots an event, so no event costs more than O(1) and none
+ * holds the loop for the whole table).
  *
  * When the process is sampled (heap_set_sampling), a block keeps its true
  * size and every statistic adds the block's weight instead (sampling.h:
@@ -21,10 +22,15 @@ loop for the whole table).
  *
  * Blocks live in an open-addressing table of 16-byte slots (address; stack id
  * in the top 24 bits and size in the low 40 bits of a second word), so a
- * live block costs 16 / load-factor bytes. The rare block of 1 TiB or more
- * keeps its exact size in a second table of the same kind, keyed by its
- * address, so it costs what any block costs: every operation is O(1)
- * expected whatever the sizes. Addresses are what an agent says, so a
+ * live block costs 16 / load-factor bytes. The slots are kept in chunks of
+ * HEAP_CHUNK that copies of the table share until one side writes (copy on
+ * write, chunk by chunk): a fork image (heap_clone) and a capture's view of
+ * the blocks (heap_view_take) cost the loop O(slots / HEAP_CHUNK), and the
+ * first write to a shared chunk copies 64 KiB, so no event nor copy holds
+ * the loop for a time that grows with the blocks. The rare block of 1 TiB
+ * or more keeps its exact size in a second table of the same kind, keyed
+ * by its address, so it costs what any block costs: every operation is
+ * O(1) expected whatever the sizes. Addresses are what an agent says, so a
  * hostile one may choose them: the home slot of an address is a strong mix
  * of the address and a key drawn at random for each heap (heap_init), which
  * the agent never learns, so it cannot build long probe chains on purpose.
@@ -32,7 +38,10 @@ loop for the whole table).
  * the work stays proportional to the events. Limits on blocks and stacks
  * are enforced here and reported in limit_reached, never silently.
  *
- * Single-threaded: only the daemon's loop thread touches a heap.
+ * Single-threaded: only the daemon's loop thread touches a heap. A view
+ * (heap_view_take, on the loop) is a frozen copy of the blocks that one
+ * other thread at a time may read and close: the references it holds on
+ * the shared chunks are atomic, and the heap never writes a shared chunk.
  */
 #ifndef MEMTRACE_HEAP_H
 #define MEMTRACE_HEAP_H
@@ -69,12 +78,18 @@ struct heap_block {
 	uint64_t meta; /* stack << 40 | size (size saturates at HEAP_SIZE_BIG) */
 };
 
+/* Slots per chunk of a table's array (a smaller table is one chunk). */
+#define HEAP_CHUNK ((size_t)4096)
+
+struct heap_chunk; /* heap.c: a reference count and HEAP_CHUNK slots */
+
 /* One open-addressing table; while it changes size, `old` is the array
- * being emptied into `slots` (heap.c). */
+ * being emptied into `slots` (heap.c). An array is cap / HEAP_CHUNK
+ * pointers to chunks, NULL for a chunk never written. */
 struct heap_table {
-	struct heap_block *slots; /* power of two slots, 0 while there is none */
+	struct heap_chunk **slots; /* power of two slots, 0 while there is none */
 	size_t cap;
-	struct heap_block *old; /* NULL but while moving */
+	struct heap_chunk **old; /* NULL but while moving */
 	size_t oldcap;
 	size_t start, moved; /* old's slots start .. start + moved - 1 (mod oldcap) are moved */
 };
@@ -111,8 +126,11 @@ void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint6
  * key: for tests that build probe chains on purpose. */
 size_t heap_home(const struct heap *h, uint64_t addr, size_t cap);
 void heap_close(struct heap *h);
-/* dst becomes a copy of src, sharing nothing with it (a fork child's heap
- * as its parent's was at the fork). */
+/* dst becomes a copy of src (a fork child's heap as its parent's was at
+ * the fork): the blocks' chunks are shared copy on write, O(slots /
+ * HEAP_CHUNK); the stacks' statistics are copied and their frames, which
+ * never change, shared (a reference each). Either may change or close
+ * first. */
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
  * block table sized for its peak, the frames of stacks with nothing live).
@@ -142,6 +160,28 @@ int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *s
 /* Visits every live block (for "largest blocks" queries). */
 typedef void (*heap_visit_fn)(void *arg, uint64_t addr, uint64_t size, uint32_t stack);
 void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg);
+/* Slot i of t's array `slots` (empty if never written): for tests that
+ * look at where blocks landed. */
+const struct heap_block *heap_table_slot(const struct heap_table *t, size_t i);
+
+/* The live blocks of a heap frozen at one moment, for a capture's largest
+ * blocks: taken on the loop in O(slots / HEAP_CHUNK), then read and closed
+ * on any one thread while the heap goes on (its writes copy the chunks the
+ * view shares). Holds memory only for what the heap changes meanwhile. */
+struct heap_view {
+	struct heap h; /* the tables and key only; no stacks */
+};
+void heap_view_take(struct heap *h, struct heap_view *v);
+/* Visits every block of the view: as heap_foreach at the moment taken. */
+void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg);
+void heap_view_close(struct heap_view *v);
+
+/* A stack's frames (heap_stack.frames, never changed once defined) kept
+ * beyond the heap: a reference taken on the loop, given back on any thread;
+ * the last one frees them. NULL is a no-op. */
+uint64_t *heap_frames_ref(uint64_t *frames);
+void heap_frames_unref(uint64_t *frames);
+
 /* Bytes the model itself uses (table, stacks, frames). */
 size_t heap_memory(const struct heap *h);
 

@@ -7,6 +7,11 @@
  * taken. Pinned: an allocation on stack 0 (the unknown stack, which has no
  * frames and no frame array) is counted like any other and copied without
  * touching the missing array (under UBSan, a memcpy from NULL aborts).
+ * The largest blocks are searched on the worker, after the capture, in a
+ * view of the blocks frozen at capture_take: test_largest_frozen changes
+ * the heap between the two (frees the largest blocks, allocates larger
+ * ones) and checks that the snapshot lists the true largest blocks of the
+ * moment of the capture, from a list the test keeps, each with its trace.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,12 +83,98 @@ START_TEST(test_stack_zero)
 }
 END_TEST
 
+#define FROZEN_BLOCKS 60000
+#define FROZEN_TOP    25
+
+struct tblock {
+	uint64_t addr, size;
+	uint32_t stack;
+};
+
+static int tblock_desc(const void *a, const void *b)
+{
+	const struct tblock *x = a, *y = b;
+	return x->size != y->size ? (x->size < y->size ? 1 : -1) : 0;
+}
+
+START_TEST(test_largest_frozen)
+{
+	struct daemon d;
+	struct session *s;
+	struct tblock *b = calloc(FROZEN_BLOCKS, sizeof(*b));
+	uint64_t seq = 0;
+
+	ck_assert_ptr_nonnull(b);
+	memset(&d, 0, sizeof d);
+	s = session_new(&d);
+	s->state = SESSION_EXITED;
+	for (uint32_t id = 1; id <= 8; id++) {
+		uint64_t frame = 0x400000 + id;
+		ck_assert_int_eq(heap_define_stack(&s->heap, id, &frame, 1), 0);
+	}
+	/* Distinct sizes in a scrambled order (some of 1 TiB and more, which
+	 * the heap keeps in its second table), on stacks 0 to 8. */
+	for (uint32_t i = 0; i < FROZEN_BLOCKS; i++) {
+		uint64_t k = (uint64_t)i * 7919 % FROZEN_BLOCKS;
+		b[i] = (struct tblock){0x10000000 + (uint64_t)i * 64,
+		                       k % 50 == 0 ? (UINT64_C(1) << 40) + k : 1 + k * 3, i % 9};
+		struct proto_event ev = {.seq = ++seq,
+		                         .addr = b[i].addr,
+		                         .size = b[i].size,
+		                         .stack_id = b[i].stack,
+		                         .kind = PROTO_EV_ALLOC};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+	struct capture *c = capture_take(s, "live", FROZEN_TOP);
+
+	/* After the capture: the largest blocks go, larger ones come, and
+	 * half of all the others are freed. */
+	qsort(b, FROZEN_BLOCKS, sizeof(*b), tblock_desc);
+	for (uint32_t i = 0; i < FROZEN_BLOCKS; i++) {
+		if (i >= FROZEN_TOP && i % 2 == 0)
+			continue;
+		struct proto_event ev = {.seq = ++seq, .addr = b[i].addr, .kind = PROTO_EV_FREE};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+	for (uint32_t i = 0; i < 100; i++) {
+		struct proto_event ev = {.seq = ++seq,
+		                         .addr = 0x90000000 + (uint64_t)i * 64,
+		                         .size = (UINT64_C(1) << 50) + i,
+		                         .stack_id = 1,
+		                         .kind = PROTO_EV_ALLOC};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+
+	struct symbols *syms = symbols_new(false);
+	struct snapshot *snap = capture_resolve(c, syms);
+	ck_assert_uint_eq(snap->blocks, FROZEN_BLOCKS);
+	ck_assert_uint_eq(snap->nlargest, FROZEN_TOP);
+	for (size_t i = 0; i < FROZEN_TOP; i++) {
+		ck_assert_uint_eq(snap->largest[i].addr, b[i].addr);
+		ck_assert_uint_eq(snap->largest[i].size, b[i].size);
+		const struct snapshot_trace *t = &snap->traces[snap->largest[i].trace];
+		if (b[i].stack == 0) {
+			ck_assert_uint_eq(t->nframes, 0);
+		} else {
+			ck_assert_uint_eq(t->nframes, 1);
+			ck_assert_uint_eq(t->addrs[0], 0x400000 + b[i].stack);
+		}
+	}
+	snapshot_free(snap);
+	symbols_free(syms);
+	capture_free(c);
+	session_unref(s);
+	free(b);
+}
+END_TEST
+
 Suite *capture_suite(void)
 {
 	Suite *s = suite_create("capture");
 	TCase *tc = tcase_create("capture");
 
 	tcase_add_test(tc, test_stack_zero);
+	tcase_add_test(tc, test_largest_frozen);
 	suite_add_tcase(s, tc);
 	return s;
 }

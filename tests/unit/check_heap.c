@@ -31,6 +31,12 @@
  * sampling the estimates are the exact counts: blocks equals count and no
  * fraction is ever set, which check_counters asserts in every other test.
  *
+ * Copies of a heap (heap_clone for fork images, heap_view_take for a
+ * capture's largest blocks) share the block table's chunks until a write:
+ * test_copies_frozen pins that each copy stays exactly the heap of its
+ * moment (against models copied then) while the heap and the copies go on,
+ * a view also read and closed on another thread.
+ *
  * Check logs every passing ck_assert, which at the millions of comparisons
  * made here would be most of the run time, so the comparisons go through the
  * EXPECT macros below instead. The whole suite then runs in about two seconds
@@ -40,6 +46,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,7 +504,7 @@ static size_t home_of(struct homes *f, uint64_t addr)
 
 	EXPECT_INT_EQ(heap_apply(&f->h, &ev), 0);
 	for (size_t i = 0; i < f->h.tab.cap; i++)
-		if (f->h.tab.slots[i].addr == addr)
+		if (heap_table_slot(&f->h.tab, i)->addr == addr)
 			home = i;
 	EXPECT_TRUE(home != SIZE_MAX);
 	ev.seq = ++f->seq;
@@ -1304,7 +1311,8 @@ START_TEST(test_wrap_all_orders)
 			check_blocks(&r);
 		}
 		/* Four blocks want the last two slots: the chain wraps. */
-		EXPECT_TRUE(r.h.tab.slots[cap - 1].addr != 0 && r.h.tab.slots[0].addr != 0);
+		EXPECT_TRUE(heap_table_slot(&r.h.tab, cap - 1)->addr != 0 &&
+		            heap_table_slot(&r.h.tab, 0)->addr != 0);
 		if (perms % 97 == 0)
 			check_foreach(&r);
 		for (size_t i = 0; i < 7; i++) {
@@ -1317,7 +1325,7 @@ START_TEST(test_wrap_all_orders)
 	EXPECT_EQ(r.h.tab.cap, cap);
 	EXPECT_EQ(r.h.unknown_frees, 0);
 	for (size_t i = 0; i < cap; i++)
-		EXPECT_EQ(r.h.tab.slots[i].addr, 0);
+		EXPECT_EQ(heap_table_slot(&r.h.tab, i)->addr, 0);
 	check_full(&r);
 	rig_close(&r);
 }
@@ -1661,7 +1669,7 @@ START_TEST(test_stress)
 	EXPECT_EQ(r.h.current, 0);
 	EXPECT_EQ(r.h.nbig, 0);
 	for (size_t i = 0; i < r.h.tab.cap; i++)
-		EXPECT_EQ(r.h.tab.slots[i].addr, 0);
+		EXPECT_EQ(heap_table_slot(&r.h.tab, i)->addr, 0);
 	rig_close(&r);
 	free(pool);
 }
@@ -1893,6 +1901,196 @@ START_TEST(test_sampled)
 }
 END_TEST
 
+/* ---- copies: fork images (heap_clone) and frozen views (heap_view_take) ---- */
+
+static void model_copy(struct model *dst, const struct model *src)
+{
+	size_t cap = src->n ? src->n : 1;
+
+	*dst = *src;
+	dst->addr = malloc(cap * sizeof(*dst->addr));
+	dst->b = malloc(cap * sizeof(*dst->b));
+	dst->live = malloc(cap * sizeof(*dst->live));
+	dst->live_pos = malloc(cap * sizeof(*dst->live_pos));
+	EXPECT_TRUE(dst->addr != NULL && dst->b != NULL && dst->live != NULL &&
+	            dst->live_pos != NULL);
+	memcpy(dst->addr, src->addr, cap * sizeof(*dst->addr));
+	memcpy(dst->b, src->b, cap * sizeof(*dst->b));
+	memcpy(dst->live, src->live, cap * sizeof(*dst->live));
+	memcpy(dst->live_pos, src->live_pos, cap * sizeof(*dst->live_pos));
+}
+
+/* A view with the model of the moment it was taken. */
+struct frozen {
+	struct heap_view v;
+	struct model m;
+};
+
+/* Order-free digest of a set of blocks, to compare what a thread saw. */
+struct digest {
+	size_t count;
+	uint64_t bytes, mix;
+};
+
+static void digest_add(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct digest *d = arg;
+	uint64_t x = addr * UINT64_C(0x9e3779b97f4a7c15) ^ size * UINT64_C(0xc2b2ae3d27d4eb4f) ^
+	             (uint64_t)stack << 40;
+	d->count++;
+	d->bytes += size;
+	d->mix += x ^ (x >> 29);
+}
+
+static struct digest model_digest(const struct model *m)
+{
+	struct digest d = {0};
+	for (size_t k = 0; k < m->nlive; k++) {
+		const struct mblock *b = &m->b[m->live[k]];
+		digest_add(&d, m->addr[m->live[k]], b->size, b->stack);
+	}
+	return d;
+}
+
+static void check_view(const struct frozen *f)
+{
+	struct visit v = {.m = &f->m, .seen = calloc(f->m.n ? f->m.n : 1, 1)};
+
+	EXPECT_TRUE(v.seen != NULL);
+	heap_view_foreach(&f->v, visit_block, &v);
+	EXPECT_EQ(v.count, f->m.nlive);
+	EXPECT_EQ(v.bytes, f->m.current);
+	free(v.seen);
+}
+
+struct reader {
+	struct frozen *f;
+	struct digest got;
+};
+
+/* A worker's part: read the view, then give it back. */
+static void *read_and_close(void *arg)
+{
+	struct reader *r = arg;
+	heap_view_foreach(&r->f->v, digest_add, &r->got);
+	heap_view_close(&r->f->v);
+	return NULL;
+}
+
+#define COPIES_POOL  150000
+#define COPIES_KEEP  3
+#define COPIES_STEPS 900000
+
+/*
+ * A fork image and a capture's view are the heap as it was at one moment,
+ * however the heap changes afterwards, and the heap is unchanged by them:
+ * with up to three clones and three views open at once (sharing the
+ * table's chunks with the heap and with each other), the heap, each clone
+ * (itself driven on by events of its own) and each view are compared with
+ * models copied at the moment of the copy. The pool is large enough for a
+ * table of many chunks that grows in steps while copies are open, and
+ * views are also read and closed on another thread while the heap writes.
+ */
+START_TEST(test_copies_frozen)
+{
+	uint64_t *pool = malloc(COPIES_POOL * sizeof(*pool));
+	struct rng g = {0xc0b1e5};
+	struct rig r, *clones[COPIES_KEEP] = {0};
+	struct frozen *views[COPIES_KEEP] = {0};
+	size_t nclones = 0, nviews = 0, threads = 0, grew_open = 0;
+
+	EXPECT_TRUE(pool != NULL);
+	for (size_t i = 0; i < COPIES_POOL; i++)
+		pool[i] = UINT64_C(0x7f0000000000) + 32 * (uint64_t)i;
+	rig_init(&r, pool, COPIES_POOL, 0, 0);
+	for (uint32_t id = 1; id <= 64; id++)
+		rig_define(&r, id, 1 + id % 8);
+	for (int op = 0; op < COPIES_STEPS; op++) {
+		unsigned pct = (op / 100000) % 2 == 0 ? 80 : 30;
+		size_t cap = r.h.tab.cap;
+		stress_step(&r, &g, pct);
+		if (r.h.tab.cap != cap && (nclones > 0 || nviews > 0))
+			grew_open++;
+		/* Each open clone goes on by events of its own. */
+		for (size_t c = 0; c < nclones; c++)
+			stress_step(clones[c], &g, pct);
+		if (op % 30011 == 30010) {
+			/* A fork: the oldest clone is checked and goes. */
+			if (nclones == COPIES_KEEP) {
+				check_full(clones[0]);
+				rig_close(clones[0]);
+				free(clones[0]);
+				memmove(clones, clones + 1, --nclones * sizeof(*clones));
+			}
+			struct rig *c = malloc(sizeof(*c));
+			EXPECT_TRUE(c != NULL);
+			heap_clone(&c->h, &r.h);
+			model_copy(&c->m, &r.m);
+			check_full(c);
+			clones[nclones++] = c;
+		}
+		if (op % 20011 == 20010) {
+			/* A capture: the oldest view is read (here, or on a
+			 * thread while the heap goes on) and goes. */
+			if (nviews == COPIES_KEEP) {
+				struct frozen *f = views[0];
+				if (threads % 2 == 0) {
+					check_view(f);
+					heap_view_close(&f->v);
+				} else {
+					struct reader rd = {.f = f};
+					pthread_t th;
+					EXPECT_INT_EQ(
+					    pthread_create(&th, NULL, read_and_close, &rd), 0);
+					for (int k = 0; k < 20000; k++)
+						stress_step(&r, &g, pct);
+					EXPECT_INT_EQ(pthread_join(th, NULL), 0);
+					struct digest want = model_digest(&f->m);
+					EXPECT_EQ(rd.got.count, want.count);
+					EXPECT_EQ(rd.got.bytes, want.bytes);
+					EXPECT_EQ(rd.got.mix, want.mix);
+				}
+				threads++;
+				model_close(&f->m);
+				free(f);
+				memmove(views, views + 1, --nviews * sizeof(*views));
+			}
+			struct frozen *f = malloc(sizeof(*f));
+			EXPECT_TRUE(f != NULL);
+			heap_view_take(&r.h, &f->v);
+			model_copy(&f->m, &r.m);
+			views[nviews++] = f;
+		}
+		if (op % 65536 == 65535) {
+			check_full(&r);
+			for (size_t k = 0; k < nviews; k++)
+				check_view(views[k]);
+		}
+	}
+	/* The run did what it was meant to: copies open while the table
+	 * grew, and views read on both sides. */
+	EXPECT_GT(grew_open, 0);
+	EXPECT_GE(threads, 10);
+	EXPECT_GT(r.h.tab.cap, 16 * HEAP_CHUNK);
+	check_full(&r);
+	for (size_t k = 0; k < nviews; k++) {
+		check_view(views[k]);
+		heap_view_close(&views[k]->v);
+		model_close(&views[k]->m);
+		free(views[k]);
+	}
+	for (size_t c = 0; c < nclones; c++) {
+		check_full(clones[c]);
+		rig_close(clones[c]);
+		free(clones[c]);
+	}
+	/* The heap alone again, after every copy went. */
+	check_full(&r);
+	rig_close(&r);
+	free(pool);
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
 	Suite *s = suite_create("heap");
@@ -1926,6 +2124,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_hostile_addresses);
 	tcase_add_test(tc, test_hostile_big_sizes);
 	tcase_add_test(tc, test_keys_differ);
+	tcase_add_test(tc, test_copies_frozen);
 	suite_add_tcase(s, tc);
 
 	return s;
