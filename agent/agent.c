@@ -142,9 +142,22 @@ static void read_config(void)
 	if ((v = getenv("MEMTRACE_UNWIND")) != NULL) {
 		if (strcmp(v, "fp") == 0)
 			g_cfg.fp = true;
-		else if (strcmp(v, "libunwind") != 0)
-			sysdep_say("MEMTRACE_UNWIND must be libunwind or fp, got '", v,
-			           "'; using libunwind");
+		else if (strcmp(v, "libunwind") == 0)
+			g_cfg.libunwind = true;
+		else if (strcmp(v, "cfi") != 0)
+			sysdep_say("MEMTRACE_UNWIND must be cfi, libunwind or fp, got '", v,
+			           "'; using cfi");
+	}
+	if ((v = getenv("MEMTRACE_UNWIND_CHECK")) != NULL) {
+		/* A path: the counts go there (a program may close stderr). */
+		if (v[0] == '/' && strlen(v) < sizeof(g_cfg.unwind_report))
+			memcpy(g_cfg.unwind_report, v, strlen(v) + 1);
+		if (v[0] == '/' || parse_bool(v, &g_cfg.unwind_check) == 0)
+			g_cfg.unwind_check = g_cfg.unwind_check || v[0] == '/';
+		else
+			sysdep_say(
+			    "MEMTRACE_UNWIND_CHECK must be 0, 1 or a file's absolute path, got '",
+			    v, "'; not checking");
 	}
 	if ((v = getenv("MEMTRACE_SAMPLE")) != NULL) {
 		if (parse_u64(v, &n) == 0)
@@ -208,6 +221,7 @@ static void thread_exit(void *arg)
 	if (r != NULL && agent_tls.ring == r) {
 		agent_tls.ring = NULL;
 		agent_tls.dead = 1;
+		unwind_thread_exit(&agent_tls);
 		ring_retire(r);
 		sender_wake();
 	}

@@ -32,17 +32,21 @@ enum agent_state {
 #define AGENT_BLOCK_TIMEOUT_S 5  /* MEMTRACE_BLOCK_TIMEOUT's default */
 
 struct agent_config {
-	uint32_t nframes;      /* MEMTRACE_NFRAMES, default 32 */
-	bool fp;               /* MEMTRACE_UNWIND=fp */
-	bool drop;             /* MEMTRACE_ON_FULL=drop */
-	bool follow_fork;      /* MEMTRACE_FOLLOW_FORK, default on */
-	uint64_t block_ns;     /* MEMTRACE_BLOCK_TIMEOUT in ns, 0 = wait for ever */
-	uint64_t sample_bytes; /* MEMTRACE_SAMPLE, 0 = every allocation */
-	char socket[108];      /* sockaddr_un path of agent.sock */
-	char fallback[108];    /* system daemon's socket, tried second */
+	uint32_t nframes;        /* MEMTRACE_NFRAMES, default 32 */
+	bool fp;                 /* MEMTRACE_UNWIND=fp */
+	bool libunwind;          /* MEMTRACE_UNWIND=libunwind: not our own walker first */
+	bool unwind_check;       /* MEMTRACE_UNWIND_CHECK=1: walk both ways, compare */
+	char unwind_report[256]; /* MEMTRACE_UNWIND_CHECK=/path: its counts there, else stderr */
+	bool drop;               /* MEMTRACE_ON_FULL=drop */
+	bool follow_fork;        /* MEMTRACE_FOLLOW_FORK, default on */
+	uint64_t block_ns;       /* MEMTRACE_BLOCK_TIMEOUT in ns, 0 = wait for ever */
+	uint64_t sample_bytes;   /* MEMTRACE_SAMPLE, 0 = every allocation */
+	char socket[108];        /* sockaddr_un path of agent.sock */
+	char fallback[108];      /* system daemon's socket, tried second */
 };
 
 struct shm_ring;
+struct cfi_cache;
 
 /* Per thread. Zero-initialised TLS is the valid "nothing yet" state. */
 struct agent_tls {
@@ -54,7 +58,8 @@ struct agent_tls {
 	uint64_t rng;          /* xorshift state for sampling */
 	uintptr_t stack_lo;    /* this thread's stack, for the frame-pointer walk */
 	uintptr_t stack_hi;
-	uint32_t last_n; /* the previous stack this thread interned */
+	struct cfi_cache *cfi; /* this thread's compiled unwind rules (cfi.h) */
+	uint32_t last_n;       /* the previous stack this thread interned */
 	uint32_t last_id;
 	uint64_t last_frames[AGENT_LAST_FRAMES];
 };

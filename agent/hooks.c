@@ -1,5 +1,6 @@
 /*
- * hooks.c - the interposed allocation functions, the agent's only exports.
+ * hooks.c - the interposed allocation functions and dlclose, the agent's
+ * exports with fdguard.c's descriptor functions.
  *
  * Each hook calls the real function and, when tracing is on and the thread is
  * not already inside the agent, records the event. The order of the sequence
@@ -14,6 +15,7 @@
  * constructor, or inside the loader): agent_enter then sets tracing up, and
  * this very call is recorded.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "cfi.h"
 
 static inline void ensure_real(void)
 {
@@ -194,4 +197,24 @@ AGENT_EXPORT void *pvalloc(size_t size)
 	if (t == NULL)
 		return g_real.pvalloc(size);
 	return traced_alloc(g_real.pvalloc(size), size, t);
+}
+
+/* Code unloaded: the unwind rules compiled for its addresses are stale
+ * (cfi.h), as another object may be loaded there next. */
+AGENT_EXPORT int dlclose(void *handle)
+{
+	static int (*real_dlclose)(void *);
+	int (*fn)(void *) = __atomic_load_n(&real_dlclose, __ATOMIC_ACQUIRE);
+	int rc;
+
+	if (fn == NULL) {
+		/* dlsym may allocate: the hooks trace it like the program's. */
+		fn = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+		if (fn == NULL)
+			return -1;
+		__atomic_store_n(&real_dlclose, fn, __ATOMIC_RELEASE);
+	}
+	rc = fn(handle);
+	cfi_forget();
+	return rc;
 }

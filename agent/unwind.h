@@ -1,10 +1,15 @@
 /*
  * unwind.h - stack capture inside an interposed allocation call.
  *
- * Two methods: libunwind's unw_backtrace (default; works through code built
- * without frame pointers, uses a per-thread cache so a warm unwind costs a
- * few nanoseconds per frame) and a frame-pointer walk (MEMTRACE_UNWIND=fp;
- * cheaper, but only correct through code built with -fno-omit-frame-pointer).
+ * Three methods: our own walker of .eh_frame's rules with a per-thread cache
+ * of them (cfi.h; default, MEMTRACE_UNWIND=cfi), which hands every stack it
+ * does not handle to libunwind's unw_backtrace; libunwind alone
+ * (MEMTRACE_UNWIND=libunwind); and a frame-pointer walk (MEMTRACE_UNWIND=fp;
+ * cheapest, but only correct through code built with
+ * -fno-omit-frame-pointer). With MEMTRACE_UNWIND_CHECK=1 every stack is
+ * walked both by our walker and by libunwind, libunwind's is kept, and the
+ * counts of walks, differences and hand-overs are printed on stderr at exit
+ * (the differential test's instrument).
  *
  * Frames inside the agent itself are dropped, so frame 0 is the caller of
  * malloc. Every frame is a return address minus one, i.e. an address inside
@@ -22,7 +27,9 @@ void unwind_init(void);
 /* Fills out[0 .. max) and returns the number of frames. */
 uint32_t unwind_capture(struct agent_tls *t, uint64_t *out, uint32_t max);
 /* Called once per new thread (inside the recursion guard): learns the stack
- * bounds for the frame-pointer walk and warms libunwind's cache. */
+ * bounds for the walks and warms libunwind's cache. */
 void unwind_thread_init(struct agent_tls *t);
+/* The thread is ending: gives back what its walks kept. */
+void unwind_thread_exit(struct agent_tls *t);
 
 #endif

@@ -509,7 +509,10 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 		jsonout_add_u64(sampled, "samples", h->count);
 	cJSON_AddItemToObject(r, "sampled", sampled);
 	cJSON_AddStringToObject(r, "on_full", s->flags & PROTO_HELLO_DROP ? "drop" : "block");
-	cJSON_AddStringToObject(r, "unwind", s->flags & PROTO_HELLO_FP ? "fp" : "libunwind");
+	cJSON_AddStringToObject(r, "unwind",
+	                        s->flags & PROTO_HELLO_FP          ? "fp"
+	                        : s->flags & PROTO_HELLO_LIBUNWIND ? "libunwind"
+	                                                           : "cfi");
 	cJSON_AddBoolToObject(r, "interposed", !(s->flags & PROTO_HELLO_BYPASSED));
 	if (s->flags & PROTO_HELLO_BYPASSED)
 		cJSON_AddStringToObject(r, "warning",

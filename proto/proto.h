@@ -50,11 +50,12 @@ enum proto_type {
 };
 
 /* HELLO flags */
-#define PROTO_HELLO_DROP      0x1u /* MEMTRACE_ON_FULL=drop: events may be lost */
-#define PROTO_HELLO_FP        0x2u /* frame-pointer unwinding */
-#define PROTO_HELLO_SAMPLED   0x4u /* sampling: only sampled blocks are sent, at their true size */
-#define PROTO_HELLO_BYPASSED  0x8u /* the program's malloc is not the agent's: little is seen */
-#define PROTO_HELLO_FLAGS_ALL 0xfu
+#define PROTO_HELLO_DROP      0x1u  /* MEMTRACE_ON_FULL=drop: events may be lost */
+#define PROTO_HELLO_FP        0x2u  /* frame-pointer unwinding */
+#define PROTO_HELLO_SAMPLED   0x4u  /* sampling: only sampled blocks are sent, at their true size */
+#define PROTO_HELLO_BYPASSED  0x8u  /* the program's malloc is not the agent's: little is seen */
+#define PROTO_HELLO_LIBUNWIND 0x10u /* libunwind alone (neither this nor FP: our CFI walker) */
+#define PROTO_HELLO_FLAGS_ALL 0x1fu
 
 /* Event record kinds, in the low PROTO_EV_KIND_BITS bits of a region record's
  * first word; the sequence number is the rest (seq << 2 | kind). */

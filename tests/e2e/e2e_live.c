@@ -3158,6 +3158,142 @@ END_TEST
 
 /* ----------------------------------------------------------- runner */
 
+/* ---------------------------------------------------- unwind_differential */
+
+/* The agent's "unwind check" line in a process's stderr: walks, walks that
+ * differ from libunwind's, walks handed to libunwind. 0 when found. */
+static int unwind_counts(const char *err, long long *walks, long long *differ, long long *handed)
+{
+	const char *p = err != NULL ? strstr(err, "memtrace: unwind check: ") : NULL;
+
+	if (p == NULL || sscanf(p,
+	                        "memtrace: unwind check: %lld walks, %lld differ from libunwind, "
+	                        "%lld handed to it",
+	                        walks, differ, handed) != 3)
+		return -1;
+	return 0;
+}
+
+/* The first line of file (new string), or NULL. */
+static char *first_line(const char *file)
+{
+	char buf[512];
+	FILE *f = fopen(file, "r");
+	char *line = NULL;
+
+	if (f != NULL && fgets(buf, sizeof buf, f) != NULL)
+		line = h_strf("%s", buf);
+	if (f != NULL)
+		fclose(f);
+	return line;
+}
+
+/* Runs argv traced with MEMTRACE_UNWIND_CHECK naming a file (xz closes its
+ * stderr before it exits), stdin from `input` (or nothing), and asserts
+ * that every stack our walker returned is the one libunwind returned.
+ * Returns its stdout (new string). */
+static char *run_checked(const char *const *argv, const char *input, long long *walks,
+                         long long *handed)
+{
+	static int runs;
+	char *report = h_strf("%s/unwind-check.%d", D.dir, runs++);
+	char *var = h_strf("MEMTRACE_UNWIND_CHECK=%s", report);
+	const char *env[] = {var, NULL};
+	struct h_spawn sp = {
+	    .argv = argv, .agent = true, .runtime_dir = D.runtime, .env = env, .uid = H_NOUID};
+	struct h_proc p;
+	long long differ = -1;
+
+	h_proc_start(&p, &sp);
+	if (input != NULL)
+		ck_assert_int_eq(write(p.in_fd, input, strlen(input)), (ssize_t)strlen(input));
+	h_proc_close_stdin(&p);
+	int st = h_proc_finish(&p, 120000);
+	ck_assert_msg(st == 0, "%s: %s\n%.2000s", argv[0], h_status_str(st),
+	              p.err.data != NULL ? p.err.data : "");
+	char *line = first_line(report);
+	ck_assert_msg(unwind_counts(line, walks, &differ, handed) == 0,
+	              "%s wrote no unwind check to %s: %s", argv[0], report, line ? line : "");
+	ck_assert_msg(differ == 0, "%s: %lld of %lld stacks differ from libunwind's", argv[0],
+	              differ, *walks);
+	char *out = h_strf("%.*s", (int)p.out.len, p.out.data != NULL ? p.out.data : "");
+	h_proc_cleanup(&p);
+	free(line);
+	free(var);
+	free(report);
+	return out;
+}
+
+/* Our walker against libunwind on every allocation of: unwindy (recursions
+ * through alloca frames, C++ exceptions with destructors allocating, signal
+ * handlers on the thread's and on an alternate stack, dlopen and dlclose,
+ * threads), sqlite3 and xz (Debian's, built without frame pointers), the
+ * test programs. 0 differences; signal frames are handed to libunwind. */
+START_TEST(unwind_differential)
+{
+	long long walks = 0, handed = 0, allocs = -1, signals = -1;
+	char *prog = h_prog("unwindy"), *plugin = h_prog(".libs/libplugin.so");
+	const char *uw[] = {prog, plugin, NULL};
+	char *out = run_checked(uw, NULL, &walks, &handed);
+
+	ck_assert_msg(sscanf(out, "allocs=%lld signals=%lld", &allocs, &signals) == 2,
+	              "unwindy: %s", out);
+	/* Its own allocations are walks; so is the rest (libstdc++, dlopen). */
+	ck_assert_msg(walks >= allocs && allocs > 20000, "unwindy: %lld walks for %lld allocations",
+	              walks, allocs);
+	/* A walk out of a signal handler crosses the kernel's frame: ours
+	 * does not read it and hands the stack to libunwind. */
+	ck_assert_msg(handed >= signals && signals == 800,
+	              "unwindy: %lld walks handed to libunwind, %lld allocations in handlers",
+	              handed, signals);
+	free(out);
+
+	const char *sq[] = {"/usr/bin/sqlite3", ":memory:", NULL};
+	out = run_checked(sq,
+	                  "CREATE TABLE t(a, b);"
+	                  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+	                  "WHERE x < 20000) INSERT INTO t SELECT x, printf('%08d', x) FROM c;"
+	                  "CREATE INDEX i ON t(b); SELECT count(*), sum(a) FROM t;",
+	                  &walks, &handed);
+	ck_assert_msg(strstr(out, "20000|200010000") != NULL, "sqlite3 answered %s", out);
+	ck_assert_int_gt(walks, 1000);
+	free(out);
+
+	char *data = h_strf("%s/xz.in", D.dir);
+	FILE *f = fopen(data, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200000; i++)
+		fprintf(f, "line %d of some text to compress %d\n", i, i * 7919 % 1000);
+	fclose(f);
+	const char *xz[] = {"/usr/bin/xz", "-k", "-f", "-T2", data, NULL};
+	free(run_checked(xz, NULL, &walks, &handed));
+	ck_assert_int_gt(walks, 10);
+	free(data);
+
+	const char *names[] = {"cxxsites", "threads", "sites", NULL};
+	for (int i = 0; names[i] != NULL; i++) {
+		char *report = h_strf("%s/unwind-check.%s", D.dir, names[i]);
+		char *var = h_strf("MEMTRACE_UNWIND_CHECK=%s", report);
+		const char *env[] = {var, NULL};
+		struct h_proc p;
+		long long differ = -1;
+		h_prog_start(&p, &D, names[i], NULL, H_NOUID, env);
+		h_proc_expect_ready(&p);
+		h_proc_end(&p, names[i]);
+		char *line = first_line(report);
+		ck_assert_msg(unwind_counts(line, &walks, &differ, &handed) == 0 && differ == 0 &&
+		                  walks > 0,
+		              "%s: %s", names[i], line != NULL ? line : "no unwind check");
+		h_proc_cleanup(&p);
+		free(line);
+		free(var);
+		free(report);
+	}
+	free(prog);
+	free(plugin);
+}
+END_TEST
+
 static Suite *live_suite(void)
 {
 	Suite *s = suite_create("e2e_live");
@@ -3219,6 +3355,8 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, run_output_needs_top);
 	tc = h_tcase(s, "descriptors", 120, setup, teardown);
 	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
+	tc = h_tcase(s, "unwind", 300, setup, teardown);
+	tcase_add_test(tc, unwind_differential);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
@@ -3235,9 +3373,10 @@ static Suite *live_suite(void)
 int main(void)
 {
 	static const char *const progs[] = {
-	    "sites",    "cxxsites", "threads",  "peak",   "forker",    "behave",     "churn",
-	    "dlopener", "ctoruser", "cxxstart", "idle",   "ownalloc",  "staticprog", "spawner",
-	    "leaker",   "closer",   "sampler",  "exiter", "forkburst", "daemonize",  NULL};
+	    "sites",      "cxxsites",  "threads",  "peak",     "forker",  "behave",
+	    "churn",      "dlopener",  "ctoruser", "cxxstart", "idle",    "ownalloc",
+	    "staticprog", "spawner",   "leaker",   "closer",   "sampler", "exiter",
+	    "forkburst",  "daemonize", "unwindy",  NULL};
 
 	return h_run_suite("e2e_live", live_suite(), progs);
 }

@@ -16,12 +16,13 @@
 
 #include "suites.h"
 
-/* The allocation functions, then the descriptor functions that keep the
+/* The allocation functions, dlclose (the unwind rules of unloaded code are
+ * forgotten, agent/cfi.h), then the descriptor functions that keep the
  * agent's descriptors from the program's (agent/fdguard.h). */
 static const char *const expected[] = {
     "aligned_alloc", "calloc",  "free",         "malloc", "memalign", "posix_memalign",
     "pvalloc",       "realloc", "reallocarray", "valloc", "close",    "close_range",
-    "closefrom",     "dup2",    "dup3",         "pipe2",
+    "closefrom",     "dup2",    "dup3",         "pipe2",  "dlclose",
 };
 #define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
 

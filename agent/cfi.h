@@ -1,0 +1,45 @@
+/*
+ * cfi.h - a stack walker of our own, for x86-64: the unwind rules of
+ * .eh_frame, compiled once per return address into a per-thread cache.
+ *
+ * libunwind's unw_backtrace walks the same tables but pays for its
+ * generality on every frame. This walker handles the rules compilers emit
+ * for ordinary code: the CFA is RSP or RBP plus an offset, the return
+ * address is at CFA-8, RBP is unchanged or saved at CFA+N. A frame is one
+ * lookup in a direct-mapped per-thread table keyed by its address and, on a
+ * miss, one search of the object's .eh_frame_hdr and one run of the FDE's
+ * program up to the address.
+ *
+ * Whatever it does not handle, it does not guess: an address without an
+ * FDE, a CFA defined by an expression (signal trampolines, stack
+ * realignment), a register other than RSP or RBP as the CFA's base, RBP or
+ * the return address kept in a register or computed, a read outside the
+ * thread's stack, a frame that does not move up the stack: cfi_backtrace
+ * returns -1 and the caller walks the whole stack with libunwind instead.
+ * A walk ends where the return address is undefined (_start, a thread's
+ * start), as libunwind's does.
+ *
+ * The cache knows nothing of unloading: cfi_forget() (after dlclose) makes
+ * every thread's table start empty at its next walk. Not async-signal-safe
+ * on a miss (dl_iterate_phdr); a hit takes no lock and calls nothing.
+ */
+#ifndef MEMTRACE_AGENT_CFI_H
+#define MEMTRACE_AGENT_CFI_H
+
+#include <stdint.h>
+
+struct cfi_cache;
+
+/* Fills out[0 .. max) with the return addresses of the calling function's
+ * callers, as unw_backtrace does (out[0] is where cfi_backtrace returns
+ * to), walking only within [stack_lo, stack_hi). *cache is the thread's
+ * table, made on first use (mmap) and kept by the caller. Returns the number
+ * of addresses, or -1 when the walk needs libunwind. */
+int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *out,
+                  int max);
+/* Gives back a thread's table. */
+void cfi_cache_free(struct cfi_cache *cache);
+/* Code was unloaded: every table is stale. */
+void cfi_forget(void);
+
+#endif
