@@ -651,13 +651,16 @@ __attribute__((noinline)) int cfi_backtrace(struct cfi_cache **cache, uintptr_t 
 		if (r.kind != RULE_STEP)
 			return -1;
 		cfa = (r.cfa_rbp ? bp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
-		/* The caller's frame is above this one, on this thread's stack. */
-		if (cfa <= sp || cfa - 8 < stack_lo || cfa > stack_hi)
+		/* The caller's frame is above this one, on this thread's stack:
+		 * every read is between this frame's SP and the stack's top,
+		 * which is mapped (a walk on an alternate signal stack fails
+		 * here and goes to libunwind). */
+		if (cfa < sp + 8 || cfa < stack_lo + 8 || cfa > stack_hi)
 			return -1;
 		f->cfa_rbp = r.cfa_rbp;
 		if (r.rbp_off != 0) {
 			uintptr_t at = cfa + (uintptr_t)(intptr_t)r.rbp_off;
-			if (at < stack_lo || at + 8 > stack_hi)
+			if (at < sp || at + 8 > cfa)
 				return -1;
 			bp = *(const uintptr_t *)at;
 			f->rbp_off = r.rbp_off;
