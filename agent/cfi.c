@@ -596,24 +596,22 @@ static bool still_valid(const struct cfi_cache *c, int m)
 	return true;
 }
 
-__attribute__((noinline)) int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo,
-                                            uintptr_t stack_hi, uintptr_t *out, int max)
+int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi,
+                  const struct cfi_regs *start, uintptr_t *out, int max)
 {
 	struct cfi_cache *c = cache_get(cache);
-	uintptr_t ip, sp, bp, key;
+	uintptr_t ip = start->ip, sp = start->sp, bp = start->bp;
 	int k = 0, m, reused = 0, N;
 	bool end = false, matched = false;
 
-	if (c == NULL || stack_hi <= stack_lo || max > MAX_STEPS - 1)
+	if (c == NULL || stack_hi <= stack_lo || max < 1 || max > MAX_STEPS - 1 || sp < stack_lo ||
+	    sp > stack_hi)
 		return -1;
 	if (c->last_max != max)
 		c->N = -1;
 	m = c->N;
-	/* Where this function is now, and its registers there: the CFI of that
-	 * very address describes them. */
-	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
-	                 : "=r"(ip), "=r"(sp), "=r"(bp));
-	key = ip;
+	/* F[k] is (ip, sp, bp): a frame whose return address ip is the walk's
+	 * output k. */
 	for (;;) {
 		struct frame *f = &c->tmp[k];
 
@@ -629,19 +627,22 @@ __attribute__((noinline)) int cfi_backtrace(struct cfi_cache **cache, uintptr_t 
 		while (m >= 0 && c->rev[m].sp < sp)
 			m--;
 		if (m >= 0 && c->rev[m].sp == sp && c->rev[m].ip == ip &&
-		    (c->rev[m].bp == bp || !c->rev[m].bp_dep) && (c->last_end || k + m >= max) &&
-		    still_valid(c, m)) {
-			reused = m < max - k ? m : max - k;
+		    (c->rev[m].bp == bp || !c->rev[m].bp_dep) &&
+		    (c->last_end || k + m + 1 >= max) && still_valid(c, m)) {
+			reused = m + 1 < max - k ? m + 1 : max - k;
 			for (int i = 0; i < reused; i++)
-				out[k + i] = c->rev[m - 1 - i].ip;
-			end = c->last_end && reused == m;
+				out[k + i] = c->rev[m - i].ip;
+			end = c->last_end && reused == m + 1;
 			matched = true;
 			break;
 		}
-		if (k == max)
+		out[k] = ip;
+		if (k + 1 == max)
 			break;
 
-		struct rule r = lookup(c, key);
+		/* Inside the call instruction: a call may be the last
+		 * instruction of a function whose rules then are not ours. */
+		struct rule r = lookup(c, ip - 1);
 		uintptr_t cfa;
 
 		if (r.kind == RULE_END) {
@@ -655,7 +656,7 @@ __attribute__((noinline)) int cfi_backtrace(struct cfi_cache **cache, uintptr_t 
 		 * every read is between this frame's SP and the stack's top,
 		 * which is mapped (a walk on an alternate signal stack fails
 		 * here and goes to libunwind). */
-		if (cfa < sp + 8 || cfa < stack_lo + 8 || cfa > stack_hi)
+		if (cfa < sp + 8 || cfa > stack_hi)
 			return -1;
 		f->cfa_rbp = r.cfa_rbp;
 		if (r.rbp_off != 0) {
@@ -669,21 +670,20 @@ __attribute__((noinline)) int cfi_backtrace(struct cfi_cache **cache, uintptr_t 
 		sp = cfa;
 		if (ip == 0)
 			return -1;
-		out[k++] = ip;
-		/* Inside the call instruction: a call may be the last
-		 * instruction of a function whose rules then are not ours. */
-		key = ip - 1;
+		k++;
 	}
 	/* This walk becomes the next one's "last", outermost first. Frames
-	 * shared with the last walk are in place already; a reuse cut short
-	 * by max moves them so that the walk's last frame is rev[0]. */
+	 * shared with the last walk are in place already (F[k] is rev[m]); a
+	 * reuse cut short by max moves them so that the walk's last frame is
+	 * rev[0]. */
 	if (matched) {
-		if (reused < m) {
-			memmove(&c->rev[0], &c->rev[m - reused],
-			        (size_t)(reused + 1) * sizeof(c->rev[0]));
+		int last = reused - 1; /* outputs past F[k] */
+		if (last < m) {
+			memmove(&c->rev[0], &c->rev[m - last],
+			        (size_t)(last + 1) * sizeof(c->rev[0]));
 			c->rev[0].bp_dep = false;
 		}
-		N = k + reused;
+		N = k + last;
 		for (int i = 0; i < k; i++)
 			c->rev[N - i] = c->tmp[i];
 	} else {
@@ -701,7 +701,7 @@ __attribute__((noinline)) int cfi_backtrace(struct cfi_cache **cache, uintptr_t 
 	c->N = N;
 	c->last_max = max;
 	c->last_end = end;
-	return k + reused;
+	return matched ? k + reused : k + 1;
 }
 
 void cfi_cache_free(struct cfi_cache *cache)

@@ -30,13 +30,18 @@
 
 struct cfi_cache;
 
-/* Fills out[0 .. max) with the return addresses of the calling function's
- * callers, as unw_backtrace does (out[0] is where cfi_backtrace returns
- * to), walking only within [stack_lo, stack_hi). *cache is the thread's
- * table, made on first use (mmap) and kept by the caller. Returns the number
- * of addresses, or -1 when the walk needs libunwind. */
-int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *out,
-                  int max);
+/* A frame to walk from: the return address into it, and the registers
+ * SP and RBP as they were at that call (SP just past the return address). */
+struct cfi_regs {
+	uintptr_t ip, sp, bp;
+};
+
+/* Fills out[0 .. max) with start->ip and the return addresses of its
+ * callers, outwards, walking only within [stack_lo, stack_hi). *cache is
+ * the thread's table, made on first use (mmap) and kept by the caller.
+ * Returns the number of addresses, or -1 when the walk needs libunwind. */
+int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi,
+                  const struct cfi_regs *start, uintptr_t *out, int max);
 /* Gives back a thread's table. */
 void cfi_cache_free(struct cfi_cache *cache);
 /* Code was unloaded: every table is stale. */

@@ -77,23 +77,60 @@ void unwind_thread_exit(struct agent_tls *t)
 	t->cfi = NULL;
 }
 
+/* The program's frame that called into the agent, from the agent's own
+ * frame pointers (the agent is built with them): the first return address
+ * outside the agent, and SP and RBP as they were at that call. */
+static inline int program_frame(const struct agent_tls *t, struct cfi_regs *r)
+{
+	const uintptr_t *fp = __builtin_frame_address(0);
+
+	for (int i = 0; i < 16; i++) {
+		uintptr_t f = (uintptr_t)fp;
+		if (f < t->stack_lo || f + 16 > t->stack_hi || (f & 7) != 0)
+			return -1;
+		if (!in_agent(fp[1])) {
+			r->ip = fp[1];
+			r->sp = f + 16;
+			r->bp = fp[0];
+			return 0;
+		}
+		if (fp[0] <= f)
+			return -1;
+		fp = (const uintptr_t *)fp[0];
+	}
+	return -1;
+}
+
+/* libunwind's walk, the agent's frames dropped: the program's frames. */
+static int walk_libunwind(uintptr_t *out, int max)
+{
+	void *buf[AGENT_MAX_FRAMES + SKIP_EXTRA];
+	int got = unw_backtrace(buf, max + SKIP_EXTRA), i = 0, n = 0;
+
+	/* Drop the agent's own frames at the top only: a callback from the
+	 * agent into user code cannot happen, so the rest is the program's. */
+	while (i < got && in_agent((uintptr_t)buf[i]))
+		i++;
+	for (; i < got && n < max; i++)
+		out[n++] = (uintptr_t)buf[i];
+	return n;
+}
+
 /* MEMTRACE_UNWIND_CHECK's counts. */
 static _Atomic uint64_t check_walks, check_differ, check_handed;
 
 /* Both walks of one stack; libunwind's is kept. */
-static int walk_checked(struct agent_tls *t, void **buf, int max)
+static int walk_checked(struct agent_tls *t, const struct cfi_regs *start, uintptr_t *out, int max)
 {
-	uintptr_t mine[AGENT_MAX_FRAMES + SKIP_EXTRA];
-	int got = unw_backtrace(buf, max);
-	int n = cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, mine, max);
+	uintptr_t mine[AGENT_MAX_FRAMES];
+	int got = walk_libunwind(out, max);
+	int n =
+	    start != NULL ? cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, start, mine, max) : -1;
 
 	atomic_fetch_add_explicit(&check_walks, 1, memory_order_relaxed);
-	/* unw_backtrace's first address is in this function, ours in the
-	 * caller of cfi_backtrace, also this function: compare the rest. */
 	if (n < 0)
 		atomic_fetch_add_explicit(&check_handed, 1, memory_order_relaxed);
-	else if (n != got ||
-	         (n > 1 && memcmp(mine + 1, buf + 1, (size_t)(n - 1) * sizeof(*mine)) != 0))
+	else if (n != got || memcmp(mine, out, (size_t)n * sizeof(*mine)) != 0)
 		atomic_fetch_add_explicit(&check_differ, 1, memory_order_relaxed);
 	return got;
 }
@@ -126,23 +163,18 @@ uint32_t unwind_capture(struct agent_tls *t, uint64_t *out, uint32_t max)
 	if (g_cfg.fp)
 		return capture_fp(t, out, max);
 
-	void *buf[AGENT_MAX_FRAMES + SKIP_EXTRA];
-	int want = (int)(max + SKIP_EXTRA), got = -1;
-	uint32_t n = 0;
+	uintptr_t buf[AGENT_MAX_FRAMES];
+	struct cfi_regs start;
+	bool have = !t->dead && program_frame(t, &start) == 0;
+	int got = -1;
 
 	if (__builtin_expect(g_cfg.unwind_check, 0) && !t->dead)
-		got = walk_checked(t, buf, want);
-	else if (!g_cfg.libunwind && !t->dead)
-		got = cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, (uintptr_t *)buf, want);
+		got = walk_checked(t, have ? &start : NULL, buf, (int)max);
+	else if (!g_cfg.libunwind && have)
+		got = cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, &start, buf, (int)max);
 	if (got < 0)
-		got = unw_backtrace(buf, want);
-	int i = 0;
-
-	/* Drop the agent's own frames at the top only: a callback from the
-	 * agent into user code cannot happen, so the rest is the program's. */
-	while (i < got && in_agent((uintptr_t)buf[i]))
-		i++;
-	for (; i < got && n < max; i++)
-		out[n++] = (uint64_t)(uintptr_t)buf[i] - 1;
-	return n;
+		got = walk_libunwind(buf, (int)max);
+	for (int i = 0; i < got; i++)
+		out[i] = (uint64_t)buf[i] - 1;
+	return (uint32_t)got;
 }
