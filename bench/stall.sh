@@ -94,7 +94,7 @@ for f in "$daemon" "$agent" "$builddir/bench/hostile" "$builddir/bench/workload"
 	"$builddir/tests/progs/hugeblocks" "$builddir/tests/progs/.libs/libfakebig.so" \
 	"$builddir/tests/progs/leaker"; do
 	if [ ! -e "$f" ]; then
-		echo "stall.sh: $f is missing: run 'make bench' and 'make check' in $builddir" >&2
+		echo "stall.sh: $f is missing: run 'make bench tests/progs/hugeblocks tests/progs/leaker tests/progs/libfakebig.la' in $builddir" >&2
 		exit 2
 	fi
 done

@@ -9,8 +9,11 @@ const struct cmd_entry cmd_status_entry = {
     .summary = "the daemon's version, uptime, sessions and limits",
     .help = "Print the state of memtraced itself: its version, pid and uptime, its\n"
             "runtime and state directories, how many traced processes are live and\n"
-            "exited, the events it has taken in, and its limits on sessions, live\n"
-            "blocks and stacks.\n",
+            "exited, the events it has taken in, its limits (sessions, live blocks,\n"
+            "stacks, modules) and the limits users share (agent and control\n"
+            "connections, fork images, queued and stored snapshots, the symbol cache,\n"
+            "HTTP connections: in use, bounds, yours, refused), the store's and the\n"
+            "symbol cache's figures and the loop's longest stall.\n",
     .exec = cmd_status_exec,
 };
 

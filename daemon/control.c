@@ -422,6 +422,19 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(sl, "used", (double)ss.bytes);
 	cJSON_AddNumberToObject(sl, "yours", (double)symbols_uid_bytes(d->syms, c->uid));
 	cJSON_AddNumberToObject(sl, "refused", (double)ss.uncached);
+	/* Who holds it: every uid for root, the asker alone for others. */
+	struct symbols_uid su[SYMBOLS_UIDS_SHOWN];
+	size_t nsu = symbols_uids(d->syms, su, SYMBOLS_UIDS_SHOWN);
+	cJSON *arr = cJSON_AddArrayToObject(sl, "uids");
+	for (size_t i = 0; i < nsu; i++) {
+		if (c->uid != 0 && su[i].uid != c->uid)
+			continue;
+		cJSON *u = cJSON_CreateObject();
+		cJSON_AddNumberToObject(u, "uid", (double)su[i].uid);
+		cJSON_AddNumberToObject(u, "bytes", (double)su[i].bytes);
+		cJSON_AddBoolToObject(u, "at_share", su[i].full);
+		cJSON_AddItemToArray(arr, u);
+	}
 	return r;
 }
 

@@ -206,11 +206,19 @@ static void log_symbol_bounds(struct daemon *d)
 	struct symbols_stats ss;
 
 	symbols_get_stats(d->syms, &ss);
-	if (ss.uids_full != j->syms_full)
-		log_warn("symbol cache: %" PRIu64 " more uid(s) reached their share (%zu bytes, a "
-		         "quarter of --max-symbol-cache-bytes); their new frames are resolved "
-		         "without being cached",
-		         ss.uids_full - j->syms_full, ss.per_uid);
+	if (ss.uids_full != j->syms_full) {
+		struct symbols_uid su[SYMBOLS_UIDS_SHOWN];
+		size_t n = symbols_uids(d->syms, su, SYMBOLS_UIDS_SHOWN), len = 0;
+		char who[256] = "";
+		for (size_t i = 0; i < n && len + 16 < sizeof(who); i++)
+			if (su[i].full)
+				len += (size_t)snprintf(who + len, sizeof(who) - len, "%s%u",
+				                        len > 0 ? ", " : "", (unsigned)su[i].uid);
+		log_warn("symbol cache: uid %s reached its share (%zu bytes, a quarter of "
+		         "--max-symbol-cache-bytes): their new frames are resolved without being "
+		         "cached, so only their snapshots get slower; nothing is lost",
+		         len > 0 ? who : "?", ss.per_uid);
+	}
 	if (ss.retired != j->syms_retired)
 		log_warn("symbol cache passed --max-symbol-cache-bytes (%zu bytes): started afresh "
 		         "(%" PRIu64 " time(s) since start)",

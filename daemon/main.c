@@ -527,6 +527,12 @@ int main(int argc, char **argv)
 	limits_init(&d);
 	d.syms = symbols_new(d.cfg.debuginfod);
 	symbols_set_bounds(d.syms, d.cfg.max_symbol_cache_bytes, d.cfg.max_symbol_cache_bytes / 4);
+	if (d.cfg.max_symbol_cache_bytes > 0)
+		log_info("symbol cache: at most %zu bytes, what one uid's processes add %zu "
+		         "(--max-symbol-cache-bytes)",
+		         d.cfg.max_symbol_cache_bytes, d.cfg.max_symbol_cache_bytes / 4);
+	else
+		log_info("symbol cache: not bounded (--max-symbol-cache-bytes 0)");
 	d.jobs = jobs_new();
 	if (scheduler_new(&d, &d.sched) < 0)
 		log_warn("running without snapshots: queries of the live heap still work");

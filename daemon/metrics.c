@@ -671,10 +671,13 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	if (d->store != NULL)
 		store_usage(d->store, &su);
 
+	struct symbols_uid su_sym[SYMBOLS_UIDS_SHOWN];
+	size_t nsu = symbols_uids(d->syms, su_sym, SYMBOLS_UIDS_SHOWN);
+
 	symbols_get_stats(d->syms, &ss);
 	family(b, f, "memtrace_limit_used", M_GAUGE, NULL,
 	       "What a shared limit holds now (connections, snapshots, or bytes for "
-	       "queued_snapshot_bytes, fork_image_bytes and symbol_cache_bytes).");
+	       "queued_snapshot_bytes, fork_image_bytes, symbol_cache_bytes and store_bytes).");
 	for (size_t i = 0; i < nl; i++)
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_used{limit=\"%s\"} %zu\n", ls[i]->name,
@@ -707,7 +710,8 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	}
 	family(b, f, "memtrace_limit_refused", M_COUNTER, NULL,
 	       "Requests a shared limit refused: connections closed with an error, snapshots "
-	       "not taken.");
+	       "not taken or not stored (store_bytes), frames resolved without being cached "
+	       "because their uid held its share (symbol_cache_bytes: nothing is lost).");
 	for (size_t i = 0; i < nl; i++)
 		if (ls[i] != NULL)
 			sb_printf(b, "memtrace_limit_refused_total{limit=\"%s\"} %" PRIu64 "\n",
@@ -716,12 +720,19 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	 * share (resolved all the same). */
 	sb_printf(b, "memtrace_limit_refused_total{limit=\"symbol_cache_bytes\"} %" PRIu64 "\n",
 	          ss.uncached);
+	if (d->store != NULL)
+		sb_printf(b, "memtrace_limit_refused_total{limit=\"store_bytes\"} %" PRIu64 "\n",
+		          su.refused);
 	family(b, f, "memtrace_symbol_cache_retired", M_COUNTER, NULL,
 	       "Times the symbol cache passed --max-symbol-cache-bytes and started afresh.");
 	sb_printf(b, "memtrace_symbol_cache_retired_total %" PRIu64 "\n", ss.retired);
+	family(b, f, "memtrace_symbol_cache_uid_bytes", M_GAUGE, "bytes",
+	       "What a uid's processes added to the symbol cache (estimated), bounded by a "
+	       "quarter of --max-symbol-cache-bytes.");
+	for (size_t i = 0; i < nsu; i++)
+		sb_printf(b, "memtrace_symbol_cache_uid_bytes{uid=\"%u\"} %zu\n",
+		          (unsigned)su_sym[i].uid, su_sym[i].bytes);
 	if (d->store != NULL) {
-		sb_printf(b, "memtrace_limit_refused_total{limit=\"store_bytes\"} %" PRIu64 "\n",
-		          su.refused);
 		family(b, f, "memtrace_store_bytes", M_GAUGE, "bytes",
 		       "Bytes of stored snapshots charged to a uid (their rows and blobs, as if "
 		       "shared with nothing), bounded by --max-store-bytes-per-uid and "

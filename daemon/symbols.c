@@ -1677,6 +1677,30 @@ const struct frame_info *symbols_resolve(struct symbols *s, const struct sym_mod
 	return fi;
 }
 
+size_t symbols_uids(struct symbols *s, struct symbols_uid *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->cur->ncharges; i++) {
+		const struct uid_charge *c = &s->cur->charges[i];
+		struct symbols_uid u = {c->uid, c->bytes, c->full};
+		if (c->uid == VIEW_DAEMON || c->uid == VIEW_SHARED)
+			continue; /* the daemon's own: no user's */
+		size_t at = n < max ? n++ : max;
+		/* Insertion, the largest first; past max the smallest drops. */
+		while (at > 0 && out[at - 1].bytes < u.bytes) {
+			if (at < max)
+				out[at] = out[at - 1];
+			at--;
+		}
+		if (at < max)
+			out[at] = u;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 size_t symbols_uid_bytes(struct symbols *s, uid_t uid)
 {
 	struct uid_charge *c;

@@ -135,5 +135,14 @@ struct symbols_stats {
 void symbols_get_stats(struct symbols *s, struct symbols_stats *out);
 /* What uid's processes added to the cache now, in estimated bytes. */
 size_t symbols_uid_bytes(struct symbols *s, uid_t uid);
+/* The uids that added something to the cache now (at most max, the
+ * largest first), with their bytes and whether they reached their share. */
+struct symbols_uid {
+	uid_t uid;
+	size_t bytes;
+	bool full;
+};
+#define SYMBOLS_UIDS_SHOWN 64
+size_t symbols_uids(struct symbols *s, struct symbols_uid *out, size_t max);
 
 #endif

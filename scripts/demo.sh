@@ -14,6 +14,11 @@ daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$rt"' EXIT
 i=0
 while [ ! -S "$rt/control.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -S "$rt/control.sock" ]; then
+	echo "memtraced did not start; its log:" >&2
+	cat "$rt/memtraced.log" >&2
+	exit 1
+fi
 ctl=./client/memtracectl
 $ctl run -- ./examples/leaky 4 &
 prog=$!

@@ -70,7 +70,7 @@
  *                       traceback` is every one of its 65,536 frames, exact,
  *                       twice, while the cache holds at most its bound,
  *                       `status` and /metrics count the frames not cached,
- *                       the log names the option once, and root's program
+ *                       the log names the uid once, and root's program
  *                       stays exact (before: one frame cached per address
  *                       for ever, 2.5 GB of daemon for 8 rounds of 8192)
  *  store_bounds         uid 65534 runs 24 short traced programs one after
@@ -1451,7 +1451,28 @@ START_TEST(symbol_cache)
 	              "only %lld frames were not cached", refused);
 	ck_assert_msg(status_limit(H_NOBODY, "symbol_cache_bytes", "yours") <= 1048576 + 65536,
 	              "uid 65534 holds more than its share");
-	ck_assert_int_eq(log_count("--max-symbol-cache-bytes"), 1);
+	/* Root sees who holds the cache: uid 65534, at its share. */
+	{
+		struct h_ctl st;
+		const char *args[] = {"status", NULL};
+		h_ctl_ok(&D, H_NOUID, &st, args);
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(
+		        cJSON_GetObjectItemCaseSensitive(st.json, "limits"), "symbol_cache_bytes"),
+		    "uids");
+		bool found = false;
+		const cJSON *e;
+		cJSON_ArrayForEach(e, u)
+		{
+			long long uid = -1;
+			if (h_json_int(e, "uid", &uid) && uid == H_NOBODY)
+				found =
+				    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "at_share"));
+		}
+		ck_assert_msg(found, "status does not show uid 65534 at its share: %.600s", st.out);
+		h_ctl_free(&st);
+	}
+	ck_assert_int_eq(log_count("symbol cache: uid 65534 reached its share"), 1);
 	/* A scrape resolves the attacker's sites too: its count only grows. */
 	char *body = http_get("127.0.0.1", port);
 	ck_assert_ptr_nonnull(body);
