@@ -215,9 +215,12 @@ struct sym_object {
 	struct sym_object *all_next;
 
 	/* Guarded by the cache's `lock`. */
-	int pins;    /* binds not released: never evicted, nor its generation freed */
-	bool shared; /* also in the table under VIEW_SHARED */
-	bool open;   /* in the list of open objects */
+	int pins;      /* binds not released: never evicted, nor its generation freed */
+	bool private_; /* made for one bind of a uid past its share: in no table,
+	                * its frames never cached, freed at its release */
+	struct sym_scratch scratch;             /* a private object's frames without a caller's */
+	bool shared;                            /* also in the table under VIEW_SHARED */
+	bool open;                              /* in the list of open objects */
 	struct sym_object *lru_prev, *lru_next; /* open objects, most recent first */
 
 	/* Everything below is guarded by `mu`. */
@@ -653,6 +656,51 @@ static uid_t user_uid(const struct useraccess_user *user)
 	return user == NULL ? VIEW_DAEMON : user->uid;
 }
 
+static void maybe_retire(struct symbols *s, struct symgen *g);
+
+/* Whether uid holds its share of g: its new frames and objects stay out of
+ * the cache. lock held. */
+static bool uid_past_share(struct symbols *s, struct symgen *g, uid_t uid)
+{
+	struct uid_charge *c;
+
+	if (uid == VIEW_DAEMON || s->per_uid == 0)
+		return false;
+	c = charge_of(g, uid, false);
+	if (c == NULL || c->bytes < s->per_uid)
+		return false;
+	if (!c->full) {
+		c->full = true;
+		s->stats.uids_full++;
+	}
+	s->stats.uncached++;
+	return true;
+}
+
+static bool past_share(struct symbols *s, struct symgen *g, const struct sym_scratch *sc)
+{
+	return sc != NULL && uid_past_share(s, g, sc->uid);
+}
+
+/* An object for one bind of a uid past its share, pinned: like object_new,
+ * but in no table and charged to nobody; symbols_release frees it. lock
+ * held. */
+static struct sym_object *object_private(struct symgen *g, bool is_file, const char *path)
+{
+	struct sym_object *o = xcalloc(1, sizeof(*o));
+
+	o->is_file = is_file;
+	o->private_ = true;
+	o->path = xstrdup(path);
+	/* The module string is the path itself, freed with the object. */
+	o->module = o->path[0] != '\0' ? o->path : UNKNOWN_MODULE;
+	o->gen = g;
+	o->state = OBJECT_NEW;
+	pthread_mutex_init(&o->mu, NULL);
+	object_pin(o);
+	return o;
+}
+
 /* The object for a module whose file cannot be used, pinned: its frames
  * name the module by the path the agent gave. */
 static struct sym_object *name_object(struct symbols *s, const char *path, uid_t uid)
@@ -664,12 +712,18 @@ static struct sym_object *name_object(struct symbols *s, const char *path, uid_t
 	pthread_mutex_lock(&s->lock);
 	g = s->cur;
 	o = table_find(&g->names, h, name_eq, path);
+	if (o == NULL && uid_past_share(s, g, uid)) {
+		o = object_private(g, false, path);
+		pthread_mutex_unlock(&s->lock);
+		return o;
+	}
 	if (o == NULL) {
 		o = object_new(g, uid, false, path);
 		table_add(&g->names, h, o);
 		s->stats.failures++;
 	}
 	object_pin(o);
+	maybe_retire(s, g);
 	pthread_mutex_unlock(&s->lock);
 	return o;
 }
@@ -868,7 +922,7 @@ static void object_open(struct symbols *s, struct sym_object *o, int fd,
 		/* Counted once: a reopen after eviction is the same object. */
 		if (first)
 			s->stats.objects++;
-		if (first && public && !o->shared && o->id.view != VIEW_SHARED) {
+		if (first && public && !o->shared && !o->private_ && o->id.view != VIEW_SHARED) {
 			struct file_id k = o->id;
 			k.view = VIEW_SHARED;
 			if (table_find(&o->gen->files, file_hash(&k), file_eq, &k) == NULL) {
@@ -1441,24 +1495,6 @@ static void maybe_retire(struct symbols *s, struct symgen *g)
 	s->stats.retired++;
 }
 
-/* Whether uid's new frames stay out of g: it holds its share. lock held. */
-static bool past_share(struct symbols *s, struct symgen *g, const struct sym_scratch *sc)
-{
-	struct uid_charge *c;
-
-	if (sc == NULL || s->per_uid == 0)
-		return false;
-	c = charge_of(g, sc->uid, false);
-	if (c == NULL || c->bytes < s->per_uid)
-		return false;
-	if (!c->full) {
-		c->full = true;
-		s->stats.uids_full++;
-	}
-	s->stats.uncached++;
-	return true;
-}
-
 /* ---- the interface ---- */
 
 struct symbols *symbols_new(bool debuginfod)
@@ -1544,13 +1580,18 @@ struct sym_object *symbols_bind(struct symbols *s, const struct sym_module *m)
 	o = table_find(&g->files, file_hash(&shared_k), file_eq, &shared_k);
 	if (o == NULL)
 		o = table_find(&g->files, file_hash(&k), file_eq, &k);
-	if (o == NULL) {
-		o = object_new(g, uid, true, path);
+	if (o == NULL && uid_past_share(s, g, uid)) {
+		o = object_private(g, true, path);
 		o->id = k;
-		table_add(&g->files, file_hash(&k), o);
+	} else {
+		if (o == NULL) {
+			o = object_new(g, uid, true, path);
+			o->id = k;
+			table_add(&g->files, file_hash(&k), o);
+		}
+		object_pin(o);
+		maybe_retire(s, g);
 	}
-	object_pin(o);
-	maybe_retire(s, g);
 	pthread_mutex_unlock(&s->lock);
 
 	pthread_mutex_lock(&o->mu);
@@ -1586,12 +1627,21 @@ struct sym_object *symbols_bind_unknown(struct symbols *s)
 void symbols_release(struct symbols *s, struct sym_object *o)
 {
 	struct symgen *g, *dead = NULL;
+	struct sym_object *mine = NULL;
 
 	if (o == NULL)
 		return;
 	pthread_mutex_lock(&s->lock);
 	g = o->gen;
 	o->pins--;
+	if (o->private_ && o->pins == 0) {
+		if (o->open) {
+			lru_unlink(s, o);
+			o->open = false;
+			s->nopen--;
+		}
+		mine = o;
+	}
 	if (--g->refs == 0 && g->retired) {
 		struct symgen **p = &s->retired;
 		while (*p != g)
@@ -1607,6 +1657,13 @@ void symbols_release(struct symbols *s, struct sym_object *o)
 		dead = g;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (mine != NULL) {
+		/* An eviction may still be closing it: wait for it. */
+		pthread_mutex_lock(&mine->mu);
+		pthread_mutex_unlock(&mine->mu);
+		symbols_scratch_close(&mine->scratch);
+		object_destroy(mine);
+	}
 	if (dead != NULL)
 		gen_free(dead);
 	evict(s);
@@ -1643,7 +1700,14 @@ const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object
 		if (o->is_file)
 			resolve_in_object(s, o, offset, &r);
 		pthread_mutex_lock(&s->lock);
-		if (past_share(s, o->gen, sc)) {
+		if (o->private_) {
+			/* Never cached: its frames are keyed by an object that
+			 * goes at its release. */
+			if (sc == NULL)
+				sc = &o->scratch;
+			s->stats.uncached++;
+			fi = NULL;
+		} else if (past_share(s, o->gen, sc)) {
 			fi = NULL;
 		} else {
 			fi = &frame_add(o->gen, sc != NULL ? sc->uid : VIEW_DAEMON, o, offset, &r)

@@ -653,6 +653,70 @@ START_TEST(test_readable_file_shared_between_users)
 }
 END_TEST
 
+/* Objects count too (the hostile review's symcache_objects): a uid past
+ * its share that names thousands of modules nobody can use, or of files
+ * that are not ELF, gets objects of its own for the capture, freed at
+ * their release, and the cache neither grows nor starts afresh for it;
+ * the frames still name each module. A real file past the share is still
+ * resolved exactly. */
+START_TEST(test_bound_objects_per_uid)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct useraccess_user hostile;
+	struct sym_scratch sc;
+	struct symbols_stats st;
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	copy_self(&t, dir, sizeof dir, path, sizeof path, 0755);
+	useraccess_user_set(&hostile, 65534, 65534, NULL, 0);
+	symbols_scratch_init(&sc, 65534);
+	symbols_set_bounds(s, 256 * 1024, 64 * 1024);
+	for (int i = 0; i < 3000; i++) {
+		char name[PATH_MAX + 64];
+		/* Missing paths, then empty regular files (usable looking, not
+		 * ELF), each new. */
+		if (i % 2 == 0) {
+			snprintf(name, sizeof name, "/nonexistent/memtrace-check/%0200d/lib.so", i);
+		} else {
+			snprintf(name, sizeof name, "%s/empty%d", dir, i);
+			int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+			ck_assert_int_ge(fd, 0);
+			close(fd);
+		}
+		struct sym_module m = {name, NULL, 0, 0, &hostile};
+		struct sym_object *o = symbols_bind(s, &m);
+		const struct frame_info *fi = symbols_resolve_in(s, o, 0x40, &sc);
+		char want[PATH_MAX + 96];
+		snprintf(want, sizeof want, "%s+0x40", name);
+		ck_assert_str_eq(fi->function, want);
+		symbols_release(s, o);
+		if (i % 2 == 1)
+			unlink(name);
+	}
+	symbols_get_stats(s, &st);
+	ck_assert_uint_eq(st.retired, 0);
+	ck_assert_uint_le(symbols_uid_bytes(s, 65534), 64 * 1024 + 4096);
+	ck_assert_uint_le(st.bytes, 64 * 1024 + 4096);
+	ck_assert_uint_gt(st.uncached, 1000);
+	/* Past its share, a file it may read still gives exact frames. */
+	struct sym_module m = as_sym(&t);
+	m.path = path;
+	m.user = &hostile;
+	struct sym_object *o = symbols_bind(s, &m);
+	const struct frame_info *fi = symbols_resolve_in(s, o, a.addr - t.bias, &sc);
+	ck_assert_str_eq(fi->function, "site_alpha");
+	ck_assert_uint_eq(fi->lineno, a.line);
+	symbols_release(s, o);
+	symbols_scratch_close(&sc);
+	useraccess_user_close(&hostile);
+	remove_copy(dir, path);
+	symbols_free(s);
+}
+END_TEST
+
 START_TEST(test_fifo_module_does_not_block)
 {
 	/* Nobody ever writes to this FIFO: opening it for reading would wait
@@ -1241,6 +1305,7 @@ Suite *symbols_suite(void)
 	tcase_add_test(tc, test_unreadable_file_gives_no_names);
 	tcase_add_test(tc, test_readable_file_shared_between_users);
 	tcase_add_test(tc, test_fifo_module_does_not_block);
+	tcase_add_test(tc, test_bound_objects_per_uid);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cache");
