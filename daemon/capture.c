@@ -47,7 +47,8 @@ struct capture {
 	 * shared copy on write with the heap), searched on the worker. */
 	struct heap_view view;
 	bool has_view;
-	size_t nlargest; /* how many are asked for */
+	bool view_may_grow; /* the process was live: its writes copy chunks */
+	size_t nlargest;    /* how many are asked for */
 };
 
 /* ---- the largest blocks: a bounded min-heap on size ---- */
@@ -184,6 +185,9 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	if (nlargest > 0) {
 		heap_view_take(h, &c->view);
 		c->has_view = true;
+		/* A process that ended rewrites nothing: its view holds
+		 * nothing of its own. */
+		c->view_may_grow = s->state == SESSION_LIVE;
 		c->nlargest = nlargest;
 	}
 	return c;
@@ -198,6 +202,10 @@ size_t capture_memory(const struct capture *c)
 		n += strlen(c->mods[i].path) + 1;
 	for (size_t i = 0; i < c->nstacks; i++)
 		n += c->stacks[i].nframes * sizeof(uint64_t); /* what it keeps alive */
+	/* The view shares the block table's chunks, and keeps every one the
+	 * process rewrites before a worker reads it: at most all of them. */
+	if (c->has_view && c->view_may_grow)
+		n += heap_view_memory(&c->view);
 	return n;
 }
 

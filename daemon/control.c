@@ -569,10 +569,13 @@ struct cjob {
 	bool from_store; /* answer names the snapshot it came from */
 	cJSON *resp;     /* built on the worker */
 	char *text;      /* resp printed, also on the worker */
+	size_t charged;  /* bytes of its capture charged to d->snap_bytes for c->uid */
 };
 
 static void cjob_free(struct cjob *q)
 {
+	if (q->charged > 0)
+		limit_give(&q->c->d->snap_bytes, q->c->uid, q->charged);
 	if (q->patterns != NULL)
 		for (size_t i = 0; i < q->opts.nfilters; i++)
 			free(q->patterns[i]);
@@ -685,6 +688,30 @@ static struct cjob *cjob_new(struct conn *c, enum job_kind kind)
 	return q;
 }
 
+/* A capture that searches the largest blocks holds a view of the process's
+ * block table until a worker reads it, and the view keeps what the process
+ * rewrites meanwhile (up to the whole table): charged, with the rest of the
+ * capture, to the client's uid under --max-queued-snapshot-bytes, as the
+ * scheduler's captures are. An error when the bound refuses it. */
+static cJSON *charge_capture(struct conn *c, struct cjob *q, struct job *job)
+{
+	struct daemon *d = c->d;
+	size_t bytes = capture_memory(job->capture);
+	char who[64];
+
+	snprintf(who, sizeof(who), "uid %u (a query's capture)", (unsigned)c->uid);
+	if (limit_take(&d->snap_bytes, c->uid, bytes, uv_now(d->loop), who) < 0) {
+		capture_free(job->capture);
+		job->capture = NULL;
+		return error_json("too_many_snapshots",
+		                  "captures of %zu bytes wait for the thread pool already; the "
+		                  "bound is --max-queued-snapshot-bytes (a quarter per uid)",
+		                  limit_used_by(&d->snap_bytes, c->uid));
+	}
+	q->charged = bytes;
+	return NULL;
+}
+
 /* Chooses where the answer comes from: "snapshot": ID, or "pid": a process
  * in memory (captured now), else that pid's newest stored snapshot. */
 static cJSON *pick_source(struct conn *c, cJSON *req, struct job *job, struct cjob *q,
@@ -711,7 +738,7 @@ static cJSON *pick_source(struct conn *c, cJSON *req, struct job *job, struct cj
 	if (s != NULL) {
 		job->source = JOB_SRC_CAPTURE;
 		job->capture = capture_take(s, "live", nlargest);
-		return NULL;
+		return nlargest > 0 ? charge_capture(c, q, job) : NULL;
 	}
 	job->source = JOB_SRC_LATEST;
 	q->from_store = true;
@@ -868,6 +895,9 @@ static cJSON *cmd_snapshot(struct conn *c, cJSON *req, struct session *s)
 	job->capture = capture_take(s, "manual", 100);
 	job->store_it = true;
 	job->uid = c->uid == 0 ? -1 : (long)c->uid;
+	cJSON *err = charge_capture(c, q, job);
+	if (err != NULL)
+		return cjob_abort(job, q, err);
 	cjob_start(c, job, q);
 	return NULL;
 }

@@ -709,6 +709,11 @@ void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg)
 	tab_foreach(&v->h, &v->h.tab, fn, arg, block_size);
 }
 
+size_t heap_view_memory(const struct heap_view *v)
+{
+	return tab_memory(&v->h.tab) + tab_memory(&v->h.big);
+}
+
 void heap_view_close(struct heap_view *v)
 {
 	heap_close(&v->h); /* no stacks: only the chunks' references */

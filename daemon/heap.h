@@ -175,6 +175,9 @@ void heap_view_take(struct heap *h, struct heap_view *v);
 /* Visits every block of the view: as heap_foreach at the moment taken. */
 void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg);
 void heap_view_close(struct heap_view *v);
+/* What the view may come to hold: every chunk it shares, once the heap
+ * has rewritten them all. */
+size_t heap_view_memory(const struct heap_view *v);
 
 /* A stack's frames (heap_stack.frames, never changed once defined) kept
  * beyond the heap: a reference taken on the loop, given back on any thread;

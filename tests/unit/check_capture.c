@@ -168,6 +168,41 @@ START_TEST(test_largest_frozen)
 }
 END_TEST
 
+/* A capture of a live process that searches its largest blocks is charged
+ * what its view may come to hold (the block table it shares, which the
+ * process may rewrite before a worker reads it): at least a slot per live
+ * block; the same capture of a process that ended, or one without the
+ * search, is not. (The hostile review's view_pin: such views were charged
+ * nothing.) */
+START_TEST(test_view_charged)
+{
+	struct daemon d;
+	struct session *s;
+	const uint32_t n = 100000;
+
+	memset(&d, 0, sizeof d);
+	s = session_new(&d);
+	for (uint32_t i = 0; i < n; i++) {
+		struct proto_event ev = {.seq = i + 1,
+		                         .addr = 0x10000000 + (uint64_t)i * 64,
+		                         .size = 32,
+		                         .kind = PROTO_EV_ALLOC};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+	struct capture *plain = capture_take(s, "live", 0);
+	struct capture *live = capture_take(s, "live", 10);
+	size_t slot = 16; /* an address and a size at the least */
+	ck_assert_uint_ge(capture_memory(live), capture_memory(plain) + (size_t)n * slot);
+	s->state = SESSION_EXITED;
+	struct capture *ended = capture_take(s, "exit", 10);
+	ck_assert_uint_lt(capture_memory(ended), capture_memory(plain) + (size_t)n * slot);
+	capture_free(plain);
+	capture_free(live);
+	capture_free(ended);
+	session_unref(s);
+}
+END_TEST
+
 Suite *capture_suite(void)
 {
 	Suite *s = suite_create("capture");
@@ -175,6 +210,7 @@ Suite *capture_suite(void)
 
 	tcase_add_test(tc, test_stack_zero);
 	tcase_add_test(tc, test_largest_frozen);
+	tcase_add_test(tc, test_view_charged);
 	suite_add_tcase(s, tc);
 	return s;
 }
