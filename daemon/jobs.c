@@ -25,8 +25,13 @@ struct jobs {
 	size_t running; /* queued, done not called yet: 0 when the loop has returned */
 	struct jobs_writes writes;
 	uint64_t syms_retired, syms_full; /* what the log has said of them */
-	/* Writes a store bound acted on, per bound, for the log. */
-	struct limit_burst per_uid_burst, total_burst;
+	/* Writes a store bound refused, per bound, for the log. */
+	struct limit_burst per_uid_refused, total_refused;
+	/* Writes that made a store bound delete snapshots, per bound. */
+	struct evict_burst {
+		struct limit_burst b;
+		struct store_written sum; /* what the burst deleted */
+	} per_uid_evicted, total_evicted;
 };
 
 const double jobs_write_bounds[JOBS_WRITE_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -219,7 +224,53 @@ static void log_symbol_bounds(struct daemon *d)
 	j->syms_retired = ss.retired;
 }
 
-/* Loop thread: the log line of a store bound, once per burst. */
+/* Loop thread: one more write w that made a bound (--max-store-bytes-per-uid
+ * when own) delete snapshots. True when it begins a burst: the caller logs
+ * it. When the previous burst had more than that first write, says first
+ * what the whole burst deleted. */
+static bool evict_burst_hit(struct evict_burst *e, uint64_t now, const struct store_written *w,
+                            bool own)
+{
+	char uids[512];
+	size_t n = own ? e->sum.evicted_own : e->sum.evicted_total;
+
+	if (e->b.count > 1 && now - e->b.last_ms >= LIMIT_BURST_MS) {
+		store_evicted_text(&e->sum, own, uids, sizeof(uids));
+		log_warn("limit store_bytes: %zu snapshots deleted in all for %s in the burst of "
+		         "%" PRIu64 " writes that ended (%s)",
+		         n, own ? "--max-store-bytes-per-uid" : "--max-store-bytes", e->b.count,
+		         uids);
+	}
+	bool first = limit_burst_hit(&e->b, now, "store_bytes", NULL);
+	if (first)
+		memset(&e->sum, 0, sizeof(e->sum));
+	for (size_t i = 0; i < w->nevicted; i++) {
+		size_t k = own ? w->evicted[i].own : w->evicted[i].total;
+		size_t j;
+		for (j = 0; j < e->sum.nevicted && e->sum.evicted[j].uid != w->evicted[i].uid; j++)
+			;
+		if (j == e->sum.nevicted) {
+			if (j == STORE_EVICTED_UIDS) {
+				e->sum.evicted_more += k;
+				continue;
+			}
+			e->sum.evicted[j].uid = w->evicted[i].uid;
+			e->sum.nevicted++;
+		}
+		if (own)
+			e->sum.evicted[j].own += k;
+		else
+			e->sum.evicted[j].total += k;
+	}
+	e->sum.evicted_more += w->evicted_more;
+	if (own)
+		e->sum.evicted_own += w->evicted_own;
+	else
+		e->sum.evicted_total += w->evicted_total;
+	return first;
+}
+
+/* Loop thread: the log lines of a store bound, once per burst. */
 static void log_bounds(struct jobs *j, const struct daemon *d, const struct job *job)
 {
 	const struct store_written *w = &job->stored;
@@ -227,13 +278,14 @@ static void log_bounds(struct jobs *j, const struct daemon *d, const struct job 
 	unsigned uid = (unsigned)job->stored_uid;
 	int pid = (int)job->stored_pid;
 	const char *reason = job->stored_reason;
+	char uids[512];
 
 	if (job->bound_refused) {
 		bool per_uid =
 		    d->cfg.max_store_bytes_per_uid > 0 && w->bytes > d->cfg.max_store_bytes_per_uid;
 		bool alone = job->rc == -EFBIG;
-		if (!limit_burst_hit(per_uid ? &j->per_uid_burst : &j->total_burst, now,
-		                     "store_bytes", "acted on"))
+		if (!limit_burst_hit(per_uid ? &j->per_uid_refused : &j->total_refused, now,
+		                     "store_bytes", "refused snapshot writes:"))
 			return;
 		if (alone)
 			log_warn("limit store_bytes reached: the %s snapshot of pid %d (uid %u) is "
@@ -252,19 +304,24 @@ static void log_bounds(struct jobs *j, const struct daemon *d, const struct job 
 	}
 	if (!job->written)
 		return;
-	if (w->evicted_own > 0 &&
-	    limit_burst_hit(&j->per_uid_burst, now, "store_bytes", "acted on"))
-		log_warn("limit store_bytes reached: uid %u passed --max-store-bytes-per-uid "
-		         "(%" PRIu64 " bytes): its %zu oldest snapshots deleted, it holds %" PRIu64
+	if (w->evicted_own > 0 && evict_burst_hit(&j->per_uid_evicted, now, w, true)) {
+		store_evicted_text(w, true, uids, sizeof(uids));
+		log_warn("limit store_bytes reached: %zu snapshots deleted for "
+		         "--max-store-bytes-per-uid (%" PRIu64 " bytes) at the %s snapshot of pid "
+		         "%d (%s, the oldest first); uid %u holds %" PRIu64
 		         " bytes now (logged once per burst)",
-		         uid, d->cfg.max_store_bytes_per_uid, w->evicted_own, w->uid_bytes);
-	if (w->evicted_total > 0 &&
-	    limit_burst_hit(&j->total_burst, now, "store_bytes", "acted on"))
-		log_warn("limit store_bytes reached: the store passed --max-store-bytes (%" PRIu64
-		         " bytes) at a snapshot of uid %u: %zu oldest snapshots of uid %u, who "
-		         "held the most, deleted (logged once per burst)",
-		         d->cfg.max_store_bytes, uid, w->evicted_total,
-		         (unsigned)w->evicted_total_uid);
+		         w->evicted_own, d->cfg.max_store_bytes_per_uid, reason, pid, uids, uid,
+		         w->uid_bytes);
+	}
+	if (w->evicted_total > 0 && evict_burst_hit(&j->total_evicted, now, w, false)) {
+		store_evicted_text(w, false, uids, sizeof(uids));
+		log_warn("limit store_bytes reached: %zu snapshots deleted for --max-store-bytes "
+		         "(%" PRIu64 " bytes) at the %s snapshot of pid %d, uid %u (%s, the oldest "
+		         "of whoever held the most first); the store holds %" PRIu64
+		         " bytes now (logged once per burst)",
+		         w->evicted_total, d->cfg.max_store_bytes, reason, pid, uid, uids,
+		         w->total_bytes);
+	}
 }
 
 static void work_done(uv_work_t *w, int status)

@@ -1548,7 +1548,7 @@ START_TEST(test_bound_per_uid)
 	int64_t mine[12], theirs[2], got[16];
 
 	/* three and a half of uid 1000's snapshots */
-	store_set_bounds(st, 0, 3 * c + c / 2);
+	{ struct store_written sb_w; ck_assert_int_eq(store_set_bounds(st, 0, 3 * c + c / 2, &sb_w), 0); }
 	theirs[0] = write_gen(st, &other);
 	for (int i = 0; i < 12; i++) {
 		struct snapshot *s;
@@ -1610,7 +1610,7 @@ START_TEST(test_bound_total)
 	struct gen g = {0, 0, 1, "/bin/p", 0, "exit", 0, 10};
 
 	c = charge_of(&g);
-	store_set_bounds(st, 10 * c, 0);
+	{ struct store_written sb_w; ck_assert_int_eq(store_set_bounds(st, 10 * c, 0, &sb_w), 0); }
 	for (int i = 0; i < 38; i++)
 		order[i] = i < 8 ? i % 2 : 2;
 	for (int i = 0; i < 38; i++) {
@@ -1675,7 +1675,7 @@ START_TEST(test_bound_refused)
 	int64_t kept[3];
 
 	ck_assert_uint_gt(charge_of(&big), 2 * c);
-	store_set_bounds(st, 3 * c, 2 * c);
+	{ struct store_written sb_w; ck_assert_int_eq(store_set_bounds(st, 3 * c, 2 * c, &sb_w), 0); }
 	kept[0] = write_gen(st, &small);
 	s = gen(&big);
 	ck_assert_int_eq(store_write_bounded(st, s, &w), -EFBIG);
@@ -1766,7 +1766,7 @@ START_TEST(test_bound_migrate_and_share)
 	g[0].pid = 12;
 	write_gen(other, &g[0]);
 	store_close(other);
-	store_set_bounds(st, 0, 2 * charge_of(&g[0]));
+	{ struct store_written sb_w; ck_assert_int_eq(store_set_bounds(st, 0, 2 * charge_of(&g[0]), &sb_w), 0); }
 	g[0].pid = 13;
 	struct snapshot *s = gen(&g[0]);
 	struct store_written w;
