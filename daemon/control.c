@@ -640,7 +640,9 @@ static void cjob_done(struct job *job)
 	struct conn *c = q->c;
 	cJSON *resp;
 
-	if (job->rc == -ENOENT)
+	if (job->rc == -ENOENT && job->deleted)
+		resp = error_json("snapshot_deleted", "%s", job->err);
+	else if (job->rc == -ENOENT)
 		resp = error_json(job->source == JOB_SRC_LATEST ? "no_such_process"
 		                                                : "no_such_snapshot",
 		                  "%s", job->err);

@@ -98,6 +98,29 @@ static void job_fail(struct job *job, int rc, const char *fmt, ...)
 	job->rc = rc;
 }
 
+/* Snapshot id is not stored: when a bound or retention deleted it (and it
+ * was the asking uid's), says so in the job's error. */
+static bool deleted_by(struct job *job, int64_t id)
+{
+	enum store_deleted_by why;
+	char when[64] = "";
+	double at;
+	uid_t uid;
+
+	if (store_deleted(job->d->store, id, &uid, &why, &at) != 0)
+		return false;
+	if (job->uid >= 0 && (long)uid != job->uid)
+		return false; /* another user's does not exist for this client */
+	time_t t = (time_t)at;
+	struct tm tm;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), " at %Y-%m-%dT%H:%M:%SZ", &tm);
+	job_fail(job, -ENOENT, "snapshot %" PRId64 " was deleted%s to keep %s", id, when,
+	         store_deleted_by_option(why));
+	job->deleted = true;
+	return true;
+}
+
 static void load(struct job *job)
 {
 	struct daemon *d = job->d;
@@ -139,6 +162,8 @@ static void load(struct job *job)
 		job->snap = NULL;
 		rc = -ENOENT;
 	}
+	if (rc == -ENOENT && job->source == JOB_SRC_STORED && deleted_by(job, id))
+		return;
 	if (rc == -ENOENT)
 		job_fail(job, -ENOENT, "no snapshot %" PRId64, id);
 	else if (rc < 0)

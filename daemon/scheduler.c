@@ -143,11 +143,12 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 		over = over || u.uids[i].bytes > d->cfg.max_store_bytes_per_uid;
 	store_usage_free(&u);
 	if (over)
-		log_warn("the snapshot store holds %" PRIu64 " bytes, more than its bounds now "
-		         "allow (--max-store-bytes %" PRIu64 ", --max-store-bytes-per-uid %" PRIu64
-		         "; lowered since it was filled?): deleting the oldest snapshots of each uid "
-		         "past its own bound, then of whoever holds the most, until it is within them",
-		         before, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid);
+		log_warn(
+		    "the snapshot store holds %" PRIu64 " bytes, more than its bounds now "
+		    "allow (--max-store-bytes %" PRIu64 ", --max-store-bytes-per-uid %" PRIu64
+		    "; lowered since it was filled?): deleting the oldest snapshots of each uid "
+		    "past its own bound, then of whoever holds the most, until it is within them",
+		    before, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid);
 	struct store_written w;
 	rc = store_set_bounds(st, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid, &w);
 	if (rc < 0) {
@@ -168,7 +169,8 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 	if (w.evicted_total > 0) {
 		store_evicted_text(&w, false, uids, sizeof(uids));
 		log_warn("limit store_bytes reached at start: %zu snapshots deleted for "
-		         "--max-store-bytes (%" PRIu64 " bytes) (%s, the oldest of whoever held the "
+		         "--max-store-bytes (%" PRIu64
+		         " bytes) (%s, the oldest of whoever held the "
 		         "most first)",
 		         w.evicted_total, d->cfg.max_store_bytes, uids);
 	}

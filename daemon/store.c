@@ -765,8 +765,7 @@ int store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_pe
 	return rc;
 }
 
-int store_deleted(struct store *st, int64_t id, uid_t *uid, enum store_deleted_by *why,
-                  double *at)
+int store_deleted(struct store *st, int64_t id, uid_t *uid, enum store_deleted_by *why, double *at)
 {
 	sqlite3_stmt *q;
 	int rc;
@@ -813,8 +812,9 @@ void store_evicted_text(const struct store_written *w, bool own, char *buf, size
 	for (size_t i = 0; i < w->nevicted && off < len; i++) {
 		size_t n = own ? w->evicted[i].own : w->evicted[i].total;
 		if (n > 0)
-			off += (size_t)snprintf(buf + off, len - off, "%suid %u: %zu",
-			                        off > 0 ? ", " : "", (unsigned)w->evicted[i].uid, n);
+			off +=
+			    (size_t)snprintf(buf + off, len - off, "%suid %u: %zu",
+			                     off > 0 ? ", " : "", (unsigned)w->evicted[i].uid, n);
 	}
 	if (w->evicted_more > 0 && off < len)
 		snprintf(buf + off, len - off, "%s%zu of further uids", off > 0 ? ", " : "",
@@ -1941,7 +1941,8 @@ static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days
 		(*ids)[*n].id = sqlite3_column_int64(q, 0);
 		(*ids)[*n].uid = (uid_t)sqlite3_column_int64(q, 1);
 		(*ids)[*n].bytes = (uint64_t)sqlite3_column_int64(q, 2);
-		(*ids)[*n].why = sqlite3_column_int(q, 3) ? STORE_BY_RETAIN_COUNT : STORE_BY_RETAIN_AGE;
+		(*ids)[*n].why =
+		    sqlite3_column_int(q, 3) ? STORE_BY_RETAIN_COUNT : STORE_BY_RETAIN_AGE;
 		(*n)++;
 	}
 	return rc; /* step_row reset q */

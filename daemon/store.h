@@ -118,8 +118,7 @@ enum store_deleted_by {
 #define STORE_DELETED_KEEP 4096
 /* Snapshot id's owner, why and when (Unix time) it was deleted; -ENOENT
  * when it is not known as deleted. */
-int store_deleted(struct store *st, int64_t id, uid_t *uid, enum store_deleted_by *why,
-                  double *at);
+int store_deleted(struct store *st, int64_t id, uid_t *uid, enum store_deleted_by *why, double *at);
 /* The memtraced option behind why: "--max-store-bytes-per-uid". */
 const char *store_deleted_by_option(enum store_deleted_by why);
 
