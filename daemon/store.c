@@ -326,6 +326,7 @@ struct store {
 	sqlite3_stmt *stmt[S_COUNT]; /* prepared on first use, kept until close */
 	char err[512];
 	uint64_t max_bytes, max_per_uid; /* 0 = no bound */
+	char *path;                      /* NULL in memory; for store_file_bytes */
 	int64_t data_version;            /* when usage was last computed */
 	/* Changed under lock and usage_lock, read under either. */
 	pthread_mutex_t usage_lock;
@@ -823,12 +824,12 @@ void store_evicted_text(const struct store_written *w, bool own, char *buf, size
 
 int store_file_bytes(struct store *st, uint64_t *bytes)
 {
-	const char *path = sqlite3_db_filename(st->db, "main");
+	const char *path = st->path; /* set at open: no lock needed */
 	struct stat sb;
 	char *wal;
 
 	*bytes = 0;
-	if (path == NULL || path[0] == '\0')
+	if (path == NULL)
 		return 0; /* in memory */
 	if (stat(path, &sb) != 0)
 		return -errno;
@@ -1001,6 +1002,8 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	pthread_mutex_init(&st->usage_lock, NULL);
 	if (!memory && (rc = prepare_file(st, path)) < 0)
 		goto err;
+	if (!memory)
+		st->path = xstrdup(path);
 	/* Calls are serialized by st->lock, so SQLite's own mutex is not needed. */
 	rc = sqlite3_open_v2(
 	    path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -1055,6 +1058,7 @@ void store_close(struct store *st)
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->usage_lock);
 	usage_free(&st->usage);
+	free(st->path);
 	free(st);
 }
 

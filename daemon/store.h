@@ -127,7 +127,7 @@ const char *store_deleted_by_option(enum store_deleted_by why);
 void store_evicted_text(const struct store_written *w, bool own, char *buf, size_t len);
 
 /* The bytes the database takes on disk: the file and its WAL (0 for an
- * in-memory one). */
+ * in-memory one). Takes no lock: the loop thread may call it. */
 int store_file_bytes(struct store *st, uint64_t *bytes);
 
 /* Writes s (id is ignored) in one transaction, then keeps the bounds (see
