@@ -37,6 +37,8 @@ struct jobs {
 const double jobs_write_bounds[JOBS_WRITE_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                       0.25,  0.5,    1,     2.5,  5,     10};
 
+static void evict_burst_close(struct evict_burst *e, bool own);
+
 struct jobs *jobs_new(void)
 {
 	return xcalloc(1, sizeof(struct jobs));
@@ -48,6 +50,9 @@ void jobs_free(struct jobs *j)
 		return;
 	/* The loop returns only when no work is queued. */
 	assert(j->running == 0);
+	/* A burst still going is over: say what it deleted. */
+	evict_burst_close(&j->per_uid_evicted, true);
+	evict_burst_close(&j->total_evicted, false);
 	free(j);
 }
 
@@ -249,6 +254,22 @@ static void log_symbol_bounds(struct daemon *d)
 	j->syms_retired = ss.retired;
 }
 
+/* Loop thread: the closing line of a burst that had more writes than its
+ * first line told of; the burst is over. */
+static void evict_burst_close(struct evict_burst *e, bool own)
+{
+	char uids[512];
+
+	if (e->b.count > 1) {
+		store_evicted_text(&e->sum, own, uids, sizeof(uids));
+		log_warn("limit store_bytes: %zu snapshots deleted in all for %s in the burst of "
+		         "%" PRIu64 " writes that ended (%s)",
+		         own ? e->sum.evicted_own : e->sum.evicted_total,
+		         own ? "--max-store-bytes-per-uid" : "--max-store-bytes", e->b.count, uids);
+	}
+	memset(e, 0, sizeof(*e));
+}
+
 /* Loop thread: one more write w that made a bound (--max-store-bytes-per-uid
  * when own) delete snapshots. True when it begins a burst: the caller logs
  * it. When the previous burst had more than that first write, says first
@@ -256,16 +277,8 @@ static void log_symbol_bounds(struct daemon *d)
 static bool evict_burst_hit(struct evict_burst *e, uint64_t now, const struct store_written *w,
                             bool own)
 {
-	char uids[512];
-	size_t n = own ? e->sum.evicted_own : e->sum.evicted_total;
-
-	if (e->b.count > 1 && now - e->b.last_ms >= LIMIT_BURST_MS) {
-		store_evicted_text(&e->sum, own, uids, sizeof(uids));
-		log_warn("limit store_bytes: %zu snapshots deleted in all for %s in the burst of "
-		         "%" PRIu64 " writes that ended (%s)",
-		         n, own ? "--max-store-bytes-per-uid" : "--max-store-bytes", e->b.count,
-		         uids);
-	}
+	if (now - e->b.last_ms >= LIMIT_BURST_MS)
+		evict_burst_close(e, own);
 	bool first = limit_burst_hit(&e->b, now, "store_bytes", NULL);
 	if (first)
 		memset(&e->sum, 0, sizeof(e->sum));
