@@ -62,6 +62,16 @@
  * memory runs out, so encoding JSON never fails here. store_errmsg holds
  * the reason until the next failing call.
  *
+ * Size on disk. A new file is made with auto_vacuum = INCREMENTAL, and
+ * every transaction that deleted snapshots (a bound, retention) ends with
+ * PRAGMA incremental_vacuum: the pages they freed are moved off the end of
+ * the file, which shrinks at the next checkpoint, instead of staying free
+ * inside it. A file made before (auto_vacuum NONE) keeps its free pages for
+ * reuse and never shrinks; with the daemon stopped, journal_mode = DELETE,
+ * auto_vacuum = INCREMENTAL and VACUUM convert it (README "Limits"). The
+ * WAL grows to the largest write transaction and is cut back to
+ * journal_size_limit after it.
+ *
  * The bounds (store.h). The charges per uid live in struct usage, O(uids)
  * to copy: uids are the accounts whose programs were traced, few. A write
  * works on a copy and publishes it when its transaction commits, so a
@@ -892,6 +902,9 @@ static int configure(struct store *st)
 	int rc;
 
 	rc = exec(st,
+	          /* a new file gives its free pages back (see "Size on disk");
+	           * an existing one keeps its mode */
+	          "PRAGMA auto_vacuum = INCREMENTAL;"
 	          "PRAGMA busy_timeout = 5000;"
 	          "PRAGMA foreign_keys = ON;"
 	          "PRAGMA synchronous = NORMAL;"
@@ -1444,6 +1457,8 @@ static int keep_bounds(struct store *st, struct usage *u, uid_t uid, int64_t id,
 		rc = prune_deleted(st);
 	if (rc == 0 && stacks.len > 0)
 		rc = collect_garbage(st, &stacks);
+	if (rc == 0 && w->evicted_own + w->evicted_total > 0)
+		rc = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
 	idmap_free(&stacks);
 	return rc;
 }
@@ -2068,6 +2083,8 @@ static int retain(struct store *st, unsigned keep, double max_age_days, struct u
 		rc = prune_deleted(st);
 	if (rc == 0)
 		rc = collect_garbage(st, &stacks);
+	if (rc == 0 && n > 0)
+		rc = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
 	if (rc == 0)
 		*deleted = n;
 	idmap_free(&stacks);

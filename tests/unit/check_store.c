@@ -1785,6 +1785,49 @@ START_TEST(test_bound_at_open)
 }
 END_TEST
 
+/* Deletions give the pages back: a new file is made for incremental
+ * vacuum, keeps no free pages after a bound or retention deleted, and
+ * shrinks. */
+START_TEST(test_file_shrinks)
+{
+	struct store *st = open_store();
+	struct gen g = {0, 1000, 1, "/bin/p", 0, "exit", 0, 200};
+	struct store_written w;
+	sqlite3 *db;
+	uint64_t c = charge_of(&g);
+
+	for (int i = 0; i < 20; i++) {
+		g.pid = 100 + i;
+		g.first = (unsigned)i * 200; /* stacks of its own */
+		g.taken_at = 1000.0 + i;
+		write_gen(st, &g);
+	}
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA auto_vacuum"), 2);
+	long long full = q_int(db, "PRAGMA page_count");
+	sqlite3_close(db);
+	ck_assert_int_eq(store_set_bounds(st, 0, 2 * c, &w), 0);
+	ck_assert_uint_ge(w.evicted_own, 17);
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA freelist_count"), 0);
+	long long now = q_int(db, "PRAGMA page_count");
+	ck_assert_msg(now * 3 < full, "%lld pages after deleting %zu of 20 snapshots, %lld before",
+	              now, w.evicted_own, full);
+	sqlite3_close(db);
+	size_t deleted;
+	ck_assert_int_eq(store_retain(st, 0, 1e-9, &deleted), 0);
+	ck_assert_uint_eq(deleted, 20 - w.evicted_own);
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA freelist_count"), 0);
+	sqlite3_close(db);
+	uint64_t fb = 0;
+	ck_assert_int_eq(store_file_bytes(st, &fb), 0);
+	ck_assert_uint_gt(fb, 0);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
 /* What a bound refuses is not written and changes nothing else: a
  * snapshot larger than a bound, and one that could fit the total only by
  * deleting itself. */
@@ -2118,6 +2161,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_bound_refused);
 	tcase_add_test(tc, test_bound_report_uids);
 	tcase_add_test(tc, test_bound_at_open);
+	tcase_add_test(tc, test_file_shrinks);
 	tcase_add_test(tc, test_bound_migrate_and_share);
 	suite_add_tcase(s, tc);
 
