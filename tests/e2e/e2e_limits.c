@@ -1623,8 +1623,24 @@ static void store_figures_are_file(int port, long long evicted, const char *what
 	              "%s: root's entry differs from the file (%lld bytes): %.1500s", what,
 	              root.bytes, r.out);
 	h_ctl_free(&r);
-	/* uid 65534 sees its own figures, not root's */
+	/* uid 65534 sees its own figures, not root's, and the sums only
+	 * under the *_all keys */
 	ck_assert_ptr_null(status_store_uid(H_NOBODY, 0, &r));
+	st = cJSON_GetObjectItemCaseSensitive(r.json, "store");
+	ck_assert_msg(h_json_int(st, "bytes", &v) && v == mine.bytes,
+	              "%s: status as uid 65534 says store.bytes %lld, its own are %lld", what, v,
+	              mine.bytes);
+	ck_assert_msg(h_json_int(st, "snapshots", &v) && v == mine.n,
+	              "%s: status as uid 65534 says store.snapshots %lld, its own are %lld", what,
+	              v, mine.n);
+	ck_assert_msg(h_json_int(st, "evicted_per_uid", &v) && v == evicted,
+	              "%s: status as uid 65534 says evicted_per_uid %lld, want %lld", what, v,
+	              evicted);
+	ck_assert_msg(h_json_int(st, "bytes_all", &v) && v == mine.bytes + root.bytes,
+	              "%s: status as uid 65534 says bytes_all %lld, the file %lld", what, v,
+	              mine.bytes + root.bytes);
+	ck_assert_msg(h_json_int(st, "file_bytes", &v) && v >= mine.bytes + root.bytes,
+	              "%s: file_bytes %lld", what, v);
 	h_ctl_free(&r);
 	ck_assert_int_eq(status_limit(H_NOBODY, "store_bytes", "yours"), mine.bytes);
 	ck_assert_int_eq(status_limit(H_NOUID, "store_bytes", "per_uid"), STORE_PER_UID);
@@ -1838,7 +1854,7 @@ START_TEST(store_bounds)
 	stored_of(H_NOBODY, &before[0]);
 	stored_of(0, &before[1]);
 	char lower[24];
-	snprintf(lower, sizeof lower, "%d", STORE_PER_UID / 2);
+	snprintf(lower, sizeof lower, "%dK", STORE_PER_UID / 2 / 1024);
 	const char *opts2[] = {"--snapshot-interval",
 	                       "0",
 	                       "--metrics-listen",
@@ -1859,8 +1875,8 @@ START_TEST(store_bounds)
 		ck_assert_int_eq(after[0].pids[i], before[0].pids[lost + i]);
 	ck_assert_int_eq(log_count("more than its bounds now allow"), 1);
 	char *said = h_strf("limit store_bytes reached at start: %lld snapshots deleted for "
-	                    "--max-store-bytes-per-uid (%s bytes)",
-	                    lost + lost_root, lower);
+	                    "--max-store-bytes-per-uid (%d bytes)",
+	                    lost + lost_root, STORE_PER_UID / 2);
 	ck_assert_msg(log_count(said) == 1, "the log lacks: %s", said);
 	char *log = h_daemon_log_tail(&D, (size_t)16 << 20);
 	char *line = strstr(log, said), *nl = line != NULL ? strchr(line, '\n') : NULL;
@@ -1881,6 +1897,48 @@ START_TEST(store_bounds)
 	h_truth_free(vt);
 	h_truth_free(tend);
 	h_daemon_stop(&D);
+}
+END_TEST
+
+/* What memtraced says of its byte options, run with dirs it cannot use so
+ * that it stops right after reading them: its standard error. */
+static char *daemon_args_say(const char *args)
+{
+	char *cmd = h_strf("%s --runtime-dir /proc/nonexistent/run --state-dir "
+	                   "/proc/nonexistent/state --metrics-listen off %s 2>&1",
+	                   h_daemon_bin(), args);
+	FILE *f = popen(cmd, "r");
+	char *out = calloc(1, 65536);
+	size_t n = 0, k;
+	ck_assert_ptr_nonnull(f);
+	while (n < 65535 && (k = fread(out + n, 1, 65535 - n, f)) > 0)
+		n += k;
+	pclose(f);
+	free(cmd);
+	return out;
+}
+
+/* Byte options take K/M/G/KiB/MiB/GiB, a refusal says what is wanted, and
+ * a per-uid store bound above the total is warned of. */
+START_TEST(store_options)
+{
+	char *out = daemon_args_say("--max-store-bytes 1X");
+	ck_assert_msg(strstr(out, "--max-store-bytes wants a number of bytes (0 = no bound)") !=
+	                  NULL,
+	              "memtraced said: %s", out);
+	free(out);
+	out = daemon_args_say("--max-fork-image-bytes 0");
+	ck_assert_msg(strstr(out, "--max-fork-image-bytes wants a number of bytes above 0") != NULL,
+	              "memtraced said: %s", out);
+	free(out);
+	out = daemon_args_say("--max-store-bytes 1G --max-store-bytes-per-uid 2GiB "
+	                      "--max-fork-image-bytes 64M --max-symbol-cache-bytes 512K "
+	                      "--max-queued-snapshot-bytes 3MiB");
+	ck_assert_msg(strstr(out, "wants") == NULL, "memtraced refused suffixes: %s", out);
+	ck_assert_msg(strstr(out, "--max-store-bytes-per-uid 2147483648 is more than "
+	                          "--max-store-bytes 1073741824") != NULL,
+	              "no warning of the clamped per-uid bound: %s", out);
+	free(out);
 }
 END_TEST
 
@@ -1909,6 +1967,8 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, fork_images);
 	tc = h_tcase(s, "symbol_cache", 90, NULL, teardown);
 	tcase_add_test(tc, symbol_cache);
+	tc = h_tcase(s, "store_options", 30, NULL, teardown);
+	tcase_add_test(tc, store_options);
 	tc = h_tcase(s, "store_bounds", 180, NULL, teardown);
 	tcase_add_test(tc, store_bounds);
 	return s;
