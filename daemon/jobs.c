@@ -289,7 +289,10 @@ static bool evict_burst_hit(struct evict_burst *e, uint64_t now, const struct st
 			;
 		if (j == e->sum.nevicted) {
 			if (j == STORE_EVICTED_UIDS) {
-				e->sum.evicted_more += k;
+				if (own)
+					e->sum.more_own += k;
+				else
+					e->sum.more_total += k;
 				continue;
 			}
 			e->sum.evicted[j].uid = w->evicted[i].uid;
@@ -300,7 +303,8 @@ static bool evict_burst_hit(struct evict_burst *e, uint64_t now, const struct st
 		else
 			e->sum.evicted[j].total += k;
 	}
-	e->sum.evicted_more += w->evicted_more;
+	e->sum.more_own += w->more_own;
+	e->sum.more_total += w->more_total;
 	if (own)
 		e->sum.evicted_own += w->evicted_own;
 	else

@@ -767,7 +767,7 @@ int store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_pe
 	if (rc == 0)
 		usage_publish(st, &next);
 	else
-		w->evicted_own = w->evicted_total = w->evicted_more = w->nevicted = 0;
+		w->evicted_own = w->evicted_total = w->more_own = w->more_total = w->nevicted = 0;
 	usage_free(&next);
 	pthread_mutex_lock(&st->usage_lock);
 	w->total_bytes = st->usage.bytes;
@@ -827,9 +827,9 @@ void store_evicted_text(const struct store_written *w, bool own, char *buf, size
 			    (size_t)snprintf(buf + off, len - off, "%suid %u: %zu",
 			                     off > 0 ? ", " : "", (unsigned)w->evicted[i].uid, n);
 	}
-	if (w->evicted_more > 0 && off < len)
-		snprintf(buf + off, len - off, "%s%zu of further uids", off > 0 ? ", " : "",
-		         w->evicted_more);
+	size_t more = own ? w->more_own : w->more_total;
+	if (more > 0 && off < len)
+		snprintf(buf + off, len - off, "%s%zu of further uids", off > 0 ? ", " : "", more);
 }
 
 int store_file_bytes(struct store *st, uint64_t *bytes)
@@ -1389,7 +1389,10 @@ static void count_evicted(struct store_written *w, uid_t uid, bool own)
 			break;
 	if (i == w->nevicted) {
 		if (i == STORE_EVICTED_UIDS) {
-			w->evicted_more++;
+			if (own)
+				w->more_own++;
+			else
+				w->more_total++;
 			return;
 		}
 		w->nevicted++;
@@ -1515,7 +1518,7 @@ int store_write_bounded(struct store *st, const struct snapshot *s, struct store
 	usage_free(&next);
 	if (rc != -ENOSPC)
 		goto out;
-	w->evicted_own = w->evicted_total = w->evicted_more = w->nevicted = 0;
+	w->evicted_own = w->evicted_total = w->more_own = w->more_total = w->nevicted = 0;
 refused:
 	w->id = 0;
 	usage_refused(st, s->uid);

@@ -90,11 +90,12 @@ struct store_written {
 	size_t evicted_own;   /* snapshots deleted for max_bytes_per_uid, all uids */
 	size_t evicted_total; /* snapshots deleted for max_bytes, all uids */
 	/* Per uid that lost snapshots, in the order they did; the snapshots of
-	 * uids past STORE_EVICTED_UIDS are counted in evicted_more. The sums
-	 * over evicted[] and evicted_more are evicted_own + evicted_total. */
+	 * uids past STORE_EVICTED_UIDS are counted in more_own and
+	 * more_total. The sums over evicted[] and more_* are evicted_own and
+	 * evicted_total. */
 	size_t nevicted;
 	struct store_evicted_uid evicted[STORE_EVICTED_UIDS];
-	size_t evicted_more;
+	size_t more_own, more_total;
 };
 
 /* Sets the bounds store_write keeps, in charged bytes (0 = no bound), and
