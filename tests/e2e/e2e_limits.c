@@ -79,10 +79,19 @@
  *                       only, within the bound, the others are deleted oldest
  *                       first; `status` (as root and as uid 65534) and
  *                       /metrics give the file's own bytes, snapshots and
- *                       deletions per uid, also after a restart; the log
- *                       names the bound and the uid once; root's manual and
- *                       exit snapshots stay, exact (before: nothing bounded
- *                       the file)
+ *                       deletions per uid (uid 65534 its own, the sums in
+ *                       *_all), also after a restart; the log names the
+ *                       bound and the uid once, and its counts add up to
+ *                       what the file lost; a deleted snapshot's id answers
+ *                       snapshot_deleted; root's manual and exit snapshots
+ *                       stay, exact; a bound halved at restart ("8K") is
+ *                       kept at once, oldest first, logged with the counts
+ *                       the file lost (before: nothing bounded the file; then
+ *                       the log undercounted, uid 65534 saw all users'
+ *                       totals, a lowered bound waited for the next write)
+ *  store_options        byte options take K/M/G/KiB/MiB/GiB, a refusal says
+ *                       "a number of bytes (0 = no bound)", a per-uid store
+ *                       bound above the total is warned of
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
