@@ -310,12 +310,15 @@ static cJSON *store_uid_json(const struct store_uid_usage *e)
 }
 
 /* The stored snapshots' charges and bounds (store.h): limits.store_bytes
- * like the other limits, and "store" with the figures per uid (the asking
- * uid's alone unless it is root). */
+ * like the other limits (used: all uids, yours: the asker's), and "store"
+ * with the figures: for root of all uids, for another uid its own, the
+ * sums over all uids in the *_all keys, and the per-uid entries (the
+ * asking uid's alone unless it is root). */
 static void add_store_status(cJSON *r, cJSON *lim, const struct daemon *d, uid_t uid)
 {
 	struct store_usage u;
-	uint64_t yours = 0;
+	struct store_uid_usage mine = {.uid = uid};
+	uint64_t file_bytes = 0, own = 0;
 
 	if (d->store == NULL) {
 		cJSON_AddNullToObject(lim, "store_bytes");
@@ -323,27 +326,45 @@ static void add_store_status(cJSON *r, cJSON *lim, const struct daemon *d, uid_t
 		return;
 	}
 	store_usage(d->store, &u);
+	for (size_t i = 0; i < u.nuids; i++)
+		if (u.uids[i].uid == uid)
+			mine = u.uids[i];
+	own = mine.bytes;
+	if (uid == 0) {
+		mine.bytes = u.bytes;
+		mine.snapshots = u.snapshots;
+		mine.evicted_own = u.evicted_own;
+		mine.evicted_total = u.evicted_total;
+		mine.refused = u.refused;
+	}
 	cJSON *st = cJSON_AddObjectToObject(r, "store");
-	jsonout_add_u64(st, "bytes", u.bytes);
-	jsonout_add_u64(st, "snapshots", u.snapshots);
+	jsonout_add_u64(st, "bytes", mine.bytes);
+	jsonout_add_u64(st, "snapshots", mine.snapshots);
 	jsonout_add_u64(st, "max_bytes", u.max_bytes);
 	jsonout_add_u64(st, "max_bytes_per_uid", u.max_bytes_per_uid);
-	jsonout_add_u64(st, "evicted_per_uid", u.evicted_own);
-	jsonout_add_u64(st, "evicted_total", u.evicted_total);
-	jsonout_add_u64(st, "refused", u.refused);
+	jsonout_add_u64(st, "evicted_per_uid", mine.evicted_own);
+	jsonout_add_u64(st, "evicted_total", mine.evicted_total);
+	jsonout_add_u64(st, "refused", mine.refused);
+	jsonout_add_u64(st, "bytes_all", u.bytes);
+	jsonout_add_u64(st, "snapshots_all", u.snapshots);
+	jsonout_add_u64(st, "evicted_per_uid_all", u.evicted_own);
+	jsonout_add_u64(st, "evicted_total_all", u.evicted_total);
+	jsonout_add_u64(st, "refused_all", u.refused);
+	if (store_file_bytes(d->store, &file_bytes) == 0)
+		jsonout_add_u64(st, "file_bytes", file_bytes);
+	else
+		cJSON_AddNullToObject(st, "file_bytes");
 	cJSON *arr = cJSON_AddArrayToObject(st, "uids");
-	for (size_t i = 0; i < u.nuids; i++) {
-		if (u.uids[i].uid == uid)
-			yours = u.uids[i].bytes;
+	for (size_t i = 0; i < u.nuids; i++)
 		if (uid == 0 || u.uids[i].uid == uid)
 			cJSON_AddItemToArray(arr, store_uid_json(&u.uids[i]));
-	}
 	cJSON *o = cJSON_AddObjectToObject(lim, "store_bytes");
 	jsonout_add_u64(o, "used", u.bytes);
 	jsonout_add_u64(o, "max", u.max_bytes);
 	jsonout_add_u64(o, "per_uid", u.max_bytes_per_uid);
-	jsonout_add_u64(o, "yours", yours);
-	jsonout_add_u64(o, "refused", u.refused);
+	jsonout_add_u64(o, "yours", own);
+	jsonout_add_u64(o, "refused", mine.refused);
+	jsonout_add_u64(o, "refused_all", u.refused);
 	store_usage_free(&u);
 }
 
@@ -656,7 +677,9 @@ static void cjob_done(struct job *job)
 	struct conn *c = q->c;
 	cJSON *resp;
 
-	if (job->rc == -ENOENT)
+	if (job->rc == -ENOENT && job->deleted)
+		resp = error_json("snapshot_deleted", "%s", job->err);
+	else if (job->rc == -ENOENT)
 		resp = error_json(job->source == JOB_SRC_LATEST ? "no_such_process"
 		                                                : "no_such_snapshot",
 		                  "%s", job->err);

@@ -25,12 +25,19 @@ struct jobs {
 	size_t running; /* queued, done not called yet: 0 when the loop has returned */
 	struct jobs_writes writes;
 	uint64_t syms_retired, syms_full; /* what the log has said of them */
-	/* Writes a store bound acted on, per bound, for the log. */
-	struct limit_burst per_uid_burst, total_burst;
+	/* Writes a store bound refused, per bound, for the log. */
+	struct limit_burst per_uid_refused, total_refused;
+	/* Writes that made a store bound delete snapshots, per bound. */
+	struct evict_burst {
+		struct limit_burst b;
+		struct store_written sum; /* what the burst deleted */
+	} per_uid_evicted, total_evicted;
 };
 
 const double jobs_write_bounds[JOBS_WRITE_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                       0.25,  0.5,    1,     2.5,  5,     10};
+
+static void evict_burst_close(struct evict_burst *e, bool own);
 
 struct jobs *jobs_new(void)
 {
@@ -43,6 +50,9 @@ void jobs_free(struct jobs *j)
 		return;
 	/* The loop returns only when no work is queued. */
 	assert(j->running == 0);
+	/* A burst still going is over: say what it deleted. */
+	evict_burst_close(&j->per_uid_evicted, true);
+	evict_burst_close(&j->total_evicted, false);
 	free(j);
 }
 
@@ -93,6 +103,29 @@ static void job_fail(struct job *job, int rc, const char *fmt, ...)
 	job->rc = rc;
 }
 
+/* Snapshot id is not stored: when a bound or retention deleted it (and it
+ * was the asking uid's), says so in the job's error. */
+static bool deleted_by(struct job *job, int64_t id)
+{
+	enum store_deleted_by why;
+	char when[64] = "";
+	double at;
+	uid_t uid;
+
+	if (store_deleted(job->d->store, id, &uid, &why, &at) != 0)
+		return false;
+	if (job->uid >= 0 && (long)uid != job->uid)
+		return false; /* another user's does not exist for this client */
+	time_t t = (time_t)at;
+	struct tm tm;
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), " at %Y-%m-%dT%H:%M:%SZ", &tm);
+	job_fail(job, -ENOENT, "snapshot %" PRId64 " was deleted%s to keep %s", id, when,
+	         store_deleted_by_option(why));
+	job->deleted = true;
+	return true;
+}
+
 static void load(struct job *job)
 {
 	struct daemon *d = job->d;
@@ -134,6 +167,8 @@ static void load(struct job *job)
 		job->snap = NULL;
 		rc = -ENOENT;
 	}
+	if (rc == -ENOENT && job->source == JOB_SRC_STORED && deleted_by(job, id))
+		return;
 	if (rc == -ENOENT)
 		job_fail(job, -ENOENT, "no snapshot %" PRId64, id);
 	else if (rc < 0)
@@ -227,7 +262,65 @@ static void log_symbol_bounds(struct daemon *d)
 	j->syms_retired = ss.retired;
 }
 
-/* Loop thread: the log line of a store bound, once per burst. */
+/* Loop thread: the closing line of a burst that had more writes than its
+ * first line told of; the burst is over. */
+static void evict_burst_close(struct evict_burst *e, bool own)
+{
+	char uids[512];
+
+	if (e->b.count > 1) {
+		store_evicted_text(&e->sum, own, uids, sizeof(uids));
+		log_warn("limit store_bytes: %zu snapshots deleted in all for %s in the burst of "
+		         "%" PRIu64 " writes that ended (%s)",
+		         own ? e->sum.evicted_own : e->sum.evicted_total,
+		         own ? "--max-store-bytes-per-uid" : "--max-store-bytes", e->b.count, uids);
+	}
+	memset(e, 0, sizeof(*e));
+}
+
+/* Loop thread: one more write w that made a bound (--max-store-bytes-per-uid
+ * when own) delete snapshots. True when it begins a burst: the caller logs
+ * it. When the previous burst had more than that first write, says first
+ * what the whole burst deleted. */
+static bool evict_burst_hit(struct evict_burst *e, uint64_t now, const struct store_written *w,
+                            bool own)
+{
+	if (now - e->b.last_ms >= LIMIT_BURST_MS)
+		evict_burst_close(e, own);
+	bool first = limit_burst_hit(&e->b, now, "store_bytes", NULL);
+	if (first)
+		memset(&e->sum, 0, sizeof(e->sum));
+	for (size_t i = 0; i < w->nevicted; i++) {
+		size_t k = own ? w->evicted[i].own : w->evicted[i].total;
+		size_t j;
+		for (j = 0; j < e->sum.nevicted && e->sum.evicted[j].uid != w->evicted[i].uid; j++)
+			;
+		if (j == e->sum.nevicted) {
+			if (j == STORE_EVICTED_UIDS) {
+				if (own)
+					e->sum.more_own += k;
+				else
+					e->sum.more_total += k;
+				continue;
+			}
+			e->sum.evicted[j].uid = w->evicted[i].uid;
+			e->sum.nevicted++;
+		}
+		if (own)
+			e->sum.evicted[j].own += k;
+		else
+			e->sum.evicted[j].total += k;
+	}
+	e->sum.more_own += w->more_own;
+	e->sum.more_total += w->more_total;
+	if (own)
+		e->sum.evicted_own += w->evicted_own;
+	else
+		e->sum.evicted_total += w->evicted_total;
+	return first;
+}
+
+/* Loop thread: the log lines of a store bound, once per burst. */
 static void log_bounds(struct jobs *j, const struct daemon *d, const struct job *job)
 {
 	const struct store_written *w = &job->stored;
@@ -235,13 +328,14 @@ static void log_bounds(struct jobs *j, const struct daemon *d, const struct job 
 	unsigned uid = (unsigned)job->stored_uid;
 	int pid = (int)job->stored_pid;
 	const char *reason = job->stored_reason;
+	char uids[512];
 
 	if (job->bound_refused) {
 		bool per_uid =
 		    d->cfg.max_store_bytes_per_uid > 0 && w->bytes > d->cfg.max_store_bytes_per_uid;
 		bool alone = job->rc == -EFBIG;
-		if (!limit_burst_hit(per_uid ? &j->per_uid_burst : &j->total_burst, now,
-		                     "store_bytes", "acted on"))
+		if (!limit_burst_hit(per_uid ? &j->per_uid_refused : &j->total_refused, now,
+		                     "store_bytes", "refused snapshot writes:"))
 			return;
 		if (alone)
 			log_warn("limit store_bytes reached: the %s snapshot of pid %d (uid %u) is "
@@ -260,19 +354,24 @@ static void log_bounds(struct jobs *j, const struct daemon *d, const struct job 
 	}
 	if (!job->written)
 		return;
-	if (w->evicted_own > 0 &&
-	    limit_burst_hit(&j->per_uid_burst, now, "store_bytes", "acted on"))
-		log_warn("limit store_bytes reached: uid %u passed --max-store-bytes-per-uid "
-		         "(%" PRIu64 " bytes): its %zu oldest snapshots deleted, it holds %" PRIu64
+	if (w->evicted_own > 0 && evict_burst_hit(&j->per_uid_evicted, now, w, true)) {
+		store_evicted_text(w, true, uids, sizeof(uids));
+		log_warn("limit store_bytes reached: %zu snapshots deleted for "
+		         "--max-store-bytes-per-uid (%" PRIu64 " bytes) at the %s snapshot of pid "
+		         "%d (%s, the oldest first); uid %u holds %" PRIu64
 		         " bytes now (logged once per burst)",
-		         uid, d->cfg.max_store_bytes_per_uid, w->evicted_own, w->uid_bytes);
-	if (w->evicted_total > 0 &&
-	    limit_burst_hit(&j->total_burst, now, "store_bytes", "acted on"))
-		log_warn("limit store_bytes reached: the store passed --max-store-bytes (%" PRIu64
-		         " bytes) at a snapshot of uid %u: %zu oldest snapshots of uid %u, who "
-		         "held the most, deleted (logged once per burst)",
-		         d->cfg.max_store_bytes, uid, w->evicted_total,
-		         (unsigned)w->evicted_total_uid);
+		         w->evicted_own, d->cfg.max_store_bytes_per_uid, reason, pid, uids, uid,
+		         w->uid_bytes);
+	}
+	if (w->evicted_total > 0 && evict_burst_hit(&j->total_evicted, now, w, false)) {
+		store_evicted_text(w, false, uids, sizeof(uids));
+		log_warn("limit store_bytes reached: %zu snapshots deleted for --max-store-bytes "
+		         "(%" PRIu64 " bytes) at the %s snapshot of pid %d, uid %u (%s, the oldest "
+		         "of whoever held the most first); the store holds %" PRIu64
+		         " bytes now (logged once per burst)",
+		         w->evicted_total, d->cfg.max_store_bytes, reason, pid, uid, uids,
+		         w->total_bytes);
+	}
 }
 
 static void work_done(uv_work_t *w, int status)

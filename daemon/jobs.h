@@ -64,10 +64,11 @@ struct job {
 	struct capture *capture;
 	int64_t snap_id;
 	pid_t pid;
-	long uid;                    /* the asking client's uid, -1 = root (any) */
-	bool store_it;               /* write the resolved snapshot to the store */
-	bool written;                /* it was written, in write_seconds */
-	bool bound_refused;          /* a store bound refused it (logged per burst) */
+	long uid;           /* the asking client's uid, -1 = root (any) */
+	bool store_it;      /* write the resolved snapshot to the store */
+	bool written;       /* it was written, in write_seconds */
+	bool deleted;       /* -ENOENT: the stored snapshot asked for was deleted (err says why) */
+	bool bound_refused; /* a store bound refused it (logged per burst) */
 	struct store_written stored; /* what the write did */
 	pid_t stored_pid;            /* whose snapshot it was, kept for the log */
 	uid_t stored_uid;

@@ -49,7 +49,7 @@ bool limit_burst_hit(struct limit_burst *b, uint64_t now_ms, const char *name, c
 		b->last_ms = now_ms;
 		return false;
 	}
-	if (b->count > 1)
+	if (b->count > 1 && verb != NULL)
 		log_info("limit %s: the previous burst %s %" PRIu64 " in all", name, verb,
 		         b->count);
 	b->count = 1;

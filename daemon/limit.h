@@ -39,7 +39,8 @@ struct limit_burst {
 
 /* One more event at now_ms. True when it begins a burst: the caller logs
  * it. When a burst of more than one ended, logs first how many it had:
- * "limit <name>: the previous burst <verb> N in all". */
+ * "limit <name>: the previous burst <verb> N in all" (not when verb is
+ * NULL: the caller says it). */
 bool limit_burst_hit(struct limit_burst *b, uint64_t now_ms, const char *name, const char *verb);
 
 struct limit_owner {

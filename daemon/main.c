@@ -9,7 +9,10 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,8 @@ static void usage(FILE *f)
 	        "  --max-control-connections-per-uid N  ... of one uid (default 16)\n"
 	        "  --control-timeout S  close a control client that reads none of its answers,\n"
 	        "                       or sends half a request, for S seconds (default 30)\n"
+	        "  The *-bytes options take a number of bytes, optionally with K, M, G\n"
+	        "  (or KiB, MiB, GiB: all powers of 1024): 512M, 2GiB.\n"
 	        "  --max-fork-image-bytes N  parents' heaps kept for their fork children\n"
 	        "                       (default 1 GiB; a uid a quarter)\n"
 	        "  --max-symbol-cache-bytes N  symbol cache, started afresh past it\n"
@@ -101,6 +106,45 @@ static int parse_size(const char *opt, const char *s, size_t *out)
 	}
 	*out = (size_t)v;
 	return 0;
+}
+
+/* A number of bytes: digits, then optionally K, M or G (powers of 1024,
+ * also written KiB, MiB, GiB). zero_ok: 0 means no bound. */
+static int parse_bytes(const char *opt, const char *s, bool zero_ok, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		unsigned shift;
+	} units[] = {{"", 0},     {"K", 10},   {"M", 20},  {"G", 30},
+	             {"KiB", 10}, {"MiB", 20}, {"GiB", 30}};
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	size_t i;
+
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(end, units[i].suffix) == 0)
+			break;
+	if (errno != 0 || end == s || s[0] < '0' || s[0] > '9' ||
+	    i == sizeof(units) / sizeof(units[0]) || (v == 0 && !zero_ok) ||
+	    v > (UINT64_MAX >> units[i].shift) || (v << units[i].shift) > SIZE_MAX) {
+		fprintf(stderr,
+		        "memtraced: %s wants a number of bytes%s, optionally with K, M or G "
+		        "(KiB, MiB, GiB: powers of 1024), got '%s'\n",
+		        opt, zero_ok ? " (0 = no bound)" : " above 0", s);
+		return -EINVAL;
+	}
+	*out = (uint64_t)v << units[i].shift;
+	return 0;
+}
+
+static int parse_bytes_size(const char *opt, const char *s, size_t *out)
+{
+	uint64_t v;
+	int rc = parse_bytes(opt, s, false, &v);
+	if (rc == 0)
+		*out = (size_t)v;
+	return rc;
 }
 
 /* A non-negative number of seconds (or days), fractions allowed. */
@@ -227,13 +271,13 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				return -EINVAL;
 			break;
 		case O_FORK_BYTES:
-			if (parse_size("--max-fork-image-bytes", optarg,
-			               &d->cfg.max_fork_image_bytes) < 0)
+			if (parse_bytes_size("--max-fork-image-bytes", optarg,
+			                     &d->cfg.max_fork_image_bytes) < 0)
 				return -EINVAL;
 			break;
 		case O_SYMBOL_BYTES:
-			if (parse_size("--max-symbol-cache-bytes", optarg,
-			               &d->cfg.max_symbol_cache_bytes) < 0)
+			if (parse_bytes_size("--max-symbol-cache-bytes", optarg,
+			                     &d->cfg.max_symbol_cache_bytes) < 0)
 				return -EINVAL;
 			break;
 		case O_EXITED:
@@ -278,8 +322,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		case O_STORE_BYTES_UID: {
 			const char *name =
 			    c == O_STORE_BYTES ? "--max-store-bytes" : "--max-store-bytes-per-uid";
-			size_t n = 0;
-			if (strcmp(optarg, "0") != 0 && parse_size(name, optarg, &n) < 0)
+			uint64_t n = 0;
+			if (parse_bytes(name, optarg, true, &n) < 0)
 				return -EINVAL;
 			if (c == O_STORE_BYTES)
 				d->cfg.max_store_bytes = n;
@@ -336,8 +380,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				return -EINVAL;
 			break;
 		case O_SNAPQ_BYTES:
-			if (parse_size("--max-queued-snapshot-bytes", optarg,
-			               &d->cfg.max_queued_snapshot_bytes) < 0)
+			if (parse_bytes_size("--max-queued-snapshot-bytes", optarg,
+			                     &d->cfg.max_queued_snapshot_bytes) < 0)
 				return -EINVAL;
 			break;
 		case O_HTTP_CONNS:
@@ -377,6 +421,11 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		d->cfg.max_control_conns_per_uid = d->cfg.max_control_conns;
 	if (d->cfg.max_queued_snapshots_per_uid > d->cfg.max_queued_snapshots)
 		d->cfg.max_queued_snapshots_per_uid = d->cfg.max_queued_snapshots;
+	if (d->cfg.max_store_bytes > 0 && d->cfg.max_store_bytes_per_uid > d->cfg.max_store_bytes)
+		log_warn(
+		    "--max-store-bytes-per-uid %" PRIu64 " is more than --max-store-bytes %" PRIu64
+		    ": a uid may hold %" PRIu64 " bytes",
+		    d->cfg.max_store_bytes_per_uid, d->cfg.max_store_bytes, d->cfg.max_store_bytes);
 	if (d->cfg.max_store_bytes > 0 && (d->cfg.max_store_bytes_per_uid == 0 ||
 	                                   d->cfg.max_store_bytes_per_uid > d->cfg.max_store_bytes))
 		d->cfg.max_store_bytes_per_uid = d->cfg.max_store_bytes;

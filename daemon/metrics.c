@@ -740,6 +740,13 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 		for (size_t i = 0; i < su.nuids; i++)
 			sb_printf(b, "memtrace_store_bytes{uid=\"%u\"} %" PRIu64 "\n",
 			          (unsigned)su.uids[i].uid, su.uids[i].bytes);
+		uint64_t fb = 0;
+		if (store_file_bytes(d->store, &fb) == 0) {
+			family(b, f, "memtrace_store_file_bytes", M_GAUGE, "bytes",
+			       "Bytes the store's file and its write-ahead log take on disk (more "
+			       "than memtrace_store_bytes: indexes, free pages, the WAL).");
+			sb_printf(b, "memtrace_store_file_bytes %" PRIu64 "\n", fb);
+		}
 		family(b, f, "memtrace_store_snapshots", M_GAUGE, NULL,
 		       "Stored snapshots of a uid's processes.");
 		for (size_t i = 0; i < su.nuids; i++)

@@ -135,8 +135,45 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 		free(path);
 		return rc;
 	}
-	store_set_bounds(st, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid);
 	struct store_usage u;
+	store_usage(st, &u);
+	uint64_t before = u.bytes;
+	bool over = (d->cfg.max_store_bytes > 0 && u.bytes > d->cfg.max_store_bytes);
+	for (size_t i = 0; i < u.nuids && d->cfg.max_store_bytes_per_uid > 0; i++)
+		over = over || u.uids[i].bytes > d->cfg.max_store_bytes_per_uid;
+	store_usage_free(&u);
+	if (over)
+		log_warn(
+		    "the snapshot store holds %" PRIu64 " bytes, more than its bounds now "
+		    "allow (--max-store-bytes %" PRIu64 ", --max-store-bytes-per-uid %" PRIu64
+		    "; lowered since it was filled?): deleting the oldest snapshots of each uid "
+		    "past its own bound, then of whoever holds the most, until it is within them",
+		    before, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid);
+	struct store_written w;
+	rc = store_set_bounds(st, d->cfg.max_store_bytes, d->cfg.max_store_bytes_per_uid, &w);
+	if (rc < 0) {
+		log_error("cannot keep the snapshot store's bounds: %s", store_errmsg(st));
+		snprintf(d->store_error, sizeof(d->store_error), "keeping the bounds: %s",
+		         store_errmsg(st));
+		store_close(st);
+		free(path);
+		return rc;
+	}
+	char uids[512];
+	if (w.evicted_own > 0) {
+		store_evicted_text(&w, true, uids, sizeof(uids));
+		log_warn("limit store_bytes reached at start: %zu snapshots deleted for "
+		         "--max-store-bytes-per-uid (%" PRIu64 " bytes) (%s, the oldest first)",
+		         w.evicted_own, d->cfg.max_store_bytes_per_uid, uids);
+	}
+	if (w.evicted_total > 0) {
+		store_evicted_text(&w, false, uids, sizeof(uids));
+		log_warn("limit store_bytes reached at start: %zu snapshots deleted for "
+		         "--max-store-bytes (%" PRIu64
+		         " bytes) (%s, the oldest of whoever held the "
+		         "most first)",
+		         w.evicted_total, d->cfg.max_store_bytes, uids);
+	}
 	store_usage(st, &u);
 	log_info("snapshots in %s (every %gs, keep %u per process, %g days; %" PRIu64
 	         " bytes stored of at most %" PRIu64 ", %" PRIu64 " per uid)",

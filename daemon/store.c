@@ -62,6 +62,16 @@
  * memory runs out, so encoding JSON never fails here. store_errmsg holds
  * the reason until the next failing call.
  *
+ * Size on disk. A new file is made with auto_vacuum = INCREMENTAL, and
+ * every transaction that deleted snapshots (a bound, retention) ends with
+ * PRAGMA incremental_vacuum: the pages they freed are moved off the end of
+ * the file, which shrinks at the next checkpoint, instead of staying free
+ * inside it. A file made before (auto_vacuum NONE) keeps its free pages for
+ * reuse and never shrinks; with the daemon stopped, journal_mode = DELETE,
+ * auto_vacuum = INCREMENTAL and VACUUM convert it (README "Limits"). The
+ * WAL grows to the largest write transaction and is cut back to
+ * journal_size_limit after it.
+ *
  * The bounds (store.h). The charges per uid live in struct usage, O(uids)
  * to copy: uids are the accounts whose programs were traced, few. A write
  * works on a copy and publishes it when its transaction commits, so a
@@ -172,6 +182,13 @@ static const char *const migrations[] = {
     "UPDATE snapshot SET uid = (SELECT uid FROM process WHERE process.id = snapshot.process_id);"
     /* a uid's oldest snapshot, for its bound */
     "CREATE INDEX snapshot_uid ON snapshot(uid, id);",
+    /* 3 -> 4: the snapshots a bound or retention deleted, so that asking
+     * for one says so (the newest STORE_DELETED_KEEP are kept). */
+    "CREATE TABLE deleted ("
+    " id INTEGER PRIMARY KEY,"
+    " uid INTEGER NOT NULL,"
+    " why INTEGER NOT NULL,"
+    " at REAL NOT NULL);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -215,6 +232,10 @@ enum stmt_id {
 	S_UNCHARGED,
 	S_SET_BYTES,
 	S_DATA_VERSION,
+	S_DELETED_NOTE,
+	S_DELETED_PRUNE,
+	S_DELETED_FORGET,
+	S_DELETED_FIND,
 	S_COUNT
 };
 
@@ -273,7 +294,8 @@ static const char *const stmt_sql[S_COUNT] = {
                  " (SELECT count(*) FROM stack), (SELECT count(*) FROM frame)",
     /* ?1: snapshots kept per process (0 = no limit); ?2: the oldest
      * taken_at kept (NULL = no limit, and NULL compares false). */
-    [S_RETAIN_DOOMED] = "SELECT id, uid, bytes FROM (SELECT id, uid, bytes, taken_at,"
+    [S_RETAIN_DOOMED] = "SELECT id, uid, bytes, ?1 > 0 AND n > ?1"
+                        " FROM (SELECT id, uid, bytes, taken_at,"
                         " row_number() OVER (PARTITION BY process_id ORDER BY id DESC) AS n"
                         " FROM snapshot)"
                         " WHERE (?1 > 0 AND n > ?1) OR taken_at < ?2",
@@ -293,6 +315,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_UNCHARGED] = "SELECT id FROM snapshot WHERE bytes IS NULL",
     [S_SET_BYTES] = "UPDATE snapshot SET bytes = ?2 WHERE id = ?1",
     [S_DATA_VERSION] = "PRAGMA data_version",
+    [S_DELETED_NOTE] = "INSERT OR REPLACE INTO deleted(id, uid, why, at) VALUES (?1, ?2, ?3, ?4)",
+    [S_DELETED_PRUNE] = "DELETE FROM deleted WHERE id <= (SELECT id FROM deleted"
+                        " ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+    [S_DELETED_FORGET] = "DELETE FROM deleted WHERE id = ?1",
+    [S_DELETED_FIND] = "SELECT uid, why, at FROM deleted WHERE id = ?1",
 };
 
 /* The charged bytes per uid (store.h); entries are kept once made, for
@@ -309,6 +336,7 @@ struct store {
 	sqlite3_stmt *stmt[S_COUNT]; /* prepared on first use, kept until close */
 	char err[512];
 	uint64_t max_bytes, max_per_uid; /* 0 = no bound */
+	char *path;                      /* NULL in memory; for store_file_bytes */
 	int64_t data_version;            /* when usage was last computed */
 	/* Changed under lock and usage_lock, read under either. */
 	pthread_mutex_t usage_lock;
@@ -385,7 +413,7 @@ static int step_row(struct store *st, sqlite3_stmt *s, const char *what)
 
 static int run(struct store *st, enum stmt_id id, const char *what)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	int rc = stmt_get(st, id, &s);
 
 	return rc != 0 ? rc : step_done(st, s, what);
@@ -713,10 +741,114 @@ void store_usage_free(struct store_usage *u)
 	memset(u, 0, sizeof(*u));
 }
 
-void store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_per_uid)
+static int keep_bounds(struct store *st, struct usage *u, uid_t uid, int64_t id,
+                       struct store_written *w);
+
+int store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_per_uid,
+                     struct store_written *w)
 {
+	struct usage next = {0};
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_lock(&st->lock);
 	st->max_bytes = max_bytes;
 	st->max_per_uid = max_bytes_per_uid;
+	rc = begin(st, true);
+	if (rc == 0)
+		rc = usage_sync(st);
+	if (rc == 0) {
+		pthread_mutex_lock(&st->usage_lock);
+		usage_copy(&next, &st->usage);
+		pthread_mutex_unlock(&st->usage_lock);
+		rc = keep_bounds(st, &next, 0, 0, w);
+	}
+	rc = finish(st, rc);
+	if (rc == 0)
+		usage_publish(st, &next);
+	else
+		w->evicted_own = w->evicted_total = w->more_own = w->more_total = w->nevicted = 0;
+	usage_free(&next);
+	pthread_mutex_lock(&st->usage_lock);
+	w->total_bytes = st->usage.bytes;
+	pthread_mutex_unlock(&st->usage_lock);
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int store_deleted(struct store *st, int64_t id, uid_t *uid, enum store_deleted_by *why, double *at)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	pthread_mutex_lock(&st->lock);
+	rc = stmt_get(st, S_DELETED_FIND, &q);
+	if (rc == 0) {
+		sqlite3_bind_int64(q, 1, id);
+		rc = step_row(st, q, "deleted snapshot");
+	}
+	if (rc == 1) {
+		*uid = (uid_t)sqlite3_column_int64(q, 0);
+		*why = (enum store_deleted_by)sqlite3_column_int(q, 1);
+		*at = sqlite3_column_double(q, 2);
+		sqlite3_reset(q);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = -ENOENT;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+const char *store_deleted_by_option(enum store_deleted_by why)
+{
+	switch (why) {
+	case STORE_BY_PER_UID:
+		return "--max-store-bytes-per-uid";
+	case STORE_BY_TOTAL:
+		return "--max-store-bytes";
+	case STORE_BY_RETAIN_COUNT:
+		return "--retain-snapshots";
+	case STORE_BY_RETAIN_AGE:
+		return "--retain-days";
+	}
+	return "a bound";
+}
+
+void store_evicted_text(const struct store_written *w, bool own, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < w->nevicted && off < len; i++) {
+		size_t n = own ? w->evicted[i].own : w->evicted[i].total;
+		if (n > 0)
+			off +=
+			    (size_t)snprintf(buf + off, len - off, "%suid %u: %zu",
+			                     off > 0 ? ", " : "", (unsigned)w->evicted[i].uid, n);
+	}
+	size_t more = own ? w->more_own : w->more_total;
+	if (more > 0 && off < len)
+		snprintf(buf + off, len - off, "%s%zu of further uids", off > 0 ? ", " : "", more);
+}
+
+int store_file_bytes(struct store *st, uint64_t *bytes)
+{
+	const char *path = st->path; /* set at open: no lock needed */
+	struct stat sb;
+	char *wal;
+
+	*bytes = 0;
+	if (path == NULL)
+		return 0; /* in memory */
+	if (stat(path, &sb) != 0)
+		return -errno;
+	*bytes = (uint64_t)sb.st_size;
+	wal = xasprintf("%s-wal", path);
+	if (stat(wal, &sb) == 0)
+		*bytes += (uint64_t)sb.st_size;
+	free(wal);
+	return 0;
 }
 
 uint64_t store_charge(const struct snapshot *s)
@@ -770,6 +902,9 @@ static int configure(struct store *st)
 	int rc;
 
 	rc = exec(st,
+	          /* a new file gives its free pages back (see "Size on disk");
+	           * an existing one keeps its mode */
+	          "PRAGMA auto_vacuum = INCREMENTAL;"
 	          "PRAGMA busy_timeout = 5000;"
 	          "PRAGMA foreign_keys = ON;"
 	          "PRAGMA synchronous = NORMAL;"
@@ -880,6 +1015,8 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	pthread_mutex_init(&st->usage_lock, NULL);
 	if (!memory && (rc = prepare_file(st, path)) < 0)
 		goto err;
+	if (!memory)
+		st->path = xstrdup(path);
 	/* Calls are serialized by st->lock, so SQLite's own mutex is not needed. */
 	rc = sqlite3_open_v2(
 	    path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -934,6 +1071,7 @@ void store_close(struct store *st)
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->usage_lock);
 	usage_free(&st->usage);
+	free(st->path);
 	free(st);
 }
 
@@ -1142,6 +1280,14 @@ static int write_snapshot(struct store *st, const struct snapshot *s, size_t max
 	if (rc != 0)
 		return rc;
 	*snap_id = sqlite3_last_insert_rowid(st->db);
+	/* an id SQLite hands out again is no longer a deleted one */
+	rc = stmt_get(st, S_DELETED_FORGET, &q);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, *snap_id);
+	rc = step_done(st, q, "forget a deleted snapshot");
+	if (rc != 0)
+		return rc;
 
 	fid = xcalloc(s->nframes, sizeof(*fid));
 	sid = xcalloc(s->ntraces, sizeof(*sid));
@@ -1200,46 +1346,122 @@ static int oldest_of(struct store *st, uid_t uid, int64_t *id, uint64_t *bytes)
 static int delete_snapshot(struct store *st, int64_t id, struct idmap *stacks);
 static int collect_garbage(struct store *st, const struct idmap *stacks);
 
-/* Keeps the bounds after snapshot id of uid was written (see the top of
- * store.h), in u, the figures with it. -ENOSPC when only deleting the new
- * snapshot itself would do. */
+/* Records that snapshot id of uid was deleted, and why (store.h). */
+static int note_deleted(struct store *st, int64_t id, uid_t uid, enum store_deleted_by why)
+{
+	struct timespec now;
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, S_DELETED_NOTE, &q);
+
+	if (rc != 0)
+		return rc;
+	clock_gettime(CLOCK_REALTIME, &now);
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, uid);
+	sqlite3_bind_int(q, 3, (int)why);
+	sqlite3_bind_double(q, 4, (double)now.tv_sec + now.tv_nsec / 1e9);
+	return step_done(st, q, "note a deleted snapshot");
+}
+
+/* Keeps the newest STORE_DELETED_KEEP records of deleted snapshots. */
+static int prune_deleted(struct store *st)
+{
+	sqlite3_stmt *q;
+	int rc = stmt_get(st, S_DELETED_PRUNE, &q);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, STORE_DELETED_KEEP);
+	return step_done(st, q, "prune deleted snapshots");
+}
+
+/* One more snapshot of uid deleted by a bound, in w's per-uid counts. */
+static void count_evicted(struct store_written *w, uid_t uid, bool own)
+{
+	size_t i;
+
+	if (own)
+		w->evicted_own++;
+	else
+		w->evicted_total++;
+	for (i = 0; i < w->nevicted; i++)
+		if (w->evicted[i].uid == uid)
+			break;
+	if (i == w->nevicted) {
+		if (i == STORE_EVICTED_UIDS) {
+			if (own)
+				w->more_own++;
+			else
+				w->more_total++;
+			return;
+		}
+		w->nevicted++;
+		w->evicted[i].uid = uid;
+		w->evicted[i].own = w->evicted[i].total = 0;
+	}
+	if (own)
+		w->evicted[i].own++;
+	else
+		w->evicted[i].total++;
+}
+
+/* Deletes the oldest snapshot of uid for a bound; -ENOSPC (with msg) when
+ * that would be snapshot keep, the one being written (0 = none). */
+static int evict_oldest(struct store *st, struct usage *u, uid_t uid, int64_t keep, bool own,
+                        struct idmap *stacks, struct store_written *w, const char *msg)
+{
+	int64_t victim = 0;
+	uint64_t bytes = 0;
+	int rc = oldest_of(st, uid, &victim, &bytes);
+
+	if (rc == 0 && victim == keep)
+		return fail(st, -ENOSPC, "%s", msg);
+	if (rc == 0)
+		rc = delete_snapshot(st, victim, stacks);
+	if (rc == 0)
+		rc = note_deleted(st, victim, uid, own ? STORE_BY_PER_UID : STORE_BY_TOTAL);
+	if (rc != 0)
+		return rc;
+	struct store_uid_usage *e = usage_sub(u, uid, bytes);
+	if (own)
+		e->evicted_own++;
+	else
+		e->evicted_total++;
+	count_evicted(w, uid, own);
+	return 0;
+}
+
+/* Keeps the bounds (see the top of store.h) in u, the figures, after
+ * snapshot id of uid was written; id 0: at open, every uid. -ENOSPC when
+ * only deleting the new snapshot itself would do. */
 static int keep_bounds(struct store *st, struct usage *u, uid_t uid, int64_t id,
                        struct store_written *w)
 {
 	struct idmap stacks = {0};
-	int64_t victim;
-	uint64_t bytes;
+	char msg[160];
 	int rc = 0;
 
-	while (rc == 0 && st->max_per_uid > 0 && usage_of(u, uid)->bytes > st->max_per_uid) {
-		rc = oldest_of(st, uid, &victim, &bytes);
-		if (rc == 0 && victim == id)
-			rc = fail(st, -ENOSPC, "the snapshot alone passes the per-uid bound");
-		if (rc == 0)
-			rc = delete_snapshot(st, victim, &stacks);
-		if (rc == 0) {
-			usage_sub(u, uid, bytes)->evicted_own++;
-			w->evicted_own++;
-		}
+	for (size_t i = 0; rc == 0 && st->max_per_uid > 0 && i < u->n; i++) {
+		uid_t who = u->u[i].uid;
+		if (id != 0 && who != uid)
+			continue; /* the others are within theirs already */
+		while (rc == 0 && usage_of(u, who)->bytes > st->max_per_uid)
+			rc = evict_oldest(st, u, who, id, true, &stacks, w,
+			                  "the snapshot alone passes the per-uid bound");
 	}
-	while (rc == 0 && st->max_bytes > 0 && u->bytes > st->max_bytes) {
-		uid_t most = usage_most(u, uid)->uid;
-		rc = oldest_of(st, most, &victim, &bytes);
-		if (rc == 0 && victim == id)
-			rc = fail(st, -ENOSPC,
-			          "the other uids hold the rest of the total bound (%llu bytes), "
-			          "each less than uid %u",
-			          (unsigned long long)st->max_bytes, (unsigned)uid);
-		if (rc == 0)
-			rc = delete_snapshot(st, victim, &stacks);
-		if (rc == 0) {
-			usage_sub(u, most, bytes)->evicted_total++;
-			if (w->evicted_total++ == 0)
-				w->evicted_total_uid = most;
-		}
-	}
+	snprintf(msg, sizeof(msg),
+	         "the other uids hold the rest of the total bound (%llu bytes), each less than "
+	         "uid %u",
+	         (unsigned long long)st->max_bytes, (unsigned)uid);
+	while (rc == 0 && st->max_bytes > 0 && u->bytes > st->max_bytes)
+		rc = evict_oldest(st, u, usage_most(u, id != 0 ? uid : (uid_t)-1)->uid, id, false,
+		                  &stacks, w, msg);
+	if (rc == 0 && w->evicted_own + w->evicted_total > 0)
+		rc = prune_deleted(st);
 	if (rc == 0 && stacks.len > 0)
 		rc = collect_garbage(st, &stacks);
+	if (rc == 0 && w->evicted_own + w->evicted_total > 0)
+		rc = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
 	idmap_free(&stacks);
 	return rc;
 }
@@ -1296,7 +1518,7 @@ int store_write_bounded(struct store *st, const struct snapshot *s, struct store
 	usage_free(&next);
 	if (rc != -ENOSPC)
 		goto out;
-	w->evicted_own = w->evicted_total = 0;
+	w->evicted_own = w->evicted_total = w->more_own = w->more_total = w->nevicted = 0;
 refused:
 	w->id = 0;
 	usage_refused(st, s->uid);
@@ -1709,6 +1931,7 @@ struct doomed {
 	int64_t id;
 	uid_t uid;
 	uint64_t bytes;
+	enum store_deleted_by why;
 };
 
 /* The snapshots retention deletes, as an array. */
@@ -1740,6 +1963,8 @@ static int doomed_snapshots(struct store *st, unsigned keep, double max_age_days
 		(*ids)[*n].id = sqlite3_column_int64(q, 0);
 		(*ids)[*n].uid = (uid_t)sqlite3_column_int64(q, 1);
 		(*ids)[*n].bytes = (uint64_t)sqlite3_column_int64(q, 2);
+		(*ids)[*n].why =
+		    sqlite3_column_int(q, 3) ? STORE_BY_RETAIN_COUNT : STORE_BY_RETAIN_AGE;
 		(*n)++;
 	}
 	return rc; /* step_row reset q */
@@ -1853,10 +2078,16 @@ static int retain(struct store *st, unsigned keep, double max_age_days, struct u
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = delete_snapshot(st, doomed[i].id, &stacks);
 		if (rc == 0)
+			rc = note_deleted(st, doomed[i].id, doomed[i].uid, doomed[i].why);
+		if (rc == 0)
 			usage_sub(u, doomed[i].uid, doomed[i].bytes);
 	}
+	if (rc == 0 && n > 0)
+		rc = prune_deleted(st);
 	if (rc == 0)
 		rc = collect_garbage(st, &stacks);
+	if (rc == 0 && n > 0)
+		rc = exec(st, "PRAGMA incremental_vacuum", "incremental vacuum");
 	if (rc == 0)
 		*deleted = n;
 	idmap_free(&stacks);

@@ -36,6 +36,7 @@
 #ifndef MEMTRACE_STORE_H
 #define MEMTRACE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -44,7 +45,7 @@
 
 #include "snapshot.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_FILE           "memtrace.db"
 
 struct store;
@@ -70,20 +71,65 @@ const char *store_errmsg(struct store *st);
 #define STORE_CHARGE_FRAME     16
 uint64_t store_charge(const struct snapshot *s);
 
-/* The bounds store_write keeps, in charged bytes (0 = no bound). Call it
- * before the first write; it is not meant to change while writes run. */
-void store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_per_uid);
+/* The most uids whose deleted snapshots one write counts one by one. */
+#define STORE_EVICTED_UIDS 16
 
-/* What one write did. */
-struct store_written {
-	int64_t id;              /* the new snapshot's id */
-	uint64_t bytes;          /* its charge */
-	uint64_t uid_bytes;      /* what its uid holds now (also on a refusal) */
-	uint64_t total_bytes;    /* what all uids hold now */
-	size_t evicted_own;      /* snapshots of its uid deleted for max_bytes_per_uid */
-	size_t evicted_total;    /* snapshots deleted for max_bytes */
-	uid_t evicted_total_uid; /* whose went first, when evicted_total > 0 */
+/* The snapshots a bound deleted for one uid. */
+struct store_evicted_uid {
+	uid_t uid;
+	size_t own;   /* for max_bytes_per_uid */
+	size_t total; /* for max_bytes */
 };
+
+/* What one write (or store_set_bounds) did. */
+struct store_written {
+	int64_t id;           /* the new snapshot's id */
+	uint64_t bytes;       /* its charge */
+	uint64_t uid_bytes;   /* what its uid holds now (also on a refusal) */
+	uint64_t total_bytes; /* what all uids hold now */
+	size_t evicted_own;   /* snapshots deleted for max_bytes_per_uid, all uids */
+	size_t evicted_total; /* snapshots deleted for max_bytes, all uids */
+	/* Per uid that lost snapshots, in the order they did; the snapshots of
+	 * uids past STORE_EVICTED_UIDS are counted in more_own and
+	 * more_total. The sums over evicted[] and more_* are evicted_own and
+	 * evicted_total. */
+	size_t nevicted;
+	struct store_evicted_uid evicted[STORE_EVICTED_UIDS];
+	size_t more_own, more_total;
+};
+
+/* Sets the bounds store_write keeps, in charged bytes (0 = no bound), and
+ * keeps them at once: a store opened with lower bounds than it was filled
+ * with loses snapshots now, the same way a write would make them go (past
+ * its own bound a uid loses its oldest; past the total the uid holding the
+ * most loses its oldest), reported in *w. Call it before the first write;
+ * it is not meant to change while writes run. */
+int store_set_bounds(struct store *st, uint64_t max_bytes, uint64_t max_bytes_per_uid,
+                     struct store_written *w);
+
+/* Why a snapshot was deleted: kept for the newest STORE_DELETED_KEEP
+ * deleted ids (across restarts, in the database), so that asking for one
+ * can say so. */
+enum store_deleted_by {
+	STORE_BY_PER_UID = 1,  /* max_bytes_per_uid */
+	STORE_BY_TOTAL,        /* max_bytes */
+	STORE_BY_RETAIN_COUNT, /* store_retain's keep_per_process */
+	STORE_BY_RETAIN_AGE,   /* store_retain's max_age_days */
+};
+#define STORE_DELETED_KEEP 4096
+/* Snapshot id's owner, why and when (Unix time) it was deleted; -ENOENT
+ * when it is not known as deleted. */
+int store_deleted(struct store *st, int64_t id, uid_t *uid, enum store_deleted_by *why, double *at);
+/* The memtraced option behind why: "--max-store-bytes-per-uid". */
+const char *store_deleted_by_option(enum store_deleted_by why);
+
+/* "uid 1000: 2, uid 1001: 1": the snapshots w says were deleted for
+ * max_bytes_per_uid (own) or max_bytes, per uid, for the log. */
+void store_evicted_text(const struct store_written *w, bool own, char *buf, size_t len);
+
+/* The bytes the database takes on disk: the file and its WAL (0 for an
+ * in-memory one). Takes no lock: the loop thread may call it. */
+int store_file_bytes(struct store *st, uint64_t *bytes);
 
 /* Writes s (id is ignored) in one transaction, then keeps the bounds (see
  * the top); sets *id. -EFBIG or -ENOSPC when a bound refuses s. */

@@ -79,10 +79,19 @@
  *                       only, within the bound, the others are deleted oldest
  *                       first; `status` (as root and as uid 65534) and
  *                       /metrics give the file's own bytes, snapshots and
- *                       deletions per uid, also after a restart; the log
- *                       names the bound and the uid once; root's manual and
- *                       exit snapshots stay, exact (before: nothing bounded
- *                       the file)
+ *                       deletions per uid (uid 65534 its own, the sums in
+ *                       *_all), also after a restart; the log names the
+ *                       bound and the uid once, and its counts add up to
+ *                       what the file lost; a deleted snapshot's id answers
+ *                       snapshot_deleted; root's manual and exit snapshots
+ *                       stay, exact; a bound halved at restart ("8K") is
+ *                       kept at once, oldest first, logged with the counts
+ *                       the file lost (before: nothing bounded the file; then
+ *                       the log undercounted, uid 65534 saw all users'
+ *                       totals, a lowered bound waited for the next write)
+ *  store_options        byte options take K/M/G/KiB/MiB/GiB, a refusal says
+ *                       "a number of bytes (0 = no bound)", a per-uid store
+ *                       bound above the total is warned of
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1644,8 +1653,24 @@ static void store_figures_are_file(int port, long long evicted, const char *what
 	              "%s: root's entry differs from the file (%lld bytes): %.1500s", what,
 	              root.bytes, r.out);
 	h_ctl_free(&r);
-	/* uid 65534 sees its own figures, not root's */
+	/* uid 65534 sees its own figures, not root's, and the sums only
+	 * under the *_all keys */
 	ck_assert_ptr_null(status_store_uid(H_NOBODY, 0, &r));
+	st = cJSON_GetObjectItemCaseSensitive(r.json, "store");
+	ck_assert_msg(h_json_int(st, "bytes", &v) && v == mine.bytes,
+	              "%s: status as uid 65534 says store.bytes %lld, its own are %lld", what, v,
+	              mine.bytes);
+	ck_assert_msg(h_json_int(st, "snapshots", &v) && v == mine.n,
+	              "%s: status as uid 65534 says store.snapshots %lld, its own are %lld", what,
+	              v, mine.n);
+	ck_assert_msg(h_json_int(st, "evicted_per_uid", &v) && v == evicted,
+	              "%s: status as uid 65534 says evicted_per_uid %lld, want %lld", what, v,
+	              evicted);
+	ck_assert_msg(h_json_int(st, "bytes_all", &v) && v == mine.bytes + root.bytes,
+	              "%s: status as uid 65534 says bytes_all %lld, the file %lld", what, v,
+	              mine.bytes + root.bytes);
+	ck_assert_msg(h_json_int(st, "file_bytes", &v) && v >= mine.bytes + root.bytes,
+	              "%s: file_bytes %lld", what, v);
 	h_ctl_free(&r);
 	ck_assert_int_eq(status_limit(H_NOBODY, "store_bytes", "yours"), mine.bytes);
 	ck_assert_int_eq(status_limit(H_NOUID, "store_bytes", "per_uid"), STORE_PER_UID);
@@ -1689,6 +1714,49 @@ static int nth_logged_port(int n)
 	}
 	ck_abort_msg("memtraced logged no metrics port (start %d)", n);
 	return 0;
+}
+
+/* What the log says --max-store-bytes-per-uid deleted while writing: per
+ * burst, its closing line's count (the whole burst), else its first line's
+ * (a burst of one write). Checks that every line names uid 65534 with the
+ * count (it alone passes its bound here). */
+static long long logged_store_deletions(void)
+{
+	static const char first[] = "limit store_bytes reached: ";
+	static const char close[] = "limit store_bytes: ";
+	static const char bound[] = " snapshots deleted for --max-store-bytes-per-uid (";
+	static const char bound_all[] = " snapshots deleted in all for --max-store-bytes-per-uid";
+	char *log = h_daemon_log_tail(&D, (size_t)16 << 20);
+	long long sum = 0, pending = 0;
+
+	for (char *line = log; line != NULL && *line != '\0';) {
+		char *nl = strchr(line, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		const char *p;
+		long long n;
+		char uid[64];
+		if ((p = strstr(line, first)) != NULL && strstr(line, bound) != NULL &&
+		    strstr(line, "at start") == NULL) {
+			n = atoll(p + strlen(first));
+			sum += pending;
+			pending = n;
+			snprintf(uid, sizeof uid, "uid 65534: %lld,", n);
+			ck_assert_msg(strstr(line, uid) != NULL || n == 0,
+			              "log line lacks '%s': %s", uid, line);
+		} else if ((p = strstr(line, close)) != NULL && strstr(line, bound_all) != NULL) {
+			n = atoll(p + strlen(close));
+			ck_assert_msg(n >= pending,
+			              "a burst's closing line says less than its first: %s", line);
+			pending = n;
+			snprintf(uid, sizeof uid, "(uid 65534: %lld)", n);
+			ck_assert_msg(strstr(line, uid) != NULL, "log line lacks '%s': %s", uid,
+			              line);
+		}
+		line = nl != NULL ? nl + 1 : NULL;
+	}
+	free(log);
+	return sum + pending;
 }
 
 START_TEST(store_bounds)
@@ -1757,9 +1825,17 @@ START_TEST(store_bounds)
 	              "bound needs",
 	              mine.bytes, mine.n);
 	store_figures_are_file(port, STORE_RUNS - mine.n, "after the attack");
-	ck_assert_int_eq(log_count("limit store_bytes reached: uid 65534 passed "
-	                           "--max-store-bytes-per-uid"),
-	                 1);
+	ck_assert_int_eq(log_count("snapshots deleted for --max-store-bytes-per-uid"), 1);
+	/* The first program's exit snapshot came right after root's: it is
+	 * known as deleted, to its owner, and why. */
+	char gone[24];
+	snprintf(gone, sizeof gone, "%lld", atoll(id1) + 1);
+	const char *top_gone[] = {"top", "--snapshot", gone, NULL};
+	h_ctl_run(&D, H_NOBODY, &r, top_gone);
+	ck_assert_msg(strcmp(h_ctl_error_code(&r), "snapshot_deleted") == 0 &&
+	                  strstr(r.out, "to keep --max-store-bytes-per-uid") != NULL,
+	              "top --snapshot %s (deleted) answers: %.800s", gone, r.out);
+	h_ctl_free(&r);
 
 	/* Root: its snapshot is there and exact, its program exact live, and
 	 * its exit snapshot is stored and exact. */
@@ -1793,14 +1869,106 @@ START_TEST(store_bounds)
 	ck_assert_msg(root.n == 2, "root has %lld snapshots stored, want its 2", root.n);
 	store_figures_are_file(port, STORE_RUNS - mine.n, "after root's program ended");
 
-	/* The figures come back from the file after a restart. */
+	/* The figures come back from the file after a restart; the log said
+	 * what the bound deleted, in all (its last burst closes at the stop). */
 	h_daemon_stop(&D);
+	ck_assert_int_eq(logged_store_deletions(), STORE_RUNS - mine.n);
 	h_daemon_spawn(&D, opts);
 	port = nth_logged_port(2);
 	store_figures_are_file(port, 0, "after a restart");
+	h_daemon_stop(&D);
+
+	/* A lower bound at the next start is kept at once, oldest first, and
+	 * the log says so with the counts the file lost. */
+	struct stored before[2], after[2];
+	stored_of(H_NOBODY, &before[0]);
+	stored_of(0, &before[1]);
+	char lower[24];
+	snprintf(lower, sizeof lower, "%dK", STORE_PER_UID / 2 / 1024);
+	const char *opts2[] = {"--snapshot-interval",
+	                       "0",
+	                       "--metrics-listen",
+	                       "127.0.0.1:0",
+	                       "--max-store-bytes-per-uid",
+	                       lower,
+	                       NULL};
+	h_daemon_spawn(&D, opts2);
+	nth_logged_port(3);
+	stored_of(H_NOBODY, &after[0]);
+	stored_of(0, &after[1]);
+	long long lost = before[0].n - after[0].n, lost_root = before[1].n - after[1].n;
+	ck_assert_msg(lost > 0 && after[0].bytes <= STORE_PER_UID / 2,
+	              "uid 65534 holds %lld snapshots, %lld bytes after the bound was halved "
+	              "(%lld before)",
+	              after[0].n, after[0].bytes, before[0].n);
+	for (int i = 0; i < after[0].npids; i++)
+		ck_assert_int_eq(after[0].pids[i], before[0].pids[lost + i]);
+	ck_assert_int_eq(log_count("more than its bounds now allow"), 1);
+	char *said = h_strf("limit store_bytes reached at start: %lld snapshots deleted for "
+	                    "--max-store-bytes-per-uid (%d bytes)",
+	                    lost + lost_root, STORE_PER_UID / 2);
+	ck_assert_msg(log_count(said) == 1, "the log lacks: %s", said);
+	char *log = h_daemon_log_tail(&D, (size_t)16 << 20);
+	char *line = strstr(log, said), *nl = line != NULL ? strchr(line, '\n') : NULL;
+	if (nl != NULL)
+		*nl = '\0';
+	char *who = h_strf("uid 65534: %lld,", lost);
+	ck_assert_msg(line != NULL && strstr(line, who) != NULL, "the log's line lacks %s: %s", who,
+	              line);
+	free(who);
+	free(log);
+	free(said);
+	ck_assert_int_eq(status_limit(H_NOBODY, "store_bytes", "yours"), after[0].bytes);
+	const cJSON *me = status_store_uid(H_NOBODY, H_NOBODY, &r);
+	long long ev = -1;
+	ck_assert_msg(me != NULL && h_json_int(me, "evicted_per_uid", &ev) && ev == lost,
+	              "status says uid 65534 lost %lld at start, the file %lld", ev, lost);
+	h_ctl_free(&r);
 	h_truth_free(vt);
 	h_truth_free(tend);
 	h_daemon_stop(&D);
+}
+END_TEST
+
+/* What memtraced says of its byte options, run with dirs it cannot use so
+ * that it stops right after reading them: its standard error. */
+static char *daemon_args_say(const char *args)
+{
+	char *cmd = h_strf("%s --runtime-dir /proc/nonexistent/run --state-dir "
+	                   "/proc/nonexistent/state --metrics-listen off %s 2>&1",
+	                   h_daemon_bin(), args);
+	FILE *f = popen(cmd, "r");
+	char *out = calloc(1, 65536);
+	size_t n = 0, k;
+	ck_assert_ptr_nonnull(f);
+	while (n < 65535 && (k = fread(out + n, 1, 65535 - n, f)) > 0)
+		n += k;
+	pclose(f);
+	free(cmd);
+	return out;
+}
+
+/* Byte options take K/M/G/KiB/MiB/GiB, a refusal says what is wanted, and
+ * a per-uid store bound above the total is warned of. */
+START_TEST(store_options)
+{
+	char *out = daemon_args_say("--max-store-bytes 1X");
+	ck_assert_msg(strstr(out, "--max-store-bytes wants a number of bytes (0 = no bound)") !=
+	                  NULL,
+	              "memtraced said: %s", out);
+	free(out);
+	out = daemon_args_say("--max-fork-image-bytes 0");
+	ck_assert_msg(strstr(out, "--max-fork-image-bytes wants a number of bytes above 0") != NULL,
+	              "memtraced said: %s", out);
+	free(out);
+	out = daemon_args_say("--max-store-bytes 1G --max-store-bytes-per-uid 2GiB "
+	                      "--max-fork-image-bytes 64M --max-symbol-cache-bytes 512K "
+	                      "--max-queued-snapshot-bytes 3MiB");
+	ck_assert_msg(strstr(out, "wants") == NULL, "memtraced refused suffixes: %s", out);
+	ck_assert_msg(strstr(out, "--max-store-bytes-per-uid 2147483648 is more than "
+	                          "--max-store-bytes 1073741824") != NULL,
+	              "no warning of the clamped per-uid bound: %s", out);
+	free(out);
 }
 END_TEST
 
@@ -1829,7 +1997,9 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, fork_images);
 	tc = h_tcase(s, "symbol_cache", 90, NULL, teardown);
 	tcase_add_test(tc, symbol_cache);
-	tc = h_tcase(s, "store_bounds", 120, NULL, teardown);
+	tc = h_tcase(s, "store_options", 30, NULL, teardown);
+	tcase_add_test(tc, store_options);
+	tc = h_tcase(s, "store_bounds", 180, NULL, teardown);
 	tcase_add_test(tc, store_bounds);
 	return s;
 }

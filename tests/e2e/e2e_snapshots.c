@@ -1648,11 +1648,20 @@ START_TEST(retain_steady_db)
 
 	ck_assert_int_eq(n1, n2);
 	for (int i = 0; i < n1; i++) {
+		/* the ids retention deleted are remembered, the newest 4096
+		 * (STORE_DELETED_KEEP): bounded, not steady */
+		if (strcmp(c1[i].name, "deleted") == 0) {
+			if (c2[i].rows > 4096)
+				h_append(&why, "table deleted: %lld rows, more than 4096",
+				         c2[i].rows);
+			continue;
+		}
 		if (c1[i].rows != c2[i].rows)
 			h_append(&why, "table %s: %lld rows after 2 s, %lld after 6 s", c1[i].name,
 			         c1[i].rows, c2[i].rows);
 	}
-	if (pages2 > pages1)
+	/* the deleted table's ~20 new rows may take a new leaf (and parent) page */
+	if (pages2 > pages1 + 2)
 		h_append(&why, "pages in use: %lld after 2 s, %lld after 6 s", pages1, pages2);
 	ck_assert_msg(id2 - id1 >= 10,
 	              "only %lld snapshots taken between 2 s and 6 s at --snapshot-interval 0.2",

@@ -529,14 +529,14 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 3);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 4);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
 		strcat(names, " ");
 	}
 	sqlite3_finalize(s);
-	ck_assert_str_eq(names, "frame largest process snapshot stack trace ");
+	ck_assert_str_eq(names, "deleted frame largest process snapshot stack trace ");
 	/* an empty store */
 	struct store_counts c = counts(st);
 	ck_assert_uint_eq(c.processes + c.snapshots + c.stacks + c.frames, 0);
@@ -656,7 +656,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 4"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 5"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -667,7 +667,7 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 4);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 5);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
@@ -689,7 +689,8 @@ START_TEST(test_migrate_sample_bytes)
 	store_close(st);
 	/* Back to version 1's schema, as an older memtraced left it. */
 	db = raw_open();
-	raw_exec(db, "DROP INDEX snapshot_uid;"
+	raw_exec(db, "DROP TABLE deleted;"
+	             "DROP INDEX snapshot_uid;"
 	             "ALTER TABLE snapshot DROP COLUMN bytes;"
 	             "ALTER TABLE snapshot DROP COLUMN uid;"
 	             "ALTER TABLE snapshot DROP COLUMN sample_bytes;"
@@ -1548,7 +1549,10 @@ START_TEST(test_bound_per_uid)
 	int64_t mine[12], theirs[2], got[16];
 
 	/* three and a half of uid 1000's snapshots */
-	store_set_bounds(st, 0, 3 * c + c / 2);
+	{
+		struct store_written sb_w;
+		ck_assert_int_eq(store_set_bounds(st, 0, 3 * c + c / 2, &sb_w), 0);
+	}
 	theirs[0] = write_gen(st, &other);
 	for (int i = 0; i < 12; i++) {
 		struct snapshot *s;
@@ -1610,7 +1614,10 @@ START_TEST(test_bound_total)
 	struct gen g = {0, 0, 1, "/bin/p", 0, "exit", 0, 10};
 
 	c = charge_of(&g);
-	store_set_bounds(st, 10 * c, 0);
+	{
+		struct store_written sb_w;
+		ck_assert_int_eq(store_set_bounds(st, 10 * c, 0, &sb_w), 0);
+	}
 	for (int i = 0; i < 38; i++)
 		order[i] = i < 8 ? i % 2 : 2;
 	for (int i = 0; i < 38; i++) {
@@ -1661,6 +1668,166 @@ START_TEST(test_bound_total)
 }
 END_TEST
 
+/* The snapshots a bound deleted for w, per uid (own: the per-uid bound). */
+static size_t evicted_of(const struct store_written *w, uid_t uid, bool own)
+{
+	for (size_t i = 0; i < w->nevicted; i++)
+		if (w->evicted[i].uid == uid)
+			return own ? w->evicted[i].own : w->evicted[i].total;
+	return 0;
+}
+
+/* One write that makes the total bound take from two other uids reports
+ * both, with the counts the file lost. */
+START_TEST(test_bound_report_uids)
+{
+	struct store *st = open_store();
+	struct gen g = {0, 0, 1, "/bin/p", 0, "exit", 0, 10};
+	struct gen big = {99, 3000, 1, "/bin/big", 0, "exit", 0, 25};
+	uint64_t c = charge_of(&g);
+	int64_t got[16];
+	struct store_written w;
+
+	ck_assert_uint_gt(charge_of(&big), 2 * c);
+	ck_assert_uint_lt(charge_of(&big), 3 * c);
+	ck_assert_int_eq(store_set_bounds(st, 7 * c, 0, &w), 0);
+	ck_assert_uint_eq(w.evicted_own + w.evicted_total, 0);
+	for (int i = 0; i < 6; i++) {
+		g.pid = 100 + i;
+		g.uid = i % 2 ? 2000 : 1000;
+		g.taken_at = 1000.0 + i;
+		write_gen(st, &g);
+	}
+	struct snapshot *s = gen(&big);
+	ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
+	snapshot_free(s);
+	/* ground truth: the file */
+	size_t left1000 = stored_ids(1000, got, 16), left2000 = stored_ids(2000, got, 16);
+	ck_assert_uint_eq(left1000 + left2000, 4);
+	ck_assert_uint_eq(w.evicted_total, 6 - (left1000 + left2000));
+	ck_assert_uint_eq(w.nevicted, 2);
+	ck_assert_uint_eq(evicted_of(&w, 1000, false), 3 - left1000);
+	ck_assert_uint_eq(evicted_of(&w, 2000, false), 3 - left2000);
+	ck_assert_uint_eq(evicted_of(&w, 3000, false), 0);
+	char text[128];
+	store_evicted_text(&w, false, text, sizeof(text));
+	ck_assert_str_eq(text, "uid 1000: 1, uid 2000: 1");
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* Bounds lowered at open are kept at once, the way writes keep them, and
+ * the deleted snapshots are known as such, also after a reopen. */
+START_TEST(test_bound_at_open)
+{
+	struct store *st = open_store();
+	struct gen g = {0, 0, 1, "/bin/p", 0, "exit", 0, 10};
+	uint64_t c = charge_of(&g);
+	int64_t ids[3][8], got[16];
+	const uid_t uids[3] = {1000, 2000, 3000};
+	const int n[3] = {6, 3, 1};
+	struct store_written w;
+	enum store_deleted_by why;
+	uid_t owner;
+	double at;
+
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < n[k]; i++) {
+			g.pid = 100 + 10 * k + i;
+			g.uid = uids[k];
+			g.taken_at = 1000.0 + 10 * k + i;
+			ids[k][i] = write_gen(st, &g);
+		}
+	store_close(st);
+
+	st = open_store();
+	/* uid 1000 down to 4 of its own; then 4 + 3 + 1 > 6: the one holding
+	 * the most (1000, 4) loses one, then 1000 and 2000 hold 3 each and
+	 * 1000 loses another: 2 + 3 + 1 = 6 */
+	ck_assert_int_eq(store_set_bounds(st, 6 * c, 4 * c, &w), 0);
+	ck_assert_uint_eq(stored_ids(1000, got, 16), 2);
+	ck_assert_int_eq(got[0], ids[0][4]);
+	ck_assert_uint_eq(stored_ids(2000, got, 16), 3);
+	ck_assert_uint_eq(stored_ids(3000, got, 16), 1);
+	ck_assert_uint_eq(w.evicted_own, 2);
+	ck_assert_uint_eq(w.evicted_total, 2);
+	ck_assert_uint_eq(evicted_of(&w, 1000, true), 2);
+	ck_assert_uint_eq(evicted_of(&w, 1000, false), 2);
+	ck_assert_uint_eq(evicted_of(&w, 2000, false), 0);
+	ck_assert_uint_eq(w.total_bytes, 6 * c);
+	ck_assert_uint_eq(uid_usage(st, 1000).evicted_own, 2);
+	ck_assert_uint_eq(uid_usage(st, 1000).evicted_total, 2);
+	assert_usage_is_file(st);
+	ck_assert_int_eq(store_deleted(st, ids[0][0], &owner, &why, &at), 0);
+	ck_assert_uint_eq(owner, 1000);
+	ck_assert_int_eq(why, STORE_BY_PER_UID);
+	ck_assert_int_eq(store_deleted(st, ids[0][3], &owner, &why, &at), 0);
+	ck_assert_int_eq(why, STORE_BY_TOTAL);
+	ck_assert_int_eq(store_deleted(st, ids[0][4], &owner, &why, &at), -ENOENT);
+	ck_assert_int_eq(store_deleted(st, 9999, &owner, &why, &at), -ENOENT);
+	store_close(st);
+
+	/* the record survives a restart; retention is recorded too */
+	st = open_store();
+	ck_assert_int_eq(store_set_bounds(st, 6 * c, 4 * c, &w), 0);
+	ck_assert_uint_eq(w.evicted_own + w.evicted_total, 0);
+	ck_assert_int_eq(store_deleted(st, ids[0][1], &owner, &why, &at), 0);
+	ck_assert_int_eq(why, STORE_BY_PER_UID);
+	size_t deleted;
+	ck_assert_int_eq(store_retain(st, 0, 1e-9, &deleted), 0);
+	ck_assert_uint_eq(deleted, 6);
+	ck_assert_int_eq(store_deleted(st, ids[2][0], &owner, &why, &at), 0);
+	ck_assert_uint_eq(owner, 3000);
+	ck_assert_int_eq(why, STORE_BY_RETAIN_AGE);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* Deletions give the pages back: a new file is made for incremental
+ * vacuum, keeps no free pages after a bound or retention deleted, and
+ * shrinks. */
+START_TEST(test_file_shrinks)
+{
+	struct store *st = open_store();
+	struct gen g = {0, 1000, 1, "/bin/p", 0, "exit", 0, 200};
+	struct store_written w;
+	sqlite3 *db;
+	uint64_t c = charge_of(&g);
+
+	for (int i = 0; i < 20; i++) {
+		g.pid = 100 + i;
+		g.first = (unsigned)i * 200; /* stacks of its own */
+		g.taken_at = 1000.0 + i;
+		write_gen(st, &g);
+	}
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA auto_vacuum"), 2);
+	long long full = q_int(db, "PRAGMA page_count");
+	sqlite3_close(db);
+	ck_assert_int_eq(store_set_bounds(st, 0, 2 * c, &w), 0);
+	ck_assert_uint_ge(w.evicted_own, 17);
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA freelist_count"), 0);
+	long long now = q_int(db, "PRAGMA page_count");
+	ck_assert_msg(now * 3 < full, "%lld pages after deleting %zu of 20 snapshots, %lld before",
+	              now, w.evicted_own, full);
+	sqlite3_close(db);
+	size_t deleted;
+	ck_assert_int_eq(store_retain(st, 0, 1e-9, &deleted), 0);
+	ck_assert_uint_eq(deleted, 20 - w.evicted_own);
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA freelist_count"), 0);
+	sqlite3_close(db);
+	uint64_t fb = 0;
+	ck_assert_int_eq(store_file_bytes(st, &fb), 0);
+	ck_assert_uint_gt(fb, 0);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
 /* What a bound refuses is not written and changes nothing else: a
  * snapshot larger than a bound, and one that could fit the total only by
  * deleting itself. */
@@ -1675,7 +1842,10 @@ START_TEST(test_bound_refused)
 	int64_t kept[3];
 
 	ck_assert_uint_gt(charge_of(&big), 2 * c);
-	store_set_bounds(st, 3 * c, 2 * c);
+	{
+		struct store_written sb_w;
+		ck_assert_int_eq(store_set_bounds(st, 3 * c, 2 * c, &sb_w), 0);
+	}
 	kept[0] = write_gen(st, &small);
 	s = gen(&big);
 	ck_assert_int_eq(store_write_bounded(st, s, &w), -EFBIG);
@@ -1740,7 +1910,8 @@ START_TEST(test_bound_migrate_and_share)
 		id[i] = write_gen(st, &g[i]);
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "DROP INDEX snapshot_uid;"
+	raw_exec(db, "DROP TABLE deleted;"
+	             "DROP INDEX snapshot_uid;"
 	             "ALTER TABLE snapshot DROP COLUMN bytes;"
 	             "ALTER TABLE snapshot DROP COLUMN uid;"
 	             "PRAGMA user_version = 2");
@@ -1759,22 +1930,29 @@ START_TEST(test_bound_migrate_and_share)
 	assert_usage_is_file(st);
 
 	/* another connection writes two of uid 1000's; a bound of two for
-	 * uid 1000 on this one deletes its oldest at the next write */
+	 * uid 1000 on this one deletes its oldest when set, and the next
+	 * oldest at the next write */
 	other = open_store();
 	g[0].pid = 11;
 	write_gen(other, &g[0]);
 	g[0].pid = 12;
 	write_gen(other, &g[0]);
 	store_close(other);
-	store_set_bounds(st, 0, 2 * charge_of(&g[0]));
+	{
+		struct store_written sb_w;
+		ck_assert_int_eq(store_set_bounds(st, 0, 2 * charge_of(&g[0]), &sb_w), 0);
+		struct snapshot *gone = NULL;
+		ck_assert_uint_eq(sb_w.evicted_own, 1);
+		ck_assert_int_eq(store_read(st, id[0], &gone), -ENOENT);
+	}
 	g[0].pid = 13;
 	struct snapshot *s = gen(&g[0]);
 	struct store_written w;
 	ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
 	snapshot_free(s);
-	ck_assert_uint_eq(w.evicted_own, 2);
+	s = NULL;
+	ck_assert_uint_eq(w.evicted_own, 1);
 	ck_assert_uint_eq(w.uid_bytes, 2 * charge_of(&g[0]));
-	ck_assert_int_eq(store_read(st, id[0], &s), -ENOENT);
 	assert_usage_is_file(st);
 	store_close(st);
 	check_clean();
@@ -1981,6 +2159,9 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_bound_per_uid);
 	tcase_add_test(tc, test_bound_total);
 	tcase_add_test(tc, test_bound_refused);
+	tcase_add_test(tc, test_bound_report_uids);
+	tcase_add_test(tc, test_bound_at_open);
+	tcase_add_test(tc, test_file_shrinks);
 	tcase_add_test(tc, test_bound_migrate_and_share);
 	suite_add_tcase(s, tc);
 
