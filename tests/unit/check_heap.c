@@ -35,7 +35,9 @@
  * capture's largest blocks) share the block table's chunks until a write:
  * test_copies_frozen pins that each copy stays exactly the heap of its
  * moment (against models copied then) while the heap and the copies go on,
- * a view also read and closed on another thread.
+ * a view also read and closed on another thread. The stacks' chunks are
+ * shared the same way: test_copies_stacks pins that a copy shares them
+ * (the same memory until a write) and each copy keeps its own stacks.
  *
  * Check logs every passing ck_assert, which at the millions of comparisons
  * made here would be most of the run time, so the comparisons go through the
@@ -2089,6 +2091,176 @@ START_TEST(test_copies_frozen)
 }
 END_TEST
 
+/* ---- copies of the stacks: shared chunks, each copy its own stacks ---- */
+
+#define SC_IDS 12000 /* stack ids followed: chunks 0 .. 11 */
+
+/* What one heap's stacks must read: per id, defined, the frames' seed and
+ * length, and the statistics (no sampling: exact counts). */
+struct sc_model {
+	uint8_t defined[SC_IDS];
+	uint32_t seed[SC_IDS], nframes[SC_IDS];
+	uint64_t live_bytes[SC_IDS], live_count[SC_IDS], total_allocs[SC_IDS], total_bytes[SC_IDS];
+	uint64_t seq;
+};
+
+static uint64_t sc_frame(uint32_t seed, uint32_t i)
+{
+	return 0x400000 + (uint64_t)seed * 4096 + i;
+}
+
+static void sc_define(struct heap *h, struct sc_model *m, uint32_t id, uint32_t seed)
+{
+	uint64_t f[PROTO_MAX_FRAMES];
+	uint32_t n = 1 + (id + seed) % 32;
+	for (uint32_t i = 0; i < n; i++)
+		f[i] = sc_frame(seed, i);
+	EXPECT_INT_EQ(heap_define_stack(h, id, f, n), 0);
+	m->defined[id] = 1;
+	m->seed[id] = seed;
+	m->nframes[id] = n;
+}
+
+/* Block `addr` of `size` on stack id; addresses are unique per call site. */
+static void sc_alloc(struct heap *h, struct sc_model *m, uint64_t addr, uint64_t size, uint32_t id)
+{
+	struct proto_event ev = {
+	    .seq = ++m->seq, .addr = addr, .size = size, .stack_id = id, .kind = PROTO_EV_ALLOC};
+	EXPECT_INT_EQ(heap_apply(h, &ev), 0);
+	m->live_bytes[id] += size;
+	m->live_count[id]++;
+	m->total_allocs[id]++;
+	m->total_bytes[id] += size;
+}
+
+static void sc_free(struct heap *h, struct sc_model *m, uint64_t addr, uint64_t size, uint32_t id)
+{
+	struct proto_event ev = {.seq = ++m->seq, .addr = addr, .kind = PROTO_EV_FREE};
+	EXPECT_INT_EQ(heap_apply(h, &ev), 0);
+	m->live_bytes[id] -= size;
+	m->live_count[id]--;
+}
+
+static void sc_check(const struct heap *h, const struct sc_model *m)
+{
+	for (uint32_t id = 1; id < SC_IDS; id++) {
+		const struct heap_stack *s = heap_stack_at(h, id);
+		EXPECT(s->defined == m->defined[id], "stack %u defined %u", id, s->defined);
+		EXPECT_EQ(s->live_bytes, m->live_bytes[id]);
+		EXPECT_EQ(s->live_count, m->live_count[id]);
+		EXPECT_EQ(s->total_allocs, m->total_allocs[id]);
+		EXPECT_EQ(s->total_bytes, m->total_bytes[id]);
+		if (!m->defined[id])
+			continue;
+		EXPECT_EQ(s->nframes, m->nframes[id]);
+		for (uint32_t i = 0; i < s->nframes; i++)
+			EXPECT_EQ(s->frames[i], sc_frame(m->seed[id], i));
+	}
+}
+
+/* Block k of stack id in the parent's first allocations. */
+static uint64_t sc_addr(uint32_t id, uint32_t k)
+{
+	return 0x10000000 + ((uint64_t)id * 4 + k) * 64;
+}
+
+/*
+ * A fork image shares the stacks' chunks (the same statistics in memory,
+ * no copy) until one side writes a chunk, and every copy keeps exactly the
+ * stacks of its moment whatever the other does: events on the stacks,
+ * new stacks that grow the array (to ids in chunks the copy never had),
+ * stacks defined again at the same ids in the child with other frames, a
+ * trim, and either side closed first (the frames are the chunks' to give
+ * back: the sanitizers' build sees a use after free or a leak).
+ */
+START_TEST(test_copies_stacks)
+{
+	static struct sc_model mp, mc;
+	for (int order = 0; order < 2; order++) {
+		struct heap p, c;
+		memset(&mp, 0, sizeof(mp));
+		heap_init_keyed(&p, 0, 0, TEST_KEY);
+		for (uint32_t id = 1; id <= 5000; id++) {
+			sc_define(&p, &mp, id, id);
+			sc_alloc(&p, &mp, sc_addr(id, 0), 16 + id, id);
+			if (id % 3 == 0)
+				sc_alloc(&p, &mp, sc_addr(id, 1), 7, id);
+		}
+		EXPECT_EQ(p.nstacks, 8192);
+		sc_check(&p, &mp);
+
+		heap_clone(&c, &p);
+		mc = mp;
+		sc_check(&c, &mc);
+		EXPECT_EQ(heap_memory(&c), heap_memory(&p));
+		/* Shared, not copied: each stack is the parent's own. */
+		for (uint32_t id = 0; id < 8192; id += 97)
+			EXPECT_TRUE(heap_stack_at(&c, id) == heap_stack_at(&p, id));
+
+		/* The parent writes chunks 0 and 2, and grows past 8192. */
+		sc_alloc(&p, &mp, 0x90000000, 100, 1);
+		sc_free(&p, &mp, sc_addr(3000, 0), 16 + 3000, 3000);
+		for (uint32_t id = 5001; id <= 9000; id++)
+			sc_define(&p, &mp, id, id);
+		sc_alloc(&p, &mp, 0x90001000, 5, 8999);
+		EXPECT_EQ(p.nstacks, 16384);
+		/* The child writes chunk 1 and defines its own 5001.. */
+		sc_alloc(&c, &mc, 0xa0000000, 33, 2000);
+		sc_free(&c, &mc, sc_addr(1500, 0), 16 + 1500, 1500);
+		for (uint32_t id = 5001; id <= 5100; id++) {
+			sc_define(&c, &mc, id, id + 100000);
+			sc_alloc(&c, &mc, 0xa0100000 + id * 64, 3, id);
+		}
+		sc_check(&p, &mp);
+		sc_check(&c, &mc);
+		EXPECT_TRUE(heap_stack_at(&c, 1) != heap_stack_at(&p, 1));
+		EXPECT_TRUE(heap_stack_at(&c, 1100) != heap_stack_at(&p, 1100));
+		/* Chunk 3 (ids 3072 .. 4095): nobody wrote it, still one. */
+		EXPECT_TRUE(heap_stack_at(&c, 3500) == heap_stack_at(&p, 3500));
+
+		/* A second image, of the parent as it is now, then a trim of
+		 * the child: the frames of its stacks with nothing live go,
+		 * not the parent's nor the image's. */
+		struct heap img;
+		static struct sc_model mi;
+		heap_clone(&img, &p);
+		mi = mp;
+		heap_trim(&c);
+		for (uint32_t id = 1; id < SC_IDS; id++)
+			if (mc.live_count[id] == 0)
+				EXPECT_TRUE(heap_stack_at(&c, id)->frames == NULL);
+		sc_check(&p, &mp);
+		sc_check(&img, &mi);
+		sc_alloc(&p, &mp, 0x90002000, 9, 4000);
+		sc_check(&img, &mi);
+
+		if (order == 0) {
+			heap_close(&p);
+			sc_check(&img, &mi);
+			heap_close(&img);
+		} else {
+			heap_close(&img);
+			heap_close(&c);
+			sc_check(&p, &mp);
+			heap_close(&p);
+			continue;
+		}
+		/* The child's live stacks, whose frames the parent defined,
+		 * outlive it. */
+		for (uint32_t id = 1; id < SC_IDS; id++) {
+			if (mc.live_count[id] == 0)
+				continue;
+			const struct heap_stack *s = heap_stack_at(&c, id);
+			EXPECT_EQ(s->nframes, mc.nframes[id]);
+			for (uint32_t i = 0; i < s->nframes; i++)
+				EXPECT_EQ(s->frames[i], sc_frame(mc.seed[id], i));
+			EXPECT_EQ(s->live_bytes, mc.live_bytes[id]);
+		}
+		heap_close(&c);
+	}
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
 	Suite *s = suite_create("heap");
@@ -2123,6 +2295,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_hostile_big_sizes);
 	tcase_add_test(tc, test_keys_differ);
 	tcase_add_test(tc, test_copies_frozen);
+	tcase_add_test(tc, test_copies_stacks);
 	suite_add_tcase(s, tc);
 
 	return s;
