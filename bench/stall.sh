@@ -38,8 +38,8 @@
 #                    frees write into what the copies share)
 #   many-stacks      a hostile agent with 600,000 live blocks on as many
 #                    stacks of 32 frames and 4 FORK records no child claims:
-#                    what stays linear on the loop is in stacks (a fork
-#                    image copies every stack, a capture every live one)
+#                    what stays linear on the loop is in stacks (a
+#                    capture visits every stack; a fork image shares them)
 #   query-drain      200 agent connections of another user (uid 65534 when
 #                    run as root) on one region whose 64 rings never empty,
 #                    and 2 pipelined `list` requests of that user for 10 s

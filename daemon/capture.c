@@ -162,12 +162,12 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->mods = modmap_array(&s->modules);
 
 	for (uint32_t id = 0; id < h->nstacks; id++)
-		if (h->stacks[id].live_count > 0)
+		if (heap_stack_at(h, id)->live_count > 0)
 			c->nstacks++;
 	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
 	size_t k = 0;
 	for (uint32_t id = 0; id < h->nstacks; id++) {
-		const struct heap_stack *st = &h->stacks[id];
+		const struct heap_stack *st = heap_stack_at(h, id);
 		if (st->live_count == 0)
 			continue;
 		struct cap_stack *cs = &c->stacks[k++];

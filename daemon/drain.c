@@ -423,7 +423,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 			goto out_bad;
 		}
 		if (ev.kind == PROTO_EV_ALLOC && ev.stack_id != 0 &&
-		    !(ev.stack_id < h->nstacks && h->stacks[ev.stack_id].defined) &&
+		    !heap_stack_at(h, ev.stack_id)->defined &&
 		    !(h->limit_reached & HEAP_LIMIT_STACKS)) {
 			work += 8;
 			if (define_stack(dr, h, ev.stack_id, why) < 0)

@@ -51,6 +51,7 @@ size_t heap_home(const struct heap *h, uint64_t addr, size_t cap)
 }
 
 static struct heap_chunk **arr_new(size_t cap);
+static struct heap_stack *stack_wr(struct heap *h, uint32_t id);
 
 void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint64_t key)
 {
@@ -65,7 +66,7 @@ void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint6
 	/* id 0: the unknown stack */
 	h->nstacks = 1;
 	h->stacks = xcalloc(1, sizeof(*h->stacks));
-	h->stacks[0].defined = 1;
+	stack_wr(h, 0)->defined = 1;
 }
 
 void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
@@ -221,12 +222,133 @@ void heap_frames_unref(uint64_t *frames)
 	frames_unref(frames);
 }
 
+/*
+ * ---- the stack array in chunks, shared copy-on-write ----
+ *
+ * As the block table's slots: a copy of the heap shares every chunk of
+ * HEAP_STACK_CHUNK stacks and counts a reference on it, and the first write
+ * into a shared chunk copies that chunk alone. A chunk holds one reference
+ * on the frames of each of its stacks, taken when it is made by copying,
+ * given back when it goes: a copy of the heap takes no reference per stack.
+ * A chunk never written is NULL and reads as undefined stacks. Only the
+ * loop touches the stacks; the counts are atomic as the frames' are.
+ */
+
+struct heap_stack_chunk {
+	atomic_uint refs;
+	uint32_t n; /* stacks in s */
+	struct heap_stack s[];
+};
+
+#define STACK_MASK (HEAP_STACK_CHUNK - 1)
+
+static const struct heap_stack empty_stack;
+
+static uint32_t schunk_len(uint32_t nstacks)
+{
+	return nstacks < HEAP_STACK_CHUNK ? nstacks : HEAP_STACK_CHUNK;
+}
+
+static uint32_t nschunks(uint32_t nstacks)
+{
+	return nstacks <= HEAP_STACK_CHUNK ? 1 : (nstacks + STACK_MASK) / HEAP_STACK_CHUNK;
+}
+
+static struct heap_stack_chunk *schunk_new(uint32_t n)
+{
+	struct heap_stack_chunk *c = xcalloc(1, sizeof(*c) + n * sizeof(struct heap_stack));
+	atomic_init(&c->refs, 1);
+	c->n = n;
+	return c;
+}
+
+/* A chunk of n stacks holding the first ones of c (NULL: none), with
+ * references of its own on their frames. */
+static struct heap_stack_chunk *schunk_copy(const struct heap_stack_chunk *c, uint32_t n)
+{
+	struct heap_stack_chunk *nc = schunk_new(n);
+	uint32_t k = c != NULL ? (c->n < n ? c->n : n) : 0;
+	if (k > 0)
+		memcpy(nc->s, c->s, k * sizeof(*nc->s));
+	for (uint32_t i = 0; i < k; i++)
+		heap_frames_ref(nc->s[i].frames);
+	return nc;
+}
+
+static void schunk_unref(struct heap_stack_chunk *c)
+{
+	if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (uint32_t i = 0; i < c->n; i++)
+		frames_unref(c->s[i].frames);
+	free(c);
+}
+
+const struct heap_stack *heap_stack_at(const struct heap *h, uint32_t id)
+{
+	if (id >= h->nstacks)
+		return &empty_stack;
+	const struct heap_stack_chunk *c = h->stacks[id / HEAP_STACK_CHUNK];
+	return c != NULL ? &c->s[id & STACK_MASK] : &empty_stack;
+}
+
+/* Stack id (< nstacks) for writing: its chunk made if none, or copied if
+ * shared. */
+static struct heap_stack *stack_wr(struct heap *h, uint32_t id)
+{
+	struct heap_stack_chunk **cp = &h->stacks[id / HEAP_STACK_CHUNK];
+	struct heap_stack_chunk *c = *cp;
+	if (c == NULL) {
+		*cp = c = schunk_new(schunk_len(h->nstacks));
+	} else if (atomic_load_explicit(&c->refs, memory_order_acquire) != 1) {
+		struct heap_stack_chunk *nc = schunk_copy(c, c->n);
+		schunk_unref(c);
+		*cp = c = nc;
+	}
+	return &c->s[id & STACK_MASK];
+}
+
+/* Makes room for ids 0 .. ncap-1 (ncap below HEAP_STACK_CHUNK, or a
+ * multiple of it), or drops the ids from ncap on. At most one chunk is
+ * copied: the one smaller than HEAP_STACK_CHUNK, or the last one kept. */
+static void stacks_resize(struct heap *h, uint32_t ncap)
+{
+	uint32_t on = nschunks(h->nstacks), nn = nschunks(ncap);
+
+	for (uint32_t i = nn; i < on; i++)
+		schunk_unref(h->stacks[i]);
+	if ((h->nstacks < HEAP_STACK_CHUNK || ncap < HEAP_STACK_CHUNK) && h->stacks[0] != NULL) {
+		struct heap_stack_chunk *c = schunk_copy(h->stacks[0], schunk_len(ncap));
+		schunk_unref(h->stacks[0]);
+		h->stacks[0] = c;
+	}
+	h->stacks = xreallocarray(h->stacks, nn, sizeof(*h->stacks));
+	if (nn > on)
+		memset(h->stacks + on, 0, (nn - on) * sizeof(*h->stacks));
+	h->nstacks = ncap;
+}
+
+static void stacks_free(struct heap *h)
+{
+	if (h->stacks == NULL)
+		return;
+	for (uint32_t i = 0; i < nschunks(h->nstacks); i++)
+		schunk_unref(h->stacks[i]);
+	free(h->stacks);
+}
+
+static struct heap_stack_chunk **stacks_share(const struct heap *h)
+{
+	struct heap_stack_chunk **a = xmemdup(h->stacks, nschunks(h->nstacks) * sizeof(*a));
+	for (uint32_t i = 0; i < nschunks(h->nstacks); i++)
+		if (a[i] != NULL)
+			atomic_fetch_add_explicit(&a[i]->refs, 1, memory_order_relaxed);
+	return a;
+}
+
 void heap_close(struct heap *h)
 {
-	if (h->stacks != NULL)
-		for (uint32_t i = 0; i < h->nstacks; i++)
-			frames_unref(h->stacks[i].frames);
-	free(h->stacks);
+	stacks_free(h);
 	tab_free(&h->tab);
 	tab_free(&h->big);
 	memset(h, 0, sizeof(*h));
@@ -244,10 +366,7 @@ void heap_clone(struct heap *dst, const struct heap *src)
 	*dst = *src;
 	tab_share(&dst->tab, &src->tab);
 	tab_share(&dst->big, &src->big);
-	dst->stacks = xmemdup(src->stacks, src->nstacks * sizeof(*src->stacks));
-	for (uint32_t i = 0; i < src->nstacks; i++)
-		if (src->stacks[i].frames != NULL)
-			heap_frames_ref(src->stacks[i].frames);
+	dst->stacks = stacks_share(src);
 }
 
 /*
@@ -471,18 +590,32 @@ void heap_trim(struct heap *h)
 	/* Only stacks that hold live blocks are ever read again. */
 	uint32_t keep = 1;
 	for (uint32_t i = 1; i < h->nstacks; i++) {
-		struct heap_stack *s = &h->stacks[i];
+		if (h->stacks[i / HEAP_STACK_CHUNK] == NULL) {
+			i |= STACK_MASK; /* a chunk never written */
+			continue;
+		}
+		const struct heap_stack *s = heap_stack_at(h, i);
 		if (s->live_count != 0 || s->live_count_frac != 0) {
 			keep = i + 1;
 			continue;
 		}
-		frames_unref(s->frames);
-		s->frames = NULL;
-		s->nframes = 0;
+		if (s->frames == NULL)
+			continue;
+		struct heap_stack *w = stack_wr(h, i);
+		h->frames_bytes -= w->nframes * sizeof(uint64_t);
+		frames_unref(w->frames);
+		w->frames = NULL;
+		w->nframes = 0;
 	}
 	if (keep < h->nstacks) {
-		h->stacks = xreallocarray(h->stacks, keep, sizeof(*h->stacks));
-		h->nstacks = keep;
+		/* The ids past keep go: whole chunks, and in the last chunk
+		 * kept, the stacks (nothing live, no frames) read as never
+		 * defined. */
+		uint32_t ncap = keep < HEAP_STACK_CHUNK ? keep : (keep + STACK_MASK) & ~STACK_MASK;
+		stacks_resize(h, ncap);
+		for (uint32_t i = keep; i < ncap; i++)
+			if (heap_stack_at(h, i)->defined)
+				*stack_wr(h, i) = empty_stack;
 	}
 }
 
@@ -548,7 +681,7 @@ static void release(struct heap *h, size_t i, struct sampling_weight *w)
 	if (size == SIZE_BIG)
 		size = big_take(h, b.addr);
 	sampling_weight(size, h->sample_bytes, w);
-	struct heap_stack *s = &h->stacks[stack];
+	struct heap_stack *s = stack_wr(h, stack);
 	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w->bytes);
 	sampling_sub(&s->live_count, &s->live_count_frac, w->count);
 	sampling_sub(&h->current, &h->current_frac, w->bytes);
@@ -560,7 +693,7 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 {
 	if (id == 0 || n == 0 || n > PROTO_MAX_FRAMES)
 		return -EBADMSG;
-	if (id < h->nstacks && h->stacks[id].defined)
+	if (heap_stack_at(h, id)->defined)
 		return -EBADMSG;
 	if (id > h->max_stacks || h->ndefined >= h->max_stacks) {
 		h->limit_reached |= HEAP_LIMIT_STACKS;
@@ -570,15 +703,14 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 		uint32_t ncap = h->nstacks;
 		while (ncap <= id)
 			ncap = ncap < 1024 ? 1024 : ncap * 2;
-		h->stacks = xreallocarray(h->stacks, ncap, sizeof(*h->stacks));
-		memset(h->stacks + h->nstacks, 0, (ncap - h->nstacks) * sizeof(*h->stacks));
-		h->nstacks = ncap;
+		stacks_resize(h, ncap);
 	}
-	struct heap_stack *s = &h->stacks[id];
+	struct heap_stack *s = stack_wr(h, id);
 	s->frames = frames_new(frames, n);
 	s->nframes = n;
 	s->defined = 1;
 	h->ndefined++;
+	h->frames_bytes += n * sizeof(uint64_t);
 	return 0;
 }
 
@@ -587,7 +719,7 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	uint32_t stack = ev->stack_id;
 
 	if (stack != 0) {
-		if (stack >= h->nstacks || !h->stacks[stack].defined) {
+		if (!heap_stack_at(h, stack)->defined) {
 			/* Past max_stacks the agent's id was dropped on purpose. */
 			if (!(h->limit_reached & HEAP_LIMIT_STACKS))
 				return -EBADMSG;
@@ -596,7 +728,7 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	}
 	struct sampling_weight w, old;
 	sampling_weight(ev->size, h->sample_bytes, &w);
-	struct heap_stack *s = &h->stacks[stack];
+	struct heap_stack *s = stack_wr(h, stack);
 	sampling_add(&s->total_allocs, &s->total_allocs_frac, w.count);
 	sampling_add(&s->total_bytes, &s->total_bytes_frac, w.bytes);
 	sampling_add(&h->allocations, &h->allocations_frac, w.count);
@@ -623,6 +755,7 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	*wr(h->tab.slots, h->tab.cap, i) =
 	    (struct heap_block){ev->addr, (uint64_t)stack << SIZE_BITS | size};
 	h->count++;
+	s = stack_wr(h, stack); /* release may have written another stack */
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
 	sampling_add(&s->live_count, &s->live_count_frac, w.count);
 	sampling_add(&h->current, &h->current_frac, w.bytes);
@@ -686,10 +819,11 @@ static size_t tab_memory(const struct heap_table *t)
 
 size_t heap_memory(const struct heap *h)
 {
-	size_t n = tab_memory(&h->tab) + h->nstacks * sizeof(*h->stacks) + tab_memory(&h->big);
-	for (uint32_t i = 0; i < h->nstacks; i++)
-		n += h->stacks[i].nframes * sizeof(uint64_t);
-	return n;
+	size_t n = tab_memory(&h->tab) + tab_memory(&h->big);
+	if (h->stacks != NULL)
+		n += h->nstacks * sizeof(struct heap_stack) +
+		     nschunks(h->nstacks) * sizeof(*h->stacks);
+	return n + h->frames_bytes;
 }
 
 /* ---- frozen views ---- */

@@ -38,6 +38,13 @@
  * the work stays proportional to the events. Limits on blocks and stacks
  * are enforced here and reported in limit_reached, never silently.
  *
+ * The stacks are kept the same way, in chunks of HEAP_STACK_CHUNK stacks
+ * (64 KiB of statistics) shared copy on write, read through heap_stack_at:
+ * a fork image copies the chunks' pointers, not the stacks, and a chunk
+ * holds the one reference on each of its stacks' frames, so a copy takes
+ * none per stack. The first write to a shared chunk copies it and takes
+ * its frames' references (1024 at most).
+ *
  * Single-threaded: only the daemon's loop thread touches a heap. A view
  * (heap_view_take, on the loop) is a frozen copy of the blocks that one
  * other thread at a time may read and close: the references it holds on
@@ -73,6 +80,11 @@ struct heap_stack {
 	uint32_t live_bytes_frac, live_count_frac, total_allocs_frac, total_bytes_frac;
 };
 
+/* Stacks per chunk of the stack array (a smaller array is one chunk). */
+#define HEAP_STACK_CHUNK ((uint32_t)1024)
+
+struct heap_stack_chunk; /* heap.c: a reference count and its stacks */
+
 struct heap_block {
 	uint64_t addr; /* 0 = empty slot */
 	uint64_t meta; /* stack << 40 | size (size saturates at HEAP_SIZE_BIG) */
@@ -99,11 +111,12 @@ struct heap {
 	size_t count;          /* live blocks in the table: with sampling, the samples */
 	struct heap_table big; /* blocks of HEAP_SIZE_BIG bytes or more: addr, size */
 	size_t nbig;
-	uint64_t key;              /* the hash key of both tables */
-	uint64_t probes;           /* slots examined by lookups, inserts and deletions */
-	struct heap_stack *stacks; /* indexed by the agent's stack id */
-	uint32_t nstacks;          /* ids 0 .. nstacks-1 allocated */
+	uint64_t key;                     /* the hash key of both tables */
+	uint64_t probes;                  /* slots examined by lookups, inserts and deletions */
+	struct heap_stack_chunk **stacks; /* by the agent's stack id: heap_stack_at */
+	uint32_t nstacks;                 /* ids 0 .. nstacks-1 allocated */
 	uint32_t ndefined;
+	size_t frames_bytes;   /* the frames the stacks hold */
 	uint64_t sample_bytes; /* the agent's sampling rate, 0 = every allocation */
 	uint64_t current, peak;
 	uint64_t blocks; /* live blocks: count, or with sampling its estimate */
@@ -127,10 +140,10 @@ void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint6
 size_t heap_home(const struct heap *h, uint64_t addr, size_t cap);
 void heap_close(struct heap *h);
 /* dst becomes a copy of src (a fork child's heap as its parent's was at
- * the fork): the blocks' chunks are shared copy on write, O(slots /
- * HEAP_CHUNK); the stacks' statistics are copied and their frames, which
- * never change, shared (a reference each). Either may change or close
- * first. */
+ * the fork): the blocks' and the stacks' chunks are shared copy on write,
+ * O(slots / HEAP_CHUNK + stacks / HEAP_STACK_CHUNK); the frames, which
+ * never change, are shared by the chunks that hold them. Either may change
+ * or close first. */
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
  * block table sized for its peak, the frames of stacks with nothing live).
@@ -154,6 +167,10 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
  * it names a stack id that was never defined. */
 int heap_apply(struct heap *h, const struct proto_event *ev);
 void heap_reset_peak(struct heap *h);
+
+/* Stack `id` (statistics and frames); an id past nstacks or never written
+ * reads as an undefined stack with nothing counted. Valid until h changes. */
+const struct heap_stack *heap_stack_at(const struct heap *h, uint32_t id);
 
 /* The size and stack of a live block; -ENOENT if not live. */
 int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *stack);
@@ -185,7 +202,8 @@ size_t heap_view_memory(const struct heap_view *v);
 uint64_t *heap_frames_ref(uint64_t *frames);
 void heap_frames_unref(uint64_t *frames);
 
-/* Bytes the model itself uses (table, stacks, frames). */
+/* Bytes the model itself uses (table, stacks, frames): O(1), every chunk
+ * counted, shared or not (a copy may come to hold all of them). */
 size_t heap_memory(const struct heap *h);
 
 #endif

@@ -239,8 +239,8 @@ static void check_heap(const struct heap *h)
 	    h->current > h->peak)
 		abort();
 	for (uint32_t i = 0; i < h->nstacks; i++)
-		if (t.stack_bytes[i] != h->stacks[i].live_bytes ||
-		    t.stack_count[i] != h->stacks[i].live_count)
+		if (t.stack_bytes[i] != heap_stack_at(h, i)->live_bytes ||
+		    t.stack_count[i] != heap_stack_at(h, i)->live_count)
 			abort();
 	free(t.stack_bytes);
 	free(t.stack_count);

@@ -284,12 +284,12 @@ static void assert_heap(const struct mheap *m, const char *where)
 		}
 	}
 	for (uint32_t id = 0; id <= NSTACKS; id++) {
-		bool def = id < H.nstacks && H.stacks[id].defined;
+		bool def = id < H.nstacks && heap_stack_at(&H, id)->defined;
 		EXPECT(def == (id == 0 || m->defined[id]), "%s: stack %u is %sdefined", where, id,
 		       def ? "" : "not ");
 		if (!def)
 			continue;
-		const struct heap_stack *hs = &H.stacks[id];
+		const struct heap_stack *hs = heap_stack_at(&H, id);
 		SAME(hs->total_allocs, m->total_allocs[id]);
 		SAME(hs->live_count, m->live_count[id]);
 		if (id == 0)
@@ -1206,8 +1206,8 @@ START_TEST(test_drain_refuses_bad_stack_ids)
 	testregion_put(ring(0), &e);
 	set_seq(2);
 	ck_assert_int_eq(drain_ok(false), 1);
-	ck_assert_uint_eq(H.stacks[id].nframes, 2);
-	ck_assert_uint_eq(H.stacks[id].frames[1], 0x402000);
+	ck_assert_uint_eq(heap_stack_at(&H, id)->nframes, 2);
+	ck_assert_uint_eq(heap_stack_at(&H, id)->frames[1], 0x402000);
 }
 END_TEST
 
@@ -1258,8 +1258,8 @@ START_TEST(test_drain_refuses_bad_stack_entries)
 	testregion_put(ring(0), &e);
 	set_seq(2);
 	ck_assert_int_eq(drain_ok(false), 1);
-	ck_assert_uint_eq(H.stacks[id].nframes, 2);
-	ck_assert_uint_eq(H.stacks[id].frames[1], 0x1001);
+	ck_assert_uint_eq(heap_stack_at(&H, id)->nframes, 2);
+	ck_assert_uint_eq(heap_stack_at(&H, id)->frames[1], 0x1001);
 	/* PROTO_MAX_FRAMES exactly is fine too. */
 	const uint32_t id2 = id + 1;
 	*testregion_stack_state(&R, id2) = SHM_STACK_READY;
@@ -1269,7 +1269,7 @@ START_TEST(test_drain_refuses_bad_stack_entries)
 	testregion_put(ring(0), &e);
 	set_seq(3);
 	ck_assert_int_eq(drain_ok(false), 1);
-	ck_assert_uint_eq(H.stacks[id2].nframes, PROTO_MAX_FRAMES);
+	ck_assert_uint_eq(heap_stack_at(&H, id2)->nframes, PROTO_MAX_FRAMES);
 }
 END_TEST
 

@@ -35,7 +35,9 @@
  * capture's largest blocks) share the block table's chunks until a write:
  * test_copies_frozen pins that each copy stays exactly the heap of its
  * moment (against models copied then) while the heap and the copies go on,
- * a view also read and closed on another thread.
+ * a view also read and closed on another thread. The stacks' chunks are
+ * shared the same way: test_copies_stacks pins that a copy shares them
+ * (the same memory until a write) and each copy keeps its own stacks.
  *
  * Check logs every passing ck_assert, which at the millions of comparisons
  * made here would be most of the run time, so the comparisons go through the
@@ -295,7 +297,7 @@ static int rig_define(struct rig *r, uint32_t id, uint32_t n)
 	EXPECT(rc == want, "define_stack(%u, %u frames) = %d, want %d", id, n, rc, want);
 	memset(frames, 0xee, sizeof(frames));
 	if (defines) {
-		const struct heap_stack *s = &r->h.stacks[id];
+		const struct heap_stack *s = heap_stack_at(&r->h, id);
 		EXPECT_EQ(s->nframes, n);
 		for (uint32_t i = 0; i < n; i++)
 			EXPECT_EQ(s->frames[i], frame_of(id, i));
@@ -381,7 +383,7 @@ static void check_stack(const struct rig *r, uint32_t id)
 
 	if (!ms->defined) {
 		if (id < h->nstacks) {
-			const struct heap_stack *s = &h->stacks[id];
+			const struct heap_stack *s = heap_stack_at(h, id);
 			EXPECT(!s->defined, "stack %u defined, the model says not", id);
 			EXPECT_EQ(s->nframes, 0);
 			EXPECT_EQ(s->live_bytes, 0);
@@ -391,8 +393,8 @@ static void check_stack(const struct rig *r, uint32_t id)
 		}
 		return;
 	}
-	EXPECT(id < h->nstacks && h->stacks[id].defined, "stack %u not defined", id);
-	const struct heap_stack *s = &h->stacks[id];
+	EXPECT(id < h->nstacks && heap_stack_at(h, id)->defined, "stack %u not defined", id);
+	const struct heap_stack *s = heap_stack_at(h, id);
 	EXPECT(s->live_bytes == ms->live_bytes, "stack %u live_bytes %" PRIu64 ", want %" PRIu64,
 	       id, s->live_bytes, ms->live_bytes);
 	EXPECT(s->live_count == ms->live_count, "stack %u live_count %" PRIu64 ", want %" PRIu64,
@@ -412,7 +414,8 @@ static void check_stacks(const struct rig *r)
 	for (uint32_t id = 0; id < MODEL_IDS; id++)
 		check_stack(r, id);
 	for (uint32_t id = MODEL_IDS; id < r->h.nstacks; id++)
-		EXPECT(!r->h.stacks[id].defined && r->h.stacks[id].total_allocs == 0,
+		EXPECT(!heap_stack_at(&r->h, id)->defined &&
+		           heap_stack_at(&r->h, id)->total_allocs == 0,
 		       "stack %u beyond the model is in use", id);
 }
 
@@ -542,8 +545,8 @@ START_TEST(test_init_empty)
 	EXPECT_EQ(h.peak, 0);
 	EXPECT_INT_EQ(h.limit_reached, HEAP_LIMIT_NONE);
 	EXPECT_GE(h.nstacks, 1);
-	EXPECT_TRUE(h.stacks[0].defined);
-	EXPECT_EQ(h.stacks[0].nframes, 0);
+	EXPECT_TRUE(heap_stack_at(&h, 0)->defined);
+	EXPECT_EQ(heap_stack_at(&h, 0)->nframes, 0);
 	EXPECT_EQ(h.ndefined, 0);
 	EXPECT_TRUE(h.tab.cap > 0 && (h.tab.cap & (h.tab.cap - 1)) == 0);
 	EXPECT_INT_EQ(heap_lookup(&h, 0x1000, &size, &stack), -ENOENT);
@@ -587,18 +590,18 @@ START_TEST(test_define_stack)
 	EXPECT_INT_EQ(rig_define(&r, 150, 7), 0);
 	EXPECT_INT_EQ(rig_define(&r, 40, 2), 0);
 	EXPECT_EQ(r.h.ndefined, 5);
-	EXPECT_EQ(r.h.stacks[0].nframes, 0);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->nframes, 0);
 	check_full(&r);
 
 	/* Redefinition is refused and leaves the first definition alone. */
 	uint64_t other[2] = {0x111, 0x222};
 	EXPECT_INT_EQ(heap_define_stack(&r.h, 1, other, 2), -EBADMSG);
 	EXPECT_INT_EQ(heap_define_stack(&r.h, 150, other, 1), -EBADMSG);
-	EXPECT_EQ(r.h.stacks[1].nframes, 3);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->nframes, 3);
 	for (uint32_t i = 0; i < 3; i++)
-		EXPECT_EQ(r.h.stacks[1].frames[i], frame_of(1, i));
-	EXPECT_EQ(r.h.stacks[150].nframes, 7);
-	EXPECT_EQ(r.h.stacks[150].frames[6], frame_of(150, 6));
+		EXPECT_EQ(heap_stack_at(&r.h, 1)->frames[i], frame_of(1, i));
+	EXPECT_EQ(heap_stack_at(&r.h, 150)->nframes, 7);
+	EXPECT_EQ(heap_stack_at(&r.h, 150)->frames[6], frame_of(150, 6));
 	EXPECT_EQ(r.h.ndefined, 5);
 	/* ... also after the id is in use. */
 	EXPECT_INT_EQ(rig_alloc(&r, 0x1000, 64, 1), 0);
@@ -612,10 +615,10 @@ START_TEST(test_define_stack)
 	heap_init(&h, 0, 0);
 	EXPECT_INT_EQ(heap_define_stack(&h, 5000, f, 1), 0);
 	EXPECT_GT(h.nstacks, 5000);
-	EXPECT_TRUE(h.stacks[5000].defined);
-	EXPECT_TRUE(!h.stacks[4999].defined);
-	EXPECT_TRUE(!h.stacks[1].defined);
-	EXPECT_EQ(h.stacks[5000].frames[0], 0x4242);
+	EXPECT_TRUE(heap_stack_at(&h, 5000)->defined);
+	EXPECT_TRUE(!heap_stack_at(&h, 4999)->defined);
+	EXPECT_TRUE(!heap_stack_at(&h, 1)->defined);
+	EXPECT_EQ(heap_stack_at(&h, 5000)->frames[0], 0x4242);
 	heap_close(&h);
 }
 END_TEST
@@ -625,12 +628,9 @@ START_TEST(test_bookkeeping)
 	const uint64_t A = 0x10000, B = 0x10040, C = 0x20000, D = 0x30010;
 	uint64_t pool[] = {A, B, C, D};
 	struct rig r;
-	const struct heap_stack *st;
-
 	rig_init(&r, pool, 4, 0, 0);
 	rig_define(&r, 1, 4);
 	rig_define(&r, 2, 2);
-	st = r.h.stacks;
 
 	EXPECT_INT_EQ(rig_alloc(&r, A, 100, 1), 0);
 	check_full(&r);
@@ -642,14 +642,14 @@ START_TEST(test_bookkeeping)
 	check_full(&r);
 
 	/* The same numbers, written out by hand. */
-	EXPECT_EQ(st[1].live_bytes, 300);
-	EXPECT_EQ(st[1].live_count, 2);
-	EXPECT_EQ(st[1].total_allocs, 2);
-	EXPECT_EQ(st[1].total_bytes, 300);
-	EXPECT_EQ(st[2].live_bytes, 50);
-	EXPECT_EQ(st[2].live_count, 1);
-	EXPECT_EQ(st[0].live_bytes, 7);
-	EXPECT_EQ(st[0].total_allocs, 1);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_bytes, 300);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_count, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_allocs, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_bytes, 300);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_bytes, 50);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_count, 1);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->live_bytes, 7);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->total_allocs, 1);
 	EXPECT_EQ(r.h.current, 357);
 	EXPECT_EQ(r.h.peak, 357);
 	EXPECT_EQ(r.h.count, 4);
@@ -657,10 +657,10 @@ START_TEST(test_bookkeeping)
 
 	EXPECT_INT_EQ(rig_free(&r, B), 0);
 	check_full(&r);
-	EXPECT_EQ(st[1].live_bytes, 100);
-	EXPECT_EQ(st[1].live_count, 1);
-	EXPECT_EQ(st[1].total_allocs, 2); /* totals never go down */
-	EXPECT_EQ(st[1].total_bytes, 300);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_bytes, 100);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_count, 1);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_allocs, 2); /* totals never go down */
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_bytes, 300);
 	EXPECT_EQ(r.h.current, 157);
 	EXPECT_EQ(r.h.peak, 357);
 	EXPECT_EQ(r.h.frees, 1);
@@ -668,10 +668,10 @@ START_TEST(test_bookkeeping)
 	/* The address comes back on another stack. */
 	EXPECT_INT_EQ(rig_alloc(&r, B, 1000, 2), 0);
 	check_full(&r);
-	EXPECT_EQ(st[2].live_bytes, 1050);
-	EXPECT_EQ(st[2].live_count, 2);
-	EXPECT_EQ(st[2].total_allocs, 2);
-	EXPECT_EQ(st[2].total_bytes, 1050);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_bytes, 1050);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_count, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->total_allocs, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->total_bytes, 1050);
 	EXPECT_EQ(r.h.current, 1157);
 	EXPECT_EQ(r.h.peak, 1157);
 	EXPECT_EQ(r.h.replaced, 0);
@@ -680,7 +680,7 @@ START_TEST(test_bookkeeping)
 	EXPECT_INT_EQ(rig_free(&r, D), 0);
 	EXPECT_INT_EQ(rig_alloc(&r, D, 0, 1), 0);
 	check_full(&r);
-	EXPECT_EQ(st[1].live_count, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_count, 2);
 	EXPECT_EQ(r.h.count, 4);
 
 	const uint64_t order[] = {C, A, D, B};
@@ -689,12 +689,12 @@ START_TEST(test_bookkeeping)
 		check_full(&r);
 	}
 	for (uint32_t id = 0; id < 3; id++) {
-		EXPECT_EQ(st[id].live_bytes, 0);
-		EXPECT_EQ(st[id].live_count, 0);
+		EXPECT_EQ(heap_stack_at(&r.h, id)->live_bytes, 0);
+		EXPECT_EQ(heap_stack_at(&r.h, id)->live_count, 0);
 	}
-	EXPECT_EQ(st[1].total_allocs, 3);
-	EXPECT_EQ(st[1].total_bytes, 300);
-	EXPECT_EQ(st[2].total_bytes, 1050);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_allocs, 3);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_bytes, 300);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->total_bytes, 1050);
 	EXPECT_EQ(r.h.current, 0);
 	EXPECT_EQ(r.h.count, 0);
 	EXPECT_EQ(r.h.frees, 6);
@@ -834,7 +834,7 @@ START_TEST(test_undefined_stack)
 	}
 	EXPECT_INT_EQ(heap_lookup(&r.h, B, &size, &stack), -ENOENT);
 	EXPECT_EQ(r.h.allocations, 0);
-	EXPECT_EQ(r.h.stacks[0].total_allocs, 0);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->total_allocs, 0);
 
 	/* A refused allocation at a live address does not release the block. */
 	EXPECT_INT_EQ(rig_alloc(&r, A, 64, 2), 0);
@@ -844,7 +844,7 @@ START_TEST(test_undefined_stack)
 	EXPECT_EQ(size, 64);
 	EXPECT_EQ(stack, 2);
 	EXPECT_EQ(r.h.replaced, 0);
-	EXPECT_EQ(r.h.stacks[2].live_bytes, 64);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_bytes, 64);
 
 	/* Later events with good ids go on as usual. */
 	EXPECT_INT_EQ(rig_alloc(&r, B, 32, 1), 0);
@@ -871,7 +871,7 @@ START_TEST(test_max_stacks)
 	EXPECT_INT_EQ(r.h.limit_reached, HEAP_LIMIT_STACKS);
 	EXPECT_INT_EQ(rig_define(&r, 7, 3), 0);
 	EXPECT_EQ(r.h.ndefined, 3);
-	EXPECT_TRUE(r.h.stacks[4].nframes == 0 && !r.h.stacks[4].defined);
+	EXPECT_TRUE(heap_stack_at(&r.h, 4)->nframes == 0 && !heap_stack_at(&r.h, 4)->defined);
 	/* A redefinition is still a broken agent, limit or not. */
 	EXPECT_INT_EQ(rig_define(&r, 2, 1), -EBADMSG);
 	check_full(&r);
@@ -884,10 +884,10 @@ START_TEST(test_max_stacks)
 	EXPECT_INT_EQ(rig_alloc(&r, D, 80, 2), 0);
 	EXPECT_INT_EQ(rig_alloc(&r, E, 160, HEAP_MAX_STACK_ID + 1), 0);
 	check_full(&r);
-	EXPECT_EQ(r.h.stacks[0].live_bytes, 230);
-	EXPECT_EQ(r.h.stacks[0].live_count, 4);
-	EXPECT_EQ(r.h.stacks[0].total_allocs, 4);
-	EXPECT_EQ(r.h.stacks[2].live_bytes, 80);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->live_bytes, 230);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->live_count, 4);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->total_allocs, 4);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_bytes, 80);
 	EXPECT_INT_EQ(heap_lookup(&r.h, A, &size, &stack), 0);
 	EXPECT_EQ(stack, 0);
 	EXPECT_EQ(size, 10);
@@ -896,7 +896,7 @@ START_TEST(test_max_stacks)
 	EXPECT_INT_EQ(rig_free(&r, B), 0);
 	EXPECT_INT_EQ(rig_free(&r, A), 0);
 	check_full(&r);
-	EXPECT_EQ(r.h.stacks[0].live_bytes, 200);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->live_bytes, 200);
 	rig_close(&r);
 
 	/* An id above the limit is dropped even while there is room, and the
@@ -945,8 +945,8 @@ START_TEST(test_max_blocks)
 	EXPECT_INT_EQ(r.h.limit_reached, HEAP_LIMIT_BLOCKS);
 	EXPECT_EQ(r.h.count, 10);
 	EXPECT_EQ(r.h.allocations, 11);
-	EXPECT_EQ(r.h.stacks[1].total_allocs, 6);
-	EXPECT_EQ(r.h.stacks[1].live_count, 5);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_allocs, 6);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_count, 5);
 	EXPECT_EQ(r.h.current, 1045);
 	/* So its free is an unknown one. */
 	EXPECT_INT_EQ(rig_free(&r, pool[10]), 0);
@@ -995,7 +995,7 @@ START_TEST(test_unknown_frees)
 	EXPECT_EQ(r.h.unknown_frees, 4);
 	EXPECT_EQ(r.h.frees, 1);
 	EXPECT_EQ(r.h.current, 0);
-	EXPECT_EQ(r.h.stacks[0].live_count, 0);
+	EXPECT_EQ(heap_stack_at(&r.h, 0)->live_count, 0);
 	rig_close(&r);
 }
 END_TEST
@@ -1023,12 +1023,12 @@ START_TEST(test_replaced)
 	EXPECT_EQ(r.h.allocations, 4);
 	EXPECT_EQ(r.h.count, 3);
 	EXPECT_EQ(r.h.current, 311);
-	EXPECT_EQ(r.h.stacks[1].live_bytes, 10);
-	EXPECT_EQ(r.h.stacks[1].live_count, 1);
-	EXPECT_EQ(r.h.stacks[1].total_allocs, 2);
-	EXPECT_EQ(r.h.stacks[1].total_bytes, 110);
-	EXPECT_EQ(r.h.stacks[2].live_bytes, 301);
-	EXPECT_EQ(r.h.stacks[2].live_count, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_bytes, 10);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_count, 1);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_allocs, 2);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->total_bytes, 110);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_bytes, 301);
+	EXPECT_EQ(heap_stack_at(&r.h, 2)->live_count, 2);
 	EXPECT_INT_EQ(heap_lookup(&r.h, A, &size, &stack), 0);
 	EXPECT_EQ(size, 300);
 	EXPECT_EQ(stack, 2);
@@ -1037,7 +1037,7 @@ START_TEST(test_replaced)
 	EXPECT_INT_EQ(rig_alloc(&r, B, 10, 1), 0);
 	check_full(&r);
 	EXPECT_EQ(r.h.replaced, 2);
-	EXPECT_EQ(r.h.stacks[1].live_count, 1);
+	EXPECT_EQ(heap_stack_at(&r.h, 1)->live_count, 1);
 	EXPECT_EQ(r.h.count, 3);
 
 	/* Small to big and back. */
@@ -1115,15 +1115,15 @@ START_TEST(test_big_sizes)
 	EXPECT_EQ(r.h.count, 0);
 	EXPECT_EQ(r.h.nbig, 0);
 	for (uint32_t id = 0; id <= 4; id++)
-		EXPECT_EQ(r.h.stacks[id].live_bytes, 0);
-	EXPECT_EQ(r.h.stacks[3].total_bytes, r.m.st[3].total_bytes);
+		EXPECT_EQ(heap_stack_at(&r.h, id)->live_bytes, 0);
+	EXPECT_EQ(heap_stack_at(&r.h, 3)->total_bytes, r.m.st[3].total_bytes);
 
 	/* The largest size there is, alone so nothing wraps. */
 	EXPECT_INT_EQ(rig_alloc(&r, pool[9], UINT64_MAX, 4), 0);
 	EXPECT_INT_EQ(heap_lookup(&r.h, pool[9], &size, &stack), 0);
 	EXPECT_EQ(size, UINT64_MAX);
 	EXPECT_EQ(r.h.current, UINT64_MAX);
-	EXPECT_EQ(r.h.stacks[4].live_bytes, UINT64_MAX);
+	EXPECT_EQ(heap_stack_at(&r.h, 4)->live_bytes, UINT64_MAX);
 	check_full(&r);
 	EXPECT_INT_EQ(rig_free(&r, pool[9]), 0);
 	EXPECT_EQ(r.h.current, 0);
@@ -1807,7 +1807,7 @@ static void scheck(const struct heap *h, const struct smodel *m)
 	       m->peak);
 	EXPECT_GE(h->peak, h->current);
 	for (uint32_t id = 0; id <= SSTACKS; id++) {
-		const struct heap_stack *s = &h->stacks[id];
+		const struct heap_stack *s = heap_stack_at(h, id);
 		sclose("live_bytes", id, s->live_bytes, m->bytes[id]);
 		sclose("live_count", id, s->live_count, m->count[id]);
 		sclose("total_allocs", id, s->total_allocs, m->total_allocs[id]);
@@ -1893,7 +1893,7 @@ START_TEST(test_sampled)
 	EXPECT_EQ(h.blocks, 0);
 	EXPECT_EQ(h.blocks_frac, 0);
 	for (uint32_t id = 0; id <= SSTACKS; id++) {
-		const struct heap_stack *s = &h.stacks[id];
+		const struct heap_stack *s = heap_stack_at(&h, id);
 		EXPECT_EQ(s->live_bytes | s->live_count | s->live_bytes_frac | s->live_count_frac,
 		          0);
 	}
@@ -2091,6 +2091,176 @@ START_TEST(test_copies_frozen)
 }
 END_TEST
 
+/* ---- copies of the stacks: shared chunks, each copy its own stacks ---- */
+
+#define SC_IDS 12000 /* stack ids followed: chunks 0 .. 11 */
+
+/* What one heap's stacks must read: per id, defined, the frames' seed and
+ * length, and the statistics (no sampling: exact counts). */
+struct sc_model {
+	uint8_t defined[SC_IDS];
+	uint32_t seed[SC_IDS], nframes[SC_IDS];
+	uint64_t live_bytes[SC_IDS], live_count[SC_IDS], total_allocs[SC_IDS], total_bytes[SC_IDS];
+	uint64_t seq;
+};
+
+static uint64_t sc_frame(uint32_t seed, uint32_t i)
+{
+	return 0x400000 + (uint64_t)seed * 4096 + i;
+}
+
+static void sc_define(struct heap *h, struct sc_model *m, uint32_t id, uint32_t seed)
+{
+	uint64_t f[PROTO_MAX_FRAMES];
+	uint32_t n = 1 + (id + seed) % 32;
+	for (uint32_t i = 0; i < n; i++)
+		f[i] = sc_frame(seed, i);
+	EXPECT_INT_EQ(heap_define_stack(h, id, f, n), 0);
+	m->defined[id] = 1;
+	m->seed[id] = seed;
+	m->nframes[id] = n;
+}
+
+/* Block `addr` of `size` on stack id; addresses are unique per call site. */
+static void sc_alloc(struct heap *h, struct sc_model *m, uint64_t addr, uint64_t size, uint32_t id)
+{
+	struct proto_event ev = {
+	    .seq = ++m->seq, .addr = addr, .size = size, .stack_id = id, .kind = PROTO_EV_ALLOC};
+	EXPECT_INT_EQ(heap_apply(h, &ev), 0);
+	m->live_bytes[id] += size;
+	m->live_count[id]++;
+	m->total_allocs[id]++;
+	m->total_bytes[id] += size;
+}
+
+static void sc_free(struct heap *h, struct sc_model *m, uint64_t addr, uint64_t size, uint32_t id)
+{
+	struct proto_event ev = {.seq = ++m->seq, .addr = addr, .kind = PROTO_EV_FREE};
+	EXPECT_INT_EQ(heap_apply(h, &ev), 0);
+	m->live_bytes[id] -= size;
+	m->live_count[id]--;
+}
+
+static void sc_check(const struct heap *h, const struct sc_model *m)
+{
+	for (uint32_t id = 1; id < SC_IDS; id++) {
+		const struct heap_stack *s = heap_stack_at(h, id);
+		EXPECT(s->defined == m->defined[id], "stack %u defined %u", id, s->defined);
+		EXPECT_EQ(s->live_bytes, m->live_bytes[id]);
+		EXPECT_EQ(s->live_count, m->live_count[id]);
+		EXPECT_EQ(s->total_allocs, m->total_allocs[id]);
+		EXPECT_EQ(s->total_bytes, m->total_bytes[id]);
+		if (!m->defined[id])
+			continue;
+		EXPECT_EQ(s->nframes, m->nframes[id]);
+		for (uint32_t i = 0; i < s->nframes; i++)
+			EXPECT_EQ(s->frames[i], sc_frame(m->seed[id], i));
+	}
+}
+
+/* Block k of stack id in the parent's first allocations. */
+static uint64_t sc_addr(uint32_t id, uint32_t k)
+{
+	return 0x10000000 + ((uint64_t)id * 4 + k) * 64;
+}
+
+/*
+ * A fork image shares the stacks' chunks (the same statistics in memory,
+ * no copy) until one side writes a chunk, and every copy keeps exactly the
+ * stacks of its moment whatever the other does: events on the stacks,
+ * new stacks that grow the array (to ids in chunks the copy never had),
+ * stacks defined again at the same ids in the child with other frames, a
+ * trim, and either side closed first (the frames are the chunks' to give
+ * back: the sanitizers' build sees a use after free or a leak).
+ */
+START_TEST(test_copies_stacks)
+{
+	static struct sc_model mp, mc;
+	for (int order = 0; order < 2; order++) {
+		struct heap p, c;
+		memset(&mp, 0, sizeof(mp));
+		heap_init_keyed(&p, 0, 0, TEST_KEY);
+		for (uint32_t id = 1; id <= 5000; id++) {
+			sc_define(&p, &mp, id, id);
+			sc_alloc(&p, &mp, sc_addr(id, 0), 16 + id, id);
+			if (id % 3 == 0)
+				sc_alloc(&p, &mp, sc_addr(id, 1), 7, id);
+		}
+		EXPECT_EQ(p.nstacks, 8192);
+		sc_check(&p, &mp);
+
+		heap_clone(&c, &p);
+		mc = mp;
+		sc_check(&c, &mc);
+		EXPECT_EQ(heap_memory(&c), heap_memory(&p));
+		/* Shared, not copied: each stack is the parent's own. */
+		for (uint32_t id = 0; id < 8192; id += 97)
+			EXPECT_TRUE(heap_stack_at(&c, id) == heap_stack_at(&p, id));
+
+		/* The parent writes chunks 0 and 2, and grows past 8192. */
+		sc_alloc(&p, &mp, 0x90000000, 100, 1);
+		sc_free(&p, &mp, sc_addr(3000, 0), 16 + 3000, 3000);
+		for (uint32_t id = 5001; id <= 9000; id++)
+			sc_define(&p, &mp, id, id);
+		sc_alloc(&p, &mp, 0x90001000, 5, 8999);
+		EXPECT_EQ(p.nstacks, 16384);
+		/* The child writes chunk 1 and defines its own 5001.. */
+		sc_alloc(&c, &mc, 0xa0000000, 33, 2000);
+		sc_free(&c, &mc, sc_addr(1500, 0), 16 + 1500, 1500);
+		for (uint32_t id = 5001; id <= 5100; id++) {
+			sc_define(&c, &mc, id, id + 100000);
+			sc_alloc(&c, &mc, 0xa0100000 + id * 64, 3, id);
+		}
+		sc_check(&p, &mp);
+		sc_check(&c, &mc);
+		EXPECT_TRUE(heap_stack_at(&c, 1) != heap_stack_at(&p, 1));
+		EXPECT_TRUE(heap_stack_at(&c, 1100) != heap_stack_at(&p, 1100));
+		/* Chunk 3 (ids 3072 .. 4095): nobody wrote it, still one. */
+		EXPECT_TRUE(heap_stack_at(&c, 3500) == heap_stack_at(&p, 3500));
+
+		/* A second image, of the parent as it is now, then a trim of
+		 * the child: the frames of its stacks with nothing live go,
+		 * not the parent's nor the image's. */
+		struct heap img;
+		static struct sc_model mi;
+		heap_clone(&img, &p);
+		mi = mp;
+		heap_trim(&c);
+		for (uint32_t id = 1; id < SC_IDS; id++)
+			if (mc.live_count[id] == 0)
+				EXPECT_TRUE(heap_stack_at(&c, id)->frames == NULL);
+		sc_check(&p, &mp);
+		sc_check(&img, &mi);
+		sc_alloc(&p, &mp, 0x90002000, 9, 4000);
+		sc_check(&img, &mi);
+
+		if (order == 0) {
+			heap_close(&p);
+			sc_check(&img, &mi);
+			heap_close(&img);
+		} else {
+			heap_close(&img);
+			heap_close(&c);
+			sc_check(&p, &mp);
+			heap_close(&p);
+			continue;
+		}
+		/* The child's live stacks, whose frames the parent defined,
+		 * outlive it. */
+		for (uint32_t id = 1; id < SC_IDS; id++) {
+			if (mc.live_count[id] == 0)
+				continue;
+			const struct heap_stack *s = heap_stack_at(&c, id);
+			EXPECT_EQ(s->nframes, mc.nframes[id]);
+			for (uint32_t i = 0; i < s->nframes; i++)
+				EXPECT_EQ(s->frames[i], sc_frame(mc.seed[id], i));
+			EXPECT_EQ(s->live_bytes, mc.live_bytes[id]);
+		}
+		heap_close(&c);
+	}
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
 	Suite *s = suite_create("heap");
@@ -2125,6 +2295,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_hostile_big_sizes);
 	tcase_add_test(tc, test_keys_differ);
 	tcase_add_test(tc, test_copies_frozen);
+	tcase_add_test(tc, test_copies_stacks);
 	suite_add_tcase(s, tc);
 
 	return s;

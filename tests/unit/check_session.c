@@ -449,13 +449,13 @@ static void assert_session(const struct session *s, const struct model *m, const
 	for (uint32_t id = 0; id <= MAX_STACK_ID; id++) {
 		const struct m_stack *ms = &m->stacks[id];
 		if (!ms->defined) {
-			EXPECT(id >= h->nstacks || !h->stacks[id].defined,
+			EXPECT(id >= h->nstacks || !heap_stack_at(h, id)->defined,
 			       "%s: stack %u defined, never used", where, id);
 			continue;
 		}
 		ndefined += id != 0;
 		ck_assert_uint_lt(id, h->nstacks);
-		const struct heap_stack *hs = &h->stacks[id];
+		const struct heap_stack *hs = heap_stack_at(h, id);
 		EXPECT(hs->defined, "%s: stack %u not defined", where, id);
 		EXPECT_SAME(hs->nframes, ms->nframes);
 		EXPECT(ms->nframes == 0 ||

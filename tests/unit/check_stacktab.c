@@ -429,9 +429,9 @@ START_TEST(test_stacktab_daemon_reads_the_entries)
 		for (uint32_t j = 0; j < lens[k]; j++)
 			f[j] = salt | (uint64_t)k << 32 | j;
 		ck_assert_uint_lt(ids[k], h.nstacks);
-		ck_assert(h.stacks[ids[k]].defined);
-		ck_assert_uint_eq(h.stacks[ids[k]].nframes, lens[k]);
-		ck_assert_mem_eq(h.stacks[ids[k]].frames, f, lens[k] * sizeof(uint64_t));
+		ck_assert(heap_stack_at(&h, ids[k])->defined);
+		ck_assert_uint_eq(heap_stack_at(&h, ids[k])->nframes, lens[k]);
+		ck_assert_mem_eq(heap_stack_at(&h, ids[k])->frames, f, lens[k] * sizeof(uint64_t));
 	}
 	heap_close(&h);
 	drain_close(&dr);
