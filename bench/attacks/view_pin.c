@@ -14,63 +14,7 @@
  * then watch VmRSS of memtraced.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include "proto.h"
-#include "shm.h"
-
-static int uconnect(const char *dir, const char *name)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	snprintf(a.sun_path, sizeof a.sun_path, "%s/%s", dir, name);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-		perror("connect");
-		exit(1);
-	}
-	return fd;
-}
-
-static char *map;
-static uint64_t seq = 1;
-static uint32_t ring;
-
-static void rec(unsigned kind, uint64_t addr)
-{
-	struct shm_ring *r = (struct shm_ring *)(map + SHM_OFF_RING(ring));
-	uint64_t h = atomic_load(&r->head);
-	if (h == SHM_RING_CAP - 1) {
-		atomic_store(&r->pending, UINT64_MAX);
-		ring++;
-		if (ring >= SHM_NRINGS) {
-			fprintf(stderr, "out of rings\n");
-			exit(1);
-		}
-		r = (struct shm_ring *)(map + SHM_OFF_RING(ring));
-		h = atomic_load(&r->head);
-	}
-	r->ev[h % SHM_RING_CAP] = (struct shm_ev){seq++ << PROTO_EV_KIND_BITS | kind, addr,
-	                                          kind == PROTO_EV_ALLOC ? 64 : 0, 0, 0};
-	atomic_store(&r->head, h + 1);
-}
-
-static void publish(void)
-{
-	for (uint32_t i = 0; i <= ring; i++)
-		atomic_store(&((struct shm_ring *)(map + SHM_OFF_RING(i)))->pending, UINT64_MAX);
-	atomic_store(&((struct shm_header *)map)->nrings, ring + 1);
-	atomic_store(&((struct shm_header *)map)->seq, seq);
-}
+#include "attack.h"
 
 int main(int argc, char **argv)
 {
@@ -78,50 +22,20 @@ int main(int argc, char **argv)
 	uint32_t B = argc > 2 ? (uint32_t)atoi(argv[2]) : 2000000;
 	int conns = argc > 3 ? atoi(argv[3]) : 16;
 	uint32_t F = argc > 4 ? (uint32_t)atoi(argv[4]) : 8000;
-	int r = memfd_create("vp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (ftruncate(r, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(r, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
-		return 1;
-	map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, r, 0);
-	((struct shm_header *)map)->magic = SHM_MAGIC;
-	((struct shm_header *)map)->version = PROTO_VERSION;
+	struct attack_region r;
+
+	attack_region_new(&r);
 	for (uint32_t i = 0; i < B; i++)
-		rec(PROTO_EV_ALLOC, 0x10000000 + (uint64_t)i * 64);
-	publish();
-	static const char exe[] = "/bin/viewpin";
-	uint8_t hello[1024];
-	struct proto_hello hh = {.version = PROTO_VERSION,
-	                         .nframes = 32,
-	                         .pid = (uint32_t)getpid(),
-	                         .exe = exe,
-	                         .exe_len = sizeof exe - 1,
-	                         .cmdline = exe,
-	                         .cmdline_len = sizeof exe};
-	ssize_t hn = proto_hello_encode(hello, sizeof hello, &hh);
-	int fd = uconnect(dir, "agent.sock");
-	union {
-		struct cmsghdr h;
-		char space[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {hello, (size_t)hn};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-	memset(&ctl, 0, sizeof ctl);
-	msg.msg_control = ctl.space;
-	msg.msg_controllen = sizeof ctl.space;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &r, sizeof(int));
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != hn)
-		return 1;
+		attack_event(&r, PROTO_EV_ALLOC, 0x10000000 + (uint64_t)i * 64, 64, 0);
+	attack_publish(&r);
+	int fd = attack_hello(dir, "/bin/viewpin", &r);
 	uint8_t wake[8];
 	proto_empty_encode(wake, sizeof wake, PROTO_WAKE);
 	send(fd, wake, 8, MSG_NOSIGNAL);
 	sleep(3); /* the daemon reads the allocations */
 	uint32_t freed = 0;
 	for (int k = 0; k < conns; k++) {
-		int cc = uconnect(dir, "control.sock");
+		int cc = attack_connect(dir, "control.sock");
 		char req[128];
 		int n = snprintf(req, sizeof req, "{\"cmd\":\"%s\",\"pid\":%d}\n",
 		                 k % 2 ? "top" : "traceback", (int)getpid());
@@ -132,10 +46,10 @@ int main(int argc, char **argv)
 		uint64_t stride = B / F;
 		for (uint32_t j = 0; j < F && freed < B; j++, freed++) {
 			uint64_t idx = ((uint64_t)k + (uint64_t)j * stride * 7919) % B;
-			rec(PROTO_EV_FREE, 0x10000000 + idx * 64);
-			rec(PROTO_EV_ALLOC, 0x10000000 + idx * 64);
+			attack_event(&r, PROTO_EV_FREE, 0x10000000 + idx * 64, 0, 0);
+			attack_event(&r, PROTO_EV_ALLOC, 0x10000000 + idx * 64, 64, 0);
 		}
-		publish();
+		attack_publish(&r);
 		send(fd, wake, 8, MSG_NOSIGNAL);
 		usleep(200000);
 		/* cc stays open, unread */
