@@ -47,30 +47,6 @@ static inline int in_agent(uintptr_t ip)
 	return ip >= g_self_lo && ip < g_self_hi;
 }
 
-static uint32_t capture_fp(struct agent_tls *t, uint64_t *out, uint32_t max)
-{
-	uintptr_t *fp = __builtin_frame_address(0);
-	uint32_t n = 0;
-
-	if (t->stack_hi == 0)
-		return 0;
-	while (n < max) {
-		uintptr_t f = (uintptr_t)fp;
-		if (f < t->stack_lo || f + 2 * sizeof(uintptr_t) > t->stack_hi || (f & 7) != 0)
-			break;
-		uintptr_t ret = fp[1];
-		if (ret < 4096)
-			break;
-		if (!in_agent(ret))
-			out[n++] = ret - 1;
-		uintptr_t *next = (uintptr_t *)fp[0];
-		if ((uintptr_t)next <= f)
-			break;
-		fp = next;
-	}
-	return n;
-}
-
 void unwind_thread_exit(struct agent_tls *t)
 {
 	cfi_cache_free(t->cfi);
@@ -99,6 +75,29 @@ static inline int program_frame(const struct agent_tls *t, struct cfi_regs *r)
 		fp = (const uintptr_t *)fp[0];
 	}
 	return -1;
+}
+
+static uint32_t capture_fp(struct agent_tls *t, uint64_t *out, uint32_t max)
+{
+	struct cfi_regs r;
+	uint32_t n = 0;
+
+	if (program_frame(t, &r) < 0)
+		return 0;
+	/* From the program's frame on, each frame record is the caller's
+	 * RBP and its return address, rising on the stack. */
+	uintptr_t ret = r.ip, prev = r.sp - 16;
+	const uintptr_t *fp = (const uintptr_t *)r.bp;
+	while (n < max && ret >= 4096) {
+		out[n++] = ret - 1;
+		uintptr_t f = (uintptr_t)fp;
+		if (f <= prev || f < t->stack_lo || f + 16 > t->stack_hi || (f & 7) != 0)
+			break;
+		ret = fp[1];
+		prev = f;
+		fp = (const uintptr_t *)fp[0];
+	}
+	return n;
 }
 
 /* libunwind's walk, the agent's frames dropped: the program's frames. */
