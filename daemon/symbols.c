@@ -628,16 +628,26 @@ static bool name_eq(const void *ctx, uintptr_t entry, const void *key)
 }
 
 /* lock held. */
-static struct sym_object *object_new(struct symgen *g, uid_t uid, bool is_file, const char *path)
+/* An object of g for path, in no table yet; its module string is the path
+ * (or UNKNOWN_MODULE), which the caller may replace by an interned one. */
+static struct sym_object *object_alloc(struct symgen *g, bool is_file, const char *path)
 {
 	struct sym_object *o = xcalloc(1, sizeof(*o));
 
 	o->is_file = is_file;
 	o->path = xstrdup(path);
-	o->module = intern(g, uid, path[0] != '\0' ? path : UNKNOWN_MODULE);
+	o->module = o->path[0] != '\0' ? o->path : UNKNOWN_MODULE;
 	o->gen = g;
 	o->state = OBJECT_NEW;
 	pthread_mutex_init(&o->mu, NULL);
+	return o;
+}
+
+static struct sym_object *object_new(struct symgen *g, uid_t uid, bool is_file, const char *path)
+{
+	struct sym_object *o = object_alloc(g, is_file, path);
+
+	o->module = intern(g, uid, o->module);
 	o->all_next = g->all;
 	g->all = o;
 	gen_charge(g, uid, COST(sizeof(*o) + strlen(path) + 1));
@@ -687,16 +697,10 @@ static bool past_share(struct symbols *s, struct symgen *g, const struct sym_scr
  * held. */
 static struct sym_object *object_private(struct symgen *g, bool is_file, const char *path)
 {
-	struct sym_object *o = xcalloc(1, sizeof(*o));
+	struct sym_object *o = object_alloc(g, is_file, path);
 
-	o->is_file = is_file;
+	/* Its module string stays the path itself, freed with the object. */
 	o->private_ = true;
-	o->path = xstrdup(path);
-	/* The module string is the path itself, freed with the object. */
-	o->module = o->path[0] != '\0' ? o->path : UNKNOWN_MODULE;
-	o->gen = g;
-	o->state = OBJECT_NEW;
-	pthread_mutex_init(&o->mu, NULL);
 	object_pin(o);
 	return o;
 }
