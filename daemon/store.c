@@ -851,13 +851,17 @@ int store_file_bytes(struct store *st, uint64_t *bytes)
 	return 0;
 }
 
+static char *cmdline_json(const struct snapshot *s);
+
 uint64_t store_charge(const struct snapshot *s)
 {
 	uint64_t c = STORE_CHARGE_SNAPSHOT + strlen(str_or_empty(s->exe));
 	bool *used = s->nframes != 0 ? xcalloc(s->nframes, sizeof(*used)) : NULL;
+	char *cmdline = cmdline_json(s);
 
-	for (size_t i = 0; s->argv != NULL && s->argv[i] != NULL; i++)
-		c += strlen(s->argv[i]) + 1;
+	/* the arguments as stored: escaped, a control byte is 6 */
+	c += cmdline != NULL ? strlen(cmdline) : 0;
+	free(cmdline);
 	for (size_t i = 0; i < s->ntraces; i++) {
 		const struct snapshot_trace *t = &s->traces[i];
 		c += STORE_CHARGE_TRACE + (uint64_t)STORE_CHARGE_FRAME_REF * t->nframes;

@@ -60,7 +60,8 @@ void store_close(struct store *st); /* NULL is a no-op */
 const char *store_errmsg(struct store *st);
 
 /* The bytes a snapshot is charged (see the top): STORE_CHARGE_SNAPSHOT, its
- * exe and every argument with a terminating NUL; per trace
+ * exe and its arguments as stored (the JSON array text, where a control
+ * byte is six bytes); per trace
  * STORE_CHARGE_TRACE plus STORE_CHARGE_FRAME_REF per frame of its stack;
  * per largest block STORE_CHARGE_LARGEST; per distinct frame its traces use
  * STORE_CHARGE_FRAME plus its filename, function and module. */

@@ -1389,6 +1389,25 @@ END_TEST
 
 /* ---- the bounds ---- */
 
+/* The bytes a JSON array of args takes as text, by RFC 8259's escapes (the
+ * two-character ones for quote, backslash, \b \f \n \r \t, six for any
+ * other byte below 0x20): the store's charge for arguments. */
+static uint64_t json_array_len(const char *const *args)
+{
+	uint64_t n = 2; /* [] */
+
+	for (int i = 0; args[i] != NULL; i++) {
+		n += 2 + (i > 0); /* the quotes, the comma */
+		for (const unsigned char *c = (const unsigned char *)args[i]; *c != 0; c++)
+			n += *c == '"' || *c == '\\' || *c == '\b' || *c == '\f' || *c == '\n' ||
+			             *c == '\r' || *c == '\t'
+			         ? 2
+			     : *c < 0x20 ? 6
+			                 : 1;
+	}
+	return n;
+}
+
 /* The charge of gen(g), from store.h's definition and the generator's own
  * parameters (the file names of frame_of, the arguments of gen). */
 static uint64_t charge_of(const struct gen *g)
@@ -1399,8 +1418,7 @@ static uint64_t charge_of(const struct gen *g)
 	bool *used = xcalloc(top, sizeof(*used));
 	char bufs[3][64];
 
-	for (int i = 0; args[i] != NULL; i++)
-		c += strlen(args[i]) + 1;
+	c += json_array_len(args);
 	for (unsigned k = 0; k < g->n; k++) {
 		unsigned q = g->first + k;
 		c += STORE_CHARGE_TRACE + STORE_CHARGE_FRAME_REF * depth_of(q);
@@ -1533,6 +1551,52 @@ START_TEST(test_charge)
 	ck_assert_uint_eq(uid_usage(st, 1000).bytes, want[0]);
 	ck_assert_uint_eq(uid_usage(st, 2000).bytes, want[1]);
 	assert_usage_is_file(st);
+	store_close(st);
+	check_clean();
+}
+END_TEST
+
+/* Arguments are charged as stored: a control byte is escaped to six bytes
+ * in the file, and charged six (hostile9 F3: charged one, a uid filled the
+ * disk to five times its bound). The charge covers what the file holds of
+ * the process. */
+START_TEST(test_charge_escaped)
+{
+	struct store *st = open_store();
+	struct gen g = {20, 1000, 1, "/bin/ctl", 100.0, "exit", 0, 0};
+	char *ctl = xcalloc(1001, 1);
+	const char *args[] = {"ctl", ctl, "tab\there", "\x7f\x1f\"\\", NULL};
+	struct snapshot *s = gen(&g);
+	struct store_written w;
+	sqlite3 *db;
+	char sql[160];
+
+	memset(ctl, 1, 1000);
+	for (size_t i = 0; s->argv[i] != NULL; i++)
+		free(s->argv[i]);
+	free(s->argv);
+	s->argv = argv_of(args);
+	uint64_t want = STORE_CHARGE_SNAPSHOT + strlen(g.exe) + json_array_len(args);
+	ck_assert_uint_ge(want, 6000 + STORE_CHARGE_SNAPSHOT);
+	ck_assert_uint_eq(store_charge(s), want);
+	ck_assert_int_eq(store_write_bounded(st, s, &w), 0);
+	ck_assert_uint_eq(w.bytes, want);
+	db = raw_open();
+	snprintf(sql, sizeof sql,
+	         "SELECT length(CAST(p.cmdline AS BLOB)) + length(CAST(p.exe AS BLOB)) FROM"
+	         " process p JOIN snapshot s ON s.process_id = p.id WHERE s.id = %lld",
+	         (long long)w.id);
+	ck_assert_uint_eq((uint64_t)q_int(db, sql), want - STORE_CHARGE_SNAPSHOT);
+	sqlite3_close(db);
+	/* read back as they were */
+	struct snapshot *got = NULL;
+	ck_assert_int_eq(store_read(st, w.id, &got), 0);
+	for (int i = 0; args[i] != NULL; i++)
+		ck_assert_str_eq(got->argv[i], args[i]);
+	ck_assert_ptr_null(got->argv[4]);
+	snapshot_free(got);
+	snapshot_free(s);
+	free(ctl);
 	store_close(st);
 	check_clean();
 }
@@ -2156,6 +2220,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_reopen);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_charge);
+	tcase_add_test(tc, test_charge_escaped);
 	tcase_add_test(tc, test_bound_per_uid);
 	tcase_add_test(tc, test_bound_total);
 	tcase_add_test(tc, test_bound_refused);
