@@ -89,6 +89,13 @@
  *                       the file lost (before: nothing bounded the file; then
  *                       the log undercounted, uid 65534 saw all users'
  *                       totals, a lowered bound waited for the next write)
+ *  store_escaped        uid 65534 runs programs whose argument is 1500
+ *                       control bytes (stored escaped, six bytes each) with
+ *                       --max-store-bytes-per-uid 16 KiB: every snapshot is
+ *                       charged at least what the file holds of its
+ *                       process, and the file holds no more of uid 65534's
+ *                       arguments than the bound (before: charged one byte
+ *                       for six, the file held five times the bound)
  *  store_options        byte options take K/M/G/KiB/MiB/GiB, a refusal says
  *                       "a number of bytes (0 = no bound)", a per-uid store
  *                       bound above the total is warned of
@@ -1759,6 +1766,77 @@ static long long logged_store_deletions(void)
 	return sum + pending;
 }
 
+/* The bytes the file holds of uid's processes (executable and arguments as
+ * stored), and whether every snapshot is charged at least its process's. */
+static long long stored_cmdline_bytes(unsigned uid, bool *charged_enough)
+{
+	char *path = h_strf("%s/memtrace.db", D.state);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	long long sum = 0;
+
+	*charged_enough = true;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	ck_assert_int_eq(sqlite3_prepare_v2(
+	                     db,
+	                     "SELECT length(CAST(p.cmdline AS BLOB)) + length(CAST(p.exe AS BLOB)),"
+	                     " (SELECT min(bytes) FROM snapshot s WHERE s.process_id = p.id)"
+	                     " FROM process p WHERE p.uid = ?1",
+	                     -1, &q, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_int64(q, 1, uid);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		long long held = sqlite3_column_int64(q, 0);
+		sum += held;
+		if (sqlite3_column_type(q, 1) != SQLITE_NULL && sqlite3_column_int64(q, 1) < held)
+			*charged_enough = false;
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	free(path);
+	return sum;
+}
+
+START_TEST(store_escaped)
+{
+	char per_uid[24];
+	snprintf(per_uid, sizeof per_uid, "%d", STORE_PER_UID);
+	const char *opts[] = {"--snapshot-interval", "0", "--max-store-bytes-per-uid", per_uid,
+	                      NULL};
+	char ctl[1501];
+	const char *args[] = {ctl, NULL};
+	struct h_proc p;
+	struct h_ctl r;
+
+	memset(ctl, 1, sizeof ctl - 1);
+	ctl[sizeof ctl - 1] = '\0';
+	start(opts);
+	for (int i = 0; i < 6; i++) {
+		h_prog_start(&p, &D, "leaker", args, H_NOBODY, NULL);
+		ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+		h_proc_cleanup(&p);
+	}
+	long long runs = 6;
+	const char *status[] = {"status", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_store_settled, &runs, status);
+	ck_assert_msg(why == NULL, "%s", why);
+	h_ctl_free(&r);
+	struct stored mine;
+	stored_of(H_NOBODY, &mine);
+	ck_assert_msg(mine.n >= 1, "uid 65534 has no snapshot stored");
+	bool enough;
+	long long held = stored_cmdline_bytes(H_NOBODY, &enough);
+	ck_assert_msg(held >= 6 * 1500 * mine.n,
+	              "the file holds %lld bytes of %lld processes' arguments: not escaped?", held,
+	              mine.n);
+	ck_assert_msg(enough, "a snapshot is charged less than the file holds of its process");
+	ck_assert_msg(held <= STORE_PER_UID,
+	              "the file holds %lld bytes of uid 65534's arguments, its bound is %d", held,
+	              STORE_PER_UID);
+}
+END_TEST
+
 START_TEST(store_bounds)
 {
 	char per_uid[24];
@@ -1999,6 +2077,8 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, symbol_cache);
 	tc = h_tcase(s, "store_options", 30, NULL, teardown);
 	tcase_add_test(tc, store_options);
+	tc = h_tcase(s, "store_escaped", 60, NULL, teardown);
+	tcase_add_test(tc, store_escaped);
 	tc = h_tcase(s, "store_bounds", 180, NULL, teardown);
 	tcase_add_test(tc, store_bounds);
 	return s;
