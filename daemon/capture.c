@@ -41,10 +41,12 @@ struct capture {
 	uint64_t sample_bytes;
 	struct modmap_entry *mods; /* copies, paths owned */
 	size_t nmods;
+	/* The stacks with live blocks, made on the worker from the view. */
 	struct cap_stack *stacks;
 	size_t nstacks;
-	/* The largest blocks: the blocks as they were at the capture (a view
-	 * shared copy on write with the heap), searched on the worker. */
+	/* The blocks and stacks as they were at the capture (a view shared
+	 * copy on write with the heap), read on the worker: the stacks with
+	 * live blocks, and the largest blocks. */
 	struct heap_view view;
 	bool has_view;
 	bool view_may_grow; /* the process was live: its writes copy chunks */
@@ -108,19 +110,44 @@ static uint32_t stack_index(const struct capture *c, uint32_t id)
 	return 0;
 }
 
+/* Thread pool: the stacks of the view with live blocks, in id order, each
+ * with a reference on its frames. */
+static void stacks_of_view(struct capture *c)
+{
+	uint32_t n = heap_view_nstacks(&c->view);
+
+	for (uint32_t id = 0; id < n; id++)
+		if (heap_view_stack(&c->view, id)->live_count > 0)
+			c->nstacks++;
+	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
+	size_t k = 0;
+	for (uint32_t id = 0; id < n; id++) {
+		const struct heap_stack *st = heap_view_stack(&c->view, id);
+		if (st->live_count == 0)
+			continue;
+		struct cap_stack *cs = &c->stacks[k++];
+		cs->id = id;
+		cs->size = st->live_bytes;
+		cs->count = st->live_count;
+		cs->allocations = st->total_allocs;
+		cs->nframes = st->nframes;
+		/* The frames never change: shared, not copied. Stack 0
+		 * (unknown) has no frames, and no frame array. */
+		cs->frames = heap_frames_ref(st->frames);
+	}
+}
+
 /* Thread pool: the nlargest largest blocks of the view, largest first, each
- * naming its trace; the view is given back. */
+ * naming its trace. */
 static struct cap_block *largest_blocks(struct capture *c, size_t *n)
 {
 	struct largest l = {xcalloc(c->nlargest ? c->nlargest : 1, sizeof(struct cap_block)), 0,
 	                    c->nlargest};
 
 	*n = 0;
-	if (!c->has_view)
+	if (c->nlargest == 0)
 		return l.v;
 	heap_view_foreach(&c->view, largest_visit, &l);
-	heap_view_close(&c->view);
-	c->has_view = false;
 	qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
 	for (size_t i = 0; i < l.n; i++)
 		l.v[i].stack = stack_index(c, l.v[i].stack);
@@ -161,51 +188,35 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->nmods = s->modules.n;
 	c->mods = modmap_array(&s->modules);
 
-	for (uint32_t id = 0; id < h->nstacks; id++)
-		if (heap_stack_at(h, id)->live_count > 0)
-			c->nstacks++;
-	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
-	size_t k = 0;
-	for (uint32_t id = 0; id < h->nstacks; id++) {
-		const struct heap_stack *st = heap_stack_at(h, id);
-		if (st->live_count == 0)
-			continue;
-		struct cap_stack *cs = &c->stacks[k++];
-		cs->id = id;
-		cs->size = st->live_bytes;
-		cs->count = st->live_count;
-		cs->allocations = st->total_allocs;
-		cs->nframes = st->nframes;
-		/* The frames never change: shared, not copied. Stack 0
-		 * (unknown) has no frames, and no frame array. */
-		cs->frames = heap_frames_ref(st->frames);
-	}
-	/* The search for the largest blocks reads every block: not here, but
-	 * on the worker, in a view of the blocks as they are now. */
-	if (nlargest > 0) {
-		heap_view_take(h, &c->view);
-		c->has_view = true;
-		/* A process that ended rewrites nothing: its view holds
-		 * nothing of its own. */
-		c->view_may_grow = s->state == SESSION_LIVE;
-		c->nlargest = nlargest;
-	}
+	/* The stacks and the search for the largest blocks read every stack
+	 * and every block: not here, but on the worker, in a view of the heap
+	 * as it is now (O(chunks) to take). */
+	heap_view_take(h, &c->view, nlargest > 0);
+	c->has_view = true;
+	/* A process that ended rewrites nothing: its view holds nothing of
+	 * its own. */
+	c->view_may_grow = s->state == SESSION_LIVE;
+	c->nlargest = nlargest;
 	return c;
 }
 
 size_t capture_memory(const struct capture *c)
 {
 	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 +
-	           c->nmods * sizeof(*c->mods) + c->nstacks * sizeof(*c->stacks) +
-	           c->nlargest * sizeof(struct cap_block);
+	           c->nmods * sizeof(*c->mods) + c->nlargest * sizeof(struct cap_block);
 	for (size_t i = 0; i < c->nmods; i++)
 		n += strlen(c->mods[i].path) + 1;
-	for (size_t i = 0; i < c->nstacks; i++)
-		n += c->stacks[i].nframes * sizeof(uint64_t); /* what it keeps alive */
-	/* The view shares the block table's chunks, and keeps every one the
-	 * process rewrites before a worker reads it: at most all of them. */
-	if (c->has_view && c->view_may_grow)
-		n += heap_view_memory(&c->view);
+	/* The view shares the heap's chunks, and keeps every one the process
+	 * rewrites before a worker reads it, and the frames of every stack
+	 * (which the stacks made from it keep too): at most all of them. A
+	 * view of a process that ended counts its stacks and frames, as a
+	 * list of them would. */
+	if (c->has_view)
+		n += c->view_may_grow ? heap_view_memory(&c->view)
+		                      : heap_view_stacks_memory(&c->view);
+	else
+		for (size_t i = 0; i < c->nstacks; i++)
+			n += sizeof(c->stacks[i]) + c->stacks[i].nframes * sizeof(uint64_t);
 	return n;
 }
 
@@ -347,7 +358,16 @@ struct snapshot *capture_resolve(struct capture *c, struct symbols *syms)
 	struct memo m;
 	size_t distinct_max = 0, nlargest;
 	/* First, so that the view holds the heap's old chunks no longer. */
-	struct cap_block *largest = largest_blocks(c, &nlargest);
+	struct cap_block *largest = NULL;
+	if (c->has_view) {
+		stacks_of_view(c);
+		largest = largest_blocks(c, &nlargest);
+		heap_view_close(&c->view);
+		c->has_view = false;
+	} else {
+		largest = xcalloc(1, sizeof(*largest));
+		nlargest = 0;
+	}
 
 	fill_identity(snap, c);
 	for (size_t i = 0; i < c->nstacks; i++)

@@ -3,13 +3,14 @@
  * the loop.
  *
  * capture_take runs on the loop thread and only copies: the process identity
- * and counters, the module map, the statistics of every stack with live
- * blocks with a reference on its return addresses (heap_frames_ref: they
- * never change, so they are shared, not copied), and a view of the live
- * blocks as they are (heap_view_take: shared copy on write, no block is
- * read). Its cost is a few words per live stack, never a file read, never
- * a pass over the blocks. capture_resolve runs on the libuv thread pool: it finds
- * the largest blocks in the view (and gives the view back), symbolizes the
+ * and counters, the module map, and a view of the live blocks and the
+ * stacks as they are (heap_view_take: shared copy on write, no block nor
+ * stack is read). Its cost is a word per chunk of blocks or stacks, never a
+ * file read, never a pass over the blocks or the stacks. capture_resolve
+ * runs on the libuv thread pool: it lists the stacks with live blocks from
+ * the view, with a reference on their return addresses (heap_frames_ref:
+ * they never change, so they are shared, not copied), finds the largest
+ * blocks in the view (and gives the view back), symbolizes the
  * copied addresses through the thread-safe symbol cache, expands inlined
  * frames, drops the allocator's own frames (operator new) from the top of
  * each stack, and builds a struct snapshot. The capture owns copies of everything it needs, so the
@@ -34,9 +35,10 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 struct snapshot *capture_resolve(struct capture *c, struct symbols *syms);
 void capture_free(struct capture *c); /* NULL is a no-op */
 /* Bytes the capture holds (what a queued snapshot costs until it is
- * written); the view of the blocks counts nothing: it holds only the chunks
- * the process rewrote since, until the worker takes the capture up. Any
- * thread (capture_free too). */
+ * written): the view of a live process counts every chunk it shares (the
+ * process may rewrite them all before the worker takes the capture up),
+ * and every view its stacks and their frames. Any thread (capture_free
+ * too). */
 size_t capture_memory(const struct capture *c);
 
 #endif

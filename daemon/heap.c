@@ -817,25 +817,36 @@ static size_t tab_memory(const struct heap_table *t)
 	       n * sizeof(struct heap_chunk *);
 }
 
-size_t heap_memory(const struct heap *h)
+static size_t stacks_memory(const struct heap *h)
 {
-	size_t n = tab_memory(&h->tab) + tab_memory(&h->big);
+	size_t n = 0;
 	if (h->stacks != NULL)
 		n += h->nstacks * sizeof(struct heap_stack) +
 		     nschunks(h->nstacks) * sizeof(*h->stacks);
 	return n + h->frames_bytes;
 }
 
+size_t heap_memory(const struct heap *h)
+{
+	return tab_memory(&h->tab) + tab_memory(&h->big) + stacks_memory(h);
+}
+
 /* ---- frozen views ---- */
 
-void heap_view_take(struct heap *h, struct heap_view *v)
+void heap_view_take(struct heap *h, struct heap_view *v, bool blocks)
 {
 	memset(v, 0, sizeof(*v));
 	v->h.key = h->key;
-	v->h.count = h->count;
-	v->h.nbig = h->nbig;
-	tab_share(&v->h.tab, &h->tab);
-	tab_share(&v->h.big, &h->big);
+	if (blocks) {
+		v->h.count = h->count;
+		v->h.nbig = h->nbig;
+		tab_share(&v->h.tab, &h->tab);
+		tab_share(&v->h.big, &h->big);
+	}
+	v->h.nstacks = h->nstacks;
+	v->h.frames_bytes = h->frames_bytes;
+	if (h->stacks != NULL)
+		v->h.stacks = stacks_share(h);
 }
 
 void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg)
@@ -843,12 +854,27 @@ void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg)
 	tab_foreach(&v->h, &v->h.tab, fn, arg, block_size);
 }
 
+uint32_t heap_view_nstacks(const struct heap_view *v)
+{
+	return v->h.nstacks;
+}
+
+const struct heap_stack *heap_view_stack(const struct heap_view *v, uint32_t id)
+{
+	return heap_stack_at(&v->h, id);
+}
+
 size_t heap_view_memory(const struct heap_view *v)
 {
-	return tab_memory(&v->h.tab) + tab_memory(&v->h.big);
+	return heap_memory(&v->h);
+}
+
+size_t heap_view_stacks_memory(const struct heap_view *v)
+{
+	return stacks_memory(&v->h);
 }
 
 void heap_view_close(struct heap_view *v)
 {
-	heap_close(&v->h); /* no stacks: only the chunks' references */
+	heap_close(&v->h); /* only the chunks' references */
 }

@@ -181,20 +181,29 @@ void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg);
  * look at where blocks landed. */
 const struct heap_block *heap_table_slot(const struct heap_table *t, size_t i);
 
-/* The live blocks of a heap frozen at one moment, for a capture's largest
- * blocks: taken on the loop in O(slots / HEAP_CHUNK), then read and closed
- * on any one thread while the heap goes on (its writes copy the chunks the
- * view shares). Holds memory only for what the heap changes meanwhile. */
+/* The live blocks and the stacks of a heap frozen at one moment, for a
+ * capture: taken on the loop in O(slots / HEAP_CHUNK + stacks /
+ * HEAP_STACK_CHUNK), then read and closed on any one thread while the heap
+ * goes on (its writes copy the chunks the view shares). Holds memory only
+ * for what the heap changes meanwhile, and the frames of stacks the heap
+ * drops meanwhile. */
 struct heap_view {
-	struct heap h; /* the tables and key only; no stacks */
+	struct heap h; /* the tables, stacks and key; no counters */
 };
-void heap_view_take(struct heap *h, struct heap_view *v);
+/* blocks: whether the view has the blocks too (else it visits none). */
+void heap_view_take(struct heap *h, struct heap_view *v, bool blocks);
 /* Visits every block of the view: as heap_foreach at the moment taken. */
 void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg);
+/* The stacks as heap_stack_at at the moment taken: ids below
+ * heap_view_nstacks. */
+uint32_t heap_view_nstacks(const struct heap_view *v);
+const struct heap_stack *heap_view_stack(const struct heap_view *v, uint32_t id);
 void heap_view_close(struct heap_view *v);
 /* What the view may come to hold: every chunk it shares, once the heap
- * has rewritten them all. */
+ * has rewritten them all, and every frame array of its stacks. */
 size_t heap_view_memory(const struct heap_view *v);
+/* The part of it that is stacks and frames. */
+size_t heap_view_stacks_memory(const struct heap_view *v);
 
 /* A stack's frames (heap_stack.frames, never changed once defined) kept
  * beyond the heap: a reference taken on the loop, given back on any thread;

@@ -12,6 +12,10 @@
  * the heap between the two (frees the largest blocks, allocates larger
  * ones) and checks that the snapshot lists the true largest blocks of the
  * moment of the capture, from a list the test keeps, each with its trace.
+ * The stacks too are listed on the worker from the view (a capture costs
+ * the loop nothing per stack): test_stacks_frozen changes and trims the
+ * stacks, or closes the heap, between the two, and checks that the
+ * snapshot's traces are those of the moment of the capture.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -168,6 +172,87 @@ START_TEST(test_largest_frozen)
 }
 END_TEST
 
+#define FROZEN_STACKS 3000 /* three chunks of the stack array */
+
+/* The traces of the stacks 1..FROZEN_STACKS, stack id holding one block of
+ * 8 * id bytes at frame 0x400000 + id. */
+static void assert_frozen_stacks(const struct snapshot *snap)
+{
+	ck_assert_uint_eq(snap->ntraces, FROZEN_STACKS);
+	for (uint32_t id = 1; id <= FROZEN_STACKS; id++) {
+		const struct snapshot_trace *t = trace_of_size(snap, 8 * (uint64_t)id);
+		ck_assert_msg(t != NULL, "no trace of %u bytes", 8 * id);
+		ck_assert_uint_eq(t->count, 1);
+		ck_assert_uint_eq(t->nframes, 1);
+		ck_assert_uint_eq(t->addrs[0], 0x400000 + id);
+	}
+}
+
+START_TEST(test_stacks_frozen)
+{
+	struct daemon d;
+	struct session *s;
+	struct symbols *syms = symbols_new(false);
+	uint64_t seq = 0;
+
+	memset(&d, 0, sizeof d);
+	s = session_new(&d);
+	for (uint32_t id = 1; id <= FROZEN_STACKS; id++) {
+		uint64_t frame = 0x400000 + id;
+		ck_assert_int_eq(heap_define_stack(&s->heap, id, &frame, 1), 0);
+		struct proto_event ev = {.seq = ++seq,
+		                         .addr = 0x10000000 + (uint64_t)id * 64,
+		                         .size = 8 * (uint64_t)id,
+		                         .stack_id = id,
+		                         .kind = PROTO_EV_ALLOC};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+	s->state = SESSION_EXITED;
+	struct capture *c[2] = {capture_take(s, "live", 0), capture_take(s, "live", 5)};
+
+	/* After the capture: the even stacks lose their blocks and their
+	 * frames (heap_trim), new stacks come with blocks, an odd stack gets
+	 * a second block. */
+	for (uint32_t id = 2; id <= FROZEN_STACKS; id += 2) {
+		struct proto_event ev = {
+		    .seq = ++seq, .addr = 0x10000000 + (uint64_t)id * 64, .kind = PROTO_EV_FREE};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+	for (uint32_t id = FROZEN_STACKS + 1; id <= FROZEN_STACKS + 500; id++) {
+		uint64_t frame = 0x500000 + id;
+		ck_assert_int_eq(heap_define_stack(&s->heap, id, &frame, 1), 0);
+		struct proto_event ev = {.seq = ++seq,
+		                         .addr = 0x20000000 + (uint64_t)id * 64,
+		                         .size = 3,
+		                         .stack_id = id,
+		                         .kind = PROTO_EV_ALLOC};
+		ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	}
+	struct proto_event ev = {
+	    .seq = ++seq, .addr = 0x30000000, .size = 1, .stack_id = 1, .kind = PROTO_EV_ALLOC};
+	ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
+	heap_trim(&s->heap);
+
+	struct snapshot *snap = capture_resolve(c[0], syms);
+	assert_frozen_stacks(snap);
+	ck_assert_uint_eq(snap->nlargest, 0);
+	snapshot_free(snap);
+
+	/* The heap goes before the second is resolved: the view holds what
+	 * it needs. */
+	session_unref(s);
+	snap = capture_resolve(c[1], syms);
+	assert_frozen_stacks(snap);
+	ck_assert_uint_eq(snap->nlargest, 5);
+	for (uint32_t i = 0; i < 5; i++)
+		ck_assert_uint_eq(snap->largest[i].size, 8 * (uint64_t)(FROZEN_STACKS - i));
+	snapshot_free(snap);
+	capture_free(c[0]);
+	capture_free(c[1]);
+	symbols_free(syms);
+}
+END_TEST
+
 /* A capture of a live process that searches its largest blocks is charged
  * what its view may come to hold (the block table it shares, which the
  * process may rewrite before a worker reads it): at least a slot per live
@@ -211,6 +296,7 @@ Suite *capture_suite(void)
 	tcase_add_test(tc, test_stack_zero);
 	tcase_add_test(tc, test_largest_frozen);
 	tcase_add_test(tc, test_view_charged);
+	tcase_add_test(tc, test_stacks_frozen);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -2057,7 +2057,7 @@ START_TEST(test_copies_frozen)
 			}
 			struct frozen *f = malloc(sizeof(*f));
 			EXPECT_TRUE(f != NULL);
-			heap_view_take(&r.h, &f->v);
+			heap_view_take(&r.h, &f->v, true);
 			model_copy(&f->m, &r.m);
 			views[nviews++] = f;
 		}
