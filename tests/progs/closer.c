@@ -19,7 +19,7 @@
  * file through its own descriptor; takeover and raw put the pair's first end
  * on every other number that was open. It allocates at after_close, booked
  * when MODE is one under which the program stays traced (loop, closefrom,
- * close_range), and prints "closed N 0" (N: how many numbers were open) and,
+ * close_range), writes its book, and prints "closed N 0" (N: how many numbers were open) and,
  * when booked, "ready" again. On "check" it reads what either end of the
  * pair received, checks that each number it reused still refers to what it
  * put there, and prints "checked BYTES INTACT" (0 and 1 when the agent wrote
@@ -172,6 +172,7 @@ int main(int argc, char **argv)
 			truth_die("dup2");
 	}
 	TRUTH_CALL(after_close(traced));
+	truth_write(); /* the optional block of after_close is in the book */
 	put_numbers("closed", nformer, 0);
 	if (traced)
 		truth_ready();
