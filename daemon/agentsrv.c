@@ -220,6 +220,67 @@ void agentsrv_evict(struct daemon *d)
 	}
 }
 
+/*
+ * The models' shared bounds (--max-blocks-per-uid, --max-blocks-total and
+ * the same for stacks): each heap takes its blocks and stacks in grants
+ * (heap_charge_to). A process that ended holds its model until it is
+ * forgotten; a live one that needs room it cannot have makes the oldest
+ * ended process of its user forget its model first (past the total,
+ * anybody's oldest), which its exit snapshot keeps: only what no live
+ * process can do without is refused. The ended process leaves the list at
+ * once (its queries answer "no such process", as after --max-exited).
+ */
+static bool forget_exited_model(struct daemon *d, bool any_uid, uid_t uid)
+{
+	struct session **victim = NULL;
+
+	if (d->stopping)
+		return false; /* agentsrv_stop is walking the list */
+	for (struct session **pp = &d->sessions; *pp != NULL; pp = &(*pp)->next) {
+		const struct session *s = *pp;
+		if (s->state == SESSION_EXITED && (any_uid || s->uid == uid) &&
+		    (s->heap.granted_blocks > 0 || s->heap.granted_stacks > 0))
+			victim = pp; /* the list is newest first: keep the last */
+	}
+	if (victim == NULL)
+		return false;
+	struct session *s = *victim;
+	*victim = s->next;
+	d->nexited--;
+	d->models_forgotten++;
+	if (limit_burst_hit(&d->forget_burst, mono_ms(), "model", "forgot"))
+		log_info("pid %d (uid %u, ended) forgotten: its model of %zu blocks and %u stacks "
+		         "makes room for a live process of uid %u (%s; logged once per burst)",
+		         (int)s->pid, (unsigned)s->uid, s->heap.count, s->heap.ndefined,
+		         (unsigned)uid, any_uid ? "the total bound" : "its user's bound");
+	heap_close(&s->heap); /* gives its grants back now, whoever holds s */
+	session_unref(s);     /* the list's reference */
+	return true;
+}
+
+static int model_charge(void *arg, enum heap_charged what, long n, bool force)
+{
+	struct session *s = arg;
+	struct daemon *d = s->d;
+	struct limit *l = what == HEAP_CHARGED_BLOCKS ? &d->model_blocks : &d->model_stacks;
+	char who[32];
+	int rc;
+
+	if (n < 0) {
+		limit_give(l, s->uid, (size_t)-n);
+		return 0;
+	}
+	if (force) {
+		limit_force(l, s->uid, (size_t)n);
+		return 0;
+	}
+	while ((rc = limit_check(l, s->uid, (size_t)n)) < 0 &&
+	       forget_exited_model(d, rc == -ENOSPC, s->uid))
+		;
+	snprintf(who, sizeof(who), "uid %u", (unsigned)s->uid);
+	return limit_take(l, s->uid, (size_t)n, mono_ms(), who);
+}
+
 /* A drain from the timer or a WAKE read nothing of a region that claimed
  * news: the next waits, longer each time (a hostile region that always
  * claims news costs a read every 1.6 s). Queries still read at once. */
@@ -528,6 +589,7 @@ int agentsrv_start(struct daemon *d)
 		return rc;
 	}
 	d->agent_listen = fd;
+	d->model_charge = model_charge;
 	if (d->fdsink == NULL && (rc = fdsink_new(&d->fdsink)) < 0)
 		return rc;
 	if ((rc = uv_poll_init(d->loop, &d->agent_srv, fd)) < 0)

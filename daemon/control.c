@@ -407,6 +407,11 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	                      limit_json(&d->agent_sessions, "per_uid", true, c->uid));
 	cJSON_AddItemToObject(lim, "fork_image_bytes",
 	                      limit_json(&d->fork_images, "per_uid", true, c->uid));
+	cJSON_AddItemToObject(lim, "tracked_blocks",
+	                      limit_json(&d->model_blocks, "per_uid", true, c->uid));
+	cJSON_AddItemToObject(lim, "tracked_stacks",
+	                      limit_json(&d->model_stacks, "per_uid", true, c->uid));
+	cJSON_AddNumberToObject(lim, "models_forgotten", (double)d->models_forgotten);
 	cJSON_AddItemToObject(lim, "control_connections",
 	                      limit_json(&d->control_conns, "per_uid", true, c->uid));
 	cJSON *un = cJSON_AddObjectToObject(lim, "control_unread_bytes");

@@ -43,7 +43,11 @@ struct daemon_config {
 	size_t max_symbol_cache_bytes; /* a uid a quarter; 0 = no bound */
 	size_t max_blocks;             /* per session */
 	size_t max_stacks;             /* per session */
-	size_t max_modules;            /* per session, 0 = the default */
+	/* The blocks and stacks of the models of a uid's processes, and of
+	 * everybody's (agentsrv.c); 0 = no bound. */
+	size_t max_blocks_per_uid, max_blocks_total;
+	size_t max_stacks_per_uid, max_stacks_total;
+	size_t max_modules; /* per session, 0 = the default */
 	bool debuginfod;
 	double snapshot_interval;         /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots;        /* per process, 0 = no limit */
@@ -103,8 +107,14 @@ struct daemon {
 	size_t control_unread;    /* answer bytes queued to all clients */
 	/* Snapshots waiting for the thread pool, per uid (scheduler.c). */
 	struct limit snap_queue, snap_bytes;
-	/* Live agent connections per uid; fork images' bytes per uid. */
-	struct limit agent_sessions, fork_images;
+	/* Live agent connections per uid; fork images' bytes per uid; the
+	 * blocks and stacks the models of a uid's processes hold. */
+	struct limit agent_sessions, fork_images, model_blocks, model_stacks;
+	/* What sessions charge their models to (agentsrv.c), NULL in tests
+	 * that make sessions without an agent server: no shared bound. */
+	heap_charge_fn model_charge;
+	uint64_t models_forgotten; /* ended processes forgotten to make room */
+	struct limit_burst forget_burst;
 	size_t ninheriting; /* fork children waiting for their parent's image */
 	struct loopwatch loopwatch;
 	/* The HTTP connections' limit (metrics.c sets it), NULL without metrics. */

@@ -346,8 +346,44 @@ static struct heap_stack_chunk **stacks_share(const struct heap *h)
 	return a;
 }
 
+/* Rounds n up to a whole number of grants of g. */
+static size_t grants_for(size_t n, size_t g)
+{
+	return (n + g - 1) / g * g;
+}
+
+void heap_charge_to(struct heap *h, heap_charge_fn fn, void *arg)
+{
+	h->charge = fn;
+	h->charge_arg = arg;
+	h->granted_blocks = grants_for(h->count, HEAP_GRANT_BLOCKS);
+	h->granted_stacks = grants_for(h->ndefined, HEAP_GRANT_STACKS);
+	if (h->granted_blocks > 0)
+		fn(arg, HEAP_CHARGED_BLOCKS, (long)h->granted_blocks, true);
+	if (h->granted_stacks > 0)
+		fn(arg, HEAP_CHARGED_STACKS, (long)h->granted_stacks, true);
+}
+
+/* One more grant of what, or false when the owner refuses it. */
+static bool grant(struct heap *h, enum heap_charged what)
+{
+	size_t g = what == HEAP_CHARGED_BLOCKS ? HEAP_GRANT_BLOCKS : HEAP_GRANT_STACKS;
+	if (h->charge(h->charge_arg, what, (long)g, false) < 0)
+		return false;
+	*(what == HEAP_CHARGED_BLOCKS ? &h->granted_blocks : &h->granted_stacks) += g;
+	return true;
+}
+
 void heap_close(struct heap *h)
 {
+	if (h->charge != NULL) {
+		if (h->granted_blocks > 0)
+			h->charge(h->charge_arg, HEAP_CHARGED_BLOCKS, -(long)h->granted_blocks,
+			          false);
+		if (h->granted_stacks > 0)
+			h->charge(h->charge_arg, HEAP_CHARGED_STACKS, -(long)h->granted_stacks,
+			          false);
+	}
 	stacks_free(h);
 	tab_free(&h->tab);
 	tab_free(&h->big);
@@ -364,6 +400,9 @@ static void tab_share(struct heap_table *dst, const struct heap_table *src)
 void heap_clone(struct heap *dst, const struct heap *src)
 {
 	*dst = *src;
+	dst->charge = NULL;
+	dst->charge_arg = NULL;
+	dst->granted_blocks = dst->granted_stacks = 0;
 	tab_share(&dst->tab, &src->tab);
 	tab_share(&dst->big, &src->big);
 	dst->stacks = stacks_share(src);
@@ -628,6 +667,13 @@ static void remove_at(struct heap *h, size_t i)
 {
 	tab_remove(h, &h->tab, i);
 	h->count--;
+	/* Two grants spare: one goes back (one spare, so a process that
+	 * allocates and frees around a grant's edge does not take and give
+	 * at every event). */
+	if (h->charge != NULL && h->granted_blocks - h->count > 2 * HEAP_GRANT_BLOCKS) {
+		h->granted_blocks -= HEAP_GRANT_BLOCKS;
+		h->charge(h->charge_arg, HEAP_CHARGED_BLOCKS, -(long)HEAP_GRANT_BLOCKS, false);
+	}
 }
 
 /* Keeps the exact size of a block of SIZE_BIG bytes or more. */
@@ -695,7 +741,9 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 		return -EBADMSG;
 	if (heap_stack_at(h, id)->defined)
 		return -EBADMSG;
-	if (id > h->max_stacks || h->ndefined >= h->max_stacks) {
+	if (id > h->max_stacks || h->ndefined >= h->max_stacks ||
+	    (h->charge != NULL && h->ndefined >= h->granted_stacks &&
+	     !grant(h, HEAP_CHARGED_STACKS))) {
 		h->limit_reached |= HEAP_LIMIT_STACKS;
 		return 0;
 	}
@@ -740,7 +788,8 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 		h->replaced++;
 		release(h, i, &old);
 	}
-	if (h->count >= h->max_blocks) {
+	if (h->count >= h->max_blocks || (h->charge != NULL && h->count >= h->granted_blocks &&
+	                                  !grant(h, HEAP_CHARGED_BLOCKS))) {
 		h->limit_reached |= HEAP_LIMIT_BLOCKS;
 		return 0;
 	}

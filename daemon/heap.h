@@ -36,7 +36,11 @@
  * the agent never learns, so it cannot build long probe chains on purpose.
  * `probes` counts the slots examined, for tests and benchmarks that check
  * the work stays proportional to the events. Limits on blocks and stacks
- * are enforced here and reported in limit_reached, never silently.
+ * are enforced here and reported in limit_reached, never silently: the
+ * heap's own (max_blocks, max_stacks), and those its owner shares with
+ * other heaps (heap_charge_to): the heap takes blocks and stacks from its
+ * owner in grants of HEAP_GRANT_BLOCKS and HEAP_GRANT_STACKS, so an event
+ * costs a comparison, and gives them back as it shrinks and at its close.
  *
  * The stacks are kept the same way, in chunks of HEAP_STACK_CHUNK stacks
  * (64 KiB of statistics) shared copy on write, read through heap_stack_at:
@@ -85,6 +89,17 @@ struct heap_stack {
 
 struct heap_stack_chunk; /* heap.c: a reference count and its stacks */
 
+/* What a heap charges its owner for (heap_charge_to). */
+enum heap_charged {
+	HEAP_CHARGED_BLOCKS,
+	HEAP_CHARGED_STACKS,
+};
+/* Takes n (> 0) blocks or stacks: 0, or < 0 when refused (unless force:
+ * never refused); or gives back -n (n < 0, never refused). */
+typedef int (*heap_charge_fn)(void *arg, enum heap_charged what, long n, bool force);
+#define HEAP_GRANT_BLOCKS ((size_t)4096)
+#define HEAP_GRANT_STACKS ((size_t)256)
+
 struct heap_block {
 	uint64_t addr; /* 0 = empty slot */
 	uint64_t meta; /* stack << 40 | size (size saturates at HEAP_SIZE_BIG) */
@@ -126,7 +141,10 @@ struct heap {
 	uint64_t replaced;      /* allocations at an address still live */
 	uint64_t last_seq;
 	size_t max_blocks, max_stacks;
-	int limit_reached; /* enum heap_limit bits */
+	int limit_reached;     /* enum heap_limit bits */
+	heap_charge_fn charge; /* NULL: no bound shared with other heaps */
+	void *charge_arg;
+	size_t granted_blocks, granted_stacks; /* taken from charge */
 };
 
 /* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks).
@@ -138,12 +156,17 @@ void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint6
 /* The home slot of addr in a table of cap slots (a power of two) under h's
  * key: for tests that build probe chains on purpose. */
 size_t heap_home(const struct heap *h, uint64_t addr, size_t cap);
+/* Gives back what h holds of the grants, then closes it. */
 void heap_close(struct heap *h);
+/* From now on h takes its blocks and stacks from fn, first what it holds
+ * already (forced: counted even past the bounds, which then refuse h's
+ * next ones until it is back within). h had no charge. */
+void heap_charge_to(struct heap *h, heap_charge_fn fn, void *arg);
 /* dst becomes a copy of src (a fork child's heap as its parent's was at
  * the fork): the blocks' and the stacks' chunks are shared copy on write,
  * O(slots / HEAP_CHUNK + stacks / HEAP_STACK_CHUNK); the frames, which
  * never change, are shared by the chunks that hold them. Either may change
- * or close first. */
+ * or close first. The copy is charged to nobody. */
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
  * block table sized for its peak, the frames of stacks with nothing live).

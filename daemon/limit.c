@@ -72,20 +72,8 @@ static void refuse(struct limit *l, int rc, size_t held, uint64_t now_ms, const 
 		         l->name, l->used, l->max, l->what, l->option, label);
 }
 
-int limit_take(struct limit *l, uint64_t owner, size_t n, uint64_t now_ms, const char *owner_label)
+static void charge(struct limit *l, struct limit_owner *o, uint64_t owner, size_t n)
 {
-	struct limit_owner *o = find(l, owner);
-	size_t held = o != NULL ? o->used : 0;
-	bool alone = l->first_fits && held == 0 && l->used == 0;
-
-	if (!alone && l->per_owner > 0 && (n > l->per_owner || held > l->per_owner - n)) {
-		refuse(l, -EDQUOT, held, now_ms, owner_label);
-		return -EDQUOT;
-	}
-	if (!alone && l->max > 0 && (n > l->max || l->used > l->max - n)) {
-		refuse(l, -ENOSPC, held, now_ms, owner_label);
-		return -ENOSPC;
-	}
 	if (o == NULL) {
 		if (l->nowners == l->owners_cap) {
 			l->owners_cap = l->owners_cap ? l->owners_cap * 2 : 8;
@@ -97,7 +85,36 @@ int limit_take(struct limit *l, uint64_t owner, size_t n, uint64_t now_ms, const
 	}
 	o->used += n;
 	l->used += n;
+}
+
+int limit_check(struct limit *l, uint64_t owner, size_t n)
+{
+	const struct limit_owner *o = find(l, owner);
+	size_t held = o != NULL ? o->used : 0;
+	bool alone = l->first_fits && held == 0 && l->used == 0;
+
+	if (!alone && l->per_owner > 0 && (n > l->per_owner || held > l->per_owner - n))
+		return -EDQUOT;
+	if (!alone && l->max > 0 && (n > l->max || l->used > l->max - n))
+		return -ENOSPC;
 	return 0;
+}
+
+int limit_take(struct limit *l, uint64_t owner, size_t n, uint64_t now_ms, const char *owner_label)
+{
+	int rc = limit_check(l, owner, n);
+
+	if (rc < 0) {
+		refuse(l, rc, limit_used_by(l, owner), now_ms, owner_label);
+		return rc;
+	}
+	charge(l, find(l, owner), owner, n);
+	return 0;
+}
+
+void limit_force(struct limit *l, uint64_t owner, size_t n)
+{
+	charge(l, find(l, owner), owner, n);
 }
 
 void limit_give(struct limit *l, uint64_t owner, size_t n)

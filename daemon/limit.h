@@ -72,6 +72,13 @@ void limit_close(struct limit *l);
  * -ENOSPC when the total does (counted, logged once per burst with
  * owner_label, "uid 1000", and now_ms the loop's clock). */
 int limit_take(struct limit *l, uint64_t owner, size_t n, uint64_t now_ms, const char *owner_label);
+/* Whether limit_take would take n for owner: 0, -EDQUOT or -ENOSPC;
+ * nothing is counted nor logged. */
+int limit_check(struct limit *l, uint64_t owner, size_t n);
+/* Charges n to owner past any bound (what an owner already holds and
+ * must be counted: a fork child's inherited heap); its next takes are
+ * refused until it is back within. */
+void limit_force(struct limit *l, uint64_t owner, size_t n);
 /* Gives back n that owner took. */
 void limit_give(struct limit *l, uint64_t owner, size_t n);
 /* What owner holds now. */

@@ -55,6 +55,12 @@ static void usage(FILE *f)
 	        "  --max-exited N       exited processes kept in memory (default 256)\n"
 	        "  --max-blocks N       live blocks tracked per process (default 67108864)\n"
 	        "  --max-stacks N       distinct stacks per process (default 1048576)\n"
+	        "  --max-blocks-per-uid N  live blocks tracked for one uid's processes\n"
+	        "                       (default 67108864; ended processes count until\n"
+	        "                       forgotten, and make room for live ones)\n"
+	        "  --max-blocks-total N ... for everybody's (default 268435456)\n"
+	        "  --max-stacks-per-uid N  stacks of one uid's processes (default 2097152)\n"
+	        "  --max-stacks-total N ... of everybody's (default 8388608)\n"
 	        "  --max-modules N      mapped objects kept per process (default 8192)\n"
 	        "  --max-control-connections N  control connections in all (default 256)\n"
 	        "  --max-control-connections-per-uid N  ... of one uid (default 16)\n"
@@ -192,7 +198,11 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_FORK_BYTES,
 		O_SYMBOL_BYTES,
 		O_STORE_BYTES,
-		O_STORE_BYTES_UID
+		O_STORE_BYTES_UID,
+		O_BLOCKS_UID,
+		O_BLOCKS_TOTAL,
+		O_STACKS_UID,
+		O_STACKS_TOTAL
 	};
 	static const struct option opts[] = {
 	    {"runtime-dir", required_argument, NULL, O_RUNTIME},
@@ -204,6 +214,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"max-symbol-cache-bytes", required_argument, NULL, O_SYMBOL_BYTES},
 	    {"max-blocks", required_argument, NULL, O_BLOCKS},
 	    {"max-stacks", required_argument, NULL, O_STACKS},
+	    {"max-blocks-per-uid", required_argument, NULL, O_BLOCKS_UID},
+	    {"max-blocks-total", required_argument, NULL, O_BLOCKS_TOTAL},
+	    {"max-stacks-per-uid", required_argument, NULL, O_STACKS_UID},
+	    {"max-stacks-total", required_argument, NULL, O_STACKS_TOTAL},
 	    {"max-modules", required_argument, NULL, O_MODULES},
 	    {"debuginfod", no_argument, NULL, O_DEBUGINFOD},
 	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
@@ -235,6 +249,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	d->cfg.max_symbol_cache_bytes = (size_t)256 << 20;
 	d->cfg.max_blocks = (size_t)64 << 20;
 	d->cfg.max_stacks = (size_t)1 << 20;
+	d->cfg.max_blocks_per_uid = (size_t)64 << 20;
+	d->cfg.max_blocks_total = (size_t)256 << 20;
+	d->cfg.max_stacks_per_uid = (size_t)2 << 20;
+	d->cfg.max_stacks_total = (size_t)8 << 20;
 	d->cfg.max_modules = MODMAP_DEFAULT_MAX;
 	d->cfg.snapshot_interval = 60;
 	d->cfg.retain_snapshots = 100;
@@ -286,6 +304,24 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case O_BLOCKS:
 			if (parse_size("--max-blocks", optarg, &d->cfg.max_blocks) < 0)
+				return -EINVAL;
+			break;
+		case O_BLOCKS_UID:
+			if (parse_size("--max-blocks-per-uid", optarg, &d->cfg.max_blocks_per_uid) <
+			    0)
+				return -EINVAL;
+			break;
+		case O_BLOCKS_TOTAL:
+			if (parse_size("--max-blocks-total", optarg, &d->cfg.max_blocks_total) < 0)
+				return -EINVAL;
+			break;
+		case O_STACKS_UID:
+			if (parse_size("--max-stacks-per-uid", optarg, &d->cfg.max_stacks_per_uid) <
+			    0)
+				return -EINVAL;
+			break;
+		case O_STACKS_TOTAL:
+			if (parse_size("--max-stacks-total", optarg, &d->cfg.max_stacks_total) < 0)
 				return -EINVAL;
 			break;
 		case O_STACKS:
@@ -491,6 +527,10 @@ static void limits_init(struct daemon *d)
 		per = d->cfg.max_sessions / 4 ? d->cfg.max_sessions / 4 : 1;
 	limit_init(&d->agent_sessions, "agent_connections", "traced processes", "--max-sessions",
 	           "--max-sessions-per-uid", d->cfg.max_sessions, per);
+	limit_init(&d->model_blocks, "tracked_blocks", "live blocks tracked", "--max-blocks-total",
+	           "--max-blocks-per-uid", d->cfg.max_blocks_total, d->cfg.max_blocks_per_uid);
+	limit_init(&d->model_stacks, "tracked_stacks", "stacks tracked", "--max-stacks-total",
+	           "--max-stacks-per-uid", d->cfg.max_stacks_total, d->cfg.max_stacks_per_uid);
 	bytes = d->cfg.max_fork_image_bytes;
 	limit_init(&d->fork_images, "fork_image_bytes",
 	           "bytes of parents' heaps kept for their fork children", "--max-fork-image-bytes",
@@ -647,6 +687,8 @@ out_loop:
 	limit_close(&d.snap_bytes);
 	limit_close(&d.agent_sessions);
 	limit_close(&d.fork_images);
+	limit_close(&d.model_blocks);
+	limit_close(&d.model_stacks);
 out:
 	free(d.agent_path);
 	free(d.control_path);

@@ -659,9 +659,11 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 {
 	const struct daemon *d = m->d;
 	const struct limit *ls[] = {
-	    &d->agent_sessions, &d->fork_images, &d->control_conns,
-	    &d->snap_queue,     &d->snap_bytes,  m->http != NULL ? http_limit(m->http) : NULL};
-	const char *per[] = {"uid", "uid", "uid", "uid", "uid", "origin"};
+	    &d->agent_sessions, &d->fork_images,
+	    &d->control_conns,  &d->snap_queue,
+	    &d->snap_bytes,     &d->model_blocks,
+	    &d->model_stacks,   m->http != NULL ? http_limit(m->http) : NULL};
+	const char *per[] = {"uid", "uid", "uid", "uid", "uid", "uid", "uid", "origin"};
 	const size_t nl = sizeof(ls) / sizeof(ls[0]);
 	struct symbols_stats ss;
 	struct store_usage su = {0};
@@ -800,6 +802,10 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	family(b, f, "memtrace_loop_slow_iterations", M_COUNTER, NULL,
 	       "Loop iterations that ran callbacks for more than 50 ms.");
 	sb_printf(b, "memtrace_loop_slow_iterations_total %" PRIu64 "\n", d->loopwatch.slow);
+	family(b, f, "memtrace_models_forgotten", M_COUNTER, NULL,
+	       "Ended processes forgotten before their time to make room for the blocks or "
+	       "stacks of live ones (--max-blocks-per-uid and the like).");
+	sb_printf(b, "memtrace_models_forgotten_total %" PRIu64 "\n", d->models_forgotten);
 }
 
 static char *render(struct metrics *m, const struct result *r, enum format f, size_t *len)

@@ -51,6 +51,14 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The session's heap takes its blocks and stacks from its user's share
+ * (agentsrv.c), if the daemon bounds them. */
+static void charge_model(struct session *s)
+{
+	if (s->d->model_charge != NULL)
+		heap_charge_to(&s->heap, s->d->model_charge, s);
+}
+
 struct session *session_new(struct daemon *d)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
@@ -59,6 +67,7 @@ struct session *session_new(struct daemon *d)
 	s->id = ++d->next_session_id;
 	s->state = SESSION_LIVE;
 	heap_init(&s->heap, d->cfg.max_blocks, d->cfg.max_stacks);
+	charge_model(s);
 	modmap_init(&s->modules, d->cfg.max_modules, 0);
 	s->drain.fd = -1;
 	s->passed_fd = -1;
@@ -181,6 +190,7 @@ static void on_fork(void *arg, uint64_t seq)
 	if (c != NULL) {
 		heap_close(&c->heap);
 		heap_clone(&c->heap, &s->heap);
+		charge_model(c);
 		inherit(c, s);
 		return;
 	}
@@ -254,6 +264,7 @@ static bool try_inherit(struct session *s)
 			struct session_fork *f = &p->forks[i];
 			heap_close(&s->heap);
 			s->heap = f->heap;
+			charge_model(s);
 			p->fork_bytes -= f->bytes;
 			limit_give(&s->d->fork_images, p->uid, f->bytes);
 			memmove(f, f + 1, (p->nforks - i - 1) * sizeof(*p->forks));

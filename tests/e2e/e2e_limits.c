@@ -89,6 +89,17 @@
  *                       the file lost (before: nothing bounded the file; then
  *                       the log undercounted, uid 65534 saw all users'
  *                       totals, a lowered bound waited for the next write)
+ *  model_bounds         with --max-blocks-per-uid 24576, uid 65534 runs two
+ *                       programs of 16,384 live blocks each at once: the
+ *                       first is exact, the second says limit_reached
+ *                       "blocks", the uid holds at most its bound (status
+ *                       tracked_blocks, /metrics), root's program stays
+ *                       exact; once both ended, a third program of uid
+ *                       65534 is exact: the ended ones were forgotten to
+ *                       make room (logged, counted), their exit snapshots
+ *                       stay (before: one user's processes could make the
+ *                       daemon hold --max-sessions-per-uid times
+ *                       --max-blocks)
  *  store_escaped        uid 65534 runs programs whose argument is 1500
  *                       control bytes (stored escaped, six bytes each) with
  *                       --max-store-bytes-per-uid 16 KiB: every snapshot is
@@ -1546,6 +1557,155 @@ END_TEST
 
 /* ------------------------------------------------------------- runner */
 
+/* -------------------------------------------------------- model_bounds */
+
+#define MODEL_PER_UID 24576
+#define MODEL_BLOCKS  16384 /* manystacks 14 */
+
+/* stats --pid of a program of uid 65534 once its MODEL_BLOCKS blocks are
+ * read: limit_reached as *arg wants ("blocks", or NULL for none). */
+static char *check_model_stats(const cJSON *json, void *arg)
+{
+	const char *want = arg;
+	const cJSON *lr = cJSON_GetObjectItemCaseSensitive(json, "limit_reached");
+	long long blocks = -1;
+	h_json_int(json, "blocks", &blocks);
+	if (want == NULL) {
+		if (!cJSON_IsNull(lr) || blocks < MODEL_BLOCKS)
+			return h_strf("limit_reached not null or %lld blocks", blocks);
+		return NULL;
+	}
+	if (!cJSON_IsString(lr) || strcmp(lr->valuestring, want) != 0)
+		return h_strf("limit_reached is not \"%s\" (%lld blocks)", want, blocks);
+	if (blocks >= MODEL_BLOCKS)
+		return h_strf("%lld blocks tracked past the bound", blocks);
+	return NULL;
+}
+
+static struct h_truth *model_prog(struct h_proc *p, const char *want_limit)
+{
+	static const char *const levels[] = {"14", NULL};
+	struct h_ctl r;
+	char pid[24];
+
+	h_prog_start(p, &D, "manystacks", levels, H_NOBODY, NULL);
+	h_proc_expect_ready(p);
+	struct h_truth *t = h_truth_must(p->truth);
+	snprintf(pid, sizeof pid, "%ld", t->pid);
+	const char *stats[] = {"stats", "--pid", pid, NULL};
+	char *why = h_ctl_poll(&D, H_NOBODY, &r, check_model_stats, (void *)want_limit, stats);
+	ck_assert_msg(why == NULL, "pid %s: %s: %.800s", pid, why, r.out);
+	h_ctl_free(&r);
+	if (want_limit == NULL) {
+		struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+		const char *top[] = {"top", "--pid", pid, "--limit", "0", NULL};
+		why = h_ctl_poll(&D, H_NOBODY, &r, h_check_top_fn, &e, top);
+		ck_assert_msg(why == NULL, "pid %s differs from its book: %.2000s", pid, why);
+		h_ctl_free(&r);
+	}
+	return t;
+}
+
+/* Every program of uid 65534 has ended. */
+static char *check_none_live(const cJSON *json, void *arg)
+{
+	const cJSON *e;
+	(void)arg;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(json, "processes"))
+	{
+		const char *st = h_json_str(e, "state");
+		long long uid = -1;
+		if (h_json_int(e, "uid", &uid) && uid == H_NOBODY && st != NULL &&
+		    strcmp(st, "live") == 0)
+			return h_strf("a process of uid 65534 is live");
+	}
+	return NULL;
+}
+
+START_TEST(model_bounds)
+{
+	char per_uid[24];
+	snprintf(per_uid, sizeof per_uid, "%d", MODEL_PER_UID);
+	const char *opts[] = {"--snapshot-interval",
+	                      "0",
+	                      "--metrics-listen",
+	                      "127.0.0.1:0",
+	                      "--max-blocks-per-uid",
+	                      per_uid,
+	                      NULL};
+	struct h_proc v, a, b, c;
+	struct h_ctl r;
+	char apid[24];
+
+	start(opts);
+	int port = logged_port();
+	struct h_truth *vt = victim_start(&v);
+	victim_top(vt, "before uid 65534's programs");
+
+	struct h_truth *ta = model_prog(&a, NULL);
+	struct h_truth *tb = model_prog(&b, "blocks");
+	long long yours = status_limit(H_NOBODY, "tracked_blocks", "yours");
+	ck_assert_msg(yours >= MODEL_BLOCKS && yours <= MODEL_PER_UID,
+	              "uid 65534 holds %lld tracked blocks (bound %d)", yours, MODEL_PER_UID);
+	ck_assert_int_eq(status_limit(H_NOUID, "tracked_blocks", "per_uid"), MODEL_PER_UID);
+	ck_assert_int_gt(status_limit(H_NOUID, "tracked_blocks", "refused"), 0);
+	char *m = http_get("127.0.0.1", port);
+	ck_assert_int_eq(
+	    sample(m, "memtrace_limit_max{limit=\"tracked_blocks\",scope=\"per_uid\"}"),
+	    MODEL_PER_UID);
+	long long used = sample(m, "memtrace_limit_used{limit=\"tracked_blocks\"}");
+	ck_assert_msg(used >= yours, "/metrics: %lld tracked blocks in all", used);
+	free(m);
+	ck_assert_int_eq(log_count("limit tracked_blocks reached: uid 65534"), 1);
+	victim_top(vt, "while uid 65534 is at its bound");
+
+	/* Both end; their models stay (ended processes are listed) until a
+	 * live process of theirs needs the room. */
+	snprintf(apid, sizeof apid, "%ld", ta->pid);
+	ck_assert_int_eq(h_proc_send(&a, "exit"), 0);
+	h_proc_end(&a, "manystacks a");
+	ck_assert_int_eq(h_proc_send(&b, "exit"), 0);
+	h_proc_end(&b, "manystacks b");
+	const char *list[] = {"list", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, check_none_live, NULL, list);
+	ck_assert_msg(why == NULL, "%s", why);
+	h_ctl_free(&r);
+	ck_assert_int_eq(status_limit(H_NOUID, "models_forgotten", NULL), 0);
+
+	struct h_truth *tc = model_prog(&c, NULL);
+	ck_assert_int_ge(status_limit(H_NOUID, "models_forgotten", NULL), 1);
+	ck_assert_int_ge(log_count("makes room for a live process of uid 65534"), 1);
+	yours = status_limit(H_NOBODY, "tracked_blocks", "yours");
+	ck_assert_msg(yours <= MODEL_PER_UID, "uid 65534 holds %lld tracked blocks", yours);
+	/* The first was forgotten (the oldest): it is listed no more, and its
+	 * top answers from its exit snapshot, exact. */
+	h_ctl_ok(&D, H_NOUID, &r, list);
+	const cJSON *e;
+	int listed = 0;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(r.json, "processes"))
+	{
+		long long pid = -1;
+		listed += h_json_int(e, "pid", &pid) && pid == ta->pid;
+	}
+	ck_assert_msg(listed == 0, "pid %s (forgotten) is still listed: %.1500s", apid, r.out);
+	h_ctl_free(&r);
+	struct h_expect ea = {.t = ta, .files = ta, .key = H_KEY_LINENO};
+	const char *topa[] = {"top", "--pid", apid, "--limit", "0", NULL};
+	h_ctl_ok(&D, H_NOBODY, &r, topa);
+	why = h_check_top(r.json, &ea);
+	ck_assert_msg(why == NULL, "pid %s (forgotten), from its exit snapshot: %.2000s", apid,
+	              why);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&c, "exit"), 0);
+	h_proc_end(&c, "manystacks c");
+	victim_end(&v, vt, "after uid 65534's programs");
+	h_truth_free(ta);
+	h_truth_free(tb);
+	h_truth_free(tc);
+	h_daemon_stop(&D);
+}
+END_TEST
+
 /* ------------------------------------------------------- store_bounds */
 
 #define STORE_PER_UID 16384
@@ -2077,6 +2237,8 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, symbol_cache);
 	tc = h_tcase(s, "store_options", 30, NULL, teardown);
 	tcase_add_test(tc, store_options);
+	tc = h_tcase(s, "model_bounds", 120, NULL, teardown);
+	tcase_add_test(tc, model_bounds);
 	tc = h_tcase(s, "store_escaped", 60, NULL, teardown);
 	tcase_add_test(tc, store_escaped);
 	tc = h_tcase(s, "store_bounds", 180, NULL, teardown);
@@ -2086,6 +2248,6 @@ static Suite *limits_suite(void)
 
 int main(void)
 {
-	static const char *const progs[] = {"sites", "leaker", "hugeblocks", NULL};
+	static const char *const progs[] = {"sites", "leaker", "hugeblocks", "manystacks", NULL};
 	return h_run_suite("e2e_limits", limits_suite(), progs);
 }

@@ -2261,6 +2261,114 @@ START_TEST(test_copies_stacks)
 }
 END_TEST
 
+/* ---- grants of a bound shared with other heaps (heap_charge_to) ---- */
+
+/* The owner's books: what it granted, against its own bound. */
+struct owner {
+	long blocks, stacks, max_blocks, max_stacks;
+	int refusals;
+};
+
+static int owner_charge(void *arg, enum heap_charged what, long n, bool force)
+{
+	struct owner *o = arg;
+	long *held = what == HEAP_CHARGED_BLOCKS ? &o->blocks : &o->stacks;
+	long max = what == HEAP_CHARGED_BLOCKS ? o->max_blocks : o->max_stacks;
+	if (n > 0 && !force && *held + n > max) {
+		o->refusals++;
+		return -EDQUOT;
+	}
+	*held += n;
+	ck_assert_int_ge(*held, 0);
+	return 0;
+}
+
+static int put_block(struct heap *h, uint64_t *seq, uint64_t addr, uint32_t stack)
+{
+	struct proto_event ev = {
+	    .seq = ++*seq, .addr = addr, .size = 8, .stack_id = stack, .kind = PROTO_EV_ALLOC};
+	return heap_apply(h, &ev);
+}
+
+static int drop_block(struct heap *h, uint64_t *seq, uint64_t addr)
+{
+	struct proto_event ev = {.seq = ++*seq, .addr = addr, .kind = PROTO_EV_FREE};
+	return heap_apply(h, &ev);
+}
+
+/* Two heaps share one owner's bound of 3 grants of blocks and 2 of
+ * stacks: together they never hold more, what is refused is said in
+ * limit_reached and not tracked, frees and closes give grants back, a
+ * clone is charged to nobody until heap_charge_to charges it what it
+ * holds (past the bound if it must). */
+START_TEST(test_charge_grants)
+{
+	struct owner o = {.max_blocks = 3 * (long)HEAP_GRANT_BLOCKS,
+	                  .max_stacks = 2 * (long)HEAP_GRANT_STACKS};
+	struct heap a, b, c;
+	uint64_t sa = 0, sb = 0;
+	const size_t g = HEAP_GRANT_BLOCKS;
+
+	heap_init(&a, 0, 0);
+	heap_init(&b, 0, 0);
+	heap_charge_to(&a, owner_charge, &o);
+	heap_charge_to(&b, owner_charge, &o);
+	ck_assert_int_eq(o.blocks, 0);
+	/* a takes two grants' worth and one block; b the rest */
+	for (uint64_t i = 0; i < 2 * g + 1; i++)
+		ck_assert_int_eq(put_block(&a, &sa, 0x10000 + i * 16, 0), 0);
+	ck_assert_int_eq(o.blocks, 3 * (long)g);
+	ck_assert_int_eq(a.limit_reached, 0);
+	ck_assert_int_eq(put_block(&b, &sb, 0x10000, 0), 0);
+	ck_assert_uint_eq(b.count, 0);
+	ck_assert_int_eq(b.limit_reached, HEAP_LIMIT_BLOCKS);
+	ck_assert_int_eq(o.refusals, 1);
+	/* a fills its last grant, then is refused too */
+	for (uint64_t i = 2 * g + 1; i < 3 * g + 5; i++)
+		ck_assert_int_eq(put_block(&a, &sa, 0x10000 + i * 16, 0), 0);
+	ck_assert_uint_eq(a.count, 3 * g);
+	ck_assert_int_eq(a.limit_reached, HEAP_LIMIT_BLOCKS);
+	ck_assert_int_eq(o.blocks, 3 * (long)g);
+	/* a frees down to g - 1 blocks: it keeps a spare grant, gives the rest */
+	for (uint64_t i = g - 1; i < 3 * g; i++)
+		ck_assert_int_eq(drop_block(&a, &sa, 0x10000 + i * 16), 0);
+	ck_assert_uint_eq(a.count, g - 1);
+	ck_assert_int_le(o.blocks, 2 * (long)g);
+	ck_assert_int_ge(o.blocks, (long)g);
+	/* now b gets a grant */
+	ck_assert_int_eq(put_block(&b, &sb, 0x20000, 0), 0);
+	ck_assert_uint_eq(b.count, 1);
+
+	/* stacks: 2 grants in all */
+	uint64_t frame = 0x400000;
+	uint32_t id;
+	for (id = 1; id <= 2 * HEAP_GRANT_STACKS + 10; id++)
+		ck_assert_int_eq(heap_define_stack(&a, id, &frame, 1), 0);
+	ck_assert_uint_eq(a.ndefined, 2 * HEAP_GRANT_STACKS);
+	ck_assert_int_eq(o.stacks, 2 * (long)HEAP_GRANT_STACKS);
+	ck_assert(a.limit_reached & HEAP_LIMIT_STACKS);
+	ck_assert_int_eq(heap_define_stack(&b, 1, &frame, 1), 0);
+	ck_assert_uint_eq(b.ndefined, 0);
+
+	/* a clone is nobody's until charged, then charged what it holds */
+	long before = o.blocks;
+	heap_clone(&c, &a);
+	ck_assert_int_eq(o.blocks, before);
+	heap_charge_to(&c, owner_charge, &o);
+	ck_assert_int_eq(o.blocks, before + (long)g);            /* g - 1 blocks: a grant */
+	ck_assert_int_eq(o.stacks, 4 * (long)HEAP_GRANT_STACKS); /* past the bound */
+	ck_assert_int_eq(put_block(&c, &sa, 0x90000, 0), 0);     /* within its grant */
+	ck_assert_uint_eq(c.count, g);
+	ck_assert_int_eq(put_block(&c, &sa, 0x90010, 0), 0); /* a new grant: refused */
+	ck_assert_uint_eq(c.count, g);
+	heap_close(&c);
+	heap_close(&a);
+	ck_assert_int_eq(o.stacks, 0);
+	heap_close(&b);
+	ck_assert_int_eq(o.blocks, 0);
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
 	Suite *s = suite_create("heap");
@@ -2296,6 +2404,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_keys_differ);
 	tcase_add_test(tc, test_copies_frozen);
 	tcase_add_test(tc, test_copies_stacks);
+	tcase_add_test(tc, test_charge_grants);
 	suite_add_tcase(s, tc);
 
 	return s;
