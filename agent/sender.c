@@ -265,11 +265,19 @@ static void wake_all_rings(void)
 
 /* Says why tracing stopped: the daemon went away, or the program closed the
  * agent's socket (-EBADF from sock_check or send). */
+/* When the connection was made (a loss soon after is a refusal). */
+static uint64_t hello_ns;
+
 static void say_lost(int rc)
 {
 	char num[24];
 
-	if (rc != -EBADF)
+	if (rc != -EBADF && sysdep_now_ns() - hello_ns < 2000000000ull)
+		sysdep_say("memtraced closed the connection at once (", strerror(-rc),
+		           "; it may trace as many of this user's processes as it allows: "
+		           "memtracectl status, limits.agent_connections); the program continues "
+		           "untraced");
+	else if (rc != -EBADF)
 		sysdep_say("lost the connection to memtraced (", strerror(-rc),
 		           "); the program continues untraced");
 	else
@@ -341,9 +349,12 @@ int sender_hello(void)
 		               : "; the program runs untraced");
 		return rc;
 	}
+	hello_ns = sysdep_now_ns();
 	if ((rc = send_hello()) < 0) {
-		sysdep_say("cannot talk to memtraced at ", g_cfg.socket,
-		           "; the program runs untraced");
+		sysdep_say("memtraced at ", g_cfg.socket,
+		           " closed the connection (it may trace as many of this user's processes "
+		           "as it allows: memtracectl status, limits.agent_connections); the "
+		           "program runs untraced");
 		sock_release();
 	}
 	return rc;
@@ -364,7 +375,14 @@ int sender_start(void)
 	return 0;
 
 err_close:
-	sysdep_say("cannot talk to memtraced at ", g_cfg.socket, "; the program runs untraced");
+	if (rc == -EAGAIN)
+		sysdep_say("cannot start the thread that talks to memtraced at ", g_cfg.socket,
+		           "; the program runs untraced");
+	else
+		sysdep_say("memtraced at ", g_cfg.socket,
+		           " closed the connection (it may trace as many of this user's processes "
+		           "as it allows: memtracectl status, limits.agent_connections); the "
+		           "program runs untraced");
 	sock_release();
 	return rc;
 }

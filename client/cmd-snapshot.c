@@ -6,6 +6,9 @@
  * client names (it may run as another user), so the client fetches the stored
  * snapshot's document and writes it itself. That costs a second request, but
  * the file then holds exactly what the store holds under the printed id.
+ * When the store refuses the snapshot (a bound of --max-store-bytes*, or
+ * no store), the file is written all the same from the live process (as
+ * `compare live:PID` reads it), and the answer says "stored": false and why.
  */
 #include "client.h"
 
@@ -29,7 +32,8 @@ const struct cmd_entry cmd_snapshot_entry = {
             "atomically; the answer then has \"file\".\n\n"
             "Options:\n"
             "  --pid P             the traced process (required)\n"
-            "  -o, --output FILE   also write the snapshot to FILE\n",
+            "  -o, --output FILE   also write the snapshot to FILE (even when the store\n"
+            "                      refuses it: then \"stored\" is false, with why)\n",
     .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID},
                                                      {"output", 'o', ARGS_FILE},
                                                      {NULL}}},
@@ -68,6 +72,41 @@ out:
 	return rc;
 }
 
+/* The store refused the snapshot (err, its answer): the live process's
+ * snapshot is written to `path` all the same, and the answer says it was
+ * not stored, and why. */
+static int snapshot_save_live(struct client *c, int pid, const char *path, const cJSON *err)
+{
+	struct snapshot *s = NULL;
+	struct snapref ref = {.kind = SNAPREF_LIVE, .pid = pid, .arg = "the process"};
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(err, "error");
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+	int rc = snapref_load(c, &ref, &s);
+
+	if (rc != 0)
+		return rc;
+	rc = snapshot_write_file(s, path);
+	if (rc < 0) {
+		rc = client_error(c, CLIENT_EXIT_ERROR, "file_error",
+		                  "the snapshot (not stored: %s) cannot be written to %s: %s",
+		                  cJSON_IsString(msg) ? msg->valuestring : "store_error", path,
+		                  strerror(-rc));
+		snapshot_free(s);
+		return rc;
+	}
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "pid", pid);
+	cJSON_AddNullToObject(r, "id");
+	cJSON_AddFalseToObject(r, "stored");
+	cJSON_AddStringToObject(r, "store_error",
+	                        cJSON_IsString(msg) ? msg->valuestring : "store_error");
+	cJSON_AddStringToObject(r, "file", path);
+	client_output(c, r, table_snapshot);
+	cJSON_Delete(r);
+	snapshot_free(s);
+	return CLIENT_EXIT_OK;
+}
+
 static int cmd_snapshot_exec(struct client *c, const struct args *a)
 {
 	const char *output = args_get(a, "output");
@@ -80,9 +119,24 @@ static int cmd_snapshot_exec(struct client *c, const struct args *a)
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "snapshot");
 	cJSON_AddNumberToObject(req, "pid", pid);
-	rc = client_call(c, req, &resp);
-	if (rc != 0)
+	if (output != NULL) {
+		/* A snapshot the store refuses (a bound, or no store) still
+		 * goes to FILE, which needs no store: from the live process. */
+		rc = client_call_raw(c, req, &resp);
+		if (rc != 0)
+			goto out;
+		const char *code = client_error_code(resp);
+		if (code != NULL && strcmp(code, "store_error") == 0) {
+			rc = snapshot_save_live(c, pid, output, resp);
+			goto out;
+		}
+		if (code != NULL) {
+			rc = client_report_error(c, resp);
+			goto out;
+		}
+	} else if ((rc = client_call(c, req, &resp)) != 0) {
 		goto out;
+	}
 	if (output != NULL) {
 		rc = snapshot_save(c, cJSON_GetObjectItemCaseSensitive(resp, "id"), output);
 		if (rc != 0)

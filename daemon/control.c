@@ -1169,10 +1169,15 @@ static void on_connection(uv_stream_t *server, int status)
 		/* One line, written at once (the socket's buffer is empty), so
 		 * the client reads why before it sees the end. */
 		cJSON *e =
-		    error_json("too_many_connections", "%s control connections are open (%s)",
-		               rc == -EDQUOT ? "this uid's" : "all",
-		               rc == -EDQUOT ? "--max-control-connections-per-uid"
-		                             : "--max-control-connections");
+		    rc == -EDQUOT
+		        ? error_json("too_many_connections",
+		                     "limit reached: uid %u has %zu control connections open, as "
+		                     "many as --max-control-connections-per-uid allows; close one",
+		                     (unsigned)c->uid, limit_used_by(&d->control_conns, c->uid))
+		        : error_json("too_many_connections",
+		                     "limit reached: %zu control connections are open, as many as "
+		                     "--max-control-connections allows",
+		                     d->control_conns.used);
 		char *text = cJSON_PrintUnformatted(e);
 		cJSON_Delete(e);
 		size_t n = strlen(text);

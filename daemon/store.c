@@ -1492,13 +1492,15 @@ int store_write_bounded(struct store *st, const struct snapshot *s, struct store
 	w->bytes = store_charge(s);
 	if (st->max_per_uid > 0 && w->bytes > st->max_per_uid) {
 		rc = fail(st, -EFBIG,
-		          "the snapshot is charged %llu bytes, more than a uid may hold (%llu)",
+		          "the snapshot is charged %llu bytes, more than a uid may hold (%llu, "
+		          "--max-store-bytes-per-uid)",
 		          (unsigned long long)w->bytes, (unsigned long long)st->max_per_uid);
 		goto refused;
 	}
 	if (st->max_bytes > 0 && w->bytes > st->max_bytes) {
 		rc = fail(st, -EFBIG,
-		          "the snapshot is charged %llu bytes, more than the store may hold (%llu)",
+		          "the snapshot is charged %llu bytes, more than the store may hold (%llu, "
+		          "--max-store-bytes)",
 		          (unsigned long long)w->bytes, (unsigned long long)st->max_bytes);
 		goto refused;
 	}

@@ -100,6 +100,11 @@
  *                       stay (before: one user's processes could make the
  *                       daemon hold --max-sessions-per-uid times
  *                       --max-blocks)
+ *  snapshot_file        with --max-store-bytes-per-uid 2K, `snapshot --pid P
+ *                       -o FILE` of a program whose snapshot is larger:
+ *                       the store refuses it, the file is written all the
+ *                       same and exact, the answer says "stored": false and
+ *                       names the option (before: no file at all)
  *  store_escaped        uid 65534 runs programs whose argument is 1500
  *                       control bytes (stored escaped, six bytes each) with
  *                       --max-store-bytes-per-uid 16 KiB: every snapshot is
@@ -652,8 +657,11 @@ START_TEST(control_limits)
 	while (n + 1 < sizeof line && read_byte(a.up[0], &c, 30000) == 1 && c != '\n')
 		line[n++] = c;
 	line[n] = '\0';
+	char holds[64];
+	snprintf(holds, sizeof holds, "uid 65534 has %d control connections open", CTL_PER_UID);
 	ck_assert_msg(strstr(line, "\"too_many_connections\"") != NULL &&
-	                  strstr(line, "--max-control-connections-per-uid") != NULL,
+	                  strstr(line, "--max-control-connections-per-uid") != NULL &&
+	                  strstr(line, holds) != NULL,
 	              "the fifth connection of uid 65534 read: %s", line);
 	/* memtracectl as uid 65534 is refused the same way, root's works. */
 	h_ctl_error(&D, H_NOBODY, (const char *[]){"status", NULL}, "too_many_connections");
@@ -1021,6 +1029,14 @@ START_TEST(agent_sessions)
 	ck_assert_int_eq(status_limit(H_NOUID, "agent_connections", "refused"),
 	                 SESS_MAX - SESS_PER_UID);
 	ck_assert_int_eq(log_count("(--max-sessions-per-uid)"), 1);
+	/* A traced program of uid 65534 now runs untraced, and says why. */
+	struct h_proc p;
+	h_prog_start(&p, &D, "leaker", NULL, H_NOBODY, NULL);
+	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+	ck_assert_msg(p.err.data != NULL && strstr(p.err.data, "limits.agent_connections") != NULL,
+	              "uid 65534's program refused a session said: %.800s",
+	              p.err.data != NULL ? p.err.data : "");
+	h_proc_cleanup(&p);
 	ck_assert_int_eq(write(a.down[1], "x", 1), 1);
 	wait_nobody(child, "agent connections");
 	victim_end(&v, vt, "after the agent connections");
@@ -1556,6 +1572,40 @@ START_TEST(fork_images)
 END_TEST
 
 /* ------------------------------------------------------------- runner */
+
+/* ------------------------------------------------------- snapshot_file */
+
+START_TEST(snapshot_file)
+{
+	const char *opts[] = {"--snapshot-interval", "0", "--max-store-bytes-per-uid", "2K", NULL};
+	struct h_proc v;
+	struct h_ctl r;
+	char pid[24];
+
+	start(opts);
+	struct h_truth *vt = victim_start(&v);
+	victim_top(vt, "before");
+	char *file = h_daemon_file(&D, "refused.json");
+	snprintf(pid, sizeof pid, "%ld", vt->pid);
+	const char *snap[] = {"snapshot", "--pid", pid, "-o", file, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, snap);
+	const cJSON *stored = cJSON_GetObjectItemCaseSensitive(r.json, "stored");
+	const char *why = h_json_str(r.json, "store_error");
+	ck_assert_msg(cJSON_IsFalse(stored) && why != NULL &&
+	                  strstr(why, "--max-store-bytes-per-uid") != NULL,
+	              "snapshot -o past the store's bound answers: %.800s", r.out);
+	h_ctl_free(&r);
+	struct h_expect e = {.t = vt, .files = vt, .key = H_KEY_LINENO};
+	const char *top[] = {"top", "--snapshot", file, "--limit", "0", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, top);
+	char *diff = h_check_top(r.json, &e);
+	ck_assert_msg(diff == NULL, "the file differs from the program's book: %.2000s", diff);
+	h_ctl_free(&r);
+	free(file);
+	victim_end(&v, vt, "after");
+	h_daemon_stop(&D);
+}
+END_TEST
 
 /* -------------------------------------------------------- model_bounds */
 
@@ -2237,6 +2287,8 @@ static Suite *limits_suite(void)
 	tcase_add_test(tc, symbol_cache);
 	tc = h_tcase(s, "store_options", 30, NULL, teardown);
 	tcase_add_test(tc, store_options);
+	tc = h_tcase(s, "snapshot_file", 60, NULL, teardown);
+	tcase_add_test(tc, snapshot_file);
 	tc = h_tcase(s, "model_bounds", 120, NULL, teardown);
 	tcase_add_test(tc, model_bounds);
 	tc = h_tcase(s, "store_escaped", 60, NULL, teardown);
