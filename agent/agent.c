@@ -37,14 +37,16 @@
 #include "region.h"
 #include "ring.h"
 #include "sender.h"
+#include "sampleset.h"
 #include "stacktab.h"
 #include "sysdep.h"
 #include "unwind.h"
 
 /* ---- the real allocator and the bootstrap arena ---- */
 
-#define BOOT_SIZE (256 * 1024)
-static _Alignas(64) char boot_arena[BOOT_SIZE];
+_Alignas(64) char agent_boot_arena[AGENT_BOOT_SIZE];
+#define boot_arena agent_boot_arena
+#define BOOT_SIZE  AGENT_BOOT_SIZE
 static _Atomic size_t boot_used;
 
 void *agent_boot_alloc(size_t size, size_t align)
@@ -63,11 +65,6 @@ void *agent_boot_alloc(size_t size, size_t align)
 size_t agent_boot_avail(const void *p)
 {
 	return (size_t)(boot_arena + atomic_load(&boot_used) - (const char *)p);
-}
-
-int agent_is_boot(const void *p)
-{
-	return (const char *)p >= boot_arena && (const char *)p < boot_arena + BOOT_SIZE;
 }
 
 void agent_resolve_real(void)
@@ -334,7 +331,9 @@ static void atfork_child(void)
 	 * record (HELLO names it). */
 	g_parent_pid = g_pid;
 	g_pid = getpid();
-	/* The child draws its own samples, not a replay of the parent's. */
+	/* The child draws its own samples, not a replay of the parent's; it
+	 * frees its parent's sampled blocks. */
+	sampleset_after_fork_child();
 	agent_tls.rng = 0;
 	agent_tls.sample_left = 0;
 	/* Listed from its start: HELLO now, the sender thread at its first
@@ -418,6 +417,10 @@ static void trace_init(void)
 		atomic_store(&g_state, AGENT_DISABLED);
 		return;
 	}
+	/* Sampled: the frees of unsampled blocks are not sent (sampleset.h);
+	 * without the set every free is, as the daemon expects of none. */
+	if (g_cfg.sample_bytes != 0 && sampleset_init() < 0)
+		sysdep_say("cannot map the set of sampled blocks; every free is sent", NULL, NULL);
 	unwind_init();
 	thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -566,15 +569,14 @@ static int64_t next_sample(struct agent_tls *t)
  * would sample it again; they are skipped, and by the same memorylessness
  * the gap to the next sampled byte starts afresh at the block's end.
  */
-uint64_t agent_sample(struct agent_tls *t, uint64_t size)
+uint64_t agent_sample_slow(struct agent_tls *t, uint64_t size)
 {
-	if (g_cfg.sample_bytes == 0)
-		return size;
-	if (t->sample_left <= 0)
+	if (t->sample_left <= 0) {
 		t->sample_left = next_sample(t); /* the thread's first allocation */
-	if ((uint64_t)t->sample_left > size) {
-		t->sample_left -= (int64_t)size;
-		return 0;
+		if ((uint64_t)t->sample_left > size) {
+			t->sample_left -= (int64_t)size;
+			return 0;
+		}
 	}
 	t->sample_left = next_sample(t);
 	return size;

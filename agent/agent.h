@@ -24,7 +24,13 @@
 void agent_resolve_real(void);
 /* Bootstrap allocations made while dlsym itself allocates. */
 void *agent_boot_alloc(size_t size, size_t align);
-int agent_is_boot(const void *p);
+#define AGENT_BOOT_SIZE (256 * 1024)
+extern char agent_boot_arena[AGENT_BOOT_SIZE];
+static inline int agent_is_boot(const void *p)
+{
+	return (const char *)p >= agent_boot_arena &&
+	       (const char *)p < agent_boot_arena + AGENT_BOOT_SIZE;
+}
 /* Bytes of the arena from p to its used end (an upper bound of p's size). */
 size_t agent_boot_avail(const void *p);
 
@@ -40,7 +46,18 @@ uint32_t agent_stack(struct agent_tls *t);
  * 0 to skip it. Without sampling every allocation is recorded; with it, one
  * of `size` bytes is recorded with probability 1 - exp(-size/sample_bytes)
  * (a zero-byte one never). */
-uint64_t agent_sample(struct agent_tls *t, uint64_t size);
+uint64_t agent_sample_slow(struct agent_tls *t, uint64_t size);
+static inline uint64_t agent_sample(struct agent_tls *t, uint64_t size)
+{
+	if (g_cfg.sample_bytes == 0)
+		return size;
+	/* The common case inline: not sampled, a compare and a subtraction. */
+	if (t->sample_left > 0 && (uint64_t)t->sample_left > size) {
+		t->sample_left -= (int64_t)size;
+		return 0;
+	}
+	return agent_sample_slow(t, size);
+}
 
 /* Records (after a successful allocation / before the real free). */
 void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack);

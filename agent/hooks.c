@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 
 #include "agent.h"
 #include "cfi.h"
+#include "sampleset.h"
 
 static inline void ensure_real(void)
 {
@@ -45,6 +47,9 @@ static void *traced_alloc(void *p, size_t size, struct agent_tls *t)
 		uint64_t reported = agent_sample(t, size);
 		if (reported != 0 || (size == 0 && g_cfg.sample_bytes == 0))
 			agent_record_alloc(t, p, reported, agent_stack(t));
+		/* before the program has p, so before anyone frees it */
+		if (reported != 0 && g_cfg.sample_bytes != 0)
+			sampleset_add((uintptr_t)p);
 	}
 	agent_leave(t);
 	return p;
@@ -66,9 +71,16 @@ AGENT_EXPORT void free(void *p)
 	if (p == NULL || agent_is_boot(p))
 		return;
 	ensure_real();
+	/* Sampled: a block that was never sampled is not the daemon's
+	 * business, and its free costs one load (sampleset.h). */
+	if (g_cfg.sample_bytes != 0 && !sampleset_maybe((uintptr_t)p)) {
+		g_real.free(p);
+		return;
+	}
 	struct agent_tls *t = agent_enter();
 	if (t != NULL) {
-		agent_record_free(t, p);
+		if (g_cfg.sample_bytes == 0 || sampleset_take((uintptr_t)p))
+			agent_record_free(t, p);
 		agent_leave(t);
 	}
 	g_real.free(p);
@@ -95,13 +107,29 @@ static void *realloc_impl(void *old, size_t size)
 		return g_real.realloc(old, size);
 	uint64_t reported = agent_sample(t, size);
 	uint32_t stack = reported != 0 ? agent_stack(t) : 0;
+	/* Sampled: the old block's free is sent only if it was sampled, and
+	 * nothing at all when neither block is the daemon's. */
+	bool sampled = g_cfg.sample_bytes != 0;
+	void *was = old;
+	if (sampled && old != NULL &&
+	    (!sampleset_maybe((uintptr_t)old) || !sampleset_take((uintptr_t)old)))
+		was = NULL;
+	if (sampled && was == NULL && reported == 0) {
+		void *p = g_real.realloc(old, size);
+		agent_leave(t);
+		return p;
+	}
 	struct agent_realloc_tx tx;
 	agent_realloc_begin(t, &tx);
 	void *p = g_real.realloc(old, size);
 	/* realloc(p, 0) frees p in glibc and returns NULL; a NULL return for a
 	 * non-zero size is a failure that leaves the old block alive. */
 	int freed = p != NULL || size == 0;
-	agent_realloc_end(t, &tx, old, p, reported, stack, freed);
+	agent_realloc_end(t, &tx, was, p, reported, stack, freed);
+	if (sampled && was != NULL && !freed)
+		sampleset_add((uintptr_t)was); /* still live, still sampled */
+	if (sampled && p != NULL && reported != 0)
+		sampleset_add((uintptr_t)p);
 	agent_leave(t);
 	return p;
 }

@@ -19,6 +19,7 @@ Suite *stacktab_suite(void);
 Suite *ctlwire_suite(void);
 Suite *session_suite(void);
 Suite *lineage_suite(void);
+Suite *sampleset_suite(void);
 Suite *useraccess_suite(void);
 Suite *jsonout_suite(void);
 Suite *capture_suite(void);
