@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# redis.sh - what tracing costs a real service: Debian's redis-server under
+# `redis-benchmark -P 16 -t set,get`, plain, traced by memtrace (default
+# settings: every allocation, the CFI walker, 32 frames, lossless), traced
+# sampled (MEMTRACE_SAMPLE=524288) and under heaptrack when it is installed,
+# in one invocation; each mode R times, interleaved, the median throughput
+# kept and divided by the plain one.
+#
+# The script starts its own memtraced on a temporary runtime directory and
+# its own redis-servers on a Unix socket there; it never touches a running
+# memtraced or redis. Needs redis-server and redis-tools (scripts/deps.sh
+# bench installs them).
+set -u
+
+usage() {
+	cat <<EOF
+Usage: bench/redis.sh [OPTIONS]
+Throughput of redis-server plain, under memtrace (full and sampled) and under
+heaptrack, with redis-benchmark -P 16 -t set,get.
+
+  --builddir DIR   build tree (default: \$MEMTRACE_BUILDDIR, else ../build)
+  -r, --repeat R   runs per mode, the median is reported (default 3)
+  -n REQUESTS      requests per test (default 2000000)
+  -d BYTES         value size (redis-benchmark -d, default 3)
+  --no-heaptrack   skip heaptrack even when it is installed
+  --keep           keep the temporary directory (logs)
+  -h, --help       this text
+EOF
+}
+
+die() {
+	echo "redis.sh: $*" >&2
+	exit 1
+}
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+builddir=${MEMTRACE_BUILDDIR:-$script_dir/../build}
+repeat=3
+requests=2000000
+size=3
+heaptrack=1
+keep=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--builddir) builddir=$2; shift 2 ;;
+	-r | --repeat) repeat=$2; shift 2 ;;
+	-n) requests=$2; shift 2 ;;
+	-d) size=$2; shift 2 ;;
+	--no-heaptrack) heaptrack=0; shift ;;
+	--keep) keep=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument '$1'" ;;
+	esac
+done
+for v in repeat requests size; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
+done
+command -v redis-server >/dev/null || die "redis-server is missing (sh scripts/deps.sh bench)"
+command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (sh scripts/deps.sh bench)"
+builddir=$(cd "$builddir" && pwd) || die "no build directory"
+agent=$builddir/agent/.libs/libmemtrace.so
+daemon=$builddir/daemon/memtraced
+ctl=$builddir/client/memtracectl
+[ -f "$agent" ] && [ -x "$daemon" ] || die "build memtrace first (make in $builddir)"
+
+unset MEMTRACE_SOCKET MEMTRACE_SAMPLE MEMTRACE_ON_FULL MEMTRACE_FOLLOW_FORK \
+	MEMTRACE_UNWIND MEMTRACE_NFRAMES LD_PRELOAD
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/memtrace-redis.XXXXXX") || die "no temporary directory"
+chmod 0755 "$tmp"
+daemon_pid=
+redis_pid=
+
+stop_redis() {
+	[ -n "$redis_pid" ] || return 0
+	redis-cli -s "$tmp/redis.sock" shutdown nosave >/dev/null 2>&1 || kill -TERM "$redis_pid" 2>/dev/null
+	for _ in $(seq 100); do
+		kill -0 "$redis_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$redis_pid" 2>/dev/null
+	wait "$redis_pid" 2>/dev/null
+	redis_pid=
+}
+
+cleanup() {
+	stop_redis
+	if [ -n "$daemon_pid" ]; then
+		kill -TERM "$daemon_pid" 2>/dev/null
+		wait "$daemon_pid" 2>/dev/null
+	fi
+	if [ "$keep" = 1 ]; then echo "kept: $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$tmp/run" "$tmp/state"
+"$daemon" --runtime-dir "$tmp/run" --state-dir "$tmp/state" --metrics-listen off \
+	--snapshot-interval 0 2>"$tmp/daemon.log" &
+daemon_pid=$!
+for _ in $(seq 100); do
+	[ -S "$tmp/run/agent.sock" ] && break
+	sleep 0.1
+done
+[ -S "$tmp/run/agent.sock" ] || die "memtraced did not start: $(cat "$tmp/daemon.log")"
+
+modes=(plain memtrace memtrace-sample)
+if [ "$heaptrack" = 1 ]; then
+	if command -v heaptrack >/dev/null; then
+		modes+=(heaptrack)
+	else
+		echo "heaptrack: not installed, skipped"
+	fi
+fi
+
+redis_args=(--port 0 --unixsocket "$tmp/redis.sock" --save "" --appendonly no --daemonize no)
+
+# start_redis MODE I: redis-server under MODE, ready on its socket.
+start_redis() {
+	local log=$tmp/redis.$1.$2.log
+	rm -f "$tmp/redis.sock"
+	case $1 in
+	plain) redis-server "${redis_args[@]}" >"$log" 2>&1 & ;;
+	memtrace)
+		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
+			redis-server "${redis_args[@]}" >"$log" 2>&1 &
+		;;
+	memtrace-sample)
+		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" MEMTRACE_SAMPLE=524288 \
+			redis-server "${redis_args[@]}" >"$log" 2>&1 &
+		;;
+	heaptrack) heaptrack -o "$tmp/heaptrack.$2" redis-server "${redis_args[@]}" >"$log" 2>&1 & ;;
+	esac
+	redis_pid=$!
+	for _ in $(seq 200); do
+		redis-cli -s "$tmp/redis.sock" ping 2>/dev/null | grep -q PONG && return 0
+		sleep 0.05
+	done
+	die "redis-server ($1) did not start: $(tail -5 "$log")"
+}
+
+declare -A SET GET
+for i in $(seq "$repeat"); do
+	for m in "${modes[@]}"; do
+		start_redis "$m" "$i"
+		out=$(redis-benchmark -s "$tmp/redis.sock" -P 16 -t set,get -n "$requests" \
+			-d "$size" -q --csv 2>/dev/null)
+		set_rps=$(grep '^"SET"' <<<"$out" | cut -d'"' -f4)
+		get_rps=$(grep '^"GET"' <<<"$out" | cut -d'"' -f4)
+		if [ "$m" = memtrace ] || [ "$m" = memtrace-sample ]; then
+			# What the daemon saw of it, while it runs.
+			pid=$(pgrep -n -f "redis-server.*$tmp/redis.sock")
+			st=$(MEMTRACE_RUNTIME_DIR=$tmp/run "$ctl" stats --pid "${pid:-0}" 2>/dev/null)
+			lost=$(grep -o '"lost_events":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
+			ev=$(grep -o '"allocations":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
+			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, lost_events ${lost:-?}"$'\n'
+		fi
+		stop_redis
+		[ -n "$set_rps" ] && [ -n "$get_rps" ] || die "redis-benchmark gave no figures ($m)"
+		SET[$m]="${SET[$m]:-} $set_rps"
+		GET[$m]="${GET[$m]:-} $get_rps"
+		printf '  %-16s run %d: SET %10.0f/s  GET %10.0f/s\n' "$m" "$i" "$set_rps" "$get_rps"
+	done
+done
+
+median() {
+	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR % 2) printf "%.0f", v[(NR + 1) / 2];
+		      else printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo
+echo "redis-benchmark -P 16 -t set,get -n $requests -d $size, $(nproc) cpus, medians of $repeat"
+printf '%-16s %12s %12s %8s %8s\n' mode "SET/s" "GET/s" "SET x" "GET x"
+ps=$(median "${SET[plain]}")
+pg=$(median "${GET[plain]}")
+for m in "${modes[@]}"; do
+	s=$(median "${SET[$m]}")
+	g=$(median "${GET[$m]}")
+	awk -v m="$m" -v s="$s" -v g="$g" -v ps="$ps" -v pg="$pg" \
+		'BEGIN { printf "%-16s %12.0f %12.0f %8.2f %8.2f\n", m, s, g, s / ps, g / pg }'
+done
+echo
+echo "x = throughput / plain throughput (1.00 = no cost)."
+printf '%s' "${NOTE:-}"
