@@ -4,6 +4,7 @@
 #endif
 #include "cfi.h"
 
+#include <limits.h>
 #include <link.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -584,14 +585,21 @@ static inline struct rule lookup(struct cfi_cache *c, uintptr_t addr)
  * there. A walk is a function of a frame's registers and of what it reads,
  * so a frame equal to rev[m] whose reads are unchanged has the callers that
  * walk found. */
-static bool still_valid(const struct cfi_cache *c, int m)
+static bool still_valid(const struct cfi_cache *c, int m, int *bad)
 {
+	/* A step found changed fails every candidate outside it: the
+	 * candidates of one walk come outward (m falls), so each step is
+	 * checked at most once a walk, not once a candidate. */
+	if (m >= *bad)
+		return false;
 	for (int x = m; x > 0; x--) {
 		const struct frame *f = &c->rev[x], *up = &c->rev[x - 1];
 		if (*(const uintptr_t *)(up->sp - 8) != up->ip ||
 		    (f->rbp_off != 0 &&
-		     *(const uintptr_t *)(up->sp + (intptr_t)f->rbp_off) != up->bp))
+		     *(const uintptr_t *)(up->sp + (intptr_t)f->rbp_off) != up->bp)) {
+			*bad = x;
 			return false;
+		}
 	}
 	return true;
 }
@@ -601,7 +609,7 @@ int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_
 {
 	struct cfi_cache *c = cache_get(cache);
 	uintptr_t ip = start->ip, sp = start->sp, bp = start->bp;
-	int k = 0, m, reused = 0, N;
+	int k = 0, m, reused = 0, N, bad = INT_MAX;
 	bool end = false, matched = false;
 
 	if (c == NULL || stack_hi <= stack_lo || max < 1 || max > MAX_STEPS - 1 || sp < stack_lo ||
@@ -628,7 +636,7 @@ int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_
 			m--;
 		if (m >= 0 && c->rev[m].sp == sp && c->rev[m].ip == ip &&
 		    (c->rev[m].bp == bp || !c->rev[m].bp_dep) &&
-		    (c->last_end || k + m + 1 >= max) && still_valid(c, m)) {
+		    (c->last_end || k + m + 1 >= max) && still_valid(c, m, &bad)) {
 			reused = m + 1 < max - k ? m + 1 : max - k;
 			for (int i = 0; i < reused; i++)
 				out[k + i] = c->rev[m - i].ip;
