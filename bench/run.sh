@@ -25,9 +25,11 @@ and print wall and CPU time, ratios to the plain run and ns per event.
                    malloc-bound)
   --nframes N      MEMTRACE_NFRAMES for the traced modes (default 32)
   --modes LIST     comma-separated subset of plain,memtrace,memtrace-libunwind,
-                   memtrace-fp,memtrace-sample,heaptrack (default: all; plain
-                   always runs); memtrace is the default settings (the CFI
-                   walker), memtrace-sample MEMTRACE_SAMPLE=--sample
+                   memtrace-fp,memtrace-sample,memtrace-drop,heaptrack
+                   (default: all; plain always runs); memtrace is the default
+                   settings (the CFI walker, lossless), memtrace-sample
+                   MEMTRACE_SAMPLE=--sample, memtrace-drop
+                   MEMTRACE_ON_FULL=drop
   --sample BYTES   MEMTRACE_SAMPLE of memtrace-sample (default 524288)
   --no-heaptrack   skip heaptrack even when it is installed
   --keep           keep the temporary directory (daemon log, heaptrack files)
@@ -43,7 +45,7 @@ iters=40000
 depth=4
 work=1
 nframes=32
-modes=plain,memtrace,memtrace-libunwind,memtrace-fp,memtrace-sample,heaptrack
+modes=plain,memtrace,memtrace-libunwind,memtrace-fp,memtrace-sample,memtrace-drop,heaptrack
 sample=524288
 keep=0
 
@@ -90,7 +92,7 @@ ctl=$builddir/client/memtracectl
 # The mode list, in run order; plain is the reference and always runs.
 mode_list=(plain)
 want() { [[ ,$modes, == *,$1,* ]]; }
-for m in memtrace memtrace-libunwind memtrace-fp memtrace-sample; do
+for m in memtrace memtrace-libunwind memtrace-fp memtrace-sample memtrace-drop; do
 	want "$m" || continue
 	[ -f "$agent" ] || die "$agent is missing: run 'make' in $builddir"
 	[ -x "$daemon" ] || die "$daemon is missing: run 'make' in $builddir"
@@ -293,14 +295,15 @@ run_mode() {
 		s1=$(sys_busy)
 		;;
 	memtrace*)
-		local unwind=cfi rate=0
+		local unwind=cfi rate=0 full=block
 		[ "$mode" = memtrace-libunwind ] && unwind=libunwind
 		[ "$mode" = memtrace-fp ] && unwind=fp
 		[ "$mode" = memtrace-sample ] && rate=$sample
+		[ "$mode" = memtrace-drop ] && full=drop
 		d0=$(proc_cpu "$daemon_pid")
 		measure "$out" "$err" env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
 			MEMTRACE_NFRAMES="$nframes" MEMTRACE_UNWIND="$unwind" MEMTRACE_SAMPLE="$rate" \
-			MEMTRACE_ON_FULL=block "$workload" "${wargs[@]}"
+			MEMTRACE_ON_FULL="$full" "$workload" "${wargs[@]}"
 		s1=$(sys_busy)
 		dm=$(proc_cpu "$daemon_pid")
 		settle_daemon "$M_PID"
@@ -353,8 +356,11 @@ run_mode() {
 			wa=$(kv "$line" allocs)
 			wr=$(kv "$line" releases)
 			KEPT[$mode]="${KEPT[$mode]:-}    run $i: daemon saw allocations=$a (workload made $wa) frees=$f (workload made $wr) lost_events=$lost; daemon cpu ${dcpu}s = $(awk -v a="$dcpu" -v b="$M_WALL" 'BEGIN { printf "%.0f", 100 * a / b }')% of the run's wall"$'\n'
-			# Sampled, the figures are estimates: only lost events count.
-			if [ "$lost" != 0 ] || { [ "$mode" != memtrace-sample ] &&
+			# Sampled, the figures are estimates: only lost events count;
+			# drop mode loses what does not fit, and counts it.
+			if [ "$mode" = memtrace-drop ]; then
+				:
+			elif [ "$lost" != 0 ] || { [ "$mode" != memtrace-sample ] &&
 				{ [ "$a" -lt "$wa" ] || [ "$f" -lt "$wr" ]; }; }; then
 				NOTE[$mode]="${NOTE[$mode]:-}run $i: daemon missed events; "
 			fi
@@ -419,6 +425,10 @@ echo
 echo "cpu s = the traced program's user+sys (for heaptrack: its script, the program and"
 echo "heaptrack_interpret); daemon s = memtraced's user+sys during the run; cpu x and"
 echo "ns/ev cpu use total = cpu + daemon. ns/ev = (traced - plain) / $events events."
+if [ -n "${DCPU[memtrace]:-}" ]; then
+	awk -v d="$(median "${DCPU[memtrace]}")" -v ev="$events" 'BEGIN {
+		if (d > 0) printf "daemon: %.1f million events applied per second of its CPU (memtrace mode)\n", ev / d / 1e6 }'
+fi
 
 busiest=$(tr ' ' '\n' <<<"$OTHERS" | grep . | sort -g | tail -1)
 if awk -v o="${busiest:-0}" 'BEGIN { exit !(o > 0.25) }'; then
