@@ -430,6 +430,29 @@ if [ -n "${DCPU[memtrace]:-}" ]; then
 		if (d > 0) printf "daemon: %.1f million events applied per second of its CPU (memtrace mode)\n", ev / d / 1e6 }'
 fi
 
+# The daemon's memory per live block (issue 10 item 7): tests/progs/churn
+# (built by make check) holds 1 million blocks of 32 bytes from one site,
+# then 3.2 million (just past a doubling of the block table, the worst
+# case: the table is 3/8 full); stats' model_bytes over its blocks.
+churn=$builddir/tests/progs/churn
+if [ "$uses_daemon" = 1 ] && [ -x "$churn" ]; then
+	coproc CHURN { exec env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
+		MEMTRACE_TRUTH="$tmp/churn.book" "$churn" 2>/dev/null; }
+	read -r -t 30 _ <&"${CHURN[0]}"
+	printf 'daemon memory per live block (model_bytes / blocks):'
+	for m in 1000000 2200000; do
+		echo "hold $m 32" >&"${CHURN[1]}"
+		read -r -t 60 _ <&"${CHURN[0]}"
+		sleep 0.5
+		js=$(stats "$CHURN_PID")
+		awk -v b="$(json_field "$js" blocks)" -v m="$(json_field "$js" model_bytes)" \
+			'BEGIN { if (b > 0) printf "  %d blocks: %.1f B", b, m / b }'
+	done
+	echo
+	echo exit >&"${CHURN[1]}"
+	wait "$CHURN_PID" 2>/dev/null
+fi
+
 busiest=$(tr ' ' '\n' <<<"$OTHERS" | grep . | sort -g | tail -1)
 if awk -v o="${busiest:-0}" 'BEGIN { exit !(o > 0.25) }'; then
 	echo
