@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 /* The limits of CONTROL.md, excluding the '\n'. */
-#define CTLWIRE_MAX_REQUEST  (1u << 20)  /* 1 MiB */
+#define CTLWIRE_MAX_REQUEST  (1u << 16)  /* 64 KiB */
 #define CTLWIRE_MAX_RESPONSE (64u << 20) /* 64 MiB */
 
 /*

@@ -53,10 +53,14 @@ static uint64_t proc_start_time(pid_t pid)
 	return st;
 }
 
-#define DRAIN_PERIOD_MS     50
-#define DRAIN_TICK_MS       20 /* loop time one timer callback spends reading regions */
-#define ACCEPT_BATCH        64
-#define READ_BATCH          16
+#define DRAIN_PERIOD_MS 50
+#define DRAIN_TICK_MS   20 /* loop time one timer callback spends reading regions */
+#define ACCEPT_BATCH    64
+#define READ_BATCH      16
+/* Bytes read from all agent sockets in one loop turn (loopwatch counts the
+ * turns): what is left waits in the sockets for the next turn, so 1,000
+ * agents sending their module lists at once cannot hold the loop. */
+#define FEED_TURN_BYTES     ((size_t)1 << 20)
 #define PAUSE_MS            100 /* out of descriptors: accept again after this */
 #define IDLE_BACKOFF_MS     50  /* a region that claims news and has none: first wait */
 #define IDLE_BACKOFF_MAX_MS 1600
@@ -328,9 +332,18 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		session_end(s, NULL, "exit");
 		return;
 	}
-	for (int round = 0; round < READ_BATCH && s->poll_open; round++) {
+	struct daemon *d = s->d;
+	uint64_t turn = d->loopwatch.turns + 1; /* 0: never set */
+	if (d->feed_turn != turn || !d->loopwatch.started) {
+		/* (Without a loopwatch there are no turns to count: no budget.) */
+		d->feed_turn = turn;
+		d->feed_left = FEED_TURN_BYTES;
+	}
+	for (int round = 0; round < READ_BATCH && s->poll_open && d->feed_left > 0; round++) {
 		size_t room;
 		uint8_t *at = session_rbuf_room(s, &room);
+		if (room > d->feed_left)
+			room = d->feed_left;
 		struct iovec iov = {at, room};
 		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 		msg.msg_control = ctl.space;
@@ -372,6 +385,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 			session_end(s, NULL, "exit");
 			return;
 		}
+		d->feed_left -= (size_t)n;
 		if (session_feed(s, at, (size_t)n) < 0) {
 			session_end(s, s->error, "exit");
 			return;

@@ -39,7 +39,8 @@ struct capture {
 	double taken_at;
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
 	uint64_t sample_bytes;
-	struct modmap_entry *mods; /* copies, paths owned */
+	struct modmap_snap *modsnap;     /* the module map, shared (modmap_share) */
+	const struct modmap_entry *mods; /* its entries */
 	size_t nmods;
 	/* The stacks with live blocks, made on the worker from the view. */
 	struct cap_stack *stacks;
@@ -185,8 +186,10 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	c->lost_events = s->lost_events;
 	c->sample_bytes = h->sample_bytes;
 
-	c->nmods = s->modules.n;
-	c->mods = modmap_array(&s->modules);
+	/* Shared: copied only once after the modules change. */
+	c->modsnap = modmap_share(&s->modules);
+	c->mods = c->modsnap->v;
+	c->nmods = c->modsnap->n;
 
 	/* The stacks and the search for the largest blocks read every stack
 	 * and every block: not here, but on the worker, in a view of the heap
@@ -202,10 +205,8 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 
 size_t capture_memory(const struct capture *c)
 {
-	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 +
-	           c->nmods * sizeof(*c->mods) + c->nlargest * sizeof(struct cap_block);
-	for (size_t i = 0; i < c->nmods; i++)
-		n += strlen(c->mods[i].path) + 1;
+	size_t n = sizeof(*c) + strlen(c->exe) + 1 + c->cmdline_len + 1 + c->modsnap->bytes +
+	           c->nlargest * sizeof(struct cap_block);
 	/* The view shares the heap's chunks, and keeps every one the process
 	 * rewrites before a worker reads it, and the frames of every stack
 	 * (which the stacks made from it keep too): at most all of them. A
@@ -224,9 +225,7 @@ void capture_free(struct capture *c)
 {
 	if (c == NULL)
 		return;
-	for (size_t i = 0; i < c->nmods; i++)
-		free(c->mods[i].path);
-	free(c->mods);
+	modmap_snap_unref(c->modsnap);
 	for (size_t i = 0; i < c->nstacks; i++)
 		heap_frames_unref(c->stacks[i].frames);
 	free(c->stacks);

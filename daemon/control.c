@@ -1065,12 +1065,22 @@ static void conn_process(struct conn *c)
 			c->scanned = c->len;
 			break;
 		}
-		if (done == CONTROL_BATCH) {
+		size_t l = (size_t)(nl - (c->buf + c->off));
+		struct daemon *d = c->d;
+		uint64_t turn = d->loopwatch.turns + 1; /* 0: never set */
+		if (d->ctl_turn != turn) {
+			d->ctl_turn = turn;
+			d->ctl_left = CONTROL_TURN_BYTES;
+		}
+		/* (Without a loopwatch there are no turns to count: no budget.) */
+		bool over =
+		    d->loopwatch.started && l > d->ctl_left && d->ctl_left < CONTROL_TURN_BYTES;
+		if (done == CONTROL_BATCH || over) {
 			c->backlog = true;
 			uv_idle_start(&c->d->control_idle, on_control_idle);
 			break;
 		}
-		size_t l = (size_t)(nl - (c->buf + c->off));
+		d->ctl_left -= l < d->ctl_left ? l : d->ctl_left;
 		char *line = xstrndup(c->buf + c->off, l);
 		c->off += l + 1;
 		c->scanned = c->off;

@@ -23,7 +23,13 @@
 
 #include "daemon.h"
 
-#define CONTROL_MAX_REQUEST (1u << 20)
+/* A request's bytes: every command is a few hundred bytes; parsing 64 KiB
+ * of JSON takes the loop a few ms at most. */
+#define CONTROL_MAX_REQUEST (1u << 16)
+/* Request bytes parsed in one loop turn (loopwatch counts the turns) over
+ * all clients; the rest wait for the next turn (the first request of a turn
+ * is always taken, whatever its size). */
+#define CONTROL_TURN_BYTES ((size_t)256 << 10)
 /* A client whose unread answers pass this many bytes is not read from (its
  * next requests wait) until it has read half of them. */
 #define CONTROL_MAX_UNREAD ((size_t)1 << 20)

@@ -11,6 +11,8 @@ static void on_prepare(uv_prepare_t *p)
 	struct loopwatch *w = p->data;
 	uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(w->loop);
 
+	w->turns++;
+
 	if (w->last_ns != 0) {
 		uint64_t span = now - w->last_ns, waited = idle - w->last_idle_ns;
 		uint64_t busy = span > waited ? span - waited : 0;

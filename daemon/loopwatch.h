@@ -32,6 +32,7 @@ struct loopwatch {
 	uint64_t max_ns;                /* the longest iteration since the start */
 	uint64_t slow;                  /* iterations over LOOPWATCH_SLOW_MS */
 	uint64_t logged_ms;             /* uv_now of the last stall logged */
+	uint64_t turns;                 /* iterations so far: budgets per turn key on it */
 };
 
 /* Configures loop for idle-time metrics and starts watching. 0 or a libuv

@@ -20,6 +20,7 @@
 
 #define MIN_REFRESH_MS    1000 /* scrapes closer than this share a result */
 #define ROUND_DEADLINE_MS 5000 /* longest a scrape waits for symbols */
+#define CAPTURE_SLICE_MS  8    /* loop time a round's captures take per turn */
 #define MAX_FUNCTION      512  /* bytes of a function name kept in a label */
 #define MAX_FILENAME      512  /* bytes of a file name kept (its tail) */
 
@@ -62,13 +63,17 @@ struct round {
 	struct sitetab *tabs;  /* filled by the worker */
 	struct result *res;    /* the loop's; NULL once published */
 	bool abandoned;        /* answered without it (deadline or stop) */
+	struct session **ss;   /* while capturing: the sessions, each referenced */
+	size_t taken;          /* captures taken so far */
 };
 
 struct metrics {
 	struct daemon *d;
 	struct http *http;
-	uv_timer_t deadline; /* ROUND_DEADLINE_MS */
-	int refs;            /* the deadline timer, a running job, and "started" */
+	uv_timer_t deadline;     /* ROUND_DEADLINE_MS */
+	uv_idle_t step;          /* the next slice of a round's captures */
+	int refs;                /* the two timers, a running job, and "started" */
+	struct round *capturing; /* the round whose captures are being taken */
 	bool stopping;
 	size_t top;
 	struct round *round; /* the round scrapes wait for, or NULL */
@@ -409,6 +414,11 @@ static void round_compute(struct job *job)
 
 static void round_free(struct round *r)
 {
+	if (r->ss != NULL) {
+		for (size_t i = r->taken; i < r->n; i++)
+			session_unref(r->ss[i]);
+		free(r->ss);
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		capture_free(r->caps[i]);
 		sitetab_close(&r->tabs[i]);
@@ -490,8 +500,12 @@ static void on_deadline(uv_timer_t *t)
 	wake_waiters(m);
 }
 
-/* Starts a round: captures now, sites on the pool. When no job is needed or
- * possible the result is published at once and m->round stays NULL. */
+static void capture_slice(struct metrics *m);
+static void on_step(uv_idle_t *h);
+
+/* Starts a round: captures on the loop (in slices), sites on the pool.
+ * When no job is needed or possible the result is published at once and
+ * m->round stays NULL. */
 static void start_round(struct metrics *m)
 {
 	struct daemon *d = m->d;
@@ -507,7 +521,7 @@ static void start_round(struct metrics *m)
 			res->procs[i].sites.other = res->procs[i].current;
 		}
 	}
-	if (n == 0 || m->top == 0 || m->worker_busy) {
+	if (n == 0 || m->top == 0 || m->worker_busy || m->capturing != NULL) {
 		/* A busy worker is an abandoned round still resolving: answer
 		 * without sites rather than queue up behind it. */
 		free(ss);
@@ -522,20 +536,61 @@ static void start_round(struct metrics *m)
 	r->res = res;
 	r->caps = xcalloc(n, sizeof(*r->caps));
 	r->tabs = xcalloc(n, sizeof(*r->tabs));
+	/* The captures are taken CAPTURE_SLICE_MS of loop time at a time (a
+	 * process whose modules changed copies its map): each session is
+	 * held until its turn. */
+	r->ss = ss;
 	for (size_t i = 0; i < n; i++)
-		r->caps[i] = capture_take(ss[i], "metrics", 0);
-	free(ss);
+		session_ref(ss[i]);
+	m->round = r;
+	m->capturing = r;
+	uv_timer_start(&m->deadline, on_deadline, ROUND_DEADLINE_MS, 0);
+	capture_slice(m);
+}
 
-	struct job *job = job_new(d);
+/* Takes the captures of the capturing round for a slice of loop time; the
+ * rest on the next turn; when all are taken, the sites go to the pool. */
+static void capture_slice(struct metrics *m)
+{
+	struct round *r = m->capturing;
+	uint64_t end = uv_hrtime() + (uint64_t)CAPTURE_SLICE_MS * 1000000u;
+
+	if (r == NULL)
+		return;
+	if (r->abandoned) { /* the deadline answered without it, or stop */
+		m->capturing = NULL;
+		round_free(r);
+		return;
+	}
+	uv_idle_stop(&m->step);
+	while (r->taken < r->n) {
+		struct session *s = r->ss[r->taken];
+		r->caps[r->taken++] = capture_take(s, "metrics", 0);
+		session_unref(s);
+		if (r->taken < r->n && uv_hrtime() >= end) {
+			/* An idle handle, not a timer of 0 ms: libuv runs a timer
+			 * restarted from its own callback again in the same turn. */
+			uv_idle_start(&m->step, on_step);
+			return;
+		}
+	}
+	free(r->ss);
+	r->ss = NULL;
+	m->capturing = NULL;
+
+	struct job *job = job_new(m->d);
 	job->source = JOB_SRC_NONE;
 	job->arg = r;
 	job->compute = round_compute;
 	job->done = round_done;
-	m->round = r;
 	m->worker_busy = true;
 	m->refs++;
-	uv_timer_start(&m->deadline, on_deadline, ROUND_DEADLINE_MS, 0);
 	job_run(job);
+}
+
+static void on_step(uv_idle_t *h)
+{
+	capture_slice(h->data);
 }
 
 /* ---- rendering ---- */
@@ -994,9 +1049,11 @@ int metrics_start(struct daemon *d, const char *where)
 		free(m);
 		return rc;
 	}
-	m->refs = 2; /* the deadline timer and "started" */
+	m->refs = 3; /* the two timers and "started" */
 	uv_timer_init(d->loop, &m->deadline);
 	m->deadline.data = m;
+	uv_idle_init(d->loop, &m->step);
+	m->step.data = m;
 	d->metrics = m;
 	d->http_conns = http_limit(m->http);
 	log_info("metrics on http://%s:%d/metrics", http_host(m->http), http_port(m->http));
@@ -1022,9 +1079,15 @@ void metrics_stop(struct daemon *d)
 		m->round = NULL;
 	}
 	uv_timer_stop(&m->deadline);
+	uv_idle_stop(&m->step);
+	if (m->capturing != NULL) {
+		round_free(m->capturing);
+		m->capturing = NULL;
+	}
 	/* Waiting scrapes are handed back once more and answered 503. */
 	http_free(m->http);
 	m->http = NULL;
 	uv_close((uv_handle_t *)&m->deadline, on_deadline_closed);
+	uv_close((uv_handle_t *)&m->step, on_deadline_closed);
 	metrics_unref(m);
 }

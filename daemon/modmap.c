@@ -41,8 +41,16 @@ static void node_free(struct modmap *m, struct modmap_node *t)
 	free(t);
 }
 
+/* The map changed: the snapshot of it is no longer the map's. */
+static void changed(struct modmap *m)
+{
+	modmap_snap_unref(m->snap);
+	m->snap = NULL;
+}
+
 void modmap_close(struct modmap *m)
 {
+	changed(m);
 	node_free(m, m->root);
 	m->root = NULL;
 }
@@ -118,6 +126,7 @@ int modmap_add(struct modmap *m, uint64_t bias, uint64_t lo, uint64_t hi, const 
 		m->root = merge(merge(l, mid), r);
 		return 0;
 	}
+	changed(m);
 	node_free(m, over);
 	node_free(m, mid);
 	if (m->n >= m->max || m->path_bytes + path_len + 1 > m->max_path_bytes) {
@@ -212,6 +221,45 @@ struct modmap_entry *modmap_array(const struct modmap *m)
 	struct fill f = {xcalloc(m->n ? m->n : 1, sizeof(*f.v)), 0};
 	walk(m, fill_one, &f);
 	return f.v;
+}
+
+struct snap_fill {
+	struct modmap_snap *s;
+	char *paths;
+};
+
+static void snap_one(void *arg, const struct modmap_entry *e)
+{
+	struct snap_fill *f = arg;
+	struct modmap_entry *d = &f->s->v[f->s->n++];
+	size_t len = strlen(e->path) + 1;
+
+	*d = *e;
+	d->path = memcpy(f->paths, e->path, len);
+	f->paths += len;
+}
+
+struct modmap_snap *modmap_share(struct modmap *m)
+{
+	if (m->snap == NULL) {
+		size_t bytes =
+		    sizeof(struct modmap_snap) + m->n * sizeof(struct modmap_entry) + m->path_bytes;
+		struct snap_fill f = {xmalloc(bytes), NULL};
+		atomic_init(&f.s->refs, 1);
+		f.s->n = 0;
+		f.s->bytes = bytes;
+		f.paths = (char *)&f.s->v[m->n];
+		walk(m, snap_one, &f);
+		m->snap = f.s;
+	}
+	atomic_fetch_add_explicit(&m->snap->refs, 1, memory_order_relaxed);
+	return m->snap;
+}
+
+void modmap_snap_unref(struct modmap_snap *s)
+{
+	if (s != NULL && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+		free(s);
 }
 
 void modmap_array_free(struct modmap_entry *v, size_t n)

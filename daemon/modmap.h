@@ -18,11 +18,14 @@
  * as bare addresses). The caller logs it, once.
  *
  * Paths are copied; nothing passed in is kept. Loop thread only (one map
- * per session); modmap_array's copies may go to other threads.
+ * per session); modmap_array's copies and modmap_share's snapshots may go
+ * to other threads. A snapshot is made at most once per change of the map,
+ * so captures of a process whose modules do not change copy nothing.
  */
 #ifndef MEMTRACE_MODMAP_H
 #define MEMTRACE_MODMAP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,15 +45,26 @@ struct modmap_entry {
 
 struct modmap_node;
 
+/* The entries at one moment, in address order, in one allocation with
+ * their paths: what a capture needs, shared by every capture until the map
+ * changes (modmap_share). Immutable; its count is atomic, so any thread
+ * may give it back. */
+struct modmap_snap {
+	_Atomic unsigned refs;
+	size_t n, bytes; /* entries; the allocation's size */
+	struct modmap_entry v[];
+};
+
 struct modmap {
 	struct modmap_node *root;
 	size_t n;          /* entries held */
 	size_t path_bytes; /* their paths, NULs included */
 	size_t max, max_path_bytes;
-	uint64_t dropped; /* entries not kept for the bounds */
-	bool warned;      /* the caller logged a drop (once per map) */
-	uint64_t key;     /* the priorities' */
-	uint64_t seq;     /* entries ever inserted: the priorities' input */
+	uint64_t dropped;         /* entries not kept for the bounds */
+	bool warned;              /* the caller logged a drop (once per map) */
+	uint64_t key;             /* the priorities' */
+	uint64_t seq;             /* entries ever inserted: the priorities' input */
+	struct modmap_snap *snap; /* the entries as they are, once asked; NULL after a change */
 };
 
 /* Caller owns *m. max and max_path_bytes of 0 mean the defaults. */
@@ -73,6 +87,11 @@ void modmap_copy(struct modmap *dst, const struct modmap *src);
  * are new strings (free each, then the array; modmap_array_free). */
 struct modmap_entry *modmap_array(const struct modmap *m);
 void modmap_array_free(struct modmap_entry *v, size_t n);
+/* The entries as they are, shared: O(1) but after a change (then O(entries
+ * + path bytes), once). Give it back with modmap_snap_unref, on any
+ * thread. */
+struct modmap_snap *modmap_share(struct modmap *m);
+void modmap_snap_unref(struct modmap_snap *s); /* NULL is a no-op */
 /* Bytes the map holds (nodes and paths). */
 size_t modmap_memory(const struct modmap *m);
 /* The entry holding addr in an array sorted by lo (modmap_array's), or

@@ -20,9 +20,14 @@
 /* Largest live blocks kept with each snapshot (for `traceback --snapshot`). */
 #define SNAPSHOT_LARGEST 100
 
+/* Loop time the periodic snapshots' captures take per turn. */
+#define PERIODIC_SLICE_MS 8
+
 struct scheduler {
 	struct daemon *d;
 	uv_timer_t timer; /* --snapshot-interval */
+	uv_idle_t step;   /* the next slice of a periodic round */
+	uint64_t cursor;  /* the round has taken the sessions with ids from this on */
 };
 
 /* What a queued snapshot keeps besides its capture: not the session, which
@@ -109,16 +114,47 @@ void scheduler_take(struct scheduler *sc, struct session *s, const char *reason)
 	job_run(job);
 }
 
-static void on_periodic(uv_timer_t *t)
+static void on_step(uv_idle_t *h);
+
+/* Takes the round's snapshots for a slice of loop time, the rest on the
+ * next turn (a capture of a process whose modules changed copies its map).
+ * The list is newest first, so ids fall along it: the round goes down from
+ * the cursor, and processes that came after it started wait for the next. */
+static void periodic_slice(struct scheduler *sc)
 {
-	struct scheduler *sc = t->data;
+	uint64_t end = uv_hrtime() + (uint64_t)PERIODIC_SLICE_MS * 1000000u;
+
+	uv_idle_stop(&sc->step);
 	session_drain_window(sc->d, 20);
 	for (struct session *s = sc->d->sessions; s != NULL; s = s->next) {
+		if (s->id >= sc->cursor)
+			continue;
+		if (uv_hrtime() >= end) {
+			uv_idle_start(&sc->step, on_step);
+			return;
+		}
+		sc->cursor = s->id;
 		/* A process whose previous snapshot is still being written
 		 * skips this round rather than queueing up behind it. */
 		if (s->state == SESSION_LIVE && s->hello && s->snap_pending == 0)
 			scheduler_take(sc, s, "periodic");
 	}
+	sc->cursor = 0; /* the round is done */
+}
+
+static void on_step(uv_idle_t *h)
+{
+	periodic_slice(h->data);
+}
+
+static void on_periodic(uv_timer_t *t)
+{
+	struct scheduler *sc = t->data;
+
+	if (sc->cursor != 0)
+		return; /* the last round is not done yet */
+	sc->cursor = UINT64_MAX;
+	periodic_slice(sc);
 }
 
 int scheduler_new(struct daemon *d, struct scheduler **out)
@@ -187,6 +223,8 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 	d->store = st;
 	uv_timer_init(d->loop, &sc->timer);
 	sc->timer.data = sc;
+	uv_idle_init(d->loop, &sc->step);
+	sc->step.data = sc;
 	if (d->cfg.snapshot_interval > 0) {
 		uint64_t ms = (uint64_t)(d->cfg.snapshot_interval * 1000.0);
 		if (ms == 0)
@@ -201,6 +239,8 @@ void scheduler_stop(struct scheduler *sc)
 {
 	if (sc != NULL && !uv_is_closing((uv_handle_t *)&sc->timer))
 		uv_close((uv_handle_t *)&sc->timer, NULL);
+	if (sc != NULL && !uv_is_closing((uv_handle_t *)&sc->step))
+		uv_close((uv_handle_t *)&sc->step, NULL);
 }
 
 void scheduler_free(struct scheduler *sc)

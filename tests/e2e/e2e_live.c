@@ -1609,7 +1609,7 @@ START_TEST(malformed_control)
 		close(fd);
 	}
 
-	/* Over the 1 MiB request limit, without a newline: an error or a close,
+	/* Over the 64 KiB request limit, without a newline: an error or a close,
 	 * never a daemon buffering forever. */
 	{
 		size_t big = (3u << 20) / 2;

@@ -156,7 +156,7 @@ START_TEST(test_ctlwire_round_trip_long)
 		struct writer w = {.fd = sv[0], .data = line, .len = sizes[i]};
 		pthread_t th;
 		ck_assert_int_eq(pthread_create(&th, NULL, writer_main, &w), 0);
-		ck_assert_int_eq(ctlwire_recv(sv[1], &got, CTLWIRE_MAX_REQUEST), 0);
+		ck_assert_int_eq(ctlwire_recv(sv[1], &got, CTLWIRE_MAX_RESPONSE), 0);
 		pthread_join(th, NULL);
 		ck_assert_int_eq(w.rc, 0);
 		ck_assert_uint_eq(strlen(got), sizes[i]);

@@ -245,6 +245,50 @@ START_TEST(test_modmap_many_in_any_order)
 }
 END_TEST
 
+/* modmap_share: one snapshot while the map does not change (a capture
+ * copies nothing), a new one after a change, and an old one stays whole
+ * for whoever holds it. */
+START_TEST(test_modmap_share)
+{
+	struct modmap map;
+	static const uint8_t bid[4] = {1, 2, 3, 4};
+
+	modmap_init(&map, 0, 0);
+	ck_assert_int_eq(modmap_add(&map, 0, 0x1000, 0x2000, "/a", 2, bid, 4), 1);
+	ck_assert_int_eq(modmap_add(&map, 0, 0x3000, 0x4000, "/bb", 3, bid, 4), 1);
+	ck_assert_int_eq(modmap_add(&map, 0, 0x5000, 0x6000, "/ccc", 4, bid, 4), 1);
+	struct modmap_snap *s1 = modmap_share(&map), *s2 = modmap_share(&map);
+	ck_assert_ptr_eq(s1, s2);
+	ck_assert_uint_eq(s1->n, 3);
+	ck_assert_str_eq(s1->v[0].path, "/a");
+	ck_assert_str_eq(s1->v[2].path, "/ccc");
+	ck_assert_uint_eq(s1->v[1].lo, 0x3000);
+	/* an identical entry changes nothing */
+	ck_assert_int_eq(modmap_add(&map, 0, 0x3000, 0x4000, "/bb", 3, bid, 4), 0);
+	s2 = modmap_share(&map);
+	ck_assert_ptr_eq(s1, s2);
+	modmap_snap_unref(s2);
+	/* a new one replaces what it overlaps: a new snapshot; the old one
+	 * is as it was */
+	ck_assert_int_eq(modmap_add(&map, 0, 0x3800, 0x5800, "/new", 4, bid, 4), 1);
+	struct modmap_snap *s3 = modmap_share(&map);
+	ck_assert_ptr_ne(s1, s3);
+	ck_assert_uint_eq(s3->n, 2);
+	ck_assert_str_eq(s3->v[0].path, "/a");
+	ck_assert_str_eq(s3->v[1].path, "/new");
+	ck_assert_uint_eq(s1->n, 3);
+	ck_assert_str_eq(s1->v[1].path, "/bb");
+	ck_assert_str_eq(s1->v[2].path, "/ccc");
+	ck_assert_ptr_eq(modmap_array_find(s3->v, s3->n, 0x4000), &s3->v[1]);
+	modmap_close(&map);
+	/* the snapshots outlive the map */
+	ck_assert_str_eq(s3->v[1].path, "/new");
+	modmap_snap_unref(s1);
+	modmap_snap_unref(s1);
+	modmap_snap_unref(s3);
+}
+END_TEST
+
 START_TEST(test_modmap_copy)
 {
 	struct modmap a, b;
@@ -275,6 +319,7 @@ Suite *modmap_suite(void)
 	tcase_add_test(tc, test_modmap_bounds);
 	tcase_add_test(tc, test_modmap_many_in_any_order);
 	tcase_add_test(tc, test_modmap_copy);
+	tcase_add_test(tc, test_modmap_share);
 	suite_add_tcase(s, tc);
 	return s;
 }
