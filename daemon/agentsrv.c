@@ -533,7 +533,8 @@ void agentsrv_on_timer(uv_timer_t *t)
 		}
 		/* A block table changing size (an idle process's, an exited
 		 * one's shrink) moves on a slice at a time. */
-		if ((s->heap.tab.old != NULL || s->heap.big.old != NULL) &&
+		if ((s->heap.tab.old != NULL || s->heap.big.old != NULL ||
+		     s->heap.trim_next != 0) &&
 		    !heap_step(&s->heap, HEAP_TICK_SLOTS))
 			more = true;
 		if (s->state != SESSION_LIVE)

@@ -402,6 +402,7 @@ void heap_clone(struct heap *dst, const struct heap *src)
 	*dst = *src;
 	dst->charge = NULL;
 	dst->charge_arg = NULL;
+	dst->trim_next = 0; /* a copy is of a process that goes on */
 	dst->granted_blocks = dst->granted_stacks = 0;
 	tab_share(&dst->tab, &src->tab);
 	tab_share(&dst->big, &src->big);
@@ -608,11 +609,14 @@ static size_t cap_for(size_t n, size_t min)
 	return cap;
 }
 
+static bool trim_stacks(struct heap *h, size_t budget);
+
 bool heap_step(struct heap *h, size_t slots)
 {
 	bool a = tab_step(h, &h->tab, slots);
 	bool b = tab_step(h, &h->big, slots);
-	return a && b;
+	bool c = trim_stacks(h, HEAP_TRIM_STEP);
+	return a && b && c;
 }
 
 void heap_trim(struct heap *h)
@@ -626,16 +630,33 @@ void heap_trim(struct heap *h)
 	} else if ((cap = cap_for(h->nbig, MIN_BIG_CAP)) < h->big.cap) {
 		tab_resize(h, &h->big, cap);
 	}
-	/* Only stacks that hold live blocks are ever read again. */
-	uint32_t keep = 1;
-	for (uint32_t i = 1; i < h->nstacks; i++) {
+	/* Only stacks that hold live blocks are ever read again: the others'
+	 * frames go, step by step (heap_step), a million stacks being tens of
+	 * milliseconds of work. */
+	if (h->nstacks > 1) {
+		h->trim_next = 1;
+		h->trim_keep = 1;
+		trim_stacks(h, HEAP_TRIM_STEP);
+	}
+}
+
+/* Frees the frames of up to `budget` stacks with nothing live, from
+ * trim_next on; at the end drops the ids past the last live stack. True
+ * when the trim is done (or none is under way). */
+static bool trim_stacks(struct heap *h, size_t budget)
+{
+	uint32_t i = h->trim_next;
+
+	if (i == 0)
+		return true;
+	for (; i < h->nstacks && budget > 0; i++, budget--) {
 		if (h->stacks[i / HEAP_STACK_CHUNK] == NULL) {
 			i |= STACK_MASK; /* a chunk never written */
 			continue;
 		}
 		const struct heap_stack *s = heap_stack_at(h, i);
 		if (s->live_count != 0 || s->live_count_frac != 0) {
-			keep = i + 1;
+			h->trim_keep = i + 1;
 			continue;
 		}
 		if (s->frames == NULL)
@@ -646,16 +667,23 @@ void heap_trim(struct heap *h)
 		w->frames = NULL;
 		w->nframes = 0;
 	}
+	if (i < h->nstacks) {
+		h->trim_next = i;
+		return false;
+	}
+	h->trim_next = 0;
+	uint32_t keep = h->trim_keep;
 	if (keep < h->nstacks) {
 		/* The ids past keep go: whole chunks, and in the last chunk
 		 * kept, the stacks (nothing live, no frames) read as never
 		 * defined. */
 		uint32_t ncap = keep < HEAP_STACK_CHUNK ? keep : (keep + STACK_MASK) & ~STACK_MASK;
 		stacks_resize(h, ncap);
-		for (uint32_t i = keep; i < ncap; i++)
-			if (heap_stack_at(h, i)->defined)
-				*stack_wr(h, i) = empty_stack;
+		for (uint32_t j = keep; j < ncap; j++)
+			if (heap_stack_at(h, j)->defined)
+				*stack_wr(h, j) = empty_stack;
 	}
+	return true;
 }
 
 static size_t find(struct heap *h, uint64_t addr)

@@ -145,7 +145,11 @@ struct heap {
 	heap_charge_fn charge; /* NULL: no bound shared with other heaps */
 	void *charge_arg;
 	size_t granted_blocks, granted_stacks; /* taken from charge */
+	uint32_t trim_next, trim_keep;         /* heap_trim's pass over the stacks: 0 = none */
 };
+
+/* Stacks heap_trim and each heap_step go over. */
+#define HEAP_TRIM_STEP ((size_t)65536)
 
 /* Caller owns *h. max_* of 0 means the defaults (64M blocks, 1M stacks).
  * The hash key is random (getrandom). */
@@ -170,12 +174,13 @@ void heap_charge_to(struct heap *h, heap_charge_fn fn, void *arg);
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
  * block table sized for its peak, the frames of stacks with nothing live).
- * Nothing may be applied afterwards. A large table shrinks step by step
- * (heap_step). */
+ * Nothing may be applied afterwards. A large table shrinks, and many stacks
+ * are let go, step by step (heap_step). */
 void heap_trim(struct heap *h);
 /* Moves up to `slots` slots of a table that is changing size (every event
  * moves a few; the daemon's timer calls this for idle and exited
- * processes). True when no table is moving any more. */
+ * processes), and goes on with heap_trim's pass over the stacks
+ * (HEAP_TRIM_STEP of them). True when nothing is under way any more. */
 bool heap_step(struct heap *h, size_t slots);
 /* Weighs the blocks of a process sampled every `rate` bytes on average (0 =
  * every allocation is recorded). Before the first event only: a block's

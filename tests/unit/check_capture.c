@@ -232,6 +232,8 @@ START_TEST(test_stacks_frozen)
 	    .seq = ++seq, .addr = 0x30000000, .size = 1, .stack_id = 1, .kind = PROTO_EV_ALLOC};
 	ck_assert_int_eq(heap_apply(&s->heap, &ev), 0);
 	heap_trim(&s->heap);
+	while (!heap_step(&s->heap, 4096))
+		;
 
 	struct snapshot *snap = capture_resolve(c[0], syms);
 	assert_frozen_stacks(snap);

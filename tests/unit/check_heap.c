@@ -2226,6 +2226,8 @@ START_TEST(test_copies_stacks)
 		heap_clone(&img, &p);
 		mi = mp;
 		heap_trim(&c);
+		while (!heap_step(&c, 4096))
+			;
 		for (uint32_t id = 1; id < SC_IDS; id++)
 			if (mc.live_count[id] == 0)
 				EXPECT_TRUE(heap_stack_at(&c, id)->frames == NULL);
@@ -2369,6 +2371,43 @@ START_TEST(test_charge_grants)
 }
 END_TEST
 
+/* heap_trim lets go of the frames of 200,000 stacks with nothing live a
+ * step at a time (HEAP_TRIM_STEP stacks a heap_step), not in one call;
+ * when done, the live stacks are whole and the ids past the last live one
+ * are gone. */
+START_TEST(test_trim_steps)
+{
+	struct heap h;
+	const uint32_t n = 200000;
+	uint64_t seq = 0;
+
+	heap_init(&h, 0, 0);
+	for (uint32_t id = 1; id <= n; id++) {
+		uint64_t f[2] = {0x400000 + id, 0x500000};
+		ck_assert_int_eq(heap_define_stack(&h, id, f, 2), 0);
+	}
+	/* live blocks on stacks 7 and 150,000 only */
+	ck_assert_int_eq(put_block(&h, &seq, 0x1000, 7), 0);
+	ck_assert_int_eq(put_block(&h, &seq, 0x2000, 150000), 0);
+	size_t before = h.frames_bytes;
+	ck_assert_uint_eq(before, (size_t)n * 16);
+	heap_trim(&h);
+	ck_assert_uint_gt(h.frames_bytes, 32); /* not all at once */
+	int steps = 0;
+	while (!heap_step(&h, 4096))
+		steps++;
+	ck_assert_int_ge(steps, 1);
+	ck_assert_uint_eq(h.frames_bytes, 32); /* the two live stacks' */
+	ck_assert_ptr_nonnull(heap_stack_at(&h, 7)->frames);
+	ck_assert_uint_eq(heap_stack_at(&h, 7)->frames[0], 0x400000 + 7);
+	ck_assert_uint_eq(heap_stack_at(&h, 150000)->frames[0], 0x400000 + 150000);
+	ck_assert_ptr_null(heap_stack_at(&h, 8)->frames);
+	ck_assert_uint_le(h.nstacks, 150000 + HEAP_STACK_CHUNK);
+	ck_assert(!heap_stack_at(&h, 190000)->defined);
+	heap_close(&h);
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
 	Suite *s = suite_create("heap");
@@ -2405,6 +2444,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_copies_frozen);
 	tcase_add_test(tc, test_copies_stacks);
 	tcase_add_test(tc, test_charge_grants);
+	tcase_add_test(tc, test_trim_steps);
 	suite_add_tcase(s, tc);
 
 	return s;
