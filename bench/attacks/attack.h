@@ -10,7 +10,9 @@
 #ifndef MEMTRACE_BENCH_ATTACK_H
 #define MEMTRACE_BENCH_ATTACK_H
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +160,29 @@ static inline void attack_send(int fd, const void *buf, size_t len)
 			attack_die("send");
 		o += (size_t)w;
 	}
+}
+
+/* One scrape of /metrics on 127.0.0.1:port: the loop's worst stall so far
+ * (memtrace_loop_stall_max_seconds), or -1. */
+static inline double attack_metrics_stall(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	static char buf[1 << 22];
+	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+	size_t n = 0;
+	ssize_t k;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+		attack_die("connect metrics");
+	attack_send(fd, req, sizeof req - 1);
+	while (n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+		n += (size_t)k;
+	buf[n] = '\0';
+	close(fd);
+	char *p = strstr(buf, "\nmemtrace_loop_stall_max_seconds ");
+	return p != NULL ? strtod(p + 34, NULL) : -1;
 }
 
 #endif

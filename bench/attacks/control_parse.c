@@ -64,27 +64,6 @@ static void child(const char *dir, double seconds)
 	close(fd);
 }
 
-static double stall(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	static char buf[1 << 22];
-	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-	size_t n = 0;
-	ssize_t k;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-		attack_die("connect metrics");
-	attack_send(fd, req, sizeof req - 1);
-	while (n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
-		n += (size_t)k;
-	buf[n] = '\0';
-	close(fd);
-	char *p = strstr(buf, "\nmemtrace_loop_stall_max_seconds ");
-	return p != NULL ? strtod(p + 34, NULL) : -1;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -95,7 +74,7 @@ int main(int argc, char **argv)
 	int conns = argc > 3 ? atoi(argv[3]) : 15;
 	double seconds = argc > 4 ? atof(argv[4]) : 8;
 
-	printf("before: stall max %.3f s\n", stall(port));
+	printf("before: stall max %.3f s\n", attack_metrics_stall(port));
 	fflush(stdout);
 	for (int i = 0; i < conns; i++)
 		if (fork() == 0) {
@@ -105,6 +84,7 @@ int main(int argc, char **argv)
 	while (wait(NULL) > 0)
 		;
 	printf("%d connections of requests of %s bytes for %.0f s: stall max %.3f s\n", conns,
-	       getenv("SIZE") != NULL ? getenv("SIZE") : "65472", seconds, stall(port));
+	       getenv("SIZE") != NULL ? getenv("SIZE") : "65472", seconds,
+	       attack_metrics_stall(port));
 	return 0;
 }

@@ -60,28 +60,6 @@ static void child(const char *dir, long nmods)
 	pause(); /* the session stays live */
 }
 
-/* The gauge's value in one scrape, or -1. */
-static double scrape(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	static char buf[1 << 22];
-	size_t n = 0;
-	ssize_t k;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	static const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-		attack_die("connect metrics");
-	attack_send(fd, req, sizeof req - 1);
-	while (n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
-		n += (size_t)k;
-	buf[n] = '\0';
-	close(fd);
-	char *p = strstr(buf, "\nmemtrace_loop_stall_max_seconds ");
-	return p != NULL ? strtod(p + 34, NULL) : -1;
-}
-
 /* The loop's worst stall so far, from `status` on the control socket. */
 static double status_stall(const char *dir)
 {
@@ -130,7 +108,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 5; i++) {
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		double s = scrape(port);
+		double s = attack_metrics_stall(port);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		printf("scrape %d: %.0f ms, stall max %.3f s\n", i,
 		       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
