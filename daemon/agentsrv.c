@@ -205,22 +205,39 @@ static uid_t busiest_exited_uid(struct daemon *d)
 	return who;
 }
 
+/* Where the list holds the oldest ended process of uid (of anybody's with
+ * any_uid; only one that holds a model's grants with holding), or NULL. */
+static struct session **oldest_exited(struct daemon *d, bool any_uid, uid_t uid, bool holding)
+{
+	struct session **victim = NULL;
+
+	for (struct session **pp = &d->sessions; *pp != NULL; pp = &(*pp)->next) {
+		const struct session *s = *pp;
+		if (s->state == SESSION_EXITED && (any_uid || s->uid == uid) &&
+		    (!holding || s->heap.granted_blocks > 0 || s->heap.granted_stacks > 0))
+			victim = pp; /* the list is newest first: keep the last */
+	}
+	return victim;
+}
+
+/* Forgets the ended process at *pp (the list's reference goes). */
+static void drop_exited(struct daemon *d, struct session **pp)
+{
+	struct session *s = *pp;
+	*pp = s->next;
+	d->nexited--;
+	session_unref(s);
+}
+
 void agentsrv_evict(struct daemon *d)
 {
 	if (d->stopping)
 		return; /* agentsrv_stop is walking the list */
 	while (d->nexited > d->cfg.max_exited) {
-		uid_t uid = busiest_exited_uid(d);
-		struct session **pp = &d->sessions, **victim = NULL;
-		for (; *pp != NULL; pp = &(*pp)->next)
-			if ((*pp)->state == SESSION_EXITED && (*pp)->uid == uid)
-				victim = pp; /* the list is newest first: keep the last */
+		struct session **victim = oldest_exited(d, false, busiest_exited_uid(d), false);
 		if (victim == NULL)
 			return;
-		struct session *s = *victim;
-		*victim = s->next;
-		d->nexited--;
-		session_unref(s);
+		drop_exited(d, victim);
 	}
 }
 
@@ -236,21 +253,12 @@ void agentsrv_evict(struct daemon *d)
  */
 static bool forget_exited_model(struct daemon *d, bool any_uid, uid_t uid)
 {
-	struct session **victim = NULL;
-
 	if (d->stopping)
 		return false; /* agentsrv_stop is walking the list */
-	for (struct session **pp = &d->sessions; *pp != NULL; pp = &(*pp)->next) {
-		const struct session *s = *pp;
-		if (s->state == SESSION_EXITED && (any_uid || s->uid == uid) &&
-		    (s->heap.granted_blocks > 0 || s->heap.granted_stacks > 0))
-			victim = pp; /* the list is newest first: keep the last */
-	}
+	struct session **victim = oldest_exited(d, any_uid, uid, true);
 	if (victim == NULL)
 		return false;
 	struct session *s = *victim;
-	*victim = s->next;
-	d->nexited--;
 	d->models_forgotten++;
 	if (limit_burst_hit(&d->forget_burst, mono_ms(), "model", "forgot"))
 		log_info("pid %d (uid %u, ended) forgotten: its model of %zu blocks and %u stacks "
@@ -258,7 +266,7 @@ static bool forget_exited_model(struct daemon *d, bool any_uid, uid_t uid)
 		         (int)s->pid, (unsigned)s->uid, s->heap.count, s->heap.ndefined,
 		         (unsigned)uid, any_uid ? "the total bound" : "its user's bound");
 	heap_close(&s->heap); /* gives its grants back now, whoever holds s */
-	session_unref(s);     /* the list's reference */
+	drop_exited(d, victim);
 	return true;
 }
 
@@ -332,18 +340,12 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		session_end(s, NULL, "exit");
 		return;
 	}
-	struct daemon *d = s->d;
-	uint64_t turn = d->loopwatch.turns + 1; /* 0: never set */
-	if (d->feed_turn != turn || !d->loopwatch.started) {
-		/* (Without a loopwatch there are no turns to count: no budget.) */
-		d->feed_turn = turn;
-		d->feed_left = FEED_TURN_BYTES;
-	}
-	for (int round = 0; round < READ_BATCH && s->poll_open && d->feed_left > 0; round++) {
+	size_t *left = turn_budget(&s->d->feed_budget, &s->d->loopwatch, FEED_TURN_BYTES);
+	for (int round = 0; round < READ_BATCH && s->poll_open && *left > 0; round++) {
 		size_t room;
 		uint8_t *at = session_rbuf_room(s, &room);
-		if (room > d->feed_left)
-			room = d->feed_left;
+		if (room > *left)
+			room = *left;
 		struct iovec iov = {at, room};
 		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 		msg.msg_control = ctl.space;
@@ -385,7 +387,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 			session_end(s, NULL, "exit");
 			return;
 		}
-		d->feed_left -= (size_t)n;
+		*left -= (size_t)n;
 		if (session_feed(s, at, (size_t)n) < 0) {
 			session_end(s, s->error, "exit");
 			return;

@@ -1066,21 +1066,13 @@ static void conn_process(struct conn *c)
 			break;
 		}
 		size_t l = (size_t)(nl - (c->buf + c->off));
-		struct daemon *d = c->d;
-		uint64_t turn = d->loopwatch.turns + 1; /* 0: never set */
-		if (d->ctl_turn != turn) {
-			d->ctl_turn = turn;
-			d->ctl_left = CONTROL_TURN_BYTES;
-		}
-		/* (Without a loopwatch there are no turns to count: no budget.) */
-		bool over =
-		    d->loopwatch.started && l > d->ctl_left && d->ctl_left < CONTROL_TURN_BYTES;
-		if (done == CONTROL_BATCH || over) {
+		size_t *left = turn_budget(&c->d->ctl_budget, &c->d->loopwatch, CONTROL_TURN_BYTES);
+		if (done == CONTROL_BATCH || (l > *left && *left < CONTROL_TURN_BYTES)) {
 			c->backlog = true;
 			uv_idle_start(&c->d->control_idle, on_control_idle);
 			break;
 		}
-		d->ctl_left -= l < d->ctl_left ? l : d->ctl_left;
+		*left -= l < *left ? l : *left;
 		char *line = xstrndup(c->buf + c->off, l);
 		c->off += l + 1;
 		c->scanned = c->off;

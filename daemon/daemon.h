@@ -114,10 +114,9 @@ struct daemon {
 	 * that make sessions without an agent server: no shared bound. */
 	heap_charge_fn model_charge;
 	uint64_t models_forgotten; /* ended processes forgotten to make room */
-	uint64_t ctl_turn;         /* control.c: the turn ctl_left is of */
-	size_t ctl_left;           /* request bytes that may still be parsed this turn */
-	uint64_t feed_turn;        /* agentsrv.c: the turn feed_left is of */
-	size_t feed_left;          /* bytes agent sockets may still give this turn */
+	/* Request bytes control.c may still parse, and bytes agentsrv.c may
+	 * still read from agent sockets, this loop turn. */
+	struct turn_budget ctl_budget, feed_budget;
 	struct limit_burst forget_burst;
 	size_t ninheriting; /* fork children waiting for their parent's image */
 	struct loopwatch loopwatch;

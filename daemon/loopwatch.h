@@ -35,6 +35,23 @@ struct loopwatch {
 	uint64_t turns;                 /* iterations so far: budgets per turn key on it */
 };
 
+/* Bytes a kind of work may still take in this loop turn: renewed to
+ * per_turn at each turn (loopwatch counts them); a loop not watched has no
+ * turns to count, so every call starts a fresh budget. */
+struct turn_budget {
+	uint64_t turn; /* turns + 1 of the turn `left` is of; 0: never set */
+	size_t left;
+};
+static inline size_t *turn_budget(struct turn_budget *b, const struct loopwatch *w, size_t per_turn)
+{
+	uint64_t turn = w->turns + 1;
+	if (b->turn != turn || !w->started) {
+		b->turn = turn;
+		b->left = per_turn;
+	}
+	return &b->left;
+}
+
 /* Configures loop for idle-time metrics and starts watching. 0 or a libuv
  * error (then nothing is measured). */
 int loopwatch_start(struct loopwatch *w, uv_loop_t *loop);
