@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/mman.h>
 
 #include "sysdep.h"
 
@@ -89,8 +90,23 @@ void ring_retire(struct shm_ring *r)
 	atomic_store_explicit(&r->state, RING_RETIRED, memory_order_release);
 }
 
+/* The pages of an empty ring's records go back to the kernel: a ring holds
+ * SHM_RING_CAP records (4 MiB), and a program that started many threads
+ * once should not keep that much per thread it had. Nothing reads them
+ * (head == tail) and the next thread to take the ring writes before the
+ * daemon reads. Errors are ignored: the pages then stay, as before. */
+static void ring_give_back(struct shm_ring *r)
+{
+	uintptr_t page = 4096, lo = (uintptr_t)&r->ev[0], hi = (uintptr_t)&r->ev[SHM_RING_CAP];
+	lo = (lo + page - 1) & ~(page - 1);
+	hi &= ~(page - 1);
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_REMOVE);
+}
+
 static void ring_release(uint32_t i)
 {
+	ring_give_back(ring_at(i));
 	atomic_store(&ring_at(i)->state, RING_FREE);
 	lock_free_list();
 	free_next[i] = free_head;

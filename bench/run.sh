@@ -83,11 +83,16 @@ done
 
 [ -d "$builddir" ] || die "no build directory '$builddir' (use --builddir or MEMTRACE_BUILDDIR)"
 builddir=$(cd "$builddir" && pwd)
+# The workload is built -O2 without frame pointers, as production code is;
+# memtrace-fp needs frame pointers, so it runs workload_fp (the same source
+# with them) and is compared with a plain run of that build (plain-fp).
 workload=$builddir/bench/workload
+workload_fp=$builddir/bench/workload_fp
 agent=$builddir/agent/.libs/libmemtrace.so
 daemon=$builddir/daemon/memtraced
 ctl=$builddir/client/memtracectl
 [ -x "$workload" ] || die "$workload is missing: run 'make bench' in $builddir"
+[ -x "$workload_fp" ] || die "$workload_fp is missing: run 'make bench' in $builddir"
 
 # The mode list, in run order; plain is the reference and always runs.
 mode_list=(plain)
@@ -96,6 +101,7 @@ for m in memtrace memtrace-libunwind memtrace-fp memtrace-sample memtrace-drop; 
 	want "$m" || continue
 	[ -f "$agent" ] || die "$agent is missing: run 'make' in $builddir"
 	[ -x "$daemon" ] || die "$daemon is missing: run 'make' in $builddir"
+	[ "$m" = memtrace-fp ] && mode_list+=(plain-fp)
 	mode_list+=("$m")
 done
 heaptrack_note=
@@ -267,7 +273,7 @@ settle_daemon() {
 
 if [ "$uses_daemon" = 1 ]; then
 	mkdir -p "$tmp/run" "$tmp/state"
-	"$daemon" --runtime-dir "$tmp/run" --state-dir "$tmp/state" 2>"$tmp/daemon.log" &
+	nice -n "${MEMTRACE_BENCH_NICE:-0}" "$daemon" --runtime-dir "$tmp/run" --state-dir "$tmp/state" 2>"$tmp/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 100); do
 		[ -S "$tmp/run/agent.sock" ] && [ -S "$tmp/run/control.sock" ] && break
@@ -289,9 +295,11 @@ workload_line=
 run_mode() {
 	local mode=$1 i=$2 out=$tmp/$1.$2.out err=$tmp/$1.$2.err d0=0 d1=0 dm=0 s0 s1
 	s0=$(sys_busy)
+	local prog=$workload
+	[[ $mode == *-fp ]] && prog=$workload_fp
 	case $mode in
-	plain)
-		measure "$out" "$err" "$workload" "${wargs[@]}"
+	plain*)
+		measure "$out" "$err" "$prog" "${wargs[@]}"
 		s1=$(sys_busy)
 		;;
 	memtrace*)
@@ -303,7 +311,7 @@ run_mode() {
 		d0=$(proc_cpu "$daemon_pid")
 		measure "$out" "$err" env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
 			MEMTRACE_NFRAMES="$nframes" MEMTRACE_UNWIND="$unwind" MEMTRACE_SAMPLE="$rate" \
-			MEMTRACE_ON_FULL="$full" "$workload" "${wargs[@]}"
+			MEMTRACE_ON_FULL="$full" "$prog" "${wargs[@]}"
 		s1=$(sys_busy)
 		dm=$(proc_cpu "$daemon_pid")
 		settle_daemon "$M_PID"
@@ -410,11 +418,16 @@ for m in "${mode_list[@]}"; do
 	w=$(median "${WALL[$m]}")
 	c=$(median "${CPU[$m]}")
 	d=$(median "${DCPU[$m]}")
-	awk -v m="$m" -v w="$w" -v c="$c" -v d="$d" -v pw="$pw" -v pc="$pc" -v ev="$events" '
+	bw=$pw bc=$pc
+	if [ "$m" = memtrace-fp ] && [ -n "${WALL[plain-fp]:-}" ]; then
+		bw=$(median "${WALL[plain-fp]}")
+		bc=$(median "${CPU[plain-fp]}")
+	fi
+	awk -v m="$m" -v w="$w" -v c="$c" -v d="$d" -v pw="$bw" -v pc="$bc" -v ev="$events" '
 	BEGIN {
 		t = c + d
 		ds = (m ~ /^memtrace/) ? sprintf("%.3f", d) : "-"
-		if (m == "plain")
+		if (m ~ /^plain/)
 			printf "%-18s %8.3f %8.3f %9s %9.3f %7.2f %7.2f %10s %10s\n", m, w, c, ds, t, 1, 1, "-", "-"
 		else
 			printf "%-18s %8.3f %8.3f %9s %9.3f %7.2f %7.2f %10.0f %10.0f\n", m, w, c, ds, t,
@@ -425,6 +438,8 @@ echo
 echo "cpu s = the traced program's user+sys (for heaptrack: its script, the program and"
 echo "heaptrack_interpret); daemon s = memtraced's user+sys during the run; cpu x and"
 echo "ns/ev cpu use total = cpu + daemon. ns/ev = (traced - plain) / $events events."
+echo "The workload is built without frame pointers; memtrace-fp runs the build with"
+echo "them (workload_fp) and its x and ns/ev are against plain-fp, the plain run of it."
 if [ -n "${DCPU[memtrace]:-}" ]; then
 	awk -v d="$(median "${DCPU[memtrace]}")" -v ev="$events" 'BEGIN {
 		if (d > 0) printf "daemon: %.1f million events applied per second of its CPU (memtrace mode)\n", ev / d / 1e6 }'

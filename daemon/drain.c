@@ -49,6 +49,9 @@ struct drain_seg {
 
 /* Records merged between two looks at the clock. */
 #define DRAIN_CLOCK_EVERY 64
+/* How many records of a ring ahead of the one applied the drain asks the
+ * cache for the block table's slot (heap_prefetch). */
+#define DRAIN_PREFETCH 8
 
 /* The consumer fields of ring i in the shared mapping. */
 #define RING_FIELD(dr, i, field)                                                                   \
@@ -417,6 +420,8 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		work++;
 		struct drain_seg *sg = &sc->seg[sc->order[0]];
 		const struct shm_ev *rec = &sc->recs[sg->start + sg->pos];
+		if (sg->pos + DRAIN_PREFETCH < sg->n)
+			heap_prefetch(h, rec[DRAIN_PREFETCH].addr);
 		struct proto_event ev;
 		if (proto_record_decode(rec, &ev) < 0) {
 			*why = "a record is malformed";

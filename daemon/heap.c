@@ -50,6 +50,19 @@ size_t heap_home(const struct heap *h, uint64_t addr, size_t cap)
 	return home(h, addr, cap);
 }
 
+struct heap_chunk {
+	atomic_uint refs;
+	struct heap_block b[];
+};
+
+void heap_prefetch(const struct heap *h, uint64_t addr)
+{
+	size_t i = home(h, addr, h->tab.cap);
+	const struct heap_chunk *c = h->tab.slots[i / HEAP_CHUNK];
+	if (c != NULL)
+		__builtin_prefetch(&c->b[i % HEAP_CHUNK], 1);
+}
+
 static struct heap_chunk **arr_new(size_t cap);
 static struct heap_stack *stack_wr(struct heap *h, uint32_t id);
 
@@ -87,11 +100,6 @@ void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks)
  * view is read and released on a worker while the loop writes its own
  * chunks (never a shared one).
  */
-
-struct heap_chunk {
-	atomic_uint refs;
-	struct heap_block b[];
-};
 
 #define CHUNK_MASK (HEAP_CHUNK - 1)
 

@@ -207,6 +207,10 @@ typedef void (*heap_visit_fn)(void *arg, uint64_t addr, uint64_t size, uint32_t 
 void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg);
 /* Slot i of t's array `slots` (empty if never written): for tests that
  * look at where blocks landed. */
+/* Asks the cache for the slot where a lookup of addr starts: the drain calls
+ * it a few records ahead of the one it applies, so the slot is there when
+ * heap_apply needs it (the table is far larger than the cache). */
+void heap_prefetch(const struct heap *h, uint64_t addr);
 const struct heap_block *heap_table_slot(const struct heap_table *t, size_t i);
 
 /* The live blocks and the stacks of a heap frozen at one moment, for a

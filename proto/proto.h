@@ -31,7 +31,7 @@
 
 #include "shm.h"
 
-#define PROTO_VERSION 5
+#define PROTO_VERSION 6
 
 #define PROTO_HDR_SIZE     8
 #define PROTO_MAX_PAYLOAD  (1u << 17) /* 128 KiB per frame: a HELLO fits */

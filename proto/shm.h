@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC     UINT64_C(0x314d48534543544d) /* "MTCESHM1" */
-#define SHM_RING_CAP  16384u                       /* records per ring, a power of two */
+#define SHM_RING_CAP  131072u                      /* records per ring, a power of two */
 #define SHM_NRINGS    1024u                        /* rings: threads recording at once */
 #define SHM_STACK_CAP (1u << 20)                   /* stack ids 1 .. SHM_STACK_CAP */
 #define SHM_ARENA     (UINT64_C(512) << 20)        /* bytes of stack entries */
