@@ -17,6 +17,7 @@ struct shm_header *g_shm;
 char *g_region;
 
 static uint64_t idle_since[SHM_NRINGS];
+static uint64_t given_back_at[SHM_NRINGS]; /* head when its pages last went back */
 static int32_t free_next[SHM_NRINGS];
 static int32_t free_head = -1;
 static _Atomic int free_lock;
@@ -78,6 +79,7 @@ struct shm_ring *ring_acquire(pid_t tid)
 				return NULL;
 		while (!atomic_compare_exchange_weak(&g_shm->nrings, &n, n + 1));
 		r = ring_at(n);
+		given_back_at[n] = 0;
 		atomic_store(&r->head, 0);
 		atomic_store(&r->tail, 0);
 	}
@@ -90,13 +92,20 @@ void ring_retire(struct shm_ring *r)
 	atomic_store_explicit(&r->state, RING_RETIRED, memory_order_release);
 }
 
-/* The pages of an empty ring's records go back to the kernel: a ring holds
- * SHM_RING_CAP records (4 MiB), and a program that started many threads
- * once should not keep that much per thread it had. Nothing reads them
+/* The pages of an empty ring's records go back to the kernel once its
+ * threads wrote an eighth of it (512 KiB) since the last time: a ring holds
+ * SHM_RING_CAP records (4 MiB), and a program that once had many busy
+ * threads should not keep that much per thread it had; a thread that
+ * recorded little is not worth the system call. Nothing reads the records
  * (head == tail) and the next thread to take the ring writes before the
- * daemon reads. Errors are ignored: the pages then stay, as before. */
-static void ring_give_back(struct shm_ring *r)
+ * daemon reads. Errors are ignored: the pages then stay. */
+static void ring_give_back(uint32_t i)
 {
+	struct shm_ring *r = ring_at(i);
+	uint64_t head = atomic_load(&r->head);
+	if (head - given_back_at[i] < SHM_RING_CAP / 8)
+		return;
+	given_back_at[i] = head;
 	uintptr_t page = 4096, lo = (uintptr_t)&r->ev[0], hi = (uintptr_t)&r->ev[SHM_RING_CAP];
 	lo = (lo + page - 1) & ~(page - 1);
 	hi &= ~(page - 1);
@@ -106,7 +115,7 @@ static void ring_give_back(struct shm_ring *r)
 
 static void ring_release(uint32_t i)
 {
-	ring_give_back(ring_at(i));
+	ring_give_back(i);
 	atomic_store(&ring_at(i)->state, RING_FREE);
 	lock_free_list();
 	free_next[i] = free_head;

@@ -114,7 +114,8 @@ struct heap_chunk; /* heap.c: a reference count and HEAP_CHUNK slots */
  * being emptied into `slots` (heap.c). An array is cap / HEAP_CHUNK
  * pointers to chunks, NULL for a chunk never written. */
 struct heap_table {
-	struct heap_chunk **slots; /* power of two slots, 0 while there is none */
+	/* cap slots: a power of two up to HEAP_CHUNK, then a multiple of it */
+	struct heap_chunk **slots;
 	size_t cap;
 	struct heap_chunk **old; /* NULL but while moving */
 	size_t oldcap;
@@ -157,7 +158,7 @@ void heap_init(struct heap *h, size_t max_blocks, size_t max_stacks);
 /* heap_init with a given hash key: for tests that need two heaps to place
  * an address alike. */
 void heap_init_keyed(struct heap *h, size_t max_blocks, size_t max_stacks, uint64_t key);
-/* The home slot of addr in a table of cap slots (a power of two) under h's
+/* The home slot of addr in a table of cap slots (any number) under h's
  * key: for tests that build probe chains on purpose. */
 size_t heap_home(const struct heap *h, uint64_t addr, size_t cap);
 /* Gives back what h holds of the grants, then closes it. */

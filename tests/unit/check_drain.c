@@ -735,26 +735,30 @@ static void assert_all_applied(uint32_t nr, long n)
 		EXPECT_EQ(load64(&ring(i)->tail), load64(&ring(i)->head));
 }
 
+/* Full rings that hold more than a round (ROUND_BUDGET) and no more than
+ * a live drain's rounds (8 of them). */
+#define ROUND_RINGS ((uint32_t)(6 * (uint64_t)ROUND_BUDGET / SHM_RING_CAP))
+
 START_TEST(test_drain_more_than_a_round_interleaved)
 {
-	fill_rings(20, false);
-	assert_all_applied(20, drain_ok(false));
+	fill_rings(ROUND_RINGS, false);
+	assert_all_applied(ROUND_RINGS, drain_ok(false));
 }
 END_TEST
 
 START_TEST(test_drain_more_than_a_round_in_blocks)
 {
-	fill_rings(20, true);
-	assert_all_applied(20, drain_ok(false));
+	fill_rings(ROUND_RINGS, true);
+	assert_all_applied(ROUND_RINGS, drain_ok(false));
 }
 END_TEST
 
 START_TEST(test_drain_final_more_than_a_round)
 {
-	/* Forty threads' full rings when the process was killed. */
-	fill_rings(40, _i != 0);
+	/* Twice as many threads' full rings when the process was killed. */
+	fill_rings(2 * ROUND_RINGS, _i != 0);
 	set_pending(3, 1); /* a thread died holding a number */
-	assert_all_applied(40, drain_ok(true));
+	assert_all_applied(2 * ROUND_RINGS, drain_ok(true));
 }
 END_TEST
 
