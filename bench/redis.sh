@@ -138,9 +138,16 @@ start_redis() {
 	die "redis-server ($1) did not start: $(tail -5 "$log")"
 }
 
+# daemon_cpu: memtraced's user+sys seconds so far.
+daemon_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
+		"/proc/$daemon_pid/stat" 2>/dev/null || echo 0
+}
+
 declare -A SET GET
 for i in $(seq "$repeat"); do
 	for m in "${modes[@]}"; do
+		d0=$(daemon_cpu)
 		start_redis "$m" "$i"
 		out=$(redis-benchmark -s "$tmp/redis.sock" -P 16 -t set,get -n "$requests" \
 			-d "$size" -q --csv 2>/dev/null)
@@ -152,7 +159,11 @@ for i in $(seq "$repeat"); do
 			st=$(MEMTRACE_RUNTIME_DIR=$tmp/run "$ctl" stats --pid "${pid:-0}" 2>/dev/null)
 			lost=$(grep -o '"lost_events":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
 			ev=$(grep -o '"allocations":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
-			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, lost_events ${lost:-?}"$'\n'
+			fr=$(grep -o '"frees":[[:space:]]*[0-9]*' <<<"$st" | head -1 | grep -o '[0-9]*$')
+			dc=$(awk -v a="$d0" -v b="$(daemon_cpu)" 'BEGIN { printf "%.2f", b - a }')
+			rate=$(awk -v e="$((${ev:-0} + ${fr:-0}))" -v c="$dc" \
+				'BEGIN { if (c > 0) printf "%.1f", e / c / 1e6; else printf "?" }')
+			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, ${fr:-?} frees, lost_events ${lost:-?}; daemon cpu ${dc} s (${rate} M events per second of it)"$'\n'
 		fi
 		stop_redis
 		[ -n "$set_rps" ] && [ -n "$get_rps" ] || die "redis-benchmark gave no figures ($m)"

@@ -447,15 +447,16 @@ fi
 
 # The daemon's memory per live block (issue 10 item 7): tests/progs/churn
 # (built by make check) holds 1 million blocks of 32 bytes from one site,
-# then 3.2 million (just past a doubling of the block table, the worst
-# case: the table is 3/8 full); stats' model_bytes over its blocks.
+# then 2,177,300 (just past a growth of the block table from 2,903,040 to
+# 4,354,560 slots, the worst case: the table is half full), then 3.2
+# million (near 3/4 full, the best); stats' model_bytes over its blocks.
 churn=$builddir/tests/progs/churn
 if [ "$uses_daemon" = 1 ] && [ -x "$churn" ]; then
 	coproc CHURN { exec env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
 		MEMTRACE_TRUTH="$tmp/churn.book" "$churn" 2>/dev/null; }
 	read -r -t 30 _ <&"${CHURN[0]}"
 	printf 'daemon memory per live block (model_bytes / blocks):'
-	for m in 1000000 2200000; do
+	for m in 1000000 1177300 1022700; do
 		echo "hold $m 32" >&"${CHURN[1]}"
 		read -r -t 60 _ <&"${CHURN[0]}"
 		sleep 0.5

@@ -76,6 +76,9 @@ struct heap_chunk {
 
 void heap_prefetch(const struct heap *h, uint64_t addr)
 {
+	/* A table of a MiB or less stays in the cache by itself. */
+	if (h->tab.cap <= HEAP_PREFETCH_MIN_CAP)
+		return;
 	size_t i = home(h, addr, h->tab.cap);
 	const struct heap_chunk *c = h->tab.slots[i / HEAP_CHUNK];
 	if (c != NULL)

@@ -206,12 +206,14 @@ int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *s
 /* Visits every live block (for "largest blocks" queries). */
 typedef void (*heap_visit_fn)(void *arg, uint64_t addr, uint64_t size, uint32_t stack);
 void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg);
-/* Slot i of t's array `slots` (empty if never written): for tests that
- * look at where blocks landed. */
 /* Asks the cache for the slot where a lookup of addr starts: the drain calls
  * it a few records ahead of the one it applies, so the slot is there when
- * heap_apply needs it (the table is far larger than the cache). */
+ * heap_apply needs it. Nothing for a table of HEAP_PREFETCH_MIN_CAP slots
+ * or fewer (1 MiB), which the cache holds by itself. */
 void heap_prefetch(const struct heap *h, uint64_t addr);
+#define HEAP_PREFETCH_MIN_CAP ((size_t)1 << 16)
+/* Slot i of t's array `slots` (empty if never written): for tests that
+ * look at where blocks landed. */
 const struct heap_block *heap_table_slot(const struct heap_table *t, size_t i);
 
 /* The live blocks and the stacks of a heap frozen at one moment, for a

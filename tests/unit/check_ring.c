@@ -541,7 +541,7 @@ END_TEST
 /* ---- concurrent acquire and reclaim ---- */
 
 #define CHURN_THREADS 4
-#define CHURN_ROUNDS  20000
+#define CHURN_ROUNDS  8000
 
 struct churn {
 	_Atomic int failed;
