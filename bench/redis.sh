@@ -161,9 +161,11 @@ for i in $(seq "$repeat"); do
 			ev=$(grep -o '"allocations":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
 			fr=$(grep -o '"frees":[[:space:]]*[0-9]*' <<<"$st" | head -1 | grep -o '[0-9]*$')
 			dc=$(awk -v a="$d0" -v b="$(daemon_cpu)" 'BEGIN { printf "%.2f", b - a }')
-			rate=$(awk -v e="$((${ev:-0} + ${fr:-0}))" -v c="$dc" \
-				'BEGIN { if (c > 0) printf "%.1f", e / c / 1e6; else printf "?" }')
-			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, ${fr:-?} frees, lost_events ${lost:-?}; daemon cpu ${dc} s (${rate} M events per second of it)"$'\n'
+			# Sampled, the counts are estimates, not records read.
+			rate=
+			[ "$m" = memtrace ] && rate=" ($(awk -v e="$((${ev:-0} + ${fr:-0}))" -v c="$dc" \
+				'BEGIN { if (c > 0) printf "%.1f", e / c / 1e6; else printf "?" }') M events per second of it)"
+			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, ${fr:-?} frees, lost_events ${lost:-?}; daemon cpu ${dc} s${rate}"$'\n'
 		fi
 		stop_redis
 		[ -n "$set_rps" ] && [ -n "$get_rps" ] || die "redis-benchmark gave no figures ($m)"

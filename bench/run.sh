@@ -447,8 +447,8 @@ fi
 
 # The daemon's memory per live block (issue 10 item 7): tests/progs/churn
 # (built by make check) holds 1 million blocks of 32 bytes from one site,
-# then 2,177,300 (just past a growth of the block table from 2,903,040 to
-# 4,354,560 slots, the worst case: the table is half full), then 3.2
+# then 2,181,200 (just past a growth of the block table from 2,908,160 to
+# 4,362,240 slots, the worst case: the table is half full), then 3.2
 # million (near 3/4 full, the best); stats' model_bytes over its blocks.
 churn=$builddir/tests/progs/churn
 if [ "$uses_daemon" = 1 ] && [ -x "$churn" ]; then
@@ -456,7 +456,7 @@ if [ "$uses_daemon" = 1 ] && [ -x "$churn" ]; then
 		MEMTRACE_TRUTH="$tmp/churn.book" "$churn" 2>/dev/null; }
 	read -r -t 30 _ <&"${CHURN[0]}"
 	printf 'daemon memory per live block (model_bytes / blocks):'
-	for m in 1000000 1177300 1022700; do
+	for m in 1000000 1181200 1018800; do
 		echo "hold $m 32" >&"${CHURN[1]}"
 		read -r -t 60 _ <&"${CHURN[0]}"
 		sleep 0.5
