@@ -20,7 +20,7 @@
 #   exit-snapshots   2,000 short traced programs (tests/progs/leaker), 50 at once
 #   control          16 control clients sending 20,000 requests each and
 #                    reading nothing
-#   final-drain      a hostile agent whose 1,024 rings are full (16.7 M
+#   final-drain      a hostile agent whose 1,024 rings are full (134 M
 #                    records) says hello and closes: the daemon reads them
 #                    all after the end
 #   wake-flood       a hostile agent whose 1,024 rings always have a record
