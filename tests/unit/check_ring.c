@@ -55,6 +55,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -163,6 +164,56 @@ START_TEST(test_ring_acquire_is_empty_and_counted)
 	ck_assert_ptr_null(ring_acquire(1));
 	use_region(&R);
 	ck_assert_uint_eq(ring_count(), 2);
+}
+END_TEST
+
+/* The pages of a freed ring's records go back to the kernel once an eighth
+ * of the ring was written since the last time, and not for a ring that
+ * recorded little. Pages given back read as zeros (the region is a memfd
+ * mapped shared); resident pages are counted with mincore. */
+static size_t resident_pages(const struct shm_ring *r)
+{
+	uintptr_t page = 4096, lo = ((uintptr_t)&r->ev[0] + page - 1) & ~(page - 1);
+	uintptr_t hi = (uintptr_t)&r->ev[SHM_RING_CAP] & ~(page - 1);
+	size_t n = (hi - lo) / page, res = 0;
+	unsigned char *v = malloc(n);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(mincore((void *)lo, hi - lo, v), 0);
+	for (size_t i = 0; i < n; i++)
+		res += v[i] & 1;
+	free(v);
+	return res;
+}
+
+static void write_records(struct shm_ring *r, uint64_t n)
+{
+	uint64_t h = atomic_load(&r->head);
+	for (uint64_t i = 0; i < n; i++)
+		r->ev[(h + i) % SHM_RING_CAP].addr = 0x1000 + i;
+	atomic_store(&r->head, h + n);
+	atomic_store(&r->tail, h + n); /* the daemon read them */
+}
+
+START_TEST(test_ring_pages_given_back)
+{
+	uint64_t now = sysdep_now_ns();
+	struct shm_ring *busy = ring_acquire(7), *quiet = ring_acquire(8);
+
+	write_records(busy, SHM_RING_CAP); /* every page of the ring */
+	write_records(quiet, 100);
+	size_t before = resident_pages(busy);
+	ck_assert_uint_ge(before, (size_t)SHM_RING_CAP * sizeof(struct shm_ev) / 4096 - 2);
+	ring_retire(busy);
+	ring_retire(quiet);
+	ring_reclaim(now, 0, 0, getpid());
+	ck_assert_int_eq(atomic_load(&busy->state), RING_FREE);
+	ck_assert_int_eq(atomic_load(&quiet->state), RING_FREE);
+	/* The busy ring's pages are gone (at most the two pages it shares
+	 * with its header and the next ring stay); the quiet ring keeps its
+	 * records. */
+	ck_assert_uint_le(resident_pages(busy), 2);
+	ck_assert_uint_eq(busy->ev[SHM_RING_CAP / 2].addr, 0);
+	ck_assert_uint_eq(quiet->ev[99].addr, 0x1000 + 99);
 }
 END_TEST
 
@@ -635,6 +686,7 @@ Suite *ring_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_ring_acquire_is_empty_and_counted);
 	tcase_add_test(tc, test_ring_retire_and_reclaim);
+	tcase_add_test(tc, test_ring_pages_given_back);
 	tcase_add_test(tc, test_ring_reclaims_rings_of_dead_threads);
 	tcase_add_test(tc, test_ring_freed_rings_are_reused);
 	tcase_add_test(tc, test_ring_all_slots_taken);
