@@ -510,11 +510,15 @@ struct agent_tls *agent_enter(void)
 uint32_t agent_stack(struct agent_tls *t)
 {
 	uint64_t frames[AGENT_MAX_FRAMES];
+	struct unwind_walk w;
 
 	/* The thread's first event: learn its stack bounds before walking it. */
 	if (__builtin_expect(t->ring == NULL, 0) && thread_ring(t) == NULL)
 		return 0;
-	uint32_t n = unwind_capture(t, frames, g_cfg.nframes);
+	uint32_t id = unwind_known(t, &w, g_cfg.nframes);
+	if (id != 0)
+		return id;
+	uint32_t n = unwind_capture(t, &w, frames, g_cfg.nframes);
 	if (n == 0) {
 		atomic_fetch_add_explicit(&g_shm->nostack, 1, memory_order_relaxed);
 		return 0;
@@ -522,13 +526,16 @@ uint32_t agent_stack(struct agent_tls *t)
 	/* Loops allocate from the same stack again and again: a compare with
 	 * the thread's previous stack is cheaper than hashing into the table. */
 	if (n == t->last_n && t->last_id != 0 &&
-	    memcmp(frames, t->last_frames, n * sizeof(*frames)) == 0)
+	    memcmp(frames, t->last_frames, n * sizeof(*frames)) == 0) {
+		unwind_learn(t, &w, t->last_id);
 		return t->last_id;
-	uint32_t id = stacktab_intern(frames, n);
+	}
+	id = stacktab_intern(frames, n);
 	if (id == 0) {
 		atomic_fetch_add_explicit(&g_shm->nostack, 1, memory_order_relaxed);
 		return 0;
 	}
+	unwind_learn(t, &w, id);
 	if (n <= AGENT_LAST_FRAMES) {
 		memcpy(t->last_frames, frames, n * sizeof(*frames));
 		t->last_n = n;

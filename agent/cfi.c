@@ -75,6 +75,23 @@ struct frame {
 /* Frames a walk may take: AGENT_MAX_FRAMES, the agent's own, the last. */
 #define MAX_STEPS 272
 
+/* The walk memo: MEMO_SETS sets of 2 whole walks, each with the stack id it
+ * was interned as and the stack slots it read (at most MEMO_CHECKS). */
+#define MEMO_SETS   32
+#define MEMO_CHECKS 72
+
+/* A remembered walk. It was a function of its start (ip, sp, and bp when
+ * bp_dep) and of the words it read; val[i] was read at sp + off[i]. */
+struct memo {
+	uintptr_t ip, sp, bp;
+	uint32_t id; /* 0: empty */
+	int16_t max;
+	uint8_t bp_dep;
+	uint8_t nchecks;
+	uint32_t off[MEMO_CHECKS];
+	uintptr_t val[MEMO_CHECKS];
+};
+
 struct cfi_cache {
 	unsigned gen; /* g_gen when the table and the last walk were made */
 	struct entry e[CACHE_N];
@@ -85,6 +102,8 @@ struct cfi_cache {
 	int last_max;                    /* the max it was asked for */
 	bool last_end;                   /* it ended at an undefined return address, not at max */
 	struct frame tmp[MAX_STEPS + 1]; /* the frames a walk makes */
+	uint8_t mru[MEMO_SETS];          /* the way of each set used last */
+	struct memo memo[MEMO_SETS][2];
 };
 
 /* Bumped by cfi_forget: a table of an older generation is stale. */
@@ -563,6 +582,8 @@ static struct cfi_cache *cache_get(struct cfi_cache **slot)
 		*slot = c;
 	} else if (c->gen != gen) {
 		memset(c->e, 0, sizeof(c->e));
+		for (unsigned i = 0; i < MEMO_SETS; i++)
+			c->memo[i][0].id = c->memo[i][1].id = 0;
 		c->N = -1;
 		c->gen = gen;
 	}
@@ -712,6 +733,77 @@ int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_
 	return matched ? k + reused : k + 1;
 }
 
+/* ---- the walk memo ---- */
+
+static inline unsigned memo_set(uintptr_t ip, uintptr_t sp)
+{
+	uint64_t h = ((uint64_t)ip ^ ((uint64_t)sp << 17)) * 0x9e3779b97f4a7c15ull;
+	return (unsigned)(h >> 59) & (MEMO_SETS - 1);
+}
+
+static inline bool memo_holds(const struct memo *w, const struct cfi_regs *start, int max)
+{
+	if (w->id == 0 || w->ip != start->ip || w->sp != start->sp || w->max != max ||
+	    (w->bp_dep && w->bp != start->bp))
+		return false;
+	/* Every slot below is at or above the start's SP and below the
+	 * stack's top: the walk that made them checked so, from this SP. */
+	for (unsigned i = 0; i < w->nchecks; i++)
+		if (*(const uintptr_t *)(start->sp + w->off[i]) != w->val[i])
+			return false;
+	return true;
+}
+
+uint32_t cfi_recall(struct cfi_cache *c, const struct cfi_regs *start, int max)
+{
+	if (c == NULL || c->gen != atomic_load_explicit(&g_gen, memory_order_acquire))
+		return 0;
+	unsigned s = memo_set(start->ip, start->sp);
+	for (unsigned way = 0; way < 2; way++)
+		if (memo_holds(&c->memo[s][way], start, max)) {
+			c->mru[s] = (uint8_t)way;
+			return c->memo[s][way].id;
+		}
+	return 0;
+}
+
+void cfi_remember(struct cfi_cache *c, uint32_t id)
+{
+	if (c == NULL || c->N < 0 || id == 0)
+		return;
+	const struct frame *f0 = &c->rev[c->N];
+	unsigned s = memo_set(f0->ip, f0->sp), way = c->mru[s] ^ 1u;
+	struct memo *w = &c->memo[s][way];
+	unsigned n = 0;
+
+	if (c->memo[s][0].id == 0)
+		way = 0, w = &c->memo[s][0];
+	w->id = 0;
+	/* The step from F[k] = rev[x] to F[k+1] = rev[x - 1] read F[k+1]'s
+	 * return address and, when rbp_off is set, its RBP, which counts only
+	 * when the rest of the walk reads it. */
+	for (int x = c->N; x > 0; x--) {
+		const struct frame *f = &c->rev[x], *up = &c->rev[x - 1];
+		uintptr_t at[2] = {up->sp - 8, up->sp + (uintptr_t)(intptr_t)f->rbp_off};
+		uintptr_t val[2] = {up->ip, up->bp};
+		unsigned reads = f->rbp_off != 0 && up->bp_dep ? 2 : 1;
+		for (unsigned r = 0; r < reads; r++) {
+			if (n == MEMO_CHECKS || at[r] < f0->sp || at[r] - f0->sp > UINT32_MAX)
+				return;
+			w->off[n] = (uint32_t)(at[r] - f0->sp);
+			w->val[n++] = val[r];
+		}
+	}
+	w->ip = f0->ip;
+	w->sp = f0->sp;
+	w->bp = f0->bp;
+	w->bp_dep = f0->bp_dep;
+	w->max = (int16_t)c->last_max;
+	w->nchecks = (uint8_t)n;
+	w->id = id;
+	c->mru[s] = (uint8_t)way;
+}
+
 void cfi_cache_free(struct cfi_cache *cache)
 {
 	if (cache != NULL)
@@ -725,15 +817,30 @@ void cfi_forget(void)
 
 #else /* not x86-64: always libunwind */
 
-int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *out,
-                  int max)
+int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi,
+                  const struct cfi_regs *start, uintptr_t *out, int max)
 {
 	(void)cache;
 	(void)stack_lo;
 	(void)stack_hi;
+	(void)start;
 	(void)out;
 	(void)max;
 	return -1;
+}
+
+uint32_t cfi_recall(struct cfi_cache *c, const struct cfi_regs *start, int max)
+{
+	(void)c;
+	(void)start;
+	(void)max;
+	return 0;
+}
+
+void cfi_remember(struct cfi_cache *c, uint32_t id)
+{
+	(void)c;
+	(void)id;
 }
 
 void cfi_cache_free(struct cfi_cache *cache)

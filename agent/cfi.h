@@ -42,6 +42,19 @@ struct cfi_regs {
  * Returns the number of addresses, or -1 when the walk needs libunwind. */
 int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_hi,
                   const struct cfi_regs *start, uintptr_t *out, int max);
+/*
+ * The walk memo: the whole walks a thread made last, with the stack id each
+ * was interned as. A walk is a function of its start (IP, SP, and RBP where
+ * a step reads it) and of the stack words it read, so a start equal to a
+ * remembered one whose words all still hold the values read is the same
+ * walk: its id, without a step or a lookup or a hash. A remembered walk
+ * reads one word per frame, two where the caller's saved RBP is used later.
+ *
+ * cfi_recall returns that id, or 0; cfi_remember(c, id) keeps the thread's
+ * last successful cfi_backtrace as id. Both are per thread, like the table.
+ */
+uint32_t cfi_recall(struct cfi_cache *cache, const struct cfi_regs *start, int max);
+void cfi_remember(struct cfi_cache *cache, uint32_t id);
 /* Gives back a thread's table. */
 void cfi_cache_free(struct cfi_cache *cache);
 /* Code was unloaded: every table is stale. */

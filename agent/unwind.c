@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include "cfi.h"
+#include "stacktab.h"
 
-/* Frames of the agent that can sit above the caller: unwind_capture,
- * agent_stack, traced_alloc and the hook (fewer when inlined). Asking
- * libunwind for more would walk frames nobody keeps. */
-#define SKIP_EXTRA 4
+/* Frames of the agent that can sit above the caller: walk_libunwind,
+ * unwind_capture or unwind_known and recall_checked, agent_stack,
+ * traced_alloc and the hook (fewer when inlined). Asking libunwind for more
+ * would walk frames nobody keeps; fewer would cut deep stacks short. */
+#define SKIP_EXTRA 8
 
 void unwind_init(void)
 {
@@ -116,22 +118,44 @@ static int walk_libunwind(uintptr_t *out, int max)
 }
 
 /* MEMTRACE_UNWIND_CHECK's counts. */
-static _Atomic uint64_t check_walks, check_differ, check_handed;
+static _Atomic uint64_t check_walks, check_differ, check_handed, check_recalled;
 
-/* Both walks of one stack; libunwind's is kept. */
-static int walk_checked(struct agent_tls *t, const struct cfi_regs *start, uintptr_t *out, int max)
+/* Both walks of one stack; libunwind's is kept. *same: ours was equal. */
+static int walk_checked(struct agent_tls *t, const struct cfi_regs *start, uintptr_t *out, int max,
+                        bool *same)
 {
 	uintptr_t mine[AGENT_MAX_FRAMES];
 	int got = walk_libunwind(out, max);
 	int n =
 	    start != NULL ? cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, start, mine, max) : -1;
 
+	*same = false;
 	atomic_fetch_add_explicit(&check_walks, 1, memory_order_relaxed);
 	if (n < 0)
 		atomic_fetch_add_explicit(&check_handed, 1, memory_order_relaxed);
 	else if (n != got || memcmp(mine, out, (size_t)n * sizeof(*mine)) != 0)
 		atomic_fetch_add_explicit(&check_differ, 1, memory_order_relaxed);
+	else
+		*same = true;
 	return got;
+}
+
+/* A remembered walk's stack against libunwind's walk of this one. */
+static bool recall_checked(uint32_t id, uint32_t max)
+{
+	uintptr_t buf[AGENT_MAX_FRAMES];
+	const uint64_t *frames;
+	uint32_t n;
+	int got = walk_libunwind(buf, (int)max);
+	bool same = stacktab_get(id, &frames, &n) == 1 && (int)n == got;
+
+	for (int i = 0; same && i < got; i++)
+		same = frames[i] == (uint64_t)buf[i] - 1;
+	atomic_fetch_add_explicit(&check_walks, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&check_recalled, 1, memory_order_relaxed);
+	if (!same)
+		atomic_fetch_add_explicit(&check_differ, 1, memory_order_relaxed);
+	return same;
 }
 
 __attribute__((destructor)) static void unwind_report(void)
@@ -142,10 +166,11 @@ __attribute__((destructor)) static void unwind_report(void)
 		return;
 	int n = snprintf(line, sizeof(line),
 	                 "memtrace: unwind check: %llu walks, %llu differ from libunwind, %llu "
-	                 "handed to it\n",
+	                 "handed to it, %llu recalled\n",
 	                 (unsigned long long)atomic_load(&check_walks),
 	                 (unsigned long long)atomic_load(&check_differ),
-	                 (unsigned long long)atomic_load(&check_handed));
+	                 (unsigned long long)atomic_load(&check_handed),
+	                 (unsigned long long)atomic_load(&check_recalled));
 	int fd = g_cfg.unwind_report[0] != '\0'
 	             ? open(g_cfg.unwind_report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
 	             : STDERR_FILENO;
@@ -157,23 +182,44 @@ __attribute__((destructor)) static void unwind_report(void)
 		close(fd);
 }
 
-uint32_t unwind_capture(struct agent_tls *t, uint64_t *out, uint32_t max)
+uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max)
+{
+	w->have = false;
+	w->walked = false;
+	if (g_cfg.fp || t->dead)
+		return 0;
+	w->have = program_frame(t, &w->start) == 0;
+	if (!w->have || g_cfg.libunwind)
+		return 0;
+	uint32_t id = cfi_recall(t->cfi, &w->start, (int)max);
+	if (__builtin_expect(g_cfg.unwind_check, 0) && id != 0 && !recall_checked(id, max))
+		return 0;
+	return id;
+}
+
+uint32_t unwind_capture(struct agent_tls *t, struct unwind_walk *w, uint64_t *out, uint32_t max)
 {
 	if (g_cfg.fp)
 		return capture_fp(t, out, max);
 
 	uintptr_t buf[AGENT_MAX_FRAMES];
-	struct cfi_regs start;
-	bool have = !t->dead && program_frame(t, &start) == 0;
 	int got = -1;
 
 	if (__builtin_expect(g_cfg.unwind_check, 0) && !t->dead)
-		got = walk_checked(t, have ? &start : NULL, buf, (int)max);
-	else if (!g_cfg.libunwind && have)
-		got = cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, &start, buf, (int)max);
+		got = walk_checked(t, w->have ? &w->start : NULL, buf, (int)max, &w->walked);
+	else if (!g_cfg.libunwind && w->have) {
+		got = cfi_backtrace(&t->cfi, t->stack_lo, t->stack_hi, &w->start, buf, (int)max);
+		w->walked = got >= 0;
+	}
 	if (got < 0)
 		got = walk_libunwind(buf, (int)max);
 	for (int i = 0; i < got; i++)
 		out[i] = (uint64_t)buf[i] - 1;
 	return (uint32_t)got;
+}
+
+void unwind_learn(struct agent_tls *t, const struct unwind_walk *w, uint32_t id)
+{
+	if (w->walked)
+		cfi_remember(t->cfi, id);
 }

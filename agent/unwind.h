@@ -21,11 +21,25 @@
 
 #include <stdint.h>
 
+#include "cfi.h"
 #include "globals.h"
 
+/* One stack's capture: where the program's frames start, and how they were
+ * walked. */
+struct unwind_walk {
+	struct cfi_regs start;
+	bool have;   /* start was found (not in fp mode) */
+	bool walked; /* unwind_capture's frames came from our walker */
+};
+
 void unwind_init(void);
+/* The stack id of the calling thread's stack when our walker remembers this
+ * very walk (cfi.h, the walk memo), else 0. Fills *w for unwind_capture. */
+uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max);
 /* Fills out[0 .. max) and returns the number of frames. */
-uint32_t unwind_capture(struct agent_tls *t, uint64_t *out, uint32_t max);
+uint32_t unwind_capture(struct agent_tls *t, struct unwind_walk *w, uint64_t *out, uint32_t max);
+/* The frames unwind_capture returned were interned as id: remember the walk. */
+void unwind_learn(struct agent_tls *t, const struct unwind_walk *w, uint32_t id);
 /* Called once per new thread (inside the recursion guard): learns the stack
  * bounds for the walks and warms libunwind's cache. */
 void unwind_thread_init(struct agent_tls *t);

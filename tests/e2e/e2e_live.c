@@ -3195,15 +3195,17 @@ END_TEST
 /* ---------------------------------------------------- unwind_differential */
 
 /* The agent's "unwind check" line in a process's stderr: walks, walks that
- * differ from libunwind's, walks handed to libunwind. 0 when found. */
+ * differ from libunwind's, walks handed to libunwind, stacks the walk memo
+ * recalled (each also compared). 0 when found. */
+static long long recalled_last;
 static int unwind_counts(const char *err, long long *walks, long long *differ, long long *handed)
 {
 	const char *p = err != NULL ? strstr(err, "memtrace: unwind check: ") : NULL;
 
 	if (p == NULL || sscanf(p,
 	                        "memtrace: unwind check: %lld walks, %lld differ from libunwind, "
-	                        "%lld handed to it",
-	                        walks, differ, handed) != 3)
+	                        "%lld handed to it, %lld recalled",
+	                        walks, differ, handed, &recalled_last) != 4)
 		return -1;
 	return 0;
 }
@@ -3280,6 +3282,8 @@ START_TEST(unwind_differential)
 	ck_assert_msg(handed >= signals && signals == 800,
 	              "unwindy: %lld walks handed to libunwind, %lld allocations in handlers",
 	              handed, signals);
+	/* The walk memo answered for many of them, each answer compared too. */
+	ck_assert_msg(recalled_last > 1000, "unwindy: %lld stacks recalled", recalled_last);
 	free(out);
 
 	const char *sq[] = {"/usr/bin/sqlite3", ":memory:", NULL};
@@ -3291,6 +3295,8 @@ START_TEST(unwind_differential)
 	                  &walks, &handed);
 	ck_assert_msg(strstr(out, "20000|200010000") != NULL, "sqlite3 answered %s", out);
 	ck_assert_int_gt(walks, 1000);
+	ck_assert_msg(recalled_last > walks / 2, "sqlite3: %lld of %lld stacks recalled",
+	              recalled_last, walks);
 	free(out);
 
 	char *data = h_strf("%s/xz.in", D.dir);

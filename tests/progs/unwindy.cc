@@ -9,7 +9,11 @@
  *  - in a signal handler, on the thread's stack and on an alternate signal
  *    stack (the walk crosses the kernel's signal frame);
  *  - in code loaded with dlopen, closed and loaded again (argv[1]);
- *  - on four threads at once.
+ *  - on four threads at once;
+ *  - from one function called by two callers in turn whose frames are the
+ *    same size: the walks start at the same address and stack pointer and
+ *    differ only further out (the walk memo must not give one's stack to
+ *    the other).
  * It prints "allocs=N signals=S": N allocations it made itself (each one a
  * walk), S of them in signal handlers (each one a walk through a signal
  * frame). Exit status 0.
@@ -104,6 +108,31 @@ __attribute__((noinline)) static void catcher(int i)
 	}
 }
 
+__attribute__((noinline)) static void shared_middle(int i)
+{
+	void *p = counted(48 + (size_t)(i & 1));
+	__asm__ volatile("" ::"r"(p) : "memory");
+	free(p);
+	__asm__ volatile("" ::: "memory");
+}
+
+/* Twins: the same frame, different return addresses into main's loop. */
+__attribute__((noinline)) static void twin_a(int i)
+{
+	volatile char pad[40];
+	pad[i % 40] = (char)i;
+	shared_middle(i);
+	__asm__ volatile("" ::"r"(pad) : "memory");
+}
+
+__attribute__((noinline)) static void twin_b(int i)
+{
+	volatile char pad[40];
+	pad[i % 40] = (char)(i + 1); /* not folded into twin_a */
+	shared_middle(i);
+	__asm__ volatile("" ::"r"(pad) : "memory");
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -166,6 +195,8 @@ int main(int argc, char **argv)
 		recurse(i % 80, i);
 	for (int i = 0; i < 300; i++)
 		catcher(i);
+	for (int i = 0; i < 2000; i++)
+		(i % 3 == 0 ? twin_a : twin_b)(i);
 	signals(200);
 	/* The same handler on an alternate stack. */
 	ss.ss_size = 1 << 16;
