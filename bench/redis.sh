@@ -3,8 +3,16 @@
 # `redis-benchmark -P 16 -t set,get`, plain, traced by memtrace (default
 # settings: every allocation, the CFI walker, 32 frames, lossless), traced
 # sampled (MEMTRACE_SAMPLE=524288) and under heaptrack when it is installed,
-# in one invocation; each mode R times, interleaved, the median throughput
-# kept and divided by the plain one.
+# in one invocation; each mode R times in rounds (plain first in each), the
+# median throughput printed, and the median over rounds of the ratio to that
+# round's plain run.
+#
+# One more mode, memtrace-agent, is a diagnosis, not a way to run: the agent
+# alone, with the daemon stopped (SIGSTOP) while the benchmark runs and
+# MEMTRACE_ON_FULL=drop, so the agent walks, numbers and writes every event
+# until its ring is full and then counts the rest as lost. Against the
+# memtrace mode it tells what redis loses to the agent's work in its own
+# thread and what to the daemon's CPU on the same cores.
 #
 # The script starts its own memtraced on a temporary runtime directory and
 # its own redis-servers on a Unix socket there; it never touches a running
@@ -85,6 +93,7 @@ stop_redis() {
 cleanup() {
 	stop_redis
 	if [ -n "$daemon_pid" ]; then
+		kill -CONT "$daemon_pid" 2>/dev/null # memtrace-agent stops it
 		kill -TERM "$daemon_pid" 2>/dev/null
 		wait "$daemon_pid" 2>/dev/null
 	fi
@@ -103,7 +112,7 @@ for _ in $(seq 100); do
 done
 [ -S "$tmp/run/agent.sock" ] || die "memtraced did not start: $(cat "$tmp/daemon.log")"
 
-modes=(plain memtrace memtrace-sample)
+modes=(plain memtrace memtrace-sample memtrace-agent)
 if [ "$heaptrack" = 1 ]; then
 	if command -v heaptrack >/dev/null; then
 		modes+=(heaptrack)
@@ -122,6 +131,10 @@ start_redis() {
 	plain) redis-server "${redis_args[@]}" >"$log" 2>&1 & ;;
 	memtrace)
 		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
+			redis-server "${redis_args[@]}" >"$log" 2>&1 &
+		;;
+	memtrace-agent)
+		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" MEMTRACE_ON_FULL=drop \
 			redis-server "${redis_args[@]}" >"$log" 2>&1 &
 		;;
 	memtrace-sample)
@@ -144,13 +157,15 @@ daemon_cpu() {
 		"/proc/$daemon_pid/stat" 2>/dev/null || echo 0
 }
 
-declare -A SET GET
+declare -A SET GET RSET RGET
 for i in $(seq "$repeat"); do
 	for m in "${modes[@]}"; do
 		d0=$(daemon_cpu)
 		start_redis "$m" "$i"
+		[ "$m" = memtrace-agent ] && kill -STOP "$daemon_pid"
 		out=$(redis-benchmark -s "$tmp/redis.sock" -P 16 -t set,get -n "$requests" \
 			-d "$size" -q --csv 2>/dev/null)
+		[ "$m" = memtrace-agent ] && kill -CONT "$daemon_pid"
 		set_rps=$(grep '^"SET"' <<<"$out" | cut -d'"' -f4)
 		get_rps=$(grep '^"GET"' <<<"$out" | cut -d'"' -f4)
 		if [ "$m" = memtrace ] || [ "$m" = memtrace-sample ]; then
@@ -171,27 +186,30 @@ for i in $(seq "$repeat"); do
 		[ -n "$set_rps" ] && [ -n "$get_rps" ] || die "redis-benchmark gave no figures ($m)"
 		SET[$m]="${SET[$m]:-} $set_rps"
 		GET[$m]="${GET[$m]:-} $get_rps"
+		# Against this round's plain run (plain runs first): the
+		# neighbours of a shared machine drift between rounds.
+		[ "$m" = plain ] && { p_set=$set_rps; p_get=$get_rps; }
+		RSET[$m]="${RSET[$m]:-} $(awk -v a="$set_rps" -v b="$p_set" 'BEGIN { printf "%.4f", a / b }')"
+		RGET[$m]="${RGET[$m]:-} $(awk -v a="$get_rps" -v b="$p_get" 'BEGIN { printf "%.4f", a / b }')"
 		printf '  %-16s run %d: SET %10.0f/s  GET %10.0f/s\n' "$m" "$i" "$set_rps" "$get_rps"
 	done
 done
 
 median() {
 	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR % 2) printf "%.0f", v[(NR + 1) / 2];
-		      else printf "%.0f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+		END { if (NR % 2) printf "%.4f", v[(NR + 1) / 2];
+		      else printf "%.4f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo
 echo "redis-benchmark -P 16 -t set,get -n $requests -d $size, $(nproc) cpus, medians of $repeat"
 printf '%-16s %12s %12s %8s %8s\n' mode "SET/s" "GET/s" "SET x" "GET x"
-ps=$(median "${SET[plain]}")
-pg=$(median "${GET[plain]}")
 for m in "${modes[@]}"; do
-	s=$(median "${SET[$m]}")
-	g=$(median "${GET[$m]}")
-	awk -v m="$m" -v s="$s" -v g="$g" -v ps="$ps" -v pg="$pg" \
-		'BEGIN { printf "%-16s %12.0f %12.0f %8.2f %8.2f\n", m, s, g, s / ps, g / pg }'
+	awk -v m="$m" -v s="$(median "${SET[$m]}")" -v g="$(median "${GET[$m]}")" \
+		-v rs="$(median "${RSET[$m]}")" -v rg="$(median "${RGET[$m]}")" \
+		'BEGIN { printf "%-16s %12.0f %12.0f %8.2f %8.2f\n", m, s, g, rs, rg }'
 done
 echo
-echo "x = throughput / plain throughput (1.00 = no cost)."
+echo "x = throughput / plain throughput of the same round (1.00 = no cost), median of rounds."
+echo "memtrace-agent: the agent's work alone (daemon stopped, events past a full ring dropped)."
 printf '%s' "${NOTE:-}"
