@@ -767,28 +767,47 @@ uint32_t cfi_recall(struct cfi_cache *c, const struct cfi_regs *start, int max)
 	return 0;
 }
 
+void cfi_unlearn(struct cfi_cache *c, const struct cfi_regs *start, int max)
+{
+	if (c == NULL)
+		return;
+	unsigned s = memo_set(start->ip, start->sp);
+	for (unsigned way = 0; way < 2; way++)
+		if (memo_holds(&c->memo[s][way], start, max))
+			c->memo[s][way].id = 0;
+}
+
+/* The words the step from F[k] = rev[x] to F[k+1] = rev[x - 1] read that
+ * count: F[k+1]'s return address and, when rbp_off is set, its RBP when
+ * the rest of the walk reads it. */
+static inline unsigned step_reads(const struct frame *f, const struct frame *up)
+{
+	return f->rbp_off != 0 && up->bp_dep ? 2 : 1;
+}
+
 void cfi_remember(struct cfi_cache *c, uint32_t id)
 {
 	if (c == NULL || c->N < 0 || id == 0)
 		return;
 	const struct frame *f0 = &c->rev[c->N];
-	unsigned s = memo_set(f0->ip, f0->sp), way = c->mru[s] ^ 1u;
-	struct memo *w = &c->memo[s][way];
-	unsigned n = 0;
+	unsigned s = memo_set(f0->ip, f0->sp), way = c->mru[s] ^ 1u, n = 0;
 
+	/* A walk too deep to remember leaves the set as it was. */
+	for (int x = c->N; x > 0; x--)
+		n += step_reads(&c->rev[x], &c->rev[x - 1]);
+	if (n > MEMO_CHECKS)
+		return;
 	if (c->memo[s][0].id == 0)
-		way = 0, w = &c->memo[s][0];
+		way = 0;
+	struct memo *w = &c->memo[s][way];
 	w->id = 0;
-	/* The step from F[k] = rev[x] to F[k+1] = rev[x - 1] read F[k+1]'s
-	 * return address and, when rbp_off is set, its RBP, which counts only
-	 * when the rest of the walk reads it. */
+	n = 0;
 	for (int x = c->N; x > 0; x--) {
 		const struct frame *f = &c->rev[x], *up = &c->rev[x - 1];
 		uintptr_t at[2] = {up->sp - 8, up->sp + (uintptr_t)(intptr_t)f->rbp_off};
 		uintptr_t val[2] = {up->ip, up->bp};
-		unsigned reads = f->rbp_off != 0 && up->bp_dep ? 2 : 1;
-		for (unsigned r = 0; r < reads; r++) {
-			if (n == MEMO_CHECKS || at[r] < f0->sp || at[r] - f0->sp > UINT32_MAX)
+		for (unsigned r = 0; r < step_reads(f, up); r++) {
+			if (at[r] < f0->sp || at[r] - f0->sp > UINT32_MAX)
 				return;
 			w->off[n] = (uint32_t)(at[r] - f0->sp);
 			w->val[n++] = val[r];
@@ -841,6 +860,13 @@ void cfi_remember(struct cfi_cache *c, uint32_t id)
 {
 	(void)c;
 	(void)id;
+}
+
+void cfi_unlearn(struct cfi_cache *c, const struct cfi_regs *start, int max)
+{
+	(void)c;
+	(void)start;
+	(void)max;
 }
 
 void cfi_cache_free(struct cfi_cache *cache)

@@ -55,6 +55,8 @@ int cfi_backtrace(struct cfi_cache **cache, uintptr_t stack_lo, uintptr_t stack_
  */
 uint32_t cfi_recall(struct cfi_cache *cache, const struct cfi_regs *start, int max);
 void cfi_remember(struct cfi_cache *cache, uint32_t id);
+/* MEMTRACE_UNWIND_CHECK found the walk recalled from start wrong: forget it. */
+void cfi_unlearn(struct cfi_cache *cache, const struct cfi_regs *start, int max);
 /* Gives back a thread's table. */
 void cfi_cache_free(struct cfi_cache *cache);
 /* Code was unloaded: every table is stale. */

@@ -192,8 +192,10 @@ uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max)
 	if (!w->have || g_cfg.libunwind)
 		return 0;
 	uint32_t id = cfi_recall(t->cfi, &w->start, (int)max);
-	if (__builtin_expect(g_cfg.unwind_check, 0) && id != 0 && !recall_checked(id, max))
+	if (__builtin_expect(g_cfg.unwind_check, 0) && id != 0 && !recall_checked(id, max)) {
+		cfi_unlearn(t->cfi, &w->start, (int)max);
 		return 0;
+	}
 	return id;
 }
 
