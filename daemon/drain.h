@@ -45,6 +45,7 @@ struct drain_seg;
  * traced process; a drain without one uses its own. */
 struct drain_scratch {
 	struct shm_ev *recs;
+	uint32_t *pair; /* per record: its temporary's other half (drain.c) */
 	size_t recs_cap;
 	size_t recs_peak; /* records held at once since the last trim */
 	struct drain_seg *seg;
@@ -65,6 +66,11 @@ struct drain {
 	bool exiting; /* the agent said it exits cleanly */
 	bool behind;  /* the last drain left records to read (or in flight) */
 	bool cut;     /* the last drain stopped for time with records left */
+	/* Apply every record on its own, pairing no temporaries: for the
+	 * tests that compare the two. */
+	bool no_pairs;
+	uint64_t temporaries;      /* allocations applied as temporaries */
+	uint64_t temporaries_kept; /* of them, given a slot: the round ended first */
 	/* Called at a FORK record, once every record before it is applied:
 	 * the heap is then the forked child's as it starts. Set after
 	 * drain_open (which clears the struct); NULL ignores FORK records. */

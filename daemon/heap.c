@@ -456,21 +456,33 @@ void heap_clone(struct heap *dst, const struct heap *src)
 
 #define TOMB 1 /* meta of an old array's slot whose entry is gone */
 
-/* The slot holding addr in an array of cap slots, or SIZE_MAX. */
-static size_t arr_find(struct heap *h, struct heap_chunk *const *slots, size_t cap, uint64_t addr)
+/* The slot holding addr in an array of cap slots, or SIZE_MAX; *end is
+ * then the empty slot that ended the search, where addr would go. */
+static size_t arr_search(struct heap *h, struct heap_chunk *const *slots, size_t cap, uint64_t addr,
+                         size_t *end)
 {
+	*end = SIZE_MAX;
 	if (cap == 0)
 		return SIZE_MAX;
 	size_t i = home(h, addr, cap);
 	for (;;) {
 		h->probes++;
 		uint64_t a = rd(slots, i)->addr;
-		if (a == 0)
+		if (a == 0) {
+			*end = i;
 			return SIZE_MAX;
+		}
 		if (a == addr)
 			return i;
 		i = step(i, cap);
 	}
+}
+
+/* The slot holding addr in an array of cap slots, or SIZE_MAX. */
+static size_t arr_find(struct heap *h, struct heap_chunk *const *slots, size_t cap, uint64_t addr)
+{
+	size_t end;
+	return arr_search(h, slots, cap, addr, &end);
 }
 
 /* Whether slot i of the old array is in the part already moved. */
@@ -723,9 +735,9 @@ static size_t find(struct heap *h, uint64_t addr)
 	return tab_find(h, &h->tab, addr);
 }
 
-static void remove_at(struct heap *h, size_t i)
+/* One block fewer, in the table or a temporary (heap_apply_temp). */
+static void uncount(struct heap *h)
 {
-	tab_remove(h, &h->tab, i);
 	h->count--;
 	/* Two grants spare: one goes back (one spare, so a process that
 	 * allocates and frees around a grant's edge does not take and give
@@ -734,6 +746,12 @@ static void remove_at(struct heap *h, size_t i)
 		h->granted_blocks -= HEAP_GRANT_BLOCKS;
 		h->charge(h->charge_arg, HEAP_CHARGED_BLOCKS, -(long)HEAP_GRANT_BLOCKS, false);
 	}
+}
+
+static void remove_at(struct heap *h, size_t i)
+{
+	tab_remove(h, &h->tab, i);
+	uncount(h);
 }
 
 /* Keeps the exact size of a block of SIZE_BIG bytes or more. */
@@ -822,7 +840,11 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 	return 0;
 }
 
-static int apply_alloc(struct heap *h, const struct proto_event *ev)
+/* An allocation: its statistics, the block it replaces, and (unless temp)
+ * its slot. 1 when the block counts (a limit may leave it out: 0), and
+ * *stack_out is the stack it was counted at; -EBADMSG. */
+static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, bool fresh,
+                       uint32_t *stack_out)
 {
 	uint32_t stack = ev->stack_id;
 
@@ -841,28 +863,44 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	sampling_add(&s->total_bytes, &s->total_bytes_frac, w.bytes);
 	sampling_add(&h->allocations, &h->allocations_frac, w.count);
 
-	size_t i = find(h, ev->addr);
+	/* A table not being moved: the search for addr ends at the slot it
+	 * goes to, unless the table must grow first. */
+	size_t end = SIZE_MAX, i;
+	if (fresh)
+		i = SIZE_MAX; /* the caller knows no block is there */
+	else if (h->tab.old == NULL)
+		i = arr_search(h, h->tab.slots, h->tab.cap, ev->addr, &end);
+	else
+		i = find(h, ev->addr);
 	if (i != SIZE_MAX) {
 		/* A free we never saw (e.g. a block allocated before tracing
 		 * began was freed untraced): the old block is gone. */
 		h->replaced++;
 		release(h, i, &old);
+		end = SIZE_MAX; /* the deletion moved the slots after it */
 	}
+	*stack_out = stack;
 	if (h->count >= h->max_blocks || (h->charge != NULL && h->count >= h->granted_blocks &&
 	                                  !grant(h, HEAP_CHARGED_BLOCKS))) {
 		h->limit_reached |= HEAP_LIMIT_BLOCKS;
 		return 0;
 	}
-	if ((h->count + 1) * 4 > h->tab.cap * 3)
-		tab_resize(h, &h->tab, next_cap(h->tab.cap));
-	i = arr_free_slot(h, h->tab.slots, h->tab.cap, ev->addr);
-	uint64_t size = ev->size;
-	if (size >= SIZE_BIG) {
-		big_put(h, ev->addr, size);
-		size = SIZE_BIG;
+	if (temp) {
+		h->temps++;
+	} else {
+		if ((h->count - h->temps + 1) * 4 > h->tab.cap * 3) {
+			tab_resize(h, &h->tab, next_cap(h->tab.cap));
+			end = SIZE_MAX;
+		}
+		i = end != SIZE_MAX ? end : arr_free_slot(h, h->tab.slots, h->tab.cap, ev->addr);
+		uint64_t size = ev->size;
+		if (size >= SIZE_BIG) {
+			big_put(h, ev->addr, size);
+			size = SIZE_BIG;
+		}
+		*wr(h->tab.slots, h->tab.cap, i) =
+		    (struct heap_block){ev->addr, (uint64_t)stack << SIZE_BITS | size};
 	}
-	*wr(h->tab.slots, h->tab.cap, i) =
-	    (struct heap_block){ev->addr, (uint64_t)stack << SIZE_BITS | size};
 	h->count++;
 	s = stack_wr(h, stack); /* release may have written another stack */
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
@@ -871,18 +909,72 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev)
 	sampling_add(&h->blocks, &h->blocks_frac, w.count);
 	if (h->current > h->peak)
 		h->peak = h->current;
+	return 1;
+}
+
+/* What every record does first: its place in the sequence, and a step of a
+ * table's move. */
+static int apply_begin(struct heap *h, uint64_t seq)
+{
+	if (seq <= h->last_seq)
+		return -EBADMSG;
+	h->last_seq = seq;
+	if (h->tab.old != NULL || h->big.old != NULL)
+		heap_step(h, TAB_STEP);
 	return 0;
+}
+
+int heap_apply_temp_alloc(struct heap *h, const struct proto_event *ev, bool fresh, uint32_t *stack)
+{
+	if (ev->kind != PROTO_EV_ALLOC || apply_begin(h, ev->seq) < 0)
+		return -EBADMSG;
+	return apply_alloc(h, ev, true, fresh, stack);
+}
+
+int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted)
+{
+	if (apply_begin(h, seq) < 0)
+		return -EBADMSG;
+	if (!counted) {
+		/* Its allocation was left out: its free finds no block. */
+		h->unknown_frees++;
+		return 0;
+	}
+	struct sampling_weight w;
+	sampling_weight(size, h->sample_bytes, &w);
+	struct heap_stack *s = stack_wr(h, stack);
+	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w.bytes);
+	sampling_sub(&s->live_count, &s->live_count_frac, w.count);
+	sampling_sub(&h->current, &h->current_frac, w.bytes);
+	sampling_sub(&h->blocks, &h->blocks_frac, w.count);
+	sampling_add(&h->frees, &h->frees_frac, w.count);
+	h->temps--;
+	uncount(h);
+	return 0;
+}
+
+void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	h->temps--;
+	if ((h->count - h->temps) * 4 > h->tab.cap * 3)
+		tab_resize(h, &h->tab, next_cap(h->tab.cap));
+	size_t i = arr_free_slot(h, h->tab.slots, h->tab.cap, addr);
+	if (size >= SIZE_BIG) {
+		big_put(h, addr, size);
+		size = SIZE_BIG;
+	}
+	*wr(h->tab.slots, h->tab.cap, i) =
+	    (struct heap_block){addr, (uint64_t)stack << SIZE_BITS | size};
 }
 
 int heap_apply(struct heap *h, const struct proto_event *ev)
 {
-	if (ev->seq <= h->last_seq)
+	if (apply_begin(h, ev->seq) < 0)
 		return -EBADMSG;
-	h->last_seq = ev->seq;
-	if (h->tab.old != NULL || h->big.old != NULL)
-		heap_step(h, TAB_STEP);
-	if (ev->kind == PROTO_EV_ALLOC)
-		return apply_alloc(h, ev);
+	if (ev->kind == PROTO_EV_ALLOC) {
+		uint32_t stack;
+		return apply_alloc(h, ev, false, false, &stack) < 0 ? -EBADMSG : 0;
+	}
 	if (ev->kind != PROTO_EV_FREE)
 		return -EBADMSG;
 	size_t i = find(h, ev->addr);

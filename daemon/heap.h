@@ -125,6 +125,7 @@ struct heap_table {
 struct heap {
 	struct heap_table tab; /* the live blocks */
 	size_t count;          /* live blocks in the table: with sampling, the samples */
+	size_t temps;          /* of them, temporaries not in it (heap_apply_temp_alloc) */
 	struct heap_table big; /* blocks of HEAP_SIZE_BIG bytes or more: addr, size */
 	size_t nbig;
 	uint64_t key;                     /* the hash key of both tables */
@@ -195,6 +196,25 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
 /* Applies one event. -EBADMSG if its seq is not greater than the last one or
  * it names a stack id that was never defined. */
 int heap_apply(struct heap *h, const struct proto_event *ev);
+/* A temporary: an allocation and its free that the caller knows nothing
+ * else touches in between (drain.c pairs them in one ring's records). They
+ * change the model exactly as heap_apply of the two would, but the block
+ * takes no slot in the table:
+ *   heap_apply_temp_alloc: 1 when the block counts (*stack is then the stack
+ *     it counts at: 0 when past max_stacks), 0 when a limit left it out,
+ *     -EBADMSG as heap_apply; fresh: the caller knows the table holds no
+ *     block at the address (the last record naming it was a free), so it
+ *     is not looked for;
+ *   heap_apply_temp_free: its free, with the size, that stack and whether
+ *     it counted;
+ *   heap_temp_keep: the free will not come as a temporary (the reading stops
+ *     between the two): the block takes its slot, as heap_apply would have
+ *     given it.
+ * Between the two, the model must not be read (captures, forks, lookups). */
+int heap_apply_temp_alloc(struct heap *h, const struct proto_event *ev, bool fresh,
+                          uint32_t *stack);
+int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted);
+void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack);
 void heap_reset_peak(struct heap *h);
 
 /* Stack `id` (statistics and frames); an id past nstacks or never written
