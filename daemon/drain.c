@@ -513,7 +513,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		struct drain_seg *sg = &sc->seg[sc->order[0]];
 		struct shm_ev *rec = &sc->recs[sg->start + sg->pos];
 		uint32_t pr = pairs ? sc->pair[sg->start + sg->pos] : 0;
-		if (sg->pos + DRAIN_PREFETCH < sg->n)
+		if (h->tab.cap > HEAP_PREFETCH_MIN_CAP && sg->pos + DRAIN_PREFETCH < sg->n)
 			heap_prefetch(h, rec[DRAIN_PREFETCH].addr);
 		struct proto_event ev;
 		if (proto_record_decode(rec, &ev) < 0) {

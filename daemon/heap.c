@@ -872,7 +872,8 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		i = arr_search(h, h->tab.slots, h->tab.cap, ev->addr, &end);
 	else
 		i = find(h, ev->addr);
-	if (i != SIZE_MAX) {
+	bool replaced = i != SIZE_MAX;
+	if (replaced) {
 		/* A free we never saw (e.g. a block allocated before tracing
 		 * began was freed untraced): the old block is gone. */
 		h->replaced++;
@@ -902,7 +903,8 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		    (struct heap_block){ev->addr, (uint64_t)stack << SIZE_BITS | size};
 	}
 	h->count++;
-	s = stack_wr(h, stack); /* release may have written another stack */
+	if (replaced)
+		s = stack_wr(h, stack); /* release may have copied its chunk */
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
 	sampling_add(&s->live_count, &s->live_count_frac, w.count);
 	sampling_add(&h->current, &h->current_frac, w.bytes);

@@ -24,9 +24,9 @@ static struct sampling_value value_of(double v)
 	return r;
 }
 
-void sampling_weight(uint64_t size, uint64_t rate, struct sampling_weight *w)
+void sampling_weight_sampled(uint64_t size, uint64_t rate, struct sampling_weight *w)
 {
-	if (rate == 0 || size == 0 || size / SURE_RATES >= rate) {
+	if (size == 0 || size / SURE_RATES >= rate) {
 		w->bytes = (struct sampling_value){size, 0};
 		w->count = (struct sampling_value){1, 0};
 		return;

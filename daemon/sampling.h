@@ -48,7 +48,17 @@ struct sampling_weight {
  * `rate` bytes on average (0 = every allocation is recorded). A size of 0
  * (which sampling never records) weighs 0 bytes and one block; a weight past
  * 2^64 saturates. */
-void sampling_weight(uint64_t size, uint64_t rate, struct sampling_weight *w);
+void sampling_weight_sampled(uint64_t size, uint64_t rate, struct sampling_weight *w);
+static inline void sampling_weight(uint64_t size, uint64_t rate, struct sampling_weight *w)
+{
+	if (rate == 0) {
+		/* Every allocation recorded: inline, as the daemon weighs each. */
+		w->bytes = (struct sampling_value){size, 0};
+		w->count = (struct sampling_value){1, 0};
+		return;
+	}
+	sampling_weight_sampled(size, rate, w);
+}
 
 /* Adds v to the figure kept as (*rounded, *frac): *rounded is the exact
  * value rounded half up, *frac its fraction. Arithmetic is modulo 2^64 in

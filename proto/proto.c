@@ -170,31 +170,3 @@ int proto_empty_decode(const uint8_t *p, size_t n)
 	(void)p;
 	return n == 0 ? 0 : -EBADMSG;
 }
-
-int proto_record_decode(const struct shm_ev *rec, struct proto_event *ev)
-{
-	ev->kind = (uint8_t)(rec->seq_kind & PROTO_EV_KIND_MASK);
-	ev->seq = rec->seq_kind >> PROTO_EV_KIND_BITS;
-	ev->addr = rec->addr;
-	switch (ev->kind) {
-	case PROTO_EV_ALLOC:
-		if (ev->addr == 0)
-			return -EBADMSG;
-		ev->size = rec->size;
-		ev->stack_id = rec->stack;
-		return 0;
-	case PROTO_EV_FREE:
-		if (ev->addr == 0)
-			return -EBADMSG;
-		ev->size = 0;
-		ev->stack_id = 0;
-		return 0;
-	case PROTO_EV_FORK:
-		ev->addr = 0;
-		ev->size = 0;
-		ev->stack_id = 0;
-		return 0;
-	default:
-		return -EBADMSG;
-	}
-}
