@@ -408,6 +408,54 @@ static void keep_temporaries(struct drain *dr, struct heap *h, bool pairs)
 	}
 }
 
+/* Applies record `at` of the scratch (pr: its pair[] entry, 0 when the
+ * round pairs nothing); work counts what it cost (see round_run). */
+static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint32_t pr,
+                               unsigned *work, const char **why)
+{
+	struct drain_scratch *sc = SC(dr);
+	struct shm_ev *rec = &sc->recs[at];
+	struct proto_event ev;
+
+	if (proto_record_decode(rec, &ev) < 0) {
+		*why = "a record is malformed";
+		return -1;
+	}
+	if (ev.kind == PROTO_EV_ALLOC && ev.stack_id != 0 &&
+	    !heap_stack_at(h, ev.stack_id)->defined && !(h->limit_reached & HEAP_LIMIT_STACKS)) {
+		*work += 8;
+		if (define_stack(dr, h, ev.stack_id, why) < 0)
+			return -1;
+	}
+	if (ev.kind == PROTO_EV_FORK) {
+		if (ev.seq <= h->last_seq)
+			goto out_of_order;
+		h->last_seq = ev.seq;
+		if (dr->on_fork != NULL)
+			dr->on_fork(dr->fork_arg, ev.seq);
+		*work += DRAIN_CLOCK_EVERY;
+	} else if (pr & PAIR_ALLOC) {
+		uint32_t stack;
+		int counted = heap_apply_temp_alloc(h, &ev, pr & PAIR_FRESH, &stack);
+		if (counted < 0)
+			goto out_of_order;
+		rec->stack = stack; /* what its free takes back */
+		if (counted)
+			sc->pair[pr & PAIR_INDEX] |= PAIR_COUNTED;
+		dr->temporaries++;
+	} else if (pr & PAIR_FREE) {
+		const struct shm_ev *a = &sc->recs[pr & PAIR_INDEX];
+		if (heap_apply_temp_free(h, ev.seq, a->size, a->stack, pr & PAIR_COUNTED) < 0)
+			goto out_of_order;
+	} else if (heap_apply(h, &ev) < 0) {
+		goto out_of_order;
+	}
+	return 0;
+out_of_order:
+	*why = "records out of sequence order";
+	return -1;
+}
+
 /* One round of at most `cap` records (and until deadline_ns, when not 0):
  * returns records applied, and sets *more when records below the watermark
  * were left for another round. */
@@ -498,75 +546,45 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	 * of the heap) a whole period. */
 	unsigned work = 0;
 	while (live > 0) {
-		if (applied >= cap) {
-			*more = true;
-			break;
-		}
-		if (deadline_ns != 0 && work >= DRAIN_CLOCK_EVERY) {
-			work = 0;
-			if (drain_now_ns() >= deadline_ns) {
-				*more = true;
-				break;
-			}
-		}
-		work++;
+		/* The top ring's records below the runner-up's next one go in
+		 * a run, with no sift between them. */
 		struct drain_seg *sg = &sc->seg[sc->order[0]];
-		struct shm_ev *rec = &sc->recs[sg->start + sg->pos];
-		uint32_t pr = pairs ? sc->pair[sg->start + sg->pos] : 0;
-		if (h->tab.cap > HEAP_PREFETCH_MIN_CAP && sg->pos + DRAIN_PREFETCH < sg->n)
-			heap_prefetch(h, rec[DRAIN_PREFETCH].addr);
-		struct proto_event ev;
-		if (proto_record_decode(rec, &ev) < 0) {
-			*why = "a record is malformed";
-			goto out_bad;
-		}
-		if (ev.kind == PROTO_EV_ALLOC && ev.stack_id != 0 &&
-		    !heap_stack_at(h, ev.stack_id)->defined &&
-		    !(h->limit_reached & HEAP_LIMIT_STACKS)) {
-			work += 8;
-			if (define_stack(dr, h, ev.stack_id, why) < 0)
-				goto out_bad;
-		}
-		if (ev.kind == PROTO_EV_FORK) {
-			if (ev.seq <= h->last_seq) {
-				*why = "records out of sequence order";
-				goto out_bad;
+		uint64_t bound = UINT64_MAX;
+		for (size_t c = 1; c <= 2 && c < live; c++)
+			if (sc->seg[sc->order[c]].next_seq < bound)
+				bound = sc->seg[sc->order[c]].next_seq;
+		for (;;) {
+			if (applied >= cap) {
+				*more = true;
+				goto done;
 			}
-			h->last_seq = ev.seq;
-			if (dr->on_fork != NULL)
-				dr->on_fork(dr->fork_arg, ev.seq);
-			work += DRAIN_CLOCK_EVERY;
-		} else if (pr & PAIR_ALLOC) {
-			uint32_t stack;
-			int counted = heap_apply_temp_alloc(h, &ev, pr & PAIR_FRESH, &stack);
-			if (counted < 0) {
-				*why = "records out of sequence order";
-				goto out_bad;
+			if (deadline_ns != 0 && work >= DRAIN_CLOCK_EVERY) {
+				work = 0;
+				if (drain_now_ns() >= deadline_ns) {
+					*more = true;
+					goto done;
+				}
 			}
-			rec->stack = stack; /* what its free takes back */
-			if (counted)
-				sc->pair[pr & PAIR_INDEX] |= PAIR_COUNTED;
-			dr->temporaries++;
-		} else if (pr & PAIR_FREE) {
-			const struct shm_ev *a = &sc->recs[pr & PAIR_INDEX];
-			if (heap_apply_temp_free(h, ev.seq, a->size, a->stack, pr & PAIR_COUNTED) <
-			    0) {
-				*why = "records out of sequence order";
+			work++;
+			size_t at = sg->start + sg->pos;
+			if (h->tab.cap > HEAP_PREFETCH_MIN_CAP && sg->pos + DRAIN_PREFETCH < sg->n)
+				heap_prefetch(h, sc->recs[at + DRAIN_PREFETCH].addr);
+			if (apply_record(dr, h, at, pairs ? sc->pair[at] : 0, &work, why) < 0)
 				goto out_bad;
-			}
-		} else if (heap_apply(h, &ev) < 0) {
-			*why = "records out of sequence order";
-			goto out_bad;
+			applied++;
+			if (++sg->pos == sg->n && fill(dr, sg, w, chunk, pairs, why) < 0)
+				goto out_bad;
+			if (sg->n == 0)
+				break;
+			sg->next_seq = sc->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
+			if (sg->next_seq >= bound)
+				break;
 		}
-		applied++;
-		if (++sg->pos == sg->n && fill(dr, sg, w, chunk, pairs, why) < 0)
-			goto out_bad;
 		if (sg->n == 0)
 			sc->order[0] = sc->order[--live];
-		else
-			sg->next_seq = sc->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
 		bheap_sift_down(sc->order, live, sizeof(*sc->order), 0, seg_less, sc->seg);
 	}
+done:
 	keep_temporaries(dr, h, pairs);
 	for (size_t i = 0; i < nseg; i++)
 		release(dr, &sc->seg[i]);
