@@ -157,6 +157,20 @@ daemon_cpu() {
 		"/proc/$daemon_pid/stat" 2>/dev/null || echo 0
 }
 
+# daemon_settle: waits (10 s at most) until memtraced's CPU stops moving: a
+# traced redis that exits leaves it a last snapshot to write, which must not
+# run into the next mode's benchmark.
+daemon_settle() {
+	local a b
+	a=$(daemon_cpu)
+	for _ in $(seq 50); do
+		sleep 0.2
+		b=$(daemon_cpu)
+		[ "$a" = "$b" ] && return 0
+		a=$b
+	done
+}
+
 declare -A SET GET RSET RGET
 for i in $(seq "$repeat"); do
 	for m in "${modes[@]}"; do
@@ -183,6 +197,7 @@ for i in $(seq "$repeat"); do
 			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, ${fr:-?} frees, lost_events ${lost:-?}; daemon cpu ${dc} s${rate}"$'\n'
 		fi
 		stop_redis
+		daemon_settle
 		[ -n "$set_rps" ] && [ -n "$get_rps" ] || die "redis-benchmark gave no figures ($m)"
 		SET[$m]="${SET[$m]:-} $set_rps"
 		GET[$m]="${GET[$m]:-} $get_rps"
