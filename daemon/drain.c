@@ -266,8 +266,10 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
  * sequence order (see PAIR_ALLOC). A FREE pairs with the last ALLOC of its
  * bucket when that is of its address: any record of that address between
  * would have taken the bucket (an ALLOC) or the pair (a FREE). A FORK ends
- * every pair: the child's copy of the heap must hold the block. */
-static void pair_records(struct drain_scratch *sc, size_t start, size_t n)
+ * every pair: the child's copy of the heap must hold the block. fresh: the
+ * round reads this ring alone, so PAIR_FRESH holds (with other rings, a
+ * record of theirs may come between the FREE and the ALLOC). */
+static void pair_records(struct drain_scratch *sc, size_t start, size_t n, bool fresh)
 {
 	uint32_t last[PAIR_BUCKETS];  /* index + 1 of the bucket's last ALLOC, 0: none */
 	uint64_t freed[PAIR_BUCKETS]; /* the address of the bucket's last FREE, 0: none */
@@ -282,7 +284,7 @@ static void pair_records(struct drain_scratch *sc, size_t start, size_t n)
 		if (kind == PROTO_EV_ALLOC) {
 			/* A FRESH mark stays on an ALLOC that pairs with no
 			 * FREE: only pair[] of paired ALLOCs is read. */
-			sc->pair[k] = freed[b] == e->addr ? PAIR_FRESH : 0;
+			sc->pair[k] = fresh && freed[b] == e->addr ? PAIR_FRESH : 0;
 			freed[b] = freed[b] == e->addr ? 0 : freed[b];
 			last[b] = (uint32_t)k + 1;
 		} else if (kind == PROTO_EV_FREE) {
@@ -301,9 +303,10 @@ static void pair_records(struct drain_scratch *sc, size_t start, size_t n)
 }
 
 /* Copies the next chunk of a ring's records below w (none, sg->n == 0, when
- * the ring has no more), and finds its temporaries when `pairs`. */
+ * the ring has no more), and finds its temporaries when `pairs` (with
+ * PAIR_FRESH marks when the round reads this ring alone). */
 static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk, bool pairs,
-                const char **why)
+                bool alone, const char **why)
 {
 	struct drain_scratch *sc = SC(dr);
 	uint64_t left = sg->avail - sg->copied;
@@ -329,7 +332,7 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 		sg->last = s;
 	}
 	if (pairs)
-		pair_records(sc, sg->start, k);
+		pair_records(sc, sg->start, k, alone);
 	sg->n = k;
 	sg->copied += k;
 	if (k > 0)
@@ -388,14 +391,14 @@ static void release(struct drain *dr, const struct drain_seg *s)
 }
 
 /* A round that stops between a temporary's ALLOC and its FREE: the block
- * takes its slot (the FREE comes again in the next round, on its own). Only
- * a round of one ring pairs; its ALLOCs still open lie before pos. */
-static void keep_temporaries(struct drain *dr, struct heap *h, bool pairs)
+ * takes its slot (the FREE comes again in the next round, on its own). A
+ * temporary ends within its run (apply_record), so the ALLOCs still open
+ * are those of sg, the ring of the run the round stopped in, before pos. */
+static void keep_temporaries(struct drain *dr, struct heap *h, const struct drain_seg *sg)
 {
 	struct drain_scratch *sc = SC(dr);
-	if (!pairs || h->temps == 0)
+	if (sg == NULL || h->temps == 0)
 		return;
-	const struct drain_seg *sg = &sc->seg[0];
 	size_t end = sg->start + sg->pos;
 	for (size_t k = end; k-- > sg->start && h->temps > 0;) {
 		uint32_t pr = sc->pair[k];
@@ -409,9 +412,10 @@ static void keep_temporaries(struct drain *dr, struct heap *h, bool pairs)
 }
 
 /* Applies record `at` of the scratch (pr: its pair[] entry, 0 when the
- * round pairs nothing); work counts what it cost (see round_run). */
+ * round pairs nothing) in a run that ends below `bound` (round_run); work
+ * counts what it cost. */
 static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint32_t pr,
-                               unsigned *work, const char **why)
+                               uint64_t bound, unsigned *work, const char **why)
 {
 	struct drain_scratch *sc = SC(dr);
 	struct shm_ev *rec = &sc->recs[at];
@@ -434,6 +438,13 @@ static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint
 		if (dr->on_fork != NULL)
 			dr->on_fork(dr->fork_arg, ev.seq);
 		*work += DRAIN_CLOCK_EVERY;
+	} else if ((pr & PAIR_ALLOC) &&
+	           sc->recs[pr & PAIR_INDEX].seq_kind >> PROTO_EV_KIND_BITS >= bound) {
+		/* Its FREE comes after a record of another ring may have
+		 * named the address: the two go through the table. */
+		sc->pair[pr & PAIR_INDEX] = 0;
+		if (heap_apply(h, &ev) < 0)
+			goto out_of_order;
 	} else if (pr & PAIR_ALLOC) {
 		uint32_t stack;
 		int counted = heap_apply_temp_alloc(h, &ev, pr & PAIR_FRESH, &stack);
@@ -530,12 +541,14 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	if (most < chunk)
 		chunk = (size_t)most;
 	need_recs(dr, nseg * chunk);
-	/* One ring: nothing of another comes between a temporary's two. */
-	bool pairs = nseg == 1 && !dr->no_pairs;
+	/* Within a run (below) nothing of another ring comes between a
+	 * temporary's two records. */
+	bool pairs = !dr->no_pairs, alone = nseg == 1;
+	struct drain_seg *run = NULL; /* the ring of the run going on */
 	for (size_t k = 0; k < nseg; k++) {
 		struct drain_seg *sg = &sc->seg[k];
 		sg->start = k * chunk;
-		if (fill(dr, sg, w, chunk, pairs, why) < 0)
+		if (fill(dr, sg, w, chunk, pairs, alone, why) < 0)
 			return -EBADMSG;
 		if (sg->n > 0)
 			sc->order[live++] = (uint32_t)k;
@@ -548,7 +561,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	while (live > 0) {
 		/* The top ring's records below the runner-up's next one go in
 		 * a run, with no sift between them. */
-		struct drain_seg *sg = &sc->seg[sc->order[0]];
+		struct drain_seg *sg = run = &sc->seg[sc->order[0]];
 		uint64_t bound = UINT64_MAX;
 		for (size_t c = 1; c <= 2 && c < live; c++)
 			if (sc->seg[sc->order[c]].next_seq < bound)
@@ -569,10 +582,11 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 			size_t at = sg->start + sg->pos;
 			if (h->tab.cap > HEAP_PREFETCH_MIN_CAP && sg->pos + DRAIN_PREFETCH < sg->n)
 				heap_prefetch(h, sc->recs[at + DRAIN_PREFETCH].addr);
-			if (apply_record(dr, h, at, pairs ? sc->pair[at] : 0, &work, why) < 0)
+			if (apply_record(dr, h, at, pairs ? sc->pair[at] : 0, bound, &work, why) <
+			    0)
 				goto out_bad;
 			applied++;
-			if (++sg->pos == sg->n && fill(dr, sg, w, chunk, pairs, why) < 0)
+			if (++sg->pos == sg->n && fill(dr, sg, w, chunk, pairs, alone, why) < 0)
 				goto out_bad;
 			if (sg->n == 0)
 				break;
@@ -585,12 +599,12 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		bheap_sift_down(sc->order, live, sizeof(*sc->order), 0, seg_less, sc->seg);
 	}
 done:
-	keep_temporaries(dr, h, pairs);
+	keep_temporaries(dr, h, run);
 	for (size_t i = 0; i < nseg; i++)
 		release(dr, &sc->seg[i]);
 	return applied;
 out_bad:
-	keep_temporaries(dr, h, pairs);
+	keep_temporaries(dr, h, run);
 	for (size_t i = 0; i < nseg; i++)
 		release(dr, &sc->seg[i]);
 	return -EBADMSG;

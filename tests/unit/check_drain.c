@@ -832,6 +832,42 @@ START_TEST(test_drain_temporaries)
 }
 END_TEST
 
+/* A block allocated and freed in one ring, with another thread's free and
+ * allocation of the same address between (a block handed over, freed, and
+ * its address handed back): the two in ring 0 are no temporary, and the
+ * free in ring 1 finds the first block. */
+START_TEST(test_drain_temporary_crossed_by_another_ring)
+{
+	struct shm_ev r0[] = {
+	    testregion_record(1, PROTO_EV_ALLOC, pool_addr(7), 100, 3),
+	    testregion_record(4, PROTO_EV_FREE, pool_addr(7), 0, 0),
+	};
+	struct shm_ev r1[] = {
+	    testregion_record(2, PROTO_EV_FREE, pool_addr(7), 0, 0),
+	    testregion_record(3, PROTO_EV_ALLOC, pool_addr(7), 50, 5),
+	};
+
+	set_nrings(2);
+	testregion_place(&R, 0, 0);
+	testregion_place(&R, 1, 0);
+	for (size_t k = 0; k < 2; k++) {
+		testregion_put(ring(0), &r0[k]);
+		testregion_put(ring(1), &r1[k]);
+	}
+	set_seq(5);
+	ck_assert_int_eq(drain_ok(false), 4);
+	ck_assert_uint_eq(H.frees, 2);
+	ck_assert_uint_eq(H.unknown_frees, 0);
+	ck_assert_uint_eq(H.replaced, 0);
+	ck_assert_uint_eq(H.current, 0);
+	ck_assert_uint_eq(H.peak, 100);
+	ck_assert_uint_eq(H.count, 0);
+	uint64_t size;
+	uint32_t stack;
+	ck_assert_int_eq(heap_lookup(&H, pool_addr(7), &size, &stack), -ENOENT);
+}
+END_TEST
+
 static int fork_saw; /* at the FORK: 1 the block was there, whole; 0 not */
 
 static void fork_look(void *arg, uint64_t seq)
@@ -1452,6 +1488,7 @@ Suite *drain_suite(void)
 	tcase_add_test(tc, test_drain_random_interleavings);
 	tcase_add_test(tc, test_drain_temporaries);
 	tcase_add_test(tc, test_drain_fork_between_a_temporary);
+	tcase_add_test(tc, test_drain_temporary_crossed_by_another_ring);
 	tcase_add_test(tc, test_drain_random_edges);
 	tcase_add_test(tc, test_drain_many_rings);
 	suite_add_tcase(s, tc);
