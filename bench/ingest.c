@@ -42,16 +42,18 @@ static uint64_t rng(void)
 	return z ^ (z >> 31);
 }
 
-static unsigned long arg(char **argv, int *i, int argc)
+/* The number after option argv[*i]: at least `min`. */
+static unsigned long arg(char **argv, int *i, int argc, unsigned long min)
 {
 	if (*i + 1 >= argc) {
 		fprintf(stderr, "ingest: %s needs a number\n", argv[*i]);
 		exit(2);
 	}
 	char *end;
-	unsigned long v = strtoul(argv[++*i], &end, 10);
-	if (*end != '\0' || v == 0) {
-		fprintf(stderr, "ingest: %s needs a positive number\n", argv[*i - 1]);
+	const char *s = argv[++*i];
+	unsigned long v = strtoul(s, &end, 10);
+	if (*end != '\0' || *s == '\0' || *s == '-' || v < min) {
+		fprintf(stderr, "ingest: %s needs a number of at least %lu\n", argv[*i - 1], min);
 		exit(2);
 	}
 	return v;
@@ -64,15 +66,15 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-n") == 0)
-			total = arg(argv, &i, argc);
+			total = arg(argv, &i, argc, 1);
 		else if (strcmp(argv[i], "-l") == 0)
-			live = arg(argv, &i, argc);
+			live = arg(argv, &i, argc, 1);
 		else if (strcmp(argv[i], "-s") == 0)
-			nstacks = arg(argv, &i, argc);
+			nstacks = arg(argv, &i, argc, 1);
 		else if (strcmp(argv[i], "-t") == 0)
-			threads = arg(argv, &i, argc);
+			threads = arg(argv, &i, argc, 1);
 		else if (strcmp(argv[i], "-r") == 0)
-			temp_pct = arg(argv, &i, argc);
+			temp_pct = arg(argv, &i, argc, 0);
 		else {
 			fprintf(stderr, "usage: ingest [-n RECORDS] [-l LIVE] [-s STACKS] "
 			                "[-t THREADS] [-r PERCENT_TEMPORARY]\n");

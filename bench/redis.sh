@@ -27,7 +27,9 @@ Throughput of redis-server plain, under memtrace (full and sampled) and under
 heaptrack, with redis-benchmark -P 16 -t set,get.
 
   --builddir DIR   build tree (default: \$MEMTRACE_BUILDDIR, else ../build)
-  -r, --repeat R   runs per mode, the median is reported (default 3)
+  -r, --repeat R   rounds (each mode once per round, plain first); the median
+                   throughput and the median of the per-round ratios to plain
+                   are reported (default 3; 5 or more on a shared machine)
   -n REQUESTS      requests per test (default 2000000)
   -d BYTES         value size (redis-benchmark -d, default 3)
   --no-heaptrack   skip heaptrack even when it is installed
@@ -194,7 +196,9 @@ for i in $(seq "$repeat"); do
 			rate=
 			[ "$m" = memtrace ] && rate=" ($(awk -v e="$((${ev:-0} + ${fr:-0}))" -v c="$dc" \
 				'BEGIN { if (c > 0) printf "%.1f", e / c / 1e6; else printf "?" }') M events per second of it)"
-			NOTE="${NOTE:-}  $m run $i: daemon counted ${ev:-?} allocations, ${fr:-?} frees, lost_events ${lost:-?}; daemon cpu ${dc} s${rate}"$'\n'
+			est=
+			[ "$m" = memtrace-sample ] && est=" (sampled: estimates)"
+			NOTE="${NOTE:-}  $m run $i:$est daemon counted ${ev:-?} allocations, ${fr:-?} frees, lost_events ${lost:-?}; daemon cpu ${dc} s${rate}"$'\n'
 		fi
 		stop_redis
 		daemon_settle

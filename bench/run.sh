@@ -363,7 +363,9 @@ run_mode() {
 			local wa wr
 			wa=$(kv "$line" allocs)
 			wr=$(kv "$line" releases)
-			KEPT[$mode]="${KEPT[$mode]:-}    run $i: daemon saw allocations=$a (workload made $wa) frees=$f (workload made $wr) lost_events=$lost; daemon cpu ${dcpu}s = $(awk -v a="$dcpu" -v b="$M_WALL" 'BEGIN { printf "%.0f", 100 * a / b }')% of the run's wall"$'\n'
+			est=
+			[ "$mode" = memtrace-sample ] && est=" (sampled: estimates)"
+			KEPT[$mode]="${KEPT[$mode]:-}    run $i:$est daemon saw allocations=$a (workload made $wa) frees=$f (workload made $wr) lost_events=$lost; daemon cpu ${dcpu}s = $(awk -v a="$dcpu" -v b="$M_WALL" 'BEGIN { printf "%.0f", 100 * a / b }')% of the run's wall"$'\n'
 			# Sampled, the figures are estimates: only lost events count;
 			# drop mode loses what does not fit, and counts it.
 			if [ "$mode" = memtrace-drop ]; then
@@ -446,7 +448,7 @@ if [ -n "${DCPU[memtrace]:-}" ]; then
 fi
 
 # The daemon's memory per live block (issue 10 item 7): tests/progs/churn
-# (built by make check) holds 1 million blocks of 32 bytes from one site,
+# (make tests/progs/churn, or make check) holds 1 million blocks of 32 bytes from one site,
 # then 2,181,200 (just past a growth of the block table from 2,908,160 to
 # 4,362,240 slots, the worst case: the table is half full), then 3.2
 # million (near 3/4 full, the best); stats' model_bytes over its blocks.
@@ -467,6 +469,8 @@ if [ "$uses_daemon" = 1 ] && [ -x "$churn" ]; then
 	echo
 	echo exit >&"${CHURN[1]}"
 	wait "$CHURN_PID" 2>/dev/null
+elif [ "$uses_daemon" = 1 ]; then
+	echo "daemon memory per live block: skipped (make tests/progs/churn in $builddir builds it)"
 fi
 
 busiest=$(tr ' ' '\n' <<<"$OTHERS" | grep . | sort -g | tail -1)

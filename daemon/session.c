@@ -258,6 +258,10 @@ static bool try_inherit(struct session *s)
 		 * each other as parents must not drain each other for ever. */
 		if (p->state == SESSION_LIVE && !p->inheriting && !p->draining)
 			session_drain(p, false);
+		/* That read met the FORK record with us waiting: on_fork
+		 * gave us the heap already. */
+		if (!s->inheriting)
+			return true;
 		for (size_t i = 0; i < p->nforks; i++) {
 			if (p->forks[i].seq != s->fork_seq)
 				continue;

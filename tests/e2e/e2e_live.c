@@ -686,10 +686,23 @@ static void assert_no_unknown_frees(long pid, const char *what)
 	h_ctl_free(&r);
 }
 
+/* Every fork child of the test took its parent's heap: the daemon never
+ * logged one as not found (it did for a child whose HELLO came
+ * before the daemon read the parent's FORK record, though the child had
+ * its heap: the count of waiting children went below zero). */
+static void assert_every_child_inherited(const char *what)
+{
+	char *log = h_daemon_log_tail(&D, (size_t)1 << 20);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "was not found") == NULL,
+	              "%s: the daemon says a parent's heap was not found:\n%s", what, log);
+	free(log);
+}
+
 /*
- * A parent forks 40 children in a row (tests/progs/forkburst.c) while the
- * daemon is stopped: it meets all 40 FORK records before any child's
- * connection, and each child
+ * A parent forks 40 children in a row (tests/progs/forkburst.c), once while
+ * the daemon is stopped (it meets all 40 FORK records before any child's
+ * connection) and once while it runs, and each child
  * must still start with the parent's heap at its fork. Every child's top
  * (lineno and traceback) matches its book, inherited blocks included, and
  * unknown_frees is 0 though each freed half of what it inherited.
@@ -704,12 +717,17 @@ START_TEST(fork_burst)
 
 	h_prog_start(&p, &D, "forkburst", NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p);
-	/* All the forks, and every child's work, while the daemon sleeps: it
-	 * then reads 40 FORK records before any child's HELLO. */
-	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	/* Run 0: all the forks, and every child's work, while the daemon
+	 * sleeps: it then reads 40 FORK records before any child's HELLO.
+	 * Run 1: the daemon awake, so most children's HELLO comes before it
+	 * read their FORK record, and reading the parent then hands them
+	 * their heap. */
+	if (_i == 0)
+		ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
 	ck_assert_int_eq(h_proc_send(&p, "fork"), 0);
 	h_proc_expect_ready(&p);
-	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	if (_i == 0)
+		ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
 	struct h_truth *t = h_truth_must(p.truth);
 	long long n = h_truth_meta(t, "children", -1);
 	ck_assert_int_eq(n, 40);
@@ -738,6 +756,7 @@ START_TEST(fork_burst)
 	}
 	closedir(d);
 	ck_assert_int_eq(found, 40);
+	assert_every_child_inherited("forkburst");
 	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "forkburst parent");
 	h_ctl_free(&r);
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
@@ -780,6 +799,7 @@ START_TEST(daemonize_inherits)
 	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, "daemonized child");
 	h_ctl_free(&r);
 	assert_no_unknown_frees(t->pid, "daemonized child");
+	assert_every_child_inherited("daemonize");
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "daemonize");
 	wait_state(t->pid, "exited");
@@ -3348,7 +3368,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, peak_and_reset);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
-	tcase_add_test(tc, fork_burst);
+	tcase_add_loop_test(tc, fork_burst, 0, 2);
 	tcase_add_loop_test(tc, daemonize_inherits, 0, 6);
 	tc = h_tcase(s, "behave", 120, setup, teardown);
 	tcase_add_test(tc, behave_with_daemon);
