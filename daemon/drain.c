@@ -51,9 +51,10 @@ struct drain_seg {
 
 /* A temporary: an ALLOC and the FREE of the same address a few records
  * later in one ring, with no record between that names that address. When
- * a round reads one ring only, nothing of another ring comes between
- * either, so the two are applied as a temporary (heap_apply_temp_*): the
- * same statistics, no slot taken and given back in the block table. A
+ * the FREE falls in the ALLOC's run of the merge (round_run), nothing of
+ * another ring comes between either, so the two are applied as a temporary
+ * (heap_apply_temp_*): the same statistics, no slot taken and given back
+ * in the block table. A
  * request loop's allocations are mostly such (in redis-server 98 % of the
  * frees are of a block allocated within the 16 records before). pair[] of
  * the ALLOC holds PAIR_ALLOC and the FREE's index, the FREE's PAIR_FREE and
