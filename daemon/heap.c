@@ -796,21 +796,45 @@ void heap_set_sampling(struct heap *h, uint64_t rate)
 /* Removes the live block at slot i from every statistic: its weight is
  * computed from the size it was inserted with, so exactly what
  * apply_alloc added is subtracted. Its weight is left in *w. */
-static void release(struct heap *h, size_t i, struct sampling_weight *w)
+/* Takes a live block of `size` bytes at `stack` out of the live figures;
+ * its weight is left in *w. */
+static void unweigh(struct heap *h, uint64_t size, uint32_t stack, struct sampling_weight *w)
 {
-	const struct heap_block b = *rd(h->tab.slots, i);
-	uint64_t size = b.meta & SIZE_BIG;
-	uint32_t stack = (uint32_t)(b.meta >> SIZE_BITS);
-
-	if (size == SIZE_BIG)
-		size = big_take(h, b.addr);
 	sampling_weight(size, h->sample_bytes, w);
 	struct heap_stack *s = stack_wr(h, stack);
 	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w->bytes);
 	sampling_sub(&s->live_count, &s->live_count_frac, w->count);
 	sampling_sub(&h->current, &h->current_frac, w->bytes);
 	sampling_sub(&h->blocks, &h->blocks_frac, w->count);
+}
+
+static void release(struct heap *h, size_t i, struct sampling_weight *w)
+{
+	const struct heap_block b = *rd(h->tab.slots, i);
+	uint64_t size = b.meta & SIZE_BIG;
+
+	if (size == SIZE_BIG)
+		size = big_take(h, b.addr);
+	unweigh(h, size, (uint32_t)(b.meta >> SIZE_BITS), w);
 	remove_at(h, i);
+}
+
+/* Gives a block counted in h->count its slot (`end`: the empty slot a
+ * search for addr ended at, when the table has not changed since; else
+ * SIZE_MAX), growing the table first when it is 3/4 full. */
+static void insert(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack, size_t end)
+{
+	if ((h->count - h->temps) * 4 > h->tab.cap * 3) {
+		tab_resize(h, &h->tab, next_cap(h->tab.cap));
+		end = SIZE_MAX;
+	}
+	size_t i = end != SIZE_MAX ? end : arr_free_slot(h, h->tab.slots, h->tab.cap, addr);
+	if (size >= SIZE_BIG) {
+		big_put(h, addr, size);
+		size = SIZE_BIG;
+	}
+	*wr(h->tab.slots, h->tab.cap, i) =
+	    (struct heap_block){addr, (uint64_t)stack << SIZE_BITS | size};
 }
 
 int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint32_t n)
@@ -886,23 +910,11 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		h->limit_reached |= HEAP_LIMIT_BLOCKS;
 		return 0;
 	}
-	if (temp) {
-		h->temps++;
-	} else {
-		if ((h->count - h->temps + 1) * 4 > h->tab.cap * 3) {
-			tab_resize(h, &h->tab, next_cap(h->tab.cap));
-			end = SIZE_MAX;
-		}
-		i = end != SIZE_MAX ? end : arr_free_slot(h, h->tab.slots, h->tab.cap, ev->addr);
-		uint64_t size = ev->size;
-		if (size >= SIZE_BIG) {
-			big_put(h, ev->addr, size);
-			size = SIZE_BIG;
-		}
-		*wr(h->tab.slots, h->tab.cap, i) =
-		    (struct heap_block){ev->addr, (uint64_t)stack << SIZE_BITS | size};
-	}
 	h->count++;
+	if (temp)
+		h->temps++;
+	else
+		insert(h, ev->addr, ev->size, stack, end);
 	if (replaced)
 		s = stack_wr(h, stack); /* release may have copied its chunk */
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
@@ -943,12 +955,7 @@ int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t s
 		return 0;
 	}
 	struct sampling_weight w;
-	sampling_weight(size, h->sample_bytes, &w);
-	struct heap_stack *s = stack_wr(h, stack);
-	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w.bytes);
-	sampling_sub(&s->live_count, &s->live_count_frac, w.count);
-	sampling_sub(&h->current, &h->current_frac, w.bytes);
-	sampling_sub(&h->blocks, &h->blocks_frac, w.count);
+	unweigh(h, size, stack, &w);
 	sampling_add(&h->frees, &h->frees_frac, w.count);
 	h->temps--;
 	uncount(h);
@@ -958,15 +965,7 @@ int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t s
 void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack)
 {
 	h->temps--;
-	if ((h->count - h->temps) * 4 > h->tab.cap * 3)
-		tab_resize(h, &h->tab, next_cap(h->tab.cap));
-	size_t i = arr_free_slot(h, h->tab.slots, h->tab.cap, addr);
-	if (size >= SIZE_BIG) {
-		big_put(h, addr, size);
-		size = SIZE_BIG;
-	}
-	*wr(h->tab.slots, h->tab.cap, i) =
-	    (struct heap_block){addr, (uint64_t)stack << SIZE_BITS | size};
+	insert(h, addr, size, stack, SIZE_MAX);
 }
 
 int heap_apply(struct heap *h, const struct proto_event *ev)
