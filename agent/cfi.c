@@ -754,27 +754,35 @@ static inline bool memo_holds(const struct memo *w, const struct cfi_regs *start
 	return true;
 }
 
+/* The remembered walk that holds for start, or NULL; *set is its set. */
+static inline struct memo *memo_find(struct cfi_cache *c, const struct cfi_regs *start, int max,
+                                     unsigned *set)
+{
+	unsigned s = *set = memo_set(start->ip, start->sp);
+	for (unsigned way = 0; way < 2; way++)
+		if (memo_holds(&c->memo[s][way], start, max))
+			return &c->memo[s][way];
+	return NULL;
+}
+
 uint32_t cfi_recall(struct cfi_cache *c, const struct cfi_regs *start, int max)
 {
 	if (c == NULL || c->gen != atomic_load_explicit(&g_gen, memory_order_acquire))
 		return 0;
-	unsigned s = memo_set(start->ip, start->sp);
-	for (unsigned way = 0; way < 2; way++)
-		if (memo_holds(&c->memo[s][way], start, max)) {
-			c->mru[s] = (uint8_t)way;
-			return c->memo[s][way].id;
-		}
-	return 0;
+	unsigned s;
+	const struct memo *w = memo_find(c, start, max, &s);
+	if (w == NULL)
+		return 0;
+	c->mru[s] = (uint8_t)(w - c->memo[s]);
+	return w->id;
 }
 
 void cfi_unlearn(struct cfi_cache *c, const struct cfi_regs *start, int max)
 {
-	if (c == NULL)
-		return;
-	unsigned s = memo_set(start->ip, start->sp);
-	for (unsigned way = 0; way < 2; way++)
-		if (memo_holds(&c->memo[s][way], start, max))
-			c->memo[s][way].id = 0;
+	unsigned s;
+	struct memo *w;
+	while (c != NULL && (w = memo_find(c, start, max, &s)) != NULL)
+		w->id = 0; /* each that holds */
 }
 
 /* The words the step from F[k] = rev[x] to F[k+1] = rev[x - 1] read that
