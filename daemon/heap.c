@@ -793,9 +793,6 @@ void heap_set_sampling(struct heap *h, uint64_t rate)
 	h->sample_bytes = rate;
 }
 
-/* Removes the live block at slot i from every statistic: its weight is
- * computed from the size it was inserted with, so exactly what
- * apply_alloc added is subtracted. Its weight is left in *w. */
 /* Takes a live block of `size` bytes at `stack` out of the live figures;
  * its weight is left in *w. */
 static void unweigh(struct heap *h, uint64_t size, uint32_t stack, struct sampling_weight *w)
@@ -808,6 +805,9 @@ static void unweigh(struct heap *h, uint64_t size, uint32_t stack, struct sampli
 	sampling_sub(&h->blocks, &h->blocks_frac, w->count);
 }
 
+/* Removes the live block at slot i from every statistic: its weight is
+ * computed from the size it was inserted with, so exactly what
+ * apply_alloc added is subtracted. Its weight is left in *w. */
 static void release(struct heap *h, size_t i, struct sampling_weight *w)
 {
 	const struct heap_block b = *rd(h->tab.slots, i);

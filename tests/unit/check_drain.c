@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "drain.h"
@@ -1248,6 +1249,28 @@ START_TEST(test_drain_refuses_overfull_ring)
 }
 END_TEST
 
+/* A ring claiming records in pages the agent never wrote (holes of the
+ * memfd): the drain reads them as zeros, refuses them, and allocates none of
+ * them. A read through the mapping would have given each hole a page. */
+START_TEST(test_drain_reads_holes_without_allocating)
+{
+	struct stat st0, st1;
+
+	hostile_begin();
+	for (uint64_t seq = 1; seq <= 6; seq++)
+		put_pair_half(1, seq);
+	/* Ring 1's next records are in resident pages up to the end of the
+	 * page the six records are in, and then in holes. */
+	__atomic_store_n((uint64_t *)&ring(1)->head, tails0[1] + 4096, __ATOMIC_RELAXED);
+	set_seq(7);
+	ck_assert_int_eq(fstat(R.fd, &st0), 0);
+	drain_bad(false);
+	ck_assert_int_eq(fstat(R.fd, &st1), 0);
+	ck_assert_int_eq(st1.st_blocks, st0.st_blocks);
+	assert_tails_match_heap();
+}
+END_TEST
+
 START_TEST(test_drain_refuses_falling_sequence)
 {
 	for (int c = 0; c < 3; c++) {
@@ -1500,6 +1523,7 @@ Suite *drain_suite(void)
 	tcase_add_test(tc, test_drain_open_refuses_other_files);
 	tcase_add_test(tc, test_drain_open_refuses_wrong_header);
 	tcase_add_test(tc, test_drain_refuses_overfull_ring);
+	tcase_add_test(tc, test_drain_reads_holes_without_allocating);
 	tcase_add_test(tc, test_drain_refuses_falling_sequence);
 	tcase_add_test(tc, test_drain_refuses_bad_records);
 	tcase_add_test(tc, test_drain_refuses_bad_stack_ids);
