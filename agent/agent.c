@@ -733,6 +733,17 @@ static inline void put(struct shm_ring *r, uint64_t seq, enum proto_ev_kind kind
 	atomic_store_explicit(&r->head, h + 1, memory_order_release);
 }
 
+/* A FREE record's size field: PROTO_FREE_TEMPORARY when p is this thread's
+ * last allocation, freed before the thread allocated again (heaptrack's
+ * temporary allocation), else 0. */
+static inline uint64_t temporary(struct agent_tls *t, const void *p)
+{
+	if ((uintptr_t)p != t->last_alloc)
+		return 0;
+	t->last_alloc = 0;
+	return PROTO_FREE_TEMPORARY;
+}
+
 void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack)
 {
 	struct shm_ring *r = thread_ring(t);
@@ -757,7 +768,7 @@ void agent_record_free(struct agent_tls *t, void *p)
 		return;
 	}
 	uint64_t s = seq_take(t, r);
-	put(r, s, PROTO_EV_FREE, p, 0, 0);
+	put(r, s, PROTO_EV_FREE, p, temporary(t, p), 0);
 	seq_done(r);
 }
 
@@ -778,11 +789,15 @@ void agent_realloc_end(struct agent_tls *t, struct agent_realloc_tx *tx, void *o
 	if (!tx->ok) {
 		int alloc = newp != NULL && size != 0;
 		count_lost(alloc, alloc ? size : 0, freed && old != NULL, 0);
+		if (newp != NULL)
+			t->last_alloc = (uintptr_t)newp;
 		return;
 	}
 	struct shm_ring *r = tx->ring;
 	if (freed && old != NULL)
-		put(r, tx->free_seq, PROTO_EV_FREE, old, 0, 0);
+		put(r, tx->free_seq, PROTO_EV_FREE, old, temporary(t, old), 0);
+	if (newp != NULL)
+		t->last_alloc = (uintptr_t)newp;
 	if (newp != NULL && size != 0) {
 		uint64_t s = atomic_fetch_add_explicit(&g_shm->seq, 1, memory_order_seq_cst);
 		t->last_seq = s;

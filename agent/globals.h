@@ -61,6 +61,7 @@ struct agent_tls {
 	struct cfi_cache *cfi; /* this thread's compiled unwind rules (cfi.h) */
 	uint32_t last_n;       /* the previous stack this thread interned */
 	uint32_t last_id;
+	uintptr_t last_alloc; /* this thread's last allocation, until it is freed */
 	uint64_t last_frames[AGENT_LAST_FRAMES];
 };
 

@@ -44,6 +44,7 @@ static inline int booting(void)
 static void *traced_alloc(void *p, size_t size, struct agent_tls *t)
 {
 	if (p != NULL) {
+		t->last_alloc = (uintptr_t)p; /* sampled or not (temporaries) */
 		uint64_t reported = agent_sample(t, size);
 		if (reported != 0 || (size == 0 && g_cfg.sample_bytes == 0))
 			agent_record_alloc(t, p, reported, agent_stack(t));
@@ -116,6 +117,8 @@ static void *realloc_impl(void *old, size_t size)
 		was = NULL;
 	if (sampled && was == NULL && reported == 0) {
 		void *p = g_real.realloc(old, size);
+		if (p != NULL)
+			t->last_alloc = (uintptr_t)p;
 		agent_leave(t);
 		return p;
 	}

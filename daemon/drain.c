@@ -483,7 +483,8 @@ static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint
 		dr->temporaries++;
 	} else if (pr & PAIR_FREE) {
 		const struct shm_ev *a = &sc->recs[pr & PAIR_INDEX];
-		if (heap_apply_temp_free(h, ev.seq, a->size, a->stack, pr & PAIR_COUNTED) < 0)
+		if (heap_apply_temp_free(h, ev.seq, a->size, a->stack, pr & PAIR_COUNTED,
+		                         ev.temporary) < 0)
 			goto out_of_order;
 	} else if (heap_apply(h, &ev) < 0) {
 		goto out_of_order;

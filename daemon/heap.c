@@ -795,10 +795,13 @@ void heap_set_sampling(struct heap *h, uint64_t rate)
 
 /* Takes a live block of `size` bytes at `stack` out of the live figures;
  * its weight is left in *w. */
-static void unweigh(struct heap *h, uint64_t size, uint32_t stack, struct sampling_weight *w)
+static void unweigh(struct heap *h, uint64_t size, uint32_t stack, bool temporary,
+                    struct sampling_weight *w)
 {
 	sampling_weight(size, h->sample_bytes, w);
 	struct heap_stack *s = stack_wr(h, stack);
+	if (temporary)
+		sampling_add(&s->temporary, &s->temporary_frac, w->count);
 	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w->bytes);
 	sampling_sub(&s->live_count, &s->live_count_frac, w->count);
 	sampling_sub(&h->current, &h->current_frac, w->bytes);
@@ -808,14 +811,14 @@ static void unweigh(struct heap *h, uint64_t size, uint32_t stack, struct sampli
 /* Removes the live block at slot i from every statistic: its weight is
  * computed from the size it was inserted with, so exactly what
  * apply_alloc added is subtracted. Its weight is left in *w. */
-static void release(struct heap *h, size_t i, struct sampling_weight *w)
+static void release(struct heap *h, size_t i, bool temporary, struct sampling_weight *w)
 {
 	const struct heap_block b = *rd(h->tab.slots, i);
 	uint64_t size = b.meta & SIZE_BIG;
 
 	if (size == SIZE_BIG)
 		size = big_take(h, b.addr);
-	unweigh(h, size, (uint32_t)(b.meta >> SIZE_BITS), w);
+	unweigh(h, size, (uint32_t)(b.meta >> SIZE_BITS), temporary, w);
 	remove_at(h, i);
 }
 
@@ -901,7 +904,7 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		/* A free we never saw (e.g. a block allocated before tracing
 		 * began was freed untraced): the old block is gone. */
 		h->replaced++;
-		release(h, i, &old);
+		release(h, i, false, &old);
 		end = SIZE_MAX; /* the deletion moved the slots after it */
 	}
 	*stack_out = stack;
@@ -945,7 +948,8 @@ int heap_apply_temp_alloc(struct heap *h, const struct proto_event *ev, bool fre
 	return apply_alloc(h, ev, true, fresh, stack);
 }
 
-int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted)
+int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted,
+                         bool temporary)
 {
 	if (apply_begin(h, seq) < 0)
 		return -EBADMSG;
@@ -955,7 +959,7 @@ int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t s
 		return 0;
 	}
 	struct sampling_weight w;
-	unweigh(h, size, stack, &w);
+	unweigh(h, size, stack, temporary, &w);
 	sampling_add(&h->frees, &h->frees_frac, w.count);
 	h->temps--;
 	uncount(h);
@@ -984,7 +988,7 @@ int heap_apply(struct heap *h, const struct proto_event *ev)
 		return 0;
 	}
 	struct sampling_weight w;
-	release(h, i, &w);
+	release(h, i, ev->temporary, &w);
 	sampling_add(&h->frees, &h->frees_frac, w.count);
 	return 0;
 }

@@ -75,12 +75,14 @@ enum heap_limit {
 
 struct heap_stack {
 	uint64_t *frames; /* absolute return addresses - 1, most recent first */
-	uint32_t nframes; /* 0 for the "unknown stack" (id 0) and undefined ids */
-	uint32_t defined;
+	uint16_t nframes; /* 0 for the "unknown stack" (id 0) and undefined ids */
+	uint16_t defined;
+	uint32_t temporary_frac;
 	uint64_t live_bytes;
 	uint64_t live_count;
 	uint64_t total_allocs;
 	uint64_t total_bytes;
+	uint64_t temporary; /* of total_allocs, freed as temporaries (PROTO_FREE_TEMPORARY) */
 	uint32_t live_bytes_frac, live_count_frac, total_allocs_frac, total_bytes_frac;
 };
 
@@ -205,15 +207,18 @@ int heap_apply(struct heap *h, const struct proto_event *ev);
  *     -EBADMSG as heap_apply; fresh: the caller knows the table holds no
  *     block at the address (the last record naming it was a free), so it
  *     is not looked for;
- *   heap_apply_temp_free: its free, with the size, that stack and whether
- *     it counted;
+ *   heap_apply_temp_free: its free, with the size, that stack, whether
+ *     it counted and whether the free's record says temporary (a
+ *     temporary in heaptrack's sense, counted in the stack's `temporary`:
+ *     not the same as a pair applied this way);
  *   heap_temp_keep: the free will not come as a temporary (the reading stops
  *     between the two): the block takes its slot, as heap_apply would have
  *     given it.
  * Between the two, the model must not be read (captures, forks, lookups). */
 int heap_apply_temp_alloc(struct heap *h, const struct proto_event *ev, bool fresh,
                           uint32_t *stack);
-int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted);
+int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted,
+                         bool temporary);
 void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack);
 void heap_reset_peak(struct heap *h);
 

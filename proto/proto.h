@@ -65,9 +65,13 @@ enum proto_ev_kind {
 	PROTO_EV_FREE = 2,
 	PROTO_EV_FORK = 3, /* the process forks: its child starts with the heap as it is here */
 };
-#define PROTO_EV_KIND_BITS 2
-#define PROTO_EV_KIND_MASK ((UINT64_C(1) << PROTO_EV_KIND_BITS) - 1)
-#define PROTO_SEQ_MAX      (UINT64_MAX >> PROTO_EV_KIND_BITS)
+/* A FREE record's size field: 0, or this for a temporary allocation's free
+ * (the block was its thread's last allocation: the thread has not allocated
+ * since; heaptrack's definition). Anything else is malformed. */
+#define PROTO_FREE_TEMPORARY 1u
+#define PROTO_EV_KIND_BITS   2
+#define PROTO_EV_KIND_MASK   ((UINT64_C(1) << PROTO_EV_KIND_BITS) - 1)
+#define PROTO_SEQ_MAX        (UINT64_MAX >> PROTO_EV_KIND_BITS)
 
 struct proto_hdr {
 	uint32_t len; /* payload bytes after the header */
@@ -104,6 +108,7 @@ struct proto_event {
 	uint64_t size;     /* ALLOC only */
 	uint32_t stack_id; /* ALLOC only; 0 = unknown stack */
 	uint8_t kind;      /* enum proto_ev_kind */
+	uint8_t temporary; /* FREE only: the free of a temporary allocation */
 };
 
 /* Header */
@@ -124,13 +129,15 @@ int proto_module_decode(const uint8_t *p, size_t n, struct proto_module *m);
 int proto_empty_decode(const uint8_t *p, size_t n);
 
 /* One record copied out of a ring (shm.h): 0 and *ev filled, or -EBADMSG on
- * an unknown kind or a zero address. Sequence order and stack ids are the
+ * an unknown kind, a zero address or a FREE's size other than 0 and
+ * PROTO_FREE_TEMPORARY. Sequence order and stack ids are the
  * reader's to check. Inline: the daemon decodes tens of millions a second. */
 static inline int proto_record_decode(const struct shm_ev *rec, struct proto_event *ev)
 {
 	ev->kind = (uint8_t)(rec->seq_kind & PROTO_EV_KIND_MASK);
 	ev->seq = rec->seq_kind >> PROTO_EV_KIND_BITS;
 	ev->addr = rec->addr;
+	ev->temporary = 0;
 	switch (ev->kind) {
 	case PROTO_EV_ALLOC:
 		if (ev->addr == 0)
@@ -139,8 +146,9 @@ static inline int proto_record_decode(const struct shm_ev *rec, struct proto_eve
 		ev->stack_id = rec->stack;
 		return 0;
 	case PROTO_EV_FREE:
-		if (ev->addr == 0)
+		if (ev->addr == 0 || rec->size > PROTO_FREE_TEMPORARY)
 			return -EBADMSG;
+		ev->temporary = (uint8_t)rec->size;
 		ev->size = 0;
 		ev->stack_id = 0;
 		return 0;

@@ -198,7 +198,7 @@ struct mheap {
 	struct mblock b[POOL];
 	uint64_t allocations, frees, unknown_frees, replaced;
 	uint64_t current, peak, count, last_seq;
-	uint64_t total_allocs[NSTACKS + 1], live_count[NSTACKS + 1];
+	uint64_t total_allocs[NSTACKS + 1], live_count[NSTACKS + 1], temporary[NSTACKS + 1];
 	bool defined[NSTACKS + 1];
 	uint32_t ndefined;
 };
@@ -212,12 +212,21 @@ struct rec {
 	uint32_t thread;
 };
 
+/* A free's temporary flag (the agent's: the block was its thread's last
+ * allocation), drawn from its seq: the drain hands it to the heap on
+ * either path, the table's and the paired temporaries'. */
+static bool rec_temporary(const struct rec *x)
+{
+	return x->seq % 3 == 1;
+}
+
 static struct shm_ev record_of(const struct rec *x)
 {
 	if (x->kind == PROTO_EV_ALLOC)
 		return testregion_record(x->seq, PROTO_EV_ALLOC, pool_addr(x->addr), x->size,
 		                         x->stack);
-	return testregion_record(x->seq, PROTO_EV_FREE, pool_addr(x->addr), 0, 0);
+	return testregion_record(x->seq, PROTO_EV_FREE, pool_addr(x->addr),
+	                         rec_temporary(x) ? PROTO_FREE_TEMPORARY : 0, 0);
 }
 
 static void mheap_drop(struct mheap *m, struct mblock *b)
@@ -239,6 +248,8 @@ static void mheap_apply(struct mheap *m, const struct rec *x)
 			return;
 		}
 		m->frees++;
+		if (rec_temporary(x))
+			m->temporary[b->stack]++;
 		mheap_drop(m, b);
 		return;
 	}
@@ -293,6 +304,7 @@ static void assert_heap(const struct mheap *m, const char *where)
 		const struct heap_stack *hs = heap_stack_at(&H, id);
 		SAME(hs->total_allocs, m->total_allocs[id]);
 		SAME(hs->live_count, m->live_count[id]);
+		SAME(hs->temporary, m->temporary[id]);
 		if (id == 0)
 			continue;
 		SAME(hs->nframes, stack_nframes(id));

@@ -94,7 +94,7 @@ static void shuffle(struct rng *r, size_t *a, size_t n)
 
 struct mstack {
 	int defined;
-	uint64_t live_bytes, live_count, total_allocs, total_bytes;
+	uint64_t live_bytes, live_count, total_allocs, total_bytes, temporary;
 };
 
 struct mblock {
@@ -228,7 +228,7 @@ static int model_alloc(struct model *m, uint64_t seq, uint64_t addr, uint64_t si
 	return 0;
 }
 
-static int model_free(struct model *m, uint64_t seq, uint64_t addr)
+static int model_free(struct model *m, uint64_t seq, uint64_t addr, bool temporary)
 {
 	if (seq <= m->last_seq)
 		return -EBADMSG;
@@ -239,6 +239,8 @@ static int model_free(struct model *m, uint64_t seq, uint64_t addr)
 		return 0;
 	}
 	m->frees++;
+	if (temporary)
+		m->st[m->b[i].stack].temporary++;
 	model_release(m, i);
 	return 0;
 }
@@ -330,10 +332,15 @@ static int rig_alloc_at(struct rig *r, uint64_t seq, uint64_t addr, uint64_t siz
 	return rc;
 }
 
+/* The free's temporary flag (which the agent sets when the block was its
+ * thread's last allocation) is drawn from seq: a third of the frees carry
+ * it, and the block's stack counts them. */
 static int rig_free_at(struct rig *r, uint64_t seq, uint64_t addr)
 {
-	struct proto_event ev = {.seq = seq, .addr = addr, .kind = PROTO_EV_FREE};
-	int want = model_free(&r->m, seq, addr);
+	bool temporary = seq % 3 == 0;
+	struct proto_event ev = {
+	    .seq = seq, .addr = addr, .kind = PROTO_EV_FREE, .temporary = temporary};
+	int want = model_free(&r->m, seq, addr, temporary);
 	int rc = heap_apply(&r->h, &ev);
 	EXPECT(rc == want, "free seq %" PRIu64 " 0x%" PRIx64 " = %d, want %d", seq, addr, rc, want);
 	return rc;
@@ -390,6 +397,7 @@ static void check_stack(const struct rig *r, uint32_t id)
 			EXPECT_EQ(s->live_count, 0);
 			EXPECT_EQ(s->total_allocs, 0);
 			EXPECT_EQ(s->total_bytes, 0);
+			EXPECT_EQ(s->temporary, 0);
 		}
 		return;
 	}
@@ -404,8 +412,10 @@ static void check_stack(const struct rig *r, uint32_t id)
 	       ms->total_allocs);
 	EXPECT(s->total_bytes == ms->total_bytes, "stack %u total_bytes %" PRIu64 ", want %" PRIu64,
 	       id, s->total_bytes, ms->total_bytes);
+	EXPECT(s->temporary == ms->temporary, "stack %u temporary %" PRIu64 ", want %" PRIu64, id,
+	       s->temporary, ms->temporary);
 	EXPECT_EQ(s->live_bytes_frac | s->live_count_frac | s->total_allocs_frac |
-	              s->total_bytes_frac,
+	              s->total_bytes_frac | s->temporary_frac,
 	          0);
 }
 
@@ -701,6 +711,43 @@ START_TEST(test_bookkeeping)
 	EXPECT_EQ(r.h.allocations, 6);
 	EXPECT_EQ(r.h.unknown_frees, 0);
 	rig_close(&r);
+}
+END_TEST
+
+/* A free flagged temporary counts at its block's stack, through the table
+ * and as a paired temporary (heap_apply_temp_*); an unflagged one does not,
+ * and nothing else changes with the flag. */
+START_TEST(test_temporary_flag)
+{
+	struct heap h;
+	uint64_t frames[1] = {0x401000};
+	uint32_t st;
+
+	heap_init(&h, 0, 0);
+	EXPECT_INT_EQ(heap_define_stack(&h, 1, frames, 1), 0);
+	EXPECT_INT_EQ(heap_define_stack(&h, 2, frames, 1), 0);
+	struct proto_event a = {
+	    .seq = 1, .addr = 0x1000, .size = 10, .stack_id = 1, .kind = PROTO_EV_ALLOC};
+	struct proto_event f = {.seq = 2, .addr = 0x1000, .kind = PROTO_EV_FREE, .temporary = 1};
+	EXPECT_INT_EQ(heap_apply(&h, &a), 0);
+	EXPECT_INT_EQ(heap_apply(&h, &f), 0);
+	a.seq = 3, a.stack_id = 2;
+	f.seq = 4, f.temporary = 0;
+	EXPECT_INT_EQ(heap_apply(&h, &a), 0);
+	EXPECT_INT_EQ(heap_apply(&h, &f), 0);
+	a.seq = 5, a.stack_id = 1;
+	EXPECT_INT_EQ(heap_apply_temp_alloc(&h, &a, false, &st), 1);
+	EXPECT_INT_EQ(heap_apply_temp_free(&h, 6, 10, st, true, true), 0);
+	a.seq = 7, a.stack_id = 2;
+	EXPECT_INT_EQ(heap_apply_temp_alloc(&h, &a, false, &st), 1);
+	EXPECT_INT_EQ(heap_apply_temp_free(&h, 8, 10, st, true, false), 0);
+	EXPECT_EQ(heap_stack_at(&h, 1)->temporary, 2);
+	EXPECT_EQ(heap_stack_at(&h, 2)->temporary, 0);
+	EXPECT_EQ(heap_stack_at(&h, 1)->total_allocs, 2);
+	EXPECT_EQ(heap_stack_at(&h, 2)->total_allocs, 2);
+	EXPECT_EQ(h.frees, 4);
+	EXPECT_EQ(h.current, 0);
+	heap_close(&h);
 }
 END_TEST
 
@@ -2428,6 +2475,7 @@ Suite *heap_suite(void)
 	tcase_add_test(tc, test_init_empty);
 	tcase_add_test(tc, test_define_stack);
 	tcase_add_test(tc, test_bookkeeping);
+	tcase_add_test(tc, test_temporary_flag);
 	tcase_add_test(tc, test_peak);
 	tcase_add_test(tc, test_seq_order);
 	tcase_add_test(tc, test_undefined_stack);

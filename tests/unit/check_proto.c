@@ -888,12 +888,13 @@ struct rec_case {
 };
 
 /* Boundary values of every field; stack 0 ("unknown") and size 0 are both
- * valid in an allocation, and a free's size and stack are ignored. */
+ * valid in an allocation; a free's size is its temporary flag (0 or 1) and
+ * its stack is ignored. */
 static const struct rec_case rec_cases[] = {
     {PROTO_EV_ALLOC, 0, 1, 0, 0},
     {PROTO_EV_FREE, 1, 1, 0, 0},
     {PROTO_EV_ALLOC, 2, 0x7f0012345670u, 24, 1},
-    {PROTO_EV_FREE, 3, 0x7f0012345670u, 99, 7},
+    {PROTO_EV_FREE, 3, 0x7f0012345670u, PROTO_FREE_TEMPORARY, 7},
     {PROTO_EV_ALLOC, 1000, UINT64_MAX, UINT64_MAX, UINT32_MAX},
     {PROTO_EV_FREE, PROTO_SEQ_MAX - 1, UINT64_MAX, 0, 0},
     {PROTO_EV_ALLOC, PROTO_SEQ_MAX, 0x10, 1, 2},
@@ -912,6 +913,20 @@ START_TEST(test_record_round_trip)
 		ck_assert_uint_eq(ev.addr, c->addr);
 		ck_assert_uint_eq(ev.size, c->kind == PROTO_EV_ALLOC ? c->size : 0);
 		ck_assert_uint_eq(ev.stack_id, c->kind == PROTO_EV_ALLOC ? c->stack : 0);
+		ck_assert_uint_eq(ev.temporary, c->kind == PROTO_EV_FREE ? c->size : 0);
+	}
+}
+END_TEST
+
+START_TEST(test_record_free_flag)
+{
+	/* A free's size field is 0 or PROTO_FREE_TEMPORARY; anything else is
+	 * not a record this protocol writes. */
+	static const uint64_t bad[] = {2, 99, UINT64_MAX};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct shm_ev r = {9u << PROTO_EV_KIND_BITS | PROTO_EV_FREE, 0x1000, bad[i], 0, 0};
+		struct proto_event ev;
+		ck_assert_int_eq(proto_record_decode(&r, &ev), -EBADMSG);
 	}
 }
 END_TEST
@@ -1096,6 +1111,7 @@ Suite *proto_suite(void)
 	tc = tcase_create("records");
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_record_round_trip);
+	tcase_add_test(tc, test_record_free_flag);
 	tcase_add_test(tc, test_record_bad_kind);
 	tcase_add_test(tc, test_record_zero_address);
 	tcase_add_test(tc, test_record_fork);
