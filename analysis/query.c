@@ -134,10 +134,14 @@ struct pent {
 	uint32_t kid; /* NONE until the frame is first counted */
 };
 
+/* A statistic's counters (enum query_sort's order), per side. */
+enum { V_SIZE, V_COUNT, V_ALLOCATIONS, V_ALLOCATED, V_TEMPORARY, NV };
+static const char *const value_names[NV] = {"size", "count", "allocations", "allocated",
+                                            "temporary"};
+
 struct qstat {
-	uint64_t size[2];  /* per side */
-	uint64_t count[2]; /* per side */
-	uint64_t stamp;    /* cumulative: serial of the last trace counted here */
+	uint64_t v[NV][2];
+	uint64_t stamp; /* cumulative: serial of the last trace counted here */
 	/* frame keys: the representative frame and its address */
 	const struct frame_info *rep;
 	uint64_t rep_addr;
@@ -174,7 +178,7 @@ struct qctx {
 	uint32_t *scratch; /* the current trace's pents, then kids */
 	size_t cap_scratch;
 	uint64_t serial;
-	uint64_t total_size[2], total_count[2];
+	uint64_t total[NV][2];
 };
 
 /* Makes room for `need` elements in *p; capacities double. */
@@ -368,10 +372,22 @@ static bool filter_keep(struct qctx *c, const uint32_t *pis, uint32_t n)
 	return !have_incl || incl_hit;
 }
 
+static void values_of(const struct trace_group *g, uint64_t v[NV])
+{
+	v[V_SIZE] = g->size;
+	v[V_COUNT] = g->count;
+	v[V_ALLOCATIONS] = g->allocations;
+	v[V_ALLOCATED] = g->allocated;
+	v[V_TEMPORARY] = g->temporary;
+}
+
 static void stat_add(struct qstat *st, const struct trace_group *g, enum side s)
 {
-	st->size[s] += g->size;
-	st->count[s] += g->count;
+	uint64_t v[NV];
+
+	values_of(g, v);
+	for (int i = 0; i < NV; i++)
+		st->v[i][s] += v[i];
 	st->present |= (uint8_t)(1u << s);
 }
 
@@ -417,8 +433,10 @@ static void account(struct qctx *c, const struct trace_group *g, enum side s)
 		c->scratch[i] = pent_of(c, frames[i]);
 	if (!filter_keep(c, c->scratch, np))
 		return;
-	c->total_size[s] += g->size;
-	c->total_count[s] += g->count;
+	uint64_t v[NV];
+	values_of(g, v);
+	for (int i = 0; i < NV; i++)
+		c->total[i][s] += v[i];
 
 	if (c->key == QUERY_KEY_TRACEBACK) {
 		/* kid_of and tb_stat_of may move c->stat: index it only after. */
@@ -456,6 +474,8 @@ static int check_opts(const struct query_opts *o, cJSON **out)
 	if ((unsigned)o->key >= NKEYS)
 		return -EINVAL;
 	if (o->cumulative && o->key == QUERY_KEY_TRACEBACK)
+		return -EINVAL;
+	if ((unsigned)o->sort_by >= NV)
 		return -EINVAL;
 	if (o->nfilters > 0 && o->filters == NULL)
 		return -EINVAL;
@@ -576,25 +596,73 @@ static cJSON *stat_traceback_json(const struct qctx *c, const struct qstat *st)
 	return arr;
 }
 
+/* "name": value and, for a compare, "name_diff"; prefix "total_" for the
+ * totals. */
+static void add_values(cJSON *o, const char *prefix, const uint64_t v[NV][2], bool diff)
+{
+	char name[32];
+
+	for (int i = 0; i < NV; i++) {
+		snprintf(name, sizeof name, "%s%s", prefix, value_names[i]);
+		jsonout_add_u64(o, name, v[i][SIDE_NEW]);
+		if (diff) {
+			snprintf(name, sizeof name, "%s%s_diff", prefix, value_names[i]);
+			cJSON_AddItemToObject(o, name,
+			                      jsonout_diff(v[i][SIDE_NEW], v[i][SIDE_OLD]));
+		}
+	}
+}
+
 static cJSON *stat_json(const struct qctx *c, const struct qstat *st, bool diff)
 {
 	cJSON *o = cJSON_CreateObject();
 
-	jsonout_add_u64(o, "size", st->size[SIDE_NEW]);
-	if (diff)
-		cJSON_AddItemToObject(o, "size_diff",
-		                      jsonout_diff(st->size[SIDE_NEW], st->size[SIDE_OLD]));
-	jsonout_add_u64(o, "count", st->count[SIDE_NEW]);
-	if (diff)
-		cJSON_AddItemToObject(o, "count_diff",
-		                      jsonout_diff(st->count[SIDE_NEW], st->count[SIDE_OLD]));
+	add_values(o, "", st->v, diff);
 	cJSON_AddItemToObject(o, "traceback", stat_traceback_json(c, st));
 	return o;
 }
 
+/* The sort keys of a statistic, compared in order, descending. By size (the
+ * default) they are tracemalloc's: Statistic._sort_key (size, count) and
+ * StatisticDiff._sort_key (abs(size_diff), size, abs(count_diff), count).
+ * By another counter X: X then size (top), abs(X_diff), X, abs(size_diff),
+ * size (compare); by count, count then size. */
+static void sort_keys(const struct qstat *st, enum query_sort by, bool diff, uint64_t k[4])
+{
+	const uint64_t *x = st->v[by], *sz = st->v[by == QUERY_SORT_SIZE ? V_COUNT : V_SIZE];
+
+	if (diff) {
+		k[0] = absdiff(x[SIDE_NEW], x[SIDE_OLD]);
+		k[1] = x[SIDE_NEW];
+		k[2] = absdiff(sz[SIDE_NEW], sz[SIDE_OLD]);
+		k[3] = sz[SIDE_NEW];
+	} else {
+		k[0] = x[SIDE_NEW];
+		k[1] = sz[SIDE_NEW];
+		k[2] = 0;
+		k[3] = 0;
+	}
+}
+
+/* Whether a statistic is listed. Sorted by size or count, the statistics
+ * are tracemalloc's: of live memory, so one whose blocks were all freed (on
+ * both sides, for a compare) is not. Sorted by a count of allocations, any
+ * statistic that allocated is. */
+static bool listed(const struct qstat *st, enum query_sort by)
+{
+	int upto = by == QUERY_SORT_SIZE || by == QUERY_SORT_COUNT ? V_COUNT : NV - 1;
+
+	if (st->present == 0)
+		return false;
+	for (int i = 0; i <= upto; i++)
+		if (st->v[i][SIDE_NEW] != 0 || st->v[i][SIDE_OLD] != 0)
+			return true;
+	return false;
+}
+
 /* Sorts the statistics and builds the response. diff selects compare_to's
  * fields and order. */
-static cJSON *render(const struct qctx *c, size_t limit, bool diff)
+static cJSON *render(const struct qctx *c, size_t limit, enum query_sort by, bool diff)
 {
 	struct sortrec *v = xreallocarray(NULL, c->nstat ? c->nstat : 1, sizeof *v);
 	size_t nv = 0;
@@ -602,21 +670,9 @@ static cJSON *render(const struct qctx *c, size_t limit, bool diff)
 
 	for (size_t i = 0; i < c->nstat; i++) {
 		const struct qstat *st = &c->stat[i];
-		if (st->present == 0)
+		if (!listed(st, by))
 			continue;
-		if (diff) {
-			/* StatisticDiff._sort_key */
-			v[nv].k[0] = absdiff(st->size[SIDE_NEW], st->size[SIDE_OLD]);
-			v[nv].k[1] = st->size[SIDE_NEW];
-			v[nv].k[2] = absdiff(st->count[SIDE_NEW], st->count[SIDE_OLD]);
-			v[nv].k[3] = st->count[SIDE_NEW];
-		} else {
-			/* Statistic._sort_key */
-			v[nv].k[0] = st->size[SIDE_NEW];
-			v[nv].k[1] = st->count[SIDE_NEW];
-			v[nv].k[2] = 0;
-			v[nv].k[3] = 0;
-		}
+		sort_keys(st, by, diff, v[nv].k);
 		v[nv].st = st;
 		v[nv].c = c;
 		nv++;
@@ -626,16 +682,8 @@ static cJSON *render(const struct qctx *c, size_t limit, bool diff)
 	root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "key", key_names[c->key]);
 	cJSON_AddBoolToObject(root, "cumulative", c->cumulative);
-	jsonout_add_u64(root, "total_size", c->total_size[SIDE_NEW]);
-	if (diff)
-		cJSON_AddItemToObject(
-		    root, "total_size_diff",
-		    jsonout_diff(c->total_size[SIDE_NEW], c->total_size[SIDE_OLD]));
-	jsonout_add_u64(root, "total_count", c->total_count[SIDE_NEW]);
-	if (diff)
-		cJSON_AddItemToObject(
-		    root, "total_count_diff",
-		    jsonout_diff(c->total_count[SIDE_NEW], c->total_count[SIDE_OLD]));
+	cJSON_AddStringToObject(root, "sort_by", value_names[by]);
+	add_values(root, "total_", c->total, diff);
 	cJSON_AddNumberToObject(root, "count_stats", (double)nv);
 	arr = cJSON_AddArrayToObject(root, "stats");
 	for (size_t i = 0; i < nv && (limit == 0 || i < limit); i++)
@@ -664,6 +712,19 @@ const char *query_key_name(enum query_key k)
 	return (unsigned)k < NKEYS ? key_names[k] : NULL;
 }
 
+int query_sort_parse(const char *s, enum query_sort *out)
+{
+	if (s == NULL || out == NULL)
+		return -EINVAL;
+	for (int i = 0; i < NV; i++) {
+		if (strcmp(s, value_names[i]) == 0) {
+			*out = (enum query_sort)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 int query_top(const struct trace_group *g, size_t n, const struct query_opts *o, cJSON **out)
 {
 	struct qctx c;
@@ -677,7 +738,7 @@ int query_top(const struct trace_group *g, size_t n, const struct query_opts *o,
 	ctx_init(&c, o);
 	for (size_t i = 0; i < n; i++)
 		account(&c, &g[i], SIDE_NEW);
-	*out = render(&c, o->limit, false);
+	*out = render(&c, o->limit, o->sort_by, false);
 	ctx_close(&c);
 err:
 	return r;
@@ -700,7 +761,7 @@ int query_compare(const struct trace_group *old, size_t nold, const struct trace
 		account(&c, &old[i], SIDE_OLD);
 	for (size_t i = 0; i < nnew; i++)
 		account(&c, &new_[i], SIDE_NEW);
-	*out = render(&c, o->limit, true);
+	*out = render(&c, o->limit, o->sort_by, true);
 	ctx_close(&c);
 err:
 	return r;

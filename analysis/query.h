@@ -23,9 +23,14 @@
  *    no exclusive filter.
  *  - statistics are sorted by size, then count, descending; compare by
  *    abs(size_diff), size, abs(count_diff), count, descending; ties are broken
- *    by the key's text so the output is deterministic.
- *  - total_size and total_count are the sums over the filtered traces
- *    (not over the cumulative statistics).
+ *    by the key's text so the output is deterministic. sort_by another
+ *    counter X sorts by X, then size (compare: abs(X_diff), X,
+ *    abs(size_diff), size).
+ *  - the totals are the sums over the filtered traces (not over the
+ *    cumulative statistics).
+ *  - beyond tracemalloc, every statistic carries allocations and allocated
+ *    (calls and bytes since tracing began) and temporary (of them, blocks
+ *    freed before their thread's next allocation: heaptrack's temporary).
  */
 #ifndef MEMTRACE_QUERY_H
 #define MEMTRACE_QUERY_H
@@ -44,6 +49,9 @@ struct trace_group {
 	uint32_t nframes;                       /* may be 0: traceback unknown */
 	uint64_t size;                          /* live bytes */
 	uint64_t count;                         /* live blocks */
+	uint64_t allocations;                   /* allocations since tracing began */
+	uint64_t allocated;                     /* their bytes */
+	uint64_t temporary;                     /* of them, freed before the thread's next one */
 };
 
 enum query_key {
@@ -59,8 +67,18 @@ struct query_filter {
 	bool all_frames;
 };
 
+/* What the statistics are sorted by (query_top, query_compare). */
+enum query_sort {
+	QUERY_SORT_SIZE, /* the default: tracemalloc's order */
+	QUERY_SORT_COUNT,
+	QUERY_SORT_ALLOCATIONS,
+	QUERY_SORT_ALLOCATED,
+	QUERY_SORT_TEMPORARY,
+};
+
 struct query_opts {
 	enum query_key key;
+	enum query_sort sort_by;
 	bool cumulative;
 	const struct query_filter *filters;
 	size_t nfilters;
@@ -70,17 +88,26 @@ struct query_opts {
 /* "lineno" -> QUERY_KEY_LINENO ...; -EINVAL for anything else. */
 int query_key_parse(const char *s, enum query_key *out);
 const char *query_key_name(enum query_key k);
+/* "size" -> QUERY_SORT_SIZE ...; -EINVAL for anything else. */
+int query_sort_parse(const char *s, enum query_sort *out);
 
-/* {"key", "cumulative", "total_size", "total_count", "count_stats",
- *  "stats": [{"size", "count", "traceback": [frame...]}]}
+/* {"key", "cumulative", "sort_by", "total_size", "total_count",
+ *  "total_allocations", "total_allocated", "total_temporary", "count_stats",
+ *  "stats": [{"size", "count", "allocations", "allocated", "temporary",
+ *             "traceback": [frame...]}]}
  * where count_stats is the number of statistics before the limit and a frame
  * is {"filename", "lineno", "function", "module", "address": "0x..."}.
+ * Sorted by size or count, statistics without live blocks are left out
+ * (tracemalloc's statistics are of live memory); sorted by allocations,
+ * allocated or temporary, every statistic that allocated is listed.
  * Returns 0 and a new object in *out, or -EINVAL for bad options. */
 int query_top(const struct trace_group *g, size_t n, const struct query_opts *o, cJSON **out);
 
-/* {"key", "cumulative", "total_size", "total_size_diff", "total_count",
- *  "total_count_diff", "count_stats",
- *  "stats": [{"size", "size_diff", "count", "count_diff", "traceback"}]}
+/* {"key", "cumulative", "sort_by", "total_X" and "total_X_diff" for each
+ *  counter X of query_top, "count_stats",
+ *  "stats": [{"size", "size_diff", "count", "count_diff", "allocations",
+ *             "allocations_diff", "allocated", "allocated_diff", "temporary",
+ *             "temporary_diff", "traceback"}]}
  * old = the earlier snapshot, new = the later one (tracemalloc's
  * new.compare_to(old)). */
 int query_compare(const struct trace_group *old, size_t nold, const struct trace_group *new_,

@@ -323,6 +323,8 @@ static cJSON *trace_tuple(const struct snapshot_trace *t)
 	cJSON_AddItemToArray(o, u64_json(t->size));
 	cJSON_AddItemToArray(o, u64_json(t->count));
 	cJSON_AddItemToArray(o, u64_json(t->allocations));
+	cJSON_AddItemToArray(o, u64_json(t->allocated));
+	cJSON_AddItemToArray(o, u64_json(t->temporary));
 	cJSON_AddItemToArray(o, fr);
 	cJSON_AddItemToArray(o, ad);
 	for (uint32_t i = 0; i < t->nframes; i++) {
@@ -373,6 +375,7 @@ struct rd {
 	char *err;
 	size_t errlen;
 	char why[128];
+	int version; /* of the document being read */
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct rd *r, const char *fmt, ...)
@@ -645,26 +648,29 @@ static int rd_frames(struct rd *r, const cJSON *a, struct snapshot *s)
 
 static int rd_trace(struct rd *r, const cJSON *t, size_t ti, struct snapshot *s)
 {
-	static const char *const names[] = {"size", "count", "allocations"};
+	static const char *const names[] = {"size", "count", "allocations", "allocated",
+	                                    "temporary"};
 	struct snapshot_trace *tr = &s->traces[ti];
-	uint64_t *dst[] = {&tr->size, &tr->count, &tr->allocations};
+	uint64_t *dst[] = {&tr->size, &tr->count, &tr->allocations, &tr->allocated, &tr->temporary};
+	/* Version 1 has no allocated and temporary: they read as 0. */
+	const int nnum = r->version == 1 ? 3 : 5;
 	const cJSON *v, *fr, *ad;
 	size_t nf, na, i;
 	uint64_t u;
 
-	if (rd_tuple(r, t, 5) < 0)
+	if (rd_tuple(r, t, (size_t)nnum + 2) < 0)
 		return at(r, "traces[%zu]", ti);
 	v = t->child;
-	for (int k = 0; k < 3; k++, v = v->next) {
+	for (int k = 0; k < nnum; k++, v = v->next) {
 		if (rd_uint(r, v, UINT64_MAX, dst[k]) < 0)
 			return at(r, "traces[%zu][%d] (%s)", ti, k, names[k]);
 	}
 	fr = v;
 	ad = v->next;
 	if (rd_array(r, fr, MAX_DEPTH, &nf) < 0)
-		return at(r, "traces[%zu][3] (frames)", ti);
+		return at(r, "traces[%zu][%d] (frames)", ti, nnum);
 	if (rd_array(r, ad, MAX_DEPTH, &na) < 0)
-		return at(r, "traces[%zu][4] (addresses)", ti);
+		return at(r, "traces[%zu][%d] (addresses)", ti, nnum + 1);
 	if (nf != na)
 		return fail(r, "traces[%zu]: %zu frames but %zu addresses", ti, nf, na);
 	tr->frames = xcalloc(nf, sizeof *tr->frames);
@@ -674,7 +680,7 @@ static int rd_trace(struct rd *r, const cJSON *t, size_t ti, struct snapshot *s)
 	cJSON_ArrayForEach(v, fr)
 	{
 		if (rd_uint(r, v, UINT32_MAX, &u) < 0)
-			return at(r, "traces[%zu][3][%zu]", ti, i);
+			return at(r, "traces[%zu][%d][%zu]", ti, nnum, i);
 		if (u >= s->nframes)
 			return fail(
 			    r, "traces[%zu]: frame index %" PRIu64 " out of range (%zu frames)", ti,
@@ -685,7 +691,7 @@ static int rd_trace(struct rd *r, const cJSON *t, size_t ti, struct snapshot *s)
 	cJSON_ArrayForEach(v, ad)
 	{
 		if (rd_uint(r, v, UINT64_MAX, &tr->addrs[i]) < 0)
-			return at(r, "traces[%zu][4][%zu]", ti, i);
+			return at(r, "traces[%zu][%d][%zu]", ti, nnum + 1, i);
 		i++;
 	}
 	return 0;
@@ -768,9 +774,10 @@ int snapshot_from_json(const cJSON *doc, struct snapshot **out, char *err, size_
 	v = field(doc, "version");
 	if (!cJSON_IsNumber(v))
 		return fail(&r, "version: expected a number, got %s", type_name(v));
-	if (v->valuedouble != SNAPSHOT_VERSION)
-		return fail(&r, "unsupported version %.17g (this memtrace reads version %d)",
+	if (v->valuedouble != 1 && v->valuedouble != SNAPSHOT_VERSION)
+		return fail(&r, "unsupported version %.17g (this memtrace reads versions 1 to %d)",
 		            v->valuedouble, SNAPSHOT_VERSION);
+	r.version = (int)v->valuedouble;
 
 	s = snapshot_new();
 	/* Frames before traces before largest: each checks indexes into the
@@ -1049,6 +1056,9 @@ struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, si
 		g[i].nframes = t->nframes;
 		g[i].size = t->size;
 		g[i].count = t->count;
+		g[i].allocations = t->allocations;
+		g[i].allocated = t->allocated;
+		g[i].temporary = t->temporary;
 		p += t->nframes;
 	}
 	*storage = g;

@@ -3,29 +3,35 @@
  * moment, symbolized and self-contained.
  *
  * A snapshot holds the process identity, its counters, one trace per distinct
- * stack that had live blocks (size, count, total allocations, traceback as
- * indexes into a table of distinct frames, with each frame's absolute address)
- * and the largest live blocks. It needs nothing else to be read: no binary, no
+ * stack that allocated since tracing began (live size and count, total
+ * allocations and bytes allocated, temporary allocations, traceback as
+ * indexes into a table of distinct frames, with each frame's absolute
+ * address) and the largest live blocks. It needs nothing else to be read: no binary, no
  * symbol file, no daemon. The daemon builds snapshots from sessions
  * (capture.c), stores them in SQLite (store.c) and sends them to clients as
  * JSON; memtracectl reads the same JSON from files (`snapshot -o FILE`) and
  * computes statistics and comparisons from it with query.c.
  *
- * The JSON document (the snapshot file format, version 1):
+ * The JSON document (the snapshot file format, version 2):
  *   {"format": "memtrace-snapshot", "version": 1,
  *    "snapshot": {"id", "pid", "uid", "exe", "cmdline": [str], "start_time",
  *                 "taken_at", "reason", "current", "peak", "blocks",
  *                 "allocations", "frees", "lost_events"},
  *    "frames": [[filename, lineno, function, module], ...],
- *    "traces": [[size, count, allocations, [frame index...], [address...]], ...],
+ *    "traces": [[size, count, allocations, allocated, temporary,
+ *                [frame index...], [address...]], ...],
  *    "largest": [[address, size, trace index], ...]}
+ * A trace's size and count are 0 when all its blocks were freed.
+ * Version 1 (memtrace before temporaries) wrote [size, count, allocations,
+ * [frame index...], [address...]] and only traces with live blocks; it is
+ * still read, allocated and temporary as 0.
  * Frames of a trace are most recent call first; "id" is 0 for a snapshot that
  * was never stored (compare live:PID). "snapshot" may also hold
  * "sample_bytes": the process was sampled every that many bytes on average
  * (MEMTRACE_SAMPLE), so sizes and counts are estimates and the largest
- * blocks are sampled ones. It is optional, written only when not 0, and a
- * document without it (every allocation traced) is still version 1: readers
- * ignore keys they do not know, so older readers take newer files.
+ * blocks are sampled ones. It is optional, written only when not 0 (every
+ * allocation traced). Readers ignore keys they do not know; a version they
+ * do not know they refuse, with a message that names it.
  *
  * Ownership: a struct snapshot owns all its strings and arrays;
  * snapshot_free releases them. Nothing here touches global state, so any
@@ -47,12 +53,14 @@
 #include "query.h"
 
 #define SNAPSHOT_FORMAT  "memtrace-snapshot"
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
 
 struct snapshot_trace {
 	uint64_t size;        /* live bytes */
 	uint64_t count;       /* live blocks */
 	uint64_t allocations; /* total allocations from this stack */
+	uint64_t allocated;   /* and their bytes */
+	uint64_t temporary;   /* of them, temporary (freed before the thread's next allocation) */
 	uint32_t nframes;
 	uint32_t *frames; /* indexes into snapshot.frames */
 	uint64_t *addrs;  /* absolute address of each frame */

@@ -123,6 +123,7 @@ static void option_label(const struct args_option *o, char *buf, size_t cap)
 static void check_value(struct client *c, const struct args_option *o, const char *arg)
 {
 	enum query_key key;
+	enum query_sort sort;
 	char label[64];
 	int count;
 
@@ -148,6 +149,13 @@ static void check_value(struct client *c, const struct args_option *o, const cha
 			client_opt_error(c,
 			                 "%s must be lineno, filename, function or traceback, "
 			                 "not '%s'",
+			                 label, arg);
+		break;
+	case ARGS_SORT:
+		if (query_sort_parse(arg, &sort) < 0)
+			client_opt_error(c,
+			                 "%s must be size, count, allocations, allocated or "
+			                 "temporary, not '%s'",
 			                 label, arg);
 		break;
 	case ARGS_FLAG:

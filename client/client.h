@@ -79,6 +79,7 @@ enum args_kind {
 	ARGS_FILE,    /* the same: "needs a file name" */
 	ARGS_COUNT,   /* a non-negative integer (client_opt_count) */
 	ARGS_KEY,     /* a statistics key: lineno, filename, function or traceback */
+	ARGS_SORT,    /* what statistics are sorted by: size, count, allocations, ... */
 	ARGS_PID,     /* --pid P: exec checks it (client_opt_pid, snapref_choose) */
 	ARGS_SNAPREF, /* a snapshot: exec checks it (snapref_choose, snapref_parse) */
 };
@@ -217,7 +218,8 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 
 /* ---- statargs.c: the options of statistics, shared by top and compare ----
  *
- * --key, --cumulative, --include, --exclude, --all-frames and --limit, checked
+ * --key, --sort-by, --cumulative, --include, --exclude, --all-frames and
+ * --limit, checked
  * here once, then either sent to the daemon (statargs_request: only what was
  * given, the daemon owns the defaults) or turned into query_opts for query.c
  * (statargs_opts: the daemon's defaults, key lineno and limit 10).
@@ -225,6 +227,7 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 /* clang-format off */
 #define STATARGS_OPTIONS                        \
 	{"key", 0, ARGS_KEY},                   \
+	{"sort-by", 0, ARGS_SORT},              \
 	{"limit", 0, ARGS_COUNT},               \
 	{"cumulative", 0, ARGS_FLAG},           \
 	{"include", 0, ARGS_STRING},            \
@@ -234,12 +237,18 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 
 /* The synopsis and the --help lines of STATARGS_OPTIONS. */
 #define STATARGS_SYNOPSIS                                                                          \
-	"[--key KEY] [--limit N] [--cumulative] [--include PAT]... [--exclude PAT]... "            \
+	"[--key KEY] [--sort-by WHAT] [--limit N] [--cumulative] [--include PAT]... "              \
+	"[--exclude PAT]... "                                                                      \
 	"[--all-frames]"
 #define STATARGS_HELP                                                                              \
 	"  --key KEY           lineno: file and line of the caller of malloc (default);\n"         \
 	"                      filename: its file; function: its function;\n"                      \
 	"                      traceback: the whole stack\n"                                       \
+	"  --sort-by WHAT      size (default: live bytes), count (live blocks),\n"                 \
+	"                      allocations (calls since tracing began), allocated\n"               \
+	"                      (their bytes) or temporary (allocations freed before\n"             \
+	"                      their thread's next one); by size or count only\n"                  \
+	"                      groups with live blocks are listed\n"                               \
 	"  --limit N           print the first N groups (default 10, 0 = all)\n"                   \
 	"  --cumulative        count a block in every frame of its traceback, not\n"               \
 	"                      only the most recent one (not with --key traceback)\n"              \
@@ -255,7 +264,8 @@ struct statargs_filter {
 };
 
 struct statargs {
-	const char *key; /* NULL when not given */
+	const char *key;     /* NULL when not given */
+	const char *sort_by; /* NULL when not given */
 	const char *limit_arg;
 	int limit;
 	bool cumulative, all_frames;
@@ -269,7 +279,8 @@ struct statargs {
  * alone args_parse has checked. statargs_close frees what it owns. */
 void statargs_init(struct statargs *a, struct client *c, const struct args *args);
 void statargs_close(struct statargs *a);
-/* Adds "key", "cumulative", "limit" and "filters" to a top request, as given. */
+/* Adds "key", "sort_by", "cumulative", "limit" and "filters" to a top
+ * request, as given. */
 void statargs_request(const struct statargs *a, cJSON *req);
 /* Fills o for query.c; o points into a until statargs_close. */
 void statargs_opts(struct statargs *a, struct query_opts *o);

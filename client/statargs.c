@@ -19,6 +19,7 @@ void statargs_init(struct statargs *a, struct client *c, const struct args *args
 {
 	*a = (struct statargs){
 	    .key = args_get(args, "key"),
+	    .sort_by = args_get(args, "sort-by"),
 	    .limit_arg = args_get(args, "limit"),
 	    .limit = args_count(args, "limit", STATARGS_DEFAULT_LIMIT),
 	    .cumulative = args_has(args, "cumulative"),
@@ -54,6 +55,8 @@ void statargs_request(const struct statargs *a, cJSON *req)
 {
 	if (a->key != NULL)
 		cJSON_AddStringToObject(req, "key", a->key);
+	if (a->sort_by != NULL)
+		cJSON_AddStringToObject(req, "sort_by", a->sort_by);
 	if (a->cumulative)
 		cJSON_AddTrueToObject(req, "cumulative");
 	if (a->limit_arg != NULL)
@@ -76,6 +79,8 @@ void statargs_opts(struct statargs *a, struct query_opts *o)
 	/* Checked while parsing; an unknown key cannot reach here. */
 	if (a->key != NULL)
 		query_key_parse(a->key, &o->key);
+	if (a->sort_by != NULL)
+		query_sort_parse(a->sort_by, &o->sort_by);
 	o->limit = (size_t)a->limit;
 	free(a->qfilters);
 	a->qfilters = xcalloc(a->nfilters > 0 ? a->nfilters : 1, sizeof(*a->qfilters));

@@ -16,7 +16,7 @@
 #define MAX_CHAIN 16
 
 struct cap_stack {
-	uint64_t size, count, allocations;
+	uint64_t size, count, allocations, allocated, temporary;
 	uint32_t id; /* the session's stack id: stacks are in id order */
 	uint32_t nframes;
 	uint64_t *frames; /* the heap's, shared (a reference held); NULL for stack 0 */
@@ -111,26 +111,36 @@ static uint32_t stack_index(const struct capture *c, uint32_t id)
 	return 0;
 }
 
-/* Thread pool: the stacks of the view with live blocks, in id order, each
+/* A stack the snapshot names: one with live blocks, or one that allocated
+ * since tracing began (its allocations and temporaries are statistics too,
+ * though all its blocks are freed). */
+static bool stack_counts(const struct heap_stack *st)
+{
+	return st->live_count > 0 || st->total_allocs > 0;
+}
+
+/* Thread pool: the stacks of the view that allocated, in id order, each
  * with a reference on its frames. */
 static void stacks_of_view(struct capture *c)
 {
 	uint32_t n = heap_view_nstacks(&c->view);
 
 	for (uint32_t id = 0; id < n; id++)
-		if (heap_view_stack(&c->view, id)->live_count > 0)
+		if (stack_counts(heap_view_stack(&c->view, id)))
 			c->nstacks++;
 	c->stacks = xcalloc(c->nstacks ? c->nstacks : 1, sizeof(*c->stacks));
 	size_t k = 0;
 	for (uint32_t id = 0; id < n; id++) {
 		const struct heap_stack *st = heap_view_stack(&c->view, id);
-		if (st->live_count == 0)
+		if (!stack_counts(st))
 			continue;
 		struct cap_stack *cs = &c->stacks[k++];
 		cs->id = id;
 		cs->size = st->live_bytes;
 		cs->count = st->live_count;
 		cs->allocations = st->total_allocs;
+		cs->allocated = st->total_bytes;
+		cs->temporary = st->temporary;
 		cs->nframes = st->nframes;
 		/* The frames never change: shared, not copied. Stack 0
 		 * (unknown) has no frames, and no frame array. */
@@ -393,6 +403,8 @@ struct snapshot *capture_resolve(struct capture *c, struct symbols *syms)
 		t->size = cs->size;
 		t->count = cs->count;
 		t->allocations = cs->allocations;
+		t->allocated = cs->allocated;
+		t->temporary = cs->temporary;
 		for (uint32_t j = 0; j < cs->nframes && n < PROTO_MAX_FRAMES; j++) {
 			uint64_t addr = cs->frames[j];
 			uint32_t len;

@@ -827,6 +827,18 @@ static cJSON *parse_filters(cJSON *req, struct cjob *q)
 	return NULL;
 }
 
+/* "sort_by": what the statistics are sorted by (default size). */
+static cJSON *parse_sort_by(const cJSON *req, enum query_sort *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "sort_by");
+
+	*out = QUERY_SORT_SIZE;
+	if (v == NULL || (cJSON_IsString(v) && query_sort_parse(v->valuestring, out) == 0))
+		return NULL;
+	return error_json("bad_request", "\"sort_by\" must be one of size, count, allocations, "
+	                                 "allocated, temporary");
+}
+
 static cJSON *cmd_top(struct conn *c, cJSON *req, struct session *unused)
 {
 	cJSON *err = NULL;
@@ -844,6 +856,8 @@ static cJSON *cmd_top(struct conn *c, cJSON *req, struct session *unused)
 		arg_bool(req, "cumulative", &q->opts.cumulative, &err);
 	if (err == NULL && q->opts.cumulative && q->opts.key == QUERY_KEY_TRACEBACK)
 		err = error_json("bad_request", "cumulative is not possible with key traceback");
+	if (err == NULL)
+		err = parse_sort_by(req, &q->opts.sort_by);
 	if (err == NULL)
 		arg_uint(req, "limit", 10, &q->opts.limit, &err);
 	if (err == NULL)

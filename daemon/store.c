@@ -1,7 +1,7 @@
 /*
  * store.c - the snapshot store in SQLite (see store.h).
  *
- * Schema version 3 (PRAGMA user_version = 3):
+ * Schema version 5 (PRAGMA user_version = 5):
  *
  *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
  *            one row per process incarnation, found or created by
@@ -23,10 +23,14 @@
  *            index step away: snapshot_uid) and bytes its charge
  *            (store_charge); version 2's snapshots get bytes at the first
  *            open, read back and charged like a new one.
- *   trace    (snapshot_id, stack_id, size, count, allocations), one row per
- *            stack with live blocks; deleting a snapshot deletes its rows.
+ *   trace    (snapshot_id, stack_id, size, count, allocations, allocated,
+ *            temporary), one row per stack that allocated (size and count 0
+ *            when none of its blocks is live); deleting a snapshot deletes
+ *            its rows. Version 4's rows read allocated and temporary as 0.
  *   largest  (snapshot_id, rank, address, size, stack_id), the largest live
  *            blocks by rank (0 = largest).
+ *   deleted  (id, uid, why, at): snapshots a bound or retention deleted, so
+ *            that asking for one says so.
  *
  * Migrations: migrations[v] brings a database from version v to v + 1, in
  * one IMMEDIATE transaction that re-reads user_version first, so two
@@ -40,7 +44,7 @@
  * if new. Everything runs on prepared statements kept in struct store.
  * Two traces of one snapshot that resolve to the same blob (equal frames and
  * addresses: a snapshot read from a file may hold duplicate frames) are
- * merged by an upsert that sums their size, count and allocations.
+ * merged by an upsert that sums their counters.
  *
  * Counters, sizes and addresses are u64 in C and stored as SQLite's signed
  * 64-bit integers by two's complement, so every value round-trips exactly.
@@ -189,6 +193,10 @@ static const char *const migrations[] = {
     " uid INTEGER NOT NULL,"
     " why INTEGER NOT NULL,"
     " at REAL NOT NULL);",
+    /* 4 -> 5: bytes allocated and temporary allocations per trace (0 in
+     * the snapshots of older versions, which did not count them). */
+    "ALTER TABLE trace ADD COLUMN allocated INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE trace ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -257,11 +265,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SNAPSHOT_INSERT] = "INSERT INTO snapshot(process_id, taken_at, reason, current, peak,"
                           " blocks, allocations, frees, lost_events, sample_bytes, uid, bytes)"
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    [S_TRACE_UPSERT] = "INSERT INTO trace(snapshot_id, stack_id, size, count, allocations)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5)"
+    [S_TRACE_UPSERT] = "INSERT INTO trace(snapshot_id, stack_id, size, count, allocations,"
+                       " allocated, temporary)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                        " ON CONFLICT (snapshot_id, stack_id) DO UPDATE SET"
                        " size = size + excluded.size, count = count + excluded.count,"
-                       " allocations = allocations + excluded.allocations",
+                       " allocations = allocations + excluded.allocations,"
+                       " allocated = allocated + excluded.allocated,"
+                       " temporary = temporary + excluded.temporary",
     [S_LARGEST_INSERT] = "INSERT INTO largest(snapshot_id, rank, address, size, stack_id)"
                          " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_READ_SNAPSHOT] = "SELECT p.pid, p.uid, p.start_time, p.exe, p.cmdline, s.taken_at,"
@@ -269,7 +280,8 @@ static const char *const stmt_sql[S_COUNT] = {
                         " s.lost_events, s.sample_bytes"
                         " FROM snapshot s JOIN process p ON p.id = s.process_id"
                         " WHERE s.id = ?1",
-    [S_READ_TRACES] = "SELECT t.stack_id, t.size, t.count, t.allocations, k.frames"
+    [S_READ_TRACES] = "SELECT t.stack_id, t.size, t.count, t.allocations, k.frames,"
+                      " t.allocated, t.temporary"
                       " FROM trace t JOIN stack k ON k.id = t.stack_id"
                       " WHERE t.snapshot_id = ?1 ORDER BY t.stack_id",
     [S_READ_FRAME] = "SELECT filename, lineno, function, module FROM frame WHERE id = ?1",
@@ -1308,6 +1320,8 @@ static int write_snapshot(struct store *st, const struct snapshot *s, size_t max
 		sqlite3_bind_int64(q, 3, (sqlite3_int64)t->size);
 		sqlite3_bind_int64(q, 4, (sqlite3_int64)t->count);
 		sqlite3_bind_int64(q, 5, (sqlite3_int64)t->allocations);
+		sqlite3_bind_int64(q, 6, (sqlite3_int64)t->allocated);
+		sqlite3_bind_int64(q, 7, (sqlite3_int64)t->temporary);
 		rc = step_done(st, q, "insert trace");
 	}
 	if (rc == 0)
@@ -1701,6 +1715,8 @@ static int read_traces(struct store *st, int64_t id, struct snapshot *s, struct 
 		t->size = (uint64_t)sqlite3_column_int64(q, 1);
 		t->count = (uint64_t)sqlite3_column_int64(q, 2);
 		t->allocations = (uint64_t)sqlite3_column_int64(q, 3);
+		t->allocated = (uint64_t)sqlite3_column_int64(q, 5);
+		t->temporary = (uint64_t)sqlite3_column_int64(q, 6);
 		rc = read_stack(st, s, &frames, sqlite3_column_blob(q, 4),
 		                (size_t)sqlite3_column_bytes(q, 4), t);
 		if (rc != 0)

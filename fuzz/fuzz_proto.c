@@ -14,9 +14,10 @@
  *
  * The same bytes, read as the 32-byte event records of the shared region
  * (every aligned window of them), go through proto_record_decode: it must
- * refuse exactly the records of an unknown kind or at address 0, and a
- * record it accepts must decode to its own fields (a free without size or
- * stack).
+ * refuse exactly the records of an unknown kind, at address 0 or a free
+ * whose size is neither 0 nor PROTO_FREE_TEMPORARY, and a record it accepts
+ * must decode to its own fields (a free's size is its temporary flag; it has
+ * no stack).
  *
  * Linked with fuzz/standalone.c instead of libFuzzer, plain gcc can replay a
  * corpus or a crash (see README.md).
@@ -97,7 +98,8 @@ static void check_record(const uint8_t *p)
 
 	memcpy(&rec, p, sizeof(rec));
 	uint64_t kind = rec.seq_kind & PROTO_EV_KIND_MASK;
-	bool valid = ((kind == PROTO_EV_ALLOC || kind == PROTO_EV_FREE) && rec.addr != 0) ||
+	bool valid = (kind == PROTO_EV_ALLOC && rec.addr != 0) ||
+	             (kind == PROTO_EV_FREE && rec.addr != 0 && rec.size <= PROTO_FREE_TEMPORARY) ||
 	             kind == PROTO_EV_FORK;
 	int rc = proto_record_decode(&rec, &ev);
 	if (rc != (valid ? 0 : -EBADMSG))
@@ -107,11 +109,13 @@ static void check_record(const uint8_t *p)
 	if (ev.kind != kind || ev.seq != rec.seq_kind >> PROTO_EV_KIND_BITS ||
 	    ev.seq > PROTO_SEQ_MAX || ev.addr != (kind == PROTO_EV_FORK ? 0 : rec.addr))
 		abort();
+	if (kind != PROTO_EV_FREE && ev.temporary != 0)
+		abort();
 	if (kind == PROTO_EV_FORK && (ev.size != 0 || ev.stack_id != 0))
 		abort();
 	if (kind == PROTO_EV_ALLOC && (ev.size != rec.size || ev.stack_id != rec.stack))
 		abort();
-	if (kind == PROTO_EV_FREE && (ev.size != 0 || ev.stack_id != 0))
+	if (kind == PROTO_EV_FREE && (ev.size != 0 || ev.stack_id != 0 || ev.temporary != rec.size))
 		abort();
 }
 

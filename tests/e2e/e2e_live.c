@@ -583,6 +583,182 @@ static char *check_peak_cb(const cJSON *json, void *arg)
 	return NULL;
 }
 
+/* ---- allocation counts and temporaries (progs/temps.c) ---- */
+
+/* A top or compare answer against the book: every site of the program (by
+ * --key lineno) carries exactly the allocations, bytes allocated and
+ * temporaries the program booked (for a compare, their growth from `old`),
+ * and the statistics come in the order asked for. */
+struct churn_arg {
+	const struct h_truth *t, *old; /* old: NULL for a top */
+	const char *sort_by;
+};
+
+static const struct h_rec *churn_old(const struct h_truth *old, const struct h_rec *r)
+{
+	for (int i = 0; old != NULL && i < old->nrecs; i++)
+		if (old->recs[i].f[0].line == r->f[0].line &&
+		    strcmp(old->recs[i].f[0].file, r->f[0].file) == 0)
+			return &old->recs[i];
+	return NULL;
+}
+
+static char *check_churn_cb(const cJSON *json, void *arg)
+{
+	const struct churn_arg *a = arg;
+	const cJSON *stats = cJSON_GetObjectItem(json, "stats"), *st;
+	const char *diff = a->old != NULL ? "_diff" : "";
+	long long prev = -1;
+	int found = 0;
+
+	if (h_json_str(json, "sort_by") == NULL || strcmp(h_json_str(json, "sort_by"), a->sort_by))
+		return h_strf("sort_by is not %s", a->sort_by);
+	cJSON_ArrayForEach(st, stats)
+	{
+		const cJSON *f0 = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "traceback"), 0);
+		const char *file = h_json_str(f0, "filename");
+		long long line = -1, key = -1, v[5];
+		static const char *const names[] = {"size", "count", "allocations", "allocated",
+		                                    "temporary"};
+		char name[32];
+
+		/* the order: by the counter, descending (for a compare, its
+		 * absolute growth) */
+		snprintf(name, sizeof name, "%s%s", a->sort_by, diff);
+		if (!h_json_int(st, name, &key))
+			return h_strf("a statistic lacks %s", name);
+		key = key < 0 ? -key : key;
+		if (prev >= 0 && key > prev)
+			return h_strf("%s %lld after %lld: not sorted", name, key, prev);
+		prev = key;
+		if (file == NULL || !h_is_program_file(a->t, file) ||
+		    !h_json_int(f0, "lineno", &line))
+			continue;
+		const struct h_rec *r = NULL;
+		for (int i = 0; i < a->t->nrecs && r == NULL; i++)
+			if (a->t->recs[i].f[0].line == line &&
+			    h_file_matches(file, a->t->recs[i].f[0].file))
+				r = &a->t->recs[i];
+		if (r == NULL)
+			return h_strf("%s:%lld is not a site of the program", file, line);
+		const struct h_rec *o = churn_old(a->old, r);
+		long long want[5] = {r->bytes, r->count, r->allocs, r->allocated, r->temporary};
+		if (a->old != NULL)
+			for (int k = 0; k < 5; k++)
+				want[k] -= o == NULL ? 0
+				                     : (long long[]){o->bytes, o->count, o->allocs,
+				                                     o->allocated, o->temporary}[k];
+		for (int k = 0; k < 5; k++) {
+			snprintf(name, sizeof name, "%s%s", names[k], diff);
+			if (!h_json_int(st, name, &v[k]))
+				return h_strf("%s:%lld lacks %s", file, line, name);
+			if (v[k] != want[k])
+				return h_strf("%s:%lld (%s): %s %lld, the program booked %lld",
+				              file, line, r->f[0].func, name, v[k], want[k]);
+		}
+		found++;
+	}
+	/* Every site that allocated is listed when sorting by a count of
+	 * allocations; the sites of a compare that did not change are too. */
+	int want_found = 0;
+	for (int i = 0; i < a->t->nrecs; i++)
+		want_found += a->t->recs[i].allocs > 0;
+	if (found != want_found)
+		return h_strf("%d of the program's %d sites listed", found, want_found);
+	return NULL;
+}
+
+START_TEST(temporaries)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t, *t2;
+	char pidbuf[24];
+	char *file = h_strf("%s/temps.json", D.dir);
+
+	h_prog_start(&p, &D, "temps", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	t = h_truth_must(p.truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+
+	/* Live, by each counter of allocations. */
+	static const char *const sorts[] = {"allocations", "allocated", "temporary"};
+	for (size_t k = 0; k < 3; k++) {
+		struct churn_arg a = {t, NULL, sorts[k]};
+		const char *args[] = {"top",    "--pid",   pidbuf, "--sort-by",
+		                      sorts[k], "--limit", "0",    NULL};
+		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
+		ck_assert_msg(why == NULL, "top --sort-by %s: %s", sorts[k], why);
+		h_ctl_free(&r);
+	}
+	/* By size (the default), a site whose blocks are all freed is not a
+	 * statistic of live memory. */
+	{
+		const char *args[] = {"top", "--pid", pidbuf, "--limit", "0", NULL};
+		const cJSON *st;
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		cJSON_ArrayForEach(st, cJSON_GetObjectItem(r.json, "stats"))
+		{
+			long long count = -1;
+			ck_assert(h_json_int(st, "count", &count));
+			ck_assert_msg(count > 0, "a statistic without live blocks by size: %.300s",
+			              r.out);
+		}
+		h_ctl_free(&r);
+	}
+	/* The same from a snapshot file and from the store. */
+	long long id1 = 0;
+	{
+		const char *args[] = {"snapshot", "--pid", pidbuf, "-o", file, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		ck_assert(h_json_int(r.json, "id", &id1));
+		h_ctl_free(&r);
+	}
+	char *sid1 = h_strf("%lld", id1);
+	const char *srcs[] = {file, sid1};
+	for (size_t k = 0; k < 2; k++) {
+		struct churn_arg a = {t, NULL, "temporary"};
+		const char *args[] = {"top",       "--snapshot", srcs[k], "--sort-by",
+		                      "temporary", "--limit",    "0",     NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		char *why = check_churn_cb(r.json, &a);
+		ck_assert_msg(why == NULL, "top --snapshot %s: %s", srcs[k], why);
+		h_ctl_free(&r);
+	}
+
+	/* More temporaries; compare says how many. */
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	t2 = h_truth_must(p.truth);
+	{
+		struct churn_arg a = {t2, NULL, "allocations"};
+		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
+		                      "allocations", "--limit", "0",    NULL};
+		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
+		ck_assert_msg(why == NULL, "after next: %s", why);
+		h_ctl_free(&r);
+	}
+	{
+		char *live = h_strf("live:%s", pidbuf);
+		struct churn_arg a = {t2, t, "allocations"};
+		const char *args[] = {"compare",     file,      live, "--sort-by",
+		                      "allocations", "--limit", "0",  NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		char *why = check_churn_cb(r.json, &a);
+		ck_assert_msg(why == NULL, "compare --sort-by allocations: %s", why);
+		h_ctl_free(&r);
+		free(live);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "temps");
+	h_truth_free(t);
+	h_truth_free(t2);
+	h_proc_cleanup(&p);
+	free(sid1);
+	free(file);
+}
+END_TEST
+
 START_TEST(peak_and_reset)
 {
 	struct h_proc p;
@@ -3366,6 +3542,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, threads_cross_free);
 	tc = h_tcase(s, "peak", 120, setup, teardown);
 	tcase_add_test(tc, peak_and_reset);
+	tcase_add_test(tc, temporaries);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);

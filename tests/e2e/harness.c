@@ -921,6 +921,13 @@ struct h_truth *h_truth_load(const char *path, char **why)
 			if (t->recs == NULL)
 				abort();
 			t->recs[t->nrecs++] = rec;
+		} else if (strcmp(f[0], "churn") == 0 && n == 4) {
+			struct h_rec *rec = t->nrecs > 0 ? &t->recs[t->nrecs - 1] : NULL;
+			if (rec == NULL || !parse_ll(f[1], &rec->allocs) ||
+			    !parse_ll(f[2], &rec->allocated) || !parse_ll(f[3], &rec->temporary)) {
+				*why = h_strf("bad churn line");
+				break;
+			}
 		} else if (strcmp(f[0], "end") == 0) {
 			ended = true;
 		} else {

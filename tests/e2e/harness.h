@@ -219,6 +219,7 @@ struct h_frame {
 
 struct h_rec {
 	long long bytes, count;
+	long long allocs, allocated, temporary; /* since the start (truth.h's churn line) */
 	bool optional;
 	int nframes;
 	struct h_frame *f; /* f[0] is the site, then its callers */

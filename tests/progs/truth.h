@@ -33,7 +33,12 @@
  *     pid	<pid>
  *     meta	<name>	<integer>
  *     rec	<bytes>	<count>	<flags>	<nframes>	<file>	<line>	<func> ...
+ *     churn	<allocations>	<allocated>	<temporary>
  *     end
+ * Each rec is followed by its churn line: the allocations booked at it since
+ * the program began (TRUTH_ALLOC counts one, with its bytes) and how many of
+ * them the program freed as temporaries (truth_temporary: before the
+ * thread's next allocation).
  * A rec's frames are most recent call first (the site, then its callers),
  * as memtrace prints a traceback. flags is "-" or "opt": an optional record
  * (blocks a forked child inherited from its parent) may be absent from the
@@ -74,8 +79,11 @@ struct truth_rec {
 	struct truth_frame f[TRUTH_MAX_DEPTH]; /* f[0] is the allocation site */
 	int nframes;
 	int optional;
-	long long bytes; /* still held */
-	long long count; /* blocks still held */
+	long long bytes;     /* still held */
+	long long count;     /* blocks still held */
+	long long allocs;    /* allocations booked since the start */
+	long long allocated; /* their bytes */
+	long long temporary; /* of them, freed before the thread's next allocation */
 };
 
 struct truth_book {
@@ -160,6 +168,10 @@ static TRUTH_UNUSED int truth_note(const char *file, int line, const char *func,
 	}
 	truth_book_g.recs[id].bytes += bytes;
 	truth_book_g.recs[id].count += count;
+	if (count > 0) {
+		truth_book_g.recs[id].allocs += count;
+		truth_book_g.recs[id].allocated += bytes;
+	}
 	truth_unlock();
 	return id;
 }
@@ -182,6 +194,15 @@ static TRUTH_UNUSED void truth_adjust(int id, long long bytes, long long count)
 	truth_lock();
 	truth_book_g.recs[id].bytes += bytes;
 	truth_book_g.recs[id].count += count;
+	truth_unlock();
+}
+
+/* Books n of record `id`'s allocations as temporary: each was freed before
+ * its thread allocated again. */
+static TRUTH_UNUSED void truth_temporary(int id, long long n)
+{
+	truth_lock();
+	truth_book_g.recs[id].temporary += n;
 	truth_unlock();
 }
 
@@ -327,7 +348,8 @@ static TRUTH_UNUSED void truth_write(void)
 		           r->optional ? "opt" : "-", r->nframes);
 		for (int j = 0; j < r->nframes; j++)
 			truth_putf(fd, "\t%s\t%d\t%s", r->f[j].file, r->f[j].line, r->f[j].func);
-		truth_put(fd, "\n", 1);
+		truth_putf(fd, "\nchurn\t%lld\t%lld\t%lld\n", r->allocs, r->allocated,
+		           r->temporary);
 	}
 	truth_put(fd, "end\n", 4);
 	truth_unlock();

@@ -64,6 +64,9 @@ static struct trace_group *mk(const struct tg *t, size_t n)
 		g[i].nframes = t[i].n;
 		g[i].size = t[i].size;
 		g[i].count = t[i].count;
+		/* Tests of the allocation counters use struct tga. */
+		g[i].allocations = t[i].count;
+		g[i].allocated = t[i].size;
 	}
 	return g;
 }
@@ -281,11 +284,31 @@ END_TEST
 
 START_TEST(test_shape)
 {
-	static const char *const top_keys[] = {"key",         "cumulative",  "total_size",
-	                                       "total_count", "count_stats", "stats"};
-	static const char *const cmp_keys[] = {
-	    "key",         "cumulative",       "total_size",  "total_size_diff",
-	    "total_count", "total_count_diff", "count_stats", "stats"};
+	static const char *const top_keys[] = {"key",
+	                                       "cumulative",
+	                                       "sort_by",
+	                                       "total_size",
+	                                       "total_count",
+	                                       "total_allocations",
+	                                       "total_allocated",
+	                                       "total_temporary",
+	                                       "count_stats",
+	                                       "stats"};
+	static const char *const cmp_keys[] = {"key",
+	                                       "cumulative",
+	                                       "sort_by",
+	                                       "total_size",
+	                                       "total_size_diff",
+	                                       "total_count",
+	                                       "total_count_diff",
+	                                       "total_allocations",
+	                                       "total_allocations_diff",
+	                                       "total_allocated",
+	                                       "total_allocated_diff",
+	                                       "total_temporary",
+	                                       "total_temporary_diff",
+	                                       "count_stats",
+	                                       "stats"};
 	struct query_opts o = {.key = QUERY_KEY_LINENO};
 	cJSON *r = run_top(T1, N(T1), &o);
 	const cJSON *st;
@@ -295,10 +318,14 @@ START_TEST(test_shape)
 		item(r, top_keys[i]);
 	ck_assert_str_eq(str(r, "key"), "lineno");
 	ck_assert(cJSON_IsFalse(item(r, "cumulative")));
+	ck_assert_str_eq(str(r, "sort_by"), "size");
 	st = stat_n(r, 0);
-	ck_assert_int_eq(cJSON_GetArraySize(st), 3);
+	ck_assert_int_eq(cJSON_GetArraySize(st), 6);
 	item(st, "size");
 	item(st, "count");
+	item(st, "allocations");
+	item(st, "allocated");
+	item(st, "temporary");
 	ck_assert_int_eq(cJSON_GetArraySize(frame_n(st, 0)), 5);
 	cJSON_Delete(r);
 
@@ -311,10 +338,124 @@ START_TEST(test_shape)
 	ck_assert_str_eq(str(r, "key"), "filename");
 	ck_assert(cJSON_IsTrue(item(r, "cumulative")));
 	st = stat_n(r, 0);
-	ck_assert_int_eq(cJSON_GetArraySize(st), 5);
+	ck_assert_int_eq(cJSON_GetArraySize(st), 11);
 	item(st, "size_diff");
 	item(st, "count_diff");
+	item(st, "allocations_diff");
+	item(st, "allocated_diff");
+	item(st, "temporary_diff");
 	cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- allocation counters and sort_by ---- */
+
+struct tga {
+	const struct frame_info *f; /* one frame */
+	uint64_t size, count, allocations, allocated, temporary;
+};
+
+static struct trace_group *mka(const struct tga *t, size_t n, uint64_t *ad)
+{
+	struct trace_group *g = calloc(n ? n : 1, sizeof *g);
+
+	ck_assert_ptr_nonnull(g);
+	for (size_t i = 0; i < n; i++)
+		g[i] = (struct trace_group){&t[i].f,        &ad[i],        1,
+		                            t[i].size,      t[i].count,    t[i].allocations,
+		                            t[i].allocated, t[i].temporary};
+	return g;
+}
+
+/* The statistics' first frames' lines, in order, and their counters. */
+static void expect_order(const cJSON *r, const int *lines, size_t n)
+{
+	ck_assert_int_eq(nstats(r), (int)n);
+	ck_assert_int_eq(num(r, "count_stats"), (long long)n);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(num(frame_n(stat_n(r, (int)i), 0), "lineno"), lines[i]);
+}
+
+/* A2 (a.c:2) holds 100 B; B1 (b.c:1) allocated 16000 B in 1000 calls, 990
+ * of them temporary, and freed everything; B4 (b.c:4) holds 5 blocks. */
+static const struct tga TA[] = {
+    {&A2, 100, 1, 5, 500, 0},
+    {&B1, 0, 0, 1000, 16000, 990},
+    {&B4, 50, 5, 20, 60, 15},
+};
+
+START_TEST(test_sort_by)
+{
+	static const char *const names[] = {"size", "count", "allocations", "allocated",
+	                                    "temporary"};
+	static const int want[][3] = {{2, 4}, {4, 2}, {1, 4, 2}, {1, 2, 4}, {1, 4, 2}};
+	static const size_t nwant[] = {2, 2, 3, 3, 3};
+	uint64_t ad[3] = {0x1010, 0x2010, 0x2040};
+	struct trace_group *g = mka(TA, 3, ad);
+	enum query_sort by;
+
+	ck_assert_int_eq(query_sort_parse("sizes", &by), -EINVAL);
+	ck_assert_int_eq(query_sort_parse(NULL, &by), -EINVAL);
+	for (int k = 0; k < 5; k++) {
+		struct query_opts o = {.key = QUERY_KEY_LINENO};
+		cJSON *r = NULL;
+
+		ck_assert_int_eq(query_sort_parse(names[k], &o.sort_by), 0);
+		ck_assert_int_eq(query_top(g, 3, &o, &r), 0);
+		ck_assert_str_eq(str(r, "sort_by"), names[k]);
+		/* By size or count the freed site is not listed (tracemalloc's
+		 * statistics are of live memory); the totals count it. */
+		expect_order(r, want[k], nwant[k]);
+		ck_assert_int_eq(num(r, "total_size"), 150);
+		ck_assert_int_eq(num(r, "total_count"), 6);
+		ck_assert_int_eq(num(r, "total_allocations"), 1025);
+		ck_assert_int_eq(num(r, "total_allocated"), 16560);
+		ck_assert_int_eq(num(r, "total_temporary"), 1005);
+		if (k == QUERY_SORT_TEMPORARY) {
+			const cJSON *st = stat_n(r, 0);
+			ck_assert_int_eq(num(st, "size"), 0);
+			ck_assert_int_eq(num(st, "count"), 0);
+			ck_assert_int_eq(num(st, "allocations"), 1000);
+			ck_assert_int_eq(num(st, "allocated"), 16000);
+			ck_assert_int_eq(num(st, "temporary"), 990);
+		}
+		cJSON_Delete(r);
+	}
+	/* An unknown sort is refused. */
+	struct query_opts bad = {.key = QUERY_KEY_LINENO, .sort_by = (enum query_sort)5};
+	cJSON *r = NULL;
+	ck_assert_int_eq(query_top(g, 3, &bad, &r), -EINVAL);
+	free(g);
+}
+END_TEST
+
+START_TEST(test_sort_by_compare)
+{
+	/* Old: only A2, smaller. New: TA. By allocations the diffs order them
+	 * B1 (+1000), B4 (+20), A2 (+4); by size B1 is left out (nothing live
+	 * on either side). */
+	static const struct tga old[] = {{&A2, 40, 1, 1, 40, 0}};
+	uint64_t ad[3] = {0x1010, 0x2010, 0x2040};
+	struct trace_group *go = mka(old, 1, ad), *gn = mka(TA, 3, ad);
+	struct query_opts o = {.key = QUERY_KEY_LINENO, .sort_by = QUERY_SORT_ALLOCATIONS};
+	cJSON *r = NULL;
+
+	ck_assert_int_eq(query_compare(go, 1, gn, 3, &o, &r), 0);
+	expect_order(r, (const int[]){1, 4, 2}, 3);
+	const cJSON *a2 = stat_n(r, 2);
+	ck_assert_int_eq(num(a2, "allocations_diff"), 4);
+	ck_assert_int_eq(num(a2, "allocated_diff"), 460);
+	ck_assert_int_eq(num(a2, "size_diff"), 60);
+	ck_assert_int_eq(num(stat_n(r, 0), "temporary_diff"), 990);
+	ck_assert_int_eq(num(r, "total_allocations_diff"), 1024);
+	cJSON_Delete(r);
+
+	o.sort_by = QUERY_SORT_SIZE;
+	ck_assert_int_eq(query_compare(go, 1, gn, 3, &o, &r), 0);
+	expect_order(r, (const int[]){2, 4}, 2);
+	cJSON_Delete(r);
+	free(go);
+	free(gn);
 }
 END_TEST
 
@@ -860,7 +1001,7 @@ START_TEST(test_einval)
 	    {&A2, NULL}, {&A2, &nofile}, {&A2, &nofunc}, {&A2, &nomod}};
 	const struct frame_info *ok_frames[2] = {&A2, &M};
 	uint64_t addrs[2] = {0, 0};
-	struct trace_group good = {ok_frames, addrs, 2, 1, 1};
+	struct trace_group good = {ok_frames, addrs, 2, 1, 1, 1, 1, 0};
 	struct trace_group g;
 	struct query_filter nopat = {NULL, true, false};
 	struct query_opts o = {.key = QUERY_KEY_LINENO};
@@ -1283,8 +1424,14 @@ START_TEST(test_scale)
 			fr[(size_t)i * DEPTH + (size_t)j] = &loc[rnd(NLOC)];
 			ad[(size_t)i * DEPTH + (size_t)j] = rnd(UINT64_C(1) << 40);
 		}
-		g[i] = (struct trace_group){&fr[(size_t)i * DEPTH], &ad[(size_t)i * DEPTH], DEPTH,
-		                            1 + rnd(4096), 1};
+		g[i] = (struct trace_group){&fr[(size_t)i * DEPTH],
+		                            &ad[(size_t)i * DEPTH],
+		                            DEPTH,
+		                            1 + rnd(4096),
+		                            1,
+		                            1,
+		                            0,
+		                            0};
 		total += g[i].size;
 	}
 
@@ -1323,6 +1470,8 @@ Suite *query_suite(void)
 	tcase_add_test(tc, test_frame_json);
 	tcase_add_test(tc, test_shape);
 	tcase_add_test(tc, test_key_lineno);
+	tcase_add_test(tc, test_sort_by);
+	tcase_add_test(tc, test_sort_by_compare);
 	tcase_add_test(tc, test_key_filename);
 	tcase_add_test(tc, test_key_function);
 	tcase_add_test(tc, test_key_traceback);

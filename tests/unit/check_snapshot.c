@@ -81,6 +81,8 @@ static size_t add_trace(struct snapshot *s, uint64_t size, uint64_t count, uint6
 	t->size = size;
 	t->count = count;
 	t->allocations = allocs;
+	t->allocated = size * 3 + allocs; /* distinct per trace, so a round trip shows them */
+	t->temporary = allocs / 2;
 	t->nframes = n;
 	t->frames = xalloc_or_fail(malloc((n ? n : 1) * sizeof *t->frames));
 	t->addrs = xalloc_or_fail(malloc((n ? n : 1) * sizeof *t->addrs));
@@ -199,6 +201,8 @@ static void snap_eq(const struct snapshot *a, const struct snapshot *b)
 		EQ(x->size, y->size);
 		EQ(x->count, y->count);
 		EQ(x->allocations, y->allocations);
+		EQ(x->allocated, y->allocated);
+		EQ(x->temporary, y->temporary);
 		EQ(x->nframes, y->nframes);
 		for (uint32_t j = 0; j < x->nframes; j++) {
 			EQ(x->frames[j], y->frames[j]);
@@ -464,7 +468,7 @@ START_TEST(test_document_shape)
 	ck_assert_ptr_nonnull(doc);
 	keys_are(doc, top);
 	ck_assert_str_eq(str(doc, "format"), "memtrace-snapshot");
-	ck_assert(num(doc, "version") == 1);
+	ck_assert(num(doc, "version") == 2);
 	h = get(doc, "snapshot");
 	keys_are(h, hdr);
 	ck_assert(num(h, "id") == 42);
@@ -495,23 +499,26 @@ START_TEST(test_document_shape)
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 2)->valuestring, "fb");
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 3)->valuestring, "/lib/libb.so");
 
-	/* traces: [size, count, allocations, [frame index], [address]] */
+	/* traces: [size, count, allocations, allocated, temporary,
+	 * [frame index], [address]] */
 	a = get(doc, "traces");
 	ck_assert_int_eq(cJSON_GetArraySize(a), 3);
 	t = cJSON_GetArrayItem(a, 1);
-	ck_assert_int_eq(cJSON_GetArraySize(t), 5);
+	ck_assert_int_eq(cJSON_GetArraySize(t), 7);
 	ck_assert(item_num(t, 0) == 300);
 	ck_assert(item_num(t, 1) == 3);
 	ck_assert(item_num(t, 2) == 3);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 3)), 3);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 3), 0) == 2);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 3), 1) == 0);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 3), 2) == 1);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 4), 0) == (double)0x7f0000002000);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 4), 1) == (double)0x401004);
+	ck_assert(item_num(t, 3) == 903);
+	ck_assert(item_num(t, 4) == 1);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 5)), 3);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 5), 0) == 2);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 5), 1) == 0);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 5), 2) == 1);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 6), 0) == (double)0x7f0000002000);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 6), 1) == (double)0x401004);
 	t = cJSON_GetArrayItem(a, 2);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 3)), 0);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 4)), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 5)), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 6)), 0);
 
 	/* largest: [address, size, trace index] */
 	a = get(doc, "largest");
@@ -728,7 +735,7 @@ static const struct bad {
     {"format", "\"\"", "not a memtrace snapshot file"},
     {"format", "5", "not a memtrace snapshot file"},
     {"format", DEL, "not a memtrace snapshot file"},
-    {"version", "2", "unsupported version 2"},
+    {"version", "3", "unsupported version 3"},
     {"version", "0", "unsupported version 0"},
     {"version", "1.5", "unsupported version 1.5"},
     {"version", "-1", "unsupported version -1"},
@@ -796,24 +803,26 @@ static const struct bad {
     {"traces", DEL, "traces: expected an array, got missing"},
     {"traces", "{\"0\": 1}", "traces: expected an array, got an object"},
     {"traces/0", "5", "traces[0]: expected an array, got a number"},
-    {"traces/1", "[300, 3, 3, [2, 0, 1]]", "traces[1]: expected 5 elements, got 4"},
-    {"traces/1", "[300, 3, 3, [], [], 7]", "traces[1]: expected 5 elements, got more"},
+    {"traces/1", "[300, 3, 3, 903, 1, [2, 0, 1]]", "traces[1]: expected 7 elements, got 6"},
+    {"traces/1", "[300, 3, 3, 903, 1, [], [], 7]", "traces[1]: expected 7 elements, got more"},
     {"traces/1/0", "-300", "traces[1][0] (size): -300 is not"},
     {"traces/1/1", "3.5", "traces[1][1] (count): 3.5 is not an integer"},
     {"traces/1/2", "\"3\"", "traces[1][2] (allocations): expected an integer"},
-    {"traces/1/3", "{}", "traces[1][3] (frames): expected an array, got an object"},
-    {"traces/1/4", "\"0x401000\"", "traces[1][4] (addresses): expected an array"},
-    {"traces/1/4/2", DEL, "traces[1]: 3 frames but 2 addresses"},
-    {"traces/1/3/3", "0", "traces[1]: 4 frames but 3 addresses"},
-    {"traces/1/3/1", "3", "traces[1]: frame index 3 out of range (3 frames)"},
-    {"traces/0/3/0", "17", "traces[0]: frame index 17 out of range (3 frames)"},
-    {"traces/1/3/1", "-1", "traces[1][3][1]: -1 is not"},
-    {"traces/1/3/1", "0.5", "traces[1][3][1]: 0.5 is not an integer"},
-    {"traces/1/3/1", "4294967296", "traces[1][3][1]: 4294967296 is out of range"},
-    {"traces/1/3/2", "null", "traces[1][3][2]: expected an integer, got null"},
-    {"traces/1/4/0", "-4096", "traces[1][4][0]: -4096 is not"},
-    {"traces/1/4/2", "1.5", "traces[1][4][2]: 1.5 is not an integer"},
-    {"traces/1/4/2", "18446744073709551616", "traces[1][4][2]: 1.8446744073709552e+19 is not"},
+    {"traces/1/3", "-1", "traces[1][3] (allocated): -1 is not"},
+    {"traces/1/4", "null", "traces[1][4] (temporary): expected an integer, got null"},
+    {"traces/1/5", "{}", "traces[1][5] (frames): expected an array, got an object"},
+    {"traces/1/6", "\"0x401000\"", "traces[1][6] (addresses): expected an array"},
+    {"traces/1/6/2", DEL, "traces[1]: 3 frames but 2 addresses"},
+    {"traces/1/5/3", "0", "traces[1]: 4 frames but 3 addresses"},
+    {"traces/1/5/1", "3", "traces[1]: frame index 3 out of range (3 frames)"},
+    {"traces/0/5/0", "17", "traces[0]: frame index 17 out of range (3 frames)"},
+    {"traces/1/5/1", "-1", "traces[1][5][1]: -1 is not"},
+    {"traces/1/5/1", "0.5", "traces[1][5][1]: 0.5 is not an integer"},
+    {"traces/1/5/1", "4294967296", "traces[1][5][1]: 4294967296 is out of range"},
+    {"traces/1/5/2", "null", "traces[1][5][2]: expected an integer, got null"},
+    {"traces/1/6/0", "-4096", "traces[1][6][0]: -4096 is not"},
+    {"traces/1/6/2", "1.5", "traces[1][6][2]: 1.5 is not an integer"},
+    {"traces/1/6/2", "18446744073709551616", "traces[1][6][2]: 1.8446744073709552e+19 is not"},
     {"largest", DEL, "largest: expected an array, got missing"},
     {"largest", "3", "largest: expected an array, got a number"},
     {"largest/0", "[1, 2]", "largest[0]: expected 3 elements, got 2"},
@@ -956,11 +965,11 @@ START_TEST(test_reject_huge)
 	a = cJSON_CreateArray();
 	for (int i = 0; i < MAX_DEPTH + 1; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateNumber(0));
-	mutate(doc, "traces/2/3", a);
-	expect_reject(doc, "deep trace", "traces[2][3] (frames): more than 256 elements");
+	mutate(doc, "traces/2/5", a);
+	expect_reject(doc, "deep trace", "traces[2][5] (frames): more than 256 elements");
 	/* 256 is fine when the addresses match. */
 	cJSON_DeleteItemFromArray(a, 0);
-	mutate(doc, "traces/2/4", cJSON_Duplicate(a, 1));
+	mutate(doc, "traces/2/6", cJSON_Duplicate(a, 1));
 	r = NULL;
 	ck_assert_int_eq(snapshot_from_json(doc, &r, NULL, 0), 0);
 	ck_assert_uint_eq(r->traces[2].nframes, MAX_DEPTH);
@@ -971,17 +980,49 @@ START_TEST(test_reject_huge)
 }
 END_TEST
 
+START_TEST(test_read_version_1)
+{
+	/* Version 1 (before temporaries): traces are [size, count, allocations,
+	 * [frame index], [address]]; allocated and temporary read as 0, the
+	 * rest as written. A version 1 document with version 2's traces is
+	 * refused. */
+	struct snapshot *s = sample(), *r = NULL;
+	cJSON *doc = snapshot_to_json(s);
+	char err[256];
+	cJSON *t;
+
+	mutate(doc, "version", cJSON_CreateNumber(1));
+	expect_reject(doc, "v1 with v2 traces", "traces[0]: expected 5 elements, got more");
+	cJSON_ArrayForEach(t, get(doc, "traces"))
+	{
+		cJSON_DeleteItemFromArray(t, 4);
+		cJSON_DeleteItemFromArray(t, 3);
+	}
+	ck_assert_int_eq(snapshot_from_json(doc, &r, err, sizeof err), 0);
+	ck_assert_uint_eq(r->ntraces, s->ntraces);
+	for (size_t i = 0; i < s->ntraces; i++) {
+		ck_assert_uint_eq(r->traces[i].allocated, 0);
+		ck_assert_uint_eq(r->traces[i].temporary, 0);
+		s->traces[i].allocated = s->traces[i].temporary = 0;
+	}
+	snap_eq(s, r);
+	snapshot_free(r);
+	cJSON_Delete(doc);
+	snapshot_free(s);
+}
+END_TEST
+
 START_TEST(test_accept_variants)
 {
 	/* Unknown keys are ignored (room for additions without a version
-	 * bump); version 1.0 is 1; equal sizes in "largest" are sorted. */
+	 * bump); version 2.0 is 2; equal sizes in "largest" are sorted. */
 	struct snapshot *s = sample(), *r = NULL;
 	cJSON *doc = snapshot_to_json(s);
 	char err[256];
 
 	mutate(doc, "comment", cJSON_CreateString("hello"));
 	mutate(doc, "snapshot/hostname", cJSON_CreateString("box"));
-	mutate(doc, "version", cJSON_CreateNumber(1.0));
+	mutate(doc, "version", cJSON_CreateNumber(2.0));
 	ck_assert_int_eq(snapshot_from_json(doc, &r, err, sizeof err), 0);
 	snap_eq(s, r);
 	snapshot_free(r);
@@ -1328,11 +1369,11 @@ START_TEST(test_file_malformed)
 	ck_assert_int_eq(read_text(&d, buf, glen + 5, err, sizeof err), -EINVAL);
 	ck_assert_str_eq(err, "not a memtrace snapshot file (binary data)");
 
-	/* Version 2. */
-	mutate(doc, "version", cJSON_CreateNumber(2));
+	/* Version 3. */
+	mutate(doc, "version", cJSON_CreateNumber(3));
 	char *v2 = cJSON_Print(doc);
 	ck_assert_int_eq(read_text(&d, v2, strlen(v2), err, sizeof err), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "unsupported version 2"));
+	ck_assert_ptr_nonnull(strstr(err, "unsupported version 3"));
 	cJSON_free(v2);
 
 	/* Nesting far deeper than any snapshot: refused, not a stack overflow. */
@@ -1692,6 +1733,7 @@ Suite *snapshot_suite(void)
 	tcase_add_test(tc, test_reject_huge);
 	tcase_add_test(tc, test_corrupt_random);
 	tcase_add_test(tc, test_accept_variants);
+	tcase_add_test(tc, test_read_version_1);
 	tcase_add_test(tc, test_groups);
 	tcase_add_test(tc, test_stats_json);
 	tcase_add_test(tc, test_traceback_json);

@@ -281,6 +281,8 @@ static struct snapshot *gen(const struct gen *g)
 		t->size = 16 * (uint64_t)(q + 1);
 		t->count = q % 5 + 1;
 		t->allocations = t->count + q;
+		t->allocated = t->size + 8 * (uint64_t)q;
+		t->temporary = q / 2;
 		s->current += t->size;
 		s->blocks += t->count;
 		s->allocations += t->allocations;
@@ -348,7 +350,7 @@ static uint64_t trace_hash(const struct snapshot *s, const struct snapshot_trace
 }
 
 struct tkey {
-	uint64_t h, size, count, allocations;
+	uint64_t h, size, count, allocations, allocated, temporary;
 };
 
 static int cmp_tkey(const void *a, const void *b)
@@ -370,6 +372,8 @@ static struct tkey *canon(const struct snapshot *s, size_t *n)
 		k[i].size = s->traces[i].size;
 		k[i].count = s->traces[i].count;
 		k[i].allocations = s->traces[i].allocations;
+		k[i].allocated = s->traces[i].allocated;
+		k[i].temporary = s->traces[i].temporary;
 	}
 	qsort(k, s->ntraces, sizeof(*k), cmp_tkey);
 	for (size_t i = 0; i < s->ntraces; i++) {
@@ -377,6 +381,8 @@ static struct tkey *canon(const struct snapshot *s, size_t *n)
 			k[m - 1].size += k[i].size;
 			k[m - 1].count += k[i].count;
 			k[m - 1].allocations += k[i].allocations;
+			k[m - 1].allocated += k[i].allocated;
+			k[m - 1].temporary += k[i].temporary;
 		} else {
 			k[m++] = k[i];
 		}
@@ -425,7 +431,8 @@ static void assert_same(const struct snapshot *want, const struct snapshot *got)
 	/* plain ifs: a Check assertion per element would dominate at 100k */
 	for (size_t i = 0; i < na; i++) {
 		if (b[i].h != a[i].h || b[i].size != a[i].size || b[i].count != a[i].count ||
-		    b[i].allocations != a[i].allocations)
+		    b[i].allocations != a[i].allocations || b[i].allocated != a[i].allocated ||
+		    b[i].temporary != a[i].temporary)
 			ck_abort_msg("trace %zu of %zu differs (by content)", i, na);
 	}
 	free(a);
@@ -484,6 +491,18 @@ static void assert_reads_as_gen(struct store *st, int64_t id, const struct gen *
 	snapshot_free(want);
 }
 
+/* A snapshot written before the migration to version 5: its traces read
+ * allocated and temporary as 0. */
+static void assert_reads_as_gen_v4(struct store *st, int64_t id, const struct gen *g)
+{
+	struct snapshot *want = gen(g);
+
+	for (size_t i = 0; i < want->ntraces; i++)
+		want->traces[i].allocated = want->traces[i].temporary = 0;
+	assert_reads_as(st, id, want);
+	snapshot_free(want);
+}
+
 static struct store_counts counts(struct store *st)
 {
 	struct store_counts c;
@@ -529,7 +548,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 4);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 5);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -656,7 +675,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 5"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 6"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -667,7 +686,7 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 5);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 6);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
@@ -689,7 +708,9 @@ START_TEST(test_migrate_sample_bytes)
 	store_close(st);
 	/* Back to version 1's schema, as an older memtraced left it. */
 	db = raw_open();
-	raw_exec(db, "DROP TABLE deleted;"
+	raw_exec(db, "ALTER TABLE trace DROP COLUMN temporary;"
+	             "ALTER TABLE trace DROP COLUMN allocated;"
+	             "DROP TABLE deleted;"
 	             "DROP INDEX snapshot_uid;"
 	             "ALTER TABLE snapshot DROP COLUMN bytes;"
 	             "ALTER TABLE snapshot DROP COLUMN uid;"
@@ -701,7 +722,7 @@ START_TEST(test_migrate_sample_bytes)
 	db = raw_open();
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	sqlite3_close(db);
-	assert_reads_as_gen(st, old_id, &g);
+	assert_reads_as_gen_v4(st, old_id, &g);
 	s->sample_bytes = 65536;
 	ck_assert_int_eq(store_write(st, s, &id), 0);
 	assert_reads_as(st, id, s);
@@ -939,6 +960,8 @@ START_TEST(test_merge)
 	t->size = 1000;
 	t->count = 10;
 	t->allocations = 20;
+	t->allocated = 3000;
+	t->temporary = 9;
 	s->ntraces = 4;
 	s->largest[0].trace = 3;
 
@@ -956,6 +979,8 @@ START_TEST(test_merge)
 		ck_assert_uint_eq(got->traces[i].size, s->traces[0].size + 1000);
 		ck_assert_uint_eq(got->traces[i].count, s->traces[0].count + 10);
 		ck_assert_uint_eq(got->traces[i].allocations, s->traces[0].allocations + 20);
+		ck_assert_uint_eq(got->traces[i].allocated, s->traces[0].allocated + 3000);
+		ck_assert_uint_eq(got->traces[i].temporary, s->traces[0].temporary + 9);
 		ck_assert_uint_eq(got->largest[0].trace, i);
 	}
 	ck_assert_int_eq(found, 1);
@@ -1974,7 +1999,9 @@ START_TEST(test_bound_migrate_and_share)
 		id[i] = write_gen(st, &g[i]);
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "DROP TABLE deleted;"
+	raw_exec(db, "ALTER TABLE trace DROP COLUMN temporary;"
+	             "ALTER TABLE trace DROP COLUMN allocated;"
+	             "DROP TABLE deleted;"
 	             "DROP INDEX snapshot_uid;"
 	             "ALTER TABLE snapshot DROP COLUMN bytes;"
 	             "ALTER TABLE snapshot DROP COLUMN uid;"
