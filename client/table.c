@@ -1,9 +1,12 @@
 /*
  * table.c - the --table renderers: the daemon's responses printed for people.
  *
- * `top` and `traceback` follow tracemalloc's documented "pretty top" and
- * traceback examples, sizes in KiB as there, each location followed by its
- * source line when the file can be read here. The other responses print as
+ * `top` and `compare` print tracemalloc's str(Statistic) and
+ * str(StatisticDiff) after each location ("size=..., count=...,
+ * average=..."; sorted by a count of allocations, those counts too), and
+ * `traceback` its traceback example, each location followed by its source
+ * line when the file can be read here. Every size, everywhere, is in
+ * tracemalloc's unit rule (fmt_tm_size). The other responses print as
  * aligned columns (list) or "key: value" lines with human sizes.
  *
  * An answer about a sampled process (MEMTRACE_SAMPLE; its "sampled" member
@@ -97,24 +100,13 @@ static void put_text(const char *s)
 	put_textn(s, strlen(s));
 }
 
-/* Bytes for people: "512 B", "1.5 KiB", "12.0 MiB". */
+static void fmt_tm_size(char *buf, size_t cap, double size, bool sign);
+
+/* Bytes for people, by the one rule every rendering uses: tracemalloc's
+ * (fmt_tm_size). */
 static void fmt_size(char *buf, size_t cap, uint64_t n)
 {
-	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-	size_t u = 0;
-	double v;
-
-	if (n < 1024) {
-		snprintf(buf, cap, "%" PRIu64 " B", n);
-		return;
-	}
-	v = (double)n / 1024;
-	/* Move up before "%.1f" would round to 1024.0. */
-	while (v >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, cap, "%.1f %s", v, units[u]);
+	fmt_tm_size(buf, cap, (double)n, false);
 }
 
 /* "estimated from samples every 4096 bytes", the phrase every rendering of
@@ -134,12 +126,6 @@ static void print_estimated_line(const cJSON *resp, const char *what)
 	fputs(what, stdout);
 	put_estimated(rate);
 	putchar('\n');
-}
-
-/* tracemalloc's pretty top prints every size in KiB. */
-static double kib(uint64_t n)
-{
-	return (double)n / 1024;
 }
 
 /* Seconds since the epoch as local time, "2025-11-25 19:06:01". */
@@ -388,6 +374,34 @@ static void print_site(const char *key, const cJSON *frame)
 		printf(":%" PRIu64, get_u64_or(frame, "lineno", 0));
 }
 
+/* Sorted by a count of allocations, the lines say those counts too. */
+static bool by_allocations(const cJSON *resp)
+{
+	const char *by = get_str(resp, "sort_by", "size");
+	return strcmp(by, "size") != 0 && strcmp(by, "count") != 0;
+}
+
+/* tracemalloc's str(Statistic) after the site: "size=X, count=N,
+ * average=Y" (no average without blocks), then, sorted by allocations,
+ * "allocations=N, allocated=X, temporary=T". */
+static void print_stat(const cJSON *stat, bool allocs)
+{
+	char a[32];
+	uint64_t size = get_u64_or(stat, "size", 0), count = get_u64_or(stat, "count", 0);
+
+	fmt_size(a, sizeof(a), size);
+	printf("size=%s, count=%" PRIu64, a, count);
+	if (count > 0) {
+		fmt_tm_size(a, sizeof(a), (double)size / (double)count, false);
+		printf(", average=%s", a);
+	}
+	if (allocs) {
+		fmt_size(a, sizeof(a), get_u64_or(stat, "allocated", 0));
+		printf(", allocations=%" PRIu64 ", allocated=%s, temporary=%" PRIu64,
+		       get_u64_or(stat, "allocations", 0), a, get_u64_or(stat, "temporary", 0));
+	}
+}
+
 void table_top(const cJSON *resp)
 {
 	const char *key = get_str(resp, "key", "lineno");
@@ -395,7 +409,9 @@ void table_top(const cJSON *resp)
 	const cJSON *stats = cJSON_IsArray(get(resp, "stats")) ? get(resp, "stats") : NULL, *stat;
 	bool by_traceback = strcmp(key, "traceback") == 0;
 	bool cumulative = cJSON_IsTrue(get(resp, "cumulative"));
+	bool allocs = by_allocations(resp);
 	uint64_t total = get_u64_or(resp, "total_size", 0), shown_size = 0;
+	uint64_t total_count = get_u64_or(resp, "total_count", 0), shown_count = 0;
 	size_t shown = (size_t)cJSON_GetArraySize(stats);
 	uint64_t count_stats = get_u64_or(resp, "count_stats", shown);
 	struct srccache sc = {NULL};
@@ -407,41 +423,53 @@ void table_top(const cJSON *resp)
 	printf("Top %zu %s\n", shown, top_noun(key, shown));
 	cJSON_ArrayForEach(stat, stats)
 	{
-		uint64_t size = get_u64_or(stat, "size", 0);
-		uint64_t count = get_u64_or(stat, "count", 0);
 		const cJSON *tb = get(stat, "traceback");
 		const cJSON *frame = cJSON_IsArray(tb) ? cJSON_GetArrayItem(tb, 0) : NULL;
 
 		index++;
-		shown_size += size;
+		shown_size += get_u64_or(stat, "size", 0);
+		shown_count += get_u64_or(stat, "count", 0);
 		if (by_traceback) {
-			/* A stack per statistic: the form of tracemalloc's traceback
-			 * example, a blank line between them. */
-			printf("%s#%zu: %" PRIu64 " memory block%s: %.1f KiB\n",
-			       index > 1 ? "\n" : "", index, count, count == 1 ? "" : "s",
-			       kib(size));
+			/* A stack per statistic, a blank line between them. */
+			printf("%s#%zu: ", index > 1 ? "\n" : "", index);
+			print_stat(stat, allocs);
+			putchar('\n');
 			print_traceback(&sc, tb);
 			continue;
 		}
 		printf("#%zu: ", index);
 		print_site(key, frame);
-		printf(": %.1f KiB\n", kib(size));
+		fputs(": ", stdout);
+		print_stat(stat, allocs);
+		putchar('\n');
 		if (strcmp(key, "lineno") == 0 && frame != NULL)
 			print_source(&sc, get_str(frame, "filename", ""),
 			             get_u64_or(frame, "lineno", 0));
 	}
 	if (by_traceback && shown > 0)
 		putchar('\n');
+	char a[32];
 	if (count_stats > shown) {
 		/* Cumulative statistics overlap, so the rest's size cannot be
 		 * derived from the total; only the count is known then. */
-		if (!cumulative && total >= shown_size)
-			printf("%" PRIu64 " other: %.1f KiB\n", count_stats - shown,
-			       kib(total - shown_size));
-		else
+		if (!cumulative && total >= shown_size && total_count >= shown_count) {
+			fmt_size(a, sizeof(a), total - shown_size);
+			printf("%" PRIu64 " other: size=%s, count=%" PRIu64 "\n",
+			       count_stats - shown, a, total_count - shown_count);
+		} else {
 			printf("%" PRIu64 " other\n", count_stats - shown);
+		}
 	}
-	printf("Total allocated size: %.1f KiB\n", kib(total));
+	fmt_size(a, sizeof(a), total);
+	printf("Total: size=%s, count=%" PRIu64, a, total_count);
+	if (allocs) {
+		char b[32];
+		fmt_size(b, sizeof(b), get_u64_or(resp, "total_allocated", 0));
+		printf(", allocations=%" PRIu64 ", allocated=%s, temporary=%" PRIu64,
+		       get_u64_or(resp, "total_allocations", 0), b,
+		       get_u64_or(resp, "total_temporary", 0));
+	}
+	putchar('\n');
 	src_free(&sc);
 }
 
@@ -540,9 +568,32 @@ static void print_summary(const char *label, const cJSON *sum, const cJSON *resp
 	putchar('\n');
 }
 
+/* ", allocations=N (+M), allocated=X (+Y), temporary=T (+U)": the
+ * counters of allocations with their diffs (prefix "total_" for the
+ * totals). */
+static void print_alloc_diff(const cJSON *o, const char *prefix)
+{
+	char k[40], a[32], b[32];
+
+	snprintf(k, sizeof k, "%sallocations", prefix);
+	double n = get_num(o, k);
+	snprintf(k, sizeof k, "%sallocations_diff", prefix);
+	printf(", allocations=%.0f (%+.0f)", n, get_num(o, k));
+	snprintf(k, sizeof k, "%sallocated", prefix);
+	fmt_tm_size(a, sizeof(a), get_num(o, k), false);
+	snprintf(k, sizeof k, "%sallocated_diff", prefix);
+	fmt_tm_size(b, sizeof(b), get_num(o, k), true);
+	printf(", allocated=%s (%s)", a, b);
+	snprintf(k, sizeof k, "%stemporary", prefix);
+	n = get_num(o, k);
+	snprintf(k, sizeof k, "%stemporary_diff", prefix);
+	printf(", temporary=%.0f (%+.0f)", n, get_num(o, k));
+}
+
 void table_compare(const cJSON *resp)
 {
 	const char *key = get_str(resp, "key", "lineno");
+	bool allocs = by_allocations(resp);
 	const cJSON *stats = get_array(resp, "stats"), *stat;
 	bool by_traceback = strcmp(key, "traceback") == 0;
 	bool cumulative = cJSON_IsTrue(get(resp, "cumulative"));
@@ -578,6 +629,8 @@ void table_compare(const cJSON *resp)
 			fmt_tm_size(avg, sizeof(avg), size / count, false);
 			printf(", average=%s", avg);
 		}
+		if (allocs)
+			print_alloc_diff(stat, "");
 		putchar('\n');
 		if (by_traceback)
 			print_traceback(&sc, tb);
@@ -597,6 +650,8 @@ void table_compare(const cJSON *resp)
 	fputs("Total: ", stdout);
 	print_diff(get_num(resp, "total_size"), get_num(resp, "total_size_diff"),
 	           get_num(resp, "total_count"), get_num(resp, "total_count_diff"));
+	if (allocs)
+		print_alloc_diff(resp, "total_");
 	putchar('\n');
 	src_free(&sc);
 }
@@ -621,7 +676,9 @@ void table_traceback(const cJSON *resp)
 		index++;
 		printf("\n#%zu: ", index);
 		put_text(get_str(block, "address", "?"));
-		printf(": %.1f KiB\n", kib(get_u64_or(block, "size", 0)));
+		char a[32];
+		fmt_size(a, sizeof(a), get_u64_or(block, "size", 0));
+		printf(": size=%s\n", a);
 		print_traceback(&sc, get(block, "traceback"));
 	}
 	src_free(&sc);
@@ -904,7 +961,8 @@ static void put_value(const cJSON *item)
 		put_text(item->valuestring);
 	} else if (cJSON_IsNumber(item)) {
 		double d = item->valuedouble;
-		if (strcmp(key, "taken_at") == 0) {
+		if (strcmp(key, "taken_at") == 0 || strcmp(key, "started_at") == 0 ||
+		    strcmp(key, "ended_at") == 0) {
 			put_time(d);
 			return;
 		}

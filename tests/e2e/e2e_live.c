@@ -706,6 +706,51 @@ START_TEST(temporaries)
 		}
 		h_ctl_free(&r);
 	}
+	/* The table: tracemalloc's str(Statistic) and, sorted by a count of
+	 * allocations, those counts, for every site of the book. */
+	{
+		const char *args[] = {"--table",   "top",     "--pid", pidbuf, "--sort-by",
+		                      "temporary", "--limit", "0",     NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 0, "top --table: %s", r.err);
+		for (int i = 0; i < t->nrecs; i++) {
+			const struct h_rec *rec = &t->recs[i];
+			char *site = h_strf("temps.c:%d: ", rec->f[0].line);
+			char *want = h_strf("count=%lld%s", rec->count,
+			                    rec->count > 0 ? ", average=" : ", allocations=");
+			char *want2 = h_strf("allocations=%lld, allocated=", rec->allocs);
+			char *want3 = h_strf("temporary=%lld\n", rec->temporary);
+			const char *line = r.out != NULL ? strstr(r.out, site) : NULL;
+			const char *end = line != NULL ? strchr(line, '\n') : NULL;
+			ck_assert_msg(line != NULL && end != NULL, "no line for %s in:\n%.3000s",
+			              site, r.out);
+			char *l = strndup(line, (size_t)(end - line + 1));
+			ck_assert_msg(strstr(l, want) && strstr(l, want2) && strstr(l, want3),
+			              "%s: lacks %s, %s or %s", l, want, want2, want3);
+			free(l);
+			free(site);
+			free(want);
+			free(want2);
+			free(want3);
+		}
+		h_ctl_free(&r);
+	}
+	/* Dates print as dates: started_at is today's (or, past midnight,
+	 * yesterday's) local date. */
+	{
+		const char *args[] = {"--table", "stats", "--pid", pidbuf, NULL};
+		char today[48], yesterday[48];
+		time_t now = time(NULL), before = now - 86400;
+		struct tm tm;
+		strftime(today, sizeof today, "started_at: %Y-%m-%d ", localtime_r(&now, &tm));
+		strftime(yesterday, sizeof yesterday, "started_at: %Y-%m-%d ",
+		         localtime_r(&before, &tm));
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 0 && r.out != NULL &&
+		                  (strstr(r.out, today) || strstr(r.out, yesterday)),
+		              "stats --table: no \"%s\" in:\n%.2000s", today, r.out);
+		h_ctl_free(&r);
+	}
 	/* The same from a snapshot file and from the store. */
 	long long id1 = 0;
 	{
@@ -746,6 +791,33 @@ START_TEST(temporaries)
 		h_ctl_ok(&D, H_NOUID, &r, args);
 		char *why = check_churn_cb(r.json, &a);
 		ck_assert_msg(why == NULL, "compare --sort-by allocations: %s", why);
+		h_ctl_free(&r);
+		/* The table says the same: site_temporary's line, with its diffs. */
+		const char *targs[] = {"--table",     "compare", file, live, "--sort-by",
+		                       "allocations", "--limit", "0",  NULL};
+		h_ctl_run(&D, H_NOUID, &r, targs);
+		ck_assert_msg(r.status == 0, "compare --table: %s", r.err);
+		for (int i = 0; i < t2->nrecs; i++) {
+			const struct h_rec *n = &t2->recs[i], *o = churn_old(t, n);
+			if (o == NULL || n->allocs == o->allocs)
+				continue;
+			char *site = h_strf("temps.c:%d: ", n->f[0].line);
+			char *want =
+			    h_strf("allocations=%lld (+%lld)", n->allocs, n->allocs - o->allocs);
+			char *want2 = h_strf("temporary=%lld (+%lld)", n->temporary,
+			                     n->temporary - o->temporary);
+			const char *line = r.out != NULL ? strstr(r.out, site) : NULL;
+			const char *end = line != NULL ? strchr(line, '\n') : NULL;
+			ck_assert_msg(line != NULL && end != NULL, "no %s in:\n%.3000s", site,
+			              r.out);
+			char *l = strndup(line, (size_t)(end - line + 1));
+			ck_assert_msg(strstr(l, want) && strstr(l, want2), "%s: lacks %s or %s", l,
+			              want, want2);
+			free(l);
+			free(site);
+			free(want);
+			free(want2);
+		}
 		h_ctl_free(&r);
 		free(live);
 	}
