@@ -146,6 +146,7 @@ extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_snapshot_entry;
 extern const struct cmd_entry cmd_snapshots_entry;
 extern const struct cmd_entry cmd_compare_entry;
+extern const struct cmd_entry cmd_export_entry;
 
 struct snapshot;
 struct query_opts;

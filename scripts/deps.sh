@@ -8,7 +8,7 @@
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
 libuv1-dev libcjson-dev libsqlite3-dev check libunwind-dev libdw-dev libelf-dev \
-libmicrohttpd-dev"
+libmicrohttpd-dev zlib1g-dev"
 if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs heaptrack redis-server redis-tools"
 fi

@@ -831,6 +831,222 @@ START_TEST(temporaries)
 }
 END_TEST
 
+/* ---- exports (progs/temps.c) ---- */
+
+/* The book's sum of one counter over the sites in function `func`:
+ * 0 bytes, 1 count, 2 allocations, 3 allocated, 4 temporary. */
+static long long truth_func_sum(const struct h_truth *t, const char *func, int what)
+{
+	long long sum = 0;
+	for (int i = 0; i < t->nrecs; i++) {
+		const struct h_rec *r = &t->recs[i];
+		long long v[5] = {r->bytes, r->count, r->allocs, r->allocated, r->temporary};
+		if (strcmp(r->f[0].func, func) == 0)
+			sum += v[what];
+	}
+	return sum;
+}
+
+/* The sum of the values of the folded lines whose last frame is func. */
+static long long folded_sum(const char *text, const char *func)
+{
+	long long sum = 0;
+	size_t fl = strlen(func);
+	for (const char *line = text; line != NULL && *line != '\0';) {
+		const char *end = strchr(line, '\n'), *sp;
+		if (end == NULL)
+			end = line + strlen(line);
+		for (sp = end; sp > line && sp[-1] != ' '; sp--)
+			;
+		if (sp > line) {
+			const char *leaf = sp - 1;
+			while (leaf > line && leaf[-1] != ';')
+				leaf--;
+			if ((size_t)(sp - 1 - leaf) == fl && strncmp(leaf, func, fl) == 0)
+				sum += atoll(sp);
+		}
+		line = *end != '\0' ? end + 1 : end;
+	}
+	return sum;
+}
+
+/* `go tool pprof -top` of a profile for one sample type: the flat value of
+ * function func (-1 when pprof does not list it). */
+static long long pprof_flat(const char *top, const char *func)
+{
+	for (const char *line = top; line != NULL && *line != '\0';) {
+		const char *end = strchr(line, '\n');
+		char buf[512];
+		size_t n = end != NULL ? (size_t)(end - line) : strlen(line);
+		long long flat;
+		char name[400];
+		if (n < sizeof buf) {
+			memcpy(buf, line, n);
+			buf[n] = '\0';
+			/* "   5000B 43.36% 43.36%      5000B 43.36%  site_main" */
+			if (sscanf(buf, " %lldB %*s %*s %*s %*s %399[^\n]", &flat, name) == 2 &&
+			    strcmp(name, func) == 0)
+				return flat;
+		}
+		line = end != NULL ? end + 1 : NULL;
+	}
+	return -1;
+}
+
+static char *run_pprof(const char *dir, const char *file, const char *sample)
+{
+	char *cmd = h_strf("HOME=%s GOCACHE=%s/gocache go tool pprof -top -unit=B -nodefraction=0 "
+	                   "-nodecount=100000 -sample_index=%s %s 2>&1",
+	                   dir, dir, sample, file);
+	FILE *f = popen(cmd, "r");
+	char buf[4096], *out = h_strf("%s", "");
+	size_t n;
+	ck_assert_msg(f != NULL, "cannot run %s", cmd);
+	while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
+		buf[n] = '\0';
+		char *more = h_strf("%s%s", out, buf);
+		free(out);
+		out = more;
+	}
+	int st = pclose(f);
+	ck_assert_msg(st == 0, "%s: exit %d:\n%.2000s", cmd, st, out);
+	free(cmd);
+	return out;
+}
+
+static const char *const temps_funcs[] = {"site_temporary", "site_held",   "site_first_second",
+                                          "site_realloc",   "site_thread", "site_main"};
+
+START_TEST(exports)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t;
+	char pidbuf[24];
+	char *pb = h_strf("%s/temps.pb.gz", D.dir), *file = h_strf("%s/temps-snap.json", D.dir);
+
+	h_prog_start(&p, &D, "temps", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	t = h_truth_must(p.truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	/* What the daemon has seen of it first (the last site is site_main). */
+	{
+		struct churn_arg a = {t, NULL, "allocations"};
+		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
+		                      "allocations", "--limit", "0",    NULL};
+		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
+		ck_assert_msg(why == NULL, "%s", why);
+		h_ctl_free(&r);
+	}
+
+	/* Folded stacks, of each value, live: per allocating function the
+	 * book's figure. */
+	static const char *const values[] = {"size", "count", "allocations", "allocated",
+	                                     "temporary"};
+	for (int v = 0; v < 5; v++) {
+		const char *args[] = {"export", "--pid",   pidbuf,    "--format",
+		                      "folded", "--value", values[v], NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 0 && r.out != NULL, "export folded: %s", r.err);
+		for (size_t k = 0; k < sizeof temps_funcs / sizeof temps_funcs[0]; k++) {
+			long long want = truth_func_sum(t, temps_funcs[k], v);
+			long long got = folded_sum(r.out, temps_funcs[k]);
+			ck_assert_msg(got == want,
+			              "folded %s: %s %lld, the program booked %lld:\n%.2000s",
+			              values[v], temps_funcs[k], got, want, r.out);
+		}
+		h_ctl_free(&r);
+	}
+
+	/* pprof, read by go tool pprof: per function the book's figure, and
+	 * for every function memtracectl top --key function lists, its size. */
+	{
+		const char *args[] = {"export", "--pid", pidbuf, "-o", pb, NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 0, "export pprof: %s", r.err);
+		h_ctl_free(&r);
+	}
+	static const char *const samples[] = {"inuse_space", "inuse_objects", "alloc_objects",
+	                                      "alloc_space"};
+	static const int truth_of[] = {0, 1, 2, 3};
+	char *inuse = NULL;
+	for (int k = 0; k < 4; k++) {
+		char *top = run_pprof(D.dir, pb, samples[k]);
+		for (size_t f = 0; f < sizeof temps_funcs / sizeof temps_funcs[0]; f++) {
+			long long want = truth_func_sum(t, temps_funcs[f], truth_of[k]);
+			long long got = pprof_flat(top, temps_funcs[f]);
+			ck_assert_msg(got == (want > 0 ? want : -1) || (want == 0 && got == 0),
+			              "pprof %s: %s %lld, the program booked %lld:\n%.3000s",
+			              samples[k], temps_funcs[f], got, want, top);
+		}
+		if (k == 0)
+			inuse = top;
+		else
+			free(top);
+	}
+	{
+		const char *args[] = {"top",      "--pid",   pidbuf, "--key",
+		                      "function", "--limit", "0",    NULL};
+		const cJSON *st;
+		int n = 0;
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		cJSON_ArrayForEach(st, cJSON_GetObjectItem(r.json, "stats"))
+		{
+			const cJSON *f0 =
+			    cJSON_GetArrayItem(cJSON_GetObjectItem(st, "traceback"), 0);
+			const char *fn = h_json_str(f0, "function");
+			long long size = -1;
+			ck_assert(fn != NULL && h_json_int(st, "size", &size));
+			long long got = pprof_flat(inuse, fn);
+			ck_assert_msg(got == size,
+			              "pprof inuse_space of %s: %lld, memtracectl top: %lld", fn,
+			              got, size);
+			n++;
+		}
+		ck_assert_int_gt(n, 2);
+		h_ctl_free(&r);
+	}
+	free(inuse);
+
+	/* From a snapshot file and from the store: the same figures. */
+	long long id = 0;
+	{
+		const char *args[] = {"snapshot", "--pid", pidbuf, "-o", file, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		ck_assert(h_json_int(r.json, "id", &id));
+		h_ctl_free(&r);
+	}
+	char *sid = h_strf("%lld", id);
+	const char *srcs[] = {file, sid};
+	for (int k = 0; k < 2; k++) {
+		const char *args[] = {"export", "--snapshot", srcs[k],     "--format",
+		                      "folded", "--value",    "allocated", NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 0 && r.out != NULL, "export --snapshot %s: %s", srcs[k],
+		              r.err);
+		for (size_t f = 0; f < sizeof temps_funcs / sizeof temps_funcs[0]; f++)
+			ck_assert_int_eq(folded_sum(r.out, temps_funcs[f]),
+			                 truth_func_sum(t, temps_funcs[f], 3));
+		h_ctl_free(&r);
+	}
+	/* Bad options are refused with a usage error. */
+	{
+		const char *args[] = {"export", "--pid", pidbuf, "--format", "svg", NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 2 && strstr(r.out, "pprof or folded") != NULL,
+		              "export --format svg: status %d, %s", r.status, r.out);
+		h_ctl_free(&r);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "temps");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(sid);
+	free(pb);
+	free(file);
+}
+END_TEST
+
 START_TEST(peak_and_reset)
 {
 	struct h_proc p;
@@ -3615,6 +3831,7 @@ static Suite *live_suite(void)
 	tc = h_tcase(s, "peak", 120, setup, teardown);
 	tcase_add_test(tc, peak_and_reset);
 	tcase_add_test(tc, temporaries);
+	tcase_add_test(tc, exports);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);

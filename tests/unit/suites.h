@@ -24,5 +24,6 @@ Suite *useraccess_suite(void);
 Suite *jsonout_suite(void);
 Suite *capture_suite(void);
 Suite *modmap_suite(void);
+Suite *formats_suite(void);
 
 #endif
