@@ -674,9 +674,10 @@ void heap_trim(struct heap *h)
 	} else if ((cap = cap_for(h->nbig, MIN_BIG_CAP)) < h->big.cap) {
 		tab_resize(h, &h->big, cap);
 	}
-	/* Only stacks that hold live blocks are ever read again: the others'
-	 * frames go, step by step (heap_step), a million stacks being tens of
-	 * milliseconds of work. */
+	/* Only stacks that allocated are ever read again (their statistics
+	 * count allocations, freed or not): the others' frames go, step by
+	 * step (heap_step), a million stacks being tens of milliseconds of
+	 * work. */
 	if (h->nstacks > 1) {
 		h->trim_next = 1;
 		h->trim_keep = 1;
@@ -684,8 +685,8 @@ void heap_trim(struct heap *h)
 	}
 }
 
-/* Frees the frames of up to `budget` stacks with nothing live, from
- * trim_next on; at the end drops the ids past the last live stack. True
+/* Frees the frames of up to `budget` stacks that never allocated, from
+ * trim_next on; at the end drops the ids past the last one that did. True
  * when the trim is done (or none is under way). */
 static bool trim_stacks(struct heap *h, size_t budget)
 {
@@ -699,7 +700,8 @@ static bool trim_stacks(struct heap *h, size_t budget)
 			continue;
 		}
 		const struct heap_stack *s = heap_stack_at(h, i);
-		if (s->live_count != 0 || s->live_count_frac != 0) {
+		if (s->live_count != 0 || s->live_count_frac != 0 || s->total_allocs != 0 ||
+		    s->total_allocs_frac != 0) {
 			h->trim_keep = i + 1;
 			continue;
 		}

@@ -177,7 +177,8 @@ void heap_charge_to(struct heap *h, heap_charge_fn fn, void *arg);
  * or close first. The copy is charged to nobody. */
 void heap_clone(struct heap *dst, const struct heap *src);
 /* The process is gone: gives back what answers about it no longer need (the
- * block table sized for its peak, the frames of stacks with nothing live).
+ * block table sized for its peak, the frames of stacks that never
+ * allocated).
  * Nothing may be applied afterwards. A large table shrinks, and many stacks
  * are let go, step by step (heap_step). */
 void heap_trim(struct heap *h);

@@ -592,6 +592,7 @@ static char *check_peak_cb(const cJSON *json, void *arg)
 struct churn_arg {
 	const struct h_truth *t, *old; /* old: NULL for a top */
 	const char *sort_by;
+	bool exited; /* the program freed everything at its exit: size and count 0 */
 };
 
 static const struct h_rec *churn_old(const struct h_truth *old, const struct h_rec *r)
@@ -642,7 +643,8 @@ static char *check_churn_cb(const cJSON *json, void *arg)
 		if (r == NULL)
 			return h_strf("%s:%lld is not a site of the program", file, line);
 		const struct h_rec *o = churn_old(a->old, r);
-		long long want[5] = {r->bytes, r->count, r->allocs, r->allocated, r->temporary};
+		long long want[5] = {a->exited ? 0 : r->bytes, a->exited ? 0 : r->count, r->allocs,
+		                     r->allocated, r->temporary};
 		if (a->old != NULL)
 			for (int k = 0; k < 5; k++)
 				want[k] -= o == NULL ? 0
@@ -684,7 +686,7 @@ START_TEST(temporaries)
 	/* Live, by each counter of allocations. */
 	static const char *const sorts[] = {"allocations", "allocated", "temporary"};
 	for (size_t k = 0; k < 3; k++) {
-		struct churn_arg a = {t, NULL, sorts[k]};
+		struct churn_arg a = {t, NULL, sorts[k], false};
 		const char *args[] = {"top",    "--pid",   pidbuf, "--sort-by",
 		                      sorts[k], "--limit", "0",    NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
@@ -762,7 +764,7 @@ START_TEST(temporaries)
 	char *sid1 = h_strf("%lld", id1);
 	const char *srcs[] = {file, sid1};
 	for (size_t k = 0; k < 2; k++) {
-		struct churn_arg a = {t, NULL, "temporary"};
+		struct churn_arg a = {t, NULL, "temporary", false};
 		const char *args[] = {"top",       "--snapshot", srcs[k], "--sort-by",
 		                      "temporary", "--limit",    "0",     NULL};
 		h_ctl_ok(&D, H_NOUID, &r, args);
@@ -776,7 +778,7 @@ START_TEST(temporaries)
 	h_proc_expect_ready(&p);
 	t2 = h_truth_must(p.truth);
 	{
-		struct churn_arg a = {t2, NULL, "allocations"};
+		struct churn_arg a = {t2, NULL, "allocations", false};
 		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
 		                      "allocations", "--limit", "0",    NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
@@ -785,7 +787,7 @@ START_TEST(temporaries)
 	}
 	{
 		char *live = h_strf("live:%s", pidbuf);
-		struct churn_arg a = {t2, t, "allocations"};
+		struct churn_arg a = {t2, t, "allocations", false};
 		const char *args[] = {"compare",     file,      live, "--sort-by",
 		                      "allocations", "--limit", "0",  NULL};
 		h_ctl_ok(&D, H_NOUID, &r, args);
@@ -823,6 +825,16 @@ START_TEST(temporaries)
 	}
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "temps");
+	/* Exited (everything freed at its end, none of it temporary): the
+	 * counts of allocations stay, whatever the daemon trimmed. */
+	{
+		struct churn_arg a = {t2, NULL, "allocations", true};
+		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
+		                      "allocations", "--limit", "0",    NULL};
+		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
+		ck_assert_msg(why == NULL, "after the exit: %s", why);
+		h_ctl_free(&r);
+	}
 	h_truth_free(t);
 	h_truth_free(t2);
 	h_proc_cleanup(&p);
@@ -931,7 +943,7 @@ START_TEST(exports)
 	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
 	/* What the daemon has seen of it first (the last site is site_main). */
 	{
-		struct churn_arg a = {t, NULL, "allocations"};
+		struct churn_arg a = {t, NULL, "allocations", false};
 		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
 		                      "allocations", "--limit", "0",    NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);

@@ -2429,7 +2429,7 @@ START_TEST(test_charge_grants)
 }
 END_TEST
 
-/* heap_trim lets go of the frames of 200,000 stacks with nothing live a
+/* heap_trim lets go of the frames of 200,000 stacks that never allocated a
  * step at a time (HEAP_TRIM_STEP stacks a heap_step), not in one call;
  * when done, the live stacks are whole and the ids past the last live one
  * are gone. */
@@ -2444,18 +2444,24 @@ START_TEST(test_trim_steps)
 		uint64_t f[2] = {0x400000 + id, 0x500000};
 		ck_assert_int_eq(heap_define_stack(&h, id, f, 2), 0);
 	}
-	/* live blocks on stacks 7 and 150,000 only */
+	/* live blocks on stacks 7 and 150,000 only; stack 9 allocated a block
+	 * that is freed: its allocations are statistics still */
 	ck_assert_int_eq(put_block(&h, &seq, 0x1000, 7), 0);
 	ck_assert_int_eq(put_block(&h, &seq, 0x2000, 150000), 0);
+	ck_assert_int_eq(put_block(&h, &seq, 0x3000, 9), 0);
+	struct proto_event fr = {.seq = ++seq, .addr = 0x3000, .kind = PROTO_EV_FREE};
+	ck_assert_int_eq(heap_apply(&h, &fr), 0);
 	size_t before = h.frames_bytes;
 	ck_assert_uint_eq(before, (size_t)n * 16);
 	heap_trim(&h);
-	ck_assert_uint_gt(h.frames_bytes, 32); /* not all at once */
+	ck_assert_uint_gt(h.frames_bytes, 48); /* not all at once */
 	int steps = 0;
 	while (!heap_step(&h, 4096))
 		steps++;
 	ck_assert_int_ge(steps, 1);
-	ck_assert_uint_eq(h.frames_bytes, 32); /* the two live stacks' */
+	ck_assert_uint_eq(h.frames_bytes, 48); /* the three that allocated */
+	ck_assert_ptr_nonnull(heap_stack_at(&h, 9)->frames);
+	ck_assert_uint_eq(heap_stack_at(&h, 9)->total_allocs, 1);
 	ck_assert_ptr_nonnull(heap_stack_at(&h, 7)->frames);
 	ck_assert_uint_eq(heap_stack_at(&h, 7)->frames[0], 0x400000 + 7);
 	ck_assert_uint_eq(heap_stack_at(&h, 150000)->frames[0], 0x400000 + 150000);
