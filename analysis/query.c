@@ -739,6 +739,7 @@ int query_top(const struct trace_group *g, size_t n, const struct query_opts *o,
 	for (size_t i = 0; i < n; i++)
 		account(&c, &g[i], SIDE_NEW);
 	*out = render(&c, o->limit, o->sort_by, false);
+	cJSON_AddStringToObject(*out, "at", o->at_peak ? "peak" : "now");
 	ctx_close(&c);
 err:
 	return r;
@@ -762,6 +763,7 @@ int query_compare(const struct trace_group *old, size_t nold, const struct trace
 	for (size_t i = 0; i < nnew; i++)
 		account(&c, &new_[i], SIDE_NEW);
 	*out = render(&c, o->limit, o->sort_by, true);
+	cJSON_AddStringToObject(*out, "at", o->at_peak ? "peak" : "now");
 	ctx_close(&c);
 err:
 	return r;

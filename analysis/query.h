@@ -79,6 +79,10 @@ enum query_sort {
 struct query_opts {
 	enum query_key key;
 	enum query_sort sort_by;
+	/* The sizes and counts of the moment of the peak instead of now: for
+	 * the callers that build the groups (snapshot_groups); query.c only
+	 * says so in its answer ("at"). */
+	bool at_peak;
 	bool cumulative;
 	const struct query_filter *filters;
 	size_t nfilters;

@@ -325,6 +325,8 @@ static cJSON *trace_tuple(const struct snapshot_trace *t)
 	cJSON_AddItemToArray(o, u64_json(t->allocations));
 	cJSON_AddItemToArray(o, u64_json(t->allocated));
 	cJSON_AddItemToArray(o, u64_json(t->temporary));
+	cJSON_AddItemToArray(o, u64_json(t->peak_size));
+	cJSON_AddItemToArray(o, u64_json(t->peak_count));
 	cJSON_AddItemToArray(o, fr);
 	cJSON_AddItemToArray(o, ad);
 	for (uint32_t i = 0; i < t->nframes; i++) {
@@ -648,12 +650,14 @@ static int rd_frames(struct rd *r, const cJSON *a, struct snapshot *s)
 
 static int rd_trace(struct rd *r, const cJSON *t, size_t ti, struct snapshot *s)
 {
-	static const char *const names[] = {"size", "count", "allocations", "allocated",
-	                                    "temporary"};
+	static const char *const names[] = {"size",      "count",     "allocations", "allocated",
+	                                    "temporary", "peak_size", "peak_count"};
 	struct snapshot_trace *tr = &s->traces[ti];
-	uint64_t *dst[] = {&tr->size, &tr->count, &tr->allocations, &tr->allocated, &tr->temporary};
-	/* Version 1 has no allocated and temporary: they read as 0. */
-	const int nnum = r->version == 1 ? 3 : 5;
+	uint64_t *dst[] = {&tr->size,      &tr->count,     &tr->allocations, &tr->allocated,
+	                   &tr->temporary, &tr->peak_size, &tr->peak_count};
+	/* Version 1 has neither allocated and temporary nor the peak, version
+	 * 2 not the peak: they read as 0. */
+	const int nnum = r->version == 1 ? 3 : r->version == 2 ? 5 : 7;
 	const cJSON *v, *fr, *ad;
 	size_t nf, na, i;
 	uint64_t u;
@@ -774,7 +778,7 @@ int snapshot_from_json(const cJSON *doc, struct snapshot **out, char *err, size_
 	v = field(doc, "version");
 	if (!cJSON_IsNumber(v))
 		return fail(&r, "version: expected a number, got %s", type_name(v));
-	if (v->valuedouble != 1 && v->valuedouble != SNAPSHOT_VERSION)
+	if (v->valuedouble != 1 && v->valuedouble != 2 && v->valuedouble != SNAPSHOT_VERSION)
 		return fail(&r, "unsupported version %.17g (this memtrace reads versions 1 to %d)",
 		            v->valuedouble, SNAPSHOT_VERSION);
 	r.version = (int)v->valuedouble;
@@ -1030,7 +1034,8 @@ err_errno:
 
 /* ---- views ---- */
 
-struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, size_t *ngroups)
+struct trace_group *snapshot_groups(const struct snapshot *s, bool at_peak, void **storage,
+                                    size_t *ngroups)
 {
 	size_t total = 0, bytes;
 	struct trace_group *g;
@@ -1059,6 +1064,10 @@ struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, si
 		g[i].allocations = t->allocations;
 		g[i].allocated = t->allocated;
 		g[i].temporary = t->temporary;
+		if (at_peak) {
+			g[i].size = t->peak_size;
+			g[i].count = t->peak_count;
+		}
 		p += t->nframes;
 	}
 	*storage = g;
@@ -1093,7 +1102,7 @@ int snapshot_top_json(const struct snapshot *s, const struct query_opts *o, bool
 {
 	void *storage = NULL;
 	size_t n = 0;
-	struct trace_group *g = snapshot_groups(s, &storage, &n);
+	struct trace_group *g = snapshot_groups(s, o->at_peak, &storage, &n);
 	cJSON *stats = NULL, *resp, *item;
 	int rc = query_top(g, n, o, &stats);
 

@@ -12,19 +12,21 @@
  * JSON; memtracectl reads the same JSON from files (`snapshot -o FILE`) and
  * computes statistics and comparisons from it with query.c.
  *
- * The JSON document (the snapshot file format, version 2):
+ * The JSON document (the snapshot file format, version 3):
  *   {"format": "memtrace-snapshot", "version": 1,
  *    "snapshot": {"id", "pid", "uid", "exe", "cmdline": [str], "start_time",
  *                 "taken_at", "reason", "current", "peak", "blocks",
  *                 "allocations", "frees", "lost_events"},
  *    "frames": [[filename, lineno, function, module], ...],
- *    "traces": [[size, count, allocations, allocated, temporary,
- *                [frame index...], [address...]], ...],
+ *    "traces": [[size, count, allocations, allocated, temporary, peak_size,
+ *                peak_count, [frame index...], [address...]], ...],
  *    "largest": [[address, size, trace index], ...]}
- * A trace's size and count are 0 when all its blocks were freed.
- * Version 1 (memtrace before temporaries) wrote [size, count, allocations,
- * [frame index...], [address...]] and only traces with live blocks; it is
- * still read, allocated and temporary as 0.
+ * A trace's size and count are 0 when all its blocks were freed; peak_size
+ * and peak_count are what it held at the moment of the process's peak.
+ * Version 1 wrote [size, count, allocations, [frame index...],
+ * [address...]] and only traces with live blocks, version 2 [size, count,
+ * allocations, allocated, temporary, [frame index...], [address...]]; both
+ * are still read, what they lack as 0.
  * Frames of a trace are most recent call first; "id" is 0 for a snapshot that
  * was never stored (compare live:PID). "snapshot" may also hold
  * "sample_bytes": the process was sampled every that many bytes on average
@@ -53,7 +55,7 @@
 #include "query.h"
 
 #define SNAPSHOT_FORMAT  "memtrace-snapshot"
-#define SNAPSHOT_VERSION 2
+#define SNAPSHOT_VERSION 3
 
 struct snapshot_trace {
 	uint64_t size;        /* live bytes */
@@ -61,6 +63,8 @@ struct snapshot_trace {
 	uint64_t allocations; /* total allocations from this stack */
 	uint64_t allocated;   /* and their bytes */
 	uint64_t temporary;   /* of them, temporary (freed before the thread's next allocation) */
+	uint64_t peak_size;   /* live bytes at the moment of the process's peak */
+	uint64_t peak_count;  /* live blocks then */
 	uint32_t nframes;
 	uint32_t *frames; /* indexes into snapshot.frames */
 	uint64_t *addrs;  /* absolute address of each frame */
@@ -124,7 +128,8 @@ int snapshot_read_file(const char *path, struct snapshot **out, char *err, size_
 
 /* Trace groups for query_top/query_compare. The groups point into *s and
  * into *storage (free it with free() after use). */
-struct trace_group *snapshot_groups(const struct snapshot *s, void **storage, size_t *ngroups);
+struct trace_group *snapshot_groups(const struct snapshot *s, bool at_peak, void **storage,
+                                    size_t *ngroups);
 
 /* Which snapshot an answer comes from: {"id", "taken_at", "reason"}. */
 cJSON *snapshot_ref_json(const struct snapshot *s);

@@ -229,6 +229,7 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 #define STATARGS_OPTIONS                        \
 	{"key", 0, ARGS_KEY},                   \
 	{"sort-by", 0, ARGS_SORT},              \
+	{"at", 0, ARGS_STRING},                 \
 	{"limit", 0, ARGS_COUNT},               \
 	{"cumulative", 0, ARGS_FLAG},           \
 	{"include", 0, ARGS_STRING},            \
@@ -238,7 +239,7 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 
 /* The synopsis and the --help lines of STATARGS_OPTIONS. */
 #define STATARGS_SYNOPSIS                                                                          \
-	"[--key KEY] [--sort-by WHAT] [--limit N] [--cumulative] [--include PAT]... "              \
+	"[--key KEY] [--sort-by WHAT] [--at peak] [--limit N] [--cumulative] [--include PAT]... "  \
 	"[--exclude PAT]... "                                                                      \
 	"[--all-frames]"
 #define STATARGS_HELP                                                                              \
@@ -250,6 +251,8 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 	"                      (their bytes) or temporary (allocations freed before\n"             \
 	"                      their thread's next one); by size or count only\n"                  \
 	"                      groups with live blocks are listed\n"                               \
+	"  --at peak           sizes and counts of what was live at the moment of\n"               \
+	"                      the process's peak (see 'stats'), not of now\n"                     \
 	"  --limit N           print the first N groups (default 10, 0 = all)\n"                   \
 	"  --cumulative        count a block in every frame of its traceback, not\n"               \
 	"                      only the most recent one (not with --key traceback)\n"              \
@@ -267,6 +270,7 @@ struct statargs_filter {
 struct statargs {
 	const char *key;     /* NULL when not given */
 	const char *sort_by; /* NULL when not given */
+	bool at_peak;        /* --at peak */
 	const char *limit_arg;
 	int limit;
 	bool cumulative, all_frames;

@@ -60,8 +60,8 @@ static int compare_run(struct client *c, const struct snapref *ra, const struct 
 	if (rc != 0)
 		goto out;
 	statargs_opts(args, &o);
-	ga = snapshot_groups(a, &sa, &na);
-	gb = snapshot_groups(b, &sb, &nb);
+	ga = snapshot_groups(a, o.at_peak, &sa, &na);
+	gb = snapshot_groups(b, o.at_peak, &sb, &nb);
 	rc = query_compare(ga, na, gb, nb, &o, &resp);
 	free(sa);
 	free(sb);

@@ -20,6 +20,7 @@ void statargs_init(struct statargs *a, struct client *c, const struct args *args
 	*a = (struct statargs){
 	    .key = args_get(args, "key"),
 	    .sort_by = args_get(args, "sort-by"),
+	    .at_peak = args_get(args, "at") != NULL && strcmp(args_get(args, "at"), "peak") == 0,
 	    .limit_arg = args_get(args, "limit"),
 	    .limit = args_count(args, "limit", STATARGS_DEFAULT_LIMIT),
 	    .cumulative = args_has(args, "cumulative"),
@@ -38,6 +39,9 @@ void statargs_init(struct statargs *a, struct client *c, const struct args *args
 		a->filters[a->nfilters].inclusive = inclusive;
 		a->nfilters++;
 	}
+	const char *at = args_get(args, "at");
+	if (at != NULL && strcmp(at, "peak") != 0 && strcmp(at, "now") != 0)
+		client_opt_error(c, "--at must be peak or now, not '%s'", at);
 	/* As in tracemalloc: a traceback is already the whole stack. */
 	if (a->cumulative && a->key != NULL && strcmp(a->key, "traceback") == 0)
 		client_opt_error(c, "--cumulative cannot be used with --key traceback");
@@ -57,6 +61,8 @@ void statargs_request(const struct statargs *a, cJSON *req)
 		cJSON_AddStringToObject(req, "key", a->key);
 	if (a->sort_by != NULL)
 		cJSON_AddStringToObject(req, "sort_by", a->sort_by);
+	if (a->at_peak)
+		cJSON_AddStringToObject(req, "at", "peak");
 	if (a->cumulative)
 		cJSON_AddTrueToObject(req, "cumulative");
 	if (a->limit_arg != NULL)
@@ -81,6 +87,7 @@ void statargs_opts(struct statargs *a, struct query_opts *o)
 		query_key_parse(a->key, &o->key);
 	if (a->sort_by != NULL)
 		query_sort_parse(a->sort_by, &o->sort_by);
+	o->at_peak = a->at_peak;
 	o->limit = (size_t)a->limit;
 	free(a->qfilters);
 	a->qfilters = xcalloc(a->nfilters > 0 ? a->nfilters : 1, sizeof(*a->qfilters));

@@ -416,10 +416,14 @@ void table_top(const cJSON *resp)
 	uint64_t count_stats = get_u64_or(resp, "count_stats", shown);
 	struct srccache sc = {NULL};
 	size_t index = 0;
+	char peakbuf[32];
 
 	if (cJSON_IsObject(get(resp, "snapshot")))
 		print_summary("From", get(resp, "snapshot"), resp);
 	print_estimated_line(resp, "Sizes and counts are ");
+	if (strcmp(get_str(resp, "at", "now"), "peak") == 0)
+		printf("Live at the moment of the peak (%s)\n",
+		       (fmt_size(peakbuf, sizeof(peakbuf), total), peakbuf));
 	printf("Top %zu %s\n", shown, top_noun(key, shown));
 	cJSON_ArrayForEach(stat, stats)
 	{

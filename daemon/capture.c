@@ -17,7 +17,8 @@
 
 struct cap_stack {
 	uint64_t size, count, allocations, allocated, temporary;
-	uint32_t id; /* the session's stack id: stacks are in id order */
+	uint64_t peak_size, peak_count; /* at the moment of the peak */
+	uint32_t id;                    /* the session's stack id: stacks are in id order */
 	uint32_t nframes;
 	uint64_t *frames; /* the heap's, shared (a reference held); NULL for stack 0 */
 };
@@ -116,7 +117,7 @@ static uint32_t stack_index(const struct capture *c, uint32_t id)
  * though all its blocks are freed). */
 static bool stack_counts(const struct heap_stack *st)
 {
-	return st->live_count > 0 || st->total_allocs > 0;
+	return st->live_count > 0 || st->total_allocs > 0 || st->peak_count > 0;
 }
 
 /* Thread pool: the stacks of the view that allocated, in id order, each
@@ -141,6 +142,8 @@ static void stacks_of_view(struct capture *c)
 		cs->allocations = st->total_allocs;
 		cs->allocated = st->total_bytes;
 		cs->temporary = st->temporary;
+		heap_stack_at_peak(st, heap_view_peak_serial(&c->view), &cs->peak_size,
+		                   &cs->peak_count);
 		cs->nframes = st->nframes;
 		/* The frames never change: shared, not copied. Stack 0
 		 * (unknown) has no frames, and no frame array. */
@@ -405,6 +408,8 @@ struct snapshot *capture_resolve(struct capture *c, struct symbols *syms)
 		t->allocations = cs->allocations;
 		t->allocated = cs->allocated;
 		t->temporary = cs->temporary;
+		t->peak_size = cs->peak_size;
+		t->peak_count = cs->peak_count;
 		for (uint32_t j = 0; j < cs->nframes && n < PROTO_MAX_FRAMES; j++) {
 			uint64_t addr = cs->frames[j];
 			uint32_t len;

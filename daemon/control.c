@@ -827,6 +827,21 @@ static cJSON *parse_filters(cJSON *req, struct cjob *q)
 	return NULL;
 }
 
+/* "at": "now" (default) or "peak". */
+static cJSON *parse_at(const cJSON *req, bool *at_peak)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "at");
+
+	*at_peak = false;
+	if (v == NULL || (cJSON_IsString(v) && strcmp(v->valuestring, "now") == 0))
+		return NULL;
+	if (cJSON_IsString(v) && strcmp(v->valuestring, "peak") == 0) {
+		*at_peak = true;
+		return NULL;
+	}
+	return error_json("bad_request", "\"at\" must be \"now\" or \"peak\"");
+}
+
 /* "sort_by": what the statistics are sorted by (default size). */
 static cJSON *parse_sort_by(const cJSON *req, enum query_sort *out)
 {
@@ -858,6 +873,8 @@ static cJSON *cmd_top(struct conn *c, cJSON *req, struct session *unused)
 		err = error_json("bad_request", "cumulative is not possible with key traceback");
 	if (err == NULL)
 		err = parse_sort_by(req, &q->opts.sort_by);
+	if (err == NULL)
+		err = parse_at(req, &q->opts.at_peak);
 	if (err == NULL)
 		arg_uint(req, "limit", 10, &q->opts.limit, &err);
 	if (err == NULL)

@@ -795,6 +795,17 @@ void heap_set_sampling(struct heap *h, uint64_t rate)
 	h->sample_bytes = rate;
 }
 
+/* Before a stack's live figures change: the first change after the peak
+ * keeps what they were at the peak (heap_stack_at_peak). */
+static inline void settle_peak(const struct heap *h, struct heap_stack *s)
+{
+	if (s->peak_stamp != h->peak_serial) {
+		s->peak_bytes = s->live_bytes;
+		s->peak_count = s->live_count;
+		s->peak_stamp = h->peak_serial;
+	}
+}
+
 /* Takes a live block of `size` bytes at `stack` out of the live figures;
  * its weight is left in *w. */
 static void unweigh(struct heap *h, uint64_t size, uint32_t stack, bool temporary,
@@ -804,6 +815,7 @@ static void unweigh(struct heap *h, uint64_t size, uint32_t stack, bool temporar
 	struct heap_stack *s = stack_wr(h, stack);
 	if (temporary)
 		sampling_add(&s->temporary, &s->temporary_frac, w->count);
+	settle_peak(h, s);
 	sampling_sub(&s->live_bytes, &s->live_bytes_frac, w->bytes);
 	sampling_sub(&s->live_count, &s->live_count_frac, w->count);
 	sampling_sub(&h->current, &h->current_frac, w->bytes);
@@ -922,12 +934,15 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		insert(h, ev->addr, ev->size, stack, end);
 	if (replaced)
 		s = stack_wr(h, stack); /* release may have copied its chunk */
+	settle_peak(h, s);
 	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
 	sampling_add(&s->live_count, &s->live_count_frac, w.count);
 	sampling_add(&h->current, &h->current_frac, w.bytes);
 	sampling_add(&h->blocks, &h->blocks_frac, w.count);
-	if (h->current > h->peak)
+	if (h->current > h->peak) {
 		h->peak = h->current;
+		h->peak_serial++; /* now is the peak: every stack's figures are it */
+	}
 	return 1;
 }
 
@@ -998,6 +1013,7 @@ int heap_apply(struct heap *h, const struct proto_event *ev)
 void heap_reset_peak(struct heap *h)
 {
 	h->peak = h->current;
+	h->peak_serial++;
 }
 
 int heap_lookup(const struct heap *h, uint64_t addr, uint64_t *size, uint32_t *stack)
@@ -1053,6 +1069,7 @@ void heap_view_take(struct heap *h, struct heap_view *v, bool blocks)
 	}
 	v->h.nstacks = h->nstacks;
 	v->h.frames_bytes = h->frames_bytes;
+	v->h.peak_serial = h->peak_serial;
 	if (h->stacks != NULL)
 		v->h.stacks = stacks_share(h);
 }
@@ -1070,6 +1087,11 @@ uint32_t heap_view_nstacks(const struct heap_view *v)
 const struct heap_stack *heap_view_stack(const struct heap_view *v, uint32_t id)
 {
 	return heap_stack_at(&v->h, id);
+}
+
+uint64_t heap_view_peak_serial(const struct heap_view *v)
+{
+	return v->h.peak_serial;
 }
 
 size_t heap_view_memory(const struct heap_view *v)

@@ -83,8 +83,21 @@ struct heap_stack {
 	uint64_t total_allocs;
 	uint64_t total_bytes;
 	uint64_t temporary; /* of total_allocs, freed as temporaries (PROTO_FREE_TEMPORARY) */
+	/* live_bytes and live_count at the moment of the heap's peak, when
+	 * peak_stamp is the heap's peak_serial; else they are live_* (the stack
+	 * has not changed since): heap_stack_at_peak reads them. */
+	uint64_t peak_bytes, peak_count, peak_stamp;
 	uint32_t live_bytes_frac, live_count_frac, total_allocs_frac, total_bytes_frac;
 };
+
+/* A stack's live bytes and blocks at the moment of the peak of the heap
+ * whose peak_serial is `serial`. */
+static inline void heap_stack_at_peak(const struct heap_stack *s, uint64_t serial, uint64_t *bytes,
+                                      uint64_t *count)
+{
+	*bytes = s->peak_stamp == serial ? s->peak_bytes : s->live_bytes;
+	*count = s->peak_stamp == serial ? s->peak_count : s->live_count;
+}
 
 /* Stacks per chunk of the stack array (a smaller array is one chunk). */
 #define HEAP_STACK_CHUNK ((uint32_t)1024)
@@ -138,6 +151,11 @@ struct heap {
 	size_t frames_bytes;   /* the frames the stacks hold */
 	uint64_t sample_bytes; /* the agent's sampling rate, 0 = every allocation */
 	uint64_t current, peak;
+	/* Counts the moments current reached a new peak (and reset-peak): each
+	 * stack keeps its figures of the last one (heap_stack.peak_*) the
+	 * first time it changes after it, which is all a view of the heap at
+	 * its peak needs. */
+	uint64_t peak_serial;
 	uint64_t blocks; /* live blocks: count, or with sampling its estimate */
 	uint64_t allocations, frees;
 	uint32_t current_frac, blocks_frac, allocations_frac, frees_frac;
@@ -259,6 +277,8 @@ void heap_view_foreach(const struct heap_view *v, heap_visit_fn fn, void *arg);
  * heap_view_nstacks. */
 uint32_t heap_view_nstacks(const struct heap_view *v);
 const struct heap_stack *heap_view_stack(const struct heap_view *v, uint32_t id);
+/* The heap's peak_serial when the view was taken (heap_stack_at_peak). */
+uint64_t heap_view_peak_serial(const struct heap_view *v);
 void heap_view_close(struct heap_view *v);
 /* What the view may come to hold: every chunk it shares, once the heap
  * has rewritten them all, and every frame array of its stacks. */

@@ -1,7 +1,7 @@
 /*
  * store.c - the snapshot store in SQLite (see store.h).
  *
- * Schema version 5 (PRAGMA user_version = 5):
+ * Schema version 6 (PRAGMA user_version = 6):
  *
  *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
  *            one row per process incarnation, found or created by
@@ -24,9 +24,11 @@
  *            (store_charge); version 2's snapshots get bytes at the first
  *            open, read back and charged like a new one.
  *   trace    (snapshot_id, stack_id, size, count, allocations, allocated,
- *            temporary), one row per stack that allocated (size and count 0
- *            when none of its blocks is live); deleting a snapshot deletes
- *            its rows. Version 4's rows read allocated and temporary as 0.
+ *            temporary, peak_size, peak_count), one row per stack that
+ *            allocated (size and count 0 when none of its blocks is live;
+ *            peak_* what it held at the process's peak); deleting a snapshot
+ *            deletes its rows. Older versions' rows read what they lack as
+ *            0.
  *   largest  (snapshot_id, rank, address, size, stack_id), the largest live
  *            blocks by rank (0 = largest).
  *   deleted  (id, uid, why, at): snapshots a bound or retention deleted, so
@@ -197,6 +199,10 @@ static const char *const migrations[] = {
      * the snapshots of older versions, which did not count them). */
     "ALTER TABLE trace ADD COLUMN allocated INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE trace ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0;",
+    /* 5 -> 6: what each trace held at the moment of the process's peak (0
+     * in older snapshots). */
+    "ALTER TABLE trace ADD COLUMN peak_size INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE trace ADD COLUMN peak_count INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -266,13 +272,15 @@ static const char *const stmt_sql[S_COUNT] = {
                           " blocks, allocations, frees, lost_events, sample_bytes, uid, bytes)"
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [S_TRACE_UPSERT] = "INSERT INTO trace(snapshot_id, stack_id, size, count, allocations,"
-                       " allocated, temporary)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                       " allocated, temporary, peak_size, peak_count)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                        " ON CONFLICT (snapshot_id, stack_id) DO UPDATE SET"
                        " size = size + excluded.size, count = count + excluded.count,"
                        " allocations = allocations + excluded.allocations,"
                        " allocated = allocated + excluded.allocated,"
-                       " temporary = temporary + excluded.temporary",
+                       " temporary = temporary + excluded.temporary,"
+                       " peak_size = peak_size + excluded.peak_size,"
+                       " peak_count = peak_count + excluded.peak_count",
     [S_LARGEST_INSERT] = "INSERT INTO largest(snapshot_id, rank, address, size, stack_id)"
                          " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_READ_SNAPSHOT] = "SELECT p.pid, p.uid, p.start_time, p.exe, p.cmdline, s.taken_at,"
@@ -281,7 +289,7 @@ static const char *const stmt_sql[S_COUNT] = {
                         " FROM snapshot s JOIN process p ON p.id = s.process_id"
                         " WHERE s.id = ?1",
     [S_READ_TRACES] = "SELECT t.stack_id, t.size, t.count, t.allocations, k.frames,"
-                      " t.allocated, t.temporary"
+                      " t.allocated, t.temporary, t.peak_size, t.peak_count"
                       " FROM trace t JOIN stack k ON k.id = t.stack_id"
                       " WHERE t.snapshot_id = ?1 ORDER BY t.stack_id",
     [S_READ_FRAME] = "SELECT filename, lineno, function, module FROM frame WHERE id = ?1",
@@ -1322,6 +1330,8 @@ static int write_snapshot(struct store *st, const struct snapshot *s, size_t max
 		sqlite3_bind_int64(q, 5, (sqlite3_int64)t->allocations);
 		sqlite3_bind_int64(q, 6, (sqlite3_int64)t->allocated);
 		sqlite3_bind_int64(q, 7, (sqlite3_int64)t->temporary);
+		sqlite3_bind_int64(q, 8, (sqlite3_int64)t->peak_size);
+		sqlite3_bind_int64(q, 9, (sqlite3_int64)t->peak_count);
 		rc = step_done(st, q, "insert trace");
 	}
 	if (rc == 0)
@@ -1717,6 +1727,8 @@ static int read_traces(struct store *st, int64_t id, struct snapshot *s, struct 
 		t->allocations = (uint64_t)sqlite3_column_int64(q, 3);
 		t->allocated = (uint64_t)sqlite3_column_int64(q, 5);
 		t->temporary = (uint64_t)sqlite3_column_int64(q, 6);
+		t->peak_size = (uint64_t)sqlite3_column_int64(q, 7);
+		t->peak_count = (uint64_t)sqlite3_column_int64(q, 8);
 		rc = read_stack(st, s, &frames, sqlite3_column_blob(q, 4),
 		                (size_t)sqlite3_column_bytes(q, 4), t);
 		if (rc != 0)

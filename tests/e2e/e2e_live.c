@@ -1059,6 +1059,102 @@ START_TEST(exports)
 }
 END_TEST
 
+/* ---- what was live at the peak (progs/peaks.c) ---- */
+
+/* top --at peak of `src` ("--pid P" or "--snapshot X") is the book `t`,
+ * site by site to the byte, and says "at": "peak". */
+static void assert_at_peak(const char *opt, const char *src, const struct h_truth *t,
+                           const char *what)
+{
+	struct h_expect e = {.t = t, .key = H_KEY_LINENO};
+	const char *args[] = {"top", opt, src, "--at", "peak", "--limit", "0", NULL};
+	struct h_ctl r;
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, args);
+
+	ck_assert_msg(why == NULL, "%s: top --at peak: %s", what, why);
+	ck_assert_msg(h_json_str(r.json, "at") != NULL && !strcmp(h_json_str(r.json, "at"), "peak"),
+	              "%s: the answer does not say at peak", what);
+	h_ctl_free(&r);
+}
+
+START_TEST(peak_sites)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *tpeak, *tnow, *tpeak2, *tnow2;
+	char pidbuf[24];
+	char *peakbook, *file = h_strf("%s/peaks.json", D.dir);
+	long long peak = -1, total = -1, id = 0;
+
+	h_prog_start(&p, &D, "peaks", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	peakbook = h_strf("%s.peak", p.truth);
+	tpeak = h_truth_must(peakbook);
+	tnow = h_truth_must(p.truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", tnow->pid);
+
+	/* Now is not the peak; the peak's sites, to the byte, are. */
+	{
+		struct h_expect e = {.t = tnow, .key = H_KEY_LINENO};
+		const char *args[] = {"top", "--pid", pidbuf, "--limit", "0", NULL};
+		char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, args);
+		ck_assert_msg(why == NULL, "top now: %s", why);
+		h_ctl_free(&r);
+	}
+	assert_at_peak("--pid", pidbuf, tpeak, "live");
+	/* Its total is the peak stats reports (the whole heap's, libc's too). */
+	{
+		const char *args[] = {"top", "--pid", pidbuf, "--at", "peak", "--limit", "1", NULL};
+		const char *sargs[] = {"stats", "--pid", pidbuf, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		ck_assert(h_json_int(r.json, "total_size", &total));
+		h_ctl_free(&r);
+		h_ctl_ok(&D, H_NOUID, &r, sargs);
+		ck_assert(h_json_int(r.json, "peak", &peak));
+		h_ctl_free(&r);
+		ck_assert_msg(total == peak, "top --at peak totals %lld, stats says peak %lld",
+		              total, peak);
+	}
+	/* From a snapshot file and from the store. */
+	{
+		const char *args[] = {"snapshot", "--pid", pidbuf, "-o", file, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		ck_assert(h_json_int(r.json, "id", &id));
+		h_ctl_free(&r);
+	}
+	char *sid = h_strf("%lld", id);
+	assert_at_peak("--snapshot", file, tpeak, "snapshot file");
+	assert_at_peak("--snapshot", sid, tpeak, "stored snapshot");
+
+	/* A higher peak. */
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	tpeak2 = h_truth_must(peakbook);
+	tnow2 = h_truth_must(p.truth);
+	assert_at_peak("--pid", pidbuf, tpeak2, "after a higher peak");
+	/* reset-peak: the peak is now. */
+	{
+		const char *args[] = {"reset-peak", "--pid", pidbuf, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		h_ctl_free(&r);
+	}
+	assert_at_peak("--pid", pidbuf, tnow2, "after reset-peak");
+	/* Exited (everything freed): the peak since the reset is still known. */
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "peaks");
+	assert_at_peak("--pid", pidbuf, tnow2, "exited");
+
+	h_truth_free(tpeak);
+	h_truth_free(tnow);
+	h_truth_free(tpeak2);
+	h_truth_free(tnow2);
+	h_proc_cleanup(&p);
+	free(sid);
+	free(peakbook);
+	free(file);
+}
+END_TEST
+
 START_TEST(peak_and_reset)
 {
 	struct h_proc p;
@@ -3844,6 +3940,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, peak_and_reset);
 	tcase_add_test(tc, temporaries);
 	tcase_add_test(tc, exports);
+	tcase_add_test(tc, peak_sites);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);

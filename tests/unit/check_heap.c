@@ -95,6 +95,7 @@ static void shuffle(struct rng *r, size_t *a, size_t n)
 struct mstack {
 	int defined;
 	uint64_t live_bytes, live_count, total_allocs, total_bytes, temporary;
+	uint64_t peak_bytes, peak_count; /* live_* at the moment of the peak */
 };
 
 struct mblock {
@@ -181,6 +182,16 @@ static void model_release(struct model *m, size_t i)
 	m->live_pos[last] = pos;
 }
 
+/* Now is the peak: every stack's figures are its figures at the peak. */
+static void model_at_peak(struct model *m)
+{
+	m->peak = m->current;
+	for (size_t id = 0; id < MODEL_IDS; id++) {
+		m->st[id].peak_bytes = m->st[id].live_bytes;
+		m->st[id].peak_count = m->st[id].live_count;
+	}
+}
+
 static void model_insert(struct model *m, size_t i, uint64_t size, uint32_t stack)
 {
 	struct mstack *s = &m->st[stack];
@@ -194,7 +205,7 @@ static void model_insert(struct model *m, size_t i, uint64_t size, uint32_t stac
 	s->live_count++;
 	m->current += size;
 	if (m->current > m->peak)
-		m->peak = m->current;
+		model_at_peak(m);
 }
 
 /* What heap_apply must return for an allocation, with the model updated. */
@@ -359,7 +370,7 @@ static int rig_free(struct rig *r, uint64_t addr)
 static void rig_reset_peak(struct rig *r)
 {
 	heap_reset_peak(&r->h);
-	r->m.peak = r->m.current;
+	model_at_peak(&r->m);
 }
 
 /* ---- comparing the heap with the model ---- */
@@ -414,6 +425,12 @@ static void check_stack(const struct rig *r, uint32_t id)
 	       id, s->total_bytes, ms->total_bytes);
 	EXPECT(s->temporary == ms->temporary, "stack %u temporary %" PRIu64 ", want %" PRIu64, id,
 	       s->temporary, ms->temporary);
+	uint64_t pb, pc;
+	heap_stack_at_peak(s, h->peak_serial, &pb, &pc);
+	EXPECT(pb == ms->peak_bytes && pc == ms->peak_count,
+	       "stack %u at the peak: %" PRIu64 " bytes in %" PRIu64 " blocks, want %" PRIu64
+	       " in %" PRIu64,
+	       id, pb, pc, ms->peak_bytes, ms->peak_count);
 	EXPECT_EQ(s->live_bytes_frac | s->live_count_frac | s->total_allocs_frac |
 	              s->total_bytes_frac | s->temporary_frac,
 	          0);

@@ -284,7 +284,8 @@ END_TEST
 
 START_TEST(test_shape)
 {
-	static const char *const top_keys[] = {"key",
+	static const char *const top_keys[] = {"at",
+	                                       "key",
 	                                       "cumulative",
 	                                       "sort_by",
 	                                       "total_size",
@@ -294,7 +295,8 @@ START_TEST(test_shape)
 	                                       "total_temporary",
 	                                       "count_stats",
 	                                       "stats"};
-	static const char *const cmp_keys[] = {"key",
+	static const char *const cmp_keys[] = {"at",
+	                                       "key",
 	                                       "cumulative",
 	                                       "sort_by",
 	                                       "total_size",

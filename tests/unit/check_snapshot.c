@@ -83,6 +83,8 @@ static size_t add_trace(struct snapshot *s, uint64_t size, uint64_t count, uint6
 	t->allocations = allocs;
 	t->allocated = size * 3 + allocs; /* distinct per trace, so a round trip shows them */
 	t->temporary = allocs / 2;
+	t->peak_size = size * 2 + 1;
+	t->peak_count = count + 1;
 	t->nframes = n;
 	t->frames = xalloc_or_fail(malloc((n ? n : 1) * sizeof *t->frames));
 	t->addrs = xalloc_or_fail(malloc((n ? n : 1) * sizeof *t->addrs));
@@ -203,6 +205,8 @@ static void snap_eq(const struct snapshot *a, const struct snapshot *b)
 		EQ(x->allocations, y->allocations);
 		EQ(x->allocated, y->allocated);
 		EQ(x->temporary, y->temporary);
+		EQ(x->peak_size, y->peak_size);
+		EQ(x->peak_count, y->peak_count);
 		EQ(x->nframes, y->nframes);
 		for (uint32_t j = 0; j < x->nframes; j++) {
 			EQ(x->frames[j], y->frames[j]);
@@ -468,7 +472,7 @@ START_TEST(test_document_shape)
 	ck_assert_ptr_nonnull(doc);
 	keys_are(doc, top);
 	ck_assert_str_eq(str(doc, "format"), "memtrace-snapshot");
-	ck_assert(num(doc, "version") == 2);
+	ck_assert(num(doc, "version") == 3);
 	h = get(doc, "snapshot");
 	keys_are(h, hdr);
 	ck_assert(num(h, "id") == 42);
@@ -499,26 +503,28 @@ START_TEST(test_document_shape)
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 2)->valuestring, "fb");
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 3)->valuestring, "/lib/libb.so");
 
-	/* traces: [size, count, allocations, allocated, temporary,
-	 * [frame index], [address]] */
+	/* traces: [size, count, allocations, allocated, temporary, peak_size,
+	 * peak_count, [frame index], [address]] */
 	a = get(doc, "traces");
 	ck_assert_int_eq(cJSON_GetArraySize(a), 3);
 	t = cJSON_GetArrayItem(a, 1);
-	ck_assert_int_eq(cJSON_GetArraySize(t), 7);
+	ck_assert_int_eq(cJSON_GetArraySize(t), 9);
 	ck_assert(item_num(t, 0) == 300);
 	ck_assert(item_num(t, 1) == 3);
 	ck_assert(item_num(t, 2) == 3);
 	ck_assert(item_num(t, 3) == 903);
 	ck_assert(item_num(t, 4) == 1);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 5)), 3);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 5), 0) == 2);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 5), 1) == 0);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 5), 2) == 1);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 6), 0) == (double)0x7f0000002000);
-	ck_assert(item_num(cJSON_GetArrayItem(t, 6), 1) == (double)0x401004);
+	ck_assert(item_num(t, 5) == 601);
+	ck_assert(item_num(t, 6) == 4);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 7)), 3);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 7), 0) == 2);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 7), 1) == 0);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 7), 2) == 1);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 8), 0) == (double)0x7f0000002000);
+	ck_assert(item_num(cJSON_GetArrayItem(t, 8), 1) == (double)0x401004);
 	t = cJSON_GetArrayItem(a, 2);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 5)), 0);
-	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 6)), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 7)), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(t, 8)), 0);
 
 	/* largest: [address, size, trace index] */
 	a = get(doc, "largest");
@@ -735,7 +741,7 @@ static const struct bad {
     {"format", "\"\"", "not a memtrace snapshot file"},
     {"format", "5", "not a memtrace snapshot file"},
     {"format", DEL, "not a memtrace snapshot file"},
-    {"version", "3", "unsupported version 3"},
+    {"version", "4", "unsupported version 4"},
     {"version", "0", "unsupported version 0"},
     {"version", "1.5", "unsupported version 1.5"},
     {"version", "-1", "unsupported version -1"},
@@ -803,26 +809,29 @@ static const struct bad {
     {"traces", DEL, "traces: expected an array, got missing"},
     {"traces", "{\"0\": 1}", "traces: expected an array, got an object"},
     {"traces/0", "5", "traces[0]: expected an array, got a number"},
-    {"traces/1", "[300, 3, 3, 903, 1, [2, 0, 1]]", "traces[1]: expected 7 elements, got 6"},
-    {"traces/1", "[300, 3, 3, 903, 1, [], [], 7]", "traces[1]: expected 7 elements, got more"},
+    {"traces/1", "[300, 3, 3, 903, 1, 601, 4, [2, 0, 1]]", "traces[1]: expected 9 elements, got 8"},
+    {"traces/1", "[300, 3, 3, 903, 1, 601, 4, [], [], 7]",
+     "traces[1]: expected 9 elements, got more"},
     {"traces/1/0", "-300", "traces[1][0] (size): -300 is not"},
     {"traces/1/1", "3.5", "traces[1][1] (count): 3.5 is not an integer"},
     {"traces/1/2", "\"3\"", "traces[1][2] (allocations): expected an integer"},
     {"traces/1/3", "-1", "traces[1][3] (allocated): -1 is not"},
     {"traces/1/4", "null", "traces[1][4] (temporary): expected an integer, got null"},
-    {"traces/1/5", "{}", "traces[1][5] (frames): expected an array, got an object"},
-    {"traces/1/6", "\"0x401000\"", "traces[1][6] (addresses): expected an array"},
-    {"traces/1/6/2", DEL, "traces[1]: 3 frames but 2 addresses"},
-    {"traces/1/5/3", "0", "traces[1]: 4 frames but 3 addresses"},
-    {"traces/1/5/1", "3", "traces[1]: frame index 3 out of range (3 frames)"},
-    {"traces/0/5/0", "17", "traces[0]: frame index 17 out of range (3 frames)"},
-    {"traces/1/5/1", "-1", "traces[1][5][1]: -1 is not"},
-    {"traces/1/5/1", "0.5", "traces[1][5][1]: 0.5 is not an integer"},
-    {"traces/1/5/1", "4294967296", "traces[1][5][1]: 4294967296 is out of range"},
-    {"traces/1/5/2", "null", "traces[1][5][2]: expected an integer, got null"},
-    {"traces/1/6/0", "-4096", "traces[1][6][0]: -4096 is not"},
-    {"traces/1/6/2", "1.5", "traces[1][6][2]: 1.5 is not an integer"},
-    {"traces/1/6/2", "18446744073709551616", "traces[1][6][2]: 1.8446744073709552e+19 is not"},
+    {"traces/1/5", "true", "traces[1][5] (peak_size): expected an integer"},
+    {"traces/1/6", "-2", "traces[1][6] (peak_count): -2 is not"},
+    {"traces/1/7", "{}", "traces[1][7] (frames): expected an array, got an object"},
+    {"traces/1/8", "\"0x401000\"", "traces[1][8] (addresses): expected an array"},
+    {"traces/1/8/2", DEL, "traces[1]: 3 frames but 2 addresses"},
+    {"traces/1/7/3", "0", "traces[1]: 4 frames but 3 addresses"},
+    {"traces/1/7/1", "3", "traces[1]: frame index 3 out of range (3 frames)"},
+    {"traces/0/7/0", "17", "traces[0]: frame index 17 out of range (3 frames)"},
+    {"traces/1/7/1", "-1", "traces[1][7][1]: -1 is not"},
+    {"traces/1/7/1", "0.5", "traces[1][7][1]: 0.5 is not an integer"},
+    {"traces/1/7/1", "4294967296", "traces[1][7][1]: 4294967296 is out of range"},
+    {"traces/1/7/2", "null", "traces[1][7][2]: expected an integer, got null"},
+    {"traces/1/8/0", "-4096", "traces[1][8][0]: -4096 is not"},
+    {"traces/1/8/2", "1.5", "traces[1][8][2]: 1.5 is not an integer"},
+    {"traces/1/8/2", "18446744073709551616", "traces[1][8][2]: 1.8446744073709552e+19 is not"},
     {"largest", DEL, "largest: expected an array, got missing"},
     {"largest", "3", "largest: expected an array, got a number"},
     {"largest/0", "[1, 2]", "largest[0]: expected 3 elements, got 2"},
@@ -965,11 +974,11 @@ START_TEST(test_reject_huge)
 	a = cJSON_CreateArray();
 	for (int i = 0; i < MAX_DEPTH + 1; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateNumber(0));
-	mutate(doc, "traces/2/5", a);
-	expect_reject(doc, "deep trace", "traces[2][5] (frames): more than 256 elements");
+	mutate(doc, "traces/2/7", a);
+	expect_reject(doc, "deep trace", "traces[2][7] (frames): more than 256 elements");
 	/* 256 is fine when the addresses match. */
 	cJSON_DeleteItemFromArray(a, 0);
-	mutate(doc, "traces/2/6", cJSON_Duplicate(a, 1));
+	mutate(doc, "traces/2/8", cJSON_Duplicate(a, 1));
 	r = NULL;
 	ck_assert_int_eq(snapshot_from_json(doc, &r, NULL, 0), 0);
 	ck_assert_uint_eq(r->traces[2].nframes, MAX_DEPTH);
@@ -991,6 +1000,24 @@ START_TEST(test_read_version_1)
 	char err[256];
 	cJSON *t;
 
+	/* Version 2: without the peak. */
+	mutate(doc, "version", cJSON_CreateNumber(2));
+	expect_reject(doc, "v2 with v3 traces", "traces[0]: expected 7 elements, got more");
+	cJSON_ArrayForEach(t, get(doc, "traces"))
+	{
+		cJSON_DeleteItemFromArray(t, 6);
+		cJSON_DeleteItemFromArray(t, 5);
+	}
+	ck_assert_int_eq(snapshot_from_json(doc, &r, err, sizeof err), 0);
+	for (size_t i = 0; i < s->ntraces; i++) {
+		ck_assert_uint_eq(r->traces[i].peak_size, 0);
+		ck_assert_uint_eq(r->traces[i].peak_count, 0);
+		s->traces[i].peak_size = s->traces[i].peak_count = 0;
+	}
+	snap_eq(s, r);
+	snapshot_free(r);
+	r = NULL;
+	/* Version 1: nor allocated and temporary. */
 	mutate(doc, "version", cJSON_CreateNumber(1));
 	expect_reject(doc, "v1 with v2 traces", "traces[0]: expected 5 elements, got more");
 	cJSON_ArrayForEach(t, get(doc, "traces"))
@@ -1015,14 +1042,14 @@ END_TEST
 START_TEST(test_accept_variants)
 {
 	/* Unknown keys are ignored (room for additions without a version
-	 * bump); version 2.0 is 2; equal sizes in "largest" are sorted. */
+	 * bump); version 3.0 is 3; equal sizes in "largest" are sorted. */
 	struct snapshot *s = sample(), *r = NULL;
 	cJSON *doc = snapshot_to_json(s);
 	char err[256];
 
 	mutate(doc, "comment", cJSON_CreateString("hello"));
 	mutate(doc, "snapshot/hostname", cJSON_CreateString("box"));
-	mutate(doc, "version", cJSON_CreateNumber(2.0));
+	mutate(doc, "version", cJSON_CreateNumber(3.0));
 	ck_assert_int_eq(snapshot_from_json(doc, &r, err, sizeof err), 0);
 	snap_eq(s, r);
 	snapshot_free(r);
@@ -1091,7 +1118,7 @@ START_TEST(test_corrupt_random)
 				ck_abort_msg("iteration %d: bad trace", it);
 		void *storage;
 		size_t ng;
-		snapshot_groups(r, &storage, &ng);
+		snapshot_groups(r, false, &storage, &ng);
 		free(storage);
 		cJSON_Delete(snapshot_traceback_json(r, 0));
 		snapshot_free(r);
@@ -1369,11 +1396,11 @@ START_TEST(test_file_malformed)
 	ck_assert_int_eq(read_text(&d, buf, glen + 5, err, sizeof err), -EINVAL);
 	ck_assert_str_eq(err, "not a memtrace snapshot file (binary data)");
 
-	/* Version 3. */
-	mutate(doc, "version", cJSON_CreateNumber(3));
+	/* Version 4. */
+	mutate(doc, "version", cJSON_CreateNumber(4));
 	char *v2 = cJSON_Print(doc);
 	ck_assert_int_eq(read_text(&d, v2, strlen(v2), err, sizeof err), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "unsupported version 3"));
+	ck_assert_ptr_nonnull(strstr(err, "unsupported version 4"));
 	cJSON_free(v2);
 
 	/* Nesting far deeper than any snapshot: refused, not a stack overflow. */
@@ -1416,7 +1443,7 @@ START_TEST(test_groups)
 	struct snapshot *s = sample();
 	void *storage = NULL;
 	size_t n = 99;
-	struct trace_group *g = snapshot_groups(s, &storage, &n);
+	struct trace_group *g = snapshot_groups(s, false, &storage, &n);
 	const struct frame_info *want1[] = {&FB, &FA, &FM};
 
 	ck_assert_ptr_nonnull(g);
@@ -1460,7 +1487,7 @@ START_TEST(test_groups)
 
 	/* An empty snapshot has no groups. */
 	s = snapshot_new();
-	g = snapshot_groups(s, &storage, &n);
+	g = snapshot_groups(s, false, &storage, &n);
 	ck_assert_uint_eq(n, 0);
 	free(storage);
 	snapshot_free(s);

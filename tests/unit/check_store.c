@@ -283,6 +283,8 @@ static struct snapshot *gen(const struct gen *g)
 		t->allocations = t->count + q;
 		t->allocated = t->size + 8 * (uint64_t)q;
 		t->temporary = q / 2;
+		t->peak_size = t->size + 3 * (uint64_t)q;
+		t->peak_count = t->count + q % 3;
 		s->current += t->size;
 		s->blocks += t->count;
 		s->allocations += t->allocations;
@@ -350,7 +352,7 @@ static uint64_t trace_hash(const struct snapshot *s, const struct snapshot_trace
 }
 
 struct tkey {
-	uint64_t h, size, count, allocations, allocated, temporary;
+	uint64_t h, size, count, allocations, allocated, temporary, peak_size, peak_count;
 };
 
 static int cmp_tkey(const void *a, const void *b)
@@ -374,6 +376,8 @@ static struct tkey *canon(const struct snapshot *s, size_t *n)
 		k[i].allocations = s->traces[i].allocations;
 		k[i].allocated = s->traces[i].allocated;
 		k[i].temporary = s->traces[i].temporary;
+		k[i].peak_size = s->traces[i].peak_size;
+		k[i].peak_count = s->traces[i].peak_count;
 	}
 	qsort(k, s->ntraces, sizeof(*k), cmp_tkey);
 	for (size_t i = 0; i < s->ntraces; i++) {
@@ -383,6 +387,8 @@ static struct tkey *canon(const struct snapshot *s, size_t *n)
 			k[m - 1].allocations += k[i].allocations;
 			k[m - 1].allocated += k[i].allocated;
 			k[m - 1].temporary += k[i].temporary;
+			k[m - 1].peak_size += k[i].peak_size;
+			k[m - 1].peak_count += k[i].peak_count;
 		} else {
 			k[m++] = k[i];
 		}
@@ -432,7 +438,8 @@ static void assert_same(const struct snapshot *want, const struct snapshot *got)
 	for (size_t i = 0; i < na; i++) {
 		if (b[i].h != a[i].h || b[i].size != a[i].size || b[i].count != a[i].count ||
 		    b[i].allocations != a[i].allocations || b[i].allocated != a[i].allocated ||
-		    b[i].temporary != a[i].temporary)
+		    b[i].temporary != a[i].temporary || b[i].peak_size != a[i].peak_size ||
+		    b[i].peak_count != a[i].peak_count)
 			ck_abort_msg("trace %zu of %zu differs (by content)", i, na);
 	}
 	free(a);
@@ -492,13 +499,14 @@ static void assert_reads_as_gen(struct store *st, int64_t id, const struct gen *
 }
 
 /* A snapshot written before the migration to version 5: its traces read
- * allocated and temporary as 0. */
+ * allocated, temporary and the peak's figures as 0. */
 static void assert_reads_as_gen_v4(struct store *st, int64_t id, const struct gen *g)
 {
 	struct snapshot *want = gen(g);
 
 	for (size_t i = 0; i < want->ntraces; i++)
-		want->traces[i].allocated = want->traces[i].temporary = 0;
+		want->traces[i].allocated = want->traces[i].temporary = 0,
+		want->traces[i].peak_size = want->traces[i].peak_count = 0;
 	assert_reads_as(st, id, want);
 	snapshot_free(want);
 }
@@ -548,7 +556,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 5);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 6);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -675,7 +683,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 6"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 7"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -686,7 +694,7 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 6);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 7);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
@@ -708,7 +716,9 @@ START_TEST(test_migrate_sample_bytes)
 	store_close(st);
 	/* Back to version 1's schema, as an older memtraced left it. */
 	db = raw_open();
-	raw_exec(db, "ALTER TABLE trace DROP COLUMN temporary;"
+	raw_exec(db, "ALTER TABLE trace DROP COLUMN peak_count;"
+	             "ALTER TABLE trace DROP COLUMN peak_size;"
+	             "ALTER TABLE trace DROP COLUMN temporary;"
 	             "ALTER TABLE trace DROP COLUMN allocated;"
 	             "DROP TABLE deleted;"
 	             "DROP INDEX snapshot_uid;"
@@ -1999,7 +2009,9 @@ START_TEST(test_bound_migrate_and_share)
 		id[i] = write_gen(st, &g[i]);
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "ALTER TABLE trace DROP COLUMN temporary;"
+	raw_exec(db, "ALTER TABLE trace DROP COLUMN peak_count;"
+	             "ALTER TABLE trace DROP COLUMN peak_size;"
+	             "ALTER TABLE trace DROP COLUMN temporary;"
 	             "ALTER TABLE trace DROP COLUMN allocated;"
 	             "DROP TABLE deleted;"
 	             "DROP INDEX snapshot_uid;"
