@@ -85,9 +85,25 @@ static bool key_has_function(enum query_key k)
 	return k == QUERY_KEY_FUNCTION || k == QUERY_KEY_TRACEBACK;
 }
 
+/* The file a key groups a frame by. A frame without line information
+ * (its filename is MODULE+0xOFFSET, one per address) is of its module's
+ * file for keys filename and function: one function is one statistic
+ * however many of its addresses allocate. */
+static const char *key_file(enum query_key k, const struct frame_info *f)
+{
+	size_t n;
+
+	if (key_has_lineno(k) || f->lineno != 0 || f->module == NULL)
+		return f->filename;
+	n = strlen(f->module);
+	if (strncmp(f->filename, f->module, n) == 0 && strncmp(f->filename + n, "+0x", 3) == 0)
+		return f->module;
+	return f->filename;
+}
+
 static uint64_t key_hash(enum query_key k, const struct frame_info *f)
 {
-	uint64_t h = hash_str(HASH_SEED, f->filename);
+	uint64_t h = hash_str(HASH_SEED, key_file(k, f));
 
 	if (key_has_lineno(k))
 		h = hash_mix(h ^ f->lineno);
@@ -104,7 +120,7 @@ static int key_cmp(enum query_key k, const struct frame_info *a, const struct fr
 
 	if (a == b)
 		return 0;
-	if ((r = strcmp(a->filename, b->filename)) != 0)
+	if ((r = strcmp(key_file(k, a), key_file(k, b))) != 0)
 		return r;
 	if (key_has_lineno(k) && a->lineno != b->lineno)
 		return a->lineno < b->lineno ? -1 : 1;
@@ -585,12 +601,13 @@ static cJSON *stat_traceback_json(const struct qctx *c, const struct qstat *st)
 		cJSON_AddItemToArray(arr, query_frame_json(st->rep, st->rep_addr));
 		break;
 	case QUERY_KEY_FILENAME:
-		cJSON_AddItemToArray(arr, frame_obj(st->rep->filename, 0, "", st->rep->module, 0));
+		cJSON_AddItemToArray(
+		    arr, frame_obj(key_file(c->key, st->rep), 0, "", st->rep->module, 0));
 		break;
 	case QUERY_KEY_FUNCTION:
 	default:
-		cJSON_AddItemToArray(
-		    arr, frame_obj(st->rep->filename, 0, st->rep->function, st->rep->module, 0));
+		cJSON_AddItemToArray(arr, frame_obj(key_file(c->key, st->rep), 0, st->rep->function,
+		                                    st->rep->module, 0));
 		break;
 	}
 	return arr;
@@ -692,6 +709,46 @@ static cJSON *render(const struct qctx *c, size_t limit, enum query_sort by, boo
 	return root;
 }
 
+/* ---- the first frame outside the runtime ---- */
+
+bool query_runtime_frame(const struct frame_info *f)
+{
+	static const char *const modules[] = {"libc.so",      "libstdc++.so",  "libc++.so",
+	                                      "libc++abi.so", "libgcc_s.so",   "libm.so",
+	                                      "ld-linux",     "libpthread.so", "libdl.so"};
+	const char *base = f->module != NULL ? strrchr(f->module, '/') : NULL;
+
+	base = base != NULL ? base + 1 : f->module;
+	for (size_t i = 0; base != NULL && i < sizeof modules / sizeof modules[0]; i++)
+		if (strncmp(base, modules[i], strlen(modules[i])) == 0)
+			return true;
+	return f->filename != NULL && (strstr(f->filename, "/include/c++/") != NULL ||
+	                               strstr(f->filename, "/c++/v1/") != NULL);
+}
+
+/* The groups with their leading runtime frames left out (a copy pointing
+ * into g's arrays), or g itself with raw frames. */
+static const struct trace_group *site_groups(const struct trace_group *g, size_t n, bool raw,
+                                             struct trace_group **copy)
+{
+	*copy = NULL;
+	if (raw || n == 0)
+		return g;
+	*copy = xreallocarray(NULL, n, sizeof **copy);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = 0;
+		while (k < g[i].nframes && query_runtime_frame(g[i].frames[k]))
+			k++;
+		(*copy)[i] = g[i];
+		if (k < g[i].nframes) {
+			(*copy)[i].frames += k;
+			(*copy)[i].addrs += k;
+			(*copy)[i].nframes -= k;
+		}
+	}
+	return *copy;
+}
+
 /* ---- API ---- */
 
 int query_key_parse(const char *s, enum query_key *out)
@@ -735,10 +792,13 @@ int query_top(const struct trace_group *g, size_t n, const struct query_opts *o,
 		*out = NULL;
 	if ((r = check_opts(o, out)) < 0 || (r = check_groups(g, n, &nframes)) < 0)
 		goto err;
+	struct trace_group *copy;
+	const struct trace_group *sg = site_groups(g, n, o->raw_frames, &copy);
 	ctx_init(&c, o);
 	for (size_t i = 0; i < n; i++)
-		account(&c, &g[i], SIDE_NEW);
+		account(&c, &sg[i], SIDE_NEW);
 	*out = render(&c, o->limit, o->sort_by, false);
+	free(copy);
 	cJSON_AddStringToObject(*out, "at", o->at_peak ? "peak" : "now");
 	ctx_close(&c);
 err:
@@ -757,12 +817,17 @@ int query_compare(const struct trace_group *old, size_t nold, const struct trace
 	if ((r = check_opts(o, out)) < 0 || (r = check_groups(old, nold, &nframes)) < 0 ||
 	    (r = check_groups(new_, nnew, &nframes)) < 0)
 		goto err;
+	struct trace_group *copy_old, *copy_new;
+	const struct trace_group *so = site_groups(old, nold, o->raw_frames, &copy_old);
+	const struct trace_group *sn = site_groups(new_, nnew, o->raw_frames, &copy_new);
 	ctx_init(&c, o);
 	for (size_t i = 0; i < nold; i++)
-		account(&c, &old[i], SIDE_OLD);
+		account(&c, &so[i], SIDE_OLD);
 	for (size_t i = 0; i < nnew; i++)
-		account(&c, &new_[i], SIDE_NEW);
+		account(&c, &sn[i], SIDE_NEW);
 	*out = render(&c, o->limit, o->sort_by, true);
+	free(copy_old);
+	free(copy_new);
 	cJSON_AddStringToObject(*out, "at", o->at_peak ? "peak" : "now");
 	ctx_close(&c);
 err:

@@ -83,6 +83,12 @@ struct query_opts {
 	 * the callers that build the groups (snapshot_groups); query.c only
 	 * says so in its answer ("at"). */
 	bool at_peak;
+	/* The frames as captured. Without it (the default) a traceback starts
+	 * at its first frame outside the C and C++ runtime (query_runtime_frame),
+	 * so that the site of a block a std::vector or std::string allocated is
+	 * the program's line that used it; a traceback all of the runtime is
+	 * kept whole. */
+	bool raw_frames;
 	bool cumulative;
 	const struct query_filter *filters;
 	size_t nfilters;
@@ -116,6 +122,12 @@ int query_top(const struct trace_group *g, size_t n, const struct query_opts *o,
  * new.compare_to(old)). */
 int query_compare(const struct trace_group *old, size_t nold, const struct trace_group *new_,
                   size_t nnew, const struct query_opts *o, cJSON **out);
+
+/* Whether f is of the C or C++ runtime: code of libc, libstdc++, libc++,
+ * libgcc_s, libm or the dynamic loader (by the module's file name), or a
+ * standard library header's code inlined or instantiated elsewhere (a file
+ * under include/c++/). */
+bool query_runtime_frame(const struct frame_info *f);
 
 /* One frame as JSON (also used for the traceback command). */
 cJSON *query_frame_json(const struct frame_info *f, uint64_t addr);

@@ -230,6 +230,7 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 	{"key", 0, ARGS_KEY},                   \
 	{"sort-by", 0, ARGS_SORT},              \
 	{"at", 0, ARGS_STRING},                 \
+	{"raw-frames", 0, ARGS_FLAG},           \
 	{"limit", 0, ARGS_COUNT},               \
 	{"cumulative", 0, ARGS_FLAG},           \
 	{"include", 0, ARGS_STRING},            \
@@ -239,7 +240,8 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 
 /* The synopsis and the --help lines of STATARGS_OPTIONS. */
 #define STATARGS_SYNOPSIS                                                                          \
-	"[--key KEY] [--sort-by WHAT] [--at peak] [--limit N] [--cumulative] [--include PAT]... "  \
+	"[--key KEY] [--sort-by WHAT] [--at peak] [--raw-frames] [--limit N] [--cumulative] "      \
+	"[--include PAT]... "                                                                      \
 	"[--exclude PAT]... "                                                                      \
 	"[--all-frames]"
 #define STATARGS_HELP                                                                              \
@@ -253,6 +255,10 @@ int client_request(struct client *c, cJSON *req, client_render_fn render);
 	"                      groups with live blocks are listed\n"                               \
 	"  --at peak           sizes and counts of what was live at the moment of\n"               \
 	"                      the process's peak (see 'stats'), not of now\n"                     \
+	"  --raw-frames        the frames as captured; by default a traceback starts\n"            \
+	"                      at its first frame outside the C and C++ runtime\n"                 \
+	"                      (libc, libstdc++, the loader, standard headers), so\n"              \
+	"                      the site of a std::vector's buffer is your line\n"                  \
 	"  --limit N           print the first N groups (default 10, 0 = all)\n"                   \
 	"  --cumulative        count a block in every frame of its traceback, not\n"               \
 	"                      only the most recent one (not with --key traceback)\n"              \
@@ -271,6 +277,7 @@ struct statargs {
 	const char *key;     /* NULL when not given */
 	const char *sort_by; /* NULL when not given */
 	bool at_peak;        /* --at peak */
+	bool raw_frames;     /* --raw-frames */
 	const char *limit_arg;
 	int limit;
 	bool cumulative, all_frames;

@@ -21,6 +21,7 @@ void statargs_init(struct statargs *a, struct client *c, const struct args *args
 	    .key = args_get(args, "key"),
 	    .sort_by = args_get(args, "sort-by"),
 	    .at_peak = args_get(args, "at") != NULL && strcmp(args_get(args, "at"), "peak") == 0,
+	    .raw_frames = args_has(args, "raw-frames"),
 	    .limit_arg = args_get(args, "limit"),
 	    .limit = args_count(args, "limit", STATARGS_DEFAULT_LIMIT),
 	    .cumulative = args_has(args, "cumulative"),
@@ -63,6 +64,8 @@ void statargs_request(const struct statargs *a, cJSON *req)
 		cJSON_AddStringToObject(req, "sort_by", a->sort_by);
 	if (a->at_peak)
 		cJSON_AddStringToObject(req, "at", "peak");
+	if (a->raw_frames)
+		cJSON_AddTrueToObject(req, "raw_frames");
 	if (a->cumulative)
 		cJSON_AddTrueToObject(req, "cumulative");
 	if (a->limit_arg != NULL)
@@ -88,6 +91,7 @@ void statargs_opts(struct statargs *a, struct query_opts *o)
 	if (a->sort_by != NULL)
 		query_sort_parse(a->sort_by, &o->sort_by);
 	o->at_peak = a->at_peak;
+	o->raw_frames = a->raw_frames;
 	o->limit = (size_t)a->limit;
 	free(a->qfilters);
 	a->qfilters = xcalloc(a->nfilters > 0 ? a->nfilters : 1, sizeof(*a->qfilters));

@@ -361,7 +361,11 @@ static void print_site(const char *key, const cJSON *frame)
 	}
 	filename = get_str(frame, "filename", "?");
 	function = get_str(frame, "function", "");
-	if (strcmp(key, "function") == 0 && has_function(function, filename)) {
+	/* By function, and for a frame without line information whose function
+	 * is known: the name first. */
+	if ((strcmp(key, "function") == 0 ||
+	     (strcmp(key, "filename") != 0 && get_u64_or(frame, "lineno", 0) == 0)) &&
+	    has_function(function, filename)) {
 		put_text(function);
 		fputs(" (", stdout);
 		put_text(filename);

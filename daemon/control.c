@@ -876,6 +876,8 @@ static cJSON *cmd_top(struct conn *c, cJSON *req, struct session *unused)
 	if (err == NULL)
 		err = parse_at(req, &q->opts.at_peak);
 	if (err == NULL)
+		arg_bool(req, "raw_frames", &q->opts.raw_frames, &err);
+	if (err == NULL)
 		arg_uint(req, "limit", 10, &q->opts.limit, &err);
 	if (err == NULL)
 		err = parse_filters(req, q);

@@ -156,6 +156,8 @@ static void assert_top(struct h_ctl *r, uid_t uid, long pid, const struct h_expe
 	args[n++] = "0";
 	if (e->cumulative)
 		args[n++] = "--cumulative";
+	if (!e->sites)
+		args[n++] = "--raw-frames"; /* see struct h_expect */
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
 		args[n++] = extra[i];
 	args[n] = NULL;
@@ -170,6 +172,16 @@ static void top_simple(struct h_ctl *r, long pid, const struct h_truth *t, enum 
                        bool cumulative, const char *what)
 {
 	struct h_expect e = {.t = t, .files = t, .key = key, .cumulative = cumulative};
+	assert_top(r, H_NOUID, pid, &e, NULL, what);
+}
+
+/* The same by the default site rule (no --raw-frames): for a program whose
+ * book is all that is allocated at its lines. */
+static void top_sites(struct h_ctl *r, long pid, const struct h_truth *t, enum h_key key,
+                      bool cumulative, const char *what)
+{
+	struct h_expect e = {
+	    .t = t, .files = t, .key = key, .cumulative = cumulative, .sites = true};
 	assert_top(r, H_NOUID, pid, &e, NULL, what);
 }
 
@@ -498,6 +510,55 @@ START_TEST(sites_c)
 }
 END_TEST
 
+/* std::vector, std::string and std::map allocate for the program: by
+ * default the site is the program's line that used them, for every key;
+ * with --raw-frames it is the standard library's code. */
+START_TEST(sites_cxx_std)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t;
+	char pidbuf[24];
+
+	h_prog_start(&p, &D, "cxxstd", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	t = h_truth_must(p.truth);
+	for (int k = H_KEY_LINENO; k <= H_KEY_TRACEBACK; k++) {
+		top_sites(&r, t->pid, t, (enum h_key)k, false, "cxxstd");
+		h_ctl_free(&r);
+	}
+	top_sites(&r, t->pid, t, H_KEY_LINENO, true, "cxxstd cumulative");
+	h_ctl_free(&r);
+	/* --raw-frames: the vector's 400 bytes are a standard header's. */
+	{
+		const char *args[] = {"top", "--pid", pidbuf, "--raw-frames", "--limit", "0", NULL};
+		const cJSON *st;
+		bool header = false;
+		snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		cJSON_ArrayForEach(st, cJSON_GetObjectItem(r.json, "stats"))
+		{
+			const cJSON *f0 =
+			    cJSON_GetArrayItem(cJSON_GetObjectItem(st, "traceback"), 0);
+			const char *file = h_json_str(f0, "filename");
+			long long size = 0;
+			h_json_int(st, "size", &size);
+			ck_assert_msg(file == NULL || !h_is_program_file(t, file) || size != 400,
+			              "--raw-frames still names the program for the vector: %s",
+			              file);
+			if (file != NULL && strstr(file, "/include/c++/") != NULL && size >= 400)
+				header = true;
+		}
+		ck_assert_msg(header, "--raw-frames names no standard header: %.2000s", r.out);
+		h_ctl_free(&r);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "cxxstd");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 START_TEST(sites_cxx)
 {
 	struct h_proc p;
@@ -583,7 +644,11 @@ static char *check_peak_cb(const cJSON *json, void *arg)
 	return NULL;
 }
 
-/* ---- allocation counts and temporaries (progs/temps.c) ---- */
+/* ---- allocation counts and temporaries (progs/temps.c) ----
+ *
+ * Its queries ask for --raw-frames: main's pthread_create makes the loader
+ * allocate the thread's TLS, which the default site rule would put at
+ * temps.c's line of the call, and the book has no figure for it. */
 
 /* A top or compare answer against the book: every site of the program (by
  * --key lineno) carries exactly the allocations, bytes allocated and
@@ -687,8 +752,8 @@ START_TEST(temporaries)
 	static const char *const sorts[] = {"allocations", "allocated", "temporary"};
 	for (size_t k = 0; k < 3; k++) {
 		struct churn_arg a = {t, NULL, sorts[k], false};
-		const char *args[] = {"top",    "--pid",   pidbuf, "--sort-by",
-		                      sorts[k], "--limit", "0",    NULL};
+		const char *args[] = {"top",    "--raw-frames", "--pid", pidbuf, "--sort-by",
+		                      sorts[k], "--limit",      "0",     NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
 		ck_assert_msg(why == NULL, "top --sort-by %s: %s", sorts[k], why);
 		h_ctl_free(&r);
@@ -711,8 +776,8 @@ START_TEST(temporaries)
 	/* The table: tracemalloc's str(Statistic) and, sorted by a count of
 	 * allocations, those counts, for every site of the book. */
 	{
-		const char *args[] = {"--table",   "top",     "--pid", pidbuf, "--sort-by",
-		                      "temporary", "--limit", "0",     NULL};
+		const char *args[] = {"--table",   "top",       "--raw-frames", "--pid", pidbuf,
+		                      "--sort-by", "temporary", "--limit",      "0",     NULL};
 		h_ctl_run(&D, H_NOUID, &r, args);
 		ck_assert_msg(r.status == 0, "top --table: %s", r.err);
 		for (int i = 0; i < t->nrecs; i++) {
@@ -765,8 +830,9 @@ START_TEST(temporaries)
 	const char *srcs[] = {file, sid1};
 	for (size_t k = 0; k < 2; k++) {
 		struct churn_arg a = {t, NULL, "temporary", false};
-		const char *args[] = {"top",       "--snapshot", srcs[k], "--sort-by",
-		                      "temporary", "--limit",    "0",     NULL};
+		const char *args[] = {"top",       "--raw-frames", "--snapshot", srcs[k],
+		                      "--sort-by", "temporary",    "--limit",    "0",
+		                      NULL};
 		h_ctl_ok(&D, H_NOUID, &r, args);
 		char *why = check_churn_cb(r.json, &a);
 		ck_assert_msg(why == NULL, "top --snapshot %s: %s", srcs[k], why);
@@ -779,8 +845,8 @@ START_TEST(temporaries)
 	t2 = h_truth_must(p.truth);
 	{
 		struct churn_arg a = {t2, NULL, "allocations", false};
-		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
-		                      "allocations", "--limit", "0",    NULL};
+		const char *args[] = {"top",         "--raw-frames", "--pid", pidbuf, "--sort-by",
+		                      "allocations", "--limit",      "0",     NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
 		ck_assert_msg(why == NULL, "after next: %s", why);
 		h_ctl_free(&r);
@@ -788,15 +854,15 @@ START_TEST(temporaries)
 	{
 		char *live = h_strf("live:%s", pidbuf);
 		struct churn_arg a = {t2, t, "allocations", false};
-		const char *args[] = {"compare",     file,      live, "--sort-by",
-		                      "allocations", "--limit", "0",  NULL};
+		const char *args[] = {"compare",     "--raw-frames", file, live, "--sort-by",
+		                      "allocations", "--limit",      "0",  NULL};
 		h_ctl_ok(&D, H_NOUID, &r, args);
 		char *why = check_churn_cb(r.json, &a);
 		ck_assert_msg(why == NULL, "compare --sort-by allocations: %s", why);
 		h_ctl_free(&r);
 		/* The table says the same: site_temporary's line, with its diffs. */
-		const char *targs[] = {"--table",     "compare", file, live, "--sort-by",
-		                       "allocations", "--limit", "0",  NULL};
+		const char *targs[] = {"--table",   "compare",     "--raw-frames", file, live,
+		                       "--sort-by", "allocations", "--limit",      "0",  NULL};
 		h_ctl_run(&D, H_NOUID, &r, targs);
 		ck_assert_msg(r.status == 0, "compare --table: %s", r.err);
 		for (int i = 0; i < t2->nrecs; i++) {
@@ -829,8 +895,8 @@ START_TEST(temporaries)
 	 * counts of allocations stay, whatever the daemon trimmed. */
 	{
 		struct churn_arg a = {t2, NULL, "allocations", true};
-		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
-		                      "allocations", "--limit", "0",    NULL};
+		const char *args[] = {"top",         "--raw-frames", "--pid", pidbuf, "--sort-by",
+		                      "allocations", "--limit",      "0",     NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
 		ck_assert_msg(why == NULL, "after the exit: %s", why);
 		h_ctl_free(&r);
@@ -944,8 +1010,8 @@ START_TEST(exports)
 	/* What the daemon has seen of it first (the last site is site_main). */
 	{
 		struct churn_arg a = {t, NULL, "allocations", false};
-		const char *args[] = {"top",         "--pid",   pidbuf, "--sort-by",
-		                      "allocations", "--limit", "0",    NULL};
+		const char *args[] = {"top",         "--raw-frames", "--pid", pidbuf, "--sort-by",
+		                      "allocations", "--limit",      "0",     NULL};
 		char *why = h_ctl_poll(&D, H_NOUID, &r, check_churn_cb, &a, args);
 		ck_assert_msg(why == NULL, "%s", why);
 		h_ctl_free(&r);
@@ -997,8 +1063,9 @@ START_TEST(exports)
 			free(top);
 	}
 	{
-		const char *args[] = {"top",      "--pid",   pidbuf, "--key",
-		                      "function", "--limit", "0",    NULL};
+		/* pprof is of the frames as captured */
+		const char *args[] = {"top",      "--raw-frames", "--pid", pidbuf, "--key",
+		                      "function", "--limit",      "0",     NULL};
 		const cJSON *st;
 		int n = 0;
 		h_ctl_ok(&D, H_NOUID, &r, args);
@@ -2518,7 +2585,8 @@ static void assert_exit_exact(long pid, const struct h_truth *t, const char *wha
 {
 	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
 	char pidbuf[24];
-	const char *top_args[] = {"top", "--pid", pidbuf, "--key", "lineno", "--limit", "0", NULL};
+	const char *top_args[] = {"top",     "--pid", pidbuf,         "--key", "lineno",
+	                          "--limit", "0",     "--raw-frames", NULL};
 	const char *stats_args[] = {"stats", "--pid", pidbuf, NULL};
 	long long cur = -1, blocks = -1, allocs = -1, frees = -1, lost = -1, unknown = -1;
 	struct h_ctl top, st;
@@ -3934,6 +4002,7 @@ static Suite *live_suite(void)
 	tc = h_tcase(s, "sites", 120, setup, teardown);
 	tcase_add_loop_test(tc, sites_c, 0, 2);
 	tcase_add_test(tc, sites_cxx);
+	tcase_add_test(tc, sites_cxx_std);
 	tc = h_tcase(s, "threads", 180, setup, teardown);
 	tcase_add_test(tc, threads_cross_free);
 	tc = h_tcase(s, "peak", 120, setup, teardown);

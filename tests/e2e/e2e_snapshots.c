@@ -96,7 +96,8 @@ static void wait_live(long pid, const struct h_truth *t, const char *what)
 {
 	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
 	char pidbuf[24];
-	const char *args[] = {"top", "--pid", pidbuf, "--limit", "0", NULL};
+	/* --raw-frames: see struct h_expect */
+	const char *args[] = {"top", "--pid", pidbuf, "--limit", "0", "--raw-frames", NULL};
 	struct h_ctl r;
 	char *why;
 
@@ -117,9 +118,17 @@ static void top_exact(struct h_ctl *r, const char *sel, const char *ref, const s
                       enum h_key key, bool cum, const char *what)
 {
 	struct h_expect e = {.t = t, .files = t, .key = key, .cumulative = cum};
-	const char *args[] = {
-	    "top", sel, ref, "--key", h_key_names[key], "--limit", "0", cum ? "--cumulative" : NULL,
-	    NULL};
+	/* --raw-frames: see struct h_expect */
+	const char *args[] = {"top",
+	                      sel,
+	                      ref,
+	                      "--key",
+	                      h_key_names[key],
+	                      "--limit",
+	                      "0",
+	                      "--raw-frames",
+	                      cum ? "--cumulative" : NULL,
+	                      NULL};
 	struct h_ctl mine;
 	char *why, *cmd;
 

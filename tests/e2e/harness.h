@@ -287,6 +287,13 @@ struct h_expect {
 	const struct h_truth *files; /* whose files are "the program's" (NULL: t) */
 	enum h_key key;
 	bool cumulative;
+	/* The query names sites by memtracectl's default rule (the first frame
+	 * outside the C and C++ runtime). A book holds the program's own
+	 * allocator calls only, not what libc allocates for it (a thread's
+	 * TLS at pthread_create, dlopen's, stdio's buffers), which that rule
+	 * puts at the program's lines: so unless set, the helpers that query
+	 * ask for --raw-frames. */
+	bool sites;
 };
 
 /* Checks a `top` answer against e (see the header comment). */

@@ -461,6 +461,80 @@ START_TEST(test_sort_by_compare)
 }
 END_TEST
 
+/* ---- the first frame outside the runtime ---- */
+
+static const struct frame_info LIBC = {"./libio/filedoalloc.c", 101, "_IO_file_doallocate",
+                                       "/usr/lib/x86_64-linux-gnu/libc.so.6", NULL};
+static const struct frame_info STDH = {"/usr/include/c++/12/bits/new_allocator.h", 137,
+                                       "std::__new_allocator<int>::allocate", "/bin/app", NULL};
+static const struct frame_info STDV = {"/usr/include/c++/12/bits/vector.tcc", 72,
+                                       "std::vector<int>::reserve", "/bin/app", NULL};
+static const struct frame_info LD = {"./elf/dl-object.c", 90, "_dl_new_object",
+                                     "/lib64/ld-linux-x86-64.so.2", NULL};
+static const struct frame_info NODBG1 = {"/bin/app+0x1234", 0, "parse", "/bin/app", NULL};
+static const struct frame_info NODBG2 = {"/bin/app+0x1290", 0, "parse", "/bin/app", NULL};
+
+START_TEST(test_runtime_frames)
+{
+	static const struct frame_info *const fr[] = {&LIBC, &STDH, &STDV, &LD, &NODBG1};
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_msg(query_runtime_frame(fr[i]), "%s", fr[i]->function);
+	ck_assert(!query_runtime_frame(&A2));
+	ck_assert(!query_runtime_frame(&NODBG1));
+	ck_assert(query_runtime_frame(&V5)); /* /usr/include/c++/vector */
+
+	/* The vector's buffer: new_allocator.h <- vector.tcc <- a.c:2 <- main;
+	 * stdio's buffer: libc <- main.c:10; the loader's own: all runtime. */
+	static const struct tg t[] = {
+	    {{&STDH, &STDV, &A2, &M}, {0x10, 0x20, 0x1010, 0x3000}, 4, 400, 1},
+	    {{&LIBC, &M}, {0x7000, 0x3008}, 2, 4096, 1},
+	    {{&LD, &LD}, {0x9000, 0x9010}, 2, 64, 2},
+	};
+	struct query_opts o = {.key = QUERY_KEY_LINENO};
+	cJSON *r = run_top(t, N(t), &o);
+	ck_assert_int_eq(nstats(r), 3);
+	expect_stat(r, 0, 4096, 1, "/src/main.c", 10, "main");
+	expect_stat(r, 1, 400, 1, "/src/a.c", 2, "fa");
+	expect_stat(r, 2, 64, 2, "./elf/dl-object.c", 90, "_dl_new_object");
+	cJSON_Delete(r);
+	/* By traceback the stacks start there too. */
+	o.key = QUERY_KEY_TRACEBACK;
+	r = run_top(t, N(t), &o);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(stat_n(r, 1), "traceback")), 2);
+	cJSON_Delete(r);
+	/* --raw-frames: as captured. */
+	o.key = QUERY_KEY_LINENO;
+	o.raw_frames = true;
+	r = run_top(t, N(t), &o);
+	expect_stat(r, 0, 4096, 1, "./libio/filedoalloc.c", 101, "_IO_file_doallocate");
+	expect_stat(r, 1, 400, 1, "/usr/include/c++/12/bits/new_allocator.h", 137,
+	            "std::__new_allocator<int>::allocate");
+	cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(test_function_without_lines)
+{
+	/* Two addresses of one function without debug information: one
+	 * statistic by function (and by file: the module), two by line. */
+	static const struct tg t[] = {
+	    {{&NODBG1, &M}, {0x1234, 0x3000}, 2, 100, 1},
+	    {{&NODBG2, &M}, {0x1290, 0x3000}, 2, 50, 1},
+	};
+	cJSON *r = top_k(t, N(t), QUERY_KEY_FUNCTION, false);
+	ck_assert_int_eq(nstats(r), 1);
+	expect_full_frame(frame_n(stat_n(r, 0), 0), "/bin/app", 0, "parse", "/bin/app", "0x0");
+	ck_assert_int_eq(num(stat_n(r, 0), "size"), 150);
+	cJSON_Delete(r);
+	r = top_k(t, N(t), QUERY_KEY_FILENAME, false);
+	ck_assert_int_eq(nstats(r), 1);
+	cJSON_Delete(r);
+	r = top_k(t, N(t), QUERY_KEY_LINENO, false);
+	ck_assert_int_eq(nstats(r), 2);
+	cJSON_Delete(r);
+}
+END_TEST
+
 START_TEST(test_key_lineno)
 {
 	cJSON *r = top_k(T1, N(T1), QUERY_KEY_LINENO, false);
@@ -726,10 +800,12 @@ START_TEST(test_filters)
 		for (int cum = 0; cum < 2; cum++) {
 			if (cum && keys[k] == QUERY_KEY_TRACEBACK)
 				continue;
+			/* tracemalloc's filters over the frames as captured */
 			struct query_opts o = {.key = keys[k],
 			                       .cumulative = cum,
 			                       .filters = fc->f,
-			                       .nfilters = fc->nf};
+			                       .nfilters = fc->nf,
+			                       .raw_frames = true};
 			cJSON *r = run_top(TF, N(TF), &o);
 			uint64_t count = 0;
 			for (size_t i = 0; i < N(TF); i++)
@@ -758,8 +834,11 @@ START_TEST(test_filter_stats)
 {
 	/* Keep stacks through b.c (TF[1], TF[4]); count every frame. */
 	struct query_filter f = {"*/b.c", true, true};
-	struct query_opts o = {
-	    .key = QUERY_KEY_LINENO, .cumulative = true, .filters = &f, .nfilters = 1};
+	struct query_opts o = {.key = QUERY_KEY_LINENO,
+	                       .cumulative = true,
+	                       .filters = &f,
+	                       .nfilters = 1,
+	                       .raw_frames = true};
 	cJSON *r = run_top(TF, N(TF), &o);
 
 	expect_totals(r, TF[1].size + TF[4].size, TF[1].count + TF[4].count, 5);
@@ -1474,6 +1553,8 @@ Suite *query_suite(void)
 	tcase_add_test(tc, test_key_lineno);
 	tcase_add_test(tc, test_sort_by);
 	tcase_add_test(tc, test_sort_by_compare);
+	tcase_add_test(tc, test_runtime_frames);
+	tcase_add_test(tc, test_function_without_lines);
 	tcase_add_test(tc, test_key_filename);
 	tcase_add_test(tc, test_key_function);
 	tcase_add_test(tc, test_key_traceback);
