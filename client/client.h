@@ -147,6 +147,7 @@ extern const struct cmd_entry cmd_snapshot_entry;
 extern const struct cmd_entry cmd_snapshots_entry;
 extern const struct cmd_entry cmd_compare_entry;
 extern const struct cmd_entry cmd_export_entry;
+extern const struct cmd_entry cmd_flamegraph_entry;
 
 struct snapshot;
 struct query_opts;

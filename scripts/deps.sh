@@ -3,7 +3,8 @@
 # what the test suite drives (a real Prometheus and promtool, systemd-analyze
 # and man for the unit checks, jemalloc for the test of an allocator preloaded
 # before the agent, Go for the test of a cgo program that ends with os.Exit,
-# make and strace for the test of a traced make that counts its processes);
+# make and strace for the test of a traced make that counts its processes,
+# headless Chromium for the tests of the pages memtrace writes);
 # with "bench", what the benchmarks compare with (heaptrack, redis).
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
@@ -13,7 +14,7 @@ if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs heaptrack redis-server redis-tools"
 fi
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace"
+	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium"
 fi
 missing=""
 for p in $pkgs; do

@@ -1222,6 +1222,209 @@ START_TEST(peak_sites)
 }
 END_TEST
 
+/* ---- the flame graph page, as headless Chromium renders it ---- */
+
+struct fframe {
+	char name[128];
+	double width, value, delta;
+	bool has_delta;
+};
+
+/* The frames of a rendered page (chromium --dump-dom): each element of
+ * class "frame" with its data-name, data-value, data-delta and pixel
+ * width. Returns how many (at most max). */
+static int rendered_frames(const char *dom, struct fframe *out, int max)
+{
+	int n = 0;
+	for (const char *p = dom; n < max && (p = strstr(p, "class=\"frame")) != NULL; p++) {
+		const char *end = strchr(p, '>'), *q;
+		if (end == NULL)
+			break;
+		struct fframe *f = &out[n];
+		memset(f, 0, sizeof *f);
+		if ((q = strstr(p, "data-name=\"")) != NULL && q < end) {
+			q += 11;
+			size_t k = 0;
+			while (q < end && *q != '"' && k + 1 < sizeof f->name)
+				f->name[k++] = *q++;
+			f->name[k] = '\0';
+		}
+		if ((q = strstr(p, "data-value=\"")) != NULL && q < end)
+			f->value = atof(q + 12);
+		if ((q = strstr(p, "data-delta=\"")) != NULL && q < end) {
+			f->delta = atof(q + 12);
+			f->has_delta = true;
+		}
+		if ((q = strstr(p, "width: ")) != NULL && q < end)
+			f->width = atof(q + 7);
+		n++;
+	}
+	return n;
+}
+
+static const struct fframe *frame_named(const struct fframe *f, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(f[i].name, name) == 0)
+			return &f[i];
+	return NULL;
+}
+
+/* Headless Chromium's document of the page after its script ran. */
+static char *chromium_dom(const char *html)
+{
+	char *cmd = h_strf("HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu "
+	                   "--user-data-dir=%s/chromium --window-size=1200,800 --dump-dom "
+	                   "file://%s 2>/dev/null",
+	                   D.dir, D.dir, html);
+	FILE *f = popen(cmd, "r");
+	char buf[8192], *out = h_strf("%s", "");
+	size_t n;
+	ck_assert_msg(f != NULL, "cannot run %s", cmd);
+	while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
+		buf[n] = '\0';
+		char *more = h_strf("%s%s", out, buf);
+		free(out);
+		out = more;
+	}
+	int st = pclose(f);
+	ck_assert_msg(st == 0, "%s: exit status %d (is Debian's chromium installed?)", cmd, st);
+	free(cmd);
+	return out;
+}
+
+/* Every function of `funcs` is drawn with its book's bytes (bytes[i], by
+ * sum over the book's sites in that function), as wide against the top
+ * frame as its bytes against the top frame's. */
+static void assert_widths(const struct fframe *f, int n, const char *const *funcs,
+                          const long long *bytes, int nf, const char *what)
+{
+	const struct fframe *all = frame_named(f, n, "all");
+	ck_assert_msg(all != NULL && all->width > 100 && all->value > 0, "%s: no top frame", what);
+	for (int i = 0; i < nf; i++) {
+		const struct fframe *x = frame_named(f, n, funcs[i]);
+		ck_assert_msg(x != NULL, "%s: %s is not drawn", what, funcs[i]);
+		ck_assert_msg(x->value == (double)bytes[i],
+		              "%s: %s drawn for %.0f, the book says %lld", what, funcs[i], x->value,
+		              bytes[i]);
+		double want = all->width * (double)bytes[i] / all->value;
+		ck_assert_msg(fabs(x->width - want) <= 1.0,
+		              "%s: %s is %.2f px wide, %.2f px for its %lld of %.0f bytes", what,
+		              funcs[i], x->width, want, bytes[i], all->value);
+	}
+}
+
+static void run_flamegraph(const char *const *args, const char *html, const char *what)
+{
+	struct h_ctl r;
+	h_ctl_run(&D, H_NOUID, &r, args);
+	ck_assert_msg(r.status == 0, "%s: flamegraph: %s", what, r.err);
+	h_ctl_free(&r);
+	/* Self-contained: nothing the page would fetch. */
+	FILE *f = fopen(html, "r");
+	char buf[1 << 16];
+	size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	ck_assert_msg(f != NULL && n > 0, "%s: no page", what);
+	fclose(f);
+	buf[n] = '\0';
+	ck_assert_msg(strstr(buf, "http://") == NULL && strstr(buf, "https://") == NULL &&
+	                  strstr(buf, " src=") == NULL && strstr(buf, "<link") == NULL,
+	              "%s: the page refers to something outside it", what);
+}
+
+START_TEST(flamegraph_page)
+{
+	struct h_proc p;
+	struct h_truth *tnow, *tpeak, *tpeak2;
+	char pidbuf[24];
+	char *html = h_strf("%s/flame.html", D.dir), *file = h_strf("%s/flame-snap.json", D.dir);
+	char *live, *peakbook;
+	struct fframe fr[512];
+	int n;
+
+	h_prog_start(&p, &D, "peaks", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	tnow = h_truth_must(p.truth);
+	peakbook = h_strf("%s.peak", p.truth);
+	tpeak = h_truth_must(peakbook);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", tnow->pid);
+	live = h_strf("live:%s", pidbuf);
+	assert_at_peak("--pid", pidbuf, tpeak, "before the flame graph");
+
+	/* Now: site_b's 50,000 and site_d's 60,000 bytes. */
+	static const char *const now_f[] = {"site_b", "site_d"};
+	long long now_b[2] = {truth_func_sum(tnow, "site_b", 0), truth_func_sum(tnow, "site_d", 0)};
+	{
+		const char *args[] = {"flamegraph", "--pid", pidbuf, "-o", html, NULL};
+		run_flamegraph(args, html, "now");
+		char *dom = chromium_dom(html);
+		n = rendered_frames(dom, fr, 512);
+		assert_widths(fr, n, now_f, now_b, 2, "now");
+		ck_assert_msg(frame_named(fr, n, "site_c") == NULL,
+		              "site_c's freed block is drawn");
+		free(dom);
+	}
+	/* At the peak, from a snapshot file: site_a, site_b and site_c. */
+	static const char *const peak_f[] = {"site_a", "site_b", "site_c"};
+	long long peak_b[3] = {truth_func_sum(tpeak, "site_a", 0),
+	                       truth_func_sum(tpeak, "site_b", 0),
+	                       truth_func_sum(tpeak, "site_c", 0)};
+	{
+		struct h_ctl r;
+		const char *sargs[] = {"snapshot", "--pid", pidbuf, "-o", file, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, sargs);
+		h_ctl_free(&r);
+		const char *args[] = {"flamegraph", "--snapshot", file, "--value",
+		                      "peak",       "-o",         html, NULL};
+		run_flamegraph(args, html, "peak");
+		char *dom = chromium_dom(html);
+		n = rendered_frames(dom, fr, 512);
+		assert_widths(fr, n, peak_f, peak_b, 3, "peak");
+		free(dom);
+	}
+	/* Differential, of the peaks: the second peak against the first. */
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	tpeak2 = h_truth_must(peakbook);
+	assert_at_peak("--pid", pidbuf, tpeak2, "before the differential graph");
+	{
+		const char *args[] = {"flamegraph", "--compare", file, live, "--value",
+		                      "peak",       "-o",        html, NULL};
+		run_flamegraph(args, html, "differential");
+		char *dom = chromium_dom(html);
+		n = rendered_frames(dom, fr, 512);
+		static const char *const f2[] = {"site_b", "site_d", "site_f"};
+		for (int i = 0; i < 3; i++) {
+			const struct fframe *x = frame_named(fr, n, f2[i]);
+			long long want =
+			    truth_func_sum(tpeak2, f2[i], 0) - truth_func_sum(tpeak, f2[i], 0);
+			ck_assert_msg(x != NULL && x->has_delta && x->delta == (double)want,
+			              "differential: %s grew %.0f, the books say %lld", f2[i],
+			              x != NULL ? x->delta : -1.0, want);
+		}
+		free(dom);
+	}
+	/* Bad options: a usage error. */
+	{
+		struct h_ctl r;
+		const char *args[] = {"flamegraph", "--pid", pidbuf, "--value", "bogus", NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_int_eq(r.status, 2);
+		h_ctl_free(&r);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "peaks");
+	h_truth_free(tnow);
+	h_truth_free(tpeak);
+	h_truth_free(tpeak2);
+	h_proc_cleanup(&p);
+	free(live);
+	free(peakbook);
+	free(html);
+	free(file);
+}
+END_TEST
+
 START_TEST(peak_and_reset)
 {
 	struct h_proc p;
@@ -4010,6 +4213,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, temporaries);
 	tcase_add_test(tc, exports);
 	tcase_add_test(tc, peak_sites);
+	tcase_add_test(tc, flamegraph_page);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);
