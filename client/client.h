@@ -148,6 +148,7 @@ extern const struct cmd_entry cmd_snapshots_entry;
 extern const struct cmd_entry cmd_compare_entry;
 extern const struct cmd_entry cmd_export_entry;
 extern const struct cmd_entry cmd_flamegraph_entry;
+extern const struct cmd_entry cmd_history_entry;
 
 struct snapshot;
 struct query_opts;
@@ -355,5 +356,6 @@ void table_traceback(const cJSON *resp);
 void table_snapshot(const cJSON *resp);
 void table_snapshots(const cJSON *resp);
 void table_compare(const cJSON *resp);
+void table_history(const cJSON *resp);
 
 #endif

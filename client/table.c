@@ -491,6 +491,14 @@ static double get_num(const cJSON *o, const char *key)
 	return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+/* Element i of an array as a double, 0 when absent. */
+static double get_num_at(const cJSON *a, int i)
+{
+	const cJSON *v = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, i) : NULL;
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
 /*
  * tracemalloc's _format_size: a size in the largest unit that keeps it under
  * 10240, with one decimal under 100 ("4.5 KiB", "512 B", "1536 KiB"); with
@@ -662,6 +670,124 @@ void table_compare(const cJSON *resp)
 		print_alloc_diff(resp, "total_");
 	putchar('\n');
 	src_free(&sc);
+}
+
+/* ---- history ---- */
+
+#define SPARK_COLS 60
+
+/* The value of the step function of `samples` (column k of [ms, ...]) at
+ * its largest over each of SPARK_COLS equal parts of [from, to]. */
+static void spark_columns(const cJSON *samples, int k, double from, double to,
+                          double col[SPARK_COLS])
+{
+	const cJSON *row;
+	double carried = 0, width = (to - from) / SPARK_COLS;
+	bool any = false;
+	int c = 0;
+
+	for (int i = 0; i < SPARK_COLS; i++)
+		col[i] = -1;
+	cJSON_ArrayForEach(row, samples)
+	{
+		double ms = get_num_at(row, 0), v = get_num_at(row, k);
+		/* Columns before this sample hold what was carried. */
+		while (c < SPARK_COLS && from + (c + 1) * width <= ms) {
+			if (any && col[c] < carried)
+				col[c] = carried;
+			c++;
+		}
+		if (c < SPARK_COLS && col[c] < v)
+			col[c] = v;
+		carried = v;
+		any = true;
+	}
+	for (; c < SPARK_COLS; c++)
+		if (any && col[c] < carried)
+			col[c] = carried;
+}
+
+static void print_spark(const char *label, const cJSON *samples, int k, double from, double to,
+                        bool bytes)
+{
+	static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+	                                   "\u2585", "\u2586", "\u2587", "\u2588"};
+	double col[SPARK_COLS], lo = -1, hi = 0, now = 0;
+	char a[32], b[32], c[32];
+
+	spark_columns(samples, k, from, to, col);
+	for (int i = 0; i < SPARK_COLS; i++) {
+		if (col[i] < 0)
+			continue;
+		if (lo < 0 || col[i] < lo)
+			lo = col[i];
+		if (col[i] > hi)
+			hi = col[i];
+	}
+	const cJSON *last = cJSON_GetArrayItem(samples, cJSON_GetArraySize(samples) - 1);
+	now = last != NULL ? get_num_at(last, k) : 0;
+	printf("%-8s ", label);
+	for (int i = 0; i < SPARK_COLS; i++) {
+		if (col[i] < 0)
+			putchar(' ');
+		else
+			fputs(bars[hi > lo ? (int)((col[i] - lo) * 7 / (hi - lo) + 0.5) : 0],
+			      stdout);
+	}
+	if (bytes) {
+		fmt_tm_size(a, sizeof a, now, false);
+		fmt_tm_size(b, sizeof b, lo < 0 ? 0 : lo, false);
+		fmt_tm_size(c, sizeof c, hi, false);
+		printf("  now %s, min %s, max %s\n", a, b, c);
+	} else {
+		printf("  now %.0f, min %.0f, max %.0f\n", now, lo < 0 ? 0 : lo, hi);
+	}
+}
+
+void table_history(const cJSON *resp)
+{
+	const cJSON *samples = get_array(resp, "samples"), *snaps = get_array(resp, "snapshots");
+	int n = cJSON_GetArraySize(samples);
+	bool live = strcmp(get_str(resp, "state", ""), "live") == 0;
+	char from_s[64], to_s[64];
+
+	printf("History of pid %" PRIu64 " (%s)", get_u64_or(resp, "pid", 0),
+	       live ? "live" : "exited");
+	if (n == 0) {
+		puts(": no samples yet");
+	} else {
+		double from = get_num_at(cJSON_GetArrayItem(samples, 0), 0);
+		double to = get_num_at(cJSON_GetArrayItem(samples, n - 1), 0);
+		if (live) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			to = (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
+		}
+		if (to <= from)
+			to = from + 1000;
+		fmt_time(from_s, sizeof from_s, from / 1000);
+		fmt_time(to_s, sizeof to_s, to / 1000);
+		printf(", %s to %s (%.0f s), %d samples, one a second when a figure changed\n",
+		       from_s, to_s, (to - from) / 1000, n);
+		print_spark("current", samples, 1, from, to, true);
+		print_spark("peak", samples, 3, from, to, true);
+		print_spark("blocks", samples, 2, from, to, false);
+	}
+	int ns = cJSON_GetArraySize(snaps);
+	if (ns > 0) {
+		const cJSON *s;
+		printf("Before that: %d stored snapshot%s\n", ns, ns == 1 ? "" : "s");
+		cJSON_ArrayForEach(s, snaps)
+		{
+			char at[64], cur[32], pk[32];
+			fmt_time(at, sizeof at, get_num(s, "taken_at"));
+			fmt_size(cur, sizeof cur, get_u64_or(s, "current", 0));
+			fmt_size(pk, sizeof pk, get_u64_or(s, "peak", 0));
+			printf("  %s  current %s, peak %s, blocks %" PRIu64 " (snapshot %" PRIu64
+			       ")\n",
+			       at, cur, pk, get_u64_or(s, "blocks", 0), get_u64_or(s, "id", 0));
+		}
+	}
 }
 
 /* ---- traceback ---- */

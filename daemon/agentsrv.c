@@ -112,6 +112,8 @@ static void session_finish(struct session *s)
 	s->ending = false;
 	s->state = SESSION_EXITED;
 	s->ended_ms = wall_ms();
+	/* The figures it ended with: the last of its history. */
+	history_sample(&s->history, s->ended_ms, s->heap.current, s->heap.blocks, s->heap.peak);
 	d->nlive--;
 	limit_give(&d->agent_sessions, s->uid, 1);
 	if (why == NULL && s->events == 0 && s->parent_pid != 0) {

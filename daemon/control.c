@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -569,6 +570,29 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	return r;
 }
 
+/* The session's history: {"pid", "state", "samples": [[ms, current,
+ * blocks, peak], ...]}, oldest first (history.h). */
+static cJSON *cmd_history(struct conn *c, cJSON *req, struct session *s)
+{
+	(void)c;
+	(void)req;
+	cJSON *r = cJSON_CreateObject(), *arr;
+	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
+	cJSON_AddStringToObject(r, "state", s->state == SESSION_LIVE ? "live" : "exited");
+	cJSON_AddNumberToObject(r, "resolution_ms", 1000);
+	arr = cJSON_AddArrayToObject(r, "samples");
+	for (uint32_t i = 0; i < s->history.n; i++) {
+		const struct history_sample *h = history_at(&s->history, i);
+		cJSON *row = cJSON_CreateArray();
+		cJSON_AddItemToArray(row, jsonout_u64(h->ms));
+		cJSON_AddItemToArray(row, jsonout_u64(h->current));
+		cJSON_AddItemToArray(row, jsonout_u64(h->blocks));
+		cJSON_AddItemToArray(row, jsonout_u64(h->peak));
+		cJSON_AddItemToArray(arr, row);
+	}
+	return r;
+}
+
 static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 {
 	(void)c;
@@ -995,15 +1019,11 @@ struct control_cmd {
 };
 
 static const struct control_cmd control_cmds[] = {
-    {"status", cmd_status, false},
-    {"list", cmd_list, false},
-    {"stats", cmd_stats, false},
-    {"reset-peak", cmd_reset_peak, true},
-    {"top", cmd_top, false},
-    {"traceback", cmd_traceback, false},
-    {"snapshot", cmd_snapshot, true},
-    {"snapshots", cmd_snapshots, false},
-    {"snapshot-get", cmd_snapshot_get, false},
+    {"status", cmd_status, false},       {"list", cmd_list, false},
+    {"stats", cmd_stats, false},         {"reset-peak", cmd_reset_peak, true},
+    {"history", cmd_history, true},      {"top", cmd_top, false},
+    {"traceback", cmd_traceback, false}, {"snapshot", cmd_snapshot, true},
+    {"snapshots", cmd_snapshots, false}, {"snapshot-get", cmd_snapshot_get, false},
 };
 
 static const struct control_cmd *control_cmd_find(const char *name)
@@ -1235,6 +1255,15 @@ static void on_control_timer(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	uint64_t now = uv_now(d->loop);
+	struct timespec wall;
+
+	/* Memory over time: every live process's figures, once a second. */
+	clock_gettime(CLOCK_REALTIME, &wall);
+	uint64_t wall_ms = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
+	for (struct session *s = d->sessions; s != NULL; s = s->next)
+		if (s->state == SESSION_LIVE && s->hello)
+			history_sample(&s->history, wall_ms, s->heap.current, s->heap.blocks,
+			               s->heap.peak);
 	static const char *const why[] = {NULL, "reads none of its answers",
 	                                  "sent part of a request and nothing more"};
 

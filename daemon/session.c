@@ -87,6 +87,7 @@ void session_unref(struct session *s)
 	if (s->inheriting)
 		s->d->ninheriting--;
 	heap_close(&s->heap);
+	history_free(&s->history);
 	region_close(s);
 	forks_free(s);
 	if (s->passed_fd >= 0)
@@ -591,6 +592,7 @@ size_t session_memory(const struct session *s)
 	for (size_t i = 0; i < s->nforks; i++)
 		n += heap_memory(&s->forks[i].heap);
 	n += drain_memory(&s->drain);
+	n += history_memory(&s->history);
 	return n;
 }
 

@@ -28,6 +28,7 @@
 
 #include "drain.h"
 #include "heap.h"
+#include "history.h"
 #include "modmap.h"
 #include "symbols.h"
 
@@ -99,8 +100,9 @@ struct session {
 	int snap_pending;              /* snapshots being written */
 	int64_t last_snapshot;         /* id of the last one stored, 0 = none */
 	struct heap heap;
-	struct modmap modules; /* bounded by --max-modules */
-	struct drain drain;    /* the shared region, from HELLO until the end */
+	struct history history; /* memory over time (history.h) */
+	struct modmap modules;  /* bounded by --max-modules */
+	struct drain drain;     /* the shared region, from HELLO until the end */
 	struct session_fork *forks;
 	size_t nforks, forks_cap;
 	size_t fork_bytes;      /* heap_memory of the images kept */

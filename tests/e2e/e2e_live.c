@@ -1425,6 +1425,95 @@ START_TEST(flamegraph_page)
 }
 END_TEST
 
+/* ---- memory over time (progs/deltas.c) ---- */
+
+/* The last sample of `history --pid P`: its current bytes and blocks, and
+ * how many samples there are; asserts they are in time order. */
+static void last_sample(const char *pid, long long *current, long long *blocks, int *n,
+                        const char *what)
+{
+	const char *args[] = {"history", "--pid", pid, NULL};
+	struct h_ctl r;
+	const cJSON *row;
+	double prev = -1;
+
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	const cJSON *samples = cJSON_GetObjectItem(r.json, "samples");
+	*n = cJSON_GetArraySize(samples);
+	ck_assert_msg(*n > 0, "%s: no samples: %.500s", what, r.out);
+	cJSON_ArrayForEach(row, samples)
+	{
+		ck_assert_int_eq(cJSON_GetArraySize(row), 4);
+		double ms = cJSON_GetArrayItem(row, 0)->valuedouble;
+		ck_assert_msg(ms > prev, "%s: samples out of time order", what);
+		prev = ms;
+		*current = (long long)cJSON_GetArrayItem(row, 1)->valuedouble;
+		*blocks = (long long)cJSON_GetArrayItem(row, 2)->valuedouble;
+	}
+	h_ctl_free(&r);
+}
+
+START_TEST(history_series)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_truth *t1, *t2;
+	char pidbuf[24];
+	long long c1, b1, c2, b2;
+	int n1, n2;
+
+	h_prog_start(&p, &D, "deltas", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	t1 = h_truth_must(p.truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t1->pid);
+	/* Phase 1 applied (the book matches), then a sampling second later. */
+	top_simple(&r, t1->pid, t1, H_KEY_LINENO, false, "deltas phase 1");
+	h_ctl_free(&r);
+	usleep(1300 * 1000);
+	last_sample(pidbuf, &c1, &b1, &n1, "phase 1");
+
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	t2 = h_truth_must(p.truth);
+	top_simple(&r, t1->pid, t2, H_KEY_LINENO, false, "deltas phase 2");
+	h_ctl_free(&r);
+	usleep(1300 * 1000);
+	last_sample(pidbuf, &c2, &b2, &n2, "phase 2");
+	/* The step between the two phases is the book's, byte for byte. */
+	ck_assert_msg(n2 > n1, "phase 2 added no sample (%d, then %d)", n1, n2);
+	ck_assert_msg(c2 - c1 == h_truth_bytes(t2) - h_truth_bytes(t1),
+	              "history steps by %lld bytes, the book by %lld", c2 - c1,
+	              h_truth_bytes(t2) - h_truth_bytes(t1));
+	ck_assert_msg(b2 - b1 == h_truth_count(t2) - h_truth_count(t1),
+	              "history steps by %lld blocks, the book by %lld", b2 - b1,
+	              h_truth_count(t2) - h_truth_count(t1));
+	/* The table draws it. */
+	{
+		const char *args[] = {"--table", "history", "--pid", pidbuf, NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(
+		    r.status == 0 && r.out != NULL && strstr(r.out, "current  ") != NULL &&
+		        strstr(r.out, "\u2581") != NULL && strstr(r.out, "\u2588") != NULL,
+		    "history --table: %.2000s", r.out);
+		h_ctl_free(&r);
+	}
+	/* Exited: the history stays, its last sample what the process held at
+	 * its end (deltas leaks phase 2's blocks). */
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "deltas");
+	wait_state(t1->pid, "exited");
+	long long c3, b3;
+	int n3;
+	last_sample(pidbuf, &c3, &b3, &n3, "exited");
+	ck_assert_msg(c3 == c2 && b3 == b2 && n3 >= n2,
+	              "exited: last sample %lld bytes in %lld blocks, was %lld in %lld", c3, b3, c2,
+	              b2);
+	h_truth_free(t1);
+	h_truth_free(t2);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 START_TEST(peak_and_reset)
 {
 	struct h_proc p;
@@ -4214,6 +4303,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, exports);
 	tcase_add_test(tc, peak_sites);
 	tcase_add_test(tc, flamegraph_page);
+	tcase_add_test(tc, history_series);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);

@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "history.h"
 #include "expect.h"
 #include "proto.h"
 #include "session.h"
@@ -1128,6 +1129,32 @@ START_TEST(test_session_refuses_malformed_frames)
 }
 END_TEST
 
+/* The history keeps a sample only when a figure changed, grows as used,
+ * and past HISTORY_SAMPLES drops the oldest: the newest hour is whole. */
+START_TEST(test_history_ring)
+{
+	struct history h = {0};
+
+	history_sample(&h, 1000, 10, 1, 10);
+	history_sample(&h, 2000, 10, 1, 10); /* unchanged: not kept */
+	ck_assert_uint_eq(h.n, 1);
+	for (uint64_t i = 1; i <= 2 * HISTORY_SAMPLES; i++)
+		history_sample(&h, 1000 + i * 1000, 10 + i, 1 + i, 10 + i);
+	ck_assert_uint_eq(h.n, HISTORY_SAMPLES);
+	ck_assert_uint_eq(h.cap, HISTORY_SAMPLES);
+	for (uint32_t i = 0; i < h.n; i++) {
+		const struct history_sample *x = history_at(&h, i);
+		uint64_t k = HISTORY_SAMPLES + 1 + i; /* the last HISTORY_SAMPLES of them */
+		ck_assert_uint_eq(x->ms, 1000 + k * 1000);
+		ck_assert_uint_eq(x->current, 10 + k);
+		ck_assert_uint_eq(x->blocks, 1 + k);
+	}
+	ck_assert_uint_eq(history_memory(&h), HISTORY_SAMPLES * sizeof(struct history_sample));
+	history_free(&h);
+	ck_assert_uint_eq(h.n, 0);
+}
+END_TEST
+
 Suite *session_suite(void)
 {
 	Suite *s = suite_create("session");
@@ -1137,6 +1164,7 @@ Suite *session_suite(void)
 	tcase_add_checked_fixture(tc, session_setup, session_teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_session_builds_heap_wake_by_wake);
+	tcase_add_test(tc, test_history_ring);
 	tcase_add_test(tc, test_session_builds_heap_in_one_feed);
 	tcase_add_test(tc, test_session_split_feeds);
 	tcase_add_test(tc, test_session_feed_from_read_buffer);
