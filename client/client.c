@@ -517,3 +517,18 @@ out:
 	cJSON_Delete(req);
 	return rc;
 }
+
+int client_write_out(struct client *c, const char *path, const void *p, size_t n)
+{
+	FILE *f = path != NULL ? fopen(path, "wb") : stdout;
+
+	if (f == NULL)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s", path,
+		                    strerror(errno));
+	bool ok = fwrite(p, 1, n, f) == n;
+	ok = (path != NULL ? fclose(f) == 0 : fflush(f) == 0) && ok;
+	if (!ok)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s",
+		                    path != NULL ? path : "standard output", strerror(errno));
+	return CLIENT_EXIT_OK;
+}

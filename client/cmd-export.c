@@ -76,21 +76,6 @@ static uint8_t *gzip(const uint8_t *p, size_t n, size_t *outlen)
 	return out;
 }
 
-static int write_out(struct client *c, const char *path, const void *p, size_t n)
-{
-	FILE *f = path != NULL ? fopen(path, "wb") : stdout;
-
-	if (f == NULL)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s", path,
-		                    strerror(errno));
-	bool ok = fwrite(p, 1, n, f) == n;
-	ok = (path != NULL ? fclose(f) == 0 : fflush(f) == 0) && ok;
-	if (!ok)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s",
-		                    path != NULL ? path : "standard output", strerror(errno));
-	return CLIENT_EXIT_OK;
-}
-
 static int cmd_export_exec(struct client *c, const struct args *a)
 {
 	const char *format = args_get(a, "format"), *value = args_get(a, "value");
@@ -124,7 +109,7 @@ static int cmd_export_exec(struct client *c, const struct args *a)
 	size_t n;
 	if (folded) {
 		char *text = export_folded(s, v, &n);
-		rc = write_out(c, out, text, n);
+		rc = client_write_out(c, out, text, n);
 		free(text);
 	} else {
 		uint8_t *raw = export_pprof(s, &n), *gz;
@@ -134,7 +119,7 @@ static int cmd_export_exec(struct client *c, const struct args *a)
 		if (gz == NULL)
 			rc = client_error(c, CLIENT_EXIT_ERROR, "internal", "gzip failed");
 		else
-			rc = write_out(c, out, gz, gzn);
+			rc = client_write_out(c, out, gz, gzn);
 		free(gz);
 	}
 	snapshot_free(s);

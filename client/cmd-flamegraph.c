@@ -52,21 +52,6 @@ const struct cmd_entry cmd_flamegraph_entry = {
     .exec = cmd_flamegraph_exec,
 };
 
-static int write_page(struct client *c, const char *path, const char *p, size_t n)
-{
-	FILE *f = path != NULL ? fopen(path, "w") : stdout;
-
-	if (f == NULL)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s", path,
-		                    strerror(errno));
-	bool ok = fwrite(p, 1, n, f) == n;
-	ok = (path != NULL ? fclose(f) == 0 : fflush(f) == 0) && ok;
-	if (!ok)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s",
-		                    path != NULL ? path : "standard output", strerror(errno));
-	return CLIENT_EXIT_OK;
-}
-
 /* "memtrace: PID (EXE), <what>" */
 static char *title_of(const struct snapshot *s, const struct snapshot *old, const char *value)
 {
@@ -119,7 +104,7 @@ static int cmd_flamegraph_exec(struct client *c, const struct args *a)
 	char *title = title_of(s, old, value != NULL ? value : "size");
 	size_t n;
 	char *page = flame_html(s, old, (enum flame_value)v, title, &n);
-	rc = write_page(c, out, page, n);
+	rc = client_write_out(c, out, page, n);
 	free(page);
 	free(title);
 	snapshot_free(s);

@@ -971,13 +971,11 @@ static long long pprof_flat(const char *top, const char *func)
 	return -1;
 }
 
-static char *run_pprof(const char *dir, const char *file, const char *sample)
+/* The standard output of a shell command, which must exit 0. */
+static char *run_command(const char *cmd, const char *hint)
 {
-	char *cmd = h_strf("HOME=%s GOCACHE=%s/gocache go tool pprof -top -unit=B -nodefraction=0 "
-	                   "-nodecount=100000 -sample_index=%s %s 2>&1",
-	                   dir, dir, sample, file);
 	FILE *f = popen(cmd, "r");
-	char buf[4096], *out = h_strf("%s", "");
+	char buf[8192], *out = h_strf("%s", "");
 	size_t n;
 	ck_assert_msg(f != NULL, "cannot run %s", cmd);
 	while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
@@ -987,7 +985,16 @@ static char *run_pprof(const char *dir, const char *file, const char *sample)
 		out = more;
 	}
 	int st = pclose(f);
-	ck_assert_msg(st == 0, "%s: exit %d:\n%.2000s", cmd, st, out);
+	ck_assert_msg(st == 0, "%s: exit status %d%s:\n%.2000s", cmd, st, hint, out);
+	return out;
+}
+
+static char *run_pprof(const char *dir, const char *file, const char *sample)
+{
+	char *cmd = h_strf("HOME=%s GOCACHE=%s/gocache go tool pprof -top -unit=B -nodefraction=0 "
+	                   "-nodecount=100000 -sample_index=%s %s 2>&1",
+	                   dir, dir, sample, file);
+	char *out = run_command(cmd, "");
 	free(cmd);
 	return out;
 }
@@ -1277,18 +1284,7 @@ static char *chromium_dom(const char *html)
 	                   "--user-data-dir=%s/chromium --window-size=1200,800 --dump-dom "
 	                   "file://%s 2>/dev/null",
 	                   D.dir, D.dir, html);
-	FILE *f = popen(cmd, "r");
-	char buf[8192], *out = h_strf("%s", "");
-	size_t n;
-	ck_assert_msg(f != NULL, "cannot run %s", cmd);
-	while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
-		buf[n] = '\0';
-		char *more = h_strf("%s%s", out, buf);
-		free(out);
-		out = more;
-	}
-	int st = pclose(f);
-	ck_assert_msg(st == 0, "%s: exit status %d (is Debian's chromium installed?)", cmd, st);
+	char *out = run_command(cmd, " (is Debian's chromium installed?)");
 	free(cmd);
 	return out;
 }
