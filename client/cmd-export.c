@@ -25,7 +25,8 @@ static int cmd_export_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_export_entry = {
     .name = "export",
-    .usage = "(--pid P | --snapshot ID|FILE) [--format pprof|folded] [--value WHAT] [-o FILE]",
+    .usage = "(--pid P | --snapshot ID|FILE) [--format pprof|folded] [--value WHAT] [--at peak] "
+             "[-o FILE]",
     .summary = "write a snapshot as a pprof profile or as folded stacks",
     .help = "Write the heap of a traced process (a capture now), a stored snapshot or a\n"
             "snapshot file in a format other tools read.\n\n"
@@ -40,12 +41,15 @@ const struct cmd_entry cmd_export_entry = {
             "                      flamegraph.pl, inferno and speedscope\n"
             "  --value WHAT        folded: size (default: live bytes), count,\n"
             "                      allocations, allocated or temporary\n"
+            "  --at peak           live bytes and blocks (size, count; pprof's inuse_*)\n"
+            "                      of the moment of the peak instead of now\n"
             "  -o, --output FILE   write to FILE (default: standard output; pprof is\n"
             "                      binary and is not written to a terminal)\n",
     .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID},
                                                      {"snapshot", 0, ARGS_SNAPREF},
                                                      {"format", 0, ARGS_STRING},
                                                      {"value", 0, ARGS_SORT},
+                                                     {"at", 0, ARGS_STRING},
                                                      {"output", 'o', ARGS_FILE},
                                                      {NULL}}},
     .exec = cmd_export_exec,
@@ -89,8 +93,11 @@ static int cmd_export_exec(struct client *c, const struct args *a)
 	snapref_choose(c, args_get(a, "pid"), args_get(a, "snapshot"), &pid, &ref);
 	if (format != NULL && !folded && strcmp(format, "pprof") != 0)
 		client_opt_error(c, "--format must be pprof or folded, not '%s'", format);
+	const char *at = args_get(a, "at");
 	if (value != NULL && !folded)
 		client_opt_error(c, "--value is for --format folded (pprof holds every value)");
+	if (at != NULL && strcmp(at, "peak") != 0 && strcmp(at, "now") != 0)
+		client_opt_error(c, "--at must be peak or now, not '%s'", at);
 	if (!folded && out == NULL && isatty(STDOUT_FILENO))
 		client_opt_error(c, "a pprof profile is binary: give -o FILE, or redirect the "
 		                    "output");
@@ -106,6 +113,11 @@ static int cmd_export_exec(struct client *c, const struct args *a)
 	rc = snapref_load(c, &ref, &s);
 	if (rc != 0)
 		return rc;
+	if (at != NULL && strcmp(at, "peak") == 0)
+		for (size_t i = 0; i < s->ntraces; i++) {
+			s->traces[i].size = s->traces[i].peak_size;
+			s->traces[i].count = s->traces[i].peak_count;
+		}
 	size_t n;
 	if (folded) {
 		char *text = export_folded(s, v, &n);

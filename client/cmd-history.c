@@ -73,6 +73,14 @@ static int cmd_history_exec(struct client *c, const struct args *a)
 		cJSON_AddItemToArray(older, o);
 	}
 	cJSON_Delete(snaps);
+	const cJSON *state = cJSON_GetObjectItemCaseSensitive(resp, "state");
+	if (cJSON_IsString(state) && strcmp(state->valuestring, "unknown") == 0 &&
+	    cJSON_GetArraySize(older) == 0) {
+		cJSON_Delete(resp);
+		return client_error(c, CLIENT_EXIT_ERROR, "no_such_process",
+		                    "no traced process with pid %d, and no stored snapshot of one",
+		                    pid);
+	}
 	client_output(c, resp, table_history);
 	cJSON_Delete(resp);
 	return CLIENT_EXIT_OK;

@@ -622,6 +622,8 @@ void table_compare(const cJSON *resp)
 		print_summary("Old:", get(resp, "old"), resp);
 	if (cJSON_IsObject(get(resp, "new")))
 		print_summary("New:", get(resp, "new"), resp);
+	if (strcmp(get_str(resp, "at", "now"), "peak") == 0)
+		puts("Live at the moment of each one's peak");
 	printf("Top %zu difference%s\n", shown, shown == 1 ? "" : "s");
 	cJSON_ArrayForEach(stat, stats)
 	{
@@ -708,21 +710,24 @@ static void spark_columns(const cJSON *samples, int k, double from, double to,
 }
 
 static void print_spark(const char *label, const cJSON *samples, int k, double from, double to,
-                        bool bytes)
+                        bool bytes, const char *last_word)
 {
 	static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
 	                                   "\u2585", "\u2586", "\u2587", "\u2588"};
 	double col[SPARK_COLS], lo = -1, hi = 0, now = 0;
 	char a[32], b[32], c[32];
 
+	const cJSON *row;
 	spark_columns(samples, k, from, to, col);
-	for (int i = 0; i < SPARK_COLS; i++) {
-		if (col[i] < 0)
-			continue;
-		if (lo < 0 || col[i] < lo)
-			lo = col[i];
-		if (col[i] > hi)
-			hi = col[i];
+	/* The figures' own least and greatest, not the columns': every sample
+	 * counts, the first and the last too. */
+	cJSON_ArrayForEach(row, samples)
+	{
+		double v = get_num_at(row, k);
+		if (lo < 0 || v < lo)
+			lo = v;
+		if (v > hi)
+			hi = v;
 	}
 	const cJSON *last = cJSON_GetArrayItem(samples, cJSON_GetArraySize(samples) - 1);
 	now = last != NULL ? get_num_at(last, k) : 0;
@@ -738,9 +743,9 @@ static void print_spark(const char *label, const cJSON *samples, int k, double f
 		fmt_tm_size(a, sizeof a, now, false);
 		fmt_tm_size(b, sizeof b, lo < 0 ? 0 : lo, false);
 		fmt_tm_size(c, sizeof c, hi, false);
-		printf("  now %s, min %s, max %s\n", a, b, c);
+		printf("  %s %s, min %s, max %s\n", last_word, a, b, c);
 	} else {
-		printf("  now %.0f, min %.0f, max %.0f\n", now, lo < 0 ? 0 : lo, hi);
+		printf("  %s %.0f, min %.0f, max %.0f\n", last_word, now, lo < 0 ? 0 : lo, hi);
 	}
 }
 
@@ -748,11 +753,14 @@ void table_history(const cJSON *resp)
 {
 	const cJSON *samples = get_array(resp, "samples"), *snaps = get_array(resp, "snapshots");
 	int n = cJSON_GetArraySize(samples);
-	bool live = strcmp(get_str(resp, "state", ""), "live") == 0;
+	const char *state = get_str(resp, "state", "");
+	bool live = strcmp(state, "live") == 0;
 	char from_s[64], to_s[64];
 
 	printf("History of pid %" PRIu64 " (%s)", get_u64_or(resp, "pid", 0),
-	       live ? "live" : "exited");
+	       live                           ? "live"
+	       : strcmp(state, "exited") == 0 ? "exited"
+	                                      : "no longer known to memtraced");
 	if (n == 0) {
 		puts(": no samples yet");
 	} else {
@@ -762,6 +770,8 @@ void table_history(const cJSON *resp)
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			to = (double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6;
+		} else if (get_num(resp, "ended_ms") > to) {
+			to = get_num(resp, "ended_ms");
 		}
 		if (to <= from)
 			to = from + 1000;
@@ -769,9 +779,10 @@ void table_history(const cJSON *resp)
 		fmt_time(to_s, sizeof to_s, to / 1000);
 		printf(", %s to %s (%.0f s), %d samples, one a second when a figure changed\n",
 		       from_s, to_s, (to - from) / 1000, n);
-		print_spark("current", samples, 1, from, to, true);
-		print_spark("peak", samples, 3, from, to, true);
-		print_spark("blocks", samples, 2, from, to, false);
+		const char *w = live ? "now" : "at the end";
+		print_spark("current", samples, 1, from, to, true, w);
+		print_spark("peak", samples, 3, from, to, true, w);
+		print_spark("blocks", samples, 2, from, to, false, w);
 	}
 	int ns = cJSON_GetArraySize(snaps);
 	if (ns > 0) {

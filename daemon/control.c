@@ -570,18 +570,36 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	return r;
 }
 
-/* The session's history: {"pid", "state", "samples": [[ms, current,
- * blocks, peak], ...]}, oldest first (history.h). */
-static cJSON *cmd_history(struct conn *c, cJSON *req, struct session *s)
+/* The session's history: {"pid", "state", "started_ms", "ended_ms",
+ * "samples": [[ms, current, blocks, peak], ...]}, oldest first (history.h).
+ * A pid the daemon does not hold (forgotten, or from before a restart; or
+ * another user's) has state "unknown" and no samples: its stored
+ * snapshots may still tell its history. */
+static cJSON *cmd_history(struct conn *c, cJSON *req, struct session *unused)
 {
-	(void)c;
-	(void)req;
+	cJSON *err = NULL;
+	pid_t pid;
+
+	(void)unused;
+	if (arg_pid(req, &pid, &err) < 0)
+		return err;
+	struct session *s = find_session(c, pid);
 	cJSON *r = cJSON_CreateObject(), *arr;
-	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
-	cJSON_AddStringToObject(r, "state", s->state == SESSION_LIVE ? "live" : "exited");
+	cJSON_AddNumberToObject(r, "pid", (double)pid);
+	cJSON_AddStringToObject(r, "state",
+	                        s == NULL                  ? "unknown"
+	                        : s->state == SESSION_LIVE ? "live"
+	                                                   : "exited");
 	cJSON_AddNumberToObject(r, "resolution_ms", 1000);
+	if (s != NULL) {
+		cJSON_AddItemToObject(r, "started_ms", jsonout_u64(s->started_ms));
+		if (s->state == SESSION_LIVE)
+			cJSON_AddNullToObject(r, "ended_ms");
+		else
+			cJSON_AddItemToObject(r, "ended_ms", jsonout_u64(s->ended_ms));
+	}
 	arr = cJSON_AddArrayToObject(r, "samples");
-	for (uint32_t i = 0; i < s->history.n; i++) {
+	for (uint32_t i = 0; s != NULL && i < s->history.n; i++) {
 		const struct history_sample *h = history_at(&s->history, i);
 		cJSON *row = cJSON_CreateArray();
 		cJSON_AddItemToArray(row, jsonout_u64(h->ms));
@@ -1021,7 +1039,7 @@ struct control_cmd {
 static const struct control_cmd control_cmds[] = {
     {"status", cmd_status, false},       {"list", cmd_list, false},
     {"stats", cmd_stats, false},         {"reset-peak", cmd_reset_peak, true},
-    {"history", cmd_history, true},      {"top", cmd_top, false},
+    {"history", cmd_history, false},     {"top", cmd_top, false},
     {"traceback", cmd_traceback, false}, {"snapshot", cmd_snapshot, true},
     {"snapshots", cmd_snapshots, false}, {"snapshot-get", cmd_snapshot_get, false},
 };

@@ -1196,6 +1196,19 @@ START_TEST(peak_sites)
 		ck_assert(h_json_int(r.json, "id", &id));
 		h_ctl_free(&r);
 	}
+	/* export --at peak: the peak's bytes per site function. */
+	{
+		const char *args[] = {"export", "--pid", pidbuf, "--format",
+		                      "folded", "--at",  "peak", NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 0 && r.out != NULL, "export --at peak: %s", r.err);
+		static const char *const fs[] = {"site_a", "site_b", "site_c", "site_d"};
+		for (int k = 0; k < 4; k++)
+			ck_assert_msg(folded_sum(r.out, fs[k]) == truth_func_sum(tpeak, fs[k], 0),
+			              "export --at peak: %s %lld, the peak's book %lld", fs[k],
+			              folded_sum(r.out, fs[k]), truth_func_sum(tpeak, fs[k], 0));
+		h_ctl_free(&r);
+	}
 	char *sid = h_strf("%lld", id);
 	assert_at_peak("--snapshot", file, tpeak, "snapshot file");
 	assert_at_peak("--snapshot", sid, tpeak, "stored snapshot");
@@ -1491,6 +1504,34 @@ START_TEST(history_series)
 		    r.status == 0 && r.out != NULL && strstr(r.out, "current  ") != NULL &&
 		        strstr(r.out, "\u2581") != NULL && strstr(r.out, "\u2588") != NULL,
 		    "history --table: %.2000s", r.out);
+		/* Its blocks' least and greatest are those of every sample. */
+		const char *jargs[] = {"history", "--pid", pidbuf, NULL};
+		struct h_ctl j;
+		const cJSON *row;
+		long long lo = -1, hi = -1;
+		h_ctl_ok(&D, H_NOUID, &j, jargs);
+		cJSON_ArrayForEach(row, cJSON_GetObjectItem(j.json, "samples"))
+		{
+			long long b = (long long)cJSON_GetArrayItem(row, 2)->valuedouble;
+			if (lo < 0 || b < lo)
+				lo = b;
+			if (b > hi)
+				hi = b;
+		}
+		h_ctl_free(&j);
+		char *want = h_strf("min %lld, max %lld\n", lo, hi);
+		const char *bl = strstr(r.out, "blocks   ");
+		ck_assert_msg(bl != NULL && strstr(bl, want) != NULL,
+		              "history --table lacks %s in %s", want, r.out);
+		free(want);
+		h_ctl_free(&r);
+	}
+	/* A pid memtraced holds nothing of: said so. */
+	{
+		const char *args[] = {"history", "--pid", "2147483646", NULL};
+		h_ctl_run(&D, H_NOUID, &r, args);
+		ck_assert_msg(r.status == 1 && r.out != NULL && strstr(r.out, "no_such_process"),
+		              "history of an unknown pid: %d %s", r.status, r.out);
 		h_ctl_free(&r);
 	}
 	/* Exited: the history stays, its last sample what the process held at
