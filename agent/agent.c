@@ -477,7 +477,10 @@ __attribute__((destructor)) static void agent_fini(void)
 	/* A clean exit: say so in the region. Tracing goes on through the
 	 * exit handlers and destructors that run after this one; the daemon
 	 * reads the rings once more when the process is gone. */
-	if (g_pid == getpid() && g_shm != NULL && atomic_load(&g_state) == AGENT_ACTIVE)
+	if (g_pid != getpid() || g_shm == NULL || atomic_load(&g_state) != AGENT_ACTIVE)
+		return;
+	sender_exit_check();
+	if (atomic_load(&g_state) == AGENT_ACTIVE)
 		atomic_store(&g_shm->exiting, 1);
 }
 

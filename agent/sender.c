@@ -14,6 +14,7 @@
 #include "sender.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -81,6 +82,20 @@ static void sock_release(void)
 	else if (sock >= 0)
 		fdguard_disown(sock);
 	sock = -1;
+}
+
+/* The daemon never writes to the stream; it only closes it: when it refuses
+ * the session (a limit), stops, or gives the process up. A hangup is seen
+ * here even when the agent has nothing to send. -EPIPE when it closed. */
+static int peer_gone(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	int saved = errno, rc = 0;
+
+	if (fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		rc = -EPIPE;
+	errno = saved;
+	return rc;
 }
 
 static int flush_buf(void)
@@ -230,7 +245,7 @@ static int cycle(void)
 	/* The daemon takes the connection's end for the process's: a program
 	 * that closed the socket under the agent (raw system calls) must hear
 	 * that it is no longer traced, even when nothing is to be sent. */
-	if ((rc = sock_check()) < 0)
+	if ((rc = sock_check()) < 0 || (rc = peer_gone(sock)) < 0)
 		return rc;
 
 	/* dl_iterate_phdr takes the loader's write lock, which a fork child
@@ -296,6 +311,18 @@ static void lost_connection(int rc)
 	}
 	sock_release();
 	wake_all_rings();
+}
+
+void sender_exit_check(void)
+{
+	/* One read of the number: the sender thread may release it meanwhile
+	 * (then poll sees a closed number or another's, and says nothing). */
+	int fd = sock;
+	if (sock_check() == 0 && peer_gone(fd) < 0) {
+		int expect = AGENT_ACTIVE;
+		if (atomic_compare_exchange_strong(&g_state, &expect, AGENT_DISABLED))
+			say_lost(-EPIPE);
+	}
 }
 
 static void *sender_main(void *arg)

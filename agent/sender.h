@@ -29,6 +29,9 @@ int sender_start(void);
 int sender_hello(void);
 /* Asks the sender to run a cycle now (a ring is filling up). */
 void sender_wake(void);
+/* At a clean exit: a program that ends before the sender thread noticed that
+ * memtraced closed the connection (refused the session) still says so. */
+void sender_exit_check(void);
 /* Fork child: forget the parent's connection and thread (nothing is sent). */
 void sender_after_fork_child(void);
 /* fork() prepare/parent hooks: keep the loader lock out of the child. */

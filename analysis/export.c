@@ -290,7 +290,7 @@ uint8_t *export_pprof(const struct snapshot *s, size_t *len)
 		put_varint(&out, strlen(st.v[i]));
 		put_str(&out, st.v[i]);
 	}
-	if (s->taken_at > 0)
+	if (s->taken_at > 0 && s->taken_at < 1.8e10) /* past 2^64 ns the cast is undefined */
 		put_field(&out, PROFILE_TIME_NANOS, (uint64_t)(s->taken_at * 1e9));
 	put_field(&out, PROFILE_DEFAULT_SAMPLE_TYPE, str_id(&st, "inuse_space"));
 

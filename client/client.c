@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -518,9 +519,20 @@ out:
 	return rc;
 }
 
+/* As snapshot -o: 0600 (a heap's stacks and paths are the user's), and not
+ * through a link someone else planted. */
+static FILE *open_private(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	if (fd >= 0 && f == NULL)
+		close(fd);
+	return f;
+}
+
 int client_write_out(struct client *c, const char *path, const void *p, size_t n)
 {
-	FILE *f = path != NULL ? fopen(path, "wb") : stdout;
+	FILE *f = path != NULL ? open_private(path) : stdout;
 
 	if (f == NULL)
 		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s", path,

@@ -211,15 +211,20 @@ static uid_t busiest_exited_uid(struct daemon *d)
  * any_uid; only one that holds a model's grants with holding), or NULL. */
 static struct session **oldest_exited(struct daemon *d, bool any_uid, uid_t uid, bool holding)
 {
-	struct session **victim = NULL;
+	struct session **victim = NULL, **written = NULL;
 
 	for (struct session **pp = &d->sessions; *pp != NULL; pp = &(*pp)->next) {
 		const struct session *s = *pp;
 		if (s->state == SESSION_EXITED && (any_uid || s->uid == uid) &&
-		    (!holding || s->heap.granted_blocks > 0 || s->heap.granted_stacks > 0))
+		    (!holding || s->heap.granted_blocks > 0 || s->heap.granted_stacks > 0)) {
 			victim = pp; /* the list is newest first: keep the last */
+			if (s->snap_pending == 0)
+				written = pp;
+		}
 	}
-	return victim;
+	/* One whose exit snapshot is stored already first: until it is, a
+	 * forgotten process's queries find nothing to answer from. */
+	return written != NULL ? written : victim;
 }
 
 /* Forgets the ended process at *pp (the list's reference goes). */

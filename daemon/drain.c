@@ -246,31 +246,15 @@ static bool seg_less(const void *a, const void *b, void *ctx)
 	return seg[*(const uint32_t *)a].next_seq < seg[*(const uint32_t *)b].next_seq;
 }
 
-/* Copies n bytes of the region at off into buf. From the mapping when every
- * page of the range is in memory: the region cannot shrink (sealed, checked
- * at drain_open), so the copy cannot meet SIGBUS, and it reads each byte once as
- * pread would, in about a quarter of pread's time (no page cache lookup
- * per page in the kernel). Through pread otherwise: a read fault on a hole
- * of the memfd (or a page swapped out) would allocate it in the daemon's
- * name, where pread reads zeros. A hole punched between the check and the
- * copy costs the daemon one page of that region, freed with it. */
+/* Copies n bytes of the region at off into buf, with pread: it reads a
+ * hole as zeros without allocating it. Not from the mapping, even when
+ * mincore says every page is in memory: the agent can punch a hole between
+ * the check and the copy (FALLOC_FL_PUNCH_HOLE), and the copy's fault then
+ * allocates the page in the daemon's name (its memory cgroup), as often as
+ * the agent wins the race, up to the region's 4 GiB of rings. */
 static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off)
 {
-	const uint64_t pg = SHM_PAGE;
-	uint64_t first = off & ~(pg - 1), end = (off + n + pg - 1) & ~(pg - 1);
-	unsigned char in[64];
-
-	for (uint64_t at = first; at < end;) {
-		uint64_t len = end - at < sizeof(in) * pg ? end - at : sizeof(in) * pg;
-		if (mincore(dr->map + at, len, in) < 0)
-			return pread_all(dr->fd, buf, n, off);
-		for (uint64_t j = 0; j < len / pg; j++)
-			if (!(in[j] & 1))
-				return pread_all(dr->fd, buf, n, off);
-		at += len;
-	}
-	memcpy(buf, dr->map + off, n);
-	return 0;
+	return pread_all(dr->fd, buf, n, off);
 }
 
 /* Copies the records [tail, tail + n) of ring i into recs[at ..). */

@@ -55,7 +55,7 @@ struct drain_scratch {
 
 struct drain {
 	int fd;           /* the memfd, -1 when closed */
-	char *map;        /* shared mapping: the consumer's writes, copies of resident pages */
+	char *map;        /* shared mapping (for the consumer's writes only) */
 	uint64_t seq;     /* the header's seq at the last drain */
 	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
 	uint64_t nostack; /* records the agent made without a stack */

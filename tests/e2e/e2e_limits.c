@@ -1029,9 +1029,20 @@ START_TEST(agent_sessions)
 	ck_assert_int_eq(status_limit(H_NOUID, "agent_connections", "refused"),
 	                 SESS_MAX - SESS_PER_UID);
 	ck_assert_int_eq(log_count("(--max-sessions-per-uid)"), 1);
-	/* A traced program of uid 65534 now runs untraced, and says why. */
+	/* A traced program of uid 65534 now runs untraced, and says why: once
+	 * memtraced has refused it (counted), whenever it ends. */
+	static const char *const one_level[] = {"1", NULL};
 	struct h_proc p;
-	h_prog_start(&p, &D, "leaker", NULL, H_NOBODY, NULL);
+	h_prog_start(&p, &D, "manystacks", one_level, H_NOBODY, NULL);
+	h_proc_expect_ready(&p);
+	long long refused = 0;
+	for (int i = 0; i < 200 && refused <= SESS_MAX - SESS_PER_UID; i++) {
+		refused = status_limit(H_NOUID, "agent_connections", "refused");
+		if (refused <= SESS_MAX - SESS_PER_UID)
+			usleep(50000);
+	}
+	ck_assert_int_eq(refused, SESS_MAX - SESS_PER_UID + 1);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
 	ck_assert_msg(p.err.data != NULL && strstr(p.err.data, "limits.agent_connections") != NULL,
 	              "uid 65534's program refused a session said: %.800s",
@@ -1721,6 +1732,17 @@ START_TEST(model_bounds)
 	ck_assert_msg(why == NULL, "%s", why);
 	h_ctl_free(&r);
 	ck_assert_int_eq(status_limit(H_NOUID, "models_forgotten", NULL), 0);
+	/* Their exit snapshots are stored (a forgotten model's queries answer
+	 * from it; the daemon forgets one whose snapshot is stored first). */
+	const struct h_truth *ended[] = {ta, tb};
+	for (int i = 0; i < 2; i++) {
+		char epid[24];
+		snprintf(epid, sizeof epid, "%ld", ended[i]->pid);
+		const char *snaps[] = {"snapshots", "--pid", epid, NULL};
+		why = h_ctl_poll(&D, H_NOUID, &r, check_exit_snapshot, NULL, snaps);
+		ck_assert_msg(why == NULL, "pid %s: %s: %.800s", epid, why, r.out);
+		h_ctl_free(&r);
+	}
 
 	struct h_truth *tc = model_prog(&c, NULL);
 	ck_assert_int_ge(status_limit(H_NOUID, "models_forgotten", NULL), 1);

@@ -972,29 +972,12 @@ static long long pprof_flat(const char *top, const char *func)
 }
 
 /* The standard output of a shell command, which must exit 0. */
-static char *run_command(const char *cmd, const char *hint)
-{
-	FILE *f = popen(cmd, "r");
-	char buf[8192], *out = h_strf("%s", "");
-	size_t n;
-	ck_assert_msg(f != NULL, "cannot run %s", cmd);
-	while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
-		buf[n] = '\0';
-		char *more = h_strf("%s%s", out, buf);
-		free(out);
-		out = more;
-	}
-	int st = pclose(f);
-	ck_assert_msg(st == 0, "%s: exit status %d%s:\n%.2000s", cmd, st, hint, out);
-	return out;
-}
-
 static char *run_pprof(const char *dir, const char *file, const char *sample)
 {
 	char *cmd = h_strf("HOME=%s GOCACHE=%s/gocache go tool pprof -top -unit=B -nodefraction=0 "
 	                   "-nodecount=100000 -sample_index=%s %s 2>&1",
 	                   dir, dir, sample, file);
-	char *out = run_command(cmd, "");
+	char *out = h_command_out(cmd, "");
 	free(cmd);
 	return out;
 }
@@ -1050,6 +1033,23 @@ START_TEST(exports)
 		h_ctl_run(&D, H_NOUID, &r, args);
 		ck_assert_msg(r.status == 0, "export pprof: %s", r.err);
 		h_ctl_free(&r);
+		/* The file is the user's alone, and a link planted where it goes
+		 * is not followed. */
+		struct stat st;
+		ck_assert_int_eq(stat(pb, &st), 0);
+		ck_assert_msg((st.st_mode & 07777) == 0600, "%s has mode %o", pb,
+		              (unsigned)(st.st_mode & 07777));
+		char *link = h_strf("%s/planted.pb.gz", D.dir),
+		     *target = h_strf("%s/victim", D.dir);
+		ck_assert_int_eq(symlink(target, link), 0);
+		const char *via[] = {"export", "--pid", pidbuf, "-o", link, NULL};
+		h_ctl_run(&D, H_NOUID, &r, via);
+		ck_assert_msg(r.status != 0 && r.out != NULL && strstr(r.out, "file_error") != NULL,
+		              "export -o through a symlink: exit %d: %s", r.status, r.out);
+		ck_assert_msg(access(target, F_OK) != 0, "export -o wrote through a symlink");
+		h_ctl_free(&r);
+		free(link);
+		free(target);
 	}
 	static const char *const samples[] = {"inuse_space", "inuse_objects", "alloc_objects",
 	                                      "alloc_space"};
@@ -1244,83 +1244,13 @@ END_TEST
 
 /* ---- the flame graph page, as headless Chromium renders it ---- */
 
-struct fframe {
-	char name[128];
-	double width, value, delta;
-	bool has_delta;
-};
-
-/* The frames of a rendered page (chromium --dump-dom): each element of
- * class "frame" with its data-name, data-value, data-delta and pixel
- * width. Returns how many (at most max). */
-static int rendered_frames(const char *dom, struct fframe *out, int max)
-{
-	int n = 0;
-	for (const char *p = dom; n < max && (p = strstr(p, "class=\"frame")) != NULL; p++) {
-		const char *end = strchr(p, '>'), *q;
-		if (end == NULL)
-			break;
-		struct fframe *f = &out[n];
-		memset(f, 0, sizeof *f);
-		if ((q = strstr(p, "data-name=\"")) != NULL && q < end) {
-			q += 11;
-			size_t k = 0;
-			while (q < end && *q != '"' && k + 1 < sizeof f->name)
-				f->name[k++] = *q++;
-			f->name[k] = '\0';
-		}
-		if ((q = strstr(p, "data-value=\"")) != NULL && q < end)
-			f->value = atof(q + 12);
-		if ((q = strstr(p, "data-delta=\"")) != NULL && q < end) {
-			f->delta = atof(q + 12);
-			f->has_delta = true;
-		}
-		if ((q = strstr(p, "width: ")) != NULL && q < end)
-			f->width = atof(q + 7);
-		n++;
-	}
-	return n;
-}
-
-static const struct fframe *frame_named(const struct fframe *f, int n, const char *name)
-{
-	for (int i = 0; i < n; i++)
-		if (strcmp(f[i].name, name) == 0)
-			return &f[i];
-	return NULL;
-}
-
-/* Headless Chromium's document of the page after its script ran. */
+/* Headless Chromium's document of a page file after its script ran. */
 static char *chromium_dom(const char *html)
 {
-	char *cmd = h_strf("HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu "
-	                   "--user-data-dir=%s/chromium --window-size=1200,800 --dump-dom "
-	                   "file://%s 2>/dev/null",
-	                   D.dir, D.dir, html);
-	char *out = run_command(cmd, " (is Debian's chromium installed?)");
-	free(cmd);
+	char *url = h_strf("file://%s", html);
+	char *out = h_chromium(&D, url, "--dump-dom", 1200, 800, 0);
+	free(url);
 	return out;
-}
-
-/* Every function of `funcs` is drawn with its book's bytes (bytes[i], by
- * sum over the book's sites in that function), as wide against the top
- * frame as its bytes against the top frame's. */
-static void assert_widths(const struct fframe *f, int n, const char *const *funcs,
-                          const long long *bytes, int nf, const char *what)
-{
-	const struct fframe *all = frame_named(f, n, "all");
-	ck_assert_msg(all != NULL && all->width > 100 && all->value > 0, "%s: no top frame", what);
-	for (int i = 0; i < nf; i++) {
-		const struct fframe *x = frame_named(f, n, funcs[i]);
-		ck_assert_msg(x != NULL, "%s: %s is not drawn", what, funcs[i]);
-		ck_assert_msg(x->value == (double)bytes[i],
-		              "%s: %s drawn for %.0f, the book says %lld", what, funcs[i], x->value,
-		              bytes[i]);
-		double want = all->width * (double)bytes[i] / all->value;
-		ck_assert_msg(fabs(x->width - want) <= 1.0,
-		              "%s: %s is %.2f px wide, %.2f px for its %lld of %.0f bytes", what,
-		              funcs[i], x->width, want, bytes[i], all->value);
-	}
 }
 
 static void run_flamegraph(const char *const *args, const char *html, const char *what)
@@ -1348,7 +1278,7 @@ START_TEST(flamegraph_page)
 	char pidbuf[24];
 	char *html = h_strf("%s/flame.html", D.dir), *file = h_strf("%s/flame-snap.json", D.dir);
 	char *live, *peakbook;
-	struct fframe fr[512];
+	struct h_fframe fr[512];
 	int n;
 
 	h_prog_start(&p, &D, "peaks", NULL, H_NOUID, NULL);
@@ -1367,9 +1297,9 @@ START_TEST(flamegraph_page)
 		const char *args[] = {"flamegraph", "--pid", pidbuf, "-o", html, NULL};
 		run_flamegraph(args, html, "now");
 		char *dom = chromium_dom(html);
-		n = rendered_frames(dom, fr, 512);
-		assert_widths(fr, n, now_f, now_b, 2, "now");
-		ck_assert_msg(frame_named(fr, n, "site_c") == NULL,
+		n = h_rendered_frames(dom, fr, 512);
+		h_assert_widths(fr, n, now_f, now_b, 2, "now");
+		ck_assert_msg(h_frame_named(fr, n, "site_c") == NULL,
 		              "site_c's freed block is drawn");
 		free(dom);
 	}
@@ -1387,8 +1317,8 @@ START_TEST(flamegraph_page)
 		                      "peak",       "-o",         html, NULL};
 		run_flamegraph(args, html, "peak");
 		char *dom = chromium_dom(html);
-		n = rendered_frames(dom, fr, 512);
-		assert_widths(fr, n, peak_f, peak_b, 3, "peak");
+		n = h_rendered_frames(dom, fr, 512);
+		h_assert_widths(fr, n, peak_f, peak_b, 3, "peak");
 		free(dom);
 	}
 	/* Differential, of the peaks: the second peak against the first. */
@@ -1401,10 +1331,10 @@ START_TEST(flamegraph_page)
 		                      "peak",       "-o",        html, NULL};
 		run_flamegraph(args, html, "differential");
 		char *dom = chromium_dom(html);
-		n = rendered_frames(dom, fr, 512);
+		n = h_rendered_frames(dom, fr, 512);
 		static const char *const f2[] = {"site_b", "site_d", "site_f"};
 		for (int i = 0; i < 3; i++) {
-			const struct fframe *x = frame_named(fr, n, f2[i]);
+			const struct h_fframe *x = h_frame_named(fr, n, f2[i]);
 			long long want =
 			    truth_func_sum(tpeak2, f2[i], 0) - truth_func_sum(tpeak, f2[i], 0);
 			ck_assert_msg(x != NULL && x->has_delta && x->delta == (double)want,

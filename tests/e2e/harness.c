@@ -1897,3 +1897,98 @@ int h_become_attacker(void)
 		return -errno;
 	return 0;
 }
+
+/* ------------------------------------------------------------ pages */
+
+char *h_command_out(const char *cmd, const char *hint)
+{
+	FILE *f = popen(cmd, "r");
+	char buf[8192], *out = h_strf("%s", "");
+	size_t n;
+
+	ck_assert_msg(f != NULL, "cannot run %s", cmd);
+	while ((n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
+		buf[n] = '\0';
+		char *more = h_strf("%s%s", out, buf);
+		free(out);
+		out = more;
+	}
+	int st = pclose(f);
+	ck_assert_msg(st == 0, "%s: exit status %d%s:\n%.2000s", cmd, st, hint, out);
+	return out;
+}
+
+char *h_chromium(const struct h_daemon *d, const char *url, const char *out, int w, int h,
+                 int budget_ms)
+{
+	char budget[48] = "";
+
+	/* The URL goes to the shell in single quotes. */
+	ck_assert_msg(strchr(url, '\'') == NULL && strchr(out, '\'') == NULL, "bad URL %s", url);
+	if (budget_ms > 0)
+		snprintf(budget, sizeof budget, "--virtual-time-budget=%d ", budget_ms);
+	char *cmd =
+	    h_strf("HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu "
+	           "--hide-scrollbars --user-data-dir=%s/chromium --window-size=%d,%d %s'%s' "
+	           "'%s' 2>/dev/null",
+	           d->dir, d->dir, w, h, budget, out, url);
+	char *dom = h_command_out(cmd, " (is Debian's chromium installed?)");
+	free(cmd);
+	return dom;
+}
+
+int h_rendered_frames(const char *dom, struct h_fframe *out, int max)
+{
+	int n = 0;
+	for (const char *p = dom; n < max && (p = strstr(p, "class=\"frame")) != NULL; p++) {
+		const char *end = strchr(p, '>'), *q;
+		if (end == NULL)
+			break;
+		struct h_fframe *f = &out[n];
+		memset(f, 0, sizeof *f);
+		if ((q = strstr(p, "data-name=\"")) != NULL && q < end) {
+			q += 11;
+			size_t k = 0;
+			while (q < end && *q != '"' && k + 1 < sizeof f->name)
+				f->name[k++] = *q++;
+			f->name[k] = '\0';
+		}
+		if ((q = strstr(p, "data-value=\"")) != NULL && q < end)
+			f->value = atof(q + 12);
+		if ((q = strstr(p, "data-delta=\"")) != NULL && q < end) {
+			f->delta = atof(q + 12);
+			f->has_delta = true;
+		}
+		if ((q = strstr(p, "width: ")) != NULL && q < end)
+			f->width = atof(q + 7);
+		n++;
+	}
+	return n;
+}
+
+const struct h_fframe *h_frame_named(const struct h_fframe *f, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(f[i].name, name) == 0)
+			return &f[i];
+	return NULL;
+}
+
+void h_assert_widths(const struct h_fframe *f, int n, const char *const *funcs,
+                     const long long *bytes, int nf, const char *what)
+{
+	const struct h_fframe *all = h_frame_named(f, n, "all");
+	ck_assert_msg(all != NULL && all->width > 100 && all->value > 0, "%s: no top frame", what);
+	for (int i = 0; i < nf; i++) {
+		const struct h_fframe *x = h_frame_named(f, n, funcs[i]);
+		ck_assert_msg(x != NULL, "%s: %s is not drawn", what, funcs[i]);
+		ck_assert_msg(x->value == (double)bytes[i],
+		              "%s: %s drawn for %.0f, the book says %lld", what, funcs[i], x->value,
+		              bytes[i]);
+		double want = all->width * (double)bytes[i] / all->value;
+		double off = x->width - want;
+		ck_assert_msg(off <= 1.0 && off >= -1.0,
+		              "%s: %s is %.2f px wide, %.2f px for its %lld of %.0f bytes", what,
+		              funcs[i], x->width, want, bytes[i], all->value);
+	}
+}

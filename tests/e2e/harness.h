@@ -360,6 +360,35 @@ uid_t h_attacker_uid(void);
  * gid for good, with no supplementary groups. 0 or -errno. */
 int h_become_attacker(void);
 
+/* ---- pages, as headless Chromium renders them ---- */
+
+/* Runs cmd with /bin/sh; asserts it exited 0 (hint is added to the
+ * message). Returns its standard output (caller frees). */
+char *h_command_out(const char *cmd, const char *hint);
+/* Debian's headless chromium on url, with `out` its output flag
+ * ("--dump-dom", or "--screenshot=PATH"), a window w x h pixels, and
+ * budget_ms of virtual time for the page's scripts and fetches (0: none).
+ * Its HOME and profile are under d->dir. Returns its standard output (the
+ * document with --dump-dom). */
+char *h_chromium(const struct h_daemon *d, const char *url, const char *out, int w, int h,
+                 int budget_ms);
+
+/* A frame of a rendered flame graph: an element of class "frame" with its
+ * data-name, data-value, data-delta and pixel width. */
+struct h_fframe {
+	char name[128];
+	double width, value, delta;
+	bool has_delta;
+};
+/* The frames of a rendered flame graph document; returns how many (at
+ * most max). */
+int h_rendered_frames(const char *dom, struct h_fframe *out, int max);
+const struct h_fframe *h_frame_named(const struct h_fframe *f, int n, const char *name);
+/* Every function funcs[i] is drawn for bytes[i], as wide against the top
+ * frame ("all") as its bytes against the top frame's (within a pixel). */
+void h_assert_widths(const struct h_fframe *f, int n, const char *const *funcs,
+                     const long long *bytes, int nf, const char *what);
+
 /* ---- misc ---- */
 
 long long h_now_ms(void);
