@@ -137,6 +137,7 @@ struct cmd_entry {
 };
 
 extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_ui_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_stats_entry;
 extern const struct cmd_entry cmd_reset_peak_entry;
@@ -361,5 +362,6 @@ void table_snapshot(const cJSON *resp);
 void table_snapshots(const cJSON *resp);
 void table_compare(const cJSON *resp);
 void table_history(const cJSON *resp);
+void table_ui(const cJSON *resp);
 
 #endif

@@ -1215,3 +1215,15 @@ void table_snapshot(const cJSON *resp)
 {
 	print_kv(resp, 0);
 }
+
+void table_ui(const cJSON *resp)
+{
+	char when[32];
+
+	fmt_time(when, sizeof when,
+	         get(resp, "expires_at") != NULL ? get_num(resp, "expires_at") : -1);
+	const char *url = get_str(resp, "url", "?");
+	client_put_text(stdout, url, strlen(url));
+	printf("\n(for uid %.0f, valid until %s; whoever has this URL sees what you see)\n",
+	       get_num(resp, "uid"), when);
+}

@@ -25,6 +25,8 @@
 #include "jsonout.h"
 #include "snapshot.h"
 #include "store.h"
+#include "webui.h"
+#include "flame.h"
 #include "xalloc.h"
 
 struct conn {
@@ -47,6 +49,11 @@ struct conn {
 	size_t unread;        /* answer bytes queued, not yet taken by the client */
 	uint64_t progress_ms; /* uv_now when the client last took some */
 	uint64_t partial_ms;  /* uv_now when the pending partial request began */
+	/* A request of the web interface (control_call): no pipe; its one
+	 * answer goes to answer(answer_arg, text), then it is closing. */
+	bool web;
+	control_answer_fn answer;
+	void *answer_arg;
 };
 
 static void conn_process(struct conn *c);
@@ -81,6 +88,8 @@ static void on_conn_closed(uv_handle_t *h)
  * while the client leaves too much of its answers unread. */
 static void conn_update_read(struct conn *c)
 {
+	if (c->web)
+		return;
 	bool want = !c->closing && !c->busy && !c->paused && !c->backlog;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
@@ -96,6 +105,8 @@ static void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->web)
+		return;
 	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
 
@@ -131,6 +142,11 @@ static void conn_send_text(struct conn *c, char *text)
 {
 	if (c->closing) {
 		free(text);
+		return;
+	}
+	if (c->web) {
+		c->closing = true; /* one answer; nothing else is read */
+		c->answer(c->answer_arg, text);
 		return;
 	}
 	size_t n = strlen(text);
@@ -624,7 +640,7 @@ static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 
 /* ---- commands that run on the thread pool ---- */
 
-enum job_kind { JOB_TOP, JOB_TRACEBACK, JOB_STATS, JOB_GET, JOB_TAKE, JOB_LIST };
+enum job_kind { JOB_TOP, JOB_TRACEBACK, JOB_STATS, JOB_GET, JOB_TAKE, JOB_LIST, JOB_FLAME };
 
 /* What a control job carries besides the job. */
 struct cjob {
@@ -634,10 +650,11 @@ struct cjob {
 	struct query_filter *filters;
 	char **patterns;
 	size_t limit;
-	bool from_store; /* answer names the snapshot it came from */
-	cJSON *resp;     /* built on the worker */
-	char *text;      /* resp printed, also on the worker */
-	size_t charged;  /* bytes of its capture charged to d->snap_bytes for c->uid */
+	bool from_store;        /* answer names the snapshot it came from */
+	cJSON *resp;            /* built on the worker */
+	char *text;             /* resp printed, also on the worker */
+	size_t charged;         /* bytes of its capture charged to d->snap_bytes for c->uid */
+	enum flame_value flame; /* JOB_FLAME: what the graph's widths are */
 };
 
 static void cjob_free(struct cjob *q)
@@ -697,6 +714,20 @@ static void cjob_answer(struct job *job)
 	case JOB_TAKE:
 		q->resp = snapshot_summary_json(snap);
 		return;
+	case JOB_FLAME: {
+		/* The page itself is the answer (the web interface's alone). */
+		static const char *const what[] = {"size", "peak", "allocations", "temporary"};
+		char title[160];
+		const char *exe = snap->exe != NULL ? strrchr(snap->exe, '/') : NULL;
+		snprintf(title, sizeof title, "memtrace: %s of pid %d (%.100s)", what[q->flame],
+		         (int)snap->pid,
+		         exe != NULL         ? exe + 1
+		         : snap->exe != NULL ? snap->exe
+		                             : "?");
+		size_t n;
+		q->text = flame_html(snap, NULL, q->flame, title, &n);
+		return;
+	}
 	case JOB_LIST: {
 		cJSON *arr = NULL;
 		if (job->d->store == NULL) {
@@ -986,6 +1017,48 @@ static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req, struct session *unuse
 	return NULL;
 }
 
+/* A URL of the web interface with a token for the client's uid. */
+static cJSON *cmd_ui(struct conn *c, cJSON *req, struct session *unused)
+{
+	char url[256];
+	double expires;
+
+	(void)req;
+	(void)unused;
+	if (webui_grant(c->d, c->uid, url, sizeof url, &expires) < 0)
+		return error_json("no_web_interface",
+		                  "the web interface is served on the metrics port, and memtraced "
+		                  "runs with --metrics-listen off");
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "url", url);
+	cJSON_AddNumberToObject(r, "uid", (double)c->uid);
+	cJSON_AddNumberToObject(r, "expires_at", expires);
+	return r;
+}
+
+/* The web interface's flame graph of a process now or of a stored
+ * snapshot: "value" size (default), peak, allocations or temporary. */
+static cJSON *cmd_flame(struct conn *c, cJSON *req, struct session *unused)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "value");
+	int value = v == NULL           ? FLAME_SIZE
+	            : cJSON_IsString(v) ? flame_value_parse(v->valuestring)
+	                                : -1;
+
+	(void)unused;
+	if (value < 0)
+		return error_json("bad_request",
+		                  "\"value\" must be one of size, peak, allocations, temporary");
+	struct cjob *q = cjob_new(c, JOB_FLAME);
+	struct job *job = job_new(c->d);
+	q->flame = (enum flame_value)value;
+	cJSON *err = pick_source(c, req, job, q, 0);
+	if (err != NULL)
+		return cjob_abort(job, q, err);
+	cjob_start(c, job, q);
+	return NULL;
+}
+
 static cJSON *cmd_snapshot(struct conn *c, cJSON *req, struct session *s)
 {
 	(void)req;
@@ -1034,14 +1107,24 @@ struct control_cmd {
 	/* "pid" must name a session the client may see, and the handler gets
 	 * it: the error for a bad or unknown pid is then the same everywhere. */
 	bool session;
+	/* Who may send it: the control socket, the web interface (webui.c:
+	 * what reads and changes nothing), or both. */
+	enum { ON_SOCKET = 1, ON_WEB = 2, ON_BOTH = 3 } on;
 };
 
 static const struct control_cmd control_cmds[] = {
-    {"status", cmd_status, false},       {"list", cmd_list, false},
-    {"stats", cmd_stats, false},         {"reset-peak", cmd_reset_peak, true},
-    {"history", cmd_history, false},     {"top", cmd_top, false},
-    {"traceback", cmd_traceback, false}, {"snapshot", cmd_snapshot, true},
-    {"snapshots", cmd_snapshots, false}, {"snapshot-get", cmd_snapshot_get, false},
+    {"status", cmd_status, false, ON_BOTH},
+    {"list", cmd_list, false, ON_BOTH},
+    {"stats", cmd_stats, false, ON_BOTH},
+    {"reset-peak", cmd_reset_peak, true, ON_SOCKET},
+    {"history", cmd_history, false, ON_BOTH},
+    {"top", cmd_top, false, ON_BOTH},
+    {"traceback", cmd_traceback, false, ON_BOTH},
+    {"snapshot", cmd_snapshot, true, ON_SOCKET},
+    {"snapshots", cmd_snapshots, false, ON_BOTH},
+    {"snapshot-get", cmd_snapshot_get, false, ON_SOCKET},
+    {"ui", cmd_ui, false, ON_SOCKET},
+    {"flame", cmd_flame, false, ON_WEB},
 };
 
 static const struct control_cmd *control_cmd_find(const char *name)
@@ -1068,8 +1151,10 @@ static cJSON *dispatch(struct conn *c, cJSON *req)
 		return error_json("bad_request", "missing \"cmd\"");
 	session_drain_window(c->d, QUERY_DRAIN_MS);
 	e = control_cmd_find(cmd->valuestring);
-	if (e == NULL)
-		return error_json("unknown_command", "unknown command \"%.64s\"", cmd->valuestring);
+	if (e == NULL || !(e->on & (c->web ? ON_WEB : ON_SOCKET)))
+		return error_json("unknown_command", "unknown command \"%.64s\"%s",
+		                  cmd->valuestring,
+		                  e != NULL && c->web ? " (on the web interface)" : "");
 	if (e->session && (s = arg_session(c, req, &err)) == NULL)
 		return err;
 	return e->handler(c, req, s);
@@ -1342,4 +1427,27 @@ void control_stop(struct daemon *d)
 	}
 	for (struct conn *c = d->conns; c != NULL; c = c->next)
 		conn_close(c);
+}
+
+/* ---- the web interface's requests ---- */
+
+struct conn *control_call(struct daemon *d, uid_t uid, const char *line, size_t len,
+                          control_answer_fn answer, void *arg)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	c->d = d;
+	c->uid = uid;
+	c->web = true;
+	c->answer = answer;
+	c->answer_arg = arg;
+	c->refs = 1;
+	(void)handle_line(c, line, len); /* a bad request is answered as such */
+	bool answered = c->closing;
+	conn_unref(c); /* a job in flight holds its own reference */
+	return answered ? NULL : c;
+}
+
+void control_call_cancel(struct conn *c)
+{
+	c->closing = true; /* the job's answer is dropped, and c with it */
 }

@@ -21,6 +21,9 @@
 #ifndef MEMTRACE_CONTROL_H
 #define MEMTRACE_CONTROL_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
 #include "daemon.h"
 
 /* A request's bytes: every command is a few hundred bytes; parsing 64 KiB
@@ -41,6 +44,18 @@
 #define CONTROL_DEFAULT_MAX_CONNS_PER_UID 16  /* ... of one uid */
 
 int control_start(struct daemon *d);
+
+/* The web interface (webui.c) runs requests as the control socket does, as
+ * the uid its token was granted to, for the commands it may send (those
+ * that read and change nothing, and "flame", its own). answer gets the
+ * answer's text (one JSON object; "flame": an HTML page), which it takes,
+ * exactly once: during the call (then the call returns NULL), or later
+ * from the loop, unless control_call_cancel came first. */
+typedef void (*control_answer_fn)(void *arg, char *text);
+struct conn *control_call(struct daemon *d, uid_t uid, const char *line, size_t len,
+                          control_answer_fn answer, void *arg);
+/* The asker is gone: the answer is dropped. Only before answer was called. */
+void control_call_cancel(struct conn *c);
 void control_stop(struct daemon *d);
 
 #endif

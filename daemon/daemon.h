@@ -28,6 +28,7 @@ struct conn;
 struct fdsink;
 struct jobs;
 struct metrics;
+struct webui;
 struct scheduler;
 struct session;
 struct store;
@@ -98,6 +99,7 @@ struct daemon {
 	struct jobs *jobs;       /* the thread-pool job runner */
 	struct scheduler *sched; /* NULL when there is no store */
 	struct metrics *metrics; /* NULL when metrics are off */
+	struct webui *webui;     /* the web interface's tokens, NULL before the first */
 	/* Control connections per uid; their unread answers (control.c). */
 	struct limit control_conns;
 	uv_timer_t control_timer; /* stalled connections, once a second */

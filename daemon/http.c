@@ -49,6 +49,8 @@ struct http_request {
 	struct http_request *next, **prevp; /* h->suspended while suspended */
 	enum rq_state state;
 	enum MHD_Result queued; /* MHD_queue_response's answer once RQ_DONE */
+	void *data;             /* the handler's (http_set_data) */
+	void (*release)(void *data);
 };
 
 /* One HTTP connection, for its origin's count and the deadlines. */
@@ -157,8 +159,24 @@ const char *http_header(const struct http_request *rq, const char *name)
 	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
-void http_reply(struct http_request *rq, unsigned status, const char *content_type,
-                const char *allow, char *body, size_t len)
+const char *http_arg(const struct http_request *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void http_set_data(struct http_request *rq, void *data, void (*release)(void *data))
+{
+	rq->data = data;
+	rq->release = release;
+}
+
+void *http_data(const struct http_request *rq)
+{
+	return rq->data;
+}
+
+void http_reply_headers(struct http_request *rq, unsigned status, const char *const *headers,
+                        char *body, size_t len)
 {
 	struct MHD_Response *resp =
 	    MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -169,11 +187,18 @@ void http_reply(struct http_request *rq, unsigned status, const char *content_ty
 		rq->queued = MHD_NO;
 		return;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-	if (allow != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	for (size_t i = 0; headers[i] != NULL && headers[i + 1] != NULL; i += 2)
+		MHD_add_response_header(resp, headers[i], headers[i + 1]);
 	rq->queued = MHD_queue_response(rq->conn, status, resp);
 	MHD_destroy_response(resp);
+}
+
+void http_reply(struct http_request *rq, unsigned status, const char *content_type,
+                const char *allow, char *body, size_t len)
+{
+	const char *headers[] = {MHD_HTTP_HEADER_CONTENT_TYPE, content_type,
+	                         allow != NULL ? MHD_HTTP_HEADER_ALLOW : NULL, allow, NULL};
+	http_reply_headers(rq, status, headers, body, len);
 }
 
 void http_suspend(struct http_request *rq)
@@ -304,6 +329,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		if (rq->next != NULL)
 			rq->next->prevp = rq->prevp;
 	}
+	if (rq->release != NULL)
+		rq->release(rq->data);
 	free(rq);
 	*con_cls = NULL;
 }

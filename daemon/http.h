@@ -25,7 +25,8 @@
  * A handler that cannot answer at once (it waits for work on the thread
  * pool) suspends the request; http_resume_all hands every suspended request
  * back to it. Loop thread only. This module knows nothing of what it
- * serves: no paths, no formats, no daemon state.
+ * serves: no paths, no formats, no daemon state (metrics.c and webui.c
+ * are its handlers' owners).
  */
 #ifndef MEMTRACE_HTTP_H
 #define MEMTRACE_HTTP_H
@@ -85,6 +86,18 @@ void http_resume_all(struct http *h);
 const char *http_method(const struct http_request *rq);
 const char *http_url(const struct http_request *rq);
 const char *http_header(const struct http_request *rq, const char *name);
+/* A query argument of the request's URL, decoded ("?pid=12" -> "12"), or
+ * NULL; valid while the handler runs. */
+const char *http_arg(const struct http_request *rq, const char *name);
+/* The handler's own pointer for the request, kept across suspensions;
+ * release (when not NULL) is called with it when the request ends,
+ * answered or not (its connection closed). */
+void http_set_data(struct http_request *rq, void *data, void (*release)(void *data));
+void *http_data(const struct http_request *rq);
+/* Answers rq with `status` and body, len bytes the server takes and frees
+ * (free); headers are name, value pairs ended by NULL. */
+void http_reply_headers(struct http_request *rq, unsigned status, const char *const *headers,
+                        char *body, size_t len);
 /* Answers rq with `status` and body, len bytes the server takes and frees
  * (free). allow, when not NULL, is sent as the Allow header. */
 void http_reply(struct http_request *rq, unsigned status, const char *content_type,

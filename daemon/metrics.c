@@ -16,6 +16,7 @@
 #include "session.h"
 #include "snapshot.h"
 #include "store.h"
+#include "webui.h"
 #include "xalloc.h"
 
 #define MIN_REFRESH_MS    1000 /* scrapes closer than this share a result */
@@ -1016,10 +1017,14 @@ static void on_request(struct http_request *rq, enum http_event ev, void *arg)
 	struct metrics *m = arg;
 	const char *method = http_method(rq);
 
+	if (webui_path(http_url(rq))) {
+		webui_request(m->d, m->http, rq, ev, m->stopping);
+		return;
+	}
 	switch (ev) {
 	case HTTP_HEADERS:
 		if (strcmp(http_url(rq), "/metrics") != 0)
-			reply_text(rq, 404, "Not found: memtraced serves /metrics\n", NULL);
+			reply_text(rq, 404, "Not found: memtraced serves /metrics and /ui\n", NULL);
 		else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 			reply_text(rq, 405, "Method not allowed: use GET or HEAD\n", "GET, HEAD");
 		return;
@@ -1027,7 +1032,11 @@ static void on_request(struct http_request *rq, enum http_event ev, void *arg)
 		serve(m, rq);
 		return;
 	case HTTP_RESUMED:
-		reply_metrics(m, rq);
+		/* Woken by a web interface answer while its round still runs. */
+		if (m->round != NULL && !m->stopping)
+			http_suspend(rq);
+		else
+			reply_metrics(m, rq);
 		return;
 	}
 }
@@ -1063,6 +1072,11 @@ int metrics_start(struct daemon *d, const char *where)
 int metrics_port(const struct daemon *d)
 {
 	return d->metrics != NULL ? http_port(d->metrics->http) : 0;
+}
+
+const char *metrics_host(const struct daemon *d)
+{
+	return d->metrics != NULL && !d->metrics->stopping ? http_host(d->metrics->http) : NULL;
 }
 
 void metrics_stop(struct daemon *d)

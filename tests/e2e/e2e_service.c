@@ -43,12 +43,28 @@
  *                           traced program's next phase is reported
  *                           exactly; trickling connections are cut within
  *                           15 s
+ *  web_interface            the page of `memtracectl ui` in headless Chromium
+ *                           (Debian's chromium): the traced program (progs/
+ *                           deltas) listed and selected, its top sites equal
+ *                           to its book to the byte, the memory-over-time
+ *                           chart reaching what it holds, the compare of its
+ *                           two stored snapshots equal to the books'
+ *                           differences, the framed live flame graph's frames
+ *                           as wide as the book's bytes; a screenshot shows
+ *                           the chart's line and the flame graph's colours,
+ *                           and the page without a token neither (it reads
+ *                           "401 ... memtracectl ui"); 401 and nothing for the
+ *                           page, its API and the flame graph without a token
+ *                           or with a wrong one; the page cannot take a
+ *                           snapshot or reset the peak; another user's token
+ *                           (memtrace-attacker) sees none of root's process
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
 #include <check.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -66,6 +82,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "harness.h"
 
@@ -259,20 +276,30 @@ static int run_tool(const char *const *argv, const char *input, const char *cons
 
 /* The port memtraced logged for --metrics-listen 127.0.0.1:0 ("metrics on
  * http://127.0.0.1:PORT/metrics"), or 0 for now. */
-static int logged_port(const struct h_daemon *d)
+/* The port of the nth "metrics on http://127.0.0.1:PORT/metrics" line of
+ * the daemon's log (1: the first start's), or 0 for now. */
+static int logged_port_nth(const struct h_daemon *d, int nth)
 {
 	static const char prefix[] = "metrics on http://127.0.0.1:";
 	char *log = read_file(d->log);
-	const char *p = log != NULL ? strstr(log, prefix) : NULL;
+	const char *p = log;
+	for (int i = 0; p != NULL && i < nth; i++)
+		if ((p = strstr(p, prefix)) != NULL && i + 1 < nth)
+			p++;
 	int port = p != NULL ? atoi(p + strlen(prefix)) : 0;
 	free(log);
 	return port;
 }
 
-/* memtraced with metrics on 127.0.0.1 and a free port (in metrics_port). */
-static void metrics_daemon_start(void)
+static int logged_port(const struct h_daemon *d)
 {
-	const char *opts[] = {"--metrics-listen", "127.0.0.1:0", NULL};
+	return logged_port_nth(d, 1);
+}
+
+/* memtraced with opts, which put metrics on 127.0.0.1:0; the port it got
+ * in metrics_port. */
+static void metrics_daemon_start_opts(const char *const *opts)
+{
 	long long deadline;
 
 	h_daemon_dirs(&D, 0755);
@@ -290,6 +317,13 @@ static void metrics_daemon_start(void)
 		ck_abort_msg("memtraced did not start with metrics within %d ms; log:\n%s",
 		             H_START_MS, log);
 	}
+}
+
+/* memtraced with metrics on 127.0.0.1 and a free port (in metrics_port). */
+static void metrics_daemon_start(void)
+{
+	static const char *const opts[] = {"--metrics-listen", "127.0.0.1:0", NULL};
+	metrics_daemon_start_opts(opts);
 }
 
 static void teardown(void)
@@ -1489,6 +1523,568 @@ START_TEST(bad_http)
 }
 END_TEST
 
+/* ------------------------------------------------------- the web page */
+
+/* A screenshot as Chromium writes it: 8-bit RGB or RGBA, not interlaced. */
+struct png {
+	int w, h, bpp;
+	unsigned char *px; /* w * h * bpp bytes, rows top down */
+};
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int paeth(int a, int b, int c)
+{
+	int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+	return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/* Decodes the PNG at path; NULL-free *img on failure, with the reason. */
+static const char *png_load(const char *path, struct png *img)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *file = NULL, *idat = NULL, *raw = NULL;
+	size_t len = 0, nidat = 0;
+	const char *why = NULL;
+	int ctype = -1;
+
+	memset(img, 0, sizeof *img);
+	if (f == NULL)
+		return "cannot open";
+	file = malloc(64u << 20);
+	len = file != NULL ? fread(file, 1, 64u << 20, f) : 0;
+	fclose(f);
+	idat = malloc(len + 1);
+	if (file == NULL || idat == NULL)
+		abort();
+	if (len < 8 || memcmp(file, "\x89PNG\r\n\x1a\n", 8) != 0) {
+		why = "not a PNG";
+		goto out;
+	}
+	for (size_t at = 8; at + 12 <= len;) {
+		uint32_t n = be32(file + at);
+		const unsigned char *type = file + at + 4, *data = file + at + 8;
+		if (n > len - at - 12) {
+			why = "truncated chunk";
+			goto out;
+		}
+		if (memcmp(type, "IHDR", 4) == 0 && n >= 13) {
+			img->w = (int)be32(data);
+			img->h = (int)be32(data + 4);
+			ctype = data[9];
+			if (data[8] != 8 || (ctype != 2 && ctype != 6) || data[12] != 0) {
+				why = "not 8-bit RGB(A), or interlaced";
+				goto out;
+			}
+			img->bpp = ctype == 6 ? 4 : 3;
+		} else if (memcmp(type, "IDAT", 4) == 0) {
+			memcpy(idat + nidat, data, n);
+			nidat += n;
+		}
+		at += 12 + (size_t)n;
+	}
+	if (img->bpp == 0 || img->w <= 0 || img->h <= 0 || img->w > 10000 || img->h > 10000) {
+		why = "no usable IHDR";
+		goto out;
+	}
+	size_t stride = (size_t)img->w * (size_t)img->bpp;
+	uLongf rawlen = (uLongf)((stride + 1) * (size_t)img->h);
+	raw = malloc(rawlen);
+	img->px = malloc(stride * (size_t)img->h);
+	if (raw == NULL || img->px == NULL)
+		abort();
+	if (uncompress(raw, &rawlen, idat, (uLong)nidat) != Z_OK ||
+	    rawlen != (stride + 1) * (size_t)img->h) {
+		why = "bad image data";
+		goto out;
+	}
+	for (int y = 0; y < img->h; y++) {
+		const unsigned char *in = raw + (size_t)y * (stride + 1);
+		unsigned char *row = img->px + (size_t)y * stride;
+		const unsigned char *up = y > 0 ? row - stride : NULL;
+		for (size_t x = 0; x < stride; x++) {
+			int a = x >= (size_t)img->bpp ? row[x - (size_t)img->bpp] : 0;
+			int b = up != NULL ? up[x] : 0;
+			int c = up != NULL && x >= (size_t)img->bpp ? up[x - (size_t)img->bpp] : 0;
+			int v = in[1 + x];
+			switch (in[0]) {
+			case 0:
+				break;
+			case 1:
+				v += a;
+				break;
+			case 2:
+				v += b;
+				break;
+			case 3:
+				v += (a + b) / 2;
+				break;
+			case 4:
+				v += paeth(a, b, c);
+				break;
+			default:
+				why = "bad filter";
+				goto out;
+			}
+			row[x] = (unsigned char)v;
+		}
+	}
+out:
+	if (why != NULL) {
+		free(img->px);
+		img->px = NULL;
+	}
+	free(file);
+	free(idat);
+	free(raw);
+	return why;
+}
+
+/* Pixels within `tol` of the colour (r, g, b) on every channel. */
+static long pixels_near(const struct png *img, int r, int g, int b, int tol)
+{
+	long n = 0;
+	for (long i = 0; i < (long)img->w * img->h; i++) {
+		const unsigned char *p = img->px + i * img->bpp;
+		n += abs(p[0] - r) <= tol && abs(p[1] - g) <= tol && abs(p[2] - b) <= tol;
+	}
+	return n;
+}
+
+/* Pixels of a flame graph's frames: hsl(10-55°, 80 %, 58-70 %), warm and
+ * bright, which nothing else on the page is. */
+static long flame_pixels(const struct png *img)
+{
+	long n = 0;
+	for (long i = 0; i < (long)img->w * img->h; i++) {
+		const unsigned char *p = img->px + i * img->bpp;
+		n += p[0] >= 225 && p[2] <= 150 && p[1] >= 90 && p[0] - p[2] >= 100;
+	}
+	return n;
+}
+
+/* %-encodes everything but letters and digits. */
+static char *url_encode(const char *s)
+{
+	char *out = malloc(strlen(s) * 3 + 1), *o = out;
+	if (out == NULL)
+		abort();
+	for (; *s != '\0'; s++)
+		if (isalnum((unsigned char)*s))
+			*o++ = *s;
+		else
+			o += sprintf(o, "%%%02X", (unsigned char)*s);
+	*o = '\0';
+	return out;
+}
+
+/* The value of attribute `name` of the tag at p (up to its '>'): a new
+ * string, or NULL. */
+static char *tag_attr(const char *p, const char *name)
+{
+	const char *end = strchr(p, '>');
+	char *key = h_strf(" %s=\"", name);
+	const char *q = strstr(p, key);
+	char *v = NULL;
+	if (q != NULL && end != NULL && q < end) {
+		q += strlen(key);
+		const char *e = strchr(q, '"');
+		if (e != NULL && e < end)
+			v = h_strf("%.*s", (int)(e - q), q);
+	}
+	free(key);
+	return v;
+}
+
+static long long tag_num(const char *p, const char *name)
+{
+	char *v = tag_attr(p, name);
+	long long n = v != NULL ? atoll(v) : -1;
+	free(v);
+	return n;
+}
+
+/* What the book holds at file:line (memtrace's absolute file name): bytes
+ * and blocks of its non-optional records. */
+static void book_at(const struct h_truth *t, const char *file, int line, long long *bytes,
+                    long long *count)
+{
+	*bytes = *count = 0;
+	for (int i = 0; t != NULL && i < t->nrecs; i++) {
+		const struct h_rec *r = &t->recs[i];
+		if (!r->optional && r->f[0].line == line && h_file_matches(file, r->f[0].file)) {
+			*bytes += r->bytes;
+			*count += r->count;
+		}
+	}
+}
+
+/* The bytes of the book's records with func on their stack (a flame
+ * graph frame's width). */
+static long long book_under(const struct h_truth *t, const char *func)
+{
+	long long sum = 0;
+	for (int i = 0; i < t->nrecs; i++)
+		for (int k = 0; k < t->recs[i].nframes; k++)
+			if (strcmp(t->recs[i].f[k].func, func) == 0) {
+				sum += t->recs[i].bytes;
+				break;
+			}
+	return sum;
+}
+
+/* The rows <tr class="CLS" ...> of a document whose data-site is
+ * file:line; the first, or NULL. */
+static const char *row_at(const char *dom, const char *cls, const char *file, int line)
+{
+	char *open = h_strf("<tr class=\"%s\"", cls);
+	const char *found = NULL;
+	for (const char *p = dom; found == NULL && (p = strstr(p, open)) != NULL; p++) {
+		char *site = tag_attr(p, "data-site");
+		char *colon = site != NULL ? strrchr(site, ':') : NULL;
+		if (colon != NULL) {
+			*colon = '\0';
+			if (atoi(colon + 1) == line && h_file_matches(site, file))
+				found = p;
+		}
+		free(site);
+	}
+	free(open);
+	return found;
+}
+
+/* The URL and token `memtracectl ui` prints for uid. */
+static char *ui_url(uid_t uid, long long want_uid, char **token)
+{
+	const char *args[] = {"ui", NULL};
+	struct h_ctl r;
+	long long got;
+
+	h_ctl_ok(&D, uid, &r, args);
+	const char *url = h_json_str(r.json, "url");
+	char *prefix = h_strf("http://127.0.0.1:%d/ui?token=", metrics_port);
+	ck_assert_msg(url != NULL && strncmp(url, prefix, strlen(prefix)) == 0 &&
+	                  strlen(url + strlen(prefix)) == 32 &&
+	                  strspn(url + strlen(prefix), "0123456789abcdef") == 32,
+	              "memtracectl ui: %s", r.out);
+	ck_assert_msg(h_json_int(r.json, "uid", &got) && got == want_uid, "ui for uid %lld: %s",
+	              want_uid, r.out);
+	char *out = h_strf("%s", url);
+	*token = h_strf("%s", url + strlen(prefix));
+	free(prefix);
+	h_ctl_free(&r);
+	return out;
+}
+
+/* GET path on the metrics port. */
+static void web_get(const char *path, struct http *r)
+{
+	int rc = http_get("127.0.0.1", metrics_port, "GET", path, NULL, r);
+	ck_assert_msg(rc == 0, "GET %s: %s", path, strerror(-rc));
+}
+
+/* GET /ui/api?token=T&q=QUERY. */
+static void web_api(const char *token, const char *query, struct http *r)
+{
+	char *q = url_encode(query);
+	char *path = h_strf("/ui/api?token=%s&q=%s", token, q);
+	web_get(path, r);
+	free(path);
+	free(q);
+}
+
+/* The history holds a sample of at least `bytes` current. */
+static char *history_reaches(const cJSON *json, void *arg)
+{
+	long long want = *(const long long *)arg, best = -1;
+	const cJSON *row;
+	cJSON_ArrayForEach(row, cJSON_GetObjectItem(json, "samples"))
+	{
+		const cJSON *cur = cJSON_GetArrayItem(row, 1);
+		if (cJSON_IsNumber(cur) && cur->valuedouble > best)
+			best = (long long)cur->valuedouble;
+	}
+	return best >= want ? NULL : h_strf("history's largest sample %lld < %lld", best, want);
+}
+
+/* The snapshot memtracectl snapshot stores: its id. */
+static long long stored_snapshot(const char *pid)
+{
+	const char *args[] = {"snapshot", "--pid", pid, NULL};
+	struct h_ctl r;
+	long long id;
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	ck_assert_msg(h_json_int(r.json, "id", &id) && id > 0, "snapshot: %s", r.out);
+	h_ctl_free(&r);
+	return id;
+}
+
+START_TEST(web_interface)
+{
+	static const char *const opts[] = {"--metrics-listen", "127.0.0.1:0", "--snapshot-interval",
+	                                   "0", NULL};
+	struct h_proc p;
+	struct http r;
+	char pid[24], *token, *other_token;
+
+	metrics_daemon_start_opts(opts);
+	h_prog_start(&p, &D, "deltas", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t1 = h_truth_must(p.truth);
+	snprintf(pid, sizeof pid, "%ld", t1->pid);
+	long long id1 = stored_snapshot(pid);
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	struct h_truth *t2 = h_truth_must(p.truth);
+	long long id2 = stored_snapshot(pid);
+	long long held = h_truth_bytes(t2);
+	{
+		const char *args[] = {"history", "--pid", pid, NULL};
+		struct h_ctl hr;
+		char *why = h_ctl_poll(&D, H_NOUID, &hr, history_reaches, &held, args);
+		ck_assert_msg(why == NULL, "%s", why);
+		h_ctl_free(&hr);
+	}
+
+	char *url = ui_url(H_NOUID, 0, &token);
+	char *page = h_strf("%s&pid=%s", url, pid);
+
+	/* The page as Chromium renders it, with its token. */
+	char *dom = h_chromium(&D, page, "--dump-dom", 1200, 1600, 10000);
+	char *sel = h_strf("<tr class=\"process selected\" data-pid=\"%s\"", pid);
+	ck_assert_msg(strstr(dom, sel) != NULL, "pid %s is not listed and selected:\n%.3000s", pid,
+	              dom);
+	free(sel);
+	/* The top table: every site the book holds something at, to the byte. */
+	for (int i = 0; i < t2->nrecs; i++) {
+		const struct h_rec *rec = &t2->recs[i];
+		long long bytes, count;
+		book_at(t2, rec->f[0].file, rec->f[0].line, &bytes, &count);
+		if (rec->optional || bytes == 0)
+			continue;
+		const char *row = row_at(dom, "stat", rec->f[0].file, rec->f[0].line);
+		ck_assert_msg(row != NULL, "top: %s:%d (%lld bytes) is not shown", rec->f[0].file,
+		              rec->f[0].line, bytes);
+		ck_assert_msg(tag_num(row, "data-size") == bytes &&
+		                  tag_num(row, "data-count") == count,
+		              "top: %s:%d shows %lld bytes in %lld blocks, the book %lld in %lld",
+		              rec->f[0].file, rec->f[0].line, tag_num(row, "data-size"),
+		              tag_num(row, "data-count"), bytes, count);
+	}
+	/* Memory over time. */
+	{
+		const char *svg = strstr(dom, "<svg id=\"history\"");
+		ck_assert_msg(svg != NULL && tag_num(svg, "data-samples") >= 1 &&
+		                  tag_num(svg, "data-max") >= held,
+		              "history: %lld samples, max %lld, the program holds %lld",
+		              svg ? tag_num(svg, "data-samples") : -1,
+		              svg ? tag_num(svg, "data-max") : -1, held);
+		ck_assert_msg(strstr(svg, "class=\"current\"") != NULL, "history: no line drawn");
+	}
+	/* The compare of the two stored snapshots, the page's first: the books'
+	 * differences. */
+	{
+		char *note = h_strf("#%lld \xe2\x86\x92 #%lld", id1, id2);
+		ck_assert_msg(strstr(dom, note) != NULL, "the compare is not of #%lld and #%lld",
+		              id1, id2);
+		free(note);
+		for (int k = 0; k < 2; k++) {
+			const struct h_truth *t = k == 0 ? t1 : t2;
+			for (int i = 0; i < t->nrecs; i++) {
+				const struct h_rec *rec = &t->recs[i];
+				long long b1, c1, b2, c2;
+				book_at(t1, rec->f[0].file, rec->f[0].line, &b1, &c1);
+				book_at(t2, rec->f[0].file, rec->f[0].line, &b2, &c2);
+				if (rec->optional || (b1 == b2 && c1 == c2))
+					continue;
+				const char *row =
+				    row_at(dom, "diff", rec->f[0].file, rec->f[0].line);
+				ck_assert_msg(row != NULL, "compare: %s:%d is not shown",
+				              rec->f[0].file, rec->f[0].line);
+				ck_assert_msg(
+				    tag_num(row, "data-size-diff") == b2 - b1 &&
+				        tag_num(row, "data-count-diff") == c2 - c1,
+				    "compare: %s:%d shows %+lld bytes %+lld blocks, the books "
+				    "%+lld %+lld",
+				    rec->f[0].file, rec->f[0].line, tag_num(row, "data-size-diff"),
+				    tag_num(row, "data-count-diff"), b2 - b1, c2 - c1);
+			}
+		}
+	}
+	free(dom);
+
+	/* The live flame graph it frames: the book's functions, as wide as
+	 * their bytes. */
+	{
+		char *flame = h_strf("http://127.0.0.1:%d/ui/flame?token=%s&pid=%s", metrics_port,
+		                     token, pid);
+		char *fdom = h_chromium(&D, flame, "--dump-dom", 1200, 800, 5000);
+		struct h_fframe fr[512];
+		int n = h_rendered_frames(fdom, fr, 512);
+		static const char *const funcs[] = {"phase1", "phase2", "site_new", "site_many"};
+		long long bytes[4];
+		for (int i = 0; i < 4; i++)
+			bytes[i] = book_under(t2, funcs[i]);
+		h_assert_widths(fr, n, funcs, bytes, 4, "the page's flame graph");
+		free(fdom);
+		free(flame);
+	}
+
+	/* A screenshot: the chart's line and the flame graph's frames are
+	 * drawn; the page without its token draws neither. */
+	{
+		char *png = h_strf("%s/ui.png", D.dir), *flag = h_strf("--screenshot=%s", png);
+		char *bare = h_strf("http://127.0.0.1:%d/ui", metrics_port);
+		struct png img;
+		const char *why;
+		free(h_chromium(&D, page, flag, 1200, 1600, 10000));
+		why = png_load(png, &img);
+		ck_assert_msg(why == NULL, "%s: %s", png, why);
+		ck_assert_int_eq(img.w, 1200);
+		ck_assert_int_eq(img.h, 1600);
+		long line = pixels_near(&img, 0x2f, 0x6f, 0xe4, 40), warm = flame_pixels(&img);
+		ck_assert_msg(line >= 200 && warm >= 20000,
+		              "screenshot: %ld pixels of the chart's line, %ld of flame frames",
+		              line, warm);
+		free(img.px);
+		unlink(png);
+		free(h_chromium(&D, bare, flag, 1200, 1600, 5000));
+		why = png_load(png, &img);
+		ck_assert_msg(why == NULL, "%s: %s", png, why);
+		line = pixels_near(&img, 0x2f, 0x6f, 0xe4, 40);
+		warm = flame_pixels(&img);
+		ck_assert_msg(line == 0 && warm == 0,
+		              "without a token: %ld pixels of a chart's line, %ld of flame frames",
+		              line, warm);
+		free(img.px);
+		/* ... and says why, as a person reads it. */
+		char *bdom = h_chromium(&D, bare, "--dump-dom", 1200, 800, 5000);
+		ck_assert_msg(strstr(bdom, "401") != NULL &&
+		                  strstr(bdom, "memtracectl ui") != NULL &&
+		                  strstr(bdom, "class=\"process") == NULL,
+		              "without a token:\n%.2000s", bdom);
+		free(bdom);
+		free(bare);
+		free(flag);
+		free(png);
+	}
+
+	/* Without a valid token, nothing: 401 for the page, its API and the
+	 * flame graph. */
+	{
+		char *q = url_encode("{\"cmd\":\"list\"}");
+		const char *const paths[] = {
+		    "/ui", "/ui/", "/ui?token=", "/ui?token=00000000000000000000000000000000"};
+		for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+			web_get(paths[i], &r);
+			ck_assert_msg(r.status == 401 && strstr(r.body, "<script") == NULL,
+			              "GET %s: %d %.300s", paths[i], r.status, r.body);
+			http_free(&r);
+		}
+		char *api = h_strf("/ui/api?q=%s", q),
+		     *bad = h_strf("/ui/api?token=%.31s0&q=%s", token, q);
+		char *fl = h_strf("/ui/flame?pid=%s", pid);
+		const char *const more[] = {api, bad, fl};
+		for (int i = 0; i < 3; i++) {
+			web_get(more[i], &r);
+			ck_assert_msg(r.status == 401 && strstr(r.body, pid) == NULL &&
+			                  strstr(r.body, "site_") == NULL,
+			              "GET %s: %d %.300s", more[i], r.status, r.body);
+			http_free(&r);
+		}
+		free(api);
+		free(bad);
+		free(fl);
+		free(q);
+	}
+
+	/* The page may read, not act: no snapshot, no reset of the peak. */
+	{
+		char *snap = h_strf("{\"cmd\":\"snapshot\",\"pid\":%s}", pid);
+		char *reset = h_strf("{\"cmd\":\"reset-peak\",\"pid\":%s}", pid);
+		const char *const acts[] = {snap, reset};
+		for (int i = 0; i < 2; i++) {
+			web_api(token, acts[i], &r);
+			ck_assert_msg(r.status != 200 && strstr(r.body, "unknown_command") != NULL,
+			              "%s through the page: %d %.300s", acts[i], r.status, r.body);
+			http_free(&r);
+		}
+		const char *args[] = {"snapshots", "--pid", pid, NULL};
+		struct h_ctl c;
+		h_ctl_ok(&D, H_NOUID, &c, args);
+		ck_assert_msg(cJSON_GetArraySize(cJSON_GetObjectItem(c.json, "snapshots")) == 2,
+		              "snapshots after the page's attempts: %s", c.out);
+		h_ctl_free(&c);
+		free(snap);
+		free(reset);
+	}
+
+	/* Another user's token sees that user's processes only. */
+	uid_t other = h_attacker_uid();
+	if (other != H_NOUID) {
+		char *ourl = ui_url(other, (long long)other, &other_token);
+		char *opage = h_strf("%s&pid=%s", ourl, pid);
+		char *odom = h_chromium(&D, opage, "--dump-dom", 1200, 1600, 8000);
+		char *row = h_strf("data-pid=\"%s\"", pid);
+		ck_assert_msg(
+		    strstr(odom, "Traced processes") != NULL && strstr(odom, row) == NULL &&
+		        strstr(odom, "deltas.c") == NULL && strstr(odom, "class=\"frame") == NULL,
+		    "uid %u's page shows root's process:\n%.3000s", (unsigned)other, odom);
+		char *top = h_strf("{\"cmd\":\"top\",\"pid\":%s}", pid);
+		web_api(other_token, top, &r);
+		ck_assert_msg(
+		    strstr(r.body, "\"error\"") != NULL && strstr(r.body, "deltas.c") == NULL,
+		    "uid %u's top of root's process: %d %.300s", (unsigned)other, r.status, r.body);
+		http_free(&r);
+		char *fl = h_strf("/ui/flame?token=%s&pid=%s", other_token, pid);
+		web_get(fl, &r);
+		ck_assert_msg(r.status != 200 && strstr(r.body, "site_") == NULL,
+		              "uid %u's flame graph of root's process: %d %.300s", (unsigned)other,
+		              r.status, r.body);
+		http_free(&r);
+		free(fl);
+		free(top);
+		free(row);
+		free(odom);
+		free(opage);
+		free(ourl);
+		free(other_token);
+	}
+
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
+	h_proc_cleanup(&p);
+
+	/* A token does not outlive the daemon. */
+	ck_assert_int_eq(h_daemon_signal(&D, SIGTERM, 20000), 0);
+	h_daemon_spawn(&D, opts);
+	long long deadline = h_now_ms() + H_START_MS;
+	while ((metrics_port = logged_port_nth(&D, 2)) == 0 && h_now_ms() < deadline)
+		h_sleep_ms(20);
+	ck_assert_msg(metrics_port > 0, "the restarted memtraced logged no metrics port");
+	char *again = h_strf("/ui?token=%s", token);
+	web_get(again, &r);
+	ck_assert_msg(r.status == 401, "a token of the previous daemon: %d", r.status);
+	http_free(&r);
+	free(again);
+	/* Without HTTP there is no page, and `ui` says so. */
+	ck_assert_int_eq(h_daemon_signal(&D, SIGTERM, 20000), 0);
+	static const char *const off[] = {"--metrics-listen", "off", NULL};
+	h_daemon_spawn(&D, off);
+	static const char *const ui[] = {"ui", NULL};
+	h_ctl_error(&D, H_NOUID, ui, "no_web_interface");
+
+	h_truth_free(t1);
+	h_truth_free(t2);
+	free(page);
+	free(url);
+	free(token);
+}
+END_TEST
+
 /* ------------------------------------------------------------- runner */
 
 static Suite *service_suite(void)
@@ -1504,6 +2100,8 @@ static Suite *service_suite(void)
 	tcase_add_loop_test(tc, socket_activation, 0, 2);
 	tc = h_tcase(s, "bad_http", 120, NULL, teardown);
 	tcase_add_test(tc, bad_http);
+	tc = h_tcase(s, "web", 180, NULL, teardown);
+	tcase_add_test(tc, web_interface);
 	return s;
 }
 
