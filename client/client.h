@@ -185,8 +185,8 @@ int client_usage_error(struct client *c);
 /* Prints an error with `code` and the formatted message; returns `status`. */
 int client_error(struct client *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Writes n bytes to `path` (created or truncated, 0666 less the umask), or
- * to standard output when path is NULL. CLIENT_EXIT_OK, or reports the
+/* Writes n bytes to `path` (created or truncated, 0600, not through a
+ * symbolic link), or to standard output when path is NULL. CLIENT_EXIT_OK, or reports the
  * failure and returns its exit status. */
 int client_write_out(struct client *c, const char *path, const void *p, size_t n);
 /* Prints a JSON value pretty on stdout. */

@@ -63,8 +63,9 @@ static int cmd_history_exec(struct client *c, const struct args *a)
 		if (!cJSON_IsNumber(at) || (first_ms >= 0 && at->valuedouble * 1000 >= first_ms))
 			continue;
 		cJSON *o = cJSON_CreateObject();
-		static const char *const keep[] = {"id",      "taken_at", "reason",
-		                                   "current", "peak",     "blocks"};
+		/* exe: a pid that exec'd has its earlier programs' snapshots. */
+		static const char *const keep[] = {"id",   "taken_at", "reason", "current",
+		                                   "peak", "blocks",   "exe"};
 		for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
 			const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, keep[i]);
 			if (v != NULL)

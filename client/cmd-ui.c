@@ -1,11 +1,15 @@
 /* cmd-ui.c - `memtracectl ui`: the URL of the web interface, for this user. */
 #include "client.h"
 
+#include <stdlib.h>
+
+#include "xalloc.h"
+
 static int cmd_ui_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_ui_entry = {
     .name = "ui",
-    .usage = "",
+    .usage = "[--pid P]",
     .summary = "the URL of the web interface in the browser, with a token for you",
     .help = "Print the URL of memtraced's web interface: the processes you may see\n"
             "(root: everybody's), their memory over time, the top table, a live\n"
@@ -14,15 +18,36 @@ const struct cmd_entry cmd_ui_entry = {
             "The URL carries a token bound to your uid: the page shows what you may\n"
             "see with memtracectl and nothing more, for 12 hours or until memtraced\n"
             "stops. Whoever has the URL sees it as you: do not share it. Without a\n"
-            "valid token the server answers 401 and shows nothing.\n",
+            "valid token the server answers 401 and shows nothing. memtraced keeps 4\n"
+            "URLs a user: a fifth makes the oldest stop working.\n\n"
+            "Options:\n"
+            "  --pid P             open the page on process P\n",
+    .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID}, {NULL}}},
     .exec = cmd_ui_exec,
 };
 
 static int cmd_ui_exec(struct client *c, const struct args *a)
 {
-	cJSON *req = cJSON_CreateObject();
+	cJSON *req, *resp = NULL;
+	int pid = 0, rc;
 
-	(void)a;
+	if (args_get(a, "pid") != NULL)
+		client_opt_pid(c, args_get(a, "pid"), &pid);
+	if (c->usage_error != NULL)
+		return client_usage_error(c);
+	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "ui");
-	return client_request(c, req, table_ui);
+	rc = client_call(c, req, &resp);
+	cJSON_Delete(req);
+	if (rc != 0)
+		return rc;
+	const cJSON *url = cJSON_GetObjectItemCaseSensitive(resp, "url");
+	if (pid > 0 && cJSON_IsString(url)) {
+		char *with = xasprintf("%s&pid=%d", url->valuestring, pid);
+		cJSON_ReplaceItemInObjectCaseSensitive(resp, "url", cJSON_CreateString(with));
+		free(with);
+	}
+	client_output(c, resp, table_ui);
+	cJSON_Delete(resp);
+	return CLIENT_EXIT_OK;
 }

@@ -561,6 +561,8 @@ static void print_summary(const char *label, const cJSON *sum, const cJSON *resp
 	}
 	if (id > 0)
 		printf("snapshot %" PRIu64 " of ", id);
+	else if (strcmp(get_str(sum, "reason", ""), "exited") == 0)
+		fputs("what was held at its end by ", stdout);
 	else
 		fputs("live capture of ", stdout);
 	printf("pid %" PRIu64, pid);
@@ -679,7 +681,9 @@ void table_compare(const cJSON *resp)
 #define SPARK_COLS 60
 
 /* The value of the step function of `samples` (column k of [ms, ...]) at
- * its largest over each of SPARK_COLS equal parts of [from, to]. */
+ * its largest over each of SPARK_COLS equal parts of [from, to], but the
+ * last column, which is the value at the end (a process that ended after
+ * its maximum must not seem to end at it: the text says the maximum). */
 static void spark_columns(const cJSON *samples, int k, double from, double to,
                           double col[SPARK_COLS])
 {
@@ -694,7 +698,7 @@ static void spark_columns(const cJSON *samples, int k, double from, double to,
 	{
 		double ms = get_num_at(row, 0), v = get_num_at(row, k);
 		/* Columns before this sample hold what was carried. */
-		while (c < SPARK_COLS && from + (c + 1) * width <= ms) {
+		while (c < SPARK_COLS - 1 && from + (c + 1) * width <= ms) {
 			if (any && col[c] < carried)
 				col[c] = carried;
 			c++;
@@ -707,6 +711,8 @@ static void spark_columns(const cJSON *samples, int k, double from, double to,
 	for (; c < SPARK_COLS; c++)
 		if (any && col[c] < carried)
 			col[c] = carried;
+	if (any)
+		col[SPARK_COLS - 1] = carried;
 }
 
 static void print_spark(const char *label, const cJSON *samples, int k, double from, double to,
@@ -794,9 +800,15 @@ void table_history(const cJSON *resp)
 			fmt_time(at, sizeof at, get_num(s, "taken_at"));
 			fmt_size(cur, sizeof cur, get_u64_or(s, "current", 0));
 			fmt_size(pk, sizeof pk, get_u64_or(s, "peak", 0));
-			printf("  %s  current %s, peak %s, blocks %" PRIu64 " (snapshot %" PRIu64
-			       ")\n",
+			const char *exe = get_str(s, "exe", NULL), *base;
+			printf("  %s  current %s, peak %s, blocks %" PRIu64 " (snapshot %" PRIu64,
 			       at, cur, pk, get_u64_or(s, "blocks", 0), get_u64_or(s, "id", 0));
+			if (exe != NULL) {
+				base = strrchr(exe, '/');
+				fputs(", ", stdout);
+				put_text(base != NULL ? base + 1 : exe);
+			}
+			puts(")");
 		}
 	}
 }

@@ -838,7 +838,9 @@ static cJSON *pick_source(struct conn *c, cJSON *req, struct job *job, struct cj
 	struct session *s = find_session(c, pid);
 	if (s != NULL) {
 		job->source = JOB_SRC_CAPTURE;
-		job->capture = capture_take(s, "live", nlargest);
+		/* An ended process's capture is what it held at its end. */
+		job->capture =
+		    capture_take(s, s->state == SESSION_LIVE ? "live" : "exited", nlargest);
 		return nlargest > 0 ? charge_capture(c, q, job) : NULL;
 	}
 	job->source = JOB_SRC_LATEST;

@@ -190,6 +190,20 @@ static void reply_answer(struct http_request *rq, struct webreq *w)
 		status = strstr(text, "\"no_such_") != NULL || strstr(text, "\"snapshot_deleted\"")
 		             ? 404
 		             : 400;
+	if (w->flame && !page) {
+		/* The flame graph's frame shows it to a person: a sentence. */
+		cJSON *j = cJSON_Parse(text);
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(j, "error"), "message");
+		char line[600];
+		snprintf(line, sizeof line,
+		         "No flame graph: %.500s.\nPick a process in the list of the page.\n",
+		         cJSON_IsString(m) ? m->valuestring : "memtraced could not draw it");
+		cJSON_Delete(j);
+		free(text);
+		reply_text(rq, status, line);
+		return;
+	}
 	reply(rq, status, page ? "text/html; charset=utf-8" : "application/json", text,
 	      strlen(text));
 }

@@ -1850,7 +1850,21 @@ START_TEST(web_interface)
 	}
 
 	char *url = ui_url(H_NOUID, 0, &token);
-	char *page = h_strf("%s&pid=%s", url, pid);
+	char *page;
+	{
+		/* ui --pid P: the page opens on P. */
+		const char *args[] = {"ui", "--pid", pid, NULL};
+		struct h_ctl u;
+		h_ctl_ok(&D, H_NOUID, &u, args);
+		const char *v = h_json_str(u.json, "url");
+		char *tail = h_strf("&pid=%s", pid);
+		ck_assert_msg(v != NULL && strlen(v) > strlen(tail) &&
+		                  strcmp(v + strlen(v) - strlen(tail), tail) == 0,
+		              "ui --pid %s: %s", pid, u.out);
+		page = h_strf("%s", v);
+		free(tail);
+		h_ctl_free(&u);
+	}
 
 	/* The page as Chromium renders it, with its token. */
 	char *dom = h_chromium(&D, page, "--dump-dom", 1200, 1600, 10000);
