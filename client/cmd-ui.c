@@ -15,11 +15,12 @@ const struct cmd_entry cmd_ui_entry = {
             "(root: everybody's), their memory over time, the top table, a live\n"
             "flame graph and the compare of two stored snapshots. memtraced serves it\n"
             "on its metrics address (--metrics-listen, 127.0.0.1:9481 by default).\n\n"
-            "The URL carries a token bound to your uid: the page shows what you may\n"
-            "see with memtracectl and nothing more, for 12 hours or until memtraced\n"
-            "stops. Whoever has the URL sees it as you: do not share it. Without a\n"
-            "valid token the server answers 401 and shows nothing. memtraced keeps 4\n"
-            "URLs a user: a fifth makes the oldest stop working.\n\n"
+            "The URL carries a token bound to your uid, good once within 10 minutes:\n"
+            "the browser that opens it gets a session (a cookie) for 12 hours or until\n"
+            "memtraced stops, and the page shows what you may see with memtracectl and\n"
+            "nothing more. Without a valid session the server answers 401 and shows\n"
+            "nothing. memtraced keeps 4 unused URLs a user: a fifth retires the\n"
+            "oldest.\n\n"
             "Options:\n"
             "  --pid P             open the page on process P\n",
     .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID}, {NULL}}},

@@ -1236,6 +1236,5 @@ void table_ui(const cJSON *resp)
 	         get(resp, "expires_at") != NULL ? get_num(resp, "expires_at") : -1);
 	const char *url = get_str(resp, "url", "?");
 	client_put_text(stdout, url, strlen(url));
-	printf("\n(for uid %.0f, valid until %s; whoever has this URL sees what you see)\n",
-	       get_num(resp, "uid"), when);
+	printf("\n(for uid %.0f, open it before %s; it works once)\n", get_num(resp, "uid"), when);
 }

@@ -25,7 +25,7 @@
 #include "jsonout.h"
 #include "snapshot.h"
 #include "store.h"
-#include "webui.h"
+#include "webtoken.h"
 #include "flame.h"
 #include "xalloc.h"
 
@@ -841,7 +841,9 @@ static cJSON *pick_source(struct conn *c, cJSON *req, struct job *job, struct cj
 		/* An ended process's capture is what it held at its end. */
 		job->capture =
 		    capture_take(s, s->state == SESSION_LIVE ? "live" : "exited", nlargest);
-		return nlargest > 0 ? charge_capture(c, q, job) : NULL;
+		/* Every capture is charged, also a statistics-only one (top,
+		 * flame): a client repeating them must not pile views up. */
+		return charge_capture(c, q, job);
 	}
 	job->source = JOB_SRC_LATEST;
 	q->from_store = true;
@@ -1019,22 +1021,32 @@ static cJSON *cmd_snapshot_get(struct conn *c, cJSON *req, struct session *unuse
 	return NULL;
 }
 
-/* A URL of the web interface with a token for the client's uid. */
+/* A URL of the web interface with a token for the client's uid (used
+ * once, webtoken.h). */
 static cJSON *cmd_ui(struct conn *c, cJSON *req, struct session *unused)
 {
-	char url[256];
+	char hex[WEBTOKEN_CHARS + 1];
 	double expires;
+	int rc;
 
 	(void)req;
 	(void)unused;
-	if (webui_grant(c->d, c->uid, url, sizeof url, &expires) < 0)
+	if (c->d->web_origin[0] == '\0')
 		return error_json("no_web_interface",
 		                  "the web interface is served on the metrics port, and memtraced "
 		                  "runs with --metrics-listen off");
+	if ((rc = webtoken_grant(c->d, c->uid, WEBTOKEN_URL, hex, &expires)) < 0)
+		return rc == -EBUSY ? error_json("too_many_sessions",
+		                                 "the web interface holds %d sessions and URLs of "
+		                                 "other users; try again when some expire",
+		                                 WEBTOKENS)
+		                    : error_json("internal", "no random bytes for a token");
+	char *url = xasprintf("%s/ui?token=%s", c->d->web_origin, hex);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "url", url);
 	cJSON_AddNumberToObject(r, "uid", (double)c->uid);
 	cJSON_AddNumberToObject(r, "expires_at", expires);
+	free(url);
 	return r;
 }
 

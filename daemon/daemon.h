@@ -28,7 +28,7 @@ struct conn;
 struct fdsink;
 struct jobs;
 struct metrics;
-struct webui;
+struct webtokens;
 struct scheduler;
 struct session;
 struct store;
@@ -95,11 +95,14 @@ struct daemon {
 	 * the control server; opened and closed by the scheduler. NULL when
 	 * it could not be opened. */
 	struct store *store;
-	char store_error[512];   /* why it could not be opened, for answers */
-	struct jobs *jobs;       /* the thread-pool job runner */
-	struct scheduler *sched; /* NULL when there is no store */
-	struct metrics *metrics; /* NULL when metrics are off */
-	struct webui *webui;     /* the web interface's tokens, NULL before the first */
+	char store_error[512];       /* why it could not be opened, for answers */
+	struct jobs *jobs;           /* the thread-pool job runner */
+	struct scheduler *sched;     /* NULL when there is no store */
+	struct metrics *metrics;     /* NULL when metrics are off */
+	struct webtokens *webtokens; /* the web interface's secrets, NULL before the first */
+	/* "http://HOST:PORT" of the HTTP server (metrics.c), the loopback
+	 * address for a wildcard; "" when there is none. */
+	char web_origin[96];
 	/* Control connections per uid; their unread answers (control.c). */
 	struct limit control_conns;
 	uv_timer_t control_timer; /* stalled connections, once a second */

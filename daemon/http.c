@@ -159,9 +159,27 @@ const char *http_header(const struct http_request *rq, const char *name)
 	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
+/* A value of `kind` without a NUL in it (a "%00" decoded), else NULL. */
+static const char *value_of(const struct http_request *rq, enum MHD_ValueKind kind,
+                            const char *name)
+{
+	const char *v = NULL;
+	size_t n = 0;
+
+	if (MHD_lookup_connection_value_n(rq->conn, kind, name, strlen(name), &v, &n) != MHD_YES ||
+	    v == NULL || strlen(v) != n)
+		return NULL;
+	return v;
+}
+
 const char *http_arg(const struct http_request *rq, const char *name)
 {
-	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+	return value_of(rq, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_cookie(const struct http_request *rq, const char *name)
+{
+	return value_of(rq, MHD_COOKIE_KIND, name);
 }
 
 void http_set_data(struct http_request *rq, void *data, void (*release)(void *data))

@@ -87,8 +87,10 @@ const char *http_method(const struct http_request *rq);
 const char *http_url(const struct http_request *rq);
 const char *http_header(const struct http_request *rq, const char *name);
 /* A query argument of the request's URL, decoded ("?pid=12" -> "12"), or
- * NULL; valid while the handler runs. */
+ * NULL (also when it holds a NUL); valid while the handler runs. */
 const char *http_arg(const struct http_request *rq, const char *name);
+/* A cookie of the request, or NULL; the same. */
+const char *http_cookie(const struct http_request *rq, const char *name);
 /* The handler's own pointer for the request, kept across suspensions;
  * release (when not NULL) is called with it when the request ends,
  * answered or not (its connection closed). */

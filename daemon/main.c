@@ -27,7 +27,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
-#include "webui.h"
+#include "webtoken.h"
 #include "paths.h"
 #include "rundir.h"
 #include "safedir.h"
@@ -668,7 +668,7 @@ int main(int argc, char **argv)
 
 out_loop:
 	metrics_stop(&d); /* before close_walk: it closes its own handles */
-	webui_free(&d);
+	webtoken_free(&d);
 	uv_walk(d.loop, close_walk, NULL);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.loop);

@@ -1066,17 +1066,15 @@ int metrics_start(struct daemon *d, const char *where)
 	d->metrics = m;
 	d->http_conns = http_limit(m->http);
 	log_info("metrics on http://%s:%d/metrics", http_host(m->http), http_port(m->http));
+	/* Where a browser on this machine reaches it: a wildcard address on the
+	 * loopback one. */
+	const char *host = http_host(m->http);
+	snprintf(d->web_origin, sizeof(d->web_origin), "http://%s:%d",
+	         strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
+	         : strcmp(host, "[::]") == 0  ? "[::1]"
+	                                      : host,
+	         http_port(m->http));
 	return 0;
-}
-
-int metrics_port(const struct daemon *d)
-{
-	return d->metrics != NULL ? http_port(d->metrics->http) : 0;
-}
-
-const char *metrics_host(const struct daemon *d)
-{
-	return d->metrics != NULL && !d->metrics->stopping ? http_host(d->metrics->http) : NULL;
 }
 
 void metrics_stop(struct daemon *d)
@@ -1087,6 +1085,7 @@ void metrics_stop(struct daemon *d)
 		return;
 	d->metrics = NULL;
 	d->http_conns = NULL;
+	d->web_origin[0] = '\0';
 	m->stopping = true;
 	if (m->round != NULL) {
 		m->round->abandoned = true; /* freed when its job is done */

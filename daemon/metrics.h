@@ -51,10 +51,5 @@ int metrics_start(struct daemon *d, const char *where);
 /* Answers waiting scrapes with 503, closes the listener and every HTTP
  * connection. The state is freed once a running symbolization job is done. */
 void metrics_stop(struct daemon *d);
-/* The TCP port listened on (after port 0), or 0 when metrics are off. */
-int metrics_port(const struct daemon *d);
-/* The address listened on as a URL writes it, or NULL when metrics are off
- * (or stopping). */
-const char *metrics_host(const struct daemon *d);
 
 #endif

@@ -14,24 +14,13 @@
 #include "control.h"
 #include "jsonout.h"
 #include "log.h"
-#include "metrics.h"
+#include "webtoken.h"
 #include "xalloc.h"
 
 /* The page, from daemon/ui.html (the build makes it a C string). */
 static const char ui_page[] =
 #include "daemon/ui_html.h"
     ;
-
-struct webui_token {
-	uint8_t key[WEBUI_TOKEN_CHARS / 2];
-	uid_t uid;
-	double expires; /* Unix seconds; 0 = free slot */
-	double granted;
-};
-
-struct webui {
-	struct webui_token tok[WEBUI_TOKENS];
-};
 
 /* One request's wait for its control answer. */
 struct webreq {
@@ -42,110 +31,25 @@ struct webreq {
 	bool in_call;      /* inside control_call: answered without a resume */
 };
 
-static double now_s(void)
+/* The session cookie's name: per port, so that two daemons of one host
+ * (the cookie jar is per host) do not overwrite each other's. */
+static void cookie_name(const struct daemon *d, char *buf, size_t cap)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	const char *port = strrchr(d->web_origin, ':');
+	snprintf(buf, cap, "memtrace_session_%s", port != NULL ? port + 1 : "0");
 }
 
-static int hexval(char c)
+/* The uid of the request's session cookie, or -1. */
+static long session_uid(struct daemon *d, struct http_request *rq)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-int webui_grant(struct daemon *d, uid_t uid, char *url, size_t cap, double *expires_at)
-{
-	const char *host = metrics_host(d);
-	if (host == NULL)
-		return -ENOTCONN;
-	if (d->webui == NULL)
-		d->webui = xcalloc(1, sizeof(*d->webui));
-	struct webui *w = d->webui;
-	double now = now_s();
-	struct webui_token *slot = NULL, *oldest_mine = NULL, *oldest = NULL;
-	int mine = 0;
-
-	for (size_t i = 0; i < WEBUI_TOKENS; i++) {
-		struct webui_token *t = &w->tok[i];
-		if (t->expires <= now) {
-			if (slot == NULL)
-				slot = t;
-			continue;
-		}
-		if (t->uid == uid) {
-			mine++;
-			if (oldest_mine == NULL || t->granted < oldest_mine->granted)
-				oldest_mine = t;
-		}
-		if (oldest == NULL || t->granted < oldest->granted)
-			oldest = t;
-	}
-	/* The uid's own oldest goes first; past the total, anybody's oldest. */
-	if (mine >= WEBUI_PER_UID)
-		slot = oldest_mine;
-	else if (slot == NULL)
-		slot = oldest;
-	uint8_t key[sizeof(slot->key)];
-	if (getrandom(key, sizeof key, 0) != (ssize_t)sizeof key)
-		return -EIO;
-	memcpy(slot->key, key, sizeof key);
-	slot->uid = uid;
-	slot->granted = now;
-	slot->expires = now + WEBUI_TTL_S;
-	*expires_at = slot->expires;
-
-	char hex[WEBUI_TOKEN_CHARS + 1];
-	for (size_t i = 0; i < sizeof key; i++)
-		snprintf(hex + 2 * i, 3, "%02x", key[i]);
-	/* A wildcard address is reached on the loopback one. */
-	const char *shown = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
-	                    : strcmp(host, "[::]") == 0  ? "[::1]"
-	                                                 : host;
-	snprintf(url, cap, "http://%s:%d/ui?token=%s", shown, metrics_port(d), hex);
-	return 0;
-}
-
-/* The uid a token was granted to; -1 when it is not one (unknown, expired,
- * malformed). Every live slot is compared in full, whatever matches. */
-static long token_uid(struct daemon *d, const char *token)
-{
-	uint8_t key[WEBUI_TOKEN_CHARS / 2];
-	double now = now_s();
-	long uid = -1;
-
-	if (d->webui == NULL || token == NULL || strlen(token) != WEBUI_TOKEN_CHARS)
-		return -1;
-	for (size_t i = 0; i < sizeof key; i++) {
-		int hi = hexval(token[2 * i]), lo = hexval(token[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		key[i] = (uint8_t)(hi << 4 | lo);
-	}
-	for (size_t i = 0; i < WEBUI_TOKENS; i++) {
-		const struct webui_token *t = &d->webui->tok[i];
-		uint8_t diff = 0;
-		for (size_t j = 0; j < sizeof key; j++)
-			diff |= (uint8_t)(t->key[j] ^ key[j]);
-		if (diff == 0 && t->expires > now)
-			uid = (long)t->uid;
-	}
-	return uid;
+	char name[48];
+	cookie_name(d, name, sizeof name);
+	return webtoken_check(d, http_cookie(rq, name), WEBTOKEN_SESSION, false);
 }
 
 bool webui_path(const char *url)
 {
 	return strncmp(url, "/ui", 3) == 0 && (url[3] == '\0' || url[3] == '/');
-}
-
-void webui_free(struct daemon *d)
-{
-	free(d->webui);
-	d->webui = NULL;
 }
 
 /* ---- answers ---- */
@@ -293,35 +197,72 @@ static void serve(struct daemon *d, struct http *h, struct http_request *rq, uid
 	free(text);
 }
 
+static const char unauthorized[] =
+    "401 Unauthorized: open the URL that `memtracectl ui` prints (it works once, within "
+    "10 minutes; the browser then holds a session for 12 hours).\n";
+
+/* GET /ui?token=T: spends the URL's token, starts a session for its uid
+ * in a cookie and sends the browser to the URL without the token. */
+static void trade(struct daemon *d, struct http_request *rq)
+{
+	long uid = webtoken_check(d, http_arg(rq, "token"), WEBTOKEN_URL, true);
+	char hex[WEBTOKEN_CHARS + 1], name[48], cookie[160], where[48];
+	double expires;
+
+	if (uid < 0) {
+		reply_text(rq, 401, unauthorized);
+		return;
+	}
+	if (webtoken_grant(d, (uid_t)uid, WEBTOKEN_SESSION, hex, &expires) < 0) {
+		reply_text(rq, 503, "memtraced holds too many web sessions; try again later\n");
+		return;
+	}
+	cookie_name(d, name, sizeof name);
+	snprintf(cookie, sizeof cookie, "%s=%s; Path=/ui; Max-Age=%d; HttpOnly; SameSite=Strict",
+	         name, hex, WEBTOKEN_SESSION_TTL_S);
+	double pid = id_arg(http_arg(rq, "pid"));
+	if (pid > 0 && pid <= 2147483647.0)
+		snprintf(where, sizeof where, "/ui?pid=%.0f", pid);
+	else
+		snprintf(where, sizeof where, "/ui");
+	const char *headers[] = {
+	    "Location",        where,         "Set-Cookie", cookie, "Cache-Control", "no-store",
+	    "Referrer-Policy", "no-referrer", NULL};
+	http_reply_headers(rq, 303, headers, xstrdup("See /ui\n"), 8);
+}
+
 void webui_request(struct daemon *d, struct http *h, struct http_request *rq, enum http_event ev,
                    bool stopping)
 {
 	const char *url = http_url(rq), *method = http_method(rq);
+	bool page = strcmp(url, "/ui") == 0 || strcmp(url, "/ui/") == 0;
+	/* The page's URL with a token: the trade, which needs no session. */
+	bool trading = page && http_arg(rq, "token") != NULL;
 	long uid;
 
 	switch (ev) {
 	case HTTP_HEADERS:
-		if (strcmp(url, "/ui") != 0 && strcmp(url, "/ui/") != 0 &&
-		    strcmp(url, "/ui/api") != 0 && strcmp(url, "/ui/flame") != 0)
+		if (!page && strcmp(url, "/ui/api") != 0 && strcmp(url, "/ui/flame") != 0)
 			reply_text(rq, 404, "Not found: the web interface is /ui\n");
 		else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 			http_reply(rq, 405, "text/plain; charset=utf-8", "GET, HEAD",
 			           xstrdup("Method not allowed: use GET\n"), 28);
-		else if (token_uid(d, http_arg(rq, "token")) < 0)
-			reply_text(
-			    rq, 401,
-			    "401 Unauthorized: this page needs the token that `memtracectl ui` "
-			    "prints in its URL (valid 12 hours, for the user who ran it).\n");
+		else if (!trading && session_uid(d, rq) < 0)
+			reply_text(rq, 401, unauthorized);
 		return;
 	case HTTP_REQUEST:
 		if (stopping) {
 			reply_text(rq, 503, "memtraced is stopping\n");
 			return;
 		}
-		/* Checked again: the token may have expired meanwhile. */
-		uid = token_uid(d, http_arg(rq, "token"));
+		if (trading) {
+			trade(d, rq);
+			return;
+		}
+		/* Checked again: the session may have ended meanwhile. */
+		uid = session_uid(d, rq);
 		if (uid < 0)
-			reply_text(rq, 401, "401 Unauthorized\n");
+			reply_text(rq, 401, unauthorized);
 		else
 			serve(d, h, rq, (uid_t)uid);
 		return;

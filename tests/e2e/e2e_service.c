@@ -43,21 +43,27 @@
  *                           traced program's next phase is reported
  *                           exactly; trickling connections are cut within
  *                           15 s
- *  web_interface            the page of `memtracectl ui` in headless Chromium
- *                           (Debian's chromium): the traced program (progs/
- *                           deltas) listed and selected, its top sites equal
- *                           to its book to the byte, the memory-over-time
- *                           chart reaching what it holds, the compare of its
- *                           two stored snapshots equal to the books'
- *                           differences, the framed live flame graph's frames
- *                           as wide as the book's bytes; a screenshot shows
- *                           the chart's line and the flame graph's colours,
- *                           and the page without a token neither (it reads
- *                           "401 ... memtracectl ui"); 401 and nothing for the
- *                           page, its API and the flame graph without a token
- *                           or with a wrong one; the page cannot take a
- *                           snapshot or reset the peak; another user's token
- *                           (memtrace-attacker) sees none of root's process
+ *  web_interface            the page of `memtracectl ui --pid P` in headless
+ *                           Chromium (Debian's chromium): the traced program
+ *                           (progs/deltas) listed and selected, its top sites
+ *                           equal to its book to the byte, the memory-over-
+ *                           time chart reaching what it holds, the compare of
+ *                           its two stored snapshots equal to the books'
+ *                           differences, the flame graph it frames as wide as
+ *                           the book's bytes; a screenshot shows the chart's
+ *                           line and the flame graph's colours, the page
+ *                           without a session neither (it reads "401 ...
+ *                           memtracectl ui"); a URL works once (303 to /ui
+ *                           with an HttpOnly, SameSite=Strict cookie), then
+ *                           401; 401 and nothing for the page, its API and the
+ *                           flame graph without a session or with a wrong
+ *                           one; the page cannot snapshot, reset the peak or
+ *                           make URLs; another user's session
+ *                           (memtrace-attacker) sees none of root's process;
+ *                           URLs of many uids fill the table and are refused,
+ *                           root's session stays; sessions end with the
+ *                           daemon; `ui` with --metrics-listen off says
+ *                           no_web_interface
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -1756,42 +1762,75 @@ static const char *row_at(const char *dom, const char *cls, const char *file, in
 	return found;
 }
 
-/* The URL and token `memtracectl ui` prints for uid. */
-static char *ui_url(uid_t uid, long long want_uid, char **token)
+/* The URL `memtracectl ui [--pid P]` prints for uid (a new one each
+ * time: it works once), checked; its path and query in *path. */
+static char *ui_url(uid_t uid, long long want_uid, const char *pid, char **path)
 {
-	const char *args[] = {"ui", NULL};
+	const char *args[] = {"ui", pid != NULL ? "--pid" : NULL, pid, NULL};
 	struct h_ctl r;
 	long long got;
 
 	h_ctl_ok(&D, uid, &r, args);
 	const char *url = h_json_str(r.json, "url");
 	char *prefix = h_strf("http://127.0.0.1:%d/ui?token=", metrics_port);
-	ck_assert_msg(url != NULL && strncmp(url, prefix, strlen(prefix)) == 0 &&
-	                  strlen(url + strlen(prefix)) == 32 &&
-	                  strspn(url + strlen(prefix), "0123456789abcdef") == 32,
+	const char *tok =
+	    url != NULL && strncmp(url, prefix, strlen(prefix)) == 0 ? url + strlen(prefix) : NULL;
+	char *tail = pid != NULL ? h_strf("&pid=%s", pid) : h_strf("%s", "");
+	ck_assert_msg(tok != NULL && strspn(tok, "0123456789abcdef") == 32 &&
+	                  strcmp(tok + 32, tail) == 0,
 	              "memtracectl ui: %s", r.out);
 	ck_assert_msg(h_json_int(r.json, "uid", &got) && got == want_uid, "ui for uid %lld: %s",
 	              want_uid, r.out);
 	char *out = h_strf("%s", url);
-	*token = h_strf("%s", url + strlen(prefix));
+	*path = h_strf("%s", strstr(out + 7, "/ui"));
+	free(tail);
 	free(prefix);
 	h_ctl_free(&r);
 	return out;
 }
 
-/* GET path on the metrics port. */
-static void web_get(const char *path, struct http *r)
+/* GET path on the metrics port, with `cookie` ("name=value") if not NULL. */
+static void web_get(const char *path, const char *cookie, struct http *r)
 {
-	int rc = http_get("127.0.0.1", metrics_port, "GET", path, NULL, r);
+	char *req = h_strf(
+	    "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%sConnection: close\r\n\r\n", path,
+	    metrics_port, cookie ? "Cookie: " : "", cookie ? cookie : "", cookie ? "\r\n" : "");
+	int rc = http_raw("127.0.0.1", metrics_port, req, strlen(req), r, 20000);
 	ck_assert_msg(rc == 0, "GET %s: %s", path, strerror(-rc));
+	free(req);
 }
 
-/* GET /ui/api?token=T&q=QUERY. */
-static void web_api(const char *token, const char *query, struct http *r)
+/* Opens a URL of `memtracectl ui` as a browser does: its token is traded
+ * for a session cookie, and the answer sends the browser on to the page
+ * without the token. Returns the cookie, "name=value". */
+static char *web_session(const char *path, const char *pid)
+{
+	struct http r;
+	web_get(path, NULL, &r);
+	char *loc = http_header(&r, "Location"), *set = http_header(&r, "Set-Cookie");
+	char *want = pid != NULL ? h_strf("/ui?pid=%s", pid) : h_strf("/ui");
+	ck_assert_msg(r.status == 303 && loc != NULL && strcmp(loc, want) == 0 && set != NULL,
+	              "GET %s: %d %s", path, r.status, r.head);
+	char *name = h_strf("memtrace_session_%d=", metrics_port);
+	ck_assert_msg(strncmp(set, name, strlen(name)) == 0 && strstr(set, "; HttpOnly") != NULL &&
+	                  strstr(set, "; SameSite=Strict") != NULL &&
+	                  strstr(set, "; Path=/ui") != NULL,
+	              "Set-Cookie: %s", set);
+	char *cookie = h_strf("%.*s", (int)strcspn(set, ";"), set);
+	free(name);
+	free(want);
+	free(loc);
+	free(set);
+	http_free(&r);
+	return cookie;
+}
+
+/* GET /ui/api?q=QUERY in the session of `cookie`. */
+static void web_api(const char *cookie, const char *query, struct http *r)
 {
 	char *q = url_encode(query);
-	char *path = h_strf("/ui/api?token=%s&q=%s", token, q);
-	web_get(path, r);
+	char *path = h_strf("/ui/api?q=%s", q);
+	web_get(path, cookie, r);
 	free(path);
 	free(q);
 }
@@ -1822,52 +1861,10 @@ static long long stored_snapshot(const char *pid)
 	return id;
 }
 
-START_TEST(web_interface)
+/* The rendered page's checks against the books (see web_interface). */
+static void check_page(const char *dom, const char *pid, const struct h_truth *t1,
+                       const struct h_truth *t2, long long id1, long long id2, long long held)
 {
-	static const char *const opts[] = {"--metrics-listen", "127.0.0.1:0", "--snapshot-interval",
-	                                   "0", NULL};
-	struct h_proc p;
-	struct http r;
-	char pid[24], *token, *other_token;
-
-	metrics_daemon_start_opts(opts);
-	h_prog_start(&p, &D, "deltas", NULL, H_NOUID, NULL);
-	h_proc_expect_ready(&p);
-	struct h_truth *t1 = h_truth_must(p.truth);
-	snprintf(pid, sizeof pid, "%ld", t1->pid);
-	long long id1 = stored_snapshot(pid);
-	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
-	h_proc_expect_ready(&p);
-	struct h_truth *t2 = h_truth_must(p.truth);
-	long long id2 = stored_snapshot(pid);
-	long long held = h_truth_bytes(t2);
-	{
-		const char *args[] = {"history", "--pid", pid, NULL};
-		struct h_ctl hr;
-		char *why = h_ctl_poll(&D, H_NOUID, &hr, history_reaches, &held, args);
-		ck_assert_msg(why == NULL, "%s", why);
-		h_ctl_free(&hr);
-	}
-
-	char *url = ui_url(H_NOUID, 0, &token);
-	char *page;
-	{
-		/* ui --pid P: the page opens on P. */
-		const char *args[] = {"ui", "--pid", pid, NULL};
-		struct h_ctl u;
-		h_ctl_ok(&D, H_NOUID, &u, args);
-		const char *v = h_json_str(u.json, "url");
-		char *tail = h_strf("&pid=%s", pid);
-		ck_assert_msg(v != NULL && strlen(v) > strlen(tail) &&
-		                  strcmp(v + strlen(v) - strlen(tail), tail) == 0,
-		              "ui --pid %s: %s", pid, u.out);
-		page = h_strf("%s", v);
-		free(tail);
-		h_ctl_free(&u);
-	}
-
-	/* The page as Chromium renders it, with its token. */
-	char *dom = h_chromium(&D, page, "--dump-dom", 1200, 1600, 10000);
 	char *sel = h_strf("<tr class=\"process selected\" data-pid=\"%s\"", pid);
 	ck_assert_msg(strstr(dom, sel) != NULL, "pid %s is not listed and selected:\n%.3000s", pid,
 	              dom);
@@ -1889,53 +1886,96 @@ START_TEST(web_interface)
 		              tag_num(row, "data-count"), bytes, count);
 	}
 	/* Memory over time. */
-	{
-		const char *svg = strstr(dom, "<svg id=\"history\"");
-		ck_assert_msg(svg != NULL && tag_num(svg, "data-samples") >= 1 &&
-		                  tag_num(svg, "data-max") >= held,
-		              "history: %lld samples, max %lld, the program holds %lld",
-		              svg ? tag_num(svg, "data-samples") : -1,
-		              svg ? tag_num(svg, "data-max") : -1, held);
-		ck_assert_msg(strstr(svg, "class=\"current\"") != NULL, "history: no line drawn");
-	}
+	const char *svg = strstr(dom, "<svg id=\"history\"");
+	ck_assert_msg(
+	    svg != NULL && tag_num(svg, "data-samples") >= 1 && tag_num(svg, "data-max") >= held,
+	    "history: %lld samples, max %lld, the program holds %lld",
+	    svg ? tag_num(svg, "data-samples") : -1, svg ? tag_num(svg, "data-max") : -1, held);
+	ck_assert_msg(strstr(svg, "class=\"current\"") != NULL, "history: no line drawn");
 	/* The compare of the two stored snapshots, the page's first: the books'
 	 * differences. */
-	{
-		char *note = h_strf("#%lld \xe2\x86\x92 #%lld", id1, id2);
-		ck_assert_msg(strstr(dom, note) != NULL, "the compare is not of #%lld and #%lld",
-		              id1, id2);
-		free(note);
-		for (int k = 0; k < 2; k++) {
-			const struct h_truth *t = k == 0 ? t1 : t2;
-			for (int i = 0; i < t->nrecs; i++) {
-				const struct h_rec *rec = &t->recs[i];
-				long long b1, c1, b2, c2;
-				book_at(t1, rec->f[0].file, rec->f[0].line, &b1, &c1);
-				book_at(t2, rec->f[0].file, rec->f[0].line, &b2, &c2);
-				if (rec->optional || (b1 == b2 && c1 == c2))
-					continue;
-				const char *row =
-				    row_at(dom, "diff", rec->f[0].file, rec->f[0].line);
-				ck_assert_msg(row != NULL, "compare: %s:%d is not shown",
-				              rec->f[0].file, rec->f[0].line);
-				ck_assert_msg(
-				    tag_num(row, "data-size-diff") == b2 - b1 &&
-				        tag_num(row, "data-count-diff") == c2 - c1,
-				    "compare: %s:%d shows %+lld bytes %+lld blocks, the books "
-				    "%+lld %+lld",
-				    rec->f[0].file, rec->f[0].line, tag_num(row, "data-size-diff"),
-				    tag_num(row, "data-count-diff"), b2 - b1, c2 - c1);
-			}
+	char *note = h_strf("#%lld \xe2\x86\x92 #%lld", id1, id2);
+	ck_assert_msg(strstr(dom, note) != NULL, "the compare is not of #%lld and #%lld", id1, id2);
+	free(note);
+	for (int k = 0; k < 2; k++) {
+		const struct h_truth *t = k == 0 ? t1 : t2;
+		for (int i = 0; i < t->nrecs; i++) {
+			const struct h_rec *rec = &t->recs[i];
+			long long b1, c1, b2, c2;
+			book_at(t1, rec->f[0].file, rec->f[0].line, &b1, &c1);
+			book_at(t2, rec->f[0].file, rec->f[0].line, &b2, &c2);
+			if (rec->optional || (b1 == b2 && c1 == c2))
+				continue;
+			const char *row = row_at(dom, "diff", rec->f[0].file, rec->f[0].line);
+			ck_assert_msg(row != NULL, "compare: %s:%d is not shown", rec->f[0].file,
+			              rec->f[0].line);
+			ck_assert_msg(
+			    tag_num(row, "data-size-diff") == b2 - b1 &&
+			        tag_num(row, "data-count-diff") == c2 - c1,
+			    "compare: %s:%d shows %+lld bytes %+lld blocks, the books %+lld "
+			    "%+lld",
+			    rec->f[0].file, rec->f[0].line, tag_num(row, "data-size-diff"),
+			    tag_num(row, "data-count-diff"), b2 - b1, c2 - c1);
 		}
 	}
-	free(dom);
+}
 
-	/* The live flame graph it frames: the book's functions, as wide as
-	 * their bytes. */
+START_TEST(web_interface)
+{
+	static const char *const opts[] = {"--metrics-listen", "127.0.0.1:0", "--snapshot-interval",
+	                                   "0", NULL};
+	struct h_proc p;
+	struct http r;
+	char pid[24], *path;
+
+	metrics_daemon_start_opts(opts);
+	h_prog_start(&p, &D, "deltas", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t1 = h_truth_must(p.truth);
+	snprintf(pid, sizeof pid, "%ld", t1->pid);
+	long long id1 = stored_snapshot(pid);
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	struct h_truth *t2 = h_truth_must(p.truth);
+	long long id2 = stored_snapshot(pid);
+	long long held = h_truth_bytes(t2);
 	{
-		char *flame = h_strf("http://127.0.0.1:%d/ui/flame?token=%s&pid=%s", metrics_port,
-		                     token, pid);
-		char *fdom = h_chromium(&D, flame, "--dump-dom", 1200, 800, 5000);
+		const char *args[] = {"history", "--pid", pid, NULL};
+		struct h_ctl hr;
+		char *why = h_ctl_poll(&D, H_NOUID, &hr, history_reaches, &held, args);
+		ck_assert_msg(why == NULL, "%s", why);
+		h_ctl_free(&hr);
+	}
+
+	/* The page as Chromium renders it, opened from `ui --pid P`'s URL. */
+	char *url = ui_url(H_NOUID, 0, pid, &path);
+	char *dom = h_chromium(&D, url, "--dump-dom", 1200, 1600, 10000);
+	check_page(dom, pid, t1, t2, id1, id2, held);
+	free(dom);
+	/* The URL worked once: the browser's command line, which every local
+	 * user may read, shows a spent token. */
+	web_get(path, NULL, &r);
+	ck_assert_msg(r.status == 401 && strstr(r.body, "memtracectl ui") != NULL &&
+	                  strstr(r.body, "<script") == NULL,
+	              "a spent URL: %d %.300s", r.status, r.body);
+	http_free(&r);
+	free(url);
+	free(path);
+
+	/* The live flame graph the page frames: the book's functions, as wide
+	 * as their bytes. */
+	url = ui_url(H_NOUID, 0, pid, &path);
+	char *cookie = web_session(path, pid);
+	{
+		char *flame = h_strf("/ui/flame?pid=%s", pid),
+		     *file = h_strf("%s/web-flame.html", D.dir);
+		web_get(flame, cookie, &r);
+		ck_assert_msg(r.status == 200, "GET %s: %d %.300s", flame, r.status, r.body);
+		FILE *f = fopen(file, "w");
+		ck_assert(f != NULL && fwrite(r.body, 1, r.len, f) == r.len && fclose(f) == 0);
+		http_free(&r);
+		char *furl = h_strf("file://%s", file);
+		char *fdom = h_chromium(&D, furl, "--dump-dom", 1200, 800, 0);
 		struct h_fframe fr[512];
 		int n = h_rendered_frames(fdom, fr, 512);
 		static const char *const funcs[] = {"phase1", "phase2", "site_new", "site_many"};
@@ -1944,17 +1984,22 @@ START_TEST(web_interface)
 			bytes[i] = book_under(t2, funcs[i]);
 		h_assert_widths(fr, n, funcs, bytes, 4, "the page's flame graph");
 		free(fdom);
+		free(furl);
+		free(file);
 		free(flame);
 	}
+	free(url);
+	free(path);
 
-	/* A screenshot: the chart's line and the flame graph's frames are
-	 * drawn; the page without its token draws neither. */
+	/* A screenshot: the chart's line and the framed flame graph's frames
+	 * are drawn; the page without a session draws neither. */
 	{
 		char *png = h_strf("%s/ui.png", D.dir), *flag = h_strf("--screenshot=%s", png);
 		char *bare = h_strf("http://127.0.0.1:%d/ui", metrics_port);
 		struct png img;
 		const char *why;
-		free(h_chromium(&D, page, flag, 1200, 1600, 10000));
+		url = ui_url(H_NOUID, 0, pid, &path);
+		free(h_chromium(&D, url, flag, 1200, 1600, 10000));
 		why = png_load(png, &img);
 		ck_assert_msg(why == NULL, "%s: %s", png, why);
 		ck_assert_int_eq(img.w, 1200);
@@ -1970,58 +2015,68 @@ START_TEST(web_interface)
 		ck_assert_msg(why == NULL, "%s: %s", png, why);
 		line = pixels_near(&img, 0x2f, 0x6f, 0xe4, 40);
 		warm = flame_pixels(&img);
-		ck_assert_msg(line == 0 && warm == 0,
-		              "without a token: %ld pixels of a chart's line, %ld of flame frames",
-		              line, warm);
+		ck_assert_msg(
+		    line == 0 && warm == 0,
+		    "without a session: %ld pixels of a chart's line, %ld of flame frames", line,
+		    warm);
 		free(img.px);
 		/* ... and says why, as a person reads it. */
 		char *bdom = h_chromium(&D, bare, "--dump-dom", 1200, 800, 5000);
 		ck_assert_msg(strstr(bdom, "401") != NULL &&
 		                  strstr(bdom, "memtracectl ui") != NULL &&
 		                  strstr(bdom, "class=\"process") == NULL,
-		              "without a token:\n%.2000s", bdom);
+		              "without a session:\n%.2000s", bdom);
 		free(bdom);
 		free(bare);
 		free(flag);
 		free(png);
+		free(url);
+		free(path);
 	}
 
-	/* Without a valid token, nothing: 401 for the page, its API and the
-	 * flame graph. */
+	/* Without a valid token or session, nothing: 401 for the page, its API
+	 * and the flame graph. */
 	{
 		char *q = url_encode("{\"cmd\":\"list\"}");
-		const char *const paths[] = {
-		    "/ui", "/ui/", "/ui?token=", "/ui?token=00000000000000000000000000000000"};
-		for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-			web_get(paths[i], &r);
-			ck_assert_msg(r.status == 401 && strstr(r.body, "<script") == NULL,
-			              "GET %s: %d %.300s", paths[i], r.status, r.body);
-			http_free(&r);
-		}
-		char *api = h_strf("/ui/api?q=%s", q),
-		     *bad = h_strf("/ui/api?token=%.31s0&q=%s", token, q);
-		char *fl = h_strf("/ui/flame?pid=%s", pid);
-		const char *const more[] = {api, bad, fl};
-		for (int i = 0; i < 3; i++) {
-			web_get(more[i], &r);
-			ck_assert_msg(r.status == 401 && strstr(r.body, pid) == NULL &&
-			                  strstr(r.body, "site_") == NULL,
-			              "GET %s: %d %.300s", more[i], r.status, r.body);
-			http_free(&r);
-		}
+		char *api = h_strf("/ui/api?q=%s", q), *fl = h_strf("/ui/flame?pid=%s", pid);
+		char *bad =
+		    h_strf("memtrace_session_%d=%.31s0", metrics_port, strchr(cookie, '=') + 1);
+		char *other_port =
+		    h_strf("memtrace_session_%d=%s", metrics_port + 1, strchr(cookie, '=') + 1);
+		const char *const paths[] = {"/ui",
+		                             "/ui/",
+		                             "/ui?token=",
+		                             "/ui?token=00000000000000000000000000000000",
+		                             "/ui/api",
+		                             api,
+		                             fl};
+		const char *const cookies[] = {NULL, bad, other_port};
+		for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+			for (size_t k = 0; k < 3; k++) {
+				web_get(paths[i], cookies[k], &r);
+				ck_assert_msg(r.status == 401 &&
+				                  strstr(r.body, "<script") == NULL &&
+				                  strstr(r.body, pid) == NULL &&
+				                  strstr(r.body, "site_") == NULL,
+				              "GET %s (cookie %s): %d %.300s", paths[i],
+				              cookies[k] ? cookies[k] : "none", r.status, r.body);
+				http_free(&r);
+			}
 		free(api);
-		free(bad);
 		free(fl);
+		free(bad);
+		free(other_port);
 		free(q);
 	}
 
-	/* The page may read, not act: no snapshot, no reset of the peak. */
+	/* The page may read, not act: no snapshot, no reset of the peak, no
+	 * new URL. */
 	{
 		char *snap = h_strf("{\"cmd\":\"snapshot\",\"pid\":%s}", pid);
 		char *reset = h_strf("{\"cmd\":\"reset-peak\",\"pid\":%s}", pid);
-		const char *const acts[] = {snap, reset};
-		for (int i = 0; i < 2; i++) {
-			web_api(token, acts[i], &r);
+		const char *const acts[] = {snap, reset, "{\"cmd\":\"ui\"}"};
+		for (int i = 0; i < 3; i++) {
+			web_api(cookie, acts[i], &r);
 			ck_assert_msg(r.status != 200 && strstr(r.body, "unknown_command") != NULL,
 			              "%s through the page: %d %.300s", acts[i], r.status, r.body);
 			http_free(&r);
@@ -2036,25 +2091,28 @@ START_TEST(web_interface)
 		free(reset);
 	}
 
-	/* Another user's token sees that user's processes only. */
+	/* Another user's session sees that user's processes only. */
 	uid_t other = h_attacker_uid();
 	if (other != H_NOUID) {
-		char *ourl = ui_url(other, (long long)other, &other_token);
-		char *opage = h_strf("%s&pid=%s", ourl, pid);
-		char *odom = h_chromium(&D, opage, "--dump-dom", 1200, 1600, 8000);
+		char *opath, *ourl = ui_url(other, (long long)other, NULL, &opath);
+		char *odom = h_chromium(&D, ourl, "--dump-dom", 1200, 1600, 8000);
 		char *row = h_strf("data-pid=\"%s\"", pid);
-		ck_assert_msg(
-		    strstr(odom, "Traced processes") != NULL && strstr(odom, row) == NULL &&
-		        strstr(odom, "deltas.c") == NULL && strstr(odom, "class=\"frame") == NULL,
-		    "uid %u's page shows root's process:\n%.3000s", (unsigned)other, odom);
+		ck_assert_msg(strstr(odom, "Traced processes") != NULL &&
+		                  strstr(odom, row) == NULL && strstr(odom, "deltas.c") == NULL,
+		              "uid %u's page shows root's process:\n%.3000s", (unsigned)other,
+		              odom);
+		free(ourl);
+		free(opath);
+		ourl = ui_url(other, (long long)other, NULL, &opath);
+		char *ocookie = web_session(opath, NULL);
 		char *top = h_strf("{\"cmd\":\"top\",\"pid\":%s}", pid);
-		web_api(other_token, top, &r);
+		web_api(ocookie, top, &r);
 		ck_assert_msg(
 		    strstr(r.body, "\"error\"") != NULL && strstr(r.body, "deltas.c") == NULL,
 		    "uid %u's top of root's process: %d %.300s", (unsigned)other, r.status, r.body);
 		http_free(&r);
-		char *fl = h_strf("/ui/flame?token=%s&pid=%s", other_token, pid);
-		web_get(fl, &r);
+		char *fl = h_strf("/ui/flame?pid=%s", pid);
+		web_get(fl, ocookie, &r);
 		ck_assert_msg(r.status != 200 && strstr(r.body, "site_") == NULL,
 		              "uid %u's flame graph of root's process: %d %.300s", (unsigned)other,
 		              r.status, r.body);
@@ -2063,27 +2121,55 @@ START_TEST(web_interface)
 		free(top);
 		free(row);
 		free(odom);
-		free(opage);
+		free(ocookie);
+		free(opath);
 		free(ourl);
-		free(other_token);
+	}
+
+	/* Many users' URLs fill the table: a new one is refused, none is taken
+	 * from another user (root's session goes on working). */
+	{
+		static const char *const ui[] = {"ui", NULL};
+		int grants = 0;
+		bool refused = false;
+		for (uid_t u = 70000; !refused && u < 70200; u++)
+			for (int k = 0; k < 4 && !refused; k++) {
+				struct h_ctl g;
+				h_ctl_run(&D, u, &g, ui);
+				if (g.status == 0)
+					grants++;
+				else
+					refused = g.out != NULL &&
+					          strstr(g.out, "too_many_sessions") != NULL;
+				ck_assert_msg(g.status == 0 || refused, "ui as uid %u: %d %s",
+				              (unsigned)u, g.status, g.out);
+				h_ctl_free(&g);
+			}
+		ck_assert_msg(refused && grants < 512, "%d URLs granted, none refused", grants);
+		web_api(cookie, "{\"cmd\":\"list\"}", &r);
+		ck_assert_msg(r.status == 200 && strstr(r.body, pid) != NULL,
+		              "root's session after the table filled: %d %.300s", r.status, r.body);
+		http_free(&r);
 	}
 
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	ck_assert_int_eq(h_proc_finish(&p, 20000), 0);
 	h_proc_cleanup(&p);
 
-	/* A token does not outlive the daemon. */
+	/* A session does not outlive the daemon. */
 	ck_assert_int_eq(h_daemon_signal(&D, SIGTERM, 20000), 0);
 	h_daemon_spawn(&D, opts);
 	long long deadline = h_now_ms() + H_START_MS;
+	int was = metrics_port;
 	while ((metrics_port = logged_port_nth(&D, 2)) == 0 && h_now_ms() < deadline)
 		h_sleep_ms(20);
 	ck_assert_msg(metrics_port > 0, "the restarted memtraced logged no metrics port");
-	char *again = h_strf("/ui?token=%s", token);
-	web_get(again, &r);
-	ck_assert_msg(r.status == 401, "a token of the previous daemon: %d", r.status);
+	char *moved = h_strf("memtrace_session_%d=%s", metrics_port, strchr(cookie, '=') + 1);
+	ck_assert_msg(was > 0, "no first port");
+	web_get("/ui", moved, &r);
+	ck_assert_msg(r.status == 401, "a session of the previous daemon: %d", r.status);
 	http_free(&r);
-	free(again);
+	free(moved);
 	/* Without HTTP there is no page, and `ui` says so. */
 	ck_assert_int_eq(h_daemon_signal(&D, SIGTERM, 20000), 0);
 	static const char *const off[] = {"--metrics-listen", "off", NULL};
@@ -2093,9 +2179,7 @@ START_TEST(web_interface)
 
 	h_truth_free(t1);
 	h_truth_free(t2);
-	free(page);
-	free(url);
-	free(token);
+	free(cookie);
 }
 END_TEST
 

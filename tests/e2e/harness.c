@@ -1921,6 +1921,7 @@ char *h_command_out(const char *cmd, const char *hint)
 char *h_chromium(const struct h_daemon *d, const char *url, const char *out, int w, int h,
                  int budget_ms)
 {
+	static int profiles; /* a fresh profile each time: no cookie kept */
 	char budget[48] = "";
 
 	/* The URL goes to the shell in single quotes. */
@@ -1929,9 +1930,9 @@ char *h_chromium(const struct h_daemon *d, const char *url, const char *out, int
 		snprintf(budget, sizeof budget, "--virtual-time-budget=%d ", budget_ms);
 	char *cmd =
 	    h_strf("HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu "
-	           "--hide-scrollbars --user-data-dir=%s/chromium --window-size=%d,%d %s'%s' "
+	           "--hide-scrollbars --user-data-dir=%s/chromium.%d --window-size=%d,%d %s'%s' "
 	           "'%s' 2>/dev/null",
-	           d->dir, d->dir, w, h, budget, out, url);
+	           d->dir, d->dir, ++profiles, w, h, budget, out, url);
 	char *dom = h_command_out(cmd, " (is Debian's chromium installed?)");
 	free(cmd);
 	return dom;

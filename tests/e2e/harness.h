@@ -368,8 +368,8 @@ char *h_command_out(const char *cmd, const char *hint);
 /* Debian's headless chromium on url, with `out` its output flag
  * ("--dump-dom", or "--screenshot=PATH"), a window w x h pixels, and
  * budget_ms of virtual time for the page's scripts and fetches (0: none).
- * Its HOME and profile are under d->dir. Returns its standard output (the
- * document with --dump-dom). */
+ * Its HOME and a new profile (no cookies of an earlier call) are under
+ * d->dir. Returns its standard output (the document with --dump-dom). */
 char *h_chromium(const struct h_daemon *d, const char *url, const char *out, int w, int h,
                  int budget_ms);
 
