@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gotpatch.h"
 #include "lineage.h"
 #include "modules.h"
 #include "paths.h"
@@ -76,16 +77,19 @@ void agent_resolve_real(void)
 			;
 		return;
 	}
-	g_real.malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-	g_real.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-	g_real.calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-	g_real.realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-	g_real.posix_memalign =
-	    (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
-	g_real.aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
-	g_real.memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
-	g_real.valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
-	g_real.pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
+	/* Preloaded, the next definition after the agent's is the allocator's;
+	 * loaded late (RTLD_LOCAL, outside the global scope), the first
+	 * definition of the global scope is the one the program calls. */
+	void *from = g_late ? RTLD_DEFAULT : RTLD_NEXT;
+	g_real.malloc = (void *(*)(size_t))dlsym(from, "malloc");
+	g_real.free = (void (*)(void *))dlsym(from, "free");
+	g_real.calloc = (void *(*)(size_t, size_t))dlsym(from, "calloc");
+	g_real.realloc = (void *(*)(void *, size_t))dlsym(from, "realloc");
+	g_real.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(from, "posix_memalign");
+	g_real.aligned_alloc = (void *(*)(size_t, size_t))dlsym(from, "aligned_alloc");
+	g_real.memalign = (void *(*)(size_t, size_t))dlsym(from, "memalign");
+	g_real.valloc = (void *(*)(size_t))dlsym(from, "valloc");
+	g_real.pvalloc = (void *(*)(size_t))dlsym(from, "pvalloc");
 	if (g_real.malloc == NULL || g_real.free == NULL || g_real.calloc == NULL ||
 	    g_real.realloc == NULL) {
 		sysdep_say("cannot find the real malloc; aborting", NULL, NULL);
@@ -424,7 +428,8 @@ static void trace_init(void)
 	unwind_init();
 	thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-	check_interposed();
+	if (!g_late)
+		check_interposed();
 	g_pid = getpid();
 	atomic_store(&g_state, AGENT_ACTIVE);
 }
@@ -453,9 +458,86 @@ static void start_session(void)
 /* Runs after the constructors of the libraries loaded after the agent (the
  * program's own dependencies), whose allocations the first hook call has
  * already started recording. */
+/* ---- loaded into a running process (memtracectl attach) ---- */
+
+/* A symbol only the agent defines: the program's scope (its handle,
+ * dlopen(NULL)) has it when the agent was preloaded, not when it was
+ * dlopen'ed (RTLD_LOCAL) into the running process. RTLD_DEFAULT would not
+ * tell: from the agent, it searches the agent's own scope too. */
+AGENT_EXPORT const char memtrace_agent_preloaded[] = "memtrace";
+
+static bool loaded_late(void)
+{
+	void *prog = dlopen(NULL, RTLD_NOW);
+	bool late = prog != NULL && dlsym(prog, "memtrace_agent_preloaded") == NULL;
+	if (prog != NULL)
+		dlclose(prog);
+	return late;
+}
+
+static pthread_mutex_t late_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gotpatch_hook late_hooks[24];
+static size_t late_nhooks;
+static uintptr_t late_base;
+static void *(*late_real_dlopen)(const char *, int);
+
+/* The program's dlopen once the agent is attached: the object it loads
+ * (and its dependencies) call the hooks too. */
+static void *late_dlopen(const char *file, int mode)
+{
+	void *h = late_real_dlopen(file, mode);
+	if (h != NULL) {
+		pthread_mutex_lock(&late_lock);
+		gotpatch_all(late_hooks, late_nhooks, late_base, late_base + 1);
+		pthread_mutex_unlock(&late_lock);
+	}
+	return h;
+}
+
+/* Points every loaded object's GOT entries of the allocator (and of the
+ * descriptor functions fdguard.c guards, and dlclose and dlopen) at the
+ * agent's definitions: the program's calls reach the hooks from now on. */
+static void attach_hooks(void)
+{
+	static const char *const names[] = {
+	    "malloc",        "free",      "calloc", "realloc", "reallocarray", "posix_memalign",
+	    "aligned_alloc", "memalign",  "valloc", "pvalloc", "dlclose",      "close",
+	    "close_range",   "closefrom", "dup2",   "dup3",    "pipe2"};
+	Dl_info self;
+
+	if (dladdr((void *)attach_hooks, &self) == 0)
+		return;
+	/* Our own definitions: through a handle of the agent, not the global
+	 * scope, which names the program's. */
+	void *h = dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+	late_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_DEFAULT, "dlopen");
+	if (h == NULL || late_real_dlopen == NULL) {
+		sysdep_say("attach: cannot find the agent's own functions; nothing is traced", NULL,
+		           NULL);
+		return;
+	}
+	pthread_mutex_lock(&late_lock);
+	late_base = (uintptr_t)self.dli_fbase;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		void *fn = dlsym(h, names[i]);
+		if (fn != NULL)
+			late_hooks[late_nhooks++] = (struct gotpatch_hook){names[i], fn};
+	}
+	late_hooks[late_nhooks++] = (struct gotpatch_hook){"dlopen", (void *)late_dlopen};
+	int n = gotpatch_all(late_hooks, late_nhooks, late_base, late_base + 1);
+	pthread_mutex_unlock(&late_lock);
+	if (n < 0)
+		sysdep_say("attach: some calls could not be redirected: ", strerror(-n), NULL);
+}
+
+/* Runs after the constructors of the libraries loaded after the agent (the
+ * program's own dependencies), whose allocations the first hook call has
+ * already started recording. Loaded late, it runs inside the dlopen that
+ * memtracectl attach makes the process call. */
 __attribute__((constructor)) static void agent_init(void)
 {
 	agent_tls.guard++;
+	g_late = loaded_late();
 	if (atomic_load(&g_real_ready) != 2)
 		agent_resolve_real();
 	trace_init();
@@ -469,6 +551,8 @@ __attribute__((constructor)) static void agent_init(void)
 		child_start();
 	else
 		start_session();
+	if (g_late && atomic_load(&g_state) == AGENT_ACTIVE)
+		attach_hooks();
 	agent_tls.guard--;
 }
 

@@ -10,6 +10,7 @@ pid_t g_parent_pid;
 uint64_t g_fork_seq;
 _Atomic int g_connecting;
 bool g_bypassed;
+bool g_late;
 uintptr_t g_self_lo, g_self_hi;
 struct agent_real g_real;
 _Atomic int g_real_ready;

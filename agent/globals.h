@@ -71,11 +71,14 @@ extern _Atomic int g_state; /* enum agent_state */
 /* The sequence counter and the lost and nostack counts are in the shared
  * region's header (region.h: g_shm), where the daemon reads them. */
 extern struct agent_config g_cfg;
-extern pid_t g_pid;                    /* pid the current session belongs to */
-extern pid_t g_parent_pid;             /* a fork child: the parent's pid (HELLO) */
-extern uint64_t g_fork_seq;            /* the FORK record of the last fork, 0 = none */
-extern _Atomic int g_connecting;       /* the daemon connection was started (once) */
-extern bool g_bypassed;                /* the program's malloc is not the agent's */
+extern pid_t g_pid;              /* pid the current session belongs to */
+extern pid_t g_parent_pid;       /* a fork child: the parent's pid (HELLO) */
+extern uint64_t g_fork_seq;      /* the FORK record of the last fork, 0 = none */
+extern _Atomic int g_connecting; /* the daemon connection was started (once) */
+extern bool g_bypassed;          /* the program's malloc is not the agent's */
+/* Loaded into a running process (memtracectl attach), not preloaded: the
+ * hooks are reached through the GOTs the agent rewrote (gotpatch.h). */
+extern bool g_late;
 extern uintptr_t g_self_lo, g_self_hi; /* the agent's own text: frames to skip */
 
 /* The real allocator, found with dlsym(RTLD_NEXT). */

@@ -211,7 +211,7 @@ static int send_hello(void)
 	h.version = PROTO_VERSION;
 	h.flags = (g_cfg.drop ? PROTO_HELLO_DROP : 0) | (g_cfg.fp ? PROTO_HELLO_FP : 0) |
 	          (g_cfg.sample_bytes ? PROTO_HELLO_SAMPLED : 0) |
-	          (g_bypassed ? PROTO_HELLO_BYPASSED : 0) |
+	          (g_bypassed ? PROTO_HELLO_BYPASSED : 0) | (g_late ? PROTO_HELLO_ATTACHED : 0) |
 	          (g_cfg.libunwind && !g_cfg.fp ? PROTO_HELLO_LIBUNWIND : 0);
 	h.nframes = g_cfg.nframes;
 	h.pid = (uint32_t)getpid();

@@ -570,6 +570,9 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	                        : s->flags & PROTO_HELLO_LIBUNWIND ? "libunwind"
 	                                                           : "cfi");
 	cJSON_AddBoolToObject(r, "interposed", !(s->flags & PROTO_HELLO_BYPASSED));
+	/* Attached (memtracectl attach): started_at is when, and what the
+	 * process allocated before is not known. */
+	cJSON_AddBoolToObject(r, "attached", (s->flags & PROTO_HELLO_ATTACHED) != 0);
 	if (s->flags & PROTO_HELLO_BYPASSED)
 		cJSON_AddStringToObject(r, "warning",
 		                        "the program's allocator calls bypass the agent (another "

@@ -56,7 +56,8 @@ enum proto_type {
 #define PROTO_HELLO_SAMPLED   0x4u  /* sampling: only sampled blocks are sent, at their true size */
 #define PROTO_HELLO_BYPASSED  0x8u  /* the program's malloc is not the agent's: little is seen */
 #define PROTO_HELLO_LIBUNWIND 0x10u /* libunwind alone (neither this nor FP: our CFI walker) */
-#define PROTO_HELLO_FLAGS_ALL 0x1fu
+#define PROTO_HELLO_ATTACHED  0x20u /* loaded into a running process: earlier blocks unknown */
+#define PROTO_HELLO_FLAGS_ALL 0x3fu
 
 /* Event record kinds, in the low PROTO_EV_KIND_BITS bits of a region record's
  * first word; the sequence number is the rest (seq << 2 | kind). */

@@ -4253,6 +4253,68 @@ START_TEST(unwind_differential)
 }
 END_TEST
 
+/* ---- attached to a running process (progs/attachee.c) ---- */
+
+/* The program runs untraced, then loads the agent with dlopen, as the call
+ * `memtracectl attach` makes it run does: what it allocates from then on,
+ * on two threads, is traced exactly; the frees of blocks from before are
+ * unknown_frees; stats says it was attached. */
+START_TEST(attach_self)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	struct h_spawn sp;
+	char *path = h_prog("attachee"), *truth = h_daemon_file(&D, "attachee");
+	char *agent = h_strf("MEMTRACE_TEST_AGENT=%s", h_agent_lib());
+	const char *argv[] = {path, NULL}, *env[] = {agent, NULL};
+	char pidbuf[24];
+
+	memset(&sp, 0, sizeof sp);
+	sp.argv = argv;
+	sp.agent = false;
+	sp.runtime_dir = D.runtime;
+	sp.truth = truth;
+	sp.env = env;
+	sp.uid = H_NOUID;
+	h_proc_start(&p, &sp);
+	p.truth = truth;
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	{
+		const char *args[] = {"stats", "--pid", pidbuf, NULL};
+		h_ctl_error(&D, H_NOUID, args, "no_such_process");
+	}
+	ck_assert_int_eq(h_proc_send(&p, "attach-self"), 0);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "after the attach");
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, "after the attach");
+	h_ctl_free(&r);
+	{
+		const char *args[] = {"stats", "--pid", pidbuf, NULL};
+		long long unknown;
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		const cJSON *att = cJSON_GetObjectItem(r.json, "attached");
+		ck_assert_msg(cJSON_IsTrue(att), "stats does not say attached: %.1000s", r.out);
+		ck_assert_msg(
+		    h_json_int(r.json, "unknown_frees", &unknown) &&
+		        unknown == h_truth_meta(t, "unknown_frees", -1),
+		    "unknown_frees %lld, the program freed %lld blocks from before: %.1000s",
+		    unknown, h_truth_meta(t, "unknown_frees", -1), r.out);
+		h_ctl_free(&r);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(agent);
+	free(path);
+}
+END_TEST
+
 static Suite *live_suite(void)
 {
 	Suite *s = suite_create("e2e_live");
@@ -4271,6 +4333,8 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, peak_sites);
 	tcase_add_test(tc, flamegraph_page);
 	tcase_add_test(tc, history_series);
+	tc = h_tcase(s, "attach", 120, setup, teardown);
+	tcase_add_test(tc, attach_self);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);

@@ -36,7 +36,7 @@ START_TEST(test_exports_are_the_hooks)
 {
 	char cmd[4096], line[512];
 	int seen[NEXPECTED] = {0};
-	size_t extra = 0;
+	size_t extra = 0, marker = 0;
 
 	snprintf(cmd, sizeof(cmd), "nm -D --defined-only '%s/agent/.libs/libmemtrace.so'",
 	         builddir());
@@ -53,6 +53,10 @@ START_TEST(test_exports_are_the_hooks)
 		if (i < NEXPECTED) {
 			ck_assert_str_eq(type, "T");
 			seen[i]++;
+		} else if (strcmp(name, "memtrace_agent_preloaded") == 0) {
+			/* the marker by which the agent tells it was loaded late */
+			ck_assert_str_eq(type, "R");
+			marker++;
 		} else {
 			fprintf(stderr, "unexpected export: %s", line);
 			extra++;
@@ -60,6 +64,7 @@ START_TEST(test_exports_are_the_hooks)
 	}
 	ck_assert_int_eq(pclose(p), 0);
 	ck_assert_uint_eq(extra, 0);
+	ck_assert_uint_eq(marker, 1);
 	for (size_t i = 0; i < NEXPECTED; i++)
 		ck_assert_msg(seen[i] == 1, "%s exported %d times", expected[i], seen[i]);
 }

@@ -24,6 +24,7 @@ int main(void)
 	srunner_add_suite(sr, session_suite());
 	srunner_add_suite(sr, lineage_suite());
 	srunner_add_suite(sr, sampleset_suite());
+	srunner_add_suite(sr, gotpatch_suite());
 	srunner_add_suite(sr, useraccess_suite());
 	srunner_add_suite(sr, jsonout_suite());
 	srunner_add_suite(sr, capture_suite());

@@ -20,6 +20,7 @@ Suite *ctlwire_suite(void);
 Suite *session_suite(void);
 Suite *lineage_suite(void);
 Suite *sampleset_suite(void);
+Suite *gotpatch_suite(void);
 Suite *useraccess_suite(void);
 Suite *jsonout_suite(void);
 Suite *capture_suite(void);
