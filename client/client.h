@@ -138,6 +138,7 @@ struct cmd_entry {
 
 extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_ui_entry;
+extern const struct cmd_entry cmd_attach_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_stats_entry;
 extern const struct cmd_entry cmd_reset_peak_entry;
@@ -167,6 +168,10 @@ void client_close(struct client *c);
 void client_opt_error(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* --pid: required, a positive integer. 0, or -EINVAL after noting the error. */
 int client_opt_pid(struct client *c, const char *arg, int *out);
+/* The agent library as `run --agent` finds it (cmd-run.c): --agent, else
+ * $MEMTRACE_AGENT, else the build tree's, else the installed one, as an
+ * absolute path in *out (new). 0, or the reported exit status. */
+int client_find_agent(struct client *c, const char *opt, char **out);
 /* A count such as --limit: a non-negative integer. 0 or -EINVAL, noted. */
 int client_opt_count(struct client *c, const char *name, const char *arg, int *out);
 /* Decimal digits only (no sign, no blanks, nothing after) up to max: 0,
@@ -363,5 +368,6 @@ void table_snapshots(const cJSON *resp);
 void table_compare(const cJSON *resp);
 void table_history(const cJSON *resp);
 void table_ui(const cJSON *resp);
+void table_attach(const cJSON *resp);
 
 #endif

@@ -111,7 +111,7 @@ const struct cmd_entry cmd_run_entry = {
  * (when this memtracectl runs from one), else the installed one. Returns 0
  * with a new string in *out, or the reported exit status.
  */
-static int run_find_agent(struct client *c, const char *opt, char **out)
+int client_find_agent(struct client *c, const char *opt, char **out)
 {
 	char self[PATH_MAX], real[PATH_MAX];
 	const char *path, *from;
@@ -560,7 +560,7 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 		client_opt_error(c, "-o needs --top: it is where the --top report goes");
 		return client_usage_error(c);
 	}
-	rc = run_find_agent(c, args_get(a, "agent"), &agent);
+	rc = client_find_agent(c, args_get(a, "agent"), &agent);
 	if (rc != 0)
 		goto out;
 	rc = run_environment(c, agent);

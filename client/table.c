@@ -1238,3 +1238,10 @@ void table_ui(const cJSON *resp)
 	client_put_text(stdout, url, strlen(url));
 	printf("\n(for uid %.0f, open it before %s; it works once)\n", get_num(resp, "uid"), when);
 }
+
+void table_attach(const cJSON *resp)
+{
+	printf("Attached to pid %.0f (its main thread stopped %.1f ms); from now on every "
+	       "allocation is traced, what it held before is not known\n",
+	       get_num(resp, "pid"), get_num(resp, "pause_ms"));
+}

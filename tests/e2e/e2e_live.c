@@ -114,6 +114,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -4315,6 +4316,130 @@ START_TEST(attach_self)
 }
 END_TEST
 
+/* progs/attachee started untraced (no agent, no MEMTRACE_ variable). */
+static void start_untraced(struct h_proc *p, const char *prog, const char *const *args, bool truth)
+{
+	struct h_spawn sp;
+	const char *argv[8];
+	size_t n = 0;
+	char *path = h_prog(prog);
+
+	argv[n++] = path;
+	for (size_t i = 0; args != NULL && args[i] != NULL && n < 7; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	memset(&sp, 0, sizeof sp);
+	sp.argv = argv;
+	sp.truth = truth ? h_daemon_file(&D, prog) : NULL;
+	sp.uid = H_NOUID;
+	h_proc_start(p, &sp);
+	p->truth = (char *)sp.truth;
+	free(path);
+}
+
+/* memtracectl attach PID on a program that runs untraced: what it
+ * allocates from then on, on two threads, is exact; the frees of blocks
+ * from before are unknown_frees; stats says attached; a second attach is
+ * refused; the program's output and exit status are its own. */
+START_TEST(attach_ptrace)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24];
+	long long pid;
+	double pause;
+
+	start_untraced(&p, "attachee", NULL, true);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	const char *args[] = {"attach", pidbuf, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	const cJSON *att = cJSON_GetObjectItem(r.json, "attached");
+	const cJSON *pz = cJSON_GetObjectItem(r.json, "pause_ms");
+	ck_assert_msg(h_json_int(r.json, "pid", &pid) && pid == p.pid && cJSON_IsTrue(att) &&
+	                  cJSON_IsNumber(pz) && (pause = pz->valuedouble) > 0,
+	              "attach: %.500s", r.out);
+	h_ctl_free(&r);
+	h_ctl_error(&D, H_NOUID, args, "already_traced");
+
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "after memtracectl attach");
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, "after memtracectl attach");
+	h_ctl_free(&r);
+	{
+		const char *sargs[] = {"stats", "--pid", pidbuf, NULL};
+		long long unknown;
+		h_ctl_ok(&D, H_NOUID, &r, sargs);
+		ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")),
+		              "stats does not say attached: %.1000s", r.out);
+		ck_assert_msg(h_json_int(r.json, "unknown_frees", &unknown) &&
+		                  unknown == h_truth_meta(t, "unknown_frees", -1),
+		              "unknown_frees %lld, the program freed %lld blocks from before",
+		              unknown, h_truth_meta(t, "unknown_frees", -1));
+		h_ctl_free(&r);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee attached");
+	/* Its output is its own: its two "ready" lines, nothing else. */
+	ck_assert_msg(p.out.data != NULL && strcmp(p.out.data, "ready\nready\n") == 0,
+	              "attachee printed %s", p.out.data != NULL ? p.out.data : "(nothing)");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* What attach refuses, with its own error, leaving the process as it was:
+ * a pid that is no process, another user's process, one a debugger
+ * traces, a statically linked one. */
+START_TEST(attach_refusals)
+{
+	struct h_proc p, st;
+	char pidbuf[24], spid[24];
+
+	{
+		const char *args[] = {"attach", "2147483646", NULL};
+		h_ctl_error(&D, H_NOUID, args, "no_such_process");
+	}
+	start_untraced(&p, "attachee", NULL, true);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	const char *args[] = {"attach", pidbuf, NULL};
+	uid_t other = h_attacker_uid();
+	if (other != H_NOUID)
+		h_ctl_error(&D, other, args, "not_yours");
+	/* Traced by another tracer (this test, as a debugger would). */
+	ck_assert_int_eq(ptrace(PTRACE_SEIZE, p.pid, 0, 0), 0);
+	h_ctl_error(&D, H_NOUID, args, "traced");
+	int ws;
+	ck_assert_int_eq(ptrace(PTRACE_INTERRUPT, p.pid, 0, 0), 0);
+	ck_assert_int_eq(waitpid(p.pid, &ws, __WALL), p.pid);
+	ck_assert_int_eq(ptrace(PTRACE_DETACH, p.pid, 0, 0), 0);
+	/* Statically linked. */
+	static const char *const sargs[] = {"0", "wait", NULL};
+	start_untraced(&st, "staticprog", sargs, false);
+	char line[64];
+	ck_assert_int_eq(h_proc_readline(&st, line, sizeof line, 10000), 1);
+	snprintf(spid, sizeof spid, "%ld", (long)st.pid);
+	const char *stargs[] = {"attach", spid, NULL};
+	h_ctl_error(&D, H_NOUID, stargs, "not_attachable");
+	h_proc_end(&st, "staticprog");
+	h_proc_cleanup(&st);
+	/* None of it touched the program: it runs on, untraced, and ends well. */
+	{
+		const char *sargs2[] = {"stats", "--pid", pidbuf, NULL};
+		h_ctl_error(&D, H_NOUID, sargs2, "no_such_process");
+	}
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee after the refusals");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 static Suite *live_suite(void)
 {
 	Suite *s = suite_create("e2e_live");
@@ -4335,6 +4460,8 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, history_series);
 	tc = h_tcase(s, "attach", 120, setup, teardown);
 	tcase_add_test(tc, attach_self);
+	tcase_add_test(tc, attach_ptrace);
+	tcase_add_test(tc, attach_refusals);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);
