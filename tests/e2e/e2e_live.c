@@ -96,6 +96,16 @@
  *                               that takes the agent's numbers stops it
  *                               cleanly; the agent never writes to the
  *                               program's descriptors nor takes one away
+ *  attach_self                  a program that loads the agent with dlopen
+ *                               (RTLD_LOCAL) is traced exactly from then on,
+ *                               on two threads; older blocks' frees are
+ *                               unknown_frees; stats says attached
+ *  attach_ptrace                the same through `memtracectl attach PID` on an
+ *                               untraced program; a second attach is refused;
+ *                               its output and exit status are its own
+ *  attach_refusals              no process, another user's (as
+ *                               memtrace-attacker), one being traced, a static
+ *                               one: each its own error, the program untouched
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
