@@ -2174,8 +2174,13 @@ START_TEST(store_bounds)
 	why = h_check_top(r.json, &ee);
 	ck_assert_msg(why == NULL, "root's exit snapshot differs from its book: %.2000s", why);
 	h_ctl_free(&r);
+	/* Read from the file, which the daemon's writer thread commits to:
+	 * listed above does not mean committed yet. */
 	struct stored root;
-	stored_of(0, &root);
+	long long until = h_now_ms() + H_POLL_MS;
+	do {
+		stored_of(0, &root);
+	} while (root.n != 2 && h_now_ms() < until && (h_sleep_ms(50), true));
 	ck_assert_msg(root.n == 2, "root has %lld snapshots stored, want its 2", root.n);
 	store_figures_are_file(port, STORE_RUNS - mine.n, "after root's program ended");
 
