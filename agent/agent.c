@@ -468,11 +468,10 @@ AGENT_EXPORT const char memtrace_agent_preloaded[] = "memtrace";
 
 static bool loaded_late(void)
 {
+	/* The program's handle is never unloaded: no dlclose (which would
+	 * also be the agent's own, hooks.c). */
 	void *prog = dlopen(NULL, RTLD_NOW);
-	bool late = prog != NULL && dlsym(prog, "memtrace_agent_preloaded") == NULL;
-	if (prog != NULL)
-		dlclose(prog);
-	return late;
+	return prog != NULL && dlsym(prog, "memtrace_agent_preloaded") == NULL;
 }
 
 static pthread_mutex_t late_lock = PTHREAD_MUTEX_INITIALIZER;
