@@ -142,6 +142,7 @@ static void put_msg(struct buf *b, uint32_t field, struct buf *m)
 enum {
 	PROFILE_SAMPLE_TYPE = 1,
 	PROFILE_SAMPLE = 2,
+	PROFILE_MAPPING = 3,
 	PROFILE_LOCATION = 4,
 	PROFILE_FUNCTION = 5,
 	PROFILE_STRING_TABLE = 6,
@@ -151,7 +152,15 @@ enum {
 	VALUE_TYPE_UNIT = 2,
 	SAMPLE_LOCATION_ID = 1,
 	SAMPLE_VALUE = 2,
+	MAPPING_ID = 1,
+	MAPPING_MEMORY_START = 2,
+	MAPPING_MEMORY_LIMIT = 3,
+	MAPPING_FILENAME = 5,
+	MAPPING_HAS_FUNCTIONS = 7,
+	MAPPING_HAS_FILENAMES = 8,
+	MAPPING_HAS_LINE_NUMBERS = 9,
 	LOCATION_ID = 1,
+	LOCATION_MAPPING_ID = 2,
 	LOCATION_ADDRESS = 3,
 	LOCATION_LINE = 4,
 	LINE_FUNCTION_ID = 1,
@@ -226,6 +235,27 @@ static uint64_t fn_id(struct functab *t, struct fkey k)
 	return ++t->n;
 }
 
+/* The objects the profile's locations are in (profile.proto's mappings),
+ * the program's executable first: pprof takes the first for the main
+ * binary. Each spans the addresses of its frames the profile uses. */
+struct mapping {
+	const char *file;
+	uint64_t lo, hi;
+	bool lines;
+};
+
+static size_t mapping_of(struct mapping *m, size_t *n, const char *exe, const char *file)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(m[i].file, file) == 0)
+			return i;
+	/* the executable's place is 0, kept for it */
+	if (exe != NULL && strcmp(file, exe) == 0)
+		return 0;
+	m[*n] = (struct mapping){file, UINT64_MAX, 0, false};
+	return (*n)++;
+}
+
 uint8_t *export_pprof(const struct snapshot *s, size_t *len)
 {
 	static const char *const types[][2] = {{"inuse_space", "bytes"},
@@ -265,6 +295,34 @@ uint8_t *export_pprof(const struct snapshot *s, size_t *len)
 		put_msg(&m, SAMPLE_VALUE, &arr);
 		put_msg(&out, PROFILE_SAMPLE, &m);
 	}
+	/* Mapping 0 is the executable's, named even when no frame is in it. */
+	struct mapping *maps = xcalloc(s->nframes + 1, sizeof(*maps));
+	size_t *mid = xcalloc(s->nframes ? s->nframes : 1, sizeof(*mid));
+	size_t nmaps = 1;
+	maps[0] = (struct mapping){s->exe != NULL ? s->exe : "[unknown]", UINT64_MAX, 0, false};
+	for (size_t f = 0; f < s->nframes; f++) {
+		const struct frame_info *fr = &s->frames[f];
+		if (!used[f])
+			continue;
+		size_t i =
+		    mapping_of(maps, &nmaps, s->exe, fr->module != NULL ? fr->module : "[unknown]");
+		mid[f] = i;
+		if (addr[f] < maps[i].lo)
+			maps[i].lo = addr[f];
+		if (addr[f] + 1 > maps[i].hi)
+			maps[i].hi = addr[f] + 1;
+		maps[i].lines |= fr->lineno > 0;
+	}
+	for (size_t i = 0; i < nmaps; i++) {
+		put_field(&m, MAPPING_ID, i + 1);
+		put_field(&m, MAPPING_MEMORY_START, maps[i].lo != UINT64_MAX ? maps[i].lo : 0);
+		put_field(&m, MAPPING_MEMORY_LIMIT, maps[i].hi);
+		put_field(&m, MAPPING_FILENAME, str_id(&st, maps[i].file));
+		put_field(&m, MAPPING_HAS_FUNCTIONS, 1);
+		put_field(&m, MAPPING_HAS_FILENAMES, maps[i].lines);
+		put_field(&m, MAPPING_HAS_LINE_NUMBERS, maps[i].lines);
+		put_msg(&out, PROFILE_MAPPING, &m);
+	}
 	for (size_t f = 0; f < s->nframes; f++) {
 		const struct frame_info *fr = &s->frames[f];
 		if (!used[f])
@@ -272,6 +330,7 @@ uint8_t *export_pprof(const struct snapshot *s, size_t *len)
 		struct fkey k = {str_id(&st, fr->function), str_id(&st, fr->filename)};
 		fid[f] = fn_id(&ft, k);
 		put_field(&m, LOCATION_ID, f + 1);
+		put_field(&m, LOCATION_MAPPING_ID, mid[f] + 1);
 		put_field(&m, LOCATION_ADDRESS, addr[f]);
 		put_field(&sub, LINE_FUNCTION_ID, fid[f]);
 		put_field(&sub, LINE_LINE, fr->lineno);
@@ -294,6 +353,8 @@ uint8_t *export_pprof(const struct snapshot *s, size_t *len)
 		put_field(&out, PROFILE_TIME_NANOS, (uint64_t)(s->taken_at * 1e9));
 	put_field(&out, PROFILE_DEFAULT_SAMPLE_TYPE, str_id(&st, "inuse_space"));
 
+	free(maps);
+	free(mid);
 	free(used);
 	free(addr);
 	free(fid);

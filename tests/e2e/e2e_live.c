@@ -1080,6 +1080,23 @@ START_TEST(exports)
 		else
 			free(top);
 	}
+	/* The profile names the program's executable as its main binary, and
+	 * the object of every location (pprof -raw's mappings). */
+	ck_assert_msg(strstr(inuse, "File: temps\n") != NULL &&
+	                  strstr(inuse, "Main binary filename not available") == NULL,
+	              "pprof names no main binary:\n%.1000s", inuse);
+	{
+		char *cmd = h_strf("HOME=%s GOCACHE=%s/gocache go tool pprof -raw %s 2>&1", D.dir,
+		                   D.dir, pb);
+		char *raw = h_command_out(cmd, "");
+		const char *maps = strstr(raw, "\nMappings\n");
+		ck_assert_msg(maps != NULL && strstr(maps, "/temps ") != NULL &&
+		                  strstr(maps, "libc.so.6") != NULL,
+		              "pprof -raw's mappings lack the program or libc:\n%.2000s",
+		              maps != NULL ? maps : raw);
+		free(raw);
+		free(cmd);
+	}
 	{
 		/* pprof is of the frames as captured */
 		const char *args[] = {"top",      "--raw-frames", "--pid", pidbuf, "--key",

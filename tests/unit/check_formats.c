@@ -19,7 +19,7 @@
 
 static const struct frame_info F_MAIN = {"/src/main.c", 10, "main", "/bin/app", NULL};
 static const struct frame_info F_PUT = {"/src/cache.c", 20, "cache_put", "/bin/app", NULL};
-static const struct frame_info F_ODD = {"/src/x.c", 30, "op;er\nator", "/bin/app", NULL};
+static const struct frame_info F_ODD = {"/src/x.c", 30, "op;er\nator", "/lib/libx.so", NULL};
 
 /* main -> cache_put: 300 B in 3 blocks, 10 calls, 1000 B, 7 temporary;
  * main -> "op;er\nator": all freed, 5 calls of 50 B, 5 temporary;
@@ -37,6 +37,7 @@ static struct snapshot *sample(void)
 	         {8, 1, 1, 8, 0, 0, {0}}};
 
 	s->taken_at = 1700000000.5;
+	s->exe = strdup("/bin/app");
 	s->ntraces = 3;
 	s->traces = calloc(3, sizeof(*s->traces));
 	for (int i = 0; i < 3; i++) {
@@ -135,6 +136,9 @@ START_TEST(test_pprof)
 	int nstr = 0, nsample_type = 0, nsample = 0, nloc = 0, nfn = 0;
 	uint64_t values[3][4], sample_types[4][2], default_type = 0, time_nanos = 0;
 	uint64_t loc_fn[8] = {0}, loc_line[8] = {0}, fn_name[8] = {0};
+	uint64_t loc_map[8] = {0}, loc_addr[8] = {0};
+	uint64_t map_lo[8] = {0}, map_hi[8] = {0}, map_file[8] = {0};
+	int nmap = 0;
 	int sample_nloc[3] = {0};
 
 	while (pb_next(&b, &field, &v, &sub)) {
@@ -160,11 +164,32 @@ START_TEST(test_pprof)
 			}
 			nsample++;
 			break;
-		case 4: { /* location */
-			uint64_t id = 0, fn = 0, line = 0;
+		case 3: { /* mapping */
+			uint64_t id = 0, lo = 0, hi = 0, file = 0;
 			while (pb_next(&sub, &field, &v, &sub2)) {
 				if (field == 1)
 					id = v;
+				else if (field == 2)
+					lo = v;
+				else if (field == 3)
+					hi = v;
+				else if (field == 5)
+					file = v;
+			}
+			ck_assert(id >= 1 && id < 8);
+			map_lo[id] = lo, map_hi[id] = hi, map_file[id] = file;
+			nmap++;
+			break;
+		}
+		case 4: { /* location */
+			uint64_t id = 0, fn = 0, line = 0, map = 0, at = 0;
+			while (pb_next(&sub, &field, &v, &sub2)) {
+				if (field == 1)
+					id = v;
+				if (field == 2)
+					map = v;
+				if (field == 3)
+					at = v;
 				if (field == 4) {
 					struct pb sub3;
 					while (pb_next(&sub2, &field, &v, &sub3)) {
@@ -178,6 +203,8 @@ START_TEST(test_pprof)
 			ck_assert(id >= 1 && id < 8);
 			loc_fn[id] = fn;
 			loc_line[id] = line;
+			loc_map[id] = map;
+			loc_addr[id] = at;
 			nloc++;
 			break;
 		}
@@ -238,6 +265,16 @@ START_TEST(test_pprof)
 	for (int id = 1; id <= 3; id++) {
 		ck_assert_str_eq(strs[fn_name[loc_fn[id]]], fr[id - 1]->function);
 		ck_assert_uint_eq(loc_line[id], fr[id - 1]->lineno);
+	}
+	/* Two objects: the executable first (pprof's main binary), each
+	 * location in its frame's, within its span. */
+	ck_assert_int_eq(nmap, 2);
+	ck_assert_str_eq(strs[map_file[1]], "/bin/app");
+	for (int id = 1; id <= 3; id++) {
+		uint64_t m = loc_map[id];
+		ck_assert(m >= 1 && m <= 2);
+		ck_assert_str_eq(strs[map_file[m]], fr[id - 1]->module);
+		ck_assert(loc_addr[id] >= map_lo[m] && loc_addr[id] < map_hi[m]);
 	}
 	for (int i = 0; i < nstr; i++)
 		free(strs[i]);
