@@ -4283,68 +4283,10 @@ END_TEST
 
 /* ---- attached to a running process (progs/attachee.c) ---- */
 
-/* The program runs untraced, then loads the agent with dlopen, as the call
- * `memtracectl attach` makes it run does: what it allocates from then on,
- * on two threads, is traced exactly; the frees of blocks from before are
- * unknown_frees; stats says it was attached. */
-START_TEST(attach_self)
-{
-	struct h_proc p;
-	struct h_ctl r;
-	struct h_spawn sp;
-	char *path = h_prog("attachee"), *truth = h_daemon_file(&D, "attachee");
-	char *agent = h_strf("MEMTRACE_TEST_AGENT=%s", h_agent_lib());
-	const char *argv[] = {path, NULL}, *env[] = {agent, NULL};
-	char pidbuf[24];
-
-	memset(&sp, 0, sizeof sp);
-	sp.argv = argv;
-	sp.agent = false;
-	sp.runtime_dir = D.runtime;
-	sp.truth = truth;
-	sp.env = env;
-	sp.uid = H_NOUID;
-	h_proc_start(&p, &sp);
-	p.truth = truth;
-	h_proc_expect_ready(&p);
-	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
-	{
-		const char *args[] = {"stats", "--pid", pidbuf, NULL};
-		h_ctl_error(&D, H_NOUID, args, "no_such_process");
-	}
-	ck_assert_int_eq(h_proc_send(&p, "attach-self"), 0);
-	h_proc_expect_ready(&p);
-	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
-	h_proc_expect_ready(&p);
-	struct h_truth *t = h_truth_must(p.truth);
-	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "after the attach");
-	h_ctl_free(&r);
-	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, "after the attach");
-	h_ctl_free(&r);
-	{
-		const char *args[] = {"stats", "--pid", pidbuf, NULL};
-		long long unknown;
-		h_ctl_ok(&D, H_NOUID, &r, args);
-		const cJSON *att = cJSON_GetObjectItem(r.json, "attached");
-		ck_assert_msg(cJSON_IsTrue(att), "stats does not say attached: %.1000s", r.out);
-		ck_assert_msg(
-		    h_json_int(r.json, "unknown_frees", &unknown) &&
-		        unknown == h_truth_meta(t, "unknown_frees", -1),
-		    "unknown_frees %lld, the program freed %lld blocks from before: %.1000s",
-		    unknown, h_truth_meta(t, "unknown_frees", -1), r.out);
-		h_ctl_free(&r);
-	}
-	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
-	h_proc_end(&p, "attachee");
-	h_truth_free(t);
-	h_proc_cleanup(&p);
-	free(agent);
-	free(path);
-}
-END_TEST
-
-/* progs/attachee started untraced (no agent, no MEMTRACE_ variable). */
-static void start_untraced(struct h_proc *p, const char *prog, const char *const *args, bool truth)
+/* A test program started untraced: no agent, no MEMTRACE_ variable but
+ * `env` (NULL-terminated, may be NULL); its book when `truth`. */
+static void start_untraced(struct h_proc *p, const char *prog, const char *const *args,
+                           const char *const *env, bool truth)
 {
 	struct h_spawn sp;
 	const char *argv[8];
@@ -4357,12 +4299,71 @@ static void start_untraced(struct h_proc *p, const char *prog, const char *const
 	argv[n] = NULL;
 	memset(&sp, 0, sizeof sp);
 	sp.argv = argv;
+	sp.env = env;
 	sp.truth = truth ? h_daemon_file(&D, prog) : NULL;
 	sp.uid = H_NOUID;
 	h_proc_start(p, &sp);
 	p->truth = (char *)sp.truth;
 	free(path);
 }
+
+/* progs/attachee, attached: "next", then its sites by line and by
+ * traceback equal its book, unknown_frees the frees of its blocks from
+ * before, and stats says attached. Returns the book. */
+static struct h_truth *attachee_after(struct h_proc *p, const char *pidbuf, const char *what)
+{
+	struct h_ctl r;
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+	long long unknown;
+
+	ck_assert_int_eq(h_proc_send(p, "next"), 0);
+	h_proc_expect_ready(p);
+	struct h_truth *t = h_truth_must(p->truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, what);
+	h_ctl_free(&r);
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")),
+	              "%s: stats does not say attached: %.1000s", what, r.out);
+	ck_assert_msg(h_json_int(r.json, "unknown_frees", &unknown) &&
+	                  unknown == h_truth_meta(t, "unknown_frees", -1),
+	              "%s: unknown_frees %lld, the program freed %lld blocks from before", what,
+	              unknown, h_truth_meta(t, "unknown_frees", -1));
+	h_ctl_free(&r);
+	return t;
+}
+
+/* The program runs untraced, then loads the agent with dlopen, as the call
+ * `memtracectl attach` makes it run does: what it allocates from then on,
+ * on two threads, is traced exactly; the frees of blocks from before are
+ * unknown_frees; stats says it was attached. */
+START_TEST(attach_self)
+{
+	struct h_proc p;
+	char *agent = h_strf("MEMTRACE_TEST_AGENT=%s", h_agent_lib());
+	char *dir = h_strf("MEMTRACE_RUNTIME_DIR=%s", D.runtime);
+	const char *env[] = {agent, dir, NULL};
+	char pidbuf[24];
+
+	start_untraced(&p, "attachee", NULL, env, true);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	{
+		const char *args[] = {"stats", "--pid", pidbuf, NULL};
+		h_ctl_error(&D, H_NOUID, args, "no_such_process");
+	}
+	ck_assert_int_eq(h_proc_send(&p, "attach-self"), 0);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = attachee_after(&p, pidbuf, "after the attach");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(agent);
+	free(dir);
+}
+END_TEST
 
 /* memtracectl attach PID on a program that runs untraced: what it
  * allocates from then on, on two threads, is exact; the frees of blocks
@@ -4374,9 +4375,8 @@ START_TEST(attach_ptrace)
 	struct h_ctl r;
 	char pidbuf[24];
 	long long pid;
-	double pause;
 
-	start_untraced(&p, "attachee", NULL, true);
+	start_untraced(&p, "attachee", NULL, NULL, true);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *args[] = {"attach", pidbuf, NULL};
@@ -4384,30 +4384,11 @@ START_TEST(attach_ptrace)
 	const cJSON *att = cJSON_GetObjectItem(r.json, "attached");
 	const cJSON *pz = cJSON_GetObjectItem(r.json, "pause_ms");
 	ck_assert_msg(h_json_int(r.json, "pid", &pid) && pid == p.pid && cJSON_IsTrue(att) &&
-	                  cJSON_IsNumber(pz) && (pause = pz->valuedouble) > 0,
+	                  cJSON_IsNumber(pz) && pz->valuedouble > 0,
 	              "attach: %.500s", r.out);
 	h_ctl_free(&r);
 	h_ctl_error(&D, H_NOUID, args, "already_traced");
-
-	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
-	h_proc_expect_ready(&p);
-	struct h_truth *t = h_truth_must(p.truth);
-	top_simple(&r, t->pid, t, H_KEY_LINENO, false, "after memtracectl attach");
-	h_ctl_free(&r);
-	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, "after memtracectl attach");
-	h_ctl_free(&r);
-	{
-		const char *sargs[] = {"stats", "--pid", pidbuf, NULL};
-		long long unknown;
-		h_ctl_ok(&D, H_NOUID, &r, sargs);
-		ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")),
-		              "stats does not say attached: %.1000s", r.out);
-		ck_assert_msg(h_json_int(r.json, "unknown_frees", &unknown) &&
-		                  unknown == h_truth_meta(t, "unknown_frees", -1),
-		              "unknown_frees %lld, the program freed %lld blocks from before",
-		              unknown, h_truth_meta(t, "unknown_frees", -1));
-		h_ctl_free(&r);
-	}
+	struct h_truth *t = attachee_after(&p, pidbuf, "after memtracectl attach");
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "attachee attached");
 	/* Its output is its own: its two "ready" lines, nothing else. */
@@ -4430,7 +4411,7 @@ START_TEST(attach_refusals)
 		const char *args[] = {"attach", "2147483646", NULL};
 		h_ctl_error(&D, H_NOUID, args, "no_such_process");
 	}
-	start_untraced(&p, "attachee", NULL, true);
+	start_untraced(&p, "attachee", NULL, NULL, true);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *args[] = {"attach", pidbuf, NULL};
@@ -4446,7 +4427,7 @@ START_TEST(attach_refusals)
 	ck_assert_int_eq(ptrace(PTRACE_DETACH, p.pid, 0, 0), 0);
 	/* Statically linked. */
 	static const char *const sargs[] = {"0", "wait", NULL};
-	start_untraced(&st, "staticprog", sargs, false);
+	start_untraced(&st, "staticprog", sargs, NULL, false);
 	char line[64];
 	ck_assert_int_eq(h_proc_readline(&st, line, sizeof line, 10000), 1);
 	snprintf(spid, sizeof spid, "%ld", (long)st.pid);
