@@ -634,6 +634,13 @@ static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 {
 	(void)c;
 	(void)req;
+	/* An ended process's peak is a fact of its life, as its exit snapshot
+	 * keeps it: nothing to reset. */
+	if (s->state != SESSION_LIVE)
+		return error_json("not_live",
+		                  "process %d has ended: reset-peak changes a live process's peak "
+		                  "only",
+		                  (int)s->pid);
 	heap_reset_peak(&s->heap);
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "pid", (double)s->pid);

@@ -1566,6 +1566,19 @@ START_TEST(peak_and_reset)
 	}
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "peak");
+	/* Ended, its peak is history: reset-peak refuses, the peak stays. */
+	wait_state(t->pid, "exited");
+	get_stats(&r, t->pid, &s2);
+	h_ctl_free(&r);
+	{
+		const char *args[] = {"reset-peak", "--pid", pidbuf, NULL};
+		h_ctl_error(&D, H_NOUID, args, "not_live");
+	}
+	struct stats s3;
+	get_stats(&r, t->pid, &s3);
+	h_ctl_free(&r);
+	ck_assert_msg(s3.peak == s2.peak, "an ended process's peak went from %lld to %lld", s2.peak,
+	              s3.peak);
 	h_truth_free(t);
 	h_truth_free(t2);
 	h_proc_cleanup(&p);
