@@ -63,9 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define INPUT_MAX 65536 /* below a Unix socket's buffer: one write, never blocked */
 
+/* Every code daemon/CONTROL.md lists. */
 static const char *const error_codes[] = {
-    "bad_request",      "unknown_command", "no_such_process",      "no_such_snapshot",
-    "snapshot_deleted", "store_error",     "too_many_connections", "internal",
+    "bad_request",      "unknown_command",  "no_such_process",      "no_such_snapshot",
+    "snapshot_deleted", "store_error",      "too_many_connections", "too_many_snapshots",
+    "not_live",         "no_web_interface", "too_many_sessions",    "internal",
 };
 static const char *const commands[] = {
     "status",    "list",     "stats",     "reset-peak",   "top",
