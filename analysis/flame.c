@@ -71,13 +71,19 @@ static uint32_t child_of(struct ftree *t, uint32_t parent, const struct frame_in
 	return (uint32_t)t->n++;
 }
 
+static const char *const value_names[] = {"size", "peak", "allocations", "temporary"};
+
 int flame_value_parse(const char *s)
 {
-	static const char *const names[] = {"size", "peak", "allocations", "temporary"};
 	for (int i = 0; s != NULL && i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
+		if (strcmp(s, value_names[i]) == 0)
 			return i;
 	return -1;
+}
+
+const char *flame_value_name(enum flame_value v)
+{
+	return value_names[v];
 }
 
 static void trace_values(const struct snapshot_trace *t, enum flame_value v, uint64_t out[3])

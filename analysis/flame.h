@@ -36,6 +36,8 @@ enum flame_value {
 
 /* "size", "peak", "allocations", "temporary" -> the value; -1 otherwise. */
 int flame_value_parse(const char *s);
+/* The value's name, as flame_value_parse reads it. */
+const char *flame_value_name(enum flame_value v);
 
 /* The page (NUL-terminated, *len bytes before the NUL; free it), titled
  * `title`. With `old`, a differential graph of s against old. Aborts when

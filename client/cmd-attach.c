@@ -5,11 +5,12 @@
  *
  * Before anything is touched, what would make the attach fail or harm the
  * process is refused with its own error: no such process, another user's,
- * one a debugger traces, one the agent is in already, one without the
- * shared libc (statically linked), and what kernel.yama.ptrace_scope
- * forbids. The agent is pointed at the daemon this client talks to
- * (MEMTRACE_RUNTIME_DIR, set in the process); then the client waits until
- * the daemon lists the process as attached.
+ * one a debugger traces, one the agent is in already, what
+ * kernel.yama.ptrace_scope forbids, and one without memtracectl's shared
+ * libc (statically linked: inject_library's check of the very file, made
+ * before it stops anything). The agent is pointed at the daemon this client
+ * talks to (MEMTRACE_RUNTIME_DIR, set in the process); then the client
+ * waits until the daemon lists the process as attached.
  */
 #include "client.h"
 
@@ -128,11 +129,6 @@ static int refuse(struct client *c, int pid)
 		                    "process %d has the memtrace agent already (started under it, "
 		                    "or attached): see 'memtracectl stats --pid %d'",
 		                    pid, pid);
-	if (!maps_has(pid, "/libc.so"))
-		return client_error(c, CLIENT_EXIT_ERROR, "not_attachable",
-		                    "process %d has no shared libc (statically linked?): it cannot "
-		                    "load the agent",
-		                    pid);
 	if (scope >= 3 || (scope == 2 && me != 0))
 		return client_error(c, CLIENT_EXIT_ERROR, "ptrace_denied",
 		                    "kernel.yama.ptrace_scope is %d: %s", scope,

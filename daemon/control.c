@@ -726,11 +726,10 @@ static void cjob_answer(struct job *job)
 		return;
 	case JOB_FLAME: {
 		/* The page itself is the answer (the web interface's alone). */
-		static const char *const what[] = {"size", "peak", "allocations", "temporary"};
 		char title[160];
 		const char *exe = snap->exe != NULL ? strrchr(snap->exe, '/') : NULL;
-		snprintf(title, sizeof title, "memtrace: %s of pid %d (%.100s)", what[q->flame],
-		         (int)snap->pid,
+		snprintf(title, sizeof title, "memtrace: %s of pid %d (%.100s)",
+		         flame_value_name(q->flame), (int)snap->pid,
 		         exe != NULL         ? exe + 1
 		         : snap->exe != NULL ? snap->exe
 		                             : "?");

@@ -1,19 +1,14 @@
 /* webui.c - the web interface (see webui.h). */
 #include "webui.h"
 
-#include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "control.h"
 #include "jsonout.h"
-#include "log.h"
 #include "webtoken.h"
 #include "xalloc.h"
 
@@ -85,31 +80,35 @@ static void reply_text(struct http_request *rq, unsigned status, const char *tex
 static void reply_answer(struct http_request *rq, struct webreq *w)
 {
 	char *text = w->text;
-	bool page = w->flame && text[0] == '<';
 	w->text = NULL;
+	if (w->flame && text[0] == '<') {
+		reply(rq, 200, "text/html; charset=utf-8", text, strlen(text));
+		return;
+	}
 	/* An error answer (one JSON object with "error") is a 4xx for the
-	 * browser too; the body says which. */
-	unsigned status = 200;
-	if (!page && strncmp(text, "{\"error\":", 9) == 0)
-		status = strstr(text, "\"no_such_") != NULL || strstr(text, "\"snapshot_deleted\"")
-		             ? 404
-		             : 400;
-	if (w->flame && !page) {
+	 * browser too, by its code; the body says which. */
+	cJSON *j = strncmp(text, "{\"error\":", 9) == 0 ? cJSON_Parse(text) : NULL;
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+	unsigned status =
+	    e == NULL ? 200
+	    : cJSON_IsString(code) && (strncmp(code->valuestring, "no_such_", 8) == 0 ||
+	                               strcmp(code->valuestring, "snapshot_deleted") == 0)
+	        ? 404
+	        : 400;
+	if (w->flame) {
 		/* The flame graph's frame shows it to a person: a sentence. */
-		cJSON *j = cJSON_Parse(text);
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(
-		    cJSON_GetObjectItemCaseSensitive(j, "error"), "message");
 		char line[600];
 		snprintf(line, sizeof line,
 		         "No flame graph: %.500s.\nPick a process in the list of the page.\n",
-		         cJSON_IsString(m) ? m->valuestring : "memtraced could not draw it");
-		cJSON_Delete(j);
+		         cJSON_IsString(msg) ? msg->valuestring : "memtraced could not draw it");
 		free(text);
 		reply_text(rq, status, line);
-		return;
+	} else {
+		reply(rq, status, "application/json", text, strlen(text));
 	}
-	reply(rq, status, page ? "text/html; charset=utf-8" : "application/json", text,
-	      strlen(text));
+	cJSON_Delete(j);
 }
 
 static void on_answer(void *arg, char *text)
