@@ -42,6 +42,7 @@
 #include "stacktab.h"
 #include "sysdep.h"
 #include "unwind.h"
+#include "cfi.h"
 
 /* ---- the real allocator and the bootstrap arena ---- */
 
@@ -126,6 +127,9 @@ static int parse_bool(const char *s, bool *out)
 	return 0;
 }
 
+static void config_socket(void);
+static int agent_detach(void);
+
 static void read_config(void)
 {
 	const char *v;
@@ -185,7 +189,16 @@ static void read_config(void)
 			sysdep_say("MEMTRACE_BLOCK_TIMEOUT must be 0..86400 seconds, got '", v,
 			           "'; using 5");
 	}
+	config_socket();
+}
+
+/* Where the daemon is: read again by memtrace_attach, which memtracectl
+ * calls after pointing MEMTRACE_RUNTIME_DIR at its own daemon. */
+static void config_socket(void)
+{
+	const char *v;
 	char dir[256];
+
 	if ((v = getenv("MEMTRACE_SOCKET")) != NULL && v[0] != '\0' &&
 	    strlen(v) < sizeof(g_cfg.socket)) {
 		strcpy(g_cfg.socket, v);
@@ -242,6 +255,19 @@ static struct shm_ring *thread_ring(struct agent_tls *t)
 	return t->ring;
 }
 
+/* The thread's first event since memtrace_attach started a new session:
+ * what it kept of the last one (its ring, the stacks it interned there)
+ * belongs to a region that is gone. */
+static void new_epoch(struct agent_tls *t)
+{
+	t->ring = NULL;
+	t->last_n = 0;
+	t->last_id = 0;
+	t->last_seq = 0;
+	t->last_alloc = 0;
+	t->epoch = atomic_load(&g_epoch);
+}
+
 /* ---- fork and exit ---- */
 
 static struct shm_ring *thread_ring(struct agent_tls *t);
@@ -287,6 +313,8 @@ static void atfork_prepare(void)
 	int st = atomic_load(&g_state);
 	if (g_cfg.follow_fork && t->guard == 0 && (st == AGENT_ACTIVE || st == AGENT_CHILD)) {
 		t->guard++;
+		if (t->epoch != atomic_load(&g_epoch))
+			new_epoch(t);
 		struct shm_ring *r = thread_ring(t);
 		if (r != NULL && reserve(r, 1) == 0) {
 			uint64_t s = seq_take(t, r);
@@ -426,6 +454,7 @@ static void trace_init(void)
 	if (g_cfg.sample_bytes != 0 && sampleset_init() < 0)
 		sysdep_say("cannot map the set of sampled blocks; every free is sent", NULL, NULL);
 	unwind_init();
+	sender_on_detach(agent_detach);
 	thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	if (!g_late)
@@ -455,9 +484,6 @@ static void start_session(void)
 	}
 }
 
-/* Runs after the constructors of the libraries loaded after the agent (the
- * program's own dependencies), whose allocations the first hook call has
- * already started recording. */
 /* ---- loaded into a running process (memtracectl attach) ---- */
 
 /* A symbol only the agent defines: the program's scope (its handle,
@@ -487,7 +513,9 @@ static void *late_dlopen(const char *file, int mode)
 	void *h = late_real_dlopen(file, mode);
 	if (h != NULL) {
 		pthread_mutex_lock(&late_lock);
-		gotpatch_all(late_hooks, late_nhooks, late_base, late_base + 1);
+		/* Not after a detach, which put the entries back under the lock. */
+		if (atomic_load(&g_state) == AGENT_ACTIVE)
+			gotpatch_all(late_hooks, late_nhooks, late_base, late_base + 1);
 		pthread_mutex_unlock(&late_lock);
 	}
 	return h;
@@ -517,16 +545,93 @@ static void attach_hooks(void)
 	}
 	pthread_mutex_lock(&late_lock);
 	late_base = (uintptr_t)self.dli_fbase;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		void *fn = dlsym(h, names[i]);
-		if (fn != NULL)
-			late_hooks[late_nhooks++] = (struct gotpatch_hook){names[i], fn};
+	/* Attached again after a detach: the same hooks, found once. */
+	if (late_nhooks == 0) {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			void *fn = dlsym(h, names[i]);
+			if (fn != NULL)
+				late_hooks[late_nhooks++] = (struct gotpatch_hook){names[i], fn};
+		}
+		late_hooks[late_nhooks++] = (struct gotpatch_hook){"dlopen", (void *)late_dlopen};
 	}
-	late_hooks[late_nhooks++] = (struct gotpatch_hook){"dlopen", (void *)late_dlopen};
 	int n = gotpatch_all(late_hooks, late_nhooks, late_base, late_base + 1);
 	pthread_mutex_unlock(&late_lock);
 	if (n < 0)
 		sysdep_say("attach: some calls could not be redirected: ", strerror(-n), NULL);
+}
+
+/* ---- detach, and attach again ---- */
+
+/*
+ * memtraced asked to stop tracing (memtracectl detach); the sender thread
+ * calls this (sender.h). From here on every hook passes its call straight
+ * through, and the GOT entries an attach rewrote hold the allocator's
+ * functions again: the program calls it directly. The sender then lets the
+ * threads that were recording finish, tells the daemon and hangs up; the
+ * daemon reads the region to its end and keeps the exit-style snapshot.
+ * 0, or -EALREADY when tracing had stopped already.
+ */
+static int agent_detach(void)
+{
+	int expect = AGENT_ACTIVE;
+	if (!atomic_compare_exchange_strong(&g_state, &expect, AGENT_DETACHED))
+		return -EALREADY;
+	pthread_mutex_lock(&late_lock);
+	if (late_nhooks > 0)
+		gotpatch_restore();
+	pthread_mutex_unlock(&late_lock);
+	return 0;
+}
+
+/*
+ * A new session in a process the agent is in already, whose tracing stopped:
+ * detached, or its daemon went away. memtracectl attach calls it in the
+ * process (after dlopen, which finds the agent loaded and runs no
+ * constructor). A fresh region and stack table, every thread's ring and
+ * cached stack ids forgotten (g_epoch), a new connection and sender thread,
+ * and, for an agent loaded late, the GOT entries pointed at the hooks again.
+ * Returns 0 when tracing, 1 when it was tracing already (for some daemon),
+ * -EBUSY while a detach is still ending, -EPERM when this process is not
+ * to be traced (memtraced itself, MEMTRACE_FOLLOW_FORK=0's descendants),
+ * else -errno (the daemon could not be reached: the process's stderr says
+ * why).
+ */
+AGENT_EXPORT int memtrace_attach(void)
+{
+	struct agent_tls *t = &agent_tls;
+	int rc, st = atomic_load(&g_state);
+
+	t->guard++;
+	if (st == AGENT_ACTIVE)
+		rc = 1;
+	else if ((st != AGENT_DETACHED && st != AGENT_DISABLED) || g_region == NULL)
+		rc = st == AGENT_STARTING ? -EBUSY : -EPERM;
+	else if (sender_detaching() ||
+	         !atomic_compare_exchange_strong(&g_state, &st, AGENT_STARTING))
+		rc = -EBUSY;
+	else if ((rc = (region_retire(), region_create(1))) < 0) {
+		sysdep_say("attach: cannot create the memory shared with memtraced (",
+		           strerror(-rc), "); running untraced");
+		atomic_store(&g_state, AGENT_DISABLED);
+	} else {
+		ring_reset_after_fork();
+		stacktab_reset(g_region);
+		cfi_forget();
+		config_socket();
+		g_pid = getpid();
+		g_parent_pid = 0;
+		g_fork_seq = 0;
+		g_attached = true;
+		atomic_fetch_add(&g_epoch, 1);
+		atomic_store(&g_connecting, 0);
+		atomic_store(&g_state, AGENT_ACTIVE);
+		start_session();
+		if (g_late && atomic_load(&g_state) == AGENT_ACTIVE)
+			attach_hooks();
+		rc = atomic_load(&g_state) == AGENT_ACTIVE ? 0 : -ECONNREFUSED;
+	}
+	t->guard--;
+	return rc;
 }
 
 /* Runs after the constructors of the libraries loaded after the agent (the
@@ -537,6 +642,7 @@ __attribute__((constructor)) static void agent_init(void)
 {
 	agent_tls.guard++;
 	g_late = loaded_late();
+	g_attached = g_late;
 	if (atomic_load(&g_real_ready) != 2)
 		agent_resolve_real();
 	trace_init();
@@ -590,6 +696,8 @@ struct agent_tls *agent_enter(void)
 			return NULL;
 	}
 	t->guard++;
+	if (__builtin_expect(t->epoch != atomic_load_explicit(&g_epoch, memory_order_relaxed), 0))
+		new_epoch(t);
 	return t;
 }
 

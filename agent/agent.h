@@ -20,6 +20,10 @@
 
 #define AGENT_EXPORT __attribute__((visibility("default")))
 
+/* Called in the process by memtracectl attach when the agent is loaded
+ * already (agent.c): starts a new session. */
+AGENT_EXPORT int memtrace_attach(void);
+
 /* Resolves g_real; safe to call from any hook, any number of times. */
 void agent_resolve_real(void);
 /* Bootstrap allocations made while dlsym itself allocates. */

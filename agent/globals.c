@@ -11,6 +11,8 @@ uint64_t g_fork_seq;
 _Atomic int g_connecting;
 bool g_bypassed;
 bool g_late;
+bool g_attached;
+_Atomic uint32_t g_epoch;
 uintptr_t g_self_lo, g_self_hi;
 struct agent_real g_real;
 _Atomic int g_real_ready;

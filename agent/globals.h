@@ -25,6 +25,8 @@ enum agent_state {
 	AGENT_CHILD,      /* forked child that will start its own session */
 	AGENT_DISABLED,   /* no daemon, or tracing refused: pass through */
 	AGENT_SHUTDOWN,   /* process exiting: pass through */
+	AGENT_DETACHED,   /* memtracectl detach ended the session: pass through
+	                   * until memtrace_attach starts another */
 };
 
 #define AGENT_MAX_FRAMES      256
@@ -62,6 +64,7 @@ struct agent_tls {
 	uint32_t last_n;       /* the previous stack this thread interned */
 	uint32_t last_id;
 	uintptr_t last_alloc; /* this thread's last allocation, until it is freed */
+	uint32_t epoch;       /* g_epoch when this thread last recorded */
 	uint64_t last_frames[AGENT_LAST_FRAMES];
 };
 
@@ -79,6 +82,14 @@ extern bool g_bypassed;          /* the program's malloc is not the agent's */
 /* Loaded into a running process (memtracectl attach), not preloaded: the
  * hooks are reached through the GOTs the agent rewrote (gotpatch.h). */
 extern bool g_late;
+/* Which session the process is in: memtrace_attach after a detach starts
+ * another, with a region of its own. A thread whose epoch differs forgets
+ * what it kept of the last one (its ring, its cached stack ids) at its next
+ * event (agent_enter). */
+extern _Atomic uint32_t g_epoch;
+/* The session started in a process that had run untraced: loaded late, or
+ * attached again after a detach. Earlier blocks are unknown (HELLO says). */
+extern bool g_attached;
 extern uintptr_t g_self_lo, g_self_hi; /* the agent's own text: frames to skip */
 
 /* The real allocator, found with dlsym(RTLD_NEXT). */

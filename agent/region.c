@@ -67,6 +67,35 @@ int region_create(uint64_t first_seq)
 	return 0;
 }
 
+/* The previous session's addresses, now private zero pages. */
+static char *retired;
+
+void region_retire(void)
+{
+	if (g_region == NULL || g_region == retired)
+		return;
+	/* Under the strict overcommit policy the private pages would be
+	 * charged in full, and a refused MAP_FIXED may leave the range
+	 * unmapped under a recording thread: the shared pages stay instead. */
+	char mode = '0';
+	int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, &mode, 1) != 1)
+			mode = '0';
+		close(fd);
+	}
+	if (mode != '2') {
+		if (retired != NULL)
+			munmap(retired, SHM_SIZE);
+		void *p = mmap(g_region, SHM_SIZE, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		retired = p == MAP_FAILED ? NULL : g_region;
+	}
+	if (g_region_fd >= 0)
+		fdguard_close(g_region_fd);
+	g_region_fd = -1;
+}
+
 void region_drop(void)
 {
 	if (g_region != NULL)

@@ -30,6 +30,13 @@ int region_create(uint64_t first_seq);
  * calling thread's; the parent's region is unmapped and its descriptor
  * closed. 0, or -errno with the agent left without a region (untraced). */
 int region_fork_child(void);
+/* The session ended (memtracectl detach): the region's pages go back, and
+ * its descriptor is closed (the daemon keeps its own until it has read
+ * everything). Its addresses are mapped again with private zero pages, so a
+ * thread that was recording when the session ended writes there, harmlessly;
+ * the one retired before this one is unmapped. g_shm and g_region stay until
+ * region_create makes the next. */
+void region_retire(void);
 /* Fork child that is not traced: unmaps the parent's region, closes its
  * descriptor. */
 void region_drop(void);

@@ -61,7 +61,9 @@ void ring_retire(struct shm_ring *r);
  * go back to the free list. `check_alive` asks the kernel about threads
  * whose ring was idle for `idle_ns`. */
 void ring_reclaim(uint64_t now, int check_alive, uint64_t idle_ns, pid_t pid);
-/* Fork child, in the child's fresh region: no ring is in use, none free. */
+/* A fresh region (a fork child's, or a new session's after a detach): no
+ * ring is in use, none free. Only one thread may be in the agent (the fork
+ * child's), or none records (a new session starting). */
 void ring_reset_after_fork(void);
 
 static inline uint64_t ring_used(struct shm_ring *r)

@@ -14,6 +14,7 @@
 #include "sender.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -52,6 +53,8 @@ static uint8_t *buf;           /* frame being built */
 static size_t buf_used;
 static uint64_t last_liveness;
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static int (*detach_fn)(void); /* sender_on_detach */
+static _Atomic int detaching;  /* from a DETACH's arrival to the hangup */
 
 /*
  * Whether sock is still the socket the agent connected. A program that
@@ -94,6 +97,30 @@ static int peer_gone(int fd)
 
 	if (fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
 		rc = -EPIPE;
+	errno = saved;
+	return rc;
+}
+
+/* What the daemon sent: DETACH is the only frame it may send (memtracectl
+ * detach). 1 when it asked to detach, 0 when nothing (or not all of a
+ * header) is there yet, -errno when the stream ended or broke the rule. */
+static int read_request(void)
+{
+	uint8_t hdr[PROTO_HDR_SIZE];
+	struct proto_hdr h;
+	int saved = errno;
+	ssize_t n = recv(sock, hdr, sizeof(hdr), MSG_DONTWAIT | MSG_PEEK);
+	int rc = n < 0    ? (errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno)
+	         : n == 0 ? -EPIPE
+	                  : 0;
+
+	if (n == (ssize_t)sizeof(hdr)) {
+		rc = recv(sock, hdr, sizeof(hdr), MSG_DONTWAIT) == (ssize_t)sizeof(hdr) &&
+		             proto_hdr_decode(hdr, sizeof(hdr), &h) == 0 &&
+		             h.type == PROTO_DETACH && h.len == 0
+		         ? 1
+		         : -EPROTO;
+	}
 	errno = saved;
 	return rc;
 }
@@ -211,7 +238,8 @@ static int send_hello(void)
 	h.version = PROTO_VERSION;
 	h.flags = (g_cfg.drop ? PROTO_HELLO_DROP : 0) | (g_cfg.fp ? PROTO_HELLO_FP : 0) |
 	          (g_cfg.sample_bytes ? PROTO_HELLO_SAMPLED : 0) |
-	          (g_bypassed ? PROTO_HELLO_BYPASSED : 0) | (g_late ? PROTO_HELLO_ATTACHED : 0) |
+	          (g_bypassed ? PROTO_HELLO_BYPASSED : 0) |
+	          (g_attached ? PROTO_HELLO_ATTACHED : 0) |
 	          (g_cfg.libunwind && !g_cfg.fp ? PROTO_HELLO_LIBUNWIND : 0);
 	h.nframes = g_cfg.nframes;
 	h.pid = (uint32_t)getpid();
@@ -245,7 +273,7 @@ static int cycle(void)
 	/* The daemon takes the connection's end for the process's: a program
 	 * that closed the socket under the agent (raw system calls) must hear
 	 * that it is no longer traced, even when nothing is to be sent. */
-	if ((rc = sock_check()) < 0 || (rc = peer_gone(sock)) < 0)
+	if ((rc = sock_check()) < 0 || (rc = read_request()) != 0 || (rc = peer_gone(sock)) < 0)
 		return rc;
 
 	/* dl_iterate_phdr takes the loader's write lock, which a fork child
@@ -325,6 +353,45 @@ void sender_exit_check(void)
 	}
 }
 
+/* Threads that took a sequence number before the detach and have not
+ * written their record yet: given up to 100 ms, so that what they record
+ * still reaches the daemon. */
+static void wait_recorders(void)
+{
+	uint64_t deadline = sysdep_now_ns() + 100u * 1000 * 1000;
+	for (;;) {
+		bool busy = false;
+		uint32_t n = ring_count();
+		for (uint32_t i = 0; i < n && !busy; i++)
+			busy = atomic_load(&ring_at(i)->pending) != UINT64_MAX;
+		if (!busy || sysdep_now_ns() > deadline)
+			return;
+		struct timespec ms = {0, 1000 * 1000};
+		nanosleep(&ms, NULL);
+	}
+}
+
+/* memtraced asked to stop tracing: the agent passes every call through from
+ * now on (detach_fn), the threads that were recording finish, the daemon
+ * hears DETACH (the connection's end that follows is not the process's) and
+ * the connection and the region go. Nothing is said on stderr: the operator
+ * asked for it. */
+static void detach_session(void)
+{
+	atomic_store(&detaching, 1);
+	if (detach_fn != NULL && detach_fn() == 0) {
+		wake_all_rings();
+		wait_recorders();
+		buf_used = (size_t)proto_empty_encode(buf, BUF_SIZE, PROTO_DETACH);
+		flush_buf();
+		sock_release();
+		region_retire();
+	} else {
+		sock_release();
+	}
+	atomic_store(&detaching, 0);
+}
+
 static void *sender_main(void *arg)
 {
 	sigset_t all;
@@ -338,11 +405,17 @@ static void *sender_main(void *arg)
 		uint32_t wv = atomic_load(&wake_word);
 		sysdep_futex_wait(&wake_word, wv, CYCLE_NS);
 		int rc = cycle();
+		if (rc == 1) {
+			detach_session();
+			break;
+		}
 		if (rc < 0) {
 			lost_connection(rc);
 			break;
 		}
 	}
+	/* Nobody joins it: a later session (memtrace_attach) starts another. */
+	pthread_detach(pthread_self());
 	return NULL;
 }
 
@@ -354,6 +427,8 @@ int sender_hello(void)
 	if (buf == NULL && (buf = sysdep_map(BUF_SIZE, 0)) == NULL)
 		return -ENOMEM;
 	buf_used = 0;
+	atomic_store(&wake_asked, 0);
+	last_liveness = 0;
 	rc = sock_open(&owner);
 	if (rc == -EPERM) {
 		char num[24], why[96];
@@ -412,6 +487,16 @@ err_close:
 		           "program runs untraced");
 	sock_release();
 	return rc;
+}
+
+void sender_on_detach(int (*fn)(void))
+{
+	detach_fn = fn;
+}
+
+int sender_detaching(void)
+{
+	return atomic_load(&detaching);
 }
 
 void sender_wake(void)

@@ -27,6 +27,13 @@ int sender_start(void);
  * its fork handler, so it is listed, and claims its parent's heap, from its
  * start). sender_start then does the rest. 0 or -errno. */
 int sender_hello(void);
+/* What to call when memtraced asks the agent to detach (memtracectl
+ * detach): fn stops the recording and returns 0, after which the sender ends
+ * the session (sender.c, detach_session); nonzero when there was nothing to
+ * stop. Set once, before the first session. */
+void sender_on_detach(int (*fn)(void));
+/* Whether a detach is ending the session (a new one must wait). */
+int sender_detaching(void);
 /* Asks the sender to run a cycle now (a ring is filling up). */
 void sender_wake(void);
 /* At a clean exit: a program that ends before the sender thread noticed that

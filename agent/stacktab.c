@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "sysdep.h"
 
@@ -43,6 +44,16 @@ int stacktab_init(char *base)
 		return -ENOMEM;
 	point_at(base);
 	return 0;
+}
+
+void stacktab_reset(char *base)
+{
+	/* Private anonymous memory: MADV_DONTNEED leaves it zero (empty). */
+	if (slots != NULL)
+		madvise((void *)slots, NSLOTS * sizeof(*slots), MADV_DONTNEED);
+	atomic_store(&arena_used, 64);
+	atomic_store(&next_id, 1);
+	point_at(base);
 }
 
 void stacktab_move(char *base)

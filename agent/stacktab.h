@@ -25,6 +25,10 @@
 
 /* Maps the hash index and points the table at the region at `base`. */
 int stacktab_init(char *base);
+/* A new session (memtrace_attach after a detach): the table starts empty in
+ * the fresh region at `base`, ids from 1 again. No thread may be interning
+ * meanwhile (the agent passes every call through while it starts). */
+void stacktab_reset(char *base);
 /* Fork child: copies the table (what is in use of it) into the region at
  * `base` and uses that from now on; ids still being written by the parent's
  * other threads become dead. */

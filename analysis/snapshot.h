@@ -84,7 +84,7 @@ struct snapshot {
 	char *exe;
 	char **argv;     /* NULL-terminated */
 	double taken_at; /* seconds since the epoch */
-	char reason[16]; /* "periodic", "manual", "exit", "shutdown", "live" */
+	char reason[16]; /* "periodic", "manual", "exit", "detach", "shutdown", "live" */
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
 	uint64_t sample_bytes;     /* 0 = every allocation; else the figures are estimates */
 	struct frame_info *frames; /* distinct; strings owned; caller unused (NULL) */

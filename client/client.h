@@ -139,6 +139,7 @@ struct cmd_entry {
 extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_ui_entry;
 extern const struct cmd_entry cmd_attach_entry;
+extern const struct cmd_entry cmd_detach_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_stats_entry;
 extern const struct cmd_entry cmd_reset_peak_entry;
@@ -369,5 +370,6 @@ void table_compare(const cJSON *resp);
 void table_history(const cJSON *resp);
 void table_ui(const cJSON *resp);
 void table_attach(const cJSON *resp);
+void table_detach(const cJSON *resp);
 
 #endif

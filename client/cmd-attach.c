@@ -11,6 +11,12 @@
  * before it stops anything). The agent is pointed at the daemon this client
  * talks to (MEMTRACE_RUNTIME_DIR, set in the process); then the client
  * waits until the daemon lists the process as attached.
+ *
+ * A process the agent is in already but that is not traced (detached with
+ * `memtracectl detach`, or its daemon went away) is attached again: the
+ * same file the process mapped is opened (another copy would be a second
+ * agent), which finds it loaded, and its memtrace_attach starts a new
+ * session (agent/agent.c).
  */
 #include "client.h"
 
@@ -73,20 +79,25 @@ static long status_field(int pid, const char *field)
 	return v;
 }
 
-/* Whether /proc/PID/maps names a file whose path contains `part`. */
-static bool maps_has(int pid, const char *part)
+/* The path of the first file /proc/PID/maps names whose base name starts
+ * with `base` (into out, cap bytes), or "" when none. */
+static void maps_find(int pid, const char *base, char *out, size_t cap)
 {
 	char path[64], line[4096];
-	bool found = false;
 
+	out[0] = '\0';
 	snprintf(path, sizeof path, "/proc/%d/maps", pid);
 	FILE *f = fopen(path, "re");
 	if (f == NULL)
-		return false;
-	while (!found && fgets(line, sizeof line, f) != NULL)
-		found = strstr(line, part) != NULL;
+		return;
+	while (out[0] == '\0' && fgets(line, sizeof line, f) != NULL) {
+		char *file = strchr(line, '/'), *slash = strrchr(line, '/');
+		if (file == NULL || strncmp(slash + 1, base, strlen(base)) != 0)
+			continue;
+		file[strcspn(file, "\n")] = '\0';
+		snprintf(out, cap, "%s", file);
+	}
 	fclose(f);
-	return found;
 }
 
 static int yama_scope(void)
@@ -102,8 +113,9 @@ static int yama_scope(void)
 }
 
 /* What would make the attach fail or harm the process, said. 0 or the
- * reported exit status. */
-static int refuse(struct client *c, int pid)
+ * reported exit status; the agent's path in the process, when it has one,
+ * in agent_in (PATH_MAX bytes). */
+static int refuse(struct client *c, int pid, char *agent_in)
 {
 	char path[64];
 	struct stat st;
@@ -124,11 +136,12 @@ static int refuse(struct client *c, int pid)
 		                    "process %d is traced by process %ld (a debugger?): detach it "
 		                    "first",
 		                    pid, tracer);
-	if (maps_has(pid, "libmemtrace.so"))
-		return client_error(c, CLIENT_EXIT_ERROR, "already_traced",
-		                    "process %d has the memtrace agent already (started under it, "
-		                    "or attached): see 'memtracectl stats --pid %d'",
-		                    pid, pid);
+	maps_find(pid, "libmemtrace.so", agent_in, PATH_MAX);
+	if (strstr(agent_in, " (deleted)") != NULL)
+		return client_error(c, CLIENT_EXIT_ERROR, "not_attachable",
+		                    "the memtrace agent in process %d was deleted from the disk "
+		                    "since (%s): it cannot be started again",
+		                    pid, agent_in);
 	if (scope >= 3 || (scope == 2 && me != 0))
 		return client_error(c, CLIENT_EXIT_ERROR, "ptrace_denied",
 		                    "kernel.yama.ptrace_scope is %d: %s", scope,
@@ -137,8 +150,9 @@ static int refuse(struct client *c, int pid)
 	return 0;
 }
 
-/* Whether the daemon lists pid as an attached live process. */
-static bool listed_attached(struct client *c, int pid)
+/* Whether the daemon lists pid as a live process (and attached, when
+ * `attached`). */
+static bool listed_live(struct client *c, int pid, bool attached)
 {
 	cJSON *req = cJSON_CreateObject(), *resp = NULL;
 	bool ok = false;
@@ -148,7 +162,7 @@ static bool listed_attached(struct client *c, int pid)
 	if (client_call_raw(c, req, &resp) == 0 && client_error_code(resp) == NULL) {
 		const cJSON *att = cJSON_GetObjectItemCaseSensitive(resp, "attached");
 		const cJSON *state = cJSON_GetObjectItemCaseSensitive(resp, "state");
-		ok = cJSON_IsTrue(att) && cJSON_IsString(state) &&
+		ok = (!attached || cJSON_IsTrue(att)) && cJSON_IsString(state) &&
 		     strcmp(state->valuestring, "live") == 0;
 	}
 	cJSON_Delete(resp);
@@ -156,19 +170,49 @@ static bool listed_attached(struct client *c, int pid)
 	return ok;
 }
 
+/* What the agent's memtrace_attach answered, as an error; 0 when it
+ * started a session. */
+static int restart_refused(struct client *c, int pid, int ret)
+{
+	if (ret == 0)
+		return 0;
+	if (ret == 1)
+		return client_error(c, CLIENT_EXIT_ERROR, "already_traced",
+		                    "the memtrace agent in process %d traces it already, for "
+		                    "another memtraced (not the one at %s)",
+		                    pid, c->socket_path);
+	if (ret == -EBUSY)
+		return client_error(c, CLIENT_EXIT_ERROR, "busy",
+		                    "process %d is still ending its last session (a detach); try "
+		                    "again",
+		                    pid);
+	if (ret == -EPERM)
+		return client_error(c, CLIENT_EXIT_ERROR, "not_attachable",
+		                    "the memtrace agent in process %d does not trace it (it is "
+		                    "memtraced, or a descendant of a process started with "
+		                    "MEMTRACE_FOLLOW_FORK=0)",
+		                    pid);
+	return client_error(c, CLIENT_EXIT_ERROR, "attach_failed",
+	                    "the memtrace agent in process %d could not start tracing (%s): the "
+	                    "process's stderr says why",
+	                    pid, strerror(-ret));
+}
+
 static int cmd_attach_exec(struct client *c, const struct args *a)
 {
-	char *agent = NULL, why[600], *dir = NULL;
+	char *agent = NULL, why[600], *dir = NULL, agent_in[PATH_MAX];
 	cJSON *req, *resp = NULL;
 	uint64_t pause_ns = 0;
-	int pid = 0, rc;
+	int pid = 0, rc, entry_ret = 0;
 
 	client_opt_pid(c, a->operands[0], &pid);
 	if (c->usage_error != NULL)
 		return client_usage_error(c);
-	if ((rc = refuse(c, pid)) != 0)
+	if ((rc = refuse(c, pid, agent_in)) != 0)
 		return rc;
-	if ((rc = client_find_agent(c, args_get(a, "agent"), &agent)) != 0)
+	if (agent_in[0] != '\0')
+		agent = xstrdup(agent_in);
+	else if ((rc = client_find_agent(c, args_get(a, "agent"), &agent)) != 0)
 		return rc;
 	/* The daemon first: it must be there to take the agent's session, and
 	 * its socket's directory is where the agent is sent. */
@@ -179,6 +223,13 @@ static int cmd_attach_exec(struct client *c, const struct args *a)
 	cJSON_Delete(resp);
 	if (rc != 0)
 		goto out;
+	if (agent_in[0] != '\0' && listed_live(c, pid, false)) {
+		rc = client_error(c, CLIENT_EXIT_ERROR, "already_traced",
+		                  "process %d is traced already (started under the agent, or "
+		                  "attached): see 'memtracectl stats --pid %d'",
+		                  pid, pid);
+		goto out;
+	}
 	dir = xstrdup(c->socket_path);
 	char *slash = strrchr(dir, '/');
 	if (slash != NULL)
@@ -186,7 +237,8 @@ static int cmd_attach_exec(struct client *c, const struct args *a)
 	char real[PATH_MAX];
 	const struct inject_env env[] = {
 	    {"MEMTRACE_RUNTIME_DIR", realpath(dir, real) != NULL ? real : dir}};
-	rc = inject_library(pid, agent, env, 1, &pause_ns, why, sizeof why);
+	rc = inject_library(pid, agent, env, 1, agent_in[0] != '\0' ? "memtrace_attach" : NULL,
+	                    &entry_ret, &pause_ns, why, sizeof why);
 	if (rc < 0) {
 		const char *code = rc == -ESRCH     ? "no_such_process"
 		                   : rc == -EPERM   ? "ptrace_denied"
@@ -204,10 +256,12 @@ static int cmd_attach_exec(struct client *c, const struct args *a)
 			rc = client_error(c, CLIENT_EXIT_ERROR, code, "process %d: %s", pid, why);
 		goto out;
 	}
-	/* The agent connects from its constructor, inside that dlopen: the
-	 * daemon has the session or soon will. */
+	if ((rc = restart_refused(c, pid, entry_ret)) != 0)
+		goto out;
+	/* The agent connects from its constructor, inside that dlopen (or
+	 * from memtrace_attach): the daemon has the session or soon will. */
 	bool listed = false;
-	for (int i = 0; i < 100 && !(listed = listed_attached(c, pid)); i++)
+	for (int i = 0; i < 100 && !(listed = listed_live(c, pid, true)); i++)
 		usleep(50 * 1000);
 	if (!listed) {
 		rc = client_error(

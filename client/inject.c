@@ -216,15 +216,15 @@ static int call(pid_t pid, const struct user_regs_struct *saved, uintptr_t fn, c
 }
 
 static int run_calls(pid_t pid, const struct layout *l, const struct user_regs_struct *saved,
-                     const char *path, const struct inject_env *env, size_t nenv, char *why,
-                     size_t cap)
+                     const char *path, const struct inject_env *env, size_t nenv, const char *entry,
+                     int *entry_ret, char *why, size_t cap)
 {
 	char page[PAGE];
 	size_t used = 0;
 	uint64_t ret,
 	    args[6] = {0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1,
 	               0};
-	uintptr_t names[16], values[16], lib;
+	uintptr_t names[16], values[16], lib, sym = 0;
 	int rc;
 
 	/* The strings go to a page of their own in the process. */
@@ -252,6 +252,8 @@ static int run_calls(pid_t pid, const struct layout *l, const struct user_regs_s
 		PUT(env[i].value, values[i]);
 	}
 	PUT(path, lib);
+	if (entry != NULL)
+		PUT(entry, sym);
 #undef PUT
 	if ((rc = write_mem(pid, base, page, used)) < 0) {
 		say(why, cap, rc, "cannot write to the process's memory");
@@ -276,6 +278,19 @@ static int run_calls(pid_t pid, const struct layout *l, const struct user_regs_s
 					break;
 		rc = say(why, cap, -EIO, "dlopen in the process failed: %s",
 		         msg[0] != '\0' ? msg : "no reason given");
+		goto unmap;
+	}
+	if (entry != NULL) {
+		uint64_t d[6] = {ret, sym, 0, 0, 0, 0}, none[6] = {0};
+		if ((rc = call(pid, saved, remote(l, (void *)dlsym), d, &ret, why, cap)) < 0)
+			goto unmap;
+		if (ret == 0) {
+			rc = say(why, cap, -ENOENT, "the library in the process has no %s", entry);
+			goto unmap;
+		}
+		if ((rc = call(pid, saved, (uintptr_t)ret, none, &ret, why, cap)) < 0)
+			goto unmap;
+		*entry_ret = (int)(uint32_t)ret;
 	}
 unmap:;
 	uint64_t u[6] = {base, PAGE, 0, 0, 0, 0};
@@ -285,7 +300,7 @@ unmap:;
 }
 
 int inject_library(pid_t pid, const char *path, const struct inject_env *env, size_t nenv,
-                   uint64_t *pause_ns, char *why, size_t cap)
+                   const char *entry, int *entry_ret, uint64_t *pause_ns, char *why, size_t cap)
 {
 	struct layout l;
 	struct user_regs_struct saved;
@@ -317,7 +332,7 @@ int inject_library(pid_t pid, const char *path, const struct inject_env *env, si
 		         INJECT_TRIES);
 		goto detach;
 	}
-	rc = run_calls(pid, &l, &saved, path, env, nenv, why, cap);
+	rc = run_calls(pid, &l, &saved, path, env, nenv, entry, entry_ret, why, cap);
 	/* As it was: an interrupted system call restarts as after a signal. */
 	if (ptrace(PTRACE_SETREGS, pid, 0, &saved) < 0 && rc == 0)
 		rc = say(why, cap, -errno, "cannot restore the registers: %s", strerror(errno));
@@ -331,9 +346,9 @@ detach:
 #else
 
 int inject_library(pid_t pid, const char *path, const struct inject_env *env, size_t nenv,
-                   uint64_t *pause_ns, char *why, size_t cap)
+                   const char *entry, int *entry_ret, uint64_t *pause_ns, char *why, size_t cap)
 {
-	(void)pid, (void)path, (void)env, (void)nenv;
+	(void)pid, (void)path, (void)env, (void)nenv, (void)entry, (void)entry_ret;
 	*pause_ns = 0;
 	return say(why, cap, -ENOTSUP, "attach works on x86-64 only");
 }

@@ -16,6 +16,9 @@
  *     SIGSEGV is never delivered). The functions' addresses are this
  *     process's own libc's, moved to where the target mapped the same file
  *     (same device and inode), so both must use one libc.so.6.
+ *     When an entry function is named, dlsym(handle, ENTRY) and a call of
+ *     it follow (int ENTRY(void)): an agent that is loaded already is
+ *     started again that way, its constructor having run long ago.
  *  3. The registers are put back (a system call that was interrupted is
  *     restarted by the kernel as after any signal) and the thread detached.
  *
@@ -36,11 +39,13 @@ struct inject_env {
 };
 
 /* Loads `path` into process pid after setting the environment variables
- * env[0..nenv) in it. 0, or -errno with a sentence in why (cap bytes):
- * -ESRCH the process is gone, -EPERM ptrace refused, -EBUSY no safe point,
- * -ENOEXEC no shared libc, -EIO dlopen failed in the process (why has
- * its dlerror), -ETIMEDOUT a call did not return, -ENOTSUP not x86-64. */
+ * env[0..nenv) in it, then, when entry is not NULL, calls the library's
+ * function of that name and puts what it returned in *entry_ret. 0, or
+ * -errno with a sentence in why (cap bytes): -ESRCH the process is gone,
+ * -EPERM ptrace refused, -EBUSY no safe point, -ENOEXEC no shared libc,
+ * -EIO dlopen failed in the process (why has its dlerror), -ENOENT no such
+ * entry function, -ETIMEDOUT a call did not return, -ENOTSUP not x86-64. */
 int inject_library(pid_t pid, const char *path, const struct inject_env *env, size_t nenv,
-                   uint64_t *pause_ns, char *why, size_t cap);
+                   const char *entry, int *entry_ret, uint64_t *pause_ns, char *why, size_t cap);
 
 #endif

@@ -33,7 +33,7 @@ static const struct cmd_entry *const cmd_table[] = {
     &cmd_status_entry,  &cmd_list_entry,      &cmd_stats_entry,      &cmd_reset_peak_entry,
     &cmd_top_entry,     &cmd_traceback_entry, &cmd_snapshot_entry,   &cmd_snapshots_entry,
     &cmd_compare_entry, &cmd_export_entry,    &cmd_flamegraph_entry, &cmd_history_entry,
-    &cmd_run_entry,     &cmd_ui_entry,        &cmd_attach_entry,
+    &cmd_run_entry,     &cmd_ui_entry,        &cmd_attach_entry,     &cmd_detach_entry,
 };
 
 static const struct cmd_entry *cmd_find(const char *name)

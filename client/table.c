@@ -1245,3 +1245,18 @@ void table_attach(const cJSON *resp)
 	       "allocation is traced, what it held before is not known\n",
 	       get_num(resp, "pid"), get_num(resp, "pause_ms"));
 }
+
+void table_detach(const cJSON *resp)
+{
+	char cur[32], when[64];
+	const cJSON *snap = get(resp, "snapshot");
+
+	fmt_size(cur, sizeof cur, get_u64_or(resp, "current", 0));
+	fmt_time(when, sizeof when, get(resp, "ended_at") != NULL ? get_num(resp, "ended_at") : -1);
+	printf("Detached from pid %.0f at %s: it runs on untraced; it held %s in %.0f blocks\n",
+	       get_num(resp, "pid"), when, cur, get_num(resp, "blocks"));
+	if (cJSON_IsNumber(snap))
+		printf("(its last state is snapshot %.0f)\n", snap->valuedouble);
+	else
+		printf("(no snapshot of its last state was stored: see the daemon's log)\n");
+}

@@ -130,6 +130,11 @@ static void session_finish(struct session *s)
 	d->nexited++;
 	if (why != NULL)
 		log_warn("pid %d: closing agent connection: %s", (int)s->pid, why);
+	else if (strcmp(reason, "detach") == 0)
+		log_info("pid %d (%s) detached (memtracectl detach): %" PRIu64 " events, %" PRIu64
+		         " bytes in %zu blocks live; it runs on untraced",
+		         (int)s->pid, s->exe ? s->exe : "?", s->events, s->heap.current,
+		         s->heap.count);
 	else if (strcmp(reason, "shutdown") == 0)
 		log_info("pid %d (%s): memtraced stops while it runs: %" PRIu64 " events, %" PRIu64
 		         " bytes in %zu blocks live",
@@ -149,6 +154,13 @@ static void session_finish(struct session *s)
 		scheduler_take(d->sched, s, reason);
 	session_trim(s);
 	agentsrv_evict(d);
+}
+
+/* Why a connection that closed without a fault ended: the process is gone,
+ * or the agent detached (memtracectl detach) and it runs on untraced. */
+static const char *end_reason(const struct session *s)
+{
+	return s->detached ? "detach" : "exit";
 }
 
 /* The connection is over (the process exited or was killed, sent garbage,
@@ -344,7 +356,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 
 	(void)events;
 	if (status < 0) {
-		session_end(s, NULL, "exit");
+		session_end(s, NULL, end_reason(s));
 		return;
 	}
 	size_t *left = turn_budget(&s->d->feed_budget, &s->d->loopwatch, FEED_TURN_BYTES);
@@ -383,7 +395,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		}
 		if (n < 0) {
 			log_warn("pid %d: read error: %s", (int)s->pid, strerror(errno));
-			session_end(s, NULL, "exit");
+			session_end(s, NULL, end_reason(s));
 			return;
 		}
 		if (n == 0) {
@@ -391,7 +403,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 				log_warn(
 				    "pid %d: connection closed inside a frame (%zu bytes pending)",
 				    (int)s->pid, s->rlen);
-			session_end(s, NULL, "exit");
+			session_end(s, NULL, end_reason(s));
 			return;
 		}
 		*left -= (size_t)n;

@@ -27,7 +27,8 @@
 
 struct capture;
 
-/* Loop thread. reason: "periodic", "manual", "exit", "shutdown" or "live".
+/* Loop thread. reason: "periodic", "manual", "exit", "detach", "shutdown" or
+ * "live".
  * nlargest: how many of the largest live blocks to keep (0 = none). */
 struct capture *capture_take(struct session *s, const char *reason, size_t nlargest);
 /* Thread pool. Returns a new snapshot; consumes the view of the blocks

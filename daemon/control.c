@@ -573,6 +573,8 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	/* Attached (memtracectl attach): started_at is when, and what the
 	 * process allocated before is not known. */
 	cJSON_AddBoolToObject(r, "attached", (s->flags & PROTO_HELLO_ATTACHED) != 0);
+	/* Ended by memtracectl detach: the process ran on, untraced. */
+	cJSON_AddBoolToObject(r, "detached", s->detached);
 	if (s->flags & PROTO_HELLO_BYPASSED)
 		cJSON_AddStringToObject(r, "warning",
 		                        "the program's allocator calls bypass the agent (another "
@@ -645,6 +647,39 @@ static cJSON *cmd_reset_peak(struct conn *c, cJSON *req, struct session *s)
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
 	jsonout_add_u64(r, "peak", s->heap.peak);
+	return r;
+}
+
+/* memtracectl detach: asks the process's agent to stop tracing (a DETACH
+ * frame on its connection, which the agent's sender reads within its
+ * 50 ms cycle). The agent answers with DETACH and hangs up; the session
+ * then ends as at an exit, with a snapshot whose reason is "detach", while
+ * the process runs on. The answer does not wait for that: `stats` shows it
+ * ("state": "exited", "detached": true). */
+static cJSON *cmd_detach(struct conn *c, cJSON *req, struct session *s)
+{
+	uint8_t frame[PROTO_HDR_SIZE];
+
+	(void)c;
+	(void)req;
+	if (s->state != SESSION_LIVE || s->ending)
+		return error_json("not_live",
+		                  "process %d is not traced any more: detach stops a live "
+		                  "process's tracing only",
+		                  (int)s->pid);
+	if (!s->detach_asked) {
+		ssize_t n = proto_empty_encode(frame, sizeof(frame), PROTO_DETACH);
+		if (n <= 0 || send(s->fd, frame, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n)
+			return error_json("detach_failed",
+			                  "cannot reach the agent of process %d: %s", (int)s->pid,
+			                  strerror(errno));
+		s->detach_asked = true;
+		log_info("pid %d (%s): detach asked by uid %u", (int)s->pid, s->exe ? s->exe : "?",
+		         (unsigned)c->uid);
+	}
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddNumberToObject(r, "pid", (double)s->pid);
+	cJSON_AddBoolToObject(r, "detaching", true);
 	return r;
 }
 
@@ -1140,6 +1175,7 @@ static const struct control_cmd control_cmds[] = {
     {"list", cmd_list, false, ON_BOTH},
     {"stats", cmd_stats, false, ON_BOTH},
     {"reset-peak", cmd_reset_peak, true, ON_SOCKET},
+    {"detach", cmd_detach, true, ON_SOCKET},
     {"history", cmd_history, false, ON_BOTH},
     {"top", cmd_top, false, ON_BOTH},
     {"traceback", cmd_traceback, false, ON_BOTH},

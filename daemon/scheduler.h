@@ -38,7 +38,7 @@ void scheduler_stop(struct scheduler *sc);
  * NULL again) and frees sc. NULL is a no-op. */
 void scheduler_free(struct scheduler *sc);
 
-/* Takes and stores a snapshot of s for `reason` ("exit", "shutdown")
+/* Takes and stores a snapshot of s for `reason` ("exit", "detach", "shutdown")
  * without a client. Does nothing when sc is NULL (no store). */
 void scheduler_take(struct scheduler *sc, struct session *s, const char *reason);
 

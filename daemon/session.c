@@ -417,6 +417,13 @@ static int on_frame(struct session *s, const struct proto_hdr *h, const uint8_t 
 		return on_module(s, p, h->len);
 	case PROTO_MODULES_RESET:
 		return proto_empty_decode(p, h->len) < 0 ? fail(s, "malformed MODULES_RESET") : 0;
+	case PROTO_DETACH:
+		/* The agent stopped tracing (memtracectl detach); only an answer
+		 * to the daemon's own DETACH counts. */
+		if (proto_empty_decode(p, h->len) < 0 || !s->detach_asked)
+			return fail(s, "DETACH that memtraced did not ask for");
+		s->detached = true;
+		return 0;
 	case PROTO_WAKE:
 		if (proto_empty_decode(p, h->len) < 0)
 			return fail(s, "malformed WAKE");

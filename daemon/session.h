@@ -69,7 +69,10 @@ struct session {
 	size_t cmdline_len;
 	enum session_state state;
 	bool hello;
-	bool bye;      /* the process exited cleanly (the region says so) */
+	bool bye; /* the process exited cleanly (the region says so) */
+	/* memtracectl detach: asked (the daemon sent DETACH), and done (the
+	 * agent answered DETACH: the connection's end is not the process's). */
+	bool detach_asked, detached;
 	bool broken;   /* the region broke a rule: error says which; end the session */
 	bool draining; /* its region is being read (no drain from inside one) */
 	/* WAKE frames came: the region is read once after the reads (when

@@ -1,7 +1,7 @@
 /*
  * store.c - the snapshot store in SQLite (see store.h).
  *
- * Schema version 6 (PRAGMA user_version = 6):
+ * Schema version 7 (PRAGMA user_version = 7):
  *
  *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
  *            one row per process incarnation, found or created by
@@ -203,6 +203,15 @@ static const char *const migrations[] = {
      * in older snapshots). */
     "ALTER TABLE trace ADD COLUMN peak_size INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE trace ADD COLUMN peak_count INTEGER NOT NULL DEFAULT 0;",
+    /* 6 -> 7: the reason "detach" (memtracectl detach). A CHECK that
+     * admits one more value changes nothing stored, so the table's
+     * definition is edited in place, as SQLite's documentation allows for
+     * loosening a constraint (migrate bumps schema_version after it, so
+     * every connection reads the new definition). */
+    "PRAGMA writable_schema = ON;"
+    "UPDATE sqlite_schema SET sql = replace(sql, '''exit'', ''shutdown''',"
+    " '''exit'', ''detach'', ''shutdown''') WHERE type = 'table' AND name = 'snapshot';"
+    "PRAGMA writable_schema = OFF;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -306,7 +315,8 @@ static const char *const stmt_sql[S_COUNT] = {
                          " WHERE (?1 = 0 OR p.pid = ?1) AND (?2 < 0 OR p.uid = ?2)"
                          " ORDER BY s.taken_at DESC, s.id DESC LIMIT 1",
     [S_LATEST_SNAPSHOT] = "SELECT id FROM snapshot WHERE process_id = ?1"
-                          " ORDER BY (?2 AND reason = 'exit') DESC, taken_at DESC, id DESC"
+                          " ORDER BY (?2 AND reason IN ('exit', 'detach')) DESC,"
+                          " taken_at DESC, id DESC"
                           " LIMIT 1",
     [S_OWNER] = "SELECT p.uid FROM snapshot s JOIN process p ON p.id = s.process_id"
                 " WHERE s.id = ?1",
@@ -949,6 +959,25 @@ static int configure(struct store *st)
 	return 0;
 }
 
+/* A migration edited sqlite_schema itself: the schema cookie moves on, so
+ * that every connection (this one too) reads the definitions again. */
+static int schema_edited(struct store *st)
+{
+	char buf[32], sql[64];
+	int rc = query_once(st, "PRAGMA schema_version", buf, sizeof(buf));
+
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql), "PRAGMA schema_version = %lld",
+		         strtoll(buf, NULL, 10) + 1);
+		rc = exec(st, sql, "migration");
+	}
+	if (rc == 0)
+		rc = query_once(st, "PRAGMA quick_check", buf, sizeof(buf));
+	if (rc == 0 && strcmp(buf, "ok") != 0)
+		rc = fail(st, -EIO, "migration: the database fails its check: %s", buf);
+	return rc;
+}
+
 static int migrate(struct store *st)
 {
 	for (;;) {
@@ -970,6 +999,8 @@ static int migrate(struct store *st)
 			    fail(st, -EIO, "database schema version %lld is invalid", (long long)v);
 		if (rc == 0)
 			rc = exec(st, migrations[v], "migration");
+		if (rc == 0 && v == 6)
+			rc = schema_edited(st);
 		if (rc == 0) {
 			snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)v + 1);
 			rc = exec(st, sql, "migration");
@@ -1108,7 +1139,7 @@ const char *store_errmsg(struct store *st)
 
 static bool reason_storable(const char *r)
 {
-	static const char *const ok[] = {"periodic", "manual", "exit", "shutdown"};
+	static const char *const ok[] = {"periodic", "manual", "exit", "detach", "shutdown"};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		if (strncmp(r, ok[i], sizeof(((struct snapshot *)0)->reason)) == 0)
@@ -1855,7 +1886,7 @@ out:
 }
 
 /* See the top of the file: the newest incarnation of pid, then its newest
- * snapshot, an "exit" one first when prefer_exit. */
+ * snapshot, an "exit" (or "detach") one first when prefer_exit. */
 static int latest(struct store *st, pid_t pid, long uid, int prefer_exit, int64_t *id)
 {
 	sqlite3_stmt *q;

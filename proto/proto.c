@@ -158,7 +158,7 @@ int proto_module_decode(const uint8_t *p, size_t n, struct proto_module *m)
 
 ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type)
 {
-	if (type != PROTO_MODULES_RESET && type != PROTO_WAKE)
+	if (type != PROTO_MODULES_RESET && type != PROTO_WAKE && type != PROTO_DETACH)
 		return -EINVAL;
 	if (frame_begin(buf, cap, type, 0) == NULL)
 		return -ENOSPC;

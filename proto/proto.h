@@ -5,15 +5,17 @@
  * describes the same thing for people. Bump PROTO_VERSION if anything here
  * changes shape.
  *
- * The stream is one-way, agent to daemon, and carries no events: those are in
+ * The stream is agent to daemon, but for one frame (DETACH, below), and
+ * carries no events: those are in
  * the memory the agent shares with the daemon (shm.h), whose descriptor comes
  * with HELLO. The stream is a sequence of frames, each an 8-byte header
  * (payload length, message type, a reserved zero) followed by the payload.
  * All integers are little-endian. The agent sends HELLO first (with the
  * region's memfd as SCM_RIGHTS ancillary data), then MODULE frames, then any
- * mix of MODULES_RESET, MODULE and WAKE. The connection's end (however the
- * process ended) is the daemon's cue to read the region one last time.
- * The records in the region are decoded here too (proto_record_decode).
+ * mix of MODULES_RESET, MODULE and WAKE. The daemon sends nothing but
+ * DETACH (memtracectl detach); the agent answers it with DETACH and hangs up. The connection's end
+ * (however the process ended) is the daemon's cue to read the region one last time. The records in
+ * the region are decoded here too (proto_record_decode).
  *
  * Encoders write into a caller-provided buffer and never allocate, so the
  * agent can use them from inside malloc. Decoders never trust their input:
@@ -32,7 +34,7 @@
 
 #include "shm.h"
 
-#define PROTO_VERSION 6
+#define PROTO_VERSION 7
 
 #define PROTO_HDR_SIZE     8
 #define PROTO_MAX_PAYLOAD  (1u << 17) /* 128 KiB per frame: a HELLO fits */
@@ -47,7 +49,9 @@ enum proto_type {
 	PROTO_MODULE = 2,        /* one loaded object: address range, path, build-id */
 	PROTO_MODULES_RESET = 3, /* the module list that follows replaces the old */
 	PROTO_WAKE = 4,          /* a ring is filling up: read the region now */
-	PROTO_TYPE_MAX = PROTO_WAKE,
+	PROTO_DETACH = 5,        /* daemon to agent: stop tracing; agent to daemon: stopped,
+	                          * the connection's end that follows is not the process's */
+	PROTO_TYPE_MAX = PROTO_DETACH,
 };
 
 /* HELLO flags */
@@ -122,7 +126,7 @@ int proto_hdr_decode(const uint8_t *buf, size_t n, struct proto_hdr *h);
  * is too small or -EINVAL when a field exceeds the protocol limits. */
 ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m);
 ssize_t proto_module_encode(uint8_t *buf, size_t cap, const struct proto_module *m);
-ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type); /* RESET, WAKE */
+ssize_t proto_empty_encode(uint8_t *buf, size_t cap, uint16_t type); /* RESET, WAKE, DETACH */
 
 /* Payload decoders (payload only, without the header). */
 int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m);

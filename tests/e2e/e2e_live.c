@@ -106,6 +106,16 @@
  *  attach_refusals              no process, another user's (as
  *                               memtrace-attacker), one being traced, a static
  *                               one: each its own error, the program untouched
+ *  detach_reattach              `memtracectl detach` of an attached program:
+ *                               its GOT holds libc's malloc again, the session
+ *                               ends with a "detach" snapshot equal to its
+ *                               book, nothing after is seen; another user
+ *                               cannot detach it, a second detach is
+ *                               not_live; attached again, a new session is
+ *                               exact on two threads
+ *  detach_preloaded             the same for a program started under the
+ *                               agent (LD_PRELOAD): detached, then attached
+ *                               again through the agent it has
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -138,6 +148,14 @@ static struct h_daemon D; /* this test's daemon (each test has its own process) 
 static void setup(void)
 {
 	h_daemon_start(&D);
+}
+
+/* A daemon other users may reach (its runtime directory 0755, as the
+ * system daemon's is): for the tests that try what they may do. */
+static void setup_shared(void)
+{
+	h_daemon_dirs(&D, 0755);
+	h_daemon_spawn(&D, NULL);
 }
 
 static void teardown(void)
@@ -4461,6 +4479,152 @@ START_TEST(attach_refusals)
 }
 END_TEST
 
+/* The attachee's answer to "where": whose malloc its GOT holds. */
+static void expect_where(struct h_proc *p, const char *want, const char *what)
+{
+	char line[64];
+
+	ck_assert_int_eq(h_proc_send(p, "where"), 0);
+	ck_assert_int_eq(h_proc_readline(p, line, sizeof line, 10000), 1);
+	ck_assert_msg(strcmp(line, want) == 0, "%s: the program says %s, want %s", what, line,
+	              want);
+}
+
+/* `memtracectl detach PID`: it answers detached with the id of the
+ * snapshot it stored; `stats` says the session ended by a detach. Returns
+ * the snapshot's id. */
+static long long detach_ok(const char *pidbuf, const char *what)
+{
+	struct h_ctl r;
+	long long id = 0, pid = 0;
+	const char *det[] = {"detach", pidbuf, NULL};
+	const char *st[] = {"stats", "--pid", pidbuf, NULL};
+
+	h_ctl_ok(&D, H_NOUID, &r, det);
+	ck_assert_msg(h_json_int(r.json, "pid", &pid) && pid == atoll(pidbuf) &&
+	                  cJSON_IsTrue(cJSON_GetObjectItem(r.json, "detached")) &&
+	                  h_json_int(r.json, "snapshot", &id) && id > 0,
+	              "%s: detach answered %.800s", what, r.out);
+	h_ctl_free(&r);
+	h_ctl_ok(&D, H_NOUID, &r, st);
+	const cJSON *state = cJSON_GetObjectItem(r.json, "state");
+	ck_assert_msg(cJSON_IsString(state) && strcmp(state->valuestring, "exited") == 0 &&
+	                  cJSON_IsTrue(cJSON_GetObjectItem(r.json, "detached")),
+	              "%s: stats after the detach: %.800s", what, r.out);
+	h_ctl_free(&r);
+	/* Asked again: the process is no longer traced. */
+	h_ctl_error(&D, H_NOUID, det, "not_live");
+	return id;
+}
+
+/* The program, attached again ("again": a new book on two threads), is
+ * traced exactly by a new session that says it was attached; the frees of
+ * the blocks it allocated while detached are unknown (libc may free one
+ * more of its own from before: a thread's reused stack's old TLS vector). */
+static void attachee_again(struct h_proc *p, const char *pidbuf, const char *what)
+{
+	struct h_ctl r;
+	long long unknown = -1;
+	const char *att[] = {"attach", pidbuf, NULL};
+	const char *st[] = {"stats", "--pid", pidbuf, NULL};
+
+	h_ctl_ok(&D, H_NOUID, &r, att);
+	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")), "%s: %.500s", what,
+	              r.out);
+	h_ctl_free(&r);
+	expect_where(p, "malloc=agent", what);
+	ck_assert_int_eq(h_proc_send(p, "again"), 0);
+	h_proc_expect_ready(p);
+	struct h_truth *t = h_truth_must(p->truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, what);
+	h_ctl_free(&r);
+	h_ctl_ok(&D, H_NOUID, &r, st);
+	const cJSON *state = cJSON_GetObjectItem(r.json, "state");
+	long long want = h_truth_meta(t, "unknown_frees", -1);
+	ck_assert_msg(cJSON_IsString(state) && strcmp(state->valuestring, "live") == 0 &&
+	                  cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")) &&
+	                  !cJSON_IsTrue(cJSON_GetObjectItem(r.json, "detached")) &&
+	                  h_json_int(r.json, "unknown_frees", &unknown) && unknown >= want &&
+	                  unknown <= want + 1,
+	              "%s: stats (want unknown_frees %lld or one more): %.1500s", what, want,
+	              r.out);
+	h_ctl_free(&r);
+	h_truth_free(t);
+}
+
+START_TEST(detach_reattach)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24], sid[24];
+
+	start_untraced(&p, "attachee", NULL, NULL, true);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	const char *att[] = {"attach", pidbuf, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, att);
+	h_ctl_free(&r);
+	struct h_truth *t = attachee_after(&p, pidbuf, "attached");
+	expect_where(&p, "malloc=agent", "attached");
+	/* Another user's detach finds no process of theirs. */
+	uid_t other = h_attacker_uid();
+	if (other != H_NOUID) {
+		const char *det[] = {"detach", pidbuf, NULL};
+		h_ctl_error(&D, other, det, "no_such_process");
+	}
+	long long id = detach_ok(pidbuf, "detached");
+	/* The program calls libc's malloc again, not the agent's. */
+	expect_where(&p, "malloc=other", "detached");
+	/* The detach snapshot is what the program held: its book. */
+	snprintf(sid, sizeof sid, "%lld", id);
+	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
+	const char *top[] = {"top", "--snapshot",   sid, "--key", "lineno", "--limit",
+	                     "0",   "--raw-frames", NULL};
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, top);
+	ck_assert_msg(why == NULL, "the detach snapshot differs from the book:\n  %.3000s", why);
+	h_ctl_free(&r);
+	/* What it does detached (allocations, frees of traced blocks) reaches
+	 * no session: the ended one still holds the book. */
+	ck_assert_int_eq(h_proc_send(&p, "between"), 0);
+	h_proc_expect_ready(&p);
+	const char *ptop[] = {"top",     "--pid", pidbuf,         "--key", "lineno",
+	                      "--limit", "0",     "--raw-frames", NULL};
+	why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, ptop);
+	ck_assert_msg(why == NULL, "the detached session changed:\n  %.3000s", why);
+	h_ctl_free(&r);
+	h_truth_free(t);
+	attachee_again(&p, pidbuf, "attached again");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee detached and attached again");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* A program started under the agent (LD_PRELOAD) is detached the same way
+ * (its calls then pass through the agent's hooks to the allocator), and
+ * attached again through the agent it has. */
+START_TEST(detach_preloaded)
+{
+	struct h_proc p;
+	char pidbuf[24];
+
+	h_prog_start(&p, &D, "attachee", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	detach_ok(pidbuf, "preloaded, detached");
+	ck_assert_int_eq(h_proc_send(&p, "between"), 0);
+	h_proc_expect_ready(&p);
+	attachee_again(&p, pidbuf, "preloaded, attached again");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "preloaded attachee detached and attached again");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 static Suite *live_suite(void)
 {
 	Suite *s = suite_create("e2e_live");
@@ -4479,10 +4643,12 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, peak_sites);
 	tcase_add_test(tc, flamegraph_page);
 	tcase_add_test(tc, history_series);
-	tc = h_tcase(s, "attach", 120, setup, teardown);
+	tc = h_tcase(s, "attach", 120, setup_shared, teardown);
 	tcase_add_test(tc, attach_self);
 	tcase_add_test(tc, attach_ptrace);
 	tcase_add_test(tc, attach_refusals);
+	tcase_add_test(tc, detach_reattach);
+	tcase_add_test(tc, detach_preloaded);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
 	tcase_add_loop_test(tc, fork_burst, 0, 2);

@@ -14,6 +14,15 @@
  * is how many frees of blocks the daemon cannot know it makes (those and
  * the realloc's). "ready" with the book; "exit" frees everything.
  *
+ * For detach (`memtracectl detach`, then attach again), after "next":
+ * "where" prints "malloc=agent" or "malloc=other": whose function the
+ * program's GOT entry of malloc holds. "between" (run detached) allocates
+ * 2 x 2222 B (site_between) and frees two blocks of site_after, none of
+ * which any session may see. "again" (attached again) starts a new book:
+ * site_again 3 x 1500 B on the main thread and site_again_thread 2 x 128 B
+ * on a second one, and frees the two blocks of site_between (meta
+ * "unknown_frees" 2: the new session never saw them allocated).
+ *
  * No stdio: the only allocations after the attach are the booked ones
  * (see truth.h).
  */
@@ -41,6 +50,9 @@ static int after_rec[6];
 static void *zeroed[3];
 static void *moved;
 static void *threaded[4];
+static void *between[2];
+static void *again[3];
+static void *again_threaded[2];
 
 static void site_before(void)
 {
@@ -85,6 +97,59 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+static void site_between(void)
+{
+	for (int i = 0; i < 2; i++)
+		between[i] = malloc(2222);
+}
+
+static void site_again(void)
+{
+	for (int i = 0; i < 3; i++) {
+		again[i] = malloc(1500); TRUTH_ALLOC(1500);
+	}
+}
+
+static void site_again_thread(void)
+{
+	for (int i = 0; i < 2; i++) {
+		again_threaded[i] = malloc(128); TRUTH_ALLOC(128);
+	}
+}
+
+static void *again_thread_main(void *arg)
+{
+	(void)arg;
+	TRUTH_CALL(site_again_thread());
+	return NULL;
+}
+
+/* Whose malloc the GOT holds: the address is loaded from it each time. */
+static void where(void)
+{
+	void *(*volatile fn)(size_t) = malloc;
+	Dl_info info;
+	int agent = dladdr((void *)fn, &info) != 0 && info.dli_fname != NULL &&
+	            strstr(info.dli_fname, "libmemtrace") != NULL;
+	truth_put(1, agent ? "malloc=agent\n" : "malloc=other\n", agent ? 13 : 13);
+}
+
+static void phase_again(void)
+{
+	pthread_t t;
+
+	truth_book_g.nrecs = 0;
+	truth_book_g.nmeta = 0;
+	TRUTH_CALL(site_again());
+	if (pthread_create(&t, NULL, again_thread_main, NULL) != 0 || pthread_join(t, NULL) != 0)
+		truth_die("pthread");
+	for (int i = 0; i < 2; i++) {
+		free(between[i]);
+		between[i] = NULL;
+	}
+	truth_meta("unknown_frees", 2);
+}
+
 static void phase_after(void)
 {
 	pthread_t t;
@@ -121,6 +186,27 @@ int main(void)
 		truth_ready();
 		truth_wait(cmd, sizeof cmd);
 	}
+	for (;;) {
+		if (strcmp(cmd, "where") == 0) {
+			where();
+		} else if (strcmp(cmd, "between") == 0) {
+			TRUTH_CALL(site_between());
+			free(after[0]);
+			free(after[1]);
+			after[0] = after[1] = NULL;
+			truth_put(1, "ready\n", 6);
+		} else if (strcmp(cmd, "again") == 0) {
+			TRUTH_CALL(phase_again());
+			truth_ready();
+		} else {
+			break;
+		}
+		truth_wait(cmd, sizeof cmd);
+	}
+	for (int i = 0; i < 3; i++)
+		free(again[i]);
+	for (int i = 0; i < 2; i++)
+		free(again_threaded[i]);
 	for (int i = 0; i < N_BEFORE; i++)
 		free(before[i]);
 	for (int i = 0; i < 6; i++)

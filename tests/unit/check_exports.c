@@ -7,7 +7,8 @@
  * suite reads the built library's dynamic symbol table (nm -D) and compares
  * it with the list below: the functions the README and libmemtrace(7) say
  * the agent interposes: the allocation functions, and the descriptor
- * functions that keep the agent's descriptors from the program's.
+ * functions that keep the agent's descriptors from the program's; besides
+ * them, the marker that tells a late load and memtrace_attach.
  */
 #include <check.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ START_TEST(test_exports_are_the_hooks)
 {
 	char cmd[4096], line[512];
 	int seen[NEXPECTED] = {0};
-	size_t extra = 0, marker = 0;
+	size_t extra = 0, marker = 0, entry = 0;
 
 	snprintf(cmd, sizeof(cmd), "nm -D --defined-only '%s/agent/.libs/libmemtrace.so'",
 	         builddir());
@@ -57,6 +58,11 @@ START_TEST(test_exports_are_the_hooks)
 			/* the marker by which the agent tells it was loaded late */
 			ck_assert_str_eq(type, "R");
 			marker++;
+		} else if (strcmp(name, "memtrace_attach") == 0) {
+			/* what memtracectl attach calls in a process the agent is in
+			 * already (after a detach) */
+			ck_assert_str_eq(type, "T");
+			entry++;
 		} else {
 			fprintf(stderr, "unexpected export: %s", line);
 			extra++;
@@ -65,6 +71,7 @@ START_TEST(test_exports_are_the_hooks)
 	ck_assert_int_eq(pclose(p), 0);
 	ck_assert_uint_eq(extra, 0);
 	ck_assert_uint_eq(marker, 1);
+	ck_assert_uint_eq(entry, 1);
 	for (size_t i = 0; i < NEXPECTED; i++)
 		ck_assert_msg(seen[i] == 1, "%s exported %d times", expected[i], seen[i]);
 }

@@ -833,13 +833,13 @@ START_TEST(test_module_fields_over_limit)
 }
 END_TEST
 
-/* ---- MODULES_RESET and WAKE ---- */
+/* ---- MODULES_RESET, WAKE and DETACH ---- */
 
 START_TEST(test_empty_round_trip)
 {
-	static const uint16_t types[] = {PROTO_MODULES_RESET, PROTO_WAKE};
+	static const uint16_t types[] = {PROTO_MODULES_RESET, PROTO_WAKE, PROTO_DETACH};
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
 		const uint8_t want[] = {0, 0, 0, 0, (uint8_t)types[i], 0, 0, 0};
 		memset(buf, SENTINEL, sizeof(buf));
 		ssize_t size = proto_empty_encode(buf, sizeof(buf), types[i]);

@@ -556,7 +556,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 6);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 7);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -683,7 +683,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 7"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 8"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -694,10 +694,57 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 7);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 8);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
+}
+END_TEST
+
+/* A database of schema version 6, whose CHECK admits no "detach" reason,
+ * is migrated on open (its definition edited in place): what it held reads
+ * as before, the check still refuses a reason it does not know, and a
+ * snapshot of reason "detach" (memtracectl detach) is stored and read. */
+START_TEST(test_migrate_detach_reason)
+{
+	struct gen g = {42, 1000, 7, "/bin/app", 1000.0, "exit", 0, 4};
+	struct gen d = {42, 1000, 7, "/bin/app", 1001.0, "detach", 4, 3};
+	struct store *st = open_store();
+	struct snapshot *s = gen(&g), *sd = gen(&d);
+	sqlite3 *db;
+	int64_t old_id = write_gen(st, &g), id = 0;
+
+	store_close(st);
+	db = raw_open();
+	raw_exec(db, "PRAGMA writable_schema = ON;"
+	             "UPDATE sqlite_schema SET sql = replace(sql, '''exit'', ''detach'', "
+	             "''shutdown''', '''exit'', ''shutdown''') WHERE name = 'snapshot';"
+	             "PRAGMA writable_schema = OFF;"
+	             "PRAGMA user_version = 6");
+	sqlite3_close(db);
+	/* The version-6 definition refuses the reason, as an older daemon's. */
+	db = raw_open();
+	ck_assert_int_ne(sqlite3_exec(db,
+	                              "INSERT INTO snapshot(process_id, taken_at, reason, current,"
+	                              " peak, blocks, allocations, frees, lost_events)"
+	                              " SELECT process_id, 1, 'detach', 0, 0, 0, 0, 0, 0"
+	                              " FROM snapshot LIMIT 1",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+
+	st = open_store();
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	ck_assert_int_eq(sqlite3_exec(db, "UPDATE snapshot SET reason = 'other'", NULL, NULL, NULL),
+	                 SQLITE_CONSTRAINT);
+	sqlite3_close(db);
+	assert_reads_as(st, old_id, s);
+	ck_assert_int_eq(store_write(st, sd, &id), 0);
+	assert_reads_as(st, id, sd);
+	snapshot_free(s);
+	snapshot_free(sd);
+	store_close(st);
 }
 END_TEST
 
@@ -2246,6 +2293,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_busy_waits);
 	tcase_add_test(tc, test_newer_version);
 	tcase_add_test(tc, test_migrate_sample_bytes);
+	tcase_add_test(tc, test_migrate_detach_reason);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_read_missing);
