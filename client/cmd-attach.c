@@ -49,6 +49,9 @@ const struct cmd_entry cmd_attach_entry = {
             "traces, and kernel.yama.ptrace_scope 0 (1: root only; 3: nobody). The\n"
             "process must use the same libc as memtracectl (not statically linked,\n"
             "not another root file system). x86-64 only.\n\n"
+            "A process the agent is in already but not traced ('memtracectl detach'\n"
+            "stopped it, or its memtraced went away) is attached again through that\n"
+            "agent: a new session.\n\n"
             "Options:\n"
             "  --agent PATH        the agent library, as for 'run'\n",
     .args = {.options = (const struct args_option[]){{"agent", 0, ARGS_PATH}, {NULL}},

@@ -68,10 +68,11 @@ static const char *const error_codes[] = {
     "bad_request",      "unknown_command",  "no_such_process",      "no_such_snapshot",
     "snapshot_deleted", "store_error",      "too_many_connections", "too_many_snapshots",
     "not_live",         "no_web_interface", "too_many_sessions",    "internal",
+    "detach_failed",
 };
 static const char *const commands[] = {
     "status",    "list",     "stats",     "reset-peak",   "top",
-    "traceback", "snapshot", "snapshots", "snapshot-get",
+    "traceback", "snapshot", "snapshots", "snapshot-get", "detach",
 };
 
 /* The one daemon of the process, and what its heaps held at the start. */
