@@ -69,6 +69,46 @@ size_t agent_boot_avail(const void *p)
 	return (size_t)(boot_arena + atomic_load(&boot_used) - (const char *)p);
 }
 
+/*
+ * Loaded late (RTLD_LOCAL, outside the global scope): the definition of
+ * `name` that the program's calls reach, the first one in the global scope.
+ * dlsym(RTLD_DEFAULT) answers that, except in a non-PIE program that takes
+ * the function's address (Debian's python3 takes malloc's): the
+ * executable's undefined symbol then has its PLT entry as value, dlsym
+ * returns that entry, and the entry jumps through the GOT the agent
+ * rewrites: the "real" malloc would be the hook again, for ever. Then the
+ * objects are searched in load order for the first that defines the name
+ * itself. Their handles are not closed (the objects of the initial link
+ * map are never unloaded, and a dlclose from here would be the agent's).
+ */
+static void *late_symbol(const char *name)
+{
+	void *a = dlsym(RTLD_DEFAULT, name);
+	const ElfW(Sym) *sym = NULL;
+	struct link_map *lm = NULL;
+	Dl_info info;
+
+	if (a == NULL || dladdr1(a, &info, (void **)&sym, RTLD_DL_SYMENT) == 0 || sym == NULL ||
+	    sym->st_shndx != SHN_UNDEF)
+		return a;
+	void *prog = dlopen(NULL, RTLD_NOW);
+	if (prog == NULL || dlinfo(prog, RTLD_DI_LINKMAP, &lm) != 0 || lm == NULL)
+		return a;
+	for (lm = lm->l_next; lm != NULL; lm = lm->l_next) {
+		void *h = lm->l_name != NULL && lm->l_name[0] != '\0'
+		              ? dlopen(lm->l_name, RTLD_NOW | RTLD_NOLOAD)
+		              : NULL;
+		void *d = h != NULL ? dlsym(h, name) : NULL;
+		/* Its own definition, not one of its dependencies'. */
+		if (d != NULL && (uintptr_t)d != (uintptr_t)a &&
+		    dladdr1(d, &info, (void **)&sym, RTLD_DL_SYMENT) != 0 && sym != NULL &&
+		    sym->st_shndx != SHN_UNDEF && info.dli_fname != NULL &&
+		    strcmp(info.dli_fname, lm->l_name) == 0)
+			return d;
+	}
+	return a;
+}
+
 void agent_resolve_real(void)
 {
 	int expect = 0;
@@ -81,16 +121,17 @@ void agent_resolve_real(void)
 	/* Preloaded, the next definition after the agent's is the allocator's;
 	 * loaded late (RTLD_LOCAL, outside the global scope), the first
 	 * definition of the global scope is the one the program calls. */
-	void *from = g_late ? RTLD_DEFAULT : RTLD_NEXT;
-	g_real.malloc = (void *(*)(size_t))dlsym(from, "malloc");
-	g_real.free = (void (*)(void *))dlsym(from, "free");
-	g_real.calloc = (void *(*)(size_t, size_t))dlsym(from, "calloc");
-	g_real.realloc = (void *(*)(void *, size_t))dlsym(from, "realloc");
-	g_real.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(from, "posix_memalign");
-	g_real.aligned_alloc = (void *(*)(size_t, size_t))dlsym(from, "aligned_alloc");
-	g_real.memalign = (void *(*)(size_t, size_t))dlsym(from, "memalign");
-	g_real.valloc = (void *(*)(size_t))dlsym(from, "valloc");
-	g_real.pvalloc = (void *(*)(size_t))dlsym(from, "pvalloc");
+#define REAL_OF(name) (g_late ? late_symbol(name) : dlsym(RTLD_NEXT, name))
+	g_real.malloc = (void *(*)(size_t))REAL_OF("malloc");
+	g_real.free = (void (*)(void *))REAL_OF("free");
+	g_real.calloc = (void *(*)(size_t, size_t))REAL_OF("calloc");
+	g_real.realloc = (void *(*)(void *, size_t))REAL_OF("realloc");
+	g_real.posix_memalign = (int (*)(void **, size_t, size_t))REAL_OF("posix_memalign");
+	g_real.aligned_alloc = (void *(*)(size_t, size_t))REAL_OF("aligned_alloc");
+	g_real.memalign = (void *(*)(size_t, size_t))REAL_OF("memalign");
+	g_real.valloc = (void *(*)(size_t))REAL_OF("valloc");
+	g_real.pvalloc = (void *(*)(size_t))REAL_OF("pvalloc");
+#undef REAL_OF
 	if (g_real.malloc == NULL || g_real.free == NULL || g_real.calloc == NULL ||
 	    g_real.realloc == NULL) {
 		sysdep_say("cannot find the real malloc; aborting", NULL, NULL);
@@ -537,7 +578,7 @@ static void attach_hooks(void)
 	/* Our own definitions: through a handle of the agent, not the global
 	 * scope, which names the program's. */
 	void *h = dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD);
-	late_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_DEFAULT, "dlopen");
+	late_real_dlopen = (void *(*)(const char *, int))late_symbol("dlopen");
 	if (h == NULL || late_real_dlopen == NULL) {
 		sysdep_say("attach: cannot find the agent's own functions; nothing is traced", NULL,
 		           NULL);
@@ -645,6 +686,12 @@ __attribute__((constructor)) static void agent_init(void)
 	g_attached = g_late;
 	if (atomic_load(&g_real_ready) != 2)
 		agent_resolve_real();
+	/* Loaded late: the calls reach the hooks before tracing starts, so
+	 * that what trace_init makes (libunwind's validation pipe) goes
+	 * through them too (fdguard.h keeps it high). The hooks pass every
+	 * call through until the state is AGENT_ACTIVE. */
+	if (g_late)
+		attach_hooks();
 	trace_init();
 	/* A thread some library's constructor started may be inside
 	 * trace_init: the session needs it finished. */
@@ -656,8 +703,13 @@ __attribute__((constructor)) static void agent_init(void)
 		child_start();
 	else
 		start_session();
-	if (g_late && atomic_load(&g_state) == AGENT_ACTIVE)
-		attach_hooks();
+	/* Not traced after all (no daemon, refused): the calls go straight
+	 * to the allocator again. */
+	if (g_late && atomic_load(&g_state) != AGENT_ACTIVE) {
+		pthread_mutex_lock(&late_lock);
+		gotpatch_restore();
+		pthread_mutex_unlock(&late_lock);
+	}
 	agent_tls.guard--;
 }
 

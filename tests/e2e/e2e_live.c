@@ -113,6 +113,10 @@
  *                               cannot detach it, a second detach is
  *                               not_live; attached again, a new session is
  *                               exact on two threads
+ *  attach_nopie                 a position-dependent program that takes
+ *                               malloc's address (its malloc symbol is its own
+ *                               PLT entry, as Debian's python3's is): traced
+ *                               exactly after attach, detached cleanly
  *  detach_preloaded             the same for a program started under the
  *                               agent (LD_PRELOAD): detached, then attached
  *                               again through the agent it has
@@ -4490,6 +4494,33 @@ static void expect_where(struct h_proc *p, const char *want, const char *what)
 	              want);
 }
 
+/* The descriptors of process pid beyond its stdin, stdout and stderr: none
+ * below 512 (the agent keeps its own high, fdguard.h, even when loaded
+ * late); `sockets` and `memfds` count the sockets and the memtrace memfds. */
+static void agent_fds(long pid, int *sockets, int *memfds, const char *what)
+{
+	char dir[64], path[600], target[256];
+	struct dirent *e;
+
+	*sockets = *memfds = 0;
+	snprintf(dir, sizeof dir, "/proc/%ld/fd", pid);
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		int fd = atoi(e->d_name);
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		ssize_t n = readlink(path, target, sizeof target - 1);
+		target[n > 0 ? n : 0] = '\0';
+		ck_assert_msg(fd < 3 || fd >= 512, "%s: descriptor %d (%s) is the agent's, and low",
+		              what, fd, target);
+		*sockets += strncmp(target, "socket:", 7) == 0;
+		*memfds += strstr(target, "memfd:memtrace") != NULL;
+	}
+	closedir(d);
+}
+
 /* `memtracectl detach PID`: it answers detached with the id of the
  * snapshot it stored; `stats` says the session ended by a detach. Returns
  * the snapshot's id. */
@@ -4521,7 +4552,7 @@ static long long detach_ok(const char *pidbuf, const char *what)
  * traced exactly by a new session that says it was attached; the frees of
  * the blocks it allocated while detached are unknown (libc may free one
  * more of its own from before: a thread's reused stack's old TLS vector). */
-static void attachee_again(struct h_proc *p, const char *pidbuf, const char *what)
+static void attachee_again(struct h_proc *p, const char *pidbuf, bool where, const char *what)
 {
 	struct h_ctl r;
 	long long unknown = -1;
@@ -4532,7 +4563,8 @@ static void attachee_again(struct h_proc *p, const char *pidbuf, const char *wha
 	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")), "%s: %.500s", what,
 	              r.out);
 	h_ctl_free(&r);
-	expect_where(p, "malloc=agent", what);
+	if (where)
+		expect_where(p, "malloc=agent", what);
 	ck_assert_int_eq(h_proc_send(p, "again"), 0);
 	h_proc_expect_ready(p);
 	struct h_truth *t = h_truth_must(p->truth);
@@ -4568,6 +4600,10 @@ START_TEST(detach_reattach)
 	h_ctl_free(&r);
 	struct h_truth *t = attachee_after(&p, pidbuf, "attached");
 	expect_where(&p, "malloc=agent", "attached");
+	int sockets, memfds;
+	agent_fds(p.pid, &sockets, &memfds, "attached");
+	ck_assert_msg(sockets == 1 && memfds == 1, "attached: %d sockets, %d memfds", sockets,
+	              memfds);
 	/* Another user's detach finds no process of theirs. */
 	uid_t other = h_attacker_uid();
 	if (other != H_NOUID) {
@@ -4575,8 +4611,12 @@ START_TEST(detach_reattach)
 		h_ctl_error(&D, other, det, "no_such_process");
 	}
 	long long id = detach_ok(pidbuf, "detached");
-	/* The program calls libc's malloc again, not the agent's. */
+	/* The program calls libc's malloc again, not the agent's; the agent's
+	 * connection and shared memory are gone. */
 	expect_where(&p, "malloc=other", "detached");
+	agent_fds(p.pid, &sockets, &memfds, "detached");
+	ck_assert_msg(sockets == 0 && memfds == 0, "detached: %d sockets, %d memfds left", sockets,
+	              memfds);
 	/* The detach snapshot is what the program held: its book. */
 	snprintf(sid, sizeof sid, "%lld", id);
 	struct h_expect e = {.t = t, .files = t, .key = H_KEY_LINENO};
@@ -4595,9 +4635,38 @@ START_TEST(detach_reattach)
 	ck_assert_msg(why == NULL, "the detached session changed:\n  %.3000s", why);
 	h_ctl_free(&r);
 	h_truth_free(t);
-	attachee_again(&p, pidbuf, "attached again");
+	attachee_again(&p, pidbuf, true, "attached again");
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "attachee detached and attached again");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* dlsym(RTLD_DEFAULT, "malloc") in attachee_nopie is its own PLT entry,
+ * which jumps through the GOT the agent rewrites: taken for the real
+ * malloc it would send every call back into the hook for ever. */
+START_TEST(attach_nopie)
+{
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24];
+
+	start_untraced(&p, "attachee_nopie", NULL, NULL, true);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	const char *att[] = {"attach", pidbuf, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, att);
+	h_ctl_free(&r);
+	struct h_truth *t = attachee_after(&p, pidbuf, "non-PIE attached");
+	/* (Its code holds malloc's address as a constant, the PLT entry:
+	 * "where" cannot tell whose function the GOT holds.) */
+	detach_ok(pidbuf, "non-PIE detached");
+	ck_assert_int_eq(h_proc_send(&p, "between"), 0);
+	h_proc_expect_ready(&p);
+	attachee_again(&p, pidbuf, false, "non-PIE attached again");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee_nopie");
+	h_truth_free(t);
 	h_proc_cleanup(&p);
 }
 END_TEST
@@ -4618,7 +4687,7 @@ START_TEST(detach_preloaded)
 	detach_ok(pidbuf, "preloaded, detached");
 	ck_assert_int_eq(h_proc_send(&p, "between"), 0);
 	h_proc_expect_ready(&p);
-	attachee_again(&p, pidbuf, "preloaded, attached again");
+	attachee_again(&p, pidbuf, true, "preloaded, attached again");
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "preloaded attachee detached and attached again");
 	h_proc_cleanup(&p);
@@ -4648,6 +4717,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, attach_ptrace);
 	tcase_add_test(tc, attach_refusals);
 	tcase_add_test(tc, detach_reattach);
+	tcase_add_test(tc, attach_nopie);
 	tcase_add_test(tc, detach_preloaded);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);

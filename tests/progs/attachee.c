@@ -51,6 +51,13 @@ static void *zeroed[3];
 static void *moved;
 static void *threaded[4];
 static void *between[2];
+#ifdef ATTACHEE_NOPIE
+/* attachee_nopie (built -no-pie -fno-pic) takes malloc's address in its
+ * code: its malloc symbol is then its own PLT entry, which is what
+ * dlsym(RTLD_DEFAULT, "malloc") returns, and which jumps through the GOT
+ * the agent rewrites. */
+void *(*volatile attachee_malloc_ref)(size_t) = malloc;
+#endif
 static void *again[3];
 static void *again_threaded[2];
 
