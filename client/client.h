@@ -169,6 +169,10 @@ void client_close(struct client *c);
 void client_opt_error(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* --pid: required, a positive integer. 0, or -EINVAL after noting the error. */
 int client_opt_pid(struct client *c, const char *arg, int *out);
+/* The pid of a command that takes one process (attach, detach): its operand
+ * PID, or --pid PID as the other commands take it. 0, or -EINVAL with the
+ * usage error noted. */
+int client_pid_arg(struct client *c, const struct args *a, const char *cmd, int *out);
 /* The agent library as `run --agent` finds it (cmd-run.c): --agent, else
  * $MEMTRACE_AGENT, else the build tree's, else the installed one, as an
  * absolute path in *out (new). 0, or the reported exit status. */

@@ -54,8 +54,10 @@ const struct cmd_entry cmd_attach_entry = {
             "agent: a new session.\n\n"
             "Options:\n"
             "  --agent PATH        the agent library, as for 'run'\n",
-    .args = {.options = (const struct args_option[]){{"agent", 0, ARGS_PATH}, {NULL}},
-             .lower = 1,
+    .args = {.options = (const struct args_option[]){{"agent", 0, ARGS_PATH},
+                                                     {"pid", 0, ARGS_PID},
+                                                     {NULL}},
+             .lower = 0,
              .upper = 1,
              .interleaved = true,
              .missing = "attach needs a pid: memtracectl attach PID"},
@@ -208,8 +210,7 @@ static int cmd_attach_exec(struct client *c, const struct args *a)
 	uint64_t pause_ns = 0;
 	int pid = 0, rc, entry_ret = 0;
 
-	client_opt_pid(c, a->operands[0], &pid);
-	if (c->usage_error != NULL)
+	if (client_pid_arg(c, a, "attach", &pid) < 0)
 		return client_usage_error(c);
 	if ((rc = refuse(c, pid, agent_in)) != 0)
 		return rc;

@@ -31,7 +31,8 @@ const struct cmd_entry cmd_detach_entry = {
             "between is not known).\n\n"
             "Your own process, or root: any. Needs no ptrace: the request goes\n"
             "through memtraced to the agent.\n",
-    .args = {.lower = 1,
+    .args = {.options = (const struct args_option[]){{"pid", 0, ARGS_PID}, {NULL}},
+             .lower = 0,
              .upper = 1,
              .interleaved = true,
              .missing = "detach needs a pid: memtracectl detach PID"},
@@ -91,8 +92,7 @@ static int cmd_detach_exec(struct client *c, const struct args *a)
 	bool live = true;
 	int pid = 0, rc, i;
 
-	client_opt_pid(c, a->operands[0], &pid);
-	if (c->usage_error != NULL)
+	if (client_pid_arg(c, a, "detach", &pid) < 0)
 		return client_usage_error(c);
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "detach");

@@ -8,8 +8,9 @@ const struct cmd_entry cmd_snapshots_entry = {
     .usage = "[--pid P]",
     .summary = "the stored snapshots, also of processes that have exited",
     .help = "List the snapshots in the daemon's store that you may see, oldest first:\n"
-            "periodic ones, those taken with 'snapshot' and the one taken when each\n"
-            "process exited, also for processes that are gone. Each has its id (for\n"
+            "periodic ones, those taken with 'snapshot', the one taken when each\n"
+            "process exited (or 'detach' ended its session), also for processes that\n"
+            "are gone. Each has its id (for\n"
             "--snapshot and 'compare'), pid, executable, time, reason, current and\n"
             "peak traced bytes and live blocks.\n\n"
             "Options:\n"

@@ -983,7 +983,8 @@ void table_list(const cJSON *resp)
 		struct grid_row *r = &rows[i++];
 
 		grid_num(r, COL_PID, p, "pid", false);
-		r->text[COL_STATE] = get_str(p, "state", "?");
+		r->text[COL_STATE] =
+		    cJSON_IsTrue(get(p, "detached")) ? "detached" : get_str(p, "state", "?");
 		grid_num(r, COL_CURRENT, p, "current", true);
 		grid_num(r, COL_PEAK, p, "peak", true);
 		grid_num(r, COL_BLOCKS, p, "blocks", false);
@@ -1253,7 +1254,8 @@ void table_detach(const cJSON *resp)
 
 	fmt_size(cur, sizeof cur, get_u64_or(resp, "current", 0));
 	fmt_time(when, sizeof when, get(resp, "ended_at") != NULL ? get_num(resp, "ended_at") : -1);
-	printf("Detached from pid %.0f at %s: it runs on untraced; it held %s in %.0f blocks\n",
+	printf("Detached from pid %.0f at %s: it runs on untraced; its session ended holding %s "
+	       "in %.0f blocks\n",
 	       get_num(resp, "pid"), when, cur, get_num(resp, "blocks"));
 	if (cJSON_IsNumber(snap))
 		printf("(its last state is snapshot %.0f)\n", snap->valuedouble);

@@ -191,6 +191,9 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	snprintf(c->reason, sizeof(c->reason), "%s", reason);
 	gettimeofday(&tv, NULL);
 	c->taken_at = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	/* A process that ended holds what it held then: that is its time. */
+	if (s->state == SESSION_EXITED && s->ended_ms != 0)
+		c->taken_at = (double)s->ended_ms / 1000.0;
 	c->current = h->current;
 	c->peak = h->peak;
 	c->blocks = h->blocks;

@@ -509,6 +509,8 @@ static cJSON *cmd_list(struct conn *c, cJSON *req, struct session *unused)
 		cJSON_AddNumberToObject(o, "uid", (double)s->uid);
 		jsonout_add_u64(o, "start_time", s->start_time);
 		cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->heap.sample_bytes));
+		/* Ended by memtracectl detach: the process may well run on. */
+		cJSON_AddBoolToObject(o, "detached", s->detached);
 		cJSON_AddItemToArray(arr, o);
 	}
 	return r;
@@ -662,10 +664,16 @@ static cJSON *cmd_detach(struct conn *c, cJSON *req, struct session *s)
 
 	(void)c;
 	(void)req;
+	if ((s->state != SESSION_LIVE || s->ending) && (s->detached || s->detach_asked))
+		return error_json(
+		    "not_live",
+		    "process %d is detached already: 'memtracectl attach %d' traces it "
+		    "again",
+		    (int)s->pid, (int)s->pid);
 	if (s->state != SESSION_LIVE || s->ending)
 		return error_json("not_live",
-		                  "process %d is not traced any more: detach stops a live "
-		                  "process's tracing only",
+		                  "process %d has ended (or its connection to memtraced did): "
+		                  "nothing to detach",
 		                  (int)s->pid);
 	if (!s->detach_asked) {
 		ssize_t n = proto_empty_encode(frame, sizeof(frame), PROTO_DETACH);

@@ -4543,8 +4543,22 @@ static long long detach_ok(const char *pidbuf, const char *what)
 	                  cJSON_IsTrue(cJSON_GetObjectItem(r.json, "detached")),
 	              "%s: stats after the detach: %.800s", what, r.out);
 	h_ctl_free(&r);
-	/* Asked again: the process is no longer traced. */
-	h_ctl_error(&D, H_NOUID, det, "not_live");
+	/* Asked again (the pid as --pid this time): it is not traced any more. */
+	const char *again[] = {"detach", "--pid", pidbuf, NULL};
+	h_ctl_error(&D, H_NOUID, again, "not_live");
+	/* list says which of its sessions the detach ended. */
+	const char *list[] = {"list", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, list);
+	const cJSON *proc;
+	int detached = 0;
+	cJSON_ArrayForEach(proc, cJSON_GetObjectItem(r.json, "processes"))
+	{
+		long long p = 0;
+		detached += h_json_int(proc, "pid", &p) && p == atoll(pidbuf) &&
+		            cJSON_IsTrue(cJSON_GetObjectItem(proc, "detached"));
+	}
+	ck_assert_msg(detached >= 1, "%s: list shows no detached session: %.1500s", what, r.out);
+	h_ctl_free(&r);
 	return id;
 }
 
