@@ -191,8 +191,10 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	snprintf(c->reason, sizeof(c->reason), "%s", reason);
 	gettimeofday(&tv, NULL);
 	c->taken_at = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-	/* A process that ended holds what it held then: that is its time. */
-	if (s->state == SESSION_EXITED && s->ended_ms != 0)
+	/* A query's capture of a process that ended ("exited") holds what it
+	 * held then: that is its time. (Its exit snapshot, taken as it ends,
+	 * keeps the clock's microseconds: the store orders by them.) */
+	if (strcmp(reason, "exited") == 0 && s->state == SESSION_EXITED && s->ended_ms != 0)
 		c->taken_at = (double)s->ended_ms / 1000.0;
 	c->current = h->current;
 	c->peak = h->peak;
