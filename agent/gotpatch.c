@@ -27,6 +27,12 @@ static struct saved {
 	void **slot;
 	void *was, *now;
 	uintptr_t relro_lo, relro_hi; /* the slot's RELRO segment, or 0, 0 */
+	/* The object the slot is in (dl_iterate_phdr's dlpi_addr and
+	 * dlpi_phdr): an entry of an object unloaded since is forgotten, never
+	 * written (its page may be unmapped, or another object's). */
+	uintptr_t obj;
+	const void *phdr;
+	bool seen; /* its object was found loaded in this walk */
 } saved[SAVED_MAX];
 static size_t nsaved;
 
@@ -53,10 +59,11 @@ static int store(void **slot, void *v, uintptr_t relro_lo, uintptr_t relro_hi)
 }
 
 /* Patches the relocations [rel, rel + size) of one object. */
-static int patch_relas(uintptr_t base, const ElfW(Rela) * rel, size_t size, const ElfW(Sym) * syms,
-                       const char *strs, const struct gotpatch_hook *hooks, size_t nhooks,
-                       uintptr_t relro_lo, uintptr_t relro_hi)
+static int patch_relas(const struct dl_phdr_info *info, const ElfW(Rela) * rel, size_t size,
+                       const ElfW(Sym) * syms, const char *strs, const struct gotpatch_hook *hooks,
+                       size_t nhooks, uintptr_t relro_lo, uintptr_t relro_hi)
 {
+	uintptr_t base = info->dlpi_addr;
 	int changed = 0;
 
 	for (size_t i = 0; i < size / sizeof(*rel); i++) {
@@ -77,7 +84,8 @@ static int patch_relas(uintptr_t base, const ElfW(Rela) * rel, size_t size, cons
 			if (rc < 0)
 				return rc;
 			saved[nsaved++] =
-			    (struct saved){slot, was, hooks[h].replacement, relro_lo, relro_hi};
+			    (struct saved){slot,     was,  hooks[h].replacement, relro_lo,
+			                   relro_hi, base, info->dlpi_phdr,      true};
 			changed++;
 			break;
 		}
@@ -141,13 +149,13 @@ int gotpatch_object(const struct dl_phdr_info *info, const struct gotpatch_hook 
 	int total = 0, rc;
 	if (jmprel != NULL && plt_rela) {
 		rc =
-		    patch_relas(base, jmprel, jmpsz, syms, strs, hooks, nhooks, relro_lo, relro_hi);
+		    patch_relas(info, jmprel, jmpsz, syms, strs, hooks, nhooks, relro_lo, relro_hi);
 		if (rc < 0)
 			return rc;
 		total += rc;
 	}
 	if (rela != NULL) {
-		rc = patch_relas(base, rela, relasz, syms, strs, hooks, nhooks, relro_lo, relro_hi);
+		rc = patch_relas(info, rela, relasz, syms, strs, hooks, nhooks, relro_lo, relro_hi);
 		if (rc < 0)
 			return rc;
 		total += rc;
@@ -162,10 +170,29 @@ struct walk {
 	int changed, err;
 };
 
+/* Marks the saved entries of the object `info` describes as loaded. */
+static void mark_seen(const struct dl_phdr_info *info)
+{
+	for (size_t i = 0; i < nsaved; i++)
+		if (saved[i].obj == info->dlpi_addr && saved[i].phdr == info->dlpi_phdr)
+			saved[i].seen = true;
+}
+
+/* Forgets the entries whose object was not seen loaded. */
+static void forget_unseen(void)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < nsaved; i++)
+		if (saved[i].seen)
+			saved[kept++] = saved[i];
+	nsaved = kept;
+}
+
 static int each(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct walk *w = arg;
 	(void)size;
+	mark_seen(info);
 	if (info->dlpi_addr >= w->skip_lo && info->dlpi_addr < w->skip_hi)
 		return 0;
 	int rc = gotpatch_object(info, w->hooks, w->nhooks);
@@ -180,22 +207,42 @@ int gotpatch_all(const struct gotpatch_hook *hooks, size_t nhooks, uintptr_t ski
                  uintptr_t skip_hi)
 {
 	struct walk w = {hooks, nhooks, skip_lo, skip_hi, 0, 0};
+	for (size_t i = 0; i < nsaved; i++)
+		saved[i].seen = false;
+	/* The entries of objects unloaded since the last walk go first: they
+	 * must not fill the table (a program that loads and unloads plugins). */
 	dl_iterate_phdr(each, &w);
+	forget_unseen();
 	return w.err < 0 ? w.err : w.changed;
+}
+
+/* dl_iterate_phdr holds the loader's lock during the walk: no object is
+ * unloaded while its entries are put back. */
+static int each_restore(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	int *restored = arg;
+	(void)size;
+	for (size_t i = nsaved; i-- > 0;) {
+		struct saved *s = &saved[i];
+		if (s->seen || s->obj != info->dlpi_addr || s->phdr != info->dlpi_phdr)
+			continue;
+		s->seen = true;
+		/* An entry rewritten since (the loader, or the program) keeps
+		 * what it holds now. */
+		if (__atomic_load_n(s->slot, __ATOMIC_ACQUIRE) == s->now &&
+		    store(s->slot, s->was, s->relro_lo, s->relro_hi) == 0)
+			(*restored)++;
+	}
+	return 0;
 }
 
 int gotpatch_restore(void)
 {
 	int restored = 0;
 
-	while (nsaved > 0) {
-		struct saved *s = &saved[--nsaved];
-		/* An entry rewritten since (the loader, or the program) keeps
-		 * what it holds now. */
-		if (__atomic_load_n(s->slot, __ATOMIC_ACQUIRE) != s->now)
-			continue;
-		if (store(s->slot, s->was, s->relro_lo, s->relro_hi) == 0)
-			restored++;
-	}
+	for (size_t i = 0; i < nsaved; i++)
+		saved[i].seen = false;
+	dl_iterate_phdr(each_restore, &restored);
+	nsaved = 0;
 	return restored;
 }

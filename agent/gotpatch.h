@@ -38,13 +38,15 @@ int gotpatch_object(const struct dl_phdr_info *info, const struct gotpatch_hook 
                     size_t nhooks);
 
 /* gotpatch_object for every loaded object whose base address is not in
- * [skip_lo, skip_hi) (the agent's own). Returns the entries changed in
+ * [skip_lo, skip_hi) (the agent's own); the saved entries of objects
+ * unloaded since are forgotten first. Returns the entries changed in
  * all, or -errno of the first failure (the others are still patched). */
 int gotpatch_all(const struct gotpatch_hook *hooks, size_t nhooks, uintptr_t skip_lo,
                  uintptr_t skip_hi);
 
 /* Puts back every entry patched so far that still holds what was written
- * there, and forgets them. Returns how many it restored. */
+ * there, in the objects still loaded, and forgets them all (an unloaded
+ * object's entries are never touched). Returns how many it restored. */
 int gotpatch_restore(void);
 
 #endif

@@ -84,8 +84,9 @@ static long status_field(int pid, const char *field)
 	return v;
 }
 
-/* The path of the first file /proc/PID/maps names whose base name starts
- * with `base` (into out, cap bytes), or "" when none. */
+/* The path of the first executable mapping in /proc/PID/maps of a file
+ * whose base name is `base` (into out, cap bytes), or "" when none. A
+ * deleted file's path ends with " (deleted)". */
 static void maps_find(int pid, const char *base, char *out, size_t cap)
 {
 	char path[64], line[4096];
@@ -96,13 +97,33 @@ static void maps_find(int pid, const char *base, char *out, size_t cap)
 	if (f == NULL)
 		return;
 	while (out[0] == '\0' && fgets(line, sizeof line, f) != NULL) {
-		char *file = strchr(line, '/'), *slash = strrchr(line, '/');
-		if (file == NULL || strncmp(slash + 1, base, strlen(base)) != 0)
+		char perms[8] = "";
+		char *file = strchr(line, '/');
+		if (file == NULL || sscanf(line, "%*x-%*x %7s", perms) != 1 || perms[2] != 'x')
 			continue;
 		file[strcspn(file, "\n")] = '\0';
+		const char *name = strrchr(file, '/') + 1;
+		size_t n = strlen(base);
+		if (strncmp(name, base, n) != 0 ||
+		    (name[n] != '\0' && strcmp(name + n, " (deleted)") != 0))
+			continue;
 		snprintf(out, cap, "%s", file);
 	}
 	fclose(f);
+}
+
+/* Whether the agent mapped in the process (its path as the process sees
+ * it, under /proc/PID/root) is the very file memtracectl would load: only
+ * that one's memtrace_attach is called. Anything else of that name may be
+ * anybody's code. */
+static bool same_agent(int pid, const char *mapped, const char *ours)
+{
+	char path[PATH_MAX + 64];
+	struct stat a, b;
+
+	snprintf(path, sizeof path, "/proc/%d/root%s", pid, mapped);
+	return stat(path, &a) == 0 && stat(ours, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
 }
 
 static int yama_scope(void)
@@ -214,10 +235,21 @@ static int cmd_attach_exec(struct client *c, const struct args *a)
 		return client_usage_error(c);
 	if ((rc = refuse(c, pid, agent_in)) != 0)
 		return rc;
-	if (agent_in[0] != '\0')
-		agent = xstrdup(agent_in);
-	else if ((rc = client_find_agent(c, args_get(a, "agent"), &agent)) != 0)
+	if ((rc = client_find_agent(c, args_get(a, "agent"), &agent)) != 0)
 		return rc;
+	if (agent_in[0] != '\0' && !same_agent(pid, agent_in, agent)) {
+		rc =
+		    client_error(c, CLIENT_EXIT_ERROR, "not_attachable",
+		                 "process %d has %s loaded, which is not the agent %s: memtracectl "
+		                 "starts only its own agent again (--agent names another)",
+		                 pid, agent_in, agent);
+		free(agent);
+		return rc;
+	}
+	if (agent_in[0] != '\0') {
+		free(agent);
+		agent = xstrdup(agent_in);
+	}
 	/* The daemon first: it must be there to take the agent's session, and
 	 * its socket's directory is where the agent is sent. */
 	req = cJSON_CreateObject();

@@ -47,6 +47,17 @@ static int say(char *why, size_t cap, int rc, const char *fmt, ...)
 
 #if defined(__x86_64__)
 
+/*
+ * The process exec'd while it was in our hands (PTRACE_EVENT_EXEC). A
+ * process may do that on purpose inside a call we made (it chooses what
+ * dlopen runs): a setuid program exec'd under root's ptrace keeps its
+ * privileges, and the registers we would put back, or the memory we would
+ * write, would then be the attacker's in a privileged program. From that
+ * stop on nothing is written: no register, no memory; the thread is only
+ * let go.
+ */
+static bool execd;
+
 /* Where the target mapped our libc, and which of its mappings a thread
  * must not be stopped in (libc, the loader, an allocator's library). */
 struct layout {
@@ -147,6 +158,10 @@ static int interrupt(pid_t pid, struct user_regs_struct *r)
 	for (;;) {
 		if ((rc = wait_stop(pid, &st, 5000)) < 0)
 			return rc;
+		if ((st >> 16) == PTRACE_EVENT_EXEC) {
+			execd = true;
+			return -ECHILD;
+		}
 		if ((st >> 16) == PTRACE_EVENT_STOP)
 			break;
 		/* A signal on its way to the thread: let it go on, and stop
@@ -161,6 +176,8 @@ static int interrupt(pid_t pid, struct user_regs_struct *r)
 
 static int write_mem(pid_t pid, uintptr_t at, const void *p, size_t n)
 {
+	if (execd)
+		return -ECHILD;
 	struct iovec local = {(void *)p, n}, far = {(void *)at, n};
 	return process_vm_writev(pid, &local, 1, &far, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
 }
@@ -180,6 +197,9 @@ static int call(pid_t pid, const struct user_regs_struct *saved, uintptr_t fn, c
 	uint64_t zero = 0, sp = ((saved->rsp - 256) & ~(uint64_t)15) - 8;
 	int st, rc;
 
+	if (execd)
+		return say(why, cap, -ECHILD, "the process ran another program (exec)");
+
 	if (write_mem(pid, sp, &zero, sizeof zero) < 0)
 		return say(why, cap, -EFAULT, "cannot write to the process's stack");
 	r.rsp = sp;
@@ -198,6 +218,12 @@ static int call(pid_t pid, const struct user_regs_struct *saved, uintptr_t fn, c
 			                        : "the call in the process did not return in %d s",
 			           CALL_TIMEOUT_MS / 1000);
 		int sig = WSTOPSIG(st);
+		if ((st >> 16) == PTRACE_EVENT_EXEC) {
+			execd = true;
+			return say(why, cap, -ECHILD,
+			           "the process ran another program (exec) during the call: it was "
+			           "let go untouched");
+		}
 		if ((st >> 16) == PTRACE_EVENT_STOP)
 			sig = 0;
 		else if (sig == SIGSEGV) {
@@ -308,9 +334,10 @@ int inject_library(pid_t pid, const char *path, const struct inject_env *env, si
 
 	*pause_ns = 0;
 	why[0] = '\0';
+	execd = false;
 	if ((rc = read_layout(pid, &l, why, cap)) < 0)
 		return rc;
-	if (ptrace(PTRACE_SEIZE, pid, 0, 0) < 0)
+	if (ptrace(PTRACE_SEIZE, pid, 0, (void *)(uintptr_t)PTRACE_O_TRACEEXEC) < 0)
 		return say(why, cap, errno == ESRCH ? -ESRCH : -EPERM, "ptrace: %s",
 		           strerror(errno));
 	uint64_t stopped = 0;
@@ -333,8 +360,9 @@ int inject_library(pid_t pid, const char *path, const struct inject_env *env, si
 		goto detach;
 	}
 	rc = run_calls(pid, &l, &saved, path, env, nenv, entry, entry_ret, why, cap);
-	/* As it was: an interrupted system call restarts as after a signal. */
-	if (ptrace(PTRACE_SETREGS, pid, 0, &saved) < 0 && rc == 0)
+	/* As it was: an interrupted system call restarts as after a signal.
+	 * Not in a program the process exec'd meanwhile. */
+	if (!execd && ptrace(PTRACE_SETREGS, pid, 0, &saved) < 0 && rc == 0)
 		rc = say(why, cap, -errno, "cannot restore the registers: %s", strerror(errno));
 detach:
 	ptrace(PTRACE_DETACH, pid, 0, 0);

@@ -411,6 +411,12 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 			session_end(s, s->error, "exit");
 			return;
 		}
+		/* The agent answered DETACH: its session is over, whatever it
+		 * sends or records after. */
+		if (s->detached) {
+			session_end(s, NULL, "detach");
+			return;
+		}
 	}
 	/* The WAKEs of all these reads: one slice of reading. */
 	if (s->wake && s->poll_open) {

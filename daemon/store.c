@@ -315,8 +315,7 @@ static const char *const stmt_sql[S_COUNT] = {
                          " WHERE (?1 = 0 OR p.pid = ?1) AND (?2 < 0 OR p.uid = ?2)"
                          " ORDER BY s.taken_at DESC, s.id DESC LIMIT 1",
     [S_LATEST_SNAPSHOT] = "SELECT id FROM snapshot WHERE process_id = ?1"
-                          " ORDER BY (?2 AND reason IN ('exit', 'detach')) DESC,"
-                          " taken_at DESC, id DESC"
+                          " ORDER BY (?2 AND reason = 'exit') DESC, taken_at DESC, id DESC"
                           " LIMIT 1",
     [S_OWNER] = "SELECT p.uid FROM snapshot s JOIN process p ON p.id = s.process_id"
                 " WHERE s.id = ?1",
@@ -1886,7 +1885,8 @@ out:
 }
 
 /* See the top of the file: the newest incarnation of pid, then its newest
- * snapshot, an "exit" (or "detach") one first when prefer_exit. */
+ * snapshot, an "exit" one first when prefer_exit (not a "detach" one:
+ * the process may have been attached again since). */
 static int latest(struct store *st, pid_t pid, long uid, int prefer_exit, int64_t *id)
 {
 	sqlite3_stmt *q;

@@ -117,6 +117,13 @@
  *                               malloc's address (its malloc symbol is its own
  *                               PLT entry, as Debian's python3's is): traced
  *                               exactly after attach, detached cleanly
+ *  attach_hostile               root's attach of a process that fights back,
+ *                               as memtrace-attacker: one that execs another
+ *                               program inside the injected call (had it been
+ *                               setuid, restoring registers would have run
+ *                               the attacker's code in it) is let go
+ *                               untouched; a file named libmemtrace.so that is
+ *                               not the agent is never called
  *  detach_preloaded             the same for a program started under the
  *                               agent (LD_PRELOAD): detached, then attached
  *                               again through the agent it has
@@ -4685,6 +4692,68 @@ START_TEST(attach_nopie)
 }
 END_TEST
 
+START_TEST(attach_hostile)
+{
+	uid_t other = h_attacker_uid();
+	struct h_proc p;
+	struct h_spawn sp;
+	char pidbuf[24];
+
+	ck_assert_msg(other != H_NOUID, "no second user (memtrace-attacker) to attack as");
+	/* 1. Its dlopen execs a shell that sends itself SIGSEGV (ignored) and
+	 * exits 7: registers put back into it would crash it. */
+	char *prog = h_prog("execer");
+	const char *argv[] = {prog, NULL};
+	memset(&sp, 0, sizeof sp);
+	sp.argv = argv;
+	sp.uid = other;
+	h_proc_start(&p, &sp);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	const char *att[] = {"attach", pidbuf, NULL};
+	h_ctl_error(&D, H_NOUID, att, "attach_failed");
+	int st = h_proc_finish(&p, 20000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 7,
+	              "the program the process exec'd during attach ended with status %#x, "
+	              "want exit 7 (untouched): %s",
+	              st, p.err.data != NULL ? p.err.data : "");
+	h_proc_cleanup(&p);
+	free(prog);
+
+	/* 2. A library of another user's named libmemtrace.so, loaded by a
+	 * root process: attach must not take it for the agent and call it. */
+	char *dir = h_daemon_file(&D, "fakeagent");
+	char *plugin = h_prog(".libs/libplugin.so");
+	char *cmd = h_strf("mkdir -p %s && cp %s %s/libmemtrace.so && chown -R %ld %s", dir, plugin,
+	                   dir, (long)other, dir);
+	ck_assert_int_eq(system(cmd), 0);
+	char *pre = h_strf("LD_PRELOAD=%s/libmemtrace.so", dir);
+	const char *env[] = {pre, NULL};
+	start_untraced(&p, "attachee", NULL, env, true);
+	h_proc_expect_ready(&p);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
+	struct h_ctl r;
+	h_ctl_run(&D, H_NOUID, &r, att);
+	ck_assert_msg(h_ctl_error_code(&r) != NULL &&
+	                  strcmp(h_ctl_error_code(&r), "not_attachable") == 0 &&
+	                  strstr(r.out, "not the agent") != NULL,
+	              "attach of a process with a fake libmemtrace.so: %.800s", r.out);
+	h_ctl_free(&r);
+	/* Untouched: it runs on, untraced. */
+	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
+	h_proc_expect_ready(&p);
+	const char *stats[] = {"stats", "--pid", pidbuf, NULL};
+	h_ctl_error(&D, H_NOUID, stats, "no_such_process");
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee with a fake agent");
+	h_proc_cleanup(&p);
+	free(cmd);
+	free(pre);
+	free(plugin);
+	free(dir);
+}
+END_TEST
+
 /* A program started under the agent (LD_PRELOAD) is detached the same way
  * (its calls then pass through the agent's hooks to the allocator), and
  * attached again through the agent it has. */
@@ -4732,6 +4801,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, attach_refusals);
 	tcase_add_test(tc, detach_reattach);
 	tcase_add_test(tc, attach_nopie);
+	tcase_add_test(tc, attach_hostile);
 	tcase_add_test(tc, detach_preloaded);
 	tc = h_tcase(s, "fork_exec", 120, setup, teardown);
 	tcase_add_loop_test(tc, fork_exec, 0, 2);
