@@ -10,8 +10,12 @@
 #    started under the agent (memtracectl run): the allocations the daemon
 #    counted per request in each, which must agree (the attached process is
 #    traced as fully as one started traced), and lost events (0).
+# 3. On the attached redis, under the same benchmark: memtracectl detach,
+#    attach again, detach again, a few tenths of a second apart. Printed:
+#    each command's outcome and time, the benchmark's figures, PING.
 # Exits non-zero when a request went unanswered, redis died, an event was
-# lost or the two counts differ by more than 1 %.
+# lost, the two counts differ by more than 1 %, or a detach or attach
+# failed.
 #
 # Its own memtraced and redis-servers on a temporary directory; needs
 # redis-server and redis-tools (scripts/deps.sh bench).
@@ -137,6 +141,28 @@ sleep 1
 a1=$(stat allocations)
 lost_a=$(stat lost_events)
 unknown=$(stat unknown_frees)
+
+echo "== 3. detach, attach again, detach again during the benchmark"
+bench cycle &
+bench_pid=$!
+cycle=""
+for step in detach attach detach; do
+	sleep 0.3
+	t0=$(date +%s%N)
+	if ctl "$step" "$redis_pid" >"$tmp/$step.json" 2>&1; then
+		cycle="$cycle $step ok ($(( ($(date +%s%N) - t0) / 1000000 )) ms);"
+	else
+		cycle="$cycle $step FAILED;"
+		cat "$tmp/$step.json" >&2
+		status=1
+	fi
+done
+wait "$bench_pid"
+brc=$?
+pong=$(redis-cli -s "$sock" ping 2>&1)
+printf '%s redis-benchmark exit %d, SET %s/s, GET %s/s; PING: %s\n' "$cycle" "$brc" \
+	"$(rps cycle SET)" "$(rps cycle GET)" "$pong"
+[ "$brc" = 0 ] && [ "$pong" = PONG ] || status=1
 stop_redis
 start_redis run
 r0=$(stat allocations)
