@@ -101,6 +101,31 @@ int client_pid_arg(struct client *c, const struct args *a, const char *cmd, int 
 	return 0;
 }
 
+int client_unknown_pid(struct client *c, int pid)
+{
+	char path[32];
+	struct stat st;
+	uid_t me = geteuid();
+
+	snprintf(path, sizeof path, "/proc/%d", pid);
+	if (stat(path, &st) != 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "no_such_process",
+		                    "no process %d (memtraced holds nothing of one, nor a stored "
+		                    "snapshot)",
+		                    pid);
+	if (me != 0 && st.st_uid != me)
+		return client_error(
+		    c, CLIENT_EXIT_ERROR, "not_yours",
+		    "process %d is uid %u's: you see your own processes only (root: "
+		    "every one)",
+		    pid, (unsigned)st.st_uid);
+	return client_error(c, CLIENT_EXIT_ERROR, "not_traced",
+	                    "process %d is not traced: start it under memtrace ('memtracectl run "
+	                    "-- PROGRAM', or LD_PRELOAD=libmemtrace.so), or trace it from now on "
+	                    "with 'memtracectl attach %d'",
+	                    pid, pid);
+}
+
 int client_opt_pid(struct client *c, const char *arg, int *out)
 {
 	unsigned long v;

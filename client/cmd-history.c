@@ -78,9 +78,7 @@ static int cmd_history_exec(struct client *c, const struct args *a)
 	if (cJSON_IsString(state) && strcmp(state->valuestring, "unknown") == 0 &&
 	    cJSON_GetArraySize(older) == 0) {
 		cJSON_Delete(resp);
-		return client_error(c, CLIENT_EXIT_ERROR, "no_such_process",
-		                    "no traced process with pid %d, and no stored snapshot of one",
-		                    pid);
+		return client_unknown_pid(c, pid);
 	}
 	client_output(c, resp, table_history);
 	cJSON_Delete(resp);

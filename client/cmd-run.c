@@ -283,7 +283,9 @@ static int run_wait_exited(struct client *c, pid_t pid)
 				    (int)pid, RUN_EXIT_WAIT_MS / 1000);
 				break;
 			}
-		} else if (strcmp(code, "no_such_process") != 0 || waited >= RUN_UNKNOWN_WAIT_MS) {
+		} else if ((strcmp(code, "no_such_process") != 0 &&
+		            strcmp(code, "not_traced") != 0) ||
+		           waited >= RUN_UNKNOWN_WAIT_MS) {
 			rc = client_report_error(c, resp);
 			goto out;
 		}

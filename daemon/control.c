@@ -273,6 +273,54 @@ static struct session *find_session(struct conn *c, pid_t pid)
 	return exited;
 }
 
+/* Whether /proc hides other users' processes from them (hidepid): then
+ * the daemon must not tell them apart from processes that do not exist. */
+static bool proc_hides_pids(void)
+{
+	char line[512];
+	bool hides = false;
+	FILE *f = fopen("/proc/self/mounts", "re");
+
+	if (f == NULL)
+		return true;
+	while (fgets(line, sizeof line, f) != NULL) {
+		char dev[64], dir[256], type[32], opts[256];
+		if (sscanf(line, "%63s %255s %31s %255s", dev, dir, type, opts) != 4 ||
+		    strcmp(dir, "/proc") != 0 || strcmp(type, "proc") != 0)
+			continue;
+		const char *h = strstr(opts, "hidepid=");
+		hides = h != NULL && strncmp(h + 8, "0", 1) != 0 && strncmp(h + 8, "off", 3) != 0;
+	}
+	fclose(f);
+	return hides;
+}
+
+/* Why pid names nothing the client may see, as an error: no process of
+ * that pid, another user's (what /proc shows everybody already; not where
+ * /proc hides it), or a process that is not traced, with what to do. */
+static cJSON *control_unknown_pid(uid_t uid, pid_t pid)
+{
+	char path[32];
+	struct stat st;
+
+	snprintf(path, sizeof path, "/proc/%d", (int)pid);
+	if (stat(path, &st) != 0 || (uid != 0 && st.st_uid != uid && proc_hides_pids()))
+		return error_json("no_such_process",
+		                  "no process %d (memtraced holds nothing of one, nor a stored "
+		                  "snapshot)",
+		                  (int)pid);
+	if (uid != 0 && st.st_uid != uid)
+		return error_json("not_yours",
+		                  "process %d is uid %u's: you see your own processes only (root: "
+		                  "every one)",
+		                  (int)pid, (unsigned)st.st_uid);
+	return error_json("not_traced",
+	                  "process %d is not traced: start it under memtrace ('memtracectl run "
+	                  "-- PROGRAM', or LD_PRELOAD=libmemtrace.so), or trace it from now on "
+	                  "with 'memtracectl attach %d'",
+	                  (int)pid, (int)pid);
+}
+
 static struct session *arg_session(struct conn *c, cJSON *req, cJSON **err)
 {
 	pid_t pid;
@@ -280,7 +328,7 @@ static struct session *arg_session(struct conn *c, cJSON *req, cJSON **err)
 		return NULL;
 	struct session *s = find_session(c, pid);
 	if (s == NULL)
-		*err = error_json("no_such_process", "no traced process with pid %d", (int)pid);
+		*err = control_unknown_pid(c->uid, pid);
 	return s;
 }
 
@@ -809,10 +857,10 @@ static void cjob_done(struct job *job)
 
 	if (job->rc == -ENOENT && job->deleted)
 		resp = error_json("snapshot_deleted", "%s", job->err);
+	else if (job->rc == -ENOENT && job->source == JOB_SRC_LATEST)
+		resp = control_unknown_pid(c->uid, job->pid);
 	else if (job->rc == -ENOENT)
-		resp = error_json(job->source == JOB_SRC_LATEST ? "no_such_process"
-		                                                : "no_such_snapshot",
-		                  "%s", job->err);
+		resp = error_json("no_such_snapshot", "%s", job->err);
 	else if (job->rc == -EINVAL)
 		resp = error_json("bad_request", "%s", job->err);
 	else if (job->rc < 0)

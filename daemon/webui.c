@@ -94,6 +94,8 @@ static void reply_answer(struct http_request *rq, struct webreq *w)
 	unsigned status =
 	    e == NULL ? 200
 	    : cJSON_IsString(code) && (strncmp(code->valuestring, "no_such_", 8) == 0 ||
+	                               strcmp(code->valuestring, "not_traced") == 0 ||
+	                               strcmp(code->valuestring, "not_yours") == 0 ||
 	                               strcmp(code->valuestring, "snapshot_deleted") == 0)
 	        ? 404
 	        : 400;

@@ -65,10 +65,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Every code daemon/CONTROL.md lists. */
 static const char *const error_codes[] = {
-    "bad_request",      "unknown_command",  "no_such_process",      "no_such_snapshot",
-    "snapshot_deleted", "store_error",      "too_many_connections", "too_many_snapshots",
-    "not_live",         "no_web_interface", "too_many_sessions",    "internal",
-    "detach_failed",
+    "bad_request",          "unknown_command",    "no_such_process",
+    "no_such_snapshot",     "snapshot_deleted",   "store_error",
+    "too_many_connections", "too_many_snapshots", "not_live",
+    "no_web_interface",     "too_many_sessions",  "internal",
+    "detach_failed",        "not_traced",         "not_yours",
 };
 static const char *const commands[] = {
     "status",    "list",     "stats",     "reset-peak",   "top",
