@@ -62,7 +62,7 @@ static int cmd_run_exec(struct client *c, const struct args *a);
 
 const struct cmd_entry cmd_run_entry = {
     .name = "run",
-    .usage = "[--agent PATH] [--top N [-o FILE]] -- PROG [ARGS...]",
+    .usage = "[--agent PATH] [--pid-file FILE] [--top N [-o FILE]] -- PROG [ARGS...]",
     .summary = "start a program with the agent preloaded",
     .help = "Start PROG with the memtrace agent preloaded (put first in LD_PRELOAD),\n"
             "so memtraced traces it from its first allocation. memtracectl waits for\n"
@@ -90,13 +90,18 @@ const struct cmd_entry cmd_run_entry = {
             "  --top N             after PROG ends, print its N largest leak sites\n"
             "                      (0 = all) on stderr\n"
             "  -o, --output FILE   write that report into FILE instead; FILE is\n"
-            "                      created (or emptied) before PROG starts\n",
+            "                      created (or emptied) before PROG starts\n"
+            "  --pid-file FILE     write PROG's pid (its pid in 'list', for --pid)\n"
+            "                      into FILE, a line, once PROG is started: FILE is\n"
+            "                      created (or emptied) before, and not empty once\n"
+            "                      the pid is in it; it stays after PROG ends\n",
     /* The first operand ends the options: PROG's own options are PROG's. */
     .args =
         {
             .options = (const struct args_option[]){{"agent", 0, ARGS_PATH},
                                                     {"top", 0, ARGS_COUNT},
                                                     {"output", 'o', ARGS_FILE},
+                                                    {"pid-file", 0, ARGS_FILE},
                                                     {NULL}},
             .lower = 1,
             .upper = -1,
@@ -483,7 +488,34 @@ static char **run_envp(void)
 
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
  * exit status. *started says whether exec succeeded. */
-static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status, bool *started)
+/* --pid-file: created (or emptied) before PROG starts, so that a path
+ * that cannot be written is said before anything runs; not through a
+ * symbolic link (a pid file often lives in a shared directory). */
+static int run_open_pidfile(struct client *c, const char *path, int *fd)
+{
+	*fd = -1;
+	if (path == NULL)
+		return 0;
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (*fd < 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
+		                    strerror(errno));
+	return 0;
+}
+
+/* The pid, one write of one line: a reader sees the file empty or whole. */
+static void run_write_pidfile(int fd, pid_t pid, const char *path)
+{
+	char line[24];
+	int n = snprintf(line, sizeof line, "%d\n", (int)pid);
+
+	if (fd >= 0 && write(fd, line, (size_t)n) != n)
+		fprintf(stderr, "memtracectl: cannot write the pid into %s: %s\n", path,
+		        strerror(errno));
+}
+
+static int run_child(struct client *c, char **argv, const struct args *a, int pidfd, pid_t *pid_out,
+                     int *status, bool *started)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
 	int pipefd[2] = {-1, -1};
@@ -530,6 +562,7 @@ static int run_child(struct client *c, char **argv, pid_t *pid_out, int *status,
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
+	run_write_pidfile(pidfd, pid, args_get(a, "pid-file"));
 	*started = !run_exec_failed(pipefd[0]);
 	while (waitpid(pid, status, 0) < 0) {
 		if (errno != EINTR) {
@@ -556,7 +589,7 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	char *agent = NULL, *prog = NULL;
 	bool started, traceable;
 	pid_t pid;
-	int rc, status, out = -1;
+	int rc, status, out = -1, pidfd = -1;
 
 	if (args_has(a, "output") && !args_has(a, "top")) {
 		client_opt_error(c, "-o needs --top: it is where the --top report goes");
@@ -578,7 +611,9 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	if (args_has(a, "top") && traceable &&
 	    (rc = run_open_output(c, args_get(a, "output"), &out)) != 0)
 		goto out;
-	rc = run_child(c, a->operands, &pid, &status, &started);
+	if ((rc = run_open_pidfile(c, args_get(a, "pid-file"), &pidfd)) != 0)
+		goto out;
+	rc = run_child(c, a->operands, a, pidfd, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
 	if (args_has(a, "top") && started && traceable)
@@ -588,6 +623,8 @@ out:
 	free(prog);
 	if (out > STDERR_FILENO)
 		close(out);
+	if (pidfd >= 0)
+		close(pidfd);
 	free(agent);
 	return rc;
 }

@@ -4086,6 +4086,79 @@ START_TEST(run_top_output)
 }
 END_TEST
 
+/* `run --pid-file FILE`: FILE holds PROG's pid (the one its book and
+ * memtraced know) while it runs, and after; a symbolic link planted at the
+ * path is refused before anything runs. */
+START_TEST(run_pid_file)
+{
+	char *prog = h_prog("attachee");
+	char *truth = h_daemon_file(&D, "attachee");
+	char *file = h_daemon_file(&D, "prog.pid");
+	const char *argv[] = {h_client_bin(),
+	                      "--runtime-dir",
+	                      D.runtime,
+	                      "run",
+	                      "--agent",
+	                      h_agent_lib(),
+	                      "--pid-file",
+	                      file,
+	                      "--",
+	                      prog,
+	                      NULL};
+	struct h_spawn sp;
+	struct h_proc p;
+	char line[64] = "";
+
+	memset(&sp, 0, sizeof sp);
+	sp.argv = argv;
+	sp.truth = truth;
+	sp.uid = H_NOUID;
+	h_proc_start(&p, &sp);
+	h_proc_expect_ready(&p);
+	FILE *f = fopen(file, "r");
+	ck_assert_msg(f != NULL && fgets(line, sizeof line, f) != NULL, "no pid in %s", file);
+	fclose(f);
+	struct h_truth *t = h_truth_must(truth);
+	ck_assert_msg(atol(line) == t->pid && t->pid != p.pid && line[strlen(line) - 1] == '\n',
+	              "--pid-file holds '%s', the program is pid %ld (memtracectl %ld)", line,
+	              t->pid, (long)p.pid);
+	line[strcspn(line, "\n")] = '\0';
+	const char *stats[] = {"stats", "--pid", line, NULL};
+	struct h_ctl r;
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "run --pid-file");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+
+	/* A link where the file goes: refused, PROG not run, the target kept. */
+	char *target = h_daemon_file(&D, "target"), *marker = h_daemon_file(&D, "ran");
+	FILE *tf = fopen(target, "w");
+	ck_assert_ptr_nonnull(tf);
+	fputs("precious\n", tf);
+	fclose(tf);
+	ck_assert_int_eq(unlink(file), 0);
+	ck_assert_int_eq(symlink(target, file), 0);
+	char *touch = h_strf("touch %s", marker);
+	const char *args[] = {"run", "--pid-file", file, "--", "/bin/sh", "-c", touch, NULL};
+	h_ctl_error(&D, H_NOUID, args, "file_error");
+	struct stat st;
+	ck_assert_msg(stat(marker, &st) < 0, "the program ran although its pid file was refused");
+	tf = fopen(target, "r");
+	ck_assert_msg(tf != NULL && fgets(line, sizeof line, tf) != NULL &&
+	                  strcmp(line, "precious\n") == 0,
+	              "the link's target was written");
+	fclose(tf);
+	free(touch);
+	free(target);
+	free(marker);
+	free(file);
+	free(truth);
+	free(prog);
+}
+END_TEST
+
 /* `run -o FILE` without --top is a usage error, and runs nothing. */
 START_TEST(run_output_needs_top)
 {
@@ -4866,6 +4939,7 @@ static Suite *live_suite(void)
 	tc = h_tcase(s, "run", 120, setup, teardown);
 	tcase_add_loop_test(tc, run_top_output, 0, 3);
 	tcase_add_test(tc, run_output_needs_top);
+	tcase_add_test(tc, run_pid_file);
 	tc = h_tcase(s, "descriptors", 120, setup, teardown);
 	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
 	tc = h_tcase(s, "unwind", 300, setup, teardown);
