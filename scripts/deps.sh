@@ -14,7 +14,7 @@ if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs heaptrack redis-server redis-tools"
 fi
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium"
+	pkgs="$pkgs prometheus systemd man-db mandoc clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium"
 fi
 missing=""
 for p in $pkgs; do
