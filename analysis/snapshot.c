@@ -1191,6 +1191,23 @@ cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit)
 	return o;
 }
 
+cJSON *snapshot_where_json(const struct snapshot *s, uint64_t addr)
+{
+	char text[sizeof "0x" + 16];
+
+	if (s->nlargest == 0)
+		return NULL;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+	snprintf(text, sizeof text, "0x%" PRIx64, addr);
+	cJSON_AddStringToObject(o, "address", text);
+	cJSON *b = block_json(s, &s->largest[0]);
+	jsonout_add_u64(b, "offset", addr - s->largest[0].addr);
+	cJSON_AddItemToObject(o, "block", b);
+	cJSON_AddItemToObject(o, "sampled", snapshot_sampled_json(s->sample_bytes));
+	return o;
+}
+
 cJSON *snapshot_summary_json(const struct snapshot *s)
 {
 	char reason[sizeof s->reason];

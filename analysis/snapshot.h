@@ -148,6 +148,11 @@ cJSON *snapshot_stats_json(const struct snapshot *s);
 /* The "traceback" answer: {"pid", "snapshot", "sampled", "blocks"}, the
  * largest blocks (at most limit, 0 = all). */
 cJSON *snapshot_traceback_json(const struct snapshot *s, size_t limit);
+/* memtracectl where: {"pid", "address", "block": {"address", "size",
+ * "offset", "traceback"}, "sampled"} of the snapshot's one block (a
+ * capture_take_where), or NULL when it has none (no live block holds
+ * addr). */
+cJSON *snapshot_where_json(const struct snapshot *s, uint64_t addr);
 /* The "snapshots" list entry: {"id", "pid", "exe", "taken_at", "reason",
  * "current", "peak", "blocks", "sampled"}. */
 cJSON *snapshot_summary_json(const struct snapshot *s);

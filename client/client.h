@@ -140,6 +140,7 @@ extern const struct cmd_entry cmd_status_entry;
 extern const struct cmd_entry cmd_ui_entry;
 extern const struct cmd_entry cmd_attach_entry;
 extern const struct cmd_entry cmd_detach_entry;
+extern const struct cmd_entry cmd_where_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_stats_entry;
 extern const struct cmd_entry cmd_reset_peak_entry;
@@ -378,5 +379,6 @@ void table_history(const cJSON *resp);
 void table_ui(const cJSON *resp);
 void table_attach(const cJSON *resp);
 void table_detach(const cJSON *resp);
+void table_where(const cJSON *resp);
 
 #endif

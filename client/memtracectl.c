@@ -34,6 +34,7 @@ static const struct cmd_entry *const cmd_table[] = {
     &cmd_top_entry,     &cmd_traceback_entry, &cmd_snapshot_entry,   &cmd_snapshots_entry,
     &cmd_compare_entry, &cmd_export_entry,    &cmd_flamegraph_entry, &cmd_history_entry,
     &cmd_run_entry,     &cmd_ui_entry,        &cmd_attach_entry,     &cmd_detach_entry,
+    &cmd_where_entry,
 };
 
 static const struct cmd_entry *cmd_find(const char *name)

@@ -1262,3 +1262,20 @@ void table_detach(const cJSON *resp)
 	else
 		printf("(no snapshot of its last state was stored: see the daemon's log)\n");
 }
+
+void table_where(const cJSON *resp)
+{
+	const cJSON *b = get(resp, "block");
+	struct srccache sc = {NULL};
+	char size[32];
+
+	fmt_size(size, sizeof size, get_u64_or(b, "size", 0));
+	put_text(get_str(resp, "address", "?"));
+	printf(" is %" PRIu64 " byte%s into the block at ", get_u64_or(b, "offset", 0),
+	       get_u64_or(b, "offset", 0) == 1 ? "" : "s");
+	put_text(get_str(b, "address", "?"));
+	printf(" (size=%s) of pid %.0f, allocated at:\n", size, get_num(resp, "pid"));
+	print_estimated_line(resp, "Sampled blocks only: heap figures are ");
+	print_traceback(&sc, get(b, "traceback"));
+	src_free(&sc);
+}

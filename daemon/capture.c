@@ -53,6 +53,10 @@ struct capture {
 	bool has_view;
 	bool view_may_grow; /* the process was live: its writes copy chunks */
 	size_t nlargest;    /* how many are asked for */
+	/* capture_take_where: instead of the largest blocks, the one block
+	 * that holds this address (memtracectl where). */
+	bool where;
+	uint64_t where_addr;
 };
 
 /* ---- the largest blocks: a bounded min-heap on size ---- */
@@ -151,8 +155,25 @@ static void stacks_of_view(struct capture *c)
 	}
 }
 
+/* The block that holds an address: [addr, addr + size), or a zero-sized
+ * block at the address itself. */
+struct holder {
+	uint64_t addr;
+	struct cap_block found;
+	bool have;
+};
+
+static void holder_visit(void *arg, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct holder *h = arg;
+	if (h->addr >= addr && (h->addr - addr < size || (size == 0 && h->addr == addr))) {
+		h->found = (struct cap_block){addr, size, stack};
+		h->have = true;
+	}
+}
+
 /* Thread pool: the nlargest largest blocks of the view, largest first, each
- * naming its trace. */
+ * naming its trace (or the block holding where_addr, when asked). */
 static struct cap_block *largest_blocks(struct capture *c, size_t *n)
 {
 	struct largest l = {xcalloc(c->nlargest ? c->nlargest : 1, sizeof(struct cap_block)), 0,
@@ -161,6 +182,16 @@ static struct cap_block *largest_blocks(struct capture *c, size_t *n)
 	*n = 0;
 	if (c->nlargest == 0)
 		return l.v;
+	if (c->where) {
+		struct holder h = {c->where_addr, {0, 0, 0}, false};
+		heap_view_foreach(&c->view, holder_visit, &h);
+		if (h.have) {
+			l.v[0] = h.found;
+			l.v[0].stack = stack_index(c, l.v[0].stack);
+			*n = 1;
+		}
+		return l.v;
+	}
 	heap_view_foreach(&c->view, largest_visit, &l);
 	qsort(l.v, l.n, sizeof(*l.v), by_size_desc);
 	for (size_t i = 0; i < l.n; i++)
@@ -218,6 +249,14 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 	 * its own. */
 	c->view_may_grow = s->state == SESSION_LIVE;
 	c->nlargest = nlargest;
+	return c;
+}
+
+struct capture *capture_take_where(struct session *s, uint64_t addr)
+{
+	struct capture *c = capture_take(s, s->state == SESSION_LIVE ? "live" : "exited", 1);
+	c->where = true;
+	c->where_addr = addr;
 	return c;
 }
 

@@ -741,7 +741,16 @@ static cJSON *cmd_detach(struct conn *c, cJSON *req, struct session *s)
 
 /* ---- commands that run on the thread pool ---- */
 
-enum job_kind { JOB_TOP, JOB_TRACEBACK, JOB_STATS, JOB_GET, JOB_TAKE, JOB_LIST, JOB_FLAME };
+enum job_kind {
+	JOB_TOP,
+	JOB_TRACEBACK,
+	JOB_STATS,
+	JOB_GET,
+	JOB_TAKE,
+	JOB_LIST,
+	JOB_FLAME,
+	JOB_WHERE
+};
 
 /* What a control job carries besides the job. */
 struct cjob {
@@ -756,6 +765,7 @@ struct cjob {
 	char *text;             /* resp printed, also on the worker */
 	size_t charged;         /* bytes of its capture charged to d->snap_bytes for c->uid */
 	enum flame_value flame; /* JOB_FLAME: what the graph's widths are */
+	uint64_t address;       /* JOB_WHERE: the address asked about */
 };
 
 static void cjob_free(struct cjob *q)
@@ -808,6 +818,21 @@ static void cjob_answer(struct job *job)
 		return;
 	case JOB_STATS:
 		q->resp = snapshot_stats_json(snap);
+		return;
+	case JOB_WHERE:
+		q->resp = snapshot_where_json(snap, q->address);
+		if (q->resp == NULL) {
+			job->rc = -ESRCH;
+			snprintf(
+			    job->err, sizeof(job->err),
+			    "address 0x%" PRIx64 " is in no live block of process %d%s", q->address,
+			    (int)snap->pid,
+			    snap->sample_bytes != 0
+			        ? " that the sampling recorded (MEMTRACE_SAMPLE: most blocks are "
+			          "not)"
+			        : " (freed, never allocated through malloc, or allocated before "
+			          "an attach)");
+		}
 		return;
 	case JOB_GET:
 		q->resp = snapshot_to_json(snap);
@@ -863,6 +888,8 @@ static void cjob_done(struct job *job)
 		resp = error_json("no_such_snapshot", "%s", job->err);
 	else if (job->rc == -EINVAL)
 		resp = error_json("bad_request", "%s", job->err);
+	else if (job->rc == -ESRCH)
+		resp = error_json("no_such_block", "%s", job->err);
 	else if (job->rc < 0)
 		resp = error_json("store_error", "%s", job->err);
 	else
@@ -1083,6 +1110,42 @@ static cJSON *cmd_traceback(struct conn *c, cJSON *req, struct session *unused)
 	return NULL;
 }
 
+/* memtracectl where: the live block that holds "address" (a string, 0x
+ * hexadecimal or decimal, as a debugger prints a pointer) and the
+ * traceback of its allocation, tracemalloc's get_object_traceback. Live
+ * processes only: an ended one's block table is not kept. */
+static cJSON *cmd_where(struct conn *c, cJSON *req, struct session *s)
+{
+	cJSON *a = cJSON_GetObjectItemCaseSensitive(req, "address");
+	char *end = NULL;
+	uint64_t addr;
+
+	if (!cJSON_IsString(a) || a->valuestring[0] == '\0' || a->valuestring[0] == '-')
+		return error_json("bad_request", "\"address\" must be a string: 0x hexadecimal or "
+		                                 "decimal");
+	errno = 0;
+	addr = strtoull(a->valuestring, &end, 0);
+	if (errno != 0 || *end != '\0')
+		return error_json("bad_request", "\"address\" is not a number: '%.40s'",
+		                  a->valuestring);
+	if (s->state != SESSION_LIVE)
+		return error_json("not_live",
+		                  "process %d has ended: where answers for a live process's blocks",
+		                  (int)s->pid);
+	struct cjob *q = cjob_new(c, JOB_WHERE);
+	struct job *job = job_new(c->d);
+	q->address = addr;
+	job->uid = c->uid == 0 ? -1 : (long)c->uid;
+	job->pid = s->pid;
+	job->source = JOB_SRC_CAPTURE;
+	job->capture = capture_take_where(s, addr);
+	cJSON *err = charge_capture(c, q, job);
+	if (err != NULL)
+		return cjob_abort(job, q, err);
+	cjob_start(c, job, q);
+	return NULL;
+}
+
 /* Stats of a stored snapshot (by id, or the newest of a pid no longer in
  * memory); a process in memory is answered directly by cmd_stats. */
 static cJSON *cmd_stats_stored(struct conn *c, cJSON *req)
@@ -1232,6 +1295,7 @@ static const struct control_cmd control_cmds[] = {
     {"stats", cmd_stats, false, ON_BOTH},
     {"reset-peak", cmd_reset_peak, true, ON_SOCKET},
     {"detach", cmd_detach, true, ON_SOCKET},
+    {"where", cmd_where, true, ON_BOTH},
     {"history", cmd_history, false, ON_BOTH},
     {"top", cmd_top, false, ON_BOTH},
     {"traceback", cmd_traceback, false, ON_BOTH},

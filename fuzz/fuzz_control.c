@@ -70,10 +70,11 @@ static const char *const error_codes[] = {
     "too_many_connections", "too_many_snapshots", "not_live",
     "no_web_interface",     "too_many_sessions",  "internal",
     "detach_failed",        "not_traced",         "not_yours",
+    "no_such_block",
 };
 static const char *const commands[] = {
-    "status",    "list",     "stats",     "reset-peak",   "top",
-    "traceback", "snapshot", "snapshots", "snapshot-get", "detach",
+    "status",   "list",      "stats",        "reset-peak", "top",   "traceback",
+    "snapshot", "snapshots", "snapshot-get", "detach",     "where",
 };
 
 /* The one daemon of the process, and what its heaps held at the start. */

@@ -143,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case PROTO_MODULES_RESET:
 		case PROTO_WAKE:
+		case PROTO_DETACH:
 			check_empty(data, h.type, p, h.len);
 			break;
 		default:

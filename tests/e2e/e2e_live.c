@@ -96,6 +96,12 @@
  *                               that takes the agent's numbers stops it
  *                               cleanly; the agent never writes to the
  *                               program's descriptors nor takes one away
+ *  where_blocks                 `memtracectl where --pid P ADDRESS` for the
+ *                               start, an interior and the last byte of
+ *                               blocks progs/pointers prints (hex and
+ *                               decimal): the block, its size, the offset and
+ *                               the traceback of its site, as its book says; a
+ *                               freed block's address is no_such_block
  *  attach_self                  a program that loads the agent with dlopen
  *                               (RTLD_LOCAL) is traced exactly from then on,
  *                               on two threads; older blocks' frees are
@@ -142,6 +148,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -1610,6 +1617,115 @@ START_TEST(peak_and_reset)
 	              s3.peak);
 	h_truth_free(t);
 	h_truth_free(t2);
+	h_proc_cleanup(&p);
+}
+END_TEST
+
+/* One `where` answer checked against the book: the block that starts at
+ * start and has size bytes, the offset of addr in it, and the traceback of
+ * the record rec (its frames, most recent first). */
+static void check_where(const char *pidbuf, const char *arg, uint64_t addr, uint64_t start,
+                        uint64_t size, const struct h_rec *rec)
+{
+	struct h_ctl r;
+	const char *args[] = {"where", "--pid", pidbuf, arg, NULL};
+	long long got_size = -1, got_off = -1;
+	char want[32];
+
+	h_ctl_ok(&D, H_NOUID, &r, args);
+	const cJSON *b = cJSON_GetObjectItem(r.json, "block");
+	const cJSON *a = cJSON_GetObjectItem(b, "address");
+	snprintf(want, sizeof want, "0x%" PRIx64, start);
+	ck_assert_msg(cJSON_IsString(a) && strcmp(a->valuestring, want) == 0 &&
+	                  h_json_int(b, "size", &got_size) && got_size == (long long)size &&
+	                  h_json_int(b, "offset", &got_off) && got_off == (long long)(addr - start),
+	              "where %s: want the block %s of %" PRIu64 " B at offset %" PRIu64 ": %.1500s",
+	              arg, want, size, addr - start, r.out);
+	const cJSON *tb = cJSON_GetObjectItem(b, "traceback");
+	ck_assert_msg(cJSON_GetArraySize(tb) >= rec->nframes, "where %s: %d frames, the book %d",
+	              arg, cJSON_GetArraySize(tb), rec->nframes);
+	for (int i = 0; i < rec->nframes; i++) {
+		const cJSON *f = cJSON_GetArrayItem(tb, i);
+		const cJSON *file = cJSON_GetObjectItem(f, "filename");
+		const cJSON *func = cJSON_GetObjectItem(f, "function");
+		long long line = -1;
+		ck_assert_msg(cJSON_IsString(file) && cJSON_IsString(func) &&
+		                  h_json_int(f, "lineno", &line) &&
+		                  h_file_matches(file->valuestring, rec->f[i].file) &&
+		                  line == rec->f[i].line &&
+		                  h_func_matches(func->valuestring, rec->f[i].func, rec->f[i].file),
+		              "where %s: frame %d is not the book's %s:%d %s: %.1500s", arg, i,
+		              rec->f[i].file, rec->f[i].line, rec->f[i].func, r.out);
+	}
+	h_ctl_free(&r);
+}
+
+START_TEST(where_blocks)
+{
+	struct h_proc p;
+	char pidbuf[24], line[256], arg[64];
+	struct {
+		uint64_t addr, size;
+		int rec;
+	} blocks[3];
+	int n = 0;
+	uint64_t gone = 0;
+
+	h_prog_start(&p, &D, "pointers", NULL, H_NOUID, NULL);
+	for (;;) {
+		ck_assert_int_eq(h_proc_readline(&p, line, sizeof line, 20000), 1);
+		char name[32];
+		unsigned long long a, sz;
+		int rec;
+		if (strcmp(line, "ready") == 0)
+			break;
+		if (sscanf(line, "block %31s %llx %llu %d", name, &a, &sz, &rec) == 4 && n < 3) {
+			blocks[n].addr = a;
+			blocks[n].size = sz;
+			blocks[n++].rec = rec;
+		} else if (sscanf(line, "gone %llx", &a) == 1)
+			gone = a;
+	}
+	ck_assert_int_eq(n, 3);
+	struct h_truth *t = h_truth_must(p.truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	for (int i = 0; i < n; i++) {
+		const uint64_t offs[] = {0, blocks[i].size / 2, blocks[i].size - 1};
+		ck_assert(blocks[i].rec >= 0 && blocks[i].rec < t->nrecs);
+		for (int k = 0; k < 3; k++) {
+			uint64_t at = blocks[i].addr + offs[k];
+			/* hex as gdb prints a pointer; decimal for the middle byte */
+			if (k == 1)
+				snprintf(arg, sizeof arg, "%" PRIu64, at);
+			else
+				snprintf(arg, sizeof arg, "0x%" PRIx64, at);
+			check_where(pidbuf, arg, at, blocks[i].addr, blocks[i].size,
+			            &t->recs[blocks[i].rec]);
+		}
+	}
+	/* A freed block's address is in no live block. */
+	snprintf(arg, sizeof arg, "0x%llx", (unsigned long long)gone);
+	const char *freed[] = {"where", "--pid", pidbuf, arg, NULL};
+	h_ctl_error(&D, H_NOUID, freed, "no_such_block");
+	/* Not a number: a usage error; an untraced process: not_traced. */
+	const char *bad[] = {"where", "--pid", pidbuf, "0xzz", NULL};
+	h_ctl_error(&D, H_NOUID, bad, "bad_request");
+	char self[24];
+	snprintf(self, sizeof self, "%ld", (long)getpid());
+	const char *untraced[] = {"where", "--pid", self, "0x1000", NULL};
+	h_ctl_error(&D, H_NOUID, untraced, "not_traced");
+	/* The table says it as a sentence, with the site's source line. */
+	snprintf(arg, sizeof arg, "0x%" PRIx64, blocks[0].addr + 50);
+	const char *tab[] = {"where", "--pid", pidbuf, arg, "--table", NULL};
+	struct h_ctl r;
+	h_ctl_run(&D, H_NOUID, &r, tab);
+	ck_assert_msg(r.status == 0 && strstr(r.out, "is 50 bytes into the block at") != NULL &&
+	                  strstr(r.out, "small = malloc(100)") != NULL,
+	              "where --table: %.1500s", r.out);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "pointers");
+	h_truth_free(t);
 	h_proc_cleanup(&p);
 }
 END_TEST
@@ -4884,6 +5000,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, peak_sites);
 	tcase_add_test(tc, flamegraph_page);
 	tcase_add_test(tc, history_series);
+	tcase_add_test(tc, where_blocks);
 	tc = h_tcase(s, "attach", 120, setup_shared, teardown);
 	tcase_add_test(tc, attach_self);
 	tcase_add_test(tc, attach_ptrace);
