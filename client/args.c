@@ -11,6 +11,7 @@
  */
 #include "client.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -317,4 +318,28 @@ int args_count(const struct args *a, const char *name, int def)
 	if (arg == NULL || client_parse_ulong(arg, INT_MAX, &v) < 0)
 		return def;
 	return (int)v;
+}
+
+int client_pid_arg(struct client *c, const struct args *a, const char *cmd, int *out)
+{
+	const char *opt = args_get(a, "pid");
+	const char *arg = a->noperands > 0 ? a->operands[0] : opt;
+	unsigned long v;
+
+	if (a->noperands > 0 && opt != NULL) {
+		client_opt_error(c, "give the pid once: memtracectl %s PID", cmd);
+		return -EINVAL;
+	}
+	if (arg == NULL) {
+		client_opt_error(c, "%s needs a pid: memtracectl %s PID", cmd, cmd);
+		return -EINVAL;
+	}
+	int rc = client_parse_ulong(arg, INT_MAX, &v);
+	if (rc < 0 || v == 0) {
+		client_opt_error(c, "the pid must be a positive integer up to %d, not '%s'",
+		                 INT_MAX, arg);
+		return -EINVAL;
+	}
+	*out = (int)v;
+	return 0;
 }

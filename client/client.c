@@ -77,30 +77,6 @@ int client_parse_ulong(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
-int client_pid_arg(struct client *c, const struct args *a, const char *cmd, int *out)
-{
-	const char *opt = args_get(a, "pid");
-	const char *arg = a->noperands > 0 ? a->operands[0] : opt;
-	unsigned long v;
-
-	if (a->noperands > 0 && opt != NULL) {
-		client_opt_error(c, "give the pid once: memtracectl %s PID", cmd);
-		return -EINVAL;
-	}
-	if (arg == NULL) {
-		client_opt_error(c, "%s needs a pid: memtracectl %s PID", cmd, cmd);
-		return -EINVAL;
-	}
-	int rc = client_parse_ulong(arg, INT_MAX, &v);
-	if (rc < 0 || v == 0) {
-		client_opt_error(c, "the pid must be a positive integer up to %d, not '%s'",
-		                 INT_MAX, arg);
-		return -EINVAL;
-	}
-	*out = (int)v;
-	return 0;
-}
-
 int client_unknown_pid(struct client *c, int pid)
 {
 	char path[32];
