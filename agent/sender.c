@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -219,11 +220,43 @@ static int sock_open(uid_t *owner)
 	return 0;
 }
 
+/* The path the program was started as: AT_EXECFN, absolute. Found once,
+ * by the image's first HELLO (a fork child inherits it: the directory may
+ * have changed since). Empty when the kernel gave none. */
+static const char *started_path(size_t *len)
+{
+	static char path[PROTO_MAX_PATH];
+	static bool found;
+
+	if (!found) {
+		const char *fn = (const char *)getauxval(AT_EXECFN);
+		found = true;
+		path[0] = '\0';
+		if (fn != NULL && fn[0] == '/') {
+			if (strlen(fn) < sizeof(path))
+				strcpy(path, fn);
+		} else if (fn != NULL && getcwd(path, sizeof(path)) != NULL) {
+			size_t n = strlen(path);
+			while (fn[0] == '.' && fn[1] == '/')
+				fn += 2;
+			if (n + 1 + strlen(fn) < sizeof(path)) {
+				path[n] = '/';
+				strcpy(path + n + 1, fn);
+			} else {
+				path[0] = '\0';
+			}
+		}
+	}
+	*len = strlen(path);
+	return path;
+}
+
 static int send_hello(void)
 {
 	static char exe[PROTO_MAX_PATH];
 	static char cmdline[8192];
 	struct proto_hello h;
+	size_t started_len;
 
 	memset(&h, 0, sizeof(h));
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe));
@@ -235,6 +268,8 @@ static int send_hello(void)
 		close(fd);
 	h.cmdline = cmdline;
 	h.cmdline_len = n > 0 ? (uint32_t)n : 0;
+	h.started = started_path(&started_len);
+	h.started_len = (uint32_t)started_len;
 	h.version = PROTO_VERSION;
 	h.flags = (g_cfg.drop ? PROTO_HELLO_DROP : 0) | (g_cfg.fp ? PROTO_HELLO_FP : 0) |
 	          (g_cfg.sample_bytes ? PROTO_HELLO_SAMPLED : 0) |

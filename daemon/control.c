@@ -533,6 +533,11 @@ static void add_identity(cJSON *o, const struct session *s)
 {
 	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
 	cJSON_AddStringToObject(o, "exe", s->exe ? s->exe : "");
+	/* The file itself, when exe is the name of a link to it. */
+	cJSON_AddStringToObject(o, "exe_resolved",
+	                        s->exe_resolved ? s->exe_resolved
+	                        : s->exe        ? s->exe
+	                                        : "");
 	cJSON_AddItemToObject(o, "cmdline", cmdline_json(s));
 	cJSON_AddStringToObject(o, "state", session_state_name(s));
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +96,7 @@ void session_unref(struct session *s)
 	modmap_close(&s->modules);
 	free(s->rbuf);
 	free(s->exe);
+	free(s->exe_resolved);
 	free(s->cmdline);
 	free(s->error);
 	free(s->end_why);
@@ -302,11 +304,44 @@ static bool identity_from_parent(struct session *s)
 		    p->exe == NULL)
 			continue;
 		s->exe = xstrdup(p->exe);
+		s->exe_resolved = xstrdup(p->exe_resolved != NULL ? p->exe_resolved : p->exe);
 		s->cmdline = xmemdup(p->cmdline, p->cmdline_len + 1);
 		s->cmdline_len = p->cmdline_len;
 		return true;
 	}
 	return false;
+}
+
+/* The path the agent says the program was started as (a link's name:
+ * /usr/bin/redis-server for redis-check-rdb) becomes its exe when it names
+ * the very file /proc/PID/exe is, seen from the process's root: the
+ * agent's word is a name, the kernel's check makes it true. */
+static void take_started(struct session *s, const struct proto_hello *h)
+{
+	char link[64], path[PROTO_MAX_PATH + 64];
+	struct stat a, b;
+
+	if (h->started_len == 0 || h->started[0] != '/' ||
+	    memchr(h->started, '\0', h->started_len) != NULL ||
+	    (strlen(s->exe) == h->started_len && memcmp(s->exe, h->started, h->started_len) == 0))
+		return;
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)s->pid);
+	snprintf(path, sizeof(path), "/proc/%d/root%.*s", (int)s->pid, (int)h->started_len,
+	         h->started);
+	if (stat(link, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino)
+		return;
+	free(s->exe);
+	s->exe = xstrndup(h->started, h->started_len);
+}
+
+/* A program that rewrote its title (setproctitle) leaves the rest of its
+ * old arguments' space as NULs: /proc reads them as empty arguments. */
+static void trim_cmdline(struct session *s)
+{
+	while (s->cmdline_len >= 2 && s->cmdline[s->cmdline_len - 1] == '\0' &&
+	       s->cmdline[s->cmdline_len - 2] == '\0')
+		s->cmdline_len--;
 }
 
 static int on_hello(struct session *s, const uint8_t *p, size_t n)
@@ -363,6 +398,8 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		s->exe = xstrndup(exe, (size_t)l);
 	else
 		s->exe = xstrndup(h.exe, h.exe_len);
+	s->exe_resolved = xstrdup(s->exe);
+	take_started(s, &h);
 	size_t len = 0;
 	s->cmdline = read_proc(s->pid, "cmdline", &len);
 	if (s->cmdline != NULL && len > 0) {
@@ -372,6 +409,7 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		s->cmdline = xstrndup(h.cmdline, h.cmdline_len);
 		s->cmdline_len = h.cmdline_len;
 	}
+	trim_cmdline(s);
 identified:
 	if (h.parent_pid != 0) {
 		s->inheriting = true;
@@ -593,6 +631,8 @@ size_t session_memory(const struct session *s)
 	size_t n = sizeof(*s) + heap_memory(&s->heap) + s->rcap + s->cmdline_len + 1;
 	if (s->exe != NULL)
 		n += strlen(s->exe) + 1;
+	if (s->exe_resolved != NULL)
+		n += strlen(s->exe_resolved) + 1;
 	if (s->error != NULL)
 		n += strlen(s->error) + 1;
 	n += modmap_memory(&s->modules);

@@ -64,7 +64,8 @@ struct session {
 	uid_t uid;
 	gid_t gid;
 	uint64_t start_time; /* clock ticks since boot (/proc/PID/stat field 22) */
-	char *exe;
+	char *exe;          /* as started (a link's name), when it is the same file, else: */
+	char *exe_resolved; /* /proc/PID/exe, the file itself */
 	char *cmdline; /* argv joined by NULs */
 	size_t cmdline_len;
 	enum session_state state;

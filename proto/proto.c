@@ -43,12 +43,13 @@ ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m
 	/* nframes is checked here as the decoder checks it: a HELLO the daemon
 	 * would refuse must fail in the agent, where the cause is known. */
 	if (m->exe_len > PROTO_MAX_PATH || m->cmdline_len > PROTO_MAX_CMDLINE ||
-	    (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0 || m->nframes == 0 ||
-	    m->nframes > PROTO_MAX_FRAMES)
+	    m->started_len > PROTO_MAX_PATH || (m->flags & ~PROTO_HELLO_FLAGS_ALL) != 0 ||
+	    m->nframes == 0 || m->nframes > PROTO_MAX_FRAMES)
 		return -EINVAL;
 	if (m->fork_seq > PROTO_SEQ_MAX)
 		return -EINVAL;
-	size_t len = PROTO_HELLO_FIXED + 4 + (size_t)m->exe_len + 4 + (size_t)m->cmdline_len;
+	size_t len = PROTO_HELLO_FIXED + 4 + (size_t)m->exe_len + 4 + (size_t)m->cmdline_len + 4 +
+	             (size_t)m->started_len;
 	uint8_t *p = frame_begin(buf, cap, PROTO_HELLO, len);
 	if (p == NULL)
 		return -ENOSPC;
@@ -68,6 +69,10 @@ ssize_t proto_hello_encode(uint8_t *buf, size_t cap, const struct proto_hello *m
 	proto_put_u32(p, m->cmdline_len);
 	if (m->cmdline_len > 0)
 		memcpy(p + 4, m->cmdline, m->cmdline_len);
+	p += 4 + m->cmdline_len;
+	proto_put_u32(p, m->started_len);
+	if (m->started_len > 0)
+		memcpy(p + 4, m->started, m->started_len);
 	return (ssize_t)(PROTO_HDR_SIZE + len);
 }
 
@@ -111,6 +116,9 @@ int proto_hello_decode(const uint8_t *p, size_t n, struct proto_hello *m)
 	if (get_bytes(p, n, &off, PROTO_MAX_CMDLINE, &s, &m->cmdline_len) < 0)
 		return -EBADMSG;
 	m->cmdline = (const char *)s;
+	if (get_bytes(p, n, &off, PROTO_MAX_PATH, &s, &m->started_len) < 0)
+		return -EBADMSG;
+	m->started = (const char *)s;
 	return off == n ? 0 : -EBADMSG;
 }
 

@@ -95,6 +95,11 @@ struct proto_hello {
 	uint32_t exe_len;
 	const char *cmdline; /* argv joined by NULs */
 	uint32_t cmdline_len;
+	/* The path the program was started as (the kernel's AT_EXECFN, made
+	 * absolute with the directory it started in; not resolved: a symbolic
+	 * link's own name), or empty. Not NUL-terminated. */
+	const char *started;
+	uint32_t started_len;
 };
 
 struct proto_module {

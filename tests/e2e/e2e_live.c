@@ -4275,6 +4275,72 @@ START_TEST(run_pid_file)
 }
 END_TEST
 
+/* A program started through a symbolic link, by a relative path: stats
+ * and list name it as started (the link, made absolute), the file itself
+ * beside it (exe_resolved), and its command line as given, without
+ * trailing empty strings. */
+START_TEST(exe_as_started)
+{
+	char *dir = h_daemon_file(&D, "bin");
+	char *prog = h_prog("attachee");
+	char *link = h_strf("%s/linked-prog", dir);
+	char *truth = h_daemon_file(&D, "linked");
+	char *script = h_strf("cd %s && exec ./linked-prog first ''", dir);
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	char real[PATH_MAX];
+	struct h_spawn sp;
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24];
+
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	ck_assert_int_eq(symlink(prog, link), 0);
+	ck_assert_ptr_nonnull(realpath(prog, real));
+	memset(&sp, 0, sizeof sp);
+	sp.argv = argv;
+	sp.agent = true;
+	sp.runtime_dir = D.runtime;
+	sp.truth = truth;
+	sp.uid = H_NOUID;
+	h_proc_start(&p, &sp);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	const char *stats[] = {"stats", "--pid", pidbuf, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	const cJSON *exe = cJSON_GetObjectItem(r.json, "exe");
+	const cJSON *res = cJSON_GetObjectItem(r.json, "exe_resolved");
+	const cJSON *cmd = cJSON_GetObjectItem(r.json, "cmdline");
+	ck_assert_msg(cJSON_IsString(exe) && strcmp(exe->valuestring, link) == 0 &&
+	                  cJSON_IsString(res) && strcmp(res->valuestring, real) == 0,
+	              "want exe %s, exe_resolved %s: %.1000s", link, real, r.out);
+	/* Its arguments as given, but for the empty last one: trailing empty
+	 * strings are what a title rewritten in place leaves, and dropped. */
+	ck_assert_msg(cJSON_GetArraySize(cmd) == 2 &&
+	                  strcmp(cJSON_GetArrayItem(cmd, 0)->valuestring, "./linked-prog") == 0 &&
+	                  strcmp(cJSON_GetArrayItem(cmd, 1)->valuestring, "first") == 0,
+	              "cmdline: %.1000s", r.out);
+	h_ctl_free(&r);
+	const char *list[] = {"list", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, list);
+	const cJSON *mine = h_list_find(r.json, t->pid);
+	ck_assert_msg(mine != NULL &&
+	                  strcmp(cJSON_GetObjectItem(mine, "exe")->valuestring, link) == 0 &&
+	                  strcmp(cJSON_GetObjectItem(mine, "exe_resolved")->valuestring, real) == 0,
+	              "list: %.1500s", r.out);
+	h_ctl_free(&r);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "attachee through a link");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(script);
+	free(truth);
+	free(link);
+	free(prog);
+	free(dir);
+}
+END_TEST
+
 /* `run -o FILE` without --top is a usage error, and runs nothing. */
 START_TEST(run_output_needs_top)
 {
@@ -5057,6 +5123,7 @@ static Suite *live_suite(void)
 	tcase_add_loop_test(tc, run_top_output, 0, 3);
 	tcase_add_test(tc, run_output_needs_top);
 	tcase_add_test(tc, run_pid_file);
+	tcase_add_test(tc, exe_as_started);
 	tc = h_tcase(s, "descriptors", 120, setup, teardown);
 	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
 	tc = h_tcase(s, "unwind", 300, setup, teardown);

@@ -21,7 +21,8 @@
 /* Big enough for the largest frame an encoder can produce (a HELLO with the
  * longest exe and cmdline) plus room for sentinels behind it. */
 #define BUF_SIZE                                                                                   \
-	(PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4 + PROTO_MAX_PATH + 4 + PROTO_MAX_CMDLINE + 64)
+	(PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4 + PROTO_MAX_PATH + 4 + PROTO_MAX_CMDLINE + 4 +     \
+	 PROTO_MAX_PATH + 64)
 #define SENTINEL 0xa5
 
 static uint8_t buf[BUF_SIZE];
@@ -238,6 +239,8 @@ static const struct proto_hello hello_typical = {
     .exe_len = 12,
     .cmdline = "app\0--port=8080\0",
     .cmdline_len = 16,
+    .started = "/usr/local/bin/app-link",
+    .started_len = 23,
 };
 
 static void assert_hello_eq(const struct proto_hello *a, const struct proto_hello *b)
@@ -253,6 +256,9 @@ static void assert_hello_eq(const struct proto_hello *a, const struct proto_hell
 		ck_assert_mem_eq(a->exe, b->exe, a->exe_len);
 	if (a->cmdline_len > 0)
 		ck_assert_mem_eq(a->cmdline, b->cmdline, a->cmdline_len);
+	ck_assert_uint_eq(a->started_len, b->started_len);
+	if (a->started_len > 0)
+		ck_assert_mem_eq(a->started, b->started, a->started_len);
 }
 
 /* Encodes m into buf, decodes it back and compares; returns the frame size. */
@@ -261,8 +267,8 @@ static size_t hello_round_trip(const struct proto_hello *m)
 	struct proto_hello got;
 	ssize_t size = proto_hello_encode(buf, sizeof(buf) - 16, m);
 
-	ck_assert_int_eq(size,
-	                 PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4 + m->exe_len + 4 + m->cmdline_len);
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 4 + m->exe_len + 4 +
+	                           m->cmdline_len + 4 + m->started_len);
 	size_t len = frame_check(buf, size, PROTO_HELLO);
 	assert_sentinel_after(buf, (size_t)size);
 	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, len, &got), 0);
@@ -275,7 +281,7 @@ static size_t hello_round_trip(const struct proto_hello *m)
 START_TEST(test_hello_layout)
 {
 	static const uint8_t want[] = {
-	    0x35, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 53 bytes, HELLO */
+	    0x3a, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* header: 58 bytes, HELLO */
 	    0x05, 0x00, 0x00, 0x00,                         /* version */
 	    0x05, 0x00, 0x00, 0x00,                         /* flags DROP|SAMPLED */
 	    0x20, 0x00, 0x00, 0x00,                         /* nframes 32 */
@@ -286,6 +292,7 @@ START_TEST(test_hello_layout)
 	    0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x00, 0x00, /* fork_seq */
 	    0x02, 0x00, 0x00, 0x00, 'a',  'b',              /* exe */
 	    0x03, 0x00, 0x00, 0x00, 'a',  0x00, 'b',        /* cmdline */
+	    0x01, 0x00, 0x00, 0x00, '/',                    /* started */
 	};
 	const struct proto_hello m = {
 	    .version = 5,
@@ -299,6 +306,8 @@ START_TEST(test_hello_layout)
 	    .exe_len = 2,
 	    .cmdline = "a\0b",
 	    .cmdline_len = 3,
+	    .started = "/",
+	    .started_len = 1,
 	};
 
 	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &m), sizeof(want));
@@ -321,14 +330,16 @@ START_TEST(test_hello_boundaries)
 	m.exe_len = 0;
 	m.cmdline = NULL;
 	m.cmdline_len = 0;
+	m.started = NULL;
+	m.started_len = 0;
 	m.flags = 0;
 	m.nframes = 1;
 	m.pid = 0;
 	m.sample_bytes = 0;
 	struct proto_hello got;
 	ssize_t size = proto_hello_encode(buf, sizeof(buf), &m);
-	ck_assert_int_eq(size, PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 8);
-	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, PROTO_HELLO_FIXED + 8, &got), 0);
+	ck_assert_int_eq(size, PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 12);
+	ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_SIZE, PROTO_HELLO_FIXED + 12, &got), 0);
 	ck_assert_uint_eq(got.exe_len, 0);
 	ck_assert_uint_eq(got.cmdline_len, 0);
 	ck_assert_uint_eq(got.nframes, 1);
@@ -342,6 +353,8 @@ START_TEST(test_hello_boundaries)
 	m.exe_len = PROTO_MAX_PATH;
 	m.cmdline = big_cmdline;
 	m.cmdline_len = PROTO_MAX_CMDLINE;
+	m.started = big_path;
+	m.started_len = PROTO_MAX_PATH;
 	size_t full = hello_round_trip(&m);
 	ck_assert_uint_le(full - PROTO_HDR_SIZE, PROTO_MAX_PAYLOAD);
 	/* Exactly enough room is enough. */
@@ -573,12 +586,14 @@ START_TEST(test_hello_strings_over_limit)
 	proto_put_u32(work + n, PROTO_MAX_PATH + 1);
 	memcpy(work + n + 4, big_path, PROTO_MAX_PATH + 1);
 	n += 4 + PROTO_MAX_PATH + 1;
-	proto_put_u32(work + n, 0);
-	n += 4;
+	proto_put_u32(work + n, 0);     /* cmdline_len */
+	proto_put_u32(work + n + 4, 0); /* started_len */
+	n += 8;
 	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
 	/* The same frame one byte shorter is exactly at the limit, and fine. */
 	proto_put_u32(work + PROTO_HELLO_FIXED, PROTO_MAX_PATH);
 	proto_put_u32(work + PROTO_HELLO_FIXED + 4 + PROTO_MAX_PATH, 0);
+	proto_put_u32(work + PROTO_HELLO_FIXED + 8 + PROTO_MAX_PATH, 0);
 	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
 
 	n = PROTO_HELLO_FIXED;
@@ -587,8 +602,23 @@ START_TEST(test_hello_strings_over_limit)
 	proto_put_u32(work + n, PROTO_MAX_CMDLINE + 1);
 	memcpy(work + n + 4, big_cmdline, PROTO_MAX_CMDLINE + 1);
 	n += 4 + PROTO_MAX_CMDLINE + 1;
+	proto_put_u32(work + n, 0); /* started_len */
+	n += 4;
 	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
 	proto_put_u32(work + PROTO_HELLO_FIXED + 4, PROTO_MAX_CMDLINE);
+	proto_put_u32(work + PROTO_HELLO_FIXED + 8 + PROTO_MAX_CMDLINE, 0);
+	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
+
+	/* The path as started: PROTO_MAX_PATH too. */
+	n = PROTO_HELLO_FIXED;
+	proto_put_u32(work + n, 0);
+	proto_put_u32(work + n + 4, 0);
+	n += 8;
+	proto_put_u32(work + n, PROTO_MAX_PATH + 1);
+	memcpy(work + n + 4, big_path, PROTO_MAX_PATH + 1);
+	n += 4 + PROTO_MAX_PATH + 1;
+	ck_assert_int_eq(decode_exact(dec_hello, work, n), -EBADMSG);
+	proto_put_u32(work + PROTO_HELLO_FIXED + 8, PROTO_MAX_PATH);
 	ck_assert_int_eq(decode_exact(dec_hello, work, n - 1), 0);
 }
 END_TEST

@@ -237,7 +237,8 @@ static void send_hello(struct wire *w, struct model *m, const char *exe, const c
 	    .cmdline = cmdline,
 	    .cmdline_len = (uint32_t)cmdline_len,
 	};
-	size_t cap = PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 8 + h.exe_len + h.cmdline_len;
+	size_t cap =
+	    PROTO_HDR_SIZE + PROTO_HELLO_FIXED + 12 + h.exe_len + h.cmdline_len + h.started_len;
 	wire_add(w, proto_hello_encode(wire_room(w, cap), cap, &h));
 	m->hello = true;
 	m->nframes = 24;
@@ -745,7 +746,10 @@ START_TEST(test_session_identity_from_hello)
 
 	model_init(&m);
 	pass_region();
-	send_hello(&w, &m, "/opt/app/bin/server", "server\0-c\0/etc/app.conf\0", 25);
+	/* The NULs after the last argument (what a title rewritten in place
+	 * leaves) are no arguments: the daemon keeps the 24 bytes before. */
+	send_hello(&w, &m, "/opt/app/bin/server", "server\0-c\0/etc/app.conf\0\0\0\0", 28);
+	m.cmdline_len = 24;
 	feed_ok(S, &w, 0, "hello");
 	assert_session(S, &m, "hello");
 	wire_free(&w);
