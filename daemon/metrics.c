@@ -1,12 +1,15 @@
 /* metrics.c - the Prometheus endpoint (see metrics.h). */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "capture.h"
 #include "control.h"
@@ -22,8 +25,12 @@
 #define MIN_REFRESH_MS    1000 /* scrapes closer than this share a result */
 #define ROUND_DEADLINE_MS 5000 /* longest a scrape waits for symbols */
 #define CAPTURE_SLICE_MS  8    /* loop time a round's captures take per turn */
-#define MAX_FUNCTION      512  /* bytes of a function name kept in a label */
-#define MAX_FILENAME      512  /* bytes of a file name kept (its tail) */
+/* Label values are bounded (README "Metrics"): a site is at most
+ * MAX_FUNCTION + MAX_FILENAME + 20 bytes, an exe MAX_EXE; a cut value
+ * ends (a file name: starts) with "...". */
+#define MAX_FUNCTION 96  /* bytes of a function name kept in a label */
+#define MAX_FILENAME 48  /* bytes of a file name kept (its tail) */
+#define MAX_EXE      128 /* bytes of an executable's path kept (its tail) */
 
 /* One allocation site of a process: its label and live bytes. */
 struct site {
@@ -43,6 +50,7 @@ struct proc {
 	char *labels; /* pid="..",exe=".." rendered and escaped */
 	uint64_t current, peak, blocks, allocations, frees, lost_events;
 	uint64_t lost_allocs, lost_frees, truncated;
+	uint64_t start_time; /* clock ticks after boot, /proc/PID/stat's */
 	int limit_reached;
 	bool have_sites;
 	struct sitetab sites;
@@ -254,6 +262,8 @@ static size_t live_sessions(struct daemon *d, struct session ***out)
 	return n;
 }
 
+static void put_capped(struct sbuf *b, const char *s, size_t max, bool keep_tail);
+
 static struct result *result_new(struct session **ss, size_t n)
 {
 	struct result *r = xcalloc(1, sizeof(*r));
@@ -267,9 +277,13 @@ static struct result *result_new(struct session **ss, size_t n)
 		p->pid = s->pid;
 		b.len = 0;
 		sb_printf(&b, "pid=\"%d\",exe=\"", (int)s->pid);
-		sb_label_value(&b, s->exe != NULL ? s->exe : "");
+		struct sbuf exe = {0};
+		put_capped(&exe, s->exe != NULL ? s->exe : "", MAX_EXE, true);
+		sb_label_value(&b, exe.p != NULL ? exe.p : "");
+		free(exe.p);
 		sb_puts(&b, "\"");
 		p->labels = xstrdup(b.p);
+		p->start_time = s->start_time;
 		p->current = s->heap.current;
 		p->peak = s->heap.peak;
 		p->blocks = s->heap.blocks;
@@ -695,6 +709,77 @@ static void family(struct sbuf *b, enum format f, const char *name, enum mtype t
 		sb_printf(b, "# UNIT %s %s\n", name, unit);
 }
 
+/* Seconds since the epoch at boot (/proc/stat's btime), 0 unknown. */
+static uint64_t boot_time(void)
+{
+	char line[256];
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/stat", "re");
+
+	while (f != NULL && fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "btime %llu", &v) == 1)
+			break;
+	if (f != NULL)
+		fclose(f);
+	return v;
+}
+
+/* memtraced's own process, under the names Prometheus's client libraries
+ * use (process_*): CPU, memory, descriptors, start. */
+static void render_self(struct sbuf *b, enum format f, uint64_t btime)
+{
+	char stat[1024];
+	unsigned long utime = 0, stime = 0, vsize = 0;
+	unsigned long long start = 0;
+	long rss = 0, tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	FILE *fp = fopen("/proc/self/stat", "re");
+	bool have = false;
+
+	if (fp != NULL && fgets(stat, sizeof stat, fp) != NULL) {
+		/* After the command's closing parenthesis: field 3 on. */
+		const char *p = strrchr(stat, ')');
+		have =
+		    p != NULL && sscanf(p + 2,
+		                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d "
+		                        "%*d %*d %*d %*d %*d %llu %lu %ld",
+		                        &utime, &stime, &start, &vsize, &rss) == 5;
+	}
+	if (fp != NULL)
+		fclose(fp);
+	if (have && tick > 0) {
+		family(b, f, "process_cpu_seconds", M_COUNTER, "seconds",
+		       "User and system CPU time memtraced spent.");
+		sb_printf(b, "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / tick);
+		family(b, f, "process_resident_memory_bytes", M_GAUGE, "bytes",
+		       "memtraced's resident memory.");
+		sb_printf(b, "process_resident_memory_bytes %ld\n", rss * page);
+		family(b, f, "process_virtual_memory_bytes", M_GAUGE, "bytes",
+		       "memtraced's virtual memory.");
+		sb_printf(b, "process_virtual_memory_bytes %lu\n", vsize);
+		if (btime != 0) {
+			family(b, f, "process_start_time_seconds", M_GAUGE, "seconds",
+			       "When memtraced started, in seconds since the epoch.");
+			sb_printf(b, "process_start_time_seconds %.2f\n",
+			          (double)btime + (double)start / tick);
+		}
+	}
+	size_t fds = 0;
+	DIR *dir = opendir("/proc/self/fd");
+	for (struct dirent *e; dir != NULL && (e = readdir(dir)) != NULL;)
+		fds += e->d_name[0] != '.';
+	if (dir != NULL) {
+		closedir(dir);
+		family(b, f, "process_open_fds", M_GAUGE, NULL,
+		       "Descriptors memtraced has open (this count's own included).");
+		sb_printf(b, "process_open_fds %zu\n", fds);
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		family(b, f, "process_max_fds", M_GAUGE, NULL, "memtraced's limit of descriptors.");
+		sb_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+	}
+}
+
 /* One per-process family: a sample per process from field `off`. */
 static void per_process(struct sbuf *b, enum format f, const struct result *r, const char *name,
                         enum mtype type, const char *unit, const char *help, size_t off)
@@ -898,6 +983,20 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 	            "1 when events of the traced process were lost (its session is truncated).",
 	            offsetof(struct proc, truncated));
 
+	/* A pid reused by a later process starts new series with the same
+	 * labels: this one tells the two apart. */
+	uint64_t btime = boot_time();
+	long tick = sysconf(_SC_CLK_TCK);
+	if (btime != 0 && tick > 0) {
+		family(&b, f, "memtrace_process_start_time_seconds", M_GAUGE, "seconds",
+		       "When the traced process started, in seconds since the epoch: a pid "
+		       "reused by another process shows a new value.");
+		for (size_t i = 0; i < r->n; i++)
+			sb_printf(&b, "memtrace_process_start_time_seconds{%s} %.2f\n",
+			          r->procs[i].labels,
+			          (double)btime + (double)r->procs[i].start_time / tick);
+	}
+
 	family(&b, f, "memtrace_process_limit_reached", M_GAUGE, NULL,
 	       "1 when the daemon stopped tracking new blocks or new stacks (the limit label) "
 	       "of the process; its values are then lower bounds.");
@@ -956,6 +1055,8 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 	family(&b, f, "memtrace_metrics_site_timeouts", M_COUNTER, NULL,
 	       "Scrapes answered without site series because symbolizing took too long.");
 	sb_printf(&b, "memtrace_metrics_site_timeouts_total %" PRIu64 "\n", m->site_timeouts);
+
+	render_self(&b, f, btime);
 
 	family(&b, f, "memtrace_build", M_INFO, NULL, "The memtraced version.");
 	sb_puts(&b, "memtrace_build_info{version=\"");

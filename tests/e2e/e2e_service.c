@@ -74,6 +74,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <dirent.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -796,6 +797,93 @@ out:
 	return why;
 }
 
+/* Field `field` (1-based) of /proc/PID/stat, after the command's
+ * parenthesis (field 3 on), as a number; -1 when unreadable. */
+static double proc_stat_field(long pid, int field)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	double v = -1;
+	if (f != NULL && fgets(buf, sizeof buf, f) != NULL) {
+		char *p = strrchr(buf, ')');
+		for (int i = 2; p != NULL && i < field; i++)
+			p = strchr(p + 1, ' ');
+		if (p != NULL)
+			v = strtod(p + 1, NULL);
+	}
+	if (f != NULL)
+		fclose(f);
+	return v;
+}
+
+static double boot_seconds(void)
+{
+	char line[256];
+	double v = 0;
+	FILE *f = fopen("/proc/stat", "r");
+	while (f != NULL && fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "btime %lf", &v) == 1)
+			break;
+	if (f != NULL)
+		fclose(f);
+	return v;
+}
+
+/* A sample without a pid label (the daemon's own), or NAN. */
+static double value_plain(const struct sample *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0 && v[i].nl == 0)
+			return v[i].value;
+	return NAN;
+}
+
+/* The start time of each process, and memtraced's own process metrics,
+ * against what the kernel says of them; every label value within its
+ * bound (README "Metrics": 128 bytes of an exe, a site 170). */
+static void check_process_metrics(const struct sample *v, size_t n, long pid, const char *what)
+{
+	double tick = (double)sysconf(_SC_CLK_TCK), boot = boot_seconds();
+	double want = boot + proc_stat_field(pid, 22) / tick;
+	double got = value_of(v, n, "memtrace_process_start_time_seconds", pid, NULL, NULL);
+	ck_assert_msg(fabs(got - want) < 0.015, "%s: start time %.2f, the kernel's %.2f", what, got,
+	              want);
+	double dstart = boot + proc_stat_field(D.pid, 22) / tick;
+	got = value_plain(v, n, "process_start_time_seconds");
+	ck_assert_msg(fabs(got - dstart) < 0.015,
+	              "%s: memtraced started %.2f, the kernel says %.2f", what, got, dstart);
+	double cpu = (proc_stat_field(D.pid, 14) + proc_stat_field(D.pid, 15)) / tick;
+	got = value_plain(v, n, "process_cpu_seconds_total");
+	ck_assert_msg(got >= 0 && got <= cpu + 0.01,
+	              "%s: memtraced's CPU %.2f s, the kernel's %.2f s", what, got, cpu);
+	double rss = proc_stat_field(D.pid, 24) * (double)sysconf(_SC_PAGESIZE);
+	got = value_plain(v, n, "process_resident_memory_bytes");
+	ck_assert_msg(got > rss / 2 && got < rss * 2, "%s: memtraced's RSS %.0f, the kernel's %.0f",
+	              what, got, rss);
+	got = value_plain(v, n, "process_virtual_memory_bytes");
+	ck_assert_msg(got > 0 && got >= rss, "%s: memtraced's virtual memory %.0f", what, got);
+	char fdpath[64];
+	snprintf(fdpath, sizeof fdpath, "/proc/%ld/fd", (long)D.pid);
+	DIR *d = opendir(fdpath);
+	int fds = 0;
+	for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+		fds += e->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	got = value_plain(v, n, "process_open_fds");
+	ck_assert_msg(got >= 3 && got <= fds + 8, "%s: memtraced has %.0f descriptors, /proc %d",
+	              what, got, fds);
+	ck_assert_msg(value_plain(v, n, "process_max_fds") >= got, "%s: process_max_fds", what);
+	for (size_t i = 0; i < n; i++)
+		for (int j = 0; j < v[i].nl; j++) {
+			size_t bound = strcmp(v[i].key[j], "exe") == 0 ? 131 : 170;
+			ck_assert_msg(strlen(v[i].val[j]) <= bound,
+			              "%s: %s's label %s is %zu bytes: %.300s", what, v[i].name,
+			              v[i].key[j], strlen(v[i].val[j]), v[i].val[j]);
+		}
+}
+
 START_TEST(metrics_match_ctl)
 {
 	struct h_proc p;
@@ -828,6 +916,71 @@ START_TEST(metrics_match_ctl)
 	              h_status_str(st), out, err);
 	free(out);
 	free(err);
+	{
+		size_t tn0;
+		char *pw;
+		struct sample *tv0 = parse_samples(text, &tn0, &pw);
+		ck_assert_msg(tv0 != NULL, "text: %s", pw);
+		check_process_metrics(tv0, tn0, p.pid, "sites");
+		samples_free(tv0, tn0);
+	}
+
+	/* A program started by a long path (a link's): its exe label keeps
+	 * the path's last 128 bytes, after "...". */
+	char *dir = h_daemon_file(&D, "a-directory-with-a-long-name-to-make-the-path-of-the-link-"
+	                              "longer-than-the-label-bound-of-one-hundred-and-twenty-"
+	                              "eight-bytes");
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	char *link = h_strf("%s/attachee-by-a-long-path", dir), *prog = h_prog("attachee");
+	ck_assert_int_eq(symlink(prog, link), 0);
+	ck_assert_msg(strlen(link) > 140, "the path %s is too short for the test", link);
+	struct h_spawn sp;
+	struct h_proc lp;
+	const char *largv[] = {link, NULL};
+	char *ltruth = h_daemon_file(&D, "longpath");
+	memset(&sp, 0, sizeof sp);
+	sp.argv = largv;
+	sp.agent = true;
+	sp.runtime_dir = D.runtime;
+	sp.truth = ltruth;
+	sp.uid = H_NOUID;
+	h_proc_start(&lp, &sp);
+	h_proc_expect_ready(&lp);
+	{
+		struct http lr;
+		size_t ln;
+		char *pw, *want = h_strf("...%s", link + strlen(link) - 128);
+		struct sample *lv = NULL;
+		bool found = false;
+		/* Scrapes within a second share a result: until it shows. */
+		for (long long end = h_now_ms() + H_POLL_MS; !found && h_now_ms() < end;) {
+			if (lv != NULL) {
+				samples_free(lv, ln);
+				http_free(&lr);
+				h_sleep_ms(200);
+			}
+			scrape(NULL, &lr);
+			lv = parse_samples(lr.body, &ln, &pw);
+			ck_assert_msg(lv != NULL, "text: %s", pw);
+			for (size_t i = 0; i < ln && !found; i++) {
+				const char *e = label(&lv[i], "exe");
+				found = strcmp(lv[i].name, "memtrace_process_current_bytes") == 0 &&
+				        e != NULL && strcmp(e, want) == 0;
+			}
+		}
+		ck_assert_msg(found, "no exe label %s in:\n%.3000s", want, lr.body);
+		check_process_metrics(lv, ln, lp.pid, "a long path");
+		samples_free(lv, ln);
+		http_free(&lr);
+		free(want);
+	}
+	ck_assert_int_eq(h_proc_send(&lp, "exit"), 0);
+	ck_assert_int_eq(h_proc_finish(&lp, 20000), 0);
+	h_proc_cleanup(&lp);
+	free(ltruth);
+	free(prog);
+	free(link);
+	free(dir);
 
 	/* OpenMetrics, as Prometheus asks for it. */
 	struct http r;
