@@ -1244,6 +1244,14 @@ static cJSON *cmd_flame(struct conn *c, cJSON *req, struct session *unused)
 static cJSON *cmd_snapshot(struct conn *c, cJSON *req, struct session *s)
 {
 	(void)req;
+	/* An ended process's last state is its exit snapshot already: another
+	 * would be a copy, stored under a reason that says "now". */
+	if (s->state != SESSION_LIVE)
+		return error_json("not_live",
+		                  "process %d has ended: its exit snapshot has its last state "
+		                  "('memtracectl snapshots --pid %d'; 'export --pid %d' writes it "
+		                  "to a file)",
+		                  (int)s->pid, (int)s->pid, (int)s->pid);
 	if (c->d->store == NULL)
 		return error_json("store_error", "the snapshot store is not open: %.200s",
 		                  c->d->store_error);

@@ -1609,6 +1609,15 @@ START_TEST(peak_and_reset)
 	{
 		const char *args[] = {"reset-peak", "--pid", pidbuf, NULL};
 		h_ctl_error(&D, H_NOUID, args, "not_live");
+		/* Nor is another snapshot stored: its exit snapshot is the last
+		 * state, and the message says where it is. */
+		const char *take[] = {"snapshot", "--pid", pidbuf, NULL};
+		h_ctl_run(&D, H_NOUID, &r, take);
+		ck_assert_msg(h_ctl_error_code(&r) != NULL &&
+		                  strcmp(h_ctl_error_code(&r), "not_live") == 0 &&
+		                  strstr(r.out, "exit snapshot") != NULL,
+		              "snapshot of an ended process: %.800s", r.out);
+		h_ctl_free(&r);
 	}
 	struct stats s3;
 	get_stats(&r, t->pid, &s3);
