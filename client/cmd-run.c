@@ -303,6 +303,21 @@ out:
 	return rc;
 }
 
+/* path created or emptied for writing (with extra open flags), in *fd;
+ * none_fd when there is no path. 0, or the reported exit status. */
+static int run_open_file(struct client *c, const char *path, int flags, mode_t mode, int none_fd,
+                         int *fd)
+{
+	*fd = none_fd;
+	if (path == NULL)
+		return 0;
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, mode);
+	if (*fd < 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
+		                    strerror(errno));
+	return 0;
+}
+
 /*
  * Where the report goes: -o FILE, opened before PROG starts so that a name
  * that cannot be written is refused before anything has run, else stderr.
@@ -311,14 +326,7 @@ out:
  */
 static int run_open_output(struct client *c, const char *path, int *fd)
 {
-	*fd = STDERR_FILENO;
-	if (path == NULL)
-		return 0;
-	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (*fd < 0)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
-		                    strerror(errno));
-	return 0;
+	return run_open_file(c, path, 0, 0666, STDERR_FILENO, fd);
 }
 
 /*
@@ -486,21 +494,13 @@ static char **run_envp(void)
 	return envp;
 }
 
-/* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
- * exit status. *started says whether exec succeeded. */
 /* --pid-file: created (or emptied) before PROG starts, so that a path
  * that cannot be written is said before anything runs; not through a
- * symbolic link (a pid file often lives in a shared directory). */
+ * symbolic link (a pid file often lives in a shared directory). -1 in *fd
+ * without one. */
 static int run_open_pidfile(struct client *c, const char *path, int *fd)
 {
-	*fd = -1;
-	if (path == NULL)
-		return 0;
-	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (*fd < 0)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
-		                    strerror(errno));
-	return 0;
+	return run_open_file(c, path, O_NOFOLLOW, 0644, -1, fd);
 }
 
 /* The pid, one write of one line: a reader sees the file empty or whole. */
@@ -514,6 +514,8 @@ static void run_write_pidfile(int fd, pid_t pid, const char *path)
 		        strerror(errno));
 }
 
+/* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
+ * exit status. *started says whether exec succeeded. */
 static int run_child(struct client *c, char **argv, const struct args *a, int pidfd, pid_t *pid_out,
                      int *status, bool *started)
 {

@@ -4629,6 +4629,22 @@ static void start_untraced(struct h_proc *p, const char *prog, const char *const
 	free(path);
 }
 
+/* Sends the attachee `cmd`, waits for its "ready" and asserts that its
+ * sites, by line and by traceback, are its book. Returns the book. */
+static struct h_truth *attachee_step(struct h_proc *p, const char *cmd, const char *what)
+{
+	struct h_ctl r;
+
+	ck_assert_int_eq(h_proc_send(p, cmd), 0);
+	h_proc_expect_ready(p);
+	struct h_truth *t = h_truth_must(p->truth);
+	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
+	h_ctl_free(&r);
+	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, what);
+	h_ctl_free(&r);
+	return t;
+}
+
 /* progs/attachee, attached: "next", then its sites by line and by
  * traceback equal its book, unknown_frees the frees of its blocks from
  * before, and stats says attached. Returns the book. */
@@ -4638,13 +4654,7 @@ static struct h_truth *attachee_after(struct h_proc *p, const char *pidbuf, cons
 	const char *args[] = {"stats", "--pid", pidbuf, NULL};
 	long long unknown;
 
-	ck_assert_int_eq(h_proc_send(p, "next"), 0);
-	h_proc_expect_ready(p);
-	struct h_truth *t = h_truth_must(p->truth);
-	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
-	h_ctl_free(&r);
-	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, what);
-	h_ctl_free(&r);
+	struct h_truth *t = attachee_step(p, "next", what);
 	h_ctl_ok(&D, H_NOUID, &r, args);
 	ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "attached")),
 	              "%s: stats does not say attached: %.1000s", what, r.out);
@@ -4866,13 +4876,7 @@ static void attachee_again(struct h_proc *p, const char *pidbuf, bool where, con
 	h_ctl_free(&r);
 	if (where)
 		expect_where(p, "malloc=agent", what);
-	ck_assert_int_eq(h_proc_send(p, "again"), 0);
-	h_proc_expect_ready(p);
-	struct h_truth *t = h_truth_must(p->truth);
-	top_simple(&r, t->pid, t, H_KEY_LINENO, false, what);
-	h_ctl_free(&r);
-	top_simple(&r, t->pid, t, H_KEY_TRACEBACK, false, what);
-	h_ctl_free(&r);
+	struct h_truth *t = attachee_step(p, "again", what);
 	h_ctl_ok(&D, H_NOUID, &r, st);
 	const cJSON *state = cJSON_GetObjectItem(r.json, "state");
 	long long want = h_truth_meta(t, "unknown_frees", -1);
