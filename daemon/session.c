@@ -315,24 +315,65 @@ static bool identity_from_parent(struct session *s)
 /* The path the agent says the program was started as (a link's name:
  * /usr/bin/redis-server for redis-check-rdb) becomes its exe when it names
  * the very file /proc/PID/exe is, seen from the process's root: the
- * agent's word is a name, the kernel's check makes it true. */
-static void take_started(struct session *s, const struct proto_hello *h)
+ * agent's word is a name, the kernel's check makes it true. The path is
+ * the agent's choice, and a lookup in a file system that does not answer
+ * (a FUSE mount) would hold the thread: it is made on the thread pool,
+ * and the exe changes when it comes back (list and stats show the file's
+ * path until then, a few milliseconds). */
+struct started_check {
+	uv_work_t work;
+	struct session *s; /* referenced until done */
+	pid_t pid;
+	char *started;
+	bool same;
+};
+
+static void started_work(uv_work_t *w)
 {
+	struct started_check *c = w->data;
 	char link[64], path[PROTO_MAX_PATH + 64];
 	struct stat a, b;
 
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)c->pid);
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)c->pid, c->started);
+	c->same = stat(link, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	          a.st_ino == b.st_ino;
+}
+
+static void started_done(uv_work_t *w, int status)
+{
+	struct started_check *c = w->data;
+	struct session *s = c->s;
+
+	/* Still the name the daemon gave it (a fork child's copy may differ). */
+	if (status == 0 && c->same && s->exe != NULL && s->exe_resolved != NULL &&
+	    strcmp(s->exe, s->exe_resolved) == 0) {
+		free(s->exe);
+		s->exe = c->started;
+		c->started = NULL;
+	}
+	free(c->started);
+	free(c);
+	session_unref(s);
+}
+
+static void take_started(struct session *s, const struct proto_hello *h)
+{
 	if (h->started_len == 0 || h->started[0] != '/' ||
 	    memchr(h->started, '\0', h->started_len) != NULL ||
 	    (strlen(s->exe) == h->started_len && memcmp(s->exe, h->started, h->started_len) == 0))
 		return;
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)s->pid);
-	snprintf(path, sizeof(path), "/proc/%d/root%.*s", (int)s->pid, (int)h->started_len,
-	         h->started);
-	if (stat(link, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
-	    a.st_ino != b.st_ino)
-		return;
-	free(s->exe);
-	s->exe = xstrndup(h->started, h->started_len);
+	struct started_check *c = xcalloc(1, sizeof(*c));
+	c->work.data = c;
+	c->s = s;
+	c->pid = s->pid;
+	c->started = xstrndup(h->started, h->started_len);
+	session_ref(s);
+	if (uv_queue_work(s->d->loop, &c->work, started_work, started_done) < 0) {
+		session_unref(s);
+		free(c->started);
+		free(c);
+	}
 }
 
 /* A program that rewrote its title (setproctitle) leaves the rest of its

@@ -4316,8 +4316,17 @@ START_TEST(exe_as_started)
 	struct h_truth *t = h_truth_must(truth);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
 	const char *stats[] = {"stats", "--pid", pidbuf, NULL};
-	h_ctl_ok(&D, H_NOUID, &r, stats);
-	const cJSON *exe = cJSON_GetObjectItem(r.json, "exe");
+	const cJSON *exe = NULL;
+	/* The daemon checks the name on its thread pool: it comes in a moment. */
+	for (long long end = h_now_ms() + H_POLL_MS;;) {
+		h_ctl_ok(&D, H_NOUID, &r, stats);
+		exe = cJSON_GetObjectItem(r.json, "exe");
+		if ((cJSON_IsString(exe) && strcmp(exe->valuestring, link) == 0) ||
+		    h_now_ms() > end)
+			break;
+		h_ctl_free(&r);
+		h_sleep_ms(50);
+	}
 	const cJSON *res = cJSON_GetObjectItem(r.json, "exe_resolved");
 	const cJSON *cmd = cJSON_GetObjectItem(r.json, "cmdline");
 	ck_assert_msg(cJSON_IsString(exe) && strcmp(exe->valuestring, link) == 0 &&
