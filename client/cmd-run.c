@@ -92,9 +92,10 @@ const struct cmd_entry cmd_run_entry = {
             "  -o, --output FILE   write that report into FILE instead; FILE is\n"
             "                      created (or emptied) before PROG starts\n"
             "  --pid-file FILE     write PROG's pid (its pid in 'list', for --pid)\n"
-            "                      into FILE, a line, once PROG is started: FILE is\n"
-            "                      created (or emptied) before, and not empty once\n"
-            "                      the pid is in it; it stays after PROG ends\n",
+            "                      into FILE, a line, once PROG is started: a file\n"
+            "                      made beside it is renamed to FILE (whatever was\n"
+            "                      there is replaced, never opened); it stays after\n"
+            "                      PROG ends\n",
     /* The first operand ends the options: PROG's own options are PROG's. */
     .args =
         {
@@ -303,21 +304,6 @@ out:
 	return rc;
 }
 
-/* path created or emptied for writing (with extra open flags), in *fd;
- * none_fd when there is no path. 0, or the reported exit status. */
-static int run_open_file(struct client *c, const char *path, int flags, mode_t mode, int none_fd,
-                         int *fd)
-{
-	*fd = none_fd;
-	if (path == NULL)
-		return 0;
-	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, mode);
-	if (*fd < 0)
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
-		                    strerror(errno));
-	return 0;
-}
-
 /*
  * Where the report goes: -o FILE, opened before PROG starts so that a name
  * that cannot be written is refused before anything has run, else stderr.
@@ -326,7 +312,25 @@ static int run_open_file(struct client *c, const char *path, int flags, mode_t m
  */
 static int run_open_output(struct client *c, const char *path, int *fd)
 {
-	return run_open_file(c, path, 0, 0666, STDERR_FILENO, fd);
+	struct stat st;
+
+	*fd = STDERR_FILENO;
+	if (path == NULL)
+		return 0;
+	/* A regular file only, never through a symbolic link, and without
+	 * waiting on a FIFO someone put there. */
+	int f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
+	if (f < 0)
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot open %s: %s", path,
+		                    strerror(errno));
+	if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode) || ftruncate(f, 0) != 0 ||
+	    fcntl(f, F_SETFL, 0) != 0) {
+		close(f);
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error",
+		                    "%s is not a regular file that can be written", path);
+	}
+	*fd = f;
+	return 0;
 }
 
 /*
@@ -494,30 +498,77 @@ static char **run_envp(void)
 	return envp;
 }
 
-/* --pid-file: created (or emptied) before PROG starts, so that a path
- * that cannot be written is said before anything runs; not through a
- * symbolic link (a pid file often lives in a shared directory). -1 in *fd
- * without one. */
-static int run_open_pidfile(struct client *c, const char *path, int *fd)
+/*
+ * --pid-file: a file of our own, made beside FILE before PROG starts (so
+ * that a directory that cannot be written is said before anything runs),
+ * and renamed over FILE once it holds the pid. A pid file often lives in
+ * a shared directory: nothing already at FILE (another user's file, a
+ * FIFO, a link) is opened or written, it is replaced, and a reader sees
+ * no FILE or a whole one.
+ */
+struct pidfile {
+	const char *path;
+	char *tmp; /* NULL: no --pid-file */
+	int fd;
+};
+
+static int run_open_pidfile(struct client *c, const char *path, struct pidfile *pf)
 {
-	return run_open_file(c, path, O_NOFOLLOW, 0644, -1, fd);
+	pf->path = path;
+	pf->tmp = NULL;
+	pf->fd = -1;
+	if (path == NULL)
+		return 0;
+	pf->tmp = xmalloc(strlen(path) + sizeof ".XXXXXX");
+	strcpy(pf->tmp, path);
+	strcat(pf->tmp, ".XXXXXX");
+	pf->fd = mkostemp(pf->tmp, O_CLOEXEC);
+	if (pf->fd < 0 || fchmod(pf->fd, 0644) != 0) {
+		int err = errno;
+		if (pf->fd >= 0) {
+			close(pf->fd);
+			unlink(pf->tmp);
+		}
+		free(pf->tmp);
+		pf->tmp = NULL;
+		pf->fd = -1;
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s", path,
+		                    strerror(err));
+	}
+	return 0;
 }
 
-/* The pid, one write of one line: a reader sees the file empty or whole. */
-static void run_write_pidfile(int fd, pid_t pid, const char *path)
+/* The pid, one line, then the file takes FILE's name. */
+static void run_write_pidfile(struct pidfile *pf, pid_t pid)
 {
 	char line[24];
 	int n = snprintf(line, sizeof line, "%d\n", (int)pid);
 
-	if (fd >= 0 && write(fd, line, (size_t)n) != n)
-		fprintf(stderr, "memtracectl: cannot write the pid into %s: %s\n", path,
+	if (pf->fd < 0)
+		return;
+	if (write(pf->fd, line, (size_t)n) != n || rename(pf->tmp, pf->path) != 0) {
+		fprintf(stderr, "memtracectl: cannot write the pid into %s: %s\n", pf->path,
 		        strerror(errno));
+		unlink(pf->tmp);
+	}
+	close(pf->fd);
+	pf->fd = -1;
+}
+
+/* Not written (PROG did not start): the file of our own goes. */
+static void run_close_pidfile(struct pidfile *pf)
+{
+	if (pf->fd >= 0) {
+		close(pf->fd);
+		unlink(pf->tmp);
+	}
+	free(pf->tmp);
 }
 
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
  * exit status. *started says whether exec succeeded. */
-static int run_child(struct client *c, char **argv, const struct args *a, int pidfd, pid_t *pid_out,
-                     int *status, bool *started)
+static int run_child(struct client *c, char **argv, struct pidfile *pf, pid_t *pid_out, int *status,
+                     bool *started)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
 	int pipefd[2] = {-1, -1};
@@ -564,7 +615,7 @@ static int run_child(struct client *c, char **argv, const struct args *a, int pi
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
-	run_write_pidfile(pidfd, pid, args_get(a, "pid-file"));
+	run_write_pidfile(pf, pid);
 	*started = !run_exec_failed(pipefd[0]);
 	while (waitpid(pid, status, 0) < 0) {
 		if (errno != EINTR) {
@@ -591,7 +642,8 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	char *agent = NULL, *prog = NULL;
 	bool started, traceable;
 	pid_t pid;
-	int rc, status, out = -1, pidfd = -1;
+	int rc, status, out = -1;
+	struct pidfile pf = {NULL, NULL, -1};
 
 	if (args_has(a, "output") && !args_has(a, "top")) {
 		client_opt_error(c, "-o needs --top: it is where the --top report goes");
@@ -613,9 +665,9 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 	if (args_has(a, "top") && traceable &&
 	    (rc = run_open_output(c, args_get(a, "output"), &out)) != 0)
 		goto out;
-	if ((rc = run_open_pidfile(c, args_get(a, "pid-file"), &pidfd)) != 0)
+	if ((rc = run_open_pidfile(c, args_get(a, "pid-file"), &pf)) != 0)
 		goto out;
-	rc = run_child(c, a->operands, a, pidfd, &pid, &status, &started);
+	rc = run_child(c, a->operands, &pf, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
 	if (args_has(a, "top") && started && traceable)
@@ -625,8 +677,7 @@ out:
 	free(prog);
 	if (out > STDERR_FILENO)
 		close(out);
-	if (pidfd >= 0)
-		close(pidfd);
+	run_close_pidfile(&pf);
 	free(agent);
 	return rc;
 }

@@ -533,11 +533,12 @@ static void add_identity(cJSON *o, const struct session *s)
 {
 	cJSON_AddNumberToObject(o, "pid", (double)s->pid);
 	cJSON_AddStringToObject(o, "exe", s->exe ? s->exe : "");
-	/* The file itself, when exe is the name of a link to it. */
-	cJSON_AddStringToObject(o, "exe_resolved",
-	                        s->exe_resolved ? s->exe_resolved
-	                        : s->exe        ? s->exe
-	                                        : "");
+	/* The program's own word for how it was started (a link's name),
+	 * beside the kernel's file: unchecked, a name the process chose. */
+	if (s->started_as != NULL)
+		cJSON_AddStringToObject(o, "started_as", s->started_as);
+	else
+		cJSON_AddNullToObject(o, "started_as");
 	cJSON_AddItemToObject(o, "cmdline", cmdline_json(s));
 	cJSON_AddStringToObject(o, "state", session_state_name(s));
 }

@@ -382,8 +382,14 @@ static void site_table(const struct snapshot *snap, size_t top, struct sitetab *
 	for (size_t i = 0; i <= snap->nframes; i++) {
 		if (per_frame[i] == 0)
 			continue;
-		v[n].label =
-		    i < snap->nframes ? site_label(&snap->frames[i]) : xstrdup("<unknown>");
+		/* Escaped now, as the exposition prints it: two names that differ
+		 * only in bytes the escaping replaces (invalid UTF-8) are one
+		 * label, so they must be one site. */
+		char *raw = i < snap->nframes ? site_label(&snap->frames[i]) : xstrdup("<unknown>");
+		struct sbuf e = {0};
+		sb_label_value(&e, raw);
+		free(raw);
+		v[n].label = e.p != NULL ? e.p : xstrdup("");
 		v[n++].bytes = per_frame[i];
 	}
 	free(per_frame);
@@ -1018,7 +1024,7 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 			continue;
 		for (size_t j = 0; j < p->sites.n; j++) {
 			sb_printf(&b, "memtrace_site_live_bytes{%s,site=\"", p->labels);
-			sb_label_value(&b, p->sites.v[j].label);
+			sb_puts(&b, p->sites.v[j].label); /* escaped by site_table */
 			sb_printf(&b, "\"} %" PRIu64 "\n", p->sites.v[j].bytes);
 		}
 		sb_printf(&b, "memtrace_site_live_bytes{%s,site=\"other\"} %" PRIu64 "\n",

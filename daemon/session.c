@@ -96,7 +96,7 @@ void session_unref(struct session *s)
 	modmap_close(&s->modules);
 	free(s->rbuf);
 	free(s->exe);
-	free(s->exe_resolved);
+	free(s->started_as);
 	free(s->cmdline);
 	free(s->error);
 	free(s->end_why);
@@ -304,7 +304,7 @@ static bool identity_from_parent(struct session *s)
 		    p->exe == NULL)
 			continue;
 		s->exe = xstrdup(p->exe);
-		s->exe_resolved = xstrdup(p->exe_resolved != NULL ? p->exe_resolved : p->exe);
+		s->started_as = p->started_as != NULL ? xstrdup(p->started_as) : NULL;
 		s->cmdline = xmemdup(p->cmdline, p->cmdline_len + 1);
 		s->cmdline_len = p->cmdline_len;
 		return true;
@@ -312,68 +312,17 @@ static bool identity_from_parent(struct session *s)
 	return false;
 }
 
-/* The path the agent says the program was started as (a link's name:
- * /usr/bin/redis-server for redis-check-rdb) becomes its exe when it names
- * the very file /proc/PID/exe is, seen from the process's root: the
- * agent's word is a name, the kernel's check makes it true. The path is
- * the agent's choice, and a lookup in a file system that does not answer
- * (a FUSE mount) would hold the thread: it is made on the thread pool,
- * and the exe changes when it comes back (list and stats show the file's
- * path until then, a few milliseconds). */
-struct started_check {
-	uv_work_t work;
-	struct session *s; /* referenced until done */
-	pid_t pid;
-	char *started;
-	bool same;
-};
-
-static void started_work(uv_work_t *w)
-{
-	struct started_check *c = w->data;
-	char link[64], path[PROTO_MAX_PATH + 64];
-	struct stat a, b;
-
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)c->pid);
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)c->pid, c->started);
-	c->same = stat(link, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
-	          a.st_ino == b.st_ino;
-}
-
-static void started_done(uv_work_t *w, int status)
-{
-	struct started_check *c = w->data;
-	struct session *s = c->s;
-
-	/* Still the name the daemon gave it (a fork child's copy may differ). */
-	if (status == 0 && c->same && s->exe != NULL && s->exe_resolved != NULL &&
-	    strcmp(s->exe, s->exe_resolved) == 0) {
-		free(s->exe);
-		s->exe = c->started;
-		c->started = NULL;
-	}
-	free(c->started);
-	free(c);
-	session_unref(s);
-}
-
+/* The path the agent says the program was started as: kept as its word
+ * (started_as), never taken for the exe. Checking it would mean looking
+ * the agent's path up with the daemon's rights: an oracle for files and
+ * other users' processes the user may not see, and a lookup a user's FUSE
+ * or overlay mount can hold for ever (the hostile review showed both). */
 static void take_started(struct session *s, const struct proto_hello *h)
 {
 	if (h->started_len == 0 || h->started[0] != '/' ||
-	    memchr(h->started, '\0', h->started_len) != NULL ||
-	    (strlen(s->exe) == h->started_len && memcmp(s->exe, h->started, h->started_len) == 0))
+	    memchr(h->started, '\0', h->started_len) != NULL)
 		return;
-	struct started_check *c = xcalloc(1, sizeof(*c));
-	c->work.data = c;
-	c->s = s;
-	c->pid = s->pid;
-	c->started = xstrndup(h->started, h->started_len);
-	session_ref(s);
-	if (uv_queue_work(s->d->loop, &c->work, started_work, started_done) < 0) {
-		session_unref(s);
-		free(c->started);
-		free(c);
-	}
+	s->started_as = xstrndup(h->started, h->started_len);
 }
 
 /* A program that rewrote its title (setproctitle) leaves the rest of its
@@ -439,7 +388,6 @@ static int on_hello(struct session *s, const uint8_t *p, size_t n)
 		s->exe = xstrndup(exe, (size_t)l);
 	else
 		s->exe = xstrndup(h.exe, h.exe_len);
-	s->exe_resolved = xstrdup(s->exe);
 	take_started(s, &h);
 	size_t len = 0;
 	s->cmdline = read_proc(s->pid, "cmdline", &len);
@@ -672,8 +620,8 @@ size_t session_memory(const struct session *s)
 	size_t n = sizeof(*s) + heap_memory(&s->heap) + s->rcap + s->cmdline_len + 1;
 	if (s->exe != NULL)
 		n += strlen(s->exe) + 1;
-	if (s->exe_resolved != NULL)
-		n += strlen(s->exe_resolved) + 1;
+	if (s->started_as != NULL)
+		n += strlen(s->started_as) + 1;
 	if (s->error != NULL)
 		n += strlen(s->error) + 1;
 	n += modmap_memory(&s->modules);

@@ -64,8 +64,8 @@ struct session {
 	uid_t uid;
 	gid_t gid;
 	uint64_t start_time; /* clock ticks since boot (/proc/PID/stat field 22) */
-	char *exe;          /* as started (a link's name), when it is the same file, else: */
-	char *exe_resolved; /* /proc/PID/exe, the file itself */
+	char *exe;        /* /proc/PID/exe: the file the kernel runs */
+	char *started_as; /* the path the agent says it was started as, or NULL */
 	char *cmdline; /* argv joined by NULs */
 	size_t cmdline_len;
 	enum session_state state;

@@ -4212,8 +4212,8 @@ START_TEST(run_top_output)
 END_TEST
 
 /* `run --pid-file FILE`: FILE holds PROG's pid (the one its book and
- * memtraced know) while it runs, and after; a symbolic link planted at the
- * path is refused before anything runs. */
+ * memtraced know) while it runs, and after; a link or a FIFO planted at the
+ * path is replaced, never opened. */
 START_TEST(run_pid_file)
 {
 	char *prog = h_prog("attachee");
@@ -4257,24 +4257,50 @@ START_TEST(run_pid_file)
 	h_truth_free(t);
 	h_proc_cleanup(&p);
 
-	/* A link where the file goes: refused, PROG not run, the target kept. */
+	/* What another user may have put where the file goes (a shared
+	 * directory): a link to a file of theirs, a FIFO. Neither is opened:
+	 * the pid file replaces them, the link's target is untouched, and
+	 * nothing waits on the FIFO. */
 	char *target = h_daemon_file(&D, "target"), *marker = h_daemon_file(&D, "ran");
 	FILE *tf = fopen(target, "w");
 	ck_assert_ptr_nonnull(tf);
 	fputs("precious\n", tf);
 	fclose(tf);
-	ck_assert_int_eq(unlink(file), 0);
-	ck_assert_int_eq(symlink(target, file), 0);
 	char *touch = h_strf("touch %s", marker);
 	const char *args[] = {"run", "--pid-file", file, "--", "/bin/sh", "-c", touch, NULL};
-	h_ctl_error(&D, H_NOUID, args, "file_error");
 	struct stat st;
-	ck_assert_msg(stat(marker, &st) < 0, "the program ran although its pid file was refused");
+	for (int k = 0; k < 2; k++) {
+		unlink(file);
+		unlink(marker);
+		if (k == 0)
+			ck_assert_int_eq(symlink(target, file), 0);
+		else
+			ck_assert_int_eq(mkfifo(file, 0666), 0);
+		struct h_ctl rr;
+		h_ctl_run(&D, H_NOUID, &rr, args);
+		ck_assert_msg(rr.status == 0 && stat(marker, &st) == 0,
+		              "run with a %s at the pid file's path: exit %d, %.500s",
+		              k == 0 ? "link" : "FIFO", rr.status, rr.out);
+		h_ctl_free(&rr);
+		ck_assert_msg(lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+		                  (st.st_mode & 07777) == 0644,
+		              "the pid file is not a 0644 regular file of its own");
+		tf = fopen(file, "r");
+		ck_assert_msg(tf != NULL && fgets(line, sizeof line, tf) != NULL && atol(line) > 0,
+		              "no pid in the pid file");
+		fclose(tf);
+	}
 	tf = fopen(target, "r");
 	ck_assert_msg(tf != NULL && fgets(line, sizeof line, tf) != NULL &&
 	                  strcmp(line, "precious\n") == 0,
 	              "the link's target was written");
 	fclose(tf);
+	/* -o FILE does not wait on a FIFO either: refused at once. */
+	char *fifo = h_daemon_file(&D, "report-fifo");
+	ck_assert_int_eq(mkfifo(fifo, 0666), 0);
+	const char *oargs[] = {"run", "--top", "1", "-o", fifo, "--", "/bin/true", NULL};
+	h_ctl_error(&D, H_NOUID, oargs, "file_error");
+	free(fifo);
 	free(touch);
 	free(target);
 	free(marker);
@@ -4285,9 +4311,9 @@ START_TEST(run_pid_file)
 END_TEST
 
 /* A program started through a symbolic link, by a relative path: stats
- * and list name it as started (the link, made absolute), the file itself
- * beside it (exe_resolved), and its command line as given, without
- * trailing empty strings. */
+ * and list name the file the kernel runs (exe) and, beside it, the path it
+ * was started as (started_as: the link, made absolute), and its command
+ * line as given, without trailing empty strings. */
 START_TEST(exe_as_started)
 {
 	char *dir = h_daemon_file(&D, "bin");
@@ -4316,22 +4342,13 @@ START_TEST(exe_as_started)
 	struct h_truth *t = h_truth_must(truth);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
 	const char *stats[] = {"stats", "--pid", pidbuf, NULL};
-	const cJSON *exe = NULL;
-	/* The daemon checks the name on its thread pool: it comes in a moment. */
-	for (long long end = h_now_ms() + H_POLL_MS;;) {
-		h_ctl_ok(&D, H_NOUID, &r, stats);
-		exe = cJSON_GetObjectItem(r.json, "exe");
-		if ((cJSON_IsString(exe) && strcmp(exe->valuestring, link) == 0) ||
-		    h_now_ms() > end)
-			break;
-		h_ctl_free(&r);
-		h_sleep_ms(50);
-	}
-	const cJSON *res = cJSON_GetObjectItem(r.json, "exe_resolved");
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	const cJSON *exe = cJSON_GetObjectItem(r.json, "exe");
+	const cJSON *as = cJSON_GetObjectItem(r.json, "started_as");
 	const cJSON *cmd = cJSON_GetObjectItem(r.json, "cmdline");
-	ck_assert_msg(cJSON_IsString(exe) && strcmp(exe->valuestring, link) == 0 &&
-	                  cJSON_IsString(res) && strcmp(res->valuestring, real) == 0,
-	              "want exe %s, exe_resolved %s: %.1000s", link, real, r.out);
+	ck_assert_msg(cJSON_IsString(exe) && strcmp(exe->valuestring, real) == 0 &&
+	                  cJSON_IsString(as) && strcmp(as->valuestring, link) == 0,
+	              "want exe %s, started_as %s: %.1000s", real, link, r.out);
 	/* Its arguments as given, but for the empty last one: trailing empty
 	 * strings are what a title rewritten in place leaves, and dropped. */
 	ck_assert_msg(cJSON_GetArraySize(cmd) == 2 &&
@@ -4343,8 +4360,8 @@ START_TEST(exe_as_started)
 	h_ctl_ok(&D, H_NOUID, &r, list);
 	const cJSON *mine = h_list_find(r.json, t->pid);
 	ck_assert_msg(mine != NULL &&
-	                  strcmp(cJSON_GetObjectItem(mine, "exe")->valuestring, link) == 0 &&
-	                  strcmp(cJSON_GetObjectItem(mine, "exe_resolved")->valuestring, real) == 0,
+	                  strcmp(cJSON_GetObjectItem(mine, "exe")->valuestring, real) == 0 &&
+	                  strcmp(cJSON_GetObjectItem(mine, "started_as")->valuestring, link) == 0,
 	              "list: %.1500s", r.out);
 	h_ctl_free(&r);
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
