@@ -64,9 +64,9 @@ struct session {
 	uid_t uid;
 	gid_t gid;
 	uint64_t start_time; /* clock ticks since boot (/proc/PID/stat field 22) */
-	char *exe;        /* /proc/PID/exe: the file the kernel runs */
-	char *started_as; /* the path the agent says it was started as, or NULL */
-	char *cmdline; /* argv joined by NULs */
+	char *exe;           /* /proc/PID/exe: the file the kernel runs */
+	char *started_as;    /* the path the agent says it was started as, or NULL */
+	char *cmdline;       /* argv joined by NULs */
 	size_t cmdline_len;
 	enum session_state state;
 	bool hello;
