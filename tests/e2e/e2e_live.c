@@ -1698,6 +1698,7 @@ START_TEST(where_blocks)
 	ck_assert_int_eq(n, 3);
 	struct h_truth *t = h_truth_must(p.truth);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	wait_state(t->pid, "live"); /* the daemon has read its HELLO */
 	for (int i = 0; i < n; i++) {
 		const uint64_t offs[] = {0, blocks[i].size / 2, blocks[i].size - 1};
 		ck_assert(blocks[i].rec >= 0 && blocks[i].rec < t->nrecs);
@@ -4256,6 +4257,7 @@ START_TEST(run_pid_file)
 	              "--pid-file holds '%s', the program is pid %ld (memtracectl %ld)", line,
 	              t->pid, (long)p.pid);
 	line[strcspn(line, "\n")] = '\0';
+	wait_state(t->pid, "live");
 	const char *stats[] = {"stats", "--pid", line, NULL};
 	struct h_ctl r;
 	h_ctl_ok(&D, H_NOUID, &r, stats);
@@ -4349,6 +4351,7 @@ START_TEST(exe_as_started)
 	h_proc_expect_ready(&p);
 	struct h_truth *t = h_truth_must(truth);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	wait_state(t->pid, "live");
 	const char *stats[] = {"stats", "--pid", pidbuf, NULL};
 	h_ctl_ok(&D, H_NOUID, &r, stats);
 	const cJSON *exe = cJSON_GetObjectItem(r.json, "exe");
@@ -5085,6 +5088,7 @@ START_TEST(detach_preloaded)
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
 	h_proc_expect_ready(&p);
+	wait_state(p.pid, "live");
 	detach_ok(pidbuf, "preloaded, detached");
 	ck_assert_int_eq(h_proc_send(&p, "between"), 0);
 	h_proc_expect_ready(&p);
