@@ -631,6 +631,16 @@ struct tsite {
 	bool seen;
 };
 
+/* s as a metrics label keeps it: at most max bytes, the first ones or
+ * (tail) the last ones, with "..." where it was cut. */
+static char *label_capped(const char *s, size_t max, bool tail)
+{
+	size_t n = strlen(s);
+	if (n <= max)
+		return h_strf("%s", s);
+	return tail ? h_strf("...%s", s + n - max) : h_strf("%.*s...", (int)max, s);
+}
+
 /* Compares one scrape with `memtracectl stats` and `top --key lineno`.
  * Returns NULL when they agree, else the differences. *text gets the
  * scrape (caller frees). */
@@ -721,9 +731,14 @@ static char *compare_with_ctl(long pid, char **text)
 		ts = realloc(ts, (nts + 1) * sizeof *ts);
 		if (ts == NULL)
 			abort();
-		ts[nts].label = lineno > 0              ? h_strf("%s (%s:%lld)", fn, file, lineno)
-		                : strcmp(fn, file) == 0 ? h_strf("%s", fn)
-		                                        : h_strf("%s (%s)", fn, file);
+		/* As README "Metrics" bounds them: a function's first 96 bytes, a
+		 * file's last 48, a cut one marked "...". */
+		char *cfn = label_capped(fn, 96, false), *cfile = label_capped(file, 48, true);
+		ts[nts].label = lineno > 0              ? h_strf("%s (%s:%lld)", cfn, cfile, lineno)
+		                : strcmp(fn, file) == 0 ? h_strf("%s", cfn)
+		                                        : h_strf("%s (%s)", cfn, cfile);
+		free(cfn);
+		free(cfile);
 		ts[nts].size = size;
 		ts[nts++].seen = false;
 	}
@@ -905,8 +920,8 @@ START_TEST(metrics_match_ctl)
 		if (why != NULL)
 			h_sleep_ms(100);
 	} while (why != NULL && h_now_ms() < deadline);
-	ck_assert_msg(why == NULL, "metrics differ from memtracectl:\n  %s\nscrape:\n%.3000s", why,
-	              text);
+	ck_assert_msg(why == NULL, "metrics differ from memtracectl:\n  %.1000s\nscrape:\n%.2000s",
+	              why, text);
 
 	const char *argv[] = {promtool, "check", "metrics", NULL};
 	int st = run_tool(argv, text, NULL, &out, &err);
