@@ -547,6 +547,15 @@ static size_t late_nhooks;
 static uintptr_t late_base;
 static void *(*late_real_dlopen)(const char *, int);
 
+/* The GOT entries attach_hooks rewrote hold what they held before again
+ * (none rewritten: nothing to do). */
+static void late_unpatch(void)
+{
+	pthread_mutex_lock(&late_lock);
+	gotpatch_restore();
+	pthread_mutex_unlock(&late_lock);
+}
+
 /* The program's dlopen once the agent is attached: the object it loads
  * (and its dependencies) call the hooks too. */
 static void *late_dlopen(const char *file, int mode)
@@ -617,10 +626,7 @@ static int agent_detach(void)
 	int expect = AGENT_ACTIVE;
 	if (!atomic_compare_exchange_strong(&g_state, &expect, AGENT_DETACHED))
 		return -EALREADY;
-	pthread_mutex_lock(&late_lock);
-	if (late_nhooks > 0)
-		gotpatch_restore();
-	pthread_mutex_unlock(&late_lock);
+	late_unpatch();
 	return 0;
 }
 
@@ -705,11 +711,8 @@ __attribute__((constructor)) static void agent_init(void)
 		start_session();
 	/* Not traced after all (no daemon, refused): the calls go straight
 	 * to the allocator again. */
-	if (g_late && atomic_load(&g_state) != AGENT_ACTIVE) {
-		pthread_mutex_lock(&late_lock);
-		gotpatch_restore();
-		pthread_mutex_unlock(&late_lock);
-	}
+	if (g_late && atomic_load(&g_state) != AGENT_ACTIVE)
+		late_unpatch();
 	agent_tls.guard--;
 }
 

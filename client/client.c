@@ -77,31 +77,6 @@ int client_parse_ulong(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
-int client_unknown_pid(struct client *c, int pid)
-{
-	char path[32];
-	struct stat st;
-	uid_t me = geteuid();
-
-	snprintf(path, sizeof path, "/proc/%d", pid);
-	if (stat(path, &st) != 0)
-		return client_error(c, CLIENT_EXIT_ERROR, "no_such_process",
-		                    "no process %d (memtraced holds nothing of one, nor a stored "
-		                    "snapshot)",
-		                    pid);
-	if (me != 0 && st.st_uid != me)
-		return client_error(
-		    c, CLIENT_EXIT_ERROR, "not_yours",
-		    "process %d is uid %u's: you see your own processes only (root: "
-		    "every one)",
-		    pid, (unsigned)st.st_uid);
-	return client_error(c, CLIENT_EXIT_ERROR, "not_traced",
-	                    "process %d is not traced: start it under memtrace ('memtracectl run "
-	                    "-- PROGRAM', or LD_PRELOAD=libmemtrace.so), or trace it from now on "
-	                    "with 'memtracectl attach %d'",
-	                    pid, pid);
-}
-
 int client_opt_pid(struct client *c, const char *arg, int *out)
 {
 	unsigned long v;
@@ -441,6 +416,24 @@ const char *client_error_code(const cJSON *resp)
 	if (err == NULL)
 		return NULL;
 	return cJSON_IsString(code) ? code->valuestring : "";
+}
+
+cJSON *client_stats_of(struct client *c, int pid, bool *live)
+{
+	cJSON *req = cJSON_CreateObject(), *resp = NULL;
+
+	*live = false;
+	cJSON_AddStringToObject(req, "cmd", "stats");
+	cJSON_AddNumberToObject(req, "pid", pid);
+	if (client_call_raw(c, req, &resp) != 0 || client_error_code(resp) != NULL) {
+		cJSON_Delete(resp);
+		resp = NULL;
+	} else {
+		const cJSON *state = cJSON_GetObjectItemCaseSensitive(resp, "state");
+		*live = cJSON_IsString(state) && strcmp(state->valuestring, "live") == 0;
+	}
+	cJSON_Delete(req);
+	return resp;
 }
 
 int client_call_raw(struct client *c, const cJSON *req, cJSON **resp)

@@ -174,9 +174,6 @@ int client_opt_pid(struct client *c, const char *arg, int *out);
  * PID, or --pid PID as the other commands take it. 0, or -EINVAL with the
  * usage error noted. */
 int client_pid_arg(struct client *c, const struct args *a, const char *cmd, int *out);
-/* The error for a pid the daemon knows nothing of, as memtraced tells them
- * apart (daemon/CONTROL.md): no_such_process, not_yours or not_traced. */
-int client_unknown_pid(struct client *c, int pid);
 /* The agent library as `run --agent` finds it (cmd-run.c): --agent, else
  * $MEMTRACE_AGENT, else the build tree's, else the installed one, as an
  * absolute path in *out (new). 0, or the reported exit status. */
@@ -226,6 +223,9 @@ int client_call(struct client *c, const cJSON *req, cJSON **resp);
 int client_call_raw(struct client *c, const cJSON *req, cJSON **resp);
 /* The "code" of an error response; NULL when resp is not one. */
 const char *client_error_code(const cJSON *resp);
+/* The daemon's stats of pid, or NULL when it answers an error (not
+ * reported); *live says whether the state is "live". */
+cJSON *client_stats_of(struct client *c, int pid, bool *live);
 /* Reports an error response as client_call does; returns CLIENT_EXIT_ERROR. */
 int client_report_error(struct client *c, const cJSON *resp);
 

@@ -180,19 +180,12 @@ static int refuse(struct client *c, int pid, char *agent_in)
  * `attached`). */
 static bool listed_live(struct client *c, int pid, bool attached)
 {
-	cJSON *req = cJSON_CreateObject(), *resp = NULL;
-	bool ok = false;
+	bool live;
+	cJSON *st = client_stats_of(c, pid, &live);
+	bool ok =
+	    live && (!attached || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "attached")));
 
-	cJSON_AddStringToObject(req, "cmd", "stats");
-	cJSON_AddNumberToObject(req, "pid", pid);
-	if (client_call_raw(c, req, &resp) == 0 && client_error_code(resp) == NULL) {
-		const cJSON *att = cJSON_GetObjectItemCaseSensitive(resp, "attached");
-		const cJSON *state = cJSON_GetObjectItemCaseSensitive(resp, "state");
-		ok = (!attached || cJSON_IsTrue(att)) && cJSON_IsString(state) &&
-		     strcmp(state->valuestring, "live") == 0;
-	}
-	cJSON_Delete(resp);
-	cJSON_Delete(req);
+	cJSON_Delete(st);
 	return ok;
 }
 

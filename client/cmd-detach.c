@@ -41,25 +41,6 @@ const struct cmd_entry cmd_detach_entry = {
 
 #define WAIT_STEPS 200 /* of 50 ms: 10 s for the session's end, 10 s for the snapshot */
 
-/* The daemon's stats of pid (NULL when it has none), *live its state. */
-static cJSON *stats_of(struct client *c, int pid, bool *live)
-{
-	cJSON *req = cJSON_CreateObject(), *resp = NULL;
-
-	*live = false;
-	cJSON_AddStringToObject(req, "cmd", "stats");
-	cJSON_AddNumberToObject(req, "pid", pid);
-	if (client_call_raw(c, req, &resp) != 0 || client_error_code(resp) != NULL) {
-		cJSON_Delete(resp);
-		resp = NULL;
-	} else {
-		const cJSON *state = cJSON_GetObjectItemCaseSensitive(resp, "state");
-		*live = cJSON_IsString(state) && strcmp(state->valuestring, "live") == 0;
-	}
-	cJSON_Delete(req);
-	return resp;
-}
-
 /* The id of pid's newest stored snapshot of reason "detach" taken at or
  * after `since` (seconds), or -1. */
 static double detach_snapshot(struct client *c, int pid, double since)
@@ -106,7 +87,7 @@ static int cmd_detach_exec(struct client *c, const struct args *a)
 	 * reads the rest of the region, which can take a second or more. */
 	for (i = 0; i < WAIT_STEPS; i++) {
 		cJSON_Delete(stats);
-		stats = stats_of(c, pid, &live);
+		stats = client_stats_of(c, pid, &live);
 		if (stats == NULL || !live)
 			break;
 		usleep(50 * 1000);

@@ -77,8 +77,18 @@ static int cmd_history_exec(struct client *c, const struct args *a)
 	const cJSON *state = cJSON_GetObjectItemCaseSensitive(resp, "state");
 	if (cJSON_IsString(state) && strcmp(state->valuestring, "unknown") == 0 &&
 	    cJSON_GetArraySize(older) == 0) {
-		cJSON_Delete(resp);
-		return client_unknown_pid(c, pid);
+		/* Nothing of it: the daemon says why (no such process, another
+		 * user's, not traced), as for every command that names a pid. */
+		cJSON *sreq = cJSON_CreateObject(), *sresp = NULL;
+		cJSON_AddStringToObject(sreq, "cmd", "stats");
+		cJSON_AddNumberToObject(sreq, "pid", pid);
+		rc = client_call(c, sreq, &sresp);
+		cJSON_Delete(sreq);
+		cJSON_Delete(sresp);
+		if (rc != 0) {
+			cJSON_Delete(resp);
+			return rc;
+		}
 	}
 	client_output(c, resp, table_history);
 	cJSON_Delete(resp);

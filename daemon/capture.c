@@ -254,7 +254,7 @@ struct capture *capture_take(struct session *s, const char *reason, size_t nlarg
 
 struct capture *capture_take_where(struct session *s, uint64_t addr)
 {
-	struct capture *c = capture_take(s, s->state == SESSION_LIVE ? "live" : "exited", 1);
+	struct capture *c = capture_take(s, "live", 1);
 	c->where = true;
 	c->where_addr = addr;
 	return c;

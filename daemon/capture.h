@@ -33,7 +33,7 @@ struct capture;
 struct capture *capture_take(struct session *s, const char *reason, size_t nlargest);
 /* capture_take of one block instead of the largest ones: the live block
  * that holds addr, as the snapshot's only "largest" block (none when no
- * block holds it). For memtracectl where. */
+ * block holds it). For memtracectl where, of a live process. */
 struct capture *capture_take_where(struct session *s, uint64_t addr);
 /* Thread pool. Returns a new snapshot; consumes the view of the blocks
  * (a capture is resolved once). */

@@ -88,6 +88,7 @@ struct metrics {
 	struct round *round; /* the round scrapes wait for, or NULL */
 	bool worker_busy;    /* a round (maybe abandoned) is on the pool */
 	struct result *last; /* the last published result */
+	uint64_t btime;      /* seconds since the epoch at boot, 0 unknown */
 	uint64_t last_ms;
 	uint64_t site_timeouts;
 };
@@ -991,7 +992,7 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 
 	/* A pid reused by a later process starts new series with the same
 	 * labels: this one tells the two apart. */
-	uint64_t btime = boot_time();
+	uint64_t btime = m->btime;
 	long tick = sysconf(_SC_CLK_TCK);
 	if (btime != 0 && tick > 0) {
 		family(&b, f, "memtrace_process_start_time_seconds", M_GAUGE, "seconds",
@@ -1159,6 +1160,7 @@ int metrics_start(struct daemon *d, const char *where)
 		return 0;
 	m = xcalloc(1, sizeof(*m));
 	m->d = d;
+	m->btime = boot_time(); /* fixed until the next boot: read once */
 	m->top = d->cfg.metrics_top_sites;
 	if ((rc = http_new(d->loop, where, "metrics", on_request, m, d->cfg.metrics_max_conns,
 	                   d->cfg.metrics_max_conns_per_origin, &m->http)) < 0) {

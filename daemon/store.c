@@ -998,7 +998,7 @@ static int migrate(struct store *st)
 			    fail(st, -EIO, "database schema version %lld is invalid", (long long)v);
 		if (rc == 0)
 			rc = exec(st, migrations[v], "migration");
-		if (rc == 0 && v == 6)
+		if (rc == 0 && strstr(migrations[v], "writable_schema") != NULL)
 			rc = schema_edited(st);
 		if (rc == 0) {
 			snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)v + 1);
