@@ -4642,30 +4642,6 @@ END_TEST
 
 /* ---- attached to a running process (progs/attachee.c) ---- */
 
-/* A test program started untraced: no agent, no MEMTRACE_ variable but
- * `env` (NULL-terminated, may be NULL); its book when `truth`. */
-static void start_untraced(struct h_proc *p, const char *prog, const char *const *args,
-                           const char *const *env, bool truth)
-{
-	struct h_spawn sp;
-	const char *argv[8];
-	size_t n = 0;
-	char *path = h_prog(prog);
-
-	argv[n++] = path;
-	for (size_t i = 0; args != NULL && args[i] != NULL && n < 7; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	memset(&sp, 0, sizeof sp);
-	sp.argv = argv;
-	sp.env = env;
-	sp.truth = truth ? h_daemon_file(&D, prog) : NULL;
-	sp.uid = H_NOUID;
-	h_proc_start(p, &sp);
-	p->truth = (char *)sp.truth;
-	free(path);
-}
-
 /* Sends the attachee `cmd`, waits for its "ready" and asserts that its
  * sites, by line and by traceback, are its book. Returns the book. */
 static struct h_truth *attachee_step(struct h_proc *p, const char *cmd, const char *what)
@@ -4715,7 +4691,7 @@ START_TEST(attach_self)
 	const char *env[] = {agent, dir, NULL};
 	char pidbuf[24];
 
-	start_untraced(&p, "attachee", NULL, env, true);
+	h_prog_start_untraced(&p, &D, "attachee", NULL, H_NOUID, env);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	{
@@ -4745,7 +4721,7 @@ START_TEST(attach_ptrace)
 	char pidbuf[24];
 	long long pid;
 
-	start_untraced(&p, "attachee", NULL, NULL, true);
+	h_prog_start_untraced(&p, &D, "attachee", NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *args[] = {"attach", pidbuf, NULL};
@@ -4780,7 +4756,7 @@ START_TEST(attach_refusals)
 		const char *args[] = {"attach", "2147483646", NULL};
 		h_ctl_error(&D, H_NOUID, args, "no_such_process");
 	}
-	start_untraced(&p, "attachee", NULL, NULL, true);
+	h_prog_start_untraced(&p, &D, "attachee", NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *args[] = {"attach", pidbuf, NULL};
@@ -4796,7 +4772,7 @@ START_TEST(attach_refusals)
 	ck_assert_int_eq(ptrace(PTRACE_DETACH, p.pid, 0, 0), 0);
 	/* Statically linked. */
 	static const char *const sargs[] = {"0", "wait", NULL};
-	start_untraced(&st, "staticprog", sargs, NULL, false);
+	h_prog_start_untraced(&st, &D, "staticprog", sargs, H_NOUID, NULL);
 	char line[64];
 	ck_assert_int_eq(h_proc_readline(&st, line, sizeof line, 10000), 1);
 	snprintf(spid, sizeof spid, "%ld", (long)st.pid);
@@ -4934,7 +4910,7 @@ START_TEST(detach_reattach)
 	struct h_ctl r;
 	char pidbuf[24], sid[24];
 
-	start_untraced(&p, "attachee", NULL, NULL, true);
+	h_prog_start_untraced(&p, &D, "attachee", NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *att[] = {"attach", pidbuf, NULL};
@@ -4993,7 +4969,7 @@ START_TEST(attach_nopie)
 	struct h_ctl r;
 	char pidbuf[24];
 
-	start_untraced(&p, "attachee_nopie", NULL, NULL, true);
+	h_prog_start_untraced(&p, &D, "attachee_nopie", NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	const char *att[] = {"attach", pidbuf, NULL};
@@ -5050,7 +5026,7 @@ START_TEST(attach_hostile)
 	ck_assert_int_eq(system(cmd), 0);
 	char *pre = h_strf("LD_PRELOAD=%s/libmemtrace.so", dir);
 	const char *env[] = {pre, NULL};
-	start_untraced(&p, "attachee", NULL, env, true);
+	h_prog_start_untraced(&p, &D, "attachee", NULL, H_NOUID, env);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
 	struct h_ctl r;

@@ -326,8 +326,8 @@ void h_proc_start(struct h_proc *p, const struct h_spawn *s)
 	snprintf(p->name, sizeof p->name, "%s", base != NULL ? base + 1 : s->argv[0]);
 }
 
-void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const char *const *args,
-                  uid_t uid, const char *const *env)
+static void prog_start(struct h_proc *p, struct h_daemon *d, const char *name,
+                       const char *const *args, uid_t uid, const char *const *env, bool agent)
 {
 	const char *argv[16];
 	char *path = h_prog(name);
@@ -341,8 +341,8 @@ void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const 
 	argv[n] = NULL;
 	memset(&s, 0, sizeof s);
 	s.argv = argv;
-	s.agent = true;
-	s.runtime_dir = d->runtime;
+	s.agent = agent;
+	s.runtime_dir = agent ? d->runtime : NULL;
 	s.truth = truth;
 	s.env = env;
 	s.uid = uid;
@@ -360,6 +360,18 @@ void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const 
 	h_proc_start(p, &s);
 	p->truth = truth;
 	free(path);
+}
+
+void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const char *const *args,
+                  uid_t uid, const char *const *env)
+{
+	prog_start(p, d, name, args, uid, env, true);
+}
+
+void h_prog_start_untraced(struct h_proc *p, struct h_daemon *d, const char *name,
+                           const char *const *args, uid_t uid, const char *const *env)
+{
+	prog_start(p, d, name, args, uid, env, false);
 }
 
 /* Reads what is available on the process's pipes, waiting up to timeout_ms

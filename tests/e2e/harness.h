@@ -158,6 +158,10 @@ void h_proc_start(struct h_proc *p, const struct h_spawn *s);
  * with extra env entries. */
 void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const char *const *args,
                   uid_t uid, const char *const *env);
+/* The same without the agent and without MEMTRACE_RUNTIME_DIR: a program
+ * running untraced (memtracectl attach), its book still next to d's. */
+void h_prog_start_untraced(struct h_proc *p, struct h_daemon *d, const char *name,
+                           const char *const *args, uid_t uid, const char *const *env);
 /* Reads one stdout line (without '\n') into buf. Returns 1, 0 at end of
  * file, -ETIMEDOUT. */
 int h_proc_readline(struct h_proc *p, char *buf, size_t cap, int timeout_ms);
