@@ -108,7 +108,8 @@ static void trace_values(const struct snapshot_trace *t, enum flame_value v, uin
 /* Adds the snapshot's stacks to the tree: into v, b and n, or (old) into old. */
 static void add_stacks(struct ftree *t, const struct snapshot *s, enum flame_value v, bool old)
 {
-	static const struct frame_info unknown = {"<unknown>", 0, "<unknown>", "<unknown>", NULL};
+	static const struct frame_info unknown = {"<unknown>", 0,    "<unknown>",
+	                                          "<unknown>", NULL, NULL};
 
 	for (size_t i = 0; i < s->ntraces; i++) {
 		const struct snapshot_trace *tr = &s->traces[i];

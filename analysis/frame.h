@@ -35,6 +35,11 @@ struct frame_info {
 	 * (DW_AT_call_file/DW_AT_call_line), and the chain ends at the real
 	 * function, whose caller is NULL. Same module throughout. */
 	const struct frame_info *caller;
+	/* The file whose symbols named this frame (its DWARF, or its symbol
+	 * table) when that is not `module`: a separate debug file, found by
+	 * build-id or .gnu_debuglink, for a stripped module. NULL when the
+	 * module's own file named it, or nothing did. */
+	const char *symbols;
 };
 
 #endif

@@ -562,8 +562,9 @@ static uint64_t absdiff(uint64_t a, uint64_t b)
 	return a >= b ? a - b : b - a;
 }
 
+/* "symbols" only when a separate debug file named the frame (frame.h). */
 static cJSON *frame_obj(const char *filename, uint32_t lineno, const char *function,
-                        const char *module, uint64_t addr)
+                        const char *module, const char *symbols, uint64_t addr)
 {
 	char buf[sizeof "0x" + 16];
 	cJSON *o = cJSON_CreateObject();
@@ -573,6 +574,8 @@ static cJSON *frame_obj(const char *filename, uint32_t lineno, const char *funct
 	cJSON_AddNumberToObject(o, "lineno", lineno);
 	cJSON_AddStringToObject(o, "function", function);
 	cJSON_AddStringToObject(o, "module", module);
+	if (symbols != NULL && symbols[0] != '\0')
+		cJSON_AddStringToObject(o, "symbols", symbols);
 	cJSON_AddStringToObject(o, "address", buf);
 	return o;
 }
@@ -581,7 +584,7 @@ cJSON *query_frame_json(const struct frame_info *f, uint64_t addr)
 {
 	if (f == NULL)
 		f = &unknown_frame;
-	return frame_obj(f->filename, f->lineno, f->function, f->module, addr);
+	return frame_obj(f->filename, f->lineno, f->function, f->module, f->symbols, addr);
 }
 
 static cJSON *stat_traceback_json(const struct qctx *c, const struct qstat *st)
@@ -601,13 +604,13 @@ static cJSON *stat_traceback_json(const struct qctx *c, const struct qstat *st)
 		cJSON_AddItemToArray(arr, query_frame_json(st->rep, st->rep_addr));
 		break;
 	case QUERY_KEY_FILENAME:
-		cJSON_AddItemToArray(
-		    arr, frame_obj(key_file(c->key, st->rep), 0, "", st->rep->module, 0));
+		cJSON_AddItemToArray(arr, frame_obj(key_file(c->key, st->rep), 0, "",
+		                                    st->rep->module, st->rep->symbols, 0));
 		break;
 	case QUERY_KEY_FUNCTION:
 	default:
 		cJSON_AddItemToArray(arr, frame_obj(key_file(c->key, st->rep), 0, st->rep->function,
-		                                    st->rep->module, 0));
+		                                    st->rep->module, st->rep->symbols, 0));
 		break;
 	}
 	return arr;

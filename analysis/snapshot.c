@@ -75,6 +75,7 @@ void snapshot_free(struct snapshot *s)
 		free((char *)s->frames[i].filename);
 		free((char *)s->frames[i].function);
 		free((char *)s->frames[i].module);
+		free((char *)s->frames[i].symbols);
 	}
 	free(s->frames);
 	for (size_t i = 0; i < s->ntraces; i++) {
@@ -111,6 +112,7 @@ static uint64_t frame_hash(const struct frame_info *f)
 	h = hash_str(h, str_or_empty(f->filename));
 	h = hash_str(h, str_or_empty(f->function));
 	h = hash_str(h, str_or_empty(f->module));
+	h = hash_str(h, str_or_empty(f->symbols));
 	return hash_mix(h ^ f->lineno);
 }
 
@@ -119,7 +121,8 @@ static bool frame_eq(const struct frame_info *a, const struct frame_info *b)
 	return a->lineno == b->lineno &&
 	       strcmp(str_or_empty(a->filename), str_or_empty(b->filename)) == 0 &&
 	       strcmp(str_or_empty(a->function), str_or_empty(b->function)) == 0 &&
-	       strcmp(str_or_empty(a->module), str_or_empty(b->module)) == 0;
+	       strcmp(str_or_empty(a->module), str_or_empty(b->module)) == 0 &&
+	       strcmp(str_or_empty(a->symbols), str_or_empty(b->symbols)) == 0;
 }
 
 static bool frame_idx_eq(const void *ctx, uintptr_t idx, const void *key)
@@ -196,6 +199,7 @@ uint32_t snapshot_intern_frame(struct snapshot *s, const struct frame_info *f)
 	nf->lineno = f->lineno;
 	nf->function = xstrdup(str_or_empty(f->function));
 	nf->module = xstrdup(str_or_empty(f->module));
+	nf->symbols = f->symbols != NULL && f->symbols[0] != '\0' ? xstrdup(f->symbols) : NULL;
 	s->nframes++;
 	oaindex_insert(&x->frames_by_content, h, idx);
 	x->frames = s->frames;
@@ -312,6 +316,9 @@ static cJSON *frame_tuple(const struct frame_info *f)
 	cJSON_AddItemToArray(t, cJSON_CreateNumber((double)f->lineno));
 	cJSON_AddItemToArray(t, clipped_string(f->function));
 	cJSON_AddItemToArray(t, clipped_string(f->module));
+	/* Version 4: the separate debug file that named it, when one did. */
+	if (f->symbols != NULL && f->symbols[0] != '\0')
+		cJSON_AddItemToArray(t, clipped_string(f->symbols));
 	return t;
 }
 
@@ -518,19 +525,31 @@ static int rd_array(struct rd *r, const cJSON *v, size_t max, size_t *n)
 	return 0;
 }
 
+/* An array of lo to hi elements (*len of them). */
+static int rd_tuple_of(struct rd *r, const cJSON *v, size_t lo, size_t hi, size_t *len)
+{
+	char want[48];
+
+	if (lo == hi)
+		snprintf(want, sizeof want, "%zu", lo);
+	else
+		snprintf(want, sizeof want, "%zu to %zu", lo, hi);
+	if (rd_array(r, v, hi, len) < 0) {
+		if (cJSON_IsArray(v))
+			return why(r, "expected %s elements, got more", want);
+		return -EINVAL;
+	}
+	if (*len < lo)
+		return why(r, "expected %s elements, got %zu", want, *len);
+	return 0;
+}
+
 /* An array of exactly n elements. */
 static int rd_tuple(struct rd *r, const cJSON *v, size_t n)
 {
 	size_t len;
 
-	if (rd_array(r, v, n, &len) < 0) {
-		if (cJSON_IsArray(v))
-			return why(r, "expected %zu elements, got more", n);
-		return -EINVAL;
-	}
-	if (len != n)
-		return why(r, "expected %zu elements, got %zu", n, len);
-	return 0;
+	return rd_tuple_of(r, v, n, n, &len);
 }
 
 static const cJSON *field(const cJSON *obj, const char *key)
@@ -612,11 +631,13 @@ static int rd_header(struct rd *r, const cJSON *h, struct snapshot *s)
 
 static int rd_frames(struct rd *r, const cJSON *a, struct snapshot *s)
 {
-	static const char *const names[] = {"filename", "lineno", "function", "module"};
+	static const char *const names[] = {"filename", "lineno", "function", "module", "symbols"};
 	const cJSON *t, *v;
 	const char *str;
 	uint64_t u;
-	size_t n, i = 0;
+	size_t n, len, i = 0;
+	/* Version 4 frames may name the debug file that named them. */
+	const size_t most = r->version >= 4 ? 5 : 4;
 
 	if (rd_array(r, a, MAX_FRAMES, &n) < 0)
 		return at(r, "frames");
@@ -624,15 +645,15 @@ static int rd_frames(struct rd *r, const cJSON *a, struct snapshot *s)
 	cJSON_ArrayForEach(t, a)
 	{
 		struct frame_info *f = &s->frames[i];
-		const char **dst[] = {&f->filename, NULL, &f->function, &f->module};
+		const char **dst[] = {&f->filename, NULL, &f->function, &f->module, &f->symbols};
 
-		if (rd_tuple(r, t, 4) < 0)
+		if (rd_tuple_of(r, t, 4, most, &len) < 0)
 			return at(r, "frames[%zu]", i);
 		/* nframes counts the frames whose strings snapshot_free must
 		 * free, so it grows before they are filled. */
 		s->nframes = i + 1;
 		v = t->child;
-		for (int k = 0; k < 4; k++, v = v->next) {
+		for (int k = 0; k < (int)len; k++, v = v->next) {
 			if (k == 1) {
 				if (rd_uint(r, v, UINT32_MAX, &u) < 0)
 					return at(r, "frames[%zu][1] (lineno)", i);
@@ -778,7 +799,8 @@ int snapshot_from_json(const cJSON *doc, struct snapshot **out, char *err, size_
 	v = field(doc, "version");
 	if (!cJSON_IsNumber(v))
 		return fail(&r, "version: expected a number, got %s", type_name(v));
-	if (v->valuedouble != 1 && v->valuedouble != 2 && v->valuedouble != SNAPSHOT_VERSION)
+	if (!(v->valuedouble >= 1 && v->valuedouble <= SNAPSHOT_VERSION) ||
+	    v->valuedouble != (double)(int)v->valuedouble)
 		return fail(&r, "unsupported version %.17g (this memtrace reads versions 1 to %d)",
 		            v->valuedouble, SNAPSHOT_VERSION);
 	r.version = (int)v->valuedouble;

@@ -12,12 +12,12 @@
  * JSON; memtracectl reads the same JSON from files (`snapshot -o FILE`) and
  * computes statistics and comparisons from it with query.c.
  *
- * The JSON document (the snapshot file format, version 3):
- *   {"format": "memtrace-snapshot", "version": 1,
+ * The JSON document (the snapshot file format, version 4):
+ *   {"format": "memtrace-snapshot", "version": 4,
  *    "snapshot": {"id", "pid", "uid", "exe", "cmdline": [str], "start_time",
  *                 "taken_at", "reason", "current", "peak", "blocks",
  *                 "allocations", "frees", "lost_events"},
- *    "frames": [[filename, lineno, function, module], ...],
+ *    "frames": [[filename, lineno, function, module(, symbols)], ...],
  *    "traces": [[size, count, allocations, allocated, temporary, peak_size,
  *                peak_count, [frame index...], [address...]], ...],
  *    "largest": [[address, size, trace index], ...]}
@@ -26,7 +26,9 @@
  * Version 1 wrote [size, count, allocations, [frame index...],
  * [address...]] and only traces with live blocks, version 2 [size, count,
  * allocations, allocated, temporary, [frame index...], [address...]]; both
- * are still read, what they lack as 0.
+ * are still read, what they lack as 0. A frame's fifth element, since
+ * version 4, is the separate debug file whose symbols named it (frame.h's
+ * `symbols`), present only when one did; versions 1 to 3 have four.
  * Frames of a trace are most recent call first; "id" is 0 for a snapshot that
  * was never stored (compare live:PID). "snapshot" may also hold
  * "sample_bytes": the process was sampled every that many bytes on average
@@ -55,7 +57,7 @@
 #include "query.h"
 
 #define SNAPSHOT_FORMAT  "memtrace-snapshot"
-#define SNAPSHOT_VERSION 3
+#define SNAPSHOT_VERSION 4
 
 struct snapshot_trace {
 	uint64_t size;        /* live bytes */

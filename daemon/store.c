@@ -212,6 +212,22 @@ static const char *const migrations[] = {
     "UPDATE sqlite_schema SET sql = replace(sql, '''exit'', ''shutdown''',"
     " '''exit'', ''detach'', ''shutdown''') WHERE type = 'table' AND name = 'snapshot';"
     "PRAGMA writable_schema = OFF;",
+    /* 7 -> 8: the separate debug file that named a frame ('' when the
+     * module's own file did, as for every frame stored before). It is part
+     * of what makes a frame distinct, so the table is made anew with it in
+     * its UNIQUE constraint, ids kept (stacks name frames by id). */
+    "CREATE TABLE frame_v8 ("
+    " id INTEGER PRIMARY KEY,"
+    " filename TEXT NOT NULL,"
+    " lineno INTEGER NOT NULL,"
+    " function TEXT NOT NULL,"
+    " module TEXT NOT NULL,"
+    " symbols TEXT NOT NULL DEFAULT '',"
+    " UNIQUE (filename, lineno, function, module, symbols));"
+    "INSERT INTO frame_v8(id, filename, lineno, function, module)"
+    " SELECT id, filename, lineno, function, module FROM frame;"
+    "DROP TABLE frame;"
+    "ALTER TABLE frame_v8 RENAME TO frame;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -272,9 +288,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_PROCESS_INSERT] = "INSERT INTO process(pid, start_time, exe, uid, cmdline, first_seen)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_FRAME_FIND] = "SELECT id FROM frame"
-                     " WHERE filename = ?1 AND lineno = ?2 AND function = ?3 AND module = ?4",
-    [S_FRAME_INSERT] = "INSERT INTO frame(filename, lineno, function, module)"
-                       " VALUES (?1, ?2, ?3, ?4)",
+                     " WHERE filename = ?1 AND lineno = ?2 AND function = ?3 AND module = ?4"
+                     " AND symbols = ?5",
+    [S_FRAME_INSERT] = "INSERT INTO frame(filename, lineno, function, module, symbols)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_STACK_FIND] = "SELECT id FROM stack WHERE frames = ?1",
     [S_STACK_INSERT] = "INSERT INTO stack(frames) VALUES (?1)",
     [S_SNAPSHOT_INSERT] = "INSERT INTO snapshot(process_id, taken_at, reason, current, peak,"
@@ -301,7 +318,8 @@ static const char *const stmt_sql[S_COUNT] = {
                       " t.allocated, t.temporary, t.peak_size, t.peak_count"
                       " FROM trace t JOIN stack k ON k.id = t.stack_id"
                       " WHERE t.snapshot_id = ?1 ORDER BY t.stack_id",
-    [S_READ_FRAME] = "SELECT filename, lineno, function, module FROM frame WHERE id = ?1",
+    [S_READ_FRAME] = "SELECT filename, lineno, function, module, symbols FROM frame"
+                     " WHERE id = ?1",
     [S_READ_LARGEST] = "SELECT address, size, stack_id FROM largest"
                        " WHERE snapshot_id = ?1 ORDER BY rank",
     [S_LIST] = "SELECT s.id, p.pid, p.uid, p.start_time, p.exe, s.taken_at, s.reason,"
@@ -903,7 +921,8 @@ uint64_t store_charge(const struct snapshot *s)
 		const struct frame_info *f = &s->frames[i];
 		if (used[i])
 			c += STORE_CHARGE_FRAME + strlen(str_or_empty(f->filename)) +
-			     strlen(str_or_empty(f->function)) + strlen(str_or_empty(f->module));
+			     strlen(str_or_empty(f->function)) + strlen(str_or_empty(f->module)) +
+			     strlen(str_or_empty(f->symbols));
 	}
 	free(used);
 	return c;
@@ -1263,6 +1282,7 @@ static void bind_frame(sqlite3_stmt *q, const void *arg)
 	sqlite3_bind_int64(q, 2, f->lineno);
 	sqlite3_bind_text(q, 3, str_or_empty(f->function), -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 4, str_or_empty(f->module), -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, str_or_empty(f->symbols), -1, SQLITE_STATIC);
 }
 
 struct blob {
@@ -1701,6 +1721,7 @@ static int read_frame(struct store *st, struct snapshot *s, struct idmap *frames
 	f.lineno = (uint32_t)sqlite3_column_int64(q, 1);
 	f.function = (const char *)sqlite3_column_text(q, 2);
 	f.module = (const char *)sqlite3_column_text(q, 3);
+	f.symbols = (const char *)sqlite3_column_text(q, 4);
 	*idx = snapshot_intern_frame(s, &f);
 	sqlite3_reset(q);
 	idmap_put(frames, fid, *idx);

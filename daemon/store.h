@@ -45,7 +45,7 @@
 
 #include "snapshot.h"
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 #define STORE_FILE           "memtrace.db"
 
 struct store;

@@ -229,6 +229,11 @@ struct sym_object {
 	bool counted;  /* already in the objects or failures statistic */
 	bool have_id;  /* build_id is the file's (after the first load) */
 	bool dwarf_ok; /* its DWARF may be read (no alternate file missing) */
+	/* The module's Elf, and the separate debug file the load found, as
+	 * libdwfl names it (NULL: none); both live as long as dwfl. */
+	Elf *main_elf;
+	const char *debug_name;
+	bool dwarf_separate; /* its DWARF is the debug file's */
 	uint8_t build_id[64];
 	size_t build_id_len;
 	Dwfl *dwfl;
@@ -808,6 +813,24 @@ static int dwfl_error(void)
 	return errno != 0 ? -errno : -EINVAL;
 }
 
+/* The separate debug file a loaded module found, if any (*name NULL
+ * otherwise), and the module's own Elf: a name or a line read from an Elf
+ * that is not the module's came from that file. (libdwfl also reads symbols
+ * from a module's embedded .gnu_debugdata; a module with that and a debug
+ * file but no symbol table in it would be labelled with the debug file.) */
+static void separate_debug_file(Dwfl_Module *mod, Elf **main_elf, const char **name)
+{
+	const char *main_name = NULL, *debug_name = NULL;
+	Dwarf_Addr bias;
+
+	*main_elf = dwfl_module_getelf(mod, &bias);
+	dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &main_name, &debug_name);
+	*name = debug_name != NULL && debug_name[0] != '\0' &&
+	                (main_name == NULL || strcmp(main_name, debug_name) != 0)
+	            ? debug_name
+	            : NULL;
+}
+
 /* Reads the file open as fd (which this takes) as a one-module offline
  * session, finding its debug information with `user`'s rights now, while
  * the search has its context. mu held. *public: whether every separate
@@ -871,6 +894,8 @@ static int object_load(struct symbols *s, struct sym_object *o, int fd,
 	dwfl_module_getsymtab(mod);
 	*userdata = NULL;
 	o->dwarf_ok = dw != NULL && !ctx.alt_failed;
+	separate_debug_file(mod, &o->main_elf, &o->debug_name);
+	o->dwarf_separate = dw != NULL && o->debug_name != NULL && dwarf_getelf(dw) != o->main_elf;
 	o->dwfl = dwfl;
 	o->mod = mod;
 	*public = ctx.all_public;
@@ -964,6 +989,9 @@ struct location {
 struct resolved {
 	struct location *loc;
 	size_t n; /* 0 when nothing is known */
+	/* The separate debug file that named it (frame.h's `symbols`), or
+	 * NULL; owned by the object's libdwfl session. */
+	const char *symbols;
 };
 
 static struct location *resolved_push(struct resolved *r)
@@ -1269,14 +1297,23 @@ static void resolve_in_object(struct symbols *s, struct sym_object *o, uint64_t 
 		return; /* not in this file: better unresolved than a neighbour's name */
 	have_cu = o->dwarf_ok && object_cu(o, pc, &cu, &cubias) && unit_usable(&cu);
 
-	if (have_cu)
+	if (have_cu) {
 		outer = inline_chain(s, &cu, pc - cubias, r);
+		/* DWARF: the file it came from, when that is not the module. */
+		if (o->dwarf_separate)
+			r->symbols = o->debug_name;
+	}
 	if (r->n == 0)
 		resolved_push(r);
 	if (outer == NULL) {
 		GElf_Off off;
 		GElf_Sym sym;
-		outer = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, NULL, NULL);
+		Elf *from = NULL;
+		outer = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, &from, NULL);
+		/* A symbol table of the debug file (the module is stripped);
+		 * one from the module's own .gnu_debugdata is the module's. */
+		if (outer != NULL && from != NULL && from != o->main_elf)
+			r->symbols = o->debug_name;
 	}
 	if (outer != NULL && outer[0] != '\0')
 		r->loc[r->n - 1].function = function_name(s, outer);
@@ -1331,6 +1368,7 @@ static void location_text(const struct location *l, const char *module, uint64_t
 	out->filename = l->file != NULL ? l->file : *where;
 	out->lineno = l->file != NULL ? l->lineno : 0;
 	out->caller = NULL;
+	out->symbols = NULL;
 }
 
 /* Location l as cached frame content: interned strings. */
@@ -1350,6 +1388,7 @@ static void location_info(struct symgen *g, uid_t uid, const struct location *l,
 static uint64_t caller_hash(const struct frame_info *f)
 {
 	uint64_t h = hash_mix((uint64_t)(uintptr_t)f->module ^ (uint64_t)(uintptr_t)f->caller);
+	h = hash_mix(h ^ (uint64_t)(uintptr_t)f->symbols);
 	h = hash_mix(h ^ (uint64_t)(uintptr_t)f->function);
 	h = hash_mix(h ^ (uint64_t)(uintptr_t)f->filename);
 	return hash_mix(h ^ f->lineno);
@@ -1361,7 +1400,7 @@ static bool caller_eq(const void *ctx, uintptr_t entry, const void *key)
 
 	(void)ctx;
 	return a->module == b->module && a->function == b->function && a->filename == b->filename &&
-	       a->lineno == b->lineno && a->caller == b->caller;
+	       a->lineno == b->lineno && a->caller == b->caller && a->symbols == b->symbols;
 }
 
 static const struct frame_info *caller_get(struct symgen *g, uid_t uid,
@@ -1385,18 +1424,21 @@ static struct frame *frame_add(struct symgen *g, uid_t uid, const struct sym_obj
 	struct frame_key k = {obj, offset};
 	struct frame *f = xcalloc(1, sizeof(*f));
 	const struct frame_info *caller = NULL;
+	const char *symbols = r->symbols != NULL ? intern(g, uid, r->symbols) : NULL;
 
 	/* Outermost first, so each level can point at the interned one. */
 	for (size_t i = r->n; i-- > 1;) {
 		struct frame_info want;
 		location_info(g, uid, &r->loc[i], obj->module, offset, &want);
 		want.caller = caller;
+		want.symbols = symbols;
 		caller = caller_get(g, uid, &want);
 	}
 	f->obj = obj;
 	f->offset = offset;
 	location_info(g, uid, r->n > 0 ? &r->loc[0] : NULL, obj->module, offset, &f->info);
 	f->info.caller = caller;
+	f->info.symbols = symbols;
 	table_add(&g->frames, frame_hash(&k), f);
 	g->frames_n++;
 	gen_charge(g, uid, COST(sizeof(*f)));
@@ -1441,7 +1483,7 @@ static const struct frame_info *scratch_fill(struct sym_scratch *sc, const struc
 
 	scratch_clear(sc);
 	sc->chain = xcalloc(n, sizeof(*sc->chain));
-	sc->strs = xcalloc(2 * n, sizeof(*sc->strs));
+	sc->strs = xcalloc(2 * n + 1, sizeof(*sc->strs));
 	for (size_t i = 0; i < n; i++) {
 		struct frame_info *f = &sc->chain[i];
 		char *where;
@@ -1450,6 +1492,11 @@ static const struct frame_info *scratch_fill(struct sym_scratch *sc, const struc
 		f->filename = scratch_str(sc, f->filename);
 		f->caller = i + 1 < n ? &sc->chain[i + 1] : NULL;
 		free(where);
+	}
+	if (r->symbols != NULL) {
+		const char *symbols = scratch_str(sc, r->symbols);
+		for (size_t i = 0; i < n; i++)
+			sc->chain[i].symbols = symbols;
 	}
 	return &sc->chain[0];
 }
@@ -1687,7 +1734,7 @@ const struct frame_info *symbols_resolve_in(struct symbols *s, struct sym_object
                                             uint64_t offset, struct sym_scratch *sc)
 {
 	const struct frame_info *fi = symbols_lookup(s, o, offset);
-	struct resolved r = {NULL, 0};
+	struct resolved r = {NULL, 0, NULL};
 	struct frame *f;
 
 	if (fi != NULL)

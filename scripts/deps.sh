@@ -4,7 +4,8 @@
 # and man for the unit checks, jemalloc for the test of an allocator preloaded
 # before the agent, Go for the test of a cgo program that ends with os.Exit,
 # make and strace for the test of a traced make that counts its processes,
-# headless Chromium for the tests of the pages memtrace writes);
+# headless Chromium for the tests of the pages memtrace writes, binutils'
+# objcopy for the tests of stripped programs with separate debug files);
 # with "bench", what the benchmarks compare with (heaptrack, redis).
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
@@ -14,7 +15,7 @@ if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs heaptrack redis-server redis-tools"
 fi
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db mandoc clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium"
+	pkgs="$pkgs prometheus systemd man-db mandoc binutils clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium"
 fi
 missing=""
 for p in $pkgs; do

@@ -96,6 +96,12 @@
  *                               that takes the agent's numbers stops it
  *                               cleanly; the agent never writes to the
  *                               program's descriptors nor takes one away
+ *  stripped_debug_file          a stripped copy of progs/sites with its symbols
+ *                               in a debug file beside it (.gnu_debuglink):
+ *                               `top --key traceback` is its book, and each
+ *                               of its frames names the copy as module and
+ *                               the debug file as symbols, live, in a stored
+ *                               snapshot and in a snapshot file
  *  where_blocks                 `memtracectl where --pid P ADDRESS` for the
  *                               start, an interior and the last byte of
  *                               blocks progs/pointers prints (hex and
@@ -4387,6 +4393,118 @@ START_TEST(exe_as_started)
 }
 END_TEST
 
+/* The frames of a top answer's statistics whose module is `module`: each
+ * must name `symbols` as the file its symbols came from. Returns how many
+ * there are, or -1 (with *why) for one that does not. */
+static int frames_named_by(const cJSON *json, const char *module, const char *symbols, char **why)
+{
+	const cJSON *st, *f;
+	int n = 0;
+
+	cJSON_ArrayForEach(st, cJSON_GetObjectItem(json, "stats"))
+	{
+		cJSON_ArrayForEach(f, cJSON_GetObjectItem(st, "traceback"))
+		{
+			const char *m = h_json_str(f, "module"), *sym = h_json_str(f, "symbols");
+			if (m == NULL || strcmp(m, module) != 0) {
+				/* Another module's frame names no file of ours. */
+				if (sym != NULL && strstr(sym, symbols) != NULL) {
+					*why = h_strf("module %s names %s", m ? m : "(none)", sym);
+					return -1;
+				}
+				continue;
+			}
+			if (sym == NULL || strcmp(sym, symbols) != 0) {
+				*why = h_strf("a frame of %s (%s:%s) names symbols %s, want %s", m,
+				              h_json_str(f, "filename"), h_json_str(f, "function"),
+				              sym ? sym : "(none)", symbols);
+				return -1;
+			}
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Runs `top ... --key traceback` and checks it against the book and the
+ * stripped module's frames against their debug file. */
+static void assert_stripped_top(const char *const *args, const struct h_truth *t,
+                                const char *module, const char *symbols, const char *what)
+{
+	struct h_expect e = {.t = t, .files = t, .key = H_KEY_TRACEBACK};
+	struct h_ctl r;
+	char *why = h_ctl_poll(&D, H_NOUID, &r, h_check_top_fn, &e, args);
+	ck_assert_msg(why == NULL, "%s: differs from the book:\n  %.2000s", what, why);
+	int n = frames_named_by(r.json, module, symbols, &why);
+	ck_assert_msg(n > 0, "%s: %s (%.1000s)", what,
+	              n < 0 ? why : "no frame of the stripped copy", r.out);
+	h_ctl_free(&r);
+}
+
+/*
+ * A stripped program whose symbols are in a separate file (objcopy
+ * --only-keep-debug, linked back with --add-gnu-debuglink, as Debian's
+ * -dbgsym packages are made): its frames are the exact lines of its book,
+ * and each one names the module that was mapped (the stripped copy) and
+ * the file whose symbols named it, live, in a stored snapshot and in a
+ * snapshot file.
+ */
+START_TEST(stripped_debug_file)
+{
+	char *dir = h_daemon_file(&D, "stripped");
+	char *prog = h_prog("sites");
+	char *copy = h_strf("%s/sites", dir), *debug = h_strf("%s/sites.debug", dir);
+	char *file = h_daemon_file(&D, "stripped-snap.json");
+	struct h_proc p;
+	struct h_ctl r;
+	char pidbuf[24], sid[32];
+
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	char *cmd = h_strf("objcopy --only-keep-debug '%s' '%s' && "
+	                   "objcopy --strip-all --add-gnu-debuglink='%s' '%s' '%s' && "
+	                   "! objdump -h '%s' | grep -q -e debug_info -e '[.]symtab'",
+	                   prog, debug, debug, prog, copy, copy);
+	free(h_command_out(cmd, "objcopy (binutils) makes the stripped copy"));
+	free(cmd);
+
+	h_prog_start_at(&p, &D, copy, NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	struct h_truth *t = h_truth_must(p.truth);
+	snprintf(pidbuf, sizeof pidbuf, "%ld", t->pid);
+	wait_state(t->pid, "live");
+	const char *live[] = {"top",     "--pid", pidbuf,         "--key", "traceback",
+	                      "--limit", "0",     "--raw-frames", NULL};
+	assert_stripped_top(live, t, copy, debug, "live");
+
+	/* Stored, and written to a file: the same frames, the same names. */
+	const char *snap[] = {"snapshot", "--pid", pidbuf, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, snap);
+	long long id;
+	ck_assert_msg(h_json_int(r.json, "id", &id), "snapshot: %.500s", r.out);
+	snprintf(sid, sizeof sid, "%lld", id);
+	h_ctl_free(&r);
+	const char *stored[] = {"top", "--snapshot",   sid, "--key", "traceback", "--limit",
+	                        "0",   "--raw-frames", NULL};
+	assert_stripped_top(stored, t, copy, debug, "stored snapshot");
+	const char *save[] = {"snapshot", "--pid", pidbuf, "-o", file, NULL};
+	h_ctl_ok(&D, H_NOUID, &r, save);
+	h_ctl_free(&r);
+	const char *fromfile[] = {"top",     "--snapshot", file,           "--key", "traceback",
+	                          "--limit", "0",          "--raw-frames", NULL};
+	assert_stripped_top(fromfile, t, copy, debug, "snapshot file");
+
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "stripped sites");
+	h_truth_free(t);
+	h_proc_cleanup(&p);
+	free(file);
+	free(debug);
+	free(copy);
+	free(prog);
+	free(dir);
+}
+END_TEST
+
 /* `run -o FILE` without --top is a usage error, and runs nothing. */
 START_TEST(run_output_needs_top)
 {
@@ -5151,6 +5269,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, run_output_needs_top);
 	tcase_add_test(tc, run_pid_file);
 	tcase_add_test(tc, exe_as_started);
+	tcase_add_test(tc, stripped_debug_file);
 	tc = h_tcase(s, "descriptors", 120, setup, teardown);
 	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
 	tc = h_tcase(s, "unwind", 300, setup, teardown);

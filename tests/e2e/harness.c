@@ -326,11 +326,12 @@ void h_proc_start(struct h_proc *p, const struct h_spawn *s)
 	snprintf(p->name, sizeof p->name, "%s", base != NULL ? base + 1 : s->argv[0]);
 }
 
-static void prog_start(struct h_proc *p, struct h_daemon *d, const char *name,
+/* The program at path (its book named after name), with or without the
+ * agent. */
+static void path_start(struct h_proc *p, struct h_daemon *d, const char *path, const char *name,
                        const char *const *args, uid_t uid, const char *const *env, bool agent)
 {
 	const char *argv[16];
-	char *path = h_prog(name);
 	char *truth = h_daemon_file(d, name);
 	size_t n = 0;
 	struct h_spawn s;
@@ -359,7 +360,23 @@ static void prog_start(struct h_proc *p, struct h_daemon *d, const char *name,
 	}
 	h_proc_start(p, &s);
 	p->truth = truth;
+}
+
+static void prog_start(struct h_proc *p, struct h_daemon *d, const char *name,
+                       const char *const *args, uid_t uid, const char *const *env, bool agent)
+{
+	char *path = h_prog(name);
+
+	path_start(p, d, path, name, args, uid, env, agent);
 	free(path);
+}
+
+void h_prog_start_at(struct h_proc *p, struct h_daemon *d, const char *path,
+                     const char *const *args, uid_t uid, const char *const *env)
+{
+	const char *slash = strrchr(path, '/');
+
+	path_start(p, d, path, slash != NULL ? slash + 1 : path, args, uid, env, true);
 }
 
 void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const char *const *args,

@@ -162,6 +162,10 @@ void h_prog_start(struct h_proc *p, struct h_daemon *d, const char *name, const 
  * running untraced (memtracectl attach), its book still next to d's. */
 void h_prog_start_untraced(struct h_proc *p, struct h_daemon *d, const char *name,
                            const char *const *args, uid_t uid, const char *const *env);
+/* h_prog_start of the program at path (a copy, a link, a stripped build):
+ * argv[0] is path, its book is named after path's last component. */
+void h_prog_start_at(struct h_proc *p, struct h_daemon *d, const char *path,
+                     const char *const *args, uid_t uid, const char *const *env);
 /* Reads one stdout line (without '\n') into buf. Returns 1, 0 at end of
  * file, -ETIMEDOUT. */
 int h_proc_readline(struct h_proc *p, char *buf, size_t cap, int timeout_ms);

@@ -17,9 +17,9 @@
 #include "snapshot.h"
 #include "suites.h"
 
-static const struct frame_info F_MAIN = {"/src/main.c", 10, "main", "/bin/app", NULL};
-static const struct frame_info F_PUT = {"/src/cache.c", 20, "cache_put", "/bin/app", NULL};
-static const struct frame_info F_ODD = {"/src/x.c", 30, "op;er\nator", "/lib/libx.so", NULL};
+static const struct frame_info F_MAIN = {"/src/main.c", 10, "main", "/bin/app", NULL, NULL};
+static const struct frame_info F_PUT = {"/src/cache.c", 20, "cache_put", "/bin/app", NULL, NULL};
+static const struct frame_info F_ODD = {"/src/x.c", 30, "op;er\nator", "/lib/libx.so", NULL, NULL};
 
 /* main -> cache_put: 300 B in 3 blocks, 10 calls, 1000 B, 7 temporary;
  * main -> "op;er\nator": all freed, 5 calls of 50 B, 5 temporary;

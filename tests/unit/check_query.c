@@ -29,20 +29,21 @@ static char a_c_copy[] = "/src/a.c";
 static char fa_copy[] = "fa";
 static char r_c_copy[] = "/src/r.c";
 
-static const struct frame_info A2 = {"/src/a.c", 2, "fa", "/bin/app", NULL};
-static const struct frame_info A2b = {a_c_copy, 2, fa_copy, "/bin/app", NULL}; /* = A2 */
-static const struct frame_info A2lib = {"/src/a.c", 2, "fa", "/lib/liba.so", NULL};
-static const struct frame_info A5 = {"/src/a.c", 5, "fa", "/bin/app", NULL};
-static const struct frame_info A9 = {"/src/a.c", 9, "ga", "/bin/app", NULL};
-static const struct frame_info A10 = {"/src/a.c", 10, "ga", "/bin/app", NULL};
-static const struct frame_info B1 = {"/src/b.c", 1, "fb", "/lib/libb.so", NULL};
-static const struct frame_info B4 = {"/src/b.c", 4, "main", "/lib/libb.so", NULL};
-static const struct frame_info B7 = {"/src/b.c", 7, "fa", "/lib/libb.so", NULL}; /* fa in b.c */
-static const struct frame_info M = {"/src/main.c", 10, "main", "/bin/app", NULL};
-static const struct frame_info R3 = {"/src/r.c", 3, "rec", "/bin/app", NULL};
-static const struct frame_info R3b = {r_c_copy, 3, "rec", "/bin/app", NULL}; /* = R3 */
-static const struct frame_info V5 = {"/usr/include/c++/vector", 5, "std::vector<int>::push_back",
-                                     "/bin/app", NULL};
+static const struct frame_info A2 = {"/src/a.c", 2, "fa", "/bin/app", NULL, NULL};
+static const struct frame_info A2b = {a_c_copy, 2, fa_copy, "/bin/app", NULL, NULL}; /* = A2 */
+static const struct frame_info A2lib = {"/src/a.c", 2, "fa", "/lib/liba.so", NULL, NULL};
+static const struct frame_info A5 = {"/src/a.c", 5, "fa", "/bin/app", NULL, NULL};
+static const struct frame_info A9 = {"/src/a.c", 9, "ga", "/bin/app", NULL, NULL};
+static const struct frame_info A10 = {"/src/a.c", 10, "ga", "/bin/app", NULL, NULL};
+static const struct frame_info B1 = {"/src/b.c", 1, "fb", "/lib/libb.so", NULL, NULL};
+static const struct frame_info B4 = {"/src/b.c", 4, "main", "/lib/libb.so", NULL, NULL};
+static const struct frame_info B7 = {"/src/b.c",     7,    "fa",
+                                     "/lib/libb.so", NULL, NULL}; /* fa in b.c */
+static const struct frame_info M = {"/src/main.c", 10, "main", "/bin/app", NULL, NULL};
+static const struct frame_info R3 = {"/src/r.c", 3, "rec", "/bin/app", NULL, NULL};
+static const struct frame_info R3b = {r_c_copy, 3, "rec", "/bin/app", NULL, NULL}; /* = R3 */
+static const struct frame_info V5 = {
+    "/usr/include/c++/vector", 5, "std::vector<int>::push_back", "/bin/app", NULL, NULL};
 
 /* ---- building input ---- */
 
@@ -463,16 +464,24 @@ END_TEST
 
 /* ---- the first frame outside the runtime ---- */
 
-static const struct frame_info LIBC = {"./libio/filedoalloc.c", 101, "_IO_file_doallocate",
-                                       "/usr/lib/x86_64-linux-gnu/libc.so.6", NULL};
-static const struct frame_info STDH = {"/usr/include/c++/12/bits/new_allocator.h", 137,
-                                       "std::__new_allocator<int>::allocate", "/bin/app", NULL};
-static const struct frame_info STDV = {"/usr/include/c++/12/bits/vector.tcc", 72,
-                                       "std::vector<int>::reserve", "/bin/app", NULL};
-static const struct frame_info LD = {"./elf/dl-object.c", 90, "_dl_new_object",
-                                     "/lib64/ld-linux-x86-64.so.2", NULL};
-static const struct frame_info NODBG1 = {"/bin/app+0x1234", 0, "parse", "/bin/app", NULL};
-static const struct frame_info NODBG2 = {"/bin/app+0x1290", 0, "parse", "/bin/app", NULL};
+static const struct frame_info LIBC = {"./libio/filedoalloc.c",
+                                       101,
+                                       "_IO_file_doallocate",
+                                       "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                                       NULL,
+                                       NULL};
+static const struct frame_info STDH = {"/usr/include/c++/12/bits/new_allocator.h",
+                                       137,
+                                       "std::__new_allocator<int>::allocate",
+                                       "/bin/app",
+                                       NULL,
+                                       NULL};
+static const struct frame_info STDV = {
+    "/usr/include/c++/12/bits/vector.tcc", 72, "std::vector<int>::reserve", "/bin/app", NULL, NULL};
+static const struct frame_info LD = {"./elf/dl-object.c",           90,   "_dl_new_object",
+                                     "/lib64/ld-linux-x86-64.so.2", NULL, NULL};
+static const struct frame_info NODBG1 = {"/bin/app+0x1234", 0, "parse", "/bin/app", NULL, NULL};
+static const struct frame_info NODBG2 = {"/bin/app+0x1290", 0, "parse", "/bin/app", NULL, NULL};
 
 START_TEST(test_runtime_frames)
 {
@@ -937,7 +946,7 @@ END_TEST
 
 #define CF(l)                                                                                      \
 	{                                                                                          \
-		"/src/c.c", l, "c", "/bin/app", NULL                                               \
+		"/src/c.c", l, "c", "/bin/app", NULL, NULL                                         \
 	}
 static const struct frame_info C[] = {CF(0), CF(1), CF(2), CF(3), CF(4),
                                       CF(5), CF(6), CF(7), CF(8)};
@@ -1075,9 +1084,9 @@ END_TEST
 
 START_TEST(test_einval)
 {
-	static const struct frame_info nofile = {NULL, 1, "f", "m", NULL};
-	static const struct frame_info nofunc = {"f.c", 1, NULL, "m", NULL};
-	static const struct frame_info nomod = {"f.c", 1, "f", NULL, NULL};
+	static const struct frame_info nofile = {NULL, 1, "f", "m", NULL, NULL};
+	static const struct frame_info nofunc = {"f.c", 1, NULL, "m", NULL, NULL};
+	static const struct frame_info nomod = {"f.c", 1, "f", NULL, NULL, NULL};
 	const struct frame_info *bad_frames[][2] = {
 	    {&A2, NULL}, {&A2, &nofile}, {&A2, &nofunc}, {&A2, &nomod}};
 	const struct frame_info *ok_frames[2] = {&A2, &M};
@@ -1187,7 +1196,7 @@ END_TEST
 
 /* ---- a model: random inputs against a naive reimplementation ---- */
 
-static const struct frame_info ref_unknown = {"<unknown>", 0, "<unknown>", "<unknown>", NULL};
+static const struct frame_info ref_unknown = {"<unknown>", 0, "<unknown>", "<unknown>", NULL, NULL};
 
 struct pool_frame {
 	char file[16], func[8], mod[8];
@@ -1433,8 +1442,8 @@ START_TEST(test_model)
 					snprintf(p->file, sizeof p->file, "%s", files[f]);
 					snprintf(p->func, sizeof p->func, "%s", fn ? "g" : "f");
 					snprintf(p->mod, sizeof p->mod, "/m%d", copy);
-					p->fi =
-					    (struct frame_info){p->file, l, p->func, p->mod, NULL};
+					p->fi = (struct frame_info){p->file, l,    p->func,
+					                            p->mod,  NULL, NULL};
 				}
 
 	rng_state = UINT64_C(0x9e3779b97f4a7c15);
@@ -1496,8 +1505,8 @@ START_TEST(test_scale)
 	ck_assert(loc && names && fr && ad && g);
 	for (int i = 0; i < NLOC; i++) {
 		snprintf(names[i], sizeof names[i], "/src/f%d.c", i % 2000);
-		loc[i] =
-		    (struct frame_info){names[i], (uint32_t)(i / 2000 + 1), "fn", "/bin/app", NULL};
+		loc[i] = (struct frame_info){
+		    names[i], (uint32_t)(i / 2000 + 1), "fn", "/bin/app", NULL, NULL};
 	}
 	rng_state = 42;
 	for (int i = 0; i < NGROUPS; i++) {

@@ -53,8 +53,13 @@ static char app[] = "/bin/app";
 static const struct frame_info FA = {
     .filename = "/src/a.c", .lineno = 10, .function = "fa", .module = "/bin/app"};
 static const struct frame_info FA2 = {.filename = a_c, .lineno = 10, .function = fa, .module = app};
-static const struct frame_info FB = {
-    .filename = "/src/b.c", .lineno = 20, .function = "fb", .module = "/lib/libb.so"};
+/* Named by a separate debug file (frame.h's `symbols`). */
+#define FB_DEBUG "/usr/lib/debug/.build-id/ab/cdef.debug"
+static const struct frame_info FB = {.filename = "/src/b.c",
+                                     .lineno = 20,
+                                     .function = "fb",
+                                     .module = "/lib/libb.so",
+                                     .symbols = FB_DEBUG};
 static const struct frame_info FM = {
     .filename = "/src/main.c", .lineno = 5, .function = "main", .module = "/bin/app"};
 
@@ -166,6 +171,8 @@ static void frame_eq(const struct frame_info *a, const struct frame_info *b)
 	EQ(a->lineno, b->lineno);
 	STR_EQ(a->function, b->function);
 	STR_EQ(a->module, b->module);
+	/* None is NULL in memory and "" in a document. */
+	STR_EQ(a->symbols != NULL ? a->symbols : "", b->symbols != NULL ? b->symbols : "");
 }
 
 static void snap_eq(const struct snapshot *a, const struct snapshot *b)
@@ -363,16 +370,24 @@ START_TEST(test_intern_by_content)
 	g.filename = "/src/a.cf";
 	g.function = "a";
 	ck_assert_uint_eq(snapshot_intern_frame(s, &g), 5);
-	ck_assert_uint_eq(s->nframes, 6);
+	/* Named by a debug file: another frame; "" is none. */
+	g = FA;
+	g.symbols = "/src/a.debug";
+	ck_assert_uint_eq(snapshot_intern_frame(s, &g), 6);
+	ck_assert_str_eq(s->frames[6].symbols, "/src/a.debug");
+	g.symbols = "";
+	ck_assert_uint_eq(snapshot_intern_frame(s, &g), 0);
+	ck_assert_ptr_null(s->frames[0].symbols);
+	ck_assert_uint_eq(s->nframes, 7);
 
 	/* The caller's buffer may change after the call. */
 	i1 = snapshot_intern_frame(s, &f);
-	ck_assert_uint_eq(i1, 6);
+	ck_assert_uint_eq(i1, 7);
 	file[1] = 'X';
 	ck_assert_str_eq(s->frames[i1].filename, "/src/x.c");
-	ck_assert_uint_eq(snapshot_intern_frame(s, &f), 7);
+	ck_assert_uint_eq(snapshot_intern_frame(s, &f), 8);
 	file[1] = 's';
-	ck_assert_uint_eq(snapshot_intern_frame(s, &f), 6);
+	ck_assert_uint_eq(snapshot_intern_frame(s, &f), 7);
 
 	/* NULL strings are stored as "". */
 	g = (struct frame_info){.filename = NULL, .lineno = 0, .function = NULL, .module = NULL};
@@ -472,7 +487,7 @@ START_TEST(test_document_shape)
 	ck_assert_ptr_nonnull(doc);
 	keys_are(doc, top);
 	ck_assert_str_eq(str(doc, "format"), "memtrace-snapshot");
-	ck_assert(num(doc, "version") == 3);
+	ck_assert(num(doc, "version") == 4);
 	h = get(doc, "snapshot");
 	keys_are(h, hdr);
 	ck_assert(num(h, "id") == 42);
@@ -493,15 +508,17 @@ START_TEST(test_document_shape)
 	ck_assert(num(h, "frees") == 104);
 	ck_assert(num(h, "lost_events") == 7);
 
-	/* frames: [filename, lineno, function, module] */
+	/* frames: [filename, lineno, function, module(, symbols)] */
 	a = get(doc, "frames");
 	ck_assert_int_eq(cJSON_GetArraySize(a), 3);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(a, 0)), 4);
 	t = cJSON_GetArrayItem(a, 2);
-	ck_assert_int_eq(cJSON_GetArraySize(t), 4);
+	ck_assert_int_eq(cJSON_GetArraySize(t), 5);
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 0)->valuestring, "/src/b.c");
 	ck_assert(item_num(t, 1) == 20);
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 2)->valuestring, "fb");
 	ck_assert_str_eq(cJSON_GetArrayItem(t, 3)->valuestring, "/lib/libb.so");
+	ck_assert_str_eq(cJSON_GetArrayItem(t, 4)->valuestring, FB_DEBUG);
 
 	/* traces: [size, count, allocations, allocated, temporary, peak_size,
 	 * peak_count, [frame index], [address]] */
@@ -741,7 +758,7 @@ static const struct bad {
     {"format", "\"\"", "not a memtrace snapshot file"},
     {"format", "5", "not a memtrace snapshot file"},
     {"format", DEL, "not a memtrace snapshot file"},
-    {"version", "4", "unsupported version 4"},
+    {"version", "5", "unsupported version 5"},
     {"version", "0", "unsupported version 0"},
     {"version", "1.5", "unsupported version 1.5"},
     {"version", "-1", "unsupported version -1"},
@@ -797,9 +814,12 @@ static const struct bad {
     {"frames", "{}", "frames: expected an array, got an object"},
     {"frames", "\"x\"", "frames: expected an array, got a string"},
     {"frames/1", "{}", "frames[1]: expected an array, got an object"},
-    {"frames/1", "[\"/a.c\", 1, \"f\"]", "frames[1]: expected 4 elements, got 3"},
-    {"frames/1", "[\"/a.c\", 1, \"f\", \"m\", 5]", "frames[1]: expected 4 elements, got more"},
-    {"frames/2", "[]", "frames[2]: expected 4 elements, got 0"},
+    {"frames/1", "[\"/a.c\", 1, \"f\"]", "frames[1]: expected 4 to 5 elements, got 3"},
+    {"frames/1", "[\"/a.c\", 1, \"f\", \"m\", 5]",
+     "frames[1][4] (symbols): expected a string, got a number"},
+    {"frames/1", "[\"/a.c\", 1, \"f\", \"m\", \"/m.debug\", \"x\"]",
+     "frames[1]: expected 4 to 5 elements, got more"},
+    {"frames/2", "[]", "frames[2]: expected 4 to 5 elements, got 0"},
     {"frames/0/0", "1", "frames[0][0] (filename): expected a string, got a number"},
     {"frames/0/1", "-1", "frames[0][1] (lineno): -1 is not"},
     {"frames/0/1", "4294967296", "frames[0][1] (lineno): 4294967296 is out of range"},
@@ -1000,6 +1020,17 @@ START_TEST(test_read_version_1)
 	char err[256];
 	cJSON *t;
 
+	/* Version 3: frames without a debug file's name. */
+	mutate(doc, "version", cJSON_CreateNumber(3));
+	expect_reject(doc, "v3 with v4 frames", "frames[2]: expected 4 elements, got more");
+	cJSON_DeleteItemFromArray(cJSON_GetArrayItem(get(doc, "frames"), 2), 4);
+	ck_assert_int_eq(snapshot_from_json(doc, &r, err, sizeof err), 0);
+	ck_assert_ptr_null(r->frames[2].symbols);
+	free((char *)s->frames[2].symbols);
+	s->frames[2].symbols = NULL;
+	snap_eq(s, r);
+	snapshot_free(r);
+	r = NULL;
 	/* Version 2: without the peak. */
 	mutate(doc, "version", cJSON_CreateNumber(2));
 	expect_reject(doc, "v2 with v3 traces", "traces[0]: expected 7 elements, got more");
@@ -1042,14 +1073,14 @@ END_TEST
 START_TEST(test_accept_variants)
 {
 	/* Unknown keys are ignored (room for additions without a version
-	 * bump); version 3.0 is 3; equal sizes in "largest" are sorted. */
+	 * bump); version 4.0 is 4; equal sizes in "largest" are sorted. */
 	struct snapshot *s = sample(), *r = NULL;
 	cJSON *doc = snapshot_to_json(s);
 	char err[256];
 
 	mutate(doc, "comment", cJSON_CreateString("hello"));
 	mutate(doc, "snapshot/hostname", cJSON_CreateString("box"));
-	mutate(doc, "version", cJSON_CreateNumber(3.0));
+	mutate(doc, "version", cJSON_CreateNumber(4.0));
 	ck_assert_int_eq(snapshot_from_json(doc, &r, err, sizeof err), 0);
 	snap_eq(s, r);
 	snapshot_free(r);
@@ -1396,11 +1427,11 @@ START_TEST(test_file_malformed)
 	ck_assert_int_eq(read_text(&d, buf, glen + 5, err, sizeof err), -EINVAL);
 	ck_assert_str_eq(err, "not a memtrace snapshot file (binary data)");
 
-	/* Version 4. */
-	mutate(doc, "version", cJSON_CreateNumber(4));
+	/* Version 5. */
+	mutate(doc, "version", cJSON_CreateNumber(5));
 	char *v2 = cJSON_Print(doc);
 	ck_assert_int_eq(read_text(&d, v2, strlen(v2), err, sizeof err), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "unsupported version 4"));
+	ck_assert_ptr_nonnull(strstr(err, "unsupported version 5"));
 	cJSON_free(v2);
 
 	/* Nesting far deeper than any snapshot: refused, not a stack overflow. */
@@ -1553,6 +1584,8 @@ static void check_block(const cJSON *b, const char *addr, double size,
 	static const char *const bkeys[] = {"address", "size", "traceback", NULL};
 	static const char *const fkeys[] = {"filename", "lineno",  "function",
 	                                    "module",   "address", NULL};
+	static const char *const fkeys_dbg[] = {"filename", "lineno",  "function", "module",
+	                                        "symbols",  "address", NULL};
 	const cJSON *tb;
 
 	keys_are(b, bkeys);
@@ -1562,7 +1595,9 @@ static void check_block(const cJSON *b, const char *addr, double size,
 	ck_assert_int_eq(cJSON_GetArraySize(tb), n);
 	for (int i = 0; i < n; i++) {
 		const cJSON *f = cJSON_GetArrayItem(tb, i);
-		keys_are(f, fkeys);
+		keys_are(f, fr[i]->symbols != NULL ? fkeys_dbg : fkeys);
+		if (fr[i]->symbols != NULL)
+			ck_assert_str_eq(str(f, "symbols"), fr[i]->symbols);
 		ck_assert_str_eq(str(f, "filename"), fr[i]->filename);
 		ck_assert(num(f, "lineno") == fr[i]->lineno);
 		ck_assert_str_eq(str(f, "function"), fr[i]->function);

@@ -346,6 +346,7 @@ static uint64_t trace_hash(const struct snapshot *s, const struct snapshot_trace
 		h = fnv(h, &f->lineno, sizeof(f->lineno));
 		h = str_h(h, f->function);
 		h = str_h(h, f->module);
+		h = str_h(h, f->symbols);
 		h = fnv(h, &t->addrs[j], sizeof(t->addrs[j]));
 	}
 	return h;
@@ -461,7 +462,9 @@ static void assert_same(const struct snapshot *want, const struct snapshot *got)
 			ck_assert(!(x->lineno == y->lineno &&
 			            strcmp(x->filename, y->filename) == 0 &&
 			            strcmp(x->function, y->function) == 0 &&
-			            strcmp(x->module, y->module) == 0));
+			            strcmp(x->module, y->module) == 0 &&
+			            strcmp(x->symbols != NULL ? x->symbols : "",
+			                   y->symbols != NULL ? y->symbols : "") == 0));
 		}
 	}
 	{
@@ -556,7 +559,7 @@ START_TEST(test_schema)
 	sqlite3_stmt *s;
 
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(STORE_SCHEMA_VERSION, 7);
+	ck_assert_int_eq(STORE_SCHEMA_VERSION, 8);
 	s = prep(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		strcat(names, (const char *)sqlite3_column_text(s, 0));
@@ -683,7 +686,7 @@ START_TEST(test_newer_version)
 
 	store_close(st);
 	db = raw_open();
-	raw_exec(db, "PRAGMA user_version = 8"); /* STORE_SCHEMA_VERSION + 1 */
+	raw_exec(db, "PRAGMA user_version = 9"); /* STORE_SCHEMA_VERSION + 1 */
 	/* a journal mode store_open would change if it touched the file */
 	q_text(db, "PRAGMA journal_mode = DELETE", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
@@ -694,7 +697,7 @@ START_TEST(test_newer_version)
 	ck_assert_ptr_null(st);
 	/* left exactly as it was */
 	db = raw_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 8);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 9);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "delete");
 	sqlite3_close(db);
@@ -742,6 +745,78 @@ START_TEST(test_migrate_detach_reason)
 	assert_reads_as(st, old_id, s);
 	ck_assert_int_eq(store_write(st, sd, &id), 0);
 	assert_reads_as(st, id, sd);
+	snapshot_free(s);
+	snapshot_free(sd);
+	store_close(st);
+}
+END_TEST
+
+/* The frames of g's snapshot with a separate debug file's name on every
+ * third one's twin: trace k's first frame is replaced by a copy of itself
+ * that names "/usr/lib/debug/<module>.debug" (frame.h's `symbols`), so
+ * frames that differ only by it are in one snapshot. */
+static struct snapshot *gen_symbols(const struct gen *g)
+{
+	struct snapshot *s = gen(g);
+	char buf[128];
+
+	for (size_t k = 0; k < s->ntraces; k += 3) {
+		struct snapshot_trace *t = &s->traces[k];
+		if (t->nframes == 0)
+			continue;
+		struct frame_info f = s->frames[t->frames[0]];
+		snprintf(buf, sizeof buf, "/usr/lib/debug%s.debug", f.module);
+		f.symbols = buf;
+		t->frames[0] = snapshot_intern_frame(s, &f);
+	}
+	return s;
+}
+
+/* Frames keep the debug file that named them (schema 8), as a part of
+ * what makes a frame distinct; a version-7 database is migrated on open
+ * with its frames and their ids kept. */
+START_TEST(test_migrate_frame_symbols)
+{
+	struct gen g = {42, 1000, 7, "/bin/app", 1000.0, "exit", 0, 9};
+	struct gen g2 = {43, 1000, 8, "/bin/app", 1001.0, "exit", 3, 9};
+	struct store *st = open_store();
+	struct snapshot *s = gen(&g), *sd = gen_symbols(&g2);
+	sqlite3 *db;
+	int64_t old_id = write_gen(st, &g), id = 0;
+	int nframes;
+
+	store_close(st);
+	db = raw_open();
+	nframes = q_int(db, "SELECT count(*) FROM frame");
+	/* Back to version 7's frame table, as an older memtraced made it. */
+	raw_exec(db,
+	         "CREATE TABLE frame_old ("
+	         " id INTEGER PRIMARY KEY,"
+	         " filename TEXT NOT NULL,"
+	         " lineno INTEGER NOT NULL,"
+	         " function TEXT NOT NULL,"
+	         " module TEXT NOT NULL,"
+	         " UNIQUE (filename, lineno, function, module));"
+	         "INSERT INTO frame_old SELECT id, filename, lineno, function, module FROM frame;"
+	         "DROP TABLE frame;"
+	         "ALTER TABLE frame_old RENAME TO frame;"
+	         "PRAGMA user_version = 7");
+	sqlite3_close(db);
+
+	st = open_store();
+	db = raw_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM frame WHERE symbols = ''"), nframes);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	sqlite3_close(db);
+	assert_reads_as(st, old_id, s);
+	/* New snapshots keep each frame's debug file. */
+	ck_assert_int_eq(store_write(st, sd, &id), 0);
+	assert_reads_as(st, id, sd);
+	db = raw_open();
+	ck_assert_int_eq(
+	    q_int(db, "SELECT count(*) FROM frame WHERE symbols LIKE '/usr/lib/debug/%'"), 3);
+	sqlite3_close(db);
 	snapshot_free(s);
 	snapshot_free(sd);
 	store_close(st);
@@ -852,9 +927,9 @@ static struct snapshot *edge_snapshot(void)
 {
 	struct snapshot *s = snapshot_new();
 	const struct frame_info fr[] = {
-	    {"/src/ä.c", UINT32_MAX, "ns::f<\"x\">(int)\n", "/usr/bin/app", NULL},
-	    {"/src/b.c", 0, "", "[unknown]", NULL},
-	    {"app+0x1234", 0, "app+0x1234", "/usr/bin/app", NULL},
+	    {"/src/ä.c", UINT32_MAX, "ns::f<\"x\">(int)\n", "/usr/bin/app", NULL, NULL},
+	    {"/src/b.c", 0, "", "[unknown]", NULL, NULL},
+	    {"app+0x1234", 0, "app+0x1234", "/usr/bin/app", NULL, NULL},
 	};
 	uint32_t idx[3];
 
@@ -1003,6 +1078,7 @@ START_TEST(test_merge)
 	s->frames[s->nframes].function = xstrdup(s->frames[0].function);
 	s->frames[s->nframes].module = xstrdup(s->frames[0].module);
 	s->frames[s->nframes].caller = NULL;
+	s->frames[s->nframes].symbols = NULL;
 	s->nframes++;
 	/* trace 3: trace 0 again through the duplicate frame */
 	s->traces = xreallocarray(s->traces, 4, sizeof(*s->traces));
@@ -2182,7 +2258,7 @@ static struct snapshot *big_snapshot(void)
 	s->taken_at = 1700000000.5;
 	snprintf(s->reason, sizeof(s->reason), "periodic");
 	for (unsigned i = 0; i < BIG_POOL; i++) {
-		struct frame_info f = {file, 10 + i % 997, fn, mod, NULL};
+		struct frame_info f = {file, 10 + i % 997, fn, mod, NULL, NULL};
 		snprintf(file, sizeof(file), "/build/src/component%u/source_file_%u.cc", i % 50, i);
 		snprintf(fn, sizeof(fn), "ns%u::Class%u::method_number_%u(int, char const*)", i % 7,
 		         i % 300, i);
@@ -2294,6 +2370,7 @@ Suite *store_suite(void)
 	tcase_add_test(tc, test_newer_version);
 	tcase_add_test(tc, test_migrate_sample_bytes);
 	tcase_add_test(tc, test_migrate_detach_reason);
+	tcase_add_test(tc, test_migrate_frame_symbols);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_read_missing);

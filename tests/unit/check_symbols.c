@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -254,6 +255,8 @@ static void assert_site(const struct frame_info *fi, const struct test_module *t
 	ck_assert_msg(fi->filename[0] == '/', "filename %s is not absolute", fi->filename);
 	ck_assert_uint_eq(fi->lineno, line);
 	ck_assert_str_eq(fi->module, t->path);
+	/* The module's own file named it. */
+	ck_assert_msg(fi->symbols == NULL, "symbols %s", fi->symbols);
 }
 
 /* The "MODULE+0xOFFSET" frame of an unresolvable address. */
@@ -588,6 +591,118 @@ static void remove_copy(const char *dir, const char *path)
 	unlink(path);
 	rmdir(dir);
 }
+
+/* Runs objcopy with args (NULL-terminated after "objcopy"); asserts success. */
+static void objcopy(const char *const *args)
+{
+	const char *argv[8] = {"objcopy"};
+	size_t n = 1;
+	int status;
+	pid_t pid;
+
+	for (; args[n - 1] != NULL && n < 7; n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execvp("objcopy", (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "objcopy %s %s ... failed (status %d; 127: objcopy, of binutils, is missing)",
+	              argv[1], argv[2], status);
+}
+
+/* A stripped module whose symbols are in a debug file beside it, found by
+ * its .gnu_debuglink (what objcopy --only-keep-debug and Debian's -dbgsym
+ * packages make): frames name the module that was mapped and, as
+ * `symbols`, the file that named them; the ground truth is this file's
+ * own lines. */
+START_TEST(test_separate_debug_file)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	char dir[PATH_MAX], path[PATH_MAX + 16], dbg[PATH_MAX + 32], bare[PATH_MAX + 32],
+	    strip[PATH_MAX + 32], symtab[PATH_MAX + 32], dbg_only[PATH_MAX + 32];
+	char link[PATH_MAX + 64];
+	struct symbols *s = symbols_new(false);
+	const struct frame_info *fi;
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	copy_self(&t, dir, sizeof dir, path, sizeof path, 0755);
+	snprintf(dbg, sizeof dbg, "%s/prog.debug", dir);
+	snprintf(bare, sizeof bare, "%s/prog", dir);
+	snprintf(strip, sizeof strip, "%s/nodebug", dir);
+	snprintf(symtab, sizeof symtab, "%s/symtab-only", dir);
+	snprintf(dbg_only, sizeof dbg_only, "%s/symtab-only.debug", dir);
+	snprintf(link, sizeof link, "--add-gnu-debuglink=%s", dbg);
+	const char *keep[] = {"--only-keep-debug", path, dbg, NULL};
+	const char *stripped[] = {"--strip-all", link, path, bare, NULL};
+	const char *nolink[] = {"--strip-all", path, strip, NULL};
+	objcopy(keep);
+	objcopy(stripped);
+	objcopy(nolink);
+
+	/* The -g file itself: its own symbols, no "symbols". */
+	struct sym_module m = as_sym(&t);
+	assert_site(symbols_resolve(s, &m, a.addr), &t, "site_alpha", a.line);
+
+	/* The stripped copy: the same lines, named by prog.debug. */
+	m.path = bare;
+	fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_str_eq(fi->function, "site_alpha");
+	ck_assert_uint_eq(fi->lineno, a.line);
+	ck_assert_msg(ends_with(fi->filename, "/check_symbols.c"), "filename %s", fi->filename);
+	ck_assert_str_eq(fi->module, bare);
+	ck_assert_msg(fi->symbols != NULL && strcmp(fi->symbols, dbg) == 0, "symbols %s, want %s",
+	              fi->symbols != NULL ? fi->symbols : "(none)", dbg);
+
+	/* Stripped with no debug file to find: MODULE+0xOFFSET, no symbols. */
+	m.path = strip;
+	fi = symbols_resolve(s, &m, a.addr);
+	assert_unresolved(fi, strip, a.addr - t.bias);
+	ck_assert_ptr_null(fi->symbols);
+
+	/* A debug file with a symbol table and no DWARF: the function's name,
+	 * no line, named by that file. */
+	snprintf(link, sizeof link, "--add-gnu-debuglink=%s", dbg_only);
+	const char *nodwarf[] = {"--only-keep-debug", "--strip-debug", path, dbg_only, NULL};
+	const char *stripped2[] = {"--strip-all", link, path, symtab, NULL};
+	objcopy(nodwarf);
+	objcopy(stripped2);
+	m.path = symtab;
+	fi = symbols_resolve(s, &m, a.addr);
+	ck_assert_str_eq(fi->function, "site_alpha");
+	ck_assert_uint_eq(fi->lineno, 0);
+	ck_assert_msg(fi->symbols != NULL && strcmp(fi->symbols, dbg_only) == 0,
+	              "symbols %s, want %s", fi->symbols != NULL ? fi->symbols : "(none)",
+	              dbg_only);
+
+	/* A user who may not read the debug file gets the stripped module's
+	 * frames without it, and is not told its name. */
+	struct useraccess_user nobody;
+	struct symbols *s2 = symbols_new(false);
+	ck_assert_int_eq(chmod(dbg, 0600), 0);
+	useraccess_user_set(&nobody, 65534, 65534, NULL, 0);
+	m.path = bare;
+	m.user = &nobody;
+	fi = symbols_resolve(s2, &m, a.addr);
+	assert_unresolved(fi, bare, a.addr - t.bias);
+	ck_assert_ptr_null(fi->symbols);
+	useraccess_user_close(&nobody);
+	symbols_free(s2);
+
+	unlink(dbg);
+	unlink(bare);
+	unlink(strip);
+	unlink(symtab);
+	unlink(dbg_only);
+	remove_copy(dir, path);
+	symbols_free(s);
+}
+END_TEST
 
 START_TEST(test_unreadable_file_gives_no_names)
 {
@@ -1293,6 +1408,7 @@ Suite *symbols_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_library);
 	tcase_add_test(tc, test_cxx_demangled);
+	tcase_add_test(tc, test_separate_debug_file);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("untrusted");
