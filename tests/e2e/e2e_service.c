@@ -951,17 +951,8 @@ START_TEST(metrics_match_ctl)
 	ck_assert_int_eq(system(cp), 0);
 	free(cp);
 	ck_assert_msg(strlen(link) > 140, "the path %s is too short for the test", link);
-	struct h_spawn sp;
 	struct h_proc lp;
-	const char *largv[] = {link, NULL};
-	char *ltruth = h_daemon_file(&D, "longpath");
-	memset(&sp, 0, sizeof sp);
-	sp.argv = largv;
-	sp.agent = true;
-	sp.runtime_dir = D.runtime;
-	sp.truth = ltruth;
-	sp.uid = H_NOUID;
-	h_proc_start(&lp, &sp);
+	h_prog_start_at(&lp, &D, link, NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&lp);
 	{
 		struct http lr;
@@ -994,7 +985,6 @@ START_TEST(metrics_match_ctl)
 	ck_assert_int_eq(h_proc_send(&lp, "exit"), 0);
 	ck_assert_int_eq(h_proc_finish(&lp, 20000), 0);
 	h_proc_cleanup(&lp);
-	free(ltruth);
 	free(prog);
 	free(link);
 	free(dir);
