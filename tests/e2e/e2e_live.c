@@ -20,7 +20,10 @@
  *                               second phase, the exited session; C++ new
  *  threads_cross_free           blocks freed by other threads, addresses
  *                               reused; short-lived threads; the exited session
- *  peak_and_reset               peak has the freed 64 MiB, reset-peak resets
+ *  peak_and_reset               peak has the freed 64 MiB, reset-peak resets;
+ *                               after the exit reset-peak and snapshot are
+ *                               not_live, and compare FILE live:PID labels
+ *                               the ended process "exited"
  *  fork_exec (two runs)         children never in the parent; each child its
  *                               own session; with MEMTRACE_FOLLOW_FORK=0 the
  *                               fork children, and what they exec, are
@@ -1606,6 +1609,13 @@ START_TEST(peak_and_reset)
 		              h_truth_meta(t2, "spike", -1), why);
 		h_ctl_free(&r);
 	}
+	/* A capture of the live process in a file, for the compare below. */
+	char *file = h_daemon_file(&D, "peak-live.json");
+	{
+		const char *args[] = {"snapshot", "--pid", pidbuf, "-o", file, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		h_ctl_free(&r);
+	}
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "peak");
 	/* Ended, its peak is history: reset-peak refuses, the peak stays. */
@@ -1630,6 +1640,30 @@ START_TEST(peak_and_reset)
 	h_ctl_free(&r);
 	ck_assert_msg(s3.peak == s2.peak, "an ended process's peak went from %lld to %lld", s2.peak,
 	              s3.peak);
+	/* compare's labels say what was compared: the file (a manual
+	 * snapshot of the live process) against live:PID of a process that
+	 * has ended, which is what it held at its end ("exited"), not a live
+	 * capture. */
+	{
+		char *live = h_strf("live:%s", pidbuf);
+		const char *args[] = {"compare", file, live, NULL};
+		h_ctl_ok(&D, H_NOUID, &r, args);
+		const cJSON *o = cJSON_GetObjectItem(r.json, "old"),
+		            *n = cJSON_GetObjectItem(r.json, "new");
+		const char *ofile = h_json_str(o, "file"), *oreason = h_json_str(o, "reason");
+		const char *nreason = h_json_str(n, "reason");
+		long long npid = 0;
+		ck_assert_msg(ofile != NULL && strcmp(ofile, file) == 0 && oreason != NULL &&
+		                  strcmp(oreason, "manual") == 0 && nreason != NULL &&
+		                  strcmp(nreason, "exited") == 0 && h_json_int(n, "pid", &npid) &&
+		                  npid == t->pid && h_json_str(n, "file") == NULL,
+		              "compare FILE live:PID of an ended process: old %.600s, new %.600s",
+		              o != NULL ? cJSON_PrintUnformatted(o) : "(none)",
+		              n != NULL ? cJSON_PrintUnformatted(n) : "(none)");
+		h_ctl_free(&r);
+		free(live);
+	}
+	free(file);
 	h_truth_free(t);
 	h_truth_free(t2);
 	h_proc_cleanup(&p);
