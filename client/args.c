@@ -223,12 +223,29 @@ static void opt_culprit(char *const *argv, char *buf, size_t cap)
 		snprintf(buf, cap, "%s", arg);
 }
 
-static void refused(struct client *c, int ch, char *const *argv)
+static bool spec_has(const struct args_spec *spec, const char *name)
+{
+	for (const struct args_option *o = spec->options; o != NULL && o->name != NULL; o++)
+		if (strcmp(o->name, name) == 0)
+			return true;
+	return false;
+}
+
+static void refused(struct client *c, const struct args_spec *spec, int ch, char *const *argv)
 {
 	char name[64];
 
 	opt_culprit(argv, name, sizeof(name));
-	if (ch == ':')
+	/* A command of live processes only (reset-peak, snapshot, detach,
+	 * where) given a stored snapshot: say why, not only that the option
+	 * is unknown. */
+	if (ch != ':' && spec_has(spec, "pid") && !spec_has(spec, "snapshot") &&
+	    strncmp(name, "--snapshot", strlen("--snapshot")) == 0 &&
+	    (name[10] == '\0' || name[10] == '='))
+		client_opt_error(
+		    c, "--snapshot: this command works on a live process (--pid P), not on "
+		       "a stored snapshot, which never changes");
+	else if (ch == ':')
 		client_opt_error(c, "option %s needs a value", name);
 	/* getopt also refuses "--flag=value" for a flag it knows. */
 	else if (optopt != 0 && strncmp(name, "--", 2) == 0 && strchr(name, '=') != NULL)
@@ -268,7 +285,7 @@ void args_parse(struct client *c, const struct args_spec *spec, int argc, char *
 		if (ch == 1)
 			take_operand(c, spec, a, &seen, optarg);
 		else if (ch == '?' || ch == ':')
-			refused(c, ch, argv);
+			refused(c, spec, ch, argv);
 		else
 			take_option(c, spec, n, a, ch, optarg);
 	}

@@ -1640,6 +1640,21 @@ START_TEST(peak_and_reset)
 	h_ctl_free(&r);
 	ck_assert_msg(s3.peak == s2.peak, "an ended process's peak went from %lld to %lld", s2.peak,
 	              s3.peak);
+	/* Nor do they, or where, take a stored snapshot: it never changes. */
+	{
+		static const char *const cmds[] = {"reset-peak", "snapshot", "detach", "where"};
+		for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+			const char *args[] = {cmds[i], "--snapshot", "1", "0x1000", NULL};
+			if (strcmp(cmds[i], "where") != 0)
+				args[3] = NULL;
+			h_ctl_run(&D, H_NOUID, &r, args);
+			ck_assert_msg(h_ctl_error_code(&r) != NULL &&
+			                  strcmp(h_ctl_error_code(&r), "bad_request") == 0 &&
+			                  strstr(r.out, "works on a live process") != NULL,
+			              "%s --snapshot: %.800s", cmds[i], r.out);
+			h_ctl_free(&r);
+		}
+	}
 	/* compare's labels say what was compared: the file (a manual
 	 * snapshot of the live process) against live:PID of a process that
 	 * has ended, which is what it held at its end ("exited"), not a live
