@@ -358,8 +358,15 @@ cJSON *snapshot_to_json(const struct snapshot *s)
 	cJSON *doc = cJSON_CreateObject();
 	cJSON *frames, *traces, *largest;
 
+	int version = 3;
+
+	/* Version 4 only when a frame has a fifth element to write: a file
+	 * without one stays readable by the memtrace before it. */
+	for (size_t i = 0; i < s->nframes && version < 4; i++)
+		if (s->frames[i].symbols != NULL && s->frames[i].symbols[0] != '\0')
+			version = 4;
 	cJSON_AddStringToObject(doc, "format", SNAPSHOT_FORMAT);
-	cJSON_AddNumberToObject(doc, "version", SNAPSHOT_VERSION);
+	cJSON_AddNumberToObject(doc, "version", version);
 	cJSON_AddItemToObject(doc, "snapshot", header_json(s));
 	frames = cJSON_AddArrayToObject(doc, "frames");
 	for (size_t i = 0; i < s->nframes; i++)

@@ -28,7 +28,8 @@
  * allocations, allocated, temporary, [frame index...], [address...]]; both
  * are still read, what they lack as 0. A frame's fifth element, since
  * version 4, is the separate debug file whose symbols named it (frame.h's
- * `symbols`), present only when one did; versions 1 to 3 have four.
+ * `symbols`), present only when one did; versions 1 to 3 have four. A
+ * document none of whose frames has one is written as version 3.
  * Frames of a trace are most recent call first; "id" is 0 for a snapshot that
  * was never stored (compare live:PID). "snapshot" may also hold
  * "sample_bytes": the process was sampled every that many bytes on average

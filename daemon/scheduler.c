@@ -14,6 +14,7 @@
 #include "limit.h"
 #include "log.h"
 #include "session.h"
+#include "sdnotify.h"
 #include "store.h"
 #include "xalloc.h"
 
@@ -162,8 +163,13 @@ int scheduler_new(struct daemon *d, struct scheduler **out)
 	struct store *st = NULL;
 	char *path = xasprintf("%s/%s", d->cfg.state_dir, STORE_FILE);
 	char why[512];
-	int rc = store_open(path, &st, why, sizeof(why));
+	int rc;
 
+	/* A store of an older schema is migrated in this open, which for a
+	 * large one (millions of frames) takes longer than systemd's default
+	 * start timeout: give it ten minutes. */
+	sdnotify_send("EXTEND_TIMEOUT_USEC=600000000\nSTATUS=opening the snapshot store");
+	rc = store_open(path, &st, why, sizeof(why));
 	*out = NULL;
 	if (rc < 0) {
 		log_error("cannot open the snapshot store: %s", why);

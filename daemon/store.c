@@ -1,13 +1,16 @@
 /*
  * store.c - the snapshot store in SQLite (see store.h).
  *
- * Schema version 7 (PRAGMA user_version = 7):
+ * Schema version 8 (PRAGMA user_version = 8):
  *
  *   process  (id, pid, uid, start_time, exe, cmdline, first_seen)
  *            one row per process incarnation, found or created by
  *            (pid, start_time, exe, uid); cmdline is a JSON array of strings;
  *            first_seen is the taken_at of its first stored snapshot.
- *   frame    (id, filename, lineno, function, module), UNIQUE on all four.
+ *   frame    (id, filename, lineno, function, module, symbols), UNIQUE on
+ *            all five; symbols is the separate debug file that named the
+ *            frame ('' when the module's own file did: every frame of
+ *            version 7 and before).
  *   stack    (id, frames BLOB UNIQUE): per frame, most recent call first,
  *            12 bytes: the frame id (u32) and the absolute address (u64),
  *            both little-endian. Addresses differ per process (ASLR), so
@@ -38,7 +41,9 @@
  * one IMMEDIATE transaction that re-reads user_version first, so two
  * daemons opening one file cannot both migrate it. A database whose
  * user_version is newer than STORE_SCHEMA_VERSION was written by a newer
- * memtraced; store_open refuses it with -EPROTO without touching it.
+ * memtraced; store_open refuses it with -EPROTO without touching it. A
+ * migration that made a table anew (7 -> 8: the frame table) leaves its old
+ * pages free, which an incremental vacuum gives back after it.
  *
  * Writing. Frame ids are looked up once per distinct frame of the snapshot
  * (the snapshot's frames are already distinct, so an array indexed like
@@ -998,6 +1003,8 @@ static int schema_edited(struct store *st)
 
 static int migrate(struct store *st)
 {
+	bool rebuilt = false;
+
 	for (;;) {
 		int64_t v;
 		char sql[64];
@@ -1010,8 +1017,12 @@ static int migrate(struct store *st)
 		rc = user_version(st, &v);
 		if (rc == 0 && v > STORE_SCHEMA_VERSION)
 			rc = too_new(st, v);
-		if (rc == 0 && v == STORE_SCHEMA_VERSION)
-			return finish(st, 0);
+		if (rc == 0 && v == STORE_SCHEMA_VERSION) {
+			rc = finish(st, 0);
+			if (rc == 0 && rebuilt)
+				rc = exec(st, "PRAGMA incremental_vacuum", "migration");
+			return rc;
+		}
 		if (rc == 0 && v < 0)
 			rc =
 			    fail(st, -EIO, "database schema version %lld is invalid", (long long)v);
@@ -1019,6 +1030,8 @@ static int migrate(struct store *st)
 			rc = exec(st, migrations[v], "migration");
 		if (rc == 0 && strstr(migrations[v], "writable_schema") != NULL)
 			rc = schema_edited(st);
+		if (rc == 0 && strstr(migrations[v], "DROP TABLE") != NULL)
+			rebuilt = true;
 		if (rc == 0) {
 			snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)v + 1);
 			rc = exec(st, sql, "migration");

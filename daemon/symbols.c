@@ -134,6 +134,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "hash.h"
@@ -234,6 +235,7 @@ struct sym_object {
 	Elf *main_elf;
 	const char *debug_name;
 	bool dwarf_separate; /* its DWARF is the debug file's */
+	bool debug_symtab;   /* the debug file has a symbol table (libdwfl's first choice) */
 	uint8_t build_id[64];
 	size_t build_id_len;
 	Dwfl *dwfl;
@@ -313,10 +315,16 @@ struct load_ctx {
 	const struct useraccess_user *user; /* whose rights */
 	struct useraccess_user anyone;
 	const struct file_id *main; /* the main file, never its own debug file */
+	uid_t main_uid;             /* its owner */
 	bool debuginfod;
-	bool all_public; /* every separate file found may be read by anyone */
-	bool alt_failed; /* the DWARF names an alternate file we did not open */
+	bool all_public;   /* every separate file found may be read by anyone */
+	bool alt_failed;   /* the DWARF names an alternate file we did not open */
+	bool debug_symtab; /* the debug file found has a symbol table */
 };
+
+/* A debug file found by a CRC only (a module without a build-id) is read
+ * whole to check it: not one larger than this. */
+#define CRC_FILE_MAX ((off_t)256 << 20)
 
 /* The CRC-32 (IEEE, reflected) that .gnu_debuglink records. Only used for
  * objects without a build-id, which is rare. */
@@ -350,7 +358,8 @@ static int crc32_file(int fd, uint32_t *out)
 
 /* A debug file found by name is only trusted when it provably belongs to
  * the module: same build-id, or (without one) the CRC the link records. */
-static bool debugfile_matches(int fd, const unsigned char *id, int id_len, GElf_Word crc)
+static bool debugfile_matches(int fd, const struct stat *st, const unsigned char *id, int id_len,
+                              GElf_Word crc)
 {
 	bool ok = false;
 
@@ -360,11 +369,38 @@ static bool debugfile_matches(int fd, const unsigned char *id, int id_len, GElf_
 		ssize_t n = e != NULL ? dwelf_elf_gnu_build_id(e, &fid) : -1;
 		ok = n == id_len && memcmp(fid, id, (size_t)n) == 0;
 		elf_end(e);
-	} else if (crc != 0) {
+	} else if (crc != 0 && st->st_size <= CRC_FILE_MAX) {
 		uint32_t c;
 		ok = crc32_file(fd, &c) == 0 && c == crc;
 	}
 	return ok;
+}
+
+/* Whether the ELF file open as fd has a symbol table (.symtab). */
+static bool has_symtab(int fd)
+{
+	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	Elf_Scn *scn = NULL;
+	bool found = false;
+
+	while (e != NULL && !found && (scn = elf_nextscn(e, scn)) != NULL) {
+		GElf_Shdr sh;
+		found = gelf_getshdr(scn, &sh) != NULL && sh.sh_type == SHT_SYMTAB;
+	}
+	elf_end(e);
+	return found;
+}
+
+/* Whether every user may read the file open as fd: read for its owner,
+ * its group and others, and no ACL that could deny a named user or group
+ * (a file "anyone" may open can still be closed to a group). */
+static bool readable_by_all(int fd, const struct stat *st)
+{
+	if ((st->st_mode & 0444) != 0444)
+		return false;
+	if (fgetxattr(fd, "system.posix_acl_access", NULL, 0) >= 0)
+		return false;
+	return errno == ENODATA || errno == ENOTSUP;
 }
 
 /* Whether anyone could have opened what path named when `st` was opened. */
@@ -376,10 +412,28 @@ static void note_public(struct load_ctx *ctx, const char *path, const struct sta
 	if (!ctx->all_public || (ctx->user != NULL && ctx->user->anyone))
 		return;
 	fd = useraccess_open(&ctx->anyone, path, &pst);
-	if (fd < 0 || pst.st_dev != st->st_dev || pst.st_ino != st->st_ino)
+	if (fd < 0 || pst.st_dev != st->st_dev || pst.st_ino != st->st_ino ||
+	    !readable_by_all(fd, &pst))
 		ctx->all_public = false;
 	if (fd >= 0)
 		close(fd);
+}
+
+/* Who may vouch for a debug file: root, the owner of the module's file
+ * (whose program it is), or the user whose process it is, for their own
+ * view only (the object is then never shared). Anyone else's file in a
+ * directory they can write (a /tmp beside the module, a directory of links
+ * to others' libraries) would let them choose the names and lines other
+ * users' frames show. */
+static bool vouched(struct load_ctx *ctx, const struct stat *st)
+{
+	if (ctx->user == NULL || st->st_uid == 0 || st->st_uid == ctx->main_uid)
+		return true;
+	if (!ctx->user->anyone && st->st_uid == ctx->user->uid) {
+		ctx->all_public = false;
+		return true;
+	}
+	return false;
 }
 
 /* A candidate debug file, opened as the module's user and kept only when it
@@ -390,11 +444,17 @@ static int open_candidate(struct load_ctx *ctx, const char *path, const unsigned
 	struct stat st;
 	int fd = useraccess_open(ctx->user, path, &st);
 
-	if (fd < 0)
+	if (fd < 0) {
+		/* There, but not for this user: what the search found depends
+		 * on who asked, so the object is theirs alone (another user
+		 * may read it and must not get this user's empty result). */
+		if (fd == -EACCES || fd == -EPERM)
+			ctx->all_public = false;
 		return -1;
+	}
 	/* the main file by another name, or someone else's */
 	if ((ctx->main != NULL && st.st_dev == ctx->main->dev && st.st_ino == ctx->main->ino) ||
-	    !debugfile_matches(fd, id, id_len, crc)) {
+	    !vouched(ctx, &st) || !debugfile_matches(fd, &st, id, id_len, crc)) {
 		close(fd);
 		return -1;
 	}
@@ -525,6 +585,8 @@ static int find_debuginfo_safe(Dwfl_Module *mod, void **userdata, const char *mo
 	fd = find_by_build_id(ctx, id, id_len, found);
 	if (fd < 0 && file_name != NULL)
 		fd = find_debuglink(ctx, mod, file_name, link, crc, found);
+	if (fd >= 0)
+		ctx->debug_symtab = has_symtab(fd);
 	if (fd < 0 && ctx->debuginfod) {
 		/* The user opted in: libdwfl's own search with no file name,
 		 * so only the build-id tree and the debuginfod servers. What it
@@ -537,6 +599,7 @@ static int find_debuginfo_safe(Dwfl_Module *mod, void **userdata, const char *mo
 				ctx->all_public = false;
 			else
 				note_public(ctx, *found, &st);
+			ctx->debug_symtab = has_symtab(fd);
 		}
 	}
 	return fd;
@@ -814,10 +877,9 @@ static int dwfl_error(void)
 }
 
 /* The separate debug file a loaded module found, if any (*name NULL
- * otherwise), and the module's own Elf: a name or a line read from an Elf
- * that is not the module's came from that file. (libdwfl also reads symbols
- * from a module's embedded .gnu_debugdata; a module with that and a debug
- * file but no symbol table in it would be labelled with the debug file.) */
+ * otherwise), and the module's own Elf: DWARF read from an Elf that is not
+ * the module's came from that file, and so did a symbol when that file has
+ * a symbol table (else it came from the module's .gnu_debugdata). */
 static void separate_debug_file(Dwfl_Module *mod, Elf **main_elf, const char **name)
 {
 	const char *main_name = NULL, *debug_name = NULL;
@@ -839,6 +901,7 @@ static int object_load(struct symbols *s, struct sym_object *o, int fd,
                        const struct useraccess_user *user, bool *public)
 {
 	struct load_ctx ctx;
+	struct stat mst;
 	const unsigned char *id = NULL;
 	GElf_Addr id_vaddr;
 	Dwarf_Addr dwbias;
@@ -851,6 +914,8 @@ static int object_load(struct symbols *s, struct sym_object *o, int fd,
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.user = user;
 	ctx.main = &o->id;
+	if (fstat(fd, &mst) == 0)
+		ctx.main_uid = mst.st_uid;
 	ctx.debuginfod = s->debuginfod;
 	ctx.all_public = true;
 	useraccess_user_anyone(&ctx.anyone);
@@ -896,6 +961,7 @@ static int object_load(struct symbols *s, struct sym_object *o, int fd,
 	o->dwarf_ok = dw != NULL && !ctx.alt_failed;
 	separate_debug_file(mod, &o->main_elf, &o->debug_name);
 	o->dwarf_separate = dw != NULL && o->debug_name != NULL && dwarf_getelf(dw) != o->main_elf;
+	o->debug_symtab = o->debug_name != NULL && ctx.debug_symtab;
 	o->dwfl = dwfl;
 	o->mod = mod;
 	*public = ctx.all_public;
@@ -1310,9 +1376,11 @@ static void resolve_in_object(struct symbols *s, struct sym_object *o, uint64_t 
 		GElf_Sym sym;
 		Elf *from = NULL;
 		outer = dwfl_module_addrinfo(o->mod, pc, &off, &sym, NULL, &from, NULL);
-		/* A symbol table of the debug file (the module is stripped);
-		 * one from the module's own .gnu_debugdata is the module's. */
-		if (outer != NULL && from != NULL && from != o->main_elf)
+		/* A symbol table of the debug file (the module is stripped):
+		 * libdwfl takes it before the module's own .gnu_debugdata,
+		 * which names the module's frames when the debug file has no
+		 * symbol table. */
+		if (outer != NULL && from != NULL && from != o->main_elf && o->debug_symtab)
 			r->symbols = o->debug_name;
 	}
 	if (outer != NULL && outer[0] != '\0')

@@ -808,6 +808,8 @@ START_TEST(test_migrate_frame_symbols)
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM frame WHERE symbols = ''"), nframes);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	/* The old table's pages went back to the file system. */
+	ck_assert_int_eq(q_int(db, "PRAGMA freelist_count"), 0);
 	sqlite3_close(db);
 	assert_reads_as(st, old_id, s);
 	/* New snapshots keep each frame's debug file. */

@@ -704,6 +704,251 @@ START_TEST(test_separate_debug_file)
 }
 END_TEST
 
+/* ---- debug files planted by other users (root only: files of several
+ * owners) ---- */
+
+#define VICTIM   54321
+#define ATTACKER 65534
+
+/* A stripped copy of this binary at dir/prog (root's, 0755) whose
+ * .gnu_debuglink names "prog.debug", and that debug file at dbg (made,
+ * not yet placed anywhere the search looks unless dbg says so). */
+struct stripped {
+	char dir[PATH_MAX], self[PATH_MAX + 16], prog[PATH_MAX + 32], dbg[PATH_MAX + 32];
+};
+
+static void make_stripped(struct stripped *x, const struct test_module *t, const char *dbg)
+{
+	char link[PATH_MAX + 64];
+
+	copy_self(t, x->dir, sizeof x->dir, x->self, sizeof x->self, 0755);
+	snprintf(x->prog, sizeof x->prog, "%s/prog", x->dir);
+	snprintf(x->dbg, sizeof x->dbg, "%s", dbg);
+	snprintf(link, sizeof link, "--add-gnu-debuglink=%s", dbg);
+	const char *keep[] = {"--only-keep-debug", x->self, dbg, NULL};
+	const char *strip[] = {"--strip-all", link, x->self, x->prog, NULL};
+	objcopy(keep);
+	objcopy(strip);
+}
+
+static const struct frame_info *resolve_as(struct symbols *s, const struct test_module *t,
+                                           const char *path, uid_t uid, const gid_t *groups,
+                                           size_t ngroups, uint64_t addr)
+{
+	struct useraccess_user u;
+	struct sym_module m = as_sym(t);
+	const struct frame_info *fi;
+
+	useraccess_user_set(&u, uid, uid, groups, ngroups);
+	m.path = path;
+	m.user = &u;
+	fi = symbols_resolve(s, &m, addr);
+	useraccess_user_close(&u);
+	return fi;
+}
+
+static void assert_named_by(const struct frame_info *fi, const char *module, const char *symbols,
+                            uint32_t line, const char *who)
+{
+	ck_assert_msg(strcmp(fi->function, "site_alpha") == 0 && fi->lineno == line &&
+	                  strcmp(fi->module, module) == 0 && fi->symbols != NULL &&
+	                  strcmp(fi->symbols, symbols) == 0,
+	              "%s: %s:%u in %s of %s, symbols %s; want line %u from %s", who, fi->filename,
+	              fi->lineno, fi->function, fi->module, fi->symbols ? fi->symbols : "(none)",
+	              line, symbols);
+}
+
+static void assert_nameless(const struct frame_info *fi, const char *module, uint64_t offset,
+                            const char *who)
+{
+	char want[PATH_MAX + 32];
+
+	snprintf(want, sizeof want, "%s+0x%" PRIx64, module, offset);
+	ck_assert_msg(strcmp(fi->function, want) == 0 && fi->lineno == 0 && fi->symbols == NULL,
+	              "%s: %s:%u in %s, symbols %s; want %s and no symbols", who, fi->filename,
+	              fi->lineno, fi->function, fi->symbols ? fi->symbols : "(none)", want);
+}
+
+static void remove_tree(const char *dir)
+{
+	char *cmd = NULL;
+	ck_assert_int_ge(asprintf(&cmd, "rm -rf '%s'", dir), 0);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+}
+
+/* The hostile review's F1: a user links another's stripped library into a
+ * directory of theirs and plants a debug file of their making beside the
+ * link; bound first through the link, the library's object must not give
+ * every other user the planted names. The planted file serves its owner's
+ * own view only. */
+START_TEST(test_planted_debug_beside_link)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct stripped x;
+	char adir[PATH_MAX + 16], alink[PATH_MAX + 32], adbg[PATH_MAX + 32];
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	snprintf(adir, sizeof adir, "%s", "/tmp/memtrace-attacker-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(adir));
+	ck_assert_int_eq(chown(adir, ATTACKER, ATTACKER), 0);
+	ck_assert_int_eq(chmod(adir, 0755), 0);
+	snprintf(adbg, sizeof adbg, "%s/prog.debug", adir);
+	make_stripped(&x, &t, adbg);
+	ck_assert_int_eq(chown(adbg, ATTACKER, ATTACKER), 0);
+	snprintf(alink, sizeof alink, "%s/prog", adir);
+	ck_assert_int_eq(symlink(x.prog, alink), 0);
+
+	/* The attacker's own process: their own debug file, theirs alone. */
+	assert_named_by(resolve_as(s, &t, alink, ATTACKER, NULL, 0, a.addr), alink, adbg, a.line,
+	                "the attacker through the link");
+	/* The victim's: nothing beside the library names it. */
+	assert_nameless(resolve_as(s, &t, x.prog, VICTIM, NULL, 0, a.addr), x.prog, a.addr - t.bias,
+	                "the victim after the attacker");
+
+	remove_tree(adir);
+	remove_tree(x.dir);
+	symbols_free(s);
+}
+END_TEST
+
+/* F1's variant: the victim's own stripped program in a directory anyone
+ * may write, and another user's file named as its debug link beside it. */
+START_TEST(test_planted_debug_in_shared_dir)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct stripped x;
+	char dbg[PATH_MAX + 32], dir[PATH_MAX];
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	snprintf(dir, sizeof dir, "%s", "/tmp/memtrace-dbgtmp-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(dbg, sizeof dbg, "%s/prog.debug", dir);
+	make_stripped(&x, &t, dbg);
+	/* The program is the victim's, the debug file the attacker's, both
+	 * in one sticky directory every user may write, as /tmp. */
+	char prog[PATH_MAX + 32];
+	snprintf(prog, sizeof prog, "%s/prog", dir);
+	ck_assert_int_eq(rename(x.prog, prog), 0);
+	ck_assert_int_eq(chmod(dir, 01777), 0);
+	ck_assert_int_eq(chown(prog, VICTIM, VICTIM), 0);
+	ck_assert_int_eq(chown(dbg, ATTACKER, ATTACKER), 0);
+	assert_nameless(resolve_as(s, &t, prog, VICTIM, NULL, 0, a.addr), prog, a.addr - t.bias,
+	                "the victim's program with the attacker's debug file beside it");
+	/* The same file the program's owner made names it. */
+	struct symbols *s2 = symbols_new(false);
+	ck_assert_int_eq(chown(dbg, VICTIM, VICTIM), 0);
+	assert_named_by(resolve_as(s2, &t, prog, VICTIM, NULL, 0, a.addr), prog, dbg, a.line,
+	                "the victim's program with their own debug file");
+	symbols_free(s2);
+
+	remove_tree(dir);
+	remove_tree(x.dir);
+	symbols_free(s);
+}
+END_TEST
+
+/* F4: a user who may not read another's private debug file binds the
+ * module first; the owner's frames must still be named by it (the empty
+ * result of the first search is not everyone's). F6: a debug file others
+ * may read but a group may not is not shared with that group. */
+START_TEST(test_private_debug_not_shared)
+{
+	struct site a = site_alpha();
+	struct test_module t;
+	struct stripped x;
+	char ddir[PATH_MAX + 16], dbg[PATH_MAX + 32];
+	gid_t victims = VICTIM, attackers = ATTACKER;
+	struct symbols *s = symbols_new(false);
+
+	module_of((void *)(uintptr_t)a.addr, &t);
+	char tmpdbg[] = "/tmp/memtrace-dbgsrc-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(tmpdbg));
+	char src[PATH_MAX];
+	snprintf(src, sizeof src, "%s/prog.debug", tmpdbg);
+	make_stripped(&x, &t, src);
+	/* dir/.debug/prog.debug, in a directory only the victim's group may
+	 * search. */
+	snprintf(ddir, sizeof ddir, "%s/.debug", x.dir);
+	snprintf(dbg, sizeof dbg, "%s/prog.debug", ddir);
+	ck_assert_int_eq(mkdir(ddir, 0750), 0);
+	ck_assert_int_eq(chown(ddir, 0, VICTIM), 0);
+	ck_assert_int_eq(rename(src, dbg), 0);
+	ck_assert_int_eq(chmod(dbg, 0644), 0);
+
+	assert_nameless(resolve_as(s, &t, x.prog, ATTACKER, NULL, 0, a.addr), x.prog,
+	                a.addr - t.bias, "the attacker, who may not read the debug file");
+	assert_named_by(resolve_as(s, &t, x.prog, VICTIM, &victims, 1, a.addr), x.prog, dbg, a.line,
+	                "the victim, after the attacker");
+
+	/* F6: readable by others, not by the attacker's group. */
+	struct symbols *s2 = symbols_new(false);
+	ck_assert_int_eq(chmod(ddir, 0755), 0);
+	ck_assert_int_eq(chown(dbg, 0, ATTACKER), 0);
+	ck_assert_int_eq(chmod(dbg, 0604), 0);
+	assert_named_by(resolve_as(s2, &t, x.prog, VICTIM, &victims, 1, a.addr), x.prog, dbg,
+	                a.line, "the victim (others may read it)");
+	assert_nameless(resolve_as(s2, &t, x.prog, ATTACKER, &attackers, 1, a.addr), x.prog,
+	                a.addr - t.bias, "the attacker, whose group may not read it");
+	symbols_free(s2);
+
+	rmdir(tmpdbg);
+	remove_tree(x.dir);
+	symbols_free(s);
+}
+END_TEST
+
+/* F2: a module without a build-id (linked --build-id=none) whose debug
+ * link names a huge (sparse) file: its CRC is not read to the end (that
+ * would hold a worker for many minutes; this test's case times out after
+ * 30 s). */
+START_TEST(test_huge_crc_candidate)
+{
+	char dir[] = "/tmp/memtrace-crc-XXXXXX";
+	char *src, *so, *dbg, *link, *cc;
+	struct symbols *s = symbols_new(false);
+	FILE *f;
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_ge(asprintf(&src, "%s/m.c", dir), 0);
+	ck_assert_int_ge(asprintf(&so, "%s/m.so", dir), 0);
+	ck_assert_int_ge(asprintf(&dbg, "%s/m.so.debug", dir), 0);
+	ck_assert_int_ge(asprintf(&link, "--add-gnu-debuglink=%s", dbg), 0);
+	f = fopen(src, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("int f(int x) { return x + 1; }\n", f);
+	fclose(f);
+	ck_assert_int_ge(
+	    asprintf(&cc, "cc -shared -fPIC -g0 -Wl,--build-id=none -o '%s' '%s'", so, src), 0);
+	ck_assert_msg(system(cc) == 0, "%s failed", cc);
+	/* The link is made to a small file (objcopy reads it for the CRC),
+	 * which then grows to 1 TiB of hole. */
+	fd = open(dbg, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "not empty", 9), 9); /* a CRC of 0 means none */
+	const char *add[] = {link, so, NULL};
+	objcopy(add);
+	ck_assert_int_eq(ftruncate(fd, (off_t)1 << 40), 0);
+	close(fd);
+	struct sym_module m = {so, NULL, 0, 0, NULL};
+	const struct frame_info *fi = symbols_resolve(s, &m, 0x1000);
+	ck_assert_ptr_null(fi->symbols);
+	ck_assert_str_eq(fi->module, so);
+	remove_tree(dir);
+	free(cc);
+	free(link);
+	free(dbg);
+	free(so);
+	free(src);
+	symbols_free(s);
+}
+END_TEST
+
 START_TEST(test_unreadable_file_gives_no_names)
 {
 	/* A 0700 file of ours, named by a process of uid 65534: its frames
@@ -1409,6 +1654,20 @@ Suite *symbols_suite(void)
 	tcase_add_test(tc, test_shared_library);
 	tcase_add_test(tc, test_cxx_demangled);
 	tcase_add_test(tc, test_separate_debug_file);
+	tcase_add_test(tc, test_huge_crc_candidate);
+	suite_add_tcase(s, tc);
+
+	/* Files of several owners: root only, as CI runs. */
+	tc = tcase_create("planted");
+	tcase_set_timeout(tc, 30);
+	if (geteuid() == 0) {
+		tcase_add_test(tc, test_planted_debug_beside_link);
+		tcase_add_test(tc, test_planted_debug_in_shared_dir);
+		tcase_add_test(tc, test_private_debug_not_shared);
+	} else {
+		printf("check_symbols: not root: the planted debug file tests are NOT registered; "
+		       "they neither ran nor passed\n");
+	}
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("untrusted");
