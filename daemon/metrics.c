@@ -361,9 +361,10 @@ static int by_bytes_desc(const void *a, const void *b)
 	return strcmp(x->label, y->label);
 }
 
-/* Groups a snapshot's live bytes by the most recent frame of each trace,
- * as `top --key lineno` does (its frame is the same: capture_resolve has
- * expanded inlined calls and dropped the allocator's frames), keeps the
+/* Groups a snapshot's live bytes by the site of each trace, as `top --key
+ * lineno` does (the same frame: capture_resolve has expanded inlined calls
+ * and dropped the allocator's frames, and the runtime's are passed over
+ * here as query.c does), keeps the
  * `top` largest and puts the rest in "other". Groups whose labels come out
  * equal are merged, so labels are unique; a site labelled "other" is
  * counted in "other". */
@@ -375,7 +376,15 @@ static void site_table(const struct snapshot *snap, size_t top, struct sitetab *
 
 	for (size_t i = 0; i < snap->ntraces; i++) {
 		const struct snapshot_trace *t = &snap->traces[i];
-		per_frame[t->nframes > 0 ? t->frames[0] : snap->nframes] += t->size;
+		/* The site as `top` names it by default: the first frame
+		 * outside the C and C++ runtime (stdio's buffer at the
+		 * program's printf), or the first when all are runtime. */
+		uint32_t k = 0;
+		while (k < t->nframes && query_runtime_frame(&snap->frames[t->frames[k]]))
+			k++;
+		if (k == t->nframes)
+			k = 0;
+		per_frame[t->nframes > 0 ? t->frames[k] : snap->nframes] += t->size;
 	}
 	for (size_t i = 0; i <= snap->nframes; i++)
 		ngroups += per_frame[i] > 0;
