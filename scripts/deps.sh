@@ -5,7 +5,8 @@
 # before the agent, Go for the test of a cgo program that ends with os.Exit,
 # make and strace for the test of a traced make that counts its processes,
 # headless Chromium for the tests of the pages memtrace writes, binutils'
-# objcopy for the tests of stripped programs with separate debug files);
+# objcopy for the tests of stripped programs with separate debug files, curl
+# and iproute2 for the docs' examples that tests/docs/examples.sh runs);
 # with "bench", what the benchmarks compare with (heaptrack, redis).
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config \
@@ -15,7 +16,7 @@ if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs heaptrack redis-server redis-tools"
 fi
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs prometheus systemd man-db mandoc binutils clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium"
+	pkgs="$pkgs prometheus systemd man-db mandoc binutils clang-format clang libclang-rt-14-dev libjemalloc2 golang-go make strace chromium curl iproute2"
 fi
 missing=""
 for p in $pkgs; do

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite: install what is needed, build with -Werror, run every
-# unit and end-to-end test (tests/unit/run_unit, the fuzz corpora,
-# tests/e2e/e2e_live, e2e_snapshots, e2e_service, e2e_hostile, e2e_limits),
+# unit and end-to-end test (tests/unit/run_unit, the fuzz corpora, the man
+# pages, every example of the docs (tests/docs/examples.sh), tests/e2e/e2e_live,
+# e2e_snapshots, e2e_service, e2e_hostile, e2e_limits),
 # build the fuzz targets when clang is there,
 # then the unit tests again under ASan+UBSan, then make distcheck. Exits
 # non-zero if anything fails; ends with Check's summary lines.
