@@ -306,24 +306,35 @@ static void client_disconnect(struct client *c);
  * anybody else's, in a directory they made where ours should be, is
  * refused before a byte is sent. The credentials are those of the process
  * that listens (for a socket systemd passed, systemd's: root). */
-static int check_peer(struct client *c)
+/* Who serves the connection: 0 with its uid, or -errno. */
+static int peer_uid(int fd, uid_t *uid)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-		int err = errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	*uid = cred.uid;
+	return 0;
+}
+
+static int check_peer(struct client *c)
+{
+	uid_t uid = 0;
+	int rc = peer_uid(c->fd, &uid);
+
+	if (rc < 0) {
 		client_disconnect(c);
 		return client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
-		                    "cannot tell who serves %s: %s", c->socket_path, strerror(err));
+		                    "cannot tell who serves %s: %s", c->socket_path, strerror(-rc));
 	}
-	if (cred.uid == 0 || cred.uid == geteuid())
+	if (uid == 0 || uid == geteuid())
 		return 0;
 	client_disconnect(c);
 	return client_error(c, CLIENT_EXIT_ERROR, "untrusted_daemon",
 	                    "%s is served by uid %u, neither root nor you (uid %u): refusing to "
 	                    "talk to it; use a runtime directory of your own (--runtime-dir)",
-	                    c->socket_path, (unsigned)cred.uid, (unsigned)geteuid());
+	                    c->socket_path, (unsigned)uid, (unsigned)geteuid());
 }
 
 static int client_connect(struct client *c)
@@ -354,6 +365,26 @@ static int client_connect(struct client *c)
 out:
 	free(also);
 	return rc;
+}
+
+int client_connect_quiet(struct client *c)
+{
+	char *also = NULL;
+	uid_t uid = 0;
+	int rc;
+
+	if (c->fd >= 0)
+		return 0;
+	rc = resolve_socket(c, &also);
+	free(also);
+	if (rc < 0 || (rc = ctlwire_connect(c->socket_path)) < 0)
+		return -1;
+	c->fd = rc;
+	if (peer_uid(c->fd, &uid) < 0 || (uid != 0 && uid != geteuid())) {
+		client_disconnect(c);
+		return -1;
+	}
+	return 0;
 }
 
 /* A connection whose framing went wrong cannot carry another request. */

@@ -221,6 +221,10 @@ int client_call(struct client *c, const cJSON *req, cJSON **resp);
  * returned like any other in *resp (with 0): for a caller that expects some
  * errors, such as `run` waiting for its program's session. */
 int client_call_raw(struct client *c, const cJSON *req, cJSON **resp);
+/* Connects if not connected, reporting nothing: 0, or -1 when no trusted
+ * memtraced answers at the control socket (for a caller to whom a missing
+ * daemon is not an error, such as `run`). */
+int client_connect_quiet(struct client *c);
 /* The "code" of an error response; NULL when resp is not one. */
 const char *client_error_code(const cJSON *resp);
 /* The daemon's stats of pid, or NULL when it answers an error (not

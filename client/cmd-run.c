@@ -57,6 +57,10 @@
 #define RUN_EXIT_WAIT_MS    10000
 #define RUN_UNKNOWN_WAIT_MS 2000
 #define RUN_POLL_MS         50
+/* How long --pid-file waits for the daemon to know PROG (its agent's first
+ * message), and how often it asks. */
+#define RUN_KNOWN_WAIT_MS 5000
+#define RUN_KNOWN_POLL_MS 5
 
 static int cmd_run_exec(struct client *c, const struct args *a);
 
@@ -92,10 +96,11 @@ const struct cmd_entry cmd_run_entry = {
             "  -o, --output FILE   write that report into FILE instead; FILE is\n"
             "                      created (or emptied) before PROG starts\n"
             "  --pid-file FILE     write PROG's pid (its pid in 'list', for --pid)\n"
-            "                      into FILE, a line, once PROG is started: a file\n"
-            "                      made beside it is renamed to FILE (whatever was\n"
-            "                      there is replaced, never opened); it stays after\n"
-            "                      PROG ends\n",
+            "                      into FILE, a line, once memtraced knows PROG (at\n"
+            "                      once with no daemon, at most 5 s after it\n"
+            "                      started): a file made beside it is renamed to\n"
+            "                      FILE (whatever was there is replaced, never\n"
+            "                      opened); it stays after PROG ends\n",
     /* The first operand ends the options: PROG's own options are PROG's. */
     .args =
         {
@@ -565,10 +570,51 @@ static void run_close_pidfile(struct pidfile *pf)
 	free(pf->tmp);
 }
 
+/*
+ * Before the pid goes into --pid-file: until memtraced knows the process
+ * (the agent's first message, sent before main, has been read), so that a
+ * script that asks about the pid as soon as the file is there is answered.
+ * Not when no daemon answers (PROG runs untraced), once PROG has ended, nor
+ * past RUN_KNOWN_WAIT_MS (an agent that could not connect).
+ */
+static void run_wait_known(struct client *c, pid_t pid)
+{
+	uint64_t start = run_now_ms();
+	cJSON *req, *resp = NULL;
+
+	if (client_connect_quiet(c) != 0)
+		return;
+	req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "cmd", "stats");
+	cJSON_AddNumberToObject(req, "pid", (double)pid);
+	while (run_now_ms() - start < RUN_KNOWN_WAIT_MS) {
+		siginfo_t si = {0};
+		const char *code;
+
+		if (client_call_raw(c, req, &resp) != 0)
+			break;
+		code = client_error_code(resp);
+		if (code == NULL ||
+		    (strcmp(code, "not_traced") != 0 && strcmp(code, "no_such_process") != 0))
+			break;
+		/* Ended (not reaped: the caller waits for it) before it was
+		 * ever heard of: it will not be. */
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid)
+			break;
+		cJSON_Delete(resp);
+		resp = NULL;
+		run_sleep_ms(RUN_KNOWN_POLL_MS);
+	}
+	cJSON_Delete(resp);
+	cJSON_Delete(req);
+}
+
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an
- * exit status. *started says whether exec succeeded. */
-static int run_child(struct client *c, char **argv, struct pidfile *pf, pid_t *pid_out, int *status,
-                     bool *started)
+ * exit status. *started says whether exec succeeded; traceable whether the
+ * agent can be in it (the pid file then waits for the daemon to know it). */
+static int run_child(struct client *c, char **argv, struct pidfile *pf, bool traceable,
+                     pid_t *pid_out, int *status, bool *started)
 {
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
 	int pipefd[2] = {-1, -1};
@@ -615,8 +661,10 @@ static int run_child(struct client *c, char **argv, struct pidfile *pf, pid_t *p
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
-	run_write_pidfile(pf, pid);
 	*started = !run_exec_failed(pipefd[0]);
+	if (*started && traceable && pf->fd >= 0)
+		run_wait_known(c, pid);
+	run_write_pidfile(pf, pid);
 	while (waitpid(pid, status, 0) < 0) {
 		if (errno != EINTR) {
 			rc = client_error(c, CLIENT_EXIT_ERROR, "run_failed",
@@ -667,7 +715,7 @@ static int cmd_run_exec(struct client *c, const struct args *a)
 		goto out;
 	if ((rc = run_open_pidfile(c, args_get(a, "pid-file"), &pf)) != 0)
 		goto out;
-	rc = run_child(c, a->operands, &pf, &pid, &status, &started);
+	rc = run_child(c, a->operands, &pf, traceable, &pid, &status, &started);
 	if (rc != 0)
 		goto out;
 	if (args_has(a, "top") && started && traceable)

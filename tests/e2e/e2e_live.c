@@ -4304,6 +4304,10 @@ START_TEST(run_pid_file)
 	sp.uid = H_NOUID;
 	h_proc_start(&p, &sp);
 	h_proc_expect_ready(&p);
+	/* As a script does: until the file is there. */
+	struct stat fst;
+	for (long long until = h_now_ms() + H_POLL_MS; stat(file, &fst) != 0 && h_now_ms() < until;)
+		h_sleep_ms(5);
 	FILE *f = fopen(file, "r");
 	ck_assert_msg(f != NULL && fgets(line, sizeof line, f) != NULL, "no pid in %s", file);
 	fclose(f);
@@ -4312,7 +4316,7 @@ START_TEST(run_pid_file)
 	              "--pid-file holds '%s', the program is pid %ld (memtracectl %ld)", line,
 	              t->pid, (long)p.pid);
 	line[strcspn(line, "\n")] = '\0';
-	wait_state(t->pid, "live");
+	/* The file is there once memtraced knows the program: no wait. */
 	const char *stats[] = {"stats", "--pid", line, NULL};
 	struct h_ctl r;
 	h_ctl_ok(&D, H_NOUID, &r, stats);
@@ -4321,6 +4325,35 @@ START_TEST(run_pid_file)
 	h_proc_end(&p, "run --pid-file");
 	h_truth_free(t);
 	h_proc_cleanup(&p);
+
+	/* The file comes once memtraced knows the program, so a script may ask
+	 * at once: with the daemon stopped it does not come; once the daemon
+	 * runs again, the first question about the pid in the file is
+	 * answered (no wait for the session). */
+	unlink(file);
+	char *truth2 = h_daemon_file(&D, "attachee2");
+	sp.truth = truth2;
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	h_proc_start(&p, &sp);
+	h_sleep_ms(500);
+	bool early = stat(file, &fst) == 0;
+	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	ck_assert_msg(!early, "the pid file was written while memtraced, stopped, could not know "
+	                      "the program");
+	long long until = h_now_ms() + H_POLL_MS;
+	while (stat(file, &fst) != 0 && h_now_ms() < until)
+		h_sleep_ms(5);
+	f = fopen(file, "r");
+	ck_assert_msg(f != NULL && fgets(line, sizeof line, f) != NULL, "no pid in %s", file);
+	fclose(f);
+	line[strcspn(line, "\n")] = '\0';
+	h_ctl_ok(&D, H_NOUID, &r, stats);
+	h_ctl_free(&r);
+	h_proc_expect_ready(&p);
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	h_proc_end(&p, "run --pid-file, the daemon stopped at the start");
+	h_proc_cleanup(&p);
+	free(truth2);
 
 	/* What another user may have put where the file goes (a shared
 	 * directory): a link to a file of theirs, a FIFO. Neither is opened:
