@@ -244,7 +244,7 @@ static void refused(struct client *c, const struct args_spec *spec, int ch, char
 	    (name[10] == '\0' || name[10] == '='))
 		client_opt_error(
 		    c, "--snapshot: this command works on a live process (--pid P), not on "
-		       "a stored snapshot, which never changes");
+		       "a stored snapshot");
 	else if (ch == ':')
 		client_opt_error(c, "option %s needs a value", name);
 	/* getopt also refuses "--flag=value" for a flag it knows. */

@@ -395,6 +395,11 @@ static void client_disconnect(struct client *c)
 	c->fd = -1;
 }
 
+void client_hang_up(struct client *c)
+{
+	client_disconnect(c);
+}
+
 static int report_recv_error(struct client *c, int err)
 {
 	switch (err) {

@@ -225,6 +225,10 @@ int client_call_raw(struct client *c, const cJSON *req, cJSON **resp);
  * memtraced answers at the control socket (for a caller to whom a missing
  * daemon is not an error, such as `run`). */
 int client_connect_quiet(struct client *c);
+/* Closes the connection, if any: the next request connects again (a
+ * command that waits long between requests must not hold one of its
+ * user's connections). */
+void client_hang_up(struct client *c);
 /* The "code" of an error response; NULL when resp is not one. */
 const char *client_error_code(const cJSON *resp);
 /* The daemon's stats of pid, or NULL when it answers an error (not

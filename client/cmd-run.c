@@ -528,6 +528,21 @@ static int run_open_pidfile(struct client *c, const char *path, struct pidfile *
 	strcpy(pf->tmp, path);
 	strcat(pf->tmp, ".XXXXXX");
 	pf->fd = mkostemp(pf->tmp, O_CLOEXEC);
+	/* A FILE of an earlier run goes now: a script that waits for FILE
+	 * must not read the pid of a process that has ended (one it may not
+	 * remove, another user's in a sticky directory, stays, and the rename
+	 * below then fails and says so). */
+	if (pf->fd >= 0 && unlink(path) != 0 && errno != ENOENT && errno != EPERM &&
+	    errno != EACCES) {
+		int err = errno;
+		close(pf->fd);
+		unlink(pf->tmp);
+		free(pf->tmp);
+		pf->tmp = NULL;
+		pf->fd = -1;
+		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot remove %s: %s",
+		                    path, strerror(err));
+	}
 	if (pf->fd < 0 || fchmod(pf->fd, 0644) != 0) {
 		int err = errno;
 		if (pf->fd >= 0) {
@@ -608,6 +623,8 @@ static void run_wait_known(struct client *c, pid_t pid)
 	}
 	cJSON_Delete(resp);
 	cJSON_Delete(req);
+	/* PROG may run for days: its user's connections are counted. */
+	client_hang_up(c);
 }
 
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an

@@ -7,6 +7,9 @@
  */
 #include "client.h"
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int cmd_where_exec(struct client *c, const struct args *a);
@@ -40,11 +43,20 @@ static int cmd_where_exec(struct client *c, const struct args *a)
 
 	if (client_opt_pid(c, args_get(a, "pid"), &pid) < 0)
 		return client_usage_error(c);
-	/* The daemon parses it; only what cannot be a number is refused here. */
-	if (addr[0] == '\0' || addr[0] == '-' ||
-	    strspn(addr, "0123456789abcdefABCDEFxX") != strlen(addr)) {
-		client_opt_error(
-		    c, "ADDRESS must be a number (0x hexadecimal or decimal), not '%s'", addr);
+	/* The daemon parses it again; what it would refuse is said here in
+	 * the user's words: 0x and hexadecimal digits, or decimal digits, up
+	 * to 2^64 - 1 (a pointer without its 0x would read as decimal). */
+	bool hex = addr[0] == '0' && (addr[1] == 'x' || addr[1] == 'X');
+	const char *digits = hex ? addr + 2 : addr;
+	const char *set = hex ? "0123456789abcdefABCDEF" : "0123456789";
+	char *end = NULL;
+	errno = 0;
+	if (digits[0] == '\0' || strspn(digits, set) != strlen(digits) ||
+	    (strtoull(digits, &end, hex ? 16 : 10), errno == ERANGE)) {
+		client_opt_error(c,
+		                 "ADDRESS must be a pointer as 0x and hexadecimal digits, or a "
+		                 "decimal number, below 2^64; not '%s'",
+		                 addr);
 		return client_usage_error(c);
 	}
 	req = cJSON_CreateObject();

@@ -1025,9 +1025,9 @@ static char *render(struct metrics *m, const struct result *r, enum format f, si
 	}
 
 	family(&b, f, "memtrace_site_live_bytes", M_GAUGE, "bytes",
-	       "Live bytes of the process by allocation site (the caller of malloc), for its "
-	       "largest sites; the site named other has the rest, so they sum to the current "
-	       "bytes.");
+	       "Live bytes of the process by allocation site (the first frame outside the C and "
+	       "C++ runtime, as memtracectl top names it), for its largest sites; the site named "
+	       "other has the rest, so they sum to the current bytes.");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct proc *p = &r->procs[i];
 		if (!p->have_sites)

@@ -153,7 +153,18 @@ if ! (cd "$build" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make examples insta
 	summary
 	exit 1
 fi
-for f in sbin/memtraced bin/memtracectl lib/memtrace/libmemtrace.so; do
+# Nothing outside the prefix: the units and the tmpfiles entry go to its
+# lib/systemd/system and lib/tmpfiles.d, where systemd reads them.
+outside=$(cd "$tmp/dest" && find . ! -type d | grep -v '^\./usr/local/')
+if [ -n "$outside" ]; then
+	fail "" "make install" "files outside the prefix /usr/local:
+$outside"
+else
+	passes=$((passes + 1))
+	echo "PASS make install: every file under /usr/local"
+fi
+for f in sbin/memtraced bin/memtracectl lib/memtrace/libmemtrace.so lib/systemd/system/memtraced.service \
+	lib/tmpfiles.d/memtrace.conf; do
 	[ -e "$tmp/dest/usr/local/$f" ] || {
 		fail "" "make install" "no /usr/local/$f in the install"
 		summary

@@ -1772,9 +1772,21 @@ START_TEST(where_blocks)
 	snprintf(arg, sizeof arg, "0x%llx", (unsigned long long)gone);
 	const char *freed[] = {"where", "--pid", pidbuf, arg, NULL};
 	h_ctl_error(&D, H_NOUID, freed, "no_such_block");
-	/* Not a number: a usage error; an untraced process: not_traced. */
-	const char *bad[] = {"where", "--pid", pidbuf, "0xzz", NULL};
-	h_ctl_error(&D, H_NOUID, bad, "bad_request");
+	/* Not a pointer (hexadecimal without its 0x, past 2^64, not a
+	 * number): a usage error that says what ADDRESS must be; an untraced
+	 * process: not_traced. */
+	static const char *const bad_addrs[] = {"0xzz", "55aebd8403e0", "0x10000000000000000",
+	                                        "18446744073709551616", "0x"};
+	for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
+		const char *bad[] = {"where", "--pid", pidbuf, bad_addrs[i], NULL};
+		struct h_ctl br;
+		h_ctl_run(&D, H_NOUID, &br, bad);
+		ck_assert_msg(h_ctl_error_code(&br) != NULL &&
+		                  strcmp(h_ctl_error_code(&br), "bad_request") == 0 &&
+		                  strstr(br.out, "ADDRESS must be") != NULL,
+		              "where %s: %.500s", bad_addrs[i], br.out);
+		h_ctl_free(&br);
+	}
 	char self[24];
 	snprintf(self, sizeof self, "%ld", (long)getpid());
 	const char *untraced[] = {"where", "--pid", self, "0x1000", NULL};
@@ -4330,7 +4342,12 @@ START_TEST(run_pid_file)
 	 * at once: with the daemon stopped it does not come; once the daemon
 	 * runs again, the first question about the pid in the file is
 	 * answered (no wait for the session). */
-	unlink(file);
+	/* A pid file of an earlier run is there: it goes before the
+	 * program starts, so that the wait below never reads it. */
+	FILE *stale = fopen(file, "w");
+	ck_assert_ptr_nonnull(stale);
+	fputs("12345\n", stale);
+	fclose(stale);
 	char *truth2 = h_daemon_file(&D, "attachee2");
 	sp.truth = truth2;
 	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
@@ -4338,8 +4355,8 @@ START_TEST(run_pid_file)
 	h_sleep_ms(500);
 	bool early = stat(file, &fst) == 0;
 	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
-	ck_assert_msg(!early, "the pid file was written while memtraced, stopped, could not know "
-	                      "the program");
+	ck_assert_msg(!early, "a pid file was there while memtraced, stopped, could not know "
+	                      "the program (the earlier run's, or written too soon)");
 	long long until = h_now_ms() + H_POLL_MS;
 	while (stat(file, &fst) != 0 && h_now_ms() < until)
 		h_sleep_ms(5);
@@ -4349,6 +4366,19 @@ START_TEST(run_pid_file)
 	line[strcspn(line, "\n")] = '\0';
 	h_ctl_ok(&D, H_NOUID, &r, stats);
 	h_ctl_free(&r);
+	/* Nor does run hold a control connection while its program runs: the
+	 * one status counts is status's own. */
+	{
+		const char *status[] = {"status", NULL};
+		h_ctl_ok(&D, H_NOUID, &r, status);
+		const cJSON *cc = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "limits"),
+		                                      "control_connections");
+		long long yours = -1;
+		ck_assert_msg(
+		    h_json_int(cc, "yours", &yours) && yours == 1,
+		    "control connections of this uid while run waits for its program: %lld", yours);
+		h_ctl_free(&r);
+	}
 	h_proc_expect_ready(&p);
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "run --pid-file, the daemon stopped at the start");
