@@ -965,35 +965,80 @@ static void grid_print(const struct column *cols, int ncols, const struct grid_r
 		grid_line(cols, ncols, rows[i].text, width);
 }
 
+/* A process's command line as one string (its arguments joined by spaces),
+ * or started_as when it has none; the caller frees it. */
+static char *command_of(const cJSON *p)
+{
+	const cJSON *argv = get(p, "cmdline"), *a;
+	size_t len = 1;
+	char *out;
+
+	cJSON_ArrayForEach(a, argv)
+	{
+		if (cJSON_IsString(a))
+			len += strlen(a->valuestring) + 1;
+	}
+	if (len == 1)
+		return xstrdup(get_str(p, "started_as", "?"));
+	out = xmalloc(len);
+	out[0] = '\0';
+	cJSON_ArrayForEach(a, argv)
+	{
+		if (!cJSON_IsString(a))
+			continue;
+		if (out[0] != '\0')
+			strcat(out, " ");
+		strcat(out, a->valuestring);
+	}
+	return out;
+}
+
 void table_list(const cJSON *resp)
 {
-	enum { COL_PID, COL_STATE, COL_CURRENT, COL_PEAK, COL_BLOCKS, COL_EXE, NCOLS };
+	enum {
+		COL_PID,
+		COL_UID,
+		COL_STATE,
+		COL_CURRENT,
+		COL_PEAK,
+		COL_BLOCKS,
+		COL_EXE,
+		COL_COMMAND,
+		NCOLS
+	};
 	static const struct column cols[NCOLS] = {
-	    {"PID", true},  {"STATE", false}, {"CURRENT", true},
-	    {"PEAK", true}, {"BLOCKS", true}, {"EXE", false},
+	    {"PID", true},  {"UID", true},    {"STATE", false}, {"CURRENT", true},
+	    {"PEAK", true}, {"BLOCKS", true}, {"EXE", false},   {"COMMAND", false},
 	};
 	static const int estimated[] = {COL_CURRENT, COL_PEAK, COL_BLOCKS};
 	const cJSON *procs = get_array(resp, "processes"), *p;
 	size_t n = (size_t)cJSON_GetArraySize(procs), i = 0;
 	struct grid_row *rows = xcalloc(n > 0 ? n : 1, sizeof(*rows));
+	char **cmds = xcalloc(n > 0 ? n : 1, sizeof(*cmds));
 	uint64_t rate;
 
 	cJSON_ArrayForEach(p, procs)
 	{
-		struct grid_row *r = &rows[i++];
+		struct grid_row *r = &rows[i];
 
 		grid_num(r, COL_PID, p, "pid", false);
+		grid_num(r, COL_UID, p, "uid", false);
 		r->text[COL_STATE] =
 		    cJSON_IsTrue(get(p, "detached")) ? "detached" : get_str(p, "state", "?");
 		grid_num(r, COL_CURRENT, p, "current", true);
 		grid_num(r, COL_PEAK, p, "peak", true);
 		grid_num(r, COL_BLOCKS, p, "blocks", false);
 		r->text[COL_EXE] = get_str(p, "exe", "?");
+		r->text[COL_COMMAND] = cmds[i] = command_of(p);
 		if (sample_rate(p, &rate))
 			grid_mark(r, estimated, 3);
+		i++;
 	}
 	grid_print(cols, NCOLS, rows, n);
 	grid_legend(procs, "pid", "pid");
+	for (i = 0; i < n; i++)
+		free(cmds[i]);
+	free(cmds);
 	free(rows);
 }
 

@@ -4493,6 +4493,24 @@ START_TEST(exe_as_started)
 	                  strcmp(cJSON_GetObjectItem(mine, "started_as")->valuestring, link) == 0,
 	              "list: %.1500s", r.out);
 	h_ctl_free(&r);
+	/* The table's row: its uid, the kernel's file and the command line. */
+	const char *tlist[] = {"list", "--table", NULL};
+	h_ctl_run(&D, H_NOUID, &r, tlist);
+	ck_assert_msg(r.status == 0 && strstr(r.out, "PID ") != NULL &&
+	                  strstr(r.out, " UID ") != NULL && strstr(r.out, "COMMAND\n") != NULL,
+	              "list --table header: %.300s", r.out);
+	char *row = NULL;
+	for (char *l = r.out; l != NULL && *l != '\0';
+	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (atol(l + strspn(l, " ")) == t->pid && strstr(l, " live ") != NULL &&
+		    strstr(l, " live ") < strchr(l, '\n'))
+			row = l; /* the image that runs (the shell before its exec has ended) */
+	char want_uid[32];
+	snprintf(want_uid, sizeof want_uid, " %u ", (unsigned)geteuid());
+	ck_assert_msg(row != NULL && strstr(row, want_uid) != NULL && strstr(row, real) != NULL &&
+	                  strstr(row, "./linked-prog first\n") != NULL,
+	              "list --table row of %ld: %.1500s", t->pid, r.out);
+	h_ctl_free(&r);
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	h_proc_end(&p, "attachee through a link");
 	h_truth_free(t);
