@@ -942,12 +942,15 @@ static int object_load(struct symbols *s, struct sym_object *o, int fd,
 	id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
 	if (id_len < 0 || (size_t)id_len > sizeof(o->build_id))
 		id_len = 0;
+	/* No build-id: id may be NULL, which memcpy and memcmp must not see
+	 * even for 0 bytes. */
 	if (!o->have_id) {
-		memcpy(o->build_id, id, (size_t)id_len);
+		if (id_len > 0)
+			memcpy(o->build_id, id, (size_t)id_len);
 		o->build_id_len = (size_t)id_len;
 		o->have_id = true;
 	} else if ((size_t)id_len != o->build_id_len ||
-	           memcmp(id, o->build_id, (size_t)id_len) != 0) {
+	           (id_len > 0 && memcmp(id, o->build_id, (size_t)id_len) != 0)) {
 		err = -ESTALE;
 		goto err_after_begin;
 	}
