@@ -220,6 +220,8 @@ static void print_error(struct client *c, const char *code, const char *msg)
 {
 	cJSON *o, *e;
 
+	if (c->quiet)
+		return;
 	if (c->table || c->errors_to_stderr) {
 		print_error_line(msg);
 		return;

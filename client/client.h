@@ -55,6 +55,7 @@ struct client {
 	bool table;                  /* --table */
 	bool help;                   /* --help was met while parsing */
 	bool errors_to_stderr;       /* errors as "memtracectl: message" on stderr (run) */
+	bool quiet;                  /* errors are not printed at all (run's wait) */
 	char *usage_error;           /* first command-line error, reported after parsing */
 	char *socket_path;           /* control.sock, resolved at the first request */
 	int fd;                      /* the connection, -1 until the first request */

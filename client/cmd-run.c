@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -585,33 +587,72 @@ static void run_close_pidfile(struct pidfile *pf)
 	free(pf->tmp);
 }
 
+/* The start time of process pid (field 22 of /proc/PID/stat, clock ticks
+ * since boot), or 0. */
+static uint64_t run_start_time(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the command's closing parenthesis: state is field 3. */
+	char *p = strrchr(buf, ')');
+	for (int field = 2; p != NULL && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p + 1, "%llu", &v) != 1)
+		return 0;
+	return v;
+}
+
 /*
  * Before the pid goes into --pid-file: until memtraced knows the process
  * (the agent's first message, sent before main, has been read), so that a
  * script that asks about the pid as soon as the file is there is answered.
- * Not when no daemon answers (PROG runs untraced), once PROG has ended, nor
- * past RUN_KNOWN_WAIT_MS (an agent that could not connect).
+ * Known means a live session of this very process (its start time), not an
+ * ended one that had the pid before. Not when no daemon answers (PROG runs
+ * untraced), once PROG has ended, nor past RUN_KNOWN_WAIT_MS (an agent
+ * that could not connect), however the socket behaves: each exchange is
+ * bounded by the time left. Nothing is printed: stdout is PROG's.
  */
 static void run_wait_known(struct client *c, pid_t pid)
 {
-	uint64_t start = run_now_ms();
+	uint64_t start = run_now_ms(), started = run_start_time(pid);
 	cJSON *req, *resp = NULL;
 
-	if (client_connect_quiet(c) != 0)
-		return;
+	c->quiet = true;
 	req = cJSON_CreateObject();
 	cJSON_AddStringToObject(req, "cmd", "stats");
 	cJSON_AddNumberToObject(req, "pid", (double)pid);
-	while (run_now_ms() - start < RUN_KNOWN_WAIT_MS) {
+	for (uint64_t waited = 0; waited < RUN_KNOWN_WAIT_MS; waited = run_now_ms() - start) {
+		uint64_t left = RUN_KNOWN_WAIT_MS - waited;
+		struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
 		siginfo_t si = {0};
 		const char *code;
 
-		if (client_call_raw(c, req, &resp) != 0)
+		if (client_connect_quiet(c) != 0 ||
+		    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+		    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+		    client_call_raw(c, req, &resp) != 0)
 			break;
 		code = client_error_code(resp);
-		if (code == NULL ||
-		    (strcmp(code, "not_traced") != 0 && strcmp(code, "no_such_process") != 0))
+		if (code == NULL) {
+			const cJSON *st = cJSON_GetObjectItemCaseSensitive(resp, "state");
+			const cJSON *t = cJSON_GetObjectItemCaseSensitive(resp, "start_time");
+			if (cJSON_IsString(st) && strcmp(st->valuestring, "live") == 0 &&
+			    cJSON_IsNumber(t) &&
+			    (started == 0 || (uint64_t)t->valuedouble == started))
+				break;
+		} else if (strcmp(code, "not_traced") != 0 &&
+		           strcmp(code, "no_such_process") != 0) {
 			break;
+		}
 		/* Ended (not reaped: the caller waits for it) before it was
 		 * ever heard of: it will not be. */
 		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
@@ -625,6 +666,7 @@ static void run_wait_known(struct client *c, pid_t pid)
 	cJSON_Delete(req);
 	/* PROG may run for days: its user's connections are counted. */
 	client_hang_up(c);
+	c->quiet = false;
 }
 
 /* Starts argv[0] and waits; returns 0 with its pid and wait status, or an

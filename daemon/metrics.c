@@ -371,6 +371,11 @@ static int by_bytes_desc(const void *a, const void *b)
 static void site_table(const struct snapshot *snap, size_t top, struct sitetab *out)
 {
 	uint64_t *per_frame = xcalloc(snap->nframes + 1, sizeof(*per_frame));
+	/* Whether each distinct frame is the runtime's, asked once per frame
+	 * (0: not yet, 1: no, 2: yes): a process's many deep stacks of frames
+	 * with long file names would otherwise cost every scrape a string
+	 * search per frame of every trace. */
+	uint8_t *runtime = xcalloc(snap->nframes + 1, 1);
 	size_t ngroups = 0, n = 0;
 	uint64_t kept = 0;
 
@@ -380,12 +385,18 @@ static void site_table(const struct snapshot *snap, size_t top, struct sitetab *
 		 * outside the C and C++ runtime (stdio's buffer at the
 		 * program's printf), or the first when all are runtime. */
 		uint32_t k = 0;
-		while (k < t->nframes && query_runtime_frame(&snap->frames[t->frames[k]]))
-			k++;
+		for (; k < t->nframes; k++) {
+			uint32_t fi = t->frames[k];
+			if (runtime[fi] == 0)
+				runtime[fi] = query_runtime_frame(&snap->frames[fi]) ? 2 : 1;
+			if (runtime[fi] == 1)
+				break;
+		}
 		if (k == t->nframes)
 			k = 0;
 		per_frame[t->nframes > 0 ? t->frames[k] : snap->nframes] += t->size;
 	}
+	free(runtime);
 	for (size_t i = 0; i <= snap->nframes; i++)
 		ngroups += per_frame[i] > 0;
 	struct site *v = xcalloc(ngroups ? ngroups : 1, sizeof(*v));

@@ -60,6 +60,13 @@ if [ "${1:-}" = --inside ]; then
 	mount -t overlay overlay -o "lowerdir=$tmp/dest/usr/local:/usr/local" /usr/local
 	mount -t tmpfs -o mode=0755 tmpfs /run
 	ip link set lo up
+	# The session's results go to a directory on this namespace's own
+	# tmpfs, which no process outside it can reach; they are copied out,
+	# regular files only, into the root-owned res when it ends (a session
+	# of uid 65534 must not let another process of that uid on the host
+	# plant links that root then reads).
+	mkdir -m 0755 "$ns/res"
+	[ "$user" = root ] || chown 65534:65534 "$ns/res"
 	cd "$tmp/$doc/work"
 	set +e
 	if [ "$user" = root ]; then
@@ -75,6 +82,7 @@ if [ "${1:-}" = --inside ]; then
 			HOME="$tmp/$doc/home" USER=nobody LOGNAME=nobody LANG=C.UTF-8 \
 			XDG_RUNTIME_DIR=/run/user/65534 sh "$tmp/$doc/session.sh"
 	fi
+	find "$ns/res" -maxdepth 1 -type f -exec cp -- {} "$tmp/$doc/res/" \;
 	exit 0
 fi
 
@@ -298,7 +306,8 @@ excluded() { # command; prints the reason when it is not run
 
 for doc in $docs; do
 	d="$tmp/$doc"
-	mkdir -p "$d/work/examples" "$d/home" "$d/res" "$d/ns"
+	mkdir -p "$d/work/examples" "$d/home" "$d/ns"
+	mkdir -m 0700 "$d/res"
 	for f in "$d"/*.bad; do
 		[ -e "$f" ] || continue
 		fail "$(sed -n 1p "$f")" "$(sed -n 2p "$f")"
@@ -315,7 +324,7 @@ ex() {
 	echo $? >"$_ex_res/$_ex_n.rc"
 }
 EOF
-		echo "_ex_res='$d/res'"
+		echo "_ex_res='$d/ns/res'"
 		if [ "$(doc_daemon "$doc")" = yes ]; then
 			cat <<'EOF'
 memtraced 2>"$_ex_res/setup-memtraced.log" &
@@ -345,7 +354,7 @@ EOF
 		cp "$build/examples/leaky" "$d/work/$alias"
 	done
 	user=$(doc_user "$doc")
-	[ "$user" = root ] || chown -R 65534:65534 "$d/work" "$d/home" "$d/res"
+	[ "$user" = root ] || chown -R 65534:65534 "$d/work" "$d/home"
 	echo "== $doc: $n examples, as $user$([ "$(doc_daemon "$doc")" = yes ] && echo ", memtraced started first")"
 	timeout "$session_timeout" unshare --mount --net --pid --fork --kill-child --mount-proc \
 		sh "$0" --inside "$tmp" "$doc" "$user" >"$d/session.log" 2>&1 &
@@ -354,10 +363,10 @@ EOF
 	rc=$?
 	ns_pid=
 	if [ $rc -eq 124 ]; then
-		echo "   the session did not end within $session_timeout s"
+		fail "" "$doc: the session did not end within $session_timeout s"
 	elif [ $rc -ne 0 ] || [ -e "$d/res/setup.failed" ]; then
-		echo "   the session failed (status $rc):"
-		sed 's/^/    /' "$d/session.log" "$d/res/setup.failed" "$d/res/setup-memtraced.log" 2>/dev/null
+		fail "" "$doc: the session failed (status $rc)" \
+			"$(cat "$d/session.log" "$d/res/setup.failed" "$d/res/setup-memtraced.log" 2>/dev/null)"
 	fi
 done
 

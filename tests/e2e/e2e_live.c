@@ -161,6 +161,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -4384,6 +4385,32 @@ START_TEST(run_pid_file)
 	h_proc_end(&p, "run --pid-file, the daemon stopped at the start");
 	h_proc_cleanup(&p);
 	free(truth2);
+
+	/* A control socket that takes the question and never answers (a
+	 * daemon hung, or a socket of root's that only reads, linked where
+	 * the user's runtime directory is): the wait ends in its 5 s, the
+	 * file is written, and nothing of the wait reaches PROG's stdout. */
+	struct h_daemon mute = D;
+	char *mdir = h_daemon_file(&D, "mute");
+	ck_assert_int_eq(mkdir(mdir, 0700), 0);
+	snprintf(mute.runtime, sizeof mute.runtime, "%s", mdir);
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s/control.sock", mdir);
+	ck_assert_msg(ls >= 0 && bind(ls, (struct sockaddr *)&sun, sizeof sun) == 0 &&
+	                  listen(ls, 8) == 0,
+	              "a listening socket at %s: %s", sun.sun_path, strerror(errno));
+	unlink(file);
+	const char *echo[] = {"run", "--pid-file", file, "--", "/bin/echo", "PROG-OUTPUT", NULL};
+	struct h_ctl er;
+	h_ctl_run(&mute, H_NOUID, &er, echo);
+	ck_assert_msg(er.status == 0 && strcmp(er.out, "PROG-OUTPUT\n") == 0,
+	              "run --pid-file with a mute control socket: exit %d, stdout '%.500s'",
+	              er.status, er.out);
+	h_ctl_free(&er);
+	ck_assert_msg(stat(file, &fst) == 0, "no pid file after the wait on a mute socket");
+	close(ls);
+	free(mdir);
 
 	/* What another user may have put where the file goes (a shared
 	 * directory): a link to a file of theirs, a FIFO. Neither is opened:
