@@ -900,29 +900,39 @@ static void check_process_metrics(const struct sample *v, size_t n, long pid, co
 		}
 }
 
+/* Scrapes until the metrics of an idle program agree with memtracectl
+ * (what its agent flushed converges within H_POLL_MS); asserts they do.
+ * *text gets the last scrape (caller frees). */
+static void assert_metrics_converge(long pid, bool need_other, char **text, const char *what)
+{
+	long long deadline = h_now_ms() + H_POLL_MS;
+	char *why = NULL;
+
+	*text = NULL;
+	do {
+		free(why);
+		free(*text);
+		why = compare_with_ctl(pid, need_other, text);
+		if (why != NULL)
+			h_sleep_ms(100);
+	} while (why != NULL && h_now_ms() < deadline);
+	ck_assert_msg(why == NULL,
+	              "%s: metrics differ from memtracectl:\n  %.1000s\nscrape:\n%.2000s", what,
+	              why, *text);
+}
+
 START_TEST(metrics_match_ctl)
 {
 	struct h_proc p;
-	char *why = NULL, *text = NULL, *out, *err;
-	long long deadline;
+	char *text = NULL, *out, *err;
 	char *promtool = require_tool("promtool", "prometheus");
 
 	metrics_daemon_start();
 	h_prog_start(&p, &D, "sites", NULL, H_NOUID, NULL);
 	h_proc_expect_ready(&p);
 
-	/* The program is idle after "ready"; what its agent flushed converges
-	 * within H_POLL_MS. */
-	deadline = h_now_ms() + H_POLL_MS;
-	do {
-		free(why);
-		free(text);
-		why = compare_with_ctl(p.pid, true, &text);
-		if (why != NULL)
-			h_sleep_ms(100);
-	} while (why != NULL && h_now_ms() < deadline);
-	ck_assert_msg(why == NULL, "metrics differ from memtracectl:\n  %.1000s\nscrape:\n%.2000s",
-	              why, text);
+	/* The program is idle after "ready". */
+	assert_metrics_converge(p.pid, true, &text, "sites");
 
 	const char *argv[] = {promtool, "check", "metrics", NULL};
 	int st = run_tool(argv, text, NULL, &out, &err);
@@ -949,18 +959,8 @@ START_TEST(metrics_match_ctl)
 		struct h_proc cp;
 		h_prog_start(&cp, &D, "cxxstd", NULL, H_NOUID, NULL);
 		h_proc_expect_ready(&cp);
-		deadline = h_now_ms() + H_POLL_MS;
-		do {
-			free(why);
-			free(text);
-			why = compare_with_ctl(cp.pid, false, &text);
-			if (why != NULL)
-				h_sleep_ms(100);
-		} while (why != NULL && h_now_ms() < deadline);
-		ck_assert_msg(
-		    why == NULL,
-		    "cxxstd: metrics differ from memtracectl top:\n  %.1000s\nscrape:\n%.2000s",
-		    why, text);
+		free(text);
+		assert_metrics_converge(cp.pid, false, &text, "cxxstd");
 		ck_assert_int_eq(h_proc_send(&cp, "exit"), 0);
 		ck_assert_int_eq(h_proc_finish(&cp, 20000), 0);
 		h_proc_cleanup(&cp);
