@@ -19,6 +19,7 @@
 #include "ctlwire.h"
 #include "jsonout.h"
 #include "paths.h"
+#include "safedir.h"
 #include "xalloc.h"
 
 __attribute__((format(printf, 1, 0))) static char *vformat(const char *fmt, va_list ap)
@@ -263,12 +264,14 @@ static bool exists(const char *path)
  * /run/memtrace comes next (paths.h); if it has none either, the user's own
  * path is kept for the error message and *also gets the other.
  */
-static int resolve_socket(struct client *c, char **also)
+static int resolve_socket(struct client *c, char **also, char *why, size_t cap)
 {
 	char dir[PATH_MAX], path[PATH_MAX], sys[PATH_MAX];
 	int rc;
 
 	*also = NULL;
+	free(c->socket_path); /* connecting again after a hang-up */
+	c->socket_path = NULL;
 	if (c->socket_opt != NULL) {
 		c->socket_path = xstrdup(c->socket_opt);
 		return 0;
@@ -283,6 +286,12 @@ static int resolve_socket(struct client *c, char **also)
 	rc = paths_runtime_dir(dir, sizeof(dir));
 	if (rc < 0)
 		return rc;
+	/* A directory the user did not name (MEMTRACE_RUNTIME_DIR or
+	 * --runtime-dir) must be theirs or root's and closed to others:
+	 * /tmp/memtrace-$UID, for a user without XDG_RUNTIME_DIR, may have been
+	 * made by someone else, with a socket of their choice in it. */
+	if (getenv("MEMTRACE_RUNTIME_DIR") == NULL && safedir_check(dir, why, cap) == -EPERM)
+		return -EPERM;
 	rc = paths_join(path, sizeof(path), dir, PATHS_CONTROL_SOCK);
 	if (rc < 0)
 		return rc;
@@ -344,7 +353,15 @@ static int client_connect(struct client *c)
 	char *also = NULL;
 	int rc;
 
-	rc = resolve_socket(c, &also);
+	char why[256] = "";
+	rc = resolve_socket(c, &also, why, sizeof why);
+	if (rc == -EPERM) {
+		rc = client_error(c, CLIENT_EXIT_ERROR, "untrusted_daemon",
+		                  "refusing the runtime directory: %s (another user may have made "
+		                  "it); give --runtime-dir, or set XDG_RUNTIME_DIR",
+		                  why);
+		goto out;
+	}
 	if (rc < 0) {
 		rc = client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
 		                  "cannot name the control socket: %s", strerror(-rc));
@@ -377,7 +394,8 @@ int client_connect_quiet(struct client *c)
 
 	if (c->fd >= 0)
 		return 0;
-	rc = resolve_socket(c, &also);
+	char why[256];
+	rc = resolve_socket(c, &also, why, sizeof why);
 	free(also);
 	if (rc < 0 || (rc = ctlwire_connect(c->socket_path)) < 0)
 		return -1;

@@ -107,7 +107,7 @@ int safedir_make(const char *path, mode_t mode, char *why, size_t cap, dev_t *de
 		if (strcmp(name, ".") == 0)
 			continue;
 		fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT && strcmp(name, "..") != 0) {
+		if (fd < 0 && errno == ENOENT && strcmp(name, "..") != 0 && mode != 0) {
 			/* Made here with the mode asked for: the umask is not ours
 			 * to rely on. Someone faster makes us check theirs. */
 			if (mkdirat(dir, name, last ? mode : 0755) < 0) {
@@ -204,4 +204,10 @@ out:
 	if (dir >= 0)
 		close(dir);
 	return rc;
+}
+
+int safedir_check(const char *path, char *why, size_t cap)
+{
+	/* Mode 0: safedir_make makes nothing. */
+	return safedir_make(path, 0, why, cap, NULL, NULL);
 }

@@ -31,5 +31,9 @@
  * (may be NULL) receive the directory's identity, to notice later that it
  * was removed or replaced. */
 int safedir_make(const char *path, mode_t mode, char *why, size_t cap, dev_t *dev, ino_t *ino);
+/* The same check, making nothing: a missing directory is -ENOENT. For a
+ * client about to connect to a socket in a directory it did not choose
+ * (/tmp/memtrace-$UID, which another user may have made first). */
+int safedir_check(const char *path, char *why, size_t cap);
 
 #endif

@@ -30,6 +30,11 @@
  *  client_refuses_foreign_daemon  root's memtracectl pointed at the attacker's
  *                                own memtraced refuses to talk to it
  *                                (untrusted_daemon); its owner's client talks
+ *  client_refuses_squatted_dir  /tmp/memtrace-UID made by the attacker for a
+ *                                user without XDG_RUNTIME_DIR, its
+ *                                control.sock a link to a socket of root's
+ *                                that never answers: that user's client
+ *                                refuses the directory, sends nothing
  *  runtime_dir_removed_is_rebound  the runtime directory removed under a
  *                                running daemon: it says so, makes it again
  *                                and listens again (clients and new programs)
@@ -725,6 +730,56 @@ START_TEST(client_refuses_foreign_daemon)
 	free(sock);
 	free(state);
 	free(rt);
+	free(dir);
+}
+END_TEST
+
+/* A user without XDG_RUNTIME_DIR (cron, su, ssh without pam_systemd) looks
+ * for memtraced in /tmp/memtrace-UID. The attacker makes that directory
+ * first, with control.sock a link to a socket of root's that reads and never
+ * answers (journald's stdout socket on a systemd host): the client must
+ * refuse the directory (untrusted_daemon) at once, not hang there or hand
+ * its request to root's socket. */
+START_TEST(client_refuses_squatted_dir)
+{
+	const uid_t victim = 54321; /* no account: its own /tmp/memtrace-54321 */
+	uid_t attacker = h_attacker_uid();
+	char *dir = h_strf("/tmp/memtrace-%u", (unsigned)victim);
+	char *root_sock = h_daemon_file(&D, "roots.sock");
+	char *link = h_strf("%s/control.sock", dir);
+	char *cmd = h_strf("setpriv --reuid=%u --regid=%u --clear-groups env -i PATH=/usr/bin:/bin "
+	                   "timeout 20 %s status; echo \"rc=$?\"",
+	                   (unsigned)victim, (unsigned)victim, h_client_bin());
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", root_sock);
+	ck_assert_msg(ls >= 0 && bind(ls, (struct sockaddr *)&sun, sizeof sun) == 0 &&
+	                  listen(ls, 8) == 0 && chmod(root_sock, 0666) == 0,
+	              "root's socket: %s", strerror(errno));
+	char *rm = h_strf("rm -rf %s", dir);
+	ck_assert_int_eq(system(rm), 0);
+	ck_assert_int_eq(mkdir(dir, 0777), 0);
+	ck_assert_int_eq(chown(dir, attacker, (gid_t)attacker), 0);
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	ck_assert_int_eq(symlink(root_sock, link), 0);
+	ck_assert_int_eq(lchown(link, attacker, (gid_t)attacker), 0);
+	/* The directory D's socket lives under must be reachable by the victim. */
+	char *out = h_command_out(cmd, "memtracectl as a user without XDG_RUNTIME_DIR");
+	ck_assert_msg(strstr(out, "\"untrusted_daemon\"") != NULL &&
+	                  strstr(out, "refusing the runtime directory") != NULL &&
+	                  strstr(out, "rc=1") != NULL,
+	              "a client in a squatted /tmp/memtrace-UID: %.1000s", out);
+	/* Nothing was sent to root's socket. */
+	struct pollfd pfd = {.fd = ls, .events = POLLIN};
+	ck_assert_msg(poll(&pfd, 1, 0) == 0, "the client connected to root's socket");
+	close(ls);
+	ck_assert_int_eq(system(rm), 0);
+	free(rm);
+	free(out);
+	free(cmd);
+	free(link);
+	free(root_sock);
 	free(dir);
 }
 END_TEST
@@ -1481,9 +1536,11 @@ static Suite *hostile_suite(void)
 	if (geteuid() == 0) {
 		tcase_add_test(tc, precreated_dirs_refused);
 		tcase_add_test(tc, client_refuses_foreign_daemon);
+		tcase_add_test(tc, client_refuses_squatted_dir);
 	} else {
-		printf("e2e_hostile: not root: precreated_dirs_refused and "
-		       "client_refuses_foreign_daemon are NOT registered\n");
+		printf("e2e_hostile: not root: precreated_dirs_refused, "
+		       "client_refuses_foreign_daemon and client_refuses_squatted_dir are NOT "
+		       "registered\n");
 	}
 	tc = h_tcase(s, "input", 120, setup, teardown);
 	tcase_add_test(tc, utf8_in_exe_and_argv);

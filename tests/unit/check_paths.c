@@ -22,10 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "paths.h"
+#include "safedir.h"
 #include "suites.h"
 
 static const char *const vars[] = {
@@ -330,6 +332,28 @@ START_TEST(test_runtime_then_join)
 }
 END_TEST
 
+/* safedir_check makes nothing: a missing directory is -ENOENT and stays
+ * missing; one of ours, closed to others, passes; one others may write
+ * does not (-EPERM, with the reason). */
+START_TEST(test_safedir_check)
+{
+	char base[] = "/tmp/memtrace-safedir-XXXXXX", path[64], why[256] = "";
+
+	ck_assert_ptr_nonnull(mkdtemp(base));
+	ck_assert_int_eq(chmod(base, 0700), 0);
+	snprintf(path, sizeof path, "%s/missing", base);
+	ck_assert_int_eq(safedir_check(path, why, sizeof why), -ENOENT);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	ck_assert_int_eq(safedir_check(path, why, sizeof why), 0);
+	ck_assert_int_eq(chmod(path, 0777), 0);
+	ck_assert_int_eq(safedir_check(path, why, sizeof why), -EPERM);
+	ck_assert_msg(strstr(why, path) != NULL, "the reason names the directory: %s", why);
+	rmdir(path);
+	rmdir(base);
+}
+END_TEST
+
 Suite *paths_suite(void)
 {
 	Suite *s = suite_create("paths");
@@ -359,6 +383,10 @@ Suite *paths_suite(void)
 	tcase_add_test(tc, test_join);
 	tcase_add_test(tc, test_join_sun_path);
 	tcase_add_test(tc, test_runtime_then_join);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("safedir");
+	tcase_add_test(tc, test_safedir_check);
 	suite_add_tcase(s, tc);
 
 	return s;
