@@ -729,18 +729,45 @@ bool query_runtime_frame(const struct frame_info *f)
 	                               strstr(f->filename, "/c++/v1/") != NULL);
 }
 
+/* query_runtime_frame, asked once per distinct frame: the groups share
+ * frame pointers, and a process's many deep stacks of frames with long file
+ * names would otherwise cost a string search per frame of every trace. The
+ * memo's values are the frame pointers with the answer in their low bit
+ * (frames are aligned). */
+_Static_assert(_Alignof(struct frame_info) >= 2, "the memo keeps a bit in a frame pointer");
+
+static bool memo_frame_eq(const void *ctx, uintptr_t val, const void *key)
+{
+	(void)ctx;
+	return (val & ~(uintptr_t)1) == (uintptr_t)key;
+}
+
+static bool runtime_memo(struct oaindex *memo, const struct frame_info *f)
+{
+	uint64_t h = hash_mix((uint64_t)(uintptr_t)f);
+	uintptr_t v = oaindex_find(memo, h, memo_frame_eq, NULL, f);
+
+	if (v == OAINDEX_NONE) {
+		v = (uintptr_t)f | (query_runtime_frame(f) ? 1u : 0u);
+		oaindex_insert(memo, h, v);
+	}
+	return (v & 1u) != 0;
+}
+
 /* The groups with their leading runtime frames left out (a copy pointing
  * into g's arrays), or g itself with raw frames. */
 static const struct trace_group *site_groups(const struct trace_group *g, size_t n, bool raw,
                                              struct trace_group **copy)
 {
+	struct oaindex memo = {0};
+
 	*copy = NULL;
 	if (raw || n == 0)
 		return g;
 	*copy = xreallocarray(NULL, n, sizeof **copy);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t k = 0;
-		while (k < g[i].nframes && query_runtime_frame(g[i].frames[k]))
+		while (k < g[i].nframes && runtime_memo(&memo, g[i].frames[k]))
 			k++;
 		(*copy)[i] = g[i];
 		if (k < g[i].nframes) {
@@ -749,6 +776,7 @@ static const struct trace_group *site_groups(const struct trace_group *g, size_t
 			(*copy)[i].nframes -= k;
 		}
 	}
+	oaindex_close(&memo);
 	return *copy;
 }
 
