@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procstat.h"
 #include "xalloc.h"
 
 #ifndef PKGLIBDIR
@@ -521,6 +522,9 @@ struct pidfile {
 
 static int run_open_pidfile(struct client *c, const char *path, struct pidfile *pf)
 {
+	const char *what = "cannot write";
+	int err;
+
 	pf->path = path;
 	pf->tmp = NULL;
 	pf->fd = -1;
@@ -530,34 +534,28 @@ static int run_open_pidfile(struct client *c, const char *path, struct pidfile *
 	strcpy(pf->tmp, path);
 	strcat(pf->tmp, ".XXXXXX");
 	pf->fd = mkostemp(pf->tmp, O_CLOEXEC);
+	if (pf->fd < 0 || fchmod(pf->fd, 0644) != 0)
+		goto fail;
 	/* A FILE of an earlier run goes now: a script that waits for FILE
 	 * must not read the pid of a process that has ended (one it may not
 	 * remove, another user's in a sticky directory, stays, and the rename
 	 * below then fails and says so). */
-	if (pf->fd >= 0 && unlink(path) != 0 && errno != ENOENT && errno != EPERM &&
-	    errno != EACCES) {
-		int err = errno;
-		close(pf->fd);
-		unlink(pf->tmp);
-		free(pf->tmp);
-		pf->tmp = NULL;
-		pf->fd = -1;
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot remove %s: %s",
-		                    path, strerror(err));
-	}
-	if (pf->fd < 0 || fchmod(pf->fd, 0644) != 0) {
-		int err = errno;
-		if (pf->fd >= 0) {
-			close(pf->fd);
-			unlink(pf->tmp);
-		}
-		free(pf->tmp);
-		pf->tmp = NULL;
-		pf->fd = -1;
-		return client_error(c, CLIENT_EXIT_ERROR, "file_error", "cannot write %s: %s", path,
-		                    strerror(err));
+	if (unlink(path) != 0 && errno != ENOENT && errno != EPERM && errno != EACCES) {
+		what = "cannot remove";
+		goto fail;
 	}
 	return 0;
+fail:
+	err = errno;
+	if (pf->fd >= 0) {
+		close(pf->fd);
+		unlink(pf->tmp);
+	}
+	free(pf->tmp);
+	pf->tmp = NULL;
+	pf->fd = -1;
+	return client_error(c, CLIENT_EXIT_ERROR, "file_error", "%s %s: %s", what, path,
+	                    strerror(err));
 }
 
 /* The pid, one line, then the file takes FILE's name. */
@@ -587,30 +585,6 @@ static void run_close_pidfile(struct pidfile *pf)
 	free(pf->tmp);
 }
 
-/* The start time of process pid (field 22 of /proc/PID/stat, clock ticks
- * since boot), or 0. */
-static uint64_t run_start_time(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long long v = 0;
-	FILE *f;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* After the command's closing parenthesis: state is field 3. */
-	char *p = strrchr(buf, ')');
-	for (int field = 2; p != NULL && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (p == NULL || sscanf(p + 1, "%llu", &v) != 1)
-		return 0;
-	return v;
-}
-
 /*
  * Before the pid goes into --pid-file: until memtraced knows the process
  * (the agent's first message, sent before main, has been read), so that a
@@ -623,7 +597,7 @@ static uint64_t run_start_time(pid_t pid)
  */
 static void run_wait_known(struct client *c, pid_t pid)
 {
-	uint64_t start = run_now_ms(), started = run_start_time(pid);
+	uint64_t start = run_now_ms(), started = procstat_start_time(pid);
 	cJSON *req, *resp = NULL;
 
 	c->quiet = true;

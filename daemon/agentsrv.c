@@ -16,6 +16,7 @@
 #include "fdsink.h"
 #include "limit.h"
 #include "log.h"
+#include "procstat.h"
 #include "scheduler.h"
 #include "session.h"
 #include "xalloc.h"
@@ -25,32 +26,6 @@ static uint64_t wall_ms(void)
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-/* Field 22 of /proc/PID/stat: start time in clock ticks since boot. With
- * the pid it names a process uniquely, unlike the pid alone. */
-static uint64_t proc_start_time(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long long st = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'); /* comm may contain spaces and parens */
-	if (p == NULL)
-		return 0;
-	/* after ") " come fields 3..; start time is field 22 */
-	if (sscanf(p + 2,
-	           "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-	           "%*d %llu",
-	           &st) != 1)
-		return 0;
-	return st;
 }
 
 #define DRAIN_PERIOD_MS 50
@@ -460,7 +435,7 @@ static void accept_one(struct daemon *d, int fd)
 	s->pid = cred.pid;
 	s->uid = cred.uid;
 	s->gid = cred.gid;
-	s->start_time = proc_start_time(cred.pid);
+	s->start_time = procstat_start_time(cred.pid); /* with the pid, names it uniquely */
 	s->started_ms = wall_ms();
 	/* The list holds one reference, the open connection another. */
 	session_ref(s);

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
+#include "procstat.h"
 #include "session.h"
 #include "snapshot.h"
 #include "store.h"
@@ -755,39 +756,25 @@ static uint64_t boot_time(void)
  * use (process_*): CPU, memory, descriptors, start. */
 static void render_self(struct sbuf *b, enum format f, uint64_t btime)
 {
-	char stat[1024];
-	unsigned long utime = 0, stime = 0, vsize = 0;
-	unsigned long long start = 0;
-	long rss = 0, tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-	FILE *fp = fopen("/proc/self/stat", "re");
-	bool have = false;
+	struct procstat ps;
+	long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
 
-	if (fp != NULL && fgets(stat, sizeof stat, fp) != NULL) {
-		/* After the command's closing parenthesis: field 3 on. */
-		const char *p = strrchr(stat, ')');
-		have =
-		    p != NULL && sscanf(p + 2,
-		                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d "
-		                        "%*d %*d %*d %*d %*d %llu %lu %ld",
-		                        &utime, &stime, &start, &vsize, &rss) == 5;
-	}
-	if (fp != NULL)
-		fclose(fp);
-	if (have && tick > 0) {
+	if (procstat_read(0, &ps) == 0 && tick > 0) {
 		family(b, f, "process_cpu_seconds", M_COUNTER, "seconds",
 		       "User and system CPU time memtraced spent.");
-		sb_printf(b, "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / tick);
+		sb_printf(b, "process_cpu_seconds_total %.2f\n",
+		          (double)(ps.utime + ps.stime) / tick);
 		family(b, f, "process_resident_memory_bytes", M_GAUGE, "bytes",
 		       "memtraced's resident memory.");
-		sb_printf(b, "process_resident_memory_bytes %ld\n", rss * page);
+		sb_printf(b, "process_resident_memory_bytes %ld\n", ps.rss * page);
 		family(b, f, "process_virtual_memory_bytes", M_GAUGE, "bytes",
 		       "memtraced's virtual memory.");
-		sb_printf(b, "process_virtual_memory_bytes %lu\n", vsize);
+		sb_printf(b, "process_virtual_memory_bytes %lu\n", ps.vsize);
 		if (btime != 0) {
 			family(b, f, "process_start_time_seconds", M_GAUGE, "seconds",
 			       "When memtraced started, in seconds since the epoch.");
 			sb_printf(b, "process_start_time_seconds %.2f\n",
-			          (double)btime + (double)start / tick);
+			          (double)btime + (double)ps.start_time / tick);
 		}
 	}
 	size_t fds = 0;
