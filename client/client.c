@@ -329,6 +329,12 @@ static int peer_uid(int fd, uid_t *uid)
 	return 0;
 }
 
+/* The daemons memtracectl talks to: root's and the user's own. */
+static bool trusted(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
 static int check_peer(struct client *c)
 {
 	uid_t uid = 0;
@@ -339,7 +345,7 @@ static int check_peer(struct client *c)
 		return client_error(c, CLIENT_EXIT_ERROR, "daemon_unreachable",
 		                    "cannot tell who serves %s: %s", c->socket_path, strerror(-rc));
 	}
-	if (uid == 0 || uid == geteuid())
+	if (trusted(uid))
 		return 0;
 	client_disconnect(c);
 	return client_error(c, CLIENT_EXIT_ERROR, "untrusted_daemon",
@@ -400,7 +406,7 @@ int client_connect_quiet(struct client *c)
 	if (rc < 0 || (rc = ctlwire_connect(c->socket_path)) < 0)
 		return -1;
 	c->fd = rc;
-	if (peer_uid(c->fd, &uid) < 0 || (uid != 0 && uid != geteuid())) {
+	if (peer_uid(c->fd, &uid) < 0 || !trusted(uid)) {
 		client_disconnect(c);
 		return -1;
 	}
