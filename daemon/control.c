@@ -1,6 +1,7 @@
 /* control.c - the JSON control server (see control.h and CONTROL.md). */
 #include "control.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -1126,11 +1127,13 @@ static cJSON *cmd_where(struct conn *c, cJSON *req, struct session *s)
 	char *end = NULL;
 	uint64_t addr;
 
-	if (!cJSON_IsString(a) || a->valuestring[0] == '\0' || a->valuestring[0] == '-')
+	if (!cJSON_IsString(a) || !isdigit((unsigned char)a->valuestring[0]))
 		return error_json("bad_request", "\"address\" must be a string: 0x hexadecimal or "
 		                                 "decimal");
+	/* Decimal unless 0x: a leading 0 is not octal, as the client says. */
+	const char *v = a->valuestring;
 	errno = 0;
-	addr = strtoull(a->valuestring, &end, 0);
+	addr = strtoull(v, &end, v[0] == '0' && (v[1] == 'x' || v[1] == 'X') ? 16 : 10);
 	if (errno != 0 || *end != '\0')
 		return error_json("bad_request", "\"address\" is not a number: '%.40s'",
 		                  a->valuestring);

@@ -1760,9 +1760,11 @@ START_TEST(where_blocks)
 		ck_assert(blocks[i].rec >= 0 && blocks[i].rec < t->nrecs);
 		for (int k = 0; k < 3; k++) {
 			uint64_t at = blocks[i].addr + offs[k];
-			/* hex as gdb prints a pointer; decimal for the middle byte */
+			/* hex as gdb prints a pointer; decimal for the middle byte
+			 * (the first block's with a leading 0: decimal still, not
+			 * octal) */
 			if (k == 1)
-				snprintf(arg, sizeof arg, "%" PRIu64, at);
+				snprintf(arg, sizeof arg, i == 0 ? "0%" PRIu64 : "%" PRIu64, at);
 			else
 				snprintf(arg, sizeof arg, "0x%" PRIx64, at);
 			check_where(pidbuf, arg, at, blocks[i].addr, blocks[i].size,
