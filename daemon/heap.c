@@ -813,6 +813,18 @@ static void unweigh(struct heap *h, uint64_t size, uint32_t stack, bool temporar
 {
 	sampling_weight(size, h->sample_bytes, w);
 	struct heap_stack *s = stack_wr(h, stack);
+	if (h->sample_bytes == 0) {
+		/* Every allocation recorded: whole weights (a count of 1,
+		 * the size), which leave each fraction as it is, so the sums
+		 * are plain (sampling_add of a whole value is an add). */
+		s->temporary += temporary;
+		settle_peak(h, s);
+		s->live_bytes -= size;
+		s->live_count--;
+		h->current -= size;
+		h->blocks--;
+		return;
+	}
 	if (temporary)
 		sampling_add(&s->temporary, &s->temporary_frac, w->count);
 	settle_peak(h, s);
@@ -898,11 +910,18 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		}
 	}
 	struct sampling_weight w, old;
+	bool whole = h->sample_bytes == 0; /* plain sums: see unweigh */
 	sampling_weight(ev->size, h->sample_bytes, &w);
 	struct heap_stack *s = stack_wr(h, stack);
-	sampling_add(&s->total_allocs, &s->total_allocs_frac, w.count);
-	sampling_add(&s->total_bytes, &s->total_bytes_frac, w.bytes);
-	sampling_add(&h->allocations, &h->allocations_frac, w.count);
+	if (whole) {
+		s->total_allocs++;
+		s->total_bytes += ev->size;
+		h->allocations++;
+	} else {
+		sampling_add(&s->total_allocs, &s->total_allocs_frac, w.count);
+		sampling_add(&s->total_bytes, &s->total_bytes_frac, w.bytes);
+		sampling_add(&h->allocations, &h->allocations_frac, w.count);
+	}
 
 	/* A table not being moved: the search for addr ends at the slot it
 	 * goes to, unless the table must grow first. */
@@ -935,10 +954,17 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 	if (replaced)
 		s = stack_wr(h, stack); /* release may have copied its chunk */
 	settle_peak(h, s);
-	sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
-	sampling_add(&s->live_count, &s->live_count_frac, w.count);
-	sampling_add(&h->current, &h->current_frac, w.bytes);
-	sampling_add(&h->blocks, &h->blocks_frac, w.count);
+	if (whole) {
+		s->live_bytes += ev->size;
+		s->live_count++;
+		h->current += ev->size;
+		h->blocks++;
+	} else {
+		sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
+		sampling_add(&s->live_count, &s->live_count_frac, w.count);
+		sampling_add(&h->current, &h->current_frac, w.bytes);
+		sampling_add(&h->blocks, &h->blocks_frac, w.count);
+	}
 	if (h->current > h->peak) {
 		h->peak = h->current;
 		h->peak_serial++; /* now is the peak: every stack's figures are it */
