@@ -2185,16 +2185,26 @@ START_TEST(web_interface)
 		struct png img;
 		const char *why;
 		url = ui_url(H_NOUID, 0, pid, &path);
-		free(h_chromium(&D, url, flag, 1200, 1600, 10000));
-		why = png_load(png, &img);
-		ck_assert_msg(why == NULL, "%s: %s", png, why);
-		ck_assert_int_eq(img.w, 1200);
-		ck_assert_int_eq(img.h, 1600);
-		long line = pixels_near(&img, 0x2f, 0x6f, 0xe4, 40), warm = flame_pixels(&img);
+		/* As a person looks again at a page still loading: a machine
+		 * busy enough (make distcheck beside other builds) can leave
+		 * the framed flame graph unfetched when the budget of virtual
+		 * time ends, so a short one is taken again, with more time. */
+		long line = 0, warm = 0;
+		for (int attempt = 0; attempt < 3; attempt++) {
+			free(h_chromium(&D, url, flag, 1200, 1600, 10000 << attempt));
+			why = png_load(png, &img);
+			ck_assert_msg(why == NULL, "%s: %s", png, why);
+			ck_assert_int_eq(img.w, 1200);
+			ck_assert_int_eq(img.h, 1600);
+			line = pixels_near(&img, 0x2f, 0x6f, 0xe4, 40);
+			warm = flame_pixels(&img);
+			free(img.px);
+			if (line >= 200 && warm >= 20000)
+				break;
+		}
 		ck_assert_msg(line >= 200 && warm >= 20000,
 		              "screenshot: %ld pixels of the chart's line, %ld of flame frames",
 		              line, warm);
-		free(img.px);
 		unlink(png);
 		free(h_chromium(&D, bare, flag, 1200, 1600, 5000));
 		why = png_load(png, &img);
