@@ -592,8 +592,14 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 			}
 			work++;
 			size_t at = sg->start + sg->pos;
-			if (h->tab.cap > HEAP_PREFETCH_MIN_CAP && sg->pos + DRAIN_PREFETCH < sg->n)
-				heap_prefetch(h, sc->recs[at + DRAIN_PREFETCH].addr);
+			if (sg->pos + DRAIN_PREFETCH < sg->n) {
+				const struct shm_ev *ahead = &sc->recs[at + DRAIN_PREFETCH];
+				if (h->tab.cap > HEAP_PREFETCH_MIN_CAP)
+					heap_prefetch(h, ahead->addr);
+				if (h->nstacks > HEAP_PREFETCH_MIN_STACKS &&
+				    (ahead->seq_kind & PROTO_EV_KIND_MASK) == PROTO_EV_ALLOC)
+					heap_prefetch_stack(h, ahead->stack);
+			}
 			if (apply_record(dr, h, at, pairs ? sc->pair[at] : 0, bound, &work, why) <
 			    0)
 				goto out_bad;

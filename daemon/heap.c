@@ -314,6 +314,18 @@ static void schunk_unref(struct heap_stack_chunk *c)
 	free(c);
 }
 
+void heap_prefetch_stack(const struct heap *h, uint32_t id)
+{
+	if (id >= h->nstacks)
+		return;
+	const struct heap_stack_chunk *c = h->stacks[id / HEAP_STACK_CHUNK];
+	if (c != NULL) {
+		const char *p = (const char *)&c->s[id & STACK_MASK];
+		__builtin_prefetch(p, 1);
+		__builtin_prefetch(p + sizeof(struct heap_stack) - 1, 1);
+	}
+}
+
 const struct heap_stack *heap_stack_at(const struct heap *h, uint32_t id)
 {
 	if (id >= h->nstacks)

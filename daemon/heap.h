@@ -255,7 +255,13 @@ void heap_foreach(const struct heap *h, heap_visit_fn fn, void *arg);
  * heap_apply needs it. Nothing for a table of HEAP_PREFETCH_MIN_CAP slots
  * or fewer (1 MiB), which the cache holds by itself. */
 void heap_prefetch(const struct heap *h, uint64_t addr);
-#define HEAP_PREFETCH_MIN_CAP ((size_t)1 << 16)
+/* The same for stack id's statistics, which an ALLOC updates; worth it
+ * past HEAP_PREFETCH_MIN_STACKS stacks (104 bytes each: 400 KiB, about a
+ * core's L2), below which they stay in the cache by themselves
+ * (bench/ingest -s 20000: 39.2 -> 33.5 ns per record; -s 1000: no gain). */
+void heap_prefetch_stack(const struct heap *h, uint32_t id);
+#define HEAP_PREFETCH_MIN_STACKS ((uint32_t)4096)
+#define HEAP_PREFETCH_MIN_CAP    ((size_t)1 << 16)
 /* Slot i of t's array `slots` (empty if never written): for tests that
  * look at where blocks landed. */
 const struct heap_block *heap_table_slot(const struct heap_table *t, size_t i);
