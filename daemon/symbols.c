@@ -585,8 +585,6 @@ static int find_debuginfo_safe(Dwfl_Module *mod, void **userdata, const char *mo
 	fd = find_by_build_id(ctx, id, id_len, found);
 	if (fd < 0 && file_name != NULL)
 		fd = find_debuglink(ctx, mod, file_name, link, crc, found);
-	if (fd >= 0)
-		ctx->debug_symtab = has_symtab(fd);
 	if (fd < 0 && ctx->debuginfod) {
 		/* The user opted in: libdwfl's own search with no file name,
 		 * so only the build-id tree and the debuginfod servers. What it
@@ -599,9 +597,10 @@ static int find_debuginfo_safe(Dwfl_Module *mod, void **userdata, const char *mo
 				ctx->all_public = false;
 			else
 				note_public(ctx, *found, &st);
-			ctx->debug_symtab = has_symtab(fd);
 		}
 	}
+	if (fd >= 0)
+		ctx->debug_symtab = has_symtab(fd);
 	return fd;
 }
 
