@@ -1629,12 +1629,7 @@ START_TEST(peak_and_reset)
 		/* Nor is another snapshot stored: its exit snapshot is the last
 		 * state, and the message says where it is. */
 		const char *take[] = {"snapshot", "--pid", pidbuf, NULL};
-		h_ctl_run(&D, H_NOUID, &r, take);
-		ck_assert_msg(h_ctl_error_code(&r) != NULL &&
-		                  strcmp(h_ctl_error_code(&r), "not_live") == 0 &&
-		                  strstr(r.out, "exit snapshot") != NULL,
-		              "snapshot of an ended process: %.800s", r.out);
-		h_ctl_free(&r);
+		h_ctl_error_saying(&D, H_NOUID, take, "not_live", "exit snapshot");
 	}
 	struct stats s3;
 	get_stats(&r, t->pid, &s3);
@@ -1648,12 +1643,8 @@ START_TEST(peak_and_reset)
 			const char *args[] = {cmds[i], "--snapshot", "1", "0x1000", NULL};
 			if (strcmp(cmds[i], "where") != 0)
 				args[3] = NULL;
-			h_ctl_run(&D, H_NOUID, &r, args);
-			ck_assert_msg(h_ctl_error_code(&r) != NULL &&
-			                  strcmp(h_ctl_error_code(&r), "bad_request") == 0 &&
-			                  strstr(r.out, "works on a live process") != NULL,
-			              "%s --snapshot: %.800s", cmds[i], r.out);
-			h_ctl_free(&r);
+			h_ctl_error_saying(&D, H_NOUID, args, "bad_request",
+			                   "works on a live process");
 		}
 	}
 	/* compare's labels say what was compared: the file (a manual
@@ -1782,13 +1773,7 @@ START_TEST(where_blocks)
 	                                        "18446744073709551616", "0x"};
 	for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
 		const char *bad[] = {"where", "--pid", pidbuf, bad_addrs[i], NULL};
-		struct h_ctl br;
-		h_ctl_run(&D, H_NOUID, &br, bad);
-		ck_assert_msg(h_ctl_error_code(&br) != NULL &&
-		                  strcmp(h_ctl_error_code(&br), "bad_request") == 0 &&
-		                  strstr(br.out, "ADDRESS must be") != NULL,
-		              "where %s: %.500s", bad_addrs[i], br.out);
-		h_ctl_free(&br);
+		h_ctl_error_saying(&D, H_NOUID, bad, "bad_request", "ADDRESS must be");
 	}
 	char self[24];
 	snprintf(self, sizeof self, "%ld", (long)getpid());
@@ -5306,13 +5291,7 @@ START_TEST(attach_hostile)
 	h_prog_start_untraced(&p, &D, "attachee", NULL, H_NOUID, env);
 	h_proc_expect_ready(&p);
 	snprintf(pidbuf, sizeof pidbuf, "%ld", (long)p.pid);
-	struct h_ctl r;
-	h_ctl_run(&D, H_NOUID, &r, att);
-	ck_assert_msg(h_ctl_error_code(&r) != NULL &&
-	                  strcmp(h_ctl_error_code(&r), "not_attachable") == 0 &&
-	                  strstr(r.out, "not the agent") != NULL,
-	              "attach of a process with a fake libmemtrace.so: %.800s", r.out);
-	h_ctl_free(&r);
+	h_ctl_error_saying(&D, H_NOUID, att, "not_attachable", "not the agent");
 	/* Untouched: it runs on, untraced. */
 	ck_assert_int_eq(h_proc_send(&p, "next"), 0);
 	h_proc_expect_ready(&p);

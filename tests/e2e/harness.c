@@ -811,7 +811,8 @@ void h_ctl_ok(const struct h_daemon *d, uid_t uid, struct h_ctl *r, const char *
 	free(cmd);
 }
 
-void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code)
+void h_ctl_error_saying(const struct h_daemon *d, uid_t uid, const char *const *args,
+                        const char *code, const char *text)
 {
 	struct h_ctl r;
 	char *cmd = h_args_str(args);
@@ -819,11 +820,18 @@ void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, c
 
 	h_ctl_run(d, uid, &r, args);
 	got = h_ctl_error_code(&r);
-	ck_assert_msg(r.status != 0 && got != NULL && strcmp(got, code) == 0,
-	              "`%s`: expected error %s, got exit %d: %.1000s %.500s", cmd, code, r.status,
-	              r.out, r.err);
+	ck_assert_msg(r.status != 0 && got != NULL && strcmp(got, code) == 0 &&
+	                  (text == NULL || strstr(r.out, text) != NULL),
+	              "`%s`: expected error %s%s%s, got exit %d: %.1000s %.500s", cmd, code,
+	              text != NULL ? " saying " : "", text != NULL ? text : "", r.status, r.out,
+	              r.err);
 	h_ctl_free(&r);
 	free(cmd);
+}
+
+void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code)
+{
+	h_ctl_error_saying(d, uid, args, code, NULL);
 }
 
 char *h_ctl_poll(const struct h_daemon *d, uid_t uid, struct h_ctl *r, h_check_fn check, void *arg,

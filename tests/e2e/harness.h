@@ -205,6 +205,9 @@ char *h_args_str(const char *const *args);
 void h_ctl_ok(const struct h_daemon *d, uid_t uid, struct h_ctl *r, const char *const *args);
 /* Runs the client once and asserts it failed with error `code`. */
 void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code);
+/* The same, and that the answer says `text` (in its message). */
+void h_ctl_error_saying(const struct h_daemon *d, uid_t uid, const char *const *args,
+                        const char *code, const char *text);
 /* The error code of an {"error": {"code": ...}} answer, or NULL. */
 const char *h_ctl_error_code(const struct h_ctl *r);
 
