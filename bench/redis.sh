@@ -7,6 +7,11 @@
 # median throughput printed, and the median over rounds of the ratio to that
 # round's plain run.
 #
+# memtrace-noyield is the memtrace mode against a second daemon started with
+# --no-drain-yield: every pass of reading at the daemon's own priority, as
+# before passes yielded (memtraced(8)); against memtrace it shows what
+# yielding buys when the traced program and its clients keep the cores busy.
+#
 # One more mode, memtrace-agent, is a diagnosis, not a way to run: the agent
 # alone, with the daemon stopped (SIGSTOP) while the benchmark runs and
 # MEMTRACE_ON_FULL=drop, so the agent walks, numbers and writes every event
@@ -78,6 +83,7 @@ unset MEMTRACE_SOCKET MEMTRACE_SAMPLE MEMTRACE_ON_FULL MEMTRACE_FOLLOW_FORK \
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memtrace-redis.XXXXXX") || die "no temporary directory"
 chmod 0755 "$tmp"
 daemon_pid=
+daemon2_pid=
 redis_pid=
 
 stop_redis() {
@@ -99,22 +105,30 @@ cleanup() {
 		kill -TERM "$daemon_pid" 2>/dev/null
 		wait "$daemon_pid" 2>/dev/null
 	fi
+	if [ -n "$daemon2_pid" ]; then
+		kill -TERM "$daemon2_pid" 2>/dev/null
+		wait "$daemon2_pid" 2>/dev/null
+	fi
 	if [ "$keep" = 1 ]; then echo "kept: $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$tmp/run" "$tmp/state"
+mkdir -p "$tmp/run" "$tmp/state" "$tmp/run2" "$tmp/state2"
 "$daemon" --runtime-dir "$tmp/run" --state-dir "$tmp/state" --metrics-listen off \
 	--snapshot-interval 0 2>"$tmp/daemon.log" &
 daemon_pid=$!
+"$daemon" --runtime-dir "$tmp/run2" --state-dir "$tmp/state2" --metrics-listen off \
+	--snapshot-interval 0 --no-drain-yield 2>"$tmp/daemon2.log" &
+daemon2_pid=$!
 for _ in $(seq 100); do
-	[ -S "$tmp/run/agent.sock" ] && break
+	[ -S "$tmp/run/agent.sock" ] && [ -S "$tmp/run2/agent.sock" ] && break
 	sleep 0.1
 done
 [ -S "$tmp/run/agent.sock" ] || die "memtraced did not start: $(cat "$tmp/daemon.log")"
+[ -S "$tmp/run2/agent.sock" ] || die "memtraced did not start: $(cat "$tmp/daemon2.log")"
 
-modes=(plain memtrace memtrace-sample memtrace-agent)
+modes=(plain memtrace memtrace-noyield memtrace-sample memtrace-agent)
 if [ "$heaptrack" = 1 ]; then
 	if command -v heaptrack >/dev/null; then
 		modes+=(heaptrack)
@@ -135,6 +149,10 @@ start_redis() {
 		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" \
 			redis-server "${redis_args[@]}" >"$log" 2>&1 &
 		;;
+	memtrace-noyield)
+		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run2" \
+			redis-server "${redis_args[@]}" >"$log" 2>&1 &
+		;;
 	memtrace-agent)
 		env LD_PRELOAD="$agent" MEMTRACE_RUNTIME_DIR="$tmp/run" MEMTRACE_ON_FULL=drop \
 			redis-server "${redis_args[@]}" >"$log" 2>&1 &
@@ -153,10 +171,13 @@ start_redis() {
 	die "redis-server ($1) did not start: $(tail -5 "$log")"
 }
 
-# daemon_cpu: memtraced's user+sys seconds so far.
+# daemon_cpu: the user+sys seconds so far of the memtraced that serves the
+# mode being run (the second one for memtrace-noyield).
 daemon_cpu() {
+	local p=$daemon_pid
+	[ "${m:-}" = memtrace-noyield ] && p=$daemon2_pid
 	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
-		"/proc/$daemon_pid/stat" 2>/dev/null || echo 0
+		"/proc/$p/stat" 2>/dev/null || echo 0
 }
 
 # daemon_settle: waits (10 s at most) until memtraced's CPU stops moving: a
@@ -184,17 +205,19 @@ for i in $(seq "$repeat"); do
 		[ "$m" = memtrace-agent ] && kill -CONT "$daemon_pid"
 		set_rps=$(grep '^"SET"' <<<"$out" | cut -d'"' -f4)
 		get_rps=$(grep '^"GET"' <<<"$out" | cut -d'"' -f4)
-		if [ "$m" = memtrace ] || [ "$m" = memtrace-sample ]; then
+		if [ "$m" = memtrace ] || [ "$m" = memtrace-noyield ] || [ "$m" = memtrace-sample ]; then
 			# What the daemon saw of it, while it runs.
 			pid=$(pgrep -n -f "redis-server.*$tmp/redis.sock")
-			st=$(MEMTRACE_RUNTIME_DIR=$tmp/run "$ctl" stats --pid "${pid:-0}" 2>/dev/null)
+			rd=$tmp/run
+			[ "$m" = memtrace-noyield ] && rd=$tmp/run2
+			st=$(MEMTRACE_RUNTIME_DIR=$rd "$ctl" stats --pid "${pid:-0}" 2>/dev/null)
 			lost=$(grep -o '"lost_events":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
 			ev=$(grep -o '"allocations":[[:space:]]*[0-9]*' <<<"$st" | grep -o '[0-9]*$')
 			fr=$(grep -o '"frees":[[:space:]]*[0-9]*' <<<"$st" | head -1 | grep -o '[0-9]*$')
 			dc=$(awk -v a="$d0" -v b="$(daemon_cpu)" 'BEGIN { printf "%.2f", b - a }')
 			# Sampled, the counts are estimates, not records read.
 			rate=
-			[ "$m" = memtrace ] && rate=" ($(awk -v e="$((${ev:-0} + ${fr:-0}))" -v c="$dc" \
+			[ "$m" != memtrace-sample ] && rate=" ($(awk -v e="$((${ev:-0} + ${fr:-0}))" -v c="$dc" \
 				'BEGIN { if (c > 0) printf "%.1f", e / c / 1e6; else printf "?" }') M events per second of it)"
 			est=
 			[ "$m" = memtrace-sample ] && est=" (sampled: estimates)"
@@ -230,5 +253,10 @@ for m in "${modes[@]}"; do
 done
 echo
 echo "x = throughput / plain throughput of the same round (1.00 = no cost), median of rounds."
+echo "memtrace-noyield: a daemon with --no-drain-yield (every pass at its own priority)."
 echo "memtrace-agent: the agent's work alone (daemon stopped, events past a full ring dropped)."
+# Whether the first daemon's passes yielded (they need CAP_SYS_NICE or an
+# RLIMIT_NICE that allows the daemon's nice value), and how many.
+echo "memtrace's daemon: $(MEMTRACE_RUNTIME_DIR=$tmp/run "$ctl" status 2>/dev/null |
+	tr -d ' \t\n' | grep -o '"drain":{[^}]*}')"
 printf '%s' "${NOTE:-}"

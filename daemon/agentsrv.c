@@ -313,7 +313,9 @@ static bool drain_slice(struct session *s, uint64_t deadline_ns)
 	if (now < s->next_drain_ms || !drain_pending(&s->drain))
 		return false;
 	uint64_t slice = drain_now_ns() + SESSION_SLICE_MS * 1000000u;
+	yield_reading(&s->d->yield);
 	bool left = session_drain_until(s, false, slice < deadline_ns ? slice : deadline_ns);
+	yield_saw(&s->d->yield, s->drain.fullest, s->drain.waiting);
 	backoff(s, s->events != before, now);
 	return left;
 }
@@ -396,7 +398,9 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 	/* The WAKEs of all these reads: one slice of reading. */
 	if (s->wake && s->poll_open) {
 		s->wake = false;
+		yield_begin(&s->d->yield);
 		drain_slice(s, UINT64_MAX);
+		yield_end(&s->d->yield);
 		if (s->broken)
 			session_end(s, s->error, "exit");
 	}
@@ -525,6 +529,7 @@ void agentsrv_on_timer(uv_timer_t *t)
 	struct session **v = tick_order(d, &n);
 	bool more = false;
 
+	yield_begin(&d->yield);
 	for (size_t i = 0; i < n; i++) {
 		struct session *s = v[i];
 		session_forks_expire(s, now);
@@ -543,7 +548,11 @@ void agentsrv_on_timer(uv_timer_t *t)
 			continue;
 		uint64_t slice = drain_now_ns() + SESSION_SLICE_MS * 1000000u;
 		if (s->ending) {
-			if (!s->broken && session_drain_until(s, true, slice < end ? slice : end))
+			yield_reading(&d->yield);
+			bool left =
+			    !s->broken && session_drain_until(s, true, slice < end ? slice : end);
+			yield_saw(&d->yield, s->drain.fullest, s->drain.waiting);
+			if (left)
 				more = true;
 			else
 				session_finish(s);
@@ -556,6 +565,7 @@ void agentsrv_on_timer(uv_timer_t *t)
 		if (s->broken)
 			session_end(s, s->error, "exit");
 	}
+	yield_end(&d->yield);
 	for (size_t i = 0; i < n; i++)
 		session_unref(v[i]);
 	free(v);

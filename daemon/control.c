@@ -500,6 +500,15 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON *lp = cJSON_AddObjectToObject(r, "loop");
 	cJSON_AddNumberToObject(lp, "stall_max_seconds", loopwatch_max_seconds(&d->loopwatch));
 	cJSON_AddNumberToObject(lp, "slow_iterations", (double)d->loopwatch.slow);
+	cJSON *dy = cJSON_AddObjectToObject(r, "drain");
+	cJSON_AddBoolToObject(dy, "yield", d->yield.on);
+	if (d->yield.on)
+		cJSON_AddNullToObject(dy, "yield_off_reason");
+	else
+		cJSON_AddStringToObject(dy, "yield_off_reason", d->yield.why_off);
+	cJSON_AddNumberToObject(dy, "passes_idle", (double)d->yield.yielded);
+	cJSON_AddNumberToObject(dy, "passes_normal", (double)d->yield.normal);
+	cJSON_AddNumberToObject(dy, "escalations", (double)atomic_load(&d->yield.escalations));
 	symbols_get_stats(d->syms, &ss);
 	cJSON *sy = cJSON_AddObjectToObject(r, "symbols");
 	cJSON_AddNumberToObject(sy, "objects", (double)ss.objects);

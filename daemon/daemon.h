@@ -23,6 +23,7 @@
 #include "drain.h"
 #include "limit.h"
 #include "loopwatch.h"
+#include "yield.h"
 
 struct conn;
 struct fdsink;
@@ -50,6 +51,7 @@ struct daemon_config {
 	size_t max_stacks_per_uid, max_stacks_total;
 	size_t max_modules; /* per session, 0 = the default */
 	bool debuginfod;
+	bool no_drain_yield;              /* every read at the daemon's priority (yield.h) */
 	double snapshot_interval;         /* seconds, 0 = no periodic snapshots */
 	unsigned retain_snapshots;        /* per process, 0 = no limit */
 	double retain_days;               /* 0 = no limit */
@@ -125,6 +127,7 @@ struct daemon {
 	struct limit_burst forget_burst;
 	size_t ninheriting; /* fork children waiting for their parent's image */
 	struct loopwatch loopwatch;
+	struct yielder yield; /* the drain passes' priority (yield.h) */
 	/* The HTTP connections' limit (metrics.c sets it), NULL without metrics. */
 	const struct limit *http_conns;
 	/* One scratch for every session's drain (drain.h), and the end of

@@ -486,7 +486,8 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
                       bool *more, const char **why)
 {
 	struct drain_scratch *sc = SC(dr);
-	struct shm_ring ctl;
+	/* A ring's control fields, not the ring (4 MiB on the stack). */
+	_Alignas(64) unsigned char ctl[offsetof(struct shm_ring, ev)];
 	uint64_t seq, w;
 	uint32_t nrings;
 	size_t nseg = 0, live = 0, chunk;
@@ -521,15 +522,23 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	dr->behind = w < seq;
 	/* The rings that hold records. */
 	for (uint32_t i = 0; i < nrings; i++) {
-		if (pread_all(dr->fd, &ctl, offsetof(struct shm_ring, ev), SHM_OFF_RING(i)) < 0) {
+		uint64_t head, tail;
+		uint32_t waiters;
+		if (pread_all(dr->fd, ctl, sizeof(ctl), SHM_OFF_RING(i)) < 0) {
 			*why = "the shared memory cannot be read";
 			return -EBADMSG;
 		}
-		uint64_t head = ctl.head, tail = ctl.tail;
+		memcpy(&head, ctl + offsetof(struct shm_ring, head), sizeof(head));
+		memcpy(&tail, ctl + offsetof(struct shm_ring, tail), sizeof(tail));
+		memcpy(&waiters, ctl + offsetof(struct shm_ring, waiters), sizeof(waiters));
 		if (head - tail > SHM_RING_CAP) {
 			*why = "a ring holds more records than it has room for";
 			return -EBADMSG;
 		}
+		if (head - tail > dr->fullest)
+			dr->fullest = head - tail;
+		if (waiters != 0)
+			dr->waiting = true;
 		if (head == tail)
 			continue;
 		struct drain_seg *sg = &sc->seg[nseg++];
@@ -647,6 +656,8 @@ long drain_run_until(struct drain *dr, struct heap *h, bool final, uint64_t dead
 		return 0;
 	dr->behind = false;
 	dr->cut = false;
+	dr->fullest = 0;
+	dr->waiting = false;
 	/* Without a deadline a live drain takes DRAIN_ROUNDS rounds at most
 	 * (the timer comes back for the rest); with one, rounds until it. */
 	for (int r = 0;; r++) {

@@ -66,6 +66,11 @@ struct drain {
 	bool exiting; /* the agent said it exits cleanly */
 	bool behind;  /* the last drain left records to read (or in flight) */
 	bool cut;     /* the last drain stopped for time with records left */
+	/* What the last drain found as it began (yield.h's pressure): the
+	 * records of its fullest ring, and whether a thread waited for room
+	 * in one (the agent's word: it may lie, and gains nothing by it). */
+	uint64_t fullest;
+	bool waiting;
 	/* Apply every record on its own, pairing no temporaries: for the
 	 * tests that compare the two. */
 	bool no_pairs;

@@ -98,8 +98,21 @@ static void usage(FILE *f)
 	        "  --metrics-max-connections-per-origin N  ... from one origin: a local uid,\n"
 	        "                       or a remote address (default 8)\n"
 	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
+	        "  --no-drain-yield     read the rings at the daemon's priority always, not\n"
+	        "                       at idle priority while they are below half full\n"
 	        "  --verbose            log debug messages\n"
 	        "  --help, --version\n");
+}
+
+static uv_work_t pool_warm;
+static void warm_nothing(uv_work_t *w)
+{
+	(void)w;
+}
+static void warm_done(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
 }
 
 static int parse_size(const char *opt, const char *s, size_t *out)
@@ -179,6 +192,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		O_STACKS,
 		O_MODULES,
 		O_DEBUGINFOD,
+		O_NO_YIELD,
 		O_VERBOSE,
 		O_HELP,
 		O_VERSION,
@@ -221,6 +235,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	    {"max-stacks-total", required_argument, NULL, O_STACKS_TOTAL},
 	    {"max-modules", required_argument, NULL, O_MODULES},
 	    {"debuginfod", no_argument, NULL, O_DEBUGINFOD},
+	    {"no-drain-yield", no_argument, NULL, O_NO_YIELD},
 	    {"snapshot-interval", required_argument, NULL, O_INTERVAL},
 	    {"retain-snapshots", required_argument, NULL, O_RETAIN_N},
 	    {"retain-days", required_argument, NULL, O_RETAIN_DAYS},
@@ -434,6 +449,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		case O_DEBUGINFOD:
 			d->cfg.debuginfod = true;
 			break;
+		case O_NO_YIELD:
+			d->cfg.no_drain_yield = true;
+			break;
 		case O_VERBOSE:
 			log_set_level(LOG_DEBUG);
 			break;
@@ -624,6 +642,14 @@ int main(int argc, char **argv)
 	else
 		log_info("symbol cache: not bounded (--max-symbol-cache-bytes 0)");
 	d.jobs = jobs_new();
+	/* The thread pool's threads inherit the policy of the thread that
+	 * makes them, at the first job: made now, before a pass yields. */
+	uv_queue_work(d.loop, &pool_warm, warm_nothing, warm_done);
+	yield_start(&d.yield, !d.cfg.no_drain_yield);
+	if (d.yield.on)
+		log_info("drain passes yield (SCHED_IDLE) while the rings are below half full");
+	else
+		log_info("drain passes do not yield: %s", d.yield.why_off);
 	if (scheduler_new(&d, &d.sched) < 0)
 		log_warn("running without snapshots: queries of the live heap still work");
 	if ((rc = agentsrv_start(&d)) < 0) {
@@ -667,6 +693,7 @@ int main(int argc, char **argv)
 	log_info("stopped");
 
 out_loop:
+	yield_stop(&d.yield);
 	metrics_stop(&d); /* before close_walk: it closes its own handles */
 	webtoken_free(&d);
 	uv_walk(d.loop, close_walk, NULL);

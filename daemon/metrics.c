@@ -957,6 +957,18 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	family(b, f, "memtrace_loop_slow_iterations", M_COUNTER, NULL,
 	       "Loop iterations that ran callbacks for more than 50 ms.");
 	sb_printf(b, "memtrace_loop_slow_iterations_total %" PRIu64 "\n", d->loopwatch.slow);
+	family(b, f, "memtrace_drain_passes", M_COUNTER, NULL,
+	       "Passes of reading the rings, by priority: idle (SCHED_IDLE, giving way to "
+	       "the traced programs) or normal (the rings under pressure, or yielding off).");
+	sb_printf(b, "memtrace_drain_passes_total{priority=\"idle\"} %" PRIu64 "\n",
+	          d->yield.yielded);
+	sb_printf(b, "memtrace_drain_passes_total{priority=\"normal\"} %" PRIu64 "\n",
+	          d->yield.normal);
+	family(b, f, "memtrace_drain_yield_escalations", M_COUNTER, NULL,
+	       "Idle-priority passes the watchdog put back to normal priority after 20 ms "
+	       "without finishing (a busy machine).");
+	sb_printf(b, "memtrace_drain_yield_escalations_total %" PRIu64 "\n",
+	          (uint64_t)atomic_load(&d->yield.escalations));
 	family(b, f, "memtrace_models_forgotten", M_COUNTER, NULL,
 	       "Ended processes forgotten before their time to make room for the blocks or "
 	       "stacks of live ones (--max-blocks-per-uid and the like).");

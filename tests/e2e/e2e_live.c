@@ -160,6 +160,7 @@
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/ptrace.h>
@@ -3059,6 +3060,136 @@ START_TEST(daemon_behind)
 }
 END_TEST
 
+/* Busy loops on every CPU, at the daemon's priority, until killed (they
+ * die with the test process too). */
+static int start_hogs(pid_t *pids, int max)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = ncpu < 1 ? 1 : ncpu > max ? max : (int)ncpu;
+	for (int i = 0; i < n; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (volatile unsigned long x = 0;; x++)
+				;
+		}
+	}
+	return n;
+}
+
+static void stop_hogs(const pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], NULL, 0);
+	}
+}
+
+/* The daemon's `drain` figures in `status`. */
+static void drain_status(long long *idle, long long *normal, long long *escalations, bool *yield)
+{
+	struct h_ctl r;
+	const char *const status[] = {"status", NULL};
+	h_ctl_ok(&D, H_NOUID, &r, status);
+	const cJSON *dr = cJSON_GetObjectItemCaseSensitive(r.json, "drain");
+	ck_assert_msg(cJSON_IsObject(dr), "status without drain: %.400s", r.out);
+	ck_assert(h_json_int(dr, "passes_idle", idle));
+	ck_assert(h_json_int(dr, "passes_normal", normal));
+	ck_assert(h_json_int(dr, "escalations", escalations));
+	*yield = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dr, "yield"));
+	h_ctl_free(&r);
+}
+
+/* Passes of reading that yield the CPU (daemon/yield.h) lose nothing and
+ * change no figure: a program's churn and the blocks it keeps, read by a
+ * daemon whose passes run at idle priority; with _i == 1, while busy loops
+ * at the daemon's own priority take every CPU, so that a yielding pass
+ * starves until the watchdog gives the daemon its priority back. */
+START_TEST(drain_yield)
+{
+	const bool hogs = _i == 1;
+	const long n = 1000000, keep = 5000, size = 48;
+	struct h_proc p;
+	struct h_ctl r;
+	char pid[32], cmd[64], line[128];
+	long long alloc0, free0, cur0, alloc1, free1, cur1, lost;
+	long long idle0, normal0, esc0, idle1, normal1, esc1;
+	bool yield;
+	pid_t hog[64];
+	int nhog = 0;
+
+	drain_status(&idle0, &normal0, &esc0, &yield);
+	/* The harness runs the daemon as whoever runs the tests: as root it
+	 * may come back from SCHED_IDLE, and yields. */
+	if (geteuid() == 0)
+		ck_assert_msg(yield, "a root daemon does not yield");
+	h_prog_start(&p, &D, "churn", NULL, H_NOUID, NULL);
+	h_proc_expect_ready(&p);
+	snprintf(pid, sizeof pid, "%ld", (long)p.pid);
+	const char *const stats[] = {"stats", "--pid", pid, NULL};
+	for (long long end = h_now_ms() + H_POLL_MS;;) {
+		h_ctl_run(&D, H_NOUID, &r, stats);
+		if ((r.status == 0 && r.json != NULL) || h_now_ms() > end)
+			break;
+		h_ctl_free(&r);
+		h_sleep_ms(20);
+	}
+	ck_assert_msg(r.status == 0 && r.json != NULL, "stats: %.400s", r.out);
+	ck_assert(h_json_int(r.json, "allocations", &alloc0));
+	ck_assert(h_json_int(r.json, "frees", &free0));
+	ck_assert(h_json_int(r.json, "current", &cur0));
+	h_ctl_free(&r);
+
+	if (hogs)
+		nhog = start_hogs(hog, 64);
+	snprintf(cmd, sizeof cmd, "churn %ld", n);
+	ck_assert_int_eq(h_proc_send(&p, cmd), 0);
+	int rc = h_proc_readline(&p, line, sizeof line, 120000);
+	ck_assert_msg(rc == 1 && strncmp(line, "done", 4) == 0, "no \"done\" after churn");
+	snprintf(cmd, sizeof cmd, "hold %ld %ld", keep, size);
+	ck_assert_int_eq(h_proc_send(&p, cmd), 0);
+	rc = h_proc_readline(&p, line, sizeof line, 120000);
+	ck_assert_msg(rc == 1 && strncmp(line, "done", 4) == 0, "no \"done\" after hold");
+	/* Everything the program did is read while the hogs still run. */
+	long long want_alloc = alloc0 + n + keep + 1;
+	for (long long end = h_now_ms() + 60000;;) {
+		h_ctl_ok(&D, H_NOUID, &r, stats);
+		ck_assert(h_json_int(r.json, "allocations", &alloc1));
+		if (alloc1 >= want_alloc || h_now_ms() > end)
+			break;
+		h_ctl_free(&r);
+		h_sleep_ms(50);
+	}
+	ck_assert(h_json_int(r.json, "frees", &free1));
+	ck_assert(h_json_int(r.json, "current", &cur1));
+	ck_assert(h_json_int(r.json, "lost_events", &lost));
+	h_ctl_free(&r);
+	stop_hogs(hog, nhog);
+	drain_status(&idle1, &normal1, &esc1, &yield);
+
+	/* The program's book: n pairs of 32 bytes, then `keep` blocks of
+	 * `size` bytes held, and the array of their pointers (its first
+	 * realloc: an allocation). */
+	ck_assert_msg(lost == 0, "lost %lld events", lost);
+	ck_assert_int_eq(alloc1 - alloc0, n + keep + 1);
+	ck_assert_int_eq(free1 - free0, n);
+	ck_assert_int_eq(cur1 - cur0, keep * size + keep * (long long)sizeof(void *));
+	if (geteuid() == 0) {
+		ck_assert_msg(idle1 > idle0, "no pass yielded (%lld idle, %lld normal)",
+		              idle1 - idle0, normal1 - normal0);
+		if (hogs)
+			ck_assert_msg(esc1 > esc0,
+			              "with every CPU busy no yielding pass was cut short "
+			              "(%lld idle, %lld normal)",
+			              idle1 - idle0, normal1 - normal0);
+	}
+	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
+	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "churn did not exit");
+	h_proc_cleanup(&p);
+}
+END_TEST
+
 /* A forked child that idles past the agent's check for exited threads and
  * then allocates more than a ring holds must still run to its end (the
  * child's ring once kept the parent's thread id and was taken away). */
@@ -5371,6 +5502,7 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, dlopen_plugin);
 	tc = h_tcase(s, "behind", 180, setup, teardown);
 	tcase_add_loop_test(tc, daemon_behind, 0, 2);
+	tcase_add_loop_test(tc, drain_yield, 0, 2);
 	tcase_add_test(tc, fork_child_keeps_ring);
 	tcase_add_test(tc, exit_with_stopped_daemon);
 	tc = h_tcase(s, "exits", 120, setup, teardown);

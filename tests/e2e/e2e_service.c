@@ -1293,6 +1293,21 @@ START_TEST(systemd_units)
 
 	char *svc = h_strf("%s/memtraced.service", dir);
 	char *sock = h_strf("%s/memtraced.socket", dir);
+	/* The daemon's passes yield (SCHED_IDLE) only if it may come back to
+	 * its nice value: RLIMIT_NICE must allow Nice=, and the system call
+	 * filter let sched_setscheduler through after denying @resources. */
+	char *unit = read_file(svc);
+	ck_assert(unit != NULL);
+	const char *nice_at = strstr(unit, "\nNice="), *lim_at = strstr(unit, "\nLimitNICE=");
+	ck_assert_msg(nice_at != NULL && lim_at != NULL, "Nice= or LimitNICE= missing");
+	long nice = strtol(nice_at + strlen("\nNice="), NULL, 10);
+	long lim = strtol(lim_at + strlen("\nLimitNICE="), NULL, 10);
+	ck_assert_msg(lim_at[strlen("\nLimitNICE=")] == '-' && lim <= nice,
+	              "LimitNICE=%ld does not allow Nice=%ld", lim, nice);
+	const char *deny = strstr(unit, "\nSystemCallFilter=~@privileged @resources\n");
+	ck_assert_msg(deny != NULL && strstr(deny, "\nSystemCallFilter=sched_setscheduler\n"),
+	              "sched_setscheduler is not allowed after the @resources deny list");
+	free(unit);
 	char *csock = h_strf("%s/memtraced-control.socket", dir);
 	const char *verify[] = {sa, "verify", svc, sock, csock, NULL};
 	int st = run_tool(verify, NULL, env, &out, &err);

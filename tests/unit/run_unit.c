@@ -30,6 +30,7 @@ int main(void)
 	srunner_add_suite(sr, capture_suite());
 	srunner_add_suite(sr, modmap_suite());
 	srunner_add_suite(sr, formats_suite());
+	srunner_add_suite(sr, yield_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

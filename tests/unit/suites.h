@@ -26,5 +26,6 @@ Suite *jsonout_suite(void);
 Suite *capture_suite(void);
 Suite *modmap_suite(void);
 Suite *formats_suite(void);
+Suite *yield_suite(void);
 
 #endif
