@@ -926,6 +926,7 @@ START_TEST(store_files_are_private)
 	h_proc_expect_ready(&p);
 	char *pid = h_strf("%ld", (long)p.pid);
 	const char *snap[] = {"snapshot", "--pid", pid, "-o", file, NULL};
+	h_await_traced(&D, H_NOUID, (long)p.pid);
 	/* the client's own umask would let others read what it writes */
 	mode_t old = umask(022);
 	ctl_answers(H_NOUID, &r, snap, "snapshot -o");

@@ -3393,6 +3393,7 @@ START_TEST(sampling_estimates)
 	h_proc_expect_ready(&p);
 	snprintf(pid, sizeof pid, "%ld", (long)p.pid);
 	const char *const stats[] = {"stats", "--pid", pid, NULL};
+	h_await_traced(&D, H_NOUID, (long)p.pid);
 	h_ctl_ok(&D, H_NOUID, &r, stats);
 	h_json_int(r.json, "current", &cur0);
 	ck_assert(h_json_int(r.json, "sample_bytes", &sample));

@@ -829,6 +829,25 @@ void h_ctl_error_saying(const struct h_daemon *d, uid_t uid, const char *const *
 	free(cmd);
 }
 
+static char *check_live_cb(const cJSON *json, void *arg)
+{
+	const char *st = h_json_str(json, "state");
+	(void)arg;
+	return st != NULL && strcmp(st, "live") == 0 ? NULL : h_strf("not live yet");
+}
+
+void h_await_traced(const struct h_daemon *d, uid_t uid, long pid)
+{
+	struct h_ctl r;
+	char pidbuf[24];
+	const char *args[] = {"stats", "--pid", pidbuf, NULL};
+
+	snprintf(pidbuf, sizeof pidbuf, "%ld", pid);
+	char *why = h_ctl_poll(d, uid, &r, check_live_cb, NULL, args);
+	ck_assert_msg(why == NULL, "stats --pid %ld: %s", pid, why);
+	h_ctl_free(&r);
+}
+
 void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code)
 {
 	h_ctl_error_saying(d, uid, args, code, NULL);

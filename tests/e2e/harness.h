@@ -203,6 +203,10 @@ void h_ctl_free(struct h_ctl *r);
 char *h_args_str(const char *const *args);
 /* h_ctl_run, asserting that the client exited 0 with JSON. */
 void h_ctl_ok(const struct h_daemon *d, uid_t uid, struct h_ctl *r, const char *const *args);
+/* Polls `stats --pid PID` as uid until the daemon knows the process as
+ * live (its agent's HELLO is read on the daemon's loop, asynchronously to
+ * the program's "ready"), for H_POLL_MS at most. */
+void h_await_traced(const struct h_daemon *d, uid_t uid, long pid);
 /* Runs the client once and asserts it failed with error `code`. */
 void h_ctl_error(const struct h_daemon *d, uid_t uid, const char *const *args, const char *code);
 /* The same, and that the answer says `text` (in its message). */
