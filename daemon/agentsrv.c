@@ -85,6 +85,7 @@ static void session_finish(struct session *s)
 	if (why == NULL && s->broken)
 		why = s->error;
 	s->ending = false;
+	yield_forget(&d->yield, &s->pressed);
 	s->state = SESSION_EXITED;
 	s->ended_ms = wall_ms();
 	/* The figures it ended with: the last of its history. */
@@ -315,7 +316,7 @@ static bool drain_slice(struct session *s, uint64_t deadline_ns)
 	uint64_t slice = drain_now_ns() + SESSION_SLICE_MS * 1000000u;
 	yield_reading(&s->d->yield);
 	bool left = session_drain_until(s, false, slice < deadline_ns ? slice : deadline_ns);
-	yield_saw(&s->d->yield, s->drain.fullest, s->drain.waiting);
+	yield_saw(&s->d->yield, &s->pressed, s->drain.fullest, s->drain.waiting);
 	backoff(s, s->events != before, now);
 	return left;
 }
@@ -551,7 +552,7 @@ void agentsrv_on_timer(uv_timer_t *t)
 			yield_reading(&d->yield);
 			bool left =
 			    !s->broken && session_drain_until(s, true, slice < end ? slice : end);
-			yield_saw(&d->yield, s->drain.fullest, s->drain.waiting);
+			yield_saw(&d->yield, &s->pressed, s->drain.fullest, s->drain.waiting);
 			if (left)
 				more = true;
 			else

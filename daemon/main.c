@@ -99,7 +99,7 @@ static void usage(FILE *f)
 	        "                       or a remote address (default 8)\n"
 	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
 	        "  --no-drain-yield     read the rings at the daemon's priority always, not\n"
-	        "                       at idle priority while they are below half full\n"
+	        "                       at idle priority while none is 3/4 full\n"
 	        "  --verbose            log debug messages\n"
 	        "  --help, --version\n");
 }
@@ -647,7 +647,7 @@ int main(int argc, char **argv)
 	uv_queue_work(d.loop, &pool_warm, warm_nothing, warm_done);
 	yield_start(&d.yield, !d.cfg.no_drain_yield);
 	if (d.yield.on)
-		log_info("drain passes yield (SCHED_IDLE) while the rings are below half full");
+		log_info("drain passes yield (SCHED_IDLE) while no ring is three quarters full");
 	else
 		log_info("drain passes do not yield: %s", d.yield.why_off);
 	if (scheduler_new(&d, &d.sched) < 0)

@@ -84,6 +84,7 @@ struct session {
 	 * always claims news costs little. Queries always read. */
 	unsigned idle_drains;
 	uint64_t next_drain_ms;
+	bool pressed; /* its last read found pressure (yield.h) */
 	/* The connection closed: the last records are read in slices on the
 	 * timer, then the session ends with these. */
 	bool ending;

@@ -20,9 +20,10 @@ static pid_t self_tid(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
-static void futex_wait(_Atomic uint32_t *f, uint32_t val, const struct timespec *ts)
+static void futex_wait(_Atomic uint32_t *f, uint32_t val, uint64_t ns)
 {
-	syscall(SYS_futex, (uint32_t *)f, FUTEX_WAIT_PRIVATE, val, ts, NULL, 0);
+	struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+	syscall(SYS_futex, (uint32_t *)f, FUTEX_WAIT_PRIVATE, val, ns != 0 ? &ts : NULL, NULL, 0);
 }
 
 static void futex_wake(_Atomic uint32_t *f)
@@ -30,11 +31,11 @@ static void futex_wake(_Atomic uint32_t *f)
 	syscall(SYS_futex, (uint32_t *)f, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-static uint64_t mono_ms(void)
+static uint64_t mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int set_policy(pid_t tid, int policy)
@@ -64,13 +65,16 @@ static void *probe(void *arg)
 	return NULL;
 }
 
-/* Ends the yield of a pass that has run for pass_max_ms; again each period
- * while the same pass runs (the loop may have set SCHED_IDLE just after). */
+/* Ends the yield of a pass that has run for pass_max_ms from its start;
+ * again each period while the same pass runs (the loop may have set
+ * SCHED_IDLE just after). A pass that begins while the watchdog still
+ * times an earlier one is timed from its own start all the same: the
+ * watchdog wakes at the earlier deadline, which comes first, and looks
+ * again. */
 static void *watch(void *arg)
 {
 	struct yielder *y = arg;
-	struct timespec period = {(time_t)(y->pass_max_ms / 1000),
-	                          (long)(y->pass_max_ms % 1000) * 1000000L};
+	uint64_t max_ns = (uint64_t)y->pass_max_ms * 1000000u;
 
 	while (!atomic_load(&y->stop)) {
 		uint32_t p = atomic_load(&y->pass);
@@ -79,11 +83,16 @@ static void *watch(void *arg)
 			 * `asleep`, or moved `pass` before we looked again. */
 			atomic_store(&y->asleep, 1);
 			if (atomic_load(&y->pass) == p && !atomic_load(&y->stop))
-				futex_wait(&y->pass, p, NULL);
+				futex_wait(&y->pass, p, 0);
 			atomic_store(&y->asleep, 0);
 			continue;
 		}
-		futex_wait(&y->pass, p, &period);
+		/* Stored before `pass` moved to p (or a later pass's). */
+		uint64_t deadline = atomic_load(&y->pass_start_ns) + max_ns, now = mono_ns();
+		if (now < deadline) {
+			futex_wait(&y->pass, p, deadline - now);
+			continue;
+		}
 		if (atomic_load(&y->pass) != p)
 			continue;
 		/* Still the same pass: the loop thread gets its priority back. */
@@ -91,6 +100,7 @@ static void *watch(void *arg)
 			atomic_store(&y->escalated, p);
 			atomic_fetch_add(&y->escalations, 1);
 		}
+		futex_wait(&y->pass, p, max_ns);
 	}
 	return NULL;
 }
@@ -147,7 +157,6 @@ void yield_begin(struct yielder *y)
 {
 	y->in_pass = true;
 	y->reading = false;
-	y->saw_pressure = false;
 	y->yielding = false;
 }
 
@@ -156,15 +165,12 @@ void yield_reading(struct yielder *y)
 	if (!y->in_pass || y->reading)
 		return;
 	y->reading = true;
-	if (!y->on) {
-		y->normal++;
-		return;
-	}
-	if (y->pressure || mono_ms() < y->calm_after_ms) {
+	if (!y->on || y->npressed > 0 || mono_ns() < y->calm_after_ns) {
 		y->normal++;
 		return;
 	}
 	/* Published before the thread may starve: the watchdog times it. */
+	atomic_store(&y->pass_start_ns, mono_ns());
 	atomic_fetch_add(&y->pass, 1);
 	if (atomic_load(&y->asleep))
 		futex_wake(&y->pass);
@@ -177,33 +183,68 @@ void yield_reading(struct yielder *y)
 	y->yielded++;
 }
 
-void yield_saw(struct yielder *y, uint64_t fullest, bool waiting)
+void yield_saw(struct yielder *y, bool *pressed, uint64_t fullest, bool waiting)
 {
-	if (fullest >= SHM_RING_CAP / 4 * 3 || waiting)
-		y->saw_pressure = true;
+	bool now = fullest >= SHM_RING_CAP / 4 * 3 || waiting;
+	if (now && !*pressed)
+		y->npressed++;
+	else if (!now && *pressed)
+		y->npressed--;
+	*pressed = now;
+}
+
+void yield_forget(struct yielder *y, bool *pressed)
+{
+	if (*pressed)
+		y->npressed--;
+	*pressed = false;
+}
+
+/* The way back was refused (an RLIMIT_NICE lowered, or a nice value set
+ * below what it allows, after the start): the thread takes the lowest nice
+ * value RLIMIT_NICE allows (RLIMIT_NICE 0 allows none), which a thread may
+ * always take from a lower one, and tries again. */
+static int come_back_harder(void)
+{
+	struct rlimit rl;
+	pid_t tid = self_tid();
+
+	if (getrlimit(RLIMIT_NICE, &rl) == 0 && rl.rlim_cur >= 1 && rl.rlim_cur <= 40) {
+		int floor = 20 - (int)rl.rlim_cur;
+		errno = 0;
+		int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+		if (errno == 0 && nice < floor && setpriority(PRIO_PROCESS, (id_t)tid, floor) == 0)
+			log_warn("drain yield: the loop thread's nice value %d is below what "
+			         "RLIMIT_NICE allows; it runs at %d from now on",
+			         nice, floor);
+	}
+	return set_policy(0, SCHED_OTHER);
 }
 
 void yield_end(struct yielder *y)
 {
 	y->in_pass = false;
-	if (!y->reading)
-		return; /* nothing read: nothing learnt */
-	if (y->yielding) {
-		int rc = set_policy(0, SCHED_OTHER);
-		uint32_t p = atomic_fetch_add(&y->pass, 1);
-		if (atomic_load(&y->escalated) == p)
-			y->calm_after_ms = mono_ms() + YIELD_BACKOFF_MS;
-		y->yielding = false;
-		if (rc < 0 && atomic_load(&y->escalated) != p) {
-			/* Allowed at the start, refused now (RLIMIT_NICE lowered
-			 * from outside): the watchdog's try is all that is left;
-			 * no pass yields again. */
-			log_warn("drain yield: back from SCHED_IDLE refused: %s; yielding is off",
-			         strerror(-rc));
-			snprintf(y->why_off, sizeof(y->why_off),
-			         "back from SCHED_IDLE refused after the start: %s", strerror(-rc));
-			y->on = false;
-		}
+	if (!y->yielding)
+		return;
+	int rc = set_policy(0, SCHED_OTHER);
+	if (rc < 0)
+		rc = come_back_harder();
+	uint32_t p = atomic_fetch_add(&y->pass, 1);
+	uint64_t now = mono_ns();
+	y->yielding = false;
+	/* Starved, whether the watchdog saw it or not: no yield for a while. */
+	if (atomic_load(&y->escalated) == p ||
+	    now - atomic_load(&y->pass_start_ns) >= (uint64_t)y->pass_max_ms * 1000000u)
+		y->calm_after_ns = now + (uint64_t)YIELD_BACKOFF_MS * 1000000u;
+	if (rc < 0) {
+		/* Nothing more to try: it stays at idle priority. */
+		log_error("drain yield: the loop thread cannot come back from SCHED_IDLE (%s); "
+		          "it runs at idle priority until memtraced restarts",
+		          strerror(-rc));
+		snprintf(y->why_off, sizeof(y->why_off),
+		         "the loop thread could not come back from SCHED_IDLE after the start: %s",
+		         strerror(-rc));
+		y->on = false;
+		y->stuck = true;
 	}
-	y->pressure = y->saw_pressure;
 }

@@ -11,20 +11,21 @@
  *
  * The price is that an idle-priority thread may get no CPU at all on a
  * saturated machine, while lossless agents wait for it. So:
- * - a pass yields only when the last pass that read found no pressure:
- *   every ring below three quarters full (the agent wakes the daemon at a
- *   quarter) and no thread waiting for room; a pass after one that found
- *   pressure runs at the daemon's own priority. A ring that fills while a
- *   yielding pass waits for a core mostly frees one: its thread sleeps
- *   until the pass reads (and the next pass does not yield);
+ * - a pass yields only while no traced process is under pressure: the last
+ *   read of each found every ring below three quarters full (the agent
+ *   wakes the daemon at a quarter) and no thread waiting for room. A ring
+ *   that fills while a yielding pass waits for a core mostly frees one:
+ *   its thread sleeps until the pass reads, and the next pass does not
+ *   yield;
  * - a watchdog thread, at the daemon's own priority and asleep unless a
- *   yielding pass runs, puts the loop thread back to SCHED_OTHER when a
- *   pass has yielded for YIELD_PASS_MAX_MS of wall time (a machine busy
- *   with other work), and no pass yields for YIELD_BACKOFF_MS after: a
- *   starved pass holds its agents that long at most, once a second.
- * Only the passes of the drain timer and of agents' WAKEs yield; a query's
- * reads, a process's final records, control requests and scrapes run at
- * the daemon's priority as before.
+ *   pass yields, puts the loop thread back to SCHED_OTHER when a pass has
+ *   yielded for YIELD_PASS_MAX_MS of wall time from its start (a machine
+ *   busy with other work); and a pass that took that long, the watchdog
+ *   acting or not, stops yields for YIELD_BACKOFF_MS: a starved pass holds
+ *   the loop (agents, queries) that long at most, once a second.
+ * Only the passes of the drain timer and of agents' WAKEs yield (a process's
+ * last records included: nobody waits for them); a query's reads, control
+ * requests and scrapes run at the daemon's priority as before.
  *
  * Coming back from SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that
  * allows the daemon's nice value (the systemd unit sets LimitNICE to its
@@ -50,20 +51,22 @@
 struct yielder {
 	bool on;                /* passes may yield */
 	char why_off[160];      /* why not, when not */
-	bool pressure;          /* the last pass found some: the next does not yield */
-	uint64_t calm_after_ms; /* CLOCK_MONOTONIC: no yield before (an escalation) */
-	bool saw_pressure;      /* in this pass, so far */
+	bool stuck;             /* the loop thread could not come back (logged) */
+	unsigned npressed;      /* sessions whose last read found pressure */
+	uint64_t calm_after_ns; /* CLOCK_MONOTONIC: no yield before (a starved pass) */
 	bool in_pass;           /* between yield_begin and yield_end */
 	bool reading;           /* the pass has read a region */
 	bool yielding;          /* this pass runs under SCHED_IDLE */
 	pid_t loop_tid;         /* the thread that makes the passes */
 	uint64_t yielded;       /* passes that yielded */
-	uint64_t normal;        /* passes that did not, for pressure */
-	/* The watchdog's: `pass` is odd while a yielding pass runs (a futex);
-	 * `asleep` is set while it waits for one to begin; `escalated` is
-	 * the pass it ended the yield of (+1, 0: none yet) and `escalations`
-	 * how many it ended. */
+	uint64_t normal;        /* passes that did not */
+	/* Shared with the watchdog: `pass` is odd while a yielding pass runs
+	 * (a futex), which began at pass_start_ns (CLOCK_MONOTONIC); `asleep`
+	 * is set while the watchdog waits for one to begin; `escalated` is the
+	 * pass it ended the yield of (0: none yet) and `escalations` how many
+	 * it ended. */
 	_Atomic uint32_t pass;
+	_Atomic uint64_t pass_start_ns;
 	_Atomic uint32_t asleep;
 	_Atomic uint32_t escalated;
 	_Atomic uint64_t escalations;
@@ -85,9 +88,13 @@ void yield_begin(struct yielder *y);
  * found pressure (a pass that reads nothing changes nothing). Outside a
  * pass (a query's read), nothing. */
 void yield_reading(struct yielder *y);
-/* What a session's read in the pass found: its fullest ring's records and
- * whether a thread waited for room. */
-void yield_saw(struct yielder *y, uint64_t fullest, bool waiting);
+/* What a session's read found: its fullest ring's records and whether a
+ * thread waited for room. *pressed is the session's own flag: while any
+ * session's is set, no pass yields (so one process's calm pass does not
+ * clear the pressure another's showed). */
+void yield_saw(struct yielder *y, bool *pressed, uint64_t fullest, bool waiting);
+/* A session ends: its pressure no longer counts. */
+void yield_forget(struct yielder *y, bool *pressed);
 /* After the pass: back to the daemon's priority. */
 void yield_end(struct yielder *y);
 

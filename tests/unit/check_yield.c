@@ -49,15 +49,30 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* One pass that reads one region with `fullest` records in its fullest
- * ring; the policy while it reads is left in *during. */
-static void pass(struct yielder *y, uint64_t fullest, bool waiting, int *during)
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One pass that reads one region (its session's pressure flag *pressed)
+ * with `fullest` records in its fullest ring; the policy while it reads is
+ * left in *during. */
+static void pass_of(struct yielder *y, bool *pressed, uint64_t fullest, bool waiting, int *during)
 {
 	yield_begin(y);
 	yield_reading(y);
 	*during = policy();
-	yield_saw(y, fullest, waiting);
+	yield_saw(y, pressed, fullest, waiting);
 	yield_end(y);
+}
+
+static bool one_session;
+
+static void pass(struct yielder *y, uint64_t fullest, bool waiting, int *during)
+{
+	pass_of(y, &one_session, fullest, waiting, during);
 }
 
 START_TEST(test_yield_off_when_asked)
@@ -138,18 +153,36 @@ START_TEST(test_yield_pressure)
 	pass(&y, 0, false, &during);
 	ck_assert_int_eq(during, SCHED_OTHER);
 	/* Pressure in any one of a pass's regions counts. */
+	bool a = false, b = false, c = false;
 	yield_begin(&y);
 	yield_reading(&y);
-	yield_saw(&y, 0, false);
+	yield_saw(&y, &a, 0, false);
 	yield_reading(&y);
-	yield_saw(&y, SHM_RING_CAP, false);
+	yield_saw(&y, &b, SHM_RING_CAP, false);
 	yield_reading(&y);
-	yield_saw(&y, 0, false);
+	yield_saw(&y, &c, 0, false);
 	yield_end(&y);
 	pass(&y, 0, false, &during);
 	ck_assert_int_eq(during, SCHED_OTHER);
-	ck_assert_uint_eq(y.yielded, 4);
-	ck_assert_uint_eq(y.normal, 3);
+	/* Another process's calm read does not clear it (a WAKE pass reads
+	 * one process): only b's own calm read, or b's end. */
+	pass_of(&y, &a, 0, false, &during);
+	ck_assert_int_eq(during, SCHED_OTHER);
+	pass_of(&y, &b, 0, false, &during);
+	ck_assert_int_eq(during, SCHED_OTHER);
+	pass_of(&y, &a, 0, false, &during);
+	ck_assert_int_eq(during, SCHED_IDLE);
+	pass_of(&y, &c, 1, true, &during);
+	ck_assert_int_eq(during, SCHED_IDLE);
+	pass_of(&y, &a, 0, false, &during);
+	ck_assert_int_eq(during, SCHED_OTHER);
+	yield_forget(&y, &c);
+	ck_assert(!c);
+	pass_of(&y, &a, 0, false, &during);
+	ck_assert_int_eq(during, SCHED_IDLE);
+	ck_assert_uint_eq(y.npressed, 0);
+	ck_assert_uint_eq(y.yielded, 7);
+	ck_assert_uint_eq(y.normal, 6);
 	yield_stop(&y);
 }
 END_TEST
@@ -174,7 +207,7 @@ START_TEST(test_yield_watchdog_ends_a_long_pass)
 	sleep_ms(300);
 	ck_assert_int_eq(policy(), SCHED_OTHER);
 	ck_assert_uint_eq(atomic_load(&y.escalations), 1);
-	yield_saw(&y, 0, false);
+	yield_saw(&y, &one_session, 0, false);
 	yield_end(&y);
 	ck_assert_int_eq(policy(), SCHED_OTHER);
 	/* No pass yields for YIELD_BACKOFF_MS after, whatever it finds. */
@@ -184,6 +217,44 @@ START_TEST(test_yield_watchdog_ends_a_long_pass)
 	pass(&y, 0, false, &during);
 	ck_assert_int_eq(during, SCHED_IDLE);
 	/* A pass within its time is left alone. */
+	ck_assert_uint_eq(atomic_load(&y.escalations), 1);
+	yield_stop(&y);
+}
+END_TEST
+
+/* A pass that begins while the watchdog still times the one before gets
+ * its own pass_max_ms from its own start, not a period after the
+ * watchdog's next look (once up to twice as long). */
+START_TEST(test_yield_watchdog_times_each_pass_from_its_start)
+{
+	struct yielder y = {.pass_max_ms = 200};
+	int during;
+
+	yield_start(&y, true);
+	if (!y.on) {
+		ck_assert(!may_come_back());
+		return;
+	}
+	/* A short yielding pass first: the watchdog starts timing it. */
+	pass(&y, 0, false, &during);
+	ck_assert_int_eq(during, SCHED_IDLE);
+	sleep_ms(20);
+	yield_begin(&y);
+	yield_reading(&y);
+	uint64_t start = now_ms(), back = 0;
+	ck_assert_int_eq(policy(), SCHED_IDLE);
+	while (now_ms() - start < 1000) {
+		sleep_ms(2);
+		if (policy() == SCHED_OTHER) {
+			back = now_ms() - start;
+			break;
+		}
+	}
+	yield_saw(&y, &one_session, 0, false);
+	yield_end(&y);
+	ck_assert_msg(back >= 195 && back < 300,
+	              "the watchdog ended a 200 ms yield after %llu ms (0: never)",
+	              (unsigned long long)back);
 	ck_assert_uint_eq(atomic_load(&y.escalations), 1);
 	yield_stop(&y);
 }
@@ -260,6 +331,67 @@ START_TEST(test_yield_unprivileged)
 }
 END_TEST
 
+/* Allowed at the start, refused later (here: CAP_SYS_NICE dropped, and
+ * RLIMIT_NICE 0 allows no nice value at all): the daemon says so, turns
+ * yielding off and reports the thread as stuck, rather than claiming it
+ * runs at its priority. */
+START_TEST(test_yield_refused_after_start)
+{
+	int fds[2];
+
+	if (geteuid() != 0)
+		return; /* needs a capability to give up */
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct rlimit rl = {0, 0};
+		struct yielder y = {0};
+		struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+		struct __user_cap_data_struct d[2] = {{0}};
+		close(fds[0]);
+		if (setpriority(PRIO_PROCESS, 0, 0) < 0 || setrlimit(RLIMIT_NICE, &rl) < 0 ||
+		    prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
+		    setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(10);
+		d[CAP_SYS_NICE / 32].effective = d[CAP_SYS_NICE / 32].permitted =
+		    1u << (CAP_SYS_NICE % 32);
+		if (syscall(SYS_capset, &h, d) < 0)
+			_exit(11);
+		yield_start(&y, true);
+		if (!y.on)
+			_exit(12);
+		memset(d, 0, sizeof(d));
+		if (syscall(SYS_capset, &h, d) < 0)
+			_exit(13);
+		bool pressed = false;
+		yield_begin(&y);
+		yield_reading(&y);
+		yield_saw(&y, &pressed, 0, false);
+		yield_end(&y);
+		char msg[200];
+		int len = snprintf(msg, sizeof(msg), "%d %d %d %s", y.on ? 1 : 0, y.stuck ? 1 : 0,
+		                   sched_getscheduler(0), y.why_off);
+		if (write(fds[1], msg, (size_t)len) != len)
+			_exit(14);
+		_exit(0);
+	}
+	close(fds[1]);
+	char msg[200] = {0};
+	ssize_t r = read(fds[0], msg, sizeof(msg) - 1);
+	int st, on = -1, stuck = -1, pol = -1, at = 0;
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+	ck_assert_int_gt(r, 1);
+	ck_assert_int_eq(sscanf(msg, "%d %d %d %n", &on, &stuck, &pol, &at), 3);
+	ck_assert_int_eq(on, 0);
+	ck_assert_int_eq(stuck, 1);
+	ck_assert_int_eq(pol, SCHED_IDLE);
+	ck_assert_msg(strstr(msg + at, "could not come back from SCHED_IDLE") != NULL, "%s", msg);
+}
+END_TEST
+
 Suite *yield_suite(void)
 {
 	Suite *s = suite_create("yield");
@@ -269,7 +401,9 @@ Suite *yield_suite(void)
 	tcase_add_test(tc, test_yield_pass_runs_idle);
 	tcase_add_test(tc, test_yield_pressure);
 	tcase_add_test(tc, test_yield_watchdog_ends_a_long_pass);
+	tcase_add_test(tc, test_yield_watchdog_times_each_pass_from_its_start);
 	tcase_add_test(tc, test_yield_unprivileged);
+	tcase_add_test(tc, test_yield_refused_after_start);
 	suite_add_tcase(s, tc);
 	return s;
 }
