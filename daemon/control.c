@@ -509,6 +509,7 @@ static cJSON *cmd_status(struct conn *c, cJSON *req, struct session *unused)
 	cJSON_AddNumberToObject(dy, "passes_idle", (double)d->yield.yielded);
 	cJSON_AddNumberToObject(dy, "passes_normal", (double)d->yield.normal);
 	cJSON_AddNumberToObject(dy, "escalations", (double)atomic_load(&d->yield.escalations));
+	cJSON_AddBoolToObject(dy, "stuck_at_idle", d->yield.stuck);
 	symbols_get_stats(d->syms, &ss);
 	cJSON *sy = cJSON_AddObjectToObject(r, "symbols");
 	cJSON_AddNumberToObject(sy, "objects", (double)ss.objects);

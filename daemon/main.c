@@ -99,7 +99,9 @@ static void usage(FILE *f)
 	        "                       or a remote address (default 8)\n"
 	        "  --debuginfod         let libdw fetch debug info from DEBUGINFOD_URLS\n"
 	        "  --no-drain-yield     read the rings at the daemon's priority always, not\n"
-	        "                       at idle priority while none is 3/4 full\n"
+	        "                       at idle priority (SCHED_IDLE) while no ring is 3/4\n"
+	        "                       full and no thread waits for room (20 ms at most a\n"
+	        "                       pass; see memtraced(8))\n"
 	        "  --verbose            log debug messages\n"
 	        "  --help, --version\n");
 }
@@ -647,7 +649,9 @@ int main(int argc, char **argv)
 	uv_queue_work(d.loop, &pool_warm, warm_nothing, warm_done);
 	yield_start(&d.yield, !d.cfg.no_drain_yield);
 	if (d.yield.on)
-		log_info("drain passes yield (SCHED_IDLE) while no ring is three quarters full");
+		log_info(
+		    "drain passes yield (SCHED_IDLE) while no ring is three quarters full and no "
+		    "thread waits for room, 20 ms at most a pass");
 	else
 		log_info("drain passes do not yield: %s", d.yield.why_off);
 	if (scheduler_new(&d, &d.sched) < 0)

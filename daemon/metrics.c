@@ -957,16 +957,23 @@ static void render_limits(struct sbuf *b, enum format f, const struct metrics *m
 	family(b, f, "memtrace_loop_slow_iterations", M_COUNTER, NULL,
 	       "Loop iterations that ran callbacks for more than 50 ms.");
 	sb_printf(b, "memtrace_loop_slow_iterations_total %" PRIu64 "\n", d->loopwatch.slow);
+	family(b, f, "memtrace_drain_yield", M_GAUGE, NULL,
+	       "1 when passes of reading the rings may run at idle priority (memtraced "
+	       "--no-drain-yield; status drain.yield_off_reason says why not), else 0.");
+	sb_printf(b, "memtrace_drain_yield %d\n", d->yield.on ? 1 : 0);
 	family(b, f, "memtrace_drain_passes", M_COUNTER, NULL,
 	       "Passes of reading the rings, by priority: idle (SCHED_IDLE, giving way to "
-	       "the traced programs) or normal (the rings under pressure, or yielding off).");
+	       "the traced programs; counted so even when the watchdog ended the yield) or "
+	       "normal (the daemon's own nice value: a traced process had a ring 3/4 full or "
+	       "a thread waiting for room, the second after a pass that yielded 20 ms, or "
+	       "yielding off).");
 	sb_printf(b, "memtrace_drain_passes_total{priority=\"idle\"} %" PRIu64 "\n",
 	          d->yield.yielded);
 	sb_printf(b, "memtrace_drain_passes_total{priority=\"normal\"} %" PRIu64 "\n",
 	          d->yield.normal);
 	family(b, f, "memtrace_drain_yield_escalations", M_COUNTER, NULL,
-	       "Idle-priority passes the watchdog put back to normal priority after 20 ms "
-	       "without finishing (a busy machine).");
+	       "Idle-priority passes the watchdog put back to normal priority 20 ms after "
+	       "they began (a machine busy with other work); no pass yields for 1 s after.");
 	sb_printf(b, "memtrace_drain_yield_escalations_total %" PRIu64 "\n",
 	          (uint64_t)atomic_load(&d->yield.escalations));
 	family(b, f, "memtrace_models_forgotten", M_COUNTER, NULL,

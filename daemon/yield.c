@@ -59,8 +59,9 @@ static void *probe(void *arg)
 		int nice = getpriority(PRIO_PROCESS, 0);
 		snprintf(y->why_off, sizeof(y->why_off),
 		         "no way back from SCHED_IDLE at nice %d (%s): it needs CAP_SYS_NICE or "
-		         "RLIMIT_NICE %d or more",
-		         nice, strerror(-rc), 20 - nice);
+		         "RLIMIT_NICE %d or more (ulimit -e %d; systemd LimitNICE=%+d); passes run "
+		         "at the daemon's priority, tracing is not affected",
+		         nice, strerror(-rc), 20 - nice, 20 - nice, nice);
 	}
 	return NULL;
 }
@@ -135,6 +136,7 @@ void yield_start(struct yielder *y, bool want)
 		snprintf(y->why_off, sizeof(y->why_off), "no watchdog thread: %s", strerror(rc));
 		goto out;
 	}
+	pthread_setname_np(y->watchdog, "memtraced-yield");
 	y->thread = true;
 	y->on = true;
 out:

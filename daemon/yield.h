@@ -50,7 +50,7 @@
 
 struct yielder {
 	bool on;                /* passes may yield */
-	char why_off[160];      /* why not, when not */
+	char why_off[320];      /* why not, when not */
 	bool stuck;             /* the loop thread could not come back (logged) */
 	unsigned npressed;      /* sessions whose last read found pressure */
 	uint64_t calm_after_ns; /* CLOCK_MONOTONIC: no yield before (a starved pass) */

@@ -290,7 +290,7 @@ static bool unprivileged_start(bool keep_nice_cap, char *why, size_t n)
 				_exit(13);
 		}
 		yield_start(&y, true);
-		char msg[200];
+		char msg[400];
 		int len = snprintf(msg, sizeof(msg), "%d %s", y.on ? 1 : 0, y.why_off);
 		if (write(fds[1], msg, (size_t)len) != len)
 			_exit(14);
@@ -298,7 +298,7 @@ static bool unprivileged_start(bool keep_nice_cap, char *why, size_t n)
 		_exit(0);
 	}
 	close(fds[1]);
-	char msg[200] = {0};
+	char msg[400] = {0};
 	ssize_t r = read(fds[0], msg, sizeof(msg) - 1);
 	int st;
 	close(fds[0]);
@@ -311,7 +311,7 @@ static bool unprivileged_start(bool keep_nice_cap, char *why, size_t n)
 
 START_TEST(test_yield_unprivileged)
 {
-	char why[200];
+	char why[400];
 
 	if (geteuid() != 0) {
 		/* The same check without the switch of user. */
@@ -369,7 +369,7 @@ START_TEST(test_yield_refused_after_start)
 		yield_reading(&y);
 		yield_saw(&y, &pressed, 0, false);
 		yield_end(&y);
-		char msg[200];
+		char msg[400];
 		int len = snprintf(msg, sizeof(msg), "%d %d %d %s", y.on ? 1 : 0, y.stuck ? 1 : 0,
 		                   sched_getscheduler(0), y.why_off);
 		if (write(fds[1], msg, (size_t)len) != len)
@@ -377,7 +377,7 @@ START_TEST(test_yield_refused_after_start)
 		_exit(0);
 	}
 	close(fds[1]);
-	char msg[200] = {0};
+	char msg[400] = {0};
 	ssize_t r = read(fds[0], msg, sizeof(msg) - 1);
 	int st, on = -1, stuck = -1, pol = -1, at = 0;
 	close(fds[0]);
