@@ -66,7 +66,12 @@ struct drain_seg {
  * chunk: the block table holds no block there (it never holds two at one
  * address, and a FREE leaves none), so it need not look for one. */
 #define PAIR_FRESH (UINT32_C(1) << 28)
-#define PAIR_INDEX (PAIR_FRESH - 1)
+/* On an ALLOC: its FREE comes before the ring's next ALLOC, so with every
+ * allocation recorded the two apply at once (heap_apply_pair). On that
+ * FREE: they did. */
+#define PAIR_ADJ   (UINT32_C(1) << 27)
+#define PAIR_FUSED PAIR_ADJ
+#define PAIR_INDEX (PAIR_ADJ - 1)
 /* The last ALLOC of each of this many address buckets is remembered. */
 #define PAIR_BUCKETS 256
 
@@ -284,6 +289,7 @@ static void pair_records(struct drain_scratch *sc, size_t start, size_t n, bool 
 {
 	uint32_t last[PAIR_BUCKETS];  /* index + 1 of the bucket's last ALLOC, 0: none */
 	uint64_t freed[PAIR_BUCKETS]; /* the address of the bucket's last FREE, 0: none */
+	uint32_t last_alloc = 0;      /* index + 1 of the last ALLOC, 0: none */
 
 	memset(last, 0, sizeof(last));
 	memset(freed, 0, sizeof(freed));
@@ -297,11 +303,12 @@ static void pair_records(struct drain_scratch *sc, size_t start, size_t n, bool 
 			 * FREE: only pair[] of paired ALLOCs is read. */
 			sc->pair[k] = fresh && freed[b] == e->addr ? PAIR_FRESH : 0;
 			freed[b] = freed[b] == e->addr ? 0 : freed[b];
-			last[b] = (uint32_t)k + 1;
+			last[b] = last_alloc = (uint32_t)k + 1;
 		} else if (kind == PROTO_EV_FREE) {
 			uint32_t a = last[b];
 			if (a != 0 && sc->recs[a - 1].addr == e->addr) {
-				sc->pair[a - 1] |= PAIR_ALLOC | (uint32_t)k;
+				sc->pair[a - 1] |=
+				    PAIR_ALLOC | (uint32_t)k | (a == last_alloc ? PAIR_ADJ : 0);
 				sc->pair[k] = PAIR_FREE | (a - 1);
 				last[b] = 0;
 			}
@@ -309,6 +316,7 @@ static void pair_records(struct drain_scratch *sc, size_t start, size_t n, bool 
 		} else {
 			memset(last, 0, sizeof(last));
 			memset(freed, 0, sizeof(freed));
+			last_alloc = 0;
 		}
 	}
 }
@@ -408,15 +416,21 @@ static void release(struct drain *dr, const struct drain_seg *s)
 static void keep_temporaries(struct drain *dr, struct heap *h, const struct drain_seg *sg)
 {
 	struct drain_scratch *sc = SC(dr);
-	if (sg == NULL || h->temps == 0)
+	if (sg == NULL || (h->temps == 0 && dr->fused_open == 0))
 		return;
 	size_t end = sg->start + sg->pos;
-	for (size_t k = end; k-- > sg->start && h->temps > 0;) {
+	for (size_t k = end; k-- > sg->start && (h->temps > 0 || dr->fused_open > 0);) {
 		uint32_t pr = sc->pair[k];
 		if ((pr & PAIR_ALLOC) && (pr & PAIR_INDEX) >= end &&
 		    (sc->pair[pr & PAIR_INDEX] & PAIR_COUNTED)) {
 			const struct shm_ev *a = &sc->recs[k];
-			heap_temp_keep(h, a->addr, a->size, a->stack);
+			uint32_t fr = sc->pair[pr & PAIR_INDEX];
+			if (fr & PAIR_FUSED) {
+				heap_pair_unfuse(h, a->addr, a->size, a->stack,
+				                 sc->recs[pr & PAIR_INDEX].size != 0);
+				dr->fused_open--;
+			} else
+				heap_temp_keep(h, a->addr, a->size, a->stack);
 			dr->temporaries_kept++;
 		}
 	}
@@ -457,14 +471,27 @@ static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint
 		if (heap_apply(h, &ev) < 0)
 			goto out_of_order;
 	} else if (pr & PAIR_ALLOC) {
-		uint32_t stack;
-		int counted = heap_apply_temp_alloc(h, &ev, pr & PAIR_FRESH, &stack);
+		uint32_t stack, *fp = &sc->pair[pr & PAIR_INDEX];
+		uint64_t fsize = sc->recs[pr & PAIR_INDEX].size; /* the FREE's */
+		int counted;
+		/* A FREE record that is malformed fails in its turn. */
+		if ((pr & PAIR_ADJ) && h->sample_bytes == 0 && fsize <= PROTO_FREE_TEMPORARY) {
+			counted = heap_apply_pair(h, &ev, pr & PAIR_FRESH, fsize != 0, &stack);
+			*fp |= PAIR_FUSED;
+			dr->fused_open += counted > 0;
+		} else {
+			counted = heap_apply_temp_alloc(h, &ev, pr & PAIR_FRESH, &stack);
+		}
 		if (counted < 0)
 			goto out_of_order;
 		rec->stack = stack; /* what its free takes back */
 		if (counted)
-			sc->pair[pr & PAIR_INDEX] |= PAIR_COUNTED;
+			*fp |= PAIR_COUNTED;
 		dr->temporaries++;
+	} else if ((pr & PAIR_FREE) && (pr & PAIR_FUSED)) {
+		if (heap_apply_pair_free(h, ev.seq, pr & PAIR_COUNTED) < 0)
+			goto out_of_order;
+		dr->fused_open -= (pr & PAIR_COUNTED) != 0;
 	} else if (pr & PAIR_FREE) {
 		const struct shm_ev *a = &sc->recs[pr & PAIR_INDEX];
 		if (heap_apply_temp_free(h, ev.seq, a->size, a->stack, pr & PAIR_COUNTED,
@@ -627,11 +654,13 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	}
 done:
 	keep_temporaries(dr, h, run);
+	dr->fused_open = 0;
 	for (size_t i = 0; i < nseg; i++)
 		release(dr, &sc->seg[i]);
 	return applied;
 out_bad:
 	keep_temporaries(dr, h, run);
+	dr->fused_open = 0;
 	for (size_t i = 0; i < nseg; i++)
 		release(dr, &sc->seg[i]);
 	return -EBADMSG;

@@ -76,6 +76,7 @@ struct drain {
 	bool no_pairs;
 	uint64_t temporaries;      /* allocations applied as temporaries */
 	uint64_t temporaries_kept; /* of them, given a slot: the round ended first */
+	size_t fused_open;         /* counted pairs applied at once whose FREE is still to come */
 	/* Called at a FORK record, once every record before it is applied:
 	 * the heap is then the forked child's as it starts. Set after
 	 * drain_open (which clears the struct); NULL ignores FORK records. */

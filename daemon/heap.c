@@ -909,7 +909,7 @@ int heap_define_stack(struct heap *h, uint32_t id, const uint64_t *frames, uint3
  * its slot. 1 when the block counts (a limit may leave it out: 0), and
  * *stack_out is the stack it was counted at; -EBADMSG. */
 static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, bool fresh,
-                       uint32_t *stack_out)
+                       const bool *pair_temporary, uint32_t *stack_out)
 {
 	uint32_t stack = ev->stack_id;
 
@@ -958,6 +958,23 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		h->limit_reached |= HEAP_LIMIT_BLOCKS;
 		return 0;
 	}
+	if (pair_temporary != NULL) {
+		/* Allocated and freed before anything else allocates: the
+		 * live figures end where they were, and the block is live at
+		 * the only moment that can be a peak, this one. */
+		if (replaced)
+			s = stack_wr(h, stack);
+		if (h->current + ev->size > h->peak) {
+			h->peak = h->current + ev->size;
+			h->peak_serial++;
+			s->peak_bytes = s->live_bytes + ev->size;
+			s->peak_count = s->live_count + 1;
+			s->peak_stamp = h->peak_serial;
+		}
+		s->temporary += *pair_temporary;
+		h->frees++;
+		return 1;
+	}
 	h->count++;
 	if (temp)
 		h->temps++;
@@ -1000,7 +1017,40 @@ int heap_apply_temp_alloc(struct heap *h, const struct proto_event *ev, bool fre
 {
 	if (ev->kind != PROTO_EV_ALLOC || apply_begin(h, ev->seq) < 0)
 		return -EBADMSG;
-	return apply_alloc(h, ev, true, fresh, stack);
+	return apply_alloc(h, ev, true, fresh, NULL, stack);
+}
+
+int heap_apply_pair(struct heap *h, const struct proto_event *ev, bool fresh, bool temporary,
+                    uint32_t *stack)
+{
+	if (ev->kind != PROTO_EV_ALLOC || h->sample_bytes != 0 || apply_begin(h, ev->seq) < 0)
+		return -EBADMSG;
+	return apply_alloc(h, ev, true, fresh, &temporary, stack);
+}
+
+int heap_apply_pair_free(struct heap *h, uint64_t seq, bool counted)
+{
+	if (apply_begin(h, seq) < 0)
+		return -EBADMSG;
+	if (!counted)
+		h->unknown_frees++; /* its allocation was left out */
+	return 0;
+}
+
+void heap_pair_unfuse(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack, bool temporary)
+{
+	struct heap_stack *s = stack_wr(h, stack);
+
+	/* Only frees came after the allocation: no peak since. */
+	s->temporary -= temporary;
+	h->frees--;
+	settle_peak(h, s);
+	s->live_bytes += size;
+	s->live_count++;
+	h->current += size;
+	h->blocks++;
+	h->count++;
+	insert(h, addr, size, stack, SIZE_MAX);
 }
 
 int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted,
@@ -1033,7 +1083,7 @@ int heap_apply(struct heap *h, const struct proto_event *ev)
 		return -EBADMSG;
 	if (ev->kind == PROTO_EV_ALLOC) {
 		uint32_t stack;
-		return apply_alloc(h, ev, false, false, &stack) < 0 ? -EBADMSG : 0;
+		return apply_alloc(h, ev, false, false, NULL, &stack) < 0 ? -EBADMSG : 0;
 	}
 	if (ev->kind != PROTO_EV_FREE)
 		return -EBADMSG;

@@ -239,6 +239,19 @@ int heap_apply_temp_alloc(struct heap *h, const struct proto_event *ev, bool fre
 int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool counted,
                          bool temporary);
 void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack);
+/* A temporary whose free comes before any other allocation (of any ring),
+ * with every allocation recorded (sample_bytes 0): the two applied at once,
+ * at the allocation. The model ends as heap_apply of the two would leave
+ * it: the peak, if the block makes one, is taken with the block live; the
+ * live figures do not move. Returns as heap_apply_temp_alloc; the free's
+ * record then only takes its place in the sequence (heap_apply_pair_free:
+ * counted 0 makes it an unknown free, as heap_apply_temp_free). When the
+ * reading stops between the two, heap_pair_unfuse takes the free back and
+ * gives the block its slot. */
+int heap_apply_pair(struct heap *h, const struct proto_event *ev, bool fresh, bool temporary,
+                    uint32_t *stack);
+int heap_apply_pair_free(struct heap *h, uint64_t seq, bool counted);
+void heap_pair_unfuse(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack, bool temporary);
 void heap_reset_peak(struct heap *h);
 
 /* Stack `id` (statistics and frames); an id past nstacks or never written

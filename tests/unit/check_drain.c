@@ -199,6 +199,8 @@ struct mheap {
 	uint64_t allocations, frees, unknown_frees, replaced;
 	uint64_t current, peak, count, last_seq;
 	uint64_t total_allocs[NSTACKS + 1], live_count[NSTACKS + 1], temporary[NSTACKS + 1];
+	/* Each stack's live bytes and blocks as they were at the peak. */
+	uint64_t live_bytes[NSTACKS + 1], peak_bytes[NSTACKS + 1], peak_count[NSTACKS + 1];
 	bool defined[NSTACKS + 1];
 	uint32_t ndefined;
 };
@@ -234,6 +236,7 @@ static void mheap_drop(struct mheap *m, struct mblock *b)
 	m->current -= b->size;
 	m->count--;
 	m->live_count[b->stack]--;
+	m->live_bytes[b->stack] -= b->size;
 	b->live = false;
 }
 
@@ -266,9 +269,13 @@ static void mheap_apply(struct mheap *m, const struct rec *x)
 	*b = (struct mblock){true, x->size, x->stack};
 	m->count++;
 	m->live_count[x->stack]++;
+	m->live_bytes[x->stack] += x->size;
 	m->current += x->size;
-	if (m->current > m->peak)
+	if (m->current > m->peak) {
 		m->peak = m->current;
+		memcpy(m->peak_bytes, m->live_bytes, sizeof(m->peak_bytes));
+		memcpy(m->peak_count, m->live_count, sizeof(m->peak_count));
+	}
 }
 
 #define SAME(a, b) EXPECT_EQ_AT(where, a, b)
@@ -304,7 +311,12 @@ static void assert_heap(const struct mheap *m, const char *where)
 		const struct heap_stack *hs = heap_stack_at(&H, id);
 		SAME(hs->total_allocs, m->total_allocs[id]);
 		SAME(hs->live_count, m->live_count[id]);
+		SAME(hs->live_bytes, m->live_bytes[id]);
 		SAME(hs->temporary, m->temporary[id]);
+		uint64_t pb, pc;
+		heap_stack_at_peak(hs, H.peak_serial, &pb, &pc);
+		SAME(pb, m->peak_bytes[id]);
+		SAME(pc, m->peak_count[id]);
 		if (id == 0)
 			continue;
 		SAME(hs->nframes, stack_nframes(id));
