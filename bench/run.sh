@@ -33,6 +33,8 @@ and print wall and CPU time, ratios to the plain run and ns per event.
   --sample BYTES   MEMTRACE_SAMPLE of memtrace-sample (default 524288)
   --no-heaptrack   skip heaptrack even when it is installed
   --keep           keep the temporary directory (daemon log, heaptrack files)
+  --no-drain-yield run the daemon with --no-drain-yield (every pass of reading
+                   at its own priority; memtraced(8))
   -h, --help       this text
 EOF
 }
@@ -58,6 +60,7 @@ need_arg() {
 	[ $# -ge 2 ] || die "$1 needs a value"
 }
 
+daemon_args=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--builddir) need_arg "$@"; builddir=$2; shift 2 ;;
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
 	--sample) need_arg "$@"; sample=$2; shift 2 ;;
 	--no-heaptrack) modes=${modes//heaptrack/}; shift ;;
 	--keep) keep=1; shift ;;
+	--no-drain-yield) daemon_args+=(--no-drain-yield); shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument '$1'" ;;
 	esac
@@ -273,7 +277,8 @@ settle_daemon() {
 
 if [ "$uses_daemon" = 1 ]; then
 	mkdir -p "$tmp/run" "$tmp/state"
-	nice -n "${MEMTRACE_BENCH_NICE:-0}" "$daemon" --runtime-dir "$tmp/run" --state-dir "$tmp/state" 2>"$tmp/daemon.log" &
+	nice -n "${MEMTRACE_BENCH_NICE:-0}" "$daemon" --runtime-dir "$tmp/run" --state-dir "$tmp/state" \
+		"${daemon_args[@]}" 2>"$tmp/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 100); do
 		[ -S "$tmp/run/agent.sock" ] && [ -S "$tmp/run/control.sock" ] && break
