@@ -2987,17 +2987,9 @@ START_TEST(daemon_behind)
 	h_proc_expect_ready(&p);
 	snprintf(pid, sizeof pid, "%ld", (long)p.pid);
 	const char *const stats[] = {"stats", "--pid", pid, NULL};
-	/* What libc allocated before "ready" is counted, not guessed. The
-	 * daemon reads the agent's HELLO on its own socket: a query may come
-	 * before it, and then says not_traced for a moment. */
-	for (long long end = h_now_ms() + H_POLL_MS;;) {
-		h_ctl_run(&D, H_NOUID, &r, stats);
-		if ((r.status == 0 && r.json != NULL) || h_now_ms() > end)
-			break;
-		h_ctl_free(&r);
-		h_sleep_ms(20);
-	}
-	ck_assert_msg(r.status == 0 && r.json != NULL, "stats: %.400s", r.out);
+	/* What libc allocated before "ready" is counted, not guessed. */
+	h_await_traced(&D, H_NOUID, (long)p.pid);
+	h_ctl_ok(&D, H_NOUID, &r, stats);
 	h_json_int(r.json, "allocations", &alloc0);
 	h_json_int(r.json, "frees", &free0);
 	h_json_int(r.json, "unknown_frees", &unk0);
@@ -3128,14 +3120,8 @@ START_TEST(drain_yield)
 	h_proc_expect_ready(&p);
 	snprintf(pid, sizeof pid, "%ld", (long)p.pid);
 	const char *const stats[] = {"stats", "--pid", pid, NULL};
-	for (long long end = h_now_ms() + H_POLL_MS;;) {
-		h_ctl_run(&D, H_NOUID, &r, stats);
-		if ((r.status == 0 && r.json != NULL) || h_now_ms() > end)
-			break;
-		h_ctl_free(&r);
-		h_sleep_ms(20);
-	}
-	ck_assert_msg(r.status == 0 && r.json != NULL, "stats: %.400s", r.out);
+	h_await_traced(&D, H_NOUID, (long)p.pid);
+	h_ctl_ok(&D, H_NOUID, &r, stats);
 	ck_assert(h_json_int(r.json, "allocations", &alloc0));
 	ck_assert(h_json_int(r.json, "frees", &free0));
 	ck_assert(h_json_int(r.json, "current", &cur0));

@@ -37,6 +37,15 @@ static bool may_come_back(void)
 	       (rl.rlim_cur == RLIM_INFINITY || (long)rl.rlim_cur >= 20 - nice);
 }
 
+/* yield_start(y, true): whether passes may yield here, asserting that
+ * they may exactly when the process may come back from SCHED_IDLE. */
+static bool started(struct yielder *y)
+{
+	yield_start(y, true);
+	ck_assert_msg(y->on == may_come_back(), "yield %s: %s", y->on ? "on" : "off", y->why_off);
+	return y->on;
+}
+
 static int policy(void)
 {
 	return sched_getscheduler(0);
@@ -134,11 +143,8 @@ START_TEST(test_yield_pressure)
 	struct yielder y = {0};
 	int during;
 
-	yield_start(&y, true);
-	if (!y.on) {
-		ck_assert(!may_come_back());
+	if (!started(&y))
 		return;
-	}
 	/* A ring three quarters full: this pass yielded, the next does not;
 	 * one just below lets the one after yield again. */
 	pass(&y, SHM_RING_CAP / 4 * 3, false, &during);
@@ -192,11 +198,8 @@ START_TEST(test_yield_watchdog_ends_a_long_pass)
 	struct yielder y = {.pass_max_ms = 30};
 	int during;
 
-	yield_start(&y, true);
-	if (!y.on) {
-		ck_assert(!may_come_back());
+	if (!started(&y))
 		return;
-	}
 	ck_assert_uint_eq(y.pass_max_ms, 30);
 	/* A pass that takes far longer than 30 ms (asleep here, as a
 	 * starved thread would be): the watchdog gives the thread its
@@ -230,11 +233,8 @@ START_TEST(test_yield_watchdog_times_each_pass_from_its_start)
 	struct yielder y = {.pass_max_ms = 200};
 	int during;
 
-	yield_start(&y, true);
-	if (!y.on) {
-		ck_assert(!may_come_back());
+	if (!started(&y))
 		return;
-	}
 	/* A short yielding pass first: the watchdog starts timing it. */
 	pass(&y, 0, false, &during);
 	ck_assert_int_eq(during, SCHED_IDLE);
