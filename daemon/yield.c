@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,6 +107,14 @@ static void *watch(void *arg)
 	return NULL;
 }
 
+bool yield_kernel_ok(const char *release)
+{
+	unsigned major = 0, minor = 0;
+	if (sscanf(release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 6 || (major == 6 && minor >= 6);
+}
+
 void yield_start(struct yielder *y, bool want)
 {
 	unsigned max_ms = y->pass_max_ms != 0 ? y->pass_max_ms : YIELD_PASS_MAX_MS;
@@ -118,6 +127,15 @@ void yield_start(struct yielder *y, bool want)
 	y->loop_tid = self_tid();
 	if (!want) {
 		snprintf(y->why_off, sizeof(y->why_off), "turned off (--no-drain-yield)");
+		return;
+	}
+	struct utsname u;
+	if (uname(&u) < 0 || !yield_kernel_ok(u.release)) {
+		snprintf(y->why_off, sizeof(y->why_off),
+		         "Linux %s is older than 6.6: its scheduler (CFS) keeps the virtual "
+		         "runtime a thread ran up at idle priority when it comes back, so the "
+		         "daemon would fall behind every busy thread for long after each pass",
+		         uname(&u) < 0 ? "?" : u.release);
 		return;
 	}
 	pthread_attr_init(&attr);

@@ -80,6 +80,12 @@ struct yielder {
  * SCHED_IDLE and starts the watchdog. y->on says whether passes will yield
  * and y->why_off why not. Call it on the loop thread, at its own priority. */
 void yield_start(struct yielder *y, bool want);
+/* Whether a kernel release ("6.1.0-13-amd64") schedules a thread fairly
+ * after it comes back from SCHED_IDLE: Linux 6.6 and later (EEVDF rescales
+ * a task's lag when its weight changes; CFS before it left the virtual
+ * runtime the thread ran up at idle weight, 341 times its CPU time,
+ * charged to it at normal weight). Older kernels: no yielding. */
+bool yield_kernel_ok(const char *release);
 /* Stops the watchdog (after the last pass). */
 void yield_stop(struct yielder *y);
 /* Before a pass. */

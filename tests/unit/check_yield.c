@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,9 +27,17 @@
 
 /* Whether this process may go back from SCHED_IDLE at its nice value:
  * CAP_SYS_NICE (taken as root) or an RLIMIT_NICE that allows its nice. */
+static bool kernel_ok(void)
+{
+	struct utsname u;
+	return uname(&u) == 0 && yield_kernel_ok(u.release);
+}
+
 static bool may_come_back(void)
 {
 	struct rlimit rl;
+	if (!kernel_ok())
+		return false;
 	errno = 0;
 	int nice = getpriority(PRIO_PROCESS, 0);
 	if (geteuid() == 0)
@@ -110,7 +119,9 @@ START_TEST(test_yield_pass_runs_idle)
 	if (!may_come_back()) {
 		/* Not allowed here: off, and saying what it needs. */
 		ck_assert(!y.on);
-		ck_assert_msg(strstr(y.why_off, "RLIMIT_NICE") != NULL, "%s", y.why_off);
+		ck_assert_msg(strstr(y.why_off, kernel_ok() ? "RLIMIT_NICE" : "older than 6.6") !=
+		                  NULL,
+		              "%s", y.why_off);
 		return;
 	}
 	ck_assert_msg(y.on, "%s", y.why_off);
@@ -321,6 +332,12 @@ START_TEST(test_yield_unprivileged)
 		yield_stop(&y);
 		return;
 	}
+	if (!kernel_ok()) {
+		/* The kernel decides before the rights are asked. */
+		ck_assert(!unprivileged_start(true, why, sizeof(why)));
+		ck_assert_msg(strstr(why, "older than 6.6") != NULL, "%s", why);
+		return;
+	}
 	/* RLIMIT_NICE 0: nice 0 is out of reach once at idle priority. */
 	ck_assert(!unprivileged_start(false, why, sizeof(why)));
 	ck_assert_msg(strstr(why, "no way back from SCHED_IDLE at nice 0") != NULL &&
@@ -339,8 +356,8 @@ START_TEST(test_yield_refused_after_start)
 {
 	int fds[2];
 
-	if (geteuid() != 0)
-		return; /* needs a capability to give up */
+	if (geteuid() != 0 || !kernel_ok())
+		return; /* needs a capability to give up, and a kernel that yields */
 	ck_assert_int_eq(pipe(fds), 0);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -392,12 +409,30 @@ START_TEST(test_yield_refused_after_start)
 }
 END_TEST
 
+/* Which kernels may yield: the release string's major and minor. */
+START_TEST(test_yield_kernel_releases)
+{
+	ck_assert(!yield_kernel_ok("6.1.0-13-amd64")); /* Debian 12 */
+	ck_assert(!yield_kernel_ok("5.15.0-91-generic"));
+	ck_assert(!yield_kernel_ok("6.5.13"));
+	ck_assert(yield_kernel_ok("6.6.0"));
+	ck_assert(yield_kernel_ok("6.12.57+deb13-amd64")); /* Debian 13 */
+	ck_assert(yield_kernel_ok("6.18.44-fc-v1272"));
+	ck_assert(yield_kernel_ok("7.0.1"));
+	ck_assert(!yield_kernel_ok("4.19.0"));
+	ck_assert(!yield_kernel_ok(""));
+	ck_assert(!yield_kernel_ok("six"));
+	ck_assert(!yield_kernel_ok("6"));
+}
+END_TEST
+
 Suite *yield_suite(void)
 {
 	Suite *s = suite_create("yield");
 	TCase *tc = tcase_create("passes");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_yield_off_when_asked);
+	tcase_add_test(tc, test_yield_kernel_releases);
 	tcase_add_test(tc, test_yield_pass_runs_idle);
 	tcase_add_test(tc, test_yield_pressure);
 	tcase_add_test(tc, test_yield_watchdog_ends_a_long_pass);
