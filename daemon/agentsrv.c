@@ -570,8 +570,13 @@ void agentsrv_on_timer(uv_timer_t *t)
 	for (size_t i = 0; i < n; i++)
 		session_unref(v[i]);
 	free(v);
-	if (more)
+	/* From now, not from the turn's start (libuv's cached time, before
+	 * this pass): a timer already due runs before the loop polls, and a
+	 * query that came during the pass would wait for the next pass too. */
+	if (more) {
+		uv_update_time(d->loop);
 		uv_timer_start(&d->agent_timer, agentsrv_on_timer, 1, DRAIN_PERIOD_MS);
+	}
 }
 
 static int listen_on(const char *path)
