@@ -23,6 +23,7 @@
 
 struct jobs {
 	size_t running; /* queued, done not called yet: 0 when the loop has returned */
+	uv_work_t warm; /* jobs_start_pool's */
 	struct jobs_writes writes;
 	uint64_t syms_retired, syms_full; /* what the log has said of them */
 	/* Writes a store bound refused, per bound, for the log. */
@@ -42,6 +43,22 @@ static void evict_burst_close(struct evict_burst *e, bool own);
 struct jobs *jobs_new(void)
 {
 	return xcalloc(1, sizeof(struct jobs));
+}
+
+static void warm_nothing(uv_work_t *w)
+{
+	(void)w;
+}
+
+static void warm_done(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
+}
+
+void jobs_start_pool(struct jobs *j, uv_loop_t *loop)
+{
+	uv_queue_work(loop, &j->warm, warm_nothing, warm_done);
 }
 
 void jobs_free(struct jobs *j)

@@ -96,6 +96,10 @@ struct jobs_writes {
 };
 
 struct jobs *jobs_new(void);
+/* Makes the thread pool's threads now, with an empty job: they inherit the
+ * scheduling policy of the thread that makes them, which must not be the
+ * loop thread in a yielding pass (yield.h). */
+void jobs_start_pool(struct jobs *j, uv_loop_t *loop);
 /* After the loop has finished every job. NULL is a no-op. */
 void jobs_free(struct jobs *j);
 /* The snapshot-write figures; the pointer stays valid until jobs_free. */

@@ -106,17 +106,6 @@ static void usage(FILE *f)
 	        "  --help, --version\n");
 }
 
-static uv_work_t pool_warm;
-static void warm_nothing(uv_work_t *w)
-{
-	(void)w;
-}
-static void warm_done(uv_work_t *w, int status)
-{
-	(void)w;
-	(void)status;
-}
-
 static int parse_size(const char *opt, const char *s, size_t *out)
 {
 	char *end;
@@ -644,9 +633,7 @@ int main(int argc, char **argv)
 	else
 		log_info("symbol cache: not bounded (--max-symbol-cache-bytes 0)");
 	d.jobs = jobs_new();
-	/* The thread pool's threads inherit the policy of the thread that
-	 * makes them, at the first job: made now, before a pass yields. */
-	uv_queue_work(d.loop, &pool_warm, warm_nothing, warm_done);
+	jobs_start_pool(d.jobs, d.loop); /* before a pass yields */
 	yield_start(&d.yield, !d.cfg.no_drain_yield);
 	if (d.yield.on)
 		log_info(

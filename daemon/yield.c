@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "drain.h"
 #include "log.h"
 #include "shm.h"
 
@@ -30,13 +31,6 @@ static void futex_wait(_Atomic uint32_t *f, uint32_t val, uint64_t ns)
 static void futex_wake(_Atomic uint32_t *f)
 {
 	syscall(SYS_futex, (uint32_t *)f, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int set_policy(pid_t tid, int policy)
@@ -90,7 +84,7 @@ static void *watch(void *arg)
 			continue;
 		}
 		/* Stored before `pass` moved to p (or a later pass's). */
-		uint64_t deadline = atomic_load(&y->pass_start_ns) + max_ns, now = mono_ns();
+		uint64_t deadline = atomic_load(&y->pass_start_ns) + max_ns, now = drain_now_ns();
 		if (now < deadline) {
 			futex_wait(&y->pass, p, deadline - now);
 			continue;
@@ -185,12 +179,12 @@ void yield_reading(struct yielder *y)
 	if (!y->in_pass || y->reading)
 		return;
 	y->reading = true;
-	if (!y->on || y->npressed > 0 || mono_ns() < y->calm_after_ns) {
+	if (!y->on || y->npressed > 0 || drain_now_ns() < y->calm_after_ns) {
 		y->normal++;
 		return;
 	}
 	/* Published before the thread may starve: the watchdog times it. */
-	atomic_store(&y->pass_start_ns, mono_ns());
+	atomic_store(&y->pass_start_ns, drain_now_ns());
 	atomic_fetch_add(&y->pass, 1);
 	if (atomic_load(&y->asleep))
 		futex_wake(&y->pass);
@@ -250,7 +244,7 @@ void yield_end(struct yielder *y)
 	if (rc < 0)
 		rc = come_back_harder();
 	uint32_t p = atomic_fetch_add(&y->pass, 1);
-	uint64_t now = mono_ns();
+	uint64_t now = drain_now_ns();
 	y->yielding = false;
 	/* Starved, whether the watchdog saw it or not: no yield for a while. */
 	if (atomic_load(&y->escalated) == p ||
