@@ -278,47 +278,83 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
 	return 0;
 }
 
-/* Finds the temporaries of recs[start .. start + n), one ring's records in
- * sequence order (see PAIR_ALLOC). A FREE pairs with the last ALLOC of its
- * bucket when that is of its address: any record of that address between
- * would have taken the bucket (an ALLOC) or the pair (a FREE). A FORK ends
- * every pair: the child's copy of the heap must hold the block. fresh: the
- * round reads this ring alone, so PAIR_FRESH holds (with other rings, a
- * record of theirs may come between the FREE and the ALLOC). */
-static void pair_records(struct drain_scratch *sc, size_t start, size_t n, bool fresh)
+/* Checks the chunk just copied into recs[sg->start ..), n records of ring
+ * sg->ring, and finds its temporaries when `pairs` (see PAIR_ALLOC), in one
+ * pass: sequence numbers must rise along the ring, and the chunk ends before
+ * the first record numbered W or above (sg->at_w). Returns the records
+ * kept, or -1 when the numbers do not rise.
+ *
+ * A FREE pairs with the last ALLOC of its bucket when that is of its
+ * address: any record of that address between would have taken the bucket
+ * (an ALLOC) or the pair (a FREE). A FORK ends every pair: the child's copy
+ * of the heap must hold the block. fresh: the round reads this ring alone,
+ * so PAIR_FRESH holds (with other rings, a record of theirs may come between
+ * the FREE and the ALLOC). */
+static long scan_records(struct drain_scratch *sc, struct drain_seg *sg, size_t n, uint64_t w,
+                         bool pairs, bool fresh)
 {
 	uint32_t last[PAIR_BUCKETS];  /* index + 1 of the bucket's last ALLOC, 0: none */
 	uint64_t freed[PAIR_BUCKETS]; /* the address of the bucket's last FREE, 0: none */
 	uint32_t last_alloc = 0;      /* index + 1 of the last ALLOC, 0: none */
+	const struct shm_ev *recs = sc->recs;
+	uint32_t *pair = sc->pair;
+	size_t k, start = sg->start, end = start + n;
+	/* Below every number: a ring's first record has no predecessor. */
+	uint64_t prev = sg->copied > 0 ? sg->last : 0;
 
+	if (!pairs) {
+		for (k = start; k < end; k++) {
+			uint64_t seq = recs[k].seq_kind >> PROTO_EV_KIND_BITS;
+			if (seq <= prev && (k > start || sg->copied > 0))
+				return -1;
+			if (seq >= w) {
+				sg->at_w = true;
+				break;
+			}
+			prev = seq;
+		}
+		sg->last = prev;
+		return (long)(k - start);
+	}
 	memset(last, 0, sizeof(last));
 	memset(freed, 0, sizeof(freed));
-	for (size_t k = start; k < start + n; k++) {
-		const struct shm_ev *e = &sc->recs[k];
+	for (k = start; k < end; k++) {
+		const struct shm_ev *e = &recs[k];
+		uint64_t seq = e->seq_kind >> PROTO_EV_KIND_BITS;
+		if (seq <= prev && (k > start || sg->copied > 0))
+			return -1;
+		if (seq >= w) {
+			sg->at_w = true;
+			break;
+		}
+		prev = seq;
 		unsigned kind = (unsigned)(e->seq_kind & PROTO_EV_KIND_MASK);
 		size_t b = (size_t)((e->addr >> 4 ^ e->addr >> 12) % PAIR_BUCKETS);
-		sc->pair[k] = 0;
 		if (kind == PROTO_EV_ALLOC) {
 			/* A FRESH mark stays on an ALLOC that pairs with no
 			 * FREE: only pair[] of paired ALLOCs is read. */
-			sc->pair[k] = fresh && freed[b] == e->addr ? PAIR_FRESH : 0;
+			pair[k] = fresh && freed[b] == e->addr ? PAIR_FRESH : 0;
 			freed[b] = freed[b] == e->addr ? 0 : freed[b];
 			last[b] = last_alloc = (uint32_t)k + 1;
 		} else if (kind == PROTO_EV_FREE) {
 			uint32_t a = last[b];
-			if (a != 0 && sc->recs[a - 1].addr == e->addr) {
-				sc->pair[a - 1] |=
+			pair[k] = 0;
+			if (a != 0 && recs[a - 1].addr == e->addr) {
+				pair[a - 1] |=
 				    PAIR_ALLOC | (uint32_t)k | (a == last_alloc ? PAIR_ADJ : 0);
-				sc->pair[k] = PAIR_FREE | (a - 1);
+				pair[k] = PAIR_FREE | (a - 1);
 				last[b] = 0;
 			}
 			freed[b] = e->addr;
 		} else {
+			pair[k] = 0;
 			memset(last, 0, sizeof(last));
 			memset(freed, 0, sizeof(freed));
 			last_alloc = 0;
 		}
 	}
+	sg->last = prev;
+	return (long)(k - start);
 }
 
 /* Copies the next chunk of a ring's records below w (none, sg->n == 0, when
@@ -338,20 +374,12 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 		*why = "the shared memory cannot be read";
 		return -EBADMSG;
 	}
-	for (k = 0; k < n; k++) {
-		uint64_t s = sc->recs[sg->start + k].seq_kind >> PROTO_EV_KIND_BITS;
-		if ((sg->copied > 0 || k > 0) && s <= sg->last) {
-			*why = "sequence numbers do not rise along a ring";
-			return -EBADMSG;
-		}
-		if (s >= w) {
-			sg->at_w = true;
-			break;
-		}
-		sg->last = s;
+	long kept = scan_records(sc, sg, n, w, pairs, alone);
+	if (kept < 0) {
+		*why = "sequence numbers do not rise along a ring";
+		return -EBADMSG;
 	}
-	if (pairs)
-		pair_records(sc, sg->start, k, alone);
+	k = (size_t)kept;
 	sg->n = k;
 	sg->copied += k;
 	if (k > 0)
@@ -446,6 +474,41 @@ static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint
 	struct shm_ev *rec = &sc->recs[at];
 	struct proto_event ev;
 
+	/* A temporary's records, the common case first (heap_temp_alloc_fast);
+	 * anything it does not take goes the general way below. */
+	if (pr & (PAIR_ALLOC | PAIR_FREE)) {
+		uint64_t sk = rec->seq_kind, seq = sk >> PROTO_EV_KIND_BITS;
+		unsigned kind = (unsigned)(sk & PROTO_EV_KIND_MASK);
+		uint32_t *fp = &sc->pair[pr & PAIR_INDEX]; /* the partner's entry */
+		const struct shm_ev *o = &sc->recs[pr & PAIR_INDEX];
+		if ((pr & PAIR_ALLOC) && kind == PROTO_EV_ALLOC && rec->addr != 0 &&
+		    o->seq_kind >> PROTO_EV_KIND_BITS < bound) {
+			if (!(pr & PAIR_ADJ)) {
+				if (heap_temp_alloc_fast(h, seq, rec->addr, rec->size, rec->stack,
+				                         pr & PAIR_FRESH)) {
+					*fp |= PAIR_COUNTED;
+					dr->temporaries++;
+					return 0;
+				}
+			} else if (o->size <= PROTO_FREE_TEMPORARY &&
+			           heap_pair_fast(h, seq, rec->addr, rec->size, rec->stack,
+			                          pr & PAIR_FRESH, o->size != 0)) {
+				*fp |= PAIR_FUSED | PAIR_COUNTED;
+				dr->fused_open++;
+				dr->temporaries++;
+				return 0;
+			}
+		} else if ((pr & PAIR_FREE) && (pr & PAIR_COUNTED) && kind == PROTO_EV_FREE &&
+		           rec->addr != 0 && rec->size <= PROTO_FREE_TEMPORARY) {
+			if (!(pr & PAIR_FUSED)) {
+				if (heap_temp_free_fast(h, seq, o->size, o->stack, rec->size != 0))
+					return 0;
+			} else if (heap_pair_free_fast(h, seq)) {
+				dr->fused_open--;
+				return 0;
+			}
+		}
+	}
 	if (proto_record_decode(rec, &ev) < 0) {
 		*why = "a record is malformed";
 		return -1;
@@ -614,39 +677,57 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		for (size_t c = 1; c <= 2 && c < live; c++)
 			if (sc->seg[sc->order[c]].next_seq < bound)
 				bound = sc->seg[sc->order[c]].next_seq;
+		/* The chunk's place in locals: apply_record writes through
+		 * pointers, and the compiler would read sg's fields again after
+		 * each record. sg->pos is stored back before anything reads it
+		 * (fill, keep_temporaries). */
+		size_t pos = sg->pos, n = sg->n;
+		const struct shm_ev *recs = sc->recs + sg->start;
+		const uint32_t *pair = sc->pair + sg->start;
 		for (;;) {
 			if (applied >= cap) {
+				sg->pos = pos;
 				*more = true;
 				goto done;
 			}
 			if (deadline_ns != 0 && work >= DRAIN_CLOCK_EVERY) {
 				work = 0;
 				if (drain_now_ns() >= deadline_ns) {
+					sg->pos = pos;
 					*more = true;
 					goto done;
 				}
 			}
 			work++;
-			size_t at = sg->start + sg->pos;
-			if (sg->pos + DRAIN_PREFETCH < sg->n) {
-				const struct shm_ev *ahead = &sc->recs[at + DRAIN_PREFETCH];
+			if (pos + DRAIN_PREFETCH < n) {
+				const struct shm_ev *ahead = &recs[pos + DRAIN_PREFETCH];
 				if (h->tab.cap > HEAP_PREFETCH_MIN_CAP)
 					heap_prefetch(h, ahead->addr);
 				if (h->nstacks > HEAP_PREFETCH_MIN_STACKS &&
 				    (ahead->seq_kind & PROTO_EV_KIND_MASK) == PROTO_EV_ALLOC)
 					heap_prefetch_stack(h, ahead->stack);
 			}
-			if (apply_record(dr, h, at, pairs ? sc->pair[at] : 0, bound, &work, why) <
-			    0)
+			if (apply_record(dr, h, sg->start + pos, pairs ? pair[pos] : 0, bound,
+			                 &work, why) < 0) {
+				sg->pos = pos;
 				goto out_bad;
+			}
 			applied++;
-			if (++sg->pos == sg->n && fill(dr, sg, w, chunk, pairs, alone, why) < 0)
-				goto out_bad;
-			if (sg->n == 0)
+			if (++pos == n) {
+				sg->pos = pos;
+				if (fill(dr, sg, w, chunk, pairs, alone, why) < 0)
+					goto out_bad;
+				if (sg->n == 0)
+					break;
+				pos = sg->pos;
+				n = sg->n;
+			}
+			uint64_t next = recs[pos].seq_kind >> PROTO_EV_KIND_BITS;
+			if (next >= bound) {
+				sg->pos = pos;
+				sg->next_seq = next;
 				break;
-			sg->next_seq = sc->recs[sg->start + sg->pos].seq_kind >> PROTO_EV_KIND_BITS;
-			if (sg->next_seq >= bound)
-				break;
+			}
 		}
 		if (sg->n == 0)
 			sc->order[0] = sc->order[--live];

@@ -1071,6 +1071,115 @@ int heap_apply_temp_free(struct heap *h, uint64_t seq, uint64_t size, uint32_t s
 	return 0;
 }
 
+/* Stack id's statistics for writing when that needs no copy and no new
+ * chunk, else NULL (stack_wr). */
+static inline struct heap_stack *stack_wr_quick(struct heap *h, uint32_t id)
+{
+	if (id >= h->nstacks)
+		return NULL;
+	struct heap_stack_chunk *c = h->stacks[id / HEAP_STACK_CHUNK];
+	if (c == NULL || atomic_load_explicit(&c->refs, memory_order_acquire) != 1)
+		return NULL;
+	return &c->s[id & STACK_MASK];
+}
+
+/* heap_temp_alloc_fast's and heap_pair_fast's conditions: the stack's
+ * statistics, or NULL (nothing changed). */
+static inline struct heap_stack *fast_alloc_ok(struct heap *h, uint64_t seq, uint64_t addr,
+                                               uint32_t stack, bool fresh)
+{
+	if (seq <= h->last_seq || h->sample_bytes != 0 || h->tab.old != NULL || h->big.old != NULL)
+		return NULL;
+	struct heap_stack *s = stack_wr_quick(h, stack);
+	if (s == NULL || !s->defined || h->count >= h->max_blocks ||
+	    (h->charge != NULL && h->count >= h->granted_blocks))
+		return NULL;
+	size_t end;
+	uint64_t probes = h->probes;
+	if (!fresh && arr_search(h, h->tab.slots, h->tab.cap, addr, &end) != SIZE_MAX) {
+		h->probes = probes; /* the general way searches again */
+		return NULL;        /* a block to replace */
+	}
+	return s;
+}
+
+int heap_temp_alloc_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, uint32_t stack,
+                         bool fresh)
+{
+	struct heap_stack *s = fast_alloc_ok(h, seq, addr, stack, fresh);
+	if (s == NULL)
+		return 0;
+	h->last_seq = seq;
+	/* apply_alloc's, for a temporary with whole weights */
+	s->total_allocs++;
+	s->total_bytes += size;
+	h->allocations++;
+	h->count++;
+	h->temps++;
+	settle_peak(h, s);
+	s->live_bytes += size;
+	s->live_count++;
+	h->current += size;
+	h->blocks++;
+	if (h->current > h->peak) {
+		h->peak = h->current;
+		h->peak_serial++;
+	}
+	return 1;
+}
+
+int heap_pair_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, uint32_t stack,
+                   bool fresh, bool temporary)
+{
+	struct heap_stack *s = fast_alloc_ok(h, seq, addr, stack, fresh);
+	if (s == NULL)
+		return 0;
+	h->last_seq = seq;
+	/* apply_alloc's, for a pair with whole weights */
+	s->total_allocs++;
+	s->total_bytes += size;
+	h->allocations++;
+	if (h->current + size > h->peak) {
+		h->peak = h->current + size;
+		h->peak_serial++;
+		s->peak_bytes = s->live_bytes + size;
+		s->peak_count = s->live_count + 1;
+		s->peak_stamp = h->peak_serial;
+	}
+	s->temporary += temporary;
+	h->frees++;
+	return 1;
+}
+
+int heap_pair_free_fast(struct heap *h, uint64_t seq)
+{
+	if (seq <= h->last_seq || h->tab.old != NULL || h->big.old != NULL)
+		return 0;
+	h->last_seq = seq;
+	return 1;
+}
+
+int heap_temp_free_fast(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool temporary)
+{
+	if (seq <= h->last_seq || h->sample_bytes != 0 || h->tab.old != NULL || h->big.old != NULL)
+		return 0;
+	struct heap_stack *s = stack_wr_quick(h, stack);
+	if (s == NULL)
+		return 0;
+	h->last_seq = seq;
+	/* unweigh's, with whole weights, and heap_apply_temp_free's */
+	s->temporary += temporary;
+	settle_peak(h, s);
+	s->live_bytes -= size;
+	s->live_count--;
+	h->current -= size;
+	h->blocks--;
+	h->frees++;
+	h->temps--;
+	uncount(h);
+	return 1;
+}
+
 void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack)
 {
 	h->temps--;
