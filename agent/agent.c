@@ -282,10 +282,9 @@ static void thread_exit(void *arg)
 	}
 }
 
-static struct shm_ring *thread_ring(struct agent_tls *t)
+/* The thread's first event (or its first in a new session): its ring. */
+static __attribute__((noinline)) struct shm_ring *thread_ring_first(struct agent_tls *t)
 {
-	if (t->ring != NULL)
-		return t->ring;
 	if (t->stack_hi == 0)
 		unwind_thread_init(t);
 	t->ring = ring_acquire(sysdep_gettid());
@@ -294,6 +293,13 @@ static struct shm_ring *thread_ring(struct agent_tls *t)
 	if (t->ring != NULL && !t->dead && thread_key_ok)
 		pthread_setspecific(thread_key, t->ring);
 	return t->ring;
+}
+
+static inline struct shm_ring *thread_ring(struct agent_tls *t)
+{
+	if (__builtin_expect(t->ring != NULL, 1))
+		return t->ring;
+	return thread_ring_first(t);
 }
 
 /* The thread's first event since memtrace_attach started a new session:
@@ -311,7 +317,7 @@ static void new_epoch(struct agent_tls *t)
 
 /* ---- fork and exit ---- */
 
-static struct shm_ring *thread_ring(struct agent_tls *t);
+static inline struct shm_ring *thread_ring(struct agent_tls *t);
 static inline int reserve(struct shm_ring *r, uint64_t k);
 static void count_lost(uint64_t allocs, uint64_t bytes, uint64_t frees, uint64_t other);
 static inline uint64_t seq_take(struct agent_tls *t, struct shm_ring *r);
