@@ -467,10 +467,10 @@ static void keep_temporaries(struct drain *dr, struct heap *h, const struct drai
 /* Applies record `at` of the scratch (pr: its pair[] entry, 0 when the
  * round pairs nothing) in a run that ends below `bound` (round_run); work
  * counts what it cost. */
-static inline int apply_record(struct drain *dr, struct heap *h, size_t at, uint32_t pr,
-                               uint64_t bound, unsigned *work, const char **why)
+static inline int apply_record(struct drain *dr, struct drain_scratch *sc, struct heap *h,
+                               size_t at, uint32_t pr, uint64_t bound, unsigned *work,
+                               const char **why)
 {
-	struct drain_scratch *sc = SC(dr);
 	struct shm_ev *rec = &sc->recs[at];
 	struct proto_event ev;
 
@@ -684,22 +684,26 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		size_t pos = sg->pos, n = sg->n;
 		const struct shm_ev *recs = sc->recs + sg->start;
 		const uint32_t *pair = sc->pair + sg->start;
+		/* Worth asking the cache for what a record ahead needs (a
+		 * table that grows meanwhile is seen at the next run). */
+		bool prefetch =
+		    h->tab.cap > HEAP_PREFETCH_MIN_CAP || h->nstacks > HEAP_PREFETCH_MIN_STACKS;
 		for (;;) {
 			if (applied >= cap) {
 				sg->pos = pos;
 				*more = true;
 				goto done;
 			}
-			if (deadline_ns != 0 && work >= DRAIN_CLOCK_EVERY) {
+			if (__builtin_expect(work >= DRAIN_CLOCK_EVERY, 0)) {
 				work = 0;
-				if (drain_now_ns() >= deadline_ns) {
+				if (deadline_ns != 0 && drain_now_ns() >= deadline_ns) {
 					sg->pos = pos;
 					*more = true;
 					goto done;
 				}
 			}
 			work++;
-			if (pos + DRAIN_PREFETCH < n) {
+			if (prefetch && pos + DRAIN_PREFETCH < n) {
 				const struct shm_ev *ahead = &recs[pos + DRAIN_PREFETCH];
 				if (h->tab.cap > HEAP_PREFETCH_MIN_CAP)
 					heap_prefetch(h, ahead->addr);
@@ -707,7 +711,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 				    (ahead->seq_kind & PROTO_EV_KIND_MASK) == PROTO_EV_ALLOC)
 					heap_prefetch_stack(h, ahead->stack);
 			}
-			if (apply_record(dr, h, sg->start + pos, pairs ? pair[pos] : 0, bound,
+			if (apply_record(dr, sc, h, sg->start + pos, pairs ? pair[pos] : 0, bound,
 			                 &work, why) < 0) {
 				sg->pos = pos;
 				goto out_bad;
