@@ -86,8 +86,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (threads > SHM_NRINGS || nstacks > SHM_STACK_CAP || temp_pct > 100 || gap > 64) {
-		fprintf(stderr, "ingest: at most %u threads, %u stacks, 100 %%, a gap of 64\n",
+	if (threads > SHM_NRINGS || nstacks > SHM_STACK_CAP || temp_pct > 100 || gap > 63) {
+		fprintf(stderr, "ingest: at most %u threads, %u stacks, 100 %%, a gap of 63\n",
 		        SHM_NRINGS, SHM_STACK_CAP);
 		return 2;
 	}

@@ -476,7 +476,7 @@ static inline int apply_record(struct drain *dr, struct drain_scratch *sc, struc
 
 	/* A temporary's records, the common case first (heap_temp_alloc_fast);
 	 * anything it does not take goes the general way below. */
-	if (pr & (PAIR_ALLOC | PAIR_FREE)) {
+	if ((pr & (PAIR_ALLOC | PAIR_FREE)) && !dr->no_fast) {
 		uint64_t sk = rec->seq_kind, seq = sk >> PROTO_EV_KIND_BITS;
 		unsigned kind = (unsigned)(sk & PROTO_EV_KIND_MASK);
 		uint32_t *fp = &sc->pair[pr & PAIR_INDEX]; /* the partner's entry */

@@ -74,6 +74,9 @@ struct drain {
 	/* Apply every record on its own, pairing no temporaries: for the
 	 * tests that compare the two. */
 	bool no_pairs;
+	/* Pair, but apply every pair the general way, not the short one
+	 * (heap_temp_alloc_fast): for the test that compares the two. */
+	bool no_fast;
 	uint64_t temporaries;      /* allocations applied as temporaries */
 	uint64_t temporaries_kept; /* of them, given a slot: the round ended first */
 	size_t fused_open;         /* counted pairs applied at once whose FREE is still to come */

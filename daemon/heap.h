@@ -248,15 +248,20 @@ void heap_temp_keep(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack
  * counted 0 makes it an unknown free, as heap_apply_temp_free). When the
  * reading stops between the two, heap_pair_unfuse takes the free back and
  * gives the block its slot. */
+int heap_apply_pair(struct heap *h, const struct proto_event *ev, bool fresh, bool temporary,
+                    uint32_t *stack);
+int heap_apply_pair_free(struct heap *h, uint64_t seq, bool counted);
+void heap_pair_unfuse(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack, bool temporary);
+
 /* The common case of a temporary's two records, in fewer steps: every
- * allocation recorded, no table being moved, the stack defined and its
- * statistics not shared with a copy, no limit near, no block at the
- * address (fresh, or the table holds none). Each changes the model exactly
- * as heap_apply_temp_alloc (with *stack the record's stack) or
- * heap_apply_temp_free of a counted block would and returns 1; or changes
- * nothing and returns 0, and the caller takes the general way. The caller
- * has checked the record: its address is not 0, a FREE's size is 0 or
- * PROTO_FREE_TEMPORARY. */
+ * allocation recorded, no table being moved, the stack's statistics not
+ * shared with a copy (and, for an allocation, the stack defined, no limit
+ * near, no block at the address: fresh, or the table holds none). Each
+ * changes the model exactly as heap_apply_temp_alloc (with *stack the
+ * record's stack) or heap_apply_temp_free of a counted block would and
+ * returns 1; or changes nothing and returns 0, and the caller takes the
+ * general way. The caller has checked the record: its address is not 0, a
+ * FREE's size is 0 or PROTO_FREE_TEMPORARY. */
 int heap_temp_alloc_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, uint32_t stack,
                          bool fresh);
 int heap_temp_free_fast(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack,
@@ -266,10 +271,7 @@ int heap_temp_free_fast(struct heap *h, uint64_t seq, uint64_t size, uint32_t st
 int heap_pair_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, uint32_t stack,
                    bool fresh, bool temporary);
 int heap_pair_free_fast(struct heap *h, uint64_t seq);
-int heap_apply_pair(struct heap *h, const struct proto_event *ev, bool fresh, bool temporary,
-                    uint32_t *stack);
-int heap_apply_pair_free(struct heap *h, uint64_t seq, bool counted);
-void heap_pair_unfuse(struct heap *h, uint64_t addr, uint64_t size, uint32_t stack, bool temporary);
+
 void heap_reset_peak(struct heap *h);
 
 /* Stack `id` (statistics and frames); an id past nstacks or never written
