@@ -9,10 +9,11 @@
  * `stacks` call stacks) and frees the oldest one, so every record after the
  * first `live` is a lookup of a random old block; `-r` makes a fraction of
  * the frees a free of the block just allocated (a temporary, as a request
- * loop makes them); with `-g GAP` a temporary is freed after GAP more
- * allocations of its ring instead (a request frees its blocks after the
- * next ones: in redis-server only 13 % of the temporaries are freed before
- * the next allocation). Addresses are spread as an allocator's are (16-byte
+ * loop makes them); with `-g GAP` (1 to 63, with -r) such a block is
+ * freed only once GAP more of them were allocated in its ring (a request
+ * frees its blocks after the next ones: in redis-server only 13 % of the
+ * temporaries are freed before the next allocation); the last GAP of each
+ * ring stay live at the end. Addresses are spread as an allocator's are (16-byte
  * aligned, increasing, reused once freed).
  *
  * Usage: ingest [-n RECORDS] [-l LIVE] [-s STACKS] [-t THREADS] [-r PERCENT] [-g GAP]
@@ -86,6 +87,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (gap > 0 && temp_pct == 0) {
+		fprintf(stderr, "ingest: -g spaces the frees of -r's blocks: give -r too\n");
+		return 2;
+	}
 	if (threads > SHM_NRINGS || nstacks > SHM_STACK_CAP || temp_pct > 100 || gap > 63) {
 		fprintf(stderr, "ingest: at most %u threads, %u stacks, 100 %%, a gap of 63\n",
 		        SHM_NRINGS, SHM_STACK_CAP);
@@ -146,8 +151,8 @@ int main(int argc, char **argv)
 			testregion_put(r, &e);
 			if (temp_pct > 0 && rng() % 100 < temp_pct) {
 				if (gap > 0) {
-					/* Freed after `gap` more allocations of this ring:
-					 * the oldest pending one goes now. */
+					/* Freed once `gap` more of them were allocated in this
+					 * ring: the oldest pending one goes now. */
 					pend[ri][npend[ri]++] = a;
 					if (npend[ri] <= gap) {
 						k--; /* no FREE this step */
@@ -187,8 +192,12 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("ingest: %" PRIu64 " records over %lu ring(s), %lu live blocks, %lu stacks, "
-	       "%lu%% temporary\n",
-	       applied, threads, live, nstacks, temp_pct);
+	       "%lu%% freed %s\n",
+	       applied, threads, live, nstacks, temp_pct,
+	       gap > 0 ? "a few allocations later" : "at once");
+	if (gap > 0)
+		printf("ingest: each freed once %lu more of them were allocated in its ring (-g)\n",
+		       gap);
 	printf("ingest: %.1f ns per record, %.1f million records per second of CPU\n",
 	       busy * 1e9 / (double)applied, (double)applied / busy / 1e6);
 	printf("ingest: %zu live blocks, %.1f bytes of model per live block\n", h.count,

@@ -3097,8 +3097,14 @@ static void drain_status(long long *idle, long long *normal, long long *escalati
 /* Passes of reading that yield the CPU (daemon/yield.h) lose nothing and
  * change no figure: a program's churn and the blocks it keeps, read by a
  * daemon whose passes run at idle priority; with _i == 1, while busy loops
- * at the daemon's own priority take every CPU, so that a yielding pass
- * starves until the watchdog gives the daemon its priority back. */
+ * at the daemon's own priority take every CPU, so that a yielding pass gets
+ * only what an idle thread gets. Whether one then starves long enough for
+ * the watchdog to give the daemon its priority back depends on how much a
+ * pass has to do in that share (since the temporaries' short way, often
+ * not: a pass of a few thousand records fits): the watchdog is
+ * check_yield's (a 300 ms pass cut at 20 ms, timed from its own start);
+ * here what the cuts were is printed, and what must hold is that nothing
+ * is lost and every figure is exact while every CPU is busy. */
 START_TEST(drain_yield)
 {
 	const bool hogs = _i == 1;
@@ -3172,10 +3178,10 @@ START_TEST(drain_yield)
 		ck_assert_msg(idle1 > idle0, "no pass yielded (%lld idle, %lld normal)",
 		              idle1 - idle0, normal1 - normal0);
 		if (hogs)
-			ck_assert_msg(esc1 > esc0,
-			              "with every CPU busy no yielding pass was cut short "
-			              "(%lld idle, %lld normal)",
-			              idle1 - idle0, normal1 - normal0);
+			fprintf(stderr,
+			        "drain_yield: with every CPU busy, %lld passes yielded, %lld did "
+			        "not, the watchdog cut %lld\n",
+			        idle1 - idle0, normal1 - normal0, esc1 - esc0);
 	}
 	ck_assert_int_eq(h_proc_send(&p, "exit"), 0);
 	ck_assert_msg(WIFEXITED(h_proc_finish(&p, 30000)), "churn did not exit");
