@@ -302,22 +302,10 @@ static long scan_records(struct drain_scratch *sc, struct drain_seg *sg, size_t 
 	/* Below every number: a ring's first record has no predecessor. */
 	uint64_t prev = sg->copied > 0 ? sg->last : 0;
 
-	if (!pairs) {
-		for (k = start; k < end; k++) {
-			uint64_t seq = recs[k].seq_kind >> PROTO_EV_KIND_BITS;
-			if (seq <= prev && (k > start || sg->copied > 0))
-				return -1;
-			if (seq >= w) {
-				sg->at_w = true;
-				break;
-			}
-			prev = seq;
-		}
-		sg->last = prev;
-		return (long)(k - start);
+	if (pairs) {
+		memset(last, 0, sizeof(last));
+		memset(freed, 0, sizeof(freed));
 	}
-	memset(last, 0, sizeof(last));
-	memset(freed, 0, sizeof(freed));
 	for (k = start; k < end; k++) {
 		const struct shm_ev *e = &recs[k];
 		uint64_t seq = e->seq_kind >> PROTO_EV_KIND_BITS;
@@ -328,6 +316,8 @@ static long scan_records(struct drain_scratch *sc, struct drain_seg *sg, size_t 
 			break;
 		}
 		prev = seq;
+		if (!pairs)
+			continue;
 		unsigned kind = (unsigned)(e->seq_kind & PROTO_EV_KIND_MASK);
 		size_t b = (size_t)((e->addr >> 4 ^ e->addr >> 12) % PAIR_BUCKETS);
 		if (kind == PROTO_EV_ALLOC) {

@@ -818,6 +818,20 @@ static inline void settle_peak(const struct heap *h, struct heap_stack *s)
 	}
 }
 
+/* unweigh with every allocation recorded: whole weights (a count of 1, the
+ * size), which leave each fraction as it is, so the sums are plain
+ * (sampling_add of a whole value is an add). */
+static inline void unweigh_whole(struct heap *h, struct heap_stack *s, uint64_t size,
+                                 bool temporary)
+{
+	s->temporary += temporary;
+	settle_peak(h, s);
+	s->live_bytes -= size;
+	s->live_count--;
+	h->current -= size;
+	h->blocks--;
+}
+
 /* Takes a live block of `size` bytes at `stack` out of the live figures;
  * its weight is left in *w. */
 static void unweigh(struct heap *h, uint64_t size, uint32_t stack, bool temporary,
@@ -826,15 +840,7 @@ static void unweigh(struct heap *h, uint64_t size, uint32_t stack, bool temporar
 	sampling_weight(size, h->sample_bytes, w);
 	struct heap_stack *s = stack_wr(h, stack);
 	if (h->sample_bytes == 0) {
-		/* Every allocation recorded: whole weights (a count of 1,
-		 * the size), which leave each fraction as it is, so the sums
-		 * are plain (sampling_add of a whole value is an add). */
-		s->temporary += temporary;
-		settle_peak(h, s);
-		s->live_bytes -= size;
-		s->live_count--;
-		h->current -= size;
-		h->blocks--;
+		unweigh_whole(h, s, size, temporary);
 		return;
 	}
 	if (temporary)
@@ -1103,17 +1109,23 @@ static inline struct heap_stack *fast_alloc_ok(struct heap *h, uint64_t seq, uin
 	return s;
 }
 
+/* The short way's allocation, in sequence: its totals, with a whole weight. */
+static inline void count_alloc(struct heap *h, struct heap_stack *s, uint64_t seq, uint64_t size)
+{
+	h->last_seq = seq;
+	s->total_allocs++;
+	s->total_bytes += size;
+	h->allocations++;
+}
+
 int heap_temp_alloc_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, uint32_t stack,
                          bool fresh)
 {
 	struct heap_stack *s = fast_alloc_ok(h, seq, addr, stack, fresh);
 	if (s == NULL)
 		return 0;
-	h->last_seq = seq;
+	count_alloc(h, s, seq, size);
 	/* apply_alloc's, for a temporary with whole weights */
-	s->total_allocs++;
-	s->total_bytes += size;
-	h->allocations++;
 	h->count++;
 	h->temps++;
 	settle_peak(h, s);
@@ -1134,11 +1146,8 @@ int heap_pair_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, u
 	struct heap_stack *s = fast_alloc_ok(h, seq, addr, stack, fresh);
 	if (s == NULL)
 		return 0;
-	h->last_seq = seq;
+	count_alloc(h, s, seq, size);
 	/* apply_alloc's, for a pair with whole weights */
-	s->total_allocs++;
-	s->total_bytes += size;
-	h->allocations++;
 	if (h->current + size > h->peak) {
 		h->peak = h->current + size;
 		h->peak_serial++;
@@ -1167,13 +1176,8 @@ int heap_temp_free_fast(struct heap *h, uint64_t seq, uint64_t size, uint32_t st
 	if (s == NULL)
 		return 0;
 	h->last_seq = seq;
-	/* unweigh's, with whole weights, and heap_apply_temp_free's */
-	s->temporary += temporary;
-	settle_peak(h, s);
-	s->live_bytes -= size;
-	s->live_count--;
-	h->current -= size;
-	h->blocks--;
+	/* heap_apply_temp_free's, with whole weights */
+	unweigh_whole(h, s, size, temporary);
 	h->frees++;
 	h->temps--;
 	uncount(h);

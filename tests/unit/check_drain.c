@@ -1024,7 +1024,9 @@ struct diff {
 	struct diff_side side[2]; /* 0 pairs temporaries, 1 does not */
 	size_t npool;
 	uint32_t nrings;
-	bool hostile; /* malformed frees, stacks in no table */
+	bool hostile;    /* malformed frees, stacks in no table */
+	uint64_t sample; /* the heaps' sampling rate (0: every allocation) */
+	bool views;      /* hold a view of each heap across some calls */
 	uint64_t next_seq;
 	size_t last_alloc[DIFF_RINGS]; /* pool index + 1 of each ring's last ALLOC, 0: none */
 	uint64_t forks;                /* fork images compared */
@@ -1290,9 +1292,13 @@ static void diff_same_call(struct diff *df, const long *n, const char *const *wh
 	const char *where = df->where;
 	const struct diff_side *p = &df->side[0], *q = &df->side[1];
 
+	/* Side 1 applies every record on its own (no_pairs), or pairs too
+	 * but applies the pairs the general way (no_fast). */
+	const bool fast = q->d.no_fast;
 	EXPECT(n[0] == n[1] && (n[0] >= 0 || strcmp(why[0], why[1]) == 0),
-	       "%s: drain_run_until = %ld (%s) paired, %ld (%s) one by one", where, n[0],
-	       n[0] < 0 ? why[0] : "", n[1], n[1] < 0 ? why[1] : "");
+	       "%s: drain_run_until = %ld (%s) %s, %ld (%s) %s", where, n[0],
+	       n[0] < 0 ? why[0] : "", fast ? "the short way" : "paired", n[1],
+	       n[1] < 0 ? why[1] : "", fast ? "the general way" : "one by one");
 	SAME(p->d.behind, q->d.behind);
 	SAME(p->d.cut, q->d.cut);
 	SAME(p->d.fullest, q->d.fullest);
@@ -1302,7 +1308,14 @@ static void diff_same_call(struct diff *df, const long *n, const char *const *wh
 	SAME(p->d.lost_frees, q->d.lost_frees);
 	SAME(p->d.nostack, q->d.nostack);
 	SAME(p->d.fused_open, 0);
-	SAME(q->d.temporaries, 0);
+	SAME(q->d.fused_open, 0);
+	if (fast) {
+		SAME(p->d.temporaries, q->d.temporaries);
+		SAME(p->d.temporaries_kept, q->d.temporaries_kept);
+		SAME(p->h.probes, q->h.probes);
+	} else {
+		SAME(q->d.temporaries, 0);
+	}
 	for (uint32_t i = 0; i < df->nrings; i++)
 		SAME(load64(&testregion_ring(&p->r, i)->tail),
 		     load64(&testregion_ring(&q->r, i)->tail));
@@ -1340,9 +1353,18 @@ static bool diff_drain(struct diff *df, struct diff_tally *t, int point, enum di
 		    mode == DIFF_CUT || (mode == DIFF_MIXED && rng_below(&df->rng, 2)) ? 1 : 0;
 		const char *why[2] = {NULL, NULL};
 		long n[2];
+		/* A view (as a capture takes) shares the stacks' statistics
+		 * with the heap while the drain writes them. */
+		bool view = df->views && rng_below(&df->rng, 3) == 0;
+		bool vblocks = view && rng_below(&df->rng, 2) == 0;
+		struct heap_view v[2];
 		for (int k = 0; k < 2; k++) {
 			struct diff_side *s = &df->side[k];
+			if (view)
+				heap_view_take(&s->h, &v[k], vblocks);
 			n[k] = drain_run_until(&s->d, &s->h, final, deadline, &why[k]);
+			if (view)
+				heap_view_close(&v[k]);
 		}
 		snprintf(df->where, sizeof(df->where), "seed %" PRIu64 ", drain %d, call %d",
 		         df->seed, point, call);
@@ -1357,12 +1379,42 @@ static bool diff_drain(struct diff *df, struct diff_tally *t, int point, enum di
 	}
 }
 
+/* The rest of a case's setting, drawn in this order: where each ring's
+ * records start (some near the end of the ring's array), the block and
+ * stack limits, a charge pool that may run out, sampling (one case in
+ * sample_in), the block table's key, hostile records (one case in
+ * hostile_in); both sides are opened with it. `big`: no block limit and no
+ * block charge, so that the table fills and moves. */
+static void diff_setting(struct diff *df, bool big, unsigned sample_in, unsigned hostile_in)
+{
+	struct rng *r = &df->rng;
+	uint64_t pos[DIFF_RINGS];
+	long bound[2];
+
+	for (uint32_t i = 0; i < df->nrings; i++)
+		pos[i] = rng_below(r, 2) ? 0
+		                         : (1 + rng_below(r, 1000)) * (uint64_t)SHM_RING_CAP -
+		                               rng_below(r, 300);
+	size_t max_blocks = !big && rng_below(r, 4) == 0 ? 1 + rng_below(r, 10) : 0;
+	size_t max_stacks = rng_below(r, 4) == 0 ? 1 + rng_below(r, NSTACKS) : 0;
+	bool charged = rng_below(r, 3) == 0;
+	bound[HEAP_CHARGED_BLOCKS] = big || rng_below(r, 3) == 0 ? -1
+	                             : rng_below(r, 2)           ? 0
+	                                                         : (long)HEAP_GRANT_BLOCKS;
+	bound[HEAP_CHARGED_STACKS] = rng_below(r, 3) == 0 ? 0 : -1;
+	df->sample = rng_below(r, sample_in) == 0 ? 1 + rng_below(r, 4096) : 0;
+	uint64_t key = rng_next(r);
+	df->hostile = rng_below(r, hostile_in) == 0;
+	df->next_seq = 1;
+	for (int k = 0; k < 2; k++)
+		diff_open(&df->side[k], df->nrings, pos, max_blocks, max_stacks,
+		          charged ? bound : NULL, df->sample, key);
+}
+
 static void diff_case(uint64_t seed, struct diff_tally *t)
 {
 	struct diff df;
 	struct rng *r = &df.rng;
-	uint64_t pos[DIFF_RINGS];
-	long bound[2];
 
 	memset(&df, 0, sizeof(df));
 	df.seed = seed;
@@ -1374,24 +1426,7 @@ static void diff_case(uint64_t seed, struct diff_tally *t)
 	           : rng_below(r, 4) == 0 ? 200 + rng_below(r, 1400)
 	                                  : 2 + rng_below(r, 40);
 	df.nrings = 1 + (uint32_t)rng_below(r, DIFF_RINGS);
-	for (uint32_t i = 0; i < df.nrings; i++)
-		pos[i] = rng_below(r, 2) ? 0
-		                         : (1 + rng_below(r, 1000)) * (uint64_t)SHM_RING_CAP -
-		                               rng_below(r, 300);
-	size_t max_blocks = !big && rng_below(r, 4) == 0 ? 1 + rng_below(r, 10) : 0;
-	size_t max_stacks = rng_below(r, 4) == 0 ? 1 + rng_below(r, NSTACKS) : 0;
-	bool charged = rng_below(r, 3) == 0;
-	bound[HEAP_CHARGED_BLOCKS] = big || rng_below(r, 3) == 0 ? -1
-	                             : rng_below(r, 2)           ? 0
-	                                                         : (long)HEAP_GRANT_BLOCKS;
-	bound[HEAP_CHARGED_STACKS] = rng_below(r, 3) == 0 ? 0 : -1;
-	uint64_t sample = rng_below(r, 4) == 0 ? 1 + rng_below(r, 4096) : 0;
-	uint64_t key = rng_next(r);
-	df.hostile = rng_below(r, 3) == 0;
-	df.next_seq = 1;
-	for (int k = 0; k < 2; k++)
-		diff_open(&df.side[k], df.nrings, pos, max_blocks, max_stacks,
-		          charged ? bound : NULL, sample, key);
+	diff_setting(&df, big, 4, 3);
 	df.side[1].d.no_pairs = true;
 
 	bool ok = true;
@@ -1425,7 +1460,7 @@ static void diff_case(uint64_t seed, struct diff_tally *t)
 	t->kept += df.side[0].d.temporaries_kept;
 	t->refused += !ok;
 	t->limited += df.side[0].h.limit_reached != 0;
-	t->sampled += sample != 0;
+	t->sampled += df.sample != 0;
 	for (int k = 0; k < 2; k++)
 		diff_close(&df.side[k]);
 }
@@ -1549,96 +1584,21 @@ static void hwrite(struct diff *df, size_t n)
 	}
 }
 
-static void hsame_call(struct diff *df, const long *n, const char *const *why, bool blocks)
-{
-	const char *where = df->where;
-	const struct diff_side *p = &df->side[0], *q = &df->side[1];
-
-	EXPECT(n[0] == n[1] && (n[0] >= 0 || strcmp(why[0], why[1]) == 0),
-	       "%s: drain_run_until = %ld (%s) fast, %ld (%s) general", where, n[0],
-	       n[0] < 0 ? why[0] : "", n[1], n[1] < 0 ? why[1] : "");
-	SAME(p->d.behind, q->d.behind);
-	SAME(p->d.cut, q->d.cut);
-	SAME(p->d.fused_open, q->d.fused_open);
-	SAME(p->d.temporaries, q->d.temporaries);
-	SAME(p->d.temporaries_kept, q->d.temporaries_kept);
-	for (uint32_t i = 0; i < df->nrings; i++)
-		SAME(load64(&testregion_ring(&p->r, i)->tail),
-		     load64(&testregion_ring(&q->r, i)->tail));
-	diff_same_heap(&p->h, &q->h, df->npool, blocks, where);
-	SAME(p->h.probes, q->h.probes);
-	SAME(p->taken[HEAP_CHARGED_BLOCKS], q->taken[HEAP_CHARGED_BLOCKS]);
-	SAME(p->taken[HEAP_CHARGED_STACKS], q->taken[HEAP_CHARGED_STACKS]);
-	SAME(p->nforks, q->nforks);
-	for (size_t k = 0; k < p->nforks && k < DIFF_FORKS; k++) {
-		char at[128];
-		snprintf(at, sizeof(at), "%s, fork %zu", where, k);
-		diff_same_heap(&p->fork[k], &q->fork[k], df->npool, blocks, at);
-	}
-}
-
-static bool hdrain(struct diff *df, int point, enum diff_mode mode, bool final)
-{
-	bool blocks = df->npool <= DIFF_LOOKUPS;
-
-	for (int call = 0;; call++) {
-		uint64_t deadline =
-		    mode == DIFF_CUT || (mode == DIFF_MIXED && rng_below(&df->rng, 2)) ? 1 : 0;
-		const char *why[2] = {NULL, NULL};
-		long n[2];
-		bool view = rng_below(&df->rng, 3) == 0;
-		bool vblocks = rng_below(&df->rng, 2) == 0;
-		struct heap_view v[2];
-		for (int k = 0; k < 2; k++) {
-			struct diff_side *s = &df->side[k];
-			if (view)
-				heap_view_take(&s->h, &v[k], vblocks);
-			n[k] = drain_run_until(&s->d, &s->h, final, deadline, &why[k]);
-			if (view)
-				heap_view_close(&v[k]);
-		}
-		snprintf(df->where, sizeof(df->where), "seed %" PRIu64 ", drain %d, call %d",
-		         df->seed, point, call);
-		hsame_call(df, n, why, blocks || n[0] <= 0);
-		for (int k = 0; k < 2; k++)
-			diff_forks_close(&df->side[k]);
-		if (n[0] <= 0 || n[1] <= 0)
-			return n[0] == 0;
-		EXPECT(call < 1000000, "%s: the drain does not end", df->where);
-	}
-}
-
 static void hcase(uint64_t seed, enum hvariant var)
 {
 	struct diff df;
+	struct diff_tally t;
 	struct rng *r = &df.rng;
-	uint64_t pos[DIFF_RINGS];
-	long bound[2];
 
+	memset(&t, 0, sizeof(t));
 	memset(&df, 0, sizeof(df));
 	df.seed = seed;
 	r->s = seed * 0x9E3779B97F4A7C15u + 12345;
 	df.npool = rng_below(r, 4) == 0 ? 200 + rng_below(r, 1400) : 2 + rng_below(r, 40);
 	df.nrings = var == H_HUGE ? DIFF_RINGS : 1 + (uint32_t)rng_below(r, DIFF_RINGS);
-	for (uint32_t i = 0; i < df.nrings; i++)
-		pos[i] = rng_below(r, 2) ? 0
-		                         : (1 + rng_below(r, 1000)) * (uint64_t)SHM_RING_CAP -
-		                               rng_below(r, 300);
-	size_t max_blocks = rng_below(r, 4) == 0 ? 1 + rng_below(r, 10) : 0;
-	size_t max_stacks = rng_below(r, 4) == 0 ? 1 + rng_below(r, NSTACKS) : 0;
-	bool charged = rng_below(r, 3) == 0;
-	bound[HEAP_CHARGED_BLOCKS] = rng_below(r, 3) == 0 ? -1
-	                             : rng_below(r, 2)    ? 0
-	                                                  : (long)HEAP_GRANT_BLOCKS;
-	bound[HEAP_CHARGED_STACKS] = rng_below(r, 3) == 0 ? 0 : -1;
-	uint64_t sample = rng_below(r, 8) == 0 ? 1 + rng_below(r, 4096) : 0;
-	uint64_t key = rng_next(r);
-	df.hostile = rng_below(r, 2) == 0;
-	df.next_seq = 1;
-	for (int k = 0; k < 2; k++)
-		diff_open(&df.side[k], df.nrings, pos, max_blocks, max_stacks,
-		          charged ? bound : NULL, sample, key);
+	diff_setting(&df, false, 8, 2);
 	df.side[1].d.no_fast = true;
+	df.views = true;
 
 	bool ok = true;
 	int point = 0;
@@ -1650,12 +1610,12 @@ static void hcase(uint64_t seed, enum hvariant var)
 			for (int k = 0; k < 2; k++)
 				heap_reset_peak(&df.side[k].h);
 		diff_publish(&df, first, false);
-		ok = hdrain(&df, point++, (enum diff_mode)rng_below(r, 3), false);
+		ok = diff_drain(&df, &t, point++, (enum diff_mode)rng_below(r, 3), false);
 	}
 	if (ok) {
 		bool die = rng_below(r, 4) == 0;
 		diff_publish(&df, df.next_seq, !die);
-		ok = hdrain(&df, point++, (enum diff_mode)rng_below(r, 3), die);
+		ok = diff_drain(&df, &t, point++, (enum diff_mode)rng_below(r, 3), die);
 	}
 	htally[var] += df.side[0].d.temporaries;
 	for (int k = 0; k < 2; k++)
@@ -1674,8 +1634,10 @@ START_TEST(test_drain_fast_way_refuses_alike)
 	for (int pattern = 0; pattern < 7; pattern++)
 		for (int between = 0; between < 2; between++) {
 			struct diff df;
+			struct diff_tally t;
 			uint64_t pos[DIFF_RINGS] = {0};
 
+			memset(&t, 0, sizeof(t));
 			memset(&df, 0, sizeof(df));
 			df.seed = (uint64_t)(pattern * 2 + between);
 			df.rng.s = 77 + df.seed;
@@ -1688,7 +1650,7 @@ START_TEST(test_drain_fast_way_refuses_alike)
 			/* Good records first, applied. */
 			hwrite(&df, 200);
 			diff_publish(&df, 1, true);
-			bool ok = hdrain(&df, 0, DIFF_WHOLE, false);
+			bool ok = diff_drain(&df, &t, 0, DIFF_WHOLE, false);
 			ck_assert(ok);
 			uint64_t s = df.next_seq, x = pool_addr(3), y = pool_addr(4);
 			uint64_t a_addr = pattern == 0 ? 0 : x, f_size = pattern == 1 ? 5 : 0;
@@ -1712,7 +1674,7 @@ START_TEST(test_drain_fast_way_refuses_alike)
 			hput(&df, a_ring, s + 4, PROTO_EV_ALLOC, y + 32, 8, 3);
 			df.next_seq = s + 5;
 			diff_publish(&df, s, true);
-			hdrain(&df, 1, DIFF_WHOLE, false);
+			diff_drain(&df, &t, 1, DIFF_WHOLE, false);
 			for (int k = 0; k < 2; k++)
 				diff_close(&df.side[k]);
 		}
