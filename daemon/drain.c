@@ -290,8 +290,9 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
  * of the heap must hold the block. fresh: the round reads this ring alone,
  * so PAIR_FRESH holds (with other rings, a record of theirs may come between
  * the FREE and the ALLOC). */
-static long scan_records(struct drain_scratch *sc, struct drain_seg *sg, size_t n, uint64_t w,
-                         bool pairs, bool fresh)
+static inline __attribute__((always_inline)) long scan_records(struct drain_scratch *sc,
+                                                               struct drain_seg *sg, size_t n,
+                                                               uint64_t w, bool pairs, bool fresh)
 {
 	uint32_t last[PAIR_BUCKETS];  /* index + 1 of the bucket's last ALLOC, 0: none */
 	uint64_t freed[PAIR_BUCKETS]; /* the address of the bucket's last FREE, 0: none */
@@ -364,7 +365,9 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 		*why = "the shared memory cannot be read";
 		return -EBADMSG;
 	}
-	long kept = scan_records(sc, sg, n, w, pairs, alone);
+	/* Each a loop of its own, the test of `pairs` out of it. */
+	long kept = pairs ? scan_records(sc, sg, n, w, true, alone)
+	                  : scan_records(sc, sg, n, w, false, alone);
 	if (kept < 0) {
 		*why = "sequence numbers do not rise along a ring";
 		return -EBADMSG;
@@ -455,18 +458,19 @@ static void keep_temporaries(struct drain *dr, struct heap *h, const struct drai
 }
 
 /* Applies record `at` of the scratch (pr: its pair[] entry, 0 when the
- * round pairs nothing) in a run that ends below `bound` (round_run); work
+ * round pairs nothing; fast: PAIR_ALLOC | PAIR_FREE when pairs may take the
+ * short way, else 0) in a run that ends below `bound` (round_run); work
  * counts what it cost. */
 static inline int apply_record(struct drain *dr, struct drain_scratch *sc, struct heap *h,
-                               size_t at, uint32_t pr, uint64_t bound, unsigned *work,
-                               const char **why)
+                               size_t at, uint32_t pr, uint32_t fast, uint64_t bound,
+                               unsigned *work, const char **why)
 {
 	struct shm_ev *rec = &sc->recs[at];
 	struct proto_event ev;
 
 	/* A temporary's records, the common case first (heap_temp_alloc_fast);
 	 * anything it does not take goes the general way below. */
-	if ((pr & (PAIR_ALLOC | PAIR_FREE)) && !dr->no_fast) {
+	if (pr & (PAIR_ALLOC | PAIR_FREE) & fast) {
 		uint64_t sk = rec->seq_kind, seq = sk >> PROTO_EV_KIND_BITS;
 		unsigned kind = (unsigned)(sk & PROTO_EV_KIND_MASK);
 		uint32_t *fp = &sc->pair[pr & PAIR_INDEX]; /* the partner's entry */
@@ -645,6 +649,8 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	/* Within a run (below) nothing of another ring comes between a
 	 * temporary's two records. */
 	bool pairs = !dr->no_pairs, alone = nseg == 1;
+	/* The pair bits the short way looks at (none: the tests' no_fast). */
+	uint32_t fast = dr->no_fast ? 0 : PAIR_ALLOC | PAIR_FREE;
 	struct drain_seg *run = NULL; /* the ring of the run going on */
 	for (size_t k = 0; k < nseg; k++) {
 		struct drain_seg *sg = &sc->seg[k];
@@ -701,8 +707,8 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 				    (ahead->seq_kind & PROTO_EV_KIND_MASK) == PROTO_EV_ALLOC)
 					heap_prefetch_stack(h, ahead->stack);
 			}
-			if (apply_record(dr, sc, h, sg->start + pos, pairs ? pair[pos] : 0, bound,
-			                 &work, why) < 0) {
+			if (apply_record(dr, sc, h, sg->start + pos, pairs ? pair[pos] : 0, fast,
+			                 bound, &work, why) < 0) {
 				sg->pos = pos;
 				goto out_bad;
 			}
