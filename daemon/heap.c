@@ -818,9 +818,55 @@ static inline void settle_peak(const struct heap *h, struct heap_stack *s)
 	}
 }
 
-/* unweigh with every allocation recorded: whole weights (a count of 1, the
+/* With every allocation recorded, weights are whole (a count of 1, the
  * size), which leave each fraction as it is, so the sums are plain
- * (sampling_add of a whole value is an add). */
+ * (sampling_add of a whole value is an add). The general way (apply_alloc,
+ * unweigh) and the short one (heap_temp_alloc_fast and the rest) change the
+ * model through these same few steps. */
+
+/* An allocation's totals. */
+static inline void tally_whole(struct heap *h, struct heap_stack *s, uint64_t size)
+{
+	s->total_allocs++;
+	s->total_bytes += size;
+	h->allocations++;
+}
+
+/* A block of `size` bytes at s into the live figures. */
+static inline void weigh_whole(struct heap *h, struct heap_stack *s, uint64_t size)
+{
+	settle_peak(h, s);
+	s->live_bytes += size;
+	s->live_count++;
+	h->current += size;
+	h->blocks++;
+}
+
+/* A pair applied at once (heap_apply_pair): the peak taken with the block
+ * live when it makes one, the free counted, the live figures untouched. */
+static inline void pair_whole(struct heap *h, struct heap_stack *s, uint64_t size, bool temporary)
+{
+	if (h->current + size > h->peak) {
+		h->peak = h->current + size;
+		h->peak_serial++;
+		s->peak_bytes = s->live_bytes + size;
+		s->peak_count = s->live_count + 1;
+		s->peak_stamp = h->peak_serial;
+	}
+	s->temporary += temporary;
+	h->frees++;
+}
+
+/* The live heap past its peak: now is the peak, every stack's figures are it. */
+static inline void note_peak(struct heap *h)
+{
+	if (h->current > h->peak) {
+		h->peak = h->current;
+		h->peak_serial++;
+	}
+}
+
+/* A block out of the live figures (unweigh). */
 static inline void unweigh_whole(struct heap *h, struct heap_stack *s, uint64_t size,
                                  bool temporary)
 {
@@ -932,9 +978,7 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 	sampling_weight(ev->size, h->sample_bytes, &w);
 	struct heap_stack *s = stack_wr(h, stack);
 	if (whole) {
-		s->total_allocs++;
-		s->total_bytes += ev->size;
-		h->allocations++;
+		tally_whole(h, s, ev->size);
 	} else {
 		sampling_add(&s->total_allocs, &s->total_allocs_frac, w.count);
 		sampling_add(&s->total_bytes, &s->total_bytes_frac, w.bytes);
@@ -970,15 +1014,7 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		 * the only moment that can be a peak, this one. */
 		if (replaced)
 			s = stack_wr(h, stack);
-		if (h->current + ev->size > h->peak) {
-			h->peak = h->current + ev->size;
-			h->peak_serial++;
-			s->peak_bytes = s->live_bytes + ev->size;
-			s->peak_count = s->live_count + 1;
-			s->peak_stamp = h->peak_serial;
-		}
-		s->temporary += *pair_temporary;
-		h->frees++;
+		pair_whole(h, s, ev->size, *pair_temporary);
 		return 1;
 	}
 	h->count++;
@@ -988,22 +1024,16 @@ static int apply_alloc(struct heap *h, const struct proto_event *ev, bool temp, 
 		insert(h, ev->addr, ev->size, stack, end);
 	if (replaced)
 		s = stack_wr(h, stack); /* release may have copied its chunk */
-	settle_peak(h, s);
 	if (whole) {
-		s->live_bytes += ev->size;
-		s->live_count++;
-		h->current += ev->size;
-		h->blocks++;
+		weigh_whole(h, s, ev->size);
 	} else {
+		settle_peak(h, s);
 		sampling_add(&s->live_bytes, &s->live_bytes_frac, w.bytes);
 		sampling_add(&s->live_count, &s->live_count_frac, w.count);
 		sampling_add(&h->current, &h->current_frac, w.bytes);
 		sampling_add(&h->blocks, &h->blocks_frac, w.count);
 	}
-	if (h->current > h->peak) {
-		h->peak = h->current;
-		h->peak_serial++; /* now is the peak: every stack's figures are it */
-	}
+	note_peak(h);
 	return 1;
 }
 
@@ -1050,11 +1080,7 @@ void heap_pair_unfuse(struct heap *h, uint64_t addr, uint64_t size, uint32_t sta
 	/* Only frees came after the allocation: no peak since. */
 	s->temporary -= temporary;
 	h->frees--;
-	settle_peak(h, s);
-	s->live_bytes += size;
-	s->live_count++;
-	h->current += size;
-	h->blocks++;
+	weigh_whole(h, s, size);
 	h->count++;
 	insert(h, addr, size, stack, SIZE_MAX);
 }
@@ -1089,12 +1115,19 @@ static inline struct heap_stack *stack_wr_quick(struct heap *h, uint32_t id)
 	return &c->s[id & STACK_MASK];
 }
 
+/* What apply_begin would do for seq is to take its place and nothing more:
+ * it is in order, and no table is being moved (a step of the move). */
+static inline bool fast_in_order(const struct heap *h, uint64_t seq)
+{
+	return seq > h->last_seq && h->tab.old == NULL && h->big.old == NULL;
+}
+
 /* heap_temp_alloc_fast's and heap_pair_fast's conditions: the stack's
  * statistics, or NULL (nothing changed). */
 static inline struct heap_stack *fast_alloc_ok(struct heap *h, uint64_t seq, uint64_t addr,
                                                uint32_t stack, bool fresh)
 {
-	if (seq <= h->last_seq || h->sample_bytes != 0 || h->tab.old != NULL || h->big.old != NULL)
+	if (!fast_in_order(h, seq) || h->sample_bytes != 0)
 		return NULL;
 	struct heap_stack *s = stack_wr_quick(h, stack);
 	if (s == NULL || !s->defined || h->count >= h->max_blocks ||
@@ -1109,34 +1142,19 @@ static inline struct heap_stack *fast_alloc_ok(struct heap *h, uint64_t seq, uin
 	return s;
 }
 
-/* The short way's allocation, in sequence: its totals, with a whole weight. */
-static inline void count_alloc(struct heap *h, struct heap_stack *s, uint64_t seq, uint64_t size)
-{
-	h->last_seq = seq;
-	s->total_allocs++;
-	s->total_bytes += size;
-	h->allocations++;
-}
-
 int heap_temp_alloc_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, uint32_t stack,
                          bool fresh)
 {
 	struct heap_stack *s = fast_alloc_ok(h, seq, addr, stack, fresh);
 	if (s == NULL)
 		return 0;
-	count_alloc(h, s, seq, size);
-	/* apply_alloc's, for a temporary with whole weights */
+	/* apply_begin's and apply_alloc's, for a temporary */
+	h->last_seq = seq;
+	tally_whole(h, s, size);
 	h->count++;
 	h->temps++;
-	settle_peak(h, s);
-	s->live_bytes += size;
-	s->live_count++;
-	h->current += size;
-	h->blocks++;
-	if (h->current > h->peak) {
-		h->peak = h->current;
-		h->peak_serial++;
-	}
+	weigh_whole(h, s, size);
+	note_peak(h);
 	return 1;
 }
 
@@ -1146,23 +1164,16 @@ int heap_pair_fast(struct heap *h, uint64_t seq, uint64_t addr, uint64_t size, u
 	struct heap_stack *s = fast_alloc_ok(h, seq, addr, stack, fresh);
 	if (s == NULL)
 		return 0;
-	count_alloc(h, s, seq, size);
-	/* apply_alloc's, for a pair with whole weights */
-	if (h->current + size > h->peak) {
-		h->peak = h->current + size;
-		h->peak_serial++;
-		s->peak_bytes = s->live_bytes + size;
-		s->peak_count = s->live_count + 1;
-		s->peak_stamp = h->peak_serial;
-	}
-	s->temporary += temporary;
-	h->frees++;
+	/* apply_begin's and apply_alloc's, for a pair */
+	h->last_seq = seq;
+	tally_whole(h, s, size);
+	pair_whole(h, s, size, temporary);
 	return 1;
 }
 
 int heap_pair_free_fast(struct heap *h, uint64_t seq)
 {
-	if (seq <= h->last_seq || h->tab.old != NULL || h->big.old != NULL)
+	if (!fast_in_order(h, seq))
 		return 0;
 	h->last_seq = seq;
 	return 1;
@@ -1170,7 +1181,7 @@ int heap_pair_free_fast(struct heap *h, uint64_t seq)
 
 int heap_temp_free_fast(struct heap *h, uint64_t seq, uint64_t size, uint32_t stack, bool temporary)
 {
-	if (seq <= h->last_seq || h->sample_bytes != 0 || h->tab.old != NULL || h->big.old != NULL)
+	if (!fast_in_order(h, seq) || h->sample_bytes != 0)
 		return 0;
 	struct heap_stack *s = stack_wr_quick(h, stack);
 	if (s == NULL)

@@ -1105,13 +1105,23 @@ static void diff_close(struct diff_side *s)
 
 /* Writes the next record into ring i of both regions. Now and then a
  * number is skipped: taken, and the record lost. */
+/* A record numbered seq, of any kind (one of no kind too), into ring i of
+ * both sides. */
+static void diff_put_at(struct diff *df, uint32_t i, uint64_t seq, uint64_t kind, uint64_t addr,
+                        uint64_t size, uint32_t stack)
+{
+	struct shm_ev e = testregion_record(seq, (enum proto_ev_kind)0, addr, size, stack);
+
+	e.seq_kind = seq << PROTO_EV_KIND_BITS | kind;
+	for (int k = 0; k < 2; k++)
+		testregion_put(testregion_ring(&df->side[k].r, i), &e);
+}
+
+/* The next record, numbered next_seq (one in eight skips a number). */
 static void diff_put(struct diff *df, uint32_t i, enum proto_ev_kind kind, uint64_t addr,
                      uint64_t size, uint32_t stack)
 {
-	struct shm_ev e = testregion_record(df->next_seq, kind, addr, size, stack);
-
-	for (int k = 0; k < 2; k++)
-		testregion_put(testregion_ring(&df->side[k].r, i), &e);
+	diff_put_at(df, i, df->next_seq, kind, addr, size, stack);
 	df->next_seq += 1 + (rng_below(&df->rng, 8) == 0);
 }
 
@@ -1509,15 +1519,6 @@ END_TEST
 enum hvariant { H_PLAIN, H_BIG, H_HUGE };
 static uint64_t htally[3]; /* temporaries applied, by variant */
 
-static void hput(struct diff *df, uint32_t i, uint64_t seq, uint64_t kind, uint64_t addr,
-                 uint64_t size, uint32_t stack)
-{
-	struct shm_ev e = testregion_record(seq, (enum proto_ev_kind)0, addr, size, stack);
-	e.seq_kind = seq << PROTO_EV_KIND_BITS | kind;
-	for (int k = 0; k < 2; k++)
-		testregion_put(testregion_ring(&df->side[k].r, i), &e);
-}
-
 static uint64_t hseq(struct diff *df)
 {
 	struct rng *r = &df->rng;
@@ -1554,15 +1555,18 @@ static void hwrite(struct diff *df, size_t n)
 			size_t k = rng_below(r, 100), a;
 			uint64_t seq = hseq(df);
 			if (df->hostile && rng_below(r, 500) == 0) {
-				hput(df, ring, seq, 0, pool_addr(rng_below(r, df->npool)), 0, 0);
+				diff_put_at(df, ring, seq, 0, pool_addr(rng_below(r, df->npool)), 0,
+				            0);
 			} else if (k < 2) {
-				hput(df, ring, seq, PROTO_EV_FORK, rng_below(r, 2) ? 0 : 77, 0, 0);
+				diff_put_at(df, ring, seq, PROTO_EV_FORK, rng_below(r, 2) ? 0 : 77,
+				            0, 0);
 				df->last_alloc[ring] = 0;
 			} else if (k < 50) {
 				a = rng_below(r, df->npool);
 				uint64_t addr =
 				    df->hostile && rng_below(r, 300) == 0 ? 0 : pool_addr(a);
-				hput(df, ring, seq, PROTO_EV_ALLOC, addr, diff_size(r), hstack(df));
+				diff_put_at(df, ring, seq, PROTO_EV_ALLOC, addr, diff_size(r),
+				            hstack(df));
 				df->last_alloc[ring] = a + 1;
 				zero[ring] = addr == 0;
 			} else {
@@ -1576,7 +1580,7 @@ static void hwrite(struct diff *df, size_t n)
 				/* A FREE at 0 pairs with an ALLOC at 0: both malformed. */
 				uint64_t faddr = zero[ring] && rng_below(r, 2) ? 0 : pool_addr(a);
 				zero[ring] = false;
-				hput(df, ring, seq, PROTO_EV_FREE, faddr, flag, st);
+				diff_put_at(df, ring, seq, PROTO_EV_FREE, faddr, flag, st);
 				if (rng_below(r, 2) != 0)
 					df->last_alloc[ring] = 0;
 			}
@@ -1659,7 +1663,7 @@ START_TEST(test_drain_fast_way_refuses_alike)
 			if (pattern == 2 || pattern == 3) {
 				/* the other ring gives s + 1 too */
 				a_ring = pattern == 2 ? 0 : 1;
-				hput(&df, 1 - a_ring, s + 1, PROTO_EV_ALLOC, y, 8, 2);
+				diff_put_at(&df, 1 - a_ring, s + 1, PROTO_EV_ALLOC, y, 8, 2);
 			}
 			if (pattern == 4)
 				a_seq = s - 2; /* below what the first call applied */
@@ -1667,11 +1671,11 @@ START_TEST(test_drain_fast_way_refuses_alike)
 				a_stack = NSTACKS + 1;
 			if (pattern == 6)
 				a_stack = SHM_STACK_CAP + 1;
-			hput(&df, a_ring, a_seq, PROTO_EV_ALLOC, a_addr, 24, a_stack);
+			diff_put_at(&df, a_ring, a_seq, PROTO_EV_ALLOC, a_addr, 24, a_stack);
 			if (between)
-				hput(&df, a_ring, s + 2, PROTO_EV_ALLOC, y + 16, 8, 3);
-			hput(&df, a_ring, s + 3, PROTO_EV_FREE, a_addr, f_size, 0);
-			hput(&df, a_ring, s + 4, PROTO_EV_ALLOC, y + 32, 8, 3);
+				diff_put_at(&df, a_ring, s + 2, PROTO_EV_ALLOC, y + 16, 8, 3);
+			diff_put_at(&df, a_ring, s + 3, PROTO_EV_FREE, a_addr, f_size, 0);
+			diff_put_at(&df, a_ring, s + 4, PROTO_EV_ALLOC, y + 32, 8, 3);
 			df.next_seq = s + 5;
 			diff_publish(&df, s, true);
 			diff_drain(&df, &t, 1, DIFF_WHOLE, false);
