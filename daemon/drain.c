@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/futex.h>
 #include <linux/magic.h>
 #include <stddef.h>
@@ -85,6 +86,16 @@ struct drain_seg {
 #define RING_FIELD(dr, i, field)                                                                   \
 	((void *)((dr)->map + SHM_OFF_RING(i) + offsetof(struct shm_ring, field)))
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1 */
+#endif
+
+/* Pages a chunk of records may span to be copied from the mapping (128 KiB
+ * and the pages it straddles). */
+#define RESIDENT_PAGES 40
+_Static_assert(DRAIN_CHUNK * sizeof(struct shm_ev) / 4096 + 1 <= RESIDENT_PAGES,
+               "a chunk spans more pages than resident() looks at");
+
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
 	char *p = buf;
@@ -99,6 +110,31 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 		off += (uint64_t)r;
 	}
 	return 0;
+}
+
+/* Whether this kernel refuses to punch a hole into a memfd sealed with
+ * F_SEAL_FUTURE_WRITE, as Linux does since 5.1: asked once, of a memfd of
+ * the daemon's own. */
+static bool seals_keep_holes_out(void)
+{
+	static int known; /* 0: not asked yet, 1: yes, -1: no */
+	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+	if (k != 0)
+		return k > 0;
+	bool yes = false;
+	long page = sysconf(_SC_PAGESIZE);
+	int fd = memfd_create("memtrace-seal-probe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd >= 0 && page > 0) {
+		char c = 1;
+		yes = pwrite(fd, &c, 1, 0) == 1 &&
+		      fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0 &&
+		      fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, page) < 0 &&
+		      errno == EPERM;
+	}
+	if (fd >= 0)
+		close(fd);
+	__atomic_store_n(&known, yes ? 1 : -1, __ATOMIC_RELAXED);
+	return yes;
 }
 
 int drain_open(struct drain *dr, int fd, const char **why)
@@ -136,6 +172,13 @@ int drain_open(struct drain *dr, int fd, const char **why)
 	}
 	dr->fd = fd;
 	dr->map = p;
+	/* From now on nobody can punch a hole into the region: the agent's
+	 * mapping and ours stay writable, no new one can be made writable,
+	 * and the kernel refuses FALLOC_FL_PUNCH_HOLE (and MADV_REMOVE). A
+	 * region whose seals are sealed (F_SEAL_SEAL) is read with pread. */
+	dr->from_map = seals_keep_holes_out() &&
+	               fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) == 0 &&
+	               (fcntl(fd, F_GET_SEALS) & F_SEAL_FUTURE_WRITE) != 0;
 	return 0;
 fail:
 	close(fd);
@@ -251,14 +294,42 @@ static bool seg_less(const void *a, const void *b, void *ctx)
 	return seg[*(const uint32_t *)a].next_seq < seg[*(const uint32_t *)b].next_seq;
 }
 
-/* Copies n bytes of the region at off into buf, with pread: it reads a
- * hole as zeros without allocating it. Not from the mapping, even when
- * mincore says every page is in memory: the agent can punch a hole between
- * the check and the copy (FALLOC_FL_PUNCH_HOLE), and the copy's fault then
- * allocates the page in the daemon's name (its memory cgroup), as often as
- * the agent wins the race, up to the region's 4 GiB of rings. */
+/* Whether every page of the region's [off, off + n) is in memory (mincore
+ * of our mapping), so that reading it through the mapping faults no page
+ * in: a fault on a hole would allocate the page in the daemon's name (its
+ * memory cgroup), up to the region's 4 GiB of rings. */
+static bool resident(const struct drain *dr, uint64_t off, size_t n)
+{
+	static long page;
+	unsigned char vec[RESIDENT_PAGES];
+
+	if (page == 0)
+		page = sysconf(_SC_PAGESIZE);
+	if (page <= 0)
+		return false;
+	uint64_t first = off - off % (uint64_t)page, len = off + n - first;
+	size_t pages = (size_t)((len + (uint64_t)page - 1) / (uint64_t)page);
+	if (pages > RESIDENT_PAGES || mincore(dr->map + first, len, vec) < 0)
+		return false;
+	for (size_t i = 0; i < pages; i++)
+		if (!(vec[i] & 1))
+			return false;
+	return true;
+}
+
+/* Copies n bytes of the region at off into buf. From the mapping when the
+ * region is sealed against holes (drain_open) and its pages are in memory:
+ * then no page can leave it for a hole between the check and the copy, and
+ * the copy saves the page cache's lookups and the system call. Else with
+ * pread, which reads a hole as zeros without allocating it. */
 static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off)
 {
+	if (dr->from_map && resident(dr, off, n)) {
+		memcpy(buf, dr->map + off, n);
+		dr->map_copies++;
+		return 0;
+	}
+	dr->read_copies++;
 	return pread_all(dr->fd, buf, n, off);
 }
 

@@ -30,7 +30,10 @@ struct testregion {
 	uint64_t arena_used; /* next free byte of the stack arena (0 means unset) */
 };
 
-static inline int testregion_create(struct testregion *r, uint64_t first_seq)
+/* A region as the agent makes it: sealed against shrinking and growing,
+ * with `more` seals besides (F_SEAL_SEAL: the daemon cannot seal it against
+ * holes, and reads it with pread only). */
+static inline int testregion_create_sealed(struct testregion *r, uint64_t first_seq, int more)
 {
 	int rc;
 
@@ -40,7 +43,7 @@ static inline int testregion_create(struct testregion *r, uint64_t first_seq)
 	if (r->fd < 0)
 		return -errno;
 	if (ftruncate(r->fd, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | more) < 0) {
 		rc = -errno;
 		goto err_after_fd;
 	}
@@ -60,6 +63,11 @@ err_after_fd:
 	close(r->fd);
 	r->fd = -1;
 	return rc;
+}
+
+static inline int testregion_create(struct testregion *r, uint64_t first_seq)
+{
+	return testregion_create_sealed(r, first_seq, 0);
 }
 
 static inline void testregion_destroy(struct testregion *r)
