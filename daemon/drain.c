@@ -333,6 +333,35 @@ static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off)
 	return pread_all(dr->fd, buf, n, off);
 }
 
+/* The records [tail, tail + n) of ring i where they lie in the mapping,
+ * when they can be read from there (copy_out's conditions) in one piece,
+ * not across the ring's end; else NULL. */
+static const struct shm_ev *mapped_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n)
+{
+	uint64_t first = tail % SHM_RING_CAP, off = SHM_OFF_RING(i) +
+	                                            offsetof(struct shm_ring, ev) +
+	                                            first * sizeof(struct shm_ev);
+
+	if (!dr->from_map || n > SHM_RING_CAP - first ||
+	    !resident(dr, off, n * sizeof(struct shm_ev)))
+		return NULL;
+	dr->map_copies++;
+	return (const struct shm_ev *)(dr->map + off);
+}
+
+/* A record of the mapping, each field read once (the agent may be writing
+ * it): what is checked is what is kept. */
+static inline struct shm_ev load_record(const struct shm_ev *p)
+{
+	return (struct shm_ev){
+	    .seq_kind = __atomic_load_n(&p->seq_kind, __ATOMIC_RELAXED),
+	    .addr = __atomic_load_n(&p->addr, __ATOMIC_RELAXED),
+	    .size = __atomic_load_n(&p->size, __ATOMIC_RELAXED),
+	    .stack = __atomic_load_n(&p->stack, __ATOMIC_RELAXED),
+	    .pad = __atomic_load_n(&p->pad, __ATOMIC_RELAXED),
+	};
+}
+
 /* Copies the records [tail, tail + n) of ring i into recs[at ..). */
 static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, size_t at)
 {
@@ -349,11 +378,13 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
 	return 0;
 }
 
-/* Checks the chunk just copied into recs[sg->start ..), n records of ring
- * sg->ring, and finds its temporaries when `pairs` (see PAIR_ALLOC), in one
- * pass: sequence numbers must rise along the ring, and the chunk ends before
- * the first record numbered W or above (sg->at_w). Returns the records
- * kept, or -1 when the numbers do not rise.
+/* Checks the chunk of n records of ring sg->ring in recs[sg->start ..) and
+ * finds its temporaries when `pairs` (see PAIR_ALLOC), in one pass: sequence
+ * numbers must rise along the ring, and the chunk ends before the first
+ * record numbered W or above (sg->at_w). With src, the records are read
+ * from there (the mapping) and copied into recs as they are checked, else
+ * they were copied there before. Returns the records kept, or -1 when the
+ * numbers do not rise.
  *
  * A FREE pairs with the last ALLOC of its bucket when that is of its
  * address: any record of that address between would have taken the bucket
@@ -362,13 +393,14 @@ static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, s
  * so PAIR_FRESH holds (with other rings, a record of theirs may come between
  * the FREE and the ALLOC). */
 static inline __attribute__((always_inline)) long scan_records(struct drain_scratch *sc,
-                                                               struct drain_seg *sg, size_t n,
+                                                               struct drain_seg *sg,
+                                                               const struct shm_ev *src, size_t n,
                                                                uint64_t w, bool pairs, bool fresh)
 {
 	uint32_t last[PAIR_BUCKETS];  /* index + 1 of the bucket's last ALLOC, 0: none */
 	uint64_t freed[PAIR_BUCKETS]; /* the address of the bucket's last FREE, 0: none */
 	uint32_t last_alloc = 0;      /* index + 1 of the last ALLOC, 0: none */
-	const struct shm_ev *recs = sc->recs;
+	struct shm_ev *recs = sc->recs;
 	uint32_t *pair = sc->pair;
 	size_t k, start = sg->start, end = start + n;
 	/* Below every number: a ring's first record has no predecessor. */
@@ -379,6 +411,8 @@ static inline __attribute__((always_inline)) long scan_records(struct drain_scra
 		memset(freed, 0, sizeof(freed));
 	}
 	for (k = start; k < end; k++) {
+		if (src != NULL)
+			recs[k] = load_record(&src[k - start]);
 		const struct shm_ev *e = &recs[k];
 		uint64_t seq = e->seq_kind >> PROTO_EV_KIND_BITS;
 		if (seq <= prev && (k > start || sg->copied > 0))
@@ -432,13 +466,17 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 	sg->n = sg->pos = 0;
 	if (n == 0 || sg->at_w)
 		return 0;
-	if (copy_records(dr, sg->ring, sg->tail + sg->copied, n, sg->start) < 0) {
+	/* Read from the mapping as they are checked, or copied first. */
+	const struct shm_ev *src = mapped_records(dr, sg->ring, sg->tail + sg->copied, n);
+	if (src == NULL && copy_records(dr, sg->ring, sg->tail + sg->copied, n, sg->start) < 0) {
 		*why = "the shared memory cannot be read";
 		return -EBADMSG;
 	}
-	/* Each a loop of its own, the test of `pairs` out of it. */
-	long kept = pairs ? scan_records(sc, sg, n, w, true, alone)
-	                  : scan_records(sc, sg, n, w, false, alone);
+	/* Each a loop of its own, the tests of `src` and `pairs` out of it. */
+	long kept = src != NULL ? (pairs ? scan_records(sc, sg, src, n, w, true, alone)
+	                                 : scan_records(sc, sg, src, n, w, false, alone))
+	                        : (pairs ? scan_records(sc, sg, NULL, n, w, true, alone)
+	                                 : scan_records(sc, sg, NULL, n, w, false, alone));
 	if (kept < 0) {
 		*why = "sequence numbers do not rise along a ring";
 		return -EBADMSG;
