@@ -42,6 +42,7 @@ struct drain_seg {
 	uint64_t copied;   /* of them, copied so far, all below W */
 	uint64_t last;     /* seq of the last record copied */
 	bool at_w;         /* a record at or above W was met: no more to take */
+	bool mapped;       /* its records can be read from the mapping (ring_mapped) */
 	size_t start, n;   /* the chunk: recs[start .. start + n) */
 	size_t pos;        /* next record of the chunk to merge */
 	uint64_t next_seq; /* seq of recs[start + pos] */
@@ -90,11 +91,8 @@ struct drain_seg {
 #define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1 */
 #endif
 
-/* Pages a chunk of records may span to be copied from the mapping (128 KiB
- * and the pages it straddles). */
-#define RESIDENT_PAGES 40
-_Static_assert(DRAIN_CHUNK * sizeof(struct shm_ev) / 4096 + 1 <= RESIDENT_PAGES,
-               "a chunk spans more pages than resident() looks at");
+/* Pages a ring's records may span (4 MiB and the pages they straddle). */
+#define RESIDENT_PAGES (SHM_RING_CAP * sizeof(struct shm_ev) / 4096 + 2)
 
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -298,7 +296,7 @@ static bool seg_less(const void *a, const void *b, void *ctx)
  * of our mapping), so that reading it through the mapping faults no page
  * in: a fault on a hole would allocate the page in the daemon's name (its
  * memory cgroup), up to the region's 4 GiB of rings. */
-static bool resident(const struct drain *dr, uint64_t off, size_t n)
+static bool resident(const struct drain *dr, uint64_t off, uint64_t n)
 {
 	static long page;
 	unsigned char vec[RESIDENT_PAGES];
@@ -308,8 +306,8 @@ static bool resident(const struct drain *dr, uint64_t off, size_t n)
 	if (page <= 0)
 		return false;
 	uint64_t first = off - off % (uint64_t)page, len = off + n - first;
-	size_t pages = (size_t)((len + (uint64_t)page - 1) / (uint64_t)page);
-	if (pages > RESIDENT_PAGES || mincore(dr->map + first, len, vec) < 0)
+	uint64_t pages = (len + (uint64_t)page - 1) / (uint64_t)page;
+	if (pages > RESIDENT_PAGES || mincore(dr->map + first, (size_t)len, vec) < 0)
 		return false;
 	for (size_t i = 0; i < pages; i++)
 		if (!(vec[i] & 1))
@@ -317,14 +315,27 @@ static bool resident(const struct drain *dr, uint64_t off, size_t n)
 	return true;
 }
 
-/* Copies n bytes of the region at off into buf. From the mapping when the
- * region is sealed against holes (drain_open) and its pages are in memory:
- * then no page can leave it for a hole between the check and the copy, and
- * the copy saves the page cache's lookups and the system call. Else with
- * pread, which reads a hole as zeros without allocating it. */
-static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off)
+/* Whether ring i's records [tail, tail + n), n <= SHM_RING_CAP, can be read
+ * from the mapping: the region is sealed against holes (drain_open) and
+ * their pages are in memory, so no page can turn into a hole before the
+ * read, which then saves pread's page cache lookups and system calls. */
+static bool ring_mapped(const struct drain *dr, uint32_t i, uint64_t tail, uint64_t n)
 {
-	if (dr->from_map && resident(dr, off, n)) {
+	uint64_t base = SHM_OFF_RING(i) + offsetof(struct shm_ring, ev),
+	         first = tail % SHM_RING_CAP;
+	uint64_t k = n < SHM_RING_CAP - first ? n : SHM_RING_CAP - first;
+
+	return dr->from_map &&
+	       resident(dr, base + first * sizeof(struct shm_ev), k * sizeof(struct shm_ev)) &&
+	       (k == n || resident(dr, base, (n - k) * sizeof(struct shm_ev)));
+}
+
+/* Copies n bytes of the region at off into buf: from the mapping when
+ * `mapped` (ring_mapped), else with pread, which reads a hole as zeros
+ * without allocating it. */
+static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off, bool mapped)
+{
+	if (mapped) {
 		memcpy(buf, dr->map + off, n);
 		dr->map_copies++;
 		return 0;
@@ -333,20 +344,18 @@ static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off)
 	return pread_all(dr->fd, buf, n, off);
 }
 
-/* The records [tail, tail + n) of ring i where they lie in the mapping,
- * when they can be read from there (copy_out's conditions) in one piece,
- * not across the ring's end; else NULL. */
-static const struct shm_ev *mapped_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n)
+/* The next n records of sg's ring where they lie in the mapping, when it
+ * can be read (sg->mapped) and they do not cross the ring's end; else NULL. */
+static const struct shm_ev *mapped_records(struct drain *dr, const struct drain_seg *sg, size_t n)
 {
-	uint64_t first = tail % SHM_RING_CAP, off = SHM_OFF_RING(i) +
-	                                            offsetof(struct shm_ring, ev) +
-	                                            first * sizeof(struct shm_ev);
+	uint64_t first = (sg->tail + sg->copied) % SHM_RING_CAP;
 
-	if (!dr->from_map || n > SHM_RING_CAP - first ||
-	    !resident(dr, off, n * sizeof(struct shm_ev)))
+	if (!sg->mapped || n > SHM_RING_CAP - first)
 		return NULL;
 	dr->map_copies++;
-	return (const struct shm_ev *)(dr->map + off);
+	return (const struct shm_ev *)(dr->map + SHM_OFF_RING(sg->ring) +
+	                               offsetof(struct shm_ring, ev) +
+	                               first * sizeof(struct shm_ev));
 }
 
 /* A record of the mapping, each field read once (the agent may be writing
@@ -362,18 +371,19 @@ static inline struct shm_ev load_record(const struct shm_ev *p)
 	};
 }
 
-/* Copies the records [tail, tail + n) of ring i into recs[at ..). */
-static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, size_t at)
+/* Copies the next n records of sg's ring into recs[sg->start ..). */
+static int copy_records(struct drain *dr, const struct drain_seg *sg, size_t n)
 {
 	struct drain_scratch *sc = SC(dr);
-	uint64_t base = SHM_OFF_RING(i) + offsetof(struct shm_ring, ev);
-	size_t first = (size_t)(tail % SHM_RING_CAP);
+	uint64_t base = SHM_OFF_RING(sg->ring) + offsetof(struct shm_ring, ev);
+	size_t first = (size_t)((sg->tail + sg->copied) % SHM_RING_CAP), at = sg->start;
 	size_t k = n < SHM_RING_CAP - first ? n : SHM_RING_CAP - first;
 
 	if (copy_out(dr, sc->recs + at, k * sizeof(struct shm_ev),
-	             base + first * sizeof(struct shm_ev)) < 0)
+	             base + first * sizeof(struct shm_ev), sg->mapped) < 0)
 		return -EIO;
-	if (k < n && copy_out(dr, sc->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
+	if (k < n &&
+	    copy_out(dr, sc->recs + at + k, (n - k) * sizeof(struct shm_ev), base, sg->mapped) < 0)
 		return -EIO;
 	return 0;
 }
@@ -467,8 +477,8 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 	if (n == 0 || sg->at_w)
 		return 0;
 	/* Read from the mapping as they are checked, or copied first. */
-	const struct shm_ev *src = mapped_records(dr, sg->ring, sg->tail + sg->copied, n);
-	if (src == NULL && copy_records(dr, sg->ring, sg->tail + sg->copied, n, sg->start) < 0) {
+	const struct shm_ev *src = mapped_records(dr, sg, n);
+	if (src == NULL && copy_records(dr, sg, n) < 0) {
 		*why = "the shared memory cannot be read";
 		return -EBADMSG;
 	}
@@ -739,6 +749,7 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		sg->ring = i;
 		sg->tail = tail;
 		sg->avail = head - tail;
+		sg->mapped = ring_mapped(dr, i, tail, head - tail);
 	}
 	if (nseg == 0)
 		return 0;
