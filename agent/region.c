@@ -24,12 +24,8 @@ static int region_new(int *fdp, char **basep)
 		rc = -errno;
 		goto out;
 	}
-	/* Not F_SEAL_SEAL: the daemon adds F_SEAL_FUTURE_WRITE once it has
-	 * mapped the region, so that no page of it can become a hole again
-	 * and it may copy records from its mapping (daemon/drain.c). Our
-	 * mapping, made before, stays writable. */
 	if (ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		rc = -errno;
 		close(fd);
 		goto out;

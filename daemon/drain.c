@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <linux/futex.h>
 #include <linux/magic.h>
 #include <stddef.h>
@@ -42,7 +41,6 @@ struct drain_seg {
 	uint64_t copied;   /* of them, copied so far, all below W */
 	uint64_t last;     /* seq of the last record copied */
 	bool at_w;         /* a record at or above W was met: no more to take */
-	bool mapped;       /* its records can be read from the mapping (ring_mapped) */
 	size_t start, n;   /* the chunk: recs[start .. start + n) */
 	size_t pos;        /* next record of the chunk to merge */
 	uint64_t next_seq; /* seq of recs[start + pos] */
@@ -87,13 +85,6 @@ struct drain_seg {
 #define RING_FIELD(dr, i, field)                                                                   \
 	((void *)((dr)->map + SHM_OFF_RING(i) + offsetof(struct shm_ring, field)))
 
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1 */
-#endif
-
-/* Pages a ring's records may span (4 MiB and the pages they straddle). */
-#define RESIDENT_PAGES (SHM_RING_CAP * sizeof(struct shm_ev) / 4096 + 2)
-
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
 	char *p = buf;
@@ -108,31 +99,6 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 		off += (uint64_t)r;
 	}
 	return 0;
-}
-
-/* Whether this kernel refuses to punch a hole into a memfd sealed with
- * F_SEAL_FUTURE_WRITE, as Linux does since 5.1: asked once, of a memfd of
- * the daemon's own. */
-static bool seals_keep_holes_out(void)
-{
-	static int known; /* 0: not asked yet, 1: yes, -1: no */
-	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-	if (k != 0)
-		return k > 0;
-	bool yes = false;
-	long page = sysconf(_SC_PAGESIZE);
-	int fd = memfd_create("memtrace-seal-probe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd >= 0 && page > 0) {
-		char c = 1;
-		yes = pwrite(fd, &c, 1, 0) == 1 &&
-		      fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0 &&
-		      fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, page) < 0 &&
-		      errno == EPERM;
-	}
-	if (fd >= 0)
-		close(fd);
-	__atomic_store_n(&known, yes ? 1 : -1, __ATOMIC_RELAXED);
-	return yes;
 }
 
 int drain_open(struct drain *dr, int fd, const char **why)
@@ -170,13 +136,6 @@ int drain_open(struct drain *dr, int fd, const char **why)
 	}
 	dr->fd = fd;
 	dr->map = p;
-	/* From now on nobody can punch a hole into the region: the agent's
-	 * mapping and ours stay writable, no new one can be made writable,
-	 * and the kernel refuses FALLOC_FL_PUNCH_HOLE (and MADV_REMOVE). A
-	 * region whose seals are sealed (F_SEAL_SEAL) is read with pread. */
-	dr->from_map = seals_keep_holes_out() &&
-	               fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) == 0 &&
-	               (fcntl(fd, F_GET_SEALS) & F_SEAL_FUTURE_WRITE) != 0;
 	return 0;
 fail:
 	close(fd);
@@ -292,109 +251,38 @@ static bool seg_less(const void *a, const void *b, void *ctx)
 	return seg[*(const uint32_t *)a].next_seq < seg[*(const uint32_t *)b].next_seq;
 }
 
-/* Whether every page of the region's [off, off + n) is in memory (mincore
- * of our mapping), so that reading it through the mapping faults no page
- * in: a fault on a hole would allocate the page in the daemon's name (its
- * memory cgroup), up to the region's 4 GiB of rings. */
-static bool resident(const struct drain *dr, uint64_t off, uint64_t n)
+/* Copies n bytes of the region at off into buf, with pread: it reads a
+ * hole as zeros without allocating it. Not from the mapping, even when
+ * mincore says every page is in memory: the agent can punch a hole between
+ * the check and the copy (FALLOC_FL_PUNCH_HOLE), and the copy's fault then
+ * allocates the page in the daemon's name (its memory cgroup), as often as
+ * the agent wins the race, up to the region's 4 GiB of rings. */
+static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off)
 {
-	static long page;
-	unsigned char vec[RESIDENT_PAGES];
-
-	if (page == 0)
-		page = sysconf(_SC_PAGESIZE);
-	if (page <= 0)
-		return false;
-	uint64_t first = off - off % (uint64_t)page, len = off + n - first;
-	uint64_t pages = (len + (uint64_t)page - 1) / (uint64_t)page;
-	if (pages > RESIDENT_PAGES || mincore(dr->map + first, (size_t)len, vec) < 0)
-		return false;
-	for (size_t i = 0; i < pages; i++)
-		if (!(vec[i] & 1))
-			return false;
-	return true;
-}
-
-/* Whether ring i's records [tail, tail + n), n <= SHM_RING_CAP, can be read
- * from the mapping: the region is sealed against holes (drain_open) and
- * their pages are in memory, so no page can turn into a hole before the
- * read, which then saves pread's page cache lookups and system calls. */
-static bool ring_mapped(const struct drain *dr, uint32_t i, uint64_t tail, uint64_t n)
-{
-	uint64_t base = SHM_OFF_RING(i) + offsetof(struct shm_ring, ev),
-	         first = tail % SHM_RING_CAP;
-	uint64_t k = n < SHM_RING_CAP - first ? n : SHM_RING_CAP - first;
-
-	return dr->from_map &&
-	       resident(dr, base + first * sizeof(struct shm_ev), k * sizeof(struct shm_ev)) &&
-	       (k == n || resident(dr, base, (n - k) * sizeof(struct shm_ev)));
-}
-
-/* Copies n bytes of the region at off into buf: from the mapping when
- * `mapped` (ring_mapped), else with pread, which reads a hole as zeros
- * without allocating it. */
-static int copy_out(struct drain *dr, void *buf, size_t n, uint64_t off, bool mapped)
-{
-	if (mapped) {
-		memcpy(buf, dr->map + off, n);
-		dr->map_copies++;
-		return 0;
-	}
-	dr->read_copies++;
 	return pread_all(dr->fd, buf, n, off);
 }
 
-/* The next n records of sg's ring where they lie in the mapping, when it
- * can be read (sg->mapped) and they do not cross the ring's end; else NULL. */
-static const struct shm_ev *mapped_records(struct drain *dr, const struct drain_seg *sg, size_t n)
-{
-	uint64_t first = (sg->tail + sg->copied) % SHM_RING_CAP;
-
-	if (!sg->mapped || n > SHM_RING_CAP - first)
-		return NULL;
-	dr->map_copies++;
-	return (const struct shm_ev *)(dr->map + SHM_OFF_RING(sg->ring) +
-	                               offsetof(struct shm_ring, ev) +
-	                               first * sizeof(struct shm_ev));
-}
-
-/* A record of the mapping, each field read once (the agent may be writing
- * it): what is checked is what is kept. */
-static inline struct shm_ev load_record(const struct shm_ev *p)
-{
-	return (struct shm_ev){
-	    .seq_kind = __atomic_load_n(&p->seq_kind, __ATOMIC_RELAXED),
-	    .addr = __atomic_load_n(&p->addr, __ATOMIC_RELAXED),
-	    .size = __atomic_load_n(&p->size, __ATOMIC_RELAXED),
-	    .stack = __atomic_load_n(&p->stack, __ATOMIC_RELAXED),
-	    .pad = __atomic_load_n(&p->pad, __ATOMIC_RELAXED),
-	};
-}
-
-/* Copies the next n records of sg's ring into recs[sg->start ..). */
-static int copy_records(struct drain *dr, const struct drain_seg *sg, size_t n)
+/* Copies the records [tail, tail + n) of ring i into recs[at ..). */
+static int copy_records(struct drain *dr, uint32_t i, uint64_t tail, size_t n, size_t at)
 {
 	struct drain_scratch *sc = SC(dr);
-	uint64_t base = SHM_OFF_RING(sg->ring) + offsetof(struct shm_ring, ev);
-	size_t first = (size_t)((sg->tail + sg->copied) % SHM_RING_CAP), at = sg->start;
+	uint64_t base = SHM_OFF_RING(i) + offsetof(struct shm_ring, ev);
+	size_t first = (size_t)(tail % SHM_RING_CAP);
 	size_t k = n < SHM_RING_CAP - first ? n : SHM_RING_CAP - first;
 
 	if (copy_out(dr, sc->recs + at, k * sizeof(struct shm_ev),
-	             base + first * sizeof(struct shm_ev), sg->mapped) < 0)
+	             base + first * sizeof(struct shm_ev)) < 0)
 		return -EIO;
-	if (k < n &&
-	    copy_out(dr, sc->recs + at + k, (n - k) * sizeof(struct shm_ev), base, sg->mapped) < 0)
+	if (k < n && copy_out(dr, sc->recs + at + k, (n - k) * sizeof(struct shm_ev), base) < 0)
 		return -EIO;
 	return 0;
 }
 
-/* Checks the chunk of n records of ring sg->ring in recs[sg->start ..) and
- * finds its temporaries when `pairs` (see PAIR_ALLOC), in one pass: sequence
- * numbers must rise along the ring, and the chunk ends before the first
- * record numbered W or above (sg->at_w). With src, the records are read
- * from there (the mapping) and copied into recs as they are checked, else
- * they were copied there before. Returns the records kept, or -1 when the
- * numbers do not rise.
+/* Checks the chunk just copied into recs[sg->start ..), n records of ring
+ * sg->ring, and finds its temporaries when `pairs` (see PAIR_ALLOC), in one
+ * pass: sequence numbers must rise along the ring, and the chunk ends before
+ * the first record numbered W or above (sg->at_w). Returns the records
+ * kept, or -1 when the numbers do not rise.
  *
  * A FREE pairs with the last ALLOC of its bucket when that is of its
  * address: any record of that address between would have taken the bucket
@@ -403,14 +291,13 @@ static int copy_records(struct drain *dr, const struct drain_seg *sg, size_t n)
  * so PAIR_FRESH holds (with other rings, a record of theirs may come between
  * the FREE and the ALLOC). */
 static inline __attribute__((always_inline)) long scan_records(struct drain_scratch *sc,
-                                                               struct drain_seg *sg,
-                                                               const struct shm_ev *src, size_t n,
+                                                               struct drain_seg *sg, size_t n,
                                                                uint64_t w, bool pairs, bool fresh)
 {
 	uint32_t last[PAIR_BUCKETS];  /* index + 1 of the bucket's last ALLOC, 0: none */
 	uint64_t freed[PAIR_BUCKETS]; /* the address of the bucket's last FREE, 0: none */
 	uint32_t last_alloc = 0;      /* index + 1 of the last ALLOC, 0: none */
-	struct shm_ev *recs = sc->recs;
+	const struct shm_ev *recs = sc->recs;
 	uint32_t *pair = sc->pair;
 	size_t k, start = sg->start, end = start + n;
 	/* Below every number: a ring's first record has no predecessor. */
@@ -421,8 +308,6 @@ static inline __attribute__((always_inline)) long scan_records(struct drain_scra
 		memset(freed, 0, sizeof(freed));
 	}
 	for (k = start; k < end; k++) {
-		if (src != NULL)
-			recs[k] = load_record(&src[k - start]);
 		const struct shm_ev *e = &recs[k];
 		uint64_t seq = e->seq_kind >> PROTO_EV_KIND_BITS;
 		if (seq <= prev && (k > start || sg->copied > 0))
@@ -476,17 +361,13 @@ static int fill(struct drain *dr, struct drain_seg *sg, uint64_t w, size_t chunk
 	sg->n = sg->pos = 0;
 	if (n == 0 || sg->at_w)
 		return 0;
-	/* Read from the mapping as they are checked, or copied first. */
-	const struct shm_ev *src = mapped_records(dr, sg, n);
-	if (src == NULL && copy_records(dr, sg, n) < 0) {
+	if (copy_records(dr, sg->ring, sg->tail + sg->copied, n, sg->start) < 0) {
 		*why = "the shared memory cannot be read";
 		return -EBADMSG;
 	}
-	/* Each a loop of its own, the tests of `src` and `pairs` out of it. */
-	long kept = src != NULL ? (pairs ? scan_records(sc, sg, src, n, w, true, alone)
-	                                 : scan_records(sc, sg, src, n, w, false, alone))
-	                        : (pairs ? scan_records(sc, sg, NULL, n, w, true, alone)
-	                                 : scan_records(sc, sg, NULL, n, w, false, alone));
+	/* Each a loop of its own, the test of `pairs` out of it. */
+	long kept = pairs ? scan_records(sc, sg, n, w, true, alone)
+	                  : scan_records(sc, sg, n, w, false, alone);
 	if (kept < 0) {
 		*why = "sequence numbers do not rise along a ring";
 		return -EBADMSG;
@@ -749,7 +630,6 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 		sg->ring = i;
 		sg->tail = tail;
 		sg->avail = head - tail;
-		sg->mapped = ring_mapped(dr, i, tail, head - tail);
 	}
 	if (nseg == 0)
 		return 0;

@@ -16,12 +16,8 @@
  * nothing is in flight any more, and every record in the rings is taken.
  *
  * The memory is hostile: another user's process may write anything into it
- * at any moment. Everything is copied out before it is looked at: with pread
- * (which never faults and never allocates the memfd's holes), or, for the
- * records of pages mincore finds in memory, from the mapping once the region
- * is sealed so that no page of it can become a hole again (drain_open adds
- * F_SEAL_FUTURE_WRITE: the two mappings made before stay writable, and the
- * kernel refuses to punch holes). Every count
+ * at any moment. Everything is copied out with pread before it is looked at
+ * (pread never faults and never allocates the memfd's holes), every count
  * and index is checked against the layout's constants, and sequence numbers
  * must rise along each ring and across the merge. A region that breaks a rule
  * ends its session with the reason; it cannot make the daemon read or write
@@ -67,11 +63,6 @@ struct drain {
 	 * last read (never go down); gave_up: lossless mode stopped waiting. */
 	uint64_t lost_allocs, lost_bytes, lost_frees;
 	bool gave_up;
-	/* The region is sealed against holes: records in resident pages are
-	 * copied from the mapping (drain.c: copy_out). */
-	bool from_map;
-	/* Chunks of records copied from the mapping and with pread. */
-	uint64_t map_copies, read_copies;
 	bool exiting; /* the agent said it exits cleanly */
 	bool behind;  /* the last drain left records to read (or in flight) */
 	bool cut;     /* the last drain stopped for time with records left */

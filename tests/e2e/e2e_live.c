@@ -69,11 +69,6 @@
  *  malformed_agent_frames,      bad frames close their connection, bad
  *  malformed_control            requests get JSON errors; the traced program
  *                               stays exact and the daemon stops cleanly
- *  region_sealed_at_hello       the daemon seals a region at HELLO: uid
- *                               65534 can no longer punch a hole into it,
- *                               its own mapping still writes, and records
- *                               claimed in holes are refused without the
- *                               daemon allocating them
  *  uid_isolation (root only)    uid 65534 sees neither root's sessions nor
  *                               stats of them; root sees everybody
  *  ctor_allocations (libunwind, blocks a linked library's constructor made
@@ -155,7 +150,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <math.h>
 #include <signal.h>
 #include <time.h>
@@ -2687,127 +2681,6 @@ START_TEST(malformed_agent_frames)
 	}
 	still_serving(&p, t, "after malformed agent frames");
 	close(idle);
-	free(sock);
-	h_truth_free(t);
-	h_proc_cleanup(&p);
-}
-END_TEST
-
-/* The agent's side of region_sealed_at_hello, as whoever runs it: NULL, or
- * what went wrong. A region whose ring 0 claims 8,192 records: the first
- * 1,000 written (frees of blocks never seen, which the daemon takes), the
- * rest in holes of the memfd (zeros, which it refuses). */
-static const char *punch_after_hello(const char *sock)
-{
-	const long page = sysconf(_SC_PAGESIZE);
-	uint8_t buf[512];
-	struct stat st0, st1;
-	struct bad_frame wake = {.name = "WAKE"};
-	const char *why = NULL;
-	int fd = memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING), sk = -1;
-	char *map = MAP_FAILED;
-
-	if (fd < 0 || ftruncate(fd, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0 ||
-	    (map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
-		why = "cannot make the region";
-		goto out;
-	}
-	((struct shm_header *)map)->magic = SHM_MAGIC;
-	((struct shm_header *)map)->version = PROTO_VERSION;
-	struct shm_ring *r = one_ring(map, 10000);
-	for (uint64_t seq = 1; seq <= 1000; seq++)
-		put_rec(r, seq, PROTO_EV_FREE, 0x100000 + 16 * seq, 0);
-	atomic_store(&r->head, 8192);
-	if ((sk = h_connect(sock)) < 0 ||
-	    send_with_fd(sk, buf, hello(buf, sizeof buf, 1), fd) < 0) {
-		why = "cannot say HELLO";
-		goto out;
-	}
-	/* The daemon seals the region once it has mapped it. */
-	int seals = 0;
-	for (int i = 0; i < 500 && !((seals = fcntl(fd, F_GET_SEALS)) & F_SEAL_FUTURE_WRITE); i++)
-		usleep(10000);
-	if (!(seals & F_SEAL_FUTURE_WRITE)) {
-		why = "the daemon did not seal the region with F_SEAL_FUTURE_WRITE";
-		goto out;
-	}
-	/* From now on no page of it can become a hole. */
-	off_t written = (off_t)((char *)&r->ev[0] - map) / page * page;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, written, page) == 0 ||
-	    errno != EPERM) {
-		why = "a hole could be punched into the region after HELLO";
-		goto out;
-	}
-	if (madvise(map + written, (size_t)page, MADV_REMOVE) == 0) {
-		why = "MADV_REMOVE freed a page of the region after HELLO";
-		goto out;
-	}
-	/* The mapping made before the seal still writes. */
-	uint64_t probe = 0;
-	r->ev[0].size = 17;
-	off_t ev0 = (off_t)((char *)&r->ev[0] - map);
-	if (pread(fd, &probe, sizeof(probe), ev0 + (off_t)offsetof(struct shm_ev, size)) !=
-	        (ssize_t)sizeof(probe) ||
-	    probe != 17) {
-		why = "the agent's mapping no longer writes after the seal";
-		goto out;
-	}
-	r->ev[0].size = 16;
-	if (fstat(fd, &st0) < 0) {
-		why = "fstat";
-		goto out;
-	}
-	hdr(&wake, PROTO_WAKE, 0, 0);
-	if (h_send_all(sk, wake.bytes, wake.len) < 0 || h_wait_closed(sk, 5000) != 1) {
-		why = "the daemon did not refuse the records in holes";
-		goto out;
-	}
-	if (fstat(fd, &st1) < 0 || st1.st_blocks != st0.st_blocks)
-		why = "the daemon's read gave holes of the region pages";
-out:
-	if (sk >= 0)
-		close(sk);
-	if (map != MAP_FAILED)
-		munmap(map, SHM_SIZE);
-	if (fd >= 0)
-		close(fd);
-	return why;
-}
-
-START_TEST(region_sealed_at_hello)
-{
-	struct h_proc p;
-	struct h_truth *t = traced_sites(&p);
-	char *sock = h_strf("%s/agent.sock", D.runtime);
-	bool other_user = geteuid() == 0;
-	struct stat rst;
-
-	ck_assert_int_eq(stat(D.runtime, &rst), 0);
-	if (other_user)
-		ck_assert_int_eq(chmod(D.runtime, 0755), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (other_user && (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
-		                   setresuid(65534, 65534, 65534) < 0))
-			_exit(3);
-		const char *why = punch_after_hello(sock);
-		if (why != NULL) {
-			fprintf(stderr, "%s\n", why);
-			_exit(1);
-		}
-		_exit(0);
-	}
-	int st;
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "as %s: %s (daemon %s)",
-	              other_user ? "uid 65534" : "ourselves",
-	              WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "see stderr" : h_status_str(st),
-	              h_daemon_alive(&D) ? "alive" : h_status_str(D.status));
-	if (other_user)
-		ck_assert_int_eq(chmod(D.runtime, rst.st_mode & 07777), 0);
-	still_serving(&p, t, "after a region sealed at HELLO");
 	free(sock);
 	h_truth_free(t);
 	h_proc_cleanup(&p);
@@ -5673,7 +5546,6 @@ static Suite *live_suite(void)
 	tcase_add_test(tc, unwind_differential);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
-	tcase_add_test(tc, region_sealed_at_hello);
 	tcase_add_test(tc, malformed_control);
 	if (geteuid() == 0) {
 		tc = h_tcase(s, "uid", 120, setup, teardown);

@@ -59,7 +59,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -116,27 +115,15 @@ static void write_stacks(struct testregion *r)
 	}
 }
 
-/* The fixture's region: as the agent makes it (the drain seals it and
- * copies resident records from its mapping), or with F_SEAL_SEAL (read with
- * pread only). */
-static bool pread_only;
-
 static void setup(void)
 {
 	const char *why = NULL;
 
-	ck_assert_int_eq(testregion_create_sealed(&R, 1, pread_only ? F_SEAL_SEAL : 0), 0);
+	ck_assert_int_eq(testregion_create(&R, 1), 0);
 	write_stacks(&R);
 	int rc = drain_open(&D, testregion_fd(&R), &why);
 	ck_assert_msg(rc == 0, "drain_open = %d (%s)", rc, why ? why : "");
-	ck_assert_int_eq(D.from_map, !pread_only);
 	heap_init(&H, 0, 0);
-}
-
-static void setup_pread(void)
-{
-	pread_only = true;
-	setup();
 }
 
 static void teardown(void)
@@ -144,10 +131,6 @@ static void teardown(void)
 	heap_close(&H);
 	drain_close(&D);
 	testregion_destroy(&R);
-	/* A region whose seals are sealed is never copied from the mapping. */
-	if (pread_only)
-		ck_assert_uint_eq(D.map_copies, 0);
-	pread_only = false;
 }
 
 static struct shm_header *hdr(void)
@@ -2038,48 +2021,6 @@ START_TEST(test_drain_reads_holes_without_allocating)
 	ck_assert_int_eq(fstat(R.fd, &st1), 0);
 	ck_assert_int_eq(st1.st_blocks, st0.st_blocks);
 	assert_tails_match_heap();
-	/* The chunk with holes went by pread, sealed region or not. */
-	ck_assert_uint_gt(D.read_copies, 0);
-}
-END_TEST
-
-/* drain_open seals a region made as the agent makes it against holes: the
- * kernel refuses to punch one (fallocate, MADV_REMOVE), the agent's mapping
- * still writes, and records in resident pages are copied from the mapping.
- * With its seals sealed (the pread fixture) the region can still lose
- * pages, and every record goes by pread. */
-START_TEST(test_drain_seals_region)
-{
-	const long page = sysconf(_SC_PAGESIZE);
-	int seals = fcntl(R.fd, F_GET_SEALS);
-
-	ck_assert_int_ge(seals, 0);
-	ck_assert_int_eq(!!(seals & F_SEAL_FUTURE_WRITE), !pread_only);
-	set_nrings(1);
-	testregion_place(&R, 0, 0);
-	for (uint64_t seq = 1; seq <= 6; seq++)
-		put_pair_half(0, seq);
-	set_seq(7);
-	off_t at = (off_t)((char *)&ring(0)->ev[0] - R.base) / page * page;
-	if (!pread_only) {
-		errno = 0;
-		ck_assert_int_eq(
-		    fallocate(R.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, page), -1);
-		ck_assert_int_eq(errno, EPERM);
-		ck_assert_int_eq(madvise(R.base + at, (size_t)page, MADV_REMOVE), -1);
-	}
-	ck_assert_int_eq(drain_ok(false), 6);
-	ck_assert_uint_eq(H.allocations, 3);
-	ck_assert_uint_eq(H.frees, 3);
-	ck_assert_uint_eq(D.map_copies, pread_only ? 0 : 1);
-	ck_assert_uint_eq(D.read_copies, pread_only ? 1 : 0);
-	/* Written after the seal, through the mapping made before it. */
-	for (uint64_t seq = 7; seq <= 10; seq++)
-		put_pair_half(0, seq);
-	set_seq(11);
-	ck_assert_int_eq(drain_ok(false), 4);
-	ck_assert_uint_eq(H.allocations, 5);
-	ck_assert_uint_eq(D.map_copies + D.read_copies, 2);
 }
 END_TEST
 
@@ -2349,29 +2290,6 @@ Suite *drain_suite(void)
 	tcase_add_test(tc, test_drain_refuses_bad_stack_entries);
 	tcase_add_test(tc, test_drain_refuses_disorder_across_rings);
 	tcase_add_test(tc, test_drain_clamps_ring_count);
-	tcase_add_test(tc, test_drain_seals_region);
-	suite_add_tcase(s, tc);
-
-	/* The same with pread for every copy: a region whose seals the agent
-	 * sealed before the daemon could add its own. */
-	tc = tcase_create("edges, pread");
-	tcase_add_checked_fixture(tc, setup_pread, teardown);
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_drain_watermark);
-	tcase_add_test(tc, test_drain_full_ring);
-	tcase_add_test(tc, test_drain_more_than_a_round_interleaved);
-	tcase_add_loop_test(tc, test_drain_final_more_than_a_round, 0, 2);
-	tcase_add_test(tc, test_drain_wakes_a_waiting_producer);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("hostile, pread");
-	tcase_add_checked_fixture(tc, setup_pread, teardown);
-	tcase_add_test(tc, test_drain_refuses_overfull_ring);
-	tcase_add_test(tc, test_drain_reads_holes_without_allocating);
-	tcase_add_test(tc, test_drain_refuses_falling_sequence);
-	tcase_add_test(tc, test_drain_refuses_bad_records);
-	tcase_add_test(tc, test_drain_refuses_disorder_across_rings);
-	tcase_add_test(tc, test_drain_seals_region);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -30,10 +30,7 @@ struct testregion {
 	uint64_t arena_used; /* next free byte of the stack arena (0 means unset) */
 };
 
-/* A region as the agent makes it: sealed against shrinking and growing,
- * with `more` seals besides (F_SEAL_SEAL: the daemon cannot seal it against
- * holes, and reads it with pread only). */
-static inline int testregion_create_sealed(struct testregion *r, uint64_t first_seq, int more)
+static inline int testregion_create(struct testregion *r, uint64_t first_seq)
 {
 	int rc;
 
@@ -43,7 +40,7 @@ static inline int testregion_create_sealed(struct testregion *r, uint64_t first_
 	if (r->fd < 0)
 		return -errno;
 	if (ftruncate(r->fd, (off_t)SHM_SIZE) < 0 ||
-	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | more) < 0) {
+	    fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		rc = -errno;
 		goto err_after_fd;
 	}
@@ -63,11 +60,6 @@ err_after_fd:
 	close(r->fd);
 	r->fd = -1;
 	return rc;
-}
-
-static inline int testregion_create(struct testregion *r, uint64_t first_seq)
-{
-	return testregion_create_sealed(r, first_seq, 0);
 }
 
 static inline void testregion_destroy(struct testregion *r)
