@@ -3,9 +3,9 @@
 # `redis-benchmark -P 16 -t set,get`, plain, traced by memtrace (default
 # settings: every allocation, the CFI walker, 32 frames, lossless), traced
 # sampled (MEMTRACE_SAMPLE=524288) and under heaptrack when it is installed,
-# in one invocation; each mode R times in rounds (the order of the modes
-# turning by one each round), the median throughput printed, and the median
-# over rounds of the ratio to that round's plain run.
+# in one invocation; each mode R times in rounds (plain first, the order of
+# the others turning by one each round), the median throughput printed, and
+# the median over rounds of the ratio to that round's plain run.
 #
 # memtrace-noyield is the memtrace mode against a second daemon started with
 # --no-drain-yield: every pass of reading at the daemon's own priority, as
@@ -32,7 +32,8 @@ Throughput of redis-server plain, under memtrace (full and sampled) and under
 heaptrack, with redis-benchmark -P 16 -t set,get.
 
   --builddir DIR   build tree (default: \$MEMTRACE_BUILDDIR, else ../build)
-  -r, --repeat R   rounds (each mode once per round, the order turning); the median
+  -r, --repeat R   rounds (each mode once per round, plain first, the others'
+                   order turning by one each round); the median
                    throughput and the median of the per-round ratios to plain
                    are reported (default 3; 5 or more on a shared machine)
   -n REQUESTS      requests per test (default 2000000)
@@ -195,14 +196,20 @@ daemon_settle() {
 }
 
 declare -A SET GET RSET RGET RS RG
-nmodes=${#modes[@]}
+others=("${modes[@]:1}")
+nothers=${#others[@]}
 for i in $(seq "$repeat"); do
-	# The order turns by one mode each round: whichever mode ran right
-	# after plain came out slower (three identical memtrace modes in a
-	# fixed order read 0.72, 0.88 and 0.78 of plain, the first of them
-	# right after plain), so a fixed order would charge one mode with it.
-	for ((k = 0; k < nmodes; k++)); do
-		m=${modes[$(((k + i - 1) % nmodes))]}
+	# Plain first, then the other modes, their order turning by one each
+	# round: whichever mode ran right after plain came out slower (three
+	# identical memtrace modes in a fixed order read 0.72, 0.88 and 0.78
+	# of plain, the first of them right after plain), so a fixed order
+	# would charge one mode with it every round.
+	order=(plain)
+	for ((k = 0; k < nothers; k++)); do
+		order+=("${others[$(((k + i - 1) % nothers))]}")
+	done
+	echo "  round $i: ${order[*]}"
+	for m in "${order[@]}"; do
 		d0=$(daemon_cpu)
 		start_redis "$m" "$i"
 		[ "$m" = memtrace-agent ] && kill -STOP "$daemon_pid"
@@ -262,6 +269,7 @@ for m in "${modes[@]}"; do
 done
 echo
 echo "x = throughput / plain throughput of the same round (1.00 = no cost), median of rounds."
+echo "Each round runs plain first, then the other modes in an order that turns by one each round."
 echo "memtrace-noyield: a daemon with --no-drain-yield (every pass at its own priority)."
 echo "memtrace-agent: the agent's work alone (daemon stopped, events past a full ring dropped)."
 # Whether the first daemon's passes yielded (they need CAP_SYS_NICE or an
