@@ -762,18 +762,15 @@ struct agent_tls *agent_enter(void)
 	return t;
 }
 
-uint32_t agent_stack(struct agent_tls *t)
+/* A stack the walk memo did not know: walked, interned and remembered. Out
+ * of line, so that its arrays (4 KiB of frames) do not make the frame of
+ * every allocation's agent_stack that big: the memo's hits, most calls,
+ * stay on a small stack frame next to the caller's. */
+static __attribute__((noinline)) uint32_t stack_walk(struct agent_tls *t, struct unwind_walk *w)
 {
 	uint64_t frames[AGENT_MAX_FRAMES];
-	struct unwind_walk w;
+	uint32_t id, n = unwind_capture(t, w, frames, g_cfg.nframes);
 
-	/* The thread's first event: learn its stack bounds before walking it. */
-	if (__builtin_expect(t->ring == NULL, 0) && thread_ring(t) == NULL)
-		return 0;
-	uint32_t id = unwind_known(t, &w, g_cfg.nframes);
-	if (id != 0)
-		return id;
-	uint32_t n = unwind_capture(t, &w, frames, g_cfg.nframes);
 	if (n == 0) {
 		atomic_fetch_add_explicit(&g_shm->nostack, 1, memory_order_relaxed);
 		return 0;
@@ -782,7 +779,7 @@ uint32_t agent_stack(struct agent_tls *t)
 	 * the thread's previous stack is cheaper than hashing into the table. */
 	if (n == t->last_n && t->last_id != 0 &&
 	    memcmp(frames, t->last_frames, n * sizeof(*frames)) == 0) {
-		unwind_learn(t, &w, t->last_id);
+		unwind_learn(t, w, t->last_id);
 		return t->last_id;
 	}
 	id = stacktab_intern(frames, n);
@@ -790,13 +787,24 @@ uint32_t agent_stack(struct agent_tls *t)
 		atomic_fetch_add_explicit(&g_shm->nostack, 1, memory_order_relaxed);
 		return 0;
 	}
-	unwind_learn(t, &w, id);
+	unwind_learn(t, w, id);
 	if (n <= AGENT_LAST_FRAMES) {
 		memcpy(t->last_frames, frames, n * sizeof(*frames));
 		t->last_n = n;
 		t->last_id = id;
 	}
 	return id;
+}
+
+uint32_t agent_stack(struct agent_tls *t)
+{
+	struct unwind_walk w;
+
+	/* The thread's first event: learn its stack bounds before walking it. */
+	if (__builtin_expect(t->ring == NULL, 0) && thread_ring(t) == NULL)
+		return 0;
+	uint32_t id = unwind_known(t, &w, g_cfg.nframes);
+	return id != 0 ? id : stack_walk(t, &w);
 }
 
 static uint64_t xorshift(struct agent_tls *t)

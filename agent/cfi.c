@@ -81,15 +81,17 @@ struct frame {
 #define MEMO_CHECKS 72
 
 /* A remembered walk. It was a function of its start (ip, sp, and bp when
- * bp_dep) and of the words it read; val[i] was read at sp + off[i]. */
+ * bp_dep) and of the words it read: chk[i].val was read at chk[i].at, an
+ * address at or above sp (a hit has the same sp, so the same addresses). */
 struct memo {
 	uintptr_t ip, sp, bp;
 	uint32_t id; /* 0: empty */
 	int16_t max;
 	uint8_t bp_dep;
 	uint8_t nchecks;
-	uint32_t off[MEMO_CHECKS];
-	uintptr_t val[MEMO_CHECKS];
+	struct {
+		uintptr_t at, val;
+	} chk[MEMO_CHECKS];
 };
 
 struct cfi_cache {
@@ -747,11 +749,13 @@ static inline bool memo_holds(const struct memo *w, const struct cfi_regs *start
 	    (w->bp_dep && w->bp != start->bp))
 		return false;
 	/* Every slot below is at or above the start's SP and below the
-	 * stack's top: the walk that made them checked so, from this SP. */
+	 * stack's top: the walk that made them checked so, from this SP. All
+	 * are read, the differences gathered without a branch for each: a
+	 * hit, the common case, reads them all anyway. */
+	uintptr_t diff = 0;
 	for (unsigned i = 0; i < w->nchecks; i++)
-		if (*(const uintptr_t *)(start->sp + w->off[i]) != w->val[i])
-			return false;
-	return true;
+		diff |= *(const uintptr_t *)w->chk[i].at ^ w->chk[i].val;
+	return diff == 0;
 }
 
 /* The remembered walk that holds for start, or NULL; *set is its set. */
@@ -817,8 +821,8 @@ void cfi_remember(struct cfi_cache *c, uint32_t id)
 		for (unsigned r = 0; r < step_reads(f, up); r++) {
 			if (at[r] < f0->sp || at[r] - f0->sp > UINT32_MAX)
 				return;
-			w->off[n] = (uint32_t)(at[r] - f0->sp);
-			w->val[n++] = val[r];
+			w->chk[n].at = at[r];
+			w->chk[n++].val = val[r];
 		}
 	}
 	w->ip = f0->ip;

@@ -14,8 +14,8 @@
 #include "stacktab.h"
 
 /* Frames of the agent that can sit above the caller: walk_libunwind,
- * unwind_capture or unwind_known and recall_checked, agent_stack,
- * traced_alloc and the hook (fewer when inlined). Asking libunwind for more
+ * unwind_capture and stack_walk or unwind_known and recall_checked,
+ * agent_stack, traced_alloc and the hook (fewer when inlined). Asking libunwind for more
  * would walk frames nobody keeps; fewer would cut deep stacks short. */
 #define SKIP_EXTRA 8
 
