@@ -749,13 +749,15 @@ static inline bool memo_holds(const struct memo *w, const struct cfi_regs *start
 	    (w->bp_dep && w->bp != start->bp))
 		return false;
 	/* Every slot below is at or above the start's SP and below the
-	 * stack's top: the walk that made them checked so, from this SP. All
-	 * are read, the differences gathered without a branch for each: a
-	 * hit, the common case, reads them all anyway. */
-	uintptr_t diff = 0;
-	for (unsigned i = 0; i < w->nchecks; i++)
-		diff |= *(const uintptr_t *)w->chk[i].at ^ w->chk[i].val;
-	return diff == 0;
+	 * stack's top: the walk that made them checked so, from this SP. They
+	 * are read from the start's frame up and the first that differs ends
+	 * the check: past a frame that is not the remembered one, nothing
+	 * says the next slot is still there to read (a program may have
+	 * protected a page of its stack since). */
+	for (unsigned i = 0, n = w->nchecks; i < n; i++)
+		if (*(const uintptr_t *)w->chk[i].at != w->chk[i].val)
+			return false;
+	return true;
 }
 
 /* The remembered walk that holds for start, or NULL; *set is its set. */

@@ -66,6 +66,10 @@
  *                               and 5 %); frees subtract exactly what
  *                               their allocations added; answers, tables,
  *                               stored snapshots and files say "estimated"
+ *  memo_guard_page              a remembered walk recalled where a page of
+ *                               the thread's stack above it became
+ *                               PROT_NONE: the memo stops at the first
+ *                               word that differs, the program survives
  *  malformed_agent_frames,      bad frames close their connection, bad
  *  malformed_control            requests get JSON errors; the traced program
  *                               stays exact and the daemon stops cleanly
@@ -4959,6 +4963,50 @@ static char *run_checked(const char *const *argv, const char *input, long long *
 	return out;
 }
 
+/* A walk the memo remembered, recalled with the same start where a page of
+ * the thread's stack above the start has become unreadable (progs/
+ * stackguard.c: a coroutine stack inside the thread's own, its top page
+ * made PROT_NONE). The memo compares the stack words from the start up and
+ * stops at the first that differs, below that page: the program must run
+ * to its end, with the memo's recalls counted (MEMTRACE_UNWIND_CHECK), and
+ * again without the check. */
+START_TEST(memo_guard_page)
+{
+	char *prog = h_prog("stackguard");
+	char *report = h_strf("%s/unwind-check.guard", D.dir);
+	char *var = h_strf("MEMTRACE_UNWIND_CHECK=%s", report);
+	const char *argv[] = {prog, NULL};
+	const char *checked[] = {var, NULL};
+	long long walks = -1, differ = -1, handed = -1;
+
+	for (int k = 0; k < 2; k++) {
+		struct h_spawn sp = {.argv = argv,
+		                     .agent = true,
+		                     .runtime_dir = D.runtime,
+		                     .env = k == 0 ? checked : NULL,
+		                     .uid = H_NOUID};
+		struct h_proc p;
+		h_proc_start(&p, &sp);
+		h_proc_close_stdin(&p);
+		int st = h_proc_finish(&p, 60000);
+		ck_assert_msg(st == 0 && p.out.data != NULL && strstr(p.out.data, "survived"),
+		              "stackguard%s: %s\n%.2000s", k == 0 ? " (checked)" : "",
+		              h_status_str(st), p.err.data != NULL ? p.err.data : "");
+		h_proc_cleanup(&p);
+	}
+	/* The memo answered on the coroutine's stack: the case was reached. */
+	char *line = first_line(report);
+	ck_assert_msg(unwind_counts(line, &walks, &differ, &handed) == 0,
+	              "stackguard wrote no unwind check: %s", line ? line : "");
+	ck_assert_msg(recalled_last >= 4, "stackguard: %lld stacks recalled of %lld walks",
+	              recalled_last, walks);
+	free(line);
+	free(var);
+	free(report);
+	free(prog);
+}
+END_TEST
+
 /* Our walker against libunwind on every allocation of: unwindy (recursions
  * through alloca frames, C++ exceptions with destructors allocating, signal
  * handlers on the thread's and on an alternate stack, dlopen and dlclose,
@@ -5544,6 +5592,7 @@ static Suite *live_suite(void)
 	tcase_add_loop_test(tc, closing_descriptors, 0, 5);
 	tc = h_tcase(s, "unwind", 300, setup, teardown);
 	tcase_add_test(tc, unwind_differential);
+	tcase_add_test(tc, memo_guard_page);
 	tc = h_tcase(s, "malformed", 120, setup, teardown);
 	tcase_add_test(tc, malformed_agent_frames);
 	tcase_add_test(tc, malformed_control);
