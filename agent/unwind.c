@@ -15,8 +15,9 @@
 
 /* Frames of the agent that can sit above the caller: walk_libunwind,
  * unwind_capture and stack_walk or unwind_known and recall_checked,
- * agent_stack, traced_alloc and the hook (fewer when inlined). Asking libunwind for more
- * would walk frames nobody keeps; fewer would cut deep stacks short. */
+ * agent_stack, traced_alloc and the hook (fewer when inlined). Asking
+ * libunwind for more would walk frames nobody keeps; fewer would cut deep
+ * stacks short. */
 #define SKIP_EXTRA 8
 
 void unwind_init(void)
