@@ -736,7 +736,7 @@ __attribute__((destructor)) static void agent_fini(void)
 
 /* ---- the recording path ---- */
 
-struct agent_tls *agent_enter(void)
+struct agent_tls *agent_enter_slow(void)
 {
 	struct agent_tls *t = &agent_tls;
 	if (t->guard)
@@ -796,14 +796,14 @@ static __attribute__((noinline)) uint32_t stack_walk(struct agent_tls *t, struct
 	return id;
 }
 
-uint32_t agent_stack(struct agent_tls *t)
+uint32_t agent_stack(struct agent_tls *t, const void *from)
 {
 	struct unwind_walk w;
 
 	/* The thread's first event: learn its stack bounds before walking it. */
 	if (__builtin_expect(t->ring == NULL, 0) && thread_ring(t) == NULL)
 		return 0;
-	uint32_t id = unwind_known(t, &w, g_cfg.nframes);
+	uint32_t id = unwind_known(t, &w, g_cfg.nframes, from);
 	return id != 0 ? id : stack_walk(t, &w);
 }
 

@@ -13,6 +13,7 @@
 #ifndef MEMTRACE_AGENT_H
 #define MEMTRACE_AGENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,14 +39,32 @@ static inline int agent_is_boot(const void *p)
 /* Bytes of the arena from p to its used end (an upper bound of p's size). */
 size_t agent_boot_avail(const void *p);
 
-struct agent_tls *agent_enter(void);
+/* agent_enter's every case: the first call, a fork child's, a new
+ * session's (epoch), nested calls, tracing off. */
+struct agent_tls *agent_enter_slow(void);
+static inline struct agent_tls *agent_enter(void)
+{
+	struct agent_tls *t = &agent_tls;
+	/* The common case inline: tracing on, not nested, same session. */
+	if (__builtin_expect(t->guard == 0 &&
+	                         atomic_load_explicit(&g_state, memory_order_acquire) ==
+	                             AGENT_ACTIVE &&
+	                         t->epoch == atomic_load_explicit(&g_epoch, memory_order_relaxed),
+	                     1)) {
+		t->guard = 1;
+		return t;
+	}
+	return agent_enter_slow();
+}
 static inline void agent_leave(struct agent_tls *t)
 {
 	t->guard--;
 }
 
-/* Capture the caller's stack; returns its id (0 = unknown). */
-uint32_t agent_stack(struct agent_tls *t);
+/* Capture the caller's stack; returns its id (0 = unknown). from: the
+ * hook's __builtin_frame_address(0), where the walk out of the agent starts
+ * (any frame of the agent's on the way to the program will do). */
+uint32_t agent_stack(struct agent_tls *t, const void *from);
 /* Sampling (MEMTRACE_SAMPLE): `size` when the allocation is to be recorded,
  * 0 to skip it. Without sampling every allocation is recorded; with it, one
  * of `size` bytes is recorded with probability 1 - exp(-size/sample_bytes)

@@ -80,16 +80,20 @@ struct frame {
 #define MEMO_SETS   32
 #define MEMO_CHECKS 72
 
-/* A remembered walk. It was a function of its start (ip, sp, and bp when
- * bp_dep) and of the words it read: chk[i].val was read at chk[i].at, an
- * address at or above sp (a hit has the same sp, so the same addresses). */
+/* A remembered walk. It was a function of its start (ip, sp, and bp where
+ * the walk read it) and of the words it read: chk[i].val was read at
+ * chk[i].at, an address at or above sp (a hit has the same sp, so the same
+ * addresses). The key comes first, so that a probe reads one cache line
+ * before the checks. */
 struct memo {
-	uintptr_t ip, sp, bp;
-	uint32_t id; /* 0: empty */
+	uintptr_t ip; /* 0: empty (a start's ip, a return address, never is) */
+	uintptr_t sp;
+	uintptr_t bp;      /* the start's RBP, masked with bp_mask */
+	uintptr_t bp_mask; /* all ones when the walk read the start's RBP, else 0 */
+	uint32_t id;
 	int16_t max;
-	uint8_t bp_dep;
 	uint8_t nchecks;
-	struct {
+	struct memo_chk {
 		uintptr_t at, val;
 	} chk[MEMO_CHECKS];
 };
@@ -585,7 +589,7 @@ static struct cfi_cache *cache_get(struct cfi_cache **slot)
 	} else if (c->gen != gen) {
 		memset(c->e, 0, sizeof(c->e));
 		for (unsigned i = 0; i < MEMO_SETS; i++)
-			c->memo[i][0].id = c->memo[i][1].id = 0;
+			c->memo[i][0].ip = c->memo[i][1].ip = 0;
 		c->N = -1;
 		c->gen = gen;
 	}
@@ -743,52 +747,53 @@ static inline unsigned memo_set(uintptr_t ip, uintptr_t sp)
 	return (unsigned)(h >> 59) & (MEMO_SETS - 1);
 }
 
+/* Whether remembered walk w holds for start: its key and every word it read.
+ * The words are read from the start's frame up and the first that differs
+ * ends the check: past a frame that is not the remembered one, nothing says
+ * the next word is still there to read (a program may have protected a page
+ * of its stack since). Every word is at or above the start's SP and below
+ * the stack's top: the walk that made them checked so, from this SP. Two
+ * words a turn: the count and the pointer move half as often. */
 static inline bool memo_holds(const struct memo *w, const struct cfi_regs *start, int max)
 {
-	if (w->id == 0 || w->ip != start->ip || w->sp != start->sp || w->max != max ||
-	    (w->bp_dep && w->bp != start->bp))
+	if (w->ip != start->ip || w->sp != start->sp || (start->bp & w->bp_mask) != w->bp ||
+	    w->max != max)
 		return false;
-	/* Every slot below is at or above the start's SP and below the
-	 * stack's top: the walk that made them checked so, from this SP. They
-	 * are read from the start's frame up and the first that differs ends
-	 * the check: past a frame that is not the remembered one, nothing
-	 * says the next slot is still there to read (a program may have
-	 * protected a page of its stack since). */
-	for (unsigned i = 0, n = w->nchecks; i < n; i++)
-		if (*(const uintptr_t *)w->chk[i].at != w->chk[i].val)
+	const struct memo_chk *k = w->chk;
+	unsigned n = w->nchecks;
+	for (; n >= 2; n -= 2, k += 2)
+		if (*(const uintptr_t *)k[0].at != k[0].val ||
+		    *(const uintptr_t *)k[1].at != k[1].val)
 			return false;
-	return true;
-}
-
-/* The remembered walk that holds for start, or NULL; *set is its set. */
-static inline struct memo *memo_find(struct cfi_cache *c, const struct cfi_regs *start, int max,
-                                     unsigned *set)
-{
-	unsigned s = *set = memo_set(start->ip, start->sp);
-	for (unsigned way = 0; way < 2; way++)
-		if (memo_holds(&c->memo[s][way], start, max))
-			return &c->memo[s][way];
-	return NULL;
+	return n == 0 || *(const uintptr_t *)k[0].at == k[0].val;
 }
 
 uint32_t cfi_recall(struct cfi_cache *c, const struct cfi_regs *start, int max)
 {
-	if (c == NULL || c->gen != atomic_load_explicit(&g_gen, memory_order_acquire))
+	if (c == NULL || c->gen != atomic_load_explicit(&g_gen, memory_order_acquire) ||
+	    start->ip == 0)
 		return 0;
-	unsigned s;
-	const struct memo *w = memo_find(c, start, max, &s);
-	if (w == NULL)
-		return 0;
-	c->mru[s] = (uint8_t)(w - c->memo[s]);
-	return w->id;
+	unsigned s = memo_set(start->ip, start->sp);
+	const struct memo *w = c->memo[s];
+	if (memo_holds(&w[0], start, max)) {
+		c->mru[s] = 0;
+		return w[0].id;
+	}
+	if (memo_holds(&w[1], start, max)) {
+		c->mru[s] = 1;
+		return w[1].id;
+	}
+	return 0;
 }
 
 void cfi_unlearn(struct cfi_cache *c, const struct cfi_regs *start, int max)
 {
-	unsigned s;
-	struct memo *w;
-	while (c != NULL && (w = memo_find(c, start, max, &s)) != NULL)
-		w->id = 0; /* each that holds */
+	if (c == NULL || start->ip == 0)
+		return;
+	struct memo *w = c->memo[memo_set(start->ip, start->sp)];
+	for (unsigned way = 0; way < 2; way++)
+		if (memo_holds(&w[way], start, max))
+			w[way].ip = 0; /* each that holds */
 }
 
 /* The words the step from F[k] = rev[x] to F[k+1] = rev[x - 1] read that
@@ -811,10 +816,10 @@ void cfi_remember(struct cfi_cache *c, uint32_t id)
 		n += step_reads(&c->rev[x], &c->rev[x - 1]);
 	if (n > MEMO_CHECKS)
 		return;
-	if (c->memo[s][0].id == 0)
+	if (c->memo[s][0].ip == 0)
 		way = 0;
 	struct memo *w = &c->memo[s][way];
-	w->id = 0;
+	w->ip = 0;
 	n = 0;
 	for (int x = c->N; x > 0; x--) {
 		const struct frame *f = &c->rev[x], *up = &c->rev[x - 1];
@@ -827,13 +832,13 @@ void cfi_remember(struct cfi_cache *c, uint32_t id)
 			w->chk[n++].val = val[r];
 		}
 	}
-	w->ip = f0->ip;
 	w->sp = f0->sp;
-	w->bp = f0->bp;
-	w->bp_dep = f0->bp_dep;
+	w->bp_mask = f0->bp_dep ? UINTPTR_MAX : 0;
+	w->bp = f0->bp & w->bp_mask;
 	w->max = (int16_t)c->last_max;
 	w->nchecks = (uint8_t)n;
 	w->id = id;
+	w->ip = f0->ip; /* last: the entry is whole */
 	c->mru[s] = (uint8_t)way;
 }
 

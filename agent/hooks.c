@@ -41,13 +41,14 @@ static inline int booting(void)
 	return __atomic_load_n(&g_real_ready, __ATOMIC_ACQUIRE) == 1;
 }
 
-static void *traced_alloc(void *p, size_t size, struct agent_tls *t)
+/* from: the hook's frame (agent_stack). */
+static void *traced_alloc(void *p, size_t size, struct agent_tls *t, const void *from)
 {
 	if (p != NULL) {
 		t->last_alloc = (uintptr_t)p; /* sampled or not (temporaries) */
 		uint64_t reported = agent_sample(t, size);
 		if (reported != 0 || (size == 0 && g_cfg.sample_bytes == 0))
-			agent_record_alloc(t, p, reported, agent_stack(t));
+			agent_record_alloc(t, p, reported, agent_stack(t, from));
 		/* before the program has p, so before anyone frees it */
 		if (reported != 0 && g_cfg.sample_bytes != 0)
 			sampleset_add((uintptr_t)p);
@@ -64,7 +65,7 @@ AGENT_EXPORT void *malloc(size_t size)
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.malloc(size);
-	return traced_alloc(g_real.malloc(size), size, t);
+	return traced_alloc(g_real.malloc(size), size, t, __builtin_frame_address(0));
 }
 
 AGENT_EXPORT void free(void *p)
@@ -98,7 +99,8 @@ AGENT_EXPORT void *calloc(size_t nmemb, size_t size)
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.calloc(nmemb, size);
-	return traced_alloc(g_real.calloc(nmemb, size), nmemb * size, t);
+	return traced_alloc(g_real.calloc(nmemb, size), nmemb * size, t,
+	                    __builtin_frame_address(0));
 }
 
 static void *realloc_impl(void *old, size_t size)
@@ -107,7 +109,7 @@ static void *realloc_impl(void *old, size_t size)
 	if (t == NULL)
 		return g_real.realloc(old, size);
 	uint64_t reported = agent_sample(t, size);
-	uint32_t stack = reported != 0 ? agent_stack(t) : 0;
+	uint32_t stack = reported != 0 ? agent_stack(t, __builtin_frame_address(0)) : 0;
 	/* Sampled: the old block's free is sent only if it was sampled, and
 	 * nothing at all when neither block is the daemon's. */
 	bool sampled = g_cfg.sample_bytes != 0;
@@ -182,7 +184,7 @@ AGENT_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 	if (t == NULL)
 		return g_real.posix_memalign(out, align, size);
 	int rc = g_real.posix_memalign(out, align, size);
-	traced_alloc(rc == 0 ? *out : NULL, size, t);
+	traced_alloc(rc == 0 ? *out : NULL, size, t, __builtin_frame_address(0));
 	return rc;
 }
 
@@ -194,7 +196,7 @@ AGENT_EXPORT void *aligned_alloc(size_t align, size_t size)
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.aligned_alloc(align, size);
-	return traced_alloc(g_real.aligned_alloc(align, size), size, t);
+	return traced_alloc(g_real.aligned_alloc(align, size), size, t, __builtin_frame_address(0));
 }
 
 AGENT_EXPORT void *memalign(size_t align, size_t size)
@@ -205,7 +207,7 @@ AGENT_EXPORT void *memalign(size_t align, size_t size)
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.memalign(align, size);
-	return traced_alloc(g_real.memalign(align, size), size, t);
+	return traced_alloc(g_real.memalign(align, size), size, t, __builtin_frame_address(0));
 }
 
 AGENT_EXPORT void *valloc(size_t size)
@@ -216,7 +218,7 @@ AGENT_EXPORT void *valloc(size_t size)
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.valloc(size);
-	return traced_alloc(g_real.valloc(size), size, t);
+	return traced_alloc(g_real.valloc(size), size, t, __builtin_frame_address(0));
 }
 
 AGENT_EXPORT void *pvalloc(size_t size)
@@ -227,7 +229,7 @@ AGENT_EXPORT void *pvalloc(size_t size)
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.pvalloc(size);
-	return traced_alloc(g_real.pvalloc(size), size, t);
+	return traced_alloc(g_real.pvalloc(size), size, t, __builtin_frame_address(0));
 }
 
 /* Code unloaded: the unwind rules compiled for its addresses are stale

@@ -57,11 +57,12 @@ void unwind_thread_exit(struct agent_tls *t)
 }
 
 /* The program's frame that called into the agent, from the agent's own
- * frame pointers (the agent is built with them): the first return address
- * outside the agent, and SP and RBP as they were at that call. */
-static inline int program_frame(const struct agent_tls *t, struct cfi_regs *r)
+ * frame pointers (the agent is built with them), starting at frame `from`
+ * of the agent (the hook's, so that one step finds it): the first return
+ * address outside the agent, and SP and RBP as they were at that call. */
+static inline int program_frame(const struct agent_tls *t, const void *from, struct cfi_regs *r)
 {
-	const uintptr_t *fp = __builtin_frame_address(0);
+	const uintptr_t *fp = from;
 
 	for (int i = 0; i < 16; i++) {
 		uintptr_t f = (uintptr_t)fp;
@@ -85,7 +86,7 @@ static uint32_t capture_fp(struct agent_tls *t, uint64_t *out, uint32_t max)
 	struct cfi_regs r;
 	uint32_t n = 0;
 
-	if (program_frame(t, &r) < 0)
+	if (program_frame(t, __builtin_frame_address(0), &r) < 0)
 		return 0;
 	/* From the program's frame on, each frame record is the caller's
 	 * RBP and its return address, rising on the stack. */
@@ -183,13 +184,13 @@ __attribute__((destructor)) static void unwind_report(void)
 		close(fd);
 }
 
-uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max)
+uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max, const void *from)
 {
 	w->have = false;
 	w->walked = false;
 	if (g_cfg.fp || t->dead)
 		return 0;
-	w->have = program_frame(t, &w->start) == 0;
+	w->have = program_frame(t, from, &w->start) == 0;
 	if (!w->have || g_cfg.libunwind)
 		return 0;
 	uint32_t id = cfi_recall(t->cfi, &w->start, (int)max);

@@ -34,8 +34,10 @@ struct unwind_walk {
 
 void unwind_init(void);
 /* The stack id of the calling thread's stack when our walker remembers this
- * very walk (cfi.h, the walk memo), else 0. Fills *w for unwind_capture. */
-uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max);
+ * very walk (cfi.h, the walk memo), else 0. Fills *w for unwind_capture.
+ * from: a frame of the agent's on the way out to the program (the hook's
+ * __builtin_frame_address(0)). */
+uint32_t unwind_known(struct agent_tls *t, struct unwind_walk *w, uint32_t max, const void *from);
 /* Fills out[0 .. max) and returns the number of frames. */
 uint32_t unwind_capture(struct agent_tls *t, struct unwind_walk *w, uint64_t *out, uint32_t max);
 /* The frames unwind_capture returned were interned as id: remember the walk. */
