@@ -424,6 +424,7 @@ static int db_error(struct store *st, int rc, const char *what)
 
 static int stmt_get(struct store *st, enum stmt_id id, sqlite3_stmt **out)
 {
+	*out = NULL; /* set on every way out (GCC cannot see that fail() never returns 0) */
 	if (st->stmt[id] == NULL) {
 		int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
 		                            &st->stmt[id], NULL);
