@@ -70,6 +70,9 @@
  *                               the thread's stack above it became
  *                               PROT_NONE: the memo stops at the first
  *                               word that differs, the program survives
+ *                               (malloc's caller with a frame pointer and
+ *                               without, so that word falls first and
+ *                               second in the check's two-a-turn)
  *  malformed_agent_frames,      bad frames close their connection, bad
  *  malformed_control            requests get JSON errors; the traced program
  *                               stays exact and the daemon stops cleanly
@@ -4973,36 +4976,44 @@ static char *run_checked(const char *const *argv, const char *input, long long *
 START_TEST(memo_guard_page)
 {
 	char *prog = h_prog("stackguard");
-	char *report = h_strf("%s/unwind-check.guard", D.dir);
-	char *var = h_strf("MEMTRACE_UNWIND_CHECK=%s", report);
-	const char *argv[] = {prog, NULL};
-	const char *checked[] = {var, NULL};
-	long long walks = -1, differ = -1, handed = -1;
 
-	for (int k = 0; k < 2; k++) {
-		struct h_spawn sp = {.argv = argv,
-		                     .agent = true,
-		                     .runtime_dir = D.runtime,
-		                     .env = k == 0 ? checked : NULL,
-		                     .uid = H_NOUID};
-		struct h_proc p;
-		h_proc_start(&p, &sp);
-		h_proc_close_stdin(&p);
-		int st = h_proc_finish(&p, 60000);
-		ck_assert_msg(st == 0 && p.out.data != NULL && strstr(p.out.data, "survived"),
-		              "stackguard%s: %s\n%.2000s", k == 0 ? " (checked)" : "",
-		              h_status_str(st), p.err.data != NULL ? p.err.data : "");
-		h_proc_cleanup(&p);
+	/* Each caller of malloc: with a frame pointer, and without one (the
+	 * words the memo checks two a turn then fall the other way). */
+	for (int v = 0; v < 2; v++) {
+		char *report = h_strf("%s/unwind-check.guard%d", D.dir, v);
+		char *var = h_strf("MEMTRACE_UNWIND_CHECK=%s", report);
+		const char *argv[] = {prog, "28", v == 0 ? "plain" : "shifted", NULL};
+		const char *checked[] = {var, NULL};
+		long long walks = -1, differ = -1, handed = -1;
+
+		for (int k = 0; k < 2; k++) {
+			struct h_spawn sp = {.argv = argv,
+			                     .agent = true,
+			                     .runtime_dir = D.runtime,
+			                     .env = k == 0 ? checked : NULL,
+			                     .uid = H_NOUID};
+			struct h_proc p;
+			h_proc_start(&p, &sp);
+			h_proc_close_stdin(&p);
+			int st = h_proc_finish(&p, 60000);
+			ck_assert_msg(
+			    st == 0 && p.out.data != NULL && strstr(p.out.data, "survived"),
+			    "stackguard %s%s: %s\n%.2000s", argv[2], k == 0 ? " (checked)" : "",
+			    h_status_str(st), p.err.data != NULL ? p.err.data : "");
+			h_proc_cleanup(&p);
+		}
+		/* The memo answered on the coroutine's stack: the case was
+		 * reached. */
+		char *line = first_line(report);
+		ck_assert_msg(unwind_counts(line, &walks, &differ, &handed) == 0,
+		              "stackguard %s wrote no unwind check: %s", argv[2], line ? line : "");
+		ck_assert_msg(recalled_last >= 4,
+		              "stackguard %s: %lld stacks recalled of %lld walks", argv[2],
+		              recalled_last, walks);
+		free(line);
+		free(var);
+		free(report);
 	}
-	/* The memo answered on the coroutine's stack: the case was reached. */
-	char *line = first_line(report);
-	ck_assert_msg(unwind_counts(line, &walks, &differ, &handed) == 0,
-	              "stackguard wrote no unwind check: %s", line ? line : "");
-	ck_assert_msg(recalled_last >= 4, "stackguard: %lld stacks recalled of %lld walks",
-	              recalled_last, walks);
-	free(line);
-	free(var);
-	free(report);
 	free(prog);
 }
 END_TEST

@@ -11,7 +11,8 @@
  * the memo must stop at the first word that differs and never read them.
  * Prints "survived" and exits 0 when it does. argv[1]: the depth of the
  * recursion (default 28: with MEMTRACE_NFRAMES=32 the walk stops at its
- * limit before the coroutine's first frame, so it is remembered). */
+ * limit before the coroutine's first frame, so it is remembered); argv[2]
+ * "shifted": malloc's caller has no frame pointer (allocate_shifted). */
 #define _GNU_SOURCE
 #include <alloca.h>
 #include <pthread.h>
@@ -40,6 +41,21 @@ __attribute__((noinline)) static void allocate(void)
 	}
 }
 
+/* The same without a frame pointer: the walk's first step reads one word
+ * (the return address) where allocate's reads two (and RBP), so every
+ * word the memo checks after it moves by one in its two-a-turn check, and
+ * the first that differs ends a turn rather than starting one. */
+__attribute__((noinline, optimize("omit-frame-pointer"))) static void allocate_shifted(void)
+{
+	for (int i = 0; i < 4; i++) {
+		void *p = malloc(24);
+		keep = p;
+		free(p);
+	}
+}
+
+static int shifted;
+
 __attribute__((noinline)) static void descend(int n)
 {
 	volatile char frame[256];
@@ -47,6 +63,8 @@ __attribute__((noinline)) static void descend(int n)
 	frame[0] = (char)n;
 	if (n > 0)
 		descend(n - 1);
+	else if (shifted)
+		allocate_shifted();
 	else
 		allocate();
 	keep = (void *)frame;
@@ -105,6 +123,7 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		depth = atoi(argv[1]);
+	shifted = argc > 2 && strcmp(argv[2], "shifted") == 0;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 4 << 20);
 	if (pthread_create(&t, &attr, thread_main, NULL) != 0)
