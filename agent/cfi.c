@@ -826,7 +826,9 @@ void cfi_remember(struct cfi_cache *c, uint32_t id)
 		uintptr_t at[2] = {up->sp - 8, up->sp + (uintptr_t)(intptr_t)f->rbp_off};
 		uintptr_t val[2] = {up->ip, up->bp};
 		for (unsigned r = 0; r < step_reads(f, up); r++) {
-			if (at[r] < f0->sp || at[r] - f0->sp > UINT32_MAX)
+			/* memo_holds reads from the start's SP up; an entry
+			 * keeps addresses, so no offset from SP has to fit. */
+			if (at[r] < f0->sp)
 				return;
 			w->chk[n].at = at[r];
 			w->chk[n++].val = val[r];
