@@ -82,6 +82,29 @@ static inline uint64_t agent_sample(struct agent_tls *t, uint64_t size)
 	return agent_sample_slow(t, size);
 }
 
+/*
+ * Sampled mode's common case, decided before agent_enter: an allocation of
+ * `size` bytes that will not be sampled needs none of the agent's state,
+ * only the thread's budget. agent_unsampled says whether it is such a one
+ * (never inside the agent, whose own allocations must not move last_alloc);
+ * the hook then makes the real call and agent_unsampled_done takes the
+ * block from the budget, as agent_sample would have. The budget is the
+ * same whether tracing is on or not, so the estimates stay unbiased.
+ */
+static inline int agent_unsampled(const struct agent_tls *t, uint64_t size)
+{
+	return g_cfg.sample_bytes != 0 && t->guard == 0 && t->sample_left > 0 &&
+	       (uint64_t)t->sample_left > size;
+}
+static inline void *agent_unsampled_done(struct agent_tls *t, void *p, uint64_t size)
+{
+	if (p != NULL) {
+		t->last_alloc = (uintptr_t)p; /* temporaries: see traced_alloc */
+		t->sample_left -= (int64_t)size;
+	}
+	return p;
+}
+
 /* Records (after a successful allocation / before the real free). */
 void agent_record_alloc(struct agent_tls *t, void *p, uint64_t size, uint32_t stack);
 void agent_record_free(struct agent_tls *t, void *p);

@@ -35,10 +35,18 @@ static inline void ensure_real(void)
 }
 
 /* True while dlsym is running on some thread and the real functions are not
- * known yet: the caller must use the bootstrap arena. */
+ * known yet: the caller must use the bootstrap arena. Otherwise the real
+ * functions are known when it returns (ensure_real's work), and the common
+ * case is one load. */
 static inline int booting(void)
 {
-	return __atomic_load_n(&g_real_ready, __ATOMIC_ACQUIRE) == 1;
+	int st = __atomic_load_n(&g_real_ready, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(st == 2, 1))
+		return 0;
+	if (st == 1)
+		return 1;
+	agent_resolve_real();
+	return 0;
 }
 
 /* from: the hook's frame (agent_stack). */
@@ -61,11 +69,25 @@ AGENT_EXPORT void *malloc(size_t size)
 {
 	if (booting())
 		return agent_boot_alloc(size, 16);
-	ensure_real();
+	if (agent_unsampled(&agent_tls, size))
+		return agent_unsampled_done(&agent_tls, g_real.malloc(size), size);
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.malloc(size);
 	return traced_alloc(g_real.malloc(size), size, t, __builtin_frame_address(0));
+}
+
+/* free's recording part, apart so that free's sampled common case takes no
+ * stack frame. */
+static __attribute__((noinline)) void free_traced(void *p)
+{
+	struct agent_tls *t = agent_enter();
+	if (t != NULL) {
+		if (g_cfg.sample_bytes == 0 || sampleset_take((uintptr_t)p))
+			agent_record_free(t, p);
+		agent_leave(t);
+	}
+	g_real.free(p);
 }
 
 AGENT_EXPORT void free(void *p)
@@ -79,13 +101,7 @@ AGENT_EXPORT void free(void *p)
 		g_real.free(p);
 		return;
 	}
-	struct agent_tls *t = agent_enter();
-	if (t != NULL) {
-		if (g_cfg.sample_bytes == 0 || sampleset_take((uintptr_t)p))
-			agent_record_free(t, p);
-		agent_leave(t);
-	}
-	g_real.free(p);
+	free_traced(p);
 }
 
 AGENT_EXPORT void *calloc(size_t nmemb, size_t size)
@@ -95,7 +111,9 @@ AGENT_EXPORT void *calloc(size_t nmemb, size_t size)
 			return NULL;
 		return agent_boot_alloc(nmemb * size, 16); /* static storage is zeroed */
 	}
-	ensure_real();
+	if (agent_unsampled(&agent_tls, (uint64_t)nmemb * size))
+		return agent_unsampled_done(&agent_tls, g_real.calloc(nmemb, size),
+		                            (uint64_t)nmemb * size);
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.calloc(nmemb, size);
@@ -141,23 +159,27 @@ static void *realloc_impl(void *old, size_t size)
 
 AGENT_EXPORT void *realloc(void *old, size_t size)
 {
-	if (booting() || agent_is_boot(old)) {
+	int boot = booting();
+	if (boot || agent_is_boot(old)) {
 		/* A bootstrap block moves to a new block; its old size is unknown,
 		 * but at most the rest of the arena lies after it. */
-		void *p;
-		if (booting()) {
-			p = agent_boot_alloc(size, 16);
-		} else {
-			ensure_real();
-			p = malloc(size);
-		}
+		void *p = boot ? agent_boot_alloc(size, 16) : malloc(size);
 		if (p != NULL && old != NULL) {
 			size_t avail = agent_boot_avail(old);
 			memcpy(p, old, size < avail ? size : avail);
 		}
 		return p;
 	}
-	ensure_real();
+	/* Sampled, neither the old block nor the new one: the real call and
+	 * the budget (realloc_impl's way, with nothing to record). */
+	struct agent_tls *t = &agent_tls;
+	if (agent_unsampled(t, size) && (old == NULL || !sampleset_maybe((uintptr_t)old))) {
+		t->sample_left -= (int64_t)size;
+		void *p = g_real.realloc(old, size);
+		if (p != NULL)
+			t->last_alloc = (uintptr_t)p;
+		return p;
+	}
 	return realloc_impl(old, size);
 }
 
@@ -179,7 +201,6 @@ AGENT_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 		*out = p;
 		return 0;
 	}
-	ensure_real();
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.posix_memalign(out, align, size);
@@ -192,7 +213,6 @@ AGENT_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
 	if (booting())
 		return agent_boot_alloc(size, align);
-	ensure_real();
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.aligned_alloc(align, size);
@@ -203,7 +223,6 @@ AGENT_EXPORT void *memalign(size_t align, size_t size)
 {
 	if (booting())
 		return agent_boot_alloc(size, align);
-	ensure_real();
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.memalign(align, size);
@@ -214,7 +233,6 @@ AGENT_EXPORT void *valloc(size_t size)
 {
 	if (booting())
 		return agent_boot_alloc(size, 4096);
-	ensure_real();
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.valloc(size);
@@ -225,7 +243,6 @@ AGENT_EXPORT void *pvalloc(size_t size)
 {
 	if (booting())
 		return agent_boot_alloc(size, 4096);
-	ensure_real();
 	struct agent_tls *t = agent_enter();
 	if (t == NULL)
 		return g_real.pvalloc(size);
