@@ -8,6 +8,7 @@
  * every session ends, the loop drains, then the process exits 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -492,6 +494,27 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 
 /* A socket file that nobody answers is left over from a crash: remove it.
  * One that answers belongs to a running daemon: refuse to start. */
+/*
+ * The state directory is one daemon's: two would write the same snapshot
+ * files and database, each with its own idea of the ids. Its lock file is
+ * held (flock) for the daemon's life, released by the kernel however the
+ * daemon ends. Returns the descriptor, or -EWOULDBLOCK when another daemon
+ * holds it, or another -errno.
+ */
+static int lock_state_dir(const char *dir)
+{
+	char *path = xasprintf("%s/%s", dir, "memtraced.lock");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+	int rc = fd < 0 ? -errno : 0;
+
+	free(path);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = -errno;
+		close(fd);
+	}
+	return rc < 0 ? rc : fd;
+}
+
 static int claim_socket(const char *path)
 {
 	struct sockaddr_un sa;
@@ -609,6 +632,12 @@ int main(int argc, char **argv)
 	}
 	if ((rc = safedir_make(d.cfg.state_dir, 0700, reason, sizeof(reason), NULL, NULL)) < 0) {
 		log_error("cannot use state directory %s: %s", d.cfg.state_dir, reason);
+		goto out;
+	}
+	/* Kept open until the process ends: the lock is the daemon's life. */
+	if ((rc = lock_state_dir(d.cfg.state_dir)) < 0) {
+		log_error("cannot use state directory %s: %s", d.cfg.state_dir,
+		          rc == -EWOULDBLOCK ? "another memtraced uses it" : strerror(-rc));
 		goto out;
 	}
 	d.agent_path = xasprintf("%s/%s", d.cfg.runtime_dir, PATHS_AGENT_SOCK);

@@ -64,6 +64,11 @@
  *                           root's session stays; sessions end with the
  *                           daemon; `ui` with --metrics-listen off says
  *                           no_web_interface
+ *  state_dir_locked         a second memtraced on the state directory of a
+ *                           running one (another runtime directory) refuses
+ *                           to start and says why; the first goes on
+ *                           answering; once it has stopped, a daemon starts
+ *                           on that state again
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -2405,6 +2410,42 @@ START_TEST(web_interface)
 }
 END_TEST
 
+/* --------------------------------------------------- state_dir_locked */
+
+START_TEST(state_dir_locked)
+{
+	struct h_ctl r;
+
+	h_daemon_dirs(&D, 0755);
+	h_daemon_start(&D);
+	char *run2 = h_strf("%s/run2", D.dir);
+	ck_assert_int_eq(mkdir(run2, 0700), 0);
+	char *cmd =
+	    h_strf("timeout 10 %s --runtime-dir %s --state-dir %s --metrics-listen off 2>&1",
+	           h_daemon_bin(), run2, D.state);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	char out[8192];
+	size_t n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	int st = pclose(f);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0,
+	              "a second memtraced on %s ran (status %d): %s", D.state, st, out);
+	ck_assert_msg(strstr(out, "another memtraced uses it") != NULL,
+	              "the second memtraced did not say why it stopped: %s", out);
+	ck_assert_msg(h_daemon_alive(&D), "the first memtraced ended");
+	h_ctl_ok(&D, 0, &r, (const char *const[]){"status", NULL});
+	h_ctl_free(&r);
+	h_daemon_stop(&D);
+	h_daemon_start(&D); /* the lock went with the first daemon */
+	h_ctl_ok(&D, 0, &r, (const char *const[]){"status", NULL});
+	h_ctl_free(&r);
+	h_daemon_stop(&D);
+	free(cmd);
+	free(run2);
+}
+END_TEST
+
 /* ------------------------------------------------------------- runner */
 
 static Suite *service_suite(void)
@@ -2422,6 +2463,8 @@ static Suite *service_suite(void)
 	tcase_add_test(tc, bad_http);
 	tc = h_tcase(s, "web", 180, NULL, teardown);
 	tcase_add_test(tc, web_interface);
+	tc = h_tcase(s, "state_dir_locked", 60, NULL, teardown);
+	tcase_add_test(tc, state_dir_locked);
 	return s;
 }
 
