@@ -653,6 +653,7 @@ static cJSON *cmd_stats(struct conn *c, cJSON *req, struct session *unused)
 	else
 		cJSON_AddNullToObject(r, "limit_reached");
 	cJSON_AddNumberToObject(r, "model_bytes", (double)session_memory(s));
+	jsonout_add_u64(r, "wakes_deferred", s->wakes_deferred);
 	if (s->error != NULL)
 		cJSON_AddStringToObject(r, "error", s->error);
 	return r;

@@ -85,6 +85,23 @@ struct drain_seg {
 #define RING_FIELD(dr, i, field)                                                                   \
 	((void *)((dr)->map + SHM_OFF_RING(i) + offsetof(struct shm_ring, field)))
 
+/*
+ * A ring's control field, read once through the mapping (acquire: the
+ * records below a head are in place). The records themselves are copied
+ * with pread (copy_out). These loads may fault a page the agent punched out
+ * back in, charged to the daemon: one page a ring, the page of the consumer
+ * fields the daemon writes there anyway (release), so at most SHM_NRINGS
+ * pages a region, which reading them with pread did not lower. Reading
+ * them with two preads a ring made a pass over a region of 1024 empty rings
+ * cost 2048 system calls, which a hostile agent could ask for with a WAKE
+ * every millisecond.
+ */
+static inline uint64_t ring_u64(const struct drain *dr, uint32_t i, size_t field)
+{
+	return __atomic_load_n((const uint64_t *)(dr->map + SHM_OFF_RING(i) + field),
+	                       __ATOMIC_ACQUIRE);
+}
+
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
 	char *p = buf;
@@ -420,10 +437,10 @@ static void release(struct drain *dr, const struct drain_seg *s)
 	__atomic_store_n((uint64_t *)RING_FIELD(dr, s->ring, tail), s->tail + merged,
 	                 __ATOMIC_RELEASE);
 	__atomic_store_n((uint32_t *)RING_FIELD(dr, s->ring, wake_sent), 0, __ATOMIC_RELAXED);
-	uint32_t waiters;
-	if (pread_all(dr->fd, &waiters, sizeof(waiters),
-	              SHM_OFF_RING(s->ring) + offsetof(struct shm_ring, waiters)) == 0 &&
-	    waiters != 0) {
+	/* The tail before the waiters: a thread that counted itself in after
+	 * this load sees the new tail before it sleeps (reserve_full). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n((uint32_t *)RING_FIELD(dr, s->ring, waiters), __ATOMIC_RELAXED) != 0) {
 		uint32_t *futex = RING_FIELD(dr, s->ring, tail_futex);
 		__atomic_fetch_add(futex, 1, __ATOMIC_SEQ_CST);
 		syscall(SYS_futex, futex, FUTEX_WAKE, 1 << 30, NULL, NULL, 0);
@@ -570,8 +587,6 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
                       bool *more, const char **why)
 {
 	struct drain_scratch *sc = SC(dr);
-	/* A ring's control fields, not the ring (4 MiB on the stack). */
-	_Alignas(64) unsigned char ctl[offsetof(struct shm_ring, ev)];
 	uint64_t seq, w;
 	uint32_t nrings;
 	size_t nseg = 0, live = 0, chunk;
@@ -588,16 +603,12 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	if (nrings > SHM_NRINGS)
 		nrings = SHM_NRINGS;
 	grow(dr, nrings);
+	dr->nrings = nrings;
 	dr->seq = seq;
 	/* W: every record numbered below it is in a ring by now. */
 	w = final ? UINT64_MAX : seq;
 	for (uint32_t i = 0; i < nrings && !final; i++) {
-		uint64_t pending;
-		if (read_u64(dr, SHM_OFF_RING(i) + offsetof(struct shm_ring, pending), &pending) <
-		    0) {
-			*why = "the shared memory cannot be read";
-			return -EBADMSG;
-		}
+		uint64_t pending = ring_u64(dr, i, offsetof(struct shm_ring, pending));
 		if (pending < w)
 			w = pending;
 	}
@@ -606,15 +617,10 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	dr->behind = w < seq;
 	/* The rings that hold records. */
 	for (uint32_t i = 0; i < nrings; i++) {
-		uint64_t head, tail;
-		uint32_t waiters;
-		if (pread_all(dr->fd, ctl, sizeof(ctl), SHM_OFF_RING(i)) < 0) {
-			*why = "the shared memory cannot be read";
-			return -EBADMSG;
-		}
-		memcpy(&head, ctl + offsetof(struct shm_ring, head), sizeof(head));
-		memcpy(&tail, ctl + offsetof(struct shm_ring, tail), sizeof(tail));
-		memcpy(&waiters, ctl + offsetof(struct shm_ring, waiters), sizeof(waiters));
+		uint64_t head = ring_u64(dr, i, offsetof(struct shm_ring, head));
+		uint64_t tail = ring_u64(dr, i, offsetof(struct shm_ring, tail));
+		uint32_t waiters =
+		    __atomic_load_n((uint32_t *)RING_FIELD(dr, i, waiters), __ATOMIC_RELAXED);
 		if (head - tail > SHM_RING_CAP) {
 			*why = "a ring holds more records than it has room for";
 			return -EBADMSG;

@@ -55,7 +55,7 @@ struct drain_scratch {
 
 struct drain {
 	int fd;           /* the memfd, -1 when closed */
-	char *map;        /* shared mapping (for the consumer's writes only) */
+	char *map;        /* shared mapping: the rings' control fields (drain.c) */
 	uint64_t seq;     /* the header's seq at the last drain */
 	uint64_t lost;    /* the agent's lost count, as last read (never goes down) */
 	uint64_t nostack; /* records the agent made without a stack */
@@ -71,6 +71,7 @@ struct drain {
 	 * in one (the agent's word: it may lie, and gains nothing by it). */
 	uint64_t fullest;
 	bool waiting;
+	uint32_t nrings; /* rings the region said it had handed out, at the last drain */
 	/* Apply every record on its own, pairing no temporaries: for the
 	 * tests that compare the two. */
 	bool no_pairs;

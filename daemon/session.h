@@ -84,6 +84,10 @@ struct session {
 	 * always claims news costs little. Queries always read. */
 	unsigned idle_drains;
 	uint64_t next_drain_ms;
+	/* When a WAKE last read the region (drain_now_ns), and the WAKEs that
+	 * came too soon after for their own read (agentsrv.c, wake_gap_ns). */
+	uint64_t wake_read_ns;
+	uint64_t wakes_deferred;
 	bool pressed; /* its last read found pressure (yield.h) */
 	/* The connection closed: the last records are read in slices on the
 	 * timer, then the session ends with these. */

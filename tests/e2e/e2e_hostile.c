@@ -58,6 +58,15 @@
  *                                realloc(NULL, n), stopped daemon and running
  *  connect_bounded_when_backlog_full  daemon stopped, agent.sock's backlog
  *                                full: a program starts (untraced, says so)
+ *  wake_flood_deferred           a forged agent of the attacker's that claims
+ *                                all 1024 rings and sends a WAKE each
+ *                                millisecond, two records apart: its WAKEs are
+ *                                mostly deferred to the timer (stats counts
+ *                                them), which reads every record all the same
+ *                                (before, each WAKE had the daemon look at all
+ *                                1024 rings with two system calls each: 8 such
+ *                                agents slowed another user's traced program
+ *                                about 5x)
  *  agent_refuses_foreign_socket  agent.sock served by the attacker's listener:
  *                                root's program runs untraced and says why,
  *                                the listener gets no byte and no descriptor
@@ -1135,6 +1144,122 @@ START_TEST(exact_64bit_counters)
 }
 END_TEST
 
+/* ------------------------------------------------ wake_flood_deferred */
+
+#define FLOOD_WAKES 400
+
+/* The attacker's agent: a region of SHM_NRINGS rings (all empty but the
+ * first), then FLOOD_WAKES times an allocation and its free in the first
+ * ring and a WAKE, 1 ms apart. Exit status 0, or which step failed. */
+static int wake_flood_child(int hold, int ready)
+{
+	static uint8_t buf[PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD];
+	static const char cmdline[] = "forged\0--wakes";
+	char c;
+
+	if (h_become_attacker() < 0)
+		return 2;
+	int fd = h_connect(h_strf("%s/agent.sock", D.runtime));
+	int region = h_region_empty();
+	if (fd < 0 || region < 0)
+		return 3;
+	char *map = mmap(NULL, SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, region, 0);
+	if (map == MAP_FAILED)
+		return 4;
+	struct shm_header *h = (struct shm_header *)map;
+	struct shm_stack *e = (struct shm_stack *)(map + SHM_OFF_ARENA);
+	uint64_t frame = 0x401000;
+	e->hash = 1;
+	e->nframes = 1;
+	memcpy(e + 1, &frame, sizeof frame);
+	*(uint64_t *)(map + SHM_OFF_OFFSETS + 8) = 0;
+	map[SHM_OFF_STATES + 1] = SHM_STACK_READY;
+	for (uint32_t i = 0; i < SHM_NRINGS; i++)
+		atomic_store(&((struct shm_ring *)(map + SHM_OFF_RING(i)))->pending, UINT64_MAX);
+	atomic_store(&h->nrings, SHM_NRINGS);
+	atomic_store(&h->seq, 1);
+	size_t len = h_hello_frame(buf, sizeof buf, "/forged/wakes", cmdline, sizeof cmdline);
+	if (len == 0 || send_with_fd(fd, buf, len, region) < 0)
+		return 5;
+	close(region);
+	ssize_t n;
+	struct shm_ring *r = (struct shm_ring *)(map + SHM_OFF_RING(0));
+	uint64_t seq = 1;
+	for (uint64_t k = 0; k < FLOOD_WAKES; k++, seq += 2) {
+		r->ev[2 * k] =
+		    (struct shm_ev){seq << PROTO_EV_KIND_BITS | PROTO_EV_ALLOC, 0x10000, 64, 1, 0};
+		r->ev[2 * k + 1] = (struct shm_ev){(seq + 1) << PROTO_EV_KIND_BITS | PROTO_EV_FREE,
+		                                   0x10000, 0, 0, 0};
+		atomic_store(&r->head, 2 * k + 2);
+		atomic_store(&h->seq, seq + 2);
+		n = proto_empty_encode(buf, sizeof buf, PROTO_WAKE);
+		if (n < 0 || h_send_all(fd, buf, (size_t)n) < 0)
+			return 6;
+		usleep(1000);
+	}
+	if (write(ready, "r", 1) != 1)
+		return 7;
+	while (read(hold, &c, 1) > 0)
+		;
+	return 0;
+}
+
+START_TEST(wake_flood_deferred)
+{
+	int hold[2], ready[2];
+	char c;
+	struct h_ctl r;
+
+	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != hold[0] && fd != ready[1])
+				close(fd);
+		_exit(wake_flood_child(hold[0], ready[1]));
+	}
+	close(hold[0]);
+	close(ready[1]);
+	ssize_t got = read(ready[0], &c, 1);
+	close(ready[0]);
+	if (got != 1) {
+		int st = 0;
+		waitpid(pid, &st, 0);
+		ck_abort_msg("the forged agent failed: %s", h_status_str(st));
+	}
+	/* Every record read in the end, the deferred WAKEs by the timer. */
+	char *p = h_strf("%ld", (long)pid);
+	const char *stats[] = {"stats", "--pid", p, NULL};
+	long long allocs = -1, frees = -1, deferred = -1;
+	long long deadline = h_now_ms() + H_POLL_MS;
+	for (;;) {
+		h_ctl_ok(&D, H_NOUID, &r, stats);
+		ck_assert(h_json_int(r.json, "allocations", &allocs));
+		ck_assert(h_json_int(r.json, "frees", &frees));
+		ck_assert(h_json_int(r.json, "wakes_deferred", &deferred));
+		h_ctl_free(&r);
+		if ((allocs == FLOOD_WAKES && frees == FLOOD_WAKES) || h_now_ms() > deadline)
+			break;
+		h_sleep_ms(50);
+	}
+	ck_assert_msg(allocs == FLOOD_WAKES && frees == FLOOD_WAKES,
+	              "the daemon read %lld allocations and %lld frees of %d each", allocs, frees,
+	              FLOOD_WAKES);
+	/* A read each 20 ms at most on WAKEs (1024 rings), one WAKE a ms. */
+	ck_assert_msg(deferred >= FLOOD_WAKES / 4,
+	              "%lld of %d WAKEs 1 ms apart were deferred: each had the daemon look at "
+	              "1024 rings",
+	              deferred, FLOOD_WAKES);
+	close(hold[1]);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forged agent: %s", h_status_str(st));
+	free(p);
+}
+END_TEST
+
 /* ------------------------------------------------ a daemon that stops */
 
 /* The counts of a stats answer the tests below add up. */
@@ -1546,6 +1671,11 @@ static Suite *hostile_suite(void)
 	tc = h_tcase(s, "input", 120, setup, teardown);
 	tcase_add_test(tc, utf8_in_exe_and_argv);
 	tcase_add_test(tc, exact_64bit_counters);
+	if (geteuid() == 0)
+		tcase_add_test(tc, wake_flood_deferred);
+	else
+		printf("e2e_hostile: not root: there is no second user, so wake_flood_deferred is "
+		       "NOT registered\n");
 	tc = h_tcase(s, "store", 120, setup, teardown);
 	tcase_add_test(tc, store_errors_are_clear);
 	tcase_add_test(tc, store_files_are_private);

@@ -362,17 +362,8 @@ END_TEST
 
 static size_t hello_frame(uint8_t *buf, size_t cap)
 {
-	static const char exe[] = "/bin/flood";
 	static const char cmdline[] = "flood";
-	struct proto_hello h = {.version = PROTO_VERSION,
-	                        .nframes = 32,
-	                        .pid = (uint32_t)getpid(),
-	                        .exe = exe,
-	                        .exe_len = sizeof exe - 1,
-	                        .cmdline = cmdline,
-	                        .cmdline_len = sizeof cmdline};
-	ssize_t n = proto_hello_encode(buf, cap, &h);
-	return n > 0 ? (size_t)n : 0;
+	return h_hello_frame(buf, cap, "/bin/flood", cmdline, sizeof cmdline);
 }
 
 static int send_with_fd(int sock, const void *buf, size_t n, int fd)

@@ -1741,6 +1741,20 @@ int h_send_fds(int sock, const void *buf, size_t len, const int *fds, int n)
 	return h_send_all(sock, (const char *)buf + w, len - (size_t)w);
 }
 
+size_t h_hello_frame(void *buf, size_t cap, const char *exe, const char *cmdline,
+                     size_t cmdline_len)
+{
+	struct proto_hello h = {.version = PROTO_VERSION,
+	                        .nframes = 32,
+	                        .pid = (uint32_t)getpid(),
+	                        .exe = exe,
+	                        .exe_len = (uint32_t)strlen(exe),
+	                        .cmdline = cmdline,
+	                        .cmdline_len = (uint32_t)cmdline_len};
+	ssize_t n = proto_hello_encode(buf, cap, &h);
+	return n > 0 ? (size_t)n : 0;
+}
+
 int h_region_empty(void)
 {
 	int fd = memfd_create("region", MFD_CLOEXEC | MFD_ALLOW_SEALING);

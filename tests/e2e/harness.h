@@ -352,6 +352,11 @@ int h_send_fds(int sock, const void *buf, size_t len, const int *fds, int n);
  * SHM_SIZE sealed against resizing, its header written, nothing else.
  * Returns the descriptor or -1. */
 int h_region_empty(void);
+/* A forged agent's HELLO frame into buf (this process's pid, 32 frames,
+ * exe and the NUL-separated cmdline of cmdline_len bytes). Its length, or
+ * 0 when it does not fit. */
+size_t h_hello_frame(void *buf, size_t cap, const char *exe, const char *cmdline,
+                     size_t cmdline_len);
 /* Waits until the peer closes (EOF or reset), discarding what it sends.
  * Returns 1 if closed, 0 on timeout. */
 int h_wait_closed(int fd, int timeout_ms);
