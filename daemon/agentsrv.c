@@ -321,23 +321,6 @@ static bool drain_slice(struct session *s, uint64_t deadline_ns)
 	return left;
 }
 
-/*
- * The least time between two reads of a region on its agent's WAKEs. A read
- * looks at every ring the region has handed out, full or empty, so an agent
- * that claimed 1024 rings and sent a WAKE each millisecond had the daemon
- * look at a million rings a second for two records (the hostile review of
- * 2026-12-07). 20 us a ring, 1 ms at least: 20 ms for 1024 rings, about
- * the timer's period (DRAIN_PERIOD_MS), which reads a WAKE that came too
- * soon. An honest agent wakes the daemon when a ring is a quarter full,
- * 32,768 records: more than 3 ms apart at 10 M records a second, and the
- * other three quarters hold what comes meanwhile.
- */
-static uint64_t wake_gap_ns(const struct session *s)
-{
-	uint64_t gap = (uint64_t)s->drain.nrings * 20000u;
-	return gap > 1000000u ? gap : 1000000u;
-}
-
 /* Reads what the agent sent, with the descriptors that came along. */
 static void on_agent_readable(uv_poll_t *h, int status, int events)
 {
@@ -414,15 +397,15 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 		}
 	}
 	/* The WAKEs of all these reads: one slice of reading, unless one read
-	 * the region less than wake_gap_ns ago (the timer reads it then). */
+	 * the region too short a time ago (session_read_due; the timer reads
+	 * it then). */
 	if (s->wake && s->poll_open) {
 		s->wake = false;
 		uint64_t now = drain_now_ns();
-		if (s->wake_read_ns != 0 && now - s->wake_read_ns < wake_gap_ns(s)) {
+		if (!session_read_due(s, now)) {
 			s->wakes_deferred++;
 			return;
 		}
-		s->wake_read_ns = now;
 		yield_begin(&s->d->yield);
 		drain_slice(s, UINT64_MAX);
 		yield_end(&s->d->yield);

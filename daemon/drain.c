@@ -88,13 +88,12 @@ struct drain_seg {
 /*
  * A ring's control field, read once through the mapping (acquire: the
  * records below a head are in place). The records themselves are copied
- * with pread (copy_out). These loads may fault a page the agent punched out
- * back in, charged to the daemon: one page a ring, the page of the consumer
- * fields the daemon writes there anyway (release), so at most SHM_NRINGS
- * pages a region, which reading them with pread did not lower. Reading
- * them with two preads a ring made a pass over a region of 1024 empty rings
- * cost 2048 system calls, which a hostile agent could ask for with a WAKE
- * every millisecond.
+ * with pread (copy_out). A load from a control page the agent punched out
+ * faults it back in, charged to the daemon: at most SHM_NRINGS pages a
+ * region at a time, once a read (docs/DESIGN.md, "Hostile memory"). Two
+ * preads a ring made a read of a region of 1024 empty rings cost 2048
+ * system calls, which a hostile agent could ask for with a WAKE every
+ * millisecond.
  */
 static inline uint64_t ring_u64(const struct drain *dr, uint32_t i, size_t field)
 {
@@ -602,6 +601,9 @@ static long round_run(struct drain *dr, struct heap *h, bool final, uint64_t dea
 	}
 	if (nrings > SHM_NRINGS)
 		nrings = SHM_NRINGS;
+	/* The counter before the rings' pending fields, which are loads from
+	 * the mapping (seq_take publishes pending before it takes a number). */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	grow(dr, nrings);
 	dr->nrings = nrings;
 	dr->seq = seq;

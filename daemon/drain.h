@@ -16,8 +16,10 @@
  * nothing is in flight any more, and every record in the rings is taken.
  *
  * The memory is hostile: another user's process may write anything into it
- * at any moment. Everything is copied out with pread before it is looked at
- * (pread never faults and never allocates the memfd's holes), every count
+ * at any moment. The header, records and stacks are copied out with pread
+ * before they are looked at (pread never faults and never allocates the
+ * memfd's holes), the rings' control fields are read once each through the
+ * mapping (docs/DESIGN.md, "Hostile memory", says what that costs), every count
  * and index is checked against the layout's constants, and sequence numbers
  * must rise along each ring and across the merge. A region that breaks a rule
  * ends its session with the reason; it cannot make the daemon read or write

@@ -259,7 +259,8 @@ static bool try_inherit(struct session *s)
 		/* Read the parent first (a record not read yet is found), unless
 		 * it is itself waiting or being read: two sessions that name
 		 * each other as parents must not drain each other for ever. */
-		if (p->state == SESSION_LIVE && !p->inheriting && !p->draining)
+		if (p->state == SESSION_LIVE && !p->inheriting && !p->draining &&
+		    session_read_due(p, drain_now_ns()))
 			session_drain(p, false);
 		/* That read met the FORK record with us waiting: on_fork
 		 * gave us the heap already. */
@@ -580,6 +581,17 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns)
 		return false;
 	}
 	return s->drain.cut;
+}
+
+bool session_read_due(struct session *s, uint64_t now_ns)
+{
+	uint64_t gap = (uint64_t)s->drain.nrings * 20000u;
+	if (gap < 1000000u)
+		gap = 1000000u;
+	if (s->wake_read_ns != 0 && now_ns - s->wake_read_ns < gap)
+		return false;
+	s->wake_read_ns = now_ns;
+	return true;
 }
 
 void session_drain(struct session *s, bool final)

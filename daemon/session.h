@@ -84,8 +84,9 @@ struct session {
 	 * always claims news costs little. Queries always read. */
 	unsigned idle_drains;
 	uint64_t next_drain_ms;
-	/* When a WAKE last read the region (drain_now_ns), and the WAKEs that
-	 * came too soon after for their own read (agentsrv.c, wake_gap_ns). */
+	/* When a WAKE or a fork child last had the region read (drain_now_ns),
+	 * and the WAKEs that came too soon after for their own read
+	 * (session_read_due). */
 	uint64_t wake_read_ns;
 	uint64_t wakes_deferred;
 	bool pressed; /* its last read found pressure (yield.h) */
@@ -154,6 +155,20 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns);
  * window session_drain_window opened, if one is open: what a query calls
  * before it answers. */
 void session_drain(struct session *s, bool final);
+/*
+ * Whether a read that the agent's side asks for (a WAKE, or a fork child
+ * that waits for this session's heap) may run now, at `now_ns`; when it may,
+ * the time is taken as the last such read's. A read looks at every ring the
+ * region has handed out, full or empty, so an agent that claimed 1024 rings
+ * and sent a WAKE each millisecond had the daemon look at a million rings a
+ * second for two records (the hostile review of 2026-12-07). At most one
+ * such read per 20 us of each ring, 1 ms at least: 20 ms for 1024 rings.
+ * The drain timer (every 50 ms) reads the rest. An honest agent wakes the
+ * daemon when a ring is a quarter full, 32,768 records: more than 3 ms
+ * apart at 10 M records a second, and the other three quarters hold what
+ * comes meanwhile.
+ */
+bool session_read_due(struct session *s, uint64_t now_ns);
 /* Opens the window of loop time (ms) that the drains made before answers
  * may take together in this turn of the loop (a list or a scrape reads
  * every process; a client may pipeline requests): every request, scrape

@@ -18,10 +18,12 @@
  * host).
  *
  * To the daemon, everything in the memory is hostile: another user's process
- * can write anything into it at any moment. The daemon copies what it reads
- * out with pread (which never faults and never allocates the memfd's holes),
- * validates the copy, and writes only the consumer's fields of a ring (tail,
- * tail_futex) through its mapping. The memfd must carry F_SEAL_SHRINK and
+ * can write anything into it at any moment. The daemon copies the header,
+ * the records and the stacks out with pread (which never faults and never
+ * allocates the memfd's holes) and validates the copy; through its mapping
+ * it reads each ring's control fields (head, tail, pending, waiters: once
+ * each, atomically) and writes only the consumer's (tail, wake_sent,
+ * tail_futex). The memfd must carry F_SEAL_SHRINK and
  * F_SEAL_GROW and live on tmpfs (not hugetlbfs), so that no access can fault
  * with SIGBUS.
  */
