@@ -401,8 +401,7 @@ static void on_agent_readable(uv_poll_t *h, int status, int events)
 	 * it then). */
 	if (s->wake && s->poll_open) {
 		s->wake = false;
-		uint64_t now = drain_now_ns();
-		if (!session_read_due(s, now)) {
+		if (!session_read_due(s)) {
 			s->wakes_deferred++;
 			return;
 		}

@@ -260,7 +260,7 @@ static bool try_inherit(struct session *s)
 		 * it is itself waiting or being read: two sessions that name
 		 * each other as parents must not drain each other for ever. */
 		if (p->state == SESSION_LIVE && !p->inheriting && !p->draining &&
-		    session_read_due(p, drain_now_ns()))
+		    session_read_due(p))
 			session_drain(p, false);
 		/* That read met the FORK record with us waiting: on_fork
 		 * gave us the heap already. */
@@ -583,8 +583,9 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns)
 	return s->drain.cut;
 }
 
-bool session_read_due(struct session *s, uint64_t now_ns)
+bool session_read_due(struct session *s)
 {
+	uint64_t now_ns = drain_now_ns();
 	uint64_t gap = (uint64_t)s->drain.nrings * 20000u;
 	if (gap < 1000000u)
 		gap = 1000000u;

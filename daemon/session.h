@@ -157,8 +157,8 @@ bool session_drain_until(struct session *s, bool final, uint64_t deadline_ns);
 void session_drain(struct session *s, bool final);
 /*
  * Whether a read that the agent's side asks for (a WAKE, or a fork child
- * that waits for this session's heap) may run now, at `now_ns`; when it may,
- * the time is taken as the last such read's. A read looks at every ring the
+ * that waits for this session's heap) may run now; when it may, now is
+ * taken as the last such read's time. A read looks at every ring the
  * region has handed out, full or empty, so an agent that claimed 1024 rings
  * and sent a WAKE each millisecond had the daemon look at a million rings a
  * second for two records (the hostile review of 2026-12-07). At most one
@@ -168,7 +168,7 @@ void session_drain(struct session *s, bool final);
  * apart at 10 M records a second, and the other three quarters hold what
  * comes meanwhile.
  */
-bool session_read_due(struct session *s, uint64_t now_ns);
+bool session_read_due(struct session *s);
 /* Opens the window of loop time (ms) that the drains made before answers
  * may take together in this turn of the loop (a list or a scrape reads
  * every process; a client may pipeline requests): every request, scrape

@@ -263,17 +263,11 @@ static int send_with_fd(int sock, const void *buf, size_t n, int fd)
 /* The forged process, in a forked child: connect, say hello with the
  * region, name the module, wake the daemon, then wait for the test to
  * close `hold`. Exit status 0, or which step failed. */
-static int forge_child(const struct forge *f, int hold, int ready)
+static int forge_child(const void *arg, int hold, int ready)
 {
 	static uint8_t buf[PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD];
+	const struct forge *f = arg;
 	char *sock = h_strf("%s/agent.sock", D.runtime);
-	struct proto_hello hello = {.version = PROTO_VERSION,
-	                            .nframes = 32,
-	                            .pid = (uint32_t)getpid(),
-	                            .exe = f->exe,
-	                            .exe_len = (uint32_t)strlen(f->exe),
-	                            .cmdline = f->cmdline,
-	                            .cmdline_len = (uint32_t)f->cmdline_len};
 	ssize_t n;
 	char c;
 
@@ -283,8 +277,8 @@ static int forge_child(const struct forge *f, int hold, int ready)
 	int region = forge_region(f);
 	if (fd < 0 || region < 0)
 		return 3;
-	n = proto_hello_encode(buf, sizeof buf, &hello);
-	if (n < 0 || send_with_fd(fd, buf, (size_t)n, region) < 0)
+	size_t len = h_hello_frame(buf, sizeof buf, f->exe, f->cmdline, f->cmdline_len);
+	if (len == 0 || send_with_fd(fd, buf, len, region) < 0)
 		return 4;
 	close(region);
 	if (f->mod.path != NULL) {
@@ -302,34 +296,44 @@ static int forge_child(const struct forge *f, int hold, int ready)
 	return 0;
 }
 
-/* Starts the forged process and waits until the daemon lists it. */
-static void forge_start(struct forge *f)
+/* Runs body(arg, hold, ready) in a forked child, its exit status the
+ * child's, and returns once it wrote to `ready`: its pid, and in *hold the
+ * pipe whose closing (forge_end) tells it to end. */
+static pid_t forged_spawn(int (*body)(const void *arg, int hold, int ready), const void *arg,
+                          int *hold_out)
 {
 	int hold[2], ready[2];
 	char c;
 
 	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
-	f->pid = fork();
-	ck_assert_int_ge(f->pid, 0);
-	if (f->pid == 0) {
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
 		/* Nothing of the test's: another forged process's pipe kept
 		 * open here would keep that one alive. */
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != hold[0] && fd != ready[1])
 				close(fd);
-		_exit(forge_child(f, hold[0], ready[1]));
+		_exit(body(arg, hold[0], ready[1]));
 	}
 	close(hold[0]);
 	close(ready[1]);
-	f->hold = hold[1];
+	*hold_out = hold[1];
 	ssize_t r = read(ready[0], &c, 1);
 	close(ready[0]);
 	if (r != 1) {
 		int st = 0;
-		waitpid(f->pid, &st, 0);
+		waitpid(pid, &st, 0);
 		ck_abort_msg("the forged agent failed: %s", h_status_str(st));
 	}
+	return pid;
+}
+
+/* Starts the forged process and waits until the daemon lists it. */
+static void forge_start(struct forge *f)
+{
+	f->pid = forged_spawn(forge_child, f, &f->hold);
 	/* Listed once HELLO is in; the allocations once the WAKE is read. */
 	long long deadline = h_now_ms() + H_POLL_MS;
 	const char *args[] = {"list", NULL};
@@ -1151,12 +1155,13 @@ END_TEST
 /* The attacker's agent: a region of SHM_NRINGS rings (all empty but the
  * first), then FLOOD_WAKES times an allocation and its free in the first
  * ring and a WAKE, 1 ms apart. Exit status 0, or which step failed. */
-static int wake_flood_child(int hold, int ready)
+static int wake_flood_child(const void *unused, int hold, int ready)
 {
 	static uint8_t buf[PROTO_HDR_SIZE + PROTO_MAX_PAYLOAD];
 	static const char cmdline[] = "forged\0--wakes";
 	char c;
 
+	(void)unused;
 	if (h_become_attacker() < 0)
 		return 2;
 	int fd = h_connect(h_strf("%s/agent.sock", D.runtime));
@@ -1206,31 +1211,12 @@ static int wake_flood_child(int hold, int ready)
 
 START_TEST(wake_flood_deferred)
 {
-	int hold[2], ready[2];
-	char c;
+	struct forge f = {0};
 	struct h_ctl r;
 
-	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != hold[0] && fd != ready[1])
-				close(fd);
-		_exit(wake_flood_child(hold[0], ready[1]));
-	}
-	close(hold[0]);
-	close(ready[1]);
-	ssize_t got = read(ready[0], &c, 1);
-	close(ready[0]);
-	if (got != 1) {
-		int st = 0;
-		waitpid(pid, &st, 0);
-		ck_abort_msg("the forged agent failed: %s", h_status_str(st));
-	}
+	f.pid = forged_spawn(wake_flood_child, NULL, &f.hold);
 	/* Every record read in the end, the deferred WAKEs by the timer. */
-	char *p = h_strf("%ld", (long)pid);
+	char *p = h_strf("%ld", (long)f.pid);
 	const char *stats[] = {"stats", "--pid", p, NULL};
 	long long allocs = -1, frees = -1, deferred = -1;
 	long long deadline = h_now_ms() + H_POLL_MS;
@@ -1252,10 +1238,7 @@ START_TEST(wake_flood_deferred)
 	              "%lld of %d WAKEs 1 ms apart were deferred: each had the daemon look at "
 	              "1024 rings",
 	              deferred, FLOOD_WAKES);
-	close(hold[1]);
-	int st;
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forged agent: %s", h_status_str(st));
+	forge_end(&f);
 	free(p);
 }
 END_TEST
